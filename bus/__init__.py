@@ -1,0 +1,29 @@
+"""The wire: NATS connection, the JetStream log, subjects, and the event types.
+
+Everything here is trio-native; only this package touches asyncio (nats-py).
+"""
+
+from ._bridge import Bridge, Reply, open_bridge
+from ._embedded import free_port, nats_server_binary, run_nats_server
+from ._errors import BusClosed, BusError, BusTimeout, JetStreamError, NoResponders, WrongLastSequence
+from ._log import Log, StreamConfig, open_log
+from ._reader import LogReader
+from ._subjects import Key, SubjectError, decode_token, encode_token, object_subject, parse_subject, resource_filter
+from ._types import (
+    Actor,
+    Event,
+    EventType,
+    LogMessage,
+    decode_event,
+    encode_event,
+    encode_object_with_rv_slot,
+    object_bytes,
+)
+
+__all__ = [
+    "Actor", "Bridge", "BusClosed", "BusError", "BusTimeout", "Event", "EventType", "JetStreamError", "Key",
+    "Log", "LogMessage", "LogReader", "NoResponders", "Reply", "StreamConfig", "SubjectError",
+    "WrongLastSequence", "decode_event", "decode_token", "encode_event", "encode_object_with_rv_slot",
+    "encode_token", "free_port", "nats_server_binary", "object_bytes", "object_subject", "open_bridge",
+    "open_log", "parse_subject", "resource_filter", "run_nats_server",
+]

@@ -1,0 +1,38 @@
+"""Errors of the bus: what can go wrong between us and JetStream."""
+
+from __future__ import annotations
+
+
+class BusError(Exception):
+    """Base of every bus error."""
+
+
+class BusClosed(BusError):
+    """The connection was closed by us."""
+
+
+class BusTimeout(BusError):
+    """No reply within the deadline. The request may still have been applied."""
+
+
+class NoResponders(BusError):
+    """Nothing answered the subject (e.g. no stream leader during an election)."""
+
+
+class WrongLastSequence(BusError):
+    """A compare-and-swap append lost: the subject's last sequence is ``current``."""
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(f"wrong last sequence: expected {expected}, subject is at {current}")
+        self.expected = expected
+        self.current = current
+
+
+class JetStreamError(BusError):
+    """JetStream answered an API request with an error."""
+
+    def __init__(self, code: int, err_code: int, description: str) -> None:
+        super().__init__(f"jetstream error {code}/{err_code}: {description}")
+        self.code = code
+        self.err_code = err_code
+        self.description = description

@@ -1,0 +1,205 @@
+"""The JetStream log: stream setup, compare-and-swap appends, head queries, history reads."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import msgspec
+import trio
+
+from ._bridge import Bridge, Reply
+from ._errors import BusError, BusTimeout, JetStreamError, NoResponders, WrongLastSequence
+from ._reader import LogReader, open_reader
+from ._subjects import Key, all_filter, object_subject
+
+_WRONG_LAST_SEQUENCE = 10071
+_ack_decoder = msgspec.json.Decoder()
+
+
+class StreamConfig(msgspec.Struct, frozen=True):
+    """How the log's stream is set up. ``replicas`` > 1 needs a JetStream cluster."""
+
+    name: str = "JETKUBE"
+    prefix: str = "jk"
+    replicas: int = 1
+    duplicate_window_s: float = 120.0
+    max_msg_bytes: int = 8 * 1024 * 1024
+
+
+def _api_error(resp: dict[str, Any]) -> JetStreamError:
+    err = resp["error"]
+    return JetStreamError(int(err.get("code", 0)), int(err.get("err_code", 0)), str(err.get("description", "")))
+
+
+class _HeadRound:
+    __slots__ = ("done", "value", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: int | None = None
+        self.error: BaseException | None = None
+
+
+class Log:
+    """The stream every mutation is appended to. Get one from :func:`open_log`."""
+
+    def __init__(self, bridge: Bridge, config: StreamConfig, *, append_timeout_s: float = 10.0) -> None:
+        self.bridge = bridge
+        self.config = config
+        self.prefix = config.prefix
+        self.stream = config.name
+        self.append_timeout_s = append_timeout_s
+        # Coalescing of head queries: readers that arrive while a query is in flight wait for the
+        # *next* query, because the one in flight may have been answered before their write.
+        self._head_inflight: trio.Event | None = None
+        self._head_next: _HeadRound | None = None
+
+    def subject(self, key: Key) -> str:
+        return object_subject(self.prefix, key)
+
+    async def _api(self, api: str, body: dict[str, Any] | None = None, *, timeout_s: float = 5.0) -> dict[str, Any]:
+        reply = await self.bridge.request(f"$JS.API.{api}", json.dumps(body or {}).encode(), timeout_s=timeout_s)
+        resp: dict[str, Any] = json.loads(reply.data) if reply.data else {}
+        if "error" in resp:
+            raise _api_error(resp)
+        return resp
+
+    async def ensure_stream(self) -> dict[str, Any]:
+        """Create the stream if missing; return its info. Idempotent across gateway replicas."""
+        cfg = {
+            "name": self.stream, "subjects": [all_filter(self.prefix)], "retention": "limits",
+            "storage": "file", "num_replicas": self.config.replicas, "discard": "old",
+            "duplicate_window": int(self.config.duplicate_window_s * 1e9), "allow_direct": True,
+            "max_msg_size": self.config.max_msg_bytes, "max_msgs": -1, "max_bytes": -1, "max_age": 0,
+            "max_msgs_per_subject": -1,
+        }
+        try:
+            return await self._api(f"STREAM.INFO.{self.stream}")
+        except JetStreamError as e:
+            if e.code != 404:
+                raise
+        try:
+            return await self._api(f"STREAM.CREATE.{self.stream}", cfg)
+        except JetStreamError as e:
+            if e.err_code == 10058:  # stream name already in use: another replica won the race
+                return await self._api(f"STREAM.INFO.{self.stream}")
+            raise
+
+    # ---- appends --------------------------------------------------------------------------------
+
+    async def append(self, subject: str, payload: bytes, *, msg_id: str, expected_seq: int | None,
+                     deadline_s: float | None = None) -> int:
+        """Append one event and return its stream sequence (the new resourceVersion).
+
+        ``expected_seq`` is the subject's last sequence the write was decided against (0: the
+        subject must be empty); JetStream refuses a stale write with :class:`WrongLastSequence`.
+        ``msg_id`` makes retries idempotent. Retries on "no responders" (a leader election) and
+        timeouts with the same Msg-Id until the deadline, then raises :class:`BusTimeout`.
+        """
+        headers = {"Nats-Msg-Id": msg_id}
+        if expected_seq is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
+        budget = self.append_timeout_s if deadline_s is None else deadline_s
+        deadline = trio.current_time() + budget
+        delay = 0.05
+        while True:
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                raise BusTimeout(f"append to {subject} not acknowledged within {budget}s")
+            try:
+                reply = await self.bridge.request(subject, payload, headers, timeout_s=min(remaining, 5.0))
+            except (NoResponders, BusTimeout):
+                await trio.sleep(min(delay, max(0.0, deadline - trio.current_time())))
+                delay = min(delay * 2, 0.5)
+                continue
+            try:
+                return self._ack(reply, expected_seq)
+            except WrongLastSequence:
+                # On an R1 stream a retried CAS append whose first try landed answers "wrong last
+                # sequence" instead of "duplicate" (the retry may be ours or the caller's): look
+                # for our Msg-Id on the subject before calling it a conflict.
+                last = await self.last_message(subject)
+                if last is not None and last[1] == msg_id:
+                    return last[0]
+                raise
+
+    @staticmethod
+    def _ack(reply: Reply, expected_seq: int | None) -> int:
+        resp = _ack_decoder.decode(reply.data) if reply.data else {}
+        if "error" in resp:
+            err = resp["error"]
+            if err.get("err_code") == _WRONG_LAST_SEQUENCE:
+                desc = str(err.get("description", ""))
+                current = int(desc.rsplit(" ", 1)[-1]) if desc.rsplit(" ", 1)[-1].isdigit() else -1
+                raise WrongLastSequence(expected_seq or 0, current)
+            raise _api_error(resp)
+        if "seq" not in resp:
+            raise BusError(f"unexpected append reply: {reply.data[:200]!r}")
+        return int(resp["seq"])
+
+    # ---- reads ------------------------------------------------------------------------------------
+
+    async def stream_state(self) -> dict[str, Any]:
+        info = await self._api(f"STREAM.INFO.{self.stream}")
+        return dict(info["state"])
+
+    async def head(self) -> int:
+        """The stream's last sequence, read from the stream leader after this call began.
+
+        Concurrent callers share queries: at most one is in flight, and a caller only accepts
+        the answer of a query that was *sent* after it arrived (the one in flight may have been
+        answered before the caller's own write was acknowledged). A caller runs the query itself
+        when none is in flight, so no background task is needed and no caller serves others
+        beyond its own round.
+        """
+        r = self._head_next
+        if r is None:
+            r = self._head_next = _HeadRound()
+        while not r.done.is_set():
+            if self._head_inflight is None:
+                rr, self._head_next = self._head_next, None
+                assert rr is not None
+                self._head_inflight = trio.Event()
+                try:
+                    rr.value = int((await self.stream_state())["last_seq"])
+                except Exception as e:  # noqa: BLE001 - handed to every waiter of the round
+                    rr.error = e
+                finally:
+                    if rr.value is None and rr.error is None:
+                        rr.error = BusError("head query cancelled")
+                    rr.done.set()
+                    ev, self._head_inflight = self._head_inflight, None
+                    ev.set()
+            else:
+                await self._head_inflight.wait()
+        if r.error is not None:
+            raise r.error
+        assert r.value is not None
+        return r.value
+
+    async def last_message(self, subject: str) -> tuple[int, str, bytes] | None:
+        """(seq, Msg-Id, data) of the subject's last message, from the stream leader, or None."""
+        try:
+            resp = await self._api(f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": subject})
+        except JetStreamError as e:
+            if e.code == 404:
+                return None
+            raise
+        m = resp["message"]
+        msg_id = ""
+        if m.get("hdrs"):
+            for line in base64.b64decode(m["hdrs"]).decode(errors="replace").split("\r\n"):
+                if line.lower().startswith("nats-msg-id:"):
+                    msg_id = line.split(":", 1)[1].strip()
+        return int(m["seq"]), msg_id, base64.b64decode(m.get("data", ""))
+
+    async def open_reader(self, filter_subject: str, start_seq: int, *, batch: int = 1024) -> LogReader:
+        return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch)
+
+
+async def open_log(bridge: Bridge, config: StreamConfig = StreamConfig(), **kw: Any) -> Log:
+    log = Log(bridge, config, **kw)
+    await log.ensure_stream()
+    return log

@@ -1,0 +1,283 @@
+"""Ordered reads of the log: an ephemeral pull consumer driven from trio.
+
+A :class:`LogReader` delivers the stream's messages matching one filter subject, in stream order,
+from a start sequence, with no gap and no duplicate. It is an ordered consumer built on pull
+requests, for two reasons: backpressure (at most ``2 * batch`` messages are ever buffered, because a
+new pull is only issued when the buffer has room) and recovery (nats-py's ordered push consumer
+hides resets; here a consumer-sequence gap, a deleted consumer or silence past three idle heartbeats
+all rebuild the consumer from the last delivered stream sequence + 1; a plain ephemeral push
+consumer on a dead node stops silently, ARCHITECTURE.md pitfalls).
+
+Crossings: the asyncio side appends messages to a deque and schedules at most one trio wake-up;
+trio takes everything buffered in one go and schedules at most one "maybe pull" back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+from typing import Any
+
+import trio
+
+from ._bridge import Bridge
+from ._errors import BusClosed, BusError
+from ._types import LogMessage
+
+_HEARTBEAT_NS = 2_000_000_000
+_EXPIRES_NS = 20_000_000_000
+_STALL_S = 3 * _HEARTBEAT_NS / 1e9
+
+
+def _stream_seq(reply: str) -> tuple[int, int, int]:
+    """(stream seq, consumer seq, pending) from a ``$JS.ACK`` reply subject (v1 or v2 layout)."""
+    t = reply.split(".")
+    if len(t) == 9:
+        return int(t[5]), int(t[6]), int(t[8])
+    return int(t[7]), int(t[8]), int(t[10])
+
+
+class LogReader:
+    """Read with ``async for batch in reader`` or :meth:`next_batch`; close with :meth:`aclose`."""
+
+    def __init__(self, bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
+                 batch: int = 1024) -> None:
+        self._b = bridge
+        self._stream = stream
+        self._filter = filter_subject
+        self._batch = batch
+        # asyncio-side state
+        self._buf: collections.deque[LogMessage] = collections.deque()
+        self._next_seq = max(1, start_seq)  # the next stream sequence we want
+        self._cseq = 0
+        self._outstanding = 0
+        self._consumer = ""
+        self._inbox = ""
+        self._sub: Any = None
+        self._last_activity = 0.0
+        self._rebuilding = False
+        self._closed = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self._pull_scheduled = False
+        #: Messages the stream held beyond the last delivered one, as JetStream last reported.
+        self.pending = -1
+        # trio-side state
+        self._wake_scheduled = False
+        self._ready = trio.Event()
+        self._error: BaseException | None = None
+
+    # ---- trio side --------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        await self._b.run_coro(self._a_open(), timeout_s=30)
+
+    async def next_batch(self) -> list[LogMessage]:
+        """Wait for and return every buffered message (at least one), in order.
+
+        Raises the reader's fatal error, if any. Cancellation loses nothing: buffered messages
+        stay for the next call.
+        """
+        while not self._buf:
+            if self._error is not None:
+                raise self._error
+            self._ready = trio.Event()
+            if self._buf or self._error is not None:
+                continue
+            await self._ready.wait()
+        out = []
+        buf = self._buf
+        while buf:
+            out.append(buf.popleft())
+        if not self._pull_scheduled:
+            self._pull_scheduled = True
+            self._b.loop.call_soon_threadsafe(self._a_maybe_pull)
+        return out
+
+    def take_nowait(self) -> list[LogMessage]:
+        out = []
+        while self._buf:
+            out.append(self._buf.popleft())
+        if out and not self._pull_scheduled:
+            self._pull_scheduled = True
+            self._b.loop.call_soon_threadsafe(self._a_maybe_pull)
+        return out
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def __aiter__(self) -> LogReader:
+        return self
+
+    async def __anext__(self) -> list[LogMessage]:
+        return await self.next_batch()
+
+    def _t_wake(self) -> None:
+        self._wake_scheduled = False
+        self._ready.set()
+
+    async def aclose(self) -> None:
+        """Delete the consumer (best effort, bounded); safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        with trio.move_on_after(3) as scope:
+            scope.shield = True
+            try:
+                await self._b.run_coro(self._a_close(), timeout_s=2.5)
+            except (BusError, trio.TooSlowError, RuntimeError):
+                pass
+
+    # ---- asyncio side -------------------------------------------------------------------------
+
+    def _a_wake_trio(self) -> None:
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            try:
+                self._b.trio_token.run_sync_soon(self._t_wake)
+            except RuntimeError:  # trio run finished
+                pass
+
+    async def _a_open(self) -> None:
+        await self._a_create_consumer()
+        self._watchdog = asyncio.ensure_future(self._a_watch())
+
+    async def _a_create_consumer(self) -> None:
+        # Each consumer generation gets its own inbox, so nothing a replaced consumer still sends
+        # (messages, 408s for its pull requests) can reach the new one.
+        nc = self._b.nc
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the old inbox is gone either way
+                pass
+            self._sub = None
+        self._inbox = nc.new_inbox()
+        self._sub = await nc.subscribe(self._inbox, cb=self._a_on_msg, pending_msgs_limit=4 * self._batch + 64,
+                                       pending_bytes_limit=1 << 30)
+        config = {
+            "deliver_policy": "by_start_sequence", "opt_start_seq": self._next_seq,
+            "ack_policy": "none", "filter_subject": self._filter, "max_waiting": 4,
+            "inactive_threshold": 60_000_000_000, "mem_storage": True, "num_replicas": 1,
+            "replay_policy": "instant",
+        }
+        req = json.dumps({"stream_name": self._stream, "config": config}).encode()
+        msg = await nc.request(f"$JS.API.CONSUMER.CREATE.{self._stream}", req, timeout=5)
+        resp = json.loads(msg.data)
+        if "error" in resp:
+            err = resp["error"]
+            raise BusError(f"consumer create failed: {err.get('description')} ({err.get('err_code')})")
+        self._consumer = resp["name"]
+        self._cseq = 0
+        self._outstanding = 0
+        self.pending = int(resp.get("num_pending", 0))
+        self._last_activity = asyncio.get_running_loop().time()
+        if self.pending == 0:
+            self._a_wake_trio()
+        await self._a_pull()
+
+    async def _a_pull(self) -> None:
+        room = 2 * self._batch - len(self._buf)
+        if self._outstanding or self._closed or room < self._batch:
+            return
+        self._outstanding = self._batch
+        body = json.dumps({"batch": self._batch, "expires": _EXPIRES_NS, "idle_heartbeat": _HEARTBEAT_NS})
+        self._last_activity = asyncio.get_running_loop().time()
+        await self._b.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}",
+                                 body.encode(), reply=self._inbox)
+
+    def _a_maybe_pull(self) -> None:
+        self._pull_scheduled = False
+        if not self._outstanding and not self._rebuilding and not self._closed:
+            asyncio.ensure_future(self._a_pull())
+
+    async def _a_on_msg(self, msg: Any) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+        headers = msg.headers
+        status = headers.get("Status") if headers else None
+        if status is not None:
+            if status == "100":
+                return
+            desc = headers.get("Description", "") if headers else ""
+            self._outstanding = 0
+            if status in ("404", "408"):
+                await self._a_pull()
+            elif status == "409" and "Leadership Change" not in desc and "Exceeded" not in desc:
+                await self._a_rebuild()
+            elif status == "503":
+                await self._a_rebuild()
+            else:
+                await self._a_pull()
+            return
+        sseq, cseq, pending = _stream_seq(msg.reply)
+        if cseq != self._cseq + 1 or sseq < self._next_seq:
+            # A gap (lost message) or a replay from a consumer we replaced: start over cleanly.
+            await self._a_rebuild()
+            return
+        self._cseq = cseq
+        self._next_seq = sseq + 1
+        mid = headers.get("Nats-Msg-Id", "") if headers else ""
+        self._buf.append(LogMessage(sseq, msg.subject, msg.data, mid))
+        self.pending = pending
+        self._outstanding -= 1
+        self._a_wake_trio()
+        if self._outstanding <= 0:
+            self._outstanding = 0
+            await self._a_pull()
+
+    async def _a_rebuild(self) -> None:
+        if self._rebuilding or self._closed:
+            return
+        self._rebuilding = True
+        try:
+            old = self._consumer
+            delay = 0.05
+            while not self._closed:
+                try:
+                    await self._b.nc.publish(f"$JS.API.CONSUMER.DELETE.{self._stream}.{old}", b"")
+                    await self._a_create_consumer()
+                    return
+                except Exception as e:  # noqa: BLE001 - retried until closed; fatal ones end the reader
+                    if isinstance(e, BusError) and "stream not found" in str(e):
+                        self._error = e
+                        self._a_wake_trio()
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        finally:
+            self._rebuilding = False
+
+    async def _a_watch(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(_STALL_S / 3)
+            now = asyncio.get_running_loop().time()
+            if self._outstanding and now - self._last_activity > _STALL_S:
+                self._outstanding = 0
+                await self._a_rebuild()
+
+    async def _a_close(self) -> None:
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        try:
+            if self._sub is not None:
+                await self._sub.unsubscribe()
+            if self._consumer:
+                await self._b.nc.publish(f"$JS.API.CONSUMER.DELETE.{self._stream}.{self._consumer}", b"")
+        except Exception:  # noqa: BLE001 - the consumer expires by inactive_threshold anyway
+            pass
+
+
+async def open_reader(bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
+                      batch: int = 1024) -> LogReader:
+    """Create a reader; the caller must ``aclose()`` it (use it in ``try/finally``)."""
+    if bridge.nc is None:
+        raise BusClosed("bus is not connected")
+    r = LogReader(bridge, stream, filter_subject, start_seq, batch=batch)
+    try:
+        await r._open()
+    except BaseException:
+        await r.aclose()
+        raise
+    return r

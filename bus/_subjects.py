@@ -1,0 +1,97 @@
+"""The one place subjects are built and parsed.
+
+A subject is ``<prefix>.<tenant>.<group>.<resource>.<namespace>.<name>``. The core group and the
+cluster scope are written as the placeholder token ``_``. Every other token is encoded so that
+any string (Kubernetes names may contain ``.``) round-trips: bytes outside ``[A-Za-z0-9-]`` become
+``~XX`` (two lowercase hex digits of each UTF-8 byte). ``_`` and ``~`` are always escaped, so a lone
+``_`` can only be a placeholder and decoding is unambiguous.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+PLACEHOLDER = "_"
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_ESCAPE = re.compile(r"~([0-9a-f]{2})")
+
+
+class SubjectError(ValueError):
+    """A subject that this module did not build."""
+
+
+def encode_token(value: str) -> str:
+    """Encode one subject token; empty strings are not tokens."""
+    if not value:
+        raise SubjectError("empty subject token")
+    if all(c in _SAFE for c in value.encode()):
+        return value
+    return "".join(chr(b) if b in _SAFE else f"~{b:02x}" for b in value.encode())
+
+
+def decode_token(token: str) -> str:
+    if "~" not in token:
+        return token
+    raw = bytearray()
+    i = 0
+    while i < len(token):
+        if token[i] == "~":
+            m = _ESCAPE.match(token, i)
+            if m is None:
+                raise SubjectError(f"bad escape in token {token!r}")
+            raw.append(int(m.group(1), 16))
+            i += 3
+        else:
+            raw += token[i].encode()
+            i += 1
+    return raw.decode()
+
+
+class Key(NamedTuple):
+    """Where an object lives. ``group`` is "" for the core group, ``namespace`` "" for cluster scope."""
+
+    tenant: str
+    group: str
+    resource: str
+    namespace: str
+    name: str
+
+
+def _group_token(group: str) -> str:
+    return PLACEHOLDER if not group else encode_token(group)
+
+
+def _ns_token(namespace: str) -> str:
+    return PLACEHOLDER if not namespace else encode_token(namespace)
+
+
+def object_subject(prefix: str, key: Key) -> str:
+    return ".".join((prefix, encode_token(key.tenant), _group_token(key.group), encode_token(key.resource),
+                     _ns_token(key.namespace), encode_token(key.name)))
+
+
+def resource_filter(prefix: str, tenant: str, group: str, resource: str, namespace: str | None = None) -> str:
+    """The filter subject for every object of a resource, or of one namespace of it."""
+    base = ".".join((prefix, encode_token(tenant), _group_token(group), encode_token(resource)))
+    if namespace is None:
+        return base + ".>"
+    return f"{base}.{_ns_token(namespace)}.*"
+
+
+def all_filter(prefix: str) -> str:
+    return prefix + ".>"
+
+
+def parse_subject(prefix: str, subject: str) -> Key:
+    parts = subject.split(".")
+    if len(parts) != 6 or parts[0] != prefix:
+        raise SubjectError(f"not an object subject: {subject!r}")
+    _, tenant, group, resource, namespace, name = parts
+    return Key(
+        decode_token(tenant),
+        "" if group == PLACEHOLDER else decode_token(group),
+        decode_token(resource),
+        "" if namespace == PLACEHOLDER else decode_token(namespace),
+        decode_token(name),
+    )
