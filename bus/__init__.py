@@ -27,3 +27,7 @@ __all__ = [
     "encode_token", "free_port", "nats_server_binary", "object_bytes", "object_subject", "open_bridge",
     "open_log", "parse_subject", "resource_filter", "run_nats_server",
 ]
+
+from ._kinds import BUILTIN, Registry, ResourceDef, field_value  # noqa: E402
+
+__all__ += ["BUILTIN", "Registry", "ResourceDef", "field_value"]

@@ -1,0 +1,52 @@
+"""Admission: built-in plugins that run before the resource actor decides a write.
+
+NamespaceLifecycle (as kube-apiserver's): no new content in a missing namespace (404) or in a
+terminating one (403); the immortal namespaces may not be deleted (403). Object validation runs
+in the resource actor on the final object, where updates and patches are known in full.
+"""
+
+from __future__ import annotations
+
+from bus import Key
+from projections import Projection
+
+from ._errors import Forbidden, NotFound
+from ._runtime import Actor, ReplySlot
+from .messages import Request
+
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+
+
+class NamespaceLifecycle:
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+
+    async def admit(self, req: Request) -> None:
+        rdef = req.rdef
+        if rdef is None:
+            return
+        if rdef.group == "" and rdef.plural == "namespaces":
+            if req.verb in ("delete", "deletecollection") and req.name in IMMORTAL_NAMESPACES:
+                raise Forbidden(f'namespaces "{req.name}" is forbidden: this namespace may not be deleted',
+                                name=req.name, kind="namespaces")
+            return
+        if not rdef.namespaced or req.verb != "create":
+            return
+        key = Key(req.tenant, "", "namespaces", "", req.namespace)
+        entry = self.projection.get(key)
+        if entry is None:
+            await self.projection.consistent()
+            entry = self.projection.get(key)
+        if entry is None:
+            raise NotFound(f'namespaces "{req.namespace}" not found', name=req.namespace, kind="namespaces")
+        if entry.fields.get("status.phase") == "Terminating":
+            raise Forbidden(f"unable to create new content in namespace {req.namespace} because it is being "
+                            f"terminated", name=req.name, group=rdef.group, kind=rdef.plural)
+
+
+def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
+    async def handle(req: Request, reply: ReplySlot) -> None:
+        await lifecycle.admit(req)
+        next_actor.forward(req, reply)
+
+    return handle

@@ -1,0 +1,96 @@
+"""Authentication and authorization actors (pure decisions + thin handlers)."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+from collections.abc import Mapping
+
+import msgspec
+
+from ._errors import Forbidden, Unauthorized
+from ._runtime import Actor, ReplySlot
+from .messages import Allowed, Request, UserInfo
+
+READ_VERBS = frozenset({"get", "list", "watch"})
+MASTERS = "system:masters"
+AUTHENTICATED = "system:authenticated"
+# Non-resource paths every authenticated user may read (system:discovery, system:public-info-viewer).
+_PUBLIC_PREFIXES = ("/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/openapi")
+
+
+def parse_token_csv(text: str) -> dict[str, UserInfo]:
+    """The Kubernetes static token file: ``token,user,uid,"group1,group2"`` per line."""
+    out: dict[str, UserInfo] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) < 3:
+            raise ValueError(f"token file line needs at least token,user,uid: {row!r}")
+        groups = tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
+        out[row[0].strip()] = UserInfo(name=row[1].strip(), uid=row[2].strip(), groups=groups)
+    return out
+
+
+class TokenAuthenticator:
+    """Bearer tokens to users. Every authenticated user also gets ``system:authenticated``."""
+
+    def __init__(self, tokens: Mapping[str, UserInfo]) -> None:
+        self._tokens = dict(tokens)
+
+    def authenticate(self, token: str) -> UserInfo:
+        if not token:
+            raise Unauthorized("Unauthorized")
+        user = self._tokens.get(token)
+        if user is None:
+            # Constant-time comparison against every token would not hide more than a dict lookup
+            # leaks here; we still avoid early-exit string compares for the common single token.
+            for known, info in self._tokens.items():
+                if hmac.compare_digest(known, token):
+                    user = info
+                    break
+        if user is None:
+            raise Unauthorized("Unauthorized")
+        if AUTHENTICATED not in user.groups:
+            user = msgspec.structs.replace(user, groups=(*user.groups, AUTHENTICATED))
+        return user
+
+
+def authorize(req: Request, user: UserInfo) -> None:
+    """The interim policy until RBAC: system:masters may do everything; everyone else may read
+    the public non-resource paths and nothing more (403 Forbidden)."""
+    if MASTERS in user.groups:
+        return
+    if req.rdef is None:
+        if req.verb == "get" and req.path.startswith(_PUBLIC_PREFIXES):
+            return
+        raise Forbidden(f'forbidden: User "{user.name}" cannot {req.verb} path "{req.path}"')
+    rdef = req.rdef
+    resource = rdef.plural + (f"/{req.subresource}" if req.subresource else "")
+    subject = f'{rdef.plural} "{req.name}" is forbidden' if req.name else f"{rdef.plural} is forbidden"
+    if rdef.group:
+        subject = subject.replace(rdef.plural, f"{rdef.plural}.{rdef.group}", 1)
+    scope = f'in the namespace "{req.namespace}"' if rdef.namespaced and req.namespace else "at the cluster scope"
+    raise Forbidden(f'{subject}: User "{user.name}" cannot {req.verb} resource "{resource}" in API group '
+                    f'"{rdef.group}" {scope}', name=req.name, group=rdef.group, kind=rdef.plural)
+
+
+def authn_handler(authenticator: TokenAuthenticator, next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
+    async def handle(req: Request, reply: ReplySlot) -> None:
+        user = authenticator.authenticate(req.token)
+        next_actor.forward(msgspec.structs.replace(req, user=user, tenant=user.tenant), reply)
+
+    return handle
+
+
+def authz_handler(next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
+    async def handle(req: Request, reply: ReplySlot) -> None:
+        assert req.user is not None
+        authorize(req, req.user)
+        if req.rdef is None or req.verb in READ_VERBS:
+            reply.set(Allowed(req.user))
+        else:
+            next_actor.forward(req, reply)
+
+    return handle

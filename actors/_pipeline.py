@@ -1,0 +1,51 @@
+"""The actor pipeline, assembled: authn -> authz -> admission -> resource, plus controllers."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import trio
+
+from bus import Log, Registry
+from projections import Projection
+
+from ._admission import NamespaceLifecycle, admission_handler
+from ._auth import TokenAuthenticator, authn_handler, authz_handler
+from ._controllers import Controllers
+from ._resource import ResourceCore
+from ._runtime import Actor
+from .messages import Allowed, Request, WriteResult
+
+
+class Pipeline:
+    """Owns the actors. ``submit`` sends a request in at authn and waits for its answer."""
+
+    def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
+                 *, mailbox_size: int = 4096, workers: int = 64, run_controllers: bool = True) -> None:
+        self.core = ResourceCore(log, projection)
+        self.resource: Actor[Request] = Actor("resource", self.core.handle, mailbox_size=mailbox_size,
+                                              workers=workers * 4)
+        self.admission: Actor[Request] = Actor("admission", admission_handler(NamespaceLifecycle(projection),
+                                                                               self.resource),
+                                               mailbox_size=mailbox_size, workers=workers)
+        self.authz: Actor[Request] = Actor("authz", authz_handler(self.admission), mailbox_size=mailbox_size,
+                                           workers=workers)
+        self.authn: Actor[Request] = Actor("authn", authn_handler(authenticator, self.authz),
+                                           mailbox_size=mailbox_size, workers=workers)
+        self.actors = (self.authn, self.authz, self.admission, self.resource)
+        self.controllers = Controllers(projection, registry, self.resource) if run_controllers else None
+
+    async def submit(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
+        result: Allowed | WriteResult = await self.authn.ask(req, timeout_s=timeout_s)
+        return result
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """Run every actor; bootstrap the default namespaces; then start the controllers."""
+        async with trio.open_nursery() as nursery:
+            for a in self.actors:
+                await nursery.start(a.run)
+            if self.controllers is not None:
+                await self.controllers.bootstrap()
+                await nursery.start(self.controllers.run)
+            task_status.started()
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,536 @@
+"""The generic resource actor: decides every write and appends it to the log with CAS.
+
+One code path serves every kind, driven by its ``ResourceDef`` and strategy hooks. Writes are
+decided against the projection's state of the object and published with
+``Nats-Expected-Last-Subject-Sequence`` = the version decided against; JetStream refuses a stale
+one. :meth:`ResourceCore.guaranteed_update` is the one retry loop for optimistic concurrency
+(the apiserver's ``GuaranteedUpdate``): a conflict with no client precondition waits for the
+projection to reach the winning version and decides again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from bus import (
+    Actor as EventActor,
+    Event,
+    Key,
+    Log,
+    ResourceDef,
+    WrongLastSequence,
+    encode_event,
+    encode_object_with_rv_slot,
+    field_value,
+    object_bytes,
+)
+from projections import Entry, Projection, WatchFilter
+
+from ._errors import AlreadyExists, ApiError, BadRequest, Cause, Conflict, Invalid, NotFound, UnsupportedMediaType, invalid
+from ._managed import manager_from_user_agent, record_update
+from ._patch import DictPatchSchema, MalformedPatch, PatchError, apply_json_patch, apply_merge_patch, \
+    apply_strategic_merge_patch
+from ._runtime import ReplySlot
+from ._strategy import strategy_for
+from .messages import Request, WriteResult
+
+_json = msgspec.json.Encoder()
+_decode = msgspec.json.decode
+_GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_true(v: str | None) -> bool:
+    return v is not None and v.lower() not in ("false", "0")
+
+
+class _NoChange:
+    """A decision that writes nothing: answer with the current state."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: Entry) -> None:
+        self.entry = entry
+
+
+Decision = tuple[str, dict[str, Any]] | _NoChange  # ("put" | "delete", object)
+
+
+class ResourceCore:
+    """Write logic; the actor's handler is :meth:`handle`."""
+
+    def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32) -> None:
+        self.log = log
+        self.projection = projection
+        self.max_retries = max_retries
+
+    # ---- entry point ---------------------------------------------------------------------------
+
+    async def handle(self, req: Request, reply: ReplySlot) -> None:
+        assert req.rdef is not None
+        verb = req.verb
+        if verb == "create":
+            result = await self.create(req)
+        elif verb == "update":
+            result = await self.update(req)
+        elif verb == "patch":
+            result = await self.patch(req)
+        elif verb == "delete":
+            result = await self.delete(req)
+        elif verb == "deletecollection":
+            result = await self.delete_collection(req)
+        elif verb == "finalize-namespace":
+            result = await self.finalize_namespace(req)
+        else:
+            raise BadRequest(f"unsupported verb {verb!r}")
+        reply.set(result)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def key(req: Request, name: str | None = None) -> Key:
+        assert req.rdef is not None
+        return Key(req.tenant, req.rdef.group, req.rdef.plural, req.namespace if req.rdef.namespaced else "",
+                   req.name if name is None else name)
+
+    async def current(self, key: Key) -> Entry | None:
+        """The object as the projection has it; a miss is confirmed by a consistent read, so a
+        write acknowledged on another gateway is never reported missing."""
+        entry = self.projection.get(key)
+        if entry is None:
+            await self.projection.consistent()
+            entry = self.projection.get(key)
+        return entry
+
+    @staticmethod
+    def not_found(rdef: ResourceDef, name: str) -> NotFound:
+        return NotFound(f'{rdef.plural} "{name}" not found', name=name, group=rdef.group, kind=rdef.plural)
+
+    @staticmethod
+    def conflict(rdef: ResourceDef, name: str, why: str = "") -> Conflict:
+        why = why or "the object has been modified; please apply your changes to the latest version and try again"
+        return Conflict(f'Operation cannot be fulfilled on {rdef.plural}{"." + rdef.group if rdef.group else ""} '
+                        f'"{name}": {why}', name=name, group=rdef.group, kind=rdef.plural)
+
+    def _body_object(self, req: Request) -> dict[str, Any]:
+        rdef = req.rdef
+        assert rdef is not None
+        obj = req.body
+        if not isinstance(obj, dict):
+            raise BadRequest(f"the body of the request must be a {rdef.kind} object")
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if kind not in (None, "") and kind != rdef.kind:
+            raise BadRequest(f"the kind in the body ({kind}) does not match the kind on the URL ({rdef.kind})")
+        if api_version not in (None, "") and api_version != rdef.api_version:
+            raise BadRequest(f"the API version in the data ({api_version}) does not match the expected API version "
+                             f"({rdef.api_version})")
+        meta = obj.get("metadata")
+        if meta is None:
+            meta = {}
+        if not isinstance(meta, dict):
+            raise BadRequest("metadata must be an object")
+        out = dict(obj)
+        out["kind"], out["apiVersion"], out["metadata"] = rdef.kind, rdef.api_version, dict(meta)
+        return out
+
+    def _set_namespace(self, req: Request, meta: dict[str, Any]) -> None:
+        assert req.rdef is not None
+        if req.rdef.namespaced:
+            ns = meta.get("namespace")
+            if ns not in (None, "") and ns != req.namespace:
+                raise BadRequest("the namespace of the provided object does not match the namespace sent on the "
+                                 "request")
+            meta["namespace"] = req.namespace
+        else:
+            meta.pop("namespace", None)
+
+    def _validate(self, req: Request, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        assert req.rdef is not None
+        causes = strategy_for(req.rdef).validate(obj, old, req.rdef)
+        if causes:
+            name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
+            raise invalid(req.rdef.kind, name, causes, group=req.rdef.group)
+
+    async def _append(self, req: Request, key: Key, etype: str, obj: dict[str, Any], expected: int,
+                      attempt: int) -> bytes:
+        """Append the event; return the object's JSON with its new resourceVersion."""
+        assert req.rdef is not None
+        data, rv_at = encode_object_with_rv_slot(obj)
+        user = req.user
+        labels = obj["metadata"].get("labels") or {}
+        fields = {f: field_value(obj, f) for f in req.rdef.field_selectors}
+        event = Event(
+            type=etype, object=msgspec.Raw(data), rv_at=rv_at, verb=req.verb, audit_id=req.audit_id,  # type: ignore[arg-type]
+            time=now_rfc3339(),
+            actor=EventActor(user=user.name if user else "", groups=tuple(user.groups) if user else (),
+                             uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
+                             source=req.source),
+            labels=labels, fields=fields)
+        msg_id = req.audit_id if attempt == 0 else f"{req.audit_id}.{attempt}"
+        seq = await self.log.append(self.log.subject(key), encode_event(event), msg_id=msg_id, expected_seq=expected)
+        return object_bytes(event, seq)
+
+    @staticmethod
+    def _dry_run(req: Request) -> bool:
+        v = req.query.get("dryRun")
+        if v is None:
+            return False
+        if v != "All":
+            raise BadRequest(f'Unsupported value: "{v}": supported values: "All"')
+        return True
+
+    def _manager(self, req: Request) -> str:
+        return req.query.get("fieldManager") or manager_from_user_agent(req.user_agent)
+
+    # ---- create ----------------------------------------------------------------------------------
+
+    async def create(self, req: Request, *, obj: dict[str, Any] | None = None) -> WriteResult:
+        rdef = req.rdef
+        assert rdef is not None
+        obj = self._body_object(req) if obj is None else obj
+        meta = obj["metadata"]
+        self._set_namespace(req, meta)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = str(meta["generateName"]) + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
+        for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(f, None)
+        now = now_rfc3339()
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now
+        strategy = strategy_for(rdef)
+        if strategy.has_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        meta.pop("managedFields", None)
+        strategy.prepare_for_create(obj)
+        self._validate(req, obj, None)
+        record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now)
+        name = meta["name"]
+        if self._dry_run(req):
+            return WriteResult(201, _json.encode(obj))
+        key = self.key(req, name)
+        expected = 0
+        for attempt in range(self.max_retries):
+            try:
+                return WriteResult(201, await self._append(req, key, "put", obj, expected, attempt))
+            except WrongLastSequence as e:
+                # The subject has history: a live object (409), or a tombstone to create over.
+                await self.projection.wait_for(e.current)
+                existing = self.projection.get(key)
+                if existing is not None:
+                    raise AlreadyExists(f'{rdef.plural}{"." + rdef.group if rdef.group else ""} "{name}" already '
+                                        f"exists", name=name, group=rdef.group, kind=rdef.plural) from None
+                expected = e.current
+        raise self.conflict(rdef, name)
+
+    # ---- the update loop -------------------------------------------------------------------------
+
+    async def guaranteed_update(self, req: Request, key: Key,
+                                decide: Callable[[Entry | None, dict[str, Any] | None], Awaitable[Decision]],
+                                *, precondition_seq: int | None = None) -> tuple[int, bytes, str]:
+        """Decide against the current state and append with CAS until it sticks.
+
+        ``decide(entry, obj)`` returns ("put" | "delete", new object) or a no-change marker and
+        raises ApiErrors. With ``precondition_seq`` (a client-supplied resourceVersion), a lost
+        race is the client's 409; without, the loop waits for the winner and decides again.
+        Returns (HTTP code 200, response JSON, event type).
+        """
+        rdef = req.rdef
+        assert rdef is not None
+        entry = await self.current(key)
+        for attempt in range(self.max_retries):
+            obj = None if entry is None else _decode(entry.data)
+            decision = await decide(entry, obj)
+            if isinstance(decision, _NoChange):
+                return 200, decision.entry.data, "none"
+            etype, new = decision
+            if self._dry_run(req):
+                return 200, _json.encode(new), etype
+            expected = 0 if entry is None else entry.seq
+            try:
+                return 200, await self._append(req, key, etype, new, expected, attempt), etype
+            except WrongLastSequence as e:
+                if precondition_seq is not None:
+                    raise self.conflict(rdef, key.name) from None
+                await self.projection.wait_for(e.current)
+                entry = self.projection.get(key)
+        raise self.conflict(rdef, key.name)
+
+    def _merge_update(self, req: Request, old: dict[str, Any], new: dict[str, Any]) -> Decision:
+        """Carry server-owned fields from ``old`` into ``new``; validate; spot finalization."""
+        rdef = req.rdef
+        assert rdef is not None
+        om, nm = old["metadata"], new["metadata"]
+        uid = nm.get("uid")
+        if uid and uid != om.get("uid"):
+            raise self.conflict(rdef, om["name"], f"Precondition failed: UID in precondition: {uid}, UID in "
+                                                  f"object meta: {om.get('uid')}")
+        for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "name"):
+            if f in om:
+                nm[f] = om[f]
+            else:
+                nm.pop(f, None)
+        self._set_namespace(req, nm)
+        nm.pop("resourceVersion", None)
+        strategy = strategy_for(rdef)
+        strategy.prepare_for_update(new, old)
+        if strategy.has_generation:
+            changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != \
+                {k: v for k, v in old.items() if k not in ("metadata", "status")}
+            nm["generation"] = int(om.get("generation", 1)) + (1 if changed else 0)
+        else:
+            nm.pop("generation", None)
+        if om.get("deletionTimestamp"):
+            added = set(nm.get("finalizers") or []) - set(om.get("finalizers") or [])
+            if added:
+                raise invalid(rdef.kind, om["name"], [Cause(
+                    "FieldValueForbidden", "Forbidden: no new finalizers can be added if the object is being "
+                                           "deleted, found new finalizers " + repr(sorted(added)),
+                    "metadata.finalizers")], group=rdef.group)
+        self._validate(req, new, old)
+        record_update(old, new, manager=self._manager(req), api_version=rdef.api_version, now=now_rfc3339())
+        if _same(old, new):
+            return ("same", new)
+        if om.get("deletionTimestamp") and not nm.get("finalizers"):
+            return ("delete", new)
+        return ("put", new)
+
+    # ---- update (PUT) ------------------------------------------------------------------------------
+
+    async def update(self, req: Request) -> WriteResult:
+        rdef = req.rdef
+        assert rdef is not None
+        body = self._body_object(req)
+        bname = body["metadata"].get("name")
+        if bname not in (None, "") and bname != req.name:
+            raise BadRequest(f"the name of the object ({bname}) does not match the name on the URL ({req.name})")
+        body["metadata"]["name"] = req.name
+        rv = _parse_rv(body["metadata"].get("resourceVersion"))
+        key = self.key(req)
+        created = False
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            nonlocal created
+            if entry is None or old is None:
+                if strategy_for(rdef).allow_create_on_update and not rv:
+                    created = True
+                    raise _CreateInstead()
+                raise self.not_found(rdef, req.name)
+            if rv is not None and rv > entry.seq:
+                # The client saw a newer version than this replica has applied: catch up first.
+                await self.projection.wait_for(rv)
+                fresh = self.projection.get(key)
+                if fresh is not None and fresh.seq == rv:
+                    entry, old = fresh, _decode(fresh.data)
+            if rv is not None and rv != entry.seq:
+                raise self.conflict(rdef, req.name)
+            new = msgspec.json.decode(_json.encode(body))  # a private copy per attempt
+            decision = self._merge_update(req, old, new)
+            if decision[0] == "same":  # type: ignore[index]
+                return _NoChange(entry)
+            return decision
+
+        try:
+            code, data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
+        except _CreateInstead:
+            return await self.create(req, obj=body)
+        return WriteResult(code, data)
+
+    # ---- patch --------------------------------------------------------------------------------------
+
+    async def patch(self, req: Request) -> WriteResult:
+        rdef = req.rdef
+        assert rdef is not None
+        ptype = req.patch_type
+        if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
+            raise UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}")
+        if ptype == JSON_PATCH and not isinstance(req.body, list):
+            raise BadRequest("the JSON patch must be a list of operations")
+        if ptype != JSON_PATCH and not isinstance(req.body, dict):
+            raise BadRequest("the patch must be a JSON object")
+        key = self.key(req)
+        schema = DictPatchSchema(rdef.patch_meta)
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            if entry is None or old is None:
+                raise self.not_found(rdef, req.name)
+            try:
+                if ptype == JSON_PATCH:
+                    new = apply_json_patch(old, req.body)
+                elif ptype == MERGE_PATCH:
+                    new = apply_merge_patch(old, req.body)
+                else:
+                    new = apply_strategic_merge_patch(old, req.body, schema)
+            except MalformedPatch as e:
+                raise BadRequest(str(e)) from None
+            except PatchError as e:
+                raise Invalid(f"the server rejected our request due to an error in our request: {e}",
+                              name=req.name, group=rdef.group, kind=rdef.kind) from None
+            if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
+                raise BadRequest("the patched object must be an object with metadata")
+            if new.get("kind") != rdef.kind or new.get("apiVersion") != rdef.api_version:
+                raise BadRequest("the patch must not change kind or apiVersion")
+            prv = new["metadata"].get("resourceVersion")
+            if prv not in (None, "") and str(prv) != str(entry.seq):
+                raise self.conflict(rdef, req.name)
+            if new["metadata"].get("name") != req.name:
+                raise BadRequest(f"the name of the object ({new['metadata'].get('name')}) does not match the name "
+                                 f"on the URL ({req.name})")
+            decision = self._merge_update(req, old, new)
+            if decision[0] == "same":  # type: ignore[index]
+                return _NoChange(entry)
+            return decision
+
+        code, data, _ = await self.guaranteed_update(req, key, decide)
+        return WriteResult(code, data)
+
+    # ---- delete ----------------------------------------------------------------------------------------
+
+    def _delete_options(self, req: Request) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if isinstance(req.body, dict):
+            opts.update(req.body)
+        elif req.body not in (None, b"", ""):
+            raise BadRequest("the body of a DELETE must be a DeleteOptions object")
+        q = req.query
+        for f in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
+            if f in q and f not in opts:
+                opts[f] = q[f]
+        if "dryRun" in opts and opts["dryRun"] not in ([], ["All"], None):
+            raise BadRequest(f'Unsupported value: {opts["dryRun"]!r}: supported values: "All"')
+        pol = opts.get("propagationPolicy")
+        if pol not in (None, "Orphan", "Background", "Foreground"):
+            raise BadRequest(f'Unsupported value: "{pol}": supported values: "Foreground", "Background", "Orphan"')
+        pre = opts.get("preconditions")
+        if pre is not None and not isinstance(pre, dict):
+            raise BadRequest("preconditions must be an object")
+        return opts
+
+    async def delete(self, req: Request, *, entry_hint: Entry | None = None) -> WriteResult:
+        rdef = req.rdef
+        assert rdef is not None
+        opts = self._delete_options(req)
+        pre = opts.get("preconditions") or {}
+        dry = self._dry_run(req) or opts.get("dryRun") == ["All"]
+        if dry and "dryRun" not in req.query:
+            req = msgspec.structs.replace(req, query={**req.query, "dryRun": "All"})
+        key = self.key(req)
+        is_namespace = rdef.group == "" and rdef.plural == "namespaces"
+        final_uid = ""
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            nonlocal final_uid
+            if entry is None or old is None:
+                raise self.not_found(rdef, req.name)
+            meta = old["metadata"]
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise self.conflict(rdef, req.name, f"Precondition failed: UID in precondition: {pre['uid']}, UID "
+                                                    f"in object meta: {meta.get('uid')}")
+            if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(entry.seq):
+                raise self.conflict(rdef, req.name, f"Precondition failed: ResourceVersion in precondition: "
+                                                    f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                                                    f"{entry.seq}")
+            final_uid = meta.get("uid", "")
+            pending = is_namespace or bool(meta.get("finalizers"))
+            if pending:
+                if meta.get("deletionTimestamp"):
+                    return _NoChange(entry)
+                meta["deletionTimestamp"] = now_rfc3339()
+                meta["deletionGracePeriodSeconds"] = 0
+                meta.pop("resourceVersion", None)
+                if is_namespace:
+                    old["status"] = {"phase": "Terminating"}
+                return ("put", old)
+            meta.pop("resourceVersion", None)
+            return ("delete", old)
+
+        precondition = _parse_rv(pre.get("resourceVersion")) if pre.get("resourceVersion") else None
+        code, data, etype = await self.guaranteed_update(req, key, decide, precondition_seq=precondition)
+        if etype == "delete":
+            details = {"name": req.name, "group": rdef.group, "kind": rdef.plural, "uid": final_uid}
+            return WriteResult(200, _json.encode({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                                  "status": "Success", "details": details}))
+        return WriteResult(code, data)
+
+    async def finalize_namespace(self, req: Request) -> WriteResult:
+        """Append a terminating namespace's tombstone (the namespace controller, once it is empty)."""
+        key = self.key(req)
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            if entry is None or old is None:
+                raise self.not_found(req.rdef, req.name)  # type: ignore[arg-type]
+            if (old.get("status") or {}).get("phase") != "Terminating":
+                raise self.conflict(req.rdef, req.name, "the namespace is not terminating")  # type: ignore[arg-type]
+            old["metadata"].pop("resourceVersion", None)
+            old["spec"] = {"finalizers": []}
+            return ("delete", old)
+
+        code, data, _ = await self.guaranteed_update(req, key, decide)
+        return WriteResult(code, data)
+
+    async def delete_collection(self, req: Request, flt: WatchFilter | None = None) -> WriteResult:
+        rdef = req.rdef
+        assert rdef is not None
+        if flt is None:
+            from projections import parse_field_selector, parse_label_selector
+
+            flt = WatchFilter(req.namespace if rdef.namespaced else None,
+                              parse_label_selector(req.query.get("labelSelector", "")),
+                              parse_field_selector(req.query.get("fieldSelector", "")))
+        await self.projection.consistent()
+        listed = self.projection.list(req.tenant, rdef.group, rdef.plural, flt)
+        items = []
+        for data in listed.items:
+            obj = _decode(data)
+            one = msgspec.structs.replace(req, verb="delete", name=obj["metadata"]["name"],
+                                          namespace=obj["metadata"].get("namespace", ""))
+            try:
+                res = await self.delete(one)
+            except NotFound:
+                continue
+            items.append(data if res.body.startswith(b'{"kind":"Status"') else res.body)
+        body = b'{"kind":"%s","apiVersion":"%s","metadata":{"resourceVersion":"%d"},"items":[%s]}' % (
+            rdef.list_kind.encode(), rdef.api_version.encode(), self.projection.store.applied, b",".join(items))
+        return WriteResult(200, body)
+
+
+class _CreateInstead(ApiError):
+    """Internal: a PUT to a missing object of a kind that allows create-on-update."""
+
+
+def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Equal but for managedFields timestamps and resourceVersion: a no-op write is not written."""
+
+    def strip(o: dict[str, Any]) -> dict[str, Any]:
+        m = {k: v for k, v in o["metadata"].items() if k not in ("managedFields", "resourceVersion")}
+        return {**o, "metadata": m}
+
+    return strip(old) == strip(new)
+
+
+def _parse_rv(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        rv = int(str(value))
+    except ValueError:
+        raise BadRequest(f"invalid resourceVersion {value!r}") from None
+    if rv < 0:
+        raise BadRequest(f"invalid resourceVersion {value!r}")
+    return rv

@@ -1,0 +1,126 @@
+"""A small actor runtime: bounded mailboxes, request/reply with deadlines, supervision.
+
+An actor is a handler run by ``workers`` tasks that read one bounded mailbox. Callers
+:meth:`Actor.ask` (send and wait for the reply, bounded by a deadline) or an actor forwards a
+message it received, with the same reply slot, to the next actor (:meth:`Actor.forward`), so a
+request travels the pipeline without coming back to the gateway between stages.
+
+Supervision: a handler that raises an :class:`ApiError` answers with it; any other exception is
+a bug: it is logged with its traceback, answered as an InternalError, and the worker goes on (the
+actor is "restarted": actors hold no state between messages). A failure of the runtime itself
+escapes the nursery and takes the process down loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, NoReturn, TypeVar
+
+import trio
+
+from ._errors import ApiError, InternalError, Timeout, TooManyRequests
+
+log = logging.getLogger("jetkube.actors")
+
+M = TypeVar("M")
+
+
+class ReplySlot:
+    """Where an answer goes. Set at most once; abandoned when the asker gave up."""
+
+    __slots__ = ("_event", "value", "error", "abandoned", "stage_times")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        # (stage name, seconds spent) for the server's per-stage metrics.
+        self.stage_times: list[tuple[str, float]] = []
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, value: Any) -> None:
+        if not self._event.is_set():
+            self.value = value
+            self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self._event.is_set():
+            self.error = error
+            self._event.set()
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+Handler = Callable[[M, ReplySlot], Awaitable[None]]
+
+
+class Actor(Generic[M]):
+    """A named mailbox with ``workers`` concurrent handler tasks."""
+
+    def __init__(self, name: str, handler: Handler[M], *, mailbox_size: int = 4096, workers: int = 64) -> None:
+        self.name = name
+        self._handler = handler
+        self._send, self._recv = trio.open_memory_channel[tuple[M, ReplySlot]](mailbox_size)
+        self.workers = workers
+        self.mailbox_size = mailbox_size
+        self.handled = 0
+        self.busy_s = 0.0
+
+    def forward(self, msg: M, reply: ReplySlot) -> None:
+        """Hand ``msg`` on with its reply slot; a full mailbox answers 429 at once."""
+        try:
+            self._send.send_nowait((msg, reply))
+        except trio.WouldBlock:
+            reply.fail(TooManyRequests(f"the server is busy ({self.name} queue is full), try again",
+                                       retry_after_s=1))
+
+    async def ask(self, msg: M, *, timeout_s: float) -> Any:
+        """Send ``msg`` and wait for the answer (raising the error it ends in).
+
+        Cancellation or the deadline abandons the reply; work already under way may complete.
+        """
+        reply = ReplySlot()
+        self.forward(msg, reply)
+        with trio.move_on_after(timeout_s):
+            try:
+                return await reply.wait()
+            except trio.Cancelled:
+                reply.abandoned = True
+                raise
+        reply.abandoned = True
+        raise Timeout(f"the request did not complete within {timeout_s:g}s", retry_after_s=1)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.workers):
+                nursery.start_soon(self._worker)
+            task_status.started()
+        raise AssertionError("actor workers never return")  # pragma: no cover
+
+    async def _worker(self) -> None:
+        async for msg, reply in self._recv:
+            if reply.abandoned:
+                continue
+            t0 = time.perf_counter()
+            try:
+                await self._handler(msg, reply)
+            except ApiError as e:
+                reply.fail(e)
+            except Exception as e:  # noqa: BLE001 - supervision: log, answer, keep serving
+                log.exception("actor %s crashed on %r; restarted", self.name, type(msg).__name__)
+                reply.fail(InternalError(f"internal error in {self.name}: {type(e).__name__}"))
+            finally:
+                dt = time.perf_counter() - t0
+                self.handled += 1
+                self.busy_s += dt
+                reply.stage_times.append((self.name, dt))

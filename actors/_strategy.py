@@ -1,0 +1,157 @@
+"""Per-kind strategy hooks: where Kubernetes treats a kind specially. Pure functions.
+
+The generic resource actor calls these around its create/update/delete logic (the apiserver's
+``rest.RESTCreateStrategy`` / ``RESTUpdateStrategy`` idea). Kinds without special behaviour use
+:class:`Strategy` as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from bus import ResourceDef
+
+from ._errors import BadRequest, Cause
+from ._validation import validate_config_map_keys, validate_object_meta
+
+NAMESPACE_FINALIZER = "kubernetes"
+
+
+def _immutable(field: str) -> Cause:
+    return Cause("FieldValueInvalid", "field is immutable", field)
+
+
+class Strategy:
+    """Defaults shared by every kind."""
+
+    allow_create_on_update = False
+    has_generation = False
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        """Normalise a new object before validation (defaults, derived fields)."""
+
+    def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """Carry over what an update may not change (e.g. status through the main resource)."""
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
+        causes = validate_object_meta(obj.get("metadata"), namespaced=rdef.namespaced, name_rule=rdef.name_rule)
+        if old is not None and old.get("immutable") is True:
+            for f in ("data", "binaryData", "stringData"):
+                if obj.get(f) != old.get(f):
+                    causes.append(Cause("FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set",
+                                        f))
+            if obj.get("immutable") is not True:
+                causes.append(Cause("FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set",
+                                    "immutable"))
+        return causes
+
+
+class ConfigMapStrategy(Strategy):
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
+        causes = super().validate(obj, old, rdef)
+        data = obj.get("data")
+        causes += validate_config_map_keys(data, "data")
+        if isinstance(data, dict):
+            causes += [Cause("FieldValueInvalid", "Invalid value: must be a string", f"data[{k}]")
+                       for k, v in data.items() if not isinstance(v, str)]
+        causes += validate_config_map_keys(obj.get("binaryData"), "binaryData")
+        if isinstance(data, dict) and isinstance(obj.get("binaryData"), dict):
+            causes += [Cause("FieldValueDuplicate", f'Duplicate value: "{k}"', f"data[{k}]")
+                       for k in data if k in obj["binaryData"]]
+        return causes
+
+
+class SecretStrategy(Strategy):
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        obj.setdefault("type", "Opaque")
+        self._merge_string_data(obj)
+
+    def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        if not new.get("type"):
+            new["type"] = old.get("type", "Opaque")
+        self._merge_string_data(new)
+
+    @staticmethod
+    def _merge_string_data(obj: dict[str, Any]) -> None:
+        data = obj.get("data")
+        if data is not None and not isinstance(data, dict):
+            raise BadRequest("Secret in version \"v1\" cannot be handled as a Secret: data must be a map")
+        for k, v in (data or {}).items():
+            if not isinstance(v, str):
+                raise BadRequest(f'Secret in version "v1" cannot be handled as a Secret: data[{k}] must be a '
+                                 "base64 string")
+            try:
+                base64.b64decode(v, validate=True)
+            except (binascii.Error, ValueError):
+                raise BadRequest(f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data '
+                                 f"in data[{k}]") from None
+        string_data = obj.pop("stringData", None)
+        if string_data:
+            if not isinstance(string_data, dict):
+                raise BadRequest('Secret in version "v1" cannot be handled as a Secret: stringData must be a map')
+            merged = dict(data or {})
+            for k, v in string_data.items():
+                merged[k] = base64.b64encode(str(v).encode()).decode()
+            obj["data"] = merged
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
+        causes = super().validate(obj, old, rdef)
+        causes += validate_config_map_keys(obj.get("data"), "data")
+        if old is not None and obj.get("type") != old.get("type"):
+            causes.append(_immutable("type"))
+        total = sum(len(v) * 3 // 4 for v in (obj.get("data") or {}).values())
+        if total > 1024 * 1024:
+            causes.append(Cause("FieldValueTooLong", "Too long: must have at most 1048576 bytes", "data"))
+        return causes
+
+
+class NamespaceStrategy(Strategy):
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        name = meta.get("name", "")
+        if name:
+            meta.setdefault("labels", {})
+            meta["labels"]["kubernetes.io/metadata.name"] = name
+        spec = obj.setdefault("spec", {})
+        spec["finalizers"] = [NAMESPACE_FINALIZER]
+        obj["status"] = {"phase": "Active"}
+
+    def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        # Status and spec.finalizers change only through status/finalize (the controller).
+        new["status"] = old.get("status", {"phase": "Active"})
+        new["spec"] = old.get("spec", {})
+        labels = new["metadata"].setdefault("labels", {})
+        labels["kubernetes.io/metadata.name"] = new["metadata"]["name"]
+
+
+class LeaseStrategy(Strategy):
+    allow_create_on_update = True
+
+
+class EventStrategy(Strategy):
+    allow_create_on_update = True
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
+        causes = super().validate(obj, old, rdef)
+        involved = obj.get("involvedObject")
+        ns = obj.get("metadata", {}).get("namespace", "")
+        if isinstance(involved, dict) and involved.get("namespace") and involved["namespace"] != ns:
+            causes.append(Cause("FieldValueInvalid", "Invalid value: does not match event.namespace",
+                                "involvedObject.namespace"))
+        return causes
+
+
+_BY_RESOURCE: dict[tuple[str, str], Strategy] = {
+    ("", "configmaps"): ConfigMapStrategy(),
+    ("", "secrets"): SecretStrategy(),
+    ("", "namespaces"): NamespaceStrategy(),
+    ("", "events"): EventStrategy(),
+    ("coordination.k8s.io", "leases"): LeaseStrategy(),
+}
+_DEFAULT = Strategy()
+
+
+def strategy_for(rdef: ResourceDef) -> Strategy:
+    return _BY_RESOURCE.get((rdef.group, rdef.plural), _DEFAULT)

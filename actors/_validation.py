@@ -1,0 +1,364 @@
+"""Kubernetes name, label, annotation and object-metadata validation: pure functions.
+
+The ``is_*`` checks mirror ``k8s.io/apimachinery/pkg/util/validation``: each returns the list of
+problems as the apiserver words them (empty means valid). ``validate_*`` turn those into
+``Cause`` entries the way ``field.ErrorList`` becomes ``details.causes[]``: ``field`` is the
+field path and ``message`` is the error body, e.g. ``Invalid value: "Foo": a lowercase RFC 1123
+...`` or ``Required value: name or generateName is required``, so that ``_errors.invalid`` yields
+the apiserver's ``<Kind> "<name>" is invalid: <field>: <body>`` text.
+
+Lengths are counted in UTF-8 bytes, as Go's ``len`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from actors._errors import Cause
+
+__all__ = [
+    "ANNOTATIONS_MAX_BYTES",
+    "is_config_map_key",
+    "is_dns1123_label",
+    "is_dns1123_subdomain",
+    "is_qualified_name",
+    "is_valid_label_value",
+    "is_valid_path_segment_name",
+    "validate_config_map_keys",
+    "validate_object_meta",
+]
+
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+"""Total size limit of ``metadata.annotations`` (keys plus values), in bytes."""
+
+_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character"
+)
+_DNS1123_LABEL_MAX = 63
+_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + r"(\." + _DNS1123_LABEL_FMT + ")*"
+_DNS1123_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character"
+)
+_DNS1123_SUBDOMAIN_MAX = 253
+_QNAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_QNAME_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
+_QNAME_MAX = 63
+_LABEL_VALUE_FMT = "(" + _QNAME_FMT + ")?"
+_LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
+_LABEL_VALUE_MAX = 63
+_CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
+_CONFIG_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+
+# Go's regexp anchored with ^...$ matches the whole string; re.fullmatch is the equivalent
+# (a Python ``$`` would also accept a trailing newline).
+_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
+_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
+_QNAME_RE = re.compile(_QNAME_FMT)
+_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
+_CONFIG_KEY_RE = re.compile(_CONFIG_KEY_FMT)
+
+_FINALIZER_ORPHAN = "orphan"
+_FINALIZER_FOREGROUND = "foregroundDeletion"
+
+
+def _regex_error(msg: str, fmt: str, *examples: str) -> str:
+    """The apiserver's ``RegexError`` wording: message, examples and the regex."""
+    if not examples:
+        return f"{msg} (regex used for validation is '{fmt}')"
+    shown = " or ".join(f"'{e}'" for e in examples)
+    return f"{msg} (e.g. {shown}, regex used for validation is '{fmt}')"
+
+
+def _max_len_error(length: int) -> str:
+    return f"must be no more than {length} characters"
+
+
+def _nbytes(value: str) -> int:
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def is_dns1123_label(value: str) -> list[str]:
+    """Problems with ``value`` as an RFC 1123 label (namespace names, service names, ...)."""
+    errs: list[str] = []
+    if _nbytes(value) > _DNS1123_LABEL_MAX:
+        errs.append(_max_len_error(_DNS1123_LABEL_MAX))
+    if not _DNS1123_LABEL_RE.fullmatch(value):
+        if _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+            # A valid subdomain but not a label: the length was checked, so it must be dots.
+            errs.append("must not contain dots")
+        else:
+            errs.append(_regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
+    return errs
+
+
+def is_dns1123_subdomain(value: str) -> list[str]:
+    """Problems with ``value`` as an RFC 1123 subdomain (most object names)."""
+    errs: list[str] = []
+    if _nbytes(value) > _DNS1123_SUBDOMAIN_MAX:
+        errs.append(_max_len_error(_DNS1123_SUBDOMAIN_MAX))
+    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+        errs.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
+    return errs
+
+
+def is_qualified_name(value: str) -> list[str]:
+    """Problems with ``value`` as a qualified name: ``[dns-subdomain-prefix/]name`` (label keys)."""
+    errs: list[str] = []
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs.extend("prefix part " + m for m in is_dns1123_subdomain(prefix))
+    else:
+        return [
+            "a qualified name "
+            + _regex_error(_QNAME_MSG, _QNAME_FMT, "MyName", "my.name", "123-abc")
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
+    if not name:
+        errs.append("name part must be non-empty")
+    elif _nbytes(name) > _QNAME_MAX:
+        errs.append("name part " + _max_len_error(_QNAME_MAX))
+    if not _QNAME_RE.fullmatch(name):
+        errs.append("name part " + _regex_error(_QNAME_MSG, _QNAME_FMT, "MyName", "my.name", "123-abc"))
+    return errs
+
+
+def is_valid_label_value(value: str) -> list[str]:
+    """Problems with ``value`` as a label value (may be empty)."""
+    errs: list[str] = []
+    if _nbytes(value) > _LABEL_VALUE_MAX:
+        errs.append(_max_len_error(_LABEL_VALUE_MAX))
+    if not _LABEL_VALUE_RE.fullmatch(value):
+        errs.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
+    return errs
+
+
+def is_config_map_key(value: str) -> list[str]:
+    """Problems with ``value`` as a ConfigMap/Secret data key (``IsConfigMapKey``)."""
+    errs: list[str] = []
+    if _nbytes(value) > _DNS1123_SUBDOMAIN_MAX:
+        errs.append(_max_len_error(_DNS1123_SUBDOMAIN_MAX))
+    if not _CONFIG_KEY_RE.fullmatch(value):
+        errs.append(_regex_error(_CONFIG_KEY_MSG, _CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
+    if value == ".":
+        errs.append("must not be '.'")
+    elif value == "..":
+        errs.append("must not be '..'")
+    elif value.startswith(".."):
+        errs.append("must not start with '..'")
+    return errs
+
+
+def is_valid_path_segment_name(value: str) -> list[str]:
+    """Problems with ``value`` as a URL path segment (the loosest name rule, used by events)."""
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
+def _path_segment_prefix(value: str) -> list[str]:
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
+def _mask_trailing_dash(name: str) -> str:
+    # A generateName prefix may end in '-': the generated suffix follows it. Checking the prefix
+    # as a name needs an alphanumeric end, so the apiserver swaps the last two characters for 'a'.
+    if len(name) > 1 and name.endswith("-"):
+        return name[:-2] + "a"
+    return name
+
+
+NameRule = Literal["subdomain", "label", "path"]
+
+
+def _name_checker(rule: NameRule) -> Callable[[str, bool], list[str]]:
+    if rule == "subdomain":
+        return lambda v, prefix: is_dns1123_subdomain(_mask_trailing_dash(v) if prefix else v)
+    if rule == "label":
+        return lambda v, prefix: is_dns1123_label(_mask_trailing_dash(v) if prefix else v)
+    if rule == "path":
+        return lambda v, prefix: _path_segment_prefix(v) if prefix else is_valid_path_segment_name(v)
+    raise ValueError(f"unknown name rule {rule!r}")
+
+
+def _go_repr(value: Any) -> str:
+    """How ``field.Invalid`` prints a bad value: strings quoted, simple values bare."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "[]string{" + ", ".join(json.dumps(v, ensure_ascii=False) for v in value) + "}"
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _invalid(field: str, value: Any, detail: str) -> Cause:
+    return Cause("FieldValueInvalid", f"Invalid value: {_go_repr(value)}: {detail}", field)
+
+
+def _required(field: str, detail: str = "") -> Cause:
+    return Cause("FieldValueRequired", f"Required value: {detail}" if detail else "Required value", field)
+
+
+def _forbidden(field: str, detail: str) -> Cause:
+    return Cause("FieldValueForbidden", f"Forbidden: {detail}", field)
+
+
+def _too_long(field: str, max_bytes: int) -> Cause:
+    return Cause("FieldValueTooLong", f"Too long: must have at most {max_bytes} bytes", field)
+
+
+def _string_map(value: Any, field: str, causes: list[Cause]) -> dict[str, str] | None:
+    """``value`` as a map of strings, or None after recording why it is not one."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        causes.append(_invalid(field, value, "must be a map of string keys to string values"))
+        return None
+    good: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(v, str):
+            causes.append(_invalid(f"{field}[{k}]", v, "must be a string"))
+        else:
+            good[str(k)] = v
+    return good
+
+
+def _validate_labels(labels: Any, field: str) -> list[Cause]:
+    causes: list[Cause] = []
+    good = _string_map(labels, field, causes)
+    for k, v in (good or {}).items():
+        causes.extend(_invalid(field, k, m) for m in is_qualified_name(k))
+        causes.extend(_invalid(field, v, m) for m in is_valid_label_value(v))
+    return causes
+
+
+def _validate_annotations(annotations: Any, field: str) -> list[Cause]:
+    causes: list[Cause] = []
+    good = _string_map(annotations, field, causes)
+    if good is None:
+        return causes
+    total = 0
+    for k, v in good.items():
+        # The rule is a qualified name, except that case does not matter.
+        causes.extend(_invalid(field, k, m) for m in is_qualified_name(k.lower()))
+        total += _nbytes(k) + _nbytes(v)
+    if total > ANNOTATIONS_MAX_BYTES:
+        causes.append(_too_long(field, ANNOTATIONS_MAX_BYTES))
+    return causes
+
+
+def _validate_finalizers(finalizers: Any, field: str) -> list[Cause]:
+    if finalizers is None:
+        return []
+    if not isinstance(finalizers, list):
+        return [_invalid(field, finalizers, "must be a list of strings")]
+    causes: list[Cause] = []
+    for f in finalizers:
+        if not isinstance(f, str):
+            causes.append(_invalid(field, f, "must be a string"))
+            continue
+        causes.extend(_invalid(field, f, m) for m in is_qualified_name(f))
+    if _FINALIZER_ORPHAN in finalizers and _FINALIZER_FOREGROUND in finalizers:
+        causes.append(_invalid(
+            field, finalizers,
+            f"finalizer {_FINALIZER_ORPHAN} and {_FINALIZER_FOREGROUND} cannot be both set",
+        ))
+    return causes
+
+
+def _validate_name(meta: Mapping[str, Any], rule: NameRule, field: str) -> list[Cause]:
+    check = _name_checker(rule)
+    causes: list[Cause] = []
+    name = meta.get("name")
+    generate_name = meta.get("generateName")
+    if generate_name is not None and not isinstance(generate_name, str):
+        causes.append(_invalid(f"{field}.generateName", generate_name, "must be a string"))
+        generate_name = None
+    if generate_name:
+        causes.extend(_invalid(f"{field}.generateName", generate_name, m) for m in check(generate_name, True))
+    if name is not None and not isinstance(name, str):
+        causes.append(_invalid(f"{field}.name", name, "must be a string"))
+    elif not name:
+        # With a generateName the registry fills the name in before it is stored.
+        if not generate_name:
+            causes.append(_required(f"{field}.name", "name or generateName is required"))
+    else:
+        causes.extend(_invalid(f"{field}.name", name, m) for m in check(name, False))
+    return causes
+
+
+def _validate_namespace(meta: Mapping[str, Any], namespaced: bool, field: str) -> list[Cause]:
+    namespace = meta.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        return [_invalid(f"{field}.namespace", namespace, "must be a string")]
+    if namespaced:
+        if not namespace:
+            return [_required(f"{field}.namespace")]
+        return [_invalid(f"{field}.namespace", namespace, m) for m in is_dns1123_label(namespace)]
+    if namespace:
+        return [_forbidden(f"{field}.namespace", "not allowed on this type")]
+    return []
+
+
+def validate_object_meta(
+    meta: Any,
+    *,
+    namespaced: bool,
+    name_rule: NameRule = "subdomain",
+    field: str = "metadata",
+) -> list[Cause]:
+    """Validate an object's metadata as ``ValidateObjectMeta`` does on create and update.
+
+    Checks name/generateName (``name_rule``: ``subdomain`` for most kinds, ``label`` for
+    namespaces and services, ``path`` for events), namespace presence and format, generation,
+    labels, annotations (keys and a 256 KiB total) and finalizers. An empty list means valid.
+    """
+    if not isinstance(meta, Mapping):
+        return [_invalid(field, meta, "must be an object")]
+    causes = _validate_name(meta, name_rule, field)
+    causes += _validate_namespace(meta, namespaced, field)
+    generation = meta.get("generation")
+    if isinstance(generation, int) and not isinstance(generation, bool) and generation < 0:
+        causes.append(_invalid(f"{field}.generation", generation, "must be greater than or equal to 0"))
+    causes += _validate_labels(meta.get("labels"), f"{field}.labels")
+    causes += _validate_annotations(meta.get("annotations"), f"{field}.annotations")
+    causes += _validate_finalizers(meta.get("finalizers"), f"{field}.finalizers")
+    return causes
+
+
+def validate_config_map_keys(data: Any, field: str) -> list[Cause]:
+    """Validate the keys of a ConfigMap ``data``/``binaryData`` or Secret ``data`` map.
+
+    Each bad key gives a ``FieldValueInvalid`` cause at ``<field>[<key>]``.
+    """
+    if data is None:
+        return []
+    if not isinstance(data, Mapping):
+        return [_invalid(field, data, "must be a map")]
+    causes: list[Cause] = []
+    for key in data:
+        k = str(key)
+        causes.extend(_invalid(f"{field}[{k}]", k, m) for m in is_config_map_key(k))
+    return causes

@@ -1,0 +1,61 @@
+"""The messages that travel the actor pipeline.
+
+A :class:`Request` enters at the authn actor and is forwarded, with its reply slot, through
+authz and (for writes) admission to the resource actor. Reads come back to the gateway as
+:class:`Allowed` and are answered from the projection; writes come back as :class:`WriteResult`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from bus import ResourceDef
+
+
+class UserInfo(msgspec.Struct, frozen=True):
+    name: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    tenant: str = "default"
+    extra: dict[str, list[str]] = {}
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True):
+    """One Kubernetes API request, decoded once by the gateway.
+
+    ``verb`` is the Kubernetes verb (get, list, watch, create, update, patch, delete,
+    deletecollection) or, for a non-resource URL, the lower-cased HTTP method. ``body`` is the
+    decoded request body (JSON value); ``patch_type`` the patch media type for ``patch``.
+    """
+
+    verb: str
+    rdef: ResourceDef | None = None
+    tenant: str = "default"
+    namespace: str = ""
+    name: str = ""
+    subresource: str = ""
+    path: str = ""
+    body: Any = None
+    patch_type: str = ""
+    query: dict[str, str] = {}
+    token: str = ""
+    user: UserInfo | None = None
+    audit_id: str = ""
+    user_agent: str = ""
+    source: str = ""
+
+
+class Allowed(msgspec.Struct, frozen=True):
+    """Authn and authz passed: the gateway may serve the read."""
+
+    user: UserInfo
+
+
+class WriteResult(msgspec.Struct, frozen=True):
+    """A write's answer: HTTP status code and the JSON body to send."""
+
+    code: int
+    body: bytes
+    warnings: tuple[str, ...] = ()

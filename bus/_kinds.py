@@ -1,0 +1,114 @@
+"""Resource definitions: kinds are data.
+
+One ``ResourceDef`` drives routing, discovery, validation, field selectors and storage for a kind;
+per-kind behaviour that Kubernetes treats specially lives in small strategy hooks on the actor
+side, keyed by ``(group, resource)``. The built-in definitions below are the kinds jetkube serves.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+NameRule = Literal["subdomain", "label", "path"]
+
+_RW_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+class ResourceDef(msgspec.Struct, frozen=True):
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = _RW_VERBS
+    # Extra selectable fields beyond metadata.name / metadata.namespace, as dotted paths into the
+    # object; the writer extracts their values into every event (``Event.fields``).
+    field_selectors: tuple[str, ...] = ()
+    name_rule: NameRule = "subdomain"
+    # Strategic-merge metadata: nested ``{"field": {"$strategy": ..., "$key": ..., "$items": {...}}}``.
+    patch_meta: dict = {}
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    @property
+    def group_version(self) -> str:
+        return self.api_version
+
+
+_META_PATCH = {
+    "metadata": {
+        "finalizers": {"$strategy": "merge"},
+        "ownerReferences": {"$strategy": "merge", "$key": "uid"},
+    }
+}
+
+BUILTIN: tuple[ResourceDef, ...] = (
+    ResourceDef("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
+                field_selectors=("status.phase",), name_rule="label", patch_meta=_META_PATCH),
+    ResourceDef("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",), patch_meta=_META_PATCH),
+    ResourceDef("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",),
+                patch_meta=_META_PATCH),
+    ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),
+                patch_meta={**_META_PATCH, "secrets": {"$strategy": "merge", "$key": "name"},
+                            "imagePullSecrets": {"$strategy": "merge", "$key": "name"}}),
+    ResourceDef("", "v1", "Event", "events", "event", True, ("ev",),
+                field_selectors=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                                 "involvedObject.uid", "involvedObject.apiVersion",
+                                 "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
+                                 "reportingComponent", "source", "type"),
+                name_rule="path", patch_meta=_META_PATCH),
+    ResourceDef("coordination.k8s.io", "v1", "Lease", "leases", "lease", True, patch_meta=_META_PATCH),
+)
+
+
+class Registry:
+    """Lookup of served resources by (group, version, plural) and by (group, plural)."""
+
+    def __init__(self, defs: tuple[ResourceDef, ...] = BUILTIN) -> None:
+        self._by_gvr = {(d.group, d.version, d.plural): d for d in defs}
+        self._by_gr = {(d.group, d.plural): d for d in defs}
+        self.defs = defs
+
+    def get(self, group: str, version: str, plural: str) -> ResourceDef | None:
+        return self._by_gvr.get((group, version, plural))
+
+    def by_resource(self, group: str, plural: str) -> ResourceDef | None:
+        return self._by_gr.get((group, plural))
+
+    def group_versions(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for d in self.defs:
+            out.setdefault(d.group, [])
+            if d.version not in out[d.group]:
+                out[d.group].append(d.version)
+        return out
+
+
+def field_value(obj: dict, path: str) -> str:
+    """The string value at a dotted path, "" when missing (as Kubernetes field labels do).
+
+    ``source`` on events is the apiserver's special case: ``source.component``.
+    """
+    if path == "source":
+        path = "source.component"
+    cur: object = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(part)
+    if cur is None:
+        return ""
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return str(cur)

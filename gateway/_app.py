@@ -1,0 +1,209 @@
+"""The HTTP face: one catch-all Quart route that turns Kubernetes REST into pipeline requests.
+
+Every request: parse the route, decode the body once, send a :class:`Request` in at the authn
+actor; reads come back ``Allowed`` and are answered from the projection, writes come back as the
+resource actor's ``WriteResult``. Every error goes through ``status_for``.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from actors import Allowed, MethodNotAllowed, NotFound, Pipeline, Request, WriteResult
+from bus import Key, Registry
+from projections import Projection
+
+from . import _discovery as discovery
+from ._codec import decode_body
+from ._reads import get_object, list_body, list_objects, parse_list_options, watch_lines
+from ._routes import parse
+from ._settings import Settings
+from ._status import status_for
+
+JSON_CT = "application/json"
+_enc = msgspec.json.Encoder()
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@dataclass
+class Context:
+    settings: Settings
+    registry: Registry
+    pipeline: Pipeline
+    projection: Projection
+    server_address: str = ""
+
+
+def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    r = Response(body, status=code, content_type=JSON_CT)
+    if headers:
+        for k, v in headers.items():
+            r.headers[k] = v
+    return r
+
+
+def _error_response(exc: BaseException, audit_id: str = "") -> Response:
+    code, body, headers = status_for(exc)
+    r = _json_response(body, code, headers)
+    if audit_id:
+        r.headers["Audit-Id"] = audit_id
+    return r
+
+
+def _verb(method: str, has_name: bool, watch: bool) -> str:
+    if method in ("GET", "HEAD"):
+        return "get" if has_name else ("watch" if watch else "list")
+    if method == "POST":
+        return "create"
+    if method == "PUT":
+        return "update"
+    if method == "PATCH":
+        return "patch"
+    if method == "DELETE":
+        return "delete" if has_name else "deletecollection"
+    raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
+
+
+def create_app(ctx: Context) -> QuartTrio:
+    app = QuartTrio("jetkube")
+    app.config["MAX_CONTENT_LENGTH"] = ctx.settings.max_body_bytes
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = ctx.settings.request_timeout_s
+    app.url_map.strict_slashes = False
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(e: HTTPException) -> Response:
+        from actors import ApiError, RequestEntityTooLarge
+
+        if e.code == 413:
+            return _error_response(RequestEntityTooLarge(
+                f"the request body is larger than {ctx.settings.max_body_bytes} bytes"))
+        err = ApiError(e.description or "error")
+        err.code, err.reason = e.code or 400, "BadRequest"
+        return _error_response(err)
+
+    @app.route("/", defaults={"path": ""}, methods=_METHODS)
+    @app.route("/<path:path>", methods=_METHODS)
+    async def handle(path: str) -> Response:
+        audit_id = str(uuid.uuid4())
+        try:
+            resp = await _dispatch(ctx, audit_id)
+        except (trio.Cancelled, KeyboardInterrupt):
+            raise
+        except HTTPException:
+            raise
+        except Exception as e:  # noqa: BLE001 - every error becomes a Status
+            return _error_response(e, audit_id)
+        resp.headers["Audit-Id"] = audit_id
+        return resp
+
+    return app
+
+
+async def _dispatch(ctx: Context, audit_id: str) -> Response:
+    s = ctx.settings
+    route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
+    method = request.method
+    q = {k: v for k, v in request.args.items()}
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    common: dict[str, Any] = dict(token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
+                                  source=request.remote_addr or "", query=q, path=request.path)
+    if route.kind != "resource":
+        if method not in ("GET", "HEAD"):
+            if route.kind == "unknown":
+                raise NotFound("the server could not find the requested resource")
+            raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
+        await ctx.pipeline.submit(Request(verb="get", **common), timeout_s=s.request_timeout_s)
+        return await _non_resource(ctx, route)
+
+    rdef = route.rdef
+    assert rdef is not None
+    if route.subresource:
+        raise NotFound("the server could not find the requested resource")
+    opts = None
+    if method in ("GET", "HEAD") and not route.name:
+        opts = parse_list_options(q, rdef, route.namespace, force_watch=route.legacy_watch)
+    verb = _verb(method, bool(route.name), opts is not None and opts.watch)
+    if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
+        raise MethodNotAllowed(f"{rdef.plural} is namespaced: use /namespaces/<namespace>/{rdef.plural}")
+    body: Any = None
+    patch_type = ""
+    if method in ("POST", "PUT", "PATCH") or (method == "DELETE"):
+        data = await request.get_data(cache=False)
+        assert isinstance(data, bytes)
+        if data.strip() or method != "DELETE":
+            body, patch_type = decode_body(data, request.headers.get("Content-Type"), for_patch=method == "PATCH")
+    tenant = route.tenant or "default"
+    req = Request(verb=verb, rdef=rdef, tenant=tenant, namespace=route.namespace or "", name=route.name,
+                  subresource=route.subresource, body=body, patch_type=patch_type, **common)
+    result = await ctx.pipeline.submit(req, timeout_s=s.request_timeout_s)
+    if isinstance(result, WriteResult):
+        r = _json_response(result.body, result.code)
+        for w in result.warnings:
+            r.headers.add("Warning", f'299 - "{w}"')
+        return r
+    assert isinstance(result, Allowed)
+    tenant = result.user.tenant if route.tenant is None else tenant
+    proj = ctx.projection
+    if verb == "get":
+        key = Key(tenant, rdef.group, rdef.plural, route.namespace or "", route.name)
+        rv = q.get("resourceVersion") or None
+        return _json_response(await get_object(proj, key, rdef, rv))
+    assert opts is not None
+    if verb == "list":
+        return _json_response(list_body(rdef, await list_objects(proj, tenant, rdef, opts)))
+    timeout = opts.timeout_s if opts.timeout_s is not None else int(s.min_request_timeout_s *
+                                                                  (1 + random.random()))
+    return _stream(watch_lines(proj, tenant, rdef, opts), timeout)
+
+
+def _stream(lines: Any, timeout_s: int) -> Response:
+    async def body() -> Any:
+        with trio.move_on_after(timeout_s):
+            async for line in lines:
+                yield line
+        await lines.aclose()
+
+    r = Response(body(), status=200, content_type=JSON_CT)
+    r.timeout = None
+    r.headers["Cache-Control"] = "no-cache, private"
+    return r
+
+
+async def _non_resource(ctx: Context, route: Any) -> Response:
+    s = ctx.settings
+    if route.kind == "version":
+        return _json_response(_enc.encode(s.version_info()))
+    if route.kind == "health":
+        ready = ctx.projection.ready.is_set()
+        ok = ready if route.group == "readyz" else True
+        verbose = "verbose" in request.args
+        if route.name:  # a single check, e.g. /readyz/projection
+            ok = ready if route.name in ("projection", "log") else ok
+        text = ("[+]ping ok\n[+]log ok\n" + ("[+]projection ok\n" if ready else "[-]projection not caught up\n")
+                + f"{route.group} {'check passed' if ok else 'check failed'}\n") if verbose else ("ok" if ok else
+                                                                                                  "not ready")
+        return Response(text, status=200 if ok else 503, content_type="text/plain; charset=utf-8")
+    if route.kind == "discovery":
+        reg = ctx.registry
+        if route.path.rstrip("/") == "/api":
+            return _json_response(_enc.encode(discovery.api_versions(ctx.server_address)))
+        if route.path.rstrip("/") == "/apis":
+            return _json_response(_enc.encode(discovery.api_group_list(reg)))
+        if route.group and not route.version:
+            doc = discovery.api_group(reg, route.group)
+        else:
+            doc = discovery.resource_list(reg, route.group, route.version)
+        if doc is not None:
+            return _json_response(_enc.encode(doc))
+    raise NotFound("the server could not find the requested resource")

@@ -1,0 +1,69 @@
+"""``jetkube serve``: the entry point. Flags are decoded here, once, into Settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import trio
+
+from ._server import serve
+from ._settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jetkube", description="A Kubernetes-compatible API server on NATS JetStream")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the API server")
+    s.add_argument("--data-dir", default=".jetkube", help="certificates, kubeconfig and the embedded NATS store")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=6443, help="HTTPS port (0: any free port)")
+    s.add_argument("--nats-url", default=None, help="an external NATS with JetStream (default: embedded)")
+    s.add_argument("--token-file", default=None, help='static tokens: token,user,uid,"group1,group2"')
+    s.add_argument("--insecure-port", type=int, default=None, help="also serve plain HTTP here (tokens required)")
+    s.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: DATA_DIR/kubeconfig)")
+    s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
+    s.add_argument("--stream-replicas", type=int, default=1, help="stream replicas (a NATS cluster for > 1)")
+    s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
+    s.add_argument("--log-level", default="WARNING")
+    return p
+
+
+async def _main(settings: Settings) -> None:
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def on_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    shutdown.set()
+                    return
+
+        nursery.start_soon(on_signals)
+        running = await nursery.start(lambda task_status: serve(settings, shutdown=shutdown,  # type: ignore
+                                                                task_status=task_status))
+        extra = f" http={running.http_url}" if running.http_url else ""
+        print(f"jetkube ready: https={running.https_url}{extra} kubeconfig={running.kubeconfig} "
+              f"nats={running.nats_url}", flush=True)
+        await shutdown.wait()
+        nursery.cancel_scope.deadline = trio.current_time() + settings.graceful_timeout_s + 10
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
+                        token_file=args.token_file, insecure_port=args.insecure_port, kubeconfig=args.kubeconfig,
+                        stream=args.stream, stream_replicas=args.stream_replicas,
+                        tenancy_by_path=args.tenancy_by_path)
+    try:
+        trio.run(_main, settings)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

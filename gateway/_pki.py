@@ -1,0 +1,96 @@
+"""First-start material: a CA, a serving certificate, the admin token and a kubeconfig.
+
+Generated once into the data directory and reused on every later start, so a kubeconfig written
+once keeps working across restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_cert: Path
+    cert: Path
+    key: Path
+    admin_token: str
+    tokens_file: Path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def ensure_pki(data_dir: Path) -> Pki:
+    """Create (if missing) ``pki/ca.crt``, ``pki/apiserver.crt|key`` and ``pki/tokens.csv``."""
+    pki = data_dir / "pki"
+    pki.mkdir(parents=True, exist_ok=True)
+    ca_crt, crt, key_path, tokens = pki / "ca.crt", pki / "apiserver.crt", pki / "apiserver.key", pki / "tokens.csv"
+    if not (ca_crt.exists() and crt.exists() and key_path.exists()):
+        now = datetime.datetime.now(datetime.UTC)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jetkube-ca")])
+        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(minutes=5))
+              .not_valid_after(now + datetime.timedelta(days=3650))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+              .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                           content_commitment=False, key_encipherment=False,
+                                           data_encipherment=False, key_agreement=False, encipher_only=False,
+                                           decipher_only=False), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        san = x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.DNSName("jetkube"), x509.DNSName("kubernetes"),
+            x509.DNSName("kubernetes.default"), x509.DNSName("kubernetes.default.svc"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1")),
+        ])
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jetkube-apiserver")]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=3650))
+                .add_extension(san, critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        _write_private(pki / "ca.key", _key_pem(ca_key))
+        ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        _write_private(key_path, _key_pem(key))
+        crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if not tokens.exists():
+        _write_private(tokens, f'{secrets.token_urlsafe(32)},admin,admin,"system:masters"\n'.encode())
+    admin = tokens.read_text().splitlines()[0].split(",", 1)[0]
+    return Pki(ca_crt, crt, key_path, admin, tokens)
+
+
+def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, token: str, name: str = "jetkube") -> None:
+    """A kubeconfig that kubectl and the Python client use unchanged."""
+    ca_data = base64.b64encode(ca_cert.read_bytes()).decode()
+    doc = {
+        "apiVersion": "v1", "kind": "Config", "current-context": name, "preferences": {},
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": ca_data}}],
+        "users": [{"name": f"{name}-admin", "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin", "namespace": "default"}}],
+    }
+    _write_private(path, yaml.safe_dump(doc, sort_keys=False).encode())

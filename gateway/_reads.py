@@ -1,0 +1,187 @@
+"""GET, LIST and WATCH answered from the projection, with the resourceVersion rules.
+
+The resourceVersion rules for reads live here and only here (ARCHITECTURE.md, decision 7):
+
+| resourceVersion | resourceVersionMatch | served                                                    |
+| --------------- | -------------------- | --------------------------------------------------------- |
+| unset           | unset                | consistent: wait until the projection applied the head    |
+| "0"             | unset / NotOlderThan | from memory at once                                       |
+| N               | unset, no limit      | not older than N: wait (bounded) until applied >= N       |
+| N               | NotOlderThan         | the same                                                  |
+| N               | Exact (or unset with limit, the legacy rule) | exactly N, from the log's history |
+| unset           | set                  | 422 Invalid                                               |
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from actors import BadRequest, Cause, Invalid, NotFound
+from bus import Key, ResourceDef
+from projections import (
+    BOOKMARK,
+    ContinueNeedsHistory,
+    ListResult,
+    Projection,
+    WatchFilter,
+    decode_continue,
+    parse_field_selector,
+    parse_label_selector,
+)
+
+from ._codec import query_bool, query_int
+from ._status import status_for
+
+_enc = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class ListOptions:
+    filter: WatchFilter
+    resource_version: str | None
+    match: str | None
+    limit: int
+    continue_token: str
+    watch: bool
+    bookmarks: bool
+    send_initial: bool | None
+    timeout_s: int | None
+
+
+def _invalid_list(message: str, field: str) -> Invalid:
+    return Invalid(f"ListOptions.meta.k8s.io \"\" is invalid: {field}: {message}",
+                   kind="ListOptions", group="meta.k8s.io", causes=(Cause("FieldValueForbidden", message, field),))
+
+
+def parse_list_options(q: Mapping[str, str], rdef: ResourceDef, namespace: str | None,
+                       *, force_watch: bool = False) -> ListOptions:
+    labels = parse_label_selector(q.get("labelSelector", ""))
+    fields = parse_field_selector(q.get("fieldSelector", ""))
+    allowed = {"metadata.name", "metadata.namespace", *rdef.field_selectors}
+    for f in fields.fields:
+        if f not in allowed:
+            raise BadRequest(f'"{f}" is not a known field selector: only "{", ".join(sorted(allowed))}"')
+    rv = q.get("resourceVersion")
+    rv = None if rv == "" else rv
+    match = q.get("resourceVersionMatch") or None
+    if rv is not None and not rv.isdigit():
+        raise BadRequest(f"invalid resourceVersion {rv!r}: resourceVersions are decimal integers")
+    if match is not None:
+        if match not in ("Exact", "NotOlderThan"):
+            raise _invalid_list(f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"',
+                                "resourceVersionMatch")
+    watch = force_watch or query_bool(q.get("watch"))
+    send_initial = None if "sendInitialEvents" not in q else query_bool(q.get("sendInitialEvents"))
+    if match is not None and rv is None and not (watch and send_initial):
+        raise _invalid_list("Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+                            "resourceVersionMatch")
+    if match == "Exact" and rv == "0":
+        raise _invalid_list('Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
+                            "resourceVersionMatch")
+    if match is not None and q.get("continue"):
+        raise _invalid_list("Forbidden: resourceVersionMatch is forbidden when continue is provided",
+                            "resourceVersionMatch")
+    if send_initial and (not watch or match != "NotOlderThan"):
+        raise _invalid_list("Forbidden: sendInitialEvents is forbidden for watch unless resourceVersionMatch "
+                            "is set to NotOlderThan", "sendInitialEvents")
+    limit = query_int("limit", q.get("limit")) or 0
+    return ListOptions(
+        filter=WatchFilter(namespace if rdef.namespaced else None, labels, fields),
+        resource_version=rv, match=match, limit=limit, continue_token=q.get("continue", ""), watch=watch,
+        bookmarks=query_bool(q.get("allowWatchBookmarks")), send_initial=send_initial,
+        timeout_s=query_int("timeoutSeconds", q.get("timeoutSeconds")),
+    )
+
+
+async def read_at(projection: Projection, rv: str | None) -> None:
+    """Wait as the resourceVersion rules say for a GET or a not-older-than LIST."""
+    if rv is None:
+        await projection.consistent()
+    elif rv != "0":
+        await projection.wait_for(int(rv))
+
+
+async def get_object(projection: Projection, key: Key, rdef: ResourceDef, rv: str | None) -> bytes:
+    await read_at(projection, rv)
+    entry = projection.get(key)
+    if entry is None:
+        raise NotFound(f'{rdef.plural}{"." + rdef.group if rdef.group else ""} "{key.name}" not found',
+                       name=key.name, group=rdef.group, kind=rdef.plural)
+    return entry.data
+
+
+async def list_objects(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions) -> ListResult:
+    rv = opts.resource_version
+    exact = opts.match == "Exact" or (rv not in (None, "0") and opts.match is None and opts.limit > 0)
+    if opts.continue_token:
+        seq, start = decode_continue(opts.continue_token)
+        try:
+            return projection.list(tenant, rdef.group, rdef.plural, opts.filter, limit=opts.limit,
+                                   continue_token=opts.continue_token)
+        except ContinueNeedsHistory:
+            return await projection.list_at(tenant, rdef.group, rdef.plural, opts.filter, seq, limit=opts.limit,
+                                            start_after=start)
+    if exact and rv is not None:
+        want = int(rv)
+        if want == projection.store.applied:
+            return projection.list(tenant, rdef.group, rdef.plural, opts.filter, limit=opts.limit)
+        return await projection.list_at(tenant, rdef.group, rdef.plural, opts.filter, want, limit=opts.limit)
+    await read_at(projection, rv)
+    return projection.list(tenant, rdef.group, rdef.plural, opts.filter, limit=opts.limit)
+
+
+def list_body(rdef: ResourceDef, result: ListResult) -> bytes:
+    meta = b'"resourceVersion":"%d"' % result.resource_version
+    if result.continue_token:
+        meta += b',"continue":%s' % _enc.encode(result.continue_token)
+        if result.remaining is not None:
+            meta += b',"remainingItemCount":%d' % result.remaining
+    return b'{"kind":"%s","apiVersion":"%s","metadata":{%s},"items":[%s]}' % (
+        rdef.list_kind.encode(), rdef.api_version.encode(), meta, b",".join(result.items))
+
+
+def _bookmark(rdef: ResourceDef, seq: int, end: bool) -> bytes:
+    ann = ',"annotations":{"k8s.io/initial-events-end":"true"}' if end else ""
+    return b'{"type":"BOOKMARK","object":{"kind":"%s","apiVersion":"%s","metadata":{"resourceVersion":"%d"%s}}}\n' % (
+        rdef.kind.encode(), rdef.api_version.encode(), seq, ann.encode())
+
+
+def error_event(exc: BaseException) -> bytes:
+    _, body, _ = status_for(exc)
+    return b'{"type":"ERROR","object":%s}\n' % body
+
+
+async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions) -> AsyncIterator[
+        bytes]:
+    """The watch stream as newline-terminated JSON events. Errors after the stream started
+    become an ERROR event and end it."""
+    from actors import TooManyRequests
+
+    rv = opts.resource_version
+    start: int | None
+    if rv is None or opts.send_initial:
+        await read_at(projection, rv)
+        start = None
+    else:
+        start = int(rv) or None
+    try:
+        async with projection.watch(tenant, rdef.group, rdef.plural, opts.filter, resource_version=start,
+                                    send_initial=bool(opts.send_initial), bookmarks=opts.bookmarks) as events:
+            async for t, item in events:
+                if t == BOOKMARK:
+                    yield _bookmark(rdef, item, False)  # type: ignore[arg-type]
+                elif t == "BOOKMARK_END":
+                    if opts.bookmarks or opts.send_initial:
+                        yield _bookmark(rdef, item, True)  # type: ignore[arg-type]
+                elif t == "OVERFLOW":
+                    yield error_event(TooManyRequests(
+                        "the watcher fell too far behind and was closed; resume from the last resourceVersion "
+                        "received", retry_after_s=1))
+                    return
+                else:
+                    yield item.line(t)  # type: ignore[attr-defined]
+    except Exception as e:  # noqa: BLE001 - reported in-band, as the apiserver does once streaming
+        yield error_event(e)

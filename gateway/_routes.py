@@ -1,0 +1,85 @@
+"""Kubernetes URL layout to a route: pure parsing, no I/O.
+
+``/api/v1/...`` is the core group, ``/apis/<group>/<version>/...`` the others, each followed by
+``[namespaces/<ns>/]<resource>[/<name>[/<subresource>]]``; ``/api/v1/watch/...`` is the legacy
+watch prefix. ``/clusters/<tenant>/`` in front selects a tenant when tenancy by path is enabled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bus import Registry, ResourceDef
+
+NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str  # "resource" | "discovery" | "version" | "health" | "openapi" | "unknown"
+    rdef: ResourceDef | None = None
+    group: str = ""
+    version: str = ""
+    namespace: str | None = None  # None: not in the path (all namespaces or cluster scope)
+    name: str = ""
+    subresource: str = ""
+    legacy_watch: bool = False
+    path: str = ""
+    tenant: str | None = None
+
+
+def parse(path: str, registry: Registry, *, tenancy_by_path: bool = False) -> Route:
+    tenant = None
+    if tenancy_by_path and path.startswith("/clusters/"):
+        rest = path[len("/clusters/"):]
+        tenant, _, tail = rest.partition("/")
+        path = "/" + tail
+    parts = [p for p in path.split("/") if p]
+    r = _parse(parts, path, registry)
+    if tenant is not None:
+        r = Route(**{**r.__dict__, "tenant": tenant})
+    return r
+
+
+def _parse(parts: list[str], path: str, registry: Registry) -> Route:
+    if not parts:
+        return Route("unknown", path=path)
+    head = parts[0]
+    if head == "version":
+        return Route("version", path=path) if len(parts) == 1 else Route("unknown", path=path)
+    if head in ("healthz", "livez", "readyz"):
+        return Route("health", path=path, name="/".join(parts[1:]), group=head)
+    if head == "openapi":
+        return Route("openapi", path=path)
+    if head == "api":
+        if len(parts) == 1:
+            return Route("discovery", path=path)
+        group, version, rest = "", parts[1], parts[2:]
+    elif head == "apis":
+        if len(parts) <= 3:
+            return Route("discovery", path=path, group=parts[1] if len(parts) > 1 else "",
+                         version=parts[2] if len(parts) > 2 else "")
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return Route("unknown", path=path)
+    if not rest:
+        return Route("discovery", path=path, group=group, version=version)
+    legacy_watch = False
+    if rest[0] == "watch":
+        legacy_watch, rest = True, rest[1:]
+        if not rest:
+            return Route("unknown", path=path)
+    namespace: str | None = None
+    if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in NAMESPACE_SUBRESOURCES
+                                                           and registry.get(group, version, rest[2]) is None):
+        namespace, rest = rest[1], rest[2:]
+    plural = rest[0]
+    rdef = registry.get(group, version, plural)
+    if rdef is None or len(rest) > 3:
+        return Route("unknown", path=path, group=group, version=version)
+    name = rest[1] if len(rest) > 1 else ""
+    sub = rest[2] if len(rest) > 2 else ""
+    if namespace is not None and not rdef.namespaced:
+        return Route("unknown", path=path, group=group, version=version)
+    return Route("resource", rdef=rdef, group=group, version=version, namespace=namespace, name=name,
+                 subresource=sub, legacy_watch=legacy_watch, path=path)

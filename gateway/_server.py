@@ -1,0 +1,91 @@
+"""``serve``: the whole server in one nursery, started in dependency order.
+
+nats-server (embedded, unless a URL is given) -> bridge -> log (stream ensured) -> projection
+(caught up with the head captured at start) -> actor pipeline (default namespaces bootstrapped)
+-> HTTP listeners. Shutdown runs the other way: listeners stop (graceful, bounded), then
+everything else is cancelled; the embedded nats-server is terminated last.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from actors import Pipeline, TokenAuthenticator, parse_token_csv
+from bus import Registry, StreamConfig, open_bridge, open_log, run_nats_server
+from projections import Projection
+
+from ._app import Context, create_app
+from ._pki import ensure_pki, write_kubeconfig
+from ._settings import Settings
+
+log = logging.getLogger("jetkube")
+
+
+@dataclass(frozen=True)
+class Running:
+    """What ``serve`` reports once ready."""
+
+    https_url: str
+    http_url: str | None
+    kubeconfig: Path
+    nats_url: str
+    admin_token: str
+
+
+async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
+                task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run until ``shutdown`` is set (or the task is cancelled); report :class:`Running` when ready."""
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pki = ensure_pki(data_dir)
+    tokens = parse_token_csv(pki.tokens_file.read_text())
+    if settings.token_file:
+        tokens.update(parse_token_csv(Path(settings.token_file).read_text()))
+    registry = Registry()
+    shutdown = trio.Event() if shutdown is None else shutdown
+    async with AsyncExitStack() as stack:
+        nats_url = settings.nats_url
+        if not nats_url:
+            nats_url = await stack.enter_async_context(run_nats_server(data_dir / "nats"))
+        bridge = await stack.enter_async_context(open_bridge(nats_url))
+        log_ = await open_log(bridge, StreamConfig(name=settings.stream, prefix=settings.subject_prefix,
+                                                   replicas=settings.stream_replicas))
+        projection = Projection(log_)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(projection.run)
+            pipeline = Pipeline(log_, projection, registry, TokenAuthenticator(tokens),
+                                run_controllers=settings.run_controllers)
+            await nursery.start(pipeline.run)
+            ctx = Context(settings, registry, pipeline, projection)
+            app = create_app(ctx)
+            config = Config()
+            config.bind = [f"{settings.host}:{settings.port}"]
+            config.certfile, config.keyfile = str(pki.cert), str(pki.key)
+            if settings.insecure_port is not None:
+                config.insecure_bind = [f"{settings.host}:{settings.insecure_port}"]
+            config.graceful_timeout = settings.graceful_timeout_s
+            config.keep_alive_timeout = 75
+            config.accesslog = None
+            config.errorlog = logging.getLogger("hypercorn.error")
+            binds: list[str] = await nursery.start(
+                lambda task_status: hypercorn_serve(app, config, shutdown_trigger=shutdown.wait,  # type: ignore
+                                                    task_status=task_status))
+            https = next(b for b in binds if b.startswith("https://"))
+            http = next((b for b in binds if b.startswith("http://")), None)
+            ctx.server_address = https.removeprefix("https://")
+            kubeconfig = Path(settings.kubeconfig) if settings.kubeconfig else data_dir / "kubeconfig"
+            write_kubeconfig(kubeconfig, server=https, ca_cert=pki.ca_cert, token=pki.admin_token)
+            task_status.started(Running(https, http, kubeconfig, nats_url, pki.admin_token))
+            await shutdown.wait()
+            # hypercorn stops by itself on the trigger; give it its graceful window, then stop all.
+            with trio.move_on_after(settings.graceful_timeout_s + 1):
+                while len(nursery.child_tasks) > 2:
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,36 @@
+"""The one typed, frozen settings object, decoded once at the entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+# The Kubernetes minor version we report. kubectl's dispatcher runs kubectl.1.<minor>; 1.32+ send
+# protobuf request bodies for typed commands, which jetkube decodes only from the kubectl issue on,
+# so until then we report the newest JSON-only minor.
+KUBE_MINOR = "31"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: str = ".jetkube"
+    host: str = "127.0.0.1"
+    port: int = 6443
+    nats_url: str | None = None
+    token_file: str | None = None
+    insecure_port: int | None = None
+    stream: str = "JETKUBE"
+    subject_prefix: str = "jk"
+    stream_replicas: int = 1
+    request_timeout_s: float = 60.0
+    min_request_timeout_s: float = 1800.0  # watches without timeoutSeconds last [1, 2) x this
+    max_body_bytes: int = 3 * 1024 * 1024
+    tenancy_by_path: bool = False
+    graceful_timeout_s: float = 5.0
+    kubeconfig: str | None = None  # default: <data_dir>/kubeconfig
+    run_controllers: bool = True
+
+    def version_info(self) -> dict[str, Any]:
+        return {"major": "1", "minor": KUBE_MINOR, "gitVersion": f"v1.{KUBE_MINOR}.0-jetkube",
+                "gitCommit": "jetkube", "gitTreeState": "clean", "buildDate": "2026-11-27T00:00:00Z",
+                "goVersion": "python", "compiler": "gc", "platform": "linux/amd64"}

@@ -1,0 +1,71 @@
+"""The one place errors become Kubernetes ``Status`` objects and HTTP status codes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import trio
+
+from actors import ApiError, BadRequest, Expired, InternalError, ServiceUnavailable, Timeout
+from bus import BusClosed, BusError, BusTimeout, NoResponders
+from projections import (
+    BadContinue,
+    ContinueExpired,
+    ResourceVersionTooLarge,
+    SelectorError,
+    TooOldResourceVersion,
+)
+
+log = logging.getLogger("jetkube.gateway")
+_enc = msgspec.json.Encoder()
+
+
+def to_api_error(exc: BaseException) -> ApiError:
+    """Every exception a request can end in, as the ApiError the client sees."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, SelectorError | BadContinue):
+        return BadRequest(str(exc))
+    if isinstance(exc, ResourceVersionTooLarge):
+        return Timeout(f"Too large resource version: {exc.wanted}, current: {exc.applied}", retry_after_s=1)
+    if isinstance(exc, TooOldResourceVersion):
+        return Expired(f"too old resource version: {exc.seq} ({exc.first})")
+    if isinstance(exc, ContinueExpired):
+        return Expired("The provided continue parameter is too old to display a consistent list result. You can "
+                       "start a new list without the continue parameter.")
+    if isinstance(exc, BusTimeout | trio.TooSlowError):
+        return Timeout("the log did not acknowledge in time; the request may have been applied, retry it",
+                       retry_after_s=1)
+    if isinstance(exc, NoResponders | BusClosed | BusError):
+        return ServiceUnavailable(f"the log is unavailable: {exc}", retry_after_s=1)
+    log.error("unexpected error", exc_info=exc)
+    return InternalError(f"an internal error occurred: {type(exc).__name__}")
+
+
+def status_object(err: ApiError) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if err.name:
+        details["name"] = err.name
+    if err.group:
+        details["group"] = err.group
+    if err.kind:
+        details["kind"] = err.kind
+    if err.causes:
+        details["causes"] = [msgspec.to_builtins(c) for c in err.causes]
+    if err.retry_after_s:
+        details["retryAfterSeconds"] = err.retry_after_s
+    obj: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                           "message": err.message, "reason": err.reason}
+    if details:
+        obj["details"] = details
+    obj["code"] = err.code
+    return obj
+
+
+def status_for(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
+    """(HTTP code, Status JSON, extra headers) for any exception."""
+    err = to_api_error(exc)
+    headers = {"Retry-After": str(err.retry_after_s)} if err.retry_after_s else {}
+    return err.code, _enc.encode(status_object(err)), headers

@@ -1,0 +1,15 @@
+"""The read side: followers of the log that build queryable state, watches and views."""
+
+from ._errors import BadContinue, ContinueExpired, ProjectionError, ResourceVersionTooLarge, TooOldResourceVersion
+from ._projection import ContinueNeedsHistory, ListResult, Projection, ProjectionSettings, decode_continue
+from ._selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, parse_label_selector
+from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
+from ._watch import BOOKMARK, WatchFilter, WatchStream
+
+__all__ = [
+    "ADDED", "BOOKMARK", "BadContinue", "Change", "ContinueExpired", "ContinueNeedsHistory", "DELETED", "Entry",
+    "FieldSelector", "LabelSelector", "ListResult", "MODIFIED", "Projection", "ProjectionError",
+    "ProjectionSettings", "ResourceState", "ResourceVersionTooLarge", "SelectorError", "Store",
+    "TooOldResourceVersion", "WatchFilter", "WatchStream", "decode_continue", "parse_field_selector",
+    "parse_label_selector",
+]

@@ -1,0 +1,331 @@
+"""The projection: follows the log into a :class:`Store`; answers reads; serves watches.
+
+``run`` is the only task that writes the store. Reads are synchronous lookups after an optional
+bounded wait for the store to reach a sequence (the KEP-2340 consistent read: read the stream
+head from the leader, wait until applied >= head).
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import itertools
+import json
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
+from typing import NoReturn
+
+import trio
+
+from bus import Key, Log, LogMessage, decode_event, object_bytes, parse_subject, resource_filter
+from bus._subjects import all_filter
+
+from ._errors import ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
+from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
+from ._watch import BOOKMARK, WatchFilter, WatchStream
+
+
+@dataclass(frozen=True)
+class ListResult:
+    items: list[bytes]
+    resource_version: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+@dataclass(frozen=True)
+class ProjectionSettings:
+    consistent_wait_s: float = 3.0  # the cacher's blockTimeout
+    ring_size: int = 10_000  # recent changes kept per resource for watch resume
+    watch_queue: int = 10_000  # events one watcher may fall behind before it is cut off
+    bookmark_interval_s: float = 60.0
+    reader_batch: int = 1024
+
+
+class Projection:
+    def __init__(self, log: Log, settings: ProjectionSettings = ProjectionSettings()) -> None:
+        self.log = log
+        self.settings = settings
+        self.store = Store(log.prefix, ring_size=settings.ring_size)
+        self._waiters: list[tuple[int, int, trio.Event]] = []
+        self._tie = itertools.count()
+        self.ready = trio.Event()
+        self.start_head = 0
+        self._listeners: list[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]]] = []
+
+    # ---- following the log ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """Follow the log forever; ``started`` once caught up with the head captured at start."""
+        self.start_head = await self.log.head()
+        reader = await self.log.open_reader(all_filter(self.log.prefix), self.store.applied + 1,
+                                            batch=self.settings.reader_batch)
+        started = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._bookmark_ticker)
+                if self.start_head <= self.store.applied:
+                    self.ready.set()
+                    task_status.started()
+                    started = True
+                while True:
+                    batch = await reader.next_batch()
+                    self.apply_batch(batch)
+                    if not started and self.store.applied >= self.start_head:
+                        self.ready.set()
+                        task_status.started()
+                        started = True
+        finally:
+            await reader.aclose()
+
+    def apply_batch(self, batch: list[LogMessage]) -> None:
+        store = self.store
+        for m in batch:
+            applied = store.apply(m)
+            if applied is not None and self._listeners:
+                for ch in self._listeners:
+                    try:
+                        ch.send_nowait(applied)
+                    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass  # listeners (controllers) resync from state; see subscribe_changes
+        applied = store.applied
+        w = self._waiters
+        while w and w[0][0] <= applied:
+            heapq.heappop(w)[2].set()
+
+    async def _bookmark_ticker(self) -> NoReturn:
+        while True:
+            await trio.sleep(self.settings.bookmark_interval_s)
+            self.store.bookmark_all()
+
+    def subscribe_changes(self, max_queued: int = 10_000) -> trio.MemoryReceiveChannel[
+            tuple[tuple[str, str, str], Change]]:
+        """((tenant, group, resource), change) as applied, for controllers. Lossy when full:
+        subscribers must resync from state periodically."""
+        send, recv = trio.open_memory_channel[tuple[tuple[str, str, str], Change]](max_queued)
+        self._listeners.append(send)
+        return recv
+
+    # ---- consistency ------------------------------------------------------------------------------
+
+    async def wait_for(self, seq: int, timeout_s: float | None = None) -> None:
+        """Wait until the store has applied ``seq``; raise ResourceVersionTooLarge after the bound."""
+        if self.store.applied >= seq:
+            return
+        ev = trio.Event()
+        heapq.heappush(self._waiters, (seq, next(self._tie), ev))
+        with trio.move_on_after(self.settings.consistent_wait_s if timeout_s is None else timeout_s):
+            await ev.wait()
+            return
+        raise ResourceVersionTooLarge(seq, self.store.applied)
+
+    async def consistent(self) -> int:
+        """Wait until the store reflects the log head as of now; return the applied sequence."""
+        await self.wait_for(await self.log.head())
+        return self.store.applied
+
+    # ---- reads ------------------------------------------------------------------------------------
+
+    def state(self, tenant: str, group: str, resource: str) -> ResourceState:
+        return self.store.resource(tenant, group, resource)
+
+    def get(self, key: Key) -> Entry | None:
+        return self.store.get(key)
+
+    def list(self, tenant: str, group: str, resource: str, flt: WatchFilter, *, limit: int = 0,
+             continue_token: str = "") -> ListResult:
+        """The current state, filtered; pages of ``limit`` (0 = all) with continue tokens.
+
+        A continue token pins the list's resourceVersion; a later page is served from memory
+        while the resource has not changed since, otherwise the caller must read history
+        (:meth:`list_at`), which :class:`ContinueNeedsHistory` signals.
+        """
+        st = self.store.resource(tenant, group, resource)
+        rv = self.store.applied
+        start_after = ""
+        if continue_token:
+            rv, start_after = decode_continue(continue_token)
+            last = st.ring[-1].seq if st.ring else st.ring_floor
+            if last > rv:
+                raise ContinueNeedsHistory(rv, start_after)
+        return _paginate(((ns, n, e.data, e) for ns, n, e in st.iter_entries(flt.namespace)), flt, limit,
+                         start_after, rv)
+
+    async def list_at(self, tenant: str, group: str, resource: str, flt: WatchFilter, seq: int, *,
+                      limit: int = 0, start_after: str = "") -> ListResult:
+        """The state exactly as of ``seq``, folded from the log's history (resourceVersionMatch=Exact)."""
+        state = await self.log.stream_state()
+        if seq < int(state.get("first_seq", 1)) - 1:
+            raise TooOldResourceVersion(seq, int(state.get("first_seq", 1)))
+        if seq > int(state.get("last_seq", 0)):
+            raise ResourceVersionTooLarge(seq, int(state.get("last_seq", 0)))
+        objects: dict[tuple[str, str], Entry] = {}
+        if seq > 0:
+            reader = await self.log.open_reader(resource_filter(self.log.prefix, tenant, group, resource), 1)
+            try:
+                done = False
+                while not done:
+                    if reader.pending == 0 and reader.buffered == 0:
+                        break
+                    for m in await reader.next_batch():
+                        if m.seq > seq:
+                            done = True
+                            break
+                        key, entry, kind = _decode(self.log.prefix, m)
+                        if kind == DELETED:
+                            objects.pop((key.namespace, key.name), None)
+                        else:
+                            objects[(key.namespace, key.name)] = entry
+                    if reader.pending == 0 and reader.buffered == 0:
+                        break
+            finally:
+                await reader.aclose()
+        rows = sorted(objects.items())
+        if flt.namespace is not None:
+            rows = [r for r in rows if r[0][0] == flt.namespace]
+        return _paginate(((ns, n, e.data, e) for (ns, n), e in rows), flt, limit, start_after, seq)
+
+    # ---- watches ----------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def watch(self, tenant: str, group: str, resource: str, flt: WatchFilter, *,
+                    resource_version: int | None, send_initial: bool, bookmarks: bool) -> AsyncIterator[
+                        AsyncIterator[tuple[str, object]]]:
+        """Open a watch; iterate ``(type, Change | seq)`` pairs.
+
+        ``resource_version`` None (or 0) starts with synthetic ADDED events for the current
+        state; N delivers exactly the changes after N, from the ring when it still holds them,
+        otherwise from the log. ``send_initial`` adds the initial-events-end bookmark (as
+        ``("BOOKMARK_END", seq)``). The stream ends when the watcher falls behind (check
+        ``overflowed``) or when the caller leaves the block.
+        """
+        st = self.store.resource(tenant, group, resource)
+        stream = WatchStream(flt, bookmarks=bookmarks, max_queued=self.settings.watch_queue)
+        if resource_version:
+            await self.wait_for(resource_version)
+        gen = self._iterate(st, stream, tenant, group, resource, resource_version, send_initial)
+        try:
+            yield gen
+        finally:
+            st.watchers.discard(stream)
+            stream.close()
+            await gen.aclose()
+
+    async def _iterate(self, st: ResourceState, stream: WatchStream, tenant: str, group: str, resource: str,
+                       rv: int | None, send_initial: bool) -> AsyncIterator[tuple[str, object]]:
+        if not rv:
+            # Snapshot and registration with no checkpoint between them: nothing is missed.
+            initial = [Change(e.seq, ADDED, ns, n, e, None) for ns, n, e in st.iter_entries(stream.filter.namespace)
+                       if stream.filter.matches(ns, n, e)]
+            at = self.store.applied
+            st.watchers.add(stream)
+            for ch in initial:
+                yield ADDED, ch
+            if send_initial:
+                yield "BOOKMARK_END", at
+        else:
+            after = rv
+            while after < st.ring_floor:
+                async with aclosing(self._from_log(stream, tenant, group, resource, after)) as from_log:
+                    async for item in from_log:
+                        if isinstance(item, int):
+                            after = item
+                        else:
+                            after = item[1].seq
+                            yield item
+            backlog = st.changes_after(after)
+            st.watchers.add(stream)
+            for ch in backlog:
+                t = stream.classify(ch)
+                if t is not None:
+                    yield t, ch
+            if send_initial:
+                yield "BOOKMARK_END", max(after, self.store.applied)
+        async for item in stream.receive:
+            yield item
+        if stream.overflowed:
+            yield "OVERFLOW", self.store.applied
+
+    async def _from_log(self, stream: WatchStream, tenant: str, group: str, resource: str,
+                        after: int) -> AsyncIterator[tuple[str, Change] | int]:
+        """Changes after ``after`` read from the log, then the sequence everything up to which
+        has been delivered (yielded as a bare int)."""
+        state = await self.log.stream_state()
+        first = int(state.get("first_seq", 1))
+        if after < first - 1:
+            raise TooOldResourceVersion(after, first)
+        target = self.store.applied
+        reader = await self.log.open_reader(
+            resource_filter(self.log.prefix, tenant, group, resource, stream.filter.namespace), after + 1,
+            batch=self.settings.reader_batch)
+        try:
+            while not (reader.pending == 0 and reader.buffered == 0):
+                for m in await reader.next_batch():
+                    if m.seq > target:
+                        yield target
+                        return
+                    key, entry, kind = _decode(self.log.prefix, m)
+                    if stream.filter.matches(key.namespace, key.name, entry):
+                        yield kind, Change(m.seq, kind, key.namespace, key.name, entry, None)
+                    else:
+                        yield m.seq
+            yield target
+        finally:
+            await reader.aclose()
+
+
+class ContinueNeedsHistory(Exception):
+    def __init__(self, rv: int, start_after: str) -> None:
+        super().__init__(rv)
+        self.rv = rv
+        self.start_after = start_after
+
+
+def _decode(prefix: str, m: LogMessage) -> tuple[Key, Entry, str]:
+    """Key, entry and watch event type of a log message (the verb tells ADDED from MODIFIED)."""
+    key = parse_subject(prefix, m.subject)
+    ev = decode_event(m.data)
+    kind = DELETED if ev.type == "delete" else ADDED if ev.verb == "create" else MODIFIED
+    return key, Entry(m.seq, object_bytes(ev, m.seq), ev.labels, ev.fields), kind
+
+
+def encode_continue(rv: int, start_after: str) -> str:
+    raw = json.dumps({"v": "jk1", "rv": rv, "start": start_after}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    from ._errors import BadContinue
+
+    try:
+        obj = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+        return int(obj["rv"]), str(obj["start"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise BadContinue(f"invalid continue token: {e}") from None
+
+
+def _paginate(rows, flt: WatchFilter, limit: int, start_after: str, rv: int) -> ListResult:  # type: ignore[no-untyped-def]
+    items: list[bytes] = []
+    last_key = ""
+    remaining = 0
+    more = False
+    for ns, name, data, entry in rows:
+        k = f"{ns}\x00{name}"  # NUL sorts first: string order == (ns, name) order
+        if start_after and k <= start_after:
+            continue
+        if not flt.matches(ns, name, entry):
+            continue
+        if limit and len(items) >= limit:
+            more = True
+            remaining += 1
+            continue
+        items.append(data)
+        last_key = k
+    if more:
+        return ListResult(items, rv, encode_continue(rv, last_key), remaining)
+    return ListResult(items, rv)
+
+
+__all__ = ["BOOKMARK", "ContinueExpired", "ContinueNeedsHistory", "ListResult", "Projection",
+           "ProjectionSettings", "DELETED"]

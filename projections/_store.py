@@ -1,0 +1,175 @@
+"""The queryable state the log folds into: pure, no trio, no I/O.
+
+``Store.apply(msg)`` is the projection's whole write path. For each (tenant, group, resource) it
+keeps the live objects (encoded JSON bytes with their resourceVersion spliced in, so GET returns
+them and LIST joins them without re-encoding), a bounded ring of recent changes for watch resume,
+and the registered watchers, which it offers every change to in log order.
+
+Invariant (ring): every change of the resource with a sequence greater than ``ring_floor`` is in
+the ring, in order. The store starts from sequence 1 (floor 0); evicting a change raises the floor
+to that change's sequence.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from typing import Protocol
+
+from bus import Key, LogMessage, decode_event, object_bytes, parse_subject
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+_EMPTY: dict[str, str] = {}
+
+
+class Entry:
+    """One live object. ``data`` is its JSON with ``metadata.resourceVersion`` = ``seq``."""
+
+    __slots__ = ("seq", "data", "labels", "fields")
+
+    def __init__(self, seq: int, data: bytes, labels: dict[str, str], fields: dict[str, str]) -> None:
+        self.seq = seq
+        self.data = data
+        self.labels = labels or _EMPTY
+        self.fields = fields or _EMPTY
+
+
+class Change:
+    """One change of one object as watchers see it, with the state before it (for selectors)."""
+
+    __slots__ = ("seq", "type", "namespace", "name", "entry", "prev", "_lines")
+
+    def __init__(self, seq: int, type_: str, namespace: str, name: str, entry: Entry, prev: Entry | None) -> None:
+        self.seq = seq
+        self.type = type_
+        self.namespace = namespace
+        self.name = name
+        self.entry = entry
+        self.prev = prev
+        self._lines: dict[str, bytes] | None = None
+
+    def line(self, type_: str) -> bytes:
+        """The newline-terminated watch event, encoded once per type for all watchers."""
+        if self._lines is None:
+            self._lines = {}
+        got = self._lines.get(type_)
+        if got is None:
+            got = self._lines[type_] = b'{"type":"%s","object":%s}\n' % (type_.encode(), self.entry.data)
+        return got
+
+
+class Watcher(Protocol):
+    def offer(self, change: Change) -> None: ...
+
+    def bookmark(self, seq: int) -> None: ...
+
+
+class ResourceState:
+    """Objects, recent changes and watchers of one resource of one tenant."""
+
+    def __init__(self, ring_size: int) -> None:
+        # namespace ("" for cluster scope) -> name -> Entry
+        self.by_ns: dict[str, dict[str, Entry]] = {}
+        self.count = 0
+        self.ring: collections.deque[Change] = collections.deque()
+        self.ring_size = ring_size
+        self.ring_floor = 0
+        self.watchers: set[Watcher] = set()
+
+    def get(self, namespace: str, name: str) -> Entry | None:
+        ns = self.by_ns.get(namespace)
+        return None if ns is None else ns.get(name)
+
+    def iter_entries(self, namespace: str | None) -> Iterator[tuple[str, str, Entry]]:
+        """(namespace, name, entry), sorted by namespace then name, as etcd key order would give."""
+        if namespace is not None:
+            ns = self.by_ns.get(namespace)
+            if ns:
+                for name in sorted(ns):
+                    yield namespace, name, ns[name]
+            return
+        for nsname in sorted(self.by_ns):
+            ns = self.by_ns[nsname]
+            for name in sorted(ns):
+                yield nsname, name, ns[name]
+
+    def changes_after(self, seq: int) -> list[Change]:
+        """Every change with a sequence > ``seq``; the caller checks ``seq >= ring_floor``."""
+        out: list[Change] = []
+        for ch in reversed(self.ring):
+            if ch.seq <= seq:
+                break
+            out.append(ch)
+        out.reverse()
+        return out
+
+    def _record(self, change: Change) -> None:
+        if len(self.ring) >= self.ring_size:
+            self.ring_floor = self.ring.popleft().seq
+        self.ring.append(change)
+        for w in tuple(self.watchers):
+            w.offer(change)
+
+
+class Store:
+    """All tenants' state, folded from the log in sequence order."""
+
+    def __init__(self, prefix: str, *, ring_size: int = 10_000) -> None:
+        self.prefix = prefix
+        self.applied = 0
+        self.ring_size = ring_size
+        self.resources: dict[tuple[str, str, str], ResourceState] = {}
+        self.skipped = 0
+
+    def resource(self, tenant: str, group: str, resource: str) -> ResourceState:
+        key = (tenant, group, resource)
+        st = self.resources.get(key)
+        if st is None:
+            st = self.resources[key] = ResourceState(self.ring_size)
+        return st
+
+    def get(self, key: Key) -> Entry | None:
+        st = self.resources.get((key.tenant, key.group, key.resource))
+        return None if st is None else st.get(key.namespace, key.name)
+
+    def apply(self, msg: LogMessage) -> tuple[tuple[str, str, str], Change] | None:
+        """Fold one log message in. Messages must come in stream order, each exactly once.
+
+        Returns ((tenant, group, resource), change), or None for a message that is not ours."""
+        if msg.seq <= self.applied:
+            raise ValueError(f"out of order: {msg.seq} after {self.applied}")
+        self.applied = msg.seq
+        try:
+            key = parse_subject(self.prefix, msg.subject)
+            event = decode_event(msg.data)
+        except ValueError:
+            # Not ours (something else published under our prefix): skip, but count it.
+            self.skipped += 1
+            return None
+        st = self.resource(key.tenant, key.group, key.resource)
+        ns = st.by_ns.get(key.namespace)
+        prev = None if ns is None else ns.get(key.name)
+        entry = Entry(msg.seq, object_bytes(event, msg.seq), event.labels, event.fields)
+        if event.type == "delete":
+            if prev is not None:
+                assert ns is not None
+                del ns[key.name]
+                st.count -= 1
+                if not ns:
+                    del st.by_ns[key.namespace]
+            change = Change(msg.seq, DELETED, key.namespace, key.name, entry, prev)
+        else:
+            if ns is None:
+                ns = st.by_ns[key.namespace] = {}
+            ns[key.name] = entry
+            if prev is None:
+                st.count += 1
+            change = Change(msg.seq, ADDED if prev is None else MODIFIED, key.namespace, key.name, entry, prev)
+        st._record(change)
+        return (key.tenant, key.group, key.resource), change
+
+    def bookmark_all(self) -> None:
+        """Offer a bookmark at the applied sequence to every watcher (they filter by opt-in)."""
+        for st in self.resources.values():
+            for w in tuple(st.watchers):
+                w.bookmark(self.applied)

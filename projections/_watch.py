@@ -1,0 +1,104 @@
+"""Watch fan-out: per-watcher filters and bounded queues.
+
+A :class:`WatchStream` is registered with a resource's state and offered every change in log
+order by the projection. It filters (namespace, label and field selectors), turns selector
+transitions into ADDED/DELETED as the apiserver's cacher does, and queues ``(type, change)``
+pairs. The queue is bounded (``max_queued``): a watcher that falls that far behind is cut off
+with an error instead of growing memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import trio
+
+from ._selectors import FieldSelector, LabelSelector
+from ._store import ADDED, DELETED, MODIFIED, Change, Entry
+
+BOOKMARK = "BOOKMARK"
+ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class WatchFilter:
+    """What a LIST or WATCH selects: namespace (None = all), label and field selectors."""
+
+    namespace: str | None
+    labels: LabelSelector
+    fields: FieldSelector
+
+    def matches(self, namespace: str, name: str, entry: Entry) -> bool:
+        if self.namespace is not None and namespace != self.namespace:
+            return False
+        if not self.labels.empty and not self.labels.matches(entry.labels):
+            return False
+        if not self.fields.empty:
+            ef = entry.fields
+
+            def get(field: str) -> str | None:
+                if field == "metadata.name":
+                    return name
+                if field == "metadata.namespace":
+                    return namespace
+                return ef.get(field)
+
+            return self.fields.matches(get)
+        return True
+
+
+class Overflow(Exception):
+    """The watcher fell more than its queue bound behind."""
+
+
+class WatchStream:
+    """One watcher's filter and queue. Items are ``(type, change_or_seq)``."""
+
+    def __init__(self, flt: WatchFilter, *, bookmarks: bool, max_queued: int) -> None:
+        self.filter = flt
+        self.bookmarks = bookmarks
+        self._send, self.receive = trio.open_memory_channel[tuple[str, object]](max_queued)
+        self.overflowed = False
+        self.last_seq = 0
+
+    def classify(self, change: Change) -> str | None:
+        """The event type this watcher sees for ``change``, or None if it sees nothing."""
+        f = self.filter
+        if change.type == DELETED:
+            before = change.prev if change.prev is not None else change.entry
+            return DELETED if f.matches(change.namespace, change.name, before) else None
+        now = f.matches(change.namespace, change.name, change.entry)
+        was = change.prev is not None and f.matches(change.namespace, change.name, change.prev)
+        if now:
+            return MODIFIED if was else ADDED
+        return DELETED if was else None
+
+    def offer(self, change: Change) -> None:
+        if self.overflowed:
+            return
+        t = self.classify(change)
+        if t is None:
+            return
+        try:
+            self._send.send_nowait((t, change))
+        except trio.WouldBlock:
+            self._overflow()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def bookmark(self, seq: int) -> None:
+        if not self.bookmarks or self.overflowed:
+            return
+        try:
+            self._send.send_nowait((BOOKMARK, seq))
+        except trio.WouldBlock:
+            self._overflow()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self._send.close()
+
+    def close(self) -> None:
+        self._send.close()
