@@ -328,7 +328,7 @@ class ResourceCore:
             if entry is None or old is None:
                 if strategy_for(rdef).allow_create_on_update and not rv:
                     created = True
-                    raise _CreateInstead()
+                    raise _CreateInstead("create on update")
                 raise self.not_found(rdef, req.name)
             if rv is not None and rv > entry.seq:
                 # The client saw a newer version than this replica has applied: catch up first.

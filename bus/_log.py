@@ -53,6 +53,8 @@ class Log:
         self.append_timeout_s = append_timeout_s
         # Coalescing of head queries: readers that arrive while a query is in flight wait for the
         # *next* query, because the one in flight may have been answered before their write.
+        self.appends = 0
+        self.append_s = 0.0  # total time from publish to ack, for the metrics endpoint
         self._head_inflight: trio.Event | None = None
         self._head_next: _HeadRound | None = None
 
@@ -115,7 +117,10 @@ class Log:
                 delay = min(delay * 2, 0.5)
                 continue
             try:
-                return self._ack(reply, expected_seq)
+                seq = self._ack(reply, expected_seq)
+                self.appends += 1
+                self.append_s += trio.current_time() - (deadline - budget)
+                return seq
             except WrongLastSequence:
                 # On an R1 stream a retried CAS append whose first try landed answers "wrong last
                 # sequence" instead of "duplicate" (the retry may be ours or the caller's): look

@@ -184,6 +184,8 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     s = ctx.settings
     if route.kind == "version":
         return _json_response(_enc.encode(s.version_info()))
+    if route.kind == "metrics":
+        return Response(_metrics(ctx), status=200, content_type="text/plain; version=0.0.4")
     if route.kind == "health":
         ready = ctx.projection.ready.is_set()
         ok = ready if route.group == "readyz" else True
@@ -207,3 +209,21 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         if doc is not None:
             return _json_response(_enc.encode(doc))
     raise NotFound("the server could not find the requested resource")
+
+
+def _metrics(ctx: Context) -> str:
+    """Prometheus text: per-stage actor time, appends, projection position, watchers."""
+    lines = ["# TYPE jetkube_actor_handled_total counter", "# TYPE jetkube_actor_busy_seconds_total counter"]
+    for a in ctx.pipeline.actors:
+        lines.append(f'jetkube_actor_handled_total{{actor="{a.name}"}} {a.handled}')
+        lines.append(f'jetkube_actor_busy_seconds_total{{actor="{a.name}"}} {a.busy_s:.6f}')
+    log = ctx.projection.log
+    store = ctx.projection.store
+    watchers = sum(len(st.watchers) for st in store.resources.values())
+    lines += [
+        "# TYPE jetkube_append_total counter", f"jetkube_append_total {log.appends}",
+        "# TYPE jetkube_append_seconds_total counter", f"jetkube_append_seconds_total {log.append_s:.6f}",
+        "# TYPE jetkube_projection_applied_sequence gauge", f"jetkube_projection_applied_sequence {store.applied}",
+        "# TYPE jetkube_watchers gauge", f"jetkube_watchers {watchers}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -23,6 +23,8 @@ from actors import BadRequest, Cause, Invalid, NotFound
 from bus import Key, ResourceDef
 from projections import (
     BOOKMARK,
+    ContinueExpired,
+    TooOldResourceVersion,
     ContinueNeedsHistory,
     ListResult,
     Projection,
@@ -122,8 +124,11 @@ async def list_objects(projection: Projection, tenant: str, rdef: ResourceDef, o
             return projection.list(tenant, rdef.group, rdef.plural, opts.filter, limit=opts.limit,
                                    continue_token=opts.continue_token)
         except ContinueNeedsHistory:
-            return await projection.list_at(tenant, rdef.group, rdef.plural, opts.filter, seq, limit=opts.limit,
-                                            start_after=start)
+            try:
+                return await projection.list_at(tenant, rdef.group, rdef.plural, opts.filter, seq,
+                                                limit=opts.limit, start_after=start)
+            except TooOldResourceVersion:
+                raise ContinueExpired() from None
     if exact and rv is not None:
         want = int(rv)
         if want == projection.store.applied:

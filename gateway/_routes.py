@@ -49,6 +49,8 @@ def _parse(parts: list[str], path: str, registry: Registry) -> Route:
         return Route("version", path=path) if len(parts) == 1 else Route("unknown", path=path)
     if head in ("healthz", "livez", "readyz"):
         return Route("health", path=path, name="/".join(parts[1:]), group=head)
+    if head == "metrics" and len(parts) == 1:
+        return Route("metrics", path=path)
     if head == "openapi":
         return Route("openapi", path=path)
     if head == "api":

@@ -19,7 +19,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from actors import Pipeline, TokenAuthenticator, parse_token_csv
 from bus import Registry, StreamConfig, open_bridge, open_log, run_nats_server
-from projections import Projection
+from projections import Projection, ProjectionSettings
 
 from ._app import Context, create_app
 from ._pki import ensure_pki, write_kubeconfig
@@ -57,7 +57,9 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
         bridge = await stack.enter_async_context(open_bridge(nats_url))
         log_ = await open_log(bridge, StreamConfig(name=settings.stream, prefix=settings.subject_prefix,
                                                    replicas=settings.stream_replicas))
-        projection = Projection(log_)
+        projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,
+                                                         watch_queue=settings.watch_queue,
+                                                         bookmark_interval_s=settings.bookmark_interval_s))
         async with trio.open_nursery() as nursery:
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, TokenAuthenticator(tokens),

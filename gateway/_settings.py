@@ -29,6 +29,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     graceful_timeout_s: float = 5.0
     kubeconfig: str | None = None  # default: <data_dir>/kubeconfig
     run_controllers: bool = True
+    watch_ring_size: int = 10_000  # recent changes per resource served to resuming watches from memory
+    watch_queue: int = 10_000  # events a watcher may fall behind before it is cut off
+    bookmark_interval_s: float = 60.0
 
     def version_info(self) -> dict[str, Any]:
         return {"major": "1", "minor": KUBE_MINOR, "gitVersion": f"v1.{KUBE_MINOR}.0-jetkube",

@@ -156,8 +156,11 @@ class Projection:
                       limit: int = 0, start_after: str = "") -> ListResult:
         """The state exactly as of ``seq``, folded from the log's history (resourceVersionMatch=Exact)."""
         state = await self.log.stream_state()
-        if seq < int(state.get("first_seq", 1)) - 1:
-            raise TooOldResourceVersion(seq, int(state.get("first_seq", 1)))
+        first = int(state.get("first_seq", 1))
+        # Folding state needs every message from the start: once the log has dropped any
+        # (retention, purge), no past state can be rebuilt from it alone.
+        if first > 1:
+            raise TooOldResourceVersion(seq, first)
         if seq > int(state.get("last_seq", 0)):
             raise ResourceVersionTooLarge(seq, int(state.get("last_seq", 0)))
         objects: dict[tuple[str, str], Entry] = {}

@@ -1,16 +1,65 @@
-"""Shared fixtures: a real nats-server on a free loopback port, started from the wheel."""
+"""Shared fixtures: a real nats-server on a free loopback port (from the wheel), and jetkube
+servers running in the test's own trio nursery against it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import trio
 
 from bus import run_nats_server
+from gateway import Running, Settings, serve
 
 
 @pytest.fixture
 async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
     async with run_nats_server(tmp_path / "nats") as url:
         yield url
+
+
+StartServer = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def start_server(nursery: trio.Nursery, tmp_path: Path, nats_url: str) -> AsyncIterator[StartServer]:
+    """Start a jetkube on the shared nats-server; every started server stops at teardown."""
+    stops: list[trio.Event] = []
+    count = 0
+
+    async def start(**overrides: Any) -> Running:
+        nonlocal count
+        count += 1
+        kw: dict[str, Any] = dict(data_dir=str(tmp_path / f"jk{count}"), port=0, insecure_port=0, nats_url=nats_url,
+                                  graceful_timeout_s=0.5)
+        kw.update(overrides)
+        stop = trio.Event()
+        stops.append(stop)
+        with trio.fail_after(30):
+            return await nursery.start(partial(serve, Settings(**kw), shutdown=stop))
+
+    yield start
+    for s in stops:
+        s.set()
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> Running:
+    return await start_server()
+
+
+def client_for(running: Running, **kw: Any) -> httpx.AsyncClient:
+    """An httpx client on the server's plain-HTTP port with the admin token."""
+    assert running.http_url is not None
+    return httpx.AsyncClient(base_url=running.http_url, headers={"Authorization": f"Bearer {running.admin_token}"},
+                             timeout=30, **kw)
+
+
+@pytest.fixture
+async def api(server: Running) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(server) as c:
+        yield c
