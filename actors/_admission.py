@@ -32,11 +32,10 @@ class NamespaceLifecycle:
             return
         if not rdef.namespaced or req.verb != "create":
             return
-        key = Key(req.tenant, "", "namespaces", "", req.namespace)
-        entry = self.projection.get(key)
-        if entry is None:
-            await self.projection.consistent()
-            entry = self.projection.get(key)
+        # A consistent read: a namespace deleted (or created) through any gateway just before this
+        # request must be seen as such. Head queries are shared among concurrent requests.
+        await self.projection.consistent()
+        entry = self.projection.get(Key(req.tenant, "", "namespaces", "", req.namespace))
         if entry is None:
             raise NotFound(f'namespaces "{req.namespace}" not found', name=req.namespace, kind="namespaces")
         if entry.fields.get("status.phase") == "Terminating":

@@ -256,6 +256,14 @@ class ResourceCore:
             obj = None if entry is None else _decode(entry.data)
             decision = await decide(entry, obj)
             if isinstance(decision, _NoChange):
+                # Nothing to write: confirm the state decided on is current (the projection may
+                # trail the log), as the apiserver re-reads etcd before answering a no-op.
+                await self.projection.consistent()
+                fresh = self.projection.get(key)
+                if (fresh is None) != (entry is None) or (fresh is not None and entry is not None
+                                                          and fresh.seq != entry.seq):
+                    entry = fresh
+                    continue
                 return 200, decision.entry.data, "none"
             etype, new = decision
             if self._dry_run(req):

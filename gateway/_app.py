@@ -75,7 +75,9 @@ def _verb(method: str, has_name: bool, watch: bool) -> str:
 
 def create_app(ctx: Context) -> QuartTrio:
     app = QuartTrio("jetkube")
-    app.config["MAX_CONTENT_LENGTH"] = ctx.settings.max_body_bytes
+    # Bodies over max_body_bytes are drained (up to this cap) and answered 413: a client that sends
+    # without Expect: 100-continue is still writing, and stopping to read would deadlock it.
+    app.config["MAX_CONTENT_LENGTH"] = max(ctx.settings.max_body_bytes * 8, 32 * 1024 * 1024)
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = ctx.settings.request_timeout_s
     app.url_map.strict_slashes = False
@@ -85,8 +87,10 @@ def create_app(ctx: Context) -> QuartTrio:
         from actors import ApiError, RequestEntityTooLarge
 
         if e.code == 413:
-            return _error_response(RequestEntityTooLarge(
+            r = _error_response(RequestEntityTooLarge(
                 f"the request body is larger than {ctx.settings.max_body_bytes} bytes"))
+            r.headers["Connection"] = "close"
+            return r
         err = ApiError(e.description or "error")
         err.code, err.reason = e.code or 400, "BadRequest"
         return _error_response(err)
@@ -139,8 +143,7 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     body: Any = None
     patch_type = ""
     if method in ("POST", "PUT", "PATCH") or (method == "DELETE"):
-        data = await request.get_data(cache=False)
-        assert isinstance(data, bytes)
+        data = await _read_body(s.max_body_bytes)
         if data.strip() or method != "DELETE":
             body, patch_type = decode_body(data, request.headers.get("Content-Type"), for_patch=method == "PATCH")
     tenant = route.tenant or "default"
@@ -165,6 +168,20 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     timeout = opts.timeout_s if opts.timeout_s is not None else int(s.min_request_timeout_s *
                                                                   (1 + random.random()))
     return _stream(watch_lines(proj, tenant, rdef, opts), timeout)
+
+
+async def _read_body(limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.body:
+        total += len(chunk)
+        if total <= limit:
+            chunks.append(chunk)
+    if total > limit:
+        from actors import RequestEntityTooLarge
+
+        raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
+    return b"".join(chunks)
 
 
 def _stream(lines: Any, timeout_s: int) -> Response:

@@ -1,10 +1,35 @@
-"""Legacy discovery documents (/api, /apis, /api/v1, /apis/<g>[/<v>]) built from the registry."""
+"""Discovery documents built from the registry. Pure: no I/O, no trio.
+
+Legacy (unaggregated): /api, /apis, /api/v1, /apis/<g>[/<v>] (``APIVersions``, ``APIGroupList``,
+``APIGroup``, ``APIResourceList``).
+
+Aggregated (``apidiscovery.k8s.io`` ``APIGroupDiscoveryList``, v2 and v2beta1 share one JSON shape):
+served on GET /api and /apis when the ``Accept`` header asks for it. client-go picks the parser from the
+response Content-Type, so the chosen variant must be echoed exactly, parameters in g, v, as order
+[client-go ``discovery_client.go`` ``AcceptV2``/``AcceptV2Beta1``; apiserver ``generateMediaTypeWithGVK``].
+kubectl 1.27-1.29 ask only for v2beta1; 1.30+ ask for v2, then v2beta1, then plain JSON.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from bus import Registry, ResourceDef
+from ._table import parse_accept
+
+if TYPE_CHECKING:
+    from bus import Registry, ResourceDef
+
+DISCOVERY_GROUP = "apidiscovery.k8s.io"
+AGGREGATED_VERSIONS = ("v2", "v2beta1")
+
+# Extra per-resource subresources: (group, plural) -> entries in the aggregated shape
+# ``{"subresource": "status", "verbs": [...], "responseKind": {"group", "version", "kind"}?,
+# "acceptedTypes": [...]?}``; a missing responseKind means the parent's kind.
+Subresources = Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]
+
+
+# --- legacy ------------------------------------------------------------------------------------
 
 
 def _resource(d: ResourceDef) -> dict[str, Any]:
@@ -14,6 +39,32 @@ def _resource(d: ResourceDef) -> dict[str, Any]:
         out["shortNames"] = list(d.short_names)
     if d.categories:
         out["categories"] = list(d.categories)
+    return out
+
+
+def _response_kind(d: ResourceDef, sub: Mapping[str, Any]) -> dict[str, str]:
+    rk = sub.get("responseKind")
+    if isinstance(rk, Mapping):
+        return {"group": str(rk.get("group", "")), "version": str(rk.get("version", "")),
+                "kind": str(rk.get("kind", ""))}
+    return {"group": d.group, "version": d.version, "kind": d.kind}
+
+
+def _sub_name(sub: Mapping[str, Any]) -> str:
+    return str(sub.get("subresource") or sub.get("name") or "")
+
+
+def _legacy_subresource(d: ResourceDef, sub: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``APIResource`` entry for a subresource, e.g. ``deployments/scale`` (``group``/``version``
+    only when its kind lives elsewhere, as ``autoscaling/v1`` Scale does)."""
+    rk = _response_kind(d, sub)
+    out: dict[str, Any] = {"name": f"{d.plural}/{_sub_name(sub)}", "singularName": "",
+                           "namespaced": d.namespaced}
+    if (rk["group"], rk["version"]) != (d.group, d.version):
+        out["group"] = rk["group"]
+        out["version"] = rk["version"]
+    out["kind"] = rk["kind"]
+    out["verbs"] = list(sub.get("verbs") or [])
     return out
 
 
@@ -39,10 +90,100 @@ def api_group(registry: Registry, group: str) -> dict[str, Any] | None:
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(registry, group)}
 
 
-def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
+def api_resource_list(registry: Registry, group: str, version: str, *,
+                      subresources: Subresources | None = None) -> dict[str, Any] | None:
+    """``APIResourceList`` for /api/v1 or /apis/<g>/<v>; each subresource is its own entry right after
+    its parent (``configmaps/status``). None when nothing is served at that group-version."""
     defs = [d for d in registry.defs if d.group == group and d.version == version]
     if not defs:
         return None
     gv = f"{group}/{version}" if group else version
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-            "resources": [_resource(d) for d in defs]}
+    resources: list[dict[str, Any]] = []
+    for d in defs:
+        resources.append(_resource(d))
+        for sub in (subresources or {}).get((d.group, d.plural), ()):
+            resources.append(_legacy_subresource(d, sub))
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
+
+def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
+    """``APIResourceList`` without subresources (kept for existing callers)."""
+    return api_resource_list(registry, group, version)
+
+
+# --- aggregated --------------------------------------------------------------------------------
+
+
+def negotiate_discovery(accept: str | None) -> tuple[str, str] | None:
+    """Which aggregated variant to answer (``"v2"`` or ``"v2beta1"``) and the exact Content-Type to send,
+    from the client's Accept (its order and q-values), or None to answer the legacy document.
+
+    The first clause that can be served decides: an ``as=APIGroupDiscoveryList`` JSON clause for
+    ``g=apidiscovery.k8s.io`` and a known version wins; a plain JSON/wildcard clause means legacy.
+    Clauses we cannot serve (protobuf, unknown versions, extra parameters such as a future
+    ``profile=nopeer``) are skipped."""
+    for mr in parse_accept(accept):
+        params = {k: v for k, v in mr.params.items() if k not in ("charset", "pretty")}
+        if "as" in params:
+            if (mr.type, mr.subtype) != ("application", "json"):
+                continue
+            if (params.get("as") == "APIGroupDiscoveryList" and params.get("g") == DISCOVERY_GROUP
+                    and params.get("v") in AGGREGATED_VERSIONS and set(params) == {"as", "g", "v"}):
+                v = params["v"]
+                return v, f"application/json;g={DISCOVERY_GROUP};v={v};as=APIGroupDiscoveryList"
+            continue
+        if not params and (mr.type, mr.subtype) in (("application", "json"), ("application", "*"), ("*", "*")):
+            return None
+    return None
+
+
+def _aggregated_subresource(d: ResourceDef, sub: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"subresource": _sub_name(sub), "responseKind": _response_kind(d, sub)}
+    if sub.get("acceptedTypes"):
+        out["acceptedTypes"] = [dict(t) for t in sub["acceptedTypes"]]
+    out["verbs"] = list(sub.get("verbs") or [])
+    return out
+
+
+def _aggregated_resource(d: ResourceDef, subresources: Subresources | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resource": d.plural,
+        "responseKind": {"group": d.group, "version": d.version, "kind": d.kind},
+        "scope": "Namespaced" if d.namespaced else "Cluster",
+        "singularResource": d.singular,
+        "verbs": list(d.verbs),
+    }
+    if d.short_names:
+        out["shortNames"] = list(d.short_names)
+    if d.categories:
+        out["categories"] = list(d.categories)
+    subs = (subresources or {}).get((d.group, d.plural), ())
+    if subs:
+        out["subresources"] = [_aggregated_subresource(d, s) for s in subs]
+    return out
+
+
+def _aggregated_group(registry: Registry, group: str, subresources: Subresources | None) -> dict[str, Any]:
+    versions = []
+    for v in registry.group_versions()[group]:  # preference order: the first is preferred
+        resources = [_aggregated_resource(d, subresources) for d in registry.defs
+                     if d.group == group and d.version == v]
+        versions.append({"version": v, "resources": resources, "freshness": "Current"})
+    return {"metadata": {"name": group}, "versions": versions}
+
+
+def aggregated(registry: Registry, *, legacy_core: bool, version: str,
+               subresources: Subresources | None = None) -> dict[str, Any]:
+    """``APIGroupDiscoveryList`` for GET /api (``legacy_core=True``: the core group only, one item named
+    "") or GET /apis (every non-core group, in registry order). ``version`` is ``"v2"`` or
+    ``"v2beta1"`` (as chosen by :func:`negotiate_discovery`); only ``apiVersion`` differs."""
+    if version not in AGGREGATED_VERSIONS:
+        raise ValueError(f"unknown aggregated discovery version {version!r}")
+    groups = registry.group_versions()
+    if legacy_core:
+        items = [_aggregated_group(registry, "", subresources)] if "" in groups else [
+            {"metadata": {"name": ""}, "versions": []}]
+    else:
+        items = [_aggregated_group(registry, g, subresources) for g in groups if g]
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"{DISCOVERY_GROUP}/{version}", "metadata": {},
+            "items": items}

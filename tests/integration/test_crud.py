@@ -105,7 +105,7 @@ async def test_concurrent_updates_one_wins(api: httpx.AsyncClient) -> None:
         codes: list[int] = []
 
         async def one(i: int) -> None:
-            r = await api.put(f"{CM}/race", json=dict(created, data={"n": str(i)}))
+            r = await api.put(f"{CM}/race", json=dict(created, data={"n": str(i + 1)}))  # no no-op among them
             codes.append(r.status_code)
 
         async with trio.open_nursery() as n:

@@ -1,0 +1,350 @@
+"""Server-side field validation (``fieldValidation=Strict|Warn|Ignore``): pure functions.
+
+The apiserver decodes request bodies strictly (``sigs.k8s.io/json`` ``UnmarshalStrict``) and
+collects two kinds of problems, each named by the field's path in the body:
+
+- ``unknown field "spec.foo"``: a member that the kind's type does not have;
+- ``duplicate field "metadata.name"``: an object member given twice.
+
+Paths are the member names joined with ``.``, list positions written ``[i]``
+(``spec.containers[0].foo``); a top-level member is just its name. The decoder keeps the first
+100 distinct problems.
+
+``Strict`` turns them into an error, ``Warn`` into one ``Warning`` header each (and the request
+goes on), ``Ignore`` drops unknown members silently. The error texts, from
+``k8s.io/apimachinery/pkg/runtime`` ``strictDecodingError`` and
+``k8s.io/apiserver/pkg/endpoints/handlers``:
+
+- create/update (400 BadRequest, ``transformDecodeError``)::
+
+      ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "spec.foo", unknown field "bar"
+
+- patch (json, merge, strategic; 422 Invalid on field ``patch``, ``patch.go``)::
+
+       "" is invalid: patch: Invalid value: "<the patched object as JSON>": strict decoding error: unknown field "foo"
+
+- ``Warn``: the header value ``299 - "unknown field \\"spec.foo\\""`` per problem.
+
+Which members are known comes from the kind's OpenAPI schema (``bus._schemas``, or a CRD's
+``openAPIV3Schema``): ``properties`` are known; ``additionalProperties`` makes a map whose keys are
+all fine (their values are checked against it); ``x-kubernetes-preserve-unknown-fields: true``
+keeps everything; list items are checked against ``items``. ``apiVersion`` and ``kind`` are always
+known at the root, and the root's ``metadata`` is checked against ``ObjectMeta``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "MAX_ERRORS",
+    "OBJECT_META",
+    "duplicate_fields",
+    "go_quote",
+    "strict_create_message",
+    "strict_decoding_error",
+    "strict_errors",
+    "strict_patch_message",
+    "unknown_fields",
+    "warning_header",
+]
+
+MAX_ERRORS = 100
+"""The decoder stops collecting strict errors after this many (``saveStrictError``)."""
+
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+"""Definition name of ``ObjectMeta``; the root ``metadata`` of every kind is checked against it."""
+
+_MAX_DEPTH = 256
+
+
+# --- quoting, as Go's strconv.Quote -------------------------------------------------------
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+               "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+
+
+def go_quote(s: str) -> str:
+    """``strconv.Quote``: double quotes, Go escapes for control and non-printable characters."""
+    out = ['"']
+    for ch in s:
+        esc = _GO_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+            continue
+        code = ord(ch)
+        if code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x7F or ch.isprintable():
+            out.append(ch)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+# --- schema walking ------------------------------------------------------------------------
+
+
+def _resolve(schema: Any, defs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Follow ``$ref`` chains; merge ``allOf`` members into one view of the schema."""
+    for _ in range(64):
+        if not isinstance(schema, Mapping):
+            return {}
+        ref = schema.get("$ref")
+        if not isinstance(ref, str):
+            break
+        schema = defs.get(ref.rsplit("/", 1)[-1], {})
+    else:
+        return {}
+    if not isinstance(schema, Mapping):
+        return {}
+    all_of = schema.get("allOf")
+    if isinstance(all_of, list) and all_of:
+        merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+        props: dict[str, Any] = dict(merged.get("properties") or {})
+        for part in all_of:
+            sub = _resolve(part, defs)
+            for k, v in sub.items():
+                if k == "properties" and isinstance(v, Mapping):
+                    for pk, pv in v.items():
+                        props.setdefault(pk, pv)
+                else:
+                    merged.setdefault(k, v)
+        if props:
+            merged["properties"] = props
+        return merged
+    return schema
+
+
+def _alternatives(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    out = []
+    for key in ("anyOf", "oneOf"):
+        subs = schema.get(key)
+        if isinstance(subs, list):
+            out.extend(_resolve(s, defs) for s in subs)
+    return out
+
+
+class _Walker:
+    __slots__ = ("defs", "open_empty", "limit", "found", "seen")
+
+    def __init__(self, defs: Mapping[str, Any], open_empty: bool, limit: int) -> None:
+        self.defs = defs
+        self.open_empty = open_empty
+        self.limit = limit
+        self.found: list[str] = []
+        self.seen: set[str] = set()
+
+    def report(self, path: str) -> None:
+        if len(self.found) < self.limit and path not in self.seen:
+            self.seen.add(path)
+            self.found.append(path)
+
+    def value(self, value: Any, schema: Any, path: str, depth: int) -> None:
+        if len(self.found) >= self.limit or depth > _MAX_DEPTH:
+            return
+        if isinstance(value, dict):
+            self.object(value, _resolve(schema, self.defs), path, depth)
+        elif isinstance(value, list):
+            s = _resolve(schema, self.defs)
+            if s.get("x-kubernetes-preserve-unknown-fields") is True and "items" not in s:
+                return
+            items = s.get("items")
+            if isinstance(items, list):  # tuple form: position i has its own schema
+                for i, v in enumerate(value):
+                    if i < len(items):
+                        self.value(v, items[i], f"{path}[{i}]", depth + 1)
+            elif isinstance(items, Mapping):
+                for i, v in enumerate(value):
+                    if isinstance(v, (dict, list)):
+                        self.value(v, items, f"{path}[{i}]", depth + 1)
+
+    def object(self, obj: dict[str, Any], s: Mapping[str, Any], path: str, depth: int,
+               implicit: Mapping[str, Any] | None = None) -> None:
+        props = s.get("properties")
+        props = props if isinstance(props, Mapping) else {}
+        extra = s.get("additionalProperties")
+        preserve = s.get("x-kubernetes-preserve-unknown-fields") is True
+        alternatives = _alternatives(s, self.defs) if not props else []
+        if s.get("x-kubernetes-embedded-resource") is True and implicit is None:
+            implicit = self._embedded()
+        if not props and not alternatives and extra is None and not preserve and implicit is None:
+            # ``type: object`` and nothing else: an opaque value in the Go types (RawExtension,
+            # FieldsV1, JSON); in a CRD's structural schema it holds no fields at all. Any other
+            # (or no) type is a type mismatch or an untyped value, not an unknown-field matter.
+            if self.open_empty or s.get("type") != "object":
+                return
+        prefix = f"{path}." if path else ""
+        for key, v in obj.items():
+            sub: Any = None
+            if implicit is not None and key in implicit:
+                sub = implicit[key]
+            elif key in props:
+                sub = props[key]
+            else:
+                for alt in alternatives:
+                    alt_props = alt.get("properties")
+                    if isinstance(alt_props, Mapping) and key in alt_props:
+                        sub = alt_props[key]
+                        break
+            if sub is None:
+                if isinstance(extra, Mapping):
+                    sub = extra
+                elif extra is True or preserve:
+                    continue
+                else:
+                    self.report(prefix + key)
+                    continue
+            if isinstance(v, (dict, list)):
+                self.value(v, sub, prefix + key, depth + 1)
+
+    def _embedded(self) -> dict[str, Any]:
+        meta = self.defs.get(OBJECT_META)
+        return {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                "metadata": meta if isinstance(meta, Mapping) else {"x-kubernetes-preserve-unknown-fields": True}}
+
+
+def unknown_fields(obj: Any, schema: Any, definitions: Mapping[str, Any], *,
+                   open_empty_objects: bool = True, limit: int = MAX_ERRORS) -> list[str]:
+    """Paths of the members of ``obj`` that ``schema`` does not know, in document order.
+
+    ``obj`` is a decoded request body (the whole object), ``schema`` the kind's schema and
+    ``definitions`` what its ``$ref`` s name (the last segment of a reference is the key, so
+    ``#/definitions/X``, ``#/components/schemas/X`` and ``#/$defs/X`` all work).
+
+    ``open_empty_objects``: a schema of ``type: object`` with no ``properties``,
+    ``additionalProperties`` or ``x-kubernetes-preserve-unknown-fields`` accepts anything when True
+    (built-in kinds: it stands for an opaque Go type such as ``RawExtension``); pass False for a
+    CRD's structural schema, where such an object holds no fields.
+
+    At the root ``apiVersion`` and ``kind`` are always known, and ``metadata`` is checked
+    against ``ObjectMeta`` (from ``definitions``) unless the schema describes it itself.
+    """
+    w = _Walker(definitions, open_empty_objects, limit)
+    if not isinstance(obj, dict):
+        return []
+    root = _resolve(schema, definitions)
+    implicit: dict[str, Any] = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}}
+    props = root.get("properties")
+    meta_schema = _resolve(props.get("metadata"), definitions) if isinstance(props, Mapping) else {}
+    if not isinstance(meta_schema.get("properties"), Mapping):
+        meta = definitions.get(OBJECT_META)
+        if isinstance(meta, Mapping):
+            implicit["metadata"] = meta
+    w.object(obj, root, "", 0, implicit)
+    return w.found
+
+
+# --- duplicates ----------------------------------------------------------------------------
+
+
+class _Dups(dict):  # type: ignore[type-arg]
+    """A decoded JSON object that had repeated member names (kept: the last value, as Go)."""
+
+    __slots__ = ("dups",)
+
+
+def duplicate_fields(raw_json: bytes | str, *, limit: int = MAX_ERRORS) -> list[str]:
+    """Paths of the repeated member names in a JSON document (``[]`` for invalid JSON).
+
+    One extra parse of the body with the standard library; call it only under ``Strict``/``Warn``.
+    """
+    found = False
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        d = dict(pairs)
+        if len(d) == len(pairs):
+            return d
+        found = True
+        seen: set[str] = set()
+        dups: list[str] = []
+        for k, _ in pairs:
+            if k in seen and k not in dups:
+                dups.append(k)
+            seen.add(k)
+        out = _Dups(d)
+        out.dups = dups
+        return out
+
+    try:
+        doc = json.loads(raw_json, object_pairs_hook=hook)
+    except (ValueError, RecursionError):
+        return []
+    if not found:
+        return []
+    paths: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if len(paths) >= limit:
+            return
+        if isinstance(node, dict):
+            prefix = f"{path}." if path else ""
+            if isinstance(node, _Dups):
+                for k in node.dups:
+                    if len(paths) < limit:
+                        paths.append(prefix + k)
+            for k, v in node.items():
+                if isinstance(v, (dict, list)):
+                    walk(v, prefix + k)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                if isinstance(v, (dict, list)):
+                    walk(v, f"{path}[{i}]")
+
+    walk(doc, "")
+    return paths
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+def strict_errors(unknown: Iterable[str] = (), duplicate: Iterable[str] = (),
+                  *, limit: int = MAX_ERRORS) -> list[str]:
+    """The strict decoding problems as the apiserver words them, duplicates first, deduplicated
+    and capped at ``limit``: ``['duplicate field "metadata.name"', 'unknown field "spec.foo"']``."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for kind, paths in (("duplicate field", duplicate), ("unknown field", unknown)):
+        for p in paths:
+            text = f"{kind} {go_quote(p)}"
+            if text not in seen and len(out) < limit:
+                seen.add(text)
+                out.append(text)
+    return out
+
+
+def strict_decoding_error(errors: Iterable[str]) -> str:
+    """``strict decoding error: unknown field "spec.foo", unknown field "bar"``."""
+    return "strict decoding error: " + ", ".join(errors)
+
+
+def strict_create_message(kind: str, version: str, errors: Iterable[str]) -> str:
+    """The 400 BadRequest message of a create or update under ``fieldValidation=Strict``.
+
+    ``kind``/``version`` are those the body declares (the apiserver's ``transformDecodeError``),
+    e.g. ``ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: ...``.
+    """
+    return f"{kind} in version {go_quote(version)} cannot be handled as a {kind}: {strict_decoding_error(errors)}"
+
+
+def strict_patch_message(patched_json: str, errors: Iterable[str]) -> tuple[str, str]:
+    """``(message, cause_message)`` of the 422 Invalid a json/merge/strategic patch gets under
+    ``Strict``: the cause is on field ``patch`` with reason ``FieldValueInvalid``.
+
+    ``message`` is `` "" is invalid: patch: Invalid value: "<patched>": strict decoding error: ...``
+    (``errors.NewInvalid`` with an empty group-kind and name) and ``cause_message`` the part after
+    ``patch: ``.
+    """
+    cause = f"Invalid value: {go_quote(patched_json)}: {strict_decoding_error(errors)}"
+    return f' "" is invalid: patch: {cause}', cause
+
+
+def warning_header(text: str) -> str:
+    """One ``Warning`` header value for a ``Warn`` problem: ``299 - "unknown field \\"x\\""``."""
+    return f"299 - {go_quote(text)}"

@@ -1,0 +1,306 @@
+"""Schemas of the built-in kinds, from the ``kubernetes-validate`` package's bundled JSON schemas.
+
+The package ships, per Kubernetes version, one ``_definitions.json`` holding every OpenAPI
+definition of that release (``io.k8s.api.core.v1.ConfigMap``, ``io.k8s.apimachinery.pkg.apis.meta.v1
+.ObjectMeta``, ...), converted to JSON Schema: every type is made nullable (``["string", "null"]``),
+``$ref`` points at ``#/$defs/<name>``, ``apiVersion``/``kind`` of top-level kinds carry an ``enum``,
+and ``IntOrString``/``Quantity`` became ``oneOf``. We read that one file (nothing of the package is
+imported: importing it would pull in jsonschema) and turn it back into the OpenAPI v2 shape the
+apiserver publishes:
+
+- ``type`` is a single string again (the first non-``"null"`` entry);
+- ``$ref`` is ``#/definitions/<name>``, names as in the package (``definitions()`` is keyed by them);
+- the ``enum`` the package added to ``apiVersion``/``kind`` of kinds is dropped;
+- ``IntOrString`` is ``{"type": "string", "format": "int-or-string"}`` and ``Quantity`` is
+  ``{"type": "string"}``, as in the apiserver's ``/openapi/v2`` (the v3 writer turns them into
+  ``oneOf`` again).
+
+Everything else (descriptions, ``properties``, ``required``, ``items``, ``additionalProperties``, the
+``x-kubernetes-*`` extensions such as patch strategies, list types and group-version-kinds) is kept.
+
+Loading is lazy (first call) and happens once: about 25 ms for the 1.4 MB file.
+
+``patch_schema(group, version, kind)`` gives the strategic-merge-patch view of a kind: an object
+with ``child(field)`` and ``list_strategy()`` (the ``PatchSchema`` protocol of ``actors._patch``,
+satisfied by duck typing; ``bus`` imports nothing of ours).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "KUBE_SCHEMA_VERSION",
+    "REF_PREFIX",
+    "SchemaPatchNode",
+    "definition_name",
+    "definitions",
+    "patch_schema",
+    "ref_name",
+    "resolve",
+    "schema_for",
+]
+
+KUBE_SCHEMA_VERSION = "1.33.0"
+"""The Kubernetes release whose bundled schemas we serve (kubernetes-validate ships 1.25–1.37).
+
+1.33 is the newest of the kubectl range jetkube targets (1.27–1.33); it is a superset of the
+built-in kinds' fields of 1.31 and 1.32 (``SelfSubjectReview`` is ``authentication.k8s.io/v1``
+since 1.28)."""
+
+REF_PREFIX = "#/definitions/"
+"""How ``$ref`` is written in the schemas returned here (swagger 2.0 style, as ``/openapi/v2``)."""
+
+_PACKAGE = "kubernetes_validate"
+_INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+_QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+
+# The package dropped these two descriptions when it rewrote the types as ``oneOf``.
+_SPECIAL: dict[str, dict[str, Any]] = {
+    _INT_OR_STRING: {
+        "description": "IntOrString holds either an int32 or a string; in JSON and YAML it is written "
+                       "as the inner value, so a field of this type accepts a number or a name.",
+        "format": "int-or-string",
+        "type": "string",
+    },
+    _QUANTITY: {
+        "description": "Quantity is a fixed-point representation of a number, written as a string "
+                       "such as \"100m\", \"1Gi\" or \"1.5\" (a plain number is accepted too).",
+        "type": "string",
+    },
+}
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _data_file() -> str:
+    """Path of the package's ``_definitions.json``, found without importing the package."""
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the {_PACKAGE!r} package (kubernetes-validate) is not installed")
+    base = list(spec.submodule_search_locations)[0]
+    return os.path.join(base, "kubernetes-json-schema", f"v{KUBE_SCHEMA_VERSION}-local", "_definitions.json")
+
+
+def _norm_type(value: Any) -> Any:
+    if isinstance(value, list):
+        for t in value:
+            if t != "null":
+                return t
+        return None
+    return value
+
+
+def _norm(node: Any) -> Any:
+    """Normalize one schema node (and its sub-schemas) in place; returns it."""
+    if not isinstance(node, dict):
+        return node
+    if "type" in node:
+        t = _norm_type(node["type"])
+        if t is None:
+            del node["type"]
+        else:
+            node["type"] = t
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        node["$ref"] = REF_PREFIX + ref.rsplit("/", 1)[-1]
+    props = node.get("properties")
+    if isinstance(props, dict):
+        for sub in props.values():
+            _norm(sub)
+    for key in ("items", "additionalProperties", "not"):
+        sub = node.get(key)
+        if isinstance(sub, dict):
+            _norm(sub)
+        elif key == "items" and isinstance(sub, list):
+            for s in sub:
+                _norm(s)
+    for key in ("allOf", "anyOf", "oneOf"):
+        subs = node.get(key)
+        if isinstance(subs, list):
+            for s in subs:
+                _norm(s)
+    return node
+
+
+class _Data:
+    __slots__ = ("defs", "by_gvk")
+
+    def __init__(self, defs: dict[str, dict[str, Any]], by_gvk: dict[tuple[str, str, str], str]) -> None:
+        self.defs = defs
+        self.by_gvk = by_gvk
+
+
+@functools.cache
+def _load() -> _Data:
+    with open(_data_file(), "rb") as f:
+        raw = msgspec.json.decode(f.read())
+    src = raw.get("$defs") or raw.get("definitions") or {}
+    defs: dict[str, dict[str, Any]] = {}
+    by_gvk: dict[tuple[str, str, str], str] = {}
+    for name, schema in src.items():
+        if name in _SPECIAL:
+            defs[name] = dict(_SPECIAL[name])
+            continue
+        schema = _norm(schema)
+        gvks = schema.get("x-kubernetes-group-version-kind")
+        if isinstance(gvks, list) and gvks:
+            props = schema.get("properties")
+            if isinstance(props, dict):
+                for field in ("apiVersion", "kind"):
+                    sub = props.get(field)
+                    if isinstance(sub, dict):
+                        sub.pop("enum", None)
+            for gvk in gvks:
+                key = (gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind", ""))
+                # Shared option types (DeleteOptions, WatchEvent) list many GVKs; a kind's own
+                # definition lists exactly one and wins.
+                if key not in by_gvk or len(gvks) == 1:
+                    by_gvk[key] = name
+        defs[name] = schema
+    return _Data(defs, by_gvk)
+
+
+# --- lookups -------------------------------------------------------------------------------
+
+
+def definitions() -> dict[str, dict[str, Any]]:
+    """All definitions of the bundled release, keyed by their OpenAPI names
+    (``io.k8s.api.core.v1.ConfigMap``). Shared and cached: do not mutate."""
+    return _load().defs
+
+
+def definition_name(group: str, version: str, kind: str) -> str | None:
+    """The definition name of a kind (``("", "v1", "ConfigMap")`` → ``io.k8s.api.core.v1.ConfigMap``)."""
+    return _load().by_gvk.get((group, version, kind))
+
+
+def schema_for(group: str, version: str, kind: str) -> dict[str, Any] | None:
+    """The schema of a built-in kind, or None; its ``$ref`` s resolve in ``definitions()``.
+    Shared and cached: do not mutate."""
+    d = _load()
+    name = d.by_gvk.get((group, version, kind))
+    return d.defs.get(name) if name else None
+
+
+def ref_name(ref: str) -> str:
+    """The definition name a ``$ref`` points at, whatever its prefix
+    (``#/definitions/``, ``#/components/schemas/``, ``#/$defs/``)."""
+    return ref.rsplit("/", 1)[-1]
+
+
+def resolve(schema: Any, defs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Follow ``$ref`` (and a single-element ``allOf`` wrapper) to the schema it names.
+
+    Unknown references resolve to ``{}``.
+    """
+    if defs is None:
+        defs = definitions()
+    seen = 0
+    while isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            schema = defs.get(ref_name(ref), {})
+        else:
+            all_of = schema.get("allOf")
+            if (isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict)
+                    and "properties" not in schema and "items" not in schema):
+                schema = all_of[0]
+            else:
+                return schema
+        seen += 1
+        if seen > 64:  # a reference cycle without structure: give up
+            return {}
+    return {}
+
+
+# --- strategic merge patch view ------------------------------------------------------------
+
+
+class SchemaPatchNode:
+    """A ``PatchSchema`` (see ``actors._patch``) backed by an OpenAPI schema.
+
+    A node describes one field: ``list_strategy()`` reads ``x-kubernetes-patch-strategy`` and
+    ``x-kubernetes-patch-merge-key`` from the field's own schema (where the apiserver puts them,
+    next to the ``$ref``); ``child(name)`` follows ``$ref``, then a list's ``items``, then the
+    member ``name`` of ``properties`` (or the value schema of a map's ``additionalProperties``).
+    Unknown members are an empty node with no strategies. Children are cached per node.
+    """
+
+    __slots__ = ("_schema", "_defs", "_props", "_extra", "_children")
+
+    def __init__(self, schema: Mapping[str, Any] | None, defs: Mapping[str, Any] | None = None) -> None:
+        self._schema: Mapping[str, Any] = schema if isinstance(schema, Mapping) else {}
+        self._defs = definitions() if defs is None else defs
+        self._props: Mapping[str, Any] | None = None  # resolved lazily by _members()
+        self._extra: SchemaPatchNode | None = None
+        # Only members named in ``properties`` are cached (a bounded set): map keys and unknown
+        # fields come from request bodies and must not grow this shared, long-lived tree.
+        self._children: dict[str, SchemaPatchNode] = {}
+
+    def list_strategy(self) -> tuple[str | None, str | None]:
+        s = self._schema
+        strategy = s.get("x-kubernetes-patch-strategy")
+        key = s.get("x-kubernetes-patch-merge-key")
+        if strategy is None and key is None and ("$ref" in s or "allOf" in s):
+            # A bare reference carries no extensions itself; the target may (rare).
+            target = resolve(s, self._defs)
+            strategy = target.get("x-kubernetes-patch-strategy")
+            key = target.get("x-kubernetes-patch-merge-key")
+        return (strategy if isinstance(strategy, str) else None, key if isinstance(key, str) else None)
+
+    def _members(self) -> Mapping[str, Any]:
+        if self._props is None:
+            target = resolve(self._schema, self._defs)
+            items = target.get("items")
+            if isinstance(items, Mapping) and (target.get("type") == "array" or "properties" not in target):
+                target = resolve(items, self._defs)
+            props = target.get("properties")
+            self._props = props if isinstance(props, Mapping) else {}
+            extra = target.get("additionalProperties")
+            self._extra = SchemaPatchNode(extra, self._defs) if isinstance(extra, Mapping) else None
+        return self._props
+
+    def child(self, field: str) -> SchemaPatchNode | _EmptyNode:
+        cached = self._children.get(field)
+        if cached is not None:
+            return cached
+        sub = self._members().get(field)
+        if isinstance(sub, Mapping):
+            node = self._children[field] = SchemaPatchNode(sub, self._defs)
+            return node
+        return self._extra if self._extra is not None else _EMPTY_NODE
+
+    def __repr__(self) -> str:
+        return f"SchemaPatchNode({sorted(self._schema)!r})"
+
+
+class _EmptyNode:
+    """No strategies anywhere (a field the schema does not describe)."""
+
+    __slots__ = ()
+
+    def child(self, field: str) -> _EmptyNode:
+        return self
+
+    def list_strategy(self) -> tuple[str | None, str | None]:
+        return None, None
+
+    def __repr__(self) -> str:
+        return "SchemaPatchNode(<empty>)"
+
+
+_EMPTY_NODE = _EmptyNode()
+
+
+@functools.cache
+def patch_schema(group: str, version: str, kind: str) -> SchemaPatchNode:
+    """The strategic-merge-patch schema of a built-in kind (no strategies for unknown kinds)."""
+    return SchemaPatchNode(schema_for(group, version, kind) or {}, definitions())

@@ -1,0 +1,743 @@
+"""Server-side printing: ``meta.k8s.io`` Tables built from stored objects. Pure: no I/O, no trio.
+
+What the apiserver does, and what is mirrored here:
+
+- A request is answered as a Table when the first *acceptable* clause of its ``Accept`` header is
+  ``application/json;as=Table;g=meta.k8s.io;v=v1`` (or ``v1beta1``); Tables are never protobuf
+  [apiserver ``RequestScope.AllowsMediaTypeTransform``]. kubectl sends
+  ``application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json``.
+- Built-in kinds are printed by ``pkg/printers/internalversion/printers.go`` and the server always
+  generates the *wide* form (``GenerateOptions{Wide: true}``): every column, ``priority`` 1 included,
+  and one cell per column. Kinds without a printer there (Role, ClusterRole, CRDs) get the default
+  convertor's ``Name`` + ``Created At`` (an RFC3339 cell) [apiserver ``pkg/registry/rest/table.go``].
+  Custom resources get ``Name`` + the CRD's ``additionalPrinterColumns``, or ``Name`` + ``Age`` when
+  it declares none [apiextensions ``tableconvertor.go``, ``helpers.go serveDefaultColumnsIfEmpty``];
+  kinds with no printer here use that CR default too.
+- ``row.object`` follows ``?includeObject=``: ``Metadata`` (the default) is a ``PartialObjectMetadata``
+  whose apiVersion is the Table's group-version, ``Object`` the full object, ``None`` is ``null``.
+- A single-object Table's ``metadata.resourceVersion`` is the object's; a list's is the list's.
+- Watch: each event's object is a one-row Table. The apiserver sends ``columnDefinitions`` on the
+  first event only; later events carry ``"columnDefinitions":null`` (``watchEmbeddedEncoder`` sets
+  ``NoHeaders`` after the first event). kubectl's table printer reuses the last definitions it saw
+  when a Table has none. ERROR events stay ``Status`` objects (never converted).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from bus import ResourceDef
+
+TABLE_V1 = "meta.k8s.io/v1"
+TABLE_V1BETA1 = "meta.k8s.io/v1beta1"
+INCLUDE_NONE = "None"
+INCLUDE_METADATA = "Metadata"
+INCLUDE_OBJECT = "Object"
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+# --- Accept negotiation ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MediaRange:
+    """One clause of an ``Accept`` header. ``params`` keys are lower-cased; ``q`` is removed."""
+
+    type: str
+    subtype: str
+    params: dict[str, str] = field(default_factory=dict)
+    q: float = 1.0
+
+    @property
+    def is_json(self) -> bool:
+        return (self.type, self.subtype) in (("application", "json"), ("application", "*"), ("*", "*"))
+
+
+def parse_accept(accept: str | None) -> list[MediaRange]:
+    """The clauses of an Accept header in preference order: by ``q`` (highest first), then wildcard
+    types after concrete ones, then the client's order. Clauses with ``q=0`` or no ``/`` are dropped."""
+    out: list[tuple[float, int, int, int, MediaRange]] = []
+    for index, clause in enumerate((accept or "").split(",")):
+        parts = [p.strip() for p in clause.split(";")]
+        mt = parts[0].lower()
+        if "/" not in mt:
+            continue
+        typ, _, sub = mt.partition("/")
+        params: dict[str, str] = {}
+        q = 1.0
+        for p in parts[1:]:
+            if not p:
+                continue
+            k, _, v = p.partition("=")
+            k, v = k.strip().lower(), v.strip().strip('"')
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+            else:
+                params[k] = v
+        if q <= 0:
+            continue
+        out.append((-q, typ == "*", sub == "*", index, MediaRange(typ, sub, params, q)))
+    out.sort(key=lambda t: t[:4])
+    return [t[4] for t in out]
+
+
+# Media types answered with the plain object (jetkube may always answer them in JSON).
+_PLAIN = frozenset({("application", "json"), ("application", "yaml"), ("application", "vnd.kubernetes.protobuf"),
+                    ("application", "cbor"), ("application", "*"), ("*", "*")})
+
+
+def wants_table(accept: str | None) -> str | None:
+    """The Table apiVersion to answer with (``meta.k8s.io/v1`` or ``meta.k8s.io/v1beta1``) when the
+    first clause jetkube can serve asks for a Table; None when it is a plain type (JSON, YAML,
+    protobuf, wildcards: answered as the normal object) or when no clause asks for a Table.
+    Clauses we cannot serve (protobuf or YAML Tables, PartialObjectMetadata, unknown ``as``) are
+    skipped, as the apiserver skips clauses it cannot satisfy."""
+    for mr in parse_accept(accept):
+        as_ = mr.params.get("as")
+        if as_ is None:
+            if (mr.type, mr.subtype) in _PLAIN and set(mr.params) <= {"charset", "pretty", "stream"}:
+                return None
+            continue
+        if (as_ == "Table" and mr.is_json and mr.params.get("g") == "meta.k8s.io"
+                and mr.params.get("v") in ("v1", "v1beta1")):
+            return f"meta.k8s.io/{mr.params['v']}"
+    return None
+
+
+def table_content_type(api_version: str) -> str:
+    """The Content-Type naming the Table variant, e.g. ``application/json;as=Table;v=v1;g=meta.k8s.io``.
+
+    Note: the real apiserver answers Tables (and every watch stream) with plain
+    ``application/json``; kubectl and client-go pick the decoder from the media type alone and read
+    ``kind: Table`` from the body, so either is understood."""
+    version = api_version.rpartition("/")[2]
+    return f"application/json;as=Table;v={version};g=meta.k8s.io"
+
+
+def parse_include_object(value: str | None) -> str:
+    """``?includeObject=`` validated as the apiserver does; "" or absent means Metadata.
+    Raises ValueError with the apiserver's message (answer it as 400 BadRequest)."""
+    if value in (None, "", INCLUDE_METADATA):
+        return INCLUDE_METADATA
+    if value in (INCLUDE_NONE, INCLUDE_OBJECT):
+        return value
+    raise ValueError(f'Unable to convert to Table as requested: includeObject: Invalid value: "{value}": '
+                     "must be 'Metadata', 'Object', 'None', or empty")
+
+
+# --- time -------------------------------------------------------------------------------------
+
+
+def human_duration(d: timedelta) -> str:
+    """apimachinery ``duration.HumanDuration``: ~2-3 significant figures (``5s``, ``3m2s``, ``7h``,
+    ``3d4h``, ``400d``, ``2y``); up to 1s in the future is ``0s``, further is ``<invalid>``."""
+    us = d // timedelta(microseconds=1)
+    seconds = us // 1_000_000 if us >= 0 else -((-us) // 1_000_000)  # Go int(): toward zero
+    if seconds < -1:
+        return "<invalid>"
+    if seconds < 0:
+        return "0s"
+    if seconds < 60 * 2:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 10:
+        s = seconds % 60
+        return f"{minutes}m" if s == 0 else f"{minutes}m{s}s"
+    if minutes < 60 * 3:
+        return f"{minutes}m"
+    hours = seconds // 3600
+    if hours < 8:
+        m = minutes % 60
+        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        h = hours % 24
+        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        dy = (hours // 24) % 365
+        return f"{hours // 24 // 365}y" if dy == 0 else f"{hours // 24 // 365}y{dy}d"
+    return f"{hours // 24 // 365}y"
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC3339 timestamp (``metav1.Time`` or ``MicroTime``) as an aware datetime; None when
+    missing, empty or unparsable (Go's zero time)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    m = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", text)
+    if m:  # Python accepts at most 6 fractional digits
+        text = f"{m.group(1)}.{(m.group(2) + '000000')[:6]}{m.group(3)}"
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        return None
+    return None if t.year <= 1 else t
+
+
+def _aware(now: datetime) -> datetime:
+    return now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+
+
+def translate_timestamp_since(value: Any, now: datetime) -> str:
+    """printers.go ``translateTimestampSince``: ``<unknown>`` for a zero time, else the human age."""
+    t = parse_time(value)
+    if t is None:
+        return "<unknown>"
+    return human_duration(_aware(now) - t)
+
+
+def _rfc3339(value: Any) -> str:
+    """The default convertor's ``Created At`` cell: UTC, second precision (Go zero time if unset)."""
+    t = parse_time(value)
+    if t is None:
+        return "0001-01-01T00:00:00Z"
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- column definitions ------------------------------------------------------------------------
+
+_D_NAME = ("Name must be unique within a namespace. Is required when creating resources, although some "
+           "resources may allow a client to request the generation of an appropriate name automatically. "
+           "Name is primarily intended for creation idempotence and configuration definition. Cannot be "
+           "updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names")
+_D_CREATED = ("CreationTimestamp is a timestamp representing the server time when this object was created. "
+              "It is not guaranteed to be set in happens-before order across separate operations. Clients "
+              "may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the "
+              "system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/"
+              "sig-architecture/api-conventions.md#metadata")
+
+
+def _col(name: str, description: str, *, type: str = "string", format: str = "", priority: int = 0) -> dict:
+    return {"name": name, "type": type, "format": format, "description": description, "priority": priority}
+
+
+_NAME = _col("Name", _D_NAME, format="name")
+_AGE = _col("Age", _D_CREATED)
+_CREATED_AT = _col("Created At", _D_CREATED, type="date")
+_CR_AGE = _col("Age", _D_CREATED, type="date")
+
+_RB_ROLE = ("RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. "
+            "If the RoleRef cannot be resolved, the Authorizer must return an error.")
+_CRB_ROLE = ("RoleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be "
+             "resolved, the Authorizer must return an error.")
+
+_RBAC = "rbac.authorization.k8s.io"
+
+# (group, kind) -> column definitions, from printers.go (wide: priority-1 columns included).
+_COLUMNS: dict[tuple[str, str], list[dict]] = {
+    ("", "ConfigMap"): [_NAME, _col("Data", "Data contains the configuration data. Each key must consist of "
+                                    "alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte "
+                                    "sequences must use the BinaryData field. The keys stored in Data must "
+                                    "not overlap with the keys in the BinaryData field, this is enforced "
+                                    "during validation process."), _AGE],
+    ("", "Secret"): [_NAME,
+                     _col("Type", "Used to facilitate programmatic handling of secret data. More info: "
+                                  "https://kubernetes.io/docs/concepts/configuration/secret/#secret-types"),
+                     _col("Data", "Data contains the secret data. Each key must consist of alphanumeric "
+                                  "characters, '-', '_' or '.'. The serialized form of the secret data is a "
+                                  "base64 encoded string, representing the arbitrary (possibly non-string) "
+                                  "data value here. Described in https://tools.ietf.org/html/rfc4648#section-4"),
+                     _AGE],
+    ("", "Namespace"): [_NAME, _col("Status", "The status of the namespace"), _AGE],
+    ("", "ServiceAccount"): [_NAME, _col("Secrets", "Secrets is a list of the secrets in the same namespace "
+                                                    "that pods running using this ServiceAccount are allowed "
+                                                    "to use."), _AGE],
+    ("coordination.k8s.io", "Lease"): [_NAME, _col("Holder", "holderIdentity contains the identity of the "
+                                                             "holder of a current lease."), _AGE],
+    ("", "Event"): [
+        _col("Last Seen", "The time at which the most recent occurrence of this event was recorded."),
+        _col("Type", "Type of this event (Normal, Warning), new types could be added in the future"),
+        _col("Reason", "This should be a short, machine understandable string that gives the reason for the "
+                       "transition into the object's current status."),
+        _col("Object", "The object that this event is about."),
+        _col("Subobject", "If referring to a piece of an object instead of an entire object, this string "
+                          "should contain a valid JSON/Go field access statement, such as "
+                          "desiredState.manifest.containers[2].", priority=1),
+        _col("Source", "The component reporting this event. Should be a short machine understandable string.",
+             priority=1),
+        _col("Message", "A human-readable description of the status of this operation."),
+        _col("First Seen", "The time at which the event was first recorded. (Time of server receipt is in "
+                           "TypeMeta.)", priority=1),
+        _col("Count", "The number of times this event has occurred.", priority=1),
+        _col("Name", _D_NAME, format="name", priority=1),
+    ],
+    (_RBAC, "RoleBinding"): [_NAME, _col("Role", _RB_ROLE), _AGE,
+                             _col("Users", "Users in the roleBinding", priority=1),
+                             _col("Groups", "Groups in the roleBinding", priority=1),
+                             _col("ServiceAccounts", "ServiceAccounts in the roleBinding", priority=1)],
+    (_RBAC, "ClusterRoleBinding"): [_NAME, _col("Role", _CRB_ROLE), _AGE,
+                                    _col("Users", "Users in the clusterRoleBinding", priority=1),
+                                    _col("Groups", "Groups in the clusterRoleBinding", priority=1),
+                                    _col("ServiceAccounts", "ServiceAccounts in the clusterRoleBinding",
+                                         priority=1)],
+}
+
+# Built-in kinds the apiserver serves with the default convertor (no printer in printers.go).
+_DEFAULT_CONVERTOR = frozenset({
+    (_RBAC, "Role"), (_RBAC, "ClusterRole"), ("apiextensions.k8s.io", "CustomResourceDefinition"),
+})
+
+
+def columns_for(rdef: ResourceDef) -> list[dict]:
+    """Column definitions for a kind (copies; safe to mutate)."""
+    key = (rdef.group, rdef.kind)
+    if key in _COLUMNS:
+        return [dict(c) for c in _COLUMNS[key]]
+    if key in _DEFAULT_CONVERTOR:
+        return [dict(_NAME), dict(_CREATED_AT)]
+    return columns_from_printer_columns([])
+
+
+def columns_from_printer_columns(printer_columns: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Column definitions for a custom resource from its served version's ``additionalPrinterColumns``
+    (``name``, ``type``, ``jsonPath``, ``format``, ``description``, ``priority``): ``Name`` first, then
+    one per printer column; ``Name`` + ``Age`` (type ``date``) when there are none."""
+    if not printer_columns:
+        return [dict(_NAME), dict(_CR_AGE)]
+    out = [dict(_NAME)]
+    for pc in printer_columns:
+        desc = pc.get("description") or f"Custom resource definition column (in JSONPath format): {pc.get('jsonPath', '')}"
+        out.append(_col(str(pc.get("name", "")), desc, type=str(pc.get("type", "string")),
+                        format=str(pc.get("format") or ""), priority=int(pc.get("priority") or 0)))
+    return out
+
+
+def _default_printer_columns(printer_columns: Sequence[Mapping[str, Any]] | None) -> Sequence[Mapping[str, Any]]:
+    if printer_columns:
+        return printer_columns
+    return [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
+
+
+# --- JSONPath-lite -----------------------------------------------------------------------------
+
+
+class JSONPathError(ValueError):
+    pass
+
+
+_Step = tuple[str, Any]  # ("key", name) | ("index", i) | ("all", None) | ("filter", (path, op, value))
+
+_LITERAL = re.compile(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|(-?\d+(?:\.\d+)?)|(true|false|null))\s*""")
+
+
+def _parse_path(path: str) -> list[_Step]:
+    """Parse a simple JSONPath: ``.a.b``, ``.a\\.b`` (escaped dot), ``['a.b']``, ``[0]``, ``[-1]``,
+    ``[*]``, ``.*``, ``[?(@.x.y == "v")]`` / ``!=`` / ``[?(@.x)]``; optional ``{...}`` and ``$``."""
+    p = path.strip()
+    if p.startswith("{") and p.endswith("}"):
+        p = p[1:-1].strip()
+    if p.startswith("$"):
+        p = p[1:]
+    steps: list[_Step] = []
+    i, n = 0, len(p)
+    while i < n:
+        c = p[i]
+        if c == ".":
+            if p.startswith("..", i):
+                raise JSONPathError(f"recursive descent is not supported: {path!r}")
+            i += 1
+            name = []
+            while i < n and p[i] not in ".[":
+                if p[i] == "\\" and i + 1 < n:
+                    name.append(p[i + 1])
+                    i += 2
+                    continue
+                name.append(p[i])
+                i += 1
+            key = "".join(name)
+            if key == "*":
+                steps.append(("all", None))
+            elif key:
+                steps.append(("key", key))
+            elif i < n and p[i] == "[":
+                continue
+            else:
+                raise JSONPathError(f"empty field name in {path!r}")
+        elif c == "[":
+            end = _bracket_end(p, i, path)
+            inner = p[i + 1:end].strip()
+            i = end + 1
+            if inner == "*":
+                steps.append(("all", None))
+            elif inner[:1] in ("'", '"') and inner[-1:] == inner[:1] and len(inner) >= 2:
+                steps.append(("key", inner[1:-1]))
+            elif re.fullmatch(r"-?\d+", inner):
+                steps.append(("index", int(inner)))
+            elif inner.startswith("?(") and inner.endswith(")"):
+                steps.append(("filter", _parse_filter(inner[2:-1].strip(), path)))
+            else:
+                raise JSONPathError(f"unsupported subscript [{inner}] in {path!r}")
+        else:
+            raise JSONPathError(f"unexpected {c!r} at {i} in {path!r}")
+    return steps
+
+
+def _bracket_end(p: str, start: int, path: str) -> int:
+    depth, quote, escaped = 0, "", False
+    for j in range(start, len(p)):
+        ch = p[j]
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+            if depth == 0 and ch == "]":
+                return j
+    raise JSONPathError(f"unclosed [ in {path!r}")
+
+
+def _parse_filter(expr: str, path: str) -> tuple[list[_Step], str, Any]:
+    m = re.fullmatch(r"@((?:\.[^=!<>\s]+|\[[^\]]*\])*)\s*(?:(==|!=)(.*))?", expr)
+    if not m:
+        raise JSONPathError(f"unsupported filter ?({expr}) in {path!r}")
+    sub = _parse_path(m.group(1)) if m.group(1) else []
+    if m.group(2) is None:
+        return sub, "exists", None
+    lit = _LITERAL.fullmatch(m.group(3))
+    if not lit:
+        raise JSONPathError(f"unsupported filter literal in {path!r}")
+    if lit.group(1) is not None or lit.group(2) is not None:
+        raw = lit.group(1) if lit.group(1) is not None else lit.group(2)
+        value: Any = re.sub(r"\\(.)", r"\1", raw)
+    elif lit.group(3) is not None:
+        value = float(lit.group(3)) if "." in lit.group(3) else int(lit.group(3))
+    else:
+        value = {"true": True, "false": False, "null": None}[lit.group(4)]
+    return sub, m.group(2), value
+
+
+def _walk(nodes: Iterable[Any], steps: Sequence[_Step]) -> list[Any]:
+    cur = list(nodes)
+    for kind, arg in steps:
+        nxt: list[Any] = []
+        for node in cur:
+            if kind == "key":
+                if isinstance(node, dict) and arg in node:
+                    nxt.append(node[arg])
+            elif kind == "index":
+                if isinstance(node, list) and -len(node) <= arg < len(node):
+                    nxt.append(node[arg])
+            elif kind == "all":
+                if isinstance(node, list):
+                    nxt.extend(node)
+                elif isinstance(node, dict):
+                    nxt.extend(node.values())
+            else:  # filter
+                sub, op, value = arg
+                items = node if isinstance(node, list) else (list(node.values()) if isinstance(node, dict) else [])
+                for item in items:
+                    found = _walk([item], sub)
+                    if op == "exists":
+                        ok = bool(found)
+                    else:
+                        eq = any(_json_equal(f, value) for f in found)
+                        ok = eq if op == "==" else (bool(found) and not eq)
+                    if ok:
+                        nxt.append(item)
+        cur = nxt
+    return cur
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def jsonpath_find(obj: Any, path: str) -> list[Any]:
+    """Every value ``path`` selects in ``obj`` (missing keys select nothing). Raises JSONPathError
+    for syntax outside the supported subset."""
+    return _walk([obj], _parse_path(path))
+
+
+# --- cells -------------------------------------------------------------------------------------
+
+
+def _go_float(x: float) -> str:
+    """Go's ``fmt.Sprint(float64)`` (``%v`` = ``%g`` with the shortest digits; strconv switches to the
+    exponent form when the decimal exponent is < -4 or >= 6, e.g. ``1e+06``, ``1.5e-05``)."""
+    if x != x:
+        return "NaN"
+    if x in (float("inf"), float("-inf")):
+        return "+Inf" if x > 0 else "-Inf"
+    if x == 0:
+        return "-0" if str(x).startswith("-") else "0"
+    sign, digits, exp = Decimal(repr(x)).normalize().as_tuple()
+    ds = "".join(map(str, digits))
+    e = len(ds) - 1 + int(exp)
+    neg = "-" if sign else ""
+    if e < -4 or e >= 6:
+        mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+        return f"{neg}{mant}e{'-' if e < 0 else '+'}{abs(e):02d}"
+    return neg + format(Decimal(repr(abs(x))).normalize(), "f")
+
+
+def _go_json(value: Any) -> str:
+    """Go ``json.Marshal`` of an unstructured value: sorted keys, HTML-safe escapes."""
+    text = _encode_sorted(value).decode()
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+
+
+def _jsonpath_text(value: Any) -> str | None:
+    """client-go jsonpath ``PrintResults`` for one value: strings as-is, maps/lists as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _go_float(value)
+    return _go_json(value)
+
+
+def _printer_cell(col_type: str, value: Any, now: datetime) -> Any:
+    """apiextensions ``cellForJSONValue`` (plus the string case of ``ConvertToTable``)."""
+    if value is None:
+        return None
+    if col_type == "string":
+        return _jsonpath_text(value)
+    if col_type == "integer":
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            return int(value)
+        return None
+    if col_type == "number":
+        if isinstance(value, bool):
+            return None
+        return float(value) if isinstance(value, int | float) else None
+    if col_type == "boolean":
+        return value if isinstance(value, bool) else None
+    if col_type == "date":
+        if isinstance(value, str):
+            if parse_time(value) is None:
+                return "<invalid>"
+            return translate_timestamp_since(value, now)
+        return None
+    return None
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    m = obj.get("metadata")
+    return m if isinstance(m, dict) else {}
+
+
+def _d(obj: Any, key: str) -> dict:
+    v = obj.get(key) if isinstance(obj, dict) else None
+    return v if isinstance(v, dict) else {}
+
+
+def _s(obj: Any, key: str) -> str:
+    v = obj.get(key) if isinstance(obj, dict) else None
+    return v if isinstance(v, str) else ""
+
+
+def _event_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
+    first = translate_timestamp_since(obj.get("firstTimestamp"), now)
+    if parse_time(obj.get("firstTimestamp")) is None:
+        first = translate_timestamp_since(obj.get("eventTime"), now)
+    last = translate_timestamp_since(obj.get("lastTimestamp"), now)
+    if parse_time(obj.get("lastTimestamp")) is None:
+        last = first
+    count = obj.get("count") if isinstance(obj.get("count"), int) else 0
+    series = obj.get("series")
+    if isinstance(series, dict):
+        last = translate_timestamp_since(series.get("lastObservedTime"), now)
+        count = series.get("count") if isinstance(series.get("count"), int) else 0
+    elif count == 0:
+        count = 1  # singleton events don't have a count set in the new API
+    involved = _d(obj, "involvedObject")
+    kind, name = _s(involved, "kind").lower(), _s(involved, "name")
+    target = f"{kind}/{name}" if name else kind
+    source = _d(obj, "source")
+    component = _s(source, "component") or _s(obj, "reportingComponent")
+    instance = _s(source, "host") or _s(obj, "reportingInstance")
+    src = f"{component}, {instance}" if instance else component
+    return [last, _s(obj, "type"), _s(obj, "reason"), target, _s(involved, "fieldPath"), src,
+            _s(obj, "message").strip(), first, count, _s(_meta(obj), "name")]
+
+
+def _binding_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
+    meta = _meta(obj)
+    ref = _d(obj, "roleRef")
+    users: list[str] = []
+    groups: list[str] = []
+    sas: list[str] = []
+    subjects = obj.get("subjects")
+    for s in subjects if isinstance(subjects, list) else []:
+        if not isinstance(s, dict):
+            continue
+        kind = _s(s, "kind")
+        if kind == "ServiceAccount":
+            sas.append(f"{_s(s, 'namespace')}/{_s(s, 'name')}")
+        elif kind == "User":
+            users.append(_s(s, "name"))
+        elif kind == "Group":
+            groups.append(_s(s, "name"))
+    return [_s(meta, "name"), f"{_s(ref, 'kind')}/{_s(ref, 'name')}",
+            translate_timestamp_since(meta.get("creationTimestamp"), now),
+            ", ".join(users), ", ".join(groups), ", ".join(sas)]
+
+
+def _len(v: Any) -> int:
+    return len(v) if isinstance(v, dict | list) else 0
+
+
+def cells_for(rdef: ResourceDef, obj: Mapping[str, Any], *, now: datetime,
+              printer_columns: Sequence[Mapping[str, Any]] | None = None) -> list[Any]:
+    """One row's cells, matching ``columns_for(rdef)`` (or ``columns_from_printer_columns`` when
+    ``printer_columns`` is given) one to one."""
+    meta = _meta(obj)
+    name = _s(meta, "name")
+    age = translate_timestamp_since(meta.get("creationTimestamp"), now)
+    key = (rdef.group, rdef.kind)
+    if printer_columns is None:
+        if key == ("", "ConfigMap"):
+            return [name, _len(obj.get("data")) + _len(obj.get("binaryData")), age]
+        if key == ("", "Secret"):
+            keys = set(_d(obj, "data")) | set(_d(obj, "stringData"))  # stringData lands in data
+            return [name, _s(obj, "type"), len(keys), age]
+        if key == ("", "Namespace"):
+            return [name, _s(_d(obj, "status"), "phase"), age]
+        if key == ("", "ServiceAccount"):
+            return [name, _len(obj.get("secrets")), age]
+        if key == ("coordination.k8s.io", "Lease"):
+            return [name, _s(_d(obj, "spec"), "holderIdentity"), age]
+        if key == ("", "Event"):
+            return _event_cells(obj, now)
+        if key in ((_RBAC, "RoleBinding"), (_RBAC, "ClusterRoleBinding")):
+            return _binding_cells(obj, now)
+        if key in _DEFAULT_CONVERTOR:
+            return [name, _rfc3339(meta.get("creationTimestamp"))]
+    cells: list[Any] = [name]
+    for pc in _default_printer_columns(printer_columns):
+        try:
+            found = jsonpath_find(obj, str(pc.get("jsonPath", "")))
+        except JSONPathError:
+            found = []
+        cells.append(_printer_cell(str(pc.get("type", "string")), found[0] if found else None, now))
+    return cells
+
+
+def _columns(rdef: ResourceDef, printer_columns: Sequence[Mapping[str, Any]] | None) -> list[dict]:
+    return columns_for(rdef) if printer_columns is None else columns_from_printer_columns(printer_columns)
+
+
+# --- Tables ------------------------------------------------------------------------------------
+
+
+def _row(rdef: ResourceDef, item: bytes, obj: dict, api_version: str, include_object: str, now: datetime,
+         printer_columns: Sequence[Mapping[str, Any]] | None) -> dict:
+    row: dict[str, Any] = {"cells": cells_for(rdef, obj, now=now, printer_columns=printer_columns)}
+    if include_object == INCLUDE_OBJECT:
+        row["object"] = msgspec.Raw(item)
+    elif include_object == INCLUDE_NONE:
+        row["object"] = None
+    else:
+        meta = {k: v for k, v in _meta(obj).items() if k != "managedFields"}
+        row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": api_version, "metadata": meta}
+    return row
+
+
+def _table(columns: list[dict] | None, rows: list[dict], api_version: str, meta: dict) -> bytes:
+    return _encode({"kind": "Table", "apiVersion": api_version, "metadata": meta,
+                    "columnDefinitions": columns, "rows": rows})
+
+
+def _check(api_version: str, include_object: str) -> None:
+    if api_version not in (TABLE_V1, TABLE_V1BETA1):
+        raise ValueError(f"no Table exists in group version {api_version}")
+    if include_object not in (INCLUDE_NONE, INCLUDE_METADATA, INCLUDE_OBJECT):
+        parse_include_object(include_object)
+
+
+def table_for_list(rdef: ResourceDef, items: Sequence[bytes], *, api_version: str, include_object: str,
+                   resource_version: str, continue_token: str = "", remaining: int | None = None,
+                   now: datetime, printer_columns: Sequence[Mapping[str, Any]] | None = None) -> bytes:
+    """A LIST answered as a Table: one row per item (the items' exact JSON bytes), with the list's
+    ``resourceVersion``/``continue``/``remainingItemCount`` in ``metadata`` (the last two only when
+    given). ``printer_columns`` (a CRD version's ``additionalPrinterColumns``, possibly empty) selects
+    the custom-resource convertor instead of the built-in printer for ``rdef``."""
+    _check(api_version, include_object)
+    meta: dict[str, Any] = {"resourceVersion": resource_version}
+    if continue_token:
+        meta["continue"] = continue_token
+    if remaining is not None:
+        meta["remainingItemCount"] = remaining
+    rows = [_row(rdef, item, _decode(item), api_version, include_object, now, printer_columns) for item in items]
+    return _table(_columns(rdef, printer_columns), rows, api_version, meta)
+
+
+def _object_table(rdef: ResourceDef, item: bytes, api_version: str, include_object: str, now: datetime,
+                  printer_columns: Sequence[Mapping[str, Any]] | None, headers: bool) -> bytes:
+    _check(api_version, include_object)
+    obj = _decode(item)
+    rv = _meta(obj).get("resourceVersion")
+    meta = {"resourceVersion": rv} if isinstance(rv, str) and rv else {}
+    row = _row(rdef, item, obj, api_version, include_object, now, printer_columns)
+    return _table(_columns(rdef, printer_columns) if headers else None, [row], api_version, meta)
+
+
+def table_for_object(rdef: ResourceDef, item: bytes, *, api_version: str, include_object: str, now: datetime,
+                     printer_columns: Sequence[Mapping[str, Any]] | None = None) -> bytes:
+    """A GET of one object answered as a one-row Table; ``metadata.resourceVersion`` is the object's."""
+    return _object_table(rdef, item, api_version, include_object, now, printer_columns, True)
+
+
+def table_watch_line(rdef: ResourceDef, event_type: str, item: bytes, *, api_version: str, include_object: str,
+                     now: datetime, headers: bool = True,
+                     printer_columns: Sequence[Mapping[str, Any]] | None = None) -> bytes:
+    """One watch event whose object is a one-row Table, newline-terminated. Pass ``headers=True`` for
+    the first event of a stream and False afterwards: the apiserver then sends
+    ``"columnDefinitions":null`` and kubectl keeps using the columns it already has. Do not use this
+    for ERROR events (their Status object is sent as is)."""
+    table = _object_table(rdef, item, api_version, include_object, now, printer_columns, headers)
+    return b'{"type":%s,"object":%s}\n' % (_encode(event_type), table)
+
+
+__all__ = [
+    "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "TABLE_V1", "TABLE_V1BETA1", "JSONPathError",
+    "MediaRange", "cells_for", "columns_for", "columns_from_printer_columns", "human_duration",
+    "jsonpath_find", "parse_accept", "parse_include_object", "parse_time", "table_content_type",
+    "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since", "wants_table",
+]

@@ -1,0 +1,116 @@
+"""Pure decisions of the actor side: tokens, authorization, strategies, managed fields, runtime."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import trio
+
+from actors import Actor, BadRequest, Forbidden, Request, TokenAuthenticator, Unauthorized, UserInfo, authorize, \
+    parse_token_csv
+from actors._managed import manager_from_user_agent, record_update
+from actors._runtime import ReplySlot
+from actors._strategy import NamespaceStrategy, SecretStrategy
+from bus import Registry
+
+REG = Registry()
+
+
+def test_token_csv_and_authn() -> None:
+    tokens = parse_token_csv('t1,alice,u1,"a,b"\n# comment\n\nt2,bob,u2\n')
+    assert tokens["t1"] == UserInfo(name="alice", uid="u1", groups=("a", "b"))
+    auth = TokenAuthenticator(tokens)
+    assert auth.authenticate("t2").groups == ("system:authenticated",)
+    for bad in ("", "t3"):
+        with pytest.raises(Unauthorized):
+            auth.authenticate(bad)
+    with pytest.raises(ValueError):
+        parse_token_csv("onlytoken\n")
+
+
+def test_interim_authorization() -> None:
+    cm = REG.get("", "v1", "configmaps")
+    admin = UserInfo(name="admin", groups=("system:masters",))
+    bob = UserInfo(name="bob", groups=("system:authenticated",))
+    authorize(Request(verb="delete", rdef=cm, namespace="x", name="y"), admin)
+    authorize(Request(verb="get", path="/version"), bob)
+    with pytest.raises(Forbidden, match='configmaps "y" is forbidden: User "bob" cannot get resource'):
+        authorize(Request(verb="get", rdef=cm, namespace="x", name="y"), bob)
+    with pytest.raises(Forbidden):
+        authorize(Request(verb="get", path="/metrics"), bob)
+
+
+def test_secret_strategy() -> None:
+    s = SecretStrategy()
+    obj = {"metadata": {}, "data": {"a": base64.b64encode(b"1").decode()}, "stringData": {"b": "2"}}
+    s.prepare_for_create(obj)
+    assert obj["type"] == "Opaque" and "stringData" not in obj and base64.b64decode(obj["data"]["b"]) == b"2"
+    with pytest.raises(BadRequest):
+        s.prepare_for_create({"metadata": {}, "data": {"a": "%%"}})
+
+
+def test_namespace_strategy_keeps_status_and_spec_on_update() -> None:
+    s = NamespaceStrategy()
+    new = {"metadata": {"name": "n"}, "status": {"phase": "Terminating"}, "spec": {"finalizers": []}}
+    old = {"metadata": {"name": "n"}, "status": {"phase": "Active"}, "spec": {"finalizers": ["kubernetes"]}}
+    s.prepare_for_update(new, old)
+    assert new["status"] == {"phase": "Active"} and new["spec"] == {"finalizers": ["kubernetes"]}
+    assert new["metadata"]["labels"] == {"kubernetes.io/metadata.name": "n"}
+
+
+def test_managed_fields_record_changed_fields() -> None:
+    assert manager_from_user_agent("kubectl/v1.31.0 (linux/amd64)") == "kubectl"
+    old = {"kind": "ConfigMap", "metadata": {"name": "a", "uid": "u"}, "data": {"k": "v"}}
+    new = {"kind": "ConfigMap", "metadata": {"name": "a", "uid": "u", "labels": {"x": "1"}},
+           "data": {"k": "v", "j": "w"}}
+    record_update(old, new, manager="m", api_version="v1", now="t")
+    (entry,) = new["metadata"]["managedFields"]
+    assert entry["fieldsV1"] == {"f:metadata": {"f:labels": {".": {}, "f:x": {}}}, "f:data": {"f:j": {}}}
+    assert entry["manager"] == "m" and entry["operation"] == "Update"
+
+
+async def test_actor_supervision_and_full_mailbox() -> None:
+    async def handler(msg: int, reply: ReplySlot) -> None:
+        if msg == 0:
+            raise RuntimeError("boom")
+        if msg == 1:
+            raise BadRequest("nope")
+        if msg == 2:
+            await trio.sleep_forever()
+        reply.set(msg * 10)
+
+    a: Actor[int] = Actor("t", handler, mailbox_size=1, workers=1)
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        from actors import InternalError, TooManyRequests
+
+        with pytest.raises(InternalError):
+            await a.ask(0, timeout_s=5)
+        with pytest.raises(BadRequest):
+            await a.ask(1, timeout_s=5)
+        assert await a.ask(3, timeout_s=5) == 30  # the worker survived both
+        with trio.fail_after(5):
+            async with trio.open_nursery() as inner:
+                inner.start_soon(lambda: a.ask(2, timeout_s=60))  # occupies the only worker
+                await trio.testing.wait_all_tasks_blocked()
+                inner.start_soon(lambda: a.ask(4, timeout_s=60))  # fills the mailbox of one
+                await trio.testing.wait_all_tasks_blocked()
+                with pytest.raises(TooManyRequests):
+                    await a.ask(5, timeout_s=5)
+                inner.cancel_scope.cancel()
+        n.cancel_scope.cancel()
+
+
+async def test_ask_deadline(autojump_clock: trio.abc.Clock) -> None:
+    from actors import Timeout
+
+    async def never(msg: int, reply: ReplySlot) -> None:
+        await trio.sleep_forever()
+
+    a: Actor[int] = Actor("slow", never, mailbox_size=4, workers=1)
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        with pytest.raises(Timeout):
+            await a.ask(1, timeout_s=30)
+        n.cancel_scope.cancel()

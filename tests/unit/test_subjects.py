@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from bus import Key, SubjectError, decode_token, encode_token, object_subject, parse_subject, resource_filter
+
+
+@pytest.mark.parametrize("value", ["plain", "a.b.c", "with_underscore", "~tilde", "UP", "ünï", "x y", "*", ">", "_"])
+def test_token_round_trip(value: str) -> None:
+    tok = encode_token(value)
+    assert "." not in tok and " " not in tok and "*" not in tok and ">" not in tok
+    assert decode_token(tok) == value
+    if value != "_":
+        assert tok != "_"
+
+
+def test_placeholders_and_filters() -> None:
+    key = Key("default", "", "configmaps", "", "a.b")
+    subj = object_subject("jk", key)
+    assert subj == "jk.default._.configmaps._.a~2eb"
+    assert parse_subject("jk", subj) == key
+    key2 = Key("t1", "coordination.k8s.io", "leases", "ns", "l")
+    assert parse_subject("jk", object_subject("jk", key2)) == key2
+    assert resource_filter("jk", "t1", "coordination.k8s.io", "leases") == "jk.t1.coordination~2ek8s~2eio.leases.>"
+    assert resource_filter("jk", "t1", "", "configmaps", "ns") == "jk.t1._.configmaps.ns.*"
+
+
+@pytest.mark.parametrize("bad", ["jk.a.b", "other.t._.r._.n", "jk.t._.r._.bad~zz"])
+def test_parse_rejects(bad: str) -> None:
+    with pytest.raises(SubjectError):
+        parse_subject("jk", bad)
+
+
+def test_empty_token_rejected() -> None:
+    with pytest.raises(SubjectError):
+        encode_token("")
