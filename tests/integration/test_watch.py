@@ -153,3 +153,22 @@ async def test_expired_below_log_retention(start_server: StartServer, nats_url: 
             # Versions the log still holds resume exactly.
             events = await read_events(api, f"{CM}?watch=1&resourceVersion={rvs[5]}", count=2)
             assert [e["object"]["metadata"]["name"] for e in events] == ["e6", "e7"]
+
+
+async def test_slow_watcher_is_cut_off_with_an_error(start_server: StartServer) -> None:
+    """A watcher that stops reading is ended with an ERROR event, not buffered without bound."""
+    server = await start_server(watch_queue=4)
+    async with client_for(server) as api:
+        with trio.fail_after(60):
+            rv = (await api.get(CM)).json()["metadata"]["resourceVersion"]
+            async with api.stream("GET", f"{CM}?watch=1&resourceVersion={rv}") as r:
+                # Not reading: 64 MB of events cannot all sit in socket buffers, so the server's queue
+                # of 4 fills and the watcher is cut off.
+                blob = "x" * (1024 * 1024)
+                for i in range(64):
+                    assert (await api.post(CM, json={"metadata": {"name": f"big{i}"}, "data": {"b": blob}})
+                            ).status_code == 201
+                lines = [json.loads(line) async for line in r.aiter_lines() if line]
+            assert lines[-1]["type"] == "ERROR" and lines[-1]["object"]["code"] == 429
+            names = [e["object"]["metadata"]["name"] for e in lines[:-1]]
+            assert names == [f"big{i}" for i in range(len(names))] and len(names) < 64
