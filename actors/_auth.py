@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import hmac
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -14,6 +14,7 @@ from ._runtime import Actor, ReplySlot
 from .messages import Allowed, Request, UserInfo
 
 READ_VERBS = frozenset({"get", "list", "watch"})
+SELF_REVIEWS = frozenset({"selfsubjectreviews", "selfsubjectaccessreviews", "selfsubjectrulesreviews"})
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
 # Non-resource paths every authenticated user may read (system:discovery, system:public-info-viewer).
@@ -34,14 +35,19 @@ def parse_token_csv(text: str) -> dict[str, UserInfo]:
 
 
 class TokenAuthenticator:
-    """Bearer tokens to users. Every authenticated user also gets ``system:authenticated``."""
+    """Bearer tokens to users: static tokens, and (with ``jwt``) service-account JWTs.
+    Every authenticated user also gets ``system:authenticated``."""
 
-    def __init__(self, tokens: Mapping[str, UserInfo]) -> None:
+    def __init__(self, tokens: Mapping[str, UserInfo],
+                 jwt: Callable[[str], UserInfo] | None = None) -> None:
         self._tokens = dict(tokens)
+        self.jwt = jwt
 
     def authenticate(self, token: str) -> UserInfo:
         if not token:
             raise Unauthorized("Unauthorized")
+        if token.count(".") == 2 and self.jwt is not None and token not in self._tokens:
+            return self._with_authenticated(self.jwt(token))
         user = self._tokens.get(token)
         if user is None:
             # Constant-time comparison against every token would not hide more than a dict lookup
@@ -52,6 +58,10 @@ class TokenAuthenticator:
                     break
         if user is None:
             raise Unauthorized("Unauthorized")
+        return self._with_authenticated(user)
+
+    @staticmethod
+    def _with_authenticated(user: UserInfo) -> UserInfo:
         if AUTHENTICATED not in user.groups:
             user = msgspec.structs.replace(user, groups=(*user.groups, AUTHENTICATED))
         return user
@@ -62,6 +72,8 @@ def authorize(req: Request, user: UserInfo) -> None:
     the public non-resource paths and nothing more (403 Forbidden)."""
     if MASTERS in user.groups:
         return
+    if req.rdef is not None and req.rdef.plural in SELF_REVIEWS and req.verb == "create":
+        return  # system:basic-user: everyone may ask about themselves
     if req.rdef is None:
         if req.verb == "get" and req.path.startswith(_PUBLIC_PREFIXES):
             return
@@ -84,12 +96,14 @@ def authn_handler(authenticator: TokenAuthenticator, next_actor: Actor[Request])
     return handle
 
 
-def authz_handler(next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
+def authz_handler(next_actor: Actor[Request], reviews: Actor[Request]):  # type: ignore[no-untyped-def]
     async def handle(req: Request, reply: ReplySlot) -> None:
         assert req.user is not None
         authorize(req, req.user)
         if req.rdef is None or req.verb in READ_VERBS:
             reply.set(Allowed(req.user))
+        elif not req.rdef.stored or req.subresource == "token":
+            reviews.forward(req, reply)
         else:
             next_actor.forward(req, reply)
 

@@ -13,8 +13,9 @@ from ._admission import NamespaceLifecycle, admission_handler
 from ._auth import TokenAuthenticator, authn_handler, authz_handler
 from ._controllers import Controllers
 from ._resource import ResourceCore
+from ._reviews import ReviewCore, load_signing_key, service_account_user, verify_jwt
 from ._runtime import Actor
-from .messages import Allowed, Request, WriteResult
+from .messages import Allowed, Request, UserInfo, WriteResult
 
 
 class Pipeline:
@@ -22,18 +23,26 @@ class Pipeline:
 
     def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
                  *, mailbox_size: int = 4096, workers: int = 64, run_controllers: bool = True) -> None:
+        self.log, self.projection, self.registry = log, projection, registry
         self.core = ResourceCore(log, projection)
+        self.reviews_core = ReviewCore(projection, registry, b"")
+        self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
+                                             workers=workers)
+        authenticator.jwt = self._service_account_user
         self.resource: Actor[Request] = Actor("resource", self.core.handle, mailbox_size=mailbox_size,
                                               workers=workers * 4)
         self.admission: Actor[Request] = Actor("admission", admission_handler(NamespaceLifecycle(projection),
                                                                                self.resource),
                                                mailbox_size=mailbox_size, workers=workers)
-        self.authz: Actor[Request] = Actor("authz", authz_handler(self.admission), mailbox_size=mailbox_size,
-                                           workers=workers)
+        self.authz: Actor[Request] = Actor("authz", authz_handler(self.admission, self.reviews),
+                                           mailbox_size=mailbox_size, workers=workers)
         self.authn: Actor[Request] = Actor("authn", authn_handler(authenticator, self.authz),
                                            mailbox_size=mailbox_size, workers=workers)
-        self.actors = (self.authn, self.authz, self.admission, self.resource)
+        self.actors = (self.authn, self.authz, self.admission, self.resource, self.reviews)
         self.controllers = Controllers(projection, registry, self.resource) if run_controllers else None
+
+    def _service_account_user(self, token: str) -> UserInfo:
+        return service_account_user(verify_jwt(token, self.reviews_core.key), self.projection)
 
     async def submit(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
         result: Allowed | WriteResult = await self.authn.ask(req, timeout_s=timeout_s)
@@ -41,6 +50,7 @@ class Pipeline:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         """Run every actor; bootstrap the default namespaces; then start the controllers."""
+        self.reviews_core.key = await load_signing_key(self.log)
         async with trio.open_nursery() as nursery:
             for a in self.actors:
                 await nursery.start(a.run)

@@ -8,7 +8,17 @@ from ._embedded import free_port, nats_server_binary, run_nats_server
 from ._errors import BusClosed, BusError, BusTimeout, JetStreamError, NoResponders, WrongLastSequence
 from ._log import Log, StreamConfig, open_log
 from ._reader import LogReader
-from ._subjects import Key, SubjectError, decode_token, encode_token, object_subject, parse_subject, resource_filter
+from ._subjects import (
+    Key,
+    SubjectError,
+    decode_token,
+    encode_token,
+    is_system_subject,
+    object_subject,
+    parse_subject,
+    resource_filter,
+    system_subject,
+)
 from ._types import (
     Actor,
     Event,
@@ -24,7 +34,7 @@ __all__ = [
     "Actor", "Bridge", "BusClosed", "BusError", "BusTimeout", "Event", "EventType", "JetStreamError", "Key",
     "Log", "LogMessage", "LogReader", "NoResponders", "Reply", "StreamConfig", "SubjectError",
     "WrongLastSequence", "decode_event", "decode_token", "encode_event", "encode_object_with_rv_slot",
-    "encode_token", "free_port", "nats_server_binary", "object_bytes", "object_subject", "open_bridge",
+    "encode_token", "free_port", "is_system_subject", "system_subject", "nats_server_binary", "object_bytes", "object_subject", "open_bridge",
     "open_log", "parse_subject", "resource_filter", "run_nats_server",
 ]
 

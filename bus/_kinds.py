@@ -32,6 +32,10 @@ class ResourceDef(msgspec.Struct, frozen=True):
     name_rule: NameRule = "subdomain"
     # Strategic-merge metadata: nested ``{"field": {"$strategy": ..., "$key": ..., "$items": {...}}}``.
     patch_meta: dict = {}
+    # False for virtual, create-only kinds answered by an actor and never stored (reviews).
+    stored: bool = True
+    # Subresources: name -> verbs (e.g. {"token": ("create",)} on serviceaccounts).
+    subresources: dict[str, tuple[str, ...]] = {}
 
     @property
     def api_version(self) -> str:
@@ -46,6 +50,7 @@ class ResourceDef(msgspec.Struct, frozen=True):
         return self.api_version
 
 
+_RBAC = "rbac.authorization.k8s.io"
 _META_PATCH = {
     "metadata": {
         "finalizers": {"$strategy": "merge"},
@@ -61,7 +66,8 @@ BUILTIN: tuple[ResourceDef, ...] = (
                 patch_meta=_META_PATCH),
     ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),
                 patch_meta={**_META_PATCH, "secrets": {"$strategy": "merge", "$key": "name"},
-                            "imagePullSecrets": {"$strategy": "merge", "$key": "name"}}),
+                            "imagePullSecrets": {"$strategy": "merge", "$key": "name"}},
+                subresources={"token": ("create",)}),
     ResourceDef("", "v1", "Event", "events", "event", True, ("ev",),
                 field_selectors=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
                                  "involvedObject.uid", "involvedObject.apiVersion",
@@ -69,6 +75,21 @@ BUILTIN: tuple[ResourceDef, ...] = (
                                  "reportingComponent", "source", "type"),
                 name_rule="path", patch_meta=_META_PATCH),
     ResourceDef("coordination.k8s.io", "v1", "Lease", "leases", "lease", True, patch_meta=_META_PATCH),
+    ResourceDef(_RBAC, "v1", "Role", "roles", "role", True, patch_meta=_META_PATCH, name_rule="path"),
+    ResourceDef(_RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", False, patch_meta=_META_PATCH,
+                name_rule="path"),
+    ResourceDef(_RBAC, "v1", "RoleBinding", "rolebindings", "rolebinding", True, patch_meta=_META_PATCH,
+                name_rule="path"),
+    ResourceDef(_RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", False,
+                patch_meta=_META_PATCH, name_rule="path"),
+    ResourceDef("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
+                False, verbs=("create",), stored=False),
+    ResourceDef("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews",
+                "selfsubjectreview", False, verbs=("create",), stored=False),
+    ResourceDef("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+                "selfsubjectaccessreview", False, verbs=("create",), stored=False),
+    ResourceDef("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+                "selfsubjectrulesreview", False, verbs=("create",), stored=False),
 )
 
 
@@ -77,7 +98,9 @@ class Registry:
 
     def __init__(self, defs: tuple[ResourceDef, ...] = BUILTIN) -> None:
         self._by_gvr = {(d.group, d.version, d.plural): d for d in defs}
-        self._by_gr = {(d.group, d.plural): d for d in defs}
+        self._by_gr: dict[tuple[str, str], ResourceDef] = {}
+        for d in sorted(defs, key=lambda d: _version_rank(d.version)):
+            self._by_gr.setdefault((d.group, d.plural), d)  # the preferred version
         self.defs = defs
 
     def get(self, group: str, version: str, plural: str) -> ResourceDef | None:
@@ -87,12 +110,24 @@ class Registry:
         return self._by_gr.get((group, plural))
 
     def group_versions(self) -> dict[str, list[str]]:
+        """Served versions per group, preferred first (v1 before v1beta1 before v1alpha1)."""
         out: dict[str, list[str]] = {}
-        for d in self.defs:
+        for d in sorted(self.defs, key=lambda d: _version_rank(d.version)):
             out.setdefault(d.group, [])
             if d.version not in out[d.group]:
                 out[d.group].append(d.version)
         return out
+
+
+def _version_rank(version: str) -> tuple[int, int, int]:
+    """Kubernetes version priority: GA before beta before alpha, higher numbers first."""
+    import re
+
+    m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
+    if m is None:
+        return (3, 0, 0)
+    stage = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (stage, -int(m.group(1)), -int(m.group(3) or 0))
 
 
 def field_value(obj: dict, path: str) -> str:

@@ -79,6 +79,19 @@ def resource_filter(prefix: str, tenant: str, group: str, resource: str, namespa
     return f"{base}.{_ns_token(namespace)}.*"
 
 
+SYSTEM_TOKEN = "_sys"
+
+
+def system_subject(prefix: str, name: str) -> str:
+    """A subject for the server's own records (e.g. the token signing key), outside any tenant:
+    ``<prefix>._sys.<name>``. Projections skip these; they are not Kubernetes objects."""
+    return f"{prefix}.{SYSTEM_TOKEN}.{encode_token(name)}"
+
+
+def is_system_subject(prefix: str, subject: str) -> bool:
+    return subject.startswith(f"{prefix}.{SYSTEM_TOKEN}.")
+
+
 def all_filter(prefix: str) -> str:
     return prefix + ".>"
 

@@ -132,12 +132,14 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
 
     rdef = route.rdef
     assert rdef is not None
-    if route.subresource:
+    if route.subresource and route.subresource not in rdef.subresources:
         raise NotFound("the server could not find the requested resource")
+    if (route.subresource or not rdef.stored) and method != "POST":
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     opts = None
     if method in ("GET", "HEAD") and not route.name:
         opts = parse_list_options(q, rdef, route.namespace, force_watch=route.legacy_watch)
-    verb = _verb(method, bool(route.name), opts is not None and opts.watch)
+    verb = "create" if route.subresource else _verb(method, bool(route.name), opts is not None and opts.watch)
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
         raise MethodNotAllowed(f"{rdef.plural} is namespaced: use /namespaces/<namespace>/{rdef.plural}")
     body: Any = None

@@ -16,7 +16,7 @@ import collections
 from collections.abc import Iterator
 from typing import Protocol
 
-from bus import Key, LogMessage, decode_event, object_bytes, parse_subject
+from bus import Key, LogMessage, decode_event, is_system_subject, object_bytes, parse_subject
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 _EMPTY: dict[str, str] = {}
@@ -139,6 +139,8 @@ class Store:
         if msg.seq <= self.applied:
             raise ValueError(f"out of order: {msg.seq} after {self.applied}")
         self.applied = msg.seq
+        if is_system_subject(self.prefix, msg.subject):
+            return None
         try:
             key = parse_subject(self.prefix, msg.subject)
             event = decode_event(msg.data)
