@@ -7,6 +7,7 @@ resource actor's ``WriteResult``. Every error goes through ``status_for``.
 
 from __future__ import annotations
 
+import datetime
 import random
 import uuid
 from dataclasses import dataclass
@@ -18,9 +19,9 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actors import Allowed, MethodNotAllowed, NotFound, Pipeline, Request, WriteResult
+from actors import Allowed, BadRequest, MethodNotAllowed, NotFound, Pipeline, Request, WriteResult
 from bus import Key, Registry
-from projections import Projection
+from projections import Change, Projection
 
 from . import _discovery as discovery
 from ._codec import decode_body
@@ -28,6 +29,14 @@ from ._reads import get_object, list_body, list_objects, parse_list_options, wat
 from ._routes import parse
 from ._settings import Settings
 from ._status import status_for
+from ._table import (
+    parse_include_object,
+    table_content_type,
+    table_for_list,
+    table_for_object,
+    table_watch_line,
+    wants_table,
+)
 
 JSON_CT = "application/json"
 _enc = msgspec.json.Encoder()
@@ -160,15 +169,42 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     assert isinstance(result, Allowed)
     tenant = result.user.tenant if route.tenant is None else tenant
     proj = ctx.projection
+    table = wants_table(request.headers.get("Accept"))
+    include = ""
+    if table:
+        try:
+            include = parse_include_object(q.get("includeObject"))
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
     if verb == "get":
         key = Key(tenant, rdef.group, rdef.plural, route.namespace or "", route.name)
         rv = q.get("resourceVersion") or None
-        return _json_response(await get_object(proj, key, rdef, rv))
+        data = await get_object(proj, key, rdef, rv)
+        if table:
+            return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
+                                                    now=_now()), table)
+        return _json_response(data)
     assert opts is not None
     if verb == "list":
-        return _json_response(list_body(rdef, await list_objects(proj, tenant, rdef, opts)))
+        listed = await list_objects(proj, tenant, rdef, opts)
+        if table:
+            return _table_response(table_for_list(
+                rdef, listed.items, api_version=table, include_object=include,
+                resource_version=str(listed.resource_version), continue_token=listed.continue_token,
+                remaining=listed.remaining, now=_now()), table)
+        return _json_response(list_body(rdef, listed))
     timeout = opts.timeout_s if opts.timeout_s is not None else int(s.min_request_timeout_s *
                                                                   (1 + random.random()))
+    if table:
+        first = [True]
+
+        def encode(t: str, ch: Change) -> bytes:
+            line = table_watch_line(rdef, t, ch.entry.data, api_version=table, include_object=include, now=_now(),
+                                    headers=first[0])
+            first[0] = False
+            return line
+
+        return _stream(watch_lines(proj, tenant, rdef, opts, encode), timeout, table_content_type(table))
     return _stream(watch_lines(proj, tenant, rdef, opts), timeout)
 
 
@@ -186,14 +222,22 @@ async def _read_body(limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _stream(lines: Any, timeout_s: int) -> Response:
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _table_response(body: bytes, api_version: str) -> Response:
+    return Response(body, status=200, content_type=table_content_type(api_version))
+
+
+def _stream(lines: Any, timeout_s: int, content_type: str = JSON_CT) -> Response:
     async def body() -> Any:
         with trio.move_on_after(timeout_s):
             async for line in lines:
                 yield line
         await lines.aclose()
 
-    r = Response(body(), status=200, content_type=JSON_CT)
+    r = Response(body(), status=200, content_type=content_type)
     r.timeout = None
     r.headers["Cache-Control"] = "no-cache, private"
     return r
@@ -217,14 +261,23 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         return Response(text, status=200 if ok else 503, content_type="text/plain; charset=utf-8")
     if route.kind == "discovery":
         reg = ctx.registry
-        if route.path.rstrip("/") == "/api":
+        top = route.path.rstrip("/")
+        if top in ("/api", "/apis"):
+            variant = discovery.negotiate_discovery(request.headers.get("Accept"))
+            if variant is not None:
+                version, content_type = variant
+                doc = discovery.aggregated(reg, legacy_core=top == "/api", version=version)
+                r = Response(_enc.encode(doc), status=200, content_type=content_type)
+                r.headers["Vary"] = "Accept"
+                return r
+        if top == "/api":
             return _json_response(_enc.encode(discovery.api_versions(ctx.server_address)))
-        if route.path.rstrip("/") == "/apis":
+        if top == "/apis":
             return _json_response(_enc.encode(discovery.api_group_list(reg)))
         if route.group and not route.version:
             doc = discovery.api_group(reg, route.group)
         else:
-            doc = discovery.resource_list(reg, route.group, route.version)
+            doc = discovery.api_resource_list(reg, route.group, route.version)
         if doc is not None:
             return _json_response(_enc.encode(doc))
     raise NotFound("the server could not find the requested resource")

@@ -9,6 +9,8 @@ import yaml
 
 from actors import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, BadRequest, UnsupportedMediaType
 
+from ._protobuf import ProtobufError, UnknownKindError, decode_k8s_protobuf
+
 JSON = "application/json"
 YAML = "application/yaml"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -38,8 +40,21 @@ def decode_body(data: bytes, content_type: str | None, *, for_patch: bool = Fals
         return _json(data), JSON
     if mt in (YAML, "application/x-yaml", "text/yaml"):
         return _yaml(data), YAML
+    if mt == PROTOBUF:
+        return _protobuf(data), JSON
     raise UnsupportedMediaType(
-        f"the body of the request was in an unknown format - accepted media types include: {JSON}, {YAML}")
+        f"the body of the request was in an unknown format - accepted media types include: {JSON}, {YAML}, "
+        f"{PROTOBUF}")
+
+
+def _protobuf(data: bytes) -> Any:
+    """kubectl 1.32+ sends typed objects as Kubernetes protobuf; we decode them to their JSON form."""
+    try:
+        return decode_k8s_protobuf(data)
+    except UnknownKindError as e:
+        raise UnsupportedMediaType(f"the body of the request was in an unknown format: {e}") from None
+    except ProtobufError as e:
+        raise BadRequest(f"the request body is not valid Kubernetes protobuf: {e}") from None
 
 
 def _json(data: bytes) -> Any:

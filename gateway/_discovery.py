@@ -22,11 +22,30 @@ if TYPE_CHECKING:
 
 DISCOVERY_GROUP = "apidiscovery.k8s.io"
 AGGREGATED_VERSIONS = ("v2", "v2beta1")
+_PLAIN_JSON = frozenset({("application", "json"), ("application", "*"), ("*", "*")})
 
-# Extra per-resource subresources: (group, plural) -> entries in the aggregated shape
+# Per-resource subresources: (group, plural) -> entries in the aggregated shape
 # ``{"subresource": "status", "verbs": [...], "responseKind": {"group", "version", "kind"}?,
-# "acceptedTypes": [...]?}``; a missing responseKind means the parent's kind.
+# "acceptedTypes": [...]?}``. A missing responseKind is the well-known one for that name (below) or
+# else the parent's kind. An entry for (group, plural) replaces what the ResourceDef declares.
 Subresources = Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]
+
+# Response kinds of subresources whose kind is not the parent's [kube aggregated discovery].
+_WELL_KNOWN_SUBRESOURCE_KINDS: dict[str, dict[str, str]] = {
+    "scale": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+    "token": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
+    "eviction": {"group": "policy", "version": "v1", "kind": "Eviction"},
+    "binding": {"group": "", "version": "v1", "kind": "Binding"},
+}
+
+
+def _subresources_of(d: ResourceDef, subresources: Subresources | None) -> Sequence[Mapping[str, Any]]:
+    """The subresources of ``d``: the explicit mapping's entry, else the ResourceDef's own
+    ``subresources`` field (``{name: verbs}``) when the running ResourceDef has one."""
+    if subresources is not None and (d.group, d.plural) in subresources:
+        return subresources[(d.group, d.plural)]
+    declared = getattr(d, "subresources", None) or {}
+    return [{"subresource": name, "verbs": list(verbs)} for name, verbs in declared.items()]
 
 
 # --- legacy ------------------------------------------------------------------------------------
@@ -47,6 +66,9 @@ def _response_kind(d: ResourceDef, sub: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(rk, Mapping):
         return {"group": str(rk.get("group", "")), "version": str(rk.get("version", "")),
                 "kind": str(rk.get("kind", ""))}
+    known = _WELL_KNOWN_SUBRESOURCE_KINDS.get(_sub_name(sub))
+    if known is not None:
+        return dict(known)
     return {"group": d.group, "version": d.version, "kind": d.kind}
 
 
@@ -101,13 +123,13 @@ def api_resource_list(registry: Registry, group: str, version: str, *,
     resources: list[dict[str, Any]] = []
     for d in defs:
         resources.append(_resource(d))
-        for sub in (subresources or {}).get((d.group, d.plural), ()):
+        for sub in _subresources_of(d, subresources):
             resources.append(_legacy_subresource(d, sub))
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
 
 
 def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
-    """``APIResourceList`` without subresources (kept for existing callers)."""
+    """``APIResourceList`` (kept for existing callers; same as :func:`api_resource_list`)."""
     return api_resource_list(registry, group, version)
 
 
@@ -132,7 +154,7 @@ def negotiate_discovery(accept: str | None) -> tuple[str, str] | None:
                 v = params["v"]
                 return v, f"application/json;g={DISCOVERY_GROUP};v={v};as=APIGroupDiscoveryList"
             continue
-        if not params and (mr.type, mr.subtype) in (("application", "json"), ("application", "*"), ("*", "*")):
+        if not params and (mr.type, mr.subtype) in _PLAIN_JSON:
             return None
     return None
 
@@ -157,7 +179,7 @@ def _aggregated_resource(d: ResourceDef, subresources: Subresources | None) -> d
         out["shortNames"] = list(d.short_names)
     if d.categories:
         out["categories"] = list(d.categories)
-    subs = (subresources or {}).get((d.group, d.plural), ())
+    subs = _subresources_of(d, subresources)
     if subs:
         out["subresources"] = [_aggregated_subresource(d, s) for s in subs]
     return out

@@ -14,7 +14,7 @@ The resourceVersion rules for reads live here and only here (ARCHITECTURE.md, de
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -23,11 +23,12 @@ from actors import BadRequest, Cause, Invalid, NotFound
 from bus import Key, ResourceDef
 from projections import (
     BOOKMARK,
+    Change,
     ContinueExpired,
-    TooOldResourceVersion,
     ContinueNeedsHistory,
     ListResult,
     Projection,
+    TooOldResourceVersion,
     WatchFilter,
     decode_continue,
     parse_field_selector,
@@ -159,10 +160,15 @@ def error_event(exc: BaseException) -> bytes:
     return b'{"type":"ERROR","object":%s}\n' % body
 
 
-async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions) -> AsyncIterator[
-        bytes]:
-    """The watch stream as newline-terminated JSON events. Errors after the stream started
-    become an ERROR event and end it."""
+def json_line(event_type: str, change: Change) -> bytes:
+    """A watch event as JSON, encoded once per change and type for every watcher."""
+    return change.line(event_type)
+
+
+async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions,
+                      encode: Callable[[str, Change], bytes] = json_line) -> AsyncIterator[bytes]:
+    """The watch stream as newline-terminated events (``encode`` formats object events; bookmarks
+    and errors are always JSON). Errors after the stream started become an ERROR event and end it."""
     from actors import TooManyRequests
 
     rv = opts.resource_version
@@ -187,6 +193,6 @@ async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, op
                         "received", retry_after_s=1))
                     return
                 else:
-                    yield item.line(t)  # type: ignore[attr-defined]
+                    yield encode(t, item)  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - reported in-band, as the apiserver does once streaming
         yield error_event(e)

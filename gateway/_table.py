@@ -5,7 +5,8 @@ What the apiserver does, and what is mirrored here:
 - A request is answered as a Table when the first *acceptable* clause of its ``Accept`` header is
   ``application/json;as=Table;g=meta.k8s.io;v=v1`` (or ``v1beta1``); Tables are never protobuf
   [apiserver ``RequestScope.AllowsMediaTypeTransform``]. kubectl sends
-  ``application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json``.
+  ``application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,``
+  ``application/json``.
 - Built-in kinds are printed by ``pkg/printers/internalversion/printers.go`` and the server always
   generates the *wide* form (``GenerateOptions{Wide: true}``): every column, ``priority`` 1 included,
   and one cell per column. Kinds without a printer there (Role, ClusterRole, CRDs) get the default
@@ -95,8 +96,8 @@ def parse_accept(accept: str | None) -> list[MediaRange]:
 
 
 # Media types answered with the plain object (jetkube may always answer them in JSON).
-_PLAIN = frozenset({("application", "json"), ("application", "yaml"), ("application", "vnd.kubernetes.protobuf"),
-                    ("application", "cbor"), ("application", "*"), ("*", "*")})
+_PLAIN = frozenset({("application", "json"), ("application", "yaml"), ("application", "cbor"),
+                    ("application", "vnd.kubernetes.protobuf"), ("application", "*"), ("*", "*")})
 
 
 def wants_table(accept: str | None) -> str | None:
@@ -220,7 +221,8 @@ def _rfc3339(value: Any) -> str:
 _D_NAME = ("Name must be unique within a namespace. Is required when creating resources, although some "
            "resources may allow a client to request the generation of an appropriate name automatically. "
            "Name is primarily intended for creation idempotence and configuration definition. Cannot be "
-           "updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names")
+           "updated. More info: "
+           "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names")
 _D_CREATED = ("CreationTimestamp is a timestamp representing the server time when this object was created. "
               "It is not guaranteed to be set in happens-before order across separate operations. Clients "
               "may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the "
@@ -257,7 +259,8 @@ _COLUMNS: dict[tuple[str, str], list[dict]] = {
                      _col("Data", "Data contains the secret data. Each key must consist of alphanumeric "
                                   "characters, '-', '_' or '.'. The serialized form of the secret data is a "
                                   "base64 encoded string, representing the arbitrary (possibly non-string) "
-                                  "data value here. Described in https://tools.ietf.org/html/rfc4648#section-4"),
+                                  "data value here. Described in "
+                                  "https://tools.ietf.org/html/rfc4648#section-4"),
                      _AGE],
     ("", "Namespace"): [_NAME, _col("Status", "The status of the namespace"), _AGE],
     ("", "ServiceAccount"): [_NAME, _col("Secrets", "Secrets is a list of the secrets in the same namespace "
@@ -317,13 +320,15 @@ def columns_from_printer_columns(printer_columns: Sequence[Mapping[str, Any]]) -
         return [dict(_NAME), dict(_CR_AGE)]
     out = [dict(_NAME)]
     for pc in printer_columns:
-        desc = pc.get("description") or f"Custom resource definition column (in JSONPath format): {pc.get('jsonPath', '')}"
+        desc = (pc.get("description")
+                or f"Custom resource definition column (in JSONPath format): {pc.get('jsonPath', '')}")
         out.append(_col(str(pc.get("name", "")), desc, type=str(pc.get("type", "string")),
                         format=str(pc.get("format") or ""), priority=int(pc.get("priority") or 0)))
     return out
 
 
-def _default_printer_columns(printer_columns: Sequence[Mapping[str, Any]] | None) -> Sequence[Mapping[str, Any]]:
+def _default_printer_columns(
+        printer_columns: Sequence[Mapping[str, Any]] | None) -> Sequence[Mapping[str, Any]]:
     if printer_columns:
         return printer_columns
     return [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
@@ -338,7 +343,8 @@ class JSONPathError(ValueError):
 
 _Step = tuple[str, Any]  # ("key", name) | ("index", i) | ("all", None) | ("filter", (path, op, value))
 
-_LITERAL = re.compile(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|(-?\d+(?:\.\d+)?)|(true|false|null))\s*""")
+_LITERAL = re.compile(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'"""
+                      r"""|(-?\d+(?:\.\d+)?)|(true|false|null))\s*""")
 
 
 def _parse_path(path: str) -> list[_Step]:
@@ -453,7 +459,10 @@ def _walk(nodes: Iterable[Any], steps: Sequence[_Step]) -> list[Any]:
                     nxt.extend(node.values())
             else:  # filter
                 sub, op, value = arg
-                items = node if isinstance(node, list) else (list(node.values()) if isinstance(node, dict) else [])
+                if isinstance(node, list):
+                    items = node
+                else:
+                    items = list(node.values()) if isinstance(node, dict) else []
                 for item in items:
                     found = _walk([item], sub)
                     if op == "exists":
@@ -704,7 +713,8 @@ def table_for_list(rdef: ResourceDef, items: Sequence[bytes], *, api_version: st
         meta["continue"] = continue_token
     if remaining is not None:
         meta["remainingItemCount"] = remaining
-    rows = [_row(rdef, item, _decode(item), api_version, include_object, now, printer_columns) for item in items]
+    rows = [_row(rdef, item, _decode(item), api_version, include_object, now, printer_columns)
+            for item in items]
     return _table(_columns(rdef, printer_columns), rows, api_version, meta)
 
 
@@ -724,8 +734,8 @@ def table_for_object(rdef: ResourceDef, item: bytes, *, api_version: str, includ
     return _object_table(rdef, item, api_version, include_object, now, printer_columns, True)
 
 
-def table_watch_line(rdef: ResourceDef, event_type: str, item: bytes, *, api_version: str, include_object: str,
-                     now: datetime, headers: bool = True,
+def table_watch_line(rdef: ResourceDef, event_type: str, item: bytes, *, api_version: str,
+                     include_object: str, now: datetime, headers: bool = True,
                      printer_columns: Sequence[Mapping[str, Any]] | None = None) -> bytes:
     """One watch event whose object is a one-row Table, newline-terminated. Pass ``headers=True`` for
     the first event of a stream and False afterwards: the apiserver then sends

@@ -1,0 +1,498 @@
+"""Server-side printing: Accept negotiation, columns, cells, Table documents (gateway._table)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from bus import ResourceDef
+from gateway._table import (
+    JSONPathError,
+    cells_for,
+    columns_for,
+    columns_from_printer_columns,
+    human_duration,
+    jsonpath_find,
+    parse_accept,
+    parse_include_object,
+    table_content_type,
+    table_for_list,
+    table_for_object,
+    table_watch_line,
+    translate_timestamp_since,
+    wants_table,
+)
+
+NOW = datetime(2024, 1, 10, 12, 0, 0, tzinfo=timezone.utc)
+# Columns and cells depend only on (group, kind): the tests define their own kinds.
+CM = ResourceDef("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",))
+SECRET = ResourceDef("", "v1", "Secret", "secrets", "secret", True)
+NS = ResourceDef("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",))
+SA = ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",))
+EVENT = ResourceDef("", "v1", "Event", "events", "event", True, ("ev",))
+LEASE = ResourceDef("coordination.k8s.io", "v1", "Lease", "leases", "lease", True)
+RBAC = "rbac.authorization.k8s.io"
+ROLE = ResourceDef(RBAC, "v1", "Role", "roles", "role", True)
+CLUSTERROLE = ResourceDef(RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", False)
+ROLEBINDING = ResourceDef(RBAC, "v1", "RoleBinding", "rolebindings", "rolebinding", True)
+CLUSTERROLEBINDING = ResourceDef(RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings",
+                                 "clusterrolebinding", False)
+CRD = ResourceDef("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                  "customresourcedefinition", False)
+WIDGET = ResourceDef("example.com", "v1", "Widget", "widgets", "widget", True)
+
+KUBECTL_TABLE = ("application/json;as=Table;v=v1;g=meta.k8s.io,"
+                 "application/json;as=Table;v=v1beta1;g=meta.k8s.io,"
+                 "application/json")
+
+
+def ago(**kw: float) -> str:
+    return (NOW - timedelta(**kw)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def meta(name: str = "c1", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": "demo", "uid": "u-1", "resourceVersion": "7",
+            "creationTimestamp": ago(seconds=65), **extra}
+
+
+def raw(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# --- negotiation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (KUBECTL_TABLE, "meta.k8s.io/v1"),  # kubectl get (all versions 1.27-1.33)
+        ("application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json", "meta.k8s.io/v1beta1"),
+        ("application/json;as=Table;g=meta.k8s.io;v=v1", "meta.k8s.io/v1"),  # parameter order is free
+        ("application/json", None),  # -o json/yaml/name, python client
+        ("application/json, */*", None),
+        ("application/vnd.kubernetes.protobuf,application/json", None),  # kubectl 1.32+ typed clients
+        ("*/*", None),
+        ("", None),
+        (None, None),
+        # protobuf and YAML Tables cannot be served: skipped in favour of the next clause
+        ("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,"
+         "application/json;as=Table;v=v1beta1;g=meta.k8s.io", "meta.k8s.io/v1beta1"),
+        ("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json", None),
+        ("application/yaml;as=Table;v=v1;g=meta.k8s.io,application/json", None),
+        # not a Table we know: bad group, bad version, missing kind, PartialObjectMetadata
+        ("application/json;as=Table;v=v1;g=k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io",
+         "meta.k8s.io/v1"),
+        ("application/json;as=Table;v=v2;g=meta.k8s.io", None),
+        ("application/json;g=meta.k8s.io;v=v1,application/json", None),
+        ("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json", None),
+        # q-values beat the client's order; q=0 is "not acceptable"
+        ("application/json;q=0.5,application/json;as=Table;v=v1;g=meta.k8s.io", "meta.k8s.io/v1"),
+        ("application/json;as=Table;v=v1;g=meta.k8s.io;q=0.5,application/json", None),
+        ("application/json;as=Table;v=v1;g=meta.k8s.io;q=0,application/json", None),
+        # a concrete type before a wildcard of the same q
+        ("*/*,application/json;as=Table;v=v1;g=meta.k8s.io", "meta.k8s.io/v1"),
+        # unknown media types are skipped, not taken as "plain"
+        ("text/html,application/json;as=Table;v=v1;g=meta.k8s.io", "meta.k8s.io/v1"),
+        (" Application/JSON ; as=Table ; v=v1 ; g=meta.k8s.io ", "meta.k8s.io/v1"),
+    ],
+)
+def test_wants_table(accept: str | None, expected: str | None) -> None:
+    assert wants_table(accept) == expected
+
+
+def test_parse_accept_orders_by_q_then_client_order() -> None:
+    got = [(m.type, m.subtype, m.params.get("v"), m.q)
+           for m in parse_accept("a/b;v=1;q=0.5, c/d;v=2, */*;q=1, e/f;q=0, g/h;v=3;q=0.5")]
+    assert got == [("c", "d", "2", 1.0), ("*", "*", None, 1.0), ("a", "b", "1", 0.5), ("g", "h", "3", 0.5)]
+
+
+@pytest.mark.parametrize(
+    ("api_version", "content_type"),
+    [
+        ("meta.k8s.io/v1", "application/json;as=Table;v=v1;g=meta.k8s.io"),
+        ("meta.k8s.io/v1beta1", "application/json;as=Table;v=v1beta1;g=meta.k8s.io"),
+    ],
+)
+def test_table_content_type(api_version: str, content_type: str) -> None:
+    assert table_content_type(api_version) == content_type
+    assert wants_table(content_type) == api_version
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, "Metadata"), ("", "Metadata"), ("Metadata", "Metadata"), ("Object", "Object"), ("None", "None")],
+)
+def test_parse_include_object(value: str | None, expected: str) -> None:
+    assert parse_include_object(value) == expected
+
+
+def test_parse_include_object_rejects_unknown() -> None:
+    with pytest.raises(ValueError, match=r"""includeObject: Invalid value: "object": must be 'Metadata', """
+                                         r"""'Object', 'None', or empty"""):
+        parse_include_object("object")
+
+
+# --- ages ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (-3, "<invalid>"), (-2, "<invalid>"), (-1.5, "0s"), (-1, "0s"), (0, "0s"), (0.9, "0s"), (5, "5s"),
+        (119, "119s"), (120, "2m"), (182, "3m2s"), (599, "9m59s"), (600, "10m"), (605, "10m"),
+        (3 * 3600 - 1, "179m"), (3 * 3600, "3h"), (7 * 3600, "7h"), (7 * 3600 + 5 * 60 + 9, "7h5m"),
+        (8 * 3600, "8h"), (47 * 3600 + 3599, "47h"), (48 * 3600, "2d"), ((3 * 24 + 4) * 3600, "3d4h"),
+        (7 * 86400 + 23 * 3600, "7d23h"), (8 * 86400, "8d"), (729 * 86400, "729d"), (730 * 86400, "2y"),
+        (731 * 86400, "2y1d"), (8 * 365 * 86400 - 1, "7y364d"), (8 * 365 * 86400, "8y"),
+        (20 * 365 * 86400, "20y"),
+    ],
+)
+def test_human_duration(seconds: float, expected: str) -> None:
+    assert human_duration(timedelta(seconds=seconds)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "<unknown>"), ("", "<unknown>"), ("garbage", "<unknown>"), (5, "<unknown>"),
+        ("0001-01-01T00:00:00Z", "<unknown>"),
+        ("2024-01-10T11:59:55Z", "5s"),
+        ("2024-01-10T11:59:55.123456Z", "4s"),  # MicroTime
+        ("2024-01-10T11:59:55.123456789Z", "4s"),  # more digits than Python parses
+        ("2024-01-10T12:59:55+01:00", "5s"),
+        ("2024-01-07T08:00:00Z", "3d4h"),
+        ("2024-01-10T12:00:01Z", "0s"),  # clock skew
+    ],
+)
+def test_translate_timestamp_since(value: Any, expected: str) -> None:
+    assert translate_timestamp_since(value, NOW) == expected
+    assert translate_timestamp_since(value, NOW.replace(tzinfo=None)) == expected  # naive now is UTC
+
+
+# --- columns ------------------------------------------------------------------------------------
+
+
+def _shape(cols: list[dict]) -> list[tuple[str, str, str, int]]:
+    return [(c["name"], c["type"], c["format"], c["priority"]) for c in cols]
+
+
+@pytest.mark.parametrize(
+    ("rdef", "expected"),
+    [
+        (CM, [("Name", "string", "name", 0), ("Data", "string", "", 0), ("Age", "string", "", 0)]),
+        (SECRET, [("Name", "string", "name", 0), ("Type", "string", "", 0), ("Data", "string", "", 0),
+                  ("Age", "string", "", 0)]),
+        (NS, [("Name", "string", "name", 0), ("Status", "string", "", 0), ("Age", "string", "", 0)]),
+        (SA, [("Name", "string", "name", 0), ("Secrets", "string", "", 0), ("Age", "string", "", 0)]),
+        (LEASE, [("Name", "string", "name", 0), ("Holder", "string", "", 0), ("Age", "string", "", 0)]),
+        (EVENT, [("Last Seen", "string", "", 0), ("Type", "string", "", 0), ("Reason", "string", "", 0),
+                 ("Object", "string", "", 0), ("Subobject", "string", "", 1), ("Source", "string", "", 1),
+                 ("Message", "string", "", 0), ("First Seen", "string", "", 1), ("Count", "string", "", 1),
+                 ("Name", "string", "name", 1)]),
+        (ROLE, [("Name", "string", "name", 0), ("Created At", "date", "", 0)]),
+        (CLUSTERROLE, [("Name", "string", "name", 0), ("Created At", "date", "", 0)]),
+        (CRD, [("Name", "string", "name", 0), ("Created At", "date", "", 0)]),
+        (ROLEBINDING, [("Name", "string", "name", 0), ("Role", "string", "", 0), ("Age", "string", "", 0),
+                       ("Users", "string", "", 1), ("Groups", "string", "", 1),
+                       ("ServiceAccounts", "string", "", 1)]),
+        (CLUSTERROLEBINDING, [("Name", "string", "name", 0), ("Role", "string", "", 0),
+                              ("Age", "string", "", 0), ("Users", "string", "", 1),
+                              ("Groups", "string", "", 1),
+                              ("ServiceAccounts", "string", "", 1)]),
+        # no printer: the custom-resource default
+        (WIDGET, [("Name", "string", "name", 0), ("Age", "date", "", 0)]),
+    ],
+)
+def test_columns_for(rdef: ResourceDef, expected: list[tuple[str, str, str, int]]) -> None:
+    cols = columns_for(rdef)
+    assert _shape(cols) == expected
+    assert all(list(c) == ["name", "type", "format", "description", "priority"] for c in cols)
+    assert all(c["description"] for c in cols)
+
+
+def test_columns_for_returns_copies() -> None:
+    columns_for(CM)[0]["name"] = "changed"
+    assert columns_for(CM)[0]["name"] == "Name"
+
+
+PRINTER_COLUMNS = [
+    {"name": "Color", "type": "string", "jsonPath": ".spec.color"},
+    {"name": "Size", "type": "integer", "jsonPath": ".spec.size", "description": "how big"},
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Ratio", "type": "number", "jsonPath": ".spec.ratio", "priority": 1},
+    {"name": "On", "type": "boolean", "jsonPath": ".spec.on", "format": ""},
+    {"name": "Seen", "type": "date", "jsonPath": ".status.seen"},
+]
+
+
+def test_columns_from_printer_columns() -> None:
+    assert _shape(columns_from_printer_columns(PRINTER_COLUMNS)) == [
+        ("Name", "string", "name", 0), ("Color", "string", "", 0), ("Size", "integer", "", 0),
+        ("Ready", "string", "", 0), ("Ratio", "number", "", 1), ("On", "boolean", "", 0),
+        ("Seen", "date", "", 0)]
+    cols = columns_from_printer_columns(PRINTER_COLUMNS)
+    assert cols[1]["description"] == "Custom resource definition column (in JSONPath format): .spec.color"
+    assert cols[2]["description"] == "how big"
+    assert _shape(columns_from_printer_columns([])) == [("Name", "string", "name", 0), ("Age", "date", "", 0)]
+
+
+# --- cells --------------------------------------------------------------------------------------
+
+EVENT_BASE = {"metadata": meta("web.17a"),
+              "involvedObject": {"kind": "Pod", "name": "web", "fieldPath": "spec.x"},
+              "reason": "Pulled", "message": "  pulled image \n", "type": "Normal",
+              "source": {"component": "kubelet", "host": "node-1"}, "count": 3,
+              "firstTimestamp": ago(hours=5), "lastTimestamp": ago(seconds=30)}
+
+
+@pytest.mark.parametrize(
+    ("rdef", "obj", "expected"),
+    [
+        (CM, {"metadata": meta(), "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}},
+         ["c1", 3, "65s"]),
+        (CM, {"metadata": meta()}, ["c1", 0, "65s"]),
+        (SECRET, {"metadata": meta("s1"), "type": "Opaque", "data": {"a": "MQ==", "b": "Mg=="}},
+         ["s1", "Opaque", 2, "65s"]),
+        (SECRET, {"metadata": meta("s2"), "type": "kubernetes.io/tls", "data": {"a": "MQ=="},
+                  "stringData": {"a": "x", "b": "y"}}, ["s2", "kubernetes.io/tls", 2, "65s"]),
+        (NS, {"metadata": meta("demo", creationTimestamp=ago(days=3, hours=4)),
+              "status": {"phase": "Active"}},
+         ["demo", "Active", "3d4h"]),
+        (NS, {"metadata": meta("gone", creationTimestamp=None), "status": {"phase": "Terminating"}},
+         ["gone", "Terminating", "<unknown>"]),
+        (SA, {"metadata": meta("default"), "secrets": [{"name": "t"}]}, ["default", 1, "65s"]),
+        (SA, {"metadata": meta("bare")}, ["bare", 0, "65s"]),
+        (LEASE, {"metadata": meta("l1", creationTimestamp=ago(hours=7)), "spec": {"holderIdentity": "pod-a"}},
+         ["l1", "pod-a", "7h"]),
+        (LEASE, {"metadata": meta("l2"), "spec": {}}, ["l2", "", "65s"]),
+        (EVENT, EVENT_BASE,
+         ["30s", "Normal", "Pulled", "pod/web", "spec.x", "kubelet, node-1", "pulled image", "5h", 3,
+          "web.17a"]),
+        # no lastTimestamp: last = first; no firstTimestamp: eventTime; count 0 means 1
+        (EVENT, {**EVENT_BASE, "lastTimestamp": None, "firstTimestamp": None, "count": 0,
+                 "eventTime": "2024-01-10T11:58:58.000000Z"},
+         ["62s", "Normal", "Pulled", "pod/web", "spec.x", "kubelet, node-1", "pulled image", "62s", 1,
+          "web.17a"]),
+        # series wins for last seen and count; reportingComponent/Instance fill an empty source
+        (EVENT, {**EVENT_BASE, "source": {}, "reportingComponent": "ctrl", "reportingInstance": "ctrl-0",
+                 "series": {"count": 9, "lastObservedTime": "2024-01-10T11:59:50.000000Z"}},
+         ["10s", "Normal", "Pulled", "pod/web", "spec.x", "ctrl, ctrl-0", "pulled image", "5h", 9,
+          "web.17a"]),
+        # involved object without a name: just the kind; no host: just the component
+        (EVENT, {**EVENT_BASE, "involvedObject": {"kind": "Node"}, "source": {"component": "kubelet"}},
+         ["30s", "Normal", "Pulled", "node", "", "kubelet", "pulled image", "5h", 3, "web.17a"]),
+        (EVENT, {"metadata": {"name": "e"}}, ["<unknown>", "", "", "", "", "", "", "<unknown>", 1, "e"]),
+        (ROLE, {"metadata": meta("r1", creationTimestamp="2024-01-01T02:03:04Z")},
+         ["r1", "2024-01-01T02:03:04Z"]),
+        (ROLE, {"metadata": meta("r2", creationTimestamp="2024-01-01T03:03:04.5+01:00")},
+         ["r2", "2024-01-01T02:03:04Z"]),
+        (CLUSTERROLE, {"metadata": {"name": "admin"}}, ["admin", "0001-01-01T00:00:00Z"]),
+        (ROLEBINDING, {"metadata": meta("rb"), "roleRef": {"kind": "Role", "name": "r1", "apiGroup": RBAC},
+                       "subjects": [{"kind": "User", "name": "alice"}, {"kind": "Group", "name": "devs"},
+                                    {"kind": "ServiceAccount", "name": "sa", "namespace": "demo"},
+                                    {"kind": "User", "name": "bob"}, {"kind": "Other", "name": "x"}]},
+         ["rb", "Role/r1", "65s", "alice, bob", "devs", "demo/sa"]),
+        (CLUSTERROLEBINDING, {"metadata": meta("crb"), "roleRef": {"kind": "ClusterRole", "name": "view"}},
+         ["crb", "ClusterRole/view", "65s", "", "", ""]),
+        (WIDGET, {"metadata": meta("w1", creationTimestamp=ago(minutes=3, seconds=2))}, ["w1", "3m2s"]),
+    ],
+)
+def test_cells_for(rdef: ResourceDef, obj: dict[str, Any], expected: list[Any]) -> None:
+    cells = cells_for(rdef, obj, now=NOW)
+    assert cells == expected
+    assert len(cells) == len(columns_for(rdef))
+
+
+WIDGET_OBJ = {
+    "metadata": meta("w1", labels={"b": "2", "a": "<1>"}),
+    "spec": {"color": "blue", "size": 3, "ratio": 2, "on": True, "float": 1.5, "big": 1e6},
+    "status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}],
+               "seen": ago(hours=5)},
+}
+
+
+def test_cells_from_printer_columns() -> None:
+    assert cells_for(WIDGET, WIDGET_OBJ, now=NOW, printer_columns=PRINTER_COLUMNS) == [
+        "w1", "blue", 3, "True", 2.0, True, "5h"]
+    # empty printer columns: Name + Age (a date cell rendered as an age)
+    assert cells_for(WIDGET, WIDGET_OBJ, now=NOW, printer_columns=[]) == ["w1", "65s"]
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        ({"type": "string", "jsonPath": ".spec.missing"}, None),
+        ({"type": "string", "jsonPath": ".spec.size"}, "3"),
+        ({"type": "string", "jsonPath": ".spec.float"}, "1.5"),
+        ({"type": "string", "jsonPath": ".spec.big"}, "1e+06"),  # Go fmt %v
+        ({"type": "string", "jsonPath": ".spec.on"}, "true"),
+        ({"type": "string", "jsonPath": ".metadata.labels"}, '{"a":"\\u003c1\\u003e","b":"2"}'),
+        ({"type": "string", "jsonPath": ".status.conditions[*].type"}, "Synced"),  # first result only
+        ({"type": "integer", "jsonPath": ".spec.float"}, 1),
+        ({"type": "integer", "jsonPath": ".spec.color"}, None),
+        ({"type": "integer", "jsonPath": ".spec.on"}, None),
+        ({"type": "number", "jsonPath": ".spec.float"}, 1.5),
+        ({"type": "boolean", "jsonPath": ".spec.size"}, None),
+        ({"type": "date", "jsonPath": ".spec.color"}, "<invalid>"),
+        ({"type": "date", "jsonPath": ".spec.size"}, None),
+        ({"type": "date", "jsonPath": ".metadata.creationTimestamp"}, "65s"),
+        ({"type": "string", "jsonPath": "..unsupported"}, None),
+    ],
+)
+def test_printer_cell_types(column: dict[str, str], expected: Any) -> None:
+    assert cells_for(WIDGET, WIDGET_OBJ, now=NOW, printer_columns=[{"name": "X", **column}])[1] == expected
+
+
+# --- JSONPath-lite ------------------------------------------------------------------------------
+
+DOC = {
+    "metadata": {"name": "n", "labels": {"app.kubernetes.io/name": "web", "tier": "fe"}},
+    "spec": {"replicas": 3, "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]},
+    "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Synced", "status": "False"}]},
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (".spec.replicas", [3]),
+        ("{.spec.replicas}", [3]),
+        ("$.spec.replicas", [3]),
+        (".spec.missing", []),
+        (".spec.replicas.deeper", []),
+        (".spec.ports[0].port", [80]),
+        (".spec.ports[-1].name", ["https"]),
+        (".spec.ports[5].name", []),
+        (".spec.ports[*].port", [80, 443]),
+        (".spec.ports.*.name", ["http", "https"]),
+        ('.status.conditions[?(@.type=="Ready")].status', ["True"]),
+        (".status.conditions[?(@.type == 'Synced')].status", ["False"]),
+        ('.status.conditions[?(@.type!="Ready")].type', ["Synced"]),
+        (".spec.ports[?(@.port==443)].name", ["https"]),
+        (".spec.ports[?(@.name)].port", [80, 443]),
+        (".metadata.labels.app\\.kubernetes\\.io/name", ["web"]),
+        (".metadata.labels['app.kubernetes.io/name']", ["web"]),
+        ('.metadata["labels"].tier', ["fe"]),
+    ],
+)
+def test_jsonpath_find(path: str, expected: list[Any]) -> None:
+    assert jsonpath_find(DOC, path) == expected
+
+
+@pytest.mark.parametrize("path", ["..name", ".spec.ports[1:2]", ".a[?(@.x > 1)]", ".spec[", "spec"])
+def test_jsonpath_unsupported(path: str) -> None:
+    with pytest.raises(JSONPathError):
+        jsonpath_find(DOC, path)
+
+
+# --- whole Tables -------------------------------------------------------------------------------
+
+CM1 = {"kind": "ConfigMap", "apiVersion": "v1",
+       "metadata": meta("c1", labels={"app": "web"},
+                        managedFields=[{"manager": "kubectl", "operation": "Update"}]),
+       "data": {"k": "v"}}
+CM2 = {"kind": "ConfigMap", "apiVersion": "v1",
+       "metadata": {"name": "c2", "namespace": "demo", "resourceVersion": "9",
+                    "creationTimestamp": ago(hours=7, minutes=5)}}
+
+
+def _partial(obj: dict[str, Any], api_version: str = "meta.k8s.io/v1") -> dict[str, Any]:
+    m = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+    return {"kind": "PartialObjectMetadata", "apiVersion": api_version, "metadata": m}
+
+
+def test_table_for_list_metadata_default() -> None:
+    body = table_for_list(CM, [raw(CM1), raw(CM2)], api_version="meta.k8s.io/v1", include_object="Metadata",
+                          resource_version="42", now=NOW)
+    assert json.loads(body) == {
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": "42"},
+        "columnDefinitions": columns_for(CM),
+        "rows": [{"cells": ["c1", 1, "65s"], "object": _partial(CM1)},
+                 {"cells": ["c2", 0, "7h5m"], "object": _partial(CM2)}],
+    }
+    assert body.startswith(b'{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":')
+    assert b"\n" not in body
+
+
+def test_table_for_list_v1beta1_paging_and_full_objects() -> None:
+    body = table_for_list(CM, [raw(CM1)], api_version="meta.k8s.io/v1beta1", include_object="Object",
+                          resource_version="42", continue_token="eyJ2IjoxfQ==", remaining=5, now=NOW)
+    doc = json.loads(body)
+    assert doc["apiVersion"] == "meta.k8s.io/v1beta1"
+    assert doc["metadata"] == {"resourceVersion": "42", "continue": "eyJ2IjoxfQ==", "remainingItemCount": 5}
+    assert doc["rows"][0]["object"] == CM1  # the object as stored, managedFields included
+    assert raw(CM1) in body  # embedded byte for byte
+
+
+def test_table_for_list_partial_metadata_follows_table_version() -> None:
+    body = table_for_list(CM, [raw(CM1)], api_version="meta.k8s.io/v1beta1", include_object="Metadata",
+                          resource_version="1", now=NOW)
+    assert json.loads(body)["rows"][0]["object"] == _partial(CM1, "meta.k8s.io/v1beta1")
+
+
+def test_table_for_list_include_none_and_empty() -> None:
+    body = table_for_list(CM, [raw(CM1)], api_version="meta.k8s.io/v1", include_object="None",
+                          resource_version="3", now=NOW)
+    assert json.loads(body)["rows"] == [{"cells": ["c1", 1, "65s"], "object": None}]
+    empty = json.loads(table_for_list(NS, [], api_version="meta.k8s.io/v1", include_object="Metadata",
+                                      resource_version="3", now=NOW))
+    assert empty["rows"] == [] and empty["columnDefinitions"] == columns_for(NS)
+
+
+def test_table_for_list_custom_resource_columns() -> None:
+    w = {"kind": "Widget", "apiVersion": "example.com/v1", **WIDGET_OBJ}
+    doc = json.loads(table_for_list(WIDGET, [raw(w)], api_version="meta.k8s.io/v1", include_object="Metadata",
+                                    resource_version="8", now=NOW, printer_columns=PRINTER_COLUMNS))
+    assert doc["columnDefinitions"] == columns_from_printer_columns(PRINTER_COLUMNS)
+    assert doc["rows"][0]["cells"] == ["w1", "blue", 3, "True", 2.0, True, "5h"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"api_version": "meta.k8s.io/v2", "include_object": "Metadata"}, "no Table exists in group version"),
+     ({"api_version": "meta.k8s.io/v1", "include_object": "Everything"}, "includeObject: Invalid value")],
+)
+def test_table_rejects_bad_options(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        table_for_list(CM, [], resource_version="1", now=NOW, **kwargs)
+
+
+def test_table_for_object() -> None:
+    secret = {"kind": "Secret", "apiVersion": "v1", "metadata": meta("s"), "type": "Opaque",
+              "data": {"a": "MQ=="}}
+    doc = json.loads(table_for_object(SECRET, raw(secret), api_version="meta.k8s.io/v1",
+                                      include_object="Metadata", now=NOW))
+    assert doc["metadata"] == {"resourceVersion": "7"}  # the object's resourceVersion
+    assert doc["columnDefinitions"] == columns_for(SECRET)
+    assert [r["cells"] for r in doc["rows"]] == [["s", "Opaque", 1, "65s"]]
+    assert doc["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "headers", "expect_columns"),
+    [("ADDED", True, True), ("MODIFIED", False, False), ("DELETED", False, False)],
+)
+def test_table_watch_line(event_type: str, headers: bool, expect_columns: bool) -> None:
+    line = table_watch_line(CM, event_type, raw(CM1), api_version="meta.k8s.io/v1", include_object="Metadata",
+                            now=NOW, headers=headers)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.startswith(b'{"type":"%s","object":{"kind":"Table"' % event_type.encode())
+    event = json.loads(line)
+    assert event["type"] == event_type
+    table = event["object"]
+    assert table["metadata"] == {"resourceVersion": "7"}
+    # the apiserver sends column definitions on the first event only, then null
+    assert table["columnDefinitions"] == (columns_for(CM) if expect_columns else None)
+    assert table["rows"] == [{"cells": ["c1", 1, "65s"], "object": _partial(CM1)}]
+
+
+def test_table_watch_line_defaults_to_headers() -> None:
+    line = table_watch_line(EVENT, "ADDED", raw(EVENT_BASE), api_version="meta.k8s.io/v1beta1",
+                            include_object="None", now=NOW)
+    table = json.loads(line)["object"]
+    assert table["apiVersion"] == "meta.k8s.io/v1beta1"
+    assert len(table["columnDefinitions"]) == len(table["rows"][0]["cells"]) == 10
+    assert table["rows"][0]["object"] is None
