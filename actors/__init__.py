@@ -24,6 +24,7 @@ from ._errors import (
     UnsupportedMediaType,
     invalid,
 )
+from ._fieldvalidation import warning_header
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._runtime import Actor, ReplySlot
@@ -35,5 +36,5 @@ __all__ = [
     "NotAcceptable", "NotFound", "Pipeline", "ReplySlot", "Request", "RequestEntityTooLarge", "ResourceCore",
     "STRATEGIC_PATCH", "SYSTEM_USER", "ServiceUnavailable", "Timeout", "TooManyRequests", "TokenAuthenticator",
     "Unauthorized", "UnsupportedMediaType", "UserInfo", "WriteResult", "authorize", "invalid", "now_rfc3339",
-    "parse_token_csv",
+    "parse_token_csv", "warning_header",
 ]

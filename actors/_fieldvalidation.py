@@ -43,6 +43,7 @@ __all__ = [
     "OBJECT_META",
     "duplicate_fields",
     "go_quote",
+    "prune_unknown_fields",
     "strict_create_message",
     "strict_decoding_error",
     "strict_errors",
@@ -122,7 +123,7 @@ def _resolve(schema: Any, defs: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _alternatives(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    out = []
+    out: list[Mapping[str, Any]] = []
     for key in ("anyOf", "oneOf"):
         subs = schema.get(key)
         if isinstance(subs, list):
@@ -131,22 +132,29 @@ def _alternatives(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> list[Ma
 
 
 class _Walker:
-    __slots__ = ("defs", "open_empty", "limit", "found", "seen")
+    __slots__ = ("defs", "found", "limit", "open_empty", "seen", "doomed")
 
-    def __init__(self, defs: Mapping[str, Any], open_empty: bool, limit: int) -> None:
+    def __init__(self, defs: Mapping[str, Any], open_empty: bool, limit: int, *, prune: bool = False) -> None:
         self.defs = defs
         self.open_empty = open_empty
         self.limit = limit
         self.found: list[str] = []
         self.seen: set[str] = set()
+        # With prune: every (object, member) to drop, found or not past ``limit``.
+        self.doomed: list[tuple[dict[str, Any], str]] | None = [] if prune else None
 
-    def report(self, path: str) -> None:
+    def report(self, path: str, owner: dict[str, Any] | None = None, key: str = "") -> None:
+        if self.doomed is not None and owner is not None:
+            self.doomed.append((owner, key))
         if len(self.found) < self.limit and path not in self.seen:
             self.seen.add(path)
             self.found.append(path)
 
+    def full(self) -> bool:
+        return self.doomed is None and len(self.found) >= self.limit
+
     def value(self, value: Any, schema: Any, path: str, depth: int) -> None:
-        if len(self.found) >= self.limit or depth > _MAX_DEPTH:
+        if self.full() or depth > _MAX_DEPTH:
             return
         if isinstance(value, dict):
             self.object(value, _resolve(schema, self.defs), path, depth)
@@ -173,12 +181,12 @@ class _Walker:
         alternatives = _alternatives(s, self.defs) if not props else []
         if s.get("x-kubernetes-embedded-resource") is True and implicit is None:
             implicit = self._embedded()
-        if not props and not alternatives and extra is None and not preserve and implicit is None:
-            # ``type: object`` and nothing else: an opaque value in the Go types (RawExtension,
-            # FieldsV1, JSON); in a CRD's structural schema it holds no fields at all. Any other
-            # (or no) type is a type mismatch or an untyped value, not an unknown-field matter.
-            if self.open_empty or s.get("type") != "object":
-                return
+        # ``type: object`` and nothing else: an opaque value in the Go types (RawExtension,
+        # FieldsV1, JSON); in a CRD's structural schema it holds no fields at all. Any other
+        # (or no) type is a type mismatch or an untyped value, not an unknown-field matter.
+        if (not props and not alternatives and extra is None and not preserve and implicit is None
+                and (self.open_empty or s.get("type") != "object")):
+            return
         prefix = f"{path}." if path else ""
         for key, v in obj.items():
             sub: Any = None
@@ -198,7 +206,7 @@ class _Walker:
                 elif extra is True or preserve:
                     continue
                 else:
-                    self.report(prefix + key)
+                    self.report(prefix + key, obj, key)
                     continue
             if isinstance(v, (dict, list)):
                 self.value(v, sub, prefix + key, depth + 1)
@@ -228,6 +236,25 @@ def unknown_fields(obj: Any, schema: Any, definitions: Mapping[str, Any], *,
     w = _Walker(definitions, open_empty_objects, limit)
     if not isinstance(obj, dict):
         return []
+    _walk_root(w, obj, schema, definitions)
+    return w.found
+
+
+def prune_unknown_fields(obj: Any, schema: Any, definitions: Mapping[str, Any], *,
+                         open_empty_objects: bool = True, limit: int = MAX_ERRORS) -> list[str]:
+    """Drop, in place, every member of ``obj`` the schema does not know (as the typed decoder
+    does under ``Warn`` and ``Ignore``); return the paths of the first ``limit`` of them."""
+    if not isinstance(obj, dict):
+        return []
+    w = _Walker(definitions, open_empty_objects, limit, prune=True)
+    _walk_root(w, obj, schema, definitions)
+    assert w.doomed is not None
+    for owner, key in w.doomed:
+        owner.pop(key, None)
+    return w.found
+
+
+def _walk_root(w: _Walker, obj: dict[str, Any], schema: Any, definitions: Mapping[str, Any]) -> None:
     root = _resolve(schema, definitions)
     implicit: dict[str, Any] = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}}
     props = root.get("properties")
@@ -237,7 +264,6 @@ def unknown_fields(obj: Any, schema: Any, definitions: Mapping[str, Any], *,
         if isinstance(meta, Mapping):
             implicit["metadata"] = meta
     w.object(obj, root, "", 0, implicit)
-    return w.found
 
 
 # --- duplicates ----------------------------------------------------------------------------
@@ -247,6 +273,7 @@ class _Dups(dict):  # type: ignore[type-arg]
     """A decoded JSON object that had repeated member names (kept: the last value, as Go)."""
 
     __slots__ = ("dups",)
+    dups: list[str]
 
 
 def duplicate_fields(raw_json: bytes | str, *, limit: int = MAX_ERRORS) -> list[str]:

@@ -20,22 +20,43 @@ import msgspec
 
 from bus import (
     Actor as EventActor,
+)
+from bus import (
     Event,
     Key,
     Log,
     ResourceDef,
     WrongLastSequence,
+    definitions,
     encode_event,
     encode_object_with_rv_slot,
     field_value,
     object_bytes,
+    patch_schema,
+    schema_for,
 )
 from projections import Entry, Projection, WatchFilter
 
-from ._errors import AlreadyExists, ApiError, BadRequest, Cause, Conflict, Invalid, NotFound, UnsupportedMediaType, invalid
+from ._errors import (
+    AlreadyExists,
+    ApiError,
+    BadRequest,
+    Cause,
+    Conflict,
+    Invalid,
+    NotFound,
+    UnsupportedMediaType,
+    invalid,
+)
+from ._fieldvalidation import prune_unknown_fields, strict_create_message, strict_errors, strict_patch_message
 from ._managed import manager_from_user_agent, record_update
-from ._patch import DictPatchSchema, MalformedPatch, PatchError, apply_json_patch, apply_merge_patch, \
-    apply_strategic_merge_patch
+from ._patch import (
+    MalformedPatch,
+    PatchError,
+    apply_json_patch,
+    apply_merge_patch,
+    apply_strategic_merge_patch,
+)
 from ._runtime import ReplySlot
 from ._strategy import strategy_for
 from .messages import Request, WriteResult
@@ -192,6 +213,33 @@ class ResourceCore:
             raise BadRequest(f'Unsupported value: "{v}": supported values: "All"')
         return True
 
+    @staticmethod
+    def _field_validation(req: Request, obj: dict[str, Any], *, patched: bool) -> tuple[str, ...]:
+        """Unknown fields: dropped (``Ignore``), dropped with warnings (``Warn``, the default) or
+        refused (``Strict``: 400 for create/update, 422 for a patch), as kube-apiserver decodes."""
+        rdef = req.rdef
+        assert rdef is not None
+        mode = req.query.get("fieldValidation") or "Warn"
+        if mode not in ("Ignore", "Warn", "Strict"):
+            raise BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
+                             f'"Strict", "Warn"')
+        schema = schema_for(rdef.group, rdef.version, rdef.kind)
+        if schema is None:
+            return ()
+        if mode == "Strict":
+            from ._fieldvalidation import unknown_fields
+
+            unknown = unknown_fields(obj, schema, definitions())
+            if unknown:
+                errors = strict_errors(unknown)
+                if patched:
+                    message, cause = strict_patch_message(_json.encode(obj).decode(), errors)
+                    raise Invalid(message, causes=(Cause("FieldValueInvalid", cause, "patch"),))
+                raise BadRequest(strict_create_message(rdef.kind, rdef.version, errors))
+            return ()
+        unknown = prune_unknown_fields(obj, schema, definitions())
+        return tuple(strict_errors(unknown)) if mode == "Warn" else ()
+
     def _manager(self, req: Request) -> str:
         return req.query.get("fieldManager") or manager_from_user_agent(req.user_agent)
 
@@ -201,6 +249,7 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         obj = self._body_object(req) if obj is None else obj
+        warnings = self._field_validation(req, obj, patched=False)
         meta = obj["metadata"]
         self._set_namespace(req, meta)
         if not meta.get("name") and meta.get("generateName"):
@@ -221,12 +270,12 @@ class ResourceCore:
         record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now)
         name = meta["name"]
         if self._dry_run(req):
-            return WriteResult(201, _json.encode(obj))
+            return WriteResult(201, _json.encode(obj), warnings)
         key = self.key(req, name)
         expected = 0
         for attempt in range(self.max_retries):
             try:
-                return WriteResult(201, await self._append(req, key, "put", obj, expected, attempt))
+                return WriteResult(201, await self._append(req, key, "put", obj, expected, attempt), warnings)
             except WrongLastSequence as e:
                 # The subject has history: a live object (409), or a tombstone to create over.
                 await self.projection.wait_for(e.current)
@@ -323,6 +372,7 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         body = self._body_object(req)
+        warnings = self._field_validation(req, body, patched=False)
         bname = body["metadata"].get("name")
         if bname not in (None, "") and bname != req.name:
             raise BadRequest(f"the name of the object ({bname}) does not match the name on the URL ({req.name})")
@@ -356,7 +406,7 @@ class ResourceCore:
             code, data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
         except _CreateInstead:
             return await self.create(req, obj=body)
-        return WriteResult(code, data)
+        return WriteResult(code, data, warnings)
 
     # ---- patch --------------------------------------------------------------------------------------
 
@@ -373,7 +423,8 @@ class ResourceCore:
         if ptype != JSON_PATCH and not isinstance(req.body, dict):
             raise BadRequest("the patch must be a JSON object")
         key = self.key(req)
-        schema = DictPatchSchema(rdef.patch_meta)
+        schema = patch_schema(rdef.group, rdef.version, rdef.kind)
+        warnings: tuple[str, ...] = ()
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
@@ -394,6 +445,8 @@ class ResourceCore:
                 raise BadRequest("the patched object must be an object with metadata")
             if new.get("kind") != rdef.kind or new.get("apiVersion") != rdef.api_version:
                 raise BadRequest("the patch must not change kind or apiVersion")
+            nonlocal warnings
+            warnings = self._field_validation(req, new, patched=True)
             prv = new["metadata"].get("resourceVersion")
             if prv not in (None, "") and str(prv) != str(entry.seq):
                 raise self.conflict(rdef, req.name)
@@ -406,7 +459,7 @@ class ResourceCore:
             return decision
 
         code, data, _ = await self.guaranteed_update(req, key, decide)
-        return WriteResult(code, data)
+        return WriteResult(code, data, warnings)
 
     # ---- delete ----------------------------------------------------------------------------------------
 

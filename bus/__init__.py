@@ -41,3 +41,7 @@ __all__ = [
 from ._kinds import BUILTIN, Registry, ResourceDef, field_value  # noqa: E402
 
 __all__ += ["BUILTIN", "Registry", "ResourceDef", "field_value"]
+
+from ._schemas import definitions, patch_schema, schema_for  # noqa: E402
+
+__all__ += ["definitions", "patch_schema", "schema_for"]

@@ -30,8 +30,6 @@ class ResourceDef(msgspec.Struct, frozen=True):
     # object; the writer extracts their values into every event (``Event.fields``).
     field_selectors: tuple[str, ...] = ()
     name_rule: NameRule = "subdomain"
-    # Strategic-merge metadata: nested ``{"field": {"$strategy": ..., "$key": ..., "$items": {...}}}``.
-    patch_meta: dict = {}
     # False for virtual, create-only kinds answered by an actor and never stored (reviews).
     stored: bool = True
     # Subresources: name -> verbs (e.g. {"token": ("create",)} on serviceaccounts).
@@ -51,37 +49,26 @@ class ResourceDef(msgspec.Struct, frozen=True):
 
 
 _RBAC = "rbac.authorization.k8s.io"
-_META_PATCH = {
-    "metadata": {
-        "finalizers": {"$strategy": "merge"},
-        "ownerReferences": {"$strategy": "merge", "$key": "uid"},
-    }
-}
-
 BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
-                field_selectors=("status.phase",), name_rule="label", patch_meta=_META_PATCH),
-    ResourceDef("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",), patch_meta=_META_PATCH),
-    ResourceDef("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",),
-                patch_meta=_META_PATCH),
+                field_selectors=("status.phase",), name_rule="label"),
+    ResourceDef("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
+    ResourceDef("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",)),
     ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),
-                patch_meta={**_META_PATCH, "secrets": {"$strategy": "merge", "$key": "name"},
-                            "imagePullSecrets": {"$strategy": "merge", "$key": "name"}},
                 subresources={"token": ("create",)}),
     ResourceDef("", "v1", "Event", "events", "event", True, ("ev",),
                 field_selectors=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
                                  "involvedObject.uid", "involvedObject.apiVersion",
                                  "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
                                  "reportingComponent", "source", "type"),
-                name_rule="path", patch_meta=_META_PATCH),
-    ResourceDef("coordination.k8s.io", "v1", "Lease", "leases", "lease", True, patch_meta=_META_PATCH),
-    ResourceDef(_RBAC, "v1", "Role", "roles", "role", True, patch_meta=_META_PATCH, name_rule="path"),
-    ResourceDef(_RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", False, patch_meta=_META_PATCH,
                 name_rule="path"),
-    ResourceDef(_RBAC, "v1", "RoleBinding", "rolebindings", "rolebinding", True, patch_meta=_META_PATCH,
+    ResourceDef("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+    ResourceDef(_RBAC, "v1", "Role", "roles", "role", True, name_rule="path"),
+    ResourceDef(_RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", False,
                 name_rule="path"),
-    ResourceDef(_RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", False,
-                patch_meta=_META_PATCH, name_rule="path"),
+    ResourceDef(_RBAC, "v1", "RoleBinding", "rolebindings", "rolebinding", True,
+                name_rule="path"),
+    ResourceDef(_RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", False, name_rule="path"),
     ResourceDef("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
                 False, verbs=("create",), stored=False),
     ResourceDef("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews",

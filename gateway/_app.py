@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -19,11 +19,21 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actors import Allowed, BadRequest, MethodNotAllowed, NotFound, Pipeline, Request, WriteResult
+from actors import (
+    Allowed,
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    Pipeline,
+    Request,
+    WriteResult,
+    warning_header,
+)
 from bus import Key, Registry
 from projections import Change, Projection
 
 from . import _discovery as discovery
+from . import _openapi as openapi
 from ._codec import decode_body
 from ._reads import get_object, list_body, list_objects, parse_list_options, watch_lines
 from ._routes import parse
@@ -50,6 +60,24 @@ class Context:
     pipeline: Pipeline
     projection: Projection
     server_address: str = ""
+    openapi: OpenAPICache = field(default_factory=lambda: OpenAPICache())
+
+
+class OpenAPICache:
+    """The OpenAPI documents, built on first use from the registry (they change only with it)."""
+
+    def __init__(self) -> None:
+        self._built: tuple[dict[str, bytes], bytes, bytes, bytes] | None = None
+
+    def get(self, registry: Registry) -> tuple[dict[str, bytes], bytes, bytes, bytes]:
+        """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf)."""
+        if self._built is None:
+            served = [(d, None) for d in registry.defs if d.stored]
+            docs = openapi.v3_documents(served)
+            v2 = openapi.v2_document(served)
+            self._built = (docs, _enc.encode(openapi.v3_index_for(docs)), _enc.encode(v2),
+                           openapi.encode_v2_document(v2))
+        return self._built
 
 
 def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -164,7 +192,7 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     if isinstance(result, WriteResult):
         r = _json_response(result.body, result.code)
         for w in result.warnings:
-            r.headers.add("Warning", f'299 - "{w}"')
+            r.headers.add("Warning", warning_header(w))
         return r
     assert isinstance(result, Allowed)
     tenant = result.user.tenant if route.tenant is None else tenant
@@ -247,6 +275,8 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     s = ctx.settings
     if route.kind == "version":
         return _json_response(_enc.encode(s.version_info()))
+    if route.kind == "openapi":
+        return _openapi(ctx, route)
     if route.kind == "metrics":
         return Response(_metrics(ctx), status=200, content_type="text/plain; version=0.0.4")
     if route.kind == "health":
@@ -280,6 +310,36 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
             doc = discovery.api_resource_list(reg, route.group, route.version)
         if doc is not None:
             return _json_response(_enc.encode(doc))
+    raise NotFound("the server could not find the requested resource")
+
+
+def _openapi(ctx: Context, route: Any) -> Response:
+    docs, index, v2_json, v2_pb = ctx.openapi.get(ctx.registry)
+    sub = route.name
+    if route.path.startswith("/swagger-2.0.0.pb-v1") or sub == "v2":
+        if openapi.V2_PROTOBUF_CONTENT_TYPE in (request.headers.get("Accept") or "") or \
+                route.path.startswith("/swagger"):
+            # As kube-openapi: asked for as the proto-openapi media type, sent as octet-stream (client-go's
+            # REST client cannot parse a Content-Type with '@' in it).
+            return Response(v2_pb, status=200, content_type="application/octet-stream")
+        return _json_response(v2_json)
+    if sub == "v3":
+        r = _json_response(index)
+        r.headers["Cache-Control"] = "no-cache, private"
+        return r
+    if sub.startswith("v3/"):
+        doc = docs.get(sub[3:])
+        if doc is not None:
+            etag = openapi.document_etag(doc)
+            wanted = request.args.get("hash")
+            if wanted and wanted != etag:
+                r = Response(b"", status=301)
+                r.headers["Location"] = f"/openapi/{sub}?hash={etag}"
+                return r
+            r = _json_response(doc)
+            r.headers["Etag"] = f'"{etag}"'
+            r.headers["Cache-Control"] = "public, immutable" if wanted else "no-cache, private"
+            return r
     raise NotFound("the server could not find the requested resource")
 
 

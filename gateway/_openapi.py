@@ -163,9 +163,7 @@ def _collect(resources: Served, defs: Mapping[str, Any]) -> tuple[list[_Kind], d
         if key in seen:
             continue
         seen.add(key)
-        name = _schemas.definition_name(d.group, d.version, d.kind) if defs is _schemas.definitions() else None
-        if name is None:
-            name = _find_by_gvk(defs, d.group, d.version, d.kind)
+        name = _lookup(defs, d.group, d.version, d.kind)
         builtin = name is not None and (schema is None or schema is defs.get(name) or schema == defs.get(name))
         if not builtin:
             name = _crd_name(d.group, d.version, d.kind)
@@ -173,13 +171,19 @@ def _collect(resources: Served, defs: Mapping[str, Any]) -> tuple[list[_Kind], d
         assert name is not None
         list_name = None
         if builtin:
-            list_name = (_schemas.definition_name(d.group, d.version, d.list_kind) if defs is _schemas.definitions()
-                         else None) or _find_by_gvk(defs, d.group, d.version, d.list_kind)
+            list_name = _lookup(defs, d.group, d.version, d.list_kind)
         if list_name is None:
             list_name = name + "List"
             extra[list_name] = _list_schema(d, name)
         kinds.append(_Kind(d, name, list_name, builtin))
     return kinds, extra
+
+
+def _lookup(defs: Mapping[str, Any], group: str, version: str, kind: str) -> str | None:
+    """The definition of a GVK: the built-in index for the built-in definitions, a scan otherwise."""
+    if defs is _schemas.definitions():
+        return _schemas.definition_name(group, version, kind)
+    return _find_by_gvk(defs, group, version, kind)
 
 
 def _find_by_gvk(defs: Mapping[str, Any], group: str, version: str, kind: str) -> str | None:
@@ -244,38 +248,39 @@ _PARAMS: dict[str, tuple[str, str, str]] = {
     "name": ("path", "string", "name of the {kind}"),
     "namespace": ("path", "string", "object name and auth scope, such as for teams and projects"),
     "pretty": ("query", "string", "If 'true', then the output is pretty printed."),
-    "allowWatchBookmarks": ("query", "boolean",
-                            "allowWatchBookmarks requests watch events with type \"BOOKMARK\"."),
-    "continue": ("query", "string", "The continue option should be set when retrieving more results from the "
-                 "server; its value is the continue token of the previous page."),
+    "allowWatchBookmarks": ("query", "boolean", 'allowWatchBookmarks requests watch events with type "BOOKMARK".'),
+    "continue": ("query", "string", ("The continue option should be set when retrieving more results from the "
+                                     "server; its value is the continue token of the previous page.")),
     "fieldSelector": ("query", "string", "A selector to restrict the list of returned objects by their fields."),
     "labelSelector": ("query", "string", "A selector to restrict the list of returned objects by their labels."),
     "limit": ("query", "integer", "limit is a maximum number of responses to return for a list call."),
-    "resourceVersion": ("query", "string", "resourceVersion sets a constraint on what resource versions a request "
-                        "may be served from."),
-    "resourceVersionMatch": ("query", "string", "resourceVersionMatch determines how resourceVersion is applied "
-                             "to list calls."),
-    "sendInitialEvents": ("query", "boolean", "sendInitialEvents=true may be set together with watch=true to "
-                          "begin the watch stream with synthetic events for the current state."),
+    "resourceVersion": ("query", "string", ("resourceVersion sets a constraint on what resource versions a "
+                                            "request may be served from.")),
+    "resourceVersionMatch": ("query", "string", ("resourceVersionMatch determines how resourceVersion is applied "
+                                                 "to list calls.")),
+    "sendInitialEvents": ("query", "boolean", ("sendInitialEvents=true may be set together with watch=true to "
+                                               "begin the watch stream with synthetic events for the current "
+                                               "state.")),
     "timeoutSeconds": ("query", "integer", "Timeout for the list/watch call."),
-    "watch": ("query", "boolean", "Watch for changes to the described resources and return them as a stream "
-              "of add, update, and remove notifications."),
-    "dryRun": ("query", "string", "When present, indicates that modifications should not be persisted. Valid "
-               "values are: - All: all dry run stages will be processed"),
-    "fieldManager": ("query", "string", "fieldManager is a name associated with the actor or entity that is "
-                     "making these changes."),
-    "fieldValidation": ("query", "string", "fieldValidation instructs the server on how to handle objects in the "
-                        "request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: "
-                        "- Ignore: unknown fields are dropped silently. - Warn: a warning is returned for each "
-                        "unknown or duplicate field. - Strict: the request fails with a BadRequest error listing "
-                        "every unknown and duplicate field."),
-    "force": ("query", "boolean", "Force is going to \"force\" Apply requests: the user re-acquires conflicting "
-              "fields owned by other managers. Must be unset for non-apply patch requests."),
+    "watch": ("query", "boolean", ("Watch for changes to the described resources and return them as a stream "
+                                   "of add, update, and remove notifications.")),
+    "dryRun": ("query", "string", ("When present, indicates that modifications should not be persisted. Valid "
+                                   "values are: - All: all dry run stages will be processed")),
+    "fieldManager": ("query", "string", ("fieldManager is a name associated with the actor or entity that is "
+                                         "making these changes.")),
+    "fieldValidation": ("query", "string", ("fieldValidation instructs the server on how to handle objects in the "
+                                            "request (POST/PUT/PATCH) containing unknown or duplicate fields. "
+                                            "Valid values are: - Ignore: unknown fields are dropped silently. "
+                                            "- Warn: a warning is returned for each unknown or duplicate field. "
+                                            "- Strict: the request fails with a BadRequest error listing every "
+                                            "unknown and duplicate field.")),
+    "force": ("query", "boolean", ('Force is going to "force" Apply requests: the user re-acquires conflicting '
+                                   "fields owned by other managers. Must be unset for non-apply patch requests.")),
     "gracePeriodSeconds": ("query", "integer", "The duration in seconds before the object should be deleted."),
-    "orphanDependents": ("query", "boolean", "Deprecated: use propagationPolicy. Whether the dependent objects "
-                         "should be orphaned."),
-    "propagationPolicy": ("query", "string", "Whether and how garbage collection will be performed: 'Orphan', "
-                          "'Background' or 'Foreground'."),
+    "orphanDependents": ("query", "boolean", ("Deprecated: use propagationPolicy. Whether the dependent objects "
+                                              "should be orphaned.")),
+    "propagationPolicy": ("query", "string", ("Whether and how garbage collection will be performed: 'Orphan', "
+                                              "'Background' or 'Foreground'.")),
 }
 _LIST_PARAMS = ("allowWatchBookmarks", "continue", "fieldSelector", "labelSelector", "limit", "resourceVersion",
                 "resourceVersionMatch", "sendInitialEvents", "timeoutSeconds", "watch")
@@ -307,7 +312,7 @@ def _pascal(group: str, version: str) -> str:
     if not group:
         g = "Core"
     else:
-        g = group[: -len(".k8s.io")] if group.endswith(".k8s.io") else group
+        g = group.removesuffix(".k8s.io")
         g = "".join(p[:1].upper() + p[1:] for p in g.replace("-", ".").split(".") if p)
     return g + version[:1].upper() + version[1:]
 
@@ -315,7 +320,7 @@ def _pascal(group: str, version: str) -> str:
 def _tag(group: str, version: str) -> str:
     if not group:
         return f"core_{version}"
-    g = group[: -len(".k8s.io")] if group.endswith(".k8s.io") else group
+    g = group.removesuffix(".k8s.io")
     parts = [p for p in g.replace("-", ".").split(".") if p]
     return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:]) + f"_{version}"
 

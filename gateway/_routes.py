@@ -51,8 +51,8 @@ def _parse(parts: list[str], path: str, registry: Registry) -> Route:
         return Route("health", path=path, name="/".join(parts[1:]), group=head)
     if head == "metrics" and len(parts) == 1:
         return Route("metrics", path=path)
-    if head == "openapi":
-        return Route("openapi", path=path)
+    if head == "openapi" or (head == "swagger-2.0.0.pb-v1" and len(parts) == 1):
+        return Route("openapi", path=path, name="/".join(parts[1:]))
     if head == "api":
         if len(parts) == 1:
             return Route("discovery", path=path)

@@ -1,0 +1,211 @@
+"""Real kubectl 1.27 … 1.33 against a real jetkube on its embedded default, over HTTPS with the
+generated kubeconfig and default flags (validation on).
+
+One jetkube process (its own nats-server, certificates and kubeconfig, as `make serve` starts it)
+serves the whole module; each kubectl version runs the scenario in a namespace of its own. A
+version whose binary is absent is skipped, by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+VERSIONS = ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"]
+
+
+def kubectl_binary(version: str) -> str | None:
+    found = shutil.which("kubectl")
+    dirs = [Path(os.path.realpath(found)).parent] if found else []
+    dirs.append(Path("/usr/lib/google-cloud-sdk/bin"))
+    for d in dirs:
+        b = d / f"kubectl.{version}"
+        if b.is_file() and os.access(b, os.X_OK):
+            return str(b)
+    return None
+
+
+class Server:
+    def __init__(self, data_dir: Path, proc: subprocess.Popen[str], ready: str) -> None:
+        self.data_dir, self.proc = data_dir, proc
+        self.kubeconfig = data_dir / "kubeconfig"
+        self.https = ready.split("https=")[1].split()[0]
+
+
+@pytest.fixture(scope="module")
+def jetkube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("jetkube")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--data-dir", str(data), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()  # bounded: the server prints its ready line or exits
+    if not ready.startswith("jetkube ready:"):
+        proc.kill()
+        pytest.fail(f"jetkube did not start: {ready}{proc.stdout.read()}")
+    try:
+        yield Server(data, proc, ready)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Kubectl:
+    def __init__(self, binary: str, server: Server, namespace: str, home: Path) -> None:
+        self.binary, self.server, self.namespace = binary, server, namespace
+        # A fresh HOME per version: no discovery or OpenAPI cache shared between kubectl versions.
+        self.env = {**os.environ, "KUBECONFIG": str(server.kubeconfig), "HOME": str(home),
+                    "KUBECACHEDIR": str(home / "cache")}
+
+    def run(self, *args: str, ns: bool = True, check: bool = True, input: str | None = None,
+            env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        cmd = [self.binary, *(["-n", self.namespace] if ns else []), *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout,
+                           env={**self.env, **(env or {})})
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} -> {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+        return p
+
+
+def table(text: str) -> list[list[str]]:
+    return [line.split() for line in text.strip().splitlines()]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_kubectl_scenario(version: str, jetkube: Server, tmp_path: Path) -> None:
+    binary = kubectl_binary(version)
+    if binary is None:
+        pytest.skip(f"kubectl.{version} is not installed here")
+    ns = "demo-" + version.replace(".", "-")
+    k = Kubectl(binary, jetkube, ns, tmp_path)
+
+    # Discovery.
+    res = table(k.run("api-resources", ns=False).stdout)
+    assert res[0][:2] == ["NAME", "SHORTNAMES"]
+    rows = {r[0]: r for r in res[1:]}
+    assert rows["configmaps"][1:] == ["cm", "v1", "true", "ConfigMap"]
+    assert rows["namespaces"][1:] == ["ns", "v1", "false", "Namespace"]
+    assert "leases" in rows and "roles" in rows
+
+    # Create (typed commands: protobuf bodies from 1.32 on).
+    assert k.run("create", "ns", ns, ns=False).stdout.strip() == f"namespace/{ns} created"
+    assert k.run("create", "configmap", "c", "--from-literal=a=b").stdout.strip() == "configmap/c created"
+    assert k.run("create", "secret", "generic", "s", "--from-literal=p=q").stdout.strip() == "secret/s created"
+    got = json.loads(k.run("get", "cm", "c", "-o", "json").stdout)
+    assert got["data"] == {"a": "b"} and got["metadata"]["namespace"] == ns
+
+    # Client-side apply of a multi-document manifest directory, then again changed, then unchanged.
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    doc = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels:\n    app: x\n"
+           "data:\n  k: {value}\n")
+    (manifests / "all.yaml").write_text(doc.format(name="m2", value="v") + "---\n" + doc.format(name="m1", value="v"))
+    out = k.run("apply", "-f", str(manifests)).stdout
+    assert "configmap/m2 created" in out and "configmap/m1 created" in out
+    (manifests / "all.yaml").write_text(doc.format(name="m2", value="v2") + "---\n" + doc.format(name="m1",
+                                                                                                value="v"))
+    out = k.run("apply", "-f", str(manifests)).stdout
+    assert "configmap/m2 configured" in out and "configmap/m1 unchanged" in out
+    assert json.loads(k.run("get", "cm", "m2", "-o", "json").stdout)["data"] == {"k": "v2"}
+
+    # Get: server-side Table, wide, label selector, sort.
+    rows = table(k.run("get", "cm", "-o", "wide", "-l", "app=x", "--sort-by=.metadata.name").stdout)
+    assert rows[0] == ["NAME", "DATA", "AGE"]
+    assert [r[0] for r in rows[1:]] == ["m1", "m2"] and [r[1] for r in rows[1:]] == ["1", "1"]
+    rows = table(k.run("get", "secrets").stdout)
+    assert rows[0] == ["NAME", "TYPE", "DATA", "AGE"] and rows[1][:3] == ["s", "Opaque", "1"]
+    rows = table(k.run("get", "ns", ns, ns=False).stdout)
+    assert rows[0] == ["NAME", "STATUS", "AGE"] and rows[1][:2] == [ns, "Active"]
+    rows = table(k.run("get", "sa").stdout)
+    assert rows[0][:2] == ["NAME", "SECRETS"] and rows[1][:2] == ["default", "0"]
+    names = k.run("get", "cm", "-A", "-o", "name").stdout.split()
+    assert "configmap/c" in names
+
+    # Watch: the list, then a change, as Table rows.
+    watch = subprocess.Popen([binary, "-n", ns, "get", "cm", "c", "-w"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=k.env)
+    try:
+        assert watch.stdout is not None
+        header = watch.stdout.readline().split()
+        first = watch.stdout.readline().split()
+        assert header == ["NAME", "DATA", "AGE"] and first[:2] == ["c", "1"]
+        k.run("label", "cm", "c", "tier=web")
+        changed = watch.stdout.readline().split()
+        assert changed[:2] == ["c", "1"]
+    finally:
+        watch.terminate()
+        watch.wait(10)
+
+    # Edit (strategic merge patch from kubectl's diff of the edited object).
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/^  a: b$/  a: edited/' \"$1\"\n")
+    editor.chmod(0o755)
+    out = k.run("edit", "cm", "c", env={"KUBE_EDITOR": str(editor), "EDITOR": str(editor)})
+    assert out.stdout.strip() == "configmap/c edited"
+    got = json.loads(k.run("get", "cm", "c", "-o", "json").stdout)
+    assert got["data"] == {"a": "edited"} and got["metadata"]["labels"] == {"tier": "web"}
+
+    # Patch: JSON patch, merge patch, strategic (default).
+    k.run("patch", "cm", "c", "--type=json", "-p", '[{"op":"add","path":"/data/j","value":"1"}]')
+    k.run("patch", "cm", "c", "--type=merge", "-p", '{"data":{"m":"2"}}')
+    assert k.run("patch", "cm", "c", "-p", '{"data":{"s":"3"}}').stdout.strip() == "configmap/c patched"
+    got = json.loads(k.run("get", "cm", "c", "-o", "json").stdout)
+    assert got["data"] == {"a": "edited", "j": "1", "m": "2", "s": "3"}
+
+    # A stale resourceVersion: the conflict message kubectl prints.
+    stale = dict(got, data={"x": "y"})
+    k.run("patch", "cm", "c", "-p", '{"data":{"t":"4"}}')
+    p = k.run("replace", "-f", "-", input=json.dumps(stale), check=False)
+    assert p.returncode == 1
+    assert "Error from server (Conflict)" in p.stderr and "the object has been modified" in p.stderr
+
+    # diff: 1 with a difference, 0 without.
+    cm_file = tmp_path / "cm.yaml"
+    cm_file.write_text(doc.format(name="m1", value="changed"))
+    p = k.run("diff", "-f", str(cm_file), check=False)
+    assert p.returncode == 1 and "+  k: changed" in p.stdout
+    cm_file.write_text(doc.format(name="m1", value="v"))
+    assert k.run("diff", "-f", str(cm_file), check=False).returncode == 0
+
+    # Explain (OpenAPI v3 from 1.29, v2 protobuf before).
+    out = k.run("explain", "configmap.data", ns=False).stdout
+    assert "FIELD:" in out and "data" in out and "configuration data" in out
+
+    # Auth.
+    who = table(k.run("auth", "whoami", ns=False).stdout)
+    assert who[1] == ["Username", "admin"]
+    assert k.run("auth", "can-i", "create", "configmaps").stdout.strip() == "yes"
+    token = k.run("create", "token", "default").stdout.strip()
+    assert token.count(".") == 2
+    who = table(k.run("auth", "whoami", f"--token={token}", ns=False).stdout)
+    assert who[1] == ["Username", f"system:serviceaccount:{ns}:default"]
+    p = k.run("auth", "can-i", "create", "configmaps", f"--token={token}", check=False)
+    assert p.returncode == 1 and p.stdout.strip() == "no"
+
+    # Raw paths.
+    assert k.run("get", "--raw", "/readyz", ns=False).stdout.strip() == "ok"
+
+    # Delete and wait.
+    assert k.run("delete", "cm", "c").stdout.strip() == 'configmap "c" deleted'
+    k.run("delete", "cm", "m1", "--wait=false")
+    started = time.monotonic()
+    k.run("wait", "--for=delete", "cm/m1", "--timeout=30s", check=False)
+    assert time.monotonic() - started < 30
+    p = k.run("get", "cm", "m1", check=False)
+    assert p.returncode == 1 and 'configmaps "m1" not found' in p.stderr
+    out = k.run("delete", "ns", ns, ns=False, timeout=90).stdout
+    assert out.strip() == f'namespace "{ns}" deleted'
