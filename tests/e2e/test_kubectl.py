@@ -135,20 +135,29 @@ def test_kubectl_scenario(version: str, jetkube: Server, tmp_path: Path) -> None
     names = k.run("get", "cm", "-A", "-o", "name").stdout.split()
     assert "configmap/c" in names
 
-    # Watch: the list, then a change, as Table rows.
-    watch = subprocess.Popen([binary, "-n", ns, "get", "cm", "c", "-w"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=k.env)
-    try:
-        assert watch.stdout is not None
-        header = watch.stdout.readline().split()
-        first = watch.stdout.readline().split()
-        assert header == ["NAME", "DATA", "AGE"] and first[:2] == ["c", "1"]
-        k.run("label", "cm", "c", "tier=web")
-        changed = watch.stdout.readline().split()
-        assert changed[:2] == ["c", "1"]
-    finally:
-        watch.terminate()
-        watch.wait(10)
+    # Watch a single object (resourceVersion=0, name selector) and the list (from the list's version).
+    for args, first_rows in ((["get", "cm", "c", "-w"], ["c"]), (["get", "cm", "-w"], ["c", "m1", "m2"])):
+        watch = subprocess.Popen([binary, "-n", ns, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=k.env)
+        try:
+            assert watch.stdout is not None
+            assert watch.stdout.readline().split() == ["NAME", "DATA", "AGE"]
+            assert [watch.stdout.readline().split()[0] for _ in first_rows] == first_rows
+            k.run("label", "cm", "c", "tier=web", f"step={len(first_rows)}", "--overwrite")
+            assert watch.stdout.readline().split()[:2] == ["c", "1"]
+        finally:
+            watch.terminate()
+            watch.wait(10)
+
+    # RBAC kinds are stored and served (typed commands: protobuf bodies from 1.32 on).
+    assert k.run("create", "role", "r", "--verb=get", "--resource=configmaps").stdout.strip() == \
+        "role.rbac.authorization.k8s.io/r created"
+    assert k.run("create", "rolebinding", "rb", "--role=r", "--user=bob").stdout.strip() == \
+        "rolebinding.rbac.authorization.k8s.io/rb created"
+    role = json.loads(k.run("get", "role", "r", "-o", "json").stdout)
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+    rows = table(k.run("get", "rolebindings", "-o", "wide").stdout)
+    assert rows[0][:3] == ["NAME", "ROLE", "AGE"] and rows[1][:2] == ["rb", "Role/r"]
 
     # Edit (strategic merge patch from kubectl's diff of the edited object).
     editor = tmp_path / "editor.sh"
@@ -157,7 +166,7 @@ def test_kubectl_scenario(version: str, jetkube: Server, tmp_path: Path) -> None
     out = k.run("edit", "cm", "c", env={"KUBE_EDITOR": str(editor), "EDITOR": str(editor)})
     assert out.stdout.strip() == "configmap/c edited"
     got = json.loads(k.run("get", "cm", "c", "-o", "json").stdout)
-    assert got["data"] == {"a": "edited"} and got["metadata"]["labels"] == {"tier": "web"}
+    assert got["data"] == {"a": "edited"} and got["metadata"]["labels"]["tier"] == "web"
 
     # Patch: JSON patch, merge patch, strategic (default).
     k.run("patch", "cm", "c", "--type=json", "-p", '[{"op":"add","path":"/data/j","value":"1"}]')
