@@ -46,6 +46,8 @@ import yaml
 
 from bus import ResourceDef, _schemas
 
+from ._protobuf import _enc_key, _enc_ld, _enc_varint
+
 __all__ = [
     "V2_PROTOBUF_CONTENT_TYPE",
     "document_etag",
@@ -652,26 +654,8 @@ def v2_protobuf(resources: Served, definitions: Mapping[str, Any] | None = None,
 # field-number order, as Go's proto.Marshal does.
 
 
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _key(num: int, wire: int) -> bytes:
-    return _varint(num << 3 | wire)
-
-
-def _f_bytes(num: int, data: bytes) -> bytes:
-    return _key(num, 2) + _varint(len(data)) + data
+# The wire primitives are the protobuf module's (one writer for the whole gateway).
+_varint, _key, _f_bytes = _enc_varint, _enc_key, _enc_ld
 
 
 def _f_str(num: int, s: Any) -> bytes:
