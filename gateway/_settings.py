@@ -6,10 +6,9 @@ from typing import Any
 
 import msgspec
 
-# The Kubernetes minor version we report. kubectl's dispatcher runs kubectl.1.<minor>; 1.32+ send
-# protobuf request bodies for typed commands, which jetkube decodes only from the kubectl issue on,
-# so until then we report the newest JSON-only minor.
-KUBE_MINOR = "31"
+# The Kubernetes minor version we report: the schemas served are 1.33's (kubernetes-validate), and
+# gcloud's kubectl dispatcher runs kubectl.1.<minor>, which we test (1.27-1.33 all work).
+KUBE_MINOR = "33"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
