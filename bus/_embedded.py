@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -11,6 +12,7 @@ import sysconfig
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import trio
 
@@ -62,25 +64,13 @@ async def run_nats_server(store_dir: str | Path, *, host: str = "127.0.0.1", por
     The child is terminated (SIGTERM, then SIGKILL after 5 s) when the block exits, including on
     cancellation.
     """
-    store = Path(store_dir)
-    store.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
-    conf = store / "nats.conf"
-    conf.write_text(
-        f'listen: "{host}:{port}"\n'
-        f"max_payload: {max_payload_bytes}\n"
-        f"jetstream {{\n  store_dir: \"{store / 'js'}\"\n}}\n"
-    )
-    log = open(store / "nats-server.log", "ab")  # noqa: SIM115 - closed below
+    conf, log = await trio.to_thread.run_sync(_write_config, Path(store_dir), host, port, max_payload_bytes)
     try:
         async with trio.open_nursery() as nursery:
-            proc: trio.Process = await nursery.start(
-                lambda task_status=trio.TASK_STATUS_IGNORED: trio.run_process(
-                    [nats_server_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
-                    check=False, task_status=task_status,
-                    deliver_cancel=_terminate,
-                )
-            )
+            proc: trio.Process = await nursery.start(functools.partial(
+                trio.run_process, [nats_server_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                check=False, deliver_cancel=_terminate))
             try:
                 await _wait_listening(host, port, proc, ready_timeout_s)
                 yield f"nats://{host}:{port}"
@@ -88,6 +78,17 @@ async def run_nats_server(store_dir: str | Path, *, host: str = "127.0.0.1", por
                 nursery.cancel_scope.cancel()
     finally:
         log.close()
+
+
+def _write_config(store: Path, host: str, port: int, max_payload_bytes: int) -> tuple[Path, BinaryIO]:
+    store.mkdir(parents=True, exist_ok=True)
+    conf = store / "nats.conf"
+    conf.write_text(
+        f'listen: "{host}:{port}"\n'
+        f"max_payload: {max_payload_bytes}\n"
+        f"jetstream {{\n  store_dir: \"{store / 'js'}\"\n}}\n"
+    )
+    return conf, open(store / "nats-server.log", "ab")  # noqa: SIM115 - the caller closes it
 
 
 async def _terminate(proc: trio.Process) -> None:

@@ -204,7 +204,10 @@ class Log:
         return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch)
 
 
-async def open_log(bridge: Bridge, config: StreamConfig = StreamConfig(), **kw: Any) -> Log:
+DEFAULT_STREAM = StreamConfig()
+
+
+async def open_log(bridge: Bridge, config: StreamConfig = DEFAULT_STREAM, **kw: Any) -> Log:
     log = Log(bridge, config, **kw)
     await log.ensure_stream()
     return log

@@ -17,12 +17,12 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from actors import Pipeline, TokenAuthenticator, parse_token_csv
+from actors import Pipeline, TokenAuthenticator, UserInfo, parse_token_csv
 from bus import Registry, StreamConfig, open_bridge, open_log, run_nats_server
 from projections import Projection, ProjectionSettings
 
 from ._app import Context, create_app
-from ._pki import ensure_pki, write_kubeconfig
+from ._pki import Pki, ensure_pki, write_kubeconfig
 from ._settings import Settings
 
 log = logging.getLogger("jetkube")
@@ -43,11 +43,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
                 task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
     """Run until ``shutdown`` is set (or the task is cancelled); report :class:`Running` when ready."""
     data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pki = ensure_pki(data_dir)
-    tokens = parse_token_csv(pki.tokens_file.read_text())
-    if settings.token_file:
-        tokens.update(parse_token_csv(Path(settings.token_file).read_text()))
+    pki, tokens = await trio.to_thread.run_sync(_first_start, settings)
     registry = Registry()
     shutdown = trio.Event() if shutdown is None else shutdown
     async with AsyncExitStack() as stack:
@@ -76,9 +72,16 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
             config.keep_alive_timeout = 75
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
-            binds: list[str] = await nursery.start(
-                lambda task_status: hypercorn_serve(app, config, shutdown_trigger=shutdown.wait,  # type: ignore
-                                                    task_status=task_status))
+            http_done = trio.Event()
+
+            async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                try:
+                    await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait,  # type: ignore[arg-type]
+                                          task_status=task_status)
+                finally:
+                    http_done.set()
+
+            binds: list[str] = await nursery.start(run_http)
             https = next(b for b in binds if b.startswith("https://"))
             http = next((b for b in binds if b.startswith("http://")), None)
             ctx.server_address = https.removeprefix("https://")
@@ -88,6 +91,16 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
             await shutdown.wait()
             # hypercorn stops by itself on the trigger; give it its graceful window, then stop all.
             with trio.move_on_after(settings.graceful_timeout_s + 1):
-                while len(nursery.child_tasks) > 2:
-                    await trio.sleep(0.05)
+                await http_done.wait()
             nursery.cancel_scope.cancel()
+
+
+def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo]]:
+    """Blocking file work before serving: the data dir, TLS material and tokens."""
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pki = ensure_pki(data_dir)
+    tokens = parse_token_csv(pki.tokens_file.read_text())
+    if settings.token_file:
+        tokens.update(parse_token_csv(Path(settings.token_file).read_text()))
+    return pki, tokens

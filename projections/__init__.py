@@ -1,8 +1,20 @@
 """The read side: followers of the log that build queryable state, watches and views."""
 
-from ._errors import BadContinue, ContinueExpired, ProjectionError, ResourceVersionTooLarge, TooOldResourceVersion
+from ._errors import (
+    BadContinue,
+    ContinueExpired,
+    ProjectionError,
+    ResourceVersionTooLarge,
+    TooOldResourceVersion,
+)
 from ._projection import ContinueNeedsHistory, ListResult, Projection, ProjectionSettings, decode_continue
-from ._selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, parse_label_selector
+from ._selectors import (
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import trio
 import pytest
+import trio
 
 from bus import Key, StreamConfig, WrongLastSequence, open_bridge, open_log, resource_filter
 

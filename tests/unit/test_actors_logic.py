@@ -7,8 +7,17 @@ import base64
 import pytest
 import trio
 
-from actors import Actor, BadRequest, Forbidden, Request, TokenAuthenticator, Unauthorized, UserInfo, authorize, \
-    parse_token_csv
+from actors import (
+    Actor,
+    BadRequest,
+    Forbidden,
+    Request,
+    TokenAuthenticator,
+    Unauthorized,
+    UserInfo,
+    authorize,
+    parse_token_csv,
+)
 from actors._managed import manager_from_user_agent, record_update
 from actors._runtime import ReplySlot
 from actors._strategy import NamespaceStrategy, SecretStrategy
