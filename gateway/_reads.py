@@ -181,18 +181,23 @@ async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, op
     try:
         async with projection.watch(tenant, rdef.group, rdef.plural, opts.filter, resource_version=start,
                                     send_initial=bool(opts.send_initial), bookmarks=opts.bookmarks) as events:
-            async for t, item in events:
-                if t == BOOKMARK:
-                    yield _bookmark(rdef, item, False)  # type: ignore[arg-type]
-                elif t == "BOOKMARK_END":
-                    if opts.bookmarks or opts.send_initial:
-                        yield _bookmark(rdef, item, True)  # type: ignore[arg-type]
-                elif t == "OVERFLOW":
-                    yield error_event(TooManyRequests(
-                        "the watcher fell too far behind and was closed; resume from the last resourceVersion "
-                        "received", retry_after_s=1))
-                    return
-                else:
-                    yield encode(t, item)  # type: ignore[arg-type]
+            async for batch in events:
+                out: list[bytes] = []
+                for t, item in batch:
+                    if t == BOOKMARK:
+                        out.append(_bookmark(rdef, item, False))  # type: ignore[arg-type]
+                    elif t == "BOOKMARK_END":
+                        if opts.bookmarks or opts.send_initial:
+                            out.append(_bookmark(rdef, item, True))  # type: ignore[arg-type]
+                    elif t == "OVERFLOW":
+                        out.append(error_event(TooManyRequests(
+                            "the watcher fell too far behind and was closed; resume from the last "
+                            "resourceVersion received", retry_after_s=1)))
+                        yield b"".join(out)
+                        return
+                    else:
+                        out.append(encode(t, item))  # type: ignore[arg-type]
+                if out:
+                    yield b"".join(out)
     except Exception as e:  # noqa: BLE001 - reported in-band, as the apiserver does once streaming
         yield error_event(e)

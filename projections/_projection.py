@@ -194,8 +194,8 @@ class Projection:
     @asynccontextmanager
     async def watch(self, tenant: str, group: str, resource: str, flt: WatchFilter, *,
                     resource_version: int | None, send_initial: bool, bookmarks: bool) -> AsyncIterator[
-                        AsyncIterator[tuple[str, object]]]:
-        """Open a watch; iterate ``(type, Change | seq)`` pairs.
+                        AsyncIterator[list[tuple[str, object]]]]:
+        """Open a watch; iterate batches of ``(type, Change | seq)`` pairs.
 
         ``resource_version`` None (or 0) starts with synthetic ADDED events for the current
         state; N delivers exactly the changes after N, from the ring when it still holds them,
@@ -216,39 +216,62 @@ class Projection:
             await gen.aclose()
 
     async def _iterate(self, st: ResourceState, stream: WatchStream, tenant: str, group: str, resource: str,
-                       rv: int | None, send_initial: bool) -> AsyncIterator[tuple[str, object]]:
+                       rv: int | None, send_initial: bool) -> AsyncIterator[list[tuple[str, object]]]:
+        """Batches of ``(type, Change | seq)``: everything available at once goes out together, so a
+        busy watcher costs one write per batch, not one per event."""
+        chunk = 512
         if not rv:
             # Snapshot and registration with no checkpoint between them: nothing is missed.
-            initial = [Change(e.seq, ADDED, ns, n, e, None) for ns, n, e in st.iter_entries(stream.filter.namespace)
-                       if stream.filter.matches(ns, n, e)]
+            initial: list[tuple[str, object]] = [
+                (ADDED, Change(e.seq, ADDED, ns, n, e, None)) for ns, n, e in st.iter_entries(stream.filter.namespace)
+                if stream.filter.matches(ns, n, e)]
             at = self.store.applied
             st.watchers.add(stream)
-            for ch in initial:
-                yield ADDED, ch
             if send_initial:
-                yield "BOOKMARK_END", at
+                initial.append(("BOOKMARK_END", at))
+            for i in range(0, len(initial), chunk):
+                yield initial[i:i + chunk]
         else:
             after = rv
             while after < st.ring_floor:
                 async with aclosing(self._from_log(stream, tenant, group, resource, after)) as from_log:
+                    pending: list[tuple[str, object]] = []
                     async for item in from_log:
                         if isinstance(item, int):
                             after = item
                         else:
                             after = item[1].seq
-                            yield item
-            backlog = st.changes_after(after)
-            st.watchers.add(stream)
-            for ch in backlog:
+                            pending.append(item)
+                        if len(pending) >= chunk or (pending and isinstance(item, int)):
+                            yield pending
+                            pending = []
+                    if pending:
+                        yield pending
+            backlog: list[tuple[str, object]] = []
+            for ch in st.changes_after(after):
                 t = stream.classify(ch)
                 if t is not None:
-                    yield t, ch
+                    backlog.append((t, ch))
+            st.watchers.add(stream)
             if send_initial:
-                yield "BOOKMARK_END", max(after, self.store.applied)
-        async for item in stream.receive:
-            yield item
+                backlog.append(("BOOKMARK_END", max(after, self.store.applied)))
+            for i in range(0, len(backlog), chunk):
+                yield backlog[i:i + chunk]
+        receive = stream.receive
+        while True:
+            try:
+                first = await receive.receive()
+            except trio.EndOfChannel:
+                break
+            batch = [first]
+            while len(batch) < chunk:
+                try:
+                    batch.append(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            yield batch
         if stream.overflowed:
-            yield "OVERFLOW", self.store.applied
+            yield [("OVERFLOW", self.store.applied)]
 
     async def _from_log(self, stream: WatchStream, tenant: str, group: str, resource: str,
                         after: int) -> AsyncIterator[tuple[str, Change] | int]:
