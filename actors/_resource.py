@@ -35,7 +35,7 @@ from bus import (
     patch_schema,
     schema_for,
 )
-from projections import Entry, Projection, WatchFilter
+from projections import Entry, Projection, ResourceVersionTooLarge, WatchFilter
 
 from ._errors import (
     AlreadyExists,
@@ -202,6 +202,13 @@ class ResourceCore:
             labels=labels, fields=fields)
         msg_id = req.audit_id if attempt == 0 else f"{req.audit_id}.{attempt}"
         seq = await self.log.append(self.log.subject(key), encode_event(event), msg_id=msg_id, expected_seq=expected)
+        # Read-your-writes on this gateway (as kine's waitForSequence): answer once the local
+        # projection has applied the write, so any read that follows here sees it, even with
+        # resourceVersion=0. Bounded; an acknowledged write is never failed for it.
+        try:
+            await self.projection.wait_for(seq)
+        except ResourceVersionTooLarge:
+            pass
         return object_bytes(event, seq)
 
     @staticmethod

@@ -332,6 +332,8 @@ def decode_continue(token: str) -> tuple[int, str]:
 
 
 def _paginate(rows, flt: WatchFilter, limit: int, start_after: str, rv: int) -> ListResult:  # type: ignore[no-untyped-def]
+    if not limit and not start_after and flt.labels.empty and flt.fields.empty:
+        return ListResult([data for _, _, data, _ in rows], rv)  # the common LIST: no filter, no page
     items: list[bytes] = []
     last_key = ""
     remaining = 0

@@ -75,23 +75,27 @@ class ResourceState:
         self.ring_size = ring_size
         self.ring_floor = 0
         self.watchers: set[Watcher] = set()
+        # namespace -> its names sorted; dropped when a name comes or goes (not on modification).
+        self._sorted: dict[str, list[str]] = {}
 
     def get(self, namespace: str, name: str) -> Entry | None:
         ns = self.by_ns.get(namespace)
         return None if ns is None else ns.get(name)
 
+    def sorted_names(self, namespace: str) -> list[str]:
+        """The namespace's names in order; sorted once per change of the set of names."""
+        names = self._sorted.get(namespace)
+        if names is None:
+            names = self._sorted[namespace] = sorted(self.by_ns.get(namespace, ()))
+        return names
+
     def iter_entries(self, namespace: str | None) -> Iterator[tuple[str, str, Entry]]:
         """(namespace, name, entry), sorted by namespace then name, as etcd key order would give."""
-        if namespace is not None:
-            ns = self.by_ns.get(namespace)
+        for nsname in (namespace,) if namespace is not None else sorted(self.by_ns):
+            ns = self.by_ns.get(nsname)
             if ns:
-                for name in sorted(ns):
-                    yield namespace, name, ns[name]
-            return
-        for nsname in sorted(self.by_ns):
-            ns = self.by_ns[nsname]
-            for name in sorted(ns):
-                yield nsname, name, ns[name]
+                for name in self.sorted_names(nsname):
+                    yield nsname, name, ns[name]
 
     def changes_after(self, seq: int) -> list[Change]:
         """Every change with a sequence > ``seq``; the caller checks ``seq >= ring_floor``."""
@@ -157,6 +161,7 @@ class Store:
                 assert ns is not None
                 del ns[key.name]
                 st.count -= 1
+                st._sorted.pop(key.namespace, None)
                 if not ns:
                     del st.by_ns[key.namespace]
             change = Change(msg.seq, DELETED, key.namespace, key.name, entry, prev)
@@ -166,6 +171,7 @@ class Store:
             ns[key.name] = entry
             if prev is None:
                 st.count += 1
+                st._sorted.pop(key.namespace, None)
             change = Change(msg.seq, ADDED if prev is None else MODIFIED, key.namespace, key.name, entry, prev)
         st._record(change)
         return (key.tenant, key.group, key.resource), change
