@@ -27,6 +27,7 @@ unit: install
 
 ## Benchmarks: never fail; print a table and write $(BENCH_OUT). QUICK=1 for a short run.
 bench: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
 clean:

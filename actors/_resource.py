@@ -308,6 +308,11 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         entry = await self.current(key)
+        if precondition_seq is not None and (entry is None or entry.seq < precondition_seq):
+            # The client saw a newer version than this replica has applied: catch up first, and
+            # decide (and CAS) against that version.
+            await self.projection.wait_for(precondition_seq)
+            entry = self.projection.get(key)
         for attempt in range(self.max_retries):
             obj = None if entry is None else _decode(entry.data)
             decision = await decide(entry, obj)
@@ -395,12 +400,6 @@ class ResourceCore:
                     created = True
                     raise _CreateInstead("create on update")
                 raise self.not_found(rdef, req.name)
-            if rv is not None and rv > entry.seq:
-                # The client saw a newer version than this replica has applied: catch up first.
-                await self.projection.wait_for(rv)
-                fresh = self.projection.get(key)
-                if fresh is not None and fresh.seq == rv:
-                    entry, old = fresh, _decode(fresh.data)
             if rv is not None and rv != entry.seq:
                 raise self.conflict(rdef, req.name)
             new = msgspec.json.decode(_json.encode(body))  # a private copy per attempt

@@ -130,3 +130,17 @@ async def test_two_gateway_processes(tmp_path: Path, nats_url: str) -> None:
                 if p.returncode is None:
                     p.kill()
             assert [p.returncode for p in procs] == [0, 0]  # SIGTERM is a graceful shutdown
+
+
+async def test_alternating_updates_across_replicas_never_conflict(start_server: StartServer) -> None:
+    """A PUT with the resourceVersion just returned by the other replica is never a 409, even when
+    this replica's projection has not applied that version yet."""
+    a, b = await start_server(), await start_server()
+    async with client_for(a) as api_a, client_for(b) as api_b:
+        with trio.fail_after(60):
+            obj = (await api_a.post(CM, json={"metadata": {"name": "alt"}, "data": {"n": "0"}})).json()
+            for i in range(1, 101):
+                client = api_b if i % 2 else api_a
+                r = await client.put(f"{CM}/alt", json=obj | {"data": {"n": str(i)}})
+                assert r.status_code == 200, (i, r.text)
+                obj = r.json()

@@ -1,0 +1,6 @@
+"""jetkube's benchmark suite: speed and memory against the ceilings of its own stack.
+
+``python -m bench [--quick] [--only B1,B5]`` (or ``make bench [QUICK=1]``). See bench/_runner.py for
+the layout of a run and bench/PERFORMANCE.md for the latest figures. Benchmarks report; they never
+fail (exit code 0).
+"""
