@@ -110,8 +110,30 @@ def _verb(method: str, has_name: bool, watch: bool) -> str:
     raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
 
 
+class _CatchAllAdapter:
+    """Every request goes to the one catch-all view, which routes Kubernetes paths itself: this
+    skips werkzeug's rule matcher (9% of a create's CPU in the benchmark profile)."""
+
+    __slots__ = ("rule", "path")
+
+    def __init__(self, rule: Any, path: str) -> None:
+        self.rule, self.path = rule, path
+
+    def match(self, return_rule: bool = True) -> tuple[Any, dict[str, str]]:
+        return self.rule, {"path": self.path}
+
+
+class _App(QuartTrio):
+    catch_all_rule: Any = None
+
+    def create_url_adapter(self, request: Any) -> Any:
+        if request is not None and self.catch_all_rule is not None:
+            return _CatchAllAdapter(self.catch_all_rule, request.path.lstrip("/"))
+        return super().create_url_adapter(request)
+
+
 def create_app(ctx: Context) -> QuartTrio:
-    app = QuartTrio("jetkube")
+    app = _App("jetkube")
     # Bodies over max_body_bytes are drained (up to this cap) and answered 413: a client that sends
     # without Expect: 100-continue is still writing, and stopping to read would deadlock it.
     app.config["MAX_CONTENT_LENGTH"] = max(ctx.settings.max_body_bytes * 8, 32 * 1024 * 1024)
@@ -147,6 +169,7 @@ def create_app(ctx: Context) -> QuartTrio:
         resp.headers["Audit-Id"] = audit_id
         return resp
 
+    app.catch_all_rule = next(r for r in app.url_map.iter_rules() if r.rule == "/<path:path>")
     return app
 
 
