@@ -74,10 +74,6 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _is_true(v: str | None) -> bool:
-    return v is not None and v.lower() not in ("false", "0")
-
-
 class _NoChange:
     """A decision that writes nothing: answer with the current state."""
 
@@ -489,7 +485,7 @@ class ResourceCore:
             raise BadRequest("preconditions must be an object")
         return opts
 
-    async def delete(self, req: Request, *, entry_hint: Entry | None = None) -> WriteResult:
+    async def delete(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
         opts = self._delete_options(req)

@@ -43,10 +43,6 @@ class ResourceDef(msgspec.Struct, frozen=True):
     def list_kind(self) -> str:
         return self.kind + "List"
 
-    @property
-    def group_version(self) -> str:
-        return self.api_version
-
 
 _RBAC = "rbac.authorization.k8s.io"
 BUILTIN: tuple[ResourceDef, ...] = (

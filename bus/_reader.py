@@ -94,15 +94,6 @@ class LogReader:
             self._b.loop.call_soon_threadsafe(self._a_maybe_pull)
         return out
 
-    def take_nowait(self) -> list[LogMessage]:
-        out = []
-        while self._buf:
-            out.append(self._buf.popleft())
-        if out and not self._pull_scheduled:
-            self._pull_scheduled = True
-            self._b.loop.call_soon_threadsafe(self._a_maybe_pull)
-        return out
-
     @property
     def buffered(self) -> int:
         return len(self._buf)

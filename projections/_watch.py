@@ -17,7 +17,6 @@ from ._selectors import FieldSelector, LabelSelector
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry
 
 BOOKMARK = "BOOKMARK"
-ERROR = "ERROR"
 
 
 @dataclass(frozen=True)
@@ -47,10 +46,6 @@ class WatchFilter:
         return True
 
 
-class Overflow(Exception):
-    """The watcher fell more than its queue bound behind."""
-
-
 class WatchStream:
     """One watcher's filter and queue. Items are ``(type, change_or_seq)``."""
 
@@ -59,7 +54,6 @@ class WatchStream:
         self.bookmarks = bookmarks
         self._send, self.receive = trio.open_memory_channel[tuple[str, object]](max_queued)
         self.overflowed = False
-        self.last_seq = 0
 
     def classify(self, change: Change) -> str | None:
         """The event type this watcher sees for ``change``, or None if it sees nothing."""
