@@ -375,3 +375,73 @@ def strict_patch_message(patched_json: str, errors: Iterable[str]) -> tuple[str,
 def warning_header(text: str) -> str:
     """One ``Warning`` header value for a ``Warn`` problem: ``299 - "unknown field \\"x\\""``."""
     return f"299 - {go_quote(text)}"
+
+
+# --- JSON types ----------------------------------------------------------------------------
+
+_LENIENT = {"io.k8s.apimachinery.pkg.api.resource.Quantity": (str, int, float),
+            "io.k8s.apimachinery.pkg.util.intstr.IntOrString": (str, int)}
+_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "number": (int, float),
+                                       "boolean": (bool,), "object": (dict,), "array": (list,)}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def type_errors(obj: Any, schema: Any, definitions: Mapping[str, Any], *, limit: int = 10) -> list[str]:
+    """Values whose JSON type the kind's schema does not allow, worded as Go's decoder does:
+    ``cannot unmarshal number into Go struct field .spec.holderIdentity of type string``.
+
+    The typed decoder of kube-apiserver refuses these with 400 before anything else; ``null`` is
+    always allowed (it decodes to the zero value), as are numbers for Quantity and IntOrString."""
+    found: list[str] = []
+
+    def walk(value: Any, node: Any, path: str, depth: int) -> None:
+        if value is None or len(found) >= limit or depth > _MAX_DEPTH or not isinstance(node, Mapping):
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if name in _LENIENT:
+                if not isinstance(value, _LENIENT[name]) or isinstance(value, bool):
+                    found.append(f"cannot unmarshal {_json_type(value)} into Go struct field {path or '.'} of type "
+                                 f"{name.rsplit('.', 1)[-1]}")
+                return
+        s = _resolve(node, definitions)
+        if s.get("x-kubernetes-preserve-unknown-fields") is True or s.get("format") == "int-or-string":
+            return
+        want = s.get("type")
+        allowed = _TYPES.get(want) if isinstance(want, str) else None
+        if allowed is not None and (not isinstance(value, allowed) or (want in ("integer", "number")
+                                                                       and isinstance(value, bool))):
+            found.append(f"cannot unmarshal {_json_type(value)} into Go struct field {path or '.'} of type {want}")
+            return
+        if isinstance(value, dict):
+            props = s.get("properties") if isinstance(s.get("properties"), Mapping) else {}
+            extra = s.get("additionalProperties")
+            for k, v in value.items():
+                sub = props.get(k) if k in props else (extra if isinstance(extra, Mapping) else None)
+                if sub is not None:
+                    walk(v, sub, f"{path}.{k}", depth + 1)
+        elif isinstance(value, list) and isinstance(s.get("items"), Mapping):
+            for i, v in enumerate(value):
+                walk(v, s["items"], f"{path}[{i}]", depth + 1)
+
+    if isinstance(obj, dict):
+        root = dict(_resolve(schema, definitions))
+        props = dict(root.get("properties") or {})
+        meta = definitions.get(OBJECT_META)
+        if "metadata" in props or meta is not None:
+            props.setdefault("metadata", meta)
+        root["properties"] = props
+        walk(obj, root, "", 0)
+    return found

@@ -48,7 +48,13 @@ from ._errors import (
     UnsupportedMediaType,
     invalid,
 )
-from ._fieldvalidation import prune_unknown_fields, strict_create_message, strict_errors, strict_patch_message
+from ._fieldvalidation import (
+    prune_unknown_fields,
+    strict_create_message,
+    strict_errors,
+    strict_patch_message,
+    type_errors,
+)
 from ._managed import manager_from_user_agent, record_update
 from ._patch import (
     MalformedPatch,
@@ -229,6 +235,10 @@ class ResourceCore:
         schema = schema_for(rdef.group, rdef.version, rdef.kind)
         if schema is None:
             return ()
+        wrong = type_errors(obj, schema, definitions())
+        if wrong:
+            raise BadRequest(f'{rdef.kind} in version "{rdef.version}" cannot be handled as a {rdef.kind}: json: '
+                             + "; ".join(wrong))
         if mode == "Strict":
             from ._fieldvalidation import unknown_fields
 

@@ -128,6 +128,9 @@ class ReviewCore:
         if req.verb != "create":
             raise BadRequest(f"{rdef.plural} only supports create")
         body = req.body if isinstance(req.body, dict) else {}
+        if not isinstance(body.get("spec") or {}, dict):
+            raise BadRequest(f"{rdef.kind} in version \"{rdef.version}\" cannot be handled as a {rdef.kind}: spec "
+                             "must be an object")
         out: dict[str, Any] = {"kind": rdef.kind, "apiVersion": rdef.api_version,
                                "metadata": {"creationTimestamp": None}}
         if req.subresource == "token":
@@ -151,6 +154,8 @@ class ReviewCore:
 
     def _access(self, user: UserInfo, spec: dict[str, Any]) -> dict[str, Any]:
         ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        if not isinstance(ra or {}, dict) or not isinstance(nra or {}, dict):
+            raise BadRequest("resourceAttributes and nonResourceAttributes must be objects")
         if ra:
             rdef = self.registry.by_resource(ra.get("group", ""), ra.get("resource", ""))
             if rdef is None:

@@ -35,7 +35,14 @@ from projections import Change, Projection
 from . import _discovery as discovery
 from . import _openapi as openapi
 from ._codec import decode_body
-from ._reads import get_object, list_body, list_objects, parse_list_options, watch_lines
+from ._reads import (
+    get_object,
+    list_body,
+    list_objects,
+    parse_list_options,
+    resource_version_param,
+    watch_lines,
+)
 from ._routes import parse
 from ._settings import Settings
 from ._status import status_for
@@ -229,8 +236,7 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
             raise BadRequest(str(e)) from None
     if verb == "get":
         key = Key(tenant, rdef.group, rdef.plural, route.namespace or "", route.name)
-        rv = q.get("resourceVersion") or None
-        data = await get_object(proj, key, rdef, rv)
+        data = await get_object(proj, key, rdef, resource_version_param(q))
         if table:
             return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
                                                     now=_now()), table)

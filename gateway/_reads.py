@@ -67,11 +67,8 @@ def parse_list_options(q: Mapping[str, str], rdef: ResourceDef, namespace: str |
     for f in fields.fields:
         if f not in allowed:
             raise BadRequest(f'"{f}" is not a known field selector: only "{", ".join(sorted(allowed))}"')
-    rv = q.get("resourceVersion")
-    rv = None if rv == "" else rv
+    rv = resource_version_param(q)
     match = q.get("resourceVersionMatch") or None
-    if rv is not None and not rv.isdigit():
-        raise BadRequest(f"invalid resourceVersion {rv!r}: resourceVersions are decimal integers")
     if match is not None:
         if match not in ("Exact", "NotOlderThan"):
             raise _invalid_list(f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"',
@@ -97,6 +94,14 @@ def parse_list_options(q: Mapping[str, str], rdef: ResourceDef, namespace: str |
         bookmarks=query_bool(q.get("allowWatchBookmarks")), send_initial=send_initial,
         timeout_s=query_int("timeoutSeconds", q.get("timeoutSeconds")),
     )
+
+
+def resource_version_param(q: Mapping[str, str]) -> str | None:
+    """The ``resourceVersion`` query parameter: None when absent or empty, else a decimal string."""
+    rv = q.get("resourceVersion") or None
+    if rv is not None and not rv.isdigit():
+        raise BadRequest(f"invalid resourceVersion {rv!r}: resourceVersions are decimal integers")
+    return rv
 
 
 async def read_at(projection: Projection, rv: str | None) -> None:

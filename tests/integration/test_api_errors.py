@@ -110,3 +110,26 @@ async def test_version_and_health(api: httpx.AsyncClient) -> None:
         assert "coordination.k8s.io" in groups
         res = {r["name"] for r in (await api.get("/api/v1")).json()["resources"]}
         assert {"namespaces", "configmaps", "secrets", "serviceaccounts", "events"} <= res
+
+
+@pytest.mark.parametrize("method,path,body,ctype,code", [
+    ("GET", CM + "/x?resourceVersion=abc", b"", "application/json", 400),
+    ("POST", "/api/v1/namespaces/default/secrets", b'{"metadata":{"name":"s"},"type":5}', "application/json", 400),
+    ("POST", "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+     b'{"metadata":{"name":"l"},"spec":{"leaseDurationSeconds":"long"}}', "application/json", 400),
+    ("POST", "/api/v1/namespaces/default/events", b'{"metadata":{"name":"e"},"involvedObject":"x"}',
+     "application/json", 400),
+    ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", b'{"spec":"x"}', "application/json", 400),
+    ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", b'{"spec":{"resourceAttributes":"x"}}',
+     "application/json", 400),
+    ("POST", "/api/v1/namespaces/default/serviceaccounts/default/token", b'{"spec":"x"}', "application/json", 400),
+    ("POST", CM, b"k8s\x00\n\x05", "application/vnd.kubernetes.protobuf", 400),
+    ("PATCH", CM + "/x", b"apiVersion: v1", "application/apply-patch+yaml", 415),
+])
+async def test_malformed_input_is_a_4xx(api: httpx.AsyncClient, method: str, path: str, body: bytes, ctype: str,
+                                        code: int) -> None:
+    with trio.fail_after(20):
+        await api.post(CM, json={"metadata": {"name": "x"}})
+        r = await api.request(method, path, content=body, headers={"Content-Type": ctype})
+        assert r.status_code == code, r.text
+        assert r.json()["kind"] == "Status"
