@@ -30,13 +30,12 @@ import array
 import asyncio
 import functools
 import json
-import os
 import resource
 import sys
 import time
 from typing import Any
 
-from ._util import Hist, cm_body_parts
+from ._util import Hist, cm_body_parts, write_result
 
 RV_MARK = b'"resourceVersion":"'
 now = time.monotonic
@@ -546,10 +545,7 @@ def main() -> None:
         result = loop.run_until_complete(asyncio.wait_for(run.main(), float(spec.get("hard_cap_s", 600))))
     except Exception as e:  # noqa: BLE001 - reported to the orchestrator
         result = {"error": f"{type(e).__name__}: {e}"}
-    result["pid"] = os.getpid()
-    with open(out_path + ".tmp", "w") as f:
-        json.dump(result, f)
-    os.replace(out_path + ".tmp", out_path)
+    write_result(out_path, result)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import time
 import uuid
 from typing import Any
 
-from ._util import Hist, proc_mem
+from ._util import Hist, proc_mem, write_result
 
 now = time.monotonic
 
@@ -379,10 +379,7 @@ def main() -> None:
         result = fn(spec)
     except BaseException as e:  # noqa: BLE001 - reported to the orchestrator
         result = {"error": f"{type(e).__name__}: {e}"}
-    result["pid"] = os.getpid()
-    with open(out_path + ".tmp", "w") as f:
-        json.dump(result, f)
-    os.replace(out_path + ".tmp", out_path)
+    write_result(out_path, result)
 
 
 if __name__ == "__main__":

@@ -276,3 +276,11 @@ def http_json(port: int, method: str, path: str, token: str, obj: Any = None, **
         return code, json.loads(data) if data else None
     except ValueError:
         return code, data[:500]
+
+
+def write_result(out_path: str, result: dict[str, Any]) -> None:
+    """A child process's result for the orchestrator: written whole, then renamed into place."""
+    result["pid"] = os.getpid()
+    with open(out_path + ".tmp", "w") as f:
+        json.dump(result, f)
+    os.replace(out_path + ".tmp", out_path)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -498,17 +498,24 @@ def _v3_op(k: _Kind, op: _Op) -> dict[str, Any]:
     return out
 
 
-def _v3_for(group: str, version: str, kinds: list[_Kind], defs: Mapping[str, Any], extra: Mapping[str, Any],
-            info_version: str) -> dict[str, Any]:
+def _paths(kinds: list[_Kind], param: Callable[[str, str], dict[str, Any]],
+           operation: Callable[[_Kind, _Op], dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
+    """(the schema names the paths need, the paths object), in either OpenAPI version's form."""
     roots = [_PATCH, _DELETE_OPTIONS, _STATUS]
     paths: dict[str, Any] = {}
     for k in kinds:
         roots += [k.name, k.list_name]
         for item in _path_items(k):
             entry = paths.setdefault(item.path, {})
-            entry["parameters"] = [_v3_param(n, k.rdef.kind) for n in item.params]
+            entry["parameters"] = [param(n, k.rdef.kind) for n in item.params]
             for op in item.ops:
-                entry[op.method] = _v3_op(k, op)
+                entry[op.method] = operation(k, op)
+    return roots, paths
+
+
+def _v3_for(group: str, version: str, kinds: list[_Kind], defs: Mapping[str, Any], extra: Mapping[str, Any],
+            info_version: str) -> dict[str, Any]:
+    roots, paths = _paths(kinds, _v3_param, _v3_op)
     schemas: dict[str, Any] = {}
     for name, schema in _closure(roots, defs, extra).items():
         schemas[name] = _v3_special(name, schema) if name in (_INT_OR_STRING, _QUANTITY) else _to_v3(schema, top=True)
@@ -620,15 +627,7 @@ def v2_document(resources: Served, definitions: Mapping[str, Any] | None = None,
     """The swagger 2.0 document of all served resources, as a JSON-able dict (what
     ``/openapi/v2`` serves as JSON and ``v2_protobuf`` encodes)."""
     kinds, defs, extra = _prepare(resources, definitions)
-    roots = [_PATCH, _DELETE_OPTIONS, _STATUS]
-    paths: dict[str, Any] = {}
-    for k in kinds:
-        roots += [k.name, k.list_name]
-        for item in _path_items(k):
-            entry = paths.setdefault(item.path, {})
-            entry["parameters"] = [_v2_param(n, k.rdef.kind) for n in item.params]
-            for op in item.ops:
-                entry[op.method] = _v2_op(k, op)
+    roots, paths = _paths(kinds, _v2_param, _v2_op)
     closure = _closure(roots, defs, extra)
     return {
         "swagger": "2.0",
