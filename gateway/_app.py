@@ -386,5 +386,6 @@ def _metrics(ctx: Context) -> str:
         "# TYPE jetkube_append_seconds_total counter", f"jetkube_append_seconds_total {log.append_s:.6f}",
         "# TYPE jetkube_projection_applied_sequence gauge", f"jetkube_projection_applied_sequence {store.applied}",
         "# TYPE jetkube_watchers gauge", f"jetkube_watchers {watchers}",
+        *ctx.projection.consistent_wait.prometheus("jetkube_consistent_read_wait_seconds"),
     ]
     return "\n".join(lines) + "\n"

@@ -51,6 +51,8 @@ class Projection:
         self._waiters: list[tuple[int, int, trio.Event]] = []
         self._tie = itertools.count()
         self.ready = trio.Event()
+        #: Time consistent reads spend reading the head and waiting for it (KEP-2340's figure).
+        self.consistent_wait = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.11, 0.25, 0.5, 1.0, 3.0))
         self.start_head = 0
         self._listeners: list[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]]] = []
 
@@ -122,7 +124,11 @@ class Projection:
 
     async def consistent(self) -> int:
         """Wait until the store reflects the log head as of now; return the applied sequence."""
-        await self.wait_for(await self.log.head())
+        t0 = trio.current_time()
+        try:
+            await self.wait_for(await self.log.head())
+        finally:
+            self.consistent_wait.observe(trio.current_time() - t0)
         return self.store.applied
 
     # ---- reads ------------------------------------------------------------------------------------
@@ -299,6 +305,35 @@ class Projection:
             yield target
         finally:
             await reader.aclose()
+
+
+class Histogram:
+    """A fixed-bucket histogram in the Prometheus shape: cumulative counts per upper bound."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        for i, b in enumerate(self.bounds):
+            if value <= b:
+                self.counts[i] += 1
+                return
+        self.counts[-1] += 1
+
+    def prometheus(self, name: str) -> list[str]:
+        lines = [f"# TYPE {name} histogram"]
+        running = 0
+        for b, c in zip(self.bounds, self.counts, strict=False):
+            running += c
+            lines.append(f'{name}_bucket{{le="{b:g}"}} {running}')
+        lines.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
+        lines += [f"{name}_sum {self.total:.6f}", f"{name}_count {self.count}"]
+        return lines
 
 
 class ContinueNeedsHistory(Exception):

@@ -110,6 +110,11 @@ async def test_version_and_health(api: httpx.AsyncClient) -> None:
         assert "coordination.k8s.io" in groups
         res = {r["name"] for r in (await api.get("/api/v1")).json()["resources"]}
         assert {"namespaces", "configmaps", "secrets", "serviceaccounts", "events"} <= res
+        await api.get("/api/v1/namespaces")  # one consistent read
+        metrics = (await api.get("/metrics")).text
+        assert 'jetkube_actor_handled_total{actor="authn"}' in metrics
+        count = next(line for line in metrics.splitlines() if line.startswith("jetkube_consistent_read_wait_seconds_count"))
+        assert int(count.split()[1]) >= 1
 
 
 @pytest.mark.parametrize("method,path,body,ctype,code", [

@@ -100,3 +100,14 @@ def test_bookmarks_only_when_asked() -> None:
     with pytest.raises(trio.WouldBlock):
         quiet.receive.receive_nowait()
     assert loud.receive.receive_nowait() == ("BOOKMARK", 1)
+
+
+def test_histogram_buckets_are_cumulative() -> None:
+    from projections._projection import Histogram
+
+    h = Histogram((0.01, 0.1))
+    for v in (0.005, 0.05, 0.05, 2.0):
+        h.observe(v)
+    lines = h.prometheus("x")
+    assert 'x_bucket{le="0.01"} 1' in lines and 'x_bucket{le="0.1"} 3' in lines
+    assert 'x_bucket{le="+Inf"} 4' in lines and "x_count 4" in lines
