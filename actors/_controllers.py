@@ -76,9 +76,7 @@ class Controllers:
                 self.enqueue(ch.name)
         elif ch.namespace:
             ns = self.projection.get(Key(tenant, "", "namespaces", "", ch.namespace))
-            if ns is not None and ns.fields.get("status.phase") == "Terminating" and ch.type == DELETED:
-                self.enqueue(ch.namespace)
-            elif group == "" and resource == "serviceaccounts" and ch.type == DELETED and ch.name == "default":
+            if ns is not None and ns.fields.get("status.phase") == "Terminating" and ch.type == DELETED or group == "" and resource == "serviceaccounts" and ch.type == DELETED and ch.name == "default":
                 self.enqueue(ch.namespace)
 
     def resync(self) -> None:
@@ -97,7 +95,7 @@ class Controllers:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 while self._queue:
-                    tenant, ns = self._queue.pop()
+                    _, ns = self._queue.pop()
                     try:
                         await self.reconcile(ns)
                     except (ApiError, trio.TooSlowError) as e:

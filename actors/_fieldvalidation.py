@@ -132,7 +132,7 @@ def _alternatives(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> list[Ma
 
 
 class _Walker:
-    __slots__ = ("defs", "found", "limit", "open_empty", "seen", "doomed")
+    __slots__ = ("defs", "doomed", "found", "limit", "open_empty", "seen")
 
     def __init__(self, defs: Mapping[str, Any], open_empty: bool, limit: int, *, prune: bool = False) -> None:
         self.defs = defs

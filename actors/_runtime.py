@@ -30,7 +30,7 @@ M = TypeVar("M")
 class ReplySlot:
     """Where an answer goes. Set at most once; abandoned when the asker gave up."""
 
-    __slots__ = ("_event", "value", "error", "abandoned", "stage_times")
+    __slots__ = ("_event", "abandoned", "error", "stage_times", "value")
 
     def __init__(self) -> None:
         self._event = trio.Event()
@@ -116,7 +116,7 @@ class Actor(Generic[M]):
                 await self._handler(msg, reply)
             except ApiError as e:
                 reply.fail(e)
-            except Exception as e:  # noqa: BLE001 - supervision: log, answer, keep serving
+            except Exception as e:
                 log.exception("actor %s crashed on %r; restarted", self.name, type(msg).__name__)
                 reply.fail(InternalError(f"internal error in {self.name}: {type(e).__name__}"))
             finally:

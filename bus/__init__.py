@@ -31,17 +31,45 @@ from ._types import (
 )
 
 __all__ = [
-    "Actor", "Bridge", "BusClosed", "BusError", "BusTimeout", "Event", "EventType", "JetStreamError", "Key",
-    "Log", "LogMessage", "LogReader", "NoResponders", "Reply", "StreamConfig", "SubjectError",
-    "WrongLastSequence", "decode_event", "decode_token", "encode_event", "encode_object_with_rv_slot",
-    "encode_token", "free_port", "is_system_subject", "system_subject", "nats_server_binary", "object_bytes", "object_subject", "open_bridge",
-    "open_log", "parse_subject", "resource_filter", "run_nats_server",
+    "Actor",
+    "Bridge",
+    "BusClosed",
+    "BusError",
+    "BusTimeout",
+    "Event",
+    "EventType",
+    "JetStreamError",
+    "Key",
+    "Log",
+    "LogMessage",
+    "LogReader",
+    "NoResponders",
+    "Reply",
+    "StreamConfig",
+    "SubjectError",
+    "WrongLastSequence",
+    "decode_event",
+    "decode_token",
+    "encode_event",
+    "encode_object_with_rv_slot",
+    "encode_token",
+    "free_port",
+    "is_system_subject",
+    "nats_server_binary",
+    "object_bytes",
+    "object_subject",
+    "open_bridge",
+    "open_log",
+    "parse_subject",
+    "resource_filter",
+    "run_nats_server",
+    "system_subject",
 ]
 
-from ._kinds import BUILTIN, Registry, ResourceDef, field_value  # noqa: E402
+from ._kinds import BUILTIN, Registry, ResourceDef, field_value
 
 __all__ += ["BUILTIN", "Registry", "ResourceDef", "field_value"]
 
-from ._schemas import definitions, patch_schema, schema_for  # noqa: E402
+from ._schemas import definitions, patch_schema, schema_for
 
 __all__ += ["definitions", "patch_schema", "schema_for"]

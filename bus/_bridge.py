@@ -31,7 +31,7 @@ Headers = dict[str, str] | None
 
 
 class _Pending:
-    __slots__ = ("event", "data", "headers", "abandoned")
+    __slots__ = ("abandoned", "data", "event", "headers")
 
     def __init__(self) -> None:
         self.event = trio.Event()
@@ -114,7 +114,7 @@ class Bridge:
             scope.shield = True
             try:
                 await self.run_coro(_a_close(), timeout_s=4)
-            except Exception:  # noqa: BLE001 - shutting down anyway
+            except Exception:  # noqa: BLE001, S110 - shutting down anyway
                 pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         await trio.to_thread.run_sync(self._thread.join, 5)
@@ -232,7 +232,7 @@ class Bridge:
         return self._nc
 
 
-class open_bridge:  # noqa: N801 - an async context manager named like trio's open_* functions
+class open_bridge:
     """``async with open_bridge(url) as bridge``: connect; on exit drain and close."""
 
     def __init__(self, url: str, *, max_in_flight: int = 8192, connect_timeout_s: float = 10.0) -> None:

@@ -88,7 +88,7 @@ def _write_config(store: Path, host: str, port: int, max_payload_bytes: int) -> 
         f"max_payload: {max_payload_bytes}\n"
         f"jetstream {{\n  store_dir: \"{store / 'js'}\"\n}}\n"
     )
-    return conf, open(store / "nats-server.log", "ab")  # noqa: SIM115 - the caller closes it
+    return conf, open(store / "nats-server.log", "ab")
 
 
 async def _terminate(proc: trio.Process) -> None:

@@ -34,7 +34,7 @@ def _api_error(resp: dict[str, Any]) -> JetStreamError:
 
 
 class _HeadRound:
-    __slots__ = ("done", "value", "error")
+    __slots__ = ("done", "error", "value")
 
     def __init__(self) -> None:
         self.done = trio.Event()

@@ -141,7 +141,7 @@ class LogReader:
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - the old inbox is gone either way
+            except Exception:  # noqa: BLE001, S110 - the old inbox is gone either way
                 pass
             self._sub = None
         self._inbox = nc.new_inbox()
@@ -194,9 +194,7 @@ class LogReader:
             self._outstanding = 0
             if status in ("404", "408"):
                 await self._a_pull()
-            elif status == "409" and "Leadership Change" not in desc and "Exceeded" not in desc:
-                await self._a_rebuild()
-            elif status == "503":
+            elif status == "409" and "Leadership Change" not in desc and "Exceeded" not in desc or status == "503":
                 await self._a_rebuild()
             else:
                 await self._a_pull()
@@ -256,7 +254,7 @@ class LogReader:
                 await self._sub.unsubscribe()
             if self._consumer:
                 await self._b.nc.publish(f"$JS.API.CONSUMER.DELETE.{self._stream}.{self._consumer}", b"")
-        except Exception:  # noqa: BLE001 - the consumer expires by inactive_threshold anyway
+        except Exception:  # noqa: BLE001, S110 - the consumer expires by inactive_threshold anyway
             pass
 
 

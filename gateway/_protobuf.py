@@ -522,7 +522,7 @@ def _text(buf: bytes, start: int, stop: int) -> str:
 class _Slot:
     """What one known field collected while scanning a message."""
 
-    __slots__ = ("values", "chunks")
+    __slots__ = ("chunks", "values")
 
     def __init__(self) -> None:
         self.values: list[Any] = []
@@ -695,7 +695,7 @@ def _last(slots: dict[int, _Slot], number: int, default: Any = 0) -> Any:
     return slot.values[-1] if slot is not None and slot.values else default
 
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 def _utc(seconds: int, micros: int = 0) -> _dt.datetime:
@@ -893,7 +893,7 @@ def _parse_rfc3339(s: str) -> _dt.datetime:
     except ValueError:
         raise ProtobufError(f"not an RFC 3339 time: {s!r}") from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=_dt.timezone.utc)
+        t = t.replace(tzinfo=_dt.UTC)
     return t
 
 

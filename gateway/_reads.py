@@ -69,10 +69,9 @@ def parse_list_options(q: Mapping[str, str], rdef: ResourceDef, namespace: str |
             raise BadRequest(f'"{f}" is not a known field selector: only "{", ".join(sorted(allowed))}"')
     rv = resource_version_param(q)
     match = q.get("resourceVersionMatch") or None
-    if match is not None:
-        if match not in ("Exact", "NotOlderThan"):
-            raise _invalid_list(f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"',
-                                "resourceVersionMatch")
+    if match is not None and match not in ("Exact", "NotOlderThan"):
+        raise _invalid_list(f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"',
+                            "resourceVersionMatch")
     watch = force_watch or query_bool(q.get("watch"))
     send_initial = None if "sendInitialEvents" not in q else query_bool(q.get("sendInitialEvents"))
     if match is not None and rv is None and not (watch and send_initial):

@@ -25,10 +25,11 @@ What the apiserver does, and what is mirrored here:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -197,7 +198,7 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def _aware(now: datetime) -> datetime:
-    return now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
 
 
 def translate_timestamp_since(value: Any, now: datetime) -> str:
@@ -213,7 +214,7 @@ def _rfc3339(value: Any) -> str:
     t = parse_time(value)
     if t is None:
         return "0001-01-01T00:00:00Z"
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- column definitions ------------------------------------------------------------------------
@@ -353,8 +354,7 @@ def _parse_path(path: str) -> list[_Step]:
     p = path.strip()
     if p.startswith("{") and p.endswith("}"):
         p = p[1:-1].strip()
-    if p.startswith("$"):
-        p = p[1:]
+    p = p.removeprefix("$")
     steps: list[_Step] = []
     i, n = 0, len(p)
     while i < n:
@@ -496,7 +496,7 @@ def jsonpath_find(obj: Any, path: str) -> list[Any]:
 def _go_float(x: float) -> str:
     """Go's ``fmt.Sprint(float64)`` (``%v`` = ``%g`` with the shortest digits; strconv switches to the
     exponent form when the decimal exponent is < -4 or >= 6, e.g. ``1e+06``, ``1.5e-05``)."""
-    if x != x:
+    if math.isnan(x):
         return "NaN"
     if x in (float("inf"), float("-inf")):
         return "+Inf" if x > 0 else "-Inf"

@@ -390,5 +390,12 @@ def _paginate(rows, flt: WatchFilter, limit: int, start_after: str, rv: int) -> 
     return ListResult(items, rv)
 
 
-__all__ = ["BOOKMARK", "ContinueExpired", "ContinueNeedsHistory", "ListResult", "Projection",
-           "ProjectionSettings", "DELETED"]
+__all__ = [
+    "BOOKMARK",
+    "DELETED",
+    "ContinueExpired",
+    "ContinueNeedsHistory",
+    "ListResult",
+    "Projection",
+    "ProjectionSettings",
+]

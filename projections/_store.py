@@ -25,7 +25,7 @@ _EMPTY: dict[str, str] = {}
 class Entry:
     """One live object. ``data`` is its JSON with ``metadata.resourceVersion`` = ``seq``."""
 
-    __slots__ = ("seq", "data", "labels", "fields")
+    __slots__ = ("data", "fields", "labels", "seq")
 
     def __init__(self, seq: int, data: bytes, labels: dict[str, str], fields: dict[str, str]) -> None:
         self.seq = seq
@@ -37,7 +37,7 @@ class Entry:
 class Change:
     """One change of one object as watchers see it, with the state before it (for selectors)."""
 
-    __slots__ = ("seq", "type", "namespace", "name", "entry", "prev", "_lines")
+    __slots__ = ("_lines", "entry", "name", "namespace", "prev", "seq", "type")
 
     def __init__(self, seq: int, type_: str, namespace: str, name: str, entry: Entry, prev: Entry | None) -> None:
         self.seq = seq

@@ -34,8 +34,8 @@ async def start_server(nursery: trio.Nursery, tmp_path: Path, nats_url: str) -> 
     async def start(**overrides: Any) -> Running:
         nonlocal count
         count += 1
-        kw: dict[str, Any] = dict(data_dir=str(tmp_path / f"jk{count}"), port=0, insecure_port=0, nats_url=nats_url,
-                                  graceful_timeout_s=0.5)
+        kw: dict[str, Any] = {"data_dir": str(tmp_path / f"jk{count}"), "port": 0, "insecure_port": 0,
+                              "nats_url": nats_url, "graceful_timeout_s": 0.5}
         kw.update(overrides)
         stop = trio.Event()
         stops.append(stop)

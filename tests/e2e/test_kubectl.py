@@ -74,7 +74,7 @@ class Kubectl:
     def run(self, *args: str, ns: bool = True, check: bool = True, input: str | None = None,
             env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         cmd = [self.binary, *(["-n", self.namespace] if ns else []), *args]
-        p = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout,
+        p = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout, check=False,
                            env={**self.env, **(env or {})})
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} -> {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from gateway._table import (
     wants_table,
 )
 
-NOW = datetime(2024, 1, 10, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 10, 12, 0, 0, tzinfo=UTC)
 # Columns and cells depend only on (group, kind): the tests define their own kinds.
 CM = ResourceDef("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",))
 SECRET = ResourceDef("", "v1", "Secret", "secrets", "secret", True)
@@ -78,8 +78,8 @@ def raw(obj: dict[str, Any]) -> bytes:
         ("", None),
         (None, None),
         # protobuf and YAML Tables cannot be served: skipped in favour of the next clause
-        ("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,"
-         "application/json;as=Table;v=v1beta1;g=meta.k8s.io", "meta.k8s.io/v1beta1"),
+        (("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,"
+          "application/json;as=Table;v=v1beta1;g=meta.k8s.io"), "meta.k8s.io/v1beta1"),
         ("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json", None),
         ("application/yaml;as=Table;v=v1;g=meta.k8s.io,application/json", None),
         # not a Table we know: bad group, bad version, missing kind, PartialObjectMetadata
