@@ -35,7 +35,14 @@ from bus import (
     patch_schema,
     schema_for,
 )
-from projections import Entry, Projection, ResourceVersionTooLarge, WatchFilter
+from projections import (
+    Entry,
+    Projection,
+    ResourceVersionTooLarge,
+    WatchFilter,
+    parse_field_selector,
+    parse_label_selector,
+)
 
 from ._errors import (
     AlreadyExists,
@@ -54,6 +61,7 @@ from ._fieldvalidation import (
     strict_errors,
     strict_patch_message,
     type_errors,
+    unknown_fields,
 )
 from ._managed import manager_from_user_agent, record_update
 from ._patch import (
@@ -240,8 +248,6 @@ class ResourceCore:
             raise BadRequest(f'{rdef.kind} in version "{rdef.version}" cannot be handled as a {rdef.kind}: json: '
                              + "; ".join(wrong))
         if mode == "Strict":
-            from ._fieldvalidation import unknown_fields
-
             unknown = unknown_fields(obj, schema, definitions())
             if unknown:
                 errors = strict_errors(unknown)
@@ -345,7 +351,7 @@ class ResourceCore:
                 entry = self.projection.get(key)
         raise self.conflict(rdef, key.name)
 
-    def _merge_update(self, req: Request, old: dict[str, Any], new: dict[str, Any]) -> Decision:
+    def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any]) -> Decision:
         """Carry server-owned fields from ``old`` into ``new``; validate; spot finalization."""
         rdef = req.rdef
         assert rdef is not None
@@ -379,7 +385,7 @@ class ResourceCore:
         self._validate(req, new, old)
         record_update(old, new, manager=self._manager(req), api_version=rdef.api_version, now=now_rfc3339())
         if _same(old, new):
-            return ("same", new)
+            return _NoChange(entry)
         if om.get("deletionTimestamp") and not nm.get("finalizers"):
             return ("delete", new)
         return ("put", new)
@@ -409,10 +415,7 @@ class ResourceCore:
             if rv is not None and rv != entry.seq:
                 raise self.conflict(rdef, req.name)
             new = msgspec.json.decode(_json.encode(body))  # a private copy per attempt
-            decision = self._merge_update(req, old, new)
-            if decision[0] == "same":  # type: ignore[index]
-                return _NoChange(entry)
-            return decision
+            return self._merge_update(req, entry, old, new)
 
         try:
             code, data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
@@ -465,10 +468,7 @@ class ResourceCore:
             if new["metadata"].get("name") != req.name:
                 raise BadRequest(f"the name of the object ({new['metadata'].get('name')}) does not match the name "
                                  f"on the URL ({req.name})")
-            decision = self._merge_update(req, old, new)
-            if decision[0] == "same":  # type: ignore[index]
-                return _NoChange(entry)
-            return decision
+            return self._merge_update(req, entry, old, new)
 
         code, data, _ = await self.guaranteed_update(req, key, decide)
         return WriteResult(code, data, warnings)
@@ -561,8 +561,6 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         if flt is None:
-            from projections import parse_field_selector, parse_label_selector
-
             flt = WatchFilter(req.namespace if rdef.namespaced else None,
                               parse_label_selector(req.query.get("labelSelector", "")),
                               parse_field_selector(req.query.get("fieldSelector", "")))

@@ -11,6 +11,7 @@ from ._reader import LogReader
 from ._subjects import (
     Key,
     SubjectError,
+    all_filter,
     decode_token,
     encode_token,
     is_system_subject,
@@ -47,7 +48,7 @@ __all__ = [
     "Reply",
     "StreamConfig",
     "SubjectError",
-    "WrongLastSequence",
+    "WrongLastSequence", "all_filter",
     "decode_event",
     "decode_token",
     "encode_event",

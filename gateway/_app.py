@@ -309,14 +309,14 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     if route.kind == "metrics":
         return Response(_metrics(ctx), status=200, content_type="text/plain; version=0.0.4")
     if route.kind == "health":
+        # Only readiness (and an explicit /<probe>/projection check) depends on the projection.
         ready = ctx.projection.ready.is_set()
-        ok = ready if route.group == "readyz" else True
-        verbose = "verbose" in request.args
-        if route.name:  # a single check, e.g. /readyz/projection
-            ok = ready if route.name in ("projection", "log") else ok
-        text = ("[+]ping ok\n[+]log ok\n" + ("[+]projection ok\n" if ready else "[-]projection not caught up\n")
-                + f"{route.group} {'check passed' if ok else 'check failed'}\n") if verbose else ("ok" if ok else
-                                                                                                  "not ready")
+        ok = ready if route.group == "readyz" or route.name in ("projection", "log") else True
+        if "verbose" in request.args:
+            checks = "[+]ping ok\n[+]log ok\n" + ("[+]projection ok\n" if ready else "[-]projection not caught up\n")
+            text = checks + f"{route.group} {'check passed' if ok else 'check failed'}\n"
+        else:
+            text = "ok" if ok else "not ready"
         return Response(text, status=200 if ok else 503, content_type="text/plain; charset=utf-8")
     if route.kind == "discovery":
         reg = ctx.registry

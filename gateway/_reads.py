@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from actors import BadRequest, Cause, Invalid, NotFound
+from actors import BadRequest, Cause, Invalid, NotFound, TooManyRequests
 from bus import Key, ResourceDef
 from projections import (
     BOOKMARK,
@@ -182,8 +182,6 @@ async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, op
                       encode: Callable[[str, Change], bytes] = json_line) -> AsyncIterator[bytes]:
     """The watch stream as newline-terminated events (``encode`` formats object events; bookmarks
     and errors are always JSON). Errors after the stream started become an ERROR event and end it."""
-    from actors import TooManyRequests
-
     rv = opts.resource_version
     start: int | None
     if rv is None or opts.send_initial:

@@ -18,10 +18,9 @@ from typing import NoReturn
 
 import trio
 
-from bus import Key, Log, LogMessage, decode_event, object_bytes, parse_subject, resource_filter
-from bus._subjects import all_filter
+from bus import Key, Log, LogMessage, all_filter, decode_event, object_bytes, parse_subject, resource_filter
 
-from ._errors import ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
+from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
@@ -357,8 +356,6 @@ def encode_continue(rv: int, start_after: str) -> str:
 
 
 def decode_continue(token: str) -> tuple[int, str]:
-    from ._errors import BadContinue
-
     try:
         obj = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
         return int(obj["rv"]), str(obj["start"])
