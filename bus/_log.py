@@ -199,27 +199,25 @@ class Log:
         assert r.value is not None
         return r.value
 
-    async def last_message(self, subject: str) -> tuple[int, str, bytes] | None:
-        """(seq, Msg-Id, data) of the subject's last message, from the stream leader, or None."""
+    async def _stored_message(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        """One message as STREAM.MSG.GET answers it (from the stream leader), or None."""
         try:
-            resp = await self._api(f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": subject})
+            resp = await self._api(f"STREAM.MSG.GET.{self.stream}", query)
         except JetStreamError as e:
             if e.code == 404:
                 return None
             raise
-        m = resp["message"]
-        return int(m["seq"]), _msg_id(m), base64.b64decode(m.get("data", ""))
+        return dict(resp["message"])
+
+    async def last_message(self, subject: str) -> tuple[int, str, bytes] | None:
+        """(seq, Msg-Id, data) of the subject's last message, from the stream leader, or None."""
+        m = await self._stored_message({"last_by_subj": subject})
+        return None if m is None else (int(m["seq"]), _msg_id(m), base64.b64decode(m.get("data", "")))
 
     async def message_at(self, seq: int) -> tuple[str, str] | None:
         """(subject, Msg-Id) of the message at ``seq``, or None when the stream no longer has it."""
-        try:
-            resp = await self._api(f"STREAM.MSG.GET.{self.stream}", {"seq": seq})
-        except JetStreamError as e:
-            if e.code == 404:
-                return None
-            raise
-        m = resp["message"]
-        return str(m["subject"]), _msg_id(m)
+        m = await self._stored_message({"seq": seq})
+        return None if m is None else (str(m["subject"]), _msg_id(m))
 
     async def open_reader(self, filter_subject: str, start_seq: int, *, batch: int = 1024) -> LogReader:
         return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch)
