@@ -11,6 +11,7 @@ projection to reach the winning version and decides again.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -51,6 +52,7 @@ from ._errors import (
     Cause,
     Conflict,
     Invalid,
+    MethodNotAllowed,
     NotFound,
     UnsupportedMediaType,
     invalid,
@@ -103,16 +105,21 @@ Decision = tuple[str, dict[str, Any]] | _NoChange  # ("put" | "delete", object)
 class ResourceCore:
     """Write logic; the actor's handler is :meth:`handle`."""
 
-    def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32) -> None:
+    def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32,
+                 admit: Callable[[Request], Awaitable[None]] | None = None) -> None:
         self.log = log
         self.projection = projection
         self.max_retries = max_retries
+        # The admission step every item of a deletecollection passes, as a single delete does.
+        self.admit = admit
 
     # ---- entry point ---------------------------------------------------------------------------
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         assert req.rdef is not None
         verb = req.verb
+        if verb in _API_VERBS and verb not in req.rdef.verbs:
+            raise MethodNotAllowed("the server does not allow this method on the requested resource")
         if verb == "create":
             result = await self.create(req)
         elif verb == "update":
@@ -210,8 +217,9 @@ class ResourceCore:
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
                              source=req.source),
             labels=labels, fields=fields)
-        msg_id = req.audit_id if attempt == 0 else f"{req.audit_id}.{attempt}"
-        seq = await self.log.append(self.log.subject(key), encode_event(event), msg_id=msg_id, expected_seq=expected)
+        subject = self.log.subject(key)
+        seq = await self.log.append(subject, encode_event(event), msg_id=_msg_id(req.audit_id, subject, attempt),
+                                    expected_seq=expected)
         # Read-your-writes on this gateway (as kine's waitForSequence): answer once the local
         # projection has applied the write, so any read that follows here sees it, even with
         # resourceVersion=0. Bounded; an acknowledged write is never failed for it.
@@ -566,11 +574,15 @@ class ResourceCore:
                               parse_field_selector(req.query.get("fieldSelector", "")))
         await self.projection.consistent()
         listed = self.projection.list(req.tenant, rdef.group, rdef.plural, flt)
+        # One delete per item, each through the admission step a single delete passes; the answer
+        # lists what was deleted (as listed) or marked for deletion (as it now is). As the
+        # apiserver's store, the first error ends the request; an item gone meanwhile is skipped.
         items = []
         for data in listed.items:
-            obj = _decode(data)
-            one = msgspec.structs.replace(req, verb="delete", name=obj["metadata"]["name"],
-                                          namespace=obj["metadata"].get("namespace", ""))
+            meta = _decode(data)["metadata"]
+            one = msgspec.structs.replace(req, verb="delete", name=meta["name"], namespace=meta.get("namespace", ""))
+            if self.admit is not None:
+                await self.admit(one)
             try:
                 res = await self.delete(one)
             except NotFound:
@@ -579,6 +591,19 @@ class ResourceCore:
         body = b'{"kind":"%s","apiVersion":"%s","metadata":{"resourceVersion":"%d"},"items":[%s]}' % (
             rdef.list_kind.encode(), rdef.api_version.encode(), self.projection.store.applied, b",".join(items))
         return WriteResult(200, body)
+
+
+_API_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def _msg_id(audit_id: str, subject: str, attempt: int) -> str:
+    """The append's Nats-Msg-Id: the request's audit ID and a digest of the subject, so that a
+    request writing several objects (deletecollection) gives each its own identity on the log,
+    while a retry of the same append stays a duplicate. ``attempt`` > 0 is a new decision after a
+    conflict, a different append."""
+    digest = hashlib.blake2b(subject.encode(), digest_size=8).hexdigest()
+    base = f"{audit_id or uuid.uuid4()}:{digest}"
+    return base if attempt == 0 else f"{base}.{attempt}"
 
 
 class _CreateInstead(ApiError):

@@ -1,0 +1,168 @@
+"""Write-path defects of issue 7, each through the real HTTP face, actors and JetStream log."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import trio
+
+from actors import SYSTEM_USER, Forbidden, Pipeline, Request, TokenAuthenticator
+from bus import Key, Registry, StreamConfig, open_bridge, open_log
+from projections import Projection
+from tests.conftest import StartServer, client_for
+
+pytestmark = pytest.mark.integration
+
+CM = "/api/v1/namespaces/default/configmaps"
+CR = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+
+
+def cm(name: str, labels: dict[str, str] | None = None, finalizers: list[str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels or {}}
+    if finalizers:
+        meta["finalizers"] = finalizers
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": name}}
+
+
+def names(body: dict[str, Any]) -> list[str]:
+    return sorted(i["metadata"]["name"] for i in body["items"])
+
+
+async def watch_deleted(api: httpx.AsyncClient, url: str, want: int, started: trio.Event,
+                        seen: list[str]) -> None:
+    """Record the names of DELETED events on ``url`` until ``want`` of them arrived."""
+    async with api.stream("GET", url) as r:
+        assert r.status_code == 200
+        started.set()
+        async for line in r.aiter_lines():
+            if not line:
+                continue
+            ev = json.loads(line)
+            if ev["type"] == "DELETED":
+                seen.append(ev["object"]["metadata"]["name"])
+                if len(seen) >= want:
+                    return
+
+
+# ---- 1. deletecollection deletes every match, each with its own identity on the log ----------------
+
+async def test_deletecollection_deletes_every_match_and_watchers_see_each(start_server: StartServer) -> None:
+    with trio.fail_after(60):
+        a, b = await start_server(), await start_server()
+        async with client_for(a) as api, client_for(b) as other:
+            await api.post("/api/v1/namespaces", json={"metadata": {"name": "elsewhere"}})
+            for i in range(7):
+                assert (await api.post(CM, json=cm(f"x{i}", {"x": "1"}))).status_code == 201
+            for i in range(3):
+                assert (await api.post(CM, json=cm(f"keep{i}", {"x": "2"}))).status_code == 201
+            r = await api.post("/api/v1/namespaces/elsewhere/configmaps", json=cm("far", {"x": "1"}))
+            assert r.status_code == 201
+            rv = (await api.get(CM)).json()["metadata"]["resourceVersion"]
+            seen_here: list[str] = []
+            seen_there: list[str] = []
+            started = [trio.Event(), trio.Event()]
+            async with trio.open_nursery() as n:
+                n.start_soon(watch_deleted, api, f"{CM}?watch=1&resourceVersion={rv}", 7, started[0], seen_here)
+                n.start_soon(watch_deleted, other, f"{CM}?watch=1&resourceVersion={rv}&labelSelector=x%3D1", 7,
+                             started[1], seen_there)
+                for s in started:
+                    await s.wait()
+                r = await api.delete(f"{CM}?labelSelector=x%3D1")
+                assert r.status_code == 200, r.text
+                assert r.json()["kind"] == "ConfigMapList"
+                assert names(r.json()) == [f"x{i}" for i in range(7)]
+            assert sorted(seen_here) == sorted(seen_there) == [f"x{i}" for i in range(7)]
+            # Read on the other gateway: exactly the unselected ones remain.
+            assert names((await other.get(CM)).json()) == ["keep0", "keep1", "keep2"]
+            assert names((await other.get("/api/v1/namespaces/elsewhere/configmaps")).json()) == ["far"]
+
+            # Without a selector: everything in the namespace, nothing elsewhere.
+            r = await other.delete(CM)
+            assert r.status_code == 200 and names(r.json()) == ["keep0", "keep1", "keep2"]
+            assert (await api.get(CM)).json()["items"] == []
+            assert names((await api.get("/api/v1/namespaces/elsewhere/configmaps")).json()) == ["far"]
+
+
+async def test_deletecollection_cluster_scoped(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        before = names((await api.get(CR)).json())
+        for i in range(6):
+            body = {"metadata": {"name": f"cr{i}", "labels": {"t": "a" if i < 5 else "b"}}, "rules": []}
+            assert (await api.post(CR, json=body)).status_code == 201
+        r = await api.delete(f"{CR}?labelSelector=t%3Da")
+        assert r.status_code == 200 and names(r.json()) == [f"cr{i}" for i in range(5)]
+        assert names((await api.get(CR)).json()) == sorted([*before, "cr5"])
+        r = await api.delete(f"{CR}?labelSelector=t")
+        assert r.status_code == 200 and names(r.json()) == ["cr5"]
+        assert names((await api.get(CR)).json()) == before
+
+
+async def test_deletecollection_with_finalizers_marks_some_deletes_others(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        for i in range(6):
+            fins = ["example.com/hold"] if i % 2 else None
+            assert (await api.post(CM, json=cm(f"f{i}", {"g": "f"}, fins))).status_code == 201
+        r = await api.delete(f"{CM}?labelSelector=g%3Df")
+        assert r.status_code == 200 and names(r.json()) == [f"f{i}" for i in range(6)]
+        marked = {i["metadata"]["name"]: i["metadata"].get("deletionTimestamp") for i in r.json()["items"]}
+        assert all(marked[f"f{i}"] for i in (1, 3, 5)) and not any(marked[f"f{i}"] for i in (0, 2, 4))
+        left = (await api.get(f"{CM}?labelSelector=g%3Df")).json()["items"]
+        assert names({"items": left}) == ["f1", "f3", "f5"]
+        assert all(i["metadata"]["deletionTimestamp"] for i in left)
+        # Again: the marked ones stay as they are (no new write), nothing else is touched.
+        r = await api.delete(f"{CM}?labelSelector=g%3Df")
+        assert r.status_code == 200 and names(r.json()) == ["f1", "f3", "f5"]
+        for i in (1, 3, 5):
+            r = await api.patch(f"{CM}/f{i}", content=b'{"metadata":{"finalizers":null}}',
+                                headers={"Content-Type": "application/merge-patch+json"})
+            assert r.status_code == 200
+        assert (await api.get(f"{CM}?labelSelector=g%3Df")).json()["items"] == []
+
+
+# ---- 2. the namespaces collection cannot be deleted; items pass admission ------------------------------
+
+async def test_namespaces_collection_delete_is_method_not_allowed(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        await api.post("/api/v1/namespaces", json={"metadata": {"name": "n1", "labels": {"a": "b"}}})
+        await api.post("/api/v1/namespaces/default/configmaps", json=cm("stays"))
+        for url in ("/api/v1/namespaces", "/api/v1/namespaces?labelSelector=a%3Db"):
+            r = await api.delete(url)
+            assert r.status_code == 405, r.text
+            assert r.json()["reason"] == "MethodNotAllowed"
+        ns = names((await api.get("/api/v1/namespaces")).json())
+        assert {"default", "kube-system", "kube-public", "n1"} <= set(ns)
+        for n in ("default", "n1"):
+            assert (await api.get(f"/api/v1/namespaces/{n}")).json()["status"]["phase"] == "Active"
+        assert (await api.get("/api/v1/namespaces/default/configmaps/stays")).status_code == 200
+        # Discovery agrees: no deletecollection on namespaces, as kube-apiserver.
+        res = (await api.get("/api/v1")).json()["resources"]
+        verbs = next(r["verbs"] for r in res if r["name"] == "namespaces")
+        assert "deletecollection" not in verbs and "delete" in verbs
+        assert "deletecollection" in next(r["verbs"] for r in res if r["name"] == "configmaps")
+
+
+async def test_each_deletecollection_item_passes_admission(nats_url: str) -> None:
+    """Past the gateway (as a controller would ask), a kind that did allow deletecollection still
+    gets every item admitted as a single delete: the immortal namespaces are refused."""
+    with trio.fail_after(30):
+        async with open_bridge(nats_url) as bridge, trio.open_nursery() as nursery:
+            log = await open_log(bridge, StreamConfig(name="ADM", prefix="adm"))
+            projection = Projection(log)
+            await nursery.start(projection.run)
+            pipeline = Pipeline(log, projection, Registry(), TokenAuthenticator({}))
+            await nursery.start(pipeline.run)
+            ns_def = Registry().by_resource("", "namespaces")
+            assert ns_def is not None and "deletecollection" not in ns_def.verbs
+            every = msgspec.structs.replace(ns_def, verbs=(*ns_def.verbs, "deletecollection"))
+            req = Request(verb="deletecollection", rdef=every, user=SYSTEM_USER, audit_id="adm-1")
+            with pytest.raises(Forbidden, match='namespaces "default" is forbidden'):
+                await pipeline.resource.ask(req, timeout_s=20)
+            await projection.consistent()
+            for n in ("default", "kube-system", "kube-public"):
+                entry = projection.get(Key("default", "", "namespaces", "", n))
+                assert entry is not None and entry.fields["status.phase"] == "Active"
+            nursery.cancel_scope.cancel()
