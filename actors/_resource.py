@@ -40,9 +40,8 @@ from projections import (
     Entry,
     Projection,
     ResourceVersionTooLarge,
+    SelectorError,
     WatchFilter,
-    parse_field_selector,
-    parse_label_selector,
 )
 
 from ._errors import (
@@ -329,9 +328,10 @@ class ResourceCore:
         assert rdef is not None
         entry = await self.current(key)
         if precondition_seq is not None and (entry is None or entry.seq < precondition_seq):
-            # The client saw a newer version than this replica has applied: catch up first, and
-            # decide (and CAS) against that version.
-            await self.projection.wait_for(precondition_seq)
+            # The client may have seen a newer version than this replica has applied: catch up with
+            # the log's head and decide (and CAS) against that. A precondition beyond the head can
+            # never hold: the decision answers 409 at once, as the apiserver, never a wait.
+            await self.projection.consistent()
             entry = self.projection.get(key)
         for attempt in range(self.max_retries):
             obj = None if entry is None else _decode(entry.data)
@@ -569,9 +569,11 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         if flt is None:
-            flt = WatchFilter(req.namespace if rdef.namespaced else None,
-                              parse_label_selector(req.query.get("labelSelector", "")),
-                              parse_field_selector(req.query.get("fieldSelector", "")))
+            try:
+                flt = WatchFilter.for_request(rdef, req.namespace, req.query.get("labelSelector", ""),
+                                              req.query.get("fieldSelector", ""))
+            except SelectorError as e:
+                raise BadRequest(str(e)) from None
         await self.projection.consistent()
         listed = self.projection.list(req.tenant, rdef.group, rdef.plural, flt)
         # One delete per item, each through the admission step a single delete passes; the answer

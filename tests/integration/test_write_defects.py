@@ -166,3 +166,53 @@ async def test_each_deletecollection_item_passes_admission(nats_url: str) -> Non
                 entry = projection.get(Key("default", "", "namespaces", "", n))
                 assert entry is not None and entry.fields["status.phase"] == "Active"
             nursery.cancel_scope.cancel()
+
+
+# ---- 10. preconditions beyond the log's head; deletecollection's selectors ----------------------------
+
+async def test_preconditions_beyond_the_head_conflict_at_once(start_server: StartServer) -> None:
+    with trio.fail_after(30):
+        a, b = await start_server(), await start_server()
+        async with client_for(a) as api, client_for(b) as other:
+            for i in range(3):
+                assert (await api.post(CM, json=cm(f"pre{i}"))).status_code == 201
+            for c in (api, other):
+                for i in range(3):
+                    cur = (await c.get(f"{CM}/pre{i}")).json()
+                    cur["metadata"]["resourceVersion"] = "999999999"
+                    with trio.fail_after(1.5):  # the consistent-read wait is 3 s: no waiting at all
+                        r = await c.put(f"{CM}/pre{i}", json=cur)
+                    assert r.status_code == 409 and r.json()["reason"] == "Conflict", r.text
+                    with trio.fail_after(1.5):
+                        r = await c.request("DELETE", f"{CM}/pre{i}",
+                                            json={"preconditions": {"resourceVersion": "999999999"}})
+                    assert r.status_code == 409 and "Precondition failed" in r.json()["message"], r.text
+            # Nothing was written; a fresh precondition written on one gateway holds on the other.
+            for i in range(3):
+                cur = (await api.get(f"{CM}/pre{i}")).json()
+                assert cur["data"] == {"k": f"pre{i}"}
+                cur["data"] = {"k": "new"}
+                r = await other.put(f"{CM}/pre{i}", json=cur)
+                assert r.status_code == 200, r.text
+                r = await api.request("DELETE", f"{CM}/pre{i}",
+                                      json={"preconditions": {"resourceVersion": r.json()["metadata"]["resourceVersion"]}})
+                assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("query", ["labelSelector=a%20in%20(", "labelSelector=a%3D%3D%3Db",
+                                   "fieldSelector=spec.nope%3D1", "fieldSelector=data.k%3Dx1",
+                                   "fieldSelector=metadata.name"])
+async def test_deletecollection_bad_selectors_are_400_as_list(api: httpx.AsyncClient, query: str) -> None:
+    with trio.fail_after(30):
+        for i in range(4):
+            assert (await api.post(CM, json=cm(f"s{i}", {"a": "b"}))).status_code == 201
+        listed = await api.get(f"{CM}?{query}")
+        assert listed.status_code == 400, listed.text
+        r = await api.delete(f"{CM}?{query}")
+        assert r.status_code == 400, r.text
+        assert r.json()["reason"] == "BadRequest" and r.json()["message"] == listed.json()["message"]
+        assert names((await api.get(CM)).json()) == ["s0", "s1", "s2", "s3"]
+        # A known field selector works and deletes only what it selects.
+        r = await api.delete(f"{CM}?fieldSelector=metadata.name%3Ds2")
+        assert r.status_code == 200 and names(r.json()) == ["s2"]
+        assert names((await api.get(CM)).json()) == ["s0", "s1", "s3"]
