@@ -79,10 +79,19 @@ from .messages import Request, WriteResult
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+_GENERATED_SUFFIX_LEN = 5
+_GENERATED_BASE_MAX_BYTES = 63 - _GENERATED_SUFFIX_LEN
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def generate_name(base: str) -> str:
+    """The apiserver's ``SimpleNameGenerator``: the base cut to 58 bytes, then 5 random characters,
+    so a generated name always fits a DNS label."""
+    cut = base.encode()[:_GENERATED_BASE_MAX_BYTES].decode(errors="ignore")
+    return cut + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(_GENERATED_SUFFIX_LEN))
 
 
 def now_rfc3339() -> str:
@@ -279,7 +288,7 @@ class ResourceCore:
         meta = obj["metadata"]
         self._set_namespace(req, meta)
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = str(meta["generateName"]) + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
+            meta["name"] = generate_name(str(meta["generateName"]))
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(f, None)
         now = now_rfc3339()

@@ -167,14 +167,22 @@ def is_config_map_key(value: str) -> list[str]:
 
 
 def is_valid_path_segment_name(value: str) -> list[str]:
-    """Problems with ``value`` as a URL path segment (the loosest name rule, used by events)."""
+    """Problems with ``value`` as a URL path segment (the loosest name rule: events, RBAC kinds)."""
     if value in (".", ".."):
         return [f"may not be '{value}'"]
-    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+    return _path_segment_prefix(value)
 
 
 def _path_segment_prefix(value: str) -> list[str]:
     return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
+def _stored_path_segment_name(value: str, prefix: bool) -> list[str]:
+    """A path-segment name jetkube can store. kube-apiserver bounds these names only by etcd's
+    request size; here every name is a token of the object's subject, so they get the subdomain
+    names' 253-byte bound, in the apiserver's words for it."""
+    errs = [] if _nbytes(value) <= _DNS1123_SUBDOMAIN_MAX else [_max_len_error(_DNS1123_SUBDOMAIN_MAX)]
+    return errs + (_path_segment_prefix(value) if prefix else is_valid_path_segment_name(value))
 
 
 def _mask_trailing_dash(name: str) -> str:
@@ -194,7 +202,7 @@ def _name_checker(rule: NameRule) -> Callable[[str, bool], list[str]]:
     if rule == "label":
         return lambda v, prefix: is_dns1123_label(_mask_trailing_dash(v) if prefix else v)
     if rule == "path":
-        return lambda v, prefix: _path_segment_prefix(v) if prefix else is_valid_path_segment_name(v)
+        return _stored_path_segment_name
     raise ValueError(f"unknown name rule {rule!r}")
 
 

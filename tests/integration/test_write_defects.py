@@ -216,3 +216,91 @@ async def test_deletecollection_bad_selectors_are_400_as_list(api: httpx.AsyncCl
         r = await api.delete(f"{CM}?fieldSelector=metadata.name%3Ds2")
         assert r.status_code == 200 and names(r.json()) == ["s2"]
         assert names((await api.get(CM)).json()) == ["s0", "s1", "s3"]
+
+
+# ---- 3. names validated per kind before any subject is built -------------------------------------------
+
+ROLES = "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+
+
+async def head_rv(api: httpx.AsyncClient) -> str:
+    """The log's head once the controllers' start-up writes (the default ServiceAccount of each of
+    the four initial namespaces) are in: from then on only the test writes."""
+    async with api.stream("GET", "/api/v1/serviceaccounts?watch=1&fieldSelector=metadata.name%3Ddefault") as r:
+        seen: set[str] = set()
+        async for line in r.aiter_lines():
+            if line:
+                seen.add(json.loads(line)["object"]["metadata"]["namespace"])
+                if len(seen) == 4:
+                    break
+    return (await api.get(CM)).json()["metadata"]["resourceVersion"]
+
+
+# httpx refuses URLs over 64 KiB, so the longest name tried in a URL is 60,000 characters.
+@pytest.mark.parametrize("name", ["ü" * 700, "r" * 60_000, "x" * 254])
+async def test_overlong_names_are_invalid_and_never_reach_the_log(api: httpx.AsyncClient, name: str) -> None:
+    with trio.fail_after(30):
+        before = await head_rv(api)
+        role = {"metadata": {"name": name}, "rules": []}
+        r = await api.post(ROLES, json=role)
+        assert r.status_code == 422 and r.json()["reason"] == "Invalid", r.text[:300]
+        assert r.json()["message"] == (f'Role.rbac.authorization.k8s.io "{name}" is invalid: metadata.name: '
+                                       f'Invalid value: "{name}": must be no more than 253 characters')
+        causes = r.json()["details"]["causes"]
+        assert [(c["field"], c["reason"]) for c in causes] == [("metadata.name", "FieldValueInvalid")]
+        r = await api.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", json=role)
+        assert r.status_code == 422
+        r = await api.post(ROLES, json={"metadata": {"name": name * 2 + "z" * 100_000}, "rules": []})
+        assert r.status_code == 422
+        r = await api.post(CM, json=cm(name))
+        assert r.status_code == 422
+        assert {c["message"].rsplit(": ", 1)[-1][:30] for c in r.json()["details"]["causes"]} >= {
+            "must be no more than 253 chara"}
+        # Leases are created by PUT: the same validation, before the log.
+        r = await api.put(f"{LEASES}/{name}", json={"metadata": {"name": name}, "spec": {}})
+        assert r.status_code == 422, r.text[:300]
+        # A name that cannot exist is not found, for every verb that names it in the URL.
+        for url in (f"{ROLES}/{name}", f"{CM}/{name}"):
+            assert (await api.get(url)).status_code == 404
+            assert (await api.delete(url)).status_code == 404
+            r = await api.patch(url, content=b'{"metadata":{"labels":{"a":"b"}}}',
+                                headers={"Content-Type": "application/merge-patch+json"})
+            assert r.status_code == 404
+            r = await api.put(url, json={"metadata": {"name": name}})
+            assert r.status_code == 404
+        assert await head_rv(api) == before
+        assert (await api.post(ROLES, json={"metadata": {"name": "fine"}, "rules": []})).status_code == 201
+
+
+async def test_path_segment_and_label_names(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        before = await head_rv(api)
+        for bad, why in (("..", "may not be '..'"), (".", "may not be '.'"), ("a%b", "may not contain '%'")):
+            r = await api.post(ROLES, json={"metadata": {"name": bad}, "rules": []})
+            assert r.status_code == 422 and r.json()["message"].endswith(
+                f'metadata.name: Invalid value: "{bad}": {why}'), r.text
+        ok = "Ü:system:weird name" + "y" * 200  # path segment rules: anything else, up to 253 bytes
+        r = await api.post(ROLES, json={"metadata": {"name": ok}, "rules": []})
+        assert r.status_code == 201, r.text
+        assert (await api.get(f"{ROLES}/{ok}")).json()["metadata"]["name"] == ok
+        r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "n" * 64}})
+        assert r.status_code == 422
+        assert r.json()["details"]["causes"][0]["message"].endswith("must be no more than 63 characters")
+        # Namespaced writes into a namespace that cannot exist are refused before the log, too.
+        long_ns = "/api/v1/namespaces/" + "n" * 60_000 + "/configmaps"
+        assert (await api.post(long_ns, json=cm("c"))).status_code == 404
+        assert (await api.delete(f"{long_ns}/c")).status_code == 404
+        assert (await api.put(f"{long_ns}/c", json=cm("c"))).status_code == 404
+        lease_ns = "/apis/coordination.k8s.io/v1/namespaces/" + "ü" * 700 + "/leases/l"
+        assert (await api.put(lease_ns, json={"metadata": {"name": "l"}, "spec": {}})).status_code in (404, 422)
+        after = await head_rv(api)
+        assert int(after) == int(before) + 1  # only the one good Role
+
+
+async def test_generate_name_is_cut_to_leave_room_for_the_suffix(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        r = await api.post(ROLES, json={"metadata": {"generateName": "g" * 250}, "rules": []})
+        assert r.status_code == 201, r.text[:300]
+        got = r.json()["metadata"]["name"]
+        assert len(got) == 63 and got.startswith("g" * 58)
