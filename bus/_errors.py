@@ -34,7 +34,8 @@ class MsgIdCollision(BusError):
     whoever chose the Msg-Id; never a success."""
 
     def __init__(self, msg_id: str, subject: str, first_seq: int) -> None:
-        super().__init__(f"Msg-Id {msg_id!r} of an append to {subject} was already used by sequence {first_seq}")
+        super().__init__(f"Msg-Id {msg_id!r} of an append to {subject} was already used by sequence "
+                         f"{first_seq}")
         self.msg_id = msg_id
         self.subject = subject
         self.first_seq = first_seq

@@ -15,7 +15,13 @@ import trio
 
 from bus import ResourceDef
 
-from ._selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, parse_label_selector
+from ._selectors import (
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry
 
 BOOKMARK = "BOOKMARK"
@@ -41,7 +47,8 @@ class WatchFilter:
         allowed = {"metadata.name", "metadata.namespace", *rdef.field_selectors}
         for f in fields.fields:
             if f not in allowed:
-                raise SelectorError(f'"{f}" is not a known field selector: only "{", ".join(sorted(allowed))}"')
+                known = ", ".join(sorted(allowed))
+                raise SelectorError(f'"{f}" is not a known field selector: only "{known}"')
         return cls(namespace if rdef.namespaced else None, labels, fields)
 
     def matches(self, namespace: str, name: str, entry: Entry) -> bool:
