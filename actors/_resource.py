@@ -53,6 +53,7 @@ from ._errors import (
     Invalid,
     MethodNotAllowed,
     NotFound,
+    RequestEntityTooLarge,
     UnsupportedMediaType,
     invalid,
 )
@@ -74,12 +75,16 @@ from ._patch import (
 )
 from ._runtime import ReplySlot
 from ._strategy import strategy_for
+from ._validation import validate_field_manager
 from .messages import Request, WriteResult
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _GENERATED_SUFFIX_LEN = 5
+# The largest object stored, as encoded JSON: etcd's default request limit (--max-request-bytes,
+# 1.5 MiB), which kube-apiserver meets for every write that would store more.
+MAX_OBJECT_BYTES = 1536 * 1024
 _GENERATED_BASE_MAX_BYTES = 63 - _GENERATED_SUFFIX_LEN
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -215,6 +220,10 @@ class ResourceCore:
         """Append the event; return the object's JSON with its new resourceVersion."""
         assert req.rdef is not None
         data, rv_at = encode_object_with_rv_slot(obj)
+        if len(data) > MAX_OBJECT_BYTES:
+            # kube-apiserver relays etcd's refusal (as a 500); it is the client's object, so a 413.
+            raise RequestEntityTooLarge("etcdserver: request is too large", name=key.name, group=key.group,
+                                        kind=key.resource)
         user = req.user
         labels = obj["metadata"].get("labels") or {}
         fields = {f: field_value(obj, f) for f in req.rdef.field_selectors}
@@ -226,8 +235,8 @@ class ResourceCore:
                              source=req.source),
             labels=labels, fields=fields)
         subject = self.log.subject(key)
-        seq = await self.log.append(subject, encode_event(event), msg_id=_msg_id(req.audit_id, subject, attempt),
-                                    expected_seq=expected)
+        seq = await self.log.append(subject, encode_event(event),
+                                    msg_id=_msg_id(req.audit_id, subject, attempt), expected_seq=expected)
         # Read-your-writes on this gateway (as kine's waitForSequence): answer once the local
         # projection has applied the write, so any read that follows here sees it, even with
         # resourceVersion=0. Bounded; an acknowledged write is never failed for it.
@@ -278,11 +287,20 @@ class ResourceCore:
     def _manager(self, req: Request) -> str:
         return req.query.get("fieldManager") or manager_from_user_agent(req.user_agent)
 
+    @staticmethod
+    def _check_options(req: Request, options_kind: str) -> None:
+        """The write's options (``CreateOptions``, ``UpdateOptions``, ``PatchOptions``), checked
+        before anything else as the apiserver's handlers do: 422 for a bad ``fieldManager``."""
+        causes = validate_field_manager(req.query.get("fieldManager") or "")
+        if causes:
+            raise invalid(options_kind, "", causes, group="meta.k8s.io")
+
     # ---- create ----------------------------------------------------------------------------------
 
     async def create(self, req: Request, *, obj: dict[str, Any] | None = None) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
+        self._check_options(req, "CreateOptions")
         obj = self._body_object(req) if obj is None else obj
         warnings = self._field_validation(req, obj, patched=False)
         meta = obj["metadata"]
@@ -412,6 +430,7 @@ class ResourceCore:
     async def update(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
+        self._check_options(req, "UpdateOptions")
         body = self._body_object(req)
         warnings = self._field_validation(req, body, patched=False)
         bname = body["metadata"].get("name")
@@ -445,6 +464,7 @@ class ResourceCore:
     async def patch(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
+        self._check_options(req, "PatchOptions")
         ptype = req.patch_type
         if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
             raise UnsupportedMediaType(
@@ -591,7 +611,8 @@ class ResourceCore:
         items = []
         for data in listed.items:
             meta = _decode(data)["metadata"]
-            one = msgspec.structs.replace(req, verb="delete", name=meta["name"], namespace=meta.get("namespace", ""))
+            one = msgspec.structs.replace(req, verb="delete", name=meta["name"],
+                                          namespace=meta.get("namespace", ""))
             if self.admit is not None:
                 await self.admit(one)
             try:

@@ -21,7 +21,8 @@ CM = "/api/v1/namespaces/default/configmaps"
 CR = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
 
 
-def cm(name: str, labels: dict[str, str] | None = None, finalizers: list[str] | None = None) -> dict[str, Any]:
+def cm(name: str, labels: dict[str, str] | None = None,
+       finalizers: list[str] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "labels": labels or {}}
     if finalizers:
         meta["finalizers"] = finalizers
@@ -66,9 +67,9 @@ async def test_deletecollection_deletes_every_match_and_watchers_see_each(start_
             seen_there: list[str] = []
             started = [trio.Event(), trio.Event()]
             async with trio.open_nursery() as n:
-                n.start_soon(watch_deleted, api, f"{CM}?watch=1&resourceVersion={rv}", 7, started[0], seen_here)
-                n.start_soon(watch_deleted, other, f"{CM}?watch=1&resourceVersion={rv}&labelSelector=x%3D1", 7,
-                             started[1], seen_there)
+                url = f"{CM}?watch=1&resourceVersion={rv}"
+                n.start_soon(watch_deleted, api, url, 7, started[0], seen_here)
+                n.start_soon(watch_deleted, other, f"{url}&labelSelector=x%3D1", 7, started[1], seen_there)
                 for s in started:
                     await s.wait()
                 r = await api.delete(f"{CM}?labelSelector=x%3D1")
@@ -194,8 +195,8 @@ async def test_preconditions_beyond_the_head_conflict_at_once(start_server: Star
                 cur["data"] = {"k": "new"}
                 r = await other.put(f"{CM}/pre{i}", json=cur)
                 assert r.status_code == 200, r.text
-                r = await api.request("DELETE", f"{CM}/pre{i}",
-                                      json={"preconditions": {"resourceVersion": r.json()["metadata"]["resourceVersion"]}})
+                pre = {"preconditions": {"resourceVersion": r.json()["metadata"]["resourceVersion"]}}
+                r = await api.request("DELETE", f"{CM}/pre{i}", json=pre)
                 assert r.status_code == 200, r.text
 
 
@@ -227,7 +228,8 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
 async def head_rv(api: httpx.AsyncClient) -> str:
     """The log's head once the controllers' start-up writes (the default ServiceAccount of each of
     the four initial namespaces) are in: from then on only the test writes."""
-    async with api.stream("GET", "/api/v1/serviceaccounts?watch=1&fieldSelector=metadata.name%3Ddefault") as r:
+    url = "/api/v1/serviceaccounts?watch=1&fieldSelector=metadata.name%3Ddefault"
+    async with api.stream("GET", url) as r:
         seen: set[str] = set()
         async for line in r.aiter_lines():
             if line:
@@ -293,7 +295,8 @@ async def test_path_segment_and_label_names(api: httpx.AsyncClient) -> None:
         assert (await api.delete(f"{long_ns}/c")).status_code == 404
         assert (await api.put(f"{long_ns}/c", json=cm("c"))).status_code == 404
         lease_ns = "/apis/coordination.k8s.io/v1/namespaces/" + "ü" * 700 + "/leases/l"
-        assert (await api.put(lease_ns, json={"metadata": {"name": "l"}, "spec": {}})).status_code in (404, 422)
+        r = await api.put(lease_ns, json={"metadata": {"name": "l"}, "spec": {}})
+        assert r.status_code in (404, 422)
         after = await head_rv(api)
         assert int(after) == int(before) + 1  # only the one good Role
 
@@ -304,3 +307,146 @@ async def test_generate_name_is_cut_to_leave_room_for_the_suffix(api: httpx.Asyn
         assert r.status_code == 201, r.text[:300]
         got = r.json()["metadata"]["name"]
         assert len(got) == 63 and got.startswith("g" * 58)
+
+
+# ---- 11. wrong successes: ownerReferences, binaryData, fieldManager, int64 ------------------------------
+
+async def test_owner_references_need_api_version_kind_name_uid(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        before = await head_rv(api)
+        body = cm("own")
+        body["metadata"]["ownerReferences"] = [{"x": 1}]
+        r = await api.post(CM, json=body)
+        assert r.status_code == 422, r.text
+        assert [(c["field"], c["message"]) for c in r.json()["details"]["causes"]] == [
+            ("metadata.ownerReferences.apiVersion", 'Invalid value: "": version must not be empty'),
+            ("metadata.ownerReferences.kind", 'Invalid value: "": must not be empty'),
+            ("metadata.ownerReferences.name", 'Invalid value: "": must not be empty'),
+            ("metadata.ownerReferences.uid", 'Invalid value: "": must not be empty')]
+        good = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "uid": "u1", "controller": True}
+        for refs in ([{**good, "uid": ""}], [good, {**good, "name": "e", "uid": "u2"}],
+                     [{**good, "apiVersion": "v1", "kind": "Event", "controller": False}]):
+            body["metadata"]["ownerReferences"] = refs
+            r = await api.post(CM, json=body)
+            assert r.status_code == 422, r.text
+        assert "Only one reference can have Controller set to true" in (await api.post(CM, json={
+            **body, "metadata": {**body["metadata"], "ownerReferences": [good, {**good, "name": "e"}]}})).text
+        assert await head_rv(api) == before
+        body["metadata"]["ownerReferences"] = [good, {**good, "name": "e", "uid": "u2", "controller": False}]
+        r = await api.post(CM, json=body)
+        assert r.status_code == 201 and r.json()["metadata"]["ownerReferences"][0]["uid"] == "u1"
+        # Updates and patches are held to the same rules.
+        r = await api.patch(f"{CM}/own", content=b'{"metadata":{"ownerReferences":[{"name":"x"}]}}',
+                            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 422, r.text
+
+
+async def test_config_map_binary_data_must_be_base64(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        before = await head_rv(api)
+        for bad in ("not base64!", "aGVsbG8", "aGVs bG8="):
+            body = {"metadata": {"name": "bin"}, "binaryData": {"b": bad}}
+            r = await api.post(CM, json=body)
+            assert r.status_code == 400, r.text
+            cannot = 'ConfigMap in version "v1" cannot be handled as a ConfigMap: '
+            assert r.json()["message"].startswith(cannot + "illegal base64 data at input byte ")
+        assert await head_rv(api) == before
+        r = await api.post(CM, json={"metadata": {"name": "bin"}, "binaryData": {"b": "aGVs\nbG8=\n"}})
+        assert r.status_code == 201 and r.json()["binaryData"] == {"b": "aGVsbG8="}
+        r = await api.patch(f"{CM}/bin", content=b'{"binaryData":{"c":"%%%"}}',
+                            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("manager,why", [("m" * 129, "fieldManager: Too long: must have at most 128 bytes"),
+                                         ("bell\x07", 'invalid character U+0007 (at position 4)'),
+                                         ("tab\there", "invalid character U+0009 (at position 3)")])
+async def test_field_manager_is_validated(api: httpx.AsyncClient, manager: str, why: str) -> None:
+    with trio.fail_after(30):
+        assert (await api.post(CM, json=cm("fm"))).status_code == 201
+        before = await head_rv(api)
+        q = {"fieldManager": manager}
+        r = await api.post(CM, json=cm("fm2"), params=q)
+        assert r.status_code == 422 and why in r.json()["message"], r.text
+        assert r.json()["message"].startswith('CreateOptions.meta.k8s.io "" is invalid: fieldManager: ')
+        cur = (await api.get(f"{CM}/fm")).json()
+        r = await api.put(f"{CM}/fm", json={**cur, "data": {"a": "b"}}, params=q)
+        assert r.status_code == 422
+        assert r.json()["message"].startswith('UpdateOptions.meta.k8s.io "" is invalid')
+        r = await api.patch(f"{CM}/fm", content=b'{"data":{"a":"b"}}', params=q,
+                            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 422
+        assert r.json()["message"].startswith('PatchOptions.meta.k8s.io "" is invalid')
+        assert await head_rv(api) == before
+        r = await api.post(CM, json=cm("fm3"), params={"fieldManager": "m" * 128})
+        assert r.status_code == 201 and r.json()["metadata"]["managedFields"][0]["manager"] == "m" * 128
+
+
+async def test_integers_beyond_int64_are_bad_requests(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        before = await head_rv(api)
+        big = 10**26
+        r = await api.post(CM, content=b'{"metadata":{"name":"g","generation":%d},"data":{}}' % big,
+                           headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, r.text
+        msg = r.json()["message"]
+        assert f"cannot unmarshal number {big} into Go struct field" in msg, msg
+        assert "metadata.generation of type int64" in msg, msg
+        lease = b'{"metadata":{"name":"l"},"spec":{"leaseDurationSeconds":%d}}'
+        r = await api.post(LEASES, content=lease % (2**31), headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "of type int32" in r.json()["message"], r.text
+        r = await api.post(CM, content=b'{"metadata":{"name":"g","generation":-%d}}' % (2**63 + 1),
+                           headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert await head_rv(api) == before
+        r = await api.post(LEASES, content=lease % (2**31 - 1), headers={"Content-Type": "application/json"})
+        assert r.status_code == 201, r.text
+
+
+# ---- 12. Secret data as Go's base64 decoder reads it ----------------------------------------------------
+
+async def test_secret_data_with_line_breaks_is_stored_canonically(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        secrets = "/api/v1/namespaces/default/secrets"
+        data = {"a": "aGVs\nbG8=\n", "b": "aGVs\r\nbG8=", "c": "aGVsbG8="}
+        r = await api.post(secrets, json={"metadata": {"name": "s1"}, "data": data})
+        assert r.status_code == 201, r.text
+        assert r.json()["data"] == {"a": "aGVsbG8=", "b": "aGVsbG8=", "c": "aGVsbG8="}
+        assert (await api.get(f"{secrets}/s1")).json()["data"]["a"] == "aGVsbG8="
+        for bad in ("aGVs bG8=", "aGVsbG8", "a\tGVsbG8=", "####"):
+            r = await api.post(secrets, json={"metadata": {"name": "s2"}, "data": {"a": bad}})
+            assert r.status_code == 400, r.text
+            assert r.json()["message"].startswith(
+                'Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte ')
+        r = await api.put(f"{secrets}/s1", json={"metadata": {"name": "s1"}, "data": {"a": "d29y\nbGQ="}})
+        assert r.status_code == 200 and r.json()["data"] == {"a": "d29ybGQ="}
+
+
+# ---- 9. the stored object's size ------------------------------------------------------------------------
+
+async def test_objects_past_the_storage_limit_are_refused(start_server: StartServer) -> None:
+    with trio.fail_after(60):
+        a, b = await start_server(), await start_server()
+        async with client_for(a) as api, client_for(b) as other:
+            chunk = "x" * (500 * 1024)
+            four = {"a": chunk, "b": chunk, "c": chunk, "d": chunk}
+            r = await api.post(CM, json={"metadata": {"name": "big"}, "data": four})
+            assert r.status_code == 413 and r.json()["message"] == "etcdserver: request is too large", r.text
+            assert r.json()["reason"] == "RequestEntityTooLarge"
+            r = await api.post(CM, json={"metadata": {"name": "big"}, "data": {"a": chunk}})
+            assert r.status_code == 201
+            rv = r.json()["metadata"]["resourceVersion"]
+            r = await other.patch(f"{CM}/big", content=json.dumps({"data": {"b": chunk}}).encode(),
+                                  headers={"Content-Type": "application/merge-patch+json"})
+            assert r.status_code == 200
+            rv = r.json()["metadata"]["resourceVersion"]
+            grow = json.dumps({"data": {"c": chunk, "d": chunk}}).encode()
+            for c, ctype in ((other, "application/merge-patch+json"),
+                             (api, "application/strategic-merge-patch+json")):
+                r = await c.patch(f"{CM}/big", content=grow, headers={"Content-Type": ctype})
+                assert r.status_code == 413, r.text
+            cur = (await api.get(f"{CM}/big")).json()
+            assert cur["metadata"]["resourceVersion"] == rv and sorted(cur["data"]) == ["a", "b"]
+            r = await other.put(f"{CM}/big", json={**cur, "data": {**cur["data"], "c": chunk, "d": chunk}})
+            assert r.status_code == 413
+            assert (await other.get(f"{CM}/big")).json()["metadata"]["resourceVersion"] == rv
