@@ -123,7 +123,8 @@ class ResourceCore:
         self.log = log
         self.projection = projection
         self.max_retries = max_retries
-        # The admission step every item of a deletecollection passes, as a single delete does.
+        # The admission step for writes this actor turns into others: every item of a
+        # deletecollection (as a single delete) and an update that creates (as a create).
         self.admit = admit
 
     # ---- entry point ---------------------------------------------------------------------------
@@ -456,6 +457,9 @@ class ResourceCore:
         try:
             code, data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
         except _CreateInstead:
+            # A create, admitted as one (the apiserver runs create admission when an update creates).
+            if self.admit is not None:
+                await self.admit(msgspec.structs.replace(req, verb="create"))
             return await self.create(req, obj=body)
         return WriteResult(code, data, warnings)
 

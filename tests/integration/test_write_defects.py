@@ -296,9 +296,19 @@ async def test_path_segment_and_label_names(api: httpx.AsyncClient) -> None:
         assert (await api.put(f"{long_ns}/c", json=cm("c"))).status_code == 404
         lease_ns = "/apis/coordination.k8s.io/v1/namespaces/" + "ü" * 700 + "/leases/l"
         r = await api.put(lease_ns, json={"metadata": {"name": "l"}, "spec": {}})
-        assert r.status_code in (404, 422)
+        assert r.status_code == 404
         after = await head_rv(api)
         assert int(after) == int(before) + 1  # only the one good Role
+
+
+async def test_put_that_creates_is_admitted_as_a_create(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        lease = {"metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}}
+        for ns in ("missing", "ü" * 700, "n" * 40_000):
+            r = await api.put(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/l", json=lease)
+            assert r.status_code == 404 and r.json()["message"] == f'namespaces "{ns}" not found', r.text[:300]
+        assert (await api.get("/apis/coordination.k8s.io/v1/leases")).json()["items"] == []
+        assert (await api.put(f"{LEASES}/l", json=lease)).status_code == 201
 
 
 async def test_generate_name_is_cut_to_leave_room_for_the_suffix(api: httpx.AsyncClient) -> None:
