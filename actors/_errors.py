@@ -112,8 +112,10 @@ class Timeout(ApiError):
 
 
 def invalid(kind: str, name: str, causes: list[Cause] | tuple[Cause, ...], group: str = "") -> Invalid:
-    """The apiserver's ``NewInvalid``: ``<Kind> "<name>" is invalid: <field>: <message>, ...``."""
+    """The apiserver's ``NewInvalid``: ``<Kind>[.<group>] "<name>" is invalid: <field>: <message>, ...``
+    (the qualified kind, as ``GroupKind.String()``: ``Role.rbac.authorization.k8s.io``)."""
     parts = [f"{c.field}: {c.message}" if c.field else c.message for c in causes]
     joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-    return Invalid(f'{kind} "{name}" is invalid: {joined}', name=name, group=group, kind=kind,
+    qualified = f"{kind}.{group}" if group else kind
+    return Invalid(f'{qualified} "{name}" is invalid: {joined}', name=name, group=group, kind=kind,
                    causes=tuple(causes))

@@ -385,6 +385,10 @@ _TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "num
                                        "boolean": (bool,), "object": (dict,), "array": (list,)}
 
 
+# Integer formats and their Go widths: a value outside the range fails the typed decoder.
+_INT_BITS = {"int32": 32, "int64": 64}
+
+
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
@@ -424,6 +428,11 @@ def type_errors(obj: Any, schema: Any, definitions: Mapping[str, Any], *, limit:
         if allowed is not None and (not isinstance(value, allowed) or (want in ("integer", "number")
                                                                        and isinstance(value, bool))):
             found.append(f"cannot unmarshal {_json_type(value)} into Go struct field {path or '.'} of type {want}")
+            return
+        bits = _INT_BITS.get(s.get("format")) if want == "integer" else None
+        if bits is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            found.append(f"cannot unmarshal number {value} into Go struct field {path or '.'} of type "
+                         f"int{bits}")
             return
         if isinstance(value, dict):
             props = s.get("properties") if isinstance(s.get("properties"), Mapping) else {}

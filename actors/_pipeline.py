@@ -24,15 +24,15 @@ class Pipeline:
     def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
                  *, mailbox_size: int = 4096, workers: int = 64, run_controllers: bool = True) -> None:
         self.log, self.projection, self.registry = log, projection, registry
-        self.core = ResourceCore(log, projection)
+        lifecycle = NamespaceLifecycle(projection)
+        self.core = ResourceCore(log, projection, admit=lifecycle.admit)
         self.reviews_core = ReviewCore(projection, registry, b"")
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
         authenticator.jwt = self._service_account_user
         self.resource: Actor[Request] = Actor("resource", self.core.handle, mailbox_size=mailbox_size,
                                               workers=workers * 4)
-        self.admission: Actor[Request] = Actor("admission", admission_handler(NamespaceLifecycle(projection),
-                                                                               self.resource),
+        self.admission: Actor[Request] = Actor("admission", admission_handler(lifecycle, self.resource),
                                                mailbox_size=mailbox_size, workers=workers)
         self.authz: Actor[Request] = Actor("authz", authz_handler(self.admission, self.reviews),
                                            mailbox_size=mailbox_size, workers=workers)

@@ -11,6 +11,7 @@ projection to reach the winning version and decides again.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,9 +40,8 @@ from projections import (
     Entry,
     Projection,
     ResourceVersionTooLarge,
+    SelectorError,
     WatchFilter,
-    parse_field_selector,
-    parse_label_selector,
 )
 
 from ._errors import (
@@ -51,7 +51,9 @@ from ._errors import (
     Cause,
     Conflict,
     Invalid,
+    MethodNotAllowed,
     NotFound,
+    RequestEntityTooLarge,
     UnsupportedMediaType,
     invalid,
 )
@@ -73,15 +75,28 @@ from ._patch import (
 )
 from ._runtime import ReplySlot
 from ._strategy import strategy_for
+from ._validation import validate_field_manager
 from .messages import Request, WriteResult
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+_GENERATED_SUFFIX_LEN = 5
+# The largest object stored, as encoded JSON: etcd's default request limit (--max-request-bytes,
+# 1.5 MiB), which kube-apiserver meets for every write that would store more.
+MAX_OBJECT_BYTES = 1536 * 1024
+_GENERATED_BASE_MAX_BYTES = 63 - _GENERATED_SUFFIX_LEN
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def generate_name(base: str) -> str:
+    """The apiserver's ``SimpleNameGenerator``: the base cut to 58 bytes, then 5 random characters,
+    so a generated name always fits a DNS label."""
+    cut = base.encode()[:_GENERATED_BASE_MAX_BYTES].decode(errors="ignore")
+    return cut + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(_GENERATED_SUFFIX_LEN))
 
 
 def now_rfc3339() -> str:
@@ -103,16 +118,22 @@ Decision = tuple[str, dict[str, Any]] | _NoChange  # ("put" | "delete", object)
 class ResourceCore:
     """Write logic; the actor's handler is :meth:`handle`."""
 
-    def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32) -> None:
+    def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32,
+                 admit: Callable[[Request], Awaitable[None]] | None = None) -> None:
         self.log = log
         self.projection = projection
         self.max_retries = max_retries
+        # The admission step for writes this actor turns into others: every item of a
+        # deletecollection (as a single delete) and an update that creates (as a create).
+        self.admit = admit
 
     # ---- entry point ---------------------------------------------------------------------------
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         assert req.rdef is not None
         verb = req.verb
+        if verb in _API_VERBS and verb not in req.rdef.verbs:
+            raise MethodNotAllowed("the server does not allow this method on the requested resource")
         if verb == "create":
             result = await self.create(req)
         elif verb == "update":
@@ -200,6 +221,10 @@ class ResourceCore:
         """Append the event; return the object's JSON with its new resourceVersion."""
         assert req.rdef is not None
         data, rv_at = encode_object_with_rv_slot(obj)
+        if len(data) > MAX_OBJECT_BYTES:
+            # kube-apiserver relays etcd's refusal (as a 500); it is the client's object, so a 413.
+            raise RequestEntityTooLarge("etcdserver: request is too large", name=key.name, group=key.group,
+                                        kind=key.resource)
         user = req.user
         labels = obj["metadata"].get("labels") or {}
         fields = {f: field_value(obj, f) for f in req.rdef.field_selectors}
@@ -210,8 +235,9 @@ class ResourceCore:
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
                              source=req.source),
             labels=labels, fields=fields)
-        msg_id = req.audit_id if attempt == 0 else f"{req.audit_id}.{attempt}"
-        seq = await self.log.append(self.log.subject(key), encode_event(event), msg_id=msg_id, expected_seq=expected)
+        subject = self.log.subject(key)
+        seq = await self.log.append(subject, encode_event(event),
+                                    msg_id=_msg_id(req.audit_id, subject, attempt), expected_seq=expected)
         # Read-your-writes on this gateway (as kine's waitForSequence): answer once the local
         # projection has applied the write, so any read that follows here sees it, even with
         # resourceVersion=0. Bounded; an acknowledged write is never failed for it.
@@ -262,17 +288,26 @@ class ResourceCore:
     def _manager(self, req: Request) -> str:
         return req.query.get("fieldManager") or manager_from_user_agent(req.user_agent)
 
+    @staticmethod
+    def _check_options(req: Request, options_kind: str) -> None:
+        """The write's options (``CreateOptions``, ``UpdateOptions``, ``PatchOptions``), checked
+        before anything else as the apiserver's handlers do: 422 for a bad ``fieldManager``."""
+        causes = validate_field_manager(req.query.get("fieldManager") or "")
+        if causes:
+            raise invalid(options_kind, "", causes, group="meta.k8s.io")
+
     # ---- create ----------------------------------------------------------------------------------
 
     async def create(self, req: Request, *, obj: dict[str, Any] | None = None) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
+        self._check_options(req, "CreateOptions")
         obj = self._body_object(req) if obj is None else obj
         warnings = self._field_validation(req, obj, patched=False)
         meta = obj["metadata"]
         self._set_namespace(req, meta)
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = str(meta["generateName"]) + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
+            meta["name"] = generate_name(str(meta["generateName"]))
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(f, None)
         now = now_rfc3339()
@@ -321,9 +356,10 @@ class ResourceCore:
         assert rdef is not None
         entry = await self.current(key)
         if precondition_seq is not None and (entry is None or entry.seq < precondition_seq):
-            # The client saw a newer version than this replica has applied: catch up first, and
-            # decide (and CAS) against that version.
-            await self.projection.wait_for(precondition_seq)
+            # The client may have seen a newer version than this replica has applied: catch up with
+            # the log's head and decide (and CAS) against that. A precondition beyond the head can
+            # never hold: the decision answers 409 at once, as the apiserver, never a wait.
+            await self.projection.consistent()
             entry = self.projection.get(key)
         for attempt in range(self.max_retries):
             obj = None if entry is None else _decode(entry.data)
@@ -395,6 +431,7 @@ class ResourceCore:
     async def update(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
+        self._check_options(req, "UpdateOptions")
         body = self._body_object(req)
         warnings = self._field_validation(req, body, patched=False)
         bname = body["metadata"].get("name")
@@ -420,6 +457,9 @@ class ResourceCore:
         try:
             code, data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
         except _CreateInstead:
+            # A create, admitted as one (the apiserver runs create admission when an update creates).
+            if self.admit is not None:
+                await self.admit(msgspec.structs.replace(req, verb="create"))
             return await self.create(req, obj=body)
         return WriteResult(code, data, warnings)
 
@@ -428,6 +468,7 @@ class ResourceCore:
     async def patch(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
+        self._check_options(req, "PatchOptions")
         ptype = req.patch_type
         if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
             raise UnsupportedMediaType(
@@ -561,16 +602,23 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         if flt is None:
-            flt = WatchFilter(req.namespace if rdef.namespaced else None,
-                              parse_label_selector(req.query.get("labelSelector", "")),
-                              parse_field_selector(req.query.get("fieldSelector", "")))
+            try:
+                flt = WatchFilter.for_request(rdef, req.namespace, req.query.get("labelSelector", ""),
+                                              req.query.get("fieldSelector", ""))
+            except SelectorError as e:
+                raise BadRequest(str(e)) from None
         await self.projection.consistent()
         listed = self.projection.list(req.tenant, rdef.group, rdef.plural, flt)
+        # One delete per item, each through the admission step a single delete passes; the answer
+        # lists what was deleted (as listed) or marked for deletion (as it now is). As the
+        # apiserver's store, the first error ends the request; an item gone meanwhile is skipped.
         items = []
         for data in listed.items:
-            obj = _decode(data)
-            one = msgspec.structs.replace(req, verb="delete", name=obj["metadata"]["name"],
-                                          namespace=obj["metadata"].get("namespace", ""))
+            meta = _decode(data)["metadata"]
+            one = msgspec.structs.replace(req, verb="delete", name=meta["name"],
+                                          namespace=meta.get("namespace", ""))
+            if self.admit is not None:
+                await self.admit(one)
             try:
                 res = await self.delete(one)
             except NotFound:
@@ -579,6 +627,19 @@ class ResourceCore:
         body = b'{"kind":"%s","apiVersion":"%s","metadata":{"resourceVersion":"%d"},"items":[%s]}' % (
             rdef.list_kind.encode(), rdef.api_version.encode(), self.projection.store.applied, b",".join(items))
         return WriteResult(200, body)
+
+
+_API_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def _msg_id(audit_id: str, subject: str, attempt: int) -> str:
+    """The append's Nats-Msg-Id: the request's audit ID and a digest of the subject, so that a
+    request writing several objects (deletecollection) gives each its own identity on the log,
+    while a retry of the same append stays a duplicate. ``attempt`` > 0 is a new decision after a
+    conflict, a different append."""
+    digest = hashlib.blake2b(subject.encode(), digest_size=8).hexdigest()
+    base = f"{audit_id or uuid.uuid4()}:{digest}"
+    return base if attempt == 0 else f"{base}.{attempt}"
 
 
 class _CreateInstead(ApiError):

@@ -8,15 +8,36 @@ The generic resource actor calls these around its create/update/delete logic (th
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from bus import ResourceDef
 
 from ._errors import BadRequest, Cause
-from ._validation import validate_config_map_keys, validate_object_meta
+from ._validation import go_base64_decode, validate_config_map_keys, validate_object_meta
 
 NAMESPACE_FINALIZER = "kubernetes"
+
+
+def _canonical_base64(obj: dict[str, Any], field: str) -> None:
+    """Decode a map of ``[]byte`` values (Secret ``data``, ConfigMap ``binaryData``) as the
+    apiserver's JSON decoder does, and store what it would store: the bytes re-encoded canonically
+    (so line breaks, which Go's decoder skips, are gone). Undecodable data is the decoder's 400."""
+    data = obj.get(field)
+    kind = obj.get("kind", "")
+    cannot = f'{kind} in version "v1" cannot be handled as a {kind}:'
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise BadRequest(f"{cannot} {field} must be a map")
+    out: dict[str, str] = {}
+    for k, v in data.items():
+        if not isinstance(v, str):
+            raise BadRequest(f"{cannot} {field}[{k}] must be a base64 string")
+        try:
+            out[k] = base64.b64encode(go_base64_decode(v)).decode()
+        except ValueError as e:
+            raise BadRequest(f"{cannot} {e}") from None
+    obj[field] = out
 
 
 def _immutable(field: str) -> Cause:
@@ -49,6 +70,12 @@ class Strategy:
 
 
 class ConfigMapStrategy(Strategy):
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        _canonical_base64(obj, "binaryData")
+
+    def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        _canonical_base64(new, "binaryData")
+
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
         causes = super().validate(obj, old, rdef)
         data = obj.get("data")
@@ -75,18 +102,8 @@ class SecretStrategy(Strategy):
 
     @staticmethod
     def _merge_string_data(obj: dict[str, Any]) -> None:
+        _canonical_base64(obj, "data")
         data = obj.get("data")
-        if data is not None and not isinstance(data, dict):
-            raise BadRequest("Secret in version \"v1\" cannot be handled as a Secret: data must be a map")
-        for k, v in (data or {}).items():
-            if not isinstance(v, str):
-                raise BadRequest(f'Secret in version "v1" cannot be handled as a Secret: data[{k}] must be a '
-                                 "base64 string")
-            try:
-                base64.b64decode(v, validate=True)
-            except (binascii.Error, ValueError):
-                raise BadRequest(f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data '
-                                 f"in data[{k}]") from None
         string_data = obj.pop("stringData", None)
         if string_data:
             if not isinstance(string_data, dict):

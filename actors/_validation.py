@@ -21,6 +21,8 @@ from actors._errors import Cause
 
 __all__ = [
     "ANNOTATIONS_MAX_BYTES",
+    "FIELD_MANAGER_MAX_BYTES",
+    "go_base64_decode",
     "is_config_map_key",
     "is_dns1123_label",
     "is_dns1123_subdomain",
@@ -28,11 +30,15 @@ __all__ = [
     "is_valid_label_value",
     "is_valid_path_segment_name",
     "validate_config_map_keys",
+    "validate_field_manager",
     "validate_object_meta",
 ]
 
 ANNOTATIONS_MAX_BYTES = 256 * 1024
 """Total size limit of ``metadata.annotations`` (keys plus values), in bytes."""
+
+FIELD_MANAGER_MAX_BYTES = 128
+"""Longest ``fieldManager`` a write may name (``FieldManagerMaxLength``)."""
 
 _DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_LABEL_MSG = (
@@ -167,14 +173,22 @@ def is_config_map_key(value: str) -> list[str]:
 
 
 def is_valid_path_segment_name(value: str) -> list[str]:
-    """Problems with ``value`` as a URL path segment (the loosest name rule, used by events)."""
+    """Problems with ``value`` as a URL path segment (the loosest name rule: events, RBAC kinds)."""
     if value in (".", ".."):
         return [f"may not be '{value}'"]
-    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+    return _path_segment_prefix(value)
 
 
 def _path_segment_prefix(value: str) -> list[str]:
     return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
+def _stored_path_segment_name(value: str, prefix: bool) -> list[str]:
+    """A path-segment name jetkube can store. kube-apiserver bounds these names only by etcd's
+    request size; here every name is a token of the object's subject, so they get the subdomain
+    names' 253-byte bound, in the apiserver's words for it."""
+    errs = [] if _nbytes(value) <= _DNS1123_SUBDOMAIN_MAX else [_max_len_error(_DNS1123_SUBDOMAIN_MAX)]
+    return errs + (_path_segment_prefix(value) if prefix else is_valid_path_segment_name(value))
 
 
 def _mask_trailing_dash(name: str) -> str:
@@ -194,7 +208,7 @@ def _name_checker(rule: NameRule) -> Callable[[str, bool], list[str]]:
     if rule == "label":
         return lambda v, prefix: is_dns1123_label(_mask_trailing_dash(v) if prefix else v)
     if rule == "path":
-        return lambda v, prefix: _path_segment_prefix(v) if prefix else is_valid_path_segment_name(v)
+        return _stored_path_segment_name
     raise ValueError(f"unknown name rule {rule!r}")
 
 
@@ -322,6 +336,122 @@ def _validate_namespace(meta: Mapping[str, Any], namespaced: bool, field: str) -
     return []
 
 
+# An owner may not be of these kinds (``BannedOwners``): (group, version, kind).
+_BANNED_OWNERS = frozenset({("", "v1", "Event")})
+
+
+def _group_version(api_version: str) -> tuple[str, str]:
+    """``schema.ParseGroupVersion`` as ``FromAPIVersionAndKind`` uses it: ("", "") when unparsable."""
+    parts = api_version.split("/")
+    if len(parts) == 1:
+        return "", parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    return "", ""
+
+
+def _validate_owner_references(refs: Any, field: str) -> list[Cause]:
+    """``ValidateOwnerReferences``: apiVersion (with a version), kind, name and uid are required,
+    an Event may not own anything, and at most one reference is the controller. Causes name the
+    list's field path without an index, as the apiserver's do."""
+    if not isinstance(refs, list):
+        return []  # the wrong JSON type is the typed decoder's 400
+    causes: list[Cause] = []
+    controller = ""
+    for ref in refs:
+        if not isinstance(ref, Mapping):
+            continue
+        api_version, kind = str(ref.get("apiVersion") or ""), str(ref.get("kind") or "")
+        group, version = _group_version(api_version)
+        if not version:
+            causes.append(_invalid(f"{field}.apiVersion", api_version, "version must not be empty"))
+        if not kind:
+            causes.append(_invalid(f"{field}.kind", kind, "must not be empty"))
+        for key in ("name", "uid"):
+            if not ref.get(key):
+                causes.append(_invalid(f"{field}.{key}", str(ref.get(key) or ""), "must not be empty"))
+        if (group, version, kind) in _BANNED_OWNERS:
+            causes.append(_invalid(field, dict(ref),
+                                   f"{group}/{version}, Kind={kind} is disallowed from being an owner"))
+        if ref.get("controller") is True:
+            name = f"{kind}/{ref.get('name') or ''}"
+            if controller:
+                why = f'Only one reference can have Controller set to true. Found "true" in references for ' \
+                      f"{controller} and {name}"
+                causes.append(_invalid(field, refs, why))
+            else:
+                controller = name
+    return causes
+
+
+def validate_field_manager(manager: str, field: str = "fieldManager") -> list[Cause]:
+    """``ValidateFieldManager``: at most 128 bytes, every character printable (Go's ``unicode.IsPrint``:
+    no controls, no separators but the ASCII space)."""
+    causes = [_too_long(field, FIELD_MANAGER_MAX_BYTES)] if _nbytes(manager) > FIELD_MANAGER_MAX_BYTES else []
+    at = 0
+    for ch in manager:
+        if not ch.isprintable():
+            causes.append(_invalid(field, manager, f"invalid character U+{ord(ch):04X} (at position {at})"))
+        at += _nbytes(ch)
+    return causes
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_VALUES = {c: i for i, c in enumerate(_B64_ALPHABET)}
+_NEWLINES = b"\r\n"
+
+
+def go_base64_decode(value: str) -> bytes:
+    """Decode standard, padded base64 as Go's ``base64.StdEncoding`` (what the apiserver's JSON
+    decoder uses for ``[]byte`` fields): ``\r`` and ``\n`` anywhere are skipped, anything else
+    outside the alphabet is an error. Raises ``ValueError("illegal base64 data at input byte N")``
+    with Go's offset."""
+    src = value.encode()
+    out = bytearray()
+    si, n = 0, len(src)
+
+    def corrupt(offset: int) -> ValueError:
+        return ValueError(f"illegal base64 data at input byte {offset}")
+
+    while True:
+        quantum: list[int] = []
+        done = False
+        while len(quantum) < 4:
+            if si == n:
+                if not quantum:
+                    return bytes(out)
+                raise corrupt(si - len(quantum))
+            c = src[si]
+            si += 1
+            if c in _B64_VALUES:
+                quantum.append(_B64_VALUES[c])
+                continue
+            if c in _NEWLINES:
+                continue
+            if c != ord("=") or len(quantum) < 2:
+                raise corrupt(si - 1)
+            if len(quantum) == 2:  # "==" expected: the second '=' after any newlines
+                while si < n and src[si] in _NEWLINES:
+                    si += 1
+                if si == n:
+                    raise corrupt(n)
+                if src[si] != ord("="):
+                    raise corrupt(si - 1)
+                si += 1
+            while si < n and src[si] in _NEWLINES:
+                si += 1
+            if si < n:
+                raise corrupt(si)
+            done = True
+            break
+        bits = 0
+        for v in quantum + [0] * (4 - len(quantum)):
+            bits = bits << 6 | v
+        out += bits.to_bytes(3, "big")[: len(quantum) - 1]
+        if done:
+            return bytes(out)
+
+
 def validate_object_meta(
     meta: Any,
     *,
@@ -332,8 +462,9 @@ def validate_object_meta(
     """Validate an object's metadata as ``ValidateObjectMeta`` does on create and update.
 
     Checks name/generateName (``name_rule``: ``subdomain`` for most kinds, ``label`` for
-    namespaces and services, ``path`` for events), namespace presence and format, generation,
-    labels, annotations (keys and a 256 KiB total) and finalizers. An empty list means valid.
+    namespaces and services, ``path`` for events and RBAC kinds), namespace presence and format,
+    generation, labels, annotations (keys and a 256 KiB total), owner references and finalizers.
+    An empty list means valid.
     """
     if not isinstance(meta, Mapping):
         return [_invalid(field, meta, "must be an object")]
@@ -344,6 +475,7 @@ def validate_object_meta(
         causes.append(_invalid(f"{field}.generation", generation, "must be greater than or equal to 0"))
     causes += _validate_labels(meta.get("labels"), f"{field}.labels")
     causes += _validate_annotations(meta.get("annotations"), f"{field}.annotations")
+    causes += _validate_owner_references(meta.get("ownerReferences"), f"{field}.ownerReferences")
     causes += _validate_finalizers(meta.get("finalizers"), f"{field}.finalizers")
     return causes
 

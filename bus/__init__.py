@@ -5,7 +5,15 @@ Everything here is trio-native; only this package touches asyncio (nats-py).
 
 from ._bridge import Bridge, Reply, open_bridge
 from ._embedded import free_port, nats_server_binary, run_nats_server
-from ._errors import BusClosed, BusError, BusTimeout, JetStreamError, NoResponders, WrongLastSequence
+from ._errors import (
+    BusClosed,
+    BusError,
+    BusTimeout,
+    JetStreamError,
+    MsgIdCollision,
+    NoResponders,
+    WrongLastSequence,
+)
 from ._log import Log, StreamConfig, open_log
 from ._reader import LogReader
 from ._subjects import (
@@ -44,6 +52,7 @@ __all__ = [
     "Log",
     "LogMessage",
     "LogReader",
+    "MsgIdCollision",
     "NoResponders",
     "Reply",
     "StreamConfig",

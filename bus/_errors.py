@@ -28,6 +28,19 @@ class WrongLastSequence(BusError):
         self.current = current
 
 
+class MsgIdCollision(BusError):
+    """JetStream dropped an append as a duplicate of an earlier message with the same Msg-Id on
+    another subject (or one no longer in the stream): the append was *not* applied. A bug in
+    whoever chose the Msg-Id; never a success."""
+
+    def __init__(self, msg_id: str, subject: str, first_seq: int) -> None:
+        super().__init__(f"Msg-Id {msg_id!r} of an append to {subject} was already used by sequence "
+                         f"{first_seq}")
+        self.msg_id = msg_id
+        self.subject = subject
+        self.first_seq = first_seq
+
+
 class JetStreamError(BusError):
     """JetStream answered an API request with an error."""
 

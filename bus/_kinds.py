@@ -14,6 +14,9 @@ import msgspec
 NameRule = Literal["subdomain", "label", "path"]
 
 _RW_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+# The namespace storage has no deletecollection (kube-apiserver answers 405 for DELETE on the
+# collection): deleting every namespace, the immortal ones included, is not one request.
+_NAMESPACE_VERBS = tuple(v for v in _RW_VERBS if v != "deletecollection")
 
 
 class ResourceDef(msgspec.Struct, frozen=True):
@@ -47,7 +50,7 @@ class ResourceDef(msgspec.Struct, frozen=True):
 _RBAC = "rbac.authorization.k8s.io"
 BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
-                field_selectors=("status.phase",), name_rule="label"),
+                verbs=_NAMESPACE_VERBS, field_selectors=("status.phase",), name_rule="label"),
     ResourceDef("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
     ResourceDef("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",)),
     ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),

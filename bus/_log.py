@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import msgspec
 import trio
 
 from ._bridge import Bridge, Reply
-from ._errors import BusError, BusTimeout, JetStreamError, NoResponders, WrongLastSequence
+from ._errors import BusError, BusTimeout, JetStreamError, MsgIdCollision, NoResponders, WrongLastSequence
 from ._reader import LogReader, open_reader
 from ._subjects import Key, all_filter, object_subject
 
+log = logging.getLogger("jetkube.bus")
 _WRONG_LAST_SEQUENCE = 10071
 _ack_decoder = msgspec.json.Decoder()
 
@@ -117,7 +119,9 @@ class Log:
                 delay = min(delay * 2, 0.5)
                 continue
             try:
-                seq = self._ack(reply, expected_seq)
+                seq, duplicate = self._ack(reply, expected_seq)
+                if duplicate:
+                    await self._check_duplicate(subject, msg_id, seq)
                 self.appends += 1
                 self.append_s += trio.current_time() - (deadline - budget)
                 return seq
@@ -130,8 +134,19 @@ class Log:
                     return last[0]
                 raise
 
+    async def _check_duplicate(self, subject: str, msg_id: str, seq: int) -> None:
+        """A "duplicate" ack names the sequence of the first message with this Msg-Id: it is our
+        append only if that message is on our subject. Anything else is a Msg-Id reused for
+        another write, which JetStream silently dropped: never report it as applied."""
+        first = await self.message_at(seq)
+        if first is None or first[0] != subject or first[1] != msg_id:
+            log.error("Msg-Id %r of an append to %s was first used at sequence %d on %s: the append was "
+                      "dropped as a duplicate", msg_id, subject, seq, first[0] if first else "?")
+            raise MsgIdCollision(msg_id, subject, seq)
+
     @staticmethod
-    def _ack(reply: Reply, expected_seq: int | None) -> int:
+    def _ack(reply: Reply, expected_seq: int | None) -> tuple[int, bool]:
+        """(sequence, whether JetStream answered it as a duplicate) of an append's ack."""
         resp = _ack_decoder.decode(reply.data) if reply.data else {}
         if "error" in resp:
             err = resp["error"]
@@ -142,7 +157,7 @@ class Log:
             raise _api_error(resp)
         if "seq" not in resp:
             raise BusError(f"unexpected append reply: {reply.data[:200]!r}")
-        return int(resp["seq"])
+        return int(resp["seq"]), bool(resp.get("duplicate"))
 
     # ---- reads ------------------------------------------------------------------------------------
 
@@ -184,24 +199,36 @@ class Log:
         assert r.value is not None
         return r.value
 
-    async def last_message(self, subject: str) -> tuple[int, str, bytes] | None:
-        """(seq, Msg-Id, data) of the subject's last message, from the stream leader, or None."""
+    async def _stored_message(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        """One message as STREAM.MSG.GET answers it (from the stream leader), or None."""
         try:
-            resp = await self._api(f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": subject})
+            resp = await self._api(f"STREAM.MSG.GET.{self.stream}", query)
         except JetStreamError as e:
             if e.code == 404:
                 return None
             raise
-        m = resp["message"]
-        msg_id = ""
-        if m.get("hdrs"):
-            for line in base64.b64decode(m["hdrs"]).decode(errors="replace").split("\r\n"):
-                if line.lower().startswith("nats-msg-id:"):
-                    msg_id = line.split(":", 1)[1].strip()
-        return int(m["seq"]), msg_id, base64.b64decode(m.get("data", ""))
+        return dict(resp["message"])
+
+    async def last_message(self, subject: str) -> tuple[int, str, bytes] | None:
+        """(seq, Msg-Id, data) of the subject's last message, from the stream leader, or None."""
+        m = await self._stored_message({"last_by_subj": subject})
+        return None if m is None else (int(m["seq"]), _msg_id(m), base64.b64decode(m.get("data", "")))
+
+    async def message_at(self, seq: int) -> tuple[str, str] | None:
+        """(subject, Msg-Id) of the message at ``seq``, or None when the stream no longer has it."""
+        m = await self._stored_message({"seq": seq})
+        return None if m is None else (str(m["subject"]), _msg_id(m))
 
     async def open_reader(self, filter_subject: str, start_seq: int, *, batch: int = 1024) -> LogReader:
         return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch)
+
+
+def _msg_id(message: dict[str, Any]) -> str:
+    """The Nats-Msg-Id header of a message as STREAM.MSG.GET returns it ("" when none)."""
+    for line in base64.b64decode(message.get("hdrs") or "").decode(errors="replace").split("\r\n"):
+        if line.lower().startswith("nats-msg-id:"):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 DEFAULT_STREAM = StreamConfig()

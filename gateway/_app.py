@@ -207,6 +207,9 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     if method in ("GET", "HEAD") and not route.name:
         opts = parse_list_options(q, rdef, route.namespace, force_watch=route.legacy_watch)
     verb = "create" if route.subresource else _verb(method, bool(route.name), opts is not None and opts.watch)
+    if not route.subresource and verb not in rdef.verbs:
+        # As kube-apiserver, whose routes exist only for the verbs a storage implements.
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
         raise MethodNotAllowed(f"{rdef.plural} is namespaced: use /namespaces/<namespace>/{rdef.plural}")
     body: Any = None

@@ -31,8 +31,6 @@ from projections import (
     TooOldResourceVersion,
     WatchFilter,
     decode_continue,
-    parse_field_selector,
-    parse_label_selector,
 )
 
 from ._codec import query_bool, query_int
@@ -61,12 +59,7 @@ def _invalid_list(message: str, field: str) -> Invalid:
 
 def parse_list_options(q: Mapping[str, str], rdef: ResourceDef, namespace: str | None,
                        *, force_watch: bool = False) -> ListOptions:
-    labels = parse_label_selector(q.get("labelSelector", ""))
-    fields = parse_field_selector(q.get("fieldSelector", ""))
-    allowed = {"metadata.name", "metadata.namespace", *rdef.field_selectors}
-    for f in fields.fields:
-        if f not in allowed:
-            raise BadRequest(f'"{f}" is not a known field selector: only "{", ".join(sorted(allowed))}"')
+    flt = WatchFilter.for_request(rdef, namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""))
     rv = resource_version_param(q)
     match = q.get("resourceVersionMatch") or None
     if match is not None and match not in ("Exact", "NotOlderThan"):
@@ -88,7 +81,7 @@ def parse_list_options(q: Mapping[str, str], rdef: ResourceDef, namespace: str |
                             "is set to NotOlderThan", "sendInitialEvents")
     limit = query_int("limit", q.get("limit")) or 0
     return ListOptions(
-        filter=WatchFilter(namespace if rdef.namespaced else None, labels, fields),
+        filter=flt,
         resource_version=rv, match=match, limit=limit, continue_token=q.get("continue", ""), watch=watch,
         bookmarks=query_bool(q.get("allowWatchBookmarks")), send_initial=send_initial,
         timeout_s=query_int("timeoutSeconds", q.get("timeoutSeconds")),

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 import trio
 
-from ._selectors import FieldSelector, LabelSelector
+from bus import ResourceDef
+
+from ._selectors import (
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry
 
 BOOKMARK = "BOOKMARK"
@@ -26,6 +34,22 @@ class WatchFilter:
     namespace: str | None
     labels: LabelSelector
     fields: FieldSelector
+
+    @classmethod
+    def for_request(cls, rdef: ResourceDef, namespace: str | None, label_selector: str,
+                    field_selector: str) -> WatchFilter:
+        """The filter of a LIST, WATCH or DELETECOLLECTION of ``rdef`` from its query's selectors.
+
+        A selector that does not parse, or a field the kind cannot be selected on, raises
+        :class:`SelectorError` (the apiserver's 400)."""
+        labels = parse_label_selector(label_selector)
+        fields = parse_field_selector(field_selector)
+        allowed = {"metadata.name", "metadata.namespace", *rdef.field_selectors}
+        for f in fields.fields:
+            if f not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise SelectorError(f'"{f}" is not a known field selector: only "{known}"')
+        return cls(namespace if rdef.namespaced else None, labels, fields)
 
     def matches(self, namespace: str, name: str, entry: Entry) -> bool:
         if self.namespace is not None and namespace != self.namespace:

@@ -69,7 +69,7 @@ def test_body_decoding() -> None:
     ({"resourceVersion": "5", "resourceVersionMatch": "Exact", "continue": "x"}, Invalid),
     ({"watch": "1", "sendInitialEvents": "true"}, Invalid),
     ({"resourceVersion": "x"}, BadRequest),
-    ({"fieldSelector": "spec.x=1"}, BadRequest),
+    ({"fieldSelector": "spec.x=1"}, SelectorError),
     ({"limit": "-1"}, BadRequest),
     ({"labelSelector": "a in (b"}, SelectorError),
 ])
