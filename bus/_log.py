@@ -13,6 +13,7 @@ from ._bridge import Bridge, Reply
 from ._errors import BusError, BusTimeout, JetStreamError, NoResponders, WrongLastSequence
 from ._reader import LogReader, open_reader
 from ._subjects import Key, all_filter, object_subject
+from ._types import LogMessage
 
 _WRONG_LAST_SEQUENCE = 10071
 _ack_decoder = msgspec.json.Decoder()
@@ -199,6 +200,26 @@ class Log:
                 if line.lower().startswith("nats-msg-id:"):
                     msg_id = line.split(":", 1)[1].strip()
         return int(m["seq"]), msg_id, base64.b64decode(m.get("data", ""))
+
+    async def last_message_at(self, subject: str, seq: int) -> LogMessage | None:
+        """The subject's last message with a sequence <= ``seq``, or None if it has none.
+
+        A JetStream direct get (``multi_last`` + ``up_to_seq``, nats-server >= 2.11): one round trip
+        whatever the subject's history. The server ends the answer with an end-of-batch status
+        message, which the bridge drops (it delivers the first reply only). On a replicated stream
+        a follower answers only while current with its leader.
+        """
+        if seq <= 0:
+            return None
+        body = json.dumps({"multi_last": [subject], "up_to_seq": seq}).encode()
+        reply = await self.bridge.request(f"$JS.API.DIRECT.GET.{self.stream}", body, timeout_s=5.0)
+        status = reply.status
+        if status == "404":
+            return None
+        headers = reply.headers or {}
+        if status is not None or "Nats-Sequence" not in headers:
+            raise BusError(f"direct get of {subject} up to {seq} failed: status {status}")
+        return LogMessage(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data)
 
     async def open_reader(self, filter_subject: str, start_seq: int, *, batch: int = 1024) -> LogReader:
         return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch)
