@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from projections import ADDED, DELETED, MODIFIED, Change, Entry, WatchFilter, parse_field_selector, parse_label_selector
+from projections import (
+    ADDED,
+    DELETED,
+    MODIFIED,
+    Change,
+    Entry,
+    WatchFilter,
+    parse_field_selector,
+    parse_label_selector,
+)
 from projections._watch import classify
 
 
