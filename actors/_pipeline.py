@@ -23,7 +23,7 @@ class Pipeline:
     """Owns the actors. ``submit`` sends a request in at authn and waits for its answer."""
 
     def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
-                 signing_key: SigningKey, *, mailbox_size: int = 4096, workers: int = 64,
+                 signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
                  run_controllers: bool = True) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         self.core = ResourceCore(log, projection)
@@ -41,7 +41,8 @@ class Pipeline:
         self.authn: Actor[Request] = Actor("authn", authn_handler(authenticator, self.authz),
                                            mailbox_size=mailbox_size, workers=workers)
         self.actors = (self.authn, self.authz, self.admission, self.resource, self.reviews)
-        self.controllers = Controllers(projection, registry, self.resource) if run_controllers else None
+        self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem)
+                            if run_controllers else None)
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(verify_token(token, self.reviews_core.key), self.projection)

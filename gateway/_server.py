@@ -43,7 +43,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
                 task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
     """Run until ``shutdown`` is set (or the task is cancelled); report :class:`Running` when ready."""
     data_dir = Path(settings.data_dir)
-    pki, tokens, signing_key = await trio.to_thread.run_sync(_first_start, settings)
+    pki, tokens, signing_key, ca_pem = await trio.to_thread.run_sync(_first_start, settings)
     registry = Registry()
     shutdown = trio.Event() if shutdown is None else shutdown
     async with AsyncExitStack() as stack:
@@ -59,7 +59,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
         async with trio.open_nursery() as nursery:
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, TokenAuthenticator(tokens), signing_key,
-                                run_controllers=settings.run_controllers)
+                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers)
             await nursery.start(pipeline.run)
             ctx = Context(settings, registry, pipeline, projection)
             app = create_app(ctx)
@@ -95,8 +95,9 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
             nursery.cancel_scope.cancel()
 
 
-def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo], SigningKey]:
-    """Blocking file work before serving: the data dir, TLS material, tokens and the signing key."""
+def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo], SigningKey, str]:
+    """Blocking file work before serving: the data dir, TLS material, tokens, the signing key and
+    the cluster CA (PEM) that the root-CA publisher puts in every namespace."""
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(data_dir)
@@ -104,4 +105,4 @@ def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo], SigningK
     if settings.token_file:
         tokens.update(parse_token_csv(Path(settings.token_file).read_text()))
     key_file = Path(settings.service_account_key_file or ensure_service_account_key(data_dir))
-    return pki, tokens, SigningKey(key_file.read_bytes())
+    return pki, tokens, SigningKey(key_file.read_bytes()), pki.ca_cert.read_text()
