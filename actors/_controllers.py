@@ -19,10 +19,10 @@ from typing import Any, NoReturn
 import msgspec
 import trio
 
-from bus import Key, Registry
+from bus import BusError, Key, Registry, decode_event
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
 
-from ._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
+from ._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound, ServiceUnavailable
 from ._runtime import Actor
 from .messages import Request, UserInfo
 
@@ -39,10 +39,18 @@ ROOT_CA_DESCRIPTION = (
 _DESCRIPTION_ANNOTATION = "kubernetes.io/description"
 
 
-def root_ca_configmap(current: dict[str, Any] | None, ca_pem: str) -> dict[str, Any] | None:
+def root_ca_configmap(current: dict[str, Any] | None, ca_pem: str, *,
+                      written_by_controller: bool = False) -> dict[str, Any] | None:
     """The ``kube-root-ca.crt`` ConfigMap to write given the ``current`` one (None: absent), or None
     when it is as it should be: ``data`` exactly ``{"ca.crt": <CA>}`` and a non-empty description
-    annotation; other metadata is kept (publisher.go ``syncNamespace``)."""
+    annotation; other metadata is kept (publisher.go ``syncNamespace``).
+
+    ``written_by_controller``: the current one was last written by this controller on another
+    replica. Replicas must share the cluster CA (as they share the signing key); if they do not,
+    the first one's stands, rather than replicas rewriting each other's without end.
+    """
+    if current is not None and written_by_controller:
+        return None
     data = {"ca.crt": ca_pem}
     if current is None:
         return {"apiVersion": "v1", "kind": "ConfigMap",
@@ -80,7 +88,7 @@ class Controllers:
                        tenant=self.tenant, **kw)
 
     async def bootstrap(self) -> None:
-        """Create the default namespaces that do not exist yet."""
+        """Create the default namespaces that do not exist yet, and reconcile them once."""
         for ns in DEFAULT_NAMESPACES:
             if self.projection.get(Key(self.tenant, "", "namespaces", "", ns)) is not None:
                 continue
@@ -90,6 +98,14 @@ class Controllers:
                 await self.resource.ask(req, timeout_s=30)
             except AlreadyExists:
                 pass
+        # Ready means the default namespaces are complete (serviceaccount, root CA): the controller
+        # loop would get there too, moments later; clients and tests should not race it.
+        await self.projection.consistent()
+        for ns in DEFAULT_NAMESPACES:
+            try:
+                await self.reconcile(ns)
+            except (ApiError, trio.TooSlowError) as e:
+                log.warning("bootstrap of namespace %s incomplete: %s; the controller loop retries", ns, e)
 
     def enqueue(self, namespace: str) -> None:
         if len(self._queue) < self._queue_size:
@@ -169,9 +185,15 @@ class Controllers:
     async def _publish_root_ca(self, ns: str) -> None:
         if not self.root_ca_pem:
             return
-        entry = self.projection.get(Key(self.tenant, "", "configmaps", ns, ROOT_CA_CONFIGMAP))
-        body = root_ca_configmap(None if entry is None else msgspec.json.decode(entry.data), self.root_ca_pem)
+        key = Key(self.tenant, "", "configmaps", ns, ROOT_CA_CONFIGMAP)
+        entry = self.projection.get(key)
+        current = None if entry is None else msgspec.json.decode(entry.data)
+        if root_ca_configmap(current, self.root_ca_pem) is None:
+            return
+        body = root_ca_configmap(current, self.root_ca_pem, written_by_controller=await self._ours(key))
         if body is None:
+            log.warning("%s/%s holds another replica's CA: every replica must be given the same CA", ns,
+                        ROOT_CA_CONFIGMAP)
             return
         req = self._request(verb="create" if entry is None else "update", rdef=self.cm_def, namespace=ns,
                             name="" if entry is None else ROOT_CA_CONFIGMAP, body=body)
@@ -179,6 +201,15 @@ class Controllers:
             await self.resource.ask(req, timeout_s=30)
         except (AlreadyExists, Forbidden, NotFound):
             pass  # another replica made it (its change requeues us), or the namespace is going away
+
+    async def _ours(self, key: Key) -> bool:
+        """Whether the object's last write (read from the log) was this controller's."""
+        log_ = self.projection.log
+        try:
+            last = await log_.last_message(log_.subject(key))
+        except BusError as e:
+            raise ServiceUnavailable(f"reading the last writer of {key.name}: {e}") from e  # retried later
+        return last is not None and decode_event(last[2]).actor.user == SYSTEM_USER.name
 
     async def _empty_namespace(self, ns: str) -> None:
         remaining = 0

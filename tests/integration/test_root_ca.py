@@ -83,3 +83,32 @@ async def test_root_ca_configmap_in_every_namespace(start_server: StartServer, t
             assert _published(ev["object"], ca)
             await events.aclose()
 
+
+
+async def test_ready_with_root_ca_and_replicas_with_another_ca_do_not_fight(start_server: StartServer,
+                                                                            tmp_path: Path) -> None:
+    a = await start_server(data_dir=str(tmp_path / "a"))
+    ca = (tmp_path / "a" / "pki" / "ca.crt").read_text()
+    async with client_for(a) as api:
+        with trio.fail_after(30):
+            # Ready means the default namespaces are complete.
+            for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+                r = await api.get(f"/api/v1/namespaces/{ns}/configmaps/{NAME}")
+                assert r.status_code == 200 and _published(r.json(), ca), r.text
+            before = (await api.get(f"/api/v1/namespaces/default/configmaps/{NAME}")).json()
+            # A misconfigured replica with a CA of its own (its data dir) reconciles the default
+            # namespaces before it is ready: it leaves the first replica's CA alone.
+            await start_server(data_dir=str(tmp_path / "b"))
+            assert (tmp_path / "b" / "pki" / "ca.crt").read_text() != ca
+            after = (await api.get(f"/api/v1/namespaces/default/configmaps/{NAME}")).json()
+            assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+            # A user's edit is still restored (by either replica: both may, the first one wins).
+            r = await api.patch(f"/api/v1/namespaces/default/configmaps/{NAME}", content=b'{"data":{"ca.crt":"x"}}',
+                                headers={"Content-Type": "application/merge-patch+json"})
+            assert r.status_code == 200, r.text
+            events = _events(api)
+            async for ev in events:
+                if ev["object"]["metadata"]["namespace"] == "default" and ev["object"]["data"]["ca.crt"] != "x":
+                    break
+            await events.aclose()
+            assert ev["object"]["data"]["ca.crt"].startswith("-----BEGIN CERTIFICATE")

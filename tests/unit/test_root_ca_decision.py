@@ -21,3 +21,10 @@ def test_decision() -> None:
     fixed = root_ca_configmap({**current, "metadata": {"name": NAME, "resourceVersion": "7"}}, "NEW")
     assert fixed == {**current, "data": {"ca.crt": "NEW"}, "metadata": {
         "name": NAME, "resourceVersion": "7", "annotations": {"kubernetes.io/description": DESCRIPTION}}}
+
+
+def test_another_replica_s_write_stands() -> None:
+    theirs = root_ca_configmap(None, "THEIR CA")
+    assert root_ca_configmap(theirs, "CA", written_by_controller=True) is None
+    assert root_ca_configmap(theirs, "CA", written_by_controller=False) is not None
+    assert root_ca_configmap(None, "CA", written_by_controller=True) is not None
