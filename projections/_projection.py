@@ -386,7 +386,7 @@ def _decode(prefix: str, m: LogMessage) -> tuple[Key, Entry, str]:
     key = parse_subject(prefix, m.subject)
     ev = decode_event(m.data)
     kind = DELETED if ev.type == "delete" else ADDED if ev.verb == "create" else MODIFIED
-    return key, Entry(m.seq, object_bytes(ev, m.seq), ev.labels, ev.fields), kind
+    return key, Entry(m.seq, object_bytes(ev, m.seq), ev.labels, ev.fields, ev.rv_at), kind
 
 
 def encode_continue(rv: int, start_after: str) -> str:

@@ -100,3 +100,8 @@ async def test_selector_transitions_on_ring_and_log_paths(start_server: StartSer
                     assert got == want, f"{path} path, {url}?{query}"
                     names = [e["object"]["metadata"]["name"] for e in events]
                     assert names == [w.split(" ")[1].split("@")[0] for w in want], f"{path} path, {url}?{query}"
+                    if query:
+                        # An object leaving the selection is sent as it was before (kube: the previous
+                        # object with the event's resourceVersion): every object sent matches.
+                        assert all(e["object"]["metadata"]["labels"]["app"] == "a" and e["object"]["reason"] == "A"
+                                   for e in events), f"{path} path, {url}?{query}"

@@ -51,3 +51,17 @@ def test_without_selectors_the_change_type_stands(type_: str) -> None:
     assert classify(_f(namespace="ns"), Change(2, type_, "ns", "x", B, None)) == type_
     assert classify(_f(namespace="other"), Change(2, type_, "ns", "x", B, None)) is None
     assert classify(_f("app=a", namespace="other"), Change(2, type_, "ns", "x", A, A)) is None
+
+
+def test_an_object_leaving_the_selection_is_sent_as_it_was_with_the_new_version() -> None:
+    at = len(b'{"metadata":{"resourceVersion":"')
+    before = Entry(7, b'{"metadata":{"resourceVersion":"7","labels":{"app":"a"}}}', {"app": "a"}, {}, rv_at=at)
+    after = Entry(12, b'{"metadata":{"resourceVersion":"12","labels":{"app":"b"}}}', {"app": "b"}, {}, rv_at=at)
+    ch = Change(12, MODIFIED, "ns", "x", after, before)
+    assert classify(_f("app=a"), ch) == DELETED
+    assert ch.object(DELETED) == b'{"metadata":{"resourceVersion":"12","labels":{"app":"a"}}}'
+    assert ch.line(DELETED) == b'{"type":"DELETED","object":%s}\n' % ch.object(DELETED)
+    assert ch.object(MODIFIED) == after.data and ch.object(ADDED) == after.data
+    tomb = Change(13, DELETED, "ns", "x", Entry(13, b"{}", {}, {}), after)
+    assert tomb.object(DELETED) == b"{}"  # a deletion carries its final state already
+    assert Entry(5, b"{}", {}, {}).data_at(9) == b"{}"  # offset unknown: unchanged
