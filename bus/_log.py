@@ -207,7 +207,8 @@ class Log:
         A JetStream direct get (``multi_last`` + ``up_to_seq``, nats-server >= 2.11): one round trip
         whatever the subject's history. The server ends the answer with an end-of-batch status
         message, which the bridge drops (it delivers the first reply only). On a replicated stream
-        a follower answers only while current with its leader.
+        any replica may answer a direct get: one lagging behind ``seq`` would answer with an older
+        message (callers ask only for sequences their projection has already applied).
         """
         if seq <= 0:
             return None

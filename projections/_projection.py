@@ -8,6 +8,7 @@ head from the leader, wait until applied >= head).
 from __future__ import annotations
 
 import base64
+import collections
 import heapq
 import itertools
 import json
@@ -296,7 +297,7 @@ class Projection:
         # gives as the subject's previous message: remembered once seen in this read, fetched for
         # the others. Most recently changed last; at most ``history_objects`` remembered.
         need_prev = not (flt.labels.empty and flt.fields.empty)
-        known: dict[str, Entry | None] = {}
+        known: collections.OrderedDict[str, Entry | None] = collections.OrderedDict()
         try:
             while not (reader.pending == 0 and reader.buffered == 0):
                 batch = await reader.next_batch()
@@ -316,12 +317,13 @@ class Projection:
                     else:
                         yield m.seq
                 while len(known) > self.settings.history_objects:
-                    del known[next(iter(known))]
+                    known.popitem(last=False)
             yield target
         finally:
             await reader.aclose()
 
-    async def _states_before(self, known: dict[str, Entry | None], batch: list[LogMessage]) -> None:
+    async def _states_before(self, known: collections.OrderedDict[str, Entry | None],
+                             batch: list[LogMessage]) -> None:
         """Add to ``known`` the state, before ``batch``, of each subject in it not known yet (None:
         absent): its last message up to the batch's first sequence - 1, which is also its state
         before its first change in the batch. One direct get per subject, 32 in flight."""

@@ -7,12 +7,15 @@ pushed past V by writes in another namespace)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import httpx
 import pytest
 import trio
 
+import gateway._server
+from projections import ProjectionSettings
 from tests.conftest import StartServer, client_for
 from tests.integration.test_watch import read_events
 
@@ -82,11 +85,19 @@ CASES = [
 ]
 
 
-async def test_selector_transitions_on_ring_and_log_paths(start_server: StartServer) -> None:
+@pytest.mark.parametrize("log_reads", ["whole", "tiny"])
+async def test_selector_transitions_on_ring_and_log_paths(start_server: StartServer, monkeypatch: pytest.MonkeyPatch,
+                                                          log_reads: str) -> None:
     small = await start_server(watch_ring_size=4)
     async with client_for(small) as api:
         with trio.fail_after(60):
             v, rvs = await _history(api)
+    if log_reads == "tiny":
+        # Log reads of 2 messages that remember 1 object: previous states are fetched again after
+        # being forgotten, and across batch boundaries.
+        monkeypatch.setattr(gateway._server, "ProjectionSettings",
+                            functools.partial(ProjectionSettings, reader_batch=2, history_objects=1))
+        small = await start_server(watch_ring_size=4)
     big = await start_server()  # replays the whole log into a ring of 10 000
     by_rv = {rv: step for step, rv in rvs.items()}
     for server, path in ((big, "ring"), (small, "log")):
