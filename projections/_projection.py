@@ -12,7 +12,7 @@ import collections
 import heapq
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import NoReturn
@@ -323,7 +323,7 @@ class Projection:
             await reader.aclose()
 
     async def _states_before(self, known: collections.OrderedDict[str, Entry | None],
-                             batch: list[LogMessage]) -> None:
+                             batch: Sequence[LogMessage]) -> None:
         """Add to ``known`` the state, before ``batch``, of each subject in it not known yet (None:
         absent): its last message up to the batch's first sequence - 1, which is also its state
         before its first change in the batch. One direct get per subject, 32 in flight."""
