@@ -56,7 +56,10 @@ async def test_token_request_bound_to_service_account(start_server: StartServer,
             token = r.json()["status"]["token"]
             assert r.json()["status"]["expirationTimestamp"].endswith("Z")
             sa_headers = {"Authorization": f"Bearer {token}"}
-            # Accepted by both gateways (they were given the same key file).
+            # Accepted by both gateways (they were given the same key file), once each has applied the
+            # service account: the authenticator looks it up in its projection (a consistent GET waits).
+            for client in (api, api_b):
+                assert (await client.get("/api/v1/namespaces/default/serviceaccounts/bot")).status_code == 200
             for client in (api, api_b):
                 who = await client.post("/apis/authentication.k8s.io/v1/selfsubjectreviews", json={},
                                         headers=sa_headers)

@@ -85,6 +85,8 @@ async def test_replicas_share_the_key_file_and_the_log_holds_no_key(start_server
             assert jwt.get_unverified_header(token) == {"alg": "ES256", "kid": kid, "typ": "JWT"}
             claims = jwt.decode(token, key.public_key(), algorithms=["ES256"], audience=ISSUER)
             assert claims["sub"] == "system:serviceaccount:default:bot"
+            # Once b has applied the service account (its authenticator reads its projection).
+            assert (await api_b.get("/api/v1/namespaces/default/serviceaccounts/bot")).status_code == 200
             for client in (api, api_b):
                 who = await _whoami(client, token)
                 assert who.status_code == 201, who.text
