@@ -28,6 +28,7 @@ from ._fieldvalidation import warning_header
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._runtime import Actor, ReplySlot
+from ._tokens import SigningKey
 from .messages import Allowed, Request, UserInfo, WriteResult
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "RequestEntityTooLarge",
     "ResourceCore",
     "ServiceUnavailable",
+    "SigningKey",
     "Timeout",
     "TokenAuthenticator",
     "TooManyRequests",

@@ -3,6 +3,8 @@
 - bootstrap: the namespaces every cluster starts with.
 - serviceaccounts: every active namespace has a ``default`` ServiceAccount.
 - namespaces: a terminating namespace is emptied, then finalized (its tombstone appended).
+- root CA publisher: every active namespace has the ``kube-root-ca.crt`` ConfigMap with the
+  cluster CA, re-created when deleted and restored when edited (kube's rootcacertpublisher).
 
 Every gateway replica runs them; CAS at the log makes concurrent replicas safe (a lost race is
 an AlreadyExists or a no-op). They write through the resource actor as ``system:apiserver``.
@@ -17,10 +19,10 @@ from typing import Any, NoReturn
 import msgspec
 import trio
 
-from bus import Key, Registry
+from bus import BusError, Key, Registry, decode_event
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
 
-from ._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
+from ._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound, ServiceUnavailable
 from ._runtime import Actor
 from .messages import Request, UserInfo
 
@@ -29,11 +31,43 @@ log = logging.getLogger("jetkube.controllers")
 SYSTEM_USER = UserInfo(name="system:apiserver", uid="system:apiserver", groups=("system:masters",))
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _ALL = WatchFilter(None, parse_label_selector(""), parse_field_selector(""))
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as "
+    "the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of "
+    "Kubernetes clusters.")
+_DESCRIPTION_ANNOTATION = "kubernetes.io/description"
+
+
+def root_ca_configmap(current: dict[str, Any] | None, ca_pem: str, *,
+                      written_by_controller: bool = False) -> dict[str, Any] | None:
+    """The ``kube-root-ca.crt`` ConfigMap to write given the ``current`` one (None: absent), or None
+    when it is as it should be: ``data`` exactly ``{"ca.crt": <CA>}`` and a non-empty description
+    annotation; other metadata is kept (publisher.go ``syncNamespace``).
+
+    ``written_by_controller``: the current one was last written by this controller on another
+    replica. Replicas must share the cluster CA (as they share the signing key); if they do not,
+    the first one's stands, rather than replicas rewriting each other's without end.
+    """
+    if current is not None and written_by_controller:
+        return None
+    data = {"ca.crt": ca_pem}
+    if current is None:
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": ROOT_CA_CONFIGMAP, "annotations": {_DESCRIPTION_ANNOTATION: ROOT_CA_DESCRIPTION}},
+                "data": data}
+    meta = current.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    if current.get("data") == data and annotations.get(_DESCRIPTION_ANNOTATION):
+        return None
+    return {**current, "data": data, "metadata": {**meta, "annotations": {
+        **annotations, _DESCRIPTION_ANNOTATION: ROOT_CA_DESCRIPTION}}}
 
 
 class Controllers:
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], *,
-                 tenant: str = "default", queue_size: int = 10_000, resync_s: float = 60.0) -> None:
+                 root_ca_pem: str = "", tenant: str = "default", queue_size: int = 10_000,
+                 resync_s: float = 60.0) -> None:
         self.projection = projection
         self.registry = registry
         self.resource = resource
@@ -42,17 +76,19 @@ class Controllers:
         self._queue_size = queue_size
         self._wake = trio.Event()
         self.resync_s = resync_s
+        self.root_ca_pem = root_ca_pem  # "": no CA to publish
         ns_def = registry.by_resource("", "namespaces")
         sa_def = registry.by_resource("", "serviceaccounts")
-        assert ns_def is not None and sa_def is not None
-        self.ns_def, self.sa_def = ns_def, sa_def
+        cm_def = registry.by_resource("", "configmaps")
+        assert ns_def is not None and sa_def is not None and cm_def is not None
+        self.ns_def, self.sa_def, self.cm_def = ns_def, sa_def, cm_def
 
     def _request(self, **kw: Any) -> Request:
         return Request(user=SYSTEM_USER, audit_id=str(uuid.uuid4()), user_agent="jetkube-controller-manager",
                        tenant=self.tenant, **kw)
 
     async def bootstrap(self) -> None:
-        """Create the default namespaces that do not exist yet."""
+        """Create the default namespaces that do not exist yet, and reconcile them once."""
         for ns in DEFAULT_NAMESPACES:
             if self.projection.get(Key(self.tenant, "", "namespaces", "", ns)) is not None:
                 continue
@@ -62,6 +98,14 @@ class Controllers:
                 await self.resource.ask(req, timeout_s=30)
             except AlreadyExists:
                 pass
+        # Ready means the default namespaces are complete (serviceaccount, root CA): the controller
+        # loop would get there too, moments later; clients and tests should not race it.
+        await self.projection.consistent()
+        for ns in DEFAULT_NAMESPACES:
+            try:
+                await self.reconcile(ns)
+            except (ApiError, trio.TooSlowError) as e:
+                log.warning("bootstrap of namespace %s incomplete: %s; the controller loop retries", ns, e)
 
     def enqueue(self, namespace: str) -> None:
         if len(self._queue) < self._queue_size:
@@ -76,7 +120,10 @@ class Controllers:
                 self.enqueue(ch.name)
         elif ch.namespace:
             ns = self.projection.get(Key(tenant, "", "namespaces", "", ch.namespace))
-            if ns is not None and ns.fields.get("status.phase") == "Terminating" and ch.type == DELETED or group == "" and resource == "serviceaccounts" and ch.type == DELETED and ch.name == "default":
+            terminating = ns is not None and ns.fields.get("status.phase") == "Terminating"
+            if (terminating and ch.type == DELETED
+                    or group == "" and resource == "serviceaccounts" and ch.type == DELETED and ch.name == "default"
+                    or group == "" and resource == "configmaps" and ch.name == ROOT_CA_CONFIGMAP):
                 self.enqueue(ch.namespace)
 
     def resync(self) -> None:
@@ -123,6 +170,7 @@ class Controllers:
             await self._empty_namespace(ns)
         else:
             await self._ensure_default_sa(ns)
+            await self._publish_root_ca(ns)
 
     async def _ensure_default_sa(self, ns: str) -> None:
         if self.projection.get(Key(self.tenant, "", "serviceaccounts", ns, "default")) is not None:
@@ -133,6 +181,35 @@ class Controllers:
             await self.resource.ask(req, timeout_s=30)
         except (AlreadyExists, Forbidden, NotFound):
             pass  # another replica made it, or the namespace is going away
+
+    async def _publish_root_ca(self, ns: str) -> None:
+        if not self.root_ca_pem:
+            return
+        key = Key(self.tenant, "", "configmaps", ns, ROOT_CA_CONFIGMAP)
+        entry = self.projection.get(key)
+        current = None if entry is None else msgspec.json.decode(entry.data)
+        if root_ca_configmap(current, self.root_ca_pem) is None:
+            return
+        body = root_ca_configmap(current, self.root_ca_pem, written_by_controller=await self._ours(key))
+        if body is None:
+            log.warning("%s/%s holds another replica's CA: every replica must be given the same CA", ns,
+                        ROOT_CA_CONFIGMAP)
+            return
+        req = self._request(verb="create" if entry is None else "update", rdef=self.cm_def, namespace=ns,
+                            name="" if entry is None else ROOT_CA_CONFIGMAP, body=body)
+        try:
+            await self.resource.ask(req, timeout_s=30)
+        except (AlreadyExists, Forbidden, NotFound):
+            pass  # another replica made it (its change requeues us), or the namespace is going away
+
+    async def _ours(self, key: Key) -> bool:
+        """Whether the object's last write (read from the log) was this controller's."""
+        log_ = self.projection.log
+        try:
+            last = await log_.last_message(log_.subject(key))
+        except BusError as e:
+            raise ServiceUnavailable(f"reading the last writer of {key.name}: {e}") from e  # retried later
+        return last is not None and decode_event(last[2]).actor.user == SYSTEM_USER.name
 
     async def _empty_namespace(self, ns: str) -> None:
         remaining = 0

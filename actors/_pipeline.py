@@ -13,8 +13,9 @@ from ._admission import NamespaceLifecycle, admission_handler
 from ._auth import TokenAuthenticator, authn_handler, authz_handler
 from ._controllers import Controllers
 from ._resource import ResourceCore
-from ._reviews import ReviewCore, load_signing_key, service_account_user, verify_jwt
+from ._reviews import ReviewCore, service_account_user
 from ._runtime import Actor
+from ._tokens import SigningKey, verify_token
 from .messages import Allowed, Request, UserInfo, WriteResult
 
 
@@ -22,11 +23,12 @@ class Pipeline:
     """Owns the actors. ``submit`` sends a request in at authn and waits for its answer."""
 
     def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
-                 *, mailbox_size: int = 4096, workers: int = 64, run_controllers: bool = True) -> None:
+                 signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
+                 run_controllers: bool = True) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
         self.core = ResourceCore(log, projection, admit=lifecycle.admit)
-        self.reviews_core = ReviewCore(projection, registry, b"")
+        self.reviews_core = ReviewCore(projection, registry, signing_key)
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
         authenticator.jwt = self._service_account_user
@@ -39,10 +41,11 @@ class Pipeline:
         self.authn: Actor[Request] = Actor("authn", authn_handler(authenticator, self.authz),
                                            mailbox_size=mailbox_size, workers=workers)
         self.actors = (self.authn, self.authz, self.admission, self.resource, self.reviews)
-        self.controllers = Controllers(projection, registry, self.resource) if run_controllers else None
+        self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem)
+                            if run_controllers else None)
 
     def _service_account_user(self, token: str) -> UserInfo:
-        return service_account_user(verify_jwt(token, self.reviews_core.key), self.projection)
+        return service_account_user(verify_token(token, self.reviews_core.key), self.projection)
 
     async def submit(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
         result: Allowed | WriteResult = await self.authn.ask(req, timeout_s=timeout_s)
@@ -50,7 +53,6 @@ class Pipeline:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         """Run every actor; bootstrap the default namespaces; then start the controllers."""
-        self.reviews_core.key = await load_signing_key(self.log)
         async with trio.open_nursery() as nursery:
             for a in self.actors:
                 await nursery.start(a.run)

@@ -7,93 +7,83 @@ service-account tokens (TokenRequest).
 - ``serviceaccounts/<name>/token``: a signed JWT bound to the service account's uid; the
   authenticator accepts it until it expires or the service account is gone (or re-created).
 
-Tokens are HS256 JWTs signed with one key shared by every gateway through the log (the first
-gateway to start appends it, the others read it), so a token minted on one replica is accepted by
-all of them.
+Tokens are signed with the service-account key every gateway is given (see ``_tokens``), so a
+token minted on one replica is accepted by all of them.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
-import hmac
-import json
-import secrets
 import time
 from typing import Any
 
 import msgspec
 
-from bus import Key, Log, WrongLastSequence, system_subject
+from bus import Key
 from projections import Projection
 
 from ._auth import authorize
 from ._errors import BadRequest, Forbidden, NotFound, Unauthorized
 from ._runtime import ReplySlot
+from ._tokens import API_AUDIENCES, ISSUER, SigningKey, service_account_ref
 from .messages import Request, UserInfo, WriteResult
 
 _enc = msgspec.json.Encoder()
-ISSUER = "https://kubernetes.default.svc.cluster.local"
 SA_PREFIX = "system:serviceaccount:"
-_KEY_SUBJECT = "sa-signing-key"
+
+# The Go types of the review specs' fields (k8s.io/api authorization/v1, authentication/v1), for
+# the type errors kube's decoder reports as 400. A dict is an object of those fields, a list a list
+# of its one element type; JSON null leaves a Go field at its zero value, so it is accepted.
+_RESOURCE_ATTRIBUTES = {**{f: str for f in ("namespace", "verb", "group", "version", "resource", "subresource",
+                                            "name")}, "fieldSelector": dict, "labelSelector": dict}
+_SPEC_TYPES: dict[str, dict[str, Any]] = {
+    "selfsubjectaccessreviews": {"resourceAttributes": _RESOURCE_ATTRIBUTES,
+                                 "nonResourceAttributes": {"path": str, "verb": str}},
+    "selfsubjectrulesreviews": {"namespace": str},
+    "token": {"audiences": [str], "expirationSeconds": int,
+              "boundObjectRef": {"kind": str, "apiVersion": str, "name": str, "uid": str}},
+}
+_JSON_TYPES = ((bool, "bool"), (str, "string"), (int, "number"), (float, "number"), (list, "array"), (dict, "object"))
+_GO_TYPES = {str: "string", int: "int64", dict: "object"}
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def check_spec_types(spec: Any, types: dict[str, Any], path: str = "spec") -> str | None:
+    """The first field of ``spec`` whose JSON type does not fit ``types``, as Go's decoder words it
+    ("cannot unmarshal array into Go struct field spec.x of type string"), or None."""
+
+    def bad(value: Any, want: Any, at: str) -> str | None:
+        if value is None:
+            return None
+        if isinstance(want, dict):
+            if not isinstance(value, dict):
+                return _mismatch(value, "object", at)
+            for k, sub in want.items():
+                found = bad(value.get(k), sub, f"{at}.{k}")
+                if found:
+                    return found
+            return None
+        if isinstance(want, list):
+            if not isinstance(value, list):
+                return _mismatch(value, f"[]{_GO_TYPES[want[0]]}", at)
+            return next((f for v in value if (f := bad(v, want[0], at))), None)
+        if want is dict:
+            return None if isinstance(value, dict) else _mismatch(value, "object", at)
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        return None if ok else _mismatch(value, _GO_TYPES[want], at)
+
+    return bad(spec, types, path)
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def sign_jwt(claims: dict[str, Any], key: bytes) -> str:
-    head = _b64(b'{"alg":"HS256","typ":"JWT"}')
-    body = _b64(_enc.encode(claims))
-    sig = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{_b64(sig)}"
-
-
-def verify_jwt(token: str, key: bytes, *, now: float | None = None) -> dict[str, Any]:
-    """The claims of a token we signed, unexpired; raises Unauthorized otherwise."""
-    try:
-        head, body, sig = token.split(".")
-        want = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(want, _unb64(sig)):
-            raise ValueError("bad signature")
-        if json.loads(_unb64(head)).get("alg") != "HS256":
-            raise ValueError("bad alg")
-        claims: dict[str, Any] = json.loads(_unb64(body))
-    except (ValueError, TypeError):
-        raise Unauthorized("Unauthorized") from None
-    if claims.get("exp", 0) < (time.time() if now is None else now):
-        raise Unauthorized("Unauthorized")
-    return claims
-
-
-async def load_signing_key(log: Log) -> bytes:
-    """The fleet's token signing key: read it from the log, or append it if nobody has yet."""
-    subject = system_subject(log.prefix, _KEY_SUBJECT)
-    last = await log.last_message(subject)
-    if last is None:
-        try:
-            await log.append(subject, secrets.token_bytes(32), msg_id=f"signing-key-{secrets.token_hex(8)}",
-                             expected_seq=0)
-        except WrongLastSequence:
-            pass  # another gateway won the race; use its key
-        last = await log.last_message(subject)
-        assert last is not None
-    return last[2]
+def _mismatch(value: Any, want: str, at: str) -> str:
+    got = next(name for t, name in _JSON_TYPES if isinstance(value, t))
+    return f"json: cannot unmarshal {got} into Go struct field {at} of type {want}"
 
 
 def service_account_user(claims: dict[str, Any], projection: Projection, tenant: str = "default") -> UserInfo:
-    """The user a service-account token stands for, if its service account still exists with the
-    uid the token was bound to."""
-    k8s = claims.get("kubernetes.io") or {}
-    ns = k8s.get("namespace", "")
-    sa = (k8s.get("serviceaccount") or {})
-    name, uid = sa.get("name", ""), sa.get("uid", "")
-    entry = projection.get(Key(tenant, "", "serviceaccounts", ns, name)) if ns and name else None
+    """The user a verified service-account token stands for, if its service account still exists
+    with the uid the token was bound to."""
+    ns, name, uid = service_account_ref(claims)
+    entry = projection.get(Key(tenant, "", "serviceaccounts", ns, name))
     if entry is None or msgspec.json.decode(entry.data)["metadata"].get("uid") != uid:
         raise Unauthorized("Unauthorized")
     return UserInfo(name=f"{SA_PREFIX}{ns}:{name}", uid=uid, tenant=tenant,
@@ -117,7 +107,7 @@ def _rules_for(user: UserInfo, namespace: str) -> dict[str, Any]:
 class ReviewCore:
     """Handler of the reviews actor: virtual kinds and the token subresource."""
 
-    def __init__(self, projection: Projection, registry: Any, signing_key: bytes) -> None:
+    def __init__(self, projection: Projection, registry: Any, signing_key: SigningKey) -> None:
         self.projection = projection
         self.registry = registry
         self.key = signing_key
@@ -128,9 +118,10 @@ class ReviewCore:
         if req.verb != "create":
             raise BadRequest(f"{rdef.plural} only supports create")
         body = req.body if isinstance(req.body, dict) else {}
-        if not isinstance(body.get("spec") or {}, dict):
-            raise BadRequest(f"{rdef.kind} in version \"{rdef.version}\" cannot be handled as a {rdef.kind}: spec "
-                             "must be an object")
+        wrong = check_spec_types(body.get("spec"), _SPEC_TYPES.get(req.subresource or rdef.plural, {}))
+        if wrong:
+            kind = "TokenRequest" if req.subresource == "token" else rdef.kind
+            raise BadRequest(f"{kind} in version \"{rdef.version}\" cannot be handled as a {kind}: {wrong}")
         out: dict[str, Any] = {"kind": rdef.kind, "apiVersion": rdef.api_version,
                                "metadata": {"creationTimestamp": None}}
         if req.subresource == "token":
@@ -154,18 +145,16 @@ class ReviewCore:
 
     def _access(self, user: UserInfo, spec: dict[str, Any]) -> dict[str, Any]:
         ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
-        if not isinstance(ra or {}, dict) or not isinstance(nra or {}, dict):
-            raise BadRequest("resourceAttributes and nonResourceAttributes must be objects")
         if ra:
-            rdef = self.registry.by_resource(ra.get("group", ""), ra.get("resource", ""))
+            rdef = self.registry.by_resource(ra.get("group") or "", ra.get("resource") or "")
             if rdef is None:
                 # Unknown resources: masters may anything, others nothing (as "*" rules would say).
                 allowed = "system:masters" in user.groups
                 return {"allowed": allowed}
-            probe = Request(verb=ra.get("verb", ""), rdef=rdef, namespace=ra.get("namespace", ""),
-                            name=ra.get("name", ""), subresource=ra.get("subresource", ""))
+            probe = Request(verb=ra.get("verb") or "", rdef=rdef, namespace=ra.get("namespace") or "",
+                            name=ra.get("name") or "", subresource=ra.get("subresource") or "")
         elif nra:
-            probe = Request(verb=nra.get("verb", ""), path=nra.get("path", ""))
+            probe = Request(verb=nra.get("verb") or "", path=nra.get("path") or "")
         else:
             raise BadRequest("exactly one of nonResourceAttributes or resourceAttributes must be specified")
         try:
@@ -184,11 +173,11 @@ class ReviewCore:
         sa = msgspec.json.decode(entry.data)
         spec = dict(body.get("spec") or {})
         seconds = spec.get("expirationSeconds") or 3600
-        if not isinstance(seconds, int) or seconds < 600:
+        if seconds < 600:
             raise BadRequest("spec.expirationSeconds: may not specify a duration less than 10 minutes")
         seconds = min(seconds, 48 * 3600)
         now = int(time.time())
-        audiences = spec.get("audiences") or [ISSUER]
+        audiences = spec.get("audiences") or list(API_AUDIENCES)
         claims = {"iss": ISSUER, "sub": f"{SA_PREFIX}{req.namespace}:{req.name}", "aud": audiences,
                   "iat": now, "nbf": now, "exp": now + seconds,
                   "kubernetes.io": {"namespace": req.namespace,
@@ -197,5 +186,5 @@ class ReviewCore:
         expires = datetime.datetime.fromtimestamp(now + seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
                "metadata": {"name": req.name, "namespace": req.namespace, "creationTimestamp": None},
-               "spec": spec, "status": {"token": sign_jwt(claims, self.key), "expirationTimestamp": expires}}
+               "spec": spec, "status": {"token": self.key.sign(claims), "expirationTimestamp": expires}}
         return WriteResult(201, _enc.encode(out))

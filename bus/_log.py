@@ -14,6 +14,7 @@ from ._bridge import Bridge, Reply
 from ._errors import BusError, BusTimeout, JetStreamError, MsgIdCollision, NoResponders, WrongLastSequence
 from ._reader import LogReader, open_reader
 from ._subjects import Key, all_filter, object_subject
+from ._types import LogMessage
 
 log = logging.getLogger("jetkube.bus")
 _WRONG_LAST_SEQUENCE = 10071
@@ -218,6 +219,27 @@ class Log:
         """(subject, Msg-Id) of the message at ``seq``, or None when the stream no longer has it."""
         m = await self._stored_message({"seq": seq})
         return None if m is None else (str(m["subject"]), _msg_id(m))
+
+    async def last_message_at(self, subject: str, seq: int) -> LogMessage | None:
+        """The subject's last message with a sequence <= ``seq``, or None if it has none.
+
+        A JetStream direct get (``multi_last`` + ``up_to_seq``, nats-server >= 2.11): one round trip
+        whatever the subject's history. The server ends the answer with an end-of-batch status
+        message, which the bridge drops (it delivers the first reply only). On a replicated stream
+        any replica may answer a direct get: one lagging behind ``seq`` would answer with an older
+        message (callers ask only for sequences their projection has already applied).
+        """
+        if seq <= 0:
+            return None
+        body = json.dumps({"multi_last": [subject], "up_to_seq": seq}).encode()
+        reply = await self.bridge.request(f"$JS.API.DIRECT.GET.{self.stream}", body, timeout_s=5.0)
+        status = reply.status
+        if status == "404":
+            return None
+        headers = reply.headers or {}
+        if status is not None or "Nats-Sequence" not in headers:
+            raise BusError(f"direct get of {subject} up to {seq} failed: status {status}")
+        return LogMessage(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data)
 
     async def open_reader(self, filter_subject: str, start_seq: int, *, batch: int = 1024) -> LogReader:
         return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch)

@@ -259,7 +259,7 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
         first = [True]
 
         def encode(t: str, ch: Change) -> bytes:
-            line = table_watch_line(rdef, t, ch.entry.data, api_version=table, include_object=include, now=_now(),
+            line = table_watch_line(rdef, t, ch.object(t), api_version=table, include_object=include, now=_now(),
                                     headers=first[0])
             first[0] = False
             return line

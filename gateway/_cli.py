@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=6443, help="HTTPS port (0: any free port)")
     s.add_argument("--nats-url", default=None, help="an external NATS with JetStream (default: embedded)")
     s.add_argument("--token-file", default=None, help='static tokens: token,user,uid,"group1,group2"')
+    s.add_argument("--service-account-key-file", default=None,
+                   help="PEM private key (EC P-256: ES256, RSA: RS256) signing service-account tokens; give "
+                        "every replica the same file (default: DATA_DIR/pki/sa.key, generated)")
     s.add_argument("--insecure-port", type=int, default=None, help="also serve plain HTTP here (tokens required)")
     s.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: DATA_DIR/kubeconfig)")
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
-                        token_file=args.token_file, insecure_port=args.insecure_port, kubeconfig=args.kubeconfig,
+                        token_file=args.token_file, service_account_key_file=args.service_account_key_file,
+                        insecure_port=args.insecure_port, kubeconfig=args.kubeconfig,
                         stream=args.stream, stream_replicas=args.stream_replicas,
                         tenancy_by_path=args.tenancy_by_path)
     try:

@@ -1,4 +1,5 @@
-"""First-start material: a CA, a serving certificate, the admin token and a kubeconfig.
+"""First-start material: a CA, a serving certificate, the admin token, the service-account signing
+key and a kubeconfig.
 
 Generated once into the data directory and reused on every later start, so a kubeconfig written
 once keeps working across restarts.
@@ -82,6 +83,16 @@ def ensure_pki(data_dir: Path) -> Pki:
         _write_private(tokens, f'{secrets.token_urlsafe(32)},admin,admin,"system:masters"\n'.encode())
     admin = tokens.read_text().splitlines()[0].split(",", 1)[0]
     return Pki(ca_crt, crt, key_path, admin, tokens)
+
+
+def ensure_service_account_key(data_dir: Path) -> Path:
+    """``pki/sa.key``: the EC P-256 key signing service-account tokens (ES256), created once, 0600.
+    Replicas sharing a log must share this file (``--service-account-key-file``)."""
+    path = data_dir / "pki" / "sa.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, _key_pem(ec.generate_private_key(ec.SECP256R1())))
+    return path
 
 
 def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, token: str, name: str = "jetkube") -> None:

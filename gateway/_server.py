@@ -17,12 +17,12 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from actors import Pipeline, TokenAuthenticator, UserInfo, parse_token_csv
+from actors import Pipeline, SigningKey, TokenAuthenticator, UserInfo, parse_token_csv
 from bus import Registry, StreamConfig, open_bridge, open_log, run_nats_server
 from projections import Projection, ProjectionSettings
 
 from ._app import Context, create_app
-from ._pki import Pki, ensure_pki, write_kubeconfig
+from ._pki import Pki, ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._settings import Settings
 
 log = logging.getLogger("jetkube")
@@ -43,7 +43,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
                 task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
     """Run until ``shutdown`` is set (or the task is cancelled); report :class:`Running` when ready."""
     data_dir = Path(settings.data_dir)
-    pki, tokens = await trio.to_thread.run_sync(_first_start, settings)
+    pki, tokens, signing_key, ca_pem = await trio.to_thread.run_sync(_first_start, settings)
     registry = Registry()
     shutdown = trio.Event() if shutdown is None else shutdown
     async with AsyncExitStack() as stack:
@@ -58,8 +58,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
                                                          bookmark_interval_s=settings.bookmark_interval_s))
         async with trio.open_nursery() as nursery:
             await nursery.start(projection.run)
-            pipeline = Pipeline(log_, projection, registry, TokenAuthenticator(tokens),
-                                run_controllers=settings.run_controllers)
+            pipeline = Pipeline(log_, projection, registry, TokenAuthenticator(tokens), signing_key,
+                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers)
             await nursery.start(pipeline.run)
             ctx = Context(settings, registry, pipeline, projection)
             app = create_app(ctx)
@@ -95,12 +95,14 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
             nursery.cancel_scope.cancel()
 
 
-def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo]]:
-    """Blocking file work before serving: the data dir, TLS material and tokens."""
+def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo], SigningKey, str]:
+    """Blocking file work before serving: the data dir, TLS material, tokens, the signing key and
+    the cluster CA (PEM) that the root-CA publisher puts in every namespace."""
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(data_dir)
     tokens = parse_token_csv(pki.tokens_file.read_text())
     if settings.token_file:
         tokens.update(parse_token_csv(Path(settings.token_file).read_text()))
-    return pki, tokens
+    key_file = Path(settings.service_account_key_file or ensure_service_account_key(data_dir))
+    return pki, tokens, SigningKey(key_file.read_bytes()), pki.ca_cert.read_text()

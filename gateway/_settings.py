@@ -17,6 +17,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 6443
     nats_url: str | None = None
     token_file: str | None = None
+    service_account_key_file: str | None = None  # PEM private key; default: <data_dir>/pki/sa.key, generated
     insecure_port: int | None = None
     stream: str = "JETKUBE"
     subject_prefix: str = "jk"

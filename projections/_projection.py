@@ -8,10 +8,11 @@ head from the leader, wait until applied >= head).
 from __future__ import annotations
 
 import base64
+import collections
 import heapq
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import NoReturn
@@ -40,6 +41,7 @@ class ProjectionSettings:
     watch_queue: int = 10_000  # events one watcher may fall behind before it is cut off
     bookmark_interval_s: float = 60.0
     reader_batch: int = 1024
+    history_objects: int = 10_000  # objects whose last state a watch read from the log remembers
 
 
 class Projection:
@@ -290,20 +292,59 @@ class Projection:
         reader = await self.log.open_reader(
             resource_filter(self.log.prefix, tenant, group, resource, stream.filter.namespace), after + 1,
             batch=self.settings.reader_batch)
+        flt = stream.filter
+        # Selectors classify on the state before each change (kube's prevObject), which the log
+        # gives as the subject's previous message: remembered once seen in this read, fetched for
+        # the others. Most recently changed last; at most ``history_objects`` remembered.
+        need_prev = not (flt.labels.empty and flt.fields.empty)
+        known: collections.OrderedDict[str, Entry | None] = collections.OrderedDict()
         try:
             while not (reader.pending == 0 and reader.buffered == 0):
-                for m in await reader.next_batch():
+                batch = await reader.next_batch()
+                if need_prev:
+                    await self._states_before(known, batch)
+                for m in batch:
                     if m.seq > target:
                         yield target
                         return
                     key, entry, kind = _decode(self.log.prefix, m)
-                    if stream.filter.matches(key.namespace, key.name, entry):
-                        yield kind, Change(m.seq, kind, key.namespace, key.name, entry, None)
+                    change = Change(m.seq, kind, key.namespace, key.name, entry, known.pop(m.subject, None))
+                    if need_prev:
+                        known[m.subject] = None if kind == DELETED else entry
+                    t = stream.classify(change)
+                    if t is not None:
+                        yield t, change
                     else:
                         yield m.seq
+                while len(known) > self.settings.history_objects:
+                    known.popitem(last=False)
             yield target
         finally:
             await reader.aclose()
+
+    async def _states_before(self, known: collections.OrderedDict[str, Entry | None],
+                             batch: Sequence[LogMessage]) -> None:
+        """Add to ``known`` the state, before ``batch``, of each subject in it not known yet (None:
+        absent): its last message up to the batch's first sequence - 1, which is also its state
+        before its first change in the batch. One direct get per subject, 32 in flight."""
+        missing = {m.subject for m in batch} - known.keys()
+        if not missing:
+            return
+        upto = batch[0].seq - 1
+        limiter = trio.CapacityLimiter(32)
+
+        async def fetch(subject: str) -> None:
+            async with limiter:
+                m = await self.log.last_message_at(subject, upto)
+            if m is None:
+                known[subject] = None
+            else:
+                _, entry, kind = _decode(self.log.prefix, m)
+                known[subject] = None if kind == DELETED else entry
+
+        async with trio.open_nursery() as nursery:
+            for subject in sorted(missing):
+                nursery.start_soon(fetch, subject)
 
 
 class Histogram:
@@ -347,7 +388,7 @@ def _decode(prefix: str, m: LogMessage) -> tuple[Key, Entry, str]:
     key = parse_subject(prefix, m.subject)
     ev = decode_event(m.data)
     kind = DELETED if ev.type == "delete" else ADDED if ev.verb == "create" else MODIFIED
-    return key, Entry(m.seq, object_bytes(ev, m.seq), ev.labels, ev.fields), kind
+    return key, Entry(m.seq, object_bytes(ev, m.seq), ev.labels, ev.fields, ev.rv_at), kind
 
 
 def encode_continue(rv: int, start_after: str) -> str:

@@ -23,15 +23,24 @@ _EMPTY: dict[str, str] = {}
 
 
 class Entry:
-    """One live object. ``data`` is its JSON with ``metadata.resourceVersion`` = ``seq``."""
+    """One live object. ``data`` is its JSON with ``metadata.resourceVersion`` = ``seq``, whose
+    digits start at ``rv_at`` (-1: unknown)."""
 
-    __slots__ = ("data", "fields", "labels", "seq")
+    __slots__ = ("data", "fields", "labels", "rv_at", "seq")
 
-    def __init__(self, seq: int, data: bytes, labels: dict[str, str], fields: dict[str, str]) -> None:
+    def __init__(self, seq: int, data: bytes, labels: dict[str, str], fields: dict[str, str],
+                 rv_at: int = -1) -> None:
         self.seq = seq
         self.data = data
         self.labels = labels or _EMPTY
         self.fields = fields or _EMPTY
+        self.rv_at = rv_at
+
+    def data_at(self, seq: int) -> bytes:
+        """``data`` with resourceVersion ``seq`` instead (unchanged when the offset is unknown)."""
+        if self.rv_at < 0:
+            return self.data
+        return b"%s%d%s" % (self.data[:self.rv_at], seq, self.data[self.rv_at + len(str(self.seq)):])
 
 
 class Change:
@@ -48,13 +57,21 @@ class Change:
         self.prev = prev
         self._lines: dict[str, bytes] | None = None
 
+    def object(self, type_: str) -> bytes:
+        """The object a watcher seeing this change as ``type_`` is sent: the new state, except for
+        an object leaving a selection (DELETED for a change that is not a deletion), which is sent
+        as it was before with this change's resourceVersion (kube's cacheWatcher does so)."""
+        if type_ == DELETED and self.type != DELETED and self.prev is not None:
+            return self.prev.data_at(self.seq)
+        return self.entry.data
+
     def line(self, type_: str) -> bytes:
         """The newline-terminated watch event, encoded once per type for all watchers."""
         if self._lines is None:
             self._lines = {}
         got = self._lines.get(type_)
         if got is None:
-            got = self._lines[type_] = b'{"type":"%s","object":%s}\n' % (type_.encode(), self.entry.data)
+            got = self._lines[type_] = b'{"type":"%s","object":%s}\n' % (type_.encode(), self.object(type_))
         return got
 
 
@@ -155,7 +172,7 @@ class Store:
         st = self.resource(key.tenant, key.group, key.resource)
         ns = st.by_ns.get(key.namespace)
         prev = None if ns is None else ns.get(key.name)
-        entry = Entry(msg.seq, object_bytes(event, msg.seq), event.labels, event.fields)
+        entry = Entry(msg.seq, object_bytes(event, msg.seq), event.labels, event.fields, event.rv_at)
         if event.type == "delete":
             if prev is not None:
                 assert ns is not None

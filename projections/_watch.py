@@ -70,6 +70,27 @@ class WatchFilter:
         return True
 
 
+def classify(flt: WatchFilter, change: Change) -> str | None:
+    """The event type a watcher with ``flt`` sees for ``change``, or None: kube's cacher
+    (cache_watcher.go ``convertToWatchEvent``) on the states before and after the change.
+
+    Matching after and not before: ADDED; both: MODIFIED; before only: DELETED (the object left
+    the selection, or was deleted); neither: nothing. ``change.prev`` must be the object's state
+    before the change (None: it did not exist) whenever ``flt`` has a label or field selector;
+    without one, matching depends on the namespace alone, which a change never moves, so the
+    change's own type is the answer. Every watch path (initial state, ring, log) decides here.
+    """
+    if flt.namespace is not None and change.namespace != flt.namespace:
+        return None
+    if flt.labels.empty and flt.fields.empty:
+        return change.type
+    now = change.type != DELETED and flt.matches(change.namespace, change.name, change.entry)
+    was = change.prev is not None and flt.matches(change.namespace, change.name, change.prev)
+    if now:
+        return MODIFIED if was else ADDED
+    return DELETED if was else None
+
+
 class WatchStream:
     """One watcher's filter and queue. Items are ``(type, change_or_seq)``."""
 
@@ -81,15 +102,7 @@ class WatchStream:
 
     def classify(self, change: Change) -> str | None:
         """The event type this watcher sees for ``change``, or None if it sees nothing."""
-        f = self.filter
-        if change.type == DELETED:
-            before = change.prev if change.prev is not None else change.entry
-            return DELETED if f.matches(change.namespace, change.name, before) else None
-        now = f.matches(change.namespace, change.name, change.entry)
-        was = change.prev is not None and f.matches(change.namespace, change.name, change.prev)
-        if now:
-            return MODIFIED if was else ADDED
-        return DELETED if was else None
+        return classify(self.filter, change)
 
     def offer(self, change: Change) -> None:
         if self.overflowed:

@@ -136,7 +136,9 @@ def test_kubectl_scenario(version: str, jetkube: Server, tmp_path: Path) -> None
     assert "configmap/c" in names
 
     # Watch a single object (resourceVersion=0, name selector) and the list (from the list's version).
-    for args, first_rows in ((["get", "cm", "c", "-w"], ["c"]), (["get", "cm", "-w"], ["c", "m1", "m2"])):
+    # The namespace also holds kube-root-ca.crt (the root-CA controller made it when the namespace came).
+    for args, first_rows in ((["get", "cm", "c", "-w"], ["c"]),
+                             (["get", "cm", "-w"], ["c", "kube-root-ca.crt", "m1", "m2"])):
         watch = subprocess.Popen([binary, "-n", ns, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, env=k.env)
         try:

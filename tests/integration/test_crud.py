@@ -34,7 +34,9 @@ async def test_create_get_list_update_patch_delete(api: httpx.AsyncClient) -> No
 
         r = await api.get(CM)
         body = r.json()
-        assert body["kind"] == "ConfigMapList" and [i["metadata"]["name"] for i in body["items"]] == ["c1"]
+        # The namespace also holds kube-root-ca.crt, published by the root-CA controller before ready.
+        assert body["kind"] == "ConfigMapList" and [i["metadata"]["name"] for i in body["items"]] == [
+            "c1", "kube-root-ca.crt"]
         assert int(body["metadata"]["resourceVersion"]) >= int(rv1)
 
         upd = dict(created, data={"k": "v2"})
@@ -204,24 +206,26 @@ async def test_list_pages_and_resource_version_rules(api: httpx.AsyncClient) -> 
         for i in range(5):
             await api.post(CM, json=cm(f"p{i}", v="0"))
         first = (await api.get(CM + "?limit=2")).json()
-        assert [i["metadata"]["name"] for i in first["items"]] == ["p0", "p1"]
-        assert first["metadata"]["remainingItemCount"] == 3
+        # kube-root-ca.crt (published before ready) sorts first.
+        assert [i["metadata"]["name"] for i in first["items"]] == ["kube-root-ca.crt", "p0"]
+        assert first["metadata"]["remainingItemCount"] == 4
         rv = first["metadata"]["resourceVersion"]
         # Changes after the first page do not leak into later pages: they are served at the same version.
-        await api.patch(f"{CM}/p3", content=b'{"data":{"v":"1"}}',
+        await api.patch(f"{CM}/p2", content=b'{"data":{"v":"1"}}',
                         headers={"Content-Type": "application/merge-patch+json"})
         await api.post(CM, json=cm("p9"))
         second = (await api.get(CM + f"?limit=2&continue={first['metadata']['continue']}")).json()
-        assert [i["metadata"]["name"] for i in second["items"]] == ["p2", "p3"]
+        assert [i["metadata"]["name"] for i in second["items"]] == ["p1", "p2"]
         assert second["items"][1]["data"] == {"v": "0"} and second["metadata"]["resourceVersion"] == rv
-        third = (await api.get(CM + f"?limit=2&continue={second['metadata']['continue']}")).json()
-        assert [i["metadata"]["name"] for i in third["items"]] == ["p4"] and "continue" not in third["metadata"]
+        third = (await api.get(CM + f"?limit=3&continue={second['metadata']['continue']}")).json()
+        assert [i["metadata"]["name"] for i in third["items"]] == ["p3", "p4"] and "continue" not in third["metadata"]
         # Exact reads come from the log's history; NotOlderThan and 0 from memory.
         exact = (await api.get(CM + f"?resourceVersion={rv}&resourceVersionMatch=Exact")).json()
-        assert sorted(i["metadata"]["name"] for i in exact["items"]) == [f"p{i}" for i in range(5)]
+        assert sorted(i["metadata"]["name"] for i in exact["items"]) == ["kube-root-ca.crt"] + [
+            f"p{i}" for i in range(5)]
         assert exact["metadata"]["resourceVersion"] == rv
         newer = (await api.get(CM + f"?resourceVersion={rv}&resourceVersionMatch=NotOlderThan")).json()
         assert "p9" in [i["metadata"]["name"] for i in newer["items"]]
         assert "p9" in [i["metadata"]["name"] for i in (await api.get(CM + "?resourceVersion=0")).json()["items"]]
-        got = await api.get(f"{CM}/p3?resourceVersion=0")
+        got = await api.get(f"{CM}/p2?resourceVersion=0")
         assert got.status_code == 200 and got.json()["data"] == {"v": "1"}

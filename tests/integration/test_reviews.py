@@ -42,8 +42,10 @@ async def test_whoami_and_can_i(start_server: StartServer, tmp_path: Path) -> No
             assert (await api.get("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")).status_code == 405
 
 
-async def test_token_request_bound_to_service_account(start_server: StartServer) -> None:
-    a, b = await start_server(), await start_server()
+async def test_token_request_bound_to_service_account(start_server: StartServer, tmp_path: Path) -> None:
+    # Replicas share the signing key as kube's apiservers do: the same key file for both.
+    a = await start_server(data_dir=str(tmp_path / "a"))
+    b = await start_server(service_account_key_file=str(tmp_path / "a" / "pki" / "sa.key"))
     async with client_for(a) as api, client_for(b) as api_b:
         with trio.fail_after(30):
             await api.post("/api/v1/namespaces/default/serviceaccounts", json={"metadata": {"name": "bot"}})
@@ -54,7 +56,10 @@ async def test_token_request_bound_to_service_account(start_server: StartServer)
             token = r.json()["status"]["token"]
             assert r.json()["status"]["expirationTimestamp"].endswith("Z")
             sa_headers = {"Authorization": f"Bearer {token}"}
-            # Accepted by both gateways (the signing key is shared through the log).
+            # Accepted by both gateways (they were given the same key file), once each has applied the
+            # service account: the authenticator looks it up in its projection (a consistent GET waits).
+            for client in (api, api_b):
+                assert (await client.get("/api/v1/namespaces/default/serviceaccounts/bot")).status_code == 200
             for client in (api, api_b):
                 who = await client.post("/apis/authentication.k8s.io/v1/selfsubjectreviews", json={},
                                         headers=sa_headers)

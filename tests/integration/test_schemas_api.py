@@ -63,10 +63,11 @@ async def test_tables_and_discovery(api: httpx.AsyncClient) -> None:
         r = await api.get(CM, headers={"Accept": TABLE})
         t = r.json()
         assert t["kind"] == "Table" and [c["name"] for c in t["columnDefinitions"]] == ["Name", "Data", "Age"]
-        assert t["rows"][0]["cells"][:2] == ["t1", 2]
-        assert t["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+        # Row 0 is kube-root-ca.crt (the root-CA controller's), row 1 ours.
+        assert [row["cells"][:2] for row in t["rows"]] == [["kube-root-ca.crt", 1], ["t1", 2]]
+        assert t["rows"][1]["object"]["kind"] == "PartialObjectMetadata"
         r = await api.get(CM + "?includeObject=Object", headers={"Accept": TABLE})
-        assert r.json()["rows"][0]["object"]["data"] == {"a": "1", "b": "2"}
+        assert r.json()["rows"][1]["object"]["data"] == {"a": "1", "b": "2"}
         accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
                   "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")
         r = await api.get("/apis", headers={"Accept": accept})

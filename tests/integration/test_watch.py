@@ -112,11 +112,13 @@ async def test_initial_events_end_bookmark_and_periodic_bookmarks(start_server: 
             events = await read_events(
                 api, f"{CM}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
                 until_type="BOOKMARK")
-            assert [e["type"] for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
+            # i1, i2 and kube-root-ca.crt (the root-CA controller's), then the bookmark.
+            assert [e["type"] for e in events] == ["ADDED", "ADDED", "ADDED", "BOOKMARK"]
+            assert [e["object"]["metadata"]["name"] for e in events[:3]] == ["i1", "i2", "kube-root-ca.crt"]
             bm = events[-1]["object"]
             assert bm["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
             assert int(bm["metadata"]["resourceVersion"]) >= max(
-                int(e["object"]["metadata"]["resourceVersion"]) for e in events[:2])
+                int(e["object"]["metadata"]["resourceVersion"]) for e in events[:3])
             head = (await api.get(CM)).json()["metadata"]["resourceVersion"]
             events = await read_events(api, f"{CM}?watch=1&resourceVersion={head}&allowWatchBookmarks=true",
                                        until_type="BOOKMARK")

@@ -1,0 +1,83 @@
+"""Service-account JWTs: signing and checking, as kube-apiserver's ``pkg/serviceaccount`` does.
+
+The key is a PEM private key from a file (``--service-account-key-file``, as kube's
+``--service-account-signing-key-file``); every gateway replica must be given the same file. An EC
+P-256 key signs ES256 (the default, generated on first start), an RSA key RS256. The key id is
+kube's: base64url(sha256(PKIX DER of the public key)). PyJWT signs and verifies, with an explicit
+one-algorithm allowlist.
+
+Checks, in kube's order (jwt.go ``AuthenticateToken``, claims.go ``Validate``): issuer, signature,
+audiences (the token's must intersect the API server's, which default to the issuer, as
+``--api-audiences`` does), ``exp``/``nbf``/``iat`` with go-jose's one-minute leeway, then the
+claim shapes; the service account itself is looked up by the caller. Every failure is
+:class:`Unauthorized`. No I/O (the clock is PyJWT's).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from ._errors import Unauthorized
+
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+API_AUDIENCES = (ISSUER,)
+LEEWAY_S = 60  # go-jose's DefaultLeeway
+
+
+class SigningKey:
+    """A service-account signing key: algorithm, key id, private and public halves."""
+
+    __slots__ = ("alg", "kid", "private", "public")
+
+    def __init__(self, pem: bytes) -> None:
+        key = serialization.load_pem_private_key(pem, password=None)
+        if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+            self.alg = "ES256"
+        elif isinstance(key, rsa.RSAPrivateKey):
+            self.alg = "RS256"
+        else:
+            raise TypeError("service-account key must be an EC P-256 or an RSA private key (PEM)")
+        self.private = key
+        self.public = key.public_key()
+        der = self.public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.kid = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self.private, algorithm=self.alg, headers={"kid": self.kid})
+
+
+def verify_token(token: str, key: SigningKey, *, audiences: Sequence[str] = API_AUDIENCES) -> dict[str, Any]:
+    """The claims of a service-account token signed by ``key`` for one of ``audiences`` and valid
+    now, with the shapes :func:`service_account_ref` needs; else :class:`Unauthorized`."""
+    try:
+        if jwt.decode(token, options={"verify_signature": False}).get("iss") != ISSUER:
+            raise Unauthorized("Unauthorized")  # not one of ours (kube: hasCorrectIssuer)
+        claims: dict[str, Any] = jwt.decode(
+            token, key.public, algorithms=[key.alg], audience=list(audiences), issuer=ISSUER, leeway=LEEWAY_S,
+            options={"require": ["exp", "iat", "nbf", "aud", "iss", "sub"]})
+    except jwt.InvalidTokenError:
+        raise Unauthorized("Unauthorized") from None
+    service_account_ref(claims)
+    return claims
+
+
+def service_account_ref(claims: dict[str, Any]) -> tuple[str, str, str]:
+    """(namespace, name, uid) of the service account the claims stand for; Unauthorized when the
+    private ``kubernetes.io`` claim is missing or malformed."""
+    k8s = claims.get("kubernetes.io")
+    sa = k8s.get("serviceaccount") if isinstance(k8s, dict) else None
+    if not isinstance(k8s, dict) or not isinstance(sa, dict):
+        raise Unauthorized("Unauthorized")
+    ns, name, uid = k8s.get("namespace"), sa.get("name"), sa.get("uid")
+    if not (isinstance(ns, str) and isinstance(name, str) and isinstance(uid, str) and ns and name and uid):
+        raise Unauthorized("Unauthorized")
+    if claims.get("sub") != f"system:serviceaccount:{ns}:{name}":
+        raise Unauthorized("Unauthorized")
+    return ns, name, uid
