@@ -9,8 +9,10 @@ import httpx
 import msgspec
 import pytest
 import trio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from actors import SYSTEM_USER, Forbidden, Pipeline, Request, TokenAuthenticator
+from actors import SYSTEM_USER, Forbidden, Pipeline, Request, SigningKey, TokenAuthenticator
 from bus import Key, Registry, StreamConfig, open_bridge, open_log
 from projections import Projection
 from tests.conftest import StartServer, client_for
@@ -29,8 +31,12 @@ def cm(name: str, labels: dict[str, str] | None = None,
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": name}}
 
 
+ROOT_CA = "kube-root-ca.crt"  # the root-CA publisher's ConfigMap, in every namespace as in kube
+
+
 def names(body: dict[str, Any]) -> list[str]:
-    return sorted(i["metadata"]["name"] for i in body["items"])
+    """The test's own objects in a list (the root-CA publisher's ConfigMap aside)."""
+    return sorted(i["metadata"]["name"] for i in body["items"] if i["metadata"]["name"] != ROOT_CA)
 
 
 async def watch_deleted(api: httpx.AsyncClient, url: str, want: int, started: trio.Event,
@@ -154,7 +160,9 @@ async def test_each_deletecollection_item_passes_admission(nats_url: str) -> Non
             log = await open_log(bridge, StreamConfig(name="ADM", prefix="adm"))
             projection = Projection(log)
             await nursery.start(projection.run)
-            pipeline = Pipeline(log, projection, Registry(), TokenAuthenticator({}))
+            key = SigningKey(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+            pipeline = Pipeline(log, projection, Registry(), TokenAuthenticator({}), key)
             await nursery.start(pipeline.run)
             ns_def = Registry().by_resource("", "namespaces")
             assert ns_def is not None and "deletecollection" not in ns_def.verbs
