@@ -3,9 +3,19 @@
 Everything here is trio-native; only this package touches asyncio (nats-py).
 """
 
+from ._auth import NatsAuth, redact_url
 from ._bridge import Bridge, Reply, open_bridge
 from ._embedded import free_port, nats_server_binary, run_nats_server
-from ._errors import BusClosed, BusError, BusTimeout, JetStreamError, NoResponders, WrongLastSequence
+from ._errors import (
+    BusClosed,
+    BusDisconnected,
+    BusError,
+    BusTimeout,
+    BusUnavailable,
+    JetStreamError,
+    NoResponders,
+    WrongLastSequence,
+)
 from ._log import Log, StreamConfig, open_log
 from ._reader import LogReader
 from ._subjects import (
@@ -35,8 +45,10 @@ __all__ = [
     "Actor",
     "Bridge",
     "BusClosed",
+    "BusDisconnected",
     "BusError",
     "BusTimeout",
+    "BusUnavailable",
     "Event",
     "EventType",
     "JetStreamError",
@@ -44,6 +56,7 @@ __all__ = [
     "Log",
     "LogMessage",
     "LogReader",
+    "NatsAuth",
     "NoResponders",
     "Reply",
     "StreamConfig",
@@ -62,6 +75,7 @@ __all__ = [
     "open_bridge",
     "open_log",
     "parse_subject",
+    "redact_url",
     "resource_filter",
     "run_nats_server",
     "system_subject",
