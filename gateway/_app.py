@@ -309,11 +309,16 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     if route.kind == "metrics":
         return Response(_metrics(ctx), status=200, content_type="text/plain; version=0.0.4")
     if route.kind == "health":
-        # Only readiness (and an explicit /<probe>/projection check) depends on the projection.
-        ready = ctx.projection.ready.is_set()
+        # Only readiness (and an explicit /<probe>/projection or /<probe>/log check) depends on the
+        # log: a connection to NATS and a projection caught up with it. Liveness does not: the bus
+        # reconnects by itself, and the embedded nats-server is restarted by its supervisor.
+        projected = ctx.projection.ready.is_set()
+        connected = ctx.projection.log.bridge.connected
+        ready = projected and connected
         ok = ready if route.group == "readyz" or route.name in ("projection", "log") else True
         if "verbose" in request.args:
-            checks = "[+]ping ok\n[+]log ok\n" + ("[+]projection ok\n" if ready else "[-]projection not caught up\n")
+            checks = ("[+]ping ok\n" + ("[+]log ok\n" if connected else "[-]log not connected\n") +
+                      ("[+]projection ok\n" if projected else "[-]projection not caught up\n"))
             text = checks + f"{route.group} {'check passed' if ok else 'check failed'}\n"
         else:
             text = "ok" if ok else "not ready"

@@ -18,7 +18,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from actors import Pipeline, TokenAuthenticator, UserInfo, parse_token_csv
-from bus import Registry, StreamConfig, open_bridge, open_log, run_nats_server
+from bus import NatsAuth, Registry, StreamConfig, open_bridge, open_log, run_nats_server
 from projections import Projection, ProjectionSettings
 
 from ._app import Context, create_app
@@ -47,10 +47,12 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
     registry = Registry()
     shutdown = trio.Event() if shutdown is None else shutdown
     async with AsyncExitStack() as stack:
-        nats_url = settings.nats_url
+        nats_url, auth = settings.nats_url, settings.nats_auth
         if not nats_url:
-            nats_url = await stack.enter_async_context(run_nats_server(data_dir / "nats"))
-        bridge = await stack.enter_async_context(open_bridge(nats_url))
+            nats_url = await stack.enter_async_context(run_nats_server(
+                data_dir / "nats", restart_delay_s=settings.nats_restart_delay_s))
+            auth = NatsAuth()  # the embedded server's credentials are in its URL
+        bridge = await stack.enter_async_context(open_bridge(nats_url, auth=auth))
         log_ = await open_log(bridge, StreamConfig(name=settings.stream, prefix=settings.subject_prefix,
                                                    replicas=settings.stream_replicas))
         projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,

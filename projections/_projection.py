@@ -11,6 +11,7 @@ import base64
 import heapq
 import itertools
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -18,11 +19,24 @@ from typing import NoReturn
 
 import trio
 
-from bus import Key, Log, LogMessage, all_filter, decode_event, object_bytes, parse_subject, resource_filter
+from bus import (
+    BusError,
+    Key,
+    Log,
+    LogMessage,
+    LogReader,
+    all_filter,
+    decode_event,
+    object_bytes,
+    parse_subject,
+    resource_filter,
+)
 
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
+
+_log = logging.getLogger("jetkube.projections")
 
 
 @dataclass(frozen=True)
@@ -58,27 +72,48 @@ class Projection:
     # ---- following the log ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        """Follow the log forever; ``started`` once caught up with the head captured at start."""
+        """Follow the log forever; ``started`` once caught up with the head captured at start.
+
+        The reader rebuilds its consumer by itself after a reconnect; if it fails for good (e.g. the
+        stream vanished and came back), a new one resumes from the last applied sequence + 1.
+        """
         self.start_head = await self.log.head()
         reader = await self.log.open_reader(all_filter(self.log.prefix), self.store.applied + 1,
                                             batch=self.settings.reader_batch)
         started = False
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._bookmark_ticker)
-                if self.start_head <= self.store.applied:
-                    self.ready.set()
-                    task_status.started()
-                    started = True
-                while True:
-                    batch = await reader.next_batch()
-                    self.apply_batch(batch)
-                    if not started and self.store.applied >= self.start_head:
-                        self.ready.set()
-                        task_status.started()
-                        started = True
-        finally:
-            await reader.aclose()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._bookmark_ticker)
+            if self.start_head <= self.store.applied:
+                self.ready.set()
+                task_status.started()
+                started = True
+            delay = 0.1
+            while True:
+                try:
+                    while True:
+                        batch = await reader.next_batch()
+                        delay = 0.1
+                        self.apply_batch(batch)
+                        if not started and self.store.applied >= self.start_head:
+                            self.ready.set()
+                            task_status.started()
+                            started = True
+                except BusError as e:
+                    _log.warning("log reader failed (%s); resuming after sequence %d", e, self.store.applied)
+                finally:
+                    await reader.aclose()
+                reader = await self._reopen_reader(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _reopen_reader(self, delay: float) -> LogReader:
+        while True:
+            await trio.sleep(delay)  # backoff between attempts against a log that is down
+            try:
+                return await self.log.open_reader(all_filter(self.log.prefix), self.store.applied + 1,
+                                                  batch=self.settings.reader_batch)
+            except (BusError, trio.TooSlowError) as e:
+                _log.warning("reopening the log reader failed: %s", e)
+                delay = min(delay * 2, 5.0)
 
     def apply_batch(self, batch: list[LogMessage]) -> None:
         store = self.store
