@@ -28,17 +28,27 @@ import asyncio
 import collections
 import itertools
 import logging
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
 import trio
+from nats.errors import AuthorizationError
+from nats.errors import Error as NatsError
 
 from ._auth import NatsAuth, redact_url
-from ._errors import BusClosed, BusDisconnected, BusTimeout, BusUnavailable, NoResponders
+from ._errors import BusClosed, BusDisconnected, BusRefused, BusTimeout, BusUnavailable, NoResponders
 
 log = logging.getLogger("jetkube.bus")
+
+
+def _is_refusal(e: Exception) -> bool:
+    """An error that retrying cannot fix: credentials refused, or a certificate not trusted. (During
+    CONNECT nats-py reports the server's "-ERR 'Authorization Violation'" as a plain ``Error``.)"""
+    return isinstance(e, AuthorizationError | ssl.SSLError) or (
+        isinstance(e, NatsError) and "authorization violation" in str(e).lower())
 
 Headers = dict[str, str] | None
 
@@ -124,17 +134,30 @@ class Bridge:
         return asyncio.ensure_future(self._a_sweep())
 
     async def _a_connect(self, connect_timeout_s: float) -> None:
-        async def _quiet(_e: Exception) -> None:
-            return None
+        refused: list[Exception] = []
+        connecting: asyncio.Task[Any] | None = None
+
+        async def on_error(e: Exception) -> None:
+            # nats-py retries a refused first connect forever: wrong credentials or an untrusted
+            # certificate will not fix themselves, so give up at once and say why.
+            if connecting is not None and not refused and _is_refusal(e):
+                refused.append(e)
+                connecting.cancel()
 
         # Why these numbers: SCALE.md section 1 (settings that survived every fault measured).
-        nc = await nats.connect(
+        connecting = asyncio.ensure_future(nats.connect(
             self.url, connect_timeout=connect_timeout_s, max_reconnect_attempts=-1,
-            reconnect_time_wait=0.25, error_cb=_quiet, allow_reconnect=True, ping_interval=5,
+            reconnect_time_wait=0.25, error_cb=on_error, allow_reconnect=True, ping_interval=5,
             max_outstanding_pings=2, pending_size=64 * 1024 * 1024,
             disconnected_cb=self._a_disconnected, reconnected_cb=self._a_reconnected, closed_cb=self._a_closed,
             **self._auth.connect_options(),
-        )
+        ))
+        try:
+            nc = await connecting
+        except asyncio.CancelledError:
+            if refused:
+                raise BusRefused(f"NATS at {redact_url(self.url)} refused the connection: {refused[0]!r}") from None
+            raise
         inbox = nc.new_inbox()
         await nc.subscribe(inbox + ".*", cb=self._a_on_reply, pending_msgs_limit=1_000_000,
                            pending_bytes_limit=1 << 30)

@@ -11,6 +11,10 @@ class BusClosed(BusError):
     """The connection was closed by us."""
 
 
+class BusRefused(BusError):
+    """NATS refused the connection: wrong credentials, or a server certificate that is not trusted."""
+
+
 class BusUnavailable(BusError):
     """Not connected to NATS when the request began: nothing was sent."""
 
