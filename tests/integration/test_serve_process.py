@@ -4,7 +4,6 @@ and SIGTERM ends open watches cleanly and exits promptly."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 
