@@ -68,6 +68,32 @@ class Context:
     projection: Projection
     server_address: str = ""
     openapi: OpenAPICache = field(default_factory=lambda: OpenAPICache())
+    watches: WatchStreams = field(default_factory=lambda: WatchStreams())
+
+
+class WatchStreams:
+    """The open watch responses, so that shutdown can end them cleanly (as kube does): each one
+    finishes its chunked body instead of being cut when the graceful timeout runs out."""
+
+    def __init__(self) -> None:
+        self._scopes: set[trio.CancelScope] = set()
+        self.stopping = False
+
+    def end_all(self) -> None:
+        """End every open watch stream now, and every one opened from now on at once."""
+        self.stopping = True
+        for scope in self._scopes:
+            scope.cancel()
+
+    def open(self, timeout_s: float) -> trio.CancelScope:
+        scope = trio.move_on_after(timeout_s)
+        if self.stopping:
+            scope.cancel()
+        self._scopes.add(scope)
+        return scope
+
+    def close(self, scope: trio.CancelScope) -> None:
+        self._scopes.discard(scope)
 
 
 class OpenAPICache:
@@ -261,8 +287,9 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
             first[0] = False
             return line
 
-        return _stream(watch_lines(proj, tenant, rdef, opts, encode), timeout, table_content_type(table))
-    return _stream(watch_lines(proj, tenant, rdef, opts), timeout)
+        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode), timeout,
+                       table_content_type(table))
+    return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
 
 
 async def _read_body(limit: int) -> bytes:
@@ -287,11 +314,17 @@ def _table_response(body: bytes, api_version: str) -> Response:
     return Response(body, status=200, content_type=table_content_type(api_version))
 
 
-def _stream(lines: Any, timeout_s: int, content_type: str = JSON_CT) -> Response:
+def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str = JSON_CT) -> Response:
     async def body() -> Any:
-        with trio.move_on_after(timeout_s):
-            async for line in lines:
-                yield line
+        # Ends at the watch's timeout or at shutdown: either way the body ends normally, so the
+        # chunked response is finished and the client sees a clean end of the stream.
+        scope = watches.open(timeout_s)
+        try:
+            with scope:
+                async for line in lines:
+                    yield line
+        finally:
+            watches.close(scope)
         await lines.aclose()
 
     r = Response(body(), status=200, content_type=content_type)

@@ -91,7 +91,9 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
             write_kubeconfig(kubeconfig, server=https, ca_cert=pki.ca_cert, token=pki.admin_token)
             task_status.started(Running(https, http, kubeconfig, nats_url, pki.admin_token))
             await shutdown.wait()
-            # hypercorn stops by itself on the trigger; give it its graceful window, then stop all.
+            # hypercorn stops by itself on the trigger and waits for open responses: end the
+            # watches (cleanly: each finishes its body) so it need not wait out its graceful window.
+            ctx.watches.end_all()
             with trio.move_on_after(settings.graceful_timeout_s + 1):
                 await http_done.wait()
             nursery.cancel_scope.cancel()
