@@ -123,6 +123,8 @@ class Log:
         while True:
             remaining = deadline - trio.current_time()
             if remaining <= 0:
+                if not maybe_applied:  # every attempt was refused ("no responders"): nothing applied
+                    raise NoResponders(f"append to {subject}: the stream did not respond within {budget}s")
                 raise BusTimeout(f"append to {subject} not acknowledged within {budget}s")
             try:
                 reply = await self.bridge.request(subject, payload, headers, timeout_s=min(remaining, 5.0))

@@ -345,7 +345,7 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         # Only readiness (and an explicit /<probe>/projection or /<probe>/log check) depends on the
         # log: a connection to NATS and a projection caught up with it. Liveness does not: the bus
         # reconnects by itself, and the embedded nats-server is restarted by its supervisor.
-        projected = ctx.projection.ready.is_set()
+        projected = ctx.projection.ready.is_set() and ctx.projection.following
         connected = ctx.projection.log.bridge.connected
         ready = projected and connected
         ok = ready if route.group == "readyz" or route.name in ("projection", "log") else True

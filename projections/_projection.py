@@ -64,6 +64,8 @@ class Projection:
         self._waiters: list[tuple[int, int, trio.Event]] = []
         self._tie = itertools.count()
         self.ready = trio.Event()
+        #: False from a reconnect to the log until the store has caught up with the head again.
+        self.following = True
         #: Time consistent reads spend reading the head and waiting for it (KEP-2340's figure).
         self.consistent_wait = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.11, 0.25, 0.5, 1.0, 3.0))
         self.start_head = 0
@@ -83,6 +85,7 @@ class Projection:
         started = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._bookmark_ticker)
+            nursery.start_soon(self._catch_up_after_reconnects)
             if self.start_head <= self.store.applied:
                 self.ready.set()
                 task_status.started()
@@ -104,6 +107,23 @@ class Projection:
                     await reader.aclose()
                 reader = await self._reopen_reader(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _catch_up_after_reconnects(self) -> NoReturn:
+        """After every reconnect (the log may have been restarted), ``following`` is false until the
+        store has applied the head read from the log: readiness waits for the projection, too."""
+        bridge = self.log.bridge
+        seen = bridge.connections
+        while True:
+            await bridge.wait_connections(seen + 1)
+            seen = bridge.connections
+            self.following = False
+            while not self.following:
+                try:
+                    await self.wait_for(await self.log.head())
+                    self.following = True
+                except (BusError, ResourceVersionTooLarge) as e:
+                    _log.info("catching up after a reconnect: %s", e)
+                    await trio.sleep(0.2)  # backoff against a log that is still starting
 
     async def _reopen_reader(self, delay: float) -> LogReader:
         while True:

@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 import trio
 
-from bus import BusDisconnected, BusTimeout, BusUnavailable, Log, StreamConfig
+from bus import BusDisconnected, BusTimeout, BusUnavailable, Log, NoResponders, StreamConfig
 from gateway._status import status_for
 
 
 class _Bridge:
-    """Answers each request with the next scripted error (the Log's only dependency)."""
+    """Answers each request with the next scripted error, the last one for ever (the Log's only
+    dependency)."""
 
     def __init__(self, *errors: Exception) -> None:
         self.errors = list(errors)
@@ -21,7 +22,7 @@ class _Bridge:
 
     async def request(self, *_a: Any, **_k: Any) -> Any:
         self.calls += 1
-        raise self.errors.pop(0)
+        raise self.errors.pop(0) if len(self.errors) > 1 else self.errors[0]
 
 
 @pytest.mark.parametrize(("script", "raised", "code", "reason"), [
@@ -39,7 +40,19 @@ async def test_append_fails_fast_when_disconnected(script: list[Exception], rais
     assert type(e.value) is raised
     assert trio.current_time() - t0 < 1.0  # not the 10 s append deadline
     assert bridge.calls == len(script)
-    http, body, headers = status_for(e.value)
+    _assert_status(e.value, code, reason)
+
+
+def _assert_status(exc: Exception, code: int, reason: str) -> None:
+    http, body, headers = status_for(exc)
     assert http == code and f'"reason":"{reason}"'.encode() in body and headers.get("Retry-After")
     if code == 504:
         assert b"may have been applied" in body
+
+
+async def test_append_refused_until_its_deadline_is_a_503(autojump_clock: trio.abc.Clock) -> None:
+    # No stream leader (an election, a restarting server): retried until the deadline, never applied.
+    log = Log(_Bridge(NoResponders("no leader")), StreamConfig(), append_timeout_s=10.0)  # type: ignore[arg-type]
+    with pytest.raises(NoResponders) as e:
+        await log.append("jk.t._.configmaps.ns.a", b"x", msg_id="m", expected_seq=0)
+    _assert_status(e.value, 503, "ServiceUnavailable")
