@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import msgspec
 import trio
 
-from bus import Key, Registry
+from bus import BusError, Key, Registry
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
 
 from ._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
@@ -98,7 +98,7 @@ class Controllers:
                     _, ns = self._queue.pop()
                     try:
                         await self.reconcile(ns)
-                    except (ApiError, trio.TooSlowError) as e:
+                    except (ApiError, BusError, trio.TooSlowError) as e:  # the log may be down: retried
                         log.warning("reconcile of namespace %s failed: %s; will retry", ns, e)
                         nursery.start_soon(self._retry_later, ns)
 

@@ -10,7 +10,7 @@ share a store:
   the store stays locked while the owner *or* its child lives. A new owner waits (bounded) for the
   lock, e.g. while an orphan finishes its SIGTERM, and fails loudly if it stays held.
 * Supervision: a child that dies is restarted on the same store and port (clients reconnect to the
-  same URL); a child that keeps dying right after starting ends the owner with :class:`NatsServerFailed`.
+  same URL); a child that keeps failing to start ends the owner with :class:`NatsServerFailed`.
 
 The server accepts only the credentials generated on first start (``<store>/nats-password``, mode
 0600, reused after); the URL yielded carries them (``nats://jetkube:<password>@host:port``).
@@ -89,13 +89,13 @@ async def _wait_listening(host: str, port: int, child: _Child, timeout_s: float)
 @asynccontextmanager
 async def run_nats_server(store_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                           max_payload_bytes: int = 8 * 1024 * 1024, ready_timeout_s: float = 20.0,
-                          lock_wait_s: float = 10.0, max_quick_deaths: int = 3,
+                          lock_wait_s: float = 10.0, max_failed_starts: int = 3,
                           restart_delay_s: float = 0.2) -> AsyncIterator[str]:
     """Start nats-server with JetStream in ``store_dir``; yield its URL; stop it on exit.
 
     Raises :class:`NatsServerFailed` if the store stays locked by another owner for
-    ``lock_wait_s``, or (from the block) when the child died ``max_quick_deaths`` times in a row
-    within ``ready_timeout_s`` of starting. A dead child is restarted after ``restart_delay_s``
+    ``lock_wait_s``, or (from the block) when ``max_failed_starts`` restarts in a row never got
+    to listen within ``ready_timeout_s``. A dead child is restarted after ``restart_delay_s``
     (a guard against a hot restart loop). The child is terminated (SIGTERM, then SIGKILL after
     5 s) when the block exits, including on cancellation.
     """
@@ -105,7 +105,7 @@ async def run_nats_server(store_dir: str | Path, *, host: str = "127.0.0.1", por
         port = port or free_port(host)
         conf, password = await trio.to_thread.run_sync(_write_config, store, host, port, max_payload_bytes)
         async with trio.open_nursery() as nursery:
-            await nursery.start(_supervise, store, conf, lock, host, port, ready_timeout_s, max_quick_deaths,
+            await nursery.start(_supervise, store, conf, lock, host, port, ready_timeout_s, max_failed_starts,
                                 restart_delay_s)
             try:
                 yield f"nats://{USER}:{password}@{host}:{port}"
@@ -175,21 +175,23 @@ def _spawn(argv: list[str], log_path: Path, lock_fd: int) -> _Child:
 
 
 async def _supervise(store: Path, conf: Path, lock: BinaryIO, host: str, port: int, ready_timeout_s: float,
-                     max_quick_deaths: int, restart_delay_s: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                     max_failed_starts: int, restart_delay_s: float, *,
+                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     argv = [nats_server_binary(), "-c", str(conf)]
-    quick_deaths = 0
+    failed_starts = 0
     started = False
     while True:
         child = _spawn(argv, store / "nats-server.log", lock.fileno())
         try:
             (store / "nats.pid").write_text(f"{child.popen.pid}\n")
-            t0 = trio.current_time()
             try:
                 await _wait_listening(host, port, child, ready_timeout_s)
+                failed_starts = 0
             except (NatsServerFailed, trio.TooSlowError):
                 if not started:
                     raise
-                await _stop(child)  # a restart that never listened counts as a quick death
+                failed_starts += 1
+                await _stop(child)
             if not started:
                 started = True
                 task_status.started()
@@ -198,10 +200,9 @@ async def _supervise(store: Path, conf: Path, lock: BinaryIO, host: str, port: i
             with trio.CancelScope(shield=True):
                 await _stop(child)
             child.close()
-        quick_deaths = quick_deaths + 1 if trio.current_time() - t0 < ready_timeout_s else 1
         log.error("nats-server (store %s) exited with code %s; restarting it", store, code)
-        if quick_deaths >= max_quick_deaths:
-            raise NatsServerFailed(f"nats-server exited {quick_deaths} times in a row right after starting; "
+        if failed_starts >= max_failed_starts:
+            raise NatsServerFailed(f"nats-server failed to start {failed_starts} times in a row; "
                                    f"see {store / 'nats-server.log'}")
         await trio.sleep(restart_delay_s)
 
