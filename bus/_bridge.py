@@ -149,14 +149,16 @@ class Bridge:
             self.url, connect_timeout=connect_timeout_s, max_reconnect_attempts=-1,
             reconnect_time_wait=0.25, error_cb=on_error, allow_reconnect=True, ping_interval=5,
             max_outstanding_pings=2, pending_size=64 * 1024 * 1024,
-            disconnected_cb=self._a_disconnected, reconnected_cb=self._a_reconnected, closed_cb=self._a_closed,
+            disconnected_cb=self._a_disconnected, reconnected_cb=self._a_reconnected,
+            closed_cb=self._a_closed,
             **self._auth.connect_options(),
         ))
         try:
             nc = await connecting
         except asyncio.CancelledError:
             if refused:
-                raise BusRefused(f"NATS at {redact_url(self.url)} refused the connection: {refused[0]!r}") from None
+                raise BusRefused(f"NATS at {redact_url(self.url)} refused the connection: "
+                                 f"{refused[0]!r}") from None
             raise
         inbox = nc.new_inbox()
         await nc.subscribe(inbox + ".*", cb=self._a_on_reply, pending_msgs_limit=1_000_000,
@@ -200,7 +202,8 @@ class Bridge:
         if self._closed:
             return
         # nats-py gave up on this connection (a server -ERR closes it for good): replace it.
-        log.warning("NATS closed the connection (%s); opening a new one", self._nc.last_error if self._nc else "")
+        log.warning("NATS closed the connection (%s); opening a new one",
+                    self._nc.last_error if self._nc else "")
         self._a_set_connected(False)
         if self._replacer is None or self._replacer.done():
             self._replacer = asyncio.ensure_future(self._a_replace())

@@ -130,7 +130,8 @@ async def _lock_store(store: Path, wait_s: float) -> BinaryIO:
                 # Polling a lock held by another process (an orphan finishing its SIGTERM).
                 await trio.sleep(delay)
                 delay = min(delay * 2, 0.25)
-        raise NatsServerFailed(f"the NATS store {store} is in use by another process (see {store / 'nats.pid'})")
+        raise NatsServerFailed(f"the NATS store {store} is in use by another process "
+                               f"(see {store / 'nats.pid'})")
     except BaseException:
         f.close()
         raise

@@ -49,9 +49,11 @@ async def _nats_server(tmp_path: Path, extra_conf: str) -> AsyncIterator[int]:
     """A nats-server with JetStream and the given extra configuration, owned by this test."""
     port = free_port()
     conf = tmp_path / "ext.conf"
-    conf.write_text(f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{tmp_path / "ext-js"}" }}\n{extra_conf}')
+    store = tmp_path / "ext-js"
+    conf.write_text(f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{store}" }}\n{extra_conf}')
     async with trio.open_nursery() as nursery:
-        proc = await nursery.start(partial(trio.run_process, [nats_server_binary(), "-c", str(conf)], check=False))
+        proc = await nursery.start(partial(trio.run_process, [nats_server_binary(), "-c", str(conf)],
+                                           check=False))
         with trio.fail_after(20):
             while True:
                 assert proc.returncode is None, "nats-server exited"
@@ -85,7 +87,8 @@ async def test_external_nats_with_user_password_and_tls(nursery: trio.Nursery, t
         try:
             async with client_for(running) as api:
                 with trio.fail_after(10):
-                    r = await api.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "a"}})
+                    r = await api.post("/api/v1/namespaces/default/configmaps",
+                                       json={"metadata": {"name": "a"}})
                     assert r.status_code == 201, r.text
                     assert (await api.get("/readyz")).status_code == 200
         finally:

@@ -61,8 +61,8 @@ def _alive(pid: int) -> bool:
 
 async def start_serve(data_dir: Path) -> Serve:
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--port", "0", "--insecure-port",
-         "0"], stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--port", "0",
+         "--insecure-port", "0"], stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     buf = b""
     assert proc.stdout is not None
     while b"\n" not in buf:
@@ -76,7 +76,9 @@ async def start_serve(data_dir: Path) -> Serve:
 
 async def _poll(predicate: object) -> None:
     """Poll another process's state (no event to wait on); callers bound it with fail_after."""
-    while not predicate():  # type: ignore[operator]
+    while True:
+        if predicate():  # type: ignore[operator]
+            return
         await trio.sleep(0.02)
 
 

@@ -30,8 +30,9 @@ class _Bridge:
     ([BusDisconnected("dropped")], BusDisconnected, 504, "Timeout"),
     ([BusTimeout("slow"), BusUnavailable("down")], BusTimeout, 504, "Timeout"),
 ])
-async def test_append_fails_fast_when_disconnected(script: list[Exception], raised: type[Exception], code: int,
-                                                   reason: str, autojump_clock: trio.abc.Clock) -> None:
+async def test_append_fails_fast_when_disconnected(script: list[Exception], raised: type[Exception],
+                                                   code: int, reason: str,
+                                                   autojump_clock: trio.abc.Clock) -> None:
     bridge = _Bridge(*script)
     log = Log(bridge, StreamConfig(), append_timeout_s=10.0)  # type: ignore[arg-type]
     t0 = trio.current_time()
@@ -52,7 +53,8 @@ def _assert_status(exc: Exception, code: int, reason: str) -> None:
 
 async def test_append_refused_until_its_deadline_is_a_503(autojump_clock: trio.abc.Clock) -> None:
     # No stream leader (an election, a restarting server): retried until the deadline, never applied.
-    log = Log(_Bridge(NoResponders("no leader")), StreamConfig(), append_timeout_s=10.0)  # type: ignore[arg-type]
+    bridge = _Bridge(NoResponders("no leader"))
+    log = Log(bridge, StreamConfig(), append_timeout_s=10.0)  # type: ignore[arg-type]
     with pytest.raises(NoResponders) as e:
         await log.append("jk.t._.configmaps.ns.a", b"x", msg_id="m", expected_seq=0)
     _assert_status(e.value, 503, "ServiceUnavailable")
