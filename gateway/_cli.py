@@ -61,17 +61,21 @@ async def _main(settings: Settings) -> None:
         nursery.cancel_scope.deadline = trio.current_time() + settings.graceful_timeout_s + 10
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The flags of ``jetkube serve``, decoded once into Settings."""
     auth = NatsAuth(user=args.nats_user, password_file=args.nats_password_file, creds_file=args.nats_creds,
                     nkey_seed_file=args.nats_nkey_seed, tls_ca_file=args.nats_tls_ca,
                     tls_cert_file=args.nats_tls_cert, tls_key_file=args.nats_tls_key)
-    settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
-                        nats_auth=auth,
-                        token_file=args.token_file, insecure_port=args.insecure_port, kubeconfig=args.kubeconfig,
-                        stream=args.stream, stream_replicas=args.stream_replicas,
-                        tenancy_by_path=args.tenancy_by_path)
+    return Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
+                    nats_auth=auth, token_file=args.token_file, insecure_port=args.insecure_port,
+                    kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
+                    tenancy_by_path=args.tenancy_by_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_args(args)
     try:
         trio.run(_main, settings)
     except KeyboardInterrupt:
