@@ -14,9 +14,19 @@ from urllib.parse import urlsplit
 import pytest
 import trio
 
-from bus import BusRefused, NatsAuth, free_port, nats_server_binary, open_bridge, run_nats_server
+from bus import (
+    BusRefused,
+    Key,
+    NatsAuth,
+    StreamConfig,
+    free_port,
+    nats_server_binary,
+    open_bridge,
+    open_log,
+    run_nats_server,
+)
 from gateway import Running, Settings, serve
-from gateway._pki import ensure_pki
+from gateway._pki import ensure_pki, issue_cert
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.integration
@@ -98,3 +108,21 @@ async def test_external_nats_with_user_password_and_tls(nursery: trio.Nursery, t
             async with open_bridge(f"nats://app:s3cret-pass@127.0.0.1:{port}",
                                    auth=NatsAuth(tls_ca_file=str(pki.ca_cert))) as bridge:
                 assert bridge.connected
+
+
+async def test_external_nats_with_mutual_tls(tmp_path: Path) -> None:
+    pki = ensure_pki(tmp_path / "pki-src")
+    client_crt, client_key = tmp_path / "client.crt", tmp_path / "client.key"
+    issue_cert(pki.ca_cert.parent, "jetkube-client", client_crt, client_key, client=True)
+    extra = (f'tls {{ cert_file: "{pki.cert}", key_file: "{pki.key}", ca_file: "{pki.ca_cert}", '
+             'verify: true }\n')
+    async with _nats_server(tmp_path, extra) as port:
+        url = f"nats://127.0.0.1:{port}"
+        await _refused(url, NatsAuth(tls_ca_file=str(pki.ca_cert)))  # no client certificate
+        with trio.fail_after(15):
+            mtls = NatsAuth(tls_ca_file=str(pki.ca_cert), tls_cert_file=str(client_crt),
+                            tls_key_file=str(client_key))
+            async with open_bridge(url, auth=mtls) as bridge:
+                log = await open_log(bridge, StreamConfig(name="MTLS", prefix="mtls"))
+                assert await log.append(log.subject(Key("default", "", "configmaps", "ns", "a")), b"x",
+                                        msg_id="m1", expected_seq=0) == 1
