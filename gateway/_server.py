@@ -3,8 +3,8 @@
 nats-server (embedded, unless a URL is given) -> bridge -> log (stream ensured) -> projection
 (caught up with the head captured at start) -> actor pipeline (default namespaces bootstrapped)
 -> HTTP listeners. Shutdown runs the other way: listeners stop, open watches end cleanly, other
-requests get the graceful window, then
-everything else is cancelled; the embedded nats-server is terminated last.
+requests get the graceful window, then everything else is cancelled; the embedded nats-server is
+terminated last.
 """
 
 from __future__ import annotations
