@@ -145,7 +145,7 @@ class Controllers:
                     _, ns = self._queue.pop()
                     try:
                         await self.reconcile(ns)
-                    except (ApiError, trio.TooSlowError) as e:
+                    except (ApiError, BusError, trio.TooSlowError) as e:  # the log may be down: retried
                         log.warning("reconcile of namespace %s failed: %s; will retry", ns, e)
                         nursery.start_soon(self._retry_later, ns)
 

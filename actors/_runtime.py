@@ -20,6 +20,8 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import trio
 
+from bus import BusError, SubjectError
+
 from ._errors import ApiError, InternalError, Timeout, TooManyRequests
 
 log = logging.getLogger("jetkube.actors")
@@ -114,7 +116,9 @@ class Actor(Generic[M]):
             t0 = time.perf_counter()
             try:
                 await self._handler(msg, reply)
-            except ApiError as e:
+            except (ApiError, BusError, SubjectError) as e:
+                # Domain errors, and the log's own (unavailable, outcome unknown, a subject too long
+                # for the wire), go back to the caller as they are: the gateway maps each to its Status.
                 reply.fail(e)
             except Exception as e:
                 log.exception("actor %s crashed on %r; restarted", self.name, type(msg).__name__)

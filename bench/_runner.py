@@ -321,14 +321,15 @@ class Bench:
             self.notes.append("py-spy could not be installed (pip install -e '.[bench]'): no profiles")
 
     async def start_main(self, stack: AsyncExitStack) -> None:
-        from bus import StreamConfig, open_bridge, run_nats_server
+        from bus import StreamConfig, open_bridge, redact_url, run_nats_server
         from bus._log import Log
 
         nats_dir = self.run_dir / "nats-main"
         self.nats_url = await stack.enter_async_context(run_nats_server(nats_dir))
         self.nats_pid = find_pid(str(nats_dir / "nats.conf"))
         self.g1 = await start_gateway(self.children, "G1", self.run_dir / "gw1", self.nats_url)
-        self.log(f"nats-server {self.nats_url} (pid {self.nats_pid}); jetkube G1 http port {self.g1.port} "
+        self.log(f"nats-server {redact_url(self.nats_url)} (pid {self.nats_pid}); "
+                 f"jetkube G1 http port {self.g1.port} "
                  f"(pid {self.g1.pid}, ready in {self.g1.ready_s:.1f}s incl. first-start PKI)")
         bridge = await stack.enter_async_context(open_bridge(self.nats_url))
         self.log_api = Log(bridge, StreamConfig())

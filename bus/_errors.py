@@ -11,8 +11,20 @@ class BusClosed(BusError):
     """The connection was closed by us."""
 
 
+class BusRefused(BusError):
+    """NATS refused the connection: wrong credentials, or a server certificate that is not trusted."""
+
+
+class BusUnavailable(BusError):
+    """Not connected to NATS when the request began: nothing was sent."""
+
+
 class BusTimeout(BusError):
     """No reply within the deadline. The request may still have been applied."""
+
+
+class BusDisconnected(BusTimeout):
+    """The connection dropped while the request was in flight: it may still have been applied."""
 
 
 class NoResponders(BusError):

@@ -11,7 +11,16 @@ import msgspec
 import trio
 
 from ._bridge import Bridge, Reply
-from ._errors import BusError, BusTimeout, JetStreamError, MsgIdCollision, NoResponders, WrongLastSequence
+from ._errors import (
+    BusDisconnected,
+    BusError,
+    BusTimeout,
+    BusUnavailable,
+    JetStreamError,
+    MsgIdCollision,
+    NoResponders,
+    WrongLastSequence,
+)
 from ._reader import LogReader, open_reader
 from ._subjects import Key, all_filter, object_subject
 from ._types import LogMessage
@@ -102,6 +111,11 @@ class Log:
         subject must be empty); JetStream refuses a stale write with :class:`WrongLastSequence`.
         ``msg_id`` makes retries idempotent. Retries on "no responders" (a leader election) and
         timeouts with the same Msg-Id until the deadline, then raises :class:`BusTimeout`.
+
+        Fails fast when the connection is down instead of waiting out the deadline:
+        :class:`BusUnavailable` when nothing can have been applied (down before any attempt was
+        sent, or every attempt was refused), :class:`BusTimeout` (outcome unknown) when an attempt
+        was in flight as the connection dropped, or had timed out before it did.
         """
         headers = {"Nats-Msg-Id": msg_id}
         if expected_seq is not None:
@@ -109,13 +123,24 @@ class Log:
         budget = self.append_timeout_s if deadline_s is None else deadline_s
         deadline = trio.current_time() + budget
         delay = 0.05
+        maybe_applied = False
         while True:
             remaining = deadline - trio.current_time()
             if remaining <= 0:
+                if not maybe_applied:  # every attempt was refused ("no responders"): nothing applied
+                    raise NoResponders(f"append to {subject}: the stream did not respond within {budget}s")
                 raise BusTimeout(f"append to {subject} not acknowledged within {budget}s")
             try:
                 reply = await self.bridge.request(subject, payload, headers, timeout_s=min(remaining, 5.0))
-            except (NoResponders, BusTimeout):
+            except BusDisconnected:
+                raise
+            except BusUnavailable as e:
+                if maybe_applied:
+                    raise BusTimeout(f"append to {subject}: the connection dropped after an unanswered "
+                                     "attempt") from e
+                raise
+            except (NoResponders, BusTimeout) as e:
+                maybe_applied = maybe_applied or not isinstance(e, NoResponders)
                 await trio.sleep(min(delay, max(0.0, deadline - trio.current_time())))
                 delay = min(delay * 2, 0.5)
                 continue

@@ -4,7 +4,8 @@ A :class:`LogReader` delivers the stream's messages matching one filter subject,
 from a start sequence, with no gap and no duplicate. It is an ordered consumer built on pull
 requests, for two reasons: backpressure (at most ``2 * batch`` messages are ever buffered, because a
 new pull is only issued when the buffer has room) and recovery (nats-py's ordered push consumer
-hides resets; here a consumer-sequence gap, a deleted consumer or silence past three idle heartbeats
+hides resets; here a consumer-sequence gap, a deleted consumer, silence past three idle heartbeats
+or a reconnect of the bridge (the server may have restarted and lost the memory-stored consumer)
 all rebuild the consumer from the last delivered stream sequence + 1; a plain ephemeral push
 consumer on a dead node stops silently, ARCHITECTURE.md pitfalls).
 
@@ -133,6 +134,11 @@ class LogReader:
     async def _a_open(self) -> None:
         await self._a_create_consumer()
         self._watchdog = asyncio.ensure_future(self._a_watch())
+        self._b.add_reconnect_callback(self._a_on_reconnect)
+
+    async def _a_on_reconnect(self) -> None:
+        self._outstanding = 0
+        await self._a_rebuild()
 
     async def _a_create_consumer(self) -> None:
         # Each consumer generation gets its own inbox, so nothing a replaced consumer still sends
@@ -247,6 +253,7 @@ class LogReader:
 
     async def _a_close(self) -> None:
         self._closed = True
+        self._b.remove_reconnect_callback(self._a_on_reconnect)
         if self._watchdog is not None:
             self._watchdog.cancel()
         try:

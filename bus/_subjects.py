@@ -5,6 +5,11 @@ cluster scope are written as the placeholder token ``_``. Every other token is e
 any string (Kubernetes names may contain ``.``) round-trips: bytes outside ``[A-Za-z0-9-]`` become
 ``~XX`` (two lowercase hex digits of each UTF-8 byte). ``_`` and ``~`` are always escaped, so a lone
 ``_`` can only be a placeholder and decoding is unambiguous.
+
+Every subject built here is at most :data:`MAX_SUBJECT_BYTES` long. nats-server closes a connection
+whose protocol line exceeds ``max_control_line`` (4096 bytes by default: ``HPUB <subject> <reply>
+<header bytes> <total bytes>``), and nats-py then closes the client for good; a subject over the
+bound raises :class:`SubjectError` instead of ever reaching the wire.
 """
 
 from __future__ import annotations
@@ -17,8 +22,20 @@ _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 _ESCAPE = re.compile(r"~([0-9a-f]{2})")
 
 
+#: Half of nats-server's default max_control_line (4096): the rest is margin for the reply subject
+#: (ours ``_INBOX.<22>.<n>``; JetStream's ``$JS.ACK.<stream>.<consumer>.<7 numbers>`` on delivery), the
+#: sizes and the verb. A DNS-subdomain name (253 characters) fits even when every byte is escaped.
+MAX_SUBJECT_BYTES = 2048
+
+
 class SubjectError(ValueError):
-    """A subject that this module did not build."""
+    """A subject that this module did not build, or would not build (too long for the wire)."""
+
+
+def _bounded(subject: str) -> str:
+    if len(subject) > MAX_SUBJECT_BYTES:  # encoded tokens are ASCII: characters == bytes
+        raise SubjectError(f"subject of {len(subject)} bytes exceeds the bound of {MAX_SUBJECT_BYTES}")
+    return subject
 
 
 def encode_token(value: str) -> str:
@@ -67,16 +84,16 @@ def _ns_token(namespace: str) -> str:
 
 
 def object_subject(prefix: str, key: Key) -> str:
-    return ".".join((prefix, encode_token(key.tenant), _group_token(key.group), encode_token(key.resource),
-                     _ns_token(key.namespace), encode_token(key.name)))
+    return _bounded(".".join((prefix, encode_token(key.tenant), _group_token(key.group),
+                              encode_token(key.resource), _ns_token(key.namespace), encode_token(key.name))))
 
 
 def resource_filter(prefix: str, tenant: str, group: str, resource: str, namespace: str | None = None) -> str:
     """The filter subject for every object of a resource, or of one namespace of it."""
     base = ".".join((prefix, encode_token(tenant), _group_token(group), encode_token(resource)))
     if namespace is None:
-        return base + ".>"
-    return f"{base}.{_ns_token(namespace)}.*"
+        return _bounded(base + ".>")
+    return _bounded(f"{base}.{_ns_token(namespace)}.*")
 
 
 SYSTEM_TOKEN = "_sys"
@@ -85,7 +102,7 @@ SYSTEM_TOKEN = "_sys"
 def system_subject(prefix: str, name: str) -> str:
     """A subject for the server's own records (e.g. the token signing key), outside any tenant:
     ``<prefix>._sys.<name>``. Projections skip these; they are not Kubernetes objects."""
-    return f"{prefix}.{SYSTEM_TOKEN}.{encode_token(name)}"
+    return _bounded(f"{prefix}.{SYSTEM_TOKEN}.{encode_token(name)}")
 
 
 def is_system_subject(prefix: str, subject: str) -> bool:

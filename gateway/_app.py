@@ -68,6 +68,32 @@ class Context:
     projection: Projection
     server_address: str = ""
     openapi: OpenAPICache = field(default_factory=lambda: OpenAPICache())
+    watches: WatchStreams = field(default_factory=lambda: WatchStreams())
+
+
+class WatchStreams:
+    """The open watch responses, so that shutdown can end them cleanly (as kube does): each one
+    finishes its chunked body instead of being cut when the graceful timeout runs out."""
+
+    def __init__(self) -> None:
+        self._scopes: set[trio.CancelScope] = set()
+        self.stopping = False
+
+    def end_all(self) -> None:
+        """End every open watch stream now, and every one opened from now on at once."""
+        self.stopping = True
+        for scope in self._scopes:
+            scope.cancel()
+
+    def open(self, timeout_s: float) -> trio.CancelScope:
+        scope = trio.move_on_after(timeout_s)
+        if self.stopping:
+            scope.cancel()
+        self._scopes.add(scope)
+        return scope
+
+    def close(self, scope: trio.CancelScope) -> None:
+        self._scopes.discard(scope)
 
 
 class OpenAPICache:
@@ -264,8 +290,9 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
             first[0] = False
             return line
 
-        return _stream(watch_lines(proj, tenant, rdef, opts, encode), timeout, table_content_type(table))
-    return _stream(watch_lines(proj, tenant, rdef, opts), timeout)
+        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode), timeout,
+                       table_content_type(table))
+    return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
 
 
 async def _read_body(limit: int) -> bytes:
@@ -290,11 +317,17 @@ def _table_response(body: bytes, api_version: str) -> Response:
     return Response(body, status=200, content_type=table_content_type(api_version))
 
 
-def _stream(lines: Any, timeout_s: int, content_type: str = JSON_CT) -> Response:
+def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str = JSON_CT) -> Response:
     async def body() -> Any:
-        with trio.move_on_after(timeout_s):
-            async for line in lines:
-                yield line
+        # Ends at the watch's timeout or at shutdown: either way the body ends normally, so the
+        # chunked response is finished and the client sees a clean end of the stream.
+        scope = watches.open(timeout_s)
+        try:
+            with scope:
+                async for line in lines:
+                    yield line
+        finally:
+            watches.close(scope)
         await lines.aclose()
 
     r = Response(body(), status=200, content_type=content_type)
@@ -312,11 +345,16 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     if route.kind == "metrics":
         return Response(_metrics(ctx), status=200, content_type="text/plain; version=0.0.4")
     if route.kind == "health":
-        # Only readiness (and an explicit /<probe>/projection check) depends on the projection.
-        ready = ctx.projection.ready.is_set()
+        # Only readiness (and an explicit /<probe>/projection or /<probe>/log check) depends on the
+        # log: a connection to NATS and a projection caught up with it. Liveness does not: the bus
+        # reconnects by itself, and the embedded nats-server is restarted by its supervisor.
+        projected = ctx.projection.ready.is_set() and ctx.projection.following
+        connected = ctx.projection.log.bridge.connected
+        ready = projected and connected
         ok = ready if route.group == "readyz" or route.name in ("projection", "log") else True
         if "verbose" in request.args:
-            checks = "[+]ping ok\n[+]log ok\n" + ("[+]projection ok\n" if ready else "[-]projection not caught up\n")
+            checks = ("[+]ping ok\n" + ("[+]log ok\n" if connected else "[-]log not connected\n") +
+                      ("[+]projection ok\n" if projected else "[-]projection not caught up\n"))
             text = checks + f"{route.group} {'check passed' if ok else 'check failed'}\n"
         else:
             text = "ok" if ok else "not ready"

@@ -9,6 +9,8 @@ import sys
 
 import trio
 
+from bus import NatsAuth, redact_url
+
 from ._server import serve
 from ._settings import Settings
 
@@ -20,7 +22,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", default=".jetkube", help="certificates, kubeconfig and the embedded NATS store")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=6443, help="HTTPS port (0: any free port)")
-    s.add_argument("--nats-url", default=None, help="an external NATS with JetStream (default: embedded)")
+    s.add_argument("--nats-url", default=None,
+                   help="an external NATS with JetStream (default: embedded); may carry user:password@")
+    s.add_argument("--nats-user", default=None, help="NATS user (with --nats-password-file)")
+    s.add_argument("--nats-password-file", default=None, help="a file holding the NATS password")
+    s.add_argument("--nats-creds", default=None, help="a NATS .creds file (JWT and nkey seed)")
+    s.add_argument("--nats-nkey-seed", default=None, help="a file holding an nkey seed")
+    s.add_argument("--nats-tls-ca", default=None, help="CA bundle to verify the NATS server's certificate")
+    s.add_argument("--nats-tls-cert", default=None, help="client certificate for NATS (mutual TLS)")
+    s.add_argument("--nats-tls-key", default=None, help="the client certificate's key")
     s.add_argument("--token-file", default=None, help='static tokens: token,user,uid,"group1,group2"')
     s.add_argument("--service-account-key-file", default=None,
                    help="PEM private key (EC P-256: ES256, RSA: RS256) signing service-account tokens; give "
@@ -49,19 +59,27 @@ async def _main(settings: Settings) -> None:
                                                                 task_status=task_status))
         extra = f" http={running.http_url}" if running.http_url else ""
         print(f"jetkube ready: https={running.https_url}{extra} kubeconfig={running.kubeconfig} "
-              f"nats={running.nats_url}", flush=True)
+              f"nats={redact_url(running.nats_url)}", flush=True)
         await shutdown.wait()
         nursery.cancel_scope.deadline = trio.current_time() + settings.graceful_timeout_s + 10
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The flags of ``jetkube serve``, decoded once into Settings."""
+    auth = NatsAuth(user=args.nats_user, password_file=args.nats_password_file, creds_file=args.nats_creds,
+                    nkey_seed_file=args.nats_nkey_seed, tls_ca_file=args.nats_tls_ca,
+                    tls_cert_file=args.nats_tls_cert, tls_key_file=args.nats_tls_key)
+    return Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
+                    nats_auth=auth, token_file=args.token_file,
+                    service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
+                    kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
+                    tenancy_by_path=args.tenancy_by_path)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
-                        token_file=args.token_file, service_account_key_file=args.service_account_key_file,
-                        insecure_port=args.insecure_port, kubeconfig=args.kubeconfig,
-                        stream=args.stream, stream_replicas=args.stream_replicas,
-                        tenancy_by_path=args.tenancy_by_path)
+    settings = settings_from_args(args)
     try:
         trio.run(_main, settings)
     except KeyboardInterrupt:

@@ -61,28 +61,42 @@ def ensure_pki(data_dir: Path) -> Pki:
                                            data_encipherment=False, key_agreement=False, encipher_only=False,
                                            decipher_only=False), critical=True)
               .sign(ca_key, hashes.SHA256()))
-        key = ec.generate_private_key(ec.SECP256R1())
+        _write_private(pki / "ca.key", _key_pem(ca_key))
+        ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        issue_cert(pki, "jetkube-apiserver", crt, key_path, client=False)
+    if not tokens.exists():
+        _write_private(tokens, f'{secrets.token_urlsafe(32)},admin,admin,"system:masters"\n'.encode())
+    admin = tokens.read_text().splitlines()[0].split(",", 1)[0]
+    return Pki(ca_crt, crt, key_path, admin, tokens)
+
+
+def issue_cert(pki: Path, common_name: str, cert_path: Path, key_path: Path, *, client: bool) -> None:
+    """Sign a certificate with the CA in ``pki``: a serving one (localhost and loopback names) or,
+    with ``client``, a client one. The key is written with mode 0600."""
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+               .issuer_name(ca.subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=3650)))
+    if client:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                                        critical=False)
+    else:
         san = x509.SubjectAlternativeName([
             x509.DNSName("localhost"), x509.DNSName("jetkube"), x509.DNSName("kubernetes"),
             x509.DNSName("kubernetes.default"), x509.DNSName("kubernetes.default.svc"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1")),
         ])
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jetkube-apiserver")]))
-                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=3650))
-                .add_extension(san, critical=False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        _write_private(pki / "ca.key", _key_pem(ca_key))
-        ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        _write_private(key_path, _key_pem(key))
-        crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if not tokens.exists():
-        _write_private(tokens, f'{secrets.token_urlsafe(32)},admin,admin,"system:masters"\n'.encode())
-    admin = tokens.read_text().splitlines()[0].split(",", 1)[0]
-    return Pki(ca_crt, crt, key_path, admin, tokens)
+        builder = (builder.add_extension(san, critical=False)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+    _write_private(key_path, _key_pem(key))
+    cert_path.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
 
 def ensure_service_account_key(data_dir: Path) -> Path:

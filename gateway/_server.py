@@ -2,8 +2,9 @@
 
 nats-server (embedded, unless a URL is given) -> bridge -> log (stream ensured) -> projection
 (caught up with the head captured at start) -> actor pipeline (default namespaces bootstrapped)
--> HTTP listeners. Shutdown runs the other way: listeners stop (graceful, bounded), then
-everything else is cancelled; the embedded nats-server is terminated last.
+-> HTTP listeners. Shutdown runs the other way: listeners stop, open watches end cleanly, other
+requests get the graceful window, then everything else is cancelled; the embedded nats-server is
+terminated last.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from actors import Pipeline, SigningKey, TokenAuthenticator, UserInfo, parse_token_csv
-from bus import Registry, StreamConfig, open_bridge, open_log, run_nats_server
+from bus import NatsAuth, Registry, StreamConfig, open_bridge, open_log, run_nats_server
 from projections import Projection, ProjectionSettings
 
 from ._app import Context, create_app
@@ -47,10 +49,12 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
     registry = Registry()
     shutdown = trio.Event() if shutdown is None else shutdown
     async with AsyncExitStack() as stack:
-        nats_url = settings.nats_url
+        nats_url, auth = settings.nats_url, settings.nats_auth
         if not nats_url:
-            nats_url = await stack.enter_async_context(run_nats_server(data_dir / "nats"))
-        bridge = await stack.enter_async_context(open_bridge(nats_url))
+            nats_url = await stack.enter_async_context(run_nats_server(
+                data_dir / "nats", restart_delay_s=settings.nats_restart_delay_s))
+            auth = NatsAuth()  # the embedded server's credentials are in its URL
+        bridge = await stack.enter_async_context(open_bridge(nats_url, auth=auth))
         log_ = await open_log(bridge, StreamConfig(name=settings.stream, prefix=settings.subject_prefix,
                                                    replicas=settings.stream_replicas))
         projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,
@@ -62,7 +66,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
                                 root_ca_pem=ca_pem, run_controllers=settings.run_controllers)
             await nursery.start(pipeline.run)
             ctx = Context(settings, registry, pipeline, projection)
-            app = create_app(ctx)
+            app = InFlight(create_app(ctx))
             config = Config()
             config.bind = [f"{settings.host}:{settings.port}"]
             config.certfile, config.keyfile = str(pki.cert), str(pki.key)
@@ -72,14 +76,10 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
             config.keep_alive_timeout = 75
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
-            http_done = trio.Event()
 
             async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                try:
-                    await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait,  # type: ignore[arg-type]
-                                          task_status=task_status)
-                finally:
-                    http_done.set()
+                await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait,  # type: ignore[arg-type]
+                                      task_status=task_status)
 
             binds: list[str] = await nursery.start(run_http)
             https = next(b for b in binds if b.startswith("https://"))
@@ -89,10 +89,43 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
             write_kubeconfig(kubeconfig, server=https, ca_cert=pki.ca_cert, token=pki.admin_token)
             task_status.started(Running(https, http, kubeconfig, nats_url, pki.admin_token))
             await shutdown.wait()
-            # hypercorn stops by itself on the trigger; give it its graceful window, then stop all.
-            with trio.move_on_after(settings.graceful_timeout_s + 1):
-                await http_done.wait()
+            # hypercorn stops accepting on the trigger. End the watches (cleanly: each finishes its
+            # body), give other requests the graceful window to finish, then stop: what hypercorn
+            # still holds then are idle keep-alive connections, which it would keep for the whole
+            # graceful window (with quart-trio they are not seen as idle until terminated).
+            ctx.watches.end_all()
+            with trio.move_on_after(settings.graceful_timeout_s):
+                await app.wait_idle()
             nursery.cancel_scope.cancel()
+
+
+class InFlight:
+    """An ASGI wrapper that counts the HTTP requests being served, so shutdown can tell when every
+    response is complete (the ASGI call returns after the last byte of the body was sent)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.active = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        self.active += 1
+        if self.active == 1:
+            self._idle = trio.Event()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+            if self.active == 0:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until no request is being served."""
+        while self.active:
+            await self._idle.wait()
 
 
 def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo], SigningKey, str]:

@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from bus import NatsAuth
+
 # The Kubernetes minor version we report: the schemas served are 1.33's (kubernetes-validate), and
 # gcloud's kubectl dispatcher runs kubectl.1.<minor>, which we test (1.27-1.33 all work).
 KUBE_MINOR = "33"
@@ -15,7 +17,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = ".jetkube"
     host: str = "127.0.0.1"
     port: int = 6443
-    nats_url: str | None = None
+    nats_url: str | None = None  # None: run an embedded nats-server in <data_dir>/nats
+    nats_auth: NatsAuth = NatsAuth()  # credentials and TLS for nats_url (the embedded one has its own)
+    nats_restart_delay_s: float = 0.2  # embedded nats-server: pause before restarting a dead one
     token_file: str | None = None
     service_account_key_file: str | None = None  # PEM private key; default: <data_dir>/pki/sa.key, generated
     insecure_port: int | None = None

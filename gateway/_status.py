@@ -9,7 +9,7 @@ import msgspec
 import trio
 
 from actors import ApiError, BadRequest, Expired, InternalError, ServiceUnavailable, Timeout
-from bus import BusClosed, BusError, BusTimeout, NoResponders
+from bus import BusClosed, BusError, BusTimeout, NoResponders, SubjectError
 from projections import (
     BadContinue,
     ContinueExpired,
@@ -28,6 +28,10 @@ def to_api_error(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, SelectorError | BadContinue):
         return BadRequest(str(exc))
+    if isinstance(exc, SubjectError):
+        # A name or namespace too long to be stored (reads by name never build a subject: they
+        # answer 404 from the projection, as kube does for an impossible name).
+        return BadRequest(f"the object's name or namespace is too long to be stored: {exc}")
     if isinstance(exc, ResourceVersionTooLarge):
         return Timeout(f"Too large resource version: {exc.wanted}, current: {exc.applied}", retry_after_s=1)
     if isinstance(exc, TooOldResourceVersion):

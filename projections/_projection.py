@@ -12,6 +12,7 @@ import collections
 import heapq
 import itertools
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -19,11 +20,24 @@ from typing import NoReturn
 
 import trio
 
-from bus import Key, Log, LogMessage, all_filter, decode_event, object_bytes, parse_subject, resource_filter
+from bus import (
+    BusError,
+    Key,
+    Log,
+    LogMessage,
+    LogReader,
+    all_filter,
+    decode_event,
+    object_bytes,
+    parse_subject,
+    resource_filter,
+)
 
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
+
+_log = logging.getLogger("jetkube.projections")
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,8 @@ class Projection:
         self._waiters: list[tuple[int, int, trio.Event]] = []
         self._tie = itertools.count()
         self.ready = trio.Event()
+        #: False from a reconnect to the log until the store has caught up with the head again.
+        self.following = True
         #: Time consistent reads spend reading the head and waiting for it (KEP-2340's figure).
         self.consistent_wait = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.11, 0.25, 0.5, 1.0, 3.0))
         self.start_head = 0
@@ -60,27 +76,66 @@ class Projection:
     # ---- following the log ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        """Follow the log forever; ``started`` once caught up with the head captured at start."""
+        """Follow the log forever; ``started`` once caught up with the head captured at start.
+
+        The reader rebuilds its consumer by itself after a reconnect; if it fails for good (e.g. the
+        stream vanished and came back), a new one resumes from the last applied sequence + 1.
+        """
         self.start_head = await self.log.head()
         reader = await self.log.open_reader(all_filter(self.log.prefix), self.store.applied + 1,
                                             batch=self.settings.reader_batch)
         started = False
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._bookmark_ticker)
-                if self.start_head <= self.store.applied:
-                    self.ready.set()
-                    task_status.started()
-                    started = True
-                while True:
-                    batch = await reader.next_batch()
-                    self.apply_batch(batch)
-                    if not started and self.store.applied >= self.start_head:
-                        self.ready.set()
-                        task_status.started()
-                        started = True
-        finally:
-            await reader.aclose()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._bookmark_ticker)
+            nursery.start_soon(self._catch_up_after_reconnects)
+            if self.start_head <= self.store.applied:
+                self.ready.set()
+                task_status.started()
+                started = True
+            delay = 0.1
+            while True:
+                try:
+                    while True:
+                        batch = await reader.next_batch()
+                        delay = 0.1
+                        self.apply_batch(batch)
+                        if not started and self.store.applied >= self.start_head:
+                            self.ready.set()
+                            task_status.started()
+                            started = True
+                except BusError as e:
+                    _log.warning("log reader failed (%s); resuming after sequence %d", e, self.store.applied)
+                finally:
+                    await reader.aclose()
+                reader = await self._reopen_reader(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _catch_up_after_reconnects(self) -> NoReturn:
+        """After every reconnect (the log may have been restarted), ``following`` is false until the
+        store has applied the head read from the log: readiness waits for the projection, too."""
+        bridge = self.log.bridge
+        seen = bridge.connections
+        while True:
+            await bridge.wait_connections(seen + 1)
+            seen = bridge.connections
+            self.following = False
+            while not self.following:
+                try:
+                    await self.wait_for(await self.log.head())
+                    self.following = True
+                except (BusError, ResourceVersionTooLarge) as e:
+                    _log.info("catching up after a reconnect: %s", e)
+                    await trio.sleep(0.2)  # backoff against a log that is still starting
+
+    async def _reopen_reader(self, delay: float) -> LogReader:
+        while True:
+            await trio.sleep(delay)  # backoff between attempts against a log that is down
+            try:
+                return await self.log.open_reader(all_filter(self.log.prefix), self.store.applied + 1,
+                                                  batch=self.settings.reader_batch)
+            except (BusError, trio.TooSlowError) as e:
+                _log.warning("reopening the log reader failed: %s", e)
+                delay = min(delay * 2, 5.0)
 
     def apply_batch(self, batch: list[LogMessage]) -> None:
         store = self.store

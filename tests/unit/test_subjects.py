@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from bus import Key, SubjectError, decode_token, encode_token, object_subject, parse_subject, resource_filter
+from bus import (
+    Key,
+    SubjectError,
+    decode_token,
+    encode_token,
+    object_subject,
+    parse_subject,
+    resource_filter,
+    system_subject,
+)
 
 
 @pytest.mark.parametrize("value", ["plain", "a.b.c", "with_underscore", "~tilde", "UP", "ünï", "x y", "*", ">", "_"])
@@ -34,3 +43,15 @@ def test_parse_rejects(bad: str) -> None:
 def test_empty_token_rejected() -> None:
     with pytest.raises(SubjectError):
         encode_token("")
+
+
+@pytest.mark.parametrize("name", ["ü" * 700, "a" * 100_000])
+def test_subjects_are_bounded_for_the_wire(name: str) -> None:
+    # nats-server closes the connection on a protocol line over max_control_line (4096 bytes).
+    for build in (lambda: object_subject("jk", Key("default", "", "roles", "ns", name)),
+                  lambda: resource_filter("jk", "default", "", "roles", name),
+                  lambda: system_subject("jk", name)):
+        with pytest.raises(SubjectError):
+            build()
+    # Every DNS-subdomain name still fits, even fully escaped.
+    assert len(object_subject("jk", Key("default", "g.example.com", "things", "n" * 63, "ü" * 126))) <= 2048

@@ -1,0 +1,128 @@
+"""NATS is not open to anyone on the machine: the embedded server accepts only its generated
+credentials, and an external NATS is reached with user/password and TLS from Settings."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import trio
+
+from bus import (
+    BusRefused,
+    Key,
+    NatsAuth,
+    StreamConfig,
+    free_port,
+    nats_server_binary,
+    open_bridge,
+    open_log,
+    run_nats_server,
+)
+from gateway import Running, Settings, serve
+from gateway._pki import ensure_pki, issue_cert
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.integration
+
+
+async def _refused(url: str, auth: NatsAuth | None = None) -> None:
+    with trio.fail_after(5), pytest.raises(BusRefused):  # at once: retrying cannot fix credentials
+        async with open_bridge(url, connect_timeout_s=2, auth=auth):
+            pass
+
+
+async def test_embedded_nats_accepts_only_its_generated_credentials(tmp_path: Path) -> None:
+    store = tmp_path / "nats"
+    with trio.fail_after(30):
+        async with run_nats_server(store) as url:
+            parts = urlsplit(url)
+            assert parts.username == "jetkube" and parts.password
+            for secret in (store / "nats-password", store / "nats.conf"):
+                assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600, secret
+            await _refused(f"nats://{parts.hostname}:{parts.port}")
+            await _refused(f"nats://jetkube:wrong@{parts.hostname}:{parts.port}")
+            async with open_bridge(url) as bridge:
+                assert bridge.connected
+        async with run_nats_server(store) as again:
+            assert urlsplit(again).password == parts.password  # created on first start, reused after
+
+
+@asynccontextmanager
+async def _nats_server(tmp_path: Path, extra_conf: str) -> AsyncIterator[int]:
+    """A nats-server with JetStream and the given extra configuration, owned by this test."""
+    port = free_port()
+    conf = tmp_path / "ext.conf"
+    store = tmp_path / "ext-js"
+    conf.write_text(f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{store}" }}\n{extra_conf}')
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(partial(trio.run_process, [nats_server_binary(), "-c", str(conf)],
+                                           check=False))
+        with trio.fail_after(20):
+            while True:
+                assert proc.returncode is None, "nats-server exited"
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                except OSError:
+                    await trio.sleep(0.02)  # polling another process's socket
+                    continue
+                await stream.aclose()
+                break
+        yield port
+        nursery.cancel_scope.cancel()
+
+
+async def test_external_nats_with_user_password_and_tls(nursery: trio.Nursery, tmp_path: Path) -> None:
+    pki = ensure_pki(tmp_path / "pki-src")  # a CA and a certificate for 127.0.0.1
+    password_file = tmp_path / "nats-password"
+    password_file.write_text("s3cret-pass\n")
+    extra = (f'authorization {{ user: "app", password: "s3cret-pass" }}\n'
+             f'tls {{ cert_file: "{pki.cert}", key_file: "{pki.key}" }}\n')
+    async with _nats_server(tmp_path, extra) as port:
+        url = f"nats://127.0.0.1:{port}"
+        good = NatsAuth(user="app", password_file=str(password_file), tls_ca_file=str(pki.ca_cert))
+        await _refused(url, NatsAuth(tls_ca_file=str(pki.ca_cert)))  # no credentials
+        await _refused(url, NatsAuth(user="app", password_file=str(password_file)))  # the CA is not trusted
+        stop = trio.Event()
+        with trio.fail_after(30):
+            running: Running = await nursery.start(partial(serve, Settings(
+                data_dir=str(tmp_path / "jk"), port=0, insecure_port=0, nats_url=url, nats_auth=good,
+                graceful_timeout_s=0.5), shutdown=stop))
+        try:
+            async with client_for(running) as api:
+                with trio.fail_after(10):
+                    r = await api.post("/api/v1/namespaces/default/configmaps",
+                                       json={"metadata": {"name": "a"}})
+                    assert r.status_code == 201, r.text
+                    assert (await api.get("/readyz")).status_code == 200
+        finally:
+            stop.set()
+        # user:password in the URL works too.
+        with trio.fail_after(15):
+            async with open_bridge(f"nats://app:s3cret-pass@127.0.0.1:{port}",
+                                   auth=NatsAuth(tls_ca_file=str(pki.ca_cert))) as bridge:
+                assert bridge.connected
+
+
+async def test_external_nats_with_mutual_tls(tmp_path: Path) -> None:
+    pki = ensure_pki(tmp_path / "pki-src")
+    client_crt, client_key = tmp_path / "client.crt", tmp_path / "client.key"
+    issue_cert(pki.ca_cert.parent, "jetkube-client", client_crt, client_key, client=True)
+    extra = (f'tls {{ cert_file: "{pki.cert}", key_file: "{pki.key}", ca_file: "{pki.ca_cert}", '
+             'verify: true }\n')
+    async with _nats_server(tmp_path, extra) as port:
+        url = f"nats://127.0.0.1:{port}"
+        await _refused(url, NatsAuth(tls_ca_file=str(pki.ca_cert)))  # no client certificate
+        with trio.fail_after(15):
+            mtls = NatsAuth(tls_ca_file=str(pki.ca_cert), tls_cert_file=str(client_crt),
+                            tls_key_file=str(client_key))
+            async with open_bridge(url, auth=mtls) as bridge:
+                log = await open_log(bridge, StreamConfig(name="MTLS", prefix="mtls"))
+                assert await log.append(log.subject(Key("default", "", "configmaps", "ns", "a")), b"x",
+                                        msg_id="m1", expected_seq=0) == 1
