@@ -133,7 +133,8 @@ async def test_sigterm_ends_open_watches_cleanly_and_exits_promptly(tmp_path: Pa
             with trio.fail_after(10):
                 r = await api.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "w"}})
                 assert r.status_code == 201, r.text
-            async with watcher.stream("GET", "/api/v1/namespaces/default/configmaps?watch=1") as w:
+            url = "/api/v1/namespaces/default/configmaps?watch=1&fieldSelector=metadata.name%3Dw"
+            async with watcher.stream("GET", url) as w:
                 assert w.status_code == 200
                 lines = w.aiter_lines()
                 with trio.fail_after(10):
