@@ -25,6 +25,7 @@ from ._errors import (
     invalid,
 )
 from ._fieldvalidation import warning_header
+from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._runtime import Actor, ReplySlot
@@ -33,6 +34,9 @@ from .messages import Allowed, Request, UserInfo, WriteResult
 __all__ = [
     "APPLY_PATCH",
     "JSON_PATCH",
+    "MAX_COPY_BYTES",
+    "MAX_DEPTH",
+    "MAX_JSON_PATCH_OPERATIONS",
     "MERGE_PATCH",
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
@@ -66,6 +70,7 @@ __all__ = [
     "UserInfo",
     "WriteResult",
     "authorize",
+    "depth_exceeds",
     "invalid",
     "now_rfc3339",
     "parse_token_csv",

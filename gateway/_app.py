@@ -214,7 +214,8 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     if method in ("POST", "PUT", "PATCH") or (method == "DELETE"):
         data = await _read_body(s.max_body_bytes)
         if data.strip() or method != "DELETE":
-            body, patch_type = decode_body(data, request.headers.get("Content-Type"), for_patch=method == "PATCH")
+            body, patch_type = decode_body(data, request.headers.get("Content-Type"), max_bytes=s.max_body_bytes,
+                                           for_patch=method == "PATCH")
     tenant = route.tenant or "default"
     req = Request(verb=verb, rdef=rdef, tenant=tenant, namespace=route.namespace or "", name=route.name,
                   subresource=route.subresource, body=body, patch_type=patch_type, **common)
