@@ -1,4 +1,8 @@
-"""The actor pipeline, assembled: authn -> authz -> admission -> resource, plus controllers."""
+"""The actor pipeline, assembled: authn -> authz -> admission -> resource, plus controllers.
+
+Reads enter at authn (:meth:`Pipeline.submit`); writes are authenticated first from their headers
+(:meth:`Pipeline.authenticate`) and continue at authz once the gateway has read their body
+(:meth:`Pipeline.submit_authenticated`): one authentication per request either way."""
 
 from __future__ import annotations
 
@@ -38,14 +42,32 @@ class Pipeline:
                                            mailbox_size=mailbox_size, workers=workers)
         self.authn: Actor[Request] = Actor("authn", authn_handler(authenticator, self.authz),
                                            mailbox_size=mailbox_size, workers=workers)
-        self.actors = (self.authn, self.authz, self.admission, self.resource, self.reviews)
+        # The same step for requests with a body: it answers with the authenticated request, so
+        # the gateway reads and decodes a body only for a known user (as kube's filter chain).
+        self.authn_first: Actor[Request] = Actor("authn-first", authn_handler(authenticator, None),
+                                                 mailbox_size=mailbox_size, workers=workers)
+        self.actors = (self.authn, self.authn_first, self.authz, self.admission, self.resource, self.reviews)
         self.controllers = Controllers(projection, registry, self.resource) if run_controllers else None
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(verify_jwt(token, self.reviews_core.key), self.projection)
 
     async def submit(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
+        """The whole pipeline, from authn: for requests whose headers say everything (reads)."""
         result: Allowed | WriteResult = await self.authn.ask(req, timeout_s=timeout_s)
+        return result
+
+    async def authenticate(self, req: Request, *, timeout_s: float) -> Request:
+        """Authentication alone (401, or 403/400 for Impersonate-* headers): ``req`` with its user
+        and tenant. The gateway awaits this before it reads a request body."""
+        authed: Request = await self.authn_first.ask(req, timeout_s=timeout_s)
+        return authed
+
+    async def submit_authenticated(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
+        """The rest of the pipeline, from authz, for a request :meth:`authenticate` returned."""
+        if req.user is None:
+            raise AssertionError("submit_authenticated needs an authenticated request")
+        result: Allowed | WriteResult = await self.authz.ask(req, timeout_s=timeout_s)
         return result
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:

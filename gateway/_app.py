@@ -26,6 +26,7 @@ from actors import (
     NotFound,
     Pipeline,
     Request,
+    RequestEntityTooLarge,
     WriteResult,
     warning_header,
 )
@@ -45,7 +46,7 @@ from ._reads import (
 )
 from ._routes import parse
 from ._settings import Settings
-from ._status import status_for
+from ._status import BodyTimeout, status_for
 from ._table import (
     parse_include_object,
     table_content_type,
@@ -150,7 +151,7 @@ def create_app(ctx: Context) -> QuartTrio:
 
     @app.errorhandler(HTTPException)
     async def _http_error(e: HTTPException) -> Response:
-        from actors import ApiError, RequestEntityTooLarge
+        from actors import ApiError
 
         if e.code == 413:
             r = _error_response(RequestEntityTooLarge(
@@ -165,22 +166,49 @@ def create_app(ctx: Context) -> QuartTrio:
     @app.route("/<path:path>", methods=_METHODS)
     async def handle(path: str) -> Response:
         audit_id = str(uuid.uuid4())
+        intake = _Intake()
         try:
-            resp = await _dispatch(ctx, audit_id)
+            resp = await _dispatch(ctx, audit_id, intake)
         except (trio.Cancelled, KeyboardInterrupt):
             raise
         except HTTPException:
             raise
         except Exception as e:  # noqa: BLE001 - every error becomes a Status
-            return _error_response(e, audit_id)
-        resp.headers["Audit-Id"] = audit_id
+            resp = _error_response(e, audit_id)
+        else:
+            resp.headers["Audit-Id"] = audit_id
+        if not intake.body_read and _has_body(request.headers):
+            # Answered before the body was read (401, 403, 404, ...): the client may still be sending
+            # it, so this connection cannot carry another request. Say so (item 14 of issue 7).
+            resp.headers["Connection"] = "close"
         return resp
 
     app.catch_all_rule = next(r for r in app.url_map.iter_rules() if r.rule == "/<path:path>")
     return app
 
 
-async def _dispatch(ctx: Context, audit_id: str) -> Response:
+class _Intake:
+    """What the handler did with the request body: a response sent before it was read must close
+    the connection."""
+
+    __slots__ = ("body_read",)
+
+    def __init__(self) -> None:
+        self.body_read = False
+
+
+def _has_body(headers: Any) -> bool:
+    length = headers.get("Content-Length")
+    return (length is not None and length.strip() != "0") or "Transfer-Encoding" in headers
+
+
+def _impersonation(headers: Any) -> tuple[tuple[str, str], ...]:
+    """The Impersonate-* headers (User, Group, Uid, Extra-<key>), each value, names lower-cased."""
+    found = [(k.lower(), v) for k, v in headers.items() if k[:12].lower() == "impersonate-"]
+    return tuple(found)
+
+
+async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     s = ctx.settings
     route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     method = request.method
@@ -188,9 +216,12 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
     common: dict[str, Any] = {"token": token, "audit_id": audit_id, "user_agent": request.headers.get("User-Agent", ""),
-                              "source": request.remote_addr or "", "query": q, "path": request.path}
+                              "source": request.remote_addr or "", "query": q, "path": request.path,
+                              "impersonate": _impersonation(request.headers)}
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):
+            await ctx.pipeline.authenticate(Request(verb=method.lower(), **common),
+                                            timeout_s=s.request_timeout_s)
             if route.kind == "unknown":
                 raise NotFound("the server could not find the requested resource")
             raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
@@ -209,17 +240,21 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     verb = "create" if route.subresource else _verb(method, bool(route.name), opts is not None and opts.watch)
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
         raise MethodNotAllowed(f"{rdef.plural} is namespaced: use /namespaces/<namespace>/{rdef.plural}")
-    body: Any = None
-    patch_type = ""
-    if method in ("POST", "PUT", "PATCH") or (method == "DELETE"):
-        data = await _read_body(s.max_body_bytes)
+    tenant = route.tenant or "default"
+    req = Request(verb=verb, rdef=rdef, tenant=tenant, namespace=route.namespace or "", name=route.name,
+                  subresource=route.subresource, **common)
+    if method in ("POST", "PUT", "PATCH", "DELETE"):
+        # Authenticate from the headers first: a request without a valid token costs no body work.
+        req = await ctx.pipeline.authenticate(req, timeout_s=s.request_timeout_s)
+        data = await _read_body(s.max_body_bytes, s.request_timeout_s)
+        intake.body_read = True
         if data.strip() or method != "DELETE":
             body, patch_type = decode_body(data, request.headers.get("Content-Type"), max_bytes=s.max_body_bytes,
                                            for_patch=method == "PATCH")
-    tenant = route.tenant or "default"
-    req = Request(verb=verb, rdef=rdef, tenant=tenant, namespace=route.namespace or "", name=route.name,
-                  subresource=route.subresource, body=body, patch_type=patch_type, **common)
-    result = await ctx.pipeline.submit(req, timeout_s=s.request_timeout_s)
+            req = msgspec.structs.replace(req, body=body, patch_type=patch_type)
+        result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
+    else:
+        result = await ctx.pipeline.submit(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
         r = _json_response(result.body, result.code)
         for w in result.warnings:
@@ -266,16 +301,19 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     return _stream(watch_lines(proj, tenant, rdef, opts), timeout)
 
 
-async def _read_body(limit: int) -> bytes:
+async def _read_body(limit: int, timeout_s: float) -> bytes:
+    """The whole body within ``timeout_s`` (all of it, not per chunk: kube's request timeout also
+    covers the body); past ``limit`` bytes it is drained, within the same deadline, then 413."""
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.body:
-        total += len(chunk)
-        if total <= limit:
-            chunks.append(chunk)
+    with trio.move_on_after(timeout_s) as scope:
+        async for chunk in request.body:
+            total += len(chunk)
+            if total <= limit:
+                chunks.append(chunk)
+    if scope.cancelled_caught:
+        raise BodyTimeout(timeout_s)
     if total > limit:
-        from actors import RequestEntityTooLarge
-
         raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
     return b"".join(chunks)
 
