@@ -28,6 +28,8 @@ from actors import (
     Request,
     RequestEntityTooLarge,
     WriteResult,
+    body_duplicate_fields,
+    duplicate_field_warnings,
     warning_header,
 )
 from bus import Key, Registry
@@ -35,7 +37,7 @@ from projections import Change, Projection
 
 from . import _discovery as discovery
 from . import _openapi as openapi
-from ._codec import decode_body
+from ._codec import decode_body, is_json
 from ._reads import (
     get_object,
     list_body,
@@ -241,6 +243,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
         raise MethodNotAllowed(f"{rdef.plural} is namespaced: use /namespaces/<namespace>/{rdef.plural}")
     tenant = route.tenant or "default"
+    warnings: tuple[str, ...] = ()
     req = Request(verb=verb, rdef=rdef, tenant=tenant, namespace=route.namespace or "", name=route.name,
                   subresource=route.subresource, **common)
     if method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -249,15 +252,18 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
         if data.strip() or method != "DELETE":
-            body, patch_type = decode_body(data, request.headers.get("Content-Type"), max_bytes=s.max_body_bytes,
-                                           for_patch=method == "PATCH")
+            ctype = request.headers.get("Content-Type")
+            body, patch_type = decode_body(data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type)
+            if method in ("POST", "PUT") and is_json(ctype):
+                warnings = duplicate_field_warnings(q.get("fieldValidation", ""), rdef.kind, rdef.version,
+                                                    body_duplicate_fields(data, body))
         result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     else:
         result = await ctx.pipeline.submit(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
         r = _json_response(result.body, result.code)
-        for w in result.warnings:
+        for w in (*warnings, *result.warnings):
             r.headers.add("Warning", warning_header(w))
         return r
     assert isinstance(result, Allowed)

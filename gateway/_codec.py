@@ -27,6 +27,7 @@ JSON = "application/json"
 YAML = "application/yaml"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 PATCH_TYPES = frozenset({JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH})
+_JSON_TYPES = frozenset({JSON, "*/*", "application/*"})
 _json_decoder = msgspec.json.Decoder()
 
 ALIAS_MIN_COUNT, ALIAS_MIN_DECODES = 100, 1000
@@ -37,6 +38,11 @@ def media_type(content_type: str | None) -> str:
     if not content_type:
         return JSON
     return content_type.split(";", 1)[0].strip().lower() or JSON
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a (non-patch) body of this Content-Type is decoded as JSON."""
+    return media_type(content_type) in _JSON_TYPES
 
 
 def decode_body(data: bytes, content_type: str | None, *, max_bytes: int,
@@ -52,7 +58,7 @@ def decode_body(data: bytes, content_type: str | None, *, max_bytes: int,
         if mt == APPLY_PATCH:
             return _yaml(data, max_bytes), mt
         return _json(data), mt
-    if mt in (JSON, "*/*", "application/*"):
+    if mt in _JSON_TYPES:
         return _json(data), JSON
     if mt in (YAML, "application/x-yaml", "text/yaml"):
         return _yaml(data, max_bytes), YAML

@@ -228,3 +228,28 @@ async def test_impersonation_headers_are_refused(server: Running, api: httpx.Asy
             expect(await anon.get(CM, headers={"Impersonate-User": "alice"}), 401, "Unauthorized")
         async with client_for(server) as c:
             assert (await c.get(CM)).status_code == 200
+
+
+# --- item 16: repeated members under fieldValidation ----------------------------------------
+
+
+async def test_duplicate_fields_by_field_validation(api: httpx.AsyncClient) -> None:
+    def body(name: str) -> bytes:
+        return b'{"metadata":{"name":"%s","name":"%s"},"data":{"k":"1","k":"2"}}' % (name.encode(), name.encode())
+
+    with trio.fail_after(20):
+        r = await api.post(f"{CM}?fieldValidation=Strict", content=body("strict"), headers=J)
+        expect(r, 400, "BadRequest", 'ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding '
+                                     'error: duplicate field "metadata.name", duplicate field "data.k"')
+        assert (await api.get(f"{CM}/strict")).status_code == 404
+        for query in ("?fieldValidation=Warn", ""):
+            name = f"warn{len(query)}"
+            r = await api.post(f"{CM}{query}", content=body(name), headers=J)
+            assert r.status_code == 201, r.text
+            assert r.headers.get_list("Warning") == ['299 - "duplicate field \\"metadata.name\\""',
+                                                     '299 - "duplicate field \\"data.k\\""']
+            assert r.json()["data"] == {"k": "2"}
+        r = await api.post(f"{CM}?fieldValidation=Ignore", content=body("ignore"), headers=J)
+        assert r.status_code == 201 and "Warning" not in r.headers
+        r = await api.put(f"{CM}/ignore?fieldValidation=Strict", content=body("ignore"), headers=J)
+        expect(r, 400, "BadRequest", 'strict decoding error: duplicate field "metadata.name"')
