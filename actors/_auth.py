@@ -117,21 +117,18 @@ def refuse_impersonation(user: UserInfo, headers: tuple[tuple[str, str], ...]) -
                     f'"{resource}" in API group "{group}" {scope}', name=name, group=group, kind=resource)
 
 
-def authn_handler(authenticator: TokenAuthenticator,  # type: ignore[no-untyped-def]
-                  next_actor: Actor[Request] | None):
-    """Authentication from the request's headers (token, then any Impersonate-* headers). With a
-    ``next_actor`` the authenticated request goes on to it; without, it is the answer (the
-    gateway authenticates a request before reading its body, then continues it at authz)."""
+def authenticate_request(authenticator: TokenAuthenticator, req: Request) -> Request:
+    """Authentication from the request's headers alone (token, then any Impersonate-* headers):
+    ``req`` with its user and tenant, or Unauthorized / Forbidden / BadRequest."""
+    user = authenticator.authenticate(req.token)
+    if req.impersonate:
+        refuse_impersonation(user, req.impersonate)
+    return msgspec.structs.replace(req, user=user, tenant=user.tenant)
 
+
+def authn_handler(authenticator: TokenAuthenticator, next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
     async def handle(req: Request, reply: ReplySlot) -> None:
-        user = authenticator.authenticate(req.token)
-        if req.impersonate:
-            refuse_impersonation(user, req.impersonate)
-        authed = msgspec.structs.replace(req, user=user, tenant=user.tenant)
-        if next_actor is None:
-            reply.set(authed)
-        else:
-            next_actor.forward(authed, reply)
+        next_actor.forward(authenticate_request(authenticator, req), reply)
 
     return handle
 

@@ -1,8 +1,8 @@
 """The actor pipeline, assembled: authn -> authz -> admission -> resource, plus controllers.
 
-Reads enter at authn (:meth:`Pipeline.submit`); writes are authenticated first from their headers
-(:meth:`Pipeline.authenticate`) and continue at authz once the gateway has read their body
-(:meth:`Pipeline.submit_authenticated`): one authentication per request either way."""
+Reads enter at authn (:meth:`Pipeline.submit`); writes are authenticated from their headers first
+(:meth:`Pipeline.authenticate`) and enter at authz once the gateway has read their body
+(:meth:`Pipeline.submit_authenticated`): one authentication and one hop per request either way."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bus import Log, Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler
-from ._auth import TokenAuthenticator, authn_handler, authz_handler
+from ._auth import TokenAuthenticator, authenticate_request, authn_handler, authz_handler
 from ._controllers import Controllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, load_signing_key, service_account_user, verify_jwt
@@ -42,11 +42,8 @@ class Pipeline:
                                            mailbox_size=mailbox_size, workers=workers)
         self.authn: Actor[Request] = Actor("authn", authn_handler(authenticator, self.authz),
                                            mailbox_size=mailbox_size, workers=workers)
-        # The same step for requests with a body: it answers with the authenticated request, so
-        # the gateway reads and decodes a body only for a known user (as kube's filter chain).
-        self.authn_first: Actor[Request] = Actor("authn-first", authn_handler(authenticator, None),
-                                                 mailbox_size=mailbox_size, workers=workers)
-        self.actors = (self.authn, self.authn_first, self.authz, self.admission, self.resource, self.reviews)
+        self.authenticator = authenticator
+        self.actors = (self.authn, self.authz, self.admission, self.resource, self.reviews)
         self.controllers = Controllers(projection, registry, self.resource) if run_controllers else None
 
     def _service_account_user(self, token: str) -> UserInfo:
@@ -57,11 +54,13 @@ class Pipeline:
         result: Allowed | WriteResult = await self.authn.ask(req, timeout_s=timeout_s)
         return result
 
-    async def authenticate(self, req: Request, *, timeout_s: float) -> Request:
+    def authenticate(self, req: Request) -> Request:
         """Authentication alone (401, or 403/400 for Impersonate-* headers): ``req`` with its user
-        and tenant. The gateway awaits this before it reads a request body."""
-        authed: Request = await self.authn_first.ask(req, timeout_s=timeout_s)
-        return authed
+        and tenant. The gateway calls this before it reads a request body, so a body is read and
+        decoded only for a known user (as kube's filter chain). It runs in the caller's task: a
+        token lookup costs less than a hop to the authn actor (an ask is ~40 us here), and the
+        request then makes one hop, to authz, as a read makes one, to authn."""
+        return authenticate_request(self.authenticator, req)
 
     async def submit_authenticated(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
         """The rest of the pipeline, from authz, for a request :meth:`authenticate` returned."""

@@ -222,8 +222,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
                               "impersonate": _impersonation(request.headers)}
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):
-            await ctx.pipeline.authenticate(Request(verb=method.lower(), **common),
-                                            timeout_s=s.request_timeout_s)
+            ctx.pipeline.authenticate(Request(verb=method.lower(), **common))
             if route.kind == "unknown":
                 raise NotFound("the server could not find the requested resource")
             raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
@@ -248,7 +247,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
                   subresource=route.subresource, **common)
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         # Authenticate from the headers first: a request without a valid token costs no body work.
-        req = await ctx.pipeline.authenticate(req, timeout_s=s.request_timeout_s)
+        req = ctx.pipeline.authenticate(req)
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
         if data.strip() or method != "DELETE":
