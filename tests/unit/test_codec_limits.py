@@ -128,3 +128,42 @@ def test_bad_continue_tokens(raw: str) -> None:
 
 def test_good_continue_token() -> None:
     assert decode_continue(token(json.dumps({"rv": 7, "start": "ns\x00n"}))) == (7, "ns\x00n")
+
+
+def test_max_depth_leaves_room_on_the_interpreter_stack() -> None:
+    """Why MAX_DEPTH is 100 and not kube's 10000: every recursive step of the write path runs on
+    the interpreter's stack. With a server's worth of frames already in use, a value at the
+    limit still goes through decoding, patches, field validation and encoding."""
+    import sys
+
+    import msgspec
+
+    from actors._fieldvalidation import OBJECT_META, type_errors, unknown_fields
+    from actors._patch import EMPTY_SCHEMA, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
+    from bus._schemas import definitions
+
+    deep = nested_json(MAX_DEPTH - 2)
+    raw = b'{"metadata":{"name":"x","labels":{"a":"b"}},"data":' + deep + b"}"
+
+    def exercise() -> None:
+        obj, _ = decode_body(raw, None, max_bytes=3 * MB)
+        patch = msgspec.json.decode(b'{"data":' + deep + b"}")
+        apply_merge_patch(obj, patch)
+        apply_strategic_merge_patch(obj, patch, EMPTY_SCHEMA)
+        apply_json_patch(obj, [{"op": "copy", "from": "/data", "path": "/metadata/annotations"}])
+        meta_schema = {"$ref": f"#/definitions/{OBJECT_META}"}
+        unknown_fields(obj, {"properties": {"metadata": meta_schema}}, definitions())
+        type_errors(obj, {"properties": {"metadata": meta_schema}}, definitions())
+        msgspec.json.encode(obj)
+        decode_body(b"data: " + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1), YAML, max_bytes=3 * MB)
+
+    server_frames = 250  # hypercorn, quart, trio and the actor runtime use well under this
+
+    def under(frames: int) -> None:
+        if frames:
+            under(frames - 1)
+        else:
+            exercise()
+
+    assert sys.getrecursionlimit() == 1000
+    under(server_frames)
