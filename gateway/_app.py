@@ -158,7 +158,7 @@ def create_app(ctx: Context) -> QuartTrio:
         if e.code == 413:
             r = _error_response(RequestEntityTooLarge(
                 f"the request body is larger than {ctx.settings.max_body_bytes} bytes"))
-            r.headers["Connection"] = "close"
+            _close_connection(r)
             return r
         err = ApiError(e.description or "error")
         err.code, err.reason = e.code or 400, "BadRequest"
@@ -180,9 +180,7 @@ def create_app(ctx: Context) -> QuartTrio:
         else:
             resp.headers["Audit-Id"] = audit_id
         if not intake.body_read and _has_body(request.headers):
-            # Answered before the body was read (401, 403, 404, ...): the client may still be sending
-            # it, so this connection cannot carry another request. Say so (item 14 of issue 7).
-            resp.headers["Connection"] = "close"
+            _close_connection(resp)
         return resp
 
     app.catch_all_rule = next(r for r in app.url_map.iter_rules() if r.rule == "/<path:path>")
@@ -197,6 +195,14 @@ class _Intake:
 
     def __init__(self) -> None:
         self.body_read = False
+
+
+def _close_connection(resp: Response) -> None:
+    """For a response sent before the request body was read (401, 403, 404, 408, 413, ...): on
+    HTTP/1.x the client may still be sending it, so the connection cannot carry another request;
+    say so. HTTP/2 ends just the stream (and forbids a Connection header)."""
+    if request.http_version in ("1.0", "1.1"):
+        resp.headers["Connection"] = "close"
 
 
 def _has_body(headers: Any) -> bool:

@@ -21,7 +21,7 @@ from actors import Pipeline, TokenAuthenticator, UserInfo, parse_token_csv
 from bus import Registry, StreamConfig, open_bridge, open_log, run_nats_server
 from projections import Projection, ProjectionSettings
 
-from . import _http1
+from . import _hypercorn_ext
 from ._app import Context, create_app
 from ._pki import Pki, ensure_pki, write_kubeconfig
 from ._settings import Settings
@@ -73,7 +73,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
             config.keep_alive_timeout = 75
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
-            _http1.install()  # HTTP/1.1 status lines with their reason phrase
+            _hypercorn_ext.install()  # reason phrases (HTTP/1.1), early answers (HTTP/2)
             http_done = trio.Event()
 
             async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:

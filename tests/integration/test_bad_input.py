@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from urllib.parse import urlsplit
 
 import httpx
@@ -253,3 +254,18 @@ async def test_duplicate_fields_by_field_validation(api: httpx.AsyncClient) -> N
         assert r.status_code == 201 and "Warning" not in r.headers
         r = await api.put(f"{CM}/ignore?fieldValidation=Strict", content=body("ignore"), headers=J)
         expect(r, 400, "BadRequest", 'strict decoding error: duplicate field "metadata.name"')
+
+
+async def test_http2_survives_answers_before_the_body(server: Running) -> None:
+    """kubectl speaks HTTP/2: a 401 sent before a large body was read must end that stream only."""
+    ctx = ssl.create_default_context(cafile=str(server.kubeconfig.parent / "pki" / "ca.crt"))
+    ctx.check_hostname = False
+    async with httpx.AsyncClient(base_url=server.https_url, http2=True, verify=ctx, timeout=30) as c:
+        with trio.fail_after(30):
+            for _ in range(3):
+                r = await c.post(CM, content=b" " * 300_000, headers={"Authorization": "Bearer wrong", **J})
+                assert r.http_version == "HTTP/2" and r.status_code == 401
+                assert "connection" not in r.headers
+            admin = {"Authorization": f"Bearer {server.admin_token}"}
+            r = await c.post(CM, json={"metadata": {"name": "h2"}}, headers=admin)
+            assert r.status_code == 201, r.text
