@@ -24,7 +24,8 @@ from ._errors import (
     UnsupportedMediaType,
     invalid,
 )
-from ._fieldvalidation import warning_header
+from ._fieldvalidation import body_duplicate_fields, duplicate_field_warnings, warning_header
+from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._runtime import Actor, ReplySlot
@@ -34,6 +35,9 @@ from .messages import Allowed, Request, UserInfo, WriteResult
 __all__ = [
     "APPLY_PATCH",
     "JSON_PATCH",
+    "MAX_COPY_BYTES",
+    "MAX_DEPTH",
+    "MAX_JSON_PATCH_OPERATIONS",
     "MERGE_PATCH",
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
@@ -68,6 +72,9 @@ __all__ = [
     "UserInfo",
     "WriteResult",
     "authorize",
+    "body_duplicate_fields",
+    "depth_exceeds",
+    "duplicate_field_warnings",
     "invalid",
     "now_rfc3339",
     "parse_token_csv",

@@ -12,13 +12,21 @@ shares nothing with its inputs.
 
 Errors: ``MalformedPatch`` means the patch document is not of the right shape (the gateway
 answers 400 BadRequest); ``PatchError`` means a well-formed patch cannot be applied to this
-object (422).
+object (422). A JSON patch of more than ``MAX_JSON_PATCH_OPERATIONS`` operations is refused
+before any is applied (413, as kube-apiserver); its ``copy`` operations may add at most
+``MAX_COPY_BYTES`` together, and no operation may build a value nested deeper than ``MAX_DEPTH``
+(both 422, ``PatchError``): a small patch cannot grow an object without bound.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any, Protocol
+
+import msgspec
+
+from ._errors import RequestEntityTooLarge
+from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 
 __all__ = [
     "EMPTY_SCHEMA",
@@ -190,6 +198,9 @@ def _check_operations(ops: Any) -> list[tuple[str, dict[str, Any], list[str], li
     """Validate the shape of a JSON patch up front: (op, raw, path tokens, from tokens)."""
     if not isinstance(ops, list):
         raise MalformedPatch("json patch must be a list of operations")
+    if len(ops) > MAX_JSON_PATCH_OPERATIONS:
+        raise RequestEntityTooLarge(f"The allowed maximum operations in a JSON patch is "
+                                    f"{MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}")
     checked = []
     for n, raw in enumerate(ops):
         if not isinstance(raw, dict):
@@ -215,13 +226,17 @@ def _check_operations(ops: Any) -> list[tuple[str, dict[str, Any], list[str], li
 def apply_json_patch(doc: Any, ops: Any) -> Any:
     """Apply an RFC 6902 JSON patch (add, remove, replace, move, copy, test).
 
-    The whole patch is checked for shape first (``MalformedPatch``); then the operations run in
-    order on a copy of ``doc``, and any that does not apply (missing path, bad index, failed
-    ``test``) raises ``PatchError``: nothing is half-applied.
+    The whole patch is checked for shape and size first (``MalformedPatch``, 413); then the
+    operations run in order on a copy of ``doc``, and any that does not apply (missing path, bad
+    index, failed ``test``, too deep a result, too much copied) raises ``PatchError``: nothing is
+    half-applied.
     """
     result = _copy(doc)
+    copied = 0
     for op, raw, tokens, src in _check_operations(ops):
         path = raw["path"]
+        if op in ("add", "replace"):
+            _check_depth(raw["value"], tokens, op, path)
         if op == "add":
             result = _add(result, tokens, _copy(raw["value"]), op, path)
         elif op == "remove":
@@ -246,14 +261,30 @@ def apply_json_patch(doc: Any, ops: Any) -> Any:
                     f"move operation does not apply: cannot move {raw['from']} into its child {path}"
                 )
             value = _remove(result, src, op, raw["from"])
+            _check_depth(value, tokens, op, path)
             result = _add(result, tokens, value, op, path)
         elif op == "copy":
-            value = _copy(_get(result, src, op, raw["from"]))
-            result = _add(result, tokens, value, op, path)
+            value = _get(result, src, op, raw["from"])
+            _check_depth(value, tokens, op, path)
+            # evanphx/json-patch's AccumulatedCopySizeLimit: the copied JSON's bytes, summed.
+            copied += len(_size_encoder.encode(value))
+            if copied > MAX_COPY_BYTES:
+                raise PatchError(f"Unable to complete the copy, the accumulated size increase of copy is "
+                                 f"{copied}, exceeding the limit {MAX_COPY_BYTES}")
+            result = _add(result, tokens, _copy(value), op, path)
         else:  # test
             if not _json_equal(_get(result, tokens, op, path), raw["value"]):
                 raise PatchError(f"testing value {path} failed")
     return result
+
+
+_size_encoder = msgspec.json.Encoder()
+
+
+def _check_depth(value: Any, tokens: list[str], op: str, path: str) -> None:
+    if depth_exceeds(value, MAX_DEPTH - len(tokens)):
+        raise PatchError(f"{op} operation does not apply: the result at {path} would nest deeper than "
+                         f"{MAX_DEPTH} levels")
 
 
 # --- strategic merge patch: schema ---------------------------------------------------------

@@ -45,6 +45,8 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     audit_id: str = ""
     user_agent: str = ""
     source: str = ""
+    # The Impersonate-* headers as (lower-cased name, value) pairs; the authn actor refuses them.
+    impersonate: tuple[tuple[str, str], ...] = ()
 
 
 class Allowed(msgspec.Struct, frozen=True):

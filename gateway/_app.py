@@ -26,7 +26,10 @@ from actors import (
     NotFound,
     Pipeline,
     Request,
+    RequestEntityTooLarge,
     WriteResult,
+    body_duplicate_fields,
+    duplicate_field_warnings,
     warning_header,
 )
 from bus import Key, Registry
@@ -34,7 +37,7 @@ from projections import Change, Projection
 
 from . import _discovery as discovery
 from . import _openapi as openapi
-from ._codec import decode_body
+from ._codec import decode_body, is_json
 from ._reads import (
     get_object,
     list_body,
@@ -45,7 +48,7 @@ from ._reads import (
 )
 from ._routes import parse
 from ._settings import Settings
-from ._status import status_for
+from ._status import BodyTimeout, status_for
 from ._table import (
     parse_include_object,
     table_content_type,
@@ -176,12 +179,12 @@ def create_app(ctx: Context) -> QuartTrio:
 
     @app.errorhandler(HTTPException)
     async def _http_error(e: HTTPException) -> Response:
-        from actors import ApiError, RequestEntityTooLarge
+        from actors import ApiError
 
         if e.code == 413:
             r = _error_response(RequestEntityTooLarge(
                 f"the request body is larger than {ctx.settings.max_body_bytes} bytes"))
-            r.headers["Connection"] = "close"
+            _close_connection(r)
             return r
         err = ApiError(e.description or "error")
         err.code, err.reason = e.code or 400, "BadRequest"
@@ -191,22 +194,55 @@ def create_app(ctx: Context) -> QuartTrio:
     @app.route("/<path:path>", methods=_METHODS)
     async def handle(path: str) -> Response:
         audit_id = str(uuid.uuid4())
+        intake = _Intake()
         try:
-            resp = await _dispatch(ctx, audit_id)
+            resp = await _dispatch(ctx, audit_id, intake)
         except (trio.Cancelled, KeyboardInterrupt):
             raise
         except HTTPException:
             raise
         except Exception as e:  # noqa: BLE001 - every error becomes a Status
-            return _error_response(e, audit_id)
-        resp.headers["Audit-Id"] = audit_id
+            resp = _error_response(e, audit_id)
+        else:
+            resp.headers["Audit-Id"] = audit_id
+        if not intake.body_read and _has_body(request.headers):
+            _close_connection(resp)
         return resp
 
     app.catch_all_rule = next(r for r in app.url_map.iter_rules() if r.rule == "/<path:path>")
     return app
 
 
-async def _dispatch(ctx: Context, audit_id: str) -> Response:
+class _Intake:
+    """What the handler did with the request body: a response sent before it was read must close
+    the connection."""
+
+    __slots__ = ("body_read",)
+
+    def __init__(self) -> None:
+        self.body_read = False
+
+
+def _close_connection(resp: Response) -> None:
+    """For a response sent before the request body was read (401, 403, 404, 408, 413, ...): on
+    HTTP/1.x the client may still be sending it, so the connection cannot carry another request;
+    say so. HTTP/2 ends just the stream (and forbids a Connection header)."""
+    if request.http_version in ("1.0", "1.1"):
+        resp.headers["Connection"] = "close"
+
+
+def _has_body(headers: Any) -> bool:
+    length = headers.get("Content-Length")
+    return (length is not None and length.strip() != "0") or "Transfer-Encoding" in headers
+
+
+def _impersonation(headers: Any) -> tuple[tuple[str, str], ...]:
+    """The Impersonate-* headers (User, Group, Uid, Extra-<key>), each value, names lower-cased."""
+    found = [(k.lower(), v) for k, v in headers.items() if k[:12].lower() == "impersonate-"]
+    return tuple(found)
+
+
+async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     s = ctx.settings
     route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     method = request.method
@@ -214,9 +250,11 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
     common: dict[str, Any] = {"token": token, "audit_id": audit_id, "user_agent": request.headers.get("User-Agent", ""),
-                              "source": request.remote_addr or "", "query": q, "path": request.path}
+                              "source": request.remote_addr or "", "query": q, "path": request.path,
+                              "impersonate": _impersonation(request.headers)}
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):
+            ctx.pipeline.authenticate(Request(verb=method.lower(), **common))
             if route.kind == "unknown":
                 raise NotFound("the server could not find the requested resource")
             raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
@@ -238,19 +276,28 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
         raise MethodNotAllowed(f"{rdef.plural} is namespaced: use /namespaces/<namespace>/{rdef.plural}")
-    body: Any = None
-    patch_type = ""
-    if method in ("POST", "PUT", "PATCH") or (method == "DELETE"):
-        data = await _read_body(s.max_body_bytes)
-        if data.strip() or method != "DELETE":
-            body, patch_type = decode_body(data, request.headers.get("Content-Type"), for_patch=method == "PATCH")
     tenant = route.tenant or "default"
+    warnings: tuple[str, ...] = ()
     req = Request(verb=verb, rdef=rdef, tenant=tenant, namespace=route.namespace or "", name=route.name,
-                  subresource=route.subresource, body=body, patch_type=patch_type, **common)
-    result = await ctx.pipeline.submit(req, timeout_s=s.request_timeout_s)
+                  subresource=route.subresource, **common)
+    if method in ("POST", "PUT", "PATCH", "DELETE"):
+        # Authenticate from the headers first: a request without a valid token costs no body work.
+        req = ctx.pipeline.authenticate(req)
+        data = await _read_body(s.max_body_bytes, s.request_timeout_s)
+        intake.body_read = True
+        if data.strip() or method != "DELETE":
+            ctype = request.headers.get("Content-Type")
+            body, patch_type = decode_body(data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH")
+            req = msgspec.structs.replace(req, body=body, patch_type=patch_type)
+            if method in ("POST", "PUT") and is_json(ctype):
+                warnings = duplicate_field_warnings(q.get("fieldValidation", ""), rdef.kind, rdef.version,
+                                                    body_duplicate_fields(data, body))
+        result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
+    else:
+        result = await ctx.pipeline.submit(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
         r = _json_response(result.body, result.code)
-        for w in result.warnings:
+        for w in (*warnings, *result.warnings):
             r.headers.add("Warning", warning_header(w))
         return r
     assert isinstance(result, Allowed)
@@ -295,16 +342,19 @@ async def _dispatch(ctx: Context, audit_id: str) -> Response:
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
 
 
-async def _read_body(limit: int) -> bytes:
+async def _read_body(limit: int, timeout_s: float) -> bytes:
+    """The whole body within ``timeout_s`` (all of it, not per chunk: kube's request timeout also
+    covers the body); past ``limit`` bytes it is drained, within the same deadline, then 413."""
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.body:
-        total += len(chunk)
-        if total <= limit:
-            chunks.append(chunk)
+    with trio.move_on_after(timeout_s) as scope:
+        async for chunk in request.body:
+            total += len(chunk)
+            if total <= limit:
+                chunks.append(chunk)
+    if scope.cancelled_caught:
+        raise BodyTimeout(timeout_s)
     if total > limit:
-        from actors import RequestEntityTooLarge
-
         raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
     return b"".join(chunks)
 

@@ -1,4 +1,5 @@
-"""Request bodies and query parameters: decoded once, here."""
+"""Request bodies and query parameters: decoded once, here, within the bounds of
+``actors._limits`` (nesting depth) and go-yaml's alias checks (:func:`check_yaml_document`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ from typing import Any
 import msgspec
 import yaml
 
-from actors import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, BadRequest, UnsupportedMediaType
+from actors import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MAX_DEPTH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    BadRequest,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+    depth_exceeds,
+)
+from projections import parse_int64
 
 from ._protobuf import ProtobufError, UnknownKindError, decode_k8s_protobuf
 
@@ -15,7 +27,10 @@ JSON = "application/json"
 YAML = "application/yaml"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 PATCH_TYPES = frozenset({JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH})
+_JSON_TYPES = frozenset({JSON, "*/*", "application/*"})
 _json_decoder = msgspec.json.Decoder()
+
+ALIAS_MIN_COUNT, ALIAS_MIN_DECODES = 100, 1000
 
 
 def media_type(content_type: str | None) -> str:
@@ -25,8 +40,15 @@ def media_type(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower() or JSON
 
 
-def decode_body(data: bytes, content_type: str | None, *, for_patch: bool = False) -> tuple[Any, str]:
-    """(decoded value, media type). Raises 400 for a malformed body, 415 for an unknown type."""
+def is_json(content_type: str | None) -> bool:
+    """Whether a (non-patch) body of this Content-Type is decoded as JSON."""
+    return media_type(content_type) in _JSON_TYPES
+
+
+def decode_body(data: bytes, content_type: str | None, *, max_bytes: int,
+                for_patch: bool = False) -> tuple[Any, str]:
+    """(decoded value, media type). Raises 400 for a malformed or too deeply nested body, 413 when
+    YAML anchors expand it beyond ``max_bytes``, 415 for an unknown type."""
     mt = media_type(content_type)
     if for_patch:
         if mt not in PATCH_TYPES:
@@ -34,12 +56,12 @@ def decode_body(data: bytes, content_type: str | None, *, for_patch: bool = Fals
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}, {APPLY_PATCH}")
         if mt == APPLY_PATCH:
-            return _yaml(data), mt
+            return _yaml(data, max_bytes), mt
         return _json(data), mt
-    if mt in (JSON, "*/*", "application/*"):
+    if mt in _JSON_TYPES:
         return _json(data), JSON
     if mt in (YAML, "application/x-yaml", "text/yaml"):
-        return _yaml(data), YAML
+        return _yaml(data, max_bytes), YAML
     if mt == PROTOBUF:
         return _protobuf(data), JSON
     raise UnsupportedMediaType(
@@ -57,23 +79,144 @@ def _protobuf(data: bytes) -> Any:
         raise BadRequest(f"the request body is not valid Kubernetes protobuf: {e}") from None
 
 
+def _too_deep(what: str) -> BadRequest:
+    return BadRequest(f"the request body is not valid {what}: exceeded max depth of {MAX_DEPTH}")
+
+
 def _json(data: bytes) -> Any:
     if not data.strip():
         raise BadRequest("the request body is empty")
     try:
-        return _json_decoder.decode(data)
+        value = _json_decoder.decode(data)
     except msgspec.DecodeError as e:
         raise BadRequest(f"the request body is not valid JSON: {e}") from None
+    except RecursionError:  # msgspec gives up near the interpreter's limit, far beyond MAX_DEPTH
+        raise _too_deep("JSON") from None
+    # Fewer brackets than the limit cannot nest deeper: the walk is only for bodies that might.
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and depth_exceeds(value):
+        raise _too_deep("JSON")
+    return value
 
 
-def _yaml(data: bytes) -> Any:
+# --- YAML ----------------------------------------------------------------------------------
+
+
+def allowed_alias_ratio(decodes: int) -> float:
+    """go-yaml's ``allowedAliasRatio``: the share of a document's decode operations that alias
+    expansion may produce, 99% up to 400,000 decodes, scaling down to 10% at 4,000,000."""
+    if decodes <= 400_000:
+        return 0.99
+    if decodes >= 4_000_000:
+        return 0.10
+    return 0.99 - 0.89 * (decodes - 400_000) / 3_600_000
+
+
+class _Expanded(msgspec.Struct):
+    """A YAML node as the document expands it: decode operations (go-yaml counts one per node,
+    alias and key), those inside an alias expansion, JSON size in bytes, nesting depth."""
+
+    decodes: int = 1
+    aliased: int = 0
+    size: int = 2
+    depth: int = 0
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return [n for pair in node.value for n in pair]
+
+
+def check_yaml_document(root: yaml.Node, max_bytes: int) -> None:
+    """Refuse a composed YAML document that expands too much, before anything is constructed.
+
+    The composer gives an alias the very node its anchor names; the first visit of a node (in
+    document order, where anchors come first) is its definition, every later one an alias that
+    costs what the anchor expands to, as go-yaml's decoder counts it. Each node is visited once,
+    iteratively (the graph may be libyaml's 1000 levels deep), so a refused document costs a walk
+    of its nodes, never of its expansion. go-yaml checks the alias ratio as it decodes; this
+    checks the document's totals.
+    """
+    done: dict[int, _Expanded] = {}
+    open_: set[int] = set()  # collections whose children are still being visited
+    aliases: set[tuple[int, int]] = set()  # (parent id, child index) that are alias references
+    stack: list[tuple[yaml.Node, int, int]] = [(root, 0, -1)]  # (node, parent id, index | -1 = close)
+    while stack:
+        node, parent, index = stack.pop()
+        key = id(node)
+        if index == -2:
+            open_.discard(key)
+            done[key] = _combine(node, done, aliases)
+            continue
+        if key in done:
+            aliases.add((parent, index))
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            done[key] = _Expanded(size=len(node.value) + 2)
+            continue
+        if key in open_:
+            raise BadRequest("the request body is not valid YAML: yaml: anchor value contains itself")
+        open_.add(key)
+        stack.append((node, parent, -2))
+        children = _children(node)
+        stack.extend((c, key, i) for i, c in reversed(list(enumerate(children))))
+    total = done[id(root)]
+    decodes = total.decodes + 1  # the document node
+    if total.aliased > ALIAS_MIN_COUNT and decodes > ALIAS_MIN_DECODES and \
+            total.aliased / decodes > allowed_alias_ratio(decodes):
+        raise BadRequest("the request body is not valid YAML: yaml: document contains excessive aliasing")
+    if total.depth > MAX_DEPTH:
+        raise _too_deep("YAML")
+    if total.size > max_bytes:
+        raise RequestEntityTooLarge(f"the request body expands to more than {max_bytes} bytes of JSON")
+
+
+def _combine(node: yaml.Node, done: dict[int, _Expanded], aliases: set[tuple[int, int]]) -> _Expanded:
+    out = _Expanded(depth=1)
+    key = id(node)
+    for i, child in enumerate(_children(node)):
+        c = done[id(child)]
+        out.size += c.size + 1
+        out.depth = max(out.depth, c.depth + 1)
+        if (key, i) in aliases:  # the alias node, then all of its anchor's expansion, inside it
+            out.decodes += 1 + c.decodes
+            out.aliased += c.decodes
+        else:
+            out.decodes += c.decodes
+            out.aliased += c.aliased
+    return out
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader (libyaml's when present: it stops at 1000 levels) with the document checked
+    by :func:`check_yaml_document` between composing and constructing."""
+
+    max_bytes = 0
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        check_yaml_document(node, self.max_bytes)
+        return super().construct_document(node)
+
+
+def _yaml(data: bytes, max_bytes: int) -> Any:
     if not data.strip():
         raise BadRequest("the request body is empty")
+    loader = _Loader(data)
+    loader.max_bytes = max_bytes
+    docs: list[Any] = []
     try:
-        docs = list(yaml.safe_load_all(data))
+        while loader.check_data():
+            doc = loader.get_data()
+            if doc is not None:
+                docs.append(doc)
+            if len(docs) > 1:
+                break
     except yaml.YAMLError as e:
         raise BadRequest(f"the request body is not valid YAML: {e}") from None
-    docs = [d for d in docs if d is not None]
+    except RecursionError:  # only without libyaml, whose parser stops at 1000 levels itself
+        raise _too_deep("YAML") from None
+    finally:
+        loader.dispose()
     if len(docs) != 1:
         raise BadRequest("the request body must hold exactly one YAML document")
     return _plain(docs[0])
@@ -96,12 +239,13 @@ def query_bool(value: str | None) -> bool:
 
 
 def query_int(name: str, value: str | None, *, minimum: int = 0) -> int | None:
+    """An integer query parameter as kube parses one (``strconv.ParseInt(s, 10, 64)``: ASCII
+    digits, an optional sign, int64): None when absent or empty, else 400 BadRequest."""
     if value in (None, ""):
         return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise BadRequest(f"invalid value for {name}: {value!r}") from None
+    n = parse_int64(value)
+    if n is None:
+        raise BadRequest(f"invalid value for {name}: {value!r}")
     if n < minimum:
         raise BadRequest(f"invalid value for {name}: {value!r} (must be >= {minimum})")
     return n

@@ -31,6 +31,7 @@ from projections import (
     TooOldResourceVersion,
     WatchFilter,
     decode_continue,
+    parse_int64,
 )
 
 from ._codec import query_bool, query_int
@@ -91,7 +92,7 @@ def parse_list_options(q: Mapping[str, str], rdef: ResourceDef, namespace: str |
 def resource_version_param(q: Mapping[str, str]) -> str | None:
     """The ``resourceVersion`` query parameter: None when absent or empty, else a decimal string."""
     rv = q.get("resourceVersion") or None
-    if rv is not None and not rv.isdigit():
+    if rv is not None and (not rv[0].isdigit() or parse_int64(rv) is None):
         raise BadRequest(f"invalid resourceVersion {rv!r}: resourceVersions are decimal integers")
     return rv
 

@@ -23,6 +23,7 @@ from actors import Pipeline, SigningKey, TokenAuthenticator, UserInfo, parse_tok
 from bus import NatsAuth, Registry, StreamConfig, open_bridge, open_log, run_nats_server
 from projections import Projection, ProjectionSettings
 
+from . import _hypercorn_ext
 from ._app import Context, create_app
 from ._pki import Pki, ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._settings import Settings
@@ -76,6 +77,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
             config.keep_alive_timeout = 75
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
+            _hypercorn_ext.install()  # reason phrases (HTTP/1.1), early answers (HTTP/2)
 
             async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait,  # type: ignore[arg-type]

@@ -22,10 +22,22 @@ log = logging.getLogger("jetkube.gateway")
 _enc = msgspec.json.Encoder()
 
 
+class BodyTimeout(Exception):
+    """The client did not send its whole request body in time."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self.timeout_s = timeout_s
+
+
 def to_api_error(exc: BaseException) -> ApiError:
     """Every exception a request can end in, as the ApiError the client sees."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, BodyTimeout):
+        err = ApiError(f"the request body was not received within {exc.timeout_s:g}s")
+        err.code, err.reason = 408, "Timeout"
+        return err
     if isinstance(exc, SelectorError | BadContinue):
         return BadRequest(str(exc))
     if isinstance(exc, SubjectError):

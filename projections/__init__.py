@@ -13,6 +13,7 @@ from ._selectors import (
     LabelSelector,
     SelectorError,
     parse_field_selector,
+    parse_int64,
     parse_label_selector,
 )
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
@@ -43,5 +44,6 @@ __all__ = [
     "WatchStream",
     "decode_continue",
     "parse_field_selector",
+    "parse_int64",
     "parse_label_selector",
 ]

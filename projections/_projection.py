@@ -452,11 +452,17 @@ def encode_continue(rv: int, start_after: str) -> str:
 
 
 def decode_continue(token: str) -> tuple[int, str]:
+    """(resourceVersion, last key) of a token from :func:`encode_continue`; BadContinue (400) for
+    anything else: the version must be a JSON integer from 1 to int64's maximum (not ``1e400``,
+    ``-5``, ``true`` or ``"1"``), the key a string."""
     try:
         obj = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
-        return int(obj["rv"]), str(obj["start"])
-    except (ValueError, KeyError, TypeError) as e:
+        rv, start = obj["rv"], obj["start"]
+    except (ValueError, KeyError, TypeError, IndexError) as e:
         raise BadContinue(f"invalid continue token: {e}") from None
+    if type(rv) is not int or not 0 < rv < 2**63 or type(start) is not str:
+        raise BadContinue("invalid continue token: incorrect encoded start resourceVersion")
+    return rv, start
 
 
 def _paginate(rows, flt: WatchFilter, limit: int, start_after: str, rv: int) -> ListResult:  # type: ignore[no-untyped-def]

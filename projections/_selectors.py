@@ -115,7 +115,10 @@ _INT64_RE = re.compile(r"[+-]?[0-9]+")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _parse_int64(s: str) -> int | None:
+def parse_int64(s: str) -> int | None:
+    """The one integer parser for query values: Go's ``strconv.ParseInt(s, 10, 64)`` (an optional
+    sign, ASCII digits only, within int64), or None. Python's ``int()`` would also take Unicode
+    digits (``"١"``, ``"²"``), ``_`` and surrounding spaces."""
     if not _INT64_RE.fullmatch(s):
         return None
     n = int(s)
@@ -149,7 +152,7 @@ class LabelRequirement:
         if op in ("gt", "lt"):
             if self.key not in labels:
                 return False
-            have, want = _parse_int64(labels[self.key]), _parse_int64(self.values[0])
+            have, want = parse_int64(labels[self.key]), parse_int64(self.values[0])
             if have is None or want is None:
                 return False
             return have > want if op == "gt" else have < want
@@ -357,7 +360,7 @@ def _new_requirement(key: str, op: str, raw_values: list[str]) -> LabelRequireme
     errs: list[str] = []
     if op in ("gt", "lt"):
         for i, v in enumerate(values):
-            if _parse_int64(v) is None:
+            if parse_int64(v) is None:
                 errs.append(
                     f"values[{i}]: Invalid value: {_quote(v)}: "
                     "for 'Gt', 'Lt' operators, the value must be an integer"

@@ -54,12 +54,13 @@ def test_query_bool(v: str | None, expected: bool) -> None:
 
 def test_body_decoding() -> None:
     assert media_type(None) == "application/json"
-    assert decode_body(b'{"a":1}', None) == ({"a": 1}, "application/json")
-    assert decode_body(b"a: 1\nb: [x]\n", "application/yaml") == ({"a": 1, "b": ["x"]}, "application/yaml")
+    assert decode_body(b'{"a":1}', None, max_bytes=1024) == ({"a": 1}, "application/json")
+    assert decode_body(b"a: 1\nb: [x]\n", "application/yaml", max_bytes=1024) == (
+        {"a": 1, "b": ["x"]}, "application/yaml")
     with pytest.raises(BadRequest):
-        decode_body(b"{", "application/json")
+        decode_body(b"{", "application/json", max_bytes=1024)
     with pytest.raises(BadRequest):
-        decode_body(b"a: 1\n---\nb: 2\n", "application/yaml")
+        decode_body(b"a: 1\n---\nb: 2\n", "application/yaml", max_bytes=1024)
 
 
 @pytest.mark.parametrize("q,error", [
