@@ -42,6 +42,7 @@ from projections import (
     ResourceVersionTooLarge,
     SelectorError,
     WatchFilter,
+    parse_int64,
 )
 
 from ._errors import (
@@ -659,10 +660,8 @@ def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
 def _parse_rv(value: Any) -> int | None:
     if value in (None, ""):
         return None
-    try:
-        rv = int(str(value))
-    except ValueError:
-        raise BadRequest(f"invalid resourceVersion {value!r}") from None
-    if rv < 0:
+    # ASCII digits only (Python's int() would read "١" as 1), within int64, as the etcd versioner.
+    rv = parse_int64(value) if isinstance(value, str) else None
+    if rv is None or rv < 0:
         raise BadRequest(f"invalid resourceVersion {value!r}")
     return rv

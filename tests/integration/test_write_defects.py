@@ -468,3 +468,18 @@ async def test_objects_past_the_storage_limit_are_refused(start_server: StartSer
             r = await other.put(f"{CM}/big", json={**cur, "data": {**cur["data"], "c": chunk, "d": chunk}})
             assert r.status_code == 413
             assert (await other.get(f"{CM}/big")).json()["metadata"]["resourceVersion"] == rv
+
+
+async def test_unicode_digits_are_not_resource_versions_in_bodies(api: httpx.AsyncClient) -> None:
+    """``int()`` reads "١" as 1; a resourceVersion is ASCII digits only, in a body as in a query."""
+    with trio.fail_after(20):
+        r = await api.post(CM, json=cm("uni"))
+        assert r.status_code == 201, r.text
+        rv = r.json()["metadata"]["resourceVersion"]
+        for bad in ("١", "²", " 1", "1_0"):
+            body = {**cm("uni"), "metadata": {"name": "uni", "resourceVersion": bad}}
+            r = await api.put(f"{CM}/uni", json=body)
+            assert r.status_code == 400 and r.json()["reason"] == "BadRequest", (bad, r.text)
+            r = await api.request("DELETE", f"{CM}/uni", json={"preconditions": {"resourceVersion": bad}})
+            assert r.status_code == 400 and r.json()["reason"] == "BadRequest", (bad, r.text)
+        assert (await api.get(f"{CM}/uni")).json()["metadata"]["resourceVersion"] == rv
