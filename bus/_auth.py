@@ -19,8 +19,8 @@ class NatsAuth(msgspec.Struct, frozen=True, kw_only=True):
 
     user: str | None = None
     password_file: str | None = None
-    creds_file: str | None = None  # a NATS .creds file (JWT + nkey seed); needs the nkeys package
-    nkey_seed_file: str | None = None  # needs the nkeys package
+    creds_file: str | None = None  # a NATS .creds file: user JWT + nkey seed (operator-mode servers)
+    nkey_seed_file: str | None = None  # a user nkey seed (servers that list the user's public nkey)
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
