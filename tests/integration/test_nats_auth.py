@@ -173,6 +173,12 @@ async def test_external_nats_with_a_creds_file(nursery: trio.Nursery, tmp_path: 
         url = f"nats://127.0.0.1:{port}"
         await _refused(url)
         await _refused(url, NatsAuth(creds_file=rogue_creds))
+        # The .creds file without its JWT block: nats-py alone spins forever on it; here it fails at once.
+        without_jwt = creds_file_text("", user).split("END NATS USER JWT------\n")[1]
+        seed_only = _secret_file(tmp_path / "seed-only.creds", without_jwt)
+        with trio.fail_after(5), pytest.raises(ValueError, match="no user JWT block"):
+            async with open_bridge(url, connect_timeout_s=2, auth=NatsAuth(creds_file=seed_only)):
+                pass
         stop = trio.Event()
         with trio.fail_after(30):
             running: Running = await nursery.start(partial(serve, Settings(
