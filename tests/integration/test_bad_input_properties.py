@@ -23,6 +23,7 @@ resourceVersions, must match.
 from __future__ import annotations
 
 import base64
+import collections
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -184,7 +185,8 @@ WRONG: dict[str, st.SearchStrategy[Any]] = {
     "bytes": st.one_of(_NOT_STRING, st.sampled_from(["!!!", "a", "ab=c", "####", "é", "aGk"])),
 }
 HUGE = st.integers(300, 2 * 1024 * 1024).map(lambda n: "x" * n)
-HUGE_POSITIONS = [(t, ("metadata", "name")) for t in TEMPLATES] + [
+# Role names have no length limit in kube (path-segment validation only): not a bad input.
+HUGE_POSITIONS = [(t, ("metadata", "name")) for t in TEMPLATES if t != "role"] + [
     ("configmap", ("metadata", "labels", "a")), ("configmap", ("metadata", "annotations")),
     ("lease", ("spec", "holderIdentity"))]
 
@@ -233,6 +235,9 @@ class Live:
     def __init__(self, running: Server, api: httpx.AsyncClient, anon: httpx.AsyncClient, log: Log) -> None:
         self.running, self.api, self.anon, self.log = running, api, anon, log
         self.head = 0
+        # The last few requests and how long each took: a server still busy with an earlier one
+        # shows up as the next one's timeout, so a failure names them all.
+        self.history: collections.deque[str] = collections.deque(maxlen=4)
 
     async def send(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                    headers: dict[str, bytes] | None = None, body: bytes | None = None,
@@ -240,15 +245,23 @@ class Live:
         """Status and the first 64 KiB of the body, bounded; then the log head must not have moved."""
         client = self.api if token else self.anon
         url = httpx.URL(path, params=query or [])
-        with trio.fail_after(REQUEST_BOUND_S):
-            async with client.stream(method, url, headers=headers or {}, content=body) as r:
-                head = b""
-                if r.status_code != 200 or "watch" not in str(url):  # a live watch never ends: status only
-                    async for chunk in r.aiter_raw():
-                        head += chunk
-                        if len(head) >= 65536:
-                            break
-            now = await self.log.head()
+        shown = f"{method} {str(url)[:200]} body={(body or b'')[:80]!r}({len(body or b'')} bytes) token={token}"
+        started = trio.current_time()
+        try:
+            with trio.fail_after(REQUEST_BOUND_S):
+                async with client.stream(method, url, headers=headers or {}, content=body) as r:
+                    head = b""
+                    if r.status_code != 200 or "watch" not in str(url):  # a live watch never ends: status only
+                        async for chunk in r.aiter_raw():
+                            head += chunk
+                            if len(head) >= 65536:
+                                break
+                now = await self.log.head()
+        except (trio.TooSlowError, httpx.TransportError) as e:
+            raise AssertionError(f"{shown}: no complete answer within {REQUEST_BOUND_S} s ({e!r}); "
+                                 f"the requests before it: {list(self.history)}") from None
+        finally:
+            self.history.append(f"{shown} took {trio.current_time() - started:.2f}s")
         assert now == self.head, f"{method} {url}: the log grew from {self.head} to {now}"
         return r.status_code, head
 
