@@ -269,3 +269,17 @@ def test_kubectl_scenario(version: str, jetkube: Server, tmp_path: Path) -> None
     assert p.returncode == 1 and 'configmaps "m1" not found' in p.stderr
     out = k.run("delete", "ns", ns, ns=False, timeout=90).stdout
     assert out.strip() == f'namespace "{ns}" deleted'
+
+
+def test_a_missing_kubectl_fails_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kubectl version that is not installed fails the run (naming it and where we looked);
+    only JETKUBE_SKIP_KUBECTL=1 turns that into a skip."""
+    monkeypatch.delenv("JETKUBE_SKIP_KUBECTL", raising=False)
+    with pytest.raises(pytest.fail.Exception, match=r"kubectl\.0\.0 is not installed: looked on PATH and in .*bin"):
+        kubectl_binary("0.0")
+    monkeypatch.setenv("JETKUBE_SKIP_KUBECTL", "1")
+    with pytest.raises(pytest.skip.Exception, match=r"kubectl\.0\.0 is not installed"):
+        kubectl_binary("0.0")
+    monkeypatch.setenv("JETKUBE_SKIP_KUBECTL", "0")
+    with pytest.raises(pytest.fail.Exception):
+        kubectl_binary("0.0")

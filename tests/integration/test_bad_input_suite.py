@@ -78,7 +78,7 @@ class Env:
 Send = Callable[[Env], Awaitable[Answer]]
 
 
-async def _answer(r: httpx.Response) -> Answer:
+def _answer(r: httpx.Response) -> Answer:
     try:
         return Answer(r.status_code, r.json())
     except ValueError:
@@ -93,7 +93,7 @@ def req(method: str, path: str, body: bytes | None = None, ctype: str | None = J
         if ctype is not None:
             h["Content-Type"] = ctype
         client = env.api if token else env.anon
-        return await _answer(await client.request(method, path, content=body, headers=h))
+        return _answer(await client.request(method, path, content=body, headers=h))
     return send
 
 
@@ -139,7 +139,7 @@ def with_rv(token: str, rv_literal: str) -> str:
 def continue_with(rv_literal: str) -> Send:
     async def send(env: Env) -> Answer:
         token = with_rv(env.continue_token, rv_literal)
-        return await _answer(await env.api.get(f"{CM}?limit=1&continue={token}"))
+        return _answer(await env.api.get(f"{CM}?limit=1&continue={token}"))
     return send
 
 
@@ -148,14 +148,14 @@ def put_beyond_head() -> Send:
         obj = dict(env.target)
         obj["metadata"] = dict(obj["metadata"], resourceVersion=BEYOND_HEAD)
         obj["data"] = {"a": "changed"}
-        return await _answer(await env.api.put(f"{CM}/target", json=obj))
+        return _answer(await env.api.put(f"{CM}/target", json=obj))
     return send
 
 
 def delete_beyond_head() -> Send:
     async def send(env: Env) -> Answer:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": BEYOND_HEAD}}
-        return await _answer(await env.api.request("DELETE", f"{CM}/target", json=body))
+        return _answer(await env.api.request("DELETE", f"{CM}/target", json=body))
     return send
 
 
@@ -174,7 +174,7 @@ def jwt_exp_abc(signed: bool) -> Send:
             token = sign_jwt(claims, await load_signing_key(env.log))
         else:
             token = f"{head}.{_b64(json.dumps(claims).encode())}.{_b64(b'not-a-signature')}"
-        return await _answer(await env.anon.get(CM, headers={"Authorization": f"Bearer {token}"}))
+        return _answer(await env.anon.get(CM, headers={"Authorization": f"Bearer {token}"}))
     return send
 
 
