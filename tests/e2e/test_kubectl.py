@@ -2,20 +2,25 @@
 generated kubeconfig and default flags (validation on).
 
 One jetkube process (its own nats-server, certificates and kubeconfig, as `make serve` starts it)
-serves the whole module; each kubectl version runs the scenario in a namespace of its own. A
-version whose binary is absent is skipped, by name.
+serves the whole module; each kubectl version runs the scenario in a namespace of its own.
+
+A missing ``kubectl.<version>`` binary is a failure that names it and the folders searched (PATH, and
+the folder of the Google Cloud SDK's ``kubectl``, where 1.27 … 1.33 live on every machine here).
+``JETKUBE_SKIP_KUBECTL=1`` is the one explicit opt-out: it skips the missing versions, by name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -24,15 +29,59 @@ pytestmark = pytest.mark.e2e
 VERSIONS = ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"]
 
 
-def kubectl_binary(version: str) -> str | None:
+def kubectl_dirs() -> list[Path]:
+    """Where versioned kubectl binaries are looked for: PATH first, then the folder the `kubectl` on
+    PATH really lives in (the Google Cloud SDK's bin, whose `kubectl.1.27` … are not on PATH), then
+    the SDK's usual folder."""
+    dirs = [Path(d) for d in os.environ.get("PATH", "").split(os.pathsep) if d]
     found = shutil.which("kubectl")
-    dirs = [Path(os.path.realpath(found)).parent] if found else []
+    if found:
+        dirs.append(Path(os.path.realpath(found)).parent)
     dirs.append(Path("/usr/lib/google-cloud-sdk/bin"))
+    return list(dict.fromkeys(dirs))
+
+
+def kubectl_binary(version: str) -> str:
+    """The path of ``kubectl.<version>``; a missing binary fails the test, naming what is missing,
+    unless ``JETKUBE_SKIP_KUBECTL=1`` opts out explicitly."""
+    dirs = kubectl_dirs()
     for d in dirs:
         b = d / f"kubectl.{version}"
         if b.is_file() and os.access(b, os.X_OK):
             return str(b)
-    return None
+    on_path = {Path(d) for d in os.environ.get("PATH", "").split(os.pathsep) if d}
+    extra = ", ".join(str(d) for d in dirs if d not in on_path)
+    missing = f"kubectl.{version} is not installed: looked on PATH and in {extra}"
+    if os.environ.get("JETKUBE_SKIP_KUBECTL") == "1":
+        pytest.skip(f"{missing} (JETKUBE_SKIP_KUBECTL=1)")
+    pytest.fail(f"{missing}; install it, or set JETKUBE_SKIP_KUBECTL=1 to skip the kubectl end-to-end tests",
+                pytrace=False)
+
+
+class Lines:
+    """Lines of a child's text stream, each read bounded by a timeout: a thread drains the pipe into
+    a queue, so a child that stops writing fails the test instead of hanging it."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._q: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
+
+    def _drain(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._q.put(line)
+        self._q.put("")  # end of stream
+
+    def next(self, timeout: float = 30) -> str:
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line within {timeout}s") from None
+
+    def rest(self, timeout: float = 5) -> str:
+        out = []
+        while line := self.next(timeout):
+            out.append(line)
+        return "".join(out)
 
 
 class Server:
@@ -49,10 +98,15 @@ def jetkube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
-    ready = proc.stdout.readline()  # bounded: the server prints its ready line or exits
+    out = Lines(proc.stdout)  # keeps draining the server's output, so it never blocks on a full pipe
+    try:
+        ready = out.next(timeout=60)
+    except AssertionError:
+        ready = "(no ready line within 60 s)\n"
     if not ready.startswith("jetkube ready:"):
         proc.kill()
-        pytest.fail(f"jetkube did not start: {ready}{proc.stdout.read()}")
+        proc.wait(5)
+        pytest.fail(f"jetkube did not start: {ready}{out.rest()}")
     try:
         yield Server(data, proc, ready)
     finally:
@@ -88,8 +142,6 @@ def table(text: str) -> list[list[str]]:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_kubectl_scenario(version: str, jetkube: Server, tmp_path: Path) -> None:
     binary = kubectl_binary(version)
-    if binary is None:
-        pytest.skip(f"kubectl.{version} is not installed here")
     ns = "demo-" + version.replace(".", "-")
     k = Kubectl(binary, jetkube, ns, tmp_path)
 
@@ -143,10 +195,11 @@ def test_kubectl_scenario(version: str, jetkube: Server, tmp_path: Path) -> None
                                  text=True, env=k.env)
         try:
             assert watch.stdout is not None
-            assert watch.stdout.readline().split() == ["NAME", "DATA", "AGE"]
-            assert [watch.stdout.readline().split()[0] for _ in first_rows] == first_rows
+            lines = Lines(watch.stdout)
+            assert lines.next().split() == ["NAME", "DATA", "AGE"]
+            assert [lines.next().split()[0] for _ in first_rows] == first_rows
             k.run("label", "cm", "c", "tier=web", f"step={len(first_rows)}", "--overwrite")
-            assert watch.stdout.readline().split()[:2] == ["c", "1"]
+            assert lines.next().split()[:2] == ["c", "1"]
         finally:
             watch.terminate()
             watch.wait(10)
@@ -213,10 +266,22 @@ def test_kubectl_scenario(version: str, jetkube: Server, tmp_path: Path) -> None
     # Delete and wait.
     assert k.run("delete", "cm", "c").stdout.strip() == 'configmap "c" deleted'
     k.run("delete", "cm", "m1", "--wait=false")
-    started = time.monotonic()
-    k.run("wait", "--for=delete", "cm/m1", "--timeout=30s", check=False)
-    assert time.monotonic() - started < 30
+    k.run("wait", "--for=delete", "cm/m1", "--timeout=30s")  # exits 0 only once it saw the deletion
     p = k.run("get", "cm", "m1", check=False)
     assert p.returncode == 1 and 'configmaps "m1" not found' in p.stderr
     out = k.run("delete", "ns", ns, ns=False, timeout=90).stdout
     assert out.strip() == f'namespace "{ns}" deleted'
+
+
+def test_a_missing_kubectl_fails_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kubectl version that is not installed fails the run (naming it and where we looked);
+    only JETKUBE_SKIP_KUBECTL=1 turns that into a skip."""
+    monkeypatch.delenv("JETKUBE_SKIP_KUBECTL", raising=False)
+    with pytest.raises(pytest.fail.Exception, match=r"kubectl\.0\.0 is not installed: looked on PATH and in .*bin"):
+        kubectl_binary("0.0")
+    monkeypatch.setenv("JETKUBE_SKIP_KUBECTL", "1")
+    with pytest.raises(pytest.skip.Exception, match=r"kubectl\.0\.0 is not installed"):
+        kubectl_binary("0.0")
+    monkeypatch.setenv("JETKUBE_SKIP_KUBECTL", "0")
+    with pytest.raises(pytest.fail.Exception):
+        kubectl_binary("0.0")

@@ -6,14 +6,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import kubernetes
 import pytest
 import trio
 
 from gateway import Running
 
 pytestmark = pytest.mark.e2e
-
-kubernetes = pytest.importorskip("kubernetes")
 
 
 def _core(running: Running) -> Any:

@@ -127,7 +127,8 @@ async def test_two_gateway_processes(tmp_path: Path, nats_url: str) -> None:
                     await p.wait()
                 if p.returncode is None:
                     p.kill()
-            assert [p.returncode for p in procs] == [0, 0]  # SIGTERM is a graceful shutdown
+        # After the finally, not inside it: a failure above is reported as itself, not masked by this one.
+        assert [p.returncode for p in procs] == [0, 0]  # SIGTERM is a graceful shutdown
 
 
 async def test_alternating_updates_across_replicas_never_conflict(start_server: StartServer) -> None:

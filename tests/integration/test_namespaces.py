@@ -45,9 +45,10 @@ async def test_namespace_deletion_empties_then_removes(api: httpx.AsyncClient) -
         assert r.status_code == 200 and r.json()["status"]["phase"] == "Terminating"
         assert r.json()["metadata"]["deletionTimestamp"]
         r = await api.post(f"{NS}/gone/configmaps", json={"metadata": {"name": "late"}})
-        assert r.status_code in (403, 404)
-        if r.status_code == 403:
-            assert "because it is being terminated" in r.json()["message"]
+        # kube-apiserver's NamespaceLifecycle admission: 403 Forbidden while the namespace terminates.
+        assert r.status_code == 403, r.text
+        assert r.json()["reason"] == "Forbidden"
+        assert "unable to create new content in namespace gone because it is being terminated" in r.json()["message"]
         events = await read_events(api, f"{NS}?watch=1&resourceVersion={rv}&fieldSelector=metadata.name%3Dgone",
                                    until_type="DELETED")
         assert [e["type"] for e in events][-1] == "DELETED"
