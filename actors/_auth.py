@@ -126,13 +126,6 @@ def authenticate_request(authenticator: TokenAuthenticator, req: Request) -> Req
     return msgspec.structs.replace(req, user=user, tenant=user.tenant)
 
 
-def authn_handler(authenticator: TokenAuthenticator, next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
-    async def handle(req: Request, reply: ReplySlot) -> None:
-        next_actor.forward(authenticate_request(authenticator, req), reply)
-
-    return handle
-
-
 def authz_handler(next_actor: Actor[Request], reviews: Actor[Request]):  # type: ignore[no-untyped-def]
     async def handle(req: Request, reply: ReplySlot) -> None:
         assert req.user is not None

@@ -1,11 +1,13 @@
 """The actor pipeline, assembled: authn -> authz -> admission -> resource, plus controllers.
 
-Reads enter at authn (:meth:`Pipeline.submit`); writes are authenticated from their headers first
-(:meth:`Pipeline.authenticate`) and enter at authz once the gateway has read their body
-(:meth:`Pipeline.submit_authenticated`): one authentication and one hop per request either way."""
+Every request is authenticated from its headers first (:meth:`Pipeline.authenticate`, in the
+gateway's task, before its query or body is looked at: kube's filter chain authenticates before
+anything else), then enters at authz (:meth:`Pipeline.submit_authenticated`): one authentication
+and one hop per request."""
 
 from __future__ import annotations
 
+import time
 from typing import NoReturn
 
 import trio
@@ -14,17 +16,17 @@ from bus import Log, Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler
-from ._auth import TokenAuthenticator, authenticate_request, authn_handler, authz_handler
+from ._auth import TokenAuthenticator, authenticate_request, authz_handler
 from ._controllers import Controllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
-from ._runtime import Actor
+from ._runtime import Actor, Stage
 from ._tokens import SigningKey, verify_token
 from .messages import Allowed, Request, UserInfo, WriteResult
 
 
 class Pipeline:
-    """Owns the actors. ``submit`` sends a request in at authn and waits for its answer."""
+    """Owns the actors. ``authenticate`` then ``submit_authenticated`` carry a request through."""
 
     def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
                  signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
@@ -42,28 +44,29 @@ class Pipeline:
                                                mailbox_size=mailbox_size, workers=workers)
         self.authz: Actor[Request] = Actor("authz", authz_handler(self.admission, self.reviews),
                                            mailbox_size=mailbox_size, workers=workers)
-        self.authn: Actor[Request] = Actor("authn", authn_handler(authenticator, self.authz),
-                                           mailbox_size=mailbox_size, workers=workers)
+        self.authn = Stage("authn")
         self.authenticator = authenticator
-        self.actors = (self.authn, self.authz, self.admission, self.resource, self.reviews)
+        self.actors = (self.authz, self.admission, self.resource, self.reviews)
+        #: Every step a request passes, for the metrics: authentication, then the actors.
+        self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors)
         self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem)
                             if run_controllers else None)
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(verify_token(token, self.reviews_core.key), self.projection)
 
-    async def submit(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
-        """The whole pipeline, from authn: for requests whose headers say everything (reads)."""
-        result: Allowed | WriteResult = await self.authn.ask(req, timeout_s=timeout_s)
-        return result
-
     def authenticate(self, req: Request) -> Request:
         """Authentication alone (401, or 403/400 for Impersonate-* headers): ``req`` with its user
         and tenant. The gateway calls this before it reads a request body, so a body is read and
         decoded only for a known user (as kube's filter chain). It runs in the caller's task: a
         token lookup costs less than a hop to the authn actor (an ask is ~40 us here), and the
-        request then makes one hop, to authz, as a read makes one, to authn."""
-        return authenticate_request(self.authenticator, req)
+        request then makes one hop, to authz."""
+        t0 = time.perf_counter()
+        try:
+            return authenticate_request(self.authenticator, req)
+        finally:
+            self.authn.handled += 1
+            self.authn.busy_s += time.perf_counter() - t0
 
     async def submit_authenticated(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
         """The rest of the pipeline, from authz, for a request :meth:`authenticate` returned."""

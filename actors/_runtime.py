@@ -66,6 +66,18 @@ class ReplySlot:
 Handler = Callable[[M, ReplySlot], Awaitable[None]]
 
 
+class Stage:
+    """A synchronous step that runs in the caller's task (no mailbox, no hop), counted like an
+    actor for the metrics: ``name``, ``handled`` and ``busy_s``."""
+
+    __slots__ = ("busy_s", "handled", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handled = 0
+        self.busy_s = 0.0
+
+
 class Actor(Generic[M]):
     """A named mailbox with ``workers`` concurrent handler tasks."""
 

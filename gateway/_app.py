@@ -244,21 +244,24 @@ def _impersonation(headers: Any) -> tuple[tuple[str, str], ...]:
 
 async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     s = ctx.settings
-    route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     method = request.method
     q = {k: v for k, v in request.args.items()}
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    common: dict[str, Any] = {"token": token, "audit_id": audit_id, "user_agent": request.headers.get("User-Agent", ""),
-                              "source": request.remote_addr or "", "query": q, "path": request.path,
-                              "impersonate": _impersonation(request.headers)}
+    # Authentication comes first, from the headers alone (kube's filter chain): a request without a
+    # valid token is answered 401 before its path, query or body is looked at.
+    who = ctx.pipeline.authenticate(Request(
+        verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
+        source=request.remote_addr or "", query=q, path=request.path,
+        impersonate=_impersonation(request.headers)))
+    route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):
-            ctx.pipeline.authenticate(Request(verb=method.lower(), **common))
             if route.kind == "unknown":
                 raise NotFound("the server could not find the requested resource")
             raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
-        await ctx.pipeline.submit(Request(verb="get", **common), timeout_s=s.request_timeout_s)
+        await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
+                                                timeout_s=s.request_timeout_s)
         return await _non_resource(ctx, route)
 
     rdef = route.rdef
@@ -276,13 +279,11 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
         raise MethodNotAllowed(f"{rdef.plural} is namespaced: use /namespaces/<namespace>/{rdef.plural}")
-    tenant = route.tenant or "default"
     warnings: tuple[str, ...] = ()
-    req = Request(verb=verb, rdef=rdef, tenant=tenant, namespace=route.namespace or "", name=route.name,
-                  subresource=route.subresource, **common)
+    # The tenant is the authenticated user's, as before (tenancy by path is the tenancy issue's).
+    req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
+                                  subresource=route.subresource)
     if method in ("POST", "PUT", "PATCH", "DELETE"):
-        # Authenticate from the headers first: a request without a valid token costs no body work.
-        req = ctx.pipeline.authenticate(req)
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
         if data.strip() or method != "DELETE":
@@ -292,16 +293,14 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
             if method in ("POST", "PUT") and is_json(ctype):
                 warnings = duplicate_field_warnings(q.get("fieldValidation", ""), rdef.kind, rdef.version,
                                                     body_duplicate_fields(data, body))
-        result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
-    else:
-        result = await ctx.pipeline.submit(req, timeout_s=s.request_timeout_s)
+    result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
         r = _json_response(result.body, result.code)
         for w in (*warnings, *result.warnings):
             r.headers.add("Warning", warning_header(w))
         return r
     assert isinstance(result, Allowed)
-    tenant = result.user.tenant if route.tenant is None else tenant
+    tenant = result.user.tenant if route.tenant is None else route.tenant
     proj = ctx.projection
     table = wants_table(request.headers.get("Accept"))
     include = ""
@@ -466,7 +465,7 @@ def _openapi(ctx: Context, route: Any) -> Response:
 def _metrics(ctx: Context) -> str:
     """Prometheus text: per-stage actor time, appends, projection position, watchers."""
     lines = ["# TYPE jetkube_actor_handled_total counter", "# TYPE jetkube_actor_busy_seconds_total counter"]
-    for a in ctx.pipeline.actors:
+    for a in ctx.pipeline.stages:
         lines.append(f'jetkube_actor_handled_total{{actor="{a.name}"}} {a.handled}')
         lines.append(f'jetkube_actor_busy_seconds_total{{actor="{a.name}"}} {a.busy_s:.6f}')
     log = ctx.projection.log

@@ -30,6 +30,7 @@ import httpx
 import pytest
 import trio
 
+from actors import SigningKey
 from bus import Log, StreamConfig, open_bridge, open_log
 
 # One request's bound: every answer, including each 4xx to hostile input, comes within this.
@@ -48,6 +49,7 @@ class Server:
     admin_token: str
     nats_url: str
     proc: trio.Process
+    signing_key: SigningKey  # the server's own service-account key (its key file), to forge claims with
 
     def client(self, *, token: bool = True) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {self.admin_token}"} if token else {}
@@ -85,7 +87,8 @@ async def server_process(nursery: trio.Nursery, tmp_path: Path, nats_url: str) -
         assert line.startswith("jetkube ready:"), output.decode(errors="replace")[-3000:]
         http_url = line.split("http=")[1].split()[0]
         token = (tmp_path / "jk" / "pki" / "tokens.csv").read_text().split(",")[0]
-        yield Server(http_url, token, nats_url, proc)
+        key = SigningKey((tmp_path / "jk" / "pki" / "sa.key").read_bytes())
+        yield Server(http_url, token, nats_url, proc, key)
     finally:
         proc.terminate()
         with trio.move_on_after(10):

@@ -35,7 +35,6 @@ import trio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from actors._reviews import load_signing_key, sign_jwt
 from bus import Log
 from tests.integration.bad_input_support import (
     REQUEST_BOUND_S,
@@ -187,15 +186,15 @@ WRONG: dict[str, st.SearchStrategy[Any]] = {
 HUGE = st.integers(300, 2 * 1024 * 1024).map(lambda n: "x" * n)
 # Role names have no length limit in kube (path-segment validation only): not a bad input.
 HUGE_POSITIONS = [(t, ("metadata", "name")) for t in TEMPLATES if t != "role"] + [
-    ("configmap", ("metadata", "labels", "a")), ("configmap", ("metadata", "annotations")),
-    ("lease", ("spec", "holderIdentity"))]
+    ("configmap", ("metadata", "labels", "a")), ("configmap", ("metadata", "annotations"))]
+# (A Lease's holderIdentity has no length limit in kube either: only the stored object's size bounds it.)
 
 
 def _set(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
     doc = json.loads(json.dumps(doc))
     cur = doc
     for p in path[:-1]:
-        cur = cur[p]
+        cur = cur.setdefault(p, {}) if isinstance(cur, dict) else cur[p]
     cur[path[-1]] = value
     return doc
 
@@ -302,7 +301,7 @@ def without_a_token_everything_is_401(live: Live) -> Callable[[], None]:
             h = dict(headers)
             if signed_claims is not None:  # a token signed with the fleet's own key, claims of any shape
                 claims = signed_claims if isinstance(signed_claims, dict) else {"exp": signed_claims}
-                h["Authorization"] = b"Bearer " + sign_jwt(claims, await load_signing_key(live.log)).encode()
+                h["Authorization"] = b"Bearer " + live.running.signing_key.sign(claims).encode()
             elif auth is not None:
                 h["Authorization"] = auth
             code, got = await live.send(method, path, query=query, headers=h, body=body, token=False)
@@ -314,8 +313,8 @@ def without_a_token_everything_is_401(live: Live) -> Callable[[], None]:
 def malformed_bodies_are_refused(live: Live) -> Callable[[], None]:
     @PROPERTY
     @given(target=st.one_of(wrong_typed(), st.tuples(st.sampled_from([CM, f"{CM}/target", "/api/v1/namespaces",
-                                                                        "/apis/authorization.k8s.io/v1/"
-                                                                        "selfsubjectaccessreviews"]),
+                                                                        ("/apis/authorization.k8s.io/v1/"
+                                                                        "selfsubjectaccessreviews")]),
                                                        RANDOM_BODIES)),
            method=st.sampled_from(["POST", "PUT", "PATCH"]), ctype=CONTENT_TYPES, wrong_typed_body=st.booleans())
     def prop(target: tuple[str, bytes], method: str, ctype: str, wrong_typed_body: bool) -> None:
@@ -337,8 +336,11 @@ def wrong_types_at_schema_positions_are_4xx(live: Live) -> Callable[[], None]:
         async def one() -> None:
             code, got = await live.send("POST", path, headers={"Content-Type": ctype.encode()}, body=body)
             assert 400 <= code < 500, f"POST {path} {body[:300]!r} -> {code}: {got[:500]!r}"
-            doc = json.loads(got)
-            assert doc["kind"] == "Status" and doc["code"] == code, doc
+            if len(got) < 65536:
+                doc = json.loads(got)
+                assert doc["kind"] == "Status" and doc["code"] == code, doc
+            else:  # a Status that echoes a huge value (as kube's field errors do) is read in part
+                assert got.startswith(b'{"kind":"Status"'), got[:300]
         live.run(one)
     return prop
 

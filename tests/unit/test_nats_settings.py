@@ -48,8 +48,8 @@ def test_connect_options(tmp_path: Path) -> None:
      "no user JWT block"),  # nats-py would loop forever on this one
     ("creds_file", "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n",
      "no user nkey seed block"),
-    ("creds_file", "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n"
-     "-----BEGIN USER NKEY SEED-----\n{jwt}\n------END USER NKEY SEED------\n", "not an nkey seed"),
+    ("creds_file", ("-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n"
+     "-----BEGIN USER NKEY SEED-----\n{jwt}\n------END USER NKEY SEED------\n"), "not an nkey seed"),
     ("nkey_seed_file", "{jwt}\n", "not an nkey seed"),
     ("nkey_seed_file", "{public}\n", "not an nkey seed"),  # the public key instead of the seed
 ], ids=["creds-without-jwt", "creds-without-seed", "creds-bad-seed", "seed-is-a-jwt", "seed-is-public"])
