@@ -24,7 +24,13 @@ from ._errors import (
     UnsupportedMediaType,
     invalid,
 )
-from ._fieldvalidation import body_duplicate_fields, duplicate_field_warnings, warning_header
+from ._fieldvalidation import (
+    body_duplicate_fields,
+    body_strict_errors,
+    warning_header,
+    yaml_duplicate_key,
+    yaml_strict_error,
+)
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
@@ -73,10 +79,12 @@ __all__ = [
     "WriteResult",
     "authorize",
     "body_duplicate_fields",
+    "body_strict_errors",
     "depth_exceeds",
-    "duplicate_field_warnings",
     "invalid",
     "now_rfc3339",
     "parse_token_csv",
     "warning_header",
+    "yaml_duplicate_key",
+    "yaml_strict_error",
 ]

@@ -6,6 +6,13 @@ collects two kinds of problems, each named by the field's path in the body:
 - ``unknown field "spec.foo"``: a member that the kind's type does not have;
 - ``duplicate field "metadata.name"``: an object member given twice.
 
+A YAML body is checked by go-yaml's strict decoder first (``YAMLToJSONStrict``), whose one error
+lists every repeated mapping key by line (:func:`yaml_strict_error`); a JSON patch is decoded
+strictly as a list of operations, its errors prefixed ``json patch `` (:func:`body_strict_errors`).
+The gateway finds these in the raw body and carries them, worded, in ``Request.strict_errors``;
+the resource actor puts them ahead of the unknown fields and decides, in
+:func:`field_validation_outcome`.
+
 Paths are the member names joined with ``.``, list positions written ``[i]``
 (``spec.containers[0].foo``); a top-level member is just its name. The decoder keeps the first
 100 distinct problems.
@@ -35,27 +42,33 @@ known at the root, and the root's ``metadata`` is checked against ``ObjectMeta``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
 
-from ._errors import BadRequest
+from ._errors import BadRequest, Cause, Invalid
 
 __all__ = [
     "MAX_ERRORS",
     "OBJECT_META",
+    "YAML_ERRORS",
     "body_duplicate_fields",
-    "duplicate_field_warnings",
+    "body_strict_errors",
     "duplicate_fields",
+    "field_validation_outcome",
     "go_quote",
+    "go_value",
     "prune_unknown_fields",
+    "split_strict_warnings",
     "strict_create_message",
     "strict_decoding_error",
     "strict_errors",
     "strict_patch_message",
     "unknown_fields",
     "warning_header",
+    "yaml_duplicate_key",
+    "yaml_strict_error",
 ]
 
 MAX_ERRORS = 100
@@ -356,16 +369,97 @@ def body_duplicate_fields(raw_json: bytes, value: Any, *, limit: int = MAX_ERROR
     return duplicate_fields(raw_json, limit=limit)
 
 
-def duplicate_field_warnings(mode: str, kind: str, version: str, duplicates: list[str]) -> tuple[str, ...]:
-    """What a create or update body's repeated members mean under ``fieldValidation=mode``:
-    ``Strict`` refuses it (400, the message of :func:`strict_create_message`), ``Warn`` (the
-    default) answers one warning each, anything else says nothing."""
-    if not duplicates:
+_JSON_PATCH_MEMBERS = frozenset({"op", "path", "from", "value"})
+
+
+def body_strict_errors(raw_json: bytes, value: Any, *, json_patch: bool = False,
+                       limit: int = MAX_ERRORS) -> list[str]:
+    """The strict decoding errors of a JSON body, worded as the apiserver: ``duplicate field "a.b"``
+    per repeated member (:func:`body_duplicate_fields`, nearly free without any).
+
+    ``json_patch``: the body is a JSON patch, decoded strictly as a list of operations
+    (``patch.go`` ``applyJSPatch``): also ``unknown field "[0].foo"`` for a member an operation
+    does not have, every error prefixed ``json patch ``, in the order of the operations.
+    """
+    dups = body_duplicate_fields(raw_json, value, limit=limit)
+    if not json_patch:
+        return [f"duplicate field {go_quote(p)}" for p in dups]
+    if not isinstance(value, list):
+        return []
+    by_member: dict[str, list[str]] = {}
+    for p in dups:  # "[3].value.k" belongs to operation 3's member "value"
+        head = p.split(".", 1)[0]
+        member = p[len(head) + 1:].split(".", 1)[0].split("[", 1)[0]
+        by_member.setdefault(f"{head}.{member}", []).append(p)
+    out: list[str] = []
+    for i, op in enumerate(value):
+        if not isinstance(op, dict):
+            continue
+        for k in op:
+            at = f"[{i}].{k}"
+            if k not in _JSON_PATCH_MEMBERS:
+                out.append(f"json patch unknown field {go_quote(at)}")
+            elif by_member:
+                out.extend(f"json patch duplicate field {go_quote(p)}" for p in by_member.get(at, ()))
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+YAML_ERRORS = "yaml: unmarshal errors:\n"
+"""How go-yaml's ``TypeError`` begins; its lines follow, each indented by two spaces."""
+
+_YAML_PREFIXES = (YAML_ERRORS, "error converting YAML to JSON: " + YAML_ERRORS)
+
+
+def go_value(v: Any) -> str:
+    """A decoded YAML scalar as Go's ``%#v`` prints it (strings quoted, ``<nil>`` for null)."""
+    if isinstance(v, str):
+        return go_quote(v)
+    if v is None:
+        return "<nil>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}".replace("inf", "Inf").replace("nan", "NaN")
+    return str(v)
+
+
+def yaml_duplicate_key(line: int, key: Any) -> str:
+    """go-yaml's strict error for a repeated mapping key (``decode.go`` ``setMapIndex``): ``line``
+    is the 1-based line of the repeated key's *value* node."""
+    return f"line {line}: key {go_value(key)} already set in map"
+
+
+def yaml_strict_error(lines: Iterable[str]) -> str:
+    """The one strict error ``sigs.k8s.io/yaml`` ``YAMLToJSONStrict`` returns for a document
+    with repeated keys: ``yaml: unmarshal errors:\\n  line 4: key "name" already set in map``."""
+    return YAML_ERRORS + "\n".join(f"  {line}" for line in lines)
+
+
+def split_strict_warnings(error: str) -> list[str]:
+    """``parseYAMLWarnings``: a go-yaml error is one warning per line, any other error one."""
+    for prefix in _YAML_PREFIXES:
+        if error.startswith(prefix):
+            return [line.strip() for line in error[len(prefix):].split("\n")]
+    return [error]
+
+
+def field_validation_outcome(mode: str, errors: list[str], *, kind: str, version: str,
+                             patched: Callable[[], str] | None = None) -> tuple[str, ...]:
+    """What the strict decoding ``errors`` of a write mean under ``fieldValidation=mode``, the one
+    place that decides it: ``Strict`` refuses the write (create/update: 400 with
+    :func:`strict_create_message`; a patch, when ``patched`` gives the patched object as JSON:
+    422 with :func:`strict_patch_message`), ``Warn`` (the default) answers one warning each (a
+    go-yaml error one per line), ``Ignore`` says nothing."""
+    if not errors or mode == "Ignore":
         return ()
-    errors = strict_errors(duplicate=duplicates)
     if mode == "Strict":
+        if patched is not None:
+            message, cause = strict_patch_message(patched(), errors)
+            raise Invalid(message, causes=(Cause("FieldValueInvalid", cause, "patch"),))
         raise BadRequest(strict_create_message(kind, version, errors))
-    return tuple(errors) if mode in ("Warn", "") else ()
+    return tuple(w for e in errors for w in split_strict_warnings(e))
 
 
 # --- messages ------------------------------------------------------------------------------

@@ -59,10 +59,9 @@ from ._errors import (
     invalid,
 )
 from ._fieldvalidation import (
+    field_validation_outcome,
     prune_unknown_fields,
-    strict_create_message,
     strict_errors,
-    strict_patch_message,
     type_errors,
     unknown_fields,
 )
@@ -259,32 +258,29 @@ class ResourceCore:
 
     @staticmethod
     def _field_validation(req: Request, obj: dict[str, Any], *, patched: bool) -> tuple[str, ...]:
-        """Unknown fields: dropped (``Ignore``), dropped with warnings (``Warn``, the default) or
-        refused (``Strict``: 400 for create/update, 422 for a patch), as kube-apiserver decodes."""
+        """Strict decoding, as kube-apiserver's: unknown fields are dropped (``Ignore``), dropped
+        with warnings (``Warn``, the default) or refused (``Strict``: 400 for create/update, 422 for
+        a patch), each with the errors the gateway found in the raw body (repeated keys) ahead."""
         rdef = req.rdef
         assert rdef is not None
         mode = req.query.get("fieldValidation") or "Warn"
         if mode not in ("Ignore", "Warn", "Strict"):
             raise BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
                              f'"Strict", "Warn"')
+        unknown: list[str] = []
         schema = schema_for(rdef.group, rdef.version, rdef.kind)
-        if schema is None:
-            return ()
-        wrong = type_errors(obj, schema, definitions())
-        if wrong:
-            raise BadRequest(f'{rdef.kind} in version "{rdef.version}" cannot be handled as a {rdef.kind}: json: '
-                             + "; ".join(wrong))
-        if mode == "Strict":
-            unknown = unknown_fields(obj, schema, definitions())
-            if unknown:
-                errors = strict_errors(unknown)
-                if patched:
-                    message, cause = strict_patch_message(_json.encode(obj).decode(), errors)
-                    raise Invalid(message, causes=(Cause("FieldValueInvalid", cause, "patch"),))
-                raise BadRequest(strict_create_message(rdef.kind, rdef.version, errors))
-            return ()
-        unknown = prune_unknown_fields(obj, schema, definitions())
-        return tuple(strict_errors(unknown)) if mode == "Warn" else ()
+        if schema is not None:
+            wrong = type_errors(obj, schema, definitions())
+            if wrong:
+                raise BadRequest(f'{rdef.kind} in version "{rdef.version}" cannot be handled as a {rdef.kind}: '
+                                 f'json: ' + "; ".join(wrong))
+            if mode == "Strict":
+                unknown = unknown_fields(obj, schema, definitions())
+            else:
+                unknown = prune_unknown_fields(obj, schema, definitions())
+        return field_validation_outcome(mode, [*req.strict_errors, *strict_errors(unknown)], kind=rdef.kind,
+                                        version=rdef.version,
+                                        patched=(lambda: _json.encode(obj).decode()) if patched else None)
 
     def _manager(self, req: Request) -> str:
         return req.query.get("fieldManager") or manager_from_user_agent(req.user_agent)

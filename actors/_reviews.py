@@ -24,6 +24,7 @@ from projections import Projection
 
 from ._auth import authorize
 from ._errors import BadRequest, Forbidden, NotFound, Unauthorized
+from ._fieldvalidation import field_validation_outcome
 from ._runtime import ReplySlot
 from ._tokens import API_AUDIENCES, ISSUER, SigningKey, service_account_ref
 from .messages import Request, UserInfo, WriteResult
@@ -118,14 +119,16 @@ class ReviewCore:
         if req.verb != "create":
             raise BadRequest(f"{rdef.plural} only supports create")
         body = req.body if isinstance(req.body, dict) else {}
+        kind = "TokenRequest" if req.subresource == "token" else rdef.kind
         wrong = check_spec_types(body.get("spec"), _SPEC_TYPES.get(req.subresource or rdef.plural, {}))
         if wrong:
-            kind = "TokenRequest" if req.subresource == "token" else rdef.kind
             raise BadRequest(f"{kind} in version \"{rdef.version}\" cannot be handled as a {kind}: {wrong}")
+        warnings = field_validation_outcome(req.query.get("fieldValidation") or "Warn", list(req.strict_errors),
+                                            kind=kind, version=rdef.version)
         out: dict[str, Any] = {"kind": rdef.kind, "apiVersion": rdef.api_version,
                                "metadata": {"creationTimestamp": None}}
         if req.subresource == "token":
-            reply.set(await self.token(req, body))
+            reply.set(msgspec.structs.replace(await self.token(req, body), warnings=warnings))
             return
         if rdef.plural == "selfsubjectreviews":
             u = req.user
@@ -141,7 +144,7 @@ class ReviewCore:
             out["status"] = _rules_for(req.user, spec.get("namespace", ""))
         else:
             raise NotFound(f"{rdef.plural} are not served")
-        reply.set(WriteResult(201, _enc.encode(out)))
+        reply.set(WriteResult(201, _enc.encode(out), warnings))
 
     def _access(self, user: UserInfo, spec: dict[str, Any]) -> dict[str, Any]:
         ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")

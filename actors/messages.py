@@ -28,6 +28,9 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     ``verb`` is the Kubernetes verb (get, list, watch, create, update, patch, delete,
     deletecollection) or, for a non-resource URL, the lower-cased HTTP method. ``body`` is the
     decoded request body (JSON value); ``patch_type`` the patch media type for ``patch``.
+    ``strict_errors`` are the strict decoding errors only the raw body shows (repeated keys and
+    members; a JSON patch's unknown operation members), worded as kube-apiserver words them; the
+    resource actor decides what they mean under ``fieldValidation``.
     """
 
     verb: str
@@ -39,6 +42,7 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     path: str = ""
     body: Any = None
     patch_type: str = ""
+    strict_errors: tuple[str, ...] = ()
     query: dict[str, str] = {}
     token: str = ""
     user: UserInfo | None = None

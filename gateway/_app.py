@@ -28,8 +28,6 @@ from actors import (
     Request,
     RequestEntityTooLarge,
     WriteResult,
-    body_duplicate_fields,
-    duplicate_field_warnings,
     warning_header,
 )
 from bus import Key, Registry
@@ -37,7 +35,7 @@ from projections import Change, Projection
 
 from . import _discovery as discovery
 from . import _openapi as openapi
-from ._codec import decode_body, is_json
+from ._codec import decode_body_strict
 from ._reads import (
     get_object,
     list_body,
@@ -279,7 +277,6 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
         raise MethodNotAllowed(f"{rdef.plural} is namespaced: use /namespaces/<namespace>/{rdef.plural}")
-    warnings: tuple[str, ...] = ()
     # The tenant is the authenticated user's, as before (tenancy by path is the tenancy issue's).
     req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
                                   subresource=route.subresource)
@@ -288,15 +285,15 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         intake.body_read = True
         if data.strip() or method != "DELETE":
             ctype = request.headers.get("Content-Type")
-            body, patch_type = decode_body(data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH")
-            req = msgspec.structs.replace(req, body=body, patch_type=patch_type)
-            if method in ("POST", "PUT") and is_json(ctype):
-                warnings = duplicate_field_warnings(q.get("fieldValidation", ""), rdef.kind, rdef.version,
-                                                    body_duplicate_fields(data, body))
+            # Only the raw body shows repeated keys: found here, decided on by the resource actor.
+            body, patch_type, strict = decode_body_strict(
+                data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH",
+                strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
+            req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
         r = _json_response(result.body, result.code)
-        for w in (*warnings, *result.warnings):
+        for w in result.warnings:
             r.headers.add("Warning", warning_header(w))
         return r
     assert isinstance(result, Allowed)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -17,7 +18,10 @@ from actors import (
     BadRequest,
     RequestEntityTooLarge,
     UnsupportedMediaType,
+    body_strict_errors,
     depth_exceeds,
+    yaml_duplicate_key,
+    yaml_strict_error,
 )
 from projections import parse_int64
 
@@ -40,33 +44,46 @@ def media_type(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower() or JSON
 
 
-def is_json(content_type: str | None) -> bool:
-    """Whether a (non-patch) body of this Content-Type is decoded as JSON."""
-    return media_type(content_type) in _JSON_TYPES
-
-
 def decode_body(data: bytes, content_type: str | None, *, max_bytes: int,
                 for_patch: bool = False) -> tuple[Any, str]:
     """(decoded value, media type). Raises 400 for a malformed or too deeply nested body, 413 when
     YAML anchors expand it beyond ``max_bytes``, 415 for an unknown type."""
+    value, mt, _ = decode_body_strict(data, content_type, max_bytes=max_bytes, for_patch=for_patch,
+                                      strict=False)
+    return value, mt
+
+
+def decode_body_strict(data: bytes, content_type: str | None, *, max_bytes: int, for_patch: bool = False,
+                       strict: bool = True) -> tuple[Any, str, tuple[str, ...]]:
+    """:func:`decode_body`, and (with ``strict``) the body's strict decoding errors as the
+    apiserver words them: go-yaml's one error for a YAML body's repeated keys, ``duplicate field``
+    per repeated member of a JSON body, and for a JSON patch also its operations' unknown members.
+    A body without any pays no second parse."""
     mt = media_type(content_type)
     if for_patch:
         if mt not in PATCH_TYPES:
             raise UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}, {APPLY_PATCH}")
-        if mt == APPLY_PATCH:
-            return _yaml(data, max_bytes), mt
-        return _json(data), mt
+        if mt == APPLY_PATCH:  # not served yet (415 from the resource actor): nothing to check
+            return _yaml(data, max_bytes)[0], mt, ()
+        value = _json(data)
+        return value, mt, _json_strict(data, value, strict, json_patch=mt == JSON_PATCH)
     if mt in _JSON_TYPES:
-        return _json(data), JSON
+        value = _json(data)
+        return value, JSON, _json_strict(data, value, strict)
     if mt in (YAML, "application/x-yaml", "text/yaml"):
-        return _yaml(data, max_bytes), YAML
+        value, dups = _yaml(data, max_bytes)
+        return value, YAML, (yaml_strict_error(dups),) if dups and strict else ()
     if mt == PROTOBUF:
-        return _protobuf(data), JSON
+        return _protobuf(data), JSON, ()
     raise UnsupportedMediaType(
         f"the body of the request was in an unknown format - accepted media types include: {JSON}, {YAML}, "
         f"{PROTOBUF}")
+
+
+def _json_strict(data: bytes, value: Any, strict: bool, *, json_patch: bool = False) -> tuple[str, ...]:
+    return tuple(body_strict_errors(data, value, json_patch=json_patch)) if strict else ()
 
 
 def _protobuf(data: bytes) -> Any:
@@ -127,8 +144,62 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return [n for pair in node.value for n in pair]
 
 
-def check_yaml_document(root: yaml.Node, max_bytes: int) -> None:
-    """Refuse a composed YAML document that expands too much, before anything is constructed.
+_STR = "tag:yaml.org,2002:str"
+_KEPT_AS_TEXT = frozenset({_STR, "tag:yaml.org,2002:timestamp"})  # go-yaml keeps a timestamp key as text
+_MERGE = "tag:yaml.org,2002:merge"
+_Scalar = Callable[[yaml.ScalarNode], Any]
+
+
+def _duplicate_keys(node: yaml.MappingNode, scalar: _Scalar | None) -> dict[int, list[str]]:
+    """{index of a value node among the mapping's children: go-yaml's strict errors for the keys
+    set again while decoding it}. The common mapping costs one set of its key texts; keys are
+    compared as go-yaml decodes them (``1`` and ``"1"`` differ, ``a`` and ``"a"`` do not), and a
+    merge (``<<: *base``) sets its mapping's keys where it stands, as go-yaml's ``merge`` does."""
+    texts = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+    if len(set(texts)) == len(texts) and not any(k.tag == _MERGE for k, _ in node.value):
+        return {}
+    seen: set[tuple[str, Any]] = set()
+    found: dict[int, list[str]] = {}
+    for i, (k, v) in enumerate(node.value):
+        pairs = _merged(v, set()) if isinstance(k, yaml.ScalarNode) and k.tag == _MERGE else [(k, v)]
+        for key, value_node in pairs:
+            if not isinstance(key, yaml.ScalarNode):
+                continue  # a collection as a key: the constructor refuses it
+            value: Any = key.value
+            if key.tag not in _KEPT_AS_TEXT and scalar is not None:
+                try:
+                    value = scalar(key)
+                except (yaml.YAMLError, ValueError):
+                    pass
+            ident = (key.tag, value)
+            try:
+                if ident in seen:
+                    found.setdefault(2 * i + 1, []).append(yaml_duplicate_key(value_node.start_mark.line + 1, value))
+                seen.add(ident)
+            except TypeError:  # an unhashable constructed key: the constructor refuses it
+                continue
+    return found
+
+
+def _merged(node: yaml.Node, visiting: set[int]) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The (key, value) pairs a merge sets, in go-yaml's order (a sequence of mappings from its
+    last); a merge that reaches itself again sets nothing more (the walk refuses it)."""
+    if id(node) in visiting:
+        return []
+    visiting.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        return [p for m in reversed(node.value) for p in _merged(m, visiting)]
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    out: list[tuple[yaml.Node, yaml.Node]] = []
+    for k, v in node.value:
+        out.extend(_merged(v, visiting) if isinstance(k, yaml.ScalarNode) and k.tag == _MERGE else [(k, v)])
+    return out
+
+
+def check_yaml_document(root: yaml.Node, max_bytes: int, scalar: _Scalar | None = None) -> list[str]:
+    """Refuse a composed YAML document that expands too much, before anything is constructed;
+    answer go-yaml's strict errors for its repeated mapping keys, in go-yaml's decoding order.
 
     The composer gives an alias the very node its anchor names; the first visit of a node (in
     document order, where anchors come first) is its definition, every later one an alias that
@@ -136,13 +207,22 @@ def check_yaml_document(root: yaml.Node, max_bytes: int) -> None:
     iteratively (the graph may be libyaml's 1000 levels deep), so a refused document costs a walk
     of its nodes, never of its expansion. go-yaml checks the alias ratio as it decodes; this
     checks the document's totals.
+
+    A repeated key is reported once where it is written (go-yaml would report it again in each
+    expansion of an alias to its mapping), after whatever its value reports, as go-yaml does;
+    ``scalar`` constructs a key node that is not a string, to compare keys by value.
     """
     done: dict[int, _Expanded] = {}
     open_: set[int] = set()  # collections whose children are still being visited
     aliases: set[tuple[int, int]] = set()  # (parent id, child index) that are alias references
-    stack: list[tuple[yaml.Node, int, int]] = [(root, 0, -1)]  # (node, parent id, index | -1 = close)
+    dups: list[str] = []
+    # (node, parent id, index | -2 = close | -3 = report the repeated key in node, a str)
+    stack: list[tuple[Any, int, int]] = [(root, 0, -1)]
     while stack:
         node, parent, index = stack.pop()
+        if index == -3:
+            dups.append(node)
+            continue
         key = id(node)
         if index == -2:
             open_.discard(key)
@@ -159,7 +239,15 @@ def check_yaml_document(root: yaml.Node, max_bytes: int) -> None:
         open_.add(key)
         stack.append((node, parent, -2))
         children = _children(node)
-        stack.extend((c, key, i) for i, c in reversed(list(enumerate(children))))
+        repeated = _duplicate_keys(node, scalar) if isinstance(node, yaml.MappingNode) else {}
+        if not repeated:
+            stack.extend((c, key, i) for i, c in reversed(list(enumerate(children))))
+            continue
+        visits: list[tuple[Any, int, int]] = []
+        for i, c in enumerate(children):
+            visits.append((c, key, i))
+            visits.extend((line, key, -3) for line in repeated.get(i, ()))
+        stack.extend(reversed(visits))
     total = done[id(root)]
     decodes = total.decodes + 1  # the document node
     if total.aliased > ALIAS_MIN_COUNT and decodes > ALIAS_MIN_DECODES and \
@@ -169,6 +257,7 @@ def check_yaml_document(root: yaml.Node, max_bytes: int) -> None:
         raise _too_deep("YAML")
     if total.size > max_bytes:
         raise RequestEntityTooLarge(f"the request body expands to more than {max_bytes} bytes of JSON")
+    return dups
 
 
 def _combine(node: yaml.Node, done: dict[int, _Expanded], aliases: set[tuple[int, int]]) -> _Expanded:
@@ -192,17 +281,20 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
     by :func:`check_yaml_document` between composing and constructing."""
 
     max_bytes = 0
+    duplicates: list[str]  # go-yaml's strict errors for the last document's repeated keys
 
     def construct_document(self, node: yaml.Node) -> Any:
-        check_yaml_document(node, self.max_bytes)
+        self.duplicates = check_yaml_document(node, self.max_bytes, self.construct_object)
         return super().construct_document(node)
 
 
-def _yaml(data: bytes, max_bytes: int) -> Any:
+def _yaml(data: bytes, max_bytes: int) -> tuple[Any, list[str]]:
+    """(the one document's value, go-yaml's strict errors for its repeated keys)."""
     if not data.strip():
         raise BadRequest("the request body is empty")
     loader = _Loader(data)
     loader.max_bytes = max_bytes
+    loader.duplicates = []
     docs: list[Any] = []
     try:
         while loader.check_data():
@@ -219,7 +311,7 @@ def _yaml(data: bytes, max_bytes: int) -> Any:
         loader.dispose()
     if len(docs) != 1:
         raise BadRequest("the request body must hold exactly one YAML document")
-    return _plain(docs[0])
+    return _plain(docs[0]), loader.duplicates
 
 
 def _plain(v: Any) -> Any:
