@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import Running
 from gateway._metrics import (
     REQUEST_DURATION_BUCKETS,
     REQUEST_SLI_BUCKETS,
@@ -237,3 +239,20 @@ async def test_two_servers_in_one_process_have_their_own_registries(start_server
             sa, sb = Scrape((await a.get("/metrics")).text), Scrape((await b.get("/metrics")).text)
     assert sa.value("apiserver_request_total", **request("POST", "resource", "201")) == 1
     assert ("apiserver_request_total", frozenset(request("POST", "resource", "201").items())) not in sb.samples
+
+
+async def test_a_request_the_client_gives_up_on_is_counted_as_aborted(server: Running) -> None:
+    async with client_for(server) as api:
+        with trio.move_on_after(0.3) as gave_up:  # the read waits (bounded) for a sequence far ahead
+            await api.get(CM + "/x?resourceVersion=99999999")
+        assert gave_up.cancelled_caught
+    # The server sees the connection close and cancels the handler; once every task here is
+    # blocked, that has happened (the server runs in this test's trio run).
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    with trio.fail_after(10):
+        async with client_for(server) as api:
+            s = Scrape((await api.get("/metrics")).text)
+    aborted = request("GET", "resource", dry_run=None)
+    del aborted["component"]
+    assert s.value("apiserver_request_aborts_total", **aborted) == 1
+    assert ("apiserver_request_total", frozenset(request("GET", "resource", "200").items())) not in s.samples
