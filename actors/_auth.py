@@ -17,6 +17,9 @@ READ_VERBS = frozenset({"get", "list", "watch"})
 SELF_REVIEWS = frozenset({"selfsubjectreviews", "selfsubjectaccessreviews", "selfsubjectrulesreviews"})
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
+MONITORING = "system:monitoring"
+# Non-resource paths the system:monitoring group may read (kube's bootstrap ClusterRole of that name).
+_MONITORING_PATHS = ("/metrics", "/healthz", "/livez", "/readyz")
 # Non-resource paths every authenticated user may read (system:discovery, system:public-info-viewer).
 _PUBLIC_PREFIXES = ("/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/openapi")
 
@@ -70,14 +73,17 @@ class TokenAuthenticator:
 
 
 def authorize(req: Request, user: UserInfo) -> None:
-    """The interim policy until RBAC: system:masters may do everything; everyone else may read
-    the public non-resource paths and nothing more (403 Forbidden)."""
+    """The interim policy until RBAC: system:masters may do everything; system:monitoring may also
+    read ``/metrics``; everyone else may read the public non-resource paths and nothing more
+    (403 Forbidden)."""
     if MASTERS in user.groups:
         return
     if req.rdef is not None and req.rdef.plural in SELF_REVIEWS and req.verb == "create":
         return  # system:basic-user: everyone may ask about themselves
     if req.rdef is None:
         if req.verb == "get" and req.path.startswith(_PUBLIC_PREFIXES):
+            return
+        if req.verb == "get" and MONITORING in user.groups and _monitoring_path(req.path):
             return
         raise Forbidden(f'forbidden: User "{user.name}" cannot {req.verb} path "{req.path}"')
     rdef = req.rdef
@@ -88,6 +94,11 @@ def authorize(req: Request, user: UserInfo) -> None:
     scope = f'in the namespace "{req.namespace}"' if rdef.namespaced and req.namespace else "at the cluster scope"
     raise Forbidden(f'{subject}: User "{user.name}" cannot {req.verb} resource "{resource}" in API group '
                     f'"{rdef.group}" {scope}', name=req.name, group=rdef.group, kind=rdef.plural)
+
+
+def _monitoring_path(path: str) -> bool:
+    """``/metrics`` and the health paths, each exactly or with sub-paths (``/readyz/log``)."""
+    return any(path == p or path.startswith(p + "/") for p in _MONITORING_PATHS)
 
 
 IMPERSONATE_USER = "impersonate-user"

@@ -65,8 +65,7 @@ class Pipeline:
         try:
             return authenticate_request(self.authenticator, req)
         finally:
-            self.authn.handled += 1
-            self.authn.busy_s += time.perf_counter() - t0
+            self.authn.latency.observe(time.perf_counter() - t0)
 
     async def submit_authenticated(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
         """The rest of the pipeline, from authz, for a request :meth:`authenticate` returned."""

@@ -20,7 +20,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import trio
 
-from bus import BusError, SubjectError
+from bus import FAST_BUCKETS, BusError, Histogram, SubjectError
 
 from ._errors import ApiError, InternalError, Timeout, TooManyRequests
 
@@ -66,19 +66,34 @@ class ReplySlot:
 Handler = Callable[[M, ReplySlot], Awaitable[None]]
 
 
-class Stage:
-    """A synchronous step that runs in the caller's task (no mailbox, no hop), counted like an
-    actor for the metrics: ``name``, ``handled`` and ``busy_s``."""
+class Measured:
+    """A pipeline step as the metrics see it: ``name`` and ``latency`` (seconds per message, its
+    awaits included), with ``handled`` and ``busy_s`` read from the latter."""
 
-    __slots__ = ("busy_s", "handled", "name")
+    __slots__ = ()
+    name: str
+    latency: Histogram
+
+    @property
+    def handled(self) -> int:
+        return self.latency.count
+
+    @property
+    def busy_s(self) -> float:
+        return self.latency.total
+
+
+class Stage(Measured):
+    """A synchronous step that runs in the caller's task (no mailbox, no hop), measured like an actor."""
+
+    __slots__ = ("latency", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.handled = 0
-        self.busy_s = 0.0
+        self.latency = Histogram(FAST_BUCKETS)
 
 
-class Actor(Generic[M]):
+class Actor(Measured, Generic[M]):
     """A named mailbox with ``workers`` concurrent handler tasks."""
 
     def __init__(self, name: str, handler: Handler[M], *, mailbox_size: int = 4096, workers: int = 64) -> None:
@@ -87,8 +102,12 @@ class Actor(Generic[M]):
         self._send, self._recv = trio.open_memory_channel[tuple[M, ReplySlot]](mailbox_size)
         self.workers = workers
         self.mailbox_size = mailbox_size
-        self.handled = 0
-        self.busy_s = 0.0
+        self.latency = Histogram(FAST_BUCKETS)
+
+    @property
+    def mailbox_depth(self) -> int:
+        """Messages waiting in the mailbox now (not yet taken by a worker)."""
+        return self._send.statistics().current_buffer_used
 
     def forward(self, msg: M, reply: ReplySlot) -> None:
         """Hand ``msg`` on with its reply slot; a full mailbox answers 429 at once."""
@@ -137,6 +156,5 @@ class Actor(Generic[M]):
                 reply.fail(InternalError(f"internal error in {self.name}: {type(e).__name__}"))
             finally:
                 dt = time.perf_counter() - t0
-                self.handled += 1
-                self.busy_s += dt
+                self.latency.observe(dt)
                 reply.stage_times.append((self.name, dt))

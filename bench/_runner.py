@@ -34,7 +34,17 @@ import trio
 from . import _profile, _wrk
 from ._params import FULL, QUICK, Params
 from ._procs import Child, Children, Gateway, find_pid, spawn, start_gateway, stop_gateway
-from ._util import NCPU, CpuWindow, Hist, cm_body, http_call, http_json, parse_metrics, stage_breakdown
+from ._util import (
+    NCPU,
+    CpuWindow,
+    Hist,
+    cm_body,
+    http_call,
+    http_json,
+    parse_metrics,
+    series_sum,
+    stage_breakdown,
+)
 
 ALL = ["C1", "B1", "B2", "B3", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9"]
 NEEDS_C1 = {"B1", "B2", "B3"}
@@ -690,7 +700,7 @@ class Bench:
         ``during`` runs beside the writes (a profiler)."""
         procs = 2 if n_w >= 400 else 1
         m0 = await self.metrics(gw) or {}
-        base_watchers = m0.get("jetkube_watchers", 0)
+        base_watchers = series_sum(m0, "apiserver_registered_watchers")
         rv = await self.log_api.head()
         await self.wait_applied(gw, rv)
         path = f"/api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=600"
@@ -708,7 +718,7 @@ class Bench:
             with trio.move_on_after(60):
                 while True:
                     m = await self.metrics(gw) or {}
-                    registered = m.get("jetkube_watchers", 0) - base_watchers
+                    registered = series_sum(m, "apiserver_registered_watchers") - base_watchers
                     if registered >= n_w or not m:
                         break
                     await trio.sleep(0.2)

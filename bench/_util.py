@@ -160,6 +160,7 @@ class CpuWindow:
 # ---- Prometheus text ---------------------------------------------------------------------------------
 
 def parse_metrics(text: str) -> dict[str, float]:
+    """Every sample of a Prometheus text exposition, by its series (name and labels as written)."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -172,11 +173,16 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
+def series_sum(metrics: dict[str, float], name: str) -> float:
+    """The sum of every series of ``name`` (all label sets) in :func:`parse_metrics`' result."""
+    return sum(v for k, v in metrics.items() if k == name or k.startswith(name + "{"))
+
+
 def stage_breakdown(before: dict[str, float] | None, after: dict[str, float] | None,
                     requests: int, wall_s: float, server_cores: float | None) -> dict[str, Any]:
     """Per-stage server time from the gateway's own counters (deltas over a scenario).
 
-    ``jetkube_actor_busy_seconds_total`` is wall time inside each actor's handler (it includes
+    ``jetkube_stage_duration_seconds`` (its ``_sum``) is wall time inside each actor's handler (it includes
     awaits: the resource actor's includes the append wait), so the resource actor's own share is
     its busy time minus the append time.
     """
@@ -189,15 +195,15 @@ def stage_breakdown(before: dict[str, float] | None, after: dict[str, float] | N
     out: dict[str, Any] = {"available": True}
     stages: dict[str, Any] = {}
     for actor in ("authn", "flowcontrol", "authz", "admission", "resource"):
-        h = d(f'jetkube_actor_handled_total{{actor="{actor}"}}')
-        s = d(f'jetkube_actor_busy_seconds_total{{actor="{actor}"}}')
-        if f'jetkube_actor_handled_total{{actor="{actor}"}}' not in after:
+        h = d(f'jetkube_stage_duration_seconds_count{{stage="{actor}"}}')
+        s = d(f'jetkube_stage_duration_seconds_sum{{stage="{actor}"}}')
+        if f'jetkube_stage_duration_seconds_count{{stage="{actor}"}}' not in after:
             stages[actor] = None
             continue
         stages[actor] = {"handled": int(h), "busy_s": round(s, 4), "mean_us": round(s / h * 1e6, 1) if h else None}
-    n_app = d("jetkube_append_total")
-    s_app = d("jetkube_append_seconds_total")
-    if "jetkube_append_total" in after:
+    n_app = d("jetkube_log_append_duration_seconds_count")
+    s_app = d("jetkube_log_append_duration_seconds_sum")
+    if "jetkube_log_append_duration_seconds_count" in after:
         stages["append_wait"] = {"handled": int(n_app), "busy_s": round(s_app, 4),
                                  "mean_us": round(s_app / n_app * 1e6, 1) if n_app else None}
         res = stages.get("resource")

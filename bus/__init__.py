@@ -20,6 +20,7 @@ from ._errors import (
 )
 from ._log import Log, StreamConfig, open_log
 from ._reader import LogReader
+from ._stats import FAST_BUCKETS, Histogram
 from ._subjects import (
     Key,
     SubjectError,
@@ -44,6 +45,7 @@ from ._types import (
 )
 
 __all__ = [
+    "FAST_BUCKETS",
     "Actor",
     "Bridge",
     "BusClosed",
@@ -54,6 +56,7 @@ __all__ = [
     "BusUnavailable",
     "Event",
     "EventType",
+    "Histogram",
     "JetStreamError",
     "Key",
     "Log",
@@ -65,7 +68,8 @@ __all__ = [
     "Reply",
     "StreamConfig",
     "SubjectError",
-    "WrongLastSequence", "all_filter",
+    "WrongLastSequence",
+    "all_filter",
     "decode_event",
     "decode_token",
     "encode_event",

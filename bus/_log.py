@@ -22,6 +22,7 @@ from ._errors import (
     WrongLastSequence,
 )
 from ._reader import LogReader, open_reader
+from ._stats import FAST_BUCKETS, Histogram
 from ._subjects import Key, all_filter, object_subject
 from ._types import LogMessage
 
@@ -63,10 +64,12 @@ class Log:
         self.prefix = config.prefix
         self.stream = config.name
         self.append_timeout_s = append_timeout_s
+        #: Time from the first publish to the ack of every acknowledged append (retries included).
+        self.append_latency = Histogram(FAST_BUCKETS)
+        #: Appends refused because the subject moved on since the write was decided (CAS conflicts).
+        self.conflicts = 0
         # Coalescing of head queries: readers that arrive while a query is in flight wait for the
         # *next* query, because the one in flight may have been answered before their write.
-        self.appends = 0
-        self.append_s = 0.0  # total time from publish to ack, for the metrics endpoint
         self._head_inflight: trio.Event | None = None
         self._head_next: _HeadRound | None = None
 
@@ -148,8 +151,7 @@ class Log:
                 seq, duplicate = self._ack(reply, expected_seq)
                 if duplicate:
                     await self._check_duplicate(subject, msg_id, seq)
-                self.appends += 1
-                self.append_s += trio.current_time() - (deadline - budget)
+                self.append_latency.observe(trio.current_time() - (deadline - budget))
                 return seq
             except WrongLastSequence:
                 # On an R1 stream a retried CAS append whose first try landed answers "wrong last
@@ -158,6 +160,7 @@ class Log:
                 last = await self.last_message(subject)
                 if last is not None and last[1] == msg_id:
                     return last[0]
+                self.conflicts += 1
                 raise
 
     async def _check_duplicate(self, subject: str, msg_id: str, seq: int) -> None:

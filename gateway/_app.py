@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import msgspec
 import trio
 from quart import Response, request
+from quart.wrappers.response import IterableBody
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -36,6 +38,8 @@ from projections import Change, Projection
 from . import _discovery as discovery
 from . import _openapi as openapi
 from ._codec import decode_body_strict
+from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ._metrics import ServerMetrics, request_labels
 from ._reads import (
     get_object,
     list_body,
@@ -70,6 +74,10 @@ class Context:
     server_address: str = ""
     openapi: OpenAPICache = field(default_factory=lambda: OpenAPICache())
     watches: WatchStreams = field(default_factory=lambda: WatchStreams())
+    metrics: ServerMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = ServerMetrics(self.pipeline, self.projection, self.registry)
 
 
 class WatchStreams:
@@ -193,22 +201,53 @@ def create_app(ctx: Context) -> QuartTrio:
     async def handle(path: str) -> Response:
         audit_id = str(uuid.uuid4())
         intake = _Intake()
+        metrics = ctx.metrics
+        started = time.perf_counter()
+        kind = metrics.begin(request.method)
         try:
-            resp = await _dispatch(ctx, audit_id, intake)
-        except (trio.Cancelled, KeyboardInterrupt):
-            raise
-        except HTTPException:
-            raise
-        except Exception as e:  # noqa: BLE001 - every error becomes a Status
-            resp = _error_response(e, audit_id)
-        else:
-            resp.headers["Audit-Id"] = audit_id
+            try:
+                resp = await _dispatch(ctx, audit_id, intake)
+            except (trio.Cancelled, KeyboardInterrupt):
+                metrics.abort(_request_labels(ctx, 499))
+                raise
+            except HTTPException as e:
+                metrics.observe(_request_labels(ctx, e.code or 500), e.code or 500,
+                                time.perf_counter() - started, None)
+                raise
+            except Exception as e:  # noqa: BLE001 - every error becomes a Status
+                resp = _error_response(e, audit_id)
+            else:
+                resp.headers["Audit-Id"] = audit_id
+        finally:
+            metrics.end(kind)
         if not intake.body_read and _has_body(request.headers):
             _close_connection(resp)
+        # Recorded once, at the end: a watch when its stream ends (as kube does), anything else now.
+        labels = _request_labels(ctx, resp.status_code)
+        if labels[0] == "WATCH" and resp.status_code == 200 and isinstance(resp.response, IterableBody):
+            resp.response = IterableBody(metrics.watch_body(resp.response.iter, labels, _watch_kind(ctx, labels),
+                                                            started, time.perf_counter))
+        else:
+            metrics.observe(labels, resp.status_code, time.perf_counter() - started, resp.content_length)
         return resp
 
     app.catch_all_rule = next(r for r in app.url_map.iter_rules() if r.rule == "/<path:path>")
     return app
+
+
+def _request_labels(ctx: Context, code: int) -> tuple[str, str, str, str, str, str, str]:
+    """kube's request-metric labels for the current request (its route parsed again: a few
+    microseconds, and the handler's own parse stays the handler's)."""
+    route = parse(request.path, ctx.registry, tenancy_by_path=ctx.settings.tenancy_by_path)
+    args = request.args
+    return request_labels(request.method, route, watch=args.get("watch"),
+                          content_type=request.headers.get("Content-Type"),
+                          dry_run=args.getlist("dryRun") if "dryRun" in args else (), code=code)
+
+
+def _watch_kind(ctx: Context, labels: tuple[str, ...]) -> str:
+    rdef = ctx.registry.get(labels[2], labels[3], labels[4])
+    return rdef.kind if rdef is not None else ""
 
 
 class _Intake:
@@ -389,7 +428,7 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     if route.kind == "openapi":
         return _openapi(ctx, route)
     if route.kind == "metrics":
-        return Response(_metrics(ctx), status=200, content_type="text/plain; version=0.0.4")
+        return Response(await ctx.metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)
     if route.kind == "health":
         # Only readiness (and an explicit /<probe>/projection or /<probe>/log check) depends on the
         # log: a connection to NATS and a projection caught up with it. Liveness does not: the bus
@@ -457,22 +496,3 @@ def _openapi(ctx: Context, route: Any) -> Response:
             r.headers["Cache-Control"] = "public, immutable" if wanted else "no-cache, private"
             return r
     raise NotFound("the server could not find the requested resource")
-
-
-def _metrics(ctx: Context) -> str:
-    """Prometheus text: per-stage actor time, appends, projection position, watchers."""
-    lines = ["# TYPE jetkube_actor_handled_total counter", "# TYPE jetkube_actor_busy_seconds_total counter"]
-    for a in ctx.pipeline.stages:
-        lines.append(f'jetkube_actor_handled_total{{actor="{a.name}"}} {a.handled}')
-        lines.append(f'jetkube_actor_busy_seconds_total{{actor="{a.name}"}} {a.busy_s:.6f}')
-    log = ctx.projection.log
-    store = ctx.projection.store
-    watchers = sum(len(st.watchers) for st in store.resources.values())
-    lines += [
-        "# TYPE jetkube_append_total counter", f"jetkube_append_total {log.appends}",
-        "# TYPE jetkube_append_seconds_total counter", f"jetkube_append_seconds_total {log.append_s:.6f}",
-        "# TYPE jetkube_projection_applied_sequence gauge", f"jetkube_projection_applied_sequence {store.applied}",
-        "# TYPE jetkube_watchers gauge", f"jetkube_watchers {watchers}",
-        *ctx.projection.consistent_wait.prometheus("jetkube_consistent_read_wait_seconds"),
-    ]
-    return "\n".join(lines) + "\n"

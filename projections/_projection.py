@@ -22,6 +22,7 @@ import trio
 
 from bus import (
     BusError,
+    Histogram,
     Key,
     Log,
     LogMessage,
@@ -70,6 +71,9 @@ class Projection:
         self.following = True
         #: Time consistent reads spend reading the head and waiting for it (KEP-2340's figure).
         self.consistent_wait = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.11, 0.25, 0.5, 1.0, 3.0))
+        #: Watches started, by where their first events came from: the current state (no
+        #: resourceVersion), the ring of recent changes, or the log (older than the ring).
+        self.watch_starts = {"state": 0, "ring": 0, "log": 0}
         self.start_head = 0
         self._listeners: list[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]]] = []
 
@@ -282,7 +286,9 @@ class Projection:
         """Batches of ``(type, Change | seq)``: everything available at once goes out together, so a
         busy watcher costs one write per batch, not one per event."""
         chunk = 512
+        starts = self.watch_starts
         if not rv:
+            starts["state"] += 1
             # Snapshot and registration with no checkpoint between them: nothing is missed.
             initial: list[tuple[str, object]] = [
                 (ADDED, Change(e.seq, ADDED, ns, n, e, None)) for ns, n, e in st.iter_entries(stream.filter.namespace)
@@ -295,6 +301,7 @@ class Projection:
                 yield initial[i:i + chunk]
         else:
             after = rv
+            starts["log" if after < st.ring_floor else "ring"] += 1
             while after < st.ring_floor:
                 async with aclosing(self._from_log(stream, tenant, group, resource, after)) as from_log:
                     pending: list[tuple[str, object]] = []
@@ -400,35 +407,6 @@ class Projection:
         async with trio.open_nursery() as nursery:
             for subject in sorted(missing):
                 nursery.start_soon(fetch, subject)
-
-
-class Histogram:
-    """A fixed-bucket histogram in the Prometheus shape: cumulative counts per upper bound."""
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.count += 1
-        self.total += value
-        for i, b in enumerate(self.bounds):
-            if value <= b:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
-
-    def prometheus(self, name: str) -> list[str]:
-        lines = [f"# TYPE {name} histogram"]
-        running = 0
-        for b, c in zip(self.bounds, self.counts, strict=False):
-            running += c
-            lines.append(f'{name}_bucket{{le="{b:g}"}} {running}')
-        lines.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        lines += [f"{name}_sum {self.total:.6f}", f"{name}_count {self.count}"]
-        return lines
 
 
 class ContinueNeedsHistory(Exception):

@@ -48,6 +48,17 @@ def test_interim_authorization() -> None:
         authorize(Request(verb="get", rdef=cm, namespace="x", name="y"), bob)
     with pytest.raises(Forbidden):
         authorize(Request(verb="get", path="/metrics"), bob)
+    # kube's bootstrap system:monitoring role: /metrics (and the health paths), get only.
+    prom = UserInfo(name="prometheus", groups=("system:monitoring", "system:authenticated"))
+    authorize(Request(verb="get", path="/metrics"), prom)
+    authorize(Request(verb="get", path="/metrics"), admin)
+    authorize(Request(verb="get", path="/readyz/log"), prom)
+    with pytest.raises(Forbidden):
+        authorize(Request(verb="get", path="/metricsx"), prom)
+    with pytest.raises(Forbidden):
+        authorize(Request(verb="create", path="/metrics"), prom)
+    with pytest.raises(Forbidden):
+        authorize(Request(verb="get", rdef=cm, namespace="x", name="y"), prom)
 
 
 def test_secret_strategy() -> None:

@@ -103,11 +103,12 @@ def test_bookmarks_only_when_asked() -> None:
 
 
 def test_histogram_buckets_are_cumulative() -> None:
-    from projections._projection import Histogram
+    from bus import Histogram
 
     h = Histogram((0.01, 0.1))
-    for v in (0.005, 0.05, 0.05, 2.0):
+    for v in (0.005, 0.01, 0.05, 2.0):
         h.observe(v)
-    lines = h.prometheus("x")
-    assert 'x_bucket{le="0.01"} 1' in lines and 'x_bucket{le="0.1"} 3' in lines
-    assert 'x_bucket{le="+Inf"} 4' in lines and "x_count 4" in lines
+    assert h.cumulative() == [(0.01, 2), (0.1, 3), (float("inf"), 4)]
+    assert h.count == 4 and h.total == pytest.approx(2.065)
+    with pytest.raises(ValueError):
+        Histogram((0.1, 0.01))

@@ -1,0 +1,359 @@
+"""``/metrics``: kube-apiserver's series (names, labels, buckets) and jetkube's own, per server.
+
+Each server has its own :class:`prometheus_client.CollectorRegistry` (tests run several servers in
+one process; the library's global default registry is never used). Request metrics are recorded
+once per request, at its end, into plain dicts keyed by label tuples (a dict lookup and a bisect,
+no locks); everything else is read at scrape time from the counters the measuring objects keep
+(actors, the log, the projection, the NATS bridge). Both are turned into metric families by one
+collector when ``/metrics`` is scraped.
+
+Labels follow ``k8s.io/apiserver/pkg/endpoints/metrics``: ``CleanScope`` (a name or a create is
+"resource", else a namespace is "namespace", else a resource request is "cluster", else ""),
+``CanonicalVerb`` (GET of a collection is LIST) and ``cleanVerb`` (``?watch=true`` or the legacy
+``/watch/`` path is WATCH, an apply patch is APPLY, anything unknown is "other"; a DELETE of a
+collection is reported as DELETE, as kube does). Non-resource requests carry their path as the
+subresource, cut back to a fixed set of paths so that no client can grow the label space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import Any
+
+import trio
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from actors import Pipeline
+from bus import BusError, Histogram, Registry
+from projections import Projection
+
+from ._routes import Route
+
+#: The content type kube-apiserver serves ``/metrics`` with (Prometheus text format 0.0.4).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+COMPONENT = "apiserver"
+
+# Buckets exactly as kube's metrics.go declares them.
+REQUEST_DURATION_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10,
+                            15, 20, 30, 45, 60)
+REQUEST_SLI_BUCKETS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60)
+RESPONSE_SIZE_BUCKETS = tuple(1000.0 * 10**i for i in range(7))  # ExponentialBuckets(1000, 10, 7)
+WATCH_EVENT_SIZE_BUCKETS = tuple(1024.0 * 2**i for i in range(8))  # ExponentialBuckets(1024, 2, 8)
+
+_VALID_VERBS = frozenset({"APPLY", "CONNECT", "CREATE", "DELETE", "DELETECOLLECTION", "GET", "LIST", "PATCH",
+                          "POST", "PROXY", "PUT", "UPDATE", "WATCH", "WATCHLIST"})
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+_APPLY_PATCH = "application/apply-patch+yaml"
+
+#: (verb, dry_run, group, version, resource, subresource, scope): the labels of one request.
+Labels = tuple[str, str, str, str, str, str, str]
+
+_REQUEST = ("verb", "dry_run", "group", "version", "resource", "subresource", "scope", "component")
+_NO_DRY_RUN = ("verb", "group", "version", "resource", "subresource", "scope", "component")
+_GVK = ("group", "version", "kind")
+
+
+def clean_dry_run(values: Sequence[str]) -> str:
+    """kube's ``cleanDryRun``: "" without the parameter, "invalid" for a value other than All,
+    else the distinct values sorted and joined."""
+    if not values:
+        return ""
+    if any(v != "All" for v in values):
+        return "invalid"
+    return ",".join(sorted(set(values)))
+
+
+def request_labels(method: str, route: Route, *, watch: str | None = None, content_type: str | None = None,
+                   dry_run: Sequence[str] = (), code: int = 200) -> Labels:
+    """The labels kube-apiserver gives this request (see the module docstring); pure."""
+    m = method.upper()
+    dry = clean_dry_run(dry_run)
+    if route.kind != "resource" or route.rdef is None:
+        verb = "GET" if m in _READ_ONLY_METHODS else m
+        return (verb if verb in _VALID_VERBS else "other", dry, "", "", "", _non_resource_path(route, code), "")
+    rdef = route.rdef
+    if route.name or m == "POST":
+        scope = "resource"
+    elif route.namespace:
+        scope = "namespace"
+    else:
+        scope = "cluster"
+    if m in _READ_ONLY_METHODS:
+        verb = "GET" if scope == "resource" else "LIST"
+        if route.legacy_watch or (watch is not None and m == "GET" and watch.lower() not in ("0", "false")):
+            verb = "WATCH"
+    elif m == "PATCH" and content_type == _APPLY_PATCH:
+        verb = "APPLY"
+    else:
+        verb = m if m in _VALID_VERBS else "other"
+    return (verb, dry, rdef.group, route.version, rdef.plural, route.subresource, scope)
+
+
+def _non_resource_path(route: Route, code: int) -> str:
+    """The path as a label, from a fixed set: served discovery and OpenAPI paths are bounded by the
+    registry; anything refused or unknown falls back to its top-level path, or ""."""
+    if route.kind == "health":
+        return "/" + route.group
+    if route.kind in ("version", "metrics"):
+        return "/" + route.kind
+    if route.kind in ("discovery", "openapi"):
+        if code < 400:
+            return route.path.rstrip("/") or "/"
+        return "/" + route.path.strip("/").split("/", 1)[0]
+    return ""
+
+
+class ServerMetrics:
+    """Everything ``/metrics`` serves for one server, on its own registry."""
+
+    def __init__(self, pipeline: Pipeline, projection: Projection, registry: Registry) -> None:
+        self.pipeline = pipeline
+        self.projection = projection
+        self.kinds = {(d.group, d.plural): d for d in registry.defs if d.stored}
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.registry.register(_Collector(self))
+        # Request metrics, by label tuple (see Labels); the code is appended for the counter.
+        self.requests: dict[tuple[str, ...], int] = {}
+        self.latency: dict[Labels, Histogram] = {}
+        self.sli_latency: dict[tuple[str, ...], Histogram] = {}
+        self.response_sizes: dict[tuple[str, ...], Histogram] = {}
+        self.aborts: dict[tuple[str, ...], int] = {}
+        self.longrunning: dict[tuple[str, ...], int] = {}
+        self.watch_events: dict[tuple[str, str, str], int] = {}
+        self.watch_event_sizes: dict[tuple[str, str, str], Histogram] = {}
+        # Requests being handled ([readOnly, mutating]) and the most seen since the last scrape
+        # (kube reports the maximum over its sampling window, not the instant value).
+        self.inflight = [0, 0]
+        self.inflight_max = [0, 0]
+        #: The log's head as read by the last scrape (None before the first, or when unreachable).
+        self.head: int | None = None
+
+    # ---- per request --------------------------------------------------------------------------
+
+    def begin(self, method: str) -> int:
+        """A request starts: count it in flight; returns its kind for :meth:`end`."""
+        kind = 0 if method in _READ_ONLY_METHODS else 1
+        n = self.inflight[kind] = self.inflight[kind] + 1
+        self.inflight_max[kind] = max(self.inflight_max[kind], n)
+        return kind
+
+    def end(self, kind: int) -> None:
+        self.inflight[kind] -= 1
+
+    def observe(self, labels: Labels, code: int, elapsed_s: float, size: int | None) -> None:
+        """One finished request: counter, latency, SLI latency (not for dry runs), and the response
+        size of a GET or LIST."""
+        key = (*labels, str(code))
+        self.requests[key] = self.requests.get(key, 0) + 1
+        h = self.latency.get(labels)
+        if h is None:
+            h = self.latency[labels] = Histogram(REQUEST_DURATION_BUCKETS)
+        h.observe(elapsed_s)
+        short = (labels[0], *labels[2:])
+        if not labels[1]:
+            h = self.sli_latency.get(short)
+            if h is None:
+                h = self.sli_latency[short] = Histogram(REQUEST_SLI_BUCKETS)
+            h.observe(elapsed_s)
+        if size is not None and labels[0] in ("GET", "LIST"):
+            h = self.response_sizes.get(short)
+            if h is None:
+                h = self.response_sizes[short] = Histogram(RESPONSE_SIZE_BUCKETS)
+            h.observe(size)
+
+    def abort(self, labels: Labels) -> None:
+        """A request cancelled before it was answered (the client went away, or shutdown)."""
+        key = (labels[0], *labels[2:])
+        self.aborts[key] = self.aborts.get(key, 0) + 1
+
+    async def watch_body(self, body: AsyncIterator[bytes], labels: Labels, kind: str,
+                         started: float, clock: Any) -> AsyncIterator[bytes]:
+        """``body`` (a watch stream), counted: a long-running request while it is open, every event
+        line sent and its size, and the request itself (code 200) when the stream ends, as kube
+        records a watch at its end. Cancellation closes ``body`` and still records the request."""
+        lr = (labels[0], *labels[2:])
+        gvk = (labels[2], labels[3], kind)
+        self.longrunning[lr] = self.longrunning.get(lr, 0) + 1
+        sizes = self.watch_event_sizes.get(gvk)
+        if sizes is None:
+            sizes = self.watch_event_sizes[gvk] = Histogram(WATCH_EVENT_SIZE_BUCKETS)
+        sent = 0
+        try:
+            async for chunk in body:
+                lines = chunk.split(b"\n")
+                for line in lines[:-1]:  # every event is newline-terminated
+                    sizes.observe(len(line) + 1)
+                sent += len(lines) - 1
+                yield chunk
+        finally:
+            self.longrunning[lr] -= 1
+            self.watch_events[gvk] = self.watch_events.get(gvk, 0) + sent
+            self.observe(labels, 200, clock() - started, None)
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await body.aclose()  # type: ignore[attr-defined]
+
+    # ---- per scrape ---------------------------------------------------------------------------
+
+    async def render(self, *, head_timeout_s: float = 1.0) -> bytes:
+        """The text exposition. Reads the log's head once (bounded; shared with concurrent
+        consistent reads) for the projection's lag; without it the lag series is left out."""
+        self.head = None
+        with trio.move_on_after(head_timeout_s):
+            try:
+                self.head = await self.projection.log.head()
+            except BusError:
+                pass
+        text = generate_latest(self.registry)
+        self.inflight_max = list(self.inflight)
+        return text
+
+
+class _Collector:
+    """Turns the server's counters into metric families at scrape time."""
+
+    def __init__(self, m: ServerMetrics) -> None:
+        self.m = m
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        yield from self._requests(m)
+        yield from self._watches(m)
+        yield from self._storage(m)
+        yield from self._jetkube(m)
+
+    @staticmethod
+    def _requests(m: ServerMetrics) -> Iterator[Metric]:
+        c = CounterMetricFamily("apiserver_request_total", "[STABLE] Counter of apiserver requests broken out for "
+                                "each verb, dry run value, group, version, resource, scope, component, and HTTP "
+                                "response code.", labels=(*_REQUEST, "code"))
+        for key, n in m.requests.items():
+            c.add_metric((*key[:7], COMPONENT, key[7]), n)
+        yield c
+        yield _histograms("apiserver_request_duration_seconds", "[STABLE] Response latency distribution in "
+                          "seconds for each verb, dry run value, group, version, resource, subresource, scope "
+                          "and component.", _REQUEST, ((k + (COMPONENT,), h) for k, h in m.latency.items()))
+        yield _histograms("apiserver_request_sli_duration_seconds", "[ALPHA] Response latency distribution (not "
+                          "counting webhook duration and priority & fairness queue wait times) in seconds for "
+                          "each verb, group, version, resource, subresource, scope and component.", _NO_DRY_RUN,
+                          ((k + (COMPONENT,), h) for k, h in m.sli_latency.items()))
+        yield _histograms("apiserver_response_sizes", "[STABLE] Response size distribution in bytes for each "
+                          "group, version, verb, resource, subresource, scope and component.", _NO_DRY_RUN,
+                          ((k + (COMPONENT,), h) for k, h in m.response_sizes.items()))
+        g = GaugeMetricFamily("apiserver_current_inflight_requests", "[STABLE] Maximal number of currently used "
+                              "inflight request limit of this apiserver per request kind in last second.",
+                              labels=("request_kind",))
+        g.add_metric(("readOnly",), max(m.inflight_max[0], m.inflight[0]))
+        g.add_metric(("mutating",), max(m.inflight_max[1], m.inflight[1]))
+        yield g
+        g = GaugeMetricFamily("apiserver_longrunning_requests", "[STABLE] Gauge of all active long-running "
+                              "apiserver requests broken out by verb, group, version, resource, scope and "
+                              "component. Not all requests are tracked this way.", labels=_NO_DRY_RUN)
+        for key, n in m.longrunning.items():
+            g.add_metric((*key, COMPONENT), n)
+        yield g
+        c = CounterMetricFamily("apiserver_request_aborts_total", "[ALPHA] Number of requests which apiserver "
+                                "aborted possibly due to a timeout, for each group, version, verb, resource, "
+                                "subresource and scope", labels=_NO_DRY_RUN[:-1])
+        for key, n in m.aborts.items():
+            c.add_metric(key, n)
+        yield c
+
+    @staticmethod
+    def _watches(m: ServerMetrics) -> Iterator[Metric]:
+        g = GaugeMetricFamily("apiserver_registered_watchers", "[ALPHA] Number of currently registered watchers "
+                              "for a given resources", labels=_GVK)
+        watchers: dict[tuple[str, str, str], int] = {}
+        for (_, group, plural), st in m.projection.store.resources.items():
+            rdef = m.kinds.get((group, plural))
+            if rdef is not None and st.watchers:
+                gvk = (rdef.group, rdef.version, rdef.kind)
+                watchers[gvk] = watchers.get(gvk, 0) + len(st.watchers)
+        for gvk in m.watch_events:
+            watchers.setdefault(gvk, 0)
+        for gvk, n in sorted(watchers.items()):
+            g.add_metric(gvk, n)
+        yield g
+        c = CounterMetricFamily("apiserver_watch_events_total", "[ALPHA] Number of events sent in watch clients",
+                                labels=_GVK)
+        for gvk, n in m.watch_events.items():
+            c.add_metric(gvk, n)
+        yield c
+        yield _histograms("apiserver_watch_events_sizes", "[ALPHA] Watch event size distribution in bytes", _GVK,
+                          m.watch_event_sizes.items())
+
+    @staticmethod
+    def _storage(m: ServerMetrics) -> Iterator[Metric]:
+        counts = dict.fromkeys(m.kinds, 0)
+        for (_, group, plural), st in m.projection.store.resources.items():
+            if (group, plural) in counts:
+                counts[(group, plural)] += st.count
+        g = GaugeMetricFamily("apiserver_storage_objects", "[STABLE] Number of stored objects at the time of last "
+                              "check split by kind.", labels=("resource",))
+        for (group, plural), n in sorted(counts.items()):
+            g.add_metric((f"{plural}.{group}" if group else plural,), n)
+        yield g
+
+    @staticmethod
+    def _jetkube(m: ServerMetrics) -> Iterator[Metric]:
+        p = m.pipeline
+        yield _histograms("jetkube_stage_duration_seconds", "Time a request spends in each pipeline stage "
+                          "(authentication, then each actor's handler, its awaits included).", ("stage",),
+                          (((s.name,), s.latency) for s in p.stages))
+        g = GaugeMetricFamily("jetkube_actor_mailbox_depth", "Messages waiting in each actor's mailbox.",
+                              labels=("actor",))
+        cap = GaugeMetricFamily("jetkube_actor_mailbox_capacity", "The size of each actor's mailbox (a full "
+                                "mailbox answers 429).", labels=("actor",))
+        for a in p.actors:
+            g.add_metric((a.name,), a.mailbox_depth)
+            cap.add_metric((a.name,), a.mailbox_size)
+        yield g
+        yield cap
+        log = m.projection.log
+        yield _histograms("jetkube_log_append_duration_seconds", "Time from publishing an event to the log to "
+                          "its acknowledgement (retries included).", (), [((), log.append_latency)])
+        yield CounterMetricFamily("jetkube_log_append_conflicts_total", "Appends refused because the object "
+                                  "changed since the write was decided (compare-and-swap conflicts).",
+                                  value=log.conflicts)
+        proj = m.projection
+        applied = proj.store.applied
+        yield GaugeMetricFamily("jetkube_projection_applied_sequence", "The last log sequence the projection "
+                                "has applied.", value=applied)
+        if m.head is not None:
+            yield GaugeMetricFamily("jetkube_projection_head_sequence", "The log's last sequence, read from the "
+                                    "stream leader at this scrape.", value=m.head)
+            yield GaugeMetricFamily("jetkube_projection_lag_events", "Events in the log the projection has not "
+                                    "applied yet (head minus applied sequence).", value=max(0, m.head - applied))
+        c = CounterMetricFamily("jetkube_watch_starts_total", "Watches started, by where their first events came "
+                                "from: the current state, the ring of recent changes, or the log.",
+                                labels=("source",))
+        for source, n in proj.watch_starts.items():
+            c.add_metric((source,), n)
+        yield c
+        yield _histograms("jetkube_consistent_read_wait_seconds", "Time consistent reads spend reading the log "
+                          "head and waiting for the projection to apply it.", (), [((), proj.consistent_wait)])
+        bridge = log.bridge
+        yield GaugeMetricFamily("jetkube_nats_connected", "Whether the connection to NATS is up (1) or not (0).",
+                                value=1 if bridge.connected else 0)
+        yield CounterMetricFamily("jetkube_nats_connections_total", "Connections to NATS established, the first "
+                                  "one included.", value=bridge.connections)
+        yield CounterMetricFamily("jetkube_nats_reconnects_total", "Connections to NATS re-established after "
+                                  "the first.", value=max(0, bridge.connections - 1))
+
+
+def _histograms(name: str, documentation: str, labels: Sequence[str],
+                series: Iterable[tuple[Sequence[str], Histogram]]) -> HistogramMetricFamily:
+    fam = HistogramMetricFamily(name, documentation, labels=labels)
+    for values, h in series:
+        fam.add_metric(list(values), [(floatToGoString(b), n) for b, n in h.cumulative()], h.total)
+    return fam
