@@ -152,7 +152,10 @@ class Actor(Measured, Generic[M]):
                 # for the wire), go back to the caller as they are: the gateway maps each to its Status.
                 reply.fail(e)
             except Exception as e:
-                log.exception("actor %s crashed on %r; restarted", self.name, type(msg).__name__)
+                # A worker outlives the requests it serves: their context (and its audit ID) is not
+                # this task's, so the message's own audit ID goes on the line.
+                log.exception("actor %s crashed on %r; restarted", self.name, type(msg).__name__,
+                              extra={"audit_id": getattr(msg, "audit_id", "")})
                 reply.fail(InternalError(f"internal error in {self.name}: {type(e).__name__}"))
             finally:
                 dt = time.perf_counter() - t0

@@ -38,6 +38,7 @@ from projections import Change, Projection
 from . import _discovery as discovery
 from . import _openapi as openapi
 from ._codec import decode_body_strict
+from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
 from ._reads import (
@@ -200,6 +201,8 @@ def create_app(ctx: Context) -> QuartTrio:
     @app.route("/<path:path>", methods=_METHODS)
     async def handle(path: str) -> Response:
         audit_id = str(uuid.uuid4())
+        line = begin_request(ctx.settings.request_log, audit_id, request.scope,
+                             request.headers.get("User-Agent", ""))
         intake = _Intake()
         metrics = ctx.metrics
         started = time.perf_counter()
@@ -208,11 +211,13 @@ def create_app(ctx: Context) -> QuartTrio:
             try:
                 resp = await _dispatch(ctx, audit_id, intake)
             except (trio.Cancelled, KeyboardInterrupt):
-                metrics.abort(_request_labels(ctx, 499))
+                metrics.abort(labels := _request_labels(ctx, 499))
+                line.end(labels[0], 499)
                 raise
             except HTTPException as e:
-                metrics.observe(_request_labels(ctx, e.code or 500), e.code or 500,
+                metrics.observe(labels := _request_labels(ctx, e.code or 500), e.code or 500,
                                 time.perf_counter() - started, None)
+                line.end(labels[0], e.code or 500)
                 raise
             except Exception as e:  # noqa: BLE001 - every error becomes a Status
                 resp = _error_response(e, audit_id)
@@ -225,10 +230,11 @@ def create_app(ctx: Context) -> QuartTrio:
         # Recorded once, at the end: a watch when its stream ends (as kube does), anything else now.
         labels = _request_labels(ctx, resp.status_code)
         if labels[0] == "WATCH" and resp.status_code == 200 and isinstance(resp.response, IterableBody):
-            resp.response = IterableBody(metrics.watch_body(resp.response.iter, labels, _watch_kind(ctx, labels),
-                                                            started, time.perf_counter))
+            resp.response = IterableBody(line.watch_body(metrics.watch_body(
+                resp.response.iter, labels, _watch_kind(ctx, labels), started, time.perf_counter), labels[0]))
         else:
             metrics.observe(labels, resp.status_code, time.perf_counter() - started, resp.content_length)
+            line.end(labels[0], resp.status_code)
         return resp
 
     app.catch_all_rule = next(r for r in app.url_map.iter_rules() if r.rule == "/<path:path>")
@@ -291,6 +297,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
         source=request.remote_addr or "", query=q, path=request.path,
         impersonate=_impersonation(request.headers)))
+    note_user(who.user.name if who.user is not None else "")
     route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 
@@ -11,6 +10,7 @@ import trio
 
 from bus import NatsAuth, redact_url
 
+from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
 from ._server import serve
 from ._settings import Settings
 
@@ -40,7 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
     s.add_argument("--stream-replicas", type=int, default=1, help="stream replicas (a NATS cluster for > 1)")
     s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
-    s.add_argument("--log-level", default="WARNING")
+    s.add_argument("--log-level", default="WARNING", type=str.upper,
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+    s.add_argument("--log-format", choices=LOG_FORMATS, default="json",
+                   help="json: one object per line (default); text: one human-readable line")
+    s.add_argument("--request-log", choices=REQUEST_LOG_MODES, default="errors",
+                   help="which requests get a line when they end: all (kube's -v=3), errors (5xx, the "
+                        "default), none")
     return p
 
 
@@ -73,13 +79,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     nats_auth=auth, token_file=args.token_file,
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
-                    tenancy_by_path=args.tenancy_by_path)
+                    tenancy_by_path=args.tenancy_by_path, log_level=args.log_level,
+                    log_format=args.log_format, request_log=args.request_log)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_args(args)
+    configure_logging(settings.log_level, settings.log_format, settings.request_log)
     try:
         trio.run(_main, settings)
     except KeyboardInterrupt:

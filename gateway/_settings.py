@@ -36,6 +36,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     watch_ring_size: int = 10_000  # recent changes per resource served to resuming watches from memory
     watch_queue: int = 10_000  # events a watcher may fall behind before it is cut off
     bookmark_interval_s: float = 60.0
+    log_level: str = "WARNING"
+    log_format: str = "json"  # json (one object per line) or text
+    # Which requests get kube's per-request line: all (kube at -v=3), errors (5xx) or none. kube
+    # logs none at its default verbosity, and logs what fails on the server's side.
+    request_log: str = "errors"
 
     def version_info(self) -> dict[str, Any]:
         return {"major": "1", "minor": KUBE_MINOR, "gitVersion": f"v1.{KUBE_MINOR}.0-jetkube",
