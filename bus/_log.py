@@ -19,6 +19,7 @@ from ._errors import (
     JetStreamError,
     MsgIdCollision,
     NoResponders,
+    StreamMismatch,
     WrongLastSequence,
 )
 from ._reader import LogReader, open_reader
@@ -81,7 +82,20 @@ class Log:
         return resp
 
     async def ensure_stream(self) -> dict[str, Any]:
-        """Create the stream if missing; return its info. Idempotent across gateway replicas."""
+        """Create the stream if missing; return its info. Idempotent across gateway replicas.
+
+        Raises :class:`StreamMismatch` when the stream exists with another replica count.
+        """
+        info = await self._create_or_get_stream()
+        have = int(info.get("config", {}).get("num_replicas", 1) or 1)
+        if have != self.config.replicas:
+            raise StreamMismatch(
+                f"the JetStream stream {self.stream} exists with {have} replica(s), but {self.config.replicas} "
+                f"were asked for (--stream-replicas): change the stream first (nats stream edit {self.stream} "
+                f"--replicas {self.config.replicas}) or start with --stream-replicas {have}")
+        return info
+
+    async def _create_or_get_stream(self) -> dict[str, Any]:
         cfg = {
             "name": self.stream, "subjects": [all_filter(self.prefix)], "retention": "limits",
             "storage": "file", "num_replicas": self.config.replicas, "discard": "old",

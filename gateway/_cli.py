@@ -9,7 +9,7 @@ import sys
 
 import trio
 
-from bus import NatsAuth, redact_url
+from bus import NatsAuth, StreamMismatch, redact_url
 
 from ._server import serve
 from ._settings import Settings
@@ -80,11 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_args(args)
+    code = 0
     try:
-        trio.run(_main, settings)
+        try:
+            trio.run(_main, settings)
+        except* StreamMismatch as eg:  # an operator's decision to make: say what and how, no traceback
+            print(f"jetkube: {eg.exceptions[0]}", file=sys.stderr)
+            code = 2
     except KeyboardInterrupt:
         pass
-    return 0
+    return code
 
 
 if __name__ == "__main__":
