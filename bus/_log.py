@@ -58,12 +58,14 @@ class _HeadRound:
 class Log:
     """The stream every mutation is appended to. Get one from :func:`open_log`."""
 
-    def __init__(self, bridge: Bridge, config: StreamConfig, *, append_timeout_s: float = 10.0) -> None:
+    def __init__(self, bridge: Bridge, config: StreamConfig, *, append_timeout_s: float = 10.0,
+                 startup_timeout_s: float = 30.0) -> None:
         self.bridge = bridge
         self.config = config
         self.prefix = config.prefix
         self.stream = config.name
         self.append_timeout_s = append_timeout_s
+        self.startup_timeout_s = startup_timeout_s
         # Coalescing of head queries: readers that arrive while a query is in flight wait for the
         # *next* query, because the one in flight may have been answered before their write.
         self.appends = 0
@@ -86,7 +88,19 @@ class Log:
 
         Raises :class:`StreamMismatch` when the stream exists with another replica count.
         """
-        info = await self._create_or_get_stream()
+        # A cluster that is (re)starting answers slowly or "unavailable" until the stream has a
+        # leader (seconds after a whole-cluster restart): wait for it, bounded, rather than fail the start.
+        deadline = trio.current_time() + self.startup_timeout_s
+        while True:
+            try:
+                info = await self._create_or_get_stream()
+                break
+            except (BusTimeout, NoResponders, BusUnavailable, JetStreamError) as e:
+                transient = not isinstance(e, JetStreamError) or e.code == 503
+                if not transient or trio.current_time() >= deadline:
+                    raise
+                log.warning("the stream %s is not available yet (%s); retrying", self.stream, e)
+                await trio.sleep(0.25)  # backoff against a cluster that is still electing
         have = int(info.get("config", {}).get("num_replicas", 1) or 1)
         if have != self.config.replicas:
             raise StreamMismatch(

@@ -20,10 +20,11 @@ import collections
 import json
 from typing import Any
 
+import nats.errors
 import trio
 
 from ._bridge import Bridge
-from ._errors import BusClosed, BusError
+from ._errors import BusClosed, BusError, BusTimeout, NoResponders
 from ._types import LogMessage
 
 _HEARTBEAT_NS = 2_000_000_000
@@ -160,7 +161,12 @@ class LogReader:
             "replay_policy": "instant",
         }
         req = json.dumps({"stream_name": self._stream, "config": config}).encode()
-        msg = await nc.request(f"$JS.API.CONSUMER.CREATE.{self._stream}", req, timeout=5)
+        try:
+            msg = await nc.request(f"$JS.API.CONSUMER.CREATE.{self._stream}", req, timeout=5)
+        except nats.errors.NoRespondersError as e:
+            raise NoResponders(f"consumer create on {self._stream}: {e}") from e
+        except nats.errors.TimeoutError as e:  # e.g. the stream has no leader yet
+            raise BusTimeout(f"consumer create on {self._stream}: no answer within 5s") from e
         resp = json.loads(msg.data)
         if "error" in resp:
             err = resp["error"]

@@ -81,9 +81,16 @@ class Projection:
         The reader rebuilds its consumer by itself after a reconnect; if it fails for good (e.g. the
         stream vanished and came back), a new one resumes from the last applied sequence + 1.
         """
-        self.start_head = await self.log.head()
-        reader = await self.log.open_reader(all_filter(self.log.prefix), self.store.applied + 1,
-                                            batch=self.settings.reader_batch)
+        # A cluster that is (re)starting may answer the head but not yet create consumers (the
+        # stream still electing its leader): retry both with backoff; the caller bounds the start.
+        while True:
+            try:
+                self.start_head = await self.log.head()
+                break
+            except (BusError, trio.TooSlowError) as e:
+                _log.warning("reading the log head failed: %s", e)
+                await trio.sleep(0.25)  # backoff against a log that is still starting
+        reader = await self._reopen_reader(0.0)
         started = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._bookmark_ticker)
@@ -135,7 +142,7 @@ class Projection:
                                                   batch=self.settings.reader_batch)
             except (BusError, trio.TooSlowError) as e:
                 _log.warning("reopening the log reader failed: %s", e)
-                delay = min(delay * 2, 5.0)
+                delay = min(max(delay * 2, 0.1), 5.0)
 
     def apply_batch(self, batch: list[LogMessage]) -> None:
         store = self.store
