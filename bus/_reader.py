@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 from typing import Any
 
 import nats.errors
@@ -26,6 +27,8 @@ import trio
 from ._bridge import Bridge
 from ._errors import BusClosed, BusError, BusTimeout, NoResponders
 from ._types import LogMessage
+
+log = logging.getLogger("jetkube.bus")
 
 _HEARTBEAT_NS = 2_000_000_000
 _EXPIRES_NS = 20_000_000_000
@@ -240,6 +243,8 @@ class LogReader:
                     await self._a_create_consumer()
                     return
                 except Exception as e:  # noqa: BLE001 - retried until closed; fatal ones end the reader
+                    log.warning("recreating the consumer of %s from sequence %d failed: %r", self._filter,
+                                self._next_seq, e)
                     if isinstance(e, BusError) and "stream not found" in str(e):
                         self._error = e
                         self._a_wake_trio()

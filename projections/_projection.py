@@ -56,6 +56,8 @@ class ProjectionSettings:
     bookmark_interval_s: float = 60.0
     reader_batch: int = 1024
     history_objects: int = 10_000  # objects whose last state a watch read from the log remembers
+    stall_check_s: float = 1.5  # the stall detector looks this often ...
+    stall_checks: int = 2  # ... and resubscribes after this many checks without progress behind the head
 
 
 class Projection:
@@ -71,6 +73,9 @@ class Projection:
         #: Time consistent reads spend reading the head and waiting for it (KEP-2340's figure).
         self.consistent_wait = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.11, 0.25, 0.5, 1.0, 3.0))
         self.start_head = 0
+        #: Times the stall detector replaced the log reader.
+        self.stalls = 0
+        self._reading = trio.CancelScope()
         self._listeners: list[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]]] = []
 
     # ---- following the log ----------------------------------------------------------------------
@@ -99,23 +104,52 @@ class Projection:
                 self.ready.set()
                 task_status.started()
                 started = True
+            nursery.start_soon(self._detect_stalls)
             delay = 0.1
             while True:
-                try:
-                    while True:
-                        batch = await reader.next_batch()
-                        delay = 0.1
-                        self.apply_batch(batch)
-                        if not started and self.store.applied >= self.start_head:
-                            self.ready.set()
-                            task_status.started()
-                            started = True
-                except BusError as e:
-                    _log.warning("log reader failed (%s); resuming after sequence %d", e, self.store.applied)
-                finally:
-                    await reader.aclose()
+                with trio.CancelScope() as self._reading:
+                    try:
+                        while True:
+                            batch = await reader.next_batch()
+                            delay = 0.1
+                            self.apply_batch(batch)
+                            if not started and self.store.applied >= self.start_head:
+                                self.ready.set()
+                                task_status.started()
+                                started = True
+                    except BusError as e:
+                        _log.warning("log reader failed (%s); resuming after sequence %d", e, self.store.applied)
+                    finally:
+                        await reader.aclose()
                 reader = await self._reopen_reader(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _detect_stalls(self) -> NoReturn:
+        """The stall detector: when the store has not moved for ``stall_checks`` checks in a row while
+        the stream's head is beyond it, the reader is replaced by a new one from the last applied
+        sequence + 1. The reader recovers from the failures it can see (gaps, deleted consumers,
+        silence, reconnects); this catches the ones it cannot, e.g. a consumer that still answers
+        heartbeats but delivers nothing after its node left the cluster."""
+        last, strikes = -1, 0
+        while True:
+            await trio.sleep(self.settings.stall_check_s)
+            applied = self.store.applied
+            if applied != last:
+                last, strikes = applied, 0
+                continue
+            head = -1
+            with trio.move_on_after(self.settings.stall_check_s):
+                try:
+                    head = await self.log.head()
+                except BusError:
+                    pass  # the log is down: nothing to compare; the reader recovers on reconnect
+            strikes = strikes + 1 if head > applied else 0
+            if strikes >= self.settings.stall_checks:
+                _log.warning("the log reader stalled at sequence %d while the stream is at %d: resubscribing",
+                             applied, head)
+                self.stalls += 1
+                self._reading.cancel()
+                strikes = 0
 
     async def _catch_up_after_reconnects(self) -> NoReturn:
         """After every reconnect (the log may have been restarted), ``following`` is false until the
