@@ -253,6 +253,16 @@ class Log:
         assert r.value is not None
         return r.value
 
+    async def responds(self, *, timeout_s: float) -> bool:
+        """Whether the stream answers a head query within ``timeout_s`` (for readiness)."""
+        with trio.move_on_after(timeout_s):
+            try:
+                await self.head()
+            except BusError:
+                return False
+            return True
+        return False
+
     async def _stored_message(self, query: dict[str, Any]) -> dict[str, Any] | None:
         """One message as STREAM.MSG.GET answers it (from the stream leader), or None."""
         try:
