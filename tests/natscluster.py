@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import subprocess
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -168,6 +169,22 @@ class NatsCluster:
                     if st.get("name") == stream:
                         return dict(st)
         return None
+
+    async def consumer_hosts(self, stream: str) -> Counter[str]:
+        """How many of the stream's consumers each node leads (``/jsz``)."""
+        hosts: Counter[str] = Counter()
+        for n in self.running():
+            jsz = await self._get(n, "/jsz?accounts=true&streams=true&consumers=true")
+            for acc in (jsz or {}).get("account_details") or []:
+                for st in acc.get("stream_detail") or []:
+                    if st.get("name") == stream:
+                        for c in st.get("consumer_detail") or []:
+                            leader = (c.get("cluster") or {}).get("leader")
+                            if leader:
+                                hosts[leader] += 1
+            if hosts:
+                return hosts
+        return hosts
 
     async def stream_leader(self, stream: str, timeout_s: float = 20, *, not_: str | None = None) -> Node:
         """The node leading the stream (waiting, bounded, for one other than ``not_``)."""

@@ -6,8 +6,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -77,6 +80,16 @@ class WriteLoad:
                 continue  # the create of this object was not acknowledged (and did not land)
             else:
                 await trio.sleep(0.05)  # honour Retry-After loosely: a short backoff
+
+    async def start_writers(self, nursery: trio.Nursery, clients: list[httpx.AsyncClient], tag: str, *,
+                            per_client: int, max_writes: int, acks: int) -> None:
+        """Start ``per_client`` writers on each gateway's client (gateway ``gw<i>``); return once
+        ``acks`` writes were acknowledged (bounded)."""
+        for i, c in enumerate(clients):
+            for j in range(per_client):
+                nursery.start_soon(self.writer, c, f"gw{i}", f"{tag}{i}{j}", max_writes)
+        with trio.fail_after(20):
+            await self.wait_acks(acks)
 
     def acked(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.rv]
@@ -186,3 +199,67 @@ def check_watch(w: Watcher, messages: list[LogMessage]) -> None:
     want = [s for s in default_configmaps(messages, w.from_rv) if s <= w.rvs[-1]]
     missing = sorted(set(want) - set(w.rvs))
     assert w.rvs == want, f"{w.gateway}: missing {missing[:10]}, extra {sorted(set(w.rvs) - set(want))[:10]}"
+
+
+async def settle(load: WriteLoad, watchers: list[Watcher], url: str) -> list[LogMessage]:
+    """Once the load has stopped: wait (bounded) until every watch has seen the last acknowledged
+    write, then read the whole log."""
+    head = max(o.rv for o in load.acked())
+    with trio.fail_after(20):
+        for w in watchers:
+            await w.wait_rv(head)
+    return await read_log(url)
+
+
+def check_all(load: WriteLoad, watchers: list[Watcher], messages: list[LogMessage]) -> None:
+    load.check_answers()
+    check_log(messages, load)
+    for w in watchers:
+        check_watch(w, messages)
+
+
+@dataclass
+class GatewayProcess:
+    """A ``jetkube serve`` subprocess: its plain-HTTP URL and admin token."""
+
+    proc: trio.Process
+    url: str
+    token: str
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    async def stop(self) -> None:
+        """SIGTERM, SIGKILL after 10 s; reaped either way."""
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            with trio.move_on_after(10):
+                await self.proc.wait()
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def start_gateway_process(data_dir: Path, *args: str) -> GatewayProcess:
+    """Start ``jetkube serve --data-dir DATA_DIR --port 0 --insecure-port 0 ARGS`` and wait (bounded)
+    for its ready line. The caller stops it (``stop``) in a ``finally``."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--port", "0",
+         "--insecure-port", "0", *args], stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        buf = b""
+        with trio.fail_after(30):
+            while b"\n" not in buf:
+                chunk = await proc.stdout.receive_some()
+                assert chunk, "jetkube serve exited before it was ready"
+                buf += chunk
+        line = buf.decode()
+        assert line.startswith("jetkube ready:"), line
+        token = (data_dir / "pki" / "tokens.csv").read_text().split(",")[0]
+        return GatewayProcess(proc, line.split("http=")[1].split()[0], token)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            proc.kill()
+            await proc.wait()
+        raise
