@@ -6,11 +6,14 @@ import argparse
 import logging
 import signal
 import sys
+from functools import partial
+from pathlib import Path
 
 import trio
 
 from bus import NatsAuth, StreamMismatch, redact_url
 
+from ._devcluster import run_dev_cluster
 from ._server import serve
 from ._settings import Settings
 
@@ -41,7 +44,24 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--stream-replicas", type=int, default=1, help="stream replicas (a NATS cluster for > 1)")
     s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
     s.add_argument("--log-level", default="WARNING")
+    d = sub.add_parser("dev-cluster", help="3 NATS nodes, gateways and a load balancer as local processes")
+    d.add_argument("--data-dir", default=".jetkube-cluster", help="stores, certificates, logs and the kubeconfig")
+    d.add_argument("--port", type=int, default=6443, help="the load balancer's HTTPS port (0: any free port)")
+    d.add_argument("--gateways", type=int, default=2, help="jetkube serve processes behind the load balancer")
+    d.add_argument("--log-level", default="WARNING")
     return p
+
+
+async def _dev_cluster(args: argparse.Namespace) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            cluster = await nursery.start(partial(run_dev_cluster, Path(args.data_dir), port=args.port,
+                                                  gateways=args.gateways))
+            print(f"jetkube dev-cluster ready: https={cluster.https_url} kubeconfig={cluster.kubeconfig} "
+                  f"gateways={','.join(cluster.gateways)} nats={redact_url(cluster.nats_url)}", flush=True)
+            async for _ in signals:
+                break
+        nursery.cancel_scope.cancel()
 
 
 async def _main(settings: Settings) -> None:
@@ -79,6 +99,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "dev-cluster":
+        trio.run(_dev_cluster, args)
+        return 0
     settings = settings_from_args(args)
     code = 0
     try:

@@ -240,6 +240,20 @@ class GatewayProcess:
                 await self.proc.wait()
 
 
+async def ready_line(proc: trio.Process, prefix: str, timeout_s: float) -> str:
+    """The first line a server process prints (bounded), checked to start with ``prefix``."""
+    assert proc.stdout is not None
+    buf = b""
+    with trio.fail_after(timeout_s):
+        while b"\n" not in buf:
+            chunk = await proc.stdout.receive_some()
+            assert chunk, f"{prefix!r} never came: the process exited"
+            buf += chunk
+    line = buf.decode()
+    assert line.startswith(prefix), line
+    return line
+
+
 async def start_gateway_process(data_dir: Path, *args: str) -> GatewayProcess:
     """Start ``jetkube serve --data-dir DATA_DIR --port 0 --insecure-port 0 ARGS`` and wait (bounded)
     for its ready line. The caller stops it (``stop``) in a ``finally``."""
@@ -247,15 +261,7 @@ async def start_gateway_process(data_dir: Path, *args: str) -> GatewayProcess:
         [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--port", "0",
          "--insecure-port", "0", *args], stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        assert proc.stdout is not None
-        buf = b""
-        with trio.fail_after(30):
-            while b"\n" not in buf:
-                chunk = await proc.stdout.receive_some()
-                assert chunk, "jetkube serve exited before it was ready"
-                buf += chunk
-        line = buf.decode()
-        assert line.startswith("jetkube ready:"), line
+        line = await ready_line(proc, "jetkube ready:", 30)
         token = (data_dir / "pki" / "tokens.csv").read_text().split(",")[0]
         return GatewayProcess(proc, line.split("http=")[1].split()[0], token)
     except BaseException:
