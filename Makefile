@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test unit bench clean
+.PHONY: install serve cluster test unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 ## Run the server on its embedded default (own nats-server, certificates, kubeconfig in .jetkube/).
 serve: install
 	$(BIN)/jetkube serve $(ARGS)
+
+## The scale-out topology on loopback: 3 nats-servers, 2 gateways, a load balancer (README.md).
+cluster: install
+	$(BIN)/jetkube dev-cluster $(ARGS)
 
 ## The whole test suite: unit, integration (real nats-server) and end-to-end (real clients).
 test: install

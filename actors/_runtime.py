@@ -21,6 +21,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 import trio
 
 from bus import FAST_BUCKETS, BusError, Histogram, SubjectError
+from projections import ResourceVersionTooLarge
 
 from ._errors import ApiError, InternalError, Timeout, TooManyRequests
 
@@ -147,9 +148,10 @@ class Actor(Measured, Generic[M]):
             t0 = time.perf_counter()
             try:
                 await self._handler(msg, reply)
-            except (ApiError, BusError, SubjectError) as e:
+            except (ApiError, BusError, SubjectError, ResourceVersionTooLarge) as e:
                 # Domain errors, and the log's own (unavailable, outcome unknown, a subject too long
-                # for the wire), go back to the caller as they are: the gateway maps each to its Status.
+                # for the wire, a projection that did not catch up in time), go back to the caller as
+                # they are: the gateway maps each to its Status.
                 reply.fail(e)
             except Exception as e:
                 # A worker outlives the requests it serves: their context (and its audit ID) is not

@@ -3,7 +3,7 @@
 Everything here is trio-native; only this package touches asyncio (nats-py).
 """
 
-from ._auth import NatsAuth, redact_url
+from ._auth import NatsAuth, redact_url, server_urls
 from ._bridge import Bridge, Reply, open_bridge
 from ._embedded import free_port, nats_server_binary, run_nats_server
 from ._errors import (
@@ -16,6 +16,7 @@ from ._errors import (
     JetStreamError,
     MsgIdCollision,
     NoResponders,
+    StreamMismatch,
     WrongLastSequence,
 )
 from ._log import Log, StreamConfig, open_log
@@ -67,6 +68,7 @@ __all__ = [
     "NoResponders",
     "Reply",
     "StreamConfig",
+    "StreamMismatch",
     "SubjectError",
     "WrongLastSequence",
     "all_filter",
@@ -86,6 +88,7 @@ __all__ = [
     "redact_url",
     "resource_filter",
     "run_nats_server",
+    "server_urls",
     "system_subject",
 ]
 

@@ -76,8 +76,20 @@ def _check_seed(seed: str, path: str) -> None:
         raise ValueError(f"{path}: not an nkey seed ({e})") from None
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of a NATS URL that may list several, comma-separated (a cluster:
+    ``nats://a:4222,nats://b:4222``); nats-py takes them as a list and fails over between them."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if not urls:
+        raise ValueError(f"no NATS server in {url!r}")
+    return urls
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: for logs and the ready line."""
+    """The URL (or comma-separated URLs) with any password replaced by ``***``: for logs and the
+    ready line."""
+    if "," in url:
+        return ",".join(redact_url(u) for u in server_urls(url))
     parts = urlsplit(url)
     if parts.password is None:
         return url

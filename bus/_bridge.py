@@ -38,7 +38,7 @@ import trio
 from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
-from ._auth import NatsAuth, redact_url
+from ._auth import NatsAuth, redact_url, server_urls
 from ._errors import BusClosed, BusDisconnected, BusRefused, BusTimeout, BusUnavailable, NoResponders
 
 log = logging.getLogger("jetkube.bus")
@@ -145,8 +145,10 @@ class Bridge:
                 connecting.cancel()
 
         # Why these numbers: SCALE.md section 1 (settings that survived every fault measured).
+        # A cluster's URLs come comma-separated; nats-py fails over between the servers of a list
+        # (and shuffles it, spreading gateways over the nodes) but would read one string as one server.
         connecting = asyncio.ensure_future(nats.connect(
-            self.url, connect_timeout=connect_timeout_s, max_reconnect_attempts=-1,
+            server_urls(self.url), connect_timeout=connect_timeout_s, max_reconnect_attempts=-1,
             reconnect_time_wait=0.25, error_cb=on_error, allow_reconnect=True, ping_interval=5,
             max_outstanding_pings=2, pending_size=64 * 1024 * 1024,
             disconnected_cb=self._a_disconnected, reconnected_cb=self._a_reconnected,

@@ -53,6 +53,11 @@ class MsgIdCollision(BusError):
         self.first_seq = first_seq
 
 
+class StreamMismatch(BusError):
+    """The stream exists with a setting that differs from the one asked for (e.g. its replicas):
+    changing a stream is an operator's decision, never made silently at start."""
+
+
 class JetStreamError(BusError):
     """JetStream answered an API request with an error."""
 

@@ -19,6 +19,7 @@ from ._errors import (
     JetStreamError,
     MsgIdCollision,
     NoResponders,
+    StreamMismatch,
     WrongLastSequence,
 )
 from ._reader import LogReader, open_reader
@@ -58,7 +59,8 @@ class _HeadRound:
 class Log:
     """The stream every mutation is appended to. Get one from :func:`open_log`."""
 
-    def __init__(self, bridge: Bridge, config: StreamConfig, *, append_timeout_s: float = 10.0) -> None:
+    def __init__(self, bridge: Bridge, config: StreamConfig, *, append_timeout_s: float = 10.0,
+                 startup_timeout_s: float = 30.0) -> None:
         self.bridge = bridge
         self.config = config
         self.prefix = config.prefix
@@ -68,6 +70,7 @@ class Log:
         self.append_latency = Histogram(FAST_BUCKETS)
         #: Appends refused because the subject moved on since the write was decided (CAS conflicts).
         self.conflicts = 0
+        self.startup_timeout_s = startup_timeout_s
         # Coalescing of head queries: readers that arrive while a query is in flight wait for the
         # *next* query, because the one in flight may have been answered before their write.
         self._head_inflight: trio.Event | None = None
@@ -84,7 +87,32 @@ class Log:
         return resp
 
     async def ensure_stream(self) -> dict[str, Any]:
-        """Create the stream if missing; return its info. Idempotent across gateway replicas."""
+        """Create the stream if missing; return its info. Idempotent across gateway replicas.
+
+        Raises :class:`StreamMismatch` when the stream exists with another replica count.
+        """
+        # A cluster that is (re)starting answers slowly or "unavailable" until the stream has a
+        # leader (seconds after a whole-cluster restart): wait for it, bounded, rather than fail the start.
+        deadline = trio.current_time() + self.startup_timeout_s
+        while True:
+            try:
+                info = await self._create_or_get_stream()
+                break
+            except (BusTimeout, NoResponders, BusUnavailable, JetStreamError) as e:
+                transient = not isinstance(e, JetStreamError) or e.code == 503
+                if not transient or trio.current_time() >= deadline:
+                    raise
+                log.warning("the stream %s is not available yet (%s); retrying", self.stream, e)
+                await trio.sleep(0.25)  # backoff against a cluster that is still electing
+        have = int(info.get("config", {}).get("num_replicas", 1) or 1)
+        if have != self.config.replicas:
+            raise StreamMismatch(
+                f"the JetStream stream {self.stream} exists with {have} replica(s), but {self.config.replicas} "
+                f"were asked for (--stream-replicas): change the stream first (nats stream edit {self.stream} "
+                f"--replicas {self.config.replicas}) or start with --stream-replicas {have}")
+        return info
+
+    async def _create_or_get_stream(self) -> dict[str, Any]:
         cfg = {
             "name": self.stream, "subjects": [all_filter(self.prefix)], "retention": "limits",
             "storage": "file", "num_replicas": self.config.replicas, "discard": "old",
@@ -227,6 +255,16 @@ class Log:
             raise r.error
         assert r.value is not None
         return r.value
+
+    async def responds(self, *, timeout_s: float) -> bool:
+        """Whether the stream answers a head query within ``timeout_s`` (for readiness)."""
+        with trio.move_on_after(timeout_s):
+            try:
+                await self.head()
+            except BusError:
+                return False
+            return True
+        return False
 
     async def _stored_message(self, query: dict[str, Any]) -> dict[str, Any] | None:
         """One message as STREAM.MSG.GET answers it (from the stream leader), or None."""

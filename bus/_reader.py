@@ -18,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 from typing import Any
 
+import nats.errors
 import trio
 
 from ._bridge import Bridge
-from ._errors import BusClosed, BusError
+from ._errors import BusClosed, BusError, BusTimeout, NoResponders
 from ._types import LogMessage
+
+log = logging.getLogger("jetkube.bus")
 
 _HEARTBEAT_NS = 2_000_000_000
 _EXPIRES_NS = 20_000_000_000
@@ -160,7 +164,12 @@ class LogReader:
             "replay_policy": "instant",
         }
         req = json.dumps({"stream_name": self._stream, "config": config}).encode()
-        msg = await nc.request(f"$JS.API.CONSUMER.CREATE.{self._stream}", req, timeout=5)
+        try:
+            msg = await nc.request(f"$JS.API.CONSUMER.CREATE.{self._stream}", req, timeout=5)
+        except nats.errors.NoRespondersError as e:
+            raise NoResponders(f"consumer create on {self._stream}: {e}") from e
+        except nats.errors.TimeoutError as e:  # e.g. the stream has no leader yet
+            raise BusTimeout(f"consumer create on {self._stream}: no answer within 5s") from e
         resp = json.loads(msg.data)
         if "error" in resp:
             err = resp["error"]
@@ -234,6 +243,8 @@ class LogReader:
                     await self._a_create_consumer()
                     return
                 except Exception as e:  # noqa: BLE001 - retried until closed; fatal ones end the reader
+                    log.warning("recreating the consumer of %s from sequence %d failed: %r", self._filter,
+                                self._next_seq, e)
                     if isinstance(e, BusError) and "stream not found" in str(e):
                         self._error = e
                         self._a_wake_trio()

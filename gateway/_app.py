@@ -440,10 +440,13 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         # Only readiness (and an explicit /<probe>/projection or /<probe>/log check) depends on the
         # log: a connection to NATS and a projection caught up with it. Liveness does not: the bus
         # reconnects by itself, and the embedded nats-server is restarted by its supervisor.
+        # A connection can look up while its server answers nothing (a frozen node): readiness
+        # also asks the log for its head, bounded, as kube's etcd check does a real request.
         projected = ctx.projection.ready.is_set() and ctx.projection.following
+        needs_log = route.group == "readyz" or route.name in ("projection", "log")
         connected = ctx.projection.log.bridge.connected
-        ready = projected and connected
-        ok = ready if route.group == "readyz" or route.name in ("projection", "log") else True
+        connected = connected and (not needs_log or await ctx.projection.log.responds(timeout_s=1.0))
+        ok = projected and connected if needs_log else True
         if "verbose" in request.args:
             checks = ("[+]ping ok\n" + ("[+]log ok\n" if connected else "[-]log not connected\n") +
                       ("[+]projection ok\n" if projected else "[-]projection not caught up\n"))

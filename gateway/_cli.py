@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from functools import partial
+from pathlib import Path
 
 import trio
 
-from bus import NatsAuth, redact_url
+from bus import NatsAuth, StreamMismatch, redact_url
 
+from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
 from ._server import serve
 from ._settings import Settings
@@ -47,7 +50,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--request-log", choices=REQUEST_LOG_MODES, default="errors",
                    help="which requests get a line when they end: all (kube's -v=3), errors (5xx, the "
                         "default), none")
+    d = sub.add_parser("dev-cluster", help="3 NATS nodes, gateways and a load balancer as local processes")
+    d.add_argument("--data-dir", default=".jetkube-cluster", help="stores, certificates, logs and the kubeconfig")
+    d.add_argument("--port", type=int, default=6443, help="the load balancer's HTTPS port (0: any free port)")
+    d.add_argument("--gateways", type=int, default=2, help="jetkube serve processes behind the load balancer")
+    d.add_argument("--log-level", default="WARNING", type=str.upper,
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
     return p
+
+
+async def _dev_cluster(args: argparse.Namespace) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            cluster = await nursery.start(partial(run_dev_cluster, Path(args.data_dir), port=args.port,
+                                                  gateways=args.gateways))
+            print(f"jetkube dev-cluster ready: https={cluster.https_url} kubeconfig={cluster.kubeconfig} "
+                  f"gateways={','.join(cluster.gateways)} nats={redact_url(cluster.nats_url)}", flush=True)
+            async for _ in signals:
+                break
+        nursery.cancel_scope.cancel()
 
 
 async def _main(settings: Settings) -> None:
@@ -85,13 +106,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "dev-cluster":
+        configure_logging(args.log_level, "text", "errors")
+        trio.run(_dev_cluster, args)
+        return 0
     settings = settings_from_args(args)
     configure_logging(settings.log_level, settings.log_format, settings.request_log)
+    code = 0
     try:
-        trio.run(_main, settings)
+        try:
+            trio.run(_main, settings)
+        except* StreamMismatch as eg:  # an operator's decision to make: say what and how, no traceback
+            print(f"jetkube: {eg.exceptions[0]}", file=sys.stderr)
+            code = 2
     except KeyboardInterrupt:
         pass
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ class ProjectionSettings:
     bookmark_interval_s: float = 60.0
     reader_batch: int = 1024
     history_objects: int = 10_000  # objects whose last state a watch read from the log remembers
+    stall_check_s: float = 1.5  # the stall detector looks this often ...
+    stall_checks: int = 2  # ... and resubscribes after this many checks without progress behind the head
 
 
 class Projection:
@@ -75,6 +77,9 @@ class Projection:
         #: resourceVersion), the ring of recent changes, or the log (older than the ring).
         self.watch_starts = {"state": 0, "ring": 0, "log": 0}
         self.start_head = 0
+        #: Times the stall detector replaced the log reader.
+        self.stalls = 0
+        self._reading = trio.CancelScope()
         self._listeners: list[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]]] = []
 
     # ---- following the log ----------------------------------------------------------------------
@@ -85,9 +90,16 @@ class Projection:
         The reader rebuilds its consumer by itself after a reconnect; if it fails for good (e.g. the
         stream vanished and came back), a new one resumes from the last applied sequence + 1.
         """
-        self.start_head = await self.log.head()
-        reader = await self.log.open_reader(all_filter(self.log.prefix), self.store.applied + 1,
-                                            batch=self.settings.reader_batch)
+        # A cluster that is (re)starting may answer the head but not yet create consumers (the
+        # stream still electing its leader): retry both with backoff; the caller bounds the start.
+        while True:
+            try:
+                self.start_head = await self.log.head()
+                break
+            except (BusError, trio.TooSlowError) as e:
+                _log.warning("reading the log head failed: %s", e)
+                await trio.sleep(0.25)  # backoff against a log that is still starting
+        reader = await self._reopen_reader(0.0)
         started = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._bookmark_ticker)
@@ -96,23 +108,52 @@ class Projection:
                 self.ready.set()
                 task_status.started()
                 started = True
+            nursery.start_soon(self._detect_stalls)
             delay = 0.1
             while True:
-                try:
-                    while True:
-                        batch = await reader.next_batch()
-                        delay = 0.1
-                        self.apply_batch(batch)
-                        if not started and self.store.applied >= self.start_head:
-                            self.ready.set()
-                            task_status.started()
-                            started = True
-                except BusError as e:
-                    _log.warning("log reader failed (%s); resuming after sequence %d", e, self.store.applied)
-                finally:
-                    await reader.aclose()
+                with trio.CancelScope() as self._reading:
+                    try:
+                        while True:
+                            batch = await reader.next_batch()
+                            delay = 0.1
+                            self.apply_batch(batch)
+                            if not started and self.store.applied >= self.start_head:
+                                self.ready.set()
+                                task_status.started()
+                                started = True
+                    except BusError as e:
+                        _log.warning("log reader failed (%s); resuming after sequence %d", e, self.store.applied)
+                    finally:
+                        await reader.aclose()
                 reader = await self._reopen_reader(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _detect_stalls(self) -> NoReturn:
+        """The stall detector: when the store has not moved for ``stall_checks`` checks in a row while
+        the stream's head is beyond it, the reader is replaced by a new one from the last applied
+        sequence + 1. The reader recovers from the failures it can see (gaps, deleted consumers,
+        silence, reconnects); this catches the ones it cannot, e.g. a consumer that still answers
+        heartbeats but delivers nothing after its node left the cluster."""
+        last, strikes = -1, 0
+        while True:
+            await trio.sleep(self.settings.stall_check_s)
+            applied = self.store.applied
+            if applied != last:
+                last, strikes = applied, 0
+                continue
+            head = -1
+            with trio.move_on_after(self.settings.stall_check_s):
+                try:
+                    head = await self.log.head()
+                except BusError:
+                    pass  # the log is down: nothing to compare; the reader recovers on reconnect
+            strikes = strikes + 1 if head > applied else 0
+            if strikes >= self.settings.stall_checks:
+                _log.warning("the log reader stalled at sequence %d while the stream is at %d: resubscribing",
+                             applied, head)
+                self.stalls += 1
+                self._reading.cancel()
+                strikes = 0
 
     async def _catch_up_after_reconnects(self) -> NoReturn:
         """After every reconnect (the log may have been restarted), ``following`` is false until the
@@ -139,7 +180,7 @@ class Projection:
                                                   batch=self.settings.reader_batch)
             except (BusError, trio.TooSlowError) as e:
                 _log.warning("reopening the log reader failed: %s", e)
-                delay = min(delay * 2, 5.0)
+                delay = min(max(delay * 2, 0.1), 5.0)
 
     def apply_batch(self, batch: list[LogMessage]) -> None:
         store = self.store

@@ -14,12 +14,20 @@ import trio
 
 from bus import run_nats_server
 from gateway import Running, Settings, serve
+from tests.natscluster import NatsCluster, run_nats_cluster
 
 
 @pytest.fixture
 async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
     async with run_nats_server(tmp_path / "nats") as url:
         yield url
+
+
+@pytest.fixture
+async def nats_cluster(tmp_path: Path) -> AsyncIterator[NatsCluster]:
+    """A 3-node NATS JetStream cluster (tests/natscluster.py); ``.url`` lists every node."""
+    async with run_nats_cluster(tmp_path / "cluster") as cluster:
+        yield cluster
 
 
 StartServer = Callable[..., Awaitable[Running]]
