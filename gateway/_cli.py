@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import signal
 import sys
+from pathlib import Path
 
 import trio
 
+from actors import parse_token_csv
 from bus import NatsAuth, redact_url
 
+from ._pki import ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._server import serve
 from ._settings import Settings
 
@@ -41,7 +45,49 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--stream-replicas", type=int, default=1, help="stream replicas (a NATS cluster for > 1)")
     s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
     s.add_argument("--log-level", default="WARNING")
+    k = sub.add_parser("pki", help="certificates and tokens shared by several replicas")
+    ksub = k.add_subparsers(dest="pki_command", required=True)
+    i = ksub.add_parser("init", help="create (once) DATA_DIR/pki: the CA, the serving certificate, the admin "
+                                     "token and the service-account key, for replicas that mount the same files")
+    i.add_argument("--data-dir", default=".jetkube", help="the same --data-dir the replicas are given")
+    i.add_argument("--san", action="append", default=[],
+                   help="an extra DNS name or IP address for the serving certificate, such as the load "
+                        "balancer's (repeatable); a certificate lacking one is re-issued by the same CA")
+    i.add_argument("--server", default=None, help="also write a kubeconfig for this URL (the load balancer's)")
+    i.add_argument("--kubeconfig", default=None, help="where to write it (default: DATA_DIR/pki/kubeconfig)")
+    i.add_argument("--probe-token-file", default=None,
+                   help=f"also a token for user {PROBE_USER} (public paths only: /readyz, /livez, /healthz, "
+                        "/version) in the token file, and written alone to this file (mode 0644) for a load "
+                        "balancer's health checks")
     return p
+
+
+PROBE_USER = "system:lb-probe"
+
+
+def pki_init(data_dir: Path, *, sans: list[str], server: str | None = None, kubeconfig: str | None = None,
+             probe_token_file: str | None = None) -> list[Path]:
+    """``jetkube pki init``: the shared material of several replicas, created once (kept on a rerun;
+    the serving certificate is re-issued if a requested name is missing). Returns the files written."""
+    pki = ensure_pki(data_dir, sans)
+    files = [pki.ca_cert, pki.cert, pki.key, pki.tokens_file, ensure_service_account_key(data_dir)]
+    if probe_token_file:
+        rows = parse_token_csv(pki.tokens_file.read_text())
+        token = next((t for t, u in rows.items() if u.name == PROBE_USER), None)
+        if token is None:
+            token = secrets.token_urlsafe(32)
+            with pki.tokens_file.open("a") as f:
+                f.write(f"{token},{PROBE_USER},{PROBE_USER}\n")
+        out = Path(probe_token_file)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(token)
+        out.chmod(0o644)
+        files.append(out)
+    if server:
+        path = Path(kubeconfig) if kubeconfig else data_dir / "pki" / "kubeconfig"
+        write_kubeconfig(path, server=server, ca_cert=pki.ca_cert, token=pki.admin_token)
+        files.append(path)
+    return files
 
 
 async def _main(settings: Settings) -> None:
@@ -78,6 +124,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "pki":
+        for path in pki_init(Path(args.data_dir), sans=args.san, server=args.server, kubeconfig=args.kubeconfig,
+                             probe_token_file=args.probe_token_file):
+            print(path, flush=True)
+        return 0
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_args(args)
     try:
