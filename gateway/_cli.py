@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import sys
 from functools import partial
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import trio
 
+from actors import parse_token_csv
 from bus import NatsAuth, StreamMismatch, redact_url
 
 from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
+from ._pki import ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._server import serve
 from ._settings import Settings
 
@@ -56,7 +59,49 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--gateways", type=int, default=2, help="jetkube serve processes behind the load balancer")
     d.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+    k = sub.add_parser("pki", help="certificates and tokens shared by several replicas")
+    ksub = k.add_subparsers(dest="pki_command", required=True)
+    i = ksub.add_parser("init", help="create (once) DATA_DIR/pki: the CA, the serving certificate, the admin "
+                                     "token and the service-account key, for replicas that mount the same files")
+    i.add_argument("--data-dir", default=".jetkube", help="the same --data-dir the replicas are given")
+    i.add_argument("--san", action="append", default=[],
+                   help="an extra DNS name or IP address for the serving certificate, such as the load "
+                        "balancer's (repeatable); a certificate lacking one is re-issued by the same CA")
+    i.add_argument("--server", default=None, help="also write a kubeconfig for this URL (the load balancer's)")
+    i.add_argument("--kubeconfig", default=None, help="where to write it (default: DATA_DIR/pki/kubeconfig)")
+    i.add_argument("--probe-token-file", default=None,
+                   help=f"also a token for user {PROBE_USER} (public paths only: /readyz, /livez, /healthz, "
+                        "/version) in the token file, and written alone to this file (mode 0644) for a load "
+                        "balancer's health checks")
     return p
+
+
+PROBE_USER = "system:lb-probe"
+
+
+def pki_init(data_dir: Path, *, sans: list[str], server: str | None = None, kubeconfig: str | None = None,
+             probe_token_file: str | None = None) -> list[Path]:
+    """``jetkube pki init``: the shared material of several replicas, created once (kept on a rerun;
+    the serving certificate is re-issued if a requested name is missing). Returns the files written."""
+    pki = ensure_pki(data_dir, sans)
+    files = [pki.ca_cert, pki.cert, pki.key, pki.tokens_file, ensure_service_account_key(data_dir)]
+    if probe_token_file:
+        rows = parse_token_csv(pki.tokens_file.read_text())
+        token = next((t for t, u in rows.items() if u.name == PROBE_USER), None)
+        if token is None:
+            token = secrets.token_urlsafe(32)
+            with pki.tokens_file.open("a") as f:
+                f.write(f"{token},{PROBE_USER},{PROBE_USER}\n")
+        out = Path(probe_token_file)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(token)
+        out.chmod(0o644)
+        files.append(out)
+    if server:
+        path = Path(kubeconfig) if kubeconfig else data_dir / "pki" / "kubeconfig"
+        write_kubeconfig(path, server=server, ca_cert=pki.ca_cert, token=pki.admin_token)
+        files.append(path)
+    return files
 
 
 async def _dev_cluster(args: argparse.Namespace) -> None:
@@ -109,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev-cluster":
         configure_logging(args.log_level, "text", "errors")
         trio.run(_dev_cluster, args)
+        return 0
+    if args.command == "pki":
+        for path in pki_init(Path(args.data_dir), sans=args.san, server=args.server, kubeconfig=args.kubeconfig,
+                             probe_token_file=args.probe_token_file):
+            print(path, flush=True)
         return 0
     settings = settings_from_args(args)
     configure_logging(settings.log_level, settings.log_format, settings.request_log)

@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +43,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def ensure_pki(data_dir: Path) -> Pki:
-    """Create (if missing) ``pki/ca.crt``, ``pki/apiserver.crt|key`` and ``pki/tokens.csv``."""
+def ensure_pki(data_dir: Path, sans: Sequence[str] = ()) -> Pki:
+    """Create (if missing) ``pki/ca.crt``, ``pki/apiserver.crt|key`` and ``pki/tokens.csv``. ``sans``:
+    extra names (DNS or IP) for the serving certificate, such as a load balancer's; an existing
+    certificate that lacks one is re-issued by the same CA (the CA and tokens stay)."""
     pki = data_dir / "pki"
     pki.mkdir(parents=True, exist_ok=True)
     ca_crt, crt, key_path, tokens = pki / "ca.crt", pki / "apiserver.crt", pki / "apiserver.key", pki / "tokens.csv"
@@ -63,16 +66,19 @@ def ensure_pki(data_dir: Path) -> Pki:
               .sign(ca_key, hashes.SHA256()))
         _write_private(pki / "ca.key", _key_pem(ca_key))
         ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        issue_cert(pki, "jetkube-apiserver", crt, key_path, client=False)
+        issue_cert(pki, "jetkube-apiserver", crt, key_path, client=False, sans=sans)
+    elif sans and not {_canonical(n) for n in sans} <= serving_names(crt):
+        issue_cert(pki, "jetkube-apiserver", crt, key_path, client=False, sans=sans)
     if not tokens.exists():
         _write_private(tokens, f'{secrets.token_urlsafe(32)},admin,admin,"system:masters"\n'.encode())
     admin = tokens.read_text().splitlines()[0].split(",", 1)[0]
     return Pki(ca_crt, crt, key_path, admin, tokens)
 
 
-def issue_cert(pki: Path, common_name: str, cert_path: Path, key_path: Path, *, client: bool) -> None:
-    """Sign a certificate with the CA in ``pki``: a serving one (localhost and loopback names) or,
-    with ``client``, a client one. The key is written with mode 0600."""
+def issue_cert(pki: Path, common_name: str, cert_path: Path, key_path: Path, *, client: bool,
+               sans: Sequence[str] = ()) -> None:
+    """Sign a certificate with the CA in ``pki``: a serving one (localhost and loopback names, plus
+    ``sans``) or, with ``client``, a client one. The key is written with mode 0600."""
     ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
@@ -92,11 +98,41 @@ def issue_cert(pki: Path, common_name: str, cert_path: Path, key_path: Path, *, 
             x509.DNSName("localhost"), x509.DNSName("jetkube"), x509.DNSName("kubernetes"),
             x509.DNSName("kubernetes.default"), x509.DNSName("kubernetes.default.svc"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1")),
+            *(_general_name(n) for n in dict.fromkeys(map(_canonical, sans)) if n not in _DEFAULT_NAMES),
         ])
         builder = (builder.add_extension(san, critical=False)
                    .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
     _write_private(key_path, _key_pem(key))
     cert_path.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+
+
+_DEFAULT_NAMES = frozenset({"localhost", "jetkube", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                            "127.0.0.1", "::1"})
+
+
+def _canonical(name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower()
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def serving_names(cert_path: Path) -> set[str]:
+    """The DNS names and IP addresses (as text) in a certificate's subjectAltName."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return ({n.lower() for n in san.get_values_for_type(x509.DNSName)}
+            | {str(a) for a in san.get_values_for_type(x509.IPAddress)})
 
 
 def ensure_service_account_key(data_dir: Path) -> Path:
