@@ -12,7 +12,7 @@ import trio
 from bus import NatsAuth, redact_url
 
 from ._server import serve
-from ._settings import Settings
+from ._settings import Settings, TracingConfigError, load_tracing_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
     s.add_argument("--stream-replicas", type=int, default=1, help="stream replicas (a NATS cluster for > 1)")
     s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
+    s.add_argument("--tracing-config-file", default=None,
+                   help="a TracingConfiguration (apiserver.config.k8s.io): OpenTelemetry traces to an OTLP/HTTP "
+                        "endpoint at samplingRatePerMillion (default: no tracing)")
     s.add_argument("--log-level", default="WARNING")
     return p
 
@@ -73,13 +76,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     nats_auth=auth, token_file=args.token_file,
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
-                    tenancy_by_path=args.tenancy_by_path)
+                    tenancy_by_path=args.tenancy_by_path,
+                    tracing=load_tracing_config(args.tracing_config_file) if args.tracing_config_file else None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except TracingConfigError as e:
+        parser.error(f"--tracing-config-file {e}")
     try:
         trio.run(_main, settings)
     except KeyboardInterrupt:
