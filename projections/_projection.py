@@ -41,6 +41,8 @@ from ._watch import BOOKMARK, WatchFilter, WatchStream
 _log = logging.getLogger("jetkube.projections")
 
 
+_NO_SPAN = nullcontext()  # reusable: holds no state
+
 @dataclass(frozen=True)
 class ListResult:
     items: list[bytes]
@@ -189,7 +191,7 @@ class Projection:
         """Wait until the store reflects the log head as of now; return the applied sequence."""
         t0 = trio.current_time()
         try:
-            with nullcontext() if self.trace_wait is None else self.trace_wait():
+            with _NO_SPAN if self.trace_wait is None else self.trace_wait():
                 await self.wait_for(await self.log.head())
         finally:
             self.consistent_wait.observe(trio.current_time() - t0)
