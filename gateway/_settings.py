@@ -91,7 +91,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     watch_ring_size: int = 10_000  # recent changes per resource served to resuming watches from memory
     watch_queue: int = 10_000  # events a watcher may fall behind before it is cut off
     bookmark_interval_s: float = 60.0
-    tracing: TracingConfig | None = None  # --tracing-config-file; None: no tracing (OpenTelemetry not imported)
+    tracing: TracingConfig | None = None  # --tracing-config-file; None: off (OpenTelemetry not imported)
 
     def version_info(self) -> dict[str, Any]:
         return {"major": "1", "minor": KUBE_MINOR, "gitVersion": f"v1.{KUBE_MINOR}.0-jetkube",

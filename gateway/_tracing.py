@@ -78,8 +78,8 @@ class Tracing:
         self.registry, self.tenancy_by_path = registry, tenancy_by_path
         # kube's sampler: a client's sampled traceparent is followed; new traces at the configured rate.
         sampler = ParentBased(TraceIdRatioBased(config.sampling_rate_per_million / 1_000_000))
-        self.provider = TracerProvider(sampler=sampler, resource=Resource.create({"service.name": "apiserver"}),
-                                       shutdown_on_exit=False)
+        self.provider = TracerProvider(sampler=sampler, shutdown_on_exit=False,
+                                       resource=Resource.create({"service.name": "apiserver"}))
         if exporter is None:
             exporter = OTLPSpanExporter(endpoint=config.otlp_url, timeout=EXPORT_TIMEOUT_S)
         self.provider.add_span_processor(BatchSpanProcessor(
@@ -115,7 +115,8 @@ class Tracing:
             if carrier:
                 parent = _propagator.extract(carrier)
             method = scope["method"]
-            with self.tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
+            kind = trace.SpanKind.SERVER
+            with self.tracer.start_as_current_span(method, context=parent, kind=kind) as span:
                 if not span.is_recording():
                     return await app(scope, receive, send)
                 self._start(span, scope)

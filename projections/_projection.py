@@ -43,6 +43,7 @@ _log = logging.getLogger("jetkube.projections")
 
 _NO_SPAN = nullcontext()  # reusable: holds no state
 
+
 @dataclass(frozen=True)
 class ListResult:
     items: list[bytes]

@@ -25,6 +25,7 @@ from tests.conftest import client_for
 pytestmark = pytest.mark.integration
 
 CM = "/api/v1/namespaces/default/configmaps"
+REPO = Path(__file__).resolve().parents[2]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN_ID = "00f067aa0ba902b7"
 
@@ -61,7 +62,8 @@ def tree(trace: list[ReadableSpan]) -> tuple[ReadableSpan, Callable[[ReadableSpa
 
     def children(parent: ReadableSpan) -> list[str]:
         assert parent.context is not None
-        return sorted(s.name for s in trace if s.parent is not None and s.parent.span_id == parent.context.span_id)
+        parent_id = parent.context.span_id
+        return sorted(s.name for s in trace if s.parent is not None and s.parent.span_id == parent_id)
 
     return root, children
 
@@ -147,7 +149,8 @@ async def main(nats_url: str, data_dir: str, traceparent: str, cm: str) -> None:
         async with httpx.AsyncClient(base_url=running.http_url, timeout=30,
                                      headers={"Authorization": f"Bearer {running.admin_token}",
                                               "traceparent": traceparent}) as api:
-            r = await api.post(cm, json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "off"}})
+            obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "off"}}
+            r = await api.post(cm, json=obj)
             assert r.status_code == 201, r.text
             assert (await api.get(f"{cm}/off")).status_code == 200
         stop.set()
@@ -161,11 +164,10 @@ trio.run(main, *sys.argv[1:])
 
 
 async def test_tracing_off_never_imports_opentelemetry(tmp_path: Path, nats_url: str) -> None:
-    root = Path(__file__).resolve().parents[2]
     with trio.fail_after(60):
         done: Any = await trio.run_process([sys.executable, "-c", OFF_SCRIPT, nats_url, str(tmp_path / "jk"),
                                             f"00-{TRACE_ID}-{CLIENT_SPAN_ID}-01", CM],
-                                           cwd=root, capture_stdout=True, capture_stderr=True, check=False)
+                                           cwd=REPO, capture_stdout=True, capture_stderr=True, check=False)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().strip() == "no opentelemetry"
     assert isinstance(done, subprocess.CompletedProcess)
