@@ -36,6 +36,7 @@ from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._runtime import Actor, ReplySlot
 from ._tokens import SigningKey
+from ._tracing import NO_SPAN, Spans
 from .messages import Allowed, Request, UserInfo, WriteResult
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_JSON_PATCH_OPERATIONS",
     "MERGE_PATCH",
+    "NO_SPAN",
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
     "Actor",
@@ -70,6 +72,7 @@ __all__ = [
     "ResourceCore",
     "ServiceUnavailable",
     "SigningKey",
+    "Spans",
     "Timeout",
     "TokenAuthenticator",
     "TooManyRequests",

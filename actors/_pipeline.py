@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import NoReturn
 
+import msgspec
 import trio
 
 from bus import Log, Registry
@@ -22,6 +23,7 @@ from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
 from ._runtime import Actor, Stage
 from ._tokens import SigningKey, verify_token
+from ._tracing import Spans, current_child
 from .messages import Allowed, Request, UserInfo, WriteResult
 
 
@@ -30,7 +32,7 @@ class Pipeline:
 
     def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
                  signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
-                 run_controllers: bool = True) -> None:
+                 run_controllers: bool = True, spans: Spans | None = None) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
         self.core = ResourceCore(log, projection, admit=lifecycle.admit)
@@ -49,6 +51,11 @@ class Pipeline:
         self.actors = (self.authz, self.admission, self.resource, self.reviews)
         #: Every step a request passes, for the metrics: authentication, then the actors.
         self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors)
+        # Tracing (None: off): a span per stage, each a child of the request's span (Request.trace).
+        self.spans = spans
+        for a in self.actors:
+            a.spans = spans
+        self.core.spans = spans
         self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem)
                             if run_controllers else None)
 
@@ -63,7 +70,12 @@ class Pipeline:
         request then makes one hop, to authz."""
         t0 = time.perf_counter()
         try:
-            return authenticate_request(self.authenticator, req)
+            if self.spans is None:
+                return authenticate_request(self.authenticator, req)
+            # The request span is this task's current span: the stages that follow are its children.
+            trace = self.spans.current_traceparent()
+            with current_child(self.spans if trace else None, "authn"):
+                return authenticate_request(self.authenticator, msgspec.structs.replace(req, trace=trace))
         finally:
             self.authn.latency.observe(time.perf_counter() - t0)
 

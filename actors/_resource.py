@@ -75,6 +75,7 @@ from ._patch import (
 )
 from ._runtime import ReplySlot
 from ._strategy import strategy_for
+from ._tracing import Spans, current_child
 from ._validation import validate_field_manager
 from .messages import Request, WriteResult
 
@@ -126,6 +127,8 @@ class ResourceCore:
         # The admission step for writes this actor turns into others: every item of a
         # deletecollection (as a single delete) and an update that creates (as a create).
         self.admit = admit
+        #: Tracing (None: off): the log append is a span, a child of this actor's stage span.
+        self.spans: Spans | None = None
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -236,8 +239,9 @@ class ResourceCore:
                              source=req.source),
             labels=labels, fields=fields)
         subject = self.log.subject(key)
-        seq = await self.log.append(subject, encode_event(event),
-                                    msg_id=_msg_id(req.audit_id, subject, attempt), expected_seq=expected)
+        with current_child(self.spans, "log append"):
+            seq = await self.log.append(subject, encode_event(event),
+                                        msg_id=_msg_id(req.audit_id, subject, attempt), expected_seq=expected)
         # Read-your-writes on this gateway (as kine's waitForSequence): answer once the local
         # projection has applied the write, so any read that follows here sees it, even with
         # resourceVersion=0. Bounded; an acknowledged write is never failed for it.

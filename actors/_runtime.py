@@ -24,6 +24,7 @@ from bus import FAST_BUCKETS, BusError, Histogram, SubjectError
 from projections import ResourceVersionTooLarge
 
 from ._errors import ApiError, InternalError, Timeout, TooManyRequests
+from ._tracing import Spans
 
 log = logging.getLogger("jetkube.actors")
 
@@ -104,6 +105,9 @@ class Actor(Measured, Generic[M]):
         self.workers = workers
         self.mailbox_size = mailbox_size
         self.latency = Histogram(FAST_BUCKETS)
+        #: Set when tracing is on: each message with a ``trace`` is handled inside a span named
+        #: after this actor, a child of the message's trace context.
+        self.spans: Spans | None = None
 
     @property
     def mailbox_depth(self) -> int:
@@ -147,7 +151,12 @@ class Actor(Measured, Generic[M]):
                 continue
             t0 = time.perf_counter()
             try:
-                await self._handler(msg, reply)
+                spans = self.spans
+                if spans is not None and (parent := getattr(msg, "trace", "")):
+                    with spans.child(self.name, parent):
+                        await self._handler(msg, reply)
+                else:
+                    await self._handler(msg, reply)
             except (ApiError, BusError, SubjectError, ResourceVersionTooLarge) as e:
                 # Domain errors, and the log's own (unavailable, outcome unknown, a subject too long
                 # for the wire, a projection that did not catch up in time), go back to the caller as

@@ -51,6 +51,9 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     source: str = ""
     # The Impersonate-* headers as (lower-cased name, value) pairs; the authn actor refuses them.
     impersonate: tuple[tuple[str, str], ...] = ()
+    # The W3C traceparent of the gateway's request span: "" unless tracing is on and this request
+    # is sampled. The trace context travels here, in the message, from stage to stage.
+    trace: str = ""
 
 
 class Allowed(msgspec.Struct, frozen=True):

@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only B1,B5] [--out PATH] [--keep]``: run, print one table, write JSON."""
+"""``python -m bench [--quick] [--only B1,B5] [--out PATH] [--keep] [--serve-arg=ARG ...]``: run, print one table, write JSON."""
 
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the run directory (logs, specs, profiles)")
     p.add_argument("--loadgen", choices=("auto", "python"), default="auto",
                    help="HTTP load generator: wrk when it can be had (auto), or always the Python one")
+    p.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                   help="an extra flag for the gateways' `jetkube serve` (repeatable), e.g. "
+                        "--serve-arg=--tracing-config-file=FILE to measure tracing")
     args = p.parse_args(argv)
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()} or None
     bench = Bench(quick=args.quick, only=only, out_path=Path(args.out), keep=args.keep,
-                  force_python=args.loadgen == "python")
+                  force_python=args.loadgen == "python", serve_args=tuple(args.serve_arg))
     try:
         trio.run(bench.run)
     except KeyboardInterrupt:

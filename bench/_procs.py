@@ -170,7 +170,8 @@ class Gateway:
 
 
 async def start_gateway(children: Children, name: str, data_dir: Path, nats_url: str, *,
-                        pki_from: Path | None = None, timeout_s: float = 120.0) -> Gateway:
+                        pki_from: Path | None = None, timeout_s: float = 120.0,
+                        extra_args: tuple[str, ...] = ()) -> Gateway:
     """``jetkube serve`` on loopback (plain HTTP on a free insecure port); wait for its ready line.
 
     ``ready_s`` is the time from spawn to the ready line (process start, imports, stream setup,
@@ -181,7 +182,7 @@ async def start_gateway(children: Children, name: str, data_dir: Path, nats_url:
         shutil.copytree(pki_from, data_dir / "pki")
     log_path = data_dir / "stderr.log"
     argv = [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-            "--port", "0", "--insecure-port", "0", "--nats-url", nats_url]
+            "--port", "0", "--insecure-port", "0", "--nats-url", nats_url, *extra_args]
     err = open(log_path, "wb")  # noqa: SIM115, ASYNC230 - handed to the child
     t0 = time.monotonic()
     try:

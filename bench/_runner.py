@@ -76,8 +76,9 @@ def _num(v: float | None, unit: str = "") -> str:
 
 class Bench:
     def __init__(self, *, quick: bool, only: set[str] | None, out_path: Path, keep: bool,
-                 force_python: bool = False) -> None:
+                 force_python: bool = False, serve_args: tuple[str, ...] = ()) -> None:
         self.force_python = force_python
+        self.serve_args = serve_args  # extra `jetkube serve` flags for the main phase's gateways
         self.quick = quick
         self.p: Params = QUICK if quick else FULL
         self.only = only
@@ -337,7 +338,8 @@ class Bench:
         nats_dir = self.run_dir / "nats-main"
         self.nats_url = await stack.enter_async_context(run_nats_server(nats_dir))
         self.nats_pid = find_pid(str(nats_dir / "nats.conf"))
-        self.g1 = await start_gateway(self.children, "G1", self.run_dir / "gw1", self.nats_url)
+        self.g1 = await start_gateway(self.children, "G1", self.run_dir / "gw1", self.nats_url,
+                                      extra_args=self.serve_args)
         self.log(f"nats-server {redact_url(self.nats_url)} (pid {self.nats_pid}); "
                  f"jetkube G1 http port {self.g1.port} "
                  f"(pid {self.g1.pid}, ready in {self.g1.ready_s:.1f}s incl. first-start PKI)")
@@ -807,7 +809,7 @@ class Bench:
         g1 = self.g1
         assert g1 is not None
         g2 = await start_gateway(self.children, "G2", self.run_dir / "gw2", self.nats_url,
-                                 pki_from=g1.data_dir / "pki")
+                                 pki_from=g1.data_dir / "pki", extra_args=self.serve_args)
         rows = []
         try:
             await self.ensure_b2_objects()

@@ -18,7 +18,7 @@ from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
 from ._pki import ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._server import serve
-from ._settings import Settings
+from ._settings import Settings, TracingConfigError, load_tracing_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--service-account-key-file", default=None,
                    help="PEM private key (EC P-256: ES256, RSA: RS256) signing service-account tokens; give "
                         "every replica the same file (default: DATA_DIR/pki/sa.key, generated)")
+    s.add_argument("--tracing-config-file", default=None,
+                   help="a TracingConfiguration (apiserver.config.k8s.io): OpenTelemetry traces to an "
+                        "OTLP/HTTP endpoint at samplingRatePerMillion (default: no tracing)")
     s.add_argument("--insecure-port", type=int, default=None, help="also serve plain HTTP here (tokens required)")
     s.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: DATA_DIR/kubeconfig)")
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
@@ -141,8 +144,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     auth = NatsAuth(user=args.nats_user, password_file=args.nats_password_file, creds_file=args.nats_creds,
                     nkey_seed_file=args.nats_nkey_seed, tls_ca_file=args.nats_tls_ca,
                     tls_cert_file=args.nats_tls_cert, tls_key_file=args.nats_tls_key)
+    try:
+        tracing = load_tracing_config(args.tracing_config_file) if args.tracing_config_file else None
+    except TracingConfigError as e:
+        raise SystemExit(f"jetkube serve: --tracing-config-file {e}") from None
     return Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
-                    nats_auth=auth, token_file=args.token_file,
+                    nats_auth=auth, token_file=args.token_file, tracing=tracing,
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
                     tenancy_by_path=args.tenancy_by_path, log_level=args.log_level,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,24 @@ class Running:
     admin_token: str
 
 
-async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
+async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_exporter: Any = None,
                 task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run until ``shutdown`` is set (or the task is cancelled); report :class:`Running` when ready."""
+    """Run until ``shutdown`` is set (or the task is cancelled); report :class:`Running` when ready.
+
+    ``span_exporter`` (tests): an OpenTelemetry ``SpanExporter`` used instead of OTLP when
+    ``settings.tracing`` is set."""
     data_dir = Path(settings.data_dir)
     pki, tokens, signing_key, ca_pem = await trio.to_thread.run_sync(_first_start, settings)
     registry = Registry()
     shutdown = trio.Event() if shutdown is None else shutdown
     async with AsyncExitStack() as stack:
+        tracing = None
+        if settings.tracing is not None:
+            from ._tracing import Tracing  # OpenTelemetry is imported only when tracing is on
+
+            tracing = Tracing(settings.tracing, registry, tenancy_by_path=settings.tenancy_by_path,
+                              exporter=span_exporter)
+            stack.push_async_callback(tracing.aclose)
         nats_url, auth = settings.nats_url, settings.nats_auth
         if not nats_url:
             nats_url = await stack.enter_async_context(run_nats_server(
@@ -61,13 +72,15 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None,
         projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,
                                                          watch_queue=settings.watch_queue,
                                                          bookmark_interval_s=settings.bookmark_interval_s))
+        if tracing is not None:
+            projection.trace_wait = partial(tracing.current_child, "consistent read wait")
         async with trio.open_nursery() as nursery:
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, TokenAuthenticator(tokens), signing_key,
-                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers)
+                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing)
             await nursery.start(pipeline.run)
             ctx = Context(settings, registry, pipeline, projection)
-            app = InFlight(create_app(ctx))
+            app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)))
             config = Config()
             config.bind = [f"{settings.host}:{settings.port}"]
             config.certfile, config.keyfile = str(pki.cert), str(pki.key)

@@ -2,15 +2,70 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
+import yaml
 
 from bus import NatsAuth
 
 # The Kubernetes minor version we report: the schemas served are 1.33's (kubernetes-validate), and
 # gcloud's kubectl dispatcher runs kubectl.1.<minor>, which we test (1.27-1.33 all work).
 KUBE_MINOR = "33"
+
+
+TRACING_API_VERSIONS = ("apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1",
+                        "apiserver.config.k8s.io/v1alpha1")
+DEFAULT_OTLP_ENDPOINT = "localhost:4318"
+
+
+class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """kube-apiserver's ``TracingConfiguration`` (``--tracing-config-file``), decoded.
+
+    ``endpoint`` is an OTLP/HTTP collector: ``host:port`` (sent to ``http://host:port/v1/traces``)
+    or a URL. kube's default, ``localhost:4317``, is OTLP/gRPC; ours is the OTLP/HTTP port.
+    ``sampling_rate_per_million``: new traces sampled per million requests (kube's default, 0:
+    only requests whose incoming ``traceparent`` is sampled are traced).
+    """
+
+    endpoint: str = DEFAULT_OTLP_ENDPOINT
+    sampling_rate_per_million: int = 0
+
+    @property
+    def otlp_url(self) -> str:
+        url = self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}"
+        scheme, _, rest = url.partition("://")
+        return url if "/" in rest.strip("/") else f"{scheme}://{rest.rstrip('/')}/v1/traces"
+
+
+class _TracingConfigFile(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    api_version: str
+    kind: str
+    endpoint: str | None = None
+    sampling_rate_per_million: int | None = None
+
+
+class TracingConfigError(ValueError):
+    """A ``--tracing-config-file`` that cannot be used; the message names the file and the field."""
+
+
+def load_tracing_config(path: str) -> TracingConfig:
+    """Read and check a TracingConfiguration file (YAML or JSON), as kube-apiserver does at start."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+        doc = msgspec.convert(raw, _TracingConfigFile)
+    except (OSError, yaml.YAMLError, msgspec.ValidationError) as e:
+        raise TracingConfigError(f"{path}: {e}") from None
+    if doc.kind != "TracingConfiguration" or doc.api_version not in TRACING_API_VERSIONS:
+        raise TracingConfigError(f"{path}: expected kind TracingConfiguration with apiVersion one of "
+                                 f"{', '.join(TRACING_API_VERSIONS)}, got {doc.kind!r} {doc.api_version!r}")
+    rate = 0 if doc.sampling_rate_per_million is None else doc.sampling_rate_per_million
+    if not 0 <= rate <= 1_000_000:
+        raise TracingConfigError(f"{path}: samplingRatePerMillion: {rate} must be between 0 and 1000000")
+    if doc.endpoint is not None and (not doc.endpoint.strip() or any(c.isspace() for c in doc.endpoint)):
+        raise TracingConfigError(f"{path}: endpoint: {doc.endpoint!r} is not a host:port or URL")
+    return TracingConfig(endpoint=doc.endpoint or DEFAULT_OTLP_ENDPOINT, sampling_rate_per_million=rate)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +96,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Which requests get kube's per-request line: all (kube at -v=3), errors (5xx) or none. kube
     # logs none at its default verbosity, and logs what fails on the server's side.
     request_log: str = "errors"
+    tracing: TracingConfig | None = None  # --tracing-config-file; None: off (OpenTelemetry not imported)
 
     def version_info(self) -> dict[str, Any]:
         return {"major": "1", "minor": KUBE_MINOR, "gitVersion": f"v1.{KUBE_MINOR}.0-jetkube",

@@ -13,8 +13,8 @@ import heapq
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager, aclosing, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -39,6 +39,9 @@ from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Stor
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
 _log = logging.getLogger("jetkube.projections")
+
+
+_NO_SPAN = nullcontext()  # reusable: holds no state
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class Projection:
         self.following = True
         #: Time consistent reads spend reading the head and waiting for it (KEP-2340's figure).
         self.consistent_wait = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.11, 0.25, 0.5, 1.0, 3.0))
+        #: Set when tracing is on: opens a span around each consistent-read wait, a child of the
+        #: waiting task's current span (the request's, or an actor stage's); None: off.
+        self.trace_wait: Callable[[], AbstractContextManager[object]] | None = None
         #: Watches started, by where their first events came from: the current state (no
         #: resourceVersion), the ring of recent changes, or the log (older than the ring).
         self.watch_starts = {"state": 0, "ring": 0, "log": 0}
@@ -227,7 +233,8 @@ class Projection:
         """Wait until the store reflects the log head as of now; return the applied sequence."""
         t0 = trio.current_time()
         try:
-            await self.wait_for(await self.log.head())
+            with _NO_SPAN if self.trace_wait is None else self.trace_wait():
+                await self.wait_for(await self.log.head())
         finally:
             self.consistent_wait.observe(trio.current_time() - t0)
         return self.store.applied
