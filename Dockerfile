@@ -14,9 +14,9 @@ COPY projections ./projections
 RUN pip install . && rm -rf /src
 
 # A fixed non-root uid, so the files `pki init` writes into the shared volumes (mode 0600) are the
-# replicas' own. The two mount points exist in the image, so fresh named volumes take this owner.
+# replicas' own. The three mount points exist in the image, so fresh named volumes take this owner.
 RUN useradd --system --uid 10001 --home-dir /var/lib/jetkube --shell /usr/sbin/nologin jetkube \
-    && mkdir -p /var/lib/jetkube/pki /var/lib/jetkube/probe \
+    && mkdir -p /var/lib/jetkube/pki /var/lib/jetkube/probe /var/lib/jetkube/monitoring \
     && chown -R jetkube /var/lib/jetkube
 USER 10001
 WORKDIR /var/lib/jetkube

@@ -76,30 +76,41 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"also a token for user {PROBE_USER} (public paths only: /readyz, /livez, /healthz, "
                         "/version) in the token file, and written alone to this file (mode 0644) for a load "
                         "balancer's health checks")
+    i.add_argument("--monitoring-token-file", default=None,
+                   help=f"also a token for user {MONITORING_USER} in group system:monitoring (reads /metrics) "
+                        "in the token file, and written alone to this file (mode 0644) for Prometheus")
     return p
 
 
 PROBE_USER = "system:lb-probe"
+MONITORING_USER = "system:jetkube-monitoring"
+
+
+def _extra_token(tokens_file: Path, user: str, groups: str, out: Path) -> Path:
+    """The token of ``user`` in the token file (added once, with ``groups``), also written alone to
+    ``out`` (mode 0644: its reader may run as another user)."""
+    rows = parse_token_csv(tokens_file.read_text())
+    token = next((t for t, u in rows.items() if u.name == user), None)
+    if token is None:
+        token = secrets.token_urlsafe(32)
+        with tokens_file.open("a") as f:
+            f.write(f"{token},{user},{user}" + (f',"{groups}"' if groups else "") + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(token)
+    out.chmod(0o644)
+    return out
 
 
 def pki_init(data_dir: Path, *, sans: list[str], server: str | None = None, kubeconfig: str | None = None,
-             probe_token_file: str | None = None) -> list[Path]:
+             probe_token_file: str | None = None, monitoring_token_file: str | None = None) -> list[Path]:
     """``jetkube pki init``: the shared material of several replicas, created once (kept on a rerun;
     the serving certificate is re-issued if a requested name is missing). Returns the files written."""
     pki = ensure_pki(data_dir, sans)
     files = [pki.ca_cert, pki.cert, pki.key, pki.tokens_file, ensure_service_account_key(data_dir)]
     if probe_token_file:
-        rows = parse_token_csv(pki.tokens_file.read_text())
-        token = next((t for t, u in rows.items() if u.name == PROBE_USER), None)
-        if token is None:
-            token = secrets.token_urlsafe(32)
-            with pki.tokens_file.open("a") as f:
-                f.write(f"{token},{PROBE_USER},{PROBE_USER}\n")
-        out = Path(probe_token_file)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(token)
-        out.chmod(0o644)
-        files.append(out)
+        files.append(_extra_token(pki.tokens_file, PROBE_USER, "", Path(probe_token_file)))
+    if monitoring_token_file:
+        files.append(_extra_token(pki.tokens_file, MONITORING_USER, "system:monitoring", Path(monitoring_token_file)))
     if server:
         path = Path(kubeconfig) if kubeconfig else data_dir / "pki" / "kubeconfig"
         write_kubeconfig(path, server=server, ca_cert=pki.ca_cert, token=pki.admin_token)
@@ -164,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "pki":
         for path in pki_init(Path(args.data_dir), sans=args.san, server=args.server, kubeconfig=args.kubeconfig,
-                             probe_token_file=args.probe_token_file):
+                             probe_token_file=args.probe_token_file,
+                             monitoring_token_file=args.monitoring_token_file):
             print(path, flush=True)
         return 0
     settings = settings_from_args(args)

@@ -9,6 +9,9 @@
 - The same node configs (listen addresses moved to loopback) run as a real 3-node cluster, and two
   gateways started on the files of ``jetkube pki init`` serve through it: what compose would run,
   without the containers.
+- Monitoring: ``promtool check config`` accepts prometheus.yml (with the files init writes), its
+  scrape job targets every gateway as a user in ``system:monitoring``, and every PromQL expression
+  of the Grafana dashboard names only series a running jetkube serves.
 
 The tools are installed here when missing (apt-get, as root), not skipped.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -33,14 +37,16 @@ import yaml
 
 from bus import NatsAuth, free_port, nats_server_binary
 from gateway import Running, Settings, serve
-from gateway._cli import PROBE_USER
+from gateway._cli import MONITORING_USER, PROBE_USER
 from gateway._cli import main as jetkube_main
+from tests.integration.test_metrics import promtool
 
 pytestmark = pytest.mark.integration
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
 NODES = ("n1", "n2", "n3")
-SECRETS = {"JETKUBE_NATS_PASSWORD": "client-secret-1", "JETKUBE_NATS_ROUTE_PASSWORD": "0a1b2c3d4e5f"}
+SECRETS = {"JETKUBE_NATS_PASSWORD": "client-secret-1", "JETKUBE_NATS_ROUTE_PASSWORD": "0a1b2c3d4e5f",
+           "JETKUBE_GRAFANA_PASSWORD": "grafana-secret"}
 TOOLS = {"haproxy": "haproxy", "docker-compose": "docker-compose"}  # executable: Debian package
 
 
@@ -144,7 +150,7 @@ def _haproxy_sections(text: str) -> dict[str, list[list[str]]]:
 
 def test_compose_config_validates_and_refuses_mistakes(tools: dict[str, str], tmp_path: Path,
                                                        rendered: dict[str, Any]) -> None:
-    assert set(rendered["services"]) == {*NODES, "init", "gateway", "lb"}
+    assert set(rendered["services"]) == {*NODES, "init", "gateway", "lb", "prometheus", "grafana"}
     # Without its secrets compose refuses to start at all: NATS is never left open.
     r = _compose_config(tools, COMPOSE, _compose_env(JETKUBE_NATS_ROUTE_PASSWORD="x"), tmp_path)
     assert r.returncode != 0 and "set JETKUBE_NATS_PASSWORD in compose/.env" in r.stderr
@@ -358,9 +364,10 @@ async def _nats_connect_reply(url: str, connect: str) -> bytes:
 async def test_node_configs_form_a_cluster_and_two_gateways_share_the_init_files(
         rendered: dict[str, Any], tmp_path: Path) -> None:
     data_dir = tmp_path / "shared"
-    probe_file = tmp_path / "probe" / "token"
+    probe_file, monitoring_file = tmp_path / "probe" / "token", tmp_path / "monitoring" / "token"
     assert jetkube_main(["pki", "init", "--data-dir", str(data_dir), "--san", "jetkube.example.com",
-                         "--server", "https://jetkube.example.com:6443", "--probe-token-file", str(probe_file)]) == 0
+                         "--server", "https://jetkube.example.com:6443", "--probe-token-file", str(probe_file),
+                         "--monitoring-token-file", str(monitoring_file)]) == 0
     password = data_dir / "pki" / "nats-password"  # what the init step writes beside the pki files
     password.write_text(SECRETS["JETKUBE_NATS_PASSWORD"])
     kubeconfig = yaml.safe_load((data_dir / "pki" / "kubeconfig").read_text())
@@ -392,7 +399,8 @@ async def test_node_configs_form_a_cluster_and_two_gateways_share_the_init_files
                                             service_account_key_file=str(data_dir / "pki" / "sa.key"),
                                             graceful_timeout_s=0.5)
                         replicas.append(await replica_nursery.start(partial(serve, settings, shutdown=stop)))
-                    await _check_replicas(replicas, data_dir, admin, probe_file.read_text())
+                    await _check_replicas(replicas, data_dir, admin, probe_file.read_text(),
+                                          monitoring_file.read_text())
                     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{nodes[2][1]}") as mon:
                         jsz = (await mon.get("/jsz?streams=true&config=true")).json()
                     streams = [s for a in jsz["account_details"] for s in a["stream_detail"]]
@@ -401,7 +409,8 @@ async def test_node_configs_form_a_cluster_and_two_gateways_share_the_init_files
                     stop.set()
 
 
-async def _check_replicas(replicas: list[Running], data_dir: Path, admin: str, probe: str) -> None:
+async def _check_replicas(replicas: list[Running], data_dir: Path, admin: str, probe: str,
+                          monitoring: str) -> None:
     pem = (data_dir / "pki" / "apiserver.crt").read_text()
     ctx = ssl.create_default_context(cafile=str(data_dir / "pki" / "ca.crt"))
     cm = "/api/v1/namespaces/default/configmaps"
@@ -423,6 +432,13 @@ async def _check_replicas(replicas: list[Running], data_dir: Path, admin: str, p
             r = await c.get(cm, headers=probe_hdr)
             assert r.status_code == 403 and PROBE_USER in r.json()["message"]
             assert (await c.get("/readyz")).status_code == 401
+            # Prometheus's token reads /metrics (as a user in system:monitoring) and no object.
+            mon_hdr = {"Authorization": f"Bearer {monitoring}"}
+            r = await c.get("/metrics", headers=mon_hdr)
+            assert r.status_code == 200 and "apiserver_request_total" in r.text
+            r = await c.get(cm, headers=mon_hdr)
+            assert r.status_code == 403 and MONITORING_USER in r.json()["message"]
+            assert (await c.get("/metrics", headers=probe_hdr)).status_code == 403
     # Each replica reads what the other wrote, with its resourceVersion.
     for running in replicas:
         async with httpx.AsyncClient(base_url=running.https_url, verify=ctx, timeout=10,
@@ -431,3 +447,139 @@ async def _check_replicas(replicas: list[Running], data_dir: Path, admin: str, p
                 r = await c.get(f"{cm}/{obj['metadata']['name']}")
                 assert r.status_code == 200 and r.json() == obj
 
+
+
+# --- monitoring: Prometheus scrapes every gateway, Grafana shows what it serves --------------------
+
+MONITORING = "/run/jetkube-monitoring"  # where prometheus.yml expects the init step's token and CA
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
+                "offset", "inf", "nan"}
+
+
+def _prometheus_config() -> dict[str, Any]:
+    doc = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_prometheus_and_grafana_render_on_loopback_with_their_files(rendered: dict[str, Any]) -> None:
+    services = rendered["services"]
+    prom, graf, init, gw = services["prometheus"], services["grafana"], services["init"], services["gateway"]
+    assert prom["image"].startswith("prom/prometheus:v") and graf["image"].startswith("grafana/grafana:")
+    assert _ports(prom) == {9090: ("127.0.0.1", 9090)} and _ports(graf) == {3000: ("127.0.0.1", 3000)}
+    assert _mounts(prom)["/etc/prometheus/prometheus.yml"] == (str(COMPOSE / "prometheus.yml"), "ro")
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
+    # The token and the CA come from init, on a volume only init (rw) and Prometheus (ro) mount.
+    monitoring, mode = _mounts(prom)[MONITORING]
+    assert mode == "ro" and monitoring in rendered["volumes"]
+    init_dir = next(target for target, (src, _) in _mounts(init).items() if src == monitoring)
+    assert _mounts(init)[init_dir] == (monitoring, "rw")
+    assert not any(src == monitoring for src, _ in [*_mounts(gw).values(), *_mounts(services["lb"]).values()])
+    script = init["command"][0]
+    assert f"--monitoring-token-file {init_dir}/token" in script
+    assert f"cp {_flags(gw['command'])['--data-dir']}/pki/ca.crt {init_dir}/ca.crt" in script
+    assert prom["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    # Grafana: datasource and dashboard provisioned from these files; the admin password from .env.
+    mounts = _mounts(graf)
+    assert mounts["/etc/grafana/provisioning"] == (str(COMPOSE / "grafana" / "provisioning"), "ro")
+    dashboards = yaml.safe_load((COMPOSE / "grafana" / "provisioning" / "dashboards" / "jetkube.yml").read_text())
+    folder = dashboards["providers"][0]["options"]["path"]
+    assert mounts[f"{folder}/jetkube.json"] == (str(COMPOSE / "grafana" / "jetkube.json"), "ro")
+    sources = yaml.safe_load((COMPOSE / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    [source] = sources["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    dash = json.loads((COMPOSE / "grafana" / "jetkube.json").read_text())
+    uids = {t["datasource"]["uid"] for p in dash["panels"] for t in p["targets"]}
+    assert uids == {source["uid"]}
+    assert graf["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == SECRETS["JETKUBE_GRAFANA_PASSWORD"]
+
+
+def test_the_scrape_job_targets_every_gateway_as_a_monitoring_user(rendered: dict[str, Any]) -> None:
+    gw = rendered["services"]["gateway"]
+    [job] = [j for j in _prometheus_config()["scrape_configs"] if j["job_name"] == "jetkube-apiserver"]
+    assert job["scheme"] == "https" and job.get("metrics_path", "/metrics") == "/metrics"
+    # DNS discovery of the service name: one A record per replica, on the gateways' port (not the balancer).
+    [sd] = job["dns_sd_configs"]
+    assert sd["names"] == ["gateway"] and sd["type"] == "A" and str(sd["port"]) == _flags(gw["command"])["--port"]
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": f"{MONITORING}/token"}
+    # The replicas' certificate names `jetkube` (issue_cert), not the containers' addresses.
+    assert job["tls_config"] == {"ca_file": f"{MONITORING}/ca.crt", "server_name": "jetkube"}
+    assert not job["tls_config"].get("insecure_skip_verify")
+
+
+async def test_promtool_accepts_the_prometheus_config_with_the_files_init_writes(tmp_path: Path) -> None:
+    tool = await promtool()
+    data_dir, mon = tmp_path / "data", tmp_path / "monitoring"
+    assert jetkube_main(["pki", "init", "--data-dir", str(data_dir),
+                         "--monitoring-token-file", str(mon / "token")]) == 0
+    shutil.copy(data_dir / "pki" / "ca.crt", mon / "ca.crt")
+    text = (COMPOSE / "prometheus.yml").read_text()
+    assert text.count(MONITORING + "/") == 2
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text.replace(MONITORING + "/", f"{mon}/"))
+    r = _run([tool, "check", "config", str(config)], timeout=60)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout + r.stderr, r.stdout + r.stderr
+    # The check is real: a misspelled key, or a token file init did not write, fails it.
+    config.write_text(text.replace(MONITORING + "/", f"{mon}/").replace("server_name:", "server_nam:"))
+    assert _run([tool, "check", "config", str(config)], timeout=60).returncode != 0
+    config.write_text(text)
+    assert _run([tool, "check", "config", str(config)], timeout=60).returncode != 0
+
+
+def promql_series(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects: identifiers left once strings, label matchers,
+    ranges and grouping clauses are removed, other than functions (followed by "(") and keywords."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = set()
+    for m in re.finditer(r"(?<![\w.$])([a-zA-Z_:][\w:]*)\s*(\()?", expr):
+        if m.group(2) is None and m.group(1).lower() not in PROMQL_WORDS:
+            names.add(m.group(1))
+    return names
+
+
+def test_promql_series_finds_the_metric_names_only() -> None:
+    assert promql_series('histogram_quantile(0.99, sum by (verb, le) (rate(a_bucket{verb!~"W|C", x="b(c)"}'
+                         '[$__rate_interval])))') == {"a_bucket"}
+    assert promql_series("sum(rate(x_total[5m])) / on (instance) group_left b + 2^30 > bool 1e3") == {"x_total", "b"}
+    assert promql_series("label_values(jetkube_nats_connected, instance)") == {"jetkube_nats_connected", "instance"}
+
+
+def _served_series(exposition: str) -> set[str]:
+    """Every series name an exposition can have: its samples, and each declared family's (with a
+    histogram's _bucket/_sum/_count), so a family with no sample yet (no watcher open) still counts."""
+    names = {line.split("{")[0].split()[0] for line in exposition.splitlines() if line and not line.startswith("#")}
+    for line in exposition.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names |= {name, *(f"{name}_{s}" for s in ("bucket", "sum", "count"))} if kind == "histogram" else {name}
+    return names
+
+
+async def test_every_dashboard_query_names_series_jetkube_serves(server: Running, api: httpx.AsyncClient) -> None:
+    dash = json.loads((COMPOSE / "grafana" / "jetkube.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    variables = dash["templating"]["list"]
+    labels = {"instance", "job"}  # target labels Prometheus adds; label_values() names one of them
+    queries = [v["query"]["query"] for v in variables if v["type"] == "query"]
+    assert len(exprs) >= 7 and queries
+    with trio.fail_after(30):
+        assert (await api.post("/api/v1/namespaces/default/configmaps",
+                               json={"metadata": {"name": "dash"}})).status_code == 201
+        r = await api.get("/metrics")
+    assert r.status_code == 200
+    served = _served_series(r.text)
+    assert {"apiserver_request_total", "apiserver_request_duration_seconds_bucket", "jetkube_nats_connected"} <= served
+    for expr in [*exprs, *queries]:
+        named = promql_series(expr) - labels
+        assert named, expr
+        assert named <= served, f"{sorted(named - served)} in {expr!r} are not served by jetkube"
+    # The graphs operators look at first are all there.
+    for series in ("apiserver_request_total", "apiserver_request_duration_seconds_bucket",
+                   "apiserver_current_inflight_requests", "apiserver_registered_watchers",
+                   "apiserver_watch_events_total", "jetkube_projection_lag_events",
+                   "jetkube_consistent_read_wait_seconds_bucket", "jetkube_log_append_duration_seconds_bucket",
+                   "jetkube_log_append_conflicts_total", "jetkube_nats_connected"):
+        assert any(series in promql_series(e) for e in exprs), series
