@@ -75,6 +75,7 @@ class Context:
     pipeline: Pipeline
     projection: Projection
     server_address: str = ""
+    draining: bool = False  # shutdown began: /readyz answers 503 while requests are still served
     openapi: OpenAPICache = field(default_factory=lambda: OpenAPICache())
     watches: WatchStreams = field(default_factory=lambda: WatchStreams())
     metrics: ServerMetrics = field(init=False)
@@ -460,10 +461,12 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         needs_log = route.group == "readyz" or route.name in ("projection", "log")
         connected = ctx.projection.log.bridge.connected
         connected = connected and (not needs_log or await ctx.projection.log.responds(timeout_s=1.0))
-        ok = projected and connected if needs_log else True
+        draining = ctx.draining and route.group == "readyz"  # as kube: liveness stays ok while draining
+        ok = (projected and connected and not draining) if needs_log else True
         if "verbose" in request.args:
             checks = ("[+]ping ok\n" + ("[+]log ok\n" if connected else "[-]log not connected\n") +
-                      ("[+]projection ok\n" if projected else "[-]projection not caught up\n"))
+                      ("[+]projection ok\n" if projected else "[-]projection not caught up\n") +
+                      ("[-]shutdown: draining\n" if draining else ""))
             text = checks + f"{route.group} {'check passed' if ok else 'check failed'}\n"
         else:
             text = "ok" if ok else "not ready"
