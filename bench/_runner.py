@@ -8,6 +8,7 @@ main phase   one nats-server, gateway G1 (and G2 for B11), the C1 no-op server:
              -> B7 -> B10 -> B6 -> B11 -> profiles
 B8 phase     a fresh nats-server: empty-log start, seed 100k mixed objects, cold start, replay
 B9 phase     a fresh nats-server: seed 100k ConfigMaps, start, resident memory
+cluster      3 nats-servers, 1-3 gateways behind a TCP LB, R1 and R3: B11X, then F1 (bench/_cluster.py)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from ._util import (
     stage_breakdown,
 )
 
-ALL = ["C1", "B1", "B2", "B3", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9"]
+ALL = ["C1", "B1", "B2", "B3", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9", "B11X", "F1"]
 NEEDS_C1 = {"B1", "B2", "B3"}
 
 
@@ -1026,6 +1027,7 @@ class Bench:
             if self.want("B9"):
                 await self.scenario("B9", "resident memory", self.header("B9"), self.b9, 240)
                 self.children.close()
+            await self.cluster_phase()
         except Exception as e:  # noqa: BLE001 - benchmarks never fail: report and carry on to the table
             self.log(f"setup failed: {type(e).__name__}: {e}")
             self.rows.append({"id": "setup", "title": "environment", "error": f"{type(e).__name__}: {e}",
@@ -1039,6 +1041,21 @@ class Bench:
         else:
             self.log(f"kept {self.run_dir}")
         return 0
+
+    async def cluster_phase(self) -> None:
+        """B11X and F1 on their own 3-node NATS cluster (bench/_cluster.py)."""
+        from . import _cluster
+
+        if self.want("B11X") or self.want("F1"):
+            self.budget_s += 240 if self.quick else 480  # its own time, beyond the main phase's budget
+        if self.want("B11X"):
+            await self.scenario("B11X", "gateways behind an LB, R1 and R3", _cluster.header("B11X", self),
+                                lambda: _cluster.b11x(self), 150 if self.quick else 400)
+            self.children.close()
+        if self.want("F1"):
+            await self.scenario("F1", "stream leader kill -9 under 50% load", _cluster.header("F1", self),
+                                lambda: _cluster.f1(self), 150)
+            self.children.close()
 
     async def main_phase(self, stack: AsyncExitStack) -> None:
         try:
@@ -1150,9 +1167,9 @@ class Bench:
         out = []
         order = {sid: i for i, sid in enumerate(["C1-get", "C1-write", "C2", "C3", "B1", "B2", "B2/rv0", "B3", "B4",
                                                  "B4/consistent", "B5", "B6", "B7", "B8", "B9", "B10", "B11/B1",
-                                                 "B11/B2"])}
+                                                 "B11/B2", "B11X", "F1"])}
         rows = [r for r in self.rows if r.get("kind") != "ceiling" and r.get("id") != "profile"]
-        rows.sort(key=lambda r: order.get(r["id"], 99))
+        rows.sort(key=lambda r: order.get(r["id"], order.get(r["id"].split("/")[0], 99)))  # stable within B11X
         for r in rows:
             if "error" in r:
                 out.append([r["id"], r.get("title", ""), "ERROR", "-", "-", "-", "-", "-"])

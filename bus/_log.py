@@ -48,12 +48,14 @@ def _api_error(resp: dict[str, Any]) -> JetStreamError:
 
 
 class _HeadRound:
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("abandoned", "done", "error", "value")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.value: int | None = None
         self.error: BaseException | None = None
+        #: The caller running the query was cancelled (its own deadline): the others join a later round.
+        self.abandoned = False
 
 
 class Log:
@@ -229,13 +231,14 @@ class Log:
         the answer of a query that was *sent* after it arrived (the one in flight may have been
         answered before the caller's own write was acknowledged). A caller runs the query itself
         when none is in flight, so no background task is needed and no caller serves others
-        beyond its own round.
+        beyond its own round. A caller bounds its wait by cancelling (a request's deadline): when
+        the one running the query is cancelled, the others of its round join a later round.
         """
-        r = self._head_next
-        if r is None:
-            r = self._head_next = _HeadRound()
-        while not r.done.is_set():
-            if self._head_inflight is None:
+        r = self._head_round()
+        while not r.done.is_set() or r.abandoned:
+            if r.abandoned:
+                r = self._head_round()  # a query sent later still satisfies this caller
+            elif self._head_inflight is None:
                 rr, self._head_next = self._head_next, None
                 assert rr is not None
                 self._head_inflight = trio.Event()
@@ -245,7 +248,7 @@ class Log:
                     rr.error = e
                 finally:
                     if rr.value is None and rr.error is None:
-                        rr.error = BusError("head query cancelled")
+                        rr.abandoned = True
                     rr.done.set()
                     ev, self._head_inflight = self._head_inflight, None
                     ev.set()
@@ -255,6 +258,11 @@ class Log:
             raise r.error
         assert r.value is not None
         return r.value
+
+    def _head_round(self) -> _HeadRound:
+        if self._head_next is None:
+            self._head_next = _HeadRound()
+        return self._head_next
 
     async def responds(self, *, timeout_s: float) -> bool:
         """Whether the stream answers a head query within ``timeout_s`` (for readiness)."""

@@ -11,6 +11,8 @@ import datetime
 import random
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +53,7 @@ from ._reads import (
 )
 from ._routes import parse
 from ._settings import Settings
-from ._status import BodyTimeout, status_for
+from ._status import BodyTimeout, ReadTimeout, status_for
 from ._table import (
     parse_include_object,
     table_content_type,
@@ -73,6 +75,7 @@ class Context:
     pipeline: Pipeline
     projection: Projection
     server_address: str = ""
+    draining: bool = False  # shutdown began: /readyz answers 503 while requests are still served
     openapi: OpenAPICache = field(default_factory=lambda: OpenAPICache())
     watches: WatchStreams = field(default_factory=lambda: WatchStreams())
     metrics: ServerMetrics = field(init=False)
@@ -354,14 +357,16 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
             raise BadRequest(str(e)) from None
     if verb == "get":
         key = Key(tenant, rdef.group, rdef.plural, route.namespace or "", route.name)
-        data = await get_object(proj, key, rdef, resource_version_param(q))
+        async with _read_deadline(s.request_timeout_s):
+            data = await get_object(proj, key, rdef, resource_version_param(q))
         if table:
             return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
                                                     now=_now()), table)
         return _json_response(data)
     assert opts is not None
     if verb == "list":
-        listed = await list_objects(proj, tenant, rdef, opts)
+        async with _read_deadline(s.request_timeout_s):
+            listed = await list_objects(proj, tenant, rdef, opts)
         if table:
             return _table_response(table_for_list(
                 rdef, listed.items, api_version=table, include_object=include,
@@ -382,6 +387,16 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode), timeout,
                        table_content_type(table))
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
+
+
+@asynccontextmanager
+async def _read_deadline(timeout_s: float) -> AsyncIterator[None]:
+    """Bound a get or list (its head query, its wait for the projection) by the request deadline."""
+    try:
+        with trio.fail_after(timeout_s):
+            yield
+    except trio.TooSlowError:
+        raise ReadTimeout(timeout_s) from None
 
 
 async def _read_body(limit: int, timeout_s: float) -> bytes:
@@ -446,10 +461,12 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         needs_log = route.group == "readyz" or route.name in ("projection", "log")
         connected = ctx.projection.log.bridge.connected
         connected = connected and (not needs_log or await ctx.projection.log.responds(timeout_s=1.0))
-        ok = projected and connected if needs_log else True
+        draining = ctx.draining and route.group == "readyz"  # as kube: liveness stays ok while draining
+        ok = (projected and connected and not draining) if needs_log else True
         if "verbose" in request.args:
             checks = ("[+]ping ok\n" + ("[+]log ok\n" if connected else "[-]log not connected\n") +
-                      ("[+]projection ok\n" if projected else "[-]projection not caught up\n"))
+                      ("[+]projection ok\n" if projected else "[-]projection not caught up\n") +
+                      ("[-]shutdown: draining\n" if draining else ""))
             text = checks + f"{route.group} {'check passed' if ok else 'check failed'}\n"
         else:
             text = "ok" if ok else "not ready"

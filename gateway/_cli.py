@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: DATA_DIR/kubeconfig)")
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
     s.add_argument("--stream-replicas", type=int, default=1, help="stream replicas (a NATS cluster for > 1)")
+    s.add_argument("--shutdown-delay-duration", type=float, default=0.0, metavar="SECONDS",
+                   help="after SIGTERM, keep serving with /readyz answering 503 this long before the listeners "
+                        "close (as kube's flag: give the load balancer's health check time to notice)")
     s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
     s.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
@@ -147,7 +150,8 @@ async def _main(settings: Settings) -> None:
         print(f"jetkube ready: https={running.https_url}{extra} kubeconfig={running.kubeconfig} "
               f"nats={redact_url(running.nats_url)}", flush=True)
         await shutdown.wait()
-        nursery.cancel_scope.deadline = trio.current_time() + settings.graceful_timeout_s + 10
+        nursery.cancel_scope.deadline = (trio.current_time() + settings.shutdown_delay_s
+                                         + settings.graceful_timeout_s + 10)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -163,7 +167,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
-                    tenancy_by_path=args.tenancy_by_path, log_level=args.log_level,
+                    tenancy_by_path=args.tenancy_by_path, shutdown_delay_s=args.shutdown_delay_duration,
+                    log_level=args.log_level,
                     log_format=args.log_format, request_log=args.request_log)
 
 

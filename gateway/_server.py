@@ -2,8 +2,8 @@
 
 nats-server (embedded, unless a URL is given) -> bridge -> log (stream ensured) -> projection
 (caught up with the head captured at start) -> actor pipeline (default namespaces bootstrapped)
--> HTTP listeners. Shutdown runs the other way: listeners stop, open watches end cleanly, other
-requests get the graceful window, then everything else is cancelled; the embedded nats-server is
+-> HTTP listeners. Shutdown runs the other way: readiness answers 503 at once, the listeners stop
+after the shutdown delay (0 by default), open watches end cleanly, other requests get the graceful window, then everything else is cancelled; the embedded nats-server is
 terminated last.
 """
 
@@ -92,8 +92,10 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             config.errorlog = logging.getLogger("hypercorn.error")
             _hypercorn_ext.install()  # reason phrases (HTTP/1.1), early answers (HTTP/2)
 
+            stop_listening = trio.Event()
+
             async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait,  # type: ignore[arg-type]
+                await hypercorn_serve(app, config, shutdown_trigger=stop_listening.wait,  # type: ignore[arg-type]
                                       task_status=task_status)
 
             binds: list[str] = await nursery.start(run_http)
@@ -104,6 +106,12 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             write_kubeconfig(kubeconfig, server=https, ca_cert=pki.ca_cert, token=pki.admin_token)
             task_status.started(Running(https, http, kubeconfig, nats_url, pki.admin_token))
             await shutdown.wait()
+            # Readiness turns off first; the listeners keep serving for the shutdown delay (a load
+            # balancer's health check sees 503 and sends new connections elsewhere), then close.
+            ctx.draining = True
+            if settings.shutdown_delay_s > 0:
+                await trio.sleep(settings.shutdown_delay_s)  # kube's --shutdown-delay-duration
+            stop_listening.set()
             # hypercorn stops accepting on the trigger. End the watches (cleanly: each finishes its
             # body), give other requests the graceful window to finish, then stop: what hypercorn
             # still holds then are idle keep-alive connections, which it would keep for the whole

@@ -86,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 3 * 1024 * 1024
     tenancy_by_path: bool = False
     graceful_timeout_s: float = 5.0
+    # kube's --shutdown-delay-duration: after SIGTERM, /readyz answers 503 at once while the
+    # listeners keep serving this long, so a load balancer sees the gateway unready before it closes.
+    shutdown_delay_s: float = 0.0
     kubeconfig: str | None = None  # default: <data_dir>/kubeconfig
     run_controllers: bool = True
     watch_ring_size: int = 10_000  # recent changes per resource served to resuming watches from memory

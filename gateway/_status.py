@@ -30,6 +30,14 @@ class BodyTimeout(Exception):
         self.timeout_s = timeout_s
 
 
+class ReadTimeout(Exception):
+    """A consistent read could not learn the log's head, or catch up with it, within the request deadline."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self.timeout_s = timeout_s
+
+
 def to_api_error(exc: BaseException) -> ApiError:
     """Every exception a request can end in, as the ApiError the client sees."""
     if isinstance(exc, ApiError):
@@ -51,6 +59,9 @@ def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ContinueExpired):
         return Expired("The provided continue parameter is too old to display a consistent list result. You can "
                        "start a new list without the continue parameter.")
+    if isinstance(exc, ReadTimeout):
+        return Timeout(f"the log did not answer the consistent read within the request deadline "
+                       f"({exc.timeout_s:g}s); retry it", retry_after_s=1)
     if isinstance(exc, BusTimeout | trio.TooSlowError):
         return Timeout("the log did not acknowledge in time; the request may have been applied, retry it",
                        retry_after_s=1)

@@ -71,3 +71,51 @@ async def test_reader_in_order_from_any_start(nats_url: str) -> None:
                 assert [m.seq for m in batch] == [301]
             finally:
                 await reader.aclose()
+
+
+async def test_head_caller_cancelled_mid_query_does_not_fail_its_round(nats_url: str) -> None:
+    """Callers share head queries; the one running a round's query may be cancelled by its own
+    request deadline: the others of that round get the head from a later query, not an error."""
+    from trio.lowlevel import Task, current_task
+    from trio.testing import wait_all_tasks_blocked
+
+    with trio.fail_after(20):
+        async with open_bridge(nats_url) as bridge:
+            log = await open_log(bridge, StreamConfig(name="T9", prefix="t9"))
+            await log.append(log.subject(Key("default", "", "configmaps", "ns", "h")), b"v", msg_id="h1",
+                             expected_seq=0)
+            real = log.stream_state
+            gate1, entered1, entered2 = trio.Event(), trio.Event(), trio.Event()
+            runners: list[Task] = []
+
+            async def gated() -> dict[str, object]:
+                runners.append(current_task())
+                if len(runners) == 1:
+                    entered1.set()
+                    await gate1.wait()
+                elif len(runners) == 2:
+                    entered2.set()
+                    await trio.sleep_forever()  # until its caller is cancelled
+                return await real()
+
+            log.stream_state = gated  # type: ignore[method-assign]
+            scopes: dict[Task, trio.CancelScope] = {}
+            results: dict[str, int] = {}
+
+            async def caller(name: str) -> None:
+                with trio.CancelScope() as cs:
+                    scopes[current_task()] = cs
+                    results[name] = await log.head()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(caller, "a")
+                await entered1.wait()
+                nursery.start_soon(caller, "b")
+                nursery.start_soon(caller, "c")
+                await wait_all_tasks_blocked()  # b and c wait for a's query: both in the next round
+                gate1.set()
+                await entered2.wait()
+                scopes[runners[1]].cancel()
+            assert results.pop("a") == 1
+            assert list(results.values()) == [1]  # the one not cancelled, answered by a third query
+            assert len(runners) == 3
