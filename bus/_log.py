@@ -29,6 +29,9 @@ from ._types import LogMessage
 
 log = logging.getLogger("jetkube.bus")
 _WRONG_LAST_SEQUENCE = 10071
+# A clustered stream's leader answers a CAS append that lost to a write still being proposed with
+# this constant form, which names no sequence (nats-server JSStreamWrongLastSequenceConstantErr).
+_WRONG_LAST_SEQUENCE_CONSTANT = 10164
 _ack_decoder = msgspec.json.Decoder()
 
 
@@ -183,7 +186,7 @@ class Log:
                     await self._check_duplicate(subject, msg_id, seq)
                 self.append_latency.observe(trio.current_time() - (deadline - budget))
                 return seq
-            except WrongLastSequence:
+            except WrongLastSequence as e:
                 # On an R1 stream a retried CAS append whose first try landed answers "wrong last
                 # sequence" instead of "duplicate" (the retry may be ours or the caller's): look
                 # for our Msg-Id on the subject before calling it a conflict.
@@ -191,6 +194,8 @@ class Log:
                 if last is not None and last[1] == msg_id:
                     return last[0]
                 self.conflicts += 1
+                if e.current < 0 and last is not None:  # the constant form: name the sequence
+                    raise WrongLastSequence(e.expected, last[0]) from None
                 raise
 
     async def _check_duplicate(self, subject: str, msg_id: str, seq: int) -> None:
@@ -209,7 +214,7 @@ class Log:
         resp = _ack_decoder.decode(reply.data) if reply.data else {}
         if "error" in resp:
             err = resp["error"]
-            if err.get("err_code") == _WRONG_LAST_SEQUENCE:
+            if err.get("err_code") in (_WRONG_LAST_SEQUENCE, _WRONG_LAST_SEQUENCE_CONSTANT):
                 desc = str(err.get("description", ""))
                 current = int(desc.rsplit(" ", 1)[-1]) if desc.rsplit(" ", 1)[-1].isdigit() else -1
                 raise WrongLastSequence(expected_seq or 0, current)

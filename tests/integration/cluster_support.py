@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import trio
 
-from bus import LogMessage, StreamConfig, open_bridge, open_log, parse_subject
+from bus import BusTimeout, LogMessage, NoResponders, StreamConfig, open_bridge, open_log, parse_subject
 
 CM = "/api/v1/namespaces/default/configmaps"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -155,7 +155,13 @@ async def read_log(url: str, replicas: int = 3) -> list[LogMessage]:
         log = await open_log(bridge, StreamConfig(replicas=replicas))
         head = await log.head()
         out: list[LogMessage] = []
-        reader = await log.open_reader(log.prefix + ".>", 1)
+        for attempt in range(3):  # right after a fault the stream may not answer a consumer create yet
+            try:
+                reader = await log.open_reader(log.prefix + ".>", 1)
+                break
+            except (BusTimeout, NoResponders):
+                if attempt == 2:
+                    raise
         try:
             while not out or out[-1].seq < head:
                 out.extend(await reader.next_batch())
