@@ -5,7 +5,7 @@ Everything here is trio-native; only this package touches asyncio (nats-py).
 
 from ._auth import NatsAuth, redact_url, server_urls
 from ._bridge import Bridge, Reply, open_bridge
-from ._embedded import free_port, nats_server_binary, run_nats_server
+from ._embedded import cluster_node_config, free_port, nats_server_binary, run_nats_server
 from ._errors import (
     BusClosed,
     BusDisconnected,
@@ -72,6 +72,7 @@ __all__ = [
     "SubjectError",
     "WrongLastSequence",
     "all_filter",
+    "cluster_node_config",
     "decode_event",
     "decode_token",
     "encode_event",

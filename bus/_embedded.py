@@ -237,6 +237,18 @@ def _write_config(store: Path, host: str, port: int, max_payload_bytes: int) -> 
     return conf, password
 
 
+def cluster_node_config(name: str, *, port: int, monitor_port: int, route_port: int, route_ports: list[int],
+                        user: str, password: str, store: Path, cluster: str = "jetkube",
+                        jetstream_extra: str = "") -> str:
+    """The config of one node of a loopback NATS JetStream cluster (dev cluster, tests): client,
+    monitoring and route ports, one user, JetStream in ``store``, routes to every node."""
+    routes = "\n".join(f"    nats-route://127.0.0.1:{p}" for p in route_ports)
+    return (f"server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor_port}\n"
+            f'authorization {{\n  user: "{user}"\n  password: "{password}"\n}}\n'
+            f'jetstream {{\n  store_dir: "{store / "js"}"\n{jetstream_extra}}}\n'
+            f"cluster {{\n  name: {cluster}\n  listen: 127.0.0.1:{route_port}\n  routes: [\n{routes}\n  ]\n}}\n")
+
+
 def _password(path: Path) -> str:
     """The store's NATS password: created on first start (mode 0600), reused after."""
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import trio
 
-from bus import free_port, nats_server_binary
+from bus import cluster_node_config, free_port, nats_server_binary
 
 from ._pki import ensure_pki, ensure_service_account_key, write_kubeconfig
 
@@ -44,17 +44,14 @@ def _nats_configs(root: Path, password: str, nodes: int) -> tuple[list[Path], li
     ports = [free_port() for _ in range(nodes)]
     routes = [free_port() for _ in range(nodes)]
     monitors = [free_port() for _ in range(nodes)]
-    route_list = "\n".join(f"    nats-route://127.0.0.1:{p}" for p in routes)
     confs = []
     for i in range(nodes):
         store = root / "nats" / f"n{i + 1}"
         store.mkdir(parents=True, exist_ok=True)
         conf = store / "nats.conf"
-        conf.write_text(
-            f"server_name: n{i + 1}\nlisten: 127.0.0.1:{ports[i]}\nhttp: 127.0.0.1:{monitors[i]}\n"
-            f'authorization {{\n  user: "jetkube"\n  password: "{password}"\n}}\n'
-            f'jetstream {{\n  store_dir: "{store / "js"}"\n}}\n'
-            f"cluster {{\n  name: jetkube\n  listen: 127.0.0.1:{routes[i]}\n  routes: [\n{route_list}\n  ]\n}}\n")
+        conf.write_text(cluster_node_config(f"n{i + 1}", port=ports[i], monitor_port=monitors[i],
+                                            route_port=routes[i], route_ports=routes, user="jetkube",
+                                            password=password, store=store))
         conf.chmod(0o600)
         confs.append(conf)
     return confs, ports, monitors

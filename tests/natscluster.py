@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import trio
 
-from bus import free_port, nats_server_binary
+from bus import cluster_node_config, free_port, nats_server_binary
 
 USER = "jetkube"
 
@@ -53,16 +53,12 @@ class NatsCluster:
             store = root / f"n{i}"
             store.mkdir(parents=True, exist_ok=True)
             self.nodes.append(Node(f"n{i}", free_port(), free_port(), free_port(), store, store / "nats.conf"))
-        routes = "\n".join(f"    nats-route://127.0.0.1:{n.route_port}" for n in self.nodes)
+        route_ports = [n.route_port for n in self.nodes]
         for n in self.nodes:
-            n.conf.write_text(
-                f"server_name: {n.name}\n"
-                f"listen: 127.0.0.1:{n.port}\n"
-                f"http: 127.0.0.1:{n.monitor_port}\n"
-                f'authorization {{\n  user: "{USER}"\n  password: "{self.password}"\n}}\n'
-                f'jetstream {{\n  store_dir: "{n.store / "js"}"\n  max_memory_store: 256MB\n'
-                f"  max_file_store: 1GB\n}}\n"
-                f"cluster {{\n  name: jk\n  listen: 127.0.0.1:{n.route_port}\n  routes: [\n{routes}\n  ]\n}}\n")
+            n.conf.write_text(cluster_node_config(
+                n.name, port=n.port, monitor_port=n.monitor_port, route_port=n.route_port, route_ports=route_ports,
+                user=USER, password=self.password, store=n.store, cluster="jk",
+                jetstream_extra="  max_memory_store: 256MB\n  max_file_store: 1GB\n"))
         self._http = httpx.AsyncClient(timeout=2)
 
     def node_url(self, node: Node) -> str:
