@@ -3,6 +3,7 @@ servers running in the test's own trio nursery against it."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -31,6 +32,16 @@ async def nats_cluster(tmp_path: Path) -> AsyncIterator[NatsCluster]:
 
 
 StartServer = Callable[..., Awaitable[Running]]
+
+
+async def poll_until(probe: Callable[[], Any]) -> None:
+    """Poll external state (another process, an HTTP endpoint) that has no event to wait on, every
+    20 ms, until ``probe()`` (sync or async) is true. Callers bound it with ``trio.fail_after``."""
+    while True:
+        got = probe()
+        if await got if inspect.isawaitable(got) else got:
+            return
+        await trio.sleep(0.02)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import trio
 
 from bus import Key, StreamConfig, open_bridge, open_log, resource_filter
 from gateway import Running, Settings, serve
-from tests.conftest import client_for
+from tests.conftest import client_for, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +58,6 @@ async def test_a_long_name_is_a_4xx_and_the_server_stays_connected(api: httpx.As
         assert r.status_code == 201, r.text
 
 
-async def _poll_until(probe: Callable[[], Awaitable[bool]]) -> None:
-    """Poll external state (another process, an HTTP endpoint); callers bound it with fail_after."""
-    while True:
-        if await probe():
-            return
-        await trio.sleep(0.02)
-
 
 async def test_embedded_nats_killed_is_noticed_restarted_and_nothing_is_lost(
         nursery: trio.Nursery, tmp_path: Path) -> None:
@@ -89,7 +81,7 @@ async def test_embedded_nats_killed_is_noticed_restarted_and_nothing_is_lost(
                 return (await api.get("/readyz")).status_code == 503
 
             with trio.fail_after(1):
-                await _poll_until(unready)
+                await poll_until(unready)
             t_unready = trio.current_time() - t_kill
             assert (await api.get("/livez")).status_code == 200
             t0 = trio.current_time()
@@ -109,7 +101,7 @@ async def test_embedded_nats_killed_is_noticed_restarted_and_nothing_is_lost(
                 return (await api.get("/readyz")).status_code == 200
 
             with trio.fail_after(20):
-                await _poll_until(ready)
+                await poll_until(ready)
             t_ready = trio.current_time() - t_kill
             assert int((tmp_path / "jk" / "nats" / "nats.pid").read_text()) != pid
             with trio.fail_after(10):

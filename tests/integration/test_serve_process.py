@@ -14,6 +14,7 @@ import trio
 import yaml
 
 from bus import run_nats_server
+from tests.conftest import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,13 +75,6 @@ async def start_serve(data_dir: Path) -> Serve:
     return Serve(proc, line, data_dir)
 
 
-async def _poll(predicate: object) -> None:
-    """Poll another process's state (no event to wait on); callers bound it with fail_after."""
-    while True:
-        if predicate():  # type: ignore[operator]
-            return
-        await trio.sleep(0.02)
-
 
 async def test_kill_9_of_serve_takes_its_nats_server_along(tmp_path: Path) -> None:
     data_dir = tmp_path / "jk"
@@ -95,7 +89,7 @@ async def test_kill_9_of_serve_takes_its_nats_server_along(tmp_path: Path) -> No
         await first.proc.wait()
         t0 = trio.current_time()
         with trio.fail_after(10):
-            await _poll(lambda: not _alive(pids[0]))
+            await poll_until(lambda: not _alive(pids[0]))
         print(f"\nnats-server gone {trio.current_time() - t0:.3f}s after kill -9 of jetkube")
         with trio.fail_after(30):
             second = await start_serve(data_dir)
