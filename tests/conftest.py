@@ -4,6 +4,8 @@ servers running in the test's own trio nursery against it."""
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -32,6 +34,27 @@ async def nats_cluster(tmp_path: Path) -> AsyncIterator[NatsCluster]:
 
 
 StartServer = Callable[..., Awaitable[Running]]
+
+
+async def spawn_serve(data_dir: Path, *args: str) -> tuple[trio.Process, str]:
+    """A `jetkube serve` process (any free HTTPS and plain-HTTP port, ``args`` added) and its ready
+    line. The caller bounds it with ``trio.fail_after`` and stops the process."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--port", "0",
+         "--insecure-port", "0", *args], stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        buf = b""
+        assert proc.stdout is not None
+        while b"\n" not in buf:
+            chunk = await proc.stdout.receive_some()
+            assert chunk, "jetkube exited before it was ready"
+            buf += chunk
+        line = buf.decode().splitlines()[0]
+        assert line.startswith("jetkube ready:"), line
+    except BaseException:
+        proc.kill()  # never left running by a start that failed or was cancelled
+        raise
+    return proc, line
 
 
 async def poll_until(probe: Callable[[], Any]) -> None:

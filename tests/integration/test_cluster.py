@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import httpx
@@ -12,7 +10,7 @@ import pytest
 import trio
 
 from gateway import Settings, serve
-from tests.conftest import StartServer, client_for
+from tests.conftest import StartServer, client_for, spawn_serve
 from tests.integration.test_watch import read_events
 
 pytestmark = pytest.mark.integration
@@ -93,18 +91,9 @@ async def test_two_gateway_processes(tmp_path: Path, nats_url: str) -> None:
                 send, recv = trio.open_memory_channel[str](1)
 
                 async def run(i: int = i, send: trio.MemorySendChannel[str] = send) -> None:
-                    proc = await trio.lowlevel.open_process(
-                        [sys.executable, "-m", "gateway", "serve", "--data-dir", str(tmp_path / f"p{i}"), "--port",
-                         "0", "--insecure-port", "0", "--nats-url", nats_url],
-                        stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                    proc, line = await spawn_serve(tmp_path / f"p{i}", "--nats-url", nats_url)
                     procs.append(proc)
-                    buf = b""
-                    assert proc.stdout is not None
-                    while b"\n" not in buf:
-                        chunk = await proc.stdout.receive_some()
-                        assert chunk, "server exited before it was ready"
-                        buf += chunk
-                    await send.send(buf.decode())
+                    await send.send(line)
 
                 n.start_soon(run)
                 line = await recv.receive()

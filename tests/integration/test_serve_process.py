@@ -3,9 +3,7 @@ and SIGTERM ends open watches cleanly and exits promptly."""
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,7 +12,7 @@ import trio
 import yaml
 
 from bus import run_nats_server
-from tests.conftest import poll_until
+from tests.conftest import poll_until, spawn_serve
 
 pytestmark = pytest.mark.integration
 
@@ -61,17 +59,7 @@ def _alive(pid: int) -> bool:
 
 
 async def start_serve(data_dir: Path) -> Serve:
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--port", "0",
-         "--insecure-port", "0"], stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    buf = b""
-    assert proc.stdout is not None
-    while b"\n" not in buf:
-        chunk = await proc.stdout.receive_some()
-        assert chunk, "jetkube exited before it was ready"
-        buf += chunk
-    line = buf.decode().splitlines()[0]
-    assert line.startswith("jetkube ready:"), line
+    proc, line = await spawn_serve(data_dir)
     return Serve(proc, line, data_dir)
 
 
