@@ -10,6 +10,7 @@ COPY pyproject.toml ./
 COPY actors ./actors
 COPY bus ./bus
 COPY gateway ./gateway
+COPY kinds ./kinds
 COPY projections ./projections
 RUN pip install . && rm -rf /src
 

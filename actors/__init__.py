@@ -1,8 +1,6 @@
 """The decision side: the actor runtime and the authn, authz, admission and resource actors."""
 
-from ._auth import TokenAuthenticator, authorize, parse_token_csv
-from ._controllers import SYSTEM_USER, Controllers
-from ._errors import (
+from kinds._errors import (
     AlreadyExists,
     ApiError,
     BadRequest,
@@ -24,13 +22,16 @@ from ._errors import (
     UnsupportedMediaType,
     invalid,
 )
-from ._fieldvalidation import (
+from kinds._fieldvalidation import (
     body_duplicate_fields,
     body_strict_errors,
     warning_header,
     yaml_duplicate_key,
     yaml_strict_error,
 )
+
+from ._auth import TokenAuthenticator, authorize, parse_token_csv
+from ._controllers import SYSTEM_USER, Controllers
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339

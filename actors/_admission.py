@@ -8,9 +8,9 @@ in the resource actor on the final object, where updates and patches are known i
 from __future__ import annotations
 
 from bus import Key
+from kinds._errors import Forbidden, NotFound
 from projections import Projection
 
-from ._errors import Forbidden, NotFound
 from ._runtime import Actor, ReplySlot
 from .messages import Request
 

@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 
-from ._errors import BadRequest, Forbidden, Unauthorized
+from kinds._errors import BadRequest, Forbidden, Unauthorized
+
 from ._runtime import Actor, ReplySlot
 from .messages import Allowed, Request, UserInfo
 

@@ -19,10 +19,11 @@ from typing import Any, NoReturn
 import msgspec
 import trio
 
-from bus import BusError, Key, Registry, decode_event
+from bus import BusError, Key, decode_event
+from kinds import Registry
+from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound, ServiceUnavailable
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
 
-from ._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound, ServiceUnavailable
 from ._runtime import Actor
 from .messages import Request, UserInfo
 

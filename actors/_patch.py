@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ._errors import RequestEntityTooLarge
+from kinds._errors import RequestEntityTooLarge
+
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 
 __all__ = [

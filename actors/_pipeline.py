@@ -13,7 +13,8 @@ from typing import NoReturn
 import msgspec
 import trio
 
-from bus import Log, Registry
+from bus import Log
+from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler

@@ -22,30 +22,9 @@ import msgspec
 from bus import (
     Actor as EventActor,
 )
-from bus import (
-    Event,
-    Key,
-    Log,
-    ResourceDef,
-    WrongLastSequence,
-    definitions,
-    encode_event,
-    encode_object_with_rv_slot,
-    field_value,
-    object_bytes,
-    patch_schema,
-    schema_for,
-)
-from projections import (
-    Entry,
-    Projection,
-    ResourceVersionTooLarge,
-    SelectorError,
-    WatchFilter,
-    parse_int64,
-)
-
-from ._errors import (
+from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_with_rv_slot, object_bytes
+from kinds import ResourceDef, definitions, field_value, patch_schema, schema_for
+from kinds._errors import (
     AlreadyExists,
     ApiError,
     BadRequest,
@@ -58,13 +37,24 @@ from ._errors import (
     UnsupportedMediaType,
     invalid,
 )
-from ._fieldvalidation import (
+from kinds._fieldvalidation import (
     field_validation_outcome,
     prune_unknown_fields,
     strict_errors,
     type_errors,
     unknown_fields,
 )
+from kinds._strategy import strategy_for
+from kinds._validation import validate_field_manager
+from projections import (
+    Entry,
+    Projection,
+    ResourceVersionTooLarge,
+    SelectorError,
+    WatchFilter,
+    parse_int64,
+)
+
 from ._managed import manager_from_user_agent, record_update
 from ._patch import (
     MalformedPatch,
@@ -74,9 +64,7 @@ from ._patch import (
     apply_strategic_merge_patch,
 )
 from ._runtime import ReplySlot
-from ._strategy import strategy_for
 from ._tracing import Spans, current_child
-from ._validation import validate_field_manager
 from .messages import Request, WriteResult
 
 _json = msgspec.json.Encoder()

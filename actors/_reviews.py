@@ -20,11 +20,11 @@ from typing import Any
 import msgspec
 
 from bus import Key
+from kinds._errors import BadRequest, Forbidden, NotFound, Unauthorized
+from kinds._fieldvalidation import field_validation_outcome
 from projections import Projection
 
 from ._auth import authorize
-from ._errors import BadRequest, Forbidden, NotFound, Unauthorized
-from ._fieldvalidation import field_validation_outcome
 from ._runtime import ReplySlot
 from ._tokens import API_AUDIENCES, ISSUER, SigningKey, service_account_ref
 from .messages import Request, UserInfo, WriteResult

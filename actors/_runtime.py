@@ -21,9 +21,9 @@ from typing import Any, Generic, NoReturn, TypeVar
 import trio
 
 from bus import FAST_BUCKETS, BusError, Histogram, SubjectError
+from kinds._errors import ApiError, InternalError, Timeout, TooManyRequests
 from projections import ResourceVersionTooLarge
 
-from ._errors import ApiError, InternalError, Timeout, TooManyRequests
 from ._tracing import Spans
 
 log = logging.getLogger("jetkube.actors")

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from bus import ResourceDef
+from kinds import ResourceDef
 
 
 class UserInfo(msgspec.Struct, frozen=True):

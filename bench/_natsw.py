@@ -231,16 +231,8 @@ def seed_items(spec: dict[str, Any], stats: dict[str, Any]) -> Any:
 
     import msgspec
 
-    from bus import (
-        Actor,
-        Event,
-        Key,
-        encode_event,
-        encode_object_with_rv_slot,
-        field_value,
-        object_bytes,
-        object_subject,
-    )
+    from bus import Actor, Event, Key, encode_event, encode_object_with_rv_slot, object_bytes, object_subject
+    from kinds import field_value
 
     actor = Actor(user="admin", groups=("system:masters", "system:authenticated"), uid="admin", tenant="default",
                   user_agent="jetkube-bench-seed", source="127.0.0.1")

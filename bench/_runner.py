@@ -387,7 +387,7 @@ class Bench:
             self.templates["namespaces"] = {"group": "", "object": body}
 
     def group(self, plural: str, namespaces: list[str], count: int, name_prefix: str) -> dict[str, Any]:
-        from bus import Registry
+        from kinds import Registry
 
         t = self.templates[plural]
         rdef = Registry().by_resource(t["group"], plural)

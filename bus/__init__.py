@@ -92,11 +92,3 @@ __all__ = [
     "server_urls",
     "system_subject",
 ]
-
-from ._kinds import BUILTIN, Registry, ResourceDef, field_value
-
-__all__ += ["BUILTIN", "Registry", "ResourceDef", "field_value"]
-
-from ._schemas import definitions, patch_schema, schema_for
-
-__all__ += ["definitions", "patch_schema", "schema_for"]

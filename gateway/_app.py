@@ -34,7 +34,8 @@ from actors import (
     WriteResult,
     warning_header,
 )
-from bus import Key, Registry
+from bus import Key
+from kinds import Registry
 from projections import Change, Projection
 
 from . import _discovery as discovery

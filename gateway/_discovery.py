@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._table import parse_accept
 
 if TYPE_CHECKING:
-    from bus import Registry, ResourceDef
+    from kinds import Registry, ResourceDef
 
 DISCOVERY_GROUP = "apidiscovery.k8s.io"
 AGGREGATED_VERSIONS = ("v2", "v2beta1")

@@ -32,7 +32,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from actors import Pipeline
-from bus import BusError, Histogram, Registry
+from bus import BusError, Histogram
+from kinds import Registry
 from projections import Projection
 
 from ._routes import Route

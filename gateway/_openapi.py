@@ -1,9 +1,9 @@
 """OpenAPI documents of the served resources: ``/openapi/v3``, ``/openapi/v3/<gv>``, ``/openapi/v2``.
 
 Pure functions from ``(ResourceDef, schema)`` pairs to documents. A schema is the kind's
-OpenAPI schema in swagger-2.0 form (``bus._schemas.schema_for`` for built-in kinds, a CRD's
+OpenAPI schema in swagger-2.0 form (``kinds._schemas.schema_for`` for built-in kinds, a CRD's
 ``openAPIV3Schema`` later); None means "look the kind up among the built-in definitions". The
-``$ref`` s of a schema resolve in ``definitions`` (by default ``bus._schemas.definitions()``), and
+``$ref`` s of a schema resolve in ``definitions`` (by default ``kinds._schemas.definitions()``), and
 every document carries the closure of the definitions its kinds reference (ObjectMeta, ...).
 
 What clients read from them:
@@ -44,7 +44,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from bus import ResourceDef, _schemas
+from kinds import ResourceDef, _schemas
 
 from ._protobuf import _enc_key, _enc_ld, _enc_varint
 

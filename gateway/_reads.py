@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import msgspec
 
 from actors import BadRequest, Cause, Invalid, NotFound, TooManyRequests
-from bus import Key, ResourceDef
+from bus import Key
+from kinds import ResourceDef
 from projections import (
     BOOKMARK,
     Change,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bus import Registry, ResourceDef
+from kinds import Registry, ResourceDef
 
 NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 

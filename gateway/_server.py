@@ -21,7 +21,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from actors import Pipeline, SigningKey, TokenAuthenticator, UserInfo, parse_token_csv
-from bus import NatsAuth, Registry, StreamConfig, open_bridge, open_log, run_nats_server
+from bus import NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
+from kinds import Registry
 from projections import Projection, ProjectionSettings
 
 from . import _hypercorn_ext

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from actors import NO_SPAN
-from bus import Registry
+from kinds import Registry
 
 from ._routes import Route, parse
 from ._settings import TracingConfig

@@ -13,7 +13,7 @@ operator position)::
 
 This module deliberately has its own copy of the label key/value checks: projections may only
 import ``bus`` (see ARCHITECTURE.md), and a unit test keeps the messages identical to
-``actors._validation``.
+``kinds._validation``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class SelectorError(ValueError):
     """A selector that does not parse; ``str(err)`` is the apiserver's message for it."""
 
 
-# --- label key and value checks (same wording as actors._validation) ------------------------
+# --- label key and value checks (same wording as kinds._validation) ------------------------
 
 _QNAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _QNAME_RE = re.compile(_QNAME_FMT)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import trio
 
-from bus import ResourceDef
+from kinds import ResourceDef
 
 from ._selectors import (
     FieldSelector,

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from actors import SYSTEM_USER, Forbidden, Pipeline, Request, SigningKey, TokenAuthenticator
-from bus import Key, Registry, StreamConfig, open_bridge, open_log
+from bus import Key, StreamConfig, open_bridge, open_log
+from kinds import Registry
 from projections import Projection
 from tests.conftest import StartServer, client_for
 

@@ -20,8 +20,8 @@ from actors import (
 )
 from actors._managed import manager_from_user_agent, record_update
 from actors._runtime import ReplySlot
-from actors._strategy import NamespaceStrategy, SecretStrategy
-from bus import Registry
+from kinds import Registry
+from kinds._strategy import NamespaceStrategy, SecretStrategy
 
 REG = Registry()
 

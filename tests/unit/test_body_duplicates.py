@@ -8,10 +8,11 @@ import json
 import msgspec
 import pytest
 
-from actors import BadRequest, Invalid, _fieldvalidation, body_duplicate_fields, body_strict_errors
-from actors._fieldvalidation import field_validation_outcome, split_strict_warnings, yaml_strict_error
+from actors import BadRequest, Invalid, body_duplicate_fields, body_strict_errors
 from gateway import _codec
 from gateway._codec import decode_body_strict
+from kinds import _fieldvalidation
+from kinds._fieldvalidation import field_validation_outcome, split_strict_warnings, yaml_strict_error
 
 YAML = "application/yaml"
 

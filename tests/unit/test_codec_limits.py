@@ -138,9 +138,9 @@ def test_max_depth_leaves_room_on_the_interpreter_stack() -> None:
 
     import msgspec
 
-    from actors._fieldvalidation import OBJECT_META, type_errors, unknown_fields
     from actors._patch import EMPTY_SCHEMA, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
-    from bus._schemas import definitions
+    from kinds._fieldvalidation import OBJECT_META, type_errors, unknown_fields
+    from kinds._schemas import definitions
 
     deep = nested_json(MAX_DEPTH - 2)
     raw = b'{"metadata":{"name":"x","labels":{"a":"b"}},"data":' + deep + b"}"

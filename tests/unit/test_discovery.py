@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from bus import Registry, ResourceDef
 from gateway._discovery import (
     aggregated,
     api_group,
@@ -16,6 +15,7 @@ from gateway._discovery import (
     negotiate_discovery,
     resource_list,
 )
+from kinds import Registry, ResourceDef
 
 # The tests define their own kinds, so they do not move when the built-in set grows.
 CORE = (

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from actors._fieldvalidation import (
+from kinds._fieldvalidation import (
     MAX_ERRORS,
     duplicate_fields,
     go_quote,
@@ -18,7 +18,7 @@ from actors._fieldvalidation import (
     unknown_fields,
     warning_header,
 )
-from bus._schemas import definitions, schema_for
+from kinds._schemas import definitions, schema_for
 
 DEFS = definitions()
 

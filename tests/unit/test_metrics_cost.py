@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from bench.metrics_cost import CASES, one_request, per_call_us, server_cpu_us
-from bus import Registry
 from gateway._metrics import ServerMetrics
+from kinds import Registry
 
 
 def test_one_request_records_what_the_server_records_per_request() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bus import Registry
 from gateway._metrics import clean_dry_run, request_labels
 from gateway._routes import parse
+from kinds import Registry
 
 REG = Registry()
 

@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 import yaml
 
-from bus import BUILTIN, ResourceDef
-from bus._schemas import definitions, schema_for
 from gateway._openapi import (
     V2_PROTOBUF_CONTENT_TYPE,
     document_etag,
@@ -24,6 +22,8 @@ from gateway._openapi import (
     v3_index,
     v3_index_for,
 )
+from kinds import BUILTIN, ResourceDef
+from kinds._schemas import definitions, schema_for
 
 RBAC = "rbac.authorization.k8s.io"
 EXTRA = (

@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 
 from actors import BadRequest, Invalid
-from bus import Registry
 from gateway._codec import decode_body, media_type, query_bool
 from gateway._reads import parse_list_options
 from gateway._routes import parse
 from gateway._status import status_for
+from kinds import Registry
 from projections import ResourceVersionTooLarge, SelectorError, TooOldResourceVersion
 
 REG = Registry()

@@ -1,4 +1,4 @@
-"""Built-in kinds' schemas from kubernetes-validate (bus._schemas)."""
+"""Built-in kinds' schemas from kubernetes-validate (kinds._schemas)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from actors._patch import PatchSchema, apply_strategic_merge_patch
-from bus import _schemas
-from bus._schemas import (
+from kinds import _schemas
+from kinds._schemas import (
     REF_PREFIX,
     definition_name,
     definitions,
@@ -130,7 +130,7 @@ def test_definitions_are_loaded_once() -> None:
 
 
 def test_import_is_lazy() -> None:
-    code = "import bus._schemas as s; print(s._load.cache_info().currsize)"
+    code = "import kinds._schemas as s; print(s._load.cache_info().currsize)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors import _validation
+from kinds import _validation
 from projections._selectors import (
     FieldSelector,
     LabelRequirement,
@@ -257,7 +257,7 @@ def test_field_selector_exact_and_str() -> None:
     assert FieldSelector().empty and FieldSelector().matches(lambda _: None)
 
 
-# --- the label checks agree with actors._validation ----------------------------------------
+# --- the label checks agree with kinds._validation ----------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from bus import ResourceDef
 from gateway._table import (
     JSONPathError,
     cells_for,
@@ -25,6 +24,7 @@ from gateway._table import (
     translate_timestamp_since,
     wants_table,
 )
+from kinds import ResourceDef
 
 NOW = datetime(2024, 1, 10, 12, 0, 0, tzinfo=UTC)
 # Columns and cells depend only on (group, kind): the tests define their own kinds.

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bus import Registry
 from gateway._cli import main
 from gateway._routes import parse
 from gateway._settings import TracingConfig, TracingConfigError, load_tracing_config
 from gateway._tracing import context_of, span_name, traceparent_of
+from kinds import Registry
 
 
 def write(tmp_path: Path, text: str) -> str:

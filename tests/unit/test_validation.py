@@ -1,4 +1,4 @@
-"""Name, label, annotation and ObjectMeta validation (actors._validation)."""
+"""Name, label, annotation and ObjectMeta validation (kinds._validation)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from actors._errors import Cause, invalid
-from actors._validation import (
+from kinds._errors import Cause, invalid
+from kinds._validation import (
     ANNOTATIONS_MAX_BYTES,
     is_config_map_key,
     is_dns1123_label,

@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from actors._resource import _msg_id, generate_name
-from actors._validation import (
+from kinds._validation import (
     go_base64_decode,
     is_valid_path_segment_name,
     validate_field_manager,

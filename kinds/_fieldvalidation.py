@@ -32,7 +32,7 @@ goes on), ``Ignore`` drops unknown members silently. The error texts, from
 
 - ``Warn``: the header value ``299 - "unknown field \\"spec.foo\\""`` per problem.
 
-Which members are known comes from the kind's OpenAPI schema (``bus._schemas``, or a CRD's
+Which members are known comes from the kind's OpenAPI schema (``kinds._schemas``, or a CRD's
 ``openAPIV3Schema``): ``properties`` are known; ``additionalProperties`` makes a map whose keys are
 all fine (their values are checked against it); ``x-kubernetes-preserve-unknown-fields: true``
 keeps everything; list items are checked against ``items``. ``apiVersion`` and ``kind`` are always

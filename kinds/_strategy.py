@@ -10,8 +10,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from bus import ResourceDef
-
+from ._defs import ResourceDef
 from ._errors import BadRequest, Cause
 from ._validation import go_base64_decode, validate_config_map_keys, validate_object_meta
 

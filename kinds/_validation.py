@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from actors._errors import Cause
+from ._errors import Cause
 
 __all__ = [
     "ANNOTATIONS_MAX_BYTES",

@@ -1,0 +1,68 @@
+"""The domain: what a Kubernetes kind is, independent of the wire and of HTTP.
+
+One definition per kind (``ResourceDef``), the registry of served kinds, the built-in kinds'
+schemas (``kubernetes-validate``), the validation primitives and field validation, the per-kind
+strategies (defaulting, validation, prepare-for-create/update), and the domain errors every
+request can end in (``ApiError`` and its family; the gateway maps them to a Status in one place).
+
+This package imports nothing of ours; ``bus``, ``projections``, ``actors`` and ``gateway`` import it.
+"""
+
+from ._defs import BUILTIN, Registry, ResourceDef, field_value
+from ._errors import (
+    AlreadyExists,
+    ApiError,
+    BadRequest,
+    Cause,
+    Conflict,
+    Expired,
+    Forbidden,
+    Gone,
+    InternalError,
+    Invalid,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+    Timeout,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+    invalid,
+)
+from ._schemas import definitions, patch_schema, schema_for
+from ._strategy import NAMESPACE_FINALIZER, Strategy, strategy_for
+
+__all__ = [
+    "BUILTIN",
+    "NAMESPACE_FINALIZER",
+    "AlreadyExists",
+    "ApiError",
+    "BadRequest",
+    "Cause",
+    "Conflict",
+    "Expired",
+    "Forbidden",
+    "Gone",
+    "InternalError",
+    "Invalid",
+    "MethodNotAllowed",
+    "NotAcceptable",
+    "NotFound",
+    "Registry",
+    "RequestEntityTooLarge",
+    "ResourceDef",
+    "ServiceUnavailable",
+    "Strategy",
+    "Timeout",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "definitions",
+    "field_value",
+    "invalid",
+    "patch_schema",
+    "schema_for",
+    "strategy_for",
+]
