@@ -285,6 +285,8 @@ def pod_qos_class(pod: Mapping[str, Any]) -> str:
 
 
 def _label_errors(path: str, value: Any, checker: Any) -> list[Cause]:
+    if not isinstance(value, str):
+        return []  # the wrong JSON type is the typed decoder's 400, not a validation cause
     return [field_invalid(path, value, m) for m in checker(value)]
 
 
