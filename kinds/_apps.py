@@ -14,6 +14,7 @@ from ._workloads import (
     immutable_selector,
     int_or_percent_is_zero,
     spec_of,
+    sub_dict,
     validate_int_or_percent,
     validate_nonnegative,
     validate_selector_and_template,
@@ -52,7 +53,7 @@ def default_deployment(obj: dict[str, Any]) -> None:
         spec["revisionHistoryLimit"] = 10
     if spec.get("progressDeadlineSeconds") is None:
         spec["progressDeadlineSeconds"] = 600
-    default_pod_template(spec.setdefault("template", {}))
+    default_pod_template(sub_dict(spec, "template"))
 
 
 def default_replica_set(obj: dict[str, Any]) -> None:
@@ -60,7 +61,7 @@ def default_replica_set(obj: dict[str, Any]) -> None:
     spec = spec_of(obj)
     if spec.get("replicas") is None:
         spec["replicas"] = 1
-    default_pod_template(spec.setdefault("template", {}))
+    default_pod_template(sub_dict(spec, "template"))
 
 
 def default_stateful_set(obj: dict[str, Any]) -> None:
@@ -88,7 +89,7 @@ def default_stateful_set(obj: dict[str, Any]) -> None:
         spec["replicas"] = 1
     if spec.get("revisionHistoryLimit") is None:
         spec["revisionHistoryLimit"] = 10
-    default_pod_template(spec.setdefault("template", {}))
+    default_pod_template(sub_dict(spec, "template"))
     for claim in spec.get("volumeClaimTemplates") or []:
         if isinstance(claim, dict):
             # Go writes the claim's zero-valued metadata and status too.
@@ -119,7 +120,7 @@ def default_daemon_set(obj: dict[str, Any]) -> None:
             ru["maxSurge"] = 0
     if spec.get("revisionHistoryLimit") is None:
         spec["revisionHistoryLimit"] = 10
-    default_pod_template(spec.setdefault("template", {}))
+    default_pod_template(sub_dict(spec, "template"))
 
 
 def _validate_rolling(ru: Any, path: str) -> list[Cause]:

@@ -17,6 +17,7 @@ from ._workloads import (
     immutable,
     immutable_selector,
     spec_of,
+    sub_dict,
     validate_nonnegative,
     validate_selector_and_template,
 )
@@ -49,7 +50,7 @@ def default_job(obj: dict[str, Any]) -> None:
         spec["parallelism"] = 1
     if spec.get("backoffLimit") is None:
         spec["backoffLimit"] = _INT32_MAX if spec.get("backoffLimitPerIndex") is not None else 6
-    template = spec.setdefault("template", {})
+    template = sub_dict(spec, "template")
     labels = (template.get("metadata") or {}).get("labels") if isinstance(template, dict) else None
     meta = obj.setdefault("metadata", {})
     if labels and not meta.get("labels"):
@@ -79,7 +80,7 @@ def generate_job_selector(obj: dict[str, Any]) -> None:
     if spec.get("manualSelector") is True:
         return
     meta = obj.get("metadata") or {}
-    template = spec.setdefault("template", {})
+    template = sub_dict(spec, "template")
     tmeta = template.get("metadata")
     if not isinstance(tmeta, dict):
         tmeta = template["metadata"] = {}
@@ -111,13 +112,13 @@ def default_cron_job(obj: dict[str, Any]) -> None:
         spec["successfulJobsHistoryLimit"] = 3
     if spec.get("failedJobsHistoryLimit") is None:
         spec["failedJobsHistoryLimit"] = 1
-    jt = spec.setdefault("jobTemplate", {})
+    jt = sub_dict(spec, "jobTemplate")
     if isinstance(jt, dict):
         if isinstance(jt.get("metadata"), dict):
             jt["metadata"].setdefault("creationTimestamp", None)
-        jspec = jt.setdefault("spec", {})
+        jspec = sub_dict(jt, "spec")
         if isinstance(jspec, dict):
-            default_pod_template(jspec.setdefault("template", {}))
+            default_pod_template(sub_dict(jspec, "template"))
 
 
 # ---- the cron grammar (robfig/cron v3, standard parser with descriptors) -------------------------

@@ -20,7 +20,7 @@ from ._podspec import (
 from ._quantity import canonical_quantity, parse_quantity
 from ._strategy import Strategy
 from ._validation import field_forbidden, field_invalid, field_required, field_unsupported
-from ._workloads import TemplateStrategy, decode_defaults, spec_of, validate_nonnegative
+from ._workloads import TemplateStrategy, decode_defaults, spec_of, sub_dict, validate_nonnegative
 
 __all__ = [
     "CORE_STRATEGIES",
@@ -80,7 +80,7 @@ class PodStrategy(Strategy):
 
 class PodTemplateStrategy(Strategy):
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
-        decode_defaults(obj, lambda o: default_pod_template(o.setdefault("template", {})))
+        decode_defaults(obj, lambda o: default_pod_template(sub_dict(o, "template")))
 
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         self.prepare_for_create(new)

@@ -153,3 +153,12 @@ def spec_of(obj: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(spec, dict):
         spec = obj["spec"] = {}
     return spec
+
+
+def sub_dict(parent: dict[str, Any], key: str) -> Any:
+    """``parent[key]``, an empty object when it is absent or null (Go's zero struct). A value of
+    another JSON type is returned as it is: the typed decoder refused it before a strategy ran."""
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    return value
