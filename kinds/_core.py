@@ -66,6 +66,12 @@ class PodStrategy(Strategy):
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         decode_defaults(obj, default_pod)
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj)}
+        if (obj.get("spec") or {}).get("schedulingGates"):
+            # applySchedulingGatedCondition: a gated pod says why it is not scheduled.
+            obj["status"]["conditions"] = [{
+                "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates",
+                "lastProbeTime": None, "lastTransitionTime": (obj.get("metadata") or {}).get("creationTimestamp")}]
 
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         decode_defaults(new, default_pod)

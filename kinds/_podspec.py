@@ -321,9 +321,17 @@ def _validate_volumes(spec: Mapping[str, Any], path: str) -> tuple[list[Cause], 
         pvc = v.get("persistentVolumeClaim")
         if isinstance(pvc, dict) and not pvc.get("claimName"):
             causes.append(field_required(f"{vp}.persistentVolumeClaim.claimName"))
-        for src, key in (("configMap", "name"), ("hostPath", "path")):
-            if isinstance(v.get(src), dict) and src == "hostPath" and not v[src].get(key):
+        for src, key in (("hostPath", "path"), ("secret", "secretName"), ("configMap", "name"),
+                         ("nfs", "server"), ("nfs", "path"), ("csi", "driver")):
+            if isinstance(v.get(src), dict) and not v[src].get(key):
                 causes.append(field_required(f"{vp}.{src}.{key}"))
+        for src in ("configMap", "secret"):
+            for j, item in enumerate((v.get(src) or {}).get("items") or [] if isinstance(v.get(src), dict) else []):
+                if isinstance(item, dict):
+                    if not item.get("key"):
+                        causes.append(field_required(f"{vp}.{src}.items[{j}].key"))
+                    if not item.get("path"):
+                        causes.append(field_required(f"{vp}.{src}.items[{j}].path"))
     return causes, names
 
 

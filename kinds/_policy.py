@@ -1,6 +1,7 @@
 """Small kinds with a little defaulting or validation: PriorityClasses (scheduling.k8s.io),
-PodDisruptionBudgets (policy), Ingresses (networking.k8s.io), HorizontalPodAutoscalers
-(autoscaling) and EndpointSlices (discovery.k8s.io)."""
+PodDisruptionBudgets (policy), Ingresses, IngressClasses and NetworkPolicies (networking.k8s.io),
+HorizontalPodAutoscalers (autoscaling), EndpointSlices (discovery.k8s.io), StorageClasses and
+CSIDrivers (storage.k8s.io)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from ._strategy import Strategy
 from ._validation import field_forbidden, field_invalid, field_required, field_unsupported
 from ._workloads import TemplateStrategy, decode_defaults, spec_of, validate_int_or_percent
 
-__all__ = ["OTHER_STRATEGIES", "default_hpa", "default_priority_class"]
+__all__ = [
+    "OTHER_STRATEGIES",
+    "default_csi_driver",
+    "default_hpa",
+    "default_network_policy",
+    "default_priority_class",
+    "default_storage_class",
+]
 
 HIGHEST_USER_DEFINABLE_PRIORITY = 1_000_000_000
 _SYSTEM_PRIORITY_CLASSES = {"system-cluster-critical": 2_000_000_000, "system-node-critical": 2_000_001_000}
@@ -116,15 +124,35 @@ class IngressStrategy(TemplateStrategy):
         return causes
 
 
+def _scaling_rules(given: Any, default: dict[str, Any]) -> dict[str, Any]:
+    out = dict(default)
+    if isinstance(given, dict):
+        out.update({k: v for k, v in given.items() if v is not None})
+    return out
+
+
+_SCALE_UP = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+    {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+# No stabilization window: the controller's --horizontal-pod-autoscaler-downscale-stabilization
+# applies when it is unset.
+_SCALE_DOWN = {"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}
+
+
 def default_hpa(obj: dict[str, Any]) -> None:
     """``SetDefaults_HorizontalPodAutoscaler``: minReplicas 1; in autoscaling/v2 an empty metric
-    list means 80% CPU utilisation."""
+    list means 80% CPU utilisation, and a ``behavior`` gets its unset rules filled in."""
     spec = spec_of(obj)
     if spec.get("minReplicas") is None:
         spec["minReplicas"] = 1
-    if str(obj.get("apiVersion", "")).endswith("/v2") and not spec.get("metrics"):
+    if not str(obj.get("apiVersion", "")).endswith("/v2"):
+        return
+    if not spec.get("metrics"):
         spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": {
             "type": "Utilization", "averageUtilization": 80}}}]
+    behavior = spec.get("behavior")
+    if isinstance(behavior, dict):
+        behavior["scaleUp"] = _scaling_rules(behavior.get("scaleUp"), _SCALE_UP)
+        behavior["scaleDown"] = _scaling_rules(behavior.get("scaleDown"), _SCALE_DOWN)
 
 
 class HorizontalPodAutoscalerStrategy(TemplateStrategy):
@@ -192,7 +220,87 @@ class EndpointSliceStrategy(Strategy):
         return causes
 
 
+def default_storage_class(obj: dict[str, Any]) -> None:
+    """``SetDefaults_StorageClass``: Delete, Immediate."""
+    if obj.get("reclaimPolicy") is None:
+        obj["reclaimPolicy"] = "Delete"
+    if obj.get("volumeBindingMode") is None:
+        obj["volumeBindingMode"] = "Immediate"
+
+
+def default_csi_driver(obj: dict[str, Any]) -> None:
+    """``SetDefaults_CSIDriver`` (1.33, its gates GA): attach required, no pod info, no capacity
+    tracking, fsGroup for RWO with an fsType, persistent volumes, no republish."""
+    spec = spec_of(obj)
+    for k, v in (("attachRequired", True), ("podInfoOnMount", False), ("storageCapacity", False),
+                 ("fsGroupPolicy", "ReadWriteOnceWithFSType"), ("requiresRepublish", False)):
+        if spec.get(k) is None:
+            spec[k] = v
+    if not spec.get("volumeLifecycleModes"):
+        spec["volumeLifecycleModes"] = ["Persistent"]
+
+
+def default_network_policy(obj: dict[str, Any]) -> None:
+    """``SetDefaults_NetworkPolicy``: policyTypes [Ingress] (and Egress with egress rules);
+    ports' protocol TCP."""
+    spec = spec_of(obj)
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
+    for direction in ("ingress", "egress"):
+        for rule in spec.get(direction) or []:
+            for p in (rule or {}).get("ports") or [] if isinstance(rule, dict) else []:
+                if isinstance(p, dict) and p.get("protocol") is None:
+                    p["protocol"] = "TCP"
+
+
+def _default_ingress_class(obj: dict[str, Any]) -> None:
+    params = spec_of(obj).get("parameters")
+    if isinstance(params, dict) and params.get("scope") is None:
+        params["scope"] = "Cluster"
+
+
+class DefaultingStrategy(Strategy):
+    """A kind whose only special behaviour is a ``SetDefaults_*`` on every write."""
+
+    def __init__(self, default: Any, *, has_generation: bool = False) -> None:
+        self._default = default
+        self.has_generation = has_generation
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        decode_defaults(obj, self._default)
+
+    def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        decode_defaults(new, self._default)
+
+
+class StorageClassStrategy(DefaultingStrategy):
+    def __init__(self) -> None:
+        super().__init__(default_storage_class)
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
+        causes = super().validate(obj, old, rdef)
+        if not obj.get("provisioner"):
+            causes.append(field_required("provisioner"))
+        rp = obj.get("reclaimPolicy")
+        if rp not in ("Delete", "Retain"):
+            causes.append(field_unsupported("reclaimPolicy", rp, ("Delete", "Retain")))
+        vbm = obj.get("volumeBindingMode")
+        if vbm not in ("Immediate", "WaitForFirstConsumer"):
+            causes.append(field_unsupported("volumeBindingMode", vbm, ("Immediate", "WaitForFirstConsumer")))
+        if old is not None:
+            for f in ("parameters", "provisioner", "reclaimPolicy"):
+                if obj.get(f) != old.get(f):
+                    causes.append(field_forbidden(f, f"updates to {f} are forbidden."))
+            if vbm != old.get("volumeBindingMode"):
+                causes.append(field_invalid("volumeBindingMode", vbm, "field is immutable"))
+        return causes
+
+
 OTHER_STRATEGIES: dict[tuple[str, str], Strategy] = {
+    ("storage.k8s.io", "storageclasses"): StorageClassStrategy(),
+    ("storage.k8s.io", "csidrivers"): DefaultingStrategy(default_csi_driver),
+    ("networking.k8s.io", "networkpolicies"): DefaultingStrategy(default_network_policy, has_generation=True),
+    ("networking.k8s.io", "ingressclasses"): DefaultingStrategy(_default_ingress_class),
     ("scheduling.k8s.io", "priorityclasses"): PriorityClassStrategy(),
     ("policy", "poddisruptionbudgets"): PodDisruptionBudgetStrategy(),
     ("networking.k8s.io", "ingresses"): IngressStrategy(),

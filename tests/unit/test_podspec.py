@@ -286,3 +286,21 @@ def test_pod_validation_only_returns_causes(spec: dict[str, Any], other: dict[st
             pass
     for causes in (s.validate(new, None, PODS), s.validate(new, old, PODS), validate_pod_spec(spec)):
         assert all(isinstance(c, Cause) and c.message for c in causes)
+
+
+def test_gated_pod_gets_the_scheduling_gated_condition() -> None:
+    # docs "Pod Scheduling Readiness": a pod with schedulingGates shows PodScheduled=False,
+    # reason SchedulingGated (pkg/registry/core/pod/strategy.go applySchedulingGatedCondition).
+    pod = _pod(containers=[{"name": "a", "image": "x"}], schedulingGates=[{"name": "example.com/foo"}])
+    strategy_for(PODS).prepare_for_create(pod)
+    assert pod["status"]["conditions"] == [{
+        "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+        "message": "Scheduling is blocked due to non-empty scheduling gates", "lastProbeTime": None,
+        "lastTransitionTime": "t"}]
+
+
+def test_volume_sources_name_what_they_read() -> None:
+    assert _valid({"containers": [{"name": "a", "image": "x"}],
+                   "volumes": [{"name": "s", "secret": {"items": [{"key": "k"}]}}, {"name": "c", "configMap": {}}]}) \
+        == ["spec.volumes[0].secret.secretName: Required value", "spec.volumes[0].secret.items[0].path: Required value",
+            "spec.volumes[1].configMap.name: Required value"]

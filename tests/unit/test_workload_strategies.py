@@ -32,6 +32,11 @@ PC = ResourceDef("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", 
 PDB = ResourceDef("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", True)
 ING = ResourceDef("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True)
 EPS = ResourceDef("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True)
+SC = ResourceDef("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False)
+CSI = ResourceDef("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", False)
+NP = ResourceDef("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True)
+HPA2 = ResourceDef("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+                   "horizontalpodautoscaler", True)
 
 # The PodSpec defaults every template gets (SetDefaults_PodSpec + SetDefaults_Container), as
 # `kubectl get deployment web -o yaml` shows them for `kubectl create deployment web --image=nginx`.
@@ -336,7 +341,7 @@ def test_priority_class_pdb_ingress_endpointslice() -> None:
 
 # ---- properties over every strategy ----------------------------------------------------------------
 
-_ALL = [DEPLOY, RS, STS, DS, RC, JOB, CJ, SVC, PVC, PV, PC, PDB, ING, EPS]
+_ALL = [DEPLOY, RS, STS, DS, RC, JOB, CJ, SVC, PVC, PV, PC, PDB, ING, EPS, SC, CSI, NP, HPA2]
 _json = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2, 70000), st.sampled_from(
     ["", "a", "web", "Always", "None", "10.0.0.1", "1Gi", "*/5 * * * *", "25%", "TCP", "x y"])),
     lambda inner: st.one_of(st.lists(inner, max_size=3),
@@ -373,3 +378,44 @@ def test_strategies_default_idempotently_and_validate_without_raising(
         old["spec"] = other
     for causes in (s.validate(obj, None, rdef), s.validate(obj, old, rdef)):
         assert all(isinstance(c, Cause) and c.message for c in causes)
+
+
+
+def test_storage_and_network_defaults() -> None:
+    # pkg/apis/storage/v1/defaults.go (SetDefaults_StorageClass, SetDefaults_CSIDriver with its
+    # 1.33 GA gates) and pkg/apis/networking/v1/defaults.go (SetDefaults_NetworkPolicy(Port)).
+    sc = _created(SC, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"},
+                       "provisioner": "kubernetes.io/no-provisioner"})
+    assert (sc["reclaimPolicy"], sc["volumeBindingMode"]) == ("Delete", "Immediate")
+    assert _causes(SC, sc) == []
+    sc2 = copy.deepcopy(sc)
+    sc2["reclaimPolicy"] = "Retain"
+    assert _causes(SC, sc2, sc) == ["reclaimPolicy: Forbidden: updates to reclaimPolicy are forbidden."]
+    csi = _created(CSI, {"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "d"},
+                         "spec": {}})
+    assert csi["spec"] == {"attachRequired": True, "podInfoOnMount": False, "storageCapacity": False,
+                           "fsGroupPolicy": "ReadWriteOnceWithFSType", "requiresRepublish": False,
+                           "volumeLifecycleModes": ["Persistent"]}
+    np = _created(NP, _obj(NP, {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}], "egress": [{}]}))
+    assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert np["spec"]["ingress"][0]["ports"] == [{"port": 80, "protocol": "TCP"}]
+
+
+def test_hpa_v2_defaults() -> None:
+    # pkg/apis/autoscaling/v2/defaults.go: minReplicas 1, 80% CPU when no metric is given, and a
+    # behavior's unset rules filled in (scale-down leaves its stabilization window to the controller).
+    hpa = _created(HPA2, _obj(HPA2, {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                        "name": "web"}, "maxReplicas": 5,
+                                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}))
+    spec = hpa["spec"]
+    assert spec["minReplicas"] == 1
+    assert spec["metrics"] == [{"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": 80}}}]
+    assert spec["behavior"]["scaleUp"] == {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+        {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+    assert spec["behavior"]["scaleDown"] == {"stabilizationWindowSeconds": 60, "selectPolicy": "Max", "policies": [
+        {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+    assert _causes(HPA2, hpa) == []
+    bad = copy.deepcopy(hpa)
+    bad["spec"]["minReplicas"] = 9
+    assert _causes(HPA2, bad) == ["spec.minReplicas: Invalid value: 9: must be less than or equal to `maxReplicas`"]
