@@ -93,8 +93,9 @@ def _regex_error(msg: str, fmt: str, *examples: str) -> str:
     """The apiserver's ``RegexError`` wording: message, examples and the regex."""
     if not examples:
         return f"{msg} (regex used for validation is '{fmt}')"
-    shown = " or ".join(f"'{e}'" for e in examples)
-    return f"{msg} (e.g. {shown}, regex used for validation is '{fmt}')"
+    # Go appends "'<example>', " per example and " or " between them: "'a',  or 'b', regex ...".
+    shown = " or ".join(f"'{e}', " for e in examples)
+    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
 
 
 def _max_len_error(length: int) -> str:

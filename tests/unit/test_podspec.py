@@ -169,8 +169,8 @@ def test_container_rules() -> None:
     assert out == [
         "spec.containers[0].name: Required value",
         ("spec.containers[1].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case "
-        "alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name' "
-        "or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"),
+        "alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', "
+        " or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"),
         "spec.containers[1].image: Required value",
         ('spec.containers[2].ports[0].name: Invalid value: "HTTP": must contain only alpha-numeric characters '
         "(a-z, 0-9), and hyphens (-)"),
