@@ -19,7 +19,7 @@ from ._podspec import (
 )
 from ._quantity import canonical_quantity, parse_quantity
 from ._strategy import Strategy
-from ._validation import field_forbidden, field_invalid, field_required, field_unsupported
+from ._validation import field_forbidden, field_invalid, field_required, field_unsupported, validate_labels
 from ._workloads import TemplateStrategy, decode_defaults, spec_of, sub_dict, validate_nonnegative
 
 __all__ = [
@@ -78,7 +78,7 @@ class PodStrategy(Strategy):
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
         causes = super().validate(obj, old, rdef)
-        causes += validate_pod_spec(obj.get("spec"), "spec")
+        causes += validate_pod_spec(obj.get("spec"), "spec", resource_is_pod=True)
         if old is not None:
             causes += validate_pod_spec_update(obj.get("spec"), old.get("spec"), "spec")
         return causes
@@ -128,6 +128,8 @@ class ReplicationControllerStrategy(TemplateStrategy):
         selector = spec.get("selector")
         if not selector:
             causes.append(field_required("spec.selector"))
+        else:
+            causes += validate_labels(selector, "spec.selector")
         template = spec.get("template")
         if not isinstance(template, dict):
             causes.append(field_required("spec.template"))

@@ -31,6 +31,7 @@ from ._validation import (
     is_qualified_name,
     is_relaxed_env_var_name,
     is_valid_port_name,
+    validate_labels,
     validate_object_meta,
 )
 
@@ -66,6 +67,7 @@ _VOLUME_SOURCES = (
     "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral", "image",
 )
 _QOS_RESOURCES = ("cpu", "memory")
+_STANDARD_CONTAINER_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 _INT32_MAX = 2**31 - 1
 
 UPDATABLE_POD_FIELDS = (
@@ -426,6 +428,9 @@ def _validate_resources(c: Mapping[str, Any], path: str) -> list[Cause]:
         for name, q in lst.items():
             rp = f"{path}.resources.{kind}[{name}]"
             causes += [field_invalid(rp, name, m) for m in is_qualified_name(str(name))]
+            if "/" not in str(name) and name not in _STANDARD_CONTAINER_RESOURCES and \
+                    not str(name).startswith("hugepages-"):
+                causes.append(field_invalid(rp, name, "must be a standard resource type or fully qualified"))
             value = parse_quantity(q)
             if value is None:
                 continue
@@ -456,7 +461,20 @@ def _validate_probe(probe: Any, path: str, *, liveness_like: bool) -> list[Cause
     st = _int(probe.get("successThreshold"))
     if liveness_like and st is not None and st != 1:
         causes.append(field_invalid(f"{path}.successThreshold", st, "must be 1"))
+    for handler in ("httpGet", "tcpSocket"):
+        action = probe.get(handler)
+        if isinstance(action, dict):
+            causes += _validate_port_num_or_name(action.get("port"), f"{path}.{handler}.port")
     return causes
+
+
+def _validate_port_num_or_name(port: Any, path: str) -> list[Cause]:
+    """``ValidatePortNumOrName``: a number in 1-65535 or an IANA service name."""
+    if isinstance(port, int) and not isinstance(port, bool):
+        return [] if 1 <= port <= 65535 else [field_invalid(path, port, "must be between 1 and 65535, inclusive")]
+    if isinstance(port, str):
+        return [field_invalid(path, port, m) for m in is_valid_port_name(port)]
+    return [field_invalid(path, 0, "must be between 1 and 65535, inclusive")] if port is None else []
 
 
 def _validate_container(c: Mapping[str, Any], path: str, volumes: set[str], *, init: bool) -> list[Cause]:
@@ -498,7 +516,7 @@ def _validate_container(c: Mapping[str, Any], path: str, volumes: set[str], *, i
     return causes
 
 
-def validate_pod_spec(spec: Any, path: str = "spec") -> list[Cause]:
+def validate_pod_spec(spec: Any, path: str = "spec", *, resource_is_pod: bool = False) -> list[Cause]:
     """``ValidatePodSpec``: volumes, containers (names unique DNS-1123 labels across containers
     and init containers, images, ports, env, mounts, resources, probes), the policy enums and the
     name-like fields. An empty list means valid."""
@@ -533,6 +551,19 @@ def validate_pod_spec(spec: Any, path: str = "spec") -> list[Cause]:
         causes.append(field_required(f"{path}.dnsPolicy"))
     elif dp not in DNS_POLICIES:
         causes.append(field_unsupported(f"{path}.dnsPolicy", dp, DNS_POLICIES))
+    if dp == "None" and spec.get("dnsConfig") is None:
+        causes.append(field_required(f"{path}.dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None"))
+    if spec.get("hostNetwork") is True:
+        for lst in ("initContainers", "containers"):
+            for i, c in enumerate(_dicts(spec.get(lst))):
+                for j, p in enumerate(_dicts(c.get("ports"))):
+                    # A template may leave hostPort 0: the Pod's defaulting fills it in.
+                    hp = p.get("hostPort") or 0
+                    if (resource_is_pod or hp != 0) and hp != p.get("containerPort"):
+                        causes.append(field_invalid(f"{path}.{lst}[{i}].ports[{j}].hostPort", hp,
+                                                    "must match `containerPort` when `hostNetwork` is true"))
+    if isinstance(spec.get("nodeSelector"), dict):
+        causes += validate_labels(spec["nodeSelector"], f"{path}.nodeSelector")
     ads = _int(spec.get("activeDeadlineSeconds"))
     if ads is not None and not 1 <= ads <= _INT32_MAX:
         causes.append(field_invalid(f"{path}.activeDeadlineSeconds", ads,
@@ -615,7 +646,14 @@ def validate_pod_spec_update(new: Any, old: Any, path: str = "spec") -> list[Cau
                         n["image"] = o["image"]
                     else:
                         n.pop("image", None)
-    for f in ("activeDeadlineSeconds", "tolerations"):
+    old_gates = [g for g in old.get("schedulingGates") or []]
+    new_gates = [g for g in new.get("schedulingGates") or []]
+    added = [g for g in new_gates if g not in old_gates]
+    for g in added:
+        name = g.get("name") if isinstance(g, dict) else g
+        causes.append(field_forbidden(f"{path}.schedulingGates",
+                                      f"only deletion is allowed, but found new scheduling gate '{name}'"))
+    for f in ("activeDeadlineSeconds", "tolerations") + (() if added else ("schedulingGates",)):
         if f in old:
             munged[f] = old[f]
         else:

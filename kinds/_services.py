@@ -23,9 +23,8 @@ from ._validation import (
     is_dns1035_label,
     is_dns1123_label,
     is_dns1123_subdomain,
-    is_qualified_name,
-    is_valid_label_value,
     is_valid_port_name,
+    validate_labels,
 )
 from ._workloads import decode_defaults, spec_of
 
@@ -35,6 +34,7 @@ SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 _AFFINITIES = ("ClientIP", "None")
 _DEFAULT_CLIENT_IP_TIMEOUT_S = 10800
+_MAX_CLIENT_IP_TIMEOUT_S = 86400
 
 
 def default_service(obj: dict[str, Any]) -> None:
@@ -261,6 +261,14 @@ class ServiceStrategy(Strategy):
         aff = spec.get("sessionAffinity")
         if aff not in _AFFINITIES:
             causes.append(field_unsupported("spec.sessionAffinity", aff, _AFFINITIES))
+        timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
+        if aff == "ClientIP" and isinstance(timeout, int) and not 0 < timeout <= _MAX_CLIENT_IP_TIMEOUT_S:
+            causes.append(field_invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout,
+                                        f"must be greater than 0 and less than {_MAX_CLIENT_IP_TIMEOUT_S}"))
+        for i, ip in enumerate(spec.get("externalIPs") or []):
+            if not _validate_ip(ip):
+                causes.append(field_invalid(f"spec.externalIPs[{i}]", ip,
+                                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
         for f, allowed in (("externalTrafficPolicy", ("Cluster", "Local")),
                            ("internalTrafficPolicy", ("Cluster", "Local"))):
             v = spec.get(f)
@@ -272,7 +280,7 @@ class ServiceStrategy(Strategy):
                                         "may only be set for externally-accessible services"))
         sel = spec.get("selector")
         if isinstance(sel, dict):
-            causes += validate_selector_map(sel, "spec.selector")
+            causes += validate_labels(sel, "spec.selector")
         if old is not None:
             causes += self._validate_update(spec, spec_of(old))
         return causes
@@ -287,17 +295,6 @@ class ServiceStrategy(Strategy):
         return [Cause("FieldValueInvalid", f"Invalid value: {go_repr(new_ips)}: may not change once set",
                       f"spec.clusterIPs[{i}]")
                 for i, (o, n) in enumerate(zip(old_ips, new_ips)) if o != n]
-
-
-def validate_selector_map(sel: dict[str, Any], path: str) -> list[Cause]:
-    """A set-based selector written as a map (Services, ReplicationControllers): label keys and
-    values."""
-    causes: list[Cause] = []
-    for k, v in sel.items():
-        causes += [field_invalid(path, k, m) for m in is_qualified_name(str(k))]
-        if isinstance(v, str):
-            causes += [field_invalid(path, v, m) for m in is_valid_label_value(v)]
-    return causes
 
 
 SERVICE_STRATEGIES: dict[tuple[str, str], Strategy] = {("", "services"): ServiceStrategy()}

@@ -41,6 +41,7 @@ __all__ = [
     "is_valid_port_name",
     "validate_config_map_keys",
     "validate_field_manager",
+    "validate_labels",
     "validate_object_meta",
 ]
 
@@ -582,6 +583,12 @@ def validate_object_meta(
     causes += _validate_owner_references(meta.get("ownerReferences"), f"{field}.ownerReferences")
     causes += _validate_finalizers(meta.get("finalizers"), f"{field}.finalizers")
     return causes
+
+
+def validate_labels(labels: Any, field: str) -> list[Cause]:
+    """``ValidateLabels``: qualified-name keys and label values (``spec.nodeSelector``,
+    ``spec.selector`` maps, template labels)."""
+    return _validate_labels(labels, field)
 
 
 def validate_config_map_keys(data: Any, field: str) -> list[Cause]:

@@ -304,3 +304,40 @@ def test_volume_sources_name_what_they_read() -> None:
                    "volumes": [{"name": "s", "secret": {"items": [{"key": "k"}]}}, {"name": "c", "configMap": {}}]}) \
         == ["spec.volumes[0].secret.secretName: Required value", "spec.volumes[0].secret.items[0].path: Required value",
             "spec.volumes[1].configMap.name: Required value"]
+
+
+def test_host_network_node_selector_dns_and_probe_ports() -> None:
+    # pkg/apis/core/validation: validateHostNetwork (a Pod's hostPort must equal containerPort, a
+    # template may leave it 0), ValidateLabels on nodeSelector, dnsPolicy None needs dnsConfig,
+    # ValidatePortNumOrName on probe handlers, standard or qualified resource names.
+    spec = {"hostNetwork": True, "dnsPolicy": "None", "nodeSelector": {"disk": "ssd!"},
+            "containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80, "hostPort": 81}],
+                            "readinessProbe": {"tcpSocket": {"port": "HTTP"}},
+                            "resources": {"limits": {"gpu": "1"}}}]}
+    default_pod_spec(spec)
+    assert _texts(validate_pod_spec(spec, resource_is_pod=True)) == [
+        ('spec.containers[0].readinessProbe.tcpSocket.port: Invalid value: "HTTP": must contain only alpha-numeric '
+        "characters (a-z, 0-9), and hyphens (-)"),
+        ('spec.containers[0].readinessProbe.tcpSocket.port: Invalid value: "HTTP": must contain at least one letter '
+        "(a-z)"),
+        ('spec.containers[0].resources.limits[gpu]: Invalid value: "gpu": must be a standard resource type or fully '
+        "qualified"),
+        "spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None",
+        ("spec.containers[0].ports[0].hostPort: Invalid value: 81: must match `containerPort` when `hostNetwork` is "
+        "true"),
+        ('spec.nodeSelector: Invalid value: "ssd!": a valid label must be an empty string or consist of alphanumeric '
+        "characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+        "'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"),
+    ]
+    template = {"hostNetwork": True, "containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80}]}]}
+    default_pod_spec(template)
+    assert validate_pod_spec(template) == []
+
+
+def test_scheduling_gates_may_only_be_removed() -> None:
+    old = {"containers": [{"name": "a", "image": "x"}], "schedulingGates": [{"name": "a.io/x"}, {"name": "a.io/y"}]}
+    fewer = {**old, "schedulingGates": [{"name": "a.io/x"}]}
+    assert validate_pod_spec_update(fewer, old) == []
+    more = {**old, "schedulingGates": [{"name": "a.io/z"}]}
+    assert _texts(validate_pod_spec_update(more, old))[0] == (
+        "spec.schedulingGates: Forbidden: only deletion is allowed, but found new scheduling gate 'a.io/z'")
