@@ -81,7 +81,8 @@ def validate_selector_and_template(spec: dict[str, Any], kind_word: str, *, rest
         causes += validate_label_selector(sel, f"{path}.selector")
         if selector_is_empty(sel):
             causes.append(Cause("FieldValueInvalid",
-                                f"Invalid value: {go_label_selector(sel)}: empty selector is invalid for {kind_word}",
+                                f"Invalid value: {go_label_selector(sel)}: empty selector is invalid for "
+                                f"{_EMPTY_SELECTOR_WORDS.get(kind_word, kind_word)}",
                                 f"{path}.selector"))
     if not isinstance(template, dict):
         causes.append(field_required(f"{path}.template"))
@@ -104,6 +105,8 @@ def validate_selector_and_template(spec: dict[str, Any], kind_word: str, *, rest
     return causes
 
 
+# kube's ReplicaSet validation reuses the Deployment's wording.
+_EMPTY_SELECTOR_WORDS = {"replicaset": "deployment"}
 _KIND_WORDS = {"deployment": "ReplicaSet", "replicaset": "ReplicaSet", "statefulset": "StatefulSet",
                "daemonset": "DaemonSet", "replicationcontroller": "ReplicationController"}
 

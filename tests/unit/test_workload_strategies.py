@@ -417,3 +417,13 @@ def test_hpa_v2_defaults() -> None:
     bad = copy.deepcopy(hpa)
     bad["spec"]["minReplicas"] = 9
     assert _causes(HPA2, bad) == ["spec.minReplicas: Invalid value: 9: must be less than or equal to `maxReplicas`"]
+
+
+@pytest.mark.parametrize(("rdef", "word"), [(DEPLOY, "deployment"), (RS, "deployment"), (STS, "statefulset"),
+                                            (DS, "daemonset")])
+def test_empty_selector_words(rdef: ResourceDef, word: str) -> None:
+    # apps/validation: ValidateReplicaSetSpec reuses "for deployment"; the others name their kind.
+    obj = _created(rdef, _obj(rdef, {"selector": {}, "template": _template()}))
+    assert _causes(rdef, obj) == [
+        ("spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), "
+        f"MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}: empty selector is invalid for {word}")]
