@@ -5,6 +5,7 @@ their own module (``_services``)."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, ClassVar
 
 from ._defs import ResourceDef
@@ -19,7 +20,16 @@ from ._podspec import (
 )
 from ._quantity import canonical_quantity, parse_quantity
 from ._strategy import Strategy
-from ._validation import field_forbidden, field_invalid, field_required, field_unsupported, validate_labels
+from ._validation import (
+    field_duplicate,
+    field_forbidden,
+    field_invalid,
+    field_required,
+    field_unsupported,
+    is_qualified_name,
+    is_valid_label_value,
+    validate_labels,
+)
 from ._workloads import TemplateStrategy, decode_defaults, spec_of, sub_dict, validate_nonnegative
 
 __all__ = [
@@ -277,6 +287,41 @@ class NodeStrategy(Strategy):
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         decode_defaults(new, self._default)
 
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
+        causes = super().validate(obj, old, rdef)
+        seen: set[tuple[Any, Any]] = set()
+        for i, taint in enumerate(spec_of(obj).get("taints") or []):
+            if not isinstance(taint, dict):
+                continue
+            tp = f"spec.taints[{i}]"
+            key, effect = taint.get("key"), taint.get("effect")
+            if not key:
+                causes.append(field_required(f"{tp}.key"))
+            elif isinstance(key, str):
+                causes += [field_invalid(f"{tp}.key", key, m) for m in is_qualified_name(key)]
+            value = taint.get("value")
+            if isinstance(value, str) and value:
+                causes += [field_invalid(f"{tp}.value", value, m) for m in is_valid_label_value(value)]
+            if not effect:
+                causes.append(field_required(f"{tp}.effect"))
+            elif effect not in _TAINT_EFFECTS:
+                causes.append(field_unsupported(f"{tp}.effect", effect, _TAINT_EFFECTS))
+            if (key, effect) in seen:
+                causes.append(field_duplicate(tp, f"{key}:{effect}"))
+            seen.add((key, effect))
+        return causes
+
+
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def _is_ip(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
+
 
 def _default_endpoints(obj: dict[str, Any]) -> None:
     for subset in obj.get("subsets") or []:
@@ -302,9 +347,16 @@ class EndpointsStrategy(Strategy):
                 if isinstance(port, int) and not 1 <= port <= 65535:
                     causes.append(field_invalid(f"subsets[{i}].ports[{j}].port", port,
                                                 "must be between 1 and 65535, inclusive"))
-            for j, a in enumerate((subset or {}).get("addresses") or []):
-                if isinstance(a, dict) and not a.get("ip"):
-                    causes.append(field_required(f"subsets[{i}].addresses[{j}].ip"))
+            for kind in ("addresses", "notReadyAddresses"):
+                for j, a in enumerate((subset or {}).get(kind) or []):
+                    if not isinstance(a, dict):
+                        continue
+                    ip = a.get("ip")
+                    if not ip:
+                        causes.append(field_required(f"subsets[{i}].{kind}[{j}].ip"))
+                    elif not _is_ip(ip):
+                        causes.append(field_invalid(f"subsets[{i}].{kind}[{j}].ip", ip,
+                                                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
         return causes
 
 

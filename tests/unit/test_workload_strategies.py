@@ -427,3 +427,25 @@ def test_empty_selector_words(rdef: ResourceDef, word: str) -> None:
     assert _causes(rdef, obj) == [
         ("spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), "
         f"MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}: empty selector is invalid for {word}")]
+
+
+NODE = ResourceDef("", "v1", "Node", "nodes", "node", False, ("no",))
+EP = ResourceDef("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",))
+
+
+def test_node_taints_and_allocatable_and_endpoints() -> None:
+    # SetDefaults_NodeStatus (allocatable from capacity), validateNodeTaints, and Endpoints'
+    # SetDefaults_Endpoints (port protocol TCP) and address IPs (pkg/apis/core/validation).
+    node = _created(NODE, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                           "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}, {"key": "k", "effect": "Bad"}]},
+                           "status": {"capacity": {"cpu": "4", "memory": "8Gi"}}})
+    assert node["status"]["allocatable"] == {"cpu": "4", "memory": "8Gi"}
+    assert _causes(NODE, node) == [
+        ('spec.taints[1].effect: Unsupported value: "Bad": supported values: "NoSchedule", "PreferNoSchedule", '
+        '"NoExecute"')]
+    ep = _created(EP, {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web", "namespace": "default"},
+                       "subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "nope"}], "ports": [{"port": 80}]}]})
+    assert ep["subsets"][0]["ports"] == [{"port": 80, "protocol": "TCP"}]
+    assert _causes(EP, ep) == [
+        ('subsets[0].addresses[1].ip: Invalid value: "nope": must be a valid IP address, (e.g. 10.9.8.7 or '
+        "2001:db8::ffff)")]
