@@ -95,6 +95,7 @@ class PodStrategy(Strategy):
 
 
 class PodTemplateStrategy(Strategy):
+    has_generation = True
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         decode_defaults(obj, lambda o: default_pod_template(sub_dict(o, "template")))
 

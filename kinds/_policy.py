@@ -300,7 +300,7 @@ OTHER_STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("storage.k8s.io", "storageclasses"): StorageClassStrategy(),
     ("storage.k8s.io", "csidrivers"): DefaultingStrategy(default_csi_driver),
     ("networking.k8s.io", "networkpolicies"): DefaultingStrategy(default_network_policy, has_generation=True),
-    ("networking.k8s.io", "ingressclasses"): DefaultingStrategy(_default_ingress_class),
+    ("networking.k8s.io", "ingressclasses"): DefaultingStrategy(_default_ingress_class, has_generation=True),
     ("scheduling.k8s.io", "priorityclasses"): PriorityClassStrategy(),
     ("policy", "poddisruptionbudgets"): PodDisruptionBudgetStrategy(),
     ("networking.k8s.io", "ingresses"): IngressStrategy(),
