@@ -37,6 +37,26 @@ class ResourceDef(msgspec.Struct, frozen=True):
     stored: bool = True
     # Subresources: name -> verbs (e.g. {"token": ("create",)} on serviceaccounts).
     subresources: dict[str, tuple[str, ...]] = {}
+    # metadata.generation: 1 on create, +1 on every change outside metadata and status (the kinds
+    # whose kube strategy sets it); ``generation_annotations`` also counts annotation changes
+    # (kube's Deployment: they are copied to its ReplicaSets).
+    generation: bool = False
+    generation_annotations: bool = False
+    # With a ``status`` subresource: the status a create stores whatever the client sent (kube's
+    # PrepareForCreate resets it to the zero value, which JSON shows as these fields); None keeps
+    # the client's status (Nodes). A kind's strategy may add to it (a Pod's qosClass).
+    initial_status: dict | None = None
+    # Metadata fields a write to ``/status`` may not change (kube's status strategies: the apps
+    # kinds reset labels, a Pod's ownerReferences). Every field but metadata and status always is.
+    status_resets_metadata: tuple[str, ...] = ()
+    # The scale subresource: the replicas paths and how the label selector is read
+    # (``"selector"``: a LabelSelector at spec.selector; ``"map"``: an RC's map at spec.selector).
+    scale_selector: Literal["", "selector", "map"] = ""
+
+    @property
+    def has_status(self) -> bool:
+        """Status is written through ``/status`` only (the spec/status split)."""
+        return "status" in self.subresources
 
     @property
     def api_version(self) -> str:
@@ -46,6 +66,90 @@ class ResourceDef(msgspec.Struct, frozen=True):
     def list_kind(self) -> str:
         return self.kind + "List"
 
+
+_STATUS = {"status": ("get", "patch", "update")}
+_SCALE = {"scale": ("get", "patch", "update")}
+_ALL = ("all",)
+_APPS_STATUS = dict(status_resets_metadata=("labels",))
+# The built-in kinds of real manifests (issue 11 §2), with kube-apiserver 1.33's names, short
+# names, categories, subresources and selectable fields.
+_WORKLOAD_KINDS: tuple[ResourceDef, ...] = (
+    ResourceDef("", "v1", "Pod", "pods", "pod", True, ("po",), _ALL,
+                field_selectors=("spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                                 "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP",
+                                 "status.nominatedNodeName"),
+                subresources={**_STATUS, "binding": ("create",), "eviction": ("create",),
+                              "ephemeralcontainers": ("get", "patch", "update")},
+                generation=True, initial_status={"phase": "Pending"},
+                status_resets_metadata=("ownerReferences",)),
+    ResourceDef("", "v1", "Service", "services", "service", True, ("svc",), _ALL,
+                field_selectors=("spec.clusterIP", "spec.type"), subresources=_STATUS,
+                initial_status={"loadBalancer": {}}),
+    ResourceDef("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
+    ResourceDef("", "v1", "Node", "nodes", "node", False, ("no",), field_selectors=("spec.unschedulable",),
+                subresources=_STATUS),
+    ResourceDef("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", False, ("pv",),
+                subresources=_STATUS, initial_status={"phase": "Pending"}),
+    ResourceDef("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", True,
+                ("pvc",), subresources=_STATUS, initial_status={}),
+    ResourceDef("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True,
+                ("rc",), _ALL, field_selectors=("status.replicas",), subresources={**_STATUS, **_SCALE},
+                generation=True, initial_status={"replicas": 0}, scale_selector="map"),
+    ResourceDef("", "v1", "PodTemplate", "podtemplates", "podtemplate", True),
+    ResourceDef("", "v1", "LimitRange", "limitranges", "limitrange", True, ("limits",)),
+    ResourceDef("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", True, ("quota",),
+                subresources=_STATUS, initial_status={}),
+    ResourceDef("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), _ALL,
+                subresources={**_STATUS, **_SCALE}, generation=True, generation_annotations=True,
+                initial_status={}, scale_selector="selector", **_APPS_STATUS),
+    ResourceDef("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), _ALL,
+                field_selectors=("status.replicas",), subresources={**_STATUS, **_SCALE}, generation=True,
+                initial_status={"replicas": 0}, scale_selector="selector", **_APPS_STATUS),
+    ResourceDef("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, ("sts",), _ALL,
+                subresources={**_STATUS, **_SCALE}, generation=True,
+                initial_status={"replicas": 0, "availableReplicas": 0}, scale_selector="selector",
+                **_APPS_STATUS),
+    ResourceDef("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ("ds",), _ALL,
+                subresources=_STATUS, generation=True,
+                initial_status={"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                                "numberReady": 0}, **_APPS_STATUS),
+    ResourceDef("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True),
+    ResourceDef("batch", "v1", "Job", "jobs", "job", True, (), _ALL, field_selectors=("status.successful",),
+                subresources=_STATUS, generation=True, initial_status={}),
+    ResourceDef("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), _ALL, subresources=_STATUS,
+                generation=True, initial_status={}),
+    ResourceDef("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+                "horizontalpodautoscaler", True, ("hpa",), _ALL, subresources=_STATUS,
+                initial_status={"desiredReplicas": 0}),
+    ResourceDef("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+                "horizontalpodautoscaler", True, ("hpa",), _ALL, subresources=_STATUS,
+                initial_status={"currentReplicas": 0, "desiredReplicas": 0}),
+    ResourceDef("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ("ing",),
+                subresources=_STATUS, generation=True, initial_status={"loadBalancer": {}}),
+    ResourceDef("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False,
+                generation=True),
+    ResourceDef("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True,
+                ("netpol",), generation=True),
+    ResourceDef("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", True,
+                ("pdb",), subresources=_STATUS, generation=True,
+                initial_status={"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
+                                "expectedPods": 0}),
+    ResourceDef("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, ("pc",)),
+    ResourceDef("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False, ("sc",)),
+    ResourceDef("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", False),
+    ResourceDef("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", False),
+    ResourceDef("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", "volumeattachment", False,
+                subresources=_STATUS, initial_status={"attached": False}),
+    ResourceDef("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True,
+                generation=True),
+    ResourceDef("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", False),
+    ResourceDef("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
+                "certificatesigningrequest", False, ("csr",), field_selectors=("spec.signerName",),
+                subresources={**_STATUS, "approval": ("get", "patch", "update")}, initial_status={}),
+    ResourceDef("events.k8s.io", "v1", "Event", "events", "event", True, ("ev",), name_rule="path"),
+    ResourceDef("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", False,
+                categories=("api-extensions",), subresources=_STATUS, initial_status={}),
+)
 
 _RBAC = "rbac.authorization.k8s.io"
 BUILTIN: tuple[ResourceDef, ...] = (
@@ -62,6 +166,7 @@ BUILTIN: tuple[ResourceDef, ...] = (
                                  "reportingComponent", "source", "type"),
                 name_rule="path"),
     ResourceDef("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+    *_WORKLOAD_KINDS,
     ResourceDef(_RBAC, "v1", "Role", "roles", "role", True, name_rule="path"),
     ResourceDef(_RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", False,
                 name_rule="path"),

@@ -228,7 +228,7 @@ def test_cluster_scoped_and_create_only_kinds() -> None:
 
 
 def test_unserved_group_version() -> None:
-    assert v3_document("apps", "v1", served()) is None
+    assert v3_document("apps", "v2", served()) is None
 
 
 def test_crd_document() -> None:
