@@ -23,13 +23,15 @@ from bus import (
     Actor as EventActor,
 )
 from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_with_rv_slot, object_bytes
-from kinds import ResourceDef, definitions, field_value, patch_schema, schema_for
+from kinds import BUILTIN, ResourceDef, definitions, field_value, patch_schema, schema_for
+from kinds import _subresources as subresources
 from kinds._errors import (
     AlreadyExists,
     ApiError,
     BadRequest,
     Cause,
     Conflict,
+    InternalError,
     Invalid,
     MethodNotAllowed,
     NotFound,
@@ -53,6 +55,7 @@ from projections import (
     SelectorError,
     WatchFilter,
     parse_int64,
+    parse_label_selector,
 )
 
 from ._managed import manager_from_user_agent, record_update
@@ -123,9 +126,12 @@ class ResourceCore:
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         assert req.rdef is not None
         verb = req.verb
-        if verb in _API_VERBS and verb not in req.rdef.verbs:
+        if req.subresource:
+            # The gateway admits a subresource's verbs from the definition.
+            result = await self.subresource(req)
+        elif verb in _API_VERBS and verb not in req.rdef.verbs:
             raise MethodNotAllowed("the server does not allow this method on the requested resource")
-        if verb == "create":
+        elif verb == "create":
             result = await self.create(req)
         elif verb == "update":
             result = await self.update(req)
@@ -308,6 +314,7 @@ class ResourceCore:
         else:
             meta.pop("generation", None)
         meta.pop("managedFields", None)
+        subresources.prepare_create(rdef, obj)  # initial status, generation
         strategy.prepare_for_create(obj)
         self._validate(req, obj, None)
         record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now)
@@ -393,13 +400,17 @@ class ResourceCore:
         self._set_namespace(req, nm)
         nm.pop("resourceVersion", None)
         strategy = strategy_for(rdef)
-        strategy.prepare_for_update(new, old)
-        if strategy.has_generation:
-            changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != \
-                {k: v for k, v in old.items() if k not in ("metadata", "status")}
-            nm["generation"] = int(om.get("generation", 1)) + (1 if changed else 0)
-        else:
-            nm.pop("generation", None)
+        if not req.subresource:
+            # A subresource's write has its own rules (below); the kind's update strategy is the
+            # main resource's.
+            strategy.prepare_for_update(new, old)
+        # The status/spec split and metadata.generation, from the kind's definition.
+        subresources.prepare_update(rdef, req.subresource, new, old)
+        if not rdef.generation:
+            if strategy.has_generation:
+                subresources.set_generation(rdef, new, old)
+            else:
+                nm.pop("generation", None)
         if om.get("deletionTimestamp"):
             added = set(nm.get("finalizers") or []) - set(om.get("finalizers") or [])
             if added:
@@ -408,6 +419,10 @@ class ResourceCore:
                                            "deleted, found new finalizers " + repr(sorted(added)),
                     "metadata.finalizers")], group=rdef.group)
         self._validate(req, new, old)
+        if req.subresource == "approval":
+            causes = subresources.validate_approval(new)
+            if causes:
+                raise invalid(rdef.kind, om["name"], causes, group=rdef.group)
         record_update(old, new, manager=self._manager(req), api_version=rdef.api_version, now=now_rfc3339())
         if _same(old, new):
             return _NoChange(entry)
@@ -618,6 +633,169 @@ class ResourceCore:
         return WriteResult(200, body)
 
 
+    # ---- subresources ----------------------------------------------------------------------------------
+
+    async def subresource(self, req: Request) -> WriteResult:
+        """A write to ``<resource>/<name>/<subresource>``: status, ephemeralcontainers and approval
+        are writes of the object with the split the definition gives; scale, binding and eviction
+        have their own bodies."""
+        sub, verb = req.subresource, req.verb
+        if sub == "scale" and verb in ("update", "patch"):
+            return await self.scale(req)
+        if sub in ("status", "ephemeralcontainers", "approval") and verb == "update":
+            return await self.update(req)
+        if sub in ("status", "ephemeralcontainers", "approval") and verb == "patch":
+            return await self.patch(req)
+        if sub == "binding" and verb == "create":
+            return await self.bind(req)
+        if sub == "eviction" and verb == "create":
+            return await self.evict(req)
+        raise MethodNotAllowed("the server does not allow this method on the requested resource")
+
+    async def scale(self, req: Request) -> WriteResult:
+        """PUT or PATCH of ``/scale``: the write is to the Scale made from the object (kube's
+        ScaleREST); its replicas go to the object's ``spec.replicas``, written as a main-resource
+        update (generation and all), under the object's resourceVersion; the answer is a Scale."""
+        rdef = req.rdef
+        assert rdef is not None
+        self._check_options(req, "UpdateOptions" if req.verb == "update" else "PatchOptions")
+        key = self.key(req)
+        main = msgspec.structs.replace(req, subresource="")
+        precondition: int | None = None
+        if req.verb == "update" and isinstance(req.body, dict) and isinstance(req.body.get("metadata"), dict):
+            precondition = _parse_rv(req.body["metadata"].get("resourceVersion"))
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            if entry is None or old is None:
+                raise self.not_found(rdef, req.name)
+            current = subresources.to_scale(rdef, old, str(entry.seq))
+            if req.verb == "update":
+                wanted = req.body
+                if isinstance(wanted, dict):
+                    bname = (wanted.get("metadata") or {}).get("name") if isinstance(wanted.get("metadata"),
+                                                                                   dict) else None
+                    if bname not in (None, "") and bname != req.name:
+                        raise BadRequest(f"the name of the object ({bname}) does not match the name on the URL "
+                                         f"({req.name})")
+            else:
+                wanted = self._patched(req, current, patch_schema("autoscaling", "v1", "Scale"))
+            new = subresources.apply_scale(rdef, old, wanted)
+            rv = _parse_rv(((wanted.get("metadata") or {}) if isinstance(wanted, dict) else {})
+                           .get("resourceVersion"))
+            if rv is not None and rv != entry.seq:
+                raise self.conflict(rdef, req.name)
+            new["metadata"].pop("resourceVersion", None)
+            return self._merge_update(main, entry, old, new)
+
+        _, data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
+        obj = _decode(data)
+        return WriteResult(200, _json.encode(subresources.to_scale(
+            rdef, obj, str(obj["metadata"].get("resourceVersion", "")))))
+
+    def _patched(self, req: Request, current: dict[str, Any], schema: Any) -> Any:
+        """``current`` with the request's patch applied (any of the three patch types)."""
+        rdef = req.rdef
+        assert rdef is not None
+        ptype = req.patch_type
+        if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
+            raise UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}")
+        if (ptype == JSON_PATCH) != isinstance(req.body, list):
+            raise BadRequest("the JSON patch must be a list of operations" if ptype == JSON_PATCH
+                             else "the patch must be a JSON object")
+        try:
+            if ptype == JSON_PATCH:
+                return apply_json_patch(current, req.body)
+            if ptype == MERGE_PATCH:
+                return apply_merge_patch(current, req.body)
+            return apply_strategic_merge_patch(current, req.body, schema)
+        except MalformedPatch as e:
+            raise BadRequest(str(e)) from None
+        except PatchError as e:
+            raise Invalid(f"the server rejected our request due to an error in our request: {e}",
+                          name=req.name, group=rdef.group, kind=rdef.kind) from None
+
+    async def bind(self, req: Request) -> WriteResult:
+        """POST ``pods/<name>/binding``: ``spec.nodeName`` set once (kube's BindingREST)."""
+        rdef = req.rdef
+        assert rdef is not None
+        self._check_options(req, "CreateOptions")
+        key = self.key(req)
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            if entry is None or old is None:
+                raise self.not_found(rdef, req.name)
+            new = subresources.bind(old, req.body, req.name)
+            new["metadata"].pop("resourceVersion", None)
+            return self._merge_update(req, entry, old, new)
+
+        await self.guaranteed_update(req, key, decide)
+        return WriteResult(201, _json.encode(subresources.success_status()))
+
+    async def evict(self, req: Request) -> WriteResult:
+        """POST ``pods/<name>/eviction``: the pod is deleted unless the one PodDisruptionBudget
+        that selects it allows no disruption (429); an allowed disruption is counted on the
+        budget's status first, as kube's EvictionREST does."""
+        rdef = req.rdef
+        assert rdef is not None
+        eviction = subresources.check_eviction(req.body, req.name)
+        options = eviction.get("deleteOptions")
+        dry = self._dry_run(req) or (isinstance(options, dict) and options.get("dryRun") == ["All"])
+        entry = await self.current(self.key(req))
+        if entry is None:
+            raise self.not_found(rdef, req.name)
+        pod = _decode(entry.data)
+        if not subresources.can_ignore_pdb(pod):
+            budgets = await self._budgets_for(req, pod)
+            if len(budgets) > 1:
+                raise InternalError("This pod has more than one PodDisruptionBudget, which the eviction "
+                                    "subresource does not support.")
+            if budgets:
+                await self._decrement_budget(req, budgets[0], dry)
+        delete = msgspec.structs.replace(req, verb="delete", subresource="",
+                                         body=options if isinstance(options, dict) else None)
+        if dry and "dryRun" not in req.query:
+            delete = msgspec.structs.replace(delete, query={**req.query, "dryRun": "All"})
+        await self.delete(delete)
+        return WriteResult(201, _json.encode(subresources.success_status()))
+
+    async def _budgets_for(self, req: Request, pod: dict[str, Any]) -> list[str]:
+        """Names of the namespace's PodDisruptionBudgets whose selector selects the pod (a nil or
+        empty selector selects nothing here, as in kube's eviction)."""
+        await self.projection.consistent()
+        flt = WatchFilter.for_request(_PDB, req.namespace, "", "")
+        listed = self.projection.list(req.tenant, _PDB.group, _PDB.plural, flt)
+        labels = pod["metadata"].get("labels") or {}
+        names = []
+        for data in listed.items:
+            pdb = _decode(data)
+            text = subresources.format_label_selector((pdb.get("spec") or {}).get("selector"))
+            try:
+                selector = parse_label_selector(text)
+            except SelectorError:
+                continue
+            if not selector.empty and selector.matches(labels):
+                names.append(pdb["metadata"]["name"])
+        return names
+
+    async def _decrement_budget(self, req: Request, name: str, dry: bool) -> None:
+        pdb_req = msgspec.structs.replace(req, rdef=_PDB, verb="update", subresource="status", name=name,
+                                          body=None)
+        if dry:
+            pdb_req = msgspec.structs.replace(pdb_req, query={**req.query, "dryRun": "All"})
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            if entry is None or old is None:
+                raise self.not_found(_PDB, name)
+            new = subresources.decrement_budget(old, req.name, now_rfc3339())
+            new["metadata"].pop("resourceVersion", None)
+            return self._merge_update(pdb_req, entry, old, new)
+
+        await self.guaranteed_update(pdb_req, self.key(pdb_req), decide)
+
+
+_PDB = next(d for d in BUILTIN if (d.group, d.plural) == ("policy", "poddisruptionbudgets"))
 _API_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 

@@ -50,6 +50,7 @@ from ._reads import (
     list_objects,
     parse_list_options,
     resource_version_param,
+    scale_of,
     watch_lines,
 )
 from ._routes import parse
@@ -314,14 +315,17 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
 
     rdef = route.rdef
     assert rdef is not None
-    if route.subresource and route.subresource not in rdef.subresources:
+    if route.subresource and (route.subresource not in rdef.subresources or not route.name):
         raise NotFound("the server could not find the requested resource")
-    if (route.subresource or not rdef.stored) and method != "POST":
+    if not rdef.stored and method != "POST":
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     opts = None
     if method in ("GET", "HEAD") and not route.name:
         opts = parse_list_options(q, rdef, route.namespace, force_watch=route.legacy_watch)
-    verb = "create" if route.subresource else _verb(method, bool(route.name), opts is not None and opts.watch)
+    verb = _verb(method, bool(route.name), opts is not None and opts.watch)
+    if route.subresource and verb not in rdef.subresources[route.subresource]:
+        # As kube-apiserver: a subresource's routes exist only for the verbs its storage implements.
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if not route.subresource and verb not in rdef.verbs:
         # As kube-apiserver, whose routes exist only for the verbs a storage implements.
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
@@ -360,6 +364,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         key = Key(tenant, rdef.group, rdef.plural, route.namespace or "", route.name)
         async with _read_deadline(s.request_timeout_s):
             data = await get_object(proj, key, rdef, resource_version_param(q))
+        if route.subresource == "scale":
+            return _json_response(scale_of(rdef, data))
         if table:
             return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
                                                     now=_now()), table)

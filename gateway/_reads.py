@@ -22,6 +22,7 @@ import msgspec
 from actors import BadRequest, Cause, Invalid, NotFound, TooManyRequests
 from bus import Key
 from kinds import ResourceDef
+from kinds._subresources import to_scale
 from projections import (
     BOOKMARK,
     Change,
@@ -113,6 +114,12 @@ async def get_object(projection: Projection, key: Key, rdef: ResourceDef, rv: st
         raise NotFound(f'{rdef.plural}{"." + rdef.group if rdef.group else ""} "{key.name}" not found',
                        name=key.name, group=rdef.group, kind=rdef.plural)
     return entry.data
+
+
+def scale_of(rdef: ResourceDef, data: bytes) -> bytes:
+    """GET of ``/scale``: the object's ``autoscaling/v1`` Scale."""
+    obj = msgspec.json.decode(data)
+    return msgspec.json.encode(to_scale(rdef, obj, str(obj["metadata"].get("resourceVersion", ""))))
 
 
 async def list_objects(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions) -> ListResult:

@@ -70,7 +70,7 @@ class ResourceDef(msgspec.Struct, frozen=True):
 _STATUS = {"status": ("get", "patch", "update")}
 _SCALE = {"scale": ("get", "patch", "update")}
 _ALL = ("all",)
-_APPS_STATUS = dict(status_resets_metadata=("labels",))
+_LABELS = ("labels",)  # the apps kinds' status strategies reset labels
 # The built-in kinds of real manifests (issue 11 §2), with kube-apiserver 1.33's names, short
 # names, categories, subresources and selectable fields.
 _WORKLOAD_KINDS: tuple[ResourceDef, ...] = (
@@ -101,18 +101,18 @@ _WORKLOAD_KINDS: tuple[ResourceDef, ...] = (
                 subresources=_STATUS, initial_status={}),
     ResourceDef("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), _ALL,
                 subresources={**_STATUS, **_SCALE}, generation=True, generation_annotations=True,
-                initial_status={}, scale_selector="selector", **_APPS_STATUS),
+                initial_status={}, scale_selector="selector", status_resets_metadata=_LABELS),
     ResourceDef("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), _ALL,
                 field_selectors=("status.replicas",), subresources={**_STATUS, **_SCALE}, generation=True,
-                initial_status={"replicas": 0}, scale_selector="selector", **_APPS_STATUS),
+                initial_status={"replicas": 0}, scale_selector="selector", status_resets_metadata=_LABELS),
     ResourceDef("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, ("sts",), _ALL,
                 subresources={**_STATUS, **_SCALE}, generation=True,
                 initial_status={"replicas": 0, "availableReplicas": 0}, scale_selector="selector",
-                **_APPS_STATUS),
+                status_resets_metadata=_LABELS),
     ResourceDef("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ("ds",), _ALL,
                 subresources=_STATUS, generation=True,
                 initial_status={"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
-                                "numberReady": 0}, **_APPS_STATUS),
+                                "numberReady": 0}, status_resets_metadata=_LABELS),
     ResourceDef("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True),
     ResourceDef("batch", "v1", "Job", "jobs", "job", True, (), _ALL, field_selectors=("status.successful",),
                 subresources=_STATUS, generation=True, initial_status={}),

@@ -1,0 +1,268 @@
+"""Subresources through the real HTTP face, actor pipeline and JetStream log: the status/spec split
+and generation, /scale, pods/binding, pods/eviction (with PodDisruptionBudgets),
+pods/ephemeralcontainers and certificatesigningrequests/approval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.conftest import StartServer, client_for
+from tests.integration.test_watch import read_events
+
+pytestmark = pytest.mark.integration
+
+DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+PODS = "/api/v1/namespaces/default/pods"
+PDBS = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+JSONPATCH = {"Content-Type": "application/json-patch+json"}
+
+
+def deployment(name: str, replicas: int = 1) -> dict[str, Any]:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+            "status": {"replicas": 99}}
+
+
+def pod(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}, "status": {"phase": "Running"}}
+
+
+async def test_status_spec_split_and_generation(start_server: StartServer) -> None:
+    # A ring of 4 changes: the early versions of the watch below come from the log, the late ones
+    # from memory.
+    server = await start_server(watch_ring_size=4)
+    async with client_for(server) as api:
+        with trio.fail_after(60):
+            start_rv = (await api.get(DEPLOY)).json()["metadata"]["resourceVersion"]
+            expected: list[tuple[str, str, int, Any]] = []  # (name, rv, generation, status)
+            for i in range(4):
+                r = await api.post(DEPLOY, json=deployment(f"d{i}"))
+                assert r.status_code == 201, r.text
+                d = r.json()
+                # Create ignores the client's status; generation starts at 1.
+                assert d["status"] == {} and d["metadata"]["generation"] == 1
+                expected.append((f"d{i}", d["metadata"]["resourceVersion"], 1, {}))
+            for i in range(4):
+                url = f"{DEPLOY}/d{i}"
+                # A write to /status changes status only: the spec and labels it carries are ignored.
+                cur = (await api.get(url)).json()
+                cur["status"] = {"replicas": 2, "readyReplicas": i}
+                cur["spec"]["replicas"] = 7
+                cur["metadata"]["labels"] = {"changed": "yes"}
+                cur["metadata"]["annotations"] = {"note": "by-status"}
+                r = await api.put(f"{url}/status", json=cur)
+                assert r.status_code == 200, r.text
+                d = r.json()
+                assert d["spec"]["replicas"] == 1 and d["metadata"]["labels"] == {"app": f"d{i}"}
+                assert d["metadata"]["annotations"] == {"note": "by-status"}  # kube: only labels reset
+                assert d["status"] == {"replicas": 2, "readyReplicas": i} and d["metadata"]["generation"] == 1
+                expected.append((f"d{i}", d["metadata"]["resourceVersion"], 1, d["status"]))
+                # A write to the main resource keeps the stored status; a spec change is a generation.
+                r = await api.patch(url, json={"spec": {"replicas": 3}, "status": {"replicas": 0}}, headers=MERGE)
+                d = r.json()
+                assert r.status_code == 200 and d["spec"]["replicas"] == 3
+                assert d["status"] == {"replicas": 2, "readyReplicas": i} and d["metadata"]["generation"] == 2
+                expected.append((f"d{i}", d["metadata"]["resourceVersion"], 2, d["status"]))
+                # A status patch: no generation; a label change on the main resource: no generation.
+                r = await api.patch(f"{url}/status", json={"status": {"observedGeneration": 2}}, headers=MERGE)
+                d = r.json()
+                assert d["status"]["observedGeneration"] == 2 and d["metadata"]["generation"] == 2
+                expected.append((f"d{i}", d["metadata"]["resourceVersion"], 2, d["status"]))
+                r = await api.patch(url, json={"metadata": {"labels": {"extra": "1"}}}, headers=MERGE)
+                assert r.json()["metadata"]["generation"] == 2
+                expected.append((f"d{i}", r.json()["metadata"]["resourceVersion"], 2, d["status"]))
+                # A Deployment's generation also counts annotation changes (they go to its ReplicaSets).
+                r = await api.patch(url, json={"metadata": {"annotations": {"a": "b"}}}, headers=MERGE)
+                assert r.json()["metadata"]["generation"] == 3
+                expected.append((f"d{i}", r.json()["metadata"]["resourceVersion"], 3, d["status"]))
+            # A watch from before the first create sees every change, in order, ring and log alike.
+            events = await read_events(api, f"{DEPLOY}?watch=true&resourceVersion={start_rv}",
+                                       until_rv=expected[-1][1])
+            got = [(e["object"]["metadata"]["name"], e["object"]["metadata"]["resourceVersion"],
+                    e["object"]["metadata"]["generation"], e["object"]["status"]) for e in events]
+            assert got == expected
+            # A watch from the middle (served from memory) agrees with the tail.
+            mid = expected[-6][1]
+            events = await read_events(api, f"{DEPLOY}?watch=true&resourceVersion={mid}", until_rv=expected[-1][1])
+            assert [e["object"]["metadata"]["resourceVersion"] for e in events] == [x[1] for x in expected[-5:]]
+            # Verbs a subresource does not have, and subresources a kind does not have.
+            assert (await api.post(f"{DEPLOY}/d0/status", json={})).status_code == 405
+            assert (await api.get("/api/v1/namespaces/default/configmaps/x/status")).status_code == 404
+            assert (await api.get(f"{DEPLOY}/d0/status")).json()["kind"] == "Deployment"
+
+
+async def test_scale_subresource(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        sts = "/apis/apps/v1/namespaces/default/statefulsets"
+        rcs = "/api/v1/namespaces/default/replicationcontrollers"
+        for i in range(3):
+            assert (await api.post(DEPLOY, json=deployment(f"s{i}", replicas=i + 1))).status_code == 201
+        r = await api.get(f"{DEPLOY}/s1/scale")
+        scale = r.json()
+        assert r.status_code == 200 and scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1"
+        assert scale["spec"] == {"replicas": 2} and scale["status"] == {"replicas": 0, "selector": "app=s1"}
+        dep = (await api.get(f"{DEPLOY}/s1")).json()
+        assert scale["metadata"]["resourceVersion"] == dep["metadata"]["resourceVersion"]
+        assert scale["metadata"]["uid"] == dep["metadata"]["uid"]
+        # PUT of a Scale: spec.replicas of the deployment, a spec change (generation), same version rules.
+        scale["spec"]["replicas"] = 5
+        r = await api.put(f"{DEPLOY}/s1/scale", json=scale)
+        assert r.status_code == 200, r.text
+        assert r.json()["spec"]["replicas"] == 5 and r.json()["kind"] == "Scale"
+        dep = (await api.get(f"{DEPLOY}/s1")).json()
+        assert dep["spec"]["replicas"] == 5 and dep["metadata"]["generation"] == 2
+        assert r.json()["metadata"]["resourceVersion"] == dep["metadata"]["resourceVersion"]
+        r = await api.put(f"{DEPLOY}/s1/scale", json=scale)  # stale resourceVersion
+        assert r.status_code == 409 and r.json()["reason"] == "Conflict"
+        for body, headers in (({"spec": {"replicas": 4}}, MERGE),
+                              ([{"op": "replace", "path": "/spec/replicas", "value": 6}], JSONPATCH),
+                              ({"spec": {"replicas": 0}}, {"Content-Type": "application/strategic-merge-patch+json"})):
+            r = await api.patch(f"{DEPLOY}/s2/scale", json=body, headers=headers)
+            assert r.status_code == 200, r.text
+        dep = (await api.get(f"{DEPLOY}/s2")).json()
+        assert dep["spec"]["replicas"] == 0 and dep["metadata"]["generation"] == 4
+        r = await api.patch(f"{DEPLOY}/s2/scale", json={"spec": {"replicas": -1}}, headers=MERGE)
+        assert r.status_code == 422 and r.json()["details"]["causes"][0]["field"] == "spec.replicas"
+        assert (await api.get(f"{DEPLOY}/nope/scale")).status_code == 404
+        # StatefulSets and ReplicationControllers (a map selector) scale too.
+        tmpl = {"metadata": {"labels": {"app": "x", "tier": "a"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+        r = await api.post(sts, json={"metadata": {"name": "db"}, "spec": {
+            "replicas": 1, "serviceName": "db", "template": tmpl,
+            "selector": {"matchLabels": {"app": "x"}, "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["b", "a"]}]}}})
+        assert r.status_code == 201, r.text
+        r = await api.patch(f"{sts}/db/scale", json={"spec": {"replicas": 3}}, headers=MERGE)
+        assert r.json()["status"]["selector"] == "app=x,tier in (a,b)"
+        assert (await api.get(f"{sts}/db")).json()["spec"]["replicas"] == 3
+        r = await api.post(rcs, json={"metadata": {"name": "rc"}, "spec": {
+            "replicas": 1, "selector": {"tier": "a", "app": "x"}, "template": tmpl}})
+        assert r.status_code == 201, r.text
+        r = await api.get(f"{rcs}/rc/scale")
+        assert r.json()["status"] == {"replicas": 0, "selector": "app=x,tier=a"}
+
+
+async def test_binding_once(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        for i in range(3):
+            r = await api.post(PODS, json=pod(f"b{i}"))
+            assert r.status_code == 201, r.text
+            assert r.json()["status"]["phase"] == "Pending" and r.json()["metadata"]["generation"] == 1
+        for i in range(3):
+            binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": f"b{i}"},
+                       "target": {"apiVersion": "v1", "kind": "Node", "name": f"node-{i}"}}
+            r = await api.post(f"{PODS}/b{i}/binding", json=binding)
+            assert r.status_code == 201, r.text
+            assert r.json() == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                "code": 201}
+            p = (await api.get(f"{PODS}/b{i}")).json()
+            assert p["spec"]["nodeName"] == f"node-{i}" and p["metadata"]["generation"] == 1
+            binding["target"]["name"] = "other"
+            r = await api.post(f"{PODS}/b{i}/binding", json=binding)
+            assert r.status_code == 409, r.text
+            assert r.json()["reason"] == "Conflict"
+            assert r.json()["message"] == (f'Operation cannot be fulfilled on pods/binding "b{i}": pod b{i} is '
+                                           f'already assigned to node "node-{i}"')
+        r = await api.post(f"{PODS}/b0/binding", json={"metadata": {"name": "other"}, "target": {"name": "n"}})
+        assert r.status_code == 400
+        r = await api.post(f"{PODS}/nope/binding", json={"metadata": {"name": "nope"}, "target": {"name": "n"}})
+        assert r.status_code == 404
+        # Only POST: binding has no get.
+        assert (await api.get(f"{PODS}/b0/binding")).status_code == 405
+
+
+async def _running(api: httpx.AsyncClient, name: str, **labels: str) -> None:
+    r = await api.post(PODS, json=pod(name, **labels))
+    assert r.status_code == 201, r.text
+    r = await api.patch(f"{PODS}/{name}/status", json={"status": {"phase": "Running"}}, headers=MERGE)
+    assert r.status_code == 200 and r.json()["status"]["phase"] == "Running", r.text
+
+
+def eviction(name: str) -> dict[str, Any]:
+    return {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "default"}}
+
+
+async def test_eviction_and_disruption_budgets(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        for i in range(3):
+            await _running(api, f"web{i}", app="web")
+        await _running(api, "free", app="other")
+        # No budget selects "free": evicted (deleted) at once.
+        r = await api.post(f"{PODS}/free/eviction", json=eviction("free"))
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "Success"
+        assert (await api.get(f"{PODS}/free")).status_code == 404
+        # A budget allowing one disruption: the first eviction goes through and uses it up.
+        r = await api.post(PDBS, json={"metadata": {"name": "web"}, "spec": {
+            "minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}})
+        assert r.status_code == 201, r.text
+        assert r.json()["metadata"]["generation"] == 1
+        r = await api.patch(f"{PDBS}/web/status", headers=MERGE, json={"status": {
+            "observedGeneration": 1, "disruptionsAllowed": 1, "currentHealthy": 3, "desiredHealthy": 2,
+            "expectedPods": 3}})
+        assert r.status_code == 200, r.text
+        r = await api.post(f"{PODS}/web0/eviction", json=eviction("web0"))
+        assert r.status_code == 201, r.text
+        assert (await api.get(f"{PODS}/web0")).status_code == 404
+        budget = (await api.get(f"{PDBS}/web")).json()
+        assert budget["status"]["disruptionsAllowed"] == 0 and "web0" in budget["status"]["disruptedPods"]
+        assert budget["status"]["conditions"][0]["reason"] == "InsufficientPods"
+        # None left: 429 with kube's message and cause; the pod stays.
+        r = await api.post(f"{PODS}/web1/eviction", json=eviction("web1"))
+        assert r.status_code == 429, r.text
+        st = r.json()
+        assert st["reason"] == "TooManyRequests"
+        assert st["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+        assert st["details"]["causes"] == [{"reason": "DisruptionBudget", "message":
+                                            "The disruption budget web needs 2 healthy pods and has 3 currently"}]
+        assert (await api.get(f"{PODS}/web1")).status_code == 200
+        # A pending pod ignores budgets (kube's canIgnorePDB).
+        r = await api.post(PODS, json=pod("web-pending", app="web"))
+        r = await api.post(f"{PODS}/web-pending/eviction", json=eviction("web-pending"))
+        assert r.status_code == 201, r.text
+        # Dry run: nothing deleted, nothing counted.
+        await api.patch(f"{PDBS}/web/status", headers=MERGE, json={"status": {"disruptionsAllowed": 1}})
+        r = await api.post(f"{PODS}/web1/eviction?dryRun=All", json=eviction("web1"))
+        assert r.status_code == 201, r.text
+        assert (await api.get(f"{PODS}/web1")).status_code == 200
+        assert (await api.get(f"{PDBS}/web")).json()["status"]["disruptionsAllowed"] == 1
+        # Two budgets selecting one pod: kube's 500.
+        await api.post(PDBS, json={"metadata": {"name": "web2"}, "spec": {
+            "maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}})
+        r = await api.post(f"{PODS}/web1/eviction", json=eviction("web1"))
+        assert r.status_code == 500 and "more than one PodDisruptionBudget" in r.json()["message"]
+        r = await api.post(f"{PODS}/web1/eviction", json=eviction("wrong"))
+        assert r.status_code == 400
+
+
+async def test_ephemeral_containers_and_approval(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        await api.post(PODS, json=pod("e"))
+        cur = (await api.get(f"{PODS}/e/ephemeralcontainers")).json()
+        cur["spec"]["ephemeralContainers"] = [{"name": "debug", "image": "busybox"}]
+        cur["spec"]["containers"][0]["image"] = "changed"
+        r = await api.put(f"{PODS}/e/ephemeralcontainers", json=cur)
+        assert r.status_code == 200, r.text
+        p = r.json()
+        assert p["spec"]["ephemeralContainers"][0]["name"] == "debug"
+        assert p["spec"]["containers"][0]["image"] == "nginx"
+        csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+        r = await api.post(csrs, json={"metadata": {"name": "csr1"}, "spec": {
+            "request": "LS0tLS1CRUdJTg==", "signerName": "example.com/s", "usages": ["digital signature"]},
+            "status": {"certificate": "eA=="}})
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == {}
+        r = await api.patch(f"{csrs}/csr1/approval", headers=MERGE, json={"spec": {"signerName": "x/y"}, "status": {
+            "certificate": "eA==", "conditions": [{"type": "Approved", "status": "True", "reason": "OK"}]}})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == {"conditions": [{"type": "Approved", "status": "True", "reason": "OK"}]}
+        assert r.json()["spec"]["signerName"] == "example.com/s"
