@@ -23,8 +23,9 @@ from bus import (
     Actor as EventActor,
 )
 from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_with_rv_slot, object_bytes
-from kinds import BUILTIN, ResourceDef, definitions, field_value, patch_schema, schema_for
+from kinds import BUILTIN, Registry, ResourceDef, definitions, field_value, patch_schema, schema_for
 from kinds import _subresources as subresources
+from kinds._conversion import convert
 from kinds._errors import (
     AlreadyExists,
     ApiError,
@@ -111,8 +112,9 @@ class ResourceCore:
     """Write logic; the actor's handler is :meth:`handle`."""
 
     def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32,
-                 admit: Callable[[Request], Awaitable[None]] | None = None) -> None:
+                 admit: Callable[[Request], Awaitable[None]] | None = None, registry: Registry | None = None) -> None:
         self.log = log
+        self.registry = registry if registry is not None else Registry()
         self.projection = projection
         self.max_retries = max_retries
         # The admission step for writes this actor turns into others: every item of a
@@ -124,28 +126,33 @@ class ResourceCore:
     # ---- entry point ---------------------------------------------------------------------------
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
+        reply.set(await self.write(req))
+
+    async def write(self, req: Request) -> WriteResult:
+        """Decide one write and answer with its result."""
         assert req.rdef is not None
         verb = req.verb
+        storage = self.registry.storage_of(req.rdef)
+        if storage is not req.rdef:
+            return await self.converted(req, storage)
         if req.subresource:
             # The gateway admits a subresource's verbs from the definition.
-            result = await self.subresource(req)
-        elif verb in _API_VERBS and verb not in req.rdef.verbs:
+            return await self.subresource(req)
+        if verb in _API_VERBS and verb not in req.rdef.verbs:
             raise MethodNotAllowed("the server does not allow this method on the requested resource")
-        elif verb == "create":
-            result = await self.create(req)
-        elif verb == "update":
-            result = await self.update(req)
-        elif verb == "patch":
-            result = await self.patch(req)
-        elif verb == "delete":
-            result = await self.delete(req)
-        elif verb == "deletecollection":
-            result = await self.delete_collection(req)
-        elif verb == "finalize-namespace":
-            result = await self.finalize_namespace(req)
-        else:
-            raise BadRequest(f"unsupported verb {verb!r}")
-        reply.set(result)
+        if verb == "create":
+            return await self.create(req)
+        if verb == "update":
+            return await self.update(req)
+        if verb == "patch":
+            return await self.patch(req)
+        if verb == "delete":
+            return await self.delete(req)
+        if verb == "deletecollection":
+            return await self.delete_collection(req)
+        if verb == "finalize-namespace":
+            return await self.finalize_namespace(req)
+        raise BadRequest(f"unsupported verb {verb!r}")
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -469,9 +476,12 @@ class ResourceCore:
 
     # ---- patch --------------------------------------------------------------------------------------
 
-    async def patch(self, req: Request) -> WriteResult:
+    async def patch(self, req: Request, served: ResourceDef | None = None) -> WriteResult:
+        """A patch; with ``served``, of the object as that version shows it (the patch applies to
+        the converted object, and the result is converted back to the stored version)."""
         rdef = req.rdef
         assert rdef is not None
+        view = served or rdef
         self._check_options(req, "PatchOptions")
         ptype = req.patch_type
         if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
@@ -483,19 +493,20 @@ class ResourceCore:
         if ptype != JSON_PATCH and not isinstance(req.body, dict):
             raise BadRequest("the patch must be a JSON object")
         key = self.key(req)
-        schema = patch_schema(rdef.group, rdef.version, rdef.kind)
+        schema = patch_schema(view.group, view.version, view.kind)
         warnings: tuple[str, ...] = ()
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
                 raise self.not_found(rdef, req.name)
+            shown = old if served is None else convert(old, served)
             try:
                 if ptype == JSON_PATCH:
-                    new = apply_json_patch(old, req.body)
+                    new = apply_json_patch(shown, req.body)
                 elif ptype == MERGE_PATCH:
-                    new = apply_merge_patch(old, req.body)
+                    new = apply_merge_patch(shown, req.body)
                 else:
-                    new = apply_strategic_merge_patch(old, req.body, schema)
+                    new = apply_strategic_merge_patch(shown, req.body, schema)
             except MalformedPatch as e:
                 raise BadRequest(str(e)) from None
             except PatchError as e:
@@ -503,8 +514,10 @@ class ResourceCore:
                               name=req.name, group=rdef.group, kind=rdef.kind) from None
             if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
                 raise BadRequest("the patched object must be an object with metadata")
-            if new.get("kind") != rdef.kind or new.get("apiVersion") != rdef.api_version:
+            if new.get("kind") != view.kind or new.get("apiVersion") != view.api_version:
                 raise BadRequest("the patch must not change kind or apiVersion")
+            if served is not None:
+                new = convert(new, rdef)
             nonlocal warnings
             warnings = self._field_validation(req, new, patched=True)
             prv = new["metadata"].get("resourceVersion")
@@ -632,6 +645,23 @@ class ResourceCore:
             rdef.list_kind.encode(), rdef.api_version.encode(), self.projection.store.applied, b",".join(items))
         return WriteResult(200, body)
 
+
+    # ---- versions served by conversion -----------------------------------------------------------------
+
+    async def converted(self, req: Request, storage: ResourceDef) -> WriteResult:
+        """A write to a version served by conversion: the body in the storage version, the write
+        decided there, the answer in the version asked for."""
+        served = req.rdef
+        assert served is not None
+        stored = msgspec.structs.replace(req, rdef=storage)
+        if req.verb in ("create", "update") and req.subresource in ("", "status"):
+            body = self._body_object(req)  # checked against the version it claims
+            stored = msgspec.structs.replace(stored, body=convert(body, storage))
+        if req.verb == "patch" and req.subresource in ("", "status"):
+            result = await self.patch(stored, served=served)
+        else:
+            result = await self.write(stored)
+        return WriteResult(result.code, _to_served(result.body, storage, served), result.warnings)
 
     # ---- subresources ----------------------------------------------------------------------------------
 
@@ -797,6 +827,18 @@ class ResourceCore:
 
 _PDB = next(d for d in BUILTIN if (d.group, d.plural) == ("policy", "poddisruptionbudgets"))
 _API_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def _to_served(body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
+    """A write's answer (an object, a list of them, or a Status) in the served version."""
+    obj = _decode(body)
+    if not isinstance(obj, dict) or obj.get("kind") == "Status":
+        return body
+    if obj.get("kind") == storage.list_kind:
+        obj["items"] = [convert(i, served) for i in obj.get("items") or []]
+        obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
+        return _json.encode(obj)
+    return _json.encode(convert(obj, served))
 
 
 def _msg_id(audit_id: str, subject: str, attempt: int) -> str:

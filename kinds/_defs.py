@@ -52,6 +52,9 @@ class ResourceDef(msgspec.Struct, frozen=True):
     # The scale subresource: the replicas paths and how the label selector is read
     # (``"selector"``: a LabelSelector at spec.selector; ``"map"``: an RC's map at spec.selector).
     scale_selector: Literal["", "selector", "map"] = ""
+    # Served by conversion from the storage version (group, version) of the same plural; empty:
+    # this definition is the storage version (kinds/_conversion.py holds the conversions).
+    storage: tuple[str, str] = ()
 
     @property
     def has_status(self) -> bool:
@@ -67,6 +70,9 @@ class ResourceDef(msgspec.Struct, frozen=True):
         return self.kind + "List"
 
 
+_EVENT_FIELDS = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                 "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                 "reason", "reportingComponent", "source", "type")
 _STATUS = {"status": ("get", "patch", "update")}
 _SCALE = {"scale": ("get", "patch", "update")}
 _ALL = ("all",)
@@ -123,7 +129,7 @@ _WORKLOAD_KINDS: tuple[ResourceDef, ...] = (
                 initial_status={"desiredReplicas": 0}),
     ResourceDef("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
                 "horizontalpodautoscaler", True, ("hpa",), _ALL, subresources=_STATUS,
-                initial_status={"currentReplicas": 0, "desiredReplicas": 0}),
+                initial_status={"currentReplicas": 0, "desiredReplicas": 0}, storage=("autoscaling", "v2")),
     ResourceDef("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ("ing",),
                 subresources=_STATUS, generation=True, initial_status={"loadBalancer": {}}),
     ResourceDef("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False,
@@ -146,7 +152,8 @@ _WORKLOAD_KINDS: tuple[ResourceDef, ...] = (
     ResourceDef("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
                 "certificatesigningrequest", False, ("csr",), field_selectors=("spec.signerName",),
                 subresources={**_STATUS, "approval": ("get", "patch", "update")}, initial_status={}),
-    ResourceDef("events.k8s.io", "v1", "Event", "events", "event", True, ("ev",), name_rule="path"),
+    ResourceDef("events.k8s.io", "v1", "Event", "events", "event", True, ("ev",), name_rule="path",
+                field_selectors=_EVENT_FIELDS, storage=("", "v1")),
     ResourceDef("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", False,
                 categories=("api-extensions",), subresources=_STATUS, initial_status={}),
 )
@@ -159,11 +166,7 @@ BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",)),
     ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),
                 subresources={"token": ("create",)}),
-    ResourceDef("", "v1", "Event", "events", "event", True, ("ev",),
-                field_selectors=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-                                 "involvedObject.uid", "involvedObject.apiVersion",
-                                 "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
-                                 "reportingComponent", "source", "type"),
+    ResourceDef("", "v1", "Event", "events", "event", True, ("ev",), field_selectors=_EVENT_FIELDS,
                 name_rule="path"),
     ResourceDef("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     *_WORKLOAD_KINDS,
@@ -196,6 +199,12 @@ class Registry:
 
     def get(self, group: str, version: str, plural: str) -> ResourceDef | None:
         return self._by_gvr.get((group, version, plural))
+
+    def storage_of(self, d: ResourceDef) -> ResourceDef:
+        """The definition ``d`` is stored as (itself, unless it is served by conversion)."""
+        if not d.storage:
+            return d
+        return self._by_gvr.get((*d.storage, d.plural), d)
 
     def by_resource(self, group: str, plural: str) -> ResourceDef | None:
         return self._by_gr.get((group, plural))
