@@ -230,20 +230,32 @@ def _version_rank(version: str) -> tuple[int, int, int]:
     return (stage, -int(m.group(1)), -int(m.group(3) or 0))
 
 
+# Selectable fields whose value kube formats from a Go zero value when the field is unset (a bool
+# "false", a count "0"), or reads from another field (a Job's status.successful is status.succeeded).
+_FIELD_SOURCES = {
+    "spec.hostNetwork": ("spec.hostNetwork", "false"),
+    "spec.unschedulable": ("spec.unschedulable", "false"),
+    "status.replicas": ("status.replicas", "0"),
+    "status.successful": ("status.succeeded", "0"),
+}
+
+
 def field_value(obj: dict, path: str) -> str:
-    """The string value at a dotted path, "" when missing (as Kubernetes field labels do).
+    """The string value at a dotted path, "" when missing (as Kubernetes field labels do; a bool or
+    count kube formats from its zero value).
 
     ``source`` on events is the apiserver's special case: ``source.component``.
     """
     if path == "source":
         path = "source.component"
+    path, default = _FIELD_SOURCES.get(path, (path, ""))
     cur: object = obj
     for part in path.split("."):
         if not isinstance(cur, dict):
-            return ""
+            return default
         cur = cur.get(part)
     if cur is None:
-        return ""
+        return default
     if isinstance(cur, bool):
         return "true" if cur else "false"
     return str(cur)

@@ -172,6 +172,17 @@ async def test_binding_once(api: httpx.AsyncClient) -> None:
             assert r.json()["reason"] == "Conflict"
             assert r.json()["message"] == (f'Operation cannot be fulfilled on pods/binding "b{i}": pod b{i} is '
                                            f'already assigned to node "node-{i}"')
+        # Pod field selectors see the binding and the status.
+        r = await api.get(f"{PODS}?fieldSelector=spec.nodeName%3Dnode-1")
+        assert [p["metadata"]["name"] for p in r.json()["items"]] == ["b1"]
+        await api.patch(f"{PODS}/b2/status", json={"status": {"phase": "Running", "podIP": "10.0.0.2"}},
+                        headers=MERGE)
+        for selector, names in (("status.phase%3DPending", ["b0", "b1"]), ("status.podIP%3D10.0.0.2", ["b2"]),
+                                ("spec.hostNetwork%3Dfalse", ["b0", "b1", "b2"]),
+                                ("spec.restartPolicy%21%3DNever,spec.nodeName%21%3Dnode-0", ["b1", "b2"])):
+            r = await api.get(f"{PODS}?fieldSelector={selector}")
+            assert r.status_code == 200, r.text
+            assert [p["metadata"]["name"] for p in r.json()["items"]] == names, selector
         r = await api.post(f"{PODS}/b0/binding", json={"metadata": {"name": "other"}, "target": {"name": "n"}})
         assert r.status_code == 400
         r = await api.post(f"{PODS}/nope/binding", json={"metadata": {"name": "nope"}, "target": {"name": "n"}})

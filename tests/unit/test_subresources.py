@@ -151,3 +151,16 @@ def test_disruption_budget_arithmetic() -> None:
     assert "still being processed" in e.value.message
     assert can_ignore_pdb({"metadata": {}, "status": {"phase": "Pending"}})
     assert not can_ignore_pdb({"metadata": {}, "status": {"phase": "Running"}})
+
+
+def test_selectable_field_values() -> None:
+    from kinds import field_value
+
+    pod = {"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}
+    assert field_value(pod, "spec.nodeName") == "n1" and field_value(pod, "spec.hostNetwork") == "false"
+    assert field_value({"spec": {"hostNetwork": True}}, "spec.hostNetwork") == "true"
+    assert field_value({}, "status.successful") == "0"
+    assert field_value({"status": {"succeeded": 3}}, "status.successful") == "3"
+    assert field_value({"status": {}}, "status.replicas") == "0"
+    assert field_value({}, "spec.unschedulable") == "false"
+    assert field_value({"spec": {}}, "status.podIP") == ""
