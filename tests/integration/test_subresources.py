@@ -277,3 +277,41 @@ async def test_ephemeral_containers_and_approval(api: httpx.AsyncClient) -> None
         assert r.status_code == 200, r.text
         assert r.json()["status"] == {"conditions": [{"type": "Approved", "status": "True", "reason": "OK"}]}
         assert r.json()["spec"]["signerName"] == "example.com/s"
+
+
+STATUS_FIELDS = ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas", "unavailableReplicas")
+
+
+async def test_two_gateways_scale_and_status(start_server: StartServer) -> None:
+    """Subresource writes on two gateways at once: every scale and status write lands (the retry
+    loop decides each against the winner), and a watch on either gateway sees them all."""
+    a, b = await start_server(), await start_server()
+    async with client_for(a) as api_a, client_for(b) as api_b:
+        with trio.fail_after(60):
+            r = await api_a.post(DEPLOY, json=deployment("shared"))
+            assert r.status_code == 201, r.text
+            rv0 = r.json()["metadata"]["resourceVersion"]
+            results: list[httpx.Response] = []
+
+            async def scale_on(api: httpx.AsyncClient, n: int) -> None:
+                results.append(await api.patch(f"{DEPLOY}/shared/scale", json={"spec": {"replicas": n}},
+                                               headers=MERGE))
+
+            async def status_on(api: httpx.AsyncClient, n: int) -> None:
+                results.append(await api.patch(f"{DEPLOY}/shared/status", headers=MERGE,
+                                               json={"status": {STATUS_FIELDS[n]: n + 1}}))
+
+            async with trio.open_nursery() as nursery:
+                for i in range(5):
+                    nursery.start_soon(scale_on, api_a if i % 2 else api_b, 10 + i)
+                    nursery.start_soon(status_on, api_b if i % 2 else api_a, i)
+            assert all(r.status_code == 200 for r in results), [r.text for r in results if r.status_code != 200]
+            final = (await api_b.get(f"{DEPLOY}/shared")).json()
+            # Status patches merged (the generic status/spec split applied on each), scales counted.
+            assert final["status"] == {f: i + 1 for i, f in enumerate(STATUS_FIELDS)}
+            assert final["metadata"]["generation"] == 1 + len({r.json()["spec"]["replicas"] for r in results
+                                                                if r.json().get("kind") == "Scale"})
+            for api in (api_a, api_b):
+                events = await read_events(api, f"{DEPLOY}?watch=1&resourceVersion={rv0}",
+                                           until_rv=final["metadata"]["resourceVersion"])
+                assert len(events) == 10
