@@ -102,6 +102,18 @@ async def test_kubectl_workloads(version: str, server: Running, tmp_path: Path) 
     assert scale["spec"] == {"replicas": 1} and scale["status"]["selector"] == "app=web"
     pod = json.loads(await k("-n", ns, "get", "po", "p1", "-o", "json"))
     assert pod["status"]["phase"] == "Pending" and pod["metadata"]["generation"] == 1
+    # `kubectl drain`: cordon (a node patch), the node's pods by field selector, their evictions.
+    node = f"node-{ns}"
+    await k("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}))
+    await k("-n", ns, "apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx"}]}}))
+    await k("-n", ns, "patch", "pod", "bound", "--subresource=status", "--type=merge",
+            "-p", '{"status":{"phase":"Running"}}')
+    out = await k("drain", node, "--force", "--timeout=30s")
+    assert "pod/bound evicted" in out and f"node/{node} drained" in out, out
+    assert json.loads(await k("get", "node", node, "-o", "json"))["spec"]["unschedulable"] is True
+    assert [row[0] for row in table(await k("-n", ns, "get", "pods", "-o", "name"))] == ["pod/p1"]
 
 
 def _clients(running: Running) -> Any:
