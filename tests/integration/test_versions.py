@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import StartServer, client_for
+from tests.conftest import StartServer, client_for, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +153,27 @@ async def test_events_core_and_events_k8s_io(api: httpx.AsyncClient) -> None:
         for url in (EV_CORE, EV_NEW):
             body = (await api.get(f"{url}?fieldSelector=involvedObject.kind%3DPod")).json()
             assert [i["metadata"]["name"] for i in body["items"]] == ["core.1"]
+
+
+async def test_namespace_deletion_empties_converted_kinds(api: httpx.AsyncClient) -> None:
+    """The namespace controller deletes each stored object once, whichever versions serve it."""
+    with trio.fail_after(30):
+        assert (await api.post("/api/v1/namespaces", json={"metadata": {"name": "tmp"}})).status_code == 201
+        hpa = HPA1.replace("/default/", "/tmp/")
+        ev = EV_NEW.replace("/default/", "/tmp/")
+        for i in range(3):
+            r = await api.post(hpa, json={"metadata": {"name": f"h{i}"}, "spec": {
+                "scaleTargetRef": TARGET, "maxReplicas": 2}})
+            assert r.status_code == 201, r.text
+            r = await api.post(ev, json={"metadata": {"name": f"e{i}"}, "eventTime": "2024-05-01T10:00:00.000000Z",
+                                         "reportingController": "c", "reportingInstance": "i", "action": "A",
+                                         "reason": "R", "type": "Normal"})
+            assert r.status_code == 201, r.text
+        assert (await api.delete("/api/v1/namespaces/tmp")).status_code == 200
+        await poll_until(lambda: _gone(api, "/api/v1/namespaces/tmp"))
+        for url in (hpa, ev, HPA2.replace("/default/", "/tmp/"), EV_CORE.replace("/default/", "/tmp/")):
+            assert (await api.get(url)).json()["items"] == []
+
+
+async def _gone(api: httpx.AsyncClient, url: str) -> bool:
+    return (await api.get(url)).status_code == 404
