@@ -315,3 +315,33 @@ async def test_two_gateways_scale_and_status(start_server: StartServer) -> None:
                 events = await read_events(api, f"{DEPLOY}?watch=1&resourceVersion={rv0}",
                                            until_rv=final["metadata"]["resourceVersion"])
                 assert len(events) == 10
+
+
+async def test_concurrent_evictions_respect_the_budget(start_server: StartServer) -> None:
+    """Evictions racing on two gateways: the budget's compare-and-swap lets exactly as many
+    through as it allows; the others are 429 and their pods stay."""
+    a, b = await start_server(), await start_server()
+    async with client_for(a) as api_a, client_for(b) as api_b:
+        with trio.fail_after(60):
+            for i in range(6):
+                await _running(api_a, f"c{i}", app="c")
+            await api_a.post(PDBS, json={"metadata": {"name": "c"}, "spec": {
+                "minAvailable": 4, "selector": {"matchLabels": {"app": "c"}}}})
+            r = await api_a.patch(f"{PDBS}/c/status", headers=MERGE, json={"status": {
+                "observedGeneration": 1, "disruptionsAllowed": 2, "currentHealthy": 6, "desiredHealthy": 4,
+                "expectedPods": 6}})
+            assert r.status_code == 200, r.text
+            codes: dict[str, int] = {}
+
+            async def evict(api: httpx.AsyncClient, name: str) -> None:
+                codes[name] = (await api.post(f"{PODS}/{name}/eviction", json=eviction(name))).status_code
+
+            async with trio.open_nursery() as nursery:
+                for i in range(6):
+                    nursery.start_soon(evict, api_a if i % 2 else api_b, f"c{i}")
+            assert sorted(codes.values()) == [201, 201, 429, 429, 429, 429], codes
+            left = {p["metadata"]["name"] for p in (await api_b.get(f"{PODS}?labelSelector=app%3Dc")).json()["items"]}
+            assert left == {n for n, c in codes.items() if c == 429}
+            status = (await api_b.get(f"{PDBS}/c")).json()["status"]
+            assert status["disruptionsAllowed"] == 0
+            assert set(status["disruptedPods"]) == {n for n, c in codes.items() if c == 201}
