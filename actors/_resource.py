@@ -135,6 +135,8 @@ class ResourceCore:
         storage = self.registry.storage_of(req.rdef)
         if storage is not req.rdef:
             return await self.converted(req, storage)
+        if req.rdef.create_as and verb == "create":
+            return await self.create_as(req)
         if req.subresource:
             # The gateway admits a subresource's verbs from the definition.
             return await self.subresource(req)
@@ -662,6 +664,18 @@ class ResourceCore:
         else:
             result = await self.write(stored)
         return WriteResult(result.code, _to_served(result.body, storage, served), result.warnings)
+
+    async def create_as(self, req: Request) -> WriteResult:
+        """A create of a kind stored as another's subresource (``bindings``: the pod's binding)."""
+        rdef = req.rdef
+        assert rdef is not None
+        plural, sub = rdef.create_as
+        target = self.registry.by_resource(rdef.group, plural)
+        meta = req.body.get("metadata") if isinstance(req.body, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if target is None or not isinstance(name, str) or not name:
+            raise BadRequest(f"the body of the request must be a {rdef.kind} object with metadata.name")
+        return await self.subresource(msgspec.structs.replace(req, rdef=target, name=name, subresource=sub))
 
     # ---- subresources ----------------------------------------------------------------------------------
 

@@ -55,6 +55,9 @@ class ResourceDef(msgspec.Struct, frozen=True):
     # Served by conversion from the storage version (group, version) of the same plural; empty:
     # this definition is the storage version (kinds/_conversion.py holds the conversions).
     storage: tuple[str, str] = ()
+    # Nothing of its own is stored: a create is the named subresource of the object of that plural
+    # (same group) named by the body's metadata.name (core/v1 ``bindings`` -> ``pods/<name>/binding``).
+    create_as: tuple[str, str] = ()
 
     @property
     def has_status(self) -> bool:
@@ -91,6 +94,8 @@ _WORKLOAD_KINDS: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Service", "services", "service", True, ("svc",), _ALL,
                 field_selectors=("spec.clusterIP", "spec.type"), subresources=_STATUS,
                 initial_status={"loadBalancer": {}}),
+    ResourceDef("", "v1", "Binding", "bindings", "binding", True, verbs=("create",),
+                create_as=("pods", "binding")),
     ResourceDef("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
     ResourceDef("", "v1", "Node", "nodes", "node", False, ("no",), field_selectors=("spec.unschedulable",),
                 subresources=_STATUS),

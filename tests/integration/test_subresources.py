@@ -187,6 +187,15 @@ async def test_binding_once(api: httpx.AsyncClient) -> None:
         assert r.status_code == 400
         r = await api.post(f"{PODS}/nope/binding", json={"metadata": {"name": "nope"}, "target": {"name": "n"}})
         assert r.status_code == 404
+        # The legacy bindings resource is the same write, the pod named by the Binding.
+        await api.post(PODS, json=pod("b3"))
+        binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "b3"}, "target": {"name": "n3"}}
+        r = await api.post("/api/v1/namespaces/default/bindings", json=binding)
+        assert r.status_code == 201 and r.json()["status"] == "Success", r.text
+        assert (await api.get(f"{PODS}/b3")).json()["spec"]["nodeName"] == "n3"
+        r = await api.post("/api/v1/namespaces/default/bindings", json=binding)
+        assert r.status_code == 409 and "already assigned" in r.json()["message"]
+        assert (await api.get("/api/v1/namespaces/default/bindings")).status_code == 405
         # Only POST: binding has no get.
         assert (await api.get(f"{PODS}/b0/binding")).status_code == 405
 
