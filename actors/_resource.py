@@ -414,7 +414,7 @@ class ResourceCore:
             # main resource's.
             strategy.prepare_for_update(new, old)
         # The status/spec split and metadata.generation, from the kind's definition.
-        subresources.prepare_update(rdef, req.subresource, new, old)
+        subresources.prepare_update(rdef, req.subresource, new, old, now_rfc3339())
         if not rdef.generation:
             if strategy.has_generation:
                 subresources.set_generation(rdef, new, old)
@@ -428,10 +428,9 @@ class ResourceCore:
                                            "deleted, found new finalizers " + repr(sorted(added)),
                     "metadata.finalizers")], group=rdef.group)
         self._validate(req, new, old)
-        if req.subresource == "approval":
-            causes = subresources.validate_approval(new)
-            if causes:
-                raise invalid(rdef.kind, om["name"], causes, group=rdef.group)
+        causes = subresources.validate_update(req.subresource, new, old)
+        if causes:
+            raise invalid(rdef.kind, om["name"], causes, group=rdef.group)
         record_update(old, new, manager=self._manager(req), api_version=rdef.api_version, now=now_rfc3339())
         if _same(old, new):
             return _NoChange(entry)

@@ -36,7 +36,8 @@ def prepare_create(rdef: ResourceDef, obj: dict[str, Any]) -> None:
         obj["metadata"]["generation"] = 1
 
 
-def prepare_update(rdef: ResourceDef, subresource: str, new: dict[str, Any], old: dict[str, Any]) -> None:
+def prepare_update(rdef: ResourceDef, subresource: str, new: dict[str, Any], old: dict[str, Any],
+                   now: str = "") -> None:
     """What a write through the main resource or a subresource may change; the rest is carried
     over from ``old`` into ``new``. Then the generation, counted on the final object."""
     if subresource == "status":
@@ -50,6 +51,8 @@ def prepare_update(rdef: ResourceDef, subresource: str, new: dict[str, Any], old
             new["status"] = copy.deepcopy(old["status"])
         else:
             new.pop("status", None)
+    if "approval" in rdef.subresources and subresource in ("approval", "status") and now:
+        populate_condition_timestamps(new, old, now)  # a CSR's conditions
     if rdef.generation and subresource not in _NO_GENERATION:
         set_generation(rdef, new, old)
     elif rdef.generation:
@@ -223,6 +226,48 @@ def bind(pod: dict[str, Any], binding: Any, name: str) -> dict[str, Any]:
 def _binding_conflict(name: str, why: str) -> Conflict:
     return Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": {why}', name=name,
                     kind="pods/binding")
+
+
+def validate_update(subresource: str, new: dict[str, Any], old: dict[str, Any]) -> list[Cause]:
+    """What a subresource's write must satisfy beyond the kind's own validation."""
+    if subresource == "approval":
+        return validate_approval(new)
+    if subresource == "ephemeralcontainers":
+        return validate_ephemeral_containers(new, old)
+    return []
+
+
+def validate_ephemeral_containers(new: dict[str, Any], old: dict[str, Any]) -> list[Cause]:
+    """Ephemeral containers may be added, never removed or changed (kube's
+    ValidatePodEphemeralContainersUpdate)."""
+    path = "spec.ephemeralContainers"
+    now = {c.get("name"): c for c in (new.get("spec") or {}).get("ephemeralContainers") or []
+           if isinstance(c, dict)}
+    causes = []
+    for c in (old.get("spec") or {}).get("ephemeralContainers") or []:
+        name = c.get("name")
+        if name not in now:
+            causes.append(Cause("FieldValueForbidden", f'Forbidden: existing ephemeral containers "{name}" may not '
+                                                       f"be removed\n", path))
+        elif now[name] != c:
+            causes.append(Cause("FieldValueForbidden", f'Forbidden: existing ephemeral containers "{name}" may not '
+                                                       f"be changed\n", path))
+    return causes
+
+
+def populate_condition_timestamps(new: dict[str, Any], old: dict[str, Any], now: str) -> None:
+    """A CSR's conditions get ``lastUpdateTime`` now and ``lastTransitionTime`` now, or the old one
+    for an unchanged type and status (kube's populateConditionTimestamps)."""
+    before = [c for c in (old.get("status") or {}).get("conditions") or [] if isinstance(c, dict)]
+    for c in (new.get("status") or {}).get("conditions") or []:
+        if not isinstance(c, dict):
+            continue
+        if not c.get("lastUpdateTime"):
+            c["lastUpdateTime"] = now
+        if not c.get("lastTransitionTime"):
+            c["lastTransitionTime"] = next(
+                (o["lastTransitionTime"] for o in before if o.get("type") == c.get("type") and
+                 o.get("status") == c.get("status") and o.get("lastTransitionTime")), now)
 
 
 def validate_approval(obj: dict[str, Any]) -> list[Cause]:

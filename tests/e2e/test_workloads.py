@@ -4,6 +4,7 @@ create, list, patch, watch; the deployment's /scale; ``utils.create_from_yaml``)
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from pathlib import Path
@@ -14,6 +15,10 @@ import kubernetes.utils
 import pytest
 import trio
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from gateway import Running
 from tests.e2e.test_kubectl import kubectl_binary, table
@@ -114,6 +119,32 @@ async def test_kubectl_workloads(version: str, server: Running, tmp_path: Path) 
     assert "pod/bound evicted" in out and f"node/{node} drained" in out, out
     assert json.loads(await k("get", "node", node, "-o", "json"))["spec"]["unschedulable"] is True
     assert [row[0] for row in table(await k("-n", ns, "get", "pods", "-o", "name"))] == ["pod/p1"]
+    # `kubectl debug`: an ephemeral container through pods/ephemeralcontainers. (The pod states its
+    # securityContext: kubectl reads it, and pod defaulting is not part of this test.)
+    await k("-n", ns, "apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dbg"},
+        "spec": {"securityContext": {}, "containers": [{"name": "c", "image": "nginx"}]}}))
+    await k("-n", ns, "debug", "dbg", "--image=busybox", "--container=debugger")
+    pod = json.loads(await k("-n", ns, "get", "pod", "dbg", "-o", "json"))
+    assert [c["name"] for c in pod["spec"]["ephemeralContainers"]] == ["debugger"]
+    if version == "1.27":  # 1.32+ send the CSR as protobuf: that is the protobuf codec's test
+        csr = f"csr-{ns}"
+        await k("apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": csr},
+            "spec": {"request": _csr_pem_b64(), "signerName": "kubernetes.io/kube-apiserver-client",
+                     "usages": ["client auth"]}}))
+        out = await k("certificate", "approve", csr)
+        assert out.strip() == f"certificatesigningrequest.certificates.k8s.io/{csr} approved"
+        got = json.loads(await k("get", "csr", csr, "-o", "json"))
+        assert [(c["type"], c["reason"]) for c in got["status"]["conditions"]] == [("Approved", "KubectlApprove")]
+
+
+def _csr_pem_b64() -> str:
+    """A PEM certificate request (CN=alice), base64 as a CSR's spec.request holds it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    req = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")])).sign(key, hashes.SHA256())
+    return base64.b64encode(req.public_bytes(serialization.Encoding.PEM)).decode()
 
 
 def _clients(running: Running) -> Any:

@@ -284,8 +284,27 @@ async def test_ephemeral_containers_and_approval(api: httpx.AsyncClient) -> None
         r = await api.patch(f"{csrs}/csr1/approval", headers=MERGE, json={"spec": {"signerName": "x/y"}, "status": {
             "certificate": "eA==", "conditions": [{"type": "Approved", "status": "True", "reason": "OK"}]}})
         assert r.status_code == 200, r.text
-        assert r.json()["status"] == {"conditions": [{"type": "Approved", "status": "True", "reason": "OK"}]}
+        cond = r.json()["status"]["conditions"]
+        assert list(r.json()["status"]) == ["conditions"] and len(cond) == 1
+        assert cond[0]["type"] == "Approved" and cond[0]["lastUpdateTime"] == cond[0]["lastTransitionTime"]
         assert r.json()["spec"]["signerName"] == "example.com/s"
+        # Approved and Denied together: 422.
+        r = await api.patch(f"{csrs}/csr1/approval", headers=MERGE, json={"status": {"conditions": [
+            {"type": "Approved", "status": "True"}, {"type": "Denied", "status": "True"}]}})
+        assert r.status_code == 422, r.text
+        # Ephemeral containers are only ever added.
+        cur = (await api.get(f"{PODS}/e/ephemeralcontainers")).json()
+        cur["spec"]["ephemeralContainers"][0]["image"] = "other"
+        r = await api.put(f"{PODS}/e/ephemeralcontainers", json=cur)
+        assert r.status_code == 422 and 'existing ephemeral containers "debug" may not be changed' in r.json()["message"]
+        r = await api.patch(f"{PODS}/e/ephemeralcontainers", headers=MERGE,
+                            json={"spec": {"ephemeralContainers": None}})
+        assert r.status_code == 422 and "may not be removed" in r.text
+        r = await api.patch(f"{PODS}/e/ephemeralcontainers", headers={
+            "Content-Type": "application/strategic-merge-patch+json"},
+            json={"spec": {"ephemeralContainers": [{"name": "debug2", "image": "busybox"}]}})
+        assert r.status_code == 200, r.text
+        assert {c["name"] for c in r.json()["spec"]["ephemeralContainers"]} == {"debug", "debug2"}
 
 
 STATUS_FIELDS = ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas", "unavailableReplicas")
