@@ -36,7 +36,7 @@ class Pipeline:
                  run_controllers: bool = True, spans: Spans | None = None) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
-        self.core = ResourceCore(log, projection, admit=lifecycle.admit)
+        self.core = ResourceCore(log, projection, admit=lifecycle.admit, registry=registry)
         self.reviews_core = ReviewCore(projection, registry, signing_key)
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from ._errors import Cause
 from ._podspec import default_pod_template
@@ -162,7 +162,6 @@ class DeploymentStrategy(TemplateStrategy):
 
 
 class ReplicaSetStrategy(TemplateStrategy):
-    initial_status: ClassVar[dict[str, Any]] = {"replicas": 0}  # the one status field Go writes even when zero
     def default(self, obj: dict[str, Any]) -> None:
         default_replica_set(obj)
 
@@ -180,7 +179,6 @@ _STS_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "persisten
 
 
 class StatefulSetStrategy(TemplateStrategy):
-    initial_status: ClassVar[dict[str, Any]] = {"availableReplicas": 0, "replicas": 0}
     def default(self, obj: dict[str, Any]) -> None:
         default_stateful_set(obj)
 
@@ -219,8 +217,6 @@ class StatefulSetStrategy(TemplateStrategy):
 
 
 class DaemonSetStrategy(TemplateStrategy):
-    initial_status: ClassVar[dict[str, Any]] = {"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0,
-                      "numberReady": 0}
     def default(self, obj: dict[str, Any]) -> None:
         default_daemon_set(obj)
 

@@ -6,7 +6,7 @@ their own module (``_services``)."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, ClassVar
+from typing import Any
 
 from ._defs import ResourceDef
 from ._errors import Cause
@@ -69,16 +69,15 @@ def _validate_resource_list(value: Any, path: str) -> list[Cause]:
 
 class PodStrategy(Strategy):
     """Pods: PodSpec defaults on every write, ``Pending`` with its QoS class on create, a spec
-    that only changes where kube lets it."""
-
-    has_generation = True
+    that only changes where kube lets it. The initial ``Pending`` is the definition's."""
 
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         decode_defaults(obj, default_pod)
-        obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj)}
+        status = obj.setdefault("status", {})
+        status["qosClass"] = pod_qos_class(obj)
         if (obj.get("spec") or {}).get("schedulingGates"):
             # applySchedulingGatedCondition: a gated pod says why it is not scheduled.
-            obj["status"]["conditions"] = [{
+            status["conditions"] = [{
                 "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
                 "message": "Scheduling is blocked due to non-empty scheduling gates",
                 "lastProbeTime": None, "lastTransitionTime": (obj.get("metadata") or {}).get("creationTimestamp")}]
@@ -95,7 +94,6 @@ class PodStrategy(Strategy):
 
 
 class PodTemplateStrategy(Strategy):
-    has_generation = True
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         decode_defaults(obj, lambda o: default_pod_template(sub_dict(o, "template")))
 
@@ -128,7 +126,6 @@ def default_replication_controller(obj: dict[str, Any]) -> None:
 
 
 class ReplicationControllerStrategy(TemplateStrategy):
-    initial_status: ClassVar[dict[str, Any]] = {"replicas": 0}
 
     def default(self, obj: dict[str, Any]) -> None:
         default_replication_controller(obj)
@@ -200,7 +197,6 @@ _PV_SOURCES = ("gcePersistentDisk", "awsElasticBlockStore", "hostPath", "gluster
 
 
 class PersistentVolumeStrategy(TemplateStrategy):
-    has_generation = False
 
     def default(self, obj: dict[str, Any]) -> None:
         default_persistent_volume(obj)
@@ -237,8 +233,6 @@ class PersistentVolumeStrategy(TemplateStrategy):
 
 
 class PersistentVolumeClaimStrategy(TemplateStrategy):
-    has_generation = False
-    initial_status: ClassVar[dict[str, Any]] = {"phase": "Pending"}
 
     def default(self, obj: dict[str, Any]) -> None:
         default_persistent_volume_claim(obj)
@@ -412,7 +406,6 @@ class LimitRangeStrategy(Strategy):
 
 
 class ResourceQuotaStrategy(TemplateStrategy):
-    has_generation = False
 
     def default(self, obj: dict[str, Any]) -> None:
         _canonical_list(spec_of(obj).get("hard"))

@@ -5,7 +5,7 @@ CSIDrivers (storage.k8s.io)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from ._defs import ResourceDef
 from ._errors import Cause
@@ -92,7 +92,6 @@ _PATH_TYPES = ("Exact", "ImplementationSpecific", "Prefix")
 
 
 class IngressStrategy(TemplateStrategy):
-    initial_status: ClassVar[dict[str, Any]] = {"loadBalancer": {}}
 
     def validate_spec(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         spec = spec_of(obj)
@@ -197,7 +196,6 @@ def _default_endpoint_slice(obj: dict[str, Any]) -> None:
 
 
 class EndpointSliceStrategy(Strategy):
-    has_generation = True
 
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         decode_defaults(obj, _default_endpoint_slice)
@@ -262,9 +260,8 @@ def _default_ingress_class(obj: dict[str, Any]) -> None:
 class DefaultingStrategy(Strategy):
     """A kind whose only special behaviour is a ``SetDefaults_*`` on every write."""
 
-    def __init__(self, default: Any, *, has_generation: bool = False) -> None:
+    def __init__(self, default: Any) -> None:
         self._default = default
-        self.has_generation = has_generation
 
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         decode_defaults(obj, self._default)
@@ -299,8 +296,8 @@ class StorageClassStrategy(DefaultingStrategy):
 OTHER_STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("storage.k8s.io", "storageclasses"): StorageClassStrategy(),
     ("storage.k8s.io", "csidrivers"): DefaultingStrategy(default_csi_driver),
-    ("networking.k8s.io", "networkpolicies"): DefaultingStrategy(default_network_policy, has_generation=True),
-    ("networking.k8s.io", "ingressclasses"): DefaultingStrategy(_default_ingress_class, has_generation=True),
+    ("networking.k8s.io", "networkpolicies"): DefaultingStrategy(default_network_policy),
+    ("networking.k8s.io", "ingressclasses"): DefaultingStrategy(_default_ingress_class),
     ("scheduling.k8s.io", "priorityclasses"): PriorityClassStrategy(),
     ("policy", "poddisruptionbudgets"): PodDisruptionBudgetStrategy(),
     ("networking.k8s.io", "ingresses"): IngressStrategy(),

@@ -4,10 +4,9 @@ checks on ``spec.selector`` against the template's labels, and small field rules
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from ._defs import ResourceDef
 from ._errors import BadRequest, Cause
@@ -126,17 +125,14 @@ def immutable(new: Any, old: Any, path: str) -> list[Cause]:
 
 class TemplateStrategy(Strategy):
     """A kind with a spec and a status: defaults on every write (kube defaults whatever it
-    decodes), a fresh status on create, a generation that counts spec changes."""
-
-    has_generation = True
-    initial_status: ClassVar[dict[str, Any]] = {}
+    decodes). Its initial status and its generation are data of the kind's definition
+    (``ResourceDef.initial_status``, ``ResourceDef.generation``), applied by the resource actor."""
 
     def default(self, obj: dict[str, Any]) -> None:
         """The kind's ``SetDefaults_*``: override."""
 
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         decode_defaults(obj, self.default)
-        obj["status"] = copy.deepcopy(self.initial_status)
 
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         decode_defaults(new, self.default)

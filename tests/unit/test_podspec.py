@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kinds import ApiError, BadRequest, ResourceDef
+from kinds import ApiError, BadRequest, Registry, ResourceDef
+from kinds import _subresources as subresources
 from kinds._errors import Cause
 from kinds._podspec import (
     default_pod,
@@ -23,7 +24,13 @@ from kinds._podspec import (
 from kinds._quantity import canonical_quantity, parse_quantity
 from kinds._strategy import strategy_for
 
-PODS = ResourceDef("", "v1", "Pod", "pods", "pod", True, ("po",))
+PODS: ResourceDef = Registry().get("", "v1", "pods")  # type: ignore[assignment]
+
+
+def _create(pod: dict[str, Any]) -> None:
+    """What the resource actor does on create: the definition's initial status, then the strategy."""
+    subresources.prepare_create(PODS, pod)
+    strategy_for(PODS).prepare_for_create(pod)
 
 
 def _pod(**spec: Any) -> dict[str, Any]:
@@ -45,7 +52,7 @@ def test_kubectl_run_pod_defaults_as_kube() -> None:
     # serviceAccountName, priority, tolerations, the token volume — are not defaulting).
     pod = _pod(containers=[{"name": "nginx", "image": "nginx", "resources": {}}], restartPolicy="Always",
                dnsPolicy="ClusterFirst")
-    strategy_for(PODS).prepare_for_create(pod)
+    _create(pod)
     assert pod["spec"] == {
         "containers": [{"image": "nginx", "imagePullPolicy": "Always", "name": "nginx", "resources": {},
                         "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}],
@@ -96,7 +103,7 @@ def test_requests_default_to_limits_and_qos() -> None:
     # cpu and memory requests and limits in every container make the Pod Guaranteed.
     pod = _pod(containers=[{"name": "qos-demo-ctr", "image": "nginx",
                             "resources": {"limits": {"memory": "200Mi", "cpu": "700m"}}}])
-    strategy_for(PODS).prepare_for_create(pod)
+    _create(pod)
     assert pod["spec"]["containers"][0]["resources"]["requests"] == {"memory": "200Mi", "cpu": "700m"}
     assert pod["status"]["qosClass"] == "Guaranteed"
 
@@ -133,7 +140,7 @@ def test_canonical_quantity(given: object, stored: str) -> None:
 def test_bad_quantity_is_the_decoders_400() -> None:
     pod = _pod(containers=[{"name": "a", "image": "x", "resources": {"limits": {"cpu": "lots"}}}])
     with pytest.raises(BadRequest) as e:
-        strategy_for(PODS).prepare_for_create(pod)
+        _create(pod)
     assert e.value.message == ('Pod in version "v1" cannot be handled as a Pod: quantities must match the regular '
                                "expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
     assert parse_quantity("1.5Gi") == 1610612736
@@ -292,7 +299,7 @@ def test_gated_pod_gets_the_scheduling_gated_condition() -> None:
     # docs "Pod Scheduling Readiness": a pod with schedulingGates shows PodScheduled=False,
     # reason SchedulingGated (pkg/registry/core/pod/strategy.go applySchedulingGatedCondition).
     pod = _pod(containers=[{"name": "a", "image": "x"}], schedulingGates=[{"name": "example.com/foo"}])
-    strategy_for(PODS).prepare_for_create(pod)
+    _create(pod)
     assert pod["status"]["conditions"] == [{
         "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
         "message": "Scheduling is blocked due to non-empty scheduling gates", "lastProbeTime": None,

@@ -11,32 +11,41 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kinds import ApiError, ResourceDef, definitions, schema_for
+from kinds import ApiError, Registry, ResourceDef, definitions, schema_for
+from kinds import _subresources as subresources
 from kinds._batch import parse_cron_schedule
 from kinds._errors import Cause
 from kinds._fieldvalidation import type_errors
 from kinds._services import default_service_ip_families
 from kinds._strategy import strategy_for
 
-DEPLOY = ResourceDef("apps", "v1", "Deployment", "deployments", "deployment", True)
-RS = ResourceDef("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True)
-STS = ResourceDef("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True)
-DS = ResourceDef("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True)
-RC = ResourceDef("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True)
-JOB = ResourceDef("batch", "v1", "Job", "jobs", "job", True)
-CJ = ResourceDef("batch", "v1", "CronJob", "cronjobs", "cronjob", True)
-SVC = ResourceDef("", "v1", "Service", "services", "service", True, name_rule="label")
-PVC = ResourceDef("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", True)
-PV = ResourceDef("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", False)
-PC = ResourceDef("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False)
-PDB = ResourceDef("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", True)
-ING = ResourceDef("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True)
-EPS = ResourceDef("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True)
-SC = ResourceDef("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False)
-CSI = ResourceDef("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", False)
-NP = ResourceDef("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True)
-HPA2 = ResourceDef("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
-                   "horizontalpodautoscaler", True)
+_REGISTRY = Registry()
+
+
+def _served(group: str, version: str, plural: str) -> ResourceDef:
+    rdef = _REGISTRY.get(group, version, plural)
+    assert rdef is not None, plural
+    return rdef
+
+
+DEPLOY = _served("apps", "v1", "deployments")
+RS = _served("apps", "v1", "replicasets")
+STS = _served("apps", "v1", "statefulsets")
+DS = _served("apps", "v1", "daemonsets")
+RC = _served("", "v1", "replicationcontrollers")
+JOB = _served("batch", "v1", "jobs")
+CJ = _served("batch", "v1", "cronjobs")
+SVC = _served("", "v1", "services")
+PVC = _served("", "v1", "persistentvolumeclaims")
+PV = _served("", "v1", "persistentvolumes")
+PC = _served("scheduling.k8s.io", "v1", "priorityclasses")
+PDB = _served("policy", "v1", "poddisruptionbudgets")
+ING = _served("networking.k8s.io", "v1", "ingresses")
+EPS = _served("discovery.k8s.io", "v1", "endpointslices")
+SC = _served("storage.k8s.io", "v1", "storageclasses")
+CSI = _served("storage.k8s.io", "v1", "csidrivers")
+NP = _served("networking.k8s.io", "v1", "networkpolicies")
+HPA2 = _served("autoscaling", "v2", "horizontalpodautoscalers")
 
 # The PodSpec defaults every template gets (SetDefaults_PodSpec + SetDefaults_Container), as
 # `kubectl get deployment web -o yaml` shows them for `kubectl create deployment web --image=nginx`.
@@ -60,6 +69,9 @@ def _template(labels: dict[str, str] | None = None, **spec: Any) -> dict[str, An
 
 
 def _created(rdef: ResourceDef, obj: dict[str, Any]) -> dict[str, Any]:
+    """What the resource actor does on create: the definition's initial status and generation,
+    then the kind's strategy."""
+    subresources.prepare_create(rdef, obj)
     strategy_for(rdef).prepare_for_create(obj)
     return obj
 
