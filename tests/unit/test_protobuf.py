@@ -329,7 +329,7 @@ OBJECTS: list[dict[str, Any]] = [
      "metadata": {"namespace": "a"},
      "spec": {"resourceAttributes": {"namespace": "a", "verb": "get", "resource": "secrets", "name": "s"},
               "user": "bob"},
-     "status": {"allowed": False}},
+     "status": {"allowed": True, "denied": True}},
     {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
      "metadata": {}, "spec": {"namespace": "demo"},
      "status": {"resourceRules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"],
