@@ -36,6 +36,8 @@ RBAC, ALWAYS_ALLOW, ALWAYS_DENY = "RBAC", "AlwaysAllow", "AlwaysDeny"
 #: The --authorization-mode values kube-apiserver knows; the ones we serve, the others refused.
 KNOWN_MODES = ("AlwaysAllow", "AlwaysDeny", "ABAC", "Webhook", "RBAC", "Node")
 SUPPORTED_MODES = (ALWAYS_ALLOW, ALWAYS_DENY, RBAC)
+#: Decisions remembered until the next RBAC change (then all are dropped), and at most this many.
+DECISION_CACHE_SIZE = 16_384
 #: Sub-rules (group x resource x verb x name) an escalation check may expand a role into; a
 #: larger role is refused rather than compared (BreakdownRule is a cartesian product).
 MAX_BREAKDOWN = 100_000
@@ -145,6 +147,10 @@ class Authorizer:
         self.modes = modes
         self.projection = projection
         self._rbac_only = modes == (RBAC,)
+        # (tenant, user, groups, attributes) -> RBAC's decision, valid for one index generation: a
+        # repeated request costs a dict lookup, not a walk of the user's bindings.
+        self._cache: dict[tuple[str, str, tuple[str, ...], Attributes], Decision] = {}
+        self._cache_gen = -1
 
     # ---- decisions --------------------------------------------------------------------------------
 
@@ -168,6 +174,21 @@ class Authorizer:
         return Decision(False, "\n".join(reasons))
 
     def _rbac(self, user: UserInfo, a: Attributes) -> Decision:
+        """RBAC's decision, from the cache while no RBAC change was applied since it was made."""
+        gen = self.index.generation
+        if gen != self._cache_gen:
+            self._cache.clear()
+            self._cache_gen = gen
+        key = (user.tenant, user.name, user.groups, a)
+        d = self._cache.get(key)
+        if d is None:
+            d = self._rbac_decide(user, a)
+            if len(self._cache) >= DECISION_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = d
+        return d
+
+    def _rbac_decide(self, user: UserInfo, a: Attributes) -> Decision:
         """``RBACAuthorizer.Authorize``: Allow with the binding that allowed it, else NoOpinion
         (with the roles that could not be found as its reason)."""
         t = self.index.tenant(user.tenant)
@@ -220,7 +241,7 @@ class Authorizer:
         t: TenantRbac = self.index.tenant(user.tenant)
         out: list[Rule] = []
         errors: list[str] = []
-        for b, _, rules in t.visit(user.name, user.groups, namespace):
+        for b, _, rules in t.visit(user.name, user.groups, namespace, dedupe=True):
             if rules is None:
                 errors.append(_missing_role(b.role_kind, b.role_name))
             else:

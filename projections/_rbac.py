@@ -185,27 +185,32 @@ class TenantRbac:
             return None if r is None else r.rules
         return None
 
-    def visit(self, name: str, groups: tuple[str, ...], namespace: str) -> Iterator[
+    def visit(self, name: str, groups: tuple[str, ...], namespace: str, *, dedupe: bool = False) -> Iterator[
             tuple[Binding, str, tuple[Rule, ...] | None]]:
         """(binding, subject description, its role's rules or None when missing) for each binding
-        that applies to the user: cluster bindings first, then those of ``namespace``."""
-        keys = ["u:" + name, *("g:" + g for g in groups)]
+        that applies to the user: cluster bindings first, then those of ``namespace``. A binding
+        naming the user more than once (by name and by a group) comes once per match unless
+        ``dedupe``: a decision only re-checks its rules, a listing of rules wants it once."""
         by_subject = self.by_subject
-        scopes = ("", namespace) if namespace else ("",)
-        for scope in scopes:
-            seen: set[str] | None = None
-            for key in keys:
+        clusterroles, roles = self.clusterroles, self.roles
+        for scope in (("", namespace) if namespace else ("",)):
+            seen: set[str] | None = set() if dedupe else None
+            for key in ("u:" + name, *["g:" + g for g in groups]):
                 got = by_subject.get((scope, key))
                 if not got:
                     continue
                 for bname, (b, desc) in got.items():
-                    if len(keys) > 1:  # a binding naming the user and a group is visited once
-                        if seen is None:
-                            seen = set()
+                    if seen is not None:
                         if bname in seen:
                             continue
                         seen.add(bname)
-                    yield b, desc, self.role_rules(b.role_kind, b.role_name, b.namespace)
+                    if b.role_kind == "ClusterRole":
+                        entry = clusterroles.get(b.role_name)
+                    elif b.role_kind == "Role":
+                        entry = roles.get((b.namespace, b.role_name))
+                    else:
+                        entry = None
+                    yield b, desc, None if entry is None else entry.rules
 
 
 class RbacIndex:
@@ -214,11 +219,14 @@ class RbacIndex:
     def __init__(self) -> None:
         self.tenants: dict[str, TenantRbac] = {}
         self._empty = TenantRbac()
+        #: Bumped by every change applied: whoever caches decisions drops them when it moves.
+        self.generation = 0
 
     def tenant(self, tenant: str) -> TenantRbac:
         return self.tenants.get(tenant) or self._empty
 
     def apply(self, tenant: str, resource: str, namespace: str, name: str, data: bytes | None) -> None:
+        self.generation += 1
         t = self.tenants.get(tenant)
         if t is None:
             t = self.tenants[tenant] = TenantRbac()
