@@ -35,6 +35,7 @@ from .messages import Request
 
 log = logging.getLogger("jetkube.controllers.rbac")
 AGGREGATION_MANAGER = "clusterrole-aggregation-controller"
+MAX_AGGREGATION_PASSES = 8
 
 
 def selector_string(sel: dict[str, Any]) -> str:
@@ -130,11 +131,21 @@ class RbacControllers:
         await self.aggregate()
 
     async def aggregate(self) -> None:
-        """Bring every aggregated ClusterRole's rules up to date."""
+        """Bring every aggregated ClusterRole's rules up to date. Aggregated roles may aggregate
+        each other (admin <- edit <- view): passes repeat until one writes nothing (a write is
+        applied to the local projection before it is answered, so each pass sees the last one's)."""
+        for _ in range(MAX_AGGREGATION_PASSES):
+            if not await self._aggregate_once():
+                return
+        log.warning("ClusterRole aggregation did not settle after %d passes (aggregation rules that select each "
+                    "other?); the next ClusterRole change continues it", MAX_AGGREGATION_PASSES)
+
+    async def _aggregate_once(self) -> bool:
         st = self.projection.state(self.tenant, RBAC_GROUP, "clusterroles")
         objs = {name: msgspec.json.decode(e.data) for _, name, e in st.iter_entries(None)}
         roles = {name: ((o.get("metadata") or {}).get("labels") or {},
                         [r for r in o.get("rules") or [] if isinstance(r, dict)]) for name, o in objs.items()}
+        wrote = False
         for name, obj in objs.items():
             agg = obj.get("aggregationRule")
             if not isinstance(agg, dict):
@@ -143,6 +154,9 @@ class RbacControllers:
             if rules == (obj.get("rules") or []):
                 continue
             await self._write(self.cr_def, obj, {**obj, "rules": rules}, manager=AGGREGATION_MANAGER)
+            roles[name] = (roles[name][0], rules)
+            wrote = True
+        return wrote
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         changes = self.projection.subscribe_changes()

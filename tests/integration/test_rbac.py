@@ -267,6 +267,11 @@ async def test_aggregation_and_bootstrap(start_server: StartServer) -> None:
             view = await ok(await admin.get(f"{RBAC}/clusterroles/view"))
             agg_view = next(r for r in want_roles if r["metadata"]["name"] == "system:aggregate-to-view")
             assert view["rules"] == agg_view["rules"]
+            # Settled at start: view's rules are in edit's, edit's in admin's (aggregates of aggregates).
+            edit = await ok(await admin.get(f"{RBAC}/clusterroles/edit"))
+            admin_role = await ok(await admin.get(f"{RBAC}/clusterroles/admin"))
+            assert all(r in edit["rules"] for r in view["rules"])
+            assert all(r in admin_role["rules"] for r in edit["rules"])
             extra = {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get", "list"]}
             await ok(await admin.post(f"{RBAC}/clusterroles", json=cluster_role(
                 "widgets-view", extra, labels={"rbac.authorization.k8s.io/aggregate-to-view": "true"})), 201)
