@@ -393,3 +393,50 @@ def test_guard_escalation() -> None:
     old = {**bad_role, "metadata": {**bad_role["metadata"], "uid": "u"}}
     new = {**bad_role, "metadata": {**bad_role["metadata"], "finalizers": ["f"]}}
     az.guard(Request(verb="update", rdef=roles, namespace="a", name="r", user=alice), new, old)
+
+
+# ---- validation (pkg/apis/rbac/validation/validation.go) -------------------------------------------
+
+def test_rbac_validation() -> None:
+    from kinds._strategy import strategy_for
+
+    defs = {p: REG.get("rbac.authorization.k8s.io", "v1", p) for p in ("roles", "clusterroles", "rolebindings",
+                                                                        "clusterrolebindings")}
+
+    def causes(plural: str, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+        rdef = defs[plural]
+        assert rdef is not None
+        s = strategy_for(rdef)
+        s.prepare_for_create(obj)
+        return [(c.field, c.message) for c in s.validate(obj, old, rdef)]
+
+    meta = {"name": "x", "namespace": "a"}
+    assert causes("roles", {"metadata": meta, "rules": [rule("get", "", "pods")]}) == []
+    assert causes("roles", {"metadata": meta, "rules": [{"verbs": []}, rule("get", urls="/x"),
+                                                        rule("get", "", "pods", urls="/y")]}) == [
+        ("rules[0].verbs", "Required value: verbs must contain at least one value"),
+        ("rules[0].apiGroups", "Required value: resource rules must supply at least one api group"),
+        ("rules[0].resources", "Required value: resource rules must supply at least one resource"),
+        ("rules[1].nonResourceURLs", ('Invalid value: []string{"/x"}: namespaced rules cannot apply to '
+                                      'non-resource URLs')),
+        ("rules[2].nonResourceURLs", ('Invalid value: []string{"/y"}: namespaced rules cannot apply to '
+                                      'non-resource URLs')),
+        ("rules[2].nonResourceURLs", ('Invalid value: []string{"/y"}: rules cannot apply to both regular resources '
+                                      'and non-resource URLs'))]
+    assert causes("clusterroles", {"metadata": {"name": "x"}, "rules": [rule("get", urls="/x")]}) == []
+    b = {"metadata": meta, "roleRef": {"kind": "ClusterRole", "name": "view"},
+         "subjects": [{"kind": "User", "name": "u"}, {"kind": "ServiceAccount", "name": "sa"}]}
+    assert causes("rolebindings", b) == []
+    assert b["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"  # defaulted, as the subjects' groups
+    assert b["subjects"][0]["apiGroup"] == "rbac.authorization.k8s.io" and "apiGroup" not in b["subjects"][1]
+    crb_ = {"metadata": {"name": "x"}, "roleRef": {"kind": "Role", "name": ""},
+            "subjects": [{"kind": "ServiceAccount", "name": "sa"}, {"kind": "Robot", "name": "r"}]}
+    assert causes("clusterrolebindings", crb_) == [
+        ("roleRef.kind", 'Unsupported value: "Role": supported values: "ClusterRole"'),
+        ("roleRef.name", "Required value"),
+        ("subjects[0].namespace", "Required value"),
+        ("subjects[1].kind", 'Unsupported value: "Robot": supported values: "ServiceAccount", "User", "Group"')]
+    changed = {**b, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}}
+    assert causes("rolebindings", changed, b) == [(
+        "roleRef", ('Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", '
+                    'Name:"edit"}: cannot change roleRef'))]
