@@ -24,9 +24,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+import trio
 
+from bus import BusError
 from kinds._errors import BadRequest, Forbidden
-from projections import RBAC_GROUP, Projection, RbacIndex, Rule, TenantRbac
+from projections import RBAC_GROUP, Projection, ProjectionError, RbacIndex, Rule, TenantRbac
 
 from ._runtime import Actor, ReplySlot
 from .messages import Allowed, Request, UserInfo
@@ -96,8 +98,9 @@ def attributes_of(req: Request) -> Attributes:
     ns = req.namespace if rdef.namespaced else ""
     if not rdef.namespaced and rdef.group == "" and rdef.plural == "namespaces" and req.name:
         ns = req.name  # kube's RequestInfo: /api/v1/namespaces/<n> is in the namespace <n>
+    # No path for a resource request: RBAC does not look at it, and decisions are cached by attributes.
     return Attributes(verb=req.verb, api_group=rdef.group, resource=rdef.plural, subresource=req.subresource,
-                      name=req.name, namespace=ns, path=req.path)
+                      name=req.name, namespace=ns)
 
 
 def forbidden_message(user: UserInfo, a: Attributes, reason: str = "") -> str:
@@ -127,6 +130,11 @@ def forbidden(user: UserInfo, a: Attributes, reason: str = "") -> Forbidden:
     if not a.resource_request:
         return Forbidden(forbidden_message(user, a, reason))
     return Forbidden(forbidden_message(user, a, reason), name=a.name, group=a.api_group, kind=a.resource)
+
+
+def _aggregate(errors: list[str]) -> str:
+    """``utilerrors.NewAggregate(errs).Error()``: one error alone, several in brackets."""
+    return errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
 
 
 def _missing_role(kind: str, name: str) -> str:
@@ -210,8 +218,7 @@ class Authorizer:
                 for r in rules:
                     if r.allows_path(a.verb, a.path):
                         return Decision(True, f"RBAC: allowed by {b.describe(desc)}")
-        return Decision(False, f"RBAC: [{', '.join(errors)}]" if len(errors) > 1 else
-                        f"RBAC: {errors[0]}" if errors else "")
+        return Decision(False, f"RBAC: {_aggregate(errors)}" if errors else "")
 
     async def authorize_fresh(self, user: UserInfo, a: Attributes) -> Decision:
         """:meth:`authorize`; a refusal is decided again once the projection has caught up with the
@@ -219,7 +226,10 @@ class Authorizer:
         d = self.authorize(user, a)
         if d.allowed or d.denied or self.projection is None:
             return d
-        await self.projection.consistent()
+        try:
+            await self.projection.consistent()
+        except (BusError, ProjectionError, trio.TooSlowError):
+            return d  # the log is out of reach or far ahead: refuse on what this gateway has (kube's cache)
         return self.authorize(user, a)
 
     async def check(self, req: Request) -> None:
@@ -272,7 +282,7 @@ class Authorizer:
                                      "nonResourceURLs": list(raw["nonResourceURLs"])})
         status: dict[str, Any] = {"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": False}
         if errors:
-            status["evaluationError"] = ", ".join(errors)
+            status["evaluationError"] = _aggregate(errors)
         return status
 
     # ---- escalation prevention ---------------------------------------------------------------------
@@ -327,7 +337,7 @@ class Authorizer:
         msg = (f'user "{user.name}" (groups={groups}) is attempting to grant RBAC permissions not currently held:\n'
                + "\n".join(lines))
         if errors:
-            msg += f"; resolution errors: [{', '.join(errors)}]"
+            msg += f"; resolution errors: [{' '.join(errors)}]"  # a Go []error printed with %v
         raise Forbidden(f"{qualified} is forbidden: {msg}", name=name, group=RBAC_GROUP, kind=plural)
 
 
