@@ -4,7 +4,7 @@ part of it a cluster without nodes and controllers of its own needs: the user-fa
 system:basic-user, system:discovery, system:public-info-viewer, system:monitoring and
 system:service-account-issuer-discovery, and their ClusterRoleBindings. The rules are kube's in
 full, also for resources jetkube does not serve yet: they are just data, and match what
-kube-apiserver creates (``testdata/cluster-roles.yaml``, checked by tests/unit/test_rbac.py).
+kube-apiserver creates (``testdata/cluster-roles.yaml``, checked by tests/unit/test_rbac_logic.py).
 
 :func:`reconcile_role` and :func:`reconcile_binding` are ``pkg/registry/rbac/reconciliation``'s
 non-destructive reconciliation, run at every start: an object that is missing is created; one whose
