@@ -442,3 +442,18 @@ async def test_kubectl_auth(start_server: StartServer, tmp_path: Path) -> None:
         assert code == 0 and "configmap/cm1" in out, out
         code, out = await _kubectl(alice_cfg, "get", "configmaps", "-n", "b")
         assert code == 1 and 'User "alice" cannot list resource "configmaps"' in out, out
+
+
+async def test_always_allow_mode(start_server: StartServer, tmp_path: Path) -> None:
+    """``--authorization-mode AlwaysAllow`` (tests only): any authenticated user may do anything."""
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(TOKENS)
+    gw = await start_server(token_file=str(tokens), authorization_modes=("AlwaysAllow",))
+    with trio.fail_after(30):
+        async with as_user(gw, "alice-token") as alice:
+            await ok(await alice.post("/api/v1/namespaces", json={"metadata": {"name": "free"}}), 201)
+            await ok(await alice.post(cm_path("free"), json={"metadata": {"name": "x"}}), 201)
+            assert (await alice.get("/metrics")).status_code == 200
+            r = await ok(await alice.post("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                                          json={"spec": {"namespace": "free"}}), 201)
+            assert {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]} in r["status"]["resourceRules"]

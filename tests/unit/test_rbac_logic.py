@@ -440,3 +440,14 @@ def test_rbac_validation() -> None:
     assert causes("rolebindings", changed, b) == [(
         "roleRef", ('Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", '
                     'Name:"edit"}: cannot change roleRef'))]
+
+
+def test_authorization_mode_flag() -> None:
+    from gateway._cli import _parser, settings_from_args
+
+    assert settings_from_args(_parser().parse_args(["serve"])).authorization_modes == ("RBAC",)
+    got = settings_from_args(_parser().parse_args(["serve", "--authorization-mode", "AlwaysDeny,RBAC"]))
+    assert got.authorization_modes == ("AlwaysDeny", "RBAC")
+    for bad in ("Node,RBAC", "RBAC,RBAC", "rbac"):
+        with pytest.raises(SystemExit, match="--authorization-mode"):
+            settings_from_args(_parser().parse_args(["serve", "--authorization-mode", bad]))
