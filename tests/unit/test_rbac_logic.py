@@ -451,3 +451,25 @@ def test_authorization_mode_flag() -> None:
     for bad in ("Node,RBAC", "RBAC,RBAC", "rbac"):
         with pytest.raises(SystemExit, match="--authorization-mode"):
             settings_from_args(_parser().parse_args(["serve", "--authorization-mode", bad]))
+
+
+def test_authorize_request_for_impersonation() -> None:
+    """The synchronous ``authorize(req, user)`` that impersonation checks call (verb impersonate)."""
+    from kinds import ResourceDef
+
+    users = ResourceDef("", "v1", "User", "users", "user", False, stored=False)
+    sas = ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True)
+    az = Authorizer(index_of(
+        cluster_role("impersonator", rule("impersonate", "", "users", names="bob")),
+        role("a", "sa-impersonator", rule("impersonate", "", "serviceaccounts")),
+        crb("i", "impersonator", "User:alice"), rb("a", "s", "Role", "sa-impersonator", "User:alice")))
+    alice = user("alice", "system:authenticated")
+    az.authorize_request(Request(verb="impersonate", rdef=users, name="bob"), alice)
+    with pytest.raises(Forbidden) as e:
+        az.authorize_request(Request(verb="impersonate", rdef=users, name="carol"), alice)
+    assert e.value.message == ('users "carol" is forbidden: User "alice" cannot impersonate resource "users" in API '
+                               'group "" at the cluster scope')
+    az.authorize_request(Request(verb="impersonate", rdef=sas, namespace="a", name="robot"), alice)
+    with pytest.raises(Forbidden, match='in the namespace "b"'):
+        az.authorize_request(Request(verb="impersonate", rdef=sas, namespace="b", name="robot"), alice)
+    az.authorize_request(Request(verb="impersonate", rdef=users, name="x"), user("root", "system:masters"))
