@@ -25,7 +25,15 @@ import trio
 from bus import BusError, Key
 from kinds import Registry
 from kinds._errors import AlreadyExists, ApiError, Conflict, NotFound
-from projections import RBAC_GROUP, Change, Projection, Rule, SelectorError, parse_label_selector
+from projections import (
+    RBAC_GROUP,
+    Change,
+    Projection,
+    ProjectionError,
+    Rule,
+    SelectorError,
+    parse_label_selector,
+)
 
 from ._authz import _uncovered
 from ._bootstrap_policy import cluster_role_bindings, cluster_roles, reconcile_binding, reconcile_role
@@ -89,6 +97,8 @@ class RbacControllers:
         assert cr is not None and crb is not None
         self.cr_def, self.crb_def = cr, crb
         self._wake = trio.Event()
+        #: The bootstrap policy was reconciled once since start (retried until it is).
+        self.bootstrapped = False
 
     def _request(self, **kw: Any) -> Request:
         return Request(user=SYSTEM_USER, audit_id=str(uuid.uuid4()), user_agent="jetkube-rbac-bootstrap",
@@ -112,7 +122,15 @@ class RbacControllers:
             pass  # another replica was first; its write is a change that brings us back here
 
     async def bootstrap(self) -> None:
-        """Create or reconcile the bootstrap policy, then aggregate once (ready means complete)."""
+        """Create or reconcile the bootstrap policy, then aggregate (ready means complete). A log
+        that fails meanwhile leaves it to :meth:`run`, which retries until it is done."""
+        try:
+            await self._bootstrap()
+            self.bootstrapped = True
+        except (ApiError, BusError, ProjectionError, trio.TooSlowError) as e:
+            log.warning("RBAC bootstrap policy incomplete: %s; retrying", e)
+
+    async def _bootstrap(self) -> None:
         await self.projection.consistent()
 
         def covered(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
@@ -164,6 +182,9 @@ class RbacControllers:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(self._resync_loop)
             task_status.started()
+            while not self.bootstrapped:
+                await trio.sleep(1.0)  # backoff against a log that failed the bootstrap at start
+                await self.bootstrap()
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
