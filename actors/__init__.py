@@ -30,7 +30,8 @@ from kinds._fieldvalidation import (
     yaml_strict_error,
 )
 
-from ._auth import TokenAuthenticator, authorize, parse_token_csv
+from ._auth import TokenAuthenticator, parse_token_csv
+from ._authz import Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._pipeline import Pipeline
@@ -54,10 +55,13 @@ __all__ = [
     "Allowed",
     "AlreadyExists",
     "ApiError",
+    "Attributes",
+    "Authorizer",
     "BadRequest",
     "Cause",
     "Conflict",
     "Controllers",
+    "Decision",
     "Expired",
     "Forbidden",
     "Gone",
@@ -81,12 +85,14 @@ __all__ = [
     "UnsupportedMediaType",
     "UserInfo",
     "WriteResult",
-    "authorize",
+    "attributes_of",
     "body_duplicate_fields",
     "body_strict_errors",
     "depth_exceeds",
+    "forbidden",
     "invalid",
     "now_rfc3339",
+    "parse_modes",
     "parse_token_csv",
     "warning_header",
     "yaml_duplicate_key",

@@ -18,8 +18,10 @@ from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler
-from ._auth import TokenAuthenticator, authenticate_request, authz_handler
+from ._auth import TokenAuthenticator, authenticate_request
+from ._authz import RBAC, Authorizer, authz_handler
 from ._controllers import Controllers
+from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
 from ._runtime import Actor, Stage
@@ -33,11 +35,15 @@ class Pipeline:
 
     def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
                  signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
-                 run_controllers: bool = True, spans: Spans | None = None) -> None:
+                 run_controllers: bool = True, spans: Spans | None = None,
+                 authorization_modes: tuple[str, ...] = (RBAC,)) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
+        #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
+        self.authorizer = Authorizer(projection.rbac, authorization_modes, projection=projection)
         self.core = ResourceCore(log, projection, admit=lifecycle.admit, registry=registry)
-        self.reviews_core = ReviewCore(projection, registry, signing_key)
+        self.core.guard = self.authorizer.guard  # RBAC escalation prevention, on the final object
+        self.reviews_core = ReviewCore(projection, registry, signing_key, self.authorizer)
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
         authenticator.jwt = self._service_account_user
@@ -45,7 +51,7 @@ class Pipeline:
                                               workers=workers * 4)
         self.admission: Actor[Request] = Actor("admission", admission_handler(lifecycle, self.resource),
                                                mailbox_size=mailbox_size, workers=workers)
-        self.authz: Actor[Request] = Actor("authz", authz_handler(self.admission, self.reviews),
+        self.authz: Actor[Request] = Actor("authz", authz_handler(self.authorizer, self.admission, self.reviews),
                                            mailbox_size=mailbox_size, workers=workers)
         self.authn = Stage("authn")
         self.authenticator = authenticator
@@ -59,6 +65,8 @@ class Pipeline:
         self.core.spans = spans
         self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem)
                             if run_controllers else None)
+        self.rbac_controllers = (RbacControllers(projection, registry, self.resource)
+                                 if run_controllers else None)
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(verify_token(token, self.reviews_core.key), self.projection)
@@ -92,6 +100,9 @@ class Pipeline:
         async with trio.open_nursery() as nursery:
             for a in self.actors:
                 await nursery.start(a.run)
+            if self.rbac_controllers is not None:
+                await self.rbac_controllers.bootstrap()
+                await nursery.start(self.rbac_controllers.run)
             if self.controllers is not None:
                 await self.controllers.bootstrap()
                 await nursery.start(self.controllers.run)

@@ -122,6 +122,9 @@ class ResourceCore:
         self.admit = admit
         #: Tracing (None: off): the log append is a span, a child of this actor's stage span.
         self.spans: Spans | None = None
+        #: A check of the final object of a create, update or patch after validation (RBAC's
+        #: escalation prevention, which kube runs in storage): raises an ApiError to refuse it.
+        self.guard: Callable[[Request, dict[str, Any], dict[str, Any] | None], None] | None = None
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -225,6 +228,8 @@ class ResourceCore:
         if causes:
             name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
             raise invalid(req.rdef.kind, name, causes, group=req.rdef.group)
+        if self.guard is not None:
+            self.guard(req, obj, old)
 
     async def _append(self, req: Request, key: Key, etype: str, obj: dict[str, Any], expected: int,
                       attempt: int) -> bytes:

@@ -78,7 +78,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         async with trio.open_nursery() as nursery:
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, TokenAuthenticator(tokens), signing_key,
-                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing)
+                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing,
+                                authorization_modes=settings.authorization_modes)
             await nursery.start(pipeline.run)
             ctx = Context(settings, registry, pipeline, projection)
             app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)))

@@ -190,6 +190,10 @@ BUILTIN: tuple[ResourceDef, ...] = (
                 "selfsubjectaccessreview", False, verbs=("create",), stored=False),
     ResourceDef("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
                 "selfsubjectrulesreview", False, verbs=("create",), stored=False),
+    ResourceDef("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews",
+                "subjectaccessreview", False, verbs=("create",), stored=False),
+    ResourceDef("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+                "localsubjectaccessreview", True, verbs=("create",), stored=False),
 )
 
 

@@ -186,5 +186,11 @@ for _table in (CORE_STRATEGIES, SERVICE_STRATEGIES, APPS_STRATEGIES, BATCH_STRAT
 _DEFAULT = Strategy()
 
 
+# The RBAC kinds' own module (it builds on Strategy, defined above).
+from ._rbac_strategy import RBAC_STRATEGIES
+
+_BY_RESOURCE.update(RBAC_STRATEGIES)
+
+
 def strategy_for(rdef: ResourceDef) -> Strategy:
     return _BY_RESOURCE.get((rdef.group, rdef.plural), _DEFAULT)
