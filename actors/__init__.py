@@ -31,6 +31,7 @@ from kinds._fieldvalidation import (
 )
 
 from ._auth import TokenAuthenticator, authorize, parse_token_csv
+from ._authn import Authenticator, CertificateAuthority, FrontProxy
 from ._controllers import SYSTEM_USER, Controllers
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._pipeline import Pipeline
@@ -54,12 +55,15 @@ __all__ = [
     "Allowed",
     "AlreadyExists",
     "ApiError",
+    "Authenticator",
     "BadRequest",
     "Cause",
+    "CertificateAuthority",
     "Conflict",
     "Controllers",
     "Expired",
     "Forbidden",
+    "FrontProxy",
     "Gone",
     "InternalError",
     "Invalid",

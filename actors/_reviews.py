@@ -20,17 +20,18 @@ from typing import Any
 import msgspec
 
 from bus import Key
-from kinds._errors import BadRequest, Forbidden, NotFound, Unauthorized
+from kinds._errors import BadRequest, Forbidden, NotFound
 from kinds._fieldvalidation import field_validation_outcome
 from projections import Projection
 
 from ._auth import authorize
 from ._runtime import ReplySlot
-from ._tokens import API_AUDIENCES, ISSUER, SigningKey, service_account_ref
+from ._tokens import API_AUDIENCES, ISSUER, SigningKey, service_account_ref, unauthorized
 from .messages import Request, UserInfo, WriteResult
 
 _enc = msgspec.json.Encoder()
 SA_PREFIX = "system:serviceaccount:"
+CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 
 # The Go types of the review specs' fields (k8s.io/api authorization/v1, authentication/v1), for
 # the type errors kube's decoder reports as 400. A dict is an object of those fields, a list a list
@@ -85,10 +86,15 @@ def service_account_user(claims: dict[str, Any], projection: Projection, tenant:
     with the uid the token was bound to."""
     ns, name, uid = service_account_ref(claims)
     entry = projection.get(Key(tenant, "", "serviceaccounts", ns, name))
-    if entry is None or msgspec.json.decode(entry.data)["metadata"].get("uid") != uid:
-        raise Unauthorized("Unauthorized")
+    if entry is None:
+        raise unauthorized("service account token has been invalidated")
+    actual = msgspec.json.decode(entry.data)["metadata"].get("uid")
+    if actual != uid:
+        raise unauthorized(f"service account UID ({actual}) does not match claim ({uid})")
+    jti = claims.get("jti")
     return UserInfo(name=f"{SA_PREFIX}{ns}:{name}", uid=uid, tenant=tenant,
-                    groups=("system:serviceaccounts", f"system:serviceaccounts:{ns}"))
+                    groups=("system:serviceaccounts", f"system:serviceaccounts:{ns}"),
+                    extra={CREDENTIAL_ID: [f"JTI={jti}"]} if isinstance(jti, str) and jti else {})
 
 
 def _rules_for(user: UserInfo, namespace: str) -> dict[str, Any]:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import cachetools
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -53,19 +55,69 @@ class SigningKey:
         return jwt.encode(claims, self.private, algorithm=self.alg, headers={"kid": self.kid})
 
 
+def unauthorized(detail: str = "invalid bearer token") -> Unauthorized:
+    """A 401 (its message is always kube's "Unauthorized") whose ``detail`` says why, in kube's
+    words, for TokenReview's ``status.error``."""
+    e = Unauthorized("Unauthorized")
+    e.detail = detail  # type: ignore[attr-defined]
+    return e
+
+
 def verify_token(token: str, key: SigningKey, *, audiences: Sequence[str] = API_AUDIENCES) -> dict[str, Any]:
     """The claims of a service-account token signed by ``key`` for one of ``audiences`` and valid
     now, with the shapes :func:`service_account_ref` needs; else :class:`Unauthorized`."""
     try:
-        if jwt.decode(token, options={"verify_signature": False}).get("iss") != ISSUER:
-            raise Unauthorized("Unauthorized")  # not one of ours (kube: hasCorrectIssuer)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        raise unauthorized() from None
+    if not isinstance(unverified, dict) or unverified.get("iss") != ISSUER:
+        raise unauthorized()  # not one of ours (kube: hasCorrectIssuer)
+    try:
         claims: dict[str, Any] = jwt.decode(
             token, key.public, algorithms=[key.alg], audience=list(audiences), issuer=ISSUER, leeway=LEEWAY_S,
             options={"require": ["exp", "iat", "nbf", "aud", "iss", "sub"]})
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("service account token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise unauthorized("service account token is not valid yet") from None
+    except jwt.InvalidAudienceError:
+        raise unauthorized(f"token audiences {_go_quote(unverified.get('aud'))} is invalid for the target "
+                           f"audiences {_go_quote(list(audiences))}") from None
     except jwt.InvalidTokenError:
-        raise Unauthorized("Unauthorized") from None
+        raise unauthorized("go-jose/go-jose: error in cryptographic primitive") from None
     service_account_ref(claims)
     return claims
+
+
+def _go_quote(value: Any) -> str:
+    items = value if isinstance(value, list) else [value]
+    return "[" + " ".join(f'"{v}"' for v in items) + "]"
+
+
+class TokenVerifier:
+    """:func:`verify_token` with kube's success cache (``TokenSuccessCacheTTL``, 10 s): the
+    signature is checked once per token per TTL. Entries are keyed by the token's SHA-256, never
+    the token; the number of entries is bounded; ``exp``/``nbf`` are checked again on every hit.
+    Only the verified claims are cached: the service account (and a bound object) is looked up
+    on every request, so deleting it revokes the token at once."""
+
+    def __init__(self, key: SigningKey, *, audiences: Sequence[str] = API_AUDIENCES, ttl_s: float = 10.0,
+                 size: int = 10_000) -> None:
+        self.key, self.audiences = key, tuple(audiences)
+        self._cache: cachetools.TTLCache[bytes, dict[str, Any]] = cachetools.TTLCache(size, ttl_s)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        claims = self._cache.get(digest)
+        if claims is None:
+            claims = verify_token(token, self.key, audiences=self.audiences)
+            self._cache[digest] = claims
+            return claims
+        now = time.time()
+        if now > claims["exp"] + LEEWAY_S:
+            del self._cache[digest]
+            raise unauthorized("service account token has expired")
+        return claims
 
 
 def service_account_ref(claims: dict[str, Any]) -> tuple[str, str, str]:
@@ -74,10 +126,10 @@ def service_account_ref(claims: dict[str, Any]) -> tuple[str, str, str]:
     k8s = claims.get("kubernetes.io")
     sa = k8s.get("serviceaccount") if isinstance(k8s, dict) else None
     if not isinstance(k8s, dict) or not isinstance(sa, dict):
-        raise Unauthorized("Unauthorized")
+        raise unauthorized("service account token claims are malformed")
     ns, name, uid = k8s.get("namespace"), sa.get("name"), sa.get("uid")
     if not (isinstance(ns, str) and isinstance(name, str) and isinstance(uid, str) and ns and name and uid):
-        raise Unauthorized("Unauthorized")
+        raise unauthorized("service account token claims are malformed")
     if claims.get("sub") != f"system:serviceaccount:{ns}:{name}":
-        raise Unauthorized("Unauthorized")
+        raise unauthorized("service account token claims are malformed")
     return ns, name, uid

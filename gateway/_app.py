@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -289,6 +290,19 @@ def _impersonation(headers: Any) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def _remote_headers(headers: Any) -> tuple[tuple[str, str], ...]:
+    """The front-proxy headers (X-Remote-User, -Group, -Extra-<key>), each value, names lower-cased."""
+    return tuple((k.lower(), v) for k, v in headers.items() if k[:9].lower() == "x-remote-")
+
+
+def _client_cert(scope: Any) -> bytes:
+    """The connection's client certificate (DER), from the ASGI TLS extension (see
+    ``_hypercorn_ext``); b"" without one."""
+    tls = (scope.get("extensions") or {}).get("tls")
+    chain = tls.get("client_cert_chain") if tls else None
+    return ssl.PEM_cert_to_DER_cert(chain[0]) if chain else b""
+
+
 async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     s = ctx.settings
     method = request.method
@@ -300,7 +314,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     who = ctx.pipeline.authenticate(Request(
         verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
         source=request.remote_addr or "", query=q, path=request.path,
-        impersonate=_impersonation(request.headers)))
+        impersonate=_impersonation(request.headers), client_cert=(cert := _client_cert(request.scope)),
+        remote_headers=_remote_headers(request.headers) if cert else ()))
     note_user(who.user.name if who.user is not None else "")
     route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     if route.kind != "resource":

@@ -76,6 +76,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_auth: NatsAuth = NatsAuth()  # credentials and TLS for nats_url (the embedded one has its own)
     nats_restart_delay_s: float = 0.2  # embedded nats-server: pause before restarting a dead one
     token_file: str | None = None
+    # x509 client certificates: the CA bundle they must be signed by (default: the generated CA).
+    client_ca_file: str | None = None
+    # Front-proxy (request-header) authentication, off unless the proxy's CA is given: X-Remote-*
+    # headers count only on a connection whose client certificate this CA signed, with a CN from
+    # requestheader_allowed_names (empty: any).
+    requestheader_client_ca_file: str | None = None
+    requestheader_allowed_names: tuple[str, ...] = ()
+    anonymous_auth: bool = False  # requests without credentials as system:anonymous (kube's --anonymous-auth)
     service_account_key_file: str | None = None  # PEM private key; default: <data_dir>/pki/sa.key, generated
     insecure_port: int | None = None
     stream: str = "JETKUBE"

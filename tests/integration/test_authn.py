@@ -1,0 +1,184 @@
+"""Authentication as kube-apiserver does it (issue 8): x509 client certificates on the HTTPS port
+beside bearer tokens, anonymous requests, impersonation, TokenReview, front-proxy headers, and the
+modes of the files that hold secrets. Real nats-server, two gateways where it matters, real kubectl."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import ssl
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from gateway._cli import certs_user
+from gateway._pki import ensure_pki
+from gateway._server import Running
+from tests.conftest import StartServer
+
+pytestmark = pytest.mark.integration
+
+WHOAMI = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+
+
+def _tls(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def _https(running: Running, ca: Path, cert: Path | None = None, key: Path | None = None,
+           **kw: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=running.https_url, verify=_tls(ca, cert, key), timeout=30, **kw)
+
+
+def _sign(ca_dir: Path, out: Path, cn: str, *, orgs: tuple[str, ...] = (), days: float = 1,
+          not_before_days: float = -1, eku: Any = ExtendedKeyUsageOID.CLIENT_AUTH) -> tuple[Path, Path]:
+    """A client certificate signed by the CA in ``ca_dir/pki`` with any validity window or usage."""
+    ca_key = serialization.load_pem_private_key((ca_dir / "pki" / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((ca_dir / "pki" / "ca.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now + datetime.timedelta(days=not_before_days))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    crt, kp = out / f"{cn}.crt", out / f"{cn}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    return crt, kp
+
+
+def _fingerprint(cert: Path) -> str:
+    der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    return "X509SHA256=" + hashlib.sha256(der).hexdigest()
+
+
+async def test_client_certificates_and_tokens_on_two_gateways(start_server: StartServer, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('bob-token,bob,bob-uid,"qa"\n')
+    a = await start_server(data_dir=str(shared), token_file=str(tokens))
+    b = await start_server(data_dir=str(shared), token_file=str(tokens))
+    ca = shared / "pki" / "ca.crt"
+    alice = certs_user(shared, "alice", groups=["dev", "ops"], days=30, out_dir=tmp_path / "certs")
+    other = tmp_path / "other"
+    ensure_pki(other)  # another CA
+    foreign = _sign(other, tmp_path / "foreign", "mallory", orgs=("system:masters",))
+    expired = _sign(shared, tmp_path / "expired", "old", orgs=("system:masters",), days=-1, not_before_days=-3)
+    future = _sign(shared, tmp_path / "future", "soon", orgs=("system:masters",), days=3, not_before_days=1)
+    server_only = _sign(shared, tmp_path / "srv", "srv", orgs=("system:masters",),
+                        eku=ExtendedKeyUsageOID.SERVER_AUTH)
+    admin = (shared / "pki" / "admin.crt", shared / "pki" / "admin.key")
+    with trio.fail_after(60):
+        for g in (a, b):
+            async with _https(g, ca, *alice) as c:
+                r = await c.post(WHOAMI, json={})
+                assert r.status_code == 201, r.text
+                assert r.json()["status"]["userInfo"] == {
+                    "username": "alice", "uid": "", "groups": ["dev", "ops", "system:authenticated"],
+                    "extra": {"authentication.kubernetes.io/credential-id": [_fingerprint(alice[0])]}}
+                r = await c.get(CONFIGMAPS)
+                assert r.status_code == 403
+                assert r.json()["message"] == ('configmaps is forbidden: User "alice" cannot list resource '
+                                               '"configmaps" in API group "" in the namespace "default"')
+            # The same connection may carry a certificate and a token: the certificate is tried first.
+            async with _https(g, ca, *alice, headers={"Authorization": "Bearer bob-token"}) as c:
+                assert (await c.post(WHOAMI, json={})).json()["status"]["userInfo"]["username"] == "alice"
+            async with _https(g, ca, headers={"Authorization": "Bearer bob-token"}) as c:
+                who = (await c.post(WHOAMI, json={})).json()["status"]["userInfo"]
+                assert who == {"username": "bob", "uid": "bob-uid", "groups": ["qa", "system:authenticated"]}
+        # The generated admin certificate (system:masters): writes on one gateway, reads on the other.
+        async with _https(a, ca, *admin) as ca_a, _https(b, ca, *admin) as ca_b:
+            for i in range(20):
+                r = await ca_a.post(CONFIGMAPS, json={"metadata": {"name": f"cm-{i}"}, "data": {"i": str(i)}})
+                assert r.status_code == 201, r.text
+            r = await ca_b.get(CONFIGMAPS, params={"resourceVersion": r.json()["metadata"]["resourceVersion"],
+                                                   "resourceVersionMatch": "NotOlderThan"})
+            assert r.status_code == 200, r.text
+            assert sum(i["metadata"]["name"].startswith("cm-") for i in r.json()["items"]) == 20
+            who = (await ca_b.post(WHOAMI, json={})).json()["status"]["userInfo"]
+            assert who["username"] == "jetkube-admin"
+            assert who["groups"] == ["system:masters", "system:authenticated"]
+        # Certificates the client CA does not vouch for: 401 (not a failed handshake), on both
+        # gateways; a valid token on the same connection still authenticates (kube's union).
+        for g in (a, b):
+            for bad in (foreign, expired, future, server_only):
+                async with _https(g, ca, *bad) as c:
+                    r = await c.get(CONFIGMAPS)
+                    assert r.status_code == 401, (bad, r.text)
+                    assert r.json()["message"] == "Unauthorized"
+                async with _https(g, ca, *bad, headers={"Authorization": "Bearer bob-token"}) as c:
+                    r = await c.post(WHOAMI, json={})
+                    assert r.json()["status"]["userInfo"]["username"] == "bob"
+            async with _https(g, ca) as c:
+                assert (await c.get(CONFIGMAPS)).status_code == 401
+
+
+async def test_client_ca_file_replaces_the_generated_ca(start_server: StartServer, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    ensure_pki(other)
+    s = await start_server(data_dir=str(tmp_path / "jk"), client_ca_file=str(other / "pki" / "ca.crt"))
+    ca = tmp_path / "jk" / "pki" / "ca.crt"
+    theirs = _sign(other, tmp_path / "theirs", "carol", orgs=("team",))
+    ours = _sign(tmp_path / "jk", tmp_path / "ours", "dave", orgs=("system:masters",))
+    with trio.fail_after(30):
+        async with _https(s, ca, *theirs) as c:
+            r = await c.post(WHOAMI, json={})
+            assert r.status_code == 201, r.text
+            assert r.json()["status"]["userInfo"]["username"] == "carol"
+        async with _https(s, ca, *ours) as c:
+            assert (await c.post(WHOAMI, json={})).status_code == 401
+
+
+def _kubectl(kubeconfig: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], check=False, capture_output=True,
+                          text=True,
+                          timeout=60, env={**os.environ, "HOME": str(home)})
+
+
+async def test_kubectl_uses_the_generated_client_certificate(server: Running, tmp_path: Path) -> None:
+    out = await trio.to_thread.run_sync(lambda: _kubectl(server.kubeconfig, tmp_path, "--context", "jetkube-cert",
+                                                         "auth", "whoami", "-o", "json"))
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)["status"]["userInfo"]
+    assert info["username"] == "jetkube-admin"
+    assert info["groups"] == ["system:masters", "system:authenticated"]
+    assert info["extra"]["authentication.kubernetes.io/credential-id"][0].startswith("X509SHA256=")
+    out = await trio.to_thread.run_sync(lambda: _kubectl(server.kubeconfig, tmp_path, "--context", "jetkube-cert",
+                                                         "get", "namespaces", "-o", "name"))
+    assert out.returncode == 0, out.stderr
+    assert "namespace/default" in out.stdout.split()
+
+
+def test_files_holding_secrets_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "new" / "data"
+    pki = ensure_pki(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "pki").stat().st_mode) == 0o700
+    for key in (data / "pki" / "ca.key", pki.key, pki.tokens_file, pki.admin_key):
+        assert key is not None and stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    crt, key = certs_user(data, "erin", groups=["g"], out_dir=tmp_path / "out")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=erin,O=g"
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc < datetime.timedelta(days=366)
