@@ -47,6 +47,10 @@ class TokenAuthenticator:
         self._tokens = dict(tokens)
         self.jwt = jwt
 
+    def is_static(self, token: str) -> bool:
+        """Whether ``token`` is one of the static tokens (not a JWT to verify)."""
+        return token in self._tokens
+
     def authenticate(self, token: str) -> UserInfo:
         if not token:
             raise Unauthorized("Unauthorized")

@@ -4,6 +4,8 @@ service-account tokens (TokenRequest).
 - ``SelfSubjectReview``: who am I (``kubectl auth whoami``).
 - ``SelfSubjectAccessReview``: may I (``kubectl auth can-i``), from :func:`authorize`.
 - ``SelfSubjectRulesReview``: what may I, as rules.
+- ``TokenReview``: whom does this bearer token stand for (kube's ``tokenreview`` REST), answered by
+  the same token authenticators as requests, for callers allowed to create it.
 - ``serviceaccounts/<name>/token``: a signed JWT bound to the service account's uid; the
   authenticator accepts it until it expires or the service account is gone (or re-created).
 
@@ -20,13 +22,21 @@ from typing import Any
 import msgspec
 
 from bus import Key
-from kinds._errors import BadRequest, Forbidden, NotFound
+from kinds._errors import BadRequest, Forbidden, NotFound, Unauthorized
 from kinds._fieldvalidation import field_validation_outcome
 from projections import Projection
 
-from ._auth import authorize
+from ._auth import TokenAuthenticator, authorize
 from ._runtime import ReplySlot
-from ._tokens import API_AUDIENCES, ISSUER, SigningKey, service_account_ref, unauthorized
+from ._tokens import (
+    API_AUDIENCES,
+    ISSUER,
+    SigningKey,
+    go_quote,
+    service_account_ref,
+    unauthorized,
+    verify_token,
+)
 from .messages import Request, UserInfo, WriteResult
 
 _enc = msgspec.json.Encoder()
@@ -42,6 +52,7 @@ _SPEC_TYPES: dict[str, dict[str, Any]] = {
     "selfsubjectaccessreviews": {"resourceAttributes": _RESOURCE_ATTRIBUTES,
                                  "nonResourceAttributes": {"path": str, "verb": str}},
     "selfsubjectrulesreviews": {"namespace": str},
+    "tokenreviews": {"token": str, "audiences": [str]},
     "token": {"audiences": [str], "expirationSeconds": int,
               "boundObjectRef": {"kind": str, "apiVersion": str, "name": str, "uid": str}},
 }
@@ -118,6 +129,47 @@ class ReviewCore:
         self.projection = projection
         self.registry = registry
         self.key = signing_key
+        #: The bearer-token authenticators TokenReview asks (the pipeline's); None: no TokenReview.
+        self.tokens: TokenAuthenticator | None = None
+
+    def review_token(self, token: str, audiences: list[str]) -> tuple[UserInfo, list[str]]:
+        """The user a bearer token stands for when presented to ``audiences``, and the audiences
+        it is valid for; else Unauthorized (its ``detail`` is TokenReview's ``status.error``).
+        Static tokens are valid for the API server's own audiences (kube's audience-agnostic
+        wrapper); a service-account token for its ``aud`` claim."""
+        tokens = self.tokens
+        if tokens is None:
+            raise unauthorized()
+        if tokens.is_static(token) or token.count(".") != 2:
+            user = tokens.authenticate(token)
+            valid = [a for a in API_AUDIENCES if a in audiences]
+            if not valid:
+                raise unauthorized(f"token audiences {go_quote(list(API_AUDIENCES))} is invalid for the target "
+                                   f"audiences {go_quote(audiences)}")
+            return user, valid
+        claims = verify_token(token, self.key, audiences=audiences)
+        user = service_account_user(claims, self.projection)
+        if "system:authenticated" not in user.groups:
+            user = msgspec.structs.replace(user, groups=(*user.groups, "system:authenticated"))
+        aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        return user, [a for a in aud if a in audiences]
+
+    def _token_review(self, req: Request, body: dict[str, Any]) -> dict[str, Any]:
+        spec = body.get("spec") or {}
+        if req.namespace:
+            raise BadRequest(f"namespace is not allowed on this type: {req.namespace}")
+        token = spec.get("token") or ""
+        if not token:
+            raise BadRequest("token is required for TokenReview in authentication")
+        audiences = spec.get("audiences") or list(API_AUDIENCES)
+        try:
+            user, valid = self.review_token(token, list(audiences))
+        except Unauthorized as e:
+            return {"spec": spec, "status": {"user": {}, "error": getattr(e, "detail", "invalid bearer token")}}
+        info: dict[str, Any] = {"username": user.name, "uid": user.uid, "groups": list(user.groups)}
+        if user.extra:
+            info["extra"] = user.extra
+        return {"spec": spec, "status": {"authenticated": True, "user": info, "audiences": valid}}
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         rdef = req.rdef
@@ -140,6 +192,8 @@ class ReviewCore:
             u = req.user
             out["status"] = {"userInfo": {"username": u.name, "uid": u.uid, "groups": list(u.groups),
                                           **({"extra": u.extra} if u.extra else {})}}
+        elif rdef.plural == "tokenreviews":
+            out.update(self._token_review(req, body))
         elif rdef.plural == "selfsubjectaccessreviews":
             spec = body.get("spec") or {}
             out["spec"] = spec

@@ -81,15 +81,15 @@ def verify_token(token: str, key: SigningKey, *, audiences: Sequence[str] = API_
     except jwt.ImmatureSignatureError:
         raise unauthorized("service account token is not valid yet") from None
     except jwt.InvalidAudienceError:
-        raise unauthorized(f"token audiences {_go_quote(unverified.get('aud'))} is invalid for the target "
-                           f"audiences {_go_quote(list(audiences))}") from None
+        raise unauthorized(f"token audiences {go_quote(unverified.get('aud'))} is invalid for the target "
+                           f"audiences {go_quote(list(audiences))}") from None
     except jwt.InvalidTokenError:
         raise unauthorized("go-jose/go-jose: error in cryptographic primitive") from None
     service_account_ref(claims)
     return claims
 
 
-def _go_quote(value: Any) -> str:
+def go_quote(value: Any) -> str:
     items = value if isinstance(value, list) else [value]
     return "[" + " ".join(f'"{v}"' for v in items) + "]"
 

@@ -182,3 +182,31 @@ def test_files_holding_secrets_are_private(tmp_path: Path) -> None:
     cert = x509.load_pem_x509_certificate(crt.read_bytes())
     assert cert.subject.rfc4514_string() == "CN=erin,O=g"
     assert cert.not_valid_after_utc - cert.not_valid_before_utc < datetime.timedelta(days=366)
+
+
+async def test_anonymous_requests_only_with_the_flag(start_server: StartServer) -> None:
+    off = await start_server()
+    on = await start_server(anonymous_auth=True)
+    with trio.fail_after(30):
+        for g in (off, on):
+            assert g.http_url is not None
+        async with httpx.AsyncClient(base_url=off.http_url or "", timeout=30) as c:
+            for path in ("/version", "/api", CONFIGMAPS):
+                r = await c.get(path)
+                assert r.status_code == 401, path
+                assert r.json()["message"] == "Unauthorized"
+        async with httpx.AsyncClient(base_url=on.http_url or "", timeout=30) as c:
+            assert (await c.get("/version")).status_code == 200
+            r = await c.get(CONFIGMAPS)
+            assert r.status_code == 403
+            assert r.json()["message"] == ('configmaps is forbidden: User "system:anonymous" cannot list resource '
+                                           '"configmaps" in API group "" in the namespace "default"')
+            # A bad credential is not anonymous (kube's union.NewFailOnError).
+            for token in ("nope", "a.b.c"):
+                r = await c.get("/version", headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 401
+        # Everyone authenticated is in system:authenticated (here: the admin token).
+        async with httpx.AsyncClient(base_url=on.http_url or "", timeout=30,
+                                     headers={"Authorization": f"Bearer {on.admin_token}"}) as c:
+            who = (await c.post(WHOAMI, json={})).json()["status"]["userInfo"]
+            assert who["groups"] == ["system:masters", "system:authenticated"]
