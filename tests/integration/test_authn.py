@@ -210,3 +210,62 @@ async def test_anonymous_requests_only_with_the_flag(start_server: StartServer) 
                                      headers={"Authorization": f"Bearer {on.admin_token}"}) as c:
             who = (await c.post(WHOAMI, json={})).json()["status"]["userInfo"]
             assert who["groups"] == ["system:masters", "system:authenticated"]
+
+
+def _whoami_rows(text: str) -> dict[str, str]:
+    """``kubectl auth whoami``'s table: attribute -> value."""
+    rows = {}
+    for line in text.splitlines()[1:]:
+        key, _, value = line.partition("   ")
+        rows[key.strip()] = value.strip()
+    return rows
+
+
+async def test_kubectl_as_and_whoami_for_each_kind_of_identity(start_server: StartServer, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('bob-token,bob,bob-uid,"qa,dev"\n')
+    s = await start_server(token_file=str(tokens))
+    kc = s.kubeconfig
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return _kubectl(kc, tmp_path, *args)
+
+    async def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        return await trio.to_thread.run_sync(lambda: run(*args))
+
+    with trio.fail_after(120):
+        # Impersonation by system:masters: alice may not list configmaps (kube's Forbidden) ...
+        out = await kubectl("--as=alice", "get", "configmaps")
+        assert out.returncode == 1
+        assert out.stderr.strip() == ('Error from server (Forbidden): configmaps is forbidden: User "alice" cannot '
+                                      'list resource "configmaps" in API group "" in the namespace "default"')
+        # ... unless she is impersonated into system:masters too.
+        assert (await kubectl("--as=alice", "--as-group=system:masters", "create", "configmap", "by-alice")
+                ).returncode == 0
+        assert (await kubectl("get", "configmap", "by-alice")).returncode == 0
+        rows = _whoami_rows((await kubectl("auth", "whoami", "--as=alice", "--as-group=g1", "--as-group=g2",
+                                           "--as-uid=u-1")).stdout)
+        assert rows == {"Username": "alice", "UID": "u-1", "Groups": "[g1 g2 system:authenticated]"}
+        rows = _whoami_rows((await kubectl("auth", "whoami", "--as=system:serviceaccount:ns1:bot")).stdout)
+        assert rows["Username"] == "system:serviceaccount:ns1:bot"
+        assert rows["Groups"] == "[system:serviceaccounts system:serviceaccounts:ns1 system:authenticated]"
+        # A plain user may not impersonate: kube's message for the users resource.
+        out = await kubectl("--token=bob-token", "--as=alice", "get", "configmaps")
+        assert out.returncode == 1
+        assert out.stderr.strip() == ('Error from server (Forbidden): users "alice" is forbidden: User "bob" cannot '
+                                      'impersonate resource "users" in API group "" at the cluster scope')
+        # whoami: a token user, a certificate user, a service-account token.
+        rows = _whoami_rows((await kubectl("--token=bob-token", "auth", "whoami")).stdout)
+        assert rows["Username"] == "bob" and rows["UID"] == "bob-uid"
+        assert rows["Groups"] == "[qa dev system:authenticated]"
+        rows = _whoami_rows((await kubectl("--context=jetkube-cert", "auth", "whoami")).stdout)
+        assert rows["Username"] == "jetkube-admin"
+        assert rows["Groups"] == "[system:masters system:authenticated]"
+        fp = _fingerprint(Path(s.kubeconfig).parent / "pki" / "admin.crt")
+        assert rows["Extra: authentication.kubernetes.io/credential-id"] == f"[{fp}]"
+        assert (await kubectl("create", "serviceaccount", "bot")).returncode == 0
+        token = (await kubectl("create", "token", "bot")).stdout.strip()
+        rows = _whoami_rows((await kubectl(f"--token={token}", "auth", "whoami")).stdout)
+        assert rows["Username"] == "system:serviceaccount:default:bot"
+        assert rows["Groups"] == "[system:serviceaccounts system:serviceaccounts:default system:authenticated]"
+        assert rows["UID"]
