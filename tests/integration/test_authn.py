@@ -269,3 +269,90 @@ async def test_kubectl_as_and_whoami_for_each_kind_of_identity(start_server: Sta
         assert rows["Username"] == "system:serviceaccount:default:bot"
         assert rows["Groups"] == "[system:serviceaccounts system:serviceaccounts:default system:authenticated]"
         assert rows["UID"]
+
+
+TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+def _review(token: str, audiences: list[str] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"token": token}
+    if audiences is not None:
+        spec["audiences"] = audiences
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+
+
+async def test_token_review_on_two_gateways(start_server: StartServer, tmp_path: Path) -> None:
+    import time
+
+    import jwt as pyjwt
+
+    from actors import SigningKey
+
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('bob-token,bob,bob-uid,"qa"\n')
+    shared = tmp_path / "shared"
+    a = await start_server(data_dir=str(shared), token_file=str(tokens))
+    b = await start_server(data_dir=str(shared), token_file=str(tokens))
+    key = SigningKey((shared / "pki" / "sa.key").read_bytes())
+    other = ec.generate_private_key(ec.SECP256R1())
+    admin = {"Authorization": f"Bearer {a.admin_token}"}
+    async with httpx.AsyncClient(base_url=a.http_url or "", headers=admin, timeout=30) as ca_, \
+            httpx.AsyncClient(base_url=b.http_url or "", headers=admin, timeout=30) as cb:
+        with trio.fail_after(60):
+            r = await ca_.post("/api/v1/namespaces/default/serviceaccounts", json={"metadata": {"name": "bot"}})
+            assert r.status_code == 201, r.text
+            uid = r.json()["metadata"]["uid"]
+            r = await ca_.post("/api/v1/namespaces/default/serviceaccounts/bot/token", json={})
+            sa_token = r.json()["status"]["token"]
+            assert (await cb.get("/api/v1/namespaces/default/serviceaccounts/bot")).status_code == 200
+            now = int(time.time())
+            claims = {"iss": ISSUER, "sub": "system:serviceaccount:default:bot", "aud": [ISSUER], "iat": now,
+                      "nbf": now, "exp": now + 3600,
+                      "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "bot", "uid": uid}}}
+            forged = pyjwt.encode(claims, other, algorithm="ES256", headers={"kid": key.kid})
+            expired = key.sign({**claims, "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600})
+            for c in (ca_, cb):
+                r = await c.post(TOKENREVIEWS, json=_review(sa_token))
+                assert r.status_code == 201, r.text
+                body = r.json()
+                assert body["kind"] == "TokenReview" and body["apiVersion"] == "authentication.k8s.io/v1"
+                assert body["status"] == {
+                    "authenticated": True, "audiences": [ISSUER],
+                    "user": {"username": "system:serviceaccount:default:bot", "uid": uid,
+                             "groups": ["system:serviceaccounts", "system:serviceaccounts:default",
+                                        "system:authenticated"]}}
+                r = await c.post(TOKENREVIEWS, json=_review("bob-token"))
+                assert r.json()["status"] == {"authenticated": True, "audiences": [ISSUER], "user": {
+                    "username": "bob", "uid": "bob-uid", "groups": ["qa", "system:authenticated"]}}
+                for token, error in ((forged, "go-jose/go-jose: error in cryptographic primitive"),
+                                     (expired, "service account token has expired"),
+                                     ("nope", "invalid bearer token")):
+                    r = await c.post(TOKENREVIEWS, json=_review(token))
+                    assert r.status_code == 201, r.text
+                    assert r.json()["status"] == {"user": {}, "error": error}, token
+                r = await c.post(TOKENREVIEWS, json=_review(sa_token, ["other"]))
+                assert r.json()["status"] == {
+                    "user": {}, "error": f'token audiences ["{ISSUER}"] is invalid for the target audiences ["other"]'}
+                r = await c.post(TOKENREVIEWS, json=_review(""))
+                assert r.status_code == 400
+                assert r.json()["message"] == "token is required for TokenReview in authentication"
+            # Only callers allowed to create tokenreviews (today: system:masters).
+            r = await ca_.post(TOKENREVIEWS, json=_review(sa_token), headers={"Authorization": "Bearer bob-token"})
+            assert r.status_code == 403
+            assert r.json()["message"] == (
+                'tokenreviews.authentication.k8s.io is forbidden: User "bob" cannot create resource "tokenreviews" '
+                'in API group "authentication.k8s.io" at the cluster scope')
+            # A deleted service account: its token no longer reviews as authenticated.
+            assert (await ca_.delete("/api/v1/namespaces/default/serviceaccounts/bot")).status_code == 200
+            for c in (ca_, cb):
+                assert (await c.get("/api/v1/namespaces/default/serviceaccounts/bot")).status_code == 404
+                r = await c.post(TOKENREVIEWS, json=_review(sa_token))
+                assert r.json()["status"] == {"user": {}, "error": "service account token has been invalidated"}
+    # kubectl creates one too.
+    review = tmp_path / "review.json"
+    review.write_text(json.dumps(_review("bob-token")))
+    out = await trio.to_thread.run_sync(lambda: _kubectl(a.kubeconfig, tmp_path, "create", "-f", str(review),
+                                                         "-o", "json"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"]["user"]["username"] == "bob"
