@@ -356,3 +356,46 @@ async def test_token_review_on_two_gateways(start_server: StartServer, tmp_path:
                                                          "-o", "json"))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["status"]["user"]["username"] == "bob"
+
+
+async def test_front_proxy_headers_only_from_the_proxy_certificate(start_server: StartServer,
+                                                                   tmp_path: Path) -> None:
+    proxy_ca = tmp_path / "proxy-ca"
+    ensure_pki(proxy_ca)
+    s = await start_server(data_dir=str(tmp_path / "jk"),
+                           requestheader_client_ca_file=str(proxy_ca / "pki" / "ca.crt"),
+                           requestheader_allowed_names=("front-proxy",))
+    ca = tmp_path / "jk" / "pki" / "ca.crt"
+    proxy = _sign(proxy_ca, tmp_path / "p", "front-proxy")
+    wrong_name = _sign(proxy_ca, tmp_path / "w", "not-the-proxy")
+    alice = certs_user(tmp_path / "jk", "alice", groups=["dev"], out_dir=tmp_path / "a")
+    remote = [("X-Remote-User", "carol"), ("X-Remote-Group", "g1"), ("X-Remote-Group", "g2"),
+              ("X-Remote-Extra-Scopes", "view"), ("X-Remote-Extra-Acme.com%2fProject", "p1")]
+    with trio.fail_after(60):
+        async with _https(s, ca, *proxy) as c:
+            r = await c.post(WHOAMI, json={}, headers=remote)
+            assert r.status_code == 201, r.text
+            assert r.json()["status"]["userInfo"] == {
+                "username": "carol", "uid": "", "groups": ["g1", "g2", "system:authenticated"],
+                "extra": {"scopes": ["view"], "acme.com/project": ["p1"]}}
+            r = await c.get(CONFIGMAPS, headers=remote)
+            assert r.status_code == 403
+            assert 'User "carol" cannot list' in r.json()["message"]
+            # The proxy's certificate alone is no user (it is not signed by the client CA).
+            assert (await c.get(CONFIGMAPS)).status_code == 401
+        # A certificate of the proxy CA with a name not allowed: the headers do not count.
+        async with _https(s, ca, *wrong_name) as c:
+            assert (await c.post(WHOAMI, json={}, headers=remote)).status_code == 401
+        # A client certificate of the client CA: that user, whatever the headers say.
+        async with _https(s, ca, *alice) as c:
+            r = await c.post(WHOAMI, json={}, headers=remote)
+            assert r.json()["status"]["userInfo"]["username"] == "alice"
+        # Without a certificate the headers are ignored: the token's user, or 401.
+        async with _https(s, ca, headers={"Authorization": f"Bearer {s.admin_token}"}) as c:
+            r = await c.post(WHOAMI, json={}, headers=remote)
+            assert r.json()["status"]["userInfo"]["username"] == "admin"
+        async with _https(s, ca) as c:
+            assert (await c.post(WHOAMI, json={}, headers=remote)).status_code == 401
+        assert s.http_url is not None
+        async with httpx.AsyncClient(base_url=s.http_url, timeout=30) as c:
+            assert (await c.post(WHOAMI, json={}, headers=remote)).status_code == 401
