@@ -52,6 +52,7 @@ def ensure_data_dir(path: Path) -> None:
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # also when the file existed with a wider mode
         f.write(data)
 
 

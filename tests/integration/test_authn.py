@@ -170,9 +170,14 @@ async def test_kubectl_uses_the_generated_client_certificate(server: Running, tm
     assert "namespace/default" in out.stdout.split()
 
 
-def test_files_holding_secrets_are_private(tmp_path: Path) -> None:
+async def test_files_holding_secrets_are_private(start_server: StartServer, tmp_path: Path) -> None:
     data = tmp_path / "new" / "data"
+    (tmp_path / "kc").write_text("old")
+    (tmp_path / "kc").chmod(0o644)
+    running = await start_server(data_dir=str(data), kubeconfig=str(tmp_path / "kc"))
     pki = ensure_pki(data)
+    for private in (running.kubeconfig, data / "pki" / "sa.key"):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert stat.S_IMODE((data / "pki").stat().st_mode) == 0o700
     for key in (data / "pki" / "ca.key", pki.key, pki.tokens_file, pki.admin_key):
