@@ -37,13 +37,14 @@ from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._runtime import Actor, ReplySlot
-from ._tokens import SigningKey
+from ._tokens import JWKS_PATH, SigningKey, jwks, openid_configuration
 from ._tracing import NO_SPAN, Spans
 from .messages import Allowed, Request, UserInfo, WriteResult
 
 __all__ = [
     "APPLY_PATCH",
     "JSON_PATCH",
+    "JWKS_PATH",
     "MAX_COPY_BYTES",
     "MAX_DEPTH",
     "MAX_JSON_PATCH_OPERATIONS",
@@ -90,7 +91,9 @@ __all__ = [
     "body_strict_errors",
     "depth_exceeds",
     "invalid",
+    "jwks",
     "now_rfc3339",
+    "openid_configuration",
     "parse_token_csv",
     "warning_header",
     "yaml_duplicate_key",

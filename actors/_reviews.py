@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import datetime
 import time
+import uuid
 from typing import Any
 
 import msgspec
 
 from bus import Key
-from kinds._errors import BadRequest, Forbidden, NotFound, Unauthorized
+from kinds._errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from kinds._fieldvalidation import field_validation_outcome
 from projections import Projection
 
@@ -102,10 +103,29 @@ def service_account_user(claims: dict[str, Any], projection: Projection, tenant:
     actual = msgspec.json.decode(entry.data)["metadata"].get("uid")
     if actual != uid:
         raise unauthorized(f"service account UID ({actual}) does not match claim ({uid})")
+    extra: dict[str, list[str]] = {}
+    private = claims["kubernetes.io"]
+    for kind, plural in (("secret", "secrets"), ("pod", "pods")):
+        ref = private.get(kind)
+        if ref is None:
+            continue
+        if not isinstance(ref, dict) or not isinstance(ref.get("name"), str) or not ref["name"]:
+            raise unauthorized("service account token has been invalidated")
+        bound = projection.get(Key(tenant, "", plural, ns, ref["name"]))
+        if bound is None or msgspec.json.decode(bound.data)["metadata"].get("uid") != ref.get("uid"):
+            raise unauthorized("service account token has been invalidated")
+        if kind == "pod":
+            extra["authentication.kubernetes.io/pod-name"] = [ref["name"]]
+            extra["authentication.kubernetes.io/pod-uid"] = [ref["uid"]]
+    node = private.get("node")
+    if isinstance(node, dict) and node.get("name"):
+        extra["authentication.kubernetes.io/node-name"] = [node["name"]]
+        extra["authentication.kubernetes.io/node-uid"] = [node.get("uid", "")]
     jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        extra[CREDENTIAL_ID] = [f"JTI={jti}"]
     return UserInfo(name=f"{SA_PREFIX}{ns}:{name}", uid=uid, tenant=tenant,
-                    groups=("system:serviceaccounts", f"system:serviceaccounts:{ns}"),
-                    extra={CREDENTIAL_ID: [f"JTI={jti}"]} if isinstance(jti, str) and jti else {})
+                    groups=("system:serviceaccounts", f"system:serviceaccounts:{ns}"), extra=extra)
 
 
 def _rules_for(user: UserInfo, namespace: str) -> dict[str, Any]:
@@ -226,6 +246,41 @@ class ReviewCore:
             return {"allowed": False}  # as RBAC: no reason on a plain deny (kubectl prints "no")
         return {"allowed": True, "reason": "allowed by the interim policy (system:masters)"}
 
+    async def _get(self, tenant: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """An object from the projection, waiting for it to catch up once if it is not there."""
+        key = Key(tenant, "", plural, namespace, name)
+        entry = self.projection.get(key)
+        if entry is None:
+            await self.projection.consistent()
+            entry = self.projection.get(key)
+        return None if entry is None else msgspec.json.decode(entry.data)
+
+    async def _bound_object(self, req: Request, ref: dict[str, Any]) -> dict[str, Any]:
+        """The private claims binding a token to a Secret or Pod (and the Pod's node) that exists
+        now, with the uid the reference names if it names one (kube's TokenRequest REST)."""
+        kind, api_version, name = ref.get("kind") or "", ref.get("apiVersion") or "", ref.get("name") or ""
+        group, _, version = api_version.rpartition("/")
+        plural = {"Pod": "pods", "Secret": "secrets"}.get(kind) if not group else None
+        if plural is None:
+            raise BadRequest(f"cannot bind token to object of type {group}/{version}, Kind={kind}")
+        obj = await self._get(req.tenant, plural, req.namespace, name)
+        if obj is None:
+            raise NotFound(f'{plural} "{name}" not found', name=name, kind=plural)
+        if kind == "Pod" and (obj.get("spec") or {}).get("serviceAccountName") != req.name:
+            raise BadRequest(f'cannot bind token for serviceaccount "{req.name}" to pod running with different '
+                             "serviceaccount name.")
+        uid = obj["metadata"].get("uid", "")
+        if ref.get("uid") and ref["uid"] != uid:
+            raise Conflict(f'Operation cannot be fulfilled on {kind} "{name}": the UID in the bound object reference '
+                           f'({ref["uid"]}) does not match the UID in record. The object might have been deleted '
+                           "and then recreated", name=name, kind=kind)
+        claims: dict[str, Any] = {kind.lower(): {"name": name, "uid": uid}}
+        node_name = (obj.get("spec") or {}).get("nodeName") if kind == "Pod" else None
+        node = await self._get(req.tenant, "nodes", "", node_name) if node_name else None
+        if node is not None:
+            claims["node"] = {"name": node_name, "uid": node["metadata"].get("uid", "")}
+        return claims
+
     async def token(self, req: Request, body: dict[str, Any]) -> WriteResult:
         entry = self.projection.get(Key(req.tenant, "", "serviceaccounts", req.namespace, req.name))
         if entry is None:
@@ -239,12 +294,15 @@ class ReviewCore:
         if seconds < 600:
             raise BadRequest("spec.expirationSeconds: may not specify a duration less than 10 minutes")
         seconds = min(seconds, 48 * 3600)
+        private: dict[str, Any] = {"namespace": req.namespace,
+                                   "serviceaccount": {"name": req.name, "uid": sa["metadata"]["uid"]}}
+        if spec.get("boundObjectRef"):
+            private.update(await self._bound_object(req, spec["boundObjectRef"]))
         now = int(time.time())
         audiences = spec.get("audiences") or list(API_AUDIENCES)
         claims = {"iss": ISSUER, "sub": f"{SA_PREFIX}{req.namespace}:{req.name}", "aud": audiences,
-                  "iat": now, "nbf": now, "exp": now + seconds,
-                  "kubernetes.io": {"namespace": req.namespace,
-                                    "serviceaccount": {"name": req.name, "uid": sa["metadata"]["uid"]}}}
+                  "iat": now, "nbf": now, "exp": now + seconds, "jti": str(uuid.uuid4()),
+                  "kubernetes.io": private}
         spec.update({"audiences": audiences, "expirationSeconds": seconds})
         expires = datetime.datetime.fromtimestamp(now + seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",

@@ -55,6 +55,24 @@ class SigningKey:
         return jwt.encode(claims, self.private, algorithm=self.alg, headers={"kid": self.kid})
 
 
+JWKS_PATH = "/openid/v1/jwks"
+OPENID_CONFIG_PATH = "/.well-known/openid-configuration"
+
+
+def jwks(key: SigningKey) -> dict[str, Any]:
+    """The public half of the signing key as a JWK Set (``/openid/v1/jwks``), as kube publishes it:
+    ``use: sig``, the algorithm and kube's key id, so a third party verifies our tokens."""
+    algorithm = jwt.algorithms.ECAlgorithm if key.alg == "ES256" else jwt.algorithms.RSAAlgorithm
+    jwk: dict[str, Any] = algorithm.to_jwk(key.public, as_dict=True)
+    return {"keys": [{"use": "sig", **jwk, "kid": key.kid, "alg": key.alg}]}
+
+
+def openid_configuration(key: SigningKey, jwks_uri: str) -> dict[str, Any]:
+    """The OIDC discovery document (``/.well-known/openid-configuration``, kube's openIDMetadata)."""
+    return {"issuer": ISSUER, "jwks_uri": jwks_uri, "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": [key.alg]}
+
+
 def unauthorized(detail: str = "invalid bearer token") -> Unauthorized:
     """A 401 (its message is always kube's "Unauthorized") whose ``detail`` says why, in kube's
     words, for TokenReview's ``status.error``."""

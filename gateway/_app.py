@@ -25,6 +25,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import (
+    JWKS_PATH,
     Allowed,
     BadRequest,
     MethodNotAllowed,
@@ -33,6 +34,8 @@ from actors import (
     Request,
     RequestEntityTooLarge,
     WriteResult,
+    jwks,
+    openid_configuration,
     warning_header,
 )
 from bus import Key
@@ -467,6 +470,16 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         return _openapi(ctx, route)
     if route.kind == "metrics":
         return Response(await ctx.metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)
+    if route.kind == "oidc":
+        # Service-account issuer discovery: a third party verifies our tokens with these alone.
+        key = ctx.pipeline.reviews_core.key
+        if route.path.rstrip("/") == JWKS_PATH:
+            r = Response(_enc.encode(jwks(key)), status=200, content_type="application/jwk-set+json")
+        else:
+            doc = openid_configuration(key, f"https://{ctx.server_address}{JWKS_PATH}")
+            r = _json_response(_enc.encode(doc))
+        r.headers["Cache-Control"] = "public, max-age=3600"
+        return r
     if route.kind == "health":
         # Only readiness (and an explicit /<probe>/projection or /<probe>/log check) depends on the
         # log: a connection to NATS and a projection caught up with it. Liveness does not: the bus

@@ -404,3 +404,66 @@ async def test_front_proxy_headers_only_from_the_proxy_certificate(start_server:
         assert s.http_url is not None
         async with httpx.AsyncClient(base_url=s.http_url, timeout=30) as c:
             assert (await c.post(WHOAMI, json={}, headers=remote)).status_code == 401
+
+
+async def test_service_account_tokens_as_kube_issues_them(start_server: StartServer, tmp_path: Path) -> None:
+    import jwt as pyjwt
+
+    s = await start_server()
+    ns = "/api/v1/namespaces/default"
+    async with httpx.AsyncClient(base_url=s.http_url or "", timeout=30,
+                                 headers={"Authorization": f"Bearer {s.admin_token}"}) as api:
+        with trio.fail_after(60):
+            sa_uid = (await api.post(f"{ns}/serviceaccounts", json={"metadata": {"name": "bot"}})).json()[
+                "metadata"]["uid"]
+            secret_uid = (await api.post(f"{ns}/secrets", json={"metadata": {"name": "s1"}})).json()[
+                "metadata"]["uid"]
+            r = await api.post(f"{ns}/serviceaccounts/bot/token", json={"spec": {
+                "audiences": ["vault", ISSUER], "expirationSeconds": 1200,
+                "boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": "s1", "uid": secret_uid}}})
+            assert r.status_code == 201, r.text
+            token = r.json()["status"]["token"]
+            # A third party verifies it with PyJWT alone, from the discovery documents.
+            conf = (await api.get("/.well-known/openid-configuration")).json()
+            assert conf["issuer"] == ISSUER
+            assert conf["jwks_uri"] == f"{s.https_url}/openid/v1/jwks"
+            assert conf["id_token_signing_alg_values_supported"] == ["ES256"]
+            r = await api.get("/openid/v1/jwks")
+            assert r.headers["content-type"] == "application/jwk-set+json"
+            keys = pyjwt.PyJWKSet.from_dict(r.json())
+            kid = pyjwt.get_unverified_header(token)["kid"]
+            claims = pyjwt.decode(token, keys[kid].key, algorithms=conf["id_token_signing_alg_values_supported"],
+                                  audience="vault", issuer=conf["issuer"],
+                                  options={"require": ["exp", "iat", "nbf", "jti", "sub"]})
+            assert claims["sub"] == "system:serviceaccount:default:bot"
+            assert claims["aud"] == ["vault", ISSUER]
+            assert claims["exp"] - claims["iat"] == 1200 and claims["nbf"] == claims["iat"]
+            assert claims["kubernetes.io"] == {"namespace": "default",
+                                               "serviceaccount": {"name": "bot", "uid": sa_uid},
+                                               "secret": {"name": "s1", "uid": secret_uid}}
+            who = (await api.post(WHOAMI, json={}, headers={"Authorization": f"Bearer {token}"})).json()
+            assert who["status"]["userInfo"]["extra"] == {
+                "authentication.kubernetes.io/credential-id": [f"JTI={claims['jti']}"]}
+            # The bound object must still exist with its uid: deleting (or re-creating) it revokes.
+            assert (await api.delete(f"{ns}/secrets/s1")).status_code == 200
+            assert (await api.post(f"{ns}/secrets", json={"metadata": {"name": "s1"}})).status_code == 201
+            assert (await api.get("/version", headers={"Authorization": f"Bearer {token}"})).status_code == 401
+            # Binding errors, in kube's words.
+            for ref, code, message in (
+                    ({"kind": "Secret", "apiVersion": "v1", "name": "s1", "uid": secret_uid}, 409,
+                     f'Operation cannot be fulfilled on Secret "s1": the UID in the bound object reference '
+                     f'({secret_uid}) does not match the UID in record. The object might have been deleted and then '
+                     f'recreated'),
+                    ({"kind": "Secret", "apiVersion": "v1", "name": "none"}, 404, 'secrets "none" not found'),
+                    ({"kind": "Pod", "apiVersion": "v1", "name": "p"}, 404, 'pods "p" not found'),
+                    ({"kind": "Deployment", "apiVersion": "apps/v1", "name": "d"}, 400,
+                     "cannot bind token to object of type apps/v1, Kind=Deployment")):
+                r = await api.post(f"{ns}/serviceaccounts/bot/token", json={"spec": {"boundObjectRef": ref}})
+                assert r.status_code == code, r.text
+                assert r.json()["message"] == message
+    # kubectl create token with a bound object.
+    out = await trio.to_thread.run_sync(lambda: _kubectl(s.kubeconfig, tmp_path, "create", "token", "bot",
+                                                         "--bound-object-kind=Secret", "--bound-object-name=s1"))
+    assert out.returncode == 0, out.stderr
+    claims = pyjwt.decode(out.stdout.strip(), options={"verify_signature": False})
+    assert claims["kubernetes.io"]["secret"]["name"] == "s1"
