@@ -310,6 +310,7 @@ async def test_token_review_on_two_gateways(start_server: StartServer, tmp_path:
             uid = r.json()["metadata"]["uid"]
             r = await ca_.post("/api/v1/namespaces/default/serviceaccounts/bot/token", json={})
             sa_token = r.json()["status"]["token"]
+            jti = pyjwt.decode(sa_token, options={"verify_signature": False})["jti"]
             assert (await cb.get("/api/v1/namespaces/default/serviceaccounts/bot")).status_code == 200
             now = int(time.time())
             claims = {"iss": ISSUER, "sub": "system:serviceaccount:default:bot", "aud": [ISSUER], "iat": now,
@@ -326,7 +327,8 @@ async def test_token_review_on_two_gateways(start_server: StartServer, tmp_path:
                     "authenticated": True, "audiences": [ISSUER],
                     "user": {"username": "system:serviceaccount:default:bot", "uid": uid,
                              "groups": ["system:serviceaccounts", "system:serviceaccounts:default",
-                                        "system:authenticated"]}}
+                                        "system:authenticated"],
+                             "extra": {"authentication.kubernetes.io/credential-id": [f"JTI={jti}"]}}}
                 r = await c.post(TOKENREVIEWS, json=_review("bob-token"))
                 assert r.json()["status"] == {"authenticated": True, "audiences": [ISSUER], "user": {
                     "username": "bob", "uid": "bob-uid", "groups": ["qa", "system:authenticated"]}}
@@ -451,9 +453,9 @@ async def test_service_account_tokens_as_kube_issues_them(start_server: StartSer
             # Binding errors, in kube's words.
             for ref, code, message in (
                     ({"kind": "Secret", "apiVersion": "v1", "name": "s1", "uid": secret_uid}, 409,
-                     f'Operation cannot be fulfilled on Secret "s1": the UID in the bound object reference '
+                     (f'Operation cannot be fulfilled on Secret "s1": the UID in the bound object reference '
                      f'({secret_uid}) does not match the UID in record. The object might have been deleted and then '
-                     f'recreated'),
+                     f'recreated')),
                     ({"kind": "Secret", "apiVersion": "v1", "name": "none"}, 404, 'secrets "none" not found'),
                     ({"kind": "Pod", "apiVersion": "v1", "name": "p"}, 404, 'pods "p" not found'),
                     ({"kind": "Deployment", "apiVersion": "apps/v1", "name": "d"}, 400,
