@@ -144,7 +144,8 @@ def pki_init(data_dir: Path, *, sans: list[str], server: str | None = None, kube
     """``jetkube pki init``: the shared material of several replicas, created once (kept on a rerun;
     the serving certificate is re-issued if a requested name is missing). Returns the files written."""
     pki = ensure_pki(data_dir, sans)
-    files = [pki.ca_cert, pki.cert, pki.key, pki.tokens_file, ensure_service_account_key(data_dir)]
+    files = [pki.ca_cert, pki.cert, pki.key, pki.tokens_file, ensure_service_account_key(data_dir),
+             *(p for p in (pki.admin_cert, pki.admin_key) if p is not None)]
     if probe_token_file:
         files.append(_extra_token(pki.tokens_file, PROBE_USER, "", Path(probe_token_file)))
     if monitoring_token_file:

@@ -41,7 +41,7 @@ def test_init_writes_shared_material_with_the_balancer_names(tmp_path: Path, cap
     pki = data / "pki"
     printed = capsys.readouterr().out.split()
     assert {Path(p).name for p in printed} == {"ca.crt", "apiserver.crt", "apiserver.key", "tokens.csv", "sa.key",
-                                               "token", "kubeconfig"}
+                                               "token", "kubeconfig", "admin.crt", "admin.key"}
     assert serving_names(pki / "apiserver.crt") == NAMES | {"jetkube.example.com", "10.1.2.3"}
     assert _issued_by(pki / "apiserver.crt", pki / "ca.crt")
     for secret in ("ca.key", "apiserver.key", "sa.key", "tokens.csv", "kubeconfig"):
