@@ -70,11 +70,13 @@ class CertificateAuthority:
             cert = self._verify_signature(der)
             self._verified[fingerprint] = cert
         now = datetime.datetime.now(datetime.UTC)
-        if now > cert.not_valid_after_utc or now < cert.not_valid_before_utc:
-            raise unauthorized("x509: certificate has expired or is not yet valid: current time "
-                                f"{now:%Y-%m-%dT%H:%M:%SZ} is after {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
-                                if now > cert.not_valid_after_utc else
-                                "x509: certificate has expired or is not yet valid")
+        # Go's x509.CertificateInvalidError (Expired) wording.
+        if now > cert.not_valid_after_utc:
+            raise unauthorized(f"x509: certificate has expired or is not yet valid: current time {now:%Y-%m-%dT%H:%M:%SZ} "
+                               f"is after {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+        if now < cert.not_valid_before_utc:
+            raise unauthorized(f"x509: certificate has expired or is not yet valid: current time {now:%Y-%m-%dT%H:%M:%SZ} "
+                               f"is before {cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}")
         return cert
 
     def _verify_signature(self, der: bytes) -> x509.Certificate:

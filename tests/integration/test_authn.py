@@ -101,6 +101,9 @@ async def test_client_certificates_and_tokens_on_two_gateways(start_server: Star
                 assert r.status_code == 403
                 assert r.json()["message"] == ('configmaps is forbidden: User "alice" cannot list resource '
                                                '"configmaps" in API group "" in the namespace "default"')
+            async with _https(g, ca, *alice, http2=True) as c:  # HTTP/2 (ALPN h2) carries it too
+                r = await c.post(WHOAMI, json={})
+                assert r.http_version == "HTTP/2" and r.json()["status"]["userInfo"]["username"] == "alice"
             # The same connection may carry a certificate and a token: the certificate is tried first.
             async with _https(g, ca, *alice, headers={"Authorization": "Bearer bob-token"}) as c:
                 assert (await c.post(WHOAMI, json={})).json()["status"]["userInfo"]["username"] == "alice"
