@@ -108,3 +108,63 @@ def test_the_chain_order_and_the_authenticated_group() -> None:
     assert with_authenticated(UserInfo(name="system:anonymous")).groups == ()
     assert with_authenticated(UserInfo(name="x", groups=("system:unauthenticated",))).groups == (
         "system:unauthenticated",)
+
+
+def _ca(tmp_path, name):  # type: ignore[no-untyped-def]
+    from gateway._pki import ensure_pki
+
+    ensure_pki(tmp_path / name)
+    return tmp_path / name
+
+
+def _leaf(ca_dir, subject, eku=None, days=1):  # type: ignore[no-untyped-def]
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_key = serialization.load_pem_private_key((ca_dir / "pki" / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((ca_dir / "pki" / "ca.crt").read_bytes())
+    now = datetime.datetime.now(datetime.UTC)
+    b = (x509.CertificateBuilder().subject_name(x509.Name(subject)).issuer_name(ca.subject)
+         .public_key(ec.generate_private_key(ec.SECP256R1()).public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=days)))
+    if eku is not None:
+        b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    return b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)  # type: ignore[arg-type]
+
+
+def test_client_certificates_are_verified_as_go_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from actors import CertificateAuthority
+    from actors._authn import certificate_user
+
+    mine, theirs = _ca(tmp_path, "mine"), _ca(tmp_path, "theirs")  # both CAs are named CN=jetkube-ca
+    leaf_pem = (mine / "pki" / "apiserver.crt").read_bytes()
+    ca = CertificateAuthority(leaf_pem + (mine / "pki" / "ca.crt").read_bytes())  # non-CA entries are ignored
+    assert len(ca.cas) == 1
+    with pytest.raises(ValueError):
+        CertificateAuthority(leaf_pem)
+    cn = x509.NameAttribute(NameOID.COMMON_NAME, "alice")
+    uid = x509.NameAttribute(x509.ObjectIdentifier("0.9.2342.19200300.100.1.1"), "u-1")
+    org = x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dev")
+    der = _leaf(mine, [org, cn, uid])  # no EKU: unrestricted, as Go
+    user = certificate_user(ca.verify(der), der)
+    assert user is not None and (user.name, user.uid, user.groups) == ("alice", "u-1", ("dev",))
+    for bad, detail in ((_leaf(theirs, [cn]), "x509: certificate signed by unknown authority"),
+                        (_leaf(mine, [cn], eku=[ExtendedKeyUsageOID.SERVER_AUTH]),
+                         "x509: certificate specifies an incompatible key usage"),
+                        (_leaf(mine, [cn], days=-0.5), "x509: certificate has expired or is not yet valid: "),
+                        (b"garbage", "x509: malformed certificate")):
+        for _ in range(2):  # the second time from the cache (failures are not cached)
+            with pytest.raises(Unauthorized) as e:
+                ca.verify(bad)
+            assert e.value.detail.startswith(detail)  # type: ignore[attr-defined]
+    two_uids = _leaf(mine, [cn, uid, uid])
+    with pytest.raises(Unauthorized):
+        certificate_user(ca.verify(two_uids), two_uids)
+    nameless = _leaf(mine, [org])
+    assert certificate_user(ca.verify(nameless), nameless) is None  # no CN: not authenticated, not an error
