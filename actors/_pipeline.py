@@ -65,11 +65,12 @@ class Pipeline:
         for a in self.actors:
             a.spans = spans
         self.core.spans = spans
-        self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem)
+        self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem,
+                                        signing_key=signing_key)
                             if run_controllers else None)
 
     def _service_account_user(self, token: str) -> UserInfo:
-        return service_account_user(self.token_verifier.verify(token), self.projection)
+        return service_account_user(self.token_verifier.verify(token), self.projection, token=token)
 
     def authenticate(self, req: Request) -> Request:
         """Authentication alone (401, or 403/400 for Impersonate-* headers): ``req`` with its user

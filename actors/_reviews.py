@@ -15,7 +15,9 @@ token minted on one replica is accepted by all of them.
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hmac
 import time
 import uuid
 from typing import Any
@@ -34,6 +36,7 @@ from ._tokens import (
     ISSUER,
     SigningKey,
     go_quote,
+    legacy_secret_name,
     service_account_ref,
     unauthorized,
     verify_token,
@@ -93,10 +96,15 @@ def _mismatch(value: Any, want: str, at: str) -> str:
     return f"json: cannot unmarshal {got} into Go struct field {at} of type {want}"
 
 
-def service_account_user(claims: dict[str, Any], projection: Projection, tenant: str = "default") -> UserInfo:
+def service_account_user(claims: dict[str, Any], projection: Projection, tenant: str = "default",
+                         token: str = "") -> UserInfo:
     """The user a verified service-account token stands for, if its service account still exists
-    with the uid the token was bound to."""
+    with the uid the token was bound to (and its bound object; for a legacy token, its Secret,
+    still holding ``token``)."""
     ns, name, uid = service_account_ref(claims)
+    secret_name = legacy_secret_name(claims)
+    if secret_name is not None:
+        return _legacy_user(ns, name, uid, secret_name, projection, tenant, token)
     entry = projection.get(Key(tenant, "", "serviceaccounts", ns, name))
     if entry is None:
         raise unauthorized("service account token has been invalidated")
@@ -126,6 +134,35 @@ def service_account_user(claims: dict[str, Any], projection: Projection, tenant:
         extra[CREDENTIAL_ID] = [f"JTI={jti}"]
     return UserInfo(name=f"{SA_PREFIX}{ns}:{name}", uid=uid, tenant=tenant,
                     groups=("system:serviceaccounts", f"system:serviceaccounts:{ns}"), extra=extra)
+
+
+def _legacy_user(ns: str, name: str, uid: str, secret_name: str, projection: Projection, tenant: str,
+                 token: str) -> UserInfo:
+    """kube's legacy.go ``Validate`` with lookup: the Secret exists, is not being deleted or marked
+    invalid, holds exactly this token; the service account exists with the claimed uid."""
+    entry = projection.get(Key(tenant, "", "secrets", ns, secret_name))
+    secret = None if entry is None else msgspec.json.decode(entry.data)
+    meta = (secret or {}).get("metadata") or {}
+    if secret is None or meta.get("deletionTimestamp"):
+        raise unauthorized("Token has been invalidated")
+    try:
+        held = base64.b64decode((secret.get("data") or {}).get("token") or "", validate=True)
+    except (ValueError, TypeError):
+        held = b""
+    if not token or not hmac.compare_digest(held, token.encode("utf-8", "surrogateescape")):
+        raise unauthorized("Token does not match server's copy")
+    sa = projection.get(Key(tenant, "", "serviceaccounts", ns, name))
+    if sa is None:
+        raise unauthorized(f'serviceaccounts "{name}" not found')
+    sa_meta = msgspec.json.decode(sa.data)["metadata"]
+    if sa_meta.get("uid") != uid or sa_meta.get("deletionTimestamp") or (meta.get("labels") or {}).get(
+            LEGACY_INVALID_SINCE):
+        raise unauthorized("Token has been invalidated")
+    return UserInfo(name=f"{SA_PREFIX}{ns}:{name}", uid=uid, tenant=tenant,
+                    groups=("system:serviceaccounts", f"system:serviceaccounts:{ns}"))
+
+
+LEGACY_INVALID_SINCE = "kubernetes.io/legacy-token-invalid-since"
 
 
 def _rules_for(user: UserInfo, namespace: str) -> dict[str, Any]:
@@ -168,10 +205,11 @@ class ReviewCore:
                                    f"audiences {go_quote(audiences)}")
             return user, valid
         claims = verify_token(token, self.key, audiences=audiences)
-        user = service_account_user(claims, self.projection)
+        user = service_account_user(claims, self.projection, token=token)
         if "system:authenticated" not in user.groups:
             user = msgspec.structs.replace(user, groups=(*user.groups, "system:authenticated"))
-        aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        aud = claims.get("aud", list(API_AUDIENCES))  # legacy tokens: the API server's audiences
+        aud = aud if isinstance(aud, list) else [aud]
         return user, [a for a in aud if a in audiences]
 
     def _token_review(self, req: Request, body: dict[str, Any]) -> dict[str, Any]:

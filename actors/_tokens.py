@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from kinds._errors import Unauthorized
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
+LEGACY_ISSUER = "kubernetes/serviceaccount"  # Secret-based tokens (kube's legacy.go)
+_LEGACY = "kubernetes.io/serviceaccount/"
 API_AUDIENCES = (ISSUER,)
 LEEWAY_S = 60  # go-jose's DefaultLeeway
 
@@ -88,7 +90,11 @@ def verify_token(token: str, key: SigningKey, *, audiences: Sequence[str] = API_
         unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
         raise unauthorized() from None
-    if not isinstance(unverified, dict) or unverified.get("iss") != ISSUER:
+    if not isinstance(unverified, dict):
+        raise unauthorized()
+    if unverified.get("iss") == LEGACY_ISSUER:
+        return _verify_legacy(token, key, audiences)
+    if unverified.get("iss") != ISSUER:
         raise unauthorized()  # not one of ours (kube: hasCorrectIssuer)
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -105,6 +111,35 @@ def verify_token(token: str, key: SigningKey, *, audiences: Sequence[str] = API_
         raise unauthorized("go-jose/go-jose: error in cryptographic primitive") from None
     service_account_ref(claims)
     return claims
+
+
+def _verify_legacy(token: str, key: SigningKey, audiences: Sequence[str]) -> dict[str, Any]:
+    """A legacy Secret-based token (``pkg/serviceaccount/legacy.go``): no ``aud`` (the API server's
+    own audiences apply) and no ``exp``; the caller checks the Secret still holds it."""
+    if not set(API_AUDIENCES) & set(audiences):
+        raise unauthorized(f"token audiences {go_quote(list(API_AUDIENCES))} is invalid for the target "
+                           f"audiences {go_quote(list(audiences))}")
+    try:
+        claims: dict[str, Any] = jwt.decode(token, key.public, algorithms=[key.alg], issuer=LEGACY_ISSUER,
+                                            options={"require": ["iss", "sub"], "verify_aud": False})
+    except jwt.InvalidTokenError:
+        raise unauthorized("go-jose/go-jose: error in cryptographic primitive") from None
+    service_account_ref(claims)
+    return claims
+
+
+def legacy_claims(namespace: str, sa_name: str, sa_uid: str, secret_name: str) -> dict[str, Any]:
+    """The claims of a legacy token kube's token controller puts into a
+    ``kubernetes.io/service-account-token`` Secret (flat, no expiry, no audience)."""
+    return {"iss": LEGACY_ISSUER, f"{_LEGACY}namespace": namespace, f"{_LEGACY}secret.name": secret_name,
+            f"{_LEGACY}service-account.name": sa_name, f"{_LEGACY}service-account.uid": sa_uid,
+            "sub": f"system:serviceaccount:{namespace}:{sa_name}"}
+
+
+def legacy_secret_name(claims: dict[str, Any]) -> str | None:
+    """The Secret a legacy token was issued for, None for a TokenRequest token."""
+    name = claims.get(f"{_LEGACY}secret.name") if claims.get("iss") == LEGACY_ISSUER else None
+    return name if isinstance(name, str) else None
 
 
 def go_quote(value: Any) -> str:
@@ -132,7 +167,7 @@ class TokenVerifier:
             self._cache[digest] = claims
             return claims
         now = time.time()
-        if now > claims["exp"] + LEEWAY_S:
+        if "exp" in claims and now > claims["exp"] + LEEWAY_S:  # (legacy tokens do not expire)
             del self._cache[digest]
             raise unauthorized("service account token has expired")
         return claims
@@ -141,11 +176,17 @@ class TokenVerifier:
 def service_account_ref(claims: dict[str, Any]) -> tuple[str, str, str]:
     """(namespace, name, uid) of the service account the claims stand for; Unauthorized when the
     private ``kubernetes.io`` claim is missing or malformed."""
-    k8s = claims.get("kubernetes.io")
-    sa = k8s.get("serviceaccount") if isinstance(k8s, dict) else None
-    if not isinstance(k8s, dict) or not isinstance(sa, dict):
-        raise unauthorized("service account token claims are malformed")
-    ns, name, uid = k8s.get("namespace"), sa.get("name"), sa.get("uid")
+    if claims.get("iss") == LEGACY_ISSUER:
+        ns, name, uid = (claims.get(f"{_LEGACY}{k}") for k in ("namespace", "service-account.name",
+                                                               "service-account.uid"))
+        if not isinstance(claims.get(f"{_LEGACY}secret.name"), str):
+            raise unauthorized("service account token claims are malformed")
+    else:
+        k8s = claims.get("kubernetes.io")
+        sa = k8s.get("serviceaccount") if isinstance(k8s, dict) else None
+        if not isinstance(k8s, dict) or not isinstance(sa, dict):
+            raise unauthorized("service account token claims are malformed")
+        ns, name, uid = k8s.get("namespace"), sa.get("name"), sa.get("uid")
     if not (isinstance(ns, str) and isinstance(name, str) and isinstance(uid, str) and ns and name and uid):
         raise unauthorized("service account token claims are malformed")
     if claims.get("sub") != f"system:serviceaccount:{ns}:{name}":

@@ -472,3 +472,69 @@ async def test_service_account_tokens_as_kube_issues_them(start_server: StartSer
     assert out.returncode == 0, out.stderr
     claims = pyjwt.decode(out.stdout.strip(), options={"verify_signature": False})
     assert claims["kubernetes.io"]["secret"]["name"] == "s1"
+
+
+async def test_legacy_secret_based_tokens(start_server: StartServer) -> None:
+    import base64
+
+    import jwt as pyjwt
+
+    from tests.conftest import poll_until
+
+    a = await start_server()
+    ns = "/api/v1/namespaces/default"
+    async with httpx.AsyncClient(base_url=a.http_url or "", timeout=30,
+                                 headers={"Authorization": f"Bearer {a.admin_token}"}) as api:
+        with trio.fail_after(60):
+            uid = (await api.post(f"{ns}/serviceaccounts", json={"metadata": {"name": "legacy"}})).json()[
+                "metadata"]["uid"]
+            for i in range(3):
+                r = await api.post(f"{ns}/secrets", json={
+                    "metadata": {"name": f"legacy-token-{i}",
+                                 "annotations": {"kubernetes.io/service-account.name": "legacy"}},
+                    "type": "kubernetes.io/service-account-token"})
+                assert r.status_code == 201, r.text
+
+            async def filled(i: int) -> dict[str, Any] | None:
+                s = (await api.get(f"{ns}/secrets/legacy-token-{i}")).json()
+                return s if (s.get("data") or {}).get("token") else None
+
+            secrets = []
+            for i in range(3):
+                await poll_until(lambda i=i: filled(i))  # type: ignore[misc]
+                secrets.append(await filled(i))
+            s0 = secrets[0]
+            assert s0["metadata"]["annotations"]["kubernetes.io/service-account.uid"] == uid
+            assert base64.b64decode(s0["data"]["namespace"]) == b"default"
+            assert base64.b64decode(s0["data"]["ca.crt"]).startswith(b"-----BEGIN CERTIFICATE-----")
+            token = base64.b64decode(s0["data"]["token"]).decode()
+            claims = pyjwt.decode(token, options={"verify_signature": False})
+            assert claims == {"iss": "kubernetes/serviceaccount", "sub": "system:serviceaccount:default:legacy",
+                              "kubernetes.io/serviceaccount/namespace": "default",
+                              "kubernetes.io/serviceaccount/secret.name": "legacy-token-0",
+                              "kubernetes.io/serviceaccount/service-account.name": "legacy",
+                              "kubernetes.io/serviceaccount/service-account.uid": uid}
+            who = (await api.post(WHOAMI, json={}, headers={"Authorization": f"Bearer {token}"})).json()
+            assert who["status"]["userInfo"] == {
+                "username": "system:serviceaccount:default:legacy", "uid": uid,
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"]}
+            r = await api.post(TOKENREVIEWS, json=_review(token))
+            assert r.json()["status"]["authenticated"] is True
+            # The Secret must still hold exactly this token, and exist.
+            s1 = secrets[1]
+            tok1 = base64.b64decode(s1["data"]["token"]).decode()
+            s1["data"]["token"] = base64.b64encode(b"something-else").decode()
+            assert (await api.put(f"{ns}/secrets/legacy-token-1", json=s1)).status_code == 200
+            r = await api.post(TOKENREVIEWS, json=_review(tok1))
+            assert r.json()["status"] == {"user": {}, "error": "Token does not match server's copy"}
+            assert (await api.delete(f"{ns}/secrets/legacy-token-0")).status_code == 200
+            assert (await api.get("/version", headers={"Authorization": f"Bearer {token}"})).status_code == 401
+            r = await api.post(TOKENREVIEWS, json=_review(token))
+            assert r.json()["status"] == {"user": {}, "error": "Token has been invalidated"}
+            # Deleting the service account deletes its token Secrets.
+            assert (await api.delete(f"{ns}/serviceaccounts/legacy")).status_code == 200
+
+            async def gone() -> bool:
+                return (await api.get(f"{ns}/secrets/legacy-token-2")).status_code == 404
+
+            await poll_until(gone)
