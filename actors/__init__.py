@@ -34,6 +34,7 @@ from ._auth import TokenAuthenticator, authorize, parse_token_csv
 from ._authn import Authenticator, CertificateAuthority, FrontProxy
 from ._controllers import SYSTEM_USER, Controllers
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
+from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._runtime import Actor, ReplySlot
@@ -56,6 +57,8 @@ __all__ = [
     "Allowed",
     "AlreadyExists",
     "ApiError",
+    "AuthenticationConfigError",
+    "AuthenticationConfiguration",
     "Authenticator",
     "BadRequest",
     "Cause",
@@ -71,6 +74,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotAcceptable",
     "NotFound",
+    "OIDCAuthenticator",
     "Pipeline",
     "ReplySlot",
     "Request",
@@ -95,6 +99,7 @@ __all__ = [
     "now_rfc3339",
     "openid_configuration",
     "parse_token_csv",
+    "validate_config",
     "warning_header",
     "yaml_duplicate_key",
     "yaml_strict_error",

@@ -27,6 +27,7 @@ from kinds import ResourceDef
 from kinds._errors import BadRequest, Unauthorized
 
 from ._auth import AUTHENTICATED, TokenAuthenticator
+from ._oidc import OIDCAuthenticator, unverified_issuer
 from ._tokens import unauthorized
 from .messages import Request, UserInfo
 
@@ -157,11 +158,25 @@ class FrontProxy:
 
 
 class Authenticator:
-    """The chain: front proxy, client certificate, bearer token; anonymous when enabled."""
+    """The chain: front proxy, client certificate, bearer token (static, service-account, OIDC);
+    anonymous when enabled (on every path, or only on ``anonymous_paths`` when given, as kube's
+    AuthenticationConfiguration ``anonymous.conditions``)."""
 
     def __init__(self, tokens: TokenAuthenticator, *, client_ca: CertificateAuthority | None = None,
-                 front_proxy: FrontProxy | None = None, anonymous: bool = False) -> None:
+                 front_proxy: FrontProxy | None = None, anonymous: bool = False,
+                 anonymous_paths: Sequence[str] = (), oidc: Sequence[OIDCAuthenticator] = ()) -> None:
         self.tokens, self.client_ca, self.front_proxy, self.anonymous = tokens, client_ca, front_proxy, anonymous
+        self.anonymous_paths = frozenset(anonymous_paths)
+        self.oidc = {a.issuer: a for a in oidc}
+
+    def authenticate_token(self, token: str) -> UserInfo:
+        """A bearer token's user: an OIDC issuer's token by its ``iss``, else static tokens and
+        service-account JWTs."""
+        if self.oidc:
+            iss = unverified_issuer(token)
+            if iss is not None and iss in self.oidc:
+                return with_authenticated(self.oidc[iss].authenticate(token))
+        return self.tokens.authenticate(token)  # adds system:authenticated itself
 
     def authenticate(self, req: Request) -> UserInfo:
         """The user ``req``'s credentials stand for; :class:`Unauthorized` if none does. As kube's
@@ -183,10 +198,10 @@ class Authenticator:
             except Unauthorized as e:
                 failed = failed or e
         if req.token:
-            return self.tokens.authenticate(req.token)  # adds system:authenticated itself
+            return self.authenticate_token(req.token)
         if failed is not None:
             raise failed
-        if self.anonymous:
+        if self.anonymous and (not self.anonymous_paths or req.path in self.anonymous_paths):
             return UserInfo(name=ANONYMOUS, groups=(UNAUTHENTICATED,))
         raise Unauthorized("Unauthorized")
 

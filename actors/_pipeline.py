@@ -47,6 +47,7 @@ class Pipeline:
         self.token_verifier = TokenVerifier(signing_key)  # signature checks cached briefly (by hash)
         authenticator.tokens.jwt = self._service_account_user
         self.reviews_core.tokens = authenticator.tokens  # TokenReview asks the same token authenticators
+        self.reviews_core.oidc = authenticator.oidc
         #: The authorizer impersonation asks (verb ``impersonate``), the same one authz applies.
         self.authorize = authorize
         self.resource: Actor[Request] = Actor("resource", self.core.handle, mailbox_size=mailbox_size,

@@ -30,6 +30,7 @@ from kinds._fieldvalidation import field_validation_outcome
 from projections import Projection
 
 from ._auth import TokenAuthenticator, authorize
+from ._oidc import OIDCAuthenticator, unverified_issuer
 from ._runtime import ReplySlot
 from ._tokens import (
     API_AUDIENCES,
@@ -188,6 +189,7 @@ class ReviewCore:
         self.key = signing_key
         #: The bearer-token authenticators TokenReview asks (the pipeline's); None: no TokenReview.
         self.tokens: TokenAuthenticator | None = None
+        self.oidc: dict[str, OIDCAuthenticator] = {}  # by issuer
 
     def review_token(self, token: str, audiences: list[str]) -> tuple[UserInfo, list[str]]:
         """The user a bearer token stands for when presented to ``audiences``, and the audiences
@@ -197,6 +199,15 @@ class ReviewCore:
         tokens = self.tokens
         if tokens is None:
             raise unauthorized()
+        oidc = self.oidc.get(unverified_issuer(token) or "") if self.oidc else None
+        if oidc is not None:
+            if not set(oidc.cfg.issuer.audiences) & set(audiences):
+                raise unauthorized(f"token audiences {go_quote(list(oidc.cfg.issuer.audiences))} is invalid for the "
+                                   f"target audiences {go_quote(audiences)}")
+            user = oidc.authenticate(token)
+            if "system:authenticated" not in user.groups:
+                user = msgspec.structs.replace(user, groups=(*user.groups, "system:authenticated"))
+            return user, [a for a in oidc.cfg.issuer.audiences if a in audiences]
         if tokens.is_static(token) or token.count(".") != 2:
             user = tokens.authenticate(token)
             valid = [a for a in API_AUDIENCES if a in audiences]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trio
 
-from actors import parse_token_csv
+from actors import AuthenticationConfigError, parse_token_csv
 from bus import NatsAuth, StreamMismatch, redact_url
 
 from ._devcluster import run_dev_cluster
@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                         "from a client certificate signed by this CA bundle (default: off)")
     s.add_argument("--requestheader-allowed-names", default="",
                    help="comma-separated common names the front proxy's certificate may have (default: any)")
+    s.add_argument("--authentication-config", default=None,
+                   help="an AuthenticationConfiguration file (apiserver.config.k8s.io/v1): OIDC issuers (jwt), "
+                        "anonymous with conditions")
     s.add_argument("--anonymous-auth", action="store_true",
                    help="serve requests without credentials as system:anonymous (group "
                         "system:unauthenticated); off by default")
@@ -203,6 +206,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,
                     client_ca_file=args.client_ca_file, anonymous_auth=args.anonymous_auth,
+                    authentication_config=args.authentication_config,
                     requestheader_client_ca_file=args.requestheader_client_ca_file,
                     requestheader_allowed_names=tuple(n.strip() for n in args.requestheader_allowed_names.split(",")
                                                       if n.strip()),
@@ -238,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             trio.run(_main, settings)
         except* StreamMismatch as eg:  # an operator's decision to make: say what and how, no traceback
             print(f"jetkube: {eg.exceptions[0]}", file=sys.stderr)
+            code = 2
+        except* AuthenticationConfigError as eg:
+            print(f"jetkube serve: --authentication-config {eg.exceptions[0]}", file=sys.stderr)
             code = 2
     except KeyboardInterrupt:
         pass

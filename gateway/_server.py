@@ -36,7 +36,7 @@ from projections import Projection, ProjectionSettings
 from . import _hypercorn_ext
 from ._app import Context, create_app
 from ._pki import Pki, ensure_data_dir, ensure_pki, ensure_service_account_key, write_kubeconfig
-from ._settings import Settings
+from ._settings import AuthenticationSetup, Settings, load_authentication_config
 
 log = logging.getLogger("jetkube")
 
@@ -60,10 +60,15 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
     ``settings.tracing`` is set."""
     data_dir = Path(settings.data_dir)
     pki, tokens, signing_key, ca_pem, client_ca, proxy_ca = await trio.to_thread.run_sync(_first_start, settings)
+    authn = AuthenticationSetup()
+    if settings.authentication_config:  # OIDC issuers' keys may be fetched: off the event loop
+        authn = await trio.to_thread.run_sync(partial(load_authentication_config, settings.authentication_config,
+                                                      anonymous_flag=settings.anonymous_auth))
     authenticator = Authenticator(
         TokenAuthenticator(tokens), client_ca=CertificateAuthority(client_ca),
         front_proxy=FrontProxy(CertificateAuthority(proxy_ca), settings.requestheader_allowed_names)
-        if proxy_ca else None, anonymous=settings.anonymous_auth)
+        if proxy_ca else None, anonymous=settings.anonymous_auth or authn.anonymous,
+        anonymous_paths=authn.anonymous_paths, oidc=authn.oidc)
     registry = Registry()
     shutdown = trio.Event() if shutdown is None else shutdown
     async with AsyncExitStack() as stack:

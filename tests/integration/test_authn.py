@@ -538,3 +538,151 @@ async def test_legacy_secret_based_tokens(start_server: StartServer) -> None:
                 return (await api.get(f"{ns}/secrets/legacy-token-2")).status_code == 404
 
             await poll_until(gone)
+
+
+def _idp_key(kid: str) -> tuple[Any, dict[str, Any]]:
+    """An OIDC provider's RSA key and its JWK Set."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(65537, 2048)
+    jwk = pyjwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    return key, {"keys": [{**jwk, "kid": kid, "use": "sig", "alg": "RS256"}]}
+
+
+async def _serve_discovery(nursery: trio.Nursery, pki_dir: Path, jwks: dict[str, Any]) -> str:
+    """A minimal HTTPS OIDC provider (discovery document and JWKS) on a free port: its issuer URL."""
+    pki = ensure_pki(pki_dir)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(pki.cert), str(pki.key))
+    issuer = ""
+
+    async def handle(stream: trio.SSLStream[Any]) -> None:
+        try:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some()
+                if not chunk:
+                    return
+                request += chunk
+            path = request.split(b" ", 2)[1].decode()
+            doc = ({"issuer": issuer, "jwks_uri": f"{issuer}/keys", "response_types_supported": ["id_token"],
+                    "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"]}
+                   if path == "/.well-known/openid-configuration" else jwks)
+            body = json.dumps(doc).encode()
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await stream.aclose()
+        except trio.BrokenResourceError:
+            pass
+
+    listeners = await nursery.start(trio.serve_ssl_over_tcp, handle, 0, ctx)
+    issuer = f"https://127.0.0.1:{listeners[0].transport_listener.socket.getsockname()[1]}"
+    return issuer
+
+
+async def test_oidc_tokens_through_an_authentication_configuration(start_server: StartServer, tmp_path: Path,
+                                                                   nursery: trio.Nursery) -> None:
+    import time
+
+    import jwt as pyjwt
+    import yaml
+
+    key, jwks = _idp_key("k1")
+    key2, jwks2 = _idp_key("k2")
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks))
+    issuer2 = await _serve_discovery(nursery, tmp_path / "idp2", jwks2)
+    config = {
+        "apiVersion": "apiserver.config.k8s.io/v1", "kind": "AuthenticationConfiguration",
+        "jwt": [{"issuer": {"url": "https://idp.example", "audiences": ["jetkube", "other"],
+                            "audienceMatchPolicy": "MatchAny", "jwksFile": str(tmp_path / "jwks.json")},
+                 "claimMappings": {"username": {"claim": "email", "prefix": ""},
+                                   "groups": {"claim": "groups", "prefix": "oidc:"}, "uid": {"claim": "sub"}},
+                 "claimValidationRules": [{"claim": "hd", "requiredValue": "example.com"}]},
+                {"issuer": {"url": issuer2, "audiences": ["jetkube"],
+                            "certificateAuthority": (tmp_path / "idp2" / "pki" / "ca.crt").read_text()},
+                 "claimMappings": {"username": {"claim": "sub", "prefix": "idp2:"}}}],
+        "anonymous": {"enabled": True, "conditions": [{"path": "/livez"}, {"path": "/version"}]}}
+    (tmp_path / "auth.yaml").write_text(yaml.safe_dump(config))
+    shared = tmp_path / "shared"
+    a = await start_server(data_dir=str(shared), authentication_config=str(tmp_path / "auth.yaml"))
+    b = await start_server(data_dir=str(shared), authentication_config=str(tmp_path / "auth.yaml"))
+    now = int(time.time())
+    good = {"iss": "https://idp.example", "aud": "jetkube", "sub": "u-42", "email": "dana@example.com",
+            "email_verified": True, "groups": ["eng", "ops"], "hd": "example.com", "iat": now, "exp": now + 600}
+
+    def sign(claims: dict[str, Any], k: Any = key, kid: str = "k1") -> str:
+        return pyjwt.encode(claims, k, algorithm="RS256", headers={"kid": kid})
+
+    token = sign(good)
+    bad = {"wrong audience": sign({**good, "aud": "nope"}),
+           "expired": sign({**good, "iat": now - 7200, "exp": now - 3600}),
+           "claim rule": sign({**good, "hd": "evil.com"}),
+           "email not verified": sign({**good, "email_verified": False}),
+           "other key": sign(good, key2, "k1"),
+           "unknown issuer": sign({**good, "iss": "https://unknown.example"}),
+           "no username": sign({k: v for k, v in good.items() if k != "email"})}
+    with trio.fail_after(60):
+        for g in (a, b):
+            async with httpx.AsyncClient(base_url=g.http_url or "", timeout=30) as c:
+                r = await c.post(WHOAMI, json={}, headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 201, r.text
+                assert r.json()["status"]["userInfo"] == {
+                    "username": "dana@example.com", "uid": "u-42",
+                    "groups": ["oidc:eng", "oidc:ops", "system:authenticated"]}
+                for why, t in bad.items():
+                    r = await c.get("/api", headers={"Authorization": f"Bearer {t}"})
+                    assert r.status_code == 401, why
+                t2 = sign({"iss": issuer2, "aud": ["jetkube"], "sub": "erin", "exp": now + 600}, key2, "k2")
+                r = await c.post(WHOAMI, json={}, headers={"Authorization": f"Bearer {t2}"})
+                assert r.json()["status"]["userInfo"]["username"] == "idp2:erin"
+                # Anonymous only on the configured paths.
+                assert (await c.get("/version")).status_code == 200
+                assert (await c.get("/api")).status_code == 401
+                # TokenReview answers for OIDC tokens too.
+                r = await c.post(TOKENREVIEWS, json=_review(token, ["other"]),
+                                 headers={"Authorization": f"Bearer {g.admin_token}"})
+                assert r.json()["status"]["authenticated"] is True
+                assert r.json()["status"]["audiences"] == ["other"]
+                r = await c.post(TOKENREVIEWS, json=_review(bad["expired"], ["jetkube"]),
+                                 headers={"Authorization": f"Bearer {g.admin_token}"})
+                assert r.json()["status"] == {"user": {}, "error": "oidc: verify token: oidc: token is expired"}
+    out = await trio.to_thread.run_sync(lambda: _kubectl(a.kubeconfig, tmp_path, f"--token={token}", "auth",
+                                                         "whoami"))
+    assert out.returncode == 0, out.stderr
+    assert _whoami_rows(out.stdout)["Username"] == "dana@example.com"
+
+
+def test_authentication_configuration_errors(tmp_path: Path) -> None:
+    import yaml
+
+    from actors import AuthenticationConfigError
+    from gateway._settings import load_authentication_config
+
+    base = {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "AuthenticationConfiguration"}
+    issuer = {"url": "https://idp.example", "audiences": ["a"], "jwksFile": str(tmp_path / "none.json")}
+    cases = [
+        ({"jwt": [{"issuer": {**issuer, "url": "http://idp.example"},
+                   "claimMappings": {"username": {"claim": "sub", "prefix": ""}}}]}, "URL scheme must be https"),
+        ({"jwt": [{"issuer": {**issuer, "audiences": []}, "claimMappings": {"username": {"claim": "sub",
+                                                                                         "prefix": ""}}}]},
+         "at least one issuer.audiences is required"),
+        ({"jwt": [{"issuer": issuer, "claimMappings": {"username": {"claim": "sub"}}}]}, "prefix is required"),
+        ({"jwt": [{"issuer": issuer, "claimMappings": {"username": {"expression": "claims.sub"}}}]},
+         "CEL expressions are not supported"),
+        ({"jwt": [{"issuer": {**issuer, "audiences": ["a", "b"]},
+                   "claimMappings": {"username": {"claim": "sub", "prefix": ""}}}]}, "must be MatchAny"),
+        ({"jwt": [{"issuer": issuer, "claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+                   "bogus": 1}]}, "unknown field"),
+        ({"jwt": [{"issuer": issuer, "claimMappings": {"username": {"claim": "sub", "prefix": ""}}}]},
+         "none.json"),
+    ]
+    for i, (doc, message) in enumerate(cases):
+        path = tmp_path / f"c{i}.yaml"
+        path.write_text(yaml.safe_dump({**base, **doc}))
+        with pytest.raises(AuthenticationConfigError, match=message):
+            load_authentication_config(str(path))
+    path = tmp_path / "anon.yaml"
+    path.write_text(yaml.safe_dump({**base, "anonymous": {"enabled": True}}))
+    with pytest.raises(AuthenticationConfigError, match="anonymous-auth"):
+        load_authentication_config(str(path), anonymous_flag=True)
