@@ -181,7 +181,7 @@ class Authenticator:
     def authenticate(self, req: Request) -> UserInfo:
         """The user ``req``'s credentials stand for; :class:`Unauthorized` if none does. As kube's
         union authenticator, a failing method does not stop the next one; without any success
-        the request is 401 (and anonymous only when no credential was presented at all)."""
+        the request is 401 if a credential failed, else anonymous (when enabled) or 401."""
         failed: Unauthorized | None = None
         if self.front_proxy is not None and req.client_cert:
             try:

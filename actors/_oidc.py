@@ -146,7 +146,10 @@ class OIDCAuthenticator:
         self._cache: cachetools.TTLCache[bytes, tuple[UserInfo, float]] = cachetools.TTLCache(cache_size, cache_ttl_s)
 
     def set_keys(self, jwks: dict[str, Any]) -> None:
-        keys = jwt.PyJWKSet.from_dict(jwks).keys
+        try:
+            keys = jwt.PyJWKSet.from_dict(jwks).keys
+        except (jwt.PyJWTError, TypeError, AttributeError) as e:
+            raise AuthenticationConfigError(f"issuer {self.issuer}: the JWKS cannot be used: {e}") from None
         self._keys = [k for k in keys if (k.algorithm_name or "") in ALGORITHMS or not k.algorithm_name]
         if not self._keys:
             raise AuthenticationConfigError(f"issuer {self.issuer}: the JWKS holds no usable signing key")

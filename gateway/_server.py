@@ -36,7 +36,7 @@ from projections import Projection, ProjectionSettings
 from . import _hypercorn_ext
 from ._app import Context, create_app
 from ._pki import Pki, ensure_data_dir, ensure_pki, ensure_service_account_key, write_kubeconfig
-from ._settings import AuthenticationSetup, Settings, load_authentication_config
+from ._settings import AuthenticationSetup, Settings, issuer_keys, load_authentication_config
 
 log = logging.getLogger("jetkube")
 
@@ -97,6 +97,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
                                 root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing)
             await nursery.start(pipeline.run)
+            if authn.oidc:
+                nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
             ctx = Context(settings, registry, pipeline, projection)
             app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)))
             config = _hypercorn_ext.ClientCertConfig()  # requests client certificates
@@ -168,6 +170,18 @@ class InFlight:
         """Wait until no request is being served."""
         while self.active:
             await self._idle.wait()
+
+
+async def _refresh_oidc_keys(authn: AuthenticationSetup, interval_s: float) -> None:
+    """Fetch (or read) each OIDC issuer's keys again every ``interval_s``: a provider rotating its
+    keys is followed without a restart. A failed fetch keeps the keys in use."""
+    while True:
+        await trio.sleep(interval_s)
+        for a in authn.oidc:
+            try:
+                a.set_keys(await trio.to_thread.run_sync(issuer_keys, a.cfg.issuer))
+            except (OSError, ValueError) as e:
+                log.warning("refreshing the keys of OIDC issuer %s failed: %s; the previous keys stay", a.issuer, e)
 
 
 def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo], SigningKey, str, bytes, bytes]:

@@ -90,7 +90,7 @@ def load_authentication_config(path: str, *, anonymous_flag: bool = False) -> Au
         if cfg.anonymous is not None and anonymous_flag:
             raise AuthenticationConfigError("anonymous: Forbidden: anonymous is not allowed in the configuration "
                                             "file when --anonymous-auth is set")
-        oidc = tuple(OIDCAuthenticator(a, _issuer_keys(a.issuer)) for a in cfg.jwt)
+        oidc = tuple(OIDCAuthenticator(a, issuer_keys(a.issuer)) for a in cfg.jwt)
     except (OSError, yaml.YAMLError, msgspec.ValidationError, AuthenticationConfigError, ValueError) as e:
         raise AuthenticationConfigError(f"{path}: {e}") from None
     anon = cfg.anonymous
@@ -98,7 +98,8 @@ def load_authentication_config(path: str, *, anonymous_flag: bool = False) -> Au
                                anonymous_paths=tuple(c.path for c in anon.conditions) if anon else ())
 
 
-def _issuer_keys(issuer: Any) -> dict[str, Any]:
+def issuer_keys(issuer: Any) -> dict[str, Any]:
+    """An OIDC issuer's JWK Set: from ``issuer.jwksFile``, or through its discovery document (blocking)."""
     import json
     import ssl
     import urllib.request
@@ -140,6 +141,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     anonymous_auth: bool = False  # requests without credentials as system:anonymous (kube's --anonymous-auth)
     # kube's --authentication-config: an AuthenticationConfiguration file (OIDC issuers, anonymous).
     authentication_config: str | None = None
+    oidc_keys_refresh_s: float = 600.0  # OIDC issuers' keys are fetched (or read) again this often
     service_account_key_file: str | None = None  # PEM private key; default: <data_dir>/pki/sa.key, generated
     insecure_port: int | None = None
     stream: str = "JETKUBE"

@@ -686,3 +686,38 @@ def test_authentication_configuration_errors(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({**base, "anonymous": {"enabled": True}}))
     with pytest.raises(AuthenticationConfigError, match="anonymous-auth"):
         load_authentication_config(str(path), anonymous_flag=True)
+
+
+async def test_oidc_keys_are_refreshed(start_server: StartServer, tmp_path: Path) -> None:
+    import time
+
+    import jwt as pyjwt
+    import yaml
+
+    from tests.conftest import poll_until
+
+    old_key, old_jwks = _idp_key("old")
+    new_key, new_jwks = _idp_key("new")
+    (tmp_path / "jwks.json").write_text(json.dumps(old_jwks))
+    (tmp_path / "auth.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "apiserver.config.k8s.io/v1", "kind": "AuthenticationConfiguration",
+        "jwt": [{"issuer": {"url": "https://idp.example", "audiences": ["jetkube"],
+                            "jwksFile": str(tmp_path / "jwks.json")},
+                 "claimMappings": {"username": {"claim": "sub", "prefix": "oidc:"}}}]}))
+    s = await start_server(authentication_config=str(tmp_path / "auth.yaml"), oidc_keys_refresh_s=0.1)
+    now = int(time.time())
+    claims = {"iss": "https://idp.example", "aud": "jetkube", "sub": "frank", "exp": now + 600}
+    old = pyjwt.encode(claims, old_key, algorithm="RS256", headers={"kid": "old"})
+    new = pyjwt.encode(claims, new_key, algorithm="RS256", headers={"kid": "new"})
+    async with httpx.AsyncClient(base_url=s.http_url or "", timeout=30) as c:
+        with trio.fail_after(30):
+            assert (await c.get("/version", headers={"Authorization": f"Bearer {old}"})).status_code == 200
+            assert (await c.get("/version", headers={"Authorization": f"Bearer {new}"})).status_code == 401
+            (tmp_path / "jwks.json").write_text(json.dumps(new_jwks))  # the provider rotates its key
+
+            async def rotated() -> bool:
+                return (await c.get("/version", headers={"Authorization": f"Bearer {new}"})).status_code == 200
+
+            await poll_until(rotated)
+            assert (await c.post(WHOAMI, json={}, headers={"Authorization": f"Bearer {new}"})).json()[
+                "status"]["userInfo"]["username"] == "oidc:frank"
