@@ -93,8 +93,11 @@ def ensure_pki(data_dir: Path, sans: Sequence[str] = ()) -> Pki:
     admin = tokens.read_text().splitlines()[0].split(",", 1)[0]
     admin_crt, admin_key = pki / "admin.crt", pki / "admin.key"
     if (pki / "ca.key").exists() and not (admin_crt.exists() and admin_key.exists()):
-        issue_cert(pki, ADMIN_CERT_USER, admin_crt, admin_key, client=True, organizations=(MASTERS,))
-    if not admin_crt.exists():
+        try:  # material made before the admin certificate existed, possibly on a read-only volume
+            issue_cert(pki, ADMIN_CERT_USER, admin_crt, admin_key, client=True, organizations=(MASTERS,))
+        except OSError:
+            pass  # no certificate user in the kubeconfig then; `jetkube pki init` adds it
+    if not (admin_crt.exists() and admin_key.exists()):
         return Pki(ca_crt, crt, key_path, admin, tokens)
     return Pki(ca_crt, crt, key_path, admin, tokens, admin_crt, admin_key)
 
