@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from bus import Key
-from kinds._errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from kinds._errors import BadRequest, Cause, Conflict, Forbidden, NotFound, Unauthorized, invalid
 from kinds._fieldvalidation import field_validation_outcome
 from projections import Projection
 
@@ -46,6 +46,7 @@ from .messages import Request, UserInfo, WriteResult
 
 _enc = msgspec.json.Encoder()
 SA_PREFIX = "system:serviceaccount:"
+MAX_TOKEN_SECONDS = 48 * 3600  # TokenRequest expirationSeconds above this are shortened (with a warning)
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 
 # The Go types of the review specs' fields (k8s.io/api authorization/v1, authentication/v1), for
@@ -255,7 +256,8 @@ class ReviewCore:
         out: dict[str, Any] = {"kind": rdef.kind, "apiVersion": rdef.api_version,
                                "metadata": {"creationTimestamp": None}}
         if req.subresource == "token":
-            reply.set(msgspec.structs.replace(await self.token(req, body), warnings=warnings))
+            result = await self.token(req, body)
+            reply.set(msgspec.structs.replace(result, warnings=(*warnings, *result.warnings)))
             return
         if rdef.plural == "selfsubjectreviews":
             u = req.user
@@ -325,9 +327,10 @@ class ReviewCore:
                            "and then recreated", name=name, kind=kind)
         claims: dict[str, Any] = {kind.lower(): {"name": name, "uid": uid}}
         node_name = (obj.get("spec") or {}).get("nodeName") if kind == "Pod" else None
-        node = await self._get(req.tenant, "nodes", "", node_name) if node_name else None
-        if node is not None:
-            claims["node"] = {"name": node_name, "uid": node["metadata"].get("uid", "")}
+        if node_name:  # the node's uid when it exists, its name in any case (ServiceAccountTokenPodNodeInfo)
+            node = await self._get(req.tenant, "nodes", "", node_name)
+            node_uid = node["metadata"].get("uid", "") if node is not None else ""
+            claims["node"] = {"name": node_name, **({"uid": node_uid} if node_uid else {})}
         return claims
 
     async def token(self, req: Request, body: dict[str, Any]) -> WriteResult:
@@ -340,9 +343,16 @@ class ReviewCore:
         sa = msgspec.json.decode(entry.data)
         spec = dict(body.get("spec") or {})
         seconds = spec.get("expirationSeconds") or 3600
-        if seconds < 600:
-            raise BadRequest("spec.expirationSeconds: may not specify a duration less than 10 minutes")
-        seconds = min(seconds, 48 * 3600)
+        # kube's ValidateTokenRequest, as NewInvalid(TokenRequest, "", errs): 422.
+        if seconds < 600 or seconds > 1 << 32:
+            detail = ("may not specify a duration less than 10 minutes" if seconds < 600
+                      else "may not specify a duration larger than 2^32 seconds")
+            raise invalid("TokenRequest", "", [Cause("FieldValueInvalid", f"Invalid value: {seconds}: {detail}",
+                                                     "spec.expirationSeconds")], group="authentication.k8s.io")
+        warnings: list[str] = []
+        if seconds > MAX_TOKEN_SECONDS:  # as kube with --service-account-max-token-expiration
+            warnings.append(f"requested expiration of {seconds} seconds shortened to {MAX_TOKEN_SECONDS} seconds")
+            seconds = MAX_TOKEN_SECONDS
         private: dict[str, Any] = {"namespace": req.namespace,
                                    "serviceaccount": {"name": req.name, "uid": sa["metadata"]["uid"]}}
         if spec.get("boundObjectRef"):
@@ -357,4 +367,4 @@ class ReviewCore:
         out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
                "metadata": {"name": req.name, "namespace": req.namespace, "creationTimestamp": None},
                "spec": spec, "status": {"token": self.key.sign(claims), "expirationTimestamp": expires}}
-        return WriteResult(201, _enc.encode(out))
+        return WriteResult(201, _enc.encode(out), tuple(warnings))

@@ -466,6 +466,17 @@ async def test_service_account_tokens_as_kube_issues_them(start_server: StartSer
                 r = await api.post(f"{ns}/serviceaccounts/bot/token", json={"spec": {"boundObjectRef": ref}})
                 assert r.status_code == code, r.text
                 assert r.json()["message"] == message
+            for seconds, detail in ((60, "may not specify a duration less than 10 minutes"),
+                                    (2**32 + 1, "may not specify a duration larger than 2^32 seconds")):
+                r = await api.post(f"{ns}/serviceaccounts/bot/token", json={"spec": {"expirationSeconds": seconds}})
+                assert r.status_code == 422, r.text
+                assert r.json()["message"] == (f'TokenRequest.authentication.k8s.io "" is invalid: '
+                                               f"spec.expirationSeconds: Invalid value: {seconds}: {detail}")
+            r = await api.post(f"{ns}/serviceaccounts/bot/token", json={"spec": {"expirationSeconds": 7 * 86400}})
+            assert r.status_code == 201
+            assert r.json()["spec"]["expirationSeconds"] == 48 * 3600
+            assert r.headers["Warning"] == ('299 - "requested expiration of 604800 seconds shortened to 172800 '
+                                            'seconds"')
     # kubectl create token with a bound object.
     out = await trio.to_thread.run_sync(lambda: _kubectl(s.kubeconfig, tmp_path, "create", "token", "bot",
                                                          "--bound-object-kind=Secret", "--bound-object-name=s1"))
