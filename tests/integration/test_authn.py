@@ -171,6 +171,28 @@ async def test_kubectl_uses_the_generated_client_certificate(server: Running, tm
                                                          "get", "namespaces", "-o", "name"))
     assert out.returncode == 0, out.stderr
     assert "namespace/default" in out.stdout.split()
+    # A minted certificate, and one from another CA, through kubectl's own flags.
+    data = Path(server.kubeconfig).parent
+    mine = certs_user(data, "gina", groups=["dev"], out_dir=tmp_path / "gina")
+    other = tmp_path / "other"
+    ensure_pki(other)
+    theirs = _sign(other, tmp_path / "theirs", "mallory", orgs=("system:masters",))
+    import yaml
+
+    config = yaml.safe_load(Path(server.kubeconfig).read_text())
+    for (crt, key), expect in ((mine, "gina"), (theirs, None)):
+        kc = tmp_path / f"kubeconfig-{crt.stem}"
+        kc.write_text(yaml.safe_dump({**config, "current-context": "c", "contexts": [
+            {"name": "c", "context": {"cluster": "jetkube", "user": "u"}}], "users": [
+            {"name": "u", "user": {"client-certificate": str(crt), "client-key": str(key)}}]}))
+        out = await trio.to_thread.run_sync(lambda kc=kc: _kubectl(kc, tmp_path, "auth", "whoami"))  # type: ignore[misc]
+        if expect is None:
+            assert out.returncode == 1
+            assert "Unauthorized" in out.stderr
+        else:
+            assert out.returncode == 0, out.stderr
+            rows = _whoami_rows(out.stdout)
+            assert rows["Username"] == expect and rows["Groups"] == "[dev system:authenticated]"
 
 
 async def test_files_holding_secrets_are_private(start_server: StartServer, tmp_path: Path) -> None:
