@@ -35,6 +35,7 @@ from __future__ import annotations
 import _ssl
 import ctypes
 import ssl
+import sys
 from http import HTTPStatus
 from typing import Any
 
@@ -154,12 +155,16 @@ def request_client_certificates(context: ssl.SSLContext) -> None:
     """Make a server ``context`` ask for a client certificate and accept whatever is sent; the
     application verifies it. ``PySSLContext`` holds its ``SSL_CTX *`` right after the object
     header (CPython 3.11-3.13)."""
+    if hasattr(sys, "getobjects"):  # a Py_TRACE_REFS build: another object header size
+        raise RuntimeError("client certificates need a release build of CPython")
     set_verify = _libssl.SSL_CTX_set_verify
     set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CB]
     set_verify.restype = None
+    get_options = _libssl.SSL_CTX_get_options
+    get_options.argtypes, get_options.restype = [ctypes.c_void_p], ctypes.c_uint64
     ssl_ctx = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
-    if not ssl_ctx:
-        raise RuntimeError("no SSL_CTX in this SSLContext")
+    if not ssl_ctx or get_options(ssl_ctx) != context.options:  # the same SSL_CTX as Python's
+        raise RuntimeError("no SSL_CTX found in this SSLContext")
     set_verify(ssl_ctx, _SSL_VERIFY_PEER, _accept_chain)
     if context.verify_mode != ssl.CERT_OPTIONAL:  # the same SSL_CTX read back through Python
         raise RuntimeError("SSL_CTX_set_verify did not take effect")
