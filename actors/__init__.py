@@ -30,8 +30,9 @@ from kinds._fieldvalidation import (
     yaml_strict_error,
 )
 
-from ._auth import TokenAuthenticator, authorize, parse_token_csv
+from ._auth import TokenAuthenticator, parse_token_csv
 from ._authn import Authenticator, CertificateAuthority, FrontProxy
+from ._authz import Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
@@ -57,14 +58,17 @@ __all__ = [
     "Allowed",
     "AlreadyExists",
     "ApiError",
+    "Attributes",
     "AuthenticationConfigError",
     "AuthenticationConfiguration",
     "Authenticator",
+    "Authorizer",
     "BadRequest",
     "Cause",
     "CertificateAuthority",
     "Conflict",
     "Controllers",
+    "Decision",
     "Expired",
     "Forbidden",
     "FrontProxy",
@@ -90,14 +94,16 @@ __all__ = [
     "UnsupportedMediaType",
     "UserInfo",
     "WriteResult",
-    "authorize",
+    "attributes_of",
     "body_duplicate_fields",
     "body_strict_errors",
     "depth_exceeds",
+    "forbidden",
     "invalid",
     "jwks",
     "now_rfc3339",
     "openid_configuration",
+    "parse_modes",
     "parse_token_csv",
     "validate_config",
     "warning_header",

@@ -18,9 +18,11 @@ from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler
-from ._auth import TokenAuthenticator, authorize, authz_handler
+from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
+from ._authz import RBAC, Authorizer, authz_handler
 from ._controllers import Controllers
+from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
 from ._runtime import Actor, Stage
@@ -35,11 +37,15 @@ class Pipeline:
     def __init__(self, log: Log, projection: Projection, registry: Registry,
                  authenticator: Authenticator | TokenAuthenticator,
                  signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
-                 run_controllers: bool = True, spans: Spans | None = None) -> None:
+                 run_controllers: bool = True, spans: Spans | None = None,
+                 authorization_modes: tuple[str, ...] = (RBAC,)) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
-        self.core = ResourceCore(log, projection, admit=lifecycle.admit)
-        self.reviews_core = ReviewCore(projection, registry, signing_key)
+        #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
+        self.authorizer = Authorizer(projection.rbac, authorization_modes, projection=projection)
+        self.core = ResourceCore(log, projection, admit=lifecycle.admit, registry=registry)
+        self.core.guard = self.authorizer.guard  # RBAC escalation prevention, on the final object
+        self.reviews_core = ReviewCore(projection, registry, signing_key, self.authorizer)
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
         if isinstance(authenticator, TokenAuthenticator):
@@ -48,13 +54,13 @@ class Pipeline:
         authenticator.tokens.jwt = self._service_account_user
         self.reviews_core.tokens = authenticator.tokens  # TokenReview asks the same token authenticators
         self.reviews_core.oidc = authenticator.oidc
-        #: The authorizer impersonation asks (verb ``impersonate``), the same one authz applies.
-        self.authorize = authorize
+        #: Impersonation asks the same authorizer as authz (verb ``impersonate``), synchronously.
+        self.authorize = self.authorizer.authorize_request
         self.resource: Actor[Request] = Actor("resource", self.core.handle, mailbox_size=mailbox_size,
                                               workers=workers * 4)
         self.admission: Actor[Request] = Actor("admission", admission_handler(lifecycle, self.resource),
                                                mailbox_size=mailbox_size, workers=workers)
-        self.authz: Actor[Request] = Actor("authz", authz_handler(self.admission, self.reviews),
+        self.authz: Actor[Request] = Actor("authz", authz_handler(self.authorizer, self.admission, self.reviews),
                                            mailbox_size=mailbox_size, workers=workers)
         self.authn = Stage("authn")
         self.authenticator = authenticator
@@ -69,6 +75,8 @@ class Pipeline:
         self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem,
                                         signing_key=signing_key)
                             if run_controllers else None)
+        self.rbac_controllers = (RbacControllers(projection, registry, self.resource)
+                                 if run_controllers else None)
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(self.token_verifier.verify(token), self.projection, token=token)
@@ -103,6 +111,9 @@ class Pipeline:
         async with trio.open_nursery() as nursery:
             for a in self.actors:
                 await nursery.start(a.run)
+            if self.rbac_controllers is not None:
+                await self.rbac_controllers.bootstrap()
+                await nursery.start(self.rbac_controllers.run)
             if self.controllers is not None:
                 await self.controllers.bootstrap()
                 await nursery.start(self.controllers.run)

@@ -2,8 +2,9 @@
 service-account tokens (TokenRequest).
 
 - ``SelfSubjectReview``: who am I (``kubectl auth whoami``).
-- ``SelfSubjectAccessReview``: may I (``kubectl auth can-i``), from :func:`authorize`.
-- ``SelfSubjectRulesReview``: what may I, as rules.
+- ``SelfSubjectAccessReview``: may I (``kubectl auth can-i``); ``SubjectAccessReview`` and
+  ``LocalSubjectAccessReview``: may they; all from the :class:`Authorizer` (RBAC's projection).
+- ``SelfSubjectRulesReview``: what may I, as rules (``kubectl auth can-i --list``).
 - ``TokenReview``: whom does this bearer token stand for (kube's ``tokenreview`` REST), answered by
   the same token authenticators as requests, for callers allowed to create it.
 - ``serviceaccounts/<name>/token``: a signed JWT bound to the service account's uid; the
@@ -25,11 +26,12 @@ from typing import Any
 import msgspec
 
 from bus import Key
-from kinds._errors import BadRequest, Cause, Conflict, Forbidden, NotFound, Unauthorized, invalid
+from kinds._errors import BadRequest, Cause, Conflict, NotFound, Unauthorized, invalid
 from kinds._fieldvalidation import field_validation_outcome
 from projections import Projection
 
-from ._auth import TokenAuthenticator, authorize
+from ._auth import TokenAuthenticator
+from ._authz import Attributes, Authorizer
 from ._oidc import OIDCAuthenticator, unverified_issuer
 from ._runtime import ReplySlot
 from ._tokens import (
@@ -54,9 +56,12 @@ CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 # of its one element type; JSON null leaves a Go field at its zero value, so it is accepted.
 _RESOURCE_ATTRIBUTES = {**{f: str for f in ("namespace", "verb", "group", "version", "resource", "subresource",
                                             "name")}, "fieldSelector": dict, "labelSelector": dict}
+_ACCESS_SPEC = {"resourceAttributes": _RESOURCE_ATTRIBUTES, "nonResourceAttributes": {"path": str, "verb": str}}
+_SUBJECT_ACCESS_SPEC = {**_ACCESS_SPEC, "user": str, "groups": [str], "uid": str, "extra": dict}
 _SPEC_TYPES: dict[str, dict[str, Any]] = {
-    "selfsubjectaccessreviews": {"resourceAttributes": _RESOURCE_ATTRIBUTES,
-                                 "nonResourceAttributes": {"path": str, "verb": str}},
+    "selfsubjectaccessreviews": _ACCESS_SPEC,
+    "subjectaccessreviews": _SUBJECT_ACCESS_SPEC,
+    "localsubjectaccessreviews": _SUBJECT_ACCESS_SPEC,
     "selfsubjectrulesreviews": {"namespace": str},
     "tokenreviews": {"token": str, "audiences": [str]},
     "token": {"audiences": [str], "expirationSeconds": int,
@@ -167,27 +172,37 @@ def _legacy_user(ns: str, name: str, uid: str, secret_name: str, projection: Pro
 LEGACY_INVALID_SINCE = "kubernetes.io/legacy-token-invalid-since"
 
 
-def _rules_for(user: UserInfo, namespace: str) -> dict[str, Any]:
-    if "system:masters" in user.groups:
-        return {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
-    return {"resourceRules": [{"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
-                               "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
-                              {"verbs": ["create"], "apiGroups": ["authentication.k8s.io"],
-                               "resources": ["selfsubjectreviews"]}],
-            "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": [
-                "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
-                "/version", "/version/"]}],
-            "incomplete": False}
+def _check_subject_access(kind: str, spec: dict[str, Any], namespace: str | None) -> None:
+    """``ValidateSubjectAccessReviewSpec`` (422) and, for the local kind, the namespace rules."""
+    causes: list[Cause] = []
+    ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+    if ra and nra:
+        causes.append(Cause("FieldValueInvalid", 'Invalid value: "": cannot be specified in combination with '
+                                                 "resourceAttributes", "spec.nonResourceAttributes"))
+    elif not ra and not nra:
+        causes.append(Cause("FieldValueInvalid", 'Invalid value: "null": exactly one of nonResourceAttributes '
+                                                 "or resourceAttributes must be specified", "spec.resourceAttributes"))
+    if not spec.get("user") and not spec.get("groups"):
+        causes.append(Cause("FieldValueInvalid", 'Invalid value: "": at least one of user or group must be '
+                                                 "specified", "spec.user"))
+    if namespace is not None and nra:
+        causes.append(Cause("FieldValueInvalid", "Invalid value: \"\": disallowed on this kind of request",
+                            "spec.nonResourceAttributes"))
+    if causes:
+        raise invalid(kind, "", causes, group="authorization.k8s.io")
+    if namespace is not None and (ra or {}).get("namespace") != namespace:
+        raise BadRequest(f"spec.resourceAttributes.namespace must match namespace: {namespace}")
 
 
 class ReviewCore:
     """Handler of the reviews actor: virtual kinds and the token subresource."""
 
-    def __init__(self, projection: Projection, registry: Any, signing_key: SigningKey) -> None:
+    def __init__(self, projection: Projection, registry: Any, signing_key: SigningKey,
+                 authorizer: Authorizer) -> None:
         self.projection = projection
         self.registry = registry
         self.key = signing_key
+        self.authorizer = authorizer
         #: The bearer-token authenticators TokenReview asks (the pipeline's); None: no TokenReview.
         self.tokens: TokenAuthenticator | None = None
         self.oidc: dict[str, OIDCAuthenticator] = {}  # by issuer
@@ -268,34 +283,45 @@ class ReviewCore:
         elif rdef.plural == "selfsubjectaccessreviews":
             spec = body.get("spec") or {}
             out["spec"] = spec
-            out["status"] = self._access(req.user, spec)
+            out["status"] = await self._access(req.user, spec)
+        elif rdef.plural in ("subjectaccessreviews", "localsubjectaccessreviews"):
+            spec = body.get("spec") or {}
+            if rdef.namespaced:
+                out["metadata"]["namespace"] = req.namespace
+            _check_subject_access(rdef.kind, spec, req.namespace if rdef.namespaced else None)
+            out["spec"] = spec
+            extra = spec.get("extra") or {}
+            subject = UserInfo(name=spec.get("user") or "", uid=spec.get("uid") or "", tenant=req.tenant,
+                               groups=tuple(g for g in spec.get("groups") or () if isinstance(g, str)),
+                               extra={k: list(v) for k, v in extra.items() if isinstance(v, list)})
+            out["status"] = await self._access(subject, spec)
         elif rdef.plural == "selfsubjectrulesreviews":
             spec = body.get("spec") or {}
             out["spec"] = spec
-            out["status"] = _rules_for(req.user, spec.get("namespace", ""))
+            out["status"] = self.authorizer.rules_review(req.user, spec.get("namespace") or "")
         else:
             raise NotFound(f"{rdef.plural} are not served")
         reply.set(WriteResult(201, _enc.encode(out), warnings))
 
-    def _access(self, user: UserInfo, spec: dict[str, Any]) -> dict[str, Any]:
+    async def _access(self, user: UserInfo, spec: dict[str, Any]) -> dict[str, Any]:
+        """A (Self)SubjectAccessReview's status: RBAC works on the attributes as given, so a
+        resource this server does not serve is answered too (as kube-apiserver does)."""
         ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
         if ra:
-            rdef = self.registry.by_resource(ra.get("group") or "", ra.get("resource") or "")
-            if rdef is None:
-                # Unknown resources: masters may anything, others nothing (as "*" rules would say).
-                allowed = "system:masters" in user.groups
-                return {"allowed": allowed}
-            probe = Request(verb=ra.get("verb") or "", rdef=rdef, namespace=ra.get("namespace") or "",
-                            name=ra.get("name") or "", subresource=ra.get("subresource") or "")
+            a = Attributes(verb=ra.get("verb") or "", api_group=ra.get("group") or "",
+                           resource=ra.get("resource") or "", subresource=ra.get("subresource") or "",
+                           name=ra.get("name") or "", namespace=ra.get("namespace") or "")
         elif nra:
-            probe = Request(verb=nra.get("verb") or "", path=nra.get("path") or "")
+            a = Attributes(verb=nra.get("verb") or "", resource_request=False, path=nra.get("path") or "")
         else:
             raise BadRequest("exactly one of nonResourceAttributes or resourceAttributes must be specified")
-        try:
-            authorize(probe, user)
-        except Forbidden:
-            return {"allowed": False}  # as RBAC: no reason on a plain deny (kubectl prints "no")
-        return {"allowed": True, "reason": "allowed by the interim policy (system:masters)"}
+        d = await self.authorizer.authorize_fresh(user, a)
+        status: dict[str, Any] = {"allowed": d.allowed}
+        if d.denied:
+            status["denied"] = True
+        if d.reason:
+            status["reason"] = d.reason
+        return status
 
     async def _get(self, tenant: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """An object from the projection, waiting for it to catch up once if it is not there."""

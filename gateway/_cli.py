@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trio
 
-from actors import AuthenticationConfigError, parse_token_csv
+from actors import AuthenticationConfigError, parse_modes, parse_token_csv
 from bus import NatsAuth, StreamMismatch, redact_url
 
 from ._devcluster import run_dev_cluster
@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--service-account-key-file", default=None,
                    help="PEM private key (EC P-256: ES256, RSA: RS256) signing service-account tokens; give "
                         "every replica the same file (default: DATA_DIR/pki/sa.key, generated)")
+    s.add_argument("--authorization-mode", default="RBAC",
+                   help="authorizers in order, comma-separated, as kube-apiserver's: RBAC (default), AlwaysAllow "
+                        "(every authenticated request: for tests only), AlwaysDeny; system:masters may always "
+                        "do everything")
     s.add_argument("--tracing-config-file", default=None,
                    help="a TracingConfiguration (apiserver.config.k8s.io): OpenTelemetry traces to an "
                         "OTLP/HTTP endpoint at samplingRatePerMillion (default: no tracing)")
@@ -203,6 +207,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tracing = load_tracing_config(args.tracing_config_file) if args.tracing_config_file else None
     except TracingConfigError as e:
         raise SystemExit(f"jetkube serve: --tracing-config-file {e}") from None
+    try:
+        modes = parse_modes(args.authorization_mode)
+    except ValueError as e:
+        raise SystemExit(f"jetkube serve: --authorization-mode: {e}") from None
     return Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,
                     client_ca_file=args.client_ca_file, anonymous_auth=args.anonymous_auth,
@@ -213,7 +221,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
                     tenancy_by_path=args.tenancy_by_path, shutdown_delay_s=args.shutdown_delay_duration,
-                    log_level=args.log_level,
+                    log_level=args.log_level, authorization_modes=modes,
                     log_format=args.log_format, request_log=args.request_log)
 
 

@@ -350,6 +350,23 @@ MESSAGES: dict[str, dict[int, Field]] = {
         2: _f("reason"),
         3: _f("evaluationError"),
     },
+    "authorization.v1.SubjectAccessReview": {
+        1: _f("metadata", OBJECT_META),
+        2: _f("spec", "authorization.v1.SubjectAccessReviewSpec"),
+        3: _f("status", "authorization.v1.SubjectAccessReviewStatus"),
+    },
+    "authorization.v1.LocalSubjectAccessReview": {
+        1: _f("metadata", OBJECT_META),
+        2: _f("spec", "authorization.v1.SubjectAccessReviewSpec"),
+        3: _f("status", "authorization.v1.SubjectAccessReviewStatus"),
+    },
+    "authorization.v1.SubjectAccessReviewSpec": {  # extra (field 5, a map of lists) is not carried
+        1: _f("resourceAttributes", "authorization.v1.ResourceAttributes", ptr=True),
+        2: _f("nonResourceAttributes", "authorization.v1.NonResourceAttributes", ptr=True),
+        3: _f("user"),
+        4: _f("groups", rep=True),
+        6: _f("uid"),
+    },
     "authorization.v1.SelfSubjectRulesReview": {
         1: _f("metadata", OBJECT_META),
         2: _f("spec", "authorization.v1.SelfSubjectRulesReviewSpec"),
@@ -412,6 +429,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("authentication.k8s.io/v1alpha1", "SelfSubjectReview"): "authentication.v1alpha1.SelfSubjectReview",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "authorization.v1.SelfSubjectAccessReview",
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "authorization.v1.SelfSubjectRulesReview",
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): "authorization.v1.SubjectAccessReview",
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "authorization.v1.LocalSubjectAccessReview",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.v1.Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.v1.ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.v1.RoleBinding",

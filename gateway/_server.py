@@ -95,7 +95,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         async with trio.open_nursery() as nursery:
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
-                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing)
+                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing,
+                                authorization_modes=settings.authorization_modes)
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)

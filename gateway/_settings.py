@@ -165,6 +165,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Which requests get kube's per-request line: all (kube at -v=3), errors (5xx) or none. kube
     # logs none at its default verbosity, and logs what fails on the server's side.
     request_log: str = "errors"
+    # kube's --authorization-mode, in order (RBAC, AlwaysAllow, AlwaysDeny); system:masters first always.
+    authorization_modes: tuple[str, ...] = ("RBAC",)
     tracing: TracingConfig | None = None  # --tracing-config-file; None: off (OpenTelemetry not imported)
 
     def version_info(self) -> dict[str, Any]:

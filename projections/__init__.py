@@ -8,6 +8,7 @@ from ._errors import (
     TooOldResourceVersion,
 )
 from ._projection import ContinueNeedsHistory, ListResult, Projection, ProjectionSettings, decode_continue
+from ._rbac import RBAC_GROUP, Binding, RbacIndex, Rule, TenantRbac
 from ._selectors import (
     FieldSelector,
     LabelSelector,
@@ -24,7 +25,9 @@ __all__ = [
     "BOOKMARK",
     "DELETED",
     "MODIFIED",
+    "RBAC_GROUP",
     "BadContinue",
+    "Binding",
     "Change",
     "ContinueExpired",
     "ContinueNeedsHistory",
@@ -35,10 +38,13 @@ __all__ = [
     "Projection",
     "ProjectionError",
     "ProjectionSettings",
+    "RbacIndex",
     "ResourceState",
     "ResourceVersionTooLarge",
+    "Rule",
     "SelectorError",
     "Store",
+    "TenantRbac",
     "TooOldResourceVersion",
     "WatchFilter",
     "WatchStream",

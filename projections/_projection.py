@@ -35,6 +35,7 @@ from bus import (
 )
 
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
+from ._rbac import RBAC_GROUP, RbacIndex
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
@@ -87,6 +88,9 @@ class Projection:
         self.stalls = 0
         self._reading = trio.CancelScope()
         self._listeners: list[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]]] = []
+        #: Roles, ClusterRoles and bindings indexed by subject: applied with the store, before
+        #: waiters for a sequence are released (see _rbac).
+        self.rbac = RbacIndex()
 
     # ---- following the log ----------------------------------------------------------------------
 
@@ -190,8 +194,12 @@ class Projection:
 
     def apply_batch(self, batch: list[LogMessage]) -> None:
         store = self.store
+        rbac = self.rbac
         for m in batch:
             applied = store.apply(m)
+            if applied is not None and applied[0][1] == RBAC_GROUP:
+                (tenant, _, resource), ch = applied
+                rbac.apply(tenant, resource, ch.namespace, ch.name, None if ch.type == DELETED else ch.entry.data)
             if applied is not None and self._listeners:
                 for ch in self._listeners:
                     try:

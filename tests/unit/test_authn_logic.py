@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from actors import Forbidden, Request, TokenAuthenticator, UserInfo, authorize
+from actors import Forbidden, Request, TokenAuthenticator, UserInfo, attributes_of, forbidden
 from actors._authn import Authenticator, impersonate, with_authenticated
 from kinds._errors import BadRequest, Unauthorized
+
+
+def authorize(req: Request, user: UserInfo) -> None:
+    """An authorizer allowing system:masters only, refusing in kube's words (the RBAC authorizer's
+    ``authorize_request`` has this signature)."""
+    if "system:masters" not in user.groups:
+        raise forbidden(user, attributes_of(req))
+
 
 MASTER = UserInfo(name="root", groups=("system:masters", "system:authenticated"))
 PLAIN = UserInfo(name="bob", groups=("system:authenticated",))
@@ -20,7 +28,7 @@ def _recording(allow: set[str] | None = None):  # type: ignore[no-untyped-def]
         assert req.rdef is not None
         seen.append((req.verb, req.rdef.group, req.rdef.plural, req.namespace, req.name, req.subresource))
         if allow is not None and req.rdef.plural not in allow:
-            authorize(req, user)  # the interim policy's Forbidden, in kube's words
+            authorize(req, user)  # Forbidden, in kube's words
 
     return seen, check
 
@@ -81,7 +89,7 @@ def test_the_first_denied_item_is_the_answer() -> None:
     with pytest.raises(Forbidden) as e:
         impersonate(PLAIN, (("impersonate-user", "alice"), ("impersonate-uid", "u-9")), check)
     assert e.value.message.startswith('uids.authentication.k8s.io "u-9" is forbidden: User "bob" cannot impersonate')
-    # With today's authorizer system:masters may impersonate anyone, others no one.
+    # system:masters may impersonate anyone, others (here) no one.
     assert impersonate(MASTER, (("impersonate-user", "alice"),), authorize).name == "alice"
     with pytest.raises(Forbidden):
         impersonate(PLAIN, (("impersonate-user", "alice"),), authorize)
