@@ -754,3 +754,58 @@ async def test_oidc_keys_are_refreshed(start_server: StartServer, tmp_path: Path
             await poll_until(rotated)
             assert (await c.post(WHOAMI, json={}, headers={"Authorization": f"Bearer {new}"})).json()[
                 "status"]["userInfo"]["username"] == "oidc:frank"
+
+
+async def test_impersonation_is_rbac_checked_on_two_gateways(start_server: StartServer, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('ivy-token,ivy,u-ivy\n')
+    a = await start_server(token_file=str(tokens))
+    b = await start_server(token_file=str(tokens))
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "as-bots"},
+            "rules": [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"],
+                       "resourceNames": ["bot-1", "bot-2"]},
+                      {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}]}
+    crb = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+           "metadata": {"name": "ivy-as-bots"},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "as-bots"},
+           "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ivy"}]}
+    ivy = {"Authorization": "Bearer ivy-token"}
+    async with httpx.AsyncClient(base_url=a.http_url or "", timeout=30,
+                                 headers={"Authorization": f"Bearer {a.admin_token}"}) as admin:
+        with trio.fail_after(60):
+            for g in (a, b):
+                async with httpx.AsyncClient(base_url=g.http_url or "", timeout=30, headers=ivy) as c:
+                    r = await c.post(WHOAMI, json={}, headers={"Impersonate-User": "bot-1"})
+                    assert r.status_code == 403
+                    assert r.json()["message"] == ('users "bot-1" is forbidden: User "ivy" cannot impersonate '
+                                                   'resource "users" in API group "" at the cluster scope')
+            assert (await admin.post(f"{rbac}/clusterroles", json=role)).status_code == 201
+            assert (await admin.post(f"{rbac}/clusterrolebindings", json=crb)).status_code == 201
+            for g in (a, b):  # a grant applies at once on every gateway
+                async with httpx.AsyncClient(base_url=g.http_url or "", timeout=30, headers=ivy) as c:
+                    for name in ("bot-1", "bot-2"):
+                        r = await c.post(WHOAMI, json={}, headers={"Impersonate-User": name})
+                        assert r.status_code == 201, r.text
+                        assert r.json()["status"]["userInfo"] == {"username": name, "uid": "",
+                                                                  "groups": ["system:authenticated"]}
+                    r = await c.post(WHOAMI, json={}, headers={"Impersonate-User": "root"})
+                    assert r.status_code == 403  # not a listed resourceName
+                    # Groups are a separate permission: the first item denied is the answer.
+                    r = await c.post(WHOAMI, json={}, headers=[("Impersonate-User", "bot-1"),
+                                                             ("Impersonate-Group", "system:masters")])
+                    assert r.status_code == 403
+                    assert r.json()["message"] == ('groups "system:masters" is forbidden: User "ivy" cannot '
+                                                   'impersonate resource "groups" in API group "" at the cluster '
+                                                   'scope')
+                    r = await c.post(WHOAMI, json={}, headers={"Impersonate-User": "system:serviceaccount:ns9:x"})
+                    assert r.json()["status"]["userInfo"]["groups"] == [
+                        "system:serviceaccounts", "system:serviceaccounts:ns9", "system:authenticated"]
+                    # The impersonated user's own permissions then apply: bot-1 may not list configmaps.
+                    r = await c.get(CONFIGMAPS, headers={"Impersonate-User": "bot-1"})
+                    assert r.status_code == 403
+                    assert 'User "bot-1" cannot list' in r.json()["message"]
+            # Revoked: refused again (at once on the gateway that wrote it).
+            assert (await admin.delete(f"{rbac}/clusterrolebindings/ivy-as-bots")).status_code == 200
+            r = await admin.post(WHOAMI, json={}, headers={**ivy, "Impersonate-User": "bot-1"})
+            assert r.status_code == 403
