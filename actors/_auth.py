@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 
-from kinds._errors import BadRequest, Forbidden, Unauthorized
+from kinds._errors import Unauthorized
 
-from .messages import Request, UserInfo
+from .messages import UserInfo
 
 AUTHENTICATED = "system:authenticated"
 
@@ -38,6 +38,10 @@ class TokenAuthenticator:
         self._tokens = dict(tokens)
         self.jwt = jwt
 
+    def is_static(self, token: str) -> bool:
+        """Whether ``token`` is one of the static tokens (not a JWT to verify)."""
+        return token in self._tokens
+
     def authenticate(self, token: str) -> UserInfo:
         if not token:
             raise Unauthorized("Unauthorized")
@@ -62,39 +66,3 @@ class TokenAuthenticator:
         if AUTHENTICATED not in user.groups:
             user = msgspec.structs.replace(user, groups=(*user.groups, AUTHENTICATED))
         return user
-
-
-IMPERSONATE_USER = "impersonate-user"
-IMPERSONATE_GROUP = "impersonate-group"
-IMPERSONATE_UID = "impersonate-uid"
-IMPERSONATE_EXTRA = "impersonate-extra-"
-SA_PREFIX = "system:serviceaccount:"
-
-
-def refuse_impersonation(user: UserInfo, headers: tuple[tuple[str, str], ...]) -> None:
-    """Impersonation is not implemented: every ``Impersonate-*`` request is answered as kube
-    answers a user without the ``impersonate`` verb (``endpoints/filters/impersonation.go``), never
-    ignored. The user (or service account) is checked first, then groups, extras and the uid;
-    the first denial is the answer (403). Groups, extras or a uid without a user: 400."""
-    wanted_user = next((v for k, v in headers if k == IMPERSONATE_USER and v), "")
-    if not wanted_user:
-        items = [f"{k.removeprefix('impersonate-')}={v!r}" for k, v in headers]
-        raise BadRequest(f"requested {', '.join(items)} without impersonating a user")
-    namespace, resource, group, name = "", "users", "", wanted_user
-    if wanted_user.startswith(SA_PREFIX):
-        ns, _, sa = wanted_user[len(SA_PREFIX):].partition(":")
-        if ns and sa and ":" not in sa:
-            namespace, resource, name = ns, "serviceaccounts", sa
-    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-    qualified = f"{resource}.{group}" if group else resource
-    raise Forbidden(f'{qualified} "{name}" is forbidden: User "{user.name}" cannot impersonate resource '
-                    f'"{resource}" in API group "{group}" {scope}', name=name, group=group, kind=resource)
-
-
-def authenticate_request(authenticator: TokenAuthenticator, req: Request) -> Request:
-    """Authentication from the request's headers alone (token, then any Impersonate-* headers):
-    ``req`` with its user and tenant, or Unauthorized / Forbidden / BadRequest."""
-    user = authenticator.authenticate(req.token)
-    if req.impersonate:
-        refuse_impersonation(user, req.impersonate)
-    return msgspec.structs.replace(req, user=user, tenant=user.tenant)

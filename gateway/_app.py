@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import (
+    JWKS_PATH,
     Allowed,
     BadRequest,
     MethodNotAllowed,
@@ -32,6 +34,8 @@ from actors import (
     Request,
     RequestEntityTooLarge,
     WriteResult,
+    jwks,
+    openid_configuration,
     warning_header,
 )
 from bus import Key
@@ -293,6 +297,19 @@ def _impersonation(headers: Any) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def _remote_headers(headers: Any) -> tuple[tuple[str, str], ...]:
+    """The front-proxy headers (X-Remote-User, -Group, -Extra-<key>), each value, names lower-cased."""
+    return tuple((k.lower(), v) for k, v in headers.items() if k[:9].lower() == "x-remote-")
+
+
+def _client_cert(scope: Any) -> bytes:
+    """The connection's client certificate (DER), from the ASGI TLS extension (see
+    ``_hypercorn_ext``); b"" without one."""
+    tls = (scope.get("extensions") or {}).get("tls")
+    chain = tls.get("client_cert_chain") if tls else None
+    return ssl.PEM_cert_to_DER_cert(chain[0]) if chain else b""
+
+
 async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     s = ctx.settings
     method = request.method
@@ -304,7 +321,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     who = ctx.pipeline.authenticate(Request(
         verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
         source=request.remote_addr or "", query=q, path=request.path,
-        impersonate=_impersonation(request.headers)))
+        impersonate=_impersonation(request.headers), client_cert=(cert := _client_cert(request.scope)),
+        remote_headers=_remote_headers(request.headers) if cert else ()))
     note_user(who.user.name if who.user is not None else "")
     route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     if route.kind != "resource":
@@ -466,6 +484,16 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         return _openapi(ctx, route)
     if route.kind == "metrics":
         return Response(await ctx.metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)
+    if route.kind == "oidc":
+        # Service-account issuer discovery: a third party verifies our tokens with these alone.
+        key = ctx.pipeline.reviews_core.key
+        if route.path.rstrip("/") == JWKS_PATH:
+            r = Response(_enc.encode(jwks(key)), status=200, content_type="application/jwk-set+json")
+        else:
+            doc = openid_configuration(key, f"https://{ctx.server_address}{JWKS_PATH}")
+            r = _json_response(_enc.encode(doc))
+        r.headers["Cache-Control"] = "public, max-age=3600"
+        return r
     if route.kind == "health":
         # Only readiness (and an explicit /<probe>/projection or /<probe>/log check) depends on the
         # log: a connection to NATS and a projection caught up with it. Liveness does not: the bus

@@ -186,6 +186,8 @@ BUILTIN: tuple[ResourceDef, ...] = (
                 False, verbs=("create",), stored=False),
     ResourceDef("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews",
                 "selfsubjectreview", False, verbs=("create",), stored=False),
+    ResourceDef("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", False,
+                verbs=("create",), stored=False),
     ResourceDef("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
                 "selfsubjectaccessreview", False, verbs=("create",), stored=False),
     ResourceDef("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
