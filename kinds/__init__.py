@@ -31,17 +31,30 @@ from ._errors import (
     UnsupportedMediaType,
     invalid,
 )
+from ._printers import CREATED_DESCRIPTION, NAME_DESCRIPTION, Column, Doc, Printer, printer_for
+from ._printing import (
+    format_label_selector,
+    format_labels,
+    human_duration,
+    parse_time,
+    rfc3339_seconds,
+    translate_timestamp_since,
+)
 from ._schemas import definitions, patch_schema, schema_for
 from ._strategy import NAMESPACE_FINALIZER, Strategy, strategy_for
 
 __all__ = [
     "BUILTIN",
+    "CREATED_DESCRIPTION",
     "NAMESPACE_FINALIZER",
+    "NAME_DESCRIPTION",
     "AlreadyExists",
     "ApiError",
     "BadRequest",
     "Cause",
+    "Column",
     "Conflict",
+    "Doc",
     "Expired",
     "Forbidden",
     "Gone",
@@ -50,6 +63,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotAcceptable",
     "NotFound",
+    "Printer",
     "Registry",
     "RequestEntityTooLarge",
     "ResourceDef",
@@ -61,8 +75,15 @@ __all__ = [
     "UnsupportedMediaType",
     "definitions",
     "field_value",
+    "format_label_selector",
+    "format_labels",
+    "human_duration",
     "invalid",
+    "parse_time",
     "patch_schema",
+    "printer_for",
+    "rfc3339_seconds",
     "schema_for",
     "strategy_for",
+    "translate_timestamp_since",
 ]

@@ -11,6 +11,8 @@ from typing import Literal
 
 import msgspec
 
+from ._printers import Printer, printer_for
+
 NameRule = Literal["subdomain", "label", "path"]
 
 _RW_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -45,6 +47,12 @@ class ResourceDef(msgspec.Struct, frozen=True):
     @property
     def list_kind(self) -> str:
         return self.kind + "List"
+
+    @property
+    def printer(self) -> Printer | None:
+        """kube's Table printer of this kind (``kinds._printers``, keyed by group and kind); None
+        prints it as a custom resource without printer columns (Name + Age)."""
+        return printer_for(self.group, self.kind)
 
 
 _RBAC = "rbac.authorization.k8s.io"
