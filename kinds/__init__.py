@@ -40,14 +40,19 @@ from ._printing import (
     rfc3339_seconds,
     translate_timestamp_since,
 )
+from ._protobuf import KIND_MESSAGES, MESSAGES, SPECIAL, VERSIONLESS_KINDS, Field, message_for_kind
 from ._schemas import definitions, patch_schema, schema_for
 from ._strategy import NAMESPACE_FINALIZER, Strategy, strategy_for
 
 __all__ = [
     "BUILTIN",
     "CREATED_DESCRIPTION",
+    "KIND_MESSAGES",
+    "MESSAGES",
     "NAMESPACE_FINALIZER",
     "NAME_DESCRIPTION",
+    "SPECIAL",
+    "VERSIONLESS_KINDS",
     "AlreadyExists",
     "ApiError",
     "BadRequest",
@@ -56,6 +61,7 @@ __all__ = [
     "Conflict",
     "Doc",
     "Expired",
+    "Field",
     "Forbidden",
     "Gone",
     "InternalError",
@@ -79,6 +85,7 @@ __all__ = [
     "format_labels",
     "human_duration",
     "invalid",
+    "message_for_kind",
     "parse_time",
     "patch_schema",
     "printer_for",

@@ -12,6 +12,7 @@ from typing import Literal
 import msgspec
 
 from ._printers import Printer, printer_for
+from ._protobuf import message_for_kind
 
 NameRule = Literal["subdomain", "label", "path"]
 
@@ -47,6 +48,12 @@ class ResourceDef(msgspec.Struct, frozen=True):
     @property
     def list_kind(self) -> str:
         return self.kind + "List"
+
+    @property
+    def protobuf_message(self) -> str | None:
+        """The protobuf message of this kind (``kinds/_protobuf_tables.json``, generated from kube's
+        ``generated.proto``), found by apiVersion and kind; None when it has none (custom resources)."""
+        return message_for_kind(self.api_version, self.kind)
 
     @property
     def printer(self) -> Printer | None:
