@@ -714,3 +714,46 @@ def encode_k8s_protobuf(
     if emit_defaults:
         envelope += _enc_scalar(3, "string", "") + _enc_scalar(4, "string", "")
     return MAGIC + envelope
+
+
+# --- responses ------------------------------------------------------------------------------------------
+
+WATCH_CONTENT_TYPE = CONTENT_TYPE + ";stream=watch"
+
+
+def encode_json_object(data: bytes) -> bytes:
+    """A stored object (or a list body) as its protobuf response; raises UnknownKindError for a kind
+    without a message (the caller answers JSON instead, as the apiserver does for CRDs)."""
+    return encode_k8s_protobuf(json.loads(data))
+
+
+def encode_watch_lines(lines: bytes) -> bytes:
+    """Newline-delimited JSON watch events re-framed for ``application/vnd.kubernetes.protobuf;stream=watch``:
+    each a ``meta.v1.WatchEvent`` {type=1, object=2 RawExtension{raw=1: the object's own protobuf, with
+    its ``k8s\\x00`` prefix and runtime.Unknown envelope}}, without prefix or envelope itself (the
+    stream uses the raw serializer), behind a 4-byte big-endian length (``LengthDelimitedFramer``)."""
+    out = bytearray()
+    for line in lines.split(b"\n"):
+        if not line.strip():
+            continue
+        event = json.loads(line)
+        inner = encode_k8s_protobuf(event["object"])
+        frame = _enc_scalar(1, "string", event["type"]) + _enc_ld(2, _enc_ld(1, inner))
+        out += len(frame).to_bytes(4, "big") + frame
+    return bytes(out)
+
+
+def decode_watch_frames(data: bytes) -> list[dict[str, Any]]:
+    """The inverse of ``encode_watch_lines`` (for tests and clients): [{type, object}] of whole frames."""
+    events = []
+    pos = 0
+    while pos + 4 <= len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        frame = data[pos + 4:pos + 4 + n]
+        if len(frame) < n:
+            break
+        slots = _scan(frame, 0, len(frame), "meta.v1.WatchEvent", MESSAGES, 0)
+        raw_ext = _scan(frame, *slots[2].chunks[0], "runtime.RawExtension", MESSAGES, 0) if 2 in slots else {}
+        events.append({"type": _last(slots, 1, ""), "object": decode_k8s_protobuf(_last(raw_ext, 1, b""))})
+        pos += 4 + n
+    return events

@@ -109,22 +109,38 @@ _PLAIN = frozenset({("application", "json"), ("application", "yaml"), ("applicat
                     ("application", "vnd.kubernetes.protobuf"), ("application", "*"), ("*", "*")})
 
 
-def wants_table(accept: str | None) -> str | None:
-    """The Table apiVersion to answer with (``meta.k8s.io/v1`` or ``meta.k8s.io/v1beta1``) when the
-    first clause jetkube can serve asks for a Table; None when it is a plain type (JSON, YAML,
-    protobuf, wildcards: answered as the normal object) or when no clause asks for a Table.
-    Clauses we cannot serve (protobuf or YAML Tables, PartialObjectMetadata, unknown ``as``) are
-    skipped, as the apiserver skips clauses it cannot satisfy."""
+def _negotiate(accept: str | None) -> MediaRange | None:
+    """The first clause jetkube can serve: a plain type (JSON, YAML, protobuf, wildcards) or a JSON
+    Table of meta.k8s.io v1/v1beta1. Clauses we cannot serve (protobuf or YAML Tables,
+    PartialObjectMetadata, unknown ``as``) are skipped, as the apiserver skips clauses it cannot satisfy."""
     for mr in parse_accept(accept):
         as_ = mr.params.get("as")
         if as_ is None:
             if (mr.type, mr.subtype) in _PLAIN and set(mr.params) <= {"charset", "pretty", "stream"}:
-                return None
+                return mr
             continue
         if (as_ == "Table" and mr.is_json and mr.params.get("g") == "meta.k8s.io"
                 and mr.params.get("v") in ("v1", "v1beta1")):
-            return f"meta.k8s.io/{mr.params['v']}"
+            return mr
     return None
+
+
+def wants_table(accept: str | None) -> str | None:
+    """The Table apiVersion to answer with (``meta.k8s.io/v1`` or ``meta.k8s.io/v1beta1``) when the
+    first clause jetkube can serve asks for a Table; None when it is a plain type (JSON, YAML,
+    protobuf, wildcards: answered as the normal object) or when no clause asks for a Table."""
+    mr = _negotiate(accept)
+    if mr is None or mr.params.get("as") is None:
+        return None
+    return f"meta.k8s.io/{mr.params['v']}"
+
+
+def wants_protobuf(accept: str | None) -> bool:
+    """True when the first clause jetkube can serve is ``application/vnd.kubernetes.protobuf`` (a
+    plain object, not a Table): client-go's typed clients send
+    ``application/vnd.kubernetes.protobuf,application/json``."""
+    mr = _negotiate(accept)
+    return mr is not None and (mr.type, mr.subtype) == ("application", "vnd.kubernetes.protobuf")
 
 
 def table_content_type(api_version: str) -> str:
@@ -521,5 +537,6 @@ __all__ = [
     "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "TABLE_V1", "TABLE_V1BETA1", "JSONPathError",
     "MediaRange", "cells_for", "columns_for", "columns_from_printer_columns", "human_duration",
     "jsonpath_find", "parse_accept", "parse_include_object", "parse_time", "table_content_type",
-    "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since", "wants_table",
+    "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since", "wants_protobuf",
+    "wants_table",
 ]
