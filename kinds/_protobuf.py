@@ -66,8 +66,9 @@ written (``time``, ``micro_time``, ``duration``, ``fields_v1``, ``quantity``, ``
 ``raw_extension``, ``strings``). ``KIND_MESSAGES``: (apiVersion, kind) -> message, for every object and
 list type of the generated packages."""
 
-VERSIONLESS_KINDS: dict[str, str] = {"DeleteOptions": "meta.v1.DeleteOptions"}
-"""Kinds registered in every group-version (metav1 options): any apiVersion names them."""
+VERSIONLESS_KINDS: dict[str, str] = {"DeleteOptions": "meta.v1.DeleteOptions", "Status": "meta.v1.Status"}
+"""Kinds registered in every group-version (metav1 options, and the Status of errors and watch ERROR
+events): any apiVersion names them."""
 
 
 def message_for_kind(api_version: str, kind: str) -> str | None:

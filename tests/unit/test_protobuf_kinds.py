@@ -9,6 +9,7 @@ numbers in the order and with the zero fields gogo's marshallers write (what kub
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -309,3 +310,24 @@ def test_definition_carries_its_message() -> None:
     assert ResourceDef("", "v1", "ConfigMap", "configmaps", "configmap", True).protobuf_message == "core.v1.ConfigMap"
     assert ResourceDef("apps.example.com", "v1", "Deployment", "deployments", "deployment",
                        True).protobuf_message is None
+
+
+def test_watch_frames() -> None:
+    from gateway._protobuf import decode_watch_frames, encode_watch_lines
+
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "resourceVersion": "7"},
+           "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+    status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 410,
+              "reason": "Expired", "message": "too old resource version: 1 (5)"}
+    bookmark = {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "9", "annotations": {
+        "k8s.io/initial-events-end": "true"}}}
+    lines = b"".join(json.dumps({"type": t, "object": o}).encode() + b"\n"
+                     for t, o in (("ADDED", pod), ("BOOKMARK", bookmark), ("ERROR", status)))
+    data = encode_watch_lines(lines)
+    n = int.from_bytes(data[:4], "big")
+    assert data[4:6] == b"\n\x05" and data[6:11] == b"ADDED"  # WatchEvent.type=1, no k8s prefix
+    assert data[4 + n:4 + n + 4] != b"k8s\x00"
+    events = decode_watch_frames(data)
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK", "ERROR"]
+    assert events[0]["object"] == pod and events[1]["object"] == bookmark
+    assert events[2]["object"] == status
