@@ -43,6 +43,7 @@ from ._printing import (
 from ._protobuf import KIND_MESSAGES, MESSAGES, SPECIAL, VERSIONLESS_KINDS, Field, message_for_kind
 from ._schemas import definitions, patch_schema, schema_for
 from ._strategy import NAMESPACE_FINALIZER, Strategy, strategy_for
+from ._validation import is_qualified_name, is_valid_label_value
 
 __all__ = [
     "BUILTIN",
@@ -85,6 +86,8 @@ __all__ = [
     "format_labels",
     "human_duration",
     "invalid",
+    "is_qualified_name",
+    "is_valid_label_value",
     "message_for_kind",
     "parse_time",
     "patch_schema",
