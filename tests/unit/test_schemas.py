@@ -135,12 +135,15 @@ def test_import_is_lazy() -> None:
     assert out.stdout.strip() == "0"
 
 
-def test_resolve_follows_refs_and_single_allof() -> None:
+def test_resolve_follows_refs_and_merges_allof() -> None:
     meta = definitions()["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]
     assert resolve({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}) is meta
     assert resolve({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}) is meta
+    # allOf members merge into one view; the wrapper's own keys (its description) win
     assert resolve({"allOf": [{"$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}],
-                    "description": "x"}) is meta
+                    "description": "x"}) == {**meta, "description": "x"}
+    both = resolve({"allOf": [{"properties": {"a": {"type": "string"}}}, {"properties": {"b": {}}, "type": "object"}]})
+    assert both == {"properties": {"a": {"type": "string"}, "b": {}}, "type": "object"}
     assert resolve({"$ref": "#/definitions/nope"}) == {}
     assert resolve({"type": "string"}) == {"type": "string"}
 
