@@ -22,7 +22,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from actors import Pipeline, SigningKey, TokenAuthenticator, UserInfo, parse_token_csv
 from bus import NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
-from kinds import Registry
+from kinds import Registry, load_schemas
 from projections import Projection, ProjectionSettings
 
 from . import _hypercorn_ext
@@ -52,6 +52,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
     ``settings.tracing`` is set."""
     data_dir = Path(settings.data_dir)
     pki, tokens, signing_key, ca_pem = await trio.to_thread.run_sync(_first_start, settings)
+    # The built-in kinds' schemas (1.4 MB of JSON): read once, here, off the trio loop, before serving.
+    await trio.to_thread.run_sync(load_schemas)
     registry = Registry()
     shutdown = trio.Event() if shutdown is None else shutdown
     async with AsyncExitStack() as stack:

@@ -41,7 +41,7 @@ from ._printing import (
     translate_timestamp_since,
 )
 from ._protobuf import KIND_MESSAGES, MESSAGES, SPECIAL, VERSIONLESS_KINDS, Field, message_for_kind
-from ._schemas import definitions, patch_schema, schema_for
+from ._schemas import definitions, load_schemas, patch_schema, schema_for
 from ._strategy import NAMESPACE_FINALIZER, Strategy, strategy_for
 from ._validation import is_qualified_name, is_valid_label_value
 
@@ -88,6 +88,7 @@ __all__ = [
     "invalid",
     "is_qualified_name",
     "is_valid_label_value",
+    "load_schemas",
     "message_for_kind",
     "parse_time",
     "patch_schema",

@@ -18,8 +18,9 @@ apiserver publishes:
 Everything else (descriptions, ``properties``, ``required``, ``items``, ``additionalProperties``, the
 ``x-kubernetes-*`` extensions such as patch strategies, list types and group-version-kinds) is kept.
 
-Loading is lazy (first call) and happens once: about 110 ms (the 1.33 file, 1.4 MB, then the
-older releases for the definitions 1.33 dropped).
+Loading happens once: ``load_schemas()``, which the server runs at start in a worker thread, off the
+trio loop (about 110 ms: the 1.33 file, 1.4 MB, then the older releases for the definitions 1.33
+dropped). Importing reads nothing; a lookup before ``load_schemas()`` (tools, unit tests) loads then.
 
 ``patch_schema(group, version, kind)`` gives the strategic-merge-patch view of a kind: an object
 with ``child(field)`` and ``list_strategy()`` (the ``PatchSchema`` protocol of ``actors._patch``,
@@ -42,6 +43,7 @@ __all__ = [
     "SchemaPatchNode",
     "definition_name",
     "definitions",
+    "load_schemas",
     "patch_schema",
     "ref_name",
     "resolve",
@@ -194,6 +196,15 @@ def _load() -> _Data:
         except FileNotFoundError:
             continue
     return _Data(defs, by_gvk)
+
+
+def load_schemas() -> None:
+    """Read and normalise the bundled schemas now (about 110 ms of blocking file and JSON work).
+
+    The server calls this once at start, in a worker thread (``trio.to_thread.run_sync``), before it
+    serves: no request, and no actor, ever pays for it on the trio loop. Later calls return at once.
+    Importing this module reads nothing."""
+    _load()
 
 
 # --- lookups -------------------------------------------------------------------------------
