@@ -8,7 +8,15 @@ request can end in (``ApiError`` and its family; the gateway maps them to a Stat
 This package imports nothing of ours; ``bus``, ``projections``, ``actors`` and ``gateway`` import it.
 """
 
-from ._defs import BUILTIN, Registry, ResourceDef, field_value
+from ._defs import (
+    BUILTIN,
+    DEFAULT_NAMESPACES,
+    IMMORTAL_NAMESPACES,
+    NAMESPACES,
+    Registry,
+    ResourceDef,
+    field_value,
+)
 from ._errors import (
     AlreadyExists,
     ApiError,
@@ -48,8 +56,11 @@ from ._validation import is_qualified_name, is_valid_label_value
 __all__ = [
     "BUILTIN",
     "CREATED_DESCRIPTION",
+    "DEFAULT_NAMESPACES",
+    "IMMORTAL_NAMESPACES",
     "KIND_MESSAGES",
     "MESSAGES",
+    "NAMESPACES",
     "NAMESPACE_FINALIZER",
     "NAME_DESCRIPTION",
     "SPECIAL",

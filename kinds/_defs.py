@@ -40,6 +40,9 @@ class ResourceDef(msgspec.Struct, frozen=True):
     stored: bool = True
     # Subresources: name -> verbs (e.g. {"token": ("create",)} on serviceaccounts).
     subresources: dict[str, tuple[str, ...]] = {}
+    # Lifecycle: objects of these names may never be deleted (403), e.g. the namespaces kube-apiserver
+    # keeps alive (its NamespaceLifecycle admission plugin).
+    immortal: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -62,10 +65,17 @@ class ResourceDef(msgspec.Struct, frozen=True):
         return printer_for(self.group, self.kind)
 
 
+NAMESPACES = ("", "namespaces")
+"""(group, resource) of the Namespace kind: where namespaced objects' namespaces are looked up."""
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+DEFAULT_NAMESPACES = (*IMMORTAL_NAMESPACES, "kube-node-lease")
+"""The namespaces every cluster starts with (created by the bootstrap controller)."""
+
 _RBAC = "rbac.authorization.k8s.io"
 BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
-                verbs=_NAMESPACE_VERBS, field_selectors=("status.phase",), name_rule="label"),
+                verbs=_NAMESPACE_VERBS, field_selectors=("status.phase",), name_rule="label",
+                immortal=IMMORTAL_NAMESPACES),
     ResourceDef("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
     ResourceDef("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",)),
     ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),

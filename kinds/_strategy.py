@@ -55,6 +55,11 @@ class Strategy:
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         """Carry over what an update may not change (e.g. status through the main resource)."""
 
+    def deletion_is_graceful(self, obj: dict[str, Any]) -> bool:
+        """Whether a delete only marks ``obj`` (``deletionTimestamp``; removed once its finalizers are
+        gone) instead of removing it now. May set what marking means for the kind (a status)."""
+        return bool(obj.get("metadata", {}).get("finalizers"))
+
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
         causes = validate_object_meta(obj.get("metadata"), namespaced=rdef.namespaced, name_rule=rdef.name_rule)
         if old is not None and old.get("immutable") is True:
@@ -140,6 +145,11 @@ class NamespaceStrategy(Strategy):
         new["spec"] = old.get("spec", {})
         labels = new["metadata"].setdefault("labels", {})
         labels["kubernetes.io/metadata.name"] = new["metadata"]["name"]
+
+    def deletion_is_graceful(self, obj: dict[str, Any]) -> bool:
+        # A namespace is always emptied first: Terminating until the namespace controller finalizes it.
+        obj["status"] = {"phase": "Terminating"}
+        return True
 
 
 class LeaseStrategy(Strategy):
