@@ -436,30 +436,24 @@ def _int_or_string_json(slots: dict[int, _Slot], size: int) -> Any:
     return _last(slots, 3, "") if _last(slots, 1) == 1 else _last(slots, 2)
 
 
-def _fields_v1_json(slots: dict[int, _Slot], size: int) -> Any:
-    raw = _last(slots, 1, b"")
-    if not raw:
-        return _OMIT
-    try:
-        return json.loads(raw)
-    except ValueError as e:
-        raise ProtobufError(f"FieldsV1 does not hold valid JSON: {e}") from None
+def _embedded_json(what: str) -> Callable[[dict[int, _Slot], int], Any]:
+    """FieldsV1 and runtime.RawExtension: JSON bytes in field 1, written out as they are."""
+
+    def decode(slots: dict[int, _Slot], size: int) -> Any:
+        raw = _last(slots, 1, b"")
+        if not raw:
+            return _OMIT
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise ProtobufError(f"{what} does not hold valid JSON: {e}") from None
+
+    return decode
 
 
 def _strings_json(slots: dict[int, _Slot], size: int) -> Any:
     slot = slots.get(1)
     return list(slot.values) if slot is not None else []
-
-
-def _raw_extension_json(slots: dict[int, _Slot], size: int) -> Any:
-    # runtime.RawExtension marshals its raw bytes as they are: JSON, as every writer sends it.
-    raw = _last(slots, 1, b"")
-    if not raw:
-        return _OMIT
-    try:
-        return json.loads(raw)
-    except ValueError as e:
-        raise ProtobufError(f"RawExtension does not hold JSON: {e}") from None
 
 
 _DECODERS_BY_FORM: dict[str, Callable[[dict[int, _Slot], int], Any]] = {
@@ -468,9 +462,9 @@ _DECODERS_BY_FORM: dict[str, Callable[[dict[int, _Slot], int], Any]] = {
     "duration": _duration_json,
     "quantity": _quantity_json,
     "int_or_string": _int_or_string_json,
-    "fields_v1": _fields_v1_json,
+    "fields_v1": _embedded_json("FieldsV1"),
     "strings": _strings_json,
-    "raw_extension": _raw_extension_json,
+    "raw_extension": _embedded_json("RawExtension"),
 }
 _SPECIAL_DECODERS = {name: _DECODERS_BY_FORM[form] for name, form in SPECIAL.items()}
 

@@ -16,6 +16,7 @@ import pytest
 
 from gateway._protobuf import decode_k8s_protobuf, decode_message, encode_k8s_protobuf, encode_message
 from kinds import KIND_MESSAGES, MESSAGES, ResourceDef
+from tests.unit.test_protobuf import _assert_superset_with_empty_structs, entry, ld, st, vi
 
 META = {"name": "web", "namespace": "default", "uid": "6f1c2d4e-1a2b-4c3d-8e9f-0a1b2c3d4e5f",
         "resourceVersion": "812", "generation": 1, "creationTimestamp": "2025-06-01T11:55:00Z",
@@ -165,27 +166,7 @@ def test_gogo_style_bodies_decode_to_the_object(obj: dict[str, Any]) -> None:
     # Go writes every value field; what comes back is the object plus what Go's JSON writes for them:
     # empty structs and the zero of fields without omitempty, never a changed value.
     decoded = decode_k8s_protobuf(encode_k8s_protobuf(obj, emit_defaults=True))
-    _superset(decoded, obj)
-
-
-def _superset(decoded: Any, expected: Any) -> None:
-    if isinstance(expected, dict):
-        assert isinstance(decoded, dict) and set(expected) <= set(decoded)
-        for k, v in decoded.items():
-            if k in expected:
-                _superset(v, expected[k])
-            else:
-                assert _zeroish(v), (k, v)
-    elif isinstance(expected, list):
-        assert isinstance(decoded, list) and len(decoded) == len(expected)
-        for d, e in zip(decoded, expected):
-            _superset(d, e)
-    else:
-        assert decoded == expected
-
-
-def _zeroish(v: Any) -> bool:
-    return v in ("", 0, False) or (isinstance(v, dict) and all(_zeroish(x) for x in v.values()))
+    _assert_superset_with_empty_structs(decoded, obj)
 
 
 def test_inline_fields_flatten() -> None:
@@ -199,31 +180,6 @@ def test_inline_fields_flatten() -> None:
 
 
 # --- bytes as kubectl builds them ------------------------------------------------------------------
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def ld(n: int, payload: bytes) -> bytes:
-    return _varint(n << 3 | 2) + _varint(len(payload)) + payload
-
-
-def st(n: int, s: str) -> bytes:
-    return ld(n, s.encode())
-
-
-def vi(n: int, v: int) -> bytes:
-    return _varint(n << 3) + _varint(v)
-
-
-def entry(n: int, k: str, v: str) -> bytes:
-    return ld(n, st(1, k) + st(2, v))
 
 
 def object_meta(name: str, labels: dict[str, str]) -> bytes:
