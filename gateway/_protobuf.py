@@ -38,21 +38,21 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kinds import KIND_MESSAGES, MESSAGES, SPECIAL, VERSIONLESS_KINDS, Field, message_for_kind
+from kinds import MESSAGES, SPECIAL, Field, message_for_kind
 
 __all__ = [
     "CONTENT_TYPE",
-    "KINDS",
     "MAGIC",
-    "MESSAGES",
-    "VERSIONLESS_KINDS",
-    "Field",
+    "WATCH_CONTENT_TYPE",
     "ProtobufError",
     "UnknownKindError",
     "decode_k8s_protobuf",
     "decode_message",
+    "decode_watch_frames",
+    "encode_json_object",
     "encode_k8s_protobuf",
     "encode_message",
+    "encode_watch_lines",
     "message_for",
 ]
 
@@ -87,9 +87,6 @@ _VARINT_TYPES = frozenset({"bool", "int32", "int64"})
 OBJECT_META = "meta.v1.ObjectMeta"
 TIME = "meta.v1.Time"
 MICRO_TIME = "meta.v1.MicroTime"
-
-KINDS = KIND_MESSAGES
-
 
 def message_for(api_version: str, kind: str, kinds: Mapping[tuple[str, str], str] | None = None) -> str:
     """The message name for a top-level (apiVersion, kind); raises UnknownKindError."""

@@ -14,11 +14,7 @@ import pytest
 
 from gateway._protobuf import (
     CONTENT_TYPE,
-    KINDS,
     MAGIC,
-    MESSAGES,
-    VERSIONLESS_KINDS,
-    Field,
     ProtobufError,
     UnknownKindError,
     decode_k8s_protobuf,
@@ -27,6 +23,8 @@ from gateway._protobuf import (
     encode_message,
     message_for,
 )
+from kinds import KIND_MESSAGES as KINDS
+from kinds import MESSAGES, VERSIONLESS_KINDS, Field
 
 # --- an independent, minimal wire writer -------------------------------------------------------------
 
