@@ -120,3 +120,18 @@ async def test_kubectl_133_protobuf_bodies_of_new_kinds(start_server: Any, monke
         po = await get("pod", "box")
         assert po["metadata"]["labels"] == {"app": "box"}
         assert po["spec"]["containers"][0]["args"] == ["sleep", "3600"] and po["spec"]["restartPolicy"] == "Never"
+
+        # kube's printers, through the kinds' definitions: kubectl's default columns.
+        out, _ = await kubectl(binary, kc, tmp_path, "get", "deployment,job,cronjob,service,pdb,quota,ingress,pod")
+        rows = [line.split() for line in out.splitlines() if line.strip()]
+        assert ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] in rows
+        assert ["deployment.apps/web", "0/3", "0", "0"] in [r[:4] for r in rows]
+        assert ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"] in rows
+        assert ["job.batch/pi", "Running", "0/1"] in [r[:3] for r in rows]
+        assert ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"] in rows
+        assert ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] in rows
+        assert ["service/np", "NodePort", "<none>", "<none>", "80:30080/TCP"] in [r[:5] for r in rows]
+        assert ["poddisruptionbudget.policy/web", "50%", "N/A", "0"] in [r[:4] for r in rows]
+        assert ["ingress.networking.k8s.io/web", "nginx", "a.example", "80,", "443"] in [r[:5] for r in rows]
+        assert next(r for r in rows if r[0] == "pod/box")[1] == "0/1"
+
