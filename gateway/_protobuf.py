@@ -1,10 +1,13 @@
-"""Kubernetes protobuf request bodies (``application/vnd.kubernetes.protobuf``) decoded to JSON-shaped dicts.
+"""Kubernetes protobuf (``application/vnd.kubernetes.protobuf``): request bodies decoded to JSON-shaped
+dicts, and get/list/watch responses encoded from the stored JSON.
 
-kubectl 1.32+ sends its typed-client bodies (``create namespace|configmap|secret|serviceaccount|role|...``,
-``create token``, ``auth can-i``, ``auth whoami``) as protobuf and does not retry as JSON after a 415.
-This module is a pure, dependency-free decoder: a hand-written protobuf wire reader plus message tables
-written from the public ``generated.proto`` files. Its output is the dict the Kubernetes JSON serializer
-would produce for the same object, so the rest of the server never sees protobuf.
+kubectl 1.32+ sends its typed-client bodies (``create namespace|configmap|deployment|job|service|...``,
+``create token``, ``auth can-i``, ``auth whoami``) as protobuf and does not retry as JSON after a 415;
+client-go's typed clients (``kubectl describe`` 1.32+, controllers) ask for protobuf answers. This
+module is the wire codec, pure and dependency-free: a hand-written protobuf reader and writer driven
+by the message tables of ``kinds``. Decoding yields the dict the Kubernetes JSON serializer would
+produce for the same object, so the rest of the server never sees protobuf. Watch streams use the
+raw ``meta.v1.WatchEvent`` behind a 4-byte length, the object inside it a full ``k8s\x00`` body.
 
 Wire format (``k8s.io/apimachinery/pkg/runtime/serializer/protobuf/protobuf.go``): the 4 bytes ``k8s\\x00``,
 then a ``runtime.Unknown`` message ``{1: typeMeta {1: apiVersion, 2: kind}, 2: raw, 3: contentEncoding,
@@ -17,14 +20,18 @@ The message tables are data in ``kinds`` (``kinds/_protobuf_tables.json``, gener
 JSON shaping follows the Go structs (``types.go``) and ``encoding/json``:
 
 - Go's generated (gogo) marshallers write every *value* field, zero or not: ``name: ""``, ``generation: 0``,
-  an empty ``spec``. Zero scalars are therefore omitted here (``omitempty``), while fields that are Go
-  *pointers* (``ptr=True`` in the tables: ``immutable``, ``gracePeriodSeconds``,
+  an empty ``spec``. Zero scalars are therefore omitted here (``omitempty``), except where the JSON tag
+  has no ``omitempty`` (``zero=True``: Go's JSON writes ``"port": 0``, ``"allowed": false``), while
+  fields that are Go *pointers* (``ptr=True``: ``immutable``, ``gracePeriodSeconds``,
   ``automountServiceAccountToken``, ...) are kept whenever they are on the wire, zero or not. A nested
-  message on the wire is always emitted (``"spec": {}``), as Go does for struct fields.
+  message on the wire is always emitted (``"spec": {}``), as Go does for struct fields; an
+  ``inline`` one (``json:",inline"``: ``Volume.volumeSource``, ``IngressRule.ingressRuleValue``) is
+  merged into its parent.
 - ``metav1.Time``: RFC 3339, seconds, UTC; an empty message is the zero time and is omitted (Go writes
   ``null``). ``MicroTime``: RFC 3339 with 6 fractional digits. ``Duration``: Go's ``time.Duration`` string.
-  ``Quantity``: its string. ``IntOrString``: int or string. ``FieldsV1``: its raw JSON, parsed.
-  ``[]byte`` (Secret.data values, ConfigMap.binaryData values): standard base64. ``ExtraValue``: a list.
+  ``Quantity``: its string. ``IntOrString``: int or string. ``FieldsV1`` and ``RawExtension``
+  (``ControllerRevision.data``): their raw JSON, parsed. ``[]byte`` (Secret.data values, CSR requests):
+  standard base64. ``ExtraValue``, ``Verbs`` (Go ``[]string`` types): a list.
 - Unknown fields are skipped (any wire type, including groups). A singular message field that appears
   more than once is merged, a singular scalar's last value wins, as in protobuf.
 """
