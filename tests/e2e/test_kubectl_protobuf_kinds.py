@@ -70,7 +70,7 @@ async def test_kubectl_133_protobuf_bodies_of_new_kinds(start_server: Any, monke
         assert d["spec"]["replicas"] == 3 and d["spec"]["selector"] == {"matchLabels": {"app": "web"}}
         assert d["spec"]["template"]["metadata"]["labels"] == {"app": "web"}
         c = d["spec"]["template"]["spec"]["containers"]
-        assert [(x["name"], x["image"], x["ports"]) for x in c] == [("nginx", "nginx:1.27", [{"containerPort": 80}])]
+        assert [(x["name"], x["image"], x["ports"]) for x in c] == [("nginx", "nginx:1.27", [{"containerPort": 80, "protocol": "TCP"}])]
 
         await run("create", "job", "pi", "--image=perl:5.34", "--", "perl", "-e", "print 1")
         j = await get("job", "pi")
