@@ -45,8 +45,9 @@ from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
 from ._protobuf import CONTENT_TYPE as PROTOBUF_CT
-from ._protobuf import WATCH_CONTENT_TYPE as PROTOBUF_WATCH_CT
-from ._protobuf import ProtobufError, encode_json_object, encode_watch_lines
+from ._protobuf import ProtobufError
+from ._protobuf_write import WATCH_CONTENT_TYPE as PROTOBUF_WATCH_CT
+from ._protobuf_write import encode_json_object, encode_watch_lines
 from ._reads import (
     get_object,
     list_body,

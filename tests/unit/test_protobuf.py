@@ -19,10 +19,9 @@ from gateway._protobuf import (
     UnknownKindError,
     decode_k8s_protobuf,
     decode_message,
-    encode_k8s_protobuf,
-    encode_message,
     message_for,
 )
+from gateway._protobuf_write import encode_k8s_protobuf, encode_message
 from kinds import KIND_MESSAGES as KINDS
 from kinds import MESSAGES, VERSIONLESS_KINDS, Field
 

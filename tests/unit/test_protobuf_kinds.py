@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from gateway._protobuf import decode_k8s_protobuf, decode_message, encode_k8s_protobuf, encode_message
+from gateway._protobuf import decode_k8s_protobuf, decode_message
+from gateway._protobuf_write import encode_k8s_protobuf, encode_message
 from kinds import KIND_MESSAGES, MESSAGES, ResourceDef
 from tests.unit.test_protobuf import _assert_superset_with_empty_structs, entry, ld, st, vi
 
@@ -269,7 +270,8 @@ def test_definition_carries_its_message() -> None:
 
 
 def test_watch_frames() -> None:
-    from gateway._protobuf import decode_watch_frames, encode_watch_lines
+    from gateway._protobuf import decode_watch_frames
+    from gateway._protobuf_write import encode_watch_lines
 
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "resourceVersion": "7"},
            "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
