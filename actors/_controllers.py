@@ -24,7 +24,7 @@ import msgspec
 import trio
 
 from bus import BusError, Key, decode_event
-from kinds import Registry
+from kinds import DEFAULT_NAMESPACES, NAMESPACES, Registry
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound, ServiceUnavailable
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
 
@@ -35,7 +35,6 @@ from .messages import Request, UserInfo
 log = logging.getLogger("jetkube.controllers")
 
 SYSTEM_USER = UserInfo(name="system:apiserver", uid="system:apiserver", groups=("system:masters",))
-DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _ALL = WatchFilter(None, parse_label_selector(""), parse_field_selector(""))
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 ROOT_CA_DESCRIPTION = (
@@ -91,7 +90,7 @@ class Controllers:
         self.resync_s = resync_s
         self.root_ca_pem = root_ca_pem  # "": no CA to publish
         self.signing_key = signing_key  # None: no legacy token controller
-        ns_def = registry.by_resource("", "namespaces")
+        ns_def = registry.by_resource(*NAMESPACES)
         sa_def = registry.by_resource("", "serviceaccounts")
         cm_def = registry.by_resource("", "configmaps")
         secret_def = registry.by_resource("", "secrets")
@@ -105,7 +104,7 @@ class Controllers:
     async def bootstrap(self) -> None:
         """Create the default namespaces that do not exist yet, and reconcile them once."""
         for ns in DEFAULT_NAMESPACES:
-            if self.projection.get(Key(self.tenant, "", "namespaces", "", ns)) is not None:
+            if self.projection.get(Key(self.tenant, *NAMESPACES, "", ns)) is not None:
                 continue
             req = self._request(verb="create", rdef=self.ns_def, name=ns,
                                 body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -130,11 +129,11 @@ class Controllers:
     def on_change(self, ch: Change, tenant: str, group: str, resource: str) -> None:
         if tenant != self.tenant:
             return
-        if group == "" and resource == "namespaces":
+        if (group, resource) == NAMESPACES:
             if ch.type != DELETED:
                 self.enqueue(ch.name)
         elif ch.namespace:
-            ns = self.projection.get(Key(tenant, "", "namespaces", "", ch.namespace))
+            ns = self.projection.get(Key(tenant, *NAMESPACES, "", ch.namespace))
             terminating = ns is not None and ns.fields.get("status.phase") == "Terminating"
             if (terminating and ch.type == DELETED
                     or group == "" and resource == "serviceaccounts" and ch.type == DELETED
@@ -144,7 +143,7 @@ class Controllers:
                 self.enqueue(ch.namespace)
 
     def resync(self) -> None:
-        st = self.projection.state(self.tenant, "", "namespaces")
+        st = self.projection.state(self.tenant, *NAMESPACES)
         for _, name, _ in st.iter_entries(None):
             self.enqueue(name)
 
@@ -180,7 +179,7 @@ class Controllers:
             self.on_change(ch, tenant, group, resource)
 
     async def reconcile(self, ns: str) -> None:
-        entry = self.projection.get(Key(self.tenant, "", "namespaces", "", ns))
+        entry = self.projection.get(Key(self.tenant, *NAMESPACES, "", ns))
         if entry is None:
             return
         if entry.fields.get("status.phase") == "Terminating":

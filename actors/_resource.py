@@ -566,7 +566,7 @@ class ResourceCore:
         if dry and "dryRun" not in req.query:
             req = msgspec.structs.replace(req, query={**req.query, "dryRun": "All"})
         key = self.key(req)
-        is_namespace = rdef.group == "" and rdef.plural == "namespaces"
+        strategy = strategy_for(rdef)
         final_uid = ""
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
@@ -582,15 +582,12 @@ class ResourceCore:
                                                     f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                                     f"{entry.seq}")
             final_uid = meta.get("uid", "")
-            pending = is_namespace or bool(meta.get("finalizers"))
-            if pending:
+            if strategy.deletion_is_graceful(old):
                 if meta.get("deletionTimestamp"):
                     return _NoChange(entry)
                 meta["deletionTimestamp"] = now_rfc3339()
                 meta["deletionGracePeriodSeconds"] = 0
                 meta.pop("resourceVersion", None)
-                if is_namespace:
-                    old["status"] = {"phase": "Terminating"}
                 return ("put", old)
             meta.pop("resourceVersion", None)
             return ("delete", old)

@@ -48,6 +48,10 @@ from ._codec import decode_body_strict
 from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
+from ._protobuf import CONTENT_TYPE as PROTOBUF_CT
+from ._protobuf import ProtobufError
+from ._protobuf_write import WATCH_CONTENT_TYPE as PROTOBUF_WATCH_CT
+from ._protobuf_write import encode_json_object, encode_watch_lines
 from ._reads import (
     get_object,
     list_body,
@@ -69,6 +73,7 @@ from ._table import (
     table_for_list,
     table_for_object,
     table_watch_line,
+    wants_protobuf,
     wants_table,
 )
 
@@ -375,6 +380,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     tenant = result.user.tenant if route.tenant is None else route.tenant
     proj = ctx.projection
     table = wants_table(request.headers.get("Accept"))
+    # Protobuf answers for kinds that have a message (built-in kinds); others get JSON, as CRDs do.
+    protobuf = not table and rdef.protobuf_message is not None and wants_protobuf(request.headers.get("Accept"))
     include = ""
     if table:
         try:
@@ -392,6 +399,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         if table:
             return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
                                                     now=_now()), table)
+        if protobuf:
+            return _protobuf_response(data)
         return _json_response(data)
     assert opts is not None
     if verb == "list":
@@ -402,7 +411,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
                 rdef, listed.items, api_version=table, include_object=include,
                 resource_version=str(listed.resource_version), continue_token=listed.continue_token,
                 remaining=listed.remaining, now=_now()), table)
-        return _json_response(list_body(rdef, listed))
+        body = list_body(rdef, listed)
+        return _protobuf_response(body) if protobuf else _json_response(body)
     timeout = opts.timeout_s if opts.timeout_s is not None else int(s.min_request_timeout_s *
                                                                   (1 + random.random()))
     if table:
@@ -416,10 +426,30 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
 
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode, storage), timeout,
                        table_content_type(table))
+    if protobuf:
+        lines = (watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage) if storage is not rdef
+                 else watch_lines(proj, tenant, rdef, opts))
+        return _stream(ctx.watches, _protobuf_frames(lines), timeout, PROTOBUF_WATCH_CT)
     if storage is not rdef:
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage),
                        timeout)
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
+
+
+def _protobuf_response(data: bytes) -> Response:
+    try:
+        return Response(encode_json_object(data), status=200, content_type=PROTOBUF_CT)
+    except ProtobufError:  # a stored value the message cannot carry: JSON says it as it is
+        return _json_response(data)
+
+
+async def _protobuf_frames(lines: Any) -> AsyncIterator[bytes]:
+    """JSON watch lines re-framed as protobuf watch events (encoded once per protobuf watcher)."""
+    try:
+        async for chunk in lines:
+            yield encode_watch_lines(chunk)
+    finally:
+        await lines.aclose()
 
 
 @asynccontextmanager
