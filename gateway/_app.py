@@ -39,6 +39,7 @@ from kinds import Registry
 from projections import Change, Projection
 
 from . import _discovery as discovery
+from . import _history as history
 from . import _openapi as openapi
 from ._codec import decode_body_strict
 from ._logging import begin_request, note_user
@@ -302,6 +303,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         source=request.remote_addr or "", query=q, path=request.path,
         impersonate=_impersonation(request.headers)))
     note_user(who.user.name if who.user is not None else "")
+    if history.handles(request.path):
+        return await _history(ctx, who, q)
     route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):
@@ -359,7 +362,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     if verb == "get":
         key = Key(tenant, rdef.group, rdef.plural, route.namespace or "", route.name)
         async with _read_deadline(s.request_timeout_s):
-            data = await get_object(proj, key, rdef, resource_version_param(q))
+            data = await get_object(proj, key, rdef, resource_version_param(q), q.get("resourceVersionMatch"))
         if table:
             return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
                                                     now=_now()), table)
@@ -388,6 +391,20 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode), timeout,
                        table_content_type(table))
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
+
+
+async def _history(ctx: Context, who: Request, q: dict[str, str]) -> Response:
+    """``history.jetkube.io/v1`` (gateway/_history.py): authorized as a get of ``<object>/history``."""
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {request.method}")
+    rdef, namespace, name = history.parse_target(ctx.registry, request.path)
+    s = ctx.settings
+    allowed = await ctx.pipeline.submit_authenticated(history.authorization_request(who, rdef, namespace, name),
+                                                      timeout_s=s.request_timeout_s)
+    assert isinstance(allowed, Allowed)
+    async with _read_deadline(s.request_timeout_s):
+        body = await history.history_body(ctx.projection.log, allowed.user.tenant, rdef, namespace, name, q)
+    return _json_response(body)
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ from ._errors import (
     ResourceVersionTooLarge,
     TooOldResourceVersion,
 )
+from ._history import MAX_HISTORY_PAGE, Revision, revisions, row_key
 from ._projection import ContinueNeedsHistory, ListResult, Projection, ProjectionSettings, decode_continue
 from ._selectors import (
     FieldSelector,
@@ -23,6 +24,7 @@ __all__ = [
     "ADDED",
     "BOOKMARK",
     "DELETED",
+    "MAX_HISTORY_PAGE",
     "MODIFIED",
     "BadContinue",
     "Change",
@@ -37,6 +39,7 @@ __all__ = [
     "ProjectionSettings",
     "ResourceState",
     "ResourceVersionTooLarge",
+    "Revision",
     "SelectorError",
     "Store",
     "TooOldResourceVersion",
@@ -46,4 +49,6 @@ __all__ = [
     "parse_field_selector",
     "parse_int64",
     "parse_label_selector",
+    "revisions",
+    "row_key",
 ]
