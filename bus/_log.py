@@ -43,6 +43,9 @@ class StreamConfig(msgspec.Struct, frozen=True):
     replicas: int = 1
     duplicate_window_s: float = 120.0
     max_msg_bytes: int = 8 * 1024 * 1024
+    #: Retention (0 / -1: keep everything, the log's setting; the audit stream has its own bounds).
+    max_age_s: float = 0.0
+    max_bytes: int = -1
 
 
 def _api_error(resp: dict[str, Any]) -> JetStreamError:
@@ -122,7 +125,8 @@ class Log:
             "name": self.stream, "subjects": [all_filter(self.prefix)], "retention": "limits",
             "storage": "file", "num_replicas": self.config.replicas, "discard": "old",
             "duplicate_window": int(self.config.duplicate_window_s * 1e9), "allow_direct": True,
-            "max_msg_size": self.config.max_msg_bytes, "max_msgs": -1, "max_bytes": -1, "max_age": 0,
+            "max_msg_size": self.config.max_msg_bytes, "max_msgs": -1, "max_bytes": self.config.max_bytes,
+            "max_age": int(self.config.max_age_s * 1e9),
             "max_msgs_per_subject": -1,
         }
         try:

@@ -36,11 +36,13 @@ from actors import (
 )
 from bus import Key
 from kinds import Registry
-from projections import Change, Projection
+from projections import Change, Projection, now_micro
 
 from . import _discovery as discovery
 from . import _history as history
 from . import _openapi as openapi
+from ._audit import AUDIT_EVENTS, AUDIT_EVENTS_PATH, AuditNote, AuditSink, audit_request, parse_query
+from ._audit import query as audit_query
 from ._codec import decode_body_strict
 from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -80,10 +82,12 @@ class Context:
     draining: bool = False  # shutdown began: /readyz answers 503 while requests are still served
     openapi: OpenAPICache = field(default_factory=lambda: OpenAPICache())
     watches: WatchStreams = field(default_factory=lambda: WatchStreams())
+    audit: AuditSink | None = None
     metrics: ServerMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = ServerMetrics(self.pipeline, self.projection, self.registry)
+        self.metrics.audit = self.audit
 
 
 class WatchStreams:
@@ -209,12 +213,14 @@ def create_app(ctx: Context) -> QuartTrio:
         line = begin_request(ctx.settings.request_log, audit_id, request.scope,
                              request.headers.get("User-Agent", ""))
         intake = _Intake()
+        note = AuditNote(request.method.lower())
+        received = now_micro()
         metrics = ctx.metrics
         started = time.perf_counter()
         kind = metrics.begin(request.method)
         try:
             try:
-                resp = await _dispatch(ctx, audit_id, intake)
+                resp = await _dispatch(ctx, audit_id, intake, note)
             except (trio.Cancelled, KeyboardInterrupt):
                 metrics.abort(labels := _request_labels(ctx, 499))
                 line.end(labels[0], 499)
@@ -230,6 +236,8 @@ def create_app(ctx: Context) -> QuartTrio:
                 resp.headers["Audit-Id"] = audit_id
         finally:
             metrics.end(kind)
+        if ctx.audit is not None:
+            await audit_request(ctx.audit, note, audit_id, resp.status_code, received)
         if not intake.body_read and _has_body(request.headers):
             _close_connection(resp)
         # Recorded once, at the end: a watch when its stream ends (as kube does), anything else now.
@@ -290,7 +298,7 @@ def _impersonation(headers: Any) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
+async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNote) -> Response:
     s = ctx.settings
     method = request.method
     q = {k: v for k, v in request.args.items()}
@@ -303,8 +311,11 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         source=request.remote_addr or "", query=q, path=request.path,
         impersonate=_impersonation(request.headers)))
     note_user(who.user.name if who.user is not None else "")
+    note.user, note.tenant = who.user, who.tenant
     if history.handles(request.path):
-        return await _history(ctx, who, q)
+        return await _history(ctx, who, q, note)
+    if request.path.rstrip("/") == AUDIT_EVENTS_PATH:
+        return await _audit_events(ctx, who, q, note)
     route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):
@@ -333,6 +344,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     # The tenant is the authenticated user's, as before (tenancy by path is the tenancy issue's).
     req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
                                   subresource=route.subresource)
+    note.resource_request(req)
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
@@ -345,6 +357,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
+        note.written(req, result.code)
         r = _json_response(result.body, result.code)
         for w in result.warnings:
             r.headers.add("Warning", warning_header(w))
@@ -393,18 +406,34 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
 
 
-async def _history(ctx: Context, who: Request, q: dict[str, str]) -> Response:
+async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNote) -> Response:
     """``history.jetkube.io/v1`` (gateway/_history.py): authorized as a get of ``<object>/history``."""
     if request.method not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {request.method}")
     rdef, namespace, name = history.parse_target(ctx.registry, request.path)
     s = ctx.settings
-    allowed = await ctx.pipeline.submit_authenticated(history.authorization_request(who, rdef, namespace, name),
-                                                      timeout_s=s.request_timeout_s)
+    authz = history.authorization_request(who, rdef, namespace, name)
+    note.resource_request(authz)
+    allowed = await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
     assert isinstance(allowed, Allowed)
     async with _read_deadline(s.request_timeout_s):
         body = await history.history_body(ctx.projection.log, allowed.user.tenant, rdef, namespace, name, q)
     return _json_response(body)
+
+
+async def _audit_events(ctx: Context, who: Request, q: dict[str, str], note: AuditNote) -> Response:
+    """``GET /apis/audit.jetkube.io/v1/events``: kube's audit JSON lines (gateway/_audit.py),
+    authorized as a ``list`` of ``events.audit.jetkube.io``."""
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {request.method}")
+    authz = msgspec.structs.replace(who, verb="list", rdef=AUDIT_EVENTS, namespace="", name="")
+    note.resource_request(authz)
+    s = ctx.settings
+    await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
+    query = parse_query(q)
+    lines = await audit_query(ctx.projection.log, ctx.audit.log if ctx.audit else None, ctx.registry,
+                              s.audit_policy, query, timeout_s=s.request_timeout_s)
+    return Response(b"".join(lines), status=200, content_type="application/x-ndjson")
 
 
 @asynccontextmanager

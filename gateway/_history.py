@@ -3,6 +3,7 @@
     GET /apis/history.jetkube.io/v1/namespaces/<ns>/<resource>[.<group>]/<name>   (namespaced kinds)
     GET /apis/history.jetkube.io/v1/<resource>[.<group>]/<name>                   (cluster-scoped kinds)
 
+(a namespace in front of a cluster-scoped resource is ignored, as kubectl's ``-n``.)
 ``<resource>`` is a plural, singular, short name or lower-cased kind (``cm``, ``configmap``,
 ``deployments.apps``). Query: ``limit`` (default 100, at most 1,000), ``continue`` (from the last
 page), ``includeObject=true`` (each revision's whole object besides its patch). Authorized as a
@@ -54,9 +55,10 @@ def parse_target(registry: Registry, path: str) -> tuple[ResourceDef, str, str]:
     if len(parts) == 4 and parts[0] == "namespaces":
         namespace, parts = parts[1], parts[2:]
     rdef = resolve_resource(registry, parts[0]) if len(parts) == 2 else None
-    if rdef is None or rdef.namespaced != bool(namespace):
+    if rdef is None or (rdef.namespaced and not namespace):
         raise NotFound("the server could not find the requested resource")
-    return rdef, namespace, parts[1]
+    # A namespace in front of a cluster-scoped resource is ignored, as kubectl ignores -n for it.
+    return rdef, namespace if rdef.namespaced else "", parts[1]
 
 
 def authorization_request(who: Request, rdef: ResourceDef, namespace: str, name: str) -> Request:

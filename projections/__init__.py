@@ -1,5 +1,18 @@
 """The read side: followers of the log that build queryable state, watches and views."""
 
+from ._audit import (
+    DEFAULT_POLICY,
+    Attributes,
+    Policy,
+    PolicyError,
+    level_and_stages,
+    now_micro,
+    parse_policy,
+    parse_time,
+    record_for_request,
+    record_from_event,
+    request_uri,
+)
 from ._errors import (
     BadContinue,
     ContinueExpired,
@@ -23,9 +36,11 @@ from ._watch import BOOKMARK, WatchFilter, WatchStream
 __all__ = [
     "ADDED",
     "BOOKMARK",
+    "DEFAULT_POLICY",
     "DELETED",
     "MAX_HISTORY_PAGE",
     "MODIFIED",
+    "Attributes",
     "BadContinue",
     "Change",
     "ContinueExpired",
@@ -34,6 +49,8 @@ __all__ = [
     "FieldSelector",
     "LabelSelector",
     "ListResult",
+    "Policy",
+    "PolicyError",
     "Projection",
     "ProjectionError",
     "ProjectionSettings",
@@ -46,9 +63,16 @@ __all__ = [
     "WatchFilter",
     "WatchStream",
     "decode_continue",
+    "level_and_stages",
+    "now_micro",
     "parse_field_selector",
     "parse_int64",
     "parse_label_selector",
+    "parse_policy",
+    "parse_time",
+    "record_for_request",
+    "record_from_event",
+    "request_uri",
     "revisions",
     "row_key",
 ]
