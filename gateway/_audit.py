@@ -210,7 +210,7 @@ async def query(main: Log, audit_log: Log | None, registry: Registry, policy: Po
         return record_from_event(main.prefix, m, policy, versions)
 
     writes = await _collect(main, q, deadline, from_log)
-    others = [] if audit_log is None else await _collect(audit_log, q, deadline, _dec.decode)
+    others = [] if audit_log is None else await _collect(audit_log, q, deadline, lambda m: _dec.decode(m.data))
     merged = heapq.merge(writes, others, key=lambda t: t[0])
     return [_enc.encode(rec) + b"\n" for _, _, rec in itertools.islice(merged, q.limit)]
 
