@@ -93,11 +93,17 @@ def row_key(namespace: str, name: str) -> str:
 
 
 async def check_retained(log: Log, seq: int) -> int:
-    """Raise 410 (TooOldResourceVersion) below the log's first retained sequence and 504-style
-    ResourceVersionTooLarge beyond its last; return the last sequence."""
+    """Raise 410 (TooOldResourceVersion) when the state at ``seq`` may not be in the log any more, and
+    ResourceVersionTooLarge beyond its last sequence; return the last sequence.
+
+    The state at ``seq`` needs, for every object, its last revision <= ``seq``. A purge of the log's
+    first messages (``first_seq`` > 1) may have removed such revisions of any object, so until the
+    log has retention that keeps every live object's latest revision and says up to where it
+    compacted (issue 14, "retention"), any purge expires every past version, as the fold from
+    sequence 1 did before."""
     state = await log.stream_state()
     first, last = int(state.get("first_seq", 1)), int(state.get("last_seq", 0))
-    if seq < first:
+    if first > 1 or seq < first:
         raise TooOldResourceVersion(seq, first)
     if seq > last:
         raise ResourceVersionTooLarge(seq, last)
