@@ -253,9 +253,18 @@ def _decision(code: int) -> str:
 
 async def audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str) -> None:
     """Record a finished request on the audit stream, unless its write is on the log. Reads never
-    wait (dropped and counted when the queue is full); denials (>= 400) wait briefly."""
+    wait (dropped and counted when the queue is full); denials (>= 400) wait briefly. Never fails
+    the request: a record that cannot be built is logged (without it) and counted."""
     if note.logged:
         return
+    try:
+        await _audit_request(sink, note, audit_id, code, received)
+    except Exception as e:  # noqa: BLE001 - the answer is already decided; the audit must not change it
+        sink.dropped["failed"] += 1
+        _log.error("no audit record for request %s: %s", audit_id, type(e).__name__)
+
+
+async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str) -> None:
     user, req, rdef = note.user, note.req, note.rdef
     attrs = Attributes(
         user.name if user else "", tuple(user.groups) if user else (), note.verb, rdef is not None,

@@ -126,8 +126,12 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
             keyed.append((rk, subject))
     keyed.sort()
     out: list[tuple[str, Entry]] = []
-    window = SUBJECTS_PER_READ * READS_IN_FLIGHT
-    for w in range(0, len(keyed), window):
+    # A page reads about as many subjects as it returns: the first window is the limit's size, and
+    # each next one doubles (selectors, deleted objects) up to READS_IN_FLIGHT reads of 256.
+    full = SUBJECTS_PER_READ * READS_IN_FLIGHT
+    window = min(full, limit + 1) if limit else full
+    w = 0
+    while w < len(keyed):
         chunk = keyed[w:w + window]
         found: dict[str, LogMessage] = {}
 
@@ -148,4 +152,6 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
             out.append((rk, entry))
             if limit and len(out) >= limit:
                 return out, w + idx + 1 < len(keyed)
+        w += len(chunk)
+        window = min(full, window * 2)
     return out, False
