@@ -410,8 +410,14 @@ async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNot
     """``history.jetkube.io/v1`` (gateway/_history.py): authorized as a get of ``<object>/history``."""
     if request.method not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {request.method}")
-    rdef, namespace, name = history.parse_target(ctx.registry, request.path)
     s = ctx.settings
+    if request.path.rstrip("/") == history.RV_AT_TIME:
+        # Not about any object: a non-resource get (every authenticated user may read versions).
+        await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
+                                                timeout_s=s.request_timeout_s)
+        async with _read_deadline(s.request_timeout_s):
+            return _json_response(await history.resource_version_at(ctx.projection.log, q.get("time", "")))
+    rdef, namespace, name = history.parse_target(ctx.registry, request.path)
     authz = history.authorization_request(who, rdef, namespace, name)
     note.resource_request(authz)
     allowed = await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)

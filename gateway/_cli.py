@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--monitoring-token-file", default=None,
                    help=f"also a token for user {MONITORING_USER} in group system:monitoring (reads /metrics) "
                         "in the token file, and written alone to this file (mode 0644) for Prometheus")
-    add_commands(sub)  # history, audit: API clients (gateway/_commands.py)
+    add_commands(sub)  # history, get --at, audit: API clients (gateway/_commands.py)
     return p
 
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.log_level, "text", "errors")
         trio.run(_dev_cluster, args)
         return 0
-    if args.command in ("history", "audit"):
+    if args.command in ("history", "audit", "get"):
         return run_command(args)
     if args.command == "pki":
         for path in pki_init(Path(args.data_dir), sans=args.san, server=args.server, kubeconfig=args.kubeconfig,

@@ -36,13 +36,13 @@ class ApiClient:
     token: str = ""
     timeout_s: float = 60.0
 
-    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
-        return json.loads(self.get(path, params))
+    def get_json(self, path: str, params: dict[str, str] | None = None, accept: str = "application/json") -> Any:
+        return json.loads(self.get(path, params, accept))
 
-    def get(self, path: str, params: dict[str, str] | None = None) -> bytes:
+    def get(self, path: str, params: dict[str, str] | None = None, accept: str = "application/json") -> bytes:
         query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
         url = self.server.rstrip("/") + path + (f"?{query}" if query else "")
-        req = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "jetkube-cli"})
+        req = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "jetkube-cli"})
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:

@@ -25,6 +25,13 @@ def add_commands(sub: Any) -> None:
     h.add_argument("--diff", action="store_true", help="each revision as a unified diff of YAML")
     h.add_argument("-o", "--output", choices=("json", "yaml"), default=None)
     _client_flags(h)
+    g = sub.add_parser("get", help="objects as they were at a past resourceVersion or time, from the log")
+    g.add_argument("target", nargs="+", metavar="TYPE[/NAME]", help="e.g. cm, cm/settings, or: configmap settings")
+    g.add_argument("--at", required=True, metavar="RV|TIME", help="a resourceVersion, or an RFC 3339 time")
+    g.add_argument("-n", "--namespace", default=None)
+    g.add_argument("-A", "--all-namespaces", action="store_true")
+    g.add_argument("-o", "--output", choices=("json", "yaml"), default=None)
+    _client_flags(g)
     a = sub.add_parser("audit", help="audit.k8s.io/v1 events: writes derived from the log, and the audit stream")
     a.add_argument("--user", default=None)
     a.add_argument("--verb", default=None)
@@ -47,6 +54,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         client = load_client(args.kubeconfig, args.context, getattr(args, "namespace", None))
         if args.command == "history":
             return history(client, args, out)
+        if args.command == "get":
+            return get_at(client, args, out)
         return audit(client, args, out)
     except ClientError as e:
         print(str(e), file=sys.stderr)
@@ -141,4 +150,70 @@ def audit(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
                      ref.get("namespace", ""), ref.get("name", ""),
                      str(e.get("responseStatus", {}).get("code", "")), e.get("level", ""), e.get("auditID", "")))
     _table(rows, out)
+    return 0
+
+
+_AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+
+
+def _resolve(client: ApiClient, name: str) -> tuple[str, str, str, bool]:
+    """(group, version, plural, namespaced) of a type as kubectl takes it (plural, singular, short
+    name or kind; ``.group`` optional), from the server's aggregated discovery."""
+    wanted, _, group = name.lower().partition(".")
+    for path in ("/api", "/apis"):
+        for item in client.get_json(path, accept=_AGGREGATED).get("items", []):
+            g = item.get("metadata", {}).get("name", "")
+            if group and g != group:
+                continue
+            for v in item.get("versions", [])[:1]:  # the preferred version
+                for r in v.get("resources", []):
+                    names = {r["resource"], r.get("singularResource", ""), r.get("responseKind", {}).get("kind", "").lower(),
+                             *r.get("shortNames", [])}
+                    if wanted in names:
+                        return g, v["version"], r["resource"], r.get("scope") == "Namespaced"
+    raise ClientError(f'error: the server doesn\'t have a resource type "{name}"')
+
+
+def get_at(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
+    """``jetkube get TYPE[/NAME] --at RV|TIME``: a GET or LIST with resourceVersionMatch=Exact."""
+    parts = args.target
+    if len(parts) == 1 and "/" in parts[0]:
+        kind, _, name = parts[0].partition("/")
+    elif len(parts) in (1, 2):
+        kind, name = parts[0], parts[1] if len(parts) == 2 else ""
+    else:
+        raise ClientError("error: give TYPE, TYPE/NAME or TYPE NAME")
+    rv = args.at
+    if not rv.isdigit():
+        rv = client.get_json(f"{HISTORY}/resourceversion", {"time": rv})["resourceVersion"]
+    group, version, plural, namespaced = _resolve(client, kind)
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    if namespaced and not args.all_namespaces:
+        base += f"/namespaces/{client.namespace}"
+    path = f"{base}/{plural}" + (f"/{name}" if name else "")
+    params = {"resourceVersion": rv, "resourceVersionMatch": "Exact"}
+    if name:
+        body = client.get_json(path, params)
+    else:
+        items: list[dict[str, Any]] = []
+        cont = ""
+        while True:
+            page = client.get_json(path, {"limit": "500", "continue": cont} if cont else {**params, "limit": "500"})
+            items += page.get("items", [])
+            cont = page.get("metadata", {}).get("continue", "")
+            if not cont:
+                break
+        body = {**page, "metadata": {"resourceVersion": rv}, "items": items}
+    if args.output == "json":
+        out.write(json.dumps(body, indent=2) + "\n")
+    elif args.output == "yaml":
+        out.write(yaml.safe_dump(body, sort_keys=False))
+    else:
+        objs = [body] if name else body["items"]
+        rows = [("NAMESPACE", "NAME", "RESOURCEVERSION")] if namespaced else [("NAME", "RESOURCEVERSION")]
+        for o in objs:
+            m = o.get("metadata", {})
+            row = (m.get("name", ""), m.get("resourceVersion", ""))
+            rows.append((m.get("namespace", ""), *row) if namespaced else row)
+        _table(rows, out)
     return 0

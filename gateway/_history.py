@@ -33,8 +33,26 @@ DEFAULT_LIMIT = 100
 _enc = msgspec.json.Encoder()
 
 
+RV_AT_TIME = PREFIX + "resourceversion"
+
+
 def handles(path: str) -> bool:
     return path.startswith(PREFIX)
+
+
+async def resource_version_at(log: Any, when: str) -> bytes:
+    """``GET .../resourceversion?time=T``: the log's last sequence stored at or before ``T`` (RFC 3339),
+    the resourceVersion to read the state at ``T`` with (``resourceVersionMatch=Exact``)."""
+    from projections import parse_time
+
+    try:
+        t = parse_time(when)
+    except ValueError:
+        raise BadRequest(f"invalid time {when!r}: want RFC 3339, e.g. 2026-01-01T12:00:00Z") from None
+    first_after = await log.seq_at_time(t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    rv = first_after - 1 if first_after is not None else int((await log.stream_state())["last_seq"])
+    return _enc.encode({"kind": "ResourceVersion", "apiVersion": f"{GROUP}/v1", "time": when,
+                        "resourceVersion": str(rv)})
 
 
 def resolve_resource(registry: Registry, name: str) -> ResourceDef | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 import trio
 
 from bus import open_bridge
+from gateway._cli import _parser
+from gateway._commands import run as run_command
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.integration
@@ -108,6 +111,23 @@ async def test_history_of_objects_across_two_gateways_and_users(start_server, tm
             assert r.status_code == 404
             r = await alice.post(f"{H}/namespaces/default/configmaps/h1", json={})
             assert r.status_code == 405
+
+            # jetkube get --at RV|TIME: the CLI's Exact reads (with g1's admin kubeconfig).
+            async def cli(*argv: str) -> str:
+                out = io.StringIO()
+                args = _parser().parse_args([*argv, "--kubeconfig", str(g1.kubeconfig)])
+                assert await trio.to_thread.run_sync(run_command, args, out) == 0
+                return out.getvalue()
+
+            updated_at = items[2]["resourceVersion"]
+            assert json.loads(await cli("get", "cm/h2", "--at", updated_at, "-o", "json"))["data"] == {"v": "2"}
+            listed = json.loads(await cli("get", "configmaps", "--at", items[3]["resourceVersion"], "-o", "json"))
+            assert "h2" not in {i["metadata"]["name"] for i in listed["items"]}
+            assert {"h0", "h1", "h3", "h4"} <= {i["metadata"]["name"] for i in listed["items"]}
+            now = json.loads(await cli("get", "configmap", "h2", "--at", "2999-01-01T00:00:00Z", "-o", "json"))
+            assert now["data"] == {"v": "again"}
+            table = await cli("get", "ns", "--at", updated_at)
+            assert "default" in table and "RESOURCEVERSION" in table
 
 
 async def test_exact_reads_at_past_versions_after_many_writes(start_server) -> None:
