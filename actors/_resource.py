@@ -249,7 +249,7 @@ class ResourceCore:
             actor=EventActor(user=user.name if user else "", groups=tuple(user.groups) if user else (),
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
                              source=req.source),
-            labels=labels, fields=fields)
+            labels=labels, fields=fields, subresource=req.subresource)
         subject = self.log.subject(key)
         with current_child(self.spans, "log append"):
             seq = await self.log.append(subject, encode_event(event),

@@ -13,12 +13,15 @@ import trio
 
 from actors import AuthenticationConfigError, parse_modes, parse_token_csv
 from bus import NatsAuth, StreamMismatch, redact_url
+from projections import DEFAULT_POLICY
 
+from ._commands import add_commands
+from ._commands import run as run_command
 from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
 from ._pki import ensure_pki, ensure_service_account_key, issue_cert, write_kubeconfig
 from ._server import serve
-from ._settings import Settings, TracingConfigError, load_tracing_config
+from ._settings import Settings, TracingConfigError, load_audit_policy, load_tracing_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tracing-config-file", default=None,
                    help="a TracingConfiguration (apiserver.config.k8s.io): OpenTelemetry traces to an "
                         "OTLP/HTTP endpoint at samplingRatePerMillion (default: no tracing)")
+    s.add_argument("--audit-policy-file", default=None,
+                   help="an audit.k8s.io/v1 Policy (default: secrets, configmaps, token requests and reviews at "
+                        "Metadata, reads at Metadata, other requests at RequestResponse)")
+    s.add_argument("--audit-max-age", type=float, default=7 * 24 * 3600.0, metavar="SECONDS",
+                   help="how long the audit stream keeps reads and denials (writes are audited from the log)")
+    s.add_argument("--audit-max-bytes", type=int, default=1 << 30, help="the audit stream's size bound")
+    s.add_argument("--audit-queue-size", type=int, default=10_000,
+                   help="audit records waiting to be written; when full, reads are dropped and counted")
     s.add_argument("--insecure-port", type=int, default=None, help="also serve plain HTTP here (tokens required)")
     s.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: DATA_DIR/kubeconfig)")
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
@@ -109,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--days", type=int, default=365, help="validity in days (default: 365)")
     u.add_argument("--data-dir", default=".jetkube", help="where the CA is (DATA_DIR/pki)")
     u.add_argument("--out-dir", default=".", help="where to write NAME.crt and NAME.key (default: .)")
+
+    add_commands(sub)  # history, get --at, audit: API clients (gateway/_commands.py)
     return p
 
 
@@ -211,7 +224,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         modes = parse_modes(args.authorization_mode)
     except ValueError as e:
         raise SystemExit(f"jetkube serve: --authorization-mode: {e}") from None
-    return Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
+    try:
+        policy = load_audit_policy(args.audit_policy_file) if args.audit_policy_file else DEFAULT_POLICY
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"jetkube serve: --audit-policy-file {e}") from None
+    if args.audit_max_age < 60:
+        raise SystemExit("jetkube serve: --audit-max-age must be at least 60 seconds")
+    return Settings(audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
+                    audit_queue=args.audit_queue_size, data_dir=args.data_dir, host=args.host, port=args.port,
+                    nats_url=args.nats_url,
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,
                     client_ca_file=args.client_ca_file, anonymous_auth=args.anonymous_auth,
                     authentication_config=args.authentication_config,
@@ -231,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.log_level, "text", "errors")
         trio.run(_dev_cluster, args)
         return 0
+    if args.command in ("history", "audit", "get"):
+        return run_command(args)
     if args.command == "pki":
         for path in pki_init(Path(args.data_dir), sans=args.san, server=args.server, kubeconfig=args.kubeconfig,
                              probe_token_file=args.probe_token_file,

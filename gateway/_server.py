@@ -35,6 +35,7 @@ from projections import Projection, ProjectionSettings
 
 from . import _hypercorn_ext
 from ._app import Context, create_app
+from ._audit import AuditSink
 from ._pki import Pki, ensure_data_dir, ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._settings import AuthenticationSetup, Settings, issuer_keys, load_authentication_config
 
@@ -89,6 +90,11 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         bridge = await stack.enter_async_context(open_bridge(nats_url, auth=auth))
         log_ = await open_log(bridge, StreamConfig(name=settings.stream, prefix=settings.subject_prefix,
                                                    replicas=settings.stream_replicas))
+        audit_log = await open_log(bridge, StreamConfig(
+            name=f"{settings.stream}_AUDIT", prefix=f"{settings.subject_prefix}audit",
+            replicas=settings.stream_replicas, max_age_s=settings.audit_max_age_s,
+            max_bytes=settings.audit_max_bytes, duplicate_window_s=min(120.0, settings.audit_max_age_s)))
+        audit = AuditSink(audit_log, settings.audit_policy, queue_size=settings.audit_queue)
         projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,
                                                          watch_queue=settings.watch_queue,
                                                          bookmark_interval_s=settings.bookmark_interval_s))
@@ -102,7 +108,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
-            ctx = Context(settings, registry, pipeline, projection)
+            await nursery.start(audit.run)
+            ctx = Context(settings, registry, pipeline, projection, audit=audit)
             app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)))
             config = _hypercorn_ext.ClientCertConfig()  # requests client certificates
             config.bind = [f"{settings.host}:{settings.port}"]

@@ -10,6 +10,7 @@ import yaml
 
 from actors import AuthenticationConfigError
 from bus import NatsAuth
+from projections import DEFAULT_POLICY, Policy, parse_policy
 
 # The Kubernetes minor version we report: the schemas served are 1.33's (kubernetes-validate), and
 # gcloud's kubectl dispatcher runs kubectl.1.<minor>, which we test (1.27-1.33 all work).
@@ -19,6 +20,11 @@ KUBE_MINOR = "33"
 TRACING_API_VERSIONS = ("apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1",
                         "apiserver.config.k8s.io/v1alpha1")
 DEFAULT_OTLP_ENDPOINT = "localhost:4318"
+
+
+def load_audit_policy(path: str) -> Policy:
+    """An ``audit.k8s.io/v1`` Policy file (YAML or JSON); PolicyError or OSError if unusable."""
+    return parse_policy(yaml.safe_load(Path(path).read_text()))
 
 
 class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,6 +174,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # kube's --authorization-mode, in order (RBAC, AlwaysAllow, AlwaysDeny); system:masters first always.
     authorization_modes: tuple[str, ...] = ("RBAC",)
     tracing: TracingConfig | None = None  # --tracing-config-file; None: off (OpenTelemetry not imported)
+    # Audit (gateway/_audit.py): the policy (--audit-policy-file; default: projections' DEFAULT_POLICY),
+    # the audit stream's retention and the writer's queue.
+    audit_policy: Policy = DEFAULT_POLICY
+    audit_max_age_s: float = 7 * 24 * 3600.0
+    audit_max_bytes: int = 1 << 30
+    audit_queue: int = 10_000
 
     def version_info(self) -> dict[str, Any]:
         return {"major": "1", "minor": KUBE_MINOR, "gitVersion": f"v1.{KUBE_MINOR}.0-jetkube",

@@ -1,5 +1,18 @@
 """The read side: followers of the log that build queryable state, watches and views."""
 
+from ._audit import (
+    DEFAULT_POLICY,
+    Attributes,
+    Policy,
+    PolicyError,
+    level_and_stages,
+    now_micro,
+    parse_policy,
+    parse_time,
+    record_for_request,
+    record_from_event,
+    request_uri,
+)
 from ._errors import (
     BadContinue,
     ContinueExpired,
@@ -7,6 +20,7 @@ from ._errors import (
     ResourceVersionTooLarge,
     TooOldResourceVersion,
 )
+from ._history import MAX_HISTORY_PAGE, Revision, revisions, row_key
 from ._projection import ContinueNeedsHistory, ListResult, Projection, ProjectionSettings, decode_continue
 from ._rbac import RBAC_GROUP, Binding, RbacIndex, Rule, TenantRbac
 from ._selectors import (
@@ -23,9 +37,12 @@ from ._watch import BOOKMARK, WatchFilter, WatchStream
 __all__ = [
     "ADDED",
     "BOOKMARK",
+    "DEFAULT_POLICY",
     "DELETED",
+    "MAX_HISTORY_PAGE",
     "MODIFIED",
     "RBAC_GROUP",
+    "Attributes",
     "BadContinue",
     "Binding",
     "Change",
@@ -35,6 +52,8 @@ __all__ = [
     "FieldSelector",
     "LabelSelector",
     "ListResult",
+    "Policy",
+    "PolicyError",
     "Projection",
     "ProjectionError",
     "ProjectionSettings",
@@ -42,6 +61,7 @@ __all__ = [
     "ResourceState",
     "ResourceVersionTooLarge",
     "Rule",
+    "Revision",
     "SelectorError",
     "Store",
     "TenantRbac",
@@ -49,7 +69,16 @@ __all__ = [
     "WatchFilter",
     "WatchStream",
     "decode_continue",
+    "level_and_stages",
+    "now_micro",
     "parse_field_selector",
     "parse_int64",
     "parse_label_selector",
+    "parse_policy",
+    "parse_time",
+    "record_for_request",
+    "record_from_event",
+    "request_uri",
+    "revisions",
+    "row_key",
 ]
