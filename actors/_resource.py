@@ -248,7 +248,7 @@ class ResourceCore:
             time=now_rfc3339(),
             actor=EventActor(user=user.name if user else "", groups=tuple(user.groups) if user else (),
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
-                             source=req.source),
+                             source=req.source, impersonator=user.impersonator if user else ""),
             labels=labels, fields=fields, subresource=req.subresource)
         subject = self.log.subject(key)
         with current_child(self.spans, "log append"):
