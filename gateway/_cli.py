@@ -21,7 +21,13 @@ from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
 from ._pki import ensure_pki, ensure_service_account_key, issue_cert, write_kubeconfig
 from ._server import serve
-from ._settings import Settings, TracingConfigError, load_audit_policy, load_tracing_config
+from ._settings import (
+    Settings,
+    TracingConfigError,
+    load_audit_policy,
+    load_encryption_config,
+    load_tracing_config,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tracing-config-file", default=None,
                    help="a TracingConfiguration (apiserver.config.k8s.io): OpenTelemetry traces to an "
                         "OTLP/HTTP endpoint at samplingRatePerMillion (default: no tracing)")
+    s.add_argument("--encryption-provider-config", default=None, metavar="FILE",
+                   help="kube's EncryptionConfiguration (apiserver.config.k8s.io/v1): the listed resources "
+                        "(e.g. secrets) are stored encrypted (aesgcm or aescbc keys; identity) in the log")
     s.add_argument("--audit-policy-file", default=None,
                    help="an audit.k8s.io/v1 Policy (default: secrets, configmaps, token requests and reviews at "
                         "Metadata, reads at Metadata, other requests at RequestResponse)")
@@ -228,9 +237,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         policy = load_audit_policy(args.audit_policy_file) if args.audit_policy_file else DEFAULT_POLICY
     except (OSError, ValueError) as e:
         raise SystemExit(f"jetkube serve: --audit-policy-file {e}") from None
+    try:
+        encryption = load_encryption_config(args.encryption_provider_config) \
+            if args.encryption_provider_config else None
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"jetkube serve: --encryption-provider-config {e}") from None
     if args.audit_max_age < 60:
         raise SystemExit("jetkube serve: --audit-max-age must be at least 60 seconds")
-    return Settings(audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
+    return Settings(encryption=encryption, audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
                     audit_queue=args.audit_queue_size, data_dir=args.data_dir, host=args.host, port=args.port,
                     nats_url=args.nats_url,
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,

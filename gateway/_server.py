@@ -89,7 +89,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             auth = NatsAuth()  # the embedded server's credentials are in its URL
         bridge = await stack.enter_async_context(open_bridge(nats_url, auth=auth))
         log_ = await open_log(bridge, StreamConfig(name=settings.stream, prefix=settings.subject_prefix,
-                                                   replicas=settings.stream_replicas))
+                                                   replicas=settings.stream_replicas),
+                              encryption=settings.encryption)
         audit_log = await open_log(bridge, StreamConfig(
             name=f"{settings.stream}_AUDIT", prefix=f"{settings.subject_prefix}audit",
             replicas=settings.stream_replicas, max_age_s=settings.audit_max_age_s,
