@@ -19,7 +19,8 @@ from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler
 from ._auth import TokenAuthenticator, authenticate_request, authz_handler
-from ._controllers import Controllers
+from ._controllers import SYSTEM_USER, Controllers
+from ._gc import GarbageCollector
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
 from ._runtime import Actor, Stage
@@ -59,6 +60,7 @@ class Pipeline:
         self.core.spans = spans
         self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem)
                             if run_controllers else None)
+        self.gc = GarbageCollector(projection, registry, self.resource, SYSTEM_USER) if run_controllers else None
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(verify_token(token, self.reviews_core.key), self.projection)
@@ -95,5 +97,7 @@ class Pipeline:
             if self.controllers is not None:
                 await self.controllers.bootstrap()
                 await nursery.start(self.controllers.run)
+            if self.gc is not None:
+                await nursery.start(self.gc.run)
             task_status.started()
         raise AssertionError("unreachable")  # pragma: no cover

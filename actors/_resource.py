@@ -44,6 +44,7 @@ from kinds._fieldvalidation import (
     type_errors,
     unknown_fields,
 )
+from kinds._gc import default_propagation, delete_options_conflict, deletion_finalizers
 from kinds._strategy import strategy_for
 from kinds._validation import validate_field_manager
 from projections import (
@@ -523,7 +524,19 @@ class ResourceCore:
         pre = opts.get("preconditions")
         if pre is not None and not isinstance(pre, dict):
             raise BadRequest("preconditions must be an object")
+        conflict = delete_options_conflict(opts)
+        if conflict is not None:
+            raise invalid("DeleteOptions", "", [Cause("FieldValueInvalid", f'Invalid value: "{pol}": {conflict}',
+                                                      "propagationPolicy")], group="meta.k8s.io")
         return opts
+
+    @staticmethod
+    def _gc_finalizers(rdef: ResourceDef, meta: dict[str, Any], opts: dict[str, Any]) -> list[str] | None:
+        """The object's finalizers after this DELETE's propagation policy (the garbage collector's
+        ``orphan`` / ``foregroundDeletion``), or None when they stay as they are."""
+        current = list(meta.get("finalizers") or [])
+        new = deletion_finalizers(current, opts, default_propagation(rdef))
+        return None if new is current else new
 
     async def delete(self, req: Request) -> WriteResult:
         rdef = req.rdef
@@ -550,10 +563,21 @@ class ResourceCore:
                                                     f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                                     f"{entry.seq}")
             final_uid = meta.get("uid", "")
+            finalizers = self._gc_finalizers(rdef, meta, opts)
+            if finalizers is not None:
+                if finalizers:
+                    meta["finalizers"] = finalizers
+                else:
+                    meta.pop("finalizers", None)
             pending = is_namespace or bool(meta.get("finalizers"))
-            if pending:
-                if meta.get("deletionTimestamp"):
+            if meta.get("deletionTimestamp"):
+                # Already being deleted: only the GC finalizers may change (a second DELETE with
+                # another policy); with none left, the object goes now.
+                if finalizers is None:
                     return _NoChange(entry)
+                meta.pop("resourceVersion", None)
+                return ("put", old) if pending else ("delete", old)
+            if pending:
                 meta["deletionTimestamp"] = now_rfc3339()
                 meta["deletionGracePeriodSeconds"] = 0
                 meta.pop("resourceVersion", None)
