@@ -30,6 +30,7 @@ from kinds._fieldvalidation import (
     yaml_strict_error,
 )
 
+from ._allocation import AllocationSettings, Allocators
 from ._auth import TokenAuthenticator, authorize, parse_token_csv
 from ._controllers import SYSTEM_USER, Controllers
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
@@ -51,6 +52,8 @@ __all__ = [
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
     "Actor",
+    "AllocationSettings",
+    "Allocators",
     "Allowed",
     "AlreadyExists",
     "ApiError",

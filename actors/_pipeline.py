@@ -8,6 +8,7 @@ and one hop per request."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import NoReturn
 
 import msgspec
@@ -18,6 +19,7 @@ from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler
+from ._allocation import AllocationSettings
 from ._auth import TokenAuthenticator, authenticate_request, authz_handler
 from ._controllers import SYSTEM_USER, Controllers
 from ._gc import GarbageCollector
@@ -34,10 +36,12 @@ class Pipeline:
 
     def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
                  signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
-                 run_controllers: bool = True, spans: Spans | None = None) -> None:
+                 run_controllers: bool = True, spans: Spans | None = None,
+                 allocation: AllocationSettings | None = None,
+                 api_endpoint: tuple[str, int] = ("127.0.0.1", 6443)) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
-        self.core = ResourceCore(log, projection, admit=lifecycle.admit)
+        self.core = ResourceCore(log, projection, admit=lifecycle.admit, allocation=allocation)
         self.reviews_core = ReviewCore(projection, registry, signing_key)
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
@@ -58,9 +62,15 @@ class Pipeline:
         for a in self.actors:
             a.spans = spans
         self.core.spans = spans
-        self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem)
+        self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem,
+                                        api_endpoint=api_endpoint, first_ip=self.core.allocators.ips.address(0))
                             if run_controllers else None)
         self.gc = GarbageCollector(projection, registry, self.resource, SYSTEM_USER) if run_controllers else None
+
+    @staticmethod
+    def _system_request() -> Request:
+        return Request(verb="repair", user=SYSTEM_USER, audit_id="allocation-repair",
+                       user_agent="jetkube-controller-manager/repair")
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(verify_token(token, self.reviews_core.key), self.projection)
@@ -99,5 +109,6 @@ class Pipeline:
                 await nursery.start(self.controllers.run)
             if self.gc is not None:
                 await nursery.start(self.gc.run)
+                await nursery.start(partial(self.core.allocators.run_repair, self._system_request()))
             task_status.started()
         raise AssertionError("unreachable")  # pragma: no cover

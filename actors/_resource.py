@@ -24,6 +24,7 @@ from bus import (
 )
 from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_with_rv_slot, object_bytes
 from kinds import ResourceDef, definitions, field_value, patch_schema, schema_for
+from kinds._allocation import allocation_hook_for
 from kinds._errors import (
     AlreadyExists,
     ApiError,
@@ -56,6 +57,7 @@ from projections import (
     parse_int64,
 )
 
+from ._allocation import AllocationSettings, Allocators
 from ._managed import manager_from_user_agent, record_update
 from ._patch import (
     MalformedPatch,
@@ -109,7 +111,8 @@ class ResourceCore:
     """Write logic; the actor's handler is :meth:`handle`."""
 
     def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32,
-                 admit: Callable[[Request], Awaitable[None]] | None = None) -> None:
+                 admit: Callable[[Request], Awaitable[None]] | None = None,
+                 allocation: AllocationSettings | None = None) -> None:
         self.log = log
         self.projection = projection
         self.max_retries = max_retries
@@ -118,6 +121,9 @@ class ResourceCore:
         self.admit = admit
         #: Tracing (None: off): the log append is a span, a child of this actor's stage span.
         self.spans: Spans | None = None
+        #: Claims of cluster-unique values for kinds that hold them (a Service's cluster IP and
+        #: node ports), made and released around the object's own append.
+        self.allocators = Allocators(projection, self._append, allocation or AllocationSettings())
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -312,14 +318,27 @@ class ResourceCore:
         strategy.prepare_for_create(obj)
         self._validate(req, obj, None)
         record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now)
-        name = meta["name"]
+        txn = await self.allocators.begin(req, "put", obj, None, dry=self._dry_run(req))
         if self._dry_run(req):
             return WriteResult(201, _json.encode(obj), warnings)
+        try:
+            data = await self._create_append(req, obj)
+        except BaseException:
+            await txn.abort()  # a failed create leaks nothing it claimed
+            raise
+        await txn.commit()
+        return WriteResult(201, data, warnings)
+
+    async def _create_append(self, req: Request, obj: dict[str, Any]) -> bytes:
+        """Append a new object: over nothing, or over the subject's tombstone."""
+        rdef = req.rdef
+        assert rdef is not None
+        name = obj["metadata"]["name"]
         key = self.key(req, name)
         expected = 0
         for attempt in range(self.max_retries):
             try:
-                return WriteResult(201, await self._append(req, key, "put", obj, expected, attempt), warnings)
+                return await self._append(req, key, "put", obj, expected, attempt)
             except WrongLastSequence as e:
                 # The subject has history: a live object (409), or a tombstone to create over.
                 await self.projection.wait_for(e.current)
@@ -365,17 +384,32 @@ class ResourceCore:
                     continue
                 return 200, decision.entry.data, "none"
             etype, new = decision
+            txn = await self.allocators.begin(req, etype, new, obj, dry=self._dry_run(req))
             if self._dry_run(req):
                 return 200, _json.encode(new), etype
             expected = 0 if entry is None else entry.seq
             try:
-                return 200, await self._append(req, key, etype, new, expected, attempt), etype
+                data = await self._append(req, key, etype, new, expected, attempt)
             except WrongLastSequence as e:
+                await txn.abort()
                 if precondition_seq is not None:
                     raise self.conflict(rdef, key.name) from None
                 await self.projection.wait_for(e.current)
                 entry = self.projection.get(key)
+                continue
+            except BaseException:
+                await txn.abort()
+                raise
+            await txn.commit()
+            return 200, data, etype
         raise self.conflict(rdef, key.name)
+
+    @staticmethod
+    def _carry_allocated(rdef: ResourceDef, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """Kinds that hold allocated values keep those an update leaves out (before validation)."""
+        hook = allocation_hook_for(rdef)
+        if hook is not None:
+            hook.carry(new, old)
 
     def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any]) -> Decision:
         """Carry server-owned fields from ``old`` into ``new``; validate; spot finalization."""
@@ -395,6 +429,7 @@ class ResourceCore:
         nm.pop("resourceVersion", None)
         strategy = strategy_for(rdef)
         strategy.prepare_for_update(new, old)
+        self._carry_allocated(rdef, new, old)
         if strategy.has_generation:
             changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != \
                 {k: v for k, v in old.items() if k not in ("metadata", "status")}

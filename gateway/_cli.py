@@ -13,6 +13,7 @@ import trio
 
 from actors import parse_token_csv
 from bus import NatsAuth, StreamMismatch, redact_url
+from kinds._allocation import IPRange, PortRange
 
 from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
@@ -51,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shutdown-delay-duration", type=float, default=0.0, metavar="SECONDS",
                    help="after SIGTERM, keep serving with /readyz answering 503 this long before the listeners "
                         "close (as kube's flag: give the load balancer's health check time to notice)")
+    s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
+                   help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
+    s.add_argument("--service-node-port-range", default="30000-32767",
+                   help="ports for NodePort Services, <first>-<last> inclusive")
     s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
     s.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
@@ -163,12 +168,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tracing = load_tracing_config(args.tracing_config_file) if args.tracing_config_file else None
     except TracingConfigError as e:
         raise SystemExit(f"jetkube serve: --tracing-config-file {e}") from None
+    try:
+        IPRange(args.service_cluster_ip_range)
+        PortRange(args.service_node_port_range)
+    except ValueError as e:
+        raise SystemExit(f"jetkube serve: {e}") from None
     return Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
                     tenancy_by_path=args.tenancy_by_path, shutdown_delay_s=args.shutdown_delay_duration,
-                    log_level=args.log_level,
+                    log_level=args.log_level, service_cluster_ip_range=args.service_cluster_ip_range,
+                    service_node_port_range=args.service_node_port_range,
                     log_format=args.log_format, request_log=args.request_log)
 
 

@@ -20,7 +20,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from actors import Pipeline, SigningKey, TokenAuthenticator, UserInfo, parse_token_csv
+from actors import AllocationSettings, Pipeline, SigningKey, TokenAuthenticator, UserInfo, parse_token_csv
 from bus import NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
 from kinds import Registry
 from projections import Projection, ProjectionSettings
@@ -78,7 +78,10 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         async with trio.open_nursery() as nursery:
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, TokenAuthenticator(tokens), signing_key,
-                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing)
+                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing,
+                                allocation=AllocationSettings(settings.service_cluster_ip_range,
+                                                              settings.service_node_port_range),
+                                api_endpoint=(settings.host, settings.port or 6443))
             await nursery.start(pipeline.run)
             ctx = Context(settings, registry, pipeline, projection)
             app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)))

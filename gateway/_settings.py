@@ -99,6 +99,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Which requests get kube's per-request line: all (kube at -v=3), errors (5xx) or none. kube
     # logs none at its default verbosity, and logs what fails on the server's side.
     request_log: str = "errors"
+    # kube-apiserver's --service-cluster-ip-range and --service-node-port-range: where Services'
+    # cluster IPs (the first address is the `kubernetes` service's) and node ports come from.
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    service_node_port_range: str = "30000-32767"
     tracing: TracingConfig | None = None  # --tracing-config-file; None: off (OpenTelemetry not imported)
 
     def version_info(self) -> dict[str, Any]:

@@ -55,6 +55,10 @@ BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",)),
     ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),
                 subresources={"token": ("create",)}),
+    # Minimal Service definition for cluster IP / node port allocation (issue 11, fix-gc); the
+    # workload-kinds branch brings the full one: keep that one at merge.
+    ResourceDef("", "v1", "Service", "services", "service", True, ("svc",), categories=("all",),
+                subresources={"status": ("get", "patch", "update")}),
     ResourceDef("", "v1", "Event", "events", "event", True, ("ev",),
                 field_selectors=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
                                  "involvedObject.uid", "involvedObject.apiVersion",

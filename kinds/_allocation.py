@@ -1,0 +1,302 @@
+"""Kinds that hold allocated values (a Service's cluster IPs and node ports): what a write asks
+for and where the answers go. Pure functions; the allocators that claim values on the log are
+actors/_allocation.py.
+
+A kind declares it allocates by having a hook here (:func:`allocation_hook_for`), keyed by its
+definition; the resource actor asks for the hook, never for the kind by name. The ranges are the
+apiserver's flags, parsed once into :class:`IPRange` and :class:`PortRange` (stdlib ``ipaddress``);
+both keep kube's bitmap allocator's split: dynamic allocation starts in the upper band, leaving
+the lower band (the first ``offset`` values) for addresses users ask for by value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from random import Random
+from typing import Any
+
+from ._defs import ResourceDef
+from ._errors import Cause, invalid
+from ._validation import _invalid
+
+IPFamily = "IPv4"
+
+
+def _range_offset(size: int, *, lo: int, hi: int, step: int) -> int:
+    """kube's ``calculateRangeOffset``: the size of the static band at the start of a range."""
+    if size < lo:
+        return 0
+    return max(lo, min(hi, size // step))
+
+
+class _Range:
+    size: int
+    offset: int
+
+    def candidates(self, rng: Random) -> Iterator[int]:
+        """Indexes to try for a dynamic allocation, each once: the upper band from a random start
+        (wrapping), then the lower band likewise (kube's randomScanStrategyWithOffset)."""
+        upper = self.size - self.offset
+        if upper > 0:
+            start = rng.randrange(upper)
+            for i in range(upper):
+                yield self.offset + (start + i) % upper
+        if self.offset > 0:
+            start = rng.randrange(self.offset)
+            for i in range(self.offset):
+                yield (start + i) % self.offset
+
+
+class IPRange(_Range):
+    """The allocatable addresses of ``--service-cluster-ip-range``: the network without its
+    network and broadcast addresses. Index 0 is the first address (the ``kubernetes`` service's)."""
+
+    def __init__(self, cidr: str) -> None:
+        try:
+            net = ipaddress.ip_network(cidr, strict=True)
+        except ValueError as e:
+            raise ValueError(f"--service-cluster-ip-range {cidr!r}: {e}") from None
+        if not isinstance(net, ipaddress.IPv4Network):
+            raise ValueError(  # noqa: TRY004 (a bad flag value, not a wrong type)
+                f"--service-cluster-ip-range {cidr!r}: only IPv4 (single-stack) is served")
+        if net.prefixlen < 12:
+            raise ValueError(f"--service-cluster-ip-range {cidr!r} is too large; for 32-bit addresses, the mask "
+                             f"must be >= 12")
+        if net.prefixlen > 30:
+            raise ValueError(f"--service-cluster-ip-range {cidr!r} is too small: it leaves no address to allocate")
+        self.network = net
+        self.size = net.num_addresses - 2
+        self.offset = _range_offset(self.size, lo=16, hi=256, step=16)
+
+    def __str__(self) -> str:
+        return str(self.network)
+
+    def address(self, index: int) -> str:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return str(self.network.network_address + 1 + index)
+
+    def index(self, ip: str) -> int | None:
+        """The index of ``ip`` in the range, None when outside it (or the network/broadcast)."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        if addr.version != 4 or addr not in self.network:
+            return None
+        i = int(addr) - int(self.network.network_address) - 1
+        return i if 0 <= i < self.size else None
+
+
+class PortRange(_Range):
+    """``--service-node-port-range``: ``base-last`` inclusive (or ``base+size``)."""
+
+    def __init__(self, spec: str) -> None:
+        try:
+            if "+" in spec:
+                b, n = spec.split("+", 1)
+                base, size = int(b), int(n) + 1
+            else:
+                b, _, e = spec.partition("-")
+                base, size = int(b), int(e or b) - int(b) + 1
+        except ValueError:
+            raise ValueError(f"--service-node-port-range {spec!r}: expected <first>-<last>") from None
+        if not (0 < base <= 65535 and 0 < size and base + size - 1 <= 65535):
+            raise ValueError(f"--service-node-port-range {spec!r}: not a range of ports")
+        self.base, self.size = base, size
+        self.offset = _range_offset(size, lo=16, hi=128, step=32)
+
+    def __str__(self) -> str:
+        return f"{self.base}-{self.base + self.size - 1}"
+
+    def port(self, index: int) -> int:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return self.base + index
+
+    def index(self, port: int) -> int | None:
+        i = port - self.base
+        return i if 0 <= i < self.size else None
+
+
+@dataclass
+class Wants:
+    """What one write of an object asks of the allocators. ``ips``: requested cluster IPs ("" for
+    any); ``ports``: per port index, the requested node port (0 for any); ports sharing a port
+    number share one node port (kube's ``svcPortToNodePort``)."""
+
+    ips: list[str] = field(default_factory=list)
+    ports: dict[int, int] = field(default_factory=dict)
+
+
+class AllocationHook:
+    """The kind's side of allocation: normalise the write, say what it wants, and fill in what was
+    allocated. Implementations are pure."""
+
+    def wants(self, new: dict[str, Any], old: dict[str, Any] | None) -> Wants:  # pragma: no cover
+        raise NotImplementedError
+
+    def fill(self, new: dict[str, Any], ips: list[str], ports: dict[int, int]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def carry(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """Before an update is validated: keep the allocated values the update leaves out."""
+
+    def held(self, obj: dict[str, Any] | None) -> tuple[set[str], set[int]]:  # pragma: no cover
+        raise NotImplementedError
+
+
+_NEEDS_NODE_PORTS = ("NodePort", "LoadBalancer")
+
+
+def _spec(obj: dict[str, Any] | None) -> dict[str, Any]:
+    spec = (obj or {}).get("spec")
+    return spec if isinstance(spec, dict) else {}
+
+
+def _ports(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    ports = spec.get("ports")
+    return [p for p in ports if isinstance(p, dict)] if isinstance(ports, list) else []
+
+
+def _needs_node_ports(spec: dict[str, Any]) -> bool:
+    t = spec.get("type") or "ClusterIP"
+    return t == "NodePort" or (t == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is not False)
+
+
+class ServiceAllocation(AllocationHook):
+    """A core/v1 Service: one IPv4 cluster IP (single-stack), node ports for NodePort and
+    LoadBalancer services; the IP family fields as kube sets them on a single-stack cluster."""
+
+    def wants(self, new: dict[str, Any], old: dict[str, Any] | None) -> Wants:
+        spec = new.get("spec")
+        if not isinstance(spec, dict):
+            spec = new["spec"] = {}
+        name = (new.get("metadata") or {}).get("name", "")
+        old_spec = _spec(old)
+        stype = spec.get("type") or "ClusterIP"
+        out = Wants()
+        if stype == "ExternalName":
+            for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy") if old is not None and \
+                    (old_spec.get("type") or "ClusterIP") != "ExternalName" else ():
+                spec.pop(f, None)  # kube drops the allocated fields when a service becomes ExternalName
+            return out
+        ips = self._requested_ips(spec, old_spec if (old_spec.get("type") or "ClusterIP") != "ExternalName" else {})
+        causes = self._check_families(spec, ips)
+        if causes:
+            raise invalid("Service", name, causes)
+        if ips == ["None"]:
+            spec["clusterIP"], spec["clusterIPs"] = "None", ["None"]
+            if not spec.get("ipFamilyPolicy"):
+                spec["ipFamilyPolicy"] = "SingleStack" if spec.get("selector") else "RequireDualStack"
+        else:
+            out.ips = ips or [""]
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("ipFamilies", [IPFamily])
+        if _needs_node_ports(spec):
+            out.ports = self._requested_ports(spec, old_spec if _needs_node_ports(old_spec) else {})
+        elif old is not None and _needs_node_ports(old_spec):
+            # Leaving NodePort/LoadBalancer: the node ports the old service held go (dropTypeDependentFields).
+            held = {p.get("nodePort") for p in _ports(old_spec)}
+            for p in _ports(spec):
+                if p.get("nodePort") in held:
+                    p.pop("nodePort", None)
+        return out
+
+    @staticmethod
+    def _requested_ips(spec: dict[str, Any], old_spec: dict[str, Any]) -> list[str]:
+        ips = spec.get("clusterIPs")
+        ip = spec.get("clusterIP")
+        if isinstance(ips, list) and ips:
+            return [str(v) for v in ips]
+        if isinstance(ip, str) and ip:
+            return [ip]
+        carried = old_spec.get("clusterIPs")  # an update that leaves them out keeps them (patchAllocatedValues)
+        return [str(v) for v in carried] if isinstance(carried, list) and carried else []
+
+    @staticmethod
+    def _check_families(spec: dict[str, Any], ips: list[str]) -> list[Cause]:
+        causes: list[Cause] = []
+        policy = spec.get("ipFamilyPolicy")
+        headless = ips == ["None"]
+        if policy == "RequireDualStack" and not (headless and not spec.get("selector")):
+            causes.append(_invalid("spec.ipFamilyPolicy", policy,
+                                   "this cluster is not configured for dual-stack services"))
+        fams = spec.get("ipFamilies")
+        if isinstance(fams, list):
+            for i, fam in enumerate(fams):
+                if fam != IPFamily:
+                    causes.append(_invalid(f"spec.ipFamilies[{i}]", fam, "not configured on this cluster"))
+        if len(ips) > 1:
+            causes.append(_invalid("spec.clusterIPs", ips, "this cluster is not configured for dual-stack services"))
+        elif ips and not headless:
+            try:
+                if ipaddress.ip_address(ips[0]).version != 4:
+                    causes.append(_invalid("spec.clusterIPs[0]", ips[0], "not configured on this cluster"))
+            except ValueError:
+                causes.append(_invalid("spec.clusterIPs[0]", ips[0],
+                                       "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+        return causes
+
+    @staticmethod
+    def _requested_ports(spec: dict[str, Any], old_spec: dict[str, Any]) -> dict[int, int]:
+        old_by = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort") for p in _ports(old_spec)}
+        out: dict[int, int] = {}
+        for i, p in enumerate(_ports(spec)):
+            np = p.get("nodePort")
+            if not isinstance(np, int) or isinstance(np, bool) or np == 0:
+                carried = old_by.get((p.get("port"), p.get("protocol") or "TCP"))
+                np = carried if isinstance(carried, int) else 0
+            out[i] = np
+        return out
+
+    def carry(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """kube's ``patchAllocatedValues``: an update that leaves out the cluster IPs, the IP family
+        fields or a port's node port keeps the old ones (kubectl apply and edit rely on it)."""
+        spec, old_spec = new.get("spec"), _spec(old)
+        if not isinstance(spec, dict):
+            return
+        if (spec.get("type") or "ClusterIP") == "ExternalName" or \
+                (old_spec.get("type") or "ClusterIP") == "ExternalName":
+            return
+        if not spec.get("clusterIPs") and (not spec.get("clusterIP") or spec.get("clusterIP") == old_spec.get(
+                "clusterIP")):
+            for f in ("clusterIP", "clusterIPs"):
+                if f in old_spec:
+                    spec[f] = old_spec[f]
+        for f in ("ipFamilies", "ipFamilyPolicy"):
+            if not spec.get(f) and f in old_spec:
+                spec[f] = old_spec[f]
+        if _needs_node_ports(spec) and _needs_node_ports(old_spec):
+            old_by = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort") for p in _ports(old_spec)}
+            for p in _ports(spec):
+                if not p.get("nodePort") and old_by.get((p.get("port"), p.get("protocol") or "TCP")):
+                    p["nodePort"] = old_by[(p.get("port"), p.get("protocol") or "TCP")]
+
+    def fill(self, new: dict[str, Any], ips: list[str], ports: dict[int, int]) -> None:
+        spec = new["spec"]
+        if ips:
+            spec["clusterIP"], spec["clusterIPs"] = ips[0], list(ips)
+        plist = _ports(spec)
+        for i, port in ports.items():
+            plist[i]["nodePort"] = port
+
+    def held(self, obj: dict[str, Any] | None) -> tuple[set[str], set[int]]:
+        spec = _spec(obj)
+        if (spec.get("type") or "ClusterIP") == "ExternalName":
+            return set(), set()
+        ips = {str(v) for v in spec.get("clusterIPs") or [] if v != "None"} if isinstance(
+            spec.get("clusterIPs"), list) else set()
+        ports = {p["nodePort"] for p in _ports(spec) if isinstance(p.get("nodePort"), int) and p["nodePort"]} \
+            if _needs_node_ports(spec) else set()
+        return ips, ports
+
+
+_HOOKS: dict[tuple[str, str], AllocationHook] = {("", "services"): ServiceAllocation()}
+
+
+def allocation_hook_for(rdef: ResourceDef) -> AllocationHook | None:
+    """The kind's allocation hook, or None for kinds that allocate nothing."""
+    return _HOOKS.get((rdef.group, rdef.plural))
