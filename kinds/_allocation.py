@@ -183,8 +183,14 @@ class ServiceAllocation(AllocationHook):
                     (old_spec.get("type") or "ClusterIP") != "ExternalName" else ():
                 spec.pop(f, None)  # kube drops the allocated fields when a service becomes ExternalName
             return out
-        ips = self._requested_ips(spec, old_spec if (old_spec.get("type") or "ClusterIP") != "ExternalName" else {})
+        was_external = (old_spec.get("type") or "ClusterIP") == "ExternalName"
+        ips = self._requested_ips(spec, old_spec if not was_external else {})
         causes = self._check_families(spec, ips)
+        old_ips = old_spec.get("clusterIPs") or ([old_spec["clusterIP"]] if old_spec.get("clusterIP") else [])
+        if old is not None and not was_external and old_ips and ips != old_ips:
+            # ValidateServiceUpdate: the cluster IP of a service that has one never changes.
+            causes.append(_invalid("spec.clusterIP", spec.get("clusterIP") or (ips[0] if ips else ""),
+                                   "field is immutable"))
         if causes:
             raise invalid("Service", name, causes)
         if ips == ["None"]:

@@ -104,3 +104,14 @@ def test_service_update_carries_and_releases() -> None:
     ext = svc(type="ExternalName", externalName="x", clusterIP="10.96.0.9", clusterIPs=["10.96.0.9"])
     h.wants(ext, old)
     assert h.held(ext) == (set(), set()) and "clusterIP" not in ext["spec"]
+
+
+def test_cluster_ip_is_immutable() -> None:
+    h = ServiceAllocation()
+    old = svc(clusterIP="10.96.0.9", clusterIPs=["10.96.0.9"])
+    with pytest.raises(Invalid) as e:
+        h.wants(svc(clusterIP="10.96.0.8", clusterIPs=["10.96.0.8"]), old)
+    assert e.value.message == 'Service "s" is invalid: spec.clusterIP: Invalid value: "10.96.0.8": field is immutable'
+    assert h.wants(svc(clusterIP="10.96.0.9"), old).ips == ["10.96.0.9"]
+    # From ExternalName a service gets a new address.
+    assert h.wants(svc(), svc(type="ExternalName", externalName="x")).ips == [""]
