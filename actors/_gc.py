@@ -90,7 +90,7 @@ def _might_matter(data: bytes) -> bool:
 
 class GarbageCollector:
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], user: UserInfo, *,
-                 queue_size: int = 50_000, resync_s: float = 30.0, retry_s: float = 1.0) -> None:
+                 queue_size: int = 50_000, resync_s: float = 60.0, retry_s: float = 1.0) -> None:
         self.projection = projection
         self.registry = registry
         self.resource = resource

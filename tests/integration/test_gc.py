@@ -184,6 +184,19 @@ async def test_cluster_scoped_owner_stale_uid_and_invalid_refs(start_server: Sta
                 "name": "gc-bad-ref", "ownerReferences": [{**ref(live), "uid": "11111111-0000-0000-0000-000000000000"}]}})
             assert r.status_code == 201, r.text
             await wait_names(api, "cs1", "stale", set())
+            # A Secret owning ConfigMaps; a reference to it from another namespace is to an absent
+            # owner there (kube looks for a namespaced owner in the dependent's namespace only).
+            r = await api.post("/api/v1/namespaces/cs1/secrets", json={"metadata": {"name": "sec"},
+                                                                      "stringData": {"a": "b"}})
+            assert r.status_code == 201, r.text
+            sec = r.json()
+            for i in range(3):
+                await make_cm(api, "cs1", f"sec{i}", ref(sec))
+            await make_cm(api, "cs2", "sec-elsewhere", ref(sec))
+            await wait_names(api, "cs2", "sec", set())
+            assert await names(api, "cs1", "sec") == {"sec0", "sec1", "sec2"}
+            assert (await api.delete("/api/v1/namespaces/cs1/secrets/sec")).status_code == 200
+            await wait_names(api, "cs1", "sec", set())
             r = await api.delete("/apis/rbac.authorization.k8s.io/v1/clusterroles/gc-owner")
             assert r.status_code == 200, r.text
             for ns in ("cs1", "cs2"):
@@ -208,15 +221,45 @@ async def test_two_gateways_collect_together(start_server: StartServer) -> None:
             async def delete(api: httpx.AsyncClient, name: str, policy: str) -> None:
                 r = await api.delete(CM.format(ns="two") + f"/{name}", params={"propagationPolicy": policy})
                 assert r.status_code == 200, r.text
+
+            rv = (await api_a.get(CM.format(ns="two"))).json()["metadata"]["resourceVersion"]
+            events: list[tuple[str, str]] = []
+            marker_seen = trio.Event()
+
+            async def watch() -> None:
+                async with client_for(b) as w, w.stream(
+                        "GET", CM.format(ns="two") + f"?watch=1&resourceVersion={rv}") as r:
+                    async for line in r.aiter_lines():
+                        if not line:
+                            continue
+                        ev = json.loads(line)
+                        name = ev["object"]["metadata"]["name"]
+                        if name == "zz-marker":
+                            marker_seen.set()
+                            return
+                        if name != "kube-root-ca.crt":
+                            events.append((ev["type"], name))
+
             async with trio.open_nursery() as nursery:
-                for i in range(6):
-                    api = api_a if i % 2 else api_b
-                    nursery.start_soon(delete, api, f"o{i}", policies[i % 3])
-            orphaned = {f"d{i}-{j}" for i in range(6) if policies[i % 3] == "Orphan" for j in range(5)}
-            await wait_names(api_a, "two", "d", orphaned)
-            await wait_names(api_b, "two", "o", set())
-            for item in (await api_b.get(CM.format(ns="two"))).json()["items"]:
-                assert "ownerReferences" not in item["metadata"], item
+                nursery.start_soon(watch)
+                async with trio.open_nursery() as deletes:
+                    for i in range(6):
+                        deletes.start_soon(delete, api_a if i % 2 else api_b, f"o{i}", policies[i % 3])
+                orphaned = {f"d{i}-{j}" for i in range(6) if policies[i % 3] == "Orphan" for j in range(5)}
+                await wait_names(api_a, "two", "d", orphaned)
+                await wait_names(api_b, "two", "o", set())
+                for item in (await api_b.get(CM.format(ns="two"))).json()["items"]:
+                    assert "ownerReferences" not in item["metadata"], item
+                # Everything written up to a marker appended after the collectors were done.
+                await make_cm(api_a, "two", "zz-marker")
+                await marker_seen.wait()
+            # Each object written once by the two collectors together: 20 dependents deleted, 10
+            # orphaned (MODIFIED once), 2 Background owners deleted, 4 owners marked then deleted.
+            deps = sorted(t for t, n in events if n.startswith("d"))
+            assert deps == ["DELETED"] * 20 + ["MODIFIED"] * 10, events
+            owners = sorted((n, t) for t, n in events if n.startswith("o"))
+            assert owners == sorted([(f"o{i}", "DELETED") for i in range(6)]
+                                    + [(f"o{i}", "MODIFIED") for i in range(6) if policies[i % 3] != "Background"])
 
 
 async def test_collector_resumes_after_restart(start_server: StartServer, tmp_path: Path) -> None:
