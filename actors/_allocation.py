@@ -32,7 +32,7 @@ import trio
 
 from bus import BusError, Key, WrongLastSequence
 from kinds import ResourceDef
-from kinds._allocation import IPRange, PortRange, allocation_hook_for
+from kinds._allocation import IPRange, PortRange, allocating_resources, allocation_hook_for
 from kinds._errors import ApiError, Cause, InternalError, ServiceUnavailable, invalid
 from kinds._validation import _go_repr
 from projections import Projection, ResourceVersionTooLarge
@@ -193,7 +193,7 @@ class Allocators:
     def _port_key(self, req: Request, port: int) -> Key:
         return Key(req.tenant, NODEPORTS.group, NODEPORTS.plural, "", str(port))
 
-    def _record(self, rdef: ResourceDef, value: str, ns: str, name: str) -> dict[str, Any]:
+    def _record(self, rdef: ResourceDef, value: str, parent: tuple[str, str], ns: str, name: str) -> dict[str, Any]:
         from ._resource import now_rfc3339
 
         meta: dict[str, Any] = {"name": value, "uid": str(uuid.uuid4()), "creationTimestamp": now_rfc3339()}
@@ -201,12 +201,16 @@ class Allocators:
             meta["labels"] = {"ipaddress.kubernetes.io/ip-family": "IPv4",
                               "ipaddress.kubernetes.io/managed-by": _MANAGED_BY}
         return {"apiVersion": rdef.api_version, "kind": rdef.kind, "metadata": meta,
-                "spec": {"parentRef": {"group": "", "resource": "services", "namespace": ns, "name": name}}}
+                "spec": {"parentRef": {"group": parent[0], "resource": parent[1], "namespace": ns, "name": name}}}
 
     async def _claim(self, req: Request, txn: Txn, rdef: ResourceDef, value: str, ns: str, name: str,
-                     dry: bool) -> None:
-        """Append the value's record with CAS: expected 0, or the subject's last tombstone."""
+                     dry: bool, parent: tuple[str, str] | None = None) -> None:
+        """Append the value's record with CAS: expected 0, or the subject's last tombstone. The
+        record names its holder: ``parent`` (group, resource; default: the request's kind), ns, name."""
         key = Key(req.tenant, rdef.group, rdef.plural, "", value)
+        if parent is None:
+            assert req.rdef is not None
+            parent = (req.rdef.group, req.rdef.plural)
         if dry:
             if self.projection.get(key) is not None:
                 raise _Taken(value)
@@ -217,7 +221,7 @@ class Allocators:
             try:
                 # A fresh attempt number: a claim released and made again by the same request is a
                 # new append, never a duplicate of the first (Nats-Msg-Id).
-                await self.append(sub, key, "put", self._record(rdef, value, ns, name), expected,
+                await self.append(sub, key, "put", self._record(rdef, value, parent, ns, name), expected,
                                   secrets.randbits(40) + 1)
                 txn.claimed.append(key)
                 return
@@ -278,31 +282,56 @@ class Allocators:
     # ---- repair --------------------------------------------------------------------------------------
 
     def _orphans(self) -> dict[Key, int]:
-        """Claims whose parent Service does not exist or does not hold the value."""
+        """Claims whose parent (``spec.parentRef``) does not exist or does not hold the value."""
         out: dict[Key, int] = {}
+        hooks = allocating_resources()
         for (tenant, group, resource), st in list(self.projection.store.resources.items()):
             if (group, resource) not in ((IPADDRESSES.group, IPADDRESSES.plural), (NODEPORTS.group, NODEPORTS.plural)):
                 continue
             for _, value, entry in list(st.iter_entries(None)):
                 parent = (msgspec.json.decode(entry.data).get("spec") or {}).get("parentRef") or {}
-                svc = self.projection.get(Key(tenant, "", "services", parent.get("namespace", ""),
-                                              parent.get("name", "") or "-"))
+                pkey = (parent.get("group", ""), parent.get("resource", ""))
+                hook = hooks.get(pkey)
                 held = False
-                if svc is not None:
-                    spec = msgspec.json.decode(svc.data).get("spec") or {}
-                    if resource == IPADDRESSES.plural:
-                        held = value in (spec.get("clusterIPs") or [])
-                    else:
-                        held = any(str(p.get("nodePort")) == value for p in spec.get("ports") or []
-                                   if isinstance(p, dict))
+                if hook is not None and parent.get("name"):
+                    holder = self.projection.get(Key(tenant, *pkey, parent.get("namespace", ""), parent["name"]))
+                    if holder is not None:
+                        ips, ports = hook.held(msgspec.json.decode(holder.data))
+                        held = value in ips if resource == IPADDRESSES.plural else value in {str(p) for p in ports}
                 if not held:
                     out[Key(tenant, group, resource, "", value)] = entry.seq
         return out
 
+    async def _restore_missing(self, req: Request) -> int:
+        """Claims a stored object holds without a record (e.g. one released by mistake): made again
+        for it, as kube's repair controllers do; a value another holds now is logged."""
+        made = 0
+        hooks = allocating_resources()
+        for (tenant, group, resource), st in list(self.projection.store.resources.items()):
+            hook = hooks.get((group, resource))
+            if hook is None:
+                continue
+            sub = msgspec.structs.replace(req, tenant=tenant)
+            for ns, name, entry in list(st.iter_entries(None)):
+                ips, ports = hook.held(msgspec.json.decode(entry.data))
+                for rdef, values in ((IPADDRESSES, sorted(ips)), (NODEPORTS, sorted(str(p) for p in ports))):
+                    for value in values:
+                        if self.projection.get(Key(tenant, rdef.group, rdef.plural, "", value)) is not None:
+                            continue
+                        try:
+                            await self._claim(sub, Txn(), rdef, value, ns, name, False, (group, resource))
+                            made += 1
+                        except _Taken:
+                            log.warning("%s/%s holds %s %s, allocated to another meanwhile", ns, name, rdef.kind,
+                                        value)
+        return made
+
     async def repair_once(self, req: Request) -> int:
-        """One pass: release the claims found orphaned, unchanged, by the previous pass too (a claim
-        whose Service create is still in flight is younger than one pass). Returns how many."""
+        """One pass: claims that stored Services hold without a record are made again; claims found
+        orphaned, unchanged, by the previous pass too (a claim whose Service create is still in flight
+        is younger than one pass) are released. Returns how many claims were released."""
         await self.projection.consistent()
+        await self._restore_missing(req)
         orphans = self._orphans()
         released = 0
         for key, seq in orphans.items():

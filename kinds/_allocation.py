@@ -306,3 +306,8 @@ _HOOKS: dict[tuple[str, str], AllocationHook] = {("", "services"): ServiceAlloca
 def allocation_hook_for(rdef: ResourceDef) -> AllocationHook | None:
     """The kind's allocation hook, or None for kinds that allocate nothing."""
     return _HOOKS.get((rdef.group, rdef.plural))
+
+
+def allocating_resources() -> dict[tuple[str, str], AllocationHook]:
+    """(group, plural) -> hook of every kind that holds allocated values (for the repair pass)."""
+    return dict(_HOOKS)

@@ -9,6 +9,7 @@ import ipaddress
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import trio
 from cryptography.hazmat.primitives import serialization
@@ -210,4 +211,13 @@ async def test_repair_releases_a_leaked_claim(nats_url: str) -> None:
             assert projection.get(ghost) is None and projection.get(real) is not None
             assert await allocators.repair_once(req) == 0
             assert projection.get(real) is not None
+            # The other way round: a record lost while its Service holds the address is made again.
+            await allocators.release(req, real, "", "", any_parent=True)
+            await projection.consistent()
+            assert projection.get(real) is None
+            assert await allocators.repair_once(req) == 0
+            restored = projection.get(real)
+            assert restored is not None
+            assert msgspec.json.decode(restored.data)["spec"]["parentRef"] == {
+                "group": "", "resource": "services", "namespace": "default", "name": "real"}
             nursery.cancel_scope.cancel()
