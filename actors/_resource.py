@@ -45,7 +45,7 @@ from kinds._fieldvalidation import (
     type_errors,
     unknown_fields,
 )
-from kinds._gc import default_propagation, delete_options_conflict, deletion_finalizers
+from kinds._gc import default_propagation, delete_options_conflict, deletion_finalizers, orphan_option
 from kinds._strategy import strategy_for
 from kinds._validation import validate_field_manager
 from projections import (
@@ -628,6 +628,8 @@ class ResourceCore:
             details = {"name": req.name, "group": rdef.group, "kind": rdef.plural, "uid": final_uid}
             return WriteResult(200, _json.encode({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                                   "status": "Success", "details": details}))
+        if orphan_option(opts.get("orphanDependents")) is False:
+            code = 202  # kube's delete handler: not deleted at once, cascading asked for explicitly
         return WriteResult(code, data)
 
     async def finalize_namespace(self, req: Request) -> WriteResult:

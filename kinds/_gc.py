@@ -36,7 +36,7 @@ def default_propagation(rdef: ResourceDef) -> Policy:
     return "Orphan" if (rdef.group, rdef.version, rdef.plural) in _ORPHAN_BY_DEFAULT else "Background"
 
 
-def _orphan_option(value: Any) -> bool | None:
+def orphan_option(value: Any) -> bool | None:
     """``orphanDependents`` as sent: a JSON bool in DeleteOptions, a string in the query."""
     if value is None or isinstance(value, bool):
         return value
@@ -50,7 +50,7 @@ def deletion_finalizers(finalizers: list[str], options: dict[str, Any], default:
     one the request's policy asks for (store.go ``shouldOrphanDependents`` /
     ``shouldDeleteDependents``). Precedence: ``orphanDependents``, then ``propagationPolicy``, then
     a GC finalizer already on the object, then the kind's default."""
-    orphan = _orphan_option(options.get("orphanDependents"))
+    orphan = orphan_option(options.get("orphanDependents"))
     policy = options.get("propagationPolicy")
     if orphan is not None:
         want: str | None = FINALIZER_ORPHAN if orphan else None

@@ -161,6 +161,11 @@ async def test_delete_options_refusals(start_server: StartServer) -> None:
         # orphanDependents alone still works (deprecated, as kube keeps it).
         r = await api.delete(CM.format(ns="opt") + "/x", params={"orphanDependents": "true"})
         assert r.status_code == 200 and r.json()["metadata"]["finalizers"] == ["orphan"], r.text
+        # orphanDependents=false on an object its finalizers keep: 202 Accepted, as kube's handler.
+        r = await api.post(CM.format(ns="opt"), json={"metadata": {"name": "held", "finalizers": ["example.com/x"]}})
+        assert r.status_code == 201, r.text
+        r = await api.request("DELETE", CM.format(ns="opt") + "/held", json={"orphanDependents": False})
+        assert r.status_code == 202 and r.json()["metadata"]["deletionTimestamp"], r.text
 
 
 async def test_cluster_scoped_owner_stale_uid_and_invalid_refs(start_server: StartServer) -> None:
