@@ -30,10 +30,10 @@ from typing import Any, NoReturn
 import msgspec
 import trio
 
-from bus import BusError, Key, WrongLastSequence
+from bus import BusError, BusTimeout, Key, WrongLastSequence
 from kinds import ResourceDef
 from kinds._allocation import IPRange, PortRange, allocating_resources, allocation_hook_for
-from kinds._errors import ApiError, Cause, InternalError, ServiceUnavailable, invalid
+from kinds._errors import ApiError, Cause, InternalError, ServiceUnavailable, Timeout, invalid
 from kinds._validation import _go_repr
 from projections import Projection, ResourceVersionTooLarge
 
@@ -78,7 +78,15 @@ class Txn:
             for key, ns, name in self.to_release:
                 await self.owner.release(self.req, key, ns, name)
 
-    async def abort(self) -> None:
+    async def abort(self, error: BaseException | None = None) -> None:
+        """Release what was claimed, unless ``error`` leaves open whether the object's append was
+        applied (a timeout, a dropped connection, a cancelled request): then the object may hold the
+        values, and the repair pass decides from the log (it releases only claims no object holds)."""
+        if error is not None and _maybe_applied(error):
+            if self.claimed:
+                log.warning("a write that claimed %s may or may not have been applied (%s); the repair pass "
+                            "settles it", ", ".join(k.name for k in self.claimed), type(error).__name__)
+            return
         if self.owner is not None and self.req is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 for key in self.claimed:
@@ -86,6 +94,12 @@ class Txn:
 
 
 NOOP = Txn()
+
+
+def _maybe_applied(error: BaseException) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        return any(_maybe_applied(e) for e in error.exceptions)
+    return isinstance(error, (BusTimeout, trio.Cancelled, trio.TooSlowError, Timeout))
 
 
 class Allocators:

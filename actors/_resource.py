@@ -323,8 +323,8 @@ class ResourceCore:
             return WriteResult(201, _json.encode(obj), warnings)
         try:
             data = await self._create_append(req, obj)
-        except BaseException:
-            await txn.abort()  # a failed create leaks nothing it claimed
+        except BaseException as e:
+            await txn.abort(e)  # a failed create leaks nothing it claimed
             raise
         await txn.commit()
         return WriteResult(201, data, warnings)
@@ -397,8 +397,8 @@ class ResourceCore:
                 await self.projection.wait_for(e.current)
                 entry = self.projection.get(key)
                 continue
-            except BaseException:
-                await txn.abort()
+            except BaseException as e:
+                await txn.abort(e)
                 raise
             await txn.commit()
             return 200, data, etype
