@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any, NoReturn
@@ -151,7 +152,7 @@ class Allocators:
         if ip and ip in held:
             return ip
         if not ip:
-            return await self._claim_next(req, txn, IPADDRESSES, self.ips.size,
+            return await self._claim_next(req, txn, IPADDRESSES,
                                           lambda i: self.ips.address(i), self.ips.candidates(self.rng), ns, name,
                                           dry, "failed to allocate a serviceIP")
         if self.ips.index(ip) is None:
@@ -177,7 +178,7 @@ class Allocators:
                 out[i] = by_port_number[number]
                 continue
             if want == 0:
-                got = await self._claim_next(req, txn, NODEPORTS, self.ports.size, lambda j: str(self.ports.port(j)),
+                got = await self._claim_next(req, txn, NODEPORTS, lambda j: str(self.ports.port(j)),
                                              self.ports.candidates(self.rng), ns, name, dry,
                                              "failed to allocate a nodePort", exclude={str(p) for p in mine | held})
                 port = int(got)
@@ -249,9 +250,9 @@ class Allocators:
                 expected = e.current
         raise _Taken(value)
 
-    async def _claim_next(self, req: Request, txn: Txn, rdef: ResourceDef, size: int, value_of: Callable[[int], str],
-                          candidates: Any, ns: str, name: str, dry: bool, what: str, *,
-                          exclude: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    async def _claim_next(self, req: Request, txn: Txn, rdef: ResourceDef, value_of: Callable[[int], str],
+                          candidates: Iterator[int], ns: str, name: str, dry: bool, what: str, *,
+                          exclude: AbstractSet[str] = frozenset()) -> str:
         st = self.projection.state(req.tenant, rdef.group, rdef.plural)
         races = 0
         for i in candidates:
