@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from actors import SYSTEM_USER, AllocationSettings, Pipeline, Request, SigningKey, TokenAuthenticator
 from actors._allocation import IPADDRESSES, Txn
 from bus import Key, StreamConfig, open_bridge, open_log
-from kinds import Registry
+from kinds import InternalError, Registry
 from projections import Projection
 from tests.conftest import StartServer, client_for, poll_until
 
@@ -220,4 +220,15 @@ async def test_repair_releases_a_leaked_claim(nats_url: str) -> None:
             assert restored is not None
             assert msgspec.json.decode(restored.data)["spec"]["parentRef"] == {
                 "group": "", "resource": "services", "namespace": "default", "name": "real"}
+            # A full node port range (11 ports here): kube's 500 with its message.
+            for i in range(11):
+                r = await pipeline.resource.ask(Request(verb="create", rdef=svc_def, namespace="default",
+                                                        body=service(f"np{i}", type="NodePort"), user=SYSTEM_USER,
+                                                        audit_id=f"full-{i}"), timeout_s=10)
+                assert r.code == 201
+            with pytest.raises(InternalError) as e:
+                await pipeline.resource.ask(Request(verb="create", rdef=svc_def, namespace="default",
+                                                    body=service("np-full", type="NodePort"), user=SYSTEM_USER,
+                                                    audit_id="full-x"), timeout_s=10)
+            assert e.value.message == "Internal error occurred: failed to allocate a nodePort: range is full"
             nursery.cancel_scope.cancel()
