@@ -97,6 +97,13 @@ class Txn:
 NOOP = Txn()
 
 
+def _claim_audit_id(req: Request, rdef: ResourceDef) -> str:
+    """The audit ID a claim or release is written under: the request's, qualified. The request's
+    own ID names its one object event (one accepted mutation, one message under that ID); its
+    claims are traceable to it by the prefix."""
+    return f"{req.audit_id}/{rdef.singular}"
+
+
 def _maybe_applied(error: BaseException) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return any(_maybe_applied(e) for e in error.exceptions)
@@ -230,7 +237,8 @@ class Allocators:
             if self.projection.get(key) is not None:
                 raise _Taken(value)
             return
-        sub = msgspec.structs.replace(req, rdef=rdef, verb="create", namespace="", name=value)
+        sub = msgspec.structs.replace(req, rdef=rdef, verb="create", namespace="", name=value,
+                                      audit_id=_claim_audit_id(req, rdef))
         expected = 0
         for _ in range(8):
             try:
@@ -272,7 +280,8 @@ class Allocators:
         """Tombstone the value's record with CAS, if it is still held by that parent. Failures are
         logged and left to the repair pass: a release never fails a write that has succeeded."""
         rdef = IPADDRESSES if key.resource == IPADDRESSES.plural else NODEPORTS
-        sub = msgspec.structs.replace(req, rdef=rdef, verb="delete", namespace="", name=key.name)
+        sub = msgspec.structs.replace(req, rdef=rdef, verb="delete", namespace="", name=key.name,
+                                      audit_id=_claim_audit_id(req, rdef))
         for _ in range(4):
             entry = self.projection.get(key)
             if entry is None:
