@@ -145,10 +145,12 @@ class Allocators:
         try:
             ips = [await self._ip(req, txn, ip, held_ips, wants.ips, ns, name, dry) for ip in wants.ips]
             ports = await self._node_ports(req, txn, wants.ports, held_ports, new, ns, name, dry)
+            hc = None if wants.health_check is None else await self._health_check(
+                req, txn, wants.health_check, held_ports, set(ports.values()), ns, name, dry)
         except BaseException:
             await txn.abort()
             raise
-        hook.fill(new, ips, ports)
+        hook.fill(new, ips, ports, hc)
         now_ips, now_ports = hook.held(new)
         txn.to_release = [*((self._ip_key(req, ip), ns, name) for ip in held_ips - now_ips),
                           *((self._port_key(req, p), ns, name) for p in held_ports - now_ports)]
@@ -208,6 +210,27 @@ class Allocators:
             by_port_number.setdefault(number, port)
             out[i] = port
         return out
+
+    async def _health_check(self, req: Request, txn: Txn, want: int, held: set[int], mine: set[int], ns: str,
+                            name: str, dry: bool) -> int:
+        """``allocHealthCheckNodePort``: the requested port, or any; its failures are kube's 500s."""
+        if want and (want in held or want in mine):
+            return want
+        if not want:
+            got = await self._claim_next(req, txn, NODEPORTS, lambda j: str(self.ports.port(j)),
+                                         self.ports.candidates(self.rng), ns, name, dry,
+                                         "failed to allocate a nodePort", exclude={str(p) for p in mine | held})
+            return int(got)
+        if self.ports.index(want) is None:
+            why = f"provided port is not in the valid range. The range of valid ports is {self.ports}"
+        else:
+            try:
+                await self._claim(req, txn, NODEPORTS, str(want), ns, name, dry)
+                return want
+            except _Taken:
+                why = "provided port is already allocated"
+        raise InternalError(f"Internal error occurred: failed to allocate requested HealthCheck NodePort {want}: "
+                            f"{why}")
 
     def _ip_key(self, req: Request, ip: str) -> Key:
         return Key(req.tenant, IPADDRESSES.group, IPADDRESSES.plural, "", ip)

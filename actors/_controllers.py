@@ -269,7 +269,7 @@ class Controllers:
     async def _empty_namespace(self, ns: str) -> None:
         remaining = 0
         for rdef in self.registry.defs:
-            if not rdef.namespaced:
+            if not rdef.namespaced or rdef.storage:  # a version served by conversion: its storage's
                 continue
             st = self.projection.state(self.tenant, rdef.group, rdef.plural)
             for _, name, e in list(st.iter_entries(ns)):

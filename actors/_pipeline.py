@@ -41,7 +41,7 @@ class Pipeline:
                  api_endpoint: tuple[str, int] = ("127.0.0.1", 6443)) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
-        self.core = ResourceCore(log, projection, admit=lifecycle.admit, allocation=allocation)
+        self.core = ResourceCore(log, projection, admit=lifecycle.admit, registry=registry, allocation=allocation)
         self.reviews_core = ReviewCore(projection, registry, signing_key)
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)

@@ -23,14 +23,16 @@ from bus import (
     Actor as EventActor,
 )
 from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_with_rv_slot, object_bytes
-from kinds import ResourceDef, definitions, field_value, patch_schema, schema_for
-from kinds._allocation import allocation_hook_for
+from kinds import BUILTIN, Registry, ResourceDef, definitions, field_value, patch_schema, schema_for
+from kinds import _subresources as subresources
+from kinds._conversion import convert
 from kinds._errors import (
     AlreadyExists,
     ApiError,
     BadRequest,
     Cause,
     Conflict,
+    InternalError,
     Invalid,
     MethodNotAllowed,
     NotFound,
@@ -55,6 +57,7 @@ from projections import (
     SelectorError,
     WatchFilter,
     parse_int64,
+    parse_label_selector,
 )
 
 from ._allocation import AllocationSettings, Allocators
@@ -111,9 +114,10 @@ class ResourceCore:
     """Write logic; the actor's handler is :meth:`handle`."""
 
     def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32,
-                 admit: Callable[[Request], Awaitable[None]] | None = None,
+                 admit: Callable[[Request], Awaitable[None]] | None = None, registry: Registry | None = None,
                  allocation: AllocationSettings | None = None) -> None:
         self.log = log
+        self.registry = registry if registry is not None else Registry()
         self.projection = projection
         self.max_retries = max_retries
         # The admission step for writes this actor turns into others: every item of a
@@ -128,25 +132,35 @@ class ResourceCore:
     # ---- entry point ---------------------------------------------------------------------------
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
+        reply.set(await self.write(req))
+
+    async def write(self, req: Request) -> WriteResult:
+        """Decide one write and answer with its result."""
         assert req.rdef is not None
         verb = req.verb
+        storage = self.registry.storage_of(req.rdef)
+        if storage is not req.rdef:
+            return await self.converted(req, storage)
+        if req.rdef.create_as and verb == "create":
+            return await self.create_as(req)
+        if req.subresource:
+            # The gateway admits a subresource's verbs from the definition.
+            return await self.subresource(req)
         if verb in _API_VERBS and verb not in req.rdef.verbs:
             raise MethodNotAllowed("the server does not allow this method on the requested resource")
         if verb == "create":
-            result = await self.create(req)
-        elif verb == "update":
-            result = await self.update(req)
-        elif verb == "patch":
-            result = await self.patch(req)
-        elif verb == "delete":
-            result = await self.delete(req)
-        elif verb == "deletecollection":
-            result = await self.delete_collection(req)
-        elif verb == "finalize-namespace":
-            result = await self.finalize_namespace(req)
-        else:
-            raise BadRequest(f"unsupported verb {verb!r}")
-        reply.set(result)
+            return await self.create(req)
+        if verb == "update":
+            return await self.update(req)
+        if verb == "patch":
+            return await self.patch(req)
+        if verb == "delete":
+            return await self.delete(req)
+        if verb == "deletecollection":
+            return await self.delete_collection(req)
+        if verb == "finalize-namespace":
+            return await self.finalize_namespace(req)
+        raise BadRequest(f"unsupported verb {verb!r}")
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -209,7 +223,11 @@ class ResourceCore:
 
     def _validate(self, req: Request, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         assert req.rdef is not None
-        causes = strategy_for(req.rdef).validate(obj, old, req.rdef)
+        strategy = strategy_for(req.rdef)
+        if req.subresource and old is not None:
+            causes = strategy.validate_subresource(req.subresource, obj, old, req.rdef)
+        else:
+            causes = strategy.validate(obj, old, req.rdef)
         if causes:
             name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
             raise invalid(req.rdef.kind, name, causes, group=req.rdef.group)
@@ -310,11 +328,9 @@ class ResourceCore:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now
         strategy = strategy_for(rdef)
-        if strategy.has_generation:
-            meta["generation"] = 1
-        else:
-            meta.pop("generation", None)
+        meta.pop("generation", None)  # the kind's definition decides (subresources.prepare_create)
         meta.pop("managedFields", None)
+        subresources.prepare_create(rdef, obj)  # initial status, generation
         strategy.prepare_for_create(obj)
         self._validate(req, obj, None)
         record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now)
@@ -404,13 +420,6 @@ class ResourceCore:
             return 200, data, etype
         raise self.conflict(rdef, key.name)
 
-    @staticmethod
-    def _carry_allocated(rdef: ResourceDef, new: dict[str, Any], old: dict[str, Any]) -> None:
-        """Kinds that hold allocated values keep those an update leaves out (before validation)."""
-        hook = allocation_hook_for(rdef)
-        if hook is not None:
-            hook.carry(new, old)
-
     def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any]) -> Decision:
         """Carry server-owned fields from ``old`` into ``new``; validate; spot finalization."""
         rdef = req.rdef
@@ -428,13 +437,13 @@ class ResourceCore:
         self._set_namespace(req, nm)
         nm.pop("resourceVersion", None)
         strategy = strategy_for(rdef)
-        strategy.prepare_for_update(new, old)
-        self._carry_allocated(rdef, new, old)
-        if strategy.has_generation:
-            changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != \
-                {k: v for k, v in old.items() if k not in ("metadata", "status")}
-            nm["generation"] = int(om.get("generation", 1)) + (1 if changed else 0)
-        else:
+        if not req.subresource:
+            # A subresource's write has its own rules (below); the kind's update strategy is the
+            # main resource's.
+            strategy.prepare_for_update(new, old)
+        # The status/spec split and metadata.generation, from the kind's definition.
+        subresources.prepare_update(rdef, req.subresource, new, old, now_rfc3339())
+        if not rdef.generation:
             nm.pop("generation", None)
         if om.get("deletionTimestamp"):
             added = set(nm.get("finalizers") or []) - set(om.get("finalizers") or [])
@@ -444,6 +453,9 @@ class ResourceCore:
                                            "deleted, found new finalizers " + repr(sorted(added)),
                     "metadata.finalizers")], group=rdef.group)
         self._validate(req, new, old)
+        causes = subresources.validate_update(req.subresource, new, old)
+        if causes:
+            raise invalid(rdef.kind, om["name"], causes, group=rdef.group)
         record_update(old, new, manager=self._manager(req), api_version=rdef.api_version, now=now_rfc3339())
         if _same(old, new):
             return _NoChange(entry)
@@ -490,9 +502,12 @@ class ResourceCore:
 
     # ---- patch --------------------------------------------------------------------------------------
 
-    async def patch(self, req: Request) -> WriteResult:
+    async def patch(self, req: Request, served: ResourceDef | None = None) -> WriteResult:
+        """A patch; with ``served``, of the object as that version shows it (the patch applies to
+        the converted object, and the result is converted back to the stored version)."""
         rdef = req.rdef
         assert rdef is not None
+        view = served or rdef
         self._check_options(req, "PatchOptions")
         ptype = req.patch_type
         if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
@@ -504,19 +519,20 @@ class ResourceCore:
         if ptype != JSON_PATCH and not isinstance(req.body, dict):
             raise BadRequest("the patch must be a JSON object")
         key = self.key(req)
-        schema = patch_schema(rdef.group, rdef.version, rdef.kind)
+        schema = patch_schema(view.group, view.version, view.kind)
         warnings: tuple[str, ...] = ()
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
                 raise self.not_found(rdef, req.name)
+            shown = old if served is None else convert(old, served)
             try:
                 if ptype == JSON_PATCH:
-                    new = apply_json_patch(old, req.body)
+                    new = apply_json_patch(shown, req.body)
                 elif ptype == MERGE_PATCH:
-                    new = apply_merge_patch(old, req.body)
+                    new = apply_merge_patch(shown, req.body)
                 else:
-                    new = apply_strategic_merge_patch(old, req.body, schema)
+                    new = apply_strategic_merge_patch(shown, req.body, schema)
             except MalformedPatch as e:
                 raise BadRequest(str(e)) from None
             except PatchError as e:
@@ -524,8 +540,10 @@ class ResourceCore:
                               name=req.name, group=rdef.group, kind=rdef.kind) from None
             if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
                 raise BadRequest("the patched object must be an object with metadata")
-            if new.get("kind") != rdef.kind or new.get("apiVersion") != rdef.api_version:
+            if new.get("kind") != view.kind or new.get("apiVersion") != view.api_version:
                 raise BadRequest("the patch must not change kind or apiVersion")
+            if served is not None:
+                new = convert(new, rdef)
             nonlocal warnings
             warnings = self._field_validation(req, new, patched=True)
             prv = new["metadata"].get("resourceVersion")
@@ -679,7 +697,211 @@ class ResourceCore:
         return WriteResult(200, body)
 
 
+    # ---- versions served by conversion -----------------------------------------------------------------
+
+    async def converted(self, req: Request, storage: ResourceDef) -> WriteResult:
+        """A write to a version served by conversion: the body in the storage version, the write
+        decided there, the answer in the version asked for."""
+        served = req.rdef
+        assert served is not None
+        stored = msgspec.structs.replace(req, rdef=storage)
+        if req.verb in ("create", "update") and req.subresource in ("", "status"):
+            body = self._body_object(req)  # checked against the version it claims
+            stored = msgspec.structs.replace(stored, body=convert(body, storage))
+        if req.verb == "patch" and req.subresource in ("", "status"):
+            result = await self.patch(stored, served=served)
+        else:
+            result = await self.write(stored)
+        return WriteResult(result.code, _to_served(result.body, storage, served), result.warnings)
+
+    async def create_as(self, req: Request) -> WriteResult:
+        """A create of a kind stored as another's subresource (``bindings``: the pod's binding)."""
+        rdef = req.rdef
+        assert rdef is not None
+        plural, sub = rdef.create_as
+        target = self.registry.by_resource(rdef.group, plural)
+        meta = req.body.get("metadata") if isinstance(req.body, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if target is None or not isinstance(name, str) or not name:
+            raise BadRequest(f"the body of the request must be a {rdef.kind} object with metadata.name")
+        return await self.subresource(msgspec.structs.replace(req, rdef=target, name=name, subresource=sub))
+
+    # ---- subresources ----------------------------------------------------------------------------------
+
+    async def subresource(self, req: Request) -> WriteResult:
+        """A write to ``<resource>/<name>/<subresource>``: status, ephemeralcontainers and approval
+        are writes of the object with the split the definition gives; scale, binding and eviction
+        have their own bodies."""
+        sub, verb = req.subresource, req.verb
+        if sub == "scale" and verb in ("update", "patch"):
+            return await self.scale(req)
+        if sub in ("status", "ephemeralcontainers", "approval") and verb == "update":
+            return await self.update(req)
+        if sub in ("status", "ephemeralcontainers", "approval") and verb == "patch":
+            return await self.patch(req)
+        if sub == "binding" and verb == "create":
+            return await self.bind(req)
+        if sub == "eviction" and verb == "create":
+            return await self.evict(req)
+        raise MethodNotAllowed("the server does not allow this method on the requested resource")
+
+    async def scale(self, req: Request) -> WriteResult:
+        """PUT or PATCH of ``/scale``: the write is to the Scale made from the object (kube's
+        ScaleREST); its replicas go to the object's ``spec.replicas``, written as a main-resource
+        update (generation and all), under the object's resourceVersion; the answer is a Scale."""
+        rdef = req.rdef
+        assert rdef is not None
+        self._check_options(req, "UpdateOptions" if req.verb == "update" else "PatchOptions")
+        key = self.key(req)
+        main = msgspec.structs.replace(req, subresource="")
+        precondition: int | None = None
+        if req.verb == "update" and isinstance(req.body, dict) and isinstance(req.body.get("metadata"), dict):
+            precondition = _parse_rv(req.body["metadata"].get("resourceVersion"))
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            if entry is None or old is None:
+                raise self.not_found(rdef, req.name)
+            current = subresources.to_scale(rdef, old, str(entry.seq))
+            if req.verb == "update":
+                wanted = req.body
+                if isinstance(wanted, dict):
+                    bname = (wanted.get("metadata") or {}).get("name") if isinstance(wanted.get("metadata"),
+                                                                                   dict) else None
+                    if bname not in (None, "") and bname != req.name:
+                        raise BadRequest(f"the name of the object ({bname}) does not match the name on the URL "
+                                         f"({req.name})")
+            else:
+                wanted = self._patched(req, current, patch_schema("autoscaling", "v1", "Scale"))
+            new = subresources.apply_scale(rdef, old, wanted)
+            rv = _parse_rv(((wanted.get("metadata") or {}) if isinstance(wanted, dict) else {})
+                           .get("resourceVersion"))
+            if rv is not None and rv != entry.seq:
+                raise self.conflict(rdef, req.name)
+            new["metadata"].pop("resourceVersion", None)
+            return self._merge_update(main, entry, old, new)
+
+        _, data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
+        obj = _decode(data)
+        return WriteResult(200, _json.encode(subresources.to_scale(
+            rdef, obj, str(obj["metadata"].get("resourceVersion", "")))))
+
+    def _patched(self, req: Request, current: dict[str, Any], schema: Any) -> Any:
+        """``current`` with the request's patch applied (any of the three patch types)."""
+        rdef = req.rdef
+        assert rdef is not None
+        ptype = req.patch_type
+        if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
+            raise UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}")
+        if (ptype == JSON_PATCH) != isinstance(req.body, list):
+            raise BadRequest("the JSON patch must be a list of operations" if ptype == JSON_PATCH
+                             else "the patch must be a JSON object")
+        try:
+            if ptype == JSON_PATCH:
+                return apply_json_patch(current, req.body)
+            if ptype == MERGE_PATCH:
+                return apply_merge_patch(current, req.body)
+            return apply_strategic_merge_patch(current, req.body, schema)
+        except MalformedPatch as e:
+            raise BadRequest(str(e)) from None
+        except PatchError as e:
+            raise Invalid(f"the server rejected our request due to an error in our request: {e}",
+                          name=req.name, group=rdef.group, kind=rdef.kind) from None
+
+    async def bind(self, req: Request) -> WriteResult:
+        """POST ``pods/<name>/binding``: ``spec.nodeName`` set once (kube's BindingREST)."""
+        rdef = req.rdef
+        assert rdef is not None
+        self._check_options(req, "CreateOptions")
+        key = self.key(req)
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            if entry is None or old is None:
+                raise self.not_found(rdef, req.name)
+            new = subresources.bind(old, req.body, req.name)
+            new["metadata"].pop("resourceVersion", None)
+            return self._merge_update(req, entry, old, new)
+
+        await self.guaranteed_update(req, key, decide)
+        return WriteResult(201, _json.encode(subresources.success_status()))
+
+    async def evict(self, req: Request) -> WriteResult:
+        """POST ``pods/<name>/eviction``: the pod is deleted unless the one PodDisruptionBudget
+        that selects it allows no disruption (429); an allowed disruption is counted on the
+        budget's status first, as kube's EvictionREST does."""
+        rdef = req.rdef
+        assert rdef is not None
+        eviction = subresources.check_eviction(req.body, req.name)
+        options = eviction.get("deleteOptions")
+        dry = self._dry_run(req) or (isinstance(options, dict) and options.get("dryRun") == ["All"])
+        entry = await self.current(self.key(req))
+        if entry is None:
+            raise self.not_found(rdef, req.name)
+        pod = _decode(entry.data)
+        if not subresources.can_ignore_pdb(pod):
+            budgets = await self._budgets_for(req, pod)
+            if len(budgets) > 1:
+                raise InternalError("This pod has more than one PodDisruptionBudget, which the eviction "
+                                    "subresource does not support.")
+            if budgets:
+                await self._decrement_budget(req, budgets[0], dry)
+        delete = msgspec.structs.replace(req, verb="delete", subresource="",
+                                         body=options if isinstance(options, dict) else None)
+        if dry and "dryRun" not in req.query:
+            delete = msgspec.structs.replace(delete, query={**req.query, "dryRun": "All"})
+        await self.delete(delete)
+        return WriteResult(201, _json.encode(subresources.success_status()))
+
+    async def _budgets_for(self, req: Request, pod: dict[str, Any]) -> list[str]:
+        """Names of the namespace's PodDisruptionBudgets whose selector selects the pod (a nil or
+        empty selector selects nothing here, as in kube's eviction)."""
+        await self.projection.consistent()
+        flt = WatchFilter.for_request(_PDB, req.namespace, "", "")
+        listed = self.projection.list(req.tenant, _PDB.group, _PDB.plural, flt)
+        labels = pod["metadata"].get("labels") or {}
+        names = []
+        for data in listed.items:
+            pdb = _decode(data)
+            text = subresources.format_label_selector((pdb.get("spec") or {}).get("selector"))
+            try:
+                selector = parse_label_selector(text)
+            except SelectorError:
+                continue
+            if not selector.empty and selector.matches(labels):
+                names.append(pdb["metadata"]["name"])
+        return names
+
+    async def _decrement_budget(self, req: Request, name: str, dry: bool) -> None:
+        pdb_req = msgspec.structs.replace(req, rdef=_PDB, verb="update", subresource="status", name=name,
+                                          body=None)
+        if dry:
+            pdb_req = msgspec.structs.replace(pdb_req, query={**req.query, "dryRun": "All"})
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            if entry is None or old is None:
+                raise self.not_found(_PDB, name)
+            new = subresources.decrement_budget(old, req.name, now_rfc3339())
+            new["metadata"].pop("resourceVersion", None)
+            return self._merge_update(pdb_req, entry, old, new)
+
+        await self.guaranteed_update(pdb_req, self.key(pdb_req), decide)
+
+
+_PDB = next(d for d in BUILTIN if (d.group, d.plural) == ("policy", "poddisruptionbudgets"))
 _API_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def _to_served(body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
+    """A write's answer (an object, a list of them, or a Status) in the served version."""
+    obj = _decode(body)
+    if not isinstance(obj, dict) or obj.get("kind") == "Status":
+        return body
+    if obj.get("kind") == storage.list_kind:
+        obj["items"] = [convert(i, served) for i in obj.get("items") or []]
+        obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
+        return _json.encode(obj)
+    return _json.encode(convert(obj, served))
 
 
 def _msg_id(audit_id: str, subject: str, attempt: int) -> str:

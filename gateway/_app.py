@@ -50,6 +50,10 @@ from ._reads import (
     list_objects,
     parse_list_options,
     resource_version_param,
+    scale_of,
+    served_line,
+    served_list,
+    served_object,
     watch_lines,
 )
 from ._routes import parse
@@ -314,14 +318,17 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
 
     rdef = route.rdef
     assert rdef is not None
-    if route.subresource and route.subresource not in rdef.subresources:
+    if route.subresource and (route.subresource not in rdef.subresources or not route.name):
         raise NotFound("the server could not find the requested resource")
-    if (route.subresource or not rdef.stored) and method != "POST":
+    if not rdef.stored and method != "POST":
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     opts = None
     if method in ("GET", "HEAD") and not route.name:
         opts = parse_list_options(q, rdef, route.namespace, force_watch=route.legacy_watch)
-    verb = "create" if route.subresource else _verb(method, bool(route.name), opts is not None and opts.watch)
+    verb = _verb(method, bool(route.name), opts is not None and opts.watch)
+    if route.subresource and verb not in rdef.subresources[route.subresource]:
+        # As kube-apiserver: a subresource's routes exist only for the verbs its storage implements.
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if not route.subresource and verb not in rdef.verbs:
         # As kube-apiserver, whose routes exist only for the verbs a storage implements.
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
@@ -356,10 +363,14 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
             include = parse_include_object(q.get("includeObject"))
         except ValueError as e:
             raise BadRequest(str(e)) from None
+    # A version served by conversion reads the storage version's objects, converted.
+    storage = ctx.registry.storage_of(rdef)
     if verb == "get":
-        key = Key(tenant, rdef.group, rdef.plural, route.namespace or "", route.name)
+        key = Key(tenant, storage.group, storage.plural, route.namespace or "", route.name)
         async with _read_deadline(s.request_timeout_s):
-            data = await get_object(proj, key, rdef, resource_version_param(q))
+            data = served_object(await get_object(proj, key, rdef, resource_version_param(q)), storage, rdef)
+        if route.subresource == "scale":
+            return _json_response(scale_of(rdef, data))
         if table:
             return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
                                                     now=_now()), table)
@@ -367,7 +378,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     assert opts is not None
     if verb == "list":
         async with _read_deadline(s.request_timeout_s):
-            listed = await list_objects(proj, tenant, rdef, opts)
+            listed = served_list(await list_objects(proj, tenant, storage, opts), storage, rdef)
         if table:
             return _table_response(table_for_list(
                 rdef, listed.items, api_version=table, include_object=include,
@@ -380,13 +391,16 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
         first = [True]
 
         def encode(t: str, ch: Change) -> bytes:
-            line = table_watch_line(rdef, t, ch.object(t), api_version=table, include_object=include, now=_now(),
+            line = table_watch_line(rdef, t, served_object(ch.object(t), storage, rdef), api_version=table, include_object=include, now=_now(),
                                     headers=first[0])
             first[0] = False
             return line
 
-        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode), timeout,
+        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode, storage), timeout,
                        table_content_type(table))
+    if storage is not rdef:
+        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage),
+                       timeout)
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
 
 

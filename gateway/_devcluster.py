@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import h11
 import trio
 
 from bus import cluster_node_config, free_port, nats_server_binary
@@ -102,7 +103,7 @@ async def run_dev_cluster(root: Path, *, port: int = 0, gateways: int = 2, nodes
                     str(min(3, nodes)), "--service-account-key-file", str(sa_key)]
             nursery.start_soon(_child, argv, root / f"gw{i}.log")
             backends.append((https_port, http_port))
-        headers = f"Authorization: Bearer {pki.admin_token}\r\n"
+        headers = (("Authorization", f"Bearer {pki.admin_token}"),)
         healthy: set[int] = set()
 
         async def check_health() -> None:
@@ -128,54 +129,36 @@ async def run_dev_cluster(root: Path, *, port: int = 0, gateways: int = 2, nodes
                                        tuple(f"https://127.0.0.1:{p}" for p, _ in backends)))
 
 
-async def _http_get(port: int, path: str, headers: str = "") -> tuple[int, bytes]:
-    """A minimal HTTP/1.1 GET on loopback, bounded (2 s): (status, body); (0, b"") on any failure.
-    Enough for health checks; the runtime does not depend on an HTTP client library. Reads until
-    Content-Length bytes of body arrived (hypercorn may keep the connection open) or the peer closes
-    (Go's net/http, chunked)."""
+_MAX_BODY = 4 << 20  # health and /jsz answers are a few KiB
+
+
+async def _http_get(port: int, path: str, headers: tuple[tuple[str, str], ...] = ()) -> tuple[int, bytes]:
+    """One HTTP/1.1 GET on loopback with h11 (hypercorn's own HTTP/1 library), bounded to 2 s and
+    4 MiB of body: (status, body), or (0, b"") on any failure. Enough for health checks."""
+    conn = h11.Connection(h11.CLIENT)
+    request = h11.Request(method="GET", target=path,
+                          headers=[("Host", "127.0.0.1"), ("Connection", "close"), *headers])
+    status, body = 0, bytearray()
     with trio.move_on_after(2):
         try:
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             async with stream:
-                await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}"
-                                      "Connection: close\r\n\r\n".encode())
-                data = b""
-                while (chunk := await stream.receive_some(65536)) and len(data) < 1 << 22:
-                    data += chunk
-                    head, sep, body = data.partition(b"\r\n\r\n")
-                    length = _content_length(head) if sep else None
-                    if length is not None and len(body) >= length:
-                        break
-        except OSError:
+                await stream.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        conn.receive_data(await stream.receive_some(65536))
+                    elif isinstance(event, h11.Response):
+                        status = event.status_code
+                    elif isinstance(event, h11.Data):
+                        body += event.data
+                        if len(body) > _MAX_BODY:
+                            return 0, b""
+                    elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                        return status, bytes(body)
+        except (OSError, h11.ProtocolError):
             return 0, b""
-        head, _, body = data.partition(b"\r\n\r\n")
-        parts = head.split(b" ", 2)
-        if len(parts) < 2 or not parts[1].isdigit():
-            return 0, b""
-        if b"transfer-encoding: chunked" in head.lower():
-            body = _dechunk(body)
-        return int(parts[1]), body
     return 0, b""
-
-
-def _content_length(head: bytes) -> int | None:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and value.strip().isdigit():
-            return int(value.strip())
-    return None
-
-
-def _dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2:]
-    return out
 
 
 async def _child(argv: list[str], log_path: Path) -> None:

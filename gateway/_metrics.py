@@ -118,7 +118,7 @@ class ServerMetrics:
     def __init__(self, pipeline: Pipeline, projection: Projection, registry: Registry) -> None:
         self.pipeline = pipeline
         self.projection = projection
-        self.kinds = {(d.group, d.plural): d for d in registry.defs if d.stored}
+        self.kinds = {(d.group, d.plural): d for d in registry.defs if d.stored and not d.storage and not d.create_as}
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

@@ -301,6 +301,10 @@ class _Op:
     body: str | None  # None | "object" | "patch" | "delete"
     response: str  # "object" | "list" | "status"
     codes: tuple[tuple[str, str], ...]  # (code, description) with a body
+    # A subresource whose body is another kind (autoscaling/v1 Scale, v1 Binding, policy/v1
+    # Eviction): its definition name and group-version-kind, for body, responses and the GVK.
+    schema: str = ""
+    gvk: dict[str, str] | None = None
 
 
 @dataclass
@@ -368,6 +372,7 @@ def _path_items(k: _Kind) -> list[_PathItem]:
             out.append(_PathItem(coll, ("namespace", "pretty"), coll_ops))
         if item_ops:
             out.append(_PathItem(coll + "/{name}", ("name", "namespace", "pretty"), item_ops))
+        out += _subresource_items(k, coll + "/{name}", ("name", "namespace", "pretty"))
         if "list" in verbs or "watch" in verbs:
             out.append(_PathItem(f"{base}/{d.plural}", ("pretty",), [
                 _Op("get", "list", f"list{gv}{kind}ForAllNamespaces", f"list or watch objects of kind {kind}",
@@ -378,6 +383,46 @@ def _path_items(k: _Kind) -> list[_PathItem]:
             out.append(_PathItem(coll, ("pretty",), coll_ops))
         if item_ops:
             out.append(_PathItem(coll + "/{name}", ("name", "pretty"), item_ops))
+        out += _subresource_items(k, coll + "/{name}", ("name", "pretty"))
+    return out
+
+
+# Subresources whose body is a kind of its own (kube's OpenAPI names them so).
+_SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
+                      "eviction": ("policy", "v1", "Eviction")}
+
+
+def _subresource_items(k: _Kind, item: str, params: tuple[str, ...]) -> list[_PathItem]:
+    """``<item>/<subresource>`` paths, with kube's operation IDs (``readAppsV1NamespacedDeploymentScale``)."""
+    d = k.rdef
+    gv, ns = _pascal(d.group, d.version), "Namespaced" if d.namespaced else ""
+    ok, created, accepted = ("200", "OK"), ("201", "Created"), ("202", "Accepted")
+    out = []
+    for sub, verbs in d.subresources.items():
+        if sub == "token":
+            continue  # a virtual kind's answer (TokenRequest), not served from storage
+        schema, gvk = "", None
+        if sub in _SUBRESOURCE_KINDS:
+            g, v, kind = _SUBRESOURCE_KINDS[sub]
+            schema = _schemas.definition_name(g, v, kind) or ""
+            gvk = {"group": g, "kind": kind, "version": v}
+        suffix = f"{d.kind}{sub[:1].upper()}{sub[1:]}"
+        ops = []
+        if "get" in verbs:
+            ops.append(_Op("get", "get", f"read{gv}{ns}{suffix}", f"read {sub} of the specified {d.kind}", (),
+                           None, "object", (ok,), schema, gvk))
+        if "update" in verbs:
+            ops.append(_Op("put", "put", f"replace{gv}{ns}{suffix}", f"replace {sub} of the specified {d.kind}",
+                           _WRITE_PARAMS, "object", "object", (ok, created), schema, gvk))
+        if "patch" in verbs:
+            ops.append(_Op("patch", "patch", f"patch{gv}{ns}{suffix}",
+                           f"partially update {sub} of the specified {d.kind}", _PATCH_PARAMS, "patch", "object",
+                           (ok, created), schema, gvk))
+        if "create" in verbs:
+            ops.append(_Op("post", "post", f"create{gv}{ns}{suffix}", f"create {sub} of a {d.kind}",
+                           _WRITE_PARAMS, "object", "object", (ok, created, accepted), schema, gvk))
+        if ops:
+            out.append(_PathItem(f"{item}/{sub}", params, ops))
     return out
 
 
@@ -478,18 +523,18 @@ def _v3_op(k: _Kind, op: _Op) -> dict[str, Any]:
         "operationId": op.op_id,
         "tags": [_tag(d.group, d.version)],
         "x-kubernetes-action": op.action,
-        "x-kubernetes-group-version-kind": _gvk(d),
+        "x-kubernetes-group-version-kind": op.gvk or _gvk(d),
     }
     if op.query:
         out["parameters"] = [_v3_param(n, d.kind) for n in op.query]
     if op.body == "object":
-        out["requestBody"] = {"content": _v3_content(k.name, ("*/*",)), "required": True}
+        out["requestBody"] = {"content": _v3_content(op.schema or k.name, ("*/*",)), "required": True}
     elif op.body == "patch":
         types = _PATCH_TYPES if k.builtin else tuple(t for t in _PATCH_TYPES if "strategic" not in t)
         out["requestBody"] = {"content": _v3_content(_PATCH, types), "required": True}
     elif op.body == "delete":
         out["requestBody"] = {"content": _v3_content(_DELETE_OPTIONS, ("*/*",))}
-    target = {"object": k.name, "list": k.list_name, "status": _STATUS}[op.response]
+    target = op.schema or {"object": k.name, "list": k.list_name, "status": _STATUS}[op.response]
     types = _RESPONSE_TYPES + (("application/json;stream=watch",) if op.response == "list" else ())
     responses: dict[str, Any] = {code: {"content": _v3_content(target, types), "description": desc}
                                  for code, desc in op.codes}
@@ -510,6 +555,8 @@ def _paths(kinds: list[_Kind], param: Callable[[str, str], dict[str, Any]],
             entry["parameters"] = [param(n, k.rdef.kind) for n in item.params]
             for op in item.ops:
                 entry[op.method] = operation(k, op)
+                if op.schema:
+                    roots.append(op.schema)
     return roots, paths
 
 
@@ -595,13 +642,14 @@ def _v2_op(k: _Kind, op: _Op) -> dict[str, Any]:
     params = [_v2_param(n, d.kind) for n in op.query]
     consumes = ["*/*"]
     if op.body == "object":
-        params.insert(0, {"in": "body", "name": "body", "required": True, "schema": {"$ref": _V2_REF + k.name}})
+        params.insert(0, {"in": "body", "name": "body", "required": True,
+                          "schema": {"$ref": _V2_REF + (op.schema or k.name)}})
     elif op.body == "patch":
         params.insert(0, {"in": "body", "name": "body", "required": True, "schema": {"$ref": _V2_REF + _PATCH}})
         consumes = [t for t in _PATCH_TYPES if k.builtin or "strategic" not in t]
     elif op.body == "delete":
         params.insert(0, {"in": "body", "name": "body", "schema": {"$ref": _V2_REF + _DELETE_OPTIONS}})
-    target = {"object": k.name, "list": k.list_name, "status": _STATUS}[op.response]
+    target = op.schema or {"object": k.name, "list": k.list_name, "status": _STATUS}[op.response]
     responses: dict[str, Any] = {code: {"description": desc, "schema": {"$ref": _V2_REF + target}}
                                  for code, desc in op.codes}
     responses["401"] = {"description": "Unauthorized"}
@@ -615,7 +663,7 @@ def _v2_op(k: _Kind, op: _Op) -> dict[str, Any]:
         "schemes": ["https"],
         "tags": [_tag(d.group, d.version)],
         "x-kubernetes-action": op.action,
-        "x-kubernetes-group-version-kind": _gvk(d),
+        "x-kubernetes-group-version-kind": op.gvk or _gvk(d),
     }
     if params:
         out["parameters"] = params

@@ -14,6 +14,7 @@ The resourceVersion rules for reads live here and only here (ARCHITECTURE.md, de
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ import msgspec
 from actors import BadRequest, Cause, Invalid, NotFound, TooManyRequests
 from bus import Key
 from kinds import ResourceDef
+from kinds._conversion import convert
+from kinds._subresources import to_scale
 from projections import (
     BOOKMARK,
     Change,
@@ -115,6 +118,34 @@ async def get_object(projection: Projection, key: Key, rdef: ResourceDef, rv: st
     return entry.data
 
 
+def served_object(data: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
+    """A stored object in the version the request asked for (kinds/_conversion.py)."""
+    if storage is served:
+        return data
+    return msgspec.json.encode(convert(msgspec.json.decode(data), served))
+
+
+def served_list(result: ListResult, storage: ResourceDef, served: ResourceDef) -> ListResult:
+    if storage is served:
+        return result
+    return dataclasses.replace(result, items=[served_object(i, storage, served) for i in result.items])
+
+
+def served_line(storage: ResourceDef, served: ResourceDef) -> Callable[[str, Change], bytes]:
+    """The watch event encoder for a version served by conversion."""
+    def encode(event_type: str, change: Change) -> bytes:
+        return b'{"type":"%s","object":%s}\n' % (event_type.encode(),
+                                                  served_object(change.object(event_type), storage, served))
+
+    return encode
+
+
+def scale_of(rdef: ResourceDef, data: bytes) -> bytes:
+    """GET of ``/scale``: the object's ``autoscaling/v1`` Scale."""
+    obj = msgspec.json.decode(data)
+    return msgspec.json.encode(to_scale(rdef, obj, str(obj["metadata"].get("resourceVersion", ""))))
+
+
 async def list_objects(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions) -> ListResult:
     rv = opts.resource_version
     exact = opts.match == "Exact" or (rv not in (None, "0") and opts.match is None and opts.limit > 0)
@@ -174,9 +205,12 @@ def json_line(event_type: str, change: Change) -> bytes:
 
 
 async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions,
-                      encode: Callable[[str, Change], bytes] = json_line) -> AsyncIterator[bytes]:
+                      encode: Callable[[str, Change], bytes] = json_line,
+                      storage: ResourceDef | None = None) -> AsyncIterator[bytes]:
     """The watch stream as newline-terminated events (``encode`` formats object events; bookmarks
-    and errors are always JSON). Errors after the stream started become an ERROR event and end it."""
+    and errors are always JSON). Errors after the stream started become an ERROR event and end it.
+    ``storage``: where ``rdef``'s objects are stored, when it is served by conversion."""
+    stored = storage or rdef
     rv = opts.resource_version
     start: int | None
     if rv is None or opts.send_initial:
@@ -185,7 +219,7 @@ async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, op
     else:
         start = int(rv) or None
     try:
-        async with projection.watch(tenant, rdef.group, rdef.plural, opts.filter, resource_version=start,
+        async with projection.watch(tenant, stored.group, stored.plural, opts.filter, resource_version=start,
                                     send_initial=bool(opts.send_initial), bookmarks=opts.bookmarks) as events:
             async for batch in events:
                 out: list[bytes] = []

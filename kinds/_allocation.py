@@ -129,6 +129,8 @@ class Wants:
 
     ips: list[str] = field(default_factory=list)
     ports: dict[int, int] = field(default_factory=dict)
+    #: A LoadBalancer with ``externalTrafficPolicy: Local``: its health check node port (0 for any).
+    health_check: int | None = None
 
 
 class AllocationHook:
@@ -138,11 +140,9 @@ class AllocationHook:
     def wants(self, new: dict[str, Any], old: dict[str, Any] | None) -> Wants:  # pragma: no cover
         raise NotImplementedError
 
-    def fill(self, new: dict[str, Any], ips: list[str], ports: dict[int, int]) -> None:  # pragma: no cover
+    def fill(self, new: dict[str, Any], ips: list[str], ports: dict[int, int],
+             health_check: int | None = None) -> None:  # pragma: no cover
         raise NotImplementedError
-
-    def carry(self, new: dict[str, Any], old: dict[str, Any]) -> None:
-        """Before an update is validated: keep the allocated values the update leaves out."""
 
     def held(self, obj: dict[str, Any] | None) -> tuple[set[str], set[int]]:  # pragma: no cover
         raise NotImplementedError
@@ -166,6 +166,16 @@ def _needs_node_ports(spec: dict[str, Any]) -> bool:
     return t == "NodePort" or (t == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is not False)
 
 
+def _has_node_ports(spec: dict[str, Any]) -> bool:
+    """Types whose ports may hold node ports (requested ones, at least)."""
+    return (spec.get("type") or "ClusterIP") in ("NodePort", "LoadBalancer")
+
+
+def _needs_health_check(spec: dict[str, Any]) -> bool:
+    """``apiservice.NeedsHealthCheck``: a LoadBalancer that keeps traffic on local endpoints."""
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
 class ServiceAllocation(AllocationHook):
     """A core/v1 Service: one IPv4 cluster IP (single-stack), node ports for NodePort and
     LoadBalancer services; the IP family fields as kube sets them on a single-stack cluster."""
@@ -179,37 +189,93 @@ class ServiceAllocation(AllocationHook):
         stype = spec.get("type") or "ClusterIP"
         out = Wants()
         if stype == "ExternalName":
-            for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy") if old is not None and \
-                    (old_spec.get("type") or "ClusterIP") != "ExternalName" else ():
-                spec.pop(f, None)  # kube drops the allocated fields when a service becomes ExternalName
+            if old is not None and (old_spec.get("type") or "ClusterIP") != "ExternalName":
+                for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+                    spec.pop(f, None)  # kube drops the allocated fields when a service becomes ExternalName
             return out
         was_external = (old_spec.get("type") or "ClusterIP") == "ExternalName"
         ips = self._requested_ips(spec, old_spec if not was_external else {})
-        causes = self._check_families(spec, ips)
         old_ips = old_spec.get("clusterIPs") or ([old_spec["clusterIP"]] if old_spec.get("clusterIP") else [])
         if old is not None and not was_external and old_ips and ips != old_ips:
             # ValidateServiceUpdate: the cluster IP of a service that has one never changes.
-            causes.append(_invalid("spec.clusterIP", spec.get("clusterIP") or (ips[0] if ips else ""),
-                                   "field is immutable"))
-        if causes:
-            raise invalid("Service", name, causes)
+            raise invalid("Service", name, [_invalid("spec.clusterIP", spec.get("clusterIP") or (
+                ips[0] if ips else ""), "field is immutable")])
+        self._init_ip_families(spec, ips, name)
         if ips == ["None"]:
             spec["clusterIP"], spec["clusterIPs"] = "None", ["None"]
-            if not spec.get("ipFamilyPolicy"):
-                spec["ipFamilyPolicy"] = "SingleStack" if spec.get("selector") else "RequireDualStack"
         else:
             out.ips = ips or [""]
-            spec.setdefault("ipFamilyPolicy", "SingleStack")
-        spec.setdefault("ipFamilies", [IPFamily])
-        if _needs_node_ports(spec):
-            out.ports = self._requested_ports(spec, old_spec if _needs_node_ports(old_spec) else {})
-        elif old is not None and _needs_node_ports(old_spec):
+        out.ports = self._requested_ports(spec, old_spec if _has_node_ports(old_spec) else {})
+        if not _has_node_ports(spec) and old is not None and _has_node_ports(old_spec):
             # Leaving NodePort/LoadBalancer: the node ports the old service held go (dropTypeDependentFields).
             held = {p.get("nodePort") for p in _ports(old_spec)}
-            for p in _ports(spec):
+            for i, p in enumerate(_ports(spec)):
                 if p.get("nodePort") in held:
                     p.pop("nodePort", None)
+                    out.ports.pop(i, None)
+        if _needs_health_check(spec):
+            hc = spec.get("healthCheckNodePort")
+            if not isinstance(hc, int) or isinstance(hc, bool) or hc <= 0:
+                hc = old_spec.get("healthCheckNodePort") if _needs_health_check(old_spec) else 0
+            out.health_check = hc if isinstance(hc, int) and not isinstance(hc, bool) else 0
+        elif old is not None and _needs_health_check(old_spec) and \
+                spec.get("healthCheckNodePort") == old_spec.get("healthCheckNodePort"):
+            spec.pop("healthCheckNodePort", None)
         return out
+
+    @staticmethod
+    def _init_ip_families(spec: dict[str, Any], ips: list[str], name: str) -> None:
+        """kube's ``initIPFamilyFields`` on a single-stack IPv4 cluster: the policy and families
+        defaulted, and refused where they ask for what this cluster has not got."""
+        headless = bool(ips) and ips[0] == "None"
+        selectorless = not spec.get("selector")
+        fams = spec.get("ipFamilies")
+        fams = list(fams) if isinstance(fams, list) else []
+        if not spec.get("ipFamilyPolicy"):
+            dual = len(ips) > 1 or len(fams) > 1 or (headless and selectorless)
+            spec["ipFamilyPolicy"] = "RequireDualStack" if dual else "SingleStack"
+        policy = spec["ipFamilyPolicy"]
+        causes: list[Cause] = []
+        if policy == "SingleStack":
+            if len(ips) == 2:
+                causes.append(_invalid("spec.ipFamilyPolicy", policy, "must be 'RequireDualStack' or "
+                                       "'PreferDualStack' when multiple cluster IPs are specified"))
+            if len(fams) == 2:
+                causes.append(_invalid("spec.ipFamilyPolicy", policy, "must be 'RequireDualStack' or "
+                                       "'PreferDualStack' when multiple IP families are specified"))
+        for i, ip in enumerate(ips):
+            if ip == "None":
+                break
+            try:
+                fam = "IPv6" if ipaddress.ip_address(ip).version == 6 else IPFamily
+            except ValueError:
+                causes.append(_invalid(f"spec.clusterIPs[{i}]", ip,
+                                       "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+                continue
+            if i >= len(fams):
+                if fam != IPFamily:
+                    causes.append(_invalid(f"spec.clusterIPs[{i}]", ips, f"{fam} is not configured on this cluster"))
+                else:
+                    fams.append(fam)
+        if causes:
+            raise invalid("Service", name, causes)
+        if headless and selectorless:
+            # Allowed multi-family even on a single-stack cluster (kube's special case).
+            fams = fams or [IPFamily]
+            if len(fams) < 2 and policy != "SingleStack":
+                fams.append("IPv6" if fams[0] == IPFamily else IPFamily)
+            spec["ipFamilies"] = fams
+            return
+        if policy == "RequireDualStack":
+            causes.append(_invalid("spec.ipFamilyPolicy", policy, "this cluster is not configured for dual-stack "
+                                                                  "services"))
+        causes += [_invalid(f"spec.ipFamilies[{i}]", f, "not configured on this cluster")
+                   for i, f in enumerate(fams) if f != IPFamily]
+        if len(ips) > 1 and not causes:
+            causes.append(_invalid("spec.clusterIPs", ips, "this cluster is not configured for dual-stack services"))
+        if causes:
+            raise invalid("Service", name, causes)
+        spec["ipFamilies"] = fams or [IPFamily]
 
     @staticmethod
     def _requested_ips(spec: dict[str, Any], old_spec: dict[str, Any]) -> list[str]:
@@ -223,71 +289,33 @@ class ServiceAllocation(AllocationHook):
         return [str(v) for v in carried] if isinstance(carried, list) and carried else []
 
     @staticmethod
-    def _check_families(spec: dict[str, Any], ips: list[str]) -> list[Cause]:
-        causes: list[Cause] = []
-        policy = spec.get("ipFamilyPolicy")
-        headless = ips == ["None"]
-        if policy == "RequireDualStack" and not (headless and not spec.get("selector")):
-            causes.append(_invalid("spec.ipFamilyPolicy", policy,
-                                   "this cluster is not configured for dual-stack services"))
-        fams = spec.get("ipFamilies")
-        if isinstance(fams, list):
-            for i, fam in enumerate(fams):
-                if fam != IPFamily:
-                    causes.append(_invalid(f"spec.ipFamilies[{i}]", fam, "not configured on this cluster"))
-        if len(ips) > 1:
-            causes.append(_invalid("spec.clusterIPs", ips, "this cluster is not configured for dual-stack services"))
-        elif ips and not headless:
-            try:
-                if ipaddress.ip_address(ips[0]).version != 4:
-                    causes.append(_invalid("spec.clusterIPs[0]", ips[0], "not configured on this cluster"))
-            except ValueError:
-                causes.append(_invalid("spec.clusterIPs[0]", ips[0],
-                                       "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
-        return causes
-
-    @staticmethod
     def _requested_ports(spec: dict[str, Any], old_spec: dict[str, Any]) -> dict[int, int]:
+        """Per port index, the node port asked for (0: any). A LoadBalancer without
+        ``allocateLoadBalancerNodePorts`` gets only those asked for by value (``initNodePorts``)."""
+        if not _has_node_ports(spec):
+            return {}
         old_by = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort") for p in _ports(old_spec)}
         out: dict[int, int] = {}
         for i, p in enumerate(_ports(spec)):
             np = p.get("nodePort")
             if not isinstance(np, int) or isinstance(np, bool) or np == 0:
                 carried = old_by.get((p.get("port"), p.get("protocol") or "TCP"))
-                np = carried if isinstance(carried, int) else 0
+                np = carried if isinstance(carried, int) and not isinstance(carried, bool) else 0
+            if np == 0 and not _needs_node_ports(spec):
+                continue
             out[i] = np
         return out
 
-    def carry(self, new: dict[str, Any], old: dict[str, Any]) -> None:
-        """kube's ``patchAllocatedValues``: an update that leaves out the cluster IPs, the IP family
-        fields or a port's node port keeps the old ones (kubectl apply and edit rely on it)."""
-        spec, old_spec = new.get("spec"), _spec(old)
-        if not isinstance(spec, dict):
-            return
-        if (spec.get("type") or "ClusterIP") == "ExternalName" or \
-                (old_spec.get("type") or "ClusterIP") == "ExternalName":
-            return
-        if not spec.get("clusterIPs") and (not spec.get("clusterIP") or spec.get("clusterIP") == old_spec.get(
-                "clusterIP")):
-            for f in ("clusterIP", "clusterIPs"):
-                if f in old_spec:
-                    spec[f] = old_spec[f]
-        for f in ("ipFamilies", "ipFamilyPolicy"):
-            if not spec.get(f) and f in old_spec:
-                spec[f] = old_spec[f]
-        if _needs_node_ports(spec) and _needs_node_ports(old_spec):
-            old_by = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort") for p in _ports(old_spec)}
-            for p in _ports(spec):
-                if not p.get("nodePort") and old_by.get((p.get("port"), p.get("protocol") or "TCP")):
-                    p["nodePort"] = old_by[(p.get("port"), p.get("protocol") or "TCP")]
-
-    def fill(self, new: dict[str, Any], ips: list[str], ports: dict[int, int]) -> None:
+    def fill(self, new: dict[str, Any], ips: list[str], ports: dict[int, int],
+             health_check: int | None = None) -> None:
         spec = new["spec"]
         if ips:
             spec["clusterIP"], spec["clusterIPs"] = ips[0], list(ips)
         plist = _ports(spec)
         for i, port in ports.items():
             plist[i]["nodePort"] = port
+        if health_check is not None:
+            spec["healthCheckNodePort"] = health_check
 
     def held(self, obj: dict[str, Any] | None) -> tuple[set[str], set[int]]:
         spec = _spec(obj)
@@ -296,7 +324,10 @@ class ServiceAllocation(AllocationHook):
         ips = {str(v) for v in spec.get("clusterIPs") or [] if v != "None"} if isinstance(
             spec.get("clusterIPs"), list) else set()
         ports = {p["nodePort"] for p in _ports(spec) if isinstance(p.get("nodePort"), int) and p["nodePort"]} \
-            if _needs_node_ports(spec) else set()
+            if _has_node_ports(spec) else set()
+        hc = spec.get("healthCheckNodePort")
+        if _needs_health_check(spec) and isinstance(hc, int) and not isinstance(hc, bool) and hc > 0:
+            ports.add(hc)
         return ips, ports
 
 

@@ -37,6 +37,32 @@ class ResourceDef(msgspec.Struct, frozen=True):
     stored: bool = True
     # Subresources: name -> verbs (e.g. {"token": ("create",)} on serviceaccounts).
     subresources: dict[str, tuple[str, ...]] = {}
+    # metadata.generation: 1 on create, +1 on every change outside metadata and status (the kinds
+    # whose kube strategy sets it); ``generation_annotations`` also counts annotation changes
+    # (kube's Deployment: they are copied to its ReplicaSets).
+    generation: bool = False
+    generation_annotations: bool = False
+    # With a ``status`` subresource: the status a create stores whatever the client sent (kube's
+    # PrepareForCreate resets it to the zero value, which JSON shows as these fields); None keeps
+    # the client's status (Nodes). A kind's strategy may add to it (a Pod's qosClass).
+    initial_status: dict | None = None
+    # Metadata fields a write to ``/status`` may not change (kube's status strategies: the apps
+    # kinds reset labels, a Pod's ownerReferences). Every field but metadata and status always is.
+    status_resets_metadata: tuple[str, ...] = ()
+    # The scale subresource: the replicas paths and how the label selector is read
+    # (``"selector"``: a LabelSelector at spec.selector; ``"map"``: an RC's map at spec.selector).
+    scale_selector: Literal["", "selector", "map"] = ""
+    # Served by conversion from the storage version (group, version) of the same plural; empty:
+    # this definition is the storage version (kinds/_conversion.py holds the conversions).
+    storage: tuple[str, str] = ()
+    # Nothing of its own is stored: a create is the named subresource of the object of that plural
+    # (same group) named by the body's metadata.name (core/v1 ``bindings`` -> ``pods/<name>/binding``).
+    create_as: tuple[str, str] = ()
+
+    @property
+    def has_status(self) -> bool:
+        """Status is written through ``/status`` only (the spec/status split)."""
+        return "status" in self.subresources
 
     @property
     def api_version(self) -> str:
@@ -47,6 +73,97 @@ class ResourceDef(msgspec.Struct, frozen=True):
         return self.kind + "List"
 
 
+_EVENT_FIELDS = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                 "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                 "reason", "reportingComponent", "source", "type")
+_STATUS = {"status": ("get", "patch", "update")}
+_SCALE = {"scale": ("get", "patch", "update")}
+_ALL = ("all",)
+_LABELS = ("labels",)  # the apps kinds' status strategies reset labels
+# The built-in kinds of real manifests (issue 11 §2), with kube-apiserver 1.33's names, short
+# names, categories, subresources and selectable fields.
+_WORKLOAD_KINDS: tuple[ResourceDef, ...] = (
+    ResourceDef("", "v1", "Pod", "pods", "pod", True, ("po",), _ALL,
+                field_selectors=("spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                                 "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP",
+                                 "status.nominatedNodeName"),
+                subresources={**_STATUS, "binding": ("create",), "eviction": ("create",),
+                              "ephemeralcontainers": ("get", "patch", "update")},
+                generation=True, initial_status={"phase": "Pending"},
+                status_resets_metadata=("ownerReferences",)),
+    ResourceDef("", "v1", "Service", "services", "service", True, ("svc",), _ALL,
+                field_selectors=("spec.clusterIP", "spec.type"), subresources=_STATUS,
+                initial_status={"loadBalancer": {}}),
+    ResourceDef("", "v1", "Binding", "bindings", "binding", True, verbs=("create",),
+                create_as=("pods", "binding")),
+    ResourceDef("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
+    ResourceDef("", "v1", "Node", "nodes", "node", False, ("no",), field_selectors=("spec.unschedulable",),
+                subresources=_STATUS),
+    ResourceDef("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", False, ("pv",),
+                subresources=_STATUS, initial_status={"phase": "Pending"}),
+    ResourceDef("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", True,
+                ("pvc",), subresources=_STATUS, initial_status={"phase": "Pending"}),
+    ResourceDef("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True,
+                ("rc",), _ALL, field_selectors=("status.replicas",), subresources={**_STATUS, **_SCALE},
+                generation=True, initial_status={"replicas": 0}, scale_selector="map"),
+    ResourceDef("", "v1", "PodTemplate", "podtemplates", "podtemplate", True, generation=True),
+    ResourceDef("", "v1", "LimitRange", "limitranges", "limitrange", True, ("limits",)),
+    ResourceDef("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", True, ("quota",),
+                subresources=_STATUS, initial_status={}),
+    ResourceDef("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), _ALL,
+                subresources={**_STATUS, **_SCALE}, generation=True, generation_annotations=True,
+                initial_status={}, scale_selector="selector", status_resets_metadata=_LABELS),
+    ResourceDef("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), _ALL,
+                field_selectors=("status.replicas",), subresources={**_STATUS, **_SCALE}, generation=True,
+                initial_status={"replicas": 0}, scale_selector="selector", status_resets_metadata=_LABELS),
+    ResourceDef("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, ("sts",), _ALL,
+                subresources={**_STATUS, **_SCALE}, generation=True,
+                initial_status={"replicas": 0, "availableReplicas": 0}, scale_selector="selector",
+                status_resets_metadata=_LABELS),
+    ResourceDef("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ("ds",), _ALL,
+                subresources=_STATUS, generation=True,
+                initial_status={"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                                "numberReady": 0}, status_resets_metadata=_LABELS),
+    ResourceDef("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True),
+    ResourceDef("batch", "v1", "Job", "jobs", "job", True, (), _ALL, field_selectors=("status.successful",),
+                subresources=_STATUS, generation=True, initial_status={}),
+    ResourceDef("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), _ALL, subresources=_STATUS,
+                generation=True, initial_status={}),
+    ResourceDef("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+                "horizontalpodautoscaler", True, ("hpa",), _ALL, subresources=_STATUS,
+                generation=True, initial_status={"desiredReplicas": 0}),
+    ResourceDef("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+                "horizontalpodautoscaler", True, ("hpa",), _ALL, subresources=_STATUS,
+                generation=True, initial_status={"currentReplicas": 0, "desiredReplicas": 0},
+                storage=("autoscaling", "v2")),
+    ResourceDef("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ("ing",),
+                subresources=_STATUS, generation=True, initial_status={"loadBalancer": {}}),
+    ResourceDef("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False,
+                generation=True),
+    ResourceDef("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True,
+                ("netpol",), generation=True),
+    ResourceDef("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", True,
+                ("pdb",), subresources=_STATUS, generation=True,
+                initial_status={"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
+                                "expectedPods": 0}),
+    ResourceDef("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, ("pc",)),
+    ResourceDef("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False, ("sc",)),
+    ResourceDef("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", False),
+    ResourceDef("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", False),
+    ResourceDef("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", "volumeattachment", False,
+                subresources=_STATUS, initial_status={"attached": False}),
+    ResourceDef("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True,
+                generation=True),
+    ResourceDef("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", False),
+    ResourceDef("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
+                "certificatesigningrequest", False, ("csr",), field_selectors=("spec.signerName",),
+                subresources={**_STATUS, "approval": ("get", "patch", "update")}, initial_status={}),
+    ResourceDef("events.k8s.io", "v1", "Event", "events", "event", True, ("ev",), name_rule="path",
+                field_selectors=_EVENT_FIELDS, storage=("", "v1")),
+    ResourceDef("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", False,
+                categories=("api-extensions",), subresources=_STATUS, initial_status={}),
+)
+
 _RBAC = "rbac.authorization.k8s.io"
 BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
@@ -55,17 +172,10 @@ BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",)),
     ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),
                 subresources={"token": ("create",)}),
-    # Minimal Service definition for cluster IP / node port allocation (issue 11, fix-gc); the
-    # workload-kinds branch brings the full one: keep that one at merge.
-    ResourceDef("", "v1", "Service", "services", "service", True, ("svc",), categories=("all",),
-                subresources={"status": ("get", "patch", "update")}),
-    ResourceDef("", "v1", "Event", "events", "event", True, ("ev",),
-                field_selectors=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-                                 "involvedObject.uid", "involvedObject.apiVersion",
-                                 "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
-                                 "reportingComponent", "source", "type"),
+    ResourceDef("", "v1", "Event", "events", "event", True, ("ev",), field_selectors=_EVENT_FIELDS,
                 name_rule="path"),
     ResourceDef("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+    *_WORKLOAD_KINDS,
     ResourceDef(_RBAC, "v1", "Role", "roles", "role", True, name_rule="path"),
     ResourceDef(_RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", False,
                 name_rule="path"),
@@ -96,6 +206,12 @@ class Registry:
     def get(self, group: str, version: str, plural: str) -> ResourceDef | None:
         return self._by_gvr.get((group, version, plural))
 
+    def storage_of(self, d: ResourceDef) -> ResourceDef:
+        """The definition ``d`` is stored as (itself, unless it is served by conversion)."""
+        if not d.storage:
+            return d
+        return self._by_gvr.get((*d.storage, d.plural), d)
+
     def by_resource(self, group: str, plural: str) -> ResourceDef | None:
         return self._by_gr.get((group, plural))
 
@@ -120,20 +236,32 @@ def _version_rank(version: str) -> tuple[int, int, int]:
     return (stage, -int(m.group(1)), -int(m.group(3) or 0))
 
 
+# Selectable fields whose value kube formats from a Go zero value when the field is unset (a bool
+# "false", a count "0"), or reads from another field (a Job's status.successful is status.succeeded).
+_FIELD_SOURCES = {
+    "spec.hostNetwork": ("spec.hostNetwork", "false"),
+    "spec.unschedulable": ("spec.unschedulable", "false"),
+    "status.replicas": ("status.replicas", "0"),
+    "status.successful": ("status.succeeded", "0"),
+}
+
+
 def field_value(obj: dict, path: str) -> str:
-    """The string value at a dotted path, "" when missing (as Kubernetes field labels do).
+    """The string value at a dotted path, "" when missing (as Kubernetes field labels do; a bool or
+    count kube formats from its zero value).
 
     ``source`` on events is the apiserver's special case: ``source.component``.
     """
     if path == "source":
         path = "source.component"
+    path, default = _FIELD_SOURCES.get(path, (path, ""))
     cur: object = obj
     for part in path.split("."):
         if not isinstance(cur, dict):
-            return ""
+            return default
         cur = cur.get(part)
     if cur is None:
-        return ""
+        return default
     if isinstance(cur, bool):
         return "true" if cur else "false"
     return str(cur)

@@ -47,13 +47,20 @@ class Strategy:
     """Defaults shared by every kind."""
 
     allow_create_on_update = False
-    has_generation = False
 
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         """Normalise a new object before validation (defaults, derived fields)."""
 
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         """Carry over what an update may not change (e.g. status through the main resource)."""
+
+    def validate_subresource(self, subresource: str, obj: dict[str, Any], old: dict[str, Any],
+                             rdef: ResourceDef) -> list[Cause]:
+        """A write through a subresource (status, scale, binding, ephemeralcontainers, approval):
+        kube validates it with that subresource's strategy, not the main resource's update rules
+        (a binding sets ``spec.nodeName``, which a pod update may not). The subresource's own rules
+        are ``kinds._subresources.validate_update``; here, the object's metadata."""
+        return validate_object_meta(obj.get("metadata"), namespaced=rdef.namespaced, name_rule=rdef.name_rule)
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
         causes = validate_object_meta(obj.get("metadata"), namespaced=rdef.namespaced, name_rule=rdef.name_rule)
@@ -166,6 +173,16 @@ _BY_RESOURCE: dict[tuple[str, str], Strategy] = {
     ("", "events"): EventStrategy(),
     ("coordination.k8s.io", "leases"): LeaseStrategy(),
 }
+# The per-group modules subclass Strategy, so they are imported once it exists. (Any import of
+# kinds.* runs kinds/__init__, which imports this module first.)
+from ._apps import APPS_STRATEGIES
+from ._batch import BATCH_STRATEGIES
+from ._core import CORE_STRATEGIES
+from ._policy import OTHER_STRATEGIES
+from ._services import SERVICE_STRATEGIES
+
+for _table in (CORE_STRATEGIES, SERVICE_STRATEGIES, APPS_STRATEGIES, BATCH_STRATEGIES, OTHER_STRATEGIES):
+    _BY_RESOURCE.update(_table)
 _DEFAULT = Strategy()
 
 

@@ -22,15 +22,26 @@ from ._errors import Cause
 __all__ = [
     "ANNOTATIONS_MAX_BYTES",
     "FIELD_MANAGER_MAX_BYTES",
+    "field_duplicate",
+    "field_forbidden",
+    "field_invalid",
+    "field_not_found",
+    "field_required",
+    "field_unsupported",
     "go_base64_decode",
+    "go_repr",
     "is_config_map_key",
+    "is_dns1035_label",
     "is_dns1123_label",
     "is_dns1123_subdomain",
     "is_qualified_name",
+    "is_relaxed_env_var_name",
     "is_valid_label_value",
     "is_valid_path_segment_name",
+    "is_valid_port_name",
     "validate_config_map_keys",
     "validate_field_manager",
+    "validate_labels",
     "validate_object_meta",
 ]
 
@@ -83,8 +94,9 @@ def _regex_error(msg: str, fmt: str, *examples: str) -> str:
     """The apiserver's ``RegexError`` wording: message, examples and the regex."""
     if not examples:
         return f"{msg} (regex used for validation is '{fmt}')"
-    shown = " or ".join(f"'{e}'" for e in examples)
-    return f"{msg} (e.g. {shown}, regex used for validation is '{fmt}')"
+    # Go appends "'<example>', " per example and " or " between them: "'a',  or 'b', regex ...".
+    shown = " or ".join(f"'{e}', " for e in examples)
+    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
 
 
 def _max_len_error(length: int) -> str:
@@ -106,6 +118,56 @@ def is_dns1123_label(value: str) -> list[str]:
             errs.append("must not contain dots")
         else:
             errs.append(_regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
+    return errs
+
+
+_DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_DNS1035_LABEL_RE = re.compile(_DNS1035_LABEL_FMT)
+_DNS1035_LABEL_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+    "alphabetic character, and end with an alphanumeric character"
+)
+
+
+def is_dns1035_label(value: str) -> list[str]:
+    """Problems with ``value`` as an RFC 1035 label (service names: they become DNS names)."""
+    errs: list[str] = []
+    if _nbytes(value) > _DNS1123_LABEL_MAX:
+        errs.append(_max_len_error(_DNS1123_LABEL_MAX))
+    if not _DNS1035_LABEL_RE.fullmatch(value):
+        errs.append(_regex_error(_DNS1035_LABEL_MSG, _DNS1035_LABEL_FMT, "my-name", "abc-123"))
+    return errs
+
+
+_PORT_NAME_CHARSET_RE = re.compile("[-a-z0-9]+")
+_PORT_NAME_LETTER_RE = re.compile("[a-z]")
+
+
+def is_valid_port_name(value: str) -> list[str]:
+    """Problems with ``value`` as an IANA service name (container and service port names)."""
+    errs: list[str] = []
+    if _nbytes(value) > 15:
+        errs.append(_max_len_error(15))
+    if not _PORT_NAME_CHARSET_RE.fullmatch(value):
+        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not _PORT_NAME_LETTER_RE.search(value):
+        errs.append("must contain at least one letter (a-z)")
+    if "--" in value:
+        errs.append("must not contain consecutive hyphens")
+    if value and (value[0] == "-" or value[-1] == "-"):
+        errs.append("must not begin or end with a hyphen")
+    return errs
+
+
+def is_relaxed_env_var_name(value: str) -> list[str]:
+    """Problems with ``value`` as an environment variable name (kube 1.33 has the
+    RelaxedEnvironmentVariableValidation gate on: printable ASCII but '=')."""
+    errs: list[str] = []
+    if not value:
+        errs.append("environment variable name must be non-empty")
+    if any(not (32 <= ord(c) <= 126) or c == "=" for c in value):
+        errs.append("a valid environment variable name must consist only of printable ASCII characters "
+                    "other than '='")
     return errs
 
 
@@ -229,6 +291,49 @@ def _go_repr(value: Any) -> str:
 
 def _invalid(field: str, value: Any, detail: str) -> Cause:
     return Cause("FieldValueInvalid", f"Invalid value: {_go_repr(value)}: {detail}", field)
+
+
+def go_repr(value: Any) -> str:
+    """A bad value as kube 1.33's ``field.Error`` prints it (before 1.34 printed JSON): strings
+    quoted, numbers and booleans bare, string lists as ``[]string{...}``, ``str -> str`` maps as
+    ``map[string]string{...}`` (Go prints map keys sorted)."""
+    if isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        inner = ", ".join(f"{json.dumps(k, ensure_ascii=False)}:{json.dumps(value[k], ensure_ascii=False)}"
+                          for k in sorted(value))
+        return "map[string]string{" + inner + "}"
+    return _go_repr(value)
+
+
+def field_invalid(field: str, value: Any, detail: str) -> Cause:
+    """``field.Invalid``: ``<field>: Invalid value: <value>: <detail>``."""
+    return Cause("FieldValueInvalid", f"Invalid value: {go_repr(value)}: {detail}" if detail
+                 else f"Invalid value: {go_repr(value)}", field)
+
+
+def field_required(field: str, detail: str = "") -> Cause:
+    """``field.Required``: ``<field>: Required value[: <detail>]``."""
+    return _required(field, detail)
+
+
+def field_forbidden(field: str, detail: str) -> Cause:
+    """``field.Forbidden``: ``<field>: Forbidden: <detail>``."""
+    return _forbidden(field, detail)
+
+
+def field_duplicate(field: str, value: Any) -> Cause:
+    """``field.Duplicate``: ``<field>: Duplicate value: <value>``."""
+    return Cause("FieldValueDuplicate", f"Duplicate value: {go_repr(value)}", field)
+
+
+def field_not_found(field: str, value: Any) -> Cause:
+    """``field.NotFound``: ``<field>: Not found: <value>``."""
+    return Cause("FieldValueNotFound", f"Not found: {go_repr(value)}", field)
+
+
+def field_unsupported(field: str, value: Any, supported: tuple[str, ...] | list[str]) -> Cause:
+    """``field.NotSupported``: ``<field>: Unsupported value: <value>: supported values: "a", "b"``."""
+    shown = ", ".join(json.dumps(v) for v in supported)
+    return Cause("FieldValueNotSupported", f"Unsupported value: {go_repr(value)}: supported values: {shown}", field)
 
 
 def _required(field: str, detail: str = "") -> Cause:
@@ -478,6 +583,12 @@ def validate_object_meta(
     causes += _validate_owner_references(meta.get("ownerReferences"), f"{field}.ownerReferences")
     causes += _validate_finalizers(meta.get("finalizers"), f"{field}.finalizers")
     return causes
+
+
+def validate_labels(labels: Any, field: str) -> list[Cause]:
+    """``ValidateLabels``: qualified-name keys and label values (``spec.nodeSelector``,
+    ``spec.selector`` maps, template labels)."""
+    return _validate_labels(labels, field)
 
 
 def validate_config_map_keys(data: Any, field: str) -> list[Cause]:

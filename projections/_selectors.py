@@ -60,8 +60,9 @@ _SUBDOMAIN_MSG = (
 
 
 def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    shown = " or ".join(f"'{e}'" for e in examples)
-    return f"{msg} (e.g. {shown}, regex used for validation is '{fmt}')"
+    # Go's RegexError: "'<example>', " per example, " or " between them (kinds._validation's too).
+    shown = " or ".join(f"'{e}', " for e in examples)
+    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
 
 
 def _nbytes(s: str) -> int:

@@ -120,7 +120,8 @@ async def test_requested_values_headless_and_updates(start_server: StartServer) 
             assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["clusterIPs"] == ["None"]
             assert headless["spec"]["ipFamilyPolicy"] == "SingleStack" and headless["spec"]["ipFamilies"] == ["IPv4"]
             np = await create(api, "default", service("np", type="NodePort", ports=[
-                {"port": 53, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}, {"port": 54, "nodePort": 30054}]))
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"}, {"name": "dns-udp", "port": 53, "protocol": "UDP"},
+                {"name": "other", "port": 54, "nodePort": 30054}]))
             p = np["spec"]["ports"]
             assert p[0]["nodePort"] == p[1]["nodePort"] != 30054 and p[2]["nodePort"] == 30054  # kube shares by port
             r = await api.post(SVC.format(ns="default"), json=service("np2", type="NodePort", ports=[
@@ -135,7 +136,8 @@ async def test_requested_values_headless_and_updates(start_server: StartServer) 
             # An update that leaves the allocated values out keeps them (kubectl apply/replace).
             cur = (await api.get(SVC.format(ns="default") + "/np")).json()
             put = {"metadata": {"name": "np", "resourceVersion": cur["metadata"]["resourceVersion"]},
-                   "spec": {"type": "NodePort", "ports": [{"port": 53, "protocol": "TCP"}, {"port": 54}]}}
+                   "spec": {"type": "NodePort", "ports": [{"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                                                          {"name": "other", "port": 54}]}}
             r = await api.put(SVC.format(ns="default") + "/np", json=put)
             assert r.status_code == 200, r.text
             assert r.json()["spec"]["clusterIP"] == np["spec"]["clusterIP"]

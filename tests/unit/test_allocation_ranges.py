@@ -73,7 +73,9 @@ def test_service_wants() -> None:
     assert h.wants(o, None).ips == ["10.96.0.9"]
     o = svc(clusterIP="None")
     assert h.wants(o, None).ips == [] and o["spec"]["clusterIPs"] == ["None"]
-    assert o["spec"]["ipFamilyPolicy"] == "RequireDualStack"  # headless without selector
+    # Headless without selector: RequireDualStack over both families, even on a single-stack
+    # cluster (initIPFamilyFields' special case).
+    assert o["spec"]["ipFamilyPolicy"] == "RequireDualStack" and o["spec"]["ipFamilies"] == ["IPv4", "IPv6"]
     o = svc(clusterIP="None", selector={"a": "b"})
     h.wants(o, None)
     assert o["spec"]["ipFamilyPolicy"] == "SingleStack"
@@ -82,28 +84,48 @@ def test_service_wants() -> None:
     assert w.ips == [] and w.ports == {} and "ipFamilies" not in o["spec"]
     o = svc(type="NodePort", ports=[{"port": 80}, {"port": 81, "nodePort": 30001}])
     assert h.wants(o, None).ports == {0: 0, 1: 30001}
-    for bad, field in ((svc(clusterIP="300.1.1.1"), "spec.clusterIPs[0]"), (svc(ipFamilies=["IPv6"]), "spec.ipFamilies[0]"),
-                       (svc(ipFamilyPolicy="RequireDualStack"), "spec.ipFamilyPolicy")):
+    for bad, field, msg in (
+            (svc(clusterIP="300.1.1.1"), "spec.clusterIPs[0]", "must be a valid IP address"),
+            (svc(ipFamilies=["IPv6"]), "spec.ipFamilies[0]", 'Invalid value: "IPv6": not configured on this cluster'),
+            (svc(clusterIP="fd00::1"), "spec.clusterIPs[0]",
+             'Invalid value: []string{"fd00::1"}: IPv6 is not configured on this cluster'),
+            (svc(ipFamilyPolicy="RequireDualStack"), "spec.ipFamilyPolicy",
+             "this cluster is not configured for dual-stack services"),
+            (svc(clusterIPs=["10.96.0.5", "fd00::5"], ipFamilyPolicy="SingleStack"), "spec.ipFamilyPolicy",
+             "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified")):
         with pytest.raises(Invalid) as e:
             h.wants(bad, None)
-        assert e.value.causes[0].field == field
+        assert e.value.causes[0].field == field and msg in e.value.causes[0].message, e.value.causes
+    o = svc(ipFamilyPolicy="PreferDualStack")
+    assert h.wants(o, None).ips == [""] and o["spec"]["ipFamilies"] == ["IPv4"]
 
 
-def test_service_update_carries_and_releases() -> None:
+def test_service_update_releases() -> None:
     h = ServiceAllocation()
     old = svc(type="NodePort", clusterIP="10.96.0.9", clusterIPs=["10.96.0.9"], ipFamilies=["IPv4"],
               ipFamilyPolicy="SingleStack", ports=[{"port": 80, "protocol": "TCP", "nodePort": 30001}])
-    new = svc(type="NodePort", ports=[{"port": 80, "protocol": "TCP"}])
-    h.carry(new, old)
-    assert new["spec"]["clusterIPs"] == ["10.96.0.9"] and new["spec"]["ports"][0]["nodePort"] == 30001
     assert h.held(old) == ({"10.96.0.9"}, {30001})
+    same = svc(type="NodePort", clusterIP="10.96.0.9", ports=[{"port": 80, "protocol": "TCP"}])
+    assert h.wants(same, old).ports == {0: 30001}  # carried
     to_ip = svc(type="ClusterIP", clusterIP="10.96.0.9", ports=[{"port": 80, "nodePort": 30001}])
-    h.wants(to_ip, old)
+    assert h.wants(to_ip, old).ports == {}
     assert "nodePort" not in to_ip["spec"]["ports"][0]  # leaving NodePort drops the node ports
-    assert h.held(to_ip)[1] == set()
     ext = svc(type="ExternalName", externalName="x", clusterIP="10.96.0.9", clusterIPs=["10.96.0.9"])
     h.wants(ext, old)
     assert h.held(ext) == (set(), set()) and "clusterIP" not in ext["spec"]
+
+
+def test_load_balancer_ports_and_health_check() -> None:
+    h = ServiceAllocation()
+    lb = svc(type="LoadBalancer", externalTrafficPolicy="Local", ports=[{"port": 80}])
+    w = h.wants(lb, None)
+    assert w.ports == {0: 0} and w.health_check == 0
+    h.fill(lb, ["10.96.0.3"], {0: 30005}, 30006)
+    assert lb["spec"]["healthCheckNodePort"] == 30006 and h.held(lb) == ({"10.96.0.3"}, {30005, 30006})
+    quiet = svc(type="LoadBalancer", allocateLoadBalancerNodePorts=False, ports=[{"port": 80}, {"port": 81,
+                                                                                              "nodePort": 30010}])
+    w = h.wants(quiet, None)
+    assert w.ports == {1: 30010} and w.health_check is None  # only what is asked for by value
 
 
 def test_cluster_ip_is_immutable() -> None:

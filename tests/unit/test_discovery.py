@@ -252,3 +252,32 @@ def test_subresources_declared_on_the_resource_def() -> None:
     # an explicit mapping replaces what the ResourceDef declares
     doc = api_resource_list(reg, "", "v1", subresources={("", "serviceaccounts"): []})
     assert doc is not None and [r["name"] for r in doc["resources"]] == ["serviceaccounts"]
+
+
+def test_builtin_workload_kinds_and_subresources() -> None:
+    """The built-in kinds with kube's short names, categories and subresources, in both discovery
+    forms; HPAs in autoscaling/v2 (preferred) and v1."""
+    reg = Registry()
+    doc = api_resource_list(reg, "apps", "v1")
+    assert doc is not None
+    by_name = {r["name"]: r for r in doc["resources"]}
+    assert by_name["deployments"]["shortNames"] == ["deploy"] and by_name["deployments"]["categories"] == ["all"]
+    assert by_name["deployments/scale"] == {"name": "deployments/scale", "singularName": "", "namespaced": True,
+                                            "group": "autoscaling", "version": "v1", "kind": "Scale",
+                                            "verbs": ["get", "patch", "update"]}
+    assert by_name["deployments/status"]["kind"] == "Deployment"
+    core = api_resource_list(reg, "", "v1")
+    assert core is not None
+    names = [r["name"] for r in core["resources"]]
+    for sub in ("pods/status", "pods/binding", "pods/eviction", "pods/ephemeralcontainers",
+                "replicationcontrollers/scale", "nodes/status"):
+        assert sub in names
+    agg = aggregated(reg, legacy_core=False, version="v2")
+    hpa = next(g for g in agg["items"] if g["metadata"]["name"] == "autoscaling")
+    assert [v["version"] for v in hpa["versions"]] == ["v2", "v1"]
+    pods = _resources(aggregated(reg, legacy_core=True, version="v2"), "", "v1")["pods"]
+    assert pods["shortNames"] == ["po"] and pods["categories"] == ["all"]
+    assert {s["subresource"]: s["responseKind"]["kind"] for s in pods["subresources"]} == {
+        "status": "Pod", "binding": "Binding", "eviction": "Eviction", "ephemeralcontainers": "Pod"}
+    assert sorted({d.plural for d in reg.defs if "all" in d.categories}) == ["cronjobs", "daemonsets", "deployments", "horizontalpodautoscalers", "jobs",
+                                 "pods", "replicasets", "replicationcontrollers", "services", "statefulsets"]

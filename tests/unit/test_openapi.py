@@ -228,7 +228,7 @@ def test_cluster_scoped_and_create_only_kinds() -> None:
 
 
 def test_unserved_group_version() -> None:
-    assert v3_document("apps", "v1", served()) is None
+    assert v3_document("apps", "v2", served()) is None
 
 
 def test_crd_document() -> None:
@@ -620,3 +620,27 @@ def test_wire_format_basics() -> None:
     body = encode_v2_document({"definitions": {"x": {"type": "object", "additionalProperties": False}}})
     schema = decode(body, "Document")["definitions"]["additional_properties"][0]["value"]
     assert schema["additional_properties"] == {"boolean": False}
+
+
+def test_subresource_paths() -> None:
+    """Subresources are paths of their own with kube's operation IDs; scale, binding and eviction
+    take and answer their own kinds (Scale, Binding, Eviction)."""
+    apps = _v3("apps", "v1")
+    scale = apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]
+    assert {m: scale[m]["operationId"] for m in ("get", "put", "patch")} == {
+        "get": "readAppsV1NamespacedDeploymentScale", "put": "replaceAppsV1NamespacedDeploymentScale",
+        "patch": "patchAppsV1NamespacedDeploymentScale"}
+    assert scale["put"]["x-kubernetes-group-version-kind"] == {"group": "autoscaling", "kind": "Scale",
+                                                               "version": "v1"}
+    ref = scale["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref.endswith("io.k8s.api.autoscaling.v1.Scale") and "io.k8s.api.autoscaling.v1.Scale" in \
+        apps["components"]["schemas"]
+    status = apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status"]
+    assert status["patch"]["operationId"] == "patchAppsV1NamespacedDeploymentStatus"
+    core = _v3("", "v1")
+    assert core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/eviction"]["post"]["operationId"] == (
+        "createCoreV1NamespacedPodEviction")
+    assert set(core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/binding"]) == {"parameters", "post"}
+    v2 = json.loads(json.dumps(v2_document(served())))
+    assert "/api/v1/namespaces/{namespace}/replicationcontrollers/{name}/scale" in v2["paths"]
+    assert "io.k8s.api.policy.v1.Eviction" in v2["definitions"]
