@@ -236,6 +236,8 @@ class Controllers:
                 await self.resource.ask(req, timeout_s=30)
             except (AlreadyExists, Forbidden, NotFound):
                 pass
+            except Invalid as e:  # an address the Endpoints validation refuses: not retried forever
+                log.warning("the kubernetes Endpoints cannot name %s: %s", host, e)
 
     async def _publish_root_ca(self, ns: str) -> None:
         if not self.root_ca_pem:

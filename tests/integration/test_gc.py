@@ -322,3 +322,58 @@ async def test_kubectl_delete_cascade(start_server: StartServer) -> None:
                     assert await names(api, "kc", "foreground") == set()
             await wait_names(api, "kc", "orphan", {f"orphan-d{i}" for i in range(3)})
             await wait_names(api, "kc", "background", set())
+
+
+async def test_kubectl_delete_deployment_cascades_to_replicasets_and_pods(start_server: StartServer) -> None:
+    """What workload controllers write (ownerReferences with controller and blockOwnerDeletion) is
+    collected as on kube: ``kubectl delete deployment --cascade=foreground`` takes the ReplicaSets and
+    their Pods first; ``--cascade=orphan`` leaves them without the reference."""
+    binary = _kubectl()
+    if binary is None:
+        pytest.skip("kubectl is not on PATH")
+    server = await start_server()
+    env = {**os.environ, "KUBECONFIG": str(server.kubeconfig)}
+    apps = "/apis/apps/v1/namespaces/wl"
+    pod_spec = {"containers": [{"name": "c", "image": "nginx"}]}
+
+    async def deployment(api: httpx.AsyncClient, name: str) -> None:
+        labels = {"app": name}
+        r = await api.post(f"{apps}/deployments", json={"metadata": {"name": name}, "spec": {
+            "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}})
+        assert r.status_code == 201, r.text
+        d = r.json()
+        for i in range(2):  # what the deployment controller would write
+            r = await api.post(f"{apps}/replicasets", json={"metadata": {
+                "name": f"{name}-rs{i}", "labels": labels,
+                "ownerReferences": [{**ref(d, block=True), "controller": True}]}, "spec": {
+                "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}})
+            assert r.status_code == 201, r.text
+            rs = r.json()
+            for j in range(3):
+                r = await api.post("/api/v1/namespaces/wl/pods", json={"metadata": {
+                    "name": f"{name}-rs{i}-p{j}", "labels": labels,
+                    "ownerReferences": [{**ref(rs, block=True), "controller": True}]}, "spec": pod_spec})
+                assert r.status_code == 201, r.text
+
+    async def count(api: httpx.AsyncClient, path: str, prefix: str) -> list[dict[str, Any]]:
+        items = (await api.get(path)).json()["items"]
+        return [i for i in items if i["metadata"]["name"].startswith(prefix)]
+
+    async with client_for(server) as api:
+        with trio.fail_after(60):
+            await make_ns(api, "wl")
+            await deployment(api, "fg")
+            await deployment(api, "or")
+            for name, cascade in (("fg", "foreground"), ("or", "orphan")):
+                cmd = [binary, "-n", "wl", "delete", "deployment", name, f"--cascade={cascade}"]
+                out = await trio.to_thread.run_sync(partial(subprocess.run, cmd, check=False, env=env,
+                                                            capture_output=True, text=True, timeout=50))
+                assert out.returncode == 0, out.stderr
+                assert out.stdout.strip() == f'deployment.apps "{name}" deleted'
+            # kubectl waited for the foreground delete: the owner went last, after everything it owned.
+            assert await count(api, f"{apps}/replicasets", "fg") == []
+            assert await count(api, "/api/v1/namespaces/wl/pods", "fg") == []
+            rss = await count(api, f"{apps}/replicasets", "or")
+            assert len(rss) == 2 and all("ownerReferences" not in r["metadata"] for r in rss)
+            pods = await count(api, "/api/v1/namespaces/wl/pods", "or")
+            assert len(pods) == 6 and all(p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet" for p in pods)
