@@ -286,7 +286,9 @@ class Allocators:
                           exclude: AbstractSet[str] = frozenset()) -> str:
         st = self.projection.state(req.tenant, rdef.group, rdef.plural)
         races = 0
-        for i in candidates:
+        for n, i in enumerate(candidates):
+            if n % 4096 == 4095:
+                await trio.lowlevel.checkpoint()  # a nearly full /12 is a million probes: stay responsive
             value = value_of(i)
             if value in exclude or st.get("", value) is not None:
                 continue

@@ -98,6 +98,7 @@ class GarbageCollector:
         self.index = OwnerIndex()
         self._queue: OrderedDict[tuple[Task, Key], None] = OrderedDict()
         self._queue_size = queue_size
+        self._retry: set[tuple[Task, Key]] = set()  # bounded by queue_size
         self._wake = trio.Event()
         self.resync_s = resync_s
         self.retry_s = retry_s
@@ -213,6 +214,7 @@ class GarbageCollector:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(self._resync_loop)
+            nursery.start_soon(self._retry_loop)
             self.resync()
             task_status.started()
             while True:
@@ -227,11 +229,16 @@ class GarbageCollector:
                             await self.process_owner(key)
                     except (ApiError, BusError, trio.TooSlowError) as e:  # the log may be down: retried
                         log.warning("garbage collection of %s failed: %s; will retry", key, e)
-                        nursery.start_soon(self._retry_later, task, key)
+                        if len(self._retry) < self._queue_size:
+                            self._retry.add((task, key))
 
-    async def _retry_later(self, task: Task, key: Key) -> None:
-        await trio.sleep(self.retry_s)
-        self.enqueue(task, key)
+    async def _retry_loop(self) -> NoReturn:
+        """Failed items go back in the queue after ``retry_s``: one timer for all of them."""
+        while True:
+            await trio.sleep(self.retry_s)
+            retry, self._retry = self._retry, set()
+            for task, key in retry:
+                self.enqueue(task, key)
 
     async def _resync_loop(self) -> NoReturn:
         while True:

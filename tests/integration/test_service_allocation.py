@@ -158,6 +158,18 @@ async def test_requested_values_headless_and_updates(start_server: StartServer) 
             r = await api.post(SVC.format(ns="default"), json=service("mine2", clusterIP="10.96.0.11"))
             assert r.status_code == 409, r.text
             await create(api, "default", service("mine3", clusterIP="10.96.0.11"))
+            # A LoadBalancer keeping traffic local gets a health check node port too; a taken one
+            # asked for by value is kube's 500.
+            lb = await create(api, "default", service("lb", type="LoadBalancer", externalTrafficPolicy="Local"))
+            hc, np_lb = lb["spec"]["healthCheckNodePort"], lb["spec"]["ports"][0]["nodePort"]
+            assert 30000 <= hc <= 32767 and hc != np_lb
+            r = await api.post(SVC.format(ns="default"), json=service(
+                "lb2", type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=hc))
+            assert r.status_code == 500 and r.json()["message"] == (
+                f"Internal error occurred: failed to allocate requested HealthCheck NodePort {hc}: provided port is "
+                f"already allocated"), r.text
+            assert (await api.delete(SVC.format(ns="default") + "/lb")).status_code == 200
+            await create(api, "default", service("lb3", type="NodePort", ports=[{"port": 80, "nodePort": hc}]))
             # Dry run checks and chooses, claims nothing.
             r = await api.post(SVC.format(ns="default") + "?dryRun=All", json=service("dry", clusterIP="10.96.0.12"))
             assert r.status_code == 201 and r.json()["spec"]["clusterIP"] == "10.96.0.12"
