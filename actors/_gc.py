@@ -22,6 +22,8 @@ conflict or a NotFound, which is dropped (the change it lost to requeues what is
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -32,16 +34,18 @@ import trio
 
 from bus import BusError, Key
 from kinds import Registry, ResourceDef
-from kinds._errors import ApiError, Conflict, NotFound
+from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
 from kinds._gc import FINALIZER_FOREGROUND, FINALIZER_ORPHAN, GcView, OwnerRef, gc_view, split_api_version
 from projections import DELETED, Change, Projection
 
+from ._resource import now_rfc3339
 from ._runtime import Actor
 from .messages import Request, UserInfo
 
 log = logging.getLogger("jetkube.gc")
 
-Task = Literal["attempt", "owner"]  # check a dependent's owners | act on an owner being deleted
+# check a dependent's owners | act on an owner being deleted | report its unresolvable owner references
+Task = Literal["attempt", "owner", "invalid-ref"]
 OwnerState = Literal["solid", "dangling", "waiting"]
 
 
@@ -82,6 +86,24 @@ class OwnerIndex:
         self._dependents.clear()
 
 
+def invalid_namespace_event(rdef: ResourceDef, obj: dict[str, Any], ref: OwnerRef, now: str) -> dict[str, Any]:
+    """The Event kube's graph builder records for an owner reference that cannot resolve in the
+    dependent's namespace (``reportInvalidNamespaceOwnerRef``)."""
+    meta = obj["metadata"]
+    ns = meta.get("namespace", "")
+    digest = hashlib.blake2b(f"{meta.get('uid', '')}/{ref.uid}".encode(), digest_size=8).hexdigest()
+    involved = {"kind": rdef.kind, "apiVersion": rdef.api_version, "name": meta["name"], "uid": meta.get("uid", "")}
+    if ns:
+        involved["namespace"] = ns
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{digest}", "namespace": ns or "default"},
+            "involvedObject": involved, "reason": "OwnerRefInvalidNamespace", "type": "Warning",
+            "message": f"ownerRef [{ref.apiVersion}/{ref.kind}, namespace: {ns}, name: {ref.name}, uid: {ref.uid}] "
+                       f"does not exist in namespace {json.dumps(ns)}",
+            "source": {"component": "garbage-collector-controller"}, "reportingComponent": "garbage-collector-controller",
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1}
+
+
 def _might_matter(data: bytes) -> bool:
     """Whether an object's JSON can hold owner references or a pending deletion (a cheap test
     before decoding it)."""
@@ -119,6 +141,10 @@ class GarbageCollector:
             if rdef is not None:
                 self._by_kind[(group, ref.kind)] = rdef
         return rdef
+
+    def _namespaced_kind(self, ref: OwnerRef) -> bool:
+        rdef = self._kind(ref)
+        return rdef is not None and rdef.namespaced
 
     def owner_key(self, dependent: Key, ref: OwnerRef) -> Key | None:
         """Where the owner lives, or None when the reference cannot be resolved (a kind not served,
@@ -174,6 +200,8 @@ class GarbageCollector:
             return
         if view.owners and self._needs_attempt(key, view.owners):
             self.enqueue("attempt", key)
+        if not key.namespace and any(self._namespaced_kind(ref) for ref in view.owners if ref not in before):
+            self.enqueue("invalid-ref", key)
         # References dropped (an orphaning owner's, or a waiting owner's): that owner may be done.
         for ref in set(before) - set(view.owners):
             owner = self.owner_key(key, ref)
@@ -225,8 +253,10 @@ class GarbageCollector:
                     try:
                         if task == "attempt":
                             await self.attempt_delete(key)
-                        else:
+                        elif task == "owner":
                             await self.process_owner(key)
+                        else:
+                            await self.report_invalid_refs(key)
                     except (ApiError, BusError, trio.TooSlowError) as e:  # the log may be down: retried
                         log.warning("garbage collection of %s failed: %s; will retry", key, e)
                         if len(self._retry) < self._queue_size:
@@ -324,6 +354,27 @@ class GarbageCollector:
                     self.enqueue("attempt", dep)
             if not blocking:
                 await self._remove_finalizer(key, seq, obj, FINALIZER_FOREGROUND)
+
+    async def report_invalid_refs(self, key: Key) -> None:
+        """kube's ``OwnerRefInvalidNamespace`` warning: a cluster-scoped dependent naming an owner of
+        a namespaced kind (never collected for it). One Event per (dependent, owner) pair: its name
+        is derived from both uids, so every collector writes the same one once."""
+        cur = self._current(key)
+        ev_def = self.registry.by_resource("", "events")
+        rdef = self._rdef(key.group, key.resource)
+        if cur is None or ev_def is None or rdef is None:
+            return
+        _, obj, view = cur
+        for ref in view.owners:
+            if not self._namespaced_kind(ref):
+                continue
+            body = invalid_namespace_event(rdef, obj, ref, now_rfc3339())
+            req = self._request("create", ev_def, Key(key.tenant, "", "events", body["metadata"]["namespace"], ""),
+                                body=body)
+            try:
+                await self.resource.ask(req, timeout_s=30)
+            except (AlreadyExists, Forbidden, NotFound):
+                pass
 
     def _still_owned(self, dep: Key, uid: str) -> bool:
         cur = self._current(dep)

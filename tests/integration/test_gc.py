@@ -207,6 +207,22 @@ async def test_cluster_scoped_owner_stale_uid_and_invalid_refs(start_server: Sta
             for ns in ("cs1", "cs2"):
                 await wait_names(api, ns, "cr", set())
             assert (await api.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/gc-bad-ref")).status_code == 200
+            # ... and reported as kube does: a Warning Event on the dependent.
+            events: list[dict[str, Any]] = []
+
+            async def reported() -> bool:
+                r = await api.get("/api/v1/namespaces/default/events",
+                                  params={"fieldSelector": "reason=OwnerRefInvalidNamespace"})
+                events[:] = r.json()["items"]
+                return bool(events)
+
+            await poll_until(reported)
+            (ev,) = events
+            assert ev["type"] == "Warning" and ev["involvedObject"]["name"] == "gc-bad-ref"
+            assert ev["involvedObject"]["kind"] == "ClusterRole" and ev["source"]["component"] == \
+                "garbage-collector-controller"
+            assert ev["message"] == ('ownerRef [v1/ConfigMap, namespace: , name: live, uid: '
+                                     '11111111-0000-0000-0000-000000000000] does not exist in namespace ""')
             assert (await api.get(CM.format(ns="cs1") + "/live")).status_code == 200
 
 
