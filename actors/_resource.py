@@ -125,6 +125,9 @@ class ResourceCore:
         self.admit = admit
         #: Tracing (None: off): the log append is a span, a child of this actor's stage span.
         self.spans: Spans | None = None
+        #: A check of the final object of a create, update or patch after validation (RBAC's
+        #: escalation prevention, which kube runs in storage): raises an ApiError to refuse it.
+        self.guard: Callable[[Request, dict[str, Any], dict[str, Any] | None], None] | None = None
         #: Claims of cluster-unique values for kinds that hold them (a Service's cluster IP and
         #: node ports), made and released around the object's own append.
         self.allocators = Allocators(projection, self._append, allocation or AllocationSettings())
@@ -231,6 +234,8 @@ class ResourceCore:
         if causes:
             name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
             raise invalid(req.rdef.kind, name, causes, group=req.rdef.group)
+        if self.guard is not None:
+            self.guard(req, obj, old)
 
     async def _append(self, req: Request, key: Key, etype: str, obj: dict[str, Any], expected: int,
                       attempt: int) -> bytes:
@@ -250,7 +255,7 @@ class ResourceCore:
             actor=EventActor(user=user.name if user else "", groups=tuple(user.groups) if user else (),
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
                              source=req.source),
-            labels=labels, fields=fields)
+            labels=labels, fields=fields, subresource=req.subresource)
         subject = self.log.subject(key)
         with current_child(self.spans, "log append"):
             seq = await self.log.append(subject, encode_event(event),
@@ -600,7 +605,7 @@ class ResourceCore:
         if dry and "dryRun" not in req.query:
             req = msgspec.structs.replace(req, query={**req.query, "dryRun": "All"})
         key = self.key(req)
-        is_namespace = rdef.group == "" and rdef.plural == "namespaces"
+        strategy = strategy_for(rdef)
         final_uid = ""
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
@@ -622,7 +627,7 @@ class ResourceCore:
                     meta["finalizers"] = finalizers
                 else:
                     meta.pop("finalizers", None)
-            pending = is_namespace or bool(meta.get("finalizers"))
+            pending = strategy.deletion_is_graceful(old)
             if meta.get("deletionTimestamp"):
                 # Already being deleted: only the GC finalizers may change (a second DELETE with
                 # another policy); with none left, the object goes now.
@@ -634,8 +639,6 @@ class ResourceCore:
                 meta["deletionTimestamp"] = now_rfc3339()
                 meta["deletionGracePeriodSeconds"] = 0
                 meta.pop("resourceVersion", None)
-                if is_namespace:
-                    old["status"] = {"phase": "Terminating"}
                 return ("put", old)
             meta.pop("resourceVersion", None)
             return ("delete", old)
