@@ -13,6 +13,7 @@ import trio
 
 from actors import AuthenticationConfigError, parse_modes, parse_token_csv
 from bus import NatsAuth, StreamMismatch, redact_url
+from kinds._allocation import IPRange, PortRange
 from projections import DEFAULT_POLICY
 
 from ._commands import add_commands
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shutdown-delay-duration", type=float, default=0.0, metavar="SECONDS",
                    help="after SIGTERM, keep serving with /readyz answering 503 this long before the listeners "
                         "close (as kube's flag: give the load balancer's health check time to notice)")
+    s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
+                   help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
+    s.add_argument("--service-node-port-range", default="30000-32767",
+                   help="ports for NodePort Services, <first>-<last> inclusive")
     s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
     s.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
@@ -234,6 +239,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     except ValueError as e:
         raise SystemExit(f"jetkube serve: --authorization-mode: {e}") from None
     try:
+        IPRange(args.service_cluster_ip_range)
+        PortRange(args.service_node_port_range)
+    except ValueError as e:
+        raise SystemExit(f"jetkube serve: {e}") from None
+    try:
         policy = load_audit_policy(args.audit_policy_file) if args.audit_policy_file else DEFAULT_POLICY
     except (OSError, ValueError) as e:
         raise SystemExit(f"jetkube serve: --audit-policy-file {e}") from None
@@ -257,6 +267,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
                     tenancy_by_path=args.tenancy_by_path, shutdown_delay_s=args.shutdown_delay_duration,
                     log_level=args.log_level, authorization_modes=modes,
+                    service_cluster_ip_range=args.service_cluster_ip_range,
+                    service_node_port_range=args.service_node_port_range,
                     log_format=args.log_format, request_log=args.request_log)
 
 

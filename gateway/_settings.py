@@ -179,6 +179,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_log: str = "errors"
     # kube's --authorization-mode, in order (RBAC, AlwaysAllow, AlwaysDeny); system:masters first always.
     authorization_modes: tuple[str, ...] = ("RBAC",)
+    # kube-apiserver's --service-cluster-ip-range and --service-node-port-range: where Services'
+    # cluster IPs (the first address is the `kubernetes` service's) and node ports come from.
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    service_node_port_range: str = "30000-32767"
     tracing: TracingConfig | None = None  # --tracing-config-file; None: off (OpenTelemetry not imported)
     # Audit (gateway/_audit.py): the policy (--audit-policy-file; default: projections' DEFAULT_POLICY),
     # the audit stream's retention and the writer's queue.
