@@ -94,3 +94,29 @@ async def test_each_kind_of_identity_through_a_binding_lifecycle(start_server: S
                 for cs in per_gateway:
                     for _, _, c in cs.values():
                         await c.aclose()
+
+
+async def test_issuer_discovery_for_unauthenticated_readers(start_server: StartServer) -> None:
+    """kube's way to publish the service-account issuer to anyone: anonymous requests on, and the
+    bootstrap role ``system:service-account-issuer-discovery`` bound to ``system:unauthenticated``
+    (kube binds it to ``system:serviceaccounts`` only). Before that binding an anonymous read is 403;
+    after it, a third party reads both documents without a credential and verifies a token with PyJWT."""
+    s = await start_server(anonymous_auth=True)
+    async with client_for(s) as admin, httpx.AsyncClient(base_url=s.http_url or "", timeout=30) as anon:
+        with trio.fail_after(60):
+            for path in ("/.well-known/openid-configuration", "/openid/v1/jwks"):
+                await forbidden(await anon.get(path))
+            await ok(await admin.post(f"{RBAC}/clusterrolebindings", json=binding(
+                "public-issuer-discovery", "ClusterRole", "system:service-account-issuer-discovery",
+                {"kind": "Group", "name": "system:unauthenticated", "apiGroup": "rbac.authorization.k8s.io"})), 201)
+            await ok(await admin.post("/api/v1/namespaces/default/serviceaccounts", json={"metadata": {"name": "bot"}}),
+                     201)
+            token = (await ok(await admin.post("/api/v1/namespaces/default/serviceaccounts/bot/token",
+                                               json={"spec": {"audiences": ["vault"]}}), 201))["status"]["token"]
+            conf = await ok(await anon.get("/.well-known/openid-configuration"))
+            keys = pyjwt.PyJWKSet.from_dict(await ok(await anon.get("/openid/v1/jwks")))
+            claims = pyjwt.decode(token, keys[pyjwt.get_unverified_header(token)["kid"]].key,
+                                  algorithms=conf["id_token_signing_alg_values_supported"], audience="vault",
+                                  issuer=conf["issuer"])
+            assert claims["sub"] == "system:serviceaccount:default:bot"
+            await forbidden(await anon.get("/api/v1/namespaces/default/configmaps"))  # nothing else
