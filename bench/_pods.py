@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._runner import Bench
 
 NAMESPACES = ("b1p", "b2p", "b3p")
+ROWS = ("B1/pod", "B2/pod", "B3/pod")
 
 
 def body_bytes(tmpl: dict[str, Any]) -> int:
@@ -63,9 +64,10 @@ async def run(bench: Bench) -> list[dict[str, Any]]:
     update_bytes = body_bytes(pod_target("b3p", stored)["update"])
     rows: list[dict[str, Any]] = []
 
-    def row(sid: str, r: dict[str, Any], key: str, target: float, p99_max_ms: float | None, what: str
-            ) -> dict[str, Any]:
+    def row(sid: str, r: dict[str, Any], key: str, target: float, p99_max_ms: float | None, title: str,
+            what: str) -> dict[str, Any]:
         out = bench.http_row(sid, r, key, target, p99_max_ms)
+        out["title"] = title
         out["ceiling_tag"] = "BP"  # the C1 runs bracketing BP, not those beside B1-B3
         cm = next((x for x in bench.rows if x.get("id") == sid.split("/")[0] and "error" not in x), None)
         vs = f"; {r['rps'] / cm['value']:.2f}x the ConfigMap figure of this run" if cm and cm.get("value") else ""
@@ -78,7 +80,7 @@ async def run(bench: Bench) -> list[dict[str, Any]]:
     t1 = pod_target("b1p", stored)
     r = await bench.measured([gw], lambda: bench.load(ports=[gw.port], token=gw.token, op="create", ns="b1p",
                                                       prefix="b1p", duration_s=p.http_s, name="B1-pod", target=t1))
-    rows.append(row("B1/pod", r, "C1-write", 0.60, 1000.0,
+    rows.append(row("B1/pod", r, "C1-write", 0.60, 1000.0, "create a Pod",
                     f"POST pods, {sent:,} B bodies ({stored_bytes:,} B as stored, defaulted)"))
 
     # B2/pod: consistent GETs of pods seeded on the log.
@@ -88,7 +90,7 @@ async def run(bench: Bench) -> list[dict[str, Any]]:
     r = await bench.measured([gw], lambda: bench.load(ports=[gw.port], token=gw.token, op="get", ns="b2p",
                                                       names=("gp-", p.b2_names), duration_s=p.http_s,
                                                       name="B2-pod", target=t2))
-    rows.append(row("B2/pod", r, "C1-get", 0.85, None,
+    rows.append(row("B2/pod", r, "C1-get", 0.85, None, "get a Pod by name",
                     f"consistent GET of {p.b2_names} pods by name ({stored_bytes:,} B each)"))
 
     # B3/pod: PUTs of the stored pods with resourceVersion.
@@ -100,7 +102,7 @@ async def run(bench: Bench) -> list[dict[str, Any]]:
     r = await bench.measured([gw], lambda: bench.load(ports=[gw.port], token=gw.token, op="update", ns="b3p",
                                                       objects=objects, duration_s=p.http_s, name="B3-pod",
                                                       target=t3))
-    rows.append(row("B3/pod", r, "C1-write", 0.55, None,
+    rows.append(row("B3/pod", r, "C1-write", 0.55, None, "update a Pod with resourceVersion",
                     f"PUT of {p.b3_objects} stored pods with resourceVersion, {update_bytes:,} B bodies "
                     f"(the stored pod less its status, a changed annotation)"))
     return rows

@@ -1230,7 +1230,7 @@ class Bench:
             if r.get("profile"):
                 print(f"      {r['profile']}")
             srv = (r.get("details") or {}).get("server") if isinstance(r.get("details"), dict) else None
-            if srv and srv.get("available") and r.get("id") in ("B1", "B2", "B3", "B2/rv0"):
+            if srv and srv.get("available") and r.get("id") in ("B1", "B2", "B3", "B2/rv0", *_pods.ROWS):
                 parts = []
                 for k, v in srv["stages"].items():
                     if v is None:
