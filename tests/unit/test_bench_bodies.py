@@ -97,3 +97,51 @@ def test_lua_body_joins_the_same_parts_as_the_python_generator() -> None:
     expr, decls = lua_body(parts, slots, {NAME: "nm", RV: "rvs[i]"})
     assert expr == "p1 .. nm .. p2 .. rvs[i] .. p3 .. rvs[i] .. p4"
     assert decls.count("local p") == 4 and "]==]" in decls
+
+
+def _requests(spec: dict, n: int) -> list[bytes]:
+    """What the Python load generator sends, without sockets: its first ``n`` requests."""
+    import asyncio
+
+    from bench._loadgen import HttpConn, HttpRun
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        run = HttpRun({"token": "t", "connections": 2, "duration_s": 1, **spec})
+        out = []
+        for i in range(n):
+            c = HttpConn(run, i % 2)
+            c.n = i // 2
+            out.append(run.build(c)[0])
+        return out
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _split_request(raw: bytes) -> tuple[bytes, dict]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], json.loads(body)
+
+
+def test_loadgen_builds_pod_creates_and_updates_on_the_pod_collection() -> None:
+    stored = _filled_pod("gp-0")
+    target = pod_target("b3p", stored)
+    line, body = _split_request(_requests({"op": "create", "prefix": "b1p", "target": target}, 3)[2])
+    assert line == b"POST /api/v1/namespaces/b3p/pods HTTP/1.1"
+    assert body["metadata"]["name"] == "b1p-0-1" and body["kind"] == "Pod"
+    reqs = _requests({"op": "update", "target": target, "objects": [["up-0", 5], ["up-1", 6]]}, 2)
+    line, body = _split_request(reqs[1])
+    assert line == b"PUT /api/v1/namespaces/b3p/pods/up-1 HTTP/1.1"
+    assert body["metadata"]["resourceVersion"] == "6" and body["metadata"]["annotations"][POD_REV_ANNOTATION] == "6"
+    get = _requests({"op": "get", "target": target, "names_prefix": "gp-", "names_count": 10}, 1)[0]
+    assert get.startswith(b"GET /api/v1/namespaces/b3p/pods/gp-0 HTTP/1.1\r\n")
+
+
+def test_loadgen_defaults_to_configmaps_with_the_send_time_when_asked() -> None:
+    line, body = _split_request(_requests({"op": "create", "ns": "b6", "prefix": "w", "embed_time": True}, 1)[0])
+    assert line == b"POST /api/v1/namespaces/b6/configmaps HTTP/1.1"
+    assert body["metadata"]["name"] == "w-0-0" and float(body["data"]["sent"]) > 0
+    line, body = _split_request(_requests({"op": "update", "ns": "b3", "objects": [["u-1", 9]]}, 1)[0])
+    assert line == b"PUT /api/v1/namespaces/b3/configmaps/u-1 HTTP/1.1" and body["data"]["rev"] == "9"
