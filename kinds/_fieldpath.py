@@ -23,6 +23,7 @@ Our own rendering of ``sigs.k8s.io/structured-merge-diff/v4`` (``fieldpath``, ``
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ __all__ = [
     "OpenAPIType",
     "TypeNode",
     "Updater",
+    "builtin_type",
     "compare",
     "difference",
     "ensure_named_fields_are_members",
@@ -652,3 +654,13 @@ def exclude(s: FieldSet, ignored: FieldSet) -> FieldSet:
             if child:
                 out[k] = child
     return out
+
+
+@functools.cache
+def builtin_type(group: str, version: str, kind: str) -> TypeNode:
+    """The merge type of a built-in kind from its 1.33 schema; untyped for an unknown kind (a
+    custom resource's comes from its CRD's ``openAPIV3Schema``: ``OpenAPIType(schema)``)."""
+    from ._schemas import definitions, schema_for
+
+    schema = schema_for(group, version, kind)
+    return OpenAPIType(schema, definitions()) if schema is not None else UNTYPED
