@@ -395,6 +395,9 @@ class ResourceCore:
                 return 200, decision.entry.data, "none"
             etype, new = decision
             if self._dry_run(req):
+                if entry is not None and etype == "put":
+                    # Nothing stored: the answer keeps the version it was decided on (as kube's).
+                    new["metadata"]["resourceVersion"] = str(entry.seq)
                 return 200, _json.encode(new), etype
             expected = 0 if entry is None else entry.seq
             try:
