@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from kinds import Conflict as ConflictStatus
 from kinds._errors import Cause
 from kinds._fieldpath import (
@@ -47,6 +49,7 @@ __all__ = ["LAST_APPLIED", "manager_from_user_agent", "record_apply", "record_up
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 BEFORE_FIRST_APPLY = "before-first-apply"
 _CURRENT = "\x00current-operation"
+_sorted = msgspec.json.Encoder(order="sorted")
 
 # stripMetaManager: never owned by anyone.
 _STRIP: FieldSet = {
@@ -261,14 +264,15 @@ def _allowed_by_last_applied(live: dict[str, Any] | None, manager: str, type_: T
 
 def _with_last_applied(merged: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """kube's ``lastAppliedUpdater``: the annotation follows what ``kubectl`` applies."""
-    applied = json.loads(json.dumps(config))
-    anns = (applied.get("metadata") or {}).get("annotations")
-    if isinstance(anns, dict):
-        anns.pop(LAST_APPLIED, None)
+    applied = msgspec.json.decode(_sorted.encode(config))
+    config_anns = (applied.get("metadata") or {}).get("annotations")
+    if isinstance(config_anns, dict):
+        config_anns.pop(LAST_APPLIED, None)
     out = dict(merged)
     meta = out["metadata"] = dict(out["metadata"])
-    meta["annotations"] = {**(meta.get("annotations") or {}),
-                           LAST_APPLIED: json.dumps(applied, separators=(",", ":"), sort_keys=True)}
+    anns = meta.get("annotations")
+    meta["annotations"] = {**(anns if isinstance(anns, dict) else {}),
+                           LAST_APPLIED: _sorted.encode(applied).decode()}
     return out
 
 

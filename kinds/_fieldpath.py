@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 __all__ = [
     "UNTYPED",
     "Comparison",
@@ -197,7 +199,14 @@ def path_string(path: tuple[str, ...]) -> str:
 
 
 def _js(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    """Compact JSON with sorted members (any YAML scalar: a timestamp is its RFC 3339 text)."""
+    try:
+        return _encoder.encode(v).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return json.dumps(str(v))
+
+
+_encoder = msgspec.json.Encoder(order="sorted")
 
 
 # ---- types ---------------------------------------------------------------------------------------
