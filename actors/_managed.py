@@ -38,6 +38,7 @@ from kinds._fieldpath import (
     compare,
     difference,
     from_fields_v1,
+    intersection,
     path_string,
     to_field_set,
     to_fields_v1,
@@ -50,6 +51,7 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 BEFORE_FIRST_APPLY = "before-first-apply"
 _CURRENT = "\x00current-operation"
 _sorted = msgspec.json.Encoder(order="sorted")
+_plain = msgspec.json.Encoder()
 
 # stripMetaManager: never owned by anyone.
 _STRIP: FieldSet = {
@@ -86,6 +88,8 @@ class Managed:
     def __init__(self) -> None:
         self.sets: dict[str, ManagerSet] = {}
         self.times: dict[str, str] = {}
+        # The fieldsV1 each set was decoded from, kept for a set left as it was (not re-encoded).
+        self.v1: dict[int, tuple[FieldSet, Any]] = {}
 
 
 def decode(entries: Any) -> Managed | None:
@@ -101,6 +105,7 @@ def decode(entries: Any) -> Managed | None:
             return None
         ident = _ident(e.get("manager", ""), op, str(e.get("apiVersion", "")), str(e.get("subresource", "")))
         fields = from_fields_v1(e.get("fieldsV1"))
+        m.v1[id(fields)] = (fields, e.get("fieldsV1"))
         m.sets[ident] = ManagerSet(fields, str(e.get("apiVersion", "")), op == "Apply")
         if e.get("time"):
             m.times[ident] = str(e["time"])
@@ -115,7 +120,8 @@ def encode(m: Managed) -> list[dict[str, Any]]:
         if ident in m.times:
             e["time"] = m.times[ident]
         e["fieldsType"] = "FieldsV1"
-        e["fieldsV1"] = to_fields_v1(ms.fields)
+        kept = m.v1.get(id(ms.fields))
+        e["fieldsV1"] = kept[1] if kept is not None and kept[0] is ms.fields else to_fields_v1(ms.fields)
         if meta.get("subresource"):
             e["subresource"] = meta["subresource"]
         entries.append(e)
@@ -142,7 +148,8 @@ def _bare(obj: dict[str, Any] | None) -> dict[str, Any]:
 def _strip(m: Managed) -> None:
     for ident in list(m.sets):
         ms = m.sets[ident]
-        ms.fields = difference(ms.fields, _STRIP)
+        if intersection(ms.fields, _STRIP):
+            ms.fields = difference(ms.fields, _STRIP)
         if not ms.fields:
             del m.sets[ident]
             m.times.pop(ident, None)
@@ -229,8 +236,8 @@ def record_apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager
         merged = _with_last_applied(merged, config)
     if merged != live_bare or live is None:
         managed.times[ident] = now
-    out = dict(merged)
-    out["metadata"] = dict(out.get("metadata") or {})
+    # A private copy: the merge shares parts of the live object and of the configuration.
+    out = msgspec.json.decode(_plain.encode(merged))
     _strip(managed)
     _store(out, managed)
     return out

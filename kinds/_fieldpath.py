@@ -22,7 +22,6 @@ Our own rendering of ``sigs.k8s.io/structured-merge-diff/v4`` (``fieldpath``, ``
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from collections.abc import Iterator, Mapping
@@ -66,13 +65,13 @@ MEMBER = "."
 
 def from_fields_v1(v1: Any) -> FieldSet:
     """The trie of a ``fieldsV1`` object (a leaf ``{}`` is a member)."""
-    if not isinstance(v1, Mapping):
+    if not isinstance(v1, dict):
         return {}
     out: FieldSet = {}
     for k, v in v1.items():
         if k == MEMBER:
             out[MEMBER] = {}
-        elif isinstance(v, Mapping):
+        elif isinstance(v, dict):
             child = from_fields_v1(v) if v else {MEMBER: {}}
             if child:
                 out[k] = child
@@ -81,11 +80,12 @@ def from_fields_v1(v1: Any) -> FieldSet:
 
 def to_fields_v1(s: FieldSet) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for k in sorted(s, key=_pe_order):
+    # Plain string order is SMD's ("." first, then f:, k:, v:) but for i:, which typed values never have.
+    for k in sorted(s) if len(s) > 1 else s:
         v = s[k]
         if k == MEMBER:
             out[MEMBER] = {}
-        elif set(v) == {MEMBER}:
+        elif len(v) == 1 and MEMBER in v:
             out[k] = {}
         else:
             out[k] = to_fields_v1(v)
@@ -162,6 +162,30 @@ def ensure_named_fields_are_members(s: FieldSet) -> FieldSet:
         if k.startswith("f:") and any(c != MEMBER for c in child):
             child[MEMBER] = {}
         out[k] = child
+    return out
+
+
+def _unowned(last: FieldSet, owned: FieldSet) -> FieldSet:
+    """``EnsureNamedFieldsAreMembers(last) - EnsureNamedFieldsAreMembers(owned)``, walking only
+    ``last`` (and ``owned`` where they share paths); a member whose path nobody owns stands for its
+    whole subtree."""
+    out: FieldSet = {}
+    for k, lv in last.items():
+        if k == MEMBER:
+            continue
+        named = k.startswith("f:")
+        in_last = MEMBER in lv or (named and len(lv) > (MEMBER in lv))
+        ov = owned.get(k)
+        if ov is None:
+            out[k] = {MEMBER: {}} if in_last else _unowned(lv, {})
+            if not out[k]:
+                del out[k]
+            continue
+        child = _unowned(lv, ov)
+        if in_last and not (MEMBER in ov or (named and len(ov) > (MEMBER in ov))):
+            child[MEMBER] = {}
+        if child:
+            out[k] = child
     return out
 
 
@@ -410,6 +434,8 @@ def _insert(s: FieldSet, path: tuple[str, ...]) -> None:
 
 
 def _cmp(lhs: Any, rhs: Any, t: TypeNode, c: Comparison, path: tuple[str, ...]) -> None:
+    if lhs is rhs or (type(lhs) is type(rhs) and lhs == rhs):
+        return  # an unchanged subtree (compared in C): nothing beneath it changes
     lt = t.deduce(lhs) if lhs is not _ABSENT and lhs is not None else None
     rt = t.deduce(rhs) if rhs is not _ABSENT and rhs is not None else None
     kinds = {x.kind if not x.leaf() else "leaf" for x in (lt, rt) if x is not None}
@@ -463,16 +489,17 @@ def _cmp_item(lhs: Any, rhs: Any, t: TypeNode, c: Comparison, path: tuple[str, .
 
 
 def merge(lhs: Any, rhs: Any, t: TypeNode) -> Any:
-    """SMD's ``Merge``: ``rhs`` (an applied configuration) over ``lhs`` (the live object)."""
-    if rhs is None or lhs is None:
-        return copy.deepcopy(rhs)
+    """SMD's ``Merge``: ``rhs`` (an applied configuration) over ``lhs`` (the live object). The
+    result shares parts of both: copy it before changing it."""
+    if rhs is None or lhs is None or (type(lhs) is type(rhs) and lhs == rhs):
+        return rhs
     lt, rt = t.deduce(lhs), t.deduce(rhs)
     if rt.leaf() or lt.leaf() or lt.kind != rt.kind:
-        return copy.deepcopy(rhs)
+        return rhs
     if rt.kind == "map":
         out = dict(lhs)
         for k, v in rhs.items():
-            out[k] = merge(lhs[k], v, rt.field(k)) if k in lhs else copy.deepcopy(v)
+            out[k] = merge(lhs[k], v, rt.field(k)) if k in lhs else v
         return out
     return _merge_list(lhs, rhs, rt)
 
@@ -508,7 +535,7 @@ def _merge_list(lhs: list[Any], rhs: list[Any], t: TypeNode) -> list[Any]:
         if li < len(lpe):
             pe = lpe[li]
             if pe not in robs:
-                out.append(copy.deepcopy(lhs[li]))
+                out.append(lhs[li])
                 li += 1
                 continue
             if pe in done:
@@ -518,7 +545,7 @@ def _merge_list(lhs: list[Any], rhs: list[Any], t: TypeNode) -> list[Any]:
             pe = rpe[ri]
             if pe not in done:
                 done.add(pe)
-                out.append(merge(lobs[pe], robs[pe], et) if pe in lobs else copy.deepcopy(robs[pe]))
+                out.append(merge(lobs[pe], robs[pe], et) if pe in lobs else robs[pe])
             ri += 1
             if nxt < len(shared) and shared[nxt] == pe:
                 nxt += 1
@@ -603,7 +630,7 @@ class Updater:
             managers[name].fields = difference(managers[name].fields, hit)
         if cmp.removed:
             for name, ms in managers.items():
-                if name != workflow:
+                if name != workflow and intersection(ms.fields, cmp.removed):
                     ms.fields = difference(ms.fields, cmp.removed)
         for name in [n for n, ms in managers.items() if not ms.fields]:
             del managers[name]
@@ -643,7 +670,7 @@ class Updater:
         owned: FieldSet = {}
         for ms in managers.values():
             owned = union(owned, ms.fields)
-        gone = difference(ensure_named_fields_are_members(last), ensure_named_fields_are_members(owned))
+        gone = _unowned(last, owned)
         return remove_items(merged, gone, self.t) if gone else merged
 
 
