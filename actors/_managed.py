@@ -199,8 +199,40 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: s
         fields = union(prev.fields, mine.fields) if prev else mine.fields
         managed.sets[ident] = ManagerSet(fields, api_version, False)
         managed.times[ident] = now
+    _cap_updaters(managed)
     _strip(managed)
     _store(new, managed)
+
+
+MAX_UPDATE_MANAGERS = 10
+ANCIENT_CHANGES = "ancient-changes"
+
+
+def _cap_updaters(m: Managed) -> None:
+    """kube's ``capManagersManager``: beyond 10 Update entries, the oldest are merged, per
+    apiVersion, into one ``ancient-changes`` entry (which takes the time of the newest merged)."""
+    updaters = [i for i, ms in m.sets.items() if not ms.applied]
+    if len(updaters) <= MAX_UPDATE_MANAGERS:
+        return
+    updaters.sort(key=lambda i: (m.times.get(i, ""), i))
+    first_of: dict[str, str] = {}
+    length = len(updaters)
+    for ident in updaters:
+        if length <= MAX_UPDATE_MANAGERS:
+            break
+        ms = m.sets[ident]
+        bucket = _ident(ANCIENT_CHANGES, "Update", ms.api_version, "")
+        first = first_of.get(ms.api_version)
+        if first is None:
+            first_of[ms.api_version] = ident
+            continue
+        if bucket not in m.sets:
+            m.sets[bucket] = m.sets.pop(first)
+        m.sets[bucket] = ManagerSet(union(ms.fields, m.sets[bucket].fields), ms.api_version, False)
+        del m.sets[ident]
+        length -= 1
+        if ident in m.times:
+            m.times[bucket] = m.times[ident]
 
 
 # ---- Apply -------------------------------------------------------------------------------------

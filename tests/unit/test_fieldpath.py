@@ -248,3 +248,20 @@ def test_managed_fields_entries_as_kube() -> None:
     # A no-op apply keeps its time.
     again = record_apply(applied, _cm({"b": "2"}), manager="ap", api_version="v1", now="t9", force=False, type_=t)
     assert again["metadata"]["managedFields"] == applied["metadata"]["managedFields"]
+
+
+def test_update_managers_are_capped_as_kube() -> None:
+    """Beyond 10 Update managers the oldest go into "ancient-changes" (kube's capManagersManager)."""
+    t = builtin_type("", "v1", "ConfigMap")
+    obj = _cm({"k0": "v"}, uid="u")
+    record_update(None, obj, manager="m0", api_version="v1", now="2026-01-01T00:00:00Z", type_=t)
+    for i in range(1, 12):
+        new = _cm({**obj["data"], f"k{i}": "v"}, uid="u", managedFields=obj["metadata"]["managedFields"])
+        record_update(obj, new, manager=f"m{i}", api_version="v1", now=f"2026-01-01T00:00:{i:02d}Z", type_=t)
+        obj = new
+    entries = obj["metadata"]["managedFields"]
+    assert len(entries) == 10
+    assert entries[0]["manager"] == "ancient-changes"
+    assert entries[0]["fieldsV1"] == {"f:data": {".": {}, "f:k0": {}, "f:k1": {}, "f:k2": {}}}
+    assert entries[0]["time"] == "2026-01-01T00:00:02Z"
+    assert [e["manager"] for e in entries[1:]] == [f"m{i}" for i in range(3, 12)]
