@@ -31,6 +31,11 @@ def check_non_apply_options(query: dict[str, str]) -> None:
                                                  "non-apply patch", "force")], group="meta.k8s.io")
 
 
+def apply_force(query: dict[str, str]) -> bool:
+    """``force`` as Go's ``strconv.ParseBool`` reads it (a bad value is false, as kube's decoder)."""
+    return query.get("force", "") in ("1", "t", "T", "true", "TRUE", "True")
+
+
 def applied_config(body: Any, view: ResourceDef, name: str) -> dict[str, Any]:
     """The applied configuration, checked as kube's apply patcher checks it: an object of the
     URL's apiVersion and kind, named as the URL (a name left out is the URL's), without

@@ -62,6 +62,7 @@ from projections import (
 from ._apply import SCALE_FIELDS as _SCALE_FIELDS
 from ._apply import (
     applied_config,
+    apply_force,
     apply_type,
     check_apply_options,
     check_non_apply_options,
@@ -564,7 +565,7 @@ class ResourceCore:
         view = served or rdef
         check_apply_options(req.query)
         config = applied_config(req.body, view, req.name)
-        force = req.query.get("force") in ("true", "1", "True")
+        force = apply_force(req.query)
         manager, now, t = req.query["fieldManager"], now_rfc3339(), apply_type(view)
         warnings: tuple[str, ...] = ()
 
@@ -593,8 +594,7 @@ class ResourceCore:
                 await self.admit(create)
             obj = applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
             obj["metadata"]["name"] = req.name
-            result = await self.create(create, obj=obj, applied=True)
-            return WriteResult(result.code, result.body, (*warnings, *result.warnings))
+            return await self.create(create, obj=obj, applied=True)  # its field validation warns
         return WriteResult(code, data, warnings)
 
     # ---- delete ----------------------------------------------------------------------------------------
@@ -795,7 +795,7 @@ class ResourceCore:
                 new["metadata"]["managedFields"] = record_apply(
                     old, {"spec": {"replicas": (wanted.get("spec") or {}).get("replicas")}}, manager=req.query[
                         "fieldManager"], api_version=rdef.api_version, now=now_rfc3339(),
-                    force=req.query.get("force") in ("true", "1", "True"), subresource="scale",
+                    force=apply_force(req.query), subresource="scale",
                     type_=apply_type(rdef), config_set=_SCALE_FIELDS)["metadata"].get("managedFields")
                 new["metadata"].pop("resourceVersion", None)
                 return self._merge_update(main, entry, old, new, record=False)
