@@ -242,6 +242,7 @@ class TypeNode:
     kind = "untyped"
     list_type = "atomic"
     keys: tuple[str, ...] = ()
+    key_defaults: Mapping[str, Any] = {}
     atomic_map = False
 
     def field(self, name: str) -> TypeNode:
@@ -322,6 +323,8 @@ class OpenAPIType(TypeNode):
                 self.keys = (key,) if isinstance(key, str) else ()
             if self.list_type == "map" and not self.keys:
                 self.list_type = "atomic"
+            if self.list_type == "map":
+                self.key_defaults = _key_defaults(target, self.keys, self._defs)
         elif t == "object" or (t is None and ("properties" in target or "additionalProperties" in target)):
             self.kind = "map"
             self.atomic_map = ext("x-kubernetes-map-type") == "atomic"
@@ -351,6 +354,26 @@ class OpenAPIType(TypeNode):
         return self._elem
 
 
+# Defaults kube's published schemas give map-list keys (``+default="TCP"`` on the ports' protocol)
+# where the bundled 1.33 schemas only describe them.
+_KNOWN_KEY_DEFAULTS = {"protocol": "TCP"}
+
+
+def _key_defaults(target: Mapping[str, Any], keys: tuple[str, ...], defs: Mapping[str, Any]) -> dict[str, Any]:
+    """A map list's key fields with a default: an item without the key is keyed by the default
+    (SMD's defaulted keys: ``ports: [{port: 80}]`` is the live ``{port: 80, protocol: TCP}``)."""
+    items = target.get("items")
+    props = _resolve(items, defs).get("properties") if isinstance(items, Mapping) else None
+    out = {}
+    for k in keys:
+        prop = props.get(k) if isinstance(props, Mapping) else None
+        if isinstance(prop, Mapping) and "default" in prop:
+            out[k] = prop["default"]
+        elif isinstance(prop, Mapping) and k in _KNOWN_KEY_DEFAULTS:
+            out[k] = _KNOWN_KEY_DEFAULTS[k]
+    return out
+
+
 def _resolve(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
     for _ in range(64):
         ref = schema.get("$ref")
@@ -372,7 +395,8 @@ def _resolve(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str,
 def item_pe(t: TypeNode, item: Any, index: int) -> str:
     """The path element of a list item: by its keys (map), its value (set) or its index."""
     if t.list_type == "map" and isinstance(item, dict):
-        return "k:" + _js({k: item[k] for k in t.keys if k in item})
+        d = t.key_defaults
+        return "k:" + _js({k: item[k] if k in item else d[k] for k in t.keys if k in item or k in d})
     if t.list_type == "set":
         return "v:" + _js(item)
     return f"i:{index}"

@@ -263,3 +263,33 @@ async def test_client_side_apply_upgrade(api: httpx.AsyncClient) -> None:
             await api.patch(f"{CMS}/{name}", json={"data": {"b": "x"}}, headers=MERGE, params={"fieldManager": "o"})
             r = await apply(api, f"{CMS}/{name}", {**wanted, "data": {"a": "10", "b": "3"}}, "kubectl")
             assert r.status_code == 409 and '"o" using v1: .data.b' in r.json()["message"]
+
+
+async def test_defaulted_keys_and_atomic_fields(api: httpx.AsyncClient) -> None:
+    """Ports applied without their protocol are the live ports (TCP by default): re-applying keeps
+    one entry; an atomic map (the selector) is owned and replaced whole."""
+    with trio.fail_after(30):
+        for i in range(3):
+            url = f"/api/v1/namespaces/default/services/svc{i}"
+            svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"svc{i}"},
+                   "spec": {"selector": {"app": "a", "tier": "web"}, "ports": [{"port": 80, "targetPort": 80}]}}
+            r = await apply(api, url, svc, "ops")
+            assert r.status_code == 201, r.text
+            assert r.json()["spec"]["ports"][0]["protocol"] == "TCP"
+            svc["spec"]["ports"][0]["targetPort"] = 8080
+            svc["spec"]["selector"] = {"app": "b"}
+            r = await apply(api, url, svc, "ops")
+            assert r.status_code == 200, r.text
+            spec = r.json()["spec"]
+            assert [(p["port"], p["protocol"], p["targetPort"]) for p in spec["ports"]] == [(80, "TCP", 8080)]
+            assert spec["selector"] == {"app": "b"}
+            own = managers(r.json())[("ops", "Apply", "")]["f:spec"]
+            assert 'k:{"port":80,"protocol":"TCP"}' in own["f:ports"]
+            d = deployment(f"ports{i}", containers=[{"name": "c", "image": "x", "ports": [{"containerPort": 80}]}])
+            r = await apply(api, f"{DEPLOY}/ports{i}", d, "ops")
+            assert r.status_code == 201, r.text
+            d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = "http"
+            r = await apply(api, f"{DEPLOY}/ports{i}", d, "ops")
+            assert r.status_code == 200, r.text
+            ports = r.json()["spec"]["template"]["spec"]["containers"][0]["ports"]
+            assert ports == [{"containerPort": 80, "name": "http", "protocol": "TCP"}]

@@ -265,3 +265,14 @@ def test_update_managers_are_capped_as_kube() -> None:
     assert entries[0]["fieldsV1"] == {"f:data": {".": {}, "f:k0": {}, "f:k1": {}, "f:k2": {}}}
     assert entries[0]["time"] == "2026-01-01T00:00:02Z"
     assert [e["manager"] for e in entries[1:]] == [f"m{i}" for i in range(3, 12)]
+
+
+def test_defaulted_map_keys() -> None:
+    """An item without a defaulted key is the live item with the default (SMD's
+    merge/default_keys_test.go, apply_missing_defaulted_key_A; kube's ports' protocol)."""
+    svc = builtin_type("", "v1", "Service")
+    live = {"spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}}
+    config = {"spec": {"ports": [{"port": 80, "targetPort": 8080}]}}
+    assert merge(live, config, svc) == {"spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]}}
+    assert to_fields_v1(to_field_set(config, svc)) == {"f:spec": {"f:ports": {'k:{"port":80,"protocol":"TCP"}': {
+        ".": {}, "f:port": {}, "f:targetPort": {}}}}}
