@@ -584,18 +584,26 @@ class ResourceCore:
                 if req.subresource:
                     raise self.not_found(rdef, req.name)
                 raise _CreateInstead("create on apply")
+            prv = config["metadata"].get("resourceVersion")
+            if prv not in (None, "") and str(prv) != str(entry.seq):  # a precondition, as in any patch
+                raise self.conflict(rdef, req.name)
             return self._merge_update(req, entry, old, applied(old), record=False)
 
-        try:
-            code, data, _ = await self.guaranteed_update(req, self.key(req), decide)
-        except _CreateInstead:
-            create = msgspec.structs.replace(req, verb="create")
-            if self.admit is not None:
-                await self.admit(create)
-            obj = applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
-            obj["metadata"]["name"] = req.name
-            return await self.create(create, obj=obj, applied=True)  # its field validation warns
-        return WriteResult(code, data, warnings)
+        for _ in range(self.max_retries):
+            try:
+                code, data, _ = await self.guaranteed_update(req, self.key(req), decide)
+                return WriteResult(code, data, warnings)
+            except _CreateInstead:
+                create = msgspec.structs.replace(req, verb="create")
+                if self.admit is not None:
+                    await self.admit(create)
+                obj = applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
+                obj["metadata"]["name"] = req.name
+                try:
+                    return await self.create(create, obj=obj, applied=True)  # its field validation warns
+                except AlreadyExists:
+                    continue  # created meanwhile (another apply): apply to it, as kube's retry does
+        raise self.conflict(rdef, req.name)
 
     # ---- delete ----------------------------------------------------------------------------------------
 
