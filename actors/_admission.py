@@ -1,20 +1,20 @@
 """Admission: built-in plugins that run before the resource actor decides a write.
 
 NamespaceLifecycle (as kube-apiserver's): no new content in a missing namespace (404) or in a
-terminating one (403); the immortal namespaces may not be deleted (403). Object validation runs
+terminating one (403); a kind's immortal objects (``ResourceDef.immortal``: the namespaces default,
+kube-system and kube-public) may not be deleted (403). Object validation runs
 in the resource actor on the final object, where updates and patches are known in full.
 """
 
 from __future__ import annotations
 
 from bus import Key
+from kinds import NAMESPACES
 from kinds._errors import Forbidden, NotFound
 from projections import Projection
 
 from ._runtime import Actor, ReplySlot
 from .messages import Request
-
-IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
 
 class NamespaceLifecycle:
@@ -25,11 +25,9 @@ class NamespaceLifecycle:
         rdef = req.rdef
         if rdef is None:
             return
-        if rdef.group == "" and rdef.plural == "namespaces":
-            if req.verb in ("delete", "deletecollection") and req.name in IMMORTAL_NAMESPACES:
-                raise Forbidden(f'namespaces "{req.name}" is forbidden: this namespace may not be deleted',
-                                name=req.name, kind="namespaces")
-            return
+        if req.verb in ("delete", "deletecollection") and req.name in rdef.immortal:
+            raise Forbidden(f'{rdef.plural} "{req.name}" is forbidden: this {rdef.singular} may not be deleted',
+                            name=req.name, group=rdef.group, kind=rdef.plural)
         if not rdef.namespaced or req.verb != "create":
             return
         # An active namespace in the local projection is taken as it is (writes through this
@@ -37,13 +35,13 @@ class NamespaceLifecycle:
         # seen); like the apiserver's informer-backed plugin, a deletion made on another gateway
         # a moment ago may be missed, and the namespace controller then removes the late object.
         # Anything else is confirmed with a consistent read before it is refused.
-        key = Key(req.tenant, "", "namespaces", "", req.namespace)
+        key = Key(req.tenant, *NAMESPACES, "", req.namespace)
         entry = self.projection.get(key)
         if entry is None or entry.fields.get("status.phase") != "Active":
             await self.projection.consistent()
             entry = self.projection.get(key)
         if entry is None:
-            raise NotFound(f'namespaces "{req.namespace}" not found', name=req.namespace, kind="namespaces")
+            raise NotFound(f'{NAMESPACES[1]} "{req.namespace}" not found', name=req.namespace, kind=NAMESPACES[1])
         if entry.fields.get("status.phase") == "Terminating":
             raise Forbidden(f"unable to create new content in namespace {req.namespace} because it is being "
                             f"terminated", name=req.name, group=rdef.group, kind=rdef.plural)
