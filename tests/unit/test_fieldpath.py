@@ -3,7 +3,7 @@ managedFields bookkeeping (``actors._managed``).
 
 The ``SMD_CASES`` are ported from sigs.k8s.io/structured-merge-diff (v6 master, commit 15d0754):
 ``merge/leaf_test.go`` (TestUpdateLeaf), ``merge/set_test.go`` (TestUpdateSet) and
-``merge/multiple_appliers_test.go`` (TestMultipleAppliersSet): the same operations, the same
+``merge/multiple_appliers_test.go`` (TestMultipleAppliersSet, TestMultipleAppliersFieldUnsetting): the same operations, the same
 expected object, managers' sets and conflicts; the schemas are written as OpenAPI with the
 ``x-kubernetes-*`` extensions instead of SMD's own schema language. Cases about several versions
 are left out (jetkube converts before ownership is computed).
@@ -41,6 +41,9 @@ LEAF = OpenAPIType({"type": "object", "properties": {
     "numeric": {"type": "number"}, "string": {"type": "string"}, "bool": {"type": "boolean"}}})
 SETS = OpenAPIType({"type": "object", "properties": {
     "list": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}})
+STRUCT = OpenAPIType({"type": "object", "properties": {"struct": {"type": "object", "properties": {
+    "name": {"type": "string"}, "scalarField_v1": {"type": "string"},
+    "complexField_v1": {"type": "object", "properties": {"name": {"type": "string"}}}}}}})
 ASSOC = OpenAPIType({"type": "object", "properties": {
     "list": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
              "items": {"type": "object", "properties": {"name": {"type": "string"},
@@ -152,6 +155,29 @@ SMD_CASES: list[tuple[str, Any, list[tuple[str, str, Any, Any]], Any, dict[str, 
      {"apply-one": S(F("list", 'k:{"name":"a"}'), F("list", 'k:{"name":"a"}', "name")),
       "apply-two": S(F("list", 'k:{"name":"c"}'), F("list", 'k:{"name":"d"}'), F("list", 'k:{"name":"c"}', "name"),
                      F("list", 'k:{"name":"d"}', "name"))}),
+    # TestMultipleAppliersFieldUnsetting, at one version.
+    ("field_unsetting/unset_scalar_sole_owner", STRUCT, [
+        ("apply", "apply-one", {"struct": {"name": "a", "scalarField_v1": "a"}}, None),
+        ("apply", "apply-one", {"struct": {"name": "a"}}, None)],
+     {"struct": {"name": "a"}}, {"apply-one": S(F("struct", "name"))}),
+    ("field_unsetting/unset_scalar_shared_with_applier", STRUCT, [
+        ("apply", "apply-one", {"struct": {"name": "a", "scalarField_v1": "a"}}, None),
+        ("apply", "apply-two", {"struct": {"scalarField_v1": "a"}}, None),
+        ("apply", "apply-one", {"struct": {"name": "a"}}, None)],
+     {"struct": {"name": "a", "scalarField_v1": "a"}},
+     {"apply-one": S(F("struct", "name")), "apply-two": S(F("struct", "scalarField_v1"))}),
+    ("field_unsetting/unset_scalar_shared_with_updater", STRUCT, [
+        ("update", "updater", {"struct": {"name": "a", "scalarField_v1": "a"}}, None),
+        ("apply", "applier", {"struct": {"name": "a", "scalarField_v1": "a"}}, None),
+        ("apply", "applier", {"struct": {"name": "a"}}, None)],
+     {"struct": {"name": "a", "scalarField_v1": "a"}},
+     {"updater": S(F("struct"), F("struct", "name"), F("struct", "scalarField_v1")),
+      "applier": S(F("struct", "name"))}),
+    ("field_unsetting/updater_claims_field", STRUCT, [
+        ("apply", "applier", {"struct": {"name": "a", "scalarField_v1": "a"}}, None),
+        ("update", "updater", {"struct": {"name": "a", "scalarField_v1": "b"}}, None)],
+     {"struct": {"name": "a", "scalarField_v1": "b"}},
+     {"updater": S(F("struct", "scalarField_v1")), "applier": S(F("struct", "name"))}),
 ]
 
 
