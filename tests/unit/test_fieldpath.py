@@ -173,6 +173,16 @@ SMD_CASES: list[tuple[str, Any, list[tuple[str, str, Any, Any]], Any, dict[str, 
      {"struct": {"name": "a", "scalarField_v1": "a"}},
      {"updater": S(F("struct"), F("struct", "name"), F("struct", "scalarField_v1")),
       "applier": S(F("struct", "name"))}),
+    ("field_unsetting/unset_complex_sole_owner", STRUCT, [
+        ("apply", "apply-one", {"struct": {"name": "a", "complexField_v1": {"name": "b"}}}, None),
+        ("apply", "apply-one", {"struct": {"name": "a"}}, None)],
+     {"struct": {"name": "a"}}, {"apply-one": S(F("struct", "name"))}),
+    ("field_unsetting/unset_complex_shared_with_applier", STRUCT, [
+        ("apply", "apply-one", {"struct": {"name": "a", "complexField_v1": {"name": "b"}}}, None),
+        ("apply", "apply-two", {"struct": {"complexField_v1": {"name": "b"}}}, None),
+        ("apply", "apply-one", {"struct": {"name": "a"}}, None)],
+     {"struct": {"name": "a", "complexField_v1": {"name": "b"}}},
+     {"apply-one": S(F("struct", "name")), "apply-two": S(F("struct", "complexField_v1", "name"))}),
     ("field_unsetting/updater_claims_field", STRUCT, [
         ("apply", "applier", {"struct": {"name": "a", "scalarField_v1": "a"}}, None),
         ("update", "updater", {"struct": {"name": "a", "scalarField_v1": "b"}}, None)],
