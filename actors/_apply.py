@@ -64,7 +64,10 @@ def applied_config(body: Any, view: ResourceDef, name: str) -> dict[str, Any]:
 
 
 def apply_type(rdef: ResourceDef) -> TypeNode:
-    """The merge type of a kind (list types and map keys from its schema)."""
+    """The merge type of a kind (list types and map keys from its schema): the one place a kind's
+    type is chosen. A custom resource's comes from its CRD's ``openAPIV3Schema`` of that version
+    (``kinds._fieldpath.OpenAPIType(schema)``, which reads the same ``x-kubernetes-*`` extensions);
+    until CRDs exist, an unknown kind is untyped (maps granular, lists atomic)."""
     return builtin_type(rdef.group, rdef.version, rdef.kind)
 
 
