@@ -1,17 +1,66 @@
-"""``metadata.managedFields`` for Update operations: who last set which fields. Pure.
+"""``metadata.managedFields``: who owns which fields, for Update and Apply. Pure.
 
-Each write records, for its field manager, the set of fields it changed (``FieldsV1`` notation:
-``f:<field>`` for map members, ``.`` for a map the manager created; lists are atomic here, as
-for custom resources without list-type metadata). Server-side apply's ownership and conflicts
-come with the schema work; this module only keeps the bookkeeping kubectl shows.
+The bookkeeping of kube's ``fieldmanager`` (k8s.io/apiserver ``pkg/endpoints/handlers/fieldmanager``
+and ``k8s.io/apimachinery/pkg/util/managedfields/internal``) around the field-set algebra of
+``kinds._fieldpath`` (structured-merge-diff's ``Updater``):
+
+- entries are keyed as kube keys managers: (manager, operation, apiVersion, subresource), the
+  apiVersion left out for appliers, so an applier keeps one entry across versions;
+- an Update owns what it changed (kube's "current-operation" merged into the manager's entry, whose
+  ``time`` moves only when it changed something); managedFields a client sends are taken as the
+  new state unless empty; ``[]`` or ``[{}]`` resets them; an object without managedFields stays
+  without on update (``skipNonAppliedManager``);
+- an Apply owns exactly its configuration; the first Apply to an object without managedFields
+  gives what was there to ``before-first-apply``; conflicts are kube's 409; ``kubectl``'s apply over
+  an object last written by client-side apply may take the fields its last-applied annotation
+  still describes (``lastAppliedManager``), and keeps that annotation in step
+  (``lastAppliedUpdater``);
+- server-set metadata is never owned (``stripMetaManager``); entries are written in kube's order.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-_SERVER_META = frozenset({"name", "namespace", "uid", "resourceVersion", "creationTimestamp", "managedFields", "generation",
-                          "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"})
+import msgspec
+
+from kinds import Conflict as ConflictStatus
+from kinds._errors import Cause
+from kinds._fieldpath import (
+    MEMBER,
+    UNTYPED,
+    ConflictError,
+    FieldSet,
+    ManagerSet,
+    TypeNode,
+    Updater,
+    compare,
+    difference,
+    from_fields_v1,
+    intersection,
+    path_string,
+    to_field_set,
+    to_fields_v1,
+    union,
+)
+
+__all__ = ["LAST_APPLIED", "manager_from_user_agent", "record_apply", "record_update"]
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+BEFORE_FIRST_APPLY = "before-first-apply"
+_CURRENT = "\x00current-operation"
+_sorted = msgspec.json.Encoder(order="sorted")
+_plain = msgspec.json.Encoder()
+
+# stripMetaManager: never owned by anyone.
+_STRIP: FieldSet = {
+    "f:apiVersion": {MEMBER: {}}, "f:kind": {MEMBER: {}},
+    "f:metadata": {MEMBER: {}, **{f"f:{f}": {MEMBER: {}} for f in (
+        "name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName", "generation", "managedFields",
+        "resourceVersion")}},
+}
+_SERVER_META = ("managedFields", "resourceVersion")
 
 
 def manager_from_user_agent(user_agent: str) -> str:
@@ -19,54 +68,277 @@ def manager_from_user_agent(user_agent: str) -> str:
     return (user_agent.split("/", 1)[0] or "unknown")[:128]
 
 
-def _changed(old: Any, new: Any, top: bool = False) -> dict[str, Any] | None:
-    """FieldsV1 of what ``new`` sets differently from ``old``; None when nothing."""
-    if isinstance(new, dict):
-        out: dict[str, Any] = {}
-        old_d = old if isinstance(old, dict) else {}
-        for k, v in new.items():
-            if top and k in ("kind", "apiVersion"):
-                continue
-            if top and k == "metadata" and isinstance(v, dict):
-                sub = _changed(old_d.get(k), {mk: mv for mk, mv in v.items() if mk not in _SERVER_META})
-            else:
-                sub = _changed(old_d.get(k), v)
-            if sub is not None:
-                out[f"f:{k}"] = sub
-        if not out:
-            return None if isinstance(old, dict) else ({".": {}} if not top else None)
-        if not isinstance(old, dict) and not top:
-            out["."] = {}
-        return out
-    return None if old == new else {}
+# ---- entries <-> managers ----------------------------------------------------------------------
 
 
-def _merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
-    for k, v in more.items():
-        if k in into and isinstance(into[k], dict) and isinstance(v, dict) and v:
-            _merge(into[k], v)
-        else:
-            into[k] = v
-    return into
+def _ident(manager: str, operation: str, api_version: str, subresource: str) -> str:
+    """kube's ``BuildManagerIdentifier``: the entry without fields and time (and without the
+    apiVersion for an applier), as JSON."""
+    d: dict[str, str] = {"manager": manager, "operation": operation}
+    if operation != "Apply":
+        d["apiVersion"] = api_version
+    if subresource:
+        d["subresource"] = subresource
+    return json.dumps(d, separators=(",", ":"))
+
+
+class Managed:
+    """Decoded managedFields: sets and times by manager identity."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, ManagerSet] = {}
+        self.times: dict[str, str] = {}
+        # The fieldsV1 each set was decoded from, kept for a set left as it was (not re-encoded).
+        self.v1: dict[int, tuple[FieldSet, Any]] = {}
+
+
+def decode(entries: Any) -> Managed | None:
+    """The managers of ``entries``; None when they do not decode (kube then falls back)."""
+    m = Managed()
+    if not isinstance(entries, list):
+        return m if entries is None else None
+    for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("manager", ""), str):
+            return None
+        op = e.get("operation", "")
+        if op not in ("Apply", "Update") or e.get("fieldsType", "FieldsV1") != "FieldsV1":
+            return None
+        ident = _ident(e.get("manager", ""), op, str(e.get("apiVersion", "")), str(e.get("subresource", "")))
+        fields = from_fields_v1(e.get("fieldsV1"))
+        m.v1[id(fields)] = (fields, e.get("fieldsV1"))
+        m.sets[ident] = ManagerSet(fields, str(e.get("apiVersion", "")), op == "Apply")
+        if e.get("time"):
+            m.times[ident] = str(e["time"])
+    return m
+
+
+def encode(m: Managed) -> list[dict[str, Any]]:
+    entries = []
+    for ident, ms in m.sets.items():
+        meta = json.loads(ident)
+        e: dict[str, Any] = {"manager": meta["manager"], "operation": meta["operation"], "apiVersion": ms.api_version}
+        if ident in m.times:
+            e["time"] = m.times[ident]
+        e["fieldsType"] = "FieldsV1"
+        kept = m.v1.get(id(ms.fields))
+        e["fieldsV1"] = kept[1] if kept is not None and kept[0] is ms.fields else to_fields_v1(ms.fields)
+        if meta.get("subresource"):
+            e["subresource"] = meta["subresource"]
+        entries.append(e)
+    # kube's sortEncodedManagedFields: operation, time, manager, apiVersion, subresource.
+    entries.sort(key=lambda e: (e["operation"], e.get("time", ""), e["manager"], e["apiVersion"],
+                                e.get("subresource", "")))
+    return entries
+
+
+def _is_reset(entries: Any) -> bool:
+    return isinstance(entries, list) and (not entries or (len(entries) == 1 and entries[0] == {}))
+
+
+def _bare(obj: dict[str, Any] | None) -> dict[str, Any]:
+    """``obj`` without managedFields and resourceVersion (shallow): what ownership is computed on."""
+    if not obj:
+        return {}
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k not in _SERVER_META}}
+
+
+def _strip(m: Managed) -> None:
+    for ident in list(m.sets):
+        ms = m.sets[ident]
+        if intersection(ms.fields, _STRIP):
+            ms.fields = difference(ms.fields, _STRIP)
+        if not ms.fields:
+            del m.sets[ident]
+            m.times.pop(ident, None)
+
+
+def _store(obj: dict[str, Any], m: Managed) -> None:
+    for ident in list(m.times):
+        if ident not in m.sets:
+            del m.times[ident]
+    entries = encode(m)
+    if entries:
+        obj["metadata"]["managedFields"] = entries
+    else:
+        obj["metadata"].pop("managedFields", None)
+
+
+# ---- Update ------------------------------------------------------------------------------------
 
 
 def record_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: str, api_version: str,
-                  now: str, operation: str = "Update") -> None:
-    """Set ``new['metadata']['managedFields']``, carrying over ``old``'s entries."""
-    entries: list[dict[str, Any]] = [dict(e) for e in ((old or {}).get("metadata", {}).get("managedFields") or [])
-                                     if isinstance(e, dict)]
-    changed = _changed(old, new, top=True)
-    if changed:
-        for e in entries:
-            if e.get("manager") == manager and e.get("operation") == operation:
-                e["fieldsV1"] = _merge(dict(e.get("fieldsV1") or {}), changed)
-                e["time"] = now
-                e["apiVersion"] = api_version
-                break
-        else:
-            entries.append({"manager": manager, "operation": operation, "apiVersion": api_version, "time": now,
-                            "fieldsType": "FieldsV1", "fieldsV1": changed})
-    if entries:
-        new["metadata"]["managedFields"] = entries
+                  now: str, subresource: str = "", type_: TypeNode = UNTYPED,
+                  ignored: FieldSet | None = None) -> None:
+    """Set ``new['metadata']['managedFields']`` after an Update (or a create: ``old`` None) by
+    ``manager``. ``ignored`` are the fields this write may not change (kube's reset fields)."""
+    live_entries = (old or {}).get("metadata", {}).get("managedFields")
+    sent = new["metadata"].get("managedFields")
+    managed: Managed | None
+    if subresource or old is None:
+        managed = decode(live_entries) if old is not None else Managed()
+    elif _is_reset(sent):
+        managed = Managed()
     else:
+        managed = decode(sent)
+        if managed is None or not managed.sets:
+            managed = decode(live_entries)
+    if managed is None:
+        managed = Managed()
+    if not managed.sets and old is not None:
+        # skipNonAppliedManager: an object without managedFields is not tracked by updates.
         new["metadata"].pop("managedFields", None)
+        return
+    ident = _ident(manager, "Update", api_version, subresource)
+    Updater(type_, ignored).update(_bare(old), _bare(new), api_version, managed.sets, _CURRENT)
+    mine = managed.sets.pop(_CURRENT, None)
+    if mine is not None:
+        prev = managed.sets.get(ident)
+        fields = union(prev.fields, mine.fields) if prev else mine.fields
+        managed.sets[ident] = ManagerSet(fields, api_version, False)
+        managed.times[ident] = now
+    _cap_updaters(managed)
+    _strip(managed)
+    _store(new, managed)
+
+
+MAX_UPDATE_MANAGERS = 10
+ANCIENT_CHANGES = "ancient-changes"
+
+
+def _cap_updaters(m: Managed) -> None:
+    """kube's ``capManagersManager``: beyond 10 Update entries, the oldest are merged, per
+    apiVersion, into one ``ancient-changes`` entry (which takes the time of the newest merged)."""
+    updaters = [i for i, ms in m.sets.items() if not ms.applied]
+    if len(updaters) <= MAX_UPDATE_MANAGERS:
+        return
+    updaters.sort(key=lambda i: (m.times.get(i, ""), i))
+    first_of: dict[str, str] = {}
+    length = len(updaters)
+    for ident in updaters:
+        if length <= MAX_UPDATE_MANAGERS:
+            break
+        ms = m.sets[ident]
+        bucket = _ident(ANCIENT_CHANGES, "Update", ms.api_version, "")
+        first = first_of.get(ms.api_version)
+        if first is None:
+            first_of[ms.api_version] = ident
+            continue
+        if bucket not in m.sets:
+            m.sets[bucket] = m.sets.pop(first)
+        m.sets[bucket] = ManagerSet(union(ms.fields, m.sets[bucket].fields), ms.api_version, False)
+        del m.sets[ident]
+        length -= 1
+        if ident in m.times:
+            m.times[bucket] = m.times[ident]
+
+
+# ---- Apply -------------------------------------------------------------------------------------
+
+
+def record_apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager: str, api_version: str, now: str,
+                 force: bool, subresource: str = "", type_: TypeNode = UNTYPED, ignored: FieldSet | None = None,
+                 config_set: FieldSet | None = None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The object after ``manager`` applies ``config`` to ``live`` (None or ``base``, the empty
+    object, for a create), with its managedFields. Raises kube's 409 on conflicts unless ``force``."""
+    managed = decode((live or {}).get("metadata", {}).get("managedFields")) or Managed()
+    live_bare = _bare(live) if live is not None else (base or {})
+    updater = Updater(type_, ignored)
+    if not managed.sets and live is not None:
+        # skipNonAppliedManager: what is there belongs to "before-first-apply".
+        ident = _ident(BEFORE_FIRST_APPLY, "Update", api_version, subresource)
+        updater.update({}, live_bare, api_version, managed.sets, ident)
+    ident = _ident(manager, "Apply", api_version, subresource)
+    sets = {k: ManagerSet(v.fields, v.api_version, v.applied) for k, v in managed.sets.items()}
+    try:
+        merged = updater.apply(live_bare, config, api_version, sets, ident, force, config_set)
+    except ConflictError as e:
+        allowed = _allowed_by_last_applied(live, manager, type_)
+        if allowed is None:
+            raise _conflict_status(e) from None
+        left = [c for c in e.conflicts if not _contains(allowed, c.path)]
+        if left:
+            raise _conflict_status(ConflictError(left)) from None
+        sets = {k: ManagerSet(v.fields, v.api_version, v.applied) for k, v in managed.sets.items()}
+        merged = updater.apply(live_bare, config, api_version, sets, ident, True, config_set)
+    managed.sets = sets
+    if live is not None and manager == "kubectl" and LAST_APPLIED in (live["metadata"].get("annotations") or {}):
+        merged = _with_last_applied(merged, config)
+    if merged != live_bare or live is None:
+        managed.times[ident] = now
+    # A private copy: the merge shares parts of the live object and of the configuration.
+    out = msgspec.json.decode(_plain.encode(merged))
+    _strip(managed)
+    _store(out, managed)
+    return out
+
+
+def _contains(s: FieldSet, path: tuple[str, ...]) -> bool:
+    for pe in path:
+        s = s.get(pe)  # type: ignore[assignment]
+        if s is None:
+            return False
+    return MEMBER in s
+
+
+def _allowed_by_last_applied(live: dict[str, Any] | None, manager: str, type_: TypeNode) -> FieldSet | None:
+    """kube's ``lastAppliedManager``: for ``kubectl`` only, the fields of the last-applied
+    annotation that the live object still holds as applied may be taken without conflict."""
+    if manager != "kubectl" or live is None:
+        return None
+    text = (live["metadata"].get("annotations") or {}).get(LAST_APPLIED)
+    if not isinstance(text, str):
+        return None
+    try:
+        last = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(last, dict):
+        return None
+    fields = to_field_set(last, type_)
+    return difference(fields, compare(last, _bare(live), type_).modified)
+
+
+def _with_last_applied(merged: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """kube's ``lastAppliedUpdater``: the annotation follows what ``kubectl`` applies."""
+    applied = msgspec.json.decode(_sorted.encode(config))
+    config_anns = (applied.get("metadata") or {}).get("annotations")
+    if isinstance(config_anns, dict):
+        config_anns.pop(LAST_APPLIED, None)
+    out = dict(merged)
+    meta = out["metadata"] = dict(out["metadata"])
+    anns = meta.get("annotations")
+    meta["annotations"] = {**(anns if isinstance(anns, dict) else {}),
+                           LAST_APPLIED: _sorted.encode(applied).decode()}
+    return out
+
+
+def _print_manager(ident: str) -> str:
+    """kube's ``printManager``."""
+    d = json.loads(ident)
+    out = json.dumps(d["manager"])
+    if d.get("subresource"):
+        out += f' with subresource "{d["subresource"]}"'
+    if d.get("operation") == "Update":
+        out += f" using {d.get('apiVersion', '')}"
+    return out
+
+
+def _conflict_status(e: ConflictError) -> ConflictStatus:
+    """kube's ``NewConflictError``: one cause per conflicting field, the message by manager."""
+    cs = e.conflicts
+    causes = tuple(Cause("FieldManagerConflict", f"conflict with {_print_manager(c.manager)}", path_string(c.path))
+                   for c in cs)
+    if len(cs) == 1:
+        message = f"Apply failed with 1 conflict: conflict with {_print_manager(cs[0].manager)}: " \
+                  f"{path_string(cs[0].path)}"
+    else:
+        lines = []
+        for ident in sorted({c.manager for c in cs}):
+            lines.append(f"conflicts with {_print_manager(ident)}:")
+            lines.extend(f"- {path_string(c.path)}" for c in cs if c.manager == ident)
+        message = f"Apply failed with {len(cs)} conflicts: " + "\n".join(lines)
+    return ConflictStatus(message, causes=causes)
+

@@ -61,7 +61,16 @@ from projections import (
 )
 
 from ._allocation import AllocationSettings, Allocators
-from ._managed import manager_from_user_agent, record_update
+from ._apply import SCALE_FIELDS as _SCALE_FIELDS
+from ._apply import (
+    applied_config,
+    apply_force,
+    apply_type,
+    check_apply_options,
+    check_non_apply_options,
+    reset_fields,
+)
+from ._managed import manager_from_user_agent, record_apply, record_update
 from ._patch import (
     MalformedPatch,
     PatchError,
@@ -317,7 +326,8 @@ class ResourceCore:
 
     # ---- create ----------------------------------------------------------------------------------
 
-    async def create(self, req: Request, *, obj: dict[str, Any] | None = None) -> WriteResult:
+    async def create(self, req: Request, *, obj: dict[str, Any] | None = None, applied: bool = False) -> WriteResult:
+        """A create; ``applied``: ``obj`` is an apply's result and carries its managedFields."""
         rdef = req.rdef
         assert rdef is not None
         self._check_options(req, "CreateOptions")
@@ -334,11 +344,15 @@ class ResourceCore:
         meta["creationTimestamp"] = now
         strategy = strategy_for(rdef)
         meta.pop("generation", None)  # the kind's definition decides (subresources.prepare_create)
-        meta.pop("managedFields", None)
+        managed = meta.pop("managedFields", None)
         subresources.prepare_create(rdef, obj)  # initial status, generation
         strategy.prepare_for_create(obj)
         self._validate(req, obj, None)
-        record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now)
+        if applied:
+            meta["managedFields"] = managed
+        else:
+            record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now,
+                          type_=apply_type(rdef), ignored=reset_fields(rdef, ""))
         txn = await self.allocators.begin(req, "put", obj, None, dry=self._dry_run(req))
         if self._dry_run(req):
             return WriteResult(201, _json.encode(obj), warnings)
@@ -407,6 +421,9 @@ class ResourceCore:
             etype, new = decision
             txn = await self.allocators.begin(req, etype, new, obj, dry=self._dry_run(req))
             if self._dry_run(req):
+                if entry is not None and etype == "put":
+                    # Nothing stored: the answer keeps the version it was decided on (as kube's).
+                    new["metadata"]["resourceVersion"] = str(entry.seq)
                 return 200, _json.encode(new), etype
             expected = 0 if entry is None else entry.seq
             try:
@@ -425,7 +442,8 @@ class ResourceCore:
             return 200, data, etype
         raise self.conflict(rdef, key.name)
 
-    def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any]) -> Decision:
+    def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any], *,
+                      record: bool = True, manager_subresource: str | None = None) -> Decision:
         """Carry server-owned fields from ``old`` into ``new``; validate; spot finalization."""
         rdef = req.rdef
         assert rdef is not None
@@ -461,7 +479,10 @@ class ResourceCore:
         causes = subresources.validate_update(req.subresource, new, old)
         if causes:
             raise invalid(rdef.kind, om["name"], causes, group=rdef.group)
-        record_update(old, new, manager=self._manager(req), api_version=rdef.api_version, now=now_rfc3339())
+        if record:
+            sub = req.subresource if manager_subresource is None else manager_subresource
+            record_update(old, new, manager=self._manager(req), api_version=rdef.api_version, now=now_rfc3339(),
+                          subresource=sub, type_=apply_type(rdef), ignored=reset_fields(rdef, sub, old, new))
         if _same(old, new):
             return _NoChange(entry)
         if om.get("deletionTimestamp") and not nm.get("finalizers"):
@@ -515,6 +536,9 @@ class ResourceCore:
         view = served or rdef
         self._check_options(req, "PatchOptions")
         ptype = req.patch_type
+        if ptype == APPLY_PATCH:
+            return await self.apply(req, served)
+        check_non_apply_options(req.query)
         if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
             raise UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
@@ -561,6 +585,57 @@ class ResourceCore:
 
         code, data, _ = await self.guaranteed_update(req, key, decide)
         return WriteResult(code, data, warnings)
+
+    # ---- server-side apply ------------------------------------------------------------------------------
+
+    async def apply(self, req: Request, served: ResourceDef | None = None) -> WriteResult:
+        """PATCH with ``application/apply-patch+yaml``: the applied configuration merged into the
+        object by its schema, owned by the manager (``actors._managed``); 409 on conflicts unless
+        ``force``; creates the object when it is absent."""
+        rdef = req.rdef
+        assert rdef is not None
+        view = served or rdef
+        check_apply_options(req.query)
+        config = applied_config(req.body, view, req.name)
+        force = apply_force(req.query)
+        manager, now, t = req.query["fieldManager"], now_rfc3339(), apply_type(view)
+        warnings: tuple[str, ...] = ()
+
+        def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+            shown = live if live is None or served is None else convert(live, served)
+            new = record_apply(shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
+                               subresource=req.subresource, type_=t,
+                               ignored=reset_fields(rdef, req.subresource, shown, config), base=base)
+            new = new if served is None else convert(new, rdef)
+            nonlocal warnings
+            warnings = self._field_validation(req, new, patched=True)
+            return new
+
+        async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
+            if entry is None or old is None:
+                if req.subresource:
+                    raise self.not_found(rdef, req.name)
+                raise _CreateInstead("create on apply")
+            prv = config["metadata"].get("resourceVersion")
+            if prv not in (None, "") and str(prv) != str(entry.seq):  # a precondition, as in any patch
+                raise self.conflict(rdef, req.name)
+            return self._merge_update(req, entry, old, applied(old), record=False)
+
+        for _ in range(self.max_retries):
+            try:
+                code, data, _ = await self.guaranteed_update(req, self.key(req), decide)
+                return WriteResult(code, data, warnings)
+            except _CreateInstead:
+                create = msgspec.structs.replace(req, verb="create")
+                if self.admit is not None:
+                    await self.admit(create)
+                obj = applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
+                obj["metadata"]["name"] = req.name
+                try:
+                    return await self.create(create, obj=obj, applied=True)  # its field validation warns
+                except AlreadyExists:
+                    continue  # created meanwhile (another apply): apply to it, as kube's retry does
+        raise self.conflict(rdef, req.name)
 
     # ---- delete ----------------------------------------------------------------------------------------
 
@@ -773,20 +848,39 @@ class ResourceCore:
                     if bname not in (None, "") and bname != req.name:
                         raise BadRequest(f"the name of the object ({bname}) does not match the name on the URL "
                                          f"({req.name})")
+            elif req.patch_type == APPLY_PATCH:
+                wanted = self._applied_scale(req, current)
             else:
                 wanted = self._patched(req, current, patch_schema("autoscaling", "v1", "Scale"))
             new = subresources.apply_scale(rdef, old, wanted)
+            if req.patch_type == APPLY_PATCH and req.verb == "patch":
+                # The Scale's ownership is the object's spec.replicas (kube's ScaleHandler).
+                new["metadata"]["managedFields"] = record_apply(
+                    old, {"spec": {"replicas": (wanted.get("spec") or {}).get("replicas")}}, manager=req.query[
+                        "fieldManager"], api_version=rdef.api_version, now=now_rfc3339(),
+                    force=apply_force(req.query), subresource="scale",
+                    type_=apply_type(rdef), config_set=_SCALE_FIELDS)["metadata"].get("managedFields")
+                new["metadata"].pop("resourceVersion", None)
+                return self._merge_update(main, entry, old, new, record=False)
             rv = _parse_rv(((wanted.get("metadata") or {}) if isinstance(wanted, dict) else {})
                            .get("resourceVersion"))
             if rv is not None and rv != entry.seq:
                 raise self.conflict(rdef, req.name)
             new["metadata"].pop("resourceVersion", None)
-            return self._merge_update(main, entry, old, new)
+            return self._merge_update(main, entry, old, new, manager_subresource="scale")
 
         _, data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
         obj = _decode(data)
         return WriteResult(200, _json.encode(subresources.to_scale(
             rdef, obj, str(obj["metadata"].get("resourceVersion", "")))))
+
+    def _applied_scale(self, req: Request, current: dict[str, Any]) -> dict[str, Any]:
+        """The Scale an apply to ``/scale`` asks for (its replicas over the current Scale)."""
+        check_apply_options(req.query)
+        scale_def = msgspec.structs.replace(req.rdef, group="autoscaling", version="v1", kind="Scale")  # type: ignore[arg-type]
+        config = applied_config(req.body, scale_def, req.name)
+        replicas = (config.get("spec") or {}).get("replicas") if isinstance(config.get("spec"), dict) else None
+        return {**current, "spec": {**(current.get("spec") or {}), "replicas": replicas}}
 
     def _patched(self, req: Request, current: dict[str, Any], schema: Any) -> Any:
         """``current`` with the request's patch applied (any of the three patch types)."""
@@ -922,10 +1016,11 @@ class _CreateInstead(ApiError):
 
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Equal but for managedFields timestamps and resourceVersion: a no-op write is not written."""
+    """Equal but for resourceVersion: a no-op write is not written (managedFields change only with
+    the object, or with a change of ownership, which is written)."""
 
     def strip(o: dict[str, Any]) -> dict[str, Any]:
-        m = {k: v for k, v in o["metadata"].items() if k not in ("managedFields", "resourceVersion")}
+        m = {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}
         return {**o, "metadata": m}
 
     return strip(old) == strip(new)

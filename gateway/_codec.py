@@ -65,8 +65,9 @@ def decode_body_strict(data: bytes, content_type: str | None, *, max_bytes: int,
             raise UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}, {APPLY_PATCH}")
-        if mt == APPLY_PATCH:  # not served yet (415 from the resource actor): nothing to check
-            return _yaml(data, max_bytes)[0], mt, ()
+        if mt == APPLY_PATCH:  # YAML (JSON is YAML); repeated keys are strict errors as in kube
+            value, dups = _yaml(data, max_bytes)
+            return value, mt, (yaml_strict_error(dups),) if dups and strict else ()
         value = _json(data)
         return value, mt, _json_strict(data, value, strict, json_patch=mt == JSON_PATCH)
     if mt in _JSON_TYPES:

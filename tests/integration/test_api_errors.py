@@ -133,7 +133,9 @@ async def test_version_and_health(api: httpx.AsyncClient) -> None:
      "application/json", 400),
     ("POST", "/api/v1/namespaces/default/serviceaccounts/default/token", b'{"spec":"x"}', "application/json", 400),
     ("POST", CM, b"k8s\x00\n\x05", "application/vnd.kubernetes.protobuf", 400),
-    ("PATCH", CM + "/x", b"apiVersion: v1", "application/apply-patch+yaml", 415),
+    ("PATCH", CM + "/x", b"apiVersion: v1", "application/apply-patch+yaml", 422),  # no fieldManager
+    ("PATCH", CM + "/x?fieldManager=m", b"apiVersion: v1", "application/apply-patch+yaml", 400),  # no kind
+    ("PATCH", CM + "/x?fieldManager=m", b"[1]", "application/apply-patch+yaml", 400),
 ])
 async def test_malformed_input_is_a_4xx(api: httpx.AsyncClient, method: str, path: str, body: bytes, ctype: str,
                                         code: int) -> None:

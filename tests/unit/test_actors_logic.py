@@ -55,11 +55,13 @@ def test_namespace_strategy_keeps_status_and_spec_on_update() -> None:
 
 def test_managed_fields_record_changed_fields() -> None:
     assert manager_from_user_agent("kubectl/v1.31.0 (linux/amd64)") == "kubectl"
-    old = {"kind": "ConfigMap", "metadata": {"name": "a", "uid": "u"}, "data": {"k": "v"}}
+    old = {"kind": "ConfigMap", "metadata": {"name": "a", "uid": "u", "managedFields": [
+        {"manager": "c", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:data": {".": {}, "f:k": {}}}}]}, "data": {"k": "v"}}
     new = {"kind": "ConfigMap", "metadata": {"name": "a", "uid": "u", "labels": {"x": "1"}},
            "data": {"k": "v", "j": "w"}}
     record_update(old, new, manager="m", api_version="v1", now="t")
-    (entry,) = new["metadata"]["managedFields"]
+    (_, entry) = new["metadata"]["managedFields"]
     assert entry["fieldsV1"] == {"f:metadata": {"f:labels": {".": {}, "f:x": {}}}, "f:data": {"f:j": {}}}
     assert entry["manager"] == "m" and entry["operation"] == "Update"
 
