@@ -22,6 +22,7 @@ from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
 from ._authz import RBAC, Authorizer, authz_handler
 from ._controllers import Controllers
+from ._crd_controller import CrdControllers
 from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
@@ -77,6 +78,7 @@ class Pipeline:
                             if run_controllers else None)
         self.rbac_controllers = (RbacControllers(projection, registry, self.resource)
                                  if run_controllers else None)
+        self.crd_controllers = CrdControllers(projection, registry, self.resource) if run_controllers else None
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(self.token_verifier.verify(token), self.projection, token=token)
@@ -117,5 +119,7 @@ class Pipeline:
             if self.controllers is not None:
                 await self.controllers.bootstrap()
                 await nursery.start(self.controllers.run)
+            if self.crd_controllers is not None:
+                await nursery.start(self.crd_controllers.run)
             task_status.started()
         raise AssertionError("unreachable")  # pragma: no cover

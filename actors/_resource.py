@@ -26,6 +26,7 @@ from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_
 from kinds import BUILTIN, Registry, ResourceDef, definitions, field_value, patch_schema, schema_for
 from kinds import _subresources as subresources
 from kinds._conversion import convert
+from kinds._crd import apply_defaults
 from kinds._errors import (
     AlreadyExists,
     ApiError,
@@ -284,7 +285,15 @@ class ResourceCore:
             raise BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
                              f'"Strict", "Warn"')
         unknown: list[str] = []
-        schema = schema_for(rdef.group, rdef.version, rdef.kind)
+        schema = schema_for(rdef.group, rdef.version, rdef.kind) if not rdef.crd else None
+        if rdef.crd and rdef.schema is not None:
+            # A custom resource: its structural schema prunes (or, Strict, refuses) unknown fields,
+            # then its defaults apply (kube's decoder for custom resources).
+            if mode == "Strict":
+                unknown = unknown_fields(obj, rdef.schema, definitions(), open_empty_objects=False)
+            else:
+                unknown = prune_unknown_fields(obj, rdef.schema, definitions(), open_empty_objects=False)
+            apply_defaults(obj, rdef.schema)
         if schema is not None:
             wrong = type_errors(obj, schema, definitions())
             if wrong:
