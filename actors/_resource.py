@@ -289,10 +289,7 @@ class ResourceCore:
         if rdef.crd and rdef.schema is not None:
             # A custom resource: its structural schema prunes (or, Strict, refuses) unknown fields,
             # then its defaults apply (kube's decoder for custom resources).
-            if mode == "Strict":
-                unknown = unknown_fields(obj, rdef.schema, definitions(), open_empty_objects=False)
-            else:
-                unknown = prune_unknown_fields(obj, rdef.schema, definitions(), open_empty_objects=False)
+            unknown = _custom_unknown_fields(obj, rdef.schema, prune=mode != "Strict")
             apply_defaults(obj, rdef.schema)
         if schema is not None:
             wrong = type_errors(obj, schema, definitions())
@@ -861,6 +858,21 @@ def _to_served(body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
         obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
         return _json.encode(obj)
     return _json.encode(convert(obj, served))
+
+
+def _custom_unknown_fields(obj: dict[str, Any], schema: dict[str, Any], *, prune: bool) -> list[str]:
+    """Unknown fields of a custom resource: its body against the CRD's structural schema (where an
+    empty ``type: object`` holds nothing), its metadata against ObjectMeta (whose opaque members,
+    ``fieldsV1``, hold anything). With ``prune``, dropped in place."""
+    body = {k: v for k, v in obj.items() if k != "metadata"}
+    find = prune_unknown_fields if prune else unknown_fields
+    found = find(body, schema, definitions(), open_empty_objects=False)
+    if prune:
+        for k in [k for k in obj if k != "metadata" and k not in body]:
+            del obj[k]
+    if isinstance(obj.get("metadata"), dict):
+        found += find({"metadata": obj["metadata"]}, {"type": "object", "properties": {}}, definitions())
+    return found
 
 
 def _msg_id(audit_id: str, subject: str, attempt: int) -> str:

@@ -133,11 +133,14 @@ class OpenAPICache:
 
     def __init__(self) -> None:
         self._built: tuple[dict[str, bytes], bytes, bytes, bytes] | None = None
+        self._defs: tuple[object, ...] = ()
 
     def get(self, registry: Registry) -> tuple[dict[str, bytes], bytes, bytes, bytes]:
-        """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf)."""
-        if self._built is None:
-            served = [(d, None) for d in registry.defs if d.stored]
+        """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf); rebuilt when
+        the served set changes (a CRD established, changed or deleted)."""
+        if self._built is None or self._defs is not registry.defs:
+            self._defs = registry.defs
+            served = [(d, d.schema if d.crd else None) for d in registry.defs if d.stored]
             docs = openapi.v3_documents(served)
             v2 = openapi.v2_document(served)
             self._built = (docs, _enc.encode(openapi.v3_index_for(docs)), _enc.encode(v2),
