@@ -498,6 +498,10 @@ class ResourceCore:
             raise UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}")
+        if ptype == STRATEGIC_PATCH and rdef.crd:  # custom resources have no patch strategies (kube: 415)
+            raise UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}")
         if ptype == JSON_PATCH and not isinstance(req.body, list):
             raise BadRequest("the JSON patch must be a list of operations")
         if ptype != JSON_PATCH and not isinstance(req.body, dict):

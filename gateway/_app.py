@@ -370,6 +370,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         # As kube-apiserver: a subresource's routes exist only for the verbs its storage implements.
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if not route.subresource and verb not in rdef.verbs:
+        if rdef.crd:  # a terminating CRD's kind (kube's crdHandler)
+            raise MethodNotAllowed(f"{verb} not allowed while custom resource definition is terminating")
         # As kube-apiserver, whose routes exist only for the verbs a storage implements.
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):

@@ -72,6 +72,9 @@ def defs_from_crd(crd: Mapping[str, Any]) -> tuple[ResourceDef, ...]:
     singular = names.get("singular") or kind.lower()
     namespaced = spec.get("scope") == "Namespaced"
     store = storage_version(crd)
+    # A terminating CRD's kind still serves reads and deletes, never a create (kube's crdHandler).
+    verbs = _RW if not (crd.get("metadata") or {}).get("deletionTimestamp") else tuple(
+        v for v in _RW if v != "create")
     out = []
     for v in _versions(crd):
         if not v.get("served"):
@@ -89,7 +92,7 @@ def defs_from_crd(crd: Mapping[str, Any]) -> tuple[ResourceDef, ...]:
         name = str(v.get("name", ""))
         out.append(ResourceDef(
             group, name, kind, plural, singular, namespaced, tuple(names.get("shortNames") or ()),
-            tuple(names.get("categories") or ()), verbs=_RW, subresources=subresources, generation=True,
+            tuple(names.get("categories") or ()), verbs=verbs, subresources=subresources, generation=True,
             storage=() if name == store else (group, store), crd=str((crd.get("metadata") or {}).get("name", "")),
             schema=_schema_of(v) or {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
             printer_columns=tuple(c for c in v.get("additionalPrinterColumns") or () if isinstance(c, dict)),
@@ -463,6 +466,8 @@ class _Validator:
     def value(self, v: Any, s: Mapping[str, Any], path: str, old: Any, has_old: bool) -> None:
         if len(self.causes) >= 100:
             return
+        if has_old and path and v == old:
+            return  # kube's validation ratcheting: an unchanged value is not validated again
         t = s.get("type")
         if v is None:
             if s.get("nullable") is True:

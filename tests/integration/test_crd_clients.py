@@ -94,11 +94,33 @@ async def test_custom_objects_api_and_dynamic_client(server: Running) -> None:
             await poll_until(tightened)
             assert (await h.get("/apis/example.com/v1/namespaces/default/widgets/p1")).json()["spec"]["size"] == 9
 
-            # Terminating: creates refused, the rest served until the objects are gone.
-            async with trio.open_nursery() as n:
-                n.start_soon(h.delete, f"{CRDS}/widgets.example.com")
+            # Terminating: creates refused (405), the rest served until the objects are gone; an
+            # object's own finalizer holds the CRD until it is removed.
+            w = "/apis/example.com/v1/namespaces/default/widgets"
+            merge = {"Content-Type": "application/merge-patch+json"}
+            r = await h.patch(f"{w}/p1", content=b'{"metadata":{"finalizers":["example.com/hold"]}}', headers=merge)
+            assert r.status_code == 200, r.text
+            r = await h.patch(f"{w}/p1", content=b'{"spec":{"size":1}}',
+                              headers={"Content-Type": "application/strategic-merge-patch+json"})
+            assert r.status_code == 415, r.text
+            assert (await h.delete(f"{CRDS}/widgets.example.com")).status_code == 200
 
-                async def gone() -> bool:
-                    return (await h.get(f"{CRDS}/widgets.example.com")).status_code == 404
-                await poll_until(gone)
-            assert (await h.get("/apis/example.com/v1/namespaces/default/widgets")).status_code == 404
+            async def terminating() -> bool:
+                crd = (await h.get(f"{CRDS}/widgets.example.com")).json()
+                return any(c["type"] == "Terminating" and c["status"] == "True"
+                           for c in crd.get("status", {}).get("conditions") or ())
+            await poll_until(terminating)
+
+            async def only_p1_left() -> bool:
+                return [i["metadata"]["name"] for i in (await h.get(w)).json()["items"]] == ["p1"]
+            await poll_until(only_p1_left)
+            r = await h.post(w, json=widget("late", size=1))
+            assert r.status_code == 405, r.text
+            assert r.json()["message"] == "create not allowed while custom resource definition is terminating"
+            r = await h.patch(f"{w}/p1", content=b'{"metadata":{"finalizers":null}}', headers=merge)
+            assert r.status_code == 200, r.text
+
+            async def gone() -> bool:
+                return (await h.get(f"{CRDS}/widgets.example.com")).status_code == 404
+            await poll_until(gone)
+            assert (await h.get(w)).status_code == 404
