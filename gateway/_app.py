@@ -62,6 +62,7 @@ from ._reads import (
     parse_list_options,
     resource_version_param,
     scale_of,
+    rewritten,
     served_line,
     served_list,
     served_object,
@@ -452,7 +453,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         lines = (watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage) if storage is not rdef
                  else watch_lines(proj, tenant, rdef, opts))
         return _stream(ctx.watches, _protobuf_frames(lines), timeout, PROTOBUF_WATCH_CT)
-    if storage is not rdef:
+    if rewritten(storage, rdef):
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage),
                        timeout)
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)

@@ -96,9 +96,18 @@ def defs_from_crd(crd: Mapping[str, Any]) -> tuple[ResourceDef, ...]:
             storage=() if name == store else (group, store), crd=str((crd.get("metadata") or {}).get("name", "")),
             schema=_schema_of(v) or {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
             printer_columns=tuple(c for c in v.get("additionalPrinterColumns") or () if isinstance(c, dict)),
-            scale_paths=scale_paths))
+            scale_paths=scale_paths, read_defaults=_has_defaults(_schema_of(v))))
     out.sort(key=lambda d: bool(d.storage))
     return tuple(out)
+
+
+def _has_defaults(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    props = schema.get("properties")
+    subs = [*(props.values() if isinstance(props, dict) else ()), schema.get("items"),
+            schema.get("additionalProperties")]
+    return "default" in schema or any(_has_defaults(s) for s in subs)
 
 
 def is_established(crd: Mapping[str, Any]) -> bool:

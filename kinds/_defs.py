@@ -68,6 +68,8 @@ class ResourceDef(msgspec.Struct, frozen=True):
     schema: dict | None = None
     printer_columns: tuple[dict, ...] | None = None
     scale_paths: tuple[str, str, str] = ()
+    # The schema has ``default:`` s: stored objects are defaulted when read too (as kube decodes them).
+    read_defaults: bool = False
 
     @property
     def has_status(self) -> bool:

@@ -82,6 +82,8 @@ async def test_custom_objects_api_and_dynamic_client(server: Running) -> None:
             new = copy.deepcopy(crd_d)
             new["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["size"][
                 "maximum"] = 5
+            new["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["added"] = {
+                "type": "string", "default": "yes"}
             ext.replace_custom_resource_definition("widgets.example.com", new)
 
         await trio.to_thread.run_sync(objects)
@@ -92,7 +94,10 @@ async def test_custom_objects_api_and_dynamic_client(server: Running) -> None:
                 return r.status_code == 422 and "should be less than or equal to 5" in r.json()["message"]
             from tests.conftest import poll_until
             await poll_until(tightened)
-            assert (await h.get("/apis/example.com/v1/namespaces/default/widgets/p1")).json()["spec"]["size"] == 9
+            got = (await h.get("/apis/example.com/v1/namespaces/default/widgets/p1")).json()
+            assert got["spec"]["size"] == 9 and got["spec"]["added"] == "yes"  # defaulted on read
+            listed = (await h.get("/apis/example.com/v1/namespaces/default/widgets")).json()["items"]
+            assert all(i["spec"]["added"] == "yes" for i in listed)
 
             # Terminating: creates refused (405), the rest served until the objects are gone; an
             # object's own finalizer holds the CRD until it is removed.
