@@ -27,7 +27,7 @@ def clients(server: Running) -> tuple[Any, Any]:
 
 async def test_custom_objects_api_and_dynamic_client(server: Running) -> None:
     def scenario() -> None:
-        api, co = clients(server)
+        api, _ = clients(server)
         ext = kubernetes.client.ApiextensionsV1Api(api)
         ext.create_custom_resource_definition(widget_crd())
 
