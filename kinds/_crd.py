@@ -42,6 +42,10 @@ _SUB = ("get", "patch", "update")
 # same order): our engine has no cost estimator, so a rule is bounded by its length and the
 # object by its size (MAX_OBJECT_BYTES); a rule longer than this is refused on the CRD.
 MAX_RULE_LENGTH = 5 * 1024
+# The runtime budget: rule evaluations for one object (kube counts cost units per call, 1e6 per
+# rule and 1e7 per object; with no cost counter in the engine, evaluations are what is counted).
+MAX_RULE_EVALUATIONS = 10_000
+_OUT_OF_BUDGET = "validation failed due to running out of cost budget, no further validation rules will be run"
 
 
 # ---- the CRD -------------------------------------------------------------------------------------
@@ -471,6 +475,7 @@ class _Validator:
     def __init__(self) -> None:
         self.causes: list[Cause] = []
         self.cel_jobs: list[tuple[Any, Mapping[str, Any], str, Any, bool]] = []
+        self.evaluations = 0
 
     def value(self, v: Any, s: Mapping[str, Any], path: str, old: Any, has_old: bool) -> None:
         if len(self.causes) >= 100:
@@ -543,6 +548,10 @@ class _Validator:
                     self.value(x, items, f"{path}[{i}]", o, ok)
         elif actual == "object":
             props = s.get("properties") if isinstance(s.get("properties"), dict) else {}
+            if s.get("x-kubernetes-embedded-resource") is True:
+                for f in ("apiVersion", "kind"):  # kube's embedded object checks
+                    if not v.get(f):
+                        self.causes.append(field_required(f"{path}.{f}", "must not be empty"))
             for r in s.get("required") or ():
                 if r not in v:
                     self.causes.append(field_required(f"{path}.{r}" if path else r))
@@ -581,7 +590,10 @@ class _Validator:
                     continue
                 k = repr([x.get(key) for key in keys])
                 if k in seen_keys:
-                    self.causes.append(field_duplicate(f"{path}[{i}]", {key: x.get(key) for key in keys}))
+                    inner = ", ".join(f"{go_quote(key)}:{go_quote(x.get(key)) if isinstance(x.get(key), str) else x.get(key)}"
+                                      for key in sorted(keys))
+                    self.causes.append(Cause("FieldValueDuplicate",
+                                             f"Duplicate value: map[string]interface {{}}{{{inner}}}", f"{path}[{i}]"))
                 seen_keys.add(k)
 
     def _cel(self, v: Any, s: Mapping[str, Any], path: str, old: Any, has_old: bool) -> None:
@@ -596,10 +608,12 @@ class _Validator:
             transition = re.search(r"\boldSelf\b", rule) is not None
             if transition and not has_old:
                 continue  # a transition rule runs on updates only, where the old value exists
+            self.evaluations += 1
             try:
                 ok = compile_cel(rule, ("self", "oldSelf")).evaluate({"self": v, "oldSelf": old})
             except CelError as e:
-                self.causes.append(field_invalid(path, _json_type(v), f"{rule}: {e}"))
+                self.causes.append(field_invalid(path, _json_type(v), f"{_eval_error(str(e))} evaluating rule: "
+                                                                      f"{rule}"))
                 continue
             if ok is True:
                 continue
@@ -625,6 +639,17 @@ class _Validator:
                 self.causes.append(Cause(reason, f"Duplicate value: {message}", fpath))
             else:
                 self.causes.append(field_invalid(fpath, _json_type(v), message))
+
+
+def _eval_error(msg: str) -> str:
+    """cel-cpp's runtime error as cel-go words it (kube's messages come from cel-go)."""
+    m = re.search(r'Key not found in map : "?([^"]*)"?', msg)
+    if m:
+        return f"no such key: {m.group(1)}"
+    m = re.search(r"No matching overloads found : (.*)", msg)
+    if m:
+        return f"no such overload: {m.group(1)}"
+    return re.sub(r"^[A-Z_]+: ", "", msg)
 
 
 def go_quote(v: str) -> str:
@@ -660,6 +685,9 @@ def validate_custom(obj: dict[str, Any], old: dict[str, Any] | None, schema: Map
                                   "complete validation", "<nil>"))
         else:
             for job in v.cel_jobs:
+                if v.evaluations > MAX_RULE_EVALUATIONS:
+                    v.causes.append(field_invalid("", "object", _OUT_OF_BUDGET))
+                    break
                 v._cel(*job)
     # kube reports the root's own fields without a leading dot; a root CEL rule's path is "<root>".
     return v.causes
