@@ -100,7 +100,9 @@ def defs_from_crd(crd: Mapping[str, Any]) -> tuple[ResourceDef, ...]:
             storage=() if name == store else (group, store), crd=str((crd.get("metadata") or {}).get("name", "")),
             schema=_schema_of(v) or {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
             printer_columns=tuple(c for c in v.get("additionalPrinterColumns") or () if isinstance(c, dict)),
-            scale_paths=scale_paths, read_defaults=_has_defaults(_schema_of(v))))
+            scale_paths=scale_paths, read_defaults=_has_defaults(_schema_of(v)),
+            field_selectors=tuple(str(f["jsonPath"]).lstrip(".") for f in v.get("selectableFields") or ()
+                                  if isinstance(f, dict) and isinstance(f.get("jsonPath"), str))))
     out.sort(key=lambda d: bool(d.storage))
     return tuple(out)
 

@@ -56,6 +56,7 @@ def widget_crd() -> dict:
                  "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas",
                                                           "statusReplicasPath": ".status.replicas",
                                                           "labelSelectorPath": ".spec.selector"}},
+                 "selectableFields": [{"jsonPath": ".spec.color"}],
                  "additionalPrinterColumns": [
                      {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
                      {"name": "Color", "type": "string", "jsonPath": ".spec.color", "priority": 1}]},
@@ -168,6 +169,12 @@ async def test_crd_served_validated_and_deleted(start_server) -> None:  # type: 
             # Another served version: the same object, apiVersion rewritten.
             r = await api2.get("/apis/example.com/v1beta1/namespaces/default/widgets/w1")
             assert r.status_code == 200 and r.json()["apiVersion"] == "example.com/v1beta1", r.text
+
+            # selectableFields: a field selector on spec.color.
+            r = await api.get(WIDGETS, params={"fieldSelector": "spec.color=red"})
+            assert r.status_code == 200 and [i["metadata"]["name"] for i in r.json()["items"]] == ["w1"], r.text
+            r = await api.get(WIDGETS, params={"fieldSelector": "spec.color=blue"})
+            assert r.status_code == 200 and r.json()["items"] == []
 
             # Tables with the printer columns.
             r = await api.get(WIDGETS, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
