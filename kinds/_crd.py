@@ -233,6 +233,12 @@ def validate_crd(crd: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[
             causes.append(field_invalid("spec.group", group, msg))
         if "." not in group:
             causes.append(field_invalid("spec.group", group, "should be a domain with at least one dot"))
+        protected = group in ("k8s.io", "kubernetes.io") or group.endswith((".k8s.io", ".kubernetes.io"))
+        annotations = (crd.get("metadata") or {}).get("annotations") or {}
+        if protected and not annotations.get("api-approved.kubernetes.io"):
+            causes.append(field_required("metadata.annotations[api-approved.kubernetes.io]",
+                                         'protected groups must have approval annotation "api-approved.kubernetes.io", '
+                                         "see https://github.com/kubernetes/enhancements/pull/1111"))
     if spec.get("scope") not in ("Cluster", "Namespaced"):
         causes.append(field_unsupported("spec.scope", spec.get("scope", ""), ["Cluster", "Namespaced"]))
     for f in ("plural", "singular"):

@@ -81,6 +81,9 @@ def test_non_structural_schemas() -> None:
     assert f"{p}.properties[e].x-kubernetes-preserve-unknown-fields: Invalid value: false: must be true or undefined" \
         in errs
     bad = copy.deepcopy(CRD)
+    bad["spec"]["group"], bad["metadata"]["name"] = "x.k8s.io", "things.x.k8s.io"
+    assert any("protected groups must have approval annotation" in m for m in messages(validate_crd(bad, None)))
+    bad = copy.deepcopy(CRD)
     bad["spec"]["versions"][1]["storage"] = True
     assert any("must have exactly one version marked as storage version" in m for m in messages(
         validate_crd(bad, None)))
