@@ -252,3 +252,19 @@ async def test_crd_checked(api: httpx.AsyncClient) -> None:
         assert conds["NamesAccepted"]["message"] == '"Widget" is already in use'
         assert conds["Established"]["status"] == "False"
         assert (await api.get("/apis/example.com/v1/namespaces/default/gizmos")).status_code == 404
+
+
+async def test_gateway_started_later_serves_the_crd(start_server) -> None:  # type: ignore[no-untyped-def]
+    """A gateway that starts after the CRD exists learns it from the log's replay."""
+    one = await start_server()
+    async with client_for(one) as api:
+        with trio.fail_after(60):
+            assert (await api.post(CRDS, json=widget_crd())).status_code == 201
+            await established(api, "widgets.example.com")
+            assert (await api.post(WIDGETS, json=widget("early", size=2))).status_code == 201
+            later = await start_server()
+            async with client_for(later) as api2:
+                r = await api2.get(f"{WIDGETS}/early")
+                assert r.status_code == 200 and r.json()["spec"]["maxSize"] == 10, r.text
+                r = await api2.get("/openapi/v3/apis/example.com/v1")
+                assert r.status_code == 200 and "com.example.v1.Widget" in r.json()["components"]["schemas"]
