@@ -26,7 +26,7 @@ from kinds._crd import (
     terminating_status,
 )
 from kinds._errors import ApiError, Conflict, NotFound
-from projections import Change, Projection
+from projections import DELETED, Change, Projection
 
 from ._controllers import SYSTEM_USER
 from ._runtime import Actor
@@ -93,9 +93,11 @@ class CrdControllers:
         async for (tenant, group, resource), ch in changes:
             if (group, resource) == (CRD_GROUP, CRD_PLURAL):
                 self.enqueue(tenant, ch.name)
-                if ch.type != "DELETED":
+                if ch.type != DELETED:
                     continue
-            # Another CRD's names may now be free; a terminating CRD's instances going: re-check.
+                for other in list(self.projection.crds.crds.get(tenant, {})):
+                    self.enqueue(tenant, other)  # names it held may be free now (kube's naming controller)
+            # A terminating CRD's instances going: check whether it may go now.
             owner = self._terminating.get((tenant, group, resource))
             if owner is not None:
                 self.enqueue(tenant, owner)
@@ -153,9 +155,7 @@ class CrdControllers:
             await self._write_status(tenant, crd, terminating_status(crd, 0), seq)
             return  # the status write requeues us
         st = self.projection.state(tenant, storage.group, storage.plural)
-        remaining = 0
         for ns, obj_name, _ in list(st.iter_entries(None)):
-            remaining += 1
             req = self._request(tenant, verb="delete", rdef=storage, namespace=ns, name=obj_name, body=None)
             try:
                 await self.resource.ask(req, timeout_s=30)
@@ -177,4 +177,3 @@ class CrdControllers:
             await self.resource.ask(req, timeout_s=30)
         except (Conflict, NotFound):
             pass
-        del remaining

@@ -252,6 +252,13 @@ async def test_crd_checked(api: httpx.AsyncClient) -> None:
         assert conds["NamesAccepted"]["message"] == '"Widget" is already in use'
         assert conds["Established"]["status"] == "False"
         assert (await api.get("/apis/example.com/v1/namespaces/default/gizmos")).status_code == 404
+        # The holder goes: the name is free, the other CRD is accepted and established.
+        assert (await api.delete(f"{CRDS}/widgets.example.com")).status_code == 200
+        await established(api, "gizmos.example.com")
+
+        async def served() -> bool:
+            return (await api.get("/apis/example.com/v1/namespaces/default/gizmos")).status_code == 200
+        await poll_until(served)
 
 
 async def test_gateway_started_later_serves_the_crd(start_server) -> None:  # type: ignore[no-untyped-def]
