@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kinds import BadRequest, Cause, ResourceDef, invalid
-from kinds._fieldpath import MEMBER, FieldSet, TypeNode, builtin_type
+from kinds import BadRequest, Cause, ResourceDef, definitions, invalid
+from kinds._fieldpath import MEMBER, FieldSet, OpenAPIType, TypeNode, builtin_type
 
 APPLY_PATCH = "application/apply-patch+yaml"
 
@@ -66,8 +66,10 @@ def applied_config(body: Any, view: ResourceDef, name: str) -> dict[str, Any]:
 def apply_type(rdef: ResourceDef) -> TypeNode:
     """The merge type of a kind (list types and map keys from its schema): the one place a kind's
     type is chosen. A custom resource's comes from its CRD's ``openAPIV3Schema`` of that version
-    (``kinds._fieldpath.OpenAPIType(schema)``, which reads the same ``x-kubernetes-*`` extensions);
-    until CRDs exist, an unknown kind is untyped (maps granular, lists atomic)."""
+    (``kinds._fieldpath.OpenAPIType(schema)``, which reads the same ``x-kubernetes-*`` extensions:
+    list types, map keys, map types, and defaults of key fields)."""
+    if rdef.schema:
+        return OpenAPIType(rdef.schema, definitions())
     return builtin_type(rdef.group, rdef.version, rdef.kind)
 
 

@@ -24,6 +24,7 @@ from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
 from ._authz import RBAC, Authorizer, authz_handler
 from ._controllers import SYSTEM_USER, Controllers
+from ._crd_controller import CrdControllers
 from ._gc import GarbageCollector
 from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
@@ -84,6 +85,7 @@ class Pipeline:
         self.rbac_controllers = (RbacControllers(projection, registry, self.resource)
                                  if run_controllers else None)
         self.gc = GarbageCollector(projection, registry, self.resource, SYSTEM_USER) if run_controllers else None
+        self.crd_controllers = CrdControllers(projection, registry, self.resource) if run_controllers else None
 
     @staticmethod
     def _system_request() -> Request:
@@ -132,5 +134,7 @@ class Pipeline:
             if self.gc is not None:
                 await nursery.start(self.gc.run)
                 await nursery.start(partial(self.core.allocators.run_repair, self._system_request()))
+            if self.crd_controllers is not None:
+                await nursery.start(self.crd_controllers.run)
             task_status.started()
         raise AssertionError("unreachable")  # pragma: no cover

@@ -26,6 +26,7 @@ from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_
 from kinds import BUILTIN, Registry, ResourceDef, definitions, field_value, patch_schema, schema_for
 from kinds import _subresources as subresources
 from kinds._conversion import convert
+from kinds._crd import apply_defaults
 from kinds._errors import (
     AlreadyExists,
     ApiError,
@@ -299,7 +300,12 @@ class ResourceCore:
             raise BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
                              f'"Strict", "Warn"')
         unknown: list[str] = []
-        schema = schema_for(rdef.group, rdef.version, rdef.kind)
+        schema = schema_for(rdef.group, rdef.version, rdef.kind) if not rdef.crd else None
+        if rdef.crd and rdef.schema is not None:
+            # A custom resource: its structural schema prunes (or, Strict, refuses) unknown fields,
+            # then its defaults apply (kube's decoder for custom resources).
+            unknown = _custom_unknown_fields(obj, rdef.schema, prune=mode != "Strict")
+            apply_defaults(obj, rdef.schema)
         if schema is not None:
             wrong = type_errors(obj, schema, definitions())
             if wrong:
@@ -543,6 +549,10 @@ class ResourceCore:
             raise UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}")
+        if ptype == STRATEGIC_PATCH and rdef.crd:  # custom resources have no patch strategies (kube: 415)
+            raise UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}")
         if ptype == JSON_PATCH and not isinstance(req.body, list):
             raise BadRequest("the JSON patch must be a list of operations")
         if ptype != JSON_PATCH and not isinstance(req.body, dict):
@@ -999,6 +1009,21 @@ def _to_served(body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
         obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
         return _json.encode(obj)
     return _json.encode(convert(obj, served))
+
+
+def _custom_unknown_fields(obj: dict[str, Any], schema: dict[str, Any], *, prune: bool) -> list[str]:
+    """Unknown fields of a custom resource: its body against the CRD's structural schema (where an
+    empty ``type: object`` holds nothing), its metadata against ObjectMeta (whose opaque members,
+    ``fieldsV1``, hold anything). With ``prune``, dropped in place."""
+    body = {k: v for k, v in obj.items() if k != "metadata"}
+    find = prune_unknown_fields if prune else unknown_fields
+    found = find(body, schema, definitions(), open_empty_objects=False)
+    if prune:
+        for k in [k for k in obj if k != "metadata" and k not in body]:
+            del obj[k]
+    if isinstance(obj.get("metadata"), dict):
+        found += find({"metadata": obj["metadata"]}, {"type": "object", "properties": {}}, definitions())
+    return found
 
 
 def _msg_id(audit_id: str, subject: str, attempt: int) -> str:

@@ -61,6 +61,7 @@ from ._reads import (
     list_objects,
     parse_list_options,
     resource_version_param,
+    rewritten,
     scale_of,
     served_line,
     served_list,
@@ -133,11 +134,14 @@ class OpenAPICache:
 
     def __init__(self) -> None:
         self._built: tuple[dict[str, bytes], bytes, bytes, bytes] | None = None
+        self._defs: tuple[object, ...] = ()
 
     def get(self, registry: Registry) -> tuple[dict[str, bytes], bytes, bytes, bytes]:
-        """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf)."""
-        if self._built is None:
-            served = [(d, None) for d in registry.defs if d.stored]
+        """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf); rebuilt when
+        the served set changes (a CRD established, changed or deleted)."""
+        if self._built is None or self._defs is not registry.defs:
+            self._defs = registry.defs
+            served = [(d, d.schema if d.crd else None) for d in registry.defs if d.stored]
             docs = openapi.v3_documents(served)
             v2 = openapi.v2_document(served)
             self._built = (docs, _enc.encode(openapi.v3_index_for(docs)), _enc.encode(v2),
@@ -367,6 +371,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         # As kube-apiserver: a subresource's routes exist only for the verbs its storage implements.
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if not route.subresource and verb not in rdef.verbs:
+        if rdef.crd:  # a terminating CRD's kind (kube's crdHandler)
+            raise MethodNotAllowed(f"{verb} not allowed while custom resource definition is terminating")
         # As kube-apiserver, whose routes exist only for the verbs a storage implements.
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
@@ -447,7 +453,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         lines = (watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage) if storage is not rdef
                  else watch_lines(proj, tenant, rdef, opts))
         return _stream(ctx.watches, _protobuf_frames(lines), timeout, PROTOBUF_WATCH_CT)
-    if storage is not rdef:
+    if rewritten(storage, rdef):
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage),
                        timeout)
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)

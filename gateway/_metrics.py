@@ -115,10 +115,21 @@ def _non_resource_path(route: Route, code: int) -> str:
 class ServerMetrics:
     """Everything ``/metrics`` serves for one server, on its own registry."""
 
+    @property
+    def kinds(self) -> dict[tuple[str, str], Any]:
+        """The stored kinds, CRD-defined ones included (rebuilt when the served set changes)."""
+        defs = self._registry.defs
+        if defs is not self._kinds_of:
+            self._kinds_of = defs
+            self._kinds = {(d.group, d.plural): d for d in defs if d.stored and not d.storage and not d.create_as}
+        return self._kinds
+
     def __init__(self, pipeline: Pipeline, projection: Projection, registry: Registry) -> None:
         self.pipeline = pipeline
         self.projection = projection
-        self.kinds = {(d.group, d.plural): d for d in registry.defs if d.stored and not d.storage and not d.create_as}
+        self._registry = registry
+        self._kinds_of: tuple[object, ...] = ()
+        self._kinds: dict[tuple[str, str], Any] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

@@ -25,6 +25,7 @@ from actors import BadRequest, Cause, Invalid, NotFound, TooManyRequests
 from bus import Key
 from kinds import ResourceDef
 from kinds._conversion import convert
+from kinds._crd import apply_defaults
 from kinds._subresources import to_scale
 from projections import (
     BOOKMARK,
@@ -125,15 +126,25 @@ async def get_object(projection: Projection, key: Key, rdef: ResourceDef, rv: st
     return entry.data
 
 
+def rewritten(storage: ResourceDef, served: ResourceDef) -> bool:
+    """Whether stored objects are not served as stored: another version, or a custom resource whose
+    schema has defaults (applied on read, as kube's decoder does)."""
+    return storage is not served or served.read_defaults
+
+
 def served_object(data: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
-    """A stored object in the version the request asked for (kinds/_conversion.py)."""
-    if storage is served:
+    """A stored object in the version the request asked for (kinds/_conversion.py), defaulted from
+    a custom resource's schema."""
+    if not rewritten(storage, served):
         return data
-    return msgspec.json.encode(convert(msgspec.json.decode(data), served))
+    obj = convert(msgspec.json.decode(data), served)
+    if served.read_defaults and served.schema is not None and isinstance(obj, dict):
+        apply_defaults(obj, served.schema)
+    return msgspec.json.encode(obj)
 
 
 def served_list(result: ListResult, storage: ResourceDef, served: ResourceDef) -> ListResult:
-    if storage is served:
+    if not rewritten(storage, served):
         return result
     return dataclasses.replace(result, items=[served_object(i, storage, served) for i in result.items])
 

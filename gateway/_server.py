@@ -100,6 +100,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,
                                                          watch_queue=settings.watch_queue,
                                                          bookmark_interval_s=settings.bookmark_interval_s))
+        projection.crds.attach(registry)  # CRD-defined kinds are served as their CRDs are established
         if tracing is not None:
             projection.trace_wait = partial(tracing.current_child, "consistent read wait")
         async with trio.open_nursery() as nursery:

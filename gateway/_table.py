@@ -176,7 +176,7 @@ def columns_for(rdef: ResourceDef) -> list[dict]:
     printer = rdef.printer
     if printer is not None:
         return printer.column_definitions()
-    return columns_from_printer_columns([])
+    return columns_from_printer_columns(rdef.printer_columns or [])
 
 
 def columns_from_printer_columns(printer_columns: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -445,6 +445,8 @@ def cells_for(rdef: ResourceDef, obj: Mapping[str, Any], *, now: datetime,
     printer = rdef.printer
     if printer_columns is None and printer is not None:
         return printer.cells(obj, now)
+    if printer_columns is None:
+        printer_columns = rdef.printer_columns  # a custom resource's additionalPrinterColumns
     name = _meta(obj).get("name")
     cells: list[Any] = [name if isinstance(name, str) else ""]
     for pc in _default_printer_columns(printer_columns):

@@ -61,6 +61,15 @@ class ResourceDef(msgspec.Struct, frozen=True):
     # Nothing of its own is stored: a create is the named subresource of the object of that plural
     # (same group) named by the body's metadata.name (core/v1 ``bindings`` -> ``pods/<name>/binding``).
     create_as: tuple[str, str] = ()
+    # A custom resource (kinds/_crd.py): the CRD's name, its version's structural schema
+    # (``openAPIV3Schema``), ``additionalPrinterColumns`` and the scale subresource's paths
+    # (specReplicasPath, statusReplicasPath, labelSelectorPath). Empty for the built-in kinds.
+    crd: str = ""
+    schema: dict | None = None
+    printer_columns: tuple[dict, ...] | None = None
+    scale_paths: tuple[str, str, str] = ()
+    # The schema has ``default:`` s: stored objects are defaulted when read too (as kube decodes them).
+    read_defaults: bool = False
 
     @property
     def has_status(self) -> bool:
@@ -82,12 +91,16 @@ class ResourceDef(msgspec.Struct, frozen=True):
     def protobuf_message(self) -> str | None:
         """The protobuf message of this kind (``kinds/_protobuf_tables.json``, generated from kube's
         ``generated.proto``), found by apiVersion and kind; None when it has none (custom resources)."""
+        if self.crd:
+            return None  # custom resources are JSON and YAML only, as kube serves them
         return message_for_kind(self.api_version, self.kind)
 
     @property
     def printer(self) -> Printer | None:
         """kube's Table printer of this kind (``kinds._printers``, keyed by group and kind); None
         prints it as a custom resource without printer columns (Name + Age)."""
+        if self.crd:
+            return None  # its additionalPrinterColumns (gateway/_table.py)
         return printer_for(self.group, self.kind)
 
 
@@ -184,6 +197,9 @@ _WORKLOAD_KINDS: tuple[ResourceDef, ...] = (
                 subresources={**_STATUS, "approval": ("get", "patch", "update")}, initial_status={}),
     ResourceDef("events.k8s.io", "v1", "Event", "events", "event", True, ("ev",), name_rule="path",
                 field_selectors=_EVENT_FIELDS, storage=("", "v1")),
+    ResourceDef("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                "customresourcedefinition", False, ("crd", "crds"), ("api-extensions",), subresources=_STATUS,
+                generation=True),
     ResourceDef("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", False,
                 categories=("api-extensions",), subresources=_STATUS, initial_status={}),
 )
@@ -228,11 +244,21 @@ class Registry:
     """Lookup of served resources by (group, version, plural) and by (group, plural)."""
 
     def __init__(self, defs: tuple[ResourceDef, ...] = BUILTIN) -> None:
-        self._by_gvr = {(d.group, d.version, d.plural): d for d in defs}
-        self._by_gr: dict[tuple[str, str], ResourceDef] = {}
+        self.builtin = defs
+        self._index(defs)
+
+    def _index(self, defs: tuple[ResourceDef, ...]) -> None:
+        by_gvr = {(d.group, d.version, d.plural): d for d in defs}
+        by_gr: dict[tuple[str, str], ResourceDef] = {}
         for d in sorted(defs, key=lambda d: _version_rank(d.version)):
-            self._by_gr.setdefault((d.group, d.plural), d)  # the preferred version
-        self.defs = defs
+            by_gr.setdefault((d.group, d.plural), d)  # the preferred version
+        # Swapped whole (one assignment each), so a reader on the trio loop never sees half an update.
+        self._by_gvr, self._by_gr, self.defs = by_gvr, by_gr, defs
+
+    def set_custom(self, custom: tuple[ResourceDef, ...]) -> None:
+        """Serve these CRD-defined kinds beside the built-in ones (replacing the previous set):
+        called by the projection's CRD view whenever an established CRD changes."""
+        self._index((*self.builtin, *custom))
 
     def get(self, group: str, version: str, plural: str) -> ResourceDef | None:
         return self._by_gvr.get((group, version, plural))

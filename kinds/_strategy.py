@@ -202,5 +202,13 @@ from ._rbac_strategy import RBAC_STRATEGIES
 _BY_RESOURCE.update(RBAC_STRATEGIES)
 
 
+from ._crd import CRD_GROUP, CRD_PLURAL, CrdStrategy, CustomResourceStrategy
+
+_BY_RESOURCE[(CRD_GROUP, CRD_PLURAL)] = CrdStrategy()
+_CUSTOM = CustomResourceStrategy()
+
+
 def strategy_for(rdef: ResourceDef) -> Strategy:
+    if rdef.crd:
+        return _CUSTOM
     return _BY_RESOURCE.get((rdef.group, rdef.plural), _DEFAULT)

@@ -32,6 +32,8 @@ def prepare_create(rdef: ResourceDef, obj: dict[str, Any]) -> None:
     """Status and generation of a new object, as the kind's PrepareForCreate sets them."""
     if rdef.has_status and rdef.initial_status is not None:
         obj["status"] = copy.deepcopy(rdef.initial_status)
+    elif rdef.has_status and rdef.crd:
+        obj.pop("status", None)  # a custom resource's status is written through /status only
     if rdef.generation:
         obj["metadata"]["generation"] = 1
 
@@ -136,7 +138,18 @@ def format_label_selector(selector: Any) -> str:
     return ",".join(t for _, t in terms)
 
 
+def _path_get(obj: Any, path: str) -> Any:
+    for part in path.strip(".").split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
 def scale_selector(rdef: ResourceDef, obj: dict[str, Any]) -> str:
+    if rdef.scale_paths:
+        sel = _path_get(obj, rdef.scale_paths[2]) if rdef.scale_paths[2] else None
+        return sel if isinstance(sel, str) else ""
     selector = (obj.get("spec") or {}).get("selector")
     if rdef.scale_selector == "map":
         return ",".join(f"{k}={v}" for k, v in sorted((selector or {}).items())) if isinstance(selector, dict) else ""
@@ -152,8 +165,11 @@ def to_scale(rdef: ResourceDef, obj: dict[str, Any], resource_version: str) -> d
         out_meta["creationTimestamp"] = meta["creationTimestamp"]
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     replicas = spec.get("replicas")
-    scale_spec = {"replicas": replicas} if replicas else {}
     scale_status: dict[str, Any] = {"replicas": status.get("replicas") or 0}
+    if rdef.scale_paths:  # a custom resource: the CRD's specReplicasPath and statusReplicasPath
+        replicas = _path_get(obj, rdef.scale_paths[0])
+        scale_status = {"replicas": _path_get(obj, rdef.scale_paths[1]) or 0}
+    scale_spec = {"replicas": replicas} if replicas else {}
     selector = scale_selector(rdef, obj)
     if selector:
         scale_status["selector"] = selector
@@ -184,6 +200,16 @@ def apply_scale(rdef: ResourceDef, obj: dict[str, Any], scale: Any) -> dict[str,
                                                                  f"than or equal to 0", "spec.replicas")],
                       group="autoscaling")
     new = copy.deepcopy(obj)
+    if rdef.scale_paths:
+        parts = rdef.scale_paths[0].strip(".").split(".")
+        cur = new
+        for part in parts[:-1]:
+            nxt = cur.get(part)
+            if not isinstance(nxt, dict):
+                nxt = cur[part] = {}
+            cur = nxt
+        cur[parts[-1]] = replicas
+        return new
     new.setdefault("spec", {})["replicas"] = replicas
     return new
 

@@ -31,6 +31,7 @@ from bus import (
     resource_filter,
 )
 
+from ._crds import CRD_KEY, CrdView
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
 from ._history import check_retained, rows_at
 from ._history import decode_message as _decode
@@ -90,6 +91,8 @@ class Projection:
         #: Roles, ClusterRoles and bindings indexed by subject: applied with the store, before
         #: waiters for a sequence are released (see _rbac).
         self.rbac = RbacIndex()
+        #: CustomResourceDefinitions, and the kinds the established ones define (see _crds).
+        self.crds = CrdView()
 
     # ---- following the log ----------------------------------------------------------------------
 
@@ -199,6 +202,9 @@ class Projection:
             if applied is not None and applied[0][1] == RBAC_GROUP:
                 (tenant, _, resource), ch = applied
                 rbac.apply(tenant, resource, ch.namespace, ch.name, None if ch.type == DELETED else ch.entry.data)
+            elif applied is not None and applied[0][1:] == CRD_KEY:
+                self.crds.apply(applied[0][0], applied[1].name, None if applied[1].type == DELETED
+                                else applied[1].entry.data)
             if applied is not None and self._listeners:
                 for ch in self._listeners:
                     try:

@@ -326,3 +326,44 @@ async def test_concurrent_appliers_on_two_gateways(start_server: StartServer) ->
                 m = managers(got)
                 assert m[("left", "Apply", "")] == {"f:data": {"f:a": {}}}
                 assert m[("right", "Apply", "")] == {"f:data": {"f:b": {}}}
+
+
+async def test_apply_to_a_custom_resource_merges_by_its_crd_schema(api: httpx.AsyncClient) -> None:
+    """A custom resource's merge type is its CRD's schema: a ``x-kubernetes-list-type: map`` list is
+    shared by key between two appliers, a ``set`` by value; a conflict names the other manager."""
+    from tests.integration.test_crd import CRDS, established
+
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "gadgets.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                                      "x-kubernetes-list-map-keys": ["name"],
+                                      "items": {"type": "object", "required": ["name"], "properties": {
+                                          "name": {"type": "string"}, "port": {"type": "integer"}}}},
+                            "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                                     "items": {"type": "string"}}}}}}}}]}}
+    url = "/apis/example.com/v1/namespaces/default/gadgets/g1"
+    with trio.fail_after(60):
+        assert (await api.post(CRDS, json=crd)).status_code == 201
+        await established(api, "gadgets.example.com")
+
+        def gadget(ports: list[dict[str, Any]], tags: list[str]) -> dict[str, Any]:
+            return {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g1"},
+                    "spec": {"ports": ports, "tags": tags}}
+
+        r = await apply(api, url, gadget([{"name": "a", "port": 1}], ["x"]), "alpha")
+        assert r.status_code == 201, r.text
+        r = await apply(api, url, gadget([{"name": "b", "port": 2}], ["y"]), "beta")
+        assert r.status_code == 200, r.text
+        spec = r.json()["spec"]
+        assert spec["ports"] == [{"name": "a", "port": 1}, {"name": "b", "port": 2}]
+        assert sorted(spec["tags"]) == ["x", "y"]
+        r = await apply(api, url, gadget([{"name": "a", "port": 1}, {"name": "b", "port": 3}], ["x"]), "alpha")
+        assert r.status_code == 409, r.text
+        assert 'conflict with "beta"' in r.json()["message"] and '.spec.ports[name="b"].port' in r.json()["message"]
+        r = await apply(api, url, gadget([{"name": "a", "port": 1}], []), "alpha")  # alpha drops its tag
+        assert r.status_code == 200, r.text
+        assert r.json()["spec"]["tags"] == ["y"] and len(r.json()["spec"]["ports"]) == 2
