@@ -17,7 +17,7 @@ from bus import Log
 from kinds import Registry
 from projections import Projection
 
-from ._admission import NamespaceLifecycle, admission_handler
+from ._admission import NamespaceLifecycle, admission_handler, build_chain
 from ._auth import TokenAuthenticator, authenticate_request, authz_handler
 from ._controllers import Controllers
 from ._resource import ResourceCore
@@ -36,7 +36,8 @@ class Pipeline:
                  run_controllers: bool = True, spans: Spans | None = None) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
-        self.core = ResourceCore(log, projection, admit=lifecycle.admit, registry=registry)
+        self.chain = build_chain(projection, registry, lifecycle)
+        self.core = ResourceCore(log, projection, registry=registry, chain=self.chain)
         self.reviews_core = ReviewCore(projection, registry, signing_key)
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
@@ -51,7 +52,8 @@ class Pipeline:
         self.authenticator = authenticator
         self.actors = (self.authz, self.admission, self.resource, self.reviews)
         #: Every step a request passes, for the metrics: authentication, then the actors.
-        self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors)
+        self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors, self.chain.mutate_stage,
+                                                             self.chain.validate_stage)
         # Tracing (None: off): a span per stage, each a child of the request's span (Request.trace).
         self.spans = spans
         for a in self.actors:

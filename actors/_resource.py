@@ -59,6 +59,7 @@ from projections import (
     parse_label_selector,
 )
 
+from ._admission import AdmissionChain, collecting_warnings
 from ._managed import manager_from_user_agent, record_update
 from ._patch import (
     MalformedPatch,
@@ -112,7 +113,8 @@ class ResourceCore:
     """Write logic; the actor's handler is :meth:`handle`."""
 
     def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32,
-                 admit: Callable[[Request], Awaitable[None]] | None = None, registry: Registry | None = None) -> None:
+                 admit: Callable[[Request], Awaitable[None]] | None = None, registry: Registry | None = None,
+                 chain: AdmissionChain | None = None) -> None:
         self.log = log
         self.registry = registry if registry is not None else Registry()
         self.projection = projection
@@ -120,13 +122,20 @@ class ResourceCore:
         # The admission step for writes this actor turns into others: every item of a
         # deletecollection (as a single delete) and an update that creates (as a create).
         self.admit = admit
+        # The admission chain (actors/_admission.py): mutating on the decoded object, validating on
+        # the final one, for every write decided here.
+        self.chain = chain
         #: Tracing (None: off): the log append is a span, a child of this actor's stage span.
         self.spans: Spans | None = None
 
     # ---- entry point ---------------------------------------------------------------------------
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
-        reply.set(await self.write(req))
+        with collecting_warnings() as admission_warnings:
+            result = await self.write(req)
+        if admission_warnings:
+            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings))
+        reply.set(result)
 
     async def write(self, req: Request) -> WriteResult:
         """Decide one write and answer with its result."""
@@ -314,6 +323,12 @@ class ResourceCore:
         warnings = self._field_validation(req, obj, patched=False)
         meta = obj["metadata"]
         self._set_namespace(req, meta)
+        if self.chain is not None:
+            mutated = await self.chain.mutate(req, "CREATE", obj, None, name=str(meta.get("name") or ""))
+            assert mutated is not None
+            obj = mutated
+            meta = obj["metadata"]
+            self._set_namespace(req, meta)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(str(meta["generateName"]))
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
@@ -329,6 +344,8 @@ class ResourceCore:
         self._validate(req, obj, None)
         record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now)
         name = meta["name"]
+        if self.chain is not None:
+            await self.chain.validate(req, "CREATE", obj, None, name=name)
         if self._dry_run(req):
             return WriteResult(201, _json.encode(obj), warnings)
         key = self.key(req, name)
@@ -392,6 +409,17 @@ class ResourceCore:
                 await self.projection.wait_for(e.current)
                 entry = self.projection.get(key)
         raise self.conflict(rdef, key.name)
+
+    async def _admitted_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any]) -> Decision:
+        """:meth:`_merge_update` inside the admission chain: mutating admission on the object as
+        the client sent it, validating admission on the object as it would be stored."""
+        if self.chain is None:
+            return self._merge_update(req, entry, old, new)
+        mutated = await self.chain.mutate(req, "UPDATE", new, old)
+        assert mutated is not None
+        decision = self._merge_update(req, entry, old, mutated)
+        await self.chain.validate(req, "UPDATE", mutated, old)
+        return decision
 
     def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any]) -> Decision:
         """Carry server-owned fields from ``old`` into ``new``; validate; spot finalization."""
@@ -462,7 +490,7 @@ class ResourceCore:
             if rv is not None and rv != entry.seq:
                 raise self.conflict(rdef, req.name)
             new = msgspec.json.decode(_json.encode(body))  # a private copy per attempt
-            return self._merge_update(req, entry, old, new)
+            return await self._admitted_update(req, entry, old, new)
 
         try:
             code, data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
@@ -525,7 +553,7 @@ class ResourceCore:
             if new["metadata"].get("name") != req.name:
                 raise BadRequest(f"the name of the object ({new['metadata'].get('name')}) does not match the name "
                                  f"on the URL ({req.name})")
-            return self._merge_update(req, entry, old, new)
+            return await self._admitted_update(req, entry, old, new)
 
         code, data, _ = await self.guaranteed_update(req, key, decide)
         return WriteResult(code, data, warnings)
@@ -577,6 +605,9 @@ class ResourceCore:
                                                     f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                                     f"{entry.seq}")
             final_uid = meta.get("uid", "")
+            if self.chain is not None:
+                await self.chain.mutate(req, "DELETE", None, old)
+                await self.chain.validate(req, "DELETE", None, old)
             pending = is_namespace or bool(meta.get("finalizers"))
             if pending:
                 if meta.get("deletionTimestamp"):
@@ -681,6 +712,11 @@ class ResourceCore:
         are writes of the object with the split the definition gives; scale, binding and eviction
         have their own bodies."""
         sub, verb = req.subresource, req.verb
+        if verb == "create" and self.chain is not None and isinstance(req.body, dict):
+            # A subresource's create (binding, eviction) is admitted with its own body as the object.
+            body = await self.chain.mutate(req, "CREATE", req.body, None)
+            await self.chain.validate(req, "CREATE", body, None)
+            req = msgspec.structs.replace(req, body=body)
         if sub == "scale" and verb in ("update", "patch"):
             return await self.scale(req)
         if sub in ("status", "ephemeralcontainers", "approval") and verb == "update":
@@ -726,7 +762,7 @@ class ResourceCore:
             if rv is not None and rv != entry.seq:
                 raise self.conflict(rdef, req.name)
             new["metadata"].pop("resourceVersion", None)
-            return self._merge_update(main, entry, old, new)
+            return await self._admitted_update(main, entry, old, new)
 
         _, data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
         obj = _decode(data)
