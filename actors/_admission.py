@@ -111,6 +111,12 @@ class AdmissionChain:
         self.mutate_stage = Stage("admission-mutating")
         self.validate_stage = Stage("admission-validating")
 
+    def attach(self, core: Any) -> None:
+        """Give plugins that write (ResourceQuota's charges) the resource actor's CAS loop."""
+        for p in (*self.mutating, *self.validating):
+            if hasattr(p, "core"):
+                p.core = core
+
     async def mutate(self, req: Request, operation: str, obj: dict[str, Any] | None, old: dict[str, Any] | None,
                      *, name: str = "") -> dict[str, Any] | None:
         """The mutating phase: returns the (possibly patched) object."""

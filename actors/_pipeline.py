@@ -38,6 +38,7 @@ class Pipeline:
         lifecycle = NamespaceLifecycle(projection)
         self.chain = build_chain(projection, registry, lifecycle)
         self.core = ResourceCore(log, projection, registry=registry, chain=self.chain)
+        self.chain.attach(self.core)
         self.reviews_core = ReviewCore(projection, registry, signing_key)
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
