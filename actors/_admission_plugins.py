@@ -292,9 +292,132 @@ def _fmt(v: Any) -> str:
     return canonical_quantity(f"{int(v * 1000)}m") or str(v)
 
 
+# ---- LimitRanger ------------------------------------------------------------------------------------
+
+
+def _quantity_text(v: Any) -> str:
+    return v if isinstance(v, str) else str(v)
+
+
+class LimitRanger:
+    """kube's LimitRanger for pods: each container's missing ``limits`` and ``requests`` come
+    from the namespace's LimitRanges (``type: Container``, ``default`` and ``defaultRequest``),
+    recorded in the ``kubernetes.io/limit-ranger`` annotation; then ``min``, ``max`` and
+    ``maxLimitRequestRatio`` are enforced (403, kube's messages)."""
+
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+
+    def _ranges(self, a: Attributes) -> list[dict[str, Any]]:
+        state = self.projection.state(a.tenant, "", "limitranges")
+        out = []
+        for _ns, _name, entry in state.iter_entries(a.namespace) if state.by_ns.get(a.namespace) else ():
+            for item in (_decode(entry.data).get("spec") or {}).get("limits") or []:
+                if isinstance(item, dict) and item.get("type") == "Container":
+                    out.append(item)
+        return out
+
+    async def admit(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        if obj is None or not _is_pod_create(a) or not isinstance(obj.get("spec"), dict):
+            return
+        ranges = self._ranges(a)
+        if not ranges:
+            return
+        notes: list[str] = []
+        for field in ("initContainers", "containers"):
+            for c in obj["spec"].get(field) or []:
+                if not isinstance(c, dict):
+                    continue
+                res = c.get("resources")
+                if not isinstance(res, dict):
+                    res = c["resources"] = {}
+                set_req: list[str] = []
+                set_lim: list[str] = []
+                for lr in ranges:
+                    for src, kind, seen in (("defaultRequest", "requests", set_req), ("default", "limits", set_lim)):
+                        for name, value in (lr.get(src) or {}).items():
+                            current = res.get(kind)
+                            if not isinstance(current, dict):
+                                current = res[kind] = {}
+                            if name not in current:
+                                current[name] = _quantity_text(value)
+                                seen.append(name)
+                for kind, seen in (("requests", set_req), ("limits", set_lim)):
+                    if not res.get(kind):
+                        res.pop(kind, None)
+                    if seen:
+                        notes.append(f"{', '.join(sorted(seen))} {kind[:-1]} for {field[:-1].replace('initC', 'init c')} "
+                                     f"{c.get('name', '')}")
+        if notes:
+            meta = obj.setdefault("metadata", {})
+            annotations = meta.get("annotations")
+            if not isinstance(annotations, dict):
+                annotations = meta["annotations"] = {}
+            annotations["kubernetes.io/limit-ranger"] = "LimitRanger plugin set: " + "; ".join(notes)
+
+    async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        if obj is None or not _is_pod_create(a):
+            return
+        ranges = self._ranges(a)
+        for lr in ranges:
+            for c in [*(obj.get("spec", {}).get("initContainers") or []), *(obj.get("spec", {}).get("containers") or [])]:
+                res = c.get("resources") or {}
+                req, lim = res.get("requests") or {}, res.get("limits") or {}
+                for name, bound in (lr.get("min") or {}).items():
+                    b = parse_quantity(bound) or 0
+                    if name not in req:
+                        raise _forbidden(a, f"minimum {name} usage per Container is {bound}.  No request is specified")
+                    if (parse_quantity(req[name]) or 0) < b:
+                        raise _forbidden(a, f"minimum {name} usage per Container is {bound}, but request is "
+                                            f"{req[name]}")
+                for name, bound in (lr.get("max") or {}).items():
+                    b = parse_quantity(bound) or 0
+                    if name not in lim:
+                        raise _forbidden(a, f"maximum {name} usage per Container is {bound}.  No limit is specified")
+                    if (parse_quantity(lim[name]) or 0) > b:
+                        raise _forbidden(a, f"maximum {name} usage per Container is {bound}, but limit is "
+                                            f"{lim[name]}")
+                for name, ratio in (lr.get("maxLimitRequestRatio") or {}).items():
+                    if name in req and name in lim:
+                        r_, l_ = parse_quantity(req[name]) or 0, parse_quantity(lim[name]) or 0
+                        if r_ and l_ / r_ > (parse_quantity(ratio) or 0):
+                            raise _forbidden(a, f"{name} max limit to request ratio per Container is {ratio}, but "
+                                                f"provided ratio is {float(l_ / r_):f}")
+
+
+# ---- DefaultStorageClass ----------------------------------------------------------------------------
+
+_DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
+
+
+class DefaultStorageClass:
+    """A PersistentVolumeClaim created without ``storageClassName`` gets the default StorageClass
+    (annotated ``storageclass.kubernetes.io/is-default-class: "true"``; the newest when several)."""
+
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+
+    async def admit(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        if obj is None or a.operation != "CREATE" or a.subresource or (a.rdef.group, a.rdef.plural) != (
+                "", "persistentvolumeclaims"):
+            return
+        spec = obj.get("spec")
+        if not isinstance(spec, dict) or spec.get("storageClassName") is not None:
+            return
+        state = self.projection.state(a.tenant, "storage.k8s.io", "storageclasses")
+        defaults = []
+        for _ns, name, entry in state.iter_entries(""):
+            sc = _decode(entry.data)
+            if ((sc.get("metadata") or {}).get("annotations") or {}).get(_DEFAULT_CLASS) == "true":
+                defaults.append((sc["metadata"].get("creationTimestamp", ""), name))
+        if defaults:
+            spec["storageClassName"] = max(defaults)[1]
+
+
 def mutating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
-    return (ServiceAccount(projection), Priority(projection), DefaultTolerationSeconds())
+    return (LimitRanger(projection), ServiceAccount(projection), Priority(projection), DefaultTolerationSeconds(),
+            DefaultStorageClass(projection))
 
 
 def validating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
-    return (ResourceQuota(projection),)
+    return (LimitRanger(projection), ResourceQuota(projection))

@@ -94,6 +94,10 @@ class _Policy:
             if isinstance(v, dict):
                 me = v.get("messageExpression")
                 self.validations.append((_compile(v.get("expression")), v, _compile(me) if me else None))
+        programs = [*(prog for _, prog in self.conditions.programs), *(prog for _, prog in self.variables),
+                    *(x for val, _, me in self.validations for x in (val, me))]
+        # The AdmissionRequest is built only for a policy whose expressions read it.
+        self.uses_request = any(isinstance(x, CelProgram) and "request" in x.used for x in programs)
 
 
 class _Binding:
@@ -152,13 +156,15 @@ class PolicyDispatcher:
         if a.rdef.namespaced and a.namespace:
             entry = self.projection.get(Key(a.tenant, "", "namespaces", "", a.namespace))
             namespace_object = _decode(entry.data) if entry is not None else None
-        request = request_object(a, obj, old)
+        request: dict[str, Any] | None = None
         for b in bindings:
             p = policies.get(b.policy)
             if p is None or not await p.match.matches(self.projection, a, obj, old):
                 continue
             if b.match is not None and not await b.match.matches(self.projection, a, obj, old):
                 continue
+            if request is None and p.uses_request:
+                request = request_object(a, obj, old)
             try:
                 for params in self._params(a, p, b):
                     data = {"object": obj, "oldObject": old, "request": request, "params": params,

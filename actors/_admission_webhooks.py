@@ -170,7 +170,7 @@ class WebhookDispatcher:
             else:
                 ctx = ssl.create_default_context()
             client = httpx.AsyncClient(verify=ctx, limits=httpx.Limits(max_connections=256,
-                                                                        max_keepalive_connections=32))
+                                                                        max_keepalive_connections=MAX_IN_FLIGHT_PER_WEBHOOK))
             self._clients[ca_bundle] = client
         return client
 

@@ -12,6 +12,7 @@ type checking finds syntax and unknown variables/functions only.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from cel_expr_python import cel
@@ -45,17 +46,21 @@ def _env(variables: tuple[str, ...]) -> Any:
 class CelProgram:
     """One compiled expression; :meth:`evaluate` takes the variables' values (JSON-like data)."""
 
-    __slots__ = ("_expr", "expression", "variables")
+    __slots__ = ("_expr", "expression", "used", "variables")
 
     def __init__(self, expression: str, variables: tuple[str, ...], expr: Any) -> None:
         self.expression = expression
         self.variables = variables
+        # The engine converts every value it is given up front (~35 us for a 1 KiB object): only
+        # the variables the expression names are passed (a name that only occurs in a string
+        # literal costs a conversion, never a wrong answer).
+        self.used = tuple(v for v in variables if re.search(rf"\b{v}\b", expression))
         self._expr = expr
 
     def evaluate(self, data: dict[str, Any]) -> Any:
         """The result as a plain Python value; :class:`CelEvalError` when the expression errs."""
         try:
-            v = self._expr.eval(data={k: data.get(k) for k in self.variables})
+            v = self._expr.eval(data={k: data.get(k) for k in self.used})
         except (RuntimeError, TypeError, ValueError) as e:  # the engine on a value it cannot take
             raise CelEvalError(str(e)) from None
         if v.type() == cel.Type.ERROR:

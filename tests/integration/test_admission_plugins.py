@@ -117,3 +117,66 @@ async def test_quota_exact_under_concurrency_on_two_gateways(start_server: Start
         assert (await api_a.delete(f"/api/v1/namespaces/q/pods/{name}")).status_code == 200
         r = await api_b.post("/api/v1/namespaces/q/pods", json=pod("again"))
         assert r.status_code == 201, r.text
+
+
+async def test_immortal_namespaces_on_every_path(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        for i in range(3):
+            assert (await api.post("/api/v1/namespaces", json={"metadata": {"name": f"n{i}"}})).status_code == 201
+        # The namespace storage has no deletecollection (405 as kube-apiserver); deleting each
+        # listed namespace (kubectl delete ns --all) passes the chain one by one.
+        assert (await api.delete("/api/v1/namespaces")).status_code == 405
+        names = [n["metadata"]["name"] for n in (await api.get("/api/v1/namespaces")).json()["items"]]
+        for name in names:
+            for params in ({"dryRun": "All"}, {}):
+                r = await api.delete(f"/api/v1/namespaces/{name}", params=params)
+                if name in ("default", "kube-system", "kube-public"):
+                    assert r.status_code == 403, r.text
+                    assert r.json()["message"] == f'namespaces "{name}" is forbidden: this namespace may not be deleted'
+                else:
+                    assert r.status_code == 200, r.text
+        for name in ("default", "kube-system", "kube-public"):
+            assert (await api.get(f"/api/v1/namespaces/{name}")).json()["status"]["phase"] == "Active"
+        # Through a deletecollection of another kind, each item passes the chain too (a pod in a
+        # terminating namespace cannot be created; the webhooks test covers the items' denials).
+        r = await api.post("/api/v1/namespaces/n0/pods", json=pod("late"))
+        assert r.status_code in (403, 404), r.text
+
+
+async def test_limit_ranger_and_default_storage_class(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        async def default_sa() -> bool:
+            return (await api.get("/api/v1/namespaces/default/serviceaccounts/default")).status_code == 200
+        await poll_until(default_sa)
+        r = await api.post("/api/v1/namespaces/default/limitranges", json={
+            "metadata": {"name": "lr"}, "spec": {"limits": [{
+                "type": "Container", "default": {"cpu": "500m", "memory": "128Mi"},
+                "defaultRequest": {"cpu": "100m"}, "min": {"cpu": "50m"}, "max": {"cpu": "1"}}]}})
+        assert r.status_code == 201, r.text
+        r = await api.post(PODS, json=pod("limited"))
+        assert r.status_code == 201, r.text
+        got = r.json()
+        assert got["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "500m", "memory": "128Mi"},
+                                                             "requests": {"cpu": "100m", "memory": "128Mi"}}
+        assert got["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == (
+            "LimitRanger plugin set: cpu, memory request for container c; cpu, memory limit for container c")
+        big = pod("big")
+        big["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "2"}}
+        r = await api.post(PODS, json=big)
+        assert r.status_code == 403, r.text
+        assert r.json()["message"] == ('pods "big" is forbidden: maximum cpu usage per Container is 1, but limit '
+                                       'is 2')
+        # DefaultStorageClass: the default class named on a claim that names none.
+        r = await api.post("/apis/storage.k8s.io/v1/storageclasses", json={
+            "metadata": {"name": "fast", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "example.com/fast"})
+        assert r.status_code == 201, r.text
+        claim = {"metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                     "resources": {"requests": {"storage": "1Gi"}}}}
+        r = await api.post("/api/v1/namespaces/default/persistentvolumeclaims", json=claim)
+        assert r.status_code == 201, r.text
+        assert r.json()["spec"]["storageClassName"] == "fast"
+        claim["metadata"]["name"] = "explicit"
+        claim["spec"]["storageClassName"] = ""
+        r = await api.post("/api/v1/namespaces/default/persistentvolumeclaims", json=claim)
+        assert r.json()["spec"]["storageClassName"] == ""

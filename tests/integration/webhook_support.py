@@ -101,3 +101,17 @@ async def start_webhook_server(nursery: trio.Nursery, tmp: Path) -> WebhookServe
     port = binds[0].rsplit(":", 1)[1]
     server = WebhookServer(url=f"https://127.0.0.1:{port}", ca_bundle=ca_bundle)
     return server
+
+
+async def _serve_forever(tmp: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        wh = await start_webhook_server(nursery, tmp)
+        print(json.dumps({"url": wh.url, "ca_bundle": wh.ca_bundle}), flush=True)
+
+
+if __name__ == "__main__":
+    # ``python -m tests.integration.webhook_support DIR``: the server in a process of its own (the
+    # benchmark's B1A), its URL and CA bundle as one JSON line on stdout.
+    import sys
+
+    trio.run(_serve_forever, Path(sys.argv[1]))
