@@ -9,6 +9,7 @@ take the last unit). NamespaceLifecycle lives in actors/_admission.py.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -20,7 +21,9 @@ from kinds._errors import Forbidden
 from kinds._quantity import canonical_quantity, parse_quantity
 from projections import Projection
 
-from ._admission import Attributes
+from ._admission import Attributes, add_warning
+
+log = logging.getLogger("jetkube.admission")
 
 _decode = msgspec.json.decode
 _RAND_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
@@ -414,10 +417,75 @@ class DefaultStorageClass:
             spec["storageClassName"] = max(defaults)[1]
 
 
+# ---- PodSecurity ------------------------------------------------------------------------------------
+
+_PSA = "pod-security.kubernetes.io/"
+# Kinds with a pod template: PodSecurity warns and audits them (enforce applies to pods only).
+_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("apps", "deployments"): ("spec", "template", "spec"), ("apps", "replicasets"): ("spec", "template", "spec"),
+    ("apps", "statefulsets"): ("spec", "template", "spec"), ("apps", "daemonsets"): ("spec", "template", "spec"),
+    ("batch", "jobs"): ("spec", "template", "spec"), ("", "replicationcontrollers"): ("spec", "template", "spec"),
+    ("batch", "cronjobs"): ("spec", "jobTemplate", "spec", "template", "spec"), ("", "podtemplates"): ("template", "spec"),
+}
+
+
+class PodSecurity:
+    """kube's PodSecurity admission from the namespace's ``pod-security.kubernetes.io/<mode>``
+    labels (and ``<mode>-version``, "latest" by default): ``enforce`` refuses a pod that violates
+    the level (403, kube's message), ``warn`` adds kube's warning, ``audit`` is logged. Workload
+    kinds with a pod template are warned and audited, never refused. Pods are checked when
+    created; updates are not yet (kube checks updates that change the pod spec)."""
+
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+
+    async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        if obj is None or a.subresource or not a.namespace:
+            return
+        key = (a.rdef.group, a.rdef.plural)
+        if key == ("", "pods"):
+            if a.operation != "CREATE":
+                return
+            spec: Any = obj.get("spec")
+        elif key in _TEMPLATES and a.operation in ("CREATE", "UPDATE"):
+            spec = obj
+            for part in _TEMPLATES[key]:
+                spec = spec.get(part) if isinstance(spec, dict) else None
+            if old is not None and a.operation == "UPDATE":
+                prev: Any = old
+                for part in _TEMPLATES[key]:
+                    prev = prev.get(part) if isinstance(prev, dict) else None
+                if prev == spec:
+                    return
+        else:
+            return
+        entry = self.projection.get(Key(a.tenant, "", "namespaces", "", a.namespace))
+        labels = entry.labels if entry is not None else {}
+        if not any(k.startswith(_PSA) for k in labels):
+            return
+        from kinds._podsecurity import violations
+
+        for mode in ("enforce", "warn", "audit"):
+            level = labels.get(_PSA + mode)
+            if level not in ("baseline", "restricted"):
+                continue
+            found = violations(level, spec if isinstance(spec, dict) else {})
+            if not found:
+                continue
+            policy = f'"{level}:{labels.get(_PSA + mode + "-version") or "latest"}"'
+            if mode == "enforce" and key == ("", "pods"):
+                raise _forbidden(a, f"violates PodSecurity {policy}: {', '.join(found)}")
+            if mode == "warn":
+                add_warning(f"would violate PodSecurity {policy}: {', '.join(found)}")
+            if mode == "audit":
+                log.info("pod-security audit: %s %s/%s would violate PodSecurity %s: %s", a.rdef.plural, a.namespace,
+                         a.name, policy, ", ".join(found))
+
+
 def mutating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
     return (LimitRanger(projection), ServiceAccount(projection), Priority(projection), DefaultTolerationSeconds(),
             DefaultStorageClass(projection))
 
 
 def validating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
-    return (LimitRanger(projection), ResourceQuota(projection))
+    return (LimitRanger(projection), PodSecurity(projection), ResourceQuota(projection))

@@ -180,3 +180,44 @@ async def test_limit_ranger_and_default_storage_class(start_server: StartServer)
         claim["spec"]["storageClassName"] = ""
         r = await api.post("/api/v1/namespaces/default/persistentvolumeclaims", json=claim)
         assert r.json()["spec"]["storageClassName"] == ""
+
+
+async def test_pod_security_enforce_and_warn(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        labels = {"pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/warn": "restricted"}
+        r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "psa", "labels": labels}})
+        assert r.status_code == 201
+
+        async def sa() -> bool:
+            return (await api.get("/api/v1/namespaces/psa/serviceaccounts/default")).status_code == 200
+        await poll_until(sa)
+        base = "/api/v1/namespaces/psa/pods"
+        bad = pod("priv", hostNetwork=True, volumes=[{"name": "v", "hostPath": {"path": "/"}}])
+        bad["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+        r = await api.post(base, json=bad)
+        assert r.status_code == 403, r.text
+        assert r.json()["message"] == ('pods "priv" is forbidden: violates PodSecurity "baseline:latest": host '
+                                       'namespaces (hostNetwork=true), hostPath volumes (volume "v"), privileged '
+                                       '(container "c" must not set securityContext.privileged=true)')
+        # Baseline allows it; restricted warns.
+        r = await api.post(base, json=pod("busybox"))
+        assert r.status_code == 201, r.text
+        assert r.headers.get_list("Warning") == [
+            ('299 - "would violate PodSecurity \\"restricted:latest\\": allowPrivilegeEscalation != false (container '
+            '\\"c\\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container '
+            '\\"c\\" must set securityContext.capabilities.drop=[\\"ALL\\"]), runAsNonRoot != true (pod or container '
+            '\\"c\\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \\"c\\" must set '
+            'securityContext.seccompProfile.type to \\"RuntimeDefault\\" or \\"Localhost\\")"')]
+        good = pod("good")
+        good["spec"]["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+        good["spec"]["containers"][0]["securityContext"] = {"allowPrivilegeEscalation": False,
+                                                            "capabilities": {"drop": ["ALL"]}}
+        r = await api.post(base, json=good)
+        assert r.status_code == 201 and not r.headers.get_list("Warning"), r.text
+        # A deployment's template is warned about, never refused.
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+               "spec": {"selector": {"matchLabels": {"a": "b"}},
+                        "template": {"metadata": {"labels": {"a": "b"}}, "spec": bad["spec"]}}}
+        r = await api.post("/apis/apps/v1/namespaces/psa/deployments", json=dep)
+        assert r.status_code == 201, r.text
+        assert r.headers["Warning"].startswith('299 - "would violate PodSecurity \\"restricted:latest\\": ')
