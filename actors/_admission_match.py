@@ -18,6 +18,9 @@ from kinds._cel import CelError, CelProgram, compile_cel
 from projections import LabelSelector, Projection, SelectorError, parse_label_selector
 
 CONDITION_VARIABLES = ("object", "oldObject", "request")
+# The kind of a subresource's object, where it is not the resource's own (status is).
+_SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
+                      "eviction": ("policy", "v1", "Eviction"), "token": ("authentication.k8s.io", "v1", "TokenRequest")}
 
 
 def selector(spec: Any) -> LabelSelector | None:
@@ -99,8 +102,9 @@ def request_object(a: Any, obj: dict[str, Any] | None, old: dict[str, Any] | Non
     ``request`` variable."""
     rdef = a.rdef
     kind = {"group": rdef.group, "version": rdef.version, "kind": rdef.kind}
-    if a.subresource == "scale":
-        kind = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    if a.subresource in _SUBRESOURCE_KINDS:
+        group, version, kind_name = _SUBRESOURCE_KINDS[a.subresource]
+        kind = {"group": group, "version": version, "kind": kind_name}
     resource = {"group": rdef.group, "version": rdef.version, "resource": rdef.plural}
     user = a.user
     user_info: dict[str, Any] = {"username": user.name if user else ""}

@@ -40,6 +40,7 @@ class Pipeline:
         self.core = ResourceCore(log, projection, registry=registry, chain=self.chain)
         self.chain.attach(self.core)
         self.reviews_core = ReviewCore(projection, registry, signing_key)
+        self.reviews_core.chain = self.chain
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
         authenticator.jwt = self._service_account_user

@@ -756,13 +756,19 @@ class ResourceCore:
                                          f"({req.name})")
             else:
                 wanted = self._patched(req, current, patch_schema("autoscaling", "v1", "Scale"))
+            if self.chain is not None and isinstance(wanted, dict):
+                # Admitted as kube does: an update of ``<resource>/scale`` with Scale objects.
+                wanted = await self.chain.mutate(req, "UPDATE", wanted, current)
             new = subresources.apply_scale(rdef, old, wanted)
             rv = _parse_rv(((wanted.get("metadata") or {}) if isinstance(wanted, dict) else {})
                            .get("resourceVersion"))
             if rv is not None and rv != entry.seq:
                 raise self.conflict(rdef, req.name)
             new["metadata"].pop("resourceVersion", None)
-            return await self._admitted_update(main, entry, old, new)
+            decision = self._merge_update(main, entry, old, new)
+            if self.chain is not None and isinstance(wanted, dict):
+                await self.chain.validate(req, "UPDATE", wanted, current)
+            return decision
 
         _, data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
         obj = _decode(data)

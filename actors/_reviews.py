@@ -112,6 +112,9 @@ class ReviewCore:
         self.projection = projection
         self.registry = registry
         self.key = signing_key
+        #: The admission chain (set by the pipeline): a TokenRequest is admitted as a create of
+        #: ``serviceaccounts/token`` with the TokenRequest as its object.
+        self.chain: Any = None
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         rdef = req.rdef
@@ -128,7 +131,17 @@ class ReviewCore:
         out: dict[str, Any] = {"kind": rdef.kind, "apiVersion": rdef.api_version,
                                "metadata": {"creationTimestamp": None}}
         if req.subresource == "token":
-            reply.set(msgspec.structs.replace(await self.token(req, body), warnings=warnings))
+            from ._admission import collecting_warnings
+
+            with collecting_warnings() as admitted:
+                if self.chain is not None:
+                    body = await self.chain.mutate(req, "CREATE", {"kind": "TokenRequest",
+                                                                   "apiVersion": "authentication.k8s.io/v1", **body},
+                                                   None)
+                    await self.chain.validate(req, "CREATE", body, None)
+                    req = msgspec.structs.replace(req, body=body)
+                result = await self.token(req, body)
+            reply.set(msgspec.structs.replace(result, warnings=(*warnings, *admitted)))
             return
         if rdef.plural == "selfsubjectreviews":
             u = req.user

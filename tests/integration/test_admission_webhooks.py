@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import StartServer, client_for
+from tests.conftest import StartServer, client_for, poll_until
 from tests.integration.webhook_support import WebhookServer, start_webhook_server
 
 pytestmark = pytest.mark.integration
@@ -173,3 +173,46 @@ async def test_dry_run_delete_and_deletecollection(start_server: StartServer, wh
         assert r.status_code == 403, r.text
         assert "deny.example.com" in r.json()["message"]
         assert (await api.get(f"{PODS}/d2")).status_code == 200
+
+
+async def test_subresources_pass_the_chain(start_server: StartServer, wh: WebhookServer) -> None:
+    async with client_for(await start_server()) as api:
+        async def sa() -> bool:
+            return (await api.get("/api/v1/namespaces/default/serviceaccounts/default")).status_code == 200
+        await poll_until(sa)
+        assert (await api.post(PODS, json=pod("s0"))).status_code == 201
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                        "template": {"metadata": {"labels": {"a": "b"}},
+                                     "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+        assert (await api.post("/apis/apps/v1/namespaces/default/deployments", json=dep)).status_code == 201
+        subs = [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"],
+                 "resources": ["pods/status", "pods/binding", "deployments/scale", "serviceaccounts/token"]}]
+        await configure(api, "ValidatingWebhookConfiguration", "subs", hook(wh, "allow.example.com", "/allow",
+                                                                             rules=subs))
+        r = await api.patch(f"{PODS}/s0/status", json={"status": {"phase": "Running"}},
+                            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200, r.text
+        r = await api.post(f"{PODS}/s0/binding", json={"apiVersion": "v1", "kind": "Binding",
+                                                         "metadata": {"name": "s0"},
+                                                         "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}})
+        assert r.status_code == 201, r.text
+        r = await api.patch("/apis/apps/v1/namespaces/default/deployments/d/scale", json={"spec": {"replicas": 3}},
+                            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200, r.text
+        r = await api.post("/api/v1/namespaces/default/serviceaccounts/default/token",
+                           json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})
+        assert r.status_code == 201, r.text
+        seen = [(c["operation"], c.get("subResource"), c["kind"]["kind"]) for c in wh.calls("/allow")]
+        assert seen == [("UPDATE", "status", "Pod"), ("CREATE", "binding", "Binding"), ("UPDATE", "scale", "Scale"),
+                        ("CREATE", "token", "TokenRequest")], seen
+        scale = wh.calls("/allow")[2]
+        assert (scale["object"]["spec"]["replicas"], scale["oldObject"]["spec"]["replicas"]) == (3, 1)
+        # A denial on a subresource stops it.
+        await configure(api, "ValidatingWebhookConfiguration", "deny-scale",
+                        hook(wh, "deny.example.com", "/deny", rules=[{**subs[0], "resources": ["*/scale"]}]))
+        r = await api.patch("/apis/apps/v1/namespaces/default/deployments/d/scale", json={"spec": {"replicas": 5}},
+                            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 403, r.text
+        got = (await api.get("/apis/apps/v1/namespaces/default/deployments/d")).json()
+        assert got["spec"]["replicas"] == 3
