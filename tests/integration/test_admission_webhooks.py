@@ -216,3 +216,15 @@ async def test_subresources_pass_the_chain(start_server: StartServer, wh: Webhoo
         assert r.status_code == 403, r.text
         got = (await api.get("/apis/apps/v1/namespaces/default/deployments/d")).json()
         assert got["spec"]["replicas"] == 3
+
+
+async def test_webhook_denial_without_reason_omits_it(start_server: StartServer, wh: WebhookServer) -> None:
+    async with client_for(await start_server()) as api:
+        await configure(api, "ValidatingWebhookConfiguration", "v", hook(wh, "nocode.example.com", "/deny-nocode"))
+        for i in range(3):
+            r = await api.post(PODS, json=pod(f"x{i}"))
+            assert r.status_code == 400
+            assert "reason" not in r.json() and r.json()["code"] == 400
+        metrics = (await api.get("/metrics")).text
+        assert ('apiserver_admission_webhook_rejection_count{error_type="no_error",name="nocode.example.com",'
+                'operation="CREATE",rejection_code="400",type="validating"} 3.0') in metrics
