@@ -157,7 +157,9 @@ class NamespaceLifecycle:
     def __init__(self, projection: Projection) -> None:
         self.projection = projection
 
-    async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+    async def admit(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        """First of the mutating plugins, as in kube: a write into a missing namespace is 404
+        before the object is defaulted or validated."""
         rdef = a.rdef
         if rdef.group == "" and rdef.plural == "namespaces":
             if a.operation == "DELETE" and a.name in IMMORTAL_NAMESPACES:
@@ -167,7 +169,7 @@ class NamespaceLifecycle:
         if rdef.namespaced and a.operation == "CREATE" and not a.subresource:
             await self.admit_namespace(a.tenant, a.namespace, a.name, rdef)
 
-    async def admit(self, req: Request) -> None:
+    async def admit_request(self, req: Request) -> None:
         """The early check the admission actor makes before the resource actor decodes anything."""
         rdef = req.rdef
         if rdef is None:
@@ -200,7 +202,7 @@ class NamespaceLifecycle:
 
 def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
     async def handle(req: Request, reply: ReplySlot) -> None:
-        await lifecycle.admit(req)
+        await lifecycle.admit_request(req)
         next_actor.forward(req, reply)
 
     return handle
@@ -212,8 +214,8 @@ def build_chain(projection: Projection, registry: Registry, lifecycle: Namespace
     from ._admission_policies import PolicyDispatcher
     from ._admission_webhooks import WebhookDispatcher
 
-    return AdmissionChain(mutating=mutating_plugins(projection, registry),
-                          validating=(lifecycle, *validating_plugins(projection, registry)),
+    return AdmissionChain(mutating=(lifecycle, *mutating_plugins(projection, registry)),
+                          validating=validating_plugins(projection, registry),
                           webhooks=WebhookDispatcher(projection, registry),
                           policies=PolicyDispatcher(projection, registry))
 
