@@ -302,6 +302,21 @@ class ResourceCore:
                                         version=rdef.version,
                                         patched=(lambda: _json.encode(obj).decode()) if patched else None)
 
+    @staticmethod
+    def _decode_patched(req: Request, obj: dict[str, Any]) -> None:
+        """An object a mutating webhook patched, decoded again as kube does: wrong types are the
+        webhook's error (500, it is not the client's), unknown fields are dropped silently."""
+        rdef = req.rdef
+        assert rdef is not None
+        schema = schema_for(rdef.group, rdef.version, rdef.kind)
+        if schema is None:
+            return
+        wrong = type_errors(obj, schema, definitions())
+        if wrong:
+            raise InternalError(f"the object a mutating admission webhook returned cannot be handled as a "
+                                f"{rdef.kind}: " + "; ".join(wrong))
+        prune_unknown_fields(obj, schema, definitions())
+
     def _manager(self, req: Request) -> str:
         return req.query.get("fieldManager") or manager_from_user_agent(req.user_agent)
 
@@ -326,6 +341,8 @@ class ResourceCore:
         if self.chain is not None:
             mutated = await self.chain.mutate(req, "CREATE", obj, None, name=str(meta.get("name") or ""))
             assert mutated is not None
+            if mutated is not obj:
+                self._decode_patched(req, mutated)
             obj = mutated
             meta = obj["metadata"]
             self._set_namespace(req, meta)
@@ -417,6 +434,8 @@ class ResourceCore:
             return self._merge_update(req, entry, old, new)
         mutated = await self.chain.mutate(req, "UPDATE", new, old)
         assert mutated is not None
+        if mutated is not new:
+            self._decode_patched(req, mutated)
         decision = self._merge_update(req, entry, old, mutated)
         await self.chain.validate(req, "UPDATE", mutated, old)
         return decision

@@ -114,6 +114,11 @@ async def test_mutating_patch_and_reinvocation(start_server: StartServer, wh: We
         assert "restartPolicy" not in wh.calls("/patch-second")[0]["object"]["spec"]
         got = (await api.get(f"{PODS}/m0")).json()
         assert got["metadata"]["labels"]["second"] == "yes"
+        # A patched object is decoded again: a field the kind does not have is dropped.
+        await configure(api, "MutatingWebhookConfiguration", "c", hook(wh, "junk.example.com", "/patch-junk"))
+        r = await api.post(PODS, json=pod("j", app="x"))
+        assert r.status_code == 201, r.text
+        assert "junk" not in r.json()["spec"] and wh.calls("/patch-junk")
 
 
 async def test_failure_policy_timeout_and_crash(start_server: StartServer, wh: WebhookServer) -> None:

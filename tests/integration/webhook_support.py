@@ -1,7 +1,7 @@
 """A real admission webhook server for tests: hypercorn on trio, TLS from a CA of the test's own.
 
 Each path answers the AdmissionReview it gets in one way: ``/allow``, ``/deny`` (403 with a
-message), ``/deny-nocode`` (no status), ``/patch`` (adds a label), ``/warn`` (allowed with a
+message), ``/deny-nocode`` (no status), ``/patch`` (adds a label), ``/patch-junk`` (adds an unknown field), ``/warn`` (allowed with a
 warning), ``/slow`` (answers after ``slow_s``), ``/crash`` (HTTP 500), ``/badjson``. Every review
 received is kept in ``reviews`` (path, request) for the test to look at.
 """
@@ -42,6 +42,9 @@ def _answer(path: str, request: dict[str, Any], label: str) -> dict[str, Any] | 
                 "status": {"code": 403, "reason": "Forbidden", "message": "no pods named bad"}}
     elif path == "/deny-nocode":
         resp = {"uid": request["uid"], "allowed": False}
+    elif path == "/patch-junk":
+        resp["patchType"] = "JSONPatch"
+        resp["patch"] = base64.b64encode(json.dumps([{"op": "add", "path": "/spec/junk", "value": 1}]).encode()).decode()
     elif path.startswith("/patch"):
         obj = request.get("object") or {}
         ops: list[dict[str, Any]] = []
