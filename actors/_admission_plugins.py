@@ -227,8 +227,6 @@ class ResourceQuota:
         state = self.projection.state(a.tenant, "", "resourcequotas")
         if not state.by_ns.get(a.namespace):
             return
-        if a.dry_run:
-            return
         delta = usage_of(a.rdef.group, a.rdef.plural, obj if a.operation == "CREATE" else old)
         sign = 1 if a.operation == "CREATE" else -1
         for name in list(state.sorted_names(a.namespace)):
@@ -264,6 +262,8 @@ class ResourceQuota:
                         quota, ",".join(f"{k}={_fmt(charged[k])}" for k in over),
                         ",".join(f"{k}={_fmt(new_used[k] - charged[k])}" for k in over),
                         ",".join(f"{k}={hard[k]}" for k in over)))
+            if a.dry_run:
+                return _NoChange(entry)  # checked as kube does on a dry run, never charged
             status["hard"] = dict(hard)
             status["used"] = {k: v if isinstance(v, str) else _fmt(v) for k, v in new_used.items()}
             current["metadata"].pop("resourceVersion", None)

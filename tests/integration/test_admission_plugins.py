@@ -112,11 +112,18 @@ async def test_quota_exact_under_concurrency_on_two_gateways(start_server: Start
                                "used": {"pods": "10", "requests.cpu": "5"}}, q["status"]
         listed = (await api_b.get("/api/v1/namespaces/q/pods")).json()["items"]
         assert len(listed) == 10
-        # A delete releases its charge: one more fits.
+        # A dry run is checked against the quota, and charges nothing.
+        r = await api_a.post("/api/v1/namespaces/q/pods", params={"dryRun": "All"}, json=pod("dry"))
+        assert r.status_code == 403 and "exceeded quota: pods" in r.json()["message"]
+        # A delete releases its charge: one more fits; a dry run first.
         name = listed[0]["metadata"]["name"]
         assert (await api_a.delete(f"/api/v1/namespaces/q/pods/{name}")).status_code == 200
+        r = await api_b.post("/api/v1/namespaces/q/pods", params={"dryRun": "All"}, json=pod("again"))
+        assert r.status_code == 201, r.text
         r = await api_b.post("/api/v1/namespaces/q/pods", json=pod("again"))
         assert r.status_code == 201, r.text
+        r = await api_a.post("/api/v1/namespaces/q/pods", json=pod("more"))
+        assert r.status_code == 403, r.text
 
 
 async def test_immortal_namespaces_on_every_path(start_server: StartServer) -> None:
