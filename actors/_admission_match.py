@@ -97,15 +97,22 @@ def object_selected(sel: LabelSelector | None, obj: dict[str, Any] | None, old: 
     return (obj is not None and sel.matches(labels_of(obj))) or (old is not None and sel.matches(labels_of(old)))
 
 
-def request_object(a: Any, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> dict[str, Any]:
-    """The AdmissionRequest (admission.k8s.io/v1) for ``a``: what webhooks receive and CEL's
-    ``request`` variable."""
-    rdef = a.rdef
+def _kind_resource(rdef: Any, subresource: str) -> tuple[dict[str, str], dict[str, str]]:
     kind = {"group": rdef.group, "version": rdef.version, "kind": rdef.kind}
-    if a.subresource in _SUBRESOURCE_KINDS:
-        group, version, kind_name = _SUBRESOURCE_KINDS[a.subresource]
+    if subresource in _SUBRESOURCE_KINDS:
+        group, version, kind_name = _SUBRESOURCE_KINDS[subresource]
         kind = {"group": group, "version": version, "kind": kind_name}
-    resource = {"group": rdef.group, "version": rdef.version, "resource": rdef.plural}
+    return kind, {"group": rdef.group, "version": rdef.version, "resource": rdef.plural}
+
+
+def request_object(a: Any, obj: dict[str, Any] | None, old: dict[str, Any] | None,
+                   view: Any = None) -> dict[str, Any]:
+    """The AdmissionRequest (admission.k8s.io/v1) for ``a``: what webhooks receive and CEL's
+    ``request`` variable. ``view``: the equivalent version a webhook is sent (``matchPolicy:
+    Equivalent``); ``requestKind``/``requestResource`` stay the written one's."""
+    rdef = a.rdef
+    request_kind, request_resource = _kind_resource(rdef, a.subresource)
+    kind, resource = _kind_resource(view, a.subresource) if view is not None else (request_kind, request_resource)
     user = a.user
     user_info: dict[str, Any] = {"username": user.name if user else ""}
     if user is not None:
@@ -116,7 +123,8 @@ def request_object(a: Any, obj: dict[str, Any] | None, old: dict[str, Any] | Non
         if user.extra:
             user_info["extra"] = {k: list(v) for k, v in user.extra.items()}
     out: dict[str, Any] = {
-        "uid": a.uid, "kind": kind, "resource": resource, "requestKind": kind, "requestResource": resource,
+        "uid": a.uid, "kind": kind, "resource": resource, "requestKind": request_kind,
+        "requestResource": request_resource,
         "name": a.name, "operation": a.operation, "userInfo": user_info, "object": obj, "oldObject": old,
         "dryRun": a.dry_run,
     }

@@ -25,7 +25,8 @@ import httpx
 import msgspec
 import trio
 
-from kinds import Registry
+from kinds import Registry, ResourceDef
+from kinds._conversion import convert
 from kinds._errors import ApiError, BadRequest, Forbidden, InternalError
 from projections import Projection
 
@@ -62,6 +63,7 @@ class _Hook:
         self.side_effects = spec.get("sideEffects") or ""
         self.timeout_s = float(min(max(int(spec.get("timeoutSeconds") or 10), 1), 30))
         self.reinvoke = mutating and spec.get("reinvocationPolicy") == "IfNeeded"
+        self.match_policy = spec.get("matchPolicy") or "Equivalent"
         self.conditions = Conditions(spec.get("matchConditions"))
         cc = spec.get("clientConfig") or {}
         self.ca_bundle = cc.get("caBundle") or ""
@@ -88,6 +90,10 @@ class WebhookDispatcher:
     def __init__(self, projection: Projection, registry: Registry) -> None:
         self.projection = projection
         self.registry = registry
+        # Served versions of each (group, resource), for matchPolicy Equivalent.
+        self._versions: dict[tuple[str, str], list[ResourceDef]] = {}
+        for d in registry.defs:
+            self._versions.setdefault((d.group, d.plural), []).append(d)
         self._cache: dict[str, tuple[tuple[int, int], list[_Hook], list[_Hook]]] = {}
         self._clients: dict[str, httpx.AsyncClient] = {}
         #: (webhook name, "admit" | "validating") -> failures let through under failurePolicy Ignore.
@@ -130,27 +136,44 @@ class WebhookDispatcher:
 
     # ---- matching ------------------------------------------------------------------------------
 
-    async def _matches(self, h: _Hook, a: Attributes, obj: dict[str, Any] | None,
-                       old: dict[str, Any] | None) -> bool:
+    def _view(self, h: _Hook, a: Attributes) -> ResourceDef | None:
+        """The version the webhook is sent: the written one when a rule names it, else (with
+        ``matchPolicy: Equivalent``) another served version of the same resource a rule names."""
         rdef = a.rdef
-        if not any(rule_matches(r, a.operation, rdef.group, rdef.version, rdef.plural, a.subresource,
-                                rdef.namespaced) for r in h.rules):
-            return False
+
+        def named(d: ResourceDef) -> bool:
+            return any(rule_matches(r, a.operation, d.group, d.version, d.plural, a.subresource, d.namespaced)
+                       for r in h.rules)
+
+        if named(rdef):
+            return rdef
+        if h.match_policy != "Exact":
+            for d in self._versions.get((rdef.group, rdef.plural), ()):
+                if d is not rdef and named(d):
+                    return d
+        return None
+
+    async def _matches(self, h: _Hook, a: Attributes, obj: dict[str, Any] | None,
+                       old: dict[str, Any] | None) -> ResourceDef | None:
+        """The version to send the webhook when it is to be called, else None."""
+        view = self._view(h, a)
+        if view is None:
+            return None
         if not await namespace_selected(self.projection, h.namespace_selector, a, obj, old):
-            return False
+            return None
         if not object_selected(h.object_selector, obj, old):
-            return False
+            return None
         if h.conditions.programs or h.conditions.error:
             ok, err = h.conditions.evaluate({"object": obj, "oldObject": old,
                                              "request": request_object(a, obj, old)})
             if err:
                 if h.failure_policy == "Ignore":
                     self._count_fail_open(h, err)
-                    return False
+                    return None
                 raise Forbidden(f'failed calling webhook "{h.name}": failed evaluating match conditions, failing '
                                 f"closed: {err}")
-            return ok
-        return True
+            return view if ok else None
+        return view
 
     def _count_fail_open(self, h: _Hook, err: str) -> None:
         key = (h.name, h.kind)
@@ -175,13 +198,13 @@ class WebhookDispatcher:
         return client
 
     async def _call(self, h: _Hook, a: Attributes, obj: dict[str, Any] | None,
-                    old: dict[str, Any] | None) -> dict[str, Any]:
+                    old: dict[str, Any] | None, view: ResourceDef | None = None) -> dict[str, Any]:
         """The webhook's ``response`` (verified); :class:`_CallError` for anything that is not one."""
         if not h.url.startswith("https://"):
             raise _CallError(f'failed to call webhook: Post "{h.url}": unsupported protocol scheme')
         uid = str(uuid.uuid4())
         review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                  "request": {**request_object(a, obj, old), "uid": uid}}
+                  "request": {**request_object(a, obj, old, view), "uid": uid}}
         url = f"{h.url}{'&' if '?' in h.url else '?'}timeout={int(h.timeout_s)}s"
         body = _json.encode(review)
         client = self._client(h.ca_bundle)
@@ -220,13 +243,18 @@ class WebhookDispatcher:
         return resp
 
     async def _invoke(self, h: _Hook, a: Attributes, obj: dict[str, Any] | None,
-                      old: dict[str, Any] | None) -> dict[str, Any] | None:
+                      old: dict[str, Any] | None, view: ResourceDef | None = None) -> dict[str, Any] | None:
         """Call one matching webhook: the patched object (mutating) or None; raises its denial,
-        or its failure under ``failurePolicy: Fail``."""
+        or its failure under ``failurePolicy: Fail``. With ``view`` (an equivalent version), the
+        webhook sees the objects converted to it, and its patch is converted back."""
         if a.dry_run and h.side_effects not in ("None", "NoneOnDryRun"):
             raise BadRequest(f'admission webhook "{h.name}" does not support dry run')
+        written = obj
+        if view is not None and view is not a.rdef:
+            obj = convert(obj, view) if obj is not None else None
+            old = convert(old, view) if old is not None else None
         try:
-            resp = await self._call(h, a, obj, old)
+            resp = await self._call(h, a, obj, old, view)
             for w in resp.get("warnings") or []:
                 add_warning(str(w))
             if not resp.get("allowed"):
@@ -241,12 +269,12 @@ class WebhookDispatcher:
                     raise _CallError(f"received invalid webhook response: invalid patch: {e}") from None
                 if not isinstance(patched, dict) or not isinstance(patched.get("metadata"), dict):
                     raise _CallError("received invalid webhook response: the patched object is not an object")
-                return patched
-            return obj
+                return convert(patched, a.rdef) if view is not None and view is not a.rdef else patched
+            return written
         except _CallError as e:
             if h.failure_policy == "Ignore":
                 self._count_fail_open(h, str(e))
-                return obj
+                return written
             raise InternalError(f'failed calling webhook "{h.name}": {e}') from None
 
     def _denial(self, h: _Hook, a: Attributes, status: Any) -> ApiError:
@@ -268,39 +296,44 @@ class WebhookDispatcher:
                      old: dict[str, Any] | None) -> dict[str, Any] | None:
         hooks, _ = self._hooks(a.tenant)
         # IfNeeded webhooks with the object as they left it: run once more if a later one changed it.
-        reinvocable: list[tuple[_Hook, bytes]] = []
+        reinvocable: list[tuple[_Hook, ResourceDef, bytes]] = []
         for h in hooks:
-            if await self._matches(h, a, obj, old):
-                obj = await self._invoke(h, a, obj, old)
+            view = await self._matches(h, a, obj, old)
+            if view is not None:
+                obj = await self._invoke(h, a, obj, old, view)
                 if h.reinvoke:
-                    reinvocable.append((h, _json.encode(obj)))
+                    reinvocable.append((h, view, _json.encode(obj)))
         if reinvocable:
             final = _json.encode(obj)
-            first = next((i for i, (_, seen) in enumerate(reinvocable) if seen != final), None)
+            first = next((i for i, (_, _, seen) in enumerate(reinvocable) if seen != final), None)
             if first is not None:
-                for h, _seen in reinvocable[first:]:
-                    obj = await self._invoke(h, a, obj, old)
+                for h, view, _seen in reinvocable[first:]:
+                    obj = await self._invoke(h, a, obj, old, view)
         return obj
 
     async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
         _, hooks = self._hooks(a.tenant)
-        matched = [h for h in hooks if await self._matches(h, a, obj, old)]
+        matched = []
+        for h in hooks:
+            view = await self._matches(h, a, obj, old)
+            if view is not None:
+                matched.append((h, view))
         if not matched:
             return
         if len(matched) == 1:
-            await self._invoke(matched[0], a, obj, old)
+            await self._invoke(matched[0][0], a, obj, old, matched[0][1])
             return
         errors: list[BaseException | None] = [None] * len(matched)
 
-        async def one(i: int, h: _Hook) -> None:
+        async def one(i: int, h: _Hook, view: ResourceDef) -> None:
             try:
-                await self._invoke(h, a, obj, old)
+                await self._invoke(h, a, obj, old, view)
             except ApiError as e:
                 errors[i] = e
 
         async with trio.open_nursery() as nursery:
-            for i, h in enumerate(matched):
-                nursery.start_soon(one, i, h)
+            for i, (h, view) in enumerate(matched):
+                nursery.start_soon(one, i, h, view)
         for e in errors:
             if e is not None:
                 raise e

@@ -233,3 +233,26 @@ async def test_webhook_denial_without_reason_omits_it(start_server: StartServer,
         metrics = (await api.get("/metrics")).text
         assert ('apiserver_admission_webhook_rejection_count{error_type="no_error",name="nocode.example.com",'
                 'operation="CREATE",rejection_code="400",type="validating"} 3.0') in metrics
+
+
+async def test_match_policy_equivalent_sees_the_converted_object(start_server: StartServer,
+                                                                 wh: WebhookServer) -> None:
+    async with client_for(await start_server()) as api:
+        v1 = [{"operations": ["CREATE"], "apiGroups": ["autoscaling"], "apiVersions": ["v1"],
+               "resources": ["horizontalpodautoscalers"]}]
+        await configure(api, "ValidatingWebhookConfiguration", "hpa",
+                        hook(wh, "equivalent.example.com", "/allow", rules=v1),
+                        hook(wh, "exact.example.com", "/warn", rules=v1, matchPolicy="Exact"))
+        hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
+               "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+                        "minReplicas": 1, "maxReplicas": 3,
+                        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                            "type": "Utilization", "averageUtilization": 50}}}]}}
+        r = await api.post("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers", json=hpa)
+        assert r.status_code == 201, r.text
+        [seen] = wh.calls("/allow")
+        assert seen["kind"] == {"group": "autoscaling", "version": "v1", "kind": "HorizontalPodAutoscaler"}
+        assert seen["requestKind"]["version"] == "v2"
+        assert seen["object"]["apiVersion"] == "autoscaling/v1"
+        assert seen["object"]["spec"]["targetCPUUtilizationPercentage"] == 50
+        assert wh.calls("/warn") == []
