@@ -30,19 +30,23 @@ from kinds._fieldvalidation import (
     yaml_strict_error,
 )
 
-from ._auth import TokenAuthenticator, authorize, parse_token_csv
+from ._auth import TokenAuthenticator, parse_token_csv
+from ._authn import Authenticator, CertificateAuthority, FrontProxy
+from ._authz import Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
+from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._runtime import Actor, ReplySlot
-from ._tokens import SigningKey
+from ._tokens import JWKS_PATH, SigningKey, jwks, openid_configuration
 from ._tracing import NO_SPAN, Spans
 from .messages import Allowed, Request, UserInfo, WriteResult
 
 __all__ = [
     "APPLY_PATCH",
     "JSON_PATCH",
+    "JWKS_PATH",
     "MAX_COPY_BYTES",
     "MAX_DEPTH",
     "MAX_JSON_PATCH_OPERATIONS",
@@ -54,18 +58,27 @@ __all__ = [
     "Allowed",
     "AlreadyExists",
     "ApiError",
+    "Attributes",
+    "AuthenticationConfigError",
+    "AuthenticationConfiguration",
+    "Authenticator",
+    "Authorizer",
     "BadRequest",
     "Cause",
+    "CertificateAuthority",
     "Conflict",
     "Controllers",
+    "Decision",
     "Expired",
     "Forbidden",
+    "FrontProxy",
     "Gone",
     "InternalError",
     "Invalid",
     "MethodNotAllowed",
     "NotAcceptable",
     "NotFound",
+    "OIDCAuthenticator",
     "Pipeline",
     "ReplySlot",
     "Request",
@@ -81,13 +94,18 @@ __all__ = [
     "UnsupportedMediaType",
     "UserInfo",
     "WriteResult",
-    "authorize",
+    "attributes_of",
     "body_duplicate_fields",
     "body_strict_errors",
     "depth_exceeds",
+    "forbidden",
     "invalid",
+    "jwks",
     "now_rfc3339",
+    "openid_configuration",
+    "parse_modes",
     "parse_token_csv",
+    "validate_config",
     "warning_header",
     "yaml_duplicate_key",
     "yaml_strict_error",

@@ -23,14 +23,13 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from bus import Key
-from kinds import Registry, ResourceDef
+from kinds import NAMESPACES, Registry, ResourceDef
 from kinds._errors import Forbidden, NotFound
 from projections import Projection
 
 from ._runtime import Actor, ReplySlot, Stage
 from .messages import Request, UserInfo
 
-IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 _ADMREG = "admissionregistration.k8s.io"
 # Webhooks and policies never see writes of their own configuration (kube's
 # IsExemptAdmissionConfigurationResource), so a bad webhook can always be removed.
@@ -151,8 +150,9 @@ class AdmissionChain:
 
 class NamespaceLifecycle:
     """kube's NamespaceLifecycle: no new content in a missing namespace (404) or in a terminating
-    one (403); the immortal namespaces may not be deleted (403), whatever the path (a single
-    delete, each item of a deletecollection)."""
+    one (403); a kind's immortal objects (``ResourceDef.immortal``: the namespaces default,
+    kube-system and kube-public) may not be deleted (403), whatever the path (a single delete,
+    each item of a deletecollection)."""
 
     def __init__(self, projection: Projection) -> None:
         self.projection = projection
@@ -161,11 +161,8 @@ class NamespaceLifecycle:
         """First of the mutating plugins, as in kube: a write into a missing namespace is 404
         before the object is defaulted or validated."""
         rdef = a.rdef
-        if rdef.group == "" and rdef.plural == "namespaces":
-            if a.operation == "DELETE" and a.name in IMMORTAL_NAMESPACES:
-                raise Forbidden(f'namespaces "{a.name}" is forbidden: this namespace may not be deleted',
-                                name=a.name, kind="namespaces")
-            return
+        if a.operation == "DELETE" and a.name in rdef.immortal:
+            raise _immortal(rdef, a.name)
         if rdef.namespaced and a.operation == "CREATE" and not a.subresource:
             await self.admit_namespace(a.tenant, a.namespace, a.name, rdef)
 
@@ -174,11 +171,8 @@ class NamespaceLifecycle:
         rdef = req.rdef
         if rdef is None:
             return
-        if rdef.group == "" and rdef.plural == "namespaces":
-            if req.verb == "delete" and req.name in IMMORTAL_NAMESPACES:
-                raise Forbidden(f'namespaces "{req.name}" is forbidden: this namespace may not be deleted',
-                                name=req.name, kind="namespaces")
-            return
+        if req.verb in ("delete", "deletecollection") and req.name in rdef.immortal:
+            raise _immortal(rdef, req.name)
         if rdef.namespaced and req.verb == "create" and not req.subresource:
             await self.admit_namespace(req.tenant, req.namespace, req.name, rdef)
 
@@ -188,16 +182,21 @@ class NamespaceLifecycle:
         # seen); like the apiserver's informer-backed plugin, a deletion made on another gateway
         # a moment ago may be missed, and the namespace controller then removes the late object.
         # Anything else is confirmed with a consistent read before it is refused.
-        key = Key(tenant, "", "namespaces", "", namespace)
+        key = Key(tenant, *NAMESPACES, "", namespace)
         entry = self.projection.get(key)
         if entry is None or entry.fields.get("status.phase") != "Active":
             await self.projection.consistent()
             entry = self.projection.get(key)
         if entry is None:
-            raise NotFound(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
+            raise NotFound(f'{NAMESPACES[1]} "{namespace}" not found', name=namespace, kind=NAMESPACES[1])
         if entry.fields.get("status.phase") == "Terminating":
             raise Forbidden(f"unable to create new content in namespace {namespace} because it is being "
                             f"terminated", name=name, group=rdef.group, kind=rdef.plural)
+
+
+def _immortal(rdef: ResourceDef, name: str) -> Forbidden:
+    return Forbidden(f'{rdef.plural} "{name}" is forbidden: this {rdef.singular} may not be deleted', name=name,
+                     group=rdef.group, kind=rdef.plural)
 
 
 def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request]):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""Authentication and authorization actors (pure decisions + thin handlers)."""
+"""Authentication (pure decisions); authorization is in ``_authz``."""
 
 from __future__ import annotations
 
@@ -9,20 +9,11 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 
-from kinds._errors import BadRequest, Forbidden, Unauthorized
+from kinds._errors import Unauthorized
 
-from ._runtime import Actor, ReplySlot
-from .messages import Allowed, Request, UserInfo
+from .messages import UserInfo
 
-READ_VERBS = frozenset({"get", "list", "watch"})
-SELF_REVIEWS = frozenset({"selfsubjectreviews", "selfsubjectaccessreviews", "selfsubjectrulesreviews"})
-MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
-MONITORING = "system:monitoring"
-# Non-resource paths the system:monitoring group may read (kube's bootstrap ClusterRole of that name).
-_MONITORING_PATHS = ("/metrics", "/healthz", "/livez", "/readyz")
-# Non-resource paths every authenticated user may read (system:discovery, system:public-info-viewer).
-_PUBLIC_PREFIXES = ("/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/openapi")
 
 
 def parse_token_csv(text: str) -> dict[str, UserInfo]:
@@ -46,6 +37,10 @@ class TokenAuthenticator:
                  jwt: Callable[[str], UserInfo] | None = None) -> None:
         self._tokens = dict(tokens)
         self.jwt = jwt
+
+    def is_static(self, token: str) -> bool:
+        """Whether ``token`` is one of the static tokens (not a JWT to verify)."""
+        return token in self._tokens
 
     def authenticate(self, token: str) -> UserInfo:
         if not token:
@@ -71,82 +66,3 @@ class TokenAuthenticator:
         if AUTHENTICATED not in user.groups:
             user = msgspec.structs.replace(user, groups=(*user.groups, AUTHENTICATED))
         return user
-
-
-def authorize(req: Request, user: UserInfo) -> None:
-    """The interim policy until RBAC: system:masters may do everything; system:monitoring may also
-    read ``/metrics``; everyone else may read the public non-resource paths and nothing more
-    (403 Forbidden)."""
-    if MASTERS in user.groups:
-        return
-    if req.rdef is not None and req.rdef.plural in SELF_REVIEWS and req.verb == "create":
-        return  # system:basic-user: everyone may ask about themselves
-    if req.rdef is None:
-        if req.verb == "get" and req.path.startswith(_PUBLIC_PREFIXES):
-            return
-        if req.verb == "get" and MONITORING in user.groups and _monitoring_path(req.path):
-            return
-        raise Forbidden(f'forbidden: User "{user.name}" cannot {req.verb} path "{req.path}"')
-    rdef = req.rdef
-    resource = rdef.plural + (f"/{req.subresource}" if req.subresource else "")
-    subject = f'{rdef.plural} "{req.name}" is forbidden' if req.name else f"{rdef.plural} is forbidden"
-    if rdef.group:
-        subject = subject.replace(rdef.plural, f"{rdef.plural}.{rdef.group}", 1)
-    scope = f'in the namespace "{req.namespace}"' if rdef.namespaced and req.namespace else "at the cluster scope"
-    raise Forbidden(f'{subject}: User "{user.name}" cannot {req.verb} resource "{resource}" in API group '
-                    f'"{rdef.group}" {scope}', name=req.name, group=rdef.group, kind=rdef.plural)
-
-
-def _monitoring_path(path: str) -> bool:
-    """``/metrics`` and the health paths, each exactly or with sub-paths (``/readyz/log``)."""
-    return any(path == p or path.startswith(p + "/") for p in _MONITORING_PATHS)
-
-
-IMPERSONATE_USER = "impersonate-user"
-IMPERSONATE_GROUP = "impersonate-group"
-IMPERSONATE_UID = "impersonate-uid"
-IMPERSONATE_EXTRA = "impersonate-extra-"
-SA_PREFIX = "system:serviceaccount:"
-
-
-def refuse_impersonation(user: UserInfo, headers: tuple[tuple[str, str], ...]) -> None:
-    """Impersonation is not implemented: every ``Impersonate-*`` request is answered as kube
-    answers a user without the ``impersonate`` verb (``endpoints/filters/impersonation.go``), never
-    ignored. The user (or service account) is checked first, then groups, extras and the uid;
-    the first denial is the answer (403). Groups, extras or a uid without a user: 400."""
-    wanted_user = next((v for k, v in headers if k == IMPERSONATE_USER and v), "")
-    if not wanted_user:
-        items = [f"{k.removeprefix('impersonate-')}={v!r}" for k, v in headers]
-        raise BadRequest(f"requested {', '.join(items)} without impersonating a user")
-    namespace, resource, group, name = "", "users", "", wanted_user
-    if wanted_user.startswith(SA_PREFIX):
-        ns, _, sa = wanted_user[len(SA_PREFIX):].partition(":")
-        if ns and sa and ":" not in sa:
-            namespace, resource, name = ns, "serviceaccounts", sa
-    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-    qualified = f"{resource}.{group}" if group else resource
-    raise Forbidden(f'{qualified} "{name}" is forbidden: User "{user.name}" cannot impersonate resource '
-                    f'"{resource}" in API group "{group}" {scope}', name=name, group=group, kind=resource)
-
-
-def authenticate_request(authenticator: TokenAuthenticator, req: Request) -> Request:
-    """Authentication from the request's headers alone (token, then any Impersonate-* headers):
-    ``req`` with its user and tenant, or Unauthorized / Forbidden / BadRequest."""
-    user = authenticator.authenticate(req.token)
-    if req.impersonate:
-        refuse_impersonation(user, req.impersonate)
-    return msgspec.structs.replace(req, user=user, tenant=user.tenant)
-
-
-def authz_handler(next_actor: Actor[Request], reviews: Actor[Request]):  # type: ignore[no-untyped-def]
-    async def handle(req: Request, reply: ReplySlot) -> None:
-        assert req.user is not None
-        authorize(req, req.user)
-        if req.rdef is None or req.verb in READ_VERBS:
-            reply.set(Allowed(req.user))
-        elif not req.rdef.stored or req.subresource == "token":
-            reviews.forward(req, reply)
-        else:
-            next_actor.forward(req, reply)
-
-    return handle

@@ -5,6 +5,9 @@
 - namespaces: a terminating namespace is emptied, then finalized (its tombstone appended).
 - root CA publisher: every active namespace has the ``kube-root-ca.crt`` ConfigMap with the
   cluster CA, re-created when deleted and restored when edited (kube's rootcacertpublisher).
+- legacy service-account tokens: a ``kubernetes.io/service-account-token`` Secret gets its
+  ``token``, ``ca.crt`` and ``namespace`` filled in (a legacy JWT for the service account its
+  annotation names), or is deleted when that service account does not exist (kube's tokens_controller).
 
 Every gateway replica runs them; CAS at the log makes concurrent replicas safe (a lost race is
 an AlreadyExists or a no-op). They write through the resource actor as ``system:apiserver``.
@@ -12,6 +15,7 @@ an AlreadyExists or a no-op). They write through the resource actor as ``system:
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from typing import Any, NoReturn
@@ -20,17 +24,17 @@ import msgspec
 import trio
 
 from bus import BusError, Key, decode_event
-from kinds import Registry
+from kinds import DEFAULT_NAMESPACES, NAMESPACES, Registry
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound, ServiceUnavailable
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
 
 from ._runtime import Actor
+from ._tokens import SigningKey, legacy_claims
 from .messages import Request, UserInfo
 
 log = logging.getLogger("jetkube.controllers")
 
 SYSTEM_USER = UserInfo(name="system:apiserver", uid="system:apiserver", groups=("system:masters",))
-DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _ALL = WatchFilter(None, parse_label_selector(""), parse_field_selector(""))
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 ROOT_CA_DESCRIPTION = (
@@ -38,6 +42,13 @@ ROOT_CA_DESCRIPTION = (
     "the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of "
     "Kubernetes clusters.")
 _DESCRIPTION_ANNOTATION = "kubernetes.io/description"
+SA_TOKEN_SECRET = "kubernetes.io/service-account-token"
+SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
+SA_UID_ANNOTATION = "kubernetes.io/service-account.uid"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def root_ca_configmap(current: dict[str, Any] | None, ca_pem: str, *,
@@ -68,7 +79,7 @@ def root_ca_configmap(current: dict[str, Any] | None, ca_pem: str, *,
 class Controllers:
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], *,
                  root_ca_pem: str = "", tenant: str = "default", queue_size: int = 10_000,
-                 resync_s: float = 60.0) -> None:
+                 resync_s: float = 60.0, signing_key: SigningKey | None = None) -> None:
         self.projection = projection
         self.registry = registry
         self.resource = resource
@@ -78,11 +89,13 @@ class Controllers:
         self._wake = trio.Event()
         self.resync_s = resync_s
         self.root_ca_pem = root_ca_pem  # "": no CA to publish
-        ns_def = registry.by_resource("", "namespaces")
+        self.signing_key = signing_key  # None: no legacy token controller
+        ns_def = registry.by_resource(*NAMESPACES)
         sa_def = registry.by_resource("", "serviceaccounts")
         cm_def = registry.by_resource("", "configmaps")
-        assert ns_def is not None and sa_def is not None and cm_def is not None
-        self.ns_def, self.sa_def, self.cm_def = ns_def, sa_def, cm_def
+        secret_def = registry.by_resource("", "secrets")
+        assert ns_def is not None and sa_def is not None and cm_def is not None and secret_def is not None
+        self.ns_def, self.sa_def, self.cm_def, self.secret_def = ns_def, sa_def, cm_def, secret_def
 
     def _request(self, **kw: Any) -> Request:
         return Request(user=SYSTEM_USER, audit_id=str(uuid.uuid4()), user_agent="jetkube-controller-manager",
@@ -91,7 +104,7 @@ class Controllers:
     async def bootstrap(self) -> None:
         """Create the default namespaces that do not exist yet, and reconcile them once."""
         for ns in DEFAULT_NAMESPACES:
-            if self.projection.get(Key(self.tenant, "", "namespaces", "", ns)) is not None:
+            if self.projection.get(Key(self.tenant, *NAMESPACES, "", ns)) is not None:
                 continue
             req = self._request(verb="create", rdef=self.ns_def, name=ns,
                                 body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -116,19 +129,21 @@ class Controllers:
     def on_change(self, ch: Change, tenant: str, group: str, resource: str) -> None:
         if tenant != self.tenant:
             return
-        if group == "" and resource == "namespaces":
+        if (group, resource) == NAMESPACES:
             if ch.type != DELETED:
                 self.enqueue(ch.name)
         elif ch.namespace:
-            ns = self.projection.get(Key(tenant, "", "namespaces", "", ch.namespace))
+            ns = self.projection.get(Key(tenant, *NAMESPACES, "", ch.namespace))
             terminating = ns is not None and ns.fields.get("status.phase") == "Terminating"
             if (terminating and ch.type == DELETED
-                    or group == "" and resource == "serviceaccounts" and ch.type == DELETED and ch.name == "default"
-                    or group == "" and resource == "configmaps" and ch.name == ROOT_CA_CONFIGMAP):
+                    or group == "" and resource == "serviceaccounts" and ch.type == DELETED
+                    or group == "" and resource == "configmaps" and ch.name == ROOT_CA_CONFIGMAP
+                    or group == "" and resource == "secrets" and ch.type != DELETED
+                    and ch.entry.fields.get("type") == SA_TOKEN_SECRET):
                 self.enqueue(ch.namespace)
 
     def resync(self) -> None:
-        st = self.projection.state(self.tenant, "", "namespaces")
+        st = self.projection.state(self.tenant, *NAMESPACES)
         for _, name, _ in st.iter_entries(None):
             self.enqueue(name)
 
@@ -164,7 +179,7 @@ class Controllers:
             self.on_change(ch, tenant, group, resource)
 
     async def reconcile(self, ns: str) -> None:
-        entry = self.projection.get(Key(self.tenant, "", "namespaces", "", ns))
+        entry = self.projection.get(Key(self.tenant, *NAMESPACES, "", ns))
         if entry is None:
             return
         if entry.fields.get("status.phase") == "Terminating":
@@ -172,6 +187,46 @@ class Controllers:
         else:
             await self._ensure_default_sa(ns)
             await self._publish_root_ca(ns)
+            await self._legacy_tokens(ns)
+
+    async def _legacy_tokens(self, ns: str) -> None:
+        """kube's tokens_controller ``syncSecret`` for each service-account-token Secret of ``ns``."""
+        if self.signing_key is None:
+            return
+        st = self.projection.state(self.tenant, "", "secrets")
+        todo = [e for _, _, e in st.iter_entries(ns) if e.fields.get("type") == SA_TOKEN_SECRET]
+        for entry in todo:
+            secret = msgspec.json.decode(entry.data)
+            meta = secret.get("metadata") or {}
+            if meta.get("deletionTimestamp"):
+                continue
+            annotations = meta.get("annotations") or {}
+            sa_name = annotations.get(SA_NAME_ANNOTATION)
+            if not isinstance(sa_name, str) or not sa_name:
+                continue  # (kube refuses such a Secret at create; never deleted here)
+            sa_entry = self.projection.get(Key(self.tenant, "", "serviceaccounts", ns, sa_name))
+            sa_uid = None if sa_entry is None else msgspec.json.decode(sa_entry.data)["metadata"].get("uid")
+            wanted_uid = annotations.get(SA_UID_ANNOTATION)
+            if sa_uid is None or (wanted_uid and wanted_uid != sa_uid):
+                # The service account is gone (or was re-created): its token Secret goes too.
+                req = self._request(verb="delete", rdef=self.secret_def, namespace=ns, name=meta["name"], body=None)
+                try:
+                    await self.resource.ask(req, timeout_s=30)
+                except (NotFound, Conflict):
+                    pass
+                continue
+            data = secret.get("data") or {}
+            if data.get("token") and wanted_uid:
+                continue
+            token = self.signing_key.sign(legacy_claims(ns, sa_name, sa_uid, meta["name"]))
+            body = {**secret, "metadata": {**meta, "annotations": {**annotations, SA_UID_ANNOTATION: sa_uid}},
+                    "data": {**data, "token": _b64(token), "namespace": _b64(ns),
+                             **({"ca.crt": _b64(self.root_ca_pem)} if self.root_ca_pem else {})}}
+            req = self._request(verb="update", rdef=self.secret_def, namespace=ns, name=meta["name"], body=body)
+            try:
+                await self.resource.ask(req, timeout_s=30)
+            except (NotFound, Conflict):
+                pass  # changed meanwhile: that change requeues the namespace
 
     async def _ensure_default_sa(self, ns: str) -> None:
         if self.projection.get(Key(self.tenant, "", "serviceaccounts", ns, "default")) is not None:

@@ -18,12 +18,15 @@ from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler, build_chain
-from ._auth import TokenAuthenticator, authenticate_request, authz_handler
+from ._auth import TokenAuthenticator
+from ._authn import Authenticator, authenticate_request
+from ._authz import RBAC, Authorizer, authz_handler
 from ._controllers import Controllers
+from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
 from ._runtime import Actor, Stage
-from ._tokens import SigningKey, verify_token
+from ._tokens import SigningKey, TokenVerifier
 from ._tracing import Spans, current_child
 from .messages import Allowed, Request, UserInfo, WriteResult
 
@@ -31,24 +34,36 @@ from .messages import Allowed, Request, UserInfo, WriteResult
 class Pipeline:
     """Owns the actors. ``authenticate`` then ``submit_authenticated`` carry a request through."""
 
-    def __init__(self, log: Log, projection: Projection, registry: Registry, authenticator: TokenAuthenticator,
+    def __init__(self, log: Log, projection: Projection, registry: Registry,
+                 authenticator: Authenticator | TokenAuthenticator,
                  signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
-                 run_controllers: bool = True, spans: Spans | None = None) -> None:
+                 run_controllers: bool = True, spans: Spans | None = None,
+                 authorization_modes: tuple[str, ...] = (RBAC,)) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
+        #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
+        self.authorizer = Authorizer(projection.rbac, authorization_modes, projection=projection)
         self.chain = build_chain(projection, registry, lifecycle)
         self.core = ResourceCore(log, projection, registry=registry, chain=self.chain)
         self.chain.attach(self.core)
-        self.reviews_core = ReviewCore(projection, registry, signing_key)
+        self.core.guard = self.authorizer.guard  # RBAC escalation prevention, on the final object
+        self.reviews_core = ReviewCore(projection, registry, signing_key, self.authorizer)
         self.reviews_core.chain = self.chain
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
-        authenticator.jwt = self._service_account_user
+        if isinstance(authenticator, TokenAuthenticator):
+            authenticator = Authenticator(authenticator)
+        self.token_verifier = TokenVerifier(signing_key)  # signature checks cached briefly (by hash)
+        authenticator.tokens.jwt = self._service_account_user
+        self.reviews_core.tokens = authenticator.tokens  # TokenReview asks the same token authenticators
+        self.reviews_core.oidc = authenticator.oidc
+        #: Impersonation asks the same authorizer as authz (verb ``impersonate``), synchronously.
+        self.authorize = self.authorizer.authorize_request
         self.resource: Actor[Request] = Actor("resource", self.core.handle, mailbox_size=mailbox_size,
                                               workers=workers * 4)
         self.admission: Actor[Request] = Actor("admission", admission_handler(lifecycle, self.resource),
                                                mailbox_size=mailbox_size, workers=workers)
-        self.authz: Actor[Request] = Actor("authz", authz_handler(self.admission, self.reviews),
+        self.authz: Actor[Request] = Actor("authz", authz_handler(self.authorizer, self.admission, self.reviews),
                                            mailbox_size=mailbox_size, workers=workers)
         self.authn = Stage("authn")
         self.authenticator = authenticator
@@ -61,11 +76,14 @@ class Pipeline:
         for a in self.actors:
             a.spans = spans
         self.core.spans = spans
-        self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem)
+        self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem,
+                                        signing_key=signing_key)
                             if run_controllers else None)
+        self.rbac_controllers = (RbacControllers(projection, registry, self.resource)
+                                 if run_controllers else None)
 
     def _service_account_user(self, token: str) -> UserInfo:
-        return service_account_user(verify_token(token, self.reviews_core.key), self.projection)
+        return service_account_user(self.token_verifier.verify(token), self.projection, token=token)
 
     def authenticate(self, req: Request) -> Request:
         """Authentication alone (401, or 403/400 for Impersonate-* headers): ``req`` with its user
@@ -76,11 +94,12 @@ class Pipeline:
         t0 = time.perf_counter()
         try:
             if self.spans is None:
-                return authenticate_request(self.authenticator, req)
+                return authenticate_request(self.authenticator, req, self.authorize)
             # The request span is this task's current span: the stages that follow are its children.
             trace = self.spans.current_traceparent()
             with current_child(self.spans if trace else None, "authn"):
-                return authenticate_request(self.authenticator, msgspec.structs.replace(req, trace=trace))
+                return authenticate_request(self.authenticator, msgspec.structs.replace(req, trace=trace),
+                                            self.authorize)
         finally:
             self.authn.latency.observe(time.perf_counter() - t0)
 
@@ -96,6 +115,9 @@ class Pipeline:
         async with trio.open_nursery() as nursery:
             for a in self.actors:
                 await nursery.start(a.run)
+            if self.rbac_controllers is not None:
+                await self.rbac_controllers.bootstrap()
+                await nursery.start(self.rbac_controllers.run)
             if self.controllers is not None:
                 await self.controllers.bootstrap()
                 await nursery.start(self.controllers.run)

@@ -127,6 +127,9 @@ class ResourceCore:
         self.chain = chain
         #: Tracing (None: off): the log append is a span, a child of this actor's stage span.
         self.spans: Spans | None = None
+        #: A check of the final object of a create, update or patch after validation (RBAC's
+        #: escalation prevention, which kube runs in storage): raises an ApiError to refuse it.
+        self.guard: Callable[[Request, dict[str, Any], dict[str, Any] | None], None] | None = None
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -234,6 +237,8 @@ class ResourceCore:
         if causes:
             name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
             raise invalid(req.rdef.kind, name, causes, group=req.rdef.group)
+        if self.guard is not None:
+            self.guard(req, obj, old)
 
     async def _append(self, req: Request, key: Key, etype: str, obj: dict[str, Any], expected: int,
                       attempt: int) -> bytes:
@@ -253,7 +258,7 @@ class ResourceCore:
             actor=EventActor(user=user.name if user else "", groups=tuple(user.groups) if user else (),
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
                              source=req.source),
-            labels=labels, fields=fields)
+            labels=labels, fields=fields, subresource=req.subresource)
         subject = self.log.subject(key)
         with current_child(self.spans, "log append"):
             seq = await self.log.append(subject, encode_event(event),
@@ -608,7 +613,7 @@ class ResourceCore:
         if dry and "dryRun" not in req.query:
             req = msgspec.structs.replace(req, query={**req.query, "dryRun": "All"})
         key = self.key(req)
-        is_namespace = rdef.group == "" and rdef.plural == "namespaces"
+        strategy = strategy_for(rdef)
         final_uid = ""
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
@@ -627,15 +632,12 @@ class ResourceCore:
             if self.chain is not None:
                 await self.chain.mutate(req, "DELETE", None, old)
                 await self.chain.validate(req, "DELETE", None, old)
-            pending = is_namespace or bool(meta.get("finalizers"))
-            if pending:
+            if strategy.deletion_is_graceful(old):
                 if meta.get("deletionTimestamp"):
                     return _NoChange(entry)
                 meta["deletionTimestamp"] = now_rfc3339()
                 meta["deletionGracePeriodSeconds"] = 0
                 meta.pop("resourceVersion", None)
-                if is_namespace:
-                    old["status"] = {"phase": "Terminating"}
                 return ("put", old)
             meta.pop("resourceVersion", None)
             return ("delete", old)

@@ -49,8 +49,13 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     audit_id: str = ""
     user_agent: str = ""
     source: str = ""
-    # The Impersonate-* headers as (lower-cased name, value) pairs; the authn actor refuses them.
+    # The Impersonate-* headers as (lower-cased name, value) pairs, checked after authentication.
     impersonate: tuple[tuple[str, str], ...] = ()
+    # The TLS client certificate (DER) of the connection, b"" if none was presented.
+    client_cert: bytes = b""
+    # The front-proxy headers (X-Remote-User, -Group, -Extra-*) as (lower-cased name, value) pairs;
+    # trusted only with a client certificate from the request-header CA.
+    remote_headers: tuple[tuple[str, str], ...] = ()
     # The W3C traceparent of the gateway's request span: "" unless tracing is on and this request
     # is sampled. The trace context travels here, in the message, from stage to stage.
     trace: str = ""

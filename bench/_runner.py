@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from . import _profile, _wrk
+from . import _profile, _rbac, _wrk
 from ._params import FULL, QUICK, Params
 from ._procs import Child, Children, Gateway, find_pid, spawn, start_gateway, stop_gateway
 from ._util import (
@@ -47,8 +47,8 @@ from ._util import (
     stage_breakdown,
 )
 
-ALL = ["C1", "B1", "B1A", "B2", "B3", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9", "B11X", "F1"]
-NEEDS_C1 = {"B1", "B1A", "B2", "B3"}
+ALL = ["C1", "B1", "B1A", "B2", "B3", "BR", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9", "B11X", "F1"]
+NEEDS_C1 = {"B1", "B1A", "B2", "B3", "BR"}
 
 
 def _ms(v: float | None) -> str:
@@ -339,8 +339,10 @@ class Bench:
         nats_dir = self.run_dir / "nats-main"
         self.nats_url = await stack.enter_async_context(run_nats_server(nats_dir))
         self.nats_pid = find_pid(str(nats_dir / "nats.conf"))
+        # The BR scenario's user (RBAC-authorized) is in a token file beside the generated admin token.
+        tokens = _rbac.write_token_file(self.run_dir / "bench-tokens.csv")
         self.g1 = await start_gateway(self.children, "G1", self.run_dir / "gw1", self.nats_url,
-                                      extra_args=self.serve_args)
+                                      extra_args=("--token-file", str(tokens), *self.serve_args))
         self.log(f"nats-server {redact_url(self.nats_url)} (pid {self.nats_pid}); "
                  f"jetkube G1 http port {self.g1.port} "
                  f"(pid {self.g1.pid}, ready in {self.g1.ready_s:.1f}s incl. first-start PKI)")
@@ -1009,6 +1011,8 @@ class Bench:
                   f"seeded on a fresh log; time from spawn to ready; then an in-process replay from sequence 1",
             "B9": f"{p.b9_objects:,} ConfigMaps of ~1 KiB seeded on a fresh log; gateway RSS after it is ready",
         }
+        if sid == "BR":
+            return _rbac.header(self)
         return h.get(sid, "")
 
     async def run(self) -> int:
@@ -1071,21 +1075,23 @@ class Bench:
             # Each HTTP scenario is bracketed by C1 runs of its own request mix (before, and after
             # in a full run): the machine is shared and noisy, so a ceiling is only compared with
             # the runs beside it.
-            first = ["C1-get", "C1-write"] if not any(self.want(x) for x in ("B1", "B2", "B3")) else []
+            first = ["C1-get", "C1-write"] if not any(self.want(x) for x in ("B1", "B2", "B3", "BR")) else []
             if self.quart_port:
                 first.append("C1-quart-get")
             if first:
                 await s("C1", "HTTP ceiling", self.header("C1"), lambda: self.c1(first, "start"), 120)
         for sid, title, fn, mix in (("B1", "create", self.b1, "C1-write"), ("B2", "get by name", self.b2, "C1-get"),
-                                    ("B3", "update with resourceVersion", self.b3, "C1-write")):
+                                    ("B3", "update with resourceVersion", self.b3, "C1-write"),
+                                    ("BR", "create and get through RBAC", lambda: _rbac.run(self),
+                                     "C1-write,C1-get")):
             if not self.want(sid):
                 continue
             await s("C1", f"HTTP ceiling before {sid}", self.header("C1"),
-                    lambda mix=mix, sid=sid: self.c1([mix], sid), 60)  # type: ignore[misc]
-            await s(sid, title, self.header(sid), fn, 180)
+                    lambda mix=mix, sid=sid: self.c1(mix.split(","), sid), 60)  # type: ignore[misc]
+            await s(sid, title, self.header(sid), fn, 240)
             if self.p.c1_runs > 1:
                 await s("C1", f"HTTP ceiling after {sid}", self.header("C1"),
-                        lambda mix=mix, sid=sid: self.c1([mix], sid), 60)  # type: ignore[misc]
+                        lambda mix=mix, sid=sid: self.c1(mix.split(","), sid), 60)  # type: ignore[misc]
         if self.want("B1A"):
             from . import _admission
             await s("B1A", "create through the admission chain", _admission.header(self),

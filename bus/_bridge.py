@@ -57,14 +57,18 @@ _SENT, _UNSENT, _LOST = 0, 1, 2  # how a request ended without a reply: see Brid
 
 
 class _Pending:
-    __slots__ = ("abandoned", "data", "event", "failure", "headers")
+    __slots__ = ("abandoned", "data", "event", "failure", "headers", "many", "max_msgs")
 
-    def __init__(self) -> None:
+    def __init__(self, max_msgs: int = 0) -> None:
         self.event = trio.Event()
         self.data: bytes = b""
         self.headers: Headers = None
         self.abandoned = False
         self.failure = _SENT
+        # A request answered by several messages (a JetStream batch direct get): the replies so far,
+        # filled on the asyncio side until a status message (the end of the batch) or ``max_msgs``.
+        self.many: list[Reply] | None = [] if max_msgs else None
+        self.max_msgs = max_msgs
 
 
 class Reply:
@@ -290,12 +294,27 @@ class Bridge:
         before the reply (it may have been processed). Cancellation abandons the reply; the asyncio
         side forgets it at its deadline.
         """
+        return await self._request(subject, payload, headers, timeout_s, _Pending())
+
+    async def request_many(self, subject: str, payload: bytes, *, max_msgs: int,
+                           timeout_s: float) -> tuple[list[Reply], Reply | None]:
+        """Publish ``payload`` with a reply subject and collect the replies until a status message
+        (which ends the list: JetStream's ``204 EOB`` after a batch, or ``404`` when nothing
+        matched) or ``max_msgs`` replies. Errors as :meth:`request`; the whole batch is bounded
+        by ``timeout_s``. Returns the replies and the status message that ended them (None when
+        ``max_msgs`` ended the list)."""
+        p = _Pending(max_msgs)
+        last = await self._request(subject, payload, None, timeout_s, p)
+        assert p.many is not None
+        return p.many, last if last.status is not None else None
+
+    async def _request(self, subject: str, payload: bytes, headers: Headers, timeout_s: float,
+                       p: _Pending) -> Reply:
         if self._closed:
             raise BusClosed("bus is closed")
         if not self._connected:
             raise BusUnavailable(f"not connected to NATS at {redact_url(self.url)}")
         async with self._slots:
-            p = _Pending()
             self._outbox.append((subject, payload, headers, p, timeout_s))
             if not self._out_scheduled:
                 self._out_scheduled = True
@@ -343,10 +362,18 @@ class Bridge:
 
     async def _a_on_reply(self, msg: Any) -> None:
         n = int(msg.subject.rsplit(".", 1)[1])
-        entry = self._waiting.pop(n, None)
+        entry = self._waiting.get(n)
         if entry is None:
             return
-        self._a_hand_back(entry[0], msg.data, msg.headers, _SENT)
+        p = entry[0]
+        if p.many is not None:
+            headers = msg.headers
+            if headers is None or "Status" not in headers:
+                p.many.append(Reply(msg.data, headers))
+                if len(p.many) < p.max_msgs:
+                    return
+        del self._waiting[n]
+        self._a_hand_back(p, msg.data, msg.headers, _SENT)
 
     def _a_hand_back(self, p: _Pending, data: bytes, headers: Headers, failure: int) -> None:
         self._replies.append((p, data, headers, failure))

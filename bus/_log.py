@@ -43,6 +43,9 @@ class StreamConfig(msgspec.Struct, frozen=True):
     replicas: int = 1
     duplicate_window_s: float = 120.0
     max_msg_bytes: int = 8 * 1024 * 1024
+    #: Retention (0 / -1: keep everything, the log's setting; the audit stream has its own bounds).
+    max_age_s: float = 0.0
+    max_bytes: int = -1
 
 
 def _api_error(resp: dict[str, Any]) -> JetStreamError:
@@ -122,7 +125,8 @@ class Log:
             "name": self.stream, "subjects": [all_filter(self.prefix)], "retention": "limits",
             "storage": "file", "num_replicas": self.config.replicas, "discard": "old",
             "duplicate_window": int(self.config.duplicate_window_s * 1e9), "allow_direct": True,
-            "max_msg_size": self.config.max_msg_bytes, "max_msgs": -1, "max_bytes": -1, "max_age": 0,
+            "max_msg_size": self.config.max_msg_bytes, "max_msgs": -1, "max_bytes": self.config.max_bytes,
+            "max_age": int(self.config.max_age_s * 1e9),
             "max_msgs_per_subject": -1,
         }
         try:
@@ -319,6 +323,68 @@ class Log:
         if status is not None or "Nats-Sequence" not in headers:
             raise BusError(f"direct get of {subject} up to {seq} failed: status {status}")
         return LogMessage(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data)
+
+    async def subject_messages(self, subject: str, start_seq: int, *, limit: int,
+                               timeout_s: float = 5.0) -> tuple[list[LogMessage], int]:
+        """Up to ``limit`` messages of one subject from ``start_seq`` on, in order, and how many more
+        the subject has after the last one returned: one JetStream batch direct get
+        (``next_by_subj`` + ``batch``, nats-server >= 2.11), so an object's history costs a read of
+        its own messages, never a scan of the log. The server walks its per-subject index."""
+        body = json.dumps({"next_by_subj": subject, "seq": max(1, start_seq), "batch": limit,
+                           "max_bytes": 64 * 1024 * 1024}).encode()
+        replies = await self._direct_batch(body, limit, timeout_s)
+        out = [self._direct_message(r, subject) for r in replies]
+        pending = int((replies[-1].headers or {}).get("Nats-Num-Pending", 0)) if replies else 0
+        return out, pending
+
+    async def last_messages_at(self, subjects: list[str], seq: int, *, timeout_s: float = 5.0) -> list[LogMessage]:
+        """The last message with a sequence <= ``seq`` of each of ``subjects`` (literal subjects or
+        wildcards matching at most 1,024 subjects; the server answers 413 beyond), in stream order;
+        subjects with none are absent. One batch direct get (``multi_last`` + ``up_to_seq``,
+        nats-server >= 2.11): the point-in-time read of many objects at once."""
+        if seq <= 0 or not subjects:
+            return []
+        body = json.dumps({"multi_last": subjects, "up_to_seq": seq}).encode()
+        return [self._direct_message(r, "") for r in await self._direct_batch(body, 1025, timeout_s)]
+
+    async def _direct_batch(self, body: bytes, max_msgs: int, timeout_s: float) -> list[Reply]:
+        """The messages of one batch direct get; [] for 404 (nothing matched; nats-server 2.15 also
+        answers 404 to an ``up_to_seq`` beyond the last sequence); BusError for any other status."""
+        replies, end = await self.bridge.request_many(f"$JS.API.DIRECT.GET.{self.stream}", body,
+                                                      max_msgs=max_msgs, timeout_s=timeout_s)
+        if end is not None and end.status not in ("204", "404"):
+            desc = (end.headers or {}).get("Description", "")
+            raise BusError(f"direct get failed: status {end.status} {desc}".rstrip())
+        return replies
+
+    @staticmethod
+    def _direct_message(reply: Reply, subject: str) -> LogMessage:
+        headers = reply.headers or {}
+        if "Nats-Sequence" not in headers:
+            raise BusError(f"unexpected direct get reply: status {reply.status}")
+        return LogMessage(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data,
+                          headers.get("Nats-Msg-Id", ""), headers.get("Nats-Time-Stamp", ""))
+
+    async def subjects(self, filter_subject: str, *, timeout_s: float = 10.0) -> dict[str, int]:
+        """Every subject of the stream matching ``filter_subject`` with its message count (STREAM.INFO
+        ``subjects_filter``, which the server pages by ``offset``)."""
+        out: dict[str, int] = {}
+        deadline = trio.current_time() + timeout_s
+        while True:
+            info = await self._api(f"STREAM.INFO.{self.stream}",
+                                   {"subjects_filter": filter_subject, "offset": len(out)},
+                                   timeout_s=max(0.1, deadline - trio.current_time()))
+            page = info.get("state", {}).get("subjects") or {}
+            out.update(page)
+            total = int(info.get("total", 0) or 0)
+            if not page or len(out) >= total:
+                return out
+
+    async def seq_at_time(self, when: str) -> int | None:
+        """The sequence of the first message stored at or after ``when`` (RFC 3339), or None."""
+        body = json.dumps({"start_time": when, "batch": 1}).encode()
+        replies = await self._direct_batch(body, 1, 5.0)
+        return int((replies[0].headers or {})["Nats-Sequence"]) if replies else None
 
     async def open_reader(self, filter_subject: str, start_seq: int, *, batch: int = 1024) -> LogReader:
         return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch)

@@ -24,6 +24,8 @@ class Actor(msgspec.Struct, frozen=True, omit_defaults=True):
     tenant: str = "default"
     user_agent: str = ""
     source: str = ""
+    #: The authenticated user who impersonated ``user`` ("" without impersonation).
+    impersonator: str = ""
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -37,6 +39,8 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     time: str
     actor: Actor
     labels: dict[str, str] = {}
+    #: The subresource written ("status", "scale", ...; "" for the object itself).
+    subresource: str = ""
     # Values of the kind's selectable fields (beyond metadata.name/namespace), e.g. an Event's
     # ``involvedObject.name``; computed once by the writer so readers never decode the object.
     fields: dict[str, str] = {}
@@ -49,6 +53,8 @@ class LogMessage(msgspec.Struct, frozen=True):
     subject: str
     data: bytes
     msg_id: str = ""
+    #: When JetStream stored it (RFC 3339), where the read tells (direct gets); "" otherwise.
+    stored_at: str = ""
 
 
 _encoder = msgspec.json.Encoder()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import (
+    JWKS_PATH,
     Allowed,
     BadRequest,
     MethodNotAllowed,
@@ -32,18 +34,27 @@ from actors import (
     Request,
     RequestEntityTooLarge,
     WriteResult,
+    jwks,
+    openid_configuration,
     warning_header,
 )
 from bus import Key
 from kinds import Registry
-from projections import Change, Projection
+from projections import Change, Projection, now_micro
 
 from . import _discovery as discovery
+from . import _history as history
 from . import _openapi as openapi
+from ._audit import AUDIT_EVENTS, AUDIT_EVENTS_PATH, AuditNote, AuditSink, audit_request, parse_query
+from ._audit import query as audit_query
 from ._codec import decode_body_strict
 from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
+from ._protobuf import CONTENT_TYPE as PROTOBUF_CT
+from ._protobuf import ProtobufError
+from ._protobuf_write import WATCH_CONTENT_TYPE as PROTOBUF_WATCH_CT
+from ._protobuf_write import encode_json_object, encode_watch_lines
 from ._reads import (
     get_object,
     list_body,
@@ -65,6 +76,7 @@ from ._table import (
     table_for_list,
     table_for_object,
     table_watch_line,
+    wants_protobuf,
     wants_table,
 )
 
@@ -83,10 +95,12 @@ class Context:
     draining: bool = False  # shutdown began: /readyz answers 503 while requests are still served
     openapi: OpenAPICache = field(default_factory=lambda: OpenAPICache())
     watches: WatchStreams = field(default_factory=lambda: WatchStreams())
+    audit: AuditSink | None = None
     metrics: ServerMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = ServerMetrics(self.pipeline, self.projection, self.registry)
+        self.metrics.audit = self.audit
 
 
 class WatchStreams:
@@ -212,12 +226,14 @@ def create_app(ctx: Context) -> QuartTrio:
         line = begin_request(ctx.settings.request_log, audit_id, request.scope,
                              request.headers.get("User-Agent", ""))
         intake = _Intake()
+        note = AuditNote(request.method.lower())
+        received = now_micro()
         metrics = ctx.metrics
         started = time.perf_counter()
         kind = metrics.begin(request.method)
         try:
             try:
-                resp = await _dispatch(ctx, audit_id, intake)
+                resp = await _dispatch(ctx, audit_id, intake, note)
             except (trio.Cancelled, KeyboardInterrupt):
                 metrics.abort(labels := _request_labels(ctx, 499))
                 line.end(labels[0], 499)
@@ -233,6 +249,8 @@ def create_app(ctx: Context) -> QuartTrio:
                 resp.headers["Audit-Id"] = audit_id
         finally:
             metrics.end(kind)
+        if ctx.audit is not None:
+            await audit_request(ctx.audit, note, audit_id, resp.status_code, received)
         if not intake.body_read and _has_body(request.headers):
             _close_connection(resp)
         # Recorded once, at the end: a watch when its stream ends (as kube does), anything else now.
@@ -293,7 +311,20 @@ def _impersonation(headers: Any) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
+def _remote_headers(headers: Any) -> tuple[tuple[str, str], ...]:
+    """The front-proxy headers (X-Remote-User, -Group, -Extra-<key>), each value, names lower-cased."""
+    return tuple((k.lower(), v) for k, v in headers.items() if k[:9].lower() == "x-remote-")
+
+
+def _client_cert(scope: Any) -> bytes:
+    """The connection's client certificate (DER), from the ASGI TLS extension (see
+    ``_hypercorn_ext``); b"" without one."""
+    tls = (scope.get("extensions") or {}).get("tls")
+    chain = tls.get("client_cert_chain") if tls else None
+    return ssl.PEM_cert_to_DER_cert(chain[0]) if chain else b""
+
+
+async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNote) -> Response:
     s = ctx.settings
     method = request.method
     q = {k: v for k, v in request.args.items()}
@@ -304,8 +335,14 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     who = ctx.pipeline.authenticate(Request(
         verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
         source=request.remote_addr or "", query=q, path=request.path,
-        impersonate=_impersonation(request.headers)))
+        impersonate=_impersonation(request.headers), client_cert=(cert := _client_cert(request.scope)),
+        remote_headers=_remote_headers(request.headers) if cert else ()))
     note_user(who.user.name if who.user is not None else "")
+    note.user, note.tenant = who.user, who.tenant
+    if history.handles(request.path):
+        return await _history(ctx, who, q, note)
+    if request.path.rstrip("/") == AUDIT_EVENTS_PATH:
+        return await _audit_events(ctx, who, q, note)
     route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):
@@ -337,6 +374,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     # The tenant is the authenticated user's, as before (tenancy by path is the tenancy issue's).
     req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
                                   subresource=route.subresource)
+    note.resource_request(req)
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
@@ -349,6 +387,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
+        note.written(req, result.code)
         r = _json_response(result.body, result.code)
         for w in result.warnings:
             r.headers.add("Warning", warning_header(w))
@@ -357,6 +396,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     tenant = result.user.tenant if route.tenant is None else route.tenant
     proj = ctx.projection
     table = wants_table(request.headers.get("Accept"))
+    # Protobuf answers for kinds that have a message (built-in kinds); others get JSON, as CRDs do.
+    protobuf = not table and rdef.protobuf_message is not None and wants_protobuf(request.headers.get("Accept"))
     include = ""
     if table:
         try:
@@ -368,12 +409,15 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
     if verb == "get":
         key = Key(tenant, storage.group, storage.plural, route.namespace or "", route.name)
         async with _read_deadline(s.request_timeout_s):
-            data = served_object(await get_object(proj, key, rdef, resource_version_param(q)), storage, rdef)
+            data = served_object(await get_object(proj, key, rdef, resource_version_param(q),
+                                                  q.get("resourceVersionMatch")), storage, rdef)
         if route.subresource == "scale":
             return _json_response(scale_of(rdef, data))
         if table:
             return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
                                                     now=_now()), table)
+        if protobuf:
+            return _protobuf_response(data)
         return _json_response(data)
     assert opts is not None
     if verb == "list":
@@ -384,7 +428,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
                 rdef, listed.items, api_version=table, include_object=include,
                 resource_version=str(listed.resource_version), continue_token=listed.continue_token,
                 remaining=listed.remaining, now=_now()), table)
-        return _json_response(list_body(rdef, listed))
+        body = list_body(rdef, listed)
+        return _protobuf_response(body) if protobuf else _json_response(body)
     timeout = opts.timeout_s if opts.timeout_s is not None else int(s.min_request_timeout_s *
                                                                   (1 + random.random()))
     if table:
@@ -398,10 +443,66 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake) -> Response:
 
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode, storage), timeout,
                        table_content_type(table))
+    if protobuf:
+        lines = (watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage) if storage is not rdef
+                 else watch_lines(proj, tenant, rdef, opts))
+        return _stream(ctx.watches, _protobuf_frames(lines), timeout, PROTOBUF_WATCH_CT)
     if storage is not rdef:
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage),
                        timeout)
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
+
+
+def _protobuf_response(data: bytes) -> Response:
+    try:
+        return Response(encode_json_object(data), status=200, content_type=PROTOBUF_CT)
+    except ProtobufError:  # a stored value the message cannot carry: JSON says it as it is
+        return _json_response(data)
+
+
+async def _protobuf_frames(lines: Any) -> AsyncIterator[bytes]:
+    """JSON watch lines re-framed as protobuf watch events (encoded once per protobuf watcher)."""
+    try:
+        async for chunk in lines:
+            yield encode_watch_lines(chunk)
+    finally:
+        await lines.aclose()
+
+
+async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNote) -> Response:
+    """``history.jetkube.io/v1`` (gateway/_history.py): authorized as a get of ``<object>/history``."""
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {request.method}")
+    s = ctx.settings
+    if request.path.rstrip("/") == history.RV_AT_TIME:
+        # Not about any object: a non-resource get (every authenticated user may read versions).
+        await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
+                                                timeout_s=s.request_timeout_s)
+        async with _read_deadline(s.request_timeout_s):
+            return _json_response(await history.resource_version_at(ctx.projection.log, q.get("time", "")))
+    rdef, namespace, name = history.parse_target(ctx.registry, request.path)
+    authz = history.authorization_request(who, rdef, namespace, name)
+    note.resource_request(authz)
+    allowed = await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
+    assert isinstance(allowed, Allowed)
+    async with _read_deadline(s.request_timeout_s):
+        body = await history.history_body(ctx.projection.log, allowed.user.tenant, rdef, namespace, name, q)
+    return _json_response(body)
+
+
+async def _audit_events(ctx: Context, who: Request, q: dict[str, str], note: AuditNote) -> Response:
+    """``GET /apis/audit.jetkube.io/v1/events``: kube's audit JSON lines (gateway/_audit.py),
+    authorized as a ``list`` of ``events.audit.jetkube.io``."""
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {request.method}")
+    authz = msgspec.structs.replace(who, verb="list", rdef=AUDIT_EVENTS, namespace="", name="")
+    note.resource_request(authz)
+    s = ctx.settings
+    await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
+    query = parse_query(q)
+    lines = await audit_query(ctx.projection.log, ctx.audit.log if ctx.audit else None, ctx.registry,
+                              s.audit_policy, query, timeout_s=s.request_timeout_s)
+    return Response(b"".join(lines), status=200, content_type="application/x-ndjson")
 
 
 @asynccontextmanager
@@ -466,6 +567,16 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         return _openapi(ctx, route)
     if route.kind == "metrics":
         return Response(await ctx.metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)
+    if route.kind == "oidc":
+        # Service-account issuer discovery: a third party verifies our tokens with these alone.
+        key = ctx.pipeline.reviews_core.key
+        if route.path.rstrip("/") == JWKS_PATH:
+            r = Response(_enc.encode(jwks(key)), status=200, content_type="application/jwk-set+json")
+        else:
+            doc = openid_configuration(key, f"https://{ctx.server_address}{JWKS_PATH}")
+            r = _json_response(_enc.encode(doc))
+        r.headers["Cache-Control"] = "public, max-age=3600"
+        return r
     if route.kind == "health":
         # Only readiness (and an explicit /<probe>/projection or /<probe>/log check) depends on the
         # log: a connection to NATS and a projection caught up with it. Liveness does not: the bus

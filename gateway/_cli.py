@@ -11,14 +11,17 @@ from pathlib import Path
 
 import trio
 
-from actors import parse_token_csv
+from actors import AuthenticationConfigError, parse_modes, parse_token_csv
 from bus import NatsAuth, StreamMismatch, redact_url
+from projections import DEFAULT_POLICY
 
+from ._commands import add_commands
+from ._commands import run as run_command
 from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
-from ._pki import ensure_pki, ensure_service_account_key, write_kubeconfig
+from ._pki import ensure_pki, ensure_service_account_key, issue_cert, write_kubeconfig
 from ._server import serve
-from ._settings import Settings, TracingConfigError, load_tracing_config
+from ._settings import Settings, TracingConfigError, load_audit_policy, load_tracing_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,12 +41,38 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--nats-tls-cert", default=None, help="client certificate for NATS (mutual TLS)")
     s.add_argument("--nats-tls-key", default=None, help="the client certificate's key")
     s.add_argument("--token-file", default=None, help='static tokens: token,user,uid,"group1,group2"')
+    s.add_argument("--client-ca-file", default=None,
+                   help="CA bundle client certificates must be signed by (CN: user, O: groups; default: the "
+                        "generated CA, DATA_DIR/pki/ca.crt)")
+    s.add_argument("--requestheader-client-ca-file", default=None,
+                   help="front-proxy authentication: X-Remote-User/-Group/-Extra-* headers are trusted only "
+                        "from a client certificate signed by this CA bundle (default: off)")
+    s.add_argument("--requestheader-allowed-names", default="",
+                   help="comma-separated common names the front proxy's certificate may have (default: any)")
+    s.add_argument("--authentication-config", default=None,
+                   help="an AuthenticationConfiguration file (apiserver.config.k8s.io/v1): OIDC issuers (jwt), "
+                        "anonymous with conditions")
+    s.add_argument("--anonymous-auth", action="store_true",
+                   help="serve requests without credentials as system:anonymous (group "
+                        "system:unauthenticated); off by default")
     s.add_argument("--service-account-key-file", default=None,
                    help="PEM private key (EC P-256: ES256, RSA: RS256) signing service-account tokens; give "
                         "every replica the same file (default: DATA_DIR/pki/sa.key, generated)")
+    s.add_argument("--authorization-mode", default="RBAC",
+                   help="authorizers in order, comma-separated, as kube-apiserver's: RBAC (default), AlwaysAllow "
+                        "(every authenticated request: for tests only), AlwaysDeny; system:masters may always "
+                        "do everything")
     s.add_argument("--tracing-config-file", default=None,
                    help="a TracingConfiguration (apiserver.config.k8s.io): OpenTelemetry traces to an "
                         "OTLP/HTTP endpoint at samplingRatePerMillion (default: no tracing)")
+    s.add_argument("--audit-policy-file", default=None,
+                   help="an audit.k8s.io/v1 Policy (default: secrets, configmaps, token requests and reviews at "
+                        "Metadata, reads at Metadata, other requests at RequestResponse)")
+    s.add_argument("--audit-max-age", type=float, default=7 * 24 * 3600.0, metavar="SECONDS",
+                   help="how long the audit stream keeps reads and denials (writes are audited from the log)")
+    s.add_argument("--audit-max-bytes", type=int, default=1 << 30, help="the audit stream's size bound")
+    s.add_argument("--audit-queue-size", type=int, default=10_000,
+                   help="audit records waiting to be written; when full, reads are dropped and counted")
     s.add_argument("--insecure-port", type=int, default=None, help="also serve plain HTTP here (tokens required)")
     s.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: DATA_DIR/kubeconfig)")
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
@@ -82,7 +111,33 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--monitoring-token-file", default=None,
                    help=f"also a token for user {MONITORING_USER} in group system:monitoring (reads /metrics) "
                         "in the token file, and written alone to this file (mode 0644) for Prometheus")
+    c = sub.add_parser("certs", help="client certificates signed by the cluster CA")
+    csub = c.add_subparsers(dest="certs_command", required=True)
+    u = csub.add_parser("user", help="mint a client certificate for user NAME (CN=NAME, O=each --group), "
+                                     "signed by DATA_DIR/pki/ca.key; writes NAME.crt and NAME.key (0600)")
+    u.add_argument("name")
+    u.add_argument("--group", action="append", default=[], help="a group (the certificate's O; repeatable)")
+    u.add_argument("--days", type=int, default=365, help="validity in days (default: 365)")
+    u.add_argument("--data-dir", default=".jetkube", help="where the CA is (DATA_DIR/pki)")
+    u.add_argument("--out-dir", default=".", help="where to write NAME.crt and NAME.key (default: .)")
+
+    add_commands(sub)  # history, get --at, audit: API clients (gateway/_commands.py)
     return p
+
+
+def certs_user(data_dir: Path, name: str, *, groups: list[str], days: int = 365,
+               out_dir: Path = Path(".")) -> tuple[Path, Path]:
+    """``jetkube certs user``: a client certificate for ``name`` in ``groups`` signed by the CA of
+    ``data_dir`` (created if missing, as on a first start). Returns the certificate and key paths."""
+    if days < 1:
+        raise SystemExit("jetkube certs user: --days must be at least 1")
+    if not name or "/" in name or name in (".", ".."):
+        raise SystemExit(f"jetkube certs user: {name!r} cannot name the certificate files")
+    pki = ensure_pki(data_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    crt, key = out_dir / f"{name}.crt", out_dir / f"{name}.key"
+    issue_cert(pki.ca_cert.parent, name, crt, key, client=True, organizations=groups, days=days)
+    return crt, key
 
 
 PROBE_USER = "system:lb-probe"
@@ -109,14 +164,16 @@ def pki_init(data_dir: Path, *, sans: list[str], server: str | None = None, kube
     """``jetkube pki init``: the shared material of several replicas, created once (kept on a rerun;
     the serving certificate is re-issued if a requested name is missing). Returns the files written."""
     pki = ensure_pki(data_dir, sans)
-    files = [pki.ca_cert, pki.cert, pki.key, pki.tokens_file, ensure_service_account_key(data_dir)]
+    files = [pki.ca_cert, pki.cert, pki.key, pki.tokens_file, ensure_service_account_key(data_dir),
+             *(p for p in (pki.admin_cert, pki.admin_key) if p is not None)]
     if probe_token_file:
         files.append(_extra_token(pki.tokens_file, PROBE_USER, "", Path(probe_token_file)))
     if monitoring_token_file:
         files.append(_extra_token(pki.tokens_file, MONITORING_USER, "system:monitoring", Path(monitoring_token_file)))
     if server:
         path = Path(kubeconfig) if kubeconfig else data_dir / "pki" / "kubeconfig"
-        write_kubeconfig(path, server=server, ca_cert=pki.ca_cert, token=pki.admin_token)
+        write_kubeconfig(path, server=server, ca_cert=pki.ca_cert, token=pki.admin_token,
+                         client_cert=pki.admin_cert, client_key=pki.admin_key)
         files.append(path)
     return files
 
@@ -163,12 +220,29 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tracing = load_tracing_config(args.tracing_config_file) if args.tracing_config_file else None
     except TracingConfigError as e:
         raise SystemExit(f"jetkube serve: --tracing-config-file {e}") from None
-    return Settings(data_dir=args.data_dir, host=args.host, port=args.port, nats_url=args.nats_url,
+    try:
+        modes = parse_modes(args.authorization_mode)
+    except ValueError as e:
+        raise SystemExit(f"jetkube serve: --authorization-mode: {e}") from None
+    try:
+        policy = load_audit_policy(args.audit_policy_file) if args.audit_policy_file else DEFAULT_POLICY
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"jetkube serve: --audit-policy-file {e}") from None
+    if args.audit_max_age < 60:
+        raise SystemExit("jetkube serve: --audit-max-age must be at least 60 seconds")
+    return Settings(audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
+                    audit_queue=args.audit_queue_size, data_dir=args.data_dir, host=args.host, port=args.port,
+                    nats_url=args.nats_url,
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,
+                    client_ca_file=args.client_ca_file, anonymous_auth=args.anonymous_auth,
+                    authentication_config=args.authentication_config,
+                    requestheader_client_ca_file=args.requestheader_client_ca_file,
+                    requestheader_allowed_names=tuple(n.strip() for n in args.requestheader_allowed_names.split(",")
+                                                      if n.strip()),
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
                     tenancy_by_path=args.tenancy_by_path, shutdown_delay_s=args.shutdown_delay_duration,
-                    log_level=args.log_level,
+                    log_level=args.log_level, authorization_modes=modes,
                     log_format=args.log_format, request_log=args.request_log)
 
 
@@ -178,10 +252,17 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.log_level, "text", "errors")
         trio.run(_dev_cluster, args)
         return 0
+    if args.command in ("history", "audit", "get"):
+        return run_command(args)
     if args.command == "pki":
         for path in pki_init(Path(args.data_dir), sans=args.san, server=args.server, kubeconfig=args.kubeconfig,
                              probe_token_file=args.probe_token_file,
                              monitoring_token_file=args.monitoring_token_file):
+            print(path, flush=True)
+        return 0
+    if args.command == "certs":
+        for path in certs_user(Path(args.data_dir), args.name, groups=args.group, days=args.days,
+                               out_dir=Path(args.out_dir)):
             print(path, flush=True)
         return 0
     settings = settings_from_args(args)
@@ -192,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             trio.run(_main, settings)
         except* StreamMismatch as eg:  # an operator's decision to make: say what and how, no traceback
             print(f"jetkube: {eg.exceptions[0]}", file=sys.stderr)
+            code = 2
+        except* AuthenticationConfigError as eg:
+            print(f"jetkube serve: --authentication-config {eg.exceptions[0]}", file=sys.stderr)
             code = 2
     except KeyboardInterrupt:
         pass

@@ -124,7 +124,8 @@ async def run_dev_cluster(root: Path, *, port: int = 0, gateways: int = 2, nodes
         lb_port = listeners[0].socket.getsockname()[1]
         https_url = f"https://127.0.0.1:{lb_port}"
         kubeconfig = root / "kubeconfig"
-        write_kubeconfig(kubeconfig, server=https_url, ca_cert=pki.ca_cert, token=pki.admin_token)
+        write_kubeconfig(kubeconfig, server=https_url, ca_cert=pki.ca_cert, token=pki.admin_token,
+                         client_cert=pki.admin_cert, client_key=pki.admin_key)
         task_status.started(DevCluster(https_url, kubeconfig, nats_url,
                                        tuple(f"https://127.0.0.1:{p}" for p, _ in backends)))
 

@@ -1,4 +1,5 @@
-"""Two fixes to hypercorn's protocols, for the hypercorn version pinned here (``HYPERCORN_VERSION``).
+"""Two fixes to hypercorn's protocols and one extension, for the hypercorn version pinned here
+(``HYPERCORN_VERSION``).
 
 - HTTP/1.1 status lines with their reason phrase (``HTTP/1.1 409 Conflict``): hypercorn builds
   every ``h11.Response`` without one, so h11 writes ``HTTP/1.1 409 ``, and clients print it (the
@@ -10,21 +11,44 @@
   :class:`EarlyResponseH2Protocol` acknowledges and drops such data, so the connection's
   flow-control window stays open. (It does not reset the stream with NO_ERROR, which RFC 9113
   section 8.1 allows: httpx/httpcore then fail the request instead of returning its answer.)
+- The TLS client certificate in the ASGI scope: hypercorn never passes it to the app (upstream
+  issue pgjones/hypercorn#62). :class:`ClientCertTCPServer` completes the handshake, reads the
+  peer's leaf certificate (``getpeercert(binary_form=True)`` on the transport) and puts it into
+  ``scope["extensions"]["tls"]`` as the ASGI TLS extension specifies (``client_cert_chain``, PEM,
+  leaf first), for every request of that connection.
 
-hypercorn has no setting for either, so :func:`install` makes its protocol wrapper build these
+Client certificates are requested, not verified, in the handshake, as kube-apiserver's
+``tls.RequestClientCert``: :func:`request_client_certificates`. The app verifies them against the
+client CA (``actors._authn.CertificateAuthority``), so a certificate from another CA, or an expired
+one, is a 401 (and a bearer token on the same connection still counts), not a failed handshake.
+Python's ``ssl`` has no such mode (``CERT_OPTIONAL`` aborts the handshake on a certificate it cannot
+verify), so OpenSSL's ``SSL_CTX_set_verify`` is called through ctypes with a callback that accepts
+the chain; a test checks it on this Python.
+
+hypercorn has no setting for the first two, so :func:`install` makes its protocol wrapper build these
 subclasses, which override private methods: a test asserts the version, so an upgrade is
 checked again rather than silently losing the fixes.
 """
 
 from __future__ import annotations
 
+import _ssl
+import ctypes
+import ssl
+import sys
 from http import HTTPStatus
+from typing import Any
 
 import h2.events
 import h11
 import hypercorn.protocol
+import hypercorn.trio.run
+import trio
+from cryptography import x509
+from hypercorn.config import Config
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.typing import H11SendableEvent
 
 HYPERCORN_VERSION = "0.18.0"
@@ -62,7 +86,103 @@ class EarlyResponseH2Protocol(H2Protocol):
             await super()._handle_events(run)
 
 
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+class _TLSScope:
+    """A connection's app wrapper adding the ASGI TLS extension to every scope."""
+
+    __slots__ = ("inner", "tls")
+
+    def __init__(self, inner: Any, tls: dict[str, Any]) -> None:
+        self.inner, self.tls = inner, tls
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope["extensions"] = {**(scope.get("extensions") or {}), "tls": self.tls}
+        await self.inner(scope, receive, send, sync_spawn, call_soon)
+
+
+def tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
+    """The ASGI TLS extension (asgiref ``specs/tls.rst``) of a TLS connection after its handshake."""
+    der = stream.getpeercert(binary_form=True)
+    name = None
+    if der:
+        try:
+            name = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+        except ValueError:
+            name = None
+    return {"server_cert": None, "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+            "client_cert_name": name, "client_cert_error": None,
+            "tls_version": _TLS_VERSIONS.get(stream.version() or ""), "cipher_suite": None}
+
+
+class ClientCertTCPServer(TCPServer):
+    """hypercorn's trio connection handler, passing the client certificate to the app."""
+
+    async def run(self) -> None:
+        if isinstance(self.stream, trio.SSLStream):
+            try:
+                with trio.fail_after(self.config.ssl_handshake_timeout):
+                    await self.stream.do_handshake()  # idempotent: hypercorn's own call returns at once
+            except (trio.BrokenResourceError, trio.TooSlowError):
+                await trio.aclose_forcefully(self.stream)
+                return
+            self.app = _TLSScope(self.app, tls_extension(self.stream))  # type: ignore[assignment]
+        await super().run()
+
+
+# OpenSSL's verify callback: int (*)(int preverify_ok, X509_STORE_CTX *). Accepting every chain
+# makes the server request a certificate without verifying it (Go's tls.RequestClientCert). A
+# failed check leaves its errors on OpenSSL's per-thread error queue, where _ssl would find them on
+# the next read of the connection and fail it: the callback clears them.
+_VERIFY_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+_libssl = ctypes.CDLL(_ssl.__file__)  # dlsym through _ssl finds the libssl/libcrypto it is linked to
+_libssl.ERR_clear_error.argtypes, _libssl.ERR_clear_error.restype = [], None
+_SSL_VERIFY_PEER = 0x01
+
+
+def _accept(ok: int, store: int | None) -> int:
+    if not ok:
+        _libssl.ERR_clear_error()
+    return 1
+
+
+_accept_chain = _VERIFY_CB(_accept)
+
+
+def request_client_certificates(context: ssl.SSLContext) -> None:
+    """Make a server ``context`` ask for a client certificate and accept whatever is sent; the
+    application verifies it. ``PySSLContext`` holds its ``SSL_CTX *`` right after the object
+    header (CPython 3.11-3.13)."""
+    if hasattr(sys, "getobjects"):  # a Py_TRACE_REFS build: another object header size
+        raise RuntimeError("client certificates need a release build of CPython")
+    set_verify = _libssl.SSL_CTX_set_verify
+    set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CB]
+    set_verify.restype = None
+    get_options = _libssl.SSL_CTX_get_options
+    get_options.argtypes, get_options.restype = [ctypes.c_void_p], ctypes.c_uint64
+    ssl_ctx = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if not ssl_ctx or get_options(ssl_ctx) != context.options:  # the same SSL_CTX as Python's
+        raise RuntimeError("no SSL_CTX found in this SSLContext")
+    set_verify(ssl_ctx, _SSL_VERIFY_PEER, _accept_chain)
+    if context.verify_mode != ssl.CERT_OPTIONAL:  # the same SSL_CTX read back through Python
+        raise RuntimeError("SSL_CTX_set_verify did not take effect")
+
+
+class ClientCertConfig(Config):
+    """hypercorn's Config whose TLS context requests client certificates (see above)."""
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        context = super().create_ssl_context()
+        if context is not None:
+            request_client_certificates(context)
+        return context
+
+
 def install() -> None:
-    """Serve HTTP/1.1 and HTTP/2 through the classes above from now on (idempotent)."""
+    """Serve HTTP/1.1 and HTTP/2 through the classes above from now on, and pass client
+    certificates to the app (idempotent)."""
     hypercorn.protocol.H11Protocol = ReasonPhraseH11Protocol  # type: ignore[misc]
     hypercorn.protocol.H2Protocol = EarlyResponseH2Protocol  # type: ignore[misc]
+    hypercorn.trio.run.TCPServer = ClientCertTCPServer  # type: ignore[misc]

@@ -133,6 +133,8 @@ class ServerMetrics:
         self.longrunning: dict[tuple[str, ...], int] = {}
         self.watch_events: dict[tuple[str, str, str], int] = {}
         self.watch_event_sizes: dict[tuple[str, str, str], Histogram] = {}
+        #: The gateway's audit stream writer (gateway/_audit.py AuditSink), when auditing is on.
+        self.audit: Any = None
         # Requests being handled ([readOnly, mutating]) and the most seen since the last scrape
         # (kube reports the maximum over its sampling window, not the instant value).
         self.inflight = [0, 0]
@@ -370,6 +372,17 @@ class _Collector:
                                   "one included.", value=bridge.connections)
         yield CounterMetricFamily("jetkube_nats_reconnects_total", "Connections to NATS re-established after "
                                   "the first.", value=max(0, bridge.connections - 1))
+        audit = m.audit
+        if audit is not None:
+            yield CounterMetricFamily("jetkube_audit_events_written_total", "Audit records the gateway wrote to "
+                                      "the audit stream (writes on the log are audited from the log itself).",
+                                      value=audit.written)
+            c = CounterMetricFamily("jetkube_audit_events_dropped_total", "Audit records not written: the queue "
+                                    "was full (read: at once; denial: after a short wait) or the append failed.",
+                                    labels=("kind",))
+            for kind, n in audit.dropped.items():
+                c.add_metric((kind,), n)
+            yield c
 
 
 def _histograms(name: str, documentation: str, labels: Sequence[str],

@@ -46,7 +46,7 @@ import yaml
 
 from kinds import ResourceDef, _schemas
 
-from ._protobuf import _enc_key, _enc_ld, _enc_varint
+from ._protobuf_write import _enc_key, _enc_ld, _enc_varint
 
 __all__ = [
     "V2_PROTOBUF_CONTENT_TYPE",

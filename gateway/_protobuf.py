@@ -1,45 +1,37 @@
-"""Kubernetes protobuf request bodies (``application/vnd.kubernetes.protobuf``) decoded to JSON-shaped dicts.
+"""Kubernetes protobuf (``application/vnd.kubernetes.protobuf``): request bodies decoded to JSON-shaped
+dicts, and get/list/watch responses encoded from the stored JSON.
 
-kubectl 1.32+ sends its typed-client bodies (``create namespace|configmap|secret|serviceaccount|role|...``,
-``create token``, ``auth can-i``, ``auth whoami``) as protobuf and does not retry as JSON after a 415.
-This module is a pure, dependency-free decoder: a hand-written protobuf wire reader plus message tables
-written from the public ``generated.proto`` files. Its output is the dict the Kubernetes JSON serializer
-would produce for the same object, so the rest of the server never sees protobuf.
+kubectl 1.32+ sends its typed-client bodies (``create namespace|configmap|deployment|job|service|...``,
+``create token``, ``auth can-i``, ``auth whoami``) as protobuf and does not retry as JSON after a 415;
+client-go's typed clients (``kubectl describe`` 1.32+, controllers) ask for protobuf answers. This
+module is the wire codec's reader, pure and dependency-free (``_protobuf_write`` is its writer), driven
+by the message tables of ``kinds``. Decoding yields the dict the Kubernetes JSON serializer would
+produce for the same object, so the rest of the server never sees protobuf. Watch streams use the
+raw ``meta.v1.WatchEvent`` behind a 4-byte length, the object inside it a full ``k8s\x00`` body.
 
 Wire format (``k8s.io/apimachinery/pkg/runtime/serializer/protobuf/protobuf.go``): the 4 bytes ``k8s\\x00``,
 then a ``runtime.Unknown`` message ``{1: typeMeta {1: apiVersion, 2: kind}, 2: raw, 3: contentEncoding,
 4: contentType}``; ``raw`` holds the object's own message, looked up here by (apiVersion, kind).
 
-Field numbers come from (read 2025, via the code index; commits as stored there):
-
-- ``kubernetes/kubernetes: staging/src/k8s.io/apimachinery/pkg/runtime/generated.proto`` @ 203d8ac83844
-  (Unknown, TypeMeta)
-- ``kubernetes/kubernetes: staging/src/k8s.io/apimachinery/pkg/util/intstr/generated.proto`` @ 009a4a8bc0b3
-- ``kubernetes/kubernetes: staging/src/k8s.io/apimachinery/pkg/api/resource/generated.proto`` @ 0f9f0907d6db
-- meta/v1: ``kubeadapt/kubeadapt-k8s-pulse: vendor/k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto``
-  @ 2d3917ec4aff (a recent vendored copy, with DeleteOptions field 6), cross-checked against
-  ``spotmaxtech/k8s-apimachinery-v0260: pkg/apis/meta/v1/generated.proto`` @ 64429bdd6070
-  (apimachinery v0.26.0)
-- ``kubernetes/api: core/v1/generated.proto`` @ 35f2b3a24dcf
-- ``kubernetes/kubernetes: staging/src/k8s.io/api/coordination/v1/generated.proto`` @ 1672e6d6b8be
-- ``kubernetes/kubernetes: staging/src/k8s.io/api/authentication/v1/generated.proto`` @ 155f0631f257 and
-  ``.../authentication/v1/types.go`` @ 008b3652959c (SelfSubjectReview v1, 1.28+, from its protobuf tags)
-- ``kubernetes/kubernetes: staging/src/k8s.io/api/authentication/v1beta1/generated.proto`` @ 025f2834a128,
-  ``.../authentication/v1alpha1/generated.proto`` @ 121460defea7
-- ``kubernetes/kubernetes: staging/src/k8s.io/api/authorization/v1/generated.proto`` @ 061200305a7b
-- ``kubernetes/kubernetes: staging/src/k8s.io/api/rbac/v1/generated.proto`` @ 081ac6b5a900
+The message tables are data in ``kinds`` (``kinds/_protobuf_tables.json``, generated from kube's
+``generated.proto`` files by ``tools/gen_protobuf_tables.py``); a kind's message is found by its
+(apiVersion, kind), so every kind in those packages decodes and encodes.
 
 JSON shaping follows the Go structs (``types.go``) and ``encoding/json``:
 
 - Go's generated (gogo) marshallers write every *value* field, zero or not: ``name: ""``, ``generation: 0``,
-  an empty ``spec``. Zero scalars are therefore omitted here (``omitempty``), while fields that are Go
-  *pointers* (``ptr=True`` in the tables: ``immutable``, ``gracePeriodSeconds``,
+  an empty ``spec``. Zero scalars are therefore omitted here (``omitempty``), except where the JSON tag
+  has no ``omitempty`` (``zero=True``: Go's JSON writes ``"port": 0``, ``"allowed": false``), while
+  fields that are Go *pointers* (``ptr=True``: ``immutable``, ``gracePeriodSeconds``,
   ``automountServiceAccountToken``, ...) are kept whenever they are on the wire, zero or not. A nested
-  message on the wire is always emitted (``"spec": {}``), as Go does for struct fields.
+  message on the wire is always emitted (``"spec": {}``), as Go does for struct fields; an
+  ``inline`` one (``json:",inline"``: ``Volume.volumeSource``, ``IngressRule.ingressRuleValue``) is
+  merged into its parent.
 - ``metav1.Time``: RFC 3339, seconds, UTC; an empty message is the zero time and is omitted (Go writes
   ``null``). ``MicroTime``: RFC 3339 with 6 fractional digits. ``Duration``: Go's ``time.Duration`` string.
-  ``Quantity``: its string. ``IntOrString``: int or string. ``FieldsV1``: its raw JSON, parsed.
-  ``[]byte`` (Secret.data values, ConfigMap.binaryData values): standard base64. ``ExtraValue``: a list.
+  ``Quantity``: its string. ``IntOrString``: int or string. ``FieldsV1`` and ``RawExtension``
+  (``ControllerRevision.data``): their raw JSON, parsed. ``[]byte`` (Secret.data values, CSR requests):
+  standard base64. ``ExtraValue``, ``Verbs`` (Go ``[]string`` types): a list.
 - Unknown fields are skipped (any wire type, including groups). A singular message field that appears
   more than once is merged, a singular scalar's last value wins, as in protobuf.
 """
@@ -49,23 +41,19 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
-import re
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
+
+from kinds import MESSAGES, SPECIAL, Field, message_for_kind
 
 __all__ = [
     "CONTENT_TYPE",
-    "KINDS",
     "MAGIC",
-    "MESSAGES",
-    "VERSIONLESS_KINDS",
-    "Field",
     "ProtobufError",
     "UnknownKindError",
     "decode_k8s_protobuf",
     "decode_message",
-    "encode_k8s_protobuf",
-    "encode_message",
+    "decode_watch_frames",
     "message_for",
 ]
 
@@ -94,29 +82,6 @@ class UnknownKindError(ProtobufError):
 # --- message tables ------------------------------------------------------------------------------------
 
 
-class Field(NamedTuple):
-    """One field of a message table.
-
-    ``type`` is a scalar (``string``, ``bytes``, ``bool``, ``int32``, ``int64``), a message name
-    (a key of ``MESSAGES``) or ``map`` (``map<string, value>``, entries are messages {1: key, 2: value}).
-    ``ptr``: the Go field is a pointer, so a zero value on the wire is still emitted.
-    """
-
-    json: str
-    type: str
-    repeated: bool = False
-    ptr: bool = False
-    value: str | None = None  # the value type of a map
-
-
-def _f(json_name: str, typ: str = "string", *, rep: bool = False, ptr: bool = False) -> Field:
-    return Field(json_name, typ, rep, ptr)
-
-
-def _map(json_name: str, value: str = "string") -> Field:
-    return Field(json_name, "map", False, False, value)
-
-
 _SCALARS = frozenset({"string", "bytes", "bool", "int32", "int64"})
 _VARINT_TYPES = frozenset({"bool", "int32", "int64"})
 
@@ -124,310 +89,9 @@ OBJECT_META = "meta.v1.ObjectMeta"
 TIME = "meta.v1.Time"
 MICRO_TIME = "meta.v1.MicroTime"
 
-MESSAGES: dict[str, dict[int, Field]] = {
-    # k8s.io/apimachinery/pkg/runtime
-    "runtime.TypeMeta": {1: _f("apiVersion"), 2: _f("kind")},
-    "runtime.Unknown": {
-        1: _f("typeMeta", "runtime.TypeMeta"),
-        2: _f("raw", "bytes"),
-        3: _f("contentEncoding"),
-        4: _f("contentType"),
-    },
-    # k8s.io/apimachinery/pkg/util/intstr, pkg/api/resource (special JSON forms, see _SPECIAL_DECODERS)
-    "intstr.IntOrString": {1: _f("type", "int64"), 2: _f("intVal", "int32"), 3: _f("strVal")},
-    "resource.Quantity": {1: _f("string")},
-    # k8s.io/apimachinery/pkg/apis/meta/v1
-    TIME: {1: _f("seconds", "int64"), 2: _f("nanos", "int32")},
-    MICRO_TIME: {1: _f("seconds", "int64"), 2: _f("nanos", "int32")},
-    "meta.v1.Duration": {1: _f("duration", "int64")},
-    "meta.v1.FieldsV1": {1: _f("Raw", "bytes")},
-    OBJECT_META: {
-        1: _f("name"),
-        2: _f("generateName"),
-        3: _f("namespace"),
-        4: _f("selfLink"),
-        5: _f("uid"),
-        6: _f("resourceVersion"),
-        7: _f("generation", "int64"),
-        8: _f("creationTimestamp", TIME),
-        9: _f("deletionTimestamp", TIME, ptr=True),
-        10: _f("deletionGracePeriodSeconds", "int64", ptr=True),
-        11: _map("labels"),
-        12: _map("annotations"),
-        13: _f("ownerReferences", "meta.v1.OwnerReference", rep=True),
-        14: _f("finalizers", rep=True),
-        17: _f("managedFields", "meta.v1.ManagedFieldsEntry", rep=True),
-    },
-    "meta.v1.OwnerReference": {
-        5: _f("apiVersion"),
-        1: _f("kind"),
-        3: _f("name"),
-        4: _f("uid"),
-        6: _f("controller", "bool", ptr=True),
-        7: _f("blockOwnerDeletion", "bool", ptr=True),
-    },
-    "meta.v1.ManagedFieldsEntry": {
-        1: _f("manager"),
-        2: _f("operation"),
-        3: _f("apiVersion"),
-        4: _f("time", TIME, ptr=True),
-        6: _f("fieldsType"),
-        7: _f("fieldsV1", "meta.v1.FieldsV1", ptr=True),
-        8: _f("subresource"),
-    },
-    "meta.v1.ListMeta": {
-        1: _f("selfLink"),
-        2: _f("resourceVersion"),
-        3: _f("continue"),
-        4: _f("remainingItemCount", "int64", ptr=True),
-    },
-    "meta.v1.LabelSelector": {
-        1: _map("matchLabels"),
-        2: _f("matchExpressions", "meta.v1.LabelSelectorRequirement", rep=True),
-    },
-    "meta.v1.LabelSelectorRequirement": {1: _f("key"), 2: _f("operator"), 3: _f("values", rep=True)},
-    "meta.v1.FieldSelectorRequirement": {1: _f("key"), 2: _f("operator"), 3: _f("values", rep=True)},
-    "meta.v1.DeleteOptions": {
-        1: _f("gracePeriodSeconds", "int64", ptr=True),
-        2: _f("preconditions", "meta.v1.Preconditions", ptr=True),
-        3: _f("orphanDependents", "bool", ptr=True),
-        4: _f("propagationPolicy", ptr=True),
-        5: _f("dryRun", rep=True),
-        6: _f("ignoreStoreReadErrorWithClusterBreakingPotential", "bool", ptr=True),
-    },
-    "meta.v1.Preconditions": {1: _f("uid", ptr=True), 2: _f("resourceVersion", ptr=True)},
-    # k8s.io/api/core/v1
-    "core.v1.Namespace": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("spec", "core.v1.NamespaceSpec"),
-        3: _f("status", "core.v1.NamespaceStatus"),
-    },
-    "core.v1.NamespaceSpec": {1: _f("finalizers", rep=True)},
-    "core.v1.NamespaceStatus": {
-        1: _f("phase"),
-        2: _f("conditions", "core.v1.NamespaceCondition", rep=True),
-    },
-    "core.v1.NamespaceCondition": {
-        1: _f("type"),
-        2: _f("status"),
-        4: _f("lastTransitionTime", TIME),
-        5: _f("reason"),
-        6: _f("message"),
-    },
-    "core.v1.ConfigMap": {
-        1: _f("metadata", OBJECT_META),
-        4: _f("immutable", "bool", ptr=True),
-        2: _map("data"),
-        3: _map("binaryData", "bytes"),
-    },
-    "core.v1.Secret": {
-        1: _f("metadata", OBJECT_META),
-        5: _f("immutable", "bool", ptr=True),
-        2: _map("data", "bytes"),
-        4: _map("stringData"),
-        3: _f("type"),
-    },
-    "core.v1.ServiceAccount": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("secrets", "core.v1.ObjectReference", rep=True),
-        3: _f("imagePullSecrets", "core.v1.LocalObjectReference", rep=True),
-        4: _f("automountServiceAccountToken", "bool", ptr=True),
-    },
-    "core.v1.ObjectReference": {
-        1: _f("kind"),
-        2: _f("namespace"),
-        3: _f("name"),
-        4: _f("uid"),
-        5: _f("apiVersion"),
-        6: _f("resourceVersion"),
-        7: _f("fieldPath"),
-    },
-    "core.v1.LocalObjectReference": {1: _f("name")},
-    "core.v1.Event": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("involvedObject", "core.v1.ObjectReference"),
-        3: _f("reason"),
-        4: _f("message"),
-        5: _f("source", "core.v1.EventSource"),
-        6: _f("firstTimestamp", TIME),
-        7: _f("lastTimestamp", TIME),
-        8: _f("count", "int32"),
-        9: _f("type"),
-        10: _f("eventTime", MICRO_TIME),
-        11: _f("series", "core.v1.EventSeries", ptr=True),
-        12: _f("action"),
-        13: _f("related", "core.v1.ObjectReference", ptr=True),
-        14: _f("reportingComponent"),
-        15: _f("reportingInstance"),
-    },
-    "core.v1.EventSource": {1: _f("component"), 2: _f("host")},
-    "core.v1.EventSeries": {1: _f("count", "int32"), 2: _f("lastObservedTime", MICRO_TIME)},
-    # k8s.io/api/coordination/v1
-    "coordination.v1.Lease": {1: _f("metadata", OBJECT_META), 2: _f("spec", "coordination.v1.LeaseSpec")},
-    "coordination.v1.LeaseSpec": {
-        1: _f("holderIdentity", ptr=True),
-        2: _f("leaseDurationSeconds", "int32", ptr=True),
-        3: _f("acquireTime", MICRO_TIME, ptr=True),
-        4: _f("renewTime", MICRO_TIME, ptr=True),
-        5: _f("leaseTransitions", "int32", ptr=True),
-        6: _f("strategy", ptr=True),
-        7: _f("preferredHolder", ptr=True),
-    },
-    # k8s.io/api/authentication/v1
-    "authentication.v1.TokenRequest": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("spec", "authentication.v1.TokenRequestSpec"),
-        3: _f("status", "authentication.v1.TokenRequestStatus"),
-    },
-    "authentication.v1.TokenRequestSpec": {
-        1: _f("audiences", rep=True),
-        4: _f("expirationSeconds", "int64", ptr=True),
-        3: _f("boundObjectRef", "authentication.v1.BoundObjectReference", ptr=True),
-    },
-    "authentication.v1.TokenRequestStatus": {1: _f("token"), 2: _f("expirationTimestamp", TIME)},
-    "authentication.v1.BoundObjectReference": {
-        1: _f("kind"),
-        2: _f("apiVersion"),
-        3: _f("name"),
-        4: _f("uid"),
-    },
-    "authentication.v1.SelfSubjectReview": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("status", "authentication.v1.SelfSubjectReviewStatus"),
-    },
-    "authentication.v1.SelfSubjectReviewStatus": {1: _f("userInfo", "authentication.v1.UserInfo")},
-    "authentication.v1.UserInfo": {
-        1: _f("username"),
-        2: _f("uid"),
-        3: _f("groups", rep=True),
-        4: _map("extra", "authentication.v1.ExtraValue"),
-    },
-    "authentication.v1.ExtraValue": {1: _f("items", rep=True)},
-    # k8s.io/api/authentication/v1beta1 and v1alpha1 (same shape; UserInfo is authentication/v1's)
-    "authentication.v1beta1.SelfSubjectReview": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("status", "authentication.v1beta1.SelfSubjectReviewStatus"),
-    },
-    "authentication.v1beta1.SelfSubjectReviewStatus": {1: _f("userInfo", "authentication.v1.UserInfo")},
-    "authentication.v1alpha1.SelfSubjectReview": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("status", "authentication.v1alpha1.SelfSubjectReviewStatus"),
-    },
-    "authentication.v1alpha1.SelfSubjectReviewStatus": {1: _f("userInfo", "authentication.v1.UserInfo")},
-    # k8s.io/api/authorization/v1
-    "authorization.v1.SelfSubjectAccessReview": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("spec", "authorization.v1.SelfSubjectAccessReviewSpec"),
-        3: _f("status", "authorization.v1.SubjectAccessReviewStatus"),
-    },
-    "authorization.v1.SelfSubjectAccessReviewSpec": {
-        1: _f("resourceAttributes", "authorization.v1.ResourceAttributes", ptr=True),
-        2: _f("nonResourceAttributes", "authorization.v1.NonResourceAttributes", ptr=True),
-    },
-    "authorization.v1.ResourceAttributes": {
-        1: _f("namespace"),
-        2: _f("verb"),
-        3: _f("group"),
-        4: _f("version"),
-        5: _f("resource"),
-        6: _f("subresource"),
-        7: _f("name"),
-        8: _f("fieldSelector", "authorization.v1.FieldSelectorAttributes", ptr=True),
-        9: _f("labelSelector", "authorization.v1.LabelSelectorAttributes", ptr=True),
-    },
-    "authorization.v1.FieldSelectorAttributes": {
-        1: _f("rawSelector"),
-        2: _f("requirements", "meta.v1.FieldSelectorRequirement", rep=True),
-    },
-    "authorization.v1.LabelSelectorAttributes": {
-        1: _f("rawSelector"),
-        2: _f("requirements", "meta.v1.LabelSelectorRequirement", rep=True),
-    },
-    "authorization.v1.NonResourceAttributes": {1: _f("path"), 2: _f("verb")},
-    "authorization.v1.SubjectAccessReviewStatus": {
-        1: _f("allowed", "bool"),
-        4: _f("denied", "bool"),
-        2: _f("reason"),
-        3: _f("evaluationError"),
-    },
-    "authorization.v1.SelfSubjectRulesReview": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("spec", "authorization.v1.SelfSubjectRulesReviewSpec"),
-        3: _f("status", "authorization.v1.SubjectRulesReviewStatus"),
-    },
-    "authorization.v1.SelfSubjectRulesReviewSpec": {1: _f("namespace")},
-    "authorization.v1.SubjectRulesReviewStatus": {
-        1: _f("resourceRules", "authorization.v1.ResourceRule", rep=True),
-        2: _f("nonResourceRules", "authorization.v1.NonResourceRule", rep=True),
-        3: _f("incomplete", "bool"),
-        4: _f("evaluationError"),
-    },
-    "authorization.v1.ResourceRule": {
-        1: _f("verbs", rep=True),
-        2: _f("apiGroups", rep=True),
-        3: _f("resources", rep=True),
-        4: _f("resourceNames", rep=True),
-    },
-    "authorization.v1.NonResourceRule": {1: _f("verbs", rep=True), 2: _f("nonResourceURLs", rep=True)},
-    # k8s.io/api/rbac/v1
-    "rbac.v1.Role": {1: _f("metadata", OBJECT_META), 2: _f("rules", "rbac.v1.PolicyRule", rep=True)},
-    "rbac.v1.ClusterRole": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("rules", "rbac.v1.PolicyRule", rep=True),
-        3: _f("aggregationRule", "rbac.v1.AggregationRule", ptr=True),
-    },
-    "rbac.v1.AggregationRule": {1: _f("clusterRoleSelectors", "meta.v1.LabelSelector", rep=True)},
-    "rbac.v1.RoleBinding": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("subjects", "rbac.v1.Subject", rep=True),
-        3: _f("roleRef", "rbac.v1.RoleRef"),
-    },
-    "rbac.v1.ClusterRoleBinding": {
-        1: _f("metadata", OBJECT_META),
-        2: _f("subjects", "rbac.v1.Subject", rep=True),
-        3: _f("roleRef", "rbac.v1.RoleRef"),
-    },
-    "rbac.v1.PolicyRule": {
-        1: _f("verbs", rep=True),
-        2: _f("apiGroups", rep=True),
-        3: _f("resources", rep=True),
-        4: _f("resourceNames", rep=True),
-        5: _f("nonResourceURLs", rep=True),
-    },
-    "rbac.v1.Subject": {1: _f("kind"), 2: _f("apiGroup"), 3: _f("name"), 4: _f("namespace")},
-    "rbac.v1.RoleRef": {1: _f("apiGroup"), 2: _f("kind"), 3: _f("name")},
-}
-
-# (apiVersion, kind) of a top-level object -> its message.
-KINDS: dict[tuple[str, str], str] = {
-    ("v1", "Namespace"): "core.v1.Namespace",
-    ("v1", "ConfigMap"): "core.v1.ConfigMap",
-    ("v1", "Secret"): "core.v1.Secret",
-    ("v1", "ServiceAccount"): "core.v1.ServiceAccount",
-    ("v1", "Event"): "core.v1.Event",
-    ("coordination.k8s.io/v1", "Lease"): "coordination.v1.Lease",
-    ("authentication.k8s.io/v1", "TokenRequest"): "authentication.v1.TokenRequest",
-    ("authentication.k8s.io/v1", "SelfSubjectReview"): "authentication.v1.SelfSubjectReview",
-    ("authentication.k8s.io/v1beta1", "SelfSubjectReview"): "authentication.v1beta1.SelfSubjectReview",
-    ("authentication.k8s.io/v1alpha1", "SelfSubjectReview"): "authentication.v1alpha1.SelfSubjectReview",
-    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "authorization.v1.SelfSubjectAccessReview",
-    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "authorization.v1.SelfSubjectRulesReview",
-    ("rbac.authorization.k8s.io/v1", "Role"): "rbac.v1.Role",
-    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.v1.ClusterRole",
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.v1.RoleBinding",
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "rbac.v1.ClusterRoleBinding",
-}
-
-# Kinds registered in every group-version (metav1 options): any apiVersion is accepted.
-VERSIONLESS_KINDS: dict[str, str] = {"DeleteOptions": "meta.v1.DeleteOptions"}
-
-
 def message_for(api_version: str, kind: str, kinds: Mapping[tuple[str, str], str] | None = None) -> str:
     """The message name for a top-level (apiVersion, kind); raises UnknownKindError."""
-    table = KINDS if kinds is None else kinds
-    name = table.get((api_version, kind))
-    if name is None and kinds is None:
-        name = VERSIONLESS_KINDS.get(kind)
+    name = message_for_kind(api_version, kind) if kinds is None else kinds.get((api_version, kind))
     if name is None:
         raise UnknownKindError(api_version, kind)
     return name
@@ -635,7 +299,7 @@ def _shape(
                     out[field.json] = [_scalar_json(typ, v) for v in slot.values]
             elif slot.values:
                 v = slot.values[-1]
-                if field.ptr or v != _zero(typ):
+                if field.ptr or field.zero or v != _zero(typ):
                     out[field.json] = _scalar_json(typ, v)
         elif field.repeated:
             items = [_decode_chunks(buf, [c], typ, messages, depth) for c in slot.chunks]
@@ -644,7 +308,9 @@ def _shape(
                 out[field.json] = items
         elif slot.chunks:
             v = _decode_chunks(buf, slot.chunks, typ, messages, depth)
-            if v is not _OMIT:
+            if field.inline and isinstance(v, dict):
+                out.update(v)  # json:",inline": the embedded struct's fields are the parent's
+            elif v is not _OMIT:
                 out[field.json] = v
     return out
 
@@ -768,30 +434,37 @@ def _int_or_string_json(slots: dict[int, _Slot], size: int) -> Any:
     return _last(slots, 3, "") if _last(slots, 1) == 1 else _last(slots, 2)
 
 
-def _fields_v1_json(slots: dict[int, _Slot], size: int) -> Any:
-    raw = _last(slots, 1, b"")
-    if not raw:
-        return _OMIT
-    try:
-        return json.loads(raw)
-    except ValueError as e:
-        raise ProtobufError(f"FieldsV1 does not hold valid JSON: {e}") from None
+def _embedded_json(what: str) -> Callable[[dict[int, _Slot], int], Any]:
+    """FieldsV1 and runtime.RawExtension: JSON bytes in field 1, written out as they are."""
+
+    def decode(slots: dict[int, _Slot], size: int) -> Any:
+        raw = _last(slots, 1, b"")
+        if not raw:
+            return _OMIT
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise ProtobufError(f"{what} does not hold valid JSON: {e}") from None
+
+    return decode
 
 
-def _extra_value_json(slots: dict[int, _Slot], size: int) -> Any:
+def _strings_json(slots: dict[int, _Slot], size: int) -> Any:
     slot = slots.get(1)
     return list(slot.values) if slot is not None else []
 
 
-_SPECIAL_DECODERS: dict[str, Callable[[dict[int, _Slot], int], Any]] = {
-    TIME: _time_json,
-    MICRO_TIME: _micro_time_json,
-    "meta.v1.Duration": _duration_json,
-    "resource.Quantity": _quantity_json,
-    "intstr.IntOrString": _int_or_string_json,
-    "meta.v1.FieldsV1": _fields_v1_json,
-    "authentication.v1.ExtraValue": _extra_value_json,
+_DECODERS_BY_FORM: dict[str, Callable[[dict[int, _Slot], int], Any]] = {
+    "time": _time_json,
+    "micro_time": _micro_time_json,
+    "duration": _duration_json,
+    "quantity": _quantity_json,
+    "int_or_string": _int_or_string_json,
+    "fields_v1": _embedded_json("FieldsV1"),
+    "strings": _strings_json,
+    "raw_extension": _embedded_json("RawExtension"),
 }
+_SPECIAL_DECODERS = {name: _DECODERS_BY_FORM[form] for name, form in SPECIAL.items()}
 
 
 # --- public decoding ------------------------------------------------------------------------------------
@@ -856,174 +529,21 @@ def decode_k8s_protobuf(
     return {"kind": kind, "apiVersion": api_version, **obj}
 
 
-# --- writer (builds test inputs, and gogo-style bodies) -------------------------------------------------
+# --- watch streams ----------------------------------------------------------------------------------------
 
 
-def _enc_varint(v: int) -> bytes:
-    v &= _MASK64
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def _enc_key(number: int, wire_type: int) -> bytes:
-    return _enc_varint(number << 3 | wire_type)
-
-
-def _enc_ld(number: int, payload: bytes) -> bytes:
-    return _enc_key(number, 2) + _enc_varint(len(payload)) + payload
-
-
-def _enc_scalar(number: int, typ: str, v: Any) -> bytes:
-    if typ == "string":
-        return _enc_ld(number, str(v).encode("utf-8"))
-    if typ == "bytes":
-        return _enc_ld(number, v if isinstance(v, bytes) else base64.b64decode(v))
-    if typ == "bool":
-        return _enc_key(number, 0) + _enc_varint(1 if v else 0)
-    return _enc_key(number, 0) + _enc_varint(int(v))
-
-
-def _parse_rfc3339(s: str) -> _dt.datetime:
-    try:
-        t = _dt.datetime.fromisoformat(s)
-    except ValueError:
-        raise ProtobufError(f"not an RFC 3339 time: {s!r}") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=_dt.UTC)
-    return t
-
-
-def _seconds_nanos(t: _dt.datetime) -> tuple[int, int]:
-    delta = t - _EPOCH
-    total_us = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return total_us // 1_000_000, (total_us % 1_000_000) * 1000
-
-
-_DURATION_UNITS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000,
-                   "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
-
-
-def _parse_go_duration(s: str) -> int:
-    if isinstance(s, int):
-        return s
-    body, sign = (s[1:], -1) if s[:1] == "-" else (s.lstrip("+"), 1)
-    if body == "0":
-        return 0
-    pos, total = 0, 0
-    for m in _DURATION_PART.finditer(body):
-        if m.start() != pos:
+def decode_watch_frames(data: bytes) -> list[dict[str, Any]]:
+    """A protobuf watch stream (``_protobuf_write.encode_watch_lines``) read back, for tests and clients:
+    [{type, object}] of its whole frames."""
+    events = []
+    pos = 0
+    while pos + 4 <= len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        frame = data[pos + 4:pos + 4 + n]
+        if len(frame) < n:
             break
-        num, unit = m.groups()
-        whole, _, frac = num.partition(".")
-        scale = _DURATION_UNITS[unit]
-        total += int(whole or 0) * scale + (int(frac) * scale // 10 ** len(frac) if frac else 0)
-        pos = m.end()
-    if pos != len(body) or not body:
-        raise ProtobufError(f"not a Go duration: {s!r}")
-    return sign * total
-
-
-def _enc_special(name: str, v: Any) -> bytes | None:
-    """The payload of a special message from its JSON value; None if `name` is not special."""
-    if name in (TIME, MICRO_TIME):
-        if v is None:
-            return b""
-        seconds, nanos = _seconds_nanos(_parse_rfc3339(v))
-        if name == TIME:
-            nanos = 0
-        return _enc_scalar(1, "int64", seconds) + _enc_scalar(2, "int32", nanos)
-    if name == "meta.v1.Duration":
-        return _enc_scalar(1, "int64", _parse_go_duration(v))
-    if name == "resource.Quantity":
-        return _enc_scalar(1, "string", str(v))
-    if name == "intstr.IntOrString":
-        if isinstance(v, str):
-            return _enc_scalar(1, "int64", 1) + _enc_scalar(2, "int32", 0) + _enc_scalar(3, "string", v)
-        return _enc_scalar(1, "int64", 0) + _enc_scalar(2, "int32", int(v)) + _enc_scalar(3, "string", "")
-    if name == "meta.v1.FieldsV1":
-        return b"" if v is None else _enc_ld(1, json.dumps(v, separators=(",", ":")).encode("utf-8"))
-    if name == "authentication.v1.ExtraValue":
-        return b"".join(_enc_scalar(1, "string", s) for s in (v or []))
-    return None
-
-
-def encode_message(
-    obj: Any,
-    message: str,
-    messages: Mapping[str, Mapping[int, Field]] | None = None,
-    *,
-    emit_defaults: bool = False,
-) -> bytes:
-    """Encode a JSON-shaped value as `message` (field-number order).
-
-    ``emit_defaults=True`` writes what Go's generated marshallers write for absent value fields:
-    zero scalars, empty value-type messages, an empty Time. Keys without a table entry are ignored.
-    """
-    table = MESSAGES if messages is None else messages
-    special = _enc_special(message, obj)
-    if special is not None:
-        return special
-    fields = table.get(message)
-    if fields is None:
-        raise ProtobufError(f"no message table for {message!r}")
-    if not isinstance(obj, Mapping):
-        raise ProtobufError(f"{message} must be encoded from a mapping, not {type(obj).__name__}")
-    out = bytearray()
-    for number in sorted(fields):
-        field = fields[number]
-        typ = field.type
-        present = field.json in obj and obj[field.json] is not None
-        v = obj.get(field.json)
-        if typ == "map":
-            for k, item in (v or {}).items():
-                value_type = field.value or "string"
-                if value_type in _SCALARS:
-                    entry_value = _enc_scalar(2, value_type, item)
-                else:
-                    entry_value = _enc_ld(
-                        2, encode_message(item, value_type, table, emit_defaults=emit_defaults))
-                out += _enc_ld(number, _enc_scalar(1, "string", k) + entry_value)
-        elif field.repeated:
-            for item in v or []:
-                if typ in _SCALARS:
-                    out += _enc_scalar(number, typ, item)
-                else:
-                    out += _enc_ld(number, encode_message(item, typ, table, emit_defaults=emit_defaults))
-        elif typ in _SCALARS:
-            if present:
-                out += _enc_scalar(number, typ, v)
-            elif emit_defaults and not field.ptr:
-                out += _enc_scalar(number, typ, _zero(typ))
-        elif present:
-            out += _enc_ld(number, encode_message(v, typ, table, emit_defaults=emit_defaults))
-        elif emit_defaults and not field.ptr:
-            default = None if typ in (TIME, MICRO_TIME, "meta.v1.FieldsV1") else {}
-            if typ in ("meta.v1.Duration", "intstr.IntOrString"):
-                default = 0
-            elif typ == "resource.Quantity":
-                default = "0"
-            out += _enc_ld(number, encode_message(default, typ, table, emit_defaults=emit_defaults))
-    return bytes(out)
-
-
-def encode_k8s_protobuf(
-    obj: Mapping[str, Any],
-    messages: Mapping[str, Mapping[int, Field]] | None = None,
-    *,
-    kinds: Mapping[tuple[str, str], str] | None = None,
-    emit_defaults: bool = False,
-) -> bytes:
-    """Encode a JSON-shaped object (with apiVersion and kind) as a ``k8s\\x00`` + runtime.Unknown body."""
-    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
-    name = message_for(api_version, kind, kinds)
-    raw = encode_message(obj, name, messages, emit_defaults=emit_defaults)
-    type_meta = _enc_scalar(1, "string", api_version) + _enc_scalar(2, "string", kind)
-    envelope = _enc_ld(1, type_meta) + _enc_ld(2, raw)
-    if emit_defaults:
-        envelope += _enc_scalar(3, "string", "") + _enc_scalar(4, "string", "")
-    return MAGIC + envelope
+        slots = _scan(frame, 0, len(frame), "meta.v1.WatchEvent", MESSAGES, 0)
+        raw_ext = _scan(frame, *slots[2].chunks[0], "runtime.RawExtension", MESSAGES, 0) if 2 in slots else {}
+        events.append({"type": _last(slots, 1, ""), "object": decode_k8s_protobuf(_last(raw_ext, 1, b""))})
+        pos += 4 + n
+    return events

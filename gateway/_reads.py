@@ -9,6 +9,7 @@ The resourceVersion rules for reads live here and only here (ARCHITECTURE.md, de
 | N               | unset, no limit      | not older than N: wait (bounded) until applied >= N       |
 | N               | NotOlderThan         | the same                                                  |
 | N               | Exact (or unset with limit, the legacy rule) | exactly N, from the log's history |
+| N (GET)         | Exact (jetkube only) | the object as it was at N, from the log                   |
 | unset           | set                  | 422 Invalid                                               |
 """
 
@@ -109,9 +110,15 @@ async def read_at(projection: Projection, rv: str | None) -> None:
         await projection.wait_for(int(rv))
 
 
-async def get_object(projection: Projection, key: Key, rdef: ResourceDef, rv: str | None) -> bytes:
-    await read_at(projection, rv)
-    entry = projection.get(key)
+async def get_object(projection: Projection, key: Key, rdef: ResourceDef, rv: str | None,
+                     match: str | None = None) -> bytes:
+    """A GET. ``resourceVersionMatch=Exact`` with a resourceVersion N (a jetkube extension: kube's
+    GetOptions has no match) answers the object as it was at N, from the log."""
+    if match == "Exact" and rv not in (None, "0"):
+        entry = await projection.get_at(key, int(rv))  # type: ignore[arg-type]
+    else:
+        await read_at(projection, rv)
+        entry = projection.get(key)
     if entry is None:
         raise NotFound(f'{rdef.plural}{"." + rdef.group if rdef.group else ""} "{key.name}" not found',
                        name=key.name, group=rdef.group, kind=rdef.plural)

@@ -16,7 +16,7 @@ NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 
 @dataclass(frozen=True)
 class Route:
-    kind: str  # "resource" | "discovery" | "version" | "health" | "openapi" | "unknown"
+    kind: str  # "resource" | "discovery" | "version" | "health" | "openapi" | "metrics" | "oidc" | "unknown"
     rdef: ResourceDef | None = None
     group: str = ""
     version: str = ""
@@ -51,6 +51,8 @@ def _parse(parts: list[str], path: str, registry: Registry) -> Route:
         return Route("health", path=path, name="/".join(parts[1:]), group=head)
     if head == "metrics" and len(parts) == 1:
         return Route("metrics", path=path)
+    if parts in (["openid", "v1", "jwks"], [".well-known", "openid-configuration"]):
+        return Route("oidc", path=path)
     if head == "openapi" or (head == "swagger-2.0.0.pb-v1" and len(parts) == 1):
         return Route("openapi", path=path, name="/".join(parts[1:]))
     if head == "api":

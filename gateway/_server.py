@@ -17,18 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from actors import Pipeline, SigningKey, TokenAuthenticator, UserInfo, parse_token_csv
+from actors import (
+    Authenticator,
+    CertificateAuthority,
+    FrontProxy,
+    Pipeline,
+    SigningKey,
+    TokenAuthenticator,
+    UserInfo,
+    parse_token_csv,
+)
 from bus import NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
-from kinds import Registry
+from kinds import Registry, load_schemas
 from projections import Projection, ProjectionSettings
 
 from . import _hypercorn_ext
 from ._app import Context, create_app
-from ._pki import Pki, ensure_pki, ensure_service_account_key, write_kubeconfig
-from ._settings import Settings
+from ._audit import AuditSink
+from ._pki import Pki, ensure_data_dir, ensure_pki, ensure_service_account_key, write_kubeconfig
+from ._settings import AuthenticationSetup, Settings, issuer_keys, load_authentication_config
 
 log = logging.getLogger("jetkube")
 
@@ -51,7 +60,18 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
     ``span_exporter`` (tests): an OpenTelemetry ``SpanExporter`` used instead of OTLP when
     ``settings.tracing`` is set."""
     data_dir = Path(settings.data_dir)
-    pki, tokens, signing_key, ca_pem = await trio.to_thread.run_sync(_first_start, settings)
+    pki, tokens, signing_key, ca_pem, client_ca, proxy_ca = await trio.to_thread.run_sync(_first_start, settings)
+    authn = AuthenticationSetup()
+    if settings.authentication_config:  # OIDC issuers' keys may be fetched: off the event loop
+        authn = await trio.to_thread.run_sync(partial(load_authentication_config, settings.authentication_config,
+                                                      anonymous_flag=settings.anonymous_auth))
+    authenticator = Authenticator(
+        TokenAuthenticator(tokens), client_ca=CertificateAuthority(client_ca),
+        front_proxy=FrontProxy(CertificateAuthority(proxy_ca), settings.requestheader_allowed_names)
+        if proxy_ca else None, anonymous=settings.anonymous_auth or authn.anonymous,
+        anonymous_paths=authn.anonymous_paths, oidc=authn.oidc)
+    # The built-in kinds' schemas (1.4 MB of JSON): read once, here, off the trio loop, before serving.
+    await trio.to_thread.run_sync(load_schemas)
     registry = Registry()
     shutdown = trio.Event() if shutdown is None else shutdown
     async with AsyncExitStack() as stack:
@@ -70,6 +90,11 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         bridge = await stack.enter_async_context(open_bridge(nats_url, auth=auth))
         log_ = await open_log(bridge, StreamConfig(name=settings.stream, prefix=settings.subject_prefix,
                                                    replicas=settings.stream_replicas))
+        audit_log = await open_log(bridge, StreamConfig(
+            name=f"{settings.stream}_AUDIT", prefix=f"{settings.subject_prefix}audit",
+            replicas=settings.stream_replicas, max_age_s=settings.audit_max_age_s,
+            max_bytes=settings.audit_max_bytes, duplicate_window_s=min(120.0, settings.audit_max_age_s)))
+        audit = AuditSink(audit_log, settings.audit_policy, queue_size=settings.audit_queue)
         projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,
                                                          watch_queue=settings.watch_queue,
                                                          bookmark_interval_s=settings.bookmark_interval_s))
@@ -77,12 +102,16 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             projection.trace_wait = partial(tracing.current_child, "consistent read wait")
         async with trio.open_nursery() as nursery:
             await nursery.start(projection.run)
-            pipeline = Pipeline(log_, projection, registry, TokenAuthenticator(tokens), signing_key,
-                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing)
+            pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
+                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing,
+                                authorization_modes=settings.authorization_modes)
             await nursery.start(pipeline.run)
-            ctx = Context(settings, registry, pipeline, projection)
+            if authn.oidc:
+                nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
+            await nursery.start(audit.run)
+            ctx = Context(settings, registry, pipeline, projection, audit=audit)
             app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)))
-            config = Config()
+            config = _hypercorn_ext.ClientCertConfig()  # requests client certificates
             config.bind = [f"{settings.host}:{settings.port}"]
             config.certfile, config.keyfile = str(pki.cert), str(pki.key)
             if settings.insecure_port is not None:
@@ -91,7 +120,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             config.keep_alive_timeout = 75
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
-            _hypercorn_ext.install()  # reason phrases (HTTP/1.1), early answers (HTTP/2)
+            _hypercorn_ext.install()  # reason phrases (HTTP/1.1), early answers (HTTP/2), client certs
 
             stop_listening = trio.Event()
 
@@ -104,7 +133,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             http = next((b for b in binds if b.startswith("http://")), None)
             ctx.server_address = https.removeprefix("https://")
             kubeconfig = Path(settings.kubeconfig) if settings.kubeconfig else data_dir / "kubeconfig"
-            write_kubeconfig(kubeconfig, server=https, ca_cert=pki.ca_cert, token=pki.admin_token)
+            write_kubeconfig(kubeconfig, server=https, ca_cert=pki.ca_cert, token=pki.admin_token,
+                             client_cert=pki.admin_cert, client_key=pki.admin_key)
             task_status.started(Running(https, http, kubeconfig, nats_url, pki.admin_token))
             await shutdown.wait()
             # Readiness turns off first; the listeners keep serving for the shutdown delay (a load
@@ -152,14 +182,29 @@ class InFlight:
             await self._idle.wait()
 
 
-def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo], SigningKey, str]:
-    """Blocking file work before serving: the data dir, TLS material, tokens, the signing key and
-    the cluster CA (PEM) that the root-CA publisher puts in every namespace."""
+async def _refresh_oidc_keys(authn: AuthenticationSetup, interval_s: float) -> None:
+    """Fetch (or read) each OIDC issuer's keys again every ``interval_s``: a provider rotating its
+    keys is followed without a restart. A failed fetch keeps the keys in use."""
+    while True:
+        await trio.sleep(interval_s)
+        for a in authn.oidc:
+            try:
+                a.set_keys(await trio.to_thread.run_sync(issuer_keys, a.cfg.issuer))
+            except (OSError, ValueError) as e:
+                log.warning("refreshing the keys of OIDC issuer %s failed: %s; the previous keys stay", a.issuer, e)
+
+
+def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo], SigningKey, str, bytes, bytes]:
+    """Blocking file work before serving: the data dir (0700), TLS material, tokens, the signing
+    key, the cluster CA (PEM) that the root-CA publisher puts in every namespace, the client CA
+    bundle and the front proxy's CA bundle (b"": none)."""
     data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(data_dir)
     pki = ensure_pki(data_dir)
     tokens = parse_token_csv(pki.tokens_file.read_text())
     if settings.token_file:
         tokens.update(parse_token_csv(Path(settings.token_file).read_text()))
     key_file = Path(settings.service_account_key_file or ensure_service_account_key(data_dir))
-    return pki, tokens, SigningKey(key_file.read_bytes()), pki.ca_cert.read_text()
+    client_ca = Path(settings.client_ca_file or pki.ca_cert).read_bytes()
+    proxy_ca = Path(settings.requestheader_client_ca_file).read_bytes() if settings.requestheader_client_ca_file else b""
+    return pki, tokens, SigningKey(key_file.read_bytes()), pki.ca_cert.read_text(), client_ca, proxy_ca

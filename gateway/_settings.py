@@ -8,7 +8,9 @@ from typing import Any
 import msgspec
 import yaml
 
+from actors import AuthenticationConfigError
 from bus import NatsAuth
+from projections import DEFAULT_POLICY, Policy, parse_policy
 
 # The Kubernetes minor version we report: the schemas served are 1.33's (kubernetes-validate), and
 # gcloud's kubectl dispatcher runs kubectl.1.<minor>, which we test (1.27-1.33 all work).
@@ -18,6 +20,11 @@ KUBE_MINOR = "33"
 TRACING_API_VERSIONS = ("apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1",
                         "apiserver.config.k8s.io/v1alpha1")
 DEFAULT_OTLP_ENDPOINT = "localhost:4318"
+
+
+def load_audit_policy(path: str) -> Policy:
+    """An ``audit.k8s.io/v1`` Policy file (YAML or JSON); PolicyError or OSError if unusable."""
+    return parse_policy(yaml.safe_load(Path(path).read_text()))
 
 
 class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,6 +75,60 @@ def load_tracing_config(path: str) -> TracingConfig:
     return TracingConfig(endpoint=doc.endpoint or DEFAULT_OTLP_ENDPOINT, sampling_rate_per_million=rate)
 
 
+class AuthenticationSetup(msgspec.Struct, frozen=True):
+    """The AuthenticationConfiguration file, loaded: its OIDC authenticators with their keys, and
+    its anonymous section."""
+
+    oidc: tuple[Any, ...] = ()  # actors.OIDCAuthenticator
+    anonymous: bool = False
+    anonymous_paths: tuple[str, ...] = ()
+
+
+def load_authentication_config(path: str, *, anonymous_flag: bool = False) -> AuthenticationSetup:
+    """Read, check and make usable an AuthenticationConfiguration (YAML or JSON), as kube-apiserver
+    does at start: each issuer's JWKS from ``issuer.jwksFile`` or its discovery document (fetched
+    now, over HTTPS, trusting ``issuer.certificateAuthority`` if given)."""
+    from actors import AuthenticationConfiguration, OIDCAuthenticator, validate_config
+
+    try:
+        cfg = msgspec.convert(yaml.safe_load(Path(path).read_text()), AuthenticationConfiguration)
+        validate_config(cfg)
+        if cfg.anonymous is not None and anonymous_flag:
+            raise AuthenticationConfigError("anonymous: Forbidden: anonymous is not allowed in the configuration "
+                                            "file when --anonymous-auth is set")
+        oidc = tuple(OIDCAuthenticator(a, issuer_keys(a.issuer)) for a in cfg.jwt)
+    except (OSError, yaml.YAMLError, msgspec.ValidationError, AuthenticationConfigError, ValueError) as e:
+        raise AuthenticationConfigError(f"{path}: {e}") from None
+    anon = cfg.anonymous
+    return AuthenticationSetup(oidc=oidc, anonymous=bool(anon and anon.enabled),
+                               anonymous_paths=tuple(c.path for c in anon.conditions) if anon else ())
+
+
+def issuer_keys(issuer: Any) -> dict[str, Any]:
+    """An OIDC issuer's JWK Set: from ``issuer.jwksFile``, or through its discovery document (blocking)."""
+    import json
+    import ssl
+    import urllib.request
+
+    if issuer.jwks_file:
+        return dict(json.loads(Path(issuer.jwks_file).read_text()))
+    context = ssl.create_default_context(cadata=issuer.certificate_authority or None)
+
+    def get(url: str) -> Any:
+        with urllib.request.urlopen(url, timeout=10, context=context) as r:
+            return json.loads(r.read(1 << 20))
+
+    url = issuer.discovery_url or issuer.url.rstrip("/") + "/.well-known/openid-configuration"
+    discovery = get(url)
+    if discovery.get("issuer") != issuer.url:
+        raise ValueError(f"issuer.url: oidc: issuer did not match the issuer returned by provider, expected "
+                         f"{issuer.url!r} got {discovery.get('issuer')!r}")
+    jwks_uri = discovery.get("jwks_uri") or ""
+    if not jwks_uri.startswith("https://"):
+        raise ValueError(f"issuer {issuer.url}: jwks_uri {jwks_uri!r} is not an https URL")
+    return dict(get(jwks_uri))
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = ".jetkube"
     host: str = "127.0.0.1"
@@ -76,6 +137,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_auth: NatsAuth = NatsAuth()  # credentials and TLS for nats_url (the embedded one has its own)
     nats_restart_delay_s: float = 0.2  # embedded nats-server: pause before restarting a dead one
     token_file: str | None = None
+    # x509 client certificates: the CA bundle they must be signed by (default: the generated CA).
+    client_ca_file: str | None = None
+    # Front-proxy (request-header) authentication, off unless the proxy's CA is given: X-Remote-*
+    # headers count only on a connection whose client certificate this CA signed, with a CN from
+    # requestheader_allowed_names (empty: any).
+    requestheader_client_ca_file: str | None = None
+    requestheader_allowed_names: tuple[str, ...] = ()
+    anonymous_auth: bool = False  # requests without credentials as system:anonymous (kube's --anonymous-auth)
+    # kube's --authentication-config: an AuthenticationConfiguration file (OIDC issuers, anonymous).
+    authentication_config: str | None = None
+    oidc_keys_refresh_s: float = 600.0  # OIDC issuers' keys are fetched (or read) again this often
     service_account_key_file: str | None = None  # PEM private key; default: <data_dir>/pki/sa.key, generated
     insecure_port: int | None = None
     stream: str = "JETKUBE"
@@ -99,7 +171,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Which requests get kube's per-request line: all (kube at -v=3), errors (5xx) or none. kube
     # logs none at its default verbosity, and logs what fails on the server's side.
     request_log: str = "errors"
+    # kube's --authorization-mode, in order (RBAC, AlwaysAllow, AlwaysDeny); system:masters first always.
+    authorization_modes: tuple[str, ...] = ("RBAC",)
     tracing: TracingConfig | None = None  # --tracing-config-file; None: off (OpenTelemetry not imported)
+    # Audit (gateway/_audit.py): the policy (--audit-policy-file; default: projections' DEFAULT_POLICY),
+    # the audit stream's retention and the writer's queue.
+    audit_policy: Policy = DEFAULT_POLICY
+    audit_max_age_s: float = 7 * 24 * 3600.0
+    audit_max_bytes: int = 1 << 30
+    audit_queue: int = 10_000
 
     def version_info(self) -> dict[str, Any]:
         return {"major": "1", "minor": KUBE_MINOR, "gitVersion": f"v1.{KUBE_MINOR}.0-jetkube",

@@ -29,11 +29,19 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+from kinds import (
+    CREATED_DESCRIPTION,
+    NAME_DESCRIPTION,
+    human_duration,
+    parse_time,
+    translate_timestamp_since,
+)
 
 if TYPE_CHECKING:
     from kinds import ResourceDef
@@ -101,22 +109,38 @@ _PLAIN = frozenset({("application", "json"), ("application", "yaml"), ("applicat
                     ("application", "vnd.kubernetes.protobuf"), ("application", "*"), ("*", "*")})
 
 
-def wants_table(accept: str | None) -> str | None:
-    """The Table apiVersion to answer with (``meta.k8s.io/v1`` or ``meta.k8s.io/v1beta1``) when the
-    first clause jetkube can serve asks for a Table; None when it is a plain type (JSON, YAML,
-    protobuf, wildcards: answered as the normal object) or when no clause asks for a Table.
-    Clauses we cannot serve (protobuf or YAML Tables, PartialObjectMetadata, unknown ``as``) are
-    skipped, as the apiserver skips clauses it cannot satisfy."""
+def _negotiate(accept: str | None) -> MediaRange | None:
+    """The first clause jetkube can serve: a plain type (JSON, YAML, protobuf, wildcards) or a JSON
+    Table of meta.k8s.io v1/v1beta1. Clauses we cannot serve (protobuf or YAML Tables,
+    PartialObjectMetadata, unknown ``as``) are skipped, as the apiserver skips clauses it cannot satisfy."""
     for mr in parse_accept(accept):
         as_ = mr.params.get("as")
         if as_ is None:
             if (mr.type, mr.subtype) in _PLAIN and set(mr.params) <= {"charset", "pretty", "stream"}:
-                return None
+                return mr
             continue
         if (as_ == "Table" and mr.is_json and mr.params.get("g") == "meta.k8s.io"
                 and mr.params.get("v") in ("v1", "v1beta1")):
-            return f"meta.k8s.io/{mr.params['v']}"
+            return mr
     return None
+
+
+def wants_table(accept: str | None) -> str | None:
+    """The Table apiVersion to answer with (``meta.k8s.io/v1`` or ``meta.k8s.io/v1beta1``) when the
+    first clause jetkube can serve asks for a Table; None when it is a plain type (JSON, YAML,
+    protobuf, wildcards: answered as the normal object) or when no clause asks for a Table."""
+    mr = _negotiate(accept)
+    if mr is None or mr.params.get("as") is None:
+        return None
+    return f"meta.k8s.io/{mr.params['v']}"
+
+
+def wants_protobuf(accept: str | None) -> bool:
+    """True when the first clause jetkube can serve is ``application/vnd.kubernetes.protobuf`` (a
+    plain object, not a Table): client-go's typed clients send
+    ``application/vnd.kubernetes.protobuf,application/json``."""
+    mr = _negotiate(accept)
+    return mr is not None and (mr.type, mr.subtype) == ("application", "vnd.kubernetes.protobuf")
 
 
 def table_content_type(api_version: str) -> str:
@@ -140,176 +164,18 @@ def parse_include_object(value: str | None) -> str:
                      "must be 'Metadata', 'Object', 'None', or empty")
 
 
-# --- time -------------------------------------------------------------------------------------
-
-
-def human_duration(d: timedelta) -> str:
-    """apimachinery ``duration.HumanDuration``: ~2-3 significant figures (``5s``, ``3m2s``, ``7h``,
-    ``3d4h``, ``400d``, ``2y``); up to 1s in the future is ``0s``, further is ``<invalid>``."""
-    us = d // timedelta(microseconds=1)
-    seconds = us // 1_000_000 if us >= 0 else -((-us) // 1_000_000)  # Go int(): toward zero
-    if seconds < -1:
-        return "<invalid>"
-    if seconds < 0:
-        return "0s"
-    if seconds < 60 * 2:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 10:
-        s = seconds % 60
-        return f"{minutes}m" if s == 0 else f"{minutes}m{s}s"
-    if minutes < 60 * 3:
-        return f"{minutes}m"
-    hours = seconds // 3600
-    if hours < 8:
-        m = minutes % 60
-        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        h = hours % 24
-        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        dy = (hours // 24) % 365
-        return f"{hours // 24 // 365}y" if dy == 0 else f"{hours // 24 // 365}y{dy}d"
-    return f"{hours // 24 // 365}y"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC3339 timestamp (``metav1.Time`` or ``MicroTime``) as an aware datetime; None when
-    missing, empty or unparsable (Go's zero time)."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    m = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", text)
-    if m:  # Python accepts at most 6 fractional digits
-        text = f"{m.group(1)}.{(m.group(2) + '000000')[:6]}{m.group(3)}"
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        return None
-    return None if t.year <= 1 else t
-
-
-def _aware(now: datetime) -> datetime:
-    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
-
-
-def translate_timestamp_since(value: Any, now: datetime) -> str:
-    """printers.go ``translateTimestampSince``: ``<unknown>`` for a zero time, else the human age."""
-    t = parse_time(value)
-    if t is None:
-        return "<unknown>"
-    return human_duration(_aware(now) - t)
-
-
-def _rfc3339(value: Any) -> str:
-    """The default convertor's ``Created At`` cell: UTC, second precision (Go zero time if unset)."""
-    t = parse_time(value)
-    if t is None:
-        return "0001-01-01T00:00:00Z"
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # --- column definitions ------------------------------------------------------------------------
+# Built-in kinds' columns and cells are the kind's definition's (``rdef.printer``, kinds/_printers.py).
 
-_D_NAME = ("Name must be unique within a namespace. Is required when creating resources, although some "
-           "resources may allow a client to request the generation of an appropriate name automatically. "
-           "Name is primarily intended for creation idempotence and configuration definition. Cannot be "
-           "updated. More info: "
-           "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names")
-_D_CREATED = ("CreationTimestamp is a timestamp representing the server time when this object was created. "
-              "It is not guaranteed to be set in happens-before order across separate operations. Clients "
-              "may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the "
-              "system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/"
-              "sig-architecture/api-conventions.md#metadata")
-
-
-def _col(name: str, description: str, *, type: str = "string", format: str = "", priority: int = 0) -> dict:
-    return {"name": name, "type": type, "format": format, "description": description, "priority": priority}
-
-
-_NAME = _col("Name", _D_NAME, format="name")
-_AGE = _col("Age", _D_CREATED)
-_CREATED_AT = _col("Created At", _D_CREATED, type="date")
-_CR_AGE = _col("Age", _D_CREATED, type="date")
-
-_RB_ROLE = ("RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. "
-            "If the RoleRef cannot be resolved, the Authorizer must return an error.")
-_CRB_ROLE = ("RoleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be "
-             "resolved, the Authorizer must return an error.")
-
-_RBAC = "rbac.authorization.k8s.io"
-
-# (group, kind) -> column definitions, from printers.go (wide: priority-1 columns included).
-_COLUMNS: dict[tuple[str, str], list[dict]] = {
-    ("", "ConfigMap"): [_NAME, _col("Data", "Data contains the configuration data. Each key must consist of "
-                                    "alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte "
-                                    "sequences must use the BinaryData field. The keys stored in Data must "
-                                    "not overlap with the keys in the BinaryData field, this is enforced "
-                                    "during validation process."), _AGE],
-    ("", "Secret"): [_NAME,
-                     _col("Type", "Used to facilitate programmatic handling of secret data. More info: "
-                                  "https://kubernetes.io/docs/concepts/configuration/secret/#secret-types"),
-                     _col("Data", "Data contains the secret data. Each key must consist of alphanumeric "
-                                  "characters, '-', '_' or '.'. The serialized form of the secret data is a "
-                                  "base64 encoded string, representing the arbitrary (possibly non-string) "
-                                  "data value here. Described in "
-                                  "https://tools.ietf.org/html/rfc4648#section-4"),
-                     _AGE],
-    ("", "Namespace"): [_NAME, _col("Status", "The status of the namespace"), _AGE],
-    ("", "ServiceAccount"): [_NAME, _col("Secrets", "Secrets is a list of the secrets in the same namespace "
-                                                    "that pods running using this ServiceAccount are allowed "
-                                                    "to use."), _AGE],
-    ("coordination.k8s.io", "Lease"): [_NAME, _col("Holder", "holderIdentity contains the identity of the "
-                                                             "holder of a current lease."), _AGE],
-    ("", "Event"): [
-        _col("Last Seen", "The time at which the most recent occurrence of this event was recorded."),
-        _col("Type", "Type of this event (Normal, Warning), new types could be added in the future"),
-        _col("Reason", "This should be a short, machine understandable string that gives the reason for the "
-                       "transition into the object's current status."),
-        _col("Object", "The object that this event is about."),
-        _col("Subobject", "If referring to a piece of an object instead of an entire object, this string "
-                          "should contain a valid JSON/Go field access statement, such as "
-                          "desiredState.manifest.containers[2].", priority=1),
-        _col("Source", "The component reporting this event. Should be a short machine understandable string.",
-             priority=1),
-        _col("Message", "A human-readable description of the status of this operation."),
-        _col("First Seen", "The time at which the event was first recorded. (Time of server receipt is in "
-                           "TypeMeta.)", priority=1),
-        _col("Count", "The number of times this event has occurred.", priority=1),
-        _col("Name", _D_NAME, format="name", priority=1),
-    ],
-    (_RBAC, "RoleBinding"): [_NAME, _col("Role", _RB_ROLE), _AGE,
-                             _col("Users", "Users in the roleBinding", priority=1),
-                             _col("Groups", "Groups in the roleBinding", priority=1),
-                             _col("ServiceAccounts", "ServiceAccounts in the roleBinding", priority=1)],
-    (_RBAC, "ClusterRoleBinding"): [_NAME, _col("Role", _CRB_ROLE), _AGE,
-                                    _col("Users", "Users in the clusterRoleBinding", priority=1),
-                                    _col("Groups", "Groups in the clusterRoleBinding", priority=1),
-                                    _col("ServiceAccounts", "ServiceAccounts in the clusterRoleBinding",
-                                         priority=1)],
-}
-
-# Built-in kinds the apiserver serves with the default convertor (no printer in printers.go).
-_DEFAULT_CONVERTOR = frozenset({
-    (_RBAC, "Role"), (_RBAC, "ClusterRole"), ("apiextensions.k8s.io", "CustomResourceDefinition"),
-})
+_NAME = {"name": "Name", "type": "string", "format": "name", "description": NAME_DESCRIPTION, "priority": 0}
+_CR_AGE = {"name": "Age", "type": "date", "format": "", "description": CREATED_DESCRIPTION, "priority": 0}
 
 
 def columns_for(rdef: ResourceDef) -> list[dict]:
     """Column definitions for a kind (copies; safe to mutate)."""
-    key = (rdef.group, rdef.kind)
-    if key in _COLUMNS:
-        return [dict(c) for c in _COLUMNS[key]]
-    if key in _DEFAULT_CONVERTOR:
-        return [dict(_NAME), dict(_CREATED_AT)]
+    printer = rdef.printer
+    if printer is not None:
+        return printer.column_definitions()
     return columns_from_printer_columns([])
 
 
@@ -323,8 +189,9 @@ def columns_from_printer_columns(printer_columns: Sequence[Mapping[str, Any]]) -
     for pc in printer_columns:
         desc = (pc.get("description")
                 or f"Custom resource definition column (in JSONPath format): {pc.get('jsonPath', '')}")
-        out.append(_col(str(pc.get("name", "")), desc, type=str(pc.get("type", "string")),
-                        format=str(pc.get("format") or ""), priority=int(pc.get("priority") or 0)))
+        out.append({"name": str(pc.get("name", "")), "type": str(pc.get("type", "string")),
+                    "format": str(pc.get("format") or ""), "description": desc,
+                    "priority": int(pc.get("priority") or 0)})
     return out
 
 
@@ -571,94 +438,15 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return m if isinstance(m, dict) else {}
 
 
-def _d(obj: Any, key: str) -> dict:
-    v = obj.get(key) if isinstance(obj, dict) else None
-    return v if isinstance(v, dict) else {}
-
-
-def _s(obj: Any, key: str) -> str:
-    v = obj.get(key) if isinstance(obj, dict) else None
-    return v if isinstance(v, str) else ""
-
-
-def _event_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
-    first = translate_timestamp_since(obj.get("firstTimestamp"), now)
-    if parse_time(obj.get("firstTimestamp")) is None:
-        first = translate_timestamp_since(obj.get("eventTime"), now)
-    last = translate_timestamp_since(obj.get("lastTimestamp"), now)
-    if parse_time(obj.get("lastTimestamp")) is None:
-        last = first
-    count = obj.get("count") if isinstance(obj.get("count"), int) else 0
-    series = obj.get("series")
-    if isinstance(series, dict):
-        last = translate_timestamp_since(series.get("lastObservedTime"), now)
-        count = series.get("count") if isinstance(series.get("count"), int) else 0
-    elif count == 0:
-        count = 1  # singleton events don't have a count set in the new API
-    involved = _d(obj, "involvedObject")
-    kind, name = _s(involved, "kind").lower(), _s(involved, "name")
-    target = f"{kind}/{name}" if name else kind
-    source = _d(obj, "source")
-    component = _s(source, "component") or _s(obj, "reportingComponent")
-    instance = _s(source, "host") or _s(obj, "reportingInstance")
-    src = f"{component}, {instance}" if instance else component
-    return [last, _s(obj, "type"), _s(obj, "reason"), target, _s(involved, "fieldPath"), src,
-            _s(obj, "message").strip(), first, count, _s(_meta(obj), "name")]
-
-
-def _binding_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
-    meta = _meta(obj)
-    ref = _d(obj, "roleRef")
-    users: list[str] = []
-    groups: list[str] = []
-    sas: list[str] = []
-    subjects = obj.get("subjects")
-    for s in subjects if isinstance(subjects, list) else []:
-        if not isinstance(s, dict):
-            continue
-        kind = _s(s, "kind")
-        if kind == "ServiceAccount":
-            sas.append(f"{_s(s, 'namespace')}/{_s(s, 'name')}")
-        elif kind == "User":
-            users.append(_s(s, "name"))
-        elif kind == "Group":
-            groups.append(_s(s, "name"))
-    return [_s(meta, "name"), f"{_s(ref, 'kind')}/{_s(ref, 'name')}",
-            translate_timestamp_since(meta.get("creationTimestamp"), now),
-            ", ".join(users), ", ".join(groups), ", ".join(sas)]
-
-
-def _len(v: Any) -> int:
-    return len(v) if isinstance(v, dict | list) else 0
-
-
 def cells_for(rdef: ResourceDef, obj: Mapping[str, Any], *, now: datetime,
               printer_columns: Sequence[Mapping[str, Any]] | None = None) -> list[Any]:
     """One row's cells, matching ``columns_for(rdef)`` (or ``columns_from_printer_columns`` when
     ``printer_columns`` is given) one to one."""
-    meta = _meta(obj)
-    name = _s(meta, "name")
-    age = translate_timestamp_since(meta.get("creationTimestamp"), now)
-    key = (rdef.group, rdef.kind)
-    if printer_columns is None:
-        if key == ("", "ConfigMap"):
-            return [name, _len(obj.get("data")) + _len(obj.get("binaryData")), age]
-        if key == ("", "Secret"):
-            keys = set(_d(obj, "data")) | set(_d(obj, "stringData"))  # stringData lands in data
-            return [name, _s(obj, "type"), len(keys), age]
-        if key == ("", "Namespace"):
-            return [name, _s(_d(obj, "status"), "phase"), age]
-        if key == ("", "ServiceAccount"):
-            return [name, _len(obj.get("secrets")), age]
-        if key == ("coordination.k8s.io", "Lease"):
-            return [name, _s(_d(obj, "spec"), "holderIdentity"), age]
-        if key == ("", "Event"):
-            return _event_cells(obj, now)
-        if key in ((_RBAC, "RoleBinding"), (_RBAC, "ClusterRoleBinding")):
-            return _binding_cells(obj, now)
-        if key in _DEFAULT_CONVERTOR:
-            return [name, _rfc3339(meta.get("creationTimestamp"))]
-    cells: list[Any] = [name]
+    printer = rdef.printer
+    if printer_columns is None and printer is not None:
+        return printer.cells(obj, now)
+    name = _meta(obj).get("name")
+    cells: list[Any] = [name if isinstance(name, str) else ""]
     for pc in _default_printer_columns(printer_columns):
         try:
             found = jsonpath_find(obj, str(pc.get("jsonPath", "")))
@@ -749,5 +537,6 @@ __all__ = [
     "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "TABLE_V1", "TABLE_V1BETA1", "JSONPathError",
     "MediaRange", "cells_for", "columns_for", "columns_from_printer_columns", "human_duration",
     "jsonpath_find", "parse_accept", "parse_include_object", "parse_time", "table_content_type",
-    "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since", "wants_table",
+    "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since", "wants_protobuf",
+    "wants_table",
 ]

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from actors import NO_SPAN
-from kinds import Registry
+from kinds import NAMESPACES, Registry
 
 from ._routes import Route, parse
 from ._settings import TracingConfig
@@ -49,7 +49,7 @@ def span_name(method: str, route: Route) -> str:
         return method
     name = ("/api/" if not rdef.group else f"/apis/{rdef.group}/") + (route.version or rdef.version)
     # kube's RequestInfo gives /api/v1/namespaces/<name> a namespace as well as a name.
-    if route.namespace or (rdef.plural == "namespaces" and not rdef.group and route.name):
+    if route.namespace or ((rdef.group, rdef.plural) == NAMESPACES and route.name):
         name += "/namespaces/{:namespace}"
     name += "/" + rdef.plural
     if route.name:

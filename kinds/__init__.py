@@ -8,7 +8,15 @@ request can end in (``ApiError`` and its family; the gateway maps them to a Stat
 This package imports nothing of ours; ``bus``, ``projections``, ``actors`` and ``gateway`` import it.
 """
 
-from ._defs import BUILTIN, Registry, ResourceDef, field_value
+from ._defs import (
+    BUILTIN,
+    DEFAULT_NAMESPACES,
+    IMMORTAL_NAMESPACES,
+    NAMESPACES,
+    Registry,
+    ResourceDef,
+    field_value,
+)
 from ._errors import (
     AlreadyExists,
     ApiError,
@@ -31,18 +39,41 @@ from ._errors import (
     UnsupportedMediaType,
     invalid,
 )
-from ._schemas import definitions, patch_schema, schema_for
+from ._printers import CREATED_DESCRIPTION, NAME_DESCRIPTION, Column, Doc, Printer, printer_for
+from ._printing import (
+    format_label_selector,
+    format_labels,
+    human_duration,
+    parse_time,
+    rfc3339_seconds,
+    translate_timestamp_since,
+)
+from ._protobuf import KIND_MESSAGES, MESSAGES, SPECIAL, VERSIONLESS_KINDS, Field, message_for_kind
+from ._schemas import definitions, load_schemas, patch_schema, schema_for
 from ._strategy import NAMESPACE_FINALIZER, Strategy, strategy_for
+from ._validation import is_qualified_name, is_valid_label_value
 
 __all__ = [
     "BUILTIN",
+    "CREATED_DESCRIPTION",
+    "DEFAULT_NAMESPACES",
+    "IMMORTAL_NAMESPACES",
+    "KIND_MESSAGES",
+    "MESSAGES",
+    "NAMESPACES",
     "NAMESPACE_FINALIZER",
+    "NAME_DESCRIPTION",
+    "SPECIAL",
+    "VERSIONLESS_KINDS",
     "AlreadyExists",
     "ApiError",
     "BadRequest",
     "Cause",
+    "Column",
     "Conflict",
+    "Doc",
     "Expired",
+    "Field",
     "Forbidden",
     "Gone",
     "InternalError",
@@ -50,6 +81,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotAcceptable",
     "NotFound",
+    "Printer",
     "Registry",
     "RequestEntityTooLarge",
     "ResourceDef",
@@ -61,8 +93,19 @@ __all__ = [
     "UnsupportedMediaType",
     "definitions",
     "field_value",
+    "format_label_selector",
+    "format_labels",
+    "human_duration",
     "invalid",
+    "is_qualified_name",
+    "is_valid_label_value",
+    "load_schemas",
+    "message_for_kind",
+    "parse_time",
     "patch_schema",
+    "printer_for",
+    "rfc3339_seconds",
     "schema_for",
     "strategy_for",
+    "translate_timestamp_since",
 ]

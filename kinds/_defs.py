@@ -11,6 +11,9 @@ from typing import Literal
 
 import msgspec
 
+from ._printers import Printer, printer_for
+from ._protobuf import message_for_kind
+
 NameRule = Literal["subdomain", "label", "path"]
 
 _RW_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -63,6 +66,9 @@ class ResourceDef(msgspec.Struct, frozen=True):
     def has_status(self) -> bool:
         """Status is written through ``/status`` only (the spec/status split)."""
         return "status" in self.subresources
+    # Lifecycle: objects of these names may never be deleted (403), e.g. the namespaces kube-apiserver
+    # keeps alive (its NamespaceLifecycle admission plugin).
+    immortal: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -72,6 +78,24 @@ class ResourceDef(msgspec.Struct, frozen=True):
     def list_kind(self) -> str:
         return self.kind + "List"
 
+    @property
+    def protobuf_message(self) -> str | None:
+        """The protobuf message of this kind (``kinds/_protobuf_tables.json``, generated from kube's
+        ``generated.proto``), found by apiVersion and kind; None when it has none (custom resources)."""
+        return message_for_kind(self.api_version, self.kind)
+
+    @property
+    def printer(self) -> Printer | None:
+        """kube's Table printer of this kind (``kinds._printers``, keyed by group and kind); None
+        prints it as a custom resource without printer columns (Name + Age)."""
+        return printer_for(self.group, self.kind)
+
+
+NAMESPACES = ("", "namespaces")
+"""(group, resource) of the Namespace kind: where namespaced objects' namespaces are looked up."""
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+DEFAULT_NAMESPACES = (*IMMORTAL_NAMESPACES, "kube-node-lease")
+"""The namespaces every cluster starts with (created by the bootstrap controller)."""
 
 _EVENT_FIELDS = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
                  "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
@@ -181,7 +205,8 @@ _ADMISSION_KINDS: tuple[ResourceDef, ...] = (
 )
 BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
-                verbs=_NAMESPACE_VERBS, field_selectors=("status.phase",), name_rule="label"),
+                verbs=_NAMESPACE_VERBS, field_selectors=("status.phase",), name_rule="label",
+                immortal=IMMORTAL_NAMESPACES),
     ResourceDef("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
     ResourceDef("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",)),
     ResourceDef("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),
@@ -201,10 +226,16 @@ BUILTIN: tuple[ResourceDef, ...] = (
                 False, verbs=("create",), stored=False),
     ResourceDef("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews",
                 "selfsubjectreview", False, verbs=("create",), stored=False),
+    ResourceDef("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", False,
+                verbs=("create",), stored=False),
     ResourceDef("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
                 "selfsubjectaccessreview", False, verbs=("create",), stored=False),
     ResourceDef("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
                 "selfsubjectrulesreview", False, verbs=("create",), stored=False),
+    ResourceDef("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews",
+                "subjectaccessreview", False, verbs=("create",), stored=False),
+    ResourceDef("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+                "localsubjectaccessreview", True, verbs=("create",), stored=False),
 )
 
 

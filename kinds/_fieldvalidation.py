@@ -48,6 +48,7 @@ from typing import Any
 import msgspec
 
 from ._errors import BadRequest, Cause, Invalid
+from ._schemas import resolve
 
 __all__ = [
     "MAX_ERRORS",
@@ -110,35 +111,7 @@ def go_quote(s: str) -> str:
 # --- schema walking ------------------------------------------------------------------------
 
 
-def _resolve(schema: Any, defs: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Follow ``$ref`` chains; merge ``allOf`` members into one view of the schema."""
-    for _ in range(64):
-        if not isinstance(schema, Mapping):
-            return {}
-        ref = schema.get("$ref")
-        if not isinstance(ref, str):
-            break
-        schema = defs.get(ref.rsplit("/", 1)[-1], {})
-    else:
-        return {}
-    if not isinstance(schema, Mapping):
-        return {}
-    all_of = schema.get("allOf")
-    if isinstance(all_of, list) and all_of:
-        merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
-        props: dict[str, Any] = dict(merged.get("properties") or {})
-        for part in all_of:
-            sub = _resolve(part, defs)
-            for k, v in sub.items():
-                if k == "properties" and isinstance(v, Mapping):
-                    for pk, pv in v.items():
-                        props.setdefault(pk, pv)
-                else:
-                    merged.setdefault(k, v)
-        if props:
-            merged["properties"] = props
-        return merged
-    return schema
+_resolve = resolve  # the one $ref resolver (kinds._schemas)
 
 
 def _alternatives(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -18,8 +18,9 @@ apiserver publishes:
 Everything else (descriptions, ``properties``, ``required``, ``items``, ``additionalProperties``, the
 ``x-kubernetes-*`` extensions such as patch strategies, list types and group-version-kinds) is kept.
 
-Loading is lazy (first call) and happens once: about 110 ms (the 1.33 file, 1.4 MB, then the
-older releases for the definitions 1.33 dropped).
+Loading happens once: ``load_schemas()``, which the server runs at start in a worker thread, off the
+trio loop (about 110 ms: the 1.33 file, 1.4 MB, then the older releases for the definitions 1.33
+dropped). Importing reads nothing; a lookup before ``load_schemas()`` (tools, unit tests) loads then.
 
 ``patch_schema(group, version, kind)`` gives the strategic-merge-patch view of a kind: an object
 with ``child(field)`` and ``list_strategy()`` (the ``PatchSchema`` protocol of ``actors._patch``,
@@ -42,6 +43,7 @@ __all__ = [
     "SchemaPatchNode",
     "definition_name",
     "definitions",
+    "load_schemas",
     "patch_schema",
     "ref_name",
     "resolve",
@@ -196,6 +198,15 @@ def _load() -> _Data:
     return _Data(defs, by_gvk)
 
 
+def load_schemas() -> None:
+    """Read and normalise the bundled schemas now (about 110 ms of blocking file and JSON work).
+
+    The server calls this once at start, in a worker thread (``trio.to_thread.run_sync``), before it
+    serves: no request, and no actor, ever pays for it on the trio loop. Later calls return at once.
+    Importing this module reads nothing."""
+    _load()
+
+
 # --- lookups -------------------------------------------------------------------------------
 
 
@@ -224,29 +235,39 @@ def ref_name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
-def resolve(schema: Any, defs: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Follow ``$ref`` (and a single-element ``allOf`` wrapper) to the schema it names.
+def resolve(schema: Any, defs: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """Follow ``$ref`` chains to the schema they name and merge ``allOf`` members into one view of it
+    (the wrapper's own keys win, then the members' in order; ``properties`` are united). The one
+    ``$ref`` resolver: field validation, patch schemas and OpenAPI all read schemas through it.
 
-    Unknown references resolve to ``{}``.
+    Unknown references, non-objects and reference cycles resolve to ``{}``.
     """
     if defs is None:
         defs = definitions()
-    seen = 0
-    while isinstance(schema, dict):
-        ref = schema.get("$ref")
-        if isinstance(ref, str):
-            schema = defs.get(ref_name(ref), {})
-        else:
-            all_of = schema.get("allOf")
-            if (isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict)
-                    and "properties" not in schema and "items" not in schema):
-                schema = all_of[0]
-            else:
-                return schema
-        seen += 1
-        if seen > 64:  # a reference cycle without structure: give up
+    for _ in range(64):
+        if not isinstance(schema, Mapping):
             return {}
-    return {}
+        ref = schema.get("$ref")
+        if not isinstance(ref, str):
+            break
+        schema = defs.get(ref_name(ref), {})
+    else:
+        return {}
+    all_of = schema.get("allOf")
+    if not (isinstance(all_of, list) and all_of):
+        return schema
+    merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+    props: dict[str, Any] = dict(merged.get("properties") or {})
+    for part in all_of:
+        for k, v in resolve(part, defs).items():
+            if k == "properties" and isinstance(v, Mapping):
+                for pk, pv in v.items():
+                    props.setdefault(pk, pv)
+            else:
+                merged.setdefault(k, v)
+    if props:
+        merged["properties"] = props
+    return merged
 
 
 # --- strategic merge patch view ------------------------------------------------------------

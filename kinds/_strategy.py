@@ -62,6 +62,11 @@ class Strategy:
         are ``kinds._subresources.validate_update``; here, the object's metadata."""
         return validate_object_meta(obj.get("metadata"), namespaced=rdef.namespaced, name_rule=rdef.name_rule)
 
+    def deletion_is_graceful(self, obj: dict[str, Any]) -> bool:
+        """Whether a delete only marks ``obj`` (``deletionTimestamp``; removed once its finalizers are
+        gone) instead of removing it now. May set what marking means for the kind (a status)."""
+        return bool(obj.get("metadata", {}).get("finalizers"))
+
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
         causes = validate_object_meta(obj.get("metadata"), namespaced=rdef.namespaced, name_rule=rdef.name_rule)
         if old is not None and old.get("immutable") is True:
@@ -148,6 +153,11 @@ class NamespaceStrategy(Strategy):
         labels = new["metadata"].setdefault("labels", {})
         labels["kubernetes.io/metadata.name"] = new["metadata"]["name"]
 
+    def deletion_is_graceful(self, obj: dict[str, Any]) -> bool:
+        # A namespace is always emptied first: Terminating until the namespace controller finalizes it.
+        obj["status"] = {"phase": "Terminating"}
+        return True
+
 
 class LeaseStrategy(Strategy):
     allow_create_on_update = True
@@ -186,6 +196,12 @@ for _table in (CORE_STRATEGIES, SERVICE_STRATEGIES, APPS_STRATEGIES, BATCH_STRAT
                ADMISSION_STRATEGIES):
     _BY_RESOURCE.update(_table)
 _DEFAULT = Strategy()
+
+
+# The RBAC kinds' own module (it builds on Strategy, defined above).
+from ._rbac_strategy import RBAC_STRATEGIES
+
+_BY_RESOURCE.update(RBAC_STRATEGIES)
 
 
 def strategy_for(rdef: ResourceDef) -> Strategy:

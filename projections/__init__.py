@@ -1,5 +1,18 @@
 """The read side: followers of the log that build queryable state, watches and views."""
 
+from ._audit import (
+    DEFAULT_POLICY,
+    Attributes,
+    Policy,
+    PolicyError,
+    level_and_stages,
+    now_micro,
+    parse_policy,
+    parse_time,
+    record_for_request,
+    record_from_event,
+    request_uri,
+)
 from ._errors import (
     BadContinue,
     ContinueExpired,
@@ -7,7 +20,9 @@ from ._errors import (
     ResourceVersionTooLarge,
     TooOldResourceVersion,
 )
+from ._history import MAX_HISTORY_PAGE, Revision, revisions, row_key
 from ._projection import ContinueNeedsHistory, ListResult, Projection, ProjectionSettings, decode_continue
+from ._rbac import RBAC_GROUP, Binding, RbacIndex, Rule, TenantRbac
 from ._selectors import (
     FieldSelector,
     LabelSelector,
@@ -22,9 +37,14 @@ from ._watch import BOOKMARK, WatchFilter, WatchStream
 __all__ = [
     "ADDED",
     "BOOKMARK",
+    "DEFAULT_POLICY",
     "DELETED",
+    "MAX_HISTORY_PAGE",
     "MODIFIED",
+    "RBAC_GROUP",
+    "Attributes",
     "BadContinue",
+    "Binding",
     "Change",
     "ContinueExpired",
     "ContinueNeedsHistory",
@@ -32,18 +52,33 @@ __all__ = [
     "FieldSelector",
     "LabelSelector",
     "ListResult",
+    "Policy",
+    "PolicyError",
     "Projection",
     "ProjectionError",
     "ProjectionSettings",
+    "RbacIndex",
     "ResourceState",
     "ResourceVersionTooLarge",
+    "Rule",
+    "Revision",
     "SelectorError",
     "Store",
+    "TenantRbac",
     "TooOldResourceVersion",
     "WatchFilter",
     "WatchStream",
     "decode_continue",
+    "level_and_stages",
+    "now_micro",
     "parse_field_selector",
     "parse_int64",
     "parse_label_selector",
+    "parse_policy",
+    "parse_time",
+    "record_for_request",
+    "record_from_event",
+    "request_uri",
+    "revisions",
+    "row_key",
 ]

@@ -28,13 +28,13 @@ from bus import (
     LogMessage,
     LogReader,
     all_filter,
-    decode_event,
-    object_bytes,
-    parse_subject,
     resource_filter,
 )
 
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
+from ._history import check_retained, rows_at
+from ._history import decode_message as _decode
+from ._rbac import RBAC_GROUP, RbacIndex
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
@@ -87,6 +87,9 @@ class Projection:
         self.stalls = 0
         self._reading = trio.CancelScope()
         self._listeners: list[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]]] = []
+        #: Roles, ClusterRoles and bindings indexed by subject: applied with the store, before
+        #: waiters for a sequence are released (see _rbac).
+        self.rbac = RbacIndex()
 
     # ---- following the log ----------------------------------------------------------------------
 
@@ -190,8 +193,12 @@ class Projection:
 
     def apply_batch(self, batch: list[LogMessage]) -> None:
         store = self.store
+        rbac = self.rbac
         for m in batch:
             applied = store.apply(m)
+            if applied is not None and applied[0][1] == RBAC_GROUP:
+                (tenant, _, resource), ch = applied
+                rbac.apply(tenant, resource, ch.namespace, ch.name, None if ch.type == DELETED else ch.entry.data)
             if applied is not None and self._listeners:
                 for ch in self._listeners:
                     try:
@@ -266,42 +273,28 @@ class Projection:
         return _paginate(((ns, n, e.data, e) for ns, n, e in st.iter_entries(flt.namespace)), flt, limit,
                          start_after, rv)
 
+    async def get_at(self, key: Key, seq: int) -> Entry | None:
+        """The object as it was at ``seq`` (None: absent then), from the log: one direct get."""
+        await check_retained(self.log, seq)
+        m = await self.log.last_message_at(self.log.subject(key), seq)
+        if m is None:
+            return None
+        _, entry, kind = _decode(self.log.prefix, m)
+        return None if kind == DELETED else entry
+
     async def list_at(self, tenant: str, group: str, resource: str, flt: WatchFilter, seq: int, *,
                       limit: int = 0, start_after: str = "") -> ListResult:
-        """The state exactly as of ``seq``, folded from the log's history (resourceVersionMatch=Exact)."""
-        state = await self.log.stream_state()
-        first = int(state.get("first_seq", 1))
-        # Folding state needs every message from the start: once the log has dropped any
-        # (retention, purge), no past state can be rebuilt from it alone.
-        if first > 1:
-            raise TooOldResourceVersion(seq, first)
-        if seq > int(state.get("last_seq", 0)):
-            raise ResourceVersionTooLarge(seq, int(state.get("last_seq", 0)))
-        objects: dict[tuple[str, str], Entry] = {}
-        if seq > 0:
-            reader = await self.log.open_reader(resource_filter(self.log.prefix, tenant, group, resource), 1)
-            try:
-                done = False
-                while not done:
-                    if reader.pending == 0 and reader.buffered == 0:
-                        break
-                    for m in await reader.next_batch():
-                        if m.seq > seq:
-                            done = True
-                            break
-                        key, entry, kind = _decode(self.log.prefix, m)
-                        if kind == DELETED:
-                            objects.pop((key.namespace, key.name), None)
-                        else:
-                            objects[(key.namespace, key.name)] = entry
-                    if reader.pending == 0 and reader.buffered == 0:
-                        break
-            finally:
-                await reader.aclose()
-        rows = sorted(objects.items())
-        if flt.namespace is not None:
-            rows = [r for r in rows if r[0][0] == flt.namespace]
-        return _paginate(((ns, n, e.data, e) for (ns, n), e in rows), flt, limit, start_after, seq)
+        """The state exactly as of ``seq`` (resourceVersionMatch=Exact, and continue tokens of pages
+        older than the ring), read from the log's per-subject history (projections/_history.py): one
+        point-in-time read per page of subjects, never a fold from sequence 1."""
+        await check_retained(self.log, seq)
+        filter_subject = resource_filter(self.log.prefix, tenant, group, resource, flt.namespace)
+        rows, more = await rows_at(self.log, filter_subject, seq, start_after=start_after, limit=limit,
+                                   keep=flt.matches)
+        items = [e.data for _, e in rows]
+        if more and rows:
+            return ListResult(items, seq, encode_continue(seq, rows[-1][0]))
+        return ListResult(items, seq)
 
     # ---- watches ----------------------------------------------------------------------------------
 
@@ -462,14 +455,6 @@ class ContinueNeedsHistory(Exception):
         super().__init__(rv)
         self.rv = rv
         self.start_after = start_after
-
-
-def _decode(prefix: str, m: LogMessage) -> tuple[Key, Entry, str]:
-    """Key, entry and watch event type of a log message (the verb tells ADDED from MODIFIED)."""
-    key = parse_subject(prefix, m.subject)
-    ev = decode_event(m.data)
-    kind = DELETED if ev.type == "delete" else ADDED if ev.verb == "create" else MODIFIED
-    return key, Entry(m.seq, object_bytes(ev, m.seq), ev.labels, ev.fields, ev.rv_at), kind
 
 
 def encode_continue(rv: int, start_after: str) -> str:

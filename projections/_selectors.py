@@ -11,9 +11,8 @@ operator position)::
     requirement := ["!"] KEY [ ("in" | "notin") "(" VALUE ("," VALUE)* ")"
                              | ("=" | "==" | "!=" | ">" | "<") VALUE ]
 
-This module deliberately has its own copy of the label key/value checks: projections may only
-import ``bus`` (see ARCHITECTURE.md), and a unit test keeps the messages identical to
-``kinds._validation``.
+Label keys and values are checked by the domain's ``is_qualified_name``/``is_valid_label_value``
+(``kinds``), so a selector and an object's labels are judged by one rule with one wording.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from kinds import is_qualified_name, is_valid_label_value
 
 __all__ = [
     "FieldSelector",
@@ -36,73 +37,10 @@ class SelectorError(ValueError):
     """A selector that does not parse; ``str(err)`` is the apiserver's message for it."""
 
 
-# --- label key and value checks (same wording as kinds._validation) ------------------------
+# --- label key and value checks: the domain's (kinds._validation), so the wording is one ----------
 
-_QNAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QNAME_RE = re.compile(_QNAME_FMT)
-_QNAME_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', "
-    "and must start and end with an alphanumeric character"
-)
-_LABEL_VALUE_FMT = "(" + _QNAME_FMT + ")?"
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-_LABEL_VALUE_MSG = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-    "and must start and end with an alphanumeric character"
-)
-_DNS_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN_FMT = _DNS_LABEL_FMT + r"(\." + _DNS_LABEL_FMT + ")*"
-_SUBDOMAIN_RE = re.compile(_SUBDOMAIN_FMT)
-_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-    "and must start and end with an alphanumeric character"
-)
-
-
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    # Go's RegexError: "'<example>', " per example, " or " between them (kinds._validation's too).
-    shown = " or ".join(f"'{e}', " for e in examples)
-    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
-
-
-def _nbytes(s: str) -> int:
-    return len(s.encode("utf-8", "surrogatepass"))
-
-
-def _key_errors(key: str) -> list[str]:
-    errs: list[str] = []
-    parts = key.split("/")
-    if len(parts) > 2:
-        return [
-            "a qualified name " + _regex_error(_QNAME_MSG, _QNAME_FMT, "MyName", "my.name", "123-abc")
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ]
-    name = parts[-1]
-    if len(parts) == 2:
-        prefix = parts[0]
-        if not prefix:
-            errs.append("prefix part must be non-empty")
-        else:
-            if _nbytes(prefix) > 253:
-                errs.append("prefix part must be no more than 253 characters")
-            if not _SUBDOMAIN_RE.fullmatch(prefix):
-                errs.append("prefix part " + _regex_error(_SUBDOMAIN_MSG, _SUBDOMAIN_FMT, "example.com"))
-    if not name:
-        errs.append("name part must be non-empty")
-    elif _nbytes(name) > 63:
-        errs.append("name part must be no more than 63 characters")
-    if not _QNAME_RE.fullmatch(name):
-        errs.append("name part " + _regex_error(_QNAME_MSG, _QNAME_FMT, "MyName", "my.name", "123-abc"))
-    return errs
-
-
-def _value_errors(value: str) -> list[str]:
-    errs: list[str] = []
-    if _nbytes(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        errs.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
+_key_errors = is_qualified_name
+_value_errors = is_valid_label_value
 
 
 def _quote(s: str) -> str:

@@ -273,6 +273,21 @@ def test_kubectl_scenario(version: str, jetkube: Server, tmp_path: Path) -> None
     assert out.strip() == f'namespace "{ns}" deleted'
 
 
+@pytest.mark.parametrize("version", ["1.32", "1.33"])
+def test_describe_reads_protobuf(version: str, jetkube: Server, tmp_path: Path) -> None:
+    # kubectl 1.32+ describers read through the typed clientset, which asks for protobuf first
+    # (Accept: application/vnd.kubernetes.protobuf,application/json): get, and list of events.
+    k = Kubectl(kubectl_binary(version), jetkube, "default", tmp_path)
+    k.run("create", "configmap", f"pb-{version.replace('.', '')}", "--from-literal=a=1", "--from-literal=b=2")
+    p = k.run("describe", "configmap", f"pb-{version.replace('.', '')}", "-v=8")
+    assert "Content-Type: application/vnd.kubernetes.protobuf" in p.stderr, p.stderr[-3000:]
+    out = p.stdout
+    assert f"Name:         pb-{version.replace('.', '')}" in out and "Namespace:    default" in out
+    assert "a:\n----\n1" in out and "b:\n----\n2" in out
+    out = k.run("describe", "namespace", "default", ns=False).stdout
+    assert "Name:         default" in out and "Status:       Active" in out
+
+
 def test_a_missing_kubectl_fails_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     """A kubectl version that is not installed fails the run (naming it and where we looked);
     only JETKUBE_SKIP_KUBECTL=1 turns that into a skip."""

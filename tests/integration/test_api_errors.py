@@ -84,7 +84,11 @@ async def test_authentication_and_authorization(start_server: StartServer, tmp_p
             await expect(await anon.get(CM, headers=bob), 403, "Forbidden",
                          'configmaps is forbidden: User "bob" cannot list resource "configmaps" in API group "" in '
                          'the namespace "default"')
+            # kube's RequestInfo: a namespace's own URL is in that namespace; the list is cluster-wide.
             await expect(await anon.get("/api/v1/namespaces/x", headers=bob), 403, "Forbidden",
+                         'namespaces "x" is forbidden: User "bob" cannot get resource "namespaces" in API group "" '
+                         'in the namespace "x"')
+            await expect(await anon.get("/api/v1/namespaces", headers=bob), 403, "Forbidden",
                          'at the cluster scope')
             assert (await anon.get("/version", headers=bob)).status_code == 200
             root = {"Authorization": "Bearer root-token"}

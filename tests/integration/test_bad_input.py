@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -202,33 +203,36 @@ async def test_bad_resource_version_on_get_is_400(api: httpx.AsyncClient) -> Non
             expect(await api.get(f"{CM}/rv?resourceVersion={rv}"), 400, "BadRequest")
 
 
-# --- item 18: impersonation is refused, never ignored --------------------------------------
+# --- item 18: impersonation is checked, never ignored (issue 8: kube's impersonate verb) -------
 
 
-async def test_impersonation_headers_are_refused(server: Running, api: httpx.AsyncClient) -> None:
-    user = "jetkube-admin"
-    with trio.fail_after(20):
-        me = (await api.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                             json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})).json()
-        user = me["status"]["userInfo"]["username"]
-        body = expect(await api.get(CM, headers={"Impersonate-User": "alice"}), 403, "Forbidden")
-        assert body["message"] == (f'users "alice" is forbidden: User "{user}" cannot impersonate resource "users" '
-                                   f'in API group "" at the cluster scope')
-        assert body["details"] == {"name": "alice", "kind": "users"}
-        body = expect(await api.post(CM, json={"metadata": {"name": "as-alice"}},
-                                     headers={"Impersonate-User": "alice", "Impersonate-Group": "g"}), 403, "Forbidden")
-        assert (await api.get(f"{CM}/as-alice")).status_code == 404
-        body = expect(await api.delete(f"{CM}/x", headers={"Impersonate-User": "system:serviceaccount:ns1:sa1"}),
-                      403, "Forbidden")
-        assert body["message"] == (f'serviceaccounts "sa1" is forbidden: User "{user}" cannot impersonate resource '
-                                   f'"serviceaccounts" in API group "" in the namespace "ns1"')
-        for headers in ({"Impersonate-Group": "g"}, {"Impersonate-Uid": "u-1"}, {"Impersonate-Extra-Scopes": "s"}):
-            expect(await api.get(CM, headers=headers), 400, "BadRequest", "without impersonating a user")
-        assert server.http_url is not None
-        async with httpx.AsyncClient(base_url=server.http_url) as anon:
-            expect(await anon.get(CM, headers={"Impersonate-User": "alice"}), 401, "Unauthorized")
-        async with client_for(server) as c:
-            assert (await c.get(CM)).status_code == 200
+async def test_impersonation_headers_are_refused(start_server: StartServer, tmp_path: Path) -> None:
+    tokens = tmp_path / "plain.csv"
+    tokens.write_text("plain-token,plain,plain-uid\n")
+    server = await start_server(token_file=str(tokens))
+    user = "plain"
+    async with httpx.AsyncClient(base_url=server.http_url or "", timeout=30,
+                                 headers={"Authorization": "Bearer plain-token"}) as api:
+        with trio.fail_after(20):
+            body = expect(await api.get(CM, headers={"Impersonate-User": "alice"}), 403, "Forbidden")
+            assert body["message"] == (f'users "alice" is forbidden: User "{user}" cannot impersonate resource "users" '
+                                       f'in API group "" at the cluster scope')
+            assert body["details"] == {"name": "alice", "kind": "users"}
+            body = expect(await api.post(CM, json={"metadata": {"name": "as-alice"}},
+                                         headers={"Impersonate-User": "alice", "Impersonate-Group": "g"}), 403, "Forbidden")
+            async with client_for(server) as admin:
+                assert (await admin.get(f"{CM}/as-alice")).status_code == 404
+            body = expect(await api.delete(f"{CM}/x", headers={"Impersonate-User": "system:serviceaccount:ns1:sa1"}),
+                          403, "Forbidden")
+            assert body["message"] == (f'serviceaccounts "sa1" is forbidden: User "{user}" cannot impersonate resource '
+                                       f'"serviceaccounts" in API group "" in the namespace "ns1"')
+            for headers in ({"Impersonate-Group": "g"}, {"Impersonate-Uid": "u-1"}, {"Impersonate-Extra-Scopes": "s"}):
+                expect(await api.get(CM, headers=headers), 400, "BadRequest", "without impersonating a user")
+            assert server.http_url is not None
+            async with httpx.AsyncClient(base_url=server.http_url) as anon:
+                expect(await anon.get(CM, headers={"Impersonate-User": "alice"}), 401, "Unauthorized")
+            async with client_for(server) as c:
+                assert (await c.get(CM)).status_code == 200
 
 
 # --- item 16: repeated members under fieldValidation ----------------------------------------

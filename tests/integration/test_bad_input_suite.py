@@ -297,11 +297,12 @@ CASES: dict[str, Case] = {
     # Tokens and impersonation.
     "jwt-exp-abc": Case(jwt_exp_abc(signed=False), 401, "Unauthorized"),
     "jwt-exp-abc-signed": Case(jwt_exp_abc(signed=True), 401, "Unauthorized"),
+    # system:masters may impersonate: the request is then alice's, who may not touch configmaps.
     "impersonate-alice": Case(req("GET", CM, None, None, headers={"Impersonate-User": "alice"}), 403, "Forbidden",
-                              'users "alice" is forbidden: User "admin" cannot impersonate'),
+                              'configmaps is forbidden: User "alice" cannot list'),
     "impersonate-alice-write": Case(req("POST", CM, cm_json("as-alice", '"data":{}'),
                                         headers={"Impersonate-User": "alice"}), 403, "Forbidden",
-                                      'users "alice" is forbidden: User "admin" cannot impersonate'),
+                                      'configmaps is forbidden: User "alice" cannot create'),
     # Long names: kube validates Role names as path segments only; every jetkube name is part of a
     # NATS subject, so path-segment names are bounded at 253 bytes (422, kube's wording); the server
     # must refuse them without losing its NATS connection (the case then checks it still serves).

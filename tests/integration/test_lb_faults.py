@@ -51,7 +51,7 @@ async def _balanced_gateways(tmp_path: Path, nats_url: str, *args: str) -> Async
                     shutil.copytree(tmp_path / "gw0" / "pki", tmp_path / f"gw{i}" / "pki")
                 gws.append(await start_gateway_process(tmp_path / f"gw{i}", "--nats-url", nats_url, *args))
         ports = [int(g.url.rsplit(":", 1)[1]) for g in gws]
-        headers = f"Authorization: Bearer {gws[0].token}\r\n"
+        headers = (("Authorization", f"Bearer {gws[0].token}"),)
         healthy: set[int] = set(ports)
 
         async def check_health() -> None:

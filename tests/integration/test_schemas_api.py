@@ -3,9 +3,14 @@ Tables, aggregated discovery and OpenAPI documents."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import httpx
 import pytest
 import trio
+
+import kinds._schemas as schemas
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +89,20 @@ async def test_tables_and_discovery(api: httpx.AsyncClient) -> None:
         assert r.status_code == 301 and r.headers["Location"] == url
         pb = await api.get("/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
         assert pb.status_code == 200 and pb.headers["Content-Type"] == "application/octet-stream" and pb.content[:1]
+
+
+async def test_schemas_are_loaded_at_start_off_the_trio_loop(start_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    schemas._load.cache_clear()
+    threads: list[threading.Thread] = []
+    read = schemas._read
+
+    def recording_read(version: str) -> Any:
+        threads.append(threading.current_thread())
+        return read(version)
+
+    monkeypatch.setattr(schemas, "_read", recording_read)
+    with trio.fail_after(30):
+        await start_server()
+    # Loaded before the server said it was ready, and never on the thread that runs trio.
+    assert schemas._load.cache_info().currsize == 1 and threads
+    assert all(t is not threading.main_thread() for t in threads)

@@ -10,12 +10,9 @@ import trio
 from actors import (
     Actor,
     BadRequest,
-    Forbidden,
-    Request,
     TokenAuthenticator,
     Unauthorized,
     UserInfo,
-    authorize,
     parse_token_csv,
 )
 from actors._managed import manager_from_user_agent, record_update
@@ -36,29 +33,6 @@ def test_token_csv_and_authn() -> None:
             auth.authenticate(bad)
     with pytest.raises(ValueError):
         parse_token_csv("onlytoken\n")
-
-
-def test_interim_authorization() -> None:
-    cm = REG.get("", "v1", "configmaps")
-    admin = UserInfo(name="admin", groups=("system:masters",))
-    bob = UserInfo(name="bob", groups=("system:authenticated",))
-    authorize(Request(verb="delete", rdef=cm, namespace="x", name="y"), admin)
-    authorize(Request(verb="get", path="/version"), bob)
-    with pytest.raises(Forbidden, match='configmaps "y" is forbidden: User "bob" cannot get resource'):
-        authorize(Request(verb="get", rdef=cm, namespace="x", name="y"), bob)
-    with pytest.raises(Forbidden):
-        authorize(Request(verb="get", path="/metrics"), bob)
-    # kube's bootstrap system:monitoring role: /metrics (and the health paths), get only.
-    prom = UserInfo(name="prometheus", groups=("system:monitoring", "system:authenticated"))
-    authorize(Request(verb="get", path="/metrics"), prom)
-    authorize(Request(verb="get", path="/metrics"), admin)
-    authorize(Request(verb="get", path="/readyz/log"), prom)
-    with pytest.raises(Forbidden):
-        authorize(Request(verb="get", path="/metricsx"), prom)
-    with pytest.raises(Forbidden):
-        authorize(Request(verb="create", path="/metrics"), prom)
-    with pytest.raises(Forbidden):
-        authorize(Request(verb="get", rdef=cm, namespace="x", name="y"), prom)
 
 
 def test_secret_strategy() -> None:

@@ -216,7 +216,9 @@ def test_cluster_scoped_and_create_only_kinds() -> None:
     assert [p["name"] for p in core["paths"]["/api/v1/namespaces/{name}"]["parameters"]] == ["name", "pretty"]
     authz = _v3("authorization.k8s.io", "v1")
     assert set(authz["paths"]) == {"/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                                   "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"}
+                                   "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                                   "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                                   "/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews"}
     op = authz["paths"]["/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"]
     assert set(op) == {"parameters", "post"}
     assert op["post"]["operationId"] == "createAuthorizationV1SelfSubjectAccessReview"

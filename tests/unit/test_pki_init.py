@@ -41,7 +41,7 @@ def test_init_writes_shared_material_with_the_balancer_names(tmp_path: Path, cap
     pki = data / "pki"
     printed = capsys.readouterr().out.split()
     assert {Path(p).name for p in printed} == {"ca.crt", "apiserver.crt", "apiserver.key", "tokens.csv", "sa.key",
-                                               "token", "kubeconfig"}
+                                               "token", "kubeconfig", "admin.crt", "admin.key"}
     assert serving_names(pki / "apiserver.crt") == NAMES | {"jetkube.example.com", "10.1.2.3"}
     assert _issued_by(pki / "apiserver.crt", pki / "ca.crt")
     for secret in ("ca.key", "apiserver.key", "sa.key", "tokens.csv", "kubeconfig"):
@@ -92,3 +92,25 @@ def test_a_missing_name_reissues_the_serving_certificate_from_the_same_ca(tmp_pa
     # Names already present (in any spelling) change nothing.
     assert main(["pki", "init", "--data-dir", str(data), "--san", "NEW.example", "--san", "localhost"]) == 0
     assert _snapshot(data / "pki") == after
+
+
+def test_material_without_the_admin_certificate_on_a_read_only_volume(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from gateway import _pki
+
+    data = tmp_path / "old"
+    ensure_pki(data)
+    for name in ("admin.crt", "admin.key"):
+        (data / "pki" / name).unlink()
+
+    def read_only(*_: object, **__: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as m:
+        m.setattr(_pki, "issue_cert", read_only)
+        pki = ensure_pki(data)  # starts anyway, without the certificate user
+    assert pki.admin_cert is None and pki.admin_key is None
+    pki = ensure_pki(data)  # writable again: the certificate is added, the CA kept
+    assert pki.admin_cert is not None and _issued_by(pki.admin_cert, data / "pki" / "ca.crt")

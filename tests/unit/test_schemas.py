@@ -129,18 +129,25 @@ def test_definitions_are_loaded_once() -> None:
     assert patch_schema("", "v1", "ConfigMap") is patch_schema("", "v1", "ConfigMap")
 
 
-def test_import_is_lazy() -> None:
-    code = "import kinds._schemas as s; print(s._load.cache_info().currsize)"
+def test_loaded_by_load_schemas_not_by_import() -> None:
+    # Importing reads nothing; the server calls load_schemas() at start, in a worker thread
+    # (tests/integration/test_startup.py checks that), so no request loads them on the trio loop.
+    code = ("import kinds, kinds._schemas as s; print(s._load.cache_info().currsize); kinds.load_schemas(); "
+            "print(s._load.cache_info().currsize); d = kinds.definitions(); kinds.load_schemas(); "
+            "print(d is kinds.definitions(), s._load.cache_info().misses)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "0"
+    assert out.stdout.split("\n")[:3] == ["0", "1", "True 1"]
 
 
-def test_resolve_follows_refs_and_single_allof() -> None:
+def test_resolve_follows_refs_and_merges_allof() -> None:
     meta = definitions()["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]
     assert resolve({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}) is meta
     assert resolve({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}) is meta
+    # allOf members merge into one view; the wrapper's own keys (its description) win
     assert resolve({"allOf": [{"$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}],
-                    "description": "x"}) is meta
+                    "description": "x"}) == {**meta, "description": "x"}
+    both = resolve({"allOf": [{"properties": {"a": {"type": "string"}}}, {"properties": {"b": {}}, "type": "object"}]})
+    assert both == {"properties": {"a": {"type": "string"}, "b": {}}, "type": "object"}
     assert resolve({"$ref": "#/definitions/nope"}) == {}
     assert resolve({"type": "string"}) == {"type": "string"}
 

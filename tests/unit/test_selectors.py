@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from kinds import _validation
 from projections._selectors import (
     FieldSelector,
     LabelRequirement,
     LabelSelector,
     SelectorError,
-    _key_errors,
-    _value_errors,
     parse_field_selector,
     parse_label_selector,
 )
@@ -255,16 +252,3 @@ def test_field_selector_exact_and_str() -> None:
     assert sel.exact("spec.nodeName") is None
     assert parse_field_selector(str(sel)) == sel
     assert FieldSelector().empty and FieldSelector().matches(lambda _: None)
-
-
-# --- the label checks agree with kinds._validation ----------------------------------------
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["", "a", "a$", "-a", "a-", "A.b_c", "x" * 63, "x" * 64, "/a", "a/", "a/b/c", "Example.com/a",
-     "example.com/a", "a" * 254 + "/b", "ex..com/a", "é"],
-)
-def test_label_checks_match_validation_module(value: str) -> None:
-    assert _key_errors(value) == _validation.is_qualified_name(value)
-    assert _value_errors(value) == _validation.is_valid_label_value(value)

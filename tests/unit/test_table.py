@@ -22,6 +22,7 @@ from gateway._table import (
     table_for_object,
     table_watch_line,
     translate_timestamp_since,
+    wants_protobuf,
     wants_table,
 )
 from kinds import ResourceDef
@@ -496,3 +497,30 @@ def test_table_watch_line_defaults_to_headers() -> None:
     assert table["apiVersion"] == "meta.k8s.io/v1beta1"
     assert len(table["columnDefinitions"]) == len(table["rows"][0]["cells"]) == 10
     assert table["rows"][0]["object"] is None
+
+
+def test_a_new_kind_prints_with_its_definitions_printer() -> None:
+    # The gateway asks the definition: a Deployment definition gets kube's deployment columns at once.
+    deploy = ResourceDef("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",))
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+        "name": "web", "resourceVersion": "5", "creationTimestamp": "2024-01-10T11:00:00Z"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}, "status": {"readyReplicas": 1}}
+    doc = json.loads(table_for_object(deploy, json.dumps(obj).encode(), api_version="meta.k8s.io/v1",
+                                      include_object="None", now=NOW))
+    assert [c["name"] for c in doc["columnDefinitions"]] == [
+        "Name", "Ready", "Up-to-date", "Available", "Age", "Containers", "Images", "Selector"]
+    assert doc["rows"][0]["cells"] == ["web", "1/2", 0, 0, "60m", "nginx", "nginx", "app=web"]
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    ("application/vnd.kubernetes.protobuf, application/json", True),
+    ("application/vnd.kubernetes.protobuf;stream=watch", True),
+    ("application/json, application/vnd.kubernetes.protobuf", False),
+    ("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io, application/json", False),
+    ("application/json;as=Table;v=v1;g=meta.k8s.io, application/vnd.kubernetes.protobuf", False),
+    ("*/*", False),
+    (None, False),
+])
+def test_wants_protobuf(accept: str | None, expected: bool) -> None:
+    assert wants_protobuf(accept) is expected

@@ -1,0 +1,118 @@
+"""History figures: one object's history among many events, and a resource as of an old version.
+
+    .venv/bin/python -m bench._history [--events 200000] [--objects 10000]
+
+Starts its own nats-server (from the wheel), appends ``--events`` events spread over ``--objects``
+ConfigMaps (plus one object written 50 times, spread through the log), then times, each several
+times: the history of that object (``projections.revisions``: one batch direct get of its
+subject), an Exact LIST of every object at a version half-way through the log (``rows_at``:
+``multi_last`` + ``up_to_seq`` per 256 subjects), and, for scale, the same LIST folded from the log
+as before (an ordered read of the resource from sequence 1). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import trio
+
+from bus import (
+    Actor,
+    Event,
+    Key,
+    StreamConfig,
+    encode_event,
+    encode_object_with_rv_slot,
+    open_bridge,
+    open_log,
+    resource_filter,
+    run_nats_server,
+)
+from projections._history import revisions, rows_at
+
+
+def _event(name: str, i: int, verb: str) -> bytes:
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "bench",
+                                                                   "uid": f"u-{name}"}, "data": {"i": str(i)}}
+    data, rv_at = encode_object_with_rv_slot(obj)
+    return encode_event(Event(type="put", object=msgspec.Raw(data), rv_at=rv_at, verb=verb, audit_id=f"a{i}",
+                              time="2026-01-01T00:00:00Z", actor=Actor(user="bench")))
+
+
+async def _timed(n: int, fn) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def main(events: int, objects: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as d:
+        async with run_nats_server(Path(d) / "nats") as url, open_bridge(url) as bridge:
+            log = await open_log(bridge, StreamConfig(name="BENCHH", prefix="bh"))
+            hot = Key("default", "", "configmaps", "bench", "hot")
+            hot_every = max(1, events // 50)
+            t0 = time.perf_counter()
+            send, recv = trio.open_memory_channel[tuple[str, bytes, str]](1024)
+
+            async def writer(recv: trio.MemoryReceiveChannel[tuple[str, bytes, str]]) -> None:
+                async with recv:
+                    async for subject, payload, mid in recv:
+                        await log.append(subject, payload, msg_id=mid, expected_seq=None)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(256):
+                    nursery.start_soon(writer, recv.clone())
+                await recv.aclose()
+                async with send:
+                    for i in range(events):
+                        if i % hot_every == 0:
+                            await send.send((log.subject(hot), _event("hot", i, "update"), f"h{i}"))
+                        else:
+                            name = f"o{i % objects}"
+                            key = Key("default", "", "configmaps", "bench", name)
+                            await send.send((log.subject(key), _event(name, i, "create" if i < objects else "update"),
+                                             f"m{i}"))
+            fill_s = time.perf_counter() - t0
+            head = int((await log.stream_state())["last_seq"])
+            hist = await _timed(20, lambda: revisions(log, hot, limit=100))
+            revs, _ = await revisions(log, hot, limit=100)
+            at = head // 2
+            flt = resource_filter("bh", "default", "", "configmaps")
+            exact = await _timed(3, lambda: rows_at(log, flt, at, start_after="", limit=0, keep=lambda *_: True))
+            rows, _ = await rows_at(log, flt, at, start_after="", limit=0, keep=lambda *_: True)
+
+            async def fold() -> None:
+                reader = await log.open_reader(flt, 1)
+                try:
+                    while not (reader.pending == 0 and reader.buffered == 0):
+                        batch = await reader.next_batch()
+                        if batch[-1].seq >= at:
+                            break
+                finally:
+                    await reader.aclose()
+
+            folded = await _timed(1, fold)
+            return {
+                "events": head, "objects": objects + 1, "fill_s": round(fill_s, 1),
+                "history_revisions": len(revs), "history_ms_median": round(statistics.median(hist), 2),
+                "history_ms_max": round(max(hist), 2),
+                "exact_list_objects": len(rows), "exact_list_ms_median": round(statistics.median(exact), 1),
+                "fold_from_1_ms": round(folded[0], 1),
+            }
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--objects", type=int, default=10_000)
+    a = p.parse_args()
+    print(json.dumps(trio.run(main, a.events, a.objects)))

@@ -1,0 +1,303 @@
+"""The gateway's audit: the audit stream writer, and the query that merges it with the log.
+
+Two sources, one trail (projections/_audit.py builds the records):
+
+- accepted writes are on the log: their audit records are derived from the events there when the
+  trail is read, under the server's policy. A write that was appended is audited even if the
+  gateway died before it answered, and no buffer can drop it.
+- everything else (reads, 401/403/429 and admission denials, other refused writes, dry runs,
+  reviews and token requests, which never reach the log) is written by the gateway to a second
+  JetStream stream, ``<stream>_AUDIT``, with its own retention (``--audit-max-age``,
+  ``--audit-max-bytes``).
+
+The writer is off the request path: a request hands its record to a bounded queue
+(``--audit-queue-size``) and a background task appends from it, up to 64 appends in flight. When the
+queue is full a read's record is dropped at once (kube's batch backend drops, too) and a denial's
+waits up to 100 ms for room, then is dropped; both are counted
+(``jetkube_audit_events_dropped_total{kind}``). Appends that fail are counted the same way.
+"""
+
+from __future__ import annotations
+
+import datetime
+import heapq
+import itertools
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import msgspec
+import trio
+from quart import request
+
+from actors import BadRequest, Request, UserInfo
+from bus import BusError, Log, LogMessage, all_filter, encode_token, is_system_subject
+from kinds import Registry, ResourceDef
+from projections import DEFAULT_POLICY, Attributes, Policy, record_for_request, record_from_event
+from projections import parse_time as _parse_time
+
+_log = logging.getLogger("jetkube.audit")
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder()
+
+DENIAL_WAIT_S = 0.1
+APPENDS_IN_FLIGHT = 64
+MAX_QUERY_EVENTS = 10_000
+DEFAULT_QUERY_EVENTS = 1_000
+
+
+class AuditSink:
+    """The bounded queue in front of the audit stream, and its writer task (:meth:`run`)."""
+
+    def __init__(self, log: Log | None, policy: Policy = DEFAULT_POLICY, *, queue_size: int = 10_000) -> None:
+        self.log = log
+        self.policy = policy
+        self._send, self._recv = trio.open_memory_channel[tuple[str, bytes, str]](queue_size)
+        self.written = 0
+        #: Records not written, by why: "read" (queue full), "denial" (queue full past the wait), "failed".
+        self.dropped = {"read": 0, "denial": 0, "failed": 0}
+
+    def _subject(self, tenant: str) -> str:
+        assert self.log is not None
+        return f"{self.log.prefix}.{encode_token(tenant or 'default')}"
+
+    def submit(self, record: dict[str, Any], tenant: str) -> None:
+        """A read's record: queued if there is room, else dropped and counted. Never waits."""
+        if self.log is None:
+            return
+        try:
+            self._send.send_nowait(self._item(record, tenant))
+        except trio.WouldBlock:
+            self.dropped["read"] += 1
+
+    async def submit_denial(self, record: dict[str, Any], tenant: str) -> None:
+        """A denial's record: waits up to ``DENIAL_WAIT_S`` for room in the queue, then drops it."""
+        if self.log is None:
+            return
+        item = self._item(record, tenant)
+        try:
+            self._send.send_nowait(item)
+            return
+        except trio.WouldBlock:
+            pass
+        with trio.move_on_after(DENIAL_WAIT_S):
+            await self._send.send(item)
+            return
+        self.dropped["denial"] += 1
+
+    def _item(self, record: dict[str, Any], tenant: str) -> tuple[str, bytes, str]:
+        # The Msg-Id makes a retried append of the same record a duplicate, never a second record.
+        return self._subject(tenant), _enc.encode(record), f"{record.get('auditID', '')}:{record.get('stage', '')}"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """Append queued records to the audit stream, forever (up to 64 in flight)."""
+        slots = trio.Semaphore(APPENDS_IN_FLIGHT)
+        log = self.log
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for subject, payload, msg_id in self._recv:
+                if log is None:
+                    continue
+                await slots.acquire()
+                nursery.start_soon(self._append, log, subject, payload, msg_id, slots)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str,
+                      slots: trio.Semaphore) -> None:
+        try:
+            await log.append(subject, payload, msg_id=msg_id, expected_seq=None, deadline_s=10.0)
+            self.written += 1
+        except BusError as e:
+            self.dropped["failed"] += 1
+            _log.warning("an audit record was not written: %s", e)
+        finally:
+            slots.release()
+
+
+# ---- the query --------------------------------------------------------------------------------------
+
+
+class Query(msgspec.Struct, frozen=True):
+    user: str = ""
+    verb: str = ""
+    resource: str = ""
+    namespace: str = ""
+    since: datetime.datetime | None = None
+    until: datetime.datetime | None = None
+    limit: int = DEFAULT_QUERY_EVENTS
+
+    def matches(self, rec: dict[str, Any]) -> bool:
+        ref = rec.get("objectRef") or {}
+        if self.user and rec.get("user", {}).get("username") != self.user:
+            return False
+        if self.verb and rec.get("verb") != self.verb:
+            return False
+        if self.resource and ref.get("resource") != self.resource:
+            return False
+        if self.namespace and ref.get("namespace") != self.namespace:
+            return False
+        t = rec.get("stageTimestamp") or rec.get("requestReceivedTimestamp")
+        if t and (self.since or self.until):
+            when = _parse_time(t)
+            if (self.since and when < self.since) or (self.until and when > self.until):
+                return False
+        return True
+
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+
+
+def parse_when(value: str, now: datetime.datetime) -> datetime.datetime:
+    """An RFC 3339 time, or a duration ago (``90s``, ``15m``, ``2h``, ``7d``); ValueError otherwise."""
+    m = _DURATION.match(value)
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        return now - datetime.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+    return _parse_time(value)
+
+
+def _rfc3339(t: datetime.datetime) -> str:
+    return t.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def _collect(log: Log, q: Query, deadline: float,
+                   convert: Callable[[LogMessage], dict[str, Any] | None]) -> list[tuple[str, int, dict[str, Any]]]:
+    """The first ``q.limit`` records that ``convert`` makes of the messages of ``log`` stored from
+    ``q.since`` on (up to its head as of now) and that match ``q``, in order, as (time, seq, record).
+    Each stream is in time order, so the first ``limit`` of the merge are among these."""
+    head = int((await log.stream_state()).get("last_seq", 0))
+    start = 1
+    if q.since is not None:
+        found = await log.seq_at_time(_rfc3339(q.since))
+        if found is None:
+            return []
+        start = found
+    out: list[tuple[str, int, dict[str, Any]]] = []
+    if head < start:
+        return out
+    reader = await log.open_reader(all_filter(log.prefix), start)
+    try:
+        with trio.move_on_after(max(0.0, deadline - trio.current_time())):
+            while True:
+                batch = await reader.next_batch()
+                for m in batch:
+                    if m.seq > head:
+                        return out
+                    rec = convert(m)
+                    if rec is not None and q.matches(rec):
+                        out.append((rec.get("stageTimestamp", ""), m.seq, rec))
+                        if len(out) >= q.limit:
+                            return out
+                if batch[-1].seq >= head or (reader.pending == 0 and reader.buffered == 0):
+                    return out
+    finally:
+        await reader.aclose()
+    return out
+
+
+async def query(main: Log, audit_log: Log | None, registry: Registry, policy: Policy, q: Query, *,
+                timeout_s: float) -> list[bytes]:
+    """kube's audit JSON lines matching ``q``, oldest first: the writes derived from ``main`` under
+    ``policy`` merged by time with the audit stream; at most ``q.limit``. Bounded by ``timeout_s``
+    (a partial answer when reading runs out of time)."""
+    deadline = trio.current_time() + timeout_s
+    versions = {(d.group, d.plural): d.version for d in registry.defs if d.stored}
+
+    def from_log(m: LogMessage) -> dict[str, Any] | None:
+        if is_system_subject(main.prefix, m.subject):
+            return None
+        return record_from_event(main.prefix, m, policy, versions)
+
+    writes = await _collect(main, q, deadline, from_log)
+    others = [] if audit_log is None else await _collect(audit_log, q, deadline, lambda m: _dec.decode(m.data))
+    merged = heapq.merge(writes, others, key=lambda t: t[0])
+    return [_enc.encode(rec) + b"\n" for _, _, rec in itertools.islice(merged, q.limit)]
+
+
+# ---- the gateway's side of a request ------------------------------------------------------------
+
+AUDIT_EVENTS_PATH = "/apis/audit.jetkube.io/v1/events"
+#: What a query of the audit trail is authorized as: a ``list`` of ``events.audit.jetkube.io``.
+AUDIT_EVENTS = ResourceDef("audit.jetkube.io", "v1", "Event", "events", "event", False, verbs=("list",),
+                           stored=False)
+
+
+class AuditNote:
+    """What the request handler learned about a request, for its audit record."""
+
+    __slots__ = ("logged", "rdef", "req", "tenant", "user", "verb")
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.user: UserInfo | None = None
+        self.tenant = ""
+        self.req: Request | None = None
+        self.rdef: ResourceDef | None = None
+        #: An accepted write that reached the log: audited from its event there, not here.
+        self.logged = False
+
+    def resource_request(self, req: Request) -> None:
+        self.req, self.rdef, self.verb = req, req.rdef, req.verb
+
+    def written(self, req: Request, code: int) -> None:
+        rdef = req.rdef
+        dry = req.query.get("dryRun") not in (None, "")
+        self.logged = (code < 300 and rdef is not None and rdef.stored and not dry
+                       and req.subresource not in ("token",))
+
+
+def _decision(code: int) -> str:
+    return "forbid" if code == 403 else "" if code == 401 else "allow"
+
+
+async def audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str) -> None:
+    """Record a finished request on the audit stream, unless its write is on the log. Reads never
+    wait (dropped and counted when the queue is full); denials (>= 400) wait briefly. Never fails
+    the request: a record that cannot be built is logged (without it) and counted."""
+    if note.logged:
+        return
+    try:
+        await _audit_request(sink, note, audit_id, code, received)
+    except Exception as e:  # noqa: BLE001 - the answer is already decided; the audit must not change it
+        sink.dropped["failed"] += 1
+        _log.error("no audit record for request %s: %s", audit_id, type(e).__name__)
+
+
+async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str) -> None:
+    user, req, rdef = note.user, note.req, note.rdef
+    attrs = Attributes(
+        user.name if user else "", tuple(user.groups) if user else (), note.verb, rdef is not None,
+        rdef.group if rdef else "", rdef.plural if rdef else "", req.subresource if req else "",
+        req.namespace if req else "", req.name if req else "", request.path)
+    stage = "ResponseStarted" if note.verb == "watch" and code == 200 else "ResponseComplete"
+    # The request URI as kube records it, query included (tokens travel in headers, never here).
+    uri = request.full_path.rstrip("?") if hasattr(request, "full_path") else request.path
+    rec = record_for_request(sink.policy, attrs, audit_id=audit_id, uid=user.uid if user else "",
+                             source=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""),
+                             code=code, received=received, version=rdef.version if rdef else "", uri=uri,
+                             decision=_decision(code), stage=stage, tenant=note.tenant)
+    if rec is None:
+        return
+    if code >= 400:
+        await sink.submit_denial(rec, note.tenant)
+    else:
+        sink.submit(rec, note.tenant)
+
+
+def parse_query(q: dict[str, str]) -> Query:
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        since = parse_when(q["since"], now) if q.get("since") else None
+        until = parse_when(q["until"], now) if q.get("until") else None
+    except ValueError as e:
+        raise BadRequest(f"invalid time: {e}") from None
+    limit = DEFAULT_QUERY_EVENTS
+    if q.get("limit"):
+        try:
+            limit = int(q["limit"])
+        except ValueError:
+            raise BadRequest(f"invalid limit {q['limit']!r}") from None
+    return Query(user=q.get("user", ""), verb=q.get("verb", ""), resource=q.get("resource", ""),
+                 namespace=q.get("namespace", ""), since=since, until=until,
+                 limit=max(1, min(limit, MAX_QUERY_EVENTS)))
