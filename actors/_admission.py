@@ -1,55 +1,223 @@
-"""Admission: built-in plugins that run before the resource actor decides a write.
+"""Admission: the one chain every write passes, in kube-apiserver's order.
 
-NamespaceLifecycle (as kube-apiserver's): no new content in a missing namespace (404) or in a
-terminating one (403); a kind's immortal objects (``ResourceDef.immortal``: the namespaces default,
-kube-system and kube-public) may not be deleted (403). Object validation runs
-in the resource actor on the final object, where updates and patches are known in full.
+``mutate`` runs on the decoded object before the kind's defaulting and validation: the built-in
+mutating plugins, then the mutating webhooks in order (a webhook with ``reinvocationPolicy:
+IfNeeded`` runs once more when a later webhook changed the object). ``validate`` runs on the
+final object, after defaulting and schema validation, just before the write is appended: the
+built-in validating plugins, the ValidatingAdmissionPolicies, then the validating webhooks in
+parallel. The resource actor calls both for every write it decides (create, update, patch,
+delete, each item of a deletecollection, and the subresources), so nothing reaches the log
+around the chain. ``dryRun`` requests run the chain too.
+
+Warnings (a webhook's ``warnings``, a policy's ``Warn`` action, PodSecurity's warn mode) are
+collected per request in a context variable that the resource actor opens around each message
+(:func:`collecting_warnings`) and returns with its answer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
 from bus import Key
-from kinds import NAMESPACES
+from kinds import NAMESPACES, Registry, ResourceDef
 from kinds._errors import Forbidden, NotFound
 from projections import Projection
 
-from ._runtime import Actor, ReplySlot
-from .messages import Request
+from ._runtime import Actor, ReplySlot, Stage
+from .messages import Request, UserInfo
+
+_ADMREG = "admissionregistration.k8s.io"
+# Webhooks and policies never see writes of their own configuration (kube's
+# IsExemptAdmissionConfigurationResource), so a bad webhook can always be removed.
+EXEMPT_RESOURCES = frozenset({"mutatingwebhookconfigurations", "validatingwebhookconfigurations",
+                              "validatingadmissionpolicies", "validatingadmissionpolicybindings",
+                              "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"})
+
+_warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("admission_warnings", default=None)
+
+
+@contextlib.contextmanager
+def collecting_warnings() -> Iterator[list[str]]:
+    """Open a warning list for the request handled in this task; yields it."""
+    out: list[str] = []
+    token = _warnings.set(out)
+    try:
+        yield out
+    finally:
+        _warnings.reset(token)
+
+
+def add_warning(text: str) -> None:
+    """Add a warning to the current request's answer (dropped when no request collects them)."""
+    out = _warnings.get()
+    if out is not None and text not in out:
+        out.append(text)
+
+
+class Attributes:
+    """What admission knows of one write (kube's ``admission.Attributes``)."""
+
+    __slots__ = ("dry_run", "name", "namespace", "operation", "options_kind", "rdef", "subresource", "tenant",
+                 "uid", "user")
+
+    def __init__(self, req: Request, operation: str, name: str) -> None:
+        assert req.rdef is not None
+        self.rdef: ResourceDef = req.rdef
+        self.operation = operation
+        self.subresource = req.subresource
+        self.tenant = req.tenant
+        self.namespace = req.namespace if req.rdef.namespaced else ""
+        self.name = name
+        self.user: UserInfo | None = req.user
+        self.uid = req.audit_id
+        self.dry_run = req.query.get("dryRun") == "All"
+        self.options_kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}.get(
+            operation, "")
+
+    @property
+    def exempt(self) -> bool:
+        return self.rdef.group == _ADMREG and self.rdef.plural in EXEMPT_RESOURCES
+
+
+class MutatingPlugin(Protocol):
+    async def admit(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None: ...
+
+
+class ValidatingPlugin(Protocol):
+    async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None: ...
+
+
+class Dispatcher(Protocol):
+    """Webhooks or policies: ``active`` is a cheap check (no configuration: nothing to do)."""
+
+    def active(self, tenant: str) -> bool: ...
+
+
+class AdmissionChain:
+    """The plugins in order; webhooks and policies (optional) from their projections."""
+
+    def __init__(self, *, mutating: tuple[MutatingPlugin, ...] = (), validating: tuple[ValidatingPlugin, ...] = (),
+                 webhooks: Any = None, policies: Any = None) -> None:
+        self.mutating = mutating
+        self.validating = validating
+        self.webhooks = webhooks
+        self.policies = policies
+        #: Time spent in each phase, for /metrics (jetkube_stage_duration_seconds).
+        self.mutate_stage = Stage("admission-mutating")
+        self.validate_stage = Stage("admission-validating")
+
+    def attach(self, core: Any) -> None:
+        """Give plugins that write (ResourceQuota's charges) the resource actor's CAS loop."""
+        for p in (*self.mutating, *self.validating):
+            if hasattr(p, "core"):
+                p.core = core
+
+    async def mutate(self, req: Request, operation: str, obj: dict[str, Any] | None, old: dict[str, Any] | None,
+                     *, name: str = "") -> dict[str, Any] | None:
+        """The mutating phase: returns the (possibly patched) object."""
+        t0 = time.perf_counter()
+        try:
+            a = Attributes(req, operation, name or req.name)
+            for p in self.mutating:
+                await p.admit(a, obj, old)
+            if self.webhooks is not None and not a.exempt and self.webhooks.active(a.tenant):
+                obj = await self.webhooks.mutate(a, obj, old)
+            return obj
+        finally:
+            self.mutate_stage.latency.observe(time.perf_counter() - t0)
+
+    async def validate(self, req: Request, operation: str, obj: dict[str, Any] | None,
+                       old: dict[str, Any] | None, *, name: str = "") -> None:
+        """The validating phase: raises the first denial."""
+        t0 = time.perf_counter()
+        try:
+            a = Attributes(req, operation, name or req.name)
+            for p in self.validating:
+                await p.validate(a, obj, old)
+            if a.exempt:
+                return
+            if self.policies is not None and self.policies.active(a.tenant):
+                await self.policies.validate(a, obj, old)
+            if self.webhooks is not None and self.webhooks.active(a.tenant):
+                await self.webhooks.validate(a, obj, old)
+        finally:
+            self.validate_stage.latency.observe(time.perf_counter() - t0)
 
 
 class NamespaceLifecycle:
+    """kube's NamespaceLifecycle: no new content in a missing namespace (404) or in a terminating
+    one (403); a kind's immortal objects (``ResourceDef.immortal``: the namespaces default,
+    kube-system and kube-public) may not be deleted (403), whatever the path (a single delete,
+    each item of a deletecollection)."""
+
     def __init__(self, projection: Projection) -> None:
         self.projection = projection
 
-    async def admit(self, req: Request) -> None:
+    async def admit(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        """First of the mutating plugins, as in kube: a write into a missing namespace is 404
+        before the object is defaulted or validated."""
+        rdef = a.rdef
+        if a.operation == "DELETE" and a.name in rdef.immortal:
+            raise _immortal(rdef, a.name)
+        if rdef.namespaced and a.operation == "CREATE" and not a.subresource:
+            await self.admit_namespace(a.tenant, a.namespace, a.name, rdef)
+
+    async def admit_request(self, req: Request) -> None:
+        """The early check the admission actor makes before the resource actor decodes anything."""
         rdef = req.rdef
         if rdef is None:
             return
         if req.verb in ("delete", "deletecollection") and req.name in rdef.immortal:
-            raise Forbidden(f'{rdef.plural} "{req.name}" is forbidden: this {rdef.singular} may not be deleted',
-                            name=req.name, group=rdef.group, kind=rdef.plural)
-        if not rdef.namespaced or req.verb != "create":
-            return
+            raise _immortal(rdef, req.name)
+        if rdef.namespaced and req.verb == "create" and not req.subresource:
+            await self.admit_namespace(req.tenant, req.namespace, req.name, rdef)
+
+    async def admit_namespace(self, tenant: str, namespace: str, name: str, rdef: ResourceDef) -> None:
         # An active namespace in the local projection is taken as it is (writes through this
         # gateway are applied before they are answered, so this gateway's own changes are always
         # seen); like the apiserver's informer-backed plugin, a deletion made on another gateway
         # a moment ago may be missed, and the namespace controller then removes the late object.
         # Anything else is confirmed with a consistent read before it is refused.
-        key = Key(req.tenant, *NAMESPACES, "", req.namespace)
+        key = Key(tenant, *NAMESPACES, "", namespace)
         entry = self.projection.get(key)
         if entry is None or entry.fields.get("status.phase") != "Active":
             await self.projection.consistent()
             entry = self.projection.get(key)
         if entry is None:
-            raise NotFound(f'{NAMESPACES[1]} "{req.namespace}" not found', name=req.namespace, kind=NAMESPACES[1])
+            raise NotFound(f'{NAMESPACES[1]} "{namespace}" not found', name=namespace, kind=NAMESPACES[1])
         if entry.fields.get("status.phase") == "Terminating":
-            raise Forbidden(f"unable to create new content in namespace {req.namespace} because it is being "
-                            f"terminated", name=req.name, group=rdef.group, kind=rdef.plural)
+            raise Forbidden(f"unable to create new content in namespace {namespace} because it is being "
+                            f"terminated", name=name, group=rdef.group, kind=rdef.plural)
+
+
+def _immortal(rdef: ResourceDef, name: str) -> Forbidden:
+    return Forbidden(f'{rdef.plural} "{name}" is forbidden: this {rdef.singular} may not be deleted', name=name,
+                     group=rdef.group, kind=rdef.plural)
 
 
 def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
     async def handle(req: Request, reply: ReplySlot) -> None:
-        await lifecycle.admit(req)
+        await lifecycle.admit_request(req)
         next_actor.forward(req, reply)
 
     return handle
+
+
+def build_chain(projection: Projection, registry: Registry, lifecycle: NamespaceLifecycle) -> AdmissionChain:
+    """kube's default plugin set for the kinds served, with webhooks and policies."""
+    from ._admission_plugins import mutating_plugins, validating_plugins
+    from ._admission_policies import PolicyDispatcher
+    from ._admission_webhooks import WebhookDispatcher
+
+    return AdmissionChain(mutating=(lifecycle, *mutating_plugins(projection, registry)),
+                          validating=validating_plugins(projection, registry),
+                          webhooks=WebhookDispatcher(projection, registry),
+                          policies=PolicyDispatcher(projection, registry))
+
+
+__all__ = ["AdmissionChain", "Attributes", "NamespaceLifecycle", "add_warning",
+           "admission_handler", "build_chain", "collecting_warnings"]

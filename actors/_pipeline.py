@@ -18,7 +18,7 @@ from bus import Log
 from kinds import Registry
 from projections import Projection
 
-from ._admission import NamespaceLifecycle, admission_handler
+from ._admission import NamespaceLifecycle, admission_handler, build_chain
 from ._allocation import AllocationSettings
 from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
@@ -49,9 +49,12 @@ class Pipeline:
         lifecycle = NamespaceLifecycle(projection)
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
         self.authorizer = Authorizer(projection.rbac, authorization_modes, projection=projection)
-        self.core = ResourceCore(log, projection, admit=lifecycle.admit, registry=registry, allocation=allocation)
+        self.chain = build_chain(projection, registry, lifecycle)
+        self.core = ResourceCore(log, projection, registry=registry, allocation=allocation, chain=self.chain)
+        self.chain.attach(self.core)
         self.core.guard = self.authorizer.guard  # RBAC escalation prevention, on the final object
         self.reviews_core = ReviewCore(projection, registry, signing_key, self.authorizer)
+        self.reviews_core.chain = self.chain
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
                                              workers=workers)
         if isinstance(authenticator, TokenAuthenticator):
@@ -72,7 +75,8 @@ class Pipeline:
         self.authenticator = authenticator
         self.actors = (self.authz, self.admission, self.resource, self.reviews)
         #: Every step a request passes, for the metrics: authentication, then the actors.
-        self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors)
+        self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors, self.chain.mutate_stage,
+                                                             self.chain.validate_stage)
         # Tracing (None: off): a span per stage, each a child of the request's span (Request.trace).
         self.spans = spans
         for a in self.actors:

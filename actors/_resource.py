@@ -61,6 +61,7 @@ from projections import (
     parse_label_selector,
 )
 
+from ._admission import AdmissionChain, collecting_warnings
 from ._allocation import AllocationSettings, Allocators
 from ._apply import SCALE_FIELDS as _SCALE_FIELDS
 from ._apply import (
@@ -125,7 +126,8 @@ class ResourceCore:
 
     def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32,
                  admit: Callable[[Request], Awaitable[None]] | None = None, registry: Registry | None = None,
-                 allocation: AllocationSettings | None = None) -> None:
+                 allocation: AllocationSettings | None = None,
+                 chain: AdmissionChain | None = None) -> None:
         self.log = log
         self.registry = registry if registry is not None else Registry()
         self.projection = projection
@@ -133,6 +135,9 @@ class ResourceCore:
         # The admission step for writes this actor turns into others: every item of a
         # deletecollection (as a single delete) and an update that creates (as a create).
         self.admit = admit
+        # The admission chain (actors/_admission.py): mutating on the decoded object, validating on
+        # the final one, for every write decided here.
+        self.chain = chain
         #: Tracing (None: off): the log append is a span, a child of this actor's stage span.
         self.spans: Spans | None = None
         #: A check of the final object of a create, update or patch after validation (RBAC's
@@ -145,7 +150,11 @@ class ResourceCore:
     # ---- entry point ---------------------------------------------------------------------------
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
-        reply.set(await self.write(req))
+        with collecting_warnings() as admission_warnings:
+            result = await self.write(req)
+        if admission_warnings:
+            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings))
+        reply.set(result)
 
     async def write(self, req: Request) -> WriteResult:
         """Decide one write and answer with its result."""
@@ -319,6 +328,21 @@ class ResourceCore:
                                         version=rdef.version,
                                         patched=(lambda: _json.encode(obj).decode()) if patched else None)
 
+    @staticmethod
+    def _decode_patched(req: Request, obj: dict[str, Any]) -> None:
+        """An object a mutating webhook patched, decoded again as kube does: wrong types are the
+        webhook's error (500, it is not the client's), unknown fields are dropped silently."""
+        rdef = req.rdef
+        assert rdef is not None
+        schema = schema_for(rdef.group, rdef.version, rdef.kind)
+        if schema is None:
+            return
+        wrong = type_errors(obj, schema, definitions())
+        if wrong:
+            raise InternalError(f"the object a mutating admission webhook returned cannot be handled as a "
+                                f"{rdef.kind}: " + "; ".join(wrong))
+        prune_unknown_fields(obj, schema, definitions())
+
     def _manager(self, req: Request) -> str:
         return req.query.get("fieldManager") or manager_from_user_agent(req.user_agent)
 
@@ -341,6 +365,14 @@ class ResourceCore:
         warnings = self._field_validation(req, obj, patched=False)
         meta = obj["metadata"]
         self._set_namespace(req, meta)
+        if self.chain is not None:
+            mutated = await self.chain.mutate(req, "CREATE", obj, None, name=str(meta.get("name") or ""))
+            assert mutated is not None
+            if mutated is not obj:
+                self._decode_patched(req, mutated)
+            obj = mutated
+            meta = obj["metadata"]
+            self._set_namespace(req, meta)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(str(meta["generateName"]))
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
@@ -359,6 +391,9 @@ class ResourceCore:
         else:
             record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now,
                           type_=apply_type(rdef), ignored=reset_fields(rdef, ""))
+        name = meta["name"]
+        if self.chain is not None:
+            await self.chain.validate(req, "CREATE", obj, None, name=name)
         txn = await self.allocators.begin(req, "put", obj, None, dry=self._dry_run(req))
         if self._dry_run(req):
             return WriteResult(201, _json.encode(obj), warnings)
@@ -448,6 +483,20 @@ class ResourceCore:
             return 200, data, etype
         raise self.conflict(rdef, key.name)
 
+    async def _admitted_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any],
+                               **kw: Any) -> Decision:
+        """:meth:`_merge_update` inside the admission chain: mutating admission on the object as
+        the client sent it, validating admission on the object as it would be stored."""
+        if self.chain is None:
+            return self._merge_update(req, entry, old, new, **kw)
+        mutated = await self.chain.mutate(req, "UPDATE", new, old)
+        assert mutated is not None
+        if mutated is not new:
+            self._decode_patched(req, mutated)
+        decision = self._merge_update(req, entry, old, mutated, **kw)
+        await self.chain.validate(req, "UPDATE", mutated, old)
+        return decision
+
     def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any], *,
                       record: bool = True, manager_subresource: str | None = None) -> Decision:
         """Carry server-owned fields from ``old`` into ``new``; validate; spot finalization."""
@@ -521,7 +570,7 @@ class ResourceCore:
             if rv is not None and rv != entry.seq:
                 raise self.conflict(rdef, req.name)
             new = msgspec.json.decode(_json.encode(body))  # a private copy per attempt
-            return self._merge_update(req, entry, old, new)
+            return await self._admitted_update(req, entry, old, new)
 
         try:
             code, data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
@@ -591,7 +640,7 @@ class ResourceCore:
             if new["metadata"].get("name") != req.name:
                 raise BadRequest(f"the name of the object ({new['metadata'].get('name')}) does not match the name "
                                  f"on the URL ({req.name})")
-            return self._merge_update(req, entry, old, new)
+            return await self._admitted_update(req, entry, old, new)
 
         code, data, _ = await self.guaranteed_update(req, key, decide)
         return WriteResult(code, data, warnings)
@@ -629,7 +678,7 @@ class ResourceCore:
             prv = config["metadata"].get("resourceVersion")
             if prv not in (None, "") and str(prv) != str(entry.seq):  # a precondition, as in any patch
                 raise self.conflict(rdef, req.name)
-            return self._merge_update(req, entry, old, applied(old), record=False)
+            return await self._admitted_update(req, entry, old, applied(old), record=False)
 
         for _ in range(self.max_retries):
             try:
@@ -706,6 +755,9 @@ class ResourceCore:
                                                     f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                                     f"{entry.seq}")
             final_uid = meta.get("uid", "")
+            if self.chain is not None:
+                await self.chain.mutate(req, "DELETE", None, old)
+                await self.chain.validate(req, "DELETE", None, old)
             finalizers = self._gc_finalizers(rdef, meta, opts)
             if finalizers is not None:
                 if finalizers:
@@ -821,6 +873,11 @@ class ResourceCore:
         are writes of the object with the split the definition gives; scale, binding and eviction
         have their own bodies."""
         sub, verb = req.subresource, req.verb
+        if verb == "create" and self.chain is not None and isinstance(req.body, dict):
+            # A subresource's create (binding, eviction) is admitted with its own body as the object.
+            body = await self.chain.mutate(req, "CREATE", req.body, None)
+            await self.chain.validate(req, "CREATE", body, None)
+            req = msgspec.structs.replace(req, body=body)
         if sub == "scale" and verb in ("update", "patch"):
             return await self.scale(req)
         if sub in ("status", "ephemeralcontainers", "approval") and verb == "update":
@@ -862,6 +919,9 @@ class ResourceCore:
                 wanted = self._applied_scale(req, current)
             else:
                 wanted = self._patched(req, current, patch_schema("autoscaling", "v1", "Scale"))
+            if self.chain is not None and isinstance(wanted, dict):
+                # Admitted as kube does: an update of ``<resource>/scale`` with Scale objects.
+                wanted = await self.chain.mutate(req, "UPDATE", wanted, current)
             new = subresources.apply_scale(rdef, old, wanted)
             if req.patch_type == APPLY_PATCH and req.verb == "patch":
                 # The Scale's ownership is the object's spec.replicas (kube's ScaleHandler).
@@ -871,13 +931,19 @@ class ResourceCore:
                     force=apply_force(req.query), subresource="scale",
                     type_=apply_type(rdef), config_set=_SCALE_FIELDS)["metadata"].get("managedFields")
                 new["metadata"].pop("resourceVersion", None)
-                return self._merge_update(main, entry, old, new, record=False)
+                decision = self._merge_update(main, entry, old, new, record=False)
+                if self.chain is not None:
+                    await self.chain.validate(req, "UPDATE", wanted, current)
+                return decision
             rv = _parse_rv(((wanted.get("metadata") or {}) if isinstance(wanted, dict) else {})
                            .get("resourceVersion"))
             if rv is not None and rv != entry.seq:
                 raise self.conflict(rdef, req.name)
             new["metadata"].pop("resourceVersion", None)
-            return self._merge_update(main, entry, old, new, manager_subresource="scale")
+            decision = self._merge_update(main, entry, old, new, manager_subresource="scale")
+            if self.chain is not None and isinstance(wanted, dict):
+                await self.chain.validate(req, "UPDATE", wanted, current)
+            return decision
 
         _, data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
         obj = _decode(data)

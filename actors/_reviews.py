@@ -206,6 +206,9 @@ class ReviewCore:
         #: The bearer-token authenticators TokenReview asks (the pipeline's); None: no TokenReview.
         self.tokens: TokenAuthenticator | None = None
         self.oidc: dict[str, OIDCAuthenticator] = {}  # by issuer
+        #: The admission chain (set by the pipeline): a TokenRequest is admitted as a create of
+        #: ``serviceaccounts/token`` with the TokenRequest as its object.
+        self.chain: Any = None
 
     def review_token(self, token: str, audiences: list[str]) -> tuple[UserInfo, list[str]]:
         """The user a bearer token stands for when presented to ``audiences``, and the audiences
@@ -271,8 +274,17 @@ class ReviewCore:
         out: dict[str, Any] = {"kind": rdef.kind, "apiVersion": rdef.api_version,
                                "metadata": {"creationTimestamp": None}}
         if req.subresource == "token":
-            result = await self.token(req, body)
-            reply.set(msgspec.structs.replace(result, warnings=(*warnings, *result.warnings)))
+            from ._admission import collecting_warnings
+
+            with collecting_warnings() as admitted:
+                if self.chain is not None:
+                    body = await self.chain.mutate(req, "CREATE", {"kind": "TokenRequest",
+                                                                   "apiVersion": "authentication.k8s.io/v1", **body},
+                                                   None)
+                    await self.chain.validate(req, "CREATE", body, None)
+                    req = msgspec.structs.replace(req, body=body)
+                result = await self.token(req, body)
+            reply.set(msgspec.structs.replace(result, warnings=(*warnings, *result.warnings, *admitted)))
             return
         if rdef.plural == "selfsubjectreviews":
             u = req.user

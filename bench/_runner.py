@@ -48,8 +48,9 @@ from ._util import (
     stage_breakdown,
 )
 
-ALL = ["C1", "B1", "B2", "B3", "BP", "BR", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9", "B11X", "F1"]
-NEEDS_C1 = {"B1", "B2", "B3", "BP", "BR"}
+ALL = ["C1", "B1", "B1A", "B2", "B3", "BP", "BR", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9", "B11X",
+       "F1"]
+NEEDS_C1 = {"B1", "B1A", "B2", "B3", "BP", "BR"}
 
 
 def _ms(v: float | None) -> str:
@@ -1103,6 +1104,10 @@ class Bench:
             if self.p.c1_runs > 1:
                 await s("C1", f"HTTP ceiling after {sid}", self.header("C1"),
                         lambda mix=mix, sid=sid: self.c1(mix.split(","), sid), 60)  # type: ignore[misc]
+        if self.want("B1A"):
+            from . import _admission
+            await s("B1A", "create through the admission chain", _admission.header(self),
+                    lambda: _admission.b1a(self), 240)
         if self.want("B5") or self.want("C2"):
             await s("C2", "log ceiling (run 1)", self.header("C2"), lambda: self.c2(1), 120)
             if self.want("B5"):

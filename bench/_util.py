@@ -195,7 +195,8 @@ def stage_breakdown(before: dict[str, float] | None, after: dict[str, float] | N
 
     out: dict[str, Any] = {"available": True}
     stages: dict[str, Any] = {}
-    for actor in ("authn", "flowcontrol", "authz", "admission", "resource"):
+    for actor in ("authn", "flowcontrol", "authz", "admission", "resource", "admission-mutating",
+                  "admission-validating"):
         h = d(f'jetkube_stage_duration_seconds_count{{stage="{actor}"}}')
         s = d(f'jetkube_stage_duration_seconds_sum{{stage="{actor}"}}')
         if f'jetkube_stage_duration_seconds_count{{stage="{actor}"}}' not in after:

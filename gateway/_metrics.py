@@ -245,6 +245,7 @@ class _Collector:
         yield from self._watches(m)
         yield from self._storage(m)
         yield from self._jetkube(m)
+        yield from self._admission(m)
 
     @staticmethod
     def _requests(m: ServerMetrics) -> Iterator[Metric]:
@@ -317,6 +318,25 @@ class _Collector:
         for (group, plural), n in sorted(counts.items()):
             g.add_metric((f"{plural}.{group}" if group else plural,), n)
         yield g
+
+    @staticmethod
+    def _admission(m: ServerMetrics) -> Iterator[Metric]:
+        # kube names these counters without the "_total" suffix prometheus_client would add to a
+        # CounterMetricFamily: the samples are written under kube's names.
+        webhooks = m.pipeline.chain.webhooks
+        name = "apiserver_admission_webhook_fail_open_count"
+        c = Metric(name, "[ALPHA] Admission webhook fail open count, identified by name and broken out for each "
+                   "admission type (validating or admit).", "counter")
+        for (hook, kind), n in sorted(webhooks.fail_open.items()):
+            c.add_sample(name, {"name": hook, "type": kind}, n)
+        yield c
+        name = "apiserver_admission_webhook_rejection_count"
+        c = Metric(name, "[ALPHA] Admission webhook rejection count, identified by name and broken out for each "
+                   "admission type (validating or admit) and operation.", "counter")
+        for (hook, kind, op, code), n in sorted(webhooks.rejections.items()):
+            c.add_sample(name, {"name": hook, "type": kind, "operation": op, "error_type": "no_error",
+                                "rejection_code": str(code)}, n)
+        yield c
 
     @staticmethod
     def _jetkube(m: ServerMetrics) -> Iterator[Metric]:

@@ -84,7 +84,9 @@ def status_object(err: ApiError) -> dict[str, Any]:
     if err.retry_after_s:
         details["retryAfterSeconds"] = err.retry_after_s
     obj: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                           "message": err.message, "reason": err.reason}
+                           "message": err.message}
+    if err.reason:  # empty when an admission webhook denies without one (kube omits it)
+        obj["reason"] = err.reason
     if details:
         obj["details"] = details
     obj["code"] = err.code

@@ -205,6 +205,20 @@ _WORKLOAD_KINDS: tuple[ResourceDef, ...] = (
 )
 
 _RBAC = "rbac.authorization.k8s.io"
+_ADMREG = "admissionregistration.k8s.io"
+_EXT = ("api-extensions",)
+# Admission configuration (kinds/_admissionreg.py holds their defaulting and validation).
+_ADMISSION_KINDS: tuple[ResourceDef, ...] = (
+    ResourceDef(_ADMREG, "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
+                "mutatingwebhookconfiguration", False, categories=_EXT, generation=True),
+    ResourceDef(_ADMREG, "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
+                "validatingwebhookconfiguration", False, categories=_EXT, generation=True),
+    ResourceDef(_ADMREG, "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies",
+                "validatingadmissionpolicy", False, categories=_EXT, subresources=_STATUS, generation=True,
+                initial_status={}),
+    ResourceDef(_ADMREG, "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
+                "validatingadmissionpolicybinding", False, categories=_EXT, generation=True),
+)
 BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
                 verbs=_NAMESPACE_VERBS, field_selectors=("status.phase",), name_rule="label",
@@ -217,6 +231,7 @@ BUILTIN: tuple[ResourceDef, ...] = (
                 name_rule="path"),
     ResourceDef("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     *_WORKLOAD_KINDS,
+    *_ADMISSION_KINDS,
     ResourceDef(_RBAC, "v1", "Role", "roles", "role", True, name_rule="path"),
     ResourceDef(_RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", False,
                 name_rule="path"),

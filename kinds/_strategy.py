@@ -185,13 +185,15 @@ _BY_RESOURCE: dict[tuple[str, str], Strategy] = {
 }
 # The per-group modules subclass Strategy, so they are imported once it exists. (Any import of
 # kinds.* runs kinds/__init__, which imports this module first.)
+from ._admissionreg import ADMISSION_STRATEGIES
 from ._apps import APPS_STRATEGIES
 from ._batch import BATCH_STRATEGIES
 from ._core import CORE_STRATEGIES
 from ._policy import OTHER_STRATEGIES
 from ._services import SERVICE_STRATEGIES
 
-for _table in (CORE_STRATEGIES, SERVICE_STRATEGIES, APPS_STRATEGIES, BATCH_STRATEGIES, OTHER_STRATEGIES):
+for _table in (CORE_STRATEGIES, SERVICE_STRATEGIES, APPS_STRATEGIES, BATCH_STRATEGIES, OTHER_STRATEGIES,
+               ADMISSION_STRATEGIES):
     _BY_RESOURCE.update(_table)
 _DEFAULT = Strategy()
 

@@ -207,6 +207,12 @@ async def test_repair_releases_a_leaked_claim(nats_url: str) -> None:
                                 allocation=AllocationSettings("10.0.0.0/24", "30000-30010"))
             await nursery.start(pipeline.run)
             allocators = pipeline.core.allocators
+            # Every write passes admission (NamespaceLifecycle too): the namespace first, as the
+            # controllers (not run here) would bootstrap it.
+            ns = await pipeline.resource.ask(Request(verb="create", rdef=Registry().by_resource("", "namespaces"),
+                                                     body={"metadata": {"name": "default"}}, user=SYSTEM_USER,
+                                                     audit_id="ns"), timeout_s=10)
+            assert ns.code == 201
             svc_def = Registry().by_resource("", "services")
             req = Request(verb="create", rdef=svc_def, namespace="default", name="", user=SYSTEM_USER,
                           audit_id="leak-1")

@@ -1,0 +1,167 @@
+"""admissionregistration.k8s.io/v1: webhook configurations and ValidatingAdmissionPolicies.
+
+Defaulting as kube's ``pkg/apis/admissionregistration/v1/defaults.go`` and the validation
+that matters for dispatch (``pkg/apis/admissionregistration/validation``): sideEffects,
+timeoutSeconds, admissionReviewVersions, failurePolicy, validationActions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import Cause
+from ._strategy import Strategy
+from ._validation import validate_object_meta
+
+__all__ = ["ADMISSION_STRATEGIES", "default_rule_scope"]
+
+GROUP = "admissionregistration.k8s.io"
+
+
+def default_rule_scope(rule: dict[str, Any]) -> None:
+    if isinstance(rule, dict):
+        rule.setdefault("scope", "*")
+
+
+def _default_match_resources(mr: Any) -> None:
+    if not isinstance(mr, dict):
+        return
+    mr.setdefault("namespaceSelector", {})
+    mr.setdefault("objectSelector", {})
+    mr.setdefault("matchPolicy", "Equivalent")
+    for key in ("resourceRules", "excludeResourceRules"):
+        for r in mr.get(key) or []:
+            default_rule_scope(r)
+
+
+def _default_webhooks(obj: dict[str, Any], mutating: bool) -> None:
+    for wh in obj.get("webhooks") or []:
+        if not isinstance(wh, dict):
+            continue
+        wh.setdefault("failurePolicy", "Fail")
+        wh.setdefault("matchPolicy", "Equivalent")
+        wh.setdefault("namespaceSelector", {})
+        wh.setdefault("objectSelector", {})
+        wh.setdefault("timeoutSeconds", 10)
+        if mutating:
+            wh.setdefault("reinvocationPolicy", "Never")
+        for r in wh.get("rules") or []:
+            default_rule_scope(r)
+        svc = (wh.get("clientConfig") or {}).get("service")
+        if isinstance(svc, dict):
+            svc.setdefault("port", 443)
+
+
+def _validate_webhooks(obj: dict[str, Any]) -> list[Cause]:
+    causes: list[Cause] = []
+    names: set[str] = set()
+    for i, wh in enumerate(obj.get("webhooks") or []):
+        if not isinstance(wh, dict):
+            continue
+        base = f"webhooks[{i}]"
+        name = wh.get("name") or ""
+        if not name:
+            causes.append(Cause("FieldValueRequired", "Required value", f"{base}.name"))
+        elif name.count(".") < 2:
+            causes.append(Cause("FieldValueInvalid", f'Invalid value: "{name}": should be a domain with at least '
+                                                     f'three segments separated by dots', f"{base}.name"))
+        elif name in names:
+            causes.append(Cause("FieldValueDuplicate", f'Duplicate value: "{name}"', f"{base}.name"))
+        names.add(name)
+        se = wh.get("sideEffects")
+        if se is None:
+            causes.append(Cause("FieldValueRequired", "Required value", f"{base}.sideEffects"))
+        elif se not in ("None", "NoneOnDryRun"):
+            causes.append(Cause("FieldValueNotSupported", f'Unsupported value: "{se}": supported values: "None", '
+                                                          f'"NoneOnDryRun"', f"{base}.sideEffects"))
+        t = wh.get("timeoutSeconds")
+        if isinstance(t, int) and not 1 <= t <= 30:
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {t}: the timeout value must be between 1 and "
+                                                     f"30 seconds", f"{base}.timeoutSeconds"))
+        if not wh.get("admissionReviewVersions"):
+            causes.append(Cause("FieldValueRequired", "Required value: must specify one of v1, v1beta1",
+                                f"{base}.admissionReviewVersions"))
+        fp = wh.get("failurePolicy")
+        if fp not in ("Fail", "Ignore"):
+            causes.append(Cause("FieldValueNotSupported", f'Unsupported value: "{fp}": supported values: "Fail", '
+                                                          f'"Ignore"', f"{base}.failurePolicy"))
+        cc = wh.get("clientConfig") or {}
+        if bool(cc.get("url")) == bool(cc.get("service")):
+            causes.append(Cause("FieldValueRequired", "Required value: exactly one of url or service is required",
+                                f"{base}.clientConfig"))
+        if len(wh.get("matchConditions") or []) > 64:
+            causes.append(Cause("FieldValueTooMany", "Too many: must have at most 64 items",
+                                f"{base}.matchConditions"))
+    return causes
+
+
+class _WebhookConfigStrategy(Strategy):
+    def __init__(self, mutating: bool) -> None:
+        self.mutating = mutating
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        _default_webhooks(obj, self.mutating)
+
+    def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        _default_webhooks(new, self.mutating)
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: Any) -> list[Cause]:
+        return [*validate_object_meta(obj.get("metadata"), namespaced=False, name_rule=rdef.name_rule),
+                *_validate_webhooks(obj)]
+
+
+class _PolicyStrategy(Strategy):
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            spec.setdefault("failurePolicy", "Fail")
+            _default_match_resources(spec.get("matchConstraints"))
+
+    prepare_for_update = lambda self, new, old: self.prepare_for_create(new)
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: Any) -> list[Cause]:
+        causes = validate_object_meta(obj.get("metadata"), namespaced=False, name_rule=rdef.name_rule)
+        spec = obj.get("spec") or {}
+        if not spec.get("validations") and not spec.get("auditAnnotations"):
+            causes.append(Cause("FieldValueRequired", "Required value: validations or auditAnnotations must "
+                                                      "contain at least one item", "spec.validations"))
+        for i, v in enumerate(spec.get("validations") or []):
+            if not isinstance(v, dict) or not v.get("expression"):
+                causes.append(Cause("FieldValueRequired", "Required value", f"spec.validations[{i}].expression"))
+        return causes
+
+
+class _BindingStrategy(Strategy):
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            _default_match_resources(spec.get("matchResources"))
+
+    prepare_for_update = lambda self, new, old: self.prepare_for_create(new)
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: Any) -> list[Cause]:
+        causes = validate_object_meta(obj.get("metadata"), namespaced=False, name_rule=rdef.name_rule)
+        spec = obj.get("spec") or {}
+        if not spec.get("policyName"):
+            causes.append(Cause("FieldValueRequired", "Required value", "spec.policyName"))
+        actions = spec.get("validationActions") or []
+        if not actions:
+            causes.append(Cause("FieldValueRequired", "Required value", "spec.validationActions"))
+        for a in actions:
+            if a not in ("Deny", "Warn", "Audit"):
+                causes.append(Cause("FieldValueNotSupported", f'Unsupported value: "{a}": supported values: '
+                                                              f'"Audit", "Deny", "Warn"', "spec.validationActions"))
+        if "Deny" in actions and "Warn" in actions:
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {actions!r}: must not contain both Deny "
+                                                     f"and Warn (repeating the same validation failure "
+                                                     f"information in the API response and headers serves no "
+                                                     f"purpose)", "spec.validationActions"))
+        return causes
+
+
+ADMISSION_STRATEGIES: dict[tuple[str, str], Strategy] = {
+    (GROUP, "mutatingwebhookconfigurations"): _WebhookConfigStrategy(True),
+    (GROUP, "validatingwebhookconfigurations"): _WebhookConfigStrategy(False),
+    (GROUP, "validatingadmissionpolicies"): _PolicyStrategy(),
+    (GROUP, "validatingadmissionpolicybindings"): _BindingStrategy(),
+}

@@ -1,0 +1,230 @@
+"""kube's built-in admission plugins through the real HTTP face: ServiceAccount, Priority,
+DefaultTolerationSeconds and ResourceQuota (exact under concurrency on two gateways)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.conftest import StartServer, client_for, poll_until
+
+pytestmark = pytest.mark.integration
+
+PODS = "/api/v1/namespaces/default/pods"
+
+
+def pod(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}], **spec}}
+
+
+async def test_service_account_priority_tolerations(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        async def default_sa() -> bool:
+            return (await api.get("/api/v1/namespaces/default/serviceaccounts/default")).status_code == 200
+        await poll_until(default_sa)
+        r = await api.post(PODS, json=pod("p", initContainers=[{"name": "i", "image": "busybox"}]))
+        assert r.status_code == 201, r.text
+        spec = r.json()["spec"]
+        assert spec["serviceAccountName"] == "default" and spec["serviceAccount"] == "default"
+        vol = spec["volumes"][0]
+        assert re.fullmatch(r"kube-api-access-[bcdfghjklmnpqrstvwxz2456789]{5}", vol["name"])
+        assert vol["projected"] == {"sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
+                                                                           "fieldPath": "metadata.namespace"}}]}},
+        ], "defaultMode": 420}
+        mount = {"name": vol["name"], "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+        assert spec["containers"][0]["volumeMounts"] == [mount]
+        assert spec["initContainers"][0]["volumeMounts"] == [mount]
+        assert spec["priority"] == 0
+        assert spec["tolerations"] == [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+             "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+             "tolerationSeconds": 300}]
+        # Opting out of the token; a missing service account is refused.
+        r = await api.post(PODS, json=pod("nomount", automountServiceAccountToken=False))
+        assert r.status_code == 201 and "volumes" not in r.json()["spec"]
+        r = await api.post(PODS, json=pod("nosa", serviceAccountName="ghost"))
+        assert r.status_code == 403
+        assert r.json()["message"] == ('pods "nosa" is forbidden: error looking up service account default/ghost: '
+                                       'serviceaccount "ghost" not found')
+        # Priority: the named class, the global default, a missing class.
+        for name, value, default in (("high", 1000, False), ("everyday", 10, True)):
+            r = await api.post("/apis/scheduling.k8s.io/v1/priorityclasses",
+                               json={"metadata": {"name": name}, "value": value, "globalDefault": default})
+            assert r.status_code == 201, r.text
+        r = await api.post(PODS, json=pod("hi", priorityClassName="high"))
+        assert (r.json()["spec"]["priority"], r.json()["spec"]["preemptionPolicy"]) == (1000, "PreemptLowerPriority")
+        r = await api.post(PODS, json=pod("plain"))
+        assert (r.json()["spec"]["priorityClassName"], r.json()["spec"]["priority"]) == ("everyday", 10)
+        r = await api.post(PODS, json=pod("crit", priorityClassName="system-node-critical"))
+        assert r.json()["spec"]["priority"] == 2000001000
+        r = await api.post(PODS, json=pod("nopc", priorityClassName="nope"))
+        assert r.status_code == 403
+        assert r.json()["message"] == 'pods "nopc" is forbidden: no PriorityClass with name nope was found'
+
+
+async def test_quota_exact_under_concurrency_on_two_gateways(start_server: StartServer) -> None:
+    a, b = await start_server(), await start_server()
+    async with client_for(a) as api_a, client_for(b) as api_b:
+        r = await api_a.post("/api/v1/namespaces", json={"metadata": {"name": "q"}})
+        assert r.status_code == 201
+
+        async def sa_ready() -> bool:
+            codes = [(await c.get("/api/v1/namespaces/q/serviceaccounts/default")).status_code
+                     for c in (api_a, api_b)]
+            return codes == [200, 200]
+        await poll_until(sa_ready)
+        r = await api_a.post("/api/v1/namespaces/q/resourcequotas",
+                             json={"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "10", "requests.cpu": "100"}}})
+        assert r.status_code == 201, r.text
+
+        async def quota_seen() -> bool:
+            return (await api_b.get("/api/v1/namespaces/q/resourcequotas/pods")).status_code == 200
+        await poll_until(quota_seen)
+        codes: list[int] = []
+        messages: list[str] = []
+
+        async def create(client: httpx.AsyncClient, i: int) -> None:
+            body = pod(f"p{i}")
+            body["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "500m"}}
+            r = await client.post("/api/v1/namespaces/q/pods", json=body)
+            codes.append(r.status_code)
+            if r.status_code != 201:
+                messages.append(r.json()["message"])
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as n:
+                for i in range(20):
+                    n.start_soon(create, api_a if i % 2 else api_b, i)
+        assert sorted(codes) == [201] * 10 + [403] * 10, codes
+        assert all(re.fullmatch(r'pods "p\d+" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=10, '
+                                r"limited: pods=10", m) for m in messages), messages
+        q = (await api_b.get("/api/v1/namespaces/q/resourcequotas/pods")).json()
+        assert q["status"] == {"hard": {"pods": "10", "requests.cpu": "100"},
+                               "used": {"pods": "10", "requests.cpu": "5"}}, q["status"]
+        listed = (await api_b.get("/api/v1/namespaces/q/pods")).json()["items"]
+        assert len(listed) == 10
+        # A dry run is checked against the quota, and charges nothing.
+        r = await api_a.post("/api/v1/namespaces/q/pods", params={"dryRun": "All"}, json=pod("dry"))
+        assert r.status_code == 403 and "exceeded quota: pods" in r.json()["message"]
+        # A delete releases its charge: one more fits; a dry run first.
+        name = listed[0]["metadata"]["name"]
+        assert (await api_a.delete(f"/api/v1/namespaces/q/pods/{name}")).status_code == 200
+        r = await api_b.post("/api/v1/namespaces/q/pods", params={"dryRun": "All"}, json=pod("again"))
+        assert r.status_code == 201, r.text
+        r = await api_b.post("/api/v1/namespaces/q/pods", json=pod("again"))
+        assert r.status_code == 201, r.text
+        r = await api_a.post("/api/v1/namespaces/q/pods", json=pod("more"))
+        assert r.status_code == 403, r.text
+
+
+async def test_immortal_namespaces_on_every_path(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        for i in range(3):
+            assert (await api.post("/api/v1/namespaces", json={"metadata": {"name": f"n{i}"}})).status_code == 201
+        # The namespace storage has no deletecollection (405 as kube-apiserver); deleting each
+        # listed namespace (kubectl delete ns --all) passes the chain one by one.
+        assert (await api.delete("/api/v1/namespaces")).status_code == 405
+        names = [n["metadata"]["name"] for n in (await api.get("/api/v1/namespaces")).json()["items"]]
+        for name in names:
+            for params in ({"dryRun": "All"}, {}):
+                r = await api.delete(f"/api/v1/namespaces/{name}", params=params)
+                if name in ("default", "kube-system", "kube-public"):
+                    assert r.status_code == 403, r.text
+                    assert r.json()["message"] == f'namespaces "{name}" is forbidden: this namespace may not be deleted'
+                else:
+                    assert r.status_code == 200, r.text
+        for name in ("default", "kube-system", "kube-public"):
+            assert (await api.get(f"/api/v1/namespaces/{name}")).json()["status"]["phase"] == "Active"
+        # Through a deletecollection of another kind, each item passes the chain too (a pod in a
+        # terminating namespace cannot be created; the webhooks test covers the items' denials).
+        r = await api.post("/api/v1/namespaces/n0/pods", json=pod("late"))
+        assert r.status_code in (403, 404), r.text
+
+
+async def test_limit_ranger_and_default_storage_class(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        async def default_sa() -> bool:
+            return (await api.get("/api/v1/namespaces/default/serviceaccounts/default")).status_code == 200
+        await poll_until(default_sa)
+        r = await api.post("/api/v1/namespaces/default/limitranges", json={
+            "metadata": {"name": "lr"}, "spec": {"limits": [{
+                "type": "Container", "default": {"cpu": "500m", "memory": "128Mi"},
+                "defaultRequest": {"cpu": "100m"}, "min": {"cpu": "50m"}, "max": {"cpu": "1"}}]}})
+        assert r.status_code == 201, r.text
+        r = await api.post(PODS, json=pod("limited"))
+        assert r.status_code == 201, r.text
+        got = r.json()
+        assert got["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "500m", "memory": "128Mi"},
+                                                             "requests": {"cpu": "100m", "memory": "128Mi"}}
+        assert got["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == (
+            "LimitRanger plugin set: cpu, memory request for container c; cpu, memory limit for container c")
+        big = pod("big")
+        big["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "2"}}
+        r = await api.post(PODS, json=big)
+        assert r.status_code == 403, r.text
+        assert r.json()["message"] == ('pods "big" is forbidden: maximum cpu usage per Container is 1, but limit '
+                                       'is 2')
+        # DefaultStorageClass: the default class named on a claim that names none.
+        r = await api.post("/apis/storage.k8s.io/v1/storageclasses", json={
+            "metadata": {"name": "fast", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "example.com/fast"})
+        assert r.status_code == 201, r.text
+        claim = {"metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                     "resources": {"requests": {"storage": "1Gi"}}}}
+        r = await api.post("/api/v1/namespaces/default/persistentvolumeclaims", json=claim)
+        assert r.status_code == 201, r.text
+        assert r.json()["spec"]["storageClassName"] == "fast"
+        claim["metadata"]["name"] = "explicit"
+        claim["spec"]["storageClassName"] = ""
+        r = await api.post("/api/v1/namespaces/default/persistentvolumeclaims", json=claim)
+        assert r.json()["spec"]["storageClassName"] == ""
+
+
+async def test_pod_security_enforce_and_warn(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        labels = {"pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/warn": "restricted"}
+        r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "psa", "labels": labels}})
+        assert r.status_code == 201
+
+        async def sa() -> bool:
+            return (await api.get("/api/v1/namespaces/psa/serviceaccounts/default")).status_code == 200
+        await poll_until(sa)
+        base = "/api/v1/namespaces/psa/pods"
+        bad = pod("priv", hostNetwork=True, volumes=[{"name": "v", "hostPath": {"path": "/"}}])
+        bad["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+        r = await api.post(base, json=bad)
+        assert r.status_code == 403, r.text
+        assert r.json()["message"] == ('pods "priv" is forbidden: violates PodSecurity "baseline:latest": host '
+                                       'namespaces (hostNetwork=true), hostPath volumes (volume "v"), privileged '
+                                       '(container "c" must not set securityContext.privileged=true)')
+        # Baseline allows it; restricted warns.
+        r = await api.post(base, json=pod("busybox"))
+        assert r.status_code == 201, r.text
+        assert r.headers.get_list("Warning") == [
+            ('299 - "would violate PodSecurity \\"restricted:latest\\": allowPrivilegeEscalation != false (container '
+            '\\"c\\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container '
+            '\\"c\\" must set securityContext.capabilities.drop=[\\"ALL\\"]), runAsNonRoot != true (pod or container '
+            '\\"c\\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \\"c\\" must set '
+            'securityContext.seccompProfile.type to \\"RuntimeDefault\\" or \\"Localhost\\")"')]
+        good = pod("good")
+        good["spec"]["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+        good["spec"]["containers"][0]["securityContext"] = {"allowPrivilegeEscalation": False,
+                                                            "capabilities": {"drop": ["ALL"]}}
+        r = await api.post(base, json=good)
+        assert r.status_code == 201 and not r.headers.get_list("Warning"), r.text
+        # A deployment's template is warned about, never refused.
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+               "spec": {"selector": {"matchLabels": {"a": "b"}},
+                        "template": {"metadata": {"labels": {"a": "b"}}, "spec": bad["spec"]}}}
+        r = await api.post("/apis/apps/v1/namespaces/psa/deployments", json=dep)
+        assert r.status_code == 201, r.text
+        assert r.headers["Warning"].startswith('299 - "would violate PodSecurity \\"restricted:latest\\": ')

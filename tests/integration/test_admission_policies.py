@@ -1,0 +1,127 @@
+"""ValidatingAdmissionPolicies (CEL) through the real HTTP face: a param ConfigMap, Deny and
+Warn, messageExpression, variables, matchConditions, params by selector and
+parameterNotFoundAction; a policy created on one gateway applies on the other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import StartServer, client_for, poll_until
+
+pytestmark = pytest.mark.integration
+
+REG = "/apis/admissionregistration.k8s.io/v1"
+DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+
+
+def deployment(name: str, replicas: int, **labels: str) -> dict[str, Any]:
+    sel = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {**sel, **labels}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": sel},
+                     "template": {"metadata": {"labels": sel},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+
+
+POLICY = {
+    "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+    "metadata": {"name": "replica-limit"},
+    "spec": {
+        "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+        "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
+        "matchConditions": [{"name": "not-exempt",
+                             "expression": "!has(object.metadata.labels) || !('exempt' in object.metadata.labels)"}],
+        "variables": [{"name": "limit", "expression": "int(params.data.maxReplicas)"}],
+        "validations": [{"expression": "object.spec.replicas <= variables.limit",
+                         "messageExpression": "'replicas must be no greater than ' + string(variables.limit)",
+                         "reason": "Forbidden"},
+                        {"expression": "object.metadata.name.size() < 20"}],
+    },
+}
+
+
+def binding(name: str, actions: list[str], param_ref: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {"policyName": "replica-limit", "validationActions": actions, "paramRef": param_ref}}
+
+
+async def create(api: httpx.AsyncClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    r = await api.post(path, json=body)
+    assert r.status_code == 201, r.text
+    return r
+
+
+async def test_policy_with_param_configmap_deny_and_warn(start_server: StartServer) -> None:
+    a, b = await start_server(), await start_server()
+    async with client_for(a) as api, client_for(b) as api_b:
+        await create(api, "/api/v1/namespaces/default/configmaps",
+                     {"metadata": {"name": "limits", "labels": {"limits": "yes"}}, "data": {"maxReplicas": "3"}})
+        r = await create(api, f"{REG}/validatingadmissionpolicies", POLICY)
+        assert r.json()["spec"]["failurePolicy"] == "Fail"
+        assert r.json()["spec"]["matchConstraints"]["matchPolicy"] == "Equivalent"
+        await create(api, f"{REG}/validatingadmissionpolicybindings",
+                     binding("deny", ["Deny"], {"name": "limits", "namespace": "default",
+                                                "parameterNotFoundAction": "Deny"}))
+        for i in range(3):
+            await create(api, DEPLOY, deployment(f"ok{i}", 3))
+        # A deployment with too many replicas is denied with the validation's message and reason,
+        # on the gateway that saw the policy written and on the other one.
+        for client in (api, api_b):
+            async def denied(c: httpx.AsyncClient = client) -> bool:
+                r = await c.post(DEPLOY, json=deployment("big", 5))
+                return r.status_code == 403
+            await poll_until(denied)
+            r = await client.post(DEPLOY, json=deployment("big", 5))
+            assert r.status_code == 403, r.text
+            body = r.json()
+            assert body["reason"] == "Forbidden"
+            assert body["message"] == ('deployments.apps "big" is forbidden: ValidatingAdmissionPolicy '
+                                       "'replica-limit' with binding 'deny' denied request: replicas must be no "
+                                       "greater than 3")
+        # An update is checked too; the reason defaults to Invalid (422) with the expression as message.
+        r = await api.patch(f"{DEPLOY}/ok0", json={"spec": {"replicas": 4}},
+                            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 403, r.text
+        r = await api.post(DEPLOY, json=deployment("a-very-long-deployment-name", 1))
+        assert r.status_code == 422, r.text
+        assert r.json()["message"].endswith("denied request: failed expression: object.metadata.name.size() < 20")
+        # matchConditions: an exempt deployment is not checked.
+        await create(api, DEPLOY, deployment("exempted", 9, exempt="true"))
+        # A param changed is used at once.
+        r = await api.patch("/api/v1/namespaces/default/configmaps/limits", json={"data": {"maxReplicas": "10"}},
+                            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200
+        await create(api, DEPLOY, deployment("big", 5))
+        # Warn: a Warning header, the write goes on; params by selector.
+        r = await api.delete(f"{REG}/validatingadmissionpolicybindings/deny")
+        assert r.status_code == 200
+        await create(api, f"{REG}/validatingadmissionpolicybindings",
+                     binding("warn", ["Warn"], {"selector": {"matchLabels": {"limits": "yes"}},
+                                                "parameterNotFoundAction": "Deny"}))
+        r = await create(api, DEPLOY, deployment("bigger", 11))
+        assert r.headers.get_list("Warning") == [
+            ("299 - \"Validation failed for ValidatingAdmissionPolicy 'replica-limit' with binding 'warn': "
+             "replicas must be no greater than 10\"")]
+        # No param found with parameterNotFoundAction Deny.
+        r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "other"}})
+        assert r.status_code == 201
+        r = await api.post("/apis/apps/v1/namespaces/other/deployments", json=deployment("x", 1))
+        assert r.status_code == 201, r.text  # Warn only: the failure is a warning
+        assert "no params found" in r.headers["Warning"]
+
+
+async def test_policy_validation_of_bindings(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        r = await api.post(f"{REG}/validatingadmissionpolicybindings",
+                           json=binding("both", ["Deny", "Warn"], {"name": "x"}))
+        assert r.status_code == 422, r.text
+        r = await api.post(f"{REG}/validatingwebhookconfigurations", json={
+            "metadata": {"name": "bad"}, "webhooks": [{"name": "x.example.com", "clientConfig": {"url": "https://x"},
+                                                       "admissionReviewVersions": ["v1"], "timeoutSeconds": 31}]})
+        assert r.status_code == 422, r.text
+        causes = {c["field"] for c in r.json()["details"]["causes"]}
+        assert {"webhooks[0].sideEffects", "webhooks[0].timeoutSeconds"} <= causes
