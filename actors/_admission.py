@@ -14,6 +14,7 @@ from kinds._errors import Forbidden, NotFound
 from projections import Projection
 
 from ._runtime import Actor, ReplySlot
+from ._tenancy import TenancyAdmission
 from .messages import Request
 
 
@@ -47,8 +48,11 @@ class NamespaceLifecycle:
                             f"terminated", name=req.name, group=rdef.group, kind=rdef.plural)
 
 
-def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
+def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request],  # type: ignore[no-untyped-def]
+                      tenancy: TenancyAdmission | None = None):
     async def handle(req: Request, reply: ReplySlot) -> None:
+        if tenancy is not None:
+            req = tenancy.admit(req)
         await lifecycle.admit(req)
         next_actor.forward(req, reply)
 

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 import msgspec
 import trio
 
-from bus import BusError, Key, decode_event
+from bus import ROOT_TENANT, BusError, Key, decode_event
 from kinds import DEFAULT_NAMESPACES, NAMESPACES, Registry
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound, ServiceUnavailable
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
@@ -78,7 +78,7 @@ def root_ca_configmap(current: dict[str, Any] | None, ca_pem: str, *,
 
 class Controllers:
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], *,
-                 root_ca_pem: str = "", tenant: str = "default", queue_size: int = 10_000,
+                 root_ca_pem: str = "", tenant: str = ROOT_TENANT, queue_size: int = 10_000,
                  resync_s: float = 60.0, signing_key: SigningKey | None = None) -> None:
         self.projection = projection
         self.registry = registry
@@ -218,7 +218,7 @@ class Controllers:
             data = secret.get("data") or {}
             if data.get("token") and wanted_uid:
                 continue
-            token = self.signing_key.sign(legacy_claims(ns, sa_name, sa_uid, meta["name"]))
+            token = self.signing_key.sign(legacy_claims(ns, sa_name, sa_uid, meta["name"], self.tenant))
             body = {**secret, "metadata": {**meta, "annotations": {**annotations, SA_UID_ANNOTATION: sa_uid}},
                     "data": {**data, "token": _b64(token), "namespace": _b64(ns),
                              **({"ca.crt": _b64(self.root_ca_pem)} if self.root_ca_pem else {})}}

@@ -26,6 +26,7 @@ from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
 from ._runtime import Actor, Stage
+from ._tenancy import Tenancy, TenancyAdmission
 from ._tokens import SigningKey, TokenVerifier
 from ._tracing import Spans, current_child
 from .messages import Allowed, Request, UserInfo, WriteResult
@@ -58,7 +59,7 @@ class Pipeline:
         self.authorize = self.authorizer.authorize_request
         self.resource: Actor[Request] = Actor("resource", self.core.handle, mailbox_size=mailbox_size,
                                               workers=workers * 4)
-        self.admission: Actor[Request] = Actor("admission", admission_handler(lifecycle, self.resource),
+        self.admission: Actor[Request] = Actor("admission", admission_handler(lifecycle, self.resource, TenancyAdmission()),
                                                mailbox_size=mailbox_size, workers=workers)
         self.authz: Actor[Request] = Actor("authz", authz_handler(self.authorizer, self.admission, self.reviews),
                                            mailbox_size=mailbox_size, workers=workers)
@@ -77,6 +78,9 @@ class Pipeline:
                             if run_controllers else None)
         self.rbac_controllers = (RbacControllers(projection, registry, self.resource)
                                  if run_controllers else None)
+        #: The root tenant's controllers above; every other tenant's, and tenants' lives, here.
+        self.tenancy = (Tenancy(projection, registry, self.resource, root_ca_pem=root_ca_pem,
+                                signing_key=signing_key) if run_controllers else None)
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(self.token_verifier.verify(token), self.projection, token=token)
@@ -117,5 +121,7 @@ class Pipeline:
             if self.controllers is not None:
                 await self.controllers.bootstrap()
                 await nursery.start(self.controllers.run)
+            if self.tenancy is not None:
+                await nursery.start(self.tenancy.run)
             task_status.started()
         raise AssertionError("unreachable")  # pragma: no cover

@@ -80,7 +80,6 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shutdown-delay-duration", type=float, default=0.0, metavar="SECONDS",
                    help="after SIGTERM, keep serving with /readyz answering 503 this long before the listeners "
                         "close (as kube's flag: give the load balancer's health check time to notice)")
-    s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
     s.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
     s.add_argument("--log-format", choices=LOG_FORMATS, default="json",
@@ -241,7 +240,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                                                       if n.strip()),
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
-                    tenancy_by_path=args.tenancy_by_path, shutdown_delay_s=args.shutdown_delay_duration,
+                    shutdown_delay_s=args.shutdown_delay_duration,
                     log_level=args.log_level, authorization_modes=modes,
                     log_format=args.log_format, request_log=args.request_log)
 
@@ -252,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.log_level, "text", "errors")
         trio.run(_dev_cluster, args)
         return 0
-    if args.command in ("history", "audit", "get"):
+    if args.command in ("history", "audit", "get", "tenant"):
         return run_command(args)
     if args.command == "pki":
         for path in pki_init(Path(args.data_dir), sans=args.san, server=args.server, kubeconfig=args.kubeconfig,

@@ -306,6 +306,17 @@ class _Collector:
         for (group, plural), n in sorted(counts.items()):
             g.add_metric((f"{plural}.{group}" if group else plural,), n)
         yield g
+        per_tenant: dict[str, int] = {}
+        for (tenant, _, _), st in m.projection.store.resources.items():
+            per_tenant[tenant] = per_tenant.get(tenant, 0) + st.count
+        t = GaugeMetricFamily("jetkube_tenant_objects", "Objects stored per tenant (logical cluster).",
+                              labels=("tenant",))
+        for tenant, n in sorted(per_tenant.items()):
+            t.add_metric((tenant,), n)
+        yield t
+        yield GaugeMetricFamily("jetkube_projection_resource_states", "Resource states the projection holds "
+                                "(one per tenant, group and resource ever written to).",
+                                value=len(m.projection.store.resources))
 
     @staticmethod
     def _jetkube(m: ServerMetrics) -> Iterator[Metric]:

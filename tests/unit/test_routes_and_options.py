@@ -42,7 +42,7 @@ def test_other_routes(path: str, kind: str) -> None:
 
 
 def test_tenancy_prefix() -> None:
-    r = parse("/clusters/t1/api/v1/configmaps", REG, tenancy_by_path=True)
+    r = parse("/clusters/t1/api/v1/configmaps", REG)
     assert r.tenant == "t1" and r.rdef is CM
 
 
