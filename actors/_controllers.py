@@ -147,8 +147,12 @@ class Controllers:
         for _, name, _ in st.iter_entries(None):
             self.enqueue(name)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes()
+    async def run(self, *, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]] | None = None,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """``changes``: the projection's changes (a tenant's only, from the tenancy controller);
+        None: subscribe to all of them."""
+        if changes is None:
+            changes = self.projection.subscribe_changes()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(self._resync_loop)

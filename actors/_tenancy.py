@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from functools import partial
 from typing import Any, NoReturn
 
 import msgspec
@@ -126,6 +127,9 @@ class Tenancy:
         self.deleting: set[str] = set()
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
+        #: One subscription to the projection's changes, routed to each tenant's controllers (not
+        #: one subscription per controller per tenant, which would offer every change to all).
+        self._routes: dict[str, tuple[trio.MemorySendChannel[Any], ...]] = {}
 
     def _request(self, tenant: str, **kw: Any) -> Request:
         return Request(user=SYSTEM_USER, audit_id=str(uuid.uuid4()), user_agent="jetkube-tenancy-controller",
@@ -145,9 +149,17 @@ class Tenancy:
                 self.reconcile()
 
     async def _follow(self, changes: Any) -> None:
-        async for (tenant, group, resource), _ in changes:
+        async for item in changes:
+            (tenant, group, resource), _ = item
             if tenant == ROOT_TENANT and (group, resource) == LOGICAL_CLUSTERS:
                 self._wake.set()
+            for send in self._routes.get(tenant, ()):
+                try:
+                    send.send_nowait(item)
+                except trio.WouldBlock:
+                    pass  # lossy as the projection's own subscriptions: the controllers resync
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    pass
 
     async def _resync_loop(self) -> NoReturn:
         while True:
@@ -182,22 +194,30 @@ class Tenancy:
 
     async def _serve(self, name: str, scope: trio.CancelScope) -> None:
         with scope:
-            rbac = RbacControllers(self.projection, self.registry, self.resource, tenant=name)
-            ctl = Controllers(self.projection, self.registry, self.resource, tenant=name,
-                              root_ca_pem=self.root_ca_pem, signing_key=self.signing_key)
-            await rbac.bootstrap()
-            await ctl.bootstrap()
-            while True:
-                try:
-                    await self._admin_binding(name)
-                    await self._set_phase(name, "Ready")
-                    break
-                except (ApiError, BusError, ProjectionError, trio.TooSlowError) as e:
-                    log.warning("bootstrap of tenant %s incomplete: %s; retrying", name, e)
-                    await trio.sleep(1.0)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(rbac.run)
-                await nursery.start(ctl.run)
+            # Routed from the start: what changes while the tenant bootstraps is not missed.
+            send_rbac, recv_rbac = trio.open_memory_channel[Any](10_000)
+            send_ctl, recv_ctl = trio.open_memory_channel[Any](10_000)
+            routes = self._routes[name] = (send_rbac, send_ctl)
+            try:
+                rbac = RbacControllers(self.projection, self.registry, self.resource, tenant=name)
+                ctl = Controllers(self.projection, self.registry, self.resource, tenant=name,
+                                  root_ca_pem=self.root_ca_pem, signing_key=self.signing_key)
+                await rbac.bootstrap()
+                await ctl.bootstrap()
+                while True:
+                    try:
+                        await self._admin_binding(name)
+                        await self._set_phase(name, "Ready")
+                        break
+                    except (ApiError, BusError, ProjectionError, trio.TooSlowError) as e:
+                        log.warning("bootstrap of tenant %s incomplete: %s; retrying", name, e)
+                        await trio.sleep(1.0)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(partial(rbac.run, changes=recv_rbac))
+                    await nursery.start(partial(ctl.run, changes=recv_ctl))
+            finally:
+                if self._routes.get(name) is routes:
+                    del self._routes[name]
 
     def _lc(self, name: str) -> dict[str, Any] | None:
         entry = self.projection.get(logical_cluster_key(name))

@@ -123,6 +123,16 @@ async def test_tenant_is_a_whole_cluster_and_isolated_on_two_gateways(start_serv
         items = (await b.get(t("t1", base), params={"resourceVersion": ""})).json()["items"]
         assert {i["metadata"]["name"]: i["metadata"]["uid"] for i in items if i["metadata"]["name"] in uids} == uids
         assert all(i["data"]["v"] == i["metadata"]["name"][1:] for i in items if i["metadata"]["name"] in uids)
+        # History and audit queries answer for the path's tenant.
+        hist = "/apis/history.jetkube.io/v1/namespaces/default/configmaps/c3"
+        revs = (await a.get(t("t1", hist), params={"includeObject": "true"})).json()["items"]
+        assert revs and all(r["object"]["metadata"]["uid"] == uids["c3"] for r in revs if r["type"] != "DELETED")
+        r = await a.get(t("t2", hist), params={"includeObject": "true"})
+        theirs = r.json().get("items", []) if r.status_code == 200 else []
+        assert not any((r.get("object") or {}).get("metadata", {}).get("uid") == uids["c3"] for r in theirs)
+        lines = (await a.get(t("t2", "/apis/audit.jetkube.io/v1/events"))).text.splitlines()
+        tenants = {json.loads(ln).get("annotations", {}).get("jetkube.io/tenant") for ln in lines if ln.strip()}
+        assert "t2" in tenants and tenants <= {"t2", None}, tenants
         # A LogicalCluster lives in root only.
         r = await a.post(t("t1", LC), json={"apiVersion": "tenancy.jetkube.io/v1alpha1", "kind": "LogicalCluster",
                                            "metadata": {"name": "nested"}})
