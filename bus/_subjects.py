@@ -76,11 +76,10 @@ ANY_TENANT = "*"
 
 
 def tenant_token(tenant: str) -> str:
-    """The subject token of a tenant (``*``: every tenant, in filters only)."""
+    """The subject token of a tenant (never a wildcard: :func:`resource_filter` takes
+    :data:`ANY_TENANT`)."""
     if tenant == ROOT_TENANT:
         return _ROOT_TOKEN
-    if tenant == ANY_TENANT:
-        return "*"
     return encode_token(tenant)
 
 
@@ -116,7 +115,7 @@ def object_subject(prefix: str, key: Key) -> str:
 def resource_filter(prefix: str, tenant: str, group: str, resource: str, namespace: str | None = None) -> str:
     """The filter subject for every object of a resource, or of one namespace of it (of every
     tenant with ``tenant`` :data:`ANY_TENANT`)."""
-    base = ".".join((prefix, tenant_token(tenant), _group_token(group), encode_token(resource)))
+    base = ".".join((prefix, "*" if tenant == ANY_TENANT else tenant_token(tenant), _group_token(group), encode_token(resource)))
     if namespace is None:
         return _bounded(base + ".>")
     return _bounded(f"{base}.{_ns_token(namespace)}.*")

@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,10 @@ async def test_rbac_per_tenant(start_server: StartServer, tmp_path: Path) -> Non
                 await poll_until(sa_granted)
             assert (await sa.get(t("t2", base))).status_code == 403
             assert (await sa.get(base)).status_code == 403
+        # Impersonating that service account in its tenant acts as it there.
+        as_sa = {"Impersonate-User": "system:serviceaccount:default:default"}
+        assert (await admin.get(t("t1", base), headers=as_sa)).status_code == 200
+        assert (await admin.get(t("t1", "/api/v1/secrets"), headers=as_sa)).status_code == 403
 
 
 async def states(c: httpx.AsyncClient) -> int:
@@ -345,10 +350,10 @@ async def test_tenant_cli_and_kubectl_context(start_server: StartServer, tmp_pat
         pytest.skip("kubectl is not installed")
     gw = await start_server()
     env = {**os.environ, "KUBECONFIG": str(gw.kubeconfig)}
-    jetkube = str(Path(os.sys.executable).parent / "jetkube")
+    jetkube = str(Path(sys.executable).parent / "jetkube")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, check=False)
 
     p = await trio.to_thread.run_sync(run, jetkube, "tenant", "create", "team-a")
     assert p.returncode == 0, p.stderr
