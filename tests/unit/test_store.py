@@ -112,3 +112,21 @@ def test_histogram_buckets_are_cumulative() -> None:
     assert h.count == 4 and h.total == pytest.approx(2.065)
     with pytest.raises(ValueError):
         Histogram((0.1, 0.01))
+
+
+def test_reads_allocate_nothing_and_prune() -> None:
+    s = Store("jk")
+    for i in range(100):
+        st = s.peek(f"nobody-{i}", "", "configmaps")
+        assert st.count == 0 and not list(st.iter_entries(None))
+    assert s.resources == {}
+    s.apply(msg(1, "a"))
+    assert s.peek("root", "", "configmaps").count == 1
+    m = msg(2, "a")
+    s.apply(LogMessage(2, object_subject("jk", Key("t1", "", "configmaps", "d", "a")), m.data))
+    assert s.peek("t1", "", "configmaps").count == 1 and s.peek("root", "", "configmaps").count == 1
+    s.prune("t1")  # not empty: kept
+    assert ("t1", "", "configmaps") in s.resources
+    s.apply(LogMessage(3, object_subject("jk", Key("t1", "", "configmaps", "d", "a")), msg(3, "a", "delete").data))
+    s.prune("t1")
+    assert ("t1", "", "configmaps") not in s.resources and ("root", "", "configmaps") in s.resources
