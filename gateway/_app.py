@@ -364,6 +364,9 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     route = parse(request.path, ctx.registry)
     if tenant == ANY_TENANT and (route.kind != "resource" or method not in ("GET", "HEAD") or route.name):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
+    if route.kind == "metrics" and tenant != ROOT_TENANT:
+        # The server's metrics count every tenant's objects: root's alone.
+        raise NotFound("the server could not find the requested resource")
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):
             if route.kind == "unknown":

@@ -256,6 +256,8 @@ async def test_unknown_tenant_is_404_and_allocates_nothing(start_server: StartSe
         at_root = (await c.get("/clusters/root/api/v1/namespaces/default/configmaps/kube-root-ca.crt")).json()
         assert at_root == (await c.get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")).json()
         assert await states(c) == before
+        # The server's metrics (every tenant's counts) are root's alone.
+        status_404(await c.get("/clusters/real/metrics"))
 
 
 async def test_tenant_deletion_empties_it(start_server: StartServer) -> None:
@@ -308,6 +310,12 @@ async def test_watch_across_tenants(start_server: StartServer, tmp_path: Path) -
                  for i in items if i["metadata"]["name"] == "kube-root-ca.crt"}
         assert {("root", "default"), ("w1", "default"), ("w2", "kube-system")} <= where
         rv = (await c.get("/clusters/*/api/v1/configmaps")).json()["metadata"]["resourceVersion"]
+        # A watch from now starts with every tenant's objects.
+        r = await c.get("/clusters/*/api/v1/namespaces/kube-public/configmaps",
+                        params={"watch": "1", "timeoutSeconds": "1"})
+        initial = {(e["type"], e["object"]["metadata"]["annotations"]["tenancy.jetkube.io/cluster"])
+                   for e in map(json.loads, filter(str.strip, r.text.splitlines()))}
+        assert {("ADDED", "root"), ("ADDED", "w1"), ("ADDED", "w2")} <= initial
         # Only root's system:masters.
         r = await alice.get("/clusters/*/api/v1/configmaps", params={"watch": "1"})
         assert r.status_code == 403, r.text
