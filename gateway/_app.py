@@ -253,6 +253,7 @@ def create_app(ctx: Context) -> QuartTrio:
                 resp.headers["Audit-Id"] = audit_id
         finally:
             metrics.end(kind)
+        metrics.tenant_request(note.tenant or ROOT_TENANT, note.verb, resp.status_code)
         if ctx.audit is not None:
             await audit_request(ctx.audit, note, audit_id, resp.status_code, received)
         if not intake.body_read and _has_body(request.headers):
@@ -345,14 +346,15 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         impersonate=_impersonation(request.headers), client_cert=(cert := _client_cert(request.scope)),
         remote_headers=_remote_headers(request.headers) if cert else ()))
     note_user(who.user.name if who.user is not None else "")
-    note.user, note.tenant = who.user, tenant
+    note.user = who.user
     if tenant == ANY_TENANT:
         # kcp's /clusters/*/: list and watch across every tenant, for root's system:masters only.
         if who.user is None or MASTERS not in who.user.groups:
             raise Forbidden(f'User "{who.user.name if who.user else ""}" cannot access every logical cluster: '
                             f'only "{MASTERS}" of the "{ROOT_TENANT}" logical cluster may')
     elif not await tenant_exists(ctx.projection, tenant):
-        raise tenant_not_found(tenant)
+        raise tenant_not_found(tenant)  # audited and counted as root's: no label from a made-up name
+    note.tenant = tenant
     if history.handles(path):
         if tenant == ANY_TENANT:
             raise NotFound("the server could not find the requested resource")

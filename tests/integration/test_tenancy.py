@@ -256,6 +256,11 @@ async def test_unknown_tenant_is_404_and_allocates_nothing(start_server: StartSe
         at_root = (await c.get("/clusters/root/api/v1/namespaces/default/configmaps/kube-root-ca.crt")).json()
         assert at_root == (await c.get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")).json()
         assert await states(c) == before
+        assert (await c.get("/clusters/real/api/v1/namespaces")).status_code == 200
+        text = (await c.get("/metrics")).text
+        counted = {ln.split('tenant="')[1].split('"')[0] for ln in text.splitlines()
+                   if ln.startswith("jetkube_tenant_requests_total{")}
+        assert counted == {"root", "real"}, counted
         # The server's metrics (every tenant's counts) are root's alone.
         status_404(await c.get("/clusters/real/metrics"))
 
