@@ -238,9 +238,10 @@ class Tenancy:
 
     async def _set_phase(self, name: str, phase: str) -> None:
         lc = self._lc(name)
-        if lc is None or (lc.get("status") or {}).get("phase") == phase or (lc.get("metadata") or {}).get(
-                "deletionTimestamp"):
+        if lc is None or (lc.get("status") or {}).get("phase") == phase:
             return
+        if (lc.get("metadata") or {}).get("deletionTimestamp") and phase != "Terminating":
+            return  # a tenant being deleted is never Ready again
         req = self._request(ROOT_TENANT, verb="update", rdef=self.lc_def, name=name,
                             body={**lc, "status": {**(lc.get("status") or {}), "phase": phase}})
         try:

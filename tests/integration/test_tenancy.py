@@ -284,11 +284,16 @@ async def test_tenant_deletion_empties_it(start_server: StartServer) -> None:
         r = await c.delete(f"{LC}/gone")
         assert r.status_code == 200, r.text
         assert r.json()["metadata"]["deletionTimestamp"]
+        phases: set[str] = set()
 
         async def deleted() -> bool:
-            return (await c.get(f"{LC}/gone")).status_code == 404
+            r = await c.get(f"{LC}/gone")
+            if r.status_code == 200:
+                phases.add((r.json().get("status") or {}).get("phase", ""))
+            return r.status_code == 404
         with trio.fail_after(60):
             await poll_until(deleted)
+        assert phases <= {"Ready", "Terminating"}
         text = (await c.get("/metrics")).text
         assert 'jetkube_tenant_objects{tenant="gone"}' not in text
         status_404(await c.get(t("gone", "/api/v1/namespaces")))
