@@ -30,6 +30,7 @@ from kinds._fieldvalidation import (
     yaml_strict_error,
 )
 
+from ._allocation import AllocationSettings, Allocators
 from ._auth import TokenAuthenticator, parse_token_csv
 from ._authn import Authenticator, CertificateAuthority, FrontProxy
 from ._authz import MASTERS, Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
@@ -58,6 +59,8 @@ __all__ = [
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
     "Actor",
+    "AllocationSettings",
+    "Allocators",
     "Allowed",
     "AlreadyExists",
     "ApiError",

@@ -111,9 +111,12 @@ class Tenancy:
 
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], *,
                  root_ca_pem: str = "", signing_key: SigningKey | None = None, resync_s: float = 30.0,
-                 max_tenants: int = 10_000) -> None:
+                 max_tenants: int = 10_000, api_endpoint: tuple[str, int] = ("127.0.0.1", 6443),
+                 first_ip: str = "10.96.0.1") -> None:
         self.projection, self.registry, self.resource = projection, registry, resource
         self.root_ca_pem, self.signing_key = root_ca_pem, signing_key
+        #: For each tenant's ``kubernetes`` Service (the Controllers' own parameters).
+        self.api_endpoint, self.first_ip = api_endpoint, first_ip
         self.resync_s = resync_s
         self.max_tenants = max_tenants
         lc = registry.by_resource(*LOGICAL_CLUSTERS)
@@ -201,7 +204,8 @@ class Tenancy:
             try:
                 rbac = RbacControllers(self.projection, self.registry, self.resource, tenant=name)
                 ctl = Controllers(self.projection, self.registry, self.resource, tenant=name,
-                                  root_ca_pem=self.root_ca_pem, signing_key=self.signing_key)
+                                  root_ca_pem=self.root_ca_pem, signing_key=self.signing_key,
+                                  api_endpoint=self.api_endpoint, first_ip=self.first_ip)
                 await rbac.bootstrap()
                 await ctl.bootstrap()
                 while True:

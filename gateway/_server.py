@@ -20,6 +20,7 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 
 from actors import (
+    AllocationSettings,
     Authenticator,
     CertificateAuthority,
     FrontProxy,
@@ -88,7 +89,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             auth = NatsAuth()  # the embedded server's credentials are in its URL
         bridge = await stack.enter_async_context(open_bridge(nats_url, auth=auth))
         log_ = await open_log(bridge, StreamConfig(name=settings.stream, prefix=settings.subject_prefix,
-                                                   replicas=settings.stream_replicas))
+                                                   replicas=settings.stream_replicas),
+                              encryption=settings.encryption)
         audit_log = await open_log(bridge, StreamConfig(
             name=f"{settings.stream}_AUDIT", prefix=f"{settings.subject_prefix}audit",
             replicas=settings.stream_replicas, max_age_s=settings.audit_max_age_s,
@@ -103,7 +105,10 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
                                 root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing,
-                                authorization_modes=settings.authorization_modes)
+                                authorization_modes=settings.authorization_modes,
+                                allocation=AllocationSettings(settings.service_cluster_ip_range,
+                                                              settings.service_node_port_range),
+                                api_endpoint=(settings.host, settings.port or 6443))
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
