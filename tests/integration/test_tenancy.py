@@ -395,3 +395,40 @@ async def test_tenant_cli_and_kubectl_context(start_server: StartServer, tmp_pat
     assert p.returncode == 0 and "logicalclusters.tenancy.jetkube.io" in p.stdout.split(), p.stderr
     p = await trio.to_thread.run_sync(run, "kubectl", "--server", f"{server}/clusters/nope", "get", "cm")
     assert p.returncode != 0 and "NotFound" in p.stderr or "not found" in p.stderr
+
+
+async def test_controllers_serve_every_tenant(start_server: StartServer) -> None:
+    """Garbage collection, namespace deletion and the kubernetes Service in a tenant, as in root."""
+    gw = await start_server()
+    async with client_for(gw) as c:
+        await create_tenant(c, "gc1")
+        base = t("gc1", "/api/v1/namespaces/default/configmaps")
+        owner = (await c.post(base, json=cm("owner"))).json()["metadata"]
+        for i in range(5):
+            dep = cm(f"dep{i}")
+            dep["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                                                   "uid": owner["uid"]}]
+            assert (await c.post(base, json=dep)).status_code == 201
+        # The same names in root, owned by nothing there: untouched.
+        for i in range(5):
+            assert (await c.post("/api/v1/namespaces/default/configmaps", json=cm(f"dep{i}"))).status_code == 201
+        assert (await c.delete(f"{base}/owner")).status_code == 200
+
+        async def collected() -> bool:
+            names = {i["metadata"]["name"] for i in (await c.get(base)).json()["items"]}
+            return not names & {f"dep{i}" for i in range(5)}
+        with trio.fail_after(30):
+            await poll_until(collected)
+        names = {i["metadata"]["name"] for i in (await c.get("/api/v1/namespaces/default/configmaps")).json()["items"]}
+        assert {f"dep{i}" for i in range(5)} <= names
+        # A namespace of the tenant is emptied and finalized by the tenant's namespace controller.
+        assert (await c.post(t("gc1", "/api/v1/namespaces"), json={"metadata": {"name": "tmp"}})).status_code == 201
+        assert (await c.post(t("gc1", "/api/v1/namespaces/tmp/configmaps"), json=cm("x"))).status_code == 201
+        assert (await c.delete(t("gc1", "/api/v1/namespaces/tmp"))).status_code == 200
+
+        async def ns_gone() -> bool:
+            return (await c.get(t("gc1", "/api/v1/namespaces/tmp"))).status_code == 404
+        with trio.fail_after(30):
+            await poll_until(ns_gone)
+        svc = await c.get(t("gc1", "/api/v1/namespaces/default/services/kubernetes"))
+        assert svc.status_code == 200, svc.text
