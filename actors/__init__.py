@@ -33,13 +33,14 @@ from kinds._fieldvalidation import (
 from ._allocation import AllocationSettings, Allocators
 from ._auth import TokenAuthenticator, parse_token_csv
 from ._authn import Authenticator, CertificateAuthority, FrontProxy
-from ._authz import Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
+from ._authz import MASTERS, Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._runtime import Actor, ReplySlot
+from ._tenancy import OWNER_ANNOTATION, Tenancy, tenant_exists, tenant_not_found, valid_tenant_name
 from ._tokens import JWKS_PATH, SigningKey, jwks, openid_configuration
 from ._tracing import NO_SPAN, Spans
 from .messages import Allowed, Request, UserInfo, WriteResult
@@ -48,11 +49,13 @@ __all__ = [
     "APPLY_PATCH",
     "JSON_PATCH",
     "JWKS_PATH",
+    "MASTERS",
     "MAX_COPY_BYTES",
     "MAX_DEPTH",
     "MAX_JSON_PATCH_OPERATIONS",
     "MERGE_PATCH",
     "NO_SPAN",
+    "OWNER_ANNOTATION",
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
     "Actor",
@@ -90,6 +93,7 @@ __all__ = [
     "ServiceUnavailable",
     "SigningKey",
     "Spans",
+    "Tenancy",
     "Timeout",
     "TokenAuthenticator",
     "TooManyRequests",
@@ -108,6 +112,9 @@ __all__ = [
     "openid_configuration",
     "parse_modes",
     "parse_token_csv",
+    "tenant_exists",
+    "tenant_not_found",
+    "valid_tenant_name",
     "validate_config",
     "warning_header",
     "yaml_duplicate_key",

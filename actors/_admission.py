@@ -28,6 +28,7 @@ from kinds._errors import Forbidden, NotFound
 from projections import Projection
 
 from ._runtime import Actor, ReplySlot, Stage
+from ._tenancy import TenancyAdmission, tenant_terminating
 from .messages import Request, UserInfo
 
 _ADMREG = "admissionregistration.k8s.io"
@@ -152,7 +153,7 @@ class NamespaceLifecycle:
     """kube's NamespaceLifecycle: no new content in a missing namespace (404) or in a terminating
     one (403); a kind's immortal objects (``ResourceDef.immortal``: the namespaces default,
     kube-system and kube-public) may not be deleted (403), whatever the path (a single delete,
-    each item of a deletecollection)."""
+    each item of a deletecollection), except when their whole tenant is being deleted."""
 
     def __init__(self, projection: Projection) -> None:
         self.projection = projection
@@ -161,7 +162,7 @@ class NamespaceLifecycle:
         """First of the mutating plugins, as in kube: a write into a missing namespace is 404
         before the object is defaulted or validated."""
         rdef = a.rdef
-        if a.operation == "DELETE" and a.name in rdef.immortal:
+        if a.operation == "DELETE" and a.name in rdef.immortal and not tenant_terminating(self.projection, a.tenant):
             raise _immortal(rdef, a.name)
         if rdef.namespaced and a.operation == "CREATE" and not a.subresource:
             await self.admit_namespace(a.tenant, a.namespace, a.name, rdef)
@@ -171,7 +172,8 @@ class NamespaceLifecycle:
         rdef = req.rdef
         if rdef is None:
             return
-        if req.verb in ("delete", "deletecollection") and req.name in rdef.immortal:
+        if req.verb in ("delete", "deletecollection") and req.name in rdef.immortal and not tenant_terminating(
+                self.projection, req.tenant):
             raise _immortal(rdef, req.name)
         if rdef.namespaced and req.verb == "create" and not req.subresource:
             await self.admit_namespace(req.tenant, req.namespace, req.name, rdef)
@@ -199,8 +201,11 @@ def _immortal(rdef: ResourceDef, name: str) -> Forbidden:
                      group=rdef.group, kind=rdef.plural)
 
 
-def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request]):  # type: ignore[no-untyped-def]
+def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request],  # type: ignore[no-untyped-def]
+                      tenancy: TenancyAdmission | None = None):
     async def handle(req: Request, reply: ReplySlot) -> None:
+        if tenancy is not None:
+            req = tenancy.admit(req)
         await lifecycle.admit_request(req)
         next_actor.forward(req, reply)
 

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from bus import ROOT_TENANT
 from kinds import ResourceDef
 from kinds._errors import BadRequest, Unauthorized
 
@@ -240,7 +241,7 @@ Authorize = Callable[[Request, UserInfo], None]
 
 
 def impersonate(user: UserInfo, headers: tuple[tuple[str, str], ...], authorize: Authorize,
-                tenant: str = "default") -> UserInfo:
+                tenant: str = ROOT_TENANT) -> UserInfo:
     """The user ``user`` acts as through ``Impersonate-*`` headers, each item authorized for
     ``user`` with the ``impersonate`` verb (the first denial is the 403); kube's
     ``WithImpersonation``. Groups, extras or a uid without a user: 400."""
@@ -278,16 +279,17 @@ def impersonate(user: UserInfo, headers: tuple[tuple[str, str], ...], authorize:
     extra: dict[str, list[str]] = {}
     for k, v in extras:
         extra.setdefault(k, []).append(v)
-    return UserInfo(name=wanted, uid=uid, groups=tuple(groups), extra=extra, tenant=user.tenant,
+    return UserInfo(name=wanted, uid=uid, groups=tuple(groups), extra=extra, tenant=tenant,
                     impersonator=user.name)
 
 
 def authenticate_request(authenticator: Authenticator, req: Request, authorize: Authorize) -> Request:
     """Authentication from the request's headers and client certificate alone, then any
-    Impersonate-* headers (checked with ``authorize``): ``req`` with its user and tenant, or
-    Unauthorized / Forbidden / BadRequest."""
+    Impersonate-* headers (checked with ``authorize`` in the request's tenant): ``req`` with its
+    user, or Unauthorized / Forbidden / BadRequest. The tenant is the gateway's (from the path):
+    identities are global, permissions per tenant."""
     user = authenticator.authenticate(req)
     if req.impersonate:
-        user = impersonate(user, req.impersonate, authorize, tenant=user.tenant)
-    return msgspec.structs.replace(req, user=user, tenant=user.tenant)
+        user = impersonate(user, req.impersonate, authorize, tenant=req.tenant)
+    return msgspec.structs.replace(req, user=user)
 

@@ -232,11 +232,24 @@ class Authorizer:
             return d  # the log is out of reach or far ahead: refuse on what this gateway has (kube's cache)
         return self.authorize(user, a)
 
+    def scope(self, user: UserInfo, req: Request) -> UserInfo:
+        """``user`` as it acts in the request's tenant (identities are global, permissions per
+        tenant: RBAC is read from ``UserInfo.tenant``). A service account exists in one tenant
+        only: elsewhere it may do nothing (403), whatever that tenant's bindings name."""
+        if user.tenant == req.tenant:
+            return user
+        if user.name.startswith("system:serviceaccount:"):
+            a = attributes_of(req)
+            raise forbidden(user, a, f'service account of logical cluster "{user.tenant}" cannot act in '
+                                     f'logical cluster "{req.tenant}"')
+        return msgspec.structs.replace(user, tenant=req.tenant)
+
     def authorize_request(self, req: Request, user: UserInfo) -> None:
         """Return when ``user`` may make ``req`` (as :func:`attributes_of` reads it), else kube's
         403: synchronous, on this gateway's RBAC state, for checks made inside authentication
         (impersonation's ``impersonate`` verb: ``authorize(Request(verb="impersonate", rdef=...),
         user)``), the signature of the interim ``_auth.authorize``."""
+        user = self.scope(user, req)
         if MASTERS in user.groups:
             return
         a = attributes_of(req)
@@ -361,6 +374,8 @@ def authz_handler(authorizer: Authorizer, next_actor: Actor[Request], reviews: A
     authorized once, at its start) or pass a write on (virtual kinds and tokens to reviews)."""
     async def handle(req: Request, reply: ReplySlot) -> None:
         assert req.user is not None
+        # From here on the user is the one of the request's tenant (reviews answer for that tenant).
+        req = msgspec.structs.replace(req, user=authorizer.scope(req.user, req))
         await authorizer.check(req)
         if req.rdef is None or req.verb in READ_VERBS:
             reply.set(Allowed(req.user))

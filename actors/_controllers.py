@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import msgspec
 import trio
 
-from bus import BusError, Key, decode_event
+from bus import ROOT_TENANT, BusError, Key, decode_event
 from kinds import DEFAULT_NAMESPACES, NAMESPACES, Registry
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
@@ -103,7 +103,7 @@ def root_ca_configmap(current: dict[str, Any] | None, ca_pem: str, *,
 
 class Controllers:
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], *,
-                 root_ca_pem: str = "", tenant: str = "default", queue_size: int = 10_000,
+                 root_ca_pem: str = "", tenant: str = ROOT_TENANT, queue_size: int = 10_000,
                  resync_s: float = 60.0, signing_key: SigningKey | None = None,
                  api_endpoint: tuple[str, int] = ("127.0.0.1", 6443), first_ip: str = "10.96.0.1") -> None:
         self.projection = projection
@@ -178,8 +178,12 @@ class Controllers:
         for _, name, _ in st.iter_entries(None):
             self.enqueue(name)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes()
+    async def run(self, *, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]] | None = None,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """``changes``: the projection's changes (a tenant's only, from the tenancy controller);
+        None: subscribe to all of them."""
+        if changes is None:
+            changes = self.projection.subscribe_changes()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(self._resync_loop)
@@ -251,7 +255,7 @@ class Controllers:
             data = secret.get("data") or {}
             if data.get("token") and wanted_uid:
                 continue
-            token = self.signing_key.sign(legacy_claims(ns, sa_name, sa_uid, meta["name"]))
+            token = self.signing_key.sign(legacy_claims(ns, sa_name, sa_uid, meta["name"], self.tenant))
             body = {**secret, "metadata": {**meta, "annotations": {**annotations, SA_UID_ANNOTATION: sa_uid}},
                     "data": {**data, "token": _b64(token), "namespace": _b64(ns),
                              **({"ca.crt": _b64(self.root_ca_pem)} if self.root_ca_pem else {})}}

@@ -30,6 +30,7 @@ from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
 from ._runtime import Actor, Stage
+from ._tenancy import Tenancy, TenancyAdmission
 from ._tokens import SigningKey, TokenVerifier
 from ._tracing import Spans, current_child
 from .messages import Allowed, Request, UserInfo, WriteResult
@@ -67,7 +68,7 @@ class Pipeline:
         self.authorize = self.authorizer.authorize_request
         self.resource: Actor[Request] = Actor("resource", self.core.handle, mailbox_size=mailbox_size,
                                               workers=workers * 4)
-        self.admission: Actor[Request] = Actor("admission", admission_handler(lifecycle, self.resource),
+        self.admission: Actor[Request] = Actor("admission", admission_handler(lifecycle, self.resource, TenancyAdmission()),
                                                mailbox_size=mailbox_size, workers=workers)
         self.authz: Actor[Request] = Actor("authz", authz_handler(self.authorizer, self.admission, self.reviews),
                                            mailbox_size=mailbox_size, workers=workers)
@@ -88,6 +89,10 @@ class Pipeline:
                             if run_controllers else None)
         self.rbac_controllers = (RbacControllers(projection, registry, self.resource)
                                  if run_controllers else None)
+        #: The root tenant's controllers above; every other tenant's, and tenants' lives, here.
+        self.tenancy = (Tenancy(projection, registry, self.resource, root_ca_pem=root_ca_pem,
+                                signing_key=signing_key, api_endpoint=api_endpoint,
+                                first_ip=self.core.allocators.ips.address(0)) if run_controllers else None)
         self.gc = GarbageCollector(projection, registry, self.resource, SYSTEM_USER) if run_controllers else None
         self.crd_controllers = CrdControllers(projection, registry, self.resource) if run_controllers else None
 
@@ -140,5 +145,7 @@ class Pipeline:
                 await nursery.start(partial(self.core.allocators.run_repair, self._system_request()))
             if self.crd_controllers is not None:
                 await nursery.start(self.crd_controllers.run)
+            if self.tenancy is not None:
+                await nursery.start(self.tenancy.run)
             task_status.started()
         raise AssertionError("unreachable")  # pragma: no cover

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import msgspec
 import trio
 
-from bus import BusError, Key
+from bus import ROOT_TENANT, BusError, Key
 from kinds import Registry
 from kinds._errors import AlreadyExists, ApiError, Conflict, NotFound
 from projections import (
@@ -87,7 +87,7 @@ def aggregated_rules(name: str, selectors: list[dict[str, Any]], roles: dict[str
 
 class RbacControllers:
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], *,
-                 tenant: str = "default", resync_s: float = 60.0) -> None:
+                 tenant: str = ROOT_TENANT, resync_s: float = 60.0) -> None:
         self.projection = projection
         self.resource = resource
         self.tenant = tenant
@@ -176,8 +176,12 @@ class RbacControllers:
             wrote = True
         return wrote
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes()
+    async def run(self, *, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]] | None = None,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """``changes``: the projection's changes (a tenant's only, from the tenancy controller);
+        None: subscribe to all of them."""
+        if changes is None:
+            changes = self.projection.subscribe_changes()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(self._resync_loop)

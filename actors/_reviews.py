@@ -41,8 +41,10 @@ from ._tokens import (
     go_quote,
     legacy_secret_name,
     service_account_ref,
+    tenant_of_claims,
     unauthorized,
     verify_token,
+    with_cluster,
 )
 from .messages import Request, UserInfo, WriteResult
 
@@ -103,11 +105,12 @@ def _mismatch(value: Any, want: str, at: str) -> str:
     return f"json: cannot unmarshal {got} into Go struct field {at} of type {want}"
 
 
-def service_account_user(claims: dict[str, Any], projection: Projection, tenant: str = "default",
-                         token: str = "") -> UserInfo:
+def service_account_user(claims: dict[str, Any], projection: Projection, token: str = "") -> UserInfo:
     """The user a verified service-account token stands for, if its service account still exists
     with the uid the token was bound to (and its bound object; for a legacy token, its Secret,
-    still holding ``token``)."""
+    still holding ``token``), in the tenant the token names; ``UserInfo.tenant`` is that tenant
+    (a service account acts only there)."""
+    tenant = tenant_of_claims(claims)
     ns, name, uid = service_account_ref(claims)
     secret_name = legacy_secret_name(claims)
     if secret_name is not None:
@@ -400,6 +403,7 @@ class ReviewCore:
         claims = {"iss": ISSUER, "sub": f"{SA_PREFIX}{req.namespace}:{req.name}", "aud": audiences,
                   "iat": now, "nbf": now, "exp": now + seconds, "jti": str(uuid.uuid4()),
                   "kubernetes.io": private}
+        claims = with_cluster(claims, req.tenant)
         spec.update({"audiences": audiences, "expirationSeconds": seconds})
         expires = datetime.datetime.fromtimestamp(now + seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",

@@ -26,6 +26,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from bus import ROOT_TENANT
 from kinds._errors import Unauthorized
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -128,12 +129,30 @@ def _verify_legacy(token: str, key: SigningKey, audiences: Sequence[str]) -> dic
     return claims
 
 
-def legacy_claims(namespace: str, sa_name: str, sa_uid: str, secret_name: str) -> dict[str, Any]:
+#: The claim naming the tenant (logical cluster) of a service account's token, absent for root
+#: (kcp's ``kubernetes.io/serviceaccount/clusterName``): a service account exists in one tenant.
+CLUSTER_CLAIM = "tenancy.jetkube.io/cluster"
+
+
+def with_cluster(claims: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """``claims`` naming ``tenant`` (root's tokens stay as kube's)."""
+    return claims if tenant == ROOT_TENANT else {**claims, CLUSTER_CLAIM: tenant}
+
+
+def tenant_of_claims(claims: dict[str, Any]) -> str:
+    t = claims.get(CLUSTER_CLAIM, ROOT_TENANT)
+    if not isinstance(t, str) or not t:
+        raise unauthorized("service account token claims are malformed")
+    return t
+
+
+def legacy_claims(namespace: str, sa_name: str, sa_uid: str, secret_name: str,
+                  tenant: str = ROOT_TENANT) -> dict[str, Any]:
     """The claims of a legacy token kube's token controller puts into a
     ``kubernetes.io/service-account-token`` Secret (flat, no expiry, no audience)."""
-    return {"iss": LEGACY_ISSUER, f"{_LEGACY}namespace": namespace, f"{_LEGACY}secret.name": secret_name,
+    return with_cluster({"iss": LEGACY_ISSUER, f"{_LEGACY}namespace": namespace, f"{_LEGACY}secret.name": secret_name,
             f"{_LEGACY}service-account.name": sa_name, f"{_LEGACY}service-account.uid": sa_uid,
-            "sub": f"system:serviceaccount:{namespace}:{sa_name}"}
+            "sub": f"system:serviceaccount:{namespace}:{sa_name}"}, tenant)
 
 
 def legacy_secret_name(claims: dict[str, Any]) -> str | None:

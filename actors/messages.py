@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from bus import ROOT_TENANT
 from kinds import ResourceDef
 
 
@@ -18,7 +19,7 @@ class UserInfo(msgspec.Struct, frozen=True):
     name: str
     uid: str = ""
     groups: tuple[str, ...] = ()
-    tenant: str = "default"
+    tenant: str = ROOT_TENANT
     extra: dict[str, list[str]] = {}
     #: The authenticated user who impersonates this one ("" without impersonation): kept for the
     #: history and the audit (kube's ``user`` of an audit event; this user is ``impersonatedUser``).
@@ -38,7 +39,7 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
 
     verb: str
     rdef: ResourceDef | None = None
-    tenant: str = "default"
+    tenant: str = ROOT_TENANT
     namespace: str = ""
     name: str = ""
     subresource: str = ""

@@ -24,6 +24,8 @@ from ._log import Log, StreamConfig, open_log
 from ._reader import LogReader
 from ._stats import FAST_BUCKETS, Histogram
 from ._subjects import (
+    ANY_TENANT,
+    ROOT_TENANT,
     Key,
     SubjectError,
     all_filter,
@@ -34,6 +36,8 @@ from ._subjects import (
     parse_subject,
     resource_filter,
     system_subject,
+    tenant_of_token,
+    tenant_token,
 )
 from ._types import (
     Actor,
@@ -47,7 +51,9 @@ from ._types import (
 )
 
 __all__ = [
+    "ANY_TENANT",
     "FAST_BUCKETS",
+    "ROOT_TENANT",
     "Actor",
     "Bridge",
     "BusClosed",
@@ -95,4 +101,6 @@ __all__ = [
     "run_nats_server",
     "server_urls",
     "system_subject",
+    "tenant_of_token",
+    "tenant_token",
 ]

@@ -65,6 +65,28 @@ def decode_token(token: str) -> str:
     return raw.decode()
 
 
+#: The root tenant: what ``/`` serves, and where LogicalCluster objects live.
+ROOT_TENANT = "root"
+#: The root tenant's subject token. Logs written before tenants were logical clusters name the one
+#: tenant "default"; root keeps that token so they read as root's (a LogicalCluster may not be
+#: named "default"). Every other tenant's token is its name.
+_ROOT_TOKEN = "default"
+#: A tenant wildcard in a filter: every tenant (the cross-tenant watch of system controllers).
+ANY_TENANT = "*"
+
+
+def tenant_token(tenant: str) -> str:
+    """The subject token of a tenant (never a wildcard: :func:`resource_filter` takes
+    :data:`ANY_TENANT`)."""
+    if tenant == ROOT_TENANT:
+        return _ROOT_TOKEN
+    return encode_token(tenant)
+
+
+def tenant_of_token(token: str) -> str:
+    return ROOT_TENANT if token == _ROOT_TOKEN else decode_token(token)
+
+
 class Key(NamedTuple):
     """Where an object lives. ``group`` is "" for the core group, ``namespace`` "" for cluster scope."""
 
@@ -84,13 +106,16 @@ def _ns_token(namespace: str) -> str:
 
 
 def object_subject(prefix: str, key: Key) -> str:
-    return _bounded(".".join((prefix, encode_token(key.tenant), _group_token(key.group),
+    if key.tenant == ANY_TENANT:
+        raise SubjectError("an object subject names one tenant")
+    return _bounded(".".join((prefix, tenant_token(key.tenant), _group_token(key.group),
                               encode_token(key.resource), _ns_token(key.namespace), encode_token(key.name))))
 
 
 def resource_filter(prefix: str, tenant: str, group: str, resource: str, namespace: str | None = None) -> str:
-    """The filter subject for every object of a resource, or of one namespace of it."""
-    base = ".".join((prefix, encode_token(tenant), _group_token(group), encode_token(resource)))
+    """The filter subject for every object of a resource, or of one namespace of it (of every
+    tenant with ``tenant`` :data:`ANY_TENANT`)."""
+    base = ".".join((prefix, "*" if tenant == ANY_TENANT else tenant_token(tenant), _group_token(group), encode_token(resource)))
     if namespace is None:
         return _bounded(base + ".>")
     return _bounded(f"{base}.{_ns_token(namespace)}.*")
@@ -119,7 +144,7 @@ def parse_subject(prefix: str, subject: str) -> Key:
         raise SubjectError(f"not an object subject: {subject!r}")
     _, tenant, group, resource, namespace, name = parts
     return Key(
-        decode_token(tenant),
+        tenant_of_token(tenant),
         "" if group == PLACEHOLDER else decode_token(group),
         decode_token(resource),
         "" if namespace == PLACEHOLDER else decode_token(namespace),

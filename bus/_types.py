@@ -21,7 +21,7 @@ class Actor(msgspec.Struct, frozen=True, omit_defaults=True):
     user: str
     groups: tuple[str, ...] = ()
     uid: str = ""
-    tenant: str = "default"
+    tenant: str = "root"  # bus/_subjects.ROOT_TENANT
     user_agent: str = ""
     source: str = ""
     #: The authenticated user who impersonated ``user`` ("" without impersonation).

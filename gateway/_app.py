@@ -26,8 +26,10 @@ from werkzeug.exceptions import HTTPException
 
 from actors import (
     JWKS_PATH,
+    MASTERS,
     Allowed,
     BadRequest,
+    Forbidden,
     MethodNotAllowed,
     NotFound,
     Pipeline,
@@ -36,9 +38,11 @@ from actors import (
     WriteResult,
     jwks,
     openid_configuration,
+    tenant_exists,
+    tenant_not_found,
     warning_header,
 )
-from bus import Key
+from bus import ANY_TENANT, ROOT_TENANT, Key
 from kinds import Registry
 from projections import Change, Projection, now_micro
 
@@ -68,7 +72,7 @@ from ._reads import (
     served_object,
     watch_lines,
 )
-from ._routes import parse
+from ._routes import parse, split_tenant
 from ._settings import Settings
 from ._status import BodyTimeout, ReadTimeout, status_for
 from ._table import (
@@ -253,6 +257,7 @@ def create_app(ctx: Context) -> QuartTrio:
                 resp.headers["Audit-Id"] = audit_id
         finally:
             metrics.end(kind)
+        metrics.tenant_request(note.tenant or ROOT_TENANT, note.verb, resp.status_code)
         if ctx.audit is not None:
             await audit_request(ctx.audit, note, audit_id, resp.status_code, received)
         if not intake.body_read and _has_body(request.headers):
@@ -274,7 +279,7 @@ def create_app(ctx: Context) -> QuartTrio:
 def _request_labels(ctx: Context, code: int) -> tuple[str, str, str, str, str, str, str]:
     """kube's request-metric labels for the current request (its route parsed again: a few
     microseconds, and the handler's own parse stays the handler's)."""
-    route = parse(request.path, ctx.registry, tenancy_by_path=ctx.settings.tenancy_by_path)
+    route = parse(request.path, ctx.registry)
     args = request.args
     return request_labels(request.method, route, watch=args.get("watch"),
                           content_type=request.headers.get("Content-Type"),
@@ -334,20 +339,40 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     q = {k: v for k, v in request.args.items()}
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    # The tenant (logical cluster) is resolved here, once, from the path: /clusters/<tenant>/...;
+    # everything below sees the path inside the tenant.
+    tenant, path = split_tenant(request.path)
     # Authentication comes first, from the headers alone (kube's filter chain): a request without a
     # valid token is answered 401 before its path, query or body is looked at.
     who = ctx.pipeline.authenticate(Request(
         verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
-        source=request.remote_addr or "", query=q, path=request.path,
+        source=request.remote_addr or "", query=q, path=path, tenant=tenant,
         impersonate=_impersonation(request.headers), client_cert=(cert := _client_cert(request.scope)),
         remote_headers=_remote_headers(request.headers) if cert else ()))
     note_user(who.user.name if who.user is not None else "")
-    note.user, note.tenant = who.user, who.tenant
-    if history.handles(request.path):
-        return await _history(ctx, who, q, note)
-    if request.path.rstrip("/") == AUDIT_EVENTS_PATH:
+    note.user = who.user
+    if tenant == ANY_TENANT:
+        # kcp's /clusters/*/: list and watch across every tenant, for root's system:masters only.
+        if who.user is None or MASTERS not in who.user.groups:
+            raise Forbidden(f'User "{who.user.name if who.user else ""}" cannot access every logical cluster: '
+                            f'only "{MASTERS}" of the "{ROOT_TENANT}" logical cluster may')
+    elif not await tenant_exists(ctx.projection, tenant):
+        raise tenant_not_found(tenant)  # audited and counted as root's: no label from a made-up name
+    note.tenant = tenant
+    if history.handles(path):
+        if tenant == ANY_TENANT:
+            raise NotFound("the server could not find the requested resource")
+        return await _history(ctx, who, q, note, path)
+    if path.rstrip("/") == AUDIT_EVENTS_PATH:
+        if tenant == ANY_TENANT:
+            raise NotFound("the server could not find the requested resource")
         return await _audit_events(ctx, who, q, note)
-    route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
+    route = parse(request.path, ctx.registry)
+    if tenant == ANY_TENANT and (route.kind != "resource" or method not in ("GET", "HEAD") or route.name):
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
+    if route.kind == "metrics" and tenant != ROOT_TENANT:
+        # The server's metrics count every tenant's objects: root's alone.
+        raise NotFound("the server could not find the requested resource")
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):
             if route.kind == "unknown":
@@ -377,7 +402,6 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if rdef.namespaced and route.namespace is None and verb not in ("list", "watch"):
         raise MethodNotAllowed(f"{rdef.plural} is namespaced: use /namespaces/<namespace>/{rdef.plural}")
-    # The tenant is the authenticated user's, as before (tenancy by path is the tenancy issue's).
     req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
                                   subresource=route.subresource)
     note.resource_request(req)
@@ -399,7 +423,6 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
             r.headers.add("Warning", warning_header(w))
         return r
     assert isinstance(result, Allowed)
-    tenant = result.user.tenant if route.tenant is None else route.tenant
     proj = ctx.projection
     table = wants_table(request.headers.get("Accept"))
     # Protobuf answers for kinds that have a message (built-in kinds); others get JSON, as CRDs do.
@@ -428,7 +451,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     assert opts is not None
     if verb == "list":
         async with _read_deadline(s.request_timeout_s):
-            listed = served_list(await list_objects(proj, tenant, storage, opts), storage, rdef)
+            listed = served_list(proj.list_tenants(storage.group, storage.plural, opts.filter) if tenant == ANY_TENANT
+                                 else await list_objects(proj, tenant, storage, opts), storage, rdef)
         if table:
             return _table_response(table_for_list(
                 rdef, listed.items, api_version=table, include_object=include,
@@ -475,24 +499,24 @@ async def _protobuf_frames(lines: Any) -> AsyncIterator[bytes]:
         await lines.aclose()
 
 
-async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNote) -> Response:
+async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNote, path: str) -> Response:
     """``history.jetkube.io/v1`` (gateway/_history.py): authorized as a get of ``<object>/history``."""
     if request.method not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {request.method}")
     s = ctx.settings
-    if request.path.rstrip("/") == history.RV_AT_TIME:
+    if path.rstrip("/") == history.RV_AT_TIME:
         # Not about any object: a non-resource get (every authenticated user may read versions).
         await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
                                                 timeout_s=s.request_timeout_s)
         async with _read_deadline(s.request_timeout_s):
             return _json_response(await history.resource_version_at(ctx.projection.log, q.get("time", "")))
-    rdef, namespace, name = history.parse_target(ctx.registry, request.path)
+    rdef, namespace, name = history.parse_target(ctx.registry, path)
     authz = history.authorization_request(who, rdef, namespace, name)
     note.resource_request(authz)
     allowed = await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
     assert isinstance(allowed, Allowed)
     async with _read_deadline(s.request_timeout_s):
-        body = await history.history_body(ctx.projection.log, allowed.user.tenant, rdef, namespace, name, q)
+        body = await history.history_body(ctx.projection.log, who.tenant, rdef, namespace, name, q)
     return _json_response(body)
 
 
@@ -507,7 +531,7 @@ async def _audit_events(ctx: Context, who: Request, q: dict[str, str], note: Aud
     await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
     query = parse_query(q)
     lines = await audit_query(ctx.projection.log, ctx.audit.log if ctx.audit else None, ctx.registry,
-                              s.audit_policy, query, timeout_s=s.request_timeout_s)
+                              s.audit_policy, query, tenant=who.tenant, timeout_s=s.request_timeout_s)
     return Response(b"".join(lines), status=200, content_type="application/x-ndjson")
 
 

@@ -32,7 +32,7 @@ import trio
 from quart import request
 
 from actors import BadRequest, Request, UserInfo
-from bus import BusError, Log, LogMessage, all_filter, encode_token, is_system_subject
+from bus import ROOT_TENANT, BusError, Log, LogMessage, is_system_subject, tenant_token
 from kinds import Registry, ResourceDef
 from projections import DEFAULT_POLICY, Attributes, Policy, record_for_request, record_from_event
 from projections import parse_time as _parse_time
@@ -60,7 +60,7 @@ class AuditSink:
 
     def _subject(self, tenant: str) -> str:
         assert self.log is not None
-        return f"{self.log.prefix}.{encode_token(tenant or 'default')}"
+        return f"{self.log.prefix}.{tenant_token(tenant or ROOT_TENANT)}"
 
     def submit(self, record: dict[str, Any], tenant: str) -> None:
         """A read's record: queued if there is room, else dropped and counted. Never waits."""
@@ -161,7 +161,7 @@ def _rfc3339(t: datetime.datetime) -> str:
     return t.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-async def _collect(log: Log, q: Query, deadline: float,
+async def _collect(log: Log, filter_subject: str, q: Query, deadline: float,
                    convert: Callable[[LogMessage], dict[str, Any] | None]) -> list[tuple[str, int, dict[str, Any]]]:
     """The first ``q.limit`` records that ``convert`` makes of the messages of ``log`` stored from
     ``q.since`` on (up to its head as of now) and that match ``q``, in order, as (time, seq, record).
@@ -176,7 +176,7 @@ async def _collect(log: Log, q: Query, deadline: float,
     out: list[tuple[str, int, dict[str, Any]]] = []
     if head < start:
         return out
-    reader = await log.open_reader(all_filter(log.prefix), start)
+    reader = await log.open_reader(filter_subject, start)
     try:
         with trio.move_on_after(max(0.0, deadline - trio.current_time())):
             while True:
@@ -197,7 +197,7 @@ async def _collect(log: Log, q: Query, deadline: float,
 
 
 async def query(main: Log, audit_log: Log | None, registry: Registry, policy: Policy, q: Query, *,
-                timeout_s: float) -> list[bytes]:
+                tenant: str = ROOT_TENANT, timeout_s: float) -> list[bytes]:
     """kube's audit JSON lines matching ``q``, oldest first: the writes derived from ``main`` under
     ``policy`` merged by time with the audit stream; at most ``q.limit``. Bounded by ``timeout_s``
     (a partial answer when reading runs out of time)."""
@@ -209,8 +209,10 @@ async def query(main: Log, audit_log: Log | None, registry: Registry, policy: Po
             return None
         return record_from_event(main.prefix, m, policy, versions)
 
-    writes = await _collect(main, q, deadline, from_log)
-    others = [] if audit_log is None else await _collect(audit_log, q, deadline, lambda m: _dec.decode(m.data))
+    # One tenant's trail: its objects' subjects and its records in the audit stream.
+    writes = await _collect(main, f"{main.prefix}.{tenant_token(tenant)}.>", q, deadline, from_log)
+    others = [] if audit_log is None else await _collect(audit_log, f"{audit_log.prefix}.{tenant_token(tenant)}",
+                                                         q, deadline, lambda m: _dec.decode(m.data))
     merged = heapq.merge(writes, others, key=lambda t: t[0])
     return [_enc.encode(rec) + b"\n" for _, _, rec in itertools.islice(merged, q.limit)]
 

@@ -94,7 +94,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
     s.add_argument("--service-node-port-range", default="30000-32767",
                    help="ports for NodePort Services, <first>-<last> inclusive")
-    s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
     s.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
     s.add_argument("--log-format", choices=LOG_FORMATS, default="json",
@@ -265,7 +264,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                                                       if n.strip()),
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
-                    tenancy_by_path=args.tenancy_by_path, shutdown_delay_s=args.shutdown_delay_duration,
+                    shutdown_delay_s=args.shutdown_delay_duration,
                     log_level=args.log_level, authorization_modes=modes,
                     service_cluster_ip_range=args.service_cluster_ip_range,
                     service_node_port_range=args.service_node_port_range,
@@ -278,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.log_level, "text", "errors")
         trio.run(_dev_cluster, args)
         return 0
-    if args.command in ("history", "audit", "get"):
+    if args.command in ("history", "audit", "get", "tenant"):
         return run_command(args)
     if args.command == "pki":
         for path in pki_init(Path(args.data_dir), sans=args.san, server=args.server, kubeconfig=args.kubeconfig,

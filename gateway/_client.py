@@ -1,10 +1,10 @@
-"""A thin API client for the CLI's read commands (``jetkube history``, ``jetkube audit``).
+"""A thin API client for the CLI's commands (``jetkube history``, ``jetkube audit``, ``jetkube tenant``).
 
 It reads a kubeconfig as kubectl does (``--kubeconfig``, else ``$KUBECONFIG``'s first file, else
 ``~/.kube/config``; the current context, or ``--context``): the server, its CA (``certificate-
 authority-data`` or ``certificate-authority``, or ``insecure-skip-tls-verify``) and the user's bearer
-token or client certificate. HTTP with the standard library (``urllib``): one GET at a time, JSON
-answers; errors are the server's Status message.
+token or client certificate. HTTP with the standard library (``urllib``): one request at a time, JSON
+answers; errors are the server's Status message (and its code, ``ClientError.code``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ import yaml
 class ClientError(Exception):
     """A request the server refused (its Status message) or a kubeconfig that does not work."""
 
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 @dataclass(frozen=True)
 class ApiClient:
@@ -39,10 +43,17 @@ class ApiClient:
     def get_json(self, path: str, params: dict[str, str] | None = None, accept: str = "application/json") -> Any:
         return json.loads(self.get(path, params, accept))
 
-    def get(self, path: str, params: dict[str, str] | None = None, accept: str = "application/json") -> bytes:
+    def post_json(self, path: str, body: Any) -> Any:
+        return json.loads(self.get(path, method="POST", data=json.dumps(body).encode()))
+
+    def get(self, path: str, params: dict[str, str] | None = None, accept: str = "application/json", *,
+            method: str = "GET", data: bytes | None = None) -> bytes:
         query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
         url = self.server.rstrip("/") + path + (f"?{query}" if query else "")
-        req = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "jetkube-cli"})
+        headers = {"Accept": accept, "User-Agent": "jetkube-cli"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -55,7 +66,7 @@ class ApiClient:
                 message = json.loads(body).get("message") or body.decode(errors="replace")
             except ValueError:
                 message = body.decode(errors="replace")
-            raise ClientError(f"Error from server ({e.code}): {message}") from None
+            raise ClientError(f"Error from server ({e.code}): {message}", e.code) from None
         except urllib.error.URLError as e:
             raise ClientError(f"cannot reach {self.server}: {e.reason}") from None
 
@@ -68,11 +79,45 @@ def _data_or_file(entry: dict[str, Any], key: str) -> bytes | None:
     return None
 
 
+def kubeconfig_path(kubeconfig: str | None = None) -> str:
+    """The kubeconfig kubectl would read: the given one, else ``$KUBECONFIG``'s first, else ~/.kube/config."""
+    return kubeconfig or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or
+                          str(Path.home() / ".kube" / "config"))
+
+
+def add_tenant_context(kubeconfig: str | None, context: str | None, tenant: str) -> str:
+    """Add to the kubeconfig a context ``<context>@<tenant>`` (a cluster of that name too): the
+    context's user on its server's ``/clusters/<tenant>``. Returns the new context's name. The file
+    is replaced whole, mode 0600."""
+    path = Path(kubeconfig_path(kubeconfig))
+    doc = yaml.safe_load(path.read_text()) or {}
+    base_name = context or doc.get("current-context", "")
+    base = next((c for c in doc.get("contexts") or [] if c.get("name") == base_name), None)
+    if base is None:
+        raise ClientError(f"context {base_name!r} not found in {path}")
+    cluster = next((c for c in doc.get("clusters") or [] if c.get("name") == base["context"].get("cluster")), None)
+    if cluster is None:
+        raise ClientError(f"the cluster of context {base_name!r} is not in {path}")
+    name = f"{base_name}@{tenant}"
+    server = cluster["cluster"]["server"].rstrip("/")
+    if "/clusters/" in server:
+        server = server[:server.index("/clusters/")]
+    new_cluster = {"name": name, "cluster": {**cluster["cluster"], "server": f"{server}/clusters/{tenant}"}}
+    new_context = {"name": name, "context": {**base["context"], "cluster": name}}
+    doc["clusters"] = [c for c in doc.get("clusters") or [] if c.get("name") != name] + [new_cluster]
+    doc["contexts"] = [c for c in doc.get("contexts") or [] if c.get("name") != name] + [new_context]
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    os.replace(tmp, path)
+    return name
+
+
 def load_client(kubeconfig: str | None = None, context: str | None = None,
                 namespace: str | None = None) -> ApiClient:
     """An :class:`ApiClient` for the kubeconfig's (current) context."""
-    path = kubeconfig or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or
-                          str(Path.home() / ".kube" / "config"))
+    path = kubeconfig_path(kubeconfig)
     try:
         doc = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as e:

@@ -1,5 +1,5 @@
-"""The CLI's client commands: ``jetkube history`` and ``jetkube audit``, thin clients of the API
-(gateway/_client.py reads the kubeconfig)."""
+"""The CLI's client commands: ``jetkube history``, ``jetkube audit`` and ``jetkube tenant create``,
+thin clients of the API (gateway/_client.py reads the kubeconfig)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ import argparse
 import difflib
 import json
 import sys
+import time
 from typing import Any, TextIO
 
 import yaml
 
-from ._client import ApiClient, ClientError, load_client
+from ._client import ApiClient, ClientError, add_tenant_context, load_client
 
 HISTORY = "/apis/history.jetkube.io/v1"
 AUDIT = "/apis/audit.jetkube.io/v1/events"
+LOGICAL_CLUSTERS = "/apis/tenancy.jetkube.io/v1alpha1/logicalclusters"
 
 
 def add_commands(sub: Any) -> None:
@@ -42,6 +44,12 @@ def add_commands(sub: Any) -> None:
     a.add_argument("--limit", type=int, default=None, help="at most this many events (server default 1000)")
     a.add_argument("-o", "--output", choices=("jsonl", "json", "table"), default="table")
     _client_flags(a)
+    t = sub.add_parser("tenant", help="tenants (logical clusters): /clusters/<name>/ serves a whole Kubernetes API")
+    tsub = t.add_subparsers(dest="tenant_command", required=True)
+    tc = tsub.add_parser("create", help="create a LogicalCluster, wait until it is ready, add a kubeconfig context")
+    tc.add_argument("name")
+    tc.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the tenant to be ready")
+    _client_flags(tc)
 
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
@@ -56,10 +64,33 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             return history(client, args, out)
         if args.command == "get":
             return get_at(client, args, out)
+        if args.command == "tenant":
+            return tenant_create(client, args, out)
         return audit(client, args, out)
     except ClientError as e:
         print(str(e), file=sys.stderr)
         return 1
+
+
+def tenant_create(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
+    """POST the LogicalCluster to root (the kubeconfig's server without any /clusters/ suffix),
+    wait for ``status.phase: Ready`` (its namespaces, service accounts and RBAC exist), then add
+    the context ``<context>@<name>`` to the kubeconfig."""
+    root = client.server[:client.server.index("/clusters/")] if "/clusters/" in client.server else client.server
+    root_client = ApiClient(root, client.namespace, client.context, client.token, client.timeout_s)
+    root_client.post_json(LOGICAL_CLUSTERS, {"apiVersion": "tenancy.jetkube.io/v1alpha1", "kind": "LogicalCluster",
+                                             "metadata": {"name": args.name}})
+    deadline = time.monotonic() + args.timeout
+    while True:  # a CLI waiting on a server: polled, bounded by --timeout
+        lc = root_client.get_json(f"{LOGICAL_CLUSTERS}/{args.name}")
+        if (lc.get("status") or {}).get("phase") == "Ready":
+            break
+        if time.monotonic() > deadline:
+            raise ClientError(f"logical cluster {args.name} not ready after {args.timeout:g}s")
+        time.sleep(0.2)
+    context = add_tenant_context(args.kubeconfig, args.context, args.name)
+    out.write(f"logicalcluster.tenancy.jetkube.io/{args.name} created; kubeconfig context {context}\n")
+    return 0
 
 
 def _target(parts: list[str]) -> tuple[str, str]:

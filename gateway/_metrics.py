@@ -144,6 +144,9 @@ class ServerMetrics:
         self.longrunning: dict[tuple[str, ...], int] = {}
         self.watch_events: dict[tuple[str, str, str], int] = {}
         self.watch_event_sizes: dict[tuple[str, str, str], Histogram] = {}
+        #: Requests by (tenant, verb, code): the tenant of a request whose tenant exists, else root
+        #: (labels never come from a name nobody created: bounded by the tenants).
+        self.tenant_requests: dict[tuple[str, str, str], int] = {}
         #: The gateway's audit stream writer (gateway/_audit.py AuditSink), when auditing is on.
         self.audit: Any = None
         # Requests being handled ([readOnly, mutating]) and the most seen since the last scrape
@@ -164,6 +167,10 @@ class ServerMetrics:
 
     def end(self, kind: int) -> None:
         self.inflight[kind] -= 1
+
+    def tenant_request(self, tenant: str, verb: str, code: int) -> None:
+        key = (tenant, verb, str(code))
+        self.tenant_requests[key] = self.tenant_requests.get(key, 0) + 1
 
     def observe(self, labels: Labels, code: int, elapsed_s: float, size: int | None) -> None:
         """One finished request: counter, latency, SLI latency (not for dry runs), and the response
@@ -318,6 +325,23 @@ class _Collector:
         for (group, plural), n in sorted(counts.items()):
             g.add_metric((f"{plural}.{group}" if group else plural,), n)
         yield g
+        per_tenant: dict[str, int] = {}
+        for (tenant, _, _), st in m.projection.store.resources.items():
+            per_tenant[tenant] = per_tenant.get(tenant, 0) + st.count
+        t = GaugeMetricFamily("jetkube_tenant_objects", "Objects stored per tenant (logical cluster).",
+                              labels=("tenant",))
+        for tenant, n in sorted(per_tenant.items()):
+            t.add_metric((tenant,), n)
+        yield t
+        c = CounterMetricFamily("jetkube_tenant_requests", "Requests served per tenant (logical cluster), verb "
+                                "and HTTP code (requests to an unknown tenant count as root's).",
+                                labels=("tenant", "verb", "code"))
+        for key, n in sorted(m.tenant_requests.items()):
+            c.add_metric(key, n)
+        yield c
+        yield GaugeMetricFamily("jetkube_projection_resource_states", "Resource states the projection holds "
+                                "(one per tenant, group and resource ever written to).",
+                                value=len(m.projection.store.resources))
 
     @staticmethod
     def _admission(m: ServerMetrics) -> Iterator[Metric]:

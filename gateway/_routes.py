@@ -2,14 +2,18 @@
 
 ``/api/v1/...`` is the core group, ``/apis/<group>/<version>/...`` the others, each followed by
 ``[namespaces/<ns>/]<resource>[/<name>[/<subresource>]]``; ``/api/v1/watch/...`` is the legacy
-watch prefix. ``/clusters/<tenant>/`` in front selects a tenant when tenancy by path is enabled.
+watch prefix. ``/clusters/<tenant>/`` in front selects a tenant (a logical cluster, kcp's layout);
+without it the tenant is root. ``/clusters/*/`` is every tenant (the system controllers' watch).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bus import ROOT_TENANT
 from kinds import Registry, ResourceDef
+
+CLUSTERS_PREFIX = "/clusters/"
 
 NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 
@@ -25,18 +29,23 @@ class Route:
     subresource: str = ""
     legacy_watch: bool = False
     path: str = ""
-    tenant: str | None = None
+    tenant: str = ROOT_TENANT
 
 
-def parse(path: str, registry: Registry, *, tenancy_by_path: bool = False) -> Route:
-    tenant = None
-    if tenancy_by_path and path.startswith("/clusters/"):
-        rest = path[len("/clusters/"):]
-        tenant, _, tail = rest.partition("/")
-        path = "/" + tail
+def split_tenant(path: str) -> tuple[str, str]:
+    """(tenant, the path inside it): ``/clusters/<tenant>/<rest>`` or root's ``/<rest>``. An empty
+    tenant (``/clusters//...``) is returned as "" (no such tenant)."""
+    if not path.startswith(CLUSTERS_PREFIX):
+        return ROOT_TENANT, path
+    tenant, _, tail = path[len(CLUSTERS_PREFIX):].partition("/")
+    return tenant, "/" + tail
+
+
+def parse(path: str, registry: Registry) -> Route:
+    tenant, path = split_tenant(path)
     parts = [p for p in path.split("/") if p]
     r = _parse(parts, path, registry)
-    if tenant is not None:
+    if tenant != ROOT_TENANT:
         r = Route(**{**r.__dict__, "tenant": tenant})
     return r
 

@@ -80,8 +80,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         if settings.tracing is not None:
             from ._tracing import Tracing  # OpenTelemetry is imported only when tracing is on
 
-            tracing = Tracing(settings.tracing, registry, tenancy_by_path=settings.tenancy_by_path,
-                              exporter=span_exporter)
+            tracing = Tracing(settings.tracing, registry, exporter=span_exporter)
             stack.push_async_callback(tracing.aclose)
         nats_url, auth = settings.nats_url, settings.nats_auth
         if not nats_url:

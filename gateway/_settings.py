@@ -162,7 +162,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout_s: float = 60.0
     min_request_timeout_s: float = 1800.0  # watches without timeoutSeconds last [1, 2) x this
     max_body_bytes: int = 3 * 1024 * 1024
-    tenancy_by_path: bool = False
     graceful_timeout_s: float = 5.0
     # kube's --shutdown-delay-duration: after SIGTERM, /readyz answers 503 at once while the
     # listeners keep serving this long, so a load balancer sees the gateway unready before it closes.

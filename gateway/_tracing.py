@@ -73,9 +73,9 @@ def context_of(traceparent: str) -> OtelContext:
 class Tracing:
     """One server's tracer: implements the actors' ``Spans`` and wraps the ASGI app."""
 
-    def __init__(self, config: TracingConfig, registry: Registry, *, tenancy_by_path: bool = False,
+    def __init__(self, config: TracingConfig, registry: Registry, *,
                  exporter: SpanExporter | None = None) -> None:
-        self.registry, self.tenancy_by_path = registry, tenancy_by_path
+        self.registry = registry
         # kube's sampler: a client's sampled traceparent is followed; new traces at the configured rate.
         sampler = ParentBased(TraceIdRatioBased(config.sampling_rate_per_million / 1_000_000))
         self.provider = TracerProvider(sampler=sampler, shutdown_on_exit=False,
@@ -132,8 +132,7 @@ class Tracing:
 
     def _start(self, span: trace.Span, scope: Any) -> None:
         path = scope["path"]
-        span.update_name(span_name(scope["method"], parse(path, self.registry,
-                                                          tenancy_by_path=self.tenancy_by_path)))
+        span.update_name(span_name(scope["method"], parse(path, self.registry)))
         query = scope.get("query_string", b"")
         headers = dict(scope["headers"])
         span.set_attributes({

@@ -10,9 +10,12 @@ This package imports nothing of ours; ``bus``, ``projections``, ``actors`` and `
 
 from ._defs import (
     BUILTIN,
+    CLUSTER_ANNOTATION,
     DEFAULT_NAMESPACES,
     IMMORTAL_NAMESPACES,
+    LOGICAL_CLUSTERS,
     NAMESPACES,
+    TENANCY_GROUP,
     Registry,
     ResourceDef,
     field_value,
@@ -55,15 +58,18 @@ from ._validation import is_qualified_name, is_valid_label_value
 
 __all__ = [
     "BUILTIN",
+    "CLUSTER_ANNOTATION",
     "CREATED_DESCRIPTION",
     "DEFAULT_NAMESPACES",
     "IMMORTAL_NAMESPACES",
     "KIND_MESSAGES",
+    "LOGICAL_CLUSTERS",
     "MESSAGES",
     "NAMESPACES",
     "NAMESPACE_FINALIZER",
     "NAME_DESCRIPTION",
     "SPECIAL",
+    "TENANCY_GROUP",
     "VERSIONLESS_KINDS",
     "AlreadyExists",
     "ApiError",

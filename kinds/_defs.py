@@ -108,6 +108,11 @@ NAMESPACES = ("", "namespaces")
 """(group, resource) of the Namespace kind: where namespaced objects' namespaces are looked up."""
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 DEFAULT_NAMESPACES = (*IMMORTAL_NAMESPACES, "kube-node-lease")
+#: Tenants (logical clusters) are objects of this kind, cluster-scoped, in the root tenant.
+TENANCY_GROUP = "tenancy.jetkube.io"
+LOGICAL_CLUSTERS = (TENANCY_GROUP, "logicalclusters")
+#: Each object's tenant, in a watch across tenants (kcp's ``kcp.io/cluster``).
+CLUSTER_ANNOTATION = "tenancy.jetkube.io/cluster"
 """The namespaces every cluster starts with (created by the bootstrap controller)."""
 
 _EVENT_FIELDS = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
@@ -238,6 +243,8 @@ BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef(_RBAC, "v1", "RoleBinding", "rolebindings", "rolebinding", True,
                 name_rule="path"),
     ResourceDef(_RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", False, name_rule="path"),
+    ResourceDef(TENANCY_GROUP, "v1alpha1", "LogicalCluster", "logicalclusters", "logicalcluster", False,
+                name_rule="label", field_selectors=("status.phase",)),
     ResourceDef("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
                 False, verbs=("create",), stored=False),
     ResourceDef("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews",

@@ -12,11 +12,12 @@ from typing import Any
 
 import msgspec
 
+from bus import ROOT_TENANT
 from kinds import Registry, ResourceDef
 from kinds._crd import defs_from_crd, is_established
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
-SERVED_TENANT = "default"
+SERVED_TENANT = ROOT_TENANT
 
 
 class CrdView:

@@ -18,9 +18,11 @@ from contextlib import AbstractContextManager, aclosing, asynccontextmanager, nu
 from dataclasses import dataclass
 from typing import NoReturn
 
+import msgspec
 import trio
 
 from bus import (
+    ANY_TENANT,
     BusError,
     Histogram,
     Key,
@@ -30,6 +32,7 @@ from bus import (
     all_filter,
     resource_filter,
 )
+from kinds import CLUSTER_ANNOTATION
 
 from ._crds import CRD_KEY, CrdView
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
@@ -255,7 +258,8 @@ class Projection:
     # ---- reads ------------------------------------------------------------------------------------
 
     def state(self, tenant: str, group: str, resource: str) -> ResourceState:
-        return self.store.resource(tenant, group, resource)
+        """For reading: allocates nothing (see ``Store.peek``)."""
+        return self.store.peek(tenant, group, resource)
 
     def get(self, key: Key) -> Entry | None:
         return self.store.get(key)
@@ -268,7 +272,7 @@ class Projection:
         while the resource has not changed since, otherwise the caller must read history
         (:meth:`list_at`), which :class:`ContinueNeedsHistory` signals.
         """
-        st = self.store.resource(tenant, group, resource)
+        st = self.store.peek(tenant, group, resource)
         rv = self.store.applied
         start_after = ""
         if continue_token:
@@ -278,6 +282,15 @@ class Projection:
                 raise ContinueNeedsHistory(rv, start_after)
         return _paginate(((ns, n, e.data, e) for ns, n, e in st.iter_entries(flt.namespace)), flt, limit,
                          start_after, rv)
+
+    def list_tenants(self, group: str, resource: str, flt: WatchFilter) -> ListResult:
+        """The current state of a resource in every tenant, each object annotated with its tenant
+        (kcp's ``/clusters/*/`` list), in (tenant, namespace, name) order; not paginated."""
+        items = [_annotated(t, e.data)
+                 for (t, g, r), st in sorted(self.store.resources.items(), key=lambda kv: kv[0])
+                 if (g, r) == (group, resource)
+                 for ns, n, e in st.iter_entries(flt.namespace) if flt.matches(ns, n, e)]
+        return ListResult(items, self.store.applied)
 
     async def get_at(self, key: Key, seq: int) -> Entry | None:
         """The object as it was at ``seq`` (None: absent then), from the log: one direct get."""
@@ -316,6 +329,11 @@ class Projection:
         ``("BOOKMARK_END", seq)``). The stream ends when the watcher falls behind (check
         ``overflowed``) or when the caller leaves the block.
         """
+        if tenant == ANY_TENANT:
+            async with self._watch_tenants(group, resource, flt, resource_version=resource_version,
+                                           send_initial=send_initial, bookmarks=bookmarks) as gen:
+                yield gen
+            return
         st = self.store.resource(tenant, group, resource)
         stream = WatchStream(flt, bookmarks=bookmarks, max_queued=self.settings.watch_queue)
         if resource_version:
@@ -327,6 +345,66 @@ class Projection:
             st.watchers.discard(stream)
             stream.close()
             await gen.aclose()
+
+    @asynccontextmanager
+    async def _watch_tenants(self, group: str, resource: str, flt: WatchFilter, *, resource_version: int | None,
+                             send_initial: bool, bookmarks: bool) -> AsyncIterator[
+                                 AsyncIterator[list[tuple[str, object]]]]:
+        """:meth:`watch` across every tenant (kcp's ``/clusters/*/``): each object carries its
+        tenant in the ``tenancy.jetkube.io/cluster`` annotation. A resourceVersion is served from
+        the rings only (410 when one of them no longer holds it)."""
+        stream = _TenantsStream(flt, bookmarks=bookmarks, max_queued=self.settings.watch_queue)
+        if resource_version:
+            await self.wait_for(resource_version)
+        states = [(t, st) for (t, g, r), st in self.store.resources.items() if (g, r) == (group, resource)]
+        first: list[tuple[str, object]] = []
+        if not resource_version:
+            for t, st in states:
+                first += [(ADDED, _in_tenant(t, Change(e.seq, ADDED, ns, n, e, None)))
+                          for ns, n, e in st.iter_entries(flt.namespace) if flt.matches(ns, n, e)]
+        else:
+            backlog: list[tuple[int, str, Change]] = []
+            for t, st in states:
+                if resource_version < st.ring_floor:
+                    raise TooOldResourceVersion(resource_version, st.ring_floor)
+                backlog += [(ch.seq, t, ch) for ch in st.changes_after(resource_version)]
+            for _, t, ch in sorted(backlog, key=lambda x: x[0]):
+                ty = stream.classify(ch)
+                if ty is not None:
+                    first.append((ty, _in_tenant(t, ch)))
+        at = self.store.applied
+        watchers = self.store.cross.setdefault((group, resource), set())
+        watchers.add(stream)
+        if send_initial:
+            first.append(("BOOKMARK_END", at))
+
+        async def gen() -> AsyncIterator[list[tuple[str, object]]]:
+            for i in range(0, len(first), 512):
+                yield first[i:i + 512]
+            receive = stream.receive
+            while True:
+                try:
+                    batch = [await receive.receive()]
+                except trio.EndOfChannel:
+                    break
+                while len(batch) < 512:
+                    try:
+                        batch.append(receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                yield batch
+            if stream.overflowed:
+                yield [("OVERFLOW", self.store.applied)]
+
+        it = gen()
+        try:
+            yield it
+        finally:
+            watchers.discard(stream)
+            if not watchers:
+                self.store.cross.pop((group, resource), None)
+            stream.close()
+            await it.aclose()
 
     async def _iterate(self, st: ResourceState, stream: WatchStream, tenant: str, group: str, resource: str,
                        rv: int | None, send_initial: bool) -> AsyncIterator[list[tuple[str, object]]]:
@@ -515,3 +593,26 @@ __all__ = [
     "Projection",
     "ProjectionSettings",
 ]
+
+
+def _annotated(tenant: str, data: bytes) -> bytes:
+    obj = msgspec.json.decode(data)
+    meta = obj.setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), CLUSTER_ANNOTATION: tenant}
+    return msgspec.json.encode(obj)
+
+
+def _in_tenant(tenant: str, ch: Change) -> Change:
+    """``ch`` with its objects annotated with their tenant (for a watch across tenants)."""
+    def entry(e: Entry) -> Entry:
+        return Entry(e.seq, _annotated(tenant, e.data), dict(e.labels), dict(e.fields))
+    return Change(ch.seq, ch.type, ch.namespace, ch.name, entry(ch.entry), None if ch.prev is None else entry(ch.prev))
+
+
+class _TenantsStream(WatchStream):
+    """A :class:`WatchStream` offered every tenant's changes (``Store.cross``)."""
+
+    def offer_in(self, tenant: str, change: Change) -> None:
+        if self.overflowed or self.classify(change) is None:
+            return
+        self.offer(_in_tenant(tenant, change))

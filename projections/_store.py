@@ -81,6 +81,14 @@ class Watcher(Protocol):
     def bookmark(self, seq: int) -> None: ...
 
 
+class TenantWatcher(Protocol):
+    """A watcher of one resource across tenants (offered each change with its tenant)."""
+
+    def offer_in(self, tenant: str, change: Change) -> None: ...
+
+    def bookmark(self, seq: int) -> None: ...
+
+
 class ResourceState:
     """Objects, recent changes and watchers of one resource of one tenant."""
 
@@ -141,6 +149,11 @@ class Store:
         self.ring_size = ring_size
         self.resources: dict[tuple[str, str, str], ResourceState] = {}
         self.skipped = 0
+        # What a read of a resource nothing was ever written to sees: reads allocate nothing (a
+        # tenant's state exists once the log holds something of it). Never written to.
+        self._empty = ResourceState(0)
+        #: Watches across tenants, by (group, resource): offered every tenant's changes.
+        self.cross: dict[tuple[str, str], set[TenantWatcher]] = {}
 
     def resource(self, tenant: str, group: str, resource: str) -> ResourceState:
         key = (tenant, group, resource)
@@ -148,6 +161,15 @@ class Store:
         if st is None:
             st = self.resources[key] = ResourceState(self.ring_size)
         return st
+
+    def peek(self, tenant: str, group: str, resource: str) -> ResourceState:
+        """The resource's state for reading (an empty one, not stored, when there is none)."""
+        return self.resources.get((tenant, group, resource)) or self._empty
+
+    def prune(self, tenant: str) -> None:
+        """Forget a tenant's states that hold nothing and nobody watches (a deleted tenant)."""
+        for key in [k for k, st in self.resources.items() if k[0] == tenant and not st.count and not st.watchers]:
+            del self.resources[key]
 
     def get(self, key: Key) -> Entry | None:
         st = self.resources.get((key.tenant, key.group, key.resource))
@@ -191,6 +213,10 @@ class Store:
                 st._sorted.pop(key.namespace, None)
             change = Change(msg.seq, ADDED if prev is None else MODIFIED, key.namespace, key.name, entry, prev)
         st._record(change)
+        cross = self.cross.get((key.group, key.resource))
+        if cross:
+            for w in tuple(cross):
+                w.offer_in(key.tenant, change)
         return (key.tenant, key.group, key.resource), change
 
     def bookmark_all(self) -> None:
@@ -198,3 +224,6 @@ class Store:
         for st in self.resources.values():
             for w in tuple(st.watchers):
                 w.bookmark(self.applied)
+        for ws in self.cross.values():
+            for cw in tuple(ws):
+                cw.bookmark(self.applied)

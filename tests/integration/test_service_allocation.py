@@ -222,8 +222,8 @@ async def test_repair_releases_a_leaked_claim(nats_url: str) -> None:
                                                        body=service("real", clusterIP="10.0.0.78"), user=SYSTEM_USER,
                                                        audit_id="leak-2"), timeout_s=10)
             assert live.code == 201
-            ghost = Key("default", IPADDRESSES.group, IPADDRESSES.plural, "", "10.0.0.77")
-            real = Key("default", IPADDRESSES.group, IPADDRESSES.plural, "", "10.0.0.78")
+            ghost = Key("root", IPADDRESSES.group, IPADDRESSES.plural, "", "10.0.0.77")
+            real = Key("root", IPADDRESSES.group, IPADDRESSES.plural, "", "10.0.0.78")
             assert await allocators.repair_once(req) == 0  # first sighting: may be a create in flight
             assert projection.get(ghost) is not None
             assert await allocators.repair_once(req) == 1

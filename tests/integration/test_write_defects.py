@@ -173,7 +173,7 @@ async def test_each_deletecollection_item_passes_admission(nats_url: str) -> Non
                 await pipeline.resource.ask(req, timeout_s=20)
             await projection.consistent()
             for n in ("default", "kube-system", "kube-public"):
-                entry = projection.get(Key("default", "", "namespaces", "", n))
+                entry = projection.get(Key("root", "", "namespaces", "", n))
                 assert entry is not None and entry.fields["status.phase"] == "Active"
             nursery.cancel_scope.cancel()
 

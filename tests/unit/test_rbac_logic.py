@@ -38,7 +38,7 @@ def rule(verbs: str, groups: str | None = None, resources: str | None = None, ur
     return out
 
 
-def index_of(*objs: dict[str, Any], tenant: str = "default") -> RbacIndex:
+def index_of(*objs: dict[str, Any], tenant: str = "root") -> RbacIndex:
     idx = RbacIndex()
     plural = {"Role": "roles", "ClusterRole": "clusterroles", "RoleBinding": "rolebindings",
               "ClusterRoleBinding": "clusterrolebindings"}
@@ -136,7 +136,7 @@ def test_rule_matches(name: str, raw: dict[str, Any], cases: list[tuple[Attribut
 
 # ---- TestAuthorizer (rbac_test.go) -----------------------------------------------------------------
 
-def user(name: str, *groups: str, tenant: str = "default") -> UserInfo:
+def user(name: str, *groups: str, tenant: str = "root") -> UserInfo:
     return UserInfo(name=name, groups=groups, tenant=tenant)
 
 
@@ -202,17 +202,17 @@ def test_index_follows_changes() -> None:
     az = Authorizer(idx)
     alice = user("alice")
     assert az.authorize(alice, res("get", "", "configmaps", ns="a")).allowed
-    idx.apply("default", "clusterroles", "", "reader", msgspec.json.encode(cluster_role("reader", rule("list", "",
+    idx.apply("root", "clusterroles", "", "reader", msgspec.json.encode(cluster_role("reader", rule("list", "",
                                                                                                        "configmaps"))))
     assert not az.authorize(alice, res("get", "", "configmaps", ns="a")).allowed
     assert az.authorize(alice, res("list", "", "configmaps", ns="a")).allowed
     # A binding's subjects change: the old one is gone from the index.
-    idx.apply("default", "rolebindings", "a", "b", msgspec.json.encode(rb("a", "b", "ClusterRole", "reader", "User:bob")))
+    idx.apply("root", "rolebindings", "a", "b", msgspec.json.encode(rb("a", "b", "ClusterRole", "reader", "User:bob")))
     assert not az.authorize(alice, res("list", "", "configmaps", ns="a")).allowed
     assert az.authorize(user("bob"), res("list", "", "configmaps", ns="a")).allowed
-    idx.apply("default", "rolebindings", "a", "b", None)
+    idx.apply("root", "rolebindings", "a", "b", None)
     assert not az.authorize(user("bob"), res("list", "", "configmaps", ns="a")).allowed
-    assert idx.tenant("default").by_subject == {}
+    assert idx.tenant("root").by_subject == {}
 
 
 def test_modes() -> None:
@@ -303,7 +303,7 @@ def test_bootstrap_authorization() -> None:
 
 def test_aggregation_view_edit_admin() -> None:
     idx = bootstrap_index()
-    t = idx.tenant("default")
+    t = idx.tenant("root")
     raw = {n: [r.raw for r in e.rules] for n, e in t.clusterroles.items()}
     view, edit, admin = raw["view"], raw["edit"], raw["admin"]
     assert view == raw["system:aggregate-to-view"]

@@ -42,7 +42,7 @@ def test_other_routes(path: str, kind: str) -> None:
 
 
 def test_tenancy_prefix() -> None:
-    r = parse("/clusters/t1/api/v1/configmaps", REG, tenancy_by_path=True)
+    r = parse("/clusters/t1/api/v1/configmaps", REG)
     assert r.tenant == "t1" and r.rdef is CM
 
 
@@ -98,3 +98,15 @@ def test_status_mapping() -> None:
     assert code == 400
     code, body, _ = status_for(RuntimeError("bug"))
     assert code == 500 and b"InternalError" in body
+
+
+def test_tenant_split() -> None:
+    from gateway._routes import split_tenant
+
+    assert split_tenant("/api/v1/configmaps") == ("root", "/api/v1/configmaps")
+    assert split_tenant("/clusters/t1/api/v1/configmaps") == ("t1", "/api/v1/configmaps")
+    assert split_tenant("/clusters/t1") == ("t1", "/")
+    assert split_tenant("/clusters//api") == ("", "/api")
+    assert split_tenant("/clusters/*/api/v1/configmaps") == ("*", "/api/v1/configmaps")
+    assert parse("/clusters/t1/api/v1/namespaces/a/configmaps/x", REG).tenant == "t1"
+    assert parse("/api/v1/namespaces/a/configmaps/x", REG).tenant == "root"

@@ -28,7 +28,7 @@ def msg(seq: int, name: str, etype: str = "put", labels: dict[str, str] | None =
     data, at = encode_object_with_rv_slot(obj)
     ev = Event(type=etype, object=msgspec.Raw(data), rv_at=at, verb=verb, audit_id=f"a{seq}",  # type: ignore[arg-type]
                time="t", actor=Actor(user="u"), labels=labels or {})
-    return LogMessage(seq, object_subject("jk", Key("default", "", "configmaps", ns, name)), encode_event(ev))
+    return LogMessage(seq, object_subject("jk", Key("root", "", "configmaps", ns, name)), encode_event(ev))
 
 
 def test_apply_splices_resource_version_and_indexes() -> None:
@@ -36,15 +36,15 @@ def test_apply_splices_resource_version_and_indexes() -> None:
     s.apply(msg(1, "a"))
     s.apply(msg(2, "b", ns="e"))
     s.apply(msg(3, "a", verb="update", labels={"x": "1"}))
-    e = s.get(Key("default", "", "configmaps", "d", "a"))
+    e = s.get(Key("root", "", "configmaps", "d", "a"))
     assert e is not None and e.seq == 3 and e.labels == {"x": "1"}
     obj = msgspec.json.decode(e.data)
     assert obj["metadata"]["resourceVersion"] == "3" and obj["metadata"]["name"] == "a"
-    st = s.resource("default", "", "configmaps")
+    st = s.resource("root", "", "configmaps")
     assert [(ns, n) for ns, n, _ in st.iter_entries(None)] == [("d", "a"), ("e", "b")]
     assert st.count == 2
     s.apply(msg(4, "a", etype="delete", verb="delete"))
-    assert s.get(Key("default", "", "configmaps", "d", "a")) is None and st.count == 1
+    assert s.get(Key("root", "", "configmaps", "d", "a")) is None and st.count == 1
     assert [c.type for c in st.changes_after(0)] == [ADDED, ADDED, MODIFIED, DELETED]
     assert [c.seq for c in st.changes_after(2)] == [3, 4]
     with pytest.raises(ValueError):
@@ -55,7 +55,7 @@ def test_ring_floor_rises_with_eviction() -> None:
     s = Store("jk", ring_size=3)
     for i in range(1, 6):
         s.apply(msg(i, f"o{i}"))
-    st = s.resource("default", "", "configmaps")
+    st = s.resource("root", "", "configmaps")
     assert st.ring_floor == 2 and [c.seq for c in st.ring] == [3, 4, 5]
     # Invariant: every change after the floor is in the ring.
     assert [c.seq for c in st.changes_after(st.ring_floor)] == [3, 4, 5]
@@ -72,7 +72,7 @@ async def test_watch_stream_transitions_and_overflow() -> None:
     s = Store("jk")
     flt = WatchFilter("d", parse_label_selector("app=web"), parse_field_selector(""))
     w = WatchStream(flt, bookmarks=True, max_queued=3)
-    s.resource("default", "", "configmaps").watchers.add(w)
+    s.resource("root", "", "configmaps").watchers.add(w)
     s.apply(msg(1, "a", labels={"app": "web"}))
     s.apply(msg(2, "a", labels={"app": "db"}, verb="update"))
     s.apply(msg(3, "b", labels={"app": "db"}))  # never matches: nothing
@@ -94,7 +94,7 @@ def test_bookmarks_only_when_asked() -> None:
     s.apply(msg(1, "a"))
     quiet = WatchStream(ALL, bookmarks=False, max_queued=10)
     loud = WatchStream(ALL, bookmarks=True, max_queued=10)
-    st = s.resource("default", "", "configmaps")
+    st = s.resource("root", "", "configmaps")
     st.watchers |= {quiet, loud}
     s.bookmark_all()
     with pytest.raises(trio.WouldBlock):
@@ -112,3 +112,21 @@ def test_histogram_buckets_are_cumulative() -> None:
     assert h.count == 4 and h.total == pytest.approx(2.065)
     with pytest.raises(ValueError):
         Histogram((0.1, 0.01))
+
+
+def test_reads_allocate_nothing_and_prune() -> None:
+    s = Store("jk")
+    for i in range(100):
+        st = s.peek(f"nobody-{i}", "", "configmaps")
+        assert st.count == 0 and not list(st.iter_entries(None))
+    assert s.resources == {}
+    s.apply(msg(1, "a"))
+    assert s.peek("root", "", "configmaps").count == 1
+    m = msg(2, "a")
+    s.apply(LogMessage(2, object_subject("jk", Key("t1", "", "configmaps", "d", "a")), m.data))
+    assert s.peek("t1", "", "configmaps").count == 1 and s.peek("root", "", "configmaps").count == 1
+    s.prune("t1")  # not empty: kept
+    assert ("t1", "", "configmaps") in s.resources
+    s.apply(LogMessage(3, object_subject("jk", Key("t1", "", "configmaps", "d", "a")), msg(3, "a", "delete").data))
+    s.prune("t1")
+    assert ("t1", "", "configmaps") not in s.resources and ("root", "", "configmaps") in s.resources

@@ -24,7 +24,8 @@ def test_token_round_trip(value: str) -> None:
 
 
 def test_placeholders_and_filters() -> None:
-    key = Key("default", "", "configmaps", "", "a.b")
+    # The root tenant keeps the subject token of logs written before tenants ("default").
+    key = Key("root", "", "configmaps", "", "a.b")
     subj = object_subject("jk", key)
     assert subj == "jk.default._.configmaps._.a~2eb"
     assert parse_subject("jk", subj) == key
@@ -32,6 +33,8 @@ def test_placeholders_and_filters() -> None:
     assert parse_subject("jk", object_subject("jk", key2)) == key2
     assert resource_filter("jk", "t1", "coordination.k8s.io", "leases") == "jk.t1.coordination~2ek8s~2eio.leases.>"
     assert resource_filter("jk", "t1", "", "configmaps", "ns") == "jk.t1._.configmaps.ns.*"
+    assert resource_filter("jk", "*", "", "configmaps") == "jk.*._.configmaps.>"
+    assert resource_filter("jk", "root", "", "configmaps") == "jk.default._.configmaps.>"
 
 
 @pytest.mark.parametrize("bad", ["jk.a.b", "other.t._.r._.n", "jk.t._.r._.bad~zz"])
