@@ -18,6 +18,7 @@ from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler
+from ._apf_bootstrap import ApfBootstrap
 from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
 from ._authz import RBAC, Authorizer, authz_handler
@@ -77,6 +78,9 @@ class Pipeline:
                             if run_controllers else None)
         self.rbac_controllers = (RbacControllers(projection, registry, self.resource)
                                  if run_controllers else None)
+        #: kube's APF objects per tenant; the tenancy bootstrap calls ``apf_bootstrap.ensure(tenant)``.
+        self.apf_bootstrap = ApfBootstrap(projection, registry, self.resource)
+        self.run_controllers = run_controllers
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(self.token_verifier.verify(token), self.projection, token=token)
@@ -114,8 +118,14 @@ class Pipeline:
             if self.rbac_controllers is not None:
                 await self.rbac_controllers.bootstrap()
                 await nursery.start(self.rbac_controllers.run)
+            if self.run_controllers and not await self.apf_bootstrap.ensure("default"):
+                nursery.start_soon(self._retry_apf_bootstrap)
             if self.controllers is not None:
                 await self.controllers.bootstrap()
                 await nursery.start(self.controllers.run)
             task_status.started()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _retry_apf_bootstrap(self) -> None:
+        while not await self.apf_bootstrap.ensure("default"):
+            await trio.sleep(1.0)  # backoff against a log that failed at start

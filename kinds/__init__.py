@@ -11,6 +11,7 @@ This package imports nothing of ours; ``bus``, ``projections``, ``actors`` and `
 from ._defs import (
     BUILTIN,
     DEFAULT_NAMESPACES,
+    FLOWCONTROL_GROUP,
     IMMORTAL_NAMESPACES,
     NAMESPACES,
     Registry,
@@ -57,6 +58,7 @@ __all__ = [
     "BUILTIN",
     "CREATED_DESCRIPTION",
     "DEFAULT_NAMESPACES",
+    "FLOWCONTROL_GROUP",
     "IMMORTAL_NAMESPACES",
     "KIND_MESSAGES",
     "MESSAGES",
