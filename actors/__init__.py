@@ -34,6 +34,7 @@ from ._auth import TokenAuthenticator, parse_token_csv
 from ._authn import Authenticator, CertificateAuthority, FrontProxy
 from ._authz import Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
+from ._flowcontrol import Admission, FlowControl
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
 from ._pipeline import Pipeline
@@ -55,6 +56,7 @@ __all__ = [
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
     "Actor",
+    "Admission",
     "Allowed",
     "AlreadyExists",
     "ApiError",
@@ -70,6 +72,7 @@ __all__ = [
     "Controllers",
     "Decision",
     "Expired",
+    "FlowControl",
     "Forbidden",
     "FrontProxy",
     "Gone",

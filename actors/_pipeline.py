@@ -23,6 +23,7 @@ from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
 from ._authz import RBAC, Authorizer, authz_handler
 from ._controllers import Controllers
+from ._flowcontrol import Admission, FlowControl
 from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
@@ -39,7 +40,8 @@ class Pipeline:
                  authenticator: Authenticator | TokenAuthenticator,
                  signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
                  run_controllers: bool = True, spans: Spans | None = None,
-                 authorization_modes: tuple[str, ...] = (RBAC,)) -> None:
+                 authorization_modes: tuple[str, ...] = (RBAC,), server_concurrency: int = 600,
+                 queue_wait_s: float = 15.0) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
@@ -64,6 +66,8 @@ class Pipeline:
         self.authz: Actor[Request] = Actor("authz", authz_handler(self.authorizer, self.admission, self.reviews),
                                            mailbox_size=mailbox_size, workers=workers)
         self.authn = Stage("authn")
+        #: API Priority and Fairness between authn and authz; queue waits at kube's RequestTimeout/4.
+        self.flow_control = FlowControl(projection, server_cl=server_concurrency, queue_wait_s=queue_wait_s)
         self.authenticator = authenticator
         self.actors = (self.authz, self.admission, self.resource, self.reviews)
         #: Every step a request passes, for the metrics: authentication, then the actors.
@@ -103,6 +107,14 @@ class Pipeline:
         finally:
             self.authn.latency.observe(time.perf_counter() - t0)
 
+    async def admit(self, req: Request, adm: Admission) -> None:
+        """Flow control (API Priority and Fairness) for an authenticated request: returns once it
+        holds its seats, recorded in ``adm``; the caller gives them back with :meth:`release`."""
+        await self.flow_control.admit(req, adm)
+
+    def release(self, adm: Admission) -> None:
+        self.flow_control.release(adm)
+
     async def submit_authenticated(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
         """The rest of the pipeline, from authz, for a request :meth:`authenticate` returned."""
         if req.user is None:
@@ -113,6 +125,7 @@ class Pipeline:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         """Run every actor; bootstrap the default namespaces; then start the controllers."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.flow_control.run)
             for a in self.actors:
                 await nursery.start(a.run)
             if self.rbac_controllers is not None:

@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from actors import (
     JWKS_PATH,
+    Admission,
     Allowed,
     BadRequest,
     MethodNotAllowed,
@@ -249,6 +250,10 @@ def create_app(ctx: Context) -> QuartTrio:
                 resp.headers["Audit-Id"] = audit_id
         finally:
             metrics.end(kind)
+            # Seats back when the request is answered, failed or its client went away (a watch's
+            # once its stream is set up: its long life is outside flow control, as kube's).
+            ctx.pipeline.release(intake.flow)
+        _pf_headers(resp, intake.flow)
         if ctx.audit is not None:
             await audit_request(ctx.audit, note, audit_id, resp.status_code, received)
         if not intake.body_read and _has_body(request.headers):
@@ -265,6 +270,14 @@ def create_app(ctx: Context) -> QuartTrio:
 
     app.catch_all_rule = next(r for r in app.url_map.iter_rules() if r.rule == "/<path:path>")
     return app
+
+
+def _pf_headers(resp: Response, adm: Admission) -> None:
+    """kube's ``X-Kubernetes-PF-*`` headers: the matched FlowSchema's and level's UIDs."""
+    if adm.schema_uid:
+        resp.headers["X-Kubernetes-PF-FlowSchema-UID"] = adm.schema_uid
+    if adm.level_uid:
+        resp.headers["X-Kubernetes-PF-PriorityLevel-UID"] = adm.level_uid
 
 
 def _request_labels(ctx: Context, code: int) -> tuple[str, str, str, str, str, str, str]:
@@ -286,10 +299,11 @@ class _Intake:
     """What the handler did with the request body: a response sent before it was read must close
     the connection."""
 
-    __slots__ = ("body_read",)
+    __slots__ = ("body_read", "flow")
 
     def __init__(self) -> None:
         self.body_read = False
+        self.flow = Admission()  # API Priority and Fairness: the seats held, the UIDs for the headers
 
 
 def _close_connection(resp: Response) -> None:
@@ -349,8 +363,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
             if route.kind == "unknown":
                 raise NotFound("the server could not find the requested resource")
             raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
-        await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
-                                                timeout_s=s.request_timeout_s)
+        await ctx.pipeline.admit(get := msgspec.structs.replace(who, verb="get"), intake.flow)
+        await ctx.pipeline.submit_authenticated(get, timeout_s=s.request_timeout_s)
         return await _non_resource(ctx, route)
 
     rdef = route.rdef
@@ -385,6 +399,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
                 data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH",
                 strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
+    await ctx.pipeline.admit(req, intake.flow)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
         note.written(req, result.code)

@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shutdown-delay-duration", type=float, default=0.0, metavar="SECONDS",
                    help="after SIGTERM, keep serving with /readyz answering 503 this long before the listeners "
                         "close (as kube's flag: give the load balancer's health check time to notice)")
+    s.add_argument("--max-requests-inflight", type=int, default=400,
+                   help="as kube's flag: with --max-mutating-requests-inflight, the seats API Priority and "
+                        "Fairness shares among priority levels and tenants")
+    s.add_argument("--max-mutating-requests-inflight", type=int, default=200, help="as kube's flag")
     s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
     s.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
@@ -243,7 +247,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
                     tenancy_by_path=args.tenancy_by_path, shutdown_delay_s=args.shutdown_delay_duration,
                     log_level=args.log_level, authorization_modes=modes,
-                    log_format=args.log_format, request_log=args.request_log)
+                    log_format=args.log_format, request_log=args.request_log,
+                    max_requests_inflight=args.max_requests_inflight,
+                    max_mutating_requests_inflight=args.max_mutating_requests_inflight)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,7 +104,10 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
                                 root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing,
-                                authorization_modes=settings.authorization_modes)
+                                authorization_modes=settings.authorization_modes,
+                                server_concurrency=settings.max_requests_inflight
+                                + settings.max_mutating_requests_inflight,
+                                queue_wait_s=settings.request_timeout_s / 4)
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
