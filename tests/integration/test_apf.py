@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 import trio
 
 from actors._apf_bootstrap import default_flow_schemas, default_priority_levels
+from tests.conftest import StartServer, client_for
 
 pytestmark = pytest.mark.integration
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
@@ -22,3 +25,79 @@ async def test_default_objects_bootstrapped(api: httpx.AsyncClient) -> None:
     assert set(levels) == {o["metadata"]["name"] for o in default_priority_levels()}
     assert levels["workload-low"]["spec"]["limited"]["nominalConcurrencyShares"] == 100
     assert levels["exempt"]["metadata"]["annotations"]["apf.kubernetes.io/autoupdate-spec"] == "true"
+
+
+TOKENS = "alice-token,alice,u-alice\nbob-token,bob,u-bob\n"
+
+
+async def _burst(c: httpx.AsyncClient, n: int) -> list[httpx.Response]:
+    out: list[httpx.Response] = []
+
+    async def one() -> None:
+        out.append(await c.get("/version"))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(n):
+            nursery.start_soon(one)
+    return out
+
+
+async def test_flood_rejected_others_served_flowschema_changes_apply(start_server: StartServer,
+                                                                     tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(TOKENS)
+    gw = await start_server(token_file=str(tokens))
+    assert gw.http_url is not None
+    with trio.fail_after(60):
+        async with client_for(gw, limits=httpx.Limits(max_connections=200)) as admin, \
+                httpx.AsyncClient(base_url=gw.http_url, headers={"Authorization": "Bearer alice-token"},
+                                  timeout=30, limits=httpx.Limits(max_connections=200)) as alice, \
+                httpx.AsyncClient(base_url=gw.http_url, headers={"Authorization": "Bearer bob-token"},
+                                  timeout=30) as bob:
+            fs = {o["metadata"]["name"]: o for o in (await admin.get(f"{FC}/flowschemas")).json()["items"]}
+            pl = {o["metadata"]["name"]: o for o in (await admin.get(f"{FC}/prioritylevelconfigurations")).json()[
+                "items"]}
+            # Before: alice is one flow of global-default (49 seats and queues): a burst is served.
+            before = await _burst(alice, 40)
+            assert {r.status_code for r in before} == {200}
+            r = before[0]
+            assert r.headers["X-Kubernetes-PF-FlowSchema-UID"] == fs["global-default"]["metadata"]["uid"]
+            assert r.headers["X-Kubernetes-PF-PriorityLevel-UID"] == pl["global-default"]["metadata"]["uid"]
+            # A FlowSchema puts alice on a level of one seat that rejects rather than queues.
+            tiny = {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+                    "metadata": {"name": "tiny"}, "spec": {"type": "Limited", "limited": {
+                        "nominalConcurrencyShares": 0, "limitResponse": {"type": "Reject"}}}}
+            r = await admin.post(f"{FC}/prioritylevelconfigurations", json=tiny)
+            assert r.status_code == 201, r.text
+            tiny_uid = r.json()["metadata"]["uid"]
+            schema = {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+                      "metadata": {"name": "alice"}, "spec": {
+                          "priorityLevelConfiguration": {"name": "tiny"}, "matchingPrecedence": 50,
+                          "distinguisherMethod": {"type": "ByUser"},
+                          "rules": [{"subjects": [{"kind": "User", "user": {"name": "alice"}}],
+                                     "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}}
+            r = await admin.post(f"{FC}/flowschemas", json=schema)
+            assert r.status_code == 201, r.text
+            fs_uid = r.json()["metadata"]["uid"]
+            results: dict[str, list[httpx.Response]] = {}
+
+            async def run(name: str, c: httpx.AsyncClient, n: int) -> None:
+                results[name] = await _burst(c, n)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run, "alice", alice, 60)
+                nursery.start_soon(run, "admin", admin, 60)
+                nursery.start_soon(run, "bob", bob, 5)
+            rejected = [r for r in results["alice"] if r.status_code == 429]
+            assert rejected and all(r.status_code in (200, 429) for r in results["alice"])
+            for r in rejected:
+                assert int(r.headers["Retry-After"]) >= 1
+                assert r.headers["X-Kubernetes-PF-FlowSchema-UID"] == fs_uid
+                assert r.headers["X-Kubernetes-PF-PriorityLevel-UID"] == tiny_uid
+                body = r.json()
+                assert body["reason"] == "TooManyRequests"
+                assert body["message"] == "Too many requests, please try again later."
+            # Exempt (system:masters) is never rejected; another user's flow goes through.
+            assert {r.status_code for r in results["admin"]} == {200}
+            assert results["admin"][0].headers["X-Kubernetes-PF-FlowSchema-UID"] == fs["exempt"]["metadata"]["uid"]
+            assert {r.status_code for r in results["bob"]} == {200}
