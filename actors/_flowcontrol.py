@@ -16,6 +16,7 @@ the request completes, fails or its client goes away.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import NoReturn
 
 import msgspec
@@ -66,7 +67,7 @@ class FlowControl:
         #: (tenant, priority_level, flow_schema) -> counts; and reason for rejections; wait times.
         self.dispatched: dict[tuple[str, str, str], int] = {}
         self.rejected: dict[tuple[str, str, str, str], int] = {}
-        self.on_wait = None  # set by the gateway's metrics: (labels, executed, seconds) -> None
+        self.on_wait: Callable[[tuple[str, str, str], bool, float], None] | None = None  # set by the gateway's metrics: (labels, executed, seconds) -> None
 
     # ---- configuration from the projection -------------------------------------------------------
 

@@ -101,3 +101,13 @@ async def test_flood_rejected_others_served_flowschema_changes_apply(start_serve
             assert {r.status_code for r in results["admin"]} == {200}
             assert results["admin"][0].headers["X-Kubernetes-PF-FlowSchema-UID"] == fs["exempt"]["metadata"]["uid"]
             assert {r.status_code for r in results["bob"]} == {200}
+
+
+async def test_metrics_have_flowcontrol_series(api: httpx.AsyncClient) -> None:
+    with trio.fail_after(30):
+        assert (await api.get("/api/v1/namespaces")).status_code == 200
+        text = (await api.get("/metrics")).text
+    assert 'apiserver_flowcontrol_dispatched_requests_total{flow_schema="exempt",priority_level="exempt",' \
+           'tenant="default"}' in text
+    assert "apiserver_flowcontrol_current_executing_seats{" in text
+    assert "apiserver_flowcontrol_request_wait_duration_seconds_bucket{" in text
