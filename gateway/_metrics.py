@@ -125,9 +125,10 @@ class ServerMetrics:
         GCCollector(registry=self.registry)
         self.registry.register(_Collector(self))
         # API Priority and Fairness: kube's apiserver_flowcontrol_* series, labelled by tenant too.
-        self.flow_control = pipeline.flow_control
+        self.flow_control = pipeline.flow_control if pipeline is not None else None  # None: per-request cost bench
         self.apf_waits: dict[tuple[str, str, str, str], Histogram] = {}
-        self.flow_control.on_wait = lambda labels, executed, s: _apf_wait(self, labels, executed, s)
+        if self.flow_control is not None:
+            self.flow_control.on_wait = lambda labels, executed, s: _apf_wait(self, labels, executed, s)
         # Request metrics, by label tuple (see Labels); the code is appended for the counter.
         self.requests: dict[tuple[str, ...], int] = {}
         self.latency: dict[Labels, Histogram] = {}
@@ -393,6 +394,8 @@ def _apf_wait(m: ServerMetrics, labels: tuple[str, str, str], executed: bool, se
 def _flowcontrol_metrics(m: ServerMetrics) -> Iterator[Metric]:
     """kube's ``apiserver_flowcontrol_*`` series (``util/flowcontrol/metrics``), with a tenant label."""
     fc = m.flow_control
+    if fc is None:
+        return
     c = CounterMetricFamily("apiserver_flowcontrol_dispatched_requests", "[BETA] Number of requests executed by "
                             "API Priority and Fairness subsystem", labels=_APF)
     for key, n in fc.dispatched.items():
