@@ -265,6 +265,7 @@ class _Queue:
     requests: collections.deque[Ticket] = field(default_factory=collections.deque)
     next_r: float = 0.0
     executing_seats: int = 0
+    executing_requests: int = 0
 
     @property
     def queued_seats(self) -> int:
@@ -355,6 +356,7 @@ class QueueSet:
         t.state, t.dispatched = "executing", now
         if t.queue >= 0:
             self.queues[t.queue].executing_seats += t.seats
+            self.queues[t.queue].executing_requests += 1
         self.executing_seats += t.seats
         self.executing_requests += 1
         self.high_demand = max(self.high_demand, self.executing_seats + self.queued_seats)
@@ -368,6 +370,7 @@ class QueueSet:
         if t.queue >= 0:
             q = self.queues[t.queue]
             q.executing_seats -= t.seats
+            q.executing_requests -= 1
             q.next_r += t.seats * (took - INITIAL_SERVICE_S)
             if q.requests:  # anti-windup: never below the head's arrival
                 q.next_r = max(q.next_r, q.requests[0].arrival_r)

@@ -176,3 +176,49 @@ class FlowControl:
             self.dispatcher.adjust()
             self._wake(self.dispatcher.dispatch(trio.current_time()))
             self.dispatcher.evict_idle(trio.current_time(), self.idle_s)
+
+
+def _table(rows: list[list[str]]) -> str:
+    """kube's tabwriter layout of the debug dumps: comma-terminated cells padded into columns."""
+    cells = [[c + "," if i < len(r) - 1 else c for i, c in enumerate(r)] for r in rows]
+    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(len(r) for r in cells))]
+    return "".join(" ".join(c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)).rstrip() + "\n"
+                   for r in cells)
+
+
+def dump_priority_levels(fc: FlowControl, tenant: str) -> str:
+    """``/debug/api_priority_and_fairness/dump_priority_levels`` for ``tenant`` (kube's columns)."""
+    rows = [["PriorityLevelName", "ActiveQueues", "IsIdle", "IsQuiescing", "WaitingRequests", "ExecutingRequests",
+             "DispatchedRequests", "RejectedRequests", "TimedoutRequests", "CancelledRequests"]]
+    tf = fc.dispatcher.tenants.get(tenant)
+    for name, qs in sorted(tf.levels.items()) if tf is not None else ():
+        dispatched = sum(n for (t, lv, _), n in fc.dispatched.items() if t == tenant and lv == name)
+        by_reason: dict[str, int] = {}
+        for (t, lv, _, reason), n in fc.rejected.items():
+            if t == tenant and lv == name:
+                by_reason[reason] = by_reason.get(reason, 0) + n
+        if qs.cfg.exempt:
+            active = "<none>"
+        else:
+            active = str(sum(1 for q in qs.queues if q.requests or q.executing_seats))
+        idle = not qs.executing_requests and not qs.queued_requests
+        rows.append([name, active, str(idle).lower(), "false", str(qs.queued_requests), str(qs.executing_requests),
+                     str(dispatched), str(by_reason.get("queue-full", 0) + by_reason.get("concurrency-limit", 0)),
+                     str(by_reason.get("time-out", 0)), str(by_reason.get("cancelled", 0))])
+    return _table(rows)
+
+
+def dump_queues(fc: FlowControl, tenant: str) -> str:
+    """``/debug/api_priority_and_fairness/dump_queues`` for ``tenant`` (kube's columns)."""
+    rows = [["PriorityLevelName", "Index", "PendingRequests", "ExecutingRequests", "SeatsInUse", "NextDispatchR",
+             "InitialSeatsSum", "MaxSeatsSum", "TotalWorkSum"]]
+    tf = fc.dispatcher.tenants.get(tenant)
+    for name, qs in sorted(tf.levels.items()) if tf is not None else ():
+        if not qs.queues:
+            rows.append([name, "<none>", "<none>", "<none>", "<none>", "<none>", "<none>", "<none>", "<none>"])
+            continue
+        for q in qs.queues:
+            seats = q.queued_seats
+            rows.append([name, str(q.index), str(len(q.requests)), str(q.executing_requests), str(q.executing_seats),
+                         f"{q.next_r:.8f}ss", str(seats), str(seats), f"{seats * qs.service_s:.8f}ss"])
+    return _table(rows)

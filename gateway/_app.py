@@ -35,6 +35,8 @@ from actors import (
     Request,
     RequestEntityTooLarge,
     WriteResult,
+    dump_priority_levels,
+    dump_queues,
     jwks,
     openid_configuration,
     warning_header,
@@ -272,6 +274,10 @@ def create_app(ctx: Context) -> QuartTrio:
     return app
 
 
+APF_DUMPS = {"/debug/api_priority_and_fairness/dump_priority_levels": dump_priority_levels,
+             "/debug/api_priority_and_fairness/dump_queues": dump_queues}
+
+
 def _pf_headers(resp: Response, adm: Admission) -> None:
     """kube's ``X-Kubernetes-PF-*`` headers: the matched FlowSchema's and level's UIDs."""
     if adm.schema_uid:
@@ -357,6 +363,13 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         return await _history(ctx, who, q, note)
     if request.path.rstrip("/") == AUDIT_EVENTS_PATH:
         return await _audit_events(ctx, who, q, note)
+    if request.path in APF_DUMPS and method in ("GET", "HEAD"):
+        # kube's debug handlers: a nonResourceURL get, flow-controlled and authorized like any other.
+        await ctx.pipeline.admit(get := msgspec.structs.replace(who, verb="get"), intake.flow)
+        await ctx.pipeline.submit_authenticated(get, timeout_s=s.request_timeout_s)
+        r = Response(APF_DUMPS[request.path](ctx.pipeline.flow_control, who.tenant), 200)
+        r.headers["Content-Type"] = "text/plain; charset=utf-8"
+        return r
     route = parse(request.path, ctx.registry, tenancy_by_path=s.tenancy_by_path)
     if route.kind != "resource":
         if method not in ("GET", "HEAD"):

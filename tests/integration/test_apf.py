@@ -111,3 +111,23 @@ async def test_metrics_have_flowcontrol_series(api: httpx.AsyncClient) -> None:
            'tenant="default"}' in text
     assert "apiserver_flowcontrol_current_executing_seats{" in text
     assert "apiserver_flowcontrol_request_wait_duration_seconds_bucket{" in text
+
+
+async def test_debug_dumps(start_server: StartServer, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(TOKENS)
+    gw = await start_server(token_file=str(tokens))
+    with trio.fail_after(30):
+        async with client_for(gw) as admin, httpx.AsyncClient(
+                base_url=str(gw.http_url), headers={"Authorization": "Bearer alice-token"}, timeout=30) as alice:
+            r = await admin.get("/debug/api_priority_and_fairness/dump_priority_levels")
+            assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+            lines = r.text.splitlines()
+            assert lines[0].split(",")[0] == "PriorityLevelName" and "CancelledRequests" in lines[0]
+            assert {ln.split(",")[0] for ln in lines[1:]} >= {"exempt", "catch-all", "global-default"}
+            r = await admin.get("/debug/api_priority_and_fairness/dump_queues")
+            assert r.status_code == 200
+            assert sum(1 for ln in r.text.splitlines() if ln.startswith("workload-low,")) == 128
+            # Authorized as kube: a nonResourceURL get that a plain user is not granted.
+            r = await alice.get("/debug/api_priority_and_fairness/dump_queues")
+            assert r.status_code == 403
