@@ -12,9 +12,10 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -234,6 +235,7 @@ def create_app(ctx: Context) -> QuartTrio:
         metrics = ctx.metrics
         started = time.perf_counter()
         kind = metrics.begin(request.method)
+        resp: Response | None = None
         try:
             try:
                 resp = await _dispatch(ctx, audit_id, intake, note)
@@ -252,9 +254,11 @@ def create_app(ctx: Context) -> QuartTrio:
                 resp.headers["Audit-Id"] = audit_id
         finally:
             metrics.end(kind)
-            # Seats back when the request is answered, failed or its client went away (a watch's
-            # once its stream is set up: its long life is outside flow control, as kube's).
-            ctx.pipeline.release(intake.flow)
+            # Seats back when the request is answered, failed or its client went away; a watch's
+            # once its initial events are sent (its long life is outside flow control, as kube's).
+            if not (intake.initial_events and _is_stream(resp)):
+                ctx.pipeline.release(intake.flow)
+        assert resp is not None
         _pf_headers(resp, intake.flow)
         if ctx.audit is not None:
             await audit_request(ctx.audit, note, audit_id, resp.status_code, received)
@@ -263,6 +267,9 @@ def create_app(ctx: Context) -> QuartTrio:
         # Recorded once, at the end: a watch when its stream ends (as kube does), anything else now.
         labels = _request_labels(ctx, resp.status_code)
         if labels[0] == "WATCH" and resp.status_code == 200 and isinstance(resp.response, IterableBody):
+            if intake.initial_events:
+                resp.response = IterableBody(_seat_until_initial_events(
+                    resp.response.iter, partial(ctx.pipeline.release, intake.flow)))
             resp.response = IterableBody(line.watch_body(metrics.watch_body(
                 resp.response.iter, labels, _watch_kind(ctx, labels), started, time.perf_counter), labels[0]))
         else:
@@ -276,6 +283,28 @@ def create_app(ctx: Context) -> QuartTrio:
 
 APF_DUMPS = {"/debug/api_priority_and_fairness/dump_priority_levels": dump_priority_levels,
              "/debug/api_priority_and_fairness/dump_queues": dump_queues}
+
+
+def _is_stream(resp: Response | None) -> bool:
+    return resp is not None and resp.status_code == 200 and isinstance(resp.response, IterableBody)
+
+
+async def _seat_until_initial_events(chunks: Any, release: Callable[[], None]) -> AsyncIterator[bytes]:
+    """A watch with ``sendInitialEvents=true`` holds its seats until the initial-events-end
+    bookmark is sent (kube's watch initialization), or until it ends, whichever is first."""
+    held = True
+    try:
+        async for chunk in chunks:
+            yield chunk
+            if held and INITIAL_EVENTS_END in chunk:
+                held = False
+                release()
+    finally:
+        if held:
+            release()
+
+
+INITIAL_EVENTS_END = b"k8s.io/initial-events-end"
 
 
 def _pf_headers(resp: Response, adm: Admission) -> None:
@@ -305,11 +334,12 @@ class _Intake:
     """What the handler did with the request body: a response sent before it was read must close
     the connection."""
 
-    __slots__ = ("body_read", "flow")
+    __slots__ = ("body_read", "flow", "initial_events")
 
     def __init__(self) -> None:
         self.body_read = False
         self.flow = Admission()  # API Priority and Fairness: the seats held, the UIDs for the headers
+        self.initial_events = False  # a watch that holds its seats while it sends its initial events
 
 
 def _close_connection(resp: Response) -> None:
@@ -412,6 +442,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
                 data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH",
                 strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
+    intake.initial_events = opts is not None and opts.watch and bool(opts.send_initial)
     await ctx.pipeline.admit(req, intake.flow)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):

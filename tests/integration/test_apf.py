@@ -131,3 +131,32 @@ async def test_debug_dumps(start_server: StartServer, tmp_path: Path) -> None:
             # Authorized as kube: a nonResourceURL get that a plain user is not granted.
             r = await alice.get("/debug/api_priority_and_fairness/dump_queues")
             assert r.status_code == 403
+
+
+def _executing(dump: str, level: str) -> int:
+    for line in dump.splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if cells[0] == level:
+            return int(cells[5])
+    raise AssertionError(f"no {level} in {dump}")
+
+
+async def test_watch_holds_a_seat_only_for_its_initial_events(api: httpx.AsyncClient) -> None:
+    dump = "/debug/api_priority_and_fairness/dump_priority_levels"
+    with trio.fail_after(30):
+        for i in range(5):
+            r = await api.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": f"w{i}"}})
+            assert r.status_code == 201
+        watch = ("/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
+                 "&resourceVersionMatch=NotOlderThan")
+        async with api.stream("GET", watch) as stream:
+            assert stream.headers["X-Kubernetes-PF-FlowSchema-UID"]
+            async for line in stream.aiter_lines():
+                if "k8s.io/initial-events-end" in line:
+                    break
+            # Only the dump request itself executes: the watch gave its seat back.
+            assert _executing((await api.get(dump)).text, "exempt") == 1
+        for _ in range(2):  # plain watches, opened and closed: nothing left held
+            async with api.stream("GET", "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1"):
+                pass
+        assert _executing((await api.get(dump)).text, "exempt") == 1
