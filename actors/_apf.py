@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,7 +256,9 @@ class Ticket:
     queue: int = -1
     arrival_r: float = 0.0
     dispatched: float = 0.0
-    on_dispatch: Callable[[Ticket], None] | None = None
+    # The QueueSet that admitted it: a level reconfigured meanwhile is a new QueueSet, and the
+    # seats go back to the one that gave them.
+    qs: QueueSet | None = None
 
 
 @dataclass(eq=False)
@@ -433,10 +435,25 @@ class Dispatcher:
             tf = TenantFlow(tenant, version, sorted(schemas, key=schema_order), levels, nominal, idle_since=now)
             self.tenants[tenant] = tf
         else:
-            # Levels that went away keep serving what they hold (finish finds them on the ticket).
+            # A replaced or removed level's queued requests move to the new one (or are served by
+            # the old one when the level is gone); executing ones give seats back to the old one.
             for name, qs in tf.levels.items():
-                if name not in levels and (qs.executing_requests or qs.queued_requests):
-                    levels[name] = qs
+                new = levels.get(name)
+                if new is None:
+                    if qs.executing_requests or qs.queued_requests:
+                        levels[name] = qs
+                elif new is not qs and qs.queued_requests:
+                    for q in qs.queues:
+                        while q.requests:
+                            t = q.requests.popleft()
+                            qs.queued_requests -= 1
+                            qs.queued_seats -= t.seats
+                            t.qs = new
+                            if not new.queues:  # now Exempt or Reject: decided again by the client's retry
+                                t.state, t.reason, t.retry_after_s = "rejected", "concurrency-limit", 1
+                                tf.queued -= 1
+                            elif not new.enqueue(t, now):
+                                tf.queued -= 1  # rejected by the new shape; its waiter sees the state
             tf.version, tf.schemas, tf.levels, tf.nominal = version, sorted(schemas, key=schema_order), levels, nominal
         return tf
 
@@ -462,7 +479,7 @@ class Dispatcher:
     def admit(self, t: Ticket, now: float) -> list[Ticket]:
         """Queue or start ``t`` (or reject it: ``t.state``); the tickets dispatched meanwhile."""
         tf = self.tenants[t.tenant]
-        qs = tf.levels[t.level]
+        qs = t.qs = tf.levels[t.level]
         if qs.cfg.exempt:
             qs.start(t, now)  # never queued, never limited
             return [t]
@@ -517,7 +534,8 @@ class Dispatcher:
         if tf is None or t.state != "executing":
             return []
         t.state = "done"
-        qs = tf.levels[t.level]
+        qs = t.qs
+        assert qs is not None
         qs.finish(t, now)
         if qs.cfg.exempt:
             return []
@@ -530,9 +548,9 @@ class Dispatcher:
     def withdraw(self, t: Ticket, now: float, reason: str) -> None:
         """A queued ``t`` leaves unserved (``time-out`` or ``cancelled``)."""
         tf = self.tenants.get(t.tenant)
-        if tf is None or t.state != "queued":
+        if tf is None or t.state != "queued" or t.qs is None:
             return
-        qs = tf.levels[t.level]
+        qs = t.qs
         qs.remove(t, now)
         tf.queued -= 1
         t.state, t.reason = "rejected", reason

@@ -84,7 +84,11 @@ class FlowControl:
                 raise TooManyRequests(REJECT_MESSAGE, retry_after_s=1)
         schemas = [msgspec.json.decode(e.data) for _, _, e in fs.iter_entries(None)]
         plcs = [msgspec.json.decode(e.data) for _, _, e in pl.iter_entries(None)]
-        return self.dispatcher.configure(tenant, version, schemas, plcs, trio.current_time())
+        tf = self.dispatcher.configure(tenant, version, schemas, plcs, trio.current_time())
+        # New limits may start queued requests; a new queue shape may have rejected some.
+        self._wake(self.dispatcher.dispatch(trio.current_time()))
+        self._wake([t for t in self._events if t.state != "queued"])
+        return tf
 
     def _seats(self, req: Request, cap: int) -> int:
         rdef = req.rdef

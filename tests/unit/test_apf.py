@@ -174,3 +174,17 @@ async def test_tenant_flood_cannot_starve_another(autojump_clock: trio.testing.M
         d.admit(t, trio.current_time())
     started = d.finish(a[0], trio.current_time()) + d.finish(a[1], trio.current_time())
     assert started == b  # freed seats go to the tenant holding fewer
+
+
+async def test_reconfigured_level_keeps_seats_and_queue(autojump_clock: trio.testing.MockClock) -> None:
+    d = Dispatcher(2)
+    d.configure("t", 1, [], [_plc("lvl", 1, queues=4, hand=1, qlen=10)], trio.current_time())
+    ts = [_ticket(d, "t", "lvl", "u", trio.current_time()) for _ in range(5)]
+    for t in ts:
+        d.admit(t, trio.current_time())
+    assert [t.state for t in ts].count("executing") == 2
+    d.configure("t", 2, [], [_plc("lvl", 1, queues=8, hand=2, qlen=10)], trio.current_time())
+    new = d.tenants["t"].levels["lvl"]
+    assert new.queued_requests == 3 and all(t.qs is new for t in ts[2:])
+    started = d.finish(ts[0], trio.current_time())  # seats back to the old QueueSet, then the new dispatches
+    assert len(started) == 1 and started[0].qs is new and d.executing_seats == 2
