@@ -24,7 +24,7 @@ import trio
 
 from kinds import FLOWCONTROL_GROUP
 from kinds._errors import TooManyRequests
-from projections import Projection
+from projections import Projection, ResourceState
 
 from ._apf import (
     Attributes,
@@ -40,6 +40,7 @@ from .messages import Request
 
 log = logging.getLogger("jetkube.flowcontrol")
 REJECT_MESSAGE = "Too many requests, please try again later."
+_EMPTY = ResourceState(0)
 _MUTATING = ("create", "update", "patch", "delete", "deletecollection")
 
 
@@ -71,9 +72,13 @@ class FlowControl:
 
     # ---- configuration from the projection -------------------------------------------------------
 
+    def _state(self, tenant: str, group: str, resource: str) -> ResourceState:
+        """The projection's state, without allocating one for a tenant or kind it has never seen."""
+        return self.projection.store.resources.get((tenant, group, resource)) or _EMPTY
+
     def _tenant(self, tenant: str) -> TenantFlow:
-        fs = self.projection.state(tenant, FLOWCONTROL_GROUP, "flowschemas")
-        pl = self.projection.state(tenant, FLOWCONTROL_GROUP, "prioritylevelconfigurations")
+        fs = self._state(tenant, FLOWCONTROL_GROUP, "flowschemas")
+        pl = self._state(tenant, FLOWCONTROL_GROUP, "prioritylevelconfigurations")
         version = (fs.ring[-1].seq if fs.ring else 0, fs.count, pl.ring[-1].seq if pl.ring else 0, pl.count)
         tf = self.dispatcher.tenants.get(tenant)
         if tf is not None and tf.version == version:
@@ -94,7 +99,7 @@ class FlowControl:
         rdef = req.rdef
         if rdef is None or not (req.verb in ("list", "watch") or req.verb in _MUTATING):
             return 1
-        st = self.projection.state(req.tenant, rdef.group, rdef.plural)
+        st = self._state(req.tenant, rdef.group, rdef.plural)
         objects = len(st.by_ns.get(req.namespace, ())) if rdef.namespaced and req.namespace else st.count
         q = req.query
         try:
