@@ -30,6 +30,7 @@ from kinds._fieldvalidation import (
     yaml_strict_error,
 )
 
+from ._allocation import AllocationSettings, Allocators
 from ._auth import TokenAuthenticator, parse_token_csv
 from ._authn import Authenticator, CertificateAuthority, FrontProxy
 from ._authz import Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
@@ -57,6 +58,8 @@ __all__ = [
     "SYSTEM_USER",
     "Actor",
     "Admission",
+    "AllocationSettings",
+    "Allocators",
     "Allowed",
     "AlreadyExists",
     "ApiError",

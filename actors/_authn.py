@@ -278,7 +278,8 @@ def impersonate(user: UserInfo, headers: tuple[tuple[str, str], ...], authorize:
     extra: dict[str, list[str]] = {}
     for k, v in extras:
         extra.setdefault(k, []).append(v)
-    return UserInfo(name=wanted, uid=uid, groups=tuple(groups), extra=extra, tenant=user.tenant)
+    return UserInfo(name=wanted, uid=uid, groups=tuple(groups), extra=extra, tenant=user.tenant,
+                    impersonator=user.name)
 
 
 def authenticate_request(authenticator: Authenticator, req: Request, authorize: Authorize) -> Request:

@@ -16,6 +16,7 @@ an AlreadyExists or a no-op). They write through the resource actor as ``system:
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import uuid
 from typing import Any, NoReturn
@@ -25,7 +26,7 @@ import trio
 
 from bus import BusError, Key, decode_event
 from kinds import DEFAULT_NAMESPACES, NAMESPACES, Registry
-from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound, ServiceUnavailable
+from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
 
 from ._runtime import Actor
@@ -49,6 +50,30 @@ SA_UID_ANNOTATION = "kubernetes.io/service-account.uid"
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+KUBERNETES_SERVICE_NAMESPACE = "default"
+
+
+def kubernetes_service(ip: str, target_port: int) -> dict[str, Any]:
+    """The ``kubernetes`` Service as kube-apiserver writes it (controlplane/reconcilers)."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "sessionAffinity": "None",
+                     "internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": target_port}]}}
+
+
+def kubernetes_endpoints(host: str, port: int) -> dict[str, Any]:
+    """Its Endpoints: this server's address (a loopback one when it listens on every address)."""
+    try:
+        addr = ipaddress.ip_address(host)
+        ip = "127.0.0.1" if addr.is_unspecified else str(addr)
+    except ValueError:
+        ip = "127.0.0.1"
+    return {"apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
 
 
 def root_ca_configmap(current: dict[str, Any] | None, ca_pem: str, *,
@@ -79,7 +104,8 @@ def root_ca_configmap(current: dict[str, Any] | None, ca_pem: str, *,
 class Controllers:
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], *,
                  root_ca_pem: str = "", tenant: str = "default", queue_size: int = 10_000,
-                 resync_s: float = 60.0, signing_key: SigningKey | None = None) -> None:
+                 resync_s: float = 60.0, signing_key: SigningKey | None = None,
+                 api_endpoint: tuple[str, int] = ("127.0.0.1", 6443), first_ip: str = "10.96.0.1") -> None:
         self.projection = projection
         self.registry = registry
         self.resource = resource
@@ -96,6 +122,11 @@ class Controllers:
         secret_def = registry.by_resource("", "secrets")
         assert ns_def is not None and sa_def is not None and cm_def is not None and secret_def is not None
         self.ns_def, self.sa_def, self.cm_def, self.secret_def = ns_def, sa_def, cm_def, secret_def
+        # The `kubernetes` Service (and its Endpoints) in `default`, when those kinds are served.
+        self.svc_def = registry.by_resource("", "services")
+        self.ep_def = registry.by_resource("", "endpoints")
+        self.api_endpoint = api_endpoint
+        self.first_ip = first_ip  # the service range's first address
 
     def _request(self, **kw: Any) -> Request:
         return Request(user=SYSTEM_USER, audit_id=str(uuid.uuid4()), user_agent="jetkube-controller-manager",
@@ -187,6 +218,8 @@ class Controllers:
         else:
             await self._ensure_default_sa(ns)
             await self._publish_root_ca(ns)
+            if ns == KUBERNETES_SERVICE_NAMESPACE:
+                await self._ensure_kubernetes_service()
             await self._legacy_tokens(ns)
 
     async def _legacy_tokens(self, ns: str) -> None:
@@ -237,6 +270,29 @@ class Controllers:
             await self.resource.ask(req, timeout_s=30)
         except (AlreadyExists, Forbidden, NotFound):
             pass  # another replica made it, or the namespace is going away
+
+    async def _ensure_kubernetes_service(self) -> None:
+        """kube-apiserver's ``kubernetes`` Service in ``default`` on the range's first address, and
+        its Endpoints naming this server (controlplane's reconciler). Re-created when deleted."""
+        ns = KUBERNETES_SERVICE_NAMESPACE
+        host, port = self.api_endpoint
+        if self.svc_def is not None and self.projection.get(
+                Key(self.tenant, "", "services", ns, "kubernetes")) is None:
+            req = self._request(verb="create", rdef=self.svc_def, namespace=ns,
+                                body=kubernetes_service(self.first_ip, port))
+            try:
+                await self.resource.ask(req, timeout_s=30)
+            except (AlreadyExists, Invalid, Forbidden, NotFound):
+                pass  # another replica made it (Invalid: it holds the address), or the namespace is going away
+        if self.ep_def is not None and self.projection.get(
+                Key(self.tenant, "", "endpoints", ns, "kubernetes")) is None:
+            req = self._request(verb="create", rdef=self.ep_def, namespace=ns, body=kubernetes_endpoints(host, port))
+            try:
+                await self.resource.ask(req, timeout_s=30)
+            except (AlreadyExists, Forbidden, NotFound):
+                pass
+            except Invalid as e:  # an address the Endpoints validation refuses: not retried forever
+                log.warning("the kubernetes Endpoints cannot name %s: %s", host, e)
 
     async def _publish_root_ca(self, ns: str) -> None:
         if not self.root_ca_pem:

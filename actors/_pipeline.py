@@ -8,6 +8,7 @@ and one hop per request."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import NoReturn
 
 import msgspec
@@ -18,12 +19,14 @@ from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler
+from ._allocation import AllocationSettings
 from ._apf_bootstrap import ApfBootstrap
 from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
 from ._authz import RBAC, Authorizer, authz_handler
-from ._controllers import Controllers
+from ._controllers import SYSTEM_USER, Controllers
 from ._flowcontrol import Admission, FlowControl
+from ._gc import GarbageCollector
 from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
@@ -40,13 +43,15 @@ class Pipeline:
                  authenticator: Authenticator | TokenAuthenticator,
                  signing_key: SigningKey, *, root_ca_pem: str = "", mailbox_size: int = 4096, workers: int = 64,
                  run_controllers: bool = True, spans: Spans | None = None,
-                 authorization_modes: tuple[str, ...] = (RBAC,), server_concurrency: int = 600,
+                 authorization_modes: tuple[str, ...] = (RBAC,),
+                 allocation: AllocationSettings | None = None,
+                 api_endpoint: tuple[str, int] = ("127.0.0.1", 6443), server_concurrency: int = 600,
                  queue_wait_s: float = 15.0) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
         self.authorizer = Authorizer(projection.rbac, authorization_modes, projection=projection)
-        self.core = ResourceCore(log, projection, admit=lifecycle.admit, registry=registry)
+        self.core = ResourceCore(log, projection, admit=lifecycle.admit, registry=registry, allocation=allocation)
         self.core.guard = self.authorizer.guard  # RBAC escalation prevention, on the final object
         self.reviews_core = ReviewCore(projection, registry, signing_key, self.authorizer)
         self.reviews: Actor[Request] = Actor("reviews", self.reviews_core.handle, mailbox_size=mailbox_size,
@@ -78,13 +83,20 @@ class Pipeline:
             a.spans = spans
         self.core.spans = spans
         self.controllers = (Controllers(projection, registry, self.resource, root_ca_pem=root_ca_pem,
-                                        signing_key=signing_key)
+                                        signing_key=signing_key, api_endpoint=api_endpoint,
+                                        first_ip=self.core.allocators.ips.address(0))
                             if run_controllers else None)
         self.rbac_controllers = (RbacControllers(projection, registry, self.resource)
                                  if run_controllers else None)
         #: kube's APF objects per tenant; the tenancy bootstrap calls ``apf_bootstrap.ensure(tenant)``.
         self.apf_bootstrap = ApfBootstrap(projection, registry, self.resource)
         self.run_controllers = run_controllers
+        self.gc = GarbageCollector(projection, registry, self.resource, SYSTEM_USER) if run_controllers else None
+
+    @staticmethod
+    def _system_request() -> Request:
+        return Request(verb="repair", user=SYSTEM_USER, audit_id="allocation-repair",
+                       user_agent="jetkube-controller-manager/repair")
 
     def _service_account_user(self, token: str) -> UserInfo:
         return service_account_user(self.token_verifier.verify(token), self.projection, token=token)
@@ -136,6 +148,9 @@ class Pipeline:
             if self.controllers is not None:
                 await self.controllers.bootstrap()
                 await nursery.start(self.controllers.run)
+            if self.gc is not None:
+                await nursery.start(self.gc.run)
+                await nursery.start(partial(self.core.allocators.run_repair, self._system_request()))
             task_status.started()
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -47,6 +47,7 @@ from kinds._fieldvalidation import (
     type_errors,
     unknown_fields,
 )
+from kinds._gc import default_propagation, delete_options_conflict, deletion_finalizers, orphan_option
 from kinds._strategy import strategy_for
 from kinds._validation import validate_field_manager
 from projections import (
@@ -59,6 +60,7 @@ from projections import (
     parse_label_selector,
 )
 
+from ._allocation import AllocationSettings, Allocators
 from ._managed import manager_from_user_agent, record_update
 from ._patch import (
     MalformedPatch,
@@ -112,7 +114,8 @@ class ResourceCore:
     """Write logic; the actor's handler is :meth:`handle`."""
 
     def __init__(self, log: Log, projection: Projection, *, max_retries: int = 32,
-                 admit: Callable[[Request], Awaitable[None]] | None = None, registry: Registry | None = None) -> None:
+                 admit: Callable[[Request], Awaitable[None]] | None = None, registry: Registry | None = None,
+                 allocation: AllocationSettings | None = None) -> None:
         self.log = log
         self.registry = registry if registry is not None else Registry()
         self.projection = projection
@@ -125,6 +128,9 @@ class ResourceCore:
         #: A check of the final object of a create, update or patch after validation (RBAC's
         #: escalation prevention, which kube runs in storage): raises an ApiError to refuse it.
         self.guard: Callable[[Request, dict[str, Any], dict[str, Any] | None], None] | None = None
+        #: Claims of cluster-unique values for kinds that hold them (a Service's cluster IP and
+        #: node ports), made and released around the object's own append.
+        self.allocators = Allocators(projection, self._append, allocation or AllocationSettings())
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -248,7 +254,7 @@ class ResourceCore:
             time=now_rfc3339(),
             actor=EventActor(user=user.name if user else "", groups=tuple(user.groups) if user else (),
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
-                             source=req.source),
+                             source=req.source, impersonator=user.impersonator if user else ""),
             labels=labels, fields=fields, subresource=req.subresource)
         subject = self.log.subject(key)
         with current_child(self.spans, "log append"):
@@ -333,14 +339,27 @@ class ResourceCore:
         strategy.prepare_for_create(obj)
         self._validate(req, obj, None)
         record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now)
-        name = meta["name"]
+        txn = await self.allocators.begin(req, "put", obj, None, dry=self._dry_run(req))
         if self._dry_run(req):
             return WriteResult(201, _json.encode(obj), warnings)
+        try:
+            data = await self._create_append(req, obj)
+        except BaseException as e:
+            await txn.abort(e)  # a failed create leaks nothing it claimed
+            raise
+        await txn.commit()
+        return WriteResult(201, data, warnings)
+
+    async def _create_append(self, req: Request, obj: dict[str, Any]) -> bytes:
+        """Append a new object: over nothing, or over the subject's tombstone."""
+        rdef = req.rdef
+        assert rdef is not None
+        name = obj["metadata"]["name"]
         key = self.key(req, name)
         expected = 0
         for attempt in range(self.max_retries):
             try:
-                return WriteResult(201, await self._append(req, key, "put", obj, expected, attempt), warnings)
+                return await self._append(req, key, "put", obj, expected, attempt)
             except WrongLastSequence as e:
                 # The subject has history: a live object (409), or a tombstone to create over.
                 await self.projection.wait_for(e.current)
@@ -386,16 +405,24 @@ class ResourceCore:
                     continue
                 return 200, decision.entry.data, "none"
             etype, new = decision
+            txn = await self.allocators.begin(req, etype, new, obj, dry=self._dry_run(req))
             if self._dry_run(req):
                 return 200, _json.encode(new), etype
             expected = 0 if entry is None else entry.seq
             try:
-                return 200, await self._append(req, key, etype, new, expected, attempt), etype
+                data = await self._append(req, key, etype, new, expected, attempt)
             except WrongLastSequence as e:
+                await txn.abort()
                 if precondition_seq is not None:
                     raise self.conflict(rdef, key.name) from None
                 await self.projection.wait_for(e.current)
                 entry = self.projection.get(key)
+                continue
+            except BaseException as e:
+                await txn.abort(e)
+                raise
+            await txn.commit()
+            return 200, data, etype
         raise self.conflict(rdef, key.name)
 
     def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any]) -> Decision:
@@ -555,7 +582,19 @@ class ResourceCore:
         pre = opts.get("preconditions")
         if pre is not None and not isinstance(pre, dict):
             raise BadRequest("preconditions must be an object")
+        conflict = delete_options_conflict(opts)
+        if conflict is not None:
+            raise invalid("DeleteOptions", "", [Cause("FieldValueInvalid", f'Invalid value: "{pol}": {conflict}',
+                                                      "propagationPolicy")], group="meta.k8s.io")
         return opts
+
+    @staticmethod
+    def _gc_finalizers(rdef: ResourceDef, meta: dict[str, Any], opts: dict[str, Any]) -> list[str] | None:
+        """The object's finalizers after this DELETE's propagation policy (the garbage collector's
+        ``orphan`` / ``foregroundDeletion``), or None when they stay as they are."""
+        current = list(meta.get("finalizers") or [])
+        new = deletion_finalizers(current, opts, default_propagation(rdef))
+        return None if new is current else new
 
     async def delete(self, req: Request) -> WriteResult:
         rdef = req.rdef
@@ -582,9 +621,21 @@ class ResourceCore:
                                                     f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                                     f"{entry.seq}")
             final_uid = meta.get("uid", "")
-            if strategy.deletion_is_graceful(old):
-                if meta.get("deletionTimestamp"):
+            finalizers = self._gc_finalizers(rdef, meta, opts)
+            if finalizers is not None:
+                if finalizers:
+                    meta["finalizers"] = finalizers
+                else:
+                    meta.pop("finalizers", None)
+            pending = strategy.deletion_is_graceful(old)
+            if meta.get("deletionTimestamp"):
+                # Already being deleted: only the GC finalizers may change (a second DELETE with
+                # another policy); with none left, the object goes now.
+                if finalizers is None:
                     return _NoChange(entry)
+                meta.pop("resourceVersion", None)
+                return ("put", old) if pending else ("delete", old)
+            if pending:
                 meta["deletionTimestamp"] = now_rfc3339()
                 meta["deletionGracePeriodSeconds"] = 0
                 meta.pop("resourceVersion", None)
@@ -598,6 +649,8 @@ class ResourceCore:
             details = {"name": req.name, "group": rdef.group, "kind": rdef.plural, "uid": final_uid}
             return WriteResult(200, _json.encode({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                                   "status": "Success", "details": details}))
+        if orphan_option(opts.get("orphanDependents")) is False:
+            code = 202  # kube's delete handler: not deleted at once, cascading asked for explicitly
         return WriteResult(code, data)
 
     async def finalize_namespace(self, req: Request) -> WriteResult:

@@ -20,6 +20,9 @@ class UserInfo(msgspec.Struct, frozen=True):
     groups: tuple[str, ...] = ()
     tenant: str = "default"
     extra: dict[str, list[str]] = {}
+    #: The authenticated user who impersonates this one ("" without impersonation): kept for the
+    #: history and the audit (kube's ``user`` of an audit event; this user is ``impersonatedUser``).
+    impersonator: str = ""
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True):

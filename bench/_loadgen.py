@@ -11,11 +11,12 @@ load generator was not the bottleneck.
 
 Spec (``kind`` "http"): targets [[host, port]...] (connections round-robin over them), token,
 connections, duration_s, max_requests, rate (0: closed loop; else requests/s for the process),
-op one of:
-  create  POST ns/configmaps, unique names ``prefix-<conn>-<n>`` (``embed_time`` puts the send time
+target {collection, create, update} (the path and body templates of bench._util; ConfigMaps of
+``body_bytes`` in ``ns`` when absent), op one of:
+  create  POST collection, unique names ``prefix-<conn>-<n>`` (``embed_time`` puts the send time
           into the object's data, ``record_acks`` returns [rv, ack_time] for every 201)
-  get     GET ns/configmaps/<names_prefix><i % names_count> (+ ``query``)
-  update  PUT with resourceVersion; each connection owns some of ``objects`` [[name, rv]...]
+  get     GET collection/<names_prefix><i % names_count> (+ ``query``)
+  update  PUT collection/<name> with resourceVersion; each connection owns some of ``objects`` [[name, rv]...]
           and tracks each object's rv from the answers, so no two requests conflict
   paths   GET of ``paths`` [[label, path]...] in turn, statistics per label
   raw     the same ``method`` ``path`` ``body`` every time (the C1 no-op server)
@@ -35,7 +36,7 @@ import sys
 import time
 from typing import Any
 
-from ._util import Hist, cm_body_parts, write_result
+from ._util import NAME, RV, TIME, Hist, cm_target, fill_body, split_body, write_result
 
 RV_MARK = b'"resourceVersion":"'
 now = time.monotonic
@@ -167,14 +168,17 @@ class HttpRun:
         op = spec["op"]
         self.op = op
         ns = spec.get("ns", "default")
-        self.base = f"/api/v1/namespaces/{ns}/configmaps".encode()
-        size = int(spec.get("body_bytes", 1024))
+        self.embed_time = bool(spec.get("embed_time"))
+        # What is written and read: a collection and body templates (bench._util); ConfigMaps by default.
+        target = spec.get("target") or cm_target(ns, int(spec.get("body_bytes", 1024)), with_time=self.embed_time)
+        self.base = target["collection"].encode()
         if op == "create":
-            self.embed_time = bool(spec.get("embed_time"))
-            self.parts = cm_body_parts(ns, size, with_time=self.embed_time)
+            self.parts, self.slots = split_body(target["create"])
+            if self.embed_time and TIME not in self.slots:
+                raise ValueError("embed_time: the create template has no time marker")
             self.prefix = spec.get("prefix", "lg").encode()
         elif op == "update":
-            self.parts = cm_body_parts(ns, size, with_rv=True)
+            self.parts, self.slots = split_body(target["update"])
             objs = spec["objects"]
             self.owned: list[list[list[Any]]] = [[] for _ in range(int(spec["connections"]))]
             for i, (name, rv) in enumerate(objs):
@@ -213,21 +217,14 @@ class HttpRun:
             return b"GET " + path + b" HTTP/1.1\r\n" + self.hdr + b"\r\n", lbl, None
         if op == "create":
             name = self.prefix + b"-%d-%d" % (c.idx, c.n)
-            if self.embed_time:
-                pre, mid, post = self.parts
-                sent = b"%.6f" % now()
-                body = pre + name + mid + sent + post
-            else:
-                pre, post = self.parts
-                body = pre + name + post
+            values = {NAME: name, TIME: b"%.6f" % now()} if self.embed_time else {NAME: name}
+            body = fill_body(self.parts, self.slots, values)
             return (b"POST " + self.base + b" HTTP/1.1\r\n" + self.hdr +
                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body, "create", None)
         if op == "update":
             owned = self.owned[c.idx]
             obj = owned[c.n % len(owned)]
-            pre, mid, mid2, post = self.parts
-            rv = str(obj[1]).encode()
-            body = pre + obj[0] + mid + rv + mid2 + rv + post
+            body = fill_body(self.parts, self.slots, {NAME: obj[0], RV: str(obj[1]).encode()})
             return (b"PUT " + self.base + b"/" + obj[0] + b" HTTP/1.1\r\n" + self.hdr +
                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body, "update", obj)
         raise ValueError(op)

@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from . import _profile, _rbac, _wrk
+from . import _pods, _profile, _rbac, _wrk
 from ._params import FULL, QUICK, Params
 from ._procs import Child, Children, Gateway, find_pid, spawn, start_gateway, stop_gateway
 from ._util import (
@@ -40,6 +40,7 @@ from ._util import (
     CpuWindow,
     Hist,
     cm_body,
+    cm_target,
     http_call,
     http_json,
     parse_metrics,
@@ -47,8 +48,8 @@ from ._util import (
     stage_breakdown,
 )
 
-ALL = ["C1", "B1", "B2", "B3", "BR", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9", "B11X", "F1"]
-NEEDS_C1 = {"B1", "B2", "B3", "BR"}
+ALL = ["C1", "B1", "B2", "B3", "BP", "BR", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9", "B11X", "F1"]
+NEEDS_C1 = {"B1", "B2", "B3", "BP", "BR"}
 
 
 def _ms(v: float | None) -> str:
@@ -217,17 +218,21 @@ class Bench:
     async def load(self, *, ports: list[int], token: str, op: str, duration_s: float, conns: int | None = None,
                    ns: str = "", prefix: str = "", names: tuple[str, int] | None = None, query: str = "",
                    objects: list[list[Any]] | None = None, method: str = "GET", path: str = "",
-                   body: bytes = b"", force_python: bool = False, name: str = "load") -> dict[str, Any]:
-        """Closed-loop load with wrk (or the Python generator), normalized figures."""
+                   body: bytes = b"", force_python: bool = False, name: str = "load",
+                   target: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Closed-loop load with wrk (or the Python generator), normalized figures. ``target``: the
+        collection and body templates written and read (bench._util; ConfigMaps in ``ns`` by default)."""
         conns = conns or self.p.conns
+        if op in ("create", "get", "update") and target is None:
+            target = cm_target(ns, self.p.body_bytes)
         max_req = int(self.p.max_rps * duration_s)
         if self.wrk and not force_python:
             return await self._load_wrk(ports=ports, token=token, op=op, duration_s=duration_s, conns=conns, ns=ns,
                                         prefix=prefix, names=names, query=query, objects=objects, method=method,
-                                        path=path, body=body, max_req=max_req, name=name)
+                                        path=path, body=body, max_req=max_req, name=name, target=target)
         spec: dict[str, Any] = {"kind": "http", "targets": [["127.0.0.1", p] for p in ports], "token": token,
                                 "connections": conns, "duration_s": duration_s, "max_requests": max_req, "op": op,
-                                "ns": ns, "prefix": prefix, "body_bytes": self.p.body_bytes}
+                                "ns": ns, "prefix": prefix, "body_bytes": self.p.body_bytes, "target": target}
         if names:
             spec["names_prefix"], spec["names_count"] = names
             spec["query"] = query
@@ -246,19 +251,21 @@ class Bench:
 
     async def _load_wrk(self, *, ports: list[int], token: str, op: str, duration_s: float, conns: int, ns: str,
                         prefix: str, names: tuple[str, int] | None, query: str, objects: list[list[Any]] | None,
-                        method: str, path: str, body: bytes, max_req: int, name: str) -> dict[str, Any]:
+                        method: str, path: str, body: bytes, max_req: int, name: str,
+                        target: dict[str, Any] | None) -> dict[str, Any]:
         assert self.wrk is not None
         per = max(1, conns // len(ports))
         kids: list[Child] = []
         for i, port in enumerate(ports):
             if op == "create":
-                lua = _wrk.lua_create(token, ns, f"{prefix}-{i}", self.p.body_bytes, max_req)
+                assert target is not None
+                lua = _wrk.lua_create(token, target, f"{prefix}-{i}", max_req)
             elif op == "get":
-                assert names is not None
-                lua = _wrk.lua_get(token, ns, names[0], names[1], query, max_req)
+                assert names is not None and target is not None
+                lua = _wrk.lua_get(token, target, names[0], names[1], query, max_req)
             elif op == "update":
-                assert objects is not None
-                lua = _wrk.lua_update(token, ns, objects[i::len(ports)], self.p.body_bytes, max_req)
+                assert objects is not None and target is not None
+                lua = _wrk.lua_update(token, target, objects[i::len(ports)], max_req)
             elif op == "raw":
                 lua = _wrk.lua_raw(token, method, path, body, max_req)
             else:
@@ -1013,6 +1020,8 @@ class Bench:
         }
         if sid == "BR":
             return _rbac.header(self)
+        if sid == "BP":
+            return _pods.header(self)
         return h.get(sid, "")
 
     async def run(self) -> int:
@@ -1075,13 +1084,15 @@ class Bench:
             # Each HTTP scenario is bracketed by C1 runs of its own request mix (before, and after
             # in a full run): the machine is shared and noisy, so a ceiling is only compared with
             # the runs beside it.
-            first = ["C1-get", "C1-write"] if not any(self.want(x) for x in ("B1", "B2", "B3", "BR")) else []
+            first = ["C1-get", "C1-write"] if not any(self.want(x) for x in NEEDS_C1) else []
             if self.quart_port:
                 first.append("C1-quart-get")
             if first:
                 await s("C1", "HTTP ceiling", self.header("C1"), lambda: self.c1(first, "start"), 120)
         for sid, title, fn, mix in (("B1", "create", self.b1, "C1-write"), ("B2", "get by name", self.b2, "C1-get"),
                                     ("B3", "update with resourceVersion", self.b3, "C1-write"),
+                                    ("BP", "create, get, update of Pods", lambda: _pods.run(self),
+                                     "C1-write,C1-get"),
                                     ("BR", "create and get through RBAC", lambda: _rbac.run(self),
                                      "C1-write,C1-get")):
             if not self.want(sid):
@@ -1120,7 +1131,7 @@ class Bench:
             key = r.get("ceiling_key")
             if not key or "error" in r:
                 continue
-            runs = self.ceil.get(f"{key}@{r['id'].split('/')[0]}") or self.ceil.get(key)
+            runs = self.ceil.get(f"{key}@{r.get('ceiling_tag') or r['id'].split('/')[0]}") or self.ceil.get(key)
             if not runs:
                 r["met"] = None
                 r["note"] = f"(no {key} ceiling measured) " + r.get("note", "")
@@ -1219,7 +1230,7 @@ class Bench:
             if r.get("profile"):
                 print(f"      {r['profile']}")
             srv = (r.get("details") or {}).get("server") if isinstance(r.get("details"), dict) else None
-            if srv and srv.get("available") and r.get("id") in ("B1", "B2", "B3", "B2/rv0"):
+            if srv and srv.get("available") and r.get("id") in ("B1", "B2", "B3", "B2/rv0", *_pods.ROWS):
                 parts = []
                 for k, v in srv["stages"].items():
                     if v is None:

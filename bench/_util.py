@@ -10,6 +10,7 @@ import http.client
 import json
 import math
 import os
+import re
 import time
 from typing import Any
 
@@ -219,45 +220,165 @@ def stage_breakdown(before: dict[str, float] | None, after: dict[str, float] | N
 
 
 # ---- request bodies ----------------------------------------------------------------------------------
+#
+# A load writes one resource: a collection path and body templates. A template is an object whose
+# variable parts are the markers below; :func:`split_body` encodes it once and cuts it where they
+# are, so a load generator (Python or wrk's Lua) builds each body by joining bytes.
 
+NAME, RV, TIME = "@@name@@", "@@rv@@", "@@time@@"
+_MARKS = (NAME, RV, TIME)
+_MARK_RE = re.compile("|".join(re.escape(m) for m in _MARKS))
 _VALUE = "v" * 110
 
 
-def cm_body_parts(ns: str, size: int = 1024, *, with_rv: bool = False, with_time: bool = False
-                  ) -> tuple[bytes, ...]:
-    """A ConfigMap body of about ``size`` bytes, split where the variable parts go.
+def split_body(template: dict[str, Any]) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+    """(parts, slots): the compact JSON of ``template`` cut at its markers, and the markers in order.
 
-    plain:      body = pre + name + post
-    with_rv:    body = pre + name + mid + rv + mid2 + rv + post (the rv also goes into ``data``,
-                so every update changes the object: an identical PUT is a no-op that writes nothing)
-    with_time:  body = pre + name + mid + send_time + post
+    body = parts[0] + value(slots[0]) + parts[1] + ... + parts[-1]
     """
+    text = json.dumps(template, separators=(",", ":"))
+    slots = tuple(m.group(0) for m in _MARK_RE.finditer(text))
+    parts = tuple(p.encode() for p in _MARK_RE.split(text))
+    return parts, slots
+
+
+def fill_body(parts: tuple[bytes, ...], slots: tuple[str, ...], values: dict[str, bytes]) -> bytes:
+    out = [parts[0]]
+    for slot, part in zip(slots, parts[1:]):
+        out.append(values[slot])
+        out.append(part)
+    return b"".join(out)
+
+
+def cm_object(ns: str, size: int = 1024, *, with_rv: bool = False, with_time: bool = False) -> dict[str, Any]:
+    """A ConfigMap template of about ``size`` bytes (name, and rv or send time, as markers).
+
+    with_rv puts the rv into ``data`` too, so every update changes the object: an identical PUT is
+    a no-op that writes nothing.
+    """
+    meta: dict[str, Any] = {"name": NAME}
+    if with_rv:
+        meta["resourceVersion"] = RV
+    meta.update(namespace=ns, labels={"app": "bench", "tier": "load"})
     head = '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"'
     meta_tail = f'","namespace":"{ns}","labels":{{"app":"bench","tier":"load"}}}},"data":{{'
     used = len(head) + len(meta_tail) + 40 + (40 if with_rv else 0) + (30 if with_time else 0)
-    keys = []
+    data: dict[str, str] = {}
     i = 0
     while used < size - 20:
-        chunk = f'"key-{i}":"{_VALUE[: max(1, min(110, size - used - 20))]}",'
-        keys.append(chunk)
-        used += len(chunk)
+        value = _VALUE[: max(1, min(110, size - used - 20))]
+        data[f"key-{i}"] = value
+        used += len(f'"key-{i}":"{value}",')
         i += 1
-    data = "".join(keys).rstrip(",")
     if with_rv:
-        pieces = [head, '","resourceVersion":"', meta_tail + data + ',"rev":"', '"}}']
-        return (pieces[0].encode(), pieces[1].encode(), pieces[2].encode(), pieces[3].encode())
+        data["rev"] = RV
     if with_time:
-        return (head.encode(), (meta_tail + data + ',"sent":"').encode(), b'"}}')
-    return (head.encode(), (meta_tail + data + "}}").encode())
+        data["sent"] = TIME
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
 def cm_body(ns: str, name: str, size: int = 1024, rv: int | None = None) -> bytes:
-    if rv is None:
-        pre, post = cm_body_parts(ns, size)
-        return pre + name.encode() + post
-    pre, mid, mid2, post = cm_body_parts(ns, size, with_rv=True)
+    parts, slots = split_body(cm_object(ns, size, with_rv=rv is not None))
     r = str(rv).encode()
-    return pre + name.encode() + mid + r + mid2 + r + post
+    return fill_body(parts, slots, {NAME: name.encode(), RV: r})
+
+
+def cm_target(ns: str, size: int = 1024, *, with_time: bool = False) -> dict[str, Any]:
+    """The ConfigMap load: collection path and create/update templates (the default of every load)."""
+    return {"collection": f"/api/v1/namespaces/{ns}/configmaps",
+            "create": cm_object(ns, size, with_time=with_time), "update": cm_object(ns, size, with_rv=True)}
+
+
+POD_REV_ANNOTATION = "bench.jetkube.io/rev"
+
+
+def pod_object(ns: str, *, with_time: bool = False) -> dict[str, Any]:
+    """A Pod as a Deployment's pod template would make it (about 3 KB): an app container, a proxy
+    sidecar and an init container, with env, ports, resources, probes, mounts and volumes. It
+    leaves most fields to the server's defaulting (restartPolicy, dnsPolicy, imagePullPolicy,
+    ports' protocol, probes' periods, volumes' defaultMode, ...)."""
+    labels = {"app": "shop-api", "release": "shop-prod", "version": "2.14.3", "pod-template-hash": "7d9f8c6b5d"}
+    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": "9102"}
+    if with_time:
+        annotations["bench.jetkube.io/sent"] = TIME
+
+    def env(**kv: str) -> list[dict[str, Any]]:
+        return [{"name": k, "value": v} for k, v in kv.items()]
+
+    field = [{"name": n, "valueFrom": {"fieldRef": {"fieldPath": p}}}
+             for n, p in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"),
+                          ("POD_IP", "status.podIP"), ("NODE_NAME", "spec.nodeName"))]
+    app = {
+        "name": "api", "image": "registry.example.com/shop/api:2.14.3",
+        "args": ["--config=/etc/shop/config.yaml", "--listen=:8080", "--metrics-listen=:9102"],
+        "ports": [{"name": "http", "containerPort": 8080}, {"name": "metrics", "containerPort": 9102}],
+        "env": [*field, *env(LOG_LEVEL="info", DB_HOST="shop-db.shop.svc.cluster.local",
+                             DB_PORT="5432", DB_NAME="shop",
+                             GOMAXPROCS="2"),
+                {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "shop-db", "key": "password"}}}],
+        "envFrom": [{"configMapRef": {"name": "shop-api-env"}}],
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "initialDelaySeconds": 10,
+                          "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5},
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/shop", "readOnly": True},
+                         {"name": "tls", "mountPath": "/etc/shop/tls", "readOnly": True},
+                         {"name": "cache", "mountPath": "/var/cache/shop"}, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    proxy = {
+        "name": "proxy", "image": "envoyproxy/envoy:v1.31.2",
+        "ports": [{"name": "https", "containerPort": 8443}, {"name": "admin", "containerPort": 9901}],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}},
+        "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 10},
+        "volumeMounts": [{"name": "envoy", "mountPath": "/etc/envoy", "readOnly": True},
+                         {"name": "tls", "mountPath": "/etc/tls", "readOnly": True}],
+    }
+    init = {
+        "name": "migrate", "image": "registry.example.com/shop/api:2.14.3",
+        "command": ["/app/shop-api", "migrate", "--wait-for-db=60s"],
+        "env": [*env(DB_HOST="shop-db.shop.svc.cluster.local", DB_PORT="5432", DB_NAME="shop"),
+                {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "shop-db", "key": "password"}}}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+    }
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": NAME, "namespace": ns, "labels": labels, "annotations": annotations},
+        "spec": {
+            "initContainers": [init], "containers": [app, proxy],
+            "volumes": [{"name": "config", "configMap": {"name": "shop-api-config"}},
+                        {"name": "envoy", "configMap": {"name": "shop-api-envoy",
+                                                        "items": [{"key": "envoy.yaml", "path": "envoy.yaml"}]}},
+                        {"name": "tls", "secret": {"secretName": "shop-api-tls"}},
+                        {"name": "cache", "emptyDir": {"sizeLimit": "1Gi"}},
+                        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+            "serviceAccountName": "shop-api", "terminationGracePeriodSeconds": 45,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "tolerations": [{"key": "workload", "operator": "Equal", "value": "api", "effect": "NoSchedule"}],
+        },
+    }
+
+
+def update_object(stored: dict[str, Any], ns: str) -> dict[str, Any]:
+    """The update template for an object as the server stored it, as a client's read-modify-write
+    sends it: the stored object (its defaults included, its status left out) with the name, the
+    resourceVersion and a changing annotation as markers, so every PUT changes the object and
+    none changes what is immutable."""
+    obj = {k: v for k, v in stored.items() if k != "status"}
+    meta = {k: v for k, v in stored["metadata"].items()
+            if k not in ("uid", "creationTimestamp", "managedFields", "generation", "resourceVersion", "name")}
+    obj["metadata"] = {"name": NAME, "resourceVersion": RV, **meta, "namespace": ns,
+                       "annotations": {**(meta.get("annotations") or {}), POD_REV_ANNOTATION: RV}}
+    return obj
+
+
+def pod_target(ns: str, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Pod load: collection path, the create template, and the update template built from a
+    pod as the server stored it (the create template itself when none is given)."""
+    return {"collection": f"/api/v1/namespaces/{ns}/pods", "create": pod_object(ns),
+            "update": update_object(stored if stored is not None else pod_object(ns), ns)}
 
 
 # ---- one-shot HTTP for setup -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from ._util import cm_body_parts
+from ._util import NAME, RV, split_body
 
 _LUA_COMMON = r"""
 wrk.headers["Authorization"] = "Bearer %(token)s"
@@ -44,24 +44,35 @@ def _lstr(b: bytes | str) -> str:
     return "[==[" + s + "]==]"
 
 
-def lua_create(token: str, ns: str, prefix: str, size: int, max_requests: int) -> str:
-    pre, post = cm_body_parts(ns, size)
-    return (_LUA_COMMON % {"token": token, "max_requests": max_requests}) + f"""
-local pre, post = {_lstr(pre)}, {_lstr(post)}
-local path = "/api/v1/namespaces/{ns}/configmaps"
+def lua_body(parts: tuple[bytes, ...], slots: tuple[str, ...], exprs: dict[str, str]) -> tuple[str, str]:
+    """(Lua expression of the body, declarations of its constant parts): the parts of
+    :func:`bench._util.split_body` joined with the Lua expression of each slot."""
+    decls = "".join(f"local p{i + 1} = {_lstr(p)}\n" for i, p in enumerate(parts))
+    expr = "p1"
+    for i, slot in enumerate(slots):
+        expr += f" .. {exprs[slot]} .. p{i + 2}"
+    return expr, decls
+
+
+def lua_create(token: str, target: dict[str, Any], prefix: str, max_requests: int) -> str:
+    parts, slots = split_body(target["create"])
+    expr, decls = lua_body(parts, slots, {NAME: f'"{prefix}-" .. n'})
+    return (_LUA_COMMON % {"token": token, "max_requests": max_requests}) + decls + f"""
+local path = "{target['collection']}"
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format("POST", path, nil, pre .. "{prefix}-" .. n .. post)
+  return wrk.format("POST", path, nil, {expr})
 end
 response = function(status, headers, body) count() end
 """
 
 
-def lua_get(token: str, ns: str, names_prefix: str, names_count: int, query: str, max_requests: int) -> str:
+def lua_get(token: str, target: dict[str, Any], names_prefix: str, names_count: int, query: str,
+            max_requests: int) -> str:
     q = ("?" + query) if query else ""
     return (_LUA_COMMON % {"token": token, "max_requests": max_requests}) + f"""
-local base = "/api/v1/namespaces/{ns}/configmaps/{names_prefix}"
+local base = "{target['collection']}/{names_prefix}"
 local n = 0
 request = function()
   n = n + 1
@@ -83,16 +94,16 @@ response = function(status, headers, body) count() end
 """
 
 
-def lua_update(token: str, ns: str, objects: list[list[Any]], size: int, max_requests: int) -> str:
+def lua_update(token: str, target: dict[str, Any], objects: list[list[Any]], max_requests: int) -> str:
     """PUT with resourceVersion. Objects wait in a free queue; an object goes back into it with
     the resourceVersion its answer carried, so no two requests in flight touch one object and no
     update is decided against a stale version (no conflicts by construction)."""
-    pre, mid, mid2, post = cm_body_parts(ns, size, with_rv=True)
+    parts, slots = split_body(target["update"])
+    expr, decls = lua_body(parts, slots, {NAME: "nm", RV: "rvs[i]"})
     names = ",".join(f'"{n}"' for n, _ in objects)
     rvs = ",".join(str(int(rv)) for _, rv in objects)
-    return (_LUA_COMMON % {"token": token, "max_requests": max_requests}) + f"""
-local pre, mid, mid2, post = {_lstr(pre)}, {_lstr(mid)}, {_lstr(mid2)}, {_lstr(post)}
-local path = "/api/v1/namespaces/{ns}/configmaps/"
+    return (_LUA_COMMON % {"token": token, "max_requests": max_requests}) + decls + f"""
+local path = "{target['collection']}/"
 local names = {{{names}}}
 local rvs = {{{rvs}}}
 local index = {{}}
@@ -107,7 +118,7 @@ request = function()
     i = 1  -- starved (should not happen with 4x more objects than connections): will conflict
   end
   local nm = names[i]
-  return wrk.format("PUT", path .. nm, nil, pre .. nm .. mid .. rvs[i] .. mid2 .. rvs[i] .. post)
+  return wrk.format("PUT", path .. nm, nil, {expr})
 end
 response = function(status, headers, body)
   count()

@@ -6,6 +6,7 @@ Everything here is trio-native; only this package touches asyncio (nats-py).
 from ._auth import NatsAuth, redact_url, server_urls
 from ._bridge import Bridge, Reply, open_bridge
 from ._embedded import cluster_node_config, free_port, nats_server_binary, run_nats_server
+from ._encryption import EncryptionConfig, EncryptionConfigError, UndecryptableMessage
 from ._errors import (
     BusClosed,
     BusDisconnected,
@@ -55,6 +56,8 @@ __all__ = [
     "BusRefused",
     "BusTimeout",
     "BusUnavailable",
+    "EncryptionConfig",
+    "EncryptionConfigError",
     "Event",
     "EventType",
     "Histogram",
@@ -70,6 +73,7 @@ __all__ = [
     "StreamConfig",
     "StreamMismatch",
     "SubjectError",
+    "UndecryptableMessage",
     "WrongLastSequence",
     "all_filter",
     "cluster_node_config",

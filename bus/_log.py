@@ -11,6 +11,7 @@ import msgspec
 import trio
 
 from ._bridge import Bridge, Reply
+from ._encryption import EncryptionConfig
 from ._errors import (
     BusDisconnected,
     BusError,
@@ -68,8 +69,11 @@ class Log:
     """The stream every mutation is appended to. Get one from :func:`open_log`."""
 
     def __init__(self, bridge: Bridge, config: StreamConfig, *, append_timeout_s: float = 10.0,
-                 startup_timeout_s: float = 30.0) -> None:
+                 startup_timeout_s: float = 30.0, encryption: EncryptionConfig | None = None) -> None:
         self.bridge = bridge
+        #: Encryption at rest (``--encryption-provider-config``): applied to every event appended and
+        #: undone on every read, so the stream's files hold no plaintext of the configured resources.
+        self.encryption = encryption
         self.config = config
         self.prefix = config.prefix
         self.stream = config.name
@@ -158,6 +162,8 @@ class Log:
         was in flight as the connection dropped, or had timed out before it did.
         """
         headers = {"Nats-Msg-Id": msg_id}
+        if self.encryption is not None:
+            payload = self.encryption.encrypt(subject, payload)  # once: retries resend these bytes
         if expected_seq is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
         budget = self.append_timeout_s if deadline_s is None else deadline_s
@@ -296,7 +302,10 @@ class Log:
     async def last_message(self, subject: str) -> tuple[int, str, bytes] | None:
         """(seq, Msg-Id, data) of the subject's last message, from the stream leader, or None."""
         m = await self._stored_message({"last_by_subj": subject})
-        return None if m is None else (int(m["seq"]), _msg_id(m), base64.b64decode(m.get("data", "")))
+        if m is None:
+            return None
+        data = base64.b64decode(m.get("data", ""))
+        return int(m["seq"]), _msg_id(m), data if self.encryption is None else self.encryption.decrypt(subject, data)
 
     async def message_at(self, seq: int) -> tuple[str, str] | None:
         """(subject, Msg-Id) of the message at ``seq``, or None when the stream no longer has it."""
@@ -322,7 +331,7 @@ class Log:
         headers = reply.headers or {}
         if status is not None or "Nats-Sequence" not in headers:
             raise BusError(f"direct get of {subject} up to {seq} failed: status {status}")
-        return LogMessage(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data)
+        return self._message(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data)
 
     async def subject_messages(self, subject: str, start_seq: int, *, limit: int,
                                timeout_s: float = 5.0) -> tuple[list[LogMessage], int]:
@@ -357,13 +366,18 @@ class Log:
             raise BusError(f"direct get failed: status {end.status} {desc}".rstrip())
         return replies
 
-    @staticmethod
-    def _direct_message(reply: Reply, subject: str) -> LogMessage:
+    def _direct_message(self, reply: Reply, subject: str) -> LogMessage:
         headers = reply.headers or {}
         if "Nats-Sequence" not in headers:
             raise BusError(f"unexpected direct get reply: status {reply.status}")
-        return LogMessage(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data,
-                          headers.get("Nats-Msg-Id", ""), headers.get("Nats-Time-Stamp", ""))
+        return self._message(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data,
+                             headers.get("Nats-Msg-Id", ""), headers.get("Nats-Time-Stamp", ""))
+
+    def _message(self, seq: int, subject: str, data: bytes, msg_id: str = "", stored_at: str = "") -> LogMessage:
+        """A message read back, decrypted when encryption at rest is configured."""
+        if self.encryption is not None:
+            data = self.encryption.decrypt(subject, data)
+        return LogMessage(seq, subject, data, msg_id, stored_at)
 
     async def subjects(self, filter_subject: str, *, timeout_s: float = 10.0) -> dict[str, int]:
         """Every subject of the stream matching ``filter_subject`` with its message count (STREAM.INFO
@@ -387,7 +401,8 @@ class Log:
         return int((replies[0].headers or {})["Nats-Sequence"]) if replies else None
 
     async def open_reader(self, filter_subject: str, start_seq: int, *, batch: int = 1024) -> LogReader:
-        return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch)
+        return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch,
+                                 decrypt=None if self.encryption is None else self.encryption.decrypt)
 
 
 def _msg_id(message: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ import asyncio
 import collections
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import nats.errors
@@ -47,8 +48,9 @@ class LogReader:
     """Read with ``async for batch in reader`` or :meth:`next_batch`; close with :meth:`aclose`."""
 
     def __init__(self, bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
-                 batch: int = 1024) -> None:
+                 batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None) -> None:
         self._b = bridge
+        self._decrypt = decrypt  # encryption at rest (Log.encryption), undone as messages arrive
         self._stream = stream
         self._filter = filter_subject
         self._batch = batch
@@ -222,7 +224,15 @@ class LogReader:
         self._cseq = cseq
         self._next_seq = sseq + 1
         mid = headers.get("Nats-Msg-Id", "") if headers else ""
-        self._buf.append(LogMessage(sseq, msg.subject, msg.data, mid))
+        data = msg.data
+        if self._decrypt is not None:
+            try:
+                data = self._decrypt(msg.subject, msg.data)
+            except BusError as e:  # a message no configured key opens: the reader's caller decides
+                self._error = e
+                self._a_wake_trio()
+                return
+        self._buf.append(LogMessage(sseq, msg.subject, data, mid))
         self.pending = pending
         self._outstanding -= 1
         self._a_wake_trio()
@@ -277,11 +287,11 @@ class LogReader:
 
 
 async def open_reader(bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
-                      batch: int = 1024) -> LogReader:
+                      batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None) -> LogReader:
     """Create a reader; the caller must ``aclose()`` it (use it in ``try/finally``)."""
     if bridge.nc is None:
         raise BusClosed("bus is not connected")
-    r = LogReader(bridge, stream, filter_subject, start_seq, batch=batch)
+    r = LogReader(bridge, stream, filter_subject, start_seq, batch=batch, decrypt=decrypt)
     try:
         await r._open()
     except BaseException:

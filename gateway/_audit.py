@@ -276,7 +276,8 @@ async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: 
     rec = record_for_request(sink.policy, attrs, audit_id=audit_id, uid=user.uid if user else "",
                              source=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""),
                              code=code, received=received, version=rdef.version if rdef else "", uri=uri,
-                             decision=_decision(code), stage=stage, tenant=note.tenant)
+                             decision=_decision(code), stage=stage, tenant=note.tenant,
+                             impersonator=user.impersonator if user else "")
     if rec is None:
         return
     if code >= 400:

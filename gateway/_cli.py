@@ -13,6 +13,7 @@ import trio
 
 from actors import AuthenticationConfigError, parse_modes, parse_token_csv
 from bus import NatsAuth, StreamMismatch, redact_url
+from kinds._allocation import IPRange, PortRange
 from projections import DEFAULT_POLICY
 
 from ._commands import add_commands
@@ -21,7 +22,13 @@ from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
 from ._pki import ensure_pki, ensure_service_account_key, issue_cert, write_kubeconfig
 from ._server import serve
-from ._settings import Settings, TracingConfigError, load_audit_policy, load_tracing_config
+from ._settings import (
+    Settings,
+    TracingConfigError,
+    load_audit_policy,
+    load_encryption_config,
+    load_tracing_config,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tracing-config-file", default=None,
                    help="a TracingConfiguration (apiserver.config.k8s.io): OpenTelemetry traces to an "
                         "OTLP/HTTP endpoint at samplingRatePerMillion (default: no tracing)")
+    s.add_argument("--encryption-provider-config", default=None, metavar="FILE",
+                   help="kube's EncryptionConfiguration (apiserver.config.k8s.io/v1): the listed resources "
+                        "(e.g. secrets) are stored encrypted (aesgcm or aescbc keys; identity) in the log")
     s.add_argument("--audit-policy-file", default=None,
                    help="an audit.k8s.io/v1 Policy (default: secrets, configmaps, token requests and reviews at "
                         "Metadata, reads at Metadata, other requests at RequestResponse)")
@@ -84,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="as kube's flag: with --max-mutating-requests-inflight, the seats API Priority and "
                         "Fairness shares among priority levels and tenants")
     s.add_argument("--max-mutating-requests-inflight", type=int, default=200, help="as kube's flag")
+    s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
+                   help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
+    s.add_argument("--service-node-port-range", default="30000-32767",
+                   help="ports for NodePort Services, <first>-<last> inclusive")
     s.add_argument("--tenancy-by-path", action="store_true", help="serve /clusters/<tenant>/ prefixes")
     s.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
@@ -229,12 +243,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     except ValueError as e:
         raise SystemExit(f"jetkube serve: --authorization-mode: {e}") from None
     try:
+        IPRange(args.service_cluster_ip_range)
+        PortRange(args.service_node_port_range)
+    except ValueError as e:
+        raise SystemExit(f"jetkube serve: {e}") from None
+    try:
         policy = load_audit_policy(args.audit_policy_file) if args.audit_policy_file else DEFAULT_POLICY
     except (OSError, ValueError) as e:
         raise SystemExit(f"jetkube serve: --audit-policy-file {e}") from None
+    try:
+        encryption = load_encryption_config(args.encryption_provider_config) \
+            if args.encryption_provider_config else None
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"jetkube serve: --encryption-provider-config {e}") from None
     if args.audit_max_age < 60:
         raise SystemExit("jetkube serve: --audit-max-age must be at least 60 seconds")
-    return Settings(audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
+    return Settings(encryption=encryption, audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
                     audit_queue=args.audit_queue_size, data_dir=args.data_dir, host=args.host, port=args.port,
                     nats_url=args.nats_url,
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,
@@ -247,6 +271,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
                     tenancy_by_path=args.tenancy_by_path, shutdown_delay_s=args.shutdown_delay_duration,
                     log_level=args.log_level, authorization_modes=modes,
+                    service_cluster_ip_range=args.service_cluster_ip_range,
+                    service_node_port_range=args.service_node_port_range,
                     log_format=args.log_format, request_log=args.request_log,
                     max_requests_inflight=args.max_requests_inflight,
                     max_mutating_requests_inflight=args.max_mutating_requests_inflight)

@@ -20,6 +20,7 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 
 from actors import (
+    AllocationSettings,
     Authenticator,
     CertificateAuthority,
     FrontProxy,
@@ -89,7 +90,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             auth = NatsAuth()  # the embedded server's credentials are in its URL
         bridge = await stack.enter_async_context(open_bridge(nats_url, auth=auth))
         log_ = await open_log(bridge, StreamConfig(name=settings.stream, prefix=settings.subject_prefix,
-                                                   replicas=settings.stream_replicas))
+                                                   replicas=settings.stream_replicas),
+                              encryption=settings.encryption)
         audit_log = await open_log(bridge, StreamConfig(
             name=f"{settings.stream}_AUDIT", prefix=f"{settings.subject_prefix}audit",
             replicas=settings.stream_replicas, max_age_s=settings.audit_max_age_s,
@@ -105,6 +107,9 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
                                 root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing,
                                 authorization_modes=settings.authorization_modes,
+                                allocation=AllocationSettings(settings.service_cluster_ip_range,
+                                                              settings.service_node_port_range),
+                                api_endpoint=(settings.host, settings.port or 6443),
                                 server_concurrency=settings.max_requests_inflight
                                 + settings.max_mutating_requests_inflight,
                                 queue_wait_s=settings.request_timeout_s / 4)

@@ -9,7 +9,7 @@ import msgspec
 import yaml
 
 from actors import AuthenticationConfigError
-from bus import NatsAuth
+from bus import EncryptionConfig, NatsAuth
 from projections import DEFAULT_POLICY, Policy, parse_policy
 
 # The Kubernetes minor version we report: the schemas served are 1.33's (kubernetes-validate), and
@@ -20,6 +20,12 @@ KUBE_MINOR = "33"
 TRACING_API_VERSIONS = ("apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1",
                         "apiserver.config.k8s.io/v1alpha1")
 DEFAULT_OTLP_ENDPOINT = "localhost:4318"
+
+
+def load_encryption_config(path: str) -> EncryptionConfig:
+    """kube's ``--encryption-provider-config`` file (an ``apiserver.config.k8s.io/v1``
+    EncryptionConfiguration, YAML or JSON); EncryptionConfigError or OSError if unusable."""
+    return EncryptionConfig.from_dict(yaml.safe_load(Path(path).read_text()))
 
 
 def load_audit_policy(path: str) -> Policy:
@@ -176,10 +182,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_log: str = "errors"
     # kube's --authorization-mode, in order (RBAC, AlwaysAllow, AlwaysDeny); system:masters first always.
     authorization_modes: tuple[str, ...] = ("RBAC",)
+    # kube-apiserver's --service-cluster-ip-range and --service-node-port-range: where Services'
+    # cluster IPs (the first address is the `kubernetes` service's) and node ports come from.
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    service_node_port_range: str = "30000-32767"
     tracing: TracingConfig | None = None  # --tracing-config-file; None: off (OpenTelemetry not imported)
     # Audit (gateway/_audit.py): the policy (--audit-policy-file; default: projections' DEFAULT_POLICY),
     # the audit stream's retention and the writer's queue.
     audit_policy: Policy = DEFAULT_POLICY
+    # Encryption at rest of the configured resources' events in the log (--encryption-provider-config).
+    encryption: EncryptionConfig | None = None
     audit_max_age_s: float = 7 * 24 * 3600.0
     audit_max_bytes: int = 1 << 30
     audit_queue: int = 10_000

@@ -148,6 +148,34 @@ def _carry_allocations(new: dict[str, Any], old: dict[str, Any]) -> None:
             ns["healthCheckNodePort"] = os_["healthCheckNodePort"]
 
 
+def _needs_external_traffic_policy(spec: dict[str, Any]) -> bool:
+    return spec.get("type") in ("NodePort", "LoadBalancer")
+
+
+def _drop_type_dependent_fields(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """The strategy's ``dropTypeDependentFields``: a service changing to a type that does not use
+    node ports, the health check port, allocateLoadBalancerNodePorts or externalTrafficPolicy loses
+    those it still carries unchanged from the old object (``kubectl patch`` of the type alone)."""
+    ns, os_ = spec_of(new), spec_of(old)
+    if _needs_node_ports(os_) and not _needs_node_ports(ns):
+        old_np = [p.get("nodePort") for p in os_.get("ports") or [] if isinstance(p, dict)]
+        new_np = [p.get("nodePort") for p in ns.get("ports") or [] if isinstance(p, dict)]
+        if old_np == new_np:
+            for p in ns.get("ports") or []:
+                if isinstance(p, dict):
+                    p.pop("nodePort", None)
+    hc_old = os_.get("type") == "LoadBalancer" and os_.get("externalTrafficPolicy") == "Local"
+    hc_new = ns.get("type") == "LoadBalancer" and ns.get("externalTrafficPolicy") == "Local"
+    if hc_old and not hc_new and ns.get("healthCheckNodePort") == os_.get("healthCheckNodePort"):
+        ns.pop("healthCheckNodePort", None)
+    if os_.get("type") == "LoadBalancer" and ns.get("type") != "LoadBalancer" and \
+            ns.get("allocateLoadBalancerNodePorts") == os_.get("allocateLoadBalancerNodePorts"):
+        ns.pop("allocateLoadBalancerNodePorts", None)
+    if _needs_external_traffic_policy(os_) and not _needs_external_traffic_policy(ns) and \
+            ns.get("externalTrafficPolicy") == os_.get("externalTrafficPolicy"):
+        ns.pop("externalTrafficPolicy", None)
+
+
 def _go_service_port(p: dict[str, Any]) -> str:
     return (f'core.ServicePort{{Name:"", Protocol:{json.dumps(str(p.get("protocol", "")))}, AppProtocol:(*string)(nil), '
             f'Port:{p.get("port")}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:""}}, NodePort:0}}')
@@ -221,6 +249,7 @@ class ServiceStrategy(Strategy):
         obj["status"] = {"loadBalancer": {}}
 
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        _drop_type_dependent_fields(new, old)
         decode_defaults(new, default_service)
         normalize_cluster_ips(spec_of(new))
         _carry_allocations(new, old)

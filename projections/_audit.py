@@ -243,7 +243,8 @@ def record_from_event(prefix: str, m: LogMessage, policy: Policy, versions: dict
 
 def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid: str, source: str, user_agent: str,
                        code: int, received: str, version: str = "", uri: str = "", decision: str = "",
-                       reason: str = "", stage: str = "ResponseComplete", tenant: str = "") -> dict[str, Any] | None:
+                       reason: str = "", stage: str = "ResponseComplete", tenant: str = "",
+                       impersonator: str = "") -> dict[str, Any] | None:
     """The audit Event of a request that is not a write on the log (a read, a denial, a review):
     Metadata at most (the gateway never keeps request bodies for the audit); None: not audited."""
     level, omit, _ = level_and_stages(policy, attrs)
@@ -257,6 +258,9 @@ def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid:
         "requestURI": uri or attrs.path, "verb": attrs.verb, "user": user,
         "sourceIPs": [source] if source else [], "userAgent": user_agent,
     }
+    if impersonator:  # as kube: ``user`` is who authenticated, ``impersonatedUser`` who they acted as
+        rec["impersonatedUser"] = user
+        rec["user"] = {"username": impersonator}
     if attrs.resource_request:
         ref = {"resource": attrs.resource, "namespace": attrs.namespace, "name": attrs.name,
                "apiGroup": attrs.api_group, "apiVersion": version}

@@ -35,7 +35,7 @@ from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooO
 from ._history import check_retained, rows_at
 from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
-from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
+from ._store import ADDED, DELETED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
 _log = logging.getLogger("jetkube.projections")

@@ -10,6 +10,7 @@ as well).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -130,7 +131,9 @@ async def test_kubectl_133_protobuf_bodies_of_new_kinds(start_server: Any, monke
         assert ["job.batch/pi", "Running", "0/1"] in [r[:3] for r in rows]
         assert ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"] in rows
         assert ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] in rows
-        assert ["service/np", "NodePort", "<none>", "<none>", "80:30080/TCP"] in [r[:5] for r in rows]
+        np_row = next(r for r in rows if r[0] == "service/np")
+        assert np_row[1] == "NodePort" and np_row[3:5] == ["<none>", "80:30080/TCP"]
+        assert ipaddress.ip_address(np_row[2]) in ipaddress.ip_network("10.96.0.0/12")  # an allocated cluster IP
         assert ["poddisruptionbudget.policy/web", "50%", "N/A", "0"] in [r[:4] for r in rows]
         assert ["ingress.networking.k8s.io/web", "nginx", "a.example", "80,", "443"] in [r[:5] for r in rows]
         assert next(r for r in rows if r[0] == "pod/box")[1] == "0/1"

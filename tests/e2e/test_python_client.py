@@ -45,7 +45,10 @@ async def test_python_client_configmap_lifecycle(server: Running) -> None:
         out["replaced"] = v1.replace_namespaced_config_map("py", ns, got).data
         v1.delete_namespaced_config_map("py", ns, propagation_policy="Foreground")
         try:
-            v1.read_namespaced_config_map("py", ns)
+            # As on kube: gone, or still there marked for deletion until the garbage collector
+            # removes its foregroundDeletion finalizer.
+            marked = v1.read_namespaced_config_map("py", ns)
+            out["after_delete"] = 404 if marked.metadata.deletion_timestamp else 200
         except kubernetes.client.ApiException as e:
             out["after_delete"] = e.status
         return out
@@ -70,7 +73,8 @@ async def test_python_client_configmap_lifecycle(server: Running) -> None:
 
     with trio.fail_after(60):
         seen = await trio.to_thread.run_sync(watch)
-    assert seen == [("MODIFIED", "v2"), ("MODIFIED", "v2"), ("MODIFIED", "v2"), ("DELETED", "v2")]
+    # The foreground delete marks the object (deletionTimestamp, foregroundDeletion), then it goes.
+    assert seen == [("MODIFIED", "v2"), ("MODIFIED", "v2"), ("MODIFIED", "v2"), ("MODIFIED", "v2"), ("DELETED", "v2")]
 
 
 async def test_python_client_watch_live(server: Running) -> None:

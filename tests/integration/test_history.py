@@ -13,7 +13,7 @@ import trio
 from bus import open_bridge
 from gateway._cli import _parser
 from gateway._commands import run as run_command
-from tests.conftest import client_for
+from tests.conftest import client_for, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -223,3 +223,41 @@ async def test_exact_read_below_the_oldest_retained_sequence_is_410(server, api:
         # History of an object is its subject's messages: what the log still has.
         r = await api.get(f"{H}/namespaces/default/configmaps/p7")
         assert r.status_code == 200 and r.json()["items"][0]["resourceVersion"] == str(rvs[7])
+
+
+async def test_impersonated_writes_name_both_users_in_history_and_audit(start_server, tmp_path: Path) -> None:
+    """A write made through Impersonate-* headers: the history names the impersonated user and who
+    impersonated them; the audit record's ``user`` is the impersonator, ``impersonatedUser`` the other
+    (kube's audit Event), for writes from the log and reads from the audit stream alike."""
+    g = await start_server(token_file=str(token_file(tmp_path)))
+    assert g.http_url
+    as_dave = {"Authorization": "Bearer alice-token", "Impersonate-User": "dave",
+               "Impersonate-Group": "system:masters"}
+    dave = httpx.AsyncClient(base_url=g.http_url, headers=as_dave, timeout=30)
+    bob = httpx.AsyncClient(base_url=g.http_url, headers={"Authorization": "Bearer bob-token"}, timeout=30)
+    async with dave, bob:
+        with trio.fail_after(60):
+            for i in range(3):
+                r = await dave.post(CM, json=cm(f"imp{i}", v="0"))
+                assert r.status_code == 201, r.text
+            r = await dave.get(f"{CM}/imp0")
+            assert r.status_code == 200
+            read_id = r.headers["Audit-Id"]
+            for i in range(3):
+                r = await bob.get(f"{H}/namespaces/default/configmaps/imp{i}")
+                assert r.status_code == 200, r.text
+                rows = r.json()["items"]
+                assert [(x["user"]["username"], x["impersonatedBy"]["username"]) for x in rows] == [("dave", "alice")]
+
+            records: list[dict] = []
+
+            async def read_recorded() -> bool:
+                r = await bob.get("/apis/audit.jetkube.io/v1/events", params={"user": "alice"})
+                assert r.status_code == 200, r.text
+                records[:] = [json.loads(line) for line in r.text.splitlines() if line.strip()]
+                return any(x["auditID"] == read_id for x in records)
+
+            await poll_until(read_recorded)  # reads reach the audit stream off the request path
+            assert len([x for x in records if x["verb"] == "create"]) == 3
+            assert {x["user"]["username"] for x in records} == {"alice"}
+            assert {x["impersonatedUser"]["username"] for x in records} == {"dave"}

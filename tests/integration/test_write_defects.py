@@ -342,7 +342,9 @@ async def test_owner_references_need_api_version_kind_name_uid(api: httpx.AsyncC
             ("metadata.ownerReferences.kind", 'Invalid value: "": must not be empty'),
             ("metadata.ownerReferences.name", 'Invalid value: "": must not be empty'),
             ("metadata.ownerReferences.uid", 'Invalid value: "": must not be empty')]
-        good = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "uid": "u1", "controller": True}
+        # An owner of a kind this server does not serve: the garbage collector cannot resolve it and
+        # leaves the dependent alone (an absent Deployment would get it collected at once, as on kube).
+        good = {"apiVersion": "example.com/v1", "kind": "Widget", "name": "d", "uid": "u1", "controller": True}
         for refs in ([{**good, "uid": ""}], [good, {**good, "name": "e", "uid": "u2"}],
                      [{**good, "apiVersion": "v1", "kind": "Event", "controller": False}]):
             body["metadata"]["ownerReferences"] = refs

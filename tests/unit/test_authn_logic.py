@@ -46,7 +46,7 @@ def test_every_item_is_authorized_with_kube_attributes_in_kube_order() -> None:
                     ("impersonate", "authentication.k8s.io", "userextras", "", "p1", "acme.com/project"),
                     ("impersonate", "authentication.k8s.io", "uids", "", "u-1", "")]
     assert user == UserInfo(name="alice", uid="u-1", groups=("g1", "g2", "system:authenticated"),
-                            extra={"scopes": ["view"], "acme.com/project": ["p1"]})
+                            extra={"scopes": ["view"], "acme.com/project": ["p1"]}, impersonator="bob")
 
 
 def test_service_accounts_get_their_groups_unless_groups_are_given() -> None:

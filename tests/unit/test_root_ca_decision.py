@@ -28,3 +28,14 @@ def test_another_replica_s_write_stands() -> None:
     assert root_ca_configmap(theirs, "CA", written_by_controller=True) is None
     assert root_ca_configmap(theirs, "CA", written_by_controller=False) is not None
     assert root_ca_configmap(None, "CA", written_by_controller=True) is not None
+
+
+def test_kubernetes_service_and_endpoints() -> None:
+    from actors._controllers import kubernetes_endpoints, kubernetes_service
+
+    svc = kubernetes_service("10.96.0.1", 6443)
+    assert svc["spec"]["clusterIPs"] == ["10.96.0.1"] and svc["spec"]["ports"][0]["targetPort"] == 6443
+    assert kubernetes_endpoints("0.0.0.0", 6443)["subsets"][0]["addresses"] == [{"ip": "127.0.0.1"}]
+    assert kubernetes_endpoints("10.0.0.5", 6444)["subsets"] == [
+        {"addresses": [{"ip": "10.0.0.5"}], "ports": [{"name": "https", "port": 6444, "protocol": "TCP"}]}]
+    assert kubernetes_endpoints("localhost", 6443)["subsets"][0]["addresses"] == [{"ip": "127.0.0.1"}]
