@@ -35,6 +35,7 @@ from ._auth import TokenAuthenticator, parse_token_csv
 from ._authn import Authenticator, CertificateAuthority, FrontProxy
 from ._authz import MASTERS, Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
+from ._flowcontrol import Admission, FlowControl, dump_priority_levels, dump_queues
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
 from ._pipeline import Pipeline
@@ -59,6 +60,7 @@ __all__ = [
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
     "Actor",
+    "Admission",
     "AllocationSettings",
     "Allocators",
     "Allowed",
@@ -76,6 +78,7 @@ __all__ = [
     "Controllers",
     "Decision",
     "Expired",
+    "FlowControl",
     "Forbidden",
     "FrontProxy",
     "Gone",
@@ -105,6 +108,8 @@ __all__ = [
     "body_duplicate_fields",
     "body_strict_errors",
     "depth_exceeds",
+    "dump_priority_levels",
+    "dump_queues",
     "forbidden",
     "invalid",
     "jwks",

@@ -14,17 +14,19 @@ from typing import NoReturn
 import msgspec
 import trio
 
-from bus import Log
+from bus import ROOT_TENANT, Log
 from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler, build_chain
 from ._allocation import AllocationSettings
+from ._apf_bootstrap import ApfBootstrap
 from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
 from ._authz import RBAC, Authorizer, authz_handler
 from ._controllers import SYSTEM_USER, Controllers
 from ._crd_controller import CrdControllers
+from ._flowcontrol import Admission, FlowControl
 from ._gc import GarbageCollector
 from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
@@ -45,7 +47,8 @@ class Pipeline:
                  run_controllers: bool = True, spans: Spans | None = None,
                  authorization_modes: tuple[str, ...] = (RBAC,),
                  allocation: AllocationSettings | None = None,
-                 api_endpoint: tuple[str, int] = ("127.0.0.1", 6443)) -> None:
+                 api_endpoint: tuple[str, int] = ("127.0.0.1", 6443), server_concurrency: int = 600,
+                 queue_wait_s: float = 15.0) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
@@ -73,6 +76,8 @@ class Pipeline:
         self.authz: Actor[Request] = Actor("authz", authz_handler(self.authorizer, self.admission, self.reviews),
                                            mailbox_size=mailbox_size, workers=workers)
         self.authn = Stage("authn")
+        #: API Priority and Fairness between authn and authz; queue waits at kube's RequestTimeout/4.
+        self.flow_control = FlowControl(projection, server_cl=server_concurrency, queue_wait_s=queue_wait_s)
         self.authenticator = authenticator
         self.actors = (self.authz, self.admission, self.resource, self.reviews)
         #: Every step a request passes, for the metrics: authentication, then the actors.
@@ -93,6 +98,11 @@ class Pipeline:
         self.tenancy = (Tenancy(projection, registry, self.resource, root_ca_pem=root_ca_pem,
                                 signing_key=signing_key, api_endpoint=api_endpoint,
                                 first_ip=self.core.allocators.ips.address(0)) if run_controllers else None)
+        #: kube's APF objects per tenant; the tenancy bootstrap calls ``apf_bootstrap.ensure(tenant)``.
+        self.apf_bootstrap = ApfBootstrap(projection, registry, self.resource)
+        if self.tenancy is not None:
+            self.tenancy.apf = self.apf_bootstrap
+        self.run_controllers = run_controllers
         self.gc = GarbageCollector(projection, registry, self.resource, SYSTEM_USER) if run_controllers else None
         self.crd_controllers = CrdControllers(projection, registry, self.resource) if run_controllers else None
 
@@ -122,6 +132,14 @@ class Pipeline:
         finally:
             self.authn.latency.observe(time.perf_counter() - t0)
 
+    async def admit(self, req: Request, adm: Admission) -> None:
+        """Flow control (API Priority and Fairness) for an authenticated request: returns once it
+        holds its seats, recorded in ``adm``; the caller gives them back with :meth:`release`."""
+        await self.flow_control.admit(req, adm)
+
+    def release(self, adm: Admission) -> None:
+        self.flow_control.release(adm)
+
     async def submit_authenticated(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
         """The rest of the pipeline, from authz, for a request :meth:`authenticate` returned."""
         if req.user is None:
@@ -132,11 +150,14 @@ class Pipeline:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         """Run every actor; bootstrap the default namespaces; then start the controllers."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.flow_control.run)
             for a in self.actors:
                 await nursery.start(a.run)
             if self.rbac_controllers is not None:
                 await self.rbac_controllers.bootstrap()
                 await nursery.start(self.rbac_controllers.run)
+            if self.run_controllers and not await self.apf_bootstrap.ensure(ROOT_TENANT):
+                nursery.start_soon(self._retry_apf_bootstrap)
             if self.controllers is not None:
                 await self.controllers.bootstrap()
                 await nursery.start(self.controllers.run)
@@ -149,3 +170,7 @@ class Pipeline:
                 await nursery.start(self.tenancy.run)
             task_status.started()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _retry_apf_bootstrap(self) -> None:
+        while not await self.apf_bootstrap.ensure(ROOT_TENANT):
+            await trio.sleep(1.0)  # backoff against a log that failed at start

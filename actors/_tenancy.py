@@ -130,6 +130,8 @@ class Tenancy:
         #: For each tenant's ``kubernetes`` Service (the Controllers' own parameters).
         self.api_endpoint, self.first_ip = api_endpoint, first_ip
         self.resync_s = resync_s
+        #: Per-tenant API Priority and Fairness objects (``ApfBootstrap``; set by the pipeline).
+        self.apf: Any = None
         self.max_tenants = max_tenants
         lc = registry.by_resource(*LOGICAL_CLUSTERS)
         crb = registry.by_resource(_RBAC, "clusterrolebindings")
@@ -220,6 +222,8 @@ class Tenancy:
                                   api_endpoint=self.api_endpoint, first_ip=self.first_ip)
                 await rbac.bootstrap()
                 await ctl.bootstrap()
+                while self.apf is not None and not await self.apf.ensure(name):
+                    await trio.sleep(1.0)  # the log failed: retried, as the rest of the bootstrap
                 while True:
                     try:
                         await self._admin_binding(name)

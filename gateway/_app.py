@@ -12,9 +12,10 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -27,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from actors import (
     JWKS_PATH,
     MASTERS,
+    Admission,
     Allowed,
     BadRequest,
     Forbidden,
@@ -36,6 +38,8 @@ from actors import (
     Request,
     RequestEntityTooLarge,
     WriteResult,
+    dump_priority_levels,
+    dump_queues,
     jwks,
     openid_configuration,
     tenant_exists,
@@ -239,6 +243,7 @@ def create_app(ctx: Context) -> QuartTrio:
         metrics = ctx.metrics
         started = time.perf_counter()
         kind = metrics.begin(request.method)
+        resp: Response | None = None
         try:
             try:
                 resp = await _dispatch(ctx, audit_id, intake, note)
@@ -257,6 +262,12 @@ def create_app(ctx: Context) -> QuartTrio:
                 resp.headers["Audit-Id"] = audit_id
         finally:
             metrics.end(kind)
+            # Seats back when the request is answered, failed or its client went away; a watch's
+            # once its initial events are sent (its long life is outside flow control, as kube's).
+            if not (intake.initial_events and _is_stream(resp)):
+                ctx.pipeline.release(intake.flow)
+        assert resp is not None
+        _pf_headers(resp, intake.flow)
         metrics.tenant_request(note.tenant or ROOT_TENANT, note.verb, resp.status_code)
         if ctx.audit is not None:
             await audit_request(ctx.audit, note, audit_id, resp.status_code, received)
@@ -265,6 +276,9 @@ def create_app(ctx: Context) -> QuartTrio:
         # Recorded once, at the end: a watch when its stream ends (as kube does), anything else now.
         labels = _request_labels(ctx, resp.status_code)
         if labels[0] == "WATCH" and resp.status_code == 200 and isinstance(resp.response, IterableBody):
+            if intake.initial_events:
+                resp.response = IterableBody(_seat_until_initial_events(
+                    resp.response.iter, partial(ctx.pipeline.release, intake.flow)))
             resp.response = IterableBody(line.watch_body(metrics.watch_body(
                 resp.response.iter, labels, _watch_kind(ctx, labels), started, time.perf_counter), labels[0]))
         else:
@@ -274,6 +288,40 @@ def create_app(ctx: Context) -> QuartTrio:
 
     app.catch_all_rule = next(r for r in app.url_map.iter_rules() if r.rule == "/<path:path>")
     return app
+
+
+APF_DUMPS = {"/debug/api_priority_and_fairness/dump_priority_levels": dump_priority_levels,
+             "/debug/api_priority_and_fairness/dump_queues": dump_queues}
+
+
+def _is_stream(resp: Response | None) -> bool:
+    return resp is not None and resp.status_code == 200 and isinstance(resp.response, IterableBody)
+
+
+async def _seat_until_initial_events(chunks: Any, release: Callable[[], None]) -> AsyncIterator[bytes]:
+    """A watch with ``sendInitialEvents=true`` holds its seats until the initial-events-end
+    bookmark is sent (kube's watch initialization), or until it ends, whichever is first."""
+    held = True
+    try:
+        async for chunk in chunks:
+            yield chunk
+            if held and INITIAL_EVENTS_END in chunk:
+                held = False
+                release()
+    finally:
+        if held:
+            release()
+
+
+INITIAL_EVENTS_END = b"k8s.io/initial-events-end"
+
+
+def _pf_headers(resp: Response, adm: Admission) -> None:
+    """kube's ``X-Kubernetes-PF-*`` headers: the matched FlowSchema's and level's UIDs."""
+    if adm.schema_uid:
+        resp.headers["X-Kubernetes-PF-FlowSchema-UID"] = adm.schema_uid
+    if adm.level_uid:
+        resp.headers["X-Kubernetes-PF-PriorityLevel-UID"] = adm.level_uid
 
 
 def _request_labels(ctx: Context, code: int) -> tuple[str, str, str, str, str, str, str]:
@@ -295,10 +343,12 @@ class _Intake:
     """What the handler did with the request body: a response sent before it was read must close
     the connection."""
 
-    __slots__ = ("body_read",)
+    __slots__ = ("body_read", "flow", "initial_events")
 
     def __init__(self) -> None:
         self.body_read = False
+        self.flow = Admission()  # API Priority and Fairness: the seats held, the UIDs for the headers
+        self.initial_events = False  # a watch that holds its seats while it sends its initial events
 
 
 def _close_connection(resp: Response) -> None:
@@ -367,6 +417,13 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         if tenant == ANY_TENANT:
             raise NotFound("the server could not find the requested resource")
         return await _audit_events(ctx, who, q, note)
+    if request.path in APF_DUMPS and method in ("GET", "HEAD"):
+        # kube's debug handlers: a nonResourceURL get, flow-controlled and authorized like any other.
+        await ctx.pipeline.admit(get := msgspec.structs.replace(who, verb="get"), intake.flow)
+        await ctx.pipeline.submit_authenticated(get, timeout_s=s.request_timeout_s)
+        r = Response(APF_DUMPS[request.path](ctx.pipeline.flow_control, who.tenant), 200)
+        r.headers["Content-Type"] = "text/plain; charset=utf-8"
+        return r
     route = parse(request.path, ctx.registry)
     if tenant == ANY_TENANT and (route.kind != "resource" or method not in ("GET", "HEAD") or route.name):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
@@ -378,8 +435,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
             if route.kind == "unknown":
                 raise NotFound("the server could not find the requested resource")
             raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
-        await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
-                                                timeout_s=s.request_timeout_s)
+        await ctx.pipeline.admit(get := msgspec.structs.replace(who, verb="get"), intake.flow)
+        await ctx.pipeline.submit_authenticated(get, timeout_s=s.request_timeout_s)
         return await _non_resource(ctx, route)
 
     rdef = route.rdef
@@ -415,6 +472,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
                 data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH",
                 strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
+    intake.initial_events = opts is not None and opts.watch and bool(opts.send_initial)
+    await ctx.pipeline.admit(req, intake.flow)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
         note.written(req, result.code)

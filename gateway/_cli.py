@@ -90,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shutdown-delay-duration", type=float, default=0.0, metavar="SECONDS",
                    help="after SIGTERM, keep serving with /readyz answering 503 this long before the listeners "
                         "close (as kube's flag: give the load balancer's health check time to notice)")
+    s.add_argument("--max-requests-inflight", type=int, default=400,
+                   help="as kube's flag: with --max-mutating-requests-inflight, the seats API Priority and "
+                        "Fairness shares among priority levels and tenants")
+    s.add_argument("--max-mutating-requests-inflight", type=int, default=200, help="as kube's flag")
     s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
                    help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
     s.add_argument("--service-node-port-range", default="30000-32767",
@@ -268,7 +272,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     log_level=args.log_level, authorization_modes=modes,
                     service_cluster_ip_range=args.service_cluster_ip_range,
                     service_node_port_range=args.service_node_port_range,
-                    log_format=args.log_format, request_log=args.request_log)
+                    log_format=args.log_format, request_log=args.request_log,
+                    max_requests_inflight=args.max_requests_inflight,
+                    max_mutating_requests_inflight=args.max_mutating_requests_inflight)
 
 
 def main(argv: list[str] | None = None) -> int:

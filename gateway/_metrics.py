@@ -135,6 +135,11 @@ class ServerMetrics:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.registry.register(_Collector(self))
+        # API Priority and Fairness: kube's apiserver_flowcontrol_* series, labelled by tenant too.
+        self.flow_control = pipeline.flow_control if pipeline is not None else None  # None: per-request cost bench
+        self.apf_waits: dict[tuple[str, str, str, str], Histogram] = {}
+        if self.flow_control is not None:
+            self.flow_control.on_wait = lambda labels, executed, s: _apf_wait(self, labels, executed, s)
         # Request metrics, by label tuple (see Labels); the code is appended for the counter.
         self.requests: dict[tuple[str, ...], int] = {}
         self.latency: dict[Labels, Histogram] = {}
@@ -248,6 +253,7 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         m = self.m
+        yield from _flowcontrol_metrics(m)
         yield from self._requests(m)
         yield from self._watches(m)
         yield from self._storage(m)
@@ -426,3 +432,60 @@ def _histograms(name: str, documentation: str, labels: Sequence[str],
     for values, h in series:
         fam.add_metric(list(values), [(floatToGoString(b), n) for b, n in h.cumulative()], h.total)
     return fam
+
+
+APF_WAIT_BUCKETS = (0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0)
+_APF = ("tenant", "priority_level", "flow_schema")
+
+
+def _apf_wait(m: ServerMetrics, labels: tuple[str, str, str], executed: bool, seconds: float) -> None:
+    key = (*labels, "true" if executed else "false")
+    h = m.apf_waits.get(key)
+    if h is None:
+        h = m.apf_waits[key] = Histogram(APF_WAIT_BUCKETS)
+    h.observe(seconds)
+
+
+def _flowcontrol_metrics(m: ServerMetrics) -> Iterator[Metric]:
+    """kube's ``apiserver_flowcontrol_*`` series (``util/flowcontrol/metrics``), with a tenant label."""
+    fc = m.flow_control
+    if fc is None:
+        return
+    c = CounterMetricFamily("apiserver_flowcontrol_dispatched_requests", "[BETA] Number of requests executed by "
+                            "API Priority and Fairness subsystem", labels=_APF)
+    for key, n in fc.dispatched.items():
+        c.add_metric(key, n)
+    yield c
+    c = CounterMetricFamily("apiserver_flowcontrol_rejected_requests", "[BETA] Number of requests rejected by "
+                            "API Priority and Fairness subsystem", labels=(*_APF, "reason"))
+    for rkey, n in fc.rejected.items():
+        c.add_metric(rkey, n)
+    yield c
+    families = {
+        "current_inqueue_requests": (("[BETA] Number of requests currently pending in queues of the API Priority "
+                                     "and Fairness subsystem"), lambda qs: qs.queued_requests),
+        "current_inqueue_seats": (("[ALPHA] Number of seats currently pending in queues of the API Priority and "
+                                  "Fairness subsystem"), lambda qs: qs.queued_seats),
+        "current_executing_requests": (("[BETA] Number of requests in initial (for a WATCH) or any (for a non-WATCH) "
+                                       "execution stage in the API Priority and Fairness subsystem"),
+                                       lambda qs: qs.executing_requests),
+        "current_executing_seats": (("[BETA] Concurrency (number of seats) occupied by the currently executing "
+                                    "(initial stage for a WATCH, any stage otherwise) requests in the API Priority "
+                                    "and Fairness subsystem"), lambda qs: qs.executing_seats),
+        "nominal_limit_seats": ("[BETA] Nominal number of execution seats configured for each priority level",
+                                lambda qs: 0),
+        "current_limit_seats": (("[ALPHA] current derived number of execution seats available to each priority "
+                                "level"), lambda qs: qs.limit),
+    }
+    for name, (doc, value) in families.items():
+        labels = ("tenant", "priority_level")
+        g = GaugeMetricFamily(f"apiserver_flowcontrol_{name}", doc, labels=labels)
+        for tenant, tf in fc.dispatcher.tenants.items():
+            for level, qs in tf.levels.items():
+                if name == "nominal_limit_seats":
+                    g.add_metric((tenant, level), tf.nominal.get(level, 0))
+                else:
+                    g.add_metric((tenant, level), value(qs))
+        yield g
+    yield _histograms("apiserver_flowcontrol_request_wait_duration_seconds", "[BETA] Length of time a request "
+                      "spent waiting in its queue", (*_APF, "execute"), m.apf_waits.items())

@@ -109,7 +109,10 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                                 authorization_modes=settings.authorization_modes,
                                 allocation=AllocationSettings(settings.service_cluster_ip_range,
                                                               settings.service_node_port_range),
-                                api_endpoint=(settings.host, settings.port or 6443))
+                                api_endpoint=(settings.host, settings.port or 6443),
+                                server_concurrency=settings.max_requests_inflight
+                                + settings.max_mutating_requests_inflight,
+                                queue_wait_s=settings.request_timeout_s / 4)
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)

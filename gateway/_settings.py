@@ -162,6 +162,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout_s: float = 60.0
     min_request_timeout_s: float = 1800.0  # watches without timeoutSeconds last [1, 2) x this
     max_body_bytes: int = 3 * 1024 * 1024
+    # API Priority and Fairness: the server's seats (kube's flags; their sum, as kube mixes them).
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
     graceful_timeout_s: float = 5.0
     # kube's --shutdown-delay-duration: after SIGTERM, /readyz answers 503 at once while the
     # listeners keep serving this long, so a load balancer sees the gateway unready before it closes.

@@ -294,6 +294,38 @@ def lease(obj: Mapping[str, Any], now: datetime) -> list[Any]:
     return [_name(obj), _s(_d(obj, "spec"), "holderIdentity"), _age(obj, now)]
 
 
+def flow_schema(obj: Mapping[str, Any], now: datetime) -> list[Any]:
+    """kube's printFlowSchema; MissingPL is "?" here (the printer sees one object, not the levels;
+    kube's printer also answers "?" when it cannot tell)."""
+    spec = _d(obj, "spec")
+    dm = _s(_d(spec, "distinguisherMethod"), "type") or "<none>"
+    return [_name(obj), _s(_d(spec, "priorityLevelConfiguration"), "name"), spec.get("matchingPrecedence", 0),
+            dm, _age(obj, now), _missing_pl(obj)]
+
+
+def _missing_pl(obj: Mapping[str, Any]) -> str:
+    for c in _l(_d(obj, "status"), "conditions"):
+        if isinstance(c, dict) and c.get("type") == "Dangling":
+            return str(c.get("status") or "?")
+    return "?"
+
+
+def priority_level(obj: Mapping[str, Any], now: datetime) -> list[Any]:
+    """kube's printPriorityLevelConfiguration: "<none>" for what an Exempt or Reject level lacks."""
+    spec = _d(obj, "spec")
+    limited = _d(spec, "limited")
+    ncs: Any = "<none>"
+    queues: Any = "<none>"
+    hand: Any = "<none>"
+    qlen: Any = "<none>"
+    if limited:
+        ncs = limited.get("nominalConcurrencyShares", 0)
+        queuing = _d(_d(limited, "limitResponse"), "queuing")
+        if queuing:
+            queues, hand, qlen = queuing.get("queues"), queuing.get("handSize"), queuing.get("queueLengthLimit")
+    return [_name(obj), _s(spec, "type"), ncs, queues, hand, qlen, _age(obj, now)]
+
+
 def binding(obj: Mapping[str, Any], now: datetime) -> list[Any]:
     ref = _d(obj, "roleRef")
     users: list[str] = []

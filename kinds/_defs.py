@@ -224,6 +224,7 @@ _ADMISSION_KINDS: tuple[ResourceDef, ...] = (
     ResourceDef(_ADMREG, "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
                 "validatingadmissionpolicybinding", False, categories=_EXT, generation=True),
 )
+FLOWCONTROL_GROUP = "flowcontrol.apiserver.k8s.io"
 BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
                 verbs=_NAMESPACE_VERBS, field_selectors=("status.phase",), name_rule="label",
@@ -245,6 +246,12 @@ BUILTIN: tuple[ResourceDef, ...] = (
     ResourceDef(_RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", False, name_rule="path"),
     ResourceDef(TENANCY_GROUP, "v1alpha1", "LogicalCluster", "logicalclusters", "logicalcluster", False,
                 name_rule="label", field_selectors=("status.phase",)),
+    # API Priority and Fairness (actors/_apf*.py obeys them); kube's bootstrap writes their status too.
+    ResourceDef(FLOWCONTROL_GROUP, "v1", "FlowSchema", "flowschemas", "flowschema", False,
+                subresources=_STATUS, name_rule="path", generation=True, initial_status={}),
+    ResourceDef(FLOWCONTROL_GROUP, "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations",
+                "prioritylevelconfiguration", False, subresources=_STATUS, name_rule="path", generation=True,
+                initial_status={}),
     ResourceDef("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
                 False, verbs=("create",), stored=False),
     ResourceDef("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews",

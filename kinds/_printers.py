@@ -102,6 +102,10 @@ DEFAULT_CONVERTOR = Printer((NAME, CREATED_AT), apis.default_convertor)
 """The apiserver's default Table convertor (``pkg/registry/rest/table.go``): Name + Created At."""
 
 _RBAC = "rbac.authorization.k8s.io"
+_FS_SPEC = "io.k8s.api.flowcontrol.v1.FlowSchemaSpec"
+_PL_SPEC = "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationSpec"
+_PL_LIMITED = "io.k8s.api.flowcontrol.v1.LimitedPriorityLevelConfiguration"
+_PL_QUEUING = "io.k8s.api.flowcontrol.v1.QueuingConfiguration"
 _RB_ROLE = ("RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. "
             "If the RoleRef cannot be resolved, the Authorizer must return an error.")
 _CRB_ROLE = ("RoleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be "
@@ -333,6 +337,19 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     (_RBAC, "Role"): DEFAULT_CONVERTOR,
     (_RBAC, "ClusterRole"): DEFAULT_CONVERTOR,
     ("apiextensions.k8s.io", "CustomResourceDefinition"): DEFAULT_CONVERTOR,
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"): Printer((
+        NAME, Column("PriorityLevel", "string", Doc(_FS_SPEC, "priorityLevelConfiguration")),
+        Column("MatchingPrecedence", "string", Doc(_FS_SPEC, "matchingPrecedence")),
+        Column("DistinguisherMethod", "string", Doc(_FS_SPEC, "distinguisherMethod")), AGE,
+        Column("MissingPL", "string", "indicates if the referenced priority level is missing"),
+    ), apis.flow_schema),
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): Printer((
+        NAME, Column("Type", "string", Doc(_PL_SPEC, "type")),
+        Column("NominalConcurrencyShares", "string", Doc(_PL_LIMITED, "nominalConcurrencyShares")),
+        Column("Queues", "string", Doc(_PL_QUEUING, "queues")),
+        Column("HandSize", "string", Doc(_PL_QUEUING, "handSize")),
+        Column("QueueLengthLimit", "string", Doc(_PL_QUEUING, "queueLengthLimit")), AGE,
+    ), apis.priority_level),
     ("apiregistration.k8s.io", "APIService"): Printer((
         NAME, Column("Service", "string", "The reference to the service that hosts this API endpoint."),
         Column("Available", "string", "Whether this service is available."), AGE,

@@ -300,3 +300,19 @@ def test_a_missing_kubectl_fails_by_name(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("JETKUBE_SKIP_KUBECTL", "0")
     with pytest.raises(pytest.fail.Exception):
         kubectl_binary("0.0")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_get_flowcontrol_objects(version: str, jetkube: Server, tmp_path: Path) -> None:
+    # kube's printers for the APF kinds, and kube's bootstrap objects with their numbers.
+    k = Kubectl(kubectl_binary(version), jetkube, "default", tmp_path)
+    fs = table(k.run("get", "flowschemas", ns=False).stdout)
+    assert fs[0] == ["NAME", "PRIORITYLEVEL", "MATCHINGPRECEDENCE", "DISTINGUISHERMETHOD", "AGE", "MISSINGPL"]
+    rows = {r[0]: r for r in fs[1:]}
+    assert rows["exempt"][1:4] == ["exempt", "1", "<none>"]
+    assert rows["global-default"][1:4] == ["global-default", "9900", "ByUser"]
+    pl = table(k.run("get", "prioritylevelconfigurations", ns=False).stdout)
+    assert pl[0] == ["NAME", "TYPE", "NOMINALCONCURRENCYSHARES", "QUEUES", "HANDSIZE", "QUEUELENGTHLIMIT", "AGE"]
+    levels = {r[0]: r for r in pl[1:]}
+    assert levels["workload-low"][1:6] == ["Limited", "100", "128", "6", "50"]
+    assert levels["exempt"][1:6] == ["Exempt", "<none>", "<none>", "<none>", "<none>"]

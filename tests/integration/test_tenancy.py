@@ -432,3 +432,24 @@ async def test_controllers_serve_every_tenant(start_server: StartServer) -> None
             await poll_until(ns_gone)
         svc = await c.get(t("gc1", "/api/v1/namespaces/default/services/kubernetes"))
         assert svc.status_code == 200, svc.text
+
+
+async def test_each_tenant_has_its_own_flow_control_objects(start_server: StartServer) -> None:
+    """The tenancy bootstrap writes kube's FlowSchemas and PriorityLevelConfigurations in every new
+    tenant (its flow control obeys them); a change in one tenant is not seen in another."""
+    gw = await start_server()
+    fc = "/apis/flowcontrol.apiserver.k8s.io/v1"
+    async with client_for(gw) as c:
+        with trio.fail_after(60):
+            for name in ("fc-a", "fc-b"):
+                await create_tenant(c, name)
+            for name in ("fc-a", "fc-b"):
+                schemas = {i["metadata"]["name"] for i in (await c.get(t(name, f"{fc}/flowschemas"))).json()["items"]}
+                levels = {i["metadata"]["name"]
+                          for i in (await c.get(t(name, f"{fc}/prioritylevelconfigurations"))).json()["items"]}
+                assert {"exempt", "catch-all", "global-default", "system-leader-election"} <= schemas
+                assert {"exempt", "catch-all", "global-default", "workload-low"} <= levels
+            r = await c.delete(t("fc-a", f"{fc}/flowschemas/global-default"))
+            assert r.status_code == 200, r.text
+            assert (await c.get(t("fc-b", f"{fc}/flowschemas/global-default"))).status_code == 200
+            assert (await c.get(t("fc-a", f"{fc}/flowschemas/global-default"))).status_code == 404

@@ -1,0 +1,233 @@
+"""The flow-control stage: API Priority and Fairness between authentication and authorization.
+
+The decisions are :mod:`._apf`'s (pure); this is the thin trio loop around them. A tenant's state
+(its FlowSchemas and PriorityLevelConfigurations read from the projection, a QueueSet per level)
+is created on demand, rebuilt when those objects change, bounded in number (``max_tenants``) and
+dropped when idle. All tenants share the server's seats (``server_cl``, kube's
+``--max-requests-inflight`` + ``--max-mutating-requests-inflight``); :class:`._apf.Dispatcher`
+gives freed seats to the waiting tenant that holds fewest, so one tenant's flood cannot starve
+another's requests.
+
+:meth:`FlowControl.admit` runs in the gateway's task (as authentication does: a hop to an actor
+costs more than the decision); the gateway must :meth:`FlowControl.release` what it was given when
+the request completes, fails or its client goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import NoReturn
+
+import msgspec
+import trio
+
+from kinds import FLOWCONTROL_GROUP
+from kinds._errors import TooManyRequests
+from projections import Projection, ResourceState
+
+from ._apf import (
+    Attributes,
+    Dispatcher,
+    TenantFlow,
+    Ticket,
+    classify,
+    estimate_seats,
+    flow_distinguisher,
+    flow_hash,
+)
+from .messages import Request
+
+log = logging.getLogger("jetkube.flowcontrol")
+REJECT_MESSAGE = "Too many requests, please try again later."
+_EMPTY = ResourceState(0)
+_MUTATING = ("create", "update", "patch", "delete", "deletecollection")
+
+
+class Admission:
+    """What flow control decided for one request: the matched FlowSchema and level (their UIDs go
+    on every response) and the seats held until :meth:`FlowControl.release`."""
+
+    __slots__ = ("level_uid", "schema_uid", "started", "ticket")
+
+    def __init__(self) -> None:
+        self.schema_uid = ""
+        self.level_uid = ""
+        self.ticket: Ticket | None = None
+        self.started = 0.0
+
+
+class FlowControl:
+    def __init__(self, projection: Projection, *, server_cl: int = 600, queue_wait_s: float = 15.0,
+                 max_tenants: int = 10_000, idle_s: float = 300.0, adjust_s: float = 10.0) -> None:
+        self.projection = projection
+        self.dispatcher = Dispatcher(server_cl, max_tenants=max_tenants)
+        self.queue_wait_s = queue_wait_s
+        self.idle_s, self.adjust_s = idle_s, adjust_s
+        self._events: dict[Ticket, trio.Event] = {}
+        #: (tenant, priority_level, flow_schema) -> counts; and reason for rejections; wait times.
+        self.dispatched: dict[tuple[str, str, str], int] = {}
+        self.rejected: dict[tuple[str, str, str, str], int] = {}
+        self.on_wait: Callable[[tuple[str, str, str], bool, float], None] | None = None  # set by the gateway's metrics: (labels, executed, seconds) -> None
+
+    # ---- configuration from the projection -------------------------------------------------------
+
+    def _state(self, tenant: str, group: str, resource: str) -> ResourceState:
+        """The projection's state, without allocating one for a tenant or kind it has never seen."""
+        return self.projection.store.resources.get((tenant, group, resource)) or _EMPTY
+
+    def _tenant(self, tenant: str) -> TenantFlow:
+        fs = self._state(tenant, FLOWCONTROL_GROUP, "flowschemas")
+        pl = self._state(tenant, FLOWCONTROL_GROUP, "prioritylevelconfigurations")
+        version = (fs.ring[-1].seq if fs.ring else 0, fs.count, pl.ring[-1].seq if pl.ring else 0, pl.count)
+        tf = self.dispatcher.tenants.get(tenant)
+        if tf is not None and tf.version == version:
+            return tf
+        if tf is None and len(self.dispatcher.tenants) >= self.dispatcher.max_tenants:
+            self.dispatcher.evict_idle(trio.current_time(), 0.0)
+            if len(self.dispatcher.tenants) >= self.dispatcher.max_tenants:
+                raise TooManyRequests(REJECT_MESSAGE, retry_after_s=1)
+        schemas = [msgspec.json.decode(e.data) for _, _, e in fs.iter_entries(None)]
+        plcs = [msgspec.json.decode(e.data) for _, _, e in pl.iter_entries(None)]
+        tf = self.dispatcher.configure(tenant, version, schemas, plcs, trio.current_time())
+        # New limits may start queued requests; a new queue shape may have rejected some.
+        self._wake(self.dispatcher.dispatch(trio.current_time()))
+        self._wake([t for t in self._events if t.state != "queued"])
+        return tf
+
+    def _seats(self, req: Request, cap: int) -> int:
+        rdef = req.rdef
+        if rdef is None or not (req.verb in ("list", "watch") or req.verb in _MUTATING):
+            return 1
+        st = self._state(req.tenant, rdef.group, rdef.plural)
+        objects = len(st.by_ns.get(req.namespace, ())) if rdef.namespaced and req.namespace else st.count
+        q = req.query
+        try:
+            limit = int(q.get("limit") or 0)
+        except ValueError:
+            limit = 0
+        return estimate_seats(req.verb, objects=objects, limit=limit,
+                              selector=bool(q.get("labelSelector") or q.get("fieldSelector")),
+                              watchers=len(st.watchers), initial_events=q.get("sendInitialEvents") == "true",
+                              cap=cap)
+
+    # ---- the request path -------------------------------------------------------------------------
+
+    async def admit(self, req: Request, adm: Admission) -> None:
+        """Classify ``req``, then wait (bounded by ``queue_wait_s``) for its seats, recorded in
+        ``adm``. Raises TooManyRequests (with Retry-After) when rejected; ``adm`` holds the UIDs
+        either way. Cancelled while queued: it leaves the queue, nothing is held."""
+        user = req.user
+        assert user is not None
+        tf = self._tenant(req.tenant)
+        rdef = req.rdef
+        resource = (rdef.plural + ("/" + req.subresource if req.subresource else "")) if rdef is not None else ""
+        attrs = Attributes(user.name, user.groups, req.verb, rdef is not None, rdef.group if rdef else "",
+                           resource, req.namespace, req.path)
+        fs = classify(tf.schemas, attrs)
+        if fs is None:
+            return  # no FlowSchema at all (bootstrap not done yet): not limited, as kube before config
+        level = ((fs.get("spec") or {}).get("priorityLevelConfiguration") or {}).get("name", "")
+        qs = tf.levels.get(level)
+        adm.schema_uid = fs["metadata"].get("uid", "")
+        if qs is None:
+            return  # a dangling reference: kube rejects; we let it through rather than fail closed
+        adm.level_uid = qs.cfg.uid
+        now = trio.current_time()
+        name = fs["metadata"]["name"]
+        t = Ticket(req.tenant, name, adm.schema_uid, level, qs.cfg.uid, flow_hash(name, flow_distinguisher(fs, attrs)),
+                   self._seats(req, qs.max_seats), now)
+        labels = (req.tenant, level, name)
+        started = self.dispatcher.admit(t, now)
+        self._wake(started)
+        if t.state == "queued":
+            ev = self._events[t] = trio.Event()
+            scope = trio.move_on_after(self.queue_wait_s)
+            try:
+                with scope:
+                    await ev.wait()
+            finally:
+                self._events.pop(t, None)
+                if t.state == "queued":  # timed out, or the client went away (cancelled)
+                    self.dispatcher.withdraw(t, trio.current_time(),
+                                             "time-out" if scope.cancelled_caught else "cancelled")
+                    if not scope.cancelled_caught:
+                        self.rejected[(*labels, "cancelled")] = self.rejected.get((*labels, "cancelled"), 0) + 1
+        if t.state == "rejected":
+            self.rejected[(*labels, t.reason)] = self.rejected.get((*labels, t.reason), 0) + 1
+            self._observe_wait(labels, False, trio.current_time() - now)
+            raise TooManyRequests(REJECT_MESSAGE, retry_after_s=t.retry_after_s)
+        self.dispatched[labels] = self.dispatched.get(labels, 0) + 1
+        self._observe_wait(labels, True, trio.current_time() - now)
+        adm.ticket = t
+
+    def _observe_wait(self, labels: tuple[str, str, str], executed: bool, s: float) -> None:
+        if self.on_wait is not None:
+            self.on_wait(labels, executed, s)
+
+    def release(self, adm: Admission) -> None:
+        """Give back ``adm``'s seats (idempotent); starts whatever they let through."""
+        t, adm.ticket = adm.ticket, None
+        if t is not None:
+            self._wake(self.dispatcher.finish(t, trio.current_time()))
+
+    def _wake(self, tickets: list[Ticket]) -> None:
+        for t in tickets:
+            ev = self._events.get(t)
+            if ev is not None:
+                ev.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """kube's periodic borrowing adjustment, and idle tenants dropped."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.adjust_s)
+            self.dispatcher.adjust()
+            self._wake(self.dispatcher.dispatch(trio.current_time()))
+            self.dispatcher.evict_idle(trio.current_time(), self.idle_s)
+
+
+def _table(rows: list[list[str]]) -> str:
+    """kube's tabwriter layout of the debug dumps: comma-terminated cells padded into columns."""
+    cells = [[c + "," if i < len(r) - 1 else c for i, c in enumerate(r)] for r in rows]
+    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(len(r) for r in cells))]
+    return "".join(" ".join(c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)).rstrip() + "\n"
+                   for r in cells)
+
+
+def dump_priority_levels(fc: FlowControl, tenant: str) -> str:
+    """``/debug/api_priority_and_fairness/dump_priority_levels`` for ``tenant`` (kube's columns)."""
+    rows = [["PriorityLevelName", "ActiveQueues", "IsIdle", "IsQuiescing", "WaitingRequests", "ExecutingRequests",
+             "DispatchedRequests", "RejectedRequests", "TimedoutRequests", "CancelledRequests"]]
+    tf = fc.dispatcher.tenants.get(tenant)
+    for name, qs in sorted(tf.levels.items()) if tf is not None else ():
+        dispatched = sum(n for (t, lv, _), n in fc.dispatched.items() if t == tenant and lv == name)
+        by_reason: dict[str, int] = {}
+        for (t, lv, _, reason), n in fc.rejected.items():
+            if t == tenant and lv == name:
+                by_reason[reason] = by_reason.get(reason, 0) + n
+        if qs.cfg.exempt:
+            active = "<none>"
+        else:
+            active = str(sum(1 for q in qs.queues if q.requests or q.executing_seats))
+        idle = not qs.executing_requests and not qs.queued_requests
+        rows.append([name, active, str(idle).lower(), "false", str(qs.queued_requests), str(qs.executing_requests),
+                     str(dispatched), str(by_reason.get("queue-full", 0) + by_reason.get("concurrency-limit", 0)),
+                     str(by_reason.get("time-out", 0)), str(by_reason.get("cancelled", 0))])
+    return _table(rows)
+
+
+def dump_queues(fc: FlowControl, tenant: str) -> str:
+    """``/debug/api_priority_and_fairness/dump_queues`` for ``tenant`` (kube's columns)."""
+    rows = [["PriorityLevelName", "Index", "PendingRequests", "ExecutingRequests", "SeatsInUse", "NextDispatchR",
+             "InitialSeatsSum", "MaxSeatsSum", "TotalWorkSum"]]
+    tf = fc.dispatcher.tenants.get(tenant)
+    for name, qs in sorted(tf.levels.items()) if tf is not None else ():
+        if not qs.queues:
+            rows.append([name, "<none>", "<none>", "<none>", "<none>", "<none>", "<none>", "<none>", "<none>"])
+            continue
+        for q in qs.queues:
+            seats = q.queued_seats
+            rows.append([name, str(q.index), str(len(q.requests)), str(q.executing_requests), str(q.executing_seats),
+                         f"{q.next_r:.8f}ss", str(seats), str(seats), f"{seats * qs.service_s:.8f}ss"])
+    return _table(rows)
