@@ -9,6 +9,7 @@ limits, QoS) never suffer from floating point.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -32,6 +33,12 @@ _BINARY_SUFFIX = {v: k for k, v in _BINARY.items()}
 Format = Literal["BinarySI", "DecimalSI", "DecimalExponent"]
 
 
+_CACHE_SIZE = 4096
+"""Distinct quantity strings remembered by the parsers (a pod spec repeats the same few, and each
+is read several times per write: defaulting, QoS, validation); values are immutable Fractions."""
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _split(text: str) -> tuple[Fraction, Format] | None:
     m = _NUMBER_RE.match(text)
     if m is None or (not m.group(2) and not m.group(3)):
@@ -90,6 +97,11 @@ def canonical_quantity(value: object, *, round_to_milli: bool = True) -> str | N
         text = value
     else:
         return None
+    return _canonical(text, round_to_milli)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _canonical(text: str, round_to_milli: bool) -> str | None:
     if not text or text != text.strip():
         return None
     parsed = _split(text)

@@ -348,3 +348,17 @@ def test_scheduling_gates_may_only_be_removed() -> None:
     more = {**old, "schedulingGates": [{"name": "a.io/z"}]}
     assert _texts(validate_pod_spec_update(more, old))[0] == (
         "spec.schedulingGates: Forbidden: only deletion is allowed, but found new scheduling gate 'a.io/z'")
+
+
+def test_quantity_parsing_is_memoized_within_a_bound() -> None:
+    """Each quantity string is parsed once and remembered (a pod write reads each several times),
+    in caches of a fixed size: 10,000 distinct strings leave at most 4,096 entries each."""
+    from kinds import _quantity
+
+    for i in range(10_000):
+        assert parse_quantity(f"{i}Mi") == i * 1024 * 1024
+        assert canonical_quantity(f"{i}m") is not None
+    for cached in (_quantity._split, _quantity._canonical):
+        info = cached.cache_info()
+        assert info.maxsize == 4096 and info.currsize <= 4096
+    assert canonical_quantity("0.5") == "500m" and canonical_quantity("1024Mi") == "1Gi"
