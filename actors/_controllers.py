@@ -29,7 +29,7 @@ from kinds import DEFAULT_NAMESPACES, NAMESPACES, Registry
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
 
-from ._runtime import Actor
+from ._runtime import Actor, every
 from ._tokens import SigningKey, legacy_claims
 from .messages import Request, UserInfo
 
@@ -186,7 +186,7 @@ class Controllers:
             changes = self.projection.subscribe_changes()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
-            nursery.start_soon(self._resync_loop)
+            nursery.start_soon(every, self.resync_s, self.resync)
             self.resync()
             task_status.started()
             while True:
@@ -203,11 +203,6 @@ class Controllers:
     async def _retry_later(self, ns: str) -> None:
         await trio.sleep(1.0)
         self.enqueue(ns)
-
-    async def _resync_loop(self) -> NoReturn:
-        while True:
-            await trio.sleep(self.resync_s)
-            self.resync()
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
         async for (tenant, group, resource), ch in changes:

@@ -39,7 +39,7 @@ from kinds._gc import FINALIZER_FOREGROUND, FINALIZER_ORPHAN, GcView, OwnerRef, 
 from projections import DELETED, Change, Projection
 
 from ._resource import now_rfc3339
-from ._runtime import Actor
+from ._runtime import Actor, every
 from .messages import Request, UserInfo
 
 log = logging.getLogger("jetkube.gc")
@@ -241,7 +241,7 @@ class GarbageCollector:
         changes = self.projection.subscribe_changes()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
-            nursery.start_soon(self._resync_loop)
+            nursery.start_soon(every, self.resync_s, self.resync)
             nursery.start_soon(self._retry_loop)
             self.resync()
             task_status.started()
@@ -269,11 +269,6 @@ class GarbageCollector:
             retry, self._retry = self._retry, set()
             for task, key in retry:
                 self.enqueue(task, key)
-
-    async def _resync_loop(self) -> NoReturn:
-        while True:
-            await trio.sleep(self.resync_s)
-            self.resync()
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
         async for (tenant, group, resource), ch in changes:

@@ -38,7 +38,7 @@ from projections import (
 from ._authz import _uncovered
 from ._bootstrap_policy import cluster_role_bindings, cluster_roles, reconcile_binding, reconcile_role
 from ._controllers import SYSTEM_USER
-from ._runtime import Actor
+from ._runtime import Actor, every
 from .messages import Request
 
 log = logging.getLogger("jetkube.controllers.rbac")
@@ -184,7 +184,7 @@ class RbacControllers:
             changes = self.projection.subscribe_changes()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
-            nursery.start_soon(self._resync_loop)
+            nursery.start_soon(every, self.resync_s, lambda: self._wake.set())
             task_status.started()
             while not self.bootstrapped:
                 await trio.sleep(1.0)  # backoff against a log that failed the bootstrap at start
@@ -201,11 +201,6 @@ class RbacControllers:
     async def _retry_later(self) -> None:
         await trio.sleep(1.0)
         self._wake.set()
-
-    async def _resync_loop(self) -> NoReturn:
-        while True:
-            await trio.sleep(self.resync_s)
-            self._wake.set()
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
         async for (tenant, group, resource), _ in changes:

@@ -172,3 +172,10 @@ class Actor(Measured, Generic[M]):
                 dt = time.perf_counter() - t0
                 self.latency.observe(dt)
                 reply.stage_times.append((self.name, dt))
+
+
+async def every(seconds: float, fn: Callable[[], object]) -> NoReturn:
+    """Call ``fn`` every ``seconds``, forever (a controller's periodic resync, in its nursery)."""
+    while True:
+        await trio.sleep(seconds)
+        fn()

@@ -33,7 +33,7 @@ from projections import Projection, ProjectionError
 
 from ._controllers import SYSTEM_USER, Controllers
 from ._rbac_controllers import RbacControllers
-from ._runtime import Actor
+from ._runtime import Actor, every
 from ._tokens import SigningKey
 from .messages import Request
 
@@ -157,7 +157,7 @@ class Tenancy:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._follow, changes)
-            nursery.start_soon(self._resync_loop)
+            nursery.start_soon(every, self.resync_s, lambda: self._wake.set())
             self.reconcile()
             task_status.started()
             while True:
@@ -177,11 +177,6 @@ class Tenancy:
                     pass  # lossy as the projection's own subscriptions: the controllers resync
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     pass
-
-    async def _resync_loop(self) -> NoReturn:
-        while True:
-            await trio.sleep(self.resync_s)
-            self._wake.set()
 
     def reconcile(self) -> None:
         """Start the controllers of new tenants, the emptying of deleted ones; stop what is gone."""
