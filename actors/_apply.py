@@ -63,13 +63,23 @@ def applied_config(body: Any, view: ResourceDef, name: str) -> dict[str, Any]:
     return body
 
 
+_CRD_TYPES_MAX = 1024
+_CRD_TYPES: dict[int, tuple[dict[str, Any], TypeNode]] = {}  # id(schema) -> (schema, its merge type)
+
+
 def apply_type(rdef: ResourceDef) -> TypeNode:
     """The merge type of a kind (list types and map keys from its schema): the one place a kind's
     type is chosen. A custom resource's comes from its CRD's ``openAPIV3Schema`` of that version
     (``kinds._fieldpath.OpenAPIType(schema)``, which reads the same ``x-kubernetes-*`` extensions:
     list types, map keys, map types, and defaults of key fields)."""
     if rdef.schema:
-        return OpenAPIType(rdef.schema, definitions())
+        # Built once per CRD version's schema (a CRD update brings a new schema object), not per write.
+        cached = _CRD_TYPES.get(id(rdef.schema))
+        if cached is None or cached[0] is not rdef.schema:
+            if len(_CRD_TYPES) >= _CRD_TYPES_MAX:
+                _CRD_TYPES.clear()
+            cached = _CRD_TYPES[id(rdef.schema)] = (rdef.schema, OpenAPIType(rdef.schema, definitions()))
+        return cached[1]
     return builtin_type(rdef.group, rdef.version, rdef.kind)
 
 
