@@ -338,13 +338,17 @@ def _nats_cluster(tmp: Path, rendered: dict[str, Any]) -> Iterator[list[tuple[st
         yield nodes
 
 
-async def _wait_healthy(http_port: int) -> dict[str, Any]:
-    """Poll another process's /healthz until the node has JetStream with a meta leader; its /jsz."""
+async def _wait_healthy(http_port: int, peers: int = 3) -> dict[str, Any]:
+    """Poll another process's /healthz until the node has JetStream with a meta leader and its meta
+    group has heard from ``peers`` nodes (healthz can be 200 before the last route is up); its /jsz.
+    Callers bound it with ``trio.fail_after``."""
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=2) as c:
         while True:
             try:
                 if (await c.get("/healthz")).status_code == 200:
-                    return (await c.get("/jsz")).json()
+                    jsz = (await c.get("/jsz")).json()
+                    if (jsz.get("meta_cluster") or {}).get("cluster_size", 0) >= peers:
+                        return jsz
             except httpx.TransportError:
                 pass
             await trio.sleep(0.05)
