@@ -160,7 +160,7 @@ class ResourceCore:
         """Decide one write and answer with its result."""
         assert req.rdef is not None
         verb = req.verb
-        storage = self.registry.storage_of(req.rdef)
+        storage = self.registry.for_tenant(req.tenant).storage_of(req.rdef)  # a CRD's: its tenant's
         if storage is not req.rdef:
             return await self.converted(req, storage)
         if req.rdef.create_as and verb == "create":

@@ -12,6 +12,7 @@ import random
 import ssl
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ from ._reads import (
     served_object,
     watch_lines,
 )
-from ._routes import parse, split_tenant
+from ._routes import CLUSTERS_PREFIX, parse, split_tenant
 from ._settings import Settings
 from ._status import BodyTimeout, ReadTimeout, status_for
 from ._table import (
@@ -138,23 +139,42 @@ class WatchStreams:
 
 
 class OpenAPICache:
-    """The OpenAPI documents, built on first use from the registry (they change only with it)."""
+    """The OpenAPI documents of each served set of kinds, built on first use from a tenant's
+    registry (they change only with it). Tenants without CRDs share the built-in set, so one entry
+    serves them all; each tenant with CRDs has its own, and the least recently used of at most
+    ``size`` sets is dropped (rebuilt when asked for again)."""
 
-    def __init__(self) -> None:
-        self._built: tuple[dict[str, bytes], bytes, bytes, bytes] | None = None
-        self._defs: tuple[object, ...] = ()
+    def __init__(self, size: int = 16) -> None:
+        # id(defs) -> (defs, (v3 docs, v2 JSON, v2 protobuf), v3 index JSON by path prefix): the
+        # defs tuple is kept so that its id stays its own.
+        self._built: OrderedDict[int, tuple[tuple[object, ...], tuple[dict[str, bytes], bytes, bytes],
+                                            dict[str, bytes]]] = OrderedDict()
+        self._size = size
 
-    def get(self, registry: Registry) -> tuple[dict[str, bytes], bytes, bytes, bytes]:
-        """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf); rebuilt when
-        the served set changes (a CRD established, changed or deleted)."""
-        if self._built is None or self._defs is not registry.defs:
-            self._defs = registry.defs
-            served = [(d, d.schema if d.crd else None) for d in registry.defs if d.stored]
+    def get(self, registry: Registry, prefix: str = "") -> tuple[dict[str, bytes], bytes, bytes, bytes]:
+        """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf) of the kinds
+        ``registry`` serves, the index's URLs under ``prefix`` (a tenant's ``/clusters/<name>``);
+        rebuilt when the served set changes (a CRD established, changed or deleted: the
+        registry's defs are replaced whole)."""
+        defs = registry.defs
+        hit = self._built.get(id(defs))
+        if hit is not None and hit[0] is defs:
+            self._built.move_to_end(id(defs))
+        else:
+            served = [(d, d.schema if d.crd else None) for d in defs if d.stored]
             docs = openapi.v3_documents(served)
             v2 = openapi.v2_document(served)
-            self._built = (docs, _enc.encode(openapi.v3_index_for(docs)), _enc.encode(v2),
-                           openapi.encode_v2_document(v2))
-        return self._built
+            hit = (defs, (docs, _enc.encode(v2), openapi.encode_v2_document(v2)), {})
+            self._built[id(defs)] = hit
+            while len(self._built) > self._size:
+                self._built.popitem(last=False)
+        (docs, v2_json, v2_pb), indexes = hit[1], hit[2]
+        index = indexes.get(prefix)
+        if index is None:
+            if len(indexes) >= self._size:
+                indexes.clear()  # bounded: tenants without CRDs share one entry
+            index = indexes[prefix] = _enc.encode(openapi.v3_index_for(docs, prefix))
+        return docs, index, v2_json, v2_pb
 
 
 def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -335,7 +355,7 @@ def _request_labels(ctx: Context, code: int) -> tuple[str, str, str, str, str, s
 
 
 def _watch_kind(ctx: Context, labels: tuple[str, ...]) -> str:
-    rdef = ctx.registry.get(labels[2], labels[3], labels[4])
+    rdef = ctx.registry.for_tenant(split_tenant(request.path)[0]).get(labels[2], labels[3], labels[4])
     return rdef.kind if rdef is not None else ""
 
 
@@ -493,7 +513,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         except ValueError as e:
             raise BadRequest(str(e)) from None
     # A version served by conversion reads the storage version's objects, converted.
-    storage = ctx.registry.storage_of(rdef)
+    storage = ctx.registry.for_tenant(tenant).storage_of(rdef)
     if verb == "get":
         key = Key(tenant, storage.group, storage.plural, route.namespace or "", route.name)
         async with _read_deadline(s.request_timeout_s):
@@ -569,7 +589,7 @@ async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNot
                                                 timeout_s=s.request_timeout_s)
         async with _read_deadline(s.request_timeout_s):
             return _json_response(await history.resource_version_at(ctx.projection.log, q.get("time", "")))
-    rdef, namespace, name = history.parse_target(ctx.registry, path)
+    rdef, namespace, name = history.parse_target(ctx.registry.for_tenant(who.tenant), path)
     authz = history.authorization_request(who, rdef, namespace, name)
     note.resource_request(authz)
     allowed = await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
@@ -589,7 +609,8 @@ async def _audit_events(ctx: Context, who: Request, q: dict[str, str], note: Aud
     s = ctx.settings
     await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
     query = parse_query(q)
-    lines = await audit_query(ctx.projection.log, ctx.audit.log if ctx.audit else None, ctx.registry,
+    lines = await audit_query(ctx.projection.log, ctx.audit.log if ctx.audit else None,
+                              ctx.registry.for_tenant(who.tenant),
                               s.audit_policy, query, tenant=who.tenant, timeout_s=s.request_timeout_s)
     return Response(b"".join(lines), status=200, content_type="application/x-ndjson")
 
@@ -687,7 +708,7 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
             text = "ok" if ok else "not ready"
         return Response(text, status=200 if ok else 503, content_type="text/plain; charset=utf-8")
     if route.kind == "discovery":
-        reg = ctx.registry
+        reg = ctx.registry.for_tenant(route.tenant)  # the tenant's CRDs, and only its own
         top = route.path.rstrip("/")
         if top in ("/api", "/apis"):
             variant = discovery.negotiate_discovery(request.headers.get("Accept"))
@@ -711,7 +732,8 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
 
 
 def _openapi(ctx: Context, route: Any) -> Response:
-    docs, index, v2_json, v2_pb = ctx.openapi.get(ctx.registry)
+    prefix = "" if route.tenant == ROOT_TENANT else f"{CLUSTERS_PREFIX}{route.tenant}"
+    docs, index, v2_json, v2_pb = ctx.openapi.get(ctx.registry.for_tenant(route.tenant), prefix)
     sub = route.name
     if route.path.startswith("/swagger-2.0.0.pb-v1") or sub == "v2":
         if openapi.V2_PROTOBUF_CONTENT_TYPE in (request.headers.get("Accept") or "") or \
@@ -731,7 +753,7 @@ def _openapi(ctx: Context, route: Any) -> Response:
             wanted = request.args.get("hash")
             if wanted and wanted != etag:
                 r = Response(b"", status=301)
-                r.headers["Location"] = f"/openapi/{sub}?hash={etag}"
+                r.headers["Location"] = f"{prefix}/openapi/{sub}?hash={etag}"
                 return r
             r = _json_response(doc)
             r.headers["Etag"] = f'"{etag}"'
