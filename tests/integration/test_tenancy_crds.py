@@ -332,7 +332,7 @@ async def test_tenant_crds_through_kubectl_and_the_python_client(start_server: S
         await kubectl("team-a", "create", "-f", "-", stdin=yaml.safe_dump_all(docs_a))
         await kubectl("team-b", "create", "-f", "-", stdin=yaml.safe_dump_all(docs_b))
         p = await kubectl("team-a", "create", "-f", "-", stdin=yaml.safe_dump(docs_b[0]), ok=False)
-        assert p.returncode != 0 and "must be of type integer" in p.stderr, p.stderr
+        assert p.returncode != 0 and 'unknown field "spec.label"' in p.stderr, p.stderr  # kubectl: Strict
         p = await kubectl("team-a", "get", "wd", "-o", "name")
         assert p.stdout.split() == [f"widget.example.com/a{i}" for i in range(5)]
         p = await kubectl("team-b", "get", "wt")
