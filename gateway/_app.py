@@ -145,36 +145,30 @@ class OpenAPICache:
     ``size`` sets is dropped (rebuilt when asked for again)."""
 
     def __init__(self, size: int = 16) -> None:
-        # id(defs) -> (defs, (v3 docs, v2 JSON, v2 protobuf), v3 index JSON by path prefix): the
-        # defs tuple is kept so that its id stays its own.
-        self._built: OrderedDict[int, tuple[tuple[object, ...], tuple[dict[str, bytes], bytes, bytes],
-                                            dict[str, bytes]]] = OrderedDict()
+        # id(defs) -> (defs, documents): the defs tuple is kept so that its id stays its own.
+        self._built: OrderedDict[int, tuple[tuple[object, ...], tuple[dict[str, bytes], bytes, bytes, bytes]]] = \
+            OrderedDict()
         self._size = size
 
-    def get(self, registry: Registry, prefix: str = "") -> tuple[dict[str, bytes], bytes, bytes, bytes]:
+    def get(self, registry: Registry) -> tuple[dict[str, bytes], bytes, bytes, bytes]:
         """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf) of the kinds
-        ``registry`` serves, the index's URLs under ``prefix`` (a tenant's ``/clusters/<name>``);
-        rebuilt when the served set changes (a CRD established, changed or deleted: the
-        registry's defs are replaced whole)."""
+        ``registry`` serves; rebuilt when its served set changes (a CRD established, changed or
+        deleted: the registry's defs are replaced whole)."""
         defs = registry.defs
         hit = self._built.get(id(defs))
         if hit is not None and hit[0] is defs:
             self._built.move_to_end(id(defs))
-        else:
-            served = [(d, d.schema if d.crd else None) for d in defs if d.stored]
-            docs = openapi.v3_documents(served)
-            v2 = openapi.v2_document(served)
-            hit = (defs, (docs, _enc.encode(v2), openapi.encode_v2_document(v2)), {})
-            self._built[id(defs)] = hit
-            while len(self._built) > self._size:
-                self._built.popitem(last=False)
-        (docs, v2_json, v2_pb), indexes = hit[1], hit[2]
-        index = indexes.get(prefix)
-        if index is None:
-            if len(indexes) >= self._size:
-                indexes.clear()  # bounded: tenants without CRDs share one entry
-            index = indexes[prefix] = _enc.encode(openapi.v3_index_for(docs, prefix))
-        return docs, index, v2_json, v2_pb
+            return hit[1]
+        served = [(d, d.schema if d.crd else None) for d in defs if d.stored]
+        docs = openapi.v3_documents(served)
+        v2 = openapi.v2_document(served)
+        # The index's serverRelativeURLs stay "/openapi/v3/...": client-go joins them to its base
+        # path (``/clusters/<tenant>`` for a tenant's context), as it does every request path.
+        built = (docs, _enc.encode(openapi.v3_index_for(docs)), _enc.encode(v2), openapi.encode_v2_document(v2))
+        self._built[id(defs)] = (defs, built)
+        while len(self._built) > self._size:
+            self._built.popitem(last=False)
+        return built
 
 
 def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -732,8 +726,9 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
 
 
 def _openapi(ctx: Context, route: Any) -> Response:
+    # A redirect's Location is resolved against the request's URL: the tenant's path prefix stays.
     prefix = "" if route.tenant == ROOT_TENANT else f"{CLUSTERS_PREFIX}{route.tenant}"
-    docs, index, v2_json, v2_pb = ctx.openapi.get(ctx.registry.for_tenant(route.tenant), prefix)
+    docs, index, v2_json, v2_pb = ctx.openapi.get(ctx.registry.for_tenant(route.tenant))
     sub = route.name
     if route.path.startswith("/swagger-2.0.0.pb-v1") or sub == "v2":
         if openapi.V2_PROTOBUF_CONTENT_TYPE in (request.headers.get("Accept") or "") or \

@@ -613,11 +613,9 @@ def v3_document(group: str, version: str, resources: Served, definitions: Mappin
     return _encode(_v3_for(group, version, kinds, defs, extra, _info_version(info_version)))
 
 
-def v3_index_for(documents: Mapping[str, bytes], prefix: str = "") -> dict[str, Any]:
-    """The ``/openapi/v3`` discovery document for already built group-version documents.
-    ``prefix``: a tenant's ``/clusters/<name>`` (client-go requests ``serverRelativeURL`` as the
-    whole path, without its base path)."""
-    return {"paths": {gv: {"serverRelativeURL": f"{prefix}/openapi/v3/{gv}?hash={document_etag(doc)}"}
+def v3_index_for(documents: Mapping[str, bytes]) -> dict[str, Any]:
+    """The ``/openapi/v3`` discovery document for already built group-version documents."""
+    return {"paths": {gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash={document_etag(doc)}"}
                       for gv, doc in sorted(documents.items())}}
 
 

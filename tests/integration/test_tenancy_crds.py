@@ -168,10 +168,10 @@ async def test_crds_are_per_tenant_on_three_gateways(start_server: StartServer) 
                                                 ("t2", "apis/t2.example.io/v1", "apis/example.org/v1")):
                     paths = (await c.get(t(tenant, "/openapi/v3"))).json()["paths"]
                     assert present in paths and absent not in paths and "apis/example.com/v1" in paths
-                    # The index's URLs stay in the tenant (client-go requests them as whole paths).
+                    # As kube's: client-go joins the index's URLs to its base path (the tenant's).
                     url = paths["apis/example.com/v1"]["serverRelativeURL"]
-                    assert url.startswith(f"/clusters/{tenant}/openapi/v3/apis/example.com/v1?hash="), url
-                    doc = (await c.get(url)).json()
+                    assert url.startswith("/openapi/v3/apis/example.com/v1?hash="), url
+                    doc = (await c.get(t(tenant, url))).json()
                     size = doc["components"]["schemas"]["com.example.v1.Widget"]["properties"]["spec"]
                     assert size["properties"]["size"]["type"] == ("integer" if tenant == "t1" else "string")
                     stale = await c.get(t(tenant, "/openapi/v3/apis/example.com/v1"), params={"hash": "x"},
@@ -346,8 +346,11 @@ async def test_tenant_crds_through_kubectl_and_the_python_client(start_server: S
             p = await kubectl(tenant, "get", kind, ok=False)
             assert p.returncode != 0 and "the server doesn't have a resource type" in p.stderr, (tenant, p.stderr)
         # kubectl explain reads the tenant's OpenAPI v3.
-        p = await kubectl("team-a", "explain", "widgets.spec.size")
+        p = await kubectl("team-a", "explain", "widgets.spec.size", "-v=6")
         assert "<integer>" in p.stdout, p.stdout
+        # From the tenant's OpenAPI v3 document, at the index's URL under the context's base path.
+        fetched = [ln for ln in p.stderr.splitlines() if "/openapi/v3/apis/example.com/v1?hash=" in ln]
+        assert fetched and all("/clusters/team-a/openapi/v3/" in ln and '"200 OK"' in ln for ln in fetched), p.stderr
         p = await kubectl("team-b", "explain", "widgets.spec.size")
         assert "<string>" in p.stdout, p.stdout
 
