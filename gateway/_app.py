@@ -262,12 +262,12 @@ def create_app(ctx: Context) -> QuartTrio:
             try:
                 resp = await _dispatch(ctx, audit_id, intake, note)
             except (trio.Cancelled, KeyboardInterrupt):
-                metrics.abort(labels := _request_labels(ctx, 499))
+                metrics.abort(labels := _request_labels(ctx, 499), note.tenant or ROOT_TENANT)
                 line.end(labels[0], 499)
                 raise
             except HTTPException as e:
                 metrics.observe(labels := _request_labels(ctx, e.code or 500), e.code or 500,
-                                time.perf_counter() - started, None)
+                                time.perf_counter() - started, None, note.tenant or ROOT_TENANT)
                 line.end(labels[0], e.code or 500)
                 raise
             except Exception as e:  # noqa: BLE001 - every error becomes a Status
@@ -282,7 +282,9 @@ def create_app(ctx: Context) -> QuartTrio:
                 ctx.pipeline.release(intake.flow)
         assert resp is not None
         _pf_headers(resp, intake.flow)
-        metrics.tenant_request(note.tenant or ROOT_TENANT, note.verb, resp.status_code)
+        # The request's tenant once it is known to exist, else root: no label from a made-up name.
+        tenant = note.tenant or ROOT_TENANT
+        metrics.tenant_request(tenant, note.verb, resp.status_code)
         if ctx.audit is not None:
             await audit_request(ctx.audit, note, audit_id, resp.status_code, received)
         if not intake.body_read and _has_body(request.headers):
@@ -294,9 +296,9 @@ def create_app(ctx: Context) -> QuartTrio:
                 resp.response = IterableBody(_seat_until_initial_events(
                     resp.response.iter, partial(ctx.pipeline.release, intake.flow)))
             resp.response = IterableBody(line.watch_body(metrics.watch_body(
-                resp.response.iter, labels, _watch_kind(ctx, labels), started, time.perf_counter), labels[0]))
+                resp.response.iter, labels, _watch_kind(ctx, labels), started, time.perf_counter, tenant), labels[0]))
         else:
-            metrics.observe(labels, resp.status_code, time.perf_counter() - started, resp.content_length)
+            metrics.observe(labels, resp.status_code, time.perf_counter() - started, resp.content_length, tenant)
             line.end(labels[0], resp.status_code)
         return resp
 

@@ -29,6 +29,7 @@ CM = "/api/v1/namespaces/default/configmaps"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
 SEL = "labelSelector=app%3Dmetrics"
 COORD = {"group": "coordination.k8s.io", "resource": "leases"}
+CM_GVK = {"group": "", "version": "v1", "kind": "ConfigMap", "tenant": "root"}
 
 
 class Scrape:
@@ -55,10 +56,12 @@ class Scrape:
 
 
 def request(verb: str, scope: str, code: str = "", *, resource: str = "configmaps", group: str = "",
-            version: str = "v1", subresource: str = "", dry_run: str | None = "") -> dict[str, str]:
-    """kube's request-metric label set (``code``/``dry_run`` left out when not given)."""
+            version: str = "v1", subresource: str = "", dry_run: str | None = "",
+            tenant: str = "root") -> dict[str, str]:
+    """kube's request-metric label set (``code``/``dry_run`` left out when not given), and the
+    tenant (jetkube's label beside kube's)."""
     labels = {"verb": verb, "group": group, "version": version, "resource": resource,
-              "subresource": subresource, "scope": scope, "component": "apiserver"}
+              "subresource": subresource, "scope": scope, "component": "apiserver", "tenant": tenant}
     if dry_run is not None:
         labels["dry_run"] = dry_run
     if code:
@@ -140,7 +143,7 @@ async def test_metrics_after_a_scripted_mix(start_server: StartServer, tmp_path:
                 events += [line async for line in lines if line]
             assert len(events) == 3
             assert during.value("apiserver_longrunning_requests", **request("WATCH", "namespace", dry_run=None)) == 1
-            assert during.value("apiserver_registered_watchers", group="", version="v1", kind="ConfigMap") == 1
+            assert during.value("apiserver_registered_watchers", **CM_GVK) == 1
             # A second watch from the list's resourceVersion: served from the ring of recent changes.
             rv = listed.json()["metadata"]["resourceVersion"]
             async with api.stream("GET", f"{CM}?{SEL}&watch=1&timeoutSeconds=1&resourceVersion={rv}") as w:
@@ -187,13 +190,13 @@ async def test_metrics_after_a_scripted_mix(start_server: StartServer, tmp_path:
     assert s.value("apiserver_current_inflight_requests", request_kind="readOnly") == 1
     assert s.value("apiserver_current_inflight_requests", request_kind="mutating") == 0
     assert s.value("apiserver_longrunning_requests", **request("WATCH", "namespace", dry_run=None)) == 0
-    assert s.value("apiserver_registered_watchers", group="", version="v1", kind="ConfigMap") == 0
-    gvk = {"group": "", "version": "v1", "kind": "ConfigMap"}
+    assert s.value("apiserver_registered_watchers", **CM_GVK) == 0
+    gvk = {"group": "", "version": "v1", "kind": "ConfigMap", "tenant": "root"}
     assert s.value("apiserver_watch_events_total", **gvk) == 3
     assert s.value("apiserver_watch_events_sizes_count", **gvk) == 3
     assert s.buckets("apiserver_watch_events_sizes", **gvk) == kube_buckets(WATCH_EVENT_SIZE_BUCKETS)
-    assert s.value("apiserver_storage_objects", resource="leases.coordination.k8s.io") == 2
-    assert s.value("apiserver_storage_objects", resource="namespaces") == 4
+    assert s.value("apiserver_storage_objects", resource="leases.coordination.k8s.io", tenant="root") == 2
+    assert s.value("apiserver_storage_objects", resource="namespaces", tenant="root") == 4
     assert s.families["apiserver_request_aborts"].type == "counter"
     assert s.total("apiserver_request_aborts_total") == 0
 
