@@ -333,6 +333,21 @@ async def test_tenant_crds_through_kubectl_and_the_python_client(start_server: S
         await kubectl("team-b", "create", "-f", "-", stdin=yaml.safe_dump_all(docs_b))
         p = await kubectl("team-a", "create", "-f", "-", stdin=yaml.safe_dump(docs_b[0]), ok=False)
         assert p.returncode != 0 and 'unknown field "spec.label"' in p.stderr, p.stderr  # kubectl: Strict
+        # Server-side apply against each tenant's schema (its merge type is built from that schema).
+        applied_b = copy.deepcopy(docs_b[0])
+        applied_b["spec"]["label"] = "applied"
+        await kubectl("team-b", "apply", "--server-side", "--force-conflicts", "-f", "-",
+                      stdin=yaml.safe_dump(applied_b))
+        applied_a = copy.deepcopy(docs_a[0])
+        applied_a["spec"]["size"] = 7
+        await kubectl("team-a", "apply", "--server-side", "--force-conflicts", "-f", "-",
+                      stdin=yaml.safe_dump(applied_a))
+        p = await kubectl("team-b", "get", "widgets", "b0", "-o", "jsonpath={.spec.label}")
+        assert p.stdout == "applied"
+        p = await kubectl("team-a", "get", "widgets", "a0", "-o", "jsonpath={.spec.size}")
+        assert p.stdout == "7"
+        p = await kubectl("team-a", "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(applied_b), ok=False)
+        assert p.returncode != 0 and "spec.label" in p.stderr, p.stderr  # unknown in team-a's schema
         p = await kubectl("team-a", "get", "wd", "-o", "name")
         assert p.stdout.split() == [f"widget.example.com/a{i}" for i in range(5)]
         p = await kubectl("team-b", "get", "wt")
