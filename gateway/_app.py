@@ -12,7 +12,6 @@ import random
 import ssl
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from ._codec import decode_body_strict
 from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
+from ._openapi_cache import OpenAPICache
 from ._protobuf import CONTENT_TYPE as PROTOBUF_CT
 from ._protobuf import ProtobufError
 from ._protobuf_write import WATCH_CONTENT_TYPE as PROTOBUF_WATCH_CT
@@ -136,39 +136,6 @@ class WatchStreams:
 
     def close(self, scope: trio.CancelScope) -> None:
         self._scopes.discard(scope)
-
-
-class OpenAPICache:
-    """The OpenAPI documents of each served set of kinds, built on first use from a tenant's
-    registry (they change only with it). Tenants without CRDs share the built-in set, so one entry
-    serves them all; each tenant with CRDs has its own, and the least recently used of at most
-    ``size`` sets is dropped (rebuilt when asked for again)."""
-
-    def __init__(self, size: int = 16) -> None:
-        # id(defs) -> (defs, documents): the defs tuple is kept so that its id stays its own.
-        self._built: OrderedDict[int, tuple[tuple[object, ...], tuple[dict[str, bytes], bytes, bytes, bytes]]] = \
-            OrderedDict()
-        self._size = size
-
-    def get(self, registry: Registry) -> tuple[dict[str, bytes], bytes, bytes, bytes]:
-        """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf) of the kinds
-        ``registry`` serves; rebuilt when its served set changes (a CRD established, changed or
-        deleted: the registry's defs are replaced whole)."""
-        defs = registry.defs
-        hit = self._built.get(id(defs))
-        if hit is not None and hit[0] is defs:
-            self._built.move_to_end(id(defs))
-            return hit[1]
-        served = [(d, d.schema if d.crd else None) for d in defs if d.stored]
-        docs = openapi.v3_documents(served)
-        v2 = openapi.v2_document(served)
-        # The index's serverRelativeURLs stay "/openapi/v3/...": client-go joins them to its base
-        # path (``/clusters/<tenant>`` for a tenant's context), as it does every request path.
-        built = (docs, _enc.encode(openapi.v3_index_for(docs)), _enc.encode(v2), openapi.encode_v2_document(v2))
-        self._built[id(defs)] = (defs, built)
-        while len(self._built) > self._size:
-            self._built.popitem(last=False)
-        return built
 
 
 def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -670,7 +637,7 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     if route.kind == "version":
         return _json_response(_enc.encode(s.version_info()))
     if route.kind == "openapi":
-        return _openapi(ctx, route)
+        return await _openapi(ctx, route)
     if route.kind == "metrics":
         return Response(await ctx.metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)
     if route.kind == "oidc":
@@ -727,29 +694,31 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     raise NotFound("the server could not find the requested resource")
 
 
-def _openapi(ctx: Context, route: Any) -> Response:
-    # A redirect's Location is resolved against the request's URL: the tenant's path prefix stays.
-    prefix = "" if route.tenant == ROOT_TENANT else f"{CLUSTERS_PREFIX}{route.tenant}"
-    docs, index, v2_json, v2_pb = ctx.openapi.get(ctx.registry.for_tenant(route.tenant))
+async def _openapi(ctx: Context, route: Any) -> Response:
+    # The tenant's kinds (its CRDs'); documents built on first use, off the event loop.
+    reg = ctx.registry.for_tenant(route.tenant)
     sub = route.name
     if route.path.startswith("/swagger-2.0.0.pb-v1") or sub == "v2":
         if openapi.V2_PROTOBUF_CONTENT_TYPE in (request.headers.get("Accept") or "") or \
                 route.path.startswith("/swagger"):
             # As kube-openapi: asked for as the proto-openapi media type, sent as octet-stream (client-go's
             # REST client cannot parse a Content-Type with '@' in it).
-            return Response(v2_pb, status=200, content_type="application/octet-stream")
-        return _json_response(v2_json)
+            return Response(await ctx.openapi.v2(reg, protobuf=True), status=200,
+                            content_type="application/octet-stream")
+        return _json_response(await ctx.openapi.v2(reg, protobuf=False))
     if sub == "v3":
-        r = _json_response(index)
+        r = _json_response((await ctx.openapi.v3(reg))[1])
         r.headers["Cache-Control"] = "no-cache, private"
         return r
     if sub.startswith("v3/"):
-        doc = docs.get(sub[3:])
+        doc = (await ctx.openapi.v3(reg))[0].get(sub[3:])
         if doc is not None:
             etag = openapi.document_etag(doc)
             wanted = request.args.get("hash")
             if wanted and wanted != etag:
                 r = Response(b"", status=301)
+                # Resolved against the request's URL: the tenant's path prefix stays.
+                prefix = "" if route.tenant == ROOT_TENANT else f"{CLUSTERS_PREFIX}{route.tenant}"
                 r.headers["Location"] = f"{prefix}/openapi/{sub}?hash={etag}"
                 return r
             r = _json_response(doc)

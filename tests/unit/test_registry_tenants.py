@@ -66,3 +66,17 @@ def test_the_same_crd_name_in_two_tenants_and_deletion() -> None:
     assert reg.for_tenant("t2").defs is before  # t2 untouched
     # A reader holding t1's registry keeps a consistent, older set.
     assert t1.get("example.com", "v1", "things") is not None
+
+
+def test_a_tenants_v3_documents_reuse_the_built_in_ones() -> None:
+    from gateway._openapi_cache import build_v3
+
+    reg, view = Registry(), CrdView()
+    view.attach(reg)
+    view.apply("t1", "things.example.com", crd())
+    base, _ = build_v3(reg.defs, None)
+    docs, index = build_v3(reg.for_tenant("t1").defs, base)
+    whole, whole_index = build_v3(reg.for_tenant("t1").defs, None)
+    assert docs == whole and index == whole_index
+    assert set(docs) - set(base) == {"apis/example.com/v1", "apis/example.com/v2"}
+    assert docs["api/v1"] is base["api/v1"]  # shared, not rebuilt
