@@ -418,3 +418,69 @@ def partial_run(run: Any, stdin: str | None) -> Any:
     def call(*args: str) -> subprocess.CompletedProcess[str]:
         return run(*args, stdin=stdin)
     return call
+
+
+async def test_controllers_handle_a_tenants_custom_resources(start_server: StartServer) -> None:
+    """Garbage collection with a custom resource as the owner, namespace deletion and tenant
+    deletion, each finding the custom kinds of its own tenant only."""
+    from tests.integration.test_tenancy import LC
+
+    gw = await start_server()
+    work = "/apis/example.com/v1/namespaces/work/widgets"
+    cms = "/api/v1/namespaces/work/configmaps"
+    async with client_for(gw) as c:
+        with trio.fail_after(120):
+            await create_tenant(c, "t1")
+            await create_tenant(c, "t2")
+            for tenant, body in (("t1", widget_crd()), ("t2", t2_widget_crd())):
+                assert (await c.post(t(tenant, CRDS), json=body)).status_code == 201
+                await crd_condition(c, tenant, "widgets.example.com", "Established", "True")
+                await serves(c, tenant, WIDGETS)
+                assert (await c.post(t(tenant, "/api/v1/namespaces"), json={"metadata": {"name": "work"}})
+                        ).status_code == 201
+            owners: dict[str, str] = {}
+            for tenant in ("t1", "t2"):
+                for i in range(4):
+                    w = widget(f"w{i}", size=i + 1) if tenant == "t1" else widget(f"w{i}", size="S")
+                    r = await c.post(t(tenant, work), json=w)
+                    assert r.status_code == 201, r.text
+                    owners[f"{tenant}/w{i}"] = r.json()["metadata"]["uid"]
+                # Configmaps owned by the tenant's widget w0.
+                for i in range(5):
+                    body = {"metadata": {"name": f"dep{i}", "ownerReferences": [{
+                        "apiVersion": "example.com/v1", "kind": "Widget", "name": "w0",
+                        "uid": owners[f"{tenant}/w0"]}]}}
+                    assert (await c.post(t(tenant, cms), json=body)).status_code == 201
+
+            # t1's owner goes: its dependents are collected (the GC finds t1's Widget kind); t2's stay.
+            assert (await c.delete(t("t1", f"{work}/w0"))).status_code == 200
+
+            async def collected() -> bool:
+                names = {i["metadata"]["name"] for i in (await c.get(t("t1", cms))).json()["items"]}
+                return not names & {f"dep{i}" for i in range(5)}
+            await poll_until(collected)
+            names = {i["metadata"]["name"] for i in (await c.get(t("t2", cms))).json()["items"]}
+            assert {f"dep{i}" for i in range(5)} <= names
+
+            # t1's namespace "work" is emptied of its widgets and goes; t2's "work" keeps its own.
+            assert (await c.delete(t("t1", "/api/v1/namespaces/work"))).status_code == 200
+
+            async def ns_gone() -> bool:
+                return (await c.get(t("t1", "/api/v1/namespaces/work"))).status_code == 404
+            await poll_until(ns_gone)
+            assert (await c.get(t("t1", "/apis/example.com/v1/widgets"))).json()["items"] == []
+            items = (await c.get(t("t2", work))).json()["items"]
+            assert sorted(i["metadata"]["name"] for i in items) == [f"w{i}" for i in range(4)]
+
+            # Deleting tenant t2 removes its CRD and custom resources; t1's kind stays served, and a
+            # tenant of the same name starts without the kind.
+            assert (await c.post(t("t1", WIDGETS), json=widget("kept", size=1))).status_code == 201
+            assert (await c.delete(f"{LC}/t2")).status_code == 200
+
+            async def tenant_gone() -> bool:
+                return (await c.get(f"{LC}/t2")).status_code == 404
+            await poll_until(tenant_gone)
+            await create_tenant(c, "t2")
+            assert "example.com/v1" not in await discovered(c, "t2")
+            assert (await c.get(t("t2", WIDGETS))).status_code == 404
+            assert [i["metadata"]["name"] for i in (await c.get(t("t1", WIDGETS))).json()["items"]] == ["kept"]
