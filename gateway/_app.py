@@ -258,6 +258,7 @@ def create_app(ctx: Context) -> QuartTrio:
                 raise
             except Exception as e:  # noqa: BLE001 - every error becomes a Status
                 resp = _error_response(e, audit_id)
+                note.failed(e)
             else:
                 resp.headers["Audit-Id"] = audit_id
         finally:

@@ -110,8 +110,13 @@ async def test_policy_with_param_configmap_deny_and_warn(start_server: StartServ
         r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "other"}})
         assert r.status_code == 201
         r = await api.post("/apis/apps/v1/namespaces/other/deployments", json=deployment("x", 1))
-        assert r.status_code == 201, r.text  # Warn only: the failure is a warning
-        assert "no params found" in r.headers["Warning"]
+        # A binding that cannot be configured is a denial under failurePolicy Fail, whatever its
+        # validationActions (kube's addConfigError).
+        assert r.status_code == 422, r.text
+        assert r.json()["message"] == (
+            'deployments.apps "x" is forbidden: ValidatingAdmissionPolicy \'replica-limit\' with binding \'warn\' '
+            "denied request: failed to configure binding: no params found for policy binding with `Deny` "
+            "parameterNotFoundAction")
 
 
 async def test_policy_validation_of_bindings(start_server: StartServer) -> None:
