@@ -4,6 +4,7 @@ parameterNotFoundAction; a policy created on one gateway applies on the other.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -130,3 +131,67 @@ async def test_policy_validation_of_bindings(start_server: StartServer) -> None:
         assert r.status_code == 422, r.text
         causes = {c["field"] for c in r.json()["details"]["causes"]}
         assert {"webhooks[0].sideEffects", "webhooks[0].timeoutSeconds"} <= causes
+
+
+async def test_policy_authorizer_variable(start_server: StartServer, tmp_path: Path) -> None:
+    """``authorizer`` checks with the server's RBAC: only a user who may delete ConfigMaps in the
+    namespace may create Deployments there; ``requestResource``, ``reason()`` and
+    ``serviceAccount()``; the policy written on one gateway, used on both."""
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("bob-token-BBBB,bob,uid-bob\ncarol-token-CCCC,carol,uid-carol\n")
+    a, b = await start_server(token_file=str(tokens)), await start_server(token_file=str(tokens))
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    async with client_for(a) as admin, client_for(b) as admin_b:
+        await create(admin, f"{rbac}/clusterroles", {"metadata": {"name": "deployer"}, "rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "get"]}]})
+        await create(admin, f"{rbac}/clusterroles", {"metadata": {"name": "cm-deleter"}, "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["delete"]}]})
+        await create(admin, f"{rbac}/clusterrolebindings", {
+            "metadata": {"name": "deployers"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                           "kind": "ClusterRole", "name": "deployer"},
+            "subjects": [{"kind": "User", "name": "bob"}, {"kind": "User", "name": "carol"}]})
+        await create(admin, "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", {
+            "metadata": {"name": "carol-cm"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                          "kind": "ClusterRole", "name": "cm-deleter"},
+            "subjects": [{"kind": "User", "name": "carol"},
+                         {"kind": "ServiceAccount", "name": "builder", "namespace": "default"}]})
+        await create(admin, f"{REG}/validatingadmissionpolicies", {
+            "metadata": {"name": "authz"},
+            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                             "operations": ["CREATE"],
+                                                             "resources": ["deployments"]}]},
+                     "variables": [{"name": "cm", "expression": "authorizer.group('').resource('configmaps')"
+                                                                ".namespace(object.metadata.namespace)"}],
+                     "validations": [
+                         {"expression": "variables.cm.check('delete').allowed()",
+                          "messageExpression": "request.userInfo.username + ' may not delete configmaps'",
+                          "reason": "Forbidden"},
+                         {"expression": "authorizer.requestResource.check('create').allowed()"},
+                         {"expression": "authorizer.serviceAccount('default', 'builder').group('')"
+                                        ".resource('configmaps').namespace('default').check('delete').allowed()"},
+                         {"expression": "!authorizer.serviceAccount('default', 'other').group('')"
+                                        ".resource('configmaps').namespace('default').check('delete').allowed()"},
+                         {"expression": "!authorizer.path('/metrics').check('get').errored()"}],
+                     "auditAnnotations": [{"key": "why",
+                                           "valueExpression": "authorizer.requestResource.check('create').reason()"}]}})
+        await create(admin, f"{REG}/validatingadmissionpolicybindings", {
+            "metadata": {"name": "authz-b"}, "spec": {"policyName": "authz", "validationActions": ["Deny"]}})
+        bob_b = httpx.AsyncClient(base_url=b.http_url or "", headers={"Authorization": "Bearer bob-token-BBBB"},
+                                  timeout=30)
+        carol = httpx.AsyncClient(base_url=a.http_url or "", headers={"Authorization": "Bearer carol-token-CCCC"},
+                                  timeout=30)
+        async with bob_b, carol:
+            async def bob_denied() -> bool:
+                r = await bob_b.post(DEPLOY, json=deployment("bob0", 1))
+                return r.status_code == 403
+            await poll_until(bob_denied)
+            for i in range(3):
+                r = await bob_b.post(DEPLOY, json=deployment(f"bob{i}", 1))
+                assert r.status_code == 403, r.text
+                assert r.json()["message"] == (f'deployments.apps "bob{i}" is forbidden: ValidatingAdmissionPolicy '
+                                               "'authz' with binding 'authz-b' denied request: bob may not delete "
+                                               "configmaps")
+                r = await carol.post(DEPLOY, json=deployment(f"carol{i}", 1))
+                assert r.status_code == 201, r.text
+            # The admin (system:masters) passes everywhere, on both gateways.
+            await create(admin_b, DEPLOY, deployment("admin0", 1))
