@@ -7,13 +7,15 @@ timeoutSeconds, admissionReviewVersions, failurePolicy, validationActions.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errors import Cause
 from ._strategy import Strategy
 from ._validation import validate_object_meta
 
-__all__ = ["ADMISSION_STRATEGIES", "default_rule_scope"]
+__all__ = ["ADMISSION_STRATEGIES", "MAX_TYPES_TO_CHECK", "POLICY_VARIABLES", "default_rule_scope", "policy_type_check",
+           "types_to_check"]
 
 GROUP = "admissionregistration.k8s.io"
 
@@ -165,3 +167,70 @@ ADMISSION_STRATEGIES: dict[tuple[str, str], Strategy] = {
     (GROUP, "validatingadmissionpolicies"): _PolicyStrategy(),
     (GROUP, "validatingadmissionpolicybindings"): _BindingStrategy(),
 }
+
+
+# ---- type checking (kube's plugin/policy/validating/typechecking.go) -------------------------------
+
+#: The variables of a ValidatingAdmissionPolicy's expressions.
+POLICY_VARIABLES = ("object", "oldObject", "request", "params", "namespaceObject", "variables", "authorizer")
+#: kube checks a policy against at most this many kinds.
+MAX_TYPES_TO_CHECK = 10
+
+#: (group, version, resource) -> the kinds served there, as (group, version, kind, schema); [] if none.
+KindResolver = Callable[[str, str, str], list[tuple[str, str, str, Mapping[str, Any]]]]
+
+
+def types_to_check(spec: Mapping[str, Any], resolve: KindResolver) -> list[tuple[str, str, str, Mapping[str, Any]]]:
+    """The kinds a policy's ``matchConstraints.resourceRules`` name, as kube's ``typesToCheck``: a
+    rule with a wildcard group or version is skipped, wildcard resources and subresources are left
+    out, at most :data:`MAX_TYPES_TO_CHECK`, sorted by group, version and kind."""
+    found: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+    mc = spec.get("matchConstraints")
+    for rule in (mc.get("resourceRules") or []) if isinstance(mc, Mapping) else []:
+        if not isinstance(rule, Mapping):
+            continue
+        groups = [str(g) for g in rule.get("apiGroups") or []]
+        versions = [str(v) for v in rule.get("apiVersions") or []]
+        resources = sorted(str(r) for r in rule.get("resources") or [] if "*" not in str(r) and "/" not in str(r))
+        if not groups or any("*" in g for g in groups) or not versions or any("*" in v for v in versions):
+            continue
+        for g in sorted(groups):
+            for v in sorted(versions):
+                for r in resources:
+                    for group, version, kind, schema in resolve(g, v, r):
+                        found.setdefault((group, version, kind), schema)
+                        if len(found) == MAX_TYPES_TO_CHECK:
+                            return [(*k, found[k]) for k in sorted(found)]
+    return [(*k, found[k]) for k in sorted(found)]
+
+
+def policy_type_check(spec: Mapping[str, Any], kinds: list[tuple[str, str, str, Mapping[str, Any]]],
+                      params: Mapping[str, Any] | None, namespace: Mapping[str, Any] | None,
+                      defs: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+    """``status.typeChecking.expressionWarnings`` of a policy: each validation's ``expression`` and
+    ``messageExpression`` checked against every kind in ``kinds`` (``params``, ``namespace``: the
+    schemas of the param kind and of Namespace). The warning is kube's: per kind with issues,
+    ``"<group>/<version>, Kind=<kind>: <issues>\\n"``, joined by newlines."""
+    from ._cel_types import check_expression, schema_types
+
+    typed = []
+    for group, version, kind, schema in kinds:
+        schemas: dict[str, Any] = {"object": schema, "oldObject": schema}
+        if params is not None:
+            schemas["params"] = params
+        if namespace is not None:
+            schemas["namespaceObject"] = namespace
+        typed.append((f"{group}/{version}, Kind={kind}", schema_types(schemas, defs)))
+    warnings: list[dict[str, str]] = []
+    for i, v in enumerate(spec.get("validations") or []):
+        if not isinstance(v, Mapping):
+            continue
+        for field in ("expression", "messageExpression"):
+            expr = v.get(field)
+            if not isinstance(expr, str) or not expr:
+                continue
+            found = [f"{gvk}: {issues}\n" for gvk, types in typed
+                     if (issues := check_expression(expr, POLICY_VARIABLES, types))]
+            if found:
+                warnings.append({"fieldRef": f"spec.validations[{i}].{field}", "warning": "\n".join(found)})
+    return warnings

@@ -117,7 +117,8 @@ def _decision_field(key: str) -> Callable[[Any], Any]:
     return impl
 
 
-def _authz_functions() -> list[Any]:
+def authz_functions() -> list[Any]:
+    """kube's authorizer library as cel-expr-python function declarations (with implementations)."""
     m, s, b = cel.Type.MAP, cel.Type.STRING, cel.Type.BOOL
 
     def member(name: str, ret: Any, params: list[Any], impl: Callable[..., Any]) -> Any:
@@ -145,7 +146,7 @@ def _authz_functions() -> list[Any]:
 
 @functools.lru_cache(maxsize=32)
 def _env(variables: tuple[str, ...]) -> Any:
-    functions = _authz_functions() if "authorizer" in variables else None
+    functions = authz_functions() if "authorizer" in variables else None
     return cel.NewEnv(variables={v: cel.Type.DYN for v in variables},
                       extensions=[ext_strings.ExtStrings(), ext_optional.ExtOptional()], functions=functions)
 
@@ -171,8 +172,18 @@ class CelProgram:
         except (RuntimeError, TypeError, ValueError) as e:  # the engine on a value it cannot take
             raise CelEvalError(str(e)) from None
         if v.type() == cel.Type.ERROR:
-            raise CelEvalError(str(v.value()))
+            raise CelEvalError(_kube_words(str(v.value())))
         return v.plain_value()
+
+
+_NO_KEY = re.compile(r'^(?:NOT_FOUND: )?Key not found in map : "(.*)"$', re.DOTALL)
+
+
+def _kube_words(message: str) -> str:
+    """cel-cpp's runtime error in cel-go's words, where kube's messages quote them."""
+    if m := _NO_KEY.match(message):
+        return f"no such key: {m.group(1)}"
+    return message
 
 
 @functools.lru_cache(maxsize=4096)

@@ -195,3 +195,52 @@ async def test_policy_authorizer_variable(start_server: StartServer, tmp_path: P
                 assert r.status_code == 201, r.text
             # The admin (system:masters) passes everywhere, on both gateways.
             await create(admin_b, DEPLOY, deployment("admin0", 1))
+
+
+async def test_policy_status_type_checking(start_server: StartServer) -> None:
+    """kube's status controller: each policy's validations type-checked against the schemas of the
+    kinds it matches, written to status.typeChecking with status.observedGeneration; a spec change
+    (on the other gateway) is checked again."""
+    a, b = await start_server(), await start_server()
+    rules = [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"],
+              "resources": ["deployments", "replicasets"]}]
+    good = "object.spec.replicas <= 5"
+    bad = "object.spec.template.spec.containers.all(c, !has(c.securityContext) || !c.securityContext.Privileged)"
+    async with client_for(a) as api, client_for(b) as api_b:
+        for i in range(4):
+            await create(api, f"{REG}/validatingadmissionpolicies", {
+                "metadata": {"name": f"typed{i}"},
+                "spec": {"matchConstraints": {"resourceRules": rules},
+                         "validations": [{"expression": good},
+                                         {"expression": bad if i % 2 else good,
+                                          "messageExpression": "'no ' + object.metadata.nam"}]}})
+
+        async def observed(name: str, generation: int) -> dict[str, Any]:
+            async def done() -> bool:
+                r = await api_b.get(f"{REG}/validatingadmissionpolicies/{name}")
+                return r.json().get("status", {}).get("observedGeneration") == generation
+            await poll_until(done)
+            return (await api_b.get(f"{REG}/validatingadmissionpolicies/{name}")).json()
+
+        def issue(kind: str, expr: str, field: str) -> str:
+            col = expr.index(f".{field}") + 1  # cel reports the select operator's column
+            return (f"apps/v1, Kind={kind}: ERROR: <input>:1:{col}: undefined field '{field}'\n | {expr}\n"
+                    f" | {'.' * (col - 1)}^\n")
+
+        message_expr = "'no ' + object.metadata.nam"
+        for i in range(4):
+            p = await observed(f"typed{i}", 1)
+            warnings = p["status"]["typeChecking"]["expressionWarnings"]
+            expected = [{"fieldRef": "spec.validations[1].messageExpression",
+                         "warning": "\n".join(issue(k, message_expr, "nam") for k in ("Deployment", "ReplicaSet"))}]
+            if i % 2:
+                expected.insert(0, {"fieldRef": "spec.validations[1].expression", "warning": "\n".join(
+                    issue(k, bad, "Privileged") for k in ("Deployment", "ReplicaSet"))})
+            assert warnings == expected
+        # Fixed on the other gateway: generation 2, checked again, no warnings.
+        p = (await api_b.get(f"{REG}/validatingadmissionpolicies/typed1")).json()
+        p["spec"]["validations"] = [{"expression": good}, {"expression": "object.metadata.name != ''"}]
+        r = await api_b.put(f"{REG}/validatingadmissionpolicies/typed1", json=p)
+        assert r.status_code == 200, r.text
+        p = await observed("typed1", 2)
+        assert p["status"]["typeChecking"] == {}
