@@ -29,6 +29,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+import msgspec
+
 from bus import Key
 from kinds import NAMESPACES, Registry, ResourceDef
 from kinds._errors import ApiError, Forbidden, NotFound
@@ -45,6 +47,7 @@ EXEMPT_RESOURCES = frozenset({"mutatingwebhookconfigurations", "validatingwebhoo
                               "validatingadmissionpolicies", "validatingadmissionpolicybindings",
                               "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"})
 
+_encode = msgspec.json.Encoder().encode
 _warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("admission_warnings", default=None)
 _annotations: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("admission_audit_annotations",
                                                                                     default=None)
@@ -141,11 +144,13 @@ class AdmissionChain:
     """The plugins in order; webhooks and policies (optional) from their projections."""
 
     def __init__(self, *, mutating: tuple[MutatingPlugin, ...] = (), validating: tuple[ValidatingPlugin, ...] = (),
-                 webhooks: Any = None, policies: Any = None) -> None:
+                 webhooks: Any = None, policies: Any = None, mutating_policies: Any = None) -> None:
         self.mutating = mutating
         self.validating = validating
         self.webhooks = webhooks
         self.policies = policies
+        #: MutatingAdmissionPolicies (actors/_admission_mutating.py), before the mutating webhooks.
+        self.mutating_policies = mutating_policies
         #: Time spent in each phase, for /metrics (jetkube_stage_duration_seconds).
         self.mutate_stage = Stage("admission-mutating")
         self.validate_stage = Stage("admission-validating")
@@ -165,8 +170,19 @@ class AdmissionChain:
             a = Attributes(req, operation, name or req.name)
             for p in self.mutating:
                 await p.admit(a, obj, old)
-            if self.webhooks is not None and not a.exempt and self.webhooks.active(a.tenant):
+            if a.exempt:
+                return obj
+            reinvoke: list[str] = []
+            policies = self.mutating_policies
+            if policies is not None and policies.active(a.tenant):
+                obj, reinvoke = await policies.mutate(a, obj, old)
+            after_policies = obj
+            if self.webhooks is not None and self.webhooks.active(a.tenant):
                 obj = await self.webhooks.mutate(a, obj, old)
+            # kube's reinvocation: policies that ask IfNeeded run once more when a later step
+            # (the webhooks) changed the object they produced.
+            if reinvoke and obj is not after_policies and _encode(obj) != _encode(after_policies):
+                obj, _ = await policies.mutate(a, obj, old, only=frozenset(reinvoke))
             return obj
         finally:
             self.mutate_stage.latency.observe(time.perf_counter() - t0)
@@ -254,6 +270,7 @@ def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request],
 
 def build_chain(projection: Projection, registry: Registry, lifecycle: NamespaceLifecycle) -> AdmissionChain:
     """kube's default plugin set for the kinds served, with webhooks and policies."""
+    from ._admission_mutating import MutatingPolicyDispatcher
     from ._admission_plugins import mutating_plugins, validating_plugins
     from ._admission_policies import PolicyDispatcher
     from ._admission_webhooks import WebhookDispatcher
@@ -261,7 +278,8 @@ def build_chain(projection: Projection, registry: Registry, lifecycle: Namespace
     return AdmissionChain(mutating=(lifecycle, *mutating_plugins(projection, registry)),
                           validating=validating_plugins(projection, registry),
                           webhooks=WebhookDispatcher(projection, registry),
-                          policies=PolicyDispatcher(projection, registry))
+                          policies=PolicyDispatcher(projection, registry),
+                          mutating_policies=MutatingPolicyDispatcher(projection, registry))
 
 
 __all__ = [

@@ -55,8 +55,9 @@ class Pipeline:
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
         self.authorizer = Authorizer(projection.rbac, authorization_modes, projection=projection)
         self.chain = build_chain(projection, registry, lifecycle)
-        if self.chain.policies is not None:  # the ``authorizer`` variable of admission policies
-            self.chain.policies.authorizer = self.authorizer
+        for policies in (self.chain.policies, self.chain.mutating_policies):
+            if policies is not None:  # the ``authorizer`` variable of admission policies
+                policies.authorizer = self.authorizer
         self.core = ResourceCore(log, projection, registry=registry, allocation=allocation, chain=self.chain)
         self.chain.attach(self.core)
         self.core.guard = self.authorizer.guard  # RBAC escalation prevention, on the final object

@@ -161,7 +161,80 @@ class _BindingStrategy(Strategy):
         return causes
 
 
+class _MutatingPolicyStrategy(Strategy):
+    """MutatingAdmissionPolicy (v1beta1): kube's defaults and the checks that matter for dispatch."""
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            spec.setdefault("failurePolicy", "Fail")
+            _default_match_resources(spec.get("matchConstraints"))
+
+    prepare_for_update = lambda self, new, old: self.prepare_for_create(new)
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: Any) -> list[Cause]:
+        from ._cel import CelError, compile_cel
+        from ._cel_mutation import APPLY_CONFIGURATION, JSON_PATCH, compile_mutation
+
+        causes = validate_object_meta(obj.get("metadata"), namespaced=False, name_rule=rdef.name_rule)
+        spec = obj.get("spec") or {}
+        if spec.get("reinvocationPolicy") not in ("Never", "IfNeeded"):
+            causes.append(Cause("FieldValueRequired", "Required value", "spec.reinvocationPolicy")
+                          if spec.get("reinvocationPolicy") is None else
+                          Cause("FieldValueNotSupported", f'Unsupported value: "{spec.get("reinvocationPolicy")}": '
+                                                          f'supported values: "IfNeeded", "Never"',
+                                "spec.reinvocationPolicy"))
+        mc = spec.get("matchConstraints")
+        if not isinstance(mc, dict) or not mc.get("resourceRules"):
+            causes.append(Cause("FieldValueRequired", "Required value", "spec.matchConstraints.resourceRules"))
+        else:
+            for i, rule in enumerate(mc.get("resourceRules") or []):
+                for op in (rule.get("operations") or []) if isinstance(rule, dict) else []:
+                    if op not in ("CREATE", "UPDATE", "*"):
+                        causes.append(Cause("FieldValueNotSupported", f'Unsupported value: "{op}": supported '
+                                                                      f'values: "*", "CREATE", "UPDATE"',
+                                            f"spec.matchConstraints.resourceRules[{i}].operations"))
+        mutations = spec.get("mutations") or []
+        if not mutations:
+            causes.append(Cause("FieldValueRequired", "Required value", "spec.mutations"))
+        for i, m in enumerate(mutations):
+            base = f"spec.mutations[{i}]"
+            pt = m.get("patchType") if isinstance(m, dict) else None
+            if pt not in (JSON_PATCH, APPLY_CONFIGURATION):
+                causes.append(Cause("FieldValueNotSupported", f'Unsupported value: "{pt}": supported values: '
+                                                              f'"ApplyConfiguration", "JSONPatch"', f"{base}.patchType"))
+                continue
+            field = "jsonPatch" if pt == JSON_PATCH else "applyConfiguration"
+            expr = (m.get(field) or {}).get("expression") if isinstance(m.get(field), dict) else None
+            if not expr:
+                causes.append(Cause("FieldValueRequired", "Required value", f"{base}.{field}.expression"))
+                continue
+            try:
+                compile_mutation(str(expr), pt, None)
+            except CelError as e:
+                causes.append(Cause("FieldValueInvalid", f"Invalid value: {str(expr)!r}: compilation failed: {e}",
+                                    f"{base}.{field}.expression"))
+        for i, v in enumerate(spec.get("variables") or []):
+            if isinstance(v, dict):
+                try:
+                    compile_cel(str(v.get("expression") or ""), POLICY_VARIABLES)
+                except CelError as e:
+                    causes.append(Cause("FieldValueInvalid", f"Invalid value: {v.get('expression')!r}: compilation "
+                                                             f"failed: {e}", f"spec.variables[{i}].expression"))
+        return causes
+
+
+class _MutatingBindingStrategy(_BindingStrategy):
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: Any) -> list[Cause]:
+        causes = validate_object_meta(obj.get("metadata"), namespaced=False, name_rule=rdef.name_rule)
+        if not (obj.get("spec") or {}).get("policyName"):
+            causes.append(Cause("FieldValueRequired", "Required value", "spec.policyName"))
+        return causes
+
+
 ADMISSION_STRATEGIES: dict[tuple[str, str], Strategy] = {
+    (GROUP, "mutatingadmissionpolicies"): _MutatingPolicyStrategy(),
+    (GROUP, "mutatingadmissionpolicybindings"): _MutatingBindingStrategy(),
     (GROUP, "mutatingwebhookconfigurations"): _WebhookConfigStrategy(True),
     (GROUP, "validatingwebhookconfigurations"): _WebhookConfigStrategy(False),
     (GROUP, "validatingadmissionpolicies"): _PolicyStrategy(),
