@@ -27,7 +27,7 @@ from bus import Key
 from kinds import Registry, ResourceDef
 from kinds._cel import CelError, CelProgram, authorizer_value, authorizing
 from kinds._cel_mutation import APPLY_CONFIGURATION, JSON_PATCH, Mutation, compile_mutation
-from kinds._errors import ApiError, Cause
+from kinds._errors import ApiError, Cause, Forbidden
 from kinds._fieldpath import merge
 from kinds._schemas import schema_for
 from projections import Projection
@@ -136,6 +136,7 @@ class MutatingPolicyDispatcher(PolicyDispatcher):
         if a.rdef.namespaced and a.namespace:
             entry = self.projection.get(Key(a.tenant, "", "namespaces", "", a.namespace))
             namespace_object = _decode(entry.data) if entry is not None else None
+        errors: list[ApiError] = []
         for name in sorted(policies):
             if only is not None and name not in only:
                 continue
@@ -151,12 +152,20 @@ class MutatingPolicyDispatcher(PolicyDispatcher):
                     params = self._params(a, p, b)  # type: ignore[arg-type]
                 except _ConfigError as e:
                     if p.failure_policy != "Ignore":
-                        raise _denial(a, p, b, f"failed to configure binding: {e}") from None
+                        errors.append(_denial(a, p, b, str(e), ""))
                     continue
                 for param in params:
-                    obj = self._apply(a, p, b, obj, old, param, namespace_object)
+                    try:
+                        obj = self._apply(a, p, b, obj, old, param, namespace_object)
+                    except ApiError as e:
+                        errors.append(e)
                 if p.reinvoke and name not in reinvocable:
                     reinvocable.append(name)
+        if errors:
+            # kube's generic policy dispatcher: every failure is a cause, the first one the message.
+            first = errors[0]
+            first.causes = tuple(c for e in errors for c in e.causes)
+            raise first
         return obj, reinvocable
 
     def _apply(self, a: Attributes, p: _MutatingPolicy, b: _Binding, obj: dict[str, Any], old: dict[str, Any] | None,
@@ -187,7 +196,7 @@ class MutatingPolicyDispatcher(PolicyDispatcher):
         except _Failed as e:
             if p.failure_policy == "Ignore":
                 return obj
-            raise _denial(a, p, b, str(e)) from None
+            raise _denial(a, p, b, str(e)) from None  # this binding's remaining mutations are skipped
         return obj
 
     @staticmethod
@@ -209,13 +218,14 @@ class MutatingPolicyDispatcher(PolicyDispatcher):
         return patched
 
 
-def _denial(a: Attributes, p: _MutatingPolicy, b: _Binding, message: str) -> ApiError:
+def _denial(a: Attributes, p: _MutatingPolicy, b: _Binding, message: str, reason: str = "Invalid") -> ApiError:
+    """kube's generic policy dispatcher: a Forbidden (403) whose message is the policy error's and
+    whose reason is Invalid for an evaluation error, Forbidden for a binding's configuration."""
     denied = f"policy '{p.name}' with binding '{b.name}' denied request: {message}"
     r = a.rdef
-    resource = f"{r.plural}.{r.group}" if r.group else r.plural
-    err = ApiError(f'{resource} "{a.name}" is forbidden: {denied}', name=a.name, group=r.group, kind=r.plural,
-                   causes=(Cause("", denied),))
-    err.reason, err.code = "Invalid", 422
+    err = Forbidden(denied, name=a.name, group=r.group, kind=r.plural, causes=(Cause("", denied),))
+    if reason:
+        err.reason = reason
     return err
 
 

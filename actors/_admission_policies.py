@@ -274,10 +274,12 @@ class PolicyDispatcher:
     def _params(self, a: Attributes, p: _Policy, b: _Binding) -> list[dict[str, Any] | None]:
         if p.param_kind is None:
             return [None]
-        rdef = self._kinds.get(p.param_kind)
         ref = b.param_ref
-        if rdef is None or ref is None:
-            raise _ConfigError(f"{'paramRef' if ref is None else 'paramKind'} is not valid")
+        if ref is None:
+            return [None]  # kube: a binding without paramRef evaluates with null params
+        rdef = self._kinds.get(p.param_kind)
+        if rdef is None:
+            raise _ConfigError(f"paramKind kind `{p.param_kind[1]}.{p.param_kind[0]}` not known")
         ns = str(ref.get("namespace") or (a.namespace if rdef.namespaced else ""))
         found: list[dict[str, Any] | None] = []
         if ref.get("name"):

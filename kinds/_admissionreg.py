@@ -130,7 +130,38 @@ class _PolicyStrategy(Strategy):
         for i, v in enumerate(spec.get("validations") or []):
             if not isinstance(v, dict) or not v.get("expression"):
                 causes.append(Cause("FieldValueRequired", "Required value", f"spec.validations[{i}].expression"))
+        causes.extend(_compile_errors(spec))
         return causes
+
+
+def _compile_errors(spec: dict[str, Any]) -> list[Cause]:
+    """kube's validation of a policy's CEL: each expression must compile (with dynamic types:
+    the type checking against the matched kinds is the status controller's, a warning)."""
+    from ._cel import CelError, compile_cel
+
+    causes: list[Cause] = []
+    fields = [("validations", "expression"), ("validations", "messageExpression"),
+              ("matchConditions", "expression"), ("variables", "expression"),
+              ("auditAnnotations", "valueExpression")]
+    for list_name, key in fields:
+        items = spec.get(list_name)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            expr = item.get(key) if isinstance(item, dict) else None
+            if not isinstance(expr, str) or not expr:
+                continue
+            try:
+                compile_cel(expr, POLICY_VARIABLES)
+            except CelError as e:
+                causes.append(Cause("FieldValueInvalid", f"Invalid value: {_quote(expr)}: compilation failed: {e}",
+                                    f"spec.{list_name}[{i}].{key}"))
+    return causes
+
+
+def _quote(s: str) -> str:
+    """Go's %q of a string, as kube's field.Invalid prints a value."""
+    import json
+
+    return json.dumps(s, ensure_ascii=False)
 
 
 class _BindingStrategy(Strategy):
@@ -173,7 +204,7 @@ class _MutatingPolicyStrategy(Strategy):
     prepare_for_update = lambda self, new, old: self.prepare_for_create(new)
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: Any) -> list[Cause]:
-        from ._cel import CelError, compile_cel
+        from ._cel import CelError
         from ._cel_mutation import APPLY_CONFIGURATION, JSON_PATCH, compile_mutation
 
         causes = validate_object_meta(obj.get("metadata"), namespaced=False, name_rule=rdef.name_rule)
@@ -212,15 +243,9 @@ class _MutatingPolicyStrategy(Strategy):
             try:
                 compile_mutation(str(expr), pt, None)
             except CelError as e:
-                causes.append(Cause("FieldValueInvalid", f"Invalid value: {str(expr)!r}: compilation failed: {e}",
+                causes.append(Cause("FieldValueInvalid", f"Invalid value: {_quote(str(expr))}: compilation failed: {e}",
                                     f"{base}.{field}.expression"))
-        for i, v in enumerate(spec.get("variables") or []):
-            if isinstance(v, dict):
-                try:
-                    compile_cel(str(v.get("expression") or ""), POLICY_VARIABLES)
-                except CelError as e:
-                    causes.append(Cause("FieldValueInvalid", f"Invalid value: {v.get('expression')!r}: compilation "
-                                                             f"failed: {e}", f"spec.variables[{i}].expression"))
+        causes.extend(_compile_errors({k: spec.get(k) for k in ("matchConditions", "variables")}))
         return causes
 
 

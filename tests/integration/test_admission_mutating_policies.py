@@ -119,8 +119,11 @@ async def test_apply_configuration_and_json_patch_on_two_gateways(start_server: 
         r = await api.delete("/api/v1/namespaces/default/configmaps/sidecar")
         assert r.status_code == 200
         r = await api.post(DEPLOY, json=deployment("noparam"))
-        assert r.status_code == 422, r.text
-        assert "failed to configure binding: no params found" in r.json()["message"]
+        assert r.status_code == 403, r.text
+        assert r.json()["reason"] == "Forbidden"
+        assert r.json()["message"] == ("policy 'scale' with binding 'scale-b' denied request: no params found for "
+                                       "policy binding with `Deny` parameterNotFoundAction")
+        assert len(r.json()["details"]["causes"]) == 2  # both bindings name the param
 
 
 async def test_failure_policy_and_validation(start_server: StartServer) -> None:
@@ -140,13 +143,15 @@ async def test_failure_policy_and_validation(start_server: StartServer) -> None:
         await post(api, f"{BETA}/mutatingadmissionpolicybindings", binding("erring-b", "erring"))
 
         async def refused() -> bool:
-            return (await api.post(DEPLOY, json=deployment("e0"))).status_code == 422
+            return (await api.post(DEPLOY, json=deployment("e0"))).status_code == 403
         with trio.fail_after(30):
             await poll_until(refused)
         r = await api.post(DEPLOY, json=deployment("e0"))
-        assert r.json()["message"] == ("deployments.apps \"e0\" is forbidden: policy 'erring' with binding 'erring-b' "
-                                       "denied request: expression '[JSONPatch{op: 'add', path: '/metadata/labels/x', "
-                                       "value: object.nosuch}]' resulted in error: no such key: nosuch")
+        # kube's generic policy dispatcher: Forbidden's code, reason Invalid, the policy error as message.
+        assert r.json()["reason"] == "Invalid"
+        assert r.json()["message"] == ("policy 'erring' with binding 'erring-b' denied request: expression "
+                                       "'[JSONPatch{op: 'add', path: '/metadata/labels/x', value: object.nosuch}]' "
+                                       "resulted in error: no such key: nosuch")
         p = (await api.get(f"{BETA}/mutatingadmissionpolicies/erring")).json()
         p["spec"]["failurePolicy"] = "Ignore"
         r = await api.put(f"{BETA}/mutatingadmissionpolicies/erring", json=p)

@@ -244,3 +244,22 @@ async def test_policy_status_type_checking(start_server: StartServer) -> None:
         assert r.status_code == 200, r.text
         p = await observed("typed1", 2)
         assert p["status"]["typeChecking"] == {}
+
+
+async def test_policy_expressions_must_compile(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        r = await api.post(f"{REG}/validatingadmissionpolicies", json={
+            "metadata": {"name": "broken"},
+            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                             "operations": ["CREATE"], "resources": ["deployments"]}]},
+                     "validations": [{"expression": "object.spec.replicas <"}, {"expression": "true",
+                                                                                 "messageExpression": "nosuch"}],
+                     "auditAnnotations": [{"key": "k", "valueExpression": "'a' +"}]}})
+        assert r.status_code == 422, r.text
+        causes = r.json()["details"]["causes"]
+        assert [c["field"] for c in causes] == ["spec.validations[0].expression",
+                                                "spec.validations[1].messageExpression",
+                                                "spec.auditAnnotations[0].valueExpression"]
+        assert causes[0]["message"].startswith('Invalid value: "object.spec.replicas <": compilation failed: ERROR: '
+                                               "<input>:1:")
+        assert "undeclared reference to 'nosuch'" in causes[1]["message"]

@@ -151,3 +151,49 @@ def test_audit_annotations_are_per_write_and_ride_on_a_denial() -> None:
         raise Forbidden("no")
     assert e.value.audit_annotations["p/k"] == "v"  # type: ignore[attr-defined]
     assert audit_annotations() == {}
+
+
+def test_mutation_type_names_are_rewritten_outside_string_literals_only() -> None:
+    from kinds._cel_mutation import _literal_fields, _rewrite
+
+    text, paths = _rewrite("Object{spec: Object.spec{x: 'Object.spec{', y: \"JSONPatch{\"}} + r'Object.a{'")
+    assert text == "Object{spec: Object__spec{x: 'Object.spec{', y: \"JSONPatch{\"}} + r'Object.a{'"
+    assert paths == {(), ("spec",)}
+    assert _literal_fields(text) == {(): {"spec"}, ("spec",): {"x", "y"}}
+
+
+def test_apply_configuration_typed_by_the_schema_and_merged_as_smd() -> None:
+    from kinds._cel_mutation import compile_mutation
+    from kinds._fieldpath import builtin_type, merge
+
+    obj = {"metadata": {"name": "d", "labels": {"a": "b"}},
+           "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    m = compile_mutation("Object{spec: Object.spec{replicas: 0, paused: false, template: Object.spec.template{"
+                         "spec: Object.spec.template.spec{containers: [Object.spec.template.spec.containers{"
+                         "name: 'c', image: 'nginx:2'}]}}}, metadata: Object.metadata{labels: {'x': 'y'}}}",
+                         "ApplyConfiguration", DEPLOY)
+    cfg = m.evaluate({"object": obj})
+    # Zero values set by the expression are kept (proto2 presence); ints stay ints.
+    assert cfg["spec"]["replicas"] == 0 and cfg["spec"]["paused"] is False
+    merged = merge(obj, cfg, builtin_type("apps", "v1", "Deployment"))
+    assert merged["metadata"]["labels"] == {"a": "b", "x": "y"}
+    assert merged["spec"]["template"]["spec"]["containers"] == [{"name": "c", "image": "nginx:2"}]
+    with pytest.raises(Exception, match="undefined field 'replicaz'"):
+        compile_mutation("Object{spec: Object.spec{replicaz: 1}}", "ApplyConfiguration", DEPLOY)
+    with pytest.raises(Exception, match="must evaluate to Object"):
+        compile_mutation("object", "ApplyConfiguration", DEPLOY).evaluate({"object": obj})
+
+
+def test_json_patch_values_escape_key_and_typed_values() -> None:
+    from kinds._cel_mutation import compile_mutation
+
+    m = compile_mutation("[JSONPatch{op: 'add', path: '/metadata/annotations/' + jsonpatch.escapeKey('a/b~c'), "
+                         "value: {'n': 2, 'f': 1.5, 'l': [1, 'x', null]}}, JSONPatch{op: 'remove', path: '/x'},"
+                         " JSONPatch{op: 'add', path: '/spec/template/spec/containers/-',"
+                         " value: Object.spec.template.spec.containers{name: 's', image: 'i'}}]", "JSONPatch", DEPLOY)
+    assert m.evaluate({}) == [
+        {"op": "add", "path": "/metadata/annotations/a~1b~0c", "value": {"n": 2, "f": 1.5, "l": [1, "x", None]}},
+        {"op": "remove", "path": "/x"},
+        {"op": "add", "path": "/spec/template/spec/containers/-", "value": {"name": "s", "image": "i"}}]
+    with pytest.raises(Exception, match="must evaluate to a list of JSONPatch"):
+        compile_mutation("[1]", "JSONPatch", DEPLOY).evaluate({})
