@@ -25,7 +25,7 @@ import msgspec
 
 from bus import Key
 from kinds import Registry, ResourceDef
-from kinds._cel import CelError, CelProgram, authorizer_value, authorizing
+from kinds._cel import CelError, CelProgram, authorizing
 from kinds._cel_mutation import APPLY_CONFIGURATION, JSON_PATCH, Mutation, compile_mutation
 from kinds._errors import ApiError, Cause, Forbidden
 from kinds._fieldpath import merge
@@ -41,7 +41,7 @@ from ._admission_policies import (
     _compile,
     _ConfigError,
     _Match,
-    _request_resource,
+    authorizer_for,
 )
 from ._apply import apply_type
 from ._patch import MalformedPatch, PatchError, apply_json_patch
@@ -128,7 +128,9 @@ class MutatingPolicyDispatcher(PolicyDispatcher):
                      only: frozenset[str] | None = None) -> tuple[dict[str, Any] | None, list[str]]:
         """The object after every matching (policy, binding); and the names of the policies that
         matched and ask ``reinvocationPolicy: IfNeeded``. ``only``: run just these (a reinvocation)."""
-        if obj is None or a.operation not in ("CREATE", "UPDATE"):
+        if obj is None or a.operation not in ("CREATE", "UPDATE") or a.subresource not in ("", "status"):
+            # Never a DELETE (kube's validation refuses such rules); a scale, binding, eviction or
+            # token body is another kind than the resource's: left alone.
             return obj, []
         policies, bindings = self._mconfig(a.tenant)
         reinvocable: list[str] = []
@@ -170,33 +172,44 @@ class MutatingPolicyDispatcher(PolicyDispatcher):
 
     def _apply(self, a: Attributes, p: _MutatingPolicy, b: _Binding, obj: dict[str, Any], old: dict[str, Any] | None,
                param: dict[str, Any] | None, namespace_object: dict[str, Any] | None) -> dict[str, Any]:
-        uses_authz = any("authorizer" in m.used for m in p.compiled(a.rdef) if isinstance(m, Mutation))
+        uses_authz = p.conditions.uses_authorizer or any(
+            "authorizer" in m.used for m in p.compiled(a.rdef) if isinstance(m, Mutation)) or any(
+            isinstance(prog, CelProgram) and "authorizer" in prog.used for _, prog in p.variables)
         data: dict[str, Any] = {"object": obj, "oldObject": old, "request": request_object(a, obj, old),
                                 "params": param, "namespaceObject": namespace_object,
-                                "authorizer": authorizer_value(_request_resource(a)) if uses_authz else None}
+                                "authorizer": authorizer_for(a) if uses_authz else None}
         try:
-            ok, err = p.conditions.evaluate(data) if (p.conditions.programs or p.conditions.error) else (True, "")
-            if err:
-                raise _Failed(err)
-            if not ok:
-                return obj
-            variables: dict[str, Any] = {}
-            data["variables"] = variables
             with authorizing(self._authz_check(a)):
+                ok, err = p.conditions.evaluate(data) if (p.conditions.programs or p.conditions.error) \
+                    else (True, "")
+                if err:
+                    raise _Failed(err)
+                if not ok:
+                    return obj
+                variables: dict[str, Any] = {}
+                data["variables"] = variables
                 for vname, prog in p.variables:
                     if isinstance(prog, CelProgram):
                         try:
                             variables[vname] = prog.evaluate(data)
                         except CelError:
                             pass  # an expression that reads it errs in turn
+                failed: list[str] = []
                 for m in p.compiled(a.rdef):
-                    if isinstance(m, str):
-                        raise _Failed(m)
-                    data["object"] = obj = self._mutate(a, m, data, obj)
+                    # As kube: a mutation that fails is skipped and the next one runs; the
+                    # failures then refuse the write under failurePolicy Fail.
+                    try:
+                        if isinstance(m, str):
+                            raise _Failed(m)
+                        data["object"] = obj = self._mutate(a, m, data, obj)
+                    except _Failed as e:
+                        failed.append(str(e))
+                if failed and p.failure_policy != "Ignore":
+                    raise _Failed(failed[0])
         except _Failed as e:
             if p.failure_policy == "Ignore":
                 return obj
-            raise _denial(a, p, b, str(e)) from None  # this binding's remaining mutations are skipped
+            raise _denial(a, p, b, str(e)) from None
         return obj
 
     @staticmethod

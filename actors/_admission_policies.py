@@ -28,7 +28,7 @@ import msgspec
 
 from bus import Key
 from kinds import Registry, ResourceDef
-from kinds._cel import CelError, CelProgram, authorizer_value, authorizing, compile_cel
+from kinds._cel import AuthzCheck, CelError, CelProgram, authorizer_value, authorizing, compile_cel
 from kinds._errors import ApiError, Cause
 from projections import Projection
 
@@ -244,32 +244,8 @@ class PolicyDispatcher:
         if denied:
             raise _denial(a, *denied[0])
 
-    def _authz_check(self, a: Attributes) -> Any:
-        """The ``authorizer`` variable's checks, decided by the server's authorizer for the
-        request's user (or the service account a check names)."""
-        authorizer = self.authorizer
-
-        def check(attrs: dict[str, str]) -> tuple[bool, str, str]:
-            if authorizer is None:
-                return False, "", "no authorizer is configured"
-            user = a.user
-            if sa := attrs.get("serviceAccount"):
-                ns, _, name = sa.partition("/")
-                user = UserInfo(name=f"system:serviceaccount:{ns}:{name}", tenant=a.tenant,
-                                groups=("system:serviceaccounts", f"system:serviceaccounts:{ns}",
-                                        "system:authenticated"))
-            if user is None:
-                return False, "", "no user"
-            if "path" in attrs:
-                aa = AuthzAttributes(verb=attrs.get("verb", ""), resource_request=False, path=attrs["path"])
-            else:
-                aa = AuthzAttributes(verb=attrs.get("verb", ""), api_group=attrs.get("group", ""),
-                                     resource=attrs.get("resource", ""), subresource=attrs.get("subresource", ""),
-                                     name=attrs.get("name", ""), namespace=attrs.get("namespace", ""))
-            d = authorizer.authorize(user, aa)
-            return d.allowed, d.reason, ""
-
-        return check
+    def _authz_check(self, a: Attributes) -> AuthzCheck:
+        return authz_check(self.authorizer, a)
 
     def _params(self, a: Attributes, p: _Policy, b: _Binding) -> list[dict[str, Any] | None]:
         if p.param_kind is None:
@@ -376,6 +352,37 @@ class PolicyDispatcher:
                                        "expressionIndex": max(f.index, 0), "validationActions": list(b.actions)})
 
 
+def authz_check(authorizer: SyncAuthorizer | None, a: Attributes) -> AuthzCheck:
+    """The ``authorizer`` variable's checks for write ``a``, decided by ``authorizer`` (the
+    server's) for the request's user, or for the service account a check names."""
+
+    def check(attrs: dict[str, str]) -> tuple[bool, str, str]:
+        if authorizer is None:
+            return False, "", "no authorizer is configured"
+        user = a.user
+        if sa := attrs.get("serviceAccount"):
+            ns, _, name = sa.partition("/")
+            user = UserInfo(name=f"system:serviceaccount:{ns}:{name}", tenant=a.tenant,
+                            groups=("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"))
+        if user is None:
+            return False, "", "no user"
+        if "path" in attrs:
+            aa = AuthzAttributes(verb=attrs.get("verb", ""), resource_request=False, path=attrs["path"])
+        else:
+            aa = AuthzAttributes(verb=attrs.get("verb", ""), api_group=attrs.get("group", ""),
+                                 resource=attrs.get("resource", ""), subresource=attrs.get("subresource", ""),
+                                 name=attrs.get("name", ""), namespace=attrs.get("namespace", ""))
+        d = authorizer.authorize(user, aa)
+        return d.allowed, d.reason, ""
+
+    return check
+
+
+def authorizer_for(a: Attributes) -> dict[str, Any]:
+    """The ``authorizer`` variable's value for write ``a``."""
+    return authorizer_value(_request_resource(a))
+
+
 def _request_resource(a: Attributes) -> dict[str, str]:
     r = a.rdef
     return {"group": r.group, "resource": r.plural, "subresource": a.subresource,
@@ -393,4 +400,4 @@ def _denial(a: Attributes, p: _Policy, b: _Binding, message: str, reason: str) -
     return err
 
 
-__all__ = ["VALIDATION_FAILURE", "PolicyDispatcher"]
+__all__ = ["VALIDATION_FAILURE", "PolicyDispatcher", "authorizer_for", "authz_check"]

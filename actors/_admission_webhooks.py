@@ -27,6 +27,7 @@ import msgspec
 import trio
 
 from kinds import Registry, ResourceDef
+from kinds._cel import authorizing
 from kinds._conversion import convert
 from kinds._errors import ApiError, BadRequest, Forbidden, InternalError
 from projections import Projection
@@ -104,6 +105,8 @@ class WebhookDispatcher:
         self.fail_open: dict[tuple[str, str], int] = {}
         #: (webhook name, "admit" | "validating", operation, code) -> requests the webhook denied.
         self.rejections: dict[tuple[str, str, str, int], int] = {}
+        #: The server's authorizer behind matchConditions' ``authorizer`` (None: its checks err).
+        self.authorizer: Any = None
 
     # ---- configuration -------------------------------------------------------------------------
 
@@ -168,8 +171,15 @@ class WebhookDispatcher:
         if not object_selected(h.object_selector, obj, old):
             return None
         if h.conditions.programs or h.conditions.error:
-            ok, err = h.conditions.evaluate({"object": obj, "oldObject": old,
-                                             "request": request_object(a, obj, old)})
+            data = {"object": obj, "oldObject": old, "request": request_object(a, obj, old)}
+            if h.conditions.uses_authorizer:  # kube's authorizer library, over the server's authorizer
+                from ._admission_policies import authorizer_for, authz_check
+
+                data["authorizer"] = authorizer_for(a)
+                with authorizing(authz_check(self.authorizer, a)):
+                    ok, err = h.conditions.evaluate(data)
+            else:
+                ok, err = h.conditions.evaluate(data)
             if err:
                 if h.failure_policy == "Ignore":
                     self._count_fail_open(h, err)

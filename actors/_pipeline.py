@@ -55,7 +55,7 @@ class Pipeline:
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
         self.authorizer = Authorizer(projection.rbac, authorization_modes, projection=projection)
         self.chain = build_chain(projection, registry, lifecycle)
-        for policies in (self.chain.policies, self.chain.mutating_policies):
+        for policies in (self.chain.policies, self.chain.mutating_policies, self.chain.webhooks):
             if policies is not None:  # the ``authorizer`` variable of admission policies
                 policies.authorizer = self.authorizer
         self.core = ResourceCore(log, projection, registry=registry, allocation=allocation, chain=self.chain)
