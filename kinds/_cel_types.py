@@ -22,7 +22,6 @@ are not reported. Messages are cel-go's (``undefined field 'x'``).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 from collections.abc import Mapping
@@ -158,6 +157,8 @@ class SchemaTypes:
     def __init__(self, pool: Any, types: dict[str, str]) -> None:
         self.pool = pool
         self.types = types
+        #: The CEL environment per variable set (lives as long as these types do).
+        self.envs: dict[tuple[str, ...], Any] = {}
 
 
 def schema_types(schemas: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> SchemaTypes:
@@ -177,14 +178,17 @@ def schema_types(schemas: Mapping[str, Any], defs: Mapping[str, Any] | None = No
     return SchemaTypes(pool, types)
 
 
-@functools.lru_cache(maxsize=256)
 def _env(types: SchemaTypes, variables: tuple[str, ...]) -> Any:
-    decls = {v: cel.Type(types.types[v]) if v in types.types else cel.Type.DYN for v in variables}
-    if "authorizer" in decls:
-        decls["authorizer"] = cel.Type.MAP
-    return cel.NewEnv(descriptor_pool=types.pool, variables=decls,
-                      extensions=[ext_strings.ExtStrings(), ext_optional.ExtOptional()],
-                      functions=authz_functions() if "authorizer" in variables else None)
+    env = types.envs.get(variables)
+    if env is None:
+        decls = {v: cel.Type(types.types[v]) if v in types.types else cel.Type.DYN for v in variables}
+        if "authorizer" in decls:
+            decls["authorizer"] = cel.Type.MAP
+        env = types.envs[variables] = cel.NewEnv(
+            descriptor_pool=types.pool, variables=decls, extensions=[ext_strings.ExtStrings(),
+                                                                     ext_optional.ExtOptional()],
+            functions=authz_functions() if "authorizer" in variables else None)
+    return env
 
 
 def check_expression(expression: str, variables: tuple[str, ...], types: SchemaTypes) -> str:
