@@ -318,7 +318,12 @@ def policy_type_check(spec: Mapping[str, Any], kinds: list[tuple[str, str, str, 
             schemas["params"] = params
         if namespace is not None:
             schemas["namespaceObject"] = namespace
-        typed.append((f"{group}/{version}, Kind={kind}", schema_types(schemas, defs)))
+        types = schema_types(schemas, defs)
+        variables = [(str(v.get("name", "")), str(v.get("expression", ""))) for v in spec.get("variables") or []
+                     if isinstance(v, Mapping)]
+        if variables:  # kube types ``variables.<name>`` by what each expression gives
+            types = types.with_variables(variables, POLICY_VARIABLES)
+        typed.append((f"{group}/{version}, Kind={kind}", types))
     warnings: list[dict[str, str]] = []
     for i, v in enumerate(spec.get("validations") or []):
         if not isinstance(v, Mapping):

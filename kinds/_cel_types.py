@@ -46,6 +46,8 @@ _NUMERIC = r"(?:int|uint|double)"
 _CROSS_NUMERIC = re.compile(rf"found no matching overload for '_(?:<|<=|>|>=|==|!=)_' applied to "
                             rf"'\({_NUMERIC}, {_NUMERIC}\)'")
 _NOT_IN_STRUCT = re.compile(r" not found in struct '[^']*'")
+_RETURN_SCALARS = {"INT": _F.TYPE_INT64, "UINT": _F.TYPE_UINT64, "DOUBLE": _F.TYPE_DOUBLE, "STRING": _F.TYPE_STRING,
+                   "BOOL": _F.TYPE_BOOL, "BYTES": _F.TYPE_BYTES}
 
 
 def _resolve(schema: Any, defs: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
@@ -154,11 +156,55 @@ class SchemaTypes:
     """CEL declarations for the kinds a policy names: ``types`` maps a variable to its message
     type name (variables not named are ``dyn``)."""
 
-    def __init__(self, pool: Any, types: dict[str, str]) -> None:
+    def __init__(self, pool: Any, types: dict[str, str], package: str = "") -> None:
         self.pool = pool
         self.types = types
+        self.package = package
         #: The CEL environment per variable set (lives as long as these types do).
         self.envs: dict[tuple[str, ...], Any] = {}
+
+    def with_variables(self, variables: list[tuple[str, str]], names: tuple[str, ...]) -> SchemaTypes:
+        """These types plus ``variables`` typed as kube's composited variables: each variable a
+        field of the type its expression gives (checked in order; one that does not check, or
+        whose type a message cannot say, is dyn)."""
+        fields: list[tuple[str, Any]] = []
+        n = next(_counter)
+        current: SchemaTypes = self
+        for name, expr in variables:
+            if not _IDENT.match(name):
+                continue
+            try:
+                t = _env(current, names).compile(expr).return_type()
+            except RuntimeError:
+                t = None
+            fields.append((name, t))
+            current = self._variables_message(fields, f"{self.package}v{n}_{len(fields)}")
+        return current
+
+    def _variables_message(self, fields: list[tuple[str, Any]], package: str) -> SchemaTypes:
+        f = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package, syntax="proto3")
+        f.dependency.append("google/protobuf/struct.proto")
+        if self.package:
+            f.dependency.append(f"{self.package}.proto")
+        msg = f.message_type.add(name="Variables")
+        for number, (name, t) in enumerate(fields, start=1):
+            fd = msg.field.add(name=name, number=number, label=_F.LABEL_OPTIONAL)
+            scalar = _RETURN_SCALARS.get(t.name()) if t is not None else None
+            inner = t.name()[5:-1] if t is not None and t.name().startswith("LIST<") else ""
+            if t is not None and t.is_message():
+                fd.type, fd.type_name = _F.TYPE_MESSAGE, f".{t.name()}"
+            elif scalar is not None:
+                fd.type = scalar
+            elif inner.startswith(f"{self.package}.") and self.package:
+                fd.label, fd.type, fd.type_name = _F.LABEL_REPEATED, _F.TYPE_MESSAGE, f".{inner}"
+            else:
+                self._dyn_field(fd)
+        self.pool.Add(f)
+        return SchemaTypes(self.pool, {**self.types, "variables": f"{package}.Variables"}, self.package)
+
+    @staticmethod
+    def _dyn_field(fd: Any) -> None:
+        fd.type, fd.type_name = _F.TYPE_MESSAGE, _VALUE
 
 
 def schema_types(schemas: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> SchemaTypes:
@@ -175,7 +221,7 @@ def schema_types(schemas: Mapping[str, Any], defs: Mapping[str, Any] | None = No
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(struct_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(b.file)
-    return SchemaTypes(pool, types)
+    return SchemaTypes(pool, types, b.package)
 
 
 def _env(types: SchemaTypes, variables: tuple[str, ...]) -> Any:

@@ -197,3 +197,19 @@ def test_json_patch_values_escape_key_and_typed_values() -> None:
         {"op": "add", "path": "/spec/template/spec/containers/-", "value": {"name": "s", "image": "i"}}]
     with pytest.raises(Exception, match="must evaluate to a list of JSONPatch"):
         compile_mutation("[1]", "JSONPatch", DEPLOY).evaluate({})
+
+
+def test_variables_are_typed_by_their_expressions_for_type_checking() -> None:
+    spec = {"variables": [{"name": "spec", "expression": "object.spec"},
+                          {"name": "n", "expression": "variables.spec.replicas"},
+                          {"name": "cs", "expression": "object.spec.template.spec.containers"},
+                          {"name": "bad", "expression": "object.nope"}],
+            "validations": [{"expression": "variables.n <= 3 && variables.spec.paused == false"},
+                            {"expression": "variables.spec.replicaz > 1"},
+                            {"expression": "variables.cs.all(c, c.imag != '')"},
+                            {"expression": "variables.bad.anything == 1"}]}
+    warnings = policy_type_check(spec, [("apps", "v1", "Deployment", DEPLOY)], None, None)
+    assert [(w["fieldRef"], w["warning"].split("\n")[0]) for w in warnings] == [
+        ("spec.validations[1].expression",
+         "apps/v1, Kind=Deployment: ERROR: <input>:1:15: undefined field 'replicaz'"),
+        ("spec.validations[2].expression", "apps/v1, Kind=Deployment: ERROR: <input>:1:22: undefined field 'imag'")]
