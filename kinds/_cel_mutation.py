@@ -11,8 +11,8 @@ admitted kind's OpenAPI schema (``google.protobuf`` descriptors, as kinds/_cel_t
   ``Object.spec`` the type of its ``spec``, ``Object.spec.template.spec.containers`` the type of
   that list's items. A protobuf message cannot hold both a field ``spec`` and a nested type
   ``spec`` (the pool refuses "already defined"), so the expression's type names are rewritten
-  before it is compiled (``Object.spec.template`` -> ``Object__spec__template``, outside string
-  literals) and one message is made for each type the expression names. A field whose type the
+  before it is compiled (``Object.spec.template`` -> ``Object_spec_template``, outside string
+  literals: the same length, so the checker's columns stay right) and one message is made for each type the expression names. A field whose type the
   expression names is that message (repeated for a list, a map for a map of objects); a scalar
   field has its schema type (proto2: a field set to 0, "" or false is still set); anything else
   is ``google.protobuf.Value`` (``dyn``: a map or list literal).
@@ -60,6 +60,10 @@ def escape_key(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+def _mangle(path: tuple[str, ...]) -> str:
+    return "_".join(("Object", *path))
+
+
 def _rewrite(expression: str) -> tuple[str, set[tuple[str, ...]]]:
     """The expression with its type names mangled, and the ``Object`` paths it constructs."""
     paths: set[tuple[str, ...]] = set()
@@ -71,24 +75,24 @@ def _rewrite(expression: str) -> tuple[str, set[tuple[str, ...]]]:
         if parts == ("JSONPatch",):
             return "JSONPatch"
         paths.add(parts[1:])
-        return "__".join(parts)
+        return _mangle(parts[1:])
 
     return _TOKENS.sub(sub, expression), paths
 
 
-_STRUCT = re.compile(r"(?<![\w.])(Object(?:__\w+?)*|JSONPatch)\s*\{")
 _FIELD = re.compile(r"[{,]\s*([A-Za-z_]\w*)\s*:")
 
 
-def _literal_fields(rewritten: str) -> dict[tuple[str, ...], set[str]]:
+def _literal_fields(rewritten: str, paths: set[tuple[str, ...]]) -> dict[tuple[str, ...], set[str]]:
     """The field names each constructed ``Object`` type is given in the expression (to compile an
     expression without a schema: kube's types are dynamic there)."""
     masked = _TOKENS.sub(lambda m: " " * len(m.group(0)) if m.group("s") is not None else m.group(0), rewritten)
+    by_name = {_mangle(p): p for p in paths}
     out: dict[tuple[str, ...], set[str]] = {}
-    for m in _STRUCT.finditer(masked):
-        if m.group(1) == "JSONPatch":
+    for m in re.finditer(r"(?<![\w.])(Object\w*)\s*\{", masked):
+        path = by_name.get(m.group(1))
+        if path is None:
             continue
-        path = tuple(m.group(1).split("__")[1:])
         flat: list[str] = []
         level = 0
         for ch in masked[m.end() - 1:]:
@@ -160,7 +164,7 @@ class _Types:
         return s
 
     def _message(self, path: tuple[str, ...], schema: Mapping[str, Any]) -> None:
-        msg = self.file.message_type.add(name="__".join(("Object", *path)))
+        msg = self.file.message_type.add(name=_mangle(path))
         props = schema.get("properties")
         if not isinstance(props, Mapping):
             return
@@ -173,7 +177,7 @@ class _Types:
             if self.dynamic:
                 f.type, f.type_name = _F.TYPE_MESSAGE, _VALUE
             elif child in self.paths:
-                full = f".{self.package}.{'__'.join(('Object', *child))}"
+                full = f".{self.package}.{_mangle(child)}"
                 if s.get("type") == "array":
                     f.label, f.type, f.type_name = _F.LABEL_REPEATED, _F.TYPE_MESSAGE, full
                 elif not isinstance(s.get("properties"), Mapping) and isinstance(s.get("additionalProperties"),
@@ -282,7 +286,7 @@ class _Key:
 @functools.lru_cache(maxsize=1024)
 def _compile(expression: str, patch_type: str, key: _Key) -> Mutation:
     rewritten, paths = _rewrite(expression)
-    types = _Types(key.schema, definitions(), paths, _literal_fields(rewritten) if key.schema is None else {})
+    types = _Types(key.schema, definitions(), paths, _literal_fields(rewritten, paths) if key.schema is None else {})
     functions = [*authz_functions(),
                  cel.FunctionDecl("jsonpatch.escapeKey", [cel.Overload("jsonpatch_escape_key", cel.Type.STRING,
                                                                        [cel.Type.STRING], impl=escape_key)])]
@@ -295,8 +299,16 @@ def _compile(expression: str, patch_type: str, key: _Key) -> Mutation:
     except RuntimeError as e:
         msg = str(e).removeprefix("INVALID_ARGUMENT: ").removesuffix(" [INVALID_ARGUMENT]")
         # Errors quote the rewritten text: give kube's type names back.
-        msg = re.sub(r" not found in struct '[^']*'", "", msg)
-        raise CelCompileError(msg.replace(f"{types.package}.", "").replace("__", ".")) from None
+        msg = re.sub(r" not found in struct '[^']*'", "", msg).replace(f"{types.package}.", "")
+        # Give kube's type names back: the quoted line is the original expression (the same
+        # length, so the caret below it still points at the right column).
+        lines = [f" | {expression}" if line == f" | {rewritten}" else line for line in msg.split("\n")]
+        for path in sorted(paths, key=len, reverse=True):
+            if path:
+                name = re.compile(rf"\b{_mangle(path)}\b")
+                lines = [line if line.startswith(" | ") else name.sub(".".join(("Object", *path)), line)
+                         for line in lines]
+        raise CelCompileError("\n".join(lines)) from None
     return Mutation(expression, patch_type, expr)
 
 
