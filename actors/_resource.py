@@ -152,8 +152,9 @@ class ResourceCore:
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         with collecting_warnings() as admission_warnings:
             result = await self.write(req)
-        if admission_warnings:
-            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings))
+            annotations = audit_annotations() if req.query.get("dryRun") else {}
+        if admission_warnings or annotations:
+            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings), annotations)
         reply.set(result)
 
     async def write(self, req: Request) -> WriteResult:

@@ -248,7 +248,8 @@ class AuditNote:
         """A request answered with ``error``: keep the audit annotations admission gave it."""
         self.annotations = dict(getattr(error, "audit_annotations", None) or {})
 
-    def written(self, req: Request, code: int) -> None:
+    def written(self, req: Request, code: int, annotations: dict[str, str] | None = None) -> None:
+        self.annotations = dict(annotations or {})
         rdef = req.rdef
         dry = req.query.get("dryRun") not in (None, "")
         self.logged = (code < 300 and rdef is not None and rdef.stored and not dry

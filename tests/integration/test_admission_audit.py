@@ -129,15 +129,24 @@ async def test_policy_and_webhook_audit_annotations(start_server: StartServer, w
             assert r.status_code == 403, r.text
             assert r.json()["message"].endswith("denied request: at most 10, not 20")
 
+            # A dry run is audited by the gateway (it never reaches the log), with its annotations.
+            r = await a2.post(DEPLOY, json=deployment("dry", 6), params={"dryRun": "All"})
+            assert r.status_code == 201, r.text
+
             async def creates() -> list[dict[str, Any]]:
                 return [e for e in await audit_events(a1, resource="deployments")
                         if e["verb"] in ("create", "patch") and e["objectRef"].get("name") != "probe"]
 
             async def all_there() -> bool:
                 got = await creates()
-                return len(got) >= 10 and any(e["responseStatus"]["code"] == 403 for e in got)
+                return len(got) >= 11 and any(e["responseStatus"]["code"] == 403 for e in got) \
+                    and any("dryRun=All" in e["requestURI"] for e in got)
             await poll_until(all_there)
         got = await creates()
+        dry_runs = [e for e in got if "dryRun=All" in e["requestURI"]]  # the probes' (1 replica) and ours
+        got = [e for e in got if e not in dry_runs]
+        [dry] = [e for e in dry_runs if e["annotations"].get("replicas-audit/replicas") == "6"]
+        assert json.loads(dry["annotations"][FAILURE])[0]["message"] == "too many"
         by_name = {(e["verb"], e["objectRef"].get("name", ""), e["responseStatus"]["code"]): e for e in got}
         for i in range(1, 9):
             e = by_name[("create", f"d{i}", 201)]
