@@ -19,6 +19,7 @@ from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler, build_chain
+from ._admission_status import PolicyStatusController
 from ._allocation import AllocationSettings
 from ._apf_bootstrap import ApfBootstrap
 from ._auth import TokenAuthenticator
@@ -54,6 +55,9 @@ class Pipeline:
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
         self.authorizer = Authorizer(projection.rbac, authorization_modes, projection=projection)
         self.chain = build_chain(projection, registry, lifecycle)
+        for policies in (self.chain.policies, self.chain.mutating_policies, self.chain.webhooks):
+            if policies is not None:  # the ``authorizer`` variable of admission policies
+                policies.authorizer = self.authorizer
         self.core = ResourceCore(log, projection, registry=registry, allocation=allocation, chain=self.chain)
         self.chain.attach(self.core)
         self.core.guard = self.authorizer.guard  # RBAC escalation prevention, on the final object
@@ -105,6 +109,8 @@ class Pipeline:
         self.run_controllers = run_controllers
         self.gc = GarbageCollector(projection, registry, self.resource, SYSTEM_USER) if run_controllers else None
         self.crd_controllers = CrdControllers(projection, registry, self.resource) if run_controllers else None
+        #: status.typeChecking of ValidatingAdmissionPolicies (kube's status controller).
+        self.policy_status = PolicyStatusController(projection, registry, self.resource) if run_controllers else None
 
     @staticmethod
     def _system_request() -> Request:
@@ -166,6 +172,8 @@ class Pipeline:
                 await nursery.start(partial(self.core.allocators.run_repair, self._system_request()))
             if self.crd_controllers is not None:
                 await nursery.start(self.crd_controllers.run)
+            if self.policy_status is not None:
+                await nursery.start(self.policy_status.run)
             if self.tenancy is not None:
                 await nursery.start(self.tenancy.run)
             task_status.started()

@@ -61,7 +61,7 @@ from projections import (
     parse_label_selector,
 )
 
-from ._admission import AdmissionChain, collecting_warnings
+from ._admission import AdmissionChain, audit_annotations, collecting_warnings
 from ._allocation import AllocationSettings, Allocators
 from ._apply import SCALE_FIELDS as _SCALE_FIELDS
 from ._apply import (
@@ -152,8 +152,9 @@ class ResourceCore:
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         with collecting_warnings() as admission_warnings:
             result = await self.write(req)
-        if admission_warnings:
-            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings))
+            annotations = audit_annotations() if req.query.get("dryRun") else {}
+        if admission_warnings or annotations:
+            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings), annotations)
         reply.set(result)
 
     async def write(self, req: Request) -> WriteResult:
@@ -274,7 +275,10 @@ class ResourceCore:
             actor=EventActor(user=user.name if user else "", groups=tuple(user.groups) if user else (),
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
                              source=req.source, impersonator=user.impersonator if user else ""),
-            labels=labels, fields=fields, subresource=req.subresource)
+            labels=labels, fields=fields, subresource=req.subresource,
+            # Admission's audit annotations go with the written object's own event (not with the
+            # claims and charges a write makes on other subjects).
+            annotations=audit_annotations() if key.resource == req.rdef.plural else {})
         subject = self.log.subject(key)
         with current_child(self.spans, "log append"):
             seq = await self.log.append(subject, encode_event(event),

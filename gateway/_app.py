@@ -258,6 +258,7 @@ def create_app(ctx: Context) -> QuartTrio:
                 raise
             except Exception as e:  # noqa: BLE001 - every error becomes a Status
                 resp = _error_response(e, audit_id)
+                note.failed(e)
             else:
                 resp.headers["Audit-Id"] = audit_id
         finally:
@@ -476,7 +477,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     await ctx.pipeline.admit(req, intake.flow)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if isinstance(result, WriteResult):
-        note.written(req, result.code)
+        note.written(req, result.code, result.audit_annotations)
         r = _json_response(result.body, result.code)
         for w in result.warnings:
             r.headers.add("Warning", warning_header(w))

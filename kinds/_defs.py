@@ -223,6 +223,11 @@ _ADMISSION_KINDS: tuple[ResourceDef, ...] = (
                 initial_status={}),
     ResourceDef(_ADMREG, "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
                 "validatingadmissionpolicybinding", False, categories=_EXT, generation=True),
+    # Beta in kube 1.34 (on by default from 1.36); schemas from 1.34 (kinds/_schemas.py).
+    ResourceDef(_ADMREG, "v1beta1", "MutatingAdmissionPolicy", "mutatingadmissionpolicies",
+                "mutatingadmissionpolicy", False, categories=_EXT, generation=True),
+    ResourceDef(_ADMREG, "v1beta1", "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybindings",
+                "mutatingadmissionpolicybinding", False, categories=_EXT, generation=True),
 )
 FLOWCONTROL_GROUP = "flowcontrol.apiserver.k8s.io"
 BUILTIN: tuple[ResourceDef, ...] = (
