@@ -111,11 +111,14 @@ class AdmissionChain:
         self.mutate_stage = Stage("admission-mutating")
         self.validate_stage = Stage("admission-validating")
 
-    def attach(self, core: Any) -> None:
-        """Give plugins that write (ResourceQuota's charges) the resource actor's CAS loop."""
+    def attach(self, core: Any, authorizer: Any = None) -> None:
+        """Give plugins that write (ResourceQuota's charges) the resource actor's CAS loop, and
+        those that authorize (the Certificate* plugins) the server's authorizer."""
         for p in (*self.mutating, *self.validating):
             if hasattr(p, "core"):
                 p.core = core
+            if authorizer is not None and hasattr(p, "authorizer"):
+                p.authorizer = authorizer
 
     async def mutate(self, req: Request, operation: str, obj: dict[str, Any] | None, old: dict[str, Any] | None,
                      *, name: str = "") -> dict[str, Any] | None:

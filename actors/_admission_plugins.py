@@ -187,10 +187,18 @@ _POD_COMPUTE = {"requests.cpu": ("requests", "cpu"), "cpu": ("requests", "cpu"),
                 "limits.cpu": ("limits", "cpu"), "limits.memory": ("limits", "memory")}
 
 
+def _pod_counted(pod: dict[str, Any]) -> bool:
+    """kube's ``QuotaV1Pod``: a pod in a terminal phase (Succeeded, Failed) no longer counts."""
+    return ((pod.get("status") or {}).get("phase") if isinstance(pod.get("status"), dict) else None) not in (
+        "Succeeded", "Failed")
+
+
 def usage_of(group: str, plural: str, obj: dict[str, Any] | None) -> dict[str, Any]:
     """What one object of (group, plural) counts against a quota, by quota resource name."""
     count_name = f"count/{plural}.{group}" if group else f"count/{plural}"
     out: dict[str, Any] = {count_name: 1}
+    if (group, plural) == ("", "pods") and isinstance(obj, dict) and not _pod_counted(obj):
+        return out  # count/pods tracks every stored pod; "pods" and compute only live ones (kube's)
     if (group, plural) in _COUNTED:
         out[_COUNTED[(group, plural)]] = 1
     if (group, plural) == ("", "pods") and isinstance(obj, dict):
@@ -483,9 +491,16 @@ class PodSecurity:
 
 
 def mutating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
+    from ._admission_storage import StorageObjectInUseProtection
+
     return (LimitRanger(projection), ServiceAccount(projection), Priority(projection), DefaultTolerationSeconds(),
-            DefaultStorageClass(projection))
+            DefaultStorageClass(projection), StorageObjectInUseProtection())
 
 
 def validating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
-    return (LimitRanger(projection), PodSecurity(projection), ResourceQuota(projection))
+    """In kube's order (ResourceQuota last of the plugins)."""
+    from ._admission_certs import CertificateApproval, CertificateSigning, CertificateSubjectRestriction
+    from ._admission_storage import PersistentVolumeClaimResize
+
+    return (LimitRanger(projection), PersistentVolumeClaimResize(projection), CertificateApproval(),
+            CertificateSigning(), CertificateSubjectRestriction(), PodSecurity(projection), ResourceQuota(projection))
