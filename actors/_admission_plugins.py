@@ -1,10 +1,16 @@
 """kube-apiserver's built-in admission plugins, for the kinds jetkube serves.
 
-Mutating (in kube's order): ServiceAccount (the default service account and the projected API
-token volume on pods, as kube 1.33 writes them), Priority (``priorityClassName`` -> ``priority``,
-the ``globalDefault`` class), DefaultTolerationSeconds. Validating: ResourceQuota (charges
-decided with compare-and-swap on the quota's log subject, so that two gateways can never both
-take the last unit). NamespaceLifecycle lives in actors/_admission.py.
+Mutating (in kube's order): LimitRanger (defaults), ServiceAccount (the default service account
+and the projected API token volume on pods, as kube 1.33 writes them), Priority
+(``priorityClassName`` -> ``priority``, the ``globalDefault`` class), DefaultTolerationSeconds,
+DefaultStorageClass, StorageObjectInUseProtection. Validating: LimitRanger (bounds),
+PersistentVolumeClaimResize, CertificateApproval, CertificateSigning,
+CertificateSubjectRestriction, PodSecurity, ResourceQuota (charges decided with
+compare-and-swap on the quota's log subject, so that two gateways can never both take the last
+unit). NamespaceLifecycle lives in actors/_admission.py; the storage plugins in
+_admission_storage.py, the certificate ones in _admission_certs.py, PodSecurity in
+_admission_podsecurity.py; the quota controller that returns leaked charges in
+_quota_controller.py.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from kinds._errors import Forbidden
 from kinds._quantity import canonical_quantity, parse_quantity
 from projections import Projection
 
-from ._admission import Attributes, add_warning
+from ._admission import Attributes
 
 log = logging.getLogger("jetkube.admission")
 
@@ -222,8 +228,8 @@ class ResourceQuota:
     Invariant: a charge is an update of the quota's ``status.used`` appended with CAS on the
     version it was decided against (the resource actor's retry loop): concurrent creates on any
     gateways serialise on the quota's subject, so ``used`` never passes ``hard``. A charge is
-    made before the object is appended; a write that fails after it leaves the charge until the
-    object's delete releases the same amounts (kube's quota controller would recount)."""
+    made before the object is appended; a write that fails after it leaves the charge behind until
+    the quota controller (actors/_quota_controller.py) recounts the namespace, as kube's does."""
 
     def __init__(self, projection: Projection) -> None:
         self.projection = projection
@@ -425,71 +431,6 @@ class DefaultStorageClass:
             spec["storageClassName"] = max(defaults)[1]
 
 
-# ---- PodSecurity ------------------------------------------------------------------------------------
-
-_PSA = "pod-security.kubernetes.io/"
-# Kinds with a pod template: PodSecurity warns and audits them (enforce applies to pods only).
-_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("apps", "deployments"): ("spec", "template", "spec"), ("apps", "replicasets"): ("spec", "template", "spec"),
-    ("apps", "statefulsets"): ("spec", "template", "spec"), ("apps", "daemonsets"): ("spec", "template", "spec"),
-    ("batch", "jobs"): ("spec", "template", "spec"), ("", "replicationcontrollers"): ("spec", "template", "spec"),
-    ("batch", "cronjobs"): ("spec", "jobTemplate", "spec", "template", "spec"), ("", "podtemplates"): ("template", "spec"),
-}
-
-
-class PodSecurity:
-    """kube's PodSecurity admission from the namespace's ``pod-security.kubernetes.io/<mode>``
-    labels (and ``<mode>-version``, "latest" by default): ``enforce`` refuses a pod that violates
-    the level (403, kube's message), ``warn`` adds kube's warning, ``audit`` is logged. Workload
-    kinds with a pod template are warned and audited, never refused. Pods are checked when
-    created; updates are not yet (kube checks updates that change the pod spec)."""
-
-    def __init__(self, projection: Projection) -> None:
-        self.projection = projection
-
-    async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        if obj is None or a.subresource or not a.namespace:
-            return
-        key = (a.rdef.group, a.rdef.plural)
-        if key == ("", "pods"):
-            if a.operation != "CREATE":
-                return
-            spec: Any = obj.get("spec")
-        elif key in _TEMPLATES and a.operation in ("CREATE", "UPDATE"):
-            spec = obj
-            for part in _TEMPLATES[key]:
-                spec = spec.get(part) if isinstance(spec, dict) else None
-            if old is not None and a.operation == "UPDATE":
-                prev: Any = old
-                for part in _TEMPLATES[key]:
-                    prev = prev.get(part) if isinstance(prev, dict) else None
-                if prev == spec:
-                    return
-        else:
-            return
-        entry = self.projection.get(Key(a.tenant, "", "namespaces", "", a.namespace))
-        labels = entry.labels if entry is not None else {}
-        if not any(k.startswith(_PSA) for k in labels):
-            return
-        from kinds._podsecurity import violations
-
-        for mode in ("enforce", "warn", "audit"):
-            level = labels.get(_PSA + mode)
-            if level not in ("baseline", "restricted"):
-                continue
-            found = violations(level, spec if isinstance(spec, dict) else {})
-            if not found:
-                continue
-            policy = f'"{level}:{labels.get(_PSA + mode + "-version") or "latest"}"'
-            if mode == "enforce" and key == ("", "pods"):
-                raise _forbidden(a, f"violates PodSecurity {policy}: {', '.join(found)}")
-            if mode == "warn":
-                add_warning(f"would violate PodSecurity {policy}: {', '.join(found)}")
-            if mode == "audit":
-                log.info("pod-security audit: %s %s/%s would violate PodSecurity %s: %s", a.rdef.plural, a.namespace,
-                         a.name, policy, ", ".join(found))
-
-
 def mutating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
     from ._admission_storage import StorageObjectInUseProtection
 
@@ -500,6 +441,7 @@ def mutating_plugins(projection: Projection, registry: Registry) -> tuple[Any, .
 def validating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
     """In kube's order (ResourceQuota last of the plugins)."""
     from ._admission_certs import CertificateApproval, CertificateSigning, CertificateSubjectRestriction
+    from ._admission_podsecurity import PodSecurity
     from ._admission_storage import PersistentVolumeClaimResize
 
     return (LimitRanger(projection), PersistentVolumeClaimResize(projection), CertificateApproval(),
