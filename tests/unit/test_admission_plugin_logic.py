@@ -1,0 +1,73 @@
+"""Pure parts of the storage, certificate and quota plugins and of the quota controller."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from actors._admission_certs import csr_organizations
+from actors._admission_plugins import usage_of
+from actors._admission_storage import claim_class
+from actors._quota_controller import corrected_status, kinds_of
+
+
+def _csr_b64(*orgs: str) -> str:
+    import base64
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x"),
+                      *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs)])
+    pem = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256()).public_bytes(
+        serialization.Encoding.PEM)
+    return base64.b64encode(b"leading text\n" + pem).decode()
+
+
+def test_csr_organizations() -> None:
+    assert csr_organizations(_csr_b64("a", "system:masters")) == ["a", "system:masters"]
+    for bad in ("", "!!!", "LS0tLS1CRUdJTg==", None):
+        with pytest.raises(ValueError, match="^PEM block type must be CERTIFICATE REQUEST$"):
+            csr_organizations(bad)
+
+
+def test_claim_class() -> None:
+    assert claim_class({"spec": {"storageClassName": "fast"}}) == "fast"
+    assert claim_class({"metadata": {"annotations": {"volume.beta.kubernetes.io/storage-class": "old"}},
+                        "spec": {"storageClassName": "fast"}}) == "old"
+    assert claim_class({"spec": {}}) == ""
+
+
+def test_usage_of_ended_pods() -> None:
+    pod = {"spec": {"containers": [{"resources": {"requests": {"cpu": "250m"}}}]}, "status": {"phase": "Running"}}
+    assert usage_of("", "pods", pod) == {"count/pods": 1, "pods": 1, "requests.cpu": Fraction(1, 4),
+                                         "cpu": Fraction(1, 4)}
+    pod["status"]["phase"] = "Failed"
+    assert usage_of("", "pods", pod) == {"count/pods": 1}
+    assert usage_of("apps", "deployments", {}) == {"count/deployments.apps": 1}
+
+
+def test_kinds_a_quota_counts() -> None:
+    assert kinds_of({"pods": "1", "requests.memory": "1Gi", "count/deployments.apps": "2", "configmaps": "3",
+                     "count/widgets.example.com": "1"}) == {
+        ("", "pods"), ("apps", "deployments"), ("", "configmaps"), ("example.com", "widgets")}
+
+
+def test_corrected_status_fills_at_once_and_corrects_when_settled() -> None:
+    quota = {"spec": {"hard": {"pods": "10", "requests.cpu": "2"}}, "status": {}}
+    usage = {"pods": 3, "requests.cpu": Fraction(1, 2)}
+    assert corrected_status(quota, usage, settled=False) == (
+        {"hard": {"pods": "10", "requests.cpu": "2"}, "used": {"pods": "3", "requests.cpu": "500m"}}, False)
+    quota["status"] = {"hard": {"pods": "10", "requests.cpu": "2"}, "used": {"pods": "4", "requests.cpu": "0.5"}}
+    # 0.5 == 500m: no change; pods differ: held back until the quota settles.
+    assert corrected_status(quota, usage, settled=False) == (None, True)
+    status, held = corrected_status(quota, usage, settled=True)
+    assert not held and status == {"hard": {"pods": "10", "requests.cpu": "2"},
+                                   "used": {"pods": "3", "requests.cpu": "0.5"}}
+    # A key dropped from hard leaves used; a new one is filled even when unsettled.
+    quota["spec"]["hard"] = {"pods": "10", "secrets": "1"}
+    status, held = corrected_status(quota, {"pods": 4, "secrets": 0}, settled=False)
+    assert status == {"hard": {"pods": "10", "secrets": "1"}, "used": {"pods": "4", "secrets": "0"}} and not held
