@@ -338,8 +338,8 @@ async def test_pod_security_updates_labels_and_existing_pods(start_server: Start
         dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
                "spec": {"selector": {"matchLabels": {"a": "b"}},
                         "template": {"metadata": {"labels": {"a": "b"}}, "spec": priv["spec"]}}}
-        want = ['299 - "would violate PodSecurity \\"baseline:v1.30\\": privileged (container \\"c\\" must not set '
-                'securityContext.privileged=true)"']
+        want = [('299 - "would violate PodSecurity \\"baseline:v1.30\\": privileged (container \\"c\\" must not set '
+                'securityContext.privileged=true)"')]
         r = await api.post("/apis/apps/v1/namespaces/ps/deployments", json=dep)
         assert r.status_code == 201 and r.headers.get_list("Warning") == want, r.text
         r = await api.patch("/apis/apps/v1/namespaces/ps/deployments/d",

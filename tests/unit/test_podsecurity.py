@@ -8,8 +8,15 @@ from typing import Any
 import pytest
 
 from actors._admission_podsecurity import significant_pod_update
-from kinds._podsecurity import MAX_VERSION, LevelVersion, Policy, evaluate, forbidden_detail, forbidden_reason, \
-    policy_to_evaluate
+from kinds._podsecurity import (
+    MAX_VERSION,
+    LevelVersion,
+    Policy,
+    evaluate,
+    forbidden_detail,
+    forbidden_reason,
+    policy_to_evaluate,
+)
 
 BASELINE, RESTRICTED = LevelVersion("baseline"), LevelVersion("restricted")
 
@@ -32,8 +39,8 @@ def test_latest_is_the_newest_check_version() -> None:
 @pytest.mark.parametrize(("spec", "want"), [
     ({"containers": [c("a"), c("b", capabilities={"add": ["FOO", "BAR", "CHOWN"]}),
                      c("c", capabilities={"add": ["BAZ"]})]},
-     'non-default capabilities (containers "b", "c" must not include "BAR", "BAZ", "FOO" in '
-     'securityContext.capabilities.add)'),
+     ('non-default capabilities (containers "b", "c" must not include "BAR", "BAZ", "FOO" in '
+     'securityContext.capabilities.add)')),
     ({"containers": [{"name": "a", "ports": [{"containerPort": 1}]},
                      {"name": "b", "ports": [{"hostPort": 20}, {"hostPort": 10}]},
                      {"name": "c", "ports": [{"hostPort": 30}]}]},
@@ -44,8 +51,8 @@ def test_latest_is_the_newest_check_version() -> None:
      'hostProcess (pod and containers "f", "e" must not set securityContext.windowsOptions.hostProcess=true)'),
     ({"securityContext": {"seLinuxOptions": {"type": "foo", "user": "u", "role": "r"}},
       "containers": [c("e", seLinuxOptions={"type": "bar"})]},
-     'seLinuxOptions (pod and container "e" set forbidden securityContext.seLinuxOptions: types "bar", "foo"; '
-     'user may not be set; role may not be set)'),
+     ('seLinuxOptions (pod and container "e" set forbidden securityContext.seLinuxOptions: types "bar", "foo"; '
+     'user may not be set; role may not be set)')),
     ({"securityContext": {"sysctls": [{"name": "a"}, {"name": "b"}, {"name": "net.ipv4.tcp_rmem"}]},
       "containers": [c("a")]}, "forbidden sysctls (a, b)"),
     ({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}, "containers": [c("a")]},
