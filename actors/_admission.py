@@ -98,6 +98,15 @@ class Dispatcher(Protocol):
     def active(self, tenant: str) -> bool: ...
 
 
+@contextlib.contextmanager
+def _timed(stage: Stage) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        stage.latency.observe(time.perf_counter() - t0)
+
+
 class AdmissionChain:
     """The plugins in order; webhooks and policies (optional) from their projections."""
 
@@ -110,6 +119,15 @@ class AdmissionChain:
         #: Time spent in each phase, for /metrics (jetkube_stage_duration_seconds).
         self.mutate_stage = Stage("admission-mutating")
         self.validate_stage = Stage("admission-validating")
+        #: ... and in each step of a phase (webhooks and policies: only when configured).
+        self.step_stages = {name: Stage(f"admission-{name}") for name in (
+            "mutating-plugins", "mutating-webhooks", "validating-plugins", "validating-policies",
+            "validating-webhooks")}
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """Every stage of the chain, for the metrics."""
+        return (self.mutate_stage, self.validate_stage, *self.step_stages.values())
 
     def attach(self, core: Any, authorizer: Any = None) -> None:
         """Give plugins that write (ResourceQuota's charges) the resource actor's CAS loop, and
@@ -126,10 +144,12 @@ class AdmissionChain:
         t0 = time.perf_counter()
         try:
             a = Attributes(req, operation, name or req.name)
-            for p in self.mutating:
-                await p.admit(a, obj, old)
+            with _timed(self.step_stages["mutating-plugins"]):
+                for p in self.mutating:
+                    await p.admit(a, obj, old)
             if self.webhooks is not None and not a.exempt and self.webhooks.active(a.tenant):
-                obj = await self.webhooks.mutate(a, obj, old)
+                with _timed(self.step_stages["mutating-webhooks"]):
+                    obj = await self.webhooks.mutate(a, obj, old)
             return obj
         finally:
             self.mutate_stage.latency.observe(time.perf_counter() - t0)
@@ -140,14 +160,17 @@ class AdmissionChain:
         t0 = time.perf_counter()
         try:
             a = Attributes(req, operation, name or req.name)
-            for p in self.validating:
-                await p.validate(a, obj, old)
+            with _timed(self.step_stages["validating-plugins"]):
+                for p in self.validating:
+                    await p.validate(a, obj, old)
             if a.exempt:
                 return
             if self.policies is not None and self.policies.active(a.tenant):
-                await self.policies.validate(a, obj, old)
+                with _timed(self.step_stages["validating-policies"]):
+                    await self.policies.validate(a, obj, old)
             if self.webhooks is not None and self.webhooks.active(a.tenant):
-                await self.webhooks.validate(a, obj, old)
+                with _timed(self.step_stages["validating-webhooks"]):
+                    await self.webhooks.validate(a, obj, old)
         finally:
             self.validate_stage.latency.observe(time.perf_counter() - t0)
 

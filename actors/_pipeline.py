@@ -82,8 +82,7 @@ class Pipeline:
         self.authenticator = authenticator
         self.actors = (self.authz, self.admission, self.resource, self.reviews)
         #: Every step a request passes, for the metrics: authentication, then the actors.
-        self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors, self.chain.mutate_stage,
-                                                             self.chain.validate_stage)
+        self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors, *self.chain.stages)
         # Tracing (None: off): a span per stage, each a child of the request's span (Request.trace).
         self.spans = spans
         for a in self.actors:

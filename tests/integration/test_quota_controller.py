@@ -60,6 +60,12 @@ async def test_leaked_charges_are_returned_on_two_gateways(start_server: StartSe
             # A new quota's status is filled in by the controller (on whichever gateway is first),
             # counting what the namespace holds already (qb's kube-root-ca.crt ConfigMap).
             await wait_used(api_a, "qa", "compute", {"pods": "0", "requests.cpu": "0", "count/pods": "0"})
+            # The controller's recounts and each admission step have their own time series.
+            metrics = (await api_a.get("/metrics")).text
+            for stage in ("quota-controller", "admission-mutating-plugins", "admission-validating-plugins"):
+                count = [line for line in metrics.splitlines()
+                         if line.startswith(f'jetkube_stage_duration_seconds_count{{stage="{stage}"}}')]
+                assert count and float(count[0].split()[-1]) > 0, (stage, count)
             await wait_used(api_a, "qa", "pods", {"pods": "0"})
             await wait_used(api_b, "qb", "objects", {"configmaps": "1", "count/configmaps": "1"})
             r = await api_a.get("/api/v1/namespaces/qa/resourcequotas/compute")
