@@ -25,6 +25,8 @@ import logging
 from typing import Any
 
 import msgspec
+import trio
+import trio.lowlevel
 
 from bus import Key
 from kinds._errors import Forbidden
@@ -57,6 +59,7 @@ TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("batch", "cronjobs"): ("spec", "jobTemplate", "spec", "template"), ("", "podtemplates"): ("template",),
 }
 NAMESPACE_MAX_PODS_TO_CHECK = 3000
+NAMESPACE_POD_CHECK_TIMEOUT_S = 1.0
 
 
 def _qualified(a: Attributes) -> str:
@@ -110,7 +113,7 @@ class PodSecurity:
             return
         key = (a.rdef.group, a.rdef.plural)
         if key == ("", "namespaces"):
-            self._namespace(a, obj, old)
+            await self._namespace(a, obj, old)
         elif key == ("", "pods"):
             if a.subresource in IGNORED_POD_SUBRESOURCES:
                 return
@@ -173,7 +176,7 @@ class PodSecurity:
 
     # ---- namespaces ---------------------------------------------------------------------------------
 
-    def _namespace(self, a: Attributes, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    async def _namespace(self, a: Attributes, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         if a.subresource:
             return
         new_policy, new_errors = policy_to_evaluate(_labels(obj))
@@ -190,12 +193,18 @@ class PodSecurity:
         if new.version == prev.version and LEVELS.index(new.level) <= LEVELS.index(prev.level):
             return
         name = str((obj.get("metadata") or {}).get("name") or a.name)
-        for w in self.evaluate_pods_in_namespace(a.tenant, name, new):
+        for w in await self.evaluate_pods_in_namespace(a.tenant, name, new):
             add_warning(w)
 
-    def evaluate_pods_in_namespace(self, tenant: str, namespace: str, enforce: LevelVersion) -> list[str]:
-        """kube's ``EvaluatePodsInNamespace`` over the projection's pods of the namespace."""
-        pods = [_decode(e.data) for _, _, e in self.projection.state(tenant, "", "pods").iter_entries(namespace)]
+    async def evaluate_pods_in_namespace(self, tenant: str, namespace: str, enforce: LevelVersion) -> list[str]:
+        """kube's ``EvaluatePodsInNamespace`` over the projection's pods of the namespace: at most
+        3,000 pods and about a second (kube's limits), yielding to the loop between batches."""
+        entries = [e for _, _, e in self.projection.state(tenant, "", "pods").iter_entries(namespace)]
+        pods = []
+        for i, e in enumerate(entries):
+            if i and i % 256 == 0:
+                await trio.lowlevel.checkpoint()
+            pods.append(_decode(e.data))
         first: list[dict[str, Any]] = []
         duplicates: list[dict[str, Any]] = []
         seen_controllers: set[Any] = set()
@@ -213,7 +222,14 @@ class PodSecurity:
         total = len(prioritized)
         prioritized = prioritized[:NAMESPACE_MAX_PODS_TO_CHECK]
         counts: dict[str, list[Any]] = {}  # reason -> [lexically first pod name, pod count]
-        for p in prioritized:
+        deadline = trio.current_time() + NAMESPACE_POD_CHECK_TIMEOUT_S
+        checked = len(prioritized)
+        for i, p in enumerate(prioritized):
+            if i and i % 64 == 0:
+                await trio.lowlevel.checkpoint()
+                if trio.current_time() > deadline:
+                    checked = i
+                    break
             found = evaluate(enforce, p.get("metadata"), p.get("spec"))
             if not found:
                 continue
@@ -223,8 +239,8 @@ class PodSecurity:
             c[0] = min(c[0], pod_name)
             c[1] += 1
         warnings = []
-        if len(prioritized) < total:
-            warnings.append(f"new PodSecurity enforce level only checked against the first {len(prioritized)} of "
+        if checked < total:
+            warnings.append(f"new PodSecurity enforce level only checked against the first {checked} of "
                             f"{total} existing pods")
         if counts:
             warnings.append(f'existing pods in namespace "{namespace}" violate the new PodSecurity enforce level '
