@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -231,9 +232,14 @@ class ResourceQuota:
     made before the object is appended; a write that fails after it leaves the charge behind until
     the quota controller (actors/_quota_controller.py) recounts the namespace, as kube's does."""
 
+    #: Delete requests whose refund was made, remembered so that a delete decided again (its
+    #: object changed meanwhile: the resource actor's retry loop) is not refunded twice.
+    REFUNDS_REMEMBERED = 4096
+
     def __init__(self, projection: Projection) -> None:
         self.projection = projection
         self.core: Any = None  # the ResourceCore, attached by the pipeline (its CAS retry loop)
+        self._refunded: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
         if self.core is None or a.subresource or not a.rdef.namespaced or a.operation not in ("CREATE", "DELETE"):
@@ -241,12 +247,23 @@ class ResourceQuota:
         state = self.projection.state(a.tenant, "", "resourcequotas")
         if not state.by_ns.get(a.namespace):
             return
+        if a.operation == "DELETE" and ((old or {}).get("metadata") or {}).get("deletionTimestamp"):
+            return  # refunded when it was marked for deletion (the quota controller counts alike)
         delta = usage_of(a.rdef.group, a.rdef.plural, obj if a.operation == "CREATE" else old)
         sign = 1 if a.operation == "CREATE" else -1
         for name in list(state.sorted_names(a.namespace)):
-            await self._charge(a, name, delta, sign)
+            if sign < 0:
+                if (a.uid, name) in self._refunded:
+                    continue
+                if await self._charge(a, name, delta, sign) and not a.dry_run:
+                    self._refunded[(a.uid, name)] = None
+                    if len(self._refunded) > self.REFUNDS_REMEMBERED:
+                        self._refunded.popitem(last=False)
+            else:
+                await self._charge(a, name, delta, sign)
 
-    async def _charge(self, a: Attributes, quota: str, delta: dict[str, Any], sign: int) -> None:
+    async def _charge(self, a: Attributes, quota: str, delta: dict[str, Any], sign: int) -> bool:
+        """Charge (``sign`` 1) or refund (-1) ``delta`` to ``quota``; False: the quota is gone."""
         from ._resource import _NoChange  # the resource actor's no-op decision
         from .messages import Request
 
@@ -286,7 +303,8 @@ class ResourceQuota:
         try:
             await core.guaranteed_update(req, key, decide)
         except _QuotaGone:
-            pass
+            return False
+        return True
 
     def _recount(self, a: Attributes, resource: str) -> Any:
         """A quota resource not yet in ``status.used``: the usage of what the namespace holds
@@ -294,7 +312,9 @@ class ResourceQuota:
         total: Any = 0
         for _ns, _name, entry in self.projection.state(a.tenant, a.rdef.group, a.rdef.plural).iter_entries(
                 a.namespace):
-            total += usage_of(a.rdef.group, a.rdef.plural, _decode(entry.data)).get(resource, 0)
+            obj = _decode(entry.data)
+            if not (obj.get("metadata") or {}).get("deletionTimestamp"):  # as the quota controller counts
+                total += usage_of(a.rdef.group, a.rdef.plural, obj).get(resource, 0)
         return total
 
 

@@ -76,14 +76,21 @@ RECOUNT_BATCH = 256
 
 async def recount(projection: Projection, tenant: str, namespace: str, hard: dict[str, Any]) -> dict[str, Any]:
     """The usage of each ``hard`` key from the objects the projection holds in ``namespace`` (as
-    they were when it was called: the entries are taken first, then decoded in batches)."""
+    they were when it was called: the entries are taken first, then decoded in batches).
+
+    Objects marked for deletion do not count: admission's ResourceQuota refunds an object when the
+    delete that marks it is accepted (kube keeps counting it until it is gone, and pods until their
+    grace period ends); the recount agrees with the charges, or the two would undo each other."""
     total: dict[str, Any] = dict.fromkeys(hard, 0)
     entries = [(group, plural, entry) for group, plural in kinds_of(hard)
                for _ns, _name, entry in projection.state(tenant, group, plural).iter_entries(namespace)]
     for i, (group, plural, entry) in enumerate(entries):
         if i and i % RECOUNT_BATCH == 0:
             await trio.lowlevel.checkpoint()
-        for k, v in usage_of(group, plural, _decode(entry.data)).items():
+        obj = _decode(entry.data)
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            continue  # refunded by the delete that marked it (admission's ResourceQuota)
+        for k, v in usage_of(group, plural, obj).items():
             if k in total:
                 total[k] += v
     return total

@@ -137,3 +137,36 @@ async def test_a_raised_hard_limit_and_a_new_key_are_filled_in(start_server: Sta
                 return st.get("hard") == {"configmaps": "20", "secrets": "5"} and st.get("used") == {
                     "configmaps": "4", "secrets": "0"}
             await poll_until(filled)
+
+
+async def test_objects_marked_for_deletion_are_refunded_once(start_server: StartServer) -> None:
+    async with client_for(await start_server(request_timeout_s=SETTLE_S)) as api:
+        with trio.fail_after(30):
+            assert (await api.post("/api/v1/namespaces", json={"metadata": {"name": "qd"}})).status_code == 201
+            r = await api.post("/api/v1/namespaces/qd/resourcequotas",
+                               json={"metadata": {"name": "q"}, "spec": {"hard": {"persistentvolumeclaims": "5"}}})
+            assert r.status_code == 201, r.text
+            await wait_used(api, "qd", "q", {"persistentvolumeclaims": "0"})
+            base = "/api/v1/namespaces/qd/persistentvolumeclaims"
+            for name in ("c0", "c1"):
+                r = await api.post(base, json={"metadata": {"name": name}, "spec": {
+                    "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+                assert r.status_code == 201, r.text
+            assert await used(api, "qd", "q") == {"persistentvolumeclaims": "2"}
+            # The protection finalizer keeps c0 (marked); its delete refunds it once, however often
+            # it is repeated.
+            for _ in range(3):
+                assert (await api.delete(f"{base}/c0")).status_code == 200
+            assert (await api.get(f"{base}/c0")).json()["metadata"]["deletionTimestamp"]
+            assert await used(api, "qd", "q") == {"persistentvolumeclaims": "1"}
+            # A leak, returned by the recount, which does not count the marked claim either.
+            r = await api.post(base, json={"metadata": {"name": "c1"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+            assert r.status_code == 409
+            assert await used(api, "qd", "q") == {"persistentvolumeclaims": "2"}
+            await wait_used(api, "qd", "q", {"persistentvolumeclaims": "1"})
+            # Its final removal (the finalizer taken off) changes nothing.
+            r = await api.patch(f"{base}/c0", headers={"Content-Type": "application/merge-patch+json"},
+                                json={"metadata": {"finalizers": None}})
+            assert r.status_code == 200 and (await api.get(f"{base}/c0")).status_code == 404
+            assert await used(api, "qd", "q") == {"persistentvolumeclaims": "1"}
