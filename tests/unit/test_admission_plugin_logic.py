@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -71,3 +72,61 @@ def test_corrected_status_fills_at_once_and_corrects_when_settled() -> None:
     quota["spec"]["hard"] = {"pods": "10", "secrets": "1"}
     status, held = corrected_status(quota, {"pods": 4, "secrets": 0}, settled=False)
     assert status == {"hard": {"pods": "10", "secrets": "1"}, "used": {"pods": "4", "secrets": "0"}} and not held
+
+
+class _QuotaState:
+    def __init__(self, names: list[str]) -> None:
+        self.by_ns = {"ns": set(names)}
+        self._names = names
+
+    def sorted_names(self, namespace: str) -> list[str]:
+        return list(self._names)
+
+
+class _Projection:
+    def __init__(self, names: list[str]) -> None:
+        self.quotas = _QuotaState(names)
+
+    def state(self, tenant: str, group: str, resource: str) -> _QuotaState:
+        return self.quotas
+
+
+class _Core:
+    """Counts the refunds the plugin asks for (each decide applied once)."""
+
+    def __init__(self) -> None:
+        from kinds import Registry
+
+        self.registry = Registry()
+        self.used: dict[str, int] = {"a": 5, "b": 5}
+
+    async def guaranteed_update(self, req: Any, key: Any, decide: Any) -> None:
+        entry = type("E", (), {"seq": 1})()
+        quota = {"metadata": {"name": key.name}, "spec": {"hard": {"pods": "10"}},
+                 "status": {"used": {"pods": str(self.used[key.name])}}}
+        decision = await decide(entry, quota)
+        if isinstance(decision, tuple):
+            self.used[key.name] = int(decision[1]["status"]["used"]["pods"])
+
+
+async def test_a_delete_decided_twice_is_refunded_once() -> None:
+    from actors._admission import Attributes
+    from actors._admission_plugins import ResourceQuota
+    from actors.messages import Request
+    from kinds import Registry
+
+    plugin = ResourceQuota(_Projection(["a", "b"]))  # type: ignore[arg-type]
+    core = plugin.core = _Core()
+    rdef = Registry().by_resource("", "pods")
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": []}}
+    a = Attributes(Request(verb="delete", rdef=rdef, namespace="ns", name="p", audit_id="req-1"), "DELETE", "p")
+    for _ in range(3):  # the resource actor's retry loop deciding the same delete again
+        await plugin.validate(a, None, pod)
+    assert core.used == {"a": 4, "b": 4}
+    other = Attributes(Request(verb="delete", rdef=rdef, namespace="ns", name="p", audit_id="req-2"), "DELETE", "p")
+    await plugin.validate(other, None, pod)
+    assert core.used == {"a": 3, "b": 3}
+    marked = {**pod, "metadata": {"name": "p", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    third = Attributes(Request(verb="delete", rdef=rdef, namespace="ns", name="p", audit_id="req-3"), "DELETE", "p")
+    await plugin.validate(third, None, marked)
+    assert core.used == {"a": 3, "b": 3}
