@@ -194,6 +194,25 @@ _POD_COMPUTE = {"requests.cpu": ("requests", "cpu"), "cpu": ("requests", "cpu"),
                 "limits.cpu": ("limits", "cpu"), "limits.memory": ("limits", "memory")}
 
 
+_CLASS_SUFFIX = ".storageclass.storage.k8s.io/"
+_BETA_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+
+
+def claim_class(pvc: dict[str, Any]) -> str:
+    """kube's ``GetPersistentVolumeClaimClass``: the beta annotation first, then the field."""
+    annotations = (pvc.get("metadata") or {}).get("annotations") or {}
+    if isinstance(annotations, dict) and _BETA_CLASS_ANNOTATION in annotations:
+        return str(annotations[_BETA_CLASS_ANNOTATION])
+    name = (pvc.get("spec") or {}).get("storageClassName") if isinstance(pvc.get("spec"), dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def is_claim_usage(key: str) -> bool:
+    """A quota key a PersistentVolumeClaim counts against (besides the object counts)."""
+    return key == "requests.storage" or key.endswith((f"{_CLASS_SUFFIX}requests.storage",
+                                                       f"{_CLASS_SUFFIX}persistentvolumeclaims"))
+
+
 def _pod_counted(pod: dict[str, Any]) -> bool:
     """kube's ``QuotaV1Pod``: a pod in a terminal phase (Succeeded, Failed) no longer counts."""
     return ((pod.get("status") or {}).get("phase") if isinstance(pod.get("status"), dict) else None) not in (
@@ -208,6 +227,18 @@ def usage_of(group: str, plural: str, obj: dict[str, Any] | None) -> dict[str, A
         return out  # count/pods tracks every stored pod; "pods" and compute only live ones (kube's)
     if (group, plural) in _COUNTED:
         out[_COUNTED[(group, plural)]] = 1
+    if (group, plural) == ("", "persistentvolumeclaims") and isinstance(obj, dict):
+        storage: Any = obj
+        for part in ("spec", "resources", "requests", "storage"):
+            storage = storage.get(part) if isinstance(storage, dict) else None
+        size = parse_quantity(storage) if isinstance(storage, str) else None
+        if size:
+            out["requests.storage"] = size
+        cls = claim_class(obj)
+        if cls:
+            out[f"{cls}{_CLASS_SUFFIX}persistentvolumeclaims"] = 1
+            if size:
+                out[f"{cls}{_CLASS_SUFFIX}requests.storage"] = size
     if (group, plural) == ("", "pods") and isinstance(obj, dict):
         spec = obj.get("spec") or {}
         for quota_name, (kind, res) in _POD_COMPUTE.items():
@@ -232,20 +263,32 @@ class ResourceQuota:
     made before the object is appended; a write that fails after it leaves the charge behind until
     the quota controller (actors/_quota_controller.py) recounts the namespace, as kube's does."""
 
-    #: Delete requests whose refund was made, remembered so that a delete decided again (its
-    #: object changed meanwhile: the resource actor's retry loop) is not refunded twice.
-    REFUNDS_REMEMBERED = 4096
+    #: Update and delete requests charged, remembered so that one decided again (its object
+    #: changed meanwhile: the resource actor's retry loop) is not charged (refunded) twice.
+    REMEMBERED = 4096
 
     def __init__(self, projection: Projection) -> None:
         self.projection = projection
         self.core: Any = None  # the ResourceCore, attached by the pipeline (its CAS retry loop)
-        self._refunded: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._once: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        if self.core is None or a.subresource or not a.rdef.namespaced or a.operation not in ("CREATE", "DELETE"):
+        if self.core is None or a.subresource or not a.rdef.namespaced or a.operation not in (
+                "CREATE", "DELETE", "UPDATE"):
             return
         state = self.projection.state(a.tenant, "", "resourcequotas")
         if not state.by_ns.get(a.namespace):
+            return
+        if a.operation == "UPDATE":
+            # Only a claim's growth is charged on update (kube charges the increase; what an
+            # update frees is returned by the quota controller's recount).
+            if (a.rdef.group, a.rdef.plural) != ("", "persistentvolumeclaims") or obj is None or old is None:
+                return
+            before = usage_of("", "persistentvolumeclaims", old)
+            grown = {k: v - before.get(k, 0) for k, v in usage_of("", "persistentvolumeclaims", obj).items()
+                     if v > before.get(k, 0)}
+            for name in list(state.sorted_names(a.namespace)) if grown else ():
+                await self._charge_once(a, name, grown, 1)
             return
         if a.operation == "DELETE" and ((old or {}).get("metadata") or {}).get("deletionTimestamp"):
             return  # refunded when it was marked for deletion (the quota controller counts alike)
@@ -253,14 +296,19 @@ class ResourceQuota:
         sign = 1 if a.operation == "CREATE" else -1
         for name in list(state.sorted_names(a.namespace)):
             if sign < 0:
-                if (a.uid, name) in self._refunded:
-                    continue
-                if await self._charge(a, name, delta, sign) and not a.dry_run:
-                    self._refunded[(a.uid, name)] = None
-                    if len(self._refunded) > self.REFUNDS_REMEMBERED:
-                        self._refunded.popitem(last=False)
+                await self._charge_once(a, name, delta, sign)
             else:
                 await self._charge(a, name, delta, sign)
+
+    async def _charge_once(self, a: Attributes, quota: str, delta: dict[str, Any], sign: int) -> None:
+        """A charge an update or a delete makes: in the resource actor's retry loop, the same
+        request may be decided again, and is charged (refunded) only the first time."""
+        if (a.uid, quota) in self._once:
+            return
+        if await self._charge(a, quota, delta, sign) and not a.dry_run:
+            self._once[(a.uid, quota)] = None
+            if len(self._once) > self.REMEMBERED:
+                self._once.popitem(last=False)
 
     async def _charge(self, a: Attributes, quota: str, delta: dict[str, Any], sign: int) -> bool:
         """Charge (``sign`` 1) or refund (-1) ``delta`` to ``quota``; False: the quota is gone."""
@@ -290,13 +338,13 @@ class ResourceQuota:
                 over = [k for k in sorted(charged) if new_used[k] > (parse_quantity(hard[k]) or 0)]
                 if over:
                     raise _forbidden(a, "exceeded quota: {}, requested: {}, used: {}, limited: {}".format(
-                        quota, ",".join(f"{k}={_fmt(charged[k])}" for k in over),
-                        ",".join(f"{k}={_fmt(new_used[k] - charged[k])}" for k in over),
+                        quota, ",".join(f"{k}={_fmt(charged[k], k)}" for k in over),
+                        ",".join(f"{k}={_fmt(new_used[k] - charged[k], k)}" for k in over),
                         ",".join(f"{k}={hard[k]}" for k in over)))
             if a.dry_run:
                 return _NoChange(entry)  # checked as kube does on a dry run, never charged
             status["hard"] = dict(hard)
-            status["used"] = {k: v if isinstance(v, str) else _fmt(v) for k, v in new_used.items()}
+            status["used"] = {k: v if isinstance(v, str) else _fmt(v, k) for k, v in new_used.items()}
             current["metadata"].pop("resourceVersion", None)
             return ("put", current)
 
@@ -322,10 +370,19 @@ class _QuotaGone(Exception):
     """The quota was deleted while a charge was being decided: nothing to charge."""
 
 
-def _fmt(v: Any) -> str:
-    """A usage as a quantity string: whole numbers as they are, fractions in milli-units."""
+_BINARY = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+
+
+def _fmt(v: Any, key: str = "") -> str:
+    """A usage as a quantity string: whole numbers as they are, fractions in milli-units; bytes
+    (memory, storage) in the largest binary unit that holds them exactly, as kube's BinarySI."""
     if getattr(v, "denominator", 1) == 1:
-        return str(int(v))
+        n = int(v)
+        if n and ("memory" in key or "storage" in key):
+            for i in range(len(_BINARY), 0, -1):
+                if n % (1024 ** i) == 0:
+                    return f"{n // 1024 ** i}{_BINARY[i - 1]}"
+        return str(n)
     return canonical_quantity(f"{int(v * 1000)}m") or str(v)
 
 

@@ -20,11 +20,10 @@ from kinds._quantity import parse_quantity
 from projections import Projection
 
 from ._admission import Attributes
-from ._admission_plugins import _decode, _forbidden
+from ._admission_plugins import _decode, _forbidden, claim_class
 
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
 PV_PROTECTION = "kubernetes.io/pv-protection"
-_BETA_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
 _FINALIZER_OF = {("", "persistentvolumeclaims"): PVC_PROTECTION, ("", "persistentvolumes"): PV_PROTECTION}
 
 
@@ -45,15 +44,6 @@ class StorageObjectInUseProtection:
             finalizers = meta["finalizers"] = []
         if finalizer not in finalizers:
             finalizers.append(finalizer)
-
-
-def claim_class(pvc: dict[str, Any]) -> str:
-    """kube's ``GetPersistentVolumeClaimClass``: the beta annotation first, then the field."""
-    annotations = (pvc.get("metadata") or {}).get("annotations") or {}
-    if _BETA_CLASS_ANNOTATION in annotations:
-        return str(annotations[_BETA_CLASS_ANNOTATION])
-    name = (pvc.get("spec") or {}).get("storageClassName")
-    return name if isinstance(name, str) else ""
 
 
 def _storage_request(pvc: dict[str, Any] | None) -> Any:

@@ -40,7 +40,7 @@ from kinds._errors import ApiError
 from kinds._quantity import parse_quantity
 from projections import DELETED, Change, Projection
 
-from ._admission_plugins import _COUNTED, _POD_COMPUTE, _fmt, usage_of
+from ._admission_plugins import _COUNTED, _POD_COMPUTE, _fmt, is_claim_usage, usage_of
 from ._runtime import Stage, every
 from .messages import Request, UserInfo
 
@@ -67,6 +67,8 @@ def kinds_of(hard: dict[str, Any]) -> set[tuple[str, str]]:
             out.add(by_name[k])
         elif k in _POD_COMPUTE:
             out.add(("", "pods"))
+        elif is_claim_usage(k):
+            out.add(("", "persistentvolumeclaims"))
     return out
 
 
@@ -111,11 +113,11 @@ def corrected_status(quota: dict[str, Any], usage: dict[str, Any], *, settled: b
     held = False
     for k in hard:
         if k not in used:
-            new_used[k] = _fmt(usage.get(k, 0))
+            new_used[k] = _fmt(usage.get(k, 0), k)
         elif _same(used[k], usage.get(k, 0)):
             new_used[k] = used[k]
         elif settled:
-            new_used[k] = _fmt(usage.get(k, 0))
+            new_used[k] = _fmt(usage.get(k, 0), k)
         else:
             new_used[k] = used[k]
             held = True

@@ -186,6 +186,31 @@ async def test_storage_protection_and_claim_resize(start_server: StartServer) ->
             assert r.json()["message"] == ('persistentvolumeclaims "mine" is forbidden: only dynamically provisioned '
                                            'pvc can be resized and the storageclass that provisions the pvc must '
                                            'support resize')
+            # ResourceQuota charges a claim's storage, and its growth on update.
+            r = await api.post("/api/v1/namespaces/default/resourcequotas", json={
+                "metadata": {"name": "storage"}, "spec": {"hard": {
+                    "requests.storage": "6Gi", "expandable.storageclass.storage.k8s.io/requests.storage": "5Gi"}}})
+            assert r.status_code == 201, r.text
+            r = await api.post(PVCS, json=claim("c3", "512Mi"))
+            assert r.status_code == 201, r.text
+            q = (await api.get("/api/v1/namespaces/default/resourcequotas/storage")).json()["status"]["used"]
+            # c0 2Gi + c1, c2 1Gi (expandable), mine 1Gi (fixed), c3 512Mi.
+            assert q == {"requests.storage": "5632Mi",
+                         "expandable.storageclass.storage.k8s.io/requests.storage": "4608Mi"}, q
+            # Growth past both limits is refused.
+            await bound(api, "c3")
+            r = await api.patch(f"{PVCS}/c3", headers=MERGE, json=grow)
+            assert r.status_code == 403, r.text
+            assert r.json()["message"] == (
+                'persistentvolumeclaims "c3" is forbidden: exceeded quota: storage, requested: '
+                'expandable.storageclass.storage.k8s.io/requests.storage=1536Mi,requests.storage=1536Mi, used: '
+                'expandable.storageclass.storage.k8s.io/requests.storage=4608Mi,requests.storage=5632Mi, limited: '
+                'expandable.storageclass.storage.k8s.io/requests.storage=5Gi,requests.storage=6Gi')
+            r = await api.patch(f"{PVCS}/c3", headers=MERGE, json={"spec": {"resources": {"requests": {
+                "storage": "1Gi"}}}})
+            assert r.status_code == 200, r.text
+            q = (await api.get("/api/v1/namespaces/default/resourcequotas/storage")).json()["status"]["used"]
+            assert q == {"requests.storage": "6Gi", "expandable.storageclass.storage.k8s.io/requests.storage": "5Gi"}
             # An unchanged or smaller request is not the plugin's business.
             r = await api.patch(f"{PVCS}/mine", headers=MERGE, json={"metadata": {"labels": {"a": "b"}}})
             assert r.status_code == 200, r.text

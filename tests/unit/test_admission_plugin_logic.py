@@ -130,3 +130,19 @@ async def test_a_delete_decided_twice_is_refunded_once() -> None:
     third = Attributes(Request(verb="delete", rdef=rdef, namespace="ns", name="p", audit_id="req-3"), "DELETE", "p")
     await plugin.validate(third, None, marked)
     assert core.used == {"a": 3, "b": 3}
+
+
+def test_claim_usage_and_byte_units() -> None:
+    from actors._admission_plugins import _fmt
+
+    pvc = {"spec": {"storageClassName": "fast", "resources": {"requests": {"storage": "1536Mi"}}}}
+    assert usage_of("", "persistentvolumeclaims", pvc) == {
+        "count/persistentvolumeclaims": 1, "persistentvolumeclaims": 1, "requests.storage": 1536 * 2 ** 20,
+        "fast.storageclass.storage.k8s.io/persistentvolumeclaims": 1,
+        "fast.storageclass.storage.k8s.io/requests.storage": 1536 * 2 ** 20}
+    assert kinds_of({"requests.storage": "1", "fast.storageclass.storage.k8s.io/persistentvolumeclaims": "1"}) == {
+        ("", "persistentvolumeclaims")}
+    assert _fmt(1536 * 2 ** 20, "requests.storage") == "1536Mi"
+    assert _fmt(2 ** 30, "fast.storageclass.storage.k8s.io/requests.storage") == "1Gi"
+    assert _fmt(1500, "requests.memory") == "1500" and _fmt(0, "requests.storage") == "0"
+    assert _fmt(2048, "pods") == "2048" and _fmt(Fraction(1, 2), "requests.cpu") == "500m"
