@@ -38,7 +38,7 @@ from bus import BusError, Key
 from kinds import Registry
 from kinds._errors import ApiError
 from kinds._quantity import parse_quantity
-from projections import DELETED, Change, Projection
+from projections import DELETED, Change, Projection, ProjectionError
 
 from ._admission_plugins import _COUNTED, _POD_COMPUTE, _fmt, is_claim_usage, usage_of
 from ._runtime import Stage, every
@@ -279,7 +279,7 @@ class QuotaController:
                     t0 = trio.current_time()
                     try:
                         await self.reconcile(*nk)
-                    except (ApiError, BusError, trio.TooSlowError) as e:  # the log may be down: retried
+                    except (ApiError, BusError, ProjectionError, trio.TooSlowError) as e:  # the log may be down
                         log.warning("quota recount of %s/%s failed: %s; will retry", nk[0], nk[1], e)
                         self.schedule(nk, trio.current_time() + 1.0)
                     finally:
