@@ -140,6 +140,15 @@ class Dispatcher(Protocol):
     def active(self, tenant: str) -> bool: ...
 
 
+@contextlib.contextmanager
+def _timed(stage: Stage) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        stage.latency.observe(time.perf_counter() - t0)
+
+
 class AdmissionChain:
     """The plugins in order; webhooks and policies (optional) from their projections."""
 
@@ -154,12 +163,24 @@ class AdmissionChain:
         #: Time spent in each phase, for /metrics (jetkube_stage_duration_seconds).
         self.mutate_stage = Stage("admission-mutating")
         self.validate_stage = Stage("admission-validating")
+        #: ... and in each step of a phase (webhooks and policies: only when configured).
+        self.step_stages = {name: Stage(f"admission-{name}") for name in (
+            "mutating-plugins", "mutating-policies", "mutating-webhooks", "validating-plugins",
+            "validating-policies", "validating-webhooks")}
 
-    def attach(self, core: Any) -> None:
-        """Give plugins that write (ResourceQuota's charges) the resource actor's CAS loop."""
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """Every stage of the chain, for the metrics."""
+        return (self.mutate_stage, self.validate_stage, *self.step_stages.values())
+
+    def attach(self, core: Any, authorizer: Any = None) -> None:
+        """Give plugins that write (ResourceQuota's charges) the resource actor's CAS loop, and
+        those that authorize (the Certificate* plugins) the server's authorizer."""
         for p in (*self.mutating, *self.validating):
             if hasattr(p, "core"):
                 p.core = core
+            if authorizer is not None and hasattr(p, "authorizer"):
+                p.authorizer = authorizer
 
     async def mutate(self, req: Request, operation: str, obj: dict[str, Any] | None, old: dict[str, Any] | None,
                      *, name: str = "") -> dict[str, Any] | None:
@@ -168,21 +189,25 @@ class AdmissionChain:
         _reset_audit_annotations()  # a new admission run: this object's annotations only
         try:
             a = Attributes(req, operation, name or req.name)
-            for p in self.mutating:
-                await p.admit(a, obj, old)
+            with _timed(self.step_stages["mutating-plugins"]):
+                for p in self.mutating:
+                    await p.admit(a, obj, old)
             if a.exempt:
                 return obj
             reinvoke: list[str] = []
             policies = self.mutating_policies
             if policies is not None and policies.active(a.tenant):
-                obj, reinvoke = await policies.mutate(a, obj, old)
+                with _timed(self.step_stages["mutating-policies"]):
+                    obj, reinvoke = await policies.mutate(a, obj, old)
             after_policies = obj
             if self.webhooks is not None and self.webhooks.active(a.tenant):
-                obj = await self.webhooks.mutate(a, obj, old)
+                with _timed(self.step_stages["mutating-webhooks"]):
+                    obj = await self.webhooks.mutate(a, obj, old)
             # kube's reinvocation: policies that ask IfNeeded run once more when a later step
             # (the webhooks) changed the object they produced.
             if reinvoke and obj is not after_policies and _encode(obj) != _encode(after_policies):
-                obj, _ = await policies.mutate(a, obj, old, only=frozenset(reinvoke))
+                with _timed(self.step_stages["mutating-policies"]):
+                    obj, _ = await policies.mutate(a, obj, old, only=frozenset(reinvoke))
             return obj
         finally:
             self.mutate_stage.latency.observe(time.perf_counter() - t0)
@@ -193,14 +218,17 @@ class AdmissionChain:
         t0 = time.perf_counter()
         try:
             a = Attributes(req, operation, name or req.name)
-            for p in self.validating:
-                await p.validate(a, obj, old)
+            with _timed(self.step_stages["validating-plugins"]):
+                for p in self.validating:
+                    await p.validate(a, obj, old)
             if a.exempt:
                 return
             if self.policies is not None and self.policies.active(a.tenant):
-                await self.policies.validate(a, obj, old)
+                with _timed(self.step_stages["validating-policies"]):
+                    await self.policies.validate(a, obj, old)
             if self.webhooks is not None and self.webhooks.active(a.tenant):
-                await self.webhooks.validate(a, obj, old)
+                with _timed(self.step_stages["validating-webhooks"]):
+                    await self.webhooks.validate(a, obj, old)
         finally:
             self.validate_stage.latency.observe(time.perf_counter() - t0)
 
