@@ -45,6 +45,10 @@ class ConversionFailed(Exception):
     """A conversion that did not happen; ``str(e)`` is kube's whole message."""
 
 
+class _BadMetadata(Exception):
+    pass
+
+
 def webhook_of(crd: Mapping[str, Any]) -> dict[str, Any] | None:
     """The CRD's conversion webhook (``url``, ``caBundle``, ``reviewVersion``), or None when its
     versions are converted by strategy ``None``."""
@@ -122,7 +126,7 @@ def converted_from_review(review: Any, *, uid: str, version: str, originals: Seq
             raise ConversionFailed(f"conversion webhook for {source} returned {what}: {problem}")
         try:
             out.append(_restore_meta(orig, conv))
-        except ValueError as e:
+        except _BadMetadata as e:
             what = f"invalid metadata in object at index {i}" if is_list else "invalid metadata"
             raise ConversionFailed(f"conversion webhook for {source} returned {what}: {e}") from None
     return out
@@ -145,12 +149,12 @@ def _changed_identity(orig: Mapping[str, Any], conv: Mapping[str, Any]) -> str:
 
 def _restore_meta(orig: Mapping[str, Any], conv: dict[str, Any]) -> dict[str, Any]:
     """The converted object with the original's metadata, but the webhook's labels and
-    annotations (validated when they changed); ValueError with kube's message else."""
+    annotations (validated when they changed); :class:`_BadMetadata` with kube's message else."""
     got = conv.get("metadata")
     if got is None:
-        raise ValueError("missing metadata in converted object")
+        raise _BadMetadata("missing metadata in converted object")
     if not isinstance(got, dict):
-        raise ValueError(f"invalid metadata of type {type(got).__name__} in converted object")
+        raise _BadMetadata(f"invalid metadata of type {type(got).__name__} in converted object")
     meta = copy.deepcopy(dict(_meta(orig)))
     for fld, path in (("labels", "metadata.labels"), ("annotations", "metadata.annotation")):
         value = got.get(fld)
@@ -158,16 +162,16 @@ def _restore_meta(orig: Mapping[str, Any], conv: dict[str, Any]) -> dict[str, An
             meta.pop(fld, None)
             continue
         if not isinstance(value, dict):
-            raise ValueError(f"invalid metadata.{fld} of type {type(value).__name__} in converted object")
+            raise _BadMetadata(f"invalid metadata.{fld} of type {type(value).__name__} in converted object")
         for k, v in value.items():
             if not isinstance(v, str):
-                raise ValueError(f"metadata.{fld}[{k}] must be a string, but is {type(v).__name__} in converted "
+                raise _BadMetadata(f"metadata.{fld}[{k}] must be a string, but is {type(v).__name__} in converted "
                                  f"object")
         if value != (meta.get(fld) or {}):
             causes = validate_labels(value, path) if fld == "labels" else _validate_annotations(value, path)
             if causes:
                 parts = [f"{c.field}: {c.message}" for c in causes]
-                raise ValueError(parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]")
+                raise _BadMetadata(parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]")
         meta[fld] = value
     out = dict(conv)
     out["metadata"] = meta
