@@ -150,11 +150,14 @@ async def served_objects(converter: Converter, items: list[bytes], storage: Reso
     batch, through a CRD's conversion webhook in one review (actors/_crd_conversion.py)."""
     if not converter.needed(storage, served):
         return [served_object(i, storage, served) for i in items] if rewritten(storage, served) else items
-    objs = await converter.many([msgspec.json.decode(i) for i in items], served, is_list=is_list)
+    decoded = [msgspec.json.decode(i) for i in items]
+    objs = await converter.many(decoded, served, is_list=is_list)
     if served.read_defaults and served.schema is not None:
         for o in objs:
             apply_defaults(o, served.schema)
-    return [msgspec.json.encode(o) for o in objs]
+        return [msgspec.json.encode(o) for o in objs]
+    # Objects stored in the version asked for come back as they are: their stored bytes.
+    return [item if o is d else msgspec.json.encode(o) for item, o, d in zip(items, objs, decoded)]
 
 
 class _Shown:
