@@ -18,14 +18,14 @@ Cancellation: an abandoned call leaves nothing behind (the connection goes back 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
 import trio
 
-from kinds import ResourceDef
+from kinds import Registry, ResourceDef
 from kinds._conversion import convert
 from kinds._crd_conversion import (
     TIMEOUT_S,
@@ -36,10 +36,13 @@ from kinds._crd_conversion import (
     review_request,
 )
 from kinds._errors import ApiError
+from kinds._fieldpath import VersionView
 
 from ._admission_webhooks import MAX_IN_FLIGHT_PER_WEBHOOK, tls_client
+from ._apply import apply_type
 
 _json = msgspec.json.Encoder()
+T = TypeVar("T")
 
 
 class ConversionError(ApiError):
@@ -91,6 +94,45 @@ class Converter:
         for i, c in zip(todo, converted):
             out[i] = c
         return out
+
+    async def with_manager_views(self, live: dict[str, Any] | None, view: ResourceDef, registry: Registry,
+                                 run: Callable[[dict[str, VersionView]], T]) -> T:
+        """``run(views)``, ``views`` showing the object in the apiVersion of each manager of
+        ``live`` that set its fields through another served version of the kind (server-side
+        apply's ownership across versions, as kube's version converter does). A webhook version
+        is shown in two passes: ``run`` first sees the objects unconverted while the ones it
+        compares are noted, those are converted (one review per version), then ``run`` again
+        with them; ``run`` must be pure."""
+        entries = ((live or {}).get("metadata") or {}).get("managedFields") or ()
+        versions = {str(e.get("apiVersion") or "") for e in entries if isinstance(e, dict)} - {view.api_version}
+        sync: dict[str, VersionView] = {}
+        hooked: dict[str, ResourceDef] = {}
+        for v in sorted(versions):
+            group, _, version = v.rpartition("/")
+            d = registry.get(group, version, view.plural) if group == view.group else None
+            if d is None:
+                continue  # a version no longer served: compared in the written one
+            if d.conversion is None:
+                sync[v] = (lambda o, d=d: convert(o, d), apply_type(d))
+            else:
+                hooked[v] = d
+        if not hooked:
+            return run(sync)
+        seen: dict[bytes, dict[str, Any]] = {}
+
+        def note(o: Any) -> Any:
+            if isinstance(o, dict):
+                seen.setdefault(_json.encode(o), o)
+            return o
+
+        run({**sync, **{v: (note, apply_type(d)) for v, d in hooked.items()}})
+        keys = list(seen)
+        views = dict(sync)
+        for v, d in hooked.items():
+            got = await self.many([seen[k] for k in keys], d)
+            cache = dict(zip(keys, got))
+            views[v] = (lambda o, c=cache: c.get(_json.encode(o), o), apply_type(d))
+        return run(views)
 
     async def _review(self, hook: dict[str, Any], originals: list[dict[str, Any]], desired: str, source: str,
                       is_list: bool) -> list[dict[str, Any]]:

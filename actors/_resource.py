@@ -664,9 +664,11 @@ class ResourceCore:
 
         async def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
             shown = live if live is None else await self._shown(live, view)
-            new = record_apply(shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
-                               subresource=req.subresource, type_=t,
-                               ignored=reset_fields(rdef, req.subresource, shown, config), base=base)
+            ignored = reset_fields(rdef, req.subresource, shown, config)
+            # Managers of other versions own their fields as that version names them.
+            new = await self.converter.with_manager_views(shown, view, self.registry, lambda views: record_apply(
+                shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
+                subresource=req.subresource, type_=t, ignored=ignored, base=base, views=views))
             new = new if served is None else await self.converter.one(new, rdef)
             nonlocal warnings
             warnings = self._field_validation(req, new, patched=True)

@@ -148,3 +148,34 @@ def test_spec_conversion_validation() -> None:
         ("spec.conversion.webhookClientConfig.service.port: Invalid value: 0: port is not valid: must be between 1 "
         "and 65535, inclusive"),
         "spec.conversion.webhookClientConfig.service.path: Invalid value: \"convert\": must start with a '/'"]
+
+
+def test_managers_of_another_version_conflict_where_that_version_names_the_field() -> None:
+    """SMD's converter: a manager that set ``spec.size`` through v1 conflicts with an apply through
+    v2 changing ``spec.dimension`` (the same field renamed), and loses it when forced."""
+    from kinds._fieldpath import UNTYPED, ConflictError, ManagerSet, Updater, to_field_set
+
+    def to_v1(o: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(o)
+        spec = out.get("spec") or {}
+        if "dimension" in spec:
+            spec["size"] = spec.pop("dimension")
+        out["apiVersion"] = "x/v1"
+        return out
+
+    live = {"apiVersion": "x/v2", "kind": "K", "spec": {"dimension": 5, "color": "red"}}
+    alpha = to_field_set({"spec": {"size": 5}}, UNTYPED)
+    config = {"apiVersion": "x/v2", "kind": "K", "spec": {"dimension": 7}}
+
+    def managers() -> dict[str, ManagerSet]:
+        return {"alpha": ManagerSet(copy.deepcopy(alpha), "x/v1", True)}
+
+    # Without a view of v1 the rename goes unseen (the old behaviour).
+    Updater(UNTYPED).apply(live, config, "x/v2", managers(), "beta", False)
+    views = {"x/v1": (to_v1, UNTYPED)}
+    with pytest.raises(ConflictError) as e:
+        Updater(UNTYPED, views=views).apply(live, config, "x/v2", managers(), "beta", False)
+    assert [(c.manager, c.path) for c in e.value.conflicts] == [("alpha", ("f:spec", "f:size"))]
+    sets = managers()
+    Updater(UNTYPED, views=views).apply(live, config, "x/v2", sets, "beta", True)
+    assert "alpha" not in sets and sets["beta"].api_version == "x/v2"
