@@ -1104,11 +1104,12 @@ class Bench:
             if self.p.c1_runs > 1:
                 await s("C1", f"HTTP ceiling after {sid}", self.header("C1"),
                         lambda mix=mix, sid=sid: self.c1(mix.split(","), sid), 60)  # type: ignore[misc]
-        # Custom resources and server-side apply: ratios to the ConfigMap / update figures beside them.
-        if self.want("BC"):
+        # Custom resources and server-side apply: ratios to the ConfigMap / update figures beside them
+        # (a quick run, bound to under two minutes, has them only when named with --only).
+        if self.want("BC") and (not self.quick or self.only):
             await s("BC", "custom resources (5 CEL rules) beside ConfigMaps", _crbench.header_bc(self),
                     lambda: _crbench.run_bc(self), 300)
-        if self.want("BS"):
+        if self.want("BS") and (not self.quick or self.only):
             await s("BS", "server-side apply vs update", _crbench.header_bs(self), lambda: _crbench.run_bs(self), 180)
         if self.want("B1A"):
             from . import _admission
