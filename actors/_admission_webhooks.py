@@ -89,6 +89,20 @@ class _CallError(Exception):
     pass
 
 
+def tls_client(ca_bundle: str) -> httpx.AsyncClient:
+    """An HTTPS client for webhooks (admission, CRD conversion) trusting ``ca_bundle`` (base64 PEM,
+    as a ``clientConfig`` holds it; the system roots without one); ValueError for a bad bundle."""
+    if ca_bundle:
+        try:
+            ctx = ssl.create_default_context(cadata=base64.b64decode(ca_bundle).decode())
+        except (ValueError, ssl.SSLError) as e:
+            raise ValueError(f"invalid caBundle: {e}") from None
+    else:
+        ctx = ssl.create_default_context()
+    return httpx.AsyncClient(verify=ctx, limits=httpx.Limits(max_connections=256,
+                                                             max_keepalive_connections=MAX_IN_FLIGHT_PER_WEBHOOK))
+
+
 class WebhookDispatcher:
     """Matches and calls the webhooks of a tenant."""
 
@@ -199,16 +213,10 @@ class WebhookDispatcher:
     def _client(self, ca_bundle: str) -> httpx.AsyncClient:
         client = self._clients.get(ca_bundle)
         if client is None:
-            if ca_bundle:
-                try:
-                    ctx = ssl.create_default_context(cadata=base64.b64decode(ca_bundle).decode())
-                except (ValueError, ssl.SSLError) as e:
-                    raise _CallError(f"invalid caBundle: {e}") from None
-            else:
-                ctx = ssl.create_default_context()
-            client = httpx.AsyncClient(verify=ctx, limits=httpx.Limits(max_connections=256,
-                                                                        max_keepalive_connections=MAX_IN_FLIGHT_PER_WEBHOOK))
-            self._clients[ca_bundle] = client
+            try:
+                client = self._clients[ca_bundle] = tls_client(ca_bundle)
+            except ValueError as e:
+                raise _CallError(str(e)) from None
         return client
 
     async def _call(self, h: _Hook, a: Attributes, obj: dict[str, Any] | None,

@@ -25,7 +25,6 @@ from bus import (
 from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_with_rv_slot, object_bytes
 from kinds import BUILTIN, Registry, ResourceDef, definitions, field_value, patch_schema, schema_for
 from kinds import _subresources as subresources
-from kinds._conversion import convert
 from kinds._crd import apply_defaults
 from kinds._errors import (
     AlreadyExists,
@@ -72,6 +71,7 @@ from ._apply import (
     check_non_apply_options,
     reset_fields,
 )
+from ._crd_conversion import Converter
 from ._managed import manager_from_user_agent, record_apply, record_update
 from ._patch import (
     MalformedPatch,
@@ -146,6 +146,8 @@ class ResourceCore:
         #: Claims of cluster-unique values for kinds that hold them (a Service's cluster IP and
         #: node ports), made and released around the object's own append.
         self.allocators = Allocators(projection, self._append, allocation or AllocationSettings())
+        #: Conversion between served versions (a CRD's conversion webhook: actors/_crd_conversion.py).
+        self.converter = Converter()
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -617,7 +619,7 @@ class ResourceCore:
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
                 raise self.not_found(rdef, req.name)
-            shown = old if served is None else convert(old, served)
+            shown = await self._shown(old, view)
             try:
                 if ptype == JSON_PATCH:
                     new = apply_json_patch(shown, req.body)
@@ -635,7 +637,7 @@ class ResourceCore:
             if new.get("kind") != view.kind or new.get("apiVersion") != view.api_version:
                 raise BadRequest("the patch must not change kind or apiVersion")
             if served is not None:
-                new = convert(new, rdef)
+                new = await self.converter.one(new, rdef)
             nonlocal warnings
             warnings = self._field_validation(req, new, patched=True)
             prv = new["metadata"].get("resourceVersion")
@@ -664,12 +666,14 @@ class ResourceCore:
         manager, now, t = req.query["fieldManager"], now_rfc3339(), apply_type(view)
         warnings: tuple[str, ...] = ()
 
-        def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
-            shown = live if live is None or served is None else convert(live, served)
-            new = record_apply(shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
-                               subresource=req.subresource, type_=t,
-                               ignored=reset_fields(rdef, req.subresource, shown, config), base=base)
-            new = new if served is None else convert(new, rdef)
+        async def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+            shown = live if live is None else await self._shown(live, view)
+            ignored = reset_fields(rdef, req.subresource, shown, config)
+            # Managers of other versions own their fields as that version names them.
+            new = await self.converter.with_manager_views(shown, view, self.registry, lambda views: record_apply(
+                shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
+                subresource=req.subresource, type_=t, ignored=ignored, base=base, views=views))
+            new = new if served is None else await self.converter.one(new, rdef)
             nonlocal warnings
             warnings = self._field_validation(req, new, patched=True)
             return new
@@ -682,7 +686,7 @@ class ResourceCore:
             prv = config["metadata"].get("resourceVersion")
             if prv not in (None, "") and str(prv) != str(entry.seq):  # a precondition, as in any patch
                 raise self.conflict(rdef, req.name)
-            return await self._admitted_update(req, entry, old, applied(old), record=False)
+            return await self._admitted_update(req, entry, old, await applied(old), record=False)
 
         for _ in range(self.max_retries):
             try:
@@ -692,7 +696,7 @@ class ResourceCore:
                 create = msgspec.structs.replace(req, verb="create")
                 if self.admit is not None:
                     await self.admit(create)
-                obj = applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
+                obj = await applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
                 obj["metadata"]["name"] = req.name
                 try:
                     return await self.create(create, obj=obj, applied=True)  # its field validation warns
@@ -851,12 +855,29 @@ class ResourceCore:
         stored = msgspec.structs.replace(req, rdef=storage)
         if req.verb in ("create", "update") and req.subresource in ("", "status"):
             body = self._body_object(req)  # checked against the version it claims
-            stored = msgspec.structs.replace(stored, body=convert(body, storage))
+            stored = msgspec.structs.replace(stored, body=await self.converter.one(body, storage))
         if req.verb == "patch" and req.subresource in ("", "status"):
             result = await self.patch(stored, served=served)
         else:
             result = await self.write(stored)
-        return WriteResult(result.code, _to_served(result.body, storage, served), result.warnings)
+        return WriteResult(result.code, await self._to_served(result.body, storage, served), result.warnings)
+
+    async def _shown(self, obj: dict[str, Any], view: ResourceDef) -> dict[str, Any]:
+        """A stored object as ``view``'s version shows it (a patch applies to that)."""
+        return obj if obj.get("apiVersion") == view.api_version else await self.converter.one(obj, view)
+
+    async def _to_served(self, body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
+        """A write's answer (an object, a list of them, or a Status) in the served version."""
+        obj = _decode(body)
+        if not isinstance(obj, dict):
+            return body
+        if obj.get("kind") == storage.list_kind:
+            obj["items"] = await self.converter.many(obj.get("items") or [], served)
+            obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
+            return _json.encode(obj)
+        if obj.get("kind") != storage.kind:  # a Status, a Scale
+            return body
+        return _json.encode(await self.converter.one(obj, served))
 
     async def create_as(self, req: Request) -> WriteResult:
         """A create of a kind stored as another's subresource (``bindings``: the pod's binding)."""
@@ -1067,18 +1088,6 @@ class ResourceCore:
 
 _PDB = next(d for d in BUILTIN if (d.group, d.plural) == ("policy", "poddisruptionbudgets"))
 _API_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-
-
-def _to_served(body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
-    """A write's answer (an object, a list of them, or a Status) in the served version."""
-    obj = _decode(body)
-    if not isinstance(obj, dict) or obj.get("kind") == "Status":
-        return body
-    if obj.get("kind") == storage.list_kind:
-        obj["items"] = [convert(i, served) for i in obj.get("items") or []]
-        obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
-        return _json.encode(obj)
-    return _json.encode(convert(obj, served))
 
 
 def _custom_unknown_fields(obj: dict[str, Any], schema: dict[str, Any], *, prune: bool) -> list[str]:

@@ -70,6 +70,9 @@ class ResourceDef(msgspec.Struct, frozen=True):
     scale_paths: tuple[str, str, str] = ()
     # The schema has ``default:`` s: stored objects are defaulted when read too (as kube decodes them).
     read_defaults: bool = False
+    # A CRD's conversion webhook (kinds/_crd_conversion.py ``webhook_of``): its versions are converted
+    # by ConversionReviews (actors/_crd_conversion.py); None: by kinds/_conversion.py.
+    conversion: dict | None = None
 
     @property
     def has_status(self) -> bool:
