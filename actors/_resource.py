@@ -25,7 +25,6 @@ from bus import (
 from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_with_rv_slot, object_bytes
 from kinds import BUILTIN, Registry, ResourceDef, definitions, field_value, patch_schema, schema_for
 from kinds import _subresources as subresources
-from kinds._conversion import convert
 from kinds._crd import apply_defaults
 from kinds._errors import (
     AlreadyExists,
@@ -61,7 +60,7 @@ from projections import (
     parse_label_selector,
 )
 
-from ._admission import AdmissionChain, collecting_warnings
+from ._admission import AdmissionChain, audit_annotations, collecting_warnings
 from ._allocation import AllocationSettings, Allocators
 from ._apply import SCALE_FIELDS as _SCALE_FIELDS
 from ._apply import (
@@ -72,6 +71,7 @@ from ._apply import (
     check_non_apply_options,
     reset_fields,
 )
+from ._crd_conversion import Converter
 from ._managed import manager_from_user_agent, record_apply, record_update
 from ._patch import (
     MalformedPatch,
@@ -146,14 +146,17 @@ class ResourceCore:
         #: Claims of cluster-unique values for kinds that hold them (a Service's cluster IP and
         #: node ports), made and released around the object's own append.
         self.allocators = Allocators(projection, self._append, allocation or AllocationSettings())
+        #: Conversion between served versions (a CRD's conversion webhook: actors/_crd_conversion.py).
+        self.converter = Converter()
 
     # ---- entry point ---------------------------------------------------------------------------
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         with collecting_warnings() as admission_warnings:
             result = await self.write(req)
-        if admission_warnings:
-            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings))
+            annotations = audit_annotations() if req.query.get("dryRun") else {}
+        if admission_warnings or annotations:
+            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings), annotations)
         reply.set(result)
 
     async def write(self, req: Request) -> WriteResult:
@@ -274,7 +277,10 @@ class ResourceCore:
             actor=EventActor(user=user.name if user else "", groups=tuple(user.groups) if user else (),
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
                              source=req.source, impersonator=user.impersonator if user else ""),
-            labels=labels, fields=fields, subresource=req.subresource)
+            labels=labels, fields=fields, subresource=req.subresource,
+            # Admission's audit annotations go with the written object's own event (not with the
+            # claims and charges a write makes on other subjects).
+            annotations=audit_annotations() if key.resource == req.rdef.plural else {})
         subject = self.log.subject(key)
         with current_child(self.spans, "log append"):
             seq = await self.log.append(subject, encode_event(event),
@@ -613,7 +619,7 @@ class ResourceCore:
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
                 raise self.not_found(rdef, req.name)
-            shown = old if served is None else convert(old, served)
+            shown = await self._shown(old, view)
             try:
                 if ptype == JSON_PATCH:
                     new = apply_json_patch(shown, req.body)
@@ -631,7 +637,7 @@ class ResourceCore:
             if new.get("kind") != view.kind or new.get("apiVersion") != view.api_version:
                 raise BadRequest("the patch must not change kind or apiVersion")
             if served is not None:
-                new = convert(new, rdef)
+                new = await self.converter.one(new, rdef)
             nonlocal warnings
             warnings = self._field_validation(req, new, patched=True)
             prv = new["metadata"].get("resourceVersion")
@@ -660,12 +666,15 @@ class ResourceCore:
         manager, now, t = req.query["fieldManager"], now_rfc3339(), apply_type(view)
         warnings: tuple[str, ...] = ()
 
-        def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
-            shown = live if live is None or served is None else convert(live, served)
-            new = record_apply(shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
-                               subresource=req.subresource, type_=t,
-                               ignored=reset_fields(rdef, req.subresource, shown, config), base=base)
-            new = new if served is None else convert(new, rdef)
+        async def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+            shown = live if live is None else await self._shown(live, view)
+            ignored = reset_fields(rdef, req.subresource, shown, config)
+            # Managers of other versions own their fields as that version names them.
+            versions = self.registry.for_tenant(req.tenant)  # a CRD's other versions: its tenant's
+            new = await self.converter.with_manager_views(shown, view, versions, lambda views: record_apply(
+                shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
+                subresource=req.subresource, type_=t, ignored=ignored, base=base, views=views))
+            new = new if served is None else await self.converter.one(new, rdef)
             nonlocal warnings
             warnings = self._field_validation(req, new, patched=True)
             return new
@@ -678,7 +687,7 @@ class ResourceCore:
             prv = config["metadata"].get("resourceVersion")
             if prv not in (None, "") and str(prv) != str(entry.seq):  # a precondition, as in any patch
                 raise self.conflict(rdef, req.name)
-            return await self._admitted_update(req, entry, old, applied(old), record=False)
+            return await self._admitted_update(req, entry, old, await applied(old), record=False)
 
         for _ in range(self.max_retries):
             try:
@@ -688,7 +697,7 @@ class ResourceCore:
                 create = msgspec.structs.replace(req, verb="create")
                 if self.admit is not None:
                     await self.admit(create)
-                obj = applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
+                obj = await applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
                 obj["metadata"]["name"] = req.name
                 try:
                     return await self.create(create, obj=obj, applied=True)  # its field validation warns
@@ -847,12 +856,29 @@ class ResourceCore:
         stored = msgspec.structs.replace(req, rdef=storage)
         if req.verb in ("create", "update") and req.subresource in ("", "status"):
             body = self._body_object(req)  # checked against the version it claims
-            stored = msgspec.structs.replace(stored, body=convert(body, storage))
+            stored = msgspec.structs.replace(stored, body=await self.converter.one(body, storage))
         if req.verb == "patch" and req.subresource in ("", "status"):
             result = await self.patch(stored, served=served)
         else:
             result = await self.write(stored)
-        return WriteResult(result.code, _to_served(result.body, storage, served), result.warnings)
+        return WriteResult(result.code, await self._to_served(result.body, storage, served), result.warnings)
+
+    async def _shown(self, obj: dict[str, Any], view: ResourceDef) -> dict[str, Any]:
+        """A stored object as ``view``'s version shows it (a patch applies to that)."""
+        return obj if obj.get("apiVersion") == view.api_version else await self.converter.one(obj, view)
+
+    async def _to_served(self, body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
+        """A write's answer (an object, a list of them, or a Status) in the served version."""
+        obj = _decode(body)
+        if not isinstance(obj, dict):
+            return body
+        if obj.get("kind") == storage.list_kind:
+            obj["items"] = await self.converter.many(obj.get("items") or [], served)
+            obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
+            return _json.encode(obj)
+        if obj.get("kind") != storage.kind:  # a Status, a Scale
+            return body
+        return _json.encode(await self.converter.one(obj, served))
 
     async def create_as(self, req: Request) -> WriteResult:
         """A create of a kind stored as another's subresource (``bindings``: the pod's binding)."""
@@ -1063,18 +1089,6 @@ class ResourceCore:
 
 _PDB = next(d for d in BUILTIN if (d.group, d.plural) == ("policy", "poddisruptionbudgets"))
 _API_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-
-
-def _to_served(body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
-    """A write's answer (an object, a list of them, or a Status) in the served version."""
-    obj = _decode(body)
-    if not isinstance(obj, dict) or obj.get("kind") == "Status":
-        return body
-    if obj.get("kind") == storage.list_kind:
-        obj["items"] = [convert(i, served) for i in obj.get("items") or []]
-        obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
-        return _json.encode(obj)
-    return _json.encode(convert(obj, served))
 
 
 def _custom_unknown_fields(obj: dict[str, Any], schema: dict[str, Any], *, prune: bool) -> list[str]:

@@ -77,3 +77,6 @@ class WriteResult(msgspec.Struct, frozen=True):
     code: int
     body: bytes
     warnings: tuple[str, ...] = ()
+    #: Admission's audit annotations, for a write the gateway audits itself (a dry run); an
+    #: appended write's are on its event.
+    audit_annotations: dict[str, str] = {}
