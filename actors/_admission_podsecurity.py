@@ -4,11 +4,11 @@ runs it, with the default configuration: privileged by default, no exemptions).
 - Pods (create, update, and the subresources that can change the spec: ``ephemeralcontainers``):
   ``enforce`` refuses a violating pod (403, ``violates PodSecurity "<level>:<version>": ...``),
   ``warn`` adds ``would violate PodSecurity ...`` as a Warning, ``audit`` records the violation
-  (kube writes it as the audit annotation ``pod-security.kubernetes.io/audit-violations``; here
-  it is logged on ``jetkube.admission``). An update is evaluated only when it is significant as
-  kube's ``isSignificantPodUpdate`` says: containers or init containers added or removed, an
-  image changed, an ephemeral container added or its image changed (metadata-only and status
-  changes never are).
+  as the audit annotation ``pod-security.kubernetes.io/audit-violations`` (also logged on
+  ``jetkube.admission``), beside ``pod-security.kubernetes.io/enforce-policy``. An update is
+  evaluated only when it is significant as kube's ``isSignificantPodUpdate`` says: containers or
+  init containers added or removed, an image changed, an ephemeral container added or its image
+  changed (metadata-only and status changes never are).
 - Pod templates (Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs,
   ReplicationControllers, PodTemplates; create and update, no subresource): warned and audited,
   never refused.
@@ -43,7 +43,7 @@ from kinds._podsecurity import (
 from kinds._validation import field_invalid
 from projections import Projection
 
-from ._admission import Attributes, add_warning
+from ._admission import Attributes, add_audit_annotation, add_warning
 
 log = logging.getLogger("jetkube.admission")
 _decode = msgspec.json.decode
@@ -161,11 +161,16 @@ class PodSecurity:
                      a.namespace, a.name)
         denied = None
         if enforce:
+            # kube's audit annotations (pod-security-admission's AuditAnnotation*, under the
+            # plugin's "pod-security.kubernetes.io/" prefix): the enforced policy of every pod evaluated.
+            add_audit_annotation(f"{LABEL_PREFIX}enforce-policy", str(policy.enforce))
             found = results(policy.enforce)
             if found:
                 denied = _forbidden(a, f'violates PodSecurity "{policy.enforce}": {forbidden_detail(found)}')
         found = results(policy.audit)
         if found:
+            add_audit_annotation(f"{LABEL_PREFIX}audit-violations",
+                                 f'would violate PodSecurity "{policy.audit}": {forbidden_detail(found)}')
             log.info("pod-security audit: %s %s/%s would violate PodSecurity \"%s\": %s", a.rdef.plural,
                      a.namespace, a.name, policy.audit, forbidden_detail(found))
         if denied is not None:

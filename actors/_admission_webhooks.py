@@ -109,10 +109,10 @@ class WebhookDispatcher:
     def __init__(self, projection: Projection, registry: Registry) -> None:
         self.projection = projection
         self.registry = registry
-        # Served versions of each (group, resource), for matchPolicy Equivalent.
+        # Served versions of each (group, resource), for matchPolicy Equivalent: rebuilt when the
+        # registry's definitions change (a CRD created or updated after this dispatcher).
         self._versions: dict[tuple[str, str], list[ResourceDef]] = {}
-        for d in registry.defs:
-            self._versions.setdefault((d.group, d.plural), []).append(d)
+        self._versions_of: tuple[ResourceDef, ...] | None = None
         self._cache: dict[str, tuple[tuple[int, int], list[_Hook], list[_Hook]]] = {}
         self._clients: dict[str, httpx.AsyncClient] = {}
         #: (webhook name, "admit" | "validating") -> failures let through under failurePolicy Ignore.
@@ -157,6 +157,15 @@ class WebhookDispatcher:
 
     # ---- matching ------------------------------------------------------------------------------
 
+    def _served_versions(self, group: str, plural: str) -> list[ResourceDef]:
+        defs = self.registry.defs
+        if defs is not self._versions_of:
+            versions: dict[tuple[str, str], list[ResourceDef]] = {}
+            for d in defs:
+                versions.setdefault((d.group, d.plural), []).append(d)
+            self._versions, self._versions_of = versions, defs
+        return self._versions.get((group, plural), [])
+
     def _view(self, h: _Hook, a: Attributes) -> ResourceDef | None:
         """The version the webhook is sent: the written one when a rule names it, else (with
         ``matchPolicy: Equivalent``) another served version of the same resource a rule names."""
@@ -169,7 +178,7 @@ class WebhookDispatcher:
         if named(rdef):
             return rdef
         if h.match_policy != "Exact":
-            for d in self._versions.get((rdef.group, rdef.plural), ()):
+            for d in self._served_versions(rdef.group, rdef.plural):
                 if d is not rdef and named(d):
                     return d
         return None

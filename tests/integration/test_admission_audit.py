@@ -179,3 +179,57 @@ async def test_policy_and_webhook_audit_annotations(start_server: StartServer, w
             ("replicas-audit", 1, "failed expression: object.metadata.name.size() < 12"),
             ("replicas-deny", 0, "at most 10, not 20")]
         assert "annotate.example.com/checked" not in ann  # validating webhooks run after the policies
+
+
+PSA = "pod-security.kubernetes.io/"
+
+
+def pod(name: str, privileged: bool) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": "c", "image": "nginx"}
+    if privileged:
+        c["securityContext"] = {"privileged": True}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [c]}}
+
+
+async def test_pod_security_audit_annotations(start_server: StartServer, tmp_path: Path) -> None:
+    """PodSecurity's ``enforce-policy`` on every evaluated pod and ``audit-violations`` on those
+    that break the namespace's audit level, for accepted pods and for a pod enforce refuses."""
+    from gateway._settings import load_audit_policy
+
+    policy_file = tmp_path / "audit.yaml"
+    policy_file.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+                           "rules:\n- level: Metadata\n")
+    audit = load_audit_policy(str(policy_file))
+    g1, g2 = await start_server(audit_policy=audit), await start_server(audit_policy=audit)
+    async with client_for(g1) as a1, client_for(g2) as a2:
+        with trio.fail_after(60):
+            labels = {"audit-only": {f"{PSA}audit": "baseline"},
+                      "enforced": {f"{PSA}enforce": "baseline", f"{PSA}enforce-version": "v1.33"}}
+            for ns, lab in labels.items():
+                await post(a1, "/api/v1/namespaces", {"metadata": {"name": ns, "labels": lab}})
+            for i, api in enumerate((a1, a2, a1)):
+                await post(api, "/api/v1/namespaces/audit-only/pods", pod(f"p{i}", privileged=i != 1))
+            await post(a2, "/api/v1/namespaces/enforced/pods", pod("ok", privileged=False))
+            r = await a2.post("/api/v1/namespaces/enforced/pods", json=pod("bad", privileged=True))
+            assert r.status_code == 403, r.text
+
+            async def pods() -> list[dict[str, Any]]:
+                return [e for e in await audit_events(a1, resource="pods") if e["verb"] == "create"]
+
+            async def all_there() -> bool:
+                return len(await pods()) >= 5
+            await poll_until(all_there)
+        got = {(e["objectRef"]["namespace"], e["objectRef"].get("name", ""), e["responseStatus"]["code"]):
+               e["annotations"] for e in await pods()}
+        for i in range(3):
+            ann = got[("audit-only", f"p{i}", 201)]
+            assert ann[f"{PSA}enforce-policy"] == "privileged:latest"
+            if i == 1:
+                assert f"{PSA}audit-violations" not in ann
+            else:
+                assert ann[f"{PSA}audit-violations"] == (
+                    'would violate PodSecurity "baseline:latest": privileged (container "c" must not set '
+                    'securityContext.privileged=true)')
+        assert got[("enforced", "ok", 201)][f"{PSA}enforce-policy"] == "baseline:v1.33"
+        denied = got[("enforced", "", 403)]
+        assert denied[f"{PSA}enforce-policy"] == "baseline:v1.33"
