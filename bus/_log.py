@@ -356,6 +356,29 @@ class Log:
         body = json.dumps({"multi_last": subjects, "up_to_seq": seq}).encode()
         return [self._direct_message(r, "") for r in await self._direct_batch(body, 1025, timeout_s)]
 
+    async def last_messages_between(self, filter_subject: str, first: int, last: int, *,
+                                    batch: int = 1024) -> dict[str, LogMessage]:
+        """The last message of each subject matching ``filter_subject`` among sequences
+        ``first..last``, by subject: the range read forward by an ordered reader (a filtered
+        consumer from ``first``), which stops at the first message past ``last``. Unlike
+        ``last_messages_at`` the server never walks a subject's history, so the cost is the range's
+        messages of the filter, whatever the number of subjects. Measured against batch direct gets
+        of the same range (``next_by_subj`` + ``batch``): the same client CPU, a third of the
+        server's."""
+        kept: dict[str, LogMessage] = {}
+        if last < first:
+            return kept
+        reader = await self.open_reader(filter_subject, max(1, first), batch=max(1, min(batch, last - first + 1)))
+        try:
+            while not (reader.pending == 0 and reader.buffered == 0):
+                for m in await reader.next_batch():
+                    if m.seq > last:
+                        return kept
+                    kept[m.subject] = m
+        finally:
+            await reader.aclose()
+        return kept
+
     async def _direct_batch(self, body: bytes, max_msgs: int, timeout_s: float) -> list[Reply]:
         """The messages of one batch direct get; [] for 404 (nothing matched; nats-server 2.15 also
         answers 404 to an ``up_to_seq`` beyond the last sequence); BusError for any other status."""

@@ -30,6 +30,7 @@ from bus import (
     LogMessage,
     LogReader,
     all_filter,
+    parse_subject,
     resource_filter,
 )
 from kinds import CLUSTER_ANNOTATION
@@ -309,11 +310,21 @@ class Projection:
         await check_retained(self.log, seq)
         filter_subject = resource_filter(self.log.prefix, tenant, group, resource, flt.namespace)
         rows, more = await rows_at(self.log, filter_subject, seq, start_after=start_after, limit=limit,
-                                   keep=flt.matches)
+                                   keep=flt.matches, current=self._entry_at_or_after(seq))
         items = [e.data for _, e in rows]
         if more and rows:
             return ListResult(items, seq, encode_continue(seq, rows[-1][0]))
         return ListResult(items, seq)
+
+    def _entry_at_or_after(self, seq: int) -> Callable[[str], Entry | None]:
+        """A subject's current entry while this projection has applied ``seq`` (None otherwise): one
+        written at or before ``seq`` is then the state at ``seq`` (projections/_history.states_at)."""
+        prefix, store = self.log.prefix, self.store
+
+        def current(subject: str) -> Entry | None:
+            return store.get(parse_subject(prefix, subject)) if store.applied >= seq else None
+
+        return current
 
     # ---- watches ----------------------------------------------------------------------------------
 
