@@ -25,7 +25,7 @@ from ._errors import (
 )
 from ._reader import LogReader, open_reader
 from ._stats import FAST_BUCKETS, Histogram
-from ._subjects import Key, all_filter, object_subject
+from ._subjects import Key, all_filter, object_subject, system_subject
 from ._types import LogMessage
 
 log = logging.getLogger("jetkube.bus")
@@ -422,6 +422,34 @@ class Log:
         body = json.dumps({"start_time": when, "batch": 1}).encode()
         replies = await self._direct_batch(body, 1, 5.0)
         return int((replies[0].headers or {})["Nats-Sequence"]) if replies else None
+
+    # ---- retention ------------------------------------------------------------------------------
+
+    @property
+    def compaction_subject(self) -> str:
+        """Where the compaction point is recorded: ``<prefix>._sys.compaction``, one JSON message
+        ``{"seq": C}`` per raise, each appended with CAS on the last one (it only ever grows)."""
+        return system_subject(self.prefix, "compaction")
+
+    async def compaction_point(self) -> tuple[int, int]:
+        """(the compaction point C, the sequence of its record): every version >= C is retained whole;
+        (0, 0) when the log was never compacted. Read from the stream leader."""
+        m = await self.last_message(self.compaction_subject)
+        if m is None:
+            return 0, 0
+        return int(json.loads(m[2])["seq"]), m[0]
+
+    async def raise_compaction_point(self, point: int, *, record_seq: int) -> int:
+        """Record ``point`` as the compaction point, if the record is still at ``record_seq`` (CAS:
+        :class:`WrongLastSequence` when another gateway moved it first). Returns the record's seq."""
+        return await self.append(self.compaction_subject, json.dumps({"seq": point}).encode(),
+                                 msg_id=f"compaction-{point}-{record_seq}", expected_seq=record_seq)
+
+    async def purge_below(self, subject: str, seq: int) -> int:
+        """Remove the messages of one subject with sequences < ``seq`` (JetStream purge with a
+        ``filter`` and ``seq``); the number removed."""
+        resp = await self._api(f"STREAM.PURGE.{self.stream}", {"filter": subject, "seq": seq})
+        return int(resp.get("purged", 0))
 
     async def open_reader(self, filter_subject: str, start_seq: int, *, batch: int = 1024) -> LogReader:
         return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch,

@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--audit-max-bytes", type=int, default=1 << 30, help="the audit stream's size bound")
     s.add_argument("--audit-queue-size", type=int, default=10_000,
                    help="audit records waiting to be written; when full, reads are dropped and counted")
+    s.add_argument("--history-max-age", type=float, default=0.0, metavar="SECONDS",
+                   help="purge revisions older than this from the log, keeping each object's state as of then "
+                        "(0: keep everything); versions below the compaction point answer 410 Expired")
+    s.add_argument("--history-max-revisions-per-object", type=int, default=0, metavar="N",
+                   help="keep at most N revisions of each object (the latest always; 0: no limit)")
+    s.add_argument("--history-retention-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="how often the background purge runs")
     s.add_argument("--insecure-port", type=int, default=None, help="also serve plain HTTP here (tokens required)")
     s.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: DATA_DIR/kubeconfig)")
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
@@ -255,10 +262,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             if args.encryption_provider_config else None
     except (OSError, ValueError) as e:
         raise SystemExit(f"jetkube serve: --encryption-provider-config {e}") from None
+    if args.history_max_age < 0 or args.history_max_revisions_per_object < 0 or args.history_retention_interval <= 0:
+        raise SystemExit("jetkube serve: --history-max-age and --history-max-revisions-per-object must be >= 0, "
+                         "--history-retention-interval > 0")
     if args.audit_max_age < 60:
         raise SystemExit("jetkube serve: --audit-max-age must be at least 60 seconds")
     return Settings(encryption=encryption, audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
-                    audit_queue=args.audit_queue_size, data_dir=args.data_dir, host=args.host, port=args.port,
+                    audit_queue=args.audit_queue_size, history_max_age_s=args.history_max_age,
+                    history_max_revisions=args.history_max_revisions_per_object,
+                    history_retention_interval_s=args.history_retention_interval, data_dir=args.data_dir, host=args.host, port=args.port,
                     nats_url=args.nats_url,
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,
                     client_ca_file=args.client_ca_file, anonymous_auth=args.anonymous_auth,

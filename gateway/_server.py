@@ -25,10 +25,13 @@ from actors import (
     CertificateAuthority,
     FrontProxy,
     Pipeline,
+    RetentionSettings,
+    RetentionStats,
     SigningKey,
     TokenAuthenticator,
     UserInfo,
     parse_token_csv,
+    run_retention,
 )
 from bus import NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
 from kinds import Registry, load_schemas
@@ -118,6 +121,12 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
             await nursery.start(audit.run)
             ctx = Context(settings, registry, pipeline, projection, audit=audit)
+            retention = RetentionSettings(max_age_s=settings.history_max_age_s,
+                                          max_revisions=settings.history_max_revisions,
+                                          interval_s=settings.history_retention_interval_s)
+            if retention.enabled:
+                ctx.metrics.retention = RetentionStats()
+                await nursery.start(run_retention, log_, retention, ctx.metrics.retention)
             app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)))
             config = _hypercorn_ext.ClientCertConfig()  # requests client certificates
             config.bind = [f"{settings.host}:{settings.port}"]

@@ -20,7 +20,7 @@ from ._errors import (
     ResourceVersionTooLarge,
     TooOldResourceVersion,
 )
-from ._history import MAX_HISTORY_PAGE, Revision, revisions, row_key
+from ._history import MAX_HISTORY_PAGE, Revision, revisions, row_key, states_at
 from ._projection import ContinueNeedsHistory, ListResult, Projection, ProjectionSettings, decode_continue
 from ._rbac import RBAC_GROUP, Binding, RbacIndex, Rule, TenantRbac
 from ._selectors import (
@@ -81,4 +81,5 @@ __all__ = [
     "request_uri",
     "revisions",
     "row_key",
+    "states_at",
 ]

@@ -96,18 +96,30 @@ async def check_retained(log: Log, seq: int) -> int:
     """Raise 410 (TooOldResourceVersion) when the state at ``seq`` may not be in the log any more, and
     ResourceVersionTooLarge beyond its last sequence; return the last sequence.
 
-    The state at ``seq`` needs, for every object, its last revision <= ``seq``. A purge of the log's
-    first messages (``first_seq`` > 1) may have removed such revisions of any object, so until the
-    log has retention that keeps every live object's latest revision and says up to where it
-    compacted (issue 14, "retention"), any purge expires every past version, as the fold from
-    sequence 1 did before."""
+    The state at ``seq`` needs, for every object, its last revision <= ``seq``. History retention
+    (actors/_retention.py) records a compaction point C before it purges anything, and keeps every
+    version >= C whole: below C is 410, as kube after an etcd compaction. A log purged by other
+    means (no record, but its first messages gone) may lack such a revision of any object, so
+    then every past version is 410. Call :func:`check_still_retained` after reading, too."""
     state = await log.stream_state()
     first, last = int(state.get("first_seq", 1)), int(state.get("last_seq", 0))
-    if first > 1 or seq < first:
+    point, _ = await log.compaction_point()
+    if point:
+        if seq < point:
+            raise TooOldResourceVersion(seq, point)
+    elif first > 1 or seq < first:
         raise TooOldResourceVersion(seq, first)
     if seq > last:
         raise ResourceVersionTooLarge(seq, last)
     return last
+
+
+async def check_still_retained(log: Log, seq: int) -> None:
+    """After a read at ``seq``: 410 when the compaction point passed ``seq`` meanwhile (the purge that
+    follows its record may have removed what the read returned); else the read was whole."""
+    point, _ = await log.compaction_point()
+    if point and seq < point:
+        raise TooOldResourceVersion(seq, point)
 
 
 #: Subjects needing the log above which a page reads the log's range below the version instead of

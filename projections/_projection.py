@@ -37,7 +37,7 @@ from kinds import CLUSTER_ANNOTATION
 
 from ._crds import CRD_KEY, CrdView
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
-from ._history import check_retained, rows_at
+from ._history import check_retained, check_still_retained, rows_at
 from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
 from ._store import ADDED, DELETED, Change, Entry, ResourceState, Store
@@ -47,6 +47,14 @@ _log = logging.getLogger("jetkube.projections")
 
 
 _NO_SPAN = nullcontext()  # reusable: holds no state
+
+
+def _record_seq(data: bytes) -> int:
+    """The sequence of a compaction point record (bus ``Log.raise_compaction_point``); 0 if unreadable."""
+    try:
+        return int(json.loads(data)["seq"])
+    except (ValueError, KeyError, TypeError):
+        return 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,10 @@ class Projection:
         self.rbac = RbacIndex()
         #: CustomResourceDefinitions, and the kinds the established ones define (see _crds).
         self.crds = CrdView()
+        #: The log's compaction point as applied (actors/_retention.py records it before purging):
+        #: a watch from below it is 410 even when the ring still holds its events, as on every gateway.
+        self.compacted = 0
+        self._compaction_subject = log.compaction_subject
 
     # ---- following the log ----------------------------------------------------------------------
 
@@ -203,7 +215,11 @@ class Projection:
         rbac = self.rbac
         for m in batch:
             applied = store.apply(m)
-            if applied is not None and applied[0][1] == RBAC_GROUP:
+            if applied is None:
+                if m.subject == self._compaction_subject:
+                    self.compacted = max(self.compacted, _record_seq(m.data))
+                continue
+            if applied[0][1] == RBAC_GROUP:
                 (tenant, _, resource), ch = applied
                 rbac.apply(tenant, resource, ch.namespace, ch.name, None if ch.type == DELETED else ch.entry.data)
             elif applied is not None and applied[0][1:] == CRD_KEY:
@@ -297,6 +313,7 @@ class Projection:
         """The object as it was at ``seq`` (None: absent then), from the log: one direct get."""
         await check_retained(self.log, seq)
         m = await self.log.last_message_at(self.log.subject(key), seq)
+        await check_still_retained(self.log, seq)
         if m is None:
             return None
         _, entry, kind = _decode(self.log.prefix, m)
@@ -311,6 +328,7 @@ class Projection:
         filter_subject = resource_filter(self.log.prefix, tenant, group, resource, flt.namespace)
         rows, more = await rows_at(self.log, filter_subject, seq, start_after=start_after, limit=limit,
                                    keep=flt.matches, current=self._entry_at_or_after(seq))
+        await check_still_retained(self.log, seq)
         items = [e.data for _, e in rows]
         if more and rows:
             return ListResult(items, seq, encode_continue(seq, rows[-1][0]))
@@ -349,6 +367,8 @@ class Projection:
         stream = WatchStream(flt, bookmarks=bookmarks, max_queued=self.settings.watch_queue)
         if resource_version:
             await self.wait_for(resource_version)
+            if resource_version < self.compacted:
+                raise TooOldResourceVersion(resource_version, self.compacted)
         gen = self._iterate(st, stream, tenant, group, resource, resource_version, send_initial)
         try:
             yield gen
@@ -367,6 +387,8 @@ class Projection:
         stream = _TenantsStream(flt, bookmarks=bookmarks, max_queued=self.settings.watch_queue)
         if resource_version:
             await self.wait_for(resource_version)
+            if resource_version < self.compacted:
+                raise TooOldResourceVersion(resource_version, self.compacted)
         states = [(t, st) for (t, g, r), st in self.store.resources.items() if (g, r) == (group, resource)]
         first: list[tuple[str, object]] = []
         if not resource_version:
@@ -484,7 +506,10 @@ class Projection:
         has been delivered (yielded as a bare int)."""
         state = await self.log.stream_state()
         first = int(state.get("first_seq", 1))
-        if after < first - 1:
+        point, _ = await self.log.compaction_point()
+        if point and after < point:  # history retention purged revisions below it (actors/_retention.py)
+            raise TooOldResourceVersion(after, point)
+        if not point and after < first - 1:
             raise TooOldResourceVersion(after, first)
         target = self.store.applied
         reader = await self.log.open_reader(
@@ -503,6 +528,7 @@ class Projection:
                     await self._states_before(known, batch)
                 for m in batch:
                     if m.seq > target:
+                        await check_still_retained(self.log, after)  # no purge began while reading
                         yield target
                         return
                     key, entry, kind = _decode(self.log.prefix, m)
@@ -516,6 +542,7 @@ class Projection:
                         yield m.seq
                 while len(known) > self.settings.history_objects:
                     known.popitem(last=False)
+            await check_still_retained(self.log, after)  # a purge that began meanwhile may have cut events
             yield target
         finally:
             await reader.aclose()
