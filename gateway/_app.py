@@ -462,6 +462,13 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
                                   subresource=route.subresource)
     note.resource_request(req)
+    if s.read_only and method in ("POST", "PUT", "PATCH", "DELETE") and rdef.stored:
+        # jetkube serve --read-only: no write reaches the log. 405 as kube-apiserver answers a verb a
+        # storage does not implement (the server cannot do it, whoever asks: not a 403, which RBAC
+        # could lift); reviews (TokenReview, SubjectAccessReview, ...) store nothing and still work.
+        at = f" as of resourceVersion {ctx.projection.settings.stop_at}" if ctx.projection.settings.stop_at else ""
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method} "
+                               f"(a read-only server{at})")
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True

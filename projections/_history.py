@@ -114,6 +114,18 @@ async def check_retained(log: Log, seq: int) -> int:
     return last
 
 
+async def resolve_version(log: Log, spec: str) -> int:
+    """A resourceVersion, or the last sequence stored at or before an RFC 3339 time (ValueError for
+    anything else): where ``jetkube replay --to`` and ``serve --read-only --at`` take the state."""
+    from ._audit import parse_time
+
+    if spec.isdigit():
+        return int(spec)
+    t = parse_time(spec)  # ValueError: neither
+    first_after = await log.seq_at_time(t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    return first_after - 1 if first_after is not None else int((await log.stream_state())["last_seq"])
+
+
 async def check_still_retained(log: Log, seq: int) -> None:
     """After a read at ``seq``: 410 when the compaction point passed ``seq`` meanwhile (the purge that
     follows its record may have removed what the read returned); else the read was whole."""

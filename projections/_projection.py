@@ -75,6 +75,9 @@ class ProjectionSettings:
     history_objects: int = 10_000  # objects whose last state a watch read from the log remembers
     stall_check_s: float = 1.5  # the stall detector looks this often ...
     stall_checks: int = 2  # ... and resubscribes after this many checks without progress behind the head
+    #: Stop at this sequence (``jetkube serve --read-only --at RV``): the state as it was then, frozen;
+    #: the head of every consistent read is at most this. 0: follow the log forever.
+    stop_at: int = 0
 
 
 class Projection:
@@ -122,7 +125,7 @@ class Projection:
         # stream still electing its leader): retry both with backoff; the caller bounds the start.
         while True:
             try:
-                self.start_head = await self.log.head()
+                self.start_head = await self.head()
                 break
             except (BusError, trio.TooSlowError) as e:
                 _log.warning("reading the log head failed: %s", e)
@@ -144,6 +147,15 @@ class Projection:
                         while True:
                             batch = await reader.next_batch()
                             delay = 0.1
+                            stop = self.settings.stop_at
+                            if stop and batch[-1].seq >= stop:
+                                self.apply_batch([m for m in batch if m.seq <= stop])
+                                self._freeze(stop)
+                                if not started:
+                                    self.ready.set()
+                                    task_status.started()
+                                    started = True
+                                await trio.sleep_forever()  # frozen at ``stop_at``: nothing more to apply
                             self.apply_batch(batch)
                             if not started and self.store.applied >= self.start_head:
                                 self.ready.set()
@@ -155,6 +167,18 @@ class Projection:
                         await reader.aclose()
                 reader = await self._reopen_reader(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def head(self) -> int:
+        """The log's head, or ``stop_at`` when this projection stops there."""
+        head = await self.log.head()
+        return min(head, self.settings.stop_at) if self.settings.stop_at else head
+
+    def _freeze(self, seq: int) -> None:
+        """The state at ``seq`` is complete (the reader passed it): its version is ``seq``."""
+        self.store.applied = max(self.store.applied, seq)
+        w = self._waiters
+        while w and w[0][0] <= self.store.applied:
+            heapq.heappop(w)[2].set()
 
     async def _detect_stalls(self) -> NoReturn:
         """The stall detector: when the store has not moved for ``stall_checks`` checks in a row while
@@ -172,7 +196,7 @@ class Projection:
             head = -1
             with trio.move_on_after(self.settings.stall_check_s):
                 try:
-                    head = await self.log.head()
+                    head = await self.head()
                 except BusError:
                     pass  # the log is down: nothing to compare; the reader recovers on reconnect
             strikes = strikes + 1 if head > applied else 0
@@ -194,7 +218,7 @@ class Projection:
             self.following = False
             while not self.following:
                 try:
-                    await self.wait_for(await self.log.head())
+                    await self.wait_for(await self.head())
                     self.following = True
                 except (BusError, ResourceVersionTooLarge) as e:
                     _log.info("catching up after a reconnect: %s", e)
@@ -267,7 +291,7 @@ class Projection:
         t0 = trio.current_time()
         try:
             with _NO_SPAN if self.trace_wait is None else self.trace_wait():
-                await self.wait_for(await self.log.head())
+                await self.wait_for(await self.head())
         finally:
             self.consistent_wait.observe(trio.current_time() - t0)
         return self.store.applied
