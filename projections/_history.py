@@ -211,22 +211,25 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
 
 async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, limit: int,
                   keep: Callable[[str, str, Entry], bool],
-                  current: Callable[[str], Entry | None] | None = None) -> tuple[list[tuple[str, Entry]], bool]:
+                  current: Callable[[Key], Entry | None] | None = None) -> tuple[list[tuple[str, Entry]], bool]:
     """The objects under ``filter_subject`` as they were at ``seq``, in key order after
     ``start_after``, that ``keep`` accepts: up to ``limit`` (0: all) as (key, entry), and whether
     candidate subjects remain after the last one returned. Objects deleted at ``seq`` and objects
-    created after it are absent. ``current``: the caller's projection entries (see ``states_at``).
+    created after it are absent. ``current``: the caller's projection entries by key (see ``states_at``).
     Only the rows a page returns (or tests against a selector) are decoded. The caller bounds the
     time (a request deadline)."""
     prefix = log.prefix
     subjects = await log.subjects(filter_subject)
     keyed = []
+    keys: dict[str, Key] = {}
     for subject in subjects:
         k = parse_subject(prefix, subject)
         rk = row_key(k.namespace, k.name)
         if rk > start_after:
             keyed.append((rk, subject))
+            keys[subject] = k
     keyed.sort()
+    by_subject = None if current is None else (lambda s: current(keys[s]))  # each subject parsed once
     out: list[tuple[str, Entry]] = []
     # A page reads about as many subjects as it returns: the first window is the limit's size, and
     # each next one doubles (selectors, deleted objects).
@@ -235,7 +238,7 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
     w = 0
     while w < len(keyed):
         chunk = keyed[w:w + window]
-        found = await states_at(log, filter_subject, [s for _, s in chunk], seq, current)
+        found = await states_at(log, filter_subject, [s for _, s in chunk], seq, by_subject)
         for idx, (rk, subject) in enumerate(chunk):
             m = found.get(subject)
             if m is None:

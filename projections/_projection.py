@@ -30,7 +30,6 @@ from bus import (
     LogMessage,
     LogReader,
     all_filter,
-    parse_subject,
     resource_filter,
 )
 from kinds import CLUSTER_ANNOTATION
@@ -358,13 +357,13 @@ class Projection:
             return ListResult(items, seq, encode_continue(seq, rows[-1][0]))
         return ListResult(items, seq)
 
-    def _entry_at_or_after(self, seq: int) -> Callable[[str], Entry | None]:
+    def _entry_at_or_after(self, seq: int) -> Callable[[Key], Entry | None]:
         """A subject's current entry while this projection has applied ``seq`` (None otherwise): one
         written at or before ``seq`` is then the state at ``seq`` (projections/_history.states_at)."""
-        prefix, store = self.log.prefix, self.store
+        store = self.store
 
-        def current(subject: str) -> Entry | None:
-            return store.get(parse_subject(prefix, subject)) if store.applied >= seq else None
+        def current(key: Key) -> Entry | None:
+            return store.get(key) if store.applied >= seq else None
 
         return current
 

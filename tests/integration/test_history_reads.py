@@ -68,13 +68,13 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
                     state[name] = str(i)
             return state
 
-        current: dict[str, Entry] = {}
-        for seq, name, deleted, i in history:  # the projection's entries at the head
-            subject = log.subject(Key("root", "", "configmaps", "ns", name))
+        current: dict[Key, Entry] = {}
+        for seq, name, deleted, _ in history:  # the projection's entries at the head
+            key = Key("root", "", "configmaps", "ns", name)
             if deleted:
-                current.pop(subject, None)
+                current.pop(key, None)
             else:
-                current[subject] = Entry(seq, b"", {}, {})
+                current[key] = Entry(seq, b"", {}, {})
 
         async def rows(at: int, **kw: object) -> dict[str, str]:
             got, more = await rows_at(log, flt, at, start_after="", limit=0, keep=lambda *_: True, **kw)  # type: ignore[arg-type]
