@@ -137,6 +137,8 @@ async def check_still_retained(log: Log, seq: int) -> None:
 #: Subjects needing the log above which a page reads the log's range below the version instead of
 #: asking the server for each subject's last message up to it (see ``states_at``).
 SCAN_MIN_SUBJECTS = 256
+#: ... and at least 1/SCAN_MIN_SHARE of the subjects under the filter.
+SCAN_MIN_SHARE = 10
 #: The first range read back from the version, in stream sequences (each next one doubles).
 SCAN_FIRST = 4096
 #: nats-server's file store block for a stream with limits retention and no byte limit
@@ -145,7 +147,7 @@ STORE_BLOCK_BYTES = 8 * 1024 * 1024
 
 
 async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int,
-                    current: Callable[[str], Entry | None] | None = None,
+                    current: Callable[[str], Entry | None] | None = None, *, total: int = 0,
                     ) -> dict[str, LogMessage | Entry]:
     """The last message <= ``seq`` of each of ``subjects`` (all matching ``filter_subject``), or the
     projection's entry for it; subjects with none are absent.
@@ -155,7 +157,9 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
     - ``current(subject)``: the projection's entry, when the caller's projection has applied
       ``seq`` or more; an entry written at or before ``seq`` *is* the state at ``seq`` (nothing
       touched the subject between), so unchanged objects cost no read at all.
-    - the range just below ``seq``: when many subjects remain, read the filter's messages of
+    - the range just below ``seq``: when many subjects remain (more than ``SCAN_MIN_SUBJECTS``, and at
+      least a tenth of the ``total`` subjects under the filter: the range holds every subject's
+      messages, so a page of a few hundred among many thousands asks for its own), read the filter's messages of
       ``(seq - k, seq]`` in chunks going back (doubling), keeping each subject's last, until every
       subject was seen or the range covered more than one store block of the stream.
     - ``multi_last`` + ``up_to_seq`` for the rest, asked at the bottom of the range read (the same
@@ -175,7 +179,7 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
         else:
             todo.append(subject)
     bottom = seq
-    if len(todo) > SCAN_MIN_SUBJECTS:
+    if len(todo) > SCAN_MIN_SUBJECTS and len(todo) * SCAN_MIN_SHARE >= total:
         want = set(todo)
         state = await log.stream_state()
         msgs = int(state.get("messages", 0)) or 1
@@ -238,7 +242,7 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
     w = 0
     while w < len(keyed):
         chunk = keyed[w:w + window]
-        found = await states_at(log, filter_subject, [s for _, s in chunk], seq, by_subject)
+        found = await states_at(log, filter_subject, [s for _, s in chunk], seq, by_subject, total=len(subjects))
         for idx, (rk, subject) in enumerate(chunk):
             m = found.get(subject)
             if m is None:
