@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import os
 import re
 import sys
 from contextlib import AsyncExitStack
@@ -101,13 +102,19 @@ async def fold_to(log: Log, at: int, tenant: str | None, progress: Any = None) -
 
 
 def write_manifests(store: Store, root: Path) -> list[Path]:
+    """One file per object. The tree is the owner's only (0700 directories, 0600 files): it holds
+    Secrets' data, as ``kubectl get -o yaml`` would print it."""
     files = []
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     for (tenant, group, resource), st in sorted(store.resources.items()):
         for ns, name, entry in st.iter_entries(None):
             path = object_path(root, tenant, group, resource, ns, name)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            for d in reversed([p for p in path.parents if root in p.parents]):
+                d.mkdir(mode=0o700, exist_ok=True)
             obj = msgspec.json.decode(entry.data)
-            path.write_text(yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
             files.append(path)
     return files
 

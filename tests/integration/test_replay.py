@@ -83,7 +83,9 @@ async def test_replay_and_read_only_server_at_a_past_version(start_server, tmp_p
             assert sorted(p.stem for p in root_cm.glob("a*.yaml")) == sorted(f"a{i}" for i in range(12))
             assert _load(root_cm / "a0.yaml")["data"] == {"v": "old"}
             assert int(_load(root_cm / "a0.yaml")["metadata"]["resourceVersion"]) <= at
-            secret = _load(out / "root" / "default" / "secrets" / "s1.yaml")
+            secret_file = out / "root" / "default" / "secrets" / "s1.yaml"
+            assert secret_file.stat().st_mode & 0o077 == 0 and (out / "root").stat().st_mode & 0o077 == 0
+            secret = _load(secret_file)
             assert base64.b64decode(secret["data"]["password"]).decode() == SECRET_VALUE  # as the API serves it
             assert _load(out / "root" / "team" / "configmaps" / "tc.yaml")["data"] == {"v": "1"}
             assert (out / "root" / "_cluster" / "namespaces" / "team.yaml").exists()
