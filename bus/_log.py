@@ -333,6 +333,18 @@ class Log:
             raise BusError(f"direct get of {subject} up to {seq} failed: status {status}")
         return self._message(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data)
 
+    async def message_and_previous(self, seq: int, *, timeout_s: float = 5.0) -> tuple[LogMessage, int | None] | None:
+        """The message at ``seq`` (a direct get by sequence: no walk) and the sequence its append
+        expected as its subject's last (``Nats-Expected-Last-Subject-Sequence``: the subject's previous
+        message, 0 for none; None when the append set no expectation). None when ``seq`` is gone."""
+        reply = await self.bridge.request(f"$JS.API.DIRECT.GET.{self.stream}", json.dumps({"seq": seq}).encode(),
+                                          timeout_s=timeout_s)
+        if reply.status == "404":
+            return None
+        m = self._direct_message(reply, "")
+        prev = (reply.headers or {}).get("Nats-Expected-Last-Subject-Sequence")
+        return m, int(prev) if prev is not None and prev.isdigit() else None
+
     async def subject_messages(self, subject: str, start_seq: int, *, limit: int,
                                timeout_s: float = 5.0) -> tuple[list[LogMessage], int]:
         """Up to ``limit`` messages of one subject from ``start_seq`` on, in order, and how many more

@@ -137,8 +137,11 @@ async def check_still_retained(log: Log, seq: int) -> None:
 #: Subjects needing the log above which a page reads the log's range below the version instead of
 #: asking the server for each subject's last message up to it (see ``states_at``).
 SCAN_MIN_SUBJECTS = 256
-#: ... and at least 1/SCAN_MIN_SHARE of the subjects under the filter.
+#: ... and at least 1/SCAN_MIN_SHARE of the subjects under the filter. Below that share, objects that
+#: changed since the version are walked back along their appends' expected sequences instead.
 SCAN_MIN_SHARE = 10
+WALK_HOPS = 3
+WALK_IN_FLIGHT = 64
 #: The first range read back from the version, in stream sequences (each next one doubles).
 SCAN_FIRST = 4096
 #: nats-server's file store block for a stream with limits retention and no byte limit
@@ -172,12 +175,23 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
     """
     found: dict[str, LogMessage | Entry] = {}
     todo: list[str] = []
+    changed: dict[str, int] = {}  # subject -> its current revision, written after ``seq``
     for subject in subjects:
         e = current(subject) if current is not None else None
         if e is not None and e.seq <= seq:
             found[subject] = e
         else:
             todo.append(subject)
+            if e is not None:
+                changed[subject] = e.seq
+    if changed and len(changed) * SCAN_MIN_SHARE < max(total, len(subjects)):
+        # Few objects changed since ``seq``: walk back from their current revision along the
+        # sequences their appends expected (CAS), by direct gets by sequence (no server walk).
+        resolved = await _walk_back(log, changed, seq)
+        for subject, m in resolved.items():
+            if m is not None:
+                found[subject] = m
+        todo = [s for s in todo if s not in resolved]
     bottom = seq
     if len(todo) > SCAN_MIN_SUBJECTS and len(todo) * SCAN_MIN_SHARE >= total:
         want = set(todo)
@@ -211,6 +225,36 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
             for i in range(0, len(todo), SUBJECTS_PER_READ):
                 nursery.start_soon(bounded, todo[i:i + SUBJECTS_PER_READ])
     return found
+
+
+async def _walk_back(log: Log, changed: dict[str, int], seq: int) -> dict[str, LogMessage | None]:
+    """For subjects whose current revision is after ``seq``: their last message <= ``seq`` (None: none
+    then), found by following each append's expected last sequence back, at most ``WALK_HOPS`` hops;
+    subjects not resolved so (more revisions since, or appends without an expectation) are absent."""
+    out: dict[str, LogMessage | None] = {}
+    limiter = trio.CapacityLimiter(WALK_IN_FLIGHT)
+
+    async def walk(subject: str, at: int) -> None:
+        async with limiter:
+            for _ in range(WALK_HOPS):
+                got = await log.message_and_previous(at)
+                if got is None or got[1] is None:
+                    return  # purged, or no expectation recorded: the other paths decide
+                prev = got[1]
+                if prev <= seq:
+                    if prev == 0:
+                        out[subject] = None  # created after ``seq``
+                        return
+                    m = await log.message_and_previous(prev)
+                    if m is not None and m[0].subject == subject:
+                        out[subject] = m[0]
+                    return
+                at = prev
+
+    async with trio.open_nursery() as nursery:
+        for subject, at in changed.items():
+            nursery.start_soon(walk, subject, at)
+    return out
 
 
 async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, limit: int,
