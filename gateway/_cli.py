@@ -333,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"jetkube: {eg.exceptions[0]}", file=sys.stderr)
             code = 2
         except* ReadOnlyAtError as eg:
-            print(f"jetkube serve: {eg.exceptions[0]}", file=sys.stderr)
+            leaf: BaseException = eg
+            while isinstance(leaf, BaseExceptionGroup):  # raised inside nested nurseries
+                leaf = leaf.exceptions[0]
+            print(f"jetkube serve: {leaf}", file=sys.stderr)
             code = 2
         except* AuthenticationConfigError as eg:
             print(f"jetkube serve: --authentication-config {eg.exceptions[0]}", file=sys.stderr)
