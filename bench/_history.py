@@ -1,13 +1,16 @@
 """History figures: one object's history among many events, and a resource as of an old version.
 
-    .venv/bin/python -m bench._history [--events 200000] [--objects 10000]
+    .venv/bin/python -m bench._history [--events 200000] [--objects 10000] [--store DIR]
 
-Starts its own nats-server (from the wheel), appends ``--events`` events spread over ``--objects``
-ConfigMaps (plus one object written 50 times, spread through the log), then times, each several
-times: the history of that object (``projections.revisions``: one batch direct get of its
-subject), an Exact LIST of every object at a version half-way through the log (``rows_at``:
-``multi_last`` + ``up_to_seq`` per 256 subjects), and, for scale, the same LIST folded from the log
-as before (an ordered read of the resource from sequence 1). Prints one JSON object.
+Starts its own nats-server (from the wheel; on ``--store DIR``, seeded once and reused after),
+appends ``--events`` CAS events spread over ``--objects`` ConfigMaps (plus one object written 50
+times, spread through the log), then times, each several times: the history of that object
+(``projections.revisions``: one batch direct get of its subject); an Exact LIST of every object at a
+version half-way through the log from the log alone (``rows_at``: every object changed since, the
+worst case), and a page of 500; for scale, the same LIST folded from the log as before (an ordered
+read of the resource from sequence 1); then, through a projection following the log as a gateway
+does, the current LIST from memory and the Exact LIST at the middle and at 1,000 events before the
+head (each with its JSON body). Prints one JSON object.
 """
 
 from __future__ import annotations
