@@ -41,6 +41,7 @@ from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
+from ._retention import RetentionSettings, RetentionStats, run_retention
 from ._runtime import Actor, ReplySlot
 from ._tenancy import OWNER_ANNOTATION, Tenancy, tenant_exists, tenant_not_found, valid_tenant_name
 from ._tokens import JWKS_PATH, SigningKey, jwks, openid_configuration
@@ -96,6 +97,8 @@ __all__ = [
     "Request",
     "RequestEntityTooLarge",
     "ResourceCore",
+    "RetentionSettings",
+    "RetentionStats",
     "ServiceUnavailable",
     "SigningKey",
     "Spans",
@@ -120,6 +123,7 @@ __all__ = [
     "openid_configuration",
     "parse_modes",
     "parse_token_csv",
+    "run_retention",
     "tenant_exists",
     "tenant_not_found",
     "valid_tenant_name",

@@ -1,13 +1,16 @@
 """History figures: one object's history among many events, and a resource as of an old version.
 
-    .venv/bin/python -m bench._history [--events 200000] [--objects 10000]
+    .venv/bin/python -m bench._history [--events 200000] [--objects 10000] [--store DIR]
 
-Starts its own nats-server (from the wheel), appends ``--events`` events spread over ``--objects``
-ConfigMaps (plus one object written 50 times, spread through the log), then times, each several
-times: the history of that object (``projections.revisions``: one batch direct get of its
-subject), an Exact LIST of every object at a version half-way through the log (``rows_at``:
-``multi_last`` + ``up_to_seq`` per 256 subjects), and, for scale, the same LIST folded from the log
-as before (an ordered read of the resource from sequence 1). Prints one JSON object.
+Starts its own nats-server (from the wheel; on ``--store DIR``, seeded once and reused after),
+appends ``--events`` CAS events spread over ``--objects`` ConfigMaps (plus one object written 50
+times, spread through the log), then times, each several times: the history of that object
+(``projections.revisions``: one batch direct get of its subject); an Exact LIST of every object at a
+version half-way through the log from the log alone (``rows_at``: every object changed since, the
+worst case), and a page of 500; for scale, the same LIST folded from the log as before (an ordered
+read of the resource from sequence 1); then, through a projection following the log as a gateway
+does, the current LIST from memory and the Exact LIST at the middle and at 1,000 events before the
+head (each with its JSON body). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from bus import (
     resource_filter,
     run_nats_server,
 )
+from gateway._reads import list_body
+from kinds import Registry
+from projections import Projection, WatchFilter
 from projections._history import revisions, rows_at
 
 
@@ -54,41 +60,55 @@ async def _timed(n: int, fn) -> list[float]:  # type: ignore[no-untyped-def]
     return out
 
 
-async def main(events: int, objects: int) -> dict[str, object]:
+async def fill(log, events: int, objects: int, hot: Key) -> None:  # type: ignore[no-untyped-def]
+    """Append ``events`` events over ``objects`` ConfigMaps, and every ``events // 50``-th to ``hot``;
+    256 appends in flight."""
+    hot_every = max(1, events // 50)
+    send, recv = trio.open_memory_channel[tuple[str, bytes, str]](1024)
+    # Appends are CAS on the subject's last sequence, as jetkube's writes are (an object comes back
+    # every ``objects`` events, far more than the 256 in flight, so they never conflict).
+    last: dict[str, int] = {}
+
+    async def writer(recv: trio.MemoryReceiveChannel[tuple[str, bytes, str]]) -> None:
+        async with recv:
+            async for subject, payload, mid in recv:
+                last[subject] = await log.append(subject, payload, msg_id=mid, expected_seq=last.get(subject, 0))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(256):
+            nursery.start_soon(writer, recv.clone())
+        await recv.aclose()
+        async with send:
+            for i in range(events):
+                if i % hot_every == 0:
+                    await send.send((log.subject(hot), _event("hot", i, "update"), f"h{i}"))
+                else:
+                    name = f"o{i % objects}"
+                    key = Key("default", "", "configmaps", "bench", name)
+                    await send.send((log.subject(key), _event(name, i, "create" if i < objects else "update"),
+                                     f"m{i}"))
+
+
+async def main(events: int, objects: int, store: str | None = None) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as d:
-        async with run_nats_server(Path(d) / "nats") as url, open_bridge(url) as bridge:
+        async with run_nats_server(Path(store or d) / "nats") as url, open_bridge(url) as bridge:
             log = await open_log(bridge, StreamConfig(name="BENCHH", prefix="bh"))
             hot = Key("default", "", "configmaps", "bench", "hot")
-            hot_every = max(1, events // 50)
             t0 = time.perf_counter()
-            send, recv = trio.open_memory_channel[tuple[str, bytes, str]](1024)
-
-            async def writer(recv: trio.MemoryReceiveChannel[tuple[str, bytes, str]]) -> None:
-                async with recv:
-                    async for subject, payload, mid in recv:
-                        await log.append(subject, payload, msg_id=mid, expected_seq=None)
-
-            async with trio.open_nursery() as nursery:
-                for _ in range(256):
-                    nursery.start_soon(writer, recv.clone())
-                await recv.aclose()
-                async with send:
-                    for i in range(events):
-                        if i % hot_every == 0:
-                            await send.send((log.subject(hot), _event("hot", i, "update"), f"h{i}"))
-                        else:
-                            name = f"o{i % objects}"
-                            key = Key("default", "", "configmaps", "bench", name)
-                            await send.send((log.subject(key), _event(name, i, "create" if i < objects else "update"),
-                                             f"m{i}"))
+            if int((await log.stream_state())["last_seq"]) == 0:  # --store: seeded once, reused after
+                await fill(log, events, objects, hot)
             fill_s = time.perf_counter() - t0
-            head = int((await log.stream_state())["last_seq"])
+            state = await log.stream_state()
+            head = int(state["last_seq"])
             hist = await _timed(20, lambda: revisions(log, hot, limit=100))
             revs, _ = await revisions(log, hot, limit=100)
             at = head // 2
             flt = resource_filter("bh", "default", "", "configmaps")
+            everything = WatchFilter.for_request(Registry().by_resource("", "configmaps"), None, "", "")
+            # From the log alone (no projection): every object changed since ``at``, the worst case.
             exact = await _timed(3, lambda: rows_at(log, flt, at, start_after="", limit=0, keep=lambda *_: True))
             rows, _ = await rows_at(log, flt, at, start_after="", limit=0, keep=lambda *_: True)
+            page = await _timed(3, lambda: rows_at(log, flt, at, start_after="", limit=500, keep=lambda *_: True))
 
             async def fold() -> None:
                 reader = await log.open_reader(flt, 1)
@@ -101,12 +121,38 @@ async def main(events: int, objects: int) -> dict[str, object]:
                     await reader.aclose()
 
             folded = await _timed(1, fold)
+            # The same through a projection that follows the log, as a gateway serves them: the current
+            # LIST from memory, and the Exact LIST at ``at`` and at a recent version (most objects unchanged
+            # since: read from memory), each with its JSON body built.
+            cm = Registry().by_resource("", "configmaps")
+            projection = Projection(log)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(projection.run)
+                await projection.wait_for(head)
+
+                async def current() -> None:
+                    list_body(cm, projection.list("root", "", "configmaps", everything))
+
+                async def exact_at(seq: int) -> None:
+                    list_body(cm, await projection.list_at("root", "", "configmaps", everything, seq))
+
+                cur = await _timed(5, current)
+                p_exact = await _timed(3, lambda: exact_at(at))
+                recent = head - objects // 10
+                p_recent = await _timed(3, lambda: exact_at(recent))
+                nursery.cancel_scope.cancel()
             return {
-                "events": head, "objects": objects + 1, "fill_s": round(fill_s, 1),
+                "events": head, "stream_bytes": int(state["bytes"]), "objects": objects + 1, "fill_s": round(fill_s, 1),
                 "history_revisions": len(revs), "history_ms_median": round(statistics.median(hist), 2),
                 "history_ms_max": round(max(hist), 2),
-                "exact_list_objects": len(rows), "exact_list_ms_median": round(statistics.median(exact), 1),
+                "exact_list_at": at, "exact_list_objects": len(rows),
+                "exact_list_ms_median": round(statistics.median(exact), 1),
+                "exact_list_limit500_ms_median": round(statistics.median(page), 1),
                 "fold_from_1_ms": round(folded[0], 1),
+                "current_list_ms_median": round(statistics.median(cur), 1),
+                "projection_exact_list_ms_median": round(statistics.median(p_exact), 1),
+                "projection_exact_list_recent_at": recent,
+                "projection_exact_list_recent_ms_median": round(statistics.median(p_recent), 1),
             }
 
 
@@ -114,5 +160,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--objects", type=int, default=10_000)
+    p.add_argument("--store", help="keep the nats-server store here and reuse it (seeded when empty)")
     a = p.parse_args()
-    print(json.dumps(trio.run(main, a.events, a.objects)))
+    print(json.dumps(trio.run(main, a.events, a.objects, a.store)))

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
+import nats.aio.client
 import trio
 from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
@@ -42,6 +43,31 @@ from ._auth import NatsAuth, redact_url, server_urls
 from ._errors import BusClosed, BusDisconnected, BusRefused, BusTimeout, BusUnavailable, NoResponders
 
 log = logging.getLogger("jetkube.bus")
+
+_CRLF = b"\r\n"
+
+
+class _Client(nats.aio.client.Client):
+    """nats-py's client with a faster header parser: its own tests each header name for whitespace
+    character by character in a generator (about 70 % of the CPU of receiving a batch direct get
+    of 10,000 messages, 8 headers each, measured with cProfile); this one gives the same result
+    (``str.split()`` splits on exactly what ``str.isspace`` calls whitespace) at a fraction of it."""
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for line in raw.split(_CRLF):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            try:
+                key = name.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            if key and key.split() != [key]:  # whitespace inside the name: invalid, skipped
+                continue
+            out[key] = value.strip().decode("utf-8", "replace")
+        return out
 
 
 def _is_refusal(e: Exception) -> bool:
@@ -151,7 +177,8 @@ class Bridge:
         # Why these numbers: SCALE.md section 1 (settings that survived every fault measured).
         # A cluster's URLs come comma-separated; nats-py fails over between the servers of a list
         # (and shuffles it, spreading gateways over the nodes) but would read one string as one server.
-        connecting = asyncio.ensure_future(nats.connect(
+        client = _Client()
+        connecting = asyncio.ensure_future(client.connect(
             server_urls(self.url), connect_timeout=connect_timeout_s, max_reconnect_attempts=-1,
             reconnect_time_wait=0.25, error_cb=on_error, allow_reconnect=True, ping_interval=5,
             max_outstanding_pings=2, pending_size=64 * 1024 * 1024,
@@ -160,7 +187,8 @@ class Bridge:
             **self._auth.connect_options(),
         ))
         try:
-            nc = await connecting
+            await connecting
+            nc = client
         except asyncio.CancelledError:
             if refused:
                 raise BusRefused(f"NATS at {redact_url(self.url)} refused the connection: "

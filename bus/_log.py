@@ -25,7 +25,7 @@ from ._errors import (
 )
 from ._reader import LogReader, open_reader
 from ._stats import FAST_BUCKETS, Histogram
-from ._subjects import Key, all_filter, object_subject
+from ._subjects import Key, all_filter, object_subject, system_subject
 from ._types import LogMessage
 
 log = logging.getLogger("jetkube.bus")
@@ -333,6 +333,18 @@ class Log:
             raise BusError(f"direct get of {subject} up to {seq} failed: status {status}")
         return self._message(int(headers["Nats-Sequence"]), headers.get("Nats-Subject", subject), reply.data)
 
+    async def message_and_previous(self, seq: int, *, timeout_s: float = 5.0) -> tuple[LogMessage, int | None] | None:
+        """The message at ``seq`` (a direct get by sequence: no walk) and the sequence its append
+        expected as its subject's last (``Nats-Expected-Last-Subject-Sequence``: the subject's previous
+        message, 0 for none; None when the append set no expectation). None when ``seq`` is gone."""
+        reply = await self.bridge.request(f"$JS.API.DIRECT.GET.{self.stream}", json.dumps({"seq": seq}).encode(),
+                                          timeout_s=timeout_s)
+        if reply.status == "404":
+            return None
+        m = self._direct_message(reply, "")
+        prev = (reply.headers or {}).get("Nats-Expected-Last-Subject-Sequence")
+        return m, int(prev) if prev is not None and prev.isdigit() else None
+
     async def subject_messages(self, subject: str, start_seq: int, *, limit: int,
                                timeout_s: float = 5.0) -> tuple[list[LogMessage], int]:
         """Up to ``limit`` messages of one subject from ``start_seq`` on, in order, and how many more
@@ -355,6 +367,29 @@ class Log:
             return []
         body = json.dumps({"multi_last": subjects, "up_to_seq": seq}).encode()
         return [self._direct_message(r, "") for r in await self._direct_batch(body, 1025, timeout_s)]
+
+    async def last_messages_between(self, filter_subject: str, first: int, last: int, *,
+                                    batch: int = 1024) -> dict[str, LogMessage]:
+        """The last message of each subject matching ``filter_subject`` among sequences
+        ``first..last``, by subject: the range read forward by an ordered reader (a filtered
+        consumer from ``first``), which stops at the first message past ``last``. Unlike
+        ``last_messages_at`` the server never walks a subject's history, so the cost is the range's
+        messages of the filter, whatever the number of subjects. Measured against batch direct gets
+        of the same range (``next_by_subj`` + ``batch``): the same client CPU, a third of the
+        server's."""
+        kept: dict[str, LogMessage] = {}
+        if last < first:
+            return kept
+        reader = await self.open_reader(filter_subject, max(1, first), batch=max(1, min(batch, last - first + 1)))
+        try:
+            while not (reader.pending == 0 and reader.buffered == 0):
+                for m in await reader.next_batch():
+                    if m.seq > last:
+                        return kept
+                    kept[m.subject] = m
+        finally:
+            await reader.aclose()
+        return kept
 
     async def _direct_batch(self, body: bytes, max_msgs: int, timeout_s: float) -> list[Reply]:
         """The messages of one batch direct get; [] for 404 (nothing matched; nats-server 2.15 also
@@ -399,6 +434,34 @@ class Log:
         body = json.dumps({"start_time": when, "batch": 1}).encode()
         replies = await self._direct_batch(body, 1, 5.0)
         return int((replies[0].headers or {})["Nats-Sequence"]) if replies else None
+
+    # ---- retention ------------------------------------------------------------------------------
+
+    @property
+    def compaction_subject(self) -> str:
+        """Where the compaction point is recorded: ``<prefix>._sys.compaction``, one JSON message
+        ``{"seq": C}`` per raise, each appended with CAS on the last one (it only ever grows)."""
+        return system_subject(self.prefix, "compaction")
+
+    async def compaction_point(self) -> tuple[int, int]:
+        """(the compaction point C, the sequence of its record): every version >= C is retained whole;
+        (0, 0) when the log was never compacted. Read from the stream leader."""
+        m = await self.last_message(self.compaction_subject)
+        if m is None:
+            return 0, 0
+        return int(json.loads(m[2])["seq"]), m[0]
+
+    async def raise_compaction_point(self, point: int, *, record_seq: int) -> int:
+        """Record ``point`` as the compaction point, if the record is still at ``record_seq`` (CAS:
+        :class:`WrongLastSequence` when another gateway moved it first). Returns the record's seq."""
+        return await self.append(self.compaction_subject, json.dumps({"seq": point}).encode(),
+                                 msg_id=f"compaction-{point}-{record_seq}", expected_seq=record_seq)
+
+    async def purge_below(self, subject: str, seq: int) -> int:
+        """Remove the messages of one subject with sequences < ``seq`` (JetStream purge with a
+        ``filter`` and ``seq``); the number removed."""
+        resp = await self._api(f"STREAM.PURGE.{self.stream}", {"filter": subject, "seq": seq})
+        return int(resp.get("purged", 0))
 
     async def open_reader(self, filter_subject: str, start_seq: int, *, batch: int = 1024) -> LogReader:
         return await open_reader(self.bridge, self.stream, filter_subject, start_seq, batch=batch,

@@ -450,6 +450,13 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
                                   subresource=route.subresource)
     note.resource_request(req)
+    if s.read_only and method in ("POST", "PUT", "PATCH", "DELETE") and rdef.stored:
+        # jetkube serve --read-only: no write reaches the log. 405 as kube-apiserver answers a verb a
+        # storage does not implement (the server cannot do it, whoever asks: not a 403, which RBAC
+        # could lift); reviews (TokenReview, SubjectAccessReview, ...) store nothing and still work.
+        at = f" as of resourceVersion {ctx.projection.settings.stop_at}" if ctx.projection.settings.stop_at else ""
+        raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method} "
+                               f"(a read-only server{at})")
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
@@ -552,6 +559,11 @@ async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNot
     if request.method not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {request.method}")
     s = ctx.settings
+    if path.rstrip("/") == history.COMPACTION:
+        await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
+                                                timeout_s=s.request_timeout_s)
+        async with _read_deadline(s.request_timeout_s):
+            return _json_response(await history.compaction_body(ctx.projection.log))
     if path.rstrip("/") == history.RV_AT_TIME:
         # Not about any object: a non-resource get (every authenticated user may read versions).
         await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
@@ -671,7 +683,9 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
         if "verbose" in request.args:
             checks = ("[+]ping ok\n" + ("[+]log ok\n" if connected else "[-]log not connected\n") +
                       ("[+]projection ok\n" if projected else "[-]projection not caught up\n") +
-                      ("[-]shutdown: draining\n" if draining else ""))
+                      ("[-]shutdown: draining\n" if draining else "") +
+                      (f"[+]log-compaction ok (compaction point {ctx.projection.compacted})\n"
+                       if ctx.projection.compacted else ""))
             text = checks + f"{route.group} {'check passed' if ok else 'check failed'}\n"
         else:
             text = "ok" if ok else "not ready"

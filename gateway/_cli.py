@@ -21,7 +21,8 @@ from ._commands import run as run_command
 from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
 from ._pki import ensure_pki, ensure_service_account_key, issue_cert, write_kubeconfig
-from ._server import serve
+from ._replay import add_replay_command, run_replay
+from ._server import ReadOnlyAtError, serve
 from ._settings import (
     Settings,
     TracingConfigError,
@@ -83,6 +84,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--audit-max-bytes", type=int, default=1 << 30, help="the audit stream's size bound")
     s.add_argument("--audit-queue-size", type=int, default=10_000,
                    help="audit records waiting to be written; when full, reads are dropped and counted")
+    s.add_argument("--history-max-age", type=float, default=0.0, metavar="SECONDS",
+                   help="purge revisions older than this from the log, keeping each object's state as of then "
+                        "(0: keep everything); versions below the compaction point answer 410 Expired")
+    s.add_argument("--history-max-revisions-per-object", type=int, default=0, metavar="N",
+                   help="keep at most N revisions of each object (the latest always; 0: no limit)")
+    s.add_argument("--history-retention-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="how often the background purge runs")
+    s.add_argument("--read-only", action="store_true",
+                   help="serve reads only: every write answers 405 MethodNotAllowed; no controllers run")
+    s.add_argument("--at", default=None, metavar="RV|TIME",
+                   help="with --read-only: serve the state as it was at this resourceVersion (or RFC 3339 time)")
     s.add_argument("--insecure-port", type=int, default=None, help="also serve plain HTTP here (tokens required)")
     s.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: DATA_DIR/kubeconfig)")
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
@@ -139,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--out-dir", default=".", help="where to write NAME.crt and NAME.key (default: .)")
 
     add_commands(sub)  # history, get --at, audit: API clients (gateway/_commands.py)
+    add_replay_command(sub)  # replay: reads the log itself (gateway/_replay.py)
     return p
 
 
@@ -255,10 +268,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             if args.encryption_provider_config else None
     except (OSError, ValueError) as e:
         raise SystemExit(f"jetkube serve: --encryption-provider-config {e}") from None
+    if args.history_max_age < 0 or args.history_max_revisions_per_object < 0 or args.history_retention_interval <= 0:
+        raise SystemExit("jetkube serve: --history-max-age and --history-max-revisions-per-object must be >= 0, "
+                         "--history-retention-interval > 0")
+    if args.at is not None and not args.read_only:
+        raise SystemExit("jetkube serve: --at needs --read-only (a server at a past version cannot take writes)")
     if args.audit_max_age < 60:
         raise SystemExit("jetkube serve: --audit-max-age must be at least 60 seconds")
     return Settings(encryption=encryption, audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
-                    audit_queue=args.audit_queue_size, data_dir=args.data_dir, host=args.host, port=args.port,
+                    audit_queue=args.audit_queue_size, history_max_age_s=args.history_max_age,
+                    history_max_revisions=args.history_max_revisions_per_object,
+                    history_retention_interval_s=args.history_retention_interval, read_only=args.read_only,
+                    read_only_at=args.at or "", data_dir=args.data_dir, host=args.host, port=args.port,
                     nats_url=args.nats_url,
                     nats_auth=auth, token_file=args.token_file, tracing=tracing,
                     client_ca_file=args.client_ca_file, anonymous_auth=args.anonymous_auth,
@@ -283,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.log_level, "text", "errors")
         trio.run(_dev_cluster, args)
         return 0
+    if args.command == "replay":
+        try:
+            return trio.run(run_replay, args)
+        except (OSError, ValueError) as e:  # the encryption config, the output directory
+            print(f"jetkube replay: {e}", file=sys.stderr)
+            return 2
     if args.command in ("history", "audit", "get", "tenant"):
         return run_command(args)
     if args.command == "pki":
@@ -304,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
             trio.run(_main, settings)
         except* StreamMismatch as eg:  # an operator's decision to make: say what and how, no traceback
             print(f"jetkube: {eg.exceptions[0]}", file=sys.stderr)
+            code = 2
+        except* ReadOnlyAtError as eg:
+            leaf: BaseException = eg
+            while isinstance(leaf, BaseExceptionGroup):  # raised inside nested nurseries
+                leaf = leaf.exceptions[0]
+            print(f"jetkube serve: {leaf}", file=sys.stderr)
             code = 2
         except* AuthenticationConfigError as eg:
             print(f"jetkube serve: --authentication-config {eg.exceptions[0]}", file=sys.stderr)

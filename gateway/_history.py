@@ -34,6 +34,8 @@ _enc = msgspec.json.Encoder()
 
 
 RV_AT_TIME = PREFIX + "resourceversion"
+#: ``GET .../compaction``: the log's compaction point (history retention, actors/_retention.py).
+COMPACTION = PREFIX + "compaction"
 
 
 def handles(path: str) -> bool:
@@ -51,8 +53,18 @@ async def resource_version_at(log: Any, when: str) -> bytes:
         raise BadRequest(f"invalid time {when!r}: want RFC 3339, e.g. 2026-01-01T12:00:00Z") from None
     first_after = await log.seq_at_time(t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
     rv = first_after - 1 if first_after is not None else int((await log.stream_state())["last_seq"])
+    point, _ = await log.compaction_point()
     return _enc.encode({"kind": "ResourceVersion", "apiVersion": f"{GROUP}/v1", "time": when,
-                        "resourceVersion": str(rv)})
+                        "resourceVersion": str(rv), "compactionPoint": str(point)})
+
+
+async def compaction_body(log: Any) -> bytes:
+    """``GET .../compaction``: the compaction point (versions below it answer 410 Expired; "0": the log
+    keeps every version) and the log's first and last sequences."""
+    point, _ = await log.compaction_point()
+    state = await log.stream_state()
+    return _enc.encode({"kind": "CompactionPoint", "apiVersion": f"{GROUP}/v1", "resourceVersion": str(point),
+                        "firstSequence": str(state.get("first_seq", 0)), "lastSequence": str(state.get("last_seq", 0))})
 
 
 def resolve_resource(registry: Registry, name: str) -> ResourceDef | None:

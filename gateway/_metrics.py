@@ -165,6 +165,8 @@ class ServerMetrics:
         self.tenant_requests: dict[tuple[str, str, str], int] = {}
         #: The gateway's audit stream writer (gateway/_audit.py AuditSink), when auditing is on.
         self.audit: Any = None
+        #: History retention's counters (actors/_retention.py RetentionStats), when retention is on.
+        self.retention: Any = None
         # Requests being handled ([readOnly, mutating]) and the most seen since the last scrape
         # (kube reports the maximum over its sampling window, not the instant value).
         self.inflight = [0, 0]
@@ -430,6 +432,16 @@ class _Collector:
                                   "one included.", value=bridge.connections)
         yield CounterMetricFamily("jetkube_nats_reconnects_total", "Connections to NATS re-established after "
                                   "the first.", value=max(0, bridge.connections - 1))
+        yield GaugeMetricFamily("jetkube_log_compaction_point", "The log's compaction point as this gateway applied "
+                                "it: versions below it were purged by history retention and answer 410 Expired.",
+                                value=proj.compacted)
+        retention = m.retention
+        if retention is not None:
+            yield CounterMetricFamily("jetkube_history_purged_messages_total", "Old revisions this gateway purged "
+                                      "from the log (--history-max-age, --history-max-revisions-per-object).",
+                                      value=retention.purged_messages)
+            yield CounterMetricFamily("jetkube_history_retention_passes_total", "Retention passes completed.",
+                                      value=retention.passes)
         audit = m.audit
         if audit is not None:
             yield CounterMetricFamily("jetkube_audit_events_written_total", "Audit records the gateway wrote to "

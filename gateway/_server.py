@@ -25,14 +25,24 @@ from actors import (
     CertificateAuthority,
     FrontProxy,
     Pipeline,
+    RetentionSettings,
+    RetentionStats,
     SigningKey,
     TokenAuthenticator,
     UserInfo,
     parse_token_csv,
+    run_retention,
 )
-from bus import NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
+from bus import Log, NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
 from kinds import Registry, load_schemas
-from projections import Projection, ProjectionSettings
+from projections import (
+    Projection,
+    ProjectionSettings,
+    ResourceVersionTooLarge,
+    TooOldResourceVersion,
+    check_retained,
+    resolve_version,
+)
 
 from . import _hypercorn_ext
 from ._app import Context, create_app
@@ -96,16 +106,19 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             replicas=settings.stream_replicas, max_age_s=settings.audit_max_age_s,
             max_bytes=settings.audit_max_bytes, duplicate_window_s=min(120.0, settings.audit_max_age_s)))
         audit = AuditSink(audit_log, settings.audit_policy, queue_size=settings.audit_queue)
+        at = await _read_only_at(log_, settings.read_only_at) if settings.read_only_at else 0
         projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,
                                                          watch_queue=settings.watch_queue,
-                                                         bookmark_interval_s=settings.bookmark_interval_s))
+                                                         bookmark_interval_s=settings.bookmark_interval_s,
+                                                         stop_at=at))
         projection.crds.attach(registry)  # CRD-defined kinds are served as their CRDs are established
         if tracing is not None:
             projection.trace_wait = partial(tracing.current_child, "consistent read wait")
         async with trio.open_nursery() as nursery:
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
-                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers, spans=tracing,
+                                root_ca_pem=ca_pem, run_controllers=settings.run_controllers and not settings.read_only,
+                                spans=tracing,
                                 authorization_modes=settings.authorization_modes,
                                 allocation=AllocationSettings(settings.service_cluster_ip_range,
                                                               settings.service_node_port_range),
@@ -121,6 +134,12 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
             await nursery.start(audit.run)
             ctx = Context(settings, registry, pipeline, projection, audit=audit)
+            retention = RetentionSettings(max_age_s=settings.history_max_age_s,
+                                          max_revisions=settings.history_max_revisions,
+                                          interval_s=settings.history_retention_interval_s)
+            if retention.enabled and not settings.read_only:
+                ctx.metrics.retention = RetentionStats()
+                await nursery.start(run_retention, log_, retention, ctx.metrics.retention)
             app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)))
             config = _hypercorn_ext.ClientCertConfig()  # requests client certificates
             config.bind = [f"{settings.host}:{settings.port}"]
@@ -219,3 +238,19 @@ def _first_start(settings: Settings) -> tuple[Pki, dict[str, UserInfo], SigningK
     client_ca = Path(settings.client_ca_file or pki.ca_cert).read_bytes()
     proxy_ca = Path(settings.requestheader_client_ca_file).read_bytes() if settings.requestheader_client_ca_file else b""
     return pki, tokens, SigningKey(key_file.read_bytes()), pki.ca_cert.read_text(), client_ca, proxy_ca
+
+
+class ReadOnlyAtError(Exception):
+    """``serve --read-only --at``: a version the log cannot serve (beyond its head, below its compaction
+    point, or not a version or time at all)."""
+
+
+async def _read_only_at(log: Log, spec: str) -> int:
+    try:
+        at = await resolve_version(log, spec)
+        await check_retained(log, at)
+    except ValueError:
+        raise ReadOnlyAtError(f"--at {spec!r}: want a resourceVersion or an RFC 3339 time") from None
+    except (TooOldResourceVersion, ResourceVersionTooLarge) as e:
+        raise ReadOnlyAtError(f"--at {spec}: {e}") from None
+    return at

@@ -194,6 +194,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_max_age_s: float = 7 * 24 * 3600.0
     audit_max_bytes: int = 1 << 30
     audit_queue: int = 10_000
+    # jetkube serve --read-only [--at RV]: writes answer 405; with read_only_at the projection stops
+    # there and serves the state as it was then (controllers and retention off).
+    read_only: bool = False
+    read_only_at: str = ""  # a resourceVersion or an RFC 3339 time; "": follow the log
+    # History retention (actors/_retention.py): 0 = off (the log keeps every revision).
+    history_max_age_s: float = 0.0
+    history_max_revisions: int = 0
+    history_retention_interval_s: float = 60.0
 
     def version_info(self) -> dict[str, Any]:
         return {"major": "1", "minor": KUBE_MINOR, "gitVersion": f"v1.{KUBE_MINOR}.0-jetkube",

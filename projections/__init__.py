@@ -20,7 +20,15 @@ from ._errors import (
     ResourceVersionTooLarge,
     TooOldResourceVersion,
 )
-from ._history import MAX_HISTORY_PAGE, Revision, revisions, row_key
+from ._history import (
+    MAX_HISTORY_PAGE,
+    Revision,
+    check_retained,
+    resolve_version,
+    revisions,
+    row_key,
+    states_at,
+)
 from ._projection import ContinueNeedsHistory, ListResult, Projection, ProjectionSettings, decode_continue
 from ._rbac import RBAC_GROUP, Binding, RbacIndex, Rule, TenantRbac
 from ._selectors import (
@@ -68,6 +76,7 @@ __all__ = [
     "TooOldResourceVersion",
     "WatchFilter",
     "WatchStream",
+    "check_retained",
     "decode_continue",
     "level_and_stages",
     "now_micro",
@@ -79,6 +88,8 @@ __all__ = [
     "record_for_request",
     "record_from_event",
     "request_uri",
+    "resolve_version",
     "revisions",
     "row_key",
+    "states_at",
 ]

@@ -36,7 +36,7 @@ from kinds import CLUSTER_ANNOTATION
 
 from ._crds import CRD_KEY, CrdView
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
-from ._history import check_retained, rows_at
+from ._history import check_retained, check_still_retained, rows_at
 from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
 from ._store import ADDED, DELETED, Change, Entry, ResourceState, Store
@@ -46,6 +46,14 @@ _log = logging.getLogger("jetkube.projections")
 
 
 _NO_SPAN = nullcontext()  # reusable: holds no state
+
+
+def _record_seq(data: bytes) -> int:
+    """The sequence of a compaction point record (bus ``Log.raise_compaction_point``); 0 if unreadable."""
+    try:
+        return int(json.loads(data)["seq"])
+    except (ValueError, KeyError, TypeError):
+        return 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,9 @@ class ProjectionSettings:
     history_objects: int = 10_000  # objects whose last state a watch read from the log remembers
     stall_check_s: float = 1.5  # the stall detector looks this often ...
     stall_checks: int = 2  # ... and resubscribes after this many checks without progress behind the head
+    #: Stop at this sequence (``jetkube serve --read-only --at RV``): the state as it was then, frozen;
+    #: the head of every consistent read is at most this. 0: follow the log forever.
+    stop_at: int = 0
 
 
 class Projection:
@@ -96,6 +107,10 @@ class Projection:
         self.rbac = RbacIndex()
         #: CustomResourceDefinitions, and the kinds the established ones define (see _crds).
         self.crds = CrdView()
+        #: The log's compaction point as applied (actors/_retention.py records it before purging):
+        #: a watch from below it is 410 even when the ring still holds its events, as on every gateway.
+        self.compacted = 0
+        self._compaction_subject = log.compaction_subject
 
     # ---- following the log ----------------------------------------------------------------------
 
@@ -109,7 +124,7 @@ class Projection:
         # stream still electing its leader): retry both with backoff; the caller bounds the start.
         while True:
             try:
-                self.start_head = await self.log.head()
+                self.start_head = await self.head()
                 break
             except (BusError, trio.TooSlowError) as e:
                 _log.warning("reading the log head failed: %s", e)
@@ -131,6 +146,15 @@ class Projection:
                         while True:
                             batch = await reader.next_batch()
                             delay = 0.1
+                            stop = self.settings.stop_at
+                            if stop and batch[-1].seq >= stop:
+                                self.apply_batch([m for m in batch if m.seq <= stop])
+                                self._freeze(stop)
+                                if not started:
+                                    self.ready.set()
+                                    task_status.started()
+                                    started = True
+                                await trio.sleep_forever()  # frozen at ``stop_at``: nothing more to apply
                             self.apply_batch(batch)
                             if not started and self.store.applied >= self.start_head:
                                 self.ready.set()
@@ -142,6 +166,18 @@ class Projection:
                         await reader.aclose()
                 reader = await self._reopen_reader(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def head(self) -> int:
+        """The log's head, or ``stop_at`` when this projection stops there."""
+        head = await self.log.head()
+        return min(head, self.settings.stop_at) if self.settings.stop_at else head
+
+    def _freeze(self, seq: int) -> None:
+        """The state at ``seq`` is complete (the reader passed it): its version is ``seq``."""
+        self.store.applied = max(self.store.applied, seq)
+        w = self._waiters
+        while w and w[0][0] <= self.store.applied:
+            heapq.heappop(w)[2].set()
 
     async def _detect_stalls(self) -> NoReturn:
         """The stall detector: when the store has not moved for ``stall_checks`` checks in a row while
@@ -159,7 +195,7 @@ class Projection:
             head = -1
             with trio.move_on_after(self.settings.stall_check_s):
                 try:
-                    head = await self.log.head()
+                    head = await self.head()
                 except BusError:
                     pass  # the log is down: nothing to compare; the reader recovers on reconnect
             strikes = strikes + 1 if head > applied else 0
@@ -181,7 +217,7 @@ class Projection:
             self.following = False
             while not self.following:
                 try:
-                    await self.wait_for(await self.log.head())
+                    await self.wait_for(await self.head())
                     self.following = True
                 except (BusError, ResourceVersionTooLarge) as e:
                     _log.info("catching up after a reconnect: %s", e)
@@ -202,7 +238,11 @@ class Projection:
         rbac = self.rbac
         for m in batch:
             applied = store.apply(m)
-            if applied is not None and applied[0][1] == RBAC_GROUP:
+            if applied is None:
+                if m.subject == self._compaction_subject:
+                    self.compacted = max(self.compacted, _record_seq(m.data))
+                continue
+            if applied[0][1] == RBAC_GROUP:
                 (tenant, _, resource), ch = applied
                 rbac.apply(tenant, resource, ch.namespace, ch.name, None if ch.type == DELETED else ch.entry.data)
             elif applied is not None and applied[0][1:] == CRD_KEY:
@@ -250,7 +290,7 @@ class Projection:
         t0 = trio.current_time()
         try:
             with _NO_SPAN if self.trace_wait is None else self.trace_wait():
-                await self.wait_for(await self.log.head())
+                await self.wait_for(await self.head())
         finally:
             self.consistent_wait.observe(trio.current_time() - t0)
         return self.store.applied
@@ -296,6 +336,7 @@ class Projection:
         """The object as it was at ``seq`` (None: absent then), from the log: one direct get."""
         await check_retained(self.log, seq)
         m = await self.log.last_message_at(self.log.subject(key), seq)
+        await check_still_retained(self.log, seq)
         if m is None:
             return None
         _, entry, kind = _decode(self.log.prefix, m)
@@ -309,11 +350,22 @@ class Projection:
         await check_retained(self.log, seq)
         filter_subject = resource_filter(self.log.prefix, tenant, group, resource, flt.namespace)
         rows, more = await rows_at(self.log, filter_subject, seq, start_after=start_after, limit=limit,
-                                   keep=flt.matches)
+                                   keep=flt.matches, current=self._entry_at_or_after(seq))
+        await check_still_retained(self.log, seq)
         items = [e.data for _, e in rows]
         if more and rows:
             return ListResult(items, seq, encode_continue(seq, rows[-1][0]))
         return ListResult(items, seq)
+
+    def _entry_at_or_after(self, seq: int) -> Callable[[Key], Entry | None]:
+        """A subject's current entry while this projection has applied ``seq`` (None otherwise): one
+        written at or before ``seq`` is then the state at ``seq`` (projections/_history.states_at)."""
+        store = self.store
+
+        def current(key: Key) -> Entry | None:
+            return store.get(key) if store.applied >= seq else None
+
+        return current
 
     # ---- watches ----------------------------------------------------------------------------------
 
@@ -338,6 +390,8 @@ class Projection:
         stream = WatchStream(flt, bookmarks=bookmarks, max_queued=self.settings.watch_queue)
         if resource_version:
             await self.wait_for(resource_version)
+            if resource_version < self.compacted:
+                raise TooOldResourceVersion(resource_version, self.compacted)
         gen = self._iterate(st, stream, tenant, group, resource, resource_version, send_initial)
         try:
             yield gen
@@ -356,6 +410,8 @@ class Projection:
         stream = _TenantsStream(flt, bookmarks=bookmarks, max_queued=self.settings.watch_queue)
         if resource_version:
             await self.wait_for(resource_version)
+            if resource_version < self.compacted:
+                raise TooOldResourceVersion(resource_version, self.compacted)
         states = [(t, st) for (t, g, r), st in self.store.resources.items() if (g, r) == (group, resource)]
         first: list[tuple[str, object]] = []
         if not resource_version:
@@ -473,7 +529,10 @@ class Projection:
         has been delivered (yielded as a bare int)."""
         state = await self.log.stream_state()
         first = int(state.get("first_seq", 1))
-        if after < first - 1:
+        point, _ = await self.log.compaction_point()
+        if point and after < point:  # history retention purged revisions below it (actors/_retention.py)
+            raise TooOldResourceVersion(after, point)
+        if not point and after < first - 1:
             raise TooOldResourceVersion(after, first)
         target = self.store.applied
         reader = await self.log.open_reader(
@@ -492,6 +551,7 @@ class Projection:
                     await self._states_before(known, batch)
                 for m in batch:
                     if m.seq > target:
+                        await check_still_retained(self.log, after)  # no purge began while reading
                         yield target
                         return
                     key, entry, kind = _decode(self.log.prefix, m)
@@ -505,6 +565,7 @@ class Projection:
                         yield m.seq
                 while len(known) > self.settings.history_objects:
                     known.popitem(last=False)
+            await check_still_retained(self.log, after)  # a purge that began meanwhile may have cut events
             yield target
         finally:
             await reader.aclose()
