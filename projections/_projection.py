@@ -39,6 +39,7 @@ from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooO
 from ._history import check_retained, rows_at
 from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
+from ._snapshot import Snapshots, SnapshotSettings, rebuild_views
 from ._store import ADDED, DELETED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
@@ -66,6 +67,9 @@ class ProjectionSettings:
     history_objects: int = 10_000  # objects whose last state a watch read from the log remembers
     stall_check_s: float = 1.5  # the stall detector looks this often ...
     stall_checks: int = 2  # ... and resubscribes after this many checks without progress behind the head
+    #: Start from the newest valid snapshot and write them in the background (projections/_snapshot.py);
+    #: None: fold from sequence 1 and write none.
+    snapshots: SnapshotSettings | None = None
 
 
 class Projection:
@@ -96,6 +100,11 @@ class Projection:
         self.rbac = RbacIndex()
         #: CustomResourceDefinitions, and the kinds the established ones define (see _crds).
         self.crds = CrdView()
+        #: Snapshots of the store (see _snapshot); None when off.
+        self.snapshots = None if settings.snapshots is None else Snapshots(log, settings.snapshots)
+        #: The last start: seconds from ``run`` to caught up, and the events the log was folded from.
+        self.start_s = 0.0
+        self.start_from = 0
 
     # ---- following the log ----------------------------------------------------------------------
 
@@ -105,6 +114,12 @@ class Projection:
         The reader rebuilds its consumer by itself after a reconnect; if it fails for good (e.g. the
         stream vanished and came back), a new one resumes from the last applied sequence + 1.
         """
+        t0 = trio.current_time()
+        snaps = self.snapshots
+        # Without a valid snapshot the log is folded from sequence 1, as without snapshots.
+        if snaps is not None and snaps.settings.load and not self.store.applied and await snaps.load(self.store):
+            rebuild_views(self.store, self.rbac, self.crds)
+        self.start_from = self.store.applied
         # A cluster that is (re)starting may answer the head but not yet create consumers (the
         # stream still electing its leader): retry both with backoff; the caller bounds the start.
         while True:
@@ -120,7 +135,7 @@ class Projection:
             nursery.start_soon(self._bookmark_ticker)
             nursery.start_soon(self._catch_up_after_reconnects)
             if self.start_head <= self.store.applied:
-                self.ready.set()
+                self._started(nursery, t0)
                 task_status.started()
                 started = True
             nursery.start_soon(self._detect_stalls)
@@ -133,7 +148,7 @@ class Projection:
                             delay = 0.1
                             self.apply_batch(batch)
                             if not started and self.store.applied >= self.start_head:
-                                self.ready.set()
+                                self._started(nursery, t0)
                                 task_status.started()
                                 started = True
                     except BusError as e:
@@ -142,6 +157,14 @@ class Projection:
                         await reader.aclose()
                 reader = await self._reopen_reader(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _started(self, nursery: trio.Nursery, t0: float) -> None:
+        self.start_s = trio.current_time() - t0
+        _log.info("projection caught up with sequence %d in %.2fs (from sequence %d)", self.store.applied,
+                  self.start_s, self.start_from)
+        self.ready.set()
+        if self.snapshots is not None and self.snapshots.settings.write:
+            nursery.start_soon(self.snapshots.run, lambda: self.store)
 
     async def _detect_stalls(self) -> NoReturn:
         """The stall detector: when the store has not moved for ``stall_checks`` checks in a row while
