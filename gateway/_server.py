@@ -32,7 +32,7 @@ from actors import (
 )
 from bus import NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
 from kinds import Registry, load_schemas
-from projections import Projection, ProjectionSettings
+from projections import Projection, ProjectionSettings, SnapshotSettings
 
 from . import _hypercorn_ext
 from ._app import Context, create_app
@@ -98,7 +98,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         audit = AuditSink(audit_log, settings.audit_policy, queue_size=settings.audit_queue)
         projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,
                                                          watch_queue=settings.watch_queue,
-                                                         bookmark_interval_s=settings.bookmark_interval_s))
+                                                         bookmark_interval_s=settings.bookmark_interval_s,
+                                                         snapshots=_snapshot_settings(settings)))
         projection.crds.attach(registry)  # CRD-defined kinds are served as their CRDs are established
         if tracing is not None:
             projection.trace_wait = partial(tracing.current_child, "consistent read wait")
@@ -159,6 +160,13 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             with trio.move_on_after(settings.graceful_timeout_s):
                 await app.wait_idle()
             nursery.cancel_scope.cancel()
+
+
+def _snapshot_settings(settings: Settings) -> SnapshotSettings | None:
+    if not settings.snapshots:
+        return None
+    return SnapshotSettings(write=settings.snapshot_every_events > 0, every_events=settings.snapshot_every_events,
+                            every_s=settings.snapshot_every_s, min_interval_s=settings.snapshot_min_interval_s)
 
 
 class InFlight:
