@@ -355,7 +355,7 @@ class Snapshots:
         """Write a snapshot whenever one is due and this projection holds the lease (see the
         module's doc). Failures are logged and counted; the projection never depends on this."""
         s = self.settings
-        last_seq = current().applied
+        last_seq = current().base  # the snapshot started from (0: none): a long fold makes one due at once
         started = trio.current_time()
         last_t: float | None = None
         renew_at = 0.0

@@ -196,6 +196,8 @@ async def test_two_writers_do_not_fight(nats_url: str) -> None:
             await nursery.start(gw)
             await nursery.start(gw)
             stats = [p.snapshots.stats for p in gws if p.snapshots is not None]
+            # Started on 200 events and no snapshot: one is due at once, without waiting for more.
+            await until(lambda: max(s.last_written_seq for s in stats) == 200)
             await feed(200, 800)
             await until(lambda: max(s.last_written_seq for s in stats) >= 800)
             writes = [s.written for s in stats]
