@@ -44,6 +44,7 @@ from ._util import (
     http_call,
     http_json,
     parse_metrics,
+    proc_cpu_s,
     series_sum,
     stage_breakdown,
 )
@@ -940,7 +941,8 @@ class Bench:
             groups.append(self.group(k, nss, c, f"{k[:3]}-"))
         nats_dir = self.run_dir / "nats-b8"
         pki = g1.data_dir / "pki"
-        fold_limit = 120 + self.p.b8_events / 2000  # a full fold at 2,000 events/s at worst
+        # A full fold at 500 events/s at worst: on the shared 2-core machine a gateway may get a tenth of a core.
+        fold_limit = 300 + self.p.b8_events / 500
         async with run_nats_server(nats_dir) as url:
             empty = await start_gateway(self.children, "B8-empty", self.run_dir / "gw-b8-empty", url, pki_from=pki)
             empty_rss = empty.rss()
@@ -951,13 +953,14 @@ class Bench:
             gw = await start_gateway(self.children, "B8-full", self.run_dir / "gw-b8", url, pki_from=pki,
                                      timeout_s=fold_limit)
             full_ready = gw.ready_s
+            full_cpu = proc_cpu_s(gw.pid) or 0.0  # CPU to ready: what a loaded machine does not inflate
             m = await self.metrics(gw) or {}
             full_fold_s = m.get("jetkube_projection_start_seconds", 0.0)
             head = int(m.get("jetkube_projection_applied_sequence", 0))
             rss = gw.rss()
             t0 = time.monotonic()
-            with trio.fail_after(fold_limit):
-                while m.get("jetkube_snapshot_last_written_sequence", 0) < head:
+            with trio.fail_after(fold_limit):  # its first snapshot (controllers may write a few events after it)
+                while not m.get("jetkube_snapshot_writes_total", 0):
                     await trio.sleep(0.5)  # the gateway's own background writer; nothing to wait on from here
                     m = await self.metrics(gw) or {}
             snap_wait = time.monotonic() - t0
@@ -967,6 +970,7 @@ class Bench:
             gw2 = await start_gateway(self.children, "B8-snap", self.run_dir / "gw-b8-snap", url, pki_from=pki,
                                       timeout_s=fold_limit)
             snap_ready = gw2.ready_s
+            snap_cpu = proc_cpu_s(gw2.pid) or 0.0
             m2 = await self.metrics(gw2) or {}
             code, _ = await self.api(gw2, "GET", "/api/v1/namespaces/b8-3/configmaps/con-3")
             snap_rss = gw2.rss()
@@ -982,20 +986,22 @@ class Bench:
         return [
             {"id": "B8", "value": snap_ready, "unit": "s", "target": "ready <= 10 s", "met": snap_ready <= 10.0,
              "note": f"from a snapshot: {objects:,} objects, {events:,}-event log; spawn to ready line "
-                     f"{snap_ready:.2f}s (projection {m2.get('jetkube_projection_start_seconds', 0):.2f}s, from "
+                     f"{snap_ready:.2f}s, {snap_cpu:.1f}s CPU (projection "
+                     f"{m2.get('jetkube_projection_start_seconds', 0):.2f}s, from "
                      f"sequence {started_at:,}; snapshot {snap.get('last_bytes', 0) / 1e6:.1f} MB, written in "
                      f"{snap.get('last_write_seconds', 0):.1f}s); GET after start {code}; empty log "
                      f"{empty.ready_s:.2f}s",
-             "details": {**common, "ready_s": snap_ready, "start_sequence": started_at,
+             "details": {**common, "ready_s": snap_ready, "cpu_s": snap_cpu, "start_sequence": started_at,
                          "projection_start_s": m2.get("jetkube_projection_start_seconds"), "snapshot": snap,
                          "snapshot_wait_s": snap_wait, "rss": snap_rss, "get_code": code}},
             {"id": "B8/full", "value": full_ready, "unit": "s", "target": "(info) the same without a snapshot",
              "met": None,
-             "note": f"no snapshot: the whole {events:,}-event log folded; spawn to ready line {full_ready:.2f}s "
-                     f"(projection {full_fold_s:.2f}s); in-process replay from sequence 1 {rp['replay_s']:.2f}s "
+             "note": f"no snapshot: the whole {events:,}-event log folded; spawn to ready line {full_ready:.2f}s, "
+                     f"{full_cpu:.1f}s CPU (projection {full_fold_s:.2f}s); in-process replay from sequence 1 {rp['replay_s']:.2f}s "
                      f"({rp['applied'] / rp['replay_s']:,.0f} events/s, {rp['replay_cpu_s']:.1f}s CPU); raw read "
                      f"of the same log {rp['raw_read_s']:.2f}s",
-             "details": {**common, "ready_s": full_ready, "projection_start_s": full_fold_s, "rss": rss}},
+             "details": {**common, "ready_s": full_ready, "cpu_s": full_cpu, "projection_start_s": full_fold_s,
+                         "rss": rss}},
         ]
 
     async def b9(self) -> list[dict[str, Any]]:
@@ -1084,7 +1090,7 @@ class Bench:
                     self.children.close()
             if self.want("B8"):
                 # Its own time beyond the main phase's budget: seeding and folding a 1M-event log twice.
-                b8_s = 240 + 3 * self.p.b8_events / 2000
+                b8_s = 600 + 3 * self.p.b8_events / 500
                 self.budget_s += b8_s
                 await self.scenario("B8", "cold start", self.header("B8"), self.b8, b8_s)
                 self.children.close()
