@@ -32,8 +32,10 @@ from a resourceVersion older than the snapshot gets 410 Gone, as it does when th
 
 Writing: only the gateway holding the writer's lease (bus/_snapshots.py) writes, in the background:
 the store is captured in one step between two applied batches (references only: objects are never
-mutated once applied), then encoded and compressed in a worker thread and uploaded on the NATS
-thread; the fold, reads and writes go on meanwhile. A snapshot is due when the store moved at least
+mutated once applied), then encoded and compressed in a worker thread, the lease renewed (nothing is
+uploaded if it was lost meanwhile) and uploaded on the NATS thread; the fold, reads and writes go on
+meanwhile. Two snapshots written at once would both be valid (each a consistent state at its own
+sequence): the lease saves work, correctness never depends on it. A snapshot is due when the store moved at least
 ``every_events`` past the last one, or moved at all and ``every_s`` passed; never sooner than
 ``min_interval_s`` after the previous one. ``keep`` snapshots are kept (the newest first on load).
 """
@@ -393,8 +395,12 @@ class Snapshots:
                         if existing and existing[-1][0] > last_seq:
                             last_seq = existing[-1][0]
                             continue
-                    last_seq = await self.write(current())
+                    written = await self.write(current(), fenced=True)
                     last_t = trio.current_time()
+                    if written is None:  # the lease was lost while encoding: another gateway writes
+                        self.stats.lease_held = False
+                        continue
+                    last_seq = written
                 except BusError as e:
                     self.stats.write_failures += 1
                     last_t = now
@@ -408,14 +414,18 @@ class Snapshots:
                         pass  # it lapses by itself
                 self.stats.lease_held = False
 
-    async def write(self, store: Store) -> int:
-        """Snapshot ``store`` now; return its sequence. Keeps the newest ``keep`` snapshots."""
+    async def write(self, store: Store, *, fenced: bool = False) -> int | None:
+        """Snapshot ``store`` now; return its sequence. Keeps the newest ``keep`` snapshots.
+        ``fenced``: renew the writer's lease once encoded, and write nothing (None) if it was lost."""
         t0 = trio.current_time()
         cap = capture(store)
         identity = await self.log.identity()
         encrypt = None if self.log.encryption is None else self.log.encryption.encrypt
         blob = await trio.to_thread.run_sync(
             lambda: encode(cap, identity=identity, prefix=self.log.prefix, encrypt=encrypt, writer=self.holder))
+        if fenced and not await self.bucket.lease(self.holder, self.settings.lease_s):
+            _log.info("the snapshot writer's lease was taken over: snapshot at %d not written", cap.seq)
+            return None
         name = snapshot_name(cap.seq)
         await self.bucket.put(name, blob)
         st = self.stats
