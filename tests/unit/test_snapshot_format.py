@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
-from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -17,7 +16,9 @@ from bus import (
     EncryptionConfig,
     Event,
     Key,
+    Log,
     LogMessage,
+    StreamConfig,
     encode_event,
     encode_object_with_rv_slot,
     object_subject,
@@ -121,7 +122,8 @@ def dump_views(p: Projection) -> dict[str, Any]:
 
 
 def fresh_projection() -> Projection:
-    return Projection(SimpleNamespace(prefix=PREFIX))  # type: ignore[arg-type]
+    """A projection fed by hand: a real Log object (nothing is connected until it is used)."""
+    return Projection(Log(None, StreamConfig(prefix=PREFIX)))  # type: ignore[arg-type]
 
 
 def snapshot_of(msgs: list[LogMessage], **kw: Any) -> bytes:
