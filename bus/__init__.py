@@ -22,6 +22,7 @@ from ._errors import (
 )
 from ._log import Log, StreamConfig, open_log
 from ._reader import LogReader
+from ._snapshots import SnapshotBucket, snapshot_name, snapshot_seq
 from ._stats import FAST_BUCKETS, Histogram
 from ._subjects import (
     ANY_TENANT,
@@ -76,6 +77,7 @@ __all__ = [
     "NatsAuth",
     "NoResponders",
     "Reply",
+    "SnapshotBucket",
     "StreamConfig",
     "StreamMismatch",
     "SubjectError",
@@ -100,6 +102,8 @@ __all__ = [
     "resource_filter",
     "run_nats_server",
     "server_urls",
+    "snapshot_name",
+    "snapshot_seq",
     "system_subject",
     "tenant_of_token",
     "tenant_token",

@@ -174,6 +174,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     watch_ring_size: int = 10_000  # recent changes per resource served to resuming watches from memory
     watch_queue: int = 10_000  # events a watcher may fall behind before it is cut off
     bookmark_interval_s: float = 60.0
+    # Projection snapshots (projections/_snapshot.py): start from the newest valid one plus the log's
+    # tail, and (the gateway holding the writer's lease) write one when the store moved this many
+    # events, or moved at all and this many seconds passed, never sooner than the minimum interval.
+    snapshots: bool = True
+    snapshot_every_events: int = 50_000
+    snapshot_every_s: float = 600.0
+    snapshot_min_interval_s: float = 30.0
     log_level: str = "WARNING"
     log_format: str = "json"  # json (one object per line) or text
     # Which requests get kube's per-request line: all (kube at -v=3), errors (5xx) or none. kube
