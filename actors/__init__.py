@@ -44,7 +44,7 @@ from ._runtime import Actor, ReplySlot
 from ._tenancy import OWNER_ANNOTATION, Tenancy, tenant_exists, tenant_not_found, valid_tenant_name
 from ._tokens import JWKS_PATH, SigningKey, jwks, openid_configuration
 from ._tracing import NO_SPAN, Spans
-from .messages import Allowed, Request, UserInfo, WriteResult
+from .messages import Allowed, Deleted, DeletedCollection, Request, Stored, Succeeded, UserInfo, WriteResult
 
 __all__ = [
     "APPLY_PATCH",
@@ -77,6 +77,8 @@ __all__ = [
     "Conflict",
     "Controllers",
     "Decision",
+    "Deleted",
+    "DeletedCollection",
     "Expired",
     "FlowControl",
     "Forbidden",
@@ -96,6 +98,8 @@ __all__ = [
     "ServiceUnavailable",
     "SigningKey",
     "Spans",
+    "Stored",
+    "Succeeded",
     "Tenancy",
     "Timeout",
     "TokenAuthenticator",

@@ -82,7 +82,7 @@ from ._patch import (
 )
 from ._runtime import ReplySlot
 from ._tracing import Spans, current_child
-from .messages import Request, WriteResult
+from .messages import Deleted, DeletedCollection, Request, Stored, Succeeded, WriteResult
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
@@ -153,7 +153,7 @@ class ResourceCore:
         with collecting_warnings() as admission_warnings:
             result = await self.write(req)
         if admission_warnings:
-            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings))
+            result = msgspec.structs.replace(result, warnings=(*result.warnings, *admission_warnings))
         reply.set(result)
 
     async def write(self, req: Request) -> WriteResult:
@@ -396,14 +396,14 @@ class ResourceCore:
             await self.chain.validate(req, "CREATE", obj, None, name=name)
         txn = await self.allocators.begin(req, "put", obj, None, dry=self._dry_run(req))
         if self._dry_run(req):
-            return WriteResult(201, _json.encode(obj), warnings)
+            return Stored(object=_json.encode(obj), created=True, warnings=warnings)
         try:
             data = await self._create_append(req, obj)
         except BaseException as e:
             await txn.abort(e)  # a failed create leaks nothing it claimed
             raise
         await txn.commit()
-        return WriteResult(201, data, warnings)
+        return Stored(object=data, created=True, warnings=warnings)
 
     async def _create_append(self, req: Request, obj: dict[str, Any]) -> bytes:
         """Append a new object: over nothing, or over the subject's tombstone."""
@@ -429,13 +429,14 @@ class ResourceCore:
 
     async def guaranteed_update(self, req: Request, key: Key,
                                 decide: Callable[[Entry | None, dict[str, Any] | None], Awaitable[Decision]],
-                                *, precondition_seq: int | None = None) -> tuple[int, bytes, str]:
+                                *, precondition_seq: int | None = None) -> tuple[bytes, str]:
         """Decide against the current state and append with CAS until it sticks.
 
         ``decide(entry, obj)`` returns ("put" | "delete", new object) or a no-change marker and
         raises ApiErrors. With ``precondition_seq`` (a client-supplied resourceVersion), a lost
         race is the client's 409; without, the loop waits for the winner and decides again.
-        Returns (HTTP code 200, response JSON, event type).
+        Returns (the object's JSON as stored, or as it would be under dryRun; the event type:
+        "put", "delete" or "none" when nothing was written).
         """
         rdef = req.rdef
         assert rdef is not None
@@ -458,14 +459,14 @@ class ResourceCore:
                                                           and fresh.seq != entry.seq):
                     entry = fresh
                     continue
-                return 200, decision.entry.data, "none"
+                return decision.entry.data, "none"
             etype, new = decision
             txn = await self.allocators.begin(req, etype, new, obj, dry=self._dry_run(req))
             if self._dry_run(req):
                 if entry is not None and etype == "put":
                     # Nothing stored: the answer keeps the version it was decided on (as kube's).
                     new["metadata"]["resourceVersion"] = str(entry.seq)
-                return 200, _json.encode(new), etype
+                return _json.encode(new), etype
             expected = 0 if entry is None else entry.seq
             try:
                 data = await self._append(req, key, etype, new, expected, attempt)
@@ -480,7 +481,7 @@ class ResourceCore:
                 await txn.abort(e)
                 raise
             await txn.commit()
-            return 200, data, etype
+            return data, etype
         raise self.conflict(rdef, key.name)
 
     async def _admitted_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any],
@@ -573,13 +574,13 @@ class ResourceCore:
             return await self._admitted_update(req, entry, old, new)
 
         try:
-            code, data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
+            data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
         except _CreateInstead:
             # A create, admitted as one (the apiserver runs create admission when an update creates).
             if self.admit is not None:
                 await self.admit(msgspec.structs.replace(req, verb="create"))
             return await self.create(req, obj=body)
-        return WriteResult(code, data, warnings)
+        return Stored(object=data, warnings=warnings)
 
     # ---- patch --------------------------------------------------------------------------------------
 
@@ -642,8 +643,8 @@ class ResourceCore:
                                  f"on the URL ({req.name})")
             return await self._admitted_update(req, entry, old, new)
 
-        code, data, _ = await self.guaranteed_update(req, key, decide)
-        return WriteResult(code, data, warnings)
+        data, _ = await self.guaranteed_update(req, key, decide)
+        return Stored(object=data, warnings=warnings)
 
     # ---- server-side apply ------------------------------------------------------------------------------
 
@@ -682,8 +683,8 @@ class ResourceCore:
 
         for _ in range(self.max_retries):
             try:
-                code, data, _ = await self.guaranteed_update(req, self.key(req), decide)
-                return WriteResult(code, data, warnings)
+                data, _ = await self.guaranteed_update(req, self.key(req), decide)
+                return Stored(object=data, warnings=warnings)
             except _CreateInstead:
                 create = msgspec.structs.replace(req, verb="create")
                 if self.admit is not None:
@@ -781,14 +782,13 @@ class ResourceCore:
             return ("delete", old)
 
         precondition = _parse_rv(pre.get("resourceVersion")) if pre.get("resourceVersion") else None
-        code, data, etype = await self.guaranteed_update(req, key, decide, precondition_seq=precondition)
+        data, etype = await self.guaranteed_update(req, key, decide, precondition_seq=precondition)
+        gone = Deleted(name=req.name, group=rdef.group, kind=rdef.plural, uid=final_uid)
         if etype == "delete":
-            details = {"name": req.name, "group": rdef.group, "kind": rdef.plural, "uid": final_uid}
-            return WriteResult(200, _json.encode({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                                  "status": "Success", "details": details}))
-        if orphan_option(opts.get("orphanDependents")) is False:
-            code = 202  # kube's delete handler: not deleted at once, cascading asked for explicitly
-        return WriteResult(code, data)
+            return gone
+        # Still there, being deleted (finalizers, a grace period).
+        return msgspec.structs.replace(gone, object=data,
+                                       cascading=orphan_option(opts.get("orphanDependents")) is False)
 
     async def finalize_namespace(self, req: Request) -> WriteResult:
         """Append a terminating namespace's tombstone (the namespace controller, once it is empty)."""
@@ -803,8 +803,9 @@ class ResourceCore:
             old["spec"] = {"finalizers": []}
             return ("delete", old)
 
-        code, data, _ = await self.guaranteed_update(req, key, decide)
-        return WriteResult(code, data)
+        await self.guaranteed_update(req, key, decide)
+        assert req.rdef is not None
+        return Deleted(name=req.name, group=req.rdef.group, kind=req.rdef.plural)
 
     async def delete_collection(self, req: Request, flt: WatchFilter | None = None) -> WriteResult:
         rdef = req.rdef
@@ -831,10 +832,10 @@ class ResourceCore:
                 res = await self.delete(one)
             except NotFound:
                 continue
-            items.append(data if res.body.startswith(b'{"kind":"Status"') else res.body)
-        body = b'{"kind":"%s","apiVersion":"%s","metadata":{"resourceVersion":"%d"},"items":[%s]}' % (
-            rdef.list_kind.encode(), rdef.api_version.encode(), self.projection.store.applied, b",".join(items))
-        return WriteResult(200, body)
+            assert isinstance(res, Deleted)
+            items.append(res.object if res.pending else data)
+        return DeletedCollection(list_kind=rdef.list_kind, api_version=rdef.api_version,
+                                 resource_version=self.projection.store.applied, items=tuple(items))
 
 
     # ---- versions served by conversion -----------------------------------------------------------------
@@ -852,7 +853,7 @@ class ResourceCore:
             result = await self.patch(stored, served=served)
         else:
             result = await self.write(stored)
-        return WriteResult(result.code, _to_served(result.body, storage, served), result.warnings)
+        return _to_served(result, storage, served)
 
     async def create_as(self, req: Request) -> WriteResult:
         """A create of a kind stored as another's subresource (``bindings``: the pod's binding)."""
@@ -945,9 +946,9 @@ class ResourceCore:
                 await self.chain.validate(req, "UPDATE", wanted, current)
             return decision
 
-        _, data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
+        data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
         obj = _decode(data)
-        return WriteResult(200, _json.encode(subresources.to_scale(
+        return Stored(object=_json.encode(subresources.to_scale(
             rdef, obj, str(obj["metadata"].get("resourceVersion", "")))))
 
     def _applied_scale(self, req: Request, current: dict[str, Any]) -> dict[str, Any]:
@@ -997,7 +998,7 @@ class ResourceCore:
             return self._merge_update(req, entry, old, new)
 
         await self.guaranteed_update(req, key, decide)
-        return WriteResult(201, _json.encode(subresources.success_status()))
+        return Succeeded(created=True)
 
     async def evict(self, req: Request) -> WriteResult:
         """POST ``pods/<name>/eviction``: the pod is deleted unless the one PodDisruptionBudget
@@ -1024,7 +1025,7 @@ class ResourceCore:
         if dry and "dryRun" not in req.query:
             delete = msgspec.structs.replace(delete, query={**req.query, "dryRun": "All"})
         await self.delete(delete)
-        return WriteResult(201, _json.encode(subresources.success_status()))
+        return Succeeded(created=True)
 
     async def _budgets_for(self, req: Request, pod: dict[str, Any]) -> list[str]:
         """Names of the namespace's PodDisruptionBudgets whose selector selects the pod (a nil or
@@ -1065,16 +1066,18 @@ _PDB = next(d for d in BUILTIN if (d.group, d.plural) == ("policy", "poddisrupti
 _API_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
-def _to_served(body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
-    """A write's answer (an object, a list of them, or a Status) in the served version."""
-    obj = _decode(body)
-    if not isinstance(obj, dict) or obj.get("kind") == "Status":
-        return body
-    if obj.get("kind") == storage.list_kind:
-        obj["items"] = [convert(i, served) for i in obj.get("items") or []]
-        obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
-        return _json.encode(obj)
-    return _json.encode(convert(obj, served))
+def _to_served(result: WriteResult, storage: ResourceDef, served: ResourceDef) -> WriteResult:
+    """A write's answer with its objects in the served version."""
+
+    def one(data: bytes) -> bytes:
+        return _json.encode(convert(_decode(data), served))
+
+    if isinstance(result, Stored) or (isinstance(result, Deleted) and result.pending):
+        return msgspec.structs.replace(result, object=one(result.object))
+    if isinstance(result, DeletedCollection):
+        return msgspec.structs.replace(result, list_kind=served.list_kind, api_version=served.api_version,
+                                       items=tuple(one(i) for i in result.items))
+    return result
 
 
 def _custom_unknown_fields(obj: dict[str, Any], schema: dict[str, Any], *, prune: bool) -> list[str]:

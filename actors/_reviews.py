@@ -46,7 +46,7 @@ from ._tokens import (
     verify_token,
     with_cluster,
 )
-from .messages import Request, UserInfo, WriteResult
+from .messages import Request, Stored, UserInfo
 
 _enc = msgspec.json.Encoder()
 SA_PREFIX = "system:serviceaccount:"
@@ -316,7 +316,7 @@ class ReviewCore:
             out["status"] = self.authorizer.rules_review(req.user, spec.get("namespace") or "")
         else:
             raise NotFound(f"{rdef.plural} are not served")
-        reply.set(WriteResult(201, _enc.encode(out), warnings))
+        reply.set(Stored(object=_enc.encode(out), created=True, warnings=warnings))
 
     async def _access(self, user: UserInfo, spec: dict[str, Any]) -> dict[str, Any]:
         """A (Self)SubjectAccessReview's status: RBAC works on the attributes as given, so a
@@ -374,7 +374,7 @@ class ReviewCore:
             claims["node"] = {"name": node_name, **({"uid": node_uid} if node_uid else {})}
         return claims
 
-    async def token(self, req: Request, body: dict[str, Any]) -> WriteResult:
+    async def token(self, req: Request, body: dict[str, Any]) -> Stored:
         entry = self.projection.get(Key(req.tenant, "", "serviceaccounts", req.namespace, req.name))
         if entry is None:
             await self.projection.consistent()
@@ -409,4 +409,4 @@ class ReviewCore:
         out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
                "metadata": {"name": req.name, "namespace": req.namespace, "creationTimestamp": None},
                "spec": spec, "status": {"token": self.key.sign(claims), "expirationTimestamp": expires}}
-        return WriteResult(201, _enc.encode(out), tuple(warnings))
+        return Stored(object=_enc.encode(out), created=True, warnings=tuple(warnings))

@@ -2,7 +2,11 @@
 
 A :class:`Request` enters at the authn actor and is forwarded, with its reply slot, through
 authz and (for writes) admission to the resource actor. Reads come back to the gateway as
-:class:`Allowed` and are answered from the projection; writes come back as :class:`WriteResult`.
+:class:`Allowed` and are answered from the projection; writes come back as one of the domain
+results (:data:`WriteResult`): :class:`Stored`, :class:`Deleted`, :class:`DeletedCollection` or
+:class:`Succeeded`. They say what happened, never how HTTP shows it: the gateway maps them to a
+status code and a body in one function (``gateway._status.write_response``), as it maps errors
+(the ``ApiError`` family of ``kinds._errors``).
 """
 
 from __future__ import annotations
@@ -71,9 +75,54 @@ class Allowed(msgspec.Struct, frozen=True):
     user: UserInfo
 
 
-class WriteResult(msgspec.Struct, frozen=True):
-    """A write's answer: HTTP status code and the JSON body to send."""
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """A write stored an object (with ``dryRun``: would have): ``object`` is its JSON as stored,
+    with its ``metadata.resourceVersion`` (under dryRun: the version it was decided against).
+    ``created``: the object did not exist before (a create, or an update/apply that created)."""
 
-    code: int
-    body: bytes
+    object: bytes
+    created: bool = False
     warnings: tuple[str, ...] = ()
+
+
+class Deleted(msgspec.Struct, frozen=True, kw_only=True):
+    """A delete was accepted. Either the object is gone (``object`` is empty; ``name``, ``group``,
+    ``kind`` (the plural) and ``uid`` name what was deleted), or it stays, being deleted
+    (``pending``: ``object`` is its JSON with ``deletionTimestamp`` and the finalizers it waits
+    for). ``cascading``: the client asked for cascading explicitly (``orphanDependents: false``)."""
+
+    name: str
+    group: str
+    kind: str
+    uid: str = ""
+    object: bytes = b""
+    cascading: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def pending(self) -> bool:
+        """The object is still there: marked for deletion, waiting for finalizers or a grace period."""
+        return bool(self.object)
+
+
+class DeletedCollection(msgspec.Struct, frozen=True, kw_only=True):
+    """A deletecollection: ``items`` (JSON objects) are what was deleted (as listed) or marked for
+    deletion (as it now is); ``resource_version`` the projection's version when it answered."""
+
+    list_kind: str
+    api_version: str
+    resource_version: int
+    items: tuple[bytes, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+class Succeeded(msgspec.Struct, frozen=True, kw_only=True):
+    """A write whose answer is no object (a pod's binding, an eviction): done; ``created`` as kube
+    reports these (a POST of a subresource that creates)."""
+
+    created: bool = True
+    warnings: tuple[str, ...] = ()
+
+
+#: Every answer of the write side.
+WriteResult = Stored | Deleted | DeletedCollection | Succeeded

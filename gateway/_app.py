@@ -2,7 +2,7 @@
 
 Every request: parse the route, decode the body once, send a :class:`Request` in at the authn
 actor; reads come back ``Allowed`` and are answered from the projection, writes come back as the
-resource actor's ``WriteResult``. Every error goes through ``status_for``.
+resource actor's domain results (``write_response`` maps them). Every error goes through ``status_for``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from actors import (
     Pipeline,
     Request,
     RequestEntityTooLarge,
-    WriteResult,
     dump_priority_levels,
     dump_queues,
     jwks,
@@ -78,7 +77,7 @@ from ._reads import (
 )
 from ._routes import parse, split_tenant
 from ._settings import Settings
-from ._status import BodyTimeout, ReadTimeout, status_for
+from ._status import BodyTimeout, ReadTimeout, status_for, write_response
 from ._table import (
     parse_include_object,
     table_content_type,
@@ -475,9 +474,10 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     intake.initial_events = opts is not None and opts.watch and bool(opts.send_initial)
     await ctx.pipeline.admit(req, intake.flow)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
-    if isinstance(result, WriteResult):
-        note.written(req, result.code)
-        r = _json_response(result.body, result.code)
+    if not isinstance(result, Allowed):
+        code, body = write_response(result)
+        note.written(req, code)
+        r = _json_response(body, code)
         for w in result.warnings:
             r.headers.add("Warning", warning_header(w))
         return r
