@@ -48,9 +48,8 @@ from kinds._fieldvalidation import (
     type_errors,
     unknown_fields,
 )
-from kinds._gc import default_propagation, delete_options_conflict, deletion_finalizers, orphan_option
+from kinds._gc import default_propagation, deletion_finalizers
 from kinds._strategy import strategy_for
-from kinds._validation import validate_field_manager
 from projections import (
     Entry,
     Projection,
@@ -66,13 +65,12 @@ from ._allocation import AllocationSettings, Allocators
 from ._apply import SCALE_FIELDS as _SCALE_FIELDS
 from ._apply import (
     applied_config,
-    apply_force,
     apply_type,
     check_apply_options,
-    check_non_apply_options,
     reset_fields,
 )
 from ._managed import manager_from_user_agent, record_apply, record_update
+from ._options import delete_options
 from ._patch import (
     MalformedPatch,
     PatchError,
@@ -82,7 +80,19 @@ from ._patch import (
 )
 from ._runtime import ReplySlot
 from ._tracing import Spans, current_child
-from .messages import Deleted, DeletedCollection, Request, Stored, Succeeded, WriteResult
+from .messages import (
+    Apply,
+    Delete,
+    DeleteCollection,
+    Deleted,
+    DeletedCollection,
+    ObjectOptions,
+    Request,
+    Stored,
+    Succeeded,
+    Update,
+    WriteResult,
+)
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
@@ -290,12 +300,7 @@ class ResourceCore:
 
     @staticmethod
     def _dry_run(req: Request) -> bool:
-        v = req.query.get("dryRun")
-        if v is None:
-            return False
-        if v != "All":
-            raise BadRequest(f'Unsupported value: "{v}": supported values: "All"')
-        return True
+        return req.dry_run
 
     @staticmethod
     def _field_validation(req: Request, obj: dict[str, Any], *, patched: bool) -> tuple[str, ...]:
@@ -304,10 +309,8 @@ class ResourceCore:
         a patch), each with the errors the gateway found in the raw body (repeated keys) ahead."""
         rdef = req.rdef
         assert rdef is not None
-        mode = req.query.get("fieldValidation") or "Warn"
-        if mode not in ("Ignore", "Warn", "Strict"):
-            raise BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
-                             f'"Strict", "Warn"')
+        opts = req.options
+        mode = opts.field_validation if isinstance(opts, ObjectOptions) else "Warn"
         unknown: list[str] = []
         schema = schema_for(rdef.group, rdef.version, rdef.kind) if not rdef.crd else None
         if rdef.crd and rdef.schema is not None:
@@ -344,15 +347,9 @@ class ResourceCore:
         prune_unknown_fields(obj, schema, definitions())
 
     def _manager(self, req: Request) -> str:
-        return req.query.get("fieldManager") or manager_from_user_agent(req.user_agent)
-
-    @staticmethod
-    def _check_options(req: Request, options_kind: str) -> None:
-        """The write's options (``CreateOptions``, ``UpdateOptions``, ``PatchOptions``), checked
-        before anything else as the apiserver's handlers do: 422 for a bad ``fieldManager``."""
-        causes = validate_field_manager(req.query.get("fieldManager") or "")
-        if causes:
-            raise invalid(options_kind, "", causes, group="meta.k8s.io")
+        opts = req.options
+        given = opts.field_manager if isinstance(opts, ObjectOptions) else ""
+        return given or manager_from_user_agent(req.user_agent)
 
     # ---- create ----------------------------------------------------------------------------------
 
@@ -360,7 +357,6 @@ class ResourceCore:
         """A create; ``applied``: ``obj`` is an apply's result and carries its managedFields."""
         rdef = req.rdef
         assert rdef is not None
-        self._check_options(req, "CreateOptions")
         obj = self._body_object(req) if obj is None else obj
         warnings = self._field_validation(req, obj, patched=False)
         meta = obj["metadata"]
@@ -550,7 +546,6 @@ class ResourceCore:
     async def update(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
-        self._check_options(req, "UpdateOptions")
         body = self._body_object(req)
         warnings = self._field_validation(req, body, patched=False)
         bname = body["metadata"].get("name")
@@ -590,11 +585,9 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         view = served or rdef
-        self._check_options(req, "PatchOptions")
         ptype = req.patch_type
         if ptype == APPLY_PATCH:
             return await self.apply(req, served)
-        check_non_apply_options(req.query)
         if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
             raise UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
@@ -655,10 +648,10 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         view = served or rdef
-        check_apply_options(req.query)
+        opts = _apply_options(req)
         config = applied_config(req.body, view, req.name)
-        force = apply_force(req.query)
-        manager, now, t = req.query["fieldManager"], now_rfc3339(), apply_type(view)
+        force = opts.force
+        manager, now, t = opts.field_manager, now_rfc3339(), apply_type(view)
         warnings: tuple[str, ...] = ()
 
         def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -699,46 +692,21 @@ class ResourceCore:
 
     # ---- delete ----------------------------------------------------------------------------------------
 
-    def _delete_options(self, req: Request) -> dict[str, Any]:
-        opts: dict[str, Any] = {}
-        if isinstance(req.body, dict):
-            opts.update(req.body)
-        elif req.body not in (None, b"", ""):
-            raise BadRequest("the body of a DELETE must be a DeleteOptions object")
-        q = req.query
-        for f in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
-            if f in q and f not in opts:
-                opts[f] = q[f]
-        if "dryRun" in opts and opts["dryRun"] not in ([], ["All"], None):
-            raise BadRequest(f'Unsupported value: {opts["dryRun"]!r}: supported values: "All"')
-        pol = opts.get("propagationPolicy")
-        if pol not in (None, "Orphan", "Background", "Foreground"):
-            raise BadRequest(f'Unsupported value: "{pol}": supported values: "Foreground", "Background", "Orphan"')
-        pre = opts.get("preconditions")
-        if pre is not None and not isinstance(pre, dict):
-            raise BadRequest("preconditions must be an object")
-        conflict = delete_options_conflict(opts)
-        if conflict is not None:
-            raise invalid("DeleteOptions", "", [Cause("FieldValueInvalid", f'Invalid value: "{pol}": {conflict}',
-                                                      "propagationPolicy")], group="meta.k8s.io")
-        return opts
-
     @staticmethod
-    def _gc_finalizers(rdef: ResourceDef, meta: dict[str, Any], opts: dict[str, Any]) -> list[str] | None:
+    def _gc_finalizers(rdef: ResourceDef, meta: dict[str, Any], opts: Delete) -> list[str] | None:
         """The object's finalizers after this DELETE's propagation policy (the garbage collector's
         ``orphan`` / ``foregroundDeletion``), or None when they stay as they are."""
         current = list(meta.get("finalizers") or [])
-        new = deletion_finalizers(current, opts, default_propagation(rdef))
+        new = deletion_finalizers(current, {"orphanDependents": opts.orphan_dependents,
+                                            "propagationPolicy": opts.propagation_policy},
+                                  default_propagation(rdef))
         return None if new is current else new
 
     async def delete(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
-        opts = self._delete_options(req)
-        pre = opts.get("preconditions") or {}
-        dry = self._dry_run(req) or opts.get("dryRun") == ["All"]
-        if dry and "dryRun" not in req.query:
-            req = msgspec.structs.replace(req, query={**req.query, "dryRun": "All"})
+        opts = req.options if isinstance(req.options, Delete) else Delete()
+        pre = opts.preconditions
         key = self.key(req)
         strategy = strategy_for(rdef)
         final_uid = ""
@@ -748,12 +716,12 @@ class ResourceCore:
             if entry is None or old is None:
                 raise self.not_found(rdef, req.name)
             meta = old["metadata"]
-            if pre.get("uid") and pre["uid"] != meta.get("uid"):
-                raise self.conflict(rdef, req.name, f"Precondition failed: UID in precondition: {pre['uid']}, UID "
+            if pre.uid and pre.uid != meta.get("uid"):
+                raise self.conflict(rdef, req.name, f"Precondition failed: UID in precondition: {pre.uid}, UID "
                                                     f"in object meta: {meta.get('uid')}")
-            if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(entry.seq):
+            if pre.resource_version and pre.resource_version != str(entry.seq):
                 raise self.conflict(rdef, req.name, f"Precondition failed: ResourceVersion in precondition: "
-                                                    f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                                                    f"{pre.resource_version}, ResourceVersion in object meta: "
                                                     f"{entry.seq}")
             final_uid = meta.get("uid", "")
             if self.chain is not None:
@@ -781,14 +749,14 @@ class ResourceCore:
             meta.pop("resourceVersion", None)
             return ("delete", old)
 
-        precondition = _parse_rv(pre.get("resourceVersion")) if pre.get("resourceVersion") else None
+        precondition = _parse_rv(pre.resource_version) if pre.resource_version else None
         data, etype = await self.guaranteed_update(req, key, decide, precondition_seq=precondition)
         gone = Deleted(name=req.name, group=rdef.group, kind=rdef.plural, uid=final_uid)
         if etype == "delete":
             return gone
         # Still there, being deleted (finalizers, a grace period).
         return msgspec.structs.replace(gone, object=data,
-                                       cascading=orphan_option(opts.get("orphanDependents")) is False)
+                                       cascading=opts.orphan_dependents is False)
 
     async def finalize_namespace(self, req: Request) -> WriteResult:
         """Append a terminating namespace's tombstone (the namespace controller, once it is empty)."""
@@ -811,9 +779,9 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         if flt is None:
+            opts = req.options if isinstance(req.options, DeleteCollection) else DeleteCollection()
             try:
-                flt = WatchFilter.for_request(rdef, req.namespace, req.query.get("labelSelector", ""),
-                                              req.query.get("fieldSelector", ""))
+                flt = WatchFilter.for_request(rdef, req.namespace, opts.label_selector, opts.field_selector)
             except SelectorError as e:
                 raise BadRequest(str(e)) from None
         await self.projection.consistent()
@@ -897,7 +865,6 @@ class ResourceCore:
         update (generation and all), under the object's resourceVersion; the answer is a Scale."""
         rdef = req.rdef
         assert rdef is not None
-        self._check_options(req, "UpdateOptions" if req.verb == "update" else "PatchOptions")
         key = self.key(req)
         main = msgspec.structs.replace(req, subresource="")
         precondition: int | None = None
@@ -926,10 +893,11 @@ class ResourceCore:
             new = subresources.apply_scale(rdef, old, wanted)
             if req.patch_type == APPLY_PATCH and req.verb == "patch":
                 # The Scale's ownership is the object's spec.replicas (kube's ScaleHandler).
+                opts = _apply_options(req)
                 new["metadata"]["managedFields"] = record_apply(
-                    old, {"spec": {"replicas": (wanted.get("spec") or {}).get("replicas")}}, manager=req.query[
-                        "fieldManager"], api_version=rdef.api_version, now=now_rfc3339(),
-                    force=apply_force(req.query), subresource="scale",
+                    old, {"spec": {"replicas": (wanted.get("spec") or {}).get("replicas")}},
+                    manager=opts.field_manager, api_version=rdef.api_version, now=now_rfc3339(),
+                    force=opts.force, subresource="scale",
                     type_=apply_type(rdef), config_set=_SCALE_FIELDS)["metadata"].get("managedFields")
                 new["metadata"].pop("resourceVersion", None)
                 decision = self._merge_update(main, entry, old, new, record=False)
@@ -953,7 +921,6 @@ class ResourceCore:
 
     def _applied_scale(self, req: Request, current: dict[str, Any]) -> dict[str, Any]:
         """The Scale an apply to ``/scale`` asks for (its replicas over the current Scale)."""
-        check_apply_options(req.query)
         scale_def = msgspec.structs.replace(req.rdef, group="autoscaling", version="v1", kind="Scale")  # type: ignore[arg-type]
         config = applied_config(req.body, scale_def, req.name)
         replicas = (config.get("spec") or {}).get("replicas") if isinstance(config.get("spec"), dict) else None
@@ -987,7 +954,6 @@ class ResourceCore:
         """POST ``pods/<name>/binding``: ``spec.nodeName`` set once (kube's BindingREST)."""
         rdef = req.rdef
         assert rdef is not None
-        self._check_options(req, "CreateOptions")
         key = self.key(req)
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
@@ -1008,10 +974,11 @@ class ResourceCore:
         assert rdef is not None
         eviction = subresources.check_eviction(req.body, req.name)
         options = eviction.get("deleteOptions")
-        dry = self._dry_run(req) or (isinstance(options, dict) and options.get("dryRun") == ["All"])
         entry = await self.current(self.key(req))
         if entry is None:
             raise self.not_found(rdef, req.name)
+        opts = delete_options(options if isinstance(options, dict) else {})
+        dry = self._dry_run(req) or opts.dry_run
         pod = _decode(entry.data)
         if not subresources.can_ignore_pdb(pod):
             budgets = await self._budgets_for(req, pod)
@@ -1021,9 +988,8 @@ class ResourceCore:
             if budgets:
                 await self._decrement_budget(req, budgets[0], dry)
         delete = msgspec.structs.replace(req, verb="delete", subresource="",
-                                         body=options if isinstance(options, dict) else None)
-        if dry and "dryRun" not in req.query:
-            delete = msgspec.structs.replace(delete, query={**req.query, "dryRun": "All"})
+                                         body=options if isinstance(options, dict) else None,
+                                         options=msgspec.structs.replace(opts, dry_run=dry))
         await self.delete(delete)
         return Succeeded(created=True)
 
@@ -1048,9 +1014,7 @@ class ResourceCore:
 
     async def _decrement_budget(self, req: Request, name: str, dry: bool) -> None:
         pdb_req = msgspec.structs.replace(req, rdef=_PDB, verb="update", subresource="status", name=name,
-                                          body=None)
-        if dry:
-            pdb_req = msgspec.structs.replace(pdb_req, query={**req.query, "dryRun": "All"})
+                                          body=None, options=Update(dry_run=dry))
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
@@ -1093,6 +1057,15 @@ def _custom_unknown_fields(obj: dict[str, Any], schema: dict[str, Any], *, prune
     if isinstance(obj.get("metadata"), dict):
         found += find({"metadata": obj["metadata"]}, {"type": "object", "properties": {}}, definitions())
     return found
+
+
+def _apply_options(req: Request) -> Apply:
+    """An apply's options (the gateway checked that they name a field manager)."""
+    opts = req.options
+    if not isinstance(opts, Apply) or not opts.field_manager:
+        check_apply_options({})  # an apply with no manager: kube's 422
+        raise AssertionError("unreachable")
+    return opts
 
 
 def _msg_id(audit_id: str, subject: str, attempt: int) -> str:

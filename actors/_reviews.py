@@ -46,7 +46,7 @@ from ._tokens import (
     verify_token,
     with_cluster,
 )
-from .messages import Request, Stored, UserInfo
+from .messages import ObjectOptions, Request, Stored, UserInfo
 
 _enc = msgspec.json.Encoder()
 SA_PREFIX = "system:serviceaccount:"
@@ -272,7 +272,8 @@ class ReviewCore:
         wrong = check_spec_types(body.get("spec"), _SPEC_TYPES.get(req.subresource or rdef.plural, {}))
         if wrong:
             raise BadRequest(f"{kind} in version \"{rdef.version}\" cannot be handled as a {kind}: {wrong}")
-        warnings = field_validation_outcome(req.query.get("fieldValidation") or "Warn", list(req.strict_errors),
+        mode = req.options.field_validation if isinstance(req.options, ObjectOptions) else "Warn"
+        warnings = field_validation_outcome(mode, list(req.strict_errors),
                                             kind=kind, version=rdef.version)
         out: dict[str, Any] = {"kind": rdef.kind, "apiVersion": rdef.api_version,
                                "metadata": {"creationTimestamp": None}}

@@ -19,6 +19,67 @@ from bus import ROOT_TENANT
 from kinds import ResourceDef
 
 
+class ObjectOptions(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """What a create, update or patch asks besides its body (kube's ``CreateOptions``,
+    ``UpdateOptions``, ``PatchOptions``), parsed and checked by the gateway."""
+
+    #: ``dryRun=All``: decide, admit and answer, store nothing.
+    dry_run: bool = False
+    #: "" lets the write side name the manager from the user agent (not for an apply).
+    field_manager: str = ""
+    #: What unknown and duplicate fields mean: "Ignore", "Warn" (the default) or "Strict".
+    field_validation: str = "Warn"
+
+
+class Create(ObjectOptions):
+    """POST of an object (or of a subresource that creates: binding, eviction, token)."""
+
+
+class Update(ObjectOptions):
+    """PUT of an object or a subresource."""
+
+
+class Patch(ObjectOptions):
+    """PATCH with a JSON, merge or strategic merge patch (``Request.patch_type``)."""
+
+
+class Apply(ObjectOptions):
+    """PATCH with an applied configuration (server-side apply); ``field_manager`` is required."""
+
+    #: Take the fields other managers own instead of answering 409.
+    force: bool = False
+
+
+class Preconditions(msgspec.Struct, frozen=True, kw_only=True):
+    """A delete's preconditions: "" is none."""
+
+    uid: str = ""
+    resource_version: str = ""
+
+
+class Delete(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """DELETE of one object (kube's ``DeleteOptions``, from the body and the query)."""
+
+    dry_run: bool = False
+    #: "Orphan", "Background", "Foreground" or None: the object's GC finalizers and the kind decide.
+    propagation_policy: str | None = None
+    #: The deprecated ``orphanDependents`` as a bool (None: not given, or not a bool).
+    orphan_dependents: bool | None = None
+    grace_period_seconds: int | None = None
+    preconditions: Preconditions = Preconditions()
+
+
+class DeleteCollection(Delete):
+    """DELETE of a collection: every object the selectors select, each deleted with these options."""
+
+    label_selector: str = ""
+    field_selector: str = ""
+
+
+#: The options of a write, one typed message per verb.
+WriteOptions = Create | Update | Patch | Apply | Delete | DeleteCollection
+
+
 class UserInfo(msgspec.Struct, frozen=True):
     name: str
     uid: str = ""
@@ -67,6 +128,13 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     # The W3C traceparent of the gateway's request span: "" unless tracing is on and this request
     # is sampled. The trace context travels here, in the message, from stage to stage.
     trace: str = ""
+    #: A write's options, parsed by the gateway (None: the verb's defaults, as for the writes the
+    #: controllers make). The write side reads these, never ``query``.
+    options: WriteOptions | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        return self.options is not None and self.options.dry_run
 
 
 class Allowed(msgspec.Struct, frozen=True):

@@ -58,6 +58,7 @@ from ._codec import decode_body_strict
 from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
+from ._options import write_options
 from ._protobuf import CONTENT_TYPE as PROTOBUF_CT
 from ._protobuf import ProtobufError
 from ._protobuf_write import WATCH_CONTENT_TYPE as PROTOBUF_WATCH_CT
@@ -471,6 +472,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
                 data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH",
                 strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
+        req = msgspec.structs.replace(req, options=write_options(verb, q, patch_type=req.patch_type, body=req.body))
     intake.initial_events = opts is not None and opts.watch and bool(opts.send_initial)
     await ctx.pipeline.admit(req, intake.flow)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
