@@ -81,6 +81,7 @@ from ._patch import (
 from ._runtime import ReplySlot
 from ._tracing import Spans, current_child
 from .messages import (
+    FINALIZE,
     Apply,
     Delete,
     DeleteCollection,
@@ -190,8 +191,8 @@ class ResourceCore:
             return await self.delete(req)
         if verb == "deletecollection":
             return await self.delete_collection(req)
-        if verb == "finalize-namespace":
-            return await self.finalize_namespace(req)
+        if verb == FINALIZE:
+            return await self.finalize(req)
         raise BadRequest(f"unsupported verb {verb!r}")
 
     # ---- helpers ---------------------------------------------------------------------------------
@@ -758,22 +759,27 @@ class ResourceCore:
         return msgspec.structs.replace(gone, object=data,
                                        cascading=opts.orphan_dependents is False)
 
-    async def finalize_namespace(self, req: Request) -> WriteResult:
-        """Append a terminating namespace's tombstone (the namespace controller, once it is empty)."""
+    async def finalize(self, req: Request) -> WriteResult:
+        """Append the tombstone of an object its controller has emptied (a terminating Namespace),
+        as the kind's strategy allows (``Strategy.finalize``)."""
+        rdef = req.rdef
+        assert rdef is not None
+        strategy = strategy_for(rdef)
+        if not strategy.finalizable:
+            raise MethodNotAllowed("the server does not allow this method on the requested resource")
         key = self.key(req)
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
-                raise self.not_found(req.rdef, req.name)  # type: ignore[arg-type]
-            if (old.get("status") or {}).get("phase") != "Terminating":
-                raise self.conflict(req.rdef, req.name, "the namespace is not terminating")  # type: ignore[arg-type]
+                raise self.not_found(rdef, req.name)
+            why = strategy.finalize(old)
+            if why:
+                raise self.conflict(rdef, req.name, why)
             old["metadata"].pop("resourceVersion", None)
-            old["spec"] = {"finalizers": []}
             return ("delete", old)
 
         await self.guaranteed_update(req, key, decide)
-        assert req.rdef is not None
-        return Deleted(name=req.name, group=req.rdef.group, kind=req.rdef.plural)
+        return Deleted(name=req.name, group=rdef.group, kind=rdef.plural)
 
     async def delete_collection(self, req: Request, flt: WatchFilter | None = None) -> WriteResult:
         rdef = req.rdef

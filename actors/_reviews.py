@@ -60,13 +60,13 @@ _RESOURCE_ATTRIBUTES = {**{f: str for f in ("namespace", "verb", "group", "versi
                                             "name")}, "fieldSelector": dict, "labelSelector": dict}
 _ACCESS_SPEC = {"resourceAttributes": _RESOURCE_ATTRIBUTES, "nonResourceAttributes": {"path": str, "verb": str}}
 _SUBJECT_ACCESS_SPEC = {**_ACCESS_SPEC, "user": str, "groups": [str], "uid": str, "extra": dict}
+# By the definition's ``review`` (a review kind) or the subresource (a TokenRequest).
 _SPEC_TYPES: dict[str, dict[str, Any]] = {
-    "selfsubjectaccessreviews": _ACCESS_SPEC,
-    "subjectaccessreviews": _SUBJECT_ACCESS_SPEC,
-    "localsubjectaccessreviews": _SUBJECT_ACCESS_SPEC,
-    "selfsubjectrulesreviews": {"namespace": str},
-    "tokenreviews": {"token": str, "audiences": [str]},
-    "token": {"audiences": [str], "expirationSeconds": int,
+    "self-subject-access": _ACCESS_SPEC,
+    "subject-access": _SUBJECT_ACCESS_SPEC,
+    "self-subject-rules": {"namespace": str},
+    "token-review": {"token": str, "audiences": [str]},
+    "token-request": {"audiences": [str], "expirationSeconds": int,
               "boundObjectRef": {"kind": str, "apiVersion": str, "name": str, "uid": str}},
 }
 _JSON_TYPES = ((bool, "bool"), (str, "string"), (int, "number"), (float, "number"), (list, "array"), (dict, "object"))
@@ -269,7 +269,8 @@ class ReviewCore:
             raise BadRequest(f"{rdef.plural} only supports create")
         body = req.body if isinstance(req.body, dict) else {}
         kind = "TokenRequest" if req.subresource == "token" else rdef.kind
-        wrong = check_spec_types(body.get("spec"), _SPEC_TYPES.get(req.subresource or rdef.plural, {}))
+        spec_types = _SPEC_TYPES.get("token-request" if req.subresource == "token" else rdef.review, {})
+        wrong = check_spec_types(body.get("spec"), spec_types)
         if wrong:
             raise BadRequest(f"{kind} in version \"{rdef.version}\" cannot be handled as a {kind}: {wrong}")
         mode = req.options.field_validation if isinstance(req.options, ObjectOptions) else "Warn"
@@ -290,17 +291,17 @@ class ReviewCore:
                 result = await self.token(req, body)
             reply.set(msgspec.structs.replace(result, warnings=(*warnings, *result.warnings, *admitted)))
             return
-        if rdef.plural == "selfsubjectreviews":
+        if rdef.review == "self-subject":
             u = req.user
             out["status"] = {"userInfo": {"username": u.name, "uid": u.uid, "groups": list(u.groups),
                                           **({"extra": u.extra} if u.extra else {})}}
-        elif rdef.plural == "tokenreviews":
+        elif rdef.review == "token-review":
             out.update(self._token_review(req, body))
-        elif rdef.plural == "selfsubjectaccessreviews":
+        elif rdef.review == "self-subject-access":
             spec = body.get("spec") or {}
             out["spec"] = spec
             out["status"] = await self._access(req.user, spec)
-        elif rdef.plural in ("subjectaccessreviews", "localsubjectaccessreviews"):
+        elif rdef.review == "subject-access":
             spec = body.get("spec") or {}
             if rdef.namespaced:
                 out["metadata"]["namespace"] = req.namespace
@@ -311,7 +312,7 @@ class ReviewCore:
                                groups=tuple(g for g in spec.get("groups") or () if isinstance(g, str)),
                                extra={k: list(v) for k, v in extra.items() if isinstance(v, list)})
             out["status"] = await self._access(subject, spec)
-        elif rdef.plural == "selfsubjectrulesreviews":
+        elif rdef.review == "self-subject-rules":
             spec = body.get("spec") or {}
             out["spec"] = spec
             out["status"] = self.authorizer.rules_review(req.user, spec.get("namespace") or "")

@@ -18,6 +18,10 @@ import msgspec
 from bus import ROOT_TENANT
 from kinds import ResourceDef
 
+#: The verb of a controller's request to remove an object it has emptied (``ResourceCore.finalize``,
+#: for kinds whose strategy is ``finalizable``). Its text is on the log, as each event's verb.
+FINALIZE = "finalize-namespace"
+
 
 class ObjectOptions(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """What a create, update or patch asks besides its body (kube's ``CreateOptions``,

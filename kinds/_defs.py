@@ -70,6 +70,8 @@ class ResourceDef(msgspec.Struct, frozen=True):
     scale_paths: tuple[str, str, str] = ()
     # The schema has ``default:`` s: stored objects are defaulted when read too (as kube decodes them).
     read_defaults: bool = False
+    # A review (``stored=False``): what the reviews actor answers a create with (actors/_reviews.py).
+    review: Literal["", "self-subject", "token-review", "self-subject-access", "subject-access", "self-subject-rules"] = ""
 
     @property
     def has_status(self) -> bool:
@@ -253,19 +255,19 @@ BUILTIN: tuple[ResourceDef, ...] = (
                 "prioritylevelconfiguration", False, subresources=_STATUS, name_rule="path", generation=True,
                 initial_status={}),
     ResourceDef("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
-                False, verbs=("create",), stored=False),
+                False, verbs=("create",), stored=False, review="self-subject"),
     ResourceDef("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews",
-                "selfsubjectreview", False, verbs=("create",), stored=False),
+                "selfsubjectreview", False, verbs=("create",), stored=False, review="self-subject"),
     ResourceDef("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", False,
-                verbs=("create",), stored=False),
+                verbs=("create",), stored=False, review="token-review"),
     ResourceDef("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
-                "selfsubjectaccessreview", False, verbs=("create",), stored=False),
+                "selfsubjectaccessreview", False, verbs=("create",), stored=False, review="self-subject-access"),
     ResourceDef("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
-                "selfsubjectrulesreview", False, verbs=("create",), stored=False),
+                "selfsubjectrulesreview", False, verbs=("create",), stored=False, review="self-subject-rules"),
     ResourceDef("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews",
-                "subjectaccessreview", False, verbs=("create",), stored=False),
+                "subjectaccessreview", False, verbs=("create",), stored=False, review="subject-access"),
     ResourceDef("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
-                "localsubjectaccessreview", True, verbs=("create",), stored=False),
+                "localsubjectaccessreview", True, verbs=("create",), stored=False, review="subject-access"),
 )
 
 
