@@ -69,6 +69,7 @@ from ._apply import (
     check_apply_options,
     reset_fields,
 )
+from ._cas import append_new
 from ._managed import manager_from_user_agent, record_apply, record_update
 from ._options import delete_options
 from ._patch import (
@@ -408,19 +409,16 @@ class ResourceCore:
         assert rdef is not None
         name = obj["metadata"]["name"]
         key = self.key(req, name)
-        expected = 0
-        for attempt in range(self.max_retries):
-            try:
-                return await self._append(req, key, "put", obj, expected, attempt)
-            except WrongLastSequence as e:
-                # The subject has history: a live object (409), or a tombstone to create over.
-                await self.projection.wait_for(e.current)
-                existing = self.projection.get(key)
-                if existing is not None:
-                    raise AlreadyExists(f'{rdef.plural}{"." + rdef.group if rdef.group else ""} "{name}" already '
-                                        f"exists", name=name, group=rdef.group, kind=rdef.plural) from None
-                expected = e.current
-        raise self.conflict(rdef, name)
+
+        async def append(expected: int, attempt: int) -> bytes:
+            return await self._append(req, key, "put", obj, expected, attempt)
+
+        def taken() -> ApiError:
+            return AlreadyExists(f'{rdef.plural}{"." + rdef.group if rdef.group else ""} "{name}" already exists',
+                                 name=name, group=rdef.group, kind=rdef.plural)
+
+        return await append_new(self.projection, key, append, tries=self.max_retries, taken=taken,
+                                exhausted=lambda: self.conflict(rdef, name))
 
     # ---- the update loop -------------------------------------------------------------------------
 
