@@ -39,6 +39,7 @@ from kinds._validation import _go_repr
 from projections import Projection, ResourceVersionTooLarge
 
 from ._cas import append_new
+from ._decide import now_rfc3339
 from .messages import Request
 
 log = logging.getLogger("jetkube.allocation")
@@ -240,8 +241,6 @@ class Allocators:
         return Key(req.tenant, NODEPORTS.group, NODEPORTS.plural, "", str(port))
 
     def _record(self, rdef: ResourceDef, value: str, parent: tuple[str, str], ns: str, name: str) -> dict[str, Any]:
-        from ._resource import now_rfc3339
-
         meta: dict[str, Any] = {"name": value, "uid": str(uuid.uuid4()), "creationTimestamp": now_rfc3339()}
         if rdef is IPADDRESSES:
             meta["labels"] = {"ipaddress.kubernetes.io/ip-family": "IPv4",

@@ -38,7 +38,7 @@ from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
 from kinds._gc import FINALIZER_FOREGROUND, FINALIZER_ORPHAN, GcView, OwnerRef, gc_view, split_api_version
 from projections import DELETED, Change, Projection
 
-from ._resource import now_rfc3339
+from ._decide import now_rfc3339
 from ._runtime import Actor, every
 from .messages import Delete, Preconditions, Request, UserInfo
 

@@ -10,7 +10,6 @@ projection to reach the winning version and decides again.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import secrets
 import uuid
@@ -31,15 +30,12 @@ from kinds._errors import (
     AlreadyExists,
     ApiError,
     BadRequest,
-    Cause,
-    Conflict,
     InternalError,
     Invalid,
     MethodNotAllowed,
     NotFound,
     RequestEntityTooLarge,
     UnsupportedMediaType,
-    invalid,
 )
 from kinds._fieldvalidation import (
     field_validation_outcome,
@@ -48,7 +44,6 @@ from kinds._fieldvalidation import (
     type_errors,
     unknown_fields,
 )
-from kinds._gc import default_propagation, deletion_finalizers
 from kinds._strategy import strategy_for
 from projections import (
     Entry,
@@ -70,7 +65,20 @@ from ._apply import (
     reset_fields,
 )
 from ._cas import append_new
-from ._managed import manager_from_user_agent, record_apply, record_update
+from ._decide import (
+    Decision,
+    NoChange,
+    conflict,
+    decide_delete,
+    decide_finalize,
+    decide_update,
+    field_manager,
+    not_found,
+    now_rfc3339,
+    set_namespace,
+    validate,
+)
+from ._managed import record_apply, record_update
 from ._options import delete_options
 from ._patch import (
     MalformedPatch,
@@ -115,22 +123,6 @@ def generate_name(base: str) -> str:
     so a generated name always fits a DNS label."""
     cut = base.encode()[:_GENERATED_BASE_MAX_BYTES].decode(errors="ignore")
     return cut + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(_GENERATED_SUFFIX_LEN))
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class _NoChange:
-    """A decision that writes nothing: answer with the current state."""
-
-    __slots__ = ("entry",)
-
-    def __init__(self, entry: Entry) -> None:
-        self.entry = entry
-
-
-Decision = tuple[str, dict[str, Any]] | _NoChange  # ("put" | "delete", object)
 
 
 class ResourceCore:
@@ -213,15 +205,8 @@ class ResourceCore:
             entry = self.projection.get(key)
         return entry
 
-    @staticmethod
-    def not_found(rdef: ResourceDef, name: str) -> NotFound:
-        return NotFound(f'{rdef.plural} "{name}" not found', name=name, group=rdef.group, kind=rdef.plural)
-
-    @staticmethod
-    def conflict(rdef: ResourceDef, name: str, why: str = "") -> Conflict:
-        why = why or "the object has been modified; please apply your changes to the latest version and try again"
-        return Conflict(f'Operation cannot be fulfilled on {rdef.plural}{"." + rdef.group if rdef.group else ""} '
-                        f'"{name}": {why}', name=name, group=rdef.group, kind=rdef.plural)
+    not_found = staticmethod(not_found)
+    conflict = staticmethod(conflict)
 
     def _body_object(self, req: Request) -> dict[str, Any]:
         rdef = req.rdef
@@ -243,30 +228,6 @@ class ResourceCore:
         out = dict(obj)
         out["kind"], out["apiVersion"], out["metadata"] = rdef.kind, rdef.api_version, dict(meta)
         return out
-
-    def _set_namespace(self, req: Request, meta: dict[str, Any]) -> None:
-        assert req.rdef is not None
-        if req.rdef.namespaced:
-            ns = meta.get("namespace")
-            if ns not in (None, "") and ns != req.namespace:
-                raise BadRequest("the namespace of the provided object does not match the namespace sent on the "
-                                 "request")
-            meta["namespace"] = req.namespace
-        else:
-            meta.pop("namespace", None)
-
-    def _validate(self, req: Request, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        assert req.rdef is not None
-        strategy = strategy_for(req.rdef)
-        if req.subresource and old is not None:
-            causes = strategy.validate_subresource(req.subresource, obj, old, req.rdef)
-        else:
-            causes = strategy.validate(obj, old, req.rdef)
-        if causes:
-            name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
-            raise invalid(req.rdef.kind, name, causes, group=req.rdef.group)
-        if self.guard is not None:
-            self.guard(req, obj, old)
 
     async def _append(self, req: Request, key: Key, etype: str, obj: dict[str, Any], expected: int,
                       attempt: int) -> bytes:
@@ -348,11 +309,6 @@ class ResourceCore:
                                 f"{rdef.kind}: " + "; ".join(wrong))
         prune_unknown_fields(obj, schema, definitions())
 
-    def _manager(self, req: Request) -> str:
-        opts = req.options
-        given = opts.field_manager if isinstance(opts, ObjectOptions) else ""
-        return given or manager_from_user_agent(req.user_agent)
-
     # ---- create ----------------------------------------------------------------------------------
 
     async def create(self, req: Request, *, obj: dict[str, Any] | None = None, applied: bool = False) -> WriteResult:
@@ -362,7 +318,7 @@ class ResourceCore:
         obj = self._body_object(req) if obj is None else obj
         warnings = self._field_validation(req, obj, patched=False)
         meta = obj["metadata"]
-        self._set_namespace(req, meta)
+        set_namespace(req, meta)
         if self.chain is not None:
             mutated = await self.chain.mutate(req, "CREATE", obj, None, name=str(meta.get("name") or ""))
             assert mutated is not None
@@ -370,7 +326,7 @@ class ResourceCore:
                 self._decode_patched(req, mutated)
             obj = mutated
             meta = obj["metadata"]
-            self._set_namespace(req, meta)
+            set_namespace(req, meta)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(str(meta["generateName"]))
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
@@ -383,11 +339,11 @@ class ResourceCore:
         managed = meta.pop("managedFields", None)
         subresources.prepare_create(rdef, obj)  # initial status, generation
         strategy.prepare_for_create(obj)
-        self._validate(req, obj, None)
+        validate(req, obj, None, self.guard)
         if applied:
             meta["managedFields"] = managed
         else:
-            record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now,
+            record_update(None, obj, manager=field_manager(req), api_version=rdef.api_version, now=now,
                           type_=apply_type(rdef), ignored=reset_fields(rdef, ""))
         name = meta["name"]
         if self.chain is not None:
@@ -445,7 +401,7 @@ class ResourceCore:
         for attempt in range(self.max_retries):
             obj = None if entry is None else _decode(entry.data)
             decision = await decide(entry, obj)
-            if isinstance(decision, _NoChange):
+            if isinstance(decision, NoChange):
                 # Nothing to write: confirm the state decided on is current (the projection may
                 # trail the log), as the apiserver re-reads etcd before answering a no-op.
                 await self.projection.consistent()
@@ -495,50 +451,9 @@ class ResourceCore:
 
     def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any], *,
                       record: bool = True, manager_subresource: str | None = None) -> Decision:
-        """Carry server-owned fields from ``old`` into ``new``; validate; spot finalization."""
-        rdef = req.rdef
-        assert rdef is not None
-        om, nm = old["metadata"], new["metadata"]
-        uid = nm.get("uid")
-        if uid and uid != om.get("uid"):
-            raise self.conflict(rdef, om["name"], f"Precondition failed: UID in precondition: {uid}, UID in "
-                                                  f"object meta: {om.get('uid')}")
-        for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "name"):
-            if f in om:
-                nm[f] = om[f]
-            else:
-                nm.pop(f, None)
-        self._set_namespace(req, nm)
-        nm.pop("resourceVersion", None)
-        strategy = strategy_for(rdef)
-        if not req.subresource:
-            # A subresource's write has its own rules (below); the kind's update strategy is the
-            # main resource's.
-            strategy.prepare_for_update(new, old)
-        # The status/spec split and metadata.generation, from the kind's definition.
-        subresources.prepare_update(rdef, req.subresource, new, old, now_rfc3339())
-        if not rdef.generation:
-            nm.pop("generation", None)
-        if om.get("deletionTimestamp"):
-            added = set(nm.get("finalizers") or []) - set(om.get("finalizers") or [])
-            if added:
-                raise invalid(rdef.kind, om["name"], [Cause(
-                    "FieldValueForbidden", "Forbidden: no new finalizers can be added if the object is being "
-                                           "deleted, found new finalizers " + repr(sorted(added)),
-                    "metadata.finalizers")], group=rdef.group)
-        self._validate(req, new, old)
-        causes = subresources.validate_update(req.subresource, new, old)
-        if causes:
-            raise invalid(rdef.kind, om["name"], causes, group=rdef.group)
-        if record:
-            sub = req.subresource if manager_subresource is None else manager_subresource
-            record_update(old, new, manager=self._manager(req), api_version=rdef.api_version, now=now_rfc3339(),
-                          subresource=sub, type_=apply_type(rdef), ignored=reset_fields(rdef, sub, old, new))
-        if _same(old, new):
-            return _NoChange(entry)
-        if om.get("deletionTimestamp") and not nm.get("finalizers"):
-            return ("delete", new)
-        return ("put", new)
+        """:func:`decide_update` with this actor's guard."""
+        return decide_update(req, entry, old, new, now=now_rfc3339(), record=record,
+                             manager_subresource=manager_subresource, guard=self.guard)
 
     # ---- update (PUT) ------------------------------------------------------------------------------
 
@@ -691,62 +606,24 @@ class ResourceCore:
 
     # ---- delete ----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _gc_finalizers(rdef: ResourceDef, meta: dict[str, Any], opts: Delete) -> list[str] | None:
-        """The object's finalizers after this DELETE's propagation policy (the garbage collector's
-        ``orphan`` / ``foregroundDeletion``), or None when they stay as they are."""
-        current = list(meta.get("finalizers") or [])
-        new = deletion_finalizers(current, {"orphanDependents": opts.orphan_dependents,
-                                            "propagationPolicy": opts.propagation_policy},
-                                  default_propagation(rdef))
-        return None if new is current else new
-
     async def delete(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
         opts = req.options if isinstance(req.options, Delete) else Delete()
         pre = opts.preconditions
         key = self.key(req)
-        strategy = strategy_for(rdef)
         final_uid = ""
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             nonlocal final_uid
             if entry is None or old is None:
                 raise self.not_found(rdef, req.name)
-            meta = old["metadata"]
-            if pre.uid and pre.uid != meta.get("uid"):
-                raise self.conflict(rdef, req.name, f"Precondition failed: UID in precondition: {pre.uid}, UID "
-                                                    f"in object meta: {meta.get('uid')}")
-            if pre.resource_version and pre.resource_version != str(entry.seq):
-                raise self.conflict(rdef, req.name, f"Precondition failed: ResourceVersion in precondition: "
-                                                    f"{pre.resource_version}, ResourceVersion in object meta: "
-                                                    f"{entry.seq}")
-            final_uid = meta.get("uid", "")
+            decision = decide_delete(rdef, entry, old, opts, now=now_rfc3339())  # preconditions first
+            final_uid = old["metadata"].get("uid", "")
             if self.chain is not None:
                 await self.chain.mutate(req, "DELETE", None, old)
                 await self.chain.validate(req, "DELETE", None, old)
-            finalizers = self._gc_finalizers(rdef, meta, opts)
-            if finalizers is not None:
-                if finalizers:
-                    meta["finalizers"] = finalizers
-                else:
-                    meta.pop("finalizers", None)
-            pending = strategy.deletion_is_graceful(old)
-            if meta.get("deletionTimestamp"):
-                # Already being deleted: only the GC finalizers may change (a second DELETE with
-                # another policy); with none left, the object goes now.
-                if finalizers is None:
-                    return _NoChange(entry)
-                meta.pop("resourceVersion", None)
-                return ("put", old) if pending else ("delete", old)
-            if pending:
-                meta["deletionTimestamp"] = now_rfc3339()
-                meta["deletionGracePeriodSeconds"] = 0
-                meta.pop("resourceVersion", None)
-                return ("put", old)
-            meta.pop("resourceVersion", None)
-            return ("delete", old)
+            return decision
 
         precondition = _parse_rv(pre.resource_version) if pre.resource_version else None
         data, etype = await self.guaranteed_update(req, key, decide, precondition_seq=precondition)
@@ -762,19 +639,14 @@ class ResourceCore:
         as the kind's strategy allows (``Strategy.finalize``)."""
         rdef = req.rdef
         assert rdef is not None
-        strategy = strategy_for(rdef)
-        if not strategy.finalizable:
+        if not strategy_for(rdef).finalizable:
             raise MethodNotAllowed("the server does not allow this method on the requested resource")
         key = self.key(req)
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
                 raise self.not_found(rdef, req.name)
-            why = strategy.finalize(old)
-            if why:
-                raise self.conflict(rdef, req.name, why)
-            old["metadata"].pop("resourceVersion", None)
-            return ("delete", old)
+            return decide_finalize(rdef, entry, old)
 
         await self.guaranteed_update(req, key, decide)
         return Deleted(name=req.name, group=rdef.group, kind=rdef.plural)
@@ -1084,17 +956,6 @@ def _msg_id(audit_id: str, subject: str, attempt: int) -> str:
 
 class _CreateInstead(ApiError):
     """Internal: a PUT to a missing object of a kind that allows create-on-update."""
-
-
-def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Equal but for resourceVersion: a no-op write is not written (managedFields change only with
-    the object, or with a change of ownership, which is written)."""
-
-    def strip(o: dict[str, Any]) -> dict[str, Any]:
-        m = {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}
-        return {**o, "metadata": m}
-
-    return strip(old) == strip(new)
 
 
 def _parse_rv(value: Any) -> int | None:
