@@ -82,6 +82,12 @@ class ResourceDef(msgspec.Struct, frozen=True):
     immortal: tuple[str, ...] = ()
 
     @property
+    def is_namespace(self) -> bool:
+        """Objects of this kind are the namespaces: a request on one is in the namespace it names
+        (kube's RequestInfo), its own labels are what a namespaceSelector matches."""
+        return (self.group, self.plural) == NAMESPACES
+
+    @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
