@@ -10,26 +10,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors import (
-    APPLY_PATCH,
-    MERGE_PATCH,
-    Apply,
-    BadRequest,
-    Conflict,
-    Create,
-    Delete,
-    DeleteCollection,
-    Deleted,
-    DeletedCollection,
-    Invalid,
-    Patch,
-    Preconditions,
-    Request,
-    Stored,
-    Succeeded,
-    Update,
-    UserInfo,
-)
+from actors import APPLY_PATCH, MERGE_PATCH, BadRequest, Conflict, Invalid
+from actors import messages as msg
 from actors._apply import apply_type, reset_fields
 from actors._decide import (
     NoChange,
@@ -39,6 +21,7 @@ from actors._decide import (
     decide_update,
 )
 from actors._managed import record_update
+from actors.messages import Delete, Preconditions, Request, Update, UserInfo
 from gateway._options import write_options
 from gateway._status import write_response
 from kinds import Registry
@@ -228,14 +211,14 @@ def test_update_refuses_another_namespace() -> None:
 
 def test_options_of_each_verb() -> None:
     assert write_options("get", {}) is None
-    assert write_options("create", {}) == Create()
-    assert write_options("create", {"dryRun": "All", "fieldManager": "me", "fieldValidation": "Strict"}) == Create(
+    assert write_options("create", {}) == msg.Create()
+    assert write_options("create", {"dryRun": "All", "fieldManager": "me", "fieldValidation": "Strict"}) == msg.Create(
         dry_run=True, field_manager="me", field_validation="Strict")
     assert write_options("update", {"fieldValidation": "Ignore"}) == Update(field_validation="Ignore")
-    assert write_options("patch", {}, patch_type=MERGE_PATCH) == Patch()
-    assert write_options("patch", {"fieldManager": "m", "force": "true"}, patch_type=APPLY_PATCH) == Apply(
+    assert write_options("patch", {}, patch_type=MERGE_PATCH) == msg.Patch()
+    assert write_options("patch", {"fieldManager": "m", "force": "true"}, patch_type=APPLY_PATCH) == msg.Apply(
         field_manager="m", force=True)
-    assert write_options("patch", {"fieldManager": "m", "force": "nope"}, patch_type=APPLY_PATCH) == Apply(
+    assert write_options("patch", {"fieldManager": "m", "force": "nope"}, patch_type=APPLY_PATCH) == msg.Apply(
         field_manager="m", force=False)
 
 
@@ -269,7 +252,7 @@ def test_delete_options_from_the_body_and_the_query() -> None:
         write_options("delete", {}, body={"preconditions": {"resourceVersion": 42}})
     coll = write_options("deletecollection", {"labelSelector": "app=web", "fieldSelector": "metadata.name=a",
                                               "propagationPolicy": "Orphan"})
-    assert coll == DeleteCollection(propagation_policy="Orphan", label_selector="app=web",
+    assert coll == msg.DeleteCollection(propagation_policy="Orphan", label_selector="app=web",
                                     field_selector="metadata.name=a")
 
 
@@ -277,17 +260,17 @@ def test_delete_options_from_the_body_and_the_query() -> None:
 
 
 def test_write_response() -> None:
-    assert write_response(Stored(object=b'{"a":1}', created=True)) == (201, b'{"a":1}')
-    assert write_response(Stored(object=b'{"a":1}')) == (200, b'{"a":1}')
-    code, body = write_response(Deleted(name="cm", group="", kind="configmaps", uid="u"))
+    assert write_response(msg.Stored(object=b'{"a":1}', created=True)) == (201, b'{"a":1}')
+    assert write_response(msg.Stored(object=b'{"a":1}')) == (200, b'{"a":1}')
+    code, body = write_response(msg.Deleted(name="cm", group="", kind="configmaps", uid="u"))
     assert code == 200 and body == (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success",'
                                     b'"details":{"name":"cm","group":"","kind":"configmaps","uid":"u"}}')
-    pending = Deleted(name="cm", group="", kind="configmaps", object=b'{"b":2}')
+    pending = msg.Deleted(name="cm", group="", kind="configmaps", object=b'{"b":2}')
     assert write_response(pending) == (200, b'{"b":2}')
     assert write_response(msgspec.structs.replace(pending, cascading=True)) == (202, b'{"b":2}')
-    assert write_response(DeletedCollection(list_kind="ConfigMapList", api_version="v1", resource_version=9,
+    assert write_response(msg.DeletedCollection(list_kind="ConfigMapList", api_version="v1", resource_version=9,
                                             items=(b'{"x":1}', b'{"y":2}'))) == (
         200, (b'{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"9"},'
               b'"items":[{"x":1},{"y":2}]}'))
-    assert write_response(Succeeded()) == (
+    assert write_response(msg.Succeeded()) == (
         201, b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}')
