@@ -262,10 +262,6 @@ class ResourceCore:
         return object_bytes(event, seq)
 
     @staticmethod
-    def _dry_run(req: Request) -> bool:
-        return req.dry_run
-
-    @staticmethod
     def _field_validation(req: Request, obj: dict[str, Any], *, patched: bool) -> tuple[str, ...]:
         """Strict decoding, as kube-apiserver's: unknown fields are dropped (``Ignore``), dropped
         with warnings (``Warn``, the default) or refused (``Strict``: 400 for create/update, 422 for
@@ -348,8 +344,8 @@ class ResourceCore:
         name = meta["name"]
         if self.chain is not None:
             await self.chain.validate(req, "CREATE", obj, None, name=name)
-        txn = await self.allocators.begin(req, "put", obj, None, dry=self._dry_run(req))
-        if self._dry_run(req):
+        txn = await self.allocators.begin(req, "put", obj, None, dry=req.dry_run)
+        if req.dry_run:
             return Stored(object=_json.encode(obj), created=True, warnings=warnings)
         try:
             data = await self._create_append(req, obj)
@@ -412,8 +408,8 @@ class ResourceCore:
                     continue
                 return decision.entry.data, "none"
             etype, new = decision
-            txn = await self.allocators.begin(req, etype, new, obj, dry=self._dry_run(req))
-            if self._dry_run(req):
+            txn = await self.allocators.begin(req, etype, new, obj, dry=req.dry_run)
+            if req.dry_run:
                 if entry is not None and etype == "put":
                     # Nothing stored: the answer keeps the version it was decided on (as kube's).
                     new["metadata"]["resourceVersion"] = str(entry.seq)
@@ -854,7 +850,7 @@ class ResourceCore:
         if entry is None:
             raise self.not_found(rdef, req.name)
         opts = delete_options(options if isinstance(options, dict) else {})
-        dry = self._dry_run(req) or opts.dry_run
+        dry = req.dry_run or opts.dry_run
         pod = _decode(entry.data)
         if not subresources.can_ignore_pdb(pod):
             budgets = await self._budgets_for(req, pod)
