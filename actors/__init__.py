@@ -35,6 +35,7 @@ from ._auth import TokenAuthenticator, parse_token_csv
 from ._authn import Authenticator, CertificateAuthority, FrontProxy
 from ._authz import MASTERS, Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
+from ._crd_conversion import ConversionError, Converter
 from ._flowcontrol import Admission, FlowControl, dump_priority_levels, dump_queues
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
@@ -95,6 +96,8 @@ __all__ = [
     "CertificateAuthority",
     "Conflict",
     "Controllers",
+    "ConversionError",
+    "Converter",
     "Create",
     "Decision",
     "Delete",

@@ -12,6 +12,13 @@ around the chain. ``dryRun`` requests run the chain too.
 Warnings (a webhook's ``warnings``, a policy's ``Warn`` action, PodSecurity's warn mode) are
 collected per request in a context variable that the resource actor opens around each message
 (:func:`collecting_warnings`) and returns with its answer.
+
+Audit annotations (a policy's ``auditAnnotations`` and ``Audit`` failures, a webhook's
+``auditAnnotations``) are collected the same way, in the same scope, for the admission run of
+the object being written (:meth:`AdmissionChain.mutate` starts a fresh set, so each item of a
+deletecollection and each retry of a conflicting write has its own). The resource actor puts
+them on the write's event (``bus.Event.annotations``), where the audit reads them; a denial
+carries them as ``audit_annotations`` on the error, for the gateway's audit record.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+import msgspec
+
 from bus import Key
 from kinds import NAMESPACES, Registry, ResourceDef
-from kinds._errors import Forbidden, NotFound
+from kinds._errors import ApiError, Forbidden, NotFound
 from projections import Projection
 
 from ._runtime import Actor, ReplySlot, Stage
@@ -38,18 +47,51 @@ EXEMPT_RESOURCES = frozenset({"mutatingwebhookconfigurations", "validatingwebhoo
                               "validatingadmissionpolicies", "validatingadmissionpolicybindings",
                               "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"})
 
+_encode = msgspec.json.Encoder().encode
 _warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("admission_warnings", default=None)
+_annotations: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("admission_audit_annotations",
+                                                                                    default=None)
+#: kube's cap on one audit annotation's value (validating/dispatcher.go maxAuditAnnotationValueLength).
+MAX_AUDIT_ANNOTATION_VALUE = 10 * 1024
 
 
 @contextlib.contextmanager
 def collecting_warnings() -> Iterator[list[str]]:
-    """Open a warning list for the request handled in this task; yields it."""
+    """Open a warning list (and an audit annotation set) for the request handled in this task;
+    yields the warnings. An :class:`~kinds.ApiError` leaving the scope takes the audit
+    annotations collected so far along as its ``audit_annotations`` attribute."""
     out: list[str] = []
     token = _warnings.set(out)
+    ann_token = _annotations.set({})
     try:
         yield out
+    except ApiError as e:
+        if (ann := _annotations.get()) and not getattr(e, "audit_annotations", None):
+            e.audit_annotations = dict(ann)  # type: ignore[attr-defined]
+        raise
     finally:
+        _annotations.reset(ann_token)
         _warnings.reset(token)
+
+
+def add_audit_annotation(key: str, value: str) -> None:
+    """Record an audit annotation for the current write, as kube's ``Attributes.AddAnnotation``:
+    the first value of a key stays (a second, different one is dropped)."""
+    ann = _annotations.get()
+    if ann is not None and key not in ann:
+        ann[key] = value[:MAX_AUDIT_ANNOTATION_VALUE]
+
+
+def audit_annotations() -> dict[str, str]:
+    """The audit annotations collected for the current write (a copy; empty outside a request)."""
+    ann = _annotations.get()
+    return dict(ann) if ann else {}
+
+
+def _reset_audit_annotations() -> None:
+    ann = _annotations.get()
+    if ann:
+        ann.clear()
 
 
 def add_warning(text: str) -> None:
@@ -98,35 +140,74 @@ class Dispatcher(Protocol):
     def active(self, tenant: str) -> bool: ...
 
 
+@contextlib.contextmanager
+def _timed(stage: Stage) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        stage.latency.observe(time.perf_counter() - t0)
+
+
 class AdmissionChain:
     """The plugins in order; webhooks and policies (optional) from their projections."""
 
     def __init__(self, *, mutating: tuple[MutatingPlugin, ...] = (), validating: tuple[ValidatingPlugin, ...] = (),
-                 webhooks: Any = None, policies: Any = None) -> None:
+                 webhooks: Any = None, policies: Any = None, mutating_policies: Any = None) -> None:
         self.mutating = mutating
         self.validating = validating
         self.webhooks = webhooks
         self.policies = policies
+        #: MutatingAdmissionPolicies (actors/_admission_mutating.py), before the mutating webhooks.
+        self.mutating_policies = mutating_policies
         #: Time spent in each phase, for /metrics (jetkube_stage_duration_seconds).
         self.mutate_stage = Stage("admission-mutating")
         self.validate_stage = Stage("admission-validating")
+        #: ... and in each step of a phase (webhooks and policies: only when configured).
+        self.step_stages = {name: Stage(f"admission-{name}") for name in (
+            "mutating-plugins", "mutating-policies", "mutating-webhooks", "validating-plugins",
+            "validating-policies", "validating-webhooks")}
 
-    def attach(self, core: Any) -> None:
-        """Give plugins that write (ResourceQuota's charges) the resource actor's CAS loop."""
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """Every stage of the chain, for the metrics."""
+        return (self.mutate_stage, self.validate_stage, *self.step_stages.values())
+
+    def attach(self, core: Any, authorizer: Any = None) -> None:
+        """Give plugins that write (ResourceQuota's charges) the resource actor's CAS loop, and
+        those that authorize (the Certificate* plugins) the server's authorizer."""
         for p in (*self.mutating, *self.validating):
             if hasattr(p, "core"):
                 p.core = core
+            if authorizer is not None and hasattr(p, "authorizer"):
+                p.authorizer = authorizer
 
     async def mutate(self, req: Request, operation: str, obj: dict[str, Any] | None, old: dict[str, Any] | None,
                      *, name: str = "") -> dict[str, Any] | None:
         """The mutating phase: returns the (possibly patched) object."""
         t0 = time.perf_counter()
+        _reset_audit_annotations()  # a new admission run: this object's annotations only
         try:
             a = Attributes(req, operation, name or req.name)
-            for p in self.mutating:
-                await p.admit(a, obj, old)
-            if self.webhooks is not None and not a.exempt and self.webhooks.active(a.tenant):
-                obj = await self.webhooks.mutate(a, obj, old)
+            with _timed(self.step_stages["mutating-plugins"]):
+                for p in self.mutating:
+                    await p.admit(a, obj, old)
+            if a.exempt:
+                return obj
+            reinvoke: list[str] = []
+            policies = self.mutating_policies
+            if policies is not None and policies.active(a.tenant):
+                with _timed(self.step_stages["mutating-policies"]):
+                    obj, reinvoke = await policies.mutate(a, obj, old)
+            after_policies = obj
+            if self.webhooks is not None and self.webhooks.active(a.tenant):
+                with _timed(self.step_stages["mutating-webhooks"]):
+                    obj = await self.webhooks.mutate(a, obj, old)
+            # kube's reinvocation: policies that ask IfNeeded run once more when a later step
+            # (the webhooks) changed the object they produced.
+            if reinvoke and obj is not after_policies and _encode(obj) != _encode(after_policies):
+                with _timed(self.step_stages["mutating-policies"]):
+                    obj, _ = await policies.mutate(a, obj, old, only=frozenset(reinvoke))
             return obj
         finally:
             self.mutate_stage.latency.observe(time.perf_counter() - t0)
@@ -137,14 +218,17 @@ class AdmissionChain:
         t0 = time.perf_counter()
         try:
             a = Attributes(req, operation, name or req.name)
-            for p in self.validating:
-                await p.validate(a, obj, old)
+            with _timed(self.step_stages["validating-plugins"]):
+                for p in self.validating:
+                    await p.validate(a, obj, old)
             if a.exempt:
                 return
             if self.policies is not None and self.policies.active(a.tenant):
-                await self.policies.validate(a, obj, old)
+                with _timed(self.step_stages["validating-policies"]):
+                    await self.policies.validate(a, obj, old)
             if self.webhooks is not None and self.webhooks.active(a.tenant):
-                await self.webhooks.validate(a, obj, old)
+                with _timed(self.step_stages["validating-webhooks"]):
+                    await self.webhooks.validate(a, obj, old)
         finally:
             self.validate_stage.latency.observe(time.perf_counter() - t0)
 
@@ -214,6 +298,7 @@ def admission_handler(lifecycle: NamespaceLifecycle, next_actor: Actor[Request],
 
 def build_chain(projection: Projection, registry: Registry, lifecycle: NamespaceLifecycle) -> AdmissionChain:
     """kube's default plugin set for the kinds served, with webhooks and policies."""
+    from ._admission_mutating import MutatingPolicyDispatcher
     from ._admission_plugins import mutating_plugins, validating_plugins
     from ._admission_policies import PolicyDispatcher
     from ._admission_webhooks import WebhookDispatcher
@@ -221,8 +306,18 @@ def build_chain(projection: Projection, registry: Registry, lifecycle: Namespace
     return AdmissionChain(mutating=(lifecycle, *mutating_plugins(projection, registry)),
                           validating=validating_plugins(projection, registry),
                           webhooks=WebhookDispatcher(projection, registry),
-                          policies=PolicyDispatcher(projection, registry))
+                          policies=PolicyDispatcher(projection, registry),
+                          mutating_policies=MutatingPolicyDispatcher(projection, registry))
 
 
-__all__ = ["AdmissionChain", "Attributes", "NamespaceLifecycle", "add_warning",
-           "admission_handler", "build_chain", "collecting_warnings"]
+__all__ = [
+    "AdmissionChain",
+    "Attributes",
+    "NamespaceLifecycle",
+    "add_audit_annotation",
+    "add_warning",
+    "admission_handler",
+    "audit_annotations",
+    "build_chain",
+    "collecting_warnings",
+]

@@ -18,7 +18,7 @@ from kinds import _subresources as subresources
 from kinds._cel import CelError, CelProgram, compile_cel
 from projections import LabelSelector, Projection, SelectorError, parse_label_selector
 
-CONDITION_VARIABLES = ("object", "oldObject", "request")
+CONDITION_VARIABLES = ("object", "oldObject", "request", "authorizer")
 # The kind of a subresource's object, where it is not the resource's own (status is).
 _SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
                       "eviction": ("policy", "v1", "Eviction"), "token": ("authentication.k8s.io", "v1", "TokenRequest")}
@@ -146,6 +146,7 @@ class Conditions:
     def __init__(self, conditions: Any, variables: tuple[str, ...] = CONDITION_VARIABLES) -> None:
         self.programs: list[tuple[str, CelProgram]] = []
         self.error = ""
+        #: A condition reads ``authorizer`` (the caller then binds it: kinds/_cel.py authorizing).
         for c in conditions or []:
             if not isinstance(c, dict):
                 continue
@@ -154,6 +155,7 @@ class Conditions:
                                                                            variables)))
             except CelError as e:
                 self.error = f"compilation failed for matchCondition {c.get('name', '')!r}: {e}"
+        self.uses_authorizer = any("authorizer" in p.used for _, p in self.programs)
 
     def evaluate(self, data: dict[str, Any]) -> tuple[bool, str]:
         """(all true, error): false at the first false condition; an error is reported (the

@@ -1,16 +1,23 @@
 """kube-apiserver's built-in admission plugins, for the kinds jetkube serves.
 
-Mutating (in kube's order): ServiceAccount (the default service account and the projected API
-token volume on pods, as kube 1.33 writes them), Priority (``priorityClassName`` -> ``priority``,
-the ``globalDefault`` class), DefaultTolerationSeconds. Validating: ResourceQuota (charges
-decided with compare-and-swap on the quota's log subject, so that two gateways can never both
-take the last unit). NamespaceLifecycle lives in actors/_admission.py.
+Mutating (in kube's order): LimitRanger (defaults), ServiceAccount (the default service account
+and the projected API token volume on pods, as kube 1.33 writes them), Priority
+(``priorityClassName`` -> ``priority``, the ``globalDefault`` class), DefaultTolerationSeconds,
+DefaultStorageClass, StorageObjectInUseProtection. Validating: LimitRanger (bounds),
+PersistentVolumeClaimResize, CertificateApproval, CertificateSigning,
+CertificateSubjectRestriction, PodSecurity, ResourceQuota (charges decided with
+compare-and-swap on the quota's log subject, so that two gateways can never both take the last
+unit). NamespaceLifecycle lives in actors/_admission.py; the storage plugins in
+_admission_storage.py, the certificate ones in _admission_certs.py, PodSecurity in
+_admission_podsecurity.py; the quota controller that returns leaked charges in
+_quota_controller.py.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -21,7 +28,7 @@ from kinds._errors import Forbidden
 from kinds._quantity import canonical_quantity, parse_quantity
 from projections import Projection
 
-from ._admission import Attributes, add_warning
+from ._admission import Attributes
 
 log = logging.getLogger("jetkube.admission")
 
@@ -187,12 +194,51 @@ _POD_COMPUTE = {"requests.cpu": ("requests", "cpu"), "cpu": ("requests", "cpu"),
                 "limits.cpu": ("limits", "cpu"), "limits.memory": ("limits", "memory")}
 
 
+_CLASS_SUFFIX = ".storageclass.storage.k8s.io/"
+_BETA_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+
+
+def claim_class(pvc: dict[str, Any]) -> str:
+    """kube's ``GetPersistentVolumeClaimClass``: the beta annotation first, then the field."""
+    annotations = (pvc.get("metadata") or {}).get("annotations") or {}
+    if isinstance(annotations, dict) and _BETA_CLASS_ANNOTATION in annotations:
+        return str(annotations[_BETA_CLASS_ANNOTATION])
+    name = (pvc.get("spec") or {}).get("storageClassName") if isinstance(pvc.get("spec"), dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def is_claim_usage(key: str) -> bool:
+    """A quota key a PersistentVolumeClaim counts against (besides the object counts)."""
+    return key == "requests.storage" or key.endswith((f"{_CLASS_SUFFIX}requests.storage",
+                                                       f"{_CLASS_SUFFIX}persistentvolumeclaims"))
+
+
+def _pod_counted(pod: dict[str, Any]) -> bool:
+    """kube's ``QuotaV1Pod``: a pod in a terminal phase (Succeeded, Failed) no longer counts."""
+    return ((pod.get("status") or {}).get("phase") if isinstance(pod.get("status"), dict) else None) not in (
+        "Succeeded", "Failed")
+
+
 def usage_of(group: str, plural: str, obj: dict[str, Any] | None) -> dict[str, Any]:
     """What one object of (group, plural) counts against a quota, by quota resource name."""
     count_name = f"count/{plural}.{group}" if group else f"count/{plural}"
     out: dict[str, Any] = {count_name: 1}
+    if (group, plural) == ("", "pods") and isinstance(obj, dict) and not _pod_counted(obj):
+        return out  # count/pods tracks every stored pod; "pods" and compute only live ones (kube's)
     if (group, plural) in _COUNTED:
         out[_COUNTED[(group, plural)]] = 1
+    if (group, plural) == ("", "persistentvolumeclaims") and isinstance(obj, dict):
+        storage: Any = obj
+        for part in ("spec", "resources", "requests", "storage"):
+            storage = storage.get(part) if isinstance(storage, dict) else None
+        size = parse_quantity(storage) if isinstance(storage, str) else None
+        if size:
+            out["requests.storage"] = size
+        cls = claim_class(obj)
+        if cls:
+            out[f"{cls}{_CLASS_SUFFIX}persistentvolumeclaims"] = 1
+            if size:
+                out[f"{cls}{_CLASS_SUFFIX}requests.storage"] = size
     if (group, plural) == ("", "pods") and isinstance(obj, dict):
         spec = obj.get("spec") or {}
         for quota_name, (kind, res) in _POD_COMPUTE.items():
@@ -214,25 +260,58 @@ class ResourceQuota:
     Invariant: a charge is an update of the quota's ``status.used`` appended with CAS on the
     version it was decided against (the resource actor's retry loop): concurrent creates on any
     gateways serialise on the quota's subject, so ``used`` never passes ``hard``. A charge is
-    made before the object is appended; a write that fails after it leaves the charge until the
-    object's delete releases the same amounts (kube's quota controller would recount)."""
+    made before the object is appended; a write that fails after it leaves the charge behind until
+    the quota controller (actors/_quota_controller.py) recounts the namespace, as kube's does."""
+
+    #: Update and delete requests charged, remembered so that one decided again (its object
+    #: changed meanwhile: the resource actor's retry loop) is not charged (refunded) twice.
+    REMEMBERED = 4096
 
     def __init__(self, projection: Projection) -> None:
         self.projection = projection
         self.core: Any = None  # the ResourceCore, attached by the pipeline (its CAS retry loop)
+        self._once: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        if self.core is None or a.subresource or not a.rdef.namespaced or a.operation not in ("CREATE", "DELETE"):
+        if self.core is None or a.subresource or not a.rdef.namespaced or a.operation not in (
+                "CREATE", "DELETE", "UPDATE"):
             return
         state = self.projection.state(a.tenant, "", "resourcequotas")
         if not state.by_ns.get(a.namespace):
             return
+        if a.operation == "UPDATE":
+            # Only a claim's growth is charged on update (kube charges the increase; what an
+            # update frees is returned by the quota controller's recount).
+            if (a.rdef.group, a.rdef.plural) != ("", "persistentvolumeclaims") or obj is None or old is None:
+                return
+            before = usage_of("", "persistentvolumeclaims", old)
+            grown = {k: v - before.get(k, 0) for k, v in usage_of("", "persistentvolumeclaims", obj).items()
+                     if v > before.get(k, 0)}
+            for name in list(state.sorted_names(a.namespace)) if grown else ():
+                await self._charge_once(a, name, grown, 1)
+            return
+        if a.operation == "DELETE" and ((old or {}).get("metadata") or {}).get("deletionTimestamp"):
+            return  # refunded when it was marked for deletion (the quota controller counts alike)
         delta = usage_of(a.rdef.group, a.rdef.plural, obj if a.operation == "CREATE" else old)
         sign = 1 if a.operation == "CREATE" else -1
         for name in list(state.sorted_names(a.namespace)):
-            await self._charge(a, name, delta, sign)
+            if sign < 0:
+                await self._charge_once(a, name, delta, sign)
+            else:
+                await self._charge(a, name, delta, sign)
 
-    async def _charge(self, a: Attributes, quota: str, delta: dict[str, Any], sign: int) -> None:
+    async def _charge_once(self, a: Attributes, quota: str, delta: dict[str, Any], sign: int) -> None:
+        """A charge an update or a delete makes: in the resource actor's retry loop, the same
+        request may be decided again, and is charged (refunded) only the first time."""
+        if (a.uid, quota) in self._once:
+            return
+        if await self._charge(a, quota, delta, sign) and not a.dry_run:
+            self._once[(a.uid, quota)] = None
+            if len(self._once) > self.REMEMBERED:
+                self._once.popitem(last=False)
+
+    async def _charge(self, a: Attributes, quota: str, delta: dict[str, Any], sign: int) -> bool:
+        """Charge (``sign`` 1) or refund (-1) ``delta`` to ``quota``; False: the quota is gone."""
         from ._decide import NoChange  # the resource actor's no-op decision
         from .messages import Request
 
@@ -259,20 +338,21 @@ class ResourceQuota:
                 over = [k for k in sorted(charged) if new_used[k] > (parse_quantity(hard[k]) or 0)]
                 if over:
                     raise _forbidden(a, "exceeded quota: {}, requested: {}, used: {}, limited: {}".format(
-                        quota, ",".join(f"{k}={_fmt(charged[k])}" for k in over),
-                        ",".join(f"{k}={_fmt(new_used[k] - charged[k])}" for k in over),
+                        quota, ",".join(f"{k}={_fmt(charged[k], k)}" for k in over),
+                        ",".join(f"{k}={_fmt(new_used[k] - charged[k], k)}" for k in over),
                         ",".join(f"{k}={hard[k]}" for k in over)))
             if a.dry_run:
                 return NoChange(entry)  # checked as kube does on a dry run, never charged
             status["hard"] = dict(hard)
-            status["used"] = {k: v if isinstance(v, str) else _fmt(v) for k, v in new_used.items()}
+            status["used"] = {k: v if isinstance(v, str) else _fmt(v, k) for k, v in new_used.items()}
             current["metadata"].pop("resourceVersion", None)
             return ("put", current)
 
         try:
             await core.guaranteed_update(req, key, decide)
         except _QuotaGone:
-            pass
+            return False
+        return True
 
     def _recount(self, a: Attributes, resource: str) -> Any:
         """A quota resource not yet in ``status.used``: the usage of what the namespace holds
@@ -280,7 +360,9 @@ class ResourceQuota:
         total: Any = 0
         for _ns, _name, entry in self.projection.state(a.tenant, a.rdef.group, a.rdef.plural).iter_entries(
                 a.namespace):
-            total += usage_of(a.rdef.group, a.rdef.plural, _decode(entry.data)).get(resource, 0)
+            obj = _decode(entry.data)
+            if not (obj.get("metadata") or {}).get("deletionTimestamp"):  # as the quota controller counts
+                total += usage_of(a.rdef.group, a.rdef.plural, obj).get(resource, 0)
         return total
 
 
@@ -288,10 +370,19 @@ class _QuotaGone(Exception):
     """The quota was deleted while a charge was being decided: nothing to charge."""
 
 
-def _fmt(v: Any) -> str:
-    """A usage as a quantity string: whole numbers as they are, fractions in milli-units."""
+_BINARY = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+
+
+def _fmt(v: Any, key: str = "") -> str:
+    """A usage as a quantity string: whole numbers as they are, fractions in milli-units; bytes
+    (memory, storage) in the largest binary unit that holds them exactly, as kube's BinarySI."""
     if getattr(v, "denominator", 1) == 1:
-        return str(int(v))
+        n = int(v)
+        if n and ("memory" in key or "storage" in key):
+            for i in range(len(_BINARY), 0, -1):
+                if n % (1024 ** i) == 0:
+                    return f"{n // 1024 ** i}{_BINARY[i - 1]}"
+        return str(n)
     return canonical_quantity(f"{int(v * 1000)}m") or str(v)
 
 
@@ -417,75 +508,18 @@ class DefaultStorageClass:
             spec["storageClassName"] = max(defaults)[1]
 
 
-# ---- PodSecurity ------------------------------------------------------------------------------------
-
-_PSA = "pod-security.kubernetes.io/"
-# Kinds with a pod template: PodSecurity warns and audits them (enforce applies to pods only).
-_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("apps", "deployments"): ("spec", "template", "spec"), ("apps", "replicasets"): ("spec", "template", "spec"),
-    ("apps", "statefulsets"): ("spec", "template", "spec"), ("apps", "daemonsets"): ("spec", "template", "spec"),
-    ("batch", "jobs"): ("spec", "template", "spec"), ("", "replicationcontrollers"): ("spec", "template", "spec"),
-    ("batch", "cronjobs"): ("spec", "jobTemplate", "spec", "template", "spec"), ("", "podtemplates"): ("template", "spec"),
-}
-
-
-class PodSecurity:
-    """kube's PodSecurity admission from the namespace's ``pod-security.kubernetes.io/<mode>``
-    labels (and ``<mode>-version``, "latest" by default): ``enforce`` refuses a pod that violates
-    the level (403, kube's message), ``warn`` adds kube's warning, ``audit`` is logged. Workload
-    kinds with a pod template are warned and audited, never refused. Pods are checked when
-    created; updates are not yet (kube checks updates that change the pod spec)."""
-
-    def __init__(self, projection: Projection) -> None:
-        self.projection = projection
-
-    async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        if obj is None or a.subresource or not a.namespace:
-            return
-        key = (a.rdef.group, a.rdef.plural)
-        if key == ("", "pods"):
-            if a.operation != "CREATE":
-                return
-            spec: Any = obj.get("spec")
-        elif key in _TEMPLATES and a.operation in ("CREATE", "UPDATE"):
-            spec = obj
-            for part in _TEMPLATES[key]:
-                spec = spec.get(part) if isinstance(spec, dict) else None
-            if old is not None and a.operation == "UPDATE":
-                prev: Any = old
-                for part in _TEMPLATES[key]:
-                    prev = prev.get(part) if isinstance(prev, dict) else None
-                if prev == spec:
-                    return
-        else:
-            return
-        entry = self.projection.get(Key(a.tenant, "", "namespaces", "", a.namespace))
-        labels = entry.labels if entry is not None else {}
-        if not any(k.startswith(_PSA) for k in labels):
-            return
-        from kinds._podsecurity import violations
-
-        for mode in ("enforce", "warn", "audit"):
-            level = labels.get(_PSA + mode)
-            if level not in ("baseline", "restricted"):
-                continue
-            found = violations(level, spec if isinstance(spec, dict) else {})
-            if not found:
-                continue
-            policy = f'"{level}:{labels.get(_PSA + mode + "-version") or "latest"}"'
-            if mode == "enforce" and key == ("", "pods"):
-                raise _forbidden(a, f"violates PodSecurity {policy}: {', '.join(found)}")
-            if mode == "warn":
-                add_warning(f"would violate PodSecurity {policy}: {', '.join(found)}")
-            if mode == "audit":
-                log.info("pod-security audit: %s %s/%s would violate PodSecurity %s: %s", a.rdef.plural, a.namespace,
-                         a.name, policy, ", ".join(found))
-
-
 def mutating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
+    from ._admission_storage import StorageObjectInUseProtection
+
     return (LimitRanger(projection), ServiceAccount(projection), Priority(projection), DefaultTolerationSeconds(),
-            DefaultStorageClass(projection))
+            DefaultStorageClass(projection), StorageObjectInUseProtection())
 
 
 def validating_plugins(projection: Projection, registry: Registry) -> tuple[Any, ...]:
-    return (LimitRanger(projection), PodSecurity(projection), ResourceQuota(projection))
+    """In kube's order (ResourceQuota last of the plugins)."""
+    from ._admission_certs import CertificateApproval, CertificateSigning, CertificateSubjectRestriction
+    from ._admission_podsecurity import PodSecurity
+    from ._admission_storage import PersistentVolumeClaimResize
+
+    return (LimitRanger(projection), PersistentVolumeClaimResize(projection), CertificateApproval(),
+            CertificateSigning(), CertificateSubjectRestriction(), PodSecurity(projection), ResourceQuota(projection))

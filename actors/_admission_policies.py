@@ -5,30 +5,34 @@ both the policy's ``matchConstraints`` and the binding's ``matchResources``; ``p
 the binding's ``paramRef`` (by name, or by selector: the policy is evaluated once per param and
 every one must pass; none found is ``parameterNotFoundAction``); ``matchConditions`` then
 ``validations`` in CEL (kinds/_cel.py) over ``object``, ``oldObject``, ``request``, ``params``,
-``namespaceObject`` and ``variables``. A failed validation is acted on by the binding's
-``validationActions``: Deny (kube's Forbidden-shaped Status with the validation's reason, 422
-Invalid by default), Warn (a Warning header) or Audit (logged: jetkube has no audit
-annotations yet). An expression that errs follows the policy's ``failurePolicy``.
+``namespaceObject``, ``variables`` and ``authorizer`` (kube's authorizer library over the
+server's authorizer, kinds/_cel.py). Every validation is evaluated; each failure is acted on by
+the binding's ``validationActions``: Deny (kube's Forbidden-shaped Status with the validation's
+reason, 422 Invalid by default; the first denial is answered), Warn (a Warning header) or Audit
+(the ``validation.policy.admission.k8s.io/validation_failure`` audit annotation, a JSON list).
+``auditAnnotations`` are evaluated for every matching binding and recorded as
+``<policy>/<key>`` (distinct values of several bindings joined with ", "; a null value is left
+out). An expression that errs, and a binding that cannot be configured (its params missing),
+follow the policy's ``failurePolicy``: a denial under Fail, nothing under Ignore.
 
 The configuration is compiled once per change of either resource (the projection's versions).
-``authorizer`` is not offered: an expression that uses it does not compile and is reported as
-a failure under the policy's failurePolicy.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
 
 from bus import Key
 from kinds import Registry, ResourceDef
-from kinds._cel import CelError, CelProgram, compile_cel
+from kinds._cel import AuthzCheck, CelError, CelProgram, authorizer_value, authorizing, compile_cel
 from kinds._errors import ApiError, Cause
 from projections import Projection
 
-from ._admission import Attributes, add_warning
+from ._admission import Attributes, add_audit_annotation, add_warning
 from ._admission_match import (
     Conditions,
     namespace_selected,
@@ -37,11 +41,15 @@ from ._admission_match import (
     rule_matches,
     selector,
 )
+from ._authz import Attributes as AuthzAttributes
+from ._authz import Decision
+from .messages import UserInfo
 
 log = logging.getLogger("jetkube.admission")
 
 GROUP = "admissionregistration.k8s.io"
-VARIABLES = ("object", "oldObject", "request", "params", "namespaceObject", "variables")
+VARIABLES = ("object", "oldObject", "request", "params", "namespaceObject", "variables", "authorizer")
+VALIDATION_FAILURE = "validation.policy.admission.k8s.io/validation_failure"
 _CODES = {"Unauthorized": 401, "Forbidden": 403, "Invalid": 422, "RequestEntityTooLarge": 413}
 _decode = msgspec.json.decode
 
@@ -94,10 +102,14 @@ class _Policy:
             if isinstance(v, dict):
                 me = v.get("messageExpression")
                 self.validations.append((_compile(v.get("expression")), v, _compile(me) if me else None))
+        self.audit_annotations = [(str(x.get("key", "")), _compile(x.get("valueExpression")))
+                                  for x in spec.get("auditAnnotations") or [] if isinstance(x, dict)]
         programs = [*(prog for _, prog in self.conditions.programs), *(prog for _, prog in self.variables),
-                    *(x for val, _, me in self.validations for x in (val, me))]
-        # The AdmissionRequest is built only for a policy whose expressions read it.
+                    *(x for val, _, me in self.validations for x in (val, me)),
+                    *(prog for _, prog in self.audit_annotations)]
+        # The AdmissionRequest (and the authorizer) are built only for a policy whose expressions read it.
         self.uses_request = any(isinstance(x, CelProgram) and "request" in x.used for x in programs)
+        self.uses_authorizer = any(isinstance(x, CelProgram) and "authorizer" in x.used for x in programs)
 
 
 class _Binding:
@@ -113,10 +125,32 @@ class _Binding:
         self.match = _Match(mr) if isinstance(mr, dict) and mr.get("resourceRules") else None
 
 
-class _Denied(Exception):
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.message, self.reason = message, reason
+class _ConfigError(Exception):
+    """A binding that cannot be evaluated (kube's addConfigError): denied under Fail."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A validation that failed (false, or an error under failurePolicy Fail): kube's ActionDeny decision."""
+
+    index: int
+    message: str
+    reason: str
+
+
+class _Result:
+    """One evaluation of a policy (one param): the failures and the audit annotations."""
+
+    __slots__ = ("annotations", "failures")
+
+    def __init__(self) -> None:
+        self.failures: list[_Failure] = []
+        #: (key, value): value None is an error (a denial under Fail).
+        self.annotations: list[tuple[str, str | None, str]] = []
+
+
+class SyncAuthorizer(Protocol):
+    def authorize(self, user: UserInfo, a: AuthzAttributes) -> Decision: ...
 
 
 class PolicyDispatcher:
@@ -128,6 +162,8 @@ class PolicyDispatcher:
         for d in registry.defs:
             self._kinds.setdefault((d.api_version, d.kind), d)
         self._cache: dict[str, tuple[tuple[int, int], dict[str, _Policy], list[_Binding]]] = {}
+        #: The server's authorizer behind the ``authorizer`` variable (None: every check is an error).
+        self.authorizer: SyncAuthorizer | None = None
 
     def _version(self, tenant: str, plural: str) -> int:
         st = self.projection.state(tenant, GROUP, plural)
@@ -151,36 +187,75 @@ class PolicyDispatcher:
         return bool(policies and bindings)
 
     async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        """kube's validating dispatcher: every matching (policy, binding) is evaluated; warnings
+        and audit annotations are recorded, then the first denial (if any) is raised."""
         policies, bindings = self._config(a.tenant)
         namespace_object: dict[str, Any] | None = None
         if a.rdef.namespaced and a.namespace:
             entry = self.projection.get(Key(a.tenant, "", "namespaces", "", a.namespace))
             namespace_object = _decode(entry.data) if entry is not None else None
         request: dict[str, Any] | None = None
+        authorizer: dict[str, Any] | None = None
+        denied: list[tuple[_Policy, _Binding, str, str]] = []  # (policy, binding, message, reason)
+        audit_failures: list[dict[str, Any]] = []
+        # Policies in name order, each with its bindings (kube's per-policy annotation collector).
+        by_policy: dict[str, list[_Binding]] = {}
         for b in bindings:
-            p = policies.get(b.policy)
-            if p is None or not await p.match.matches(self.projection, a, obj, old):
+            if b.policy in policies:
+                by_policy.setdefault(b.policy, []).append(b)
+        for name in sorted(by_policy):
+            p = policies[name]
+            if not await p.match.matches(self.projection, a, obj, old):
                 continue
-            if b.match is not None and not await b.match.matches(self.projection, a, obj, old):
-                continue
-            if request is None and p.uses_request:
-                request = request_object(a, obj, old)
-            try:
-                for params in self._params(a, p, b):
-                    data = {"object": obj, "oldObject": old, "request": request, "params": params,
-                            "namespaceObject": namespace_object}
-                    self._evaluate(p, data)
-            except _Denied as d:
-                self._act(a, p, b, d)
+            collected: dict[str, list[str]] = {}
+            for b in by_policy[name]:
+                if b.match is not None and not await b.match.matches(self.projection, a, obj, old):
+                    continue
+                if request is None and p.uses_request:
+                    request = request_object(a, obj, old)
+                if authorizer is None and p.uses_authorizer:
+                    authorizer = authorizer_value(_request_resource(a))
+                try:
+                    params = self._params(a, p, b)
+                except _ConfigError as e:
+                    if p.failure_policy != "Ignore":
+                        denied.append((p, b, f"failed to configure binding: {e}", "Invalid"))
+                    continue
+                for param in params:
+                    data = {"object": obj, "oldObject": old, "request": request, "params": param,
+                            "namespaceObject": namespace_object, "authorizer": authorizer}
+                    if p.uses_authorizer:
+                        with authorizing(self._authz_check(a)):
+                            result = self._evaluate(p, data)
+                    else:
+                        result = self._evaluate(p, data)
+                    for f in result.failures:
+                        self._act(a, p, b, f, denied, audit_failures)
+                    for key, value, error in result.annotations:
+                        if value is None:
+                            if error:
+                                denied.append((p, b, error, "Invalid"))
+                        elif value not in (seen := collected.setdefault(key, [])):
+                            seen.append(value)
+            for key, values in collected.items():
+                add_audit_annotation(f"{p.name}/{key}", ", ".join(values))
+        if audit_failures:
+            add_audit_annotation(VALIDATION_FAILURE, msgspec.json.encode(audit_failures).decode())
+        if denied:
+            raise _denial(a, *denied[0])
+
+    def _authz_check(self, a: Attributes) -> AuthzCheck:
+        return authz_check(self.authorizer, a)
 
     def _params(self, a: Attributes, p: _Policy, b: _Binding) -> list[dict[str, Any] | None]:
         if p.param_kind is None:
             return [None]
-        rdef = self._kinds.get(p.param_kind)
         ref = b.param_ref
-        if rdef is None or ref is None:
-            raise _Denied(f"failed to configure binding: {'paramRef' if ref is None else 'paramKind'} is not "
-                          f"valid", "Invalid")
+        if ref is None:
+            return [None]  # kube: a binding without paramRef evaluates with null params
+        rdef = self._kinds.get(p.param_kind)
+        if rdef is None:
+            raise _ConfigError(f"paramKind kind `{p.param_kind[1]}.{p.param_kind[0]}` not known")
         ns = str(ref.get("namespace") or (a.namespace if rdef.namespaced else ""))
         found: list[dict[str, Any] | None] = []
         if ref.get("name"):
@@ -196,18 +271,21 @@ class PolicyDispatcher:
         if not found:
             if ref.get("parameterNotFoundAction") == "Allow":
                 return []
-            raise _Denied("no params found for policy binding with `Deny` parameterNotFoundAction", "Invalid")
+            raise _ConfigError("no params found for policy binding with `Deny` parameterNotFoundAction")
         return found
 
-    def _evaluate(self, p: _Policy, data: dict[str, Any]) -> None:
-        """Raise :class:`_Denied` for the first failed validation (or an error under Fail)."""
+    @staticmethod
+    def _evaluate(p: _Policy, data: dict[str, Any]) -> _Result:
+        """kube's validator: every validation (index, message, reason) and audit annotation."""
+        out = _Result()
+        fail = p.failure_policy != "Ignore"
         ok, err = p.conditions.evaluate(data) if (p.conditions.programs or p.conditions.error) else (True, "")
         if err:
-            if p.failure_policy == "Ignore":
-                return
-            raise _Denied(err, "Invalid")
+            if fail:
+                out.failures.append(_Failure(-1, err, "Invalid"))
+            return out
         if not ok:
-            return
+            return out
         variables: dict[str, Any] = {}
         data["variables"] = variables
         for name, prog in p.variables:
@@ -216,17 +294,18 @@ class PolicyDispatcher:
                     variables[name] = prog.evaluate(data)
                 except CelError:
                     pass  # an expression that reads it errs in turn
-        for prog, v, message_expr in p.validations:
+        for i, (prog, v, message_expr) in enumerate(p.validations):
             if isinstance(prog, str):
-                if p.failure_policy == "Fail":
-                    raise _Denied(f"{prog}", "Invalid")
+                if fail:
+                    out.failures.append(_Failure(i, prog, "Invalid"))
                 continue
             try:
                 result = prog.evaluate(data)
             except CelError as e:
-                if p.failure_policy == "Ignore":
-                    continue
-                raise _Denied(f"expression '{prog.expression}' resulted in error: {e}", "Invalid") from None
+                if fail:
+                    out.failures.append(_Failure(i, f"expression '{prog.expression}' resulted in error: {e}",
+                                                 "Invalid"))
+                continue
             if result is True:
                 continue
             message = str(v.get("message") or "")
@@ -239,24 +318,86 @@ class PolicyDispatcher:
                     pass
             if not message:
                 message = f"failed expression: {prog.expression}"
-            raise _Denied(message, str(v.get("reason") or "Invalid"))
+            out.failures.append(_Failure(i, message, str(v.get("reason") or "Invalid")))
+        for key, prog in p.audit_annotations:
+            if isinstance(prog, str):
+                out.annotations.append((key, None, prog if fail else ""))
+                continue
+            try:
+                value = prog.evaluate(data)
+            except CelError as e:
+                out.annotations.append((key, None, f"valueExpression '{prog.expression}' resulted in error: {e}"
+                                        if fail else ""))
+                continue
+            if value is None:
+                continue  # kube: a null value leaves the annotation out
+            if not isinstance(value, str):
+                out.annotations.append((key, None, f"valueExpression '{prog.expression}' resulted in type "
+                                                   f"{type(value).__name__}, expected string" if fail else ""))
+                continue
+            out.annotations.append((key, value, ""))
+        return out
 
-    def _act(self, a: Attributes, p: _Policy, b: _Binding, d: _Denied) -> None:
-        if "Warn" in b.actions:
-            add_warning(f"Validation failed for ValidatingAdmissionPolicy '{p.name}' with binding '{b.name}': "
-                        f"{d.message}")
-        if "Audit" in b.actions:
-            log.info("ValidatingAdmissionPolicy %r with binding %r: validation failed: %s", p.name, b.name,
-                     d.message)
-        if "Deny" in b.actions:
-            denied = f"ValidatingAdmissionPolicy '{p.name}' with binding '{b.name}' denied request: {d.message}"
-            r = a.rdef
-            resource = f"{r.plural}.{r.group}" if r.group else r.plural
-            err = ApiError(f'{resource} "{a.name}" is forbidden: {denied}', name=a.name, group=r.group,
-                           kind=r.plural, causes=(Cause("", denied),))
-            err.reason = d.reason
-            err.code = _CODES.get(d.reason, 422)
-            raise err
+    @staticmethod
+    def _act(a: Attributes, p: _Policy, b: _Binding, f: _Failure, denied: list[tuple[_Policy, _Binding, str, str]],
+             audit_failures: list[dict[str, Any]]) -> None:
+        for action in b.actions:
+            if action == "Deny":
+                denied.append((p, b, f.message, f.reason))
+            elif action == "Warn":
+                add_warning(f"Validation failed for ValidatingAdmissionPolicy '{p.name}' with binding '{b.name}': "
+                            f"{f.message}")
+            elif action == "Audit":
+                audit_failures.append({"message": f.message, "policy": p.name, "binding": b.name,
+                                       "expressionIndex": max(f.index, 0), "validationActions": list(b.actions)})
 
 
-__all__ = ["PolicyDispatcher"]
+def authz_check(authorizer: SyncAuthorizer | None, a: Attributes) -> AuthzCheck:
+    """The ``authorizer`` variable's checks for write ``a``, decided by ``authorizer`` (the
+    server's) for the request's user, or for the service account a check names."""
+
+    def check(attrs: dict[str, str]) -> tuple[bool, str, str]:
+        if authorizer is None:
+            return False, "", "no authorizer is configured"
+        user = a.user
+        if sa := attrs.get("serviceAccount"):
+            ns, _, name = sa.partition("/")
+            user = UserInfo(name=f"system:serviceaccount:{ns}:{name}", tenant=a.tenant,
+                            groups=("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"))
+        if user is None:
+            return False, "", "no user"
+        if "path" in attrs:
+            aa = AuthzAttributes(verb=attrs.get("verb", ""), resource_request=False, path=attrs["path"])
+        else:
+            aa = AuthzAttributes(verb=attrs.get("verb", ""), api_group=attrs.get("group", ""),
+                                 resource=attrs.get("resource", ""), subresource=attrs.get("subresource", ""),
+                                 name=attrs.get("name", ""), namespace=attrs.get("namespace", ""))
+        d = authorizer.authorize(user, aa)
+        return d.allowed, d.reason, ""
+
+    return check
+
+
+def authorizer_for(a: Attributes) -> dict[str, Any]:
+    """The ``authorizer`` variable's value for write ``a``."""
+    return authorizer_value(_request_resource(a))
+
+
+def _request_resource(a: Attributes) -> dict[str, str]:
+    r = a.rdef
+    return {"group": r.group, "resource": r.plural, "subresource": a.subresource,
+            "namespace": a.namespace, "name": a.name}
+
+
+def _denial(a: Attributes, p: _Policy, b: _Binding, message: str, reason: str) -> ApiError:
+    denied = f"ValidatingAdmissionPolicy '{p.name}' with binding '{b.name}' denied request: {message}"
+    r = a.rdef
+    resource = f"{r.plural}.{r.group}" if r.group else r.plural
+    err = ApiError(f'{resource} "{a.name}" is forbidden: {denied}', name=a.name, group=r.group,
+                   kind=r.plural, causes=(Cause("", denied),))
+    err.reason = reason or "Invalid"
+    err.code = _CODES.get(err.reason, 422)
+    return err
+
+
+__all__ = ["VALIDATION_FAILURE", "PolicyDispatcher", "authorizer_for", "authz_check"]

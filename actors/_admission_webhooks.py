@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import ssl
 import uuid
 from typing import Any
@@ -26,11 +27,12 @@ import msgspec
 import trio
 
 from kinds import Registry, ResourceDef
+from kinds._cel import authorizing
 from kinds._conversion import convert
 from kinds._errors import ApiError, BadRequest, Forbidden, InternalError
 from projections import Projection
 
-from ._admission import Attributes, add_warning
+from ._admission import Attributes, add_audit_annotation, add_warning
 from ._admission_match import (
     Conditions,
     namespace_selected,
@@ -47,6 +49,9 @@ GROUP = "admissionregistration.k8s.io"
 MAX_IN_FLIGHT_PER_WEBHOOK = 64
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
+MUTATION_ANNOTATION_PREFIX = "mutation.webhook.admission.k8s.io/"
+# The name part of a qualified name (an audit annotation key is "<webhook name>/<key>").
+_ANNOTATION_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
 class _Hook:
@@ -84,6 +89,20 @@ class _CallError(Exception):
     pass
 
 
+def tls_client(ca_bundle: str) -> httpx.AsyncClient:
+    """An HTTPS client for webhooks (admission, CRD conversion) trusting ``ca_bundle`` (base64 PEM,
+    as a ``clientConfig`` holds it; the system roots without one); ValueError for a bad bundle."""
+    if ca_bundle:
+        try:
+            ctx = ssl.create_default_context(cadata=base64.b64decode(ca_bundle).decode())
+        except (ValueError, ssl.SSLError) as e:
+            raise ValueError(f"invalid caBundle: {e}") from None
+    else:
+        ctx = ssl.create_default_context()
+    return httpx.AsyncClient(verify=ctx, limits=httpx.Limits(max_connections=256,
+                                                             max_keepalive_connections=MAX_IN_FLIGHT_PER_WEBHOOK))
+
+
 class WebhookDispatcher:
     """Matches and calls the webhooks of a tenant."""
 
@@ -100,6 +119,8 @@ class WebhookDispatcher:
         self.fail_open: dict[tuple[str, str], int] = {}
         #: (webhook name, "admit" | "validating", operation, code) -> requests the webhook denied.
         self.rejections: dict[tuple[str, str, str, int], int] = {}
+        #: The server's authorizer behind matchConditions' ``authorizer`` (None: its checks err).
+        self.authorizer: Any = None
 
     # ---- configuration -------------------------------------------------------------------------
 
@@ -164,8 +185,15 @@ class WebhookDispatcher:
         if not object_selected(h.object_selector, obj, old):
             return None
         if h.conditions.programs or h.conditions.error:
-            ok, err = h.conditions.evaluate({"object": obj, "oldObject": old,
-                                             "request": request_object(a, obj, old)})
+            data = {"object": obj, "oldObject": old, "request": request_object(a, obj, old)}
+            if h.conditions.uses_authorizer:  # kube's authorizer library, over the server's authorizer
+                from ._admission_policies import authorizer_for, authz_check
+
+                data["authorizer"] = authorizer_for(a)
+                with authorizing(authz_check(self.authorizer, a)):
+                    ok, err = h.conditions.evaluate(data)
+            else:
+                ok, err = h.conditions.evaluate(data)
             if err:
                 if h.failure_policy == "Ignore":
                     self._count_fail_open(h, err)
@@ -185,16 +213,10 @@ class WebhookDispatcher:
     def _client(self, ca_bundle: str) -> httpx.AsyncClient:
         client = self._clients.get(ca_bundle)
         if client is None:
-            if ca_bundle:
-                try:
-                    ctx = ssl.create_default_context(cadata=base64.b64decode(ca_bundle).decode())
-                except (ValueError, ssl.SSLError) as e:
-                    raise _CallError(f"invalid caBundle: {e}") from None
-            else:
-                ctx = ssl.create_default_context()
-            client = httpx.AsyncClient(verify=ctx, limits=httpx.Limits(max_connections=256,
-                                                                        max_keepalive_connections=MAX_IN_FLIGHT_PER_WEBHOOK))
-            self._clients[ca_bundle] = client
+            try:
+                client = self._clients[ca_bundle] = tls_client(ca_bundle)
+            except ValueError as e:
+                raise _CallError(str(e)) from None
         return client
 
     async def _call(self, h: _Hook, a: Attributes, obj: dict[str, Any] | None,
@@ -257,6 +279,13 @@ class WebhookDispatcher:
             resp = await self._call(h, a, obj, old, view)
             for w in resp.get("warnings") or []:
                 add_warning(str(w))
+            annotations = resp.get("auditAnnotations")
+            for k, v in (annotations.items() if isinstance(annotations, dict) else ()):
+                # As kube: kept as "<webhook name>/<key>"; a key that is not a qualified name is dropped.
+                if isinstance(k, str) and _ANNOTATION_KEY.match(k):
+                    add_audit_annotation(f"{h.name}/{k}", str(v))
+                else:
+                    log.warning("webhook %r returned an invalid audit annotation key %r", h.name, k)
             if not resp.get("allowed"):
                 raise self._denial(h, a, resp.get("status"))
             if resp.get("patch"):
@@ -296,19 +325,23 @@ class WebhookDispatcher:
                      old: dict[str, Any] | None) -> dict[str, Any] | None:
         hooks, _ = self._hooks(a.tenant)
         # IfNeeded webhooks with the object as they left it: run once more if a later one changed it.
-        reinvocable: list[tuple[_Hook, ResourceDef, bytes]] = []
-        for h in hooks:
+        reinvocable: list[tuple[int, _Hook, ResourceDef, bytes]] = []
+        for i, h in enumerate(hooks):
             view = await self._matches(h, a, obj, old)
             if view is not None:
+                before = obj
                 obj = await self._invoke(h, a, obj, old, view)
+                _mutation_annotation(0, i, h, obj is not before)
                 if h.reinvoke:
-                    reinvocable.append((h, view, _json.encode(obj)))
+                    reinvocable.append((i, h, view, _json.encode(obj)))
         if reinvocable:
             final = _json.encode(obj)
-            first = next((i for i, (_, _, seen) in enumerate(reinvocable) if seen != final), None)
+            first = next((n for n, (_, _, _, seen) in enumerate(reinvocable) if seen != final), None)
             if first is not None:
-                for h, view, _seen in reinvocable[first:]:
+                for i, h, view, _seen in reinvocable[first:]:
+                    before = obj
                     obj = await self._invoke(h, a, obj, old, view)
+                    _mutation_annotation(1, i, h, obj is not before)
         return obj
 
     async def validate(self, a: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
@@ -337,3 +370,10 @@ class WebhookDispatcher:
         for e in errors:
             if e is not None:
                 raise e
+
+
+def _mutation_annotation(round_: int, index: int, h: _Hook, mutated: bool) -> None:
+    """kube's ``mutation.webhook.admission.k8s.io/round_<r>_index_<i>`` audit annotation for each
+    mutating webhook called (``mutated``: it returned a patch)."""
+    value = _json.encode({"configuration": h.config, "webhook": h.name, "mutated": mutated}).decode()
+    add_audit_annotation(f"{MUTATION_ANNOTATION_PREFIX}round_{round_}_index_{index}", value)

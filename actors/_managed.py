@@ -21,6 +21,7 @@ and ``k8s.io/apimachinery/pkg/util/managedfields/internal``) around the field-se
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -35,6 +36,7 @@ from kinds._fieldpath import (
     ManagerSet,
     TypeNode,
     Updater,
+    VersionView,
     compare,
     difference,
     from_fields_v1,
@@ -240,12 +242,14 @@ def _cap_updaters(m: Managed) -> None:
 
 def record_apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager: str, api_version: str, now: str,
                  force: bool, subresource: str = "", type_: TypeNode = UNTYPED, ignored: FieldSet | None = None,
-                 config_set: FieldSet | None = None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+                 config_set: FieldSet | None = None, base: dict[str, Any] | None = None,
+                 views: Mapping[str, VersionView] | None = None) -> dict[str, Any]:
     """The object after ``manager`` applies ``config`` to ``live`` (None or ``base``, the empty
-    object, for a create), with its managedFields. Raises kube's 409 on conflicts unless ``force``."""
+    object, for a create), with its managedFields. Raises kube's 409 on conflicts unless ``force``.
+    ``views``: the object in the other apiVersions its managers used (``Updater``)."""
     managed = decode((live or {}).get("metadata", {}).get("managedFields")) or Managed()
     live_bare = _bare(live) if live is not None else (base or {})
-    updater = Updater(type_, ignored)
+    updater = Updater(type_, ignored, views)
     if not managed.sets and live is not None:
         # skipNonAppliedManager: what is there belongs to "before-first-apply".
         ident = _ident(BEFORE_FIRST_APPLY, "Update", api_version, subresource)

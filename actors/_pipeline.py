@@ -19,6 +19,7 @@ from kinds import Registry
 from projections import Projection
 
 from ._admission import NamespaceLifecycle, admission_handler, build_chain
+from ._admission_status import PolicyStatusController
 from ._allocation import AllocationSettings
 from ._apf_bootstrap import ApfBootstrap
 from ._auth import TokenAuthenticator
@@ -28,6 +29,7 @@ from ._controllers import SYSTEM_USER, Controllers
 from ._crd_controller import CrdControllers
 from ._flowcontrol import Admission, FlowControl
 from ._gc import GarbageCollector
+from ._quota_controller import QuotaController
 from ._rbac_controllers import RbacControllers
 from ._resource import ResourceCore
 from ._reviews import ReviewCore, service_account_user
@@ -48,14 +50,17 @@ class Pipeline:
                  authorization_modes: tuple[str, ...] = (RBAC,),
                  allocation: AllocationSettings | None = None,
                  api_endpoint: tuple[str, int] = ("127.0.0.1", 6443), server_concurrency: int = 600,
-                 queue_wait_s: float = 15.0) -> None:
+                 queue_wait_s: float = 15.0, quota_settle_s: float = 60.0, quota_resync_s: float = 300.0) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
         self.authorizer = Authorizer(projection.rbac, authorization_modes, projection=projection)
         self.chain = build_chain(projection, registry, lifecycle)
+        for policies in (self.chain.policies, self.chain.mutating_policies, self.chain.webhooks):
+            if policies is not None:  # the ``authorizer`` variable of admission policies
+                policies.authorizer = self.authorizer
         self.core = ResourceCore(log, projection, registry=registry, allocation=allocation, chain=self.chain)
-        self.chain.attach(self.core)
+        self.chain.attach(self.core, self.authorizer)
         self.core.guard = self.authorizer.guard  # RBAC escalation prevention, on the final object
         self.reviews_core = ReviewCore(projection, registry, signing_key, self.authorizer)
         self.reviews_core.chain = self.chain
@@ -81,8 +86,7 @@ class Pipeline:
         self.authenticator = authenticator
         self.actors = (self.authz, self.admission, self.resource, self.reviews)
         #: Every step a request passes, for the metrics: authentication, then the actors.
-        self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors, self.chain.mutate_stage,
-                                                             self.chain.validate_stage)
+        self.stages: tuple[Actor[Request] | Stage, ...] = (self.authn, *self.actors, *self.chain.stages)
         # Tracing (None: off): a span per stage, each a child of the request's span (Request.trace).
         self.spans = spans
         for a in self.actors:
@@ -105,6 +109,14 @@ class Pipeline:
         self.run_controllers = run_controllers
         self.gc = GarbageCollector(projection, registry, self.resource, SYSTEM_USER) if run_controllers else None
         self.crd_controllers = CrdControllers(projection, registry, self.resource) if run_controllers else None
+        #: status.typeChecking of ValidatingAdmissionPolicies (kube's status controller).
+        self.policy_status = PolicyStatusController(projection, registry, self.resource) if run_controllers else None
+        #: kube's resource quota controller: returns charges leaked by writes that failed after them.
+        #: A quota correction waits until no write that may have charged it can still be running.
+        self.quota = (QuotaController(projection, registry, self.core, SYSTEM_USER, settle_s=quota_settle_s,
+                                      resync_s=quota_resync_s) if run_controllers else None)
+        if self.quota is not None:
+            self.stages = (*self.stages, self.quota.stage)
 
     @staticmethod
     def _system_request() -> Request:
@@ -166,6 +178,10 @@ class Pipeline:
                 await nursery.start(partial(self.core.allocators.run_repair, self._system_request()))
             if self.crd_controllers is not None:
                 await nursery.start(self.crd_controllers.run)
+            if self.policy_status is not None:
+                await nursery.start(self.policy_status.run)
+            if self.quota is not None:
+                await nursery.start(self.quota.run)
             if self.tenancy is not None:
                 await nursery.start(self.tenancy.run)
             task_status.started()

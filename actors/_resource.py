@@ -24,7 +24,6 @@ from bus import (
 from bus import Event, Key, Log, WrongLastSequence, encode_event, encode_object_with_rv_slot, object_bytes
 from kinds import BUILTIN, Registry, ResourceDef, definitions, field_value, patch_schema, schema_for
 from kinds import _subresources as subresources
-from kinds._conversion import convert
 from kinds._crd import apply_defaults
 from kinds._errors import (
     AlreadyExists,
@@ -55,7 +54,7 @@ from projections import (
     parse_label_selector,
 )
 
-from ._admission import AdmissionChain, collecting_warnings
+from ._admission import AdmissionChain, audit_annotations, collecting_warnings
 from ._allocation import AllocationSettings, Allocators
 from ._apply import SCALE_FIELDS as _SCALE_FIELDS
 from ._apply import (
@@ -65,6 +64,7 @@ from ._apply import (
     reset_fields,
 )
 from ._cas import append_new
+from ._crd_conversion import Converter
 from ._decide import (
     Decision,
     NoChange,
@@ -150,14 +150,18 @@ class ResourceCore:
         #: Claims of cluster-unique values for kinds that hold them (a Service's cluster IP and
         #: node ports), made and released around the object's own append.
         self.allocators = Allocators(projection, self._append, allocation or AllocationSettings())
+        #: Conversion between served versions (a CRD's conversion webhook: actors/_crd_conversion.py).
+        self.converter = Converter()
 
     # ---- entry point ---------------------------------------------------------------------------
 
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         with collecting_warnings() as admission_warnings:
             result = await self.write(req)
-        if admission_warnings:
-            result = msgspec.structs.replace(result, warnings=(*result.warnings, *admission_warnings))
+            annotations = audit_annotations() if req.dry_run else {}
+        if admission_warnings or annotations:
+            result = msgspec.structs.replace(result, warnings=(*result.warnings, *admission_warnings),
+                                             audit_annotations=annotations)
         reply.set(result)
 
     async def write(self, req: Request) -> WriteResult:
@@ -247,7 +251,10 @@ class ResourceCore:
             actor=EventActor(user=user.name if user else "", groups=tuple(user.groups) if user else (),
                              uid=user.uid if user else "", tenant=req.tenant, user_agent=req.user_agent,
                              source=req.source, impersonator=user.impersonator if user else ""),
-            labels=labels, fields=fields, subresource=req.subresource)
+            labels=labels, fields=fields, subresource=req.subresource,
+            # Admission's audit annotations go with the written object's own event (not with the
+            # claims and charges a write makes on other subjects).
+            annotations=audit_annotations() if key.resource == req.rdef.plural else {})
         subject = self.log.subject(key)
         with current_child(self.spans, "log append"):
             seq = await self.log.append(subject, encode_event(event),
@@ -517,7 +524,7 @@ class ResourceCore:
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
                 raise self.not_found(rdef, req.name)
-            shown = old if served is None else convert(old, served)
+            shown = await self._shown(old, view)
             try:
                 if ptype == JSON_PATCH:
                     new = apply_json_patch(shown, req.body)
@@ -535,7 +542,7 @@ class ResourceCore:
             if new.get("kind") != view.kind or new.get("apiVersion") != view.api_version:
                 raise BadRequest("the patch must not change kind or apiVersion")
             if served is not None:
-                new = convert(new, rdef)
+                new = await self.converter.one(new, rdef)
             nonlocal warnings
             warnings = self._field_validation(req, new, patched=True)
             prv = new["metadata"].get("resourceVersion")
@@ -564,12 +571,14 @@ class ResourceCore:
         manager, now, t = opts.field_manager, now_rfc3339(), apply_type(view)
         warnings: tuple[str, ...] = ()
 
-        def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
-            shown = live if live is None or served is None else convert(live, served)
-            new = record_apply(shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
-                               subresource=req.subresource, type_=t,
-                               ignored=reset_fields(rdef, req.subresource, shown, config), base=base)
-            new = new if served is None else convert(new, rdef)
+        async def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+            shown = live if live is None else await self._shown(live, view)
+            ignored = reset_fields(rdef, req.subresource, shown, config)
+            # Managers of other versions own their fields as that version names them.
+            new = await self.converter.with_manager_views(shown, view, self.registry, lambda views: record_apply(
+                shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
+                subresource=req.subresource, type_=t, ignored=ignored, base=base, views=views))
+            new = new if served is None else await self.converter.one(new, rdef)
             nonlocal warnings
             warnings = self._field_validation(req, new, patched=True)
             return new
@@ -582,7 +591,7 @@ class ResourceCore:
             prv = config["metadata"].get("resourceVersion")
             if prv not in (None, "") and str(prv) != str(entry.seq):  # a precondition, as in any patch
                 raise self.conflict(rdef, req.name)
-            return await self._admitted_update(req, entry, old, applied(old), record=False)
+            return await self._admitted_update(req, entry, old, await applied(old), record=False)
 
         for _ in range(self.max_retries):
             try:
@@ -592,7 +601,7 @@ class ResourceCore:
                 create = msgspec.structs.replace(req, verb="create")
                 if self.admit is not None:
                     await self.admit(create)
-                obj = applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
+                obj = await applied(None, {"apiVersion": view.api_version, "kind": view.kind, "metadata": {}})
                 obj["metadata"]["name"] = req.name
                 try:
                     return await self.create(create, obj=obj, applied=True)  # its field validation warns
@@ -688,12 +697,29 @@ class ResourceCore:
         stored = msgspec.structs.replace(req, rdef=storage)
         if req.verb in ("create", "update") and req.subresource in ("", "status"):
             body = self._body_object(req)  # checked against the version it claims
-            stored = msgspec.structs.replace(stored, body=convert(body, storage))
+            stored = msgspec.structs.replace(stored, body=await self.converter.one(body, storage))
         if req.verb == "patch" and req.subresource in ("", "status"):
             result = await self.patch(stored, served=served)
         else:
             result = await self.write(stored)
-        return _to_served(result, storage, served)
+        return await self._to_served(result, storage, served)
+
+    async def _shown(self, obj: dict[str, Any], view: ResourceDef) -> dict[str, Any]:
+        """A stored object as ``view``'s version shows it (a patch applies to that)."""
+        return obj if obj.get("apiVersion") == view.api_version else await self.converter.one(obj, view)
+
+    async def _to_served(self, result: WriteResult, storage: ResourceDef, served: ResourceDef) -> WriteResult:
+        """A write's answer with its objects in the served version (a Scale stays as it is)."""
+        if isinstance(result, DeletedCollection):
+            items = await self.converter.many([_decode(i) for i in result.items], served)
+            return msgspec.structs.replace(result, list_kind=served.list_kind, api_version=served.api_version,
+                                           items=tuple(_json.encode(i) for i in items))
+        if not (isinstance(result, Stored) or (isinstance(result, Deleted) and result.pending)):
+            return result
+        obj = _decode(result.object)
+        if not isinstance(obj, dict) or obj.get("kind") != storage.kind:  # a Scale, a review
+            return result
+        return msgspec.structs.replace(result, object=_json.encode(await self.converter.one(obj, served)))
 
     async def create_as(self, req: Request) -> WriteResult:
         """A create of a kind stored as another's subresource (``bindings``: the pod's binding)."""
@@ -900,20 +926,6 @@ class ResourceCore:
 
 _PDB = next(d for d in BUILTIN if (d.group, d.plural) == ("policy", "poddisruptionbudgets"))
 _API_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-
-
-def _to_served(result: WriteResult, storage: ResourceDef, served: ResourceDef) -> WriteResult:
-    """A write's answer with its objects in the served version."""
-
-    def one(data: bytes) -> bytes:
-        return _json.encode(convert(_decode(data), served))
-
-    if isinstance(result, Stored) or (isinstance(result, Deleted) and result.pending):
-        return msgspec.structs.replace(result, object=one(result.object))
-    if isinstance(result, DeletedCollection):
-        return msgspec.structs.replace(result, list_kind=served.list_kind, api_version=served.api_version,
-                                       items=tuple(one(i) for i in result.items))
-    return result
 
 
 def _custom_unknown_fields(obj: dict[str, Any], schema: dict[str, Any], *, prune: bool) -> list[str]:

@@ -147,17 +147,26 @@ class Allowed(msgspec.Struct, frozen=True):
     user: UserInfo
 
 
-class Stored(msgspec.Struct, frozen=True, kw_only=True):
+class _Result(msgspec.Struct, frozen=True, kw_only=True):
+    """What every write's answer carries besides its outcome."""
+
+    #: Warnings for the client (``Warning`` headers): field validation's, admission's.
+    warnings: tuple[str, ...] = ()
+    #: Admission's audit annotations, for a write the gateway audits itself (a dry run); an
+    #: appended write's are on its event.
+    audit_annotations: dict[str, str] = {}
+
+
+class Stored(_Result, frozen=True, kw_only=True):
     """A write stored an object (with ``dryRun``: would have): ``object`` is its JSON as stored,
     with its ``metadata.resourceVersion`` (under dryRun: the version it was decided against).
     ``created``: the object did not exist before (a create, or an update/apply that created)."""
 
     object: bytes
     created: bool = False
-    warnings: tuple[str, ...] = ()
 
 
-class Deleted(msgspec.Struct, frozen=True, kw_only=True):
+class Deleted(_Result, frozen=True, kw_only=True):
     """A delete was accepted. Either the object is gone (``object`` is empty; ``name``, ``group``,
     ``kind`` (the plural) and ``uid`` name what was deleted), or it stays, being deleted
     (``pending``: ``object`` is its JSON with ``deletionTimestamp`` and the finalizers it waits
@@ -169,7 +178,6 @@ class Deleted(msgspec.Struct, frozen=True, kw_only=True):
     uid: str = ""
     object: bytes = b""
     cascading: bool = False
-    warnings: tuple[str, ...] = ()
 
     @property
     def pending(self) -> bool:
@@ -177,7 +185,7 @@ class Deleted(msgspec.Struct, frozen=True, kw_only=True):
         return bool(self.object)
 
 
-class DeletedCollection(msgspec.Struct, frozen=True, kw_only=True):
+class DeletedCollection(_Result, frozen=True, kw_only=True):
     """A deletecollection: ``items`` (JSON objects) are what was deleted (as listed) or marked for
     deletion (as it now is); ``resource_version`` the projection's version when it answered."""
 
@@ -185,15 +193,13 @@ class DeletedCollection(msgspec.Struct, frozen=True, kw_only=True):
     api_version: str
     resource_version: int
     items: tuple[bytes, ...] = ()
-    warnings: tuple[str, ...] = ()
 
 
-class Succeeded(msgspec.Struct, frozen=True, kw_only=True):
+class Succeeded(_Result, frozen=True, kw_only=True):
     """A write whose answer is no object (a pod's binding, an eviction): done; ``created`` as kube
     reports these (a POST of a subresource that creates)."""
 
     created: bool = True
-    warnings: tuple[str, ...] = ()
 
 
 #: Every answer of the write side.

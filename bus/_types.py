@@ -44,6 +44,10 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     # Values of the kind's selectable fields (beyond metadata.name/namespace), e.g. an Event's
     # ``involvedObject.name``; computed once by the writer so readers never decode the object.
     fields: dict[str, str] = {}
+    #: The audit annotations admission recorded for this write (a policy's ``auditAnnotations``
+    #: and ``Audit`` failures, a webhook's ``auditAnnotations``), for its audit record. Omitted
+    #: when empty: events written before the field existed, and events without any, decode alike.
+    annotations: dict[str, str] = {}
 
 
 class LogMessage(msgspec.Struct, frozen=True):

@@ -31,6 +31,7 @@ from actors import (
     Admission,
     Allowed,
     BadRequest,
+    Converter,
     Forbidden,
     MethodNotAllowed,
     NotFound,
@@ -74,6 +75,7 @@ from ._reads import (
     served_line,
     served_list,
     served_object,
+    served_objects,
     watch_lines,
 )
 from ._routes import parse, split_tenant
@@ -105,6 +107,8 @@ class Context:
     openapi: OpenAPICache = field(default_factory=lambda: OpenAPICache())
     watches: WatchStreams = field(default_factory=lambda: WatchStreams())
     audit: AuditSink | None = None
+    #: Conversion of stored objects to the version a read asks for (CRD conversion webhooks).
+    converter: Converter = field(default_factory=lambda: Converter())
     metrics: ServerMetrics = field(init=False)
 
     def __post_init__(self) -> None:
@@ -258,6 +262,7 @@ def create_app(ctx: Context) -> QuartTrio:
                 raise
             except Exception as e:  # noqa: BLE001 - every error becomes a Status
                 resp = _error_response(e, audit_id)
+                note.failed(e)
             else:
                 resp.headers["Audit-Id"] = audit_id
         finally:
@@ -478,7 +483,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if not isinstance(result, Allowed):
         code, body = write_response(result)
-        note.written(req, code)
+        note.written(req, code, result.audit_annotations)
         r = _json_response(body, code)
         for w in result.warnings:
             r.headers.add("Warning", warning_header(w))
@@ -499,8 +504,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     if verb == "get":
         key = Key(tenant, storage.group, storage.plural, route.namespace or "", route.name)
         async with _read_deadline(s.request_timeout_s):
-            data = served_object(await get_object(proj, key, rdef, resource_version_param(q),
-                                                  q.get("resourceVersionMatch")), storage, rdef)
+            data = await get_object(proj, key, rdef, resource_version_param(q), q.get("resourceVersionMatch"))
+        data = (await served_objects(ctx.converter, [data], storage, rdef, is_list=False))[0]
         if route.subresource == "scale":
             return _json_response(scale_of(rdef, data))
         if table:
@@ -512,8 +517,9 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     assert opts is not None
     if verb == "list":
         async with _read_deadline(s.request_timeout_s):
-            listed = served_list(proj.list_tenants(storage.group, storage.plural, opts.filter) if tenant == ANY_TENANT
-                                 else await list_objects(proj, tenant, storage, opts), storage, rdef)
+            listed = (proj.list_tenants(storage.group, storage.plural, opts.filter) if tenant == ANY_TENANT
+                      else await list_objects(proj, tenant, storage, opts))
+        listed = await served_list(ctx.converter, listed, storage, rdef)
         if table:
             return _table_response(table_for_list(
                 rdef, listed.items, api_version=table, include_object=include,
@@ -532,15 +538,15 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
             first[0] = False
             return line
 
-        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode, storage), timeout,
+        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode, storage, ctx.converter), timeout,
                        table_content_type(table))
     if protobuf:
         lines = (watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage) if storage is not rdef
                  else watch_lines(proj, tenant, rdef, opts))
         return _stream(ctx.watches, _protobuf_frames(lines), timeout, PROTOBUF_WATCH_CT)
-    if rewritten(storage, rdef):
-        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage),
-                       timeout)
+    if rewritten(storage, rdef) or ctx.converter.needed(storage, rdef):
+        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage,
+                                                ctx.converter), timeout)
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
 
 

@@ -228,10 +228,12 @@ AUDIT_EVENTS = ResourceDef("audit.jetkube.io", "v1", "Event", "events", "event",
 class AuditNote:
     """What the request handler learned about a request, for its audit record."""
 
-    __slots__ = ("logged", "rdef", "req", "tenant", "user", "verb")
+    __slots__ = ("annotations", "logged", "rdef", "req", "tenant", "user", "verb")
 
     def __init__(self, verb: str) -> None:
         self.verb = verb
+        #: Admission's audit annotations of a request that did not reach the log (a denial's).
+        self.annotations: dict[str, str] = {}
         self.user: UserInfo | None = None
         self.tenant = ""
         self.req: Request | None = None
@@ -242,7 +244,12 @@ class AuditNote:
     def resource_request(self, req: Request) -> None:
         self.req, self.rdef, self.verb = req, req.rdef, req.verb
 
-    def written(self, req: Request, code: int) -> None:
+    def failed(self, error: BaseException) -> None:
+        """A request answered with ``error``: keep the audit annotations admission gave it."""
+        self.annotations = dict(getattr(error, "audit_annotations", None) or {})
+
+    def written(self, req: Request, code: int, annotations: dict[str, str] | None = None) -> None:
+        self.annotations = dict(annotations or {})
         rdef = req.rdef
         dry = req.query.get("dryRun") not in (None, "")
         self.logged = (code < 300 and rdef is not None and rdef.stored and not dry
@@ -279,7 +286,7 @@ async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: 
                              source=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""),
                              code=code, received=received, version=rdef.version if rdef else "", uri=uri,
                              decision=_decision(code), stage=stage, tenant=note.tenant,
-                             impersonator=user.impersonator if user else "")
+                             impersonator=user.impersonator if user else "", annotations=note.annotations)
     if rec is None:
         return
     if code >= 400:

@@ -18,10 +18,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
-from actors import BadRequest, Cause, Invalid, NotFound, TooManyRequests
+from actors import BadRequest, Cause, Converter, Invalid, NotFound, TooManyRequests
 from bus import Key
 from kinds import ResourceDef
 from kinds._conversion import convert
@@ -143,10 +144,43 @@ def served_object(data: bytes, storage: ResourceDef, served: ResourceDef) -> byt
     return msgspec.json.encode(obj)
 
 
-def served_list(result: ListResult, storage: ResourceDef, served: ResourceDef) -> ListResult:
-    if not rewritten(storage, served):
+async def served_objects(converter: Converter, items: list[bytes], storage: ResourceDef, served: ResourceDef,
+                         *, is_list: bool = True) -> list[bytes]:
+    """Stored objects in the version the request asked for: a GET's object, a LIST page or a watch
+    batch, through a CRD's conversion webhook in one review (actors/_crd_conversion.py)."""
+    if not converter.needed(storage, served):
+        return [served_object(i, storage, served) for i in items] if rewritten(storage, served) else items
+    decoded = [msgspec.json.decode(i) for i in items]
+    objs = await converter.many(decoded, served, is_list=is_list)
+    if served.read_defaults and served.schema is not None:
+        for o in objs:
+            apply_defaults(o, served.schema)
+        return [msgspec.json.encode(o) for o in objs]
+    # Objects stored in the version asked for come back as they are: their stored bytes.
+    return [item if o is d else msgspec.json.encode(o) for item, o, d in zip(items, objs, decoded)]
+
+
+class _Shown:
+    """A change with its object already in the served version (a watch batch converted by a webhook)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def object(self, event_type: str) -> bytes:
+        return self.data
+
+    def line(self, event_type: str) -> bytes:
+        return b'{"type":"%s","object":%s}\n' % (event_type.encode(), self.data)
+
+
+async def served_list(converter: Converter, result: ListResult, storage: ResourceDef,
+                      served: ResourceDef) -> ListResult:
+    """A LIST page in the served version (a webhook CRD's page in one review, as kube sends it)."""
+    if not rewritten(storage, served) and not converter.needed(storage, served):
         return result
-    return dataclasses.replace(result, items=[served_object(i, storage, served) for i in result.items])
+    return dataclasses.replace(result, items=await served_objects(converter, result.items, storage, served))
 
 
 def served_line(storage: ResourceDef, served: ResourceDef) -> Callable[[str, Change], bytes]:
@@ -156,6 +190,22 @@ def served_line(storage: ResourceDef, served: ResourceDef) -> Callable[[str, Cha
                                                   served_object(change.object(event_type), storage, served))
 
     return encode
+
+
+async def _converted_batch(converter: Converter, batch: list[tuple[str, Any]], storage: ResourceDef,
+                           served: ResourceDef) -> list[tuple[str, Any]]:
+    objects = [i for i, (t, _) in enumerate(batch) if t not in _NOT_OBJECTS]
+    if not objects:
+        return batch
+    data = await served_objects(converter, [batch[i][1].object(batch[i][0]) for i in objects], storage, served,
+                                is_list=False)
+    out = list(batch)
+    for i, d in zip(objects, data):
+        out[i] = (batch[i][0], _Shown(d))
+    return out
+
+
+_NOT_OBJECTS = frozenset({BOOKMARK, "BOOKMARK_END", "OVERFLOW"})
 
 
 def scale_of(rdef: ResourceDef, data: bytes) -> bytes:
@@ -224,10 +274,14 @@ def json_line(event_type: str, change: Change) -> bytes:
 
 async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions,
                       encode: Callable[[str, Change], bytes] = json_line,
-                      storage: ResourceDef | None = None) -> AsyncIterator[bytes]:
+                      storage: ResourceDef | None = None,
+                      converter: Converter | None = None) -> AsyncIterator[bytes]:
     """The watch stream as newline-terminated events (``encode`` formats object events; bookmarks
     and errors are always JSON). Errors after the stream started become an ERROR event and end it.
-    ``storage``: where ``rdef``'s objects are stored, when it is served by conversion."""
+    ``storage``: where ``rdef``'s objects are stored, when it is served by conversion; with a
+    ``converter`` that needs a webhook, each batch's objects are converted in one review (this
+    watcher waits for it; others do not, and a watcher that falls behind meanwhile is cut off as
+    any slow watcher is)."""
     stored = storage or rdef
     rv = opts.resource_version
     start: int | None
@@ -241,6 +295,8 @@ async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, op
                                     send_initial=bool(opts.send_initial), bookmarks=opts.bookmarks) as events:
             async for batch in events:
                 out: list[bytes] = []
+                if converter is not None and converter.needed(stored, rdef):
+                    batch = await _converted_batch(converter, batch, stored, rdef)
                 for t, item in batch:
                     if t == BOOKMARK:
                         out.append(_bookmark(rdef, item, False))  # type: ignore[arg-type]

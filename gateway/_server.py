@@ -112,7 +112,10 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                                 api_endpoint=(settings.host, settings.port or 6443),
                                 server_concurrency=settings.max_requests_inflight
                                 + settings.max_mutating_requests_inflight,
-                                queue_wait_s=settings.request_timeout_s / 4)
+                                queue_wait_s=settings.request_timeout_s / 4,
+                                # No write outlives its request: after that long, a quota's charges
+                                # all belong to writes that ended (the quota controller's wait).
+                                quota_settle_s=settings.request_timeout_s)
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)

@@ -7,18 +7,33 @@ alternatives (/work/shared/SECURITY.md §6). Expressions are compiled once (cach
 variable set) with a size limit; evaluation errors (a missing field, a type mismatch) are
 :class:`CelEvalError`, never a crash. Variables are ``dyn``: there are no schema types here, so
 type checking finds syntax and unknown variables/functions only.
+
+kube's authorizer library (``k8s.io/apiserver/pkg/cel/library/authz.go``) is offered where the
+variable set has ``authorizer``: ``authorizer.group(g).resource(r).subresource(s).namespace(ns)
+.name(n).check(verb)``, ``authorizer.path(p).check(verb)``, ``authorizer.serviceAccount(ns, n)``,
+``authorizer.requestResource``, and on a decision ``allowed()``, ``reason()``, ``errored()``,
+``error()``. cel-expr-python registers custom functions (``cel.FunctionDecl`` with Python
+implementations) but cannot carry values of custom (abstract) types across the boundary
+("Unimplemented type"), so the checks are maps tagged ``"~"`` and the functions are member
+overloads on ``map``; the decision is made by the :data:`AuthzCheck` the caller installs for the
+evaluation with :func:`authorizing` (the engine calls the implementations synchronously, in the
+caller's context).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_optional, ext_strings
 
-__all__ = ["MAX_EXPRESSION_LENGTH", "CelCompileError", "CelError", "CelEvalError", "CelProgram", "compile_cel"]
+__all__ = ["MAX_EXPRESSION_LENGTH", "AuthzCheck", "CelCompileError", "CelError", "CelEvalError", "CelProgram",
+           "authorizer_value", "authorizing", "compile_cel"]
 
 # kube's validation of admission expressions caps them (and a cost budget per call); the engine
 # here has no cost estimator, so the length is the limit.
@@ -37,10 +52,103 @@ class CelEvalError(CelError):
     pass
 
 
+# ---- the authorizer library ------------------------------------------------------------------------
+
+#: Decides one check: its attributes (``verb``, ``group``, ``resource``, ``subresource``,
+#: ``namespace``, ``name``, ``path``; ``serviceAccount`` as "ns/name" when the check is for one)
+#: -> (allowed, reason, error).
+AuthzCheck = Callable[[dict[str, str]], tuple[bool, str, str]]
+_authz: contextvars.ContextVar[AuthzCheck | None] = contextvars.ContextVar("cel_authorizer", default=None)
+
+
+@contextlib.contextmanager
+def authorizing(check: AuthzCheck) -> Iterator[None]:
+    """Evaluate the expressions inside with ``check`` behind the ``authorizer`` variable."""
+    token = _authz.set(check)
+    try:
+        yield
+    finally:
+        _authz.reset(token)
+
+
+def authorizer_value(request_resource: dict[str, str]) -> dict[str, Any]:
+    """The ``authorizer`` variable: ``request_resource`` (group, resource, subresource, namespace,
+    name of the request) is ``authorizer.requestResource``."""
+    return {"~": "authorizer", "requestResource": {"~": "resource", **request_resource}}
+
+
+def _tagged(value: Any, *tags: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or value.get("~") not in tags:
+        raise ValueError(f"no such overload: expected {' or '.join(tags)}")
+    return value
+
+
+def _derive(tag: str, key: str, *, to: str | None = None) -> Callable[[Any, str], dict[str, Any]]:
+    def impl(receiver: Any, arg: str) -> dict[str, Any]:
+        base = _tagged(receiver, tag)
+        out = {k: v for k, v in base.items() if k != "requestResource"}
+        out[key] = arg
+        if to is not None:
+            out["~"] = to
+        return out
+    return impl
+
+
+def _service_account(receiver: Any, namespace: str, name: str) -> dict[str, Any]:
+    _tagged(receiver, "authorizer")
+    return {"~": "authorizer", "serviceAccount": f"{namespace}/{name}"}
+
+
+def _check(receiver: Any, verb: str) -> dict[str, Any]:
+    base = _tagged(receiver, "resource", "path")
+    check = _authz.get()
+    if check is None:
+        return {"~": "decision", "allowed": False, "reason": "", "error": "no authorizer"}
+    attrs = {k: str(v) for k, v in base.items() if k not in ("~", "requestResource")}
+    attrs["verb"] = verb
+    allowed, reason, error = check(attrs)
+    return {"~": "decision", "allowed": allowed, "reason": reason, "error": error}
+
+
+def _decision_field(key: str) -> Callable[[Any], Any]:
+    def impl(receiver: Any) -> Any:
+        d = _tagged(receiver, "decision")
+        return bool(d["error"]) if key == "errored" else d[key]
+    return impl
+
+
+def authz_functions() -> list[Any]:
+    """kube's authorizer library as cel-expr-python function declarations (with implementations)."""
+    m, s, b = cel.Type.MAP, cel.Type.STRING, cel.Type.BOOL
+
+    def member(name: str, ret: Any, params: list[Any], impl: Callable[..., Any]) -> Any:
+        return cel.FunctionDecl(name, [cel.Overload(f"k8s_authz_{name}", ret, [m, *params], is_member=True,
+                                                    impl=impl)])
+
+    return [
+        member("path", m, [s], _derive("authorizer", "path", to="path")),
+        member("group", m, [s], _derive("authorizer", "group", to="group")),
+        member("serviceAccount", m, [s, s], _service_account),
+        member("resource", m, [s], _derive("group", "resource", to="resource")),
+        member("subresource", m, [s], _derive("resource", "subresource")),
+        member("namespace", m, [s], _derive("resource", "namespace")),
+        member("name", m, [s], _derive("resource", "name")),
+        # Selectors narrow a check for authorizers that look at them; RBAC does not.
+        member("fieldSelector", m, [s], _derive("resource", "fieldSelector")),
+        member("labelSelector", m, [s], _derive("resource", "labelSelector")),
+        member("check", m, [s], _check),
+        member("allowed", b, [], _decision_field("allowed")),
+        member("reason", s, [], _decision_field("reason")),
+        member("errored", b, [], _decision_field("errored")),
+        member("error", s, [], _decision_field("error")),
+    ]
+
+
 @functools.lru_cache(maxsize=32)
 def _env(variables: tuple[str, ...]) -> Any:
+    functions = authz_functions() if "authorizer" in variables else None
     return cel.NewEnv(variables={v: cel.Type.DYN for v in variables},
-                      extensions=[ext_strings.ExtStrings(), ext_optional.ExtOptional()])
+                      extensions=[ext_strings.ExtStrings(), ext_optional.ExtOptional()], functions=functions)
 
 
 class CelProgram:
@@ -64,8 +172,18 @@ class CelProgram:
         except (RuntimeError, TypeError, ValueError) as e:  # the engine on a value it cannot take
             raise CelEvalError(str(e)) from None
         if v.type() == cel.Type.ERROR:
-            raise CelEvalError(str(v.value()))
+            raise CelEvalError(_kube_words(str(v.value())))
         return v.plain_value()
+
+
+_NO_KEY = re.compile(r'^(?:NOT_FOUND: )?Key not found in map : "(.*)"$', re.DOTALL)
+
+
+def _kube_words(message: str) -> str:
+    """cel-cpp's runtime error in cel-go's words, where kube's messages quote them."""
+    if m := _NO_KEY.match(message):
+        return f"no such key: {m.group(1)}"
+    return message
 
 
 @functools.lru_cache(maxsize=4096)

@@ -3,7 +3,7 @@
 - :func:`validate_crd`: the CRD itself (names, versions, the structural schema rules kube checks
   most often), with kube's field paths and messages;
 - :func:`defs_from_crd`: one ``ResourceDef`` per served version (a non-storage version is served by
-  conversion ``None``: the apiVersion rewritten);
+  conversion ``None``: the apiVersion rewritten, or by the CRD's conversion webhook);
 - :class:`CustomResourceStrategy`: a custom resource's write: status dropped on create with a
   status subresource, defaults from ``default:``, the schema's value checks (type, enum, bounds,
   pattern, formats, required, list types) and ``x-kubernetes-validations`` (CEL, ``kinds._cel``);
@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ._crd_conversion import validate_conversion, webhook_of
 from ._defs import ResourceDef
 from ._errors import Cause
 from ._strategy import Strategy
@@ -79,6 +80,7 @@ def defs_from_crd(crd: Mapping[str, Any]) -> tuple[ResourceDef, ...]:
     # A terminating CRD's kind still serves reads and deletes, never a create (kube's crdHandler).
     verbs = _RW if not (crd.get("metadata") or {}).get("deletionTimestamp") else tuple(
         v for v in _RW if v != "create")
+    conversion = webhook_of(crd)
     out = []
     for v in _versions(crd):
         if not v.get("served"):
@@ -100,7 +102,7 @@ def defs_from_crd(crd: Mapping[str, Any]) -> tuple[ResourceDef, ...]:
             storage=() if name == store else (group, store), crd=str((crd.get("metadata") or {}).get("name", "")),
             schema=_schema_of(v) or {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
             printer_columns=tuple(c for c in v.get("additionalPrinterColumns") or () if isinstance(c, dict)),
-            scale_paths=scale_paths, read_defaults=_has_defaults(_schema_of(v)),
+            scale_paths=scale_paths, read_defaults=_has_defaults(_schema_of(v)), conversion=conversion,
             field_selectors=tuple(str(f["jsonPath"]).lstrip(".") for f in v.get("selectableFields") or ()
                                   if isinstance(f, dict) and isinstance(f.get("jsonPath"), str))))
     out.sort(key=lambda d: bool(d.storage))
@@ -254,6 +256,7 @@ def validate_crd(crd: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[
         elif v and not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", v) and v.lower() == v:
             causes.append(field_invalid(f"spec.names.{f}", v, "may have mixed case, but should otherwise match: "
                                                               "[a-z]([-a-z0-9]*[a-z0-9])?"))
+    causes.extend(validate_conversion(spec.get("conversion")))
     versions = spec.get("versions")
     if not isinstance(versions, list) or not versions:
         causes.append(field_invalid("spec.versions", versions if versions else [], "must have exactly one version "

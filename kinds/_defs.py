@@ -70,6 +70,9 @@ class ResourceDef(msgspec.Struct, frozen=True):
     scale_paths: tuple[str, str, str] = ()
     # The schema has ``default:`` s: stored objects are defaulted when read too (as kube decodes them).
     read_defaults: bool = False
+    # A CRD's conversion webhook (kinds/_crd_conversion.py ``webhook_of``): its versions are converted
+    # by ConversionReviews (actors/_crd_conversion.py); None: by kinds/_conversion.py.
+    conversion: dict | None = None
     # A review (``stored=False``): what the reviews actor answers a create with (actors/_reviews.py).
     review: Literal["", "self-subject", "token-review", "self-subject-access", "subject-access", "self-subject-rules"] = ""
 
@@ -231,6 +234,11 @@ _ADMISSION_KINDS: tuple[ResourceDef, ...] = (
                 initial_status={}),
     ResourceDef(_ADMREG, "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
                 "validatingadmissionpolicybinding", False, categories=_EXT, generation=True),
+    # Beta in kube 1.34 (on by default from 1.36); schemas from 1.34 (kinds/_schemas.py).
+    ResourceDef(_ADMREG, "v1beta1", "MutatingAdmissionPolicy", "mutatingadmissionpolicies",
+                "mutatingadmissionpolicy", False, categories=_EXT, generation=True),
+    ResourceDef(_ADMREG, "v1beta1", "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybindings",
+                "mutatingadmissionpolicybinding", False, categories=_EXT, generation=True),
 )
 FLOWCONTROL_GROUP = "flowcontrol.apiserver.k8s.io"
 BUILTIN: tuple[ResourceDef, ...] = (

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -625,37 +625,60 @@ class ConflictError(Exception):
         self.conflicts = conflicts
 
 
+#: How to see an object in another apiVersion: a converter of the (bare) object and that version's type.
+VersionView = tuple[Callable[[Any], Any], TypeNode]
+
+
 class Updater:
     """SMD's ``merge.Updater`` for one type. ``managers`` map an identity to a :class:`ManagerSet`
-    and are updated in place; ``ignored`` is a set never owned (kube's reset fields)."""
+    and are updated in place; ``ignored`` is a set never owned (kube's reset fields). ``views``:
+    for managers whose fields were set through another apiVersion, how the object looks in it
+    (SMD's converter): their conflicts and removals are computed there, on the old and new object
+    converted, as kube does; a version without a view is compared in the written one."""
 
-    def __init__(self, t: TypeNode, ignored: FieldSet | None = None) -> None:
+    def __init__(self, t: TypeNode, ignored: FieldSet | None = None,
+                 views: Mapping[str, VersionView] | None = None) -> None:
         self.t = t
         self.ignored = ignored or {}
+        self.views = views or {}
 
-    def _update(self, live: Any, new: Any, managers: dict[str, ManagerSet], workflow: str,
-                force: bool) -> Comparison:
-        cmp = compare(live, new, self.t)
+    def _compare(self, live: Any, new: Any, t: TypeNode) -> Comparison:
+        cmp = compare(live, new, t)
         cmp.added = exclude(cmp.added, self.ignored)
         cmp.modified = exclude(cmp.modified, self.ignored)
         cmp.removed = exclude(cmp.removed, self.ignored)
-        changed = cmp.changed()
+        return cmp
+
+    def _update(self, live: Any, new: Any, managers: dict[str, ManagerSet], workflow: str,
+                force: bool, version: str = "") -> Comparison:
+        cmp = self._compare(live, new, self.t)
+        by_version: dict[str, Comparison] = {}
         conflicts: dict[str, FieldSet] = {}
+        removed: dict[str, FieldSet] = {}
         for name, ms in managers.items():
             if name == workflow:
                 continue
-            hit = intersection(ms.fields, changed)
+            mc = cmp
+            view = self.views.get(ms.api_version) if version and ms.api_version != version else None
+            if view is not None:
+                mc = by_version.get(ms.api_version)  # type: ignore[assignment]
+                if mc is None:
+                    conv, vt = view
+                    mc = by_version[ms.api_version] = self._compare(conv(live), conv(new), vt)
+            hit = intersection(ms.fields, mc.changed())
             if hit:
                 conflicts[name] = hit
+            if mc.removed:
+                removed[name] = mc.removed
         if conflicts and not force:
             raise ConflictError([Conflict(name, p) for name in sorted(conflicts)
                                  for p in iter_paths(conflicts[name])])
         for name, hit in conflicts.items():
             managers[name].fields = difference(managers[name].fields, hit)
-        if cmp.removed:
-            for name, ms in managers.items():
-                if name != workflow and intersection(ms.fields, cmp.removed):
-                    ms.fields = difference(ms.fields, cmp.removed)
+        for name, gone in removed.items():
+            ms = managers[name]
+            if intersection(ms.fields, gone):
+                ms.fields = difference(ms.fields, gone)
         for name in [n for n, ms in managers.items() if not ms.fields]:
             del managers[name]
         return cmp
@@ -663,7 +686,7 @@ class Updater:
     def update(self, live: Any, new: Any, api_version: str, managers: dict[str, ManagerSet],
                manager: str) -> None:
         """An Update by ``manager``: it owns what it changed; others lose it."""
-        cmp = self._update(live, new, managers, manager, True)
+        cmp = self._update(live, new, managers, manager, True, api_version)
         prev = managers.get(manager)
         base = prev.fields if prev else {}
         fields = union(union(difference(base, cmp.removed), cmp.modified), cmp.added)
@@ -684,7 +707,7 @@ class Updater:
         managers[manager] = ManagerSet(applied, api_version, True)
         if last is not None and last.fields:
             merged = self._prune(merged, managers, manager, last.fields)
-        self._update(live, merged, managers, manager, force)
+        self._update(live, merged, managers, manager, force, api_version)
         if not managers.get(manager) or not managers[manager].fields:
             managers.pop(manager, None)
         return merged

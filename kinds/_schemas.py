@@ -65,6 +65,11 @@ _FALLBACK_VERSIONS = ("1.32.0", "1.31.0", "1.30.0", "1.29.0", "1.28.0", "1.27.0"
 (``authentication.k8s.io/v1beta1`` ``SelfSubjectReview`` of ``kubectl auth whoami`` 1.27, ...):
 about 120 definitions, under their own names; the newest release that has a name wins."""
 
+_NEWER_DEFINITIONS = (("1.34.0", "io.k8s.api.admissionregistration.v1beta1."),)
+"""Definitions taken from a newer release, for kinds served before 1.33 has them:
+``admissionregistration.k8s.io/v1beta1`` MutatingAdmissionPolicy(Binding), beta (and served by
+kube) since 1.34. Only names 1.33 lacks are added."""
+
 _PACKAGE = "kubernetes_validate"
 _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 _QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
@@ -190,6 +195,12 @@ def _load() -> _Data:
         raise RuntimeError(f"kubernetes-validate has no schemas of Kubernetes {KUBE_SCHEMA_VERSION} "
                            f"(install kubernetes-validate>=1.33): {e}") from None
     _add(defs, by_gvk, primary)
+    for version, prefix in _NEWER_DEFINITIONS:
+        try:
+            newer = _read(version)
+        except FileNotFoundError:
+            continue
+        _add(defs, by_gvk, {k: v for k, v in newer.items() if k.startswith(prefix)})
     for version in _FALLBACK_VERSIONS:
         try:
             _add(defs, by_gvk, _read(version))

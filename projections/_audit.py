@@ -235,7 +235,8 @@ def record_from_event(prefix: str, m: LogMessage, policy: Policy, versions: dict
         rec["responseObject"] = _strip_managed(obj) if omit_managed else obj
     rec["requestReceivedTimestamp"] = _micro(ev.time)
     rec["stageTimestamp"] = _micro(m.stored_at or ev.time)
-    rec["annotations"] = {"authorization.k8s.io/decision": "allow", "jetkube.io/log-sequence": str(m.seq)}
+    rec["annotations"] = {**ev.annotations, "authorization.k8s.io/decision": "allow",
+                          "jetkube.io/log-sequence": str(m.seq)}
     if tenant_annotation := key.tenant:
         rec["annotations"]["jetkube.io/tenant"] = tenant_annotation
     return rec
@@ -244,7 +245,7 @@ def record_from_event(prefix: str, m: LogMessage, policy: Policy, versions: dict
 def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid: str, source: str, user_agent: str,
                        code: int, received: str, version: str = "", uri: str = "", decision: str = "",
                        reason: str = "", stage: str = "ResponseComplete", tenant: str = "",
-                       impersonator: str = "") -> dict[str, Any] | None:
+                       impersonator: str = "", annotations: dict[str, str] | None = None) -> dict[str, Any] | None:
     """The audit Event of a request that is not a write on the log (a read, a denial, a review):
     Metadata at most (the gateway never keeps request bodies for the audit); None: not audited."""
     level, omit, _ = level_and_stages(policy, attrs)
@@ -270,7 +271,7 @@ def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid:
     rec["responseStatus"] = {"metadata": {}, "code": code}
     rec["requestReceivedTimestamp"] = received
     rec["stageTimestamp"] = now_micro()
-    ann = {}
+    ann = dict(annotations or {})  # admission's (a denial's policy and webhook annotations)
     if decision:
         ann["authorization.k8s.io/decision"] = decision
     if reason:

@@ -142,19 +142,31 @@ class NatsCluster:
     async def wait_ready(self, timeout_s: float = 30) -> None:
         """Until every running node reports JetStream with a meta leader of a cluster of the full
         size (``/healthz?js-enabled-only=true``, ``/jsz``)."""
-        with trio.fail_after(timeout_s):
-            while True:
-                ok = True
-                for n in self.running():
-                    h = await self._get(n, "/healthz?js-enabled-only=true")
-                    jsz = await self._get(n, "/jsz")
-                    meta = (jsz or {}).get("meta_cluster") or {}
-                    if h is None or not meta.get("leader") or meta.get("cluster_size") != len(self.nodes):
-                        ok = False
-                        break
-                if ok:
-                    return
-                await trio.sleep(0.1)  # polling other processes' state: bounded above
+        waiting: dict[str, str] = {}
+        try:
+            with trio.fail_after(timeout_s):
+                while True:
+                    waiting = {n.name: f"exited with {n.proc.returncode}" for n in self.nodes
+                               if n.proc is not None and n.proc.poll() is not None}
+                    for n in self.running():
+                        h = await self._get(n, "/healthz?js-enabled-only=true")
+                        jsz = await self._get(n, "/jsz")
+                        meta = (jsz or {}).get("meta_cluster") or {}
+                        if h is None or not meta.get("leader") or meta.get("cluster_size") != len(self.nodes):
+                            waiting[n.name] = f"healthz {'ok' if h is not None else 'down'}, meta {meta}"
+                    if not waiting:
+                        return
+                    await trio.sleep(0.1)  # polling other processes' state: bounded above
+        except trio.TooSlowError:
+            # Say which node held the cluster back, with the end of its log: a flake is diagnosable.
+            tails = {n: self.log_tail(self.node(n)) for n in waiting}
+            raise AssertionError(f"cluster not ready after {timeout_s}s: {waiting}; logs: {tails}") from None
+
+    def log_tail(self, node: Node, lines: int = 8) -> str:
+        try:
+            return "\n".join((node.store / "nats-server.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError as e:
+            return repr(e)
 
     async def stream_info(self, stream: str) -> dict[str, Any] | None:
         """The stream's detail (config, state, cluster) as a running node's ``/jsz`` reports it."""

@@ -228,3 +228,120 @@ async def test_pod_security_enforce_and_warn(start_server: StartServer) -> None:
         r = await api.post("/apis/apps/v1/namespaces/psa/deployments", json=dep)
         assert r.status_code == 201, r.text
         assert r.headers["Warning"].startswith('299 - "would violate PodSecurity \\"restricted:latest\\": ')
+
+
+def _restricted_ok(name: str, image: str = "nginx") -> dict[str, Any]:
+    p = pod(name)
+    p["spec"]["automountServiceAccountToken"] = False
+    p["spec"]["containers"][0]["image"] = image
+    p["spec"]["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    p["spec"]["containers"][0]["securityContext"] = {"allowPrivilegeEscalation": False,
+                                                     "capabilities": {"drop": ["ALL"]}}
+    return p
+
+
+async def test_pod_security_updates_labels_and_existing_pods(start_server: StartServer) -> None:
+    a, b = await start_server(), await start_server()
+    async with client_for(a) as api, client_for(b) as api_b:
+        # Invalid labels: 422 on create, with kube's field errors.
+        r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "bad", "labels": {
+            "pod-security.kubernetes.io/enforce": "strict", "pod-security.kubernetes.io/warn-version": "1.30"}}})
+        assert r.status_code == 422, r.text
+        assert r.json()["message"] == (
+            'Namespace "bad" is invalid: [metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: '
+            '"strict": must be one of privileged, baseline, restricted, metadata.labels[pod-security.kubernetes.io/'
+            'warn-version]: Invalid value: "1.30": must be "latest" or "v1.x"]')
+        r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "ps"}})
+        assert r.status_code == 201
+
+        async def sa() -> bool:
+            codes = [(await c.get("/api/v1/namespaces/ps/serviceaccounts/default")).status_code
+                     for c in (api, api_b)]
+            return codes == [200, 200]
+        with trio.fail_after(30):
+            await poll_until(sa)
+        base = "/api/v1/namespaces/ps/pods"
+        # Pods that baseline and restricted refuse, made while the namespace is privileged.
+        for i in range(3):
+            bad = pod(f"hostnet{i}", hostNetwork=True)
+            assert (await api.post(base, json=bad)).status_code == 201
+        priv = pod("priv")
+        priv["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+        assert (await api.post(base, json=priv)).status_code == 201
+        assert (await api.post(base, json=pod("plain"))).status_code == 201
+        assert (await api.post(base, json=_restricted_ok("fine"))).status_code == 201
+        # Raising enforce to baseline (on the other gateway) evaluates the existing pods: kube's warnings.
+        r = await api_b.patch("/api/v1/namespaces/ps", headers={"Content-Type": "application/merge-patch+json"},
+                              json={"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}})
+        assert r.status_code == 200, r.text
+        assert r.headers.get_list("Warning") == [
+            '299 - "existing pods in namespace \\"ps\\" violate the new PodSecurity enforce level \\"baseline:latest\\""',
+            '299 - "hostnet0 (and 2 other pods): host namespaces"',
+            '299 - "priv: privileged"']
+        # An invalid label on update: 422; one already invalid and unchanged is let through.
+        r = await api.patch("/api/v1/namespaces/ps", headers={"Content-Type": "application/merge-patch+json"},
+                            json={"metadata": {"labels": {"pod-security.kubernetes.io/audit": "everything"}}})
+        assert r.status_code == 422 and "pod-security.kubernetes.io/audit]: Invalid value" in r.json()["message"]
+        # Relaxing (or keeping) the level evaluates nothing.
+        r = await api.patch("/api/v1/namespaces/ps", headers={"Content-Type": "application/merge-patch+json"},
+                            json={"metadata": {"labels": {"other": "x"}}})
+        assert r.status_code == 200 and not r.headers.get_list("Warning")
+
+        # Updates of a violating pod: only significant changes (an image, a container) are evaluated.
+        r = await api.patch(f"{base}/priv", headers={"Content-Type": "application/merge-patch+json"},
+                            json={"metadata": {"labels": {"touched": "yes"}}})
+        assert r.status_code == 200, r.text
+        r = await api.patch(f"{base}/priv", headers={"Content-Type": "application/strategic-merge-patch+json"},
+                            json={"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}})
+        assert r.status_code == 403, r.text
+        assert r.json()["message"] == ('pods "priv" is forbidden: violates PodSecurity "baseline:latest": privileged '
+                                       '(container "c" must not set securityContext.privileged=true)')
+        # The ephemeralcontainers subresource is evaluated too (an added container).
+        cur = (await api.get(f"{base}/priv/ephemeralcontainers")).json()
+        cur["spec"]["ephemeralContainers"] = [{"name": "dbg", "image": "busybox"}]
+        r = await api.put(f"{base}/priv/ephemeralcontainers", json=cur)
+        assert r.status_code == 403 and "violates PodSecurity" in r.json()["message"], r.text
+        # Status writes never are.
+        cur = (await api.get(f"{base}/priv")).json()
+        cur["status"] = {"phase": "Running"}
+        assert (await api.put(f"{base}/priv/status", json=cur)).status_code == 200
+
+        # seLinuxOptions and AppArmor (annotation and field) under baseline.
+        sel = pod("sel")
+        sel["spec"]["securityContext"] = {"seLinuxOptions": {"type": "spc_t", "role": "sysadm_r"}}
+        sel["spec"]["containers"][0]["securityContext"] = {"appArmorProfile": {"type": "Unconfined"}}
+        sel["metadata"]["annotations"] = {"container.apparmor.security.beta.kubernetes.io/c": "unconfined"}
+        r = await api.post(base, json=sel)
+        assert r.status_code == 403, r.text
+        assert r.json()["message"] == (
+            'pods "sel" is forbidden: violates PodSecurity "baseline:latest": forbidden AppArmor profiles (container '
+            '"c" and annotation must not set AppArmor profile type to "Unconfined", '
+            '"container.apparmor.security.beta.kubernetes.io/c="unconfined""), seLinuxOptions (pod set forbidden '
+            'securityContext.seLinuxOptions: type "spc_t"; role may not be set)')
+        ok = pod("sel-ok")
+        ok["spec"]["securityContext"] = {"seLinuxOptions": {"type": "container_engine_t", "level": "s0:c1"}}
+        ok["spec"]["containers"][0]["securityContext"] = {"appArmorProfile": {"type": "RuntimeDefault"}}
+        assert (await api.post(base, json=ok)).status_code == 201
+        # A version label picks that version's checks: container_engine_t is allowed from v1.31 only.
+        r = await api.patch("/api/v1/namespaces/ps", headers={"Content-Type": "application/merge-patch+json"},
+                            json={"metadata": {"labels": {"pod-security.kubernetes.io/enforce-version": "v1.30"}}})
+        assert r.status_code == 200, r.text
+        ok["metadata"]["name"] = "sel-old"
+        r = await api.post(base, json=ok)
+        assert r.status_code == 403, r.text
+        assert r.json()["message"] == ('pods "sel-old" is forbidden: violates PodSecurity "baseline:v1.30": '
+                                       'seLinuxOptions (pod set forbidden securityContext.seLinuxOptions: type '
+                                       '"container_engine_t")')
+
+        # Warn defaults to the enforce level: a deployment with a violating template is warned on
+        # create and on every update (kube evaluates each), never refused.
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+               "spec": {"selector": {"matchLabels": {"a": "b"}},
+                        "template": {"metadata": {"labels": {"a": "b"}}, "spec": priv["spec"]}}}
+        want = [('299 - "would violate PodSecurity \\"baseline:v1.30\\": privileged (container \\"c\\" must not set '
+                'securityContext.privileged=true)"')]
+        r = await api.post("/apis/apps/v1/namespaces/ps/deployments", json=dep)
+        assert r.status_code == 201 and r.headers.get_list("Warning") == want, r.text
+        r = await api.patch("/apis/apps/v1/namespaces/ps/deployments/d",
+                            headers={"Content-Type": "application/merge-patch+json"}, json={"spec": {"replicas": 3}})
+        assert r.status_code == 200 and r.headers.get_list("Warning") == want, r.text

@@ -4,6 +4,7 @@ parameterNotFoundAction; a policy created on one gateway applies on the other.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -110,8 +111,13 @@ async def test_policy_with_param_configmap_deny_and_warn(start_server: StartServ
         r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "other"}})
         assert r.status_code == 201
         r = await api.post("/apis/apps/v1/namespaces/other/deployments", json=deployment("x", 1))
-        assert r.status_code == 201, r.text  # Warn only: the failure is a warning
-        assert "no params found" in r.headers["Warning"]
+        # A binding that cannot be configured is a denial under failurePolicy Fail, whatever its
+        # validationActions (kube's addConfigError).
+        assert r.status_code == 422, r.text
+        assert r.json()["message"] == (
+            'deployments.apps "x" is forbidden: ValidatingAdmissionPolicy \'replica-limit\' with binding \'warn\' '
+            "denied request: failed to configure binding: no params found for policy binding with `Deny` "
+            "parameterNotFoundAction")
 
 
 async def test_policy_validation_of_bindings(start_server: StartServer) -> None:
@@ -125,3 +131,135 @@ async def test_policy_validation_of_bindings(start_server: StartServer) -> None:
         assert r.status_code == 422, r.text
         causes = {c["field"] for c in r.json()["details"]["causes"]}
         assert {"webhooks[0].sideEffects", "webhooks[0].timeoutSeconds"} <= causes
+
+
+async def test_policy_authorizer_variable(start_server: StartServer, tmp_path: Path) -> None:
+    """``authorizer`` checks with the server's RBAC: only a user who may delete ConfigMaps in the
+    namespace may create Deployments there; ``requestResource``, ``reason()`` and
+    ``serviceAccount()``; the policy written on one gateway, used on both."""
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("bob-token-BBBB,bob,uid-bob\ncarol-token-CCCC,carol,uid-carol\n")
+    a, b = await start_server(token_file=str(tokens)), await start_server(token_file=str(tokens))
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    async with client_for(a) as admin, client_for(b) as admin_b:
+        await create(admin, f"{rbac}/clusterroles", {"metadata": {"name": "deployer"}, "rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "get"]}]})
+        await create(admin, f"{rbac}/clusterroles", {"metadata": {"name": "cm-deleter"}, "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["delete"]}]})
+        await create(admin, f"{rbac}/clusterrolebindings", {
+            "metadata": {"name": "deployers"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                           "kind": "ClusterRole", "name": "deployer"},
+            "subjects": [{"kind": "User", "name": "bob"}, {"kind": "User", "name": "carol"}]})
+        await create(admin, "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", {
+            "metadata": {"name": "carol-cm"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                          "kind": "ClusterRole", "name": "cm-deleter"},
+            "subjects": [{"kind": "User", "name": "carol"},
+                         {"kind": "ServiceAccount", "name": "builder", "namespace": "default"}]})
+        await create(admin, f"{REG}/validatingadmissionpolicies", {
+            "metadata": {"name": "authz"},
+            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                             "operations": ["CREATE"],
+                                                             "resources": ["deployments"]}]},
+                     "variables": [{"name": "cm", "expression": "authorizer.group('').resource('configmaps')"
+                                                                ".namespace(object.metadata.namespace)"}],
+                     "validations": [
+                         {"expression": "variables.cm.check('delete').allowed()",
+                          "messageExpression": "request.userInfo.username + ' may not delete configmaps'",
+                          "reason": "Forbidden"},
+                         {"expression": "authorizer.requestResource.check('create').allowed()"},
+                         {"expression": "authorizer.serviceAccount('default', 'builder').group('')"
+                                        ".resource('configmaps').namespace('default').check('delete').allowed()"},
+                         {"expression": "!authorizer.serviceAccount('default', 'other').group('')"
+                                        ".resource('configmaps').namespace('default').check('delete').allowed()"},
+                         {"expression": "!authorizer.path('/metrics').check('get').errored()"}],
+                     "auditAnnotations": [{"key": "why",
+                                           "valueExpression": "authorizer.requestResource.check('create').reason()"}]}})
+        await create(admin, f"{REG}/validatingadmissionpolicybindings", {
+            "metadata": {"name": "authz-b"}, "spec": {"policyName": "authz", "validationActions": ["Deny"]}})
+        bob_b = httpx.AsyncClient(base_url=b.http_url or "", headers={"Authorization": "Bearer bob-token-BBBB"},
+                                  timeout=30)
+        carol = httpx.AsyncClient(base_url=a.http_url or "", headers={"Authorization": "Bearer carol-token-CCCC"},
+                                  timeout=30)
+        async with bob_b, carol:
+            async def bob_denied() -> bool:
+                r = await bob_b.post(DEPLOY, json=deployment("bob0", 1))
+                return r.status_code == 403
+            await poll_until(bob_denied)
+            for i in range(3):
+                r = await bob_b.post(DEPLOY, json=deployment(f"bob{i}", 1))
+                assert r.status_code == 403, r.text
+                assert r.json()["message"] == (f'deployments.apps "bob{i}" is forbidden: ValidatingAdmissionPolicy '
+                                               "'authz' with binding 'authz-b' denied request: bob may not delete "
+                                               "configmaps")
+                r = await carol.post(DEPLOY, json=deployment(f"carol{i}", 1))
+                assert r.status_code == 201, r.text
+            # The admin (system:masters) passes everywhere, on both gateways.
+            await create(admin_b, DEPLOY, deployment("admin0", 1))
+
+
+async def test_policy_status_type_checking(start_server: StartServer) -> None:
+    """kube's status controller: each policy's validations type-checked against the schemas of the
+    kinds it matches, written to status.typeChecking with status.observedGeneration; a spec change
+    (on the other gateway) is checked again."""
+    a, b = await start_server(), await start_server()
+    rules = [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"],
+              "resources": ["deployments", "replicasets"]}]
+    good = "object.spec.replicas <= 5"
+    bad = "object.spec.template.spec.containers.all(c, !has(c.securityContext) || !c.securityContext.Privileged)"
+    async with client_for(a) as api, client_for(b) as api_b:
+        for i in range(4):
+            await create(api, f"{REG}/validatingadmissionpolicies", {
+                "metadata": {"name": f"typed{i}"},
+                "spec": {"matchConstraints": {"resourceRules": rules},
+                         "validations": [{"expression": good},
+                                         {"expression": bad if i % 2 else good,
+                                          "messageExpression": "'no ' + object.metadata.nam"}]}})
+
+        async def observed(name: str, generation: int) -> dict[str, Any]:
+            async def done() -> bool:
+                r = await api_b.get(f"{REG}/validatingadmissionpolicies/{name}")
+                return r.json().get("status", {}).get("observedGeneration") == generation
+            await poll_until(done)
+            return (await api_b.get(f"{REG}/validatingadmissionpolicies/{name}")).json()
+
+        def issue(kind: str, expr: str, field: str) -> str:
+            col = expr.index(f".{field}") + 1  # cel reports the select operator's column
+            return (f"apps/v1, Kind={kind}: ERROR: <input>:1:{col}: undefined field '{field}'\n | {expr}\n"
+                    f" | {'.' * (col - 1)}^\n")
+
+        message_expr = "'no ' + object.metadata.nam"
+        for i in range(4):
+            p = await observed(f"typed{i}", 1)
+            warnings = p["status"]["typeChecking"]["expressionWarnings"]
+            expected = [{"fieldRef": "spec.validations[1].messageExpression",
+                         "warning": "\n".join(issue(k, message_expr, "nam") for k in ("Deployment", "ReplicaSet"))}]
+            if i % 2:
+                expected.insert(0, {"fieldRef": "spec.validations[1].expression", "warning": "\n".join(
+                    issue(k, bad, "Privileged") for k in ("Deployment", "ReplicaSet"))})
+            assert warnings == expected
+        # Fixed on the other gateway: generation 2, checked again, no warnings.
+        p = (await api_b.get(f"{REG}/validatingadmissionpolicies/typed1")).json()
+        p["spec"]["validations"] = [{"expression": good}, {"expression": "object.metadata.name != ''"}]
+        r = await api_b.put(f"{REG}/validatingadmissionpolicies/typed1", json=p)
+        assert r.status_code == 200, r.text
+        p = await observed("typed1", 2)
+        assert p["status"]["typeChecking"] == {}
+
+
+async def test_policy_expressions_must_compile(start_server: StartServer) -> None:
+    async with client_for(await start_server()) as api:
+        r = await api.post(f"{REG}/validatingadmissionpolicies", json={
+            "metadata": {"name": "broken"},
+            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                             "operations": ["CREATE"], "resources": ["deployments"]}]},
+                     "validations": [{"expression": "object.spec.replicas <"}, {"expression": "true",
+                                                                                 "messageExpression": "nosuch"}],
+                     "auditAnnotations": [{"key": "k", "valueExpression": "'a' +"}]}})
+        assert r.status_code == 422, r.text
+        causes = r.json()["details"]["causes"]
+        assert [c["field"] for c in causes] == ["spec.validations[0].expression",
+                                                "spec.validations[1].messageExpression",
+                                                "spec.auditAnnotations[0].valueExpression"]
+        assert causes[0]["message"].startswith('Invalid value: "object.spec.replicas <": compilation failed: ERROR: '
+                                               "<input>:1:")
+        assert "undeclared reference to 'nosuch'" in causes[1]["message"]

@@ -256,3 +256,39 @@ async def test_match_policy_equivalent_sees_the_converted_object(start_server: S
         assert seen["object"]["apiVersion"] == "autoscaling/v1"
         assert seen["object"]["spec"]["targetCPUUtilizationPercentage"] == 50
         assert wh.calls("/warn") == []
+
+
+async def test_match_conditions_with_the_authorizer(start_server: StartServer, wh: WebhookServer,
+                                                    tmp_path: Path) -> None:
+    """A webhook's matchConditions may ask the server's authorizer: only writers who may not delete
+    pods are sent to the (denying) webhook."""
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("bob-token-BBBB,bob,uid-bob\n")
+    server = await start_server(token_file=str(tokens))
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    async with client_for(server) as api:
+        r = await api.post(f"{rbac}/clusterroles", json={"metadata": {"name": "pod-creator"}, "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]})
+        assert r.status_code == 201, r.text
+        r = await api.post(f"{rbac}/clusterrolebindings", json={
+            "metadata": {"name": "bob-pods"}, "subjects": [{"kind": "User", "name": "bob"}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-creator"}})
+        assert r.status_code == 201, r.text
+        await configure(api, "ValidatingWebhookConfiguration", "authz",
+                        hook(wh, "deny.example.com", "/deny", matchConditions=[{
+                            "name": "cannot-delete",
+                            "expression": "!authorizer.group('').resource('pods').namespace('default')"
+                                          ".check('delete').allowed()"}]))
+        bob = httpx.AsyncClient(base_url=server.http_url or "", headers={"Authorization": "Bearer bob-token-BBBB"},
+                                timeout=30)
+        async with bob:
+            async def bob_denied() -> bool:
+                return (await bob.post(PODS, json=pod("probe"))).status_code == 403
+            await poll_until(bob_denied)
+            for i in range(3):
+                r = await bob.post(PODS, json=pod(f"bob{i}"))
+                assert r.status_code == 403, r.text
+                assert r.json()["message"] == 'admission webhook "deny.example.com" denied the request: no pods named bad'
+                r = await api.post(PODS, json=pod(f"admin{i}"))  # system:masters may delete: not sent
+                assert r.status_code == 201, r.text
+        assert all(c["userInfo"]["username"] == "bob" for c in wh.calls("/deny"))

@@ -2,7 +2,8 @@
 
 Each path answers the AdmissionReview it gets in one way: ``/allow``, ``/deny`` (403 with a
 message), ``/deny-nocode`` (no status), ``/patch`` (adds a label), ``/patch-junk`` (adds an unknown field), ``/warn`` (allowed with a
-warning), ``/slow`` (answers after ``slow_s``), ``/crash`` (HTTP 500), ``/badjson``. Every review
+warning), ``/slow`` (answers after ``slow_s``), ``/crash`` (HTTP 500), ``/badjson``, ``/annotate`` (allowed with
+audit annotations, one of them with a key that is not a qualified name). Every review
 received is kept in ``reviews`` (path, request) for the test to look at.
 """
 
@@ -55,6 +56,8 @@ def _answer(path: str, request: dict[str, Any], label: str) -> dict[str, Any] | 
         resp["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
     elif path == "/warn":
         resp["warnings"] = ["this object is watched"]
+    elif path == "/annotate":
+        resp["auditAnnotations"] = {"checked": f"name={request.get('name', '')}", "not a key!": "dropped"}
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
 
 

@@ -147,3 +147,30 @@ def test_record_for_a_denied_request() -> None:
     assert rec is not None and rec["level"] == "Metadata" and rec["responseStatus"]["code"] == 403
     assert rec["annotations"]["authorization.k8s.io/decision"] == "forbid"
     assert "requestObject" not in rec
+
+
+def test_admission_annotations_travel_with_the_event_and_old_events_still_decode() -> None:
+    everything = parse_policy({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]})
+    key = Key("default", "apps", "deployments", "ns1", "d1")
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d1", "namespace": "ns1"}}
+    plain = _message(7, key, obj)
+    # An event written before the field existed has no "annotations" key, and one without any
+    # annotations is encoded exactly as before.
+    assert b'"annotations"' not in plain.data
+    rec = record_from_event("jk", plain, everything, {})
+    assert rec is not None and set(rec["annotations"]) == {"authorization.k8s.io/decision", "jetkube.io/log-sequence",
+                                                           "jetkube.io/tenant"}
+    ev = msgspec.json.decode(plain.data)
+    ev["annotations"] = {"p/key": "v", "validation.policy.admission.k8s.io/validation_failure": "[]"}
+    annotated = LogMessage(8, plain.subject, msgspec.json.encode(ev), "", plain.stored_at)
+    rec = record_from_event("jk", annotated, everything, {})
+    assert rec is not None
+    assert rec["annotations"]["p/key"] == "v"
+    assert rec["annotations"]["validation.policy.admission.k8s.io/validation_failure"] == "[]"
+    assert rec["annotations"]["authorization.k8s.io/decision"] == "allow"
+
+
+def test_record_for_a_denied_request_keeps_admission_annotations() -> None:
+    rec = record_for_request(DEFAULT_POLICY, res("create", "pods"), audit_id="x", uid="", source="", user_agent="",
+                             code=422, received="t0", decision="allow", annotations={"p/k": "v"})
+    assert rec is not None and rec["annotations"] == {"p/k": "v", "authorization.k8s.io/decision": "allow"}

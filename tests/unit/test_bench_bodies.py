@@ -145,3 +145,21 @@ def test_loadgen_defaults_to_configmaps_with_the_send_time_when_asked() -> None:
     assert body["metadata"]["name"] == "w-0-0" and float(body["data"]["sent"]) > 0
     line, body = _split_request(_requests({"op": "update", "ns": "b3", "objects": [["u-1", 9]]}, 1)[0])
     assert line == b"PUT /api/v1/namespaces/b3/configmaps/u-1 HTTP/1.1" and body["data"]["rev"] == "9"
+
+
+def test_loadgen_apply_sends_the_update_body_as_a_forced_apply_and_bc_targets_fill() -> None:
+    from bench._crbench import cm_target as bc_cm_target
+    from bench._crbench import cr_target
+
+    target = bc_cm_target("bsa")
+    reqs = _requests({"op": "apply", "target": target, "objects": [["bs-0", 5], ["bs-1", 6]]}, 2)
+    head, _, raw = reqs[1].partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"PATCH /api/v1/namespaces/bsa/configmaps/bs-1?fieldManager=bench-apply&force=true HTTP/1.1"
+    assert b"Content-Type: application/apply-patch+yaml" in head
+    body = json.loads(raw)
+    assert body["metadata"]["resourceVersion"] == "6" and body["data"]["rev"] == "6"
+    # The custom resource's update changes a CEL-checked list with the resourceVersion (digits match its rule).
+    update = _requests({"op": "update", "target": cr_target("bccr"), "objects": [["bcg-0", 12]]}, 1)[0]
+    line, body = _split_request(update)
+    assert line == b"PUT /apis/bench.example.com/v1/namespaces/bccr/apps/bcg-0 HTTP/1.1"
+    assert body["spec"]["tags"] == ["a", "b-c", "12"] and body["kind"] == "App"
