@@ -2,7 +2,7 @@
 
 Every request: parse the route, decode the body once, send a :class:`Request` in at the authn
 actor; reads come back ``Allowed`` and are answered from the projection, writes come back as the
-resource actor's ``WriteResult``. Every error goes through ``status_for``.
+resource actor's domain results (``write_response`` maps them). Every error goes through ``status_for``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from actors import (
     Pipeline,
     Request,
     RequestEntityTooLarge,
-    WriteResult,
     dump_priority_levels,
     dump_queues,
     jwks,
@@ -60,6 +59,7 @@ from ._codec import decode_body_strict
 from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
+from ._options import write_options
 from ._protobuf import CONTENT_TYPE as PROTOBUF_CT
 from ._protobuf import ProtobufError
 from ._protobuf_write import WATCH_CONTENT_TYPE as PROTOBUF_WATCH_CT
@@ -80,7 +80,7 @@ from ._reads import (
 )
 from ._routes import parse, split_tenant
 from ._settings import Settings
-from ._status import BodyTimeout, ReadTimeout, status_for
+from ._status import BodyTimeout, ReadTimeout, status_for, write_response
 from ._table import (
     parse_include_object,
     table_content_type,
@@ -484,12 +484,14 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
                 data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH",
                 strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
+        req = msgspec.structs.replace(req, options=write_options(verb, q, patch_type=req.patch_type, body=req.body))
     intake.initial_events = opts is not None and opts.watch and bool(opts.send_initial)
     await ctx.pipeline.admit(req, intake.flow)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
-    if isinstance(result, WriteResult):
-        note.written(req, result.code, result.audit_annotations)
-        r = _json_response(result.body, result.code)
+    if not isinstance(result, Allowed):
+        code, body = write_response(result)
+        note.written(req, code, result.audit_annotations)
+        r = _json_response(body, code)
         for w in result.warnings:
             r.headers.add("Warning", warning_header(w))
         return r
