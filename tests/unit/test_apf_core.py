@@ -65,6 +65,30 @@ def test_classification_follows_precedence_and_subjects() -> None:
     assert classify(fs, probe)["metadata"]["name"] == "probes"
 
 
+def test_leader_election_and_endpoint_schemas_as_kube_1_33() -> None:
+    """default.go (1.33): system-leader-election matches leases only, so a kube-system service
+    account's configmap lock is workload-leader-election's; endpointslicemirroring-controller is an
+    endpoint-controller subject; system-node-high's node rule names every namespace."""
+    fs, _ = _defaults()
+    groups = ("system:serviceaccounts", "system:authenticated")
+    cm_lock = Attributes("system:serviceaccount:kube-system:foo", groups, "update", True, "", "configmaps",
+                         "kube-system")
+    assert classify(fs, cm_lock)["metadata"]["name"] == "workload-leader-election"
+    mirror = Attributes("system:serviceaccount:kube-system:endpointslicemirroring-controller", groups, "update",
+                        True, "", "endpoints", "default")
+    assert classify(fs, mirror)["metadata"]["name"] == "endpoint-controller"
+    by_name = {o["metadata"]["name"]: o["spec"] for o in fs}
+    assert by_name["system-leader-election"]["rules"][0]["resourceRules"] == [
+        {"verbs": ["get", "create", "update"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "namespaces": ["*"]}]
+    assert by_name["system-node-high"]["rules"][0]["resourceRules"][0]["namespaces"] == ["*"]
+    assert [(o["metadata"]["name"], o["spec"]["matchingPrecedence"]) for o in fs] == [
+        ("exempt", 1), ("probes", 2), ("system-leader-election", 100), ("endpoint-controller", 150),
+        ("workload-leader-election", 200), ("system-node-high", 400), ("system-nodes", 500),
+        ("kube-controller-manager", 800), ("kube-scheduler", 800), ("kube-system-service-accounts", 900),
+        ("service-accounts", 9000), ("global-default", 9900), ("catch-all", 10000)]
+
+
 def test_default_levels_have_kubes_nominal_limits() -> None:
     cfgs = [level_config(p) for p in default_priority_levels()]
     nominal = nominal_limits(cfgs, 600)
