@@ -412,6 +412,9 @@ class Dispatcher:
         self.max_tenants = max_tenants
         self.tenants: dict[str, TenantFlow] = {}
         self.executing_seats = 0
+        #: Seats each tenant holds on the fleet's other gateways (``_apf_fleet``; empty alone):
+        #: counted in the cross-tenant order, never as seats of this gateway.
+        self.elsewhere: dict[str, int] = {}
 
     def configure(self, tenant: str, version: Any, schemas: list[dict[str, Any]], plcs: list[dict[str, Any]],
                   now: float) -> TenantFlow:
@@ -505,8 +508,10 @@ class Dispatcher:
 
     def dispatch(self, now: float) -> list[Ticket]:
         """Start queued requests while seats are free. Across tenants, the waiting tenant holding the
-        fewest seats goes first; within a tenant every level has its own limit."""
+        fewest seats goes first, counting the seats it holds on the fleet's other gateways
+        (``elsewhere``); within a tenant every level has its own limit."""
         out: list[Ticket] = []
+        elsewhere = self.elsewhere
         while True:
             best: tuple[int, int, TenantFlow, QueueSet, Ticket] | None = None
             for tf in self.tenants.values():
@@ -515,9 +520,9 @@ class Dispatcher:
                 for qs in tf.levels.values():
                     head = qs.head() if qs.queued_requests else None
                     if head is not None and qs.fits(head):
-                        key = (tf.executing_seats, tf.served)
+                        key = (tf.executing_seats + elsewhere.get(tf.name, 0), tf.served)
                         if best is None or key < best[:2]:
-                            best = (tf.executing_seats, tf.served, tf, qs, head)
+                            best = (*key, tf, qs, head)
             if best is None or not self._server_fits(best[4]):
                 return out
             _, _, tf, qs, t = best

@@ -112,7 +112,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                                 api_endpoint=(settings.host, settings.port or 6443),
                                 server_concurrency=settings.max_requests_inflight
                                 + settings.max_mutating_requests_inflight,
-                                queue_wait_s=settings.request_timeout_s / 4)
+                                queue_wait_s=settings.request_timeout_s / 4,
+                                apf_fleet_period_s=settings.apf_fleet_period_s)
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
