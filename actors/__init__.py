@@ -35,7 +35,7 @@ from ._auth import TokenAuthenticator, parse_token_csv
 from ._authn import Authenticator, CertificateAuthority, FrontProxy
 from ._authz import MASTERS, Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
-from ._flowcontrol import Admission, FlowControl, dump_priority_levels, dump_queues
+from ._flowcontrol import REJECT_MESSAGE, Admission, FlowControl, dump_priority_levels, dump_queues
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
 from ._pipeline import Pipeline
@@ -57,6 +57,7 @@ __all__ = [
     "MERGE_PATCH",
     "NO_SPAN",
     "OWNER_ANNOTATION",
+    "REJECT_MESSAGE",
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
     "Actor",

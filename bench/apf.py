@@ -138,7 +138,26 @@ end
 """
 
 
-async def main(seconds: float, flood_conns: int, inflight: int, mutating: int) -> dict[str, Any]:
+async def _profile(pid: int, seconds: float, out: Path) -> dict[str, Any]:
+    """py-spy samples of the gateway while the flood runs (bench/_profile.py folds them)."""
+    from . import _profile as prof
+
+    spy = prof.py_spy()
+    if spy is None:
+        return {"error": "py-spy not installed (pip install -e '.[bench]')"}
+    raw = out.with_suffix(".raw")
+    proc = await trio.run_process([spy, "record", "--pid", str(pid), "--duration", str(max(2, int(seconds))),
+                                   "--rate", "100", "--format", "raw", "--threads", "--gil", "--output", str(raw)],
+                                  capture_stdout=True, capture_stderr=True, check=False)
+    if not raw.exists():
+        return {"error": proc.stderr.decode()[-500:]}
+    folded = prof.fold(raw.read_text(), top=15)
+    out.write_text(json.dumps(folded, indent=1))
+    return folded
+
+
+async def main(seconds: float, flood_conns: int, inflight: int, mutating: int,
+               profile: Path | None = None) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="jetkube-b12-"))
     proc, url, admin = await _start(data, inflight, mutating)
     try:
@@ -166,8 +185,16 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int) -
                         samples.append({k: r.headers.get(k, "") for k in (
                             "Retry-After", "X-Kubernetes-PF-FlowSchema-UID", "X-Kubernetes-PF-PriorityLevel-UID")})
 
+            folded: dict[str, Any] = {}
+
+            async def spy() -> None:
+                assert profile is not None
+                folded.update(await _profile(proc.pid, seconds - 1, profile))
+
             async with trio.open_nursery() as n:
                 n.start_soon(sample)
+                if profile is not None:
+                    n.start_soon(spy)
                 loaded, codes1 = await _quiet(url, rate_b, seconds)
         out = b""
         assert wrk.stdout is not None
@@ -196,6 +223,9 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int) -
                "b_loaded_p99_ms": round(_pct(loaded, 99) * 1000, 2),
                "b_codes_unloaded": codes0, "b_codes_loaded": codes1}
         res["b_p99_within_2x"] = res["b_loaded_p99_ms"] <= 2 * res["b_unloaded_p99_ms"]
+        if profile is not None:
+            res["profile"] = {k: folded.get(k) for k in ("samples", "components", "main_thread_self",
+                                                         "jetkube_inclusive", "error") if k in folded}
         return res
     finally:
         proc.terminate()
@@ -211,6 +241,8 @@ if __name__ == "__main__":
     ap.add_argument("--flood-conns", type=int, default=600)
     ap.add_argument("--max-requests-inflight", type=int, default=2)
     ap.add_argument("--max-mutating-requests-inflight", type=int, default=1)
+    ap.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                    help="py-spy the gateway under the flood; the folded profile to FILE (JSON)")
     ns = ap.parse_args()
     print(json.dumps(trio.run(main, ns.seconds, ns.flood_conns, ns.max_requests_inflight,
-                              ns.max_mutating_requests_inflight), indent=1))
+                              ns.max_mutating_requests_inflight, ns.profile), indent=1))
