@@ -29,6 +29,8 @@ import httpx
 import trio
 import yaml
 
+from ._util import proc_cpu_s
+
 A_TOKEN, B_TOKEN = "b12-flood-token", "b12-quiet-token"
 NS = "default"
 OBJECTS = 500
@@ -156,17 +158,66 @@ async def _profile(pid: int, seconds: float, out: Path) -> dict[str, Any]:
     return folded
 
 
+async def reject_cost(url: str, admin_token: str, data: Path, seconds: float = 5.0,
+                      conns: int = 64, pid: int | None = None) -> dict[str, Any]:
+    """The reject path alone: A's flow moved to a level of no seats that rejects (Reject, 0 shares),
+    then wrk GETs one ConfigMap as A. Nearly every answer is a 429; the gateway's CPU per answer is
+    what a rejection costs (a figure a shared machine's load moves far less than a latency)."""
+    fc = "/apis/flowcontrol.apiserver.k8s.io/v1"
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30) as c:
+        r = await c.post(f"{fc}/prioritylevelconfigurations", json={
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+            "metadata": {"name": "b12-reject"}, "spec": {"type": "Limited", "limited": {
+                "nominalConcurrencyShares": 0, "limitResponse": {"type": "Reject"}}}})
+        assert r.status_code == 201, r.text
+        r = await c.post(f"{fc}/flowschemas", json={
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": "b12-reject"},
+            "spec": {"priorityLevelConfiguration": {"name": "b12-reject"}, "matchingPrecedence": 10,
+                     "rules": [{"subjects": [{"kind": "User", "user": {"name": "flood-a"}}],
+                                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                                   "namespaces": ["*"], "clusterScope": True}]}]}})
+        assert r.status_code == 201, r.text
+    lua = data / "reject.lua"
+    lua.write_text(_wrk_lua(A_TOKEN).replace(f'"/api/v1/namespaces/{NS}/configmaps"',
+                                            f'"/api/v1/namespaces/{NS}/configmaps/cm-0001"'))
+    assert pid is not None
+    cpu0, t0 = proc_cpu_s(pid) or 0.0, time.monotonic()
+    res = await trio.run_process(["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "-s", str(lua), url],
+                                 capture_stdout=True, check=False)
+    cpu1, t1 = proc_cpu_s(pid) or 0.0, time.monotonic()
+    text = res.stdout.decode()
+    a = json.loads(text.split("B12 ", 1)[1].splitlines()[0]) if "B12 " in text else {"requests": 0}
+    non2xx = sum(int(ln.split(":")[1]) for ln in text.splitlines() if "Non-2xx" in ln)
+    return {"reject_answers_per_s": round(a["requests"] / max(1e-9, t1 - t0), 1),
+            "reject_share": round(non2xx / max(1, a["requests"]), 3),
+            "reject_gateway_cpu_us_per_answer": round(1e6 * (cpu1 - cpu0) / max(1, a["requests"]), 1),
+            "reject_gateway_cpu_cores": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2)}
+
+
 async def main(seconds: float, flood_conns: int, inflight: int, mutating: int,
-               profile: Path | None = None) -> dict[str, Any]:
+               profile: Path | None = None, only_reject_cost: bool = False) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="jetkube-b12-"))
     proc, url, admin = await _start(data, inflight, mutating)
     try:
         await _seed(url, admin)
+        if only_reject_cost:
+            if profile is None:
+                return await reject_cost(url, admin, data, pid=proc.pid)
+            out: dict[str, Any] = {}
+            async with trio.open_nursery() as n:
+                async def spy() -> None:
+                    await trio.sleep(1.0)
+                    folded = await _profile(proc.pid, 3.0, profile)
+                    out["profile"] = {k: folded.get(k) for k in ("samples", "components", "main_thread_self")}
+                n.start_soon(spy)
+                out.update(await reject_cost(url, admin, data, pid=proc.pid))
+            return out
         cap = await _capacity(url, 5.0)
         rate_b = max(1.0, 0.05 * cap)
         unloaded, codes0 = await _quiet(url, rate_b, seconds)
         lua = data / "flood.lua"
         lua.write_text(_wrk_lua(A_TOKEN))
+        cpu0, t0 = proc_cpu_s(proc.pid) or 0.0, time.monotonic()
         wrk = await trio.lowlevel.open_process(
             ["wrk", "-t1", f"-c{flood_conns}", f"-d{int(seconds) + 4}s", "--timeout", "20s", "-s", str(lua), url],
             stdout=subprocess.PIPE)
@@ -201,6 +252,7 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int,
         while chunk := await wrk.stdout.receive_some():
             out += chunk
         await wrk.wait()
+        cpu1, t1 = proc_cpu_s(proc.pid) or 0.0, time.monotonic()
         text = out.decode()
         a = json.loads(text.split("B12 ", 1)[1].splitlines()[0]) if "B12 " in text else {"requests": 0,
                                                                                            "duration_us": 1}
@@ -221,8 +273,14 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int,
                "b_unloaded_p99_ms": round(_pct(unloaded, 99) * 1000, 2),
                "b_loaded_p50_ms": round(_pct(loaded, 50) * 1000, 2),
                "b_loaded_p99_ms": round(_pct(loaded, 99) * 1000, 2),
-               "b_codes_unloaded": codes0, "b_codes_loaded": codes1}
+               "b_codes_unloaded": codes0, "b_codes_loaded": codes1,
+               # The gateway's CPU per request it answered during the flood (mostly 429s): the cost
+               # of the reject path, less sensitive to a shared machine's load than latencies.
+               "gateway_cpu_cores_under_flood": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2),
+               "gateway_cpu_us_per_answered": round(1e6 * (cpu1 - cpu0) / max(
+                   1, a["requests"] + len(loaded) + len(samples)), 1)}
         res["b_p99_within_2x"] = res["b_loaded_p99_ms"] <= 2 * res["b_unloaded_p99_ms"]
+        res.update(await reject_cost(url, admin, data, pid=proc.pid))
         if profile is not None:
             res["profile"] = {k: folded.get(k) for k in ("samples", "components", "main_thread_self",
                                                          "jetkube_inclusive", "error") if k in folded}
@@ -243,6 +301,8 @@ if __name__ == "__main__":
     ap.add_argument("--max-mutating-requests-inflight", type=int, default=1)
     ap.add_argument("--profile", type=Path, default=None, metavar="FILE",
                     help="py-spy the gateway under the flood; the folded profile to FILE (JSON)")
+    ap.add_argument("--reject-cost-only", action="store_true",
+                    help="only the reject path's cost (A on a level that rejects; wrk GETs)")
     ns = ap.parse_args()
     print(json.dumps(trio.run(main, ns.seconds, ns.flood_conns, ns.max_requests_inflight,
-                              ns.max_mutating_requests_inflight, ns.profile), indent=1))
+                              ns.max_mutating_requests_inflight, ns.profile, ns.reject_cost_only), indent=1))
