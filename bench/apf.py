@@ -191,22 +191,37 @@ async def _quiet(urls: list[str], rate: float, seconds: float) -> tuple[list[flo
 
 
 def _wrk_lua(token: str, path: str) -> str:
+    """wrk's script: GET ``path`` as ``token``; 429s counted (and those without Retry-After) in each
+    thread and summed at the end (wrk's done() runs in its own Lua state: threads are read back)."""
     return f"""
 wrk.method = "GET"
 wrk.path = "{path}"
 wrk.headers["Authorization"] = "Bearer {token}"
-done = function(summary, latency, requests)
-  io.write(string.format('B12 {{"requests":%d,"duration_us":%d}}\\n', summary.requests, summary.duration))
+local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+function init(args) c429 = 0; c429nr = 0 end
+function response(status, headers, body)
+  if status == 429 then
+    c429 = c429 + 1
+    if headers["Retry-After"] == nil and headers["retry-after"] == nil then c429nr = c429nr + 1 end
+  end
+end
+function done(summary, latency, requests)
+  local a, b = 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("c429"); b = b + t:get("c429nr") end
+  io.write(string.format('B12 {{"requests":%d,"duration_us":%d,"c429":%d,"c429_no_retry_after":%d}}\\n',
+                         summary.requests, summary.duration, a, b))
 end
 """
 
 
-def _wrk_result(text: str) -> tuple[int, float, int]:
-    """(requests, seconds, non-2xx answers) from wrk's output."""
-    a = json.loads(text.split("B12 ", 1)[1].splitlines()[0]) if "B12 " in text else {"requests": 0,
-                                                                                       "duration_us": 1}
-    non2xx = sum(int(ln.split(":")[1]) for ln in text.splitlines() if "Non-2xx" in ln)
-    return a["requests"], a["duration_us"] / 1e6, non2xx
+def _wrk_result(text: str) -> dict[str, Any]:
+    """requests, duration_us, c429, c429_no_retry_after and non_2xx from wrk's output."""
+    a: dict[str, Any] = {"requests": 0, "duration_us": 1, "c429": 0, "c429_no_retry_after": 0}
+    if "B12 " in text:
+        a.update(json.loads(text.split("B12 ", 1)[1].splitlines()[0]))
+    a["non_2xx"] = sum(int(ln.split(":")[1]) for ln in text.splitlines() if "Non-2xx" in ln)
+    return a
 
 
 async def _profile(pid: int, seconds: float, out: Path) -> dict[str, Any]:
@@ -250,9 +265,10 @@ async def reject_cost(gw: _Gw, data: Path, seconds: float = 5.0, conns: int = 64
     res = await trio.run_process(["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "-s", str(lua), gw.url],
                                  capture_stdout=True, check=False)
     cpu1, t1 = proc_cpu_s(gw.proc.pid) or 0.0, time.monotonic()
-    n, _, non2xx = _wrk_result(res.stdout.decode())
+    w = _wrk_result(res.stdout.decode())
+    n = w["requests"]
     return {"reject_answers_per_s": round(n / max(1e-9, t1 - t0), 1),
-            "reject_share": round(non2xx / max(1, n), 3),
+            "reject_share": round(w["c429"] / max(1, n), 3),
             "reject_gateway_cpu_us_per_answer": round(1e6 * (cpu1 - cpu0) / max(1, n), 1),
             "reject_gateway_cpu_cores": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2)}
 
@@ -316,21 +332,22 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         if profile is not None:
             n.start_soon(spy)
         loaded, codes1 = await _quiet(urls, rate_b, seconds)
-    a_requests, a_seconds, non2xx = 0, 0.0, 0
+    a_requests, a_seconds, non2xx, c429, c429_bare = 0, 0.0, 0, 0, 0
     for wrk in wrks:
         out = b""
         assert wrk.stdout is not None
         while chunk := await wrk.stdout.receive_some():
             out += chunk
         await wrk.wait()
-        n_req, secs, bad = _wrk_result(out.decode())
-        a_requests, a_seconds, non2xx = a_requests + n_req, max(a_seconds, secs), non2xx + bad
+        w = _wrk_result(out.decode())
+        a_requests, a_seconds = a_requests + w["requests"], max(a_seconds, w["duration_us"] / 1e6)
+        non2xx, c429, c429_bare = non2xx + w["non_2xx"], c429 + w["c429"], c429_bare + w["c429_no_retry_after"]
     cpu1, t1 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
     a_rate = a_requests / max(1e-9, a_seconds)
     res: dict[str, Any] = {
         "gateways": len(gws), "capacity_list_per_s": round(cap, 1), "b_rate_per_s": round(rate_b, 1),
         "a_offered_per_s": round(a_rate, 1), "a_offered_x_capacity": round(a_rate / cap, 1) if cap else None,
-        "a_requests": a_requests, "a_non_2xx": non2xx,
+        "a_requests": a_requests, "a_non_2xx": non2xx, "a_429": c429, "a_429_without_retry_after": c429_bare,
         "a_429_sampled": len(samples),
         "a_429_with_retry_after": sum(1 for s in samples if s["Retry-After"]),
         "a_429_with_pf_headers": sum(1 for s in samples if s["X-Kubernetes-PF-FlowSchema-UID"]
@@ -368,9 +385,11 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
     """The runner's row: B's p99 under the flood against 2x its unloaded p99, A's 429s."""
     x = r.get("a_offered_x_capacity") or 0.0
     ok_p99 = bool(r["b_p99_within_2x"])
-    ok_429 = r["a_429_with_retry_after"] > 0 and r["a_429_with_retry_after"] == r["a_429_sampled"]
+    ok_429 = (r["a_429"] > 0 and r["a_429_without_retry_after"] == 0
+              and r["a_429_with_retry_after"] == r["a_429_sampled"])
     note = (f"capacity {r['capacity_list_per_s']:.0f} LIST/s; A offered {r['a_offered_per_s']:.0f}/s "
-            f"({x:.1f}x), {r['a_non_2xx']:,} of {r['a_requests']:,} not 2xx; sampled 429s "
+            f"({x:.1f}x), {r['a_429']:,} of {r['a_requests']:,} answered 429 "
+            f"({r['a_429_without_retry_after']} without Retry-After); sampled 429s "
             f"{r['a_429_sampled']} (Retry-After on {r['a_429_with_retry_after']}, values "
             f"{','.join(r['retry_after_values']) or '-'}; PF headers on {r['a_429_with_pf_headers']}); "
             f"B p50 {r['b_unloaded_p50_ms']:.0f} -> {r['b_loaded_p50_ms']:.0f} ms, "
