@@ -86,6 +86,7 @@ class Broadcast:
             return  # an ordinary reconnect: nats-py re-subscribed this connection's subscriptions
         self._nc = nc
         self._sub = await nc.subscribe(self.subject, cb=self._a_on_msg, pending_msgs_limit=1024)
+        await nc.flush(timeout=5)  # the server has the subscription when open() returns
 
     async def _a_unsubscribe(self) -> None:
         if self._sub is not None:
