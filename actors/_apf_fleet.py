@@ -33,7 +33,7 @@ from typing import NoReturn, Protocol
 import msgspec
 import trio
 
-from bus import Bridge, Broadcast, BusError
+from bus import Bridge, Broadcast
 
 from ._apf import Dispatcher
 
@@ -169,7 +169,7 @@ async def run_fleet(dispatcher: Dispatcher, bridge: Bridge, subject: str, *, per
             try:
                 await broadcast.open(timeout_s=max(1.0, 2 * period_s))
                 break
-            except (BusError, trio.TooSlowError) as e:
+            except Exception as e:  # noqa: BLE001 - whatever NATS says, the gateway serves on (alone)
                 log.warning("APF fleet exchange on %s not subscribed yet: %s", subject, e)
                 await trio.sleep(period_s)
         await exchange.run()

@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from ._bridge import Bridge
+from ._errors import BusUnavailable
 
 log = logging.getLogger("jetkube.bus")
 
@@ -82,6 +83,8 @@ class Broadcast:
 
     async def _a_subscribe(self) -> None:
         nc = self._b.nc
+        if nc is None:
+            raise BusUnavailable(f"not connected to NATS: cannot subscribe {self.subject}")
         if self._nc is nc and self._sub is not None:
             return  # an ordinary reconnect: nats-py re-subscribed this connection's subscriptions
         self._nc = nc
