@@ -221,6 +221,7 @@ def _wrk_result(text: str) -> dict[str, Any]:
     if "B12 " in text:
         a.update(json.loads(text.split("B12 ", 1)[1].splitlines()[0]))
     a["non_2xx"] = sum(int(ln.split(":")[1]) for ln in text.splitlines() if "Non-2xx" in ln)
+    a["socket_errors"] = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if "Socket errors" in ln), "")
     return a
 
 
@@ -333,6 +334,7 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
             n.start_soon(spy)
         loaded, codes1 = await _quiet(urls, rate_b, seconds)
     a_requests, a_seconds, non2xx, c429, c429_bare = 0, 0.0, 0, 0, 0
+    socket_errors: list[str] = []
     for wrk in wrks:
         out = b""
         assert wrk.stdout is not None
@@ -342,12 +344,14 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         w = _wrk_result(out.decode())
         a_requests, a_seconds = a_requests + w["requests"], max(a_seconds, w["duration_us"] / 1e6)
         non2xx, c429, c429_bare = non2xx + w["non_2xx"], c429 + w["c429"], c429_bare + w["c429_no_retry_after"]
+        socket_errors.append(w["socket_errors"])
     cpu1, t1 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
     a_rate = a_requests / max(1e-9, a_seconds)
     res: dict[str, Any] = {
         "gateways": len(gws), "capacity_list_per_s": round(cap, 1), "b_rate_per_s": round(rate_b, 1),
         "a_offered_per_s": round(a_rate, 1), "a_offered_x_capacity": round(a_rate / cap, 1) if cap else None,
         "a_requests": a_requests, "a_non_2xx": non2xx, "a_429": c429, "a_429_without_retry_after": c429_bare,
+        "a_wrk_socket_errors": socket_errors,
         "a_429_sampled": len(samples),
         "a_429_with_retry_after": sum(1 for s in samples if s["Retry-After"]),
         "a_429_with_pf_headers": sum(1 for s in samples if s["X-Kubernetes-PF-FlowSchema-UID"]
