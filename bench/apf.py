@@ -304,6 +304,7 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
     cap = await _capacity(urls, 5.0)
     rate_b = max(1.0, 0.05 * cap)
     unloaded, codes0 = await _quiet(urls, rate_b, seconds)
+    w0 = await _b_wait(gws)
     lua = data / "flood.lua"
     lua.write_text(_wrk_lua(A_TOKEN, A_LIST))
     cpu0, t0 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
@@ -346,6 +347,7 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         non2xx, c429, c429_bare = non2xx + w["non_2xx"], c429 + w["c429"], c429_bare + w["c429_no_retry_after"]
         socket_errors.append(w["socket_errors"])
     cpu1, t1 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
+    w1 = await _b_wait(gws)
     a_rate = a_requests / max(1e-9, a_seconds)
     res: dict[str, Any] = {
         "gateways": len(gws), "capacity_list_per_s": round(cap, 1), "b_rate_per_s": round(rate_b, 1),
@@ -367,12 +369,31 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         "gateway_cpu_us_per_answered": round(1e6 * (cpu1 - cpu0) / max(1, a_requests + len(loaded)
                                                                         + len(samples)), 1)}
     res["b_p99_within_2x"] = res["b_loaded_p99_ms"] <= 2 * res["b_unloaded_p99_ms"]
+    # Where B's time went: its mean wait in flow control's queues under the flood (from the
+    # gateways' apiserver_flowcontrol_request_wait_duration_seconds), beside its latency.
+    n_wait = w1[1] - w0[1]
+    res["b_apf_wait_mean_ms"] = round(1000 * (w1[0] - w0[0]) / n_wait, 2) if n_wait else None
     if len(gws) == 1:
         res.update(await reject_cost(gws[0], data))
     if profile is not None:
         res["profile"] = {k: folded.get(k) for k in ("samples", "components", "main_thread_self",
                                                      "jetkube_inclusive", "error") if k in folded}
     return res
+
+
+async def _b_wait(gws: list[_Gw]) -> tuple[float, float]:
+    """(sum, count) of tenant B's flow-control waits on every gateway, from /metrics."""
+    total, count = 0.0, 0.0
+    for gw in gws:
+        async with _client(gw.url, gw.admin) as c:
+            text = (await c.get("/metrics")).text
+        for line in text.splitlines():
+            if line.startswith("apiserver_flowcontrol_request_wait_duration_seconds_") and f'tenant="{TB}"' in line:
+                if line.startswith("apiserver_flowcontrol_request_wait_duration_seconds_sum"):
+                    total += float(line.rsplit(" ", 1)[1])
+                elif line.startswith("apiserver_flowcontrol_request_wait_duration_seconds_count"):
+                    count += float(line.rsplit(" ", 1)[1])
+    return total, count
 
 
 # ---- make bench (bench/_runner.py) ---------------------------------------------------------------------
@@ -397,7 +418,8 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
             f"{r['a_429_sampled']} (Retry-After on {r['a_429_with_retry_after']}, values "
             f"{','.join(r['retry_after_values']) or '-'}; PF headers on {r['a_429_with_pf_headers']}); "
             f"B p50 {r['b_unloaded_p50_ms']:.0f} -> {r['b_loaded_p50_ms']:.0f} ms, "
-            f"p99 {r['b_unloaded_p99_ms']:.0f} -> {r['b_loaded_p99_ms']:.0f} ms, B codes {r['b_codes_loaded']}; "
+            f"p99 {r['b_unloaded_p99_ms']:.0f} -> {r['b_loaded_p99_ms']:.0f} ms, B codes {r['b_codes_loaded']}, "
+            f"B's mean wait in flow control's queues {r.get('b_apf_wait_mean_ms')} ms; "
             f"gateway CPU {r['gateway_cpu_cores_under_flood']} cores under the flood")
     if "reject_gateway_cpu_us_per_answer" in r:
         note += (f"; reject path alone: {r['reject_gateway_cpu_us_per_answer']:.0f} us gateway CPU per 429 "
