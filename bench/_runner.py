@@ -8,6 +8,7 @@ main phase   one nats-server, gateway G1 (and G2 for B11), the C1 no-op server:
              -> B7 -> B10 -> B6 -> B11 -> profiles
 B8 phase     a fresh nats-server: empty-log start, seed 100k mixed objects, cold start, replay
 B9 phase     a fresh nats-server: seed 100k ConfigMaps, start, resident memory
+APF phase    a fresh nats-server, 1 then 2 gateways of 3 seats: B12, B13 (bench/apf.py)
 cluster      3 nats-servers, 1-3 gateways behind a TCP LB, R1 and R3: B11X, then F1 (bench/_cluster.py)
 """
 
@@ -50,7 +51,7 @@ from ._util import (
 )
 
 ALL = ["C1", "B1", "B1A", "B2", "B3", "BP", "BR", "BC", "BS", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9",
-       "B11X", "F1"]
+       "B12", "B13", "B11X", "F1"]
 NEEDS_C1 = {"B1", "B1A", "B2", "B3", "BP", "BR"}
 
 
@@ -1097,6 +1098,7 @@ class Bench:
             if self.want("B9"):
                 await self.scenario("B9", "resident memory", self.header("B9"), self.b9, 240)
                 self.children.close()
+            await self.apf_phase()
             await self.cluster_phase()
         except Exception as e:  # noqa: BLE001 - benchmarks never fail: report and carry on to the table
             self.log(f"setup failed: {type(e).__name__}: {e}")
@@ -1111,6 +1113,22 @@ class Bench:
         else:
             self.log(f"kept {self.run_dir}")
         return 0
+
+    async def apf_phase(self) -> None:
+        """B12 and B13 (bench/apf.py): API Priority and Fairness under a flood, on a nats-server and
+        gateways of their own (3 seats each), after the main phase's processes are stopped."""
+        from . import apf
+
+        seconds = 8.0 if self.quick else 20.0
+        if self.want("B12") or self.want("B13"):
+            self.budget_s += 150 if self.quick else 300  # its own time, beyond the main phase's budget
+        for sid, title in (("B12", "fairness under a flood, one gateway"),
+                           ("B13", "fairness under a flood, two gateways (fleet-wide)")):
+            if self.want(sid):
+                await self.scenario(sid, title, apf.header(sid, seconds, 600),
+                                    lambda sid=sid: apf.scenario(sid, quick=self.quick, run_dir=self.run_dir),
+                                    240 if self.quick else 420)
+                self.children.close()
 
     async def cluster_phase(self) -> None:
         """B11X and F1 on their own 3-node NATS cluster (bench/_cluster.py)."""
@@ -1253,7 +1271,7 @@ class Bench:
         order = {sid: i for i, sid in enumerate(["C1-get", "C1-write", "C2", "C3", "B1", "B2", "B2/rv0", "B3", "BC/create",
                                                  "BC/get", "BC/update", "BS", "B4",
                                                  "B4/consistent", "B5", "B6", "B7", "B8", "B9", "B10", "B11/B1",
-                                                 "B11/B2", "B11X", "F1"])}
+                                                 "B11/B2", "B12", "B13", "B11X", "F1"])}
         rows = [r for r in self.rows if r.get("kind") != "ceiling" and r.get("id") != "profile"]
         rows.sort(key=lambda r: order.get(r["id"], order.get(r["id"].split("/")[0], 99)))  # stable within B11X
         for r in rows:

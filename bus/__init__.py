@@ -5,6 +5,7 @@ Everything here is trio-native; only this package touches asyncio (nats-py).
 
 from ._auth import NatsAuth, redact_url, server_urls
 from ._bridge import Bridge, Reply, open_bridge
+from ._broadcast import Broadcast
 from ._embedded import cluster_node_config, free_port, nats_server_binary, run_nats_server
 from ._encryption import EncryptionConfig, EncryptionConfigError, UndecryptableMessage
 from ._errors import (
@@ -57,6 +58,7 @@ __all__ = [
     "ROOT_TENANT",
     "Actor",
     "Bridge",
+    "Broadcast",
     "BusClosed",
     "BusDisconnected",
     "BusError",

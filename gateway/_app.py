@@ -8,6 +8,7 @@ resource actor's domain results (``write_response`` maps them). Every error goes
 from __future__ import annotations
 
 import datetime
+import functools
 import random
 import ssl
 import time
@@ -28,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from actors import (
     JWKS_PATH,
     MASTERS,
+    REJECT_MESSAGE,
     Admission,
     Allowed,
     BadRequest,
@@ -38,6 +40,7 @@ from actors import (
     Pipeline,
     Request,
     RequestEntityTooLarge,
+    TooManyRequests,
     dump_priority_levels,
     dump_queues,
     jwks,
@@ -170,7 +173,10 @@ def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None 
 
 
 def _error_response(exc: BaseException, audit_id: str = "") -> Response:
-    code, body, headers = status_for(exc)
+    if type(exc) is TooManyRequests and exc.message == REJECT_MESSAGE:
+        code, body, headers = _rejected(exc.retry_after_s)
+    else:
+        code, body, headers = status_for(exc)
     r = _json_response(body, code, headers)
     if audit_id:
         r.headers["Audit-Id"] = audit_id
@@ -189,6 +195,13 @@ def _verb(method: str, has_name: bool, watch: bool) -> str:
     if method == "DELETE":
         return "delete" if has_name else "deletecollection"
     raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
+
+
+@functools.cache
+def _rejected(retry_after_s: int) -> tuple[int, bytes, dict[str, str]]:
+    """Flow control's 429, encoded once per Retry-After value (1..32 s): a flood's rejections are
+    the most frequent response there is."""
+    return status_for(TooManyRequests(REJECT_MESSAGE, retry_after_s=retry_after_s))
 
 
 class _CatchAllAdapter:
@@ -474,6 +487,11 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         at = f" as of resourceVersion {ctx.projection.settings.stop_at}" if ctx.projection.settings.stop_at else ""
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method} "
                                f"(a read-only server{at})")
+    intake.initial_events = opts is not None and opts.watch and bool(opts.send_initial)
+    # Flow control before the body is read or decoded (kube's chain: authentication, audit,
+    # impersonation, priority and fairness, authorization, then the handler reads the body): a
+    # rejected request costs no body read and no JSON parsing.
+    await ctx.pipeline.admit(req, intake.flow)
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
@@ -485,8 +503,6 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
                 strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
         req = msgspec.structs.replace(req, options=write_options(verb, q, patch_type=req.patch_type, body=req.body))
-    intake.initial_events = opts is not None and opts.watch and bool(opts.send_initial)
-    await ctx.pipeline.admit(req, intake.flow)
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if not isinstance(result, Allowed):
         code, body = write_response(result)

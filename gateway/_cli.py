@@ -115,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="as kube's flag: with --max-mutating-requests-inflight, the seats API Priority and "
                         "Fairness shares among priority levels and tenants")
     s.add_argument("--max-mutating-requests-inflight", type=int, default=200, help="as kube's flag")
+    s.add_argument("--apf-fleet-period", type=float, default=1.0, metavar="SECONDS",
+                   help="API Priority and Fairness across gateways: each tells the others on the same NATS "
+                        "what every tenant holds and waits for this often, and freed seats go first to the "
+                        "waiting tenant holding fewest in the whole fleet (0: this gateway alone)")
     s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
                    help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
     s.add_argument("--service-node-port-range", default="30000-32767",
@@ -308,7 +312,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     service_node_port_range=args.service_node_port_range,
                     log_format=args.log_format, request_log=args.request_log,
                     max_requests_inflight=args.max_requests_inflight,
-                    max_mutating_requests_inflight=args.max_mutating_requests_inflight)
+                    max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+                    apf_fleet_period_s=args.apf_fleet_period)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,6 +165,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # API Priority and Fairness: the server's seats (kube's flags; their sum, as kube mixes them).
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
+    # Fleet-wide APF: demand reports to the other gateways on the same NATS this often (0: off).
+    apf_fleet_period_s: float = 1.0
     graceful_timeout_s: float = 5.0
     # kube's --shutdown-delay-duration: after SIGTERM, /readyz answers 503 at once while the
     # listeners keep serving this long, so a load balancer sees the gateway unready before it closes.
