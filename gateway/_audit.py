@@ -251,7 +251,7 @@ class AuditNote:
     def written(self, req: Request, code: int, annotations: dict[str, str] | None = None) -> None:
         self.annotations = dict(annotations or {})
         rdef = req.rdef
-        dry = req.query.get("dryRun") not in (None, "")
+        dry = req.dry_run  # from the query or a DELETE's DeleteOptions body
         self.logged = (code < 300 and rdef is not None and rdef.stored and not dry
                        and req.subresource not in ("token",))
 
