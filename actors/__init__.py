@@ -36,9 +36,10 @@ from ._authn import Authenticator, CertificateAuthority, FrontProxy
 from ._authz import MASTERS, Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
 from ._crd_conversion import ConversionError, Converter
-from ._flowcontrol import Admission, FlowControl, dump_priority_levels, dump_queues
+from ._flowcontrol import REJECT_MESSAGE, Admission, FlowControl, dump_priority_levels, dump_queues
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
+from ._options import delete_options
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._retention import RetentionSettings, RetentionStats, run_retention
@@ -46,7 +47,24 @@ from ._runtime import Actor, ReplySlot
 from ._tenancy import OWNER_ANNOTATION, Tenancy, tenant_exists, tenant_not_found, valid_tenant_name
 from ._tokens import JWKS_PATH, SigningKey, jwks, openid_configuration
 from ._tracing import NO_SPAN, Spans
-from .messages import Allowed, Request, UserInfo, WriteResult
+from .messages import (
+    Allowed,
+    Apply,
+    Create,
+    Delete,
+    DeleteCollection,
+    Deleted,
+    DeletedCollection,
+    Patch,
+    Preconditions,
+    Request,
+    Stored,
+    Succeeded,
+    Update,
+    UserInfo,
+    WriteOptions,
+    WriteResult,
+)
 
 __all__ = [
     "APPLY_PATCH",
@@ -59,6 +77,7 @@ __all__ = [
     "MERGE_PATCH",
     "NO_SPAN",
     "OWNER_ANNOTATION",
+    "REJECT_MESSAGE",
     "STRATEGIC_PATCH",
     "SYSTEM_USER",
     "Actor",
@@ -68,6 +87,7 @@ __all__ = [
     "Allowed",
     "AlreadyExists",
     "ApiError",
+    "Apply",
     "Attributes",
     "AuthenticationConfigError",
     "AuthenticationConfiguration",
@@ -80,7 +100,12 @@ __all__ = [
     "Controllers",
     "ConversionError",
     "Converter",
+    "Create",
     "Decision",
+    "Delete",
+    "DeleteCollection",
+    "Deleted",
+    "DeletedCollection",
     "Expired",
     "FlowControl",
     "Forbidden",
@@ -92,7 +117,9 @@ __all__ = [
     "NotAcceptable",
     "NotFound",
     "OIDCAuthenticator",
+    "Patch",
     "Pipeline",
+    "Preconditions",
     "ReplySlot",
     "Request",
     "RequestEntityTooLarge",
@@ -102,17 +129,22 @@ __all__ = [
     "ServiceUnavailable",
     "SigningKey",
     "Spans",
+    "Stored",
+    "Succeeded",
     "Tenancy",
     "Timeout",
     "TokenAuthenticator",
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",
+    "Update",
     "UserInfo",
+    "WriteOptions",
     "WriteResult",
     "attributes_of",
     "body_duplicate_fields",
     "body_strict_errors",
+    "delete_options",
     "depth_exceeds",
     "dump_priority_levels",
     "dump_queues",

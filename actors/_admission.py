@@ -117,7 +117,7 @@ class Attributes:
         self.name = name
         self.user: UserInfo | None = req.user
         self.uid = req.audit_id
-        self.dry_run = req.query.get("dryRun") == "All"
+        self.dry_run = req.dry_run
         self.options_kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}.get(
             operation, "")
 

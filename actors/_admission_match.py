@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from bus import Key
+from kinds import NAMESPACES
 from kinds import _subresources as subresources
 from kinds._cel import CelError, CelProgram, compile_cel
 from projections import LabelSelector, Projection, SelectorError, parse_label_selector
@@ -68,10 +69,11 @@ def labels_of(obj: dict[str, Any] | None) -> dict[str, str]:
 
 
 async def namespace_labels(projection: Projection, tenant: str, namespace: str) -> dict[str, str] | None:
-    entry = projection.get(Key(tenant, "", "namespaces", "", namespace))
+    key = Key(tenant, *NAMESPACES, "", namespace)
+    entry = projection.get(key)
     if entry is None:
         await projection.consistent()
-        entry = projection.get(Key(tenant, "", "namespaces", "", namespace))
+        entry = projection.get(key)
     return None if entry is None else dict(entry.labels)
 
 
@@ -81,7 +83,7 @@ async def namespace_selected(projection: Projection, sel: LabelSelector | None, 
         return False
     if sel.empty:
         return True
-    if a.rdef.group == "" and a.rdef.plural == "namespaces":
+    if a.rdef.is_namespace:
         return sel.matches(labels_of(obj if obj is not None else old))
     if not a.rdef.namespaced:
         return True

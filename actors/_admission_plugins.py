@@ -312,7 +312,7 @@ class ResourceQuota:
 
     async def _charge(self, a: Attributes, quota: str, delta: dict[str, Any], sign: int) -> bool:
         """Charge (``sign`` 1) or refund (-1) ``delta`` to ``quota``; False: the quota is gone."""
-        from ._resource import _NoChange  # the resource actor's no-op decision
+        from ._decide import NoChange  # the resource actor's no-op decision
         from .messages import Request
 
         core = self.core
@@ -327,7 +327,7 @@ class ResourceQuota:
             hard = (current.get("spec") or {}).get("hard") or {}
             charged = {k: v for k, v in delta.items() if k in hard}
             if not charged:
-                return _NoChange(entry)
+                return NoChange(entry)
             status = current.setdefault("status", {})
             used = dict(status.get("used") or {})
             new_used = dict(used)
@@ -342,7 +342,7 @@ class ResourceQuota:
                         ",".join(f"{k}={_fmt(new_used[k] - charged[k], k)}" for k in over),
                         ",".join(f"{k}={hard[k]}" for k in over)))
             if a.dry_run:
-                return _NoChange(entry)  # checked as kube does on a dry run, never charged
+                return NoChange(entry)  # checked as kube does on a dry run, never charged
             status["hard"] = dict(hard)
             status["used"] = {k: v if isinstance(v, str) else _fmt(v, k) for k, v in new_used.items()}
             current["metadata"].pop("resourceVersion", None)

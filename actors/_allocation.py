@@ -38,6 +38,8 @@ from kinds._errors import ApiError, Cause, InternalError, ServiceUnavailable, Ti
 from kinds._validation import _go_repr
 from projections import Projection, ResourceVersionTooLarge
 
+from ._cas import append_new
+from ._decide import now_rfc3339
 from .messages import Request
 
 log = logging.getLogger("jetkube.allocation")
@@ -239,8 +241,6 @@ class Allocators:
         return Key(req.tenant, NODEPORTS.group, NODEPORTS.plural, "", str(port))
 
     def _record(self, rdef: ResourceDef, value: str, parent: tuple[str, str], ns: str, name: str) -> dict[str, Any]:
-        from ._resource import now_rfc3339
-
         meta: dict[str, Any] = {"name": value, "uid": str(uuid.uuid4()), "creationTimestamp": now_rfc3339()}
         if rdef is IPADDRESSES:
             meta["labels"] = {"ipaddress.kubernetes.io/ip-family": "IPv4",
@@ -262,24 +262,18 @@ class Allocators:
             return
         sub = msgspec.structs.replace(req, rdef=rdef, verb="create", namespace="", name=value,
                                       audit_id=_claim_audit_id(req, rdef))
-        expected = 0
-        for _ in range(8):
-            try:
-                # A fresh attempt number: a claim released and made again by the same request is a
-                # new append, never a duplicate of the first (Nats-Msg-Id).
-                await self.append(sub, key, "put", self._record(rdef, value, parent, ns, name), expected,
-                                  secrets.randbits(40) + 1)
-                txn.claimed.append(key)
-                return
-            except WrongLastSequence as e:
-                try:
-                    await self.projection.wait_for(e.current)
-                except ResourceVersionTooLarge:
-                    raise ServiceUnavailable("the log is ahead of this gateway; try again") from None
-                if self.projection.get(key) is not None:
-                    raise _Taken(value) from None
-                expected = e.current
-        raise _Taken(value)
+        record = self._record(rdef, value, parent, ns, name)
+
+        async def append(expected: int, _attempt: int) -> None:
+            # A fresh attempt number: a claim released and made again by the same request is a
+            # new append, never a duplicate of the first (Nats-Msg-Id).
+            await self.append(sub, key, "put", record, expected, secrets.randbits(40) + 1)
+
+        try:
+            await append_new(self.projection, key, append, tries=8, taken=lambda: _Taken(value))
+        except ResourceVersionTooLarge:
+            raise ServiceUnavailable("the log is ahead of this gateway; try again") from None
+        txn.claimed.append(key)
 
     async def _claim_next(self, req: Request, txn: Txn, rdef: ResourceDef, value_of: Callable[[int], str],
                           candidates: Iterator[int], ns: str, name: str, dry: bool, what: str, *,

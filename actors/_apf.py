@@ -268,10 +268,13 @@ class _Queue:
     next_r: float = 0.0
     executing_seats: int = 0
     executing_requests: int = 0
+    # Invariant: the sum of ``requests``' seats (kept as they come and go: the reject path reads it
+    # for every request of a flood, and a sum over the queue was a measurable part of it).
+    queued_seats: int = 0
 
     @property
-    def queued_seats(self) -> int:
-        return sum(t.seats for t in self.requests)
+    def active(self) -> bool:
+        return bool(self.requests) or self.executing_seats > 0
 
 
 class QueueSet:
@@ -290,9 +293,16 @@ class QueueSet:
         self.queued_seats = 0
         self.service_s = INITIAL_SERVICE_S  # moving average of execution times (G)
         self.high_demand = 0
+        # Invariant: the number of queues with requests waiting or executing (kept incrementally
+        # by every change to a queue, through _changed; counting 128 queues per request was not free).
+        self.active = 0
 
     def _active_queues(self) -> int:
-        return sum(1 for q in self.queues if q.requests or q.executing_seats) or 1
+        return self.active or 1
+
+    def _changed(self, q: _Queue, was_active: bool) -> None:
+        if q.active != was_active:
+            self.active += 1 if not was_active else -1
 
     def advance(self, now: float) -> None:
         """Advance the virtual clock: R grows at min(seats asked, limit) / active queues per second."""
@@ -321,10 +331,13 @@ class QueueSet:
         if len(q.requests) >= self.cfg.queue_length_limit:
             t.state, t.reason, t.retry_after_s = "rejected", "queue-full", self.retry_after(q)
             return False
-        if not q.requests and not q.executing_seats:
+        was_active = q.active
+        if not was_active:
             q.next_r = max(q.next_r, self.r)
         t.queue, t.arrival_r = q.index, self.r
         q.requests.append(t)
+        q.queued_seats += t.seats
+        self._changed(q, was_active)
         self.queued_requests += 1
         self.queued_seats += t.seats
         self.high_demand = max(self.high_demand, self.executing_seats + self.queued_seats)
@@ -348,7 +361,10 @@ class QueueSet:
     def dispatch_head(self, t: Ticket, now: float) -> None:
         self.advance(now)
         q = self.queues[t.queue]
+        was_active = q.active
         q.requests.popleft()
+        q.queued_seats -= t.seats
+        self._changed(q, was_active)
         self.queued_requests -= 1
         self.queued_seats -= t.seats
         q.next_r += t.seats * self.service_s
@@ -357,8 +373,11 @@ class QueueSet:
     def start(self, t: Ticket, now: float) -> None:
         t.state, t.dispatched = "executing", now
         if t.queue >= 0:
-            self.queues[t.queue].executing_seats += t.seats
-            self.queues[t.queue].executing_requests += 1
+            q = self.queues[t.queue]
+            was_active = q.active
+            q.executing_seats += t.seats
+            q.executing_requests += 1
+            self._changed(q, was_active)
         self.executing_seats += t.seats
         self.executing_requests += 1
         self.high_demand = max(self.high_demand, self.executing_seats + self.queued_seats)
@@ -371,8 +390,10 @@ class QueueSet:
         self.executing_requests -= 1
         if t.queue >= 0:
             q = self.queues[t.queue]
+            was_active = q.active
             q.executing_seats -= t.seats
             q.executing_requests -= 1
+            self._changed(q, was_active)
             q.next_r += t.seats * (took - INITIAL_SERVICE_S)
             if q.requests:  # anti-windup: never below the head's arrival
                 q.next_r = max(q.next_r, q.requests[0].arrival_r)
@@ -381,7 +402,10 @@ class QueueSet:
         """A queued request leaves without being served (time-out, cancelled)."""
         self.advance(now)
         q = self.queues[t.queue]
+        was_active = q.active
         q.requests.remove(t)
+        q.queued_seats -= t.seats
+        self._changed(q, was_active)
         self.queued_requests -= 1
         self.queued_seats -= t.seats
 
@@ -412,6 +436,9 @@ class Dispatcher:
         self.max_tenants = max_tenants
         self.tenants: dict[str, TenantFlow] = {}
         self.executing_seats = 0
+        #: Seats each tenant holds on the fleet's other gateways (``_apf_fleet``; empty alone):
+        #: counted in the cross-tenant order, never as seats of this gateway.
+        self.elsewhere: dict[str, int] = {}
 
     def configure(self, tenant: str, version: Any, schemas: list[dict[str, Any]], plcs: list[dict[str, Any]],
                   now: float) -> TenantFlow:
@@ -445,7 +472,10 @@ class Dispatcher:
                 elif new is not qs and qs.queued_requests:
                     for q in qs.queues:
                         while q.requests:
+                            was_active = q.active
                             t = q.requests.popleft()
+                            q.queued_seats -= t.seats
+                            qs._changed(q, was_active)
                             qs.queued_requests -= 1
                             qs.queued_seats -= t.seats
                             t.qs = new
@@ -505,8 +535,10 @@ class Dispatcher:
 
     def dispatch(self, now: float) -> list[Ticket]:
         """Start queued requests while seats are free. Across tenants, the waiting tenant holding the
-        fewest seats goes first; within a tenant every level has its own limit."""
+        fewest seats goes first, counting the seats it holds on the fleet's other gateways
+        (``elsewhere``); within a tenant every level has its own limit."""
         out: list[Ticket] = []
+        elsewhere = self.elsewhere
         while True:
             best: tuple[int, int, TenantFlow, QueueSet, Ticket] | None = None
             for tf in self.tenants.values():
@@ -515,9 +547,9 @@ class Dispatcher:
                 for qs in tf.levels.values():
                     head = qs.head() if qs.queued_requests else None
                     if head is not None and qs.fits(head):
-                        key = (tf.executing_seats, tf.served)
+                        key = (tf.executing_seats + elsewhere.get(tf.name, 0), tf.served)
                         if best is None or key < best[:2]:
-                            best = (tf.executing_seats, tf.served, tf, qs, head)
+                            best = (*key, tf, qs, head)
             if best is None or not self._server_fits(best[4]):
                 return out
             _, _, tf, qs, t = best

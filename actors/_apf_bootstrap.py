@@ -54,7 +54,10 @@ MANDATORY_SCHEMAS = ("exempt", "catch-all")
 
 
 def default_priority_levels() -> list[dict[str, Any]]:
-    """kube 1.33's PriorityLevelConfigurations: mandatory (exempt, catch-all) then suggested."""
+    """kube 1.33's PriorityLevelConfigurations: mandatory (exempt, catch-all) then suggested.
+
+    Numbers (nominalConcurrencyShares, lendablePercent, queues / handSize / queueLengthLimit) as in
+    kubernetes/apiserver v0.33.9 ``pkg/apis/flowcontrol/bootstrap/default.go``."""
     return [
         _plc("exempt", {"type": "Exempt", "exempt": {"nominalConcurrencyShares": 0, "lendablePercent": 0}}),
         _plc("catch-all", _limited(5, 0, {"type": "Reject"})),
@@ -109,9 +112,14 @@ def _all(subjects: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def default_flow_schemas() -> list[dict[str, Any]]:
-    """kube 1.33's FlowSchemas: mandatory (exempt, catch-all) then suggested."""
-    leader = [_rrule(["get", "create", "update"], [""], ["endpoints", "configmaps"], ["kube-system"], False),
-              _rrule(["get", "create", "update"], ["coordination.k8s.io"], ["leases"], _ALL, False)]
+    """kube 1.33's FlowSchemas: mandatory (exempt, catch-all) then suggested.
+
+    Checked rule by rule against kubernetes/apiserver v0.33.9 (= kube 1.33)
+    ``pkg/apis/flowcontrol/bootstrap/default.go``: precedences, distinguishers, subjects, verbs,
+    groups, resources, namespaces and clusterScope as there."""
+    # system-leader-election matches leases only (1.33; endpoints and configmaps are
+    # workload-leader-election's).
+    leader = [_rrule(["get", "create", "update"], ["coordination.k8s.io"], ["leases"], _ALL, False)]
     workload_leader = [_rrule(["get", "create", "update"], [""], ["endpoints", "configmaps"], _ALL, False),
                        _rrule(["get", "create", "update"], ["coordination.k8s.io"], ["leases"], _ALL, False)]
     return [
@@ -124,13 +132,14 @@ def default_flow_schemas() -> list[dict[str, Any]]:
         _fs("system-leader-election", "leader-election", 100, "ByUser", {
             "subjects": [*_users(_KCM, _SCHED), _sa("kube-system", "*")], "resourceRules": leader}),
         _fs("endpoint-controller", "workload-high", 150, "ByUser", {
-            "subjects": [*_users(_KCM), _sa("kube-system", "endpoint-controller")],
+            "subjects": [*_users(_KCM), _sa("kube-system", "endpoint-controller"),
+                         _sa("kube-system", "endpointslicemirroring-controller")],
             "resourceRules": [_rrule(["get", "create", "update"], [""], ["endpoints"], _ALL, False)]}),
         _fs("workload-leader-election", "leader-election", 200, "ByUser", {
             "subjects": [_sa("kube-system", "*")], "resourceRules": workload_leader}),
         _fs("system-node-high", "node-high", 400, "ByUser", {
             "subjects": _groups("system:nodes"),
-            "resourceRules": [_rrule(_ALL, [""], ["nodes", "nodes/status"], None, True),
+            "resourceRules": [_rrule(_ALL, [""], ["nodes", "nodes/status"], _ALL, True),
                               _rrule(_ALL, ["coordination.k8s.io"], ["leases"], _ALL, False)]}),
         _fs("system-nodes", "system", 500, "ByUser", _all(_groups("system:nodes"))),
         _fs("kube-controller-manager", "workload-high", 800, "ByNamespace", _all(_users(_KCM))),

@@ -96,7 +96,7 @@ def attributes_of(req: Request) -> Attributes:
     if rdef is None:
         return Attributes(verb=req.verb, resource_request=False, path=req.path)
     ns = req.namespace if rdef.namespaced else ""
-    if not rdef.namespaced and rdef.group == "" and rdef.plural == "namespaces" and req.name:
+    if rdef.is_namespace and req.name:
         ns = req.name  # kube's RequestInfo: /api/v1/namespaces/<n> is in the namespace <n>
     # No path for a resource request: RBAC does not look at it, and decisions are cached by attributes.
     return Attributes(verb=req.verb, api_group=rdef.group, resource=rdef.plural, subresource=req.subresource,

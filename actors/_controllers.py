@@ -31,7 +31,7 @@ from projections import DELETED, Change, Projection, WatchFilter, parse_field_se
 
 from ._runtime import Actor, every
 from ._tokens import SigningKey, legacy_claims
-from .messages import Request, UserInfo
+from .messages import FINALIZE, Request, UserInfo
 
 log = logging.getLogger("jetkube.controllers")
 
@@ -339,7 +339,7 @@ class Controllers:
                 except (NotFound, Conflict):
                     pass
         if remaining == 0:
-            req = self._request(verb="finalize-namespace", rdef=self.ns_def, name=ns)
+            req = self._request(verb=FINALIZE, rdef=self.ns_def, name=ns)
             try:
                 await self.resource.ask(req, timeout_s=30)
             except (NotFound, Conflict):

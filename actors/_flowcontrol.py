@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import msgspec
 import trio
@@ -42,6 +42,7 @@ log = logging.getLogger("jetkube.flowcontrol")
 REJECT_MESSAGE = "Too many requests, please try again later."
 _EMPTY = ResourceState(0)
 _MUTATING = ("create", "update", "patch", "delete", "deletecollection")
+CLASSIFY_CACHE = 4096  # remembered classifications (request attributes -> schema, level, flow)
 
 
 class Admission:
@@ -65,6 +66,7 @@ class FlowControl:
         self.queue_wait_s = queue_wait_s
         self.idle_s, self.adjust_s = idle_s, adjust_s
         self._events: dict[Ticket, trio.Event] = {}
+        self._classified: dict[tuple[Any, ...], tuple[Any, tuple[str, str, str, int] | None]] = {}
         #: (tenant, priority_level, flow_schema) -> counts; and reason for rejections; wait times.
         self.dispatched: dict[tuple[str, str, str], int] = {}
         self.rejected: dict[tuple[str, str, str, str], int] = {}
@@ -117,26 +119,17 @@ class FlowControl:
         """Classify ``req``, then wait (bounded by ``queue_wait_s``) for its seats, recorded in
         ``adm``. Raises TooManyRequests (with Retry-After) when rejected; ``adm`` holds the UIDs
         either way. Cancelled while queued: it leaves the queue, nothing is held."""
-        user = req.user
-        assert user is not None
         tf = self._tenant(req.tenant)
-        rdef = req.rdef
-        resource = (rdef.plural + ("/" + req.subresource if req.subresource else "")) if rdef is not None else ""
-        attrs = Attributes(user.name, user.groups, req.verb, rdef is not None, rdef.group if rdef else "",
-                           resource, req.namespace, req.path)
-        fs = classify(tf.schemas, attrs)
-        if fs is None:
+        c = self._classify(tf, req)
+        if c is None:
             return  # no FlowSchema at all (bootstrap not done yet): not limited, as kube before config
-        level = ((fs.get("spec") or {}).get("priorityLevelConfiguration") or {}).get("name", "")
+        name, adm.schema_uid, level, flow = c
         qs = tf.levels.get(level)
-        adm.schema_uid = fs["metadata"].get("uid", "")
         if qs is None:
             return  # a dangling reference: kube rejects; we let it through rather than fail closed
         adm.level_uid = qs.cfg.uid
         now = trio.current_time()
-        name = fs["metadata"]["name"]
-        t = Ticket(req.tenant, name, adm.schema_uid, level, qs.cfg.uid, flow_hash(name, flow_distinguisher(fs, attrs)),
-                   self._seats(req, qs.max_seats), now)
+        t = Ticket(req.tenant, name, adm.schema_uid, level, qs.cfg.uid, flow, self._seats(req, qs.max_seats), now)
         labels = (req.tenant, level, name)
         started = self.dispatcher.admit(t, now)
         self._wake(started)
@@ -160,6 +153,34 @@ class FlowControl:
         self.dispatched[labels] = self.dispatched.get(labels, 0) + 1
         self._observe_wait(labels, True, trio.current_time() - now)
         adm.ticket = t
+
+    def _classify(self, tf: TenantFlow, req: Request) -> tuple[str, str, str, int] | None:
+        """(FlowSchema name, its UID, priority level, flow hash) for ``req``; None: no schema
+        matches. Remembered per tenant config and request attributes (bounded): a flood repeats the
+        same few, and matching 13 schemas' rules plus a hash per request showed in its profile."""
+        user = req.user
+        assert user is not None
+        rdef = req.rdef
+        # The path matters to non-resource rules only; a resource request's name is not classified.
+        key = (req.tenant, user.name, user.groups, req.verb, rdef.group if rdef is not None else None,
+               rdef.plural if rdef is not None else "", req.subresource, req.namespace,
+               "" if rdef is not None else req.path)
+        hit = self._classified.get(key)
+        if hit is not None and hit[0] == tf.version:
+            return hit[1]
+        resource = (rdef.plural + ("/" + req.subresource if req.subresource else "")) if rdef is not None else ""
+        attrs = Attributes(user.name, user.groups, req.verb, rdef is not None, rdef.group if rdef else "",
+                           resource, req.namespace, req.path)
+        fs = classify(tf.schemas, attrs)
+        out = None
+        if fs is not None:
+            name = fs["metadata"]["name"]
+            level = ((fs.get("spec") or {}).get("priorityLevelConfiguration") or {}).get("name", "")
+            out = (name, fs["metadata"].get("uid", ""), level, flow_hash(name, flow_distinguisher(fs, attrs)))
+        if len(self._classified) >= CLASSIFY_CACHE:
+            self._classified.clear()  # bounded; refilled by what is asked now
+        self._classified[key] = (tf.version, out)
+        return out
 
     def _observe_wait(self, labels: tuple[str, str, str], executed: bool, s: float) -> None:
         if self.on_wait is not None:
@@ -209,7 +230,7 @@ def dump_priority_levels(fc: FlowControl, tenant: str) -> str:
         if qs.cfg.exempt:
             active = "<none>"
         else:
-            active = str(sum(1 for q in qs.queues if q.requests or q.executing_seats))
+            active = str(qs.active)
         idle = not qs.executing_requests and not qs.queued_requests
         rows.append([name, active, str(idle).lower(), "false", str(qs.queued_requests), str(qs.executing_requests),
                      str(dispatched), str(by_reason.get("queue-full", 0) + by_reason.get("concurrency-limit", 0)),

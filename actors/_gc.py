@@ -38,9 +38,9 @@ from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
 from kinds._gc import FINALIZER_FOREGROUND, FINALIZER_ORPHAN, GcView, OwnerRef, gc_view, split_api_version
 from projections import DELETED, Change, Projection
 
-from ._resource import now_rfc3339
+from ._decide import now_rfc3339
 from ._runtime import Actor, every
-from .messages import Request, UserInfo
+from .messages import Delete, Preconditions, Request, UserInfo
 
 log = logging.getLogger("jetkube.gc")
 
@@ -317,8 +317,8 @@ class GarbageCollector:
         rdef = self._rdef(key)
         if rdef is None:
             return
-        await self._ask(self._request("delete", rdef, key, body={
-            "propagationPolicy": policy, "preconditions": {"uid": view.uid, "resourceVersion": str(seq)}}))
+        await self._ask(self._request("delete", rdef, key, body=None, options=Delete(
+            propagation_policy=policy, preconditions=Preconditions(uid=view.uid, resource_version=str(seq)))))
 
     async def process_owner(self, key: Key) -> None:
         """An owner being deleted with the ``orphan`` or ``foregroundDeletion`` finalizer."""
@@ -400,9 +400,10 @@ class GarbageCollector:
         obj["metadata"]["resourceVersion"] = str(seq)  # CAS: only against the state decided on
         await self._ask(self._request("update", rdef, key, body=obj))
 
-    def _request(self, verb: str, rdef: ResourceDef, key: Key, *, body: Any) -> Request:
+    def _request(self, verb: str, rdef: ResourceDef, key: Key, *, body: Any,
+                 options: Delete | None = None) -> Request:
         return Request(verb=verb, rdef=rdef, tenant=key.tenant, namespace=key.namespace, name=key.name, body=body,
-                       user=self.user, audit_id=str(uuid.uuid4()), user_agent="jetkube-controller-manager/gc")
+                       options=options, user=self.user, audit_id=str(uuid.uuid4()), user_agent="jetkube-controller-manager/gc")
 
     async def _ask(self, req: Request) -> None:
         try:

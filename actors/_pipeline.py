@@ -22,6 +22,7 @@ from ._admission import NamespaceLifecycle, admission_handler, build_chain
 from ._admission_status import PolicyStatusController
 from ._allocation import AllocationSettings
 from ._apf_bootstrap import ApfBootstrap
+from ._apf_fleet import FleetExchange, fleet_subject, run_fleet
 from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
 from ._authz import RBAC, Authorizer, authz_handler
@@ -50,7 +51,8 @@ class Pipeline:
                  authorization_modes: tuple[str, ...] = (RBAC,),
                  allocation: AllocationSettings | None = None,
                  api_endpoint: tuple[str, int] = ("127.0.0.1", 6443), server_concurrency: int = 600,
-                 queue_wait_s: float = 15.0, quota_settle_s: float = 60.0, quota_resync_s: float = 300.0) -> None:
+                 queue_wait_s: float = 15.0, quota_settle_s: float = 60.0, quota_resync_s: float = 300.0,
+                 apf_fleet_period_s: float = 1.0) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
@@ -83,6 +85,9 @@ class Pipeline:
         self.authn = Stage("authn")
         #: API Priority and Fairness between authn and authz; queue waits at kube's RequestTimeout/4.
         self.flow_control = FlowControl(projection, server_cl=server_concurrency, queue_wait_s=queue_wait_s)
+        #: Fleet-wide fairness: demand reports exchanged with the other gateways (0: this one alone).
+        self.apf_fleet_period_s = apf_fleet_period_s
+        self.apf_fleet: FleetExchange | None = None
         self.authenticator = authenticator
         self.actors = (self.authz, self.admission, self.resource, self.reviews)
         #: Every step a request passes, for the metrics: authentication, then the actors.
@@ -163,6 +168,10 @@ class Pipeline:
         """Run every actor; bootstrap the default namespaces; then start the controllers."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.flow_control.run)
+            if self.apf_fleet_period_s > 0:
+                self.apf_fleet = await nursery.start(partial(
+                    run_fleet, self.flow_control.dispatcher, self.log.bridge, fleet_subject(self.log.prefix),
+                    period_s=self.apf_fleet_period_s))
             for a in self.actors:
                 await nursery.start(a.run)
             if self.rbac_controllers is not None:

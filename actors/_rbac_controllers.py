@@ -39,7 +39,7 @@ from ._authz import _uncovered
 from ._bootstrap_policy import cluster_role_bindings, cluster_roles, reconcile_binding, reconcile_role
 from ._controllers import SYSTEM_USER
 from ._runtime import Actor, every
-from .messages import Request
+from .messages import Create, Request, Update
 
 log = logging.getLogger("jetkube.controllers.rbac")
 AGGREGATION_MANAGER = "clusterrole-aggregation-controller"
@@ -111,11 +111,10 @@ class RbacControllers:
     async def _write(self, rdef: Any, current: dict[str, Any] | None, new: dict[str, Any], *,
                      manager: str = "") -> None:
         name = new["metadata"]["name"]
-        query = {"fieldManager": manager} if manager else {}
         if current is None:
-            req = self._request(verb="create", rdef=rdef, body=new, query=query)
+            req = self._request(verb="create", rdef=rdef, body=new, options=Create(field_manager=manager))
         else:
-            req = self._request(verb="update", rdef=rdef, name=name, body=new, query=query)
+            req = self._request(verb="update", rdef=rdef, name=name, body=new, options=Update(field_manager=manager))
         try:
             await self.resource.ask(req, timeout_s=30)
         except (AlreadyExists, Conflict, NotFound):

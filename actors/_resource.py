@@ -10,7 +10,6 @@ projection to reach the winning version and decides again.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import secrets
 import uuid
@@ -30,15 +29,12 @@ from kinds._errors import (
     AlreadyExists,
     ApiError,
     BadRequest,
-    Cause,
-    Conflict,
     InternalError,
     Invalid,
     MethodNotAllowed,
     NotFound,
     RequestEntityTooLarge,
     UnsupportedMediaType,
-    invalid,
 )
 from kinds._fieldvalidation import (
     field_validation_outcome,
@@ -47,9 +43,7 @@ from kinds._fieldvalidation import (
     type_errors,
     unknown_fields,
 )
-from kinds._gc import default_propagation, delete_options_conflict, deletion_finalizers, orphan_option
 from kinds._strategy import strategy_for
-from kinds._validation import validate_field_manager
 from projections import (
     Entry,
     Projection,
@@ -65,14 +59,27 @@ from ._allocation import AllocationSettings, Allocators
 from ._apply import SCALE_FIELDS as _SCALE_FIELDS
 from ._apply import (
     applied_config,
-    apply_force,
     apply_type,
     check_apply_options,
-    check_non_apply_options,
     reset_fields,
 )
+from ._cas import append_new
 from ._crd_conversion import Converter
-from ._managed import manager_from_user_agent, record_apply, record_update
+from ._decide import (
+    Decision,
+    NoChange,
+    conflict,
+    decide_delete,
+    decide_finalize,
+    decide_update,
+    field_manager,
+    not_found,
+    now_rfc3339,
+    set_namespace,
+    validate,
+)
+from ._managed import record_apply, record_update
+from ._options import delete_options
 from ._patch import (
     MalformedPatch,
     PatchError,
@@ -82,7 +89,20 @@ from ._patch import (
 )
 from ._runtime import ReplySlot
 from ._tracing import Spans, current_child
-from .messages import Request, WriteResult
+from .messages import (
+    FINALIZE,
+    Apply,
+    Delete,
+    DeleteCollection,
+    Deleted,
+    DeletedCollection,
+    ObjectOptions,
+    Request,
+    Stored,
+    Succeeded,
+    Update,
+    WriteResult,
+)
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
@@ -103,22 +123,6 @@ def generate_name(base: str) -> str:
     so a generated name always fits a DNS label."""
     cut = base.encode()[:_GENERATED_BASE_MAX_BYTES].decode(errors="ignore")
     return cut + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(_GENERATED_SUFFIX_LEN))
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class _NoChange:
-    """A decision that writes nothing: answer with the current state."""
-
-    __slots__ = ("entry",)
-
-    def __init__(self, entry: Entry) -> None:
-        self.entry = entry
-
-
-Decision = tuple[str, dict[str, Any]] | _NoChange  # ("put" | "delete", object)
 
 
 class ResourceCore:
@@ -154,9 +158,10 @@ class ResourceCore:
     async def handle(self, req: Request, reply: ReplySlot) -> None:
         with collecting_warnings() as admission_warnings:
             result = await self.write(req)
-            annotations = audit_annotations() if req.query.get("dryRun") else {}
+            annotations = audit_annotations() if req.dry_run else {}
         if admission_warnings or annotations:
-            result = WriteResult(result.code, result.body, (*result.warnings, *admission_warnings), annotations)
+            result = msgspec.structs.replace(result, warnings=(*result.warnings, *admission_warnings),
+                                             audit_annotations=annotations)
         reply.set(result)
 
     async def write(self, req: Request) -> WriteResult:
@@ -183,8 +188,8 @@ class ResourceCore:
             return await self.delete(req)
         if verb == "deletecollection":
             return await self.delete_collection(req)
-        if verb == "finalize-namespace":
-            return await self.finalize_namespace(req)
+        if verb == FINALIZE:
+            return await self.finalize(req)
         raise BadRequest(f"unsupported verb {verb!r}")
 
     # ---- helpers ---------------------------------------------------------------------------------
@@ -204,15 +209,8 @@ class ResourceCore:
             entry = self.projection.get(key)
         return entry
 
-    @staticmethod
-    def not_found(rdef: ResourceDef, name: str) -> NotFound:
-        return NotFound(f'{rdef.plural} "{name}" not found', name=name, group=rdef.group, kind=rdef.plural)
-
-    @staticmethod
-    def conflict(rdef: ResourceDef, name: str, why: str = "") -> Conflict:
-        why = why or "the object has been modified; please apply your changes to the latest version and try again"
-        return Conflict(f'Operation cannot be fulfilled on {rdef.plural}{"." + rdef.group if rdef.group else ""} '
-                        f'"{name}": {why}', name=name, group=rdef.group, kind=rdef.plural)
+    not_found = staticmethod(not_found)
+    conflict = staticmethod(conflict)
 
     def _body_object(self, req: Request) -> dict[str, Any]:
         rdef = req.rdef
@@ -234,30 +232,6 @@ class ResourceCore:
         out = dict(obj)
         out["kind"], out["apiVersion"], out["metadata"] = rdef.kind, rdef.api_version, dict(meta)
         return out
-
-    def _set_namespace(self, req: Request, meta: dict[str, Any]) -> None:
-        assert req.rdef is not None
-        if req.rdef.namespaced:
-            ns = meta.get("namespace")
-            if ns not in (None, "") and ns != req.namespace:
-                raise BadRequest("the namespace of the provided object does not match the namespace sent on the "
-                                 "request")
-            meta["namespace"] = req.namespace
-        else:
-            meta.pop("namespace", None)
-
-    def _validate(self, req: Request, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        assert req.rdef is not None
-        strategy = strategy_for(req.rdef)
-        if req.subresource and old is not None:
-            causes = strategy.validate_subresource(req.subresource, obj, old, req.rdef)
-        else:
-            causes = strategy.validate(obj, old, req.rdef)
-        if causes:
-            name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
-            raise invalid(req.rdef.kind, name, causes, group=req.rdef.group)
-        if self.guard is not None:
-            self.guard(req, obj, old)
 
     async def _append(self, req: Request, key: Key, etype: str, obj: dict[str, Any], expected: int,
                       attempt: int) -> bytes:
@@ -295,25 +269,14 @@ class ResourceCore:
         return object_bytes(event, seq)
 
     @staticmethod
-    def _dry_run(req: Request) -> bool:
-        v = req.query.get("dryRun")
-        if v is None:
-            return False
-        if v != "All":
-            raise BadRequest(f'Unsupported value: "{v}": supported values: "All"')
-        return True
-
-    @staticmethod
     def _field_validation(req: Request, obj: dict[str, Any], *, patched: bool) -> tuple[str, ...]:
         """Strict decoding, as kube-apiserver's: unknown fields are dropped (``Ignore``), dropped
         with warnings (``Warn``, the default) or refused (``Strict``: 400 for create/update, 422 for
         a patch), each with the errors the gateway found in the raw body (repeated keys) ahead."""
         rdef = req.rdef
         assert rdef is not None
-        mode = req.query.get("fieldValidation") or "Warn"
-        if mode not in ("Ignore", "Warn", "Strict"):
-            raise BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
-                             f'"Strict", "Warn"')
+        opts = req.options
+        mode = opts.field_validation if isinstance(opts, ObjectOptions) else "Warn"
         unknown: list[str] = []
         schema = schema_for(rdef.group, rdef.version, rdef.kind) if not rdef.crd else None
         if rdef.crd and rdef.schema is not None:
@@ -349,28 +312,16 @@ class ResourceCore:
                                 f"{rdef.kind}: " + "; ".join(wrong))
         prune_unknown_fields(obj, schema, definitions())
 
-    def _manager(self, req: Request) -> str:
-        return req.query.get("fieldManager") or manager_from_user_agent(req.user_agent)
-
-    @staticmethod
-    def _check_options(req: Request, options_kind: str) -> None:
-        """The write's options (``CreateOptions``, ``UpdateOptions``, ``PatchOptions``), checked
-        before anything else as the apiserver's handlers do: 422 for a bad ``fieldManager``."""
-        causes = validate_field_manager(req.query.get("fieldManager") or "")
-        if causes:
-            raise invalid(options_kind, "", causes, group="meta.k8s.io")
-
     # ---- create ----------------------------------------------------------------------------------
 
     async def create(self, req: Request, *, obj: dict[str, Any] | None = None, applied: bool = False) -> WriteResult:
         """A create; ``applied``: ``obj`` is an apply's result and carries its managedFields."""
         rdef = req.rdef
         assert rdef is not None
-        self._check_options(req, "CreateOptions")
         obj = self._body_object(req) if obj is None else obj
         warnings = self._field_validation(req, obj, patched=False)
         meta = obj["metadata"]
-        self._set_namespace(req, meta)
+        set_namespace(req, meta)
         if self.chain is not None:
             mutated = await self.chain.mutate(req, "CREATE", obj, None, name=str(meta.get("name") or ""))
             assert mutated is not None
@@ -378,7 +329,7 @@ class ResourceCore:
                 self._decode_patched(req, mutated)
             obj = mutated
             meta = obj["metadata"]
-            self._set_namespace(req, meta)
+            set_namespace(req, meta)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(str(meta["generateName"]))
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
@@ -391,25 +342,25 @@ class ResourceCore:
         managed = meta.pop("managedFields", None)
         subresources.prepare_create(rdef, obj)  # initial status, generation
         strategy.prepare_for_create(obj)
-        self._validate(req, obj, None)
+        validate(req, obj, None, self.guard)
         if applied:
             meta["managedFields"] = managed
         else:
-            record_update(None, obj, manager=self._manager(req), api_version=rdef.api_version, now=now,
+            record_update(None, obj, manager=field_manager(req), api_version=rdef.api_version, now=now,
                           type_=apply_type(rdef), ignored=reset_fields(rdef, ""))
         name = meta["name"]
         if self.chain is not None:
             await self.chain.validate(req, "CREATE", obj, None, name=name)
-        txn = await self.allocators.begin(req, "put", obj, None, dry=self._dry_run(req))
-        if self._dry_run(req):
-            return WriteResult(201, _json.encode(obj), warnings)
+        txn = await self.allocators.begin(req, "put", obj, None, dry=req.dry_run)
+        if req.dry_run:
+            return Stored(object=_json.encode(obj), created=True, warnings=warnings)
         try:
             data = await self._create_append(req, obj)
         except BaseException as e:
             await txn.abort(e)  # a failed create leaks nothing it claimed
             raise
         await txn.commit()
-        return WriteResult(201, data, warnings)
+        return Stored(object=data, created=True, warnings=warnings)
 
     async def _create_append(self, req: Request, obj: dict[str, Any]) -> bytes:
         """Append a new object: over nothing, or over the subject's tombstone."""
@@ -417,31 +368,29 @@ class ResourceCore:
         assert rdef is not None
         name = obj["metadata"]["name"]
         key = self.key(req, name)
-        expected = 0
-        for attempt in range(self.max_retries):
-            try:
-                return await self._append(req, key, "put", obj, expected, attempt)
-            except WrongLastSequence as e:
-                # The subject has history: a live object (409), or a tombstone to create over.
-                await self.projection.wait_for(e.current)
-                existing = self.projection.get(key)
-                if existing is not None:
-                    raise AlreadyExists(f'{rdef.plural}{"." + rdef.group if rdef.group else ""} "{name}" already '
-                                        f"exists", name=name, group=rdef.group, kind=rdef.plural) from None
-                expected = e.current
-        raise self.conflict(rdef, name)
+
+        async def append(expected: int, attempt: int) -> bytes:
+            return await self._append(req, key, "put", obj, expected, attempt)
+
+        def taken() -> ApiError:
+            return AlreadyExists(f'{rdef.plural}{"." + rdef.group if rdef.group else ""} "{name}" already exists',
+                                 name=name, group=rdef.group, kind=rdef.plural)
+
+        return await append_new(self.projection, key, append, tries=self.max_retries, taken=taken,
+                                exhausted=lambda: self.conflict(rdef, name))
 
     # ---- the update loop -------------------------------------------------------------------------
 
     async def guaranteed_update(self, req: Request, key: Key,
                                 decide: Callable[[Entry | None, dict[str, Any] | None], Awaitable[Decision]],
-                                *, precondition_seq: int | None = None) -> tuple[int, bytes, str]:
+                                *, precondition_seq: int | None = None) -> tuple[bytes, str]:
         """Decide against the current state and append with CAS until it sticks.
 
         ``decide(entry, obj)`` returns ("put" | "delete", new object) or a no-change marker and
         raises ApiErrors. With ``precondition_seq`` (a client-supplied resourceVersion), a lost
         race is the client's 409; without, the loop waits for the winner and decides again.
-        Returns (HTTP code 200, response JSON, event type).
+        Returns (the object's JSON as stored, or as it would be under dryRun; the event type:
+        "put", "delete" or "none" when nothing was written).
         """
         rdef = req.rdef
         assert rdef is not None
@@ -455,7 +404,7 @@ class ResourceCore:
         for attempt in range(self.max_retries):
             obj = None if entry is None else _decode(entry.data)
             decision = await decide(entry, obj)
-            if isinstance(decision, _NoChange):
+            if isinstance(decision, NoChange):
                 # Nothing to write: confirm the state decided on is current (the projection may
                 # trail the log), as the apiserver re-reads etcd before answering a no-op.
                 await self.projection.consistent()
@@ -464,14 +413,14 @@ class ResourceCore:
                                                           and fresh.seq != entry.seq):
                     entry = fresh
                     continue
-                return 200, decision.entry.data, "none"
+                return decision.entry.data, "none"
             etype, new = decision
-            txn = await self.allocators.begin(req, etype, new, obj, dry=self._dry_run(req))
-            if self._dry_run(req):
+            txn = await self.allocators.begin(req, etype, new, obj, dry=req.dry_run)
+            if req.dry_run:
                 if entry is not None and etype == "put":
                     # Nothing stored: the answer keeps the version it was decided on (as kube's).
                     new["metadata"]["resourceVersion"] = str(entry.seq)
-                return 200, _json.encode(new), etype
+                return _json.encode(new), etype
             expected = 0 if entry is None else entry.seq
             try:
                 data = await self._append(req, key, etype, new, expected, attempt)
@@ -486,7 +435,7 @@ class ResourceCore:
                 await txn.abort(e)
                 raise
             await txn.commit()
-            return 200, data, etype
+            return data, etype
         raise self.conflict(rdef, key.name)
 
     async def _admitted_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any],
@@ -505,57 +454,15 @@ class ResourceCore:
 
     def _merge_update(self, req: Request, entry: Entry, old: dict[str, Any], new: dict[str, Any], *,
                       record: bool = True, manager_subresource: str | None = None) -> Decision:
-        """Carry server-owned fields from ``old`` into ``new``; validate; spot finalization."""
-        rdef = req.rdef
-        assert rdef is not None
-        om, nm = old["metadata"], new["metadata"]
-        uid = nm.get("uid")
-        if uid and uid != om.get("uid"):
-            raise self.conflict(rdef, om["name"], f"Precondition failed: UID in precondition: {uid}, UID in "
-                                                  f"object meta: {om.get('uid')}")
-        for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "name"):
-            if f in om:
-                nm[f] = om[f]
-            else:
-                nm.pop(f, None)
-        self._set_namespace(req, nm)
-        nm.pop("resourceVersion", None)
-        strategy = strategy_for(rdef)
-        if not req.subresource:
-            # A subresource's write has its own rules (below); the kind's update strategy is the
-            # main resource's.
-            strategy.prepare_for_update(new, old)
-        # The status/spec split and metadata.generation, from the kind's definition.
-        subresources.prepare_update(rdef, req.subresource, new, old, now_rfc3339())
-        if not rdef.generation:
-            nm.pop("generation", None)
-        if om.get("deletionTimestamp"):
-            added = set(nm.get("finalizers") or []) - set(om.get("finalizers") or [])
-            if added:
-                raise invalid(rdef.kind, om["name"], [Cause(
-                    "FieldValueForbidden", "Forbidden: no new finalizers can be added if the object is being "
-                                           "deleted, found new finalizers " + repr(sorted(added)),
-                    "metadata.finalizers")], group=rdef.group)
-        self._validate(req, new, old)
-        causes = subresources.validate_update(req.subresource, new, old)
-        if causes:
-            raise invalid(rdef.kind, om["name"], causes, group=rdef.group)
-        if record:
-            sub = req.subresource if manager_subresource is None else manager_subresource
-            record_update(old, new, manager=self._manager(req), api_version=rdef.api_version, now=now_rfc3339(),
-                          subresource=sub, type_=apply_type(rdef), ignored=reset_fields(rdef, sub, old, new))
-        if _same(old, new):
-            return _NoChange(entry)
-        if om.get("deletionTimestamp") and not nm.get("finalizers"):
-            return ("delete", new)
-        return ("put", new)
+        """:func:`decide_update` with this actor's guard."""
+        return decide_update(req, entry, old, new, now=now_rfc3339(), record=record,
+                             manager_subresource=manager_subresource, guard=self.guard)
 
     # ---- update (PUT) ------------------------------------------------------------------------------
 
     async def update(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
-        self._check_options(req, "UpdateOptions")
         body = self._body_object(req)
         warnings = self._field_validation(req, body, patched=False)
         bname = body["metadata"].get("name")
@@ -579,13 +486,13 @@ class ResourceCore:
             return await self._admitted_update(req, entry, old, new)
 
         try:
-            code, data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
+            data, _ = await self.guaranteed_update(req, key, decide, precondition_seq=rv)
         except _CreateInstead:
             # A create, admitted as one (the apiserver runs create admission when an update creates).
             if self.admit is not None:
                 await self.admit(msgspec.structs.replace(req, verb="create"))
             return await self.create(req, obj=body)
-        return WriteResult(code, data, warnings)
+        return Stored(object=data, warnings=warnings)
 
     # ---- patch --------------------------------------------------------------------------------------
 
@@ -595,11 +502,9 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         view = served or rdef
-        self._check_options(req, "PatchOptions")
         ptype = req.patch_type
         if ptype == APPLY_PATCH:
             return await self.apply(req, served)
-        check_non_apply_options(req.query)
         if ptype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
             raise UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
@@ -648,8 +553,8 @@ class ResourceCore:
                                  f"on the URL ({req.name})")
             return await self._admitted_update(req, entry, old, new)
 
-        code, data, _ = await self.guaranteed_update(req, key, decide)
-        return WriteResult(code, data, warnings)
+        data, _ = await self.guaranteed_update(req, key, decide)
+        return Stored(object=data, warnings=warnings)
 
     # ---- server-side apply ------------------------------------------------------------------------------
 
@@ -660,10 +565,10 @@ class ResourceCore:
         rdef = req.rdef
         assert rdef is not None
         view = served or rdef
-        check_apply_options(req.query)
+        opts = _apply_options(req)
         config = applied_config(req.body, view, req.name)
-        force = apply_force(req.query)
-        manager, now, t = req.query["fieldManager"], now_rfc3339(), apply_type(view)
+        force = opts.force
+        manager, now, t = opts.field_manager, now_rfc3339(), apply_type(view)
         warnings: tuple[str, ...] = ()
 
         async def applied(live: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -691,8 +596,8 @@ class ResourceCore:
 
         for _ in range(self.max_retries):
             try:
-                code, data, _ = await self.guaranteed_update(req, self.key(req), decide)
-                return WriteResult(code, data, warnings)
+                data, _ = await self.guaranteed_update(req, self.key(req), decide)
+                return Stored(object=data, warnings=warnings)
             except _CreateInstead:
                 create = msgspec.structs.replace(req, verb="create")
                 if self.admit is not None:
@@ -707,121 +612,58 @@ class ResourceCore:
 
     # ---- delete ----------------------------------------------------------------------------------------
 
-    def _delete_options(self, req: Request) -> dict[str, Any]:
-        opts: dict[str, Any] = {}
-        if isinstance(req.body, dict):
-            opts.update(req.body)
-        elif req.body not in (None, b"", ""):
-            raise BadRequest("the body of a DELETE must be a DeleteOptions object")
-        q = req.query
-        for f in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
-            if f in q and f not in opts:
-                opts[f] = q[f]
-        if "dryRun" in opts and opts["dryRun"] not in ([], ["All"], None):
-            raise BadRequest(f'Unsupported value: {opts["dryRun"]!r}: supported values: "All"')
-        pol = opts.get("propagationPolicy")
-        if pol not in (None, "Orphan", "Background", "Foreground"):
-            raise BadRequest(f'Unsupported value: "{pol}": supported values: "Foreground", "Background", "Orphan"')
-        pre = opts.get("preconditions")
-        if pre is not None and not isinstance(pre, dict):
-            raise BadRequest("preconditions must be an object")
-        conflict = delete_options_conflict(opts)
-        if conflict is not None:
-            raise invalid("DeleteOptions", "", [Cause("FieldValueInvalid", f'Invalid value: "{pol}": {conflict}',
-                                                      "propagationPolicy")], group="meta.k8s.io")
-        return opts
-
-    @staticmethod
-    def _gc_finalizers(rdef: ResourceDef, meta: dict[str, Any], opts: dict[str, Any]) -> list[str] | None:
-        """The object's finalizers after this DELETE's propagation policy (the garbage collector's
-        ``orphan`` / ``foregroundDeletion``), or None when they stay as they are."""
-        current = list(meta.get("finalizers") or [])
-        new = deletion_finalizers(current, opts, default_propagation(rdef))
-        return None if new is current else new
-
     async def delete(self, req: Request) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
-        opts = self._delete_options(req)
-        pre = opts.get("preconditions") or {}
-        dry = self._dry_run(req) or opts.get("dryRun") == ["All"]
-        if dry and "dryRun" not in req.query:
-            req = msgspec.structs.replace(req, query={**req.query, "dryRun": "All"})
+        opts = req.options if isinstance(req.options, Delete) else Delete()
+        pre = opts.preconditions
         key = self.key(req)
-        strategy = strategy_for(rdef)
         final_uid = ""
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             nonlocal final_uid
             if entry is None or old is None:
                 raise self.not_found(rdef, req.name)
-            meta = old["metadata"]
-            if pre.get("uid") and pre["uid"] != meta.get("uid"):
-                raise self.conflict(rdef, req.name, f"Precondition failed: UID in precondition: {pre['uid']}, UID "
-                                                    f"in object meta: {meta.get('uid')}")
-            if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(entry.seq):
-                raise self.conflict(rdef, req.name, f"Precondition failed: ResourceVersion in precondition: "
-                                                    f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                                                    f"{entry.seq}")
-            final_uid = meta.get("uid", "")
+            decision = decide_delete(rdef, entry, old, opts, now=now_rfc3339())  # preconditions first
+            final_uid = old["metadata"].get("uid", "")
             if self.chain is not None:
                 await self.chain.mutate(req, "DELETE", None, old)
                 await self.chain.validate(req, "DELETE", None, old)
-            finalizers = self._gc_finalizers(rdef, meta, opts)
-            if finalizers is not None:
-                if finalizers:
-                    meta["finalizers"] = finalizers
-                else:
-                    meta.pop("finalizers", None)
-            pending = strategy.deletion_is_graceful(old)
-            if meta.get("deletionTimestamp"):
-                # Already being deleted: only the GC finalizers may change (a second DELETE with
-                # another policy); with none left, the object goes now.
-                if finalizers is None:
-                    return _NoChange(entry)
-                meta.pop("resourceVersion", None)
-                return ("put", old) if pending else ("delete", old)
-            if pending:
-                meta["deletionTimestamp"] = now_rfc3339()
-                meta["deletionGracePeriodSeconds"] = 0
-                meta.pop("resourceVersion", None)
-                return ("put", old)
-            meta.pop("resourceVersion", None)
-            return ("delete", old)
+            return decision
 
-        precondition = _parse_rv(pre.get("resourceVersion")) if pre.get("resourceVersion") else None
-        code, data, etype = await self.guaranteed_update(req, key, decide, precondition_seq=precondition)
+        precondition = _parse_rv(pre.resource_version) if pre.resource_version else None
+        data, etype = await self.guaranteed_update(req, key, decide, precondition_seq=precondition)
+        gone = Deleted(name=req.name, group=rdef.group, kind=rdef.plural, uid=final_uid)
         if etype == "delete":
-            details = {"name": req.name, "group": rdef.group, "kind": rdef.plural, "uid": final_uid}
-            return WriteResult(200, _json.encode({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                                  "status": "Success", "details": details}))
-        if orphan_option(opts.get("orphanDependents")) is False:
-            code = 202  # kube's delete handler: not deleted at once, cascading asked for explicitly
-        return WriteResult(code, data)
+            return gone
+        # Still there, being deleted (finalizers, a grace period).
+        return msgspec.structs.replace(gone, object=data,
+                                       cascading=opts.orphan_dependents is False)
 
-    async def finalize_namespace(self, req: Request) -> WriteResult:
-        """Append a terminating namespace's tombstone (the namespace controller, once it is empty)."""
+    async def finalize(self, req: Request) -> WriteResult:
+        """Append the tombstone of an object its controller has emptied (a terminating Namespace),
+        as the kind's strategy allows (``Strategy.finalize``)."""
+        rdef = req.rdef
+        assert rdef is not None
+        if not strategy_for(rdef).finalizable:
+            raise MethodNotAllowed("the server does not allow this method on the requested resource")
         key = self.key(req)
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
-                raise self.not_found(req.rdef, req.name)  # type: ignore[arg-type]
-            if (old.get("status") or {}).get("phase") != "Terminating":
-                raise self.conflict(req.rdef, req.name, "the namespace is not terminating")  # type: ignore[arg-type]
-            old["metadata"].pop("resourceVersion", None)
-            old["spec"] = {"finalizers": []}
-            return ("delete", old)
+                raise self.not_found(rdef, req.name)
+            return decide_finalize(rdef, entry, old)
 
-        code, data, _ = await self.guaranteed_update(req, key, decide)
-        return WriteResult(code, data)
+        await self.guaranteed_update(req, key, decide)
+        return Deleted(name=req.name, group=rdef.group, kind=rdef.plural)
 
     async def delete_collection(self, req: Request, flt: WatchFilter | None = None) -> WriteResult:
         rdef = req.rdef
         assert rdef is not None
         if flt is None:
+            opts = req.options if isinstance(req.options, DeleteCollection) else DeleteCollection()
             try:
-                flt = WatchFilter.for_request(rdef, req.namespace, req.query.get("labelSelector", ""),
-                                              req.query.get("fieldSelector", ""))
+                flt = WatchFilter.for_request(rdef, req.namespace, opts.label_selector, opts.field_selector)
             except SelectorError as e:
                 raise BadRequest(str(e)) from None
         await self.projection.consistent()
@@ -840,10 +682,10 @@ class ResourceCore:
                 res = await self.delete(one)
             except NotFound:
                 continue
-            items.append(data if res.body.startswith(b'{"kind":"Status"') else res.body)
-        body = b'{"kind":"%s","apiVersion":"%s","metadata":{"resourceVersion":"%d"},"items":[%s]}' % (
-            rdef.list_kind.encode(), rdef.api_version.encode(), self.projection.store.applied, b",".join(items))
-        return WriteResult(200, body)
+            assert isinstance(res, Deleted)
+            items.append(res.object if res.pending else data)
+        return DeletedCollection(list_kind=rdef.list_kind, api_version=rdef.api_version,
+                                 resource_version=self.projection.store.applied, items=tuple(items))
 
 
     # ---- versions served by conversion -----------------------------------------------------------------
@@ -861,24 +703,24 @@ class ResourceCore:
             result = await self.patch(stored, served=served)
         else:
             result = await self.write(stored)
-        return WriteResult(result.code, await self._to_served(result.body, storage, served), result.warnings)
+        return await self._to_served(result, storage, served)
 
     async def _shown(self, obj: dict[str, Any], view: ResourceDef) -> dict[str, Any]:
         """A stored object as ``view``'s version shows it (a patch applies to that)."""
         return obj if obj.get("apiVersion") == view.api_version else await self.converter.one(obj, view)
 
-    async def _to_served(self, body: bytes, storage: ResourceDef, served: ResourceDef) -> bytes:
-        """A write's answer (an object, a list of them, or a Status) in the served version."""
-        obj = _decode(body)
-        if not isinstance(obj, dict):
-            return body
-        if obj.get("kind") == storage.list_kind:
-            obj["items"] = await self.converter.many(obj.get("items") or [], served)
-            obj["kind"], obj["apiVersion"] = served.list_kind, served.api_version
-            return _json.encode(obj)
-        if obj.get("kind") != storage.kind:  # a Status, a Scale
-            return body
-        return _json.encode(await self.converter.one(obj, served))
+    async def _to_served(self, result: WriteResult, storage: ResourceDef, served: ResourceDef) -> WriteResult:
+        """A write's answer with its objects in the served version (a Scale stays as it is)."""
+        if isinstance(result, DeletedCollection):
+            items = await self.converter.many([_decode(i) for i in result.items], served)
+            return msgspec.structs.replace(result, list_kind=served.list_kind, api_version=served.api_version,
+                                           items=tuple(_json.encode(i) for i in items))
+        if not (isinstance(result, Stored) or (isinstance(result, Deleted) and result.pending)):
+            return result
+        obj = _decode(result.object)
+        if not isinstance(obj, dict) or obj.get("kind") != storage.kind:  # a Scale, a review
+            return result
+        return msgspec.structs.replace(result, object=_json.encode(await self.converter.one(obj, served)))
 
     async def create_as(self, req: Request) -> WriteResult:
         """A create of a kind stored as another's subresource (``bindings``: the pod's binding)."""
@@ -922,7 +764,6 @@ class ResourceCore:
         update (generation and all), under the object's resourceVersion; the answer is a Scale."""
         rdef = req.rdef
         assert rdef is not None
-        self._check_options(req, "UpdateOptions" if req.verb == "update" else "PatchOptions")
         key = self.key(req)
         main = msgspec.structs.replace(req, subresource="")
         precondition: int | None = None
@@ -951,10 +792,11 @@ class ResourceCore:
             new = subresources.apply_scale(rdef, old, wanted)
             if req.patch_type == APPLY_PATCH and req.verb == "patch":
                 # The Scale's ownership is the object's spec.replicas (kube's ScaleHandler).
+                opts = _apply_options(req)
                 new["metadata"]["managedFields"] = record_apply(
-                    old, {"spec": {"replicas": (wanted.get("spec") or {}).get("replicas")}}, manager=req.query[
-                        "fieldManager"], api_version=rdef.api_version, now=now_rfc3339(),
-                    force=apply_force(req.query), subresource="scale",
+                    old, {"spec": {"replicas": (wanted.get("spec") or {}).get("replicas")}},
+                    manager=opts.field_manager, api_version=rdef.api_version, now=now_rfc3339(),
+                    force=opts.force, subresource="scale",
                     type_=apply_type(rdef), config_set=_SCALE_FIELDS)["metadata"].get("managedFields")
                 new["metadata"].pop("resourceVersion", None)
                 decision = self._merge_update(main, entry, old, new, record=False)
@@ -971,14 +813,13 @@ class ResourceCore:
                 await self.chain.validate(req, "UPDATE", wanted, current)
             return decision
 
-        _, data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
+        data, _ = await self.guaranteed_update(main, key, decide, precondition_seq=precondition)
         obj = _decode(data)
-        return WriteResult(200, _json.encode(subresources.to_scale(
+        return Stored(object=_json.encode(subresources.to_scale(
             rdef, obj, str(obj["metadata"].get("resourceVersion", "")))))
 
     def _applied_scale(self, req: Request, current: dict[str, Any]) -> dict[str, Any]:
         """The Scale an apply to ``/scale`` asks for (its replicas over the current Scale)."""
-        check_apply_options(req.query)
         scale_def = msgspec.structs.replace(req.rdef, group="autoscaling", version="v1", kind="Scale")  # type: ignore[arg-type]
         config = applied_config(req.body, scale_def, req.name)
         replicas = (config.get("spec") or {}).get("replicas") if isinstance(config.get("spec"), dict) else None
@@ -1012,7 +853,6 @@ class ResourceCore:
         """POST ``pods/<name>/binding``: ``spec.nodeName`` set once (kube's BindingREST)."""
         rdef = req.rdef
         assert rdef is not None
-        self._check_options(req, "CreateOptions")
         key = self.key(req)
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
@@ -1023,7 +863,7 @@ class ResourceCore:
             return self._merge_update(req, entry, old, new)
 
         await self.guaranteed_update(req, key, decide)
-        return WriteResult(201, _json.encode(subresources.success_status()))
+        return Succeeded(created=True)
 
     async def evict(self, req: Request) -> WriteResult:
         """POST ``pods/<name>/eviction``: the pod is deleted unless the one PodDisruptionBudget
@@ -1033,10 +873,11 @@ class ResourceCore:
         assert rdef is not None
         eviction = subresources.check_eviction(req.body, req.name)
         options = eviction.get("deleteOptions")
-        dry = self._dry_run(req) or (isinstance(options, dict) and options.get("dryRun") == ["All"])
         entry = await self.current(self.key(req))
         if entry is None:
             raise self.not_found(rdef, req.name)
+        opts = delete_options(options if isinstance(options, dict) else {})
+        dry = req.dry_run or opts.dry_run
         pod = _decode(entry.data)
         if not subresources.can_ignore_pdb(pod):
             budgets = await self._budgets_for(req, pod)
@@ -1046,11 +887,10 @@ class ResourceCore:
             if budgets:
                 await self._decrement_budget(req, budgets[0], dry)
         delete = msgspec.structs.replace(req, verb="delete", subresource="",
-                                         body=options if isinstance(options, dict) else None)
-        if dry and "dryRun" not in req.query:
-            delete = msgspec.structs.replace(delete, query={**req.query, "dryRun": "All"})
+                                         body=options if isinstance(options, dict) else None,
+                                         options=msgspec.structs.replace(opts, dry_run=dry))
         await self.delete(delete)
-        return WriteResult(201, _json.encode(subresources.success_status()))
+        return Succeeded(created=True)
 
     async def _budgets_for(self, req: Request, pod: dict[str, Any]) -> list[str]:
         """Names of the namespace's PodDisruptionBudgets whose selector selects the pod (a nil or
@@ -1073,9 +913,7 @@ class ResourceCore:
 
     async def _decrement_budget(self, req: Request, name: str, dry: bool) -> None:
         pdb_req = msgspec.structs.replace(req, rdef=_PDB, verb="update", subresource="status", name=name,
-                                          body=None)
-        if dry:
-            pdb_req = msgspec.structs.replace(pdb_req, query={**req.query, "dryRun": "All"})
+                                          body=None, options=Update(dry_run=dry))
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
             if entry is None or old is None:
@@ -1106,6 +944,15 @@ def _custom_unknown_fields(obj: dict[str, Any], schema: dict[str, Any], *, prune
     return found
 
 
+def _apply_options(req: Request) -> Apply:
+    """An apply's options (the gateway checked that they name a field manager)."""
+    opts = req.options
+    if not isinstance(opts, Apply) or not opts.field_manager:
+        check_apply_options({})  # an apply with no manager: kube's 422
+        raise AssertionError("unreachable")
+    return opts
+
+
 def _msg_id(audit_id: str, subject: str, attempt: int) -> str:
     """The append's Nats-Msg-Id: the request's audit ID and a digest of the subject, so that a
     request writing several objects (deletecollection) gives each its own identity on the log,
@@ -1118,17 +965,6 @@ def _msg_id(audit_id: str, subject: str, attempt: int) -> str:
 
 class _CreateInstead(ApiError):
     """Internal: a PUT to a missing object of a kind that allows create-on-update."""
-
-
-def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Equal but for resourceVersion: a no-op write is not written (managedFields change only with
-    the object, or with a change of ownership, which is written)."""
-
-    def strip(o: dict[str, Any]) -> dict[str, Any]:
-        m = {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}
-        return {**o, "metadata": m}
-
-    return strip(old) == strip(new)
 
 
 def _parse_rv(value: Any) -> int | None:

@@ -46,7 +46,7 @@ from ._tokens import (
     verify_token,
     with_cluster,
 )
-from .messages import Request, UserInfo, WriteResult
+from .messages import ObjectOptions, Request, Stored, UserInfo
 
 _enc = msgspec.json.Encoder()
 SA_PREFIX = "system:serviceaccount:"
@@ -60,13 +60,13 @@ _RESOURCE_ATTRIBUTES = {**{f: str for f in ("namespace", "verb", "group", "versi
                                             "name")}, "fieldSelector": dict, "labelSelector": dict}
 _ACCESS_SPEC = {"resourceAttributes": _RESOURCE_ATTRIBUTES, "nonResourceAttributes": {"path": str, "verb": str}}
 _SUBJECT_ACCESS_SPEC = {**_ACCESS_SPEC, "user": str, "groups": [str], "uid": str, "extra": dict}
+# By the definition's ``review`` (a review kind) or the subresource (a TokenRequest).
 _SPEC_TYPES: dict[str, dict[str, Any]] = {
-    "selfsubjectaccessreviews": _ACCESS_SPEC,
-    "subjectaccessreviews": _SUBJECT_ACCESS_SPEC,
-    "localsubjectaccessreviews": _SUBJECT_ACCESS_SPEC,
-    "selfsubjectrulesreviews": {"namespace": str},
-    "tokenreviews": {"token": str, "audiences": [str]},
-    "token": {"audiences": [str], "expirationSeconds": int,
+    "self-subject-access": _ACCESS_SPEC,
+    "subject-access": _SUBJECT_ACCESS_SPEC,
+    "self-subject-rules": {"namespace": str},
+    "token-review": {"token": str, "audiences": [str]},
+    "token-request": {"audiences": [str], "expirationSeconds": int,
               "boundObjectRef": {"kind": str, "apiVersion": str, "name": str, "uid": str}},
 }
 _JSON_TYPES = ((bool, "bool"), (str, "string"), (int, "number"), (float, "number"), (list, "array"), (dict, "object"))
@@ -269,10 +269,12 @@ class ReviewCore:
             raise BadRequest(f"{rdef.plural} only supports create")
         body = req.body if isinstance(req.body, dict) else {}
         kind = "TokenRequest" if req.subresource == "token" else rdef.kind
-        wrong = check_spec_types(body.get("spec"), _SPEC_TYPES.get(req.subresource or rdef.plural, {}))
+        spec_types = _SPEC_TYPES.get("token-request" if req.subresource == "token" else rdef.review, {})
+        wrong = check_spec_types(body.get("spec"), spec_types)
         if wrong:
             raise BadRequest(f"{kind} in version \"{rdef.version}\" cannot be handled as a {kind}: {wrong}")
-        warnings = field_validation_outcome(req.query.get("fieldValidation") or "Warn", list(req.strict_errors),
+        mode = req.options.field_validation if isinstance(req.options, ObjectOptions) else "Warn"
+        warnings = field_validation_outcome(mode, list(req.strict_errors),
                                             kind=kind, version=rdef.version)
         out: dict[str, Any] = {"kind": rdef.kind, "apiVersion": rdef.api_version,
                                "metadata": {"creationTimestamp": None}}
@@ -289,17 +291,17 @@ class ReviewCore:
                 result = await self.token(req, body)
             reply.set(msgspec.structs.replace(result, warnings=(*warnings, *result.warnings, *admitted)))
             return
-        if rdef.plural == "selfsubjectreviews":
+        if rdef.review == "self-subject":
             u = req.user
             out["status"] = {"userInfo": {"username": u.name, "uid": u.uid, "groups": list(u.groups),
                                           **({"extra": u.extra} if u.extra else {})}}
-        elif rdef.plural == "tokenreviews":
+        elif rdef.review == "token-review":
             out.update(self._token_review(req, body))
-        elif rdef.plural == "selfsubjectaccessreviews":
+        elif rdef.review == "self-subject-access":
             spec = body.get("spec") or {}
             out["spec"] = spec
             out["status"] = await self._access(req.user, spec)
-        elif rdef.plural in ("subjectaccessreviews", "localsubjectaccessreviews"):
+        elif rdef.review == "subject-access":
             spec = body.get("spec") or {}
             if rdef.namespaced:
                 out["metadata"]["namespace"] = req.namespace
@@ -310,13 +312,13 @@ class ReviewCore:
                                groups=tuple(g for g in spec.get("groups") or () if isinstance(g, str)),
                                extra={k: list(v) for k, v in extra.items() if isinstance(v, list)})
             out["status"] = await self._access(subject, spec)
-        elif rdef.plural == "selfsubjectrulesreviews":
+        elif rdef.review == "self-subject-rules":
             spec = body.get("spec") or {}
             out["spec"] = spec
             out["status"] = self.authorizer.rules_review(req.user, spec.get("namespace") or "")
         else:
             raise NotFound(f"{rdef.plural} are not served")
-        reply.set(WriteResult(201, _enc.encode(out), warnings))
+        reply.set(Stored(object=_enc.encode(out), created=True, warnings=warnings))
 
     async def _access(self, user: UserInfo, spec: dict[str, Any]) -> dict[str, Any]:
         """A (Self)SubjectAccessReview's status: RBAC works on the attributes as given, so a
@@ -374,7 +376,7 @@ class ReviewCore:
             claims["node"] = {"name": node_name, **({"uid": node_uid} if node_uid else {})}
         return claims
 
-    async def token(self, req: Request, body: dict[str, Any]) -> WriteResult:
+    async def token(self, req: Request, body: dict[str, Any]) -> Stored:
         entry = self.projection.get(Key(req.tenant, "", "serviceaccounts", req.namespace, req.name))
         if entry is None:
             await self.projection.consistent()
@@ -409,4 +411,4 @@ class ReviewCore:
         out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
                "metadata": {"name": req.name, "namespace": req.namespace, "creationTimestamp": None},
                "spec": spec, "status": {"token": self.key.sign(claims), "expirationTimestamp": expires}}
-        return WriteResult(201, _enc.encode(out), tuple(warnings))
+        return Stored(object=_enc.encode(out), created=True, warnings=tuple(warnings))

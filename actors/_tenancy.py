@@ -35,7 +35,7 @@ from ._controllers import SYSTEM_USER, Controllers
 from ._rbac_controllers import RbacControllers
 from ._runtime import Actor, every
 from ._tokens import SigningKey
-from .messages import Request
+from .messages import FINALIZE, Request
 
 log = logging.getLogger("jetkube.tenancy")
 
@@ -311,7 +311,7 @@ class Tenancy:
             if not terminating:
                 verb = "delete"
             elif not in_ns.get(ns_name):
-                verb = "finalize-namespace"
+                verb = FINALIZE
             else:
                 continue
             try:

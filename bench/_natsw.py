@@ -220,12 +220,14 @@ def run_b5(spec: dict[str, Any]) -> dict[str, Any]:
 
 # ---- seed: objects straight onto jetkube's stream ------------------------------------------------------
 
-def seed_items(spec: dict[str, Any], stats: dict[str, Any]) -> Any:
+def seed_items(spec: dict[str, Any], stats: dict[str, Any], keep: list[tuple[str, bytes, Any]] | None = None) -> Any:
     """(subject, event bytes, headers) for every object of every group in ``spec['groups']``.
 
     A group: template (an object as jetkube returned it), group, plural, field_selectors,
     namespaces (list; "" for cluster scope), count (per group, spread over the namespaces),
     name_prefix, pad_to (grow ``data`` so the object is about this many bytes, 0: as is).
+    With ``keep``, each object's subject, an update event of it (an annotation added) and that
+    event are appended there (for :func:`churn_items`).
     """
     import copy
 
@@ -269,16 +271,57 @@ def seed_items(spec: dict[str, Any], stats: dict[str, Any]) -> Any:
             if idx < int(spec.get("want_seqs", 0)):
                 stats["names"].append(name)
             idx += 1
+            if keep is not None:
+                meta["annotations"] = {**(meta.get("annotations") or {}), "bench.jetkube.io/churn": "yes"}
+                udata, urv_at = encode_object_with_rv_slot(obj)
+                upd = Event(type="put", object=msgspec.Raw(udata), rv_at=urv_at, verb="update", audit_id=audit,
+                            time=ts, actor=actor, labels=meta.get("labels") or {}, fields=fields)
+                keep.append((subject, encode_event(upd), upd))
             yield subject, encode_event(ev), {"Nats-Msg-Id": audit, "Nats-Expected-Last-Subject-Sequence": "0"}
 
 
+def churn_items(objs: list[tuple[str, bytes, Any]], extra: int, stats: dict[str, Any]) -> Any:
+    """``extra`` more events on objects already created: rounds over every object, each an update,
+    except 1 in 100 per round (a different one each round), deleted and created again (2 events), so
+    the log grows to ``objects + extra`` events while the live objects stay the same. Generated as
+    they are published (memory stays that of one update per object)."""
+    import msgspec
+
+    from bus import encode_event
+
+    n = rnd = 0
+    while objs:
+        rnd += 1
+        for i, (subject, update, ev) in enumerate(objs):
+            if n >= extra:
+                return
+            if i % 100 == rnd % 100 and n + 2 <= extra:
+                tomb = encode_event(msgspec.structs.replace(ev, type="delete", verb="delete"))
+                yield subject, tomb, {"Nats-Msg-Id": f"churn-{n}"}
+                yield subject, encode_event(msgspec.structs.replace(ev, verb="create")), {"Nats-Msg-Id": f"churn-{n + 1}"}
+                n += 2
+                stats["recreated"] += 1
+            else:
+                yield subject, update, {"Nats-Msg-Id": f"churn-{n}"}
+                n += 1
+
+
 def run_seed(spec: dict[str, Any]) -> dict[str, Any]:
-    stats: dict[str, Any] = {"object_bytes": 0, "objects": 0, "names": []}
-    items = list(seed_items(spec, stats))  # built before the clock starts
+    import itertools
+
+    stats: dict[str, Any] = {"object_bytes": 0, "objects": 0, "names": [], "recreated": 0}
+    keep: list[tuple[str, bytes, Any]] | None = [] if int(spec.get("events", 0)) else None
+    items: Any = list(seed_items(spec, stats, keep))  # built before the clock starts
     total = len(items)
+    extra = max(0, int(spec.get("events", 0)) - total)
+    if keep is not None and extra:
+        items = itertools.chain(items, churn_items(keep, extra, stats))
+        total += extra
     out = asyncio.run(_pipelined(spec["url"], items, window=int(spec.get("window", 512)),
                                  duration_s=float(spec.get("max_s", 300)), max_n=total,
                                  want_seqs=int(spec.get("want_seqs", 0))))
+    out["events"] = total
+    out["recreated"] = stats["recreated"]
     out["objects"] = stats["objects"]
     out["object_bytes"] = stats["object_bytes"]
     seqs = out.pop("seqs")
@@ -308,7 +351,7 @@ def run_replay(spec: dict[str, Any]) -> dict[str, Any]:
             reader = await log.open_reader(all_filter(spec["prefix"]), 1)
             n = 0
             try:
-                with trio.fail_after(120):
+                with trio.fail_after(float(spec.get("limit_s", 120))):
                     while n < head:
                         n += len(await reader.next_batch())
             finally:
@@ -319,7 +362,7 @@ def run_replay(spec: dict[str, Any]) -> dict[str, Any]:
             proj = Projection(log)
             t0 = trio.current_time()
             cpu0 = _cpu_self()
-            with trio.fail_after(180):
+            with trio.fail_after(float(spec.get("limit_s", 180))):
                 async with trio.open_nursery() as nursery:
                     await nursery.start(proj.run)
                     out["replay_s"] = trio.current_time() - t0

@@ -27,6 +27,7 @@ class Params:
     b7_s: float = 20.0
     b7_probe_conns: int = 8
     b8_objects: int = 100_000
+    b8_events: int = 1_000_000  # the log B8's objects are folded from (updates, deletes, re-creates)
     b9_objects: int = 100_000
     b10_events: int = 50_000
     b11_s: float = 10.0
@@ -40,6 +41,6 @@ FULL = Params()
 
 QUICK = Params(
     c1_s=3.0, c1_runs=1, http_s=4.0, c2_runs=2, c2_s=3.0, b5_s=3.0, b4_repeats=3,
-    b6_watchers=200, b6_s=5.0, b6_grace_s=5.0, b7_s=6.0, b8_objects=20_000, b9_objects=50_000,
+    b6_watchers=200, b6_s=5.0, b6_grace_s=5.0, b7_s=6.0, b8_objects=20_000, b8_events=100_000, b9_objects=50_000,
     b10_events=15_000, b11_s=3.0, profile_s=3.0,
 )

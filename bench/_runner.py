@@ -8,6 +8,7 @@ main phase   one nats-server, gateway G1 (and G2 for B11), the C1 no-op server:
              -> B7 -> B10 -> B6 -> B11 -> profiles
 B8 phase     a fresh nats-server: empty-log start, seed 100k mixed objects, cold start, replay
 B9 phase     a fresh nats-server: seed 100k ConfigMaps, start, resident memory
+APF phase    a fresh nats-server, 1 then 2 gateways of 3 seats: B12, B13 (bench/apf.py)
 cluster      3 nats-servers, 1-3 gateways behind a TCP LB, R1 and R3: B11X, then F1 (bench/_cluster.py)
 """
 
@@ -44,12 +45,13 @@ from ._util import (
     http_call,
     http_json,
     parse_metrics,
+    proc_cpu_s,
     series_sum,
     stage_breakdown,
 )
 
 ALL = ["C1", "B1", "B1A", "B2", "B3", "BP", "BR", "BC", "BS", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9",
-       "B11X", "F1"]
+       "B12", "B13", "B11X", "F1"]
 NEEDS_C1 = {"B1", "B1A", "B2", "B3", "BP", "BR"}
 
 
@@ -405,14 +407,20 @@ class Bench:
                 "count": count, "name_prefix": name_prefix,
                 "field_selectors": list(rdef.field_selectors) if rdef else []}
 
-    async def seed(self, url: str, groups: list[dict[str, Any]], name: str, want_seqs: int = 0) -> dict[str, Any]:
-        spec = {"url": url, "groups": groups, "want_seqs": want_seqs, "window": 512, "max_s": 300}
-        d = await self.worker("bench._natsw", "seed", spec, name, 360)
-        if d["acked"] != d["objects"]:
-            raise RuntimeError(f"seeding {name}: {d['acked']}/{d['objects']} acknowledged "
+    async def seed(self, url: str, groups: list[dict[str, Any]], name: str, want_seqs: int = 0,
+                   events: int = 0) -> dict[str, Any]:
+        """Objects straight onto the log; with ``events`` beyond their count, that many events in
+        all (updates, and deletes with re-creates, of the same objects: bench/_natsw.py churn_items)."""
+        max_s = 300 + events / 2000  # at least 2,000 events/s, or the seed is reported as failed
+        spec = {"url": url, "groups": groups, "want_seqs": want_seqs, "window": 512, "max_s": max_s,
+                "events": events}
+        d = await self.worker("bench._natsw", "seed", spec, name, max_s + 60)
+        want = max(d["objects"], d.get("events", 0))
+        if d["acked"] != want:
+            raise RuntimeError(f"seeding {name}: {d['acked']}/{want} acknowledged "
                                f"({d['errors']} errors: {d['err_sample']})")
-        self.log(f"   seeded {d['objects']:,} objects straight onto the log in {d['elapsed_s']:.1f}s "
-                 f"({d['rate']:,.0f}/s)")
+        what = f"{d['objects']:,} objects" + (f" in {want:,} events" if want > d["objects"] else "")
+        self.log(f"   seeded {what} straight onto the log in {d['elapsed_s']:.1f}s ({d['rate']:,.0f}/s)")
         return d
 
     # ---- ceilings -------------------------------------------------------------------------------------------
@@ -911,6 +919,9 @@ class Bench:
     # ---- B8 / B9 ----------------------------------------------------------------------------------------------------
 
     async def b8(self) -> list[dict[str, Any]]:
+        """Cold start of a gateway on a log of ``b8_events`` events leaving ``b8_objects`` objects:
+        the first start folds the whole log (no snapshot yet) and then writes the first snapshot;
+        a second gateway starts from that snapshot plus the log's tail (projections/_snapshot.py)."""
         from bus import run_nats_server
 
         g1 = self.g1
@@ -930,28 +941,69 @@ class Bench:
         for (k, _), c in zip(kinds, counts):
             groups.append(self.group(k, nss, c, f"{k[:3]}-"))
         nats_dir = self.run_dir / "nats-b8"
+        pki = g1.data_dir / "pki"
+        # A full fold at 500 events/s at worst: on the shared 2-core machine a gateway may get a tenth of a core.
+        fold_limit = 300 + self.p.b8_events / 500
         async with run_nats_server(nats_dir) as url:
-            nats_pid = find_pid(str(nats_dir / "nats.conf"))
-            empty = await start_gateway(self.children, "B8-empty", self.run_dir / "gw-b8-empty", url,
-                                        pki_from=g1.data_dir / "pki")
+            empty = await start_gateway(self.children, "B8-empty", self.run_dir / "gw-b8-empty", url, pki_from=pki)
             empty_rss = empty.rss()
             await stop_gateway(self.children, empty)
-            seed = await self.seed(url, groups, "seed-b8")
-            gw = await start_gateway(self.children, "B8", self.run_dir / "gw-b8", url, pki_from=g1.data_dir / "pki")
-            ready = gw.ready_s
+            seed = await self.seed(url, groups, "seed-b8", events=self.p.b8_events)
+            head = seed["acked"] + 10  # + the empty gateway's bootstrap writes (namespaces); checked below
+            # 1: no snapshot yet: the whole log is folded; the gateway then writes the first snapshot.
+            gw = await start_gateway(self.children, "B8-full", self.run_dir / "gw-b8", url, pki_from=pki,
+                                     timeout_s=fold_limit)
+            full_ready = gw.ready_s
+            full_cpu = proc_cpu_s(gw.pid) or 0.0  # CPU to ready: what a loaded machine does not inflate
+            m = await self.metrics(gw) or {}
+            full_fold_s = m.get("jetkube_projection_start_seconds", 0.0)
+            head = int(m.get("jetkube_projection_applied_sequence", 0))
             rss = gw.rss()
+            t0 = time.monotonic()
+            with trio.fail_after(fold_limit):  # its first snapshot (controllers may write a few events after it)
+                while not m.get("jetkube_snapshot_writes_total", 0):
+                    await trio.sleep(0.5)  # the gateway's own background writer; nothing to wait on from here
+                    m = await self.metrics(gw) or {}
+            snap_wait = time.monotonic() - t0
+            snap = {k.removeprefix("jetkube_snapshot_"): v for k, v in m.items() if k.startswith("jetkube_snapshot_")}
             await stop_gateway(self.children, gw)
-            rp = await self.worker("bench._natsw", "replay", {"url": url, "stream": "JETKUBE", "prefix": "jk"},
-                                   "B8-replay", 300)
-            del nats_pid
+            # 2: a new gateway (its own data dir) starts from the snapshot + the tail.
+            gw2 = await start_gateway(self.children, "B8-snap", self.run_dir / "gw-b8-snap", url, pki_from=pki,
+                                      timeout_s=fold_limit)
+            snap_ready = gw2.ready_s
+            snap_cpu = proc_cpu_s(gw2.pid) or 0.0
+            m2 = await self.metrics(gw2) or {}
+            code, _ = await self.api(gw2, "GET", "/api/v1/namespaces/b8-3/configmaps/con-3")
+            snap_rss = gw2.rss()
+            await stop_gateway(self.children, gw2)
+            rp = await self.worker("bench._natsw", "replay", {"url": url, "stream": "JETKUBE", "prefix": "jk",
+                                                             "limit_s": fold_limit}, "B8-replay", 2 * fold_limit + 60)
         self.empty_rss = empty_rss
-        return [{"id": "B8", "value": ready, "unit": "s", "target": "ready <= 10 s", "met": ready <= 10.0,
-                 "note": f"{seed['objects']:,} objects ({len(kinds)} kinds + namespaces, 10 namespaces) in the log; "
-                         f"spawn to ready line {ready:.2f}s (empty log: {empty.ready_s:.2f}s); replay from sequence 1 "
-                         f"in-process {rp['replay_s']:.2f}s ({rp['applied'] / rp['replay_s']:,.0f} events/s, "
-                         f"{rp['replay_cpu_s']:.1f}s CPU); raw read of the same log {rp['raw_read_s']:.2f}s",
-                 "details": {"objects": seed["objects"], "ready_s": ready, "empty_ready_s": empty.ready_s,
-                             "replay": rp, "rss": rss, "empty_rss": empty_rss}}]
+        started_at = int(m2.get("jetkube_projection_start_sequence", 0))
+        objects = seed["objects"]
+        events = max(seed.get("events", 0), objects)
+        common = {"objects": objects, "events": events, "head": head, "empty_ready_s": empty.ready_s,
+                  "replay": rp, "seed": {k: seed.get(k) for k in ("elapsed_s", "rate", "recreated")}}
+        return [
+            {"id": "B8", "value": snap_ready, "unit": "s", "target": "ready <= 10 s", "met": snap_ready <= 10.0,
+             "note": f"from a snapshot: {objects:,} objects, {events:,}-event log; spawn to ready line "
+                     f"{snap_ready:.2f}s, {snap_cpu:.1f}s CPU (projection "
+                     f"{m2.get('jetkube_projection_start_seconds', 0):.2f}s, from "
+                     f"sequence {started_at:,}; snapshot {snap.get('last_bytes', 0) / 1e6:.1f} MB, written in "
+                     f"{snap.get('last_write_seconds', 0):.1f}s); GET after start {code}; empty log "
+                     f"{empty.ready_s:.2f}s",
+             "details": {**common, "ready_s": snap_ready, "cpu_s": snap_cpu, "start_sequence": started_at,
+                         "projection_start_s": m2.get("jetkube_projection_start_seconds"), "snapshot": snap,
+                         "snapshot_wait_s": snap_wait, "rss": snap_rss, "get_code": code}},
+            {"id": "B8/full", "value": full_ready, "unit": "s", "target": "(info) the same without a snapshot",
+             "met": None,
+             "note": f"no snapshot: the whole {events:,}-event log folded; spawn to ready line {full_ready:.2f}s, "
+                     f"{full_cpu:.1f}s CPU (projection {full_fold_s:.2f}s); in-process replay from sequence 1 {rp['replay_s']:.2f}s "
+                     f"({rp['applied'] / rp['replay_s']:,.0f} events/s, {rp['replay_cpu_s']:.1f}s CPU); raw read "
+                     f"of the same log {rp['raw_read_s']:.2f}s",
+             "details": {**common, "ready_s": full_ready, "cpu_s": full_cpu, "projection_start_s": full_fold_s,
+                         "rss": rss}},
+        ]
 
     async def b9(self) -> list[dict[str, Any]]:
         from bus import run_nats_server
@@ -1016,7 +1068,9 @@ class Bench:
             "B11": f"G1 + G2 on one NATS, {p.conns} connections split between them ({load}), B1 and B2 mixes, "
                    f"{p.b11_s:.0f}s each, each right after the same load on G1 alone (the one-process figure)",
             "B8": f"{p.b8_objects:,} objects (ConfigMaps, Secrets, ServiceAccounts, Events, Leases over 10 namespaces) "
-                  f"seeded on a fresh log; time from spawn to ready; then an in-process replay from sequence 1",
+                  f"in a {p.b8_events:,}-event log (updates, deletes and re-creates) seeded on a fresh log; spawn to "
+                  f"ready of a gateway without a snapshot (it then writes one), then of a new one from the snapshot; "
+                  f"then an in-process replay from sequence 1",
             "B9": f"{p.b9_objects:,} ConfigMaps of ~1 KiB seeded on a fresh log; gateway RSS after it is ready",
         }
         if sid == "BR":
@@ -1036,11 +1090,15 @@ class Bench:
                 finally:
                     self.children.close()
             if self.want("B8"):
-                await self.scenario("B8", "cold start", self.header("B8"), self.b8, 240)
+                # Its own time beyond the main phase's budget: seeding and folding a 1M-event log twice.
+                b8_s = 600 + 3 * self.p.b8_events / 500
+                self.budget_s += b8_s
+                await self.scenario("B8", "cold start", self.header("B8"), self.b8, b8_s)
                 self.children.close()
             if self.want("B9"):
                 await self.scenario("B9", "resident memory", self.header("B9"), self.b9, 240)
                 self.children.close()
+            await self.apf_phase()
             await self.cluster_phase()
         except Exception as e:  # noqa: BLE001 - benchmarks never fail: report and carry on to the table
             self.log(f"setup failed: {type(e).__name__}: {e}")
@@ -1055,6 +1113,22 @@ class Bench:
         else:
             self.log(f"kept {self.run_dir}")
         return 0
+
+    async def apf_phase(self) -> None:
+        """B12 and B13 (bench/apf.py): API Priority and Fairness under a flood, on a nats-server and
+        gateways of their own (3 seats each), after the main phase's processes are stopped."""
+        from . import apf
+
+        seconds = 8.0 if self.quick else 20.0
+        if self.want("B12") or self.want("B13"):
+            self.budget_s += 150 if self.quick else 300  # its own time, beyond the main phase's budget
+        for sid, title in (("B12", "fairness under a flood, one gateway"),
+                           ("B13", "fairness under a flood, two gateways (fleet-wide)")):
+            if self.want(sid):
+                await self.scenario(sid, title, apf.header(sid, seconds, 600),
+                                    lambda sid=sid: apf.scenario(sid, quick=self.quick, run_dir=self.run_dir),
+                                    240 if self.quick else 420)
+                self.children.close()
 
     async def cluster_phase(self) -> None:
         """B11X and F1 on their own 3-node NATS cluster (bench/_cluster.py)."""
@@ -1197,7 +1271,7 @@ class Bench:
         order = {sid: i for i, sid in enumerate(["C1-get", "C1-write", "C2", "C3", "B1", "B2", "B2/rv0", "B3", "BC/create",
                                                  "BC/get", "BC/update", "BS", "B4",
                                                  "B4/consistent", "B5", "B6", "B7", "B8", "B9", "B10", "B11/B1",
-                                                 "B11/B2", "B11X", "F1"])}
+                                                 "B11/B2", "B12", "B13", "B11X", "F1"])}
         rows = [r for r in self.rows if r.get("kind") != "ceiling" and r.get("id") != "profile"]
         rows.sort(key=lambda r: order.get(r["id"], order.get(r["id"].split("/")[0], 99)))  # stable within B11X
         for r in rows:

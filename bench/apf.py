@@ -1,16 +1,21 @@
-"""B12: fairness under a flood (API Priority and Fairness). ``python -m bench.apf [--seconds S]``.
+"""B12 and B13: fairness under a flood (API Priority and Fairness).
 
-One jetkube (embedded nats-server) with a seat budget that fits one Python process
-(``--max-requests-inflight 2 --max-mutating-requests-inflight 1``, 3 seats: every executing
-request shares one core, so a seat is a share of CPU; kube's 600 seats are for many cores). Two requesters, each its own flow of the ``global-default`` level (ByUser;
-tenant resolution by path is the tenancy issue's: until it lands, the two requesters are two users
-of one tenant, and the cross-tenant layer is the unit tests'):
+``python -m bench.apf [--gateways 1|2] [--seconds S]`` alone; ``make bench`` runs both (rows B12, B13).
 
-- A lists 500 ConfigMaps (5 seats each) from ``--flood-conns`` closed-loop wrk connections;
-- B GETs one ConfigMap open-loop at 5% of the capacity measured first (A's LIST rate, closed loop).
+One nats-server and one (B12) or two (B13) jetkube gateways on it, each with a seat budget that fits
+one Python process (``--max-requests-inflight 2 --max-mutating-requests-inflight 1``, 3 seats: every
+executing request shares one core, so a seat is a share of CPU; kube's 600 seats are for many
+cores). Two tenants (logical clusters), each with one user:
+
+- tenant A lists 500 ConfigMaps (5 seats each, capped at its level's maximum) from ``--flood-conns``
+  closed-loop wrk connections to each gateway (600: more than a flow's 6 queues x 50 can hold);
+- tenant B GETs one ConfigMap open-loop at 5% of the capacity measured first (A's LIST rate, closed
+  loop, over every gateway), round robin over the gateways.
 
 Printed: the capacity, A's offered rate as a multiple of it, A's 429s (and that they carry
-Retry-After), B's p50/p99 unloaded and under the flood, and whether p99 stayed within 2x.
+Retry-After and the PF headers), B's p50/p99 unloaded and under the flood and whether p99 stayed
+within 2x, the gateways' CPU under the flood; for B12 also the reject path's cost alone (A's flow
+moved to a level that rejects everything, wrk GETs: gateway CPU per answer).
 """
 
 from __future__ import annotations
@@ -29,9 +34,25 @@ import httpx
 import trio
 import yaml
 
+from bus import run_nats_server
+
+from ._util import proc_cpu_s
+
 A_TOKEN, B_TOKEN = "b12-flood-token", "b12-quiet-token"
+A_USER, B_USER = "flood-a", "quiet-b"
+TA, TB = "b12-a", "b12-b"
 NS = "default"
 OBJECTS = 500
+FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
+LC = "/apis/tenancy.jetkube.io/v1alpha1/logicalclusters"
+
+
+def _in(tenant: str, path: str) -> str:
+    return f"/clusters/{tenant}{path}"
+
+
+A_LIST = _in(TA, f"/api/v1/namespaces/{NS}/configmaps")
+B_GET = _in(TB, f"/api/v1/namespaces/{NS}/configmaps/cm-0001")
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -41,13 +62,18 @@ def _pct(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1)]
 
 
-async def _start(data: Path, inflight: int, mutating: int) -> tuple[trio.Process, str, str]:
-    tokens = data / "tokens.csv"
-    tokens.write_text(f"{A_TOKEN},flood-a,u-a\n{B_TOKEN},quiet-b,u-b\n")
+class _Gw:
+    def __init__(self, proc: trio.Process, url: str, admin: str) -> None:
+        self.proc, self.url, self.admin = proc, url, admin
+
+
+async def _start(data: Path, nats_url: str, inflight: int, mutating: int, fleet_period_s: float) -> _Gw:
+    tokens = data.parent / "tokens.csv"
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data / "jk"), "--port", "0",
-         "--insecure-port", "0", "--token-file", str(tokens), "--max-requests-inflight", str(inflight),
-         "--max-mutating-requests-inflight", str(mutating)], stdout=subprocess.PIPE)
+        [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data), "--port", "0",
+         "--insecure-port", "0", "--token-file", str(tokens), "--nats-url", nats_url,
+         "--max-requests-inflight", str(inflight), "--max-mutating-requests-inflight", str(mutating),
+         "--apf-fleet-period", str(fleet_period_s)], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     buf = b""
     while b"\n" not in buf:
@@ -58,57 +84,96 @@ async def _start(data: Path, inflight: int, mutating: int) -> tuple[trio.Process
     line = buf.decode().splitlines()[0]
     fields = dict(f.split("=", 1) for f in line.split()[2:])
     kube = yaml.safe_load(Path(fields["kubeconfig"]).read_text())
-    return proc, fields["http"], kube["users"][0]["user"]["token"]
+    return _Gw(proc, fields["http"], kube["users"][0]["user"]["token"])
 
 
-async def _seed(url: str, admin_token: str) -> None:
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30) as c:
-        crb = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "b12-view"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                                              "kind": "ClusterRole", "name": "view"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": n}
-                            for n in ("flood-a", "quiet-b")]}
-        assert (await c.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json=crb)).status_code == 201
+def _client(url: str, token: str, conns: int = 16) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                             limits=httpx.Limits(max_connections=conns))
 
-        async def make(lo: int) -> None:
-            for i in range(lo, OBJECTS, 16):
-                r = await c.post(f"/api/v1/namespaces/{NS}/configmaps",
+
+async def _until(probe: Any, what: str, timeout_s: float = 60.0) -> None:
+    with trio.fail_after(timeout_s):
+        while not await probe():
+            await trio.sleep(0.1)
+
+
+async def _setup(gws: list[_Gw]) -> None:
+    """Tenants A and B (LogicalClusters), a view binding for each tenant's user, A's 500 ConfigMaps
+    and B's one; every gateway sees all of it before the measurement."""
+    g1 = gws[0]
+    async with _client(g1.url, g1.admin) as c:
+        for t in (TA, TB):
+            r = await c.post(LC, json={"apiVersion": "tenancy.jetkube.io/v1alpha1", "kind": "LogicalCluster",
+                                       "metadata": {"name": t}})
+            assert r.status_code == 201, r.text
+
+            async def ready(t: str = t) -> bool:
+                r = await c.get(f"{LC}/{t}")
+                return r.status_code == 200 and (r.json().get("status") or {}).get("phase") == "Ready"
+
+            await _until(ready, f"tenant {t}")
+        for t, user in ((TA, A_USER), (TB, B_USER)):
+            crb = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                   "metadata": {"name": "b12-view"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}
+            r = await c.post(_in(t, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"), json=crb)
+            assert r.status_code == 201, r.text
+
+        async def make(tenant: str, lo: int, n: int) -> None:
+            for i in range(lo, n, 16):
+                r = await c.post(_in(tenant, f"/api/v1/namespaces/{NS}/configmaps"),
                                  json={"metadata": {"name": f"cm-{i:04d}"}, "data": {"v": "x" * 200}})
                 assert r.status_code == 201, r.text
 
         async with trio.open_nursery() as n:
             for lo in range(16):
-                n.start_soon(make, lo)
+                n.start_soon(make, TA, lo, OBJECTS)
+            n.start_soon(make, TB, 1, 2)
+    for gw in gws:
+        async with _client(gw.url, A_TOKEN) as a, _client(gw.url, B_TOKEN) as b:
+            async def seen(a: httpx.AsyncClient = a, b: httpx.AsyncClient = b) -> bool:
+                ra, rb = await a.get(A_LIST), await b.get(B_GET)
+                return ra.status_code == 200 and len(ra.json()["items"]) >= OBJECTS and rb.status_code == 200
+
+            await _until(seen, "the seeded objects")
 
 
-async def _capacity(url: str, seconds: float) -> float:
+async def _capacity(urls: list[str], seconds: float) -> float:
     done = 0
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {A_TOKEN}"}, timeout=30,
-                                 limits=httpx.Limits(max_connections=32)) as c:
-        deadline = trio.current_time() + seconds
+    deadline = trio.current_time() + seconds
 
-        async def loop() -> None:
-            nonlocal done
-            while trio.current_time() < deadline:
-                r = await c.get(f"/api/v1/namespaces/{NS}/configmaps")
-                if r.status_code == 200:
-                    done += 1
+    async def loop(c: httpx.AsyncClient) -> None:
+        nonlocal done
+        while trio.current_time() < deadline:
+            r = await c.get(A_LIST)
+            if r.status_code == 200:
+                done += 1
 
-        async with trio.open_nursery() as n:
-            for _ in range(16):
-                n.start_soon(loop)
+    async with trio.open_nursery() as n:
+        for url in urls:
+            c = _client(url, A_TOKEN, 32)
+            n.start_soon(_run_loops, c, loop, 16)
     return done / seconds
 
 
-async def _quiet(url: str, rate: float, seconds: float) -> tuple[list[float], dict[int, int]]:
-    """Open loop: one GET every 1/rate s, each timed on its own (a slow one does not delay the next)."""
+async def _run_loops(c: httpx.AsyncClient, loop: Any, k: int) -> None:
+    async with c, trio.open_nursery() as n:
+        for _ in range(k):
+            n.start_soon(loop, c)
+
+
+async def _quiet(urls: list[str], rate: float, seconds: float) -> tuple[list[float], dict[int, int]]:
+    """Open loop: one GET every 1/rate s (round robin over the gateways), each timed on its own (a
+    slow one does not delay the next)."""
     lat: list[float] = []
     codes: dict[int, int] = {}
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {B_TOKEN}"}, timeout=30,
-                                 limits=httpx.Limits(max_connections=64)) as c:
-        async def one() -> None:
+    clients = [_client(url, B_TOKEN, 64) for url in urls]
+    try:
+        async def one(c: httpx.AsyncClient) -> None:
             t0 = time.perf_counter()
-            r = await c.get(f"/api/v1/namespaces/{NS}/configmaps/cm-0001")
+            r = await c.get(B_GET)
             lat.append(time.perf_counter() - t0)
             codes[r.status_code] = codes.get(r.status_code, 0) + 1
 
@@ -116,101 +181,277 @@ async def _quiet(url: str, rate: float, seconds: float) -> tuple[list[float], di
             start = trio.current_time()
             k = 0
             while trio.current_time() - start < seconds:
-                n.start_soon(one)
+                n.start_soon(one, clients[k % len(clients)])
                 k += 1
                 await trio.sleep_until(start + k / rate)
+    finally:
+        for c in clients:
+            await c.aclose()
     return lat, codes
 
 
-def _wrk_lua(token: str) -> str:
+def _wrk_lua(token: str, path: str) -> str:
+    """wrk's script: GET ``path`` as ``token``; 429s counted (and those without Retry-After) in each
+    thread and summed at the end (wrk's done() runs in its own Lua state: threads are read back)."""
     return f"""
 wrk.method = "GET"
-wrk.path = "/api/v1/namespaces/{NS}/configmaps"
+wrk.path = "{path}"
 wrk.headers["Authorization"] = "Bearer {token}"
-local codes = {{}}
-response = function(status, headers, body)
-  codes[status] = (codes[status] or 0) + 1
-  if status == 429 and headers["Retry-After"] == nil then codes["429-no-retry-after"] = (codes["429-no-retry-after"] or 0) + 1 end
+local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+function init(args) c429 = 0; c429nr = 0 end
+function response(status, headers, body)
+  if status == 429 then
+    c429 = c429 + 1
+    if headers["Retry-After"] == nil and headers["retry-after"] == nil then c429nr = c429nr + 1 end
+  end
 end
-done = function(summary, latency, requests)
-  io.write(string.format('B12 {{"requests":%d,"duration_us":%d}}\\n', summary.requests, summary.duration))
+function done(summary, latency, requests)
+  local a, b = 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("c429"); b = b + t:get("c429nr") end
+  io.write(string.format('B12 {{"requests":%d,"duration_us":%d,"c429":%d,"c429_no_retry_after":%d}}\\n',
+                         summary.requests, summary.duration, a, b))
 end
 """
 
 
-async def main(seconds: float, flood_conns: int, inflight: int, mutating: int) -> dict[str, Any]:
-    data = Path(tempfile.mkdtemp(prefix="jetkube-b12-"))
-    proc, url, admin = await _start(data, inflight, mutating)
-    try:
-        await _seed(url, admin)
-        cap = await _capacity(url, 5.0)
-        rate_b = max(1.0, 0.05 * cap)
-        unloaded, codes0 = await _quiet(url, rate_b, seconds)
-        lua = data / "flood.lua"
-        lua.write_text(_wrk_lua(A_TOKEN))
-        wrk = await trio.lowlevel.open_process(
-            ["wrk", "-t1", f"-c{flood_conns}", f"-d{int(seconds) + 4}s", "--timeout", "20s", "-s", str(lua), url],
-            stdout=subprocess.PIPE)
-        await trio.sleep(2.0)  # the flood established
-        # A's rejections, sampled: 429 with Retry-After and the PF headers.
-        samples: list[dict[str, str]] = []
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {A_TOKEN}"}, timeout=30) as c:
-            async def sample() -> None:
-                with trio.move_on_after(seconds):  # a queued sample may wait up to the queue-wait bound
-                    await _sample()
+def _wrk_result(text: str) -> dict[str, Any]:
+    """requests, duration_us, c429, c429_no_retry_after and non_2xx from wrk's output."""
+    a: dict[str, Any] = {"requests": 0, "duration_us": 1, "c429": 0, "c429_no_retry_after": 0}
+    if "B12 " in text:
+        a.update(json.loads(text.split("B12 ", 1)[1].splitlines()[0]))
+    a["non_2xx"] = sum(int(ln.split(":")[1]) for ln in text.splitlines() if "Non-2xx" in ln)
+    a["socket_errors"] = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if "Socket errors" in ln), "")
+    return a
 
-            async def _sample() -> None:
+
+async def _profile(pid: int, seconds: float, out: Path) -> dict[str, Any]:
+    """py-spy samples of a gateway while the flood runs (bench/_profile.py folds them)."""
+    from . import _profile as prof
+
+    spy = prof.py_spy()
+    if spy is None:
+        return {"error": "py-spy not installed (pip install -e '.[bench]')"}
+    raw = out.with_suffix(".raw")
+    proc = await trio.run_process([spy, "record", "--pid", str(pid), "--duration", str(max(2, int(seconds))),
+                                   "--rate", "100", "--format", "raw", "--threads", "--gil", "--output", str(raw)],
+                                  capture_stdout=True, capture_stderr=True, check=False)
+    if not raw.exists():
+        return {"error": proc.stderr.decode()[-500:]}
+    folded = prof.fold(raw.read_text(), top=15)
+    out.write_text(json.dumps(folded, indent=1))
+    return folded
+
+
+async def reject_cost(gw: _Gw, data: Path, seconds: float = 5.0, conns: int = 64) -> dict[str, Any]:
+    """The reject path alone: tenant A's user moved to a level of no seats that rejects (Reject, 0
+    shares), then wrk GETs one of A's ConfigMaps. Nearly every answer is a 429; the gateway's CPU per
+    answer is what a rejection costs (a figure a shared machine's load moves far less than a latency)."""
+    async with _client(gw.url, gw.admin) as c:
+        r = await c.post(_in(TA, f"{FC}/prioritylevelconfigurations"), json={
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+            "metadata": {"name": "b12-reject"}, "spec": {"type": "Limited", "limited": {
+                "nominalConcurrencyShares": 0, "limitResponse": {"type": "Reject"}}}})
+        assert r.status_code == 201, r.text
+        r = await c.post(_in(TA, f"{FC}/flowschemas"), json={
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": "b12-reject"},
+            "spec": {"priorityLevelConfiguration": {"name": "b12-reject"}, "matchingPrecedence": 10,
+                     "rules": [{"subjects": [{"kind": "User", "user": {"name": A_USER}}],
+                                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                                   "namespaces": ["*"], "clusterScope": True}]}]}})
+        assert r.status_code == 201, r.text
+    lua = data / "reject.lua"
+    lua.write_text(_wrk_lua(A_TOKEN, _in(TA, f"/api/v1/namespaces/{NS}/configmaps/cm-0001")))
+    cpu0, t0 = proc_cpu_s(gw.proc.pid) or 0.0, time.monotonic()
+    res = await trio.run_process(["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "-s", str(lua), gw.url],
+                                 capture_stdout=True, check=False)
+    cpu1, t1 = proc_cpu_s(gw.proc.pid) or 0.0, time.monotonic()
+    w = _wrk_result(res.stdout.decode())
+    n = w["requests"]
+    return {"reject_answers_per_s": round(n / max(1e-9, t1 - t0), 1),
+            "reject_share": round(w["c429"] / max(1, n), 3),
+            "reject_gateway_cpu_us_per_answer": round(1e6 * (cpu1 - cpu0) / max(1, n), 1),
+            "reject_gateway_cpu_cores": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2)}
+
+
+async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *, gateways: int = 1,
+               profile: Path | None = None, only_reject_cost: bool = False, fleet_period_s: float = 1.0,
+               work_dir: Path | None = None) -> dict[str, Any]:
+    data = Path(tempfile.mkdtemp(prefix="jetkube-b12-", dir=work_dir))
+    (data / "tokens.csv").write_text(f"{A_TOKEN},{A_USER},u-a\n{B_TOKEN},{B_USER},u-b\n")
+    gws: list[_Gw] = []
+    async with run_nats_server(data / "nats") as nats_url:
+        try:
+            for i in range(gateways):
+                gws.append(await _start(data / f"jk{i + 1}", nats_url, inflight, mutating, fleet_period_s))
+            await _setup(gws)
+            if only_reject_cost:
+                return await reject_cost(gws[0], data)
+            return await _measure(gws, data, seconds, flood_conns, profile)
+        finally:
+            for gw in gws:
+                gw.proc.terminate()
+            for gw in gws:
+                with trio.move_on_after(10):
+                    await gw.proc.wait()
+                if gw.proc.returncode is None:
+                    gw.proc.kill()
+
+
+async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
+                   profile: Path | None) -> dict[str, Any]:
+    urls = [gw.url for gw in gws]
+    cap = await _capacity(urls, 5.0)
+    rate_b = max(1.0, 0.05 * cap)
+    unloaded, codes0 = await _quiet(urls, rate_b, seconds)
+    w0 = await _b_wait(gws)
+    lua = data / "flood.lua"
+    lua.write_text(_wrk_lua(A_TOKEN, A_LIST))
+    cpu0, t0 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
+    wrks = [await trio.lowlevel.open_process(
+        ["wrk", "-t1", f"-c{flood_conns}", f"-d{int(seconds) + 4}s", "--timeout", "20s",
+         "-s", str(lua), url], stdout=subprocess.PIPE) for url in urls]
+    await trio.sleep(2.0)  # the flood established
+    # A's rejections, sampled: 429 with Retry-After and the PF headers.
+    samples: list[dict[str, str]] = []
+    folded: dict[str, Any] = {}
+
+    async def sample() -> None:
+        with trio.move_on_after(seconds):  # a queued sample may wait up to the queue-wait bound
+            async with _client(urls[-1], A_TOKEN) as c:
                 for _ in range(40):
-                    r = await c.get(f"/api/v1/namespaces/{NS}/configmaps")
+                    r = await c.get(A_LIST)
                     if r.status_code == 429:
                         samples.append({k: r.headers.get(k, "") for k in (
                             "Retry-After", "X-Kubernetes-PF-FlowSchema-UID", "X-Kubernetes-PF-PriorityLevel-UID")})
 
-            async with trio.open_nursery() as n:
-                n.start_soon(sample)
-                loaded, codes1 = await _quiet(url, rate_b, seconds)
+    async def spy() -> None:
+        assert profile is not None
+        folded.update(await _profile(gws[0].proc.pid, seconds - 1, profile))
+
+    async with trio.open_nursery() as n:
+        n.start_soon(sample)
+        if profile is not None:
+            n.start_soon(spy)
+        loaded, codes1 = await _quiet(urls, rate_b, seconds)
+    a_requests, a_seconds, non2xx, c429, c429_bare = 0, 0.0, 0, 0, 0
+    socket_errors: list[str] = []
+    for wrk in wrks:
         out = b""
         assert wrk.stdout is not None
         while chunk := await wrk.stdout.receive_some():
             out += chunk
         await wrk.wait()
-        text = out.decode()
-        a = json.loads(text.split("B12 ", 1)[1].splitlines()[0]) if "B12 " in text else {"requests": 0,
-                                                                                           "duration_us": 1}
-        non2xx = 0
-        for ln in text.splitlines():
-            if "Non-2xx" in ln:
-                non2xx = int(ln.split(":")[1])
-        a_rate = a["requests"] / (a["duration_us"] / 1e6)
-        res = {"capacity_list_per_s": round(cap, 1), "b_rate_per_s": round(rate_b, 1),
-               "a_offered_per_s": round(a_rate, 1), "a_offered_x_capacity": round(a_rate / cap, 1),
-               "a_requests": a["requests"], "a_non_2xx": non2xx,
-               "a_429_sampled": len(samples),
-               "a_429_with_retry_after": sum(1 for s in samples if s["Retry-After"]),
-               "a_429_with_pf_headers": sum(1 for s in samples if s["X-Kubernetes-PF-FlowSchema-UID"]
-                                            and s["X-Kubernetes-PF-PriorityLevel-UID"]),
-               "retry_after_values": sorted({s["Retry-After"] for s in samples}),
-               "b_unloaded_p50_ms": round(_pct(unloaded, 50) * 1000, 2),
-               "b_unloaded_p99_ms": round(_pct(unloaded, 99) * 1000, 2),
-               "b_loaded_p50_ms": round(_pct(loaded, 50) * 1000, 2),
-               "b_loaded_p99_ms": round(_pct(loaded, 99) * 1000, 2),
-               "b_codes_unloaded": codes0, "b_codes_loaded": codes1}
-        res["b_p99_within_2x"] = res["b_loaded_p99_ms"] <= 2 * res["b_unloaded_p99_ms"]
-        return res
-    finally:
-        proc.terminate()
-        with trio.move_on_after(10):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
+        w = _wrk_result(out.decode())
+        a_requests, a_seconds = a_requests + w["requests"], max(a_seconds, w["duration_us"] / 1e6)
+        non2xx, c429, c429_bare = non2xx + w["non_2xx"], c429 + w["c429"], c429_bare + w["c429_no_retry_after"]
+        socket_errors.append(w["socket_errors"])
+    cpu1, t1 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
+    w1 = await _b_wait(gws)
+    a_rate = a_requests / max(1e-9, a_seconds)
+    res: dict[str, Any] = {
+        "gateways": len(gws), "capacity_list_per_s": round(cap, 1), "b_rate_per_s": round(rate_b, 1),
+        "a_offered_per_s": round(a_rate, 1), "a_offered_x_capacity": round(a_rate / cap, 1) if cap else None,
+        "a_requests": a_requests, "a_non_2xx": non2xx, "a_429": c429, "a_429_without_retry_after": c429_bare,
+        "a_wrk_socket_errors": socket_errors,
+        "a_429_sampled": len(samples),
+        "a_429_with_retry_after": sum(1 for s in samples if s["Retry-After"]),
+        "a_429_with_pf_headers": sum(1 for s in samples if s["X-Kubernetes-PF-FlowSchema-UID"]
+                                     and s["X-Kubernetes-PF-PriorityLevel-UID"]),
+        "retry_after_values": sorted({s["Retry-After"] for s in samples}),
+        "b_unloaded_p50_ms": round(_pct(unloaded, 50) * 1000, 2),
+        "b_unloaded_p99_ms": round(_pct(unloaded, 99) * 1000, 2),
+        "b_loaded_p50_ms": round(_pct(loaded, 50) * 1000, 2),
+        "b_loaded_p99_ms": round(_pct(loaded, 99) * 1000, 2),
+        "b_codes_unloaded": codes0, "b_codes_loaded": codes1,
+        # The gateways' CPU under the flood, and per request they answered (mostly 429s).
+        "gateway_cpu_cores_under_flood": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2),
+        "gateway_cpu_us_per_answered": round(1e6 * (cpu1 - cpu0) / max(1, a_requests + len(loaded)
+                                                                        + len(samples)), 1)}
+    res["b_p99_within_2x"] = res["b_loaded_p99_ms"] <= 2 * res["b_unloaded_p99_ms"]
+    # Where B's time went: its mean wait in flow control's queues under the flood (from the
+    # gateways' apiserver_flowcontrol_request_wait_duration_seconds), beside its latency.
+    n_wait = w1[1] - w0[1]
+    res["b_apf_wait_mean_ms"] = round(1000 * (w1[0] - w0[0]) / n_wait, 2) if n_wait else None
+    if len(gws) == 1:
+        res.update(await reject_cost(gws[0], data))
+    if profile is not None:
+        res["profile"] = {k: folded.get(k) for k in ("samples", "components", "main_thread_self",
+                                                     "jetkube_inclusive", "error") if k in folded}
+    return res
+
+
+async def _b_wait(gws: list[_Gw]) -> tuple[float, float]:
+    """(sum, count) of tenant B's flow-control waits on every gateway, from /metrics."""
+    total, count = 0.0, 0.0
+    for gw in gws:
+        async with _client(gw.url, gw.admin) as c:
+            text = (await c.get("/metrics")).text
+        for line in text.splitlines():
+            if line.startswith("apiserver_flowcontrol_request_wait_duration_seconds_") and f'tenant="{TB}"' in line:
+                if line.startswith("apiserver_flowcontrol_request_wait_duration_seconds_sum"):
+                    total += float(line.rsplit(" ", 1)[1])
+                elif line.startswith("apiserver_flowcontrol_request_wait_duration_seconds_count"):
+                    count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+# ---- make bench (bench/_runner.py) ---------------------------------------------------------------------
+
+
+def header(sid: str, seconds: float, flood_conns: int) -> str:
+    gws = "two gateways on one NATS (fleet-wide APF, reports every 1 s)" if sid == "B13" else "one gateway"
+    return (f"{gws}, 3 seats each; tenant A: LIST of {OBJECTS} ConfigMaps from {flood_conns} closed-loop wrk "
+            f"connections per gateway; tenant B: GET at 5% of the measured LIST capacity, open loop; {seconds:.0f}s unloaded "
+            f"then {seconds:.0f}s under the flood")
+
+
+def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runner's row: B's p99 under the flood against 2x its unloaded p99, A's 429s."""
+    x = r.get("a_offered_x_capacity") or 0.0
+    ok_p99 = bool(r["b_p99_within_2x"])
+    ok_429 = (r["a_429"] > 0 and r["a_429_without_retry_after"] == 0
+              and r["a_429_with_retry_after"] == r["a_429_sampled"])
+    note = (f"capacity {r['capacity_list_per_s']:.0f} LIST/s; A offered {r['a_offered_per_s']:.0f}/s "
+            f"({x:.1f}x), {r['a_429']:,} of {r['a_requests']:,} answered 429 "
+            f"({r['a_429_without_retry_after']} without Retry-After); sampled 429s "
+            f"{r['a_429_sampled']} (Retry-After on {r['a_429_with_retry_after']}, values "
+            f"{','.join(r['retry_after_values']) or '-'}; PF headers on {r['a_429_with_pf_headers']}); "
+            f"B p50 {r['b_unloaded_p50_ms']:.0f} -> {r['b_loaded_p50_ms']:.0f} ms, "
+            f"p99 {r['b_unloaded_p99_ms']:.0f} -> {r['b_loaded_p99_ms']:.0f} ms, B codes {r['b_codes_loaded']}, "
+            f"B's mean wait in flow control's queues {r.get('b_apf_wait_mean_ms')} ms; "
+            f"gateway CPU {r['gateway_cpu_cores_under_flood']} cores under the flood")
+    if "reject_gateway_cpu_us_per_answer" in r:
+        note += (f"; reject path alone: {r['reject_gateway_cpu_us_per_answer']:.0f} us gateway CPU per 429 "
+                 f"({r['reject_answers_per_s']:.0f}/s, {r['reject_share']:.0%} rejected)")
+    if x < 10:
+        note += f"; the flood reached {x:.1f}x capacity, not 10x (closed loop: A is answered as fast as it asks)"
+    return [{"id": sid, "value": r["b_loaded_p99_ms"], "unit": "ms",
+             "target": f"B p99 <= 2x unloaded ({2 * r['b_unloaded_p99_ms']:.0f} ms); A 429 + Retry-After",
+             "met": ok_p99 and ok_429, "note": note, "details": r}]
+
+
+async def scenario(sid: str, *, quick: bool, run_dir: Path) -> list[dict[str, Any]]:
+    seconds = 8.0 if quick else 20.0
+    r = await main(seconds, 600, 2, 1, gateways=2 if sid == "B13" else 1, work_dir=run_dir)
+    return rows(sid, r)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(prog="python -m bench.apf", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m bench.apf", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--gateways", type=int, default=1, help="1: B12; 2: B13 (the flood on each)")
     ap.add_argument("--flood-conns", type=int, default=600)
     ap.add_argument("--max-requests-inflight", type=int, default=2)
     ap.add_argument("--max-mutating-requests-inflight", type=int, default=1)
+    ap.add_argument("--apf-fleet-period", type=float, default=1.0, help="the gateways' --apf-fleet-period")
+    ap.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                    help="py-spy the (first) gateway under the flood; the folded profile to FILE (JSON)")
+    ap.add_argument("--reject-cost-only", action="store_true",
+                    help="only the reject path's cost (A on a level that rejects; wrk GETs)")
     ns = ap.parse_args()
-    print(json.dumps(trio.run(main, ns.seconds, ns.flood_conns, ns.max_requests_inflight,
-                              ns.max_mutating_requests_inflight), indent=1))
+    print(json.dumps(trio.run(lambda: main(
+        ns.seconds, ns.flood_conns, ns.max_requests_inflight, ns.max_mutating_requests_inflight,
+        gateways=ns.gateways, profile=ns.profile, only_reject_cost=ns.reject_cost_only,
+        fleet_period_s=ns.apf_fleet_period)), indent=1))

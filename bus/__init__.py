@@ -5,6 +5,7 @@ Everything here is trio-native; only this package touches asyncio (nats-py).
 
 from ._auth import NatsAuth, redact_url, server_urls
 from ._bridge import Bridge, Reply, open_bridge
+from ._broadcast import Broadcast
 from ._embedded import cluster_node_config, free_port, nats_server_binary, run_nats_server
 from ._encryption import EncryptionConfig, EncryptionConfigError, UndecryptableMessage
 from ._errors import (
@@ -22,6 +23,7 @@ from ._errors import (
 )
 from ._log import Log, StreamConfig, open_log
 from ._reader import LogReader
+from ._snapshots import SnapshotBucket, snapshot_name, snapshot_seq
 from ._stats import FAST_BUCKETS, Histogram
 from ._subjects import (
     ANY_TENANT,
@@ -56,6 +58,7 @@ __all__ = [
     "ROOT_TENANT",
     "Actor",
     "Bridge",
+    "Broadcast",
     "BusClosed",
     "BusDisconnected",
     "BusError",
@@ -76,6 +79,7 @@ __all__ = [
     "NatsAuth",
     "NoResponders",
     "Reply",
+    "SnapshotBucket",
     "StreamConfig",
     "StreamMismatch",
     "SubjectError",
@@ -100,6 +104,8 @@ __all__ = [
     "resource_filter",
     "run_nats_server",
     "server_urls",
+    "snapshot_name",
+    "snapshot_seq",
     "system_subject",
     "tenant_of_token",
     "tenant_token",

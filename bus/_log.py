@@ -235,6 +235,12 @@ class Log:
 
     # ---- reads ------------------------------------------------------------------------------------
 
+    async def identity(self) -> str:
+        """The stream's name and creation time: what a snapshot of its fold names, so that one of a
+        stream deleted and created again under the same name is never taken for this one's."""
+        info = await self._api(f"STREAM.INFO.{self.stream}")
+        return f"{self.stream}@{info.get('created', '')}"
+
     async def stream_state(self) -> dict[str, Any]:
         info = await self._api(f"STREAM.INFO.{self.stream}")
         return dict(info["state"])

@@ -2,12 +2,13 @@
 
 Every request: parse the route, decode the body once, send a :class:`Request` in at the authn
 actor; reads come back ``Allowed`` and are answered from the projection, writes come back as the
-resource actor's ``WriteResult``. Every error goes through ``status_for``.
+resource actor's domain results (``write_response`` maps them). Every error goes through ``status_for``.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import random
 import ssl
 import time
@@ -28,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from actors import (
     JWKS_PATH,
     MASTERS,
+    REJECT_MESSAGE,
     Admission,
     Allowed,
     BadRequest,
@@ -38,7 +40,7 @@ from actors import (
     Pipeline,
     Request,
     RequestEntityTooLarge,
-    WriteResult,
+    TooManyRequests,
     dump_priority_levels,
     dump_queues,
     jwks,
@@ -61,6 +63,7 @@ from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
 from ._openapi_cache import OpenAPICache
+from ._options import write_options
 from ._protobuf import CONTENT_TYPE as PROTOBUF_CT
 from ._protobuf import ProtobufError
 from ._protobuf_write import WATCH_CONTENT_TYPE as PROTOBUF_WATCH_CT
@@ -81,7 +84,7 @@ from ._reads import (
 )
 from ._routes import CLUSTERS_PREFIX, parse, split_tenant
 from ._settings import Settings
-from ._status import BodyTimeout, ReadTimeout, status_for
+from ._status import BodyTimeout, ReadTimeout, status_for, write_response
 from ._table import (
     parse_include_object,
     table_content_type,
@@ -151,7 +154,10 @@ def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None 
 
 
 def _error_response(exc: BaseException, audit_id: str = "") -> Response:
-    code, body, headers = status_for(exc)
+    if type(exc) is TooManyRequests and exc.message == REJECT_MESSAGE:
+        code, body, headers = _rejected(exc.retry_after_s)
+    else:
+        code, body, headers = status_for(exc)
     r = _json_response(body, code, headers)
     if audit_id:
         r.headers["Audit-Id"] = audit_id
@@ -170,6 +176,13 @@ def _verb(method: str, has_name: bool, watch: bool) -> str:
     if method == "DELETE":
         return "delete" if has_name else "deletecollection"
     raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
+
+
+@functools.cache
+def _rejected(retry_after_s: int) -> tuple[int, bytes, dict[str, str]]:
+    """Flow control's 429, encoded once per Retry-After value (1..32 s): a flood's rejections are
+    the most frequent response there is."""
+    return status_for(TooManyRequests(REJECT_MESSAGE, retry_after_s=retry_after_s))
 
 
 class _CatchAllAdapter:
@@ -457,6 +470,11 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         at = f" as of resourceVersion {ctx.projection.settings.stop_at}" if ctx.projection.settings.stop_at else ""
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method} "
                                f"(a read-only server{at})")
+    intake.initial_events = opts is not None and opts.watch and bool(opts.send_initial)
+    # Flow control before the body is read or decoded (kube's chain: authentication, audit,
+    # impersonation, priority and fairness, authorization, then the handler reads the body): a
+    # rejected request costs no body read and no JSON parsing.
+    await ctx.pipeline.admit(req, intake.flow)
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
@@ -467,12 +485,12 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
                 data, ctype, max_bytes=s.max_body_bytes, for_patch=method == "PATCH",
                 strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
-    intake.initial_events = opts is not None and opts.watch and bool(opts.send_initial)
-    await ctx.pipeline.admit(req, intake.flow)
+        req = msgspec.structs.replace(req, options=write_options(verb, q, patch_type=req.patch_type, body=req.body))
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
-    if isinstance(result, WriteResult):
-        note.written(req, result.code, result.audit_annotations)
-        r = _json_response(result.body, result.code)
+    if not isinstance(result, Allowed):
+        code, body = write_response(result)
+        note.written(req, code, result.audit_annotations)
+        r = _json_response(body, code)
         for w in result.warnings:
             r.headers.add("Warning", warning_header(w))
         return r

@@ -251,7 +251,7 @@ class AuditNote:
     def written(self, req: Request, code: int, annotations: dict[str, str] | None = None) -> None:
         self.annotations = dict(annotations or {})
         rdef = req.rdef
-        dry = req.query.get("dryRun") not in (None, "")
+        dry = req.dry_run  # from the query or a DELETE's DeleteOptions body
         self.logged = (code < 300 and rdef is not None and rdef.stored and not dry
                        and req.subresource not in ("token",))
 
@@ -262,7 +262,8 @@ def _decision(code: int) -> str:
 
 async def audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str) -> None:
     """Record a finished request on the audit stream, unless its write is on the log. Reads never
-    wait (dropped and counted when the queue is full); denials (>= 400) wait briefly. Never fails
+    wait (dropped and counted when the queue is full); denials (>= 400) wait briefly, except flow
+    control's 429s, which are a flood's answers: they never wait either. Never fails
     the request: a record that cannot be built is logged (without it) and counted."""
     if note.logged:
         return
@@ -289,7 +290,7 @@ async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: 
                              impersonator=user.impersonator if user else "", annotations=note.annotations)
     if rec is None:
         return
-    if code >= 400:
+    if code >= 400 and code != 429:
         await sink.submit_denial(rec, note.tenant)
     else:
         sink.submit(rec, note.tenant)

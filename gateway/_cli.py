@@ -99,6 +99,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: DATA_DIR/kubeconfig)")
     s.add_argument("--stream", default="JETKUBE", help="JetStream stream name")
     s.add_argument("--stream-replicas", type=int, default=1, help="stream replicas (a NATS cluster for > 1)")
+    s.add_argument("--no-snapshots", action="store_true",
+                   help="fold the log from sequence 1 at every start and write no projection snapshots")
+    s.add_argument("--snapshot-every-events", type=int, default=50_000, metavar="N",
+                   help="write a projection snapshot when the log moved N events past the last one (0: this "
+                        "gateway never writes one; it still starts from them). One gateway of a fleet writes")
+    s.add_argument("--snapshot-every", type=float, default=600.0, metavar="SECONDS",
+                   help="... or when it moved at all and this long passed")
+    s.add_argument("--snapshot-min-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="never two snapshots closer than this")
     s.add_argument("--shutdown-delay-duration", type=float, default=0.0, metavar="SECONDS",
                    help="after SIGTERM, keep serving with /readyz answering 503 this long before the listeners "
                         "close (as kube's flag: give the load balancer's health check time to notice)")
@@ -106,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="as kube's flag: with --max-mutating-requests-inflight, the seats API Priority and "
                         "Fairness shares among priority levels and tenants")
     s.add_argument("--max-mutating-requests-inflight", type=int, default=200, help="as kube's flag")
+    s.add_argument("--apf-fleet-period", type=float, default=1.0, metavar="SECONDS",
+                   help="API Priority and Fairness across gateways: each tells the others on the same NATS "
+                        "what every tenant holds and waits for this often, and freed seats go first to the "
+                        "waiting tenant holding fewest in the whole fleet (0: this gateway alone)")
     s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
                    help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
     s.add_argument("--service-node-port-range", default="30000-32767",
@@ -273,6 +286,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                          "--history-retention-interval > 0")
     if args.at is not None and not args.read_only:
         raise SystemExit("jetkube serve: --at needs --read-only (a server at a past version cannot take writes)")
+    if args.snapshot_every <= 0 or args.snapshot_min_interval < 0:
+        raise SystemExit("jetkube serve: --snapshot-every must be positive and --snapshot-min-interval not negative")
     if args.audit_max_age < 60:
         raise SystemExit("jetkube serve: --audit-max-age must be at least 60 seconds")
     return Settings(encryption=encryption, audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
@@ -290,12 +305,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     service_account_key_file=args.service_account_key_file, insecure_port=args.insecure_port,
                     kubeconfig=args.kubeconfig, stream=args.stream, stream_replicas=args.stream_replicas,
                     shutdown_delay_s=args.shutdown_delay_duration,
+                    snapshots=not args.no_snapshots, snapshot_every_events=max(0, args.snapshot_every_events),
+                    snapshot_every_s=args.snapshot_every, snapshot_min_interval_s=args.snapshot_min_interval,
                     log_level=args.log_level, authorization_modes=modes,
                     service_cluster_ip_range=args.service_cluster_ip_range,
                     service_node_port_range=args.service_node_port_range,
                     log_format=args.log_format, request_log=args.request_log,
                     max_requests_inflight=args.max_requests_inflight,
-                    max_mutating_requests_inflight=args.max_mutating_requests_inflight)
+                    max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+                    apf_fleet_period_s=args.apf_fleet_period)
 
 
 def main(argv: list[str] | None = None) -> int:

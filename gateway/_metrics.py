@@ -423,6 +423,7 @@ class _Collector:
         for source, n in proj.watch_starts.items():
             c.add_metric((source,), n)
         yield c
+        yield from _snapshot_metrics(proj)
         yield _histograms("jetkube_consistent_read_wait_seconds", "Time consistent reads spend reading the log "
                           "head and waiting for the projection to apply it.", (), [((), proj.consistent_wait)])
         bridge = log.bridge
@@ -459,6 +460,36 @@ def _with_component(series: dict[tuple[str, ...], Histogram]) -> Iterator[tuple[
     """(kube's labels, component, tenant) for series keyed by (kube's labels, tenant)."""
     for k, h in series.items():
         yield (*k[:-1], COMPONENT, k[-1]), h
+
+
+def _snapshot_metrics(proj: Any) -> Iterator[Metric]:
+    """How the projection started (from a snapshot or sequence 1) and the snapshots it wrote."""
+    yield GaugeMetricFamily("jetkube_projection_start_seconds", "Time the projection took at this start to be "
+                            "caught up with the log (loading a snapshot included).", value=proj.start_s)
+    yield GaugeMetricFamily("jetkube_projection_start_sequence", "The sequence the projection started folding "
+                            "the log after: a snapshot's, or 0 (the whole log).", value=proj.start_from)
+    snaps = proj.snapshots
+    if snaps is None:
+        return
+    st = snaps.stats
+    c = CounterMetricFamily("jetkube_snapshot_rejected_total", "Snapshots refused at start (never used), by "
+                            "reason: corrupt, mismatch (another stream, or beyond its head), format, unreadable.",
+                            labels=("reason",))
+    for reason, n in sorted(st.rejected.items()):
+        c.add_metric((reason,), n)
+    yield c
+    yield CounterMetricFamily("jetkube_snapshot_writes_total", "Projection snapshots this gateway wrote.",
+                              value=st.written)
+    yield CounterMetricFamily("jetkube_snapshot_write_failures_total", "Projection snapshots this gateway failed "
+                              "to write (or to take the writer's lease for).", value=st.write_failures)
+    yield GaugeMetricFamily("jetkube_snapshot_last_written_sequence", "The sequence of the last snapshot this "
+                            "gateway wrote (0: none).", value=st.last_written_seq)
+    yield GaugeMetricFamily("jetkube_snapshot_last_write_seconds", "Time the last snapshot took: capture, encode, "
+                            "compress and upload.", value=st.last_write_s)
+    yield GaugeMetricFamily("jetkube_snapshot_last_bytes", "Size of the last snapshot written, compressed.",
+                            value=st.last_bytes)
+    yield GaugeMetricFamily("jetkube_snapshot_lease_held", "Whether this gateway holds the lease to write "
+                            "snapshots (1) or not (0).", value=1 if st.lease_held else 0)
 
 
 def _histograms(name: str, documentation: str, labels: Sequence[str],

@@ -39,6 +39,7 @@ from projections import (
     Projection,
     ProjectionSettings,
     ResourceVersionTooLarge,
+    SnapshotSettings,
     TooOldResourceVersion,
     check_retained,
     resolve_version,
@@ -110,7 +111,10 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         projection = Projection(log_, ProjectionSettings(ring_size=settings.watch_ring_size,
                                                          watch_queue=settings.watch_queue,
                                                          bookmark_interval_s=settings.bookmark_interval_s,
-                                                         stop_at=at))
+                                                         stop_at=at,
+                                                         # a server frozen at a past version folds
+                                                         # up to it: no snapshot (they are newer)
+                                                         snapshots=None if at else _snapshot_settings(settings)))
         projection.crds.attach(registry)  # CRD-defined kinds are served as their CRDs are established
         if tracing is not None:
             projection.trace_wait = partial(tracing.current_child, "consistent read wait")
@@ -128,7 +132,8 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                                 queue_wait_s=settings.request_timeout_s / 4,
                                 # No write outlives its request: after that long, a quota's charges
                                 # all belong to writes that ended (the quota controller's wait).
-                                quota_settle_s=settings.request_timeout_s)
+                                quota_settle_s=settings.request_timeout_s,
+                                apf_fleet_period_s=settings.apf_fleet_period_s)
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
@@ -181,6 +186,13 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             with trio.move_on_after(settings.graceful_timeout_s):
                 await app.wait_idle()
             nursery.cancel_scope.cancel()
+
+
+def _snapshot_settings(settings: Settings) -> SnapshotSettings | None:
+    if not settings.snapshots:
+        return None
+    return SnapshotSettings(write=settings.snapshot_every_events > 0, every_events=settings.snapshot_every_events,
+                            every_s=settings.snapshot_every_s, min_interval_s=settings.snapshot_min_interval_s)
 
 
 class InFlight:

@@ -165,6 +165,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # API Priority and Fairness: the server's seats (kube's flags; their sum, as kube mixes them).
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
+    # Fleet-wide APF: demand reports to the other gateways on the same NATS this often (0: off).
+    apf_fleet_period_s: float = 1.0
     graceful_timeout_s: float = 5.0
     # kube's --shutdown-delay-duration: after SIGTERM, /readyz answers 503 at once while the
     # listeners keep serving this long, so a load balancer sees the gateway unready before it closes.
@@ -174,6 +176,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     watch_ring_size: int = 10_000  # recent changes per resource served to resuming watches from memory
     watch_queue: int = 10_000  # events a watcher may fall behind before it is cut off
     bookmark_interval_s: float = 60.0
+    # Projection snapshots (projections/_snapshot.py): start from the newest valid one plus the log's
+    # tail, and (the gateway holding the writer's lease) write one when the store moved this many
+    # events, or moved at all and this many seconds passed, never sooner than the minimum interval.
+    snapshots: bool = True
+    snapshot_every_events: int = 50_000
+    snapshot_every_s: float = 600.0
+    snapshot_min_interval_s: float = 30.0
     log_level: str = "WARNING"
     log_format: str = "json"  # json (one object per line) or text
     # Which requests get kube's per-request line: all (kube at -v=3), errors (5xx) or none. kube

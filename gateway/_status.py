@@ -1,4 +1,9 @@
-"""The one place errors become Kubernetes ``Status`` objects and HTTP status codes."""
+"""The one place results and errors become HTTP: status codes, ``Status`` objects, bodies.
+
+The write side answers with domain results (``actors.messages``: Stored, Deleted,
+DeletedCollection, Succeeded) and raises the ``ApiError`` family; :func:`write_response` and
+:func:`status_for` are what HTTP makes of them.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,19 @@ from typing import Any
 import msgspec
 import trio
 
-from actors import ApiError, BadRequest, Expired, InternalError, ServiceUnavailable, Timeout
+from actors import (
+    ApiError,
+    BadRequest,
+    Deleted,
+    DeletedCollection,
+    Expired,
+    InternalError,
+    ServiceUnavailable,
+    Stored,
+    Succeeded,
+    Timeout,
+    WriteResult,
+)
 from bus import BusClosed, BusError, BusTimeout, NoResponders, SubjectError
 from projections import (
     BadContinue,
@@ -98,3 +115,37 @@ def status_for(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
     err = to_api_error(exc)
     headers = {"Retry-After": str(err.retry_after_s)} if err.retry_after_s else {}
     return err.code, _enc.encode(status_object(err)), headers
+
+
+def _success(code: int | None = None, details: dict[str, Any] | None = None) -> bytes:
+    obj: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+    if details is not None:
+        obj["details"] = details
+    if code is not None:
+        obj["code"] = code
+    return _enc.encode(obj)
+
+
+def write_response(result: WriteResult) -> tuple[int, bytes]:
+    """(HTTP code, JSON body) of a write's result, as kube-apiserver's handlers answer.
+
+    201 for a create (also an update or apply that created); a delete answers the deleted
+    object's Status (200), or the object still being deleted (200; 202 when the client asked for
+    cascading explicitly with ``orphanDependents: false``, as kube's delete handler); a
+    deletecollection the list of what it deleted; a binding or an eviction a Success Status.
+    """
+    if isinstance(result, Stored):
+        return (201 if result.created else 200), result.object
+    if isinstance(result, Deleted):
+        if result.pending:
+            return (202 if result.cascading else 200), result.object
+        return 200, _success(details={"name": result.name, "group": result.group, "kind": result.kind,
+                                      "uid": result.uid})
+    if isinstance(result, DeletedCollection):
+        return 200, b'{"kind":"%s","apiVersion":"%s","metadata":{"resourceVersion":"%d"},"items":[%s]}' % (
+            result.list_kind.encode(), result.api_version.encode(), result.resource_version,
+            b",".join(result.items))
+    if isinstance(result, Succeeded):
+        code = 201 if result.created else 200
+        return code, _success(code)
+    raise TypeError(f"not a write result: {type(result).__name__}")

@@ -73,6 +73,8 @@ class ResourceDef(msgspec.Struct, frozen=True):
     # A CRD's conversion webhook (kinds/_crd_conversion.py ``webhook_of``): its versions are converted
     # by ConversionReviews (actors/_crd_conversion.py); None: by kinds/_conversion.py.
     conversion: dict | None = None
+    # A review (``stored=False``): what the reviews actor answers a create with (actors/_reviews.py).
+    review: Literal["", "self-subject", "token-review", "self-subject-access", "subject-access", "self-subject-rules"] = ""
 
     @property
     def has_status(self) -> bool:
@@ -81,6 +83,12 @@ class ResourceDef(msgspec.Struct, frozen=True):
     # Lifecycle: objects of these names may never be deleted (403), e.g. the namespaces kube-apiserver
     # keeps alive (its NamespaceLifecycle admission plugin).
     immortal: tuple[str, ...] = ()
+
+    @property
+    def is_namespace(self) -> bool:
+        """Objects of this kind are the namespaces: a request on one is in the namespace it names
+        (kube's RequestInfo), its own labels are what a namespaceSelector matches."""
+        return (self.group, self.plural) == NAMESPACES
 
     @property
     def api_version(self) -> str:
@@ -261,19 +269,19 @@ BUILTIN: tuple[ResourceDef, ...] = (
                 "prioritylevelconfiguration", False, subresources=_STATUS, name_rule="path", generation=True,
                 initial_status={}),
     ResourceDef("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
-                False, verbs=("create",), stored=False),
+                False, verbs=("create",), stored=False, review="self-subject"),
     ResourceDef("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews",
-                "selfsubjectreview", False, verbs=("create",), stored=False),
+                "selfsubjectreview", False, verbs=("create",), stored=False, review="self-subject"),
     ResourceDef("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", False,
-                verbs=("create",), stored=False),
+                verbs=("create",), stored=False, review="token-review"),
     ResourceDef("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
-                "selfsubjectaccessreview", False, verbs=("create",), stored=False),
+                "selfsubjectaccessreview", False, verbs=("create",), stored=False, review="self-subject-access"),
     ResourceDef("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
-                "selfsubjectrulesreview", False, verbs=("create",), stored=False),
+                "selfsubjectrulesreview", False, verbs=("create",), stored=False, review="self-subject-rules"),
     ResourceDef("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews",
-                "subjectaccessreview", False, verbs=("create",), stored=False),
+                "subjectaccessreview", False, verbs=("create",), stored=False, review="subject-access"),
     ResourceDef("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
-                "localsubjectaccessreview", True, verbs=("create",), stored=False),
+                "localsubjectaccessreview", True, verbs=("create",), stored=False, review="subject-access"),
 )
 
 

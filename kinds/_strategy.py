@@ -67,6 +67,15 @@ class Strategy:
         gone) instead of removing it now. May set what marking means for the kind (a status)."""
         return bool(obj.get("metadata", {}).get("finalizers"))
 
+    #: Objects of this kind are removed by their controller's ``finalize`` once it has emptied them
+    #: (a Namespace), not when their last finalizer goes.
+    finalizable = False
+
+    def finalize(self, obj: dict[str, Any]) -> str:
+        """Make ``obj`` what its tombstone records; return why it cannot be finalized now ("" when it
+        can: the write side then appends the tombstone)."""
+        return "objects of this kind are not finalized"
+
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: ResourceDef) -> list[Cause]:
         causes = validate_object_meta(obj.get("metadata"), namespaced=rdef.namespaced, name_rule=rdef.name_rule)
         if old is not None and old.get("immutable") is True:
@@ -157,6 +166,15 @@ class NamespaceStrategy(Strategy):
         # A namespace is always emptied first: Terminating until the namespace controller finalizes it.
         obj["status"] = {"phase": "Terminating"}
         return True
+
+    finalizable = True
+
+    def finalize(self, obj: dict[str, Any]) -> str:
+        # The namespace controller finalizes a namespace once it is empty; only a terminating one.
+        if (obj.get("status") or {}).get("phase") != "Terminating":
+            return "the namespace is not terminating"
+        obj["spec"] = {"finalizers": []}
+        return ""
 
 
 class LeaseStrategy(Strategy):

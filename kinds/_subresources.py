@@ -373,8 +373,3 @@ def _set_condition(status: dict[str, Any], cond: dict[str, Any]) -> None:
     else:
         conditions.append(cond)
     status["conditions"] = conditions
-
-
-def success_status(code: int = 201) -> dict[str, Any]:
-    """The ``Status`` a binding or an eviction answers with."""
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code}

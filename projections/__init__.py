@@ -39,6 +39,7 @@ from ._selectors import (
     parse_int64,
     parse_label_selector,
 )
+from ._snapshot import SnapshotInvalid, Snapshots, SnapshotSettings, SnapshotStats
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
@@ -71,6 +72,10 @@ __all__ = [
     "Revision",
     "Rule",
     "SelectorError",
+    "SnapshotInvalid",
+    "SnapshotSettings",
+    "SnapshotStats",
+    "Snapshots",
     "Store",
     "TenantRbac",
     "TooOldResourceVersion",

@@ -39,6 +39,7 @@ from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooO
 from ._history import check_retained, check_still_retained, rows_at
 from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
+from ._snapshot import Snapshots, SnapshotSettings, rebuild_views
 from ._store import ADDED, DELETED, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
@@ -77,6 +78,9 @@ class ProjectionSettings:
     #: Stop at this sequence (``jetkube serve --read-only --at RV``): the state as it was then, frozen;
     #: the head of every consistent read is at most this. 0: follow the log forever.
     stop_at: int = 0
+    #: Start from the newest valid snapshot and write them in the background (projections/_snapshot.py);
+    #: None: fold from sequence 1 and write none.
+    snapshots: SnapshotSettings | None = None
 
 
 class Projection:
@@ -111,6 +115,11 @@ class Projection:
         #: a watch from below it is 410 even when the ring still holds its events, as on every gateway.
         self.compacted = 0
         self._compaction_subject = log.compaction_subject
+        #: Snapshots of the store (see _snapshot); None when off.
+        self.snapshots = None if settings.snapshots is None else Snapshots(log, settings.snapshots)
+        #: The last start: seconds from ``run`` to caught up, and the events the log was folded from.
+        self.start_s = 0.0
+        self.start_from = 0
 
     # ---- following the log ----------------------------------------------------------------------
 
@@ -120,6 +129,22 @@ class Projection:
         The reader rebuilds its consumer by itself after a reconnect; if it fails for good (e.g. the
         stream vanished and came back), a new one resumes from the last applied sequence + 1.
         """
+        t0 = trio.current_time()
+        snaps = self.snapshots
+        # Without a valid snapshot the log is folded from sequence 1, as without snapshots.
+        if snaps is not None and snaps.settings.load and not self.store.applied and await snaps.load(self.store):
+            rebuild_views(self.store, self.rbac, self.crds)
+            # The compaction point's record may lie at or below the snapshot's sequence: the
+            # fold from the snapshot never sees it, so it is read from the log once here.
+            while True:
+                try:
+                    point, _ = await self.log.compaction_point()
+                    break
+                except (BusError, trio.TooSlowError) as e:
+                    _log.warning("reading the compaction point failed: %s", e)
+                    await trio.sleep(0.25)  # backoff against a log that is still starting
+            self.compacted = max(self.compacted, point)
+        self.start_from = self.store.applied
         # A cluster that is (re)starting may answer the head but not yet create consumers (the
         # stream still electing its leader): retry both with backoff; the caller bounds the start.
         while True:
@@ -135,7 +160,7 @@ class Projection:
             nursery.start_soon(self._bookmark_ticker)
             nursery.start_soon(self._catch_up_after_reconnects)
             if self.start_head <= self.store.applied:
-                self.ready.set()
+                self._started(nursery, t0)
                 task_status.started()
                 started = True
             nursery.start_soon(self._detect_stalls)
@@ -151,13 +176,13 @@ class Projection:
                                 self.apply_batch([m for m in batch if m.seq <= stop])
                                 self._freeze(stop)
                                 if not started:
-                                    self.ready.set()
+                                    self._started(nursery, t0)
                                     task_status.started()
                                     started = True
                                 await trio.sleep_forever()  # frozen at ``stop_at``: nothing more to apply
                             self.apply_batch(batch)
                             if not started and self.store.applied >= self.start_head:
-                                self.ready.set()
+                                self._started(nursery, t0)
                                 task_status.started()
                                 started = True
                     except BusError as e:
@@ -178,6 +203,14 @@ class Projection:
         w = self._waiters
         while w and w[0][0] <= self.store.applied:
             heapq.heappop(w)[2].set()
+
+    def _started(self, nursery: trio.Nursery, t0: float) -> None:
+        self.start_s = trio.current_time() - t0
+        _log.info("projection caught up with sequence %d in %.2fs (from sequence %d)", self.store.applied,
+                  self.start_s, self.start_from)
+        self.ready.set()
+        if self.snapshots is not None and self.snapshots.settings.write:
+            nursery.start_soon(self.snapshots.run, lambda: self.store)
 
     async def _detect_stalls(self) -> NoReturn:
         """The stall detector: when the store has not moved for ``stall_checks`` checks in a row while

@@ -6,8 +6,10 @@ them and LIST joins them without re-encoding), a bounded ring of recent changes 
 and the registered watchers, which it offers every change to in log order.
 
 Invariant (ring): every change of the resource with a sequence greater than ``ring_floor`` is in
-the ring, in order. The store starts from sequence 1 (floor 0); evicting a change raises the floor
-to that change's sequence.
+the ring, in order. A store folded from sequence 1 starts with floor 0; one started from a snapshot
+(``restore``) starts every resource's floor at the snapshot's sequence (``base``), so a watch or a
+continue token from before it is served from the log. Evicting a change raises the floor to that
+change's sequence.
 """
 
 from __future__ import annotations
@@ -146,6 +148,9 @@ class Store:
     def __init__(self, prefix: str, *, ring_size: int = 10_000) -> None:
         self.prefix = prefix
         self.applied = 0
+        #: The sequence the store started from: 0, or the snapshot's it was restored from. No
+        #: resource's ring holds a change at or below it.
+        self.base = 0
         self.ring_size = ring_size
         self.resources: dict[tuple[str, str, str], ResourceState] = {}
         self.skipped = 0
@@ -160,7 +165,21 @@ class Store:
         st = self.resources.get(key)
         if st is None:
             st = self.resources[key] = ResourceState(self.ring_size)
+            st.ring_floor = self.base
         return st
+
+    def restore(self, base: int, resources: dict[tuple[str, str, str], ResourceState], skipped: int = 0) -> None:
+        """Start this (still empty) store from a snapshot: the resources' objects as of sequence
+        ``base``, with empty rings whose floor is ``base`` (see projections/_snapshot.py)."""
+        if self.applied or self.resources:
+            raise ValueError("a store is restored from a snapshot only before it applies anything")
+        for st in resources.values():
+            st.ring_size = self.ring_size
+            st.ring_floor = base
+        self.resources = resources
+        self.base = self.applied = base
+        self.skipped = skipped
+        self._empty.ring_floor = base
 
     def peek(self, tenant: str, group: str, resource: str) -> ResourceState:
         """The resource's state for reading (an empty one, not stored, when there is none)."""

@@ -233,3 +233,34 @@ async def test_pod_security_audit_annotations(start_server: StartServer, tmp_pat
         assert got[("enforced", "ok", 201)][f"{PSA}enforce-policy"] == "baseline:v1.33"
         denied = got[("enforced", "", 403)]
         assert denied[f"{PSA}enforce-policy"] == "baseline:v1.33"
+
+
+async def test_dry_run_deletes_from_the_body_are_audited(start_server: StartServer, tmp_path: Path) -> None:
+    """A DELETE whose DeleteOptions body asks ``dryRun: [All]`` never reaches the log, so the gateway
+    audits it (it was once taken for a logged write and audited nowhere)."""
+    from gateway._settings import load_audit_policy
+
+    policy_file = tmp_path / "audit.yaml"
+    policy_file.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+                           "rules:\n- level: Metadata\n")
+    audit = load_audit_policy(str(policy_file))
+    g1, g2 = await start_server(audit_policy=audit), await start_server(audit_policy=audit)
+    cms = "/api/v1/namespaces/default/configmaps"
+    async with client_for(g1) as a1, client_for(g2) as a2:
+        with trio.fail_after(60):
+            for i in range(3):
+                await post(a1, cms, {"metadata": {"name": f"keep{i}"}})
+            for i, api in enumerate((a1, a2, a1)):
+                r = await api.request("DELETE", f"{cms}/keep{i}",
+                                      json={"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]})
+                assert r.status_code == 200, r.text
+                assert (await api.get(f"{cms}/keep{i}")).status_code == 200  # still there
+
+            async def deletes() -> list[dict[str, Any]]:
+                return [e for e in await audit_events(a1, resource="configmaps") if e["verb"] == "delete"]
+
+            async def all_there() -> bool:
+                return len(await deletes()) >= 3
+            await poll_until(all_there)
+        got = sorted((e["objectRef"]["name"], e["responseStatus"]["code"]) for e in await deletes())
+        assert got == [(f"keep{i}", 200) for i in range(3)]

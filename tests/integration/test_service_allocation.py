@@ -15,7 +15,7 @@ import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from actors import SYSTEM_USER, AllocationSettings, Pipeline, Request, SigningKey, TokenAuthenticator
+from actors import SYSTEM_USER, AllocationSettings, Pipeline, Request, SigningKey, Stored, TokenAuthenticator
 from actors._allocation import IPADDRESSES, Txn
 from bus import Key, StreamConfig, open_bridge, open_log
 from kinds import InternalError, Registry
@@ -212,7 +212,7 @@ async def test_repair_releases_a_leaked_claim(nats_url: str) -> None:
             ns = await pipeline.resource.ask(Request(verb="create", rdef=Registry().by_resource("", "namespaces"),
                                                      body={"metadata": {"name": "default"}}, user=SYSTEM_USER,
                                                      audit_id="ns"), timeout_s=10)
-            assert ns.code == 201
+            assert isinstance(ns, Stored) and ns.created
             svc_def = Registry().by_resource("", "services")
             req = Request(verb="create", rdef=svc_def, namespace="default", name="", user=SYSTEM_USER,
                           audit_id="leak-1")
@@ -221,7 +221,7 @@ async def test_repair_releases_a_leaked_claim(nats_url: str) -> None:
             live = await pipeline.resource.ask(Request(verb="create", rdef=svc_def, namespace="default",
                                                        body=service("real", clusterIP="10.0.0.78"), user=SYSTEM_USER,
                                                        audit_id="leak-2"), timeout_s=10)
-            assert live.code == 201
+            assert isinstance(live, Stored) and live.created
             ghost = Key("root", IPADDRESSES.group, IPADDRESSES.plural, "", "10.0.0.77")
             real = Key("root", IPADDRESSES.group, IPADDRESSES.plural, "", "10.0.0.78")
             assert await allocators.repair_once(req) == 0  # first sighting: may be a create in flight
@@ -245,7 +245,7 @@ async def test_repair_releases_a_leaked_claim(nats_url: str) -> None:
                 r = await pipeline.resource.ask(Request(verb="create", rdef=svc_def, namespace="default",
                                                         body=service(f"np{i}", type="NodePort"), user=SYSTEM_USER,
                                                         audit_id=f"full-{i}"), timeout_s=10)
-                assert r.code == 201
+                assert isinstance(r, Stored) and r.created
             with pytest.raises(InternalError) as e:
                 await pipeline.resource.ask(Request(verb="create", rdef=svc_def, namespace="default",
                                                     body=service("np-full", type="NodePort"), user=SYSTEM_USER,

@@ -65,6 +65,30 @@ def test_classification_follows_precedence_and_subjects() -> None:
     assert classify(fs, probe)["metadata"]["name"] == "probes"
 
 
+def test_leader_election_and_endpoint_schemas_as_kube_1_33() -> None:
+    """default.go (1.33): system-leader-election matches leases only, so a kube-system service
+    account's configmap lock is workload-leader-election's; endpointslicemirroring-controller is an
+    endpoint-controller subject; system-node-high's node rule names every namespace."""
+    fs, _ = _defaults()
+    groups = ("system:serviceaccounts", "system:authenticated")
+    cm_lock = Attributes("system:serviceaccount:kube-system:foo", groups, "update", True, "", "configmaps",
+                         "kube-system")
+    assert classify(fs, cm_lock)["metadata"]["name"] == "workload-leader-election"
+    mirror = Attributes("system:serviceaccount:kube-system:endpointslicemirroring-controller", groups, "update",
+                        True, "", "endpoints", "default")
+    assert classify(fs, mirror)["metadata"]["name"] == "endpoint-controller"
+    by_name = {o["metadata"]["name"]: o["spec"] for o in fs}
+    assert by_name["system-leader-election"]["rules"][0]["resourceRules"] == [
+        {"verbs": ["get", "create", "update"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "namespaces": ["*"]}]
+    assert by_name["system-node-high"]["rules"][0]["resourceRules"][0]["namespaces"] == ["*"]
+    assert [(o["metadata"]["name"], o["spec"]["matchingPrecedence"]) for o in fs] == [
+        ("exempt", 1), ("probes", 2), ("system-leader-election", 100), ("endpoint-controller", 150),
+        ("workload-leader-election", 200), ("system-node-high", 400), ("system-nodes", 500),
+        ("kube-controller-manager", 800), ("kube-scheduler", 800), ("kube-system-service-accounts", 900),
+        ("service-accounts", 9000), ("global-default", 9900), ("catch-all", 10000)]
+
+
 def test_default_levels_have_kubes_nominal_limits() -> None:
     cfgs = [level_config(p) for p in default_priority_levels()]
     nominal = nominal_limits(cfgs, 600)
@@ -188,3 +212,39 @@ async def test_reconfigured_level_keeps_seats_and_queue(autojump_clock: trio.tes
     assert new.queued_requests == 3 and all(t.qs is new for t in ts[2:])
     started = d.finish(ts[0], trio.current_time())  # seats back to the old QueueSet, then the new dispatches
     assert len(started) == 1 and started[0].qs is new and d.executing_seats == 2
+
+
+async def test_incremental_counters_match_the_queues(autojump_clock: trio.testing.MockClock) -> None:
+    """The per-queue seat sums and the active-queue count are kept incrementally (the reject path
+    reads them per request): after any mix of admits, finishes, withdrawals and a reconfiguration
+    they equal what counting the queues gives."""
+    import random
+
+    rng = random.Random(7)
+    d = Dispatcher(6)
+    d.configure("t", 1, [], [_plc("lvl", 1, queues=8, hand=3, qlen=4)], trio.current_time())
+    live: list[Ticket] = []
+    for step in range(600):
+        now = trio.current_time()
+        op = rng.random()
+        if op < 0.5:
+            t = Ticket("t", "s", "fs-s", "lvl", "uid-lvl", flow_hash("s", f"u{rng.randrange(12)}"),
+                       rng.randint(1, 3), now)
+            d.admit(t, now)
+            live.append(t)
+        elif op < 0.8:
+            ex = [t for t in live if t.state == "executing"]
+            if ex:
+                d.finish(rng.choice(ex), now)
+        elif op < 0.95:
+            q = [t for t in live if t.state == "queued"]
+            if q:
+                d.withdraw(rng.choice(q), now, "time-out")
+        elif step % 7 == 0:
+            d.configure("t", step, [], [_plc("lvl", 1, queues=rng.choice((4, 8)), hand=2, qlen=4)], now)
+        live = [t for t in live if t.state in ("queued", "executing")]
+        await trio.sleep(0.001)
+        for qs in {id(t.qs): t.qs for t in live if t.qs is not None}.values():
+            assert qs is not None
+            assert qs.active == sum(1 for q in qs.queues if q.requests or q.executing_seats)
+            assert all(q.queued_seats == sum(t.seats for t in q.requests) for q in qs.queues)

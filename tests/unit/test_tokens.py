@@ -72,14 +72,14 @@ def test_garbage(token: str) -> None:
 
 
 def test_spec_types() -> None:
-    ssar = _SPEC_TYPES["selfsubjectaccessreviews"]
+    ssar = _SPEC_TYPES["self-subject-access"]
     assert check_spec_types({"resourceAttributes": {"resource": "x", "group": None}}, ssar) is None
     assert check_spec_types(None, ssar) is None
     assert check_spec_types({"resourceAttributes": {"resource": ["x"]}}, ssar) == (
         "json: cannot unmarshal array into Go struct field spec.resourceAttributes.resource of type string")
     assert check_spec_types([], ssar) == "json: cannot unmarshal array into Go struct field spec of type object"
     assert "of type object" in check_spec_types({"nonResourceAttributes": "x"}, ssar)  # type: ignore[operator]
-    token = _SPEC_TYPES["token"]
+    token = _SPEC_TYPES["token-request"]
     assert check_spec_types({"audiences": ["a"], "expirationSeconds": 600}, token) is None
     assert "of type []string" in check_spec_types({"audiences": "a"}, token)  # type: ignore[operator]
     assert "of type string" in check_spec_types({"audiences": [1]}, token)  # type: ignore[operator]
