@@ -127,7 +127,8 @@ class PolicyStatusController:
         if generation <= int((policy.get("status") or {}).get("observedGeneration") or 0):
             return
         # Type checking builds message types from schemas (milliseconds): off the trio loop.
-        status = await trio.to_thread.run_sync(policy_status, policy, self.registry)
+        # The tenant's kinds: a CRD's schema types its policies in that tenant only.
+        status = await trio.to_thread.run_sync(policy_status, policy, self.registry.for_tenant(tenant))
         body = {**policy, "status": status, "metadata": {**policy["metadata"], "resourceVersion": str(entry.seq)}}
         req = Request(user=SYSTEM_USER, audit_id=str(uuid.uuid4()), user_agent=CONTROLLER_NAME, tenant=tenant,
                       verb="update", rdef=self.rdef, name=name, subresource="status", body=body)

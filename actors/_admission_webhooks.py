@@ -109,10 +109,10 @@ class WebhookDispatcher:
     def __init__(self, projection: Projection, registry: Registry) -> None:
         self.projection = projection
         self.registry = registry
-        # Served versions of each (group, resource), for matchPolicy Equivalent: rebuilt when the
-        # registry's definitions change (a CRD created or updated after this dispatcher).
-        self._versions: dict[tuple[str, str], list[ResourceDef]] = {}
-        self._versions_of: tuple[ResourceDef, ...] | None = None
+        # Served versions of each (group, resource), for matchPolicy Equivalent, per served set
+        # (id(defs) -> (defs, versions)): rebuilt when a tenant's definitions change (a CRD created
+        # or updated after this dispatcher); tenants without CRDs share the built-in set.
+        self._versions: dict[int, tuple[tuple[ResourceDef, ...], dict[tuple[str, str], list[ResourceDef]]]] = {}
         self._cache: dict[str, tuple[tuple[int, int], list[_Hook], list[_Hook]]] = {}
         self._clients: dict[str, httpx.AsyncClient] = {}
         #: (webhook name, "admit" | "validating") -> failures let through under failurePolicy Ignore.
@@ -157,14 +157,18 @@ class WebhookDispatcher:
 
     # ---- matching ------------------------------------------------------------------------------
 
-    def _served_versions(self, group: str, plural: str) -> list[ResourceDef]:
-        defs = self.registry.defs
-        if defs is not self._versions_of:
+    def _served_versions(self, tenant: str, group: str, plural: str) -> list[ResourceDef]:
+        """The served versions of (group, plural) in ``tenant`` (its CRDs' kinds are its own)."""
+        defs = self.registry.for_tenant(tenant).defs
+        hit = self._versions.get(id(defs))
+        if hit is None or hit[0] is not defs:
+            if len(self._versions) >= 64:
+                self._versions.clear()  # bounded: rebuilt on use
             versions: dict[tuple[str, str], list[ResourceDef]] = {}
             for d in defs:
                 versions.setdefault((d.group, d.plural), []).append(d)
-            self._versions, self._versions_of = versions, defs
-        return self._versions.get((group, plural), [])
+            hit = self._versions[id(defs)] = (defs, versions)
+        return hit[1].get((group, plural), [])
 
     def _view(self, h: _Hook, a: Attributes) -> ResourceDef | None:
         """The version the webhook is sent: the written one when a rule names it, else (with
@@ -178,7 +182,7 @@ class WebhookDispatcher:
         if named(rdef):
             return rdef
         if h.match_policy != "Exact":
-            for d in self._served_versions(rdef.group, rdef.plural):
+            for d in self._served_versions(a.tenant, rdef.group, rdef.plural):
                 if d is not rdef and named(d):
                     return d
         return None

@@ -324,7 +324,7 @@ class Controllers:
 
     async def _empty_namespace(self, ns: str) -> None:
         remaining = 0
-        for rdef in self.registry.defs:
+        for rdef in self.registry.for_tenant(self.tenant).defs:  # the tenant's custom resources too
             if not rdef.namespaced or rdef.storage:  # a version served by conversion: its storage's
                 continue
             st = self.projection.state(self.tenant, rdef.group, rdef.plural)

@@ -130,27 +130,29 @@ class GarbageCollector:
 
     # ---- the kinds ---------------------------------------------------------------------------------
 
-    def _rdef(self, group: str, resource: str) -> ResourceDef | None:
-        return self.registry.by_resource(group, resource)
+    def _rdef(self, key: Key) -> ResourceDef | None:
+        """The kind of ``key`` in its tenant (a custom resource's CRD is its tenant's own)."""
+        return self.registry.for_tenant(key.tenant).by_resource(key.group, key.resource)
 
-    def _kind(self, ref: OwnerRef) -> ResourceDef | None:
+    def _kind(self, tenant: str, ref: OwnerRef) -> ResourceDef | None:
         group, _ = split_api_version(ref.apiVersion)
-        rdef = self._by_kind.get((group, ref.kind))
+        rdef = self._by_kind.get((group, ref.kind))  # the built-in kinds, the same in every tenant
         if rdef is None:
-            rdef = next((d for d in self.registry.defs if d.stored and d.group == group and d.kind == ref.kind), None)
-            if rdef is not None:
+            defs = self.registry.for_tenant(tenant).defs
+            rdef = next((d for d in defs if d.stored and d.group == group and d.kind == ref.kind), None)
+            if rdef is not None and not rdef.crd:
                 self._by_kind[(group, ref.kind)] = rdef
         return rdef
 
-    def _namespaced_kind(self, ref: OwnerRef) -> bool:
-        rdef = self._kind(ref)
+    def _namespaced_kind(self, tenant: str, ref: OwnerRef) -> bool:
+        rdef = self._kind(tenant, ref)
         return rdef is not None and rdef.namespaced
 
     def owner_key(self, dependent: Key, ref: OwnerRef) -> Key | None:
         """Where the owner lives, or None when the reference cannot be resolved (a kind not served,
         or a namespaced owner of a cluster-scoped dependent: kube leaves such dependents alone).
         A namespaced owner is looked for in the dependent's namespace only."""
-        rdef = self._kind(ref)
+        rdef = self._kind(dependent.tenant, ref)
         if rdef is None or (rdef.namespaced and not dependent.namespace):
             return None
         return Key(dependent.tenant, rdef.group, rdef.plural, dependent.namespace if rdef.namespaced else "", ref.name)
@@ -200,7 +202,7 @@ class GarbageCollector:
             return
         if view.owners and self._needs_attempt(key, view.owners):
             self.enqueue("attempt", key)
-        if not key.namespace and any(self._namespaced_kind(ref) for ref in view.owners if ref not in before):
+        if not key.namespace and any(self._namespaced_kind(key.tenant, ref) for ref in view.owners if ref not in before):
             self.enqueue("invalid-ref", key)
         # References dropped (an orphaning owner's, or a waiting owner's): that owner may be done.
         for ref in set(before) - set(view.owners):
@@ -312,7 +314,7 @@ class GarbageCollector:
             policy = "Foreground"
         else:
             policy = "Background"
-        rdef = self._rdef(key.group, key.resource)
+        rdef = self._rdef(key)
         if rdef is None:
             return
         await self._ask(self._request("delete", rdef, key, body=None, options=Delete(
@@ -356,12 +358,12 @@ class GarbageCollector:
         is derived from both uids, so every collector writes the same one once."""
         cur = self._current(key)
         ev_def = self.registry.by_resource("", "events")
-        rdef = self._rdef(key.group, key.resource)
+        rdef = self._rdef(key)
         if cur is None or ev_def is None or rdef is None:
             return
         _, obj, view = cur
         for ref in view.owners:
-            if not self._namespaced_kind(ref):
+            if not self._namespaced_kind(key.tenant, ref):
                 continue
             body = invalid_namespace_event(rdef, obj, ref, now_rfc3339())
             req = self._request("create", ev_def, Key(key.tenant, "", "events", body["metadata"]["namespace"], ""),
@@ -392,7 +394,7 @@ class GarbageCollector:
         await self._update(key, seq, obj)
 
     async def _update(self, key: Key, seq: int, obj: dict[str, Any]) -> None:
-        rdef = self._rdef(key.group, key.resource)
+        rdef = self._rdef(key)
         if rdef is None:
             return
         obj["metadata"]["resourceVersion"] = str(seq)  # CAS: only against the state decided on

@@ -168,7 +168,7 @@ class ResourceCore:
         """Decide one write and answer with its result."""
         assert req.rdef is not None
         verb = req.verb
-        storage = self.registry.storage_of(req.rdef)
+        storage = self.registry.for_tenant(req.tenant).storage_of(req.rdef)  # a CRD's: its tenant's
         if storage is not req.rdef:
             return await self.converted(req, storage)
         if req.rdef.create_as and verb == "create":
@@ -575,7 +575,8 @@ class ResourceCore:
             shown = live if live is None else await self._shown(live, view)
             ignored = reset_fields(rdef, req.subresource, shown, config)
             # Managers of other versions own their fields as that version names them.
-            new = await self.converter.with_manager_views(shown, view, self.registry, lambda views: record_apply(
+            versions = self.registry.for_tenant(req.tenant)  # a CRD's other versions: its tenant's
+            new = await self.converter.with_manager_views(shown, view, versions, lambda views: record_apply(
                 shown, config, manager=manager, api_version=view.api_version, now=now, force=force,
                 subresource=req.subresource, type_=t, ignored=ignored, base=base, views=views))
             new = new if served is None else await self.converter.one(new, rdef)

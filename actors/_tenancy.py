@@ -290,7 +290,7 @@ class Tenancy:
         for (tenant, group, plural), st in list(self.projection.store.resources.items()):
             if tenant != name or not st.count:
                 continue
-            rdef = self.registry.by_resource(group, plural)
+            rdef = self.registry.for_tenant(name).by_resource(group, plural)  # its CRDs' kinds too
             for ns, obj_name, e in list(st.iter_entries(None)):
                 remaining += 1
                 if (group, plural) == NAMESPACES:

@@ -62,6 +62,7 @@ from ._codec import decode_body_strict
 from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
+from ._openapi_cache import OpenAPICache
 from ._options import write_options
 from ._protobuf import CONTENT_TYPE as PROTOBUF_CT
 from ._protobuf import ProtobufError
@@ -81,7 +82,7 @@ from ._reads import (
     served_objects,
     watch_lines,
 )
-from ._routes import parse, split_tenant
+from ._routes import CLUSTERS_PREFIX, parse, split_tenant
 from ._settings import Settings
 from ._status import BodyTimeout, ReadTimeout, status_for, write_response
 from ._table import (
@@ -142,26 +143,6 @@ class WatchStreams:
 
     def close(self, scope: trio.CancelScope) -> None:
         self._scopes.discard(scope)
-
-
-class OpenAPICache:
-    """The OpenAPI documents, built on first use from the registry (they change only with it)."""
-
-    def __init__(self) -> None:
-        self._built: tuple[dict[str, bytes], bytes, bytes, bytes] | None = None
-        self._defs: tuple[object, ...] = ()
-
-    def get(self, registry: Registry) -> tuple[dict[str, bytes], bytes, bytes, bytes]:
-        """(v3 documents by group-version path, v3 index JSON, v2 JSON, v2 protobuf); rebuilt when
-        the served set changes (a CRD established, changed or deleted)."""
-        if self._built is None or self._defs is not registry.defs:
-            self._defs = registry.defs
-            served = [(d, d.schema if d.crd else None) for d in registry.defs if d.stored]
-            docs = openapi.v3_documents(served)
-            v2 = openapi.v2_document(served)
-            self._built = (docs, _enc.encode(openapi.v3_index_for(docs)), _enc.encode(v2),
-                           openapi.encode_v2_document(v2))
-        return self._built
 
 
 def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -265,12 +246,12 @@ def create_app(ctx: Context) -> QuartTrio:
             try:
                 resp = await _dispatch(ctx, audit_id, intake, note)
             except (trio.Cancelled, KeyboardInterrupt):
-                metrics.abort(labels := _request_labels(ctx, 499))
+                metrics.abort(labels := _request_labels(ctx, 499), note.tenant or ROOT_TENANT)
                 line.end(labels[0], 499)
                 raise
             except HTTPException as e:
                 metrics.observe(labels := _request_labels(ctx, e.code or 500), e.code or 500,
-                                time.perf_counter() - started, None)
+                                time.perf_counter() - started, None, note.tenant or ROOT_TENANT)
                 line.end(labels[0], e.code or 500)
                 raise
             except Exception as e:  # noqa: BLE001 - every error becomes a Status
@@ -286,7 +267,9 @@ def create_app(ctx: Context) -> QuartTrio:
                 ctx.pipeline.release(intake.flow)
         assert resp is not None
         _pf_headers(resp, intake.flow)
-        metrics.tenant_request(note.tenant or ROOT_TENANT, note.verb, resp.status_code)
+        # The request's tenant once it is known to exist, else root: no label from a made-up name.
+        tenant = note.tenant or ROOT_TENANT
+        metrics.tenant_request(tenant, note.verb, resp.status_code)
         if ctx.audit is not None:
             await audit_request(ctx.audit, note, audit_id, resp.status_code, received)
         if not intake.body_read and _has_body(request.headers):
@@ -298,9 +281,9 @@ def create_app(ctx: Context) -> QuartTrio:
                 resp.response = IterableBody(_seat_until_initial_events(
                     resp.response.iter, partial(ctx.pipeline.release, intake.flow)))
             resp.response = IterableBody(line.watch_body(metrics.watch_body(
-                resp.response.iter, labels, _watch_kind(ctx, labels), started, time.perf_counter), labels[0]))
+                resp.response.iter, labels, _watch_kind(ctx, labels), started, time.perf_counter, tenant), labels[0]))
         else:
-            metrics.observe(labels, resp.status_code, time.perf_counter() - started, resp.content_length)
+            metrics.observe(labels, resp.status_code, time.perf_counter() - started, resp.content_length, tenant)
             line.end(labels[0], resp.status_code)
         return resp
 
@@ -353,7 +336,7 @@ def _request_labels(ctx: Context, code: int) -> tuple[str, str, str, str, str, s
 
 
 def _watch_kind(ctx: Context, labels: tuple[str, ...]) -> str:
-    rdef = ctx.registry.get(labels[2], labels[3], labels[4])
+    rdef = ctx.registry.for_tenant(split_tenant(request.path)[0]).get(labels[2], labels[3], labels[4])
     return rdef.kind if rdef is not None else ""
 
 
@@ -523,7 +506,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         except ValueError as e:
             raise BadRequest(str(e)) from None
     # A version served by conversion reads the storage version's objects, converted.
-    storage = ctx.registry.storage_of(rdef)
+    storage = ctx.registry.for_tenant(tenant).storage_of(rdef)
     if verb == "get":
         key = Key(tenant, storage.group, storage.plural, route.namespace or "", route.name)
         async with _read_deadline(s.request_timeout_s):
@@ -605,7 +588,7 @@ async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNot
                                                 timeout_s=s.request_timeout_s)
         async with _read_deadline(s.request_timeout_s):
             return _json_response(await history.resource_version_at(ctx.projection.log, q.get("time", "")))
-    rdef, namespace, name = history.parse_target(ctx.registry, path)
+    rdef, namespace, name = history.parse_target(ctx.registry.for_tenant(who.tenant), path)
     authz = history.authorization_request(who, rdef, namespace, name)
     note.resource_request(authz)
     allowed = await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
@@ -625,7 +608,8 @@ async def _audit_events(ctx: Context, who: Request, q: dict[str, str], note: Aud
     s = ctx.settings
     await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
     query = parse_query(q)
-    lines = await audit_query(ctx.projection.log, ctx.audit.log if ctx.audit else None, ctx.registry,
+    lines = await audit_query(ctx.projection.log, ctx.audit.log if ctx.audit else None,
+                              ctx.registry.for_tenant(who.tenant),
                               s.audit_policy, query, tenant=who.tenant, timeout_s=s.request_timeout_s)
     return Response(b"".join(lines), status=200, content_type="application/x-ndjson")
 
@@ -689,7 +673,7 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     if route.kind == "version":
         return _json_response(_enc.encode(s.version_info()))
     if route.kind == "openapi":
-        return _openapi(ctx, route)
+        return await _openapi(ctx, route)
     if route.kind == "metrics":
         return Response(await ctx.metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)
     if route.kind == "oidc":
@@ -725,7 +709,7 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
             text = "ok" if ok else "not ready"
         return Response(text, status=200 if ok else 503, content_type="text/plain; charset=utf-8")
     if route.kind == "discovery":
-        reg = ctx.registry
+        reg = ctx.registry.for_tenant(route.tenant)  # the tenant's CRDs, and only its own
         top = route.path.rstrip("/")
         if top in ("/api", "/apis"):
             variant = discovery.negotiate_discovery(request.headers.get("Accept"))
@@ -748,28 +732,32 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
     raise NotFound("the server could not find the requested resource")
 
 
-def _openapi(ctx: Context, route: Any) -> Response:
-    docs, index, v2_json, v2_pb = ctx.openapi.get(ctx.registry)
+async def _openapi(ctx: Context, route: Any) -> Response:
+    # The tenant's kinds (its CRDs'); documents built on first use, off the event loop.
+    reg = ctx.registry.for_tenant(route.tenant)
     sub = route.name
     if route.path.startswith("/swagger-2.0.0.pb-v1") or sub == "v2":
         if openapi.V2_PROTOBUF_CONTENT_TYPE in (request.headers.get("Accept") or "") or \
                 route.path.startswith("/swagger"):
             # As kube-openapi: asked for as the proto-openapi media type, sent as octet-stream (client-go's
             # REST client cannot parse a Content-Type with '@' in it).
-            return Response(v2_pb, status=200, content_type="application/octet-stream")
-        return _json_response(v2_json)
+            return Response(await ctx.openapi.v2(reg, protobuf=True), status=200,
+                            content_type="application/octet-stream")
+        return _json_response(await ctx.openapi.v2(reg, protobuf=False))
     if sub == "v3":
-        r = _json_response(index)
+        r = _json_response((await ctx.openapi.v3(reg))[1])
         r.headers["Cache-Control"] = "no-cache, private"
         return r
     if sub.startswith("v3/"):
-        doc = docs.get(sub[3:])
+        doc = (await ctx.openapi.v3(reg))[0].get(sub[3:])
         if doc is not None:
             etag = openapi.document_etag(doc)
             wanted = request.args.get("hash")
             if wanted and wanted != etag:
                 r = Response(b"", status=301)
-                r.headers["Location"] = f"/openapi/{sub}?hash={etag}"
+                # Resolved against the request's URL: the tenant's path prefix stays.
+                prefix = "" if route.tenant == ROOT_TENANT else f"{CLUSTERS_PREFIX}{route.tenant}"
+                r.headers["Location"] = f"{prefix}/openapi/{sub}?hash={etag}"
                 return r
             r = _json_response(doc)
             r.headers["Etag"] = f'"{etag}"'

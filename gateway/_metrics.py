@@ -13,6 +13,12 @@ Labels follow ``k8s.io/apiserver/pkg/endpoints/metrics``: ``CleanScope`` (a name
 ``/watch/`` path is WATCH, an apply patch is APPLY, anything unknown is "other"; a DELETE of a
 collection is reported as DELETE, as kube does). Non-resource requests carry their path as the
 subresource, cut back to a fixed set of paths so that no client can grow the label space.
+
+Tenants: every ``apiserver_*`` series about requests, watches and stored objects carries kube's
+labels, unchanged, plus ``tenant`` (the logical cluster; the request's tenant once it is known to
+exist, else root, so that no client can grow the label space with made-up names). Summing over
+``tenant`` gives kube's series. ``apiserver_current_inflight_requests`` is the server's, not a
+tenant's, and has none.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from actors import Pipeline
-from bus import BusError, Histogram
-from kinds import Registry
+from bus import ROOT_TENANT, BusError, Histogram
+from kinds import Registry, ResourceDef
 from projections import Projection
 
 from ._routes import Route
@@ -60,6 +66,7 @@ Labels = tuple[str, str, str, str, str, str, str]
 _REQUEST = ("verb", "dry_run", "group", "version", "resource", "subresource", "scope", "component")
 _NO_DRY_RUN = ("verb", "group", "version", "resource", "subresource", "scope", "component")
 _GVK = ("group", "version", "kind")
+TENANT = "tenant"
 
 
 def clean_dry_run(values: Sequence[str]) -> str:
@@ -115,21 +122,24 @@ def _non_resource_path(route: Route, code: int) -> str:
 class ServerMetrics:
     """Everything ``/metrics`` serves for one server, on its own registry."""
 
-    @property
-    def kinds(self) -> dict[tuple[str, str], Any]:
-        """The stored kinds, CRD-defined ones included (rebuilt when the served set changes)."""
-        defs = self._registry.defs
-        if defs is not self._kinds_of:
-            self._kinds_of = defs
-            self._kinds = {(d.group, d.plural): d for d in defs if d.stored and not d.storage and not d.create_as}
-        return self._kinds
+    def kinds(self, tenant: str) -> dict[tuple[str, str], ResourceDef]:
+        """The stored kinds of ``tenant``, its CRD-defined ones included (rebuilt when its served
+        set changes; tenants without CRDs share the built-in set)."""
+        defs = self._registry.for_tenant(tenant).defs
+        hit = self._kinds.get(id(defs))
+        if hit is None or hit[0] is not defs:
+            if len(self._kinds) >= 256:
+                self._kinds.clear()  # bounded: rebuilt on the next scrape
+            hit = self._kinds[id(defs)] = (defs, {(d.group, d.plural): d for d in defs
+                                                  if d.stored and not d.storage and not d.create_as})
+        return hit[1]
 
     def __init__(self, pipeline: Pipeline, projection: Projection, registry: Registry) -> None:
         self.pipeline = pipeline
         self.projection = projection
         self._registry = registry
-        self._kinds_of: tuple[object, ...] = ()
-        self._kinds: dict[tuple[str, str], Any] = {}
+        # id(defs) -> (defs, stored kinds by (group, plural)): see kinds()
+        self._kinds: dict[int, tuple[tuple[ResourceDef, ...], dict[tuple[str, str], ResourceDef]]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -140,15 +150,16 @@ class ServerMetrics:
         self.apf_waits: dict[tuple[str, str, str, str], Histogram] = {}
         if self.flow_control is not None:
             self.flow_control.on_wait = lambda labels, executed, s: _apf_wait(self, labels, executed, s)
-        # Request metrics, by label tuple (see Labels); the code is appended for the counter.
+        # Request metrics, by label tuple (see Labels) then the tenant; the counter's keys have the
+        # code between them: (*labels, code, tenant).
         self.requests: dict[tuple[str, ...], int] = {}
-        self.latency: dict[Labels, Histogram] = {}
+        self.latency: dict[tuple[str, ...], Histogram] = {}
         self.sli_latency: dict[tuple[str, ...], Histogram] = {}
         self.response_sizes: dict[tuple[str, ...], Histogram] = {}
         self.aborts: dict[tuple[str, ...], int] = {}
         self.longrunning: dict[tuple[str, ...], int] = {}
-        self.watch_events: dict[tuple[str, str, str], int] = {}
-        self.watch_event_sizes: dict[tuple[str, str, str], Histogram] = {}
+        self.watch_events: dict[tuple[str, str, str, str], int] = {}  # (group, version, kind, tenant)
+        self.watch_event_sizes: dict[tuple[str, str, str, str], Histogram] = {}
         #: Requests by (tenant, verb, code): the tenant of a request whose tenant exists, else root
         #: (labels never come from a name nobody created: bounded by the tenants).
         self.tenant_requests: dict[tuple[str, str, str], int] = {}
@@ -179,16 +190,18 @@ class ServerMetrics:
         key = (tenant, verb, str(code))
         self.tenant_requests[key] = self.tenant_requests.get(key, 0) + 1
 
-    def observe(self, labels: Labels, code: int, elapsed_s: float, size: int | None) -> None:
-        """One finished request: counter, latency, SLI latency (not for dry runs), and the response
-        size of a GET or LIST."""
-        key = (*labels, str(code))
+    def observe(self, labels: Labels, code: int, elapsed_s: float, size: int | None,
+                tenant: str = ROOT_TENANT) -> None:
+        """One finished request in ``tenant``: counter, latency, SLI latency (not for dry runs), and
+        the response size of a GET or LIST."""
+        key = (*labels, str(code), tenant)
         self.requests[key] = self.requests.get(key, 0) + 1
-        h = self.latency.get(labels)
+        full = (*labels, tenant)
+        h = self.latency.get(full)
         if h is None:
-            h = self.latency[labels] = Histogram(REQUEST_DURATION_BUCKETS)
+            h = self.latency[full] = Histogram(REQUEST_DURATION_BUCKETS)
         h.observe(elapsed_s)
-        short = (labels[0], *labels[2:])
+        short = (labels[0], *labels[2:], tenant)
         if not labels[1]:
             h = self.sli_latency.get(short)
             if h is None:
@@ -200,18 +213,18 @@ class ServerMetrics:
                 h = self.response_sizes[short] = Histogram(RESPONSE_SIZE_BUCKETS)
             h.observe(size)
 
-    def abort(self, labels: Labels) -> None:
+    def abort(self, labels: Labels, tenant: str = ROOT_TENANT) -> None:
         """A request cancelled before it was answered (the client went away, or shutdown)."""
-        key = (labels[0], *labels[2:])
+        key = (labels[0], *labels[2:], tenant)
         self.aborts[key] = self.aborts.get(key, 0) + 1
 
     async def watch_body(self, body: AsyncIterator[bytes], labels: Labels, kind: str,
-                         started: float, clock: Any) -> AsyncIterator[bytes]:
+                         started: float, clock: Any, tenant: str = ROOT_TENANT) -> AsyncIterator[bytes]:
         """``body`` (a watch stream), counted: a long-running request while it is open, every event
         line sent and its size, and the request itself (code 200) when the stream ends, as kube
         records a watch at its end. Cancellation closes ``body`` and still records the request."""
-        lr = (labels[0], *labels[2:])
-        gvk = (labels[2], labels[3], kind)
+        lr = (labels[0], *labels[2:], tenant)
+        gvk = (labels[2], labels[3], kind, tenant)
         self.longrunning[lr] = self.longrunning.get(lr, 0) + 1
         sizes = self.watch_event_sizes.get(gvk)
         if sizes is None:
@@ -227,7 +240,7 @@ class ServerMetrics:
         finally:
             self.longrunning[lr] -= 1
             self.watch_events[gvk] = self.watch_events.get(gvk, 0) + sent
-            self.observe(labels, 200, clock() - started, None)
+            self.observe(labels, 200, clock() - started, None, tenant)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await body.aclose()  # type: ignore[attr-defined]
 
@@ -266,20 +279,20 @@ class _Collector:
     def _requests(m: ServerMetrics) -> Iterator[Metric]:
         c = CounterMetricFamily("apiserver_request_total", "[STABLE] Counter of apiserver requests broken out for "
                                 "each verb, dry run value, group, version, resource, scope, component, and HTTP "
-                                "response code.", labels=(*_REQUEST, "code"))
+                                "response code.", labels=(*_REQUEST, "code", TENANT))
         for key, n in m.requests.items():
-            c.add_metric((*key[:7], COMPONENT, key[7]), n)
+            c.add_metric((*key[:7], COMPONENT, *key[7:]), n)
         yield c
         yield _histograms("apiserver_request_duration_seconds", "[STABLE] Response latency distribution in "
                           "seconds for each verb, dry run value, group, version, resource, subresource, scope "
-                          "and component.", _REQUEST, ((k + (COMPONENT,), h) for k, h in m.latency.items()))
+                          "and component.", (*_REQUEST, TENANT), _with_component(m.latency))
         yield _histograms("apiserver_request_sli_duration_seconds", "[ALPHA] Response latency distribution (not "
                           "counting webhook duration and priority & fairness queue wait times) in seconds for "
-                          "each verb, group, version, resource, subresource, scope and component.", _NO_DRY_RUN,
-                          ((k + (COMPONENT,), h) for k, h in m.sli_latency.items()))
+                          "each verb, group, version, resource, subresource, scope and component.",
+                          (*_NO_DRY_RUN, TENANT), _with_component(m.sli_latency))
         yield _histograms("apiserver_response_sizes", "[STABLE] Response size distribution in bytes for each "
-                          "group, version, verb, resource, subresource, scope and component.", _NO_DRY_RUN,
-                          ((k + (COMPONENT,), h) for k, h in m.response_sizes.items()))
+                          "group, version, verb, resource, subresource, scope and component.",
+                          (*_NO_DRY_RUN, TENANT), _with_component(m.response_sizes))
         g = GaugeMetricFamily("apiserver_current_inflight_requests", "[STABLE] Maximal number of currently used "
                               "inflight request limit of this apiserver per request kind in last second.",
                               labels=("request_kind",))
@@ -288,13 +301,13 @@ class _Collector:
         yield g
         g = GaugeMetricFamily("apiserver_longrunning_requests", "[STABLE] Gauge of all active long-running "
                               "apiserver requests broken out by verb, group, version, resource, scope and "
-                              "component. Not all requests are tracked this way.", labels=_NO_DRY_RUN)
+                              "component. Not all requests are tracked this way.", labels=(*_NO_DRY_RUN, TENANT))
         for key, n in m.longrunning.items():
-            g.add_metric((*key, COMPONENT), n)
+            g.add_metric((*key[:-1], COMPONENT, key[-1]), n)
         yield g
         c = CounterMetricFamily("apiserver_request_aborts_total", "[ALPHA] Number of requests which apiserver "
                                 "aborted possibly due to a timeout, for each group, version, verb, resource, "
-                                "subresource and scope", labels=_NO_DRY_RUN[:-1])
+                                "subresource and scope", labels=(*_NO_DRY_RUN[:-1], TENANT))
         for key, n in m.aborts.items():
             c.add_metric(key, n)
         yield c
@@ -302,12 +315,14 @@ class _Collector:
     @staticmethod
     def _watches(m: ServerMetrics) -> Iterator[Metric]:
         g = GaugeMetricFamily("apiserver_registered_watchers", "[ALPHA] Number of currently registered watchers "
-                              "for a given resources", labels=_GVK)
-        watchers: dict[tuple[str, str, str], int] = {}
-        for (_, group, plural), st in m.projection.store.resources.items():
-            rdef = m.kinds.get((group, plural))
-            if rdef is not None and st.watchers:
-                gvk = (rdef.group, rdef.version, rdef.kind)
+                              "for a given resources", labels=(*_GVK, TENANT))
+        watchers: dict[tuple[str, str, str, str], int] = {}
+        for (tenant, group, plural), st in m.projection.store.resources.items():
+            if not st.watchers:
+                continue
+            rdef = m.kinds(tenant).get((group, plural))
+            if rdef is not None:
+                gvk = (rdef.group, rdef.version, rdef.kind, tenant)
                 watchers[gvk] = watchers.get(gvk, 0) + len(st.watchers)
         for gvk in m.watch_events:
             watchers.setdefault(gvk, 0)
@@ -315,23 +330,25 @@ class _Collector:
             g.add_metric(gvk, n)
         yield g
         c = CounterMetricFamily("apiserver_watch_events_total", "[ALPHA] Number of events sent in watch clients",
-                                labels=_GVK)
+                                labels=(*_GVK, TENANT))
         for gvk, n in m.watch_events.items():
             c.add_metric(gvk, n)
         yield c
-        yield _histograms("apiserver_watch_events_sizes", "[ALPHA] Watch event size distribution in bytes", _GVK,
-                          m.watch_event_sizes.items())
+        yield _histograms("apiserver_watch_events_sizes", "[ALPHA] Watch event size distribution in bytes",
+                          (*_GVK, TENANT), m.watch_event_sizes.items())
 
     @staticmethod
     def _storage(m: ServerMetrics) -> Iterator[Metric]:
-        counts = dict.fromkeys(m.kinds, 0)
-        for (_, group, plural), st in m.projection.store.resources.items():
-            if (group, plural) in counts:
-                counts[(group, plural)] += st.count
+        # Every root kind, empty ones included (as kube reports every registered resource); in the
+        # other tenants the kinds they have stored anything of (bounded by what the projection holds).
+        counts = {(ROOT_TENANT, *k): 0 for k in m.kinds(ROOT_TENANT)}
+        for (tenant, group, plural), st in m.projection.store.resources.items():
+            if (group, plural) in m.kinds(tenant):
+                counts[(tenant, group, plural)] = counts.get((tenant, group, plural), 0) + st.count
         g = GaugeMetricFamily("apiserver_storage_objects", "[STABLE] Number of stored objects at the time of last "
-                              "check split by kind.", labels=("resource",))
-        for (group, plural), n in sorted(counts.items()):
-            g.add_metric((f"{plural}.{group}" if group else plural,), n)
+                              "check split by kind.", labels=("resource", TENANT))
+        for (tenant, group, plural), n in sorted(counts.items()):
+            g.add_metric((f"{plural}.{group}" if group else plural, tenant), n)
         yield g
         per_tenant: dict[str, int] = {}
         for (tenant, _, _), st in m.projection.store.resources.items():
@@ -437,6 +454,12 @@ class _Collector:
             for kind, n in audit.dropped.items():
                 c.add_metric((kind,), n)
             yield c
+
+
+def _with_component(series: dict[tuple[str, ...], Histogram]) -> Iterator[tuple[tuple[str, ...], Histogram]]:
+    """(kube's labels, component, tenant) for series keyed by (kube's labels, tenant)."""
+    for k, h in series.items():
+        yield (*k[:-1], COMPONENT, k[-1]), h
 
 
 def _snapshot_metrics(proj: Any) -> Iterator[Metric]:

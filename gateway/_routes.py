@@ -42,9 +42,11 @@ def split_tenant(path: str) -> tuple[str, str]:
 
 
 def parse(path: str, registry: Registry) -> Route:
+    """The route of ``path``; its kinds are the tenant's (``registry.for_tenant``): a custom
+    resource is routed only in the tenant whose CRD defines it."""
     tenant, path = split_tenant(path)
     parts = [p for p in path.split("/") if p]
-    r = _parse(parts, path, registry)
+    r = _parse(parts, path, registry.for_tenant(tenant))
     if tenant != ROOT_TENANT:
         r = Route(**{**r.__dict__, "tenant": tenant})
     return r

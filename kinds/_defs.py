@@ -286,10 +286,23 @@ BUILTIN: tuple[ResourceDef, ...] = (
 
 
 class Registry:
-    """Lookup of served resources by (group, version, plural) and by (group, plural)."""
+    """Lookup of served resources by (group, version, plural) and by (group, plural): the kinds of
+    one tenant (logical cluster).
+
+    The registry a server builds (``Registry()``) serves the built-in kinds, shared by every tenant.
+    A tenant with established CRDs has its own registry beside it (``for_tenant``): the built-in
+    kinds plus that tenant's custom ones, so that a CRD serves its kind in its own tenant only and
+    the same CRD name may define different kinds in two tenants. A tenant without CRDs (or an
+    unknown one) is served by the shared registry: nothing is allocated per tenant until it has one.
+    """
 
     def __init__(self, defs: tuple[ResourceDef, ...] = BUILTIN) -> None:
         self.builtin = defs
+        self.tenant = ""  # "" for the shared registry; a tenant's own registry names its tenant
+        # tenant -> its registry (built-in + custom kinds); shared by the shared registry and every
+        # tenant's, so that any of them can look up another tenant's.
+        self._tenants: dict[str, Registry] = {}
+        self.shared = self
         self._index(defs)
 
     def _index(self, defs: tuple[ResourceDef, ...]) -> None:
@@ -300,10 +313,32 @@ class Registry:
         # Swapped whole (one assignment each), so a reader on the trio loop never sees half an update.
         self._by_gvr, self._by_gr, self.defs = by_gvr, by_gr, defs
 
-    def set_custom(self, custom: tuple[ResourceDef, ...]) -> None:
-        """Serve these CRD-defined kinds beside the built-in ones (replacing the previous set):
-        called by the projection's CRD view whenever an established CRD changes."""
-        self._index((*self.builtin, *custom))
+    def for_tenant(self, tenant: str) -> Registry:
+        """The kinds served in ``tenant``: its own registry when it has established CRDs, else the
+        shared one (built-in kinds only)."""
+        return self._tenants.get(tenant, self.shared)
+
+    @property
+    def custom(self) -> tuple[ResourceDef, ...]:
+        """The CRD-defined kinds of this registry's tenant (none in the shared registry)."""
+        return self.defs[len(self.builtin):]
+
+    def tenants(self) -> dict[str, Registry]:
+        """Every tenant that has custom kinds, with its registry (a copy: safe to iterate)."""
+        return dict(self._tenants)
+
+    def set_custom(self, tenant: str, custom: tuple[ResourceDef, ...]) -> None:
+        """Serve these CRD-defined kinds beside the built-in ones in ``tenant`` (replacing its
+        previous set; an empty set drops the tenant's registry): called by the projection's CRD
+        view whenever an established CRD of that tenant changes. Readers holding the tenant's
+        previous registry keep a consistent (older) set."""
+        if not custom:
+            self._tenants.pop(tenant, None)
+            return
+        r = Registry.__new__(Registry)
+        r.builtin, r.tenant, r._tenants, r.shared = self.builtin, tenant, self._tenants, self.shared
+        r._index((*self.builtin, *custom))
+        self._tenants[tenant] = r
 
     def get(self, group: str, version: str, plural: str) -> ResourceDef | None:
         return self._by_gvr.get((group, version, plural))

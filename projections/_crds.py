@@ -2,8 +2,8 @@
 
 Applied with the store (as the RBAC view), before waiters for a sequence are released: once a
 gateway's projection has applied the write that established a CRD, that gateway serves its kind
-(routing, discovery, OpenAPI, Tables), without a restart and without polling. Kinds are served
-from the root tenant's CRDs (the registry is one per server; per-tenant CRDs are not served yet).
+(routing, discovery, OpenAPI, Tables), without a restart and without polling. Each tenant's CRDs
+serve their kinds in that tenant only (``Registry.for_tenant``); the built-in kinds are shared.
 """
 
 from __future__ import annotations
@@ -12,27 +12,29 @@ from typing import Any
 
 import msgspec
 
-from bus import ROOT_TENANT
 from kinds import Registry, ResourceDef
 from kinds._crd import defs_from_crd, is_established
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
-SERVED_TENANT = ROOT_TENANT
 
 
 class CrdView:
     def __init__(self) -> None:
         self.crds: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> name -> CRD object
-        self._defs: dict[str, tuple[ResourceDef, ...]] = {}  # name -> served defs (SERVED_TENANT)
+        # tenant -> CRD name -> the kinds it serves (established CRDs only)
+        self._defs: dict[str, dict[str, tuple[ResourceDef, ...]]] = {}
         self._registries: list[Registry] = []
 
     def attach(self, registry: Registry) -> None:
-        """Keep ``registry``'s custom kinds equal to the established CRDs from now on."""
+        """Keep ``registry``'s custom kinds, per tenant, equal to the established CRDs from now on."""
         self._registries.append(registry)
-        registry.set_custom(self.served())
+        for tenant in self._defs:
+            registry.set_custom(tenant, self.served(tenant))
 
-    def served(self) -> tuple[ResourceDef, ...]:
-        return tuple(d for name in sorted(self._defs) for d in self._defs[name])
+    def served(self, tenant: str) -> tuple[ResourceDef, ...]:
+        """The kinds ``tenant``'s established CRDs define, by CRD name."""
+        per = self._defs.get(tenant, {})
+        return tuple(d for name in sorted(per) for d in per[name])
 
     def get(self, tenant: str, name: str) -> dict[str, Any] | None:
         return self.crds.get(tenant, {}).get(name)
@@ -41,20 +43,23 @@ class CrdView:
         per = self.crds.setdefault(tenant, {})
         if data is None:
             per.pop(name, None)
+            if not per:
+                del self.crds[tenant]  # a deleted tenant's CRDs leave nothing behind
         else:
             per[name] = msgspec.json.decode(data)
-        if tenant != SERVED_TENANT:
-            return
         crd = per.get(name)
-        before = self._defs.get(name)
+        defs = self._defs.setdefault(tenant, {})
+        before = defs.get(name)
         if crd is not None and is_established(crd):
             try:
-                self._defs[name] = defs_from_crd(crd)
+                defs[name] = defs_from_crd(crd)
             except (KeyError, TypeError, AttributeError):  # validated on write; never stop the projection
-                self._defs.pop(name, None)
+                defs.pop(name, None)
         else:
-            self._defs.pop(name, None)
-        if self._defs.get(name) != before:
-            served = self.served()
+            defs.pop(name, None)
+        if not defs:
+            del self._defs[tenant]
+        if defs.get(name) != before:
+            served = self.served(tenant)
             for r in self._registries:
-                r.set_custom(served)
+                r.set_custom(tenant, served)

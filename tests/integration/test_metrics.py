@@ -29,6 +29,7 @@ CM = "/api/v1/namespaces/default/configmaps"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
 SEL = "labelSelector=app%3Dmetrics"
 COORD = {"group": "coordination.k8s.io", "resource": "leases"}
+CM_GVK = {"group": "", "version": "v1", "kind": "ConfigMap", "tenant": "root"}
 
 
 class Scrape:
@@ -55,10 +56,12 @@ class Scrape:
 
 
 def request(verb: str, scope: str, code: str = "", *, resource: str = "configmaps", group: str = "",
-            version: str = "v1", subresource: str = "", dry_run: str | None = "") -> dict[str, str]:
-    """kube's request-metric label set (``code``/``dry_run`` left out when not given)."""
+            version: str = "v1", subresource: str = "", dry_run: str | None = "",
+            tenant: str = "root") -> dict[str, str]:
+    """kube's request-metric label set (``code``/``dry_run`` left out when not given), and the
+    tenant (jetkube's label beside kube's)."""
     labels = {"verb": verb, "group": group, "version": version, "resource": resource,
-              "subresource": subresource, "scope": scope, "component": "apiserver"}
+              "subresource": subresource, "scope": scope, "component": "apiserver", "tenant": tenant}
     if dry_run is not None:
         labels["dry_run"] = dry_run
     if code:
@@ -140,7 +143,7 @@ async def test_metrics_after_a_scripted_mix(start_server: StartServer, tmp_path:
                 events += [line async for line in lines if line]
             assert len(events) == 3
             assert during.value("apiserver_longrunning_requests", **request("WATCH", "namespace", dry_run=None)) == 1
-            assert during.value("apiserver_registered_watchers", group="", version="v1", kind="ConfigMap") == 1
+            assert during.value("apiserver_registered_watchers", **CM_GVK) == 1
             # A second watch from the list's resourceVersion: served from the ring of recent changes.
             rv = listed.json()["metadata"]["resourceVersion"]
             async with api.stream("GET", f"{CM}?{SEL}&watch=1&timeoutSeconds=1&resourceVersion={rv}") as w:
@@ -187,13 +190,13 @@ async def test_metrics_after_a_scripted_mix(start_server: StartServer, tmp_path:
     assert s.value("apiserver_current_inflight_requests", request_kind="readOnly") == 1
     assert s.value("apiserver_current_inflight_requests", request_kind="mutating") == 0
     assert s.value("apiserver_longrunning_requests", **request("WATCH", "namespace", dry_run=None)) == 0
-    assert s.value("apiserver_registered_watchers", group="", version="v1", kind="ConfigMap") == 0
-    gvk = {"group": "", "version": "v1", "kind": "ConfigMap"}
+    assert s.value("apiserver_registered_watchers", **CM_GVK) == 0
+    gvk = {"group": "", "version": "v1", "kind": "ConfigMap", "tenant": "root"}
     assert s.value("apiserver_watch_events_total", **gvk) == 3
     assert s.value("apiserver_watch_events_sizes_count", **gvk) == 3
     assert s.buckets("apiserver_watch_events_sizes", **gvk) == kube_buckets(WATCH_EVENT_SIZE_BUCKETS)
-    assert s.value("apiserver_storage_objects", resource="leases.coordination.k8s.io") == 2
-    assert s.value("apiserver_storage_objects", resource="namespaces") == 4
+    assert s.value("apiserver_storage_objects", resource="leases.coordination.k8s.io", tenant="root") == 2
+    assert s.value("apiserver_storage_objects", resource="namespaces", tenant="root") == 4
     assert s.families["apiserver_request_aborts"].type == "counter"
     assert s.total("apiserver_request_aborts_total") == 0
 
@@ -256,3 +259,52 @@ async def test_a_request_the_client_gives_up_on_is_counted_as_aborted(server: Ru
     del aborted["component"]
     assert s.value("apiserver_request_aborts_total", **aborted) == 1
     assert ("apiserver_request_total", frozenset(request("GET", "resource", "200").items())) not in s.samples
+
+
+async def test_apiserver_series_carry_the_tenant(start_server: StartServer) -> None:
+    from tests.integration.test_crd import CRDS, widget, widget_crd
+    from tests.integration.test_tenancy import create_tenant, t
+    from tests.integration.test_tenancy_crds import crd_condition, serves
+
+    tool = await promtool()
+    server = await start_server()
+    widgets = "/apis/example.com/v1/namespaces/default/widgets"
+    with trio.fail_after(60):
+        async with client_for(server) as api:
+            await create_tenant(api, "t1")
+            assert (await api.post(t("t1", CRDS), json=widget_crd())).status_code == 201
+            await crd_condition(api, "t1", "widgets.example.com", "Established", "True")
+            await serves(api, "t1", widgets)
+            for i in range(3):
+                assert (await api.post(t("t1", CM), json={"metadata": {"name": f"c{i}"}})).status_code == 201
+                assert (await api.post(t("t1", widgets), json=widget(f"w{i}", size=i + 1))).status_code == 201
+            assert (await api.post(CM, json={"metadata": {"name": "in-root"}})).status_code == 201
+            for _ in range(2):  # an unknown tenant: 404, counted as root's (no label from a made-up name)
+                assert (await api.get(t("nope", CM))).status_code == 404
+            async with api.stream("GET", t("t1", widgets) + "?watch=1&timeoutSeconds=1") as w:
+                assert len([line async for line in w.aiter_lines() if line]) == 3
+            text = (await api.get("/metrics")).text
+    s = Scrape(text)
+    assert s.value("apiserver_request_total", **request("POST", "resource", "201", tenant="t1")) == 3
+    assert s.value("apiserver_request_total", **request("POST", "resource", "201", group="example.com",
+                                                        resource="widgets", tenant="t1")) == 3
+    assert s.value("apiserver_request_total", **request("POST", "resource", "201")) == 1  # root's one
+    assert s.value("apiserver_request_total", **request("LIST", "namespace", "404")) == 2  # the unknown tenant's
+    assert not any(dict(ls).get("tenant") == "nope" for _, ls in s.samples)
+    assert s.value("apiserver_request_duration_seconds_count", **request("POST", "resource", tenant="t1")) == 3
+    widget_gvk = {"group": "example.com", "version": "v1", "kind": "Widget", "tenant": "t1"}
+    assert s.value("apiserver_watch_events_total", **widget_gvk) == 3
+    assert s.value("apiserver_registered_watchers", **widget_gvk) == 0
+    assert s.value("apiserver_storage_objects", resource="widgets.example.com", tenant="t1") == 3
+    assert s.value("apiserver_storage_objects", resource="configmaps", tenant="t1") >= 3  # + kube-root-ca.crt's
+    assert s.value("apiserver_storage_objects", resource="namespaces", tenant="t1") == 4
+    assert ("apiserver_storage_objects", frozenset({"resource": "widgets.example.com", "tenant": "root"}.items())) \
+        not in s.samples
+    # kube's own labels are all there, each series with the tenant beside them.
+    for name in ("apiserver_request_total", "apiserver_request_duration_seconds_bucket",
+                 "apiserver_response_sizes_bucket", "apiserver_storage_objects", "apiserver_watch_events_total"):
+        assert all("tenant" in dict(ls) for n, ls in s.samples if n == name), name
+    with trio.fail_after(30):
+        lint = await trio.run_process([tool, "check", "metrics"], stdin=text.encode(), capture_stdout=True,
+                                      capture_stderr=True, check=False)
+    assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), lint.stdout + lint.stderr

@@ -16,8 +16,8 @@ def test_one_request_records_what_the_server_records_per_request() -> None:
     for case in CASES.values():
         one_request(m, registry, *case)()
     assert m.requests == {
-        ("POST", "", "", "v1", "configmaps", "", "resource", "201"): 1,
-        ("GET", "", "", "v1", "configmaps", "", "resource", "200"): 1,
+        ("POST", "", "", "v1", "configmaps", "", "resource", "201", "root"): 1,
+        ("GET", "", "", "v1", "configmaps", "", "resource", "200", "root"): 1,
     }
     assert m.inflight == [0, 0] and m.inflight_max == [1, 1]
     assert sum(h.count for h in m.response_sizes.values()) == 1  # the GET's

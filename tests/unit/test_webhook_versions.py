@@ -1,4 +1,5 @@
-"""matchPolicy Equivalent sees the versions of a CRD created after the webhook dispatcher."""
+"""matchPolicy Equivalent sees the versions of a CRD created after the webhook dispatcher, in
+the CRD's tenant only."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ def _crd(versions: list[str]) -> dict:
 def test_versions_follow_the_registry() -> None:
     registry = Registry()
     d = WebhookDispatcher(None, registry)  # type: ignore[arg-type]
-    assert d._served_versions("example.com", "widgets") == []
-    registry.set_custom(defs_from_crd(_crd(["v1", "v2"])))
-    assert [x.version for x in d._served_versions("example.com", "widgets")] == ["v1", "v2"]
-    registry.set_custom(defs_from_crd(_crd(["v1", "v2", "v3"])))
-    assert [x.version for x in d._served_versions("example.com", "widgets")] == ["v1", "v2", "v3"]
-    assert [x.version for x in d._served_versions("apps", "deployments")] == ["v1"]
+    assert d._served_versions("t1", "example.com", "widgets") == []
+    registry.set_custom("t1", defs_from_crd(_crd(["v1", "v2"])))
+    assert [x.version for x in d._served_versions("t1", "example.com", "widgets")] == ["v1", "v2"]
+    registry.set_custom("t1", defs_from_crd(_crd(["v1", "v2", "v3"])))
+    assert [x.version for x in d._served_versions("t1", "example.com", "widgets")] == ["v1", "v2", "v3"]
+    assert d._served_versions("t2", "example.com", "widgets") == []  # a tenant's CRDs are its own
+    assert [x.version for x in d._served_versions("t2", "apps", "deployments")] == ["v1"]
