@@ -42,6 +42,7 @@ from ._admission_policies import (
     _ConfigError,
     _Match,
     authorizer_for,
+    bind_variables,
 )
 from ._apply import apply_type
 from ._patch import MalformedPatch, PatchError, apply_json_patch
@@ -186,14 +187,7 @@ class MutatingPolicyDispatcher(PolicyDispatcher):
                     raise _Failed(err)
                 if not ok:
                     return obj
-                variables: dict[str, Any] = {}
-                data["variables"] = variables
-                for vname, prog in p.variables:
-                    if isinstance(prog, CelProgram):
-                        try:
-                            variables[vname] = prog.evaluate(data)
-                        except CelError:
-                            pass  # an expression that reads it errs in turn
+                bind_variables(p.variables, data)
                 failed: list[str] = []
                 for m in p.compiled(a.rdef):
                     # As kube: a mutation that fails is skipped and the next one runs; the

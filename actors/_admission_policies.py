@@ -286,14 +286,7 @@ class PolicyDispatcher:
             return out
         if not ok:
             return out
-        variables: dict[str, Any] = {}
-        data["variables"] = variables
-        for name, prog in p.variables:
-            if isinstance(prog, CelProgram):
-                try:
-                    variables[name] = prog.evaluate(data)
-                except CelError:
-                    pass  # an expression that reads it errs in turn
+        bind_variables(p.variables, data)
         for i, (prog, v, message_expr) in enumerate(p.validations):
             if isinstance(prog, str):
                 if fail:
@@ -350,6 +343,19 @@ class PolicyDispatcher:
             elif action == "Audit":
                 audit_failures.append({"message": f.message, "policy": p.name, "binding": b.name,
                                        "expressionIndex": max(f.index, 0), "validationActions": list(b.actions)})
+
+
+def bind_variables(variables: list[tuple[str, CelProgram | str]], data: dict[str, Any]) -> None:
+    """A policy's ``variables``, evaluated in order into ``data["variables"]`` (each may read the
+    ones before it); one that errs is left out, so an expression that reads it errs in turn."""
+    out: dict[str, Any] = {}
+    data["variables"] = out
+    for name, prog in variables:
+        if isinstance(prog, CelProgram):
+            try:
+                out[name] = prog.evaluate(data)
+            except CelError:
+                pass
 
 
 def authz_check(authorizer: SyncAuthorizer | None, a: Attributes) -> AuthzCheck:
