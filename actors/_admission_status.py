@@ -25,7 +25,7 @@ from kinds._schemas import schema_for
 from projections import DELETED, Change, Projection
 
 from ._controllers import SYSTEM_USER
-from ._runtime import Actor, every
+from ._runtime import Actor, WorkQueue, every
 from .messages import Request
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,12 @@ class PolicyStatusController:
                  queue_size: int = 10_000) -> None:
         self.projection, self.registry, self.resource = projection, registry, resource
         self.rdef = registry.get(GROUP, "v1", PLURAL)
-        self._queue: set[tuple[str, str]] = set()
-        self._queue_size = queue_size
-        self._wake = trio.Event()
+        self.queue: WorkQueue[tuple[str, str]] = WorkQueue(queue_size)
         #: Status writes made (for tests and metrics).
         self.written = 0
 
     def enqueue(self, tenant: str, name: str) -> None:
-        if len(self._queue) < self._queue_size:
-            self._queue.add((tenant, name))
-            self._wake.set()
+        self.queue.add((tenant, name))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         changes = self.projection.subscribe_changes()
@@ -93,25 +89,18 @@ class PolicyStatusController:
             nursery.start_soon(every, RESYNC_S, self.resync)
             task_status.started()
             while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                while self._queue:
-                    tenant, name = self._queue.pop()
-                    try:
-                        await self.reconcile(tenant, name)
-                    except (ApiError, BusError, trio.TooSlowError) as e:
-                        log.warning("status of ValidatingAdmissionPolicy %s not written: %s; will retry", name, e)
-                        nursery.start_soon(self._retry_later, tenant, name)
+                tenant, name = await self.queue.get()
+                try:
+                    await self.reconcile(tenant, name)
+                except (ApiError, BusError, trio.TooSlowError) as e:
+                    log.warning("status of ValidatingAdmissionPolicy %s not written: %s; will retry", name, e)
+                    nursery.start_soon(self.queue.add_later, (tenant, name), 1.0)
 
     def resync(self) -> None:
         for (tenant, group, resource), st in list(self.projection.store.resources.items()):
             if (group, resource) == (GROUP, PLURAL):
                 for _ns, name, _entry in st.iter_entries(None):
                     self.enqueue(tenant, name)
-
-    async def _retry_later(self, tenant: str, name: str) -> None:
-        await trio.sleep(1.0)
-        self.enqueue(tenant, name)
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
         async for (tenant, group, resource), ch in changes:

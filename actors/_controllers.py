@@ -29,7 +29,7 @@ from kinds import DEFAULT_NAMESPACES, NAMESPACES, Registry
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
 from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
 
-from ._runtime import Actor, every
+from ._runtime import Actor, WorkQueue, every
 from ._tokens import SigningKey, legacy_claims
 from .messages import FINALIZE, Request, UserInfo
 
@@ -110,9 +110,7 @@ class Controllers:
         self.registry = registry
         self.resource = resource
         self.tenant = tenant
-        self._queue: set[tuple[str, str]] = set()
-        self._queue_size = queue_size
-        self._wake = trio.Event()
+        self.queue: WorkQueue[str] = WorkQueue(queue_size)  # namespaces of this tenant
         self.resync_s = resync_s
         self.root_ca_pem = root_ca_pem  # "": no CA to publish
         self.signing_key = signing_key  # None: no legacy token controller
@@ -153,9 +151,7 @@ class Controllers:
                 log.warning("bootstrap of namespace %s incomplete: %s; the controller loop retries", ns, e)
 
     def enqueue(self, namespace: str) -> None:
-        if len(self._queue) < self._queue_size:
-            self._queue.add((self.tenant, namespace))
-            self._wake.set()
+        self.queue.add(namespace)
 
     def on_change(self, ch: Change, tenant: str, group: str, resource: str) -> None:
         if tenant != self.tenant:
@@ -190,19 +186,12 @@ class Controllers:
             self.resync()
             task_status.started()
             while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                while self._queue:
-                    _, ns = self._queue.pop()
-                    try:
-                        await self.reconcile(ns)
-                    except (ApiError, BusError, trio.TooSlowError) as e:  # the log may be down: retried
-                        log.warning("reconcile of namespace %s failed: %s; will retry", ns, e)
-                        nursery.start_soon(self._retry_later, ns)
-
-    async def _retry_later(self, ns: str) -> None:
-        await trio.sleep(1.0)
-        self.enqueue(ns)
+                ns = await self.queue.get()
+                try:
+                    await self.reconcile(ns)
+                except (ApiError, BusError, trio.TooSlowError) as e:  # the log may be down: retried
+                    log.warning("reconcile of namespace %s failed: %s; will retry", ns, e)
+                    nursery.start_soon(self.queue.add_later, ns, 1.0)
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
         async for (tenant, group, resource), ch in changes:

@@ -29,7 +29,7 @@ from kinds._errors import ApiError, Conflict, NotFound
 from projections import DELETED, Change, Projection
 
 from ._controllers import SYSTEM_USER
-from ._runtime import Actor
+from ._runtime import Actor, WorkQueue
 from .messages import Request
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,7 @@ class CrdControllers:
         self.projection, self.registry, self.resource = projection, registry, resource
         self.crd_def = registry.by_resource(CRD_GROUP, CRD_PLURAL)
         assert self.crd_def is not None
-        self._queue: set[tuple[str, str]] = set()
-        self._queue_size = queue_size
-        self._wake = trio.Event()
+        self.queue: WorkQueue[tuple[str, str]] = WorkQueue(queue_size)
         # (group, plural) of a terminating CRD -> (tenant, CRD name): its custom resources' deletions requeue it
         self._terminating: dict[tuple[str, str, str], str] = {}
 
@@ -59,9 +57,7 @@ class CrdControllers:
                        tenant=tenant, **kw)
 
     def enqueue(self, tenant: str, name: str) -> None:
-        if len(self._queue) < self._queue_size:
-            self._queue.add((tenant, name))
-            self._wake.set()
+        self.queue.add((tenant, name))
 
     def resync(self) -> None:
         for tenant, per in list(self.projection.crds.crds.items()):
@@ -75,19 +71,12 @@ class CrdControllers:
             self.resync()
             task_status.started()
             while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                while self._queue:
-                    tenant, name = self._queue.pop()
-                    try:
-                        await self.reconcile(tenant, name)
-                    except (ApiError, BusError, trio.TooSlowError) as e:
-                        log.warning("reconcile of CRD %s failed: %s; will retry", name, e)
-                        nursery.start_soon(self._retry_later, tenant, name)
-
-    async def _retry_later(self, tenant: str, name: str) -> None:
-        await trio.sleep(1.0)
-        self.enqueue(tenant, name)
+                tenant, name = await self.queue.get()
+                try:
+                    await self.reconcile(tenant, name)
+                except (ApiError, BusError, trio.TooSlowError) as e:
+                    log.warning("reconcile of CRD %s failed: %s; will retry", name, e)
+                    nursery.start_soon(self.queue.add_later, (tenant, name), 1.0)
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
         async for (tenant, group, resource), ch in changes:

@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import uuid
-from collections import OrderedDict
 from typing import Any, Literal, NoReturn
 
 import msgspec
@@ -39,7 +38,7 @@ from kinds._gc import FINALIZER_FOREGROUND, FINALIZER_ORPHAN, GcView, OwnerRef, 
 from projections import DELETED, Change, Projection
 
 from ._decide import now_rfc3339
-from ._runtime import Actor, every
+from ._runtime import Actor, WorkQueue, every
 from .messages import Delete, Preconditions, Request, UserInfo
 
 log = logging.getLogger("jetkube.gc")
@@ -118,10 +117,8 @@ class GarbageCollector:
         self.resource = resource
         self.user = user
         self.index = OwnerIndex()
-        self._queue: OrderedDict[tuple[Task, Key], None] = OrderedDict()
-        self._queue_size = queue_size
+        self.queue: WorkQueue[tuple[Task, Key]] = WorkQueue(queue_size)
         self._retry: set[tuple[Task, Key]] = set()  # bounded by queue_size
-        self._wake = trio.Event()
         self.resync_s = resync_s
         self.retry_s = retry_s
         self._by_kind: dict[tuple[str, str], ResourceDef] = {}
@@ -183,10 +180,7 @@ class GarbageCollector:
     # ---- following the log -------------------------------------------------------------------------
 
     def enqueue(self, task: Task, key: Key) -> None:
-        if len(self._queue) < self._queue_size:
-            self._queue[(task, key)] = None
-            self._wake.set()
-        # else dropped: the next resync finds it again
+        self.queue.add((task, key))  # dropped when full: the next resync finds it again
 
     def _needs_attempt(self, key: Key, owners: tuple[OwnerRef, ...]) -> bool:
         return any(self._owner_state_now(key, ref) != "solid" for ref in owners)
@@ -248,21 +242,18 @@ class GarbageCollector:
             self.resync()
             task_status.started()
             while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                while self._queue:
-                    (task, key), _ = self._queue.popitem(last=False)
-                    try:
-                        if task == "attempt":
-                            await self.attempt_delete(key)
-                        elif task == "owner":
-                            await self.process_owner(key)
-                        else:
-                            await self.report_invalid_refs(key)
-                    except (ApiError, BusError, trio.TooSlowError) as e:  # the log may be down: retried
-                        log.warning("garbage collection of %s failed: %s; will retry", key, e)
-                        if len(self._retry) < self._queue_size:
-                            self._retry.add((task, key))
+                task, key = await self.queue.get()
+                try:
+                    if task == "attempt":
+                        await self.attempt_delete(key)
+                    elif task == "owner":
+                        await self.process_owner(key)
+                    else:
+                        await self.report_invalid_refs(key)
+                except (ApiError, BusError, trio.TooSlowError) as e:  # the log may be down: retried
+                    log.warning("garbage collection of %s failed: %s; will retry", key, e)
+                    if len(self._retry) < self.queue.size:
+                        self._retry.add((task, key))
 
     async def _retry_loop(self) -> NoReturn:
         """Failed items go back in the queue after ``retry_s``: one timer for all of them."""

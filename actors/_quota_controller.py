@@ -41,7 +41,7 @@ from kinds._quantity import parse_quantity
 from projections import DELETED, Change, Projection, ProjectionError
 
 from ._admission_plugins import _COUNTED, _POD_COMPUTE, _fmt, is_claim_usage, usage_of
-from ._runtime import Stage, every
+from ._runtime import Stage, WorkQueue, every
 from .messages import Request, UserInfo
 
 log = logging.getLogger("jetkube.quota")
@@ -138,8 +138,7 @@ class QuotaController:
         self.settle_s = settle_s
         self.resync_s = resync_s
         self._queue_size = queue_size
-        self._queue: dict[NsKey, None] = {}
-        self._wake = trio.Event()
+        self.queue: WorkQueue[NsKey] = WorkQueue(queue_size)
         # Rechecks due later (trio clock), and when each quota was last seen changing (its version).
         self._due: dict[NsKey, float] = {}
         self._due_wake = trio.Event()
@@ -151,9 +150,7 @@ class QuotaController:
     # ---- what to look at ---------------------------------------------------------------------------
 
     def enqueue(self, nk: NsKey) -> None:
-        if nk in self._queue or len(self._queue) < self._queue_size:
-            self._queue[nk] = None
-            self._wake.set()
+        self.queue.add(nk)
 
     def schedule(self, nk: NsKey, due: float) -> None:
         """Recheck ``nk`` at ``due`` (the earlier of two schedules wins)."""
@@ -271,19 +268,15 @@ class QuotaController:
             self.resync()
             task_status.started()
             while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                while self._queue:
-                    nk = next(iter(self._queue))
-                    del self._queue[nk]
-                    t0 = trio.current_time()
-                    try:
-                        await self.reconcile(*nk)
-                    except (ApiError, BusError, ProjectionError, trio.TooSlowError) as e:  # the log may be down
-                        log.warning("quota recount of %s/%s failed: %s; will retry", nk[0], nk[1], e)
-                        self.schedule(nk, trio.current_time() + 1.0)
-                    finally:
-                        self.stage.latency.observe(trio.current_time() - t0)
+                nk = await self.queue.get()
+                t0 = trio.current_time()
+                try:
+                    await self.reconcile(*nk)
+                except (ApiError, BusError, ProjectionError, trio.TooSlowError) as e:  # the log may be down
+                    log.warning("quota recount of %s/%s failed: %s; will retry", nk[0], nk[1], e)
+                    self.schedule(nk, trio.current_time() + 1.0)
+                finally:
+                    self.stage.latency.observe(trio.current_time() - t0)
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
         async for (tenant, group, resource), ch in changes:

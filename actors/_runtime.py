@@ -179,3 +179,44 @@ async def every(seconds: float, fn: Callable[[], object]) -> NoReturn:
     while True:
         await trio.sleep(seconds)
         fn()
+
+
+K = TypeVar("K")
+
+
+class WorkQueue(Generic[K]):
+    """A controller's work queue, as client-go's workqueue: each key at most once while waiting
+    (adding a queued key again is a no-op), taken in the order first added, bounded at ``size``
+    keys (one more is dropped and counted: the controller's periodic resync finds it again)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.dropped = 0
+        self._keys: dict[K, None] = {}
+        self._wake = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key: K) -> None:
+        if key in self._keys:
+            return
+        if len(self._keys) >= self.size:
+            self.dropped += 1
+            return
+        self._keys[key] = None
+        self._wake.set()
+
+    async def get(self) -> K:
+        """The oldest key, waiting for one."""
+        while not self._keys:
+            self._wake = trio.Event()
+            await self._wake.wait()
+        key = next(iter(self._keys))
+        del self._keys[key]
+        return key
+
+    async def add_later(self, key: K, delay_s: float) -> None:
+        """Add ``key`` after ``delay_s`` (a retry; start it in the controller's nursery)."""
+        await trio.sleep(delay_s)
+        self.add(key)
