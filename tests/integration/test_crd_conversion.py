@@ -28,6 +28,7 @@ from gateway._pki import ensure_pki
 from kinds._crd import defs_from_crd
 from tests.conftest import client_for, poll_until
 from tests.integration.test_crd import established
+from tests.integration.webhook_support import request_body
 
 pytestmark = pytest.mark.integration
 
@@ -69,20 +70,9 @@ async def start_conversion_server(nursery: trio.Nursery, tmp: Path) -> Conversio
     server: ConversionServer
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await request_body(scope, receive, send)
+        if body is None:
+            return
         review = json.loads(body)
         req = review["request"]
         server.reviews.append((scope["path"], req))

@@ -61,26 +61,34 @@ def _answer(path: str, request: dict[str, Any], label: str) -> dict[str, Any] | 
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
 
 
+async def request_body(scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+    """For a bare ASGI test server: the request's whole body, or None once a lifespan scope
+    (hypercorn's startup and shutdown) has been answered."""
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return None
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
 async def start_webhook_server(nursery: trio.Nursery, tmp: Path) -> WebhookServer:
     pki = ensure_pki(tmp / "webhook-pki")
     ca_bundle = base64.b64encode(pki.ca_cert.read_bytes()).decode()
     server: WebhookServer
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await request_body(scope, receive, send)
+        if body is None:
+            return
         path = scope["path"]
         review = json.loads(body)
         server.reviews.append((path, review["request"]))
