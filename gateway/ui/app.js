@@ -128,7 +128,10 @@ function revisionItem(rev) {
   li.appendChild(meta);
   const pre = document.createElement("pre");
   pre.className = "patch";
-  pre.textContent = JSON.stringify(rev.patch, null, 2);
+  // One line per JSON patch (RFC 6902) operation: "replace /data/v = "1"".
+  pre.textContent = (Array.isArray(rev.patch) ? rev.patch : []).map((op) =>
+    op.op + " " + op.path + (op.from !== undefined ? " from " + op.from : "") +
+    (op.value !== undefined ? " = " + JSON.stringify(op.value) : "")).join("\n");
   li.appendChild(pre);
   return li;
 }
