@@ -17,6 +17,8 @@ from quart import Response
 
 from actors import MethodNotAllowed, NotFound
 
+from ._routes import split_tenant
+
 PREFIX = "/ui"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -25,7 +27,9 @@ _TYPES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; 
 
 
 def handles(path: str) -> bool:
-    return path == PREFIX or path.startswith(PREFIX + "/")
+    """``/ui/...``, or a tenant's ``/clusters/<tenant>/ui/...`` (the page then calls that tenant's APIs)."""
+    inner = split_tenant(path)[1]
+    return inner == PREFIX or inner.startswith(PREFIX + "/")
 
 
 @functools.cache
@@ -37,11 +41,12 @@ def response(path: str, method: str) -> Response:
     """The page's files; ``/ui`` redirects to ``/ui/`` (the page's links are relative)."""
     if method not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
-    if path == PREFIX:
+    inner = split_tenant(path)[1]
+    if inner == PREFIX:
         r = Response(b"", 301)
-        r.headers["Location"] = PREFIX + "/"
+        r.headers["Location"] = path + "/"
         return r
-    name = path[len(PREFIX) + 1:] or "index.html"
+    name = inner[len(PREFIX) + 1:] or "index.html"
     if name not in _TYPES:
         raise NotFound("the server could not find the requested resource")
     r = Response(_file(name), 200, content_type=_TYPES[name])

@@ -2,7 +2,9 @@
 // audit.jetkube.io). Data is only ever put in the page with textContent, never as HTML.
 "use strict";
 
-const TOKEN_KEY = "jetkube.token";
+// Served at /ui/ or at a tenant's /clusters/<tenant>/ui/: the APIs called are that tenant's.
+const PREFIX = window.location.pathname.replace(/\/ui(\/.*)?$/, "");
+const TOKEN_KEY = "jetkube.token" + (PREFIX ? ":" + PREFIX : "");
 const $ = (id) => document.getElementById(id);
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
@@ -20,7 +22,7 @@ function showError(text) {
 // GET a path of this server; the bearer token when one is set (else the TLS client certificate
 // authenticates). Non-2xx answers throw with the Status' code and message.
 async function api(path, params) {
-  const url = new URL(path, window.location.origin);
+  const url = new URL(PREFIX + path, window.location.origin);
   for (const [k, v] of Object.entries(params || {})) {
     if (v !== "" && v !== undefined && v !== null) url.searchParams.set(k, v);
   }

@@ -22,6 +22,8 @@ import httpx
 import pytest
 import trio
 
+from tests.conftest import poll_until
+
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
@@ -189,3 +191,68 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
     assert seen["error_after_forget"].startswith("401"), seen["error_after_forget"]
     assert seen["page_errors"] == []
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def browse_with_certificate(base: str, executable: str, cert: bytes, key: bytes) -> dict:
+    """No token: the browser's TLS client certificate authenticates the page's data calls; the page at a
+    tenant's /clusters/<tenant>/ui/ calls that tenant's APIs."""
+    from playwright.sync_api import expect, sync_playwright
+
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=ARGS)
+        try:
+            ctx = browser.new_context(ignore_https_errors=True,
+                                      client_certificates=[{"origin": base, "cert": cert, "key": key}])
+            page = ctx.new_page()
+            page.set_default_timeout(15_000)
+            for where in ("", "/clusters/ui-tenant"):
+                page.goto(base + where + "/ui/")
+                page.fill("#search-name", "in-")
+                page.click("#search-form button[type=submit]")
+                rows = page.locator("#results tbody tr")
+                expect(rows).to_have_count(1)
+                seen[where or "root"] = rows.nth(0).locator("td").nth(1).text_content()
+                rows.nth(0).locator("button.open-history").click()
+                expect(page.locator("#timeline li.revision")).to_have_count(1)
+                seen[(where or "root") + "-user"] = page.locator("#timeline .user").text_content()
+                seen[(where or "root") + "-token"] = page.evaluate("Object.keys(sessionStorage).length")
+        finally:
+            browser.close()
+    return seen
+
+
+async def test_ui_with_a_client_certificate_and_in_a_tenant(start_server, chromium: str) -> None:
+    import base64
+
+    import yaml
+
+    g = await start_server()
+    kubeconfig = yaml.safe_load(g.kubeconfig.read_text())
+    user = next(u["user"] for u in kubeconfig["users"] if "client-certificate-data" in u["user"])
+    cert, key = (base64.b64decode(user[k]) for k in ("client-certificate-data", "client-key-data"))
+    admin = httpx.AsyncClient(base_url=g.https_url, verify=False, timeout=30,
+                              headers={"Authorization": f"Bearer {g.admin_token}"})
+    async with admin:
+        with trio.fail_after(60):
+            r = await admin.post("/apis/tenancy.jetkube.io/v1alpha1/logicalclusters",
+                                 json={"apiVersion": "tenancy.jetkube.io/v1alpha1", "kind": "LogicalCluster",
+                                       "metadata": {"name": "ui-tenant"}})
+            assert r.status_code == 201, r.text
+            assert (await admin.post(CM, json=cm("in-root", v="1"))).status_code == 201
+
+            async def tenant_ready() -> bool:
+                r = await admin.post("/clusters/ui-tenant" + CM, json=cm("in-tenant", v="1"))
+                return r.status_code == 201
+
+            await poll_until(tenant_ready)  # the tenant's namespaces exist once it is Ready
+            r = await admin.get("/clusters/ui-tenant/ui")
+            assert r.status_code == 301 and r.headers["location"] == "/clusters/ui-tenant/ui/"
+        with trio.fail_after(120):
+            seen = await trio.to_thread.run_sync(browse_with_certificate, g.https_url, chromium, cert, key,
+                                                 abandon_on_cancel=True)
+    assert seen["root"] == "in-root" and seen["/clusters/ui-tenant"] == "in-tenant", seen
+    # The objects were written with the admin token ("admin"); the page read them with no token at all
+    # (anonymous calls are 401, see above): the certificate authenticated.
+    assert seen["root-user"] == seen["/clusters/ui-tenant-user"] == "admin", seen
+    assert seen["root-token"] == seen["/clusters/ui-tenant-token"] == 0
