@@ -106,6 +106,18 @@ def browse(base: str, executable: str) -> dict:
             seen["injected"] = page.locator("#pwned").count()
             seen["title"] = page.title()
 
+            # A long history: the first page (100), then the rest on demand.
+            page.locator("#results tbody tr", has_text="ui-c").locator("button.open-history").click()
+            expect(revs).to_have_count(100)
+            expect(page.locator("#history-more")).to_be_visible()
+            page.click("#history-more")
+            expect(revs).to_have_count(111)
+            expect(page.locator("#history-more")).to_be_hidden()
+            seen["long"] = [revs.nth(i).locator(".verb").text_content() for i in (0, 1, 110)]
+            seen["long_last"] = revs.nth(110).locator("pre.patch").text_content()
+            page.locator("#results tbody tr", has_text="ui-b").locator("button.open-history").click()
+            expect(revs).to_have_count(4)
+
             page.fill("#audit-user", "bob")
             page.fill("#audit-verb", "patch")
             page.fill("#audit-resource", "configmaps")
@@ -152,6 +164,9 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
             assert (await alice.put(f"{CM}/ui-b", json=obj)).status_code == 200
             r = await bob.patch(f"{CM}/ui-b", content=b'{"data":{"v":"3"}}', headers=MERGE)
             assert r.status_code == 200, r.text
+            for i in range(110):  # more revisions than one history page (100)
+                r = await alice.patch(f"{CM}/ui-c", content=b'{"data":{"v":"p%d"}}' % i, headers=MERGE)
+                assert r.status_code == 200, r.text
 
             # The page is public (it holds no data); every data call it makes is authenticated.
             r = await anon.get("/ui/")
@@ -182,6 +197,8 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
     # An object's field is shown as text: the HTML in it is in the diff, and never became an element.
     assert "add /data/html = " + json.dumps(XSS, separators=(",", ":")) in seen["patches"][2].splitlines()
     assert seen["injected"] == 0 and seen["title"] != "1"
+    assert seen["long"] == ["create", "patch", "patch"]
+    assert 'replace /data/v = "p109"' in seen["long_last"].splitlines(), seen["long_last"]
     by_name = {row[5]: row for row in seen["audit"]}
     assert set(by_name) == {"ui-a", "ui-b", "other-d"}, seen["audit"]
     assert len(seen["audit"]) == 4  # bob's four patches, nothing else
