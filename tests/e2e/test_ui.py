@@ -177,6 +177,7 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
             assert (await anon.get("/ui/../api/v1/secrets")).status_code in (401, 404)
             assert (await anon.get("/ui/nothing.js")).status_code == 404
             assert (await anon.post("/ui/")).status_code == 405
+            assert (await anon.head("/ui/")).status_code == 200
             for path in (CM, "/apis/history.jetkube.io/v1/namespaces/default/configmaps/ui-b",
                          "/apis/audit.jetkube.io/v1/events"):
                 assert (await anon.get(path)).status_code == 401, path
