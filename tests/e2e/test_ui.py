@@ -136,6 +136,17 @@ def browse(base: str, executable: str) -> dict:
             expect(page.locator("#error")).to_be_visible()
             seen["error_after_forget"] = page.text_content("#error")
             expect(records).to_have_count(0)
+
+            # A user RBAC allows nothing: the same page, the API's 403 for each view.
+            page.fill("#token", "carol-token")
+            page.click("#token-form button[type=submit]")
+            page.click("#audit-form button[type=submit]")
+            expect(page.locator("#error")).to_contain_text("403")
+            seen["error_audit_carol"] = page.text_content("#error")
+            page.click("#search-form button[type=submit]")
+            expect(page.locator("#error")).to_contain_text("configmaps")
+            seen["error_search_carol"] = page.text_content("#error")
+            expect(page.locator("#results tbody tr")).to_have_count(0)
             seen["page_errors"] = errors
         finally:
             browser.close()
@@ -145,7 +156,8 @@ def browse(base: str, executable: str) -> dict:
 async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tmp_path: Path,
                                                                  chromium: str) -> None:
     tokens = tmp_path / "tokens.csv"
-    tokens.write_text('alice-token,alice,uid-alice,"system:masters"\nbob-token,bob,uid-bob,"system:masters"\n')
+    tokens.write_text('alice-token,alice,uid-alice,"system:masters"\nbob-token,bob,uid-bob,"system:masters"\n'
+                      "carol-token,carol,uid-carol\n")
     g = await start_server(token_file=str(tokens))
     alice = httpx.AsyncClient(base_url=g.https_url, verify=False, timeout=30,
                               headers={"Authorization": "Bearer alice-token"})
@@ -207,6 +219,9 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
                and row[6] == "200" for row in seen["audit"]), seen["audit"]
     assert seen["audit_count"] == "4 records"
     assert seen["error_after_forget"].startswith("401"), seen["error_after_forget"]
+    assert seen["error_audit_carol"].startswith("403 Forbidden"), seen["error_audit_carol"]
+    assert 'User "carol" cannot' in seen["error_audit_carol"], seen["error_audit_carol"]
+    assert seen["error_search_carol"].startswith("403 Forbidden"), seen["error_search_carol"]
     assert seen["page_errors"] == []
     assert SCREENSHOT.stat().st_size > 10_000
 
