@@ -32,6 +32,7 @@ from actors import (
     REJECT_MESSAGE,
     Admission,
     Allowed,
+    ApiError,
     BadRequest,
     Converter,
     Forbidden,
@@ -56,6 +57,7 @@ from projections import Change, Projection, now_micro
 from . import _discovery as discovery
 from . import _history as history
 from . import _openapi as openapi
+from . import _ui as ui
 from ._audit import AUDIT_EVENTS, AUDIT_EVENTS_PATH, AuditNote, AuditSink, audit_request, parse_query
 from ._audit import query as audit_query
 from ._codec import decode_body_strict
@@ -232,6 +234,12 @@ def create_app(ctx: Context) -> QuartTrio:
     @app.route("/", defaults={"path": ""}, methods=_METHODS)
     @app.route("/<path:path>", methods=_METHODS)
     async def handle(path: str) -> Response:
+        if ui.handles(request.path):
+            # The static page only (no data, no credentials needed): its data calls are API requests.
+            try:
+                return ui.response(request.path, request.method)
+            except ApiError as e:
+                return _error_response(e)
         audit_id = str(uuid.uuid4())
         line = begin_request(ctx.settings.request_log, audit_id, request.scope,
                              request.headers.get("User-Agent", ""))
