@@ -227,8 +227,8 @@ class AuditForwarder:
                 except _LeaseLost:
                     _log.info("audit webhook: the lease went to another gateway")
                     backoff = 0.5
-                except (BusError, OSError) as e:
-                    _log.warning("audit webhook: following the streams failed (%s); resuming", e)
+                except Exception as e:  # noqa: BLE001 - a reader's or the bus's failure (maybe grouped): resume
+                    _log.warning("audit webhook: following the streams failed (%r); resuming", e)
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                 self.stats.leader = False
