@@ -23,7 +23,7 @@ Delivery is at least once. A batch is retried until the webhook answers 2xx, aft
 reason to). Only after a batch was accepted are the positions reached in the two streams written
 to a KV key (bus/_cursor.py), so a restart resumes from there and resends at most the batch in
 flight. That key is also a lease: of a fleet of gateways exactly one forwards while its lease is
-fresh (renewed every ``LEASE_S / 3``), another takes over from the positions written when it lapses.
+fresh (15 s, renewed every 5 s), another takes over from the positions written when it lapses.
 A cursor that does not exist yet starts at the streams' heads (the webhook gets the events from when
 it was configured on, as kube's).
 """
@@ -75,6 +75,7 @@ class WebhookOptions:
     throttle_qps: float = 10.0
     throttle_burst: int = 15
     initial_backoff_s: float = 10.0
+    lease_s: float = LEASE_S  # not a flag: how long a forwarder's lease lasts unrenewed (tests shorten it)
 
 
 @dataclass
@@ -201,17 +202,30 @@ class AuditForwarder:
         self.stats = ForwarderStats()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        try:
+            await self._run(task_status)
+        finally:
+            if self.stats.leader:  # a gateway that stops hands over at once, from the positions written
+                self.stats.leader = False
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    try:
+                        await self.cursor.release(self.holder)
+                    except BusError:
+                        pass
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> NoReturn:
+        lease_s = self.options.lease_s
         started = False
         backoff = 0.5
         async with self.target.client() as client:
             while True:
                 state = None
                 try:
-                    state = await self.cursor.claim(self.holder, LEASE_S)
+                    state = await self.cursor.claim(self.holder, lease_s)
                     if state is not None and not {"log", "audit"} <= state.keys():
                         # a new cursor: from the heads as of now, kept before any request is served
                         state = {"log": await self.main.head(), "audit": await self.audit_log.head()}
-                        state = await self.cursor.claim(self.holder, LEASE_S, state)
+                        state = await self.cursor.claim(self.holder, lease_s, state)
                 except BusError as e:
                     _log.warning("audit webhook: the cursor is not available: %s", e)
                 if not started:
@@ -219,7 +233,7 @@ class AuditForwarder:
                     started = True
                 if state is None:
                     self.stats.leader = False
-                    await trio.sleep(LEASE_S / 3)
+                    await trio.sleep(lease_s / 3)
                     continue
                 self.stats.leader = True
                 try:
@@ -234,6 +248,7 @@ class AuditForwarder:
                 self.stats.leader = False
 
     async def _forward(self, client: httpx.AsyncClient, log_pos: int, audit_pos: int) -> None:
+        lease_s = self.options.lease_s
         self.stats.position = {"log": log_pos, "audit": audit_pos}
         send, recv = trio.open_memory_channel[tuple[str, int, dict[str, Any] | None]](self.options.buffer_size)
         lost = False
@@ -246,16 +261,16 @@ class AuditForwarder:
                 nonlocal lost
                 last_ok = trio.current_time()
                 while True:
-                    await trio.sleep(LEASE_S / 3)
+                    await trio.sleep(lease_s / 3)
                     try:
-                        if await self.cursor.claim(self.holder, LEASE_S) is None:
+                        if await self.cursor.claim(self.holder, lease_s) is None:
                             lost = True
                             nursery.cancel_scope.cancel()
                             return
                         last_ok = trio.current_time()
                     except BusError as e:
                         _log.warning("audit webhook: renewing the lease failed: %s", e)
-                        if trio.current_time() - last_ok > LEASE_S:
+                        if trio.current_time() - last_ok > lease_s:
                             lost = True
                             nursery.cancel_scope.cancel()
                             return
@@ -294,6 +309,7 @@ class AuditForwarder:
     async def _send_batches(self, client: httpx.AsyncClient,
                             recv: trio.MemoryReceiveChannel[tuple[str, int, dict[str, Any] | None]]) -> None:
         o = self.options
+        lease_s = o.lease_s
         throttle = _Throttle(o.throttle_qps, o.throttle_burst)
         pos = dict(self.stats.position)
         while True:
@@ -312,7 +328,7 @@ class AuditForwarder:
                 await throttle.wait()
                 await self._post(client, batch)
             try:
-                await self.cursor.claim(self.holder, LEASE_S, dict(pos))
+                await self.cursor.claim(self.holder, lease_s, dict(pos))
             except BusError as e:  # the next batch writes it; a restart resends at most these
                 _log.warning("audit webhook: the position was not saved: %s", e)
             self.stats.position = dict(pos)

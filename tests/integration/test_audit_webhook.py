@@ -225,3 +225,58 @@ async def test_webhook_receives_every_audit_event_of_two_gateways(start_server, 
             leader = (a1, a2)[leaders.index(1.0)]
             assert await _metric(leader, "jetkube_audit_webhook_post_failures_total") >= 2
             assert await _metric(leader, "jetkube_audit_webhook_events_sent_total") >= len(expected)
+
+
+async def test_a_stopped_forwarder_hands_over_and_the_next_resumes(nursery, nats_url: str, tmp_path: Path) -> None:
+    """The leader stops with a backlog the webhook has not taken (it is down): the other gateway
+    takes the lease and sends the backlog, from the positions the first one wrote."""
+    from functools import partial
+
+    from gateway._server import serve as serve_gateway
+    from gateway._settings import Settings
+
+    wh = await start_audit_webhook(nursery, tmp_path)
+    opts = WebhookOptions(config_file=str(webhook_kubeconfig(tmp_path, wh)), batch_max_size=50,
+                          batch_max_wait_s=0.2, initial_backoff_s=0.1, throttle_qps=0, lease_s=3.0)
+    stops = [trio.Event(), trio.Event()]
+    gws = []
+    for i, stop in enumerate(stops):
+        s = Settings(data_dir=str(tmp_path / f"g{i}"), port=0, insecure_port=0, nats_url=nats_url,
+                     graceful_timeout_s=0.5, audit_webhook=opts)
+        with trio.fail_after(30):
+            gws.append(await nursery.start(partial(serve_gateway, s, shutdown=stop)))
+    ids: set[str] = set()
+    clients = [httpx.AsyncClient(base_url=g.http_url, headers={"Authorization": f"Bearer {g.admin_token}"},
+                                 timeout=30) for g in gws]
+    try:
+        with trio.fail_after(60):
+            async def writes(tag: str) -> None:
+                for i in range(10):
+                    r = await clients[i % 2].post(CM, json={"metadata": {"name": f"{tag}-{i}"}})
+                    assert r.status_code == 201, r.text
+                    ids.add(r.headers["Audit-Id"])
+
+            await writes("x")
+            await poll_until(lambda: ids <= wh.ids())
+            leaders = [await _metric(c, "jetkube_audit_webhook_leader") for c in clients]
+            assert sorted(leaders) == [0.0, 1.0]
+            first = leaders.index(1.0)
+            wh.up = False
+            await writes("y")
+            await poll_until(lambda: wh.refused >= 1)
+            stops[first].set()  # the leader stops with the backlog unsent
+            other = clients[1 - first]
+            await poll_until(lambda: _is_leader(other))
+            wh.up = True
+            await poll_until(lambda: ids <= wh.ids())
+            sent = [e["auditID"] for e in wh.events()]
+            assert len(sent) - len(set(sent)) <= 10  # at most the batch in flight was sent twice
+    finally:
+        for c in clients:
+            await c.aclose()
+        for stop in stops:
+            stop.set()
+
+
+async def _is_leader(c: httpx.AsyncClient) -> bool:
+    return await _metric(c, "jetkube_audit_webhook_leader") == 1.0
