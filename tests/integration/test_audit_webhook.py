@@ -280,3 +280,27 @@ async def test_a_stopped_forwarder_hands_over_and_the_next_resumes(nursery, nats
 
 async def _is_leader(c: httpx.AsyncClient) -> bool:
     return await _metric(c, "jetkube_audit_webhook_leader") == 1.0
+
+
+async def test_a_webhook_nobody_listens_on_never_holds_requests(start_server, tmp_path: Path) -> None:
+    from bus import free_port
+
+    wh = AuditWebhook(url=f"https://127.0.0.1:{free_port()}/audit",
+                      ca_pem=ensure_pki(tmp_path / "pki").ca_cert.read_bytes())
+    opts = WebhookOptions(config_file=str(webhook_kubeconfig(tmp_path, wh)), batch_max_size=10, batch_max_wait_s=0.1,
+                          initial_backoff_s=0.05, throttle_qps=0)
+    g = await start_server(audit_webhook=opts)
+    async with httpx.AsyncClient(base_url=g.http_url, headers={"Authorization": f"Bearer {g.admin_token}"},
+                                 timeout=30) as c:
+        with trio.fail_after(30):
+            for i in range(30):
+                r = await c.post(CM, json={"metadata": {"name": f"d-{i}"}})
+                assert r.status_code == 201
+                assert (await c.get(f"{CM}/d-{i}")).status_code == 200
+            await poll_until(lambda: _failures_at_least(c, 3))
+            assert await _metric(c, "jetkube_audit_webhook_events_sent_total") == 0
+            assert (await c.get("/readyz")).status_code == 200
+
+
+async def _failures_at_least(c: httpx.AsyncClient, n: int) -> bool:
+    return await _metric(c, "jetkube_audit_webhook_post_failures_total") >= n
