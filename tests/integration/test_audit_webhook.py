@@ -304,3 +304,30 @@ async def test_a_webhook_nobody_listens_on_never_holds_requests(start_server, tm
 
 async def _failures_at_least(c: httpx.AsyncClient, n: int) -> bool:
     return await _metric(c, "jetkube_audit_webhook_post_failures_total") >= n
+
+
+async def test_jetkube_serve_with_the_flags(nursery, nats_url: str, tmp_path: Path) -> None:
+    """The process, configured by its flags (kube's names), forwards a kubectl-style write."""
+    from tests.conftest import spawn_serve
+
+    wh = await start_audit_webhook(nursery, tmp_path)
+    data_dir = tmp_path / "jk"
+    with trio.fail_after(60):
+        proc, line = await spawn_serve(
+            data_dir, "--nats-url", nats_url, "--audit-webhook-config-file", str(webhook_kubeconfig(tmp_path, wh)),
+            "--audit-webhook-batch-max-size", "3", "--audit-webhook-batch-max-wait", "200ms",
+            "--audit-webhook-initial-backoff", "100ms")
+        try:
+            http = dict(f.split("=", 1) for f in line.split() if "=" in f)["http"]
+            token = yaml.safe_load((data_dir / "kubeconfig").read_text())["users"][0]["user"]["token"]
+            ids = set()
+            async with httpx.AsyncClient(base_url=http, headers={"Authorization": f"Bearer {token}"}) as c:
+                for i in range(7):
+                    r = await c.post(CM, json={"metadata": {"name": f"p-{i}"}})
+                    assert r.status_code == 201, r.text
+                    ids.add(r.headers["Audit-Id"])
+            await poll_until(lambda: ids <= wh.ids())
+            assert max(len(json.loads(b)["items"]) for b in wh.bodies) <= 3
+        finally:
+            proc.terminate()
+            await proc.wait()
