@@ -200,6 +200,8 @@ class AuditForwarder:
         self.cursor = cursor
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = ForwarderStats()
+        self._defs: Any = None
+        self._stored: dict[tuple[str, str], str] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         try:
@@ -282,17 +284,23 @@ class AuditForwarder:
 
     async def _follow(self, log: Log, name: str, start: int,
                       out: trio.MemorySendChannel[tuple[str, int, dict[str, Any] | None]]) -> None:
-        versions = {(d.group, d.plural): d.version for d in self.registry.defs if d.stored}
         reader = await log.open_reader(f"{log.prefix}.>", start)
         try:
             async with out:
                 while True:
                     for m in await reader.next_batch():
                         self.stats.head[name] = max(self.stats.head[name], m.seq + max(0, reader.pending))
-                        await out.send((name, m.seq, self._record(log, name, m, versions)))
+                        await out.send((name, m.seq, self._record(log, name, m, self._versions())))
         finally:
             with trio.CancelScope(shield=True):
                 await reader.aclose()
+
+    def _versions(self) -> dict[tuple[str, str], str]:
+        """(group, resource) -> stored version, rebuilt when the registry's definitions change (a CRD)."""
+        defs = self.registry.defs
+        if defs is not self._defs:
+            self._defs, self._stored = defs, {(d.group, d.plural): d.version for d in defs if d.stored}
+        return self._stored
 
     def _record(self, log: Log, name: str, m: LogMessage, versions: dict[tuple[str, str], str]) -> (
             dict[str, Any] | None):
