@@ -331,3 +331,45 @@ async def test_jetkube_serve_with_the_flags(nursery, nats_url: str, tmp_path: Pa
         finally:
             proc.terminate()
             await proc.wait()
+
+
+async def test_kill_9_of_the_forwarder_loses_nothing(nursery, nats_url: str, tmp_path: Path) -> None:
+    """The forwarding process is killed (no hand-over) with a backlog the webhook refused: the other
+    gateway takes the lease when it lapses (15 s) and delivers the backlog from the written position."""
+    from tests.conftest import spawn_serve
+
+    wh = await start_audit_webhook(nursery, tmp_path)
+    flags = ("--nats-url", nats_url, "--audit-webhook-config-file", str(webhook_kubeconfig(tmp_path, wh)),
+             "--audit-webhook-batch-max-wait", "100ms", "--audit-webhook-initial-backoff", "100ms")
+    procs = []
+    try:
+        with trio.fail_after(90):
+            first, _ = await spawn_serve(tmp_path / "a", *flags)
+            procs.append(first)
+            second, line = await spawn_serve(tmp_path / "b", *flags)
+            procs.append(second)
+            http = dict(f.split("=", 1) for f in line.split() if "=" in f)["http"]
+            token = yaml.safe_load((tmp_path / "b" / "kubeconfig").read_text())["users"][0]["user"]["token"]
+            ids: set[str] = set()
+            async with httpx.AsyncClient(base_url=http, headers={"Authorization": f"Bearer {token}"}) as c:
+                async def writes(tag: str) -> None:
+                    for i in range(8):
+                        r = await c.post(CM, json={"metadata": {"name": f"{tag}-{i}"}})
+                        assert r.status_code == 201, r.text
+                        ids.add(r.headers["Audit-Id"])
+
+                await writes("k")
+                await poll_until(lambda: ids <= wh.ids())
+                assert await _metric(c, "jetkube_audit_webhook_leader") == 0.0  # the first one forwards
+                wh.up = False
+                await writes("l")
+                await poll_until(lambda: wh.refused >= 1)
+                first.kill()
+                await first.wait()
+                wh.up = True
+                await poll_until(lambda: ids <= wh.ids())
+                assert await _metric(c, "jetkube_audit_webhook_leader") == 1.0
+    finally:
+        for p in procs:
+            p.kill()
+            await p.wait()
