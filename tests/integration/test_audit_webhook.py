@@ -22,6 +22,7 @@ from gateway._pki import ensure_pki
 from gateway._settings import load_audit_policy
 from tests.conftest import poll_until
 from tests.integration.test_audit import POLICY, SECRET_VALUE
+from tests.integration.webhook_support import request_body
 
 pytestmark = pytest.mark.integration
 
@@ -53,20 +54,9 @@ async def start_audit_webhook(nursery: trio.Nursery, tmp: Path) -> AuditWebhook:
     wh = AuditWebhook(ca_pem=pki.ca_cert.read_bytes())
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await request_body(scope, receive, send)
+        if body is None:
+            return
         headers = dict(scope["headers"])
         status = 200
         if headers.get(b"authorization") != f"Bearer {WEBHOOK_TOKEN}".encode():
