@@ -6,6 +6,7 @@ Everything here is trio-native; only this package touches asyncio (nats-py).
 from ._auth import NatsAuth, redact_url, server_urls
 from ._bridge import Bridge, Reply, open_bridge
 from ._broadcast import Broadcast
+from ._cursor import LeasedCursor
 from ._embedded import cluster_node_config, free_port, nats_server_binary, run_nats_server
 from ._encryption import EncryptionConfig, EncryptionConfigError, UndecryptableMessage
 from ._errors import (
@@ -72,6 +73,7 @@ __all__ = [
     "Histogram",
     "JetStreamError",
     "Key",
+    "LeasedCursor",
     "Log",
     "LogMessage",
     "LogReader",

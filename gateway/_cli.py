@@ -10,12 +10,14 @@ from functools import partial
 from pathlib import Path
 
 import trio
+import yaml
 
 from actors import AuthenticationConfigError, parse_modes, parse_token_csv
 from bus import NatsAuth, StreamMismatch, redact_url
 from kinds._allocation import IPRange, PortRange
 from projections import DEFAULT_POLICY
 
+from ._audit_webhook import WebhookOptions, load_webhook_config, parse_duration
 from ._commands import add_commands
 from ._commands import run as run_command
 from ._devcluster import run_dev_cluster
@@ -84,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--audit-max-bytes", type=int, default=1 << 30, help="the audit stream's size bound")
     s.add_argument("--audit-queue-size", type=int, default=10_000,
                    help="audit records waiting to be written; when full, reads are dropped and counted")
+    s.add_argument("--audit-webhook-config-file", default=None, metavar="FILE",
+                   help="a kubeconfig naming the audit webhook: audit events are POSTed to it as audit.k8s.io/v1 "
+                        "EventLists, followed from the log and the audit stream (at least once, never dropped)")
+    s.add_argument("--audit-webhook-mode", default="batch", choices=("batch",),
+                   help="only kube's batch mode (events are forwarded off the request path)")
+    s.add_argument("--audit-webhook-batch-max-size", type=int, default=400, help="events per EventList at most")
+    s.add_argument("--audit-webhook-batch-max-wait", default="30s", metavar="DURATION",
+                   help="how long a batch waits for more events after its first one (e.g. 30s, 500ms)")
+    s.add_argument("--audit-webhook-batch-buffer-size", type=int, default=10_000,
+                   help="events read ahead of the webhook at most (the streams hold the rest: nothing is dropped)")
+    s.add_argument("--audit-webhook-batch-throttle-qps", type=float, default=10.0,
+                   help="EventList POSTs per second at most (0: no throttle)")
+    s.add_argument("--audit-webhook-batch-throttle-burst", type=int, default=15, help="POSTs at once at most")
+    s.add_argument("--audit-webhook-initial-backoff", default="10s", metavar="DURATION",
+                   help="the wait before retrying a failed POST (then 1.5x per try, up to 60s; retried until accepted)")
     s.add_argument("--history-max-age", type=float, default=0.0, metavar="SECONDS",
                    help="purge revisions older than this from the log, keeping each object's state as of then "
                         "(0: keep everything); versions below the compaction point answer 410 Expired")
@@ -254,6 +271,27 @@ async def _main(settings: Settings) -> None:
                                          + settings.graceful_timeout_s + 10)
 
 
+def _audit_webhook_options(args: argparse.Namespace) -> WebhookOptions | None:
+    if not args.audit_webhook_config_file:
+        return None
+    try:
+        load_webhook_config(args.audit_webhook_config_file)  # unusable: refused at start, not later
+        opts = WebhookOptions(config_file=args.audit_webhook_config_file, mode=args.audit_webhook_mode,
+                              batch_max_size=args.audit_webhook_batch_max_size,
+                              batch_max_wait_s=parse_duration(args.audit_webhook_batch_max_wait),
+                              buffer_size=args.audit_webhook_batch_buffer_size,
+                              throttle_qps=args.audit_webhook_batch_throttle_qps,
+                              throttle_burst=args.audit_webhook_batch_throttle_burst,
+                              initial_backoff_s=parse_duration(args.audit_webhook_initial_backoff))
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise SystemExit(f"jetkube serve: --audit-webhook-config-file: {e}") from None
+    if opts.batch_max_size < 1 or opts.buffer_size < opts.batch_max_size or opts.batch_max_wait_s <= 0 \
+            or opts.initial_backoff_s < 0 or opts.throttle_qps < 0 or opts.throttle_burst < 1:
+        raise SystemExit("jetkube serve: --audit-webhook-batch-max-size and -max-wait must be positive, the buffer "
+                         "at least a batch, the backoff and QPS not negative, the burst at least 1")
+    return opts
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The flags of ``jetkube serve``, decoded once into Settings."""
     auth = NatsAuth(user=args.nats_user, password_file=args.nats_password_file, creds_file=args.nats_creds,
@@ -290,7 +328,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SystemExit("jetkube serve: --snapshot-every must be positive and --snapshot-min-interval not negative")
     if args.audit_max_age < 60:
         raise SystemExit("jetkube serve: --audit-max-age must be at least 60 seconds")
-    return Settings(encryption=encryption, audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
+    audit_webhook = _audit_webhook_options(args)
+    return Settings(audit_webhook=audit_webhook, encryption=encryption, audit_policy=policy, audit_max_age_s=args.audit_max_age, audit_max_bytes=args.audit_max_bytes,
                     audit_queue=args.audit_queue_size, history_max_age_s=args.history_max_age,
                     history_max_revisions=args.history_max_revisions_per_object,
                     history_retention_interval_s=args.history_retention_interval, read_only=args.read_only,

@@ -165,6 +165,8 @@ class ServerMetrics:
         self.tenant_requests: dict[tuple[str, str, str], int] = {}
         #: The gateway's audit stream writer (gateway/_audit.py AuditSink), when auditing is on.
         self.audit: Any = None
+        #: The webhook audit backend's counters (gateway/_audit_webhook.py ForwarderStats), when it is on.
+        self.audit_webhook: Any = None
         #: History retention's counters (actors/_retention.py RetentionStats), when retention is on.
         self.retention: Any = None
         # Requests being handled ([readOnly, mutating]) and the most seen since the last scrape
@@ -454,6 +456,24 @@ class _Collector:
             for kind, n in audit.dropped.items():
                 c.add_metric((kind,), n)
             yield c
+        wh = m.audit_webhook
+        if wh is not None:
+            yield CounterMetricFamily("jetkube_audit_webhook_events_sent_total", "Audit events the webhook "
+                                      "accepted from this gateway (at least once: a batch may be sent again).",
+                                      value=wh.events_sent)
+            yield CounterMetricFamily("jetkube_audit_webhook_batches_sent_total", "EventLists the webhook accepted.",
+                                      value=wh.batches_sent)
+            yield CounterMetricFamily("jetkube_audit_webhook_post_failures_total", "POSTs to the audit webhook "
+                                      "that failed (each retried until accepted; nothing is dropped).",
+                                      value=wh.post_failures)
+            yield GaugeMetricFamily("jetkube_audit_webhook_leader", "1 when this gateway is the one forwarding "
+                                    "audit events to the webhook.", value=1 if wh.leader else 0)
+            g = GaugeMetricFamily("jetkube_audit_webhook_lag_events", "Messages of each stream read but not yet "
+                                  "forwarded, as last seen (log: writes, audit: reads and denials).",
+                                  labels=("stream",))
+            for name in ("log", "audit"):
+                g.add_metric((name,), max(0, wh.head[name] - wh.position[name]) if wh.leader else 0)
+            yield g
 
 
 def _with_component(series: dict[tuple[str, ...], Histogram]) -> Iterator[tuple[tuple[str, ...], Histogram]]:

@@ -33,7 +33,7 @@ from actors import (
     parse_token_csv,
     run_retention,
 )
-from bus import Log, NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
+from bus import LeasedCursor, Log, NatsAuth, StreamConfig, open_bridge, open_log, run_nats_server
 from kinds import Registry, load_schemas
 from projections import (
     Projection,
@@ -48,6 +48,7 @@ from projections import (
 from . import _hypercorn_ext
 from ._app import Context, create_app
 from ._audit import AuditSink
+from ._audit_webhook import AuditForwarder, load_webhook_config
 from ._pki import Pki, ensure_data_dir, ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._settings import AuthenticationSetup, Settings, issuer_keys, load_authentication_config
 
@@ -139,6 +140,16 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
             await nursery.start(audit.run)
             ctx = Context(settings, registry, pipeline, projection, audit=audit)
+            if settings.audit_webhook is not None:
+                # One gateway of the fleet forwards (a KV lease), from the positions it remembers.
+                forwarder = AuditForwarder(
+                    load_webhook_config(settings.audit_webhook.config_file), settings.audit_webhook, log_, audit_log,
+                    registry, settings.audit_policy,
+                    LeasedCursor(bridge, f"{settings.stream}_AUDITWEBHOOK", "cursor", replicas=settings.stream_replicas,
+                                 description="jetkube: which gateway forwards audit events to the webhook, "
+                                             "and how far it got"))
+                ctx.metrics.audit_webhook = forwarder.stats
+                await nursery.start(forwarder.run)
             retention = RetentionSettings(max_age_s=settings.history_max_age_s,
                                           max_revisions=settings.history_max_revisions,
                                           interval_s=settings.history_retention_interval_s)

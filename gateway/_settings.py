@@ -12,6 +12,8 @@ from actors import AuthenticationConfigError
 from bus import EncryptionConfig, NatsAuth
 from projections import DEFAULT_POLICY, Policy, parse_policy
 
+from ._audit_webhook import WebhookOptions
+
 # The Kubernetes minor version we report: the schemas served are 1.33's (kubernetes-validate), and
 # gcloud's kubectl dispatcher runs kubectl.1.<minor>, which we test (1.27-1.33 all work).
 KUBE_MINOR = "33"
@@ -203,6 +205,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_max_age_s: float = 7 * 24 * 3600.0
     audit_max_bytes: int = 1 << 30
     audit_queue: int = 10_000
+    # The webhook audit backend (gateway/_audit_webhook.py, --audit-webhook-*); None: off.
+    audit_webhook: WebhookOptions | None = None
     # jetkube serve --read-only [--at RV]: writes answer 405; with read_only_at the projection stops
     # there and serves the state as it was then (controllers and retention off).
     read_only: bool = False
