@@ -5,7 +5,8 @@ Two users write a few ConfigMaps (several revisions each); the page is loaded, a
 token shows the 401, the token is pasted, a search filters by name, one object's history shows each
 revision with its user and verb as a timeline (an object field carrying HTML is shown as text, never
 parsed), and the audit view shows only the records its filters select. A screenshot of that state is
-written to docs/ui.png (README, "History and audit").
+taken into the test's tmp_path, or into the file $JETKUBE_UI_SCREENSHOT names (`JETKUBE_UI_SCREENSHOT=
+docs/ui.png` refreshes the README's picture; a plain `make test` leaves the checkout untouched).
 
 Chromium is installed here when missing (apt-get, as root), never skipped: no browser is a failure.
 """
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui.png"
 CM = "/api/v1/namespaces/default/configmaps"
 MERGE = {"Content-Type": "application/merge-patch+json"}
 XSS = '<img src=x id="pwned" onerror="document.title=1">'
@@ -60,7 +60,7 @@ def cm(name: str, **data: str) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
 
 
-def browse(base: str, executable: str) -> dict:
+def browse(base: str, executable: str, screenshot: Path) -> dict:
     """The browser scenario (Playwright's sync API, in a worker thread: the server runs on trio)."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -128,7 +128,7 @@ def browse(base: str, executable: str) -> dict:
             seen["audit"] = [[c.text_content() for c in records.nth(i).locator("td").all()]
                              for i in range(records.count())]
             seen["audit_count"] = page.text_content("#audit-count")
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.screenshot(path=str(screenshot), full_page=True)
 
             # Forget the token: the next data call is a 401 again, shown on the page.
             page.click("#token-forget")
@@ -155,6 +155,7 @@ def browse(base: str, executable: str) -> dict:
 
 async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tmp_path: Path,
                                                                  chromium: str) -> None:
+    screenshot = Path(os.environ.get("JETKUBE_UI_SCREENSHOT") or tmp_path / "ui.png").resolve()
     tokens = tmp_path / "tokens.csv"
     tokens.write_text('alice-token,alice,uid-alice,"system:masters"\nbob-token,bob,uid-bob,"system:masters"\n'
                       "carol-token,carol,uid-carol\n")
@@ -195,7 +196,7 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
                 assert (await anon.get(path)).status_code == 401, path
 
         with trio.fail_after(120):
-            seen = await trio.to_thread.run_sync(browse, g.https_url, chromium, abandon_on_cancel=True)
+            seen = await trio.to_thread.run_sync(browse, g.https_url, chromium, screenshot, abandon_on_cancel=True)
 
     assert "script-src 'self'" in seen["csp"] and "default-src 'none'" in seen["csp"]
     assert seen["error_without_token"].startswith("401"), seen["error_without_token"]
@@ -223,7 +224,7 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
     assert 'User "carol" cannot' in seen["error_audit_carol"], seen["error_audit_carol"]
     assert seen["error_search_carol"].startswith("403 Forbidden"), seen["error_search_carol"]
     assert seen["page_errors"] == []
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
 
 
 def browse_with_certificate(base: str, executable: str, cert: bytes, key: bytes) -> dict:
