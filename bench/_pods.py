@@ -33,10 +33,16 @@ async def prepare(bench: Bench) -> dict[str, Any]:
     is accepted; the pod as jetkube stored it."""
     gw = bench.g1
     assert gw is not None
-    for ns in NAMESPACES:
+    for ns in (*NAMESPACES, "tmpl"):
         code, body = await bench.api(gw, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
         if code not in (201, 409):
             raise RuntimeError(f"cannot create namespace {ns}: {code} {body}")
+        # The pod runs as this service account: kube's ServiceAccount admission refuses a pod
+        # whose account does not exist.
+        sa = pod_object(ns)["spec"]["serviceAccountName"]
+        code, body = await bench.api(gw, "POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": sa}})
+        if code not in (201, 409):
+            raise RuntimeError(f"cannot create service account {ns}/{sa}: {code} {body}")
     parts, slots = split_body(pod_object("tmpl"))
     code, stored = await bench.api(gw, "POST", "/api/v1/namespaces/tmpl/pods",
                                    json.loads(fill_body(parts, slots, {NAME: b"t-pod"})))

@@ -457,9 +457,48 @@ def _insert(s: FieldSet, path: tuple[str, ...]) -> None:
     s[MEMBER] = {}
 
 
+_TOP_STRUCTS = frozenset(("f:metadata", "f:spec", "f:status"))
+_FAST_ADDED = True  # tests compare the direct trie build against the path-by-path one
+
+
+def _added(rhs: Any, t: TypeNode, member: bool) -> FieldSet | None:
+    """What :func:`_cmp` adds for a subtree absent on the left (every field of a created object),
+    built as a trie directly rather than inserted path by path from the root: the same members.
+    ``member``: whether a map here is itself a member (not the root, nor its top-level structs)."""
+    if rhs is None:
+        return None
+    rt = t.deduce(rhs)
+    if rt.leaf():
+        return {MEMBER: {}}
+    out: FieldSet = {}
+    if rt.kind == "map":
+        if isinstance(rhs, dict):
+            for k, v in rhs.items():
+                sub = _added(v, rt.field(k), True)
+                if sub is not None:
+                    out["f:" + k] = sub
+        if member:
+            out[MEMBER] = {}
+        return out or None
+    et = rt.elem()
+    for pe, v in _index(rt, rhs if isinstance(rhs, list) else []).items():
+        sub = _added(v, et, True) or {}
+        sub[MEMBER] = {}  # the item itself (``_cmp_item``)
+        out[pe] = sub
+    return out or None
+
+
 def _cmp(lhs: Any, rhs: Any, t: TypeNode, c: Comparison, path: tuple[str, ...]) -> None:
     if lhs is rhs or (type(lhs) is type(rhs) and lhs == rhs):
         return  # an unchanged subtree (compared in C): nothing beneath it changes
+    if lhs is _ABSENT and _FAST_ADDED:
+        sub = _added(rhs, t, bool(path) and (len(path) > 1 or path[0] not in _TOP_STRUCTS))
+        if sub is not None:
+            node = c.added
+            for pe in path:
+                node = node.setdefault(pe, {})
+            node.update(sub)
+        return
     lt = t.deduce(lhs) if lhs is not _ABSENT and lhs is not None else None
     rt = t.deduce(rhs) if rhs is not _ABSENT and rhs is not None else None
     kinds = {x.kind if not x.leaf() else "leaf" for x in (lt, rt) if x is not None}
