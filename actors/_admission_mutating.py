@@ -108,18 +108,8 @@ class MutatingPolicyDispatcher(PolicyDispatcher):
         self._mcache: dict[str, tuple[tuple[int, int], dict[str, _MutatingPolicy], list[_Binding]]] = {}
 
     def _mconfig(self, tenant: str) -> tuple[dict[str, _MutatingPolicy], list[_Binding]]:
-        version = (self._version(tenant, "mutatingadmissionpolicies"),
-                   self._version(tenant, "mutatingadmissionpolicybindings"))
-        cached = self._mcache.get(tenant)
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
-        policies = {name: _MutatingPolicy(_decode(e.data)) for _ns, name, e in
-                    self.projection.state(tenant, GROUP, "mutatingadmissionpolicies").iter_entries(None)}
-        bindings = sorted((_Binding(_decode(e.data)) for _ns, _name, e in
-                           self.projection.state(tenant, GROUP, "mutatingadmissionpolicybindings").iter_entries(None)),
-                          key=lambda b: b.name)
-        self._mcache[tenant] = (version, policies, bindings)
-        return policies, bindings
+        return self._load(self._mcache, tenant, "mutatingadmissionpolicies", "mutatingadmissionpolicybindings",
+                          _MutatingPolicy, sort_bindings=True)
 
     def active(self, tenant: str) -> bool:
         policies, bindings = self._mconfig(tenant)

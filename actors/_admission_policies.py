@@ -21,8 +21,9 @@ The configuration is compiled once per change of either resource (the projection
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -53,6 +54,8 @@ VALIDATION_FAILURE = "validation.policy.admission.k8s.io/validation_failure"
 _CODES = {"Unauthorized": 401, "Forbidden": 403, "Invalid": 422, "RequestEntityTooLarge": 413}
 _decode = msgspec.json.decode
 
+
+P = TypeVar("P")
 
 def _compile(expr: Any) -> CelProgram | str:
     try:
@@ -169,18 +172,25 @@ class PolicyDispatcher:
         st = self.projection.state(tenant, GROUP, plural)
         return st.ring[-1].seq if st.ring else -st.count
 
-    def _config(self, tenant: str) -> tuple[dict[str, _Policy], list[_Binding]]:
-        version = (self._version(tenant, "validatingadmissionpolicies"),
-                   self._version(tenant, "validatingadmissionpolicybindings"))
-        cached = self._cache.get(tenant)
+    def _load(self, cache: dict[str, Any], tenant: str, policies_plural: str, bindings_plural: str,
+              make: Callable[[dict[str, Any]], P], *, sort_bindings: bool = False) -> tuple[dict[str, P], list[_Binding]]:
+        """A tenant's policies and bindings of one kind pair, decoded once per change of either."""
+        version = (self._version(tenant, policies_plural), self._version(tenant, bindings_plural))
+        cached = cache.get(tenant)
         if cached is not None and cached[0] == version:
             return cached[1], cached[2]
-        policies = {name: _Policy(_decode(e.data)) for _ns, name, e in
-                    self.projection.state(tenant, GROUP, "validatingadmissionpolicies").iter_entries(None)}
+        policies = {name: make(_decode(e.data)) for _ns, name, e in
+                    self.projection.state(tenant, GROUP, policies_plural).iter_entries(None)}
         bindings = [_Binding(_decode(e.data)) for _ns, _name, e in
-                    self.projection.state(tenant, GROUP, "validatingadmissionpolicybindings").iter_entries(None)]
-        self._cache[tenant] = (version, policies, bindings)
+                    self.projection.state(tenant, GROUP, bindings_plural).iter_entries(None)]
+        if sort_bindings:
+            bindings.sort(key=lambda b: b.name)
+        cache[tenant] = (version, policies, bindings)
         return policies, bindings
+
+    def _config(self, tenant: str) -> tuple[dict[str, _Policy], list[_Binding]]:
+        return self._load(self._cache, tenant, "validatingadmissionpolicies", "validatingadmissionpolicybindings",
+                          _Policy)
 
     def active(self, tenant: str) -> bool:
         policies, bindings = self._config(tenant)
