@@ -192,16 +192,9 @@ class _BindingStrategy(Strategy):
         return causes
 
 
-class _MutatingPolicyStrategy(Strategy):
-    """MutatingAdmissionPolicy (v1beta1): kube's defaults and the checks that matter for dispatch."""
-
-    def prepare_for_create(self, obj: dict[str, Any]) -> None:
-        spec = obj.get("spec")
-        if isinstance(spec, dict):
-            spec.setdefault("failurePolicy", "Fail")
-            _default_match_resources(spec.get("matchConstraints"))
-
-    prepare_for_update = lambda self, new, old: self.prepare_for_create(new)
+class _MutatingPolicyStrategy(_PolicyStrategy):
+    """MutatingAdmissionPolicy (v1beta1): the ValidatingAdmissionPolicy's defaults (failurePolicy,
+    matchConstraints) and the checks that matter for dispatch."""
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, rdef: Any) -> list[Cause]:
         from ._cel import CelError
