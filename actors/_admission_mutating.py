@@ -33,14 +33,12 @@ from kinds._schemas import schema_for
 from projections import Projection
 
 from ._admission import Attributes
-from ._admission_match import Conditions, request_object
+from ._admission_match import request_object
 from ._admission_policies import (
-    VARIABLES,
     PolicyDispatcher,
     _Binding,
-    _compile,
     _ConfigError,
-    _Match,
+    _policy_head,
     authorizer_for,
     bind_variables,
 )
@@ -54,17 +52,8 @@ _json = msgspec.json.Encoder()
 
 class _MutatingPolicy:
     def __init__(self, obj: dict[str, Any]) -> None:
-        self.name = obj["metadata"]["name"]
-        spec = obj.get("spec") or {}
-        self.failure_policy = spec.get("failurePolicy") or "Fail"
+        spec = _policy_head(self, obj)
         self.reinvoke = spec.get("reinvocationPolicy") == "IfNeeded"
-        pk = spec.get("paramKind") if isinstance(spec.get("paramKind"), dict) else None
-        self.param_kind: tuple[str, str] | None = (str(pk.get("apiVersion", "")), str(pk.get("kind", ""))) \
-            if pk else None
-        self.match = _Match(spec.get("matchConstraints"))
-        self.conditions = Conditions(spec.get("matchConditions"), VARIABLES)
-        self.variables = [(str(v.get("name", "")), _compile(v.get("expression")))
-                          for v in spec.get("variables") or [] if isinstance(v, dict)]
         #: (patch type, expression) of each mutation.
         self.mutations: list[tuple[str, str]] = []
         for m in spec.get("mutations") or []:

@@ -88,18 +88,24 @@ class _Match:
                 and object_selected(self.object_selector, obj, old))
 
 
+def _policy_head(p: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    """What validating and mutating policies share: name, failurePolicy, paramKind,
+    matchConstraints, matchConditions and variables, set on ``p``; returns the spec."""
+    p.name = obj["metadata"]["name"]
+    spec = obj.get("spec") or {}
+    p.failure_policy = spec.get("failurePolicy") or "Fail"
+    pk = spec.get("paramKind") if isinstance(spec.get("paramKind"), dict) else None
+    p.param_kind = (str(pk.get("apiVersion", "")), str(pk.get("kind", ""))) if pk else None
+    p.match = _Match(spec.get("matchConstraints"))
+    p.conditions = Conditions(spec.get("matchConditions"), VARIABLES)
+    p.variables = [(str(v.get("name", "")), _compile(v.get("expression")))
+                   for v in spec.get("variables") or [] if isinstance(v, dict)]
+    return spec
+
+
 class _Policy:
     def __init__(self, obj: dict[str, Any]) -> None:
-        self.name = obj["metadata"]["name"]
-        spec = obj.get("spec") or {}
-        self.failure_policy = spec.get("failurePolicy") or "Fail"
-        pk = spec.get("paramKind") if isinstance(spec.get("paramKind"), dict) else None
-        self.param_kind: tuple[str, str] | None = (str(pk.get("apiVersion", "")), str(pk.get("kind", ""))) \
-            if pk else None
-        self.match = _Match(spec.get("matchConstraints"))
-        self.conditions = Conditions(spec.get("matchConditions"), VARIABLES)
-        self.variables = [(str(v.get("name", "")), _compile(v.get("expression")))
-                          for v in spec.get("variables") or [] if isinstance(v, dict)]
+        spec = _policy_head(self, obj)
         self.validations: list[tuple[CelProgram | str, dict[str, Any], CelProgram | str | None]] = []
         for v in spec.get("validations") or []:
             if isinstance(v, dict):
