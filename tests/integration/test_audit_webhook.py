@@ -14,15 +14,13 @@ import httpx
 import pytest
 import trio
 import yaml
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from gateway._audit_webhook import WebhookOptions, load_webhook_config
 from gateway._pki import ensure_pki
 from gateway._settings import load_audit_policy
 from tests.conftest import poll_until
 from tests.integration.test_audit import POLICY, SECRET_VALUE
-from tests.integration.webhook_support import request_body
+from tests.integration.webhook_support import request_body, serve_tls
 
 pytestmark = pytest.mark.integration
 
@@ -71,13 +69,7 @@ async def start_audit_webhook(nursery: trio.Nursery, tmp: Path) -> AuditWebhook:
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b""})
 
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.certfile, config.keyfile = str(pki.cert), str(pki.key)
-    config.accesslog = None
-    config.errorlog = None
-    binds = await nursery.start(serve, app, config)
-    wh.url = f"https://127.0.0.1:{binds[0].rsplit(':', 1)[1]}/audit"
+    wh.url = f"https://127.0.0.1:{await serve_tls(nursery, app, pki)}/audit"
     return wh
 
 

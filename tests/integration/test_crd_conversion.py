@@ -20,15 +20,13 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from actors import ConversionError, Converter
 from gateway._pki import ensure_pki
 from kinds._crd import defs_from_crd
 from tests.conftest import client_for, poll_until
 from tests.integration.test_crd import established
-from tests.integration.webhook_support import request_body
+from tests.integration.webhook_support import request_body, serve_tls
 
 pytestmark = pytest.mark.integration
 
@@ -87,12 +85,7 @@ async def start_conversion_server(nursery: trio.Nursery, tmp: Path) -> Conversio
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": out})
 
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.certfile, config.keyfile = str(pki.cert), str(pki.key)
-    config.accesslog = config.errorlog = None
-    binds = await nursery.start(serve, app, config)
-    port = binds[0].rsplit(":", 1)[1]
+    port = await serve_tls(nursery, app, pki)
     server = ConversionServer(url=f"https://127.0.0.1:{port}", ca_bundle=__import__("base64").b64encode(
         pki.ca_cert.read_bytes()).decode())
     return server

@@ -61,6 +61,17 @@ def _answer(path: str, request: dict[str, Any], label: str) -> dict[str, Any] | 
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
 
 
+async def serve_tls(nursery: trio.Nursery, app: Any, pki: Any) -> int:
+    """Serve a test's ASGI ``app`` over TLS with ``pki``'s certificate on a free loopback port
+    (hypercorn on trio, in ``nursery``); returns the port."""
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.certfile, config.keyfile = str(pki.cert), str(pki.key)
+    config.accesslog = config.errorlog = None
+    binds = await nursery.start(serve, app, config)
+    return int(binds[0].rsplit(":", 1)[1])
+
+
 async def request_body(scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
     """For a bare ASGI test server: the request's whole body, or None once a lifespan scope
     (hypercorn's startup and shutdown) has been answered."""
@@ -106,13 +117,7 @@ async def start_webhook_server(nursery: trio.Nursery, tmp: Path) -> WebhookServe
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": out})
 
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.certfile, config.keyfile = str(pki.cert), str(pki.key)
-    config.accesslog = None
-    config.errorlog = None
-    binds = await nursery.start(serve, app, config)
-    port = binds[0].rsplit(":", 1)[1]
+    port = await serve_tls(nursery, app, pki)
     server = WebhookServer(url=f"https://127.0.0.1:{port}", ca_bundle=ca_bundle)
     return server
 
