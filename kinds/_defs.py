@@ -285,6 +285,10 @@ BUILTIN: tuple[ResourceDef, ...] = (
 )
 
 
+#: The tenant of ``/clusters/*/``: every tenant at once (``bus.ANY_TENANT``; kcp's wildcard cluster).
+ALL_TENANTS = "*"
+
+
 class Registry:
     """Lookup of served resources by (group, version, plural) and by (group, plural): the kinds of
     one tenant (logical cluster).
@@ -303,6 +307,12 @@ class Registry:
         # tenant's, so that any of them can look up another tenant's.
         self._tenants: dict[str, Registry] = {}
         self.shared = self
+        # The every-tenants registry (``for_tenant(ALL_TENANTS)``), built on first use after a
+        # change of any tenant's kinds; kept on the shared registry only.
+        self._all: Registry | None = None
+        # (group, plural) -> the tenants whose CRDs define it differently (the every-tenants
+        # registry's only: those kinds are not served across tenants).
+        self.conflicts: dict[tuple[str, str], tuple[str, ...]] = {}
         self._index(defs)
 
     def _index(self, defs: tuple[ResourceDef, ...]) -> None:
@@ -315,8 +325,45 @@ class Registry:
 
     def for_tenant(self, tenant: str) -> Registry:
         """The kinds served in ``tenant``: its own registry when it has established CRDs, else the
-        shared one (built-in kinds only)."""
+        shared one (built-in kinds only). ``ALL_TENANTS`` (``*``): the kinds served across every
+        tenant (:meth:`_every_tenant`)."""
+        if tenant == ALL_TENANTS:
+            shared = self.shared
+            if shared._all is None:
+                shared._all = shared._every_tenant()
+            return shared._all
         return self._tenants.get(tenant, self.shared)
+
+    def _every_tenant(self) -> Registry:
+        """The registry of ``/clusters/*/`` (kcp's wildcard cluster): the built-in kinds, and every
+        custom resource (group, plural) whose CRD is the same in every tenant that serves it (one
+        tenant's alone, or several tenants' with equal definitions: every served version's schema,
+        names, scope, subresources, printer columns and conversion). A (group, plural) that two
+        tenants define differently is not served (noted in ``conflicts``): one list or watch
+        cannot honestly show objects of two schemas as one kind. kcp decides the same way for a
+        CRD created in several workspaces (its wildcard CRD lookup answers only when every such
+        CRD's spec is equal). The verbs are not compared: a terminating CRD (no create) still
+        serves its kind's list and watch, the only verbs served across tenants."""
+        per: dict[tuple[str, str], list[tuple[str, tuple[ResourceDef, ...]]]] = {}
+        for tenant, r in sorted(self._tenants.items()):
+            kinds: dict[tuple[str, str], list[ResourceDef]] = {}
+            for d in r.custom:
+                kinds.setdefault((d.group, d.plural), []).append(d)
+            for gp, ds in kinds.items():
+                per.setdefault(gp, []).append((tenant, tuple(sorted(ds, key=lambda d: d.version))))
+        served: list[ResourceDef] = []
+        conflicts: dict[tuple[str, str], tuple[str, ...]] = {}
+        for gp, defined in sorted(per.items()):
+            first = _sans_verbs(defined[0][1])
+            if all(_sans_verbs(ds) == first for _, ds in defined[1:]):
+                served.extend(defined[0][1])
+            else:
+                conflicts[gp] = tuple(t for t, _ in defined)
+        r = Registry.__new__(Registry)
+        r.builtin, r.tenant, r._tenants, r.shared = self.builtin, ALL_TENANTS, self._tenants, self.shared
+        r._all, r.conflicts = None, conflicts
+        r._index((*self.builtin, *served))
+        return r
 
     @property
     def custom(self) -> tuple[ResourceDef, ...]:
@@ -332,11 +379,13 @@ class Registry:
         previous set; an empty set drops the tenant's registry): called by the projection's CRD
         view whenever an established CRD of that tenant changes. Readers holding the tenant's
         previous registry keep a consistent (older) set."""
+        self.shared._all = None  # the every-tenants registry is rebuilt on its next use
         if not custom:
             self._tenants.pop(tenant, None)
             return
         r = Registry.__new__(Registry)
         r.builtin, r.tenant, r._tenants, r.shared = self.builtin, tenant, self._tenants, self.shared
+        r._all, r.conflicts = None, {}
         r._index((*self.builtin, *custom))
         self._tenants[tenant] = r
 
@@ -360,6 +409,10 @@ class Registry:
             if d.version not in out[d.group]:
                 out[d.group].append(d.version)
         return out
+
+
+def _sans_verbs(defs: tuple[ResourceDef, ...]) -> tuple[ResourceDef, ...]:
+    return tuple(msgspec.structs.replace(d, verbs=()) for d in defs)
 
 
 def _version_rank(version: str) -> tuple[int, int, int]:
