@@ -17,8 +17,9 @@ subresource, cut back to a fixed set of paths so that no client can grow the lab
 Tenants: every ``apiserver_*`` series about requests, watches and stored objects carries kube's
 labels, unchanged, plus ``tenant`` (the logical cluster; the request's tenant once it is known to
 exist, else root, so that no client can grow the label space with made-up names). Summing over
-``tenant`` gives kube's series. ``apiserver_current_inflight_requests`` is the server's, not a
-tenant's, and has none.
+``tenant`` gives kube's series. ``apiserver_admission_webhook_*`` carry the tenant whose webhook
+configuration was called (the written object's, which exists). ``apiserver_current_inflight_requests``
+is the server's, not a tenant's, and has none.
 """
 
 from __future__ import annotations
@@ -372,21 +373,22 @@ class _Collector:
 
     @staticmethod
     def _admission(m: ServerMetrics) -> Iterator[Metric]:
-        # kube names these counters without the "_total" suffix prometheus_client would add to a
-        # CounterMetricFamily: the samples are written under kube's names.
+        # kube names these counters without a "_total" suffix. prometheus_client writes a counter's
+        # HELP and TYPE under "<name>_total", which would leave kube's sample names without help
+        # text (promtool check metrics fails): they are exposed untyped, under kube's exact names.
         webhooks = m.pipeline.chain.webhooks
         name = "apiserver_admission_webhook_fail_open_count"
         c = Metric(name, "[ALPHA] Admission webhook fail open count, identified by name and broken out for each "
-                   "admission type (validating or admit).", "counter")
-        for (hook, kind), n in sorted(webhooks.fail_open.items()):
-            c.add_sample(name, {"name": hook, "type": kind}, n)
+                   "admission type (validating or admit).", "unknown")
+        for (hook, kind, tenant), n in sorted(webhooks.fail_open.items()):
+            c.add_sample(name, {"name": hook, "type": kind, TENANT: tenant}, n)
         yield c
         name = "apiserver_admission_webhook_rejection_count"
         c = Metric(name, "[ALPHA] Admission webhook rejection count, identified by name and broken out for each "
-                   "admission type (validating or admit) and operation.", "counter")
-        for (hook, kind, op, code), n in sorted(webhooks.rejections.items()):
+                   "admission type (validating or admit) and operation.", "unknown")
+        for (hook, kind, op, code, tenant), n in sorted(webhooks.rejections.items()):
             c.add_sample(name, {"name": hook, "type": kind, "operation": op, "error_type": "no_error",
-                                "rejection_code": str(code)}, n)
+                                "rejection_code": str(code), TENANT: tenant}, n)
         yield c
 
     @staticmethod
