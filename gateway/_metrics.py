@@ -272,6 +272,7 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         m = self.m
         yield from _flowcontrol_metrics(m)
+        yield from _fleet_metrics(m)
         yield from self._requests(m)
         yield from self._watches(m)
         yield from self._storage(m)
@@ -532,6 +533,33 @@ def _apf_wait(m: ServerMetrics, labels: tuple[str, str, str], executed: bool, se
     if h is None:
         h = m.apf_waits[key] = Histogram(APF_WAIT_BUCKETS)
     h.observe(seconds)
+
+
+def _fleet_metrics(m: ServerMetrics) -> Iterator[Metric]:
+    """``jetkube_apf_fleet_*``: the fleet-wide APF demand exchange (actors/_apf_fleet.py), when on
+    (``--apf-fleet-period`` > 0). Counts only: no label names a peer or a tenant."""
+    fleet = m.pipeline.apf_fleet if m.pipeline is not None else None
+    if fleet is None:
+        return
+    st = fleet.stats()
+    yield CounterMetricFamily("jetkube_apf_fleet_reports_sent", "Demand reports this gateway published to its "
+                              "peers (one per period).", value=st.sent)
+    yield CounterMetricFamily("jetkube_apf_fleet_reports_received", "Demand reports taken from peers (this "
+                              "gateway's own echo is not counted).", value=st.received)
+    c = CounterMetricFamily("jetkube_apf_fleet_reports_dropped", "Demand reports lost, by reason: unpublished "
+                            "(NATS disconnected), receive_queue_full (the bounded channel from NATS), invalid "
+                            "(undecodable), too_many_peers (from a peer beyond the peers kept).", labels=("reason",))
+    for reason, n in sorted(st.dropped.items()):
+        c.add_metric((reason,), n)
+    yield c
+    yield GaugeMetricFamily("jetkube_apf_fleet_peers", "Peers (other gateways) heard from within the expiry "
+                            "(3 periods).", value=st.peers)
+    yield GaugeMetricFamily("jetkube_apf_fleet_tenants_reported", "Tenants named in this gateway's last demand "
+                            "report (those holding or waiting for seats, at most 256).", value=st.tenants_reported)
+    yield GaugeMetricFamily("jetkube_apf_fleet_peer_tenants", "Distinct tenants named in the peers' latest "
+                            "demand reports.", value=st.peer_tenants)
+    yield GaugeMetricFamily("jetkube_apf_fleet_seats", "The fleet's seat budget as this gateway sees it: its own "
+                            "plus every live peer's.", value=st.fleet_seats)
 
 
 def _flowcontrol_metrics(m: ServerMetrics) -> Iterator[Metric]:
