@@ -440,7 +440,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         raise Conflict(route.name)  # a custom resource two tenants define differently (gateway/_routes.py)
     if tenant == ANY_TENANT and route.kind == "unknown":
         raise NotFound("the server could not find the requested resource")
-    if tenant == ANY_TENANT and (route.kind != "resource" or method not in ("GET", "HEAD") or route.name):
+    if tenant == ANY_TENANT and (route.kind not in ("resource", "discovery", "version") or method not in ("GET", "HEAD")
+                                 or route.name and route.kind == "resource"):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if route.kind == "metrics" and tenant != ROOT_TENANT:
         # The server's metrics count every tenant's objects: root's alone.

@@ -343,7 +343,8 @@ class Registry:
         cannot honestly show objects of two schemas as one kind. kcp decides the same way for a
         CRD created in several workspaces (its wildcard CRD lookup answers only when every such
         CRD's spec is equal). The verbs are not compared: a terminating CRD (no create) still
-        serves its kind's list and watch, the only verbs served across tenants."""
+        serves its kind's list and watch, the only verbs served across tenants (the definitions
+        here have those only, and no subresources, so that discovery says what is served)."""
         per: dict[tuple[str, str], list[tuple[str, tuple[ResourceDef, ...]]]] = {}
         for tenant, r in sorted(self._tenants.items()):
             kinds: dict[tuple[str, str], list[ResourceDef]] = {}
@@ -360,9 +361,10 @@ class Registry:
             else:
                 conflicts[gp] = tuple(t for t, _ in defined)
         r = Registry.__new__(Registry)
-        r.builtin, r.tenant, r._tenants, r.shared = self.builtin, ALL_TENANTS, self._tenants, self.shared
+        builtin = _read_only(self.builtin)
+        r.builtin, r.tenant, r._tenants, r.shared = builtin, ALL_TENANTS, self._tenants, self.shared
         r._all, r.conflicts = None, conflicts
-        r._index((*self.builtin, *served))
+        r._index((*builtin, *_read_only(tuple(served))))
         return r
 
     @property
@@ -409,6 +411,17 @@ class Registry:
             if d.version not in out[d.group]:
                 out[d.group].append(d.version)
         return out
+
+
+def _read_only(defs: tuple[ResourceDef, ...]) -> tuple[ResourceDef, ...]:
+    """``defs`` as served across tenants: list and watch only, no subresources (discovery says so);
+    kinds that cannot be listed (reviews, bindings) are left out."""
+    out = []
+    for d in defs:
+        verbs = tuple(v for v in d.verbs if v in ("list", "watch"))
+        if verbs:
+            out.append(msgspec.structs.replace(d, verbs=verbs, subresources={}))
+    return tuple(out)
 
 
 def _sans_verbs(defs: tuple[ResourceDef, ...]) -> tuple[ResourceDef, ...]:

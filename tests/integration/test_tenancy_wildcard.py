@@ -115,6 +115,18 @@ async def test_custom_resources_across_tenants_on_two_gateways(start_server: Sta
                 r = await c.get("/clusters/*/apis/example.com/v1beta1/widgets")
                 assert r.status_code == 200 and where(r.json()["items"]) == everything
                 assert {i["apiVersion"] for i in r.json()["items"]} == {"example.com/v1beta1"}
+            # Discovery across tenants: what is served there (list and watch, no subresources).
+            for c in (a, b):
+                r = await c.get("/clusters/*/apis/example.com/v1")
+                assert r.status_code == 200, r.text
+                assert [(x["name"], x["verbs"]) for x in r.json()["resources"]] == [("widgets", ["list", "watch"])]
+                r = await c.get("/clusters/*/apis", headers={
+                    "Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"})
+                assert "example.com" in {g["metadata"]["name"] for g in r.json()["items"]}
+                r = await c.get("/clusters/*/api/v1")
+                assert {x["name"] for x in r.json()["resources"]} >= {"configmaps", "pods", "namespaces"}
+                assert all(x["verbs"] == ["list", "watch"] for x in r.json()["resources"])
+                assert "bindings" not in {x["name"] for x in r.json()["resources"]}
             rv = (await b.get(ALL)).json()["metadata"]["resourceVersion"]
             # A LIST not older than a resourceVersion the other gateway answered.
             r = await a.get(ALL, params={"resourceVersion": rv})
@@ -194,6 +206,8 @@ async def test_custom_resources_across_tenants_on_two_gateways(start_server: Sta
                     assert status["message"].startswith(
                         "widgets.example.com cannot be listed or watched across logical clusters: its "
                         'CustomResourceDefinition differs between the logical clusters "t1", "t2", "t3"'), status
+                r = await c.get("/clusters/*/apis/example.com/v1")  # not in discovery either
+                assert r.status_code == 404, r.text
                 # ... while each tenant serves its own, and other kinds across tenants are unaffected.
                 assert (await c.get(t("t3", "/apis/example.com/v1/widgets"))).status_code == 200
                 assert (await c.get("/clusters/*/api/v1/configmaps")).status_code == 200
@@ -289,8 +303,8 @@ def _python_client(gw: Running, gw2: Running, everything: set[tuple[str, str]], 
 
 
 def _kubectl(gw: Running, tmp_path: Path, everything: set[tuple[str, str]]) -> None:
-    """kubectl reaches /clusters/* with --raw (its resource commands need discovery, which is not
-    served across tenants)."""
+    """kubectl on a kubeconfig whose server is .../clusters/* (discovery, get -A), and --raw paths
+    (list with a selector, watch from a resourceVersion) on the root one."""
     env = {**os.environ, "KUBECONFIG": str(gw.kubeconfig), "KUBECACHEDIR": str(tmp_path / "kube-cache")}
 
     def kubectl(*args: str) -> str:
@@ -316,6 +330,19 @@ def _kubectl(gw: Running, tmp_path: Path, everything: set[tuple[str, str]]) -> N
             for e in events(out)] == [("ADDED", "p1", "p1-kc"), ("ADDED", "p2", "p2-kc")]
     out = kubectl("get", "--raw", f"{ALL}?watch=1&resourceVersion={rv}&timeoutSeconds=1&fieldSelector=metadata.name%3Dp2-kc")
     assert [e["object"]["metadata"]["annotations"][CLUSTER] for e in events(out)] == ["p2"]
+    # A kubeconfig at /clusters/*: kubectl's discovery, then its resource commands.
+    every = str(_kubeconfig_at(gw, tmp_path / "kubectl-all.yaml"))
+    out = kubectl("--kubeconfig", every, "api-resources", "--api-group=example.com", "-o", "wide")
+    assert "widgets" in out and "list,watch" in out, out
+    got = json.loads(kubectl("--kubeconfig", every, "get", "widgets", "-A", "-l", "tier=odd", "-o", "json"))
+    assert where(got["items"]) == {(tn, f"{tn}-w{i}") for tn in ("p1", "p2") for i in (1, 3)} | {
+        ("p1", "p1-kc"), ("p2", "p2-kc")}
+    out = kubectl("--kubeconfig", every, "get", "configmaps", "-A", "--field-selector", "metadata.name=kube-root-ca.crt",
+                  "-o", "jsonpath={range .items[*]}{.metadata.annotations.tenancy\\.jetkube\\.io/cluster} {end}")
+    assert {"p1", "p2", "root"} <= set(out.split()), out
+    p = subprocess.run(("kubectl", "--kubeconfig", every, "delete", "widgets", "p1-kc", "-n", "default"),
+                       capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert p.returncode != 0, p.stdout
 
 
 def _server(doc: dict[str, Any]) -> str:

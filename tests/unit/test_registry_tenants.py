@@ -93,7 +93,15 @@ def test_every_tenant_serves_the_crds_that_are_the_same_everywhere() -> None:
     reg, view = Registry(), CrdView()
     view.attach(reg)
     wild = reg.for_tenant("*")
-    assert wild.tenant == "*" and wild.defs == BUILTIN and not wild.conflicts
+    assert wild.tenant == "*" and not wild.custom and not wild.conflicts
+    # Built-in kinds, as served across tenants: list and watch only, no subresources; reviews and
+    # bindings (no list) are not there.
+    pods = wild.get("", "v1", "pods")
+    assert pods is not None and pods.verbs == ("list", "watch") and not pods.subresources
+    assert wild.get("authorization.k8s.io", "v1", "subjectaccessreviews") is None
+    assert wild.get("", "v1", "bindings") is None
+    assert {(d.group, d.plural) for d in wild.defs} == {(d.group, d.plural) for d in BUILTIN
+                                                        if "list" in d.verbs}
     assert reg.for_tenant("*") is wild  # cached until a tenant's kinds change
     view.apply("t1", "things.example.com", crd())
     view.apply("t2", "things.example.com", crd())  # the same CRD in two tenants
@@ -128,6 +136,8 @@ def test_every_tenant_serves_the_crds_that_are_the_same_everywhere() -> None:
     wild = reg.for_tenant("*")
     assert wild.get("example.com", "v1", "things") is None
     assert wild.conflicts == {("example.com", "things"): ("t1", "t2")}
-    assert wild.get("example.com", "v1", "gadgets") == reg.for_tenant("t3").get("example.com", "v1", "gadgets")
+    gadgets = wild.get("example.com", "v1", "gadgets")
+    assert gadgets is not None and gadgets.verbs == ("list", "watch")
+    assert gadgets.schema == reg.for_tenant("t3").get("example.com", "v1", "gadgets").schema
     assert parse("/clusters/*/apis/example.com/v1/things", reg).kind == "conflict"
     assert parse("/clusters/t1/apis/example.com/v1/things", reg).kind == "resource"
