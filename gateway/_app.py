@@ -539,6 +539,9 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     if verb == "list":
         async with _read_deadline(s.request_timeout_s):
             if tenant == ANY_TENANT:  # the current state, once caught up (or not older than the rv asked)
+                if (opts.match == "Exact" and opts.resource_version not in (None, "0")) or opts.continue_token:
+                    raise BadRequest("a list across logical clusters is not paginated and serves the current "
+                                     "state only: resourceVersionMatch=Exact and continue are not supported")
                 await read_at(proj, opts.resource_version)
                 listed = proj.list_tenants(storage.group, storage.plural, opts.filter)
             else:

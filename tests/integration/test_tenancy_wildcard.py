@@ -128,6 +128,12 @@ async def test_custom_resources_across_tenants_on_two_gateways(start_server: Sta
                 assert all(x["verbs"] == ["list", "watch"] for x in r.json()["resources"])
                 assert "bindings" not in {x["name"] for x in r.json()["resources"]}
             rv = (await b.get(ALL)).json()["metadata"]["resourceVersion"]
+            # Not paginated: a limit is ignored (everything, no continue); Exact and continue refused.
+            r = await a.get(ALL, params={"limit": "2"})
+            assert where(r.json()["items"]) == everything and "continue" not in r.json()["metadata"]
+            for params in ({"resourceVersion": rv, "resourceVersionMatch": "Exact"}, {"continue": "abc", "limit": "2"}):
+                r = await a.get(ALL, params=params)
+                assert r.status_code == 400 and r.json()["reason"] == "BadRequest", (params, r.text)
             # A LIST not older than a resourceVersion the other gateway answered.
             r = await a.get(ALL, params={"resourceVersion": rv})
             assert int(r.json()["metadata"]["resourceVersion"]) >= int(rv) and where(r.json()["items"]) == everything
