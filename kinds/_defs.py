@@ -7,6 +7,7 @@ side, keyed by ``(group, resource)``. The built-in definitions below are the kin
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import msgspec
@@ -313,6 +314,8 @@ class Registry:
         # (group, plural) -> the tenants whose CRDs define it differently (the every-tenants
         # registry's only: those kinds are not served across tenants).
         self.conflicts: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._kinds_digest: dict[tuple[str, str], tuple[bytes, tuple[ResourceDef, ...]]] | None = None
+        self._builtin_read_only: tuple[ResourceDef, ...] | None = None  # the shared registry's
         self._index(defs)
 
     def _index(self, defs: tuple[ResourceDef, ...]) -> None:
@@ -345,27 +348,42 @@ class Registry:
         CRD's spec is equal). The verbs are not compared: a terminating CRD (no create) still
         serves its kind's list and watch, the only verbs served across tenants (the definitions
         here have those only, and no subresources, so that discovery says what is served)."""
-        per: dict[tuple[str, str], list[tuple[str, tuple[ResourceDef, ...]]]] = {}
+        per: dict[tuple[str, str], list[tuple[str, bytes, tuple[ResourceDef, ...]]]] = {}
         for tenant, r in sorted(self._tenants.items()):
-            kinds: dict[tuple[str, str], list[ResourceDef]] = {}
-            for d in r.custom:
-                kinds.setdefault((d.group, d.plural), []).append(d)
-            for gp, ds in kinds.items():
-                per.setdefault(gp, []).append((tenant, tuple(sorted(ds, key=lambda d: d.version))))
+            for gp, (digest, ds) in r._custom_kinds().items():
+                per.setdefault(gp, []).append((tenant, digest, ds))
         served: list[ResourceDef] = []
         conflicts: dict[tuple[str, str], tuple[str, ...]] = {}
         for gp, defined in sorted(per.items()):
-            first = _sans_verbs(defined[0][1])
-            if all(_sans_verbs(ds) == first for _, ds in defined[1:]):
-                served.extend(defined[0][1])
+            if all(digest == defined[0][1] for _, digest, _ in defined[1:]):
+                served.extend(defined[0][2])
             else:
-                conflicts[gp] = tuple(t for t, _ in defined)
+                conflicts[gp] = tuple(t for t, _, _ in defined)
+        shared = self.shared
+        if shared._builtin_read_only is None:
+            shared._builtin_read_only = _read_only(self.builtin)
+        builtin = shared._builtin_read_only
         r = Registry.__new__(Registry)
-        builtin = _read_only(self.builtin)
         r.builtin, r.tenant, r._tenants, r.shared = builtin, ALL_TENANTS, self._tenants, self.shared
-        r._all, r.conflicts = None, conflicts
+        r._all, r.conflicts, r._kinds_digest, r._builtin_read_only = None, conflicts, None, None
         r._index((*builtin, *_read_only(tuple(served))))
         return r
+
+    def _custom_kinds(self) -> dict[tuple[str, str], tuple[bytes, tuple[ResourceDef, ...]]]:
+        """This tenant's custom kinds by (group, plural): a digest of their definitions (verbs
+        aside; keys sorted, so equal CRDs written with other key orders compare equal) and the
+        definitions. Computed once per tenant registry (a registry is replaced when its CRDs change)."""
+        if self._kinds_digest is None:
+            kinds: dict[tuple[str, str], list[ResourceDef]] = {}
+            for d in self.custom:
+                kinds.setdefault((d.group, d.plural), []).append(d)
+            out = {}
+            for gp, ds in kinds.items():
+                defs = tuple(sorted(ds, key=lambda d: d.version))
+                canon = msgspec.json.encode(tuple(msgspec.structs.replace(d, verbs=()) for d in defs), order="sorted")
+                out[gp] = (hashlib.sha256(canon).digest(), defs)
+            self._kinds_digest = out
+        return self._kinds_digest
 
     @property
     def custom(self) -> tuple[ResourceDef, ...]:
@@ -387,7 +405,7 @@ class Registry:
             return
         r = Registry.__new__(Registry)
         r.builtin, r.tenant, r._tenants, r.shared = self.builtin, tenant, self._tenants, self.shared
-        r._all, r.conflicts = None, {}
+        r._all, r.conflicts, r._kinds_digest, r._builtin_read_only = None, {}, None, None
         r._index((*self.builtin, *custom))
         self._tenants[tenant] = r
 
@@ -422,10 +440,6 @@ def _read_only(defs: tuple[ResourceDef, ...]) -> tuple[ResourceDef, ...]:
         if verbs:
             out.append(msgspec.structs.replace(d, verbs=verbs, subresources={}))
     return tuple(out)
-
-
-def _sans_verbs(defs: tuple[ResourceDef, ...]) -> tuple[ResourceDef, ...]:
-    return tuple(msgspec.structs.replace(d, verbs=()) for d in defs)
 
 
 def _version_rank(version: str) -> tuple[int, int, int]:

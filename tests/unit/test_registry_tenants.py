@@ -141,3 +141,17 @@ def test_every_tenant_serves_the_crds_that_are_the_same_everywhere() -> None:
     assert gadgets.schema == reg.for_tenant("t3").get("example.com", "v1", "gadgets").schema
     assert parse("/clusters/*/apis/example.com/v1/things", reg).kind == "conflict"
     assert parse("/clusters/t1/apis/example.com/v1/things", reg).kind == "resource"
+
+
+def test_every_tenant_compares_definitions_not_key_order() -> None:
+    reg, view = Registry(), CrdView()
+    view.attach(reg)
+    view.apply("t1", "things.example.com", crd())
+    reordered = msgspec.json.decode(crd())
+    for v in reordered["spec"]["versions"]:
+        v["schema"]["openAPIV3Schema"] = dict(reversed(list(v["schema"]["openAPIV3Schema"].items())))
+    view.apply("t2", "things.example.com", msgspec.json.encode(reordered))
+    assert reg.for_tenant("t2").get("example.com", "v1", "things").schema == \
+        reg.for_tenant("t1").get("example.com", "v1", "things").schema
+    wild = reg.for_tenant("*")
+    assert not wild.conflicts and wild.get("example.com", "v1", "things") is not None
