@@ -216,7 +216,8 @@ class _Supervisor:
                 delay = BACKOFF_FIRST_S
             log.error("jetkube worker %d (pid %d) exited with code %s; restarting it in %.1fs",
                       w.index, child.pid, _describe(code), delay)
-            await trio.sleep(delay)
+            with trio.move_on_after(delay):  # the backoff, cut short by a shutdown
+                await self.shutdown.wait()
             delay = min(delay * 2, BACKOFF_MAX_S)
 
     def terminate_all(self) -> None:
