@@ -122,11 +122,6 @@ class Child:
 REPO = Path(__file__).resolve().parent.parent
 
 
-# Every `jetkube serve` the benchmark starts is one process unless a scenario asks for workers
-# (M1/M2): the default of --workers is the number of cores.
-os.environ.setdefault("JETKUBE_WORKERS", "1")
-
-
 def child_env() -> dict[str, str]:
     """The environment for children: the repository on the path, so ``-m bench._x`` resolves."""
     env = dict(os.environ)
