@@ -292,6 +292,11 @@ async def supervise(settings: Settings, argv: list[str], workers: int) -> int:
                 await sup.shutdown.wait()
                 # Every worker drains as one gateway does; the keepers return as their workers exit.
                 sup.terminate_all()
+                # The listeners close when the last worker closes its copy (after the shutdown
+                # delay), so that new connections are refused then, not queued for no one.
+                for sock in (https_sock, http_sock):
+                    if sock is not None:
+                        sock.close()
                 running.cancel_scope.deadline = (trio.current_time() + settings.shutdown_delay_s
                                                  + settings.graceful_timeout_s + STOP_MARGIN_S)
             nursery.cancel_scope.cancel()
