@@ -174,3 +174,39 @@ async def test_a_worker_failing_at_start_ends_the_server_with_its_code(tmp_path:
     assert done.returncode == 2, done.stderr.decode()[-2000:]
     assert b"jetkube ready" not in done.stdout
     assert b"--at 999999" in done.stderr
+
+
+async def test_sigterm_drains_every_worker_then_the_port_refuses(tmp_path: Path, nats_url: str) -> None:
+    with trio.fail_after(60):
+        proc, line = await spawn_serve(tmp_path / "jk", "--workers", "2", "--nats-url", nats_url,
+                                       "--shutdown-delay-duration", "5")
+    serve = Serve(proc, line, tmp_path / "jk")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        draining: set[int] = set()
+
+        async def both_draining() -> bool:  # each worker: /readyz 503 while it still serves
+            async with serve.client() as c:
+                r = await c.get("/readyz")
+            if r.status_code == 503:
+                draining.add(_worker(r)[0])
+            return draining == {0, 1}
+
+        with trio.fail_after(5):
+            await poll_until(both_draining)
+
+        async def refused() -> bool:  # then the listeners close: refused at once, not queued
+            try:
+                async with serve.client() as c:
+                    await c.get("/readyz")
+            except httpx.ConnectError:
+                return True
+            return False
+
+        with trio.fail_after(30):
+            await poll_until(refused)
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
