@@ -8,6 +8,8 @@ Run as ``python -m bench._noop PORT_FILE``: binds 127.0.0.1 on a free port and w
 ``--quart`` serves the same body from a quart-trio app instead (informational: the framework's share).
 ``--big FILE`` answers every request with that file's bytes instead (B4's transfer floor: what it
 costs hypercorn and the client to move a LIST body of that size, with nothing to build).
+``--workers N`` (M1/M2's ceiling): hypercorn's own N trio worker processes (``hypercorn.run``), on
+one socket bound here and handed to them, as ``jetkube serve --workers N`` does.
 """
 
 from __future__ import annotations
@@ -81,7 +83,31 @@ async def main(port_file: str, use_quart: bool) -> None:
         Path(port_file).write_text(port)
 
 
+def main_workers(port_file: str, workers: int) -> None:
+    import socket
+
+    from hypercorn.run import run
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    config = Config()
+    config.bind = [f"fd://{sock.fileno()}"]
+    config.keep_alive_timeout = 75
+    config.accesslog = None
+    config.workers = workers
+    config.worker_class = "trio"
+    config.application_path = "bench._noop:app"
+    Path(port_file).write_text(str(sock.getsockname()[1]))
+    run(config)
+
+
 if __name__ == "__main__":
+    if "--workers" in sys.argv:
+        main_workers(sys.argv[1], int(sys.argv[sys.argv.index("--workers") + 1]))
+        sys.exit(0)
     if "--big" in sys.argv:
         _BIG.append(Path(sys.argv[sys.argv.index("--big") + 1]).read_bytes())
     trio.run(main, sys.argv[1], "--quart" in sys.argv[2:])

@@ -171,7 +171,7 @@ class Gateway:
 
 async def start_gateway(children: Children, name: str, data_dir: Path, nats_url: str, *,
                         pki_from: Path | None = None, timeout_s: float = 120.0,
-                        extra_args: tuple[str, ...] = ()) -> Gateway:
+                        extra_args: tuple[str, ...] = (), workers: int = 1) -> Gateway:
     """``jetkube serve`` on loopback (plain HTTP on a free insecure port); wait for its ready line.
 
     ``ready_s`` is the time from spawn to the ready line (process start, imports, stream setup,
@@ -182,7 +182,7 @@ async def start_gateway(children: Children, name: str, data_dir: Path, nats_url:
         shutil.copytree(pki_from, data_dir / "pki")
     log_path = data_dir / "stderr.log"
     argv = [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-            "--port", "0", "--insecure-port", "0", "--nats-url", nats_url, *extra_args]
+            "--port", "0", "--insecure-port", "0", "--nats-url", nats_url, "--workers", str(workers), *extra_args]
     err = open(log_path, "wb")  # noqa: SIM115, ASYNC230 - handed to the child
     t0 = time.monotonic()
     try:
@@ -233,6 +233,17 @@ def stop_popen(p: subprocess.Popen[Any], timeout_s: float = 15.0) -> None:
 async def stop_gateway(children: Children, gw: Gateway) -> None:
     await trio.to_thread.run_sync(stop_popen, gw.popen)
     children.discard(gw.pid)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of a process (a gateway's or a no-op server's workers)."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
 
 
 def find_pid(cmdline_part: str) -> int | None:

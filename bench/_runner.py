@@ -51,7 +51,7 @@ from ._util import (
 )
 
 ALL = ["C1", "B1", "B1A", "B2", "B3", "BP", "BR", "BC", "BS", "C2", "B5", "B4", "B7", "B10", "B6", "B11", "B8", "B9",
-       "B12", "B13", "B11X", "F1"]
+       "B12", "B13", "B11X", "F1", "M1", "M2"]
 NEEDS_C1 = {"B1", "B1A", "B2", "B3", "BP", "BR"}
 
 
@@ -1205,6 +1205,10 @@ class Bench:
             await s("B6", "watch fan-out", self.header("B6"), self.b6, self.p.b6_s + self.p.b6_grace_s + 300)
         if self.want("B11"):
             await s("B11", "two gateway processes", self.header("B11"), self.b11, 180)
+        if self.want("M1") or self.want("M2"):
+            from . import _mworkers
+            await s("M1/M2", "serve --workers = cores vs hypercorn workers", _mworkers.header(self),
+                    lambda: _mworkers.run(self), 240)
         if _profile.py_spy() and (self.want("B1") or self.want("B2") or self.want("B6")):
             await s("profile", "py-spy of the gateway under B1, B2 and B6 load",
                     f"{self.p.profile_s:.0f}s each, outside the measured runs; fan-out: "

@@ -7,7 +7,14 @@ from ._auth import NatsAuth, redact_url, server_urls
 from ._bridge import Bridge, Reply, open_bridge
 from ._broadcast import Broadcast
 from ._cursor import LeasedCursor
-from ._embedded import cluster_node_config, free_port, nats_server_binary, run_nats_server
+from ._embedded import (
+    BoundChild,
+    cluster_node_config,
+    free_port,
+    nats_server_binary,
+    run_nats_server,
+    spawn_bound,
+)
 from ._encryption import EncryptionConfig, EncryptionConfigError, UndecryptableMessage
 from ._errors import (
     BusClosed,
@@ -58,6 +65,7 @@ __all__ = [
     "FAST_BUCKETS",
     "ROOT_TENANT",
     "Actor",
+    "BoundChild",
     "Bridge",
     "Broadcast",
     "BusClosed",
@@ -108,6 +116,7 @@ __all__ = [
     "server_urls",
     "snapshot_name",
     "snapshot_seq",
+    "spawn_bound",
     "system_subject",
     "tenant_of_token",
     "tenant_token",

@@ -33,7 +33,7 @@ import sysconfig
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import trio
 
@@ -99,7 +99,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-async def _wait_listening(host: str, port: int, child: _Child, timeout_s: float) -> None:
+async def _wait_listening(host: str, port: int, child: BoundChild, timeout_s: float) -> None:
     with trio.fail_after(timeout_s):
         delay = 0.01
         while True:
@@ -172,12 +172,18 @@ def _open_lock_file(store: Path) -> BinaryIO:
     return open(store / "LOCK", "a+b")  # held open (and locked) for the server's lifetime
 
 
-class _Child:
+class BoundChild:
+    """A child process bound to its owner (:func:`spawn_bound`); :meth:`wait` waits on its pidfd."""
+
     __slots__ = ("pidfd", "popen")
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self.popen = popen
         self.pidfd = os.pidfd_open(popen.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
 
     async def wait(self) -> int:
         await trio.lowlevel.wait_readable(self.pidfd)
@@ -187,8 +193,12 @@ class _Child:
         os.close(self.pidfd)
 
 
-def _spawn(argv: list[str], log_path: Path, lock_fd: int) -> _Child:
-    """Fork and exec nats-server from this (the trio) thread; see the module docstring."""
+def spawn_bound(argv: list[str], *, pass_fds: tuple[int, ...] = (), stdout: Any = None, stderr: Any = None,
+                env: dict[str, str] | None = None) -> BoundChild:
+    """Fork and exec ``argv`` from this (the trio) thread, bound to this process: the kernel sends
+    it SIGTERM when this thread dies (``PR_SET_PDEATHSIG``; see the module docstring), and it runs
+    in its own session (terminal signals go to its owner, which stops it). Used for nats-server and
+    for ``jetkube serve --workers`` (gateway/_workers.py)."""
     parent = os.getpid()
     prctl = _libc.prctl if _libc is not None else None
 
@@ -198,11 +208,15 @@ def _spawn(argv: list[str], log_path: Path, lock_fd: int) -> _Child:
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
+    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, pass_fds=pass_fds,
+                             env=env, preexec_fn=in_child,  # noqa: PLW1509 - see the module docstring
+                             start_new_session=True)
+    return BoundChild(popen)
+
+
+def _spawn(argv: list[str], log_path: Path, lock_fd: int) -> BoundChild:
     with open(log_path, "ab") as out:
-        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                 pass_fds=(lock_fd,), preexec_fn=in_child,  # noqa: PLW1509 - see docstring
-                                 start_new_session=True)  # terminal signals go to jetkube, which stops it
-    return _Child(popen)
+        return spawn_bound(argv, pass_fds=(lock_fd,), stdout=out, stderr=subprocess.STDOUT)
 
 
 async def _supervise(store: Path, conf: Path, lock: BinaryIO, host: str, port: int, ready_timeout_s: float,
@@ -238,7 +252,7 @@ async def _supervise(store: Path, conf: Path, lock: BinaryIO, host: str, port: i
         await trio.sleep(restart_delay_s)
 
 
-async def _stop(child: _Child) -> None:
+async def _stop(child: BoundChild) -> None:
     if child.popen.poll() is not None:
         return
     child.popen.terminate()

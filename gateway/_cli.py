@@ -32,6 +32,7 @@ from ._settings import (
     load_encryption_config,
     load_tracing_config,
 )
+from ._workers import WorkerLink, default_workers, supervise
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,6 +141,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
     s.add_argument("--service-node-port-range", default="30000-32767",
                    help="ports for NodePort Services, <first>-<last> inclusive")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="gateway processes serving the same port, each with its own NATS connection and "
+                        "projection, supervised by this one (restarted if one dies); default: $JETKUBE_WORKERS, "
+                        "else the number of cores. 1: this process serves, alone")
     s.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
     s.add_argument("--log-format", choices=LOG_FORMATS, default="json",
@@ -250,7 +255,7 @@ async def _dev_cluster(args: argparse.Namespace) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def _main(settings: Settings) -> None:
+async def _main(settings: Settings, worker: WorkerLink | None = None) -> None:
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
 
@@ -262,10 +267,13 @@ async def _main(settings: Settings) -> None:
 
         nursery.start_soon(on_signals)
         running = await nursery.start(lambda task_status: serve(settings, shutdown=shutdown,  # type: ignore
-                                                                task_status=task_status))
-        extra = f" http={running.http_url}" if running.http_url else ""
-        print(f"jetkube ready: https={running.https_url}{extra} kubeconfig={running.kubeconfig} "
-              f"nats={redact_url(running.nats_url)}", flush=True)
+                                                                worker=worker, task_status=task_status))
+        if worker is not None:
+            worker.ready()  # the parent prints the ready line once every worker is ready
+        else:
+            extra = f" http={running.http_url}" if running.http_url else ""
+            print(f"jetkube ready: https={running.https_url}{extra} kubeconfig={running.kubeconfig} "
+                  f"nats={redact_url(running.nats_url)}", flush=True)
         await shutdown.wait()
         nursery.cancel_scope.deadline = (trio.current_time() + settings.shutdown_delay_s
                                          + settings.graceful_timeout_s + 10)
@@ -356,6 +364,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     if args.command == "dev-cluster":
         configure_logging(args.log_level, "text", "errors")
@@ -382,10 +391,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = settings_from_args(args)
     configure_logging(settings.log_level, settings.log_format, settings.request_log)
+    worker = WorkerLink.from_env()
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise SystemExit("jetkube serve: --workers must be at least 1")
     code = 0
     try:
         try:
-            trio.run(_main, settings)
+            if worker is not None:
+                trio.run(_main, worker.settings(settings), worker)
+            elif workers > 1:
+                code = trio.run(supervise, settings, argv, workers)
+            else:
+                trio.run(_main, settings)
         except* StreamMismatch as eg:  # an operator's decision to make: say what and how, no traceback
             print(f"jetkube: {eg.exceptions[0]}", file=sys.stderr)
             code = 2

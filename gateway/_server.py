@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.trio import serve as hypercorn_serve
@@ -52,6 +52,9 @@ from ._audit_webhook import AuditForwarder, load_webhook_config
 from ._pki import Pki, ensure_data_dir, ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._settings import AuthenticationSetup, Settings, issuer_keys, load_authentication_config
 
+if TYPE_CHECKING:
+    from ._workers import WorkerLink
+
 log = logging.getLogger("jetkube")
 
 
@@ -67,11 +70,14 @@ class Running:
 
 
 async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_exporter: Any = None,
+                worker: WorkerLink | None = None,
                 task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
     """Run until ``shutdown`` is set (or the task is cancelled); report :class:`Running` when ready.
 
     ``span_exporter`` (tests): an OpenTelemetry ``SpanExporter`` used instead of OTLP when
-    ``settings.tracing`` is set."""
+    ``settings.tracing`` is set. ``worker``: this is one of ``serve --workers N``'s processes
+    (gateway/_workers.py): it serves the listening sockets its parent bound, and leaves the
+    kubeconfig to the parent."""
     data_dir = Path(settings.data_dir)
     pki, tokens, signing_key, ca_pem, client_ca, proxy_ca = await trio.to_thread.run_sync(_first_start, settings)
     authn = AuthenticationSetup()
@@ -156,12 +162,14 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             if retention.enabled and not settings.read_only:
                 ctx.metrics.retention = RetentionStats()
                 await nursery.start(run_retention, log_, retention, ctx.metrics.retention)
-            app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)))
+            app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)),
+                           header=worker.header if worker is not None else None)
             config = _hypercorn_ext.ClientCertConfig()  # requests client certificates
-            config.bind = [f"{settings.host}:{settings.port}"]
+            config.bind = [f"{settings.host}:{settings.port}" if worker is None else f"fd://{worker.https_fd}"]
             config.certfile, config.keyfile = str(pki.cert), str(pki.key)
             if settings.insecure_port is not None:
-                config.insecure_bind = [f"{settings.host}:{settings.insecure_port}"]
+                config.insecure_bind = [f"{settings.host}:{settings.insecure_port}" if worker is None
+                                        else f"fd://{worker.http_fd}"]
             config.graceful_timeout = settings.graceful_timeout_s
             config.keep_alive_timeout = 75
             config.accesslog = None
@@ -179,8 +187,9 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             http = next((b for b in binds if b.startswith("http://")), None)
             ctx.server_address = https.removeprefix("https://")
             kubeconfig = Path(settings.kubeconfig) if settings.kubeconfig else data_dir / "kubeconfig"
-            write_kubeconfig(kubeconfig, server=https, ca_cert=pki.ca_cert, token=pki.admin_token,
-                             client_cert=pki.admin_cert, client_key=pki.admin_key)
+            if worker is None:  # a worker's parent writes it, once
+                write_kubeconfig(kubeconfig, server=https, ca_cert=pki.ca_cert, token=pki.admin_token,
+                                 client_cert=pki.admin_cert, client_key=pki.admin_key)
             task_status.started(Running(https, http, kubeconfig, nats_url, pki.admin_token))
             await shutdown.wait()
             # Readiness turns off first; the listeners keep serving for the shutdown delay (a load
@@ -208,10 +217,12 @@ def _snapshot_settings(settings: Settings) -> SnapshotSettings | None:
 
 class InFlight:
     """An ASGI wrapper that counts the HTTP requests being served, so shutdown can tell when every
-    response is complete (the ASGI call returns after the last byte of the body was sent)."""
+    response is complete (the ASGI call returns after the last byte of the body was sent).
+    ``header``: one more response header on every answer (a worker's ``x-jetkube-worker``)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, header: tuple[bytes, bytes] | None = None) -> None:
         self.app = app
+        self.header = header
         self.active = 0
         self._idle = trio.Event()
         self._idle.set()
@@ -223,7 +234,10 @@ class InFlight:
         if self.active == 1:
             self._idle = trio.Event()
         try:
-            await self.app(scope, receive, send)
+            if self.header is None:
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, partial(_with_header, send, self.header))
         finally:
             self.active -= 1
             if self.active == 0:
@@ -233,6 +247,12 @@ class InFlight:
         """Wait until no request is being served."""
         while self.active:
             await self._idle.wait()
+
+
+async def _with_header(send: Any, header: tuple[bytes, bytes], message: Any) -> None:
+    if message["type"] == "http.response.start":
+        message = {**message, "headers": [*message.get("headers", ()), header]}
+    await send(message)
 
 
 async def _refresh_oidc_keys(authn: AuthenticationSetup, interval_s: float) -> None:

@@ -19,6 +19,10 @@ from bus import run_nats_server
 from gateway import Running, Settings, serve
 from tests.natscluster import NatsCluster, run_nats_cluster
 
+# Every `jetkube serve` the suite starts is one process (the default of --workers is the number of
+# cores), as before --workers existed; tests of workers pass --workers.
+os.environ["JETKUBE_WORKERS"] = "1"
+
 
 @pytest.fixture
 async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
@@ -41,7 +45,7 @@ async def spawn_serve(data_dir: Path, *args: str) -> tuple[trio.Process, str]:
     line. The caller bounds it with ``trio.fail_after`` and stops the process."""
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--port", "0",
-         "--insecure-port", "0", *args], stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+         "--insecure-port", "0", "--workers", "1", *args], stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         buf = b""
         assert proc.stdout is not None

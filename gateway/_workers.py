@@ -1,0 +1,303 @@
+"""``jetkube serve --workers N``: N gateway processes serving one listening socket, supervised by
+the process the operator started.
+
+The parent (:func:`supervise`) does what happens once per server, then runs the workers:
+
+1. the data directory, the PKI, the tokens and the service-account key (``_server._first_start``),
+   before any worker starts: every worker reads the same files, so every worker accepts the same
+   kubeconfig, tokens and client certificates;
+2. the listening sockets (HTTPS, and plain HTTP with ``--insecure-port``), bound once;
+3. the embedded nats-server (unless ``--nats-url``), started once and stopped last;
+4. N workers: ``python -m gateway serve`` with the same flags and ``JETKUBE_WORKER`` in their
+   environment (:class:`WorkerLink`: the inherited socket fds, the NATS URL, the worker's index).
+   hypercorn serves the inherited sockets as ``fd://N`` binds. Each worker is a whole gateway: its
+   own NATS connection, projection, actors and /metrics registry. N workers are N gateways on one
+   NATS, which the system already supports: what must run once per cluster holds a lease (the
+   snapshot writer, the audit webhook forwarder) and the rest is idempotent (controllers, bootstrap);
+   API Priority and Fairness's seats (--max-requests-inflight and --max-mutating-requests-inflight,
+   which are the server's) are shared out, each worker holding 1/N of them (rounded up);
+5. once every worker has said it is ready (a line on a pipe), the kubeconfig and the ready line.
+
+One socket shared by the workers, not SO_REUSEPORT (hypercorn's own ``--workers`` does the same:
+it creates the sockets once and hands them to its worker processes):
+- ``--port 0`` works: the port is bound once, by the parent, before any worker exists;
+- connections waiting to be accepted belong to the socket, not to a worker: a worker that dies or
+  restarts loses none of them (with SO_REUSEPORT the kernel resets those queued on a dead worker's
+  socket, and hashes new ones to a restarting worker as soon as it listens);
+- the cost: the kernel does not spread connections by hash; whichever worker is waiting in accept
+  takes the next one, so a busy worker takes fewer. The test shows both workers serving.
+
+Supervision: a worker that exits is logged with its exit code and restarted after a backoff (0.5 s,
+doubling up to 30 s; back to 0.5 s after a worker lived 60 s). A worker that fails before the
+server was first ready ends the server with its exit code (a bad flag, a stream mismatch: another
+try would fail the same way). SIGTERM or SIGINT: every worker gets SIGTERM and drains as a single
+gateway does (readiness 503, the shutdown delay, watches ended, the graceful window); one still
+alive after that plus 10 s is killed; the embedded nats-server stops last. The workers are bound to
+the parent (``bus.spawn_bound``: ``PR_SET_PDEATHSIG``): if it is killed they get SIGTERM and drain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+from hypercorn.utils import repr_socket_addr
+
+from bus import BoundChild, NatsAuth, redact_url, run_nats_server, spawn_bound
+
+from ._pki import write_kubeconfig
+from ._server import _first_start
+from ._settings import Settings
+
+log = logging.getLogger("jetkube")
+
+ENV = "JETKUBE_WORKER"  # set by the parent in each worker's environment: a JSON WorkerLink
+DEFAULT_ENV = "JETKUBE_WORKERS"  # the default of --workers (else the cores this process may run on)
+HEADER = b"x-jetkube-worker"  # on every answer of a worker: "<index> pid=<pid>"
+BACKOFF_FIRST_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 0.5, 30.0, 60.0
+STOP_MARGIN_S = 10.0
+
+
+def default_workers() -> int:
+    """``$JETKUBE_WORKERS`` if set, else the number of cores this process may run on."""
+    raw = os.environ.get(DEFAULT_ENV, "").strip()
+    if raw:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SystemExit(f"jetkube serve: ${DEFAULT_ENV}={raw!r} is not a number") from None
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class WorkerLink(msgspec.Struct, frozen=True):
+    """What a worker is told by its parent (``$JETKUBE_WORKER``, JSON)."""
+
+    index: int
+    workers: int
+    https_fd: int
+    http_fd: int | None
+    ready_fd: int
+    port: int
+    insecure_port: int | None
+    nats_url: str | None  # the embedded server's URL (credentials in it); None: the flags' --nats-url
+
+    @classmethod
+    def from_env(cls) -> WorkerLink | None:
+        raw = os.environ.pop(ENV, None)
+        return msgspec.json.decode(raw, type=cls) if raw else None
+
+    def settings(self, s: Settings) -> Settings:
+        """A worker's settings: the parent's ports and NATS, and its share of APF's seats."""
+        changes: dict[str, Any] = {
+            "port": self.port, "insecure_port": self.insecure_port,
+            "max_requests_inflight": math.ceil(s.max_requests_inflight / self.workers),
+            "max_mutating_requests_inflight": math.ceil(s.max_mutating_requests_inflight / self.workers)}
+        if self.nats_url is not None:
+            changes.update(nats_url=self.nats_url, nats_auth=NatsAuth())
+        return msgspec.structs.replace(s, **changes)
+
+    @property
+    def header(self) -> tuple[bytes, bytes]:
+        return HEADER, f"{self.index} pid={os.getpid()}".encode()  # read once, by serve
+
+    def ready(self) -> None:
+        """Tell the parent this worker serves (and let go of the pipe)."""
+        try:
+            os.write(self.ready_fd, b"ready\n")
+        finally:
+            os.close(self.ready_fd)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket, as hypercorn would bind ``host:port``."""
+    host = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise SystemExit(f"jetkube serve: cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass
+class _Worker:
+    index: int
+    child: BoundChild | None = None
+
+
+class _Supervisor:
+    def __init__(self, settings: Settings, argv: list[str], workers: int, link: dict[str, Any],
+                 fds: tuple[int, ...]) -> None:
+        self.settings, self.argv, self.fds, self.link = settings, argv, fds, link
+        self.workers = [_Worker(i) for i in range(workers)]
+        self.shutdown = trio.Event()
+        self.settled = trio.Event()  # every worker ready, or the server stopping
+        self.ever_ready = False
+        self.ready_count = 0
+        self.exit_code = 0
+
+    def stop(self, code: int = 0) -> None:
+        if not self.shutdown.is_set():
+            self.exit_code = code
+        self.shutdown.set()
+        self.settled.set()
+
+    async def on_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.stop()
+                return
+
+    def _spawn(self, w: _Worker) -> tuple[BoundChild, int]:
+        r, wfd = os.pipe()
+        try:
+            env = {**os.environ, ENV: json.dumps({**self.link, "index": w.index, "ready_fd": wfd})}
+            child = spawn_bound([sys.executable, "-m", "gateway", *self.argv], pass_fds=(*self.fds, wfd),
+                                stdout=subprocess.DEVNULL, env=env)
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(wfd)
+        return child, r
+
+    async def keep(self, w: _Worker) -> None:
+        """Run worker ``w``, restarting it when it exits, until the server stops."""
+        delay = BACKOFF_FIRST_S
+        while not self.shutdown.is_set():
+            started = trio.current_time()
+            child, ready_r = self._spawn(w)
+            w.child = child
+            try:
+                async with trio.lowlevel.FdStream(ready_r) as stream:
+                    said = b""
+                    while b"\n" not in said:
+                        chunk = await stream.receive_some()
+                        if not chunk:
+                            break
+                        said += chunk
+                if said.startswith(b"ready"):
+                    if self.ever_ready:
+                        log.warning("jetkube worker %d (pid %d) is serving again", w.index, child.pid)
+                    else:
+                        self.ready_count += 1
+                        if self.ready_count == len(self.workers):
+                            self.ever_ready = True
+                            self.settled.set()
+                code = await child.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await _stop(child)
+                child.close()
+                w.child = None
+            if self.shutdown.is_set():
+                return
+            if not self.ever_ready:
+                log.error("jetkube worker %d (pid %d) exited with code %s before the server was ready; stopping",
+                          w.index, child.pid, _describe(code))
+                self.stop(code or 1)
+                return
+            if trio.current_time() - started >= BACKOFF_RESET_S:
+                delay = BACKOFF_FIRST_S
+            log.error("jetkube worker %d (pid %d) exited with code %s; restarting it in %.1fs",
+                      w.index, child.pid, _describe(code), delay)
+            with trio.move_on_after(delay):  # the backoff, cut short by a shutdown
+                await self.shutdown.wait()
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def terminate_all(self) -> None:
+        for w in self.workers:
+            if w.child is not None and w.child.popen.poll() is None:
+                try:
+                    w.child.popen.send_signal(signal.SIGTERM)
+                except OSError:
+                    pass
+
+
+def _describe(code: int) -> str:
+    """An exit code as the shell would say it: ``-9 (SIGKILL)`` for a signal."""
+    if code < 0:
+        try:
+            return f"{code} ({signal.Signals(-code).name})"
+        except ValueError:
+            pass
+    return str(code)
+
+
+async def _stop(child: BoundChild) -> None:
+    """Kill a worker that is still alive (the drain, if any, happened before) and reap it."""
+    if child.popen.poll() is None:
+        try:
+            child.popen.kill()
+        except OSError:
+            pass
+        with trio.move_on_after(5):
+            await child.wait()
+
+
+async def supervise(settings: Settings, argv: list[str], workers: int) -> int:
+    """The parent of ``workers`` gateway processes; ``argv`` is this ``jetkube serve`` command
+    line (the workers get the same). Returns the exit code."""
+    pki = (await trio.to_thread.run_sync(_first_start, settings))[0]
+    data_dir = Path(settings.data_dir)
+    async with AsyncExitStack() as stack:
+        https_sock = _listen(settings.host, settings.port)
+        stack.callback(https_sock.close)
+        http_sock = None
+        if settings.insecure_port is not None:
+            http_sock = _listen(settings.host, settings.insecure_port)
+            stack.callback(http_sock.close)
+        https = f"https://{repr_socket_addr(https_sock.family, https_sock.getsockname())}"
+        http = f"http://{repr_socket_addr(http_sock.family, http_sock.getsockname())}" if http_sock else None
+        nats_url, embedded = settings.nats_url, None
+        if not nats_url:
+            embedded = nats_url = await stack.enter_async_context(run_nats_server(
+                data_dir / "nats", restart_delay_s=settings.nats_restart_delay_s))
+        link = {"workers": workers, "https_fd": https_sock.fileno(),
+                "http_fd": http_sock.fileno() if http_sock else None, "port": https_sock.getsockname()[1],
+                "insecure_port": http_sock.getsockname()[1] if http_sock else None, "nats_url": embedded}
+        fds = (https_sock.fileno(), *((http_sock.fileno(),) if http_sock else ()))
+        sup = _Supervisor(settings, argv, workers, link, fds)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.on_signals)
+            async with trio.open_nursery() as running:
+                for w in sup.workers:
+                    running.start_soon(sup.keep, w)
+                await sup.settled.wait()
+                if not sup.shutdown.is_set():
+                    kubeconfig = Path(settings.kubeconfig) if settings.kubeconfig else data_dir / "kubeconfig"
+                    write_kubeconfig(kubeconfig, server=https, ca_cert=pki.ca_cert, token=pki.admin_token,
+                                     client_cert=pki.admin_cert, client_key=pki.admin_key)
+                    extra = f" http={http}" if http else ""
+                    print(f"jetkube ready: https={https}{extra} kubeconfig={kubeconfig} "
+                          f"nats={redact_url(nats_url)} workers={workers}", flush=True)
+                await sup.shutdown.wait()
+                # Every worker drains as one gateway does; the keepers return as their workers exit.
+                sup.terminate_all()
+                # The listeners close when the last worker closes its copy (after the shutdown
+                # delay), so that new connections are refused then, not queued for no one.
+                for sock in (https_sock, http_sock):
+                    if sock is not None:
+                        sock.close()
+                running.cancel_scope.deadline = (trio.current_time() + settings.shutdown_delay_s
+                                                 + settings.graceful_timeout_s + STOP_MARGIN_S)
+            nursery.cancel_scope.cancel()
+    return sup.exit_code
