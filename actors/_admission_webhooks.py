@@ -115,10 +115,11 @@ class WebhookDispatcher:
         self._versions: dict[int, tuple[tuple[ResourceDef, ...], dict[tuple[str, str], list[ResourceDef]]]] = {}
         self._cache: dict[str, tuple[tuple[int, int], list[_Hook], list[_Hook]]] = {}
         self._clients: dict[str, httpx.AsyncClient] = {}
-        #: (webhook name, "admit" | "validating") -> failures let through under failurePolicy Ignore.
-        self.fail_open: dict[tuple[str, str], int] = {}
-        #: (webhook name, "admit" | "validating", operation, code) -> requests the webhook denied.
-        self.rejections: dict[tuple[str, str, str, int], int] = {}
+        #: (webhook name, "admit" | "validating", tenant) -> failures let through under failurePolicy
+        #: Ignore. The tenant is the request's: one that exists (its webhook configurations were read).
+        self.fail_open: dict[tuple[str, str, str], int] = {}
+        #: (webhook name, "admit" | "validating", operation, code, tenant) -> requests the webhook denied.
+        self.rejections: dict[tuple[str, str, str, int, str], int] = {}
         #: The server's authorizer behind matchConditions' ``authorizer`` (None: its checks err).
         self.authorizer: Any = None
 
@@ -209,15 +210,15 @@ class WebhookDispatcher:
                 ok, err = h.conditions.evaluate(data)
             if err:
                 if h.failure_policy == "Ignore":
-                    self._count_fail_open(h, err)
+                    self._count_fail_open(h, a, err)
                     return None
                 raise Forbidden(f'failed calling webhook "{h.name}": failed evaluating match conditions, failing '
                                 f"closed: {err}")
             return view if ok else None
         return view
 
-    def _count_fail_open(self, h: _Hook, err: str) -> None:
-        key = (h.name, h.kind)
+    def _count_fail_open(self, h: _Hook, a: Attributes, err: str) -> None:
+        key = (h.name, h.kind, a.tenant)
         self.fail_open[key] = self.fail_open.get(key, 0) + 1
         log.warning("failed calling webhook %r, failing open: %s", h.name, err)
 
@@ -315,7 +316,7 @@ class WebhookDispatcher:
             return written
         except _CallError as e:
             if h.failure_policy == "Ignore":
-                self._count_fail_open(h, str(e))
+                self._count_fail_open(h, a, str(e))
                 return written
             raise InternalError(f'failed calling webhook "{h.name}": {e}') from None
 
@@ -328,7 +329,7 @@ class WebhookDispatcher:
         err = ApiError(f"{denied}: {msg}" if msg else f"{denied} without explanation")
         err.code = code
         err.reason = str(status.get("reason") or "")
-        key = (h.name, h.kind, a.operation, code)
+        key = (h.name, h.kind, a.operation, code, a.tenant)
         self.rejections[key] = self.rejections.get(key, 0) + 1
         return err
 

@@ -70,23 +70,38 @@ class FleetView:
         self.max_peers = max_peers
         self.expiry_s = expiry_s
         self.peers: dict[str, tuple[float, FleetReport]] = {}
-        self.ignored = 0  # reports dropped: undecodable, or from a peer beyond max_peers
+        # Counters (jetkube_apf_fleet_* in gateway/_metrics.py): peers' reports taken, and those
+        # dropped as undecodable or from a peer beyond max_peers; our own echoes are neither.
+        self.received = 0
+        self.invalid = 0
+        self.over_peers = 0
+
+    @property
+    def ignored(self) -> int:
+        """Reports dropped: undecodable, or from a peer beyond max_peers."""
+        return self.invalid + self.over_peers
+
+    def peer_tenants(self) -> int:
+        """Distinct tenants named in the peers' latest reports (expired ones included until the
+        next :meth:`expire`)."""
+        return len({t for _, r in self.peers.values() for t in r.tenants})
 
     def receive(self, data: bytes, now: float) -> bool:
         """Take a peer's report (our own echo and garbage are ignored)."""
         try:
             r = _decode(data)
         except msgspec.DecodeError:
-            self.ignored += 1
+            self.invalid += 1
             return False
         if r.gateway == self.gateway:
             return False
         if r.gateway not in self.peers and len(self.peers) >= self.max_peers:
             self.expire(now)
             if len(self.peers) >= self.max_peers:
-                self.ignored += 1
+                self.over_peers += 1
                 return False
         self.peers[r.gateway] = (now, r)
+        self.received += 1
         return True
 
     def expire(self, now: float) -> list[str]:
@@ -110,6 +125,19 @@ class FleetView:
         return local_server_cl + sum(r.server_cl for _, r in self.peers.values())
 
 
+class FleetStats(msgspec.Struct, frozen=True):
+    """A snapshot of :class:`FleetExchange`'s counters (``jetkube_apf_fleet_*``)."""
+
+    sent: int  # reports published
+    received: int  # peers' reports taken
+    dropped: dict[str, int]  # reports lost, by reason: unpublished (NATS disconnected), receive_queue_full
+    # (the bounded channel from NATS), invalid (undecodable), too_many_peers (beyond max_peers)
+    peers: int  # peers known (heard from within the expiry)
+    tenants_reported: int  # tenants named in this gateway's last report
+    peer_tenants: int  # distinct tenants named in the peers' latest reports
+    fleet_seats: int  # the fleet's seat budget: ours plus the live peers'
+
+
 class Publisher(Protocol):
     def publish(self, payload: bytes) -> bool: ...
 
@@ -127,13 +155,29 @@ class FleetExchange:
         self.period_s = period_s
         self.max_tenants = max_tenants
         self.view = FleetView(self.gateway, max_peers=max_peers, expiry_s=expiry_periods * period_s)
+        self.sent = 0  # reports handed to NATS
         self.unpublished = 0  # reports NATS could not take (disconnected)
+        self.last_tenants = 0  # tenants named in the last report
 
     def tick(self, now: float) -> None:
         """One period: publish, then refresh the dispatcher's fleet view (expired peers drop out)."""
-        if not self.out.publish(_encode(local_report(self.gateway, self.dispatcher, self.max_tenants))):
+        report = local_report(self.gateway, self.dispatcher, self.max_tenants)
+        self.last_tenants = len(report.tenants)
+        if self.out.publish(_encode(report)):
+            self.sent += 1
+        else:
             self.unpublished += 1
         self.dispatcher.elsewhere = self.view.held_elsewhere(now)
+
+    def stats(self) -> FleetStats:
+        """The exchange's counters and gauges, for ``/metrics``."""
+        v = self.view
+        return FleetStats(
+            sent=self.sent, received=v.received,
+            dropped={"unpublished": self.unpublished, "receive_queue_full": int(getattr(self.out, "dropped", 0)),
+                     "invalid": v.invalid, "too_many_peers": v.over_peers},
+            peers=len(v.peers), tenants_reported=self.last_tenants, peer_tenants=v.peer_tenants(),
+            fleet_seats=v.fleet_seats(self.dispatcher.server_cl))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         async with trio.open_nursery() as nursery:

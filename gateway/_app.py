@@ -34,6 +34,7 @@ from actors import (
     Allowed,
     ApiError,
     BadRequest,
+    Conflict,
     Converter,
     Forbidden,
     MethodNotAllowed,
@@ -75,6 +76,7 @@ from ._reads import (
     list_body,
     list_objects,
     parse_list_options,
+    read_at,
     resource_version_param,
     rewritten,
     scale_of,
@@ -434,7 +436,12 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         r.headers["Content-Type"] = "text/plain; charset=utf-8"
         return r
     route = parse(request.path, ctx.registry)
-    if tenant == ANY_TENANT and (route.kind != "resource" or method not in ("GET", "HEAD") or route.name):
+    if route.kind == "conflict" and method in ("GET", "HEAD"):
+        raise Conflict(route.name)  # a custom resource two tenants define differently (gateway/_routes.py)
+    if tenant == ANY_TENANT and route.kind == "unknown":
+        raise NotFound("the server could not find the requested resource")
+    if tenant == ANY_TENANT and (route.kind not in ("resource", "discovery", "version") or method not in ("GET", "HEAD")
+                                 or route.name and route.kind == "resource"):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if route.kind == "metrics" and tenant != ROOT_TENANT:
         # The server's metrics count every tenant's objects: root's alone.
@@ -531,8 +538,14 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     assert opts is not None
     if verb == "list":
         async with _read_deadline(s.request_timeout_s):
-            listed = (proj.list_tenants(storage.group, storage.plural, opts.filter) if tenant == ANY_TENANT
-                      else await list_objects(proj, tenant, storage, opts))
+            if tenant == ANY_TENANT:  # the current state, once caught up (or not older than the rv asked)
+                if (opts.match == "Exact" and opts.resource_version not in (None, "0")) or opts.continue_token:
+                    raise BadRequest("a list across logical clusters is not paginated and serves the current "
+                                     "state only: resourceVersionMatch=Exact and continue are not supported")
+                await read_at(proj, opts.resource_version)
+                listed = proj.list_tenants(storage.group, storage.plural, opts.filter)
+            else:
+                listed = await list_objects(proj, tenant, storage, opts)
         listed = await served_list(ctx.converter, listed, storage, rdef)
         if table:
             return _table_response(table_for_list(

@@ -17,8 +17,9 @@ subresource, cut back to a fixed set of paths so that no client can grow the lab
 Tenants: every ``apiserver_*`` series about requests, watches and stored objects carries kube's
 labels, unchanged, plus ``tenant`` (the logical cluster; the request's tenant once it is known to
 exist, else root, so that no client can grow the label space with made-up names). Summing over
-``tenant`` gives kube's series. ``apiserver_current_inflight_requests`` is the server's, not a
-tenant's, and has none.
+``tenant`` gives kube's series. ``apiserver_admission_webhook_*`` carry the tenant whose webhook
+configuration was called (the written object's, which exists). ``apiserver_current_inflight_requests``
+is the server's, not a tenant's, and has none.
 """
 
 from __future__ import annotations
@@ -271,6 +272,7 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         m = self.m
         yield from _flowcontrol_metrics(m)
+        yield from _fleet_metrics(m)
         yield from self._requests(m)
         yield from self._watches(m)
         yield from self._storage(m)
@@ -372,21 +374,22 @@ class _Collector:
 
     @staticmethod
     def _admission(m: ServerMetrics) -> Iterator[Metric]:
-        # kube names these counters without the "_total" suffix prometheus_client would add to a
-        # CounterMetricFamily: the samples are written under kube's names.
+        # kube names these counters without a "_total" suffix. prometheus_client writes a counter's
+        # HELP and TYPE under "<name>_total", which would leave kube's sample names without help
+        # text (promtool check metrics fails): they are exposed untyped, under kube's exact names.
         webhooks = m.pipeline.chain.webhooks
         name = "apiserver_admission_webhook_fail_open_count"
         c = Metric(name, "[ALPHA] Admission webhook fail open count, identified by name and broken out for each "
-                   "admission type (validating or admit).", "counter")
-        for (hook, kind), n in sorted(webhooks.fail_open.items()):
-            c.add_sample(name, {"name": hook, "type": kind}, n)
+                   "admission type (validating or admit).", "unknown")
+        for (hook, kind, tenant), n in sorted(webhooks.fail_open.items()):
+            c.add_sample(name, {"name": hook, "type": kind, TENANT: tenant}, n)
         yield c
         name = "apiserver_admission_webhook_rejection_count"
         c = Metric(name, "[ALPHA] Admission webhook rejection count, identified by name and broken out for each "
-                   "admission type (validating or admit) and operation.", "counter")
-        for (hook, kind, op, code), n in sorted(webhooks.rejections.items()):
+                   "admission type (validating or admit) and operation.", "unknown")
+        for (hook, kind, op, code, tenant), n in sorted(webhooks.rejections.items()):
             c.add_sample(name, {"name": hook, "type": kind, "operation": op, "error_type": "no_error",
-                                "rejection_code": str(code)}, n)
+                                "rejection_code": str(code), TENANT: tenant}, n)
         yield c
 
     @staticmethod
@@ -530,6 +533,33 @@ def _apf_wait(m: ServerMetrics, labels: tuple[str, str, str], executed: bool, se
     if h is None:
         h = m.apf_waits[key] = Histogram(APF_WAIT_BUCKETS)
     h.observe(seconds)
+
+
+def _fleet_metrics(m: ServerMetrics) -> Iterator[Metric]:
+    """``jetkube_apf_fleet_*``: the fleet-wide APF demand exchange (actors/_apf_fleet.py), when on
+    (``--apf-fleet-period`` > 0). Counts only: no label names a peer or a tenant."""
+    fleet = m.pipeline.apf_fleet if m.pipeline is not None else None
+    if fleet is None:
+        return
+    st = fleet.stats()
+    yield CounterMetricFamily("jetkube_apf_fleet_reports_sent", "Demand reports this gateway published to its "
+                              "peers (one per period).", value=st.sent)
+    yield CounterMetricFamily("jetkube_apf_fleet_reports_received", "Demand reports taken from peers (this "
+                              "gateway's own echo is not counted).", value=st.received)
+    c = CounterMetricFamily("jetkube_apf_fleet_reports_dropped", "Demand reports lost, by reason: unpublished "
+                            "(NATS disconnected), receive_queue_full (the bounded channel from NATS), invalid "
+                            "(undecodable), too_many_peers (from a peer beyond the peers kept).", labels=("reason",))
+    for reason, n in sorted(st.dropped.items()):
+        c.add_metric((reason,), n)
+    yield c
+    yield GaugeMetricFamily("jetkube_apf_fleet_peers", "Peers (other gateways) heard from within the expiry "
+                            "(3 periods).", value=st.peers)
+    yield GaugeMetricFamily("jetkube_apf_fleet_tenants_reported", "Tenants named in this gateway's last demand "
+                            "report (those holding or waiting for seats, at most 256).", value=st.tenants_reported)
+    yield GaugeMetricFamily("jetkube_apf_fleet_peer_tenants", "Distinct tenants named in the peers' latest "
+                            "demand reports.", value=st.peer_tenants)
+    yield GaugeMetricFamily("jetkube_apf_fleet_seats", "The fleet's seat budget as this gateway sees it: its own "
+                            "plus every live peer's.", value=st.fleet_seats)
 
 
 def _flowcontrol_metrics(m: ServerMetrics) -> Iterator[Metric]:

@@ -3,7 +3,9 @@
 ``/api/v1/...`` is the core group, ``/apis/<group>/<version>/...`` the others, each followed by
 ``[namespaces/<ns>/]<resource>[/<name>[/<subresource>]]``; ``/api/v1/watch/...`` is the legacy
 watch prefix. ``/clusters/<tenant>/`` in front selects a tenant (a logical cluster, kcp's layout);
-without it the tenant is root. ``/clusters/*/`` is every tenant (the system controllers' watch).
+without it the tenant is root. ``/clusters/*/`` is every tenant (the system controllers' watch): its
+kinds are ``registry.for_tenant("*")``'s, the built-in ones and each custom resource whose CRD is
+the same in every tenant that defines it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 
 @dataclass(frozen=True)
 class Route:
-    kind: str  # "resource" | "discovery" | "version" | "health" | "openapi" | "metrics" | "oidc" | "unknown"
+    # "resource" | "discovery" | "version" | "health" | "openapi" | "metrics" | "oidc" | "unknown" |
+    # "conflict" (a custom resource defined differently in two tenants, named across tenants)
+    kind: str
     rdef: ResourceDef | None = None
     group: str = ""
     version: str = ""
@@ -46,10 +50,33 @@ def parse(path: str, registry: Registry) -> Route:
     resource is routed only in the tenant whose CRD defines it."""
     tenant, path = split_tenant(path)
     parts = [p for p in path.split("/") if p]
-    r = _parse(parts, path, registry.for_tenant(tenant))
+    served = registry.for_tenant(tenant)
+    r = _parse(parts, path, served)
+    if r.kind == "unknown" and served.conflicts:
+        r = _conflict(parts, r, served)
     if tenant != ROOT_TENANT:
         r = Route(**{**r.__dict__, "tenant": tenant})
     return r
+
+
+def _conflict(parts: list[str], r: Route, served: Registry) -> Route:
+    """``/clusters/*/`` naming a custom resource two tenants define differently (not served across
+    tenants, ``Registry.conflicts``): a "conflict" route whose ``name`` is the message, so that it is
+    answered as such rather than as an unknown path."""
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if rest[:1] == ["watch"]:
+        rest = rest[1:]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    tenants = served.conflicts.get((r.group, rest[0])) if rest else None
+    if tenants is None:
+        return r
+    gr = f"{rest[0]}.{r.group}" if r.group else rest[0]
+    listed = ", ".join(f'"{t}"' for t in tenants)
+    return Route("conflict", group=r.group, version=r.version, path=r.path,
+                 name=f"{gr} cannot be listed or watched across logical clusters: its "
+                      f"CustomResourceDefinition differs between the logical clusters {listed} (served across "
+                      f"logical clusters only when it is the same in every logical cluster that defines it)")
 
 
 def _parse(parts: list[str], path: str, registry: Registry) -> Route:

@@ -7,6 +7,7 @@ side, keyed by ``(group, resource)``. The built-in definitions below are the kin
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import msgspec
@@ -285,6 +286,10 @@ BUILTIN: tuple[ResourceDef, ...] = (
 )
 
 
+#: The tenant of ``/clusters/*/``: every tenant at once (``bus.ANY_TENANT``; kcp's wildcard cluster).
+ALL_TENANTS = "*"
+
+
 class Registry:
     """Lookup of served resources by (group, version, plural) and by (group, plural): the kinds of
     one tenant (logical cluster).
@@ -303,6 +308,14 @@ class Registry:
         # tenant's, so that any of them can look up another tenant's.
         self._tenants: dict[str, Registry] = {}
         self.shared = self
+        # The every-tenants registry (``for_tenant(ALL_TENANTS)``), built on first use after a
+        # change of any tenant's kinds; kept on the shared registry only.
+        self._all: Registry | None = None
+        # (group, plural) -> the tenants whose CRDs define it differently (the every-tenants
+        # registry's only: those kinds are not served across tenants).
+        self.conflicts: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._kinds_digest: dict[tuple[str, str], tuple[bytes, tuple[ResourceDef, ...]]] | None = None
+        self._builtin_read_only: tuple[ResourceDef, ...] | None = None  # the shared registry's
         self._index(defs)
 
     def _index(self, defs: tuple[ResourceDef, ...]) -> None:
@@ -315,8 +328,62 @@ class Registry:
 
     def for_tenant(self, tenant: str) -> Registry:
         """The kinds served in ``tenant``: its own registry when it has established CRDs, else the
-        shared one (built-in kinds only)."""
+        shared one (built-in kinds only). ``ALL_TENANTS`` (``*``): the kinds served across every
+        tenant (:meth:`_every_tenant`)."""
+        if tenant == ALL_TENANTS:
+            shared = self.shared
+            if shared._all is None:
+                shared._all = shared._every_tenant()
+            return shared._all
         return self._tenants.get(tenant, self.shared)
+
+    def _every_tenant(self) -> Registry:
+        """The registry of ``/clusters/*/`` (kcp's wildcard cluster): the built-in kinds, and every
+        custom resource (group, plural) whose CRD is the same in every tenant that serves it (one
+        tenant's alone, or several tenants' with equal definitions: every served version's schema,
+        names, scope, subresources, printer columns and conversion). A (group, plural) that two
+        tenants define differently is not served (noted in ``conflicts``): one list or watch
+        cannot honestly show objects of two schemas as one kind. kcp decides the same way for a
+        CRD created in several workspaces (its wildcard CRD lookup answers only when every such
+        CRD's spec is equal). The verbs are not compared: a terminating CRD (no create) still
+        serves its kind's list and watch, the only verbs served across tenants (the definitions
+        here have those only, and no subresources, so that discovery says what is served)."""
+        per: dict[tuple[str, str], list[tuple[str, bytes, tuple[ResourceDef, ...]]]] = {}
+        for tenant, r in sorted(self._tenants.items()):
+            for gp, (digest, ds) in r._custom_kinds().items():
+                per.setdefault(gp, []).append((tenant, digest, ds))
+        served: list[ResourceDef] = []
+        conflicts: dict[tuple[str, str], tuple[str, ...]] = {}
+        for gp, defined in sorted(per.items()):
+            if all(digest == defined[0][1] for _, digest, _ in defined[1:]):
+                served.extend(defined[0][2])
+            else:
+                conflicts[gp] = tuple(t for t, _, _ in defined)
+        shared = self.shared
+        if shared._builtin_read_only is None:
+            shared._builtin_read_only = _read_only(self.builtin)
+        builtin = shared._builtin_read_only
+        r = Registry.__new__(Registry)
+        r.builtin, r.tenant, r._tenants, r.shared = builtin, ALL_TENANTS, self._tenants, self.shared
+        r._all, r.conflicts, r._kinds_digest, r._builtin_read_only = None, conflicts, None, None
+        r._index((*builtin, *_read_only(tuple(served))))
+        return r
+
+    def _custom_kinds(self) -> dict[tuple[str, str], tuple[bytes, tuple[ResourceDef, ...]]]:
+        """This tenant's custom kinds by (group, plural): a digest of their definitions (verbs
+        aside; keys sorted, so equal CRDs written with other key orders compare equal) and the
+        definitions. Computed once per tenant registry (a registry is replaced when its CRDs change)."""
+        if self._kinds_digest is None:
+            kinds: dict[tuple[str, str], list[ResourceDef]] = {}
+            for d in self.custom:
+                kinds.setdefault((d.group, d.plural), []).append(d)
+            out = {}
+            for gp, ds in kinds.items():
+                defs = tuple(sorted(ds, key=lambda d: d.version))
+                canon = msgspec.json.encode(tuple(msgspec.structs.replace(d, verbs=()) for d in defs), order="sorted")
+                out[gp] = (hashlib.sha256(canon).digest(), defs)
+            self._kinds_digest = out
+        return self._kinds_digest
 
     @property
     def custom(self) -> tuple[ResourceDef, ...]:
@@ -332,11 +399,13 @@ class Registry:
         previous set; an empty set drops the tenant's registry): called by the projection's CRD
         view whenever an established CRD of that tenant changes. Readers holding the tenant's
         previous registry keep a consistent (older) set."""
+        self.shared._all = None  # the every-tenants registry is rebuilt on its next use
         if not custom:
             self._tenants.pop(tenant, None)
             return
         r = Registry.__new__(Registry)
         r.builtin, r.tenant, r._tenants, r.shared = self.builtin, tenant, self._tenants, self.shared
+        r._all, r.conflicts, r._kinds_digest, r._builtin_read_only = None, {}, None, None
         r._index((*self.builtin, *custom))
         self._tenants[tenant] = r
 
@@ -360,6 +429,17 @@ class Registry:
             if d.version not in out[d.group]:
                 out[d.group].append(d.version)
         return out
+
+
+def _read_only(defs: tuple[ResourceDef, ...]) -> tuple[ResourceDef, ...]:
+    """``defs`` as served across tenants: list and watch only, no subresources (discovery says so);
+    kinds that cannot be listed (reviews, bindings) are left out."""
+    out = []
+    for d in defs:
+        verbs = tuple(v for v in d.verbs if v in ("list", "watch"))
+        if verbs:
+            out.append(msgspec.structs.replace(d, verbs=verbs, subresources={}))
+    return tuple(out)
 
 
 def _version_rank(version: str) -> tuple[int, int, int]:

@@ -149,10 +149,10 @@ async def test_failure_policy_timeout_and_crash(start_server: StartServer, wh: W
         r = await api.post(PODS, json=pod("fine"))
         assert r.status_code == 201, r.text
         metrics = (await api.get("/metrics")).text
-        assert ('apiserver_admission_webhook_fail_open_count{name="bad-json.example.com",type="validating"} 3.0'
-                in metrics), metrics
-        assert 'apiserver_admission_webhook_fail_open_count{name="unreachable.example.com",type="validating"}' \
-            in metrics
+        assert ('apiserver_admission_webhook_fail_open_count{name="bad-json.example.com",tenant="root",'
+                'type="validating"} 3.0' in metrics), metrics
+        assert ('apiserver_admission_webhook_fail_open_count{name="unreachable.example.com",tenant="root",'
+                'type="validating"}') in metrics
 
 
 async def test_dry_run_delete_and_deletecollection(start_server: StartServer, wh: WebhookServer) -> None:
@@ -232,7 +232,63 @@ async def test_webhook_denial_without_reason_omits_it(start_server: StartServer,
             assert "reason" not in r.json() and r.json()["code"] == 400
         metrics = (await api.get("/metrics")).text
         assert ('apiserver_admission_webhook_rejection_count{error_type="no_error",name="nocode.example.com",'
-                'operation="CREATE",rejection_code="400",type="validating"} 3.0') in metrics
+                'operation="CREATE",rejection_code="400",tenant="root",type="validating"} 3.0') in metrics
+
+
+async def test_webhook_counters_carry_the_tenant(start_server: StartServer, wh: WebhookServer) -> None:
+    """apiserver_admission_webhook_* are labelled with the tenant whose configuration called the
+    webhook (as the other apiserver_* series), beside kube's labels; promtool finds the text clean."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.integration.test_metrics import promtool
+    from tests.integration.test_tenancy import create_tenant, t
+
+    tool = await promtool()
+    async with client_for(await start_server()) as api:
+        with trio.fail_after(60):
+            for tenant in ("t1", "t2"):
+                await create_tenant(api, tenant)
+
+                async def sa(tenant: str = tenant) -> bool:
+                    r = await api.get(t(tenant, "/api/v1/namespaces/default/serviceaccounts/default"))
+                    return r.status_code == 200
+                await poll_until(sa)
+            await configure(api, "ValidatingWebhookConfiguration", "v", hook(wh, "nocode.example.com", "/deny-nocode"))
+            for tenant, deny in (("t1", True), ("t2", False)):
+                hooks = [hook(wh, "nocode.example.com", "/deny-nocode") if deny else
+                         hook(wh, "unreachable.example.com", "/x", failurePolicy="Ignore",
+                              clientConfig={"url": "https://127.0.0.1:1/x", "caBundle": wh.ca_bundle})]
+                r = await api.post(t(tenant, f"{REG}/validatingwebhookconfigurations"), json={
+                    "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+                    "metadata": {"name": "v"}, "webhooks": hooks})
+                assert r.status_code == 201, r.text
+            r = await api.post(PODS, json=pod("root0"))  # root's deny
+            assert r.status_code == 400, r.text
+            for i in range(3):
+                assert (await api.post(t("t1", PODS), json=pod(f"a{i}"))).status_code == 400
+            for i in range(2):
+                r = await api.post(t("t2", PODS), json=pod(f"b{i}"))
+                assert r.status_code == 201, r.text
+            text = (await api.get("/metrics")).text
+    # Every sample (not Scrape: these counters' samples are named without the family's "_total",
+    # so the parser makes a family of each, and a dict of families by name keeps the last one).
+    samples = {(x.name, frozenset(x.labels.items())): x.value
+               for f in text_string_to_metric_families(text) for x in f.samples}
+
+    def value(metric: str, **labels: str) -> float:
+        return samples[(metric, frozenset(labels.items()))]
+
+    rejected = {"name": "nocode.example.com", "type": "validating", "operation": "CREATE", "error_type": "no_error",
+                "rejection_code": "400"}
+    assert value("apiserver_admission_webhook_rejection_count", **rejected, tenant="root") == 1
+    assert value("apiserver_admission_webhook_rejection_count", **rejected, tenant="t1") == 3
+    ignored = {"name": "unreachable.example.com", "type": "validating"}
+    assert value("apiserver_admission_webhook_fail_open_count", **ignored, tenant="t2") == 2
+    assert not any(n.startswith("apiserver_admission_webhook_") and "tenant" not in dict(ls) for n, ls in samples)
+    with trio.fail_after(30):
+        lint = await trio.run_process([tool, "check", "metrics"], stdin=text.encode(), capture_stdout=True,
+                                      capture_stderr=True, check=False)
+    assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), lint.stdout + lint.stderr
 
 
 async def test_match_policy_equivalent_sees_the_converted_object(start_server: StartServer,

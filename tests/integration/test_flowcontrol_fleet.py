@@ -104,3 +104,67 @@ async def test_flooding_tenant_gets_its_fleet_share(start_server: StartServer, t
     assert b1 + a1 > 30 and a2 > 15, served
     assert b1 / (a1 + b1) > 0.7, served
     assert (a1 + a2) / (a1 + a2 + b1) < 0.65, served
+
+
+async def test_fleet_exchange_metrics_move(start_server: StartServer, tmp_path: Path) -> None:
+    """jetkube_apf_fleet_* on two gateways: reports sent and received every period, the peer known,
+    the tenants a flood makes each gateway report (and the other hear of); promtool finds it clean."""
+    from tests.integration.test_metrics import Scrape, promtool
+
+    tool = await promtool()
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(TOKENS)
+    opts = {"token_file": str(tokens), "max_requests_inflight": 1, "max_mutating_requests_inflight": 1,
+            "apf_fleet_period_s": 0.2}
+    g1, g2 = await start_server(**opts), await start_server(**opts)
+    assert g1.http_url is not None
+    async with client_for(g1) as admin1, client_for(g2) as admin2:
+        await create_tenant(admin1, "ta", wait_on=[admin1, admin2])
+        with trio.fail_after(60):
+            await _prepare(admin1, "ta", "alice", 100)
+
+            async def scrape(admin: httpx.AsyncClient) -> Scrape:
+                r = await admin.get("/metrics")
+                assert r.status_code == 200, r.text
+                return Scrape(r.text)
+
+            first = [await scrape(a) for a in (admin1, admin2)]
+            for s in first:
+                assert s.value("jetkube_apf_fleet_peers") == 1
+                assert s.value("jetkube_apf_fleet_seats") == 4  # 2 seats each
+                assert {s.value("jetkube_apf_fleet_reports_dropped_total", reason=r)
+                        for r in ("unpublished", "receive_queue_full", "invalid", "too_many_peers")} == {0}
+
+            # Both keep sending and receiving.
+            async def moved() -> bool:
+                now = [await scrape(a) for a in (admin1, admin2)]
+                return all(n.value(f"jetkube_apf_fleet_reports_{k}_total") >= f.value(
+                    f"jetkube_apf_fleet_reports_{k}_total") + 3 for n, f in zip(now, first) for k in ("sent", "received"))
+            await poll_until(moved)
+
+            # A flood of LISTs in ta on g1: g1 reports the tenant, g2 hears of it.
+            seen = {"reported": 0.0, "heard": 0.0}
+
+            async def flood() -> None:
+                async with httpx.AsyncClient(base_url=g1.http_url, headers={"Authorization": "Bearer alice-token"},
+                                             timeout=60) as c:
+                    while True:
+                        r = await c.get("/clusters/ta/api/v1/namespaces/default/configmaps")
+                        assert r.status_code in (200, 429), r.text
+
+            async with trio.open_nursery() as n:
+                for _ in range(6):
+                    n.start_soon(flood)
+
+                async def reported() -> bool:
+                    seen["reported"] = max(seen["reported"], (await scrape(admin1)).value(
+                        "jetkube_apf_fleet_tenants_reported"))
+                    seen["heard"] = max(seen["heard"], (await scrape(admin2)).value("jetkube_apf_fleet_peer_tenants"))
+                    return seen["reported"] >= 1 and seen["heard"] >= 1
+                await poll_until(reported)
+                n.cancel_scope.cancel()
+            text = (await admin2.get("/metrics")).text
+    with trio.fail_after(30):
+        lint = await trio.run_process([tool, "check", "metrics"], stdin=text.encode(), capture_stdout=True,
+                                      capture_stderr=True, check=False)
+    assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), lint.stdout + lint.stderr

@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from actors._apf import Dispatcher, Ticket, flow_hash
-from actors._apf_fleet import FleetExchange, FleetReport, FleetView, _encode, local_report
+from actors._apf_fleet import FleetExchange, FleetReport, FleetStats, FleetView, _encode, local_report
 
 
 @pytest.fixture
@@ -191,4 +191,35 @@ async def test_silent_peers_degrade_to_the_local_policy(autojump_clock: trio.tes
         net.up = True
         await trio.sleep(1.0)
         assert g1.elsewhere == {"a": 4}
+        n.cancel_scope.cancel()
+
+
+async def test_exchange_stats_count_reports_peers_and_drops(autojump_clock: trio.testing.MockClock) -> None:
+    """``FleetExchange.stats()`` (the jetkube_apf_fleet_* series): sent, received, dropped by reason,
+    peers known, tenants reported here and by the peers, the fleet's seats."""
+    net = _Net()
+    g1, g2 = _dispatcher(4), _dispatcher(4, ("a", "b", "c"))
+    now = trio.current_time()
+    for i in range(5):
+        g2.admit(_ticket("a", f"u{i}", now), now)  # a: 4 seats held, 1 waiting
+    g2.admit(_ticket("c", "x", now), now)  # c: waiting
+    async with trio.open_nursery() as n:
+        x1 = FleetExchange(g1, *net.join(), gateway="g1", period_s=1.0)
+        x2 = FleetExchange(g2, *net.join(), gateway="g2", period_s=1.0)
+        assert x1.stats() == FleetStats(0, 0, {"unpublished": 0, "receive_queue_full": 0, "invalid": 0,
+                                               "too_many_peers": 0}, 0, 0, 0, 4)
+        n.start_soon(x1.run)
+        n.start_soon(x2.run)
+        await trio.sleep(2.5)  # 3 ticks each (0, 1, 2 s)
+        s1, s2 = x1.stats(), x2.stats()
+        assert (s1.sent, s1.received, s1.peers, s1.tenants_reported, s1.peer_tenants, s1.fleet_seats) == \
+            (3, 3, 1, 0, 2, 8)
+        assert (s2.sent, s2.received, s2.peers, s2.tenants_reported, s2.peer_tenants) == (3, 3, 1, 2, 0)
+        net.up = False
+        await trio.sleep(4.0)  # 4 reports unpublished; the peer expires
+        s1 = x1.stats()
+        assert s1.sent == 3 and s1.dropped["unpublished"] == 4 and s1.peers == 0 and s1.peer_tenants == 0
+        assert s1.fleet_seats == 4
+        x1.view.receive(b"garbage", trio.current_time())
+        assert x1.stats().dropped["invalid"] == 1
         n.cancel_scope.cancel()

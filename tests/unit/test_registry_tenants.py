@@ -35,7 +35,7 @@ def test_a_crd_serves_its_kind_in_its_tenant_only() -> None:
     assert t2.get("example.com", "v1", "widgets") is not None and t2.get("example.com", "v1", "things") is None
     assert [d.plural for d in t1.custom] == ["things", "things"] and t1.tenant == "t1"
     # Not established, unknown, root: the shared registry (built-in kinds only), nothing allocated.
-    for tenant in ("t3", "nope", "root", "*"):
+    for tenant in ("t3", "nope", "root"):
         assert reg.for_tenant(tenant) is reg and reg.get("example.com", "v1", "gadgets") is None
     assert set(reg.tenants()) == {"t1", "t2"} and reg.defs == BUILTIN and not reg.custom
     # Any registry finds any tenant's; the built-in kinds are the same objects everywhere.
@@ -80,3 +80,78 @@ def test_a_tenants_v3_documents_reuse_the_built_in_ones() -> None:
     assert docs == whole and index == whole_index
     assert set(docs) - set(base) == {"apis/example.com/v1", "apis/example.com/v2"}
     assert docs["api/v1"] is base["api/v1"]  # shared, not rebuilt
+
+
+def _other_schema(plural: str = "things") -> bytes:
+    other = msgspec.json.decode(crd(plural=plural))
+    other["spec"]["versions"][0]["schema"] = {"openAPIV3Schema": {"type": "object",
+                                                                  "x-kubernetes-preserve-unknown-fields": True}}
+    return msgspec.json.encode(other)
+
+
+def test_every_tenant_serves_the_crds_that_are_the_same_everywhere() -> None:
+    reg, view = Registry(), CrdView()
+    view.attach(reg)
+    wild = reg.for_tenant("*")
+    assert wild.tenant == "*" and not wild.custom and not wild.conflicts
+    # Built-in kinds, as served across tenants: list and watch only, no subresources; reviews and
+    # bindings (no list) are not there.
+    pods = wild.get("", "v1", "pods")
+    assert pods is not None and pods.verbs == ("list", "watch") and not pods.subresources
+    assert wild.get("authorization.k8s.io", "v1", "subjectaccessreviews") is None
+    assert wild.get("", "v1", "bindings") is None
+    assert {(d.group, d.plural) for d in wild.defs} == {(d.group, d.plural) for d in BUILTIN
+                                                        if "list" in d.verbs}
+    assert reg.for_tenant("*") is wild  # cached until a tenant's kinds change
+    view.apply("t1", "things.example.com", crd())
+    view.apply("t2", "things.example.com", crd())  # the same CRD in two tenants
+    view.apply("t2", "widgets.example.com", crd(plural="widgets", kind="Widget"))  # one tenant's only
+    view.apply("t3", "gadgets.example.com", _other_schema("gadgets"))
+    view.apply("t4", "gadgets.example.com", crd(plural="gadgets", kind="Gadget"))  # another schema
+    view.apply("t5", "gadgets.example.com", crd(plural="gadgets", kind="Gadget", established=False))
+    wild = reg.for_tenant("*")
+    assert reg.for_tenant("t1").for_tenant("*") is wild  # any registry gives the same one
+    assert {(d.plural, d.version) for d in wild.custom} == {("things", "v1"), ("things", "v2"),
+                                                            ("widgets", "v1"), ("widgets", "v2")}
+    assert wild.conflicts == {("example.com", "gadgets"): ("t3", "t4")}
+    assert wild.storage_of(wild.get("example.com", "v2", "things")).version == "v1"
+    assert parse("/clusters/*/apis/example.com/v1/things", reg).kind == "resource"
+    assert parse("/clusters/*/apis/example.com/v1/widgets", reg).kind == "resource"
+    for path in ("/clusters/*/apis/example.com/v1/gadgets", "/clusters/*/apis/example.com/v1/watch/gadgets",
+                 "/clusters/*/apis/example.com/v2/gadgets"):
+        r = parse(path, reg)
+        assert r.kind == "conflict" and r.tenant == "*", path
+        assert r.name.startswith("gadgets.example.com cannot be listed or watched across logical clusters")
+        assert '"t3", "t4"' in r.name
+    assert parse("/clusters/*/apis/example.com/v1/nothings", reg).kind == "unknown"
+    assert parse("/clusters/t3/apis/example.com/v1/gadgets", reg).kind == "resource"
+    # A terminating CRD (no create) still counts as the same one.
+    terminating = msgspec.json.decode(crd())
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    view.apply("t2", "things.example.com", msgspec.json.encode(terminating))
+    assert reg.for_tenant("*").get("example.com", "v1", "things") is not None
+    # t1's things change schema: no longer served across tenants; t4's gadgets go: t3's are.
+    view.apply("t1", "things.example.com", _other_schema())
+    view.apply("t4", "gadgets.example.com", None)
+    wild = reg.for_tenant("*")
+    assert wild.get("example.com", "v1", "things") is None
+    assert wild.conflicts == {("example.com", "things"): ("t1", "t2")}
+    gadgets = wild.get("example.com", "v1", "gadgets")
+    assert gadgets is not None and gadgets.verbs == ("list", "watch")
+    assert gadgets.schema == reg.for_tenant("t3").get("example.com", "v1", "gadgets").schema
+    assert parse("/clusters/*/apis/example.com/v1/things", reg).kind == "conflict"
+    assert parse("/clusters/t1/apis/example.com/v1/things", reg).kind == "resource"
+
+
+def test_every_tenant_compares_definitions_not_key_order() -> None:
+    reg, view = Registry(), CrdView()
+    view.attach(reg)
+    view.apply("t1", "things.example.com", crd())
+    reordered = msgspec.json.decode(crd())
+    for v in reordered["spec"]["versions"]:
+        v["schema"]["openAPIV3Schema"] = dict(reversed(list(v["schema"]["openAPIV3Schema"].items())))
+    view.apply("t2", "things.example.com", msgspec.json.encode(reordered))
+    assert reg.for_tenant("t2").get("example.com", "v1", "things").schema == \
+        reg.for_tenant("t1").get("example.com", "v1", "things").schema
+    wild = reg.for_tenant("*")
+    assert not wild.conflicts and wild.get("example.com", "v1", "things") is not None
