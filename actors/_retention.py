@@ -22,20 +22,35 @@ log keeps everything). A pass, every ``interval_s``:
    ``purges_in_flight`` at once: each one is a short stream operation, so writes interleave with
    them; nothing holds the stream for the whole pass.
 
-Every gateway started with the flags runs the purger; passes are idempotent (a second gateway's
-plan finds nothing left to purge), and the CAS on the record orders the compaction points.
+Of the gateways started with the flags, only the one holding the purger's lease runs passes: the key
+``purger`` of the KV bucket ``<stream>_RETENTION``, a :class:`bus.LeasedCursor` (the lease the
+snapshot writer and the audit webhook forwarder hold too). The holder renews it every
+``lease_s / 3``; the others look as often and take over when it lapses (``lease_s`` after a holder
+died) or at once when the holder stops and releases it. Correctness never depends on the lease: a
+pass is idempotent (a second purger's plan finds nothing left to purge) and the CAS on the record
+orders the compaction points; the lease saves the duplicated reads and purges.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 import trio
 
-from bus import BusError, Log, LogMessage, WrongLastSequence, all_filter, decode_event, is_system_subject
+from bus import (
+    BusError,
+    LeasedCursor,
+    Log,
+    LogMessage,
+    WrongLastSequence,
+    all_filter,
+    decode_event,
+    is_system_subject,
+)
 from projections import states_at
 
 _log = logging.getLogger("jetkube.retention")
@@ -50,6 +65,7 @@ class RetentionSettings:
     max_revisions: int = 0  # 0: no per-object limit
     interval_s: float = 60.0
     purges_in_flight: int = 8
+    lease_s: float = 30.0  # the purger's lease (renewed every third of it)
 
     @property
     def enabled(self) -> bool:
@@ -76,6 +92,7 @@ class RetentionStats:
     purged_messages: int = 0
     compaction_point: int = 0
     last_error: str = ""
+    lease_held: bool = False
 
 
 async def cut_sequence(log: Log, now: datetime, max_age_s: float) -> int:
@@ -167,15 +184,42 @@ async def run_pass(log: Log, settings: RetentionSettings, stats: RetentionStats,
 
 async def run_retention(log: Log, settings: RetentionSettings, stats: RetentionStats,
                         *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-    """Purge every ``interval_s`` forever; a failed pass is logged and retried at the next one."""
+    """Purge every ``interval_s`` forever while this gateway holds the purger's lease (see the
+    module's doc); a failed pass is logged and retried at the next one. Cancelled, it gives the
+    lease up (a shielded release bounded at 2 s) so another gateway takes over at once."""
+    lease = LeasedCursor(log.bridge, f"{log.stream}_RETENTION", "purger", replicas=log.config.replicas,
+                         description="jetkube: which gateway purges old revisions (history retention)")
+    holder = str(uuid.uuid4())
     done: dict[str, int] = {}
+    next_pass = 0.0
     task_status.started()
-    while True:
-        try:
-            await run_pass(log, settings, stats, now=datetime.now(UTC), done=done)
-            stats.passes += 1
-            stats.last_error = ""
-        except (BusError, trio.TooSlowError) as e:
-            stats.last_error = str(e)
-            _log.warning("history retention pass failed: %s", e)
-        await trio.sleep(settings.interval_s)  # the pass period (--history-max-age's granularity)
+    try:
+        while True:
+            try:
+                held = await lease.claim(holder, settings.lease_s) is not None
+            except BusError as e:
+                held = False  # unknown: no pass now (it may still be ours; then it lapses)
+                _log.warning("history retention: the purger's lease is not available: %s", e)
+            if held and not stats.lease_held:
+                _log.info("history retention: this gateway purges (it holds the lease)")
+                next_pass = 0.0  # a new holder passes at once: the previous one's period is not known
+            stats.lease_held = held
+            if held and trio.current_time() >= next_pass:
+                try:
+                    await run_pass(log, settings, stats, now=datetime.now(UTC), done=done)
+                    stats.passes += 1
+                    stats.last_error = ""
+                except (BusError, trio.TooSlowError) as e:
+                    stats.last_error = str(e)
+                    _log.warning("history retention pass failed: %s", e)
+                next_pass = trio.current_time() + settings.interval_s
+            # The pass period (--history-max-age's granularity), and the lease's renewal or look.
+            await trio.sleep(min(settings.interval_s, settings.lease_s / 3))
+    finally:
+        if stats.lease_held:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                try:
+                    await lease.release(holder)
+                except BusError:
+                    pass  # it lapses by itself
+            stats.lease_held = False

@@ -1,11 +1,14 @@
 """A leased cursor: one KV key that says which gateway of a fleet follows something, and how far it got.
 
+This is the one lease of the code base: the projection snapshots' writer (bus/_snapshots.py), the
+webhook audit backend (gateway/_audit_webhook.py) and history retention's purger
+(actors/_retention.py) each hold one key of their own bucket through it.
+
 The value is ``{"holder": ..., "until": unix time, "state": {...}}`` in the KV bucket given. It is
-taken, renewed and advanced only with compare-and-swap (create, or update at the revision read), as
-bus/_snapshots.py's snapshot lease: of a fleet exactly one holder works while its lease is fresh,
-the others take over when it lapses, and the taker starts from the state the last holder wrote.
-Used by the webhook audit backend (gateway/_audit_webhook.py) to remember its positions in the log
-and the audit stream.
+taken, renewed and advanced only with compare-and-swap (create, or update at the revision read): of
+a fleet exactly one holder works while its lease is fresh, the others take over when it lapses (or
+at once when the holder releases it), and the taker starts from the state the last holder wrote
+(the audit webhook's positions in the log and the audit stream; the others keep none).
 """
 
 from __future__ import annotations
