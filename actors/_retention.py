@@ -15,7 +15,11 @@ log keeps everything). A pass, every ``interval_s``:
    and everything after T).
 2. records the compaction point C = max(T, the oldest kept revision of every subject over N) on the
    log (``Log.raise_compaction_point``, CAS: it only grows, whichever gateway moves it) *before*
-   purging anything. Reads at a version below C answer 410 Expired as kube does after an etcd
+   purging anything, with H, the highest sequence of a tombstone the pass purges. Of all the
+   messages purged, only such tombstones change what folding the log gives (every other purged
+   message has a later revision of its object kept), so a projection snapshot at a sequence >= H
+   plus the log after it still folds to the log's state; one below H is not used
+   (projections/_snapshot.py). Reads at a version below C answer 410 Expired as kube does after an etcd
    compaction (``too old resource version: X (C)``); a read checks C before and after it reads, so
    a purge that starts during the read is seen (projections/_history.check_retained).
 3. purges subject by subject (JetStream purge with a ``filter`` and ``seq``), at most
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
+import msgspec
 import trio
 
 from bus import (
@@ -79,6 +84,8 @@ class Plan:
 
     point: int = 0
     below: dict[str, int] = field(default_factory=dict)
+    #: The highest sequence of a tombstone purged (H): the only purged messages that change a fold.
+    tombstones: int = 0
 
     def purge(self, subject: str, seq: int, point: int) -> None:
         if seq > self.below.get(subject, 0):
@@ -134,9 +141,13 @@ async def plan(log: Log, settings: RetentionSettings, *, now: datetime,
             for subject, m in found.items():
                 if not isinstance(m, LogMessage):  # pragma: no cover - an Entry only with a projection's
                     continue
-                tombstone = decode_event(m.data).type == "delete"
+                try:
+                    tombstone = decode_event(m.data).type == "delete"
+                except msgspec.MsgspecError:
+                    continue  # not an event of ours (the projections skip it too): left alone
                 if tombstone:
                     out.purge(subject, t + 1, t)
+                    out.tombstones = max(out.tombstones, m.seq)
                 elif counts.get(subject, 0) > 1:
                     out.purge(subject, m.seq, t)
             out.point = max(out.point, t)
@@ -147,15 +158,16 @@ async def plan(log: Log, settings: RetentionSettings, *, now: datetime,
     return out
 
 
-async def record(log: Log, point: int) -> int:
-    """Make the recorded compaction point at least ``point``; return the recorded one."""
+async def record(log: Log, point: int, tombstones: int = 0) -> int:
+    """Make the recorded compaction point at least ``point`` and H at least ``tombstones``; return the
+    recorded point."""
     for _ in range(5):
-        current, at = await log.compaction_point()
-        if current >= point:
+        current, horizon, at = await log.compaction_record()
+        if current >= point and horizon >= tombstones:
             return current
         try:
-            await log.raise_compaction_point(point, record_seq=at)
-            return point
+            await log.raise_compaction_point(max(current, point), record_seq=at, tombstones=max(horizon, tombstones))
+            return max(current, point)
         except WrongLastSequence:
             continue  # another gateway moved it: read it again
     raise BusError("the compaction point kept moving under this gateway")
@@ -165,7 +177,7 @@ async def run_pass(log: Log, settings: RetentionSettings, stats: RetentionStats,
                    done: dict[str, int]) -> Plan:
     p = await plan(log, settings, now=now, done=done)
     if p.point:
-        stats.compaction_point = await record(log, p.point)
+        stats.compaction_point = await record(log, p.point, p.tombstones)
     if not p.below:
         return p
     limiter = trio.CapacityLimiter(settings.purges_in_flight)

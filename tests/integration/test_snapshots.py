@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,19 @@ import httpx
 import pytest
 import trio
 
-from bus import Log, LogMessage, SnapshotBucket, StreamConfig, open_bridge, open_log, snapshot_name
+from actors import RetentionSettings, RetentionStats
+from actors._retention import run_pass
+from bus import (
+    Key,
+    Log,
+    LogMessage,
+    SnapshotBucket,
+    StreamConfig,
+    all_filter,
+    open_bridge,
+    open_log,
+    snapshot_name,
+)
 from gateway import Running, Settings, serve
 from projections import (
     Projection,
@@ -61,6 +74,15 @@ async def full_fold(log: Log) -> Projection:
 
 def same(a: Projection, b: Projection) -> None:
     assert dump(a.store) == dump(b.store)
+    assert dump_views(a) == dump_views(b)
+
+
+def same_purged(a: Projection, b: Projection) -> None:
+    """:func:`same` for a log that retention purged: which resource a fold met first, and how many
+    foreign messages it skipped, depend on which messages were left (no read shows either)."""
+    da, db = dump(a.store), dump(b.store)
+    assert da["applied"] == db["applied"]
+    assert sorted(da["resources"]) == sorted(db["resources"])
     assert dump_views(a) == dump_views(b)
 
 
@@ -159,8 +181,57 @@ async def test_a_corrupted_snapshot_falls_back(nats_url: str) -> None:
         await bucket.put(snapshot_name(99_999), blob)
         async with running(log, NO_TIMER) as p:
             assert p.snapshots is not None
-            assert p.snapshots.stats.rejected == {"corrupt": 1, "mismatch": 2, "format": 0, "unreadable": 0}
+            assert p.snapshots.stats.rejected == {"corrupt": 1, "mismatch": 2, "format": 0, "unreadable": 0,
+                                                 "compacted": 0}
             assert p.snapshots.stats.loaded_seq == 0
+
+
+async def test_retention_after_a_snapshot_then_a_restart_folds_as_a_full_fold(nats_url: str) -> None:
+    """A snapshot, then history retention: a purged tombstone after the snapshot makes it unusable (its
+    tail would miss that deletion: a full fold instead); a revisions cap that moves the compaction
+    point past a snapshot purges no last revision, so that snapshot is still used. Either way the
+    restarted state is exactly a full fold of what the log holds."""
+    msgs = make_log(3000, seed=13)
+    async with open_bridge(nats_url) as bridge:
+        log = await open_log(bridge)
+        await append_all(log, msgs[:1000])
+        async with running(log, NO_TIMER) as w:
+            assert w.snapshots is not None
+            assert await w.snapshots.write(w.store) == 1000
+            at_snapshot = {log.subject(Key(t, g, r, ns, n)) for (t, g, r), st in w.store.resources.items()
+                           for ns, n, _ in st.iter_entries(None)}
+        await append_all(log, msgs[1000:2000])
+        # Age: everything stored before the 1,500th message is older than the maximum age.
+        cut = (await log.subject_messages(msgs[1499].subject, 1500, limit=1))[0][0]
+        stored = datetime.fromisoformat(cut.stored_at.replace("Z", "+00:00")[:26] + "+00:00")
+        stats = RetentionStats()
+        plan = await run_pass(log, RetentionSettings(max_age_s=3600), stats, now=stored + timedelta(hours=1), done={})
+        point, horizon, _ = await log.compaction_record()
+        assert 1000 < horizon == plan.tombstones <= point == plan.point < 1501
+        # The tail after the snapshot did lose deletions: objects in the snapshot left no trace in the log.
+        left = set(await log.subjects(all_filter(log.prefix)))
+        assert at_snapshot - left
+        async with running(log, NO_TIMER) as p:
+            assert p.snapshots is not None
+            assert p.snapshots.stats.rejected["compacted"] == 1 and p.snapshots.stats.loaded_seq == 0
+            await p.wait_for(2000)
+            same_purged(p, await full_fold(log))
+            assert p.compacted == point
+            # A snapshot at or above H is trusted again (this one at the head).
+            seq2 = await p.snapshots.write(p.store)
+        assert seq2 >= 2000
+        # A revisions cap moves the compaction point past that snapshot, purging no last revision.
+        await append_all(log, msgs[2000:])
+        plan = await run_pass(log, RetentionSettings(max_revisions=1), stats, now=datetime.now(UTC), done={})
+        point2, horizon2, _ = await log.compaction_record()
+        assert point2 > seq2 and horizon2 == horizon and plan.tombstones == 0
+        async with running(log, NO_TIMER) as p:
+            assert p.snapshots is not None
+            assert p.snapshots.stats.loaded_seq == seq2 and p.start_from == seq2
+            assert sum(p.snapshots.stats.rejected.values()) == 0
+            await p.wait_for(await log.head())
+            same_purged(p, await full_fold(log))
+            assert p.compacted == point2
 
 
 async def test_two_writers_do_not_fight(nats_url: str) -> None:
