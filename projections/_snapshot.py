@@ -30,8 +30,8 @@ are rebuilt from the restored objects in sequence order (as a fold would have ap
 Rings of recent changes are not kept: after a start from a snapshot every resource's ring starts
 empty with its floor at the snapshot's sequence, so a watch (or a continue token) from an older
 resourceVersion is served from the log (projections/_projection.py ``_from_log``), exactly as when
-the ring has moved past it. A watch across tenants (``/clusters/*/``, served from the rings only)
-from a resourceVersion older than the snapshot gets 410 Gone, as it does when the rings moved on.
+the ring has moved past it; a watch across tenants (``/clusters/*/``) too, every tenant's subjects
+read from the log in one pass.
 
 Writing: only the gateway holding the writer's lease (bus/_snapshots.py) writes, in the background:
 the store is captured in one step between two applied batches (references only: objects are never

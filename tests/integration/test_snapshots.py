@@ -21,6 +21,7 @@ import trio
 from actors import RetentionSettings, RetentionStats
 from actors._retention import run_pass
 from bus import (
+    ANY_TENANT,
     Key,
     Log,
     LogMessage,
@@ -133,6 +134,15 @@ async def test_snapshot_plus_tail_equals_a_full_replay_on_nats(nats_url: str) ->
                     got = await watch_from(p, tenant, group, resource, rv, n)
                     assert got == await watch_from(full, tenant, group, resource, rv, n), (tenant, resource, rv)
             assert p.watch_starts["log"] > 0
+            # Across tenants (/clusters/*/) too: from the log, then the rings, each object in its tenant.
+            for group, resource in [("", "configmaps"), ("rbac.authorization.k8s.io", "clusterroles")]:
+                for rv in (1, 900, 1199, 1200, 1600):
+                    n = sum(changes_after(full, t, group, resource, rv) for t in ("root", "acme", "globex"))
+                    starts = p.watch_starts["log"]
+                    got = await watch_from(p, ANY_TENANT, group, resource, rv, n)
+                    assert got == await watch_from(full, ANY_TENANT, group, resource, rv, n), (resource, rv)
+                    assert b"tenancy.jetkube.io/cluster" in got[0][2]
+                    assert p.watch_starts["log"] == starts + (rv < 1200)
 
 
 async def test_a_corrupted_snapshot_falls_back(nats_url: str) -> None:
@@ -330,6 +340,13 @@ async def observe(c: httpx.AsyncClient, old_rv: str) -> dict[str, Any]:
                         params={"watch": "1", "resourceVersion": old_rv, "timeoutSeconds": "1"})
         out[f"WATCH {tenant}"] = [json.loads(line) for line in r.text.splitlines() if line.strip()]
         assert out[f"WATCH {tenant}"], tenant
+    # Across tenants, from a resourceVersion older than any snapshot (served from the log after a
+    # start from one, from the rings after a full fold).
+    r = await c.get("/clusters/*/api/v1/namespaces/snap-a/configmaps",
+                    params={"watch": "1", "resourceVersion": old_rv, "timeoutSeconds": "1"})
+    out["WATCH *"] = [json.loads(line) for line in r.text.splitlines() if line.strip()]
+    assert {e["object"]["metadata"]["annotations"]["tenancy.jetkube.io/cluster"] for e in out["WATCH *"]} == {
+        "root", "acme"}, out["WATCH *"]
     return out
 
 
