@@ -111,6 +111,8 @@ async def test_revisions_cap_keeps_the_latest_and_moves_the_compaction_point(nat
                 assert await _rows(log, at) == _fold(history, at)
             with pytest.raises(TooOldResourceVersion, match=rf"too old resource version: {point - 1} \({point}\)"):
                 await check_retained(log, point - 1)
+            # The cap purges no last revision: no tombstone horizon (H) is recorded.
+            assert (await log.compaction_record())[1] == plan.tombstones == 0
             # A second pass finds nothing to do; the compaction point only grows.
             done: dict[str, int] = {}
             await run_pass(log, RetentionSettings(max_revisions=2), stats, now=datetime.now(), done=done)
@@ -153,6 +155,18 @@ async def test_age_keeps_the_state_at_the_cut_and_ages_tombstones_out(nats_url: 
                     msgs, _ = await log.subject_messages(subject, 1, limit=1)
                     assert msgs[0].seq <= t  # its state at T is kept
             assert any(deleted and seq > t for seq, _, deleted, _ in history)
+            # H: the highest tombstone purged: the highest deletion that is its object's state at T.
+            last_at_t: dict[str, tuple[int, bool]] = {}
+            for seq, name, deleted, _ in history:
+                if seq <= t:
+                    last_at_t[name] = (seq, deleted)
+            horizon = max(seq for seq, deleted in last_at_t.values() if deleted)
+            assert (await log.compaction_record())[:2] == (t, horizon) and plan.tombstones == horizon
+            # A record written before H was kept says nothing about tombstones: H is taken to be C.
+            point, _, at = await log.compaction_record()
+            await log.append(log.compaction_subject, json.dumps({"seq": point + 1}).encode(), msg_id="old-record",
+                             expected_seq=at)
+            assert (await log.compaction_record())[:2] == (point + 1, point + 1)
 
 
 async def test_410_below_the_compaction_point_on_two_gateways(start_server) -> None:  # type: ignore[no-untyped-def]
