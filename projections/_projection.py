@@ -30,6 +30,7 @@ from bus import (
     LogMessage,
     LogReader,
     all_filter,
+    object_subject,
     resource_filter,
 )
 from kinds import CLUSTER_ANNOTATION
@@ -131,6 +132,14 @@ class Projection:
         """
         t0 = trio.current_time()
         snaps = self.snapshots
+        # The tombstone horizon before reading anything (see _forget_purged).
+        while True:
+            try:
+                _, horizon, _ = await self.log.compaction_record()
+                break
+            except (BusError, trio.TooSlowError) as e:
+                _log.warning("reading the compaction record failed: %s", e)
+                await trio.sleep(0.25)  # backoff against a log that is still starting
         # Without a valid snapshot the log is folded from sequence 1, as without snapshots.
         if snaps is not None and snaps.settings.load and not self.store.applied and await snaps.load(self.store):
             rebuild_views(self.store, self.rbac, self.crds)
@@ -182,6 +191,7 @@ class Projection:
                                 await trio.sleep_forever()  # frozen at ``stop_at``: nothing more to apply
                             self.apply_batch(batch)
                             if not started and self.store.applied >= self.start_head:
+                                await self._forget_purged(horizon)
                                 self._started(nursery, t0)
                                 task_status.started()
                                 started = True
@@ -191,6 +201,35 @@ class Projection:
                         await reader.aclose()
                 reader = await self._reopen_reader(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _forget_purged(self, horizon: int) -> None:
+        """Once a start caught up, before anything reads the store: history retention may have purged
+        tombstones (and everything before them on their subjects) while the fold was reading, ahead of
+        it, after it had applied an earlier revision of their objects; such an object was deleted
+        and the log has no message of it left. When the compaction record's tombstone horizon H moved
+        past ``horizon`` (the one read before the start), every object at or below the new H whose
+        subject the log no longer holds is dropped. (Any other purge leaves the object's last
+        revision, which the fold applies.) A failure to look is logged: the start goes on."""
+        try:
+            _, h, _ = await self.log.compaction_record()
+            if h <= horizon:
+                return
+            present = await self.log.subjects(all_filter(self.log.prefix))
+        except (BusError, trio.TooSlowError) as e:
+            _log.warning("checking for objects purged during the start failed: %s", e)
+            return
+        prefix = self.log.prefix
+        gone = [Key(t, g, r, ns, n) for (t, g, r), st in self.store.resources.items()
+                for ns, n, e in st.iter_entries(None)
+                if e.seq <= h and object_subject(prefix, Key(t, g, r, ns, n)) not in present]
+        for key in gone:
+            self.store.forget(key)
+            if key.group == RBAC_GROUP:
+                self.rbac.apply(key.tenant, key.resource, key.namespace, key.name, None)
+            elif (key.group, key.resource) == CRD_KEY:
+                self.crds.apply(key.tenant, key.name, None)
+        if gone:
+            _log.info("%d objects whose deletion history retention purged during the start dropped", len(gone))
 
     async def head(self) -> int:
         """The log's head, or ``stop_at`` when this projection stops there."""

@@ -244,6 +244,44 @@ async def test_retention_after_a_snapshot_then_a_restart_folds_as_a_full_fold(na
             assert p.compacted == point2
 
 
+async def test_a_purge_during_a_start_leaves_no_deleted_object_behind(nats_url: str) -> None:
+    """A fold that applied objects, then history retention purged their tombstones (with everything
+    before them) ahead of it: once caught up, the start drops the objects the log no longer holds,
+    so the state is a full fold of what the log holds."""
+    msgs = make_log(2500, seed=17)
+    async with open_bridge(nats_url) as bridge:
+        log = await open_log(bridge)
+        await append_all(log, msgs)
+        p = Projection(log)
+        p.apply_batch(msgs[:1000])  # what the start's reader had applied when the purge ran
+        cut = (await log.subject_messages(msgs[1799].subject, 1800, limit=1))[0][0]
+        stored = datetime.fromisoformat(cut.stored_at.replace("Z", "+00:00")[:26] + "+00:00")
+        await run_pass(log, RetentionSettings(max_age_s=3600), RetentionStats(), now=stored + timedelta(hours=1),
+                       done={})
+        _, horizon, _ = await log.compaction_record()
+        assert horizon > 1000
+        present = set(await log.subjects(all_filter(log.prefix)))
+        ghosts = {k for (t, g, r), st in p.store.resources.items() for ns, n, _ in st.iter_entries(None)
+                  if log.subject(k := Key(t, g, r, ns, n)) not in present}
+        assert ghosts  # the reader will never see their deletions
+        assert any(k.group == "rbac.authorization.k8s.io" for k in ghosts)
+        await p._forget_purged(0)
+        assert not any(p.store.get(k) for k in ghosts)
+        # The rest of what the log holds, as the reader goes on.
+        reader = await log.open_reader(all_filter(log.prefix), 1001)
+        try:
+            with trio.fail_after(30):
+                while p.store.applied < await log.head():
+                    p.apply_batch(await reader.next_batch())
+        finally:
+            await reader.aclose()
+        same_purged(p, await full_fold(log))
+        # Nothing moved since: nothing more to drop.
+        before = dump(p.store)
+        await p._forget_purged(horizon)
+        assert dump(p.store) == before
+
+
 async def test_two_writers_do_not_fight(nats_url: str) -> None:
     msgs = make_log(1200, seed=5)
     fast = SnapshotSettings(every_events=50, every_s=3600, min_interval_s=0.1, check_s=0.05, lease_s=3.0)
