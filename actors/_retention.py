@@ -218,7 +218,10 @@ async def run_retention(log: Log, settings: RetentionSettings, stats: RetentionS
             stats.lease_held = held
             if held and trio.current_time() >= next_pass:
                 try:
-                    await run_pass(log, settings, stats, now=datetime.now(UTC), done=done)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(_renew, lease, holder, settings.lease_s)  # a pass may outlast it
+                        await run_pass(log, settings, stats, now=datetime.now(UTC), done=done)
+                        nursery.cancel_scope.cancel()
                     stats.passes += 1
                     stats.last_error = ""
                 except (BusError, trio.TooSlowError) as e:
@@ -235,3 +238,14 @@ async def run_retention(log: Log, settings: RetentionSettings, stats: RetentionS
                 except BusError:
                     pass  # it lapses by itself
             stats.lease_held = False
+
+
+async def _renew(lease: LeasedCursor, holder: str, lease_s: float) -> NoReturn:
+    """Keep the purger's lease while a pass runs (renewed every third of it; a failed renewal is left
+    to the next one: the pass is idempotent, a second purger would only repeat work)."""
+    while True:
+        await trio.sleep(lease_s / 3)
+        try:
+            await lease.claim(holder, lease_s)
+        except BusError as e:
+            _log.warning("history retention: renewing the purger's lease failed: %s", e)
