@@ -46,9 +46,15 @@ class LeasedCursor:
     async def _a_kv(self) -> Any:
         if self._kv is None or self._kv_nc is not self._b.nc:
             self._kv_nc = self._b.nc
-            self._kv = await self._kv_nc.jetstream().create_key_value(KeyValueConfig(
-                bucket=self.bucket, history=1, storage=StorageType.FILE, replicas=self.replicas,
-                description=self.description))
+            js = self._kv_nc.jetstream()
+            try:
+                self._kv = await js.create_key_value(KeyValueConfig(
+                    bucket=self.bucket, history=1, storage=StorageType.FILE, replicas=self.replicas,
+                    description=self.description))
+            except nats.js.errors.BadRequestError:
+                # The bucket exists with another configuration (e.g. made by another version's
+                # description or replica count): use it as it is.
+                self._kv = await js.key_value(self.bucket)
         return self._kv
 
     async def _a_swap(self, holder: str, ttl_s: float, state: dict[str, Any] | None,

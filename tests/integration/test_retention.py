@@ -15,12 +15,13 @@ import msgspec
 import pytest
 import trio
 
-from actors import RetentionSettings, RetentionStats
+from actors import RetentionSettings, RetentionStats, run_retention
 from actors._retention import run_pass
 from bus import (
     Actor,
     Event,
     Key,
+    LeasedCursor,
     StreamConfig,
     all_filter,
     encode_event,
@@ -328,3 +329,27 @@ async def test_one_gateway_purges_and_another_takes_over_when_it_stops(nats_url:
 
 async def _passes_at_least(look, n: int) -> bool:  # type: ignore[no-untyped-def]
     return max(p for _, p, _ in await look()) >= n
+
+
+async def test_a_dead_purgers_lease_lapses_and_another_gateway_takes_over(nats_url: str) -> None:
+    """A holder that stops renewing (killed: it never releases): no pass runs until its lease lapses,
+    then the other purger takes over."""
+    async with open_bridge(nats_url) as bridge:
+        log = await open_log(bridge, StreamConfig(name="LZ", prefix="lz"))
+        await _seed(log, 200, 20, 3)
+        dead = LeasedCursor(bridge, "LZ_RETENTION", "purger")
+        assert await dead.claim("killed-gateway", 2.0) is not None
+        lapses_at = trio.current_time() + 2.0
+        stats = RetentionStats()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_retention, log, RetentionSettings(max_revisions=1, interval_s=0.1, lease_s=0.6),
+                                stats)
+            with trio.fail_after(20):
+                while not stats.passes:
+                    await trio.sleep(0.05)  # the purger's own loop: its counter, in process
+            assert trio.current_time() >= lapses_at - 0.1  # not before the dead holder's lease lapsed
+            assert stats.lease_held and stats.purged_messages > 0
+            assert await dead.claim("killed-gateway", 2.0) is None  # now the live purger's
+            nursery.cancel_scope.cancel()
+        assert not stats.lease_held
+        assert await dead.claim("killed-gateway", 2.0) is not None  # released when it stopped
