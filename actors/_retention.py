@@ -15,27 +15,47 @@ log keeps everything). A pass, every ``interval_s``:
    and everything after T).
 2. records the compaction point C = max(T, the oldest kept revision of every subject over N) on the
    log (``Log.raise_compaction_point``, CAS: it only grows, whichever gateway moves it) *before*
-   purging anything. Reads at a version below C answer 410 Expired as kube does after an etcd
+   purging anything, with H, the highest sequence of a tombstone the pass purges. Of all the
+   messages purged, only such tombstones change what folding the log gives (every other purged
+   message has a later revision of its object kept), so a projection snapshot at a sequence >= H
+   plus the log after it still folds to the log's state; one below H is not used
+   (projections/_snapshot.py). Reads at a version below C answer 410 Expired as kube does after an etcd
    compaction (``too old resource version: X (C)``); a read checks C before and after it reads, so
    a purge that starts during the read is seen (projections/_history.check_retained).
 3. purges subject by subject (JetStream purge with a ``filter`` and ``seq``), at most
    ``purges_in_flight`` at once: each one is a short stream operation, so writes interleave with
    them; nothing holds the stream for the whole pass.
 
-Every gateway started with the flags runs the purger; passes are idempotent (a second gateway's
-plan finds nothing left to purge), and the CAS on the record orders the compaction points.
+Of the gateways started with the flags, only the one holding the purger's lease runs passes: the key
+``purger`` of the KV bucket ``<stream>_RETENTION``, a :class:`bus.LeasedCursor` (the lease the
+snapshot writer and the audit webhook forwarder hold too). The holder renews it every
+``lease_s / 3``; the others look as often and take over when it lapses (``lease_s`` after a holder
+died) or at once when the holder stops and releases it. Correctness never depends on the lease: a
+pass is idempotent (a second purger's plan finds nothing left to purge) and the CAS on the record
+orders the compaction points; the lease saves the duplicated reads and purges.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
+import msgspec
 import trio
 
-from bus import BusError, Log, LogMessage, WrongLastSequence, all_filter, decode_event, is_system_subject
+from bus import (
+    BusError,
+    LeasedCursor,
+    Log,
+    LogMessage,
+    WrongLastSequence,
+    all_filter,
+    decode_event,
+    is_system_subject,
+)
 from projections import states_at
 
 _log = logging.getLogger("jetkube.retention")
@@ -50,6 +70,7 @@ class RetentionSettings:
     max_revisions: int = 0  # 0: no per-object limit
     interval_s: float = 60.0
     purges_in_flight: int = 8
+    lease_s: float = 30.0  # the purger's lease (renewed every third of it)
 
     @property
     def enabled(self) -> bool:
@@ -63,6 +84,8 @@ class Plan:
 
     point: int = 0
     below: dict[str, int] = field(default_factory=dict)
+    #: The highest sequence of a tombstone purged (H): the only purged messages that change a fold.
+    tombstones: int = 0
 
     def purge(self, subject: str, seq: int, point: int) -> None:
         if seq > self.below.get(subject, 0):
@@ -76,6 +99,7 @@ class RetentionStats:
     purged_messages: int = 0
     compaction_point: int = 0
     last_error: str = ""
+    lease_held: bool = False
 
 
 async def cut_sequence(log: Log, now: datetime, max_age_s: float) -> int:
@@ -117,9 +141,13 @@ async def plan(log: Log, settings: RetentionSettings, *, now: datetime,
             for subject, m in found.items():
                 if not isinstance(m, LogMessage):  # pragma: no cover - an Entry only with a projection's
                     continue
-                tombstone = decode_event(m.data).type == "delete"
+                try:
+                    tombstone = decode_event(m.data).type == "delete"
+                except msgspec.MsgspecError:
+                    continue  # not an event of ours (the projections skip it too): left alone
                 if tombstone:
                     out.purge(subject, t + 1, t)
+                    out.tombstones = max(out.tombstones, m.seq)
                 elif counts.get(subject, 0) > 1:
                     out.purge(subject, m.seq, t)
             out.point = max(out.point, t)
@@ -130,15 +158,16 @@ async def plan(log: Log, settings: RetentionSettings, *, now: datetime,
     return out
 
 
-async def record(log: Log, point: int) -> int:
-    """Make the recorded compaction point at least ``point``; return the recorded one."""
+async def record(log: Log, point: int, tombstones: int = 0) -> int:
+    """Make the recorded compaction point at least ``point`` and H at least ``tombstones``; return the
+    recorded point."""
     for _ in range(5):
-        current, at = await log.compaction_point()
-        if current >= point:
+        current, horizon, at = await log.compaction_record()
+        if current >= point and horizon >= tombstones:
             return current
         try:
-            await log.raise_compaction_point(point, record_seq=at)
-            return point
+            await log.raise_compaction_point(max(current, point), record_seq=at, tombstones=max(horizon, tombstones))
+            return max(current, point)
         except WrongLastSequence:
             continue  # another gateway moved it: read it again
     raise BusError("the compaction point kept moving under this gateway")
@@ -148,7 +177,7 @@ async def run_pass(log: Log, settings: RetentionSettings, stats: RetentionStats,
                    done: dict[str, int]) -> Plan:
     p = await plan(log, settings, now=now, done=done)
     if p.point:
-        stats.compaction_point = await record(log, p.point)
+        stats.compaction_point = await record(log, p.point, p.tombstones)
     if not p.below:
         return p
     limiter = trio.CapacityLimiter(settings.purges_in_flight)
@@ -167,15 +196,56 @@ async def run_pass(log: Log, settings: RetentionSettings, stats: RetentionStats,
 
 async def run_retention(log: Log, settings: RetentionSettings, stats: RetentionStats,
                         *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-    """Purge every ``interval_s`` forever; a failed pass is logged and retried at the next one."""
+    """Purge every ``interval_s`` forever while this gateway holds the purger's lease (see the
+    module's doc); a failed pass is logged and retried at the next one. Cancelled, it gives the
+    lease up (a shielded release bounded at 2 s) so another gateway takes over at once."""
+    lease = LeasedCursor(log.bridge, f"{log.stream}_RETENTION", "purger", replicas=log.config.replicas,
+                         description="jetkube: which gateway purges old revisions (history retention)")
+    holder = str(uuid.uuid4())
     done: dict[str, int] = {}
+    next_pass = 0.0
     task_status.started()
+    try:
+        while True:
+            try:
+                held = await lease.claim(holder, settings.lease_s) is not None
+            except BusError as e:
+                held = False  # unknown: no pass now (it may still be ours; then it lapses)
+                _log.warning("history retention: the purger's lease is not available: %s", e)
+            if held and not stats.lease_held:
+                _log.info("history retention: this gateway purges (it holds the lease)")
+                next_pass = 0.0  # a new holder passes at once: the previous one's period is not known
+            stats.lease_held = held
+            if held and trio.current_time() >= next_pass:
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(_renew, lease, holder, settings.lease_s)  # a pass may outlast it
+                        await run_pass(log, settings, stats, now=datetime.now(UTC), done=done)
+                        nursery.cancel_scope.cancel()
+                    stats.passes += 1
+                    stats.last_error = ""
+                except (BusError, trio.TooSlowError) as e:
+                    stats.last_error = str(e)
+                    _log.warning("history retention pass failed: %s", e)
+                next_pass = trio.current_time() + settings.interval_s
+            # The pass period (--history-max-age's granularity), and the lease's renewal or look.
+            await trio.sleep(min(settings.interval_s, settings.lease_s / 3))
+    finally:
+        if stats.lease_held:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                try:
+                    await lease.release(holder)
+                except BusError:
+                    pass  # it lapses by itself
+            stats.lease_held = False
+
+
+async def _renew(lease: LeasedCursor, holder: str, lease_s: float) -> NoReturn:
+    """Keep the purger's lease while a pass runs (renewed every third of it; a failed renewal is left
+    to the next one: the pass is idempotent, a second purger would only repeat work)."""
     while True:
+        await trio.sleep(lease_s / 3)
         try:
-            await run_pass(log, settings, stats, now=datetime.now(UTC), done=done)
-            stats.passes += 1
-            stats.last_error = ""
-        except (BusError, trio.TooSlowError) as e:
-            stats.last_error = str(e)
-            _log.warning("history retention pass failed: %s", e)
-        await trio.sleep(settings.interval_s)  # the pass period (--history-max-age's granularity)
+            await lease.claim(holder, lease_s)
+        except BusError as e:
+            _log.warning("history retention: renewing the purger's lease failed: %s", e)

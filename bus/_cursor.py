@@ -1,11 +1,14 @@
 """A leased cursor: one KV key that says which gateway of a fleet follows something, and how far it got.
 
+This is the one lease of the code base: the projection snapshots' writer (bus/_snapshots.py), the
+webhook audit backend (gateway/_audit_webhook.py) and history retention's purger
+(actors/_retention.py) each hold one key of their own bucket through it.
+
 The value is ``{"holder": ..., "until": unix time, "state": {...}}`` in the KV bucket given. It is
-taken, renewed and advanced only with compare-and-swap (create, or update at the revision read), as
-bus/_snapshots.py's snapshot lease: of a fleet exactly one holder works while its lease is fresh,
-the others take over when it lapses, and the taker starts from the state the last holder wrote.
-Used by the webhook audit backend (gateway/_audit_webhook.py) to remember its positions in the log
-and the audit stream.
+taken, renewed and advanced only with compare-and-swap (create, or update at the revision read): of
+a fleet exactly one holder works while its lease is fresh, the others take over when it lapses (or
+at once when the holder releases it), and the taker starts from the state the last holder wrote
+(the audit webhook's positions in the log and the audit stream; the others keep none).
 """
 
 from __future__ import annotations
@@ -43,9 +46,15 @@ class LeasedCursor:
     async def _a_kv(self) -> Any:
         if self._kv is None or self._kv_nc is not self._b.nc:
             self._kv_nc = self._b.nc
-            self._kv = await self._kv_nc.jetstream().create_key_value(KeyValueConfig(
-                bucket=self.bucket, history=1, storage=StorageType.FILE, replicas=self.replicas,
-                description=self.description))
+            js = self._kv_nc.jetstream()
+            try:
+                self._kv = await js.create_key_value(KeyValueConfig(
+                    bucket=self.bucket, history=1, storage=StorageType.FILE, replicas=self.replicas,
+                    description=self.description))
+            except nats.js.errors.BadRequestError:
+                # The bucket exists with another configuration (e.g. made by another version's
+                # description or replica count): use it as it is.
+                self._kv = await js.key_value(self.bucket)
         return self._kv
 
     async def _a_swap(self, holder: str, ttl_s: float, state: dict[str, Any] | None,

@@ -446,22 +446,33 @@ class Log:
     @property
     def compaction_subject(self) -> str:
         """Where the compaction point is recorded: ``<prefix>._sys.compaction``, one JSON message
-        ``{"seq": C}`` per raise, each appended with CAS on the last one (it only ever grows)."""
+        ``{"seq": C, "tombstones": H}`` per raise, each appended with CAS on the last one (both only
+        ever grow). H: no tombstone above it was purged (H <= C)."""
         return system_subject(self.prefix, "compaction")
 
     async def compaction_point(self) -> tuple[int, int]:
         """(the compaction point C, the sequence of its record): every version >= C is retained whole;
         (0, 0) when the log was never compacted. Read from the stream leader."""
+        point, _, at = await self.compaction_record()
+        return point, at
+
+    async def compaction_record(self) -> tuple[int, int, int]:
+        """(C, H, the record's sequence): H, the highest sequence of a purged tombstone, bounds where
+        purging changed a fold of the log (a purge never removes any other last revision of an
+        object); a record without it (written before it was kept) says H = C. (0, 0, 0): never compacted."""
         m = await self.last_message(self.compaction_subject)
         if m is None:
-            return 0, 0
-        return int(json.loads(m[2])["seq"]), m[0]
+            return 0, 0, 0
+        body = json.loads(m[2])
+        point = int(body["seq"])
+        return point, int(body.get("tombstones", point)), m[0]
 
-    async def raise_compaction_point(self, point: int, *, record_seq: int) -> int:
-        """Record ``point`` as the compaction point, if the record is still at ``record_seq`` (CAS:
-        :class:`WrongLastSequence` when another gateway moved it first). Returns the record's seq."""
-        return await self.append(self.compaction_subject, json.dumps({"seq": point}).encode(),
-                                 msg_id=f"compaction-{point}-{record_seq}", expected_seq=record_seq)
+    async def raise_compaction_point(self, point: int, *, record_seq: int, tombstones: int = 0) -> int:
+        """Record ``point`` as the compaction point and ``tombstones`` as H, if the record is still at
+        ``record_seq`` (CAS: :class:`WrongLastSequence` when another gateway moved it first). Returns
+        the record's seq."""
+        return await self.append(self.compaction_subject, json.dumps({"seq": point, "tombstones": tombstones}).encode(),
+                                 msg_id=f"compaction-{point}-{tombstones}-{record_seq}", expected_seq=record_seq)
 
     async def purge_below(self, subject: str, seq: int) -> int:
         """Remove the messages of one subject with sequences < ``seq`` (JetStream purge with a

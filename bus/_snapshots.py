@@ -4,9 +4,9 @@ Snapshots are opaque bytes here (their format, checks and meaning are projection
 The bucket is ``<stream>_SNAPSHOTS`` (stream ``OBJ_<stream>_SNAPSHOTS``), one object per snapshot
 named ``projection-<sequence, 20 digits>``, so the newest sorts last and a listing tells each one's
 sequence without reading it. nats-py chunks an object (here 512 KiB per message) and checks its
-SHA-256 digest on the way back. The lease is one key of the KV bucket ``<stream>_SNAPLEASE``:
-``{"holder": ..., "until": unix time}``, taken and renewed only with compare-and-swap (create, or
-update at the revision read), so of a fleet of gateways exactly one writes while its lease is
+SHA-256 digest on the way back. The lease is the key ``projection`` of the KV bucket
+``<stream>_SNAPLEASE``, a :class:`bus.LeasedCursor` (bus/_cursor.py, the one lease of the code
+base: compare-and-swap only), so of a fleet of gateways exactly one writes while its lease is
 fresh; the others take over when it lapses.
 
 Reading never creates anything: a gateway whose stream has no snapshot bucket starts from sequence 1.
@@ -15,17 +15,16 @@ Reading never creates anything: a gateway whose stream has no snapshot bucket st
 from __future__ import annotations
 
 import io
-import json
 import re
-import time
 from typing import Any
 
 import nats.errors
 import nats.js.errors
 import trio
-from nats.js.api import KeyValueConfig, ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, StorageType
+from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, StorageType
 
 from ._bridge import Bridge
+from ._cursor import LeasedCursor
 from ._errors import BusError
 
 __all__ = ["SnapshotBucket", "snapshot_name", "snapshot_seq"]
@@ -56,8 +55,8 @@ class SnapshotBucket:
         self.lease_bucket = f"{stream}_SNAPLEASE"
         self.replicas = replicas
         self.timeout_s = timeout_s
-        self._kv: Any = None
-        self._kv_nc: Any = None  # the connection the KV handle was made on (the bridge may replace it)
+        self._lease = LeasedCursor(bridge, self.lease_bucket, _LEASE_KEY, replicas=replicas,
+                                   description="jetkube: which gateway writes the projection snapshots")
 
     async def _run(self, coro: Any, what: str, timeout_s: float | None = None) -> Any:
         try:
@@ -114,43 +113,6 @@ class SnapshotBucket:
             except nats.js.errors.NotFoundError:
                 pass
 
-    async def _a_kv(self) -> Any:
-        if self._kv is None or self._kv_nc is not self._b.nc:
-            self._kv_nc = self._b.nc
-            js = self._kv_nc.jetstream()
-            self._kv = await js.create_key_value(KeyValueConfig(
-                bucket=self.lease_bucket, history=1, storage=StorageType.FILE, replicas=self.replicas,
-                description="jetkube: which gateway writes the projection snapshots"))
-        return self._kv
-
-    async def _a_lease(self, holder: str, ttl_s: float, release: bool) -> bool:
-        kv = await self._a_kv()
-        now = time.time()
-        value = json.dumps({"holder": holder, "until": 0.0 if release else now + ttl_s}).encode()
-        try:
-            entry = await kv.get(_LEASE_KEY)
-        except nats.js.errors.KeyNotFoundError:
-            entry = None
-        try:
-            if entry is None:
-                if release:
-                    return False
-                await kv.create(_LEASE_KEY, value)
-                return True
-            try:
-                cur = json.loads(entry.value or b"{}")
-                cur_holder, until = str(cur.get("holder", "")), float(cur.get("until", 0))
-            except (ValueError, TypeError, AttributeError):
-                cur_holder, until = "", 0.0  # unreadable: treated as lapsed
-            if cur_holder != holder and until > now:
-                return False  # another gateway holds it
-            if release and cur_holder != holder:
-                return False
-            await kv.update(_LEASE_KEY, value, last=entry.revision)
-            return not release
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return False  # another gateway took or renewed it in between
-
     # ---- trio side ---------------------------------------------------------------------------------
 
     async def list(self) -> list[tuple[int, str, int]]:
@@ -169,8 +131,8 @@ class SnapshotBucket:
 
     async def lease(self, holder: str, ttl_s: float) -> bool:
         """Take or renew the writer's lease for ``ttl_s``; False while another holder's is fresh."""
-        return bool(await self._run(self._a_lease(holder, ttl_s, False), f"lease in {self.lease_bucket}", 10.0))
+        return await self._lease.claim(holder, ttl_s) is not None
 
     async def release(self, holder: str) -> None:
         """Give the lease up (when ``holder`` has it), so another gateway can take it at once."""
-        await self._run(self._a_lease(holder, 0.0, True), f"releasing the lease in {self.lease_bucket}", 5.0)
+        await self._lease.release(holder)

@@ -4,7 +4,6 @@ thin clients of the API (gateway/_client.py reads the kubeconfig)."""
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 import time
@@ -109,8 +108,8 @@ def history(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
     body: dict[str, Any] = {}
     cont = ""
     while True:
-        body = client.get_json(path, {"limit": "500", "continue": cont,
-                                      "includeObject": "true" if args.diff or args.output else ""})
+        body = client.get_json(path, {"limit": "500", "continue": cont, "includeObject": "true" if args.output else "",
+                                      "diff": "yaml" if args.diff else ""})
         items += body["items"]
         cont = body.get("metadata", {}).get("continue", "")
         if not cont:
@@ -121,13 +120,9 @@ def history(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
     elif args.output == "yaml":
         out.write(yaml.safe_dump(body, sort_keys=False))
     elif args.diff:
-        before = ""
-        for it in items:
+        for it in items:  # the server's diff (gateway/_history.py yaml_diff), as the /ui/ timeline shows it
             out.write(f"# {_summary(it)}\n")
-            after = "" if it["type"] == "DELETED" else yaml.safe_dump(_without_rv(it["object"]), sort_keys=False)
-            out.writelines(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
-                                                f"rv {_prev(items, it)}", f"rv {it['resourceVersion']}"))
-            before = after
+            out.write(it["diff"])
     else:
         rows = [("REVISION", "TIME", "TYPE", "VERB", "USER", "USER-AGENT", "SOURCE", "AUDIT-ID")]
         for it in items:
@@ -140,16 +135,6 @@ def history(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
 def _summary(it: dict[str, Any]) -> str:
     return (f"resourceVersion {it['resourceVersion']} {it['time']} {it['verb']} by {it['user']['username']}"
             f" ({it.get('userAgent', '')}, {','.join(it.get('sourceIPs', []))}) audit {it['auditID']}")
-
-
-def _prev(items: list[dict[str, Any]], it: dict[str, Any]) -> str:
-    i = items.index(it)
-    return items[i - 1]["resourceVersion"] if i else "(none)"
-
-
-def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in ("resourceVersion", "managedFields")}
-    return {**obj, "metadata": meta}
 
 
 def _table(rows: list[tuple[str, ...]], out: TextIO) -> None:

@@ -6,7 +6,9 @@
 (a namespace in front of a cluster-scoped resource is ignored, as kubectl's ``-n``.)
 ``<resource>`` is a plural, singular, short name or lower-cased kind (``cm``, ``configmap``,
 ``deployments.apps``). Query: ``limit`` (default 100, at most 1,000), ``continue`` (from the last
-page), ``includeObject=true`` (each revision's whole object besides its patch). Authorized as a
+page), ``includeObject=true`` (each revision's whole object besides its patch), ``diff=yaml`` (each
+revision's change as a unified diff of the object's YAML, without resourceVersion and managedFields:
+what ``jetkube history --diff`` prints and the ``/ui/`` timeline shows; :func:`yaml_diff`). Authorized as a
 ``get`` of the object's ``history`` subresource, so RBAC decides who may read it.
 
 A revision carries what the event on the log carries: resourceVersion (the stream sequence), the
@@ -17,10 +19,12 @@ time, the user, the verb, user agent, source address, audit ID, and the change a
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 from typing import Any
 
 import msgspec
+import yaml
 
 from actors import BadRequest, NotFound, Request
 from bus import Key
@@ -112,7 +116,26 @@ def decode_continue(token: str) -> int:
     return after
 
 
-def revision_json(rev: Revision, *, include_object: bool) -> dict[str, Any]:
+def _for_diff(obj: dict[str, Any] | None) -> str:
+    """An object's YAML as diffs show it: without resourceVersion and managedFields (every
+    revision changes them; the revision line says which it is)."""
+    if obj is None:
+        return ""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")}
+    return str(yaml.safe_dump({**obj, "metadata": meta}, sort_keys=False))
+
+
+def yaml_diff(rev: Revision) -> str:
+    """The revision's change as a unified diff of YAML, from the object before it (nothing for the
+    first revision and after a deletion) to the object it left (nothing for a deletion)."""
+    before = rev.previous
+    after = None if rev.event.type == "delete" else rev.object
+    old = "(none)" if before is None else str((before.get("metadata") or {}).get("resourceVersion", ""))
+    return "".join(difflib.unified_diff(_for_diff(before).splitlines(True), _for_diff(after).splitlines(True),
+                                        f"rv {old}", f"rv {rev.seq}"))
+
+
+def revision_json(rev: Revision, *, include_object: bool, diff: bool = False) -> dict[str, Any]:
     ev = rev.event
     a = ev.actor
     user: dict[str, Any] = {"username": a.user}
@@ -134,6 +157,8 @@ def revision_json(rev: Revision, *, include_object: bool) -> dict[str, Any]:
     if a.source:
         out["sourceIPs"] = [a.source]
     out["patch"] = rev.patch
+    if diff:
+        out["diff"] = yaml_diff(rev)
     if include_object:
         out["object"] = rev.object
     return out
@@ -149,6 +174,9 @@ async def history_body(log: Any, tenant: str, rdef: ResourceDef, namespace: str,
             raise BadRequest(f"invalid limit {q['limit']!r}") from None
     after = decode_continue(q["continue"]) if q.get("continue") else 0
     include = q.get("includeObject", "").lower() in ("true", "1", "object")
+    diff = q.get("diff", "")
+    if diff not in ("", "yaml"):
+        raise BadRequest(f'invalid diff {diff!r}: the only format is "yaml"')
     key = Key(tenant, rdef.group, rdef.plural, namespace, name)
     revs, more = await revisions(log, key, after=after, limit=limit if limit > 0 else DEFAULT_LIMIT)
     if not revs and not after:
@@ -161,5 +189,5 @@ async def history_body(log: Any, tenant: str, rdef: ResourceDef, namespace: str,
         "kind": "RevisionList", "apiVersion": f"{GROUP}/v1", "metadata": meta,
         "target": {"group": rdef.group, "version": rdef.version, "resource": rdef.plural, "kind": rdef.kind,
                    "namespace": namespace, "name": name},
-        "items": [revision_json(r, include_object=include) for r in revs],
+        "items": [revision_json(r, include_object=include, diff=bool(diff)) for r in revs],
     })

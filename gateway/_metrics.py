@@ -448,6 +448,9 @@ class _Collector:
                                       value=retention.purged_messages)
             yield CounterMetricFamily("jetkube_history_retention_passes_total", "Retention passes completed.",
                                       value=retention.passes)
+            yield GaugeMetricFamily("jetkube_history_retention_lease_held", "Whether this gateway holds the lease "
+                                    "to purge (1): of the gateways with retention on, one purges.",
+                                    value=1 if retention.lease_held else 0)
         audit = m.audit
         if audit is not None:
             yield CounterMetricFamily("jetkube_audit_events_written_total", "Audit records the gateway wrote to "

@@ -53,6 +53,8 @@ class Revision:
     stored_at: str
     object: dict[str, Any]
     patch: list[dict[str, Any]]
+    #: The object before this revision (None: there was none, or it was deleted).
+    previous: dict[str, Any] | None = None
 
 
 def _revision(m: LogMessage, previous: dict[str, Any] | None) -> Revision:
@@ -60,7 +62,7 @@ def _revision(m: LogMessage, previous: dict[str, Any] | None) -> Revision:
     obj = msgspec.json.decode(object_bytes(ev, m.seq))
     before = previous if previous is not None else {}
     patch = [] if ev.type == "delete" else list(jsonpatch.make_patch(before, obj))
-    return Revision(m.seq, ev, m.stored_at, obj, patch)
+    return Revision(m.seq, ev, m.stored_at, obj, patch, previous)
 
 
 async def revisions(log: Log, key: Key, *, after: int = 0, limit: int = 100) -> tuple[list[Revision], bool]:

@@ -30,6 +30,7 @@ from bus import (
     LogMessage,
     LogReader,
     all_filter,
+    object_subject,
     resource_filter,
 )
 from kinds import CLUSTER_ANNOTATION
@@ -131,6 +132,14 @@ class Projection:
         """
         t0 = trio.current_time()
         snaps = self.snapshots
+        # The tombstone horizon before reading anything (see _forget_purged).
+        while True:
+            try:
+                _, horizon, _ = await self.log.compaction_record()
+                break
+            except (BusError, trio.TooSlowError) as e:
+                _log.warning("reading the compaction record failed: %s", e)
+                await trio.sleep(0.25)  # backoff against a log that is still starting
         # Without a valid snapshot the log is folded from sequence 1, as without snapshots.
         if snaps is not None and snaps.settings.load and not self.store.applied and await snaps.load(self.store):
             rebuild_views(self.store, self.rbac, self.crds)
@@ -182,6 +191,7 @@ class Projection:
                                 await trio.sleep_forever()  # frozen at ``stop_at``: nothing more to apply
                             self.apply_batch(batch)
                             if not started and self.store.applied >= self.start_head:
+                                await self._forget_purged(horizon)
                                 self._started(nursery, t0)
                                 task_status.started()
                                 started = True
@@ -191,6 +201,35 @@ class Projection:
                         await reader.aclose()
                 reader = await self._reopen_reader(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _forget_purged(self, horizon: int) -> None:
+        """Once a start caught up, before anything reads the store: history retention may have purged
+        tombstones (and everything before them on their subjects) while the fold was reading, ahead of
+        it, after it had applied an earlier revision of their objects; such an object was deleted
+        and the log has no message of it left. When the compaction record's tombstone horizon H moved
+        past ``horizon`` (the one read before the start), every object at or below the new H whose
+        subject the log no longer holds is dropped. (Any other purge leaves the object's last
+        revision, which the fold applies.) A failure to look is logged: the start goes on."""
+        try:
+            _, h, _ = await self.log.compaction_record()
+            if h <= horizon:
+                return
+            present = await self.log.subjects(all_filter(self.log.prefix))
+        except (BusError, trio.TooSlowError) as e:
+            _log.warning("checking for objects purged during the start failed: %s", e)
+            return
+        prefix = self.log.prefix
+        gone = [Key(t, g, r, ns, n) for (t, g, r), st in self.store.resources.items()
+                for ns, n, e in st.iter_entries(None)
+                if e.seq <= h and object_subject(prefix, Key(t, g, r, ns, n)) not in present]
+        for key in gone:
+            self.store.forget(key)
+            if key.group == RBAC_GROUP:
+                self.rbac.apply(key.tenant, key.resource, key.namespace, key.name, None)
+            elif (key.group, key.resource) == CRD_KEY:
+                self.crds.apply(key.tenant, key.name, None)
+        if gone:
+            _log.info("%d objects whose deletion history retention purged during the start dropped", len(gone))
 
     async def head(self) -> int:
         """The log's head, or ``stop_at`` when this projection stops there."""
@@ -438,45 +477,68 @@ class Projection:
                              send_initial: bool, bookmarks: bool) -> AsyncIterator[
                                  AsyncIterator[list[tuple[str, object]]]]:
         """:meth:`watch` across every tenant (kcp's ``/clusters/*/``): each object carries its
-        tenant in the ``tenancy.jetkube.io/cluster`` annotation. A resourceVersion is served from
-        the rings only (410 when one of them no longer holds it)."""
+        tenant in the ``tenancy.jetkube.io/cluster`` annotation. A resourceVersion older than a ring
+        holds (e.g. from before the snapshot this projection started from) is served from the log,
+        every tenant's subjects in one read, then from the rings, as a single tenant's watch is."""
         stream = _TenantsStream(flt, bookmarks=bookmarks, max_queued=self.settings.watch_queue)
         if resource_version:
             await self.wait_for(resource_version)
             if resource_version < self.compacted:
                 raise TooOldResourceVersion(resource_version, self.compacted)
-        states = [(t, st) for (t, g, r), st in self.store.resources.items() if (g, r) == (group, resource)]
-        first: list[tuple[str, object]] = []
-        if not resource_version:
-            for t, st in states:
-                first += [(ADDED, _in_tenant(t, Change(e.seq, ADDED, ns, n, e, None)))
-                          for ns, n, e in st.iter_entries(flt.namespace) if flt.matches(ns, n, e)]
-        else:
-            backlog: list[tuple[int, str, Change]] = []
-            for t, st in states:
-                if resource_version < st.ring_floor:
-                    raise TooOldResourceVersion(resource_version, st.ring_floor)
-                backlog += [(ch.seq, t, ch) for ch in st.changes_after(resource_version)]
-            for _, t, ch in sorted(backlog, key=lambda x: x[0]):
-                ty = stream.classify(ch)
-                if ty is not None:
-                    first.append((ty, _in_tenant(t, ch)))
-        at = self.store.applied
-        watchers = self.store.cross.setdefault((group, resource), set())
-        watchers.add(stream)
-        if send_initial:
-            first.append(("BOOKMARK_END", at))
+        chunk = 512
+
+        def states() -> list[tuple[str, ResourceState]]:
+            return [(t, st) for (t, g, r), st in self.store.resources.items() if (g, r) == (group, resource)]
 
         async def gen() -> AsyncIterator[list[tuple[str, object]]]:
-            for i in range(0, len(first), 512):
-                yield first[i:i + 512]
+            first: list[tuple[str, object]] = []
+            if not resource_version:
+                self.watch_starts["state"] += 1
+                for t, st in states():
+                    first += [(ADDED, _in_tenant(t, Change(e.seq, ADDED, ns, n, e, None)))
+                              for ns, n, e in st.iter_entries(flt.namespace) if flt.matches(ns, n, e)]
+                at = self.store.applied
+            else:
+                after = resource_version
+                # The rings' floor; resources first seen later start at the snapshot's sequence (base).
+                floor = max([st.ring_floor for _, st in states()] + [self.store.base])
+                self.watch_starts["log" if after < floor else "ring"] += 1
+                while after < floor:
+                    async with aclosing(self._from_log(stream, ANY_TENANT, group, resource, after)) as from_log:
+                        pending: list[tuple[str, object]] = []
+                        async for item in from_log:
+                            if isinstance(item, int):
+                                after = item
+                            else:
+                                after = item[1].seq
+                                pending.append(item)
+                            if len(pending) >= chunk or (pending and isinstance(item, int)):
+                                yield pending
+                                pending = []
+                        if pending:
+                            yield pending
+                    floor = max([st.ring_floor for _, st in states()] + [self.store.base])
+                # From here to the registration, no checkpoint: nothing is missed or repeated.
+                backlog: list[tuple[int, str, Change]] = []
+                for t, st in states():
+                    backlog += [(ch.seq, t, ch) for ch in st.changes_after(after)]
+                for _, t, ch in sorted(backlog, key=lambda x: x[0]):
+                    ty = stream.classify(ch)
+                    if ty is not None:
+                        first.append((ty, _in_tenant(t, ch)))
+                at = max(after, self.store.applied)
+            self.store.cross.setdefault((group, resource), set()).add(stream)
+            if send_initial:
+                first.append(("BOOKMARK_END", at))
+            for i in range(0, len(first), chunk):
+                yield first[i:i + chunk]
             receive = stream.receive
             while True:
                 try:
                     batch = [await receive.receive()]
                 except trio.EndOfChannel:
                     break
-                while len(batch) < 512:
+                while len(batch) < chunk:
                     try:
                         batch.append(receive.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
@@ -489,9 +551,11 @@ class Projection:
         try:
             yield it
         finally:
-            watchers.discard(stream)
-            if not watchers:
-                self.store.cross.pop((group, resource), None)
+            watchers = self.store.cross.get((group, resource))
+            if watchers is not None:
+                watchers.discard(stream)
+                if not watchers:
+                    del self.store.cross[(group, resource)]
             stream.close()
             await it.aclose()
 
@@ -592,10 +656,12 @@ class Projection:
                     if need_prev:
                         known[m.subject] = None if kind == DELETED else entry
                     t = stream.classify(change)
-                    if t is not None:
-                        yield t, change
-                    else:
+                    if t is None:
                         yield m.seq
+                    elif tenant == ANY_TENANT:
+                        yield t, _in_tenant(key.tenant, change)
+                    else:
+                        yield t, change
                 while len(known) > self.settings.history_objects:
                     known.popitem(last=False)
             await check_still_retained(self.log, after)  # a purge that began meanwhile may have cut events

@@ -20,15 +20,18 @@ config``), encrypted as their events are in the log, so a snapshot holds no plai
 not. Every resource appears, in the store's order, an empty one as one frame without rows.
 
 What is checked on load: the magic, the format, the stream identity and prefix, that the sequence
-is not beyond the stream's head, the length and SHA-256 of the body, zstd's checksum, the types of
+is not beyond the stream's head nor below the highest tombstone history retention purged (the
+compaction record's H, bus ``Log.compaction_record``: the tail after such a snapshot would miss
+that deletion; every other message retention purges has a later revision of its object kept, so a
+snapshot below the compaction point but at or above H folds exactly), the length and SHA-256 of the body, zstd's checksum, the types of
 every row, that no row is newer than the snapshot, and the object count. The RBAC and CRD views
 are rebuilt from the restored objects in sequence order (as a fold would have applied them).
 
 Rings of recent changes are not kept: after a start from a snapshot every resource's ring starts
 empty with its floor at the snapshot's sequence, so a watch (or a continue token) from an older
 resourceVersion is served from the log (projections/_projection.py ``_from_log``), exactly as when
-the ring has moved past it. A watch across tenants (``/clusters/*/``, served from the rings only)
-from a resourceVersion older than the snapshot gets 410 Gone, as it does when the rings moved on.
+the ring has moved past it; a watch across tenants (``/clusters/*/``) too, every tenant's subjects
+read from the log in one pass.
 
 Writing: only the gateway holding the writer's lease (bus/_snapshots.py) writes, in the background:
 the store is captured in one step between two applied batches (references only: objects are never
@@ -118,9 +121,9 @@ class SnapshotStats:
     loaded_seq: int = 0  # the sequence the projection started from (0: a full fold)
     load_s: float = 0.0  # time to find, read, check and restore it
     loaded_bytes: int = 0
-    #: Snapshots refused on load, by reason (corrupt, mismatch, format, unreadable).
+    #: Snapshots refused on load, by reason (corrupt, mismatch, format, unreadable, compacted).
     rejected: dict[str, int] = field(default_factory=lambda: {"corrupt": 0, "mismatch": 0, "format": 0,
-                                                              "unreadable": 0})
+                                                              "unreadable": 0, "compacted": 0})
     written: int = 0
     write_failures: int = 0
     last_written_seq: int = 0
@@ -318,6 +321,7 @@ class Snapshots:
                 return False
             identity = await self.log.identity()
             head = await self.log.head()
+            _, horizon, _ = await self.log.compaction_record()
         except BusError as e:
             _log.warning("snapshots could not be listed (%s): folding the log from sequence 1", e)
             self.stats.rejected["unreadable"] += 1
@@ -325,6 +329,11 @@ class Snapshots:
         for seq, name, size in reversed(found):
             if seq > head:
                 self._refuse("mismatch", name, f"sequence {seq} is beyond the stream's head {head}")
+                continue
+            if seq < horizon:
+                # History retention purged a tombstone after it: its tail would miss that deletion.
+                self._refuse("compacted", name, f"sequence {seq} is below {horizon}, the highest tombstone "
+                                                f"history retention purged")
                 continue
             try:
                 blob = await self.bucket.get(name, timeout_s=self.settings.load_timeout_s)

@@ -190,6 +190,21 @@ class Store:
         for key in [k for k, st in self.resources.items() if k[0] == tenant and not st.count and not st.watchers]:
             del self.resources[key]
 
+    def forget(self, key: Key) -> Entry | None:
+        """Drop an object whose every message the log purged (history retention removed its tombstone
+        before this store read it): no change is recorded, there is no event of it. Only before
+        anybody reads the store (a start); returns the entry dropped."""
+        st = self.resources.get((key.tenant, key.group, key.resource))
+        ns = None if st is None else st.by_ns.get(key.namespace)
+        if st is None or ns is None or key.name not in ns:
+            return None
+        entry = ns.pop(key.name)
+        st.count -= 1
+        st._sorted.pop(key.namespace, None)
+        if not ns:
+            del st.by_ns[key.namespace]
+        return entry
+
     def get(self, key: Key) -> Entry | None:
         st = self.resources.get((key.tenant, key.group, key.resource))
         return None if st is None else st.get(key.namespace, key.name)

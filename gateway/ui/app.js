@@ -71,40 +71,76 @@ async function resolveResource(name) {
   throw new Error('the server does not know the resource "' + name + '"');
 }
 
+// Search: the LIST is read page by page through the API (limit/continue, 500 objects a page) and
+// filtered by name here, until SEARCH_SHOWN more matches are shown or SEARCH_PAGES pages were read;
+// "More results…" goes on from the next page. Every object of the list can be reached.
+const SEARCH_PAGE = "500", SEARCH_SHOWN = 100, SEARCH_PAGES = 20;
+let searchNext = null;
+
+function resultRow(res, m) {
+  const tr = document.createElement("tr");
+  tr.className = "result";
+  cell(tr, m.namespace);
+  cell(tr, m.name);
+  cell(tr, m.resourceVersion);
+  cell(tr, m.creationTimestamp);
+  const td = document.createElement("td");
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "open-history";
+  b.textContent = "History";
+  b.addEventListener("click", () => openHistory(res, m.namespace || "", m.name));
+  td.appendChild(b);
+  tr.appendChild(td);
+  return tr;
+}
+
+async function searchPages() {
+  const tbody = $("results").tBodies[0];
+  const { res, path, filter } = searchNext;
+  let cont = searchNext.cont, shown = 0;
+  for (let pages = 0; pages < SEARCH_PAGES && shown < SEARCH_SHOWN; pages++) {
+    const list = await apiJSON(path, { limit: SEARCH_PAGE, continue: cont });
+    for (const item of list.items || []) {
+      const m = item.metadata || {};
+      if (filter && !(m.name || "").includes(filter)) continue;
+      tbody.appendChild(resultRow(res, m));
+      shown++;
+    }
+    searchNext.scanned += (list.items || []).length;
+    cont = (list.metadata || {}).continue || "";
+    if (!cont) break;
+  }
+  searchNext.cont = cont;
+  const n = tbody.rows.length;
+  $("search-count").textContent = n + " match" + (n === 1 ? "" : "es") + " in " + searchNext.scanned +
+    " object" + (searchNext.scanned === 1 ? "" : "s") + (cont ? " read so far" : "");
+  $("search-more").hidden = !cont;
+  if (!cont) searchNext = null;
+}
+
 async function search(ev) {
   ev.preventDefault();
   showError("");
-  const tbody = $("results").tBodies[0];
-  clear(tbody);
+  clear($("results").tBodies[0]);
+  $("search-count").textContent = "";
+  $("search-more").hidden = true;
+  searchNext = null;
   try {
     const res = await resolveResource($("search-resource").value.trim());
     const ns = $("search-namespace").value.trim();
     const path = res.namespaced && ns ? res.base + "/namespaces/" + encodeURIComponent(ns) + "/" + res.plural
       : res.base + "/" + res.plural;
-    const filter = $("search-name").value.trim();
-    const list = await apiJSON(path, { limit: "500" });
-    for (const item of list.items || []) {
-      const m = item.metadata || {};
-      if (filter && !(m.name || "").includes(filter)) continue;
-      const tr = document.createElement("tr");
-      tr.className = "result";
-      cell(tr, m.namespace);
-      cell(tr, m.name);
-      cell(tr, m.resourceVersion);
-      cell(tr, m.creationTimestamp);
-      const td = document.createElement("td");
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "open-history";
-      b.textContent = "History";
-      b.addEventListener("click", () => openHistory(res, m.namespace || "", m.name));
-      td.appendChild(b);
-      tr.appendChild(td);
-      tbody.appendChild(tr);
-    }
+    searchNext = { res, path, filter: $("search-name").value.trim(), cont: "", scanned: 0 };
+    await searchPages();
   } catch (e) {
     showError(e.message);
   }
+}
+
+async function moreResults() {
+  if (!searchNext) return;
+  try { await searchPages(); } catch (e) { showError(e.message); }
 }
 
 let historyNext = null;
@@ -128,19 +164,25 @@ function revisionItem(rev) {
   if (rev.impersonatedBy) add("impersonator", "impersonated by " + rev.impersonatedBy.username);
   if (rev.userAgent) add("agent", rev.userAgent);
   li.appendChild(meta);
+  // The change as a unified diff of the object's YAML (the server's, as `jetkube history --diff`
+  // prints it), one element per line so that added and removed lines can be told apart.
   const pre = document.createElement("pre");
-  pre.className = "patch";
-  // One line per JSON patch (RFC 6902) operation: "replace /data/v = "1"".
-  pre.textContent = (Array.isArray(rev.patch) ? rev.patch : []).map((op) =>
-    op.op + " " + op.path + (op.from !== undefined ? " from " + op.from : "") +
-    (op.value !== undefined ? " = " + JSON.stringify(op.value) : "")).join("\n");
+  pre.className = "diff";
+  for (const line of (rev.diff || "").split("\n")) {
+    if (!line) continue;
+    const span = document.createElement("span");
+    span.className = line.startsWith("@@") ? "hunk" : line.startsWith("+++") || line.startsWith("---") ? "file"
+      : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : "ctx";
+    span.textContent = line + "\n";
+    pre.appendChild(span);
+  }
   li.appendChild(pre);
   return li;
 }
 
 async function loadHistoryPage() {
   const { path, cont } = historyNext;
-  const body = await apiJSON(path, { limit: "100", continue: cont });
+  const body = await apiJSON(path, { limit: "100", continue: cont, diff: "yaml" });
   for (const rev of body.items || []) $("timeline").appendChild(revisionItem(rev));
   const next = (body.metadata || {}).continue;
   historyNext = next ? { path, cont: next } : null;
@@ -209,5 +251,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", search);
   $("audit-form").addEventListener("submit", audit);
   $("history-more").addEventListener("click", moreHistory);
+  $("search-more").addEventListener("click", moreResults);
   showTokenState();
 });

@@ -13,7 +13,6 @@ Chromium is installed here when missing (apt-get, as root), never skipped: no br
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -88,12 +87,28 @@ def browse(base: str, executable: str, screenshot: Path) -> dict:
             seen["stored"] = page.evaluate("sessionStorage.getItem('jetkube.token')")
             seen["token_input_after"] = page.input_value("#token")
 
+            # The ui-* objects sort after 505 bulk-* ones: past the first page of the LIST (500).
             page.fill("#search-name", "ui-")
             page.click("#search-form button[type=submit]")
             rows = page.locator("#results tbody tr")
             expect(rows).to_have_count(3)
             expect(page.locator("#error")).to_be_hidden()
+            expect(page.locator("#search-more")).to_be_hidden()
             seen["names"] = sorted(rows.nth(i).locator("td").nth(1).text_content() for i in range(3))
+            seen["search_count"] = page.text_content("#search-count")
+            # Many matches: a page of them, then the rest on demand.
+            page.fill("#search-name", "bulk-")
+            page.click("#search-form button[type=submit]")
+            expect(rows).to_have_count(500)
+            expect(page.locator("#search-more")).to_be_visible()
+            seen["bulk_count_first"] = page.text_content("#search-count")
+            page.click("#search-more")
+            expect(rows).to_have_count(505)
+            expect(page.locator("#search-more")).to_be_hidden()
+            seen["bulk_last"] = rows.nth(504).locator("td").nth(1).text_content()
+            page.fill("#search-name", "ui-")
+            page.click("#search-form button[type=submit]")
+            expect(rows).to_have_count(3)
 
             page.locator("#results tbody tr", has_text="ui-b").locator("button.open-history").click()
             revs = page.locator("#timeline li.revision")
@@ -102,7 +117,9 @@ def browse(base: str, executable: str, screenshot: Path) -> dict:
             seen["users"] = [revs.nth(i).locator(".user").text_content() for i in range(4)]
             seen["verbs"] = [revs.nth(i).locator(".verb").text_content() for i in range(4)]
             seen["types"] = [revs.nth(i).locator(".type").text_content() for i in range(4)]
-            seen["patches"] = [revs.nth(i).locator("pre.patch").text_content() for i in range(4)]
+            seen["diffs"] = [revs.nth(i).locator("pre.diff").text_content() for i in range(4)]
+            seen["removed"] = revs.nth(1).locator("pre.diff span.del").all_text_contents()
+            seen["added"] = revs.nth(1).locator("pre.diff span.add").all_text_contents()
             seen["injected"] = page.locator("#pwned").count()
             seen["title"] = page.title()
 
@@ -114,7 +131,7 @@ def browse(base: str, executable: str, screenshot: Path) -> dict:
             expect(revs).to_have_count(111)
             expect(page.locator("#history-more")).to_be_hidden()
             seen["long"] = [revs.nth(i).locator(".verb").text_content() for i in (0, 1, 110)]
-            seen["long_last"] = revs.nth(110).locator("pre.patch").text_content()
+            seen["long_last"] = revs.nth(110).locator("pre.diff").text_content()
             page.locator("#results tbody tr", has_text="ui-b").locator("button.open-history").click()
             expect(revs).to_have_count(4)
 
@@ -181,6 +198,14 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
                 r = await alice.patch(f"{CM}/ui-c", content=b'{"data":{"v":"p%d"}}' % i, headers=MERGE)
                 assert r.status_code == 200, r.text
 
+            async def bulk(lo: int) -> None:  # more objects than one page of the search's LIST (500)
+                for i in range(lo, 505, 8):
+                    assert (await bob.post(CM, json=cm(f"bulk-{i:03d}", v="0"))).status_code == 201
+
+            async with trio.open_nursery() as n:
+                for lo in range(8):
+                    n.start_soon(bulk, lo)
+
             # The page is public (it holds no data); every data call it makes is authenticated.
             r = await anon.get("/ui/")
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -197,6 +222,9 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
 
         with trio.fail_after(120):
             seen = await trio.to_thread.run_sync(browse, g.https_url, chromium, screenshot, abandon_on_cancel=True)
+            r = await alice.get("/apis/history.jetkube.io/v1/namespaces/default/configmaps/ui-b",
+                                params={"diff": "yaml"})
+            assert r.status_code == 200, r.text
 
     assert "script-src 'self'" in seen["csp"] and "default-src 'none'" in seen["csp"]
     assert seen["error_without_token"].startswith("401"), seen["error_without_token"]
@@ -206,13 +234,23 @@ async def test_ui_search_history_and_audit_in_headless_chromium(start_server, tm
     assert seen["users"] == ["alice", "bob", "alice", "bob"]
     assert seen["verbs"] == ["create", "patch", "update", "patch"]
     assert seen["types"] == ["ADDED", "MODIFIED", "MODIFIED", "MODIFIED"]
-    assert 'replace /data/v = "1"' in seen["patches"][1].splitlines(), seen["patches"][1]
-    assert 'add /data = {"v":"0"}' in seen["patches"][0].splitlines(), seen["patches"][0]
+    # 505 bulk-*, ui-a, ui-b, ui-c, other-d and kube-root-ca.crt: every page was read.
+    assert seen["search_count"] == "3 matches in 510 objects", seen["search_count"]
+    assert seen["bulk_count_first"] == "500 matches in 500 objects read so far", seen["bulk_count_first"]
+    assert seen["bulk_last"] == "bulk-504"
+    # Each revision as the unified YAML diff `jetkube history --diff` prints (the server's, one place).
+    assert [i["diff"] for i in r.json()["items"]] == seen["diffs"]
+    assert seen["removed"] == ["-  v: '0'\n"] and seen["added"] == ["+  v: '1'\n"], seen
+    first = seen["diffs"][0].splitlines()
+    assert first[:2] == ["--- rv (none)", f"+++ rv {r.json()['items'][0]['resourceVersion']}"], first
+    assert "+data:" in first and "+  v: '0'" in first and "+  name: ui-b" in first, first
+    assert not any("resourceVersion" in line or "managedFields" in line for d in seen["diffs"] for line in d.splitlines())
     # An object's field is shown as text: the HTML in it is in the diff, and never became an element.
-    assert "add /data/html = " + json.dumps(XSS, separators=(",", ":")) in seen["patches"][2].splitlines()
+    assert any(line.startswith("+  html: ") and XSS in line for line in seen["diffs"][2].splitlines()), seen["diffs"][2]
     assert seen["injected"] == 0 and seen["title"] != "1"
     assert seen["long"] == ["create", "patch", "patch"]
-    assert 'replace /data/v = "p109"' in seen["long_last"].splitlines(), seen["long_last"]
+    assert "-  v: p108" in seen["long_last"].splitlines() and "+  v: p109" in seen["long_last"].splitlines(), (
+        seen["long_last"])
     by_name = {row[5]: row for row in seen["audit"]}
     assert set(by_name) == {"ui-a", "ui-b", "other-d"}, seen["audit"]
     assert len(seen["audit"]) == 4  # bob's four patches, nothing else

@@ -8,18 +8,20 @@ import json
 import random
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
 import trio
 
-from actors import RetentionSettings, RetentionStats
+from actors import RetentionSettings, RetentionStats, run_retention
 from actors._retention import run_pass
 from bus import (
     Actor,
     Event,
     Key,
+    LeasedCursor,
     StreamConfig,
     all_filter,
     encode_event,
@@ -28,9 +30,11 @@ from bus import (
     open_log,
     resource_filter,
 )
+from gateway import Running, Settings, serve
 from projections import TooOldResourceVersion
 from projections._history import check_retained, rows_at
 from tests.conftest import client_for, poll_until
+from tests.integration.test_snapshots import metric
 
 pytestmark = pytest.mark.trio
 
@@ -108,6 +112,8 @@ async def test_revisions_cap_keeps_the_latest_and_moves_the_compaction_point(nat
                 assert await _rows(log, at) == _fold(history, at)
             with pytest.raises(TooOldResourceVersion, match=rf"too old resource version: {point - 1} \({point}\)"):
                 await check_retained(log, point - 1)
+            # The cap purges no last revision: no tombstone horizon (H) is recorded.
+            assert (await log.compaction_record())[1] == plan.tombstones == 0
             # A second pass finds nothing to do; the compaction point only grows.
             done: dict[str, int] = {}
             await run_pass(log, RetentionSettings(max_revisions=2), stats, now=datetime.now(), done=done)
@@ -150,6 +156,18 @@ async def test_age_keeps_the_state_at_the_cut_and_ages_tombstones_out(nats_url: 
                     msgs, _ = await log.subject_messages(subject, 1, limit=1)
                     assert msgs[0].seq <= t  # its state at T is kept
             assert any(deleted and seq > t for seq, _, deleted, _ in history)
+            # H: the highest tombstone purged: the highest deletion that is its object's state at T.
+            last_at_t: dict[str, tuple[int, bool]] = {}
+            for seq, name, deleted, _ in history:
+                if seq <= t:
+                    last_at_t[name] = (seq, deleted)
+            horizon = max(seq for seq, deleted in last_at_t.values() if deleted)
+            assert (await log.compaction_record())[:2] == (t, horizon) and plan.tombstones == horizon
+            # A record written before H was kept says nothing about tombstones: H is taken to be C.
+            point, _, at = await log.compaction_record()
+            await log.append(log.compaction_subject, json.dumps({"seq": point + 1}).encode(), msg_id="old-record",
+                             expected_seq=at)
+            assert (await log.compaction_record())[:2] == (point + 1, point + 1)
 
 
 async def test_410_below_the_compaction_point_on_two_gateways(start_server) -> None:  # type: ignore[no-untyped-def]
@@ -232,3 +250,106 @@ async def test_410_below_the_compaction_point_on_two_gateways(start_server) -> N
             assert "[+]log-compaction ok (compaction point " in r.text, r.text
             r = await a.get("/metrics")
             assert "jetkube_history_purged_messages_total" in r.text and "jetkube_log_compaction_point" in r.text
+
+
+async def test_one_gateway_purges_and_another_takes_over_when_it_stops(nats_url: str, tmp_path: Path) -> None:
+    """Two gateways with retention on: only the purger's lease holder runs passes; when it stops (and
+    releases the lease) the other one purges, well before the lease would have lapsed."""
+    async with trio.open_nursery() as nursery:
+        gws: list[Running] = []
+        stops: list[trio.Event] = []
+        stopped: list[trio.Event] = []
+
+        async def gateway(i: int, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
+            settings = Settings(data_dir=str(tmp_path / f"g{i}"), port=0, insecure_port=0, nats_url=nats_url,
+                                graceful_timeout_s=0.5, history_max_revisions=1, history_retention_interval_s=0.2)
+            try:
+                await serve(settings, shutdown=stops[i], task_status=task_status)
+            finally:
+                stopped[i].set()
+
+        for i in range(2):
+            stops.append(trio.Event())
+            stopped.append(trio.Event())
+            with trio.fail_after(30):
+                gws.append(await nursery.start(gateway, i))
+        clients = [client_for(g) for g in gws]
+
+        async def look() -> list[tuple[float, float, float]]:
+            """(lease held, passes, purged messages) of each gateway still running."""
+            out = []
+            for c, done in zip(clients, stopped, strict=True):
+                if done.is_set():
+                    continue
+                text = (await c.get("/metrics")).text
+                out.append(tuple(metric(text, n) for n in ("jetkube_history_retention_lease_held",
+                                                            "jetkube_history_retention_passes_total",
+                                                            "jetkube_history_purged_messages_total")))
+            return out
+
+        async def revisions(c: httpx.AsyncClient, names: range, v: str) -> None:
+            for i in names:
+                r = await c.post(CM, json={"metadata": {"name": f"lease-{i}"}, "data": {"v": "0"}})
+                assert r.status_code in (201, 409), r.text
+                r = await c.patch(f"{CM}/lease-{i}", content=b'{"data":{"v":"%s"}}' % v.encode(), headers=MERGE)
+                assert r.status_code == 200, r.text
+
+        async def one_revision(c: httpx.AsyncClient, names: range) -> bool:
+            for i in names:
+                r = await c.get(f"{H}/namespaces/default/configmaps/lease-{i}")
+                if r.status_code != 200 or len(r.json()["items"]) != 1:
+                    return False
+            return True
+
+        try:
+            await revisions(clients[0], range(20), "1")
+            with trio.fail_after(30):
+                await poll_until(lambda: one_revision(clients[1], range(20)))
+                # Several passes later, one gateway did them all and holds the lease; the other none.
+                await poll_until(lambda: _passes_at_least(look, 5))
+            seen = await look()
+            holder = next(i for i, (held, _, _) in enumerate(seen) if held == 1)
+            other = 1 - holder
+            assert seen[holder][1] >= 5 and seen[holder][2] >= 20, seen
+            assert seen[other] == (0, 0, 0), seen
+
+            stops[holder].set()
+            with trio.fail_after(15):  # the lease lasts 30 s: only the holder's release makes this quick
+                await stopped[holder].wait()
+                await revisions(clients[other], range(20, 30), "2")
+                await poll_until(lambda: one_revision(clients[other], range(20, 30)))
+            (held, passes, purged), = await look()
+            assert held == 1 and passes >= 1 and purged >= 10
+        finally:
+            for c in clients:
+                await c.aclose()
+            for s in stops:
+                s.set()
+
+
+async def _passes_at_least(look, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return max(p for _, p, _ in await look()) >= n
+
+
+async def test_a_dead_purgers_lease_lapses_and_another_gateway_takes_over(nats_url: str) -> None:
+    """A holder that stops renewing (killed: it never releases): no pass runs until its lease lapses,
+    then the other purger takes over."""
+    async with open_bridge(nats_url) as bridge:
+        log = await open_log(bridge, StreamConfig(name="LZ", prefix="lz"))
+        await _seed(log, 200, 20, 3)
+        dead = LeasedCursor(bridge, "LZ_RETENTION", "purger")
+        assert await dead.claim("killed-gateway", 2.0) is not None
+        lapses_at = trio.current_time() + 2.0
+        stats = RetentionStats()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_retention, log, RetentionSettings(max_revisions=1, interval_s=0.1, lease_s=0.6),
+                                stats)
+            with trio.fail_after(20):
+                while not stats.passes:
+                    await trio.sleep(0.05)  # the purger's own loop: its counter, in process
+            assert trio.current_time() >= lapses_at - 0.1  # not before the dead holder's lease lapsed
+            assert stats.lease_held and stats.purged_messages > 0
+            assert await dead.claim("killed-gateway", 2.0) is None  # now the live purger's
+            nursery.cancel_scope.cancel()
+        assert not stats.lease_held
+        assert await dead.claim("killed-gateway", 2.0) is not None  # released when it stopped

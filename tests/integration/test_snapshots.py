@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,20 @@ import httpx
 import pytest
 import trio
 
-from bus import Log, LogMessage, SnapshotBucket, StreamConfig, open_bridge, open_log, snapshot_name
+from actors import RetentionSettings, RetentionStats
+from actors._retention import run_pass
+from bus import (
+    ANY_TENANT,
+    Key,
+    Log,
+    LogMessage,
+    SnapshotBucket,
+    StreamConfig,
+    all_filter,
+    open_bridge,
+    open_log,
+    snapshot_name,
+)
 from gateway import Running, Settings, serve
 from projections import (
     Projection,
@@ -61,6 +75,15 @@ async def full_fold(log: Log) -> Projection:
 
 def same(a: Projection, b: Projection) -> None:
     assert dump(a.store) == dump(b.store)
+    assert dump_views(a) == dump_views(b)
+
+
+def same_purged(a: Projection, b: Projection) -> None:
+    """:func:`same` for a log that retention purged: which resource a fold met first, and how many
+    foreign messages it skipped, depend on which messages were left (no read shows either)."""
+    da, db = dump(a.store), dump(b.store)
+    assert da["applied"] == db["applied"]
+    assert sorted(da["resources"]) == sorted(db["resources"])
     assert dump_views(a) == dump_views(b)
 
 
@@ -111,6 +134,15 @@ async def test_snapshot_plus_tail_equals_a_full_replay_on_nats(nats_url: str) ->
                     got = await watch_from(p, tenant, group, resource, rv, n)
                     assert got == await watch_from(full, tenant, group, resource, rv, n), (tenant, resource, rv)
             assert p.watch_starts["log"] > 0
+            # Across tenants (/clusters/*/) too: from the log, then the rings, each object in its tenant.
+            for group, resource in [("", "configmaps"), ("rbac.authorization.k8s.io", "clusterroles")]:
+                for rv in (1, 900, 1199, 1200, 1600):
+                    n = sum(changes_after(full, t, group, resource, rv) for t in ("root", "acme", "globex"))
+                    starts = p.watch_starts["log"]
+                    got = await watch_from(p, ANY_TENANT, group, resource, rv, n)
+                    assert got == await watch_from(full, ANY_TENANT, group, resource, rv, n), (resource, rv)
+                    assert b"tenancy.jetkube.io/cluster" in got[0][2]
+                    assert p.watch_starts["log"] == starts + (rv < 1200)
 
 
 async def test_a_corrupted_snapshot_falls_back(nats_url: str) -> None:
@@ -159,8 +191,95 @@ async def test_a_corrupted_snapshot_falls_back(nats_url: str) -> None:
         await bucket.put(snapshot_name(99_999), blob)
         async with running(log, NO_TIMER) as p:
             assert p.snapshots is not None
-            assert p.snapshots.stats.rejected == {"corrupt": 1, "mismatch": 2, "format": 0, "unreadable": 0}
+            assert p.snapshots.stats.rejected == {"corrupt": 1, "mismatch": 2, "format": 0, "unreadable": 0,
+                                                 "compacted": 0}
             assert p.snapshots.stats.loaded_seq == 0
+
+
+async def test_retention_after_a_snapshot_then_a_restart_folds_as_a_full_fold(nats_url: str) -> None:
+    """A snapshot, then history retention: a purged tombstone after the snapshot makes it unusable (its
+    tail would miss that deletion: a full fold instead); a revisions cap that moves the compaction
+    point past a snapshot purges no last revision, so that snapshot is still used. Either way the
+    restarted state is exactly a full fold of what the log holds."""
+    msgs = make_log(3000, seed=13)
+    async with open_bridge(nats_url) as bridge:
+        log = await open_log(bridge)
+        await append_all(log, msgs[:1000])
+        async with running(log, NO_TIMER) as w:
+            assert w.snapshots is not None
+            assert await w.snapshots.write(w.store) == 1000
+            at_snapshot = {log.subject(Key(t, g, r, ns, n)) for (t, g, r), st in w.store.resources.items()
+                           for ns, n, _ in st.iter_entries(None)}
+        await append_all(log, msgs[1000:2000])
+        # Age: everything stored before the 1,500th message is older than the maximum age.
+        cut = (await log.subject_messages(msgs[1499].subject, 1500, limit=1))[0][0]
+        stored = datetime.fromisoformat(cut.stored_at.replace("Z", "+00:00")[:26] + "+00:00")
+        stats = RetentionStats()
+        plan = await run_pass(log, RetentionSettings(max_age_s=3600), stats, now=stored + timedelta(hours=1), done={})
+        point, horizon, _ = await log.compaction_record()
+        assert 1000 < horizon == plan.tombstones <= point == plan.point < 1501
+        # The tail after the snapshot did lose deletions: objects in the snapshot left no trace in the log.
+        left = set(await log.subjects(all_filter(log.prefix)))
+        assert at_snapshot - left
+        async with running(log, NO_TIMER) as p:
+            assert p.snapshots is not None
+            assert p.snapshots.stats.rejected["compacted"] == 1 and p.snapshots.stats.loaded_seq == 0
+            await p.wait_for(2000)
+            same_purged(p, await full_fold(log))
+            assert p.compacted == point
+            # A snapshot at or above H is trusted again (this one at the head).
+            seq2 = await p.snapshots.write(p.store)
+        assert seq2 >= 2000
+        # A revisions cap moves the compaction point past that snapshot, purging no last revision.
+        await append_all(log, msgs[2000:])
+        plan = await run_pass(log, RetentionSettings(max_revisions=1), stats, now=datetime.now(UTC), done={})
+        point2, horizon2, _ = await log.compaction_record()
+        assert point2 > seq2 and horizon2 == horizon and plan.tombstones == 0
+        async with running(log, NO_TIMER) as p:
+            assert p.snapshots is not None
+            assert p.snapshots.stats.loaded_seq == seq2 and p.start_from == seq2
+            assert sum(p.snapshots.stats.rejected.values()) == 0
+            await p.wait_for(await log.head())
+            same_purged(p, await full_fold(log))
+            assert p.compacted == point2
+
+
+async def test_a_purge_during_a_start_leaves_no_deleted_object_behind(nats_url: str) -> None:
+    """A fold that applied objects, then history retention purged their tombstones (with everything
+    before them) ahead of it: once caught up, the start drops the objects the log no longer holds,
+    so the state is a full fold of what the log holds."""
+    msgs = make_log(2500, seed=17)
+    async with open_bridge(nats_url) as bridge:
+        log = await open_log(bridge)
+        await append_all(log, msgs)
+        p = Projection(log)
+        p.apply_batch(msgs[:1000])  # what the start's reader had applied when the purge ran
+        cut = (await log.subject_messages(msgs[1799].subject, 1800, limit=1))[0][0]
+        stored = datetime.fromisoformat(cut.stored_at.replace("Z", "+00:00")[:26] + "+00:00")
+        await run_pass(log, RetentionSettings(max_age_s=3600), RetentionStats(), now=stored + timedelta(hours=1),
+                       done={})
+        _, horizon, _ = await log.compaction_record()
+        assert horizon > 1000
+        present = set(await log.subjects(all_filter(log.prefix)))
+        ghosts = {k for (t, g, r), st in p.store.resources.items() for ns, n, _ in st.iter_entries(None)
+                  if log.subject(k := Key(t, g, r, ns, n)) not in present}
+        assert ghosts  # the reader will never see their deletions
+        assert any(k.group == "rbac.authorization.k8s.io" for k in ghosts)
+        await p._forget_purged(0)
+        assert not any(p.store.get(k) for k in ghosts)
+        # The rest of what the log holds, as the reader goes on.
+        reader = await log.open_reader(all_filter(log.prefix), 1001)
+        try:
+            with trio.fail_after(30):
+                while p.store.applied < await log.head():
+                    p.apply_batch(await reader.next_batch())
+        finally:
+            await reader.aclose()
+        same_purged(p, await full_fold(log))
+        # Nothing moved since: nothing more to drop.
+        before = dump(p.store)
+        await p._forget_purged(horizon)
+        assert dump(p.store) == before
 
 
 async def test_two_writers_do_not_fight(nats_url: str) -> None:
@@ -259,6 +378,13 @@ async def observe(c: httpx.AsyncClient, old_rv: str) -> dict[str, Any]:
                         params={"watch": "1", "resourceVersion": old_rv, "timeoutSeconds": "1"})
         out[f"WATCH {tenant}"] = [json.loads(line) for line in r.text.splitlines() if line.strip()]
         assert out[f"WATCH {tenant}"], tenant
+    # Across tenants, from a resourceVersion older than any snapshot (served from the log after a
+    # start from one, from the rings after a full fold).
+    r = await c.get("/clusters/*/api/v1/namespaces/snap-a/configmaps",
+                    params={"watch": "1", "resourceVersion": old_rv, "timeoutSeconds": "1"})
+    out["WATCH *"] = [json.loads(line) for line in r.text.splitlines() if line.strip()]
+    assert {e["object"]["metadata"]["annotations"]["tenancy.jetkube.io/cluster"] for e in out["WATCH *"]} == {
+        "root", "acme"}, out["WATCH *"]
     return out
 
 
@@ -300,11 +426,19 @@ async def test_a_gateway_restarted_from_a_snapshot_serves_the_same(nats_url: str
         with trio.fail_after(30):
             await poll_until(lambda: _snapshot_caught_up(c, 60))
         written = metric((await c.get("/metrics")).text, "jetkube_snapshot_last_written_sequence")
-        # The tail: changes after the snapshot (fewer than make one due).
+    # The only snapshot writer has stopped: the newest snapshot is final, whatever comes next.
+    assert written > 0
+    async with open_bridge(nats_url) as bridge:
+        newest = (await SnapshotBucket(bridge, "JETKUBE").list())[-1][0]
+    assert newest >= written
+    # The tail, written through a gateway that neither loads nor writes snapshots (a full fold): the
+    # reference the restarted gateway is compared with.
+    async with gateway(nats_url, tmp_path / "gt", snapshots=False) as gt, client_for(gt) as c:
         for i in range(3):
             r = await c.patch(f"/api/v1/namespaces/snap-a/configmaps/cm-{i + 1}", json={"data": {"tail": str(i)}},
                               headers={"Content-Type": "application/merge-patch+json"})
             assert r.status_code == 200, r.text
+        tail_rv = int(r.json()["metadata"]["resourceVersion"])
         # What a client sees, once two looks in a row agree (the controllers may still be creating
         # what new namespaces and tenants get: default service accounts, root CA ConfigMaps).
         before = await observe(c, first_rv)
@@ -313,14 +447,13 @@ async def test_a_gateway_restarted_from_a_snapshot_serves_the_same(nats_url: str
                 before = again
         m1 = (await c.get("/metrics")).text
     assert metric(m1, "jetkube_projection_start_sequence") == 0
-    assert written > 0
+    assert tail_rv > newest
     async with open_bridge(nats_url) as bridge:
-        newest = (await SnapshotBucket(bridge, "JETKUBE").list())[-1][0]
-    assert newest >= written
+        assert (await SnapshotBucket(bridge, "JETKUBE").list())[-1][0] == newest  # none written since
     async with gateway(nats_url, tmp_path / "g2", snapshot_every_events=0) as g2, client_for(g2) as c2:
         m2 = (await c2.get("/metrics")).text
         assert metric(m2, "jetkube_projection_start_sequence") == newest
-        assert metric(m2, "jetkube_projection_applied_sequence") > newest  # and a tail was folded
+        assert metric(m2, "jetkube_projection_applied_sequence") >= tail_rv  # and the tail was folded
         assert metric(m2, "jetkube_snapshot_rejected_total") == 0
         after = await observe(c2, first_rv)
     assert after.keys() == before.keys()

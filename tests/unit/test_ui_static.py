@@ -39,3 +39,14 @@ def test_js_never_writes_html() -> None:
     js = ui._file("app.js").decode()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in js, sink
+
+
+def test_js_pages_the_search_and_shows_the_servers_yaml_diff() -> None:
+    js = ui._file("app.js").decode()
+    # The search LIST goes through every page (limit/continue), never only the first one.
+    assert "apiJSON(path, { limit: SEARCH_PAGE, continue: cont })" in js
+    assert 'limit: "500" }' not in js
+    # The timeline asks the history API for its YAML diff (gateway/_history.py yaml_diff), not a patch.
+    assert 'diff: "yaml"' in js and "rev.patch" not in js
+    html = ui._file("index.html").decode()
+    assert 'id="search-more"' in html and 'id="search-count"' in html
