@@ -536,6 +536,27 @@ class Dispatcher:
         tf.queued += 1
         return self.dispatch(now)
 
+    def refuse(self, t: Ticket, now: float) -> bool:
+        """Would :meth:`admit` reject ``t`` at once? Then True, and ``t`` rejected as admit would
+        have (reason, Retry-After): its queue is full, or its Reject level has no room. Otherwise
+        False and nothing changed (``t`` is for :meth:`admit`). Exempt requests are never refused."""
+        tf = self.tenants[t.tenant]
+        qs = tf.levels[t.level]
+        if qs.cfg.exempt:
+            return False
+        t.seats = min(t.seats, qs.max_seats)
+        if qs.cfg.reject:
+            if qs.fits(t) and self._server_fits(t) and self._beyond_reserve(tf, t, self._idle_asking(now)):
+                return False
+            t.state, t.reason, t.retry_after_s = "rejected", "concurrency-limit", qs.retry_after(None)
+        else:
+            q = qs.choose_queue(t.flow)
+            if len(q.requests) < qs.cfg.queue_length_limit:
+                return False
+            t.state, t.reason, t.retry_after_s = "rejected", "queue-full", qs.retry_after(q)
+        tf.asked = now
+        return True
+
     def _server_fits(self, t: Ticket) -> bool:
         return self.executing_seats == 0 or self.executing_seats + t.seats <= self.server_cl
 
