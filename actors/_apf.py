@@ -197,8 +197,8 @@ def current_limits(levels: Iterable[LevelConfig], nominal: dict[str, int], deman
     limited = [lv for lv in levels if not lv.exempt]
     for lv in limited:
         n = nominal[lv.name]
-        lendable = round(n * lv.lendable_percent / 100)
-        max_cl = math.inf if lv.borrowing_limit_percent is None else n + round(n * lv.borrowing_limit_percent / 100)
+        lendable = _go_round(n * lv.lendable_percent / 100)
+        max_cl = math.inf if lv.borrowing_limit_percent is None else n + _go_round(n * lv.borrowing_limit_percent / 100)
         d = demand.get(lv.name, 0)
         lo[lv.name] = max(n - lendable, min(n, d))
         hi[lv.name] = max(lo[lv.name], max_cl)
@@ -214,7 +214,13 @@ def current_limits(levels: Iterable[LevelConfig], nominal: dict[str, int], deman
             hi_p = mid
         else:
             lo_p = mid
-    return {k: max(1, round(v)) if nominal[k] > 0 else round(v) for k, v in alloc(lo_p).items()}
+    return {k: max(1, _go_round(v)) if nominal[k] > 0 else _go_round(v) for k, v in alloc(lo_p).items()}
+
+
+def _go_round(x: float) -> int:
+    """Go's math.Round (half away from zero), as kube rounds lendable and borrowing seats; Python's
+    round() halves to even: 1 seat x 50% borrowing would be 0 more seats instead of kube's 1."""
+    return math.floor(x + 0.5)
 
 
 def max_seats(nominal: int, hand_size: int) -> int:

@@ -138,6 +138,10 @@ def test_borrowing_lends_idle_levels_seats() -> None:
     assert limits == {"busy": 18, "idle": 2}  # idle keeps nominal - lendable
     capped = [level_config(_plc("busy", 50, borrow=30)), cfgs[1]]
     assert current_limits(capped, nominal, {"busy": 40, "idle": 0}, 20)["busy"] == 13
+    # Half seats round away from zero (Go's math.Round, as kube's apf_controller.go): one seat with
+    # 50% lendable lends it, and 50% borrowing borrows one.
+    halves = [level_config(_plc("busy", 1, lendable=50, borrow=50)), level_config(_plc("idle", 1, lendable=50))]
+    assert current_limits(halves, {"busy": 1, "idle": 1}, {"busy": 5, "idle": 0}, 2)["busy"] == 2
 
 
 def _ticket(d: Dispatcher, tenant: str, level: str, user: str, now: float) -> Ticket:
