@@ -54,7 +54,6 @@ class Gate:
     def __init__(self, ctx: Any, app: Any) -> None:
         self.ctx = ctx  # gateway._app.Context (not imported: _app imports this module)
         self.app = app
-        self.answered = 0  # 429s the gate answered itself (for tests and the benchmark)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in _READS or not self.ctx.pipeline.flow_control.rejecting():
@@ -149,7 +148,6 @@ class Gate:
             await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         finally:
             metrics.end(kind)
-        self.answered += 1
         note = AuditNote(method.lower())
         note.user, note.tenant = req.user, req.tenant
         if route.kind == "resource":
