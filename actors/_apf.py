@@ -12,7 +12,10 @@ kube's design (KEP-1040, ``apiserver/pkg/util/flowcontrol``) re-expressed:
 - :class:`Dispatcher`: every tenant's levels over one server seat budget. **Across tenants** one
   more level of fairness: while any tenant waits, freed seats go to the waiting tenant that holds
   the fewest seats, so a flooding tenant cannot keep more than its share while others wait (and,
-  work-conserving, takes every seat while nobody else asks).
+  work-conserving, takes every seat while nobody else asks). And one seat is kept free for every
+  tenant that asked recently (``reserve_s``) and holds none: a quiet tenant's request starts at
+  once instead of waiting for one of a flooder's long requests to end (at most half the seats are
+  kept so; a tenant holding seats on the fleet's other gateways gets none here).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ OBJECTS_PER_SEAT = 100  # LIST work estimator
 WATCHES_PER_SEAT = 10  # mutating work estimator
 INITIAL_SERVICE_S = 0.003  # kube's initial estimate of a request's service time (G)
 RETRY_AFTER_MAX_S = 32
+RESERVE_S = 10.0  # a tenant that asked within this long has a seat kept free for it (see Dispatcher)
 
 
 @dataclass(frozen=True)
@@ -193,8 +197,8 @@ def current_limits(levels: Iterable[LevelConfig], nominal: dict[str, int], deman
     limited = [lv for lv in levels if not lv.exempt]
     for lv in limited:
         n = nominal[lv.name]
-        lendable = round(n * lv.lendable_percent / 100)
-        max_cl = math.inf if lv.borrowing_limit_percent is None else n + round(n * lv.borrowing_limit_percent / 100)
+        lendable = _go_round(n * lv.lendable_percent / 100)
+        max_cl = math.inf if lv.borrowing_limit_percent is None else n + _go_round(n * lv.borrowing_limit_percent / 100)
         d = demand.get(lv.name, 0)
         lo[lv.name] = max(n - lendable, min(n, d))
         hi[lv.name] = max(lo[lv.name], max_cl)
@@ -210,7 +214,13 @@ def current_limits(levels: Iterable[LevelConfig], nominal: dict[str, int], deman
             hi_p = mid
         else:
             lo_p = mid
-    return {k: max(1, round(v)) if nominal[k] > 0 else round(v) for k, v in alloc(lo_p).items()}
+    return {k: max(1, _go_round(v)) if nominal[k] > 0 else _go_round(v) for k, v in alloc(lo_p).items()}
+
+
+def _go_round(x: float) -> int:
+    """Go's math.Round (half away from zero), as kube rounds lendable and borrowing seats; Python's
+    round() halves to even: 1 seat x 50% borrowing would be 0 more seats instead of kube's 1."""
+    return math.floor(x + 0.5)
 
 
 def max_seats(nominal: int, hand_size: int) -> int:
@@ -426,14 +436,20 @@ class TenantFlow:
     queued: int = 0
     idle_since: float = 0.0
     served: int = 0
+    asked: float = -math.inf  # when it last asked for seats (non-exempt): "recently active"
 
 
 class Dispatcher:
     """Every tenant's levels over one budget of ``server_cl`` seats (exempt requests aside)."""
 
-    def __init__(self, server_cl: int, *, max_tenants: int = 10_000) -> None:
+    def __init__(self, server_cl: int, *, max_tenants: int = 10_000, reserve_s: float = RESERVE_S) -> None:
         self.server_cl = server_cl
         self.max_tenants = max_tenants
+        #: A tenant that asked within ``reserve_s`` and holds no seat (here or, by the reports,
+        #: elsewhere in the fleet) has one seat kept free for it: others start only while that many
+        #: seats stay free. At most half the server's seats are kept so. 0 turns it off.
+        self.reserve_s = reserve_s
+        self.max_reserved = server_cl // 2
         self.tenants: dict[str, TenantFlow] = {}
         self.executing_seats = 0
         #: Seats each tenant holds on the fleet's other gateways (``_apf_fleet``; empty alone):
@@ -514,8 +530,9 @@ class Dispatcher:
             qs.start(t, now)  # never queued, never limited
             return [t]
         t.seats = min(t.seats, qs.max_seats)
+        tf.asked = now
         if qs.cfg.reject:
-            if not (qs.fits(t) and self._server_fits(t)):
+            if not (qs.fits(t) and self._server_fits(t) and self._beyond_reserve(tf, t, self._idle_asking(now))):
                 t.state, t.reason, t.retry_after_s = "rejected", "concurrency-limit", qs.retry_after(None)
                 return []
             self._start(tf, qs, t, now)
@@ -525,8 +542,45 @@ class Dispatcher:
         tf.queued += 1
         return self.dispatch(now)
 
+    def refuse(self, t: Ticket, now: float) -> bool:
+        """Would :meth:`admit` reject ``t`` at once? Then True, and ``t`` rejected as admit would
+        have (reason, Retry-After): its queue is full, or its Reject level has no room. Otherwise
+        False and nothing changed (``t`` is for :meth:`admit`). Exempt requests are never refused."""
+        tf = self.tenants[t.tenant]
+        qs = tf.levels[t.level]
+        if qs.cfg.exempt:
+            return False
+        t.seats = min(t.seats, qs.max_seats)
+        if qs.cfg.reject:
+            if qs.fits(t) and self._server_fits(t) and self._beyond_reserve(tf, t, self._idle_asking(now)):
+                return False
+            t.state, t.reason, t.retry_after_s = "rejected", "concurrency-limit", qs.retry_after(None)
+        else:
+            q = qs.choose_queue(t.flow)
+            if len(q.requests) < qs.cfg.queue_length_limit:
+                return False
+            t.state, t.reason, t.retry_after_s = "rejected", "queue-full", qs.retry_after(q)
+        tf.asked = now
+        return True
+
     def _server_fits(self, t: Ticket) -> bool:
         return self.executing_seats == 0 or self.executing_seats + t.seats <= self.server_cl
+
+    def _idle_asking(self, now: float) -> set[str]:
+        """The tenants a seat is kept free for: asked within ``reserve_s``, hold none in the fleet."""
+        if self.reserve_s <= 0 or self.max_reserved <= 0:
+            return set()
+        since = now - self.reserve_s
+        elsewhere = self.elsewhere
+        return {n for n, tf in self.tenants.items()
+                if tf.asked >= since and not tf.executing_seats and not elsewhere.get(n)}
+
+    def _beyond_reserve(self, tf: TenantFlow, t: Ticket, idle: set[str]) -> bool:
+        """May ``tf`` start ``t`` with the seats kept for the idle asking tenants? Always for one
+        of them (the seat kept is its own); for any other, only if that many seats stay free."""
+        if tf.name in idle or not idle:
+            return True
+        return self.executing_seats + t.seats + min(len(idle), self.max_reserved) <= self.server_cl
 
     def _start(self, tf: TenantFlow, qs: QueueSet, t: Ticket, now: float) -> None:
         qs.start(t, now)
@@ -536,9 +590,11 @@ class Dispatcher:
     def dispatch(self, now: float) -> list[Ticket]:
         """Start queued requests while seats are free. Across tenants, the waiting tenant holding the
         fewest seats goes first, counting the seats it holds on the fleet's other gateways
-        (``elsewhere``); within a tenant every level has its own limit."""
+        (``elsewhere``), and no tenant takes the seats kept for idle tenants that asked recently
+        (:meth:`_beyond_reserve`); within a tenant every level has its own limit."""
         out: list[Ticket] = []
         elsewhere = self.elsewhere
+        idle = self._idle_asking(now)
         while True:
             best: tuple[int, int, TenantFlow, QueueSet, Ticket] | None = None
             for tf in self.tenants.values():
@@ -546,7 +602,7 @@ class Dispatcher:
                     continue
                 for qs in tf.levels.values():
                     head = qs.head() if qs.queued_requests else None
-                    if head is not None and qs.fits(head):
+                    if head is not None and qs.fits(head) and self._beyond_reserve(tf, head, idle):
                         key = (tf.executing_seats + elsewhere.get(tf.name, 0), tf.served)
                         if best is None or key < best[:2]:
                             best = (*key, tf, qs, head)
@@ -558,6 +614,7 @@ class Dispatcher:
             tf.served += 1
             tf.executing_seats += t.seats
             self.executing_seats += t.seats
+            idle.discard(tf.name)
             out.append(t)
 
     def finish(self, t: Ticket, now: float) -> list[Ticket]:

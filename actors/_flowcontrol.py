@@ -70,6 +70,7 @@ class FlowControl:
         #: (tenant, priority_level, flow_schema) -> counts; and reason for rejections; wait times.
         self.dispatched: dict[tuple[str, str, str], int] = {}
         self.rejected: dict[tuple[str, str, str, str], int] = {}
+        self._rejecting_until = -1.0
         self.on_wait: Callable[[tuple[str, str, str], bool, float], None] | None = None  # set by the gateway's metrics: (labels, executed, seconds) -> None
 
     # ---- configuration from the projection -------------------------------------------------------
@@ -115,21 +116,49 @@ class FlowControl:
 
     # ---- the request path -------------------------------------------------------------------------
 
+    def _ticket(self, req: Request, adm: Admission) -> Ticket | None:
+        """Classify ``req``: its ticket, the UIDs in ``adm``; None when flow control does not apply."""
+        tf = self._tenant(req.tenant)
+        c = self._classify(tf, req)
+        if c is None:
+            return None  # no FlowSchema at all (bootstrap not done yet): not limited, as kube before config
+        name, adm.schema_uid, level, flow = c
+        qs = tf.levels.get(level)
+        if qs is None:
+            return None  # a dangling reference: kube rejects; we let it through rather than fail closed
+        adm.level_uid = qs.cfg.uid
+        return Ticket(req.tenant, name, adm.schema_uid, level, qs.cfg.uid, flow, self._seats(req, qs.max_seats),
+                      trio.current_time())
+
+    def rejecting(self) -> bool:
+        """Whether flow control rejected a request in the last second (the gateway's gate, which
+        answers rejections before the web framework, looks only then)."""
+        return trio.current_time() < self._rejecting_until
+
+    def refuse_nowait(self, req: Request, adm: Admission) -> int:
+        """The gate's question, without waiting and without queueing: would :meth:`admit` reject
+        ``req`` at once (its queue is full, or its Reject level has no room)? Then the rejection is
+        counted as admit counts it and its Retry-After (s) returned, ``adm`` holding the UIDs for
+        the headers; 0: not refused (``req`` goes to :meth:`admit`, ``adm`` is to be ignored)."""
+        t = self._ticket(req, adm)
+        if t is None or not self.dispatcher.refuse(t, t.arrived):
+            return 0
+        self._rejected((req.tenant, t.level, t.schema), t.reason, 0.0)
+        return t.retry_after_s
+
+    def _rejected(self, labels: tuple[str, str, str], reason: str, waited_s: float) -> None:
+        self.rejected[(*labels, reason)] = self.rejected.get((*labels, reason), 0) + 1
+        self._observe_wait(labels, False, waited_s)
+        self._rejecting_until = trio.current_time() + 1.0
+
     async def admit(self, req: Request, adm: Admission) -> None:
         """Classify ``req``, then wait (bounded by ``queue_wait_s``) for its seats, recorded in
         ``adm``. Raises TooManyRequests (with Retry-After) when rejected; ``adm`` holds the UIDs
         either way. Cancelled while queued: it leaves the queue, nothing is held."""
-        tf = self._tenant(req.tenant)
-        c = self._classify(tf, req)
-        if c is None:
-            return  # no FlowSchema at all (bootstrap not done yet): not limited, as kube before config
-        name, adm.schema_uid, level, flow = c
-        qs = tf.levels.get(level)
-        if qs is None:
-            return  # a dangling reference: kube rejects; we let it through rather than fail closed
-        adm.level_uid = qs.cfg.uid
-        now = trio.current_time()
-        t = Ticket(req.tenant, name, adm.schema_uid, level, qs.cfg.uid, flow, self._seats(req, qs.max_seats), now)
+        t = self._ticket(req, adm)
+        if t is None:
+            return
+        now, level, name = t.arrived, t.level, t.schema
         labels = (req.tenant, level, name)
         started = self.dispatcher.admit(t, now)
         self._wake(started)
@@ -147,8 +176,7 @@ class FlowControl:
                     if not scope.cancelled_caught:
                         self.rejected[(*labels, "cancelled")] = self.rejected.get((*labels, "cancelled"), 0) + 1
         if t.state == "rejected":
-            self.rejected[(*labels, t.reason)] = self.rejected.get((*labels, t.reason), 0) + 1
-            self._observe_wait(labels, False, trio.current_time() - now)
+            self._rejected(labels, t.reason, trio.current_time() - now)
             raise TooManyRequests(REJECT_MESSAGE, retry_after_s=t.retry_after_s)
         self.dispatched[labels] = self.dispatched.get(labels, 0) + 1
         self._observe_wait(labels, True, trio.current_time() - now)

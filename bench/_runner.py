@@ -1125,7 +1125,7 @@ class Bench:
         for sid, title in (("B12", "fairness under a flood, one gateway"),
                            ("B13", "fairness under a flood, two gateways (fleet-wide)")):
             if self.want(sid):
-                await self.scenario(sid, title, apf.header(sid, seconds, 600),
+                await self.scenario(sid, title, apf.header(sid, seconds, apf.FLOOD_CONNS),
                                     lambda sid=sid: apf.scenario(sid, quick=self.quick, run_dir=self.run_dir),
                                     240 if self.quick else 420)
                 self.children.close()

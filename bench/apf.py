@@ -7,12 +7,13 @@ one Python process (``--max-requests-inflight 2 --max-mutating-requests-inflight
 executing request shares one core, so a seat is a share of CPU; kube's 600 seats are for many
 cores). Two tenants (logical clusters), each with one user:
 
-- tenant A lists 500 ConfigMaps (5 seats each, capped at its level's maximum) from ``--flood-conns``
-  closed-loop wrk connections to each gateway (600: more than a flow's 6 queues x 50 can hold);
-- tenant B GETs one ConfigMap open-loop at 5% of the capacity measured first (A's LIST rate, closed
-  loop, over every gateway), round robin over the gateways.
+- capacity: A's LIST rate measured first, closed loop (16 httpx connections per gateway, 5 s);
+- tenant A lists 500 ConfigMaps (5 seats each, capped at its level's maximum) open loop at
+  ``--flood-x`` (10) times that capacity (``bench/_openloop.py``, one process per gateway, at most
+  ``--flood-conns`` connections each: a request finding them all busy is counted as not sent);
+- tenant B GETs one ConfigMap open-loop at 5% of the capacity, round robin over the gateways.
 
-Printed: the capacity, A's offered rate as a multiple of it, A's 429s (and that they carry
+Printed: the capacity, A's offered and sent rates as multiples of it, A's 429s (and that they carry
 Retry-After and the PF headers), B's p50/p99 unloaded and under the flood and whether p99 stayed
 within 2x, the gateways' CPU under the flood; for B12 also the reject path's cost alone (A's flow
 moved to a level that rejects everything, wrk GETs: gateway CPU per answer).
@@ -43,6 +44,8 @@ A_USER, B_USER = "flood-a", "quiet-b"
 TA, TB = "b12-a", "b12-b"
 NS = "default"
 OBJECTS = 500
+FLOOD_X = 10.0  # A's open-loop rate, times the LIST capacity measured first
+FLOOD_CONNS = 1000  # the open-loop flood's connections per gateway, at most
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
 LC = "/apis/tenancy.jetkube.io/v1alpha1/logicalclusters"
 
@@ -276,7 +279,7 @@ async def reject_cost(gw: _Gw, data: Path, seconds: float = 5.0, conns: int = 64
 
 async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *, gateways: int = 1,
                profile: Path | None = None, only_reject_cost: bool = False, fleet_period_s: float = 1.0,
-               work_dir: Path | None = None) -> dict[str, Any]:
+               work_dir: Path | None = None, flood_x: float = FLOOD_X) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="jetkube-b12-", dir=work_dir))
     (data / "tokens.csv").write_text(f"{A_TOKEN},{A_USER},u-a\n{B_TOKEN},{B_USER},u-b\n")
     gws: list[_Gw] = []
@@ -287,7 +290,7 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *
             await _setup(gws)
             if only_reject_cost:
                 return await reject_cost(gws[0], data)
-            return await _measure(gws, data, seconds, flood_conns, profile)
+            return await _measure(gws, data, seconds, flood_conns, profile, flood_x)
         finally:
             for gw in gws:
                 gw.proc.terminate()
@@ -299,18 +302,20 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *
 
 
 async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
-                   profile: Path | None) -> dict[str, Any]:
+                   profile: Path | None, flood_x: float = FLOOD_X) -> dict[str, Any]:
     urls = [gw.url for gw in gws]
     cap = await _capacity(urls, 5.0)
     rate_b = max(1.0, 0.05 * cap)
     unloaded, codes0 = await _quiet(urls, rate_b, seconds)
     w0 = await _b_wait(gws)
-    lua = data / "flood.lua"
-    lua.write_text(_wrk_lua(A_TOKEN, A_LIST))
+    # The flood: open loop, ``flood_x`` times the capacity over all gateways (split evenly), for
+    # the quiet phase plus 2 s to establish; bounded by ``flood_conns`` connections per gateway.
+    flood_s = seconds + 2.0
     cpu0, t0 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
-    wrks = [await trio.lowlevel.open_process(
-        ["wrk", "-t1", f"-c{flood_conns}", f"-d{int(seconds) + 4}s", "--timeout", "20s",
-         "-s", str(lua), url], stdout=subprocess.PIPE) for url in urls]
+    floods = [await trio.lowlevel.open_process(
+        [sys.executable, "-m", "bench._openloop", "--url", url, "--path", A_LIST, "--token", A_TOKEN,
+         "--rate", str(flood_x * cap / len(urls)), "--seconds", str(flood_s), "--max-conns", str(flood_conns),
+         "--timeout", "20"], stdout=subprocess.PIPE) for url in urls]
     await trio.sleep(2.0)  # the flood established
     # A's rejections, sampled: 429 with Retry-After and the PF headers.
     samples: list[dict[str, str]] = []
@@ -334,26 +339,37 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         if profile is not None:
             n.start_soon(spy)
         loaded, codes1 = await _quiet(urls, rate_b, seconds)
-    a_requests, a_seconds, non2xx, c429, c429_bare = 0, 0.0, 0, 0, 0
-    socket_errors: list[str] = []
-    for wrk in wrks:
+    a: dict[str, Any] = {}
+    for fl in floods:
         out = b""
-        assert wrk.stdout is not None
-        while chunk := await wrk.stdout.receive_some():
+        assert fl.stdout is not None
+        while chunk := await fl.stdout.receive_some():
             out += chunk
-        await wrk.wait()
-        w = _wrk_result(out.decode())
-        a_requests, a_seconds = a_requests + w["requests"], max(a_seconds, w["duration_us"] / 1e6)
-        non2xx, c429, c429_bare = non2xx + w["non_2xx"], c429 + w["c429"], c429_bare + w["c429_no_retry_after"]
-        socket_errors.append(w["socket_errors"])
+        await fl.wait()
+        got = json.loads(out.decode().split("OPENLOOP ", 1)[1]) if b"OPENLOOP " in out else {}
+        for k, v in got.items():
+            if k == "codes":
+                for code, n in v.items():
+                    a.setdefault("codes", {})[code] = a.get("codes", {}).get(code, 0) + n
+            elif isinstance(v, (int, float)) and k not in ("rate", "seconds", "send_seconds"):
+                a[k] = a.get(k, 0) + v
+            elif k in ("seconds", "send_seconds"):
+                a[k] = max(a.get(k, 0.0), v)
     cpu1, t1 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
     w1 = await _b_wait(gws)
-    a_rate = a_requests / max(1e-9, a_seconds)
+    a_rate = a.get("attempted", 0) / max(1e-9, a.get("send_seconds", flood_s))
+    a_sent = a.get("sent", 0) / max(1e-9, a.get("send_seconds", flood_s))
+    a_requests = a.get("answered", 0)
     res: dict[str, Any] = {
         "gateways": len(gws), "capacity_list_per_s": round(cap, 1), "b_rate_per_s": round(rate_b, 1),
         "a_offered_per_s": round(a_rate, 1), "a_offered_x_capacity": round(a_rate / cap, 1) if cap else None,
-        "a_requests": a_requests, "a_non_2xx": non2xx, "a_429": c429, "a_429_without_retry_after": c429_bare,
-        "a_wrk_socket_errors": socket_errors,
+        "a_sent_per_s": round(a_sent, 1), "a_sent_x_capacity": round(a_sent / cap, 1) if cap else None,
+        "a_requests": a_requests, "a_attempted": a.get("attempted", 0), "a_sent": a.get("sent", 0),
+        "a_not_sent_all_conns_busy": a.get("not_sent_all_busy", 0), "a_errors": a.get("errors", 0),
+        "a_timeouts": a.get("timeouts", 0), "a_connections_opened": a.get("connections_opened", 0),
+        "a_codes": a.get("codes", {}), "a_non_2xx": sum(n for c, n in a.get("codes", {}).items() if not
+                                                        str(c).startswith("2")),
+        "a_429": a.get("c429", 0), "a_429_without_retry_after": a.get("c429_no_retry_after", 0),
         "a_429_sampled": len(samples),
         "a_429_with_retry_after": sum(1 for s in samples if s["Retry-After"]),
         "a_429_with_pf_headers": sum(1 for s in samples if s["X-Kubernetes-PF-FlowSchema-UID"]
@@ -401,9 +417,9 @@ async def _b_wait(gws: list[_Gw]) -> tuple[float, float]:
 
 def header(sid: str, seconds: float, flood_conns: int) -> str:
     gws = "two gateways on one NATS (fleet-wide APF, reports every 1 s)" if sid == "B13" else "one gateway"
-    return (f"{gws}, 3 seats each; tenant A: LIST of {OBJECTS} ConfigMaps from {flood_conns} closed-loop wrk "
-            f"connections per gateway; tenant B: GET at 5% of the measured LIST capacity, open loop; {seconds:.0f}s unloaded "
-            f"then {seconds:.0f}s under the flood")
+    return (f"{gws}, 3 seats each; tenant A: LIST of {OBJECTS} ConfigMaps open loop at {FLOOD_X:.0f}x the measured "
+            f"LIST capacity (at most {flood_conns} connections per gateway); tenant B: GET at 5% of the capacity, "
+            f"open loop; {seconds:.0f}s unloaded then {seconds:.0f}s under the flood")
 
 
 def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -412,8 +428,10 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
     ok_p99 = bool(r["b_p99_within_2x"])
     ok_429 = (r["a_429"] > 0 and r["a_429_without_retry_after"] == 0
               and r["a_429_with_retry_after"] == r["a_429_sampled"])
-    note = (f"capacity {r['capacity_list_per_s']:.0f} LIST/s; A offered {r['a_offered_per_s']:.0f}/s "
-            f"({x:.1f}x), {r['a_429']:,} of {r['a_requests']:,} answered 429 "
+    note = (f"capacity {r['capacity_list_per_s']:.0f} LIST/s (closed loop); A offered {r['a_offered_per_s']:.0f}/s "
+            f"({x:.1f}x, open loop), sent {r['a_sent_per_s']:.0f}/s ({r['a_sent_x_capacity']:.1f}x; "
+            f"{r['a_not_sent_all_conns_busy']:,} not sent: all connections busy), {r['a_timeouts']:,} timed out, "
+            f"{r['a_errors']:,} errors; {r['a_429']:,} of {r['a_requests']:,} answered 429 "
             f"({r['a_429_without_retry_after']} without Retry-After); sampled 429s "
             f"{r['a_429_sampled']} (Retry-After on {r['a_429_with_retry_after']}, values "
             f"{','.join(r['retry_after_values']) or '-'}; PF headers on {r['a_429_with_pf_headers']}); "
@@ -424,8 +442,8 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
     if "reject_gateway_cpu_us_per_answer" in r:
         note += (f"; reject path alone: {r['reject_gateway_cpu_us_per_answer']:.0f} us gateway CPU per 429 "
                  f"({r['reject_answers_per_s']:.0f}/s, {r['reject_share']:.0%} rejected)")
-    if x < 10:
-        note += f"; the flood reached {x:.1f}x capacity, not 10x (closed loop: A is answered as fast as it asks)"
+    if (r.get("a_sent_x_capacity") or 0.0) < 10:
+        note += f"; the flood reached {r.get('a_sent_x_capacity')}x capacity on the wire, not 10x"
     return [{"id": sid, "value": r["b_loaded_p99_ms"], "unit": "ms",
              "target": f"B p99 <= 2x unloaded ({2 * r['b_unloaded_p99_ms']:.0f} ms); A 429 + Retry-After",
              "met": ok_p99 and ok_429, "note": note, "details": r}]
@@ -433,7 +451,7 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def scenario(sid: str, *, quick: bool, run_dir: Path) -> list[dict[str, Any]]:
     seconds = 8.0 if quick else 20.0
-    r = await main(seconds, 600, 2, 1, gateways=2 if sid == "B13" else 1, work_dir=run_dir)
+    r = await main(seconds, FLOOD_CONNS, 2, 1, gateways=2 if sid == "B13" else 1, work_dir=run_dir)
     return rows(sid, r)
 
 
@@ -442,7 +460,8 @@ if __name__ == "__main__":
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--gateways", type=int, default=1, help="1: B12; 2: B13 (the flood on each)")
-    ap.add_argument("--flood-conns", type=int, default=600)
+    ap.add_argument("--flood-conns", type=int, default=FLOOD_CONNS, help="the flood's connections per gateway, at most")
+    ap.add_argument("--flood-x", type=float, default=FLOOD_X, help="A's open-loop rate, times the measured capacity")
     ap.add_argument("--max-requests-inflight", type=int, default=2)
     ap.add_argument("--max-mutating-requests-inflight", type=int, default=1)
     ap.add_argument("--apf-fleet-period", type=float, default=1.0, help="the gateways' --apf-fleet-period")
@@ -454,4 +473,4 @@ if __name__ == "__main__":
     print(json.dumps(trio.run(lambda: main(
         ns.seconds, ns.flood_conns, ns.max_requests_inflight, ns.max_mutating_requests_inflight,
         gateways=ns.gateways, profile=ns.profile, only_reject_cost=ns.reject_cost_only,
-        fleet_period_s=ns.apf_fleet_period)), indent=1))
+        fleet_period_s=ns.apf_fleet_period, flood_x=ns.flood_x)), indent=1))

@@ -260,31 +260,38 @@ def _decision(code: int) -> str:
     return "forbid" if code == 403 else "" if code == 401 else "allow"
 
 
-async def audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str) -> None:
+async def audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str,
+                        http: tuple[str, str, str, str] | None = None) -> None:
     """Record a finished request on the audit stream, unless its write is on the log. Reads never
     wait (dropped and counted when the queue is full); denials (>= 400) wait briefly, except flow
     control's 429s, which are a flood's answers: they never wait either. Never fails
-    the request: a record that cannot be built is logged (without it) and counted."""
+    the request: a record that cannot be built is logged (without it) and counted. ``http``: (path,
+    URI, source address, User-Agent) for a request answered outside Quart (the gateway's gate);
+    otherwise Quart's current request's."""
     if note.logged:
         return
     try:
-        await _audit_request(sink, note, audit_id, code, received)
+        await _audit_request(sink, note, audit_id, code, received, http)
     except Exception as e:  # noqa: BLE001 - the answer is already decided; the audit must not change it
         sink.dropped["failed"] += 1
         _log.error("no audit record for request %s: %s", audit_id, type(e).__name__)
 
 
-async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str) -> None:
+async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str,
+                         http: tuple[str, str, str, str] | None) -> None:
     user, req, rdef = note.user, note.req, note.rdef
+    if http is None:
+        # The request URI as kube records it, query included (tokens travel in headers, never here).
+        uri = request.full_path.rstrip("?") if hasattr(request, "full_path") else request.path
+        http = (request.path, uri, request.remote_addr or "", request.headers.get("User-Agent", ""))
+    path, uri, source, user_agent = http
     attrs = Attributes(
         user.name if user else "", tuple(user.groups) if user else (), note.verb, rdef is not None,
         rdef.group if rdef else "", rdef.plural if rdef else "", req.subresource if req else "",
-        req.namespace if req else "", req.name if req else "", request.path)
+        req.namespace if req else "", req.name if req else "", path)
     stage = "ResponseStarted" if note.verb == "watch" and code == 200 else "ResponseComplete"
-    # The request URI as kube records it, query included (tokens travel in headers, never here).
-    uri = request.full_path.rstrip("?") if hasattr(request, "full_path") else request.path
     rec = record_for_request(sink.policy, attrs, audit_id=audit_id, uid=user.uid if user else "",
-                             source=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""),
+                             source=source, user_agent=user_agent,
                              code=code, received=received, version=rdef.version if rdef else "", uri=uri,
                              decision=_decision(code), stage=stage, tenant=note.tenant,
                              impersonator=user.impersonator if user else "", annotations=note.annotations)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import _ssl
 import ctypes
+import socket
 import ssl
 import sys
 from http import HTTPStatus
@@ -171,7 +172,12 @@ def request_client_certificates(context: ssl.SSLContext) -> None:
 
 
 class ClientCertConfig(Config):
-    """hypercorn's Config whose TLS context requests client certificates (see above)."""
+    """hypercorn's Config whose TLS context requests client certificates (see above), listening with
+    the kernel's largest accept queue (as Go's net.Listen, so kube-apiserver: somaxconn) instead of
+    hypercorn's 100: under a flood of new connections a full queue drops SYNs, and every client
+    connecting then waits the kernel's SYN retransmissions (1 s, 3 s, 7 s)."""
+
+    backlog = socket.SOMAXCONN
 
     def create_ssl_context(self) -> ssl.SSLContext | None:
         context = super().create_ssl_context()

@@ -138,6 +138,10 @@ def test_borrowing_lends_idle_levels_seats() -> None:
     assert limits == {"busy": 18, "idle": 2}  # idle keeps nominal - lendable
     capped = [level_config(_plc("busy", 50, borrow=30)), cfgs[1]]
     assert current_limits(capped, nominal, {"busy": 40, "idle": 0}, 20)["busy"] == 13
+    # Half seats round away from zero (Go's math.Round, as kube's apf_controller.go): one seat with
+    # 50% lendable lends it, and 50% borrowing borrows one.
+    halves = [level_config(_plc("busy", 1, lendable=50, borrow=50)), level_config(_plc("idle", 1, lendable=50))]
+    assert current_limits(halves, {"busy": 1, "idle": 1}, {"busy": 5, "idle": 0}, 2)["busy"] == 2
 
 
 def _ticket(d: Dispatcher, tenant: str, level: str, user: str, now: float) -> Ticket:
@@ -248,3 +252,75 @@ async def test_incremental_counters_match_the_queues(autojump_clock: trio.testin
             assert qs is not None
             assert qs.active == sum(1 for q in qs.queues if q.requests or q.executing_seats)
             assert all(q.queued_seats == sum(t.seats for t in q.requests) for q in qs.queues)
+
+
+async def test_quiet_tenant_served_within_one_seat_release_then_at_once(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A flooding tenant holds every seat, is queued, then rejected; a quiet tenant's first request
+    starts at the first seat released, and while it keeps asking a seat stays free for it, so the
+    next ones start at once (the flood's are queued and rejected meanwhile). Once it has been quiet
+    for ``reserve_s`` the flood takes every seat again (work-conserving)."""
+    d = Dispatcher(3, reserve_s=5.0)
+    for tenant in ("a", "b"):
+        d.configure(tenant, 1, [], [_plc("lvl", 1, queues=16, hand=2, qlen=5)], trio.current_time())
+    flood = [_ticket(d, "a", "lvl", "flooder", trio.current_time()) for _ in range(20)]
+    for t in flood:
+        d.admit(t, trio.current_time())
+    states = [t.state for t in flood]
+    assert states.count("executing") == 3 and states.count("queued") == 10 and states.count("rejected") == 7
+    assert all(t.reason == "queue-full" and t.retry_after_s >= 1 for t in flood if t.state == "rejected")
+    executing = [t for t in flood if t.state == "executing"]
+
+    quiet = _ticket(d, "b", "lvl", "quiet", trio.current_time())
+    d.admit(quiet, trio.current_time())
+    assert quiet.state == "queued"
+    await trio.sleep(0.5)
+    assert d.finish(executing.pop(0), trio.current_time()) == [quiet]  # within one seat release
+    await trio.sleep(0.01)
+    assert d.finish(quiet, trio.current_time()) == []  # b asked just now: its seat stays free
+    assert d.executing_seats == 2 and d.tenants["a"].queued == 10
+
+    all_a = list(flood)
+    for _ in range(20):  # b keeps asking, a keeps flooding: b never waits, a is capped at 2 seats
+        more = [_ticket(d, "a", "lvl", "flooder", trio.current_time()) for _ in range(3)]
+        for t in more:
+            d.admit(t, trio.current_time())
+        all_a += more
+        assert all(t.state in ("queued", "rejected") for t in more)
+        q = _ticket(d, "b", "lvl", "quiet", trio.current_time())
+        assert d.admit(q, trio.current_time()) == [q] and q.state == "executing"
+        await trio.sleep(0.2)
+        assert d.finish(q, trio.current_time()) == []
+        started = d.finish(next(t for t in all_a if t.state == "executing"), trio.current_time())
+        assert [t.tenant for t in started] == ["a"]  # the freed seat back to the flood's queue
+        assert d.tenants["a"].executing_seats == 2
+
+    assert sum(t.state == "rejected" for t in all_a[20:]) >= 30  # of 60: the queues stay full
+    await trio.sleep(5.0)  # b silent for reserve_s: a may take every seat again
+    d.finish(next(t for t in all_a if t.state == "executing"), trio.current_time())
+    assert d.tenants["a"].executing_seats == 3
+
+
+async def test_seats_kept_for_idle_tenants_are_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    """At most half the server's seats are kept for idle asking tenants; none for a tenant holding
+    seats elsewhere in the fleet; none with reserve_s 0."""
+    def flood_holds(reserve_s: float, quiet: int, elsewhere: dict[str, int] | None = None) -> int:
+        d = Dispatcher(6, reserve_s=reserve_s)
+        d.elsewhere = elsewhere or {}
+        tenants = ["a"] + [f"q{i}" for i in range(quiet)]
+        for tenant in tenants:
+            d.configure(tenant, 1, [], [_plc("lvl", 1, queues=16, hand=2, qlen=50)], 0.0)
+        for tenant in tenants[1:]:  # each asked once, got a seat, gave it back
+            t = _ticket(d, tenant, "lvl", "q", 0.0)
+            d.admit(t, 0.0)
+            d.finish(t, 0.0)
+        for _ in range(20):
+            d.admit(_ticket(d, "a", "lvl", "flooder", 0.0), 0.0)
+        return d.tenants["a"].executing_seats
+
+    assert flood_holds(10.0, 0) == 6
+    assert flood_holds(10.0, 1) == 5
+    assert flood_holds(10.0, 2) == 4
+    assert flood_holds(10.0, 5) == 3  # half of 6, however many asked
+    assert flood_holds(10.0, 2, {"q0": 1}) == 5  # q0 holds a seat on another gateway
+    assert flood_holds(0.0, 5) == 6

@@ -1,0 +1,144 @@
+"""An open-loop HTTP/1.1 flood: ``python -m bench._openloop --url U --path P --token T --rate R --seconds S``.
+
+wrk (the only load generator here) is closed-loop: a connection sends its next request when the
+last one is answered, so a slow server is offered only what it answers. This sends ``rate``
+requests per second for ``seconds`` whatever happens to them (B12/B13's "10x capacity"): each goes
+out on an idle keep-alive connection, or a new one while fewer than ``--max-conns`` are open; when
+all are busy it is counted as not sent (the client's bound, never an unbounded backlog). Loopback
+only (the URL must be 127.0.0.1 or localhost). A request unanswered after ``--timeout`` s is counted
+and its connection closed. Prints one JSON line: attempted, sent, answered, codes, 429s without
+Retry-After, not sent (all connections busy), errors, timeouts, the connections opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+import trio
+
+
+class _Conn:
+    __slots__ = ("buf", "stream")
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream, self.buf = stream, b""
+
+    async def _more(self) -> None:
+        chunk = await self.stream.receive_some(65536)
+        if not chunk:
+            raise EOFError
+        self.buf += chunk
+
+    async def response(self) -> tuple[int, dict[bytes, bytes]]:
+        """One response (status, lower-cased headers); its body read and dropped."""
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            await self._more()
+        head, self.buf = self.buf[:end], self.buf[end + 4:]
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        headers = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(b":")
+            headers[k.strip().lower()] = v.strip()
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            while True:
+                while (eol := self.buf.find(b"\r\n")) < 0:
+                    await self._more()
+                size = int(self.buf[:eol].split(b";")[0], 16)
+                while len(self.buf) < eol + 2 + size + 2:
+                    await self._more()
+                self.buf = self.buf[eol + 2 + size + 2:]
+                if size == 0:
+                    break
+        else:
+            length = int(headers.get(b"content-length", b"0"))
+            while len(self.buf) < length:
+                await self._more()
+            self.buf = self.buf[length:]
+        return status, headers
+
+
+async def flood(url: str, path: str, token: str, rate: float, seconds: float, *, max_conns: int = 1000,
+                timeout_s: float = 20.0) -> dict[str, Any]:
+    u = urlsplit(url)
+    host, port = u.hostname or "", u.port or 80
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit("loopback only")
+    request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+               "User-Agent: jetkube-bench-openloop\r\nAccept: application/json\r\n\r\n").encode()
+    idle: list[_Conn] = []
+    s: dict[str, Any] = {"attempted": 0, "sent": 0, "answered": 0, "codes": {}, "c429": 0, "c429_no_retry_after": 0,
+                         "not_sent_all_busy": 0, "errors": 0, "timeouts": 0, "connections_opened": 0}
+    open_conns = 0
+
+    async def one(conn: _Conn | None) -> None:
+        nonlocal open_conns
+        try:
+            with trio.fail_after(timeout_s):
+                if conn is None:
+                    conn = _Conn(await trio.open_tcp_stream(host, port))
+                    s["connections_opened"] += 1
+                await conn.stream.send_all(request)
+                s["sent"] += 1
+                status, headers = await conn.response()
+        except trio.TooSlowError:
+            s["timeouts"] += 1
+        except (OSError, EOFError, ValueError, IndexError, trio.BrokenResourceError):
+            s["errors"] += 1
+        else:
+            s["answered"] += 1
+            s["codes"][status] = s["codes"].get(status, 0) + 1
+            if status == 429:
+                s["c429"] += 1
+                s["c429_no_retry_after"] += b"retry-after" not in headers
+            if headers.get(b"connection", b"").lower() != b"close":
+                idle.append(conn)
+                return
+        if conn is not None:
+            await trio.aclose_forcefully(conn.stream)
+        open_conns -= 1
+
+    total = math.floor(rate * seconds)
+    t0 = trio.current_time()
+    async with trio.open_nursery() as n:
+        k = 0
+        while k < total:
+            due = min(total, math.floor((trio.current_time() - t0) * rate) + 1)
+            while k < due:
+                k += 1
+                s["attempted"] += 1
+                if idle:
+                    n.start_soon(one, idle.pop())
+                elif open_conns < max_conns:
+                    open_conns += 1
+                    n.start_soon(one, None)
+                else:
+                    s["not_sent_all_busy"] += 1
+            await trio.sleep(0.002)
+        s["send_seconds"] = round(trio.current_time() - t0, 3)
+    s["seconds"] = round(trio.current_time() - t0, 3)
+    for c in idle:
+        await trio.aclose_forcefully(c.stream)
+    s["rate"] = rate
+    return s
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(prog="python -m bench._openloop", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--path", required=True)
+    ap.add_argument("--token", required=True)
+    ap.add_argument("--rate", type=float, required=True, help="requests per second")
+    ap.add_argument("--seconds", type=float, required=True)
+    ap.add_argument("--max-conns", type=int, default=1000)
+    ap.add_argument("--timeout", type=float, default=20.0)
+    ns = ap.parse_args()
+    out = trio.run(lambda: flood(ns.url, ns.path, ns.token, ns.rate, ns.seconds, max_conns=ns.max_conns,
+                                 timeout_s=ns.timeout))
+    sys.stdout.write("OPENLOOP " + json.dumps(out) + "\n")

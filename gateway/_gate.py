@@ -1,0 +1,173 @@
+"""The reject gate: flow control's 429s answered at the ASGI level, before Quart.
+
+Under a flood most answers are flow control's rejections, and through Quart one costs about twice a
+no-op request (request and response objects, the app context, the handler's task). While flow
+control is rejecting (it rejected something in the last second), :class:`Gate` looks at each
+bodiless read (GET/HEAD) itself: it authenticates it, routes it, classifies it and asks flow
+control whether it would be rejected at once (its queue full, or its Reject level out of room,
+:meth:`actors.FlowControl.refuse_nowait`). If so it writes the same 429 the handler would (the
+Status body, ``Retry-After``, ``X-Kubernetes-PF-FlowSchema-UID``, ``X-Kubernetes-PF-PriorityLevel-UID``,
+``Audit-Id``), counted in the same metrics, audited and logged the same way. Anything else, and
+anything the gate is unsure of (another method, an error, a tenant this gateway has not seen,
+impersonation, a client certificate), goes to the app unchanged, which decides as before: the gate
+only ever answers what the app would have answered with a rejection at that instant.
+
+Writes are not gated: a write's 429 sent before its body is read must close an HTTP/1.x connection
+(see ``_app._close_connection``), which the app does.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from actors import REJECT_MESSAGE, Admission, Request, TooManyRequests, tenant_exists
+from bus import ANY_TENANT
+from projections import now_micro
+
+from . import _history as history
+from . import _ui as ui
+from ._audit import AUDIT_EVENTS_PATH, AuditNote, audit_request
+from ._logging import begin_request, note_user
+from ._metrics import request_labels
+from ._routes import parse, split_tenant
+from ._status import status_for
+
+_READS = ("GET", "HEAD")
+
+
+@functools.cache
+def rejected(retry_after_s: int) -> tuple[int, bytes, dict[str, str]]:
+    """Flow control's 429, encoded once per Retry-After value (1..32 s): a flood's rejections are
+    the most frequent response there is."""
+    return status_for(TooManyRequests(REJECT_MESSAGE, retry_after_s=retry_after_s))
+
+
+class Gate:
+    """ASGI middleware around the Quart app (``app.asgi_app``): see the module docstring."""
+
+    def __init__(self, ctx: Any, app: Any) -> None:
+        self.ctx = ctx  # gateway._app.Context (not imported: _app imports this module)
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in _READS or not self.ctx.pipeline.flow_control.rejecting():
+            return await self.app(scope, receive, send)
+        decided = await self._decide(scope)
+        if decided is None:
+            return await self.app(scope, receive, send)
+        await self._reject(scope, send, *decided)
+
+    async def _decide(self, scope: Any) -> tuple[Request, Any, Admission, int, dict[str, str], dict[bytes, bytes]] | None:
+        """(request, route, UIDs, Retry-After, query, headers) of a request flow control refuses
+        now; None: the app decides."""
+        ctx = self.ctx
+        path: str = scope["path"]
+        if ui.handles(path):
+            return None
+        headers: dict[bytes, bytes] = {}
+        for k, v in scope["headers"]:
+            if k.startswith((b"impersonate-", b"x-remote-")) or k in (b"content-length", b"transfer-encoding"):
+                return None  # the app's cases: impersonation, a front proxy, a body
+            headers[k] = v
+        if ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert_chain"):
+            return None  # authenticated by a client certificate: the app's
+        tenant, inner = split_tenant(path)
+        if tenant == ANY_TENANT or history.handles(inner) or inner.rstrip("/") == AUDIT_EVENTS_PATH:
+            return None
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        if not token:
+            return None
+        q: dict[str, str] = {}
+        for k, v in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+            q.setdefault(k, v)
+        method = scope["method"]
+        client = scope.get("client")
+        try:
+            who = ctx.pipeline.authenticate(Request(
+                verb=method.lower(), token=token, audit_id="", source=client[0] if client else "",
+                user_agent=headers.get(b"user-agent", b"").decode("latin-1"), query=q, path=inner, tenant=tenant))
+        except Exception:  # noqa: BLE001 - a 401/403/400: the app answers it
+            return None
+        if who.user is None or not await tenant_exists(ctx.projection, tenant):
+            return None  # (a known tenant does not wait: the projection has it)
+        route = parse(path, ctx.registry)
+        if route.kind == "metrics" or path in _APF_DUMPS:
+            return None
+        if route.kind != "resource":
+            if route.kind == "unknown":
+                return None
+            req = msgspec.structs.replace(who, verb="get")
+        else:
+            rdef = route.rdef
+            if rdef is None or not rdef.stored or (route.subresource and (
+                    route.subresource not in rdef.subresources or not route.name)):
+                return None
+            watch = route.legacy_watch or q.get("watch", "").lower() in ("true", "1")
+            verb = "get" if route.name else ("watch" if watch else "list")
+            if (verb not in rdef.subresources[route.subresource]) if route.subresource else (verb not in rdef.verbs):
+                return None
+            req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "",
+                                          name=route.name, subresource=route.subresource)
+        adm = Admission()
+        retry_after_s = ctx.pipeline.flow_control.refuse_nowait(req, adm)
+        if not retry_after_s:
+            return None
+        return req, route, adm, retry_after_s, q, headers
+
+    async def _reject(self, scope: Any, send: Any, req: Request, route: Any, adm: Admission, retry_after_s: int,
+                      q: dict[str, str], headers: dict[bytes, bytes]) -> None:
+        """The handler's 429, its metrics, request-log line and audit record."""
+        ctx = self.ctx
+        metrics = ctx.metrics
+        received = now_micro()
+        started = time.perf_counter()
+        audit_id = str(uuid.uuid4())
+        user_agent = headers.get(b"user-agent", b"").decode("latin-1")
+        line = begin_request(ctx.settings.request_log, audit_id, scope, user_agent)
+        assert req.user is not None
+        note_user(req.user.name)
+        method = scope["method"]
+        kind = metrics.begin(method)
+        code, body, extra = rejected(retry_after_s)
+        out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        out += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        out.append((b"audit-id", audit_id.encode()))
+        if adm.schema_uid:
+            out.append((b"x-kubernetes-pf-flowschema-uid", adm.schema_uid.encode()))
+        if adm.level_uid:
+            out.append((b"x-kubernetes-pf-prioritylevel-uid", adm.level_uid.encode()))
+        try:
+            await send({"type": "http.response.start", "status": code, "headers": out})
+            await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        finally:
+            metrics.end(kind)
+        note = AuditNote(method.lower())
+        note.user, note.tenant = req.user, req.tenant
+        if route.kind == "resource":
+            note.resource_request(req)
+        metrics.tenant_request(req.tenant, note.verb, code)
+        if ctx.audit is not None:
+            qs = scope["query_string"].decode("latin-1")
+            path = scope["path"]
+            await audit_request(ctx.audit, note, audit_id, code, received,
+                                (path, f"{path}?{qs}" if qs else path, req.source, user_agent))
+        dry = [v for k, v in parse_qsl(scope["query_string"].decode("latin-1")) if k == "dryRun"]
+        labels = request_labels(method, route, watch=q.get("watch"), content_type=_str(headers.get(b"content-type")),
+                                dry_run=dry, code=code)
+        metrics.observe(labels, code, time.perf_counter() - started, len(body), req.tenant)
+        line.end(labels[0], code)
+
+
+def _str(v: bytes | None) -> str | None:
+    return v.decode("latin-1") if v is not None else None
+
+
+_APF_DUMPS = ("/debug/api_priority_and_fairness/dump_priority_levels",
+              "/debug/api_priority_and_fairness/dump_queues")
