@@ -179,7 +179,7 @@ async def test_a_worker_failing_at_start_ends_the_server_with_its_code(tmp_path:
 async def test_sigterm_drains_every_worker_then_the_port_refuses(tmp_path: Path, nats_url: str) -> None:
     with trio.fail_after(60):
         proc, line = await spawn_serve(tmp_path / "jk", "--workers", "2", "--nats-url", nats_url,
-                                       "--shutdown-delay-duration", "5")
+                                       "--shutdown-delay-duration", "20")
     serve = Serve(proc, line, tmp_path / "jk")
     try:
         proc.send_signal(signal.SIGTERM)
@@ -192,7 +192,9 @@ async def test_sigterm_drains_every_worker_then_the_port_refuses(tmp_path: Path,
                 draining.add(_worker(r)[0])
             return draining == {0, 1}
 
-        with trio.fail_after(5):
+        # Which worker accepts a connection is the kernel's choice: under load one may win every race for
+        # a while, so the drain window is long enough (20 s) to see both.
+        with trio.fail_after(20):
             await poll_until(both_draining)
 
         async def refused() -> bool:  # then the listeners close: refused at once, not queued
@@ -201,6 +203,8 @@ async def test_sigterm_drains_every_worker_then_the_port_refuses(tmp_path: Path,
                     await c.get("/readyz")
             except httpx.ConnectError:
                 return True
+            except httpx.RemoteProtocolError:  # accepted into the backlog just as the listener closed
+                return False
             return False
 
         with trio.fail_after(30):
