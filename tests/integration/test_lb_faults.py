@@ -35,23 +35,33 @@ pytestmark = pytest.mark.integration
 
 class HoldingBalancer(LoadBalancer):
     """The dev cluster's balancer with one fault added for the test: once ``hold`` names a backend,
-    what that backend sends to its clients is kept back (``held``) instead of delivered, as if it
-    were still on the wire when the backend dies. A write whose 201 is held has landed, and its
-    client will see only a broken connection."""
+    what that backend sends to its clients is kept back (``held``, per client connection) instead of
+    delivered, as if it were still on the wire when the backend dies. A write whose answer is held
+    has landed, and its client will see only a broken connection."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hold: int | None = None
-        self.held: list[bytes] = []
+        self.held: dict[int, bytearray] = {}  # id of the client connection -> bytes held back
         self.held_changed = trio.Event()
 
     async def deliver(self, dst: trio.SocketStream, data: bytes, *, backend: int, to_client: bool) -> None:
         if to_client and backend == self.hold:
-            self.held.append(data)
+            self.held.setdefault(id(dst), bytearray()).extend(data)
             ev, self.held_changed = self.held_changed, trio.Event()
             ev.set()
             return
         await super().deliver(dst, data, backend=backend, to_client=to_client)
+
+    def held_writes(self) -> dict[str, int]:
+        """name -> status of each write whose whole success answer (head and body) is held back."""
+        out = {}
+        for data in self.held.values():
+            head = data.split(b"\r\n", 1)[0].split()
+            m = _NAME.search(data)
+            if len(head) > 1 and head[1] in (b"200", b"201") and m:
+                out[m.group(1).decode()] = int(head[1])
+        return out
 
 
 @dataclass
@@ -169,26 +179,28 @@ _NAME = re.compile(rb'"name":"(lb-[0-9]+-[0-9]+)"')
 
 
 async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, nats_url: str) -> None:
-    """Three gateways behind the balancer. 4 clients create 50 configmaps each (two keep their
-    connection, two open one per request, as clients do either way), retrying a request that fails
-    with a connection error through the balancer with the same object (same name, same nonce). A
-    client-go style watch goes through the balancer too; the gateway holding it is killed -9 after 60
-    acknowledgements, while the balancer holds back what it sends (so some writes land whose 201 is
-    lost on the way: their retries must answer 409 AlreadyExists and the object found must be the
-    client's own).
+    """Three gateways behind the balancer. 4 clients each create 40 configmaps and update each once
+    (a PUT carrying the resourceVersion it read: a precondition); two keep their connection, two
+    open one per request, as clients do either way. A request that fails with a connection error is
+    retried through the balancer with the same object (same name, same nonce, same precondition). A
+    client-go style watch goes through the balancer too; the gateway holding it is killed -9 after
+    60 acknowledgements, while the balancer holds back what it sends (so some writes land whose
+    answer is lost: their retries must answer 409, AlreadyExists or Conflict, and the object found
+    must be the client's own write).
 
-    Checked: every name is created exactly once (one event in the log), every 201 is in the log at
-    its resourceVersion and is the object listed afterwards; clients see only 201, a 409 on a retry
-    whose first attempt landed, or a connection error on a request in flight at the kill (at most one
-    per client and no more than the killed gateway's connections); the balancer sends no connection
-    to the dead gateway after the kill (it is out of rotation from its first refused connection, not
-    the next health check) and both survivors take the traffic; the watch resumes once,
-    from the last resourceVersion it received, on a survivor, with no gap and no repeat."""
-    writers, per_writer = 4, 50
+    Checked: every name is created once and updated once (exactly two events in the log), every 201
+    and 200 is in the log at its resourceVersion and the objects listed afterwards are the clients'
+    updates at the log's versions; clients see only 201/200, a 409 on a retry whose first attempt
+    landed, or a connection error on a request in flight at the kill (at most one per client and no
+    more than the killed gateway's connections); the balancer sends no connection to the dead gateway
+    after the kill (it is out of rotation from its first refused connection, not the next health
+    check) and both survivors take the traffic; the watch resumes once, from the last
+    resourceVersion it received, on a survivor, with no gap and no repeat."""
+    writers, per_writer = 4, 40
     names = [f"lb-{c}-{i}" for c in range(writers) for i in range(per_writer)]
     nonce = {n: uuid.uuid4().hex for n in names}
-    acked: dict[str, int] = {}  # name -> resourceVersion of its 201
-    conflicts: list[str] = []  # retried creates answered 409 AlreadyExists: the first attempt landed
+    acked: dict[tuple[str, str], int] = {}  # (name, "create" | "update") -> resourceVersion of its 2xx
+    landed: list[tuple[str, str]] = []  # retried writes answered 409 whose first attempt had landed
     attempts: list[Attempt] = []
     wrong: list[tuple[str, int, str]] = []
     progress = trio.Event()
@@ -196,34 +208,46 @@ async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, nats_
     # the rotation by refusing a connection, not by luck of the check's timing.
     async with _balanced_gateways(tmp_path, nats_url, count=3, health_interval_s=3600) as lb:
 
+        async def write(c: int, api: httpx.AsyncClient, name: str, step: str, body: dict[str, Any]) -> int:
+            """One write, retried on a connection error; the resourceVersion it left (0: failed)."""
+            for attempt in range(5):  # bounded retries
+                t0 = trio.current_time()
+                try:
+                    if step == "create":
+                        r = await api.post(CM, json=body)
+                    else:
+                        r = await api.put(f"{CM}/{name}", json=body)
+                except httpx.TransportError as e:
+                    attempts.append(Attempt(c, name, t0, trio.current_time(), 0, type(e).__name__))
+                    continue  # the balancer sends the retry to a gateway in rotation
+                attempts.append(Attempt(c, name, t0, trio.current_time(), r.status_code))
+                if r.status_code in (200, 201):
+                    acked[(name, step)] = rv = int(r.json()["metadata"]["resourceVersion"])
+                    return rv
+                reason = {"create": "AlreadyExists", "update": "Conflict"}[step]
+                if r.status_code == 409 and attempt and r.json().get("reason") == reason:
+                    got = await api.get(f"{CM}/{name}")  # what landed is this client's write
+                    if got.status_code == 200 and got.json()["data"] == body["data"]:
+                        landed.append((name, step))
+                        return int(got.json()["metadata"]["resourceVersion"])
+                    wrong.append((name, got.status_code, got.text[:200]))
+                else:
+                    wrong.append((name, r.status_code, r.text[:200]))
+                return 0
+            wrong.append((name, 0, "no answer after 5 attempts"))
+            return 0
+
         async def writer(c: int) -> None:
             nonlocal progress
             limits = httpx.Limits(max_keepalive_connections=0) if c % 2 else httpx.Limits()
             async with lb.client(limits=limits) as api:
                 for i in range(per_writer):
                     name = f"lb-{c}-{i}"
-                    body = {"metadata": {"name": name}, "data": {"writer": str(c), "nonce": nonce[name]}}
-                    for attempt in range(5):  # bounded retries
-                        t0 = trio.current_time()
-                        try:
-                            r = await api.post(CM, json=body)
-                        except httpx.TransportError as e:
-                            attempts.append(Attempt(c, name, t0, trio.current_time(), 0, type(e).__name__))
-                            continue  # the balancer sends the retry to a gateway in rotation
-                        attempts.append(Attempt(c, name, t0, trio.current_time(), r.status_code))
-                        if r.status_code == 201:
-                            acked[name] = int(r.json()["metadata"]["resourceVersion"])
-                        elif r.status_code == 409 and attempt and r.json().get("reason") == "AlreadyExists":
-                            got = await api.get(f"{CM}/{name}")  # the object that landed is this client's
-                            if got.status_code == 200 and got.json()["data"] == body["data"]:
-                                conflicts.append(name)
-                            else:
-                                wrong.append((name, got.status_code, got.text[:200]))
-                        else:
-                            wrong.append((name, r.status_code, r.text[:200]))
-                        break
-                    else:
-                        wrong.append((name, 0, "no answer after 5 attempts"))
+                    obj = {"metadata": {"name": name}, "data": {"writer": str(c), "nonce": nonce[name]}}
+                    if rv := await write(c, api, name, "create", obj):
+                        obj = {"metadata": {"name": name, "resourceVersion": str(rv)},
+                               "data": {**obj["data"], "step": "updated"}}
+                        await write(c, api, name, "update", obj)
                     ev, progress = progress, trio.Event()
                     ev.set()
 
@@ -249,7 +273,7 @@ async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, nats_
                     while len(acked) < 60:
                         await progress.wait()
                     lb.lb.hold = victim_port  # what the victim answers from now on stays on the "wire"
-                    while not any(d.startswith(b"HTTP/1.1 201") for d in lb.lb.held):
+                    while not lb.lb.held_writes():
                         await lb.lb.held_changed.wait()
                     conns_at_kill = lb.lb.active[victim_port]
                     opened_at_kill = Counter(lb.lb.opened)
@@ -268,31 +292,34 @@ async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, nats_
         assert all(g.proc.returncode is None for g in lb.gateways if g is not victim)
         opened_after = {p: lb.lb.opened[p] - opened_at_kill[p] for p in lb.ports}
         in_rotation = set(lb.lb.healthy)
+        held = lb.lb.held_writes()
 
     assert not wrong, wrong[:5]
-    # Every name exactly once: acknowledged, or landed with its 201 lost (found as written on retry).
-    assert sorted([*acked, *conflicts]) == sorted(names)
+    # Every write exactly once: acknowledged, or landed with its answer lost (found as written on retry).
+    every = sorted((n, step) for n in names for step in ("create", "update"))
+    assert sorted([*acked, *landed]) == every
     events = _configmap_events(messages, "lb-")
     per_name = Counter(n for _, n in events)
-    assert {n for n, k in per_name.items() if k != 1} == set(), "a create applied twice"
+    assert {n for n, k in per_name.items() if k != (2 if n in nonce else 1)} == set(), "a write applied twice"
     assert set(per_name) == {*names, "lb-start", "lb-first", "lb-last"}
-    seq_of = {n: s for s, n in events}
-    assert {n: seq_of[n] for n in acked} == acked  # each 201 is in the log at its resourceVersion
+    seqs: dict[str, list[int]] = {}
+    for seq, n in events:
+        seqs.setdefault(n, []).append(seq)
+    assert {k: v for k, v in acked.items() if seqs[k[0]][0 if k[1] == "create" else 1] != v} == {}
     items = {i["metadata"]["name"]: i for i in listed["items"] if i["metadata"]["name"] in nonce}
-    assert sorted(items) == sorted(names)  # exactly one object per name, the client's own
-    assert all(int(i["metadata"]["resourceVersion"]) == seq_of[n] and i["data"]["nonce"] == nonce[n]
-               for n, i in items.items())
-    # The 201s held back when the gateway died: those writes landed, their clients retried into a 409.
-    held_201 = {m.group(1).decode() for d in lb.lb.held if d.startswith(b"HTTP/1.1 201")
-                for m in _NAME.finditer(d)}
-    assert held_201 and held_201 <= set(conflicts), (held_201, conflicts)
+    assert sorted(items) == sorted(names)  # exactly one object per name, the client's own update
+    assert all(int(i["metadata"]["resourceVersion"]) == seqs[n][1] and i["data"]["nonce"] == nonce[n]
+               and i["data"]["step"] == "updated" for n, i in items.items())
+    # The answers held back when the gateway died: those writes landed, their clients retried into a 409.
+    held_steps = {(n, "create" if status == 201 else "update") for n, status in held.items()}
+    assert held_steps and held_steps <= set(landed), (held, landed)
     # Connection errors: only requests in flight at the kill (begun before the balancer had closed
     # the dead gateway's connections), at most one per client, no more than its open connections.
     errors = [a for a in attempts if a.status == 0]
     assert errors and all(a.started < t_gone for a in errors), [a for a in errors if a.started >= t_gone]
     assert max(Counter(a.writer for a in errors).values()) == 1, errors
     assert len(errors) < conns_at_kill  # one of the victim's connections was the watch
-    assert {a.name for a in errors} >= held_201
+    assert {a.name for a in errors} >= set(held)
     # The balancer: nothing more to the dead gateway, both survivors serve the load after the kill.
     assert opened_after[victim_port] == 0 and victim_port not in in_rotation
     assert all(opened_after[p] > 0 for p in survivors), opened_after
@@ -302,12 +329,12 @@ async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, nats_
     assert got == want, f"missing {sorted(set(want) - set(got))[:10]}, extra or repeated {len(got) - len(set(got))}"
     assert len(watch.calls) == 2 and len(watch.breaks) == 1, (watch.calls, watch.breaks)
     assert watch.calls[1] == max(rv for rv in got if rv <= watch.calls[1])  # resumed from its last version
-    print(f"\nkill -9 behind the LB (3 gateways): {len(acked)} created (201), {len(conflicts)} retried creates "
-          f"answered 409 (had landed; {len(held_201)} with their 201 held back), {len(errors)} connection "
-          f"errors ({dict(Counter(a.error for a in errors))}) of {conns_at_kill} connections on the victim; "
-          f"its connections closed {t_gone - t_kill:.3f}s after the kill; new connections after the kill "
-          f"{opened_after}; watch broke with {watch.breaks[0]}, resumed from rv {watch.calls[1]}, "
-          f"{len(got)} changes seen")
+    print(f"\nkill -9 behind the LB (3 gateways): {len(acked)} writes acknowledged, {len(landed)} retried "
+          f"writes answered 409 (had landed; {len(held_steps)} with their answer held back: {sorted(held_steps)}), "
+          f"{len(errors)} connection errors ({dict(Counter(a.error for a in errors))}) of {conns_at_kill} "
+          f"connections on the victim; its connections closed {t_gone - t_kill:.3f}s after the kill; new "
+          f"connections after the kill {opened_after}; watch broke with {watch.breaks[0]}, resumed from rv "
+          f"{watch.calls[1]}, {len(got)} changes seen")
 
 
 async def test_watch_resumes_on_the_other_replica_when_its_gateway_drains(tmp_path: Path, nats_url: str) -> None:
