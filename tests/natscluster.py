@@ -145,8 +145,8 @@ class NatsCluster:
 
         The bound allows several failed meta-leader elections: nats-server's Raft waits a random
         4-9 s before campaigning again after a failed one (a split vote is likely when three nodes
-        start together). Measured at a load average of 7-10 on 2 cores: 34 of 40 formations in
-        0.3-1.2 s, 6 in 4.5-9.4 s (one failed round); 30 s allowed barely three rounds."""
+        start together). Measured at a load average of 7-10 on 2 cores: 61 of 70 formations in
+        0.3-1.2 s, 9 in 4.6-9.4 s (one failed round); 30 s allowed barely three rounds."""
         waiting: dict[str, str] = {}
         try:
             with trio.fail_after(timeout_s):
