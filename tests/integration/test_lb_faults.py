@@ -1,7 +1,7 @@
 """Faults behind the dev cluster's TCP load balancer (gateway/_devcluster.py's LoadBalancer, run
-in-process in front of ``jetkube serve`` processes on one nats-server), as clients see them: a gateway
-killed -9 under a write load that retries through the balancer while a client-go style watch held by
-that gateway resumes on another, and a watch (the official ``kubernetes`` Python client) that resumes
+in-process in front of ``jetkube serve`` processes on one nats-server or the 3-node test cluster), as
+clients see them: a gateway killed -9 under a write load that retries through the balancer while a
+client-go style watch held by that gateway resumes on another, and a watch (the official ``kubernetes`` Python client) that resumes
 on the other replica when its gateway drains."""
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ import kubernetes
 import pytest
 import trio
 
-from bus import parse_subject
+from bus import parse_subject, run_nats_server
 from gateway._devcluster import Backend, LoadBalancer
 from tests.conftest import poll_until
 from tests.integration.cluster_support import CM, GatewayProcess, read_log, start_gateway_process
+from tests.natscluster import run_nats_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -178,8 +179,20 @@ class ResumingWatch:
 _NAME = re.compile(rb'"name":"(lb-[0-9]+-[0-9]+)"')
 
 
-async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, nats_url: str) -> None:
-    """Three gateways behind the balancer. 4 clients each create 40 configmaps and update each once
+@asynccontextmanager
+async def _nats(tmp_path: Path, replicas: int) -> AsyncIterator[str]:
+    """One nats-server (R1), or the 3-node test cluster (R3): its client URL."""
+    if replicas == 1:
+        async with run_nats_server(tmp_path / "nats") as url:
+            yield url
+    else:
+        async with run_nats_cluster(tmp_path / "cluster") as cluster:
+            yield cluster.url
+
+
+@pytest.mark.parametrize("replicas", [1, 3], ids=["R1", "R3"])
+async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, replicas: int) -> None:
+    """Three gateways behind the balancer, on one nats-server (R1) or a 3-node cluster (R3). 4 clients each create 40 configmaps and update each once
     (a PUT carrying the resourceVersion it read: a precondition); two keep their connection, two
     open one per request, as clients do either way. A request that fails with a connection error is
     retried through the balancer with the same object (same name, same nonce, same precondition). A
@@ -206,7 +219,9 @@ async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, nats_
     progress = trio.Event()
     # No periodic health check during the test (only the one at start): the dead gateway must leave
     # the rotation by refusing a connection, not by luck of the check's timing.
-    async with _balanced_gateways(tmp_path, nats_url, count=3, health_interval_s=3600) as lb:
+    async with (_nats(tmp_path, replicas) as nats_url,
+                _balanced_gateways(tmp_path, nats_url, "--stream-replicas", str(replicas), count=3,
+                                   health_interval_s=3600) as lb):
 
         async def write(c: int, api: httpx.AsyncClient, name: str, step: str, body: dict[str, Any]) -> int:
             """One write, retried on a connection error; the resourceVersion it left (0: failed)."""
@@ -291,7 +306,7 @@ async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, nats_
                     listed = (await api.get(CM)).json()
                 await watch.wait_seen("lb-last")
                 nursery.cancel_scope.cancel()
-            messages = await read_log(nats_url, replicas=1)
+            messages = await read_log(nats_url, replicas=replicas)
         assert all(g.proc.returncode is None for g in lb.gateways if g is not victim)
         opened_after = {p: lb.lb.opened[p] - opened_at_exit[p] for p in lb.ports}
         conns_dying = conns_at_kill + opened_at_exit[victim_port] - opened_at_kill[victim_port]
@@ -334,7 +349,7 @@ async def test_kill_9_one_gateway_behind_the_load_balancer(tmp_path: Path, nats_
     assert got == want, f"missing {sorted(set(want) - set(got))[:10]}, extra or repeated {len(got) - len(set(got))}"
     assert len(watch.calls) == 2 and len(watch.breaks) == 1, (watch.calls, watch.breaks)
     assert watch.calls[1] == max(rv for rv in got if rv <= watch.calls[1])  # resumed from its last version
-    print(f"\nkill -9 behind the LB (3 gateways): {len(acked)} writes acknowledged, {len(landed)} retried "
+    print(f"\nkill -9 behind the LB (3 gateways, R{replicas}): {len(acked)} writes acknowledged, {len(landed)} retried "
           f"writes answered 409 (had landed; {len(held_steps)} with their answer held back: {sorted(held_steps)}), "
           f"{len(errors)} connection errors ({dict(Counter(a.error for a in errors))}) of {conns_dying} "
           f"connections on the victim ({conns_at_kill} at the kill); its connections closed {t_gone - t_kill:.3f}s after the kill; new "
