@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import time
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -92,11 +91,10 @@ class Cluster:
 
 async def _lb(nursery: trio.Nursery, gws: list[Gateway]) -> int:
     """The dev cluster's round-robin TCP proxy over these gateways' (plain HTTP) ports."""
-    from gateway._devcluster import _proxy, _round_robin
+    from gateway._devcluster import Backend, LoadBalancer
 
-    backends = [(g.port, g.port) for g in gws]
-    pick = _round_robin(backends, {g.port for g in gws})
-    listeners = await nursery.start(partial(trio.serve_tcp, partial(_proxy, pick), 0, host="127.0.0.1"))
+    lb = LoadBalancer([Backend(g.port, g.port) for g in gws], (("Authorization", f"Bearer {gws[0].token}"),))
+    listeners = await nursery.start(lb.serve)
     return int(listeners[0].socket.getsockname()[1])
 
 

@@ -1,11 +1,14 @@
 """``jetkube dev-cluster``: the scale-out topology as local loopback processes, for people without a
 container runtime: a 3-node NATS JetStream cluster (nats-server from the wheel, one store each), N
 ``jetkube serve`` gateways on an R3 stream sharing one CA, serving certificate, token file and
-service-account key, and a small TCP load balancer in front (round robin over the gateways whose
-``/readyz`` answers 200; TLS passes through, so every gateway serves the same kubeconfig).
+service-account key, and a small TCP load balancer in front (:class:`LoadBalancer`: round robin over
+the gateways whose ``/readyz`` answers 200, a gateway that refuses a connection out of rotation at
+once; TLS passes through, so every gateway serves the same kubeconfig).
 
-Everything runs in one nursery: a child that exits ends the whole cluster (this is a development
-tool, not a supervisor); cancellation terminates every child (SIGTERM, then SIGKILL after 5 s).
+Everything runs in one nursery. A gateway that exits (``kill -9`` one to see a fault) leaves the load
+balancer's rotation and the others serve on; the last gateway's exit, or a nats-server's, ends the
+whole cluster (this is a development tool, not a supervisor: nothing is restarted). Cancellation
+terminates every child (SIGTERM, then SIGKILL after 5 s).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -93,6 +97,19 @@ async def run_dev_cluster(root: Path, *, port: int = 0, gateways: int = 2, nodes
 
         await _poll(nats_ready, 60, "the NATS cluster")
         backends: list[tuple[int, int]] = []  # (https port, http port) of each gateway
+        exited = 0
+
+        async def gateway_child(argv: list[str], log_path: Path) -> None:
+            """A gateway that exits leaves the load balancer's rotation; the last one ends the cluster."""
+            nonlocal exited
+            try:
+                await _child(argv, log_path)
+            except RuntimeError as e:
+                exited += 1
+                if exited == gateways:
+                    raise RuntimeError(f"dev-cluster: every gateway exited; the last: {e}") from None
+                log.warning("%s; the load balancer sends new connections to the others", e)
+
         for i in range(gateways):
             data = root / f"gw{i}"
             if not (data / "pki").exists():
@@ -101,26 +118,17 @@ async def run_dev_cluster(root: Path, *, port: int = 0, gateways: int = 2, nodes
             argv = [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data), "--port", str(https_port),
                     "--insecure-port", str(http_port), "--nats-url", nats_url, "--stream-replicas",
                     str(min(3, nodes)), "--service-account-key-file", str(sa_key)]
-            nursery.start_soon(_child, argv, root / f"gw{i}.log")
+            nursery.start_soon(gateway_child, argv, root / f"gw{i}.log")
             backends.append((https_port, http_port))
-        headers = (("Authorization", f"Bearer {pki.admin_token}"),)
-        healthy: set[int] = set()
-
-        async def check_health() -> None:
-            for https_port, http_port in backends:
-                if (await _http_get(http_port, "/readyz", headers))[0] == 200:
-                    healthy.add(https_port)
-                else:
-                    healthy.discard(https_port)
+        lb = LoadBalancer([Backend(https, http) for https, http in backends],
+                          (("Authorization", f"Bearer {pki.admin_token}"),))
 
         async def all_ready() -> bool:
-            await check_health()
-            return len(healthy) == len(backends)
+            await lb.check_health()
+            return len(lb.healthy) == len(backends)
 
         await _poll(all_ready, 90, "the gateways")
-        nursery.start_soon(_health_loop, check_health)
-        listeners = await nursery.start(partial(trio.serve_tcp, partial(_proxy, _round_robin(backends, healthy)),
-                                                port, host="127.0.0.1"))
+        listeners = await nursery.start(partial(lb.serve, port))
         lb_port = listeners[0].socket.getsockname()[1]
         https_url = f"https://127.0.0.1:{lb_port}"
         kubeconfig = root / "kubeconfig"
@@ -170,45 +178,92 @@ async def _child(argv: list[str], log_path: Path) -> None:
     raise RuntimeError(f"dev-cluster: {argv[0]} exited with code {proc.returncode}; see {log_path}")
 
 
-async def _health_loop(check: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        await check()
-        await trio.sleep(1.0)  # the health-check interval
+@dataclass(frozen=True)
+class Backend:
+    port: int  # where client connections go (TLS passes through)
+    health_port: int  # where ``/readyz`` is asked, in plain HTTP
 
 
-def _round_robin(backends: list[tuple[int, int]], healthy: set[int]) -> Callable[[], int | None]:
-    order = itertools.cycle([p for p, _ in backends])
+class LoadBalancer:
+    """A small TCP load balancer: each client connection is passed through (TLS included) to the next
+    backend in round robin that is in rotation. A backend is in rotation while its ``/readyz``
+    answers 200 (asked every ``interval_s``, all backends at once); one that refuses a connection
+    leaves the rotation at once and the client is handed to the next (so a backend killed between
+    two health checks costs only the connections it held), until a health check finds it ready.
+    ``opened`` and ``active`` count connections per backend port (ever, and open now)."""
 
-    def pick() -> int | None:
-        for _ in range(len(backends)):
-            p = next(order)
-            if p in healthy:
+    def __init__(self, backends: Sequence[Backend], health_headers: tuple[tuple[str, str], ...] = (),
+                 interval_s: float = 1.0) -> None:
+        self.backends = list(backends)
+        self.health_headers = health_headers
+        self.interval_s = interval_s
+        self.healthy: set[int] = set()
+        self.opened: Counter[int] = Counter()
+        self.active: Counter[int] = Counter()
+        self._order = itertools.cycle([b.port for b in self.backends])
+
+    async def check_health(self) -> None:
+        async def one(b: Backend) -> None:
+            if (await _http_get(b.health_port, "/readyz", self.health_headers))[0] == 200:
+                self.healthy.add(b.port)
+            else:
+                self.healthy.discard(b.port)
+
+        async with trio.open_nursery() as n:  # a frozen backend does not delay the others' checks
+            for b in self.backends:
+                n.start_soon(one, b)
+
+    async def serve(self, port: int = 0, host: str = "127.0.0.1", *,
+                    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
+        """Check health, then listen and check every ``interval_s`` until cancelled; reports the listeners."""
+        await self.check_health()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._health_loop)
+            task_status.started(await nursery.start(partial(trio.serve_tcp, self._proxy, port, host=host)))
+
+    async def _health_loop(self) -> None:
+        while True:
+            await trio.sleep(self.interval_s)  # the health-check interval
+            await self.check_health()
+
+    def _pick(self, tried: set[int]) -> int | None:
+        for _ in range(len(self.backends)):
+            p = next(self._order)
+            if p in self.healthy and p not in tried:
                 return p
         return None
 
-    return pick
+    async def _proxy(self, client: trio.SocketStream) -> None:
+        async with client:
+            tried: set[int] = set()
+            while (backend := self._pick(tried)) is not None:  # each backend tried once at most
+                tried.add(backend)
+                try:
+                    upstream = await trio.open_tcp_stream("127.0.0.1", backend)
+                    break
+                except OSError:
+                    self.healthy.discard(backend)  # out of rotation until a health check passes
+            else:
+                return  # nothing healthy: close, the client retries
+            self.opened[backend] += 1
+            self.active[backend] += 1
+            try:
+                async with upstream, trio.open_nursery() as n:
+                    n.start_soon(self._pump, client, upstream, backend, False, n.cancel_scope)
+                    n.start_soon(self._pump, upstream, client, backend, True, n.cancel_scope)
+            finally:
+                self.active[backend] -= 1
 
-
-async def _proxy(pick: Callable[[], int | None], client: trio.SocketStream) -> None:
-    """One client connection, passed through (TLS included) to the next healthy gateway."""
-    async with client:
-        backend = pick()
-        if backend is None:
-            return  # nothing healthy: close, the client retries
+    async def _pump(self, src: trio.SocketStream, dst: trio.SocketStream, backend: int, to_client: bool,
+                    scope: trio.CancelScope) -> None:
         try:
-            upstream = await trio.open_tcp_stream("127.0.0.1", backend)
-        except OSError:
-            return
-        async with upstream, trio.open_nursery() as n:
-            n.start_soon(_pump, client, upstream, n.cancel_scope)
-            n.start_soon(_pump, upstream, client, n.cancel_scope)
+            while data := await src.receive_some(65536):
+                await self.deliver(dst, data, backend=backend, to_client=to_client)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            scope.cancel()  # one side closed: close the pair
 
-
-async def _pump(src: trio.SocketStream, dst: trio.SocketStream, scope: trio.CancelScope) -> None:
-    try:
-        while data := await src.receive_some(65536):
-            await dst.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    finally:
-        scope.cancel()  # one side closed: close the pair
+    async def deliver(self, dst: trio.SocketStream, data: bytes, *, backend: int, to_client: bool) -> None:
+        """Send what was read from one side to the other (a fault test overrides this to hold data)."""
+        await dst.send_all(data)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import trio
 
-from bus import BusTimeout, LogMessage, NoResponders, StreamConfig, open_bridge, open_log, parse_subject
+from bus import BusError, LogMessage, LogReader, StreamConfig, open_bridge, open_log, parse_subject
 
 CM = "/api/v1/namespaces/default/configmaps"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -149,22 +149,43 @@ class Watcher:
             await self._changed.wait()
 
 
-async def read_log(url: str, replicas: int = 3) -> list[LogMessage]:
-    """Every message of the stream, from the log itself (a fresh connection)."""
+async def read_log(url: str, replicas: int = 3, timeout_s: float = 30) -> list[LogMessage]:
+    """Every message of the stream, from the log itself (a fresh connection).
+
+    Right after a fault the cluster may be electing a leader, the stream's or the meta group's (a
+    node back from SIGSTOP campaigns at once and unseats the meta leader: nats-server's Raft has no
+    pre-vote). Until one is elected a consumer create times out, finds no responders, or answers
+    "JetStream system temporarily unavailable" (10008); each round takes 4-9 s. So opening is
+    retried for up to ``timeout_s``. And a consumer placed on a follower that has just restarted can
+    sit behind the stream for a long while (seen: 50 s, while the gateways' projections resubscribed
+    through their stall detector): a reader that delivers nothing for 5 s is replaced, as the
+    projections do, from the next sequence (at most 6 times)."""
     async with open_bridge(url) as bridge:
-        log = await open_log(bridge, StreamConfig(replicas=replicas))
-        head = await log.head()
+
+        async def open_from(seq: int) -> tuple[int, LogReader]:
+            last: BusError | None = None
+            with trio.move_on_after(timeout_s):
+                while True:
+                    try:
+                        log = await open_log(bridge, StreamConfig(replicas=replicas))
+                        return await log.head(), await log.open_reader(log.prefix + ".>", seq)
+                    except BusError as e:
+                        last = e
+                        await trio.sleep(0.2)  # polling the cluster's election: bounded above
+            raise AssertionError(f"the log did not open within {timeout_s}s: {last!r}") from last
+
+        head, reader = await open_from(1)
         out: list[LogMessage] = []
-        for attempt in range(3):  # right after a fault the stream may not answer a consumer create yet
-            try:
-                reader = await log.open_reader(log.prefix + ".>", 1)
-                break
-            except (BusTimeout, NoResponders):
-                if attempt == 2:
-                    raise
+        replaced = 0
         try:
             while not out or out[-1].seq < head:
-                out.extend(await reader.next_batch())
+                with trio.move_on_after(5):
+                    out.extend(await reader.next_batch())
+                    continue
+                replaced += 1
+                assert replaced <= 6, f"the log's readers stalled at {out[-1].seq if out else 0} of {head}"
+                await reader.aclose()
+                _, reader = await open_from(out[-1].seq + 1 if out else 1)
         finally:
             await reader.aclose()
         return out

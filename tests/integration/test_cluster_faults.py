@@ -25,12 +25,10 @@ from tests.integration.cluster_support import (
 )
 from tests.natscluster import NatsCluster
 
-# One rerun, for these tests alone: on this 2-core machine an R3 consumer sometimes takes well over its
-# timeouts to come back after a fault (seen about once in four full runs before free_port moved below
-# the ephemeral port range; the one failure seen since was this cluster's formation timing out, whose
-# message now names the node and its log). A second failure still fails the suite; pytest's summary
-# reports every rerun.
-pytestmark = [pytest.mark.integration, pytest.mark.flaky(reruns=1)]
+# No rerun: the failures these tests had were the verifier's, each now handled where it arose (the
+# cluster's formation bound in tests/natscluster.py, the log reader's elections and stalls in
+# cluster_support.read_log); the product's own recovery is what the assertions check.
+pytestmark = pytest.mark.integration
 
 STREAM = "JETKUBE"
 # An append retries "no responders" with the same Msg-Id for 10 s (bus Log): longer than the

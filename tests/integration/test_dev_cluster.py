@@ -1,6 +1,6 @@
 """``jetkube dev-cluster``: 3 nats-servers, 2 gateways and the TCP load balancer as local processes;
-a client with the written kubeconfig's CA and token works through the load balancer, and SIGTERM
-stops everything."""
+a client with the written kubeconfig's CA and token works through the load balancer, keeps working
+on new connections when one gateway is killed -9, and SIGTERM stops everything."""
 
 from __future__ import annotations
 
@@ -14,11 +14,23 @@ import pytest
 import trio
 import yaml
 
+from tests.conftest import poll_until
 from tests.integration.cluster_support import ready_line
 
 pytestmark = pytest.mark.integration
 
 CM = "/api/v1/namespaces/default/configmaps"
+
+
+def _gateway_pid(parent: int, data_dir: Path) -> int:
+    """The pid of the dev cluster's gateway child serving ``data_dir`` (from /proc)."""
+    children = [int(c) for t in Path(f"/proc/{parent}/task").iterdir()
+                for c in (t / "children").read_text().split()]
+    for pid in children:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"serve" in argv and str(data_dir).encode() in argv:
+            return pid
+    raise AssertionError(f"no gateway child for {data_dir} among {children}")
 
 
 async def test_dev_cluster_serves_through_the_load_balancer(tmp_path: Path) -> None:
@@ -49,6 +61,19 @@ async def test_dev_cluster_serves_through_the_load_balancer(tmp_path: Path) -> N
                     async with httpx.AsyncClient(base_url=gw, verify=str(root / "pki" / "ca.crt"),
                                                  headers={"Authorization": f"Bearer {token}"}) as one:
                         assert (await one.get(f"{CM}/through-lb")).status_code == 200
+            # kill -9 one gateway: the cluster serves on; new connections through the balancer all
+            # reach the other (the dead one refuses, the balancer hands the client on), none fails.
+            victim = _gateway_pid(proc.pid, root / "gw0")
+            os.kill(victim, signal.SIGKILL)
+            with trio.fail_after(10):
+                await poll_until(lambda: not Path(f"/proc/{victim}").exists())
+            with trio.fail_after(30):
+                for i in range(6):
+                    async with httpx.AsyncClient(base_url=server, verify=str(root / "pki" / "ca.crt"),
+                                                 headers={"Authorization": f"Bearer {token}"}) as one:
+                        r = await one.post(CM, json={"metadata": {"name": f"after-kill-{i}"}})
+                        assert r.status_code == 201, r.text
+            assert proc.returncode is None
         proc.send_signal(signal.SIGTERM)
         with trio.fail_after(40):
             await proc.wait()
