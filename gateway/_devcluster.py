@@ -117,7 +117,8 @@ async def run_dev_cluster(root: Path, *, port: int = 0, gateways: int = 2, nodes
             https_port, http_port = free_port(), free_port()
             argv = [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data), "--port", str(https_port),
                     "--insecure-port", str(http_port), "--nats-url", nats_url, "--stream-replicas",
-                    str(min(3, nodes)), "--service-account-key-file", str(sa_key)]
+                    str(min(3, nodes)), "--service-account-key-file", str(sa_key),
+                    "--workers", "1"]  # one process per replica: the topology is the replicas shown
             nursery.start_soon(gateway_child, argv, root / f"gw{i}.log")
             backends.append((https_port, http_port))
         lb = LoadBalancer([Backend(https, http) for https, http in backends],
