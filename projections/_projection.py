@@ -381,6 +381,9 @@ class Projection:
         older than the ring), read from the log's per-subject history (projections/_history.py): one
         point-in-time read per page of subjects, never a fold from sequence 1."""
         await check_retained(self.log, seq)
+        recent = self._list_from_ring(tenant, group, resource, flt, seq, limit=limit, start_after=start_after)
+        if recent is not None:
+            return recent
         filter_subject = resource_filter(self.log.prefix, tenant, group, resource, flt.namespace)
         rows, more = await rows_at(self.log, filter_subject, seq, start_after=start_after, limit=limit,
                                    keep=flt.matches, current=self._entry_at_or_after(seq))
@@ -389,6 +392,30 @@ class Projection:
         if more and rows:
             return ListResult(items, seq, encode_continue(seq, rows[-1][0]))
         return ListResult(items, seq)
+
+    def _list_from_ring(self, tenant: str, group: str, resource: str, flt: WatchFilter, seq: int, *,
+                        limit: int, start_after: str) -> ListResult | None:
+        """The state at ``seq`` from memory, when the resource's ring holds every change after it
+        (None otherwise): the current objects, with each one changed since replaced by the state
+        before its first change after ``seq`` (absent when that change created it). Synchronous, so
+        the store does not move under it; costs the ring's changes after ``seq`` plus a current LIST."""
+        store = self.store
+        st = store.resources.get((tenant, group, resource))
+        if st is None or store.applied < seq or seq < st.ring_floor:
+            return None  # a resource without a state here may have been pruned: its ring is gone
+        before: dict[tuple[str, str], Entry | None] = {}
+        for ch in reversed(st.ring):  # newest first: the oldest change after ``seq`` is written last
+            if ch.seq <= seq:
+                break
+            before[(ch.namespace, ch.name)] = ch.prev
+        if not before:
+            rows = ((ns, n, e.data, e) for ns, n, e in st.iter_entries(flt.namespace))
+            return _paginate(rows, flt, limit, start_after, seq)
+        merged = [(ns, n, e) for ns, n, e in st.iter_entries(flt.namespace) if (ns, n) not in before]
+        merged += [(ns, n, e) for (ns, n), e in before.items()
+                   if e is not None and (flt.namespace is None or ns == flt.namespace)]
+        merged.sort(key=lambda r: (r[0], r[1]))
+        return _paginate(((ns, n, e.data, e) for ns, n, e in merged), flt, limit, start_after, seq)
 
     def _entry_at_or_after(self, seq: int) -> Callable[[Key], Entry | None]:
         """A subject's current entry while this projection has applied ``seq`` (None otherwise): one
