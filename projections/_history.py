@@ -31,6 +31,28 @@ READS_IN_FLIGHT = 4
 MAX_HISTORY_PAGE = 1000
 
 
+class _Row(msgspec.Struct):
+    """What a LIST row needs of an event (bus.Event's fields of these names; the rest skipped)."""
+
+    type: str
+    object: msgspec.Raw
+    rv_at: int
+    labels: dict[str, str] = {}
+    fields: dict[str, str] = {}
+
+
+_row_decoder = msgspec.json.Decoder(_Row)
+
+
+def row_entry(m: LogMessage) -> Entry | None:
+    """The entry a LIST row shows for a message (None for a tombstone): decodes only what it needs."""
+    ev = _row_decoder.decode(m.data)
+    if ev.type == "delete":
+        return None
+    raw = bytes(ev.object)
+    return Entry(m.seq, b"%s%d%s" % (raw[:ev.rv_at], m.seq, raw[ev.rv_at:]), ev.labels, ev.fields, ev.rv_at)
+
+
 def decode_message(prefix: str, m: LogMessage) -> tuple[Key, Entry, str]:
     """Key, entry and watch event type of a log message (the verb tells ADDED from MODIFIED)."""
     key = parse_subject(prefix, m.subject)
@@ -147,11 +169,13 @@ SCAN_FIRST = 4096
 #: nats-server's file store block for a stream with limits retention and no byte limit
 #: (``defaultLargeBlockSize``); the range read stops once it covered more than one block.
 STORE_BLOCK_BYTES = 8 * 1024 * 1024
+#: Messages per pull of a range read (at most twice this many are buffered).
+SCAN_BATCH = 4096
 
 
 async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int,
                     current: Callable[[str], Entry | None] | None = None, *, total: int = 0,
-                    ) -> dict[str, LogMessage | Entry]:
+                    filter_messages: int = 0) -> dict[str, LogMessage | Entry]:
     """The last message <= ``seq`` of each of ``subjects`` (all matching ``filter_subject``), or the
     projection's entry for it; subjects with none are absent.
 
@@ -199,10 +223,17 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
         msgs = int(state.get("messages", 0)) or 1
         block = max(SCAN_FIRST, STORE_BLOCK_BYTES * msgs // max(1, int(state.get("bytes", 0))))
         first = int(state.get("first_seq", 1))
-        span = SCAN_FIRST
-        while want and bottom >= first and seq - bottom <= block:
+        # The first range: where every wanted subject would have a message if the filter's
+        # messages came round robin, spread among the stream's others (``filter_messages``: the
+        # filter's share of the stream); each next range doubles.
+        share = msgs / filter_messages if filter_messages else 1.0
+        span = max(SCAN_FIRST, int(len(want) * share * 1.15))
+        # Once a range left few subjects unseen (objects written less often than the others),
+        # ``multi_last`` below it costs less than reading a twice larger range for them.
+        while len(want) > (SCAN_MIN_SUBJECTS if bottom < seq else 0) and bottom >= first and seq - bottom <= block:
             lo = max(first, bottom - span + 1)
-            for subject, m in (await log.last_messages_between(filter_subject, lo, bottom)).items():
+            found_range = await log.last_messages_between(filter_subject, lo, bottom, batch=SCAN_BATCH)
+            for subject, m in found_range.items():
                 if subject in want:
                     want.discard(subject)
                     found[subject] = m
@@ -268,6 +299,7 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
     time (a request deadline)."""
     prefix = log.prefix
     subjects = await log.subjects(filter_subject)
+    filter_messages = sum(subjects.values())
     keyed = []
     keys: dict[str, Key] = {}
     for subject in subjects:
@@ -286,20 +318,21 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
     w = 0
     while w < len(keyed):
         chunk = keyed[w:w + window]
-        found = await states_at(log, filter_subject, [s for _, s in chunk], seq, by_subject, total=len(subjects))
+        found = await states_at(log, filter_subject, [s for _, s in chunk], seq, by_subject, total=len(subjects),
+                                filter_messages=filter_messages)
         for idx, (rk, subject) in enumerate(chunk):
             m = found.get(subject)
             if m is None:
                 continue
             if isinstance(m, Entry):
                 entry = m
-                ns, _, name = rk.partition("\x00")
             else:
-                key, entry, kind = decode_message(prefix, m)
-                if kind == DELETED:
+                got = row_entry(m)
+                if got is None:  # deleted at ``seq``
                     continue
-                ns, name = key.namespace, key.name
-            if not keep(ns, name, entry):
+                entry = got
+            key = keys[subject]
+            if not keep(key.namespace, key.name, entry):
                 continue
             out.append((rk, entry))
             if limit and len(out) >= limit:
