@@ -80,6 +80,7 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
                 current[key] = Entry(seq, b"", {}, {})
 
         async def rows(at: int, **kw: object) -> dict[str, str]:
+            ranges.append(0)
             got, more = await rows_at(log, flt, at, start_after="", limit=0, keep=lambda *_: True, **kw)  # type: ignore[arg-type]
             assert not more
             out = {}
@@ -96,6 +97,15 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
         # then multi_last below it for subjects the range did not see.
         monkeypatch.setattr(_history, "SCAN_FIRST", 256)
         monkeypatch.setattr(_history, "STORE_BLOCK_BYTES", 300 * 1024)
+        monkeypatch.setattr(_history, "SCAN_MIN_SUBJECTS", 20)  # more ranges before multi_last
+        ranges: list[int] = []  # ranges read per rows_at
+        between = log.last_messages_between
+
+        async def counted_range(*a, **kw):  # type: ignore[no-untyped-def]
+            ranges[-1] += 1
+            return await between(*a, **kw)
+
+        log.last_messages_between = counted_range  # type: ignore[method-assign]
         walked = 0
         message_and_previous = log.message_and_previous
 
@@ -109,6 +119,7 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
             want = fold(at)
             assert await rows(at) == want
             assert await rows(at, current=current.get) == want
+        assert max(ranges) > 1  # a read took several ranges going back
         # Near the head few objects changed since: they were walked back along their appends' expected
         # sequences (an append every 50th without one: the other paths take those).
         assert walked > 0
