@@ -28,6 +28,7 @@ from ._snapshots import SnapshotBucket, snapshot_name, snapshot_seq
 from ._stats import FAST_BUCKETS, Histogram
 from ._subjects import (
     ANY_TENANT,
+    PLACEHOLDER,
     ROOT_TENANT,
     Key,
     SubjectError,
@@ -56,6 +57,7 @@ from ._types import (
 __all__ = [
     "ANY_TENANT",
     "FAST_BUCKETS",
+    "PLACEHOLDER",
     "ROOT_TENANT",
     "Actor",
     "Bridge",

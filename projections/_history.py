@@ -19,7 +19,17 @@ import jsonpatch
 import msgspec
 import trio
 
-from bus import Event, Key, Log, LogMessage, decode_event, object_bytes, parse_subject
+from bus import (
+    PLACEHOLDER,
+    Event,
+    Key,
+    Log,
+    LogMessage,
+    decode_event,
+    decode_token,
+    object_bytes,
+    parse_subject,
+)
 
 from ._errors import ResourceVersionTooLarge, TooOldResourceVersion
 from ._store import ADDED, DELETED, MODIFIED, Entry
@@ -288,28 +298,32 @@ async def _walk_back(log: Log, changed: dict[str, int], seq: int) -> dict[str, L
     return out
 
 
+def _names(subject: str) -> tuple[str, str]:
+    """(namespace, name) of an object subject (its last two tokens; the caller's filter fixed the rest)."""
+    _, ns, name = subject.rsplit(".", 2)
+    return "" if ns == PLACEHOLDER else decode_token(ns), decode_token(name)
+
+
 async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, limit: int,
                   keep: Callable[[str, str, Entry], bool],
-                  current: Callable[[Key], Entry | None] | None = None) -> tuple[list[tuple[str, Entry]], bool]:
-    """The objects under ``filter_subject`` as they were at ``seq``, in key order after
-    ``start_after``, that ``keep`` accepts: up to ``limit`` (0: all) as (key, entry), and whether
-    candidate subjects remain after the last one returned. Objects deleted at ``seq`` and objects
-    created after it are absent. ``current``: the caller's projection entries by key (see ``states_at``).
-    Only the rows a page returns (or tests against a selector) are decoded. The caller bounds the
-    time (a request deadline)."""
-    prefix = log.prefix
+                  current: Callable[[str, str], Entry | None] | None = None) -> tuple[list[tuple[str, Entry]], bool]:
+    """The objects under ``filter_subject`` (one resource of one tenant) as they were at ``seq``, in
+    key order after ``start_after``, that ``keep`` accepts: up to ``limit`` (0: all) as (key, entry),
+    and whether candidate subjects remain after the last one returned. Objects deleted at ``seq`` and
+    objects created after it are absent. ``current``: the caller's projection entry by (namespace,
+    name) (see ``states_at``). Only the rows a page returns (or tests against a selector) are
+    decoded. The caller bounds the time (a request deadline)."""
     subjects = await log.subjects(filter_subject)
     filter_messages = sum(subjects.values())
     keyed = []
-    keys: dict[str, Key] = {}
+    names: dict[str, tuple[str, str]] = {}
     for subject in subjects:
-        k = parse_subject(prefix, subject)
-        rk = row_key(k.namespace, k.name)
+        ns, name = names[subject] = _names(subject)
+        rk = f"{ns}\x00{name}"  # row_key
         if rk > start_after:
             keyed.append((rk, subject))
-            keys[subject] = k
     keyed.sort()
-    by_subject = None if current is None else (lambda s: current(keys[s]))  # each subject parsed once
+    by_subject = None if current is None else (lambda s: current(*names[s]))  # each subject parsed once
     out: list[tuple[str, Entry]] = []
     # A page reads about as many subjects as it returns: the first window is the limit's size, and
     # each next one doubles (selectors, deleted objects).
@@ -331,8 +345,7 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
                 if got is None:  # deleted at ``seq``
                     continue
                 entry = got
-            key = keys[subject]
-            if not keep(key.namespace, key.name, entry):
+            if not keep(*names[subject], entry):
                 continue
             out.append((rk, entry))
             if limit and len(out) >= limit:

@@ -386,7 +386,7 @@ class Projection:
             return recent
         filter_subject = resource_filter(self.log.prefix, tenant, group, resource, flt.namespace)
         rows, more = await rows_at(self.log, filter_subject, seq, start_after=start_after, limit=limit,
-                                   keep=flt.matches, current=self._entry_at_or_after(seq))
+                                   keep=flt.matches, current=self._entry_at_or_after(tenant, group, resource, seq))
         await check_still_retained(self.log, seq)
         items = [e.data for _, e in rows]
         if more and rows:
@@ -417,13 +417,16 @@ class Projection:
         merged.sort(key=lambda r: (r[0], r[1]))
         return _paginate(((ns, n, e.data, e) for ns, n, e in merged), flt, limit, start_after, seq)
 
-    def _entry_at_or_after(self, seq: int) -> Callable[[Key], Entry | None]:
-        """A subject's current entry while this projection has applied ``seq`` (None otherwise): one
-        written at or before ``seq`` is then the state at ``seq`` (projections/_history.states_at)."""
+    def _entry_at_or_after(self, tenant: str, group: str, resource: str, seq: int) -> Callable[[str, str], Entry | None]:
+        """An object's current entry by (namespace, name) while this projection has applied ``seq``
+        (None otherwise): one written at or before ``seq`` is then the state at ``seq``
+        (projections/_history.states_at)."""
         store = self.store
 
-        def current(key: Key) -> Entry | None:
-            return store.get(key) if store.applied >= seq else None
+        def current(namespace: str, name: str) -> Entry | None:
+            if store.applied < seq:
+                return None
+            return store.peek(tenant, group, resource).get(namespace, name)
 
         return current
 

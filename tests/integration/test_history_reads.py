@@ -118,7 +118,7 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
         for at in (history[50][0], history[1000][0], history[2500][0], history[3950][0], head - 3, head):
             want = fold(at)
             assert await rows(at) == want
-            assert await rows(at, current=current.get) == want
+            assert await rows(at, current=lambda ns, n: current.get(Key("root", "", "configmaps", ns, n))) == want
         assert max(ranges) > 1  # a read took several ranges going back
         # Near the head few objects changed since: they were walked back along their appends' expected
         # sequences (an append every 50th without one: the other paths take those).
