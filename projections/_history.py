@@ -196,9 +196,10 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
       touched the subject between), so unchanged objects cost no read at all.
     - the range just below ``seq``: when many subjects remain (more than ``SCAN_MIN_SUBJECTS``, and at
       least a tenth of the ``total`` subjects under the filter: the range holds every subject's
-      messages, so a page of a few hundred among many thousands asks for its own), read the filter's messages of
-      ``(seq - k, seq]`` in chunks going back (doubling), keeping each subject's last, until every
-      subject was seen or the range covered more than one store block of the stream.
+      messages, so a page of a few hundred among many thousands asks for its own), read the filter's
+      messages of ``(seq - k, seq]`` in chunks going back (the first sized so that round-robin writes
+      would cover every subject, each next one doubling), keeping each subject's last, until at most
+      ``SCAN_MIN_SUBJECTS`` remain unseen or the range covered more than one store block of the stream.
     - ``multi_last`` + ``up_to_seq`` for the rest, asked at the bottom of the range read (the same
       answer, as none of them has a message above it). nats-server answers ``up_to_seq`` by walking
       back, message by message, from that sequence through its store block for every subject
@@ -227,6 +228,8 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
                 found[subject] = m
         todo = [s for s in todo if s not in resolved]
     bottom = seq
+    # (A consumer filtered on a page's few hundred subjects instead, measured: nats-server spent 1 s
+    # of CPU per 11,500 messages of range on it, 20x the filter's.)
     if len(todo) > SCAN_MIN_SUBJECTS and len(todo) * SCAN_MIN_SHARE >= total:
         want = set(todo)
         state = await log.stream_state()
@@ -237,7 +240,7 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
         # messages came round robin, spread among the stream's others (``filter_messages``: the
         # filter's share of the stream); each next range doubles.
         share = msgs / filter_messages if filter_messages else 1.0
-        span = max(SCAN_FIRST, int(len(want) * share * 1.15))
+        span = max(SCAN_FIRST, int(max(total, len(want)) * share * 1.15))
         # Once a range left few subjects unseen (objects written less often than the others),
         # ``multi_last`` below it costs less than reading a twice larger range for them.
         while len(want) > (SCAN_MIN_SUBJECTS if bottom < seq else 0) and bottom >= first and seq - bottom <= block:
