@@ -41,7 +41,7 @@ READS_IN_FLIGHT = 4
 MAX_HISTORY_PAGE = 1000
 
 
-class _Row(msgspec.Struct):
+class _Row(msgspec.Struct, gc=False):
     """What a LIST row needs of an event (bus.Event's fields of these names; the rest skipped)."""
 
     type: str
