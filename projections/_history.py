@@ -51,16 +51,29 @@ class _Row(msgspec.Struct, gc=False):
     fields: dict[str, str] = {}
 
 
+class _Bare(msgspec.Struct, gc=False):
+    """A LIST row without selectors: not even the labels and fields."""
+
+    type: str
+    object: msgspec.Raw
+    rv_at: int
+
+
 _row_decoder = msgspec.json.Decoder(_Row)
+_bare_decoder = msgspec.json.Decoder(_Bare)
 
 
-def row_entry(m: LogMessage) -> Entry | None:
-    """The entry a LIST row shows for a message (None for a tombstone): decodes only what it needs."""
-    ev = _row_decoder.decode(m.data)
+def row_entry(m: LogMessage, *, bare: bool = False) -> Entry | None:
+    """The entry a LIST row shows for a message (None for a tombstone): decodes only what it needs
+    (``bare``: no labels and fields, for a LIST without selectors)."""
+    ev = (_bare_decoder if bare else _row_decoder).decode(m.data)
     if ev.type == "delete":
         return None
     raw = bytes(ev.object)
-    return Entry(m.seq, b"%s%d%s" % (raw[:ev.rv_at], m.seq, raw[ev.rv_at:]), ev.labels, ev.fields, ev.rv_at)
+    data = b"%s%d%s" % (raw[:ev.rv_at], m.seq, raw[ev.rv_at:])
+    if bare:
+        return Entry(m.seq, data, {}, {}, ev.rv_at)
+    return Entry(m.seq, data, ev.labels, ev.fields, ev.rv_at)  # type: ignore[attr-defined]
 
 
 def decode_message(prefix: str, m: LogMessage) -> tuple[Key, Entry, str]:
@@ -308,10 +321,11 @@ def _names(subject: str) -> tuple[str, str]:
 
 
 async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, limit: int,
-                  keep: Callable[[str, str, Entry], bool],
+                  keep: Callable[[str, str, Entry], bool] | None,
                   current: Callable[[str, str], Entry | None] | None = None) -> tuple[list[tuple[str, Entry]], bool]:
     """The objects under ``filter_subject`` (one resource of one tenant) as they were at ``seq``, in
-    key order after ``start_after``, that ``keep`` accepts: up to ``limit`` (0: all) as (key, entry),
+    key order after ``start_after``, that ``keep`` accepts (None: every one, and its labels and fields
+    are not decoded): up to ``limit`` (0: all) as (key, entry),
     and whether candidate subjects remain after the last one returned. Objects deleted at ``seq`` and
     objects created after it are absent. ``current``: the caller's projection entry by (namespace,
     name) (see ``states_at``). Only the rows a page returns (or tests against a selector) are
@@ -344,11 +358,11 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
             if isinstance(m, Entry):
                 entry = m
             else:
-                got = row_entry(m)
+                got = row_entry(m, bare=keep is None)
                 if got is None:  # deleted at ``seq``
                     continue
                 entry = got
-            if not keep(*names[subject], entry):
+            if keep is not None and not keep(*names[subject], entry):
                 continue
             out.append((rk, entry))
             if limit and len(out) >= limit:

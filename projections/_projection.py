@@ -385,8 +385,13 @@ class Projection:
         if recent is not None:
             return recent
         filter_subject = resource_filter(self.log.prefix, tenant, group, resource, flt.namespace)
+        # The filter subject already selects the namespace: without selectors every row is kept.
+        keep = None if flt.labels.empty and flt.fields.empty else flt.matches
+        # An entry written at or before ``seq`` is the state at ``seq`` (projections/_history.states_at),
+        # once this projection has applied ``seq``: entries only move forward.
+        current = self.store.peek(tenant, group, resource).get if self.store.applied >= seq else None
         rows, more = await rows_at(self.log, filter_subject, seq, start_after=start_after, limit=limit,
-                                   keep=flt.matches, current=self._entry_at_or_after(tenant, group, resource, seq))
+                                   keep=keep, current=current)
         await check_still_retained(self.log, seq)
         items = [e.data for _, e in rows]
         if more and rows:
@@ -416,19 +421,6 @@ class Projection:
                    if e is not None and (flt.namespace is None or ns == flt.namespace)]
         merged.sort(key=lambda r: (r[0], r[1]))
         return _paginate(((ns, n, e.data, e) for ns, n, e in merged), flt, limit, start_after, seq)
-
-    def _entry_at_or_after(self, tenant: str, group: str, resource: str, seq: int) -> Callable[[str, str], Entry | None]:
-        """An object's current entry by (namespace, name) while this projection has applied ``seq``
-        (None otherwise): one written at or before ``seq`` is then the state at ``seq``
-        (projections/_history.states_at)."""
-        store = self.store
-
-        def current(namespace: str, name: str) -> Entry | None:
-            if store.applied < seq:
-                return None
-            return store.peek(tenant, group, resource).get(namespace, name)
-
-        return current
 
     # ---- watches ----------------------------------------------------------------------------------
 
