@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import gc
 import heapq
 import itertools
 import json
@@ -208,6 +209,10 @@ class Projection:
         self.start_s = trio.current_time() - t0
         _log.info("projection caught up with sequence %d in %.2fs (from sequence %d)", self.store.applied,
                   self.start_s, self.start_from)
+        # What the start built (the store, the schemas and modules loaded) lives long: later full
+        # collections need not walk it (as after a snapshot start). Measured: a gateway that folded
+        # 200,000 events spent about 300 ms in each full collection, one every other Exact LIST.
+        gc.freeze()
         self.ready.set()
         if self.snapshots is not None and self.snapshots.settings.write:
             nursery.start_soon(self.snapshots.run, lambda: self.store)
