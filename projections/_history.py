@@ -300,31 +300,37 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
 
 async def _walk_back(log: Log, changed: dict[str, int], seq: int) -> dict[str, LogMessage | None]:
     """For subjects whose current revision is after ``seq``: their last message <= ``seq`` (None: none
-    then), found by following each append's expected last sequence back, at most ``WALK_HOPS`` hops;
-    subjects not resolved so (more revisions since, or appends without an expectation) are absent."""
+    then), found by following each append's expected last sequence back, one hop for all of them at a
+    time, at most ``WALK_HOPS`` hops, and no further hop once more than half of them are still after
+    ``seq`` (many revisions since: more hops would mostly be wasted); subjects not resolved so (or
+    appends without an expectation) are absent, for the other paths."""
     out: dict[str, LogMessage | None] = {}
     limiter = trio.CapacityLimiter(WALK_IN_FLIGHT)
+    frontier = dict(changed)
+    for _ in range(WALK_HOPS):
+        further: dict[str, int] = {}
 
-    async def walk(subject: str, at: int) -> None:
-        async with limiter:
-            for _ in range(WALK_HOPS):
+        async def hop(subject: str, at: int, further: dict[str, int] = further) -> None:
+            async with limiter:
                 got = await log.message_and_previous(at)
                 if got is None or got[1] is None:
                     return  # purged, or no expectation recorded: the other paths decide
                 prev = got[1]
-                if prev <= seq:
-                    if prev == 0:
-                        out[subject] = None  # created after ``seq``
-                        return
+                if prev > seq:
+                    further[subject] = prev
+                elif prev == 0:
+                    out[subject] = None  # created after ``seq``
+                else:
                     m = await log.message_and_previous(prev)
                     if m is not None and m[0].subject == subject:
                         out[subject] = m[0]
-                    return
-                at = prev
 
-    async with trio.open_nursery() as nursery:
-        for subject, at in changed.items():
-            nursery.start_soon(walk, subject, at)
+        async with trio.open_nursery() as nursery:
+            for subject, at in frontier.items():
+                nursery.start_soon(hop, subject, at)
+        if not further or len(further) * 2 > len(frontier):
+            break
+        frontier = further
     return out
 
 
