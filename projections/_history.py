@@ -195,6 +195,11 @@ SCAN_FIRST = 4096
 #: nats-server's file store block for a stream with limits retention and no byte limit
 #: (``defaultLargeBlockSize``); the range read stops once it covered more than one block.
 STORE_BLOCK_BYTES = 8 * 1024 * 1024
+#: The first range below the version: the subjects' count times the filter's share of the stream,
+#: times this margin (writes are not exactly round robin). Measured on the bench's log (10,001 objects
+#: rewritten in turn by 256 concurrent writers): a margin of 1.0 to 1.15 leaves the same 6-7
+#: subjects unseen (objects written less often), so the margin only pays for jitter.
+SCAN_MARGIN = 1.05
 #: Messages per pull of a range read (at most twice this many are buffered).
 SCAN_BATCH = 4096
 
@@ -245,7 +250,7 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
         # cost more than 11,500 messages of range).
         state = await log.stream_state()
         share = int(state.get("messages", 0)) / filter_messages if filter_messages else 1.0
-        walk = len(changed) * WALK_MESSAGES < max(total, len(subjects)) * share * 1.15
+        walk = len(changed) * WALK_MESSAGES < max(total, len(subjects)) * share * SCAN_MARGIN
     if walk:
         # Few objects changed since ``seq``: walk back from their current revision along the
         # sequences their appends expected (CAS), by direct gets by sequence (no server walk).
@@ -267,7 +272,7 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
         # messages came round robin, spread among the stream's others (``filter_messages``: the
         # filter's share of the stream); each next range doubles.
         share = msgs / filter_messages if filter_messages else 1.0
-        span = max(SCAN_FIRST, int(max(total, len(want)) * share * 1.15))
+        span = max(SCAN_FIRST, int(max(total, len(want)) * share * SCAN_MARGIN))
         # Once a range left few subjects unseen (objects written less often than the others),
         # ``multi_last`` below it costs less than reading a twice larger range for them.
         while len(want) > (SCAN_MIN_SUBJECTS if bottom < seq else 0) and bottom >= first and seq - bottom <= block:
