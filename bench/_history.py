@@ -1,6 +1,7 @@
 """History figures: one object's history among many events, and a resource as of an old version.
 
     .venv/bin/python -m bench._history [--events 200000] [--objects 10000] [--store DIR]
+    .venv/bin/python -m bench._history --http [--store DIR] [--reps 4] [--no-snapshots]
 
 Starts its own nats-server (from the wheel; on ``--store DIR``, seeded once and reused after),
 appends ``--events`` CAS events spread over ``--objects`` ConfigMaps (plus one object written 50
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -156,10 +158,136 @@ async def main(events: int, objects: int, store: str | None = None) -> dict[str,
             }
 
 
+# ---- through HTTP: a gateway in a process of its own, as a client sees it ---------------------------
+
+
+async def _gateway_child(url: str, data_dir: str, snapshots: bool) -> None:
+    """The gateway of ``--http``, run in a child process: serves the bench's stream and prints its
+    address and token on one line."""
+    from functools import partial
+
+    from gateway import Settings, serve
+
+    async with trio.open_nursery() as nursery:
+        running = await nursery.start(partial(serve, Settings(
+            data_dir=data_dir, port=0, insecure_port=0, nats_url=url, stream="BENCHH", subject_prefix="bh",
+            graceful_timeout_s=0.5, snapshots=snapshots)))
+        print(json.dumps({"url": running.http_url, "token": running.admin_token}), flush=True)
+
+
+async def http(events: int, objects: int, store: str | None, reps: int, snapshots: bool) -> dict[str, object]:
+    """Exact LISTs through HTTP against the current LIST, each ``reps`` times in two alternating
+    rounds: wall time with the JSON body parsed by the client, and the CPU the gateway and
+    nats-server processes spent on each request (read from /proc around it)."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from ._procs import stop_popen
+    from ._util import proc_cpu_s
+
+    with tempfile.TemporaryDirectory() as d:
+        async with run_nats_server(Path(store or d) / "nats") as url:
+            async with open_bridge(url) as bridge:
+                log = await open_log(bridge, StreamConfig(name="BENCHH", prefix="bh"))
+                if int((await log.stream_state())["last_seq"]) == 0:
+                    await fill(log, events, objects, Key("default", "", "configmaps", "bench", "hot"))
+            nats_pid = next((int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                             and _parent(p) == os.getpid() and "nats-server" in _comm(p)), None)
+            child = subprocess.Popen(  # noqa: ASYNC220 - started once
+                [sys.executable, "-m", "bench._history", "--gateway-child", url, "--data-dir", d,
+                 *(() if snapshots else ("--no-snapshots",))],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parent.parent))
+            try:
+                assert child.stdout is not None
+                with trio.fail_after(600):
+                    line = await trio.to_thread.run_sync(child.stdout.readline)
+                gw = json.loads(line)
+                rows: dict[str, list[tuple[float, float, float]]] = {}
+                async with httpx.AsyncClient(base_url=gw["url"], timeout=120,
+                                             headers={"Authorization": f"Bearer {gw['token']}"}) as c:
+                    path = "/api/v1/namespaces/bench/configmaps"
+                    head = int((await c.get(path)).json()["metadata"]["resourceVersion"])
+                    plan = {
+                        "current": {},
+                        "exact_middle": {"resourceVersion": str(head // 2), "resourceVersionMatch": "Exact"},
+                        "exact_recent": {"resourceVersion": str(head - objects // 10), "resourceVersionMatch": "Exact"},
+                        "exact_middle_limit500": {"resourceVersion": str(head // 2), "resourceVersionMatch": "Exact",
+                                                  "limit": "500"},
+                    }
+                    counts: dict[str, int] = {}
+                    trio_cpu: dict[str, list[float]] = {}  # the gateway's main (trio) thread
+                    for _ in range(2):
+                        for label, params in plan.items():
+                            for _ in range(reps):
+                                c0, n0 = proc_cpu_s(child.pid) or 0.0, (proc_cpu_s(nats_pid) or 0.0) if nats_pid else 0.0
+                                m0 = _thread_cpu_s(child.pid)
+                                t0 = time.perf_counter()
+                                r = await c.get(path, params=params)
+                                body = r.json()
+                                wall = (time.perf_counter() - t0) * 1000
+                                c1, n1 = proc_cpu_s(child.pid) or 0.0, (proc_cpu_s(nats_pid) or 0.0) if nats_pid else 0.0
+                                m1 = _thread_cpu_s(child.pid)
+                                assert r.status_code == 200, r.text[:300]
+                                counts[label] = len(body["items"])
+                                rows.setdefault(label, []).append((wall, (c1 - c0) * 1000, (n1 - n0) * 1000))
+                                trio_cpu.setdefault(label, []).append((m1 - m0) * 1000)
+            finally:
+                stop_popen(child)
+    base = statistics.median(w for w, _, _ in rows["current"])
+    out: dict[str, object] = {"events": head, "objects": objects + 1, "reps": 2 * reps, "snapshots": snapshots}
+    for label, v in rows.items():
+        wall = statistics.median(w for w, _, _ in v)
+        out[label] = {"items": counts[label], "wall_ms_median": round(wall, 1), "x_current": round(wall / base, 2),
+                      "gateway_cpu_ms_median": round(statistics.median(g for _, g, _ in v), 1),
+                      "gateway_trio_thread_cpu_ms_median": round(statistics.median(trio_cpu[label]), 1),
+                      "nats_cpu_ms_median": round(statistics.median(n for _, _, n in v), 1),
+                      "wall_ms_all": [round(w) for w, _, _ in v]}
+    out["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def _thread_cpu_s(pid: int) -> float:
+    """utime + stime of a process's main thread (the gateway's trio thread), seconds."""
+    try:
+        raw = Path(f"/proc/{pid}/task/{pid}/stat").read_bytes()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _parent(p: Path) -> int:
+    try:
+        return int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def _comm(p: Path) -> str:
+    try:
+        return (p / "comm").read_text()
+    except OSError:
+        return ""
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--objects", type=int, default=10_000)
     p.add_argument("--store", help="keep the nats-server store here and reuse it (seeded when empty)")
+    p.add_argument("--http", action="store_true",
+                   help="time Exact LISTs against the current LIST through a gateway in its own process")
+    p.add_argument("--reps", type=int, default=4, help="--http: requests of each kind per round (2 rounds)")
+    p.add_argument("--no-snapshots", action="store_true",
+                   help="--http: the gateway folds the log at start (its rings hold the last changes)")
+    p.add_argument("--gateway-child", metavar="NATS_URL", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", help=argparse.SUPPRESS)
     a = p.parse_args()
-    print(json.dumps(trio.run(main, a.events, a.objects, a.store)))
+    if a.gateway_child:
+        trio.run(_gateway_child, a.gateway_child, a.data_dir, not a.no_snapshots)
+    elif a.http:
+        print(json.dumps(trio.run(http, a.events, a.objects, a.store, a.reps, not a.no_snapshots)))
+    else:
+        print(json.dumps(trio.run(main, a.events, a.objects, a.store)))

@@ -35,6 +35,7 @@ from ._snapshots import SnapshotBucket, snapshot_name, snapshot_seq
 from ._stats import FAST_BUCKETS, Histogram
 from ._subjects import (
     ANY_TENANT,
+    PLACEHOLDER,
     ROOT_TENANT,
     Key,
     SubjectError,
@@ -63,6 +64,7 @@ from ._types import (
 __all__ = [
     "ANY_TENANT",
     "FAST_BUCKETS",
+    "PLACEHOLDER",
     "ROOT_TENANT",
     "Actor",
     "BoundChild",

@@ -38,6 +38,7 @@ import nats.aio.client
 import trio
 from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
+from nats.protocol.parser import AWAITING_CONTROL_LINE, AWAITING_MSG_PAYLOAD, Parser
 
 from ._auth import NatsAuth, redact_url, server_urls
 from ._errors import BusClosed, BusDisconnected, BusRefused, BusTimeout, BusUnavailable, NoResponders
@@ -47,11 +48,80 @@ log = logging.getLogger("jetkube.bus")
 _CRLF = b"\r\n"
 
 
+class _Parser(Parser):
+    """nats-py's protocol parser with a fast path for ``HMSG`` to raw subscriptions
+    (``_Client.raw``): each is cut with one ``find`` and one ``split`` and handed over at once, where
+    nats-py's matches a regular expression, copies the buffer twice and awaits a coroutine per
+    message. Anything else (another subscription, ``MSG``, ``PING``, ``INFO``, ``-ERR``) goes to
+    nats-py's parser, which carries on from the same buffer; so does a message not wholly received
+    yet, whose payload the fast path takes once it is (nats-py's parser state, ``msg_arg``)."""
+
+    async def parse(self, data: bytes = b"") -> None:
+        raw = self.nc.raw
+        if not raw:
+            await super().parse(data)
+            return
+        buf = self.buf
+        buf.extend(data)
+        if self.state == AWAITING_MSG_PAYLOAD:
+            arg = self.msg_arg
+            handler = raw.get(arg["sid"])
+            needed = self.needed
+            if handler is None or len(buf) < needed + 2:
+                await super().parse()
+                return
+            hn = self.header_needed
+            handler(arg["subject"], arg["reply"], bytes(buf[hn:needed]), bytes(buf[:hn]) if hn else None)
+            del buf[:needed + 2]
+            self.header_needed = 0
+            self.state = AWAITING_CONTROL_LINE
+        pos = 0
+        size = len(buf)
+        while buf.startswith(b"HMSG ", pos):
+            end = buf.find(_CRLF, pos)
+            if end < 0:
+                break
+            args = bytes(buf[pos + 5:end]).split()  # subject sid [reply] header-size total-size
+            handler = raw.get(int(args[1])) if len(args) in (4, 5) else None
+            if handler is None:
+                break
+            start = end + 2
+            stop = start + int(args[-1])
+            if stop + 2 > size:
+                break
+            header_end = start + int(args[-2])
+            handler(args[0], args[2] if len(args) == 5 else b"", bytes(buf[header_end:stop]),
+                    bytes(buf[start:header_end]))
+            pos = stop + 2
+        if pos:
+            del buf[:pos]
+        if buf:
+            await super().parse()
+
+
 class _Client(nats.aio.client.Client):
     """nats-py's client with a faster header parser: its own tests each header name for whitespace
     character by character in a generator (about 70 % of the CPU of receiving a batch direct get
     of 10,000 messages, 8 headers each, measured with cProfile); this one gives the same result
-    (``str.split()`` splits on exactly what ``str.isspace`` calls whitespace) at a fraction of it."""
+    (``str.split()`` splits on exactly what ``str.isspace`` calls whitespace) at a fraction of it.
+
+    ``raw``: subscriptions (by sid) whose messages go straight to a handler as the parser
+    (``_Parser``) cut them, ``(subject, reply, payload, raw headers or None)``, called on the asyncio loop: no
+    header parsing, no ``Msg`` and no trip through the subscription's queue and task (bus/_reader.py's
+    ordered reads, where these were most of the CPU of receiving a message)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: dict[int, Callable[[bytes, bytes, bytes, bytes | None], None]] = {}
+        self._ps = _Parser(self)
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
+                           headers: bytes | None) -> None:
+        handler = self.raw.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+        else:
+            handler(subject, reply, data, headers)
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:

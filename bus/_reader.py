@@ -36,6 +36,15 @@ _EXPIRES_NS = 20_000_000_000
 _STALL_S = 3 * _HEARTBEAT_NS / 1e9
 
 
+_WAKE_EVERY = 256
+_STATUS_LINE = b"NATS/1.0 "
+_MSG_ID = b"Nats-Msg-Id:"
+
+
+async def _never(msg: Any) -> None:  # the subscription's callback when its messages come raw
+    raise AssertionError("a raw subscription's message went through nats-py's queue")
+
+
 def _stream_seq(reply: str) -> tuple[int, int, int]:
     """(stream seq, consumer seq, pending) from a ``$JS.ACK`` reply subject (v1 or v2 layout)."""
     t = reply.split(".")
@@ -62,6 +71,7 @@ class LogReader:
         self._consumer = ""
         self._inbox = ""
         self._sub: Any = None
+        self._raw: dict[int, Any] | None = None  # the client's raw subscriptions, ours among them
         self._last_activity = 0.0
         self._rebuilding = False
         self._closed = False
@@ -150,15 +160,17 @@ class LogReader:
         # Each consumer generation gets its own inbox, so nothing a replaced consumer still sends
         # (messages, 408s for its pull requests) can reach the new one.
         nc = self._b.nc
-        if self._sub is not None:
-            try:
-                await self._sub.unsubscribe()
-            except Exception:  # noqa: BLE001, S110 - the old inbox is gone either way
-                pass
-            self._sub = None
+        await self._a_unsubscribe()
         self._inbox = nc.new_inbox()
-        self._sub = await nc.subscribe(self._inbox, cb=self._a_on_msg, pending_msgs_limit=4 * self._batch + 64,
+        self._sub = await nc.subscribe(self._inbox, cb=_never, pending_msgs_limit=4 * self._batch + 64,
                                        pending_bytes_limit=1 << 30)
+        # Messages come raw (see bus/_bridge._Client): parsed here, never queued in nats-py.
+        raw = getattr(nc, "raw", None)
+        if raw is not None:
+            raw[self._sub._id] = self._a_on_raw
+            self._raw = raw
+        else:  # a plain nats-py client: through its subscription task
+            self._sub._cb = self._a_on_msg
         config = {
             "deliver_policy": "by_start_sequence", "opt_start_seq": self._next_seq,
             "ack_policy": "none", "filter_subject": self._filter, "max_waiting": 4,
@@ -201,44 +213,83 @@ class LogReader:
             asyncio.ensure_future(self._a_pull())
 
     async def _a_on_msg(self, msg: Any) -> None:
-        self._last_activity = asyncio.get_running_loop().time()
+        """A message through nats-py's subscription task (a client without raw subscriptions)."""
         headers = msg.headers
         status = headers.get("Status") if headers else None
         if status is not None:
-            if status == "100":
-                return
-            desc = headers.get("Description", "") if headers else ""
-            self._outstanding = 0
-            if status in ("404", "408"):
-                await self._a_pull()
-            elif status == "409" and "Leadership Change" not in desc and "Exceeded" not in desc or status == "503":
-                await self._a_rebuild()
-            else:
-                await self._a_pull()
+            self._last_activity = asyncio.get_running_loop().time()
+            await self._a_on_status(status, headers.get("Description", ""))
             return
-        sseq, cseq, pending = _stream_seq(msg.reply)
+        mid = headers.get("Nats-Msg-Id", "") if headers else ""
+        self._a_take(msg.subject, msg.reply, msg.data, mid)
+
+    def _a_on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        """A message as nats-py's parser cut it (bus/_bridge._Client.raw), on the asyncio loop."""
+        if headers is not None and not data and headers.startswith(_STATUS_LINE):
+            self._last_activity = asyncio.get_running_loop().time()
+            line = headers[len(_STATUS_LINE):headers.find(b"\r\n")].decode(errors="replace")
+            status, _, desc = line.partition(" ")
+            if status != "100":
+                asyncio.ensure_future(self._a_on_status(status, desc.strip()))
+            return
+        mid = ""
+        if headers is not None:
+            at = headers.find(_MSG_ID)
+            if at >= 0:
+                end = headers.find(b"\r\n", at)
+                mid = headers[at + len(_MSG_ID):end if end >= 0 else None].strip().decode(errors="replace")
+        self._a_take(subject.decode(), reply.decode(), data, mid)
+
+    async def _a_on_status(self, status: str, desc: str) -> None:
+        if status == "100":
+            return
+        self._outstanding = 0
+        if status in ("404", "408"):
+            await self._a_pull()
+        elif status == "409" and "Leadership Change" not in desc and "Exceeded" not in desc or status == "503":
+            await self._a_rebuild()
+        else:
+            await self._a_pull()
+
+    def _a_take(self, subject: str, reply: str, data: bytes, mid: str) -> None:
+        self._last_activity = self._b.loop.time()
+        sseq, cseq, pending = _stream_seq(reply)
         if cseq != self._cseq + 1 or sseq < self._next_seq:
             # A gap (lost message) or a replay from a consumer we replaced: start over cleanly.
-            await self._a_rebuild()
+            asyncio.ensure_future(self._a_rebuild())
             return
         self._cseq = cseq
         self._next_seq = sseq + 1
-        mid = headers.get("Nats-Msg-Id", "") if headers else ""
-        data = msg.data
         if self._decrypt is not None:
             try:
-                data = self._decrypt(msg.subject, msg.data)
+                data = self._decrypt(subject, data)
             except BusError as e:  # a message no configured key opens: the reader's caller decides
                 self._error = e
                 self._a_wake_trio()
                 return
-        self._buf.append(LogMessage(sseq, msg.subject, data, mid))
+        buf = self._buf
+        buf.append(LogMessage(sseq, subject, data, mid))
         self.pending = pending
         self._outstanding -= 1
-        self._a_wake_trio()
+        # Wake trio once per stretch of a pull rather than per message (each wake-up is a write to
+        # trio's wake-up socket): at the pull's last message, when the stream has nothing more for
+        # us (a live tail: at once), or every ``_WAKE_EVERY`` messages.
+        if pending == 0 or self._outstanding <= 0 or len(buf) % _WAKE_EVERY == 0:
+            self._a_wake_trio()
         if self._outstanding <= 0:
             self._outstanding = 0
-            await self._a_pull()
+            asyncio.ensure_future(self._a_pull())
+
+    async def _a_unsubscribe(self) -> None:
+        if self._sub is None:
+            return
+        if self._raw is not None:
+            self._raw.pop(self._sub._id, None)
+        try:
+            await self._sub.unsubscribe()
+        except Exception:  # noqa: BLE001, S110 - the old inbox is gone either way
+            pass
+        self._sub = None
 
     async def _a_rebuild(self) -> None:
         if self._rebuilding or self._closed:
@@ -278,8 +329,7 @@ class LogReader:
         if self._watchdog is not None:
             self._watchdog.cancel()
         try:
-            if self._sub is not None:
-                await self._sub.unsubscribe()
+            await self._a_unsubscribe()
             if self._consumer:
                 await self._b.nc.publish(f"$JS.API.CONSUMER.DELETE.{self._stream}.{self._consumer}", b"")
         except Exception:  # noqa: BLE001, S110 - the consumer expires by inactive_threshold anyway

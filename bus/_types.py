@@ -50,7 +50,7 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     annotations: dict[str, str] = {}
 
 
-class LogMessage(msgspec.Struct, frozen=True):
+class LogMessage(msgspec.Struct, frozen=True, gc=False):
     """A message read back from the log: its stream sequence, subject and payload."""
 
     seq: int

@@ -159,13 +159,16 @@ class Store:
         self._empty = ResourceState(0)
         #: Watches across tenants, by (group, resource): offered every tenant's changes.
         self.cross: dict[tuple[str, str], set[TenantWatcher]] = {}
+        #: The applied sequence at the last ``prune`` (states created after it start their ring there).
+        self._pruned = 0
 
     def resource(self, tenant: str, group: str, resource: str) -> ResourceState:
         key = (tenant, group, resource)
         st = self.resources.get(key)
         if st is None:
             st = self.resources[key] = ResourceState(self.ring_size)
-            st.ring_floor = self.base
+            # A state created again after ``prune`` has lost the changes before: its ring starts here.
+            st.ring_floor = max(self.base, self._pruned)
         return st
 
     def restore(self, base: int, resources: dict[tuple[str, str, str], ResourceState], skipped: int = 0) -> None:
@@ -189,6 +192,7 @@ class Store:
         """Forget a tenant's states that hold nothing and nobody watches (a deleted tenant)."""
         for key in [k for k, st in self.resources.items() if k[0] == tenant and not st.count and not st.watchers]:
             del self.resources[key]
+            self._pruned = self.applied
 
     def forget(self, key: Key) -> Entry | None:
         """Drop an object whose every message the log purged (history retention removed its tombstone

@@ -80,6 +80,7 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
                 current[key] = Entry(seq, b"", {}, {})
 
         async def rows(at: int, **kw: object) -> dict[str, str]:
+            ranges.append(0)
             got, more = await rows_at(log, flt, at, start_after="", limit=0, keep=lambda *_: True, **kw)  # type: ignore[arg-type]
             assert not more
             out = {}
@@ -96,6 +97,15 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
         # then multi_last below it for subjects the range did not see.
         monkeypatch.setattr(_history, "SCAN_FIRST", 256)
         monkeypatch.setattr(_history, "STORE_BLOCK_BYTES", 300 * 1024)
+        monkeypatch.setattr(_history, "SCAN_MIN_SUBJECTS", 20)  # more ranges before multi_last
+        ranges: list[int] = []  # ranges read per rows_at
+        between = log.last_messages_between
+
+        async def counted_range(*a, **kw):  # type: ignore[no-untyped-def]
+            ranges[-1] += 1
+            return await between(*a, **kw)
+
+        log.last_messages_between = counted_range  # type: ignore[method-assign]
         walked = 0
         message_and_previous = log.message_and_previous
 
@@ -105,10 +115,19 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
             return await message_and_previous(seq)
 
         log.message_and_previous = counted  # type: ignore[method-assign]
-        for at in (history[50][0], history[1000][0], history[2500][0], history[3950][0], head - 3, head):
+        # A version with 60 objects changed since: with SCAN_MIN_SUBJECTS 20 more than walking back
+        # would cost against the range (WALK_MESSAGES each), so the range is read for them.
+        changed_since: set[str] = set()
+        k = len(history)
+        while len(changed_since) < 60:
+            k -= 1
+            changed_since.add(history[k][1])
+        for at in (history[50][0], history[1000][0], history[2500][0], history[3950][0], history[k - 1][0],
+                   head - 3, head):
             want = fold(at)
             assert await rows(at) == want
-            assert await rows(at, current=current.get) == want
+            assert await rows(at, current=lambda ns, n: current.get(Key("root", "", "configmaps", ns, n))) == want
+        assert max(ranges) > 1  # a read took several ranges going back
         # Near the head few objects changed since: they were walked back along their appends' expected
         # sequences (an append every 50th without one: the other paths take those).
         assert walked > 0
