@@ -527,8 +527,9 @@ class Projection:
                 at = self.store.applied
             else:
                 after = resource_version
-                # The rings' floor; resources first seen later start at the snapshot's sequence (base).
-                floor = max([st.ring_floor for _, st in states()] + [self.store.base])
+                # The rings' floor; resources first seen later start at the snapshot's sequence or the last
+                # prune (a deleted tenant's changes before it are in no ring).
+                floor = max([st.ring_floor for _, st in states()] + [self.store.ring_floor])
                 self.watch_starts["log" if after < floor else "ring"] += 1
                 while after < floor:
                     async with aclosing(self._from_log(stream, ANY_TENANT, group, resource, after)) as from_log:
@@ -544,7 +545,7 @@ class Projection:
                                 pending = []
                         if pending:
                             yield pending
-                    floor = max([st.ring_floor for _, st in states()] + [self.store.base])
+                    floor = max([st.ring_floor for _, st in states()] + [self.store.ring_floor])
                 # From here to the registration, no checkpoint: nothing is missed or repeated.
                 backlog: list[tuple[int, str, Change]] = []
                 for t, st in states():

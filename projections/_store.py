@@ -167,9 +167,14 @@ class Store:
         st = self.resources.get(key)
         if st is None:
             st = self.resources[key] = ResourceState(self.ring_size)
-            # A state created again after ``prune`` has lost the changes before: its ring starts here.
-            st.ring_floor = max(self.base, self._pruned)
+            st.ring_floor = self.ring_floor
         return st
+
+    @property
+    def ring_floor(self) -> int:
+        """Where the ring of a state created now starts: the snapshot's sequence, or the last ``prune``
+        (a state created again after it has lost the changes before)."""
+        return max(self.base, self._pruned)
 
     def restore(self, base: int, resources: dict[tuple[str, str, str], ResourceState], skipped: int = 0) -> None:
         """Start this (still empty) store from a snapshot: the resources' objects as of sequence
