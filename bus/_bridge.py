@@ -111,7 +111,10 @@ def encode_headers(headers: dict[str, str]) -> bytes:
             kb = key.encode() + b": "
             if len(_header_keys) < 256:
                 _header_keys[k] = kb
-        parts.append(kb + v.strip().translate(_HEADER_VALUE_NEWLINES).encode() + _CRLF)
+        v = v.strip()
+        if "\r" in v or "\n" in v:
+            v = v.translate(_HEADER_VALUE_NEWLINES)
+        parts.append(kb + v.encode() + _CRLF)
     parts.append(_CRLF)
     return b"".join(parts)
 
@@ -423,13 +426,17 @@ class Bridge:
             if not self._out_scheduled:
                 self._out_scheduled = True
                 self._loop.call_soon_threadsafe(self._a_drain_outbox)
+            p.task = trio.lowlevel.current_task()
+            self._parked += 1
             deadline = trio.current_time() + timeout_s
-            heapq.heappush(self._deadlines, (deadline, next(self._deadline_ids), p))
+            heap = self._deadlines
+            if len(heap) > 2 * self._parked + 1024:  # bounded: drop the answered ones (amortised O(1))
+                heap[:] = [e for e in heap if e[2].task is not None]
+                heapq.heapify(heap)
+            heapq.heappush(heap, (deadline, next(self._deadline_ids), p))
             wake = self._timer_wake
             if wake is not None and deadline < wake.deadline:
                 wake.deadline = deadline
-            p.task = trio.lowlevel.current_task()
-            self._parked += 1
 
             def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
                 # Cancelled: the reply is abandoned; the asyncio side forgets it at its deadline.
@@ -465,16 +472,12 @@ class Bridge:
     async def _t_timer(self) -> None:
         """Times out the requests whose deadline passed: one task and one heap for all of them,
         instead of a cancel scope per request."""
-        heap = self._deadlines
         with self._timer_life:
             while True:
                 heap = self._deadlines
                 now = trio.current_time()
                 while heap and (heap[0][2].task is None or heap[0][0] <= now):
                     self._t_wake(heapq.heappop(heap)[2], _TIMED_OUT)
-                if len(heap) > 2 * self._parked + 1024:  # bounded: drop the answered ones
-                    heap[:] = [e for e in heap if e[2].task is not None]
-                    heapq.heapify(heap)
                 with trio.CancelScope(deadline=heap[0][0] if heap else float("inf")) as self._timer_wake:
                     await trio.sleep_forever()
                 self._timer_wake = None
