@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import trio
 
-from ._bridge import Bridge, Reply, encode_headers
+from ._bridge import Bridge, Reply, encode_append_headers
 from ._encryption import EncryptionConfig
 from ._errors import (
     BusDisconnected,
@@ -173,12 +173,9 @@ class Log:
         sent, or every attempt was refused), :class:`BusTimeout` (outcome unknown) when an attempt
         was in flight as the connection dropped, or had timed out before it did.
         """
-        fields = {"Nats-Msg-Id": msg_id}
         if self.encryption is not None:
             payload = self.encryption.encrypt(subject, payload)  # once: retries resend these bytes
-        if expected_seq is not None:
-            fields["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
-        headers = encode_headers(fields)  # once: retries resend these bytes too
+        headers = encode_append_headers(msg_id, expected_seq)  # Msg-Id (+ expected sequence), once too
         budget = self.append_timeout_s if deadline_s is None else deadline_s
         started = trio.current_time()
         deadline = started + budget

@@ -9,7 +9,7 @@ import nats.aio.client
 import nats.errors
 import pytest
 
-from bus._bridge import encode_headers, publish_command
+from bus._bridge import encode_append_headers, encode_headers, publish_command
 
 HEADERS = [
     {"Nats-Msg-Id": "b5-0b6f0d8e-1c1e-4c4e-9d59-4d7f8d1e5f11", "Nats-Expected-Last-Subject-Sequence": "0"},
@@ -58,3 +58,15 @@ def test_invalid_header_names_refused_as_nats_py_does(name: str) -> None:
         encode_headers({name: "v"})
     with pytest.raises(nats.errors.BadHeaderError):
         nats_py_command("s", "r", b"", {name: "v"})
+
+
+@pytest.mark.parametrize("msg_id", ["b5-0b6f0d8e-1c1e-4c4e-9d59-4d7f8d1e5f11", " padded\t", "line\r\nbreak",
+                                    "caf\u00e9", "compaction-17-42", ""])
+@pytest.mark.parametrize("expected_seq", [None, 0, 1, 18446744073709551615])
+def test_append_headers_fast_path(msg_id: str, expected_seq: int | None) -> None:
+    fields = {"Nats-Msg-Id": msg_id}
+    if expected_seq is not None:
+        fields["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
+    assert encode_append_headers(msg_id, expected_seq) == encode_headers(fields)
+    assert publish_command("s", "r", b"p", encode_append_headers(msg_id, expected_seq)) == \
+        nats_py_command("s", "r", b"p", fields)
