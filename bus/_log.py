@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import trio
 
-from ._bridge import Bridge, Reply
+from ._bridge import Bridge, Reply, encode_append_headers
 from ._encryption import EncryptionConfig
 from ._errors import (
     BusDisconnected,
@@ -34,6 +34,18 @@ _WRONG_LAST_SEQUENCE = 10071
 # this constant form, which names no sequence (nats-server JSStreamWrongLastSequenceConstantErr).
 _WRONG_LAST_SEQUENCE_CONSTANT = 10164
 _ack_decoder = msgspec.json.Decoder()
+
+
+class _PubAck(msgspec.Struct):
+    """What an append reads of JetStream's PubAck (other fields ignored). A reply of another shape
+    (an error, a field of another type) fails validation and takes the general path."""
+
+    seq: int | msgspec.UnsetType = msgspec.UNSET
+    duplicate: bool = False
+    error: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+_puback_decoder = msgspec.json.Decoder(_PubAck)
 
 
 class StreamConfig(msgspec.Struct, frozen=True):
@@ -161,17 +173,16 @@ class Log:
         sent, or every attempt was refused), :class:`BusTimeout` (outcome unknown) when an attempt
         was in flight as the connection dropped, or had timed out before it did.
         """
-        headers = {"Nats-Msg-Id": msg_id}
         if self.encryption is not None:
             payload = self.encryption.encrypt(subject, payload)  # once: retries resend these bytes
-        if expected_seq is not None:
-            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
+        headers = encode_append_headers(msg_id, expected_seq)  # Msg-Id (+ expected sequence), once too
         budget = self.append_timeout_s if deadline_s is None else deadline_s
-        deadline = trio.current_time() + budget
+        started = trio.current_time()
+        deadline = started + budget
         delay = 0.05
         maybe_applied = False
+        remaining = budget
         while True:
-            remaining = deadline - trio.current_time()
             if remaining <= 0:
                 if not maybe_applied:  # every attempt was refused ("no responders"): nothing applied
                     raise NoResponders(f"append to {subject}: the stream did not respond within {budget}s")
@@ -189,12 +200,13 @@ class Log:
                 maybe_applied = maybe_applied or not isinstance(e, NoResponders)
                 await trio.sleep(min(delay, max(0.0, deadline - trio.current_time())))
                 delay = min(delay * 2, 0.5)
+                remaining = deadline - trio.current_time()
                 continue
             try:
                 seq, duplicate = self._ack(reply, expected_seq)
                 if duplicate:
                     await self._check_duplicate(subject, msg_id, seq)
-                self.append_latency.observe(trio.current_time() - (deadline - budget))
+                self.append_latency.observe(trio.current_time() - started)
                 return seq
             except WrongLastSequence as e:
                 # On an R1 stream a retried CAS append whose first try landed answers "wrong last
@@ -221,6 +233,19 @@ class Log:
     @staticmethod
     def _ack(reply: Reply, expected_seq: int | None) -> tuple[int, bool]:
         """(sequence, whether JetStream answered it as a duplicate) of an append's ack."""
+        if reply.data:
+            try:
+                ack = _puback_decoder.decode(reply.data)
+            except msgspec.ValidationError:
+                pass
+            else:
+                if ack.error is msgspec.UNSET and ack.seq is not msgspec.UNSET:
+                    return ack.seq, ack.duplicate
+        return Log._ack_general(reply, expected_seq)
+
+    @staticmethod
+    def _ack_general(reply: Reply, expected_seq: int | None) -> tuple[int, bool]:
+        """:meth:`_ack` for any reply: errors, and shapes the PubAck struct does not take."""
         resp = _ack_decoder.decode(reply.data) if reply.data else {}
         if "error" in resp:
             err = resp["error"]

@@ -1,0 +1,96 @@
+"""The bridge's request path against a real nats-server: replies routed to the right caller under
+concurrency, deadlines (one timer for all requests in flight), cancellation, no responders, and
+requests in flight when the bridge closes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from bus import BusClosed, BusDisconnected, BusTimeout, NoResponders, open_bridge
+
+pytestmark = pytest.mark.integration
+
+
+async def _responders(bridge: Any) -> None:
+    async def echo(msg: Any) -> None:
+        await msg.respond(b"re:" + msg.data)
+
+    async def silent(_msg: Any) -> None:
+        return None
+
+    async def subscribe() -> None:
+        await bridge.nc.subscribe("t.echo", cb=echo)
+        await bridge.nc.subscribe("t.silent", cb=silent)
+        await bridge.nc.flush()
+
+    await bridge.run_coro(subscribe(), timeout_s=5)
+
+
+async def test_replies_deadlines_and_cancellation(nats_url: str) -> None:
+    with trio.fail_after(30):
+        async with open_bridge(nats_url) as bridge:
+            await _responders(bridge)
+            answers: dict[int, bytes] = {}
+            timed_out: dict[int, float] = {}
+            cancelled: list[int] = []
+
+            async def ask(i: int) -> None:
+                r = await bridge.request("t.echo", b"%d" % i, {"Nats-Msg-Id": f"m{i}"}, timeout_s=10)
+                answers[i] = r.data
+
+            async def wait_out(i: int, timeout_s: float) -> None:
+                t0 = trio.current_time()
+                with pytest.raises(BusTimeout):
+                    await bridge.request("t.silent", b"x", timeout_s=timeout_s)
+                timed_out[i] = trio.current_time() - t0
+
+            async def abandon(i: int, scope: trio.CancelScope) -> None:
+                with scope:
+                    await bridge.request("t.silent", b"x", timeout_s=60)
+                cancelled.append(i)
+
+            scopes = [trio.CancelScope() for _ in range(10)]
+            async with trio.open_nursery() as n:
+                for i, scope in enumerate(scopes):  # long deadlines first: later, earlier ones must still fire
+                    n.start_soon(abandon, i, scope)
+                await trio.testing.wait_all_tasks_blocked()
+                async with trio.open_nursery() as inner:
+                    for i in range(40):
+                        inner.start_soon(wait_out, i, 0.2 + (i % 4) * 0.2)
+                    for i in range(500):
+                        inner.start_soon(ask, i)
+                for scope in scopes:
+                    scope.cancel()
+            assert answers == {i: b"re:%d" % i for i in range(500)}
+            for i, took in timed_out.items():
+                assert 0.2 + (i % 4) * 0.2 <= took < 0.2 + (i % 4) * 0.2 + 3.0, (i, took)
+            assert sorted(cancelled) == list(range(10))
+            with pytest.raises(NoResponders):
+                await bridge.request("t.nobody", b"x", timeout_s=5)
+            # Still serving after all that, and nothing left parked.
+            assert (await bridge.request("t.echo", b"after", timeout_s=5)).data == b"re:after"
+            assert bridge._parked == 0
+
+
+async def test_close_wakes_the_requests_in_flight(nats_url: str) -> None:
+    """Nobody waits out a 60 s deadline for a reply that cannot come any more."""
+    failures: list[BaseException] = []
+
+    async def ask(bridge: Any) -> None:
+        try:
+            await bridge.request("t.silent", b"x", timeout_s=60)
+        except (BusClosed, BusDisconnected) as e:  # the drain's disconnect, or the close itself
+            failures.append(e)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as n, open_bridge(nats_url) as bridge:
+            await _responders(bridge)
+            for _ in range(20):
+                n.start_soon(ask, bridge)
+            await trio.testing.wait_all_tasks_blocked()
+            assert bridge._parked == 20
+    assert len(failures) == 20
