@@ -125,17 +125,6 @@ class _Client(nats.aio.client.Client):
         super().__init__()
         self.raw: dict[int, Callable[[bytes, bytes, bytes, bytes | None], None]] = {}
         self._ps = _Parser(self)
-
-    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
-                           headers: bytes | None) -> None:
-        handler = self.raw.get(sid)
-        if handler is None:
-            await super()._process_msg(sid, subject, reply, data, headers)
-        else:
-            handler(subject, reply, data, headers)
-
-    def __init__(self) -> None:
-        super().__init__()
         # sid -> handler(subject, data, headers) for subscriptions served without a Msg and queue.
         self._direct: dict[int, Callable[[bytes, bytes, dict[str, str] | None], None]] = {}
 
@@ -145,7 +134,12 @@ class _Client(nats.aio.client.Client):
         inbox. The subscription stays nats-py's (resubscribed after a reconnect, drained on close)."""
         self._direct[sub._id] = handler
 
-    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
+                           headers: bytes | None) -> None:
+        raw = self.raw.get(sid)
+        if raw is not None:
+            raw(subject, reply, data, headers)
+            return
         handler = self._direct.get(sid)
         if handler is None:
             await super()._process_msg(sid, subject, reply, data, headers)
