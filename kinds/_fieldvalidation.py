@@ -682,7 +682,7 @@ def type_errors(obj: Any, schema: Any, definitions: Mapping[str, Any], *, limit:
 class _TNode:
     """One schema node as :func:`type_errors` reads it (``$ref``, ``allOf`` resolved once)."""
 
-    __slots__ = ("allowed", "bits", "children", "extra", "items", "lenient", "numeric", "props", "skip", "want")
+    __slots__ = ("allowed", "bits", "children", "extra", "items", "lenient", "numeric", "ok", "props", "skip", "want")
 
     def __init__(self, node: Any, defs: Mapping[str, Any]) -> None:
         self.lenient: tuple[str, tuple[type, ...]] | None = None
@@ -695,15 +695,20 @@ class _TNode:
         self.extra: Mapping[str, Any] | None = None
         self.items: Mapping[str, Any] | None = None
         self.children: dict[str, _TNode | None] = {}
+        # The exact types of a value that passes here with nothing beneath it to check (a scalar
+        # of an allowed type; the walk is not entered for it).
+        self.ok: frozenset[type] = frozenset()
         ref = node.get("$ref")
         if isinstance(ref, str):
             name = ref.rsplit("/", 1)[-1]
             if name in _LENIENT:
                 self.lenient = (name.rsplit(".", 1)[-1], _LENIENT[name])
+                self.ok = frozenset(t for t in _LENIENT[name] if t is not bool)
                 return
         s = _resolve(node, defs)
         if s.get("x-kubernetes-preserve-unknown-fields") is True or s.get("format") == "int-or-string":
             self.skip = True
+            self.ok = frozenset((str, int, float, bool, dict, list))
             return
         want = self.want = s.get("type")
         self.allowed = _TYPES.get(want) if isinstance(want, str) else None
@@ -715,6 +720,9 @@ class _TNode:
         self.extra = extra if isinstance(extra, Mapping) else None
         items = s.get("items")
         self.items = items if isinstance(items, Mapping) else None
+        if self.bits is None:
+            self.ok = frozenset(t for t in (self.allowed or (str, int, float, bool))
+                                if t not in (dict, list) and not (self.numeric and t is bool))
 
 
 _tnodes: dict[int, tuple[Any, _TNode | None]] = {}
@@ -784,12 +792,14 @@ def _fast_type_errors(obj: dict[str, Any], schema: Any, defs: Mapping[str, Any],
                     c = children[k] = _tnode(sub, defs) if sub is not None else None
                     if len(children) > 256 and k not in props:
                         children.clear()  # a map's own keys: do not keep them all
-                if c is not None:
+                if c is not None and type(v) not in c.ok:  # type: ignore[union-attr]
                     walk(v, c, f"{path}.{k}", depth + 1)  # type: ignore[arg-type]
         elif isinstance(value, list) and n.items is not None:
             c = _tnode(n.items, defs)
+            ok = c.ok if c is not None else frozenset()
             for i, v in enumerate(value):
-                walk(v, c, f"{path}[{i}]", depth + 1)
+                if type(v) not in ok:
+                    walk(v, c, f"{path}[{i}]", depth + 1)
 
     walk(obj, _type_root(schema, defs), "", 0)
     return found
