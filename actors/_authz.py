@@ -382,7 +382,7 @@ def authz_handler(authorizer: Authorizer, next_actor: Actor[Request], reviews: A
         elif not req.rdef.stored or req.subresource == "token":
             reviews.forward(req, reply)
         else:
-            next_actor.forward(req, reply)
+            await next_actor.hand_off(req, reply)  # admission, in this worker's task when it can
 
     return handle
 

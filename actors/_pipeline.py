@@ -25,7 +25,7 @@ from ._apf_bootstrap import ApfBootstrap
 from ._apf_fleet import FleetExchange, fleet_subject, run_fleet
 from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
-from ._authz import RBAC, Authorizer, authz_handler
+from ._authz import RBAC, READ_VERBS, Authorizer, authz_handler
 from ._controllers import SYSTEM_USER, Controllers
 from ._crd_controller import CrdControllers
 from ._flowcontrol import Admission, FlowControl
@@ -161,7 +161,11 @@ class Pipeline:
         """The rest of the pipeline, from authz, for a request :meth:`authenticate` returned."""
         if req.user is None:
             raise AssertionError("submit_authenticated needs an authenticated request")
-        result: Allowed | WriteResult = await self.authz.ask(req, timeout_s=timeout_s)
+        # A read is only authorized here (the gateway then serves it): nothing half done if the
+        # caller goes, so the authz step runs in the caller's task when an authz slot is free
+        # (no hop). A write's work must outlive its caller: it goes to the authz workers.
+        result: Allowed | WriteResult = await self.authz.ask(req, timeout_s=timeout_s,
+                                                             inline=req.verb in READ_VERBS)
         return result
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:

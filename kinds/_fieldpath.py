@@ -42,6 +42,7 @@ __all__ = [
     "Updater",
     "builtin_type",
     "compare",
+    "created_fields_v1",
     "difference",
     "ensure_named_fields_are_members",
     "exclude",
@@ -486,6 +487,76 @@ def _added(rhs: Any, t: TypeNode, member: bool) -> FieldSet | None:
         sub[MEMBER] = {}  # the item itself (``_cmp_item``)
         out[pe] = sub
     return out or None
+
+
+def created_fields_v1(obj: dict[str, Any], t: TypeNode, ignored: FieldSet, strip: FieldSet) -> dict[str, Any] | None:
+    """The ``fieldsV1`` a create of ``obj`` owns, in one walk: ``to_fields_v1(difference(exclude(
+    compare({}, obj, t).added, ignored), strip))`` (``ignored``: subtrees never owned; ``strip``:
+    members never owned, their children kept), or None when that is empty. A create's whole object
+    is added; building the wire form directly skips the trie and the three walks over it (a
+    property test compares it with the expression)."""
+    out: dict[str, Any] = {}
+    for k in sorted(obj):
+        v = obj[k]
+        if v is None:
+            continue
+        pe = "f:" + k
+        ex = ignored.get(pe)
+        if ex is not None and MEMBER in ex:
+            continue
+        sub = _added_v1(v, t.field(k), pe not in _TOP_STRUCTS, ex, strip.get(pe))
+        if sub is not None:
+            out[pe] = sub
+    return out or None
+
+
+def _added_v1(rhs: Any, t: TypeNode, member: bool, ex: FieldSet | None, st: FieldSet | None) -> dict[str, Any] | None:
+    """:func:`_added` of a subtree, written as ``fieldsV1`` (sorted, a leaf member ``{}``), less the
+    subtrees ``ex`` excludes and the members ``st`` strips; None when nothing is left."""
+    kind = t.kind
+    if type(rhs) is dict or isinstance(rhs, dict):
+        is_map = kind == "untyped" or (kind == "map" and not t.atomic_map)
+        if is_map:
+            keep = member and not (st is not None and MEMBER in st)
+            out: dict[str, Any] = {MEMBER: {}} if keep else {}
+            field = t.field
+            for k in sorted(rhs):
+                v = rhs[k]
+                if v is None:
+                    continue
+                pe = "f:" + k
+                cex = ex.get(pe) if ex else None
+                if cex is not None and MEMBER in cex:
+                    continue
+                cst = st.get(pe) if st else None
+                if type(v) is dict or type(v) is list or isinstance(v, (dict, list)):
+                    sub = _added_v1(v, field(k), True, cex, cst)
+                    if sub is not None:
+                        out[pe] = sub
+                elif cst is None or MEMBER not in cst:
+                    out[pe] = {}  # any scalar is a leaf member, whatever its type
+            if keep and len(out) == 1:
+                return {}
+            return out or None
+    elif kind == "list" and t.list_type != "atomic" and isinstance(rhs, list):
+        et = t.elem()
+        items = _index(t, rhs)
+        out = {}
+        for pe in sorted(items):
+            cex = ex.get(pe) if ex else None
+            if cex is not None and MEMBER in cex:
+                continue
+            cst = st.get(pe) if st else None
+            item_member = cst is None or MEMBER not in cst
+            v = items[pe]
+            sub = _added_v1(v, et, False, cex, cst) if isinstance(v, (dict, list)) else None
+            if sub is not None:
+                out[pe] = {MEMBER: {}, **sub} if item_member and sub else sub if sub else {}
+            elif item_member:
+                out[pe] = {}
+        return out or None
+    # a leaf: a member
+    return None if st is not None and MEMBER in st else {}
 
 
 def _cmp(lhs: Any, rhs: Any, t: TypeNode, c: Comparison, path: tuple[str, ...]) -> None:

@@ -11,7 +11,6 @@ type was refused by the typed decoder (schema validation) before these run.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from fractions import Fraction
@@ -636,12 +635,16 @@ def validate_pod_spec_update(new: Any, old: Any, path: str = "spec") -> list[Cau
     if any(t not in new_tol for t in old_tol):
         causes.append(field_forbidden(f"{path}.tolerations",
                                       "existing toleration can not be modified except its tolerationSeconds"))
-    munged = copy.deepcopy(new)
+    # What may change, set back to the old values: on a copy of what is set back (the containers'
+    # dicts, the spec's top level), never on ``new``; the rest is shared and only compared.
+    munged = dict(new)
     for lst in ("containers", "initContainers"):
         olds, news = old.get(lst), munged.get(lst)
         if isinstance(olds, list) and isinstance(news, list) and len(olds) == len(news):
-            for o, n in zip(olds, news):
+            news = munged[lst] = list(news)
+            for i, (o, n) in enumerate(zip(olds, news)):
                 if isinstance(o, dict) and isinstance(n, dict):
+                    n = news[i] = dict(n)
                     if "image" in o:
                         n["image"] = o["image"]
                     else:

@@ -110,3 +110,77 @@ async def test_ask_deadline(autojump_clock: trio.abc.Clock) -> None:
         with pytest.raises(Timeout):
             await a.ask(1, timeout_s=30)
         n.cancel_scope.cancel()
+
+
+async def test_hand_off_runs_in_the_senders_task_within_the_worker_bound() -> None:
+    """A hand-off runs the message in the sender's task while the mailbox is empty and a slot is
+    free; beyond ``workers`` messages at once it queues (in order) and a full mailbox answers
+    429; a handler's crash is supervised as on the channel path."""
+    from actors import InternalError, TooManyRequests
+
+    release = trio.Event()
+    running: list[int] = []
+    tasks: dict[int, object] = {}
+
+    async def handler(msg: int, reply: ReplySlot) -> None:
+        tasks[msg] = trio.lowlevel.current_task()
+        if msg < 0:
+            raise RuntimeError("boom")
+        running.append(msg)
+        if msg < 100:
+            await release.wait()
+        reply.set(msg)
+
+    a: Actor[int] = Actor("h", handler, mailbox_size=1, workers=1)
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        # Inline: the caller's own task ran it.
+        assert await a.ask(100, timeout_s=5, inline=True) == 100
+        assert tasks[100] is trio.lowlevel.current_task()
+        slot = ReplySlot()
+        await a.hand_off(-1, slot)  # supervised in the sender's task
+        with pytest.raises(InternalError):
+            await slot.wait()
+        replies = [ReplySlot() for _ in range(4)]
+        with trio.fail_after(5):
+            async with trio.open_nursery() as senders:
+                senders.start_soon(a.hand_off, 1, replies[0])  # takes the only slot
+                await trio.testing.wait_all_tasks_blocked()
+                await a.hand_off(2, replies[1])  # no slot: to the worker, which waits for one
+                await trio.testing.wait_all_tasks_blocked()
+                await a.hand_off(3, replies[2])  # queued in the mailbox
+                await a.hand_off(4, replies[3])  # the mailbox of one is full: 429
+                with pytest.raises(TooManyRequests):
+                    await replies[3].wait()
+                await trio.testing.wait_all_tasks_blocked()
+                assert running == [100, 1]  # one at a time: the worker bound
+                release.set()
+            assert [await r.wait() for r in replies[:3]] == [1, 2, 3]
+        assert running == [100, 1, 2, 3]
+        assert tasks[1] is not tasks[2] and tasks[2] is tasks[3]  # the sender's task, then the worker
+        n.cancel_scope.cancel()
+
+
+async def test_hand_off_does_not_overtake_a_queued_message() -> None:
+    order: list[int] = []
+    gate = trio.Event()
+
+    async def handler(msg: int, reply: ReplySlot) -> None:
+        if msg == 0:
+            await gate.wait()
+        order.append(msg)
+        reply.set(msg)
+
+    a: Actor[int] = Actor("o", handler, mailbox_size=4, workers=1)
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        first, second, third = ReplySlot(), ReplySlot(), ReplySlot()
+        a.forward(0, first)
+        await trio.testing.wait_all_tasks_blocked()  # 0 holds the only slot
+        a.forward(1, second)  # waits in the mailbox (then for the slot)
+        n.start_soon(a.hand_off, 2, third)  # must not run before 1
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+        assert [await r.wait() for r in (first, second, third)] == [0, 1, 2]
+        assert order == [0, 1, 2]
+        n.cancel_scope.cancel()

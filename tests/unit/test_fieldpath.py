@@ -11,8 +11,10 @@ are left out (jetkube converts before ownership is computed).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -341,3 +343,48 @@ def test_added_subtrees_are_built_as_the_path_by_path_insertion(lhs: Any, rhs: A
     finally:
         fp._FAST_ADDED = True
     assert (fast.added, fast.modified, fast.removed) == (slow.added, slow.modified, slow.removed)
+
+
+_meta = st.fixed_dictionaries({}, optional={
+    "name": st.text("ab", max_size=2) | st.dictionaries(st.sampled_from(["a", "name"]), _json, max_size=2),
+    "uid": _json, "labels": _json, "managedFields": _json, "resourceVersion": st.just("5"),
+    "creationTimestamp": st.text("12", max_size=2), "generation": st.integers(0, 3)})
+
+
+_ports = st.lists(st.fixed_dictionaries({"containerPort": st.integers(1, 3)}, optional={
+    "protocol": st.sampled_from(["TCP", "UDP"]), "name": _json}), max_size=3)
+_containers = st.lists(st.fixed_dictionaries({"name": st.text("ab", max_size=2)}, optional={
+    "image": _json, "ports": _ports, "env": _json, "args": _json}), max_size=3)
+_spec = _json | st.fixed_dictionaries({}, optional={"containers": _containers, "initContainers": _containers,
+                                                     "nodeSelector": _json, "tolerations": _json})
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=_spec, status=_json, other=_json, meta=_meta, typed=st.sampled_from(["pod", "cm", "none"]),
+       subresource=st.sampled_from(["", "status"]))
+def test_a_create_is_recorded_in_one_walk_as_the_general_update_records_it(
+        spec: Any, status: Any, other: Any, meta: dict[str, Any], typed: str, subresource: str) -> None:
+    """``record_update`` of a create (one walk, the wire form built directly) writes the same
+    managedFields as the general update path (compare, exclude, strip, encode)."""
+    import actors._managed as managed
+    import kinds._fieldpath as fpm
+    from actors._apply import apply_type, reset_fields
+    from kinds import Registry
+
+    rdef = Registry().get("", "v1", {"pod": "pods", "cm": "configmaps", "none": "pods"}[typed])
+    t = apply_type(rdef) if typed != "none" else fpm.UNTYPED
+    ignored = reset_fields(rdef, "") if typed == "pod" else {}
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status, "data": other,
+           "x": other}
+    outs = []
+    for fast in (True, False):
+        managed._FAST_CREATE = fast
+        try:
+            o = copy.deepcopy(obj)
+            record_update(None, o, manager="m", api_version="v1", now="2026-01-01T00:00:00Z", subresource=subresource,
+                          type_=t, ignored=ignored)
+            outs.append(o)
+        finally:
+            managed._FAST_CREATE = True
+    assert outs[0] == outs[1]
+    assert msgspec.json.encode(outs[0]) == msgspec.json.encode(outs[1])  # the same order too

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kinds._fieldvalidation import (
     MAX_ERRORS,
@@ -234,3 +236,83 @@ def test_warning_header() -> None:
 ])
 def test_go_quote(text: str, quoted: str) -> None:
     assert go_quote(text) == quoted
+
+
+# --- the compiled walks against the plain ones ---------------------------------------------
+
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 2 ** 40) | st.floats(allow_nan=False)
+                       | st.text("ab:", max_size=3),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+                           ["name", "image", "bogus", "ports", "containerPort", "spec", "x-1", "limits", "cpu",
+                            "labels", "items", "protocol", "port", "template", "metadata", "value"]), inner,
+                           max_size=3),
+                       max_leaves=10)
+
+
+def _sample_objects() -> list[tuple[tuple[str, str, str], dict[str, Any]]]:
+    from bench._util import pod_object
+
+    pod = pod_object("ns")
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"a": "b"}},
+              "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}},
+                       "template": {"metadata": pod["metadata"], "spec": pod["spec"]}}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "a.b"},
+           "spec": {"group": "b", "names": {"plural": "a", "kind": "A"}, "scope": "Namespaced",
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-int-or-string": True,
+                                                                  "anyOf": [{"type": "integer"}]}}}}}]}}
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+           "spec": {"ports": [{"port": 80, "targetPort": "http"}], "selector": {"a": "b"}}}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "managedFields": [
+        {"manager": "m", "fieldsV1": {"f:data": {}}}]}, "data": {"k": "v"}}
+    return [(("", "v1", "Pod"), pod), (("apps", "v1", "Deployment"), deploy),
+            (("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), crd), (("", "v1", "Service"), svc),
+            (("", "v1", "ConfigMap"), cm)]
+
+
+_SAMPLES = _sample_objects()
+
+
+def _containers(node: Any, out: list[Any]) -> list[Any]:
+    if isinstance(node, (dict, list)):
+        out.append(node)
+        for v in node.values() if isinstance(node, dict) else node:
+            _containers(v, out)
+    return out
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.integers(0, len(_SAMPLES) - 1),
+       edits=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 100) | st.sampled_from(
+           ["name", "image", "bogus", "ports", "containerPort", "spec", "cpu", "labels", "0", "protocol", "value",
+            "replicas", "metadata", "x-kubernetes-int-or-string"]), _VALUES), max_size=6))
+def test_compiled_walks_find_what_the_plain_walks_find(which: int, edits: list[tuple[int, int | str, Any]]) -> None:
+    """Type errors, unknown fields and pruning over the compiled schema nodes (the built-in
+    definitions) give the same paths, messages and pruned object as the plain walks, on the
+    samples with members set, replaced or added anywhere."""
+    import copy
+
+    import kinds._fieldvalidation as fv
+
+    gvk, sample = _SAMPLES[which]
+    obj = copy.deepcopy(sample)
+    for at, key, value in edits:
+        nodes = _containers(obj, [])
+        node = nodes[at % len(nodes)]
+        if isinstance(node, dict):
+            # an int replaces the value of an existing member; a name sets (or adds) that member
+            node[list(node)[key % len(node)] if isinstance(key, int) and node else str(key)] = copy.deepcopy(value)
+        elif node:
+            node[at % len(node)] = copy.deepcopy(value)
+    schema = schema_for(*gvk)
+    results = []
+    for fast in (True, False):
+        fv._FAST = fast
+        try:
+            pruned = copy.deepcopy(obj)
+            results.append((fv.type_errors(obj, schema, DEFS), fv.type_errors(obj, schema, DEFS, limit=2),
+                            fv.unknown_fields(obj, schema, DEFS), fv.unknown_fields(obj, schema, DEFS, limit=1),
+                            fv.prune_unknown_fields(pruned, schema, DEFS, limit=2), pruned))
+        finally:
+            fv._FAST = True
+    assert results[0] == results[1]

@@ -362,3 +362,26 @@ def test_quantity_parsing_is_memoized_within_a_bound() -> None:
         info = cached.cache_info()
         assert info.maxsize == 4096 and info.currsize <= 4096
     assert canonical_quantity("0.5") == "500m" and canonical_quantity("1024Mi") == "1Gi"
+
+
+_spec_values = st.none() | st.integers(-2, 3) | st.text("ab", max_size=2)
+_ctr = st.fixed_dictionaries({"name": st.sampled_from(["a", "b"])}, optional={
+    "image": st.sampled_from(["x", "y"]), "args": st.lists(st.text("ab", max_size=1), max_size=2)})
+_spec = st.fixed_dictionaries({}, optional={
+    "containers": st.lists(_ctr, max_size=2), "initContainers": st.lists(_ctr | st.just("x"), max_size=2),
+    "activeDeadlineSeconds": _spec_values, "terminationGracePeriodSeconds": _spec_values,
+    "tolerations": st.lists(st.fixed_dictionaries({"key": st.sampled_from(["k", "l"])}), max_size=2),
+    "schedulingGates": st.lists(st.fixed_dictionaries({"name": st.sampled_from(["g", "h"])}), max_size=2),
+    "nodeName": _spec_values})
+
+
+@settings(max_examples=300, deadline=None)
+@given(old=_spec, new=_spec)
+def test_the_spec_update_rule_never_changes_the_new_spec(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """The update rule sets the mutable fields back on copies of the parts it changes (not a deep
+    copy of the spec): ``new`` and ``old`` are left as they were, and the causes are those of a
+    private deep copy."""
+    new_before, old_before = copy.deepcopy(new), copy.deepcopy(old)
+    causes = validate_pod_spec_update(new, old)
+    assert (new, old) == (new_before, old_before)
+    assert causes == validate_pod_spec_update(copy.deepcopy(new), copy.deepcopy(old))
