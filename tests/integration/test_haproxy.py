@@ -13,8 +13,10 @@ import csv
 import functools
 import io
 import json
+import math
 import resource
 import shutil
+import signal
 import ssl
 import subprocess
 import threading
@@ -82,13 +84,20 @@ async def kubectl(kubeconfig: Path, *args: str) -> str:
     return r.stdout.decode()
 
 
+@pytest.mark.parametrize("fault", ["kill-9", "frozen"])
 async def test_kubectl_and_a_watch_through_haproxy_survive_kill_9_of_a_gateway(
-        tools: dict[str, str], tmp_path: Path, nats_url: str) -> None:  # noqa: F811 (the imported fixture)
+        tools: dict[str, str], tmp_path: Path, nats_url: str, fault: str) -> None:  # noqa: F811 (the imported fixture)
     """Three gateway processes on one nats-server, sharing the files of ``jetkube pki init``, behind
     HAProxy running the compose config. kubectl creates and lists through it; the official Python
     client watches through it. ``kill -9`` of the gateway holding the watch: HAProxy's /readyz check
     marks it DOWN, the watch resumes (client-go style: from its last resourceVersion) on a survivor
-    with no gap and no repeat, and new requests through HAProxy succeed."""
+    with no gap and no repeat, and new requests through HAProxy succeed.
+
+    ``kill-9``: on loopback the kernel closes the dead process's sockets, so the watch ends at once
+    and HAProxy redispatches new connections that meet a refusal; its check marks the replica DOWN
+    after 2 failures (about 4 s). ``frozen``: SIGSTOP first (no FIN, no RST, as a lost container or
+    host), so only the check (each waits ``timeout check 3s``) notices, and ``on-marked-down
+    shutdown-sessions`` is what ends the watch (about 8 s); the frozen replica is then killed -9."""
     lb_port, stats_port = free_port(), free_port()
     shared = tmp_path / "shared"
     probe_file = tmp_path / "probe" / "token"
@@ -129,7 +138,7 @@ async def test_kubectl_and_a_watch_through_haproxy_survive_kill_9_of_a_gateway(
                     for row in rows.values())
 
             await poll_until(all_up)
-            await _through_haproxy(tmp_path, kubeconfig, ca, lb_port, stats_port, gws)
+            await _through_haproxy(kubeconfig, ca, lb_port, stats_port, gws, fault)
     finally:
         with trio.CancelScope(shield=True):
             if haproxy is not None:
@@ -144,8 +153,8 @@ def yaml_token(kubeconfig: Path) -> str:
     return str(doc["users"][0]["user"]["token"])
 
 
-async def _through_haproxy(tmp_path: Path, kubeconfig: Path, ca: Path, lb_port: int, stats_port: int,
-                           gws: list[GatewayProcess]) -> None:
+async def _through_haproxy(kubeconfig: Path, ca: Path, lb_port: int, stats_port: int,
+                           gws: list[GatewayProcess], fault: str) -> None:
     # TLS passes through: the certificate HAProxy's port serves is the gateways', with the IP used.
     served = await trio.to_thread.run_sync(partial(ssl.get_server_certificate, ("127.0.0.1", lb_port), timeout=5))
     pem = (ca.parent / "apiserver.crt").read_text()
@@ -231,21 +240,34 @@ async def _through_haproxy(tmp_path: Path, kubeconfig: Path, ca: Path, lb_port: 
         await poll_until(lambda: _readyz_requests_reach(victim, checked + 2))
         assert breaks == [] and len(calls) == 1
 
-        t_kill = trio.current_time()
-        victim.proc.kill()
-        await victim.proc.wait()
-        # Requests made right away succeed: a connection HAProxy sends to the dead replica is refused
-        # and redispatched (`option redispatch`, `retries 3`).
-        for i in range(10):
-            await create(f"hp-b{i}")
-
         # The health check takes it out (2 failed checks, 2 s apart); the others stay up.
         async def victim_down() -> bool:
             rows = await haproxy_servers(stats_port)
             return rows[f"gw{victim_i}"]["status"].startswith("DOWN")
 
-        await poll_until(victim_down)
-        t_down = trio.current_time() - t_kill
+        t_kill = trio.current_time()
+        if fault == "kill-9":
+            victim.proc.kill()
+            await victim.proc.wait()
+            # Requests made right away succeed: a connection HAProxy sends to the dead replica is
+            # refused and redispatched (`option redispatch`, `retries 3`).
+            for i in range(10):
+                await create(f"hp-b{i}")
+            await poll_until(victim_down)
+            t_down = trio.current_time() - t_kill
+            t_break = math.nan  # the kernel closed the dead process's sockets: the watch ended at once
+        else:
+            # Frozen (SIGSTOP): no FIN, no RST, as a lost container or host. Only HAProxy's check can
+            # notice; `on-marked-down shutdown-sessions` then cuts the watch, which resumes elsewhere.
+            victim.proc.send_signal(signal.SIGSTOP)
+            await poll_until(victim_down)
+            t_down = trio.current_time() - t_kill
+            await poll_until(lambda: len(breaks) == 1)
+            t_break = trio.current_time() - t_kill
+            victim.proc.kill()  # kill -9 the frozen replica (it never answers again)
+            await victim.proc.wait()
+            for i in range(10):
+                await create(f"hp-b{i}")
         rows = await haproxy_servers(stats_port)
         assert [rows[f"gw{i}"]["status"] for i in range(3) if i != victim_i] == ["UP", "UP"], rows
         for i in range(10):
@@ -273,7 +295,8 @@ async def _through_haproxy(tmp_path: Path, kubeconfig: Path, ca: Path, lb_port: 
     assert len(breaks) == 1 and len(calls) == 2, (breaks, calls)
     assert int(calls[1]) == max(rv for rv in got if rv <= int(calls[1]))  # resumed from its last version
     assert sum(on_survivors) == 1, on_survivors  # the resumed watch is on a survivor
-    print(f"\nthrough HAProxy: kill -9 of the watch's gateway gw{victim_i}; marked DOWN {t_down:.2f}s after; "
+    print(f"\nthrough HAProxy, {fault} of the watch's gateway gw{victim_i}: marked DOWN {t_down:.2f}s after, "
+          f"watch cut {'at once (the kernel closed its sockets)' if math.isnan(t_break) else f'{t_break:.2f}s after'}; "
           f"watch broke with {breaks[0]}, resumed from rv {calls[1]}; {len(got)} changes seen, "
           f"{len(acked) + 1} writes after rv {rv0}")
 
