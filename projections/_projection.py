@@ -532,19 +532,11 @@ class Projection:
                 floor = max([st.ring_floor for _, st in states()] + [self.store.ring_floor])
                 self.watch_starts["log" if after < floor else "ring"] += 1
                 while after < floor:
-                    async with aclosing(self._from_log(stream, ANY_TENANT, group, resource, after)) as from_log:
-                        pending: list[tuple[str, object]] = []
-                        async for item in from_log:
-                            if isinstance(item, int):
-                                after = item
-                            else:
-                                after = item[1].seq
-                                pending.append(item)
-                            if len(pending) >= chunk or (pending and isinstance(item, int)):
-                                yield pending
-                                pending = []
-                        if pending:
-                            yield pending
+                    async with aclosing(self._log_batches(stream, ANY_TENANT, group, resource, after,
+                                                          chunk)) as batches:
+                        async for after, batch in batches:
+                            if batch:
+                                yield batch
                     floor = max([st.ring_floor for _, st in states()] + [self.store.ring_floor])
                 # From here to the registration, no checkpoint: nothing is missed or repeated.
                 backlog: list[tuple[int, str, Change]] = []
@@ -609,19 +601,10 @@ class Projection:
             after = rv
             starts["log" if after < st.ring_floor else "ring"] += 1
             while after < st.ring_floor:
-                async with aclosing(self._from_log(stream, tenant, group, resource, after)) as from_log:
-                    pending: list[tuple[str, object]] = []
-                    async for item in from_log:
-                        if isinstance(item, int):
-                            after = item
-                        else:
-                            after = item[1].seq
-                            pending.append(item)
-                        if len(pending) >= chunk or (pending and isinstance(item, int)):
-                            yield pending
-                            pending = []
-                    if pending:
-                        yield pending
+                async with aclosing(self._log_batches(stream, tenant, group, resource, after, chunk)) as batches:
+                    async for after, batch in batches:
+                        if batch:
+                            yield batch
             backlog: list[tuple[str, object]] = []
             for ch in st.changes_after(after):
                 t = stream.classify(ch)
@@ -647,6 +630,24 @@ class Projection:
             yield batch
         if stream.overflowed:
             yield [("OVERFLOW", self.store.applied)]
+
+    async def _log_batches(self, stream: WatchStream, tenant: str, group: str, resource: str, after: int,
+                           chunk: int) -> AsyncIterator[tuple[int, list[tuple[str, object]]]]:
+        """:meth:`_from_log` in batches of at most ``chunk`` changes, each with the sequence
+        everything up to which it delivers; a batch ends early when the log says how far it has
+        read, and the last (possibly empty) batch carries where the read ended."""
+        async with aclosing(self._from_log(stream, tenant, group, resource, after)) as from_log:
+            pending: list[tuple[str, object]] = []
+            async for item in from_log:
+                if isinstance(item, int):
+                    after = item
+                else:
+                    after = item[1].seq
+                    pending.append(item)
+                if len(pending) >= chunk or (pending and isinstance(item, int)):
+                    yield after, pending
+                    pending = []
+            yield after, pending
 
     async def _from_log(self, stream: WatchStream, tenant: str, group: str, resource: str,
                         after: int) -> AsyncIterator[tuple[str, Change] | int]:
