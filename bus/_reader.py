@@ -94,10 +94,10 @@ class LogReader:
         self._closed = False
         self._watchdog: asyncio.Task[None] | None = None
         self._pull_scheduled = False
-        # ``until``: keep each subject's last message <= until here (subject -> seq, data, headers),
+        # ``until``: keep each subject's last message <= until here (subject -> seq, data),
         # and stop at the first message past it or at the stream's end (``_done``).
         self._until = until
-        self._kept: dict[str | bytes, tuple[int, bytes, bytes | None]] = {}
+        self._kept: dict[str | bytes, tuple[int, bytes]] = {}
         self._done = False
         #: Messages the stream held beyond the last delivered one, as JetStream last reported.
         self.pending = -1
@@ -135,7 +135,8 @@ class LogReader:
 
     async def last_per_subject(self) -> dict[str, LogMessage]:
         """Of a reader opened with ``until``: once it read past ``until`` (or the stream's end), the
-        last message <= ``until`` of each subject it saw, by subject. Raises the reader's fatal error."""
+        last message <= ``until`` of each subject it saw, by subject (without its ``msg_id``: a range
+        read's callers want the state). Raises the reader's fatal error."""
         if self._until is None:
             raise RuntimeError("last_per_subject needs a reader opened with until")
         while not self._done:
@@ -147,9 +148,9 @@ class LogReader:
             await self._ready.wait()
         out: dict[str, LogMessage] = {}
         decrypt = self._decrypt
-        for subject, (seq, data, headers) in self._kept.items():
+        for subject, (seq, data) in self._kept.items():
             s = subject if isinstance(subject, str) else subject.decode()
-            out[s] = LogMessage(seq, s, data if decrypt is None else decrypt(s, data), _msg_id(headers))
+            out[s] = LogMessage(seq, s, data if decrypt is None else decrypt(s, data))
         return out
 
     @property
@@ -298,7 +299,7 @@ class LogReader:
         if sseq > self._until:  # type: ignore[operator]
             self._done = True
         else:
-            self._kept[subject] = (sseq, data, headers)
+            self._kept[subject] = (sseq, data)
             self._done = pending in ("0", b"0")
         if self._done:
             self.pending = int(pending)
