@@ -87,23 +87,34 @@ class _Parser(Parser):
             self.header_needed = 0
             self.state = AWAITING_CONTROL_LINE
         pos = 0
-        size = len(buf)
-        while buf.startswith(b"HMSG ", pos):
-            end = buf.find(_CRLF, pos)
-            if end < 0:
-                break
-            args = bytes(buf[pos + 5:end]).split()  # subject sid [reply] header-size total-size
-            handler = raw.get(int(args[1])) if len(args) in (4, 5) else None
-            if handler is None:
-                break
-            start = end + 2
-            stop = start + int(args[-1])
-            if stop + 2 > size:
-                break
-            header_end = start + int(args[-2])
-            handler(args[0], args[2] if len(args) == 5 else b"", bytes(buf[header_end:stop]),
-                    bytes(buf[start:header_end]))
-            pos = stop + 2
+        if buf.startswith(b"HMSG "):
+            # One copy of the buffer, and each message's parts slices of it (a bytearray's slice
+            # then ``bytes`` would copy each part twice).
+            data = bytes(buf)
+            size = len(data)
+            find, startswith, get = data.find, data.startswith, raw.get
+            while startswith(b"HMSG ", pos):
+                end = find(_CRLF, pos)
+                if end < 0:
+                    break
+                args = data[pos + 5:end].split()  # subject sid [reply] header-size total-size
+                if len(args) == 5:
+                    subject, sid, reply, hsize, total = args
+                elif len(args) == 4:
+                    subject, sid, hsize, total = args
+                    reply = b""
+                else:
+                    break
+                handler = get(int(sid))
+                if handler is None:
+                    break
+                start = end + 2
+                stop = start + int(total)
+                if stop + 2 > size:
+                    break
+                header_end = start + int(hsize)
+                handler(subject, reply, data[header_end:stop], data[start:header_end])
+                pos = stop + 2
         if pos:
             del buf[:pos]
         if buf:

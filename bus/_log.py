@@ -105,7 +105,8 @@ class Log:
 
     async def _api(self, api: str, body: dict[str, Any] | None = None, *, timeout_s: float = 5.0) -> dict[str, Any]:
         reply = await self.bridge.request(f"$JS.API.{api}", json.dumps(body or {}).encode(), timeout_s=timeout_s)
-        resp: dict[str, Any] = json.loads(reply.data) if reply.data else {}
+        # (msgspec: a STREAM.INFO of 10,000 subjects decodes in a third of json's time)
+        resp: dict[str, Any] = msgspec.json.decode(reply.data) if reply.data else {}
         if "error" in resp:
             raise _api_error(resp)
         return resp
@@ -402,25 +403,21 @@ class Log:
     async def last_messages_between(self, filter_subject: str, first: int, last: int, *,
                                     batch: int = 1024) -> dict[str, LogMessage]:
         """The last message of each subject matching ``filter_subject`` among sequences
-        ``first..last``, by subject: the range read forward by an ordered reader (a filtered
+        ``first..last``, by subject (their ``msg_id`` not read): the range read forward by an ordered reader (a filtered
         consumer from ``first``), which stops at the first message past ``last``. Unlike
         ``last_messages_at`` the server never walks a subject's history, so the cost is the range's
         messages of the filter, whatever the number of subjects. Measured against batch direct gets
         of the same range (``next_by_subj`` + ``batch``): the same client CPU, a third of the
         server's."""
-        kept: dict[str, LogMessage] = {}
         if last < first:
-            return kept
-        reader = await self.open_reader(filter_subject, max(1, first), batch=max(1, min(batch, last - first + 1)))
+            return {}
+        reader = await open_reader(self.bridge, self.stream, filter_subject, max(1, first),
+                                   batch=max(1, min(batch, last - first + 1)), until=last,
+                                   decrypt=None if self.encryption is None else self.encryption.decrypt)
         try:
-            while not (reader.pending == 0 and reader.buffered == 0):
-                for m in await reader.next_batch():
-                    if m.seq > last:
-                        return kept
-                    kept[m.subject] = m
+            return await reader.last_per_subject()
         finally:
             await reader.aclose()
-        return kept
 
     async def _direct_batch(self, body: bytes, max_msgs: int, timeout_s: float) -> list[Reply]:
         """The messages of one batch direct get; [] for 404 (nothing matched; nats-server 2.15 also

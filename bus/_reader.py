@@ -11,6 +11,11 @@ consumer on a dead node stops silently, ARCHITECTURE.md pitfalls).
 
 Crossings: the asyncio side appends messages to a deque and schedules at most one trio wake-up;
 trio takes everything buffered in one go and schedules at most one "maybe pull" back.
+
+A reader opened with ``until=N`` (:func:`open_reader`, for a range read) instead keeps only each
+subject's last message up to sequence N, on the asyncio side as messages arrive, pulls on by itself
+and wakes trio once at the end (:meth:`LogReader.last_per_subject`): no per-message ``LogMessage``,
+buffer or crossing for the messages a later one of the same subject replaces.
 """
 
 from __future__ import annotations
@@ -45,19 +50,31 @@ async def _never(msg: Any) -> None:  # the subscription's callback when its mess
     raise AssertionError("a raw subscription's message went through nats-py's queue")
 
 
-def _stream_seq(reply: str) -> tuple[int, int, int]:
+def _stream_seq(reply: str | bytes) -> tuple[int, int, int]:
     """(stream seq, consumer seq, pending) from a ``$JS.ACK`` reply subject (v1 or v2 layout)."""
-    t = reply.split(".")
+    t = reply.split("." if isinstance(reply, str) else b".")  # type: ignore[arg-type]
     if len(t) == 9:
         return int(t[5]), int(t[6]), int(t[8])
     return int(t[7]), int(t[8]), int(t[10])
+
+
+def _msg_id(headers: bytes | None) -> str:
+    """The Nats-Msg-Id of a message's raw headers ("" when none)."""
+    if headers is None:
+        return ""
+    at = headers.find(_MSG_ID)
+    if at < 0:
+        return ""
+    end = headers.find(b"\r\n", at)
+    return headers[at + len(_MSG_ID):end if end >= 0 else None].strip().decode(errors="replace")
 
 
 class LogReader:
     """Read with ``async for batch in reader`` or :meth:`next_batch`; close with :meth:`aclose`."""
 
     def __init__(self, bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
-                 batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None) -> None:
+                 batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None,
+                 until: int | None = None) -> None:
         self._b = bridge
         self._decrypt = decrypt  # encryption at rest (Log.encryption), undone as messages arrive
         self._stream = stream
@@ -77,6 +94,11 @@ class LogReader:
         self._closed = False
         self._watchdog: asyncio.Task[None] | None = None
         self._pull_scheduled = False
+        # ``until``: keep each subject's last message <= until here (subject -> seq, data),
+        # and stop at the first message past it or at the stream's end (``_done``).
+        self._until = until
+        self._kept: dict[str | bytes, tuple[int, bytes]] = {}
+        self._done = False
         #: Messages the stream held beyond the last delivered one, as JetStream last reported.
         self.pending = -1
         # trio-side state
@@ -109,6 +131,26 @@ class LogReader:
         if not self._pull_scheduled:
             self._pull_scheduled = True
             self._b.loop.call_soon_threadsafe(self._a_maybe_pull)
+        return out
+
+    async def last_per_subject(self) -> dict[str, LogMessage]:
+        """Of a reader opened with ``until``: once it read past ``until`` (or the stream's end), the
+        last message <= ``until`` of each subject it saw, by subject (without its ``msg_id``: a range
+        read's callers want the state). Raises the reader's fatal error."""
+        if self._until is None:
+            raise RuntimeError("last_per_subject needs a reader opened with until")
+        while not self._done:
+            if self._error is not None:
+                raise self._error
+            self._ready = trio.Event()
+            if self._done or self._error is not None:
+                continue
+            await self._ready.wait()
+        out: dict[str, LogMessage] = {}
+        decrypt = self._decrypt
+        for subject, (seq, data) in self._kept.items():
+            s = subject if isinstance(subject, str) else subject.decode()
+            out[s] = LogMessage(seq, s, data if decrypt is None else decrypt(s, data))
         return out
 
     @property
@@ -194,12 +236,14 @@ class LogReader:
         self.pending = int(resp.get("num_pending", 0))
         self._last_activity = asyncio.get_running_loop().time()
         if self.pending == 0:
+            if self._until is not None:
+                self._done = True
             self._a_wake_trio()
         await self._a_pull()
 
     async def _a_pull(self) -> None:
         room = 2 * self._batch - len(self._buf)
-        if self._outstanding or self._closed or room < self._batch:
+        if self._outstanding or self._closed or self._done or room < self._batch:
             return
         self._outstanding = self._batch
         body = json.dumps({"batch": self._batch, "expires": _EXPIRES_NS, "idle_heartbeat": _HEARTBEAT_NS})
@@ -221,6 +265,9 @@ class LogReader:
             await self._a_on_status(status, headers.get("Description", ""))
             return
         mid = headers.get("Nats-Msg-Id", "") if headers else ""
+        if self._until is not None:
+            self._a_keep(msg.subject, msg.reply, msg.data, None)
+            return
         self._a_take(msg.subject, msg.reply, msg.data, mid)
 
     def _a_on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
@@ -232,13 +279,39 @@ class LogReader:
             if status != "100":
                 asyncio.ensure_future(self._a_on_status(status, desc.strip()))
             return
-        mid = ""
-        if headers is not None:
-            at = headers.find(_MSG_ID)
-            if at >= 0:
-                end = headers.find(b"\r\n", at)
-                mid = headers[at + len(_MSG_ID):end if end >= 0 else None].strip().decode(errors="replace")
-        self._a_take(subject.decode(), reply.decode(), data, mid)
+        if self._until is not None:
+            self._a_keep(subject, reply, data, headers)
+            return
+        self._a_take(subject.decode(), reply, data, _msg_id(headers))
+
+    def _a_keep(self, subject: str | bytes, reply: str | bytes, data: bytes, headers: bytes | None) -> None:
+        """A message of a reader opened with ``until``: kept as its subject's last, undecoded."""
+        if self._done:
+            return
+        t = reply.split("." if isinstance(reply, str) else b".")  # type: ignore[arg-type]
+        # (as _stream_seq, but the pending count only compared with zero)
+        sseq, cseq, pending = (int(t[5]), int(t[6]), t[8]) if len(t) == 9 else (int(t[7]), int(t[8]), t[10])
+        if cseq != self._cseq + 1 or sseq < self._next_seq:
+            asyncio.ensure_future(self._a_rebuild())
+            return
+        self._cseq = cseq
+        self._next_seq = sseq + 1
+        if sseq > self._until:  # type: ignore[operator]
+            self._done = True
+        else:
+            self._kept[subject] = (sseq, data)
+            self._done = pending in ("0", b"0")
+        if self._done:
+            self.pending = int(pending)
+            self._last_activity = self._b.loop.time()
+            self._a_wake_trio()
+            return
+        if not cseq & 63:  # the watchdog's clock
+            self._last_activity = self._b.loop.time()
+        self._outstanding -= 1
+        if self._outstanding <= 0:
+            self._outstanding = 0
+            asyncio.ensure_future(self._a_pull())
 
     async def _a_on_status(self, status: str, desc: str) -> None:
         if status == "100":
@@ -251,8 +324,7 @@ class LogReader:
         else:
             await self._a_pull()
 
-    def _a_take(self, subject: str, reply: str, data: bytes, mid: str) -> None:
-        self._last_activity = self._b.loop.time()
+    def _a_take(self, subject: str, reply: str | bytes, data: bytes, mid: str) -> None:
         sseq, cseq, pending = _stream_seq(reply)
         if cseq != self._cseq + 1 or sseq < self._next_seq:
             # A gap (lost message) or a replay from a consumer we replaced: start over cleanly.
@@ -260,6 +332,8 @@ class LogReader:
             return
         self._cseq = cseq
         self._next_seq = sseq + 1
+        if pending == 0 or not cseq & 63:  # the watchdog's clock: a live tail's every message
+            self._last_activity = self._b.loop.time()
         if self._decrypt is not None:
             try:
                 data = self._decrypt(subject, data)
@@ -337,11 +411,13 @@ class LogReader:
 
 
 async def open_reader(bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
-                      batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None) -> LogReader:
-    """Create a reader; the caller must ``aclose()`` it (use it in ``try/finally``)."""
+                      batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None,
+                      until: int | None = None) -> LogReader:
+    """Create a reader; the caller must ``aclose()`` it (use it in ``try/finally``). ``until``: a
+    range read up to that sequence, taken with :meth:`LogReader.last_per_subject`."""
     if bridge.nc is None:
         raise BusClosed("bus is not connected")
-    r = LogReader(bridge, stream, filter_subject, start_seq, batch=batch, decrypt=decrypt)
+    r = LogReader(bridge, stream, filter_subject, start_seq, batch=batch, decrypt=decrypt, until=until)
     try:
         await r._open()
     except BaseException:

@@ -60,6 +60,7 @@ class _Bare(msgspec.Struct, gc=False):
 
 
 _row_decoder = msgspec.json.Decoder(_Row)
+_NONE: dict[str, str] = {}  # a bare row's labels and fields (never written to)
 _bare_decoder = msgspec.json.Decoder(_Bare)
 
 
@@ -72,7 +73,7 @@ def row_entry(m: LogMessage, *, bare: bool = False) -> Entry | None:
     raw = bytes(ev.object)
     data = b"%s%d%s" % (raw[:ev.rv_at], m.seq, raw[ev.rv_at:])
     if bare:
-        return Entry(m.seq, data, {}, {}, ev.rv_at)
+        return Entry(m.seq, data, _NONE, _NONE, ev.rv_at)
     return Entry(m.seq, data, ev.labels, ev.fields, ev.rv_at)  # type: ignore[attr-defined]
 
 
@@ -344,7 +345,9 @@ async def _walk_back(log: Log, changed: dict[str, int], seq: int) -> dict[str, L
 def _names(subject: str) -> tuple[str, str]:
     """(namespace, name) of an object subject (its last two tokens; the caller's filter fixed the rest)."""
     _, ns, name = subject.rsplit(".", 2)
-    return "" if ns == PLACEHOLDER else decode_token(ns), decode_token(name)
+    # (decode_token's own test for an escape, inlined: this runs for every subject of a LIST)
+    return "" if ns == PLACEHOLDER else decode_token(ns) if "~" in ns else ns, \
+        decode_token(name) if "~" in name else name
 
 
 async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, limit: int,

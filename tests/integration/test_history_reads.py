@@ -146,3 +146,39 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
         # Without the range read (few subjects): multi_last alone gives the same.
         monkeypatch.setattr(_history, "SCAN_MIN_SUBJECTS", 10**9)
         assert await rows(history[2000][0]) == fold(history[2000][0])
+
+
+async def test_range_reads_keep_each_subjects_last_message(nats_url: str) -> None:
+    """``Log.last_messages_between`` (a reader opened with ``until``: kept on the asyncio side) against
+    a scan of what was appended: ranges inside the log, across several pulls, past its end and empty,
+    on a log whose Secrets are encrypted at rest (the kept ones decrypted, none other needed)."""
+    import base64
+
+    from bus import EncryptionConfig
+
+    enc = EncryptionConfig.from_dict({
+        "apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration",
+        "resources": [{"resources": ["secrets"], "providers": [
+            {"aesgcm": {"keys": [{"name": "k1", "secret": base64.b64encode(b"r" * 32).decode()}]}}, {"identity": {}}]}]})
+    rng = random.Random(11)
+    async with open_bridge(nats_url) as bridge:
+        log = await open_log(bridge, StreamConfig(name="HRR", prefix="hrr"), encryption=enc)
+        appended: list[tuple[int, str, bytes]] = []
+        with trio.fail_after(60):
+            for i in range(600):
+                kind = "secrets" if i % 3 == 0 else "configmaps"
+                subject = log.subject(Key("root", "", kind, "ns", f"o{rng.randrange(40)}"))
+                payload = b"payload-%d" % i
+                appended.append((await log.append(subject, payload, msg_id=f"r{i}", expected_seq=None), subject, payload))
+            head = appended[-1][0]
+            for flt in ("hrr.>", resource_filter("hrr", "root", "", "secrets", None),
+                        resource_filter("hrr", "root", "", "configmaps", "ns")):
+                matching = [(s, subj, p) for s, subj, p in appended
+                            if flt == "hrr.>" or subj.startswith(flt.rstrip(">").rstrip("*"))]
+                assert matching
+                for first, last, batch in ((1, head, 4096), (50, 420, 7), (300, head + 100, 16), (head, head, 1),
+                                           (200, 199, 8), (head + 1, head + 50, 8)):
+                    want = {subj: (s, p) for s, subj, p in matching if first <= s <= last}
+                    got = await log.last_messages_between(flt, first, last, batch=batch)
+                    assert {subj: (m.seq, m.data) for subj, m in got.items()} == want, (flt, first, last, batch)
+                    assert all(m.subject == subj for subj, m in got.items())
