@@ -32,11 +32,11 @@ from kinds._fieldvalidation import (
 
 from ._allocation import AllocationSettings, Allocators
 from ._auth import TokenAuthenticator, parse_token_csv
-from ._authn import Authenticator, CertificateAuthority, FrontProxy
+from ._authn import Authenticator, CertificateAuthority, FrontProxy, bearer_token
 from ._authz import MASTERS, Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
 from ._crd_conversion import ConversionError, Converter
-from ._flowcontrol import REJECT_MESSAGE, Admission, FlowControl, dump_priority_levels, dump_queues
+from ._flowcontrol import APF_DUMPS, REJECT_MESSAGE, Admission, FlowControl, dump_priority_levels, dump_queues
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
 from ._options import delete_options
@@ -67,6 +67,7 @@ from .messages import (
 )
 
 __all__ = [
+    "APF_DUMPS",
     "APPLY_PATCH",
     "JSON_PATCH",
     "JWKS_PATH",
@@ -142,6 +143,7 @@ __all__ = [
     "WriteOptions",
     "WriteResult",
     "attributes_of",
+    "bearer_token",
     "body_duplicate_fields",
     "body_strict_errors",
     "delete_options",

@@ -106,6 +106,11 @@ class CertificateAuthority:
         raise unauthorized("x509: certificate signed by unknown authority")
 
 
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value ("" for none or another scheme)."""
+    return authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
+
+
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)

@@ -280,3 +280,8 @@ def dump_queues(fc: FlowControl, tenant: str) -> str:
             rows.append([name, str(q.index), str(len(q.requests)), str(q.executing_requests), str(q.executing_seats),
                          f"{q.next_r:.8f}ss", str(seats), str(seats), f"{seats * qs.service_s:.8f}ss"])
     return _table(rows)
+
+
+#: kube's APF debug handlers, by path (served to a nonResourceURL get, flow-controlled and authorized).
+APF_DUMPS = {"/debug/api_priority_and_fairness/dump_priority_levels": dump_priority_levels,
+             "/debug/api_priority_and_fairness/dump_queues": dump_queues}

@@ -26,6 +26,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import (
+    APF_DUMPS,
     JWKS_PATH,
     MASTERS,
     REJECT_MESSAGE,
@@ -42,8 +43,7 @@ from actors import (
     Request,
     RequestEntityTooLarge,
     TooManyRequests,
-    dump_priority_levels,
-    dump_queues,
+    bearer_token,
     jwks,
     openid_configuration,
     tenant_exists,
@@ -296,10 +296,6 @@ def create_app(ctx: Context) -> QuartTrio:
     return app
 
 
-APF_DUMPS = {"/debug/api_priority_and_fairness/dump_priority_levels": dump_priority_levels,
-             "/debug/api_priority_and_fairness/dump_queues": dump_queues}
-
-
 def _is_stream(resp: Response | None) -> bool:
     return resp is not None and resp.status_code == 200 and isinstance(resp.response, IterableBody)
 
@@ -393,8 +389,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     s = ctx.settings
     method = request.method
     q = {k: v for k, v in request.args.items()}
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    token = bearer_token(request.headers.get("Authorization", ""))
     # The tenant (logical cluster) is resolved here, once, from the path: /clusters/<tenant>/...;
     # everything below sees the path inside the tenant.
     tenant, path = split_tenant(request.path)

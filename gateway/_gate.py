@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from actors import REJECT_MESSAGE, Admission, Request, TooManyRequests, tenant_exists
+from actors import APF_DUMPS, REJECT_MESSAGE, Admission, Request, TooManyRequests, bearer_token, tenant_exists
 from bus import ANY_TENANT
 from projections import now_micro
 
@@ -80,8 +80,7 @@ class Gate:
         tenant, inner = split_tenant(path)
         if tenant == ANY_TENANT or history.handles(inner) or inner.rstrip("/") == AUDIT_EVENTS_PATH:
             return None
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
         if not token:
             return None
         q: dict[str, str] = {}
@@ -98,7 +97,7 @@ class Gate:
         if who.user is None or not await tenant_exists(ctx.projection, tenant):
             return None  # (a known tenant does not wait: the projection has it)
         route = parse(path, ctx.registry)
-        if route.kind == "metrics" or path in _APF_DUMPS:
+        if route.kind == "metrics" or path in APF_DUMPS:
             return None
         if route.kind != "resource":
             if route.kind == "unknown":
@@ -168,6 +167,3 @@ class Gate:
 def _str(v: bytes | None) -> str | None:
     return v.decode("latin-1") if v is not None else None
 
-
-_APF_DUMPS = ("/debug/api_priority_and_fairness/dump_priority_levels",
-              "/debug/api_priority_and_fairness/dump_queues")
