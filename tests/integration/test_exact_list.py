@@ -1,10 +1,14 @@
 """Exact LISTs through a projection (``Projection.list_at``) against a fold of the same log: versions
 the resource's ring still covers (answered from memory) and older ones (read from the log) give the
 same objects, for two tenants, two kinds, namespaces, a label selector, deletes, objects created after
-the version and pages whose continue token names an old version."""
+the version and pages whose continue token names an old version. Older versions are answered from the
+store's revision index (and, with it off, by asking the log); a message the index names that the log
+no longer returns sends the read the log's way; a projection started from a snapshot answers from
+the index from the snapshot's sequence on and from the log below it."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import msgspec
@@ -22,7 +26,8 @@ from bus import (
     open_log,
 )
 from kinds import Registry
-from projections import Projection, ProjectionSettings, WatchFilter, _projection, decode_continue
+from projections import Projection, ProjectionSettings, WatchFilter, decode_continue
+from projections._snapshot import build_resources
 
 pytestmark = pytest.mark.trio
 
@@ -92,17 +97,7 @@ async def test_exact_list_from_the_ring_and_from_the_log_agree_with_a_fold(nats_
                                     f'{m["resourceVersion"]}:{msgspec.json.decode(data)["data"]["i"]}'))
                     return out
 
-                from_log = 0
-                rows_at = _projection.rows_at
-
-                async def counted(*a, **kw):  # type: ignore[no-untyped-def]
-                    nonlocal from_log
-                    from_log += 1
-                    return await rows_at(*a, **kw)
-
-                _projection.rows_at = counted  # type: ignore[assignment]
-                try:
-                    versions = [history[k][0] for k in (30, 600, 1500, 2200, 2350, 2390)] + [head - 1]
+                async def check(p: Projection, versions: list[int], *, pages: bool = True) -> None:
                     for at in versions:
                         for tenant in TENANTS:
                             for group, resource, *_ in KINDS:
@@ -110,25 +105,78 @@ async def test_exact_list_from_the_ring_and_from_the_log_agree_with_a_fold(nats_
                                 for ns, labels in ((None, ""), ("a", ""), (None, "tier=odd")):
                                     flt = WatchFilter.for_request(rdef, ns, labels, "")
                                     want = fold(at, tenant, group, resource, flt)
-                                    got = await projection.list_at(tenant, group, resource, flt, at)
+                                    got = await p.list_at(tenant, group, resource, flt, at)
                                     assert got.resource_version == at
                                     assert shown(got.items) == want, (at, tenant, resource, ns, labels)
+                                    if ns is None and not labels:
+                                        # GET at the version (resourceVersionMatch=Exact) of some objects,
+                                        # present or not then.
+                                        for n in ("o1", "o2", "o3", "o5", "o8", "o13", "o21", "o34", "o55"):
+                                            for nsx in NAMESPACES:
+                                                e = await p.get_at(Key(tenant, group, resource, nsx, n), at)
+                                                rv = next((r for x, y, r in want if (x, y) == (nsx, n)), None)
+                                                assert (e and f"{e.seq}:") == (rv and rv.split(":")[0] + ":"), \
+                                                    (at, tenant, resource, nsx, n)
+                                    if not pages:
+                                        continue
                                     # Pages of 7: each next page comes from its continue token.
-                                    pages: list[bytes] = []
-                                    res = await projection.list_at(tenant, group, resource, flt, at, limit=7)
+                                    items: list[bytes] = []
+                                    res = await p.list_at(tenant, group, resource, flt, at, limit=7)
                                     while True:
-                                        pages += res.items
+                                        items += res.items
                                         if not res.continue_token:
                                             break
                                         rv, start = decode_continue(res.continue_token)
                                         assert rv == at
-                                        res = await projection.list_at(tenant, group, resource, flt, rv, limit=7,
-                                                                       start_after=start)
-                                    assert shown(pages) == want
-                finally:
-                    _projection.rows_at = rows_at  # type: ignore[assignment]
-                # Both sources were taken: the oldest versions are below every ring's floor.
-                assert from_log > 0
+                                        res = await p.list_at(tenant, group, resource, flt, rv, limit=7,
+                                                              start_after=start)
+                                    assert shown(items) == want
+
+                versions = [history[k][0] for k in (30, 600, 1500, 2200, 2350, 2390)] + [head - 1]
+                # The ring for recent versions, the revision index for older ones.
+                await check(projection, versions)
+                reads = projection.exact_reads
+                assert reads["ring"] > 0 and reads["index"] > 0 and reads["log"] == 0, reads
                 floors = [st.ring_floor for st in projection.store.resources.values()]
                 assert min(floors) > versions[0] and max(floors) < versions[-2]
+                # Without the index: the log alone.
+                indexed = dict(reads)
+                projection.settings = dataclasses.replace(projection.settings, revision_index=False)
+                await check(projection, versions[:4])
+                assert reads["index"] == indexed["index"] and reads["log"] > 0, reads
+                projection.settings = dataclasses.replace(projection.settings, revision_index=True)
+                # A message the index names that the log no longer returns: the log's way instead.
+                real = log.messages_by_seq
+                dropped = 0
+
+                async def lossy(filter_subject: str, seqs: set[int], **kw):  # type: ignore[no-untyped-def]
+                    nonlocal dropped
+                    got = await real(filter_subject, seqs, **kw)
+                    if got:
+                        dropped += 1
+                        del got[max(got)]
+                    return got
+
+                log.messages_by_seq = lossy  # type: ignore[method-assign]
+                before = dict(reads)
+                try:
+                    await check(projection, versions[1:2], pages=False)
+                finally:
+                    log.messages_by_seq = real  # type: ignore[method-assign]
+                assert dropped > 0 and reads["log"] > before["log"], reads
+                # A projection started from a snapshot at ``mid`` (its store restored with the objects then):
+                # the index answers from ``mid`` on, the log below it.
+                mid = history[1500][0]
+                at_mid = Projection(log, ProjectionSettings(ring_size=150, stop_at=mid))
+                nursery.start_soon(at_mid.run)
+                await at_mid.ready.wait()
+                blocks = [(t, g, r, [(ns, n, e.seq, e.data, e.labels, e.fields, e.rv_at)
+                                     for ns, n, e in st.iter_entries(None)])
+                          for (t, g, r), st in at_mid.store.resources.items()]
+                restored = Projection(log, ProjectionSettings(ring_size=150))
+                restored.store.restore(mid, build_resources(blocks, 150))
+                await nursery.start(restored.run)
+                await restored.wait_for(head)
+                await check(restored, [versions[1], mid, history[1650][0], history[1750][0], versions[-1]])
+                assert restored.exact_reads["index"] > 0 and restored.exact_reads["log"] > 0, restored.exact_reads
                 nursery.cancel_scope.cancel()
