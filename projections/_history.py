@@ -11,6 +11,7 @@ reads, each bounded by the caller's deadline.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,8 +76,8 @@ def _row_entry(seq: int, payload: bytes, bare: bool) -> Entry | None:
     ev = (_bare_decoder if bare else _row_decoder).decode(payload)
     if ev.type == "delete":
         return None
-    raw = memoryview(ev.object)
-    data = b"".join((raw[:ev.rv_at], b"%d" % seq, raw[ev.rv_at:]))
+    raw = bytes(ev.object)
+    data = b"%s%d%s" % (raw[:ev.rv_at], seq, raw[ev.rv_at:])
     if bare:
         return Entry(seq, data, _NONE, _NONE, ev.rv_at)
     return Entry(seq, data, ev.labels, ev.fields, ev.rv_at)  # type: ignore[attr-defined]
@@ -411,7 +412,7 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
 
 #: What reading one message by a direct get by sequence costs, in messages of a range read (one
 #: request-reply through the bridge against a message of a stream the reader cuts in place).
-DIRECT_GET_MESSAGES = 10
+DIRECT_GET_MESSAGES = 40
 DIRECT_GETS_IN_FLIGHT = 64
 
 
@@ -428,21 +429,31 @@ async def rows_indexed(log: Log, filter_subject: str, st: ResourceState, seq: in
     keys = st.revs.keys(namespace)
     i = bisect_right(keys, start_after, key=lambda k: k[0]) if start_after else 0
     window = limit + 1 if limit else len(keys)
-    by_ns, revs = st.by_ns, st.revs
+    by_ns, revs_by_ns = st.by_ns, st.revs.by_ns
     bare = keep is None
+    before = seq * 2 + 1  # (the index's encoding: every revision <= ``seq`` sorts below it)
     out: list[tuple[str, Entry]] = []
     while i < len(keys):
         chunk = keys[i:i + window]
         plan: list[tuple[int, str, str, str, Entry | int]] = []
         need: list[int] = []
+        current_ns: str | None = None
+        live: dict[str, Entry] = {}
+        arrays: dict[str, array[int]] = {}
+        # (``Revisions.at`` inlined, and each namespace's dicts looked up once: this runs per object)
         for idx, (rk, ns, name) in enumerate(chunk):
-            names = by_ns.get(ns)
-            e = names.get(name) if names is not None else None
+            if ns != current_ns:
+                current_ns, live, arrays = ns, by_ns.get(ns) or {}, revs_by_ns.get(ns) or {}
+            e = live.get(name)
             if e is not None and e.seq <= seq:
                 plan.append((idx, rk, ns, name, e))
                 continue
-            at = revs.at(ns, name, seq)
-            if at:
+            a = arrays.get(name)
+            if a is None:
+                continue
+            j = bisect_right(a, before)
+            if j and not a[j - 1] & 1:
+                at = a[j - 1] >> 1
                 plan.append((idx, rk, ns, name, at))
                 need.append(at)
         got = await _read_seqs(log, filter_subject, need, share) if need else {}
