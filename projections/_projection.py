@@ -160,6 +160,7 @@ class Projection:
                     _log.warning("reading the compaction point failed: %s", e)
                     await trio.sleep(0.25)  # backoff against a log that is still starting
             self.compacted = max(self.compacted, point)
+            self.store.trim_revisions(point)  # (a carried revision index: what reads at or above it need)
         self.start_from = self.store.applied
         # A cluster that is (re)starting may answer the head but not yet create consumers (the
         # stream still electing its leader): retry both with backoff; the caller bounds the start.

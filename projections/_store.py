@@ -180,14 +180,20 @@ class Store:
         (a state created again after it has lost the changes before)."""
         return max(self.base, self._pruned)
 
-    def restore(self, base: int, resources: dict[tuple[str, str, str], ResourceState], skipped: int = 0) -> None:
+    def restore(self, base: int, resources: dict[tuple[str, str, str], ResourceState], skipped: int = 0, *,
+                indexes: dict[tuple[str, str, str], Revisions] | None = None) -> None:
         """Start this (still empty) store from a snapshot: the resources' objects as of sequence
-        ``base``, with empty rings whose floor is ``base`` (see projections/_snapshot.py)."""
+        ``base``, with empty rings whose floor is ``base`` (see projections/_snapshot.py), and the
+        revision ``indexes`` the snapshot carried (a resource without one starts its index at ``base``)."""
         if self.applied or self.resources:
             raise ValueError("a store is restored from a snapshot only before it applies anything")
-        for st in resources.values():
+        for key, st in resources.items():
             st.ring_size = self.ring_size
             st.ring_floor = base
+            carried = indexes.get(key) if indexes else None
+            if carried is not None:
+                st.revs = carried
+                continue
             # The revision index starts at the snapshot: each object's revision then is its entry's.
             st.revs = revs = Revisions(base)
             for ns, names in st.by_ns.items():

@@ -4,7 +4,8 @@ same objects, for two tenants, two kinds, namespaces, a label selector, deletes,
 the version and pages whose continue token names an old version. Older versions are answered from the
 store's revision index (and, with it off, by asking the log); a message the index names that the log
 no longer returns sends the read the log's way; a projection started from a snapshot answers from
-the index from the snapshot's sequence on and from the log below it."""
+the index from the snapshot's sequence on and from the log below it, unless the snapshot carried the
+index."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from bus import (
 )
 from kinds import Registry
 from projections import Projection, ProjectionSettings, WatchFilter, decode_continue
-from projections._snapshot import build_resources
+from projections._revindex import Revisions
+from projections._snapshot import build_resources, capture, decode, encode
 
 pytestmark = pytest.mark.trio
 
@@ -179,4 +181,15 @@ async def test_exact_list_from_the_ring_and_from_the_log_agree_with_a_fold(nats_
                 await restored.wait_for(head)
                 await check(restored, [versions[1], mid, history[1650][0], history[1750][0], versions[-1]])
                 assert restored.exact_reads["index"] > 0 and restored.exact_reads["log"] > 0, restored.exact_reads
+                # From a snapshot that carries the revision index (format 2): older versions from the index too.
+                indexes: dict[tuple[str, str, str], Revisions] = {}
+                blob = encode(capture(at_mid.store), identity=await log.identity(), prefix=log.prefix)
+                header, blocks2 = decode(blob, identity=await log.identity(), prefix=log.prefix, head=head,
+                                         indexes=indexes)
+                carried = Projection(log, ProjectionSettings(ring_size=150))
+                carried.store.restore(header.seq, build_resources(blocks2, 150), header.skipped, indexes=indexes)
+                await nursery.start(carried.run)
+                await carried.wait_for(head)
+                await check(carried, [versions[0], versions[1], mid, history[1650][0]])
+                assert carried.exact_reads["index"] > 0 and carried.exact_reads["log"] == 0, carried.exact_reads
                 nursery.cancel_scope.cancel()
