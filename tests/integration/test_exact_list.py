@@ -193,3 +193,52 @@ async def test_exact_list_from_the_ring_and_from_the_log_agree_with_a_fold(nats_
                 await check(carried, [versions[0], versions[1], mid, history[1650][0]])
                 assert carried.exact_reads["index"] > 0 and carried.exact_reads["log"] == 0, carried.exact_reads
                 nursery.cancel_scope.cancel()
+
+
+async def test_exact_reads_from_the_index_after_a_retention_purge(nats_url: str) -> None:
+    """History retention purges old revisions and aged tombstones while a projection runs: it trims its
+    revision index at the compaction point it applies, answers every version from that point on from
+    the index exactly as a fold of the appended history, and 410 below it; so does a projection
+    started afterwards (its fold sees only what the log retains)."""
+    from datetime import datetime, timedelta
+
+    from actors import RetentionSettings, RetentionStats
+    from actors._retention import run_pass
+    from projections import TooOldResourceVersion
+    from tests.integration.test_retention import _fold, _seed
+
+    cm = Registry().by_resource("", "configmaps")
+    flt = WatchFilter.for_request(cm, None, "", "")
+
+    def shown(items: list[bytes]) -> dict[str, str]:
+        return {msgspec.json.decode(d)["metadata"]["name"]: msgspec.json.decode(d)["data"]["i"] for d in items}
+
+    async with open_bridge(nats_url) as bridge:
+        log = await open_log(bridge, StreamConfig(name="ELR", prefix="elr"))
+        with trio.fail_after(180):
+            async with trio.open_nursery() as nursery:
+                running = Projection(log, ProjectionSettings(ring_size=50))
+                await nursery.start(running.run)
+                history = await _seed(log, 2400, 200, 5)
+                head = history[-1][0]
+                cut = (await log.subject_messages(log.subject(Key("root", "", "configmaps", "ns", history[1500][1])),
+                                                  history[1500][0], limit=1))[0][0]
+                stored = datetime.fromisoformat(cut.stored_at.replace("Z", "+00:00")[:26] + "+00:00")
+                await run_pass(log, RetentionSettings(max_age_s=3600), RetentionStats(),
+                               now=stored + timedelta(hours=1), done={})
+                point, _ = await log.compaction_point()
+                assert history[0][0] < point < head
+                await running.wait_for(await log.head())  # (the compaction record applied)
+                st = running.store.resources[("root", "", "configmaps")]
+                assert st.revs.floor == point
+                assert all(sum(1 for v in a if v >> 1 <= point) <= 1 for _, _, a in st.revs.items())
+                restarted = Projection(log, ProjectionSettings(ring_size=50))
+                await nursery.start(restarted.run)
+                for p in (running, restarted):
+                    for at in sorted({point, head} | {history[k][0] for k in (1700, 2000, 2300)} - set(range(point))):
+                        got = await p.list_at("root", "", "configmaps", flt, at)
+                        assert shown(got.items) == _fold(history, at), at
+                    with pytest.raises(TooOldResourceVersion):
+                        await p.list_at("root", "", "configmaps", flt, point - 1)
+                    assert p.exact_reads["index"] >= 3 and p.exact_reads["log"] == 0, p.exact_reads
+                nursery.cancel_scope.cancel()
