@@ -1,0 +1,54 @@
+"""``/clusters/*/`` (kcp's wildcard cluster): what its reads do beyond a tenant's.
+
+- LIST: every tenant's LIST in tenant order (projections ``list_across``), with a tenant's
+  resourceVersion rules (gateway/_reads.py): the current state once caught up (or not older than
+  the resourceVersion given); ``resourceVersionMatch=Exact`` (or a resourceVersion with a limit,
+  the legacy rule) exactly at that version; ``limit``/``continue`` pages whose token pins the
+  version, 410 Expired once the log no longer holds it.
+- WATCH of a custom resource: ends when its kind stops being served across tenants as it was (its
+  CRD deleted or changed, or defined differently by another tenant: then 409), as kube ends the
+  watches of a CRD's storage when the CRD goes or changes; the client's re-list then says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from bus import ANY_TENANT
+from kinds import Registry, ResourceDef
+from projections import ListResult, Projection, list_across
+
+from ._reads import ListOptions, read_at
+
+
+async def list_every_tenant(projection: Projection, storage: ResourceDef, opts: ListOptions) -> ListResult:
+    """A LIST of ``storage``'s objects across every tenant (see the module's note)."""
+    rv = opts.resource_version
+    exact = opts.match == "Exact" or (rv not in (None, "0") and opts.match is None and opts.limit > 0)
+    if opts.continue_token:
+        return await list_across(projection, storage.group, storage.plural, opts.filter, limit=opts.limit,
+                                 continue_token=opts.continue_token)
+    if exact and rv is not None:
+        return await list_across(projection, storage.group, storage.plural, opts.filter, at=int(rv),
+                                 limit=opts.limit)
+    await read_at(projection, rv)
+    return await list_across(projection, storage.group, storage.plural, opts.filter, limit=opts.limit)
+
+
+def _verbless(d: ResourceDef | None) -> ResourceDef | None:
+    return None if d is None else msgspec.structs.replace(d, verbs=())
+
+
+def still_served(registry: Registry, rdef: ResourceDef, storage: ResourceDef) -> Callable[[], bool]:
+    """Whether ``rdef`` (stored as ``storage``) is still served across tenants as when the watch
+    began: the same definitions, verbs aside (a terminating CRD still serves its watch)."""
+    served, stored = _verbless(rdef), _verbless(storage)
+
+    def check() -> bool:
+        every = registry.for_tenant(ANY_TENANT)
+        now = every.get(rdef.group, rdef.version, rdef.plural)
+        return _verbless(now) == served and now is not None and _verbless(every.storage_of(now)) == stored
+
+    return check
