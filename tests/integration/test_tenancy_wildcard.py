@@ -55,6 +55,19 @@ async def watch_until(c: httpx.AsyncClient, path: str, params: dict[str, str],
     raise AssertionError(f"the watch ended early: {got}")
 
 
+async def widgets_in(where: list[tuple[httpx.AsyncClient, str]], clients: list[httpx.AsyncClient]) -> None:
+    """The same widgets CRD established in each (client, tenant), then served across tenants by
+    every one of ``clients``."""
+    for c, tenant in where:
+        r = await c.post(t(tenant, CRDS), json=widget_crd())
+        assert r.status_code == 201, r.text
+        await crd_condition(c, tenant, "widgets.example.com", "Established", "True")
+    for c in clients:
+        async def served(c: httpx.AsyncClient = c) -> bool:
+            return (await c.get(ALL)).status_code == 200
+        await poll_until(served)
+
+
 def tiered(name: str, i: int) -> dict[str, Any]:
     w = widget(name, size=i + 1, color="blue" if i % 3 == 0 else "green")
     w["metadata"]["labels"]["tier"] = "even" if i % 2 == 0 else "odd"
@@ -74,14 +87,7 @@ async def test_custom_resources_across_tenants_on_two_gateways(start_server: Sta
             # Before any CRD: an unknown resource across tenants.
             assert (await a.get(ALL)).status_code == 404
             # The same CRD in t1 (through A) and t2 (through B).
-            for c, tenant in ((a, "t1"), (b, "t2")):
-                r = await c.post(t(tenant, CRDS), json=widget_crd())
-                assert r.status_code == 201, r.text
-                await crd_condition(c, tenant, "widgets.example.com", "Established", "True")
-            for c in (a, b):
-                async def served(c: httpx.AsyncClient = c) -> bool:
-                    return (await c.get(ALL)).status_code == 200
-                await poll_until(served)
+            await widgets_in([(a, "t1"), (b, "t2")], [a, b])
             # 6 widgets per tenant, written through both gateways.
             for tenant in ("t1", "t2"):
                 for i in range(6):

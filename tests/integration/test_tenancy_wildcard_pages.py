@@ -21,10 +21,10 @@ import pytest
 import trio
 
 from tests.conftest import Running, StartServer, client_for, poll_until
-from tests.integration.test_crd import CRDS, widget_crd
+from tests.integration.test_crd import CRDS
 from tests.integration.test_tenancy import cm, create_tenant, t
-from tests.integration.test_tenancy_crds import crd_condition, t2_widget_crd
-from tests.integration.test_tenancy_wildcard import CLUSTER, _kubeconfig_at, tiered
+from tests.integration.test_tenancy_crds import t2_widget_crd
+from tests.integration.test_tenancy_wildcard import ALL, CLUSTER, _kubeconfig_at, tiered, widgets_in
 
 pytestmark = pytest.mark.integration
 
@@ -280,19 +280,12 @@ async def test_a_continue_token_older_than_the_log_is_410(start_server: StartSer
 async def test_watches_of_a_custom_resource_end_when_tenants_crds_diverge(start_server: StartServer) -> None:
     gw_a = await start_server()
     gw_b = await start_server(watch_ring_size=4)
-    every = "/clusters/*/apis/example.com/v1/widgets"
+    every = ALL
     async with client_for(gw_a) as a, client_for(gw_b) as b:
         with trio.fail_after(120):
             for tn in TENANTS:
                 await create_tenant(a, tn, wait_on=[a, b])
-            for tn in ("w1", "w2"):
-                r = await a.post(t(tn, CRDS), json=widget_crd())
-                assert r.status_code == 201, r.text
-                await crd_condition(a, tn, "widgets.example.com", "Established", "True")
-            for c in (a, b):
-                async def served(c: httpx.AsyncClient = c) -> bool:
-                    return (await c.get(every)).status_code == 200
-                await poll_until(served)
+            await widgets_in([(a, "w1"), (a, "w2")], [a, b])
             start = (await a.get(every)).json()["metadata"]["resourceVersion"]
             for i in range(N):  # more changes than B's ring: its watch from ``start`` reads the log first
                 r = await (a, b)[i % 2].post(t(("w1", "w2")[i % 2], "/apis/example.com/v1/namespaces/default/widgets"),
