@@ -21,6 +21,7 @@ import pytest
 import trio
 
 from tests.conftest import Running, StartServer, client_for, poll_until
+from tests.e2e.test_kubectl import kubectl_binary
 from tests.integration.test_crd import CRDS
 from tests.integration.test_tenancy import cm, create_tenant, t
 from tests.integration.test_tenancy_crds import t2_widget_crd
@@ -399,5 +400,14 @@ def _kubectl(gw: Running, tmp_path: Path, mine: set[tuple[str, str, str]]) -> No
     # kubectl explain reads the OpenAPI v3 served there.
     out = kubectl("explain", "configmaps.data")
     assert "FIELD: data" in out or "data" in out, out
+    # kubectl 1.27: explain from the OpenAPI v2 protobuf there, and a paged get.
+    old = kubectl_binary("1.27")
+    p = subprocess.run((old, "explain", "configmaps.data", "--output=plaintext-openapiv2", "-v=6"),
+                       capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert p.returncode == 0 and "FIELD:    data <map[string]string>" in p.stdout, (p.stdout, p.stderr)
+    assert "/clusters/%2A/openapi/v2?" in p.stderr, p.stderr
+    p = subprocess.run((old, "get", "cm", "-A", "-l", "app=many", "--chunk-size=2"), capture_output=True, text=True,
+                       timeout=60, check=False, env=env)
+    assert p.returncode == 0 and [x.split()[:3] for x in p.stdout.splitlines()] == [x.split()[:3] for x in lines], p
     names = kubectl("get", "cm", "-A", "-l", "app=many,tier=odd", "-o", "name", "--chunk-size=2")
     assert len(names.split()) == sum(1 for _, _, name in rows if name[-2:].isdigit() and int(name[-2:]) % 2)
