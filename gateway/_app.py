@@ -573,8 +573,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         return _protobuf_response(body) if protobuf else _json_response(body)
     timeout = opts.timeout_s if opts.timeout_s is not None else int(s.min_request_timeout_s *
                                                                   (1 + random.random()))
-    # Across tenants, a custom resource's watch ends once its kind is no longer served so there.
-    served = still_served(ctx.registry, rdef, storage) if tenant == ANY_TENANT and rdef.crd else None
+    # A custom resource's watch ends once its kind is no longer served there as it was.
+    served = still_served(ctx.registry, tenant, rdef, storage) if rdef.crd else None
     if table:
         first = [True]
 

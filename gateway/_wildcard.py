@@ -5,9 +5,10 @@
   the resourceVersion given); ``resourceVersionMatch=Exact`` (or a resourceVersion with a limit,
   the legacy rule) exactly at that version; ``limit``/``continue`` pages whose token pins the
   version, 410 Expired once the log no longer holds it.
-- WATCH of a custom resource: ends when its kind stops being served across tenants as it was (its
-  CRD deleted or changed, or defined differently by another tenant: then 409), as kube ends the
-  watches of a CRD's storage when the CRD goes or changes; the client's re-list then says why.
+- WATCH of a custom resource (across tenants, and in a tenant too): ends when its kind stops being
+  served there as it was (its CRD deleted or changed; across tenants also another tenant defining
+  it differently: then 409), as kube ends the watches of a CRD's storage when the CRD goes or
+  changes; the client's re-list then says why.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Callable
 
 import msgspec
 
-from bus import ANY_TENANT
 from kinds import Registry, ResourceDef
 from projections import ListResult, Projection, list_across
 
@@ -41,14 +41,15 @@ def _verbless(d: ResourceDef | None) -> ResourceDef | None:
     return None if d is None else msgspec.structs.replace(d, verbs=())
 
 
-def still_served(registry: Registry, rdef: ResourceDef, storage: ResourceDef) -> Callable[[], bool]:
-    """Whether ``rdef`` (stored as ``storage``) is still served across tenants as when the watch
-    began: the same definitions, verbs aside (a terminating CRD still serves its watch)."""
+def still_served(registry: Registry, tenant: str, rdef: ResourceDef, storage: ResourceDef) -> Callable[[], bool]:
+    """Whether ``rdef`` (stored as ``storage``) is still served in ``tenant`` (``*``: across
+    tenants) as when the watch began: the same definitions, verbs aside (a terminating CRD still
+    serves its watch, which sees its objects deleted)."""
     served, stored = _verbless(rdef), _verbless(storage)
 
     def check() -> bool:
-        every = registry.for_tenant(ANY_TENANT)
-        now = every.get(rdef.group, rdef.version, rdef.plural)
-        return _verbless(now) == served and now is not None and _verbless(every.storage_of(now)) == stored
+        kinds = registry.for_tenant(tenant)
+        now = kinds.get(rdef.group, rdef.version, rdef.plural)
+        return now is not None and _verbless(now) == served and _verbless(kinds.storage_of(now)) == stored
 
     return check

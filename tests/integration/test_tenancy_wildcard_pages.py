@@ -4,7 +4,8 @@ continue, alternating gateways, while objects change, with selectors, remainingI
 reads (and the legacy resourceVersion + limit), 410 for a continue token older than the log keeps,
 Tables with a Cluster column, PartialObjectMetadata(List), OpenAPI v2/v3 of the kinds served there,
 kubectl (`get -A` table, wide, `--chunk-size`, `explain`) and the Python client on a kubeconfig at
-``/clusters/*``, and watches of a custom resource ended when two tenants' CRDs diverge."""
+``/clusters/*``, and watches of a custom resource ended when two tenants' CRDs diverge (and in a
+tenant, when its CRD is deleted)."""
 
 from __future__ import annotations
 
@@ -278,7 +279,7 @@ async def test_a_continue_token_older_than_the_log_is_410(start_server: StartSer
             assert r.status_code == 410 and r.json()["reason"] == "Expired", r.text
 
 
-async def test_watches_of_a_custom_resource_end_when_tenants_crds_diverge(start_server: StartServer) -> None:
+async def test_watches_of_a_custom_resource_end_when_its_kind_stops_being_served(start_server: StartServer) -> None:
     gw_a = await start_server()
     gw_b = await start_server(watch_ring_size=4)
     every = ALL
@@ -323,6 +324,22 @@ async def test_watches_of_a_custom_resource_end_when_tenants_crds_diverge(start_
                 # A watch of a built-in kind across tenants is not affected; a new watch of widgets is 409.
                 assert (await c.get(every, params={"watch": "1"})).status_code == 409
             assert (await a.get(CMS, params={"limit": "1"})).status_code == 200
+            # In a tenant too: a watch of w1's widgets sees them deleted with their CRD, then ends.
+            seen: list[str] = []
+
+            async def tenant_watch() -> None:
+                async with b.stream("GET", t("w1", "/apis/example.com/v1/widgets"), params={"watch": "1"}) as w:
+                    async for line in w.aiter_lines():
+                        if line.strip():
+                            seen.append(json.loads(line)["type"])
+                            if len(seen) == N // 2:
+                                opened.release()
+
+            async with trio.open_nursery() as n:
+                n.start_soon(tenant_watch)
+                await opened.acquire()
+                assert (await a.delete(t("w1", f"{CRDS}/widgets.example.com"))).status_code == 200
+            assert seen == ["ADDED"] * (N // 2) + ["DELETED"] * (N // 2)
 
 
 async def test_kubectl_and_the_python_client_across_tenants(start_server: StartServer, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ async def test_a_watch_ends_when_another_tenant_defines_its_kind_differently() -
     things = every.get("example.com", "v1", "things")
     configmaps = every.get("", "v1", "configmaps")
     assert things is not None and configmaps is not None
-    watched = watches.open(60, still_served(reg, things, every.storage_of(things)))
+    watched = watches.open(60, still_served(reg, "*", things, every.storage_of(things)))
     plain = watches.open(60)  # a built-in kind's watch: no check
     # Another kind in a third tenant, an equal CRD there, that CRD terminating (verbs aside): still served.
     view.apply("t3", "widgets.example.com", crd(plural="widgets", kind="Widget"))
@@ -44,9 +44,9 @@ async def test_a_watch_ends_when_another_tenant_defines_its_kind_differently() -
     assert watched.cancel_called and not plain.cancel_called
     watches.close(watched)
     # A watch opened while the kind is not served ends at once; one of the kind served again goes on.
-    assert watches.open(60, still_served(reg, things, every.storage_of(things))).cancel_called
+    assert watches.open(60, still_served(reg, "*", things, every.storage_of(things))).cancel_called
     view.apply("t2", "things.example.com", None)
-    again = watches.open(60, still_served(reg, things, every.storage_of(things)))
+    again = watches.open(60, still_served(reg, "*", things, every.storage_of(things)))
     assert not again.cancel_called
     # The last CRD defining it goes: the watch ends.
     view.apply("t1", "things.example.com", None)
