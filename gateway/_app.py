@@ -138,8 +138,8 @@ class WatchStreams:
     def __init__(self) -> None:
         self._scopes: set[trio.CancelScope] = set()
         self.stopping = False
-        # Watches of a kind that may stop being served (across tenants: gateway/_wildcard.py), with
-        # the check saying whether it still is.
+        # Watches of a custom resource, with the check saying whether its kind is still served as
+        # when the watch began (gateway/_wildcard.py ``still_served``).
         self._served: dict[trio.CancelScope, Callable[[], bool]] = {}
 
     def end_all(self) -> None:
