@@ -75,7 +75,10 @@ async def _part(projection: Projection, tenant: str, group: str, resource: str, 
         return projection.list(tenant, group, resource, flt, limit=limit,
                                continue_token=encode_continue(projection.store.applied, start_after)
                                if start_after else "")
-    if projection.store.applied >= at:
+    store = projection.store
+    # Memory knows a tenant's state at ``at`` when it holds the state, or when none was pruned since.
+    known = (tenant, group, resource) in store.resources or at >= store.ring_floor
+    if store.applied >= at and known:
         try:  # a tenant unchanged since ``at``: from memory (as a tenant's continue token is)
             return projection.list(tenant, group, resource, flt, limit=limit,
                                    continue_token=encode_continue(at, start_after))
@@ -88,8 +91,11 @@ def _count(projection: Projection, tenant: str, group: str, resource: str, flt: 
            at: int | None) -> int | None:
     """A tenant's objects (in the filter's namespace) at ``at`` when memory has that count: now, or a
     state unchanged since ``at``; None otherwise."""
-    st = projection.state(tenant, group, resource)
-    if at is not None and (projection.store.applied < at or (st.ring[-1].seq if st.ring else st.ring_floor) > at):
+    store = projection.store
+    st = store.resources.get((tenant, group, resource))
+    if st is None:
+        return 0 if at is None or at >= store.ring_floor else None
+    if at is not None and (store.applied < at or (st.ring[-1].seq if st.ring else st.ring_floor) > at):
         return None
     return st.count if flt.namespace is None else len(st.by_ns.get(flt.namespace, ()))
 
