@@ -26,11 +26,10 @@ from ._reads import ListOptions, read_at
 async def list_every_tenant(projection: Projection, storage: ResourceDef, opts: ListOptions) -> ListResult:
     """A LIST of ``storage``'s objects across every tenant (see the module's note)."""
     rv = opts.resource_version
-    exact = opts.match == "Exact" or (rv not in (None, "0") and opts.match is None and opts.limit > 0)
     if opts.continue_token:
         return await list_across(projection, storage.group, storage.plural, opts.filter, limit=opts.limit,
                                  continue_token=opts.continue_token)
-    if exact and rv is not None:
+    if opts.exact and rv is not None:
         return await list_across(projection, storage.group, storage.plural, opts.filter, at=int(rv),
                                  limit=opts.limit)
     await read_at(projection, rv)
