@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,13 @@ async def test_blocking_answers_only_once_the_webhook_has_the_events(start_serve
                 for i in range(8):
                     n.start_soon(worker, i)
             assert checked >= 8 * 14
+            # A watch: its ResponseStarted before the stream's headers.
+            async with clients["alice"].stream("GET", f"{CM}?watch=1&resourceVersion=0") as r:
+                assert r.status_code == 200
+                aid = r.headers["Audit-Id"]
+                have = _stages(wh)
+                assert have.get((aid, "RequestReceived")) == 1 and have.get((aid, "ResponseStarted")) == 1
+                expected.update({(aid, "RequestReceived"), (aid, "ResponseStarted")})
             # Sentinels the forwarder alone sends (the webhook refuses them on the request path): once
             # they arrived, the forwarder has passed every earlier event of both streams.
             wh.up = False
@@ -219,6 +227,10 @@ async def test_blocking_strict_refuses_requests_the_webhook_did_not_take(start_s
             async with trio.open_nursery() as n:
                 for i in range(12):
                     n.start_soon(refuse, (a, b)[i % 2], i)
+            # kubectl shows kube's answer as kube's server gives it.
+            out = await trio.to_thread.run_sync(lambda: _kubectl(g1.kubeconfig, tmp_path, "create", "configmap", "kc"))
+            assert out.returncode != 0 and "failed to store audit event" in out.stderr, out.stderr
+            print("kubectl, strict, webhook down:", out.stderr.strip())
             # Nothing was written: no object, and no write on the log for the trail or the forwarder.
             r = await p.get(CM)
             assert not [o for o in r.json()["items"] if o["metadata"]["name"].startswith("x-")]
@@ -231,6 +243,8 @@ async def test_blocking_strict_refuses_requests_the_webhook_did_not_take(start_s
             ok = [await _answered((a, b)[i % 2], "POST", CM, json={"metadata": {"name": f"y-{i}"}}) for i in range(6)]
             have = _stages(wh)
             assert all(have.get((i, s)) == 1 for i in ok for s in ("RequestReceived", "ResponseComplete"))
+            out = await trio.to_thread.run_sync(lambda: _kubectl(g2.kubeconfig, tmp_path, "create", "configmap", "kc"))
+            assert out.returncode == 0, out.stderr
             await poll_until(lambda: (secret_write, "ResponseComplete") in _stages(wh))  # the forwarder's
         sent = {e["auditID"] for e in wh.events()}
         assert not sent & set(refused)  # a refused request has no event at all
@@ -283,6 +297,11 @@ async def test_blocking_a_write_whose_gateway_died_before_answering_reaches_the_
     finally:
         proc.kill()
         await proc.wait()
+
+
+def _kubectl(kubeconfig: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], check=False, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "HOME": str(home)})
 
 
 def _crashme(wh: AuditWebhook) -> list[dict[str, Any]]:
