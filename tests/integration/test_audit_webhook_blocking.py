@@ -59,7 +59,7 @@ def _setup(tmp: Path, wh: AuditWebhook, mode: str) -> dict[str, Any]:
     policy.write_text(POLICY)
     opts = WebhookOptions(config_file=str(webhook_kubeconfig(tmp, wh)), mode=mode, batch_max_size=50,
                           batch_max_wait_s=0.1, initial_backoff_s=0.02, throttle_qps=0,
-                          blocking_timeout_s=2.0, mark_grace_s=1.0)
+                          blocking_timeout_s=2.0, mark_grace_s=2.0)
     return {"token_file": str(tokens), "audit_policy": load_audit_policy(str(policy)), "audit_webhook": opts}
 
 
