@@ -58,7 +58,16 @@ from . import _discovery as discovery
 from . import _history as history
 from . import _openapi as openapi
 from . import _ui as ui
-from ._audit import AUDIT_EVENTS, AUDIT_EVENTS_PATH, AuditNote, AuditSink, audit_request, parse_query
+from ._audit import (
+    AUDIT_EVENTS,
+    AUDIT_EVENTS_PATH,
+    AuditNote,
+    AuditRefused,
+    AuditSink,
+    audit_received,
+    audit_request,
+    parse_query,
+)
 from ._audit import query as audit_query
 from ._codec import decode_body_strict
 from ._gate import Gate
@@ -261,7 +270,7 @@ def create_app(ctx: Context) -> QuartTrio:
                              request.headers.get("User-Agent", ""))
         intake = _Intake()
         note = AuditNote(request.method.lower())
-        received = now_micro()
+        received = note.received = now_micro()
         metrics = ctx.metrics
         started = time.perf_counter()
         kind = metrics.begin(request.method)
@@ -278,6 +287,10 @@ def create_app(ctx: Context) -> QuartTrio:
                                 time.perf_counter() - started, None, note.tenant or ROOT_TENANT)
                 line.end(labels[0], e.code or 500)
                 raise
+            except AuditRefused as e:  # blocking-strict, as kube's audit filter answers
+                resp = Response(e.body, 500, content_type="text/plain")
+                resp.headers["X-Content-Type-Options"] = "nosniff"
+                resp.headers["Audit-Id"] = audit_id
             except Exception as e:  # noqa: BLE001 - every error becomes a Status
                 resp = _error_response(e, audit_id)
                 note.failed(e)
@@ -462,6 +475,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
             if route.kind == "unknown":
                 raise NotFound("the server could not find the requested resource")
             raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
+        await audit_received(ctx.audit, note, audit_id)  # blocking webhook modes only
         await ctx.pipeline.admit(get := msgspec.structs.replace(who, verb="get"), intake.flow)
         await ctx.pipeline.submit_authenticated(get, timeout_s=s.request_timeout_s)
         return await _non_resource(ctx, route)
@@ -489,6 +503,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
                                   subresource=route.subresource)
     note.resource_request(req)
+    await audit_received(ctx.audit, note, audit_id)  # blocking webhook modes only
     if s.read_only and method in ("POST", "PUT", "PATCH", "DELETE") and rdef.stored:
         # jetkube serve --read-only: no write reaches the log. 405 as kube-apiserver answers a verb a
         # storage does not implement (the server cannot do it, whoever asks: not a 403, which RBAC
