@@ -467,15 +467,6 @@ class Projection:
         return _paginate(((ns, n, e.data, e) for ns, n, e in st.iter_entries(flt.namespace)), flt, limit,
                          start_after, rv)
 
-    def list_tenants(self, group: str, resource: str, flt: WatchFilter) -> ListResult:
-        """The current state of a resource in every tenant, each object annotated with its tenant
-        (kcp's ``/clusters/*/`` list), in (tenant, namespace, name) order; not paginated."""
-        items = [_annotated(t, e.data)
-                 for (t, g, r), st in sorted(self.store.resources.items(), key=lambda kv: kv[0])
-                 if (g, r) == (group, resource)
-                 for ns, n, e in st.iter_entries(flt.namespace) if flt.matches(ns, n, e)]
-        return ListResult(items, self.store.applied)
-
     async def get_at(self, key: Key, seq: int) -> Entry | None:
         """The object as it was at ``seq`` (None: absent then), from the log: one direct get."""
         await check_retained(self.log, seq)
