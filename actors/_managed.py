@@ -75,17 +75,30 @@ def manager_from_user_agent(user_agent: str) -> str:
 # ---- entries <-> managers ----------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
+#: Identities are cached only when short: the strings come from clients' managedFields, and a
+#: cache of 4,096 entries must not hold megabytes of a long manager name each.
+_CACHED_IDENT_LEN = 512
+
+
 def _ident(manager: str, operation: str, api_version: str, subresource: str) -> str:
     """kube's ``BuildManagerIdentifier``: the entry without fields and time (and without the
-    apiVersion for an applier), as JSON. (Cached: a pure function of a few strings, called
-    for every entry of every write.)"""
+    apiVersion for an applier), as JSON. (Cached when short: a pure function of a few strings,
+    called for every entry of every write.)"""
+    if len(manager) + len(operation) + len(api_version) + len(subresource) <= _CACHED_IDENT_LEN:
+        return _cached_ident(manager, operation, api_version, subresource)
+    return _build_ident(manager, operation, api_version, subresource)
+
+
+def _build_ident(manager: str, operation: str, api_version: str, subresource: str) -> str:
     d: dict[str, str] = {"manager": manager, "operation": operation}
     if operation != "Apply":
         d["apiVersion"] = api_version
     if subresource:
         d["subresource"] = subresource
     return json.dumps(d, separators=(",", ":"))
+
+
+_cached_ident = functools.lru_cache(maxsize=4096)(_build_ident)
 
 
 class Managed:
@@ -118,11 +131,19 @@ def decode(entries: Any) -> Managed | None:
     return m
 
 
-@functools.lru_cache(maxsize=4096)
 def _ident_parts(ident: str) -> tuple[str, str, str]:
-    """(manager, operation, subresource) of an identity :func:`_ident` built (cached, as it)."""
+    """(manager, operation, subresource) of an identity :func:`_ident` built (cached when short, as it)."""
+    if len(ident) <= _CACHED_IDENT_LEN + 64:
+        return _cached_ident_parts(ident)
+    return _build_ident_parts(ident)
+
+
+def _build_ident_parts(ident: str) -> tuple[str, str, str]:
     meta = json.loads(ident)
     return meta["manager"], meta["operation"], meta.get("subresource") or ""
+
+
+_cached_ident_parts = functools.lru_cache(maxsize=4096)(_build_ident_parts)
 
 
 def encode(m: Managed) -> list[dict[str, Any]]:

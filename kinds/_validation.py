@@ -188,7 +188,8 @@ _VALID_MAX = 4096
 def _remember_valid(check: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
     """``check`` with the strings that passed it remembered (bounded: forgotten all at once when
     full). Label keys and values and data keys repeat across writes; a failing string is checked
-    each time, so its problems are always worded afresh."""
+    each time, so its problems are always worded afresh. What passes is short (each of these checks
+    bounds the length), so the memory stays small."""
     valid: set[str] = set()
 
     @functools.wraps(check)

@@ -469,3 +469,19 @@ def test_compare_skips_unchanged_members_with_the_same_result(base: dict[str, An
     want = fp.Comparison()
     _reference_cmp(lhs, rhs, t, want, ())
     assert (got.added, got.modified, got.removed) == (want.added, want.modified, want.removed)
+
+
+def test_manager_identities_are_cached_only_when_short() -> None:
+    """Identities are cached (a write builds one per entry), but a client's long manager name is
+    not kept in the cache: the same identity either way."""
+    import actors._managed as managed
+
+    long_name = "m" * 5000
+    before = (managed._cached_ident.cache_info().currsize, managed._cached_ident_parts.cache_info().currsize)
+    ident = managed._ident(long_name, "Update", "v1", "")
+    assert ident == managed._build_ident(long_name, "Update", "v1", "")
+    assert managed._ident_parts(ident) == (long_name, "Update", "")
+    assert (managed._cached_ident.cache_info().currsize, managed._cached_ident_parts.cache_info().currsize) == before
+    short = managed._ident("kubectl", "Apply", "v1", "status")
+    assert short == '{"manager":"kubectl","operation":"Apply","subresource":"status"}'
+    assert managed._ident_parts(short) == ("kubectl", "Apply", "status")
