@@ -247,7 +247,7 @@ async def run_fleet(dispatcher: Dispatcher, bridge: Bridge, subject: str, *, per
 # ``owner-<shard>`` of the bucket ``<stream>_APF``), which answers on ``<prefix>-apf.seats.<shard>``
 # (bus.apf_seats_subject) without a queue group. A gateway executes a leased level's requests only
 # within the seats it leased: it asks for them in chunks when its demand outgrows them, renews them
-# every third of the TTL, and gives them back (at a renewal) when its demand fell. The owner grants
+# every half of the TTL, and gives them back (at a renewal) when its demand fell. The owner grants
 # from what the other gateways hold, split max-min fairly by what each wants, never more than the
 # budget (so the sum of the seats executing across gateways stays within it while the owner lives).
 # When the owner does not answer (no responders: at once; or a timeout) the gateway uses a fixed
@@ -257,12 +257,13 @@ async def run_fleet(dispatcher: Dispatcher, bridge: Bridge, subject: str, *, per
 # of the key at the takeover is its epoch: a gateway ignores grants from an older epoch.
 
 SHARDS = 8  #: shards of the tenants' budgets (each with its own owner lease and subject)
-LEASE_TTL_S = 3.0  #: the owner lease's and every grant's lifetime (renewed every third of it)
+LEASE_TTL_S = 3.0  #: the owner lease's and every grant's lifetime (the lease renewed every third, grants every half of it)
 MAX_BUDGETS = 4096  #: (tenant, level) budgets one shard's owner keeps; beyond them, a gateway falls back
 MAX_GATEWAYS = 64  #: gateways a budget keeps holds for
 MAX_LEASES = 4096  #: (tenant, level) leases a gateway keeps; beyond them, the fixed local share
 MAX_IN_FLIGHT = 64  #: lease requests a gateway has in flight at once
 PLAN_GAP_S = 0.005  #: the lease client looks at its levels at most this often
+KEEP_WINDOWS = 2  #: a level's seats follow its peak demand over this many renewals (a TTL)
 
 
 class LeaseRequest(msgspec.Struct, frozen=True, array_like=True):
@@ -414,6 +415,7 @@ class SeatBudgets:
 class _Lease:
     shard: int
     high: int = 0  # the highest seat demand seen since the last request
+    highs: tuple[int, ...] = ()  # the same of the last requests (a TTL's worth): seats are kept that long
     sent_at: float = -math.inf  # when the last request was sent
     ok_at: float = -math.inf  # when the request of the last grant was sent (the grant lapses a TTL later)
     wanted: int = 0  # what the last request asked for
@@ -453,7 +455,7 @@ class SeatLeases:
         self.request = request  # async (subject, payload, timeout_s) -> bytes; raises on failure
         self.gateway, self.prefix = gateway, prefix
         self.ttl_s = ttl_s
-        self.renew_s = ttl_s / 3
+        self.renew_s = ttl_s / 2  # SCALE.md §6: refresh at half the TTL
         self.retry_s = ttl_s / 12  # asking again for seats the last grant did not give
         self.timeout_s = min(1.0, ttl_s / 4)
         self.fallback = fallback  # the fixed share as a fraction of the budget (0: budget / gateways)
@@ -530,12 +532,15 @@ class SeatLeases:
                     continue
             if ls.busy:
                 continue
-            if not cap and not ls.wanted and not ls.high:  # idle, nothing leased: forgotten
+            if not cap and not ls.wanted and not ls.high and not any(ls.highs):  # idle, nothing leased
                 del self.leases[key]
                 leases.pop(key, None)
                 continue
             chunk = self.chunk(limit)
-            want = min(budget, max(head + executing, -(-ls.high // chunk) * chunk))
+            # Seats asked for by the peak demand over about a TTL: a quiet moment gives nothing back,
+            # a TTL without the demand does (a request then waits one round trip for its seats).
+            peak = max(ls.high, *ls.highs) if ls.highs else ls.high
+            want = min(budget, max(head + executing, -(-peak // chunk) * chunk))
             # More seats: when the want grew past the last request's, or soon again when the owner
             # said others are giving seats back; a fair share reached waits for the renewal.
             more = want > cap and (want > ls.wanted or (ls.retry and now >= ls.sent_at + self.retry_s))
@@ -545,7 +550,8 @@ class SeatLeases:
             if want < cap:
                 self._set(key, max(want, executing))  # given back before asking: one round trip
                 cap = leases[key]
-            ls.busy, ls.sent_at, ls.wanted, ls.high = True, now, want, demand
+            ls.busy, ls.sent_at, ls.wanted = True, now, want
+            ls.highs, ls.high = (*ls.highs[-(KEEP_WINDOWS - 1):], ls.high), demand
             out.append((key, LeaseRequest(self.gateway, key[0], key[1], budget, want, max(executing, cap), fixed,
                                           self.epochs.get(ls.shard, 0))))
         return out

@@ -2,7 +2,8 @@
 
 ``python -m bench.apf [--gateways 1|2] [--seconds S]`` alone; ``make bench`` runs both (rows B12, B13).
 
-One nats-server and one (B12) or two (B13) jetkube gateways on it, each with a seat budget that fits
+One nats-server and one (B12) or two (B13, with ``--apf-fleet-leases 3``: each tenant's seats leased
+from its owner gateway) jetkube gateways on it, each with a seat budget that fits
 one Python process (``--max-requests-inflight 2 --max-mutating-requests-inflight 1``, 3 seats: every
 executing request shares one core, so a seat is a share of CPU; kube's 600 seats are for many
 cores). Two tenants (logical clusters), each with one user:
@@ -15,8 +16,10 @@ cores). Two tenants (logical clusters), each with one user:
 
 Printed: the capacity, A's offered and sent rates as multiples of it, A's 429s (and that they carry
 Retry-After and the PF headers), B's p50/p99 unloaded and under the flood and whether p99 stayed
-within 2x, the gateways' CPU under the flood; for B12 also the reject path's cost alone (A's flow
-moved to a level that rejects everything, wrk GETs: gateway CPU per answer).
+within 2x, the gateways' CPU under the flood, B's share of the requests dispatched under the flood,
+the seat lease round trips per request dispatched (with leases) and the load average; for B12 also
+the reject path's cost alone (A's flow moved to a level that rejects everything, wrk GETs: gateway
+CPU per answer).
 """
 
 from __future__ import annotations
