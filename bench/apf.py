@@ -314,7 +314,12 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *
 async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
                    profile: Path | None, flood_x: float = FLOOD_X) -> dict[str, Any]:
     urls = [gw.url for gw in gws]
+    c0 = await _fleet_counts(gws)
     cap = await _capacity(urls, 5.0)
+    c1 = await _fleet_counts(gws)
+    # Seat lease round trips per request while A alone runs at capacity (closed loop, no 429s).
+    cap_dispatched = c1.get("dispatched_a", 0.0) - c0.get("dispatched_a", 0.0)
+    cap_rts = c1.get("lease_requests", 0.0) - c0.get("lease_requests", 0.0)
     rate_b = max(1.0, 0.05 * cap)
     unloaded, codes0 = await _quiet(urls, rate_b, seconds)
     w0 = await _b_wait(gws)
@@ -412,6 +417,8 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         res["lease_round_trips_per_request"] = (round(fleet.get("lease_requests", 0.0) / dispatched, 4)
                                                 if dispatched else None)
         res["lease_fallbacks"] = int(fleet.get("lease_fallbacks", 0))
+        res["capacity_lease_round_trips"] = int(cap_rts)
+        res["capacity_lease_round_trips_per_request"] = round(cap_rts / cap_dispatched, 4) if cap_dispatched else None
         res["lease_failures"] = int(fleet.get("lease_failures", 0))
     # Where B's time went: its mean wait in flow control's queues under the flood (from the
     # gateways' apiserver_flowcontrol_request_wait_duration_seconds), beside its latency.
@@ -501,7 +508,8 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
         note += f"; B's share of the requests dispatched under the flood {r['b_share_of_dispatched']:.1%}"
     if r.get("fleet_leases_ttl_s"):
         note += (f"; seat lease round trips {r['lease_round_trips']:,} "
-                 f"({r['lease_round_trips_per_request']} per request dispatched), fallbacks {r['lease_fallbacks']}")
+                 f"({r['lease_round_trips_per_request']} per request dispatched; at capacity without the flood "
+                 f"{r['capacity_lease_round_trips_per_request']}), fallbacks {r['lease_fallbacks']}")
     note += f"; load average {r['load_average_1m'][0]}-{r['load_average_1m'][1]}"
     if "reject_gateway_cpu_us_per_answer" in r:
         note += (f"; reject path alone: {r['reject_gateway_cpu_us_per_answer']:.0f} us gateway CPU per 429 "
