@@ -263,6 +263,7 @@ MAX_GATEWAYS = 64  #: gateways a budget keeps holds for
 MAX_LEASES = 4096  #: (tenant, level) leases a gateway keeps; beyond them, the fixed local share
 MAX_IN_FLIGHT = 64  #: lease requests a gateway has in flight at once
 PLAN_GAP_S = 0.005  #: the lease client looks at its levels at most this often
+GATEWAYS_HOLD_S = 10.0  #: a lower count of gateways alive is believed after this long
 KEEP_WINDOWS = 2  #: a level's seats follow its peak demand over this many renewals (a TTL)
 
 
@@ -463,6 +464,7 @@ class SeatLeases:
         self.on_change = on_change or (lambda: None)
         self.max_leases, self.shards = max_leases, shards
         self.leases: dict[tuple[str, str], _Lease] = {}
+        self._alive = (1, -math.inf)  # (gateways alive, until when a lower count is not believed)
         self.down_until: dict[int, float] = {}  # shard -> retry its owner then
         self.epochs: dict[int, int] = {}  # shard -> newest owner epoch seen
         self.fallen: set[int] = set()  # shards on their fixed shares since a failure (until a grant)
@@ -486,10 +488,18 @@ class SeatLeases:
             self.returned += old - seats
         leases[key] = seats
 
+    def alive(self) -> int:
+        """The gateways alive, as the exchange hears them; a drop counts only after ``GATEWAYS_HOLD_S``
+        (a peer's reports late under load would otherwise halve every budget for a moment)."""
+        now = trio.current_time()
+        n = max(1, int(self.gateways()))
+        if n >= self._alive[0] or now >= self._alive[1]:
+            self._alive = (n, now + GATEWAYS_HOLD_S)
+        return self._alive[0]
+
     def share(self, limit: int) -> tuple[int, int]:
         """(the fleet budget, the fixed local share) of a level whose local limit is ``limit``."""
-        n = max(1, int(self.gateways()))
-        budget = limit * n
+        budget = limit * self.alive()
         if self.fallback > 0:
             return budget, max(1 if budget else 0, math.floor(budget * self.fallback))
         return budget, limit
