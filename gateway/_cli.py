@@ -139,6 +139,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="API Priority and Fairness across gateways: each tells the others on the same NATS "
                         "what every tenant holds and waits for this often, and freed seats go first to the "
                         "waiting tenant holding fewest in the whole fleet (0: this gateway alone)")
+    s.add_argument("--apf-fleet-leases", type=float, default=0.0, metavar="TTL_SECONDS",
+                   help="fleet-wide seat budgets: each tenant's priority levels get their limit times the "
+                        "gateways alive across the fleet, owned by one gateway per shard of tenants (a KV lease "
+                        "with this TTL) from which the others lease seats over NATS request/reply; while the "
+                        "owner is unreachable each gateway keeps its own share (0: off, every gateway's limits "
+                        "are its own; try 3)")
+    s.add_argument("--apf-fleet-fallback", type=float, default=0.0, metavar="FRACTION",
+                   help="with --apf-fleet-leases, the share of a level's fleet budget a gateway uses while the "
+                        "budget's owner is unreachable (0: the budget divided by the gateways alive)")
     s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
                    help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
     s.add_argument("--service-node-port-range", default="30000-32767",
@@ -362,7 +371,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     log_format=args.log_format, request_log=args.request_log,
                     max_requests_inflight=args.max_requests_inflight,
                     max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-                    apf_fleet_period_s=args.apf_fleet_period)
+                    apf_fleet_period_s=args.apf_fleet_period,
+                    apf_fleet_lease_ttl_s=max(0.0, args.apf_fleet_leases),
+                    apf_fleet_fallback=min(1.0, max(0.0, args.apf_fleet_fallback)))
 
 
 def main(argv: list[str] | None = None) -> int:

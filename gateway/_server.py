@@ -140,7 +140,9 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                                 # No write outlives its request: after that long, a quota's charges
                                 # all belong to writes that ended (the quota controller's wait).
                                 quota_settle_s=settings.request_timeout_s,
-                                apf_fleet_period_s=settings.apf_fleet_period_s)
+                                apf_fleet_period_s=settings.apf_fleet_period_s,
+                                apf_fleet_lease_ttl_s=settings.apf_fleet_lease_ttl_s,
+                                apf_fleet_fallback=settings.apf_fleet_fallback)
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
