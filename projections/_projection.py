@@ -74,6 +74,10 @@ class ProjectionSettings:
     watch_queue: int = 10_000  # events one watcher may fall behind before it is cut off
     bookmark_interval_s: float = 60.0
     reader_batch: int = 1024
+    #: The follower applies a batch from the reader in slices of at most this many messages, with a
+    #: checkpoint between them: a catch-up batch (up to ``reader_batch``, or more after a pause) is
+    #: not one long step that every request on the loop waits behind. Waiters are released per slice.
+    apply_slice: int = 64
     history_objects: int = 10_000  # objects whose last state a watch read from the log remembers
     stall_check_s: float = 1.5  # the stall detector looks this often ...
     stall_checks: int = 2  # ... and resubscribes after this many checks without progress behind the head
@@ -183,14 +187,14 @@ class Projection:
                             delay = 0.1
                             stop = self.settings.stop_at
                             if stop and batch[-1].seq >= stop:
-                                self.apply_batch([m for m in batch if m.seq <= stop])
+                                await self._apply_sliced([m for m in batch if m.seq <= stop])
                                 self._freeze(stop)
                                 if not started:
                                     self._started(nursery, t0)
                                     task_status.started()
                                     started = True
                                 await trio.sleep_forever()  # frozen at ``stop_at``: nothing more to apply
-                            self.apply_batch(batch)
+                            await self._apply_sliced(batch)
                             if not started and self.store.applied >= self.start_head:
                                 await self._forget_purged(horizon)
                                 self._started(nursery, t0)
@@ -309,6 +313,21 @@ class Projection:
             except (BusError, trio.TooSlowError) as e:
                 _log.warning("reopening the log reader failed: %s", e)
                 delay = min(max(delay * 2, 0.1), 5.0)
+
+    async def _apply_sliced(self, batch: list[LogMessage]) -> None:
+        """:meth:`apply_batch` in slices of ``apply_slice`` messages with a checkpoint between them. The
+        store is whole at every slice's end (its ``applied`` is the slice's last sequence), so a read
+        or a watch registered between slices sees a state the log had. A cancellation between slices
+        (the stall detector replacing the reader) loses nothing: the next reader starts after
+        ``applied``."""
+        n = self.settings.apply_slice
+        if len(batch) <= n:
+            self.apply_batch(batch)
+            return
+        for i in range(0, len(batch), n):
+            if i:
+                await trio.lowlevel.checkpoint()
+            self.apply_batch(batch[i:i + n])
 
     def apply_batch(self, batch: list[LogMessage]) -> None:
         store = self.store
