@@ -82,10 +82,13 @@ class HttpConn(asyncio.Protocol):
         self.closed = True
         self.run.on_lost(self)
 
-    def send(self, data: bytes, label: str, ctx: Any) -> None:
+    def send(self, data: bytes, label: str, ctx: Any, due: float = 0.0) -> None:
         self.label, self.ctx = label, ctx
         self.busy = True
-        self.t_sent = now()
+        t = now()
+        # Paced (open-loop) requests count from when they were due: a request sent late because its
+        # connection was still busy waited that long too (no coordinated omission).
+        self.t_sent = min(t, due) if due else t
         assert self.t is not None
         self.t.write(data)
 
@@ -256,23 +259,24 @@ class HttpRun:
             self.stopping = True
             self.check_done()
             return
+        due = 0.0
         if self.rate:
             due = self.t0 + self.issued / self.rate
             if due > t:
                 self.issued += 1
-                self.loop.call_at(due, self._send, c)
+                self.loop.call_at(due, self._send, c, due)
                 return
             if t - due > 0.05:
                 self.late += 1
         self.issued += 1
-        self._send(c)
+        self._send(c, due)
 
-    def _send(self, c: HttpConn) -> None:
+    def _send(self, c: HttpConn, due: float = 0.0) -> None:
         if c.closed:
             self.check_done()
             return
         data, label, ctx = self.build(c)
-        c.send(data, label, ctx)
+        c.send(data, label, ctx, due)
 
     def on_response(self, c: HttpConn, status: int, body: bytes) -> None:
         t = now()

@@ -1,7 +1,7 @@
 """A diagnostic of the event loop's stalls: long trio task steps, gc pauses, the loop's lag.
 
 Off unless ``JETKUBE_LOOP_PROBE=<path prefix>`` is set; then the gateway process writes
-``<prefix>.<pid>.json`` every 2 s and at exit. It measures:
+``<prefix>.<pid>.json`` every 5 s and at exit. It measures:
 
 - every task step (trio ``Instrument``: ``before_task_step``/``after_task_step``): a histogram of
   wall durations, and each step longer than ``JETKUBE_LOOP_PROBE_MS`` (default 10 ms) with its task,
@@ -68,6 +68,11 @@ class LoopProbe(trio.abc.Instrument):
         self.gc = {g: [0] * (len(_BOUNDS_MS) + 1) for g in (0, 1, 2)}
         self.gc_s = {0: 0.0, 1: 0.0, 2: 0.0}
         self.gc_max_ms = {0: 0.0, 1: 0.0, 2: 0.0}
+        self.gc_cpu_s = {0: 0.0, 1: 0.0, 2: 0.0}
+        #: JETKUBE_LOOP_PROBE_CENSUS=S: S seconds after the start, count the old generation's objects by type once.
+        census = float(os.environ.get("JETKUBE_LOOP_PROBE_CENSUS", "0") or 0)
+        self.census_after = time.time() + census if census else 0.0
+        self.census: dict[str, Any] = {}
         self.gc_long: list[dict[str, Any]] = []
         self.lag = [0] * (len(_BOUNDS_MS) + 1)
         self.lag_long: list[tuple[float, float]] = []
@@ -79,6 +84,7 @@ class LoopProbe(trio.abc.Instrument):
         self._sample: list[str] | None = None
         self._gc_in_step = 0.0
         self._gc_t0 = 0.0
+        self._gc_c0 = 0.0
         self._main = threading.get_ident()
         self._stop = threading.Event()
         self.started = time.time()
@@ -92,8 +98,10 @@ class LoopProbe(trio.abc.Instrument):
         self._t0 = time.perf_counter()
 
     def after_task_step(self, task: Any) -> None:
-        d = time.perf_counter() - self._t0
         t0 = self._t0
+        if not t0:  # the step that installed the probe
+            return
+        d = time.perf_counter() - t0
         self._t0 = 0.0
         self.step_s += d
         self.steps[_bucket(d * 1000)] += 1
@@ -117,19 +125,31 @@ class LoopProbe(trio.abc.Instrument):
     # ---- gc.callbacks
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
+            self._gc_c0 = time.thread_time()
             self._gc_t0 = time.perf_counter()
             return
         d = time.perf_counter() - self._gc_t0
+        cpu = time.thread_time() - self._gc_c0
         g = info.get("generation", 0)
         self.gc[g][_bucket(d * 1000)] += 1
         self.gc_s[g] += d
         self.gc_max_ms[g] = max(self.gc_max_ms[g], d * 1000)
         if self._t0:
             self._gc_in_step += d
+        self.gc_cpu_s[g] += cpu
+        if g == 2 and self.census_after and time.time() >= self.census_after:
+            self.census_after = 0.0  # once: what the old generation is made of (costly: a walk of it)
+            counts: dict[str, int] = {}
+            for o in gc.get_objects(2):
+                t = type(o)
+                k = f"{t.__module__}.{t.__qualname__}"
+                counts[k] = counts.get(k, 0) + 1
+            self.census = {"at": time.time(), "objects": sum(counts.values()),
+                           "top": sorted(counts.items(), key=lambda kv: -kv[1])[:40]}
         if d * 1000 >= 5 and len(self.gc_long) < _MAX_LONG:
             self.gc_long.append({"at": round(time.time(), 4), "gen": g, "ms": round(d * 1000, 2),
-                                 "collected": info.get("collected"), "tracked": len(gc.get_objects(g))
-                                 if g == 2 and d * 1000 >= 50 else None})
+                                 "cpu_ms": round(cpu * 1000, 2), "collected": info.get("collected"),
+                                 "gen2_after": gc.get_count()[2] if g == 2 else None})
 
     # ---- the watchdog thread
     def _watch(self) -> None:
@@ -155,8 +175,9 @@ class LoopProbe(trio.abc.Instrument):
         edges = [*map(str, _BOUNDS_MS), "inf"]
         return {"pid": os.getpid(), "started": self.started, "now": time.time(), "threshold_ms": self.threshold * 1000,
                 "bucket_le_ms": edges, "steps": self.steps, "step_s": round(self.step_s, 3),
-                "gc": {str(g): {"hist": h, "total_s": round(self.gc_s[g], 4), "max_ms": round(self.gc_max_ms[g], 2)}
-                       for g, h in self.gc.items()},
+                "gc": {str(g): {"hist": h, "total_s": round(self.gc_s[g], 4), "max_ms": round(self.gc_max_ms[g], 2),
+                                "cpu_s": round(self.gc_cpu_s[g], 4)}
+                       for g, h in self.gc.items()}, "census": self.census,
                 "gc_threshold": gc.get_threshold(), "gc_frozen": gc.get_freeze_count(),
                 "lag": self.lag, "lag_long": self.lag_long, "gc_long": self.gc_long,
                 "long": self.long, "long_dropped": self.long_dropped}
@@ -184,7 +205,9 @@ def _installed(probe: LoopProbe) -> Iterator[None]:
 
 async def run_from_env(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the probe while the caller's nursery lives when ``JETKUBE_LOOP_PROBE`` is set (else return
-    at once), writing its file every 2 s and when cancelled."""
+    at once), writing its file every 5 s and when cancelled."""
+    if os.environ.get("JETKUBE_SWITCH_INTERVAL"):  # an experiment's knob (the GIL hand-off interval)
+        sys.setswitchinterval(float(os.environ["JETKUBE_SWITCH_INTERVAL"]))
     prefix = os.environ.get("JETKUBE_LOOP_PROBE")
     if not prefix:
         task_status.started()
@@ -197,7 +220,7 @@ async def run_from_env(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_
                 nursery.start_soon(probe.lag_task)
                 task_status.started()
                 while True:
-                    await trio.sleep(2.0)
+                    await trio.sleep(5.0)
                     probe.write(path)
         finally:
             probe.write(path)
@@ -212,12 +235,12 @@ def report(d: dict[str, Any], since: float = 0.0, until: float = float("inf"), t
     lines.append("steps  <= ms: " + " ".join(f"{e}:{n}" for e, n in zip(edges, d["steps"], strict=True) if n))
     lines.append("lag    <= ms: " + " ".join(f"{e}:{n}" for e, n in zip(edges, d["lag"], strict=True) if n))
     for g, v in d["gc"].items():
-        lines.append(f"gc{g}: total {v['total_s']:.3f}s max {v['max_ms']:.1f}ms  <= ms: "
+        lines.append(f"gc{g}: total {v['total_s']:.3f}s (cpu {v.get('cpu_s', 0):.3f}s) max {v['max_ms']:.1f}ms  <= ms: "
                      + " ".join(f"{e}:{n}" for e, n in zip(edges, v["hist"], strict=True) if n))
     gl = [x for x in d["gc_long"] if since <= x["at"] <= until]
     if gl:
         lines.append("gc pauses >= 5 ms in the window: " + ", ".join(
-            f"gen{x['gen']} {x['ms']}ms" + (f" ({x['tracked']:,} tracked)" if x.get("tracked") else "") for x in gl[:40]))
+            f"gen{x['gen']} {x['ms']}ms (cpu {x.get('cpu_ms')})" for x in gl[:60]))
     long = [x for x in d["long"] if since <= x["at"] <= until]
     lines.append(f"long steps in the window: {len(long)} (dropped {d['long_dropped']}); "
                  f"sum {sum(x['ms'] for x in long):.0f} ms, of which cpu {sum(x['cpu_ms'] for x in long):.0f} ms, "
@@ -227,10 +250,11 @@ def report(d: dict[str, Any], since: float = 0.0, until: float = float("inf"), t
         ours = next((f for f in x["where"] if not f.startswith(("trio/", "outcome/", "threading", "contextlib"))),
                     x["where"][0] if x["where"] else "?")
         key = f"{x['task'].rsplit('.', 1)[-1]} @ {ours}"
-        by.setdefault(key, []).append(x["ms"])
-    for key, v in sorted(by.items(), key=lambda kv: -sum(kv[1]))[:top]:
+        by.setdefault(key, []).append((x["ms"], x["cpu_ms"]))
+    for key, v in sorted(by.items(), key=lambda kv: -sum(a for a, _ in kv[1]))[:top]:
         v.sort()
-        lines.append(f"  {len(v):5d}x sum {sum(v):7.0f}ms max {v[-1]:6.1f}ms  {key}")
+        lines.append(f"  {len(v):5d}x sum {sum(a for a, _ in v):7.0f}ms (cpu {sum(b for _, b in v):6.0f}) "
+                     f"max {v[-1][0]:6.1f}ms (cpu {v[-1][1]:5.1f})  {key}")
     return "\n".join(lines)
 
 
