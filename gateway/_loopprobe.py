@@ -208,6 +208,8 @@ async def run_from_env(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_
     at once), writing its file every 5 s and when cancelled."""
     if os.environ.get("JETKUBE_SWITCH_INTERVAL"):  # an experiment's knob (the GIL hand-off interval)
         sys.setswitchinterval(float(os.environ["JETKUBE_SWITCH_INTERVAL"]))
+    if os.environ.get("JETKUBE_GC_THRESHOLD"):  # an experiment's knob
+        gc.set_threshold(*(int(x) for x in os.environ["JETKUBE_GC_THRESHOLD"].split(",")))
     prefix = os.environ.get("JETKUBE_LOOP_PROBE")
     if not prefix:
         task_status.started()
