@@ -17,7 +17,7 @@ from bus import NatsAuth, StreamMismatch, redact_url
 from kinds._allocation import IPRange, PortRange
 from projections import DEFAULT_POLICY
 
-from ._audit_webhook import WebhookOptions, load_webhook_config, parse_duration
+from ._audit_webhook import MODES, WebhookOptions, load_webhook_config, parse_duration
 from ._commands import add_commands
 from ._commands import run as run_command
 from ._devcluster import run_dev_cluster
@@ -90,8 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--audit-webhook-config-file", default=None, metavar="FILE",
                    help="a kubeconfig naming the audit webhook: audit events are POSTed to it as audit.k8s.io/v1 "
                         "EventLists, followed from the log and the audit stream (at least once, never dropped)")
-    s.add_argument("--audit-webhook-mode", default="batch", choices=("batch",),
-                   help="only kube's batch mode (events are forwarded off the request path)")
+    s.add_argument("--audit-webhook-mode", default="batch", choices=MODES,
+                   help="batch: events are forwarded off the request path; blocking: each request also sends "
+                        "its events and waits for the webhook (a failure is logged, the request goes on); "
+                        "blocking-strict: as blocking, and a RequestReceived event not sent fails the request")
     s.add_argument("--audit-webhook-batch-max-size", type=int, default=400, help="events per EventList at most")
     s.add_argument("--audit-webhook-batch-max-wait", default="30s", metavar="DURATION",
                    help="how long a batch waits for more events after its first one (e.g. 30s, 500ms)")

@@ -48,7 +48,7 @@ from projections import (
 from . import _hypercorn_ext
 from ._app import Context, create_app
 from ._audit import AuditSink
-from ._audit_webhook import AuditForwarder, load_webhook_config
+from ._audit_webhook import AuditForwarder, BlockingWebhook, load_webhook_config
 from ._loopprobe import run_from_env as run_loop_probe
 from ._pki import Pki, ensure_data_dir, ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._settings import AuthenticationSetup, Settings, issuer_keys, load_authentication_config
@@ -158,6 +158,12 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                                              "and how far it got"))
                 ctx.metrics.audit_webhook = forwarder.stats
                 await nursery.start(forwarder.run)
+                if settings.audit_webhook.blocking:
+                    # The request paths send their own events and wait (before any is served).
+                    audit.blocking = BlockingWebhook(
+                        forwarder.target, settings.audit_webhook, log_, registry, settings.audit_policy,
+                        forwarder.stats, lambda: projection.store.applied)
+                    await nursery.start(audit.blocking.run)
             retention = RetentionSettings(max_age_s=settings.history_max_age_s,
                                           max_revisions=settings.history_max_revisions,
                                           interval_s=settings.history_retention_interval_s)
