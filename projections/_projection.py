@@ -327,11 +327,11 @@ class Projection:
         # 200,000 events spent about 300 ms in each full collection, one every other Exact LIST.
         gc.freeze()
         # Young collections 14x rarer: most of what a busy gateway allocates dies young by reference
-        # counting (young collections found 0-300 garbage objects each), so the default (700, 10, 10) mostly
-        # walks requests in flight: measured under B1 + B7 (4 runs alternated, load 9-11), the
-        # collector's CPU was 2.8-3.2% of the loop's step time with 587-779 young collections and 4-6
-        # full ones (<= 25-34 ms each), and 0.6-0.8% with these thresholds (11-22 young collections
-        # of <= 13-19 ms, no full one). Never lowered if an embedder set a higher threshold.
+        # counting (young collections found 0-300 garbage objects each), so the default (700, 10, 10)
+        # mostly walks requests in flight. Measured under B1 + B7 (4 pairs alternated, load 9-13, thread
+        # CPU time): the collector took 2.8-6.5% of the loop's step time with 587-1,844 young
+        # collections and 4-15 full ones of 25-34 ms each; 0.6-0.9% with this threshold (11-25 young
+        # collections of <= 13-19 ms, no full one). Never lowered if an embedder set a higher one.
         if gc.get_threshold()[0] < GC_YOUNG_THRESHOLD:
             gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         self.ready.set()
