@@ -49,6 +49,7 @@ from . import _hypercorn_ext
 from ._app import Context, create_app
 from ._audit import AuditSink
 from ._audit_webhook import AuditForwarder, BlockingWebhook, load_webhook_config
+from ._loopprobe import run_from_env as run_loop_probe
 from ._pki import Pki, ensure_data_dir, ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._settings import AuthenticationSetup, Settings, issuer_keys, load_authentication_config
 
@@ -126,6 +127,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         if tracing is not None:
             projection.trace_wait = partial(tracing.current_child, "consistent read wait")
         async with trio.open_nursery() as nursery:
+            await nursery.start(run_loop_probe)  # JETKUBE_LOOP_PROBE: a diagnostic of loop stalls, else nothing
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
                                 root_ca_pem=ca_pem, run_controllers=settings.run_controllers and not settings.read_only,
