@@ -15,7 +15,9 @@ trio takes everything buffered in one go and schedules at most one "maybe pull" 
 A reader opened with ``until=N`` (:func:`open_reader`, for a range read) instead keeps only each
 subject's last message up to sequence N, on the asyncio side as messages arrive, pulls on by itself
 and wakes trio once at the end (:meth:`LogReader.last_per_subject`): no per-message ``LogMessage``,
-buffer or crossing for the messages a later one of the same subject replaces.
+buffer or crossing for the messages a later one of the same subject replaces. Opened with ``until``
+and ``wanted`` (a set of sequences), it keeps exactly those messages instead, by sequence
+(:meth:`LogReader.wanted_messages`): a read of messages whose sequences the caller already knows.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class LogReader:
 
     def __init__(self, bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
                  batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None,
-                 until: int | None = None) -> None:
+                 until: int | None = None, wanted: set[int] | None = None) -> None:
         self._b = bridge
         self._decrypt = decrypt  # encryption at rest (Log.encryption), undone as messages arrive
         self._stream = stream
@@ -98,6 +100,9 @@ class LogReader:
         # and stop at the first message past it or at the stream's end (``_done``).
         self._until = until
         self._kept: dict[str | bytes, tuple[int, bytes]] = {}
+        # ``wanted``: keep only these sequences here (seq -> subject, data) instead.
+        self._wanted = wanted
+        self._by_seq: dict[int, tuple[str | bytes, bytes]] = {}
         self._done = False
         #: Messages the stream held beyond the last delivered one, as JetStream last reported.
         self.pending = -1
@@ -137,8 +142,31 @@ class LogReader:
         """Of a reader opened with ``until``: once it read past ``until`` (or the stream's end), the
         last message <= ``until`` of each subject it saw, by subject (without its ``msg_id``: a range
         read's callers want the state). Raises the reader's fatal error."""
-        if self._until is None:
-            raise RuntimeError("last_per_subject needs a reader opened with until")
+        if self._until is None or self._wanted is not None:
+            raise RuntimeError("last_per_subject needs a reader opened with until (and not wanted)")
+        await self._wait_done()
+        out: dict[str, LogMessage] = {}
+        decrypt = self._decrypt
+        for subject, (seq, data) in self._kept.items():
+            s = subject if isinstance(subject, str) else subject.decode()
+            out[s] = LogMessage(seq, s, data if decrypt is None else decrypt(s, data))
+        return out
+
+    async def wanted_messages(self) -> dict[int, bytes]:
+        """Of a reader opened with ``until`` and ``wanted``: once it read past ``until`` (or the
+        stream's end), the payloads of the wanted messages it saw, by sequence (a wanted sequence
+        the stream no longer holds, or that is not under the filter, is absent). Raises the reader's
+        fatal error."""
+        if self._wanted is None:
+            raise RuntimeError("wanted_messages needs a reader opened with until and wanted")
+        await self._wait_done()
+        decrypt = self._decrypt
+        if decrypt is None:
+            return {seq: data for seq, (_, data) in self._by_seq.items()}
+        return {seq: decrypt(subject if isinstance(subject, str) else subject.decode(), data)
+                for seq, (subject, data) in self._by_seq.items()}
+
+    async def _wait_done(self) -> None:
         while not self._done:
             if self._error is not None:
                 raise self._error
@@ -146,12 +174,6 @@ class LogReader:
             if self._done or self._error is not None:
                 continue
             await self._ready.wait()
-        out: dict[str, LogMessage] = {}
-        decrypt = self._decrypt
-        for subject, (seq, data) in self._kept.items():
-            s = subject if isinstance(subject, str) else subject.decode()
-            out[s] = LogMessage(seq, s, data if decrypt is None else decrypt(s, data))
-        return out
 
     @property
     def buffered(self) -> int:
@@ -296,11 +318,16 @@ class LogReader:
             return
         self._cseq = cseq
         self._next_seq = sseq + 1
-        if sseq > self._until:  # type: ignore[operator]
+        until: int = self._until  # type: ignore[assignment]
+        if sseq > until:
             self._done = True
         else:
-            self._kept[subject] = (sseq, data)
-            self._done = pending in ("0", b"0")
+            wanted = self._wanted
+            if wanted is None:
+                self._kept[subject] = (sseq, data)
+            elif sseq in wanted:
+                self._by_seq[sseq] = (subject, data)
+            self._done = sseq == until or pending in ("0", b"0")
         if self._done:
             self.pending = int(pending)
             self._last_activity = self._b.loop.time()
@@ -412,12 +439,16 @@ class LogReader:
 
 async def open_reader(bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
                       batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None,
-                      until: int | None = None) -> LogReader:
+                      until: int | None = None, wanted: set[int] | None = None) -> LogReader:
     """Create a reader; the caller must ``aclose()`` it (use it in ``try/finally``). ``until``: a
-    range read up to that sequence, taken with :meth:`LogReader.last_per_subject`."""
+    range read up to that sequence, taken with :meth:`LogReader.last_per_subject`, or with
+    ``wanted`` (sequences <= ``until``) with :meth:`LogReader.wanted_messages`."""
     if bridge.nc is None:
         raise BusClosed("bus is not connected")
-    r = LogReader(bridge, stream, filter_subject, start_seq, batch=batch, decrypt=decrypt, until=until)
+    if wanted is not None and until is None:
+        raise ValueError("a reader of wanted sequences needs until")
+    r = LogReader(bridge, stream, filter_subject, start_seq, batch=batch, decrypt=decrypt, until=until,
+                  wanted=wanted)
     try:
         await r._open()
     except BaseException:

@@ -11,6 +11,8 @@ reads, each bounded by the caller's deadline.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +34,7 @@ from bus import (
 )
 
 from ._errors import ResourceVersionTooLarge, TooOldResourceVersion
-from ._store import ADDED, DELETED, MODIFIED, Entry
+from ._store import ADDED, DELETED, MODIFIED, Entry, ResourceState
 
 #: Subjects per ``multi_last`` request (the server refuses more than 1,024 matches) and requests in
 #: flight for one page.
@@ -67,14 +69,18 @@ _bare_decoder = msgspec.json.Decoder(_Bare)
 def row_entry(m: LogMessage, *, bare: bool = False) -> Entry | None:
     """The entry a LIST row shows for a message (None for a tombstone): decodes only what it needs
     (``bare``: no labels and fields, for a LIST without selectors)."""
-    ev = (_bare_decoder if bare else _row_decoder).decode(m.data)
+    return _row_entry(m.seq, m.data, bare)
+
+
+def _row_entry(seq: int, payload: bytes, bare: bool) -> Entry | None:
+    ev = (_bare_decoder if bare else _row_decoder).decode(payload)
     if ev.type == "delete":
         return None
     raw = bytes(ev.object)
-    data = b"%s%d%s" % (raw[:ev.rv_at], m.seq, raw[ev.rv_at:])
+    data = b"%s%d%s" % (raw[:ev.rv_at], seq, raw[ev.rv_at:])
     if bare:
-        return Entry(m.seq, data, _NONE, _NONE, ev.rv_at)
-    return Entry(m.seq, data, ev.labels, ev.fields, ev.rv_at)  # type: ignore[attr-defined]
+        return Entry(seq, data, _NONE, _NONE, ev.rv_at)
+    return Entry(seq, data, ev.labels, ev.fields, ev.rv_at)  # type: ignore[attr-defined]
 
 
 def decode_message(prefix: str, m: LogMessage) -> tuple[Key, Entry, str]:
@@ -400,3 +406,108 @@ async def rows_at(log: Log, filter_subject: str, seq: int, *, start_after: str, 
         w += len(chunk)
         window = min(full, window * 2)
     return out, False
+
+
+# ---- many objects as of a past sequence, with the revision index --------------------------------
+
+#: What reading one message by a direct get by sequence costs, in messages of a range read (one
+#: request-reply through the bridge against a message of a stream the reader cuts in place).
+DIRECT_GET_MESSAGES = 40
+DIRECT_GETS_IN_FLIGHT = 64
+
+
+async def rows_indexed(log: Log, filter_subject: str, st: ResourceState, seq: int, *, namespace: str | None,
+                       start_after: str, limit: int, keep: Callable[[str, str, Entry], bool] | None,
+                       share: float) -> tuple[list[tuple[str, Entry]], bool] | None:
+    """As :func:`rows_at`, from the resource's revision index (projections/_revindex.py) instead of
+    asking the log which messages hold the state: the caller's projection has applied ``seq`` and
+    ``seq >= st.revs.floor``. An object whose current entry was written at or before ``seq`` is that
+    entry (no read); for each other one the index names the sequence of its last revision <= ``seq``
+    (none, or a deletion: absent), and exactly those messages are read (:func:`_read_seqs`). None
+    when the log no longer holds one of them (a purge): the caller reads the log's way instead.
+    ``share``: the resource's messages per stream sequence, for the cost of a range."""
+    keys = st.revs.keys(namespace)
+    i = bisect_right(keys, start_after, key=lambda k: k[0]) if start_after else 0
+    window = limit + 1 if limit else len(keys)
+    by_ns, revs_by_ns = st.by_ns, st.revs.by_ns
+    bare = keep is None
+    before = seq * 2 + 1  # (the index's encoding: every revision <= ``seq`` sorts below it)
+    out: list[tuple[str, Entry]] = []
+    while i < len(keys):
+        chunk = keys[i:i + window]
+        plan: list[tuple[int, str, str, str, Entry | int]] = []
+        need: list[int] = []
+        current_ns: str | None = None
+        live: dict[str, Entry] = {}
+        arrays: dict[str, array[int]] = {}
+        # (``Revisions.at`` inlined, and each namespace's dicts looked up once: this runs per object)
+        for idx, (rk, ns, name) in enumerate(chunk):
+            if ns != current_ns:
+                current_ns, live, arrays = ns, by_ns.get(ns) or {}, revs_by_ns.get(ns) or {}
+            e = live.get(name)
+            if e is not None and e.seq <= seq:
+                plan.append((idx, rk, ns, name, e))
+                continue
+            a = arrays.get(name)
+            if a is None:
+                continue
+            j = bisect_right(a, before)
+            if j and not a[j - 1] & 1:
+                at = a[j - 1] >> 1
+                plan.append((idx, rk, ns, name, at))
+                need.append(at)
+        got = await _read_seqs(log, filter_subject, need, share) if need else {}
+        if got is None:
+            return None
+        for idx, rk, ns, name, x in plan:
+            if isinstance(x, Entry):
+                entry = x
+            else:
+                row = _row_entry(x, got[x], bare)
+                if row is None:  # the index names puts only
+                    continue
+                entry = row
+            if keep is not None and not keep(ns, name, entry):
+                continue
+            out.append((rk, entry))
+            if limit and len(out) >= limit:
+                return out, i + idx + 1 < len(keys)
+        i += len(chunk)
+        window *= 2
+    return out, False
+
+
+async def _read_seqs(log: Log, filter_subject: str, need: list[int], share: float) -> dict[int, bytes] | None:
+    """The payloads of the messages at ``need`` (sequences of the filter's subjects), by sequence; None when the log
+    lacks one. The highest ones are read as one range (its messages of the filter, about ``share``
+    per sequence), the lowest ones, when that costs less than widening the range down to them, by
+    one direct get each."""
+    need.sort()
+    top = need[-1]
+    split, best = 0, (top - need[0] + 1) * share
+    for j in range(1, len(need)):
+        cost = (top - need[j] + 1) * share + j * DIRECT_GET_MESSAGES
+        if cost < best:
+            split, best = j, cost
+    got = await log.messages_by_seq(filter_subject, set(need[split:]))
+    if len(got) < len(need) - split:
+        return None
+    if split:
+        missing = False
+        limiter = trio.CapacityLimiter(DIRECT_GETS_IN_FLIGHT)
+
+        async def one(s: int) -> None:
+            nonlocal missing
+            async with limiter:
+                m = await log.message_and_previous(s)
+            if m is None:
+                missing = True
+            else:
+                got[s] = m[0].data
+
+        async with trio.open_nursery() as nursery:
+            for s in need[:split]:
+                nursery.start_soon(one, s)
+        if missing:
+            return None
+    return got

@@ -38,7 +38,7 @@ from kinds import CLUSTER_ANNOTATION
 
 from ._crds import CRD_KEY, CrdView
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
-from ._history import check_retained, check_still_retained, rows_at
+from ._history import check_retained, check_still_retained, rows_at, rows_indexed
 from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
 from ._snapshot import Snapshots, SnapshotSettings, rebuild_views
@@ -97,6 +97,9 @@ class ProjectionSettings:
     #: Stop at this sequence (``jetkube serve --read-only --at RV``): the state as it was then, frozen;
     #: the head of every consistent read is at most this. 0: follow the log forever.
     stop_at: int = 0
+    #: Answer Exact reads older than the rings from the store's revision index (projections/_revindex.py);
+    #: False: ask the log which messages hold the state (projections/_history.rows_at).
+    revision_index: bool = True
     #: Start from the newest valid snapshot and write them in the background (projections/_snapshot.py);
     #: None: fold from sequence 1 and write none.
     snapshots: SnapshotSettings | None = None
@@ -120,6 +123,9 @@ class Projection:
         #: Watches started, by where their first events came from: the current state (no
         #: resourceVersion), the ring of recent changes, or the log (older than the ring).
         self.watch_starts = {"state": 0, "ring": 0, "log": 0}
+        #: Exact LISTs (and pages of them), by where they were answered from: the ring of recent changes,
+        #: the revision index + the log's messages it names, or the log alone.
+        self.exact_reads = {"ring": 0, "index": 0, "log": 0}
         self.start_head = 0
         #: Times the stall detector replaced the log reader.
         self.stalls = 0
@@ -176,6 +182,7 @@ class Projection:
                     _log.warning("reading the compaction point failed: %s", e)
                     await trio.sleep(0.25)  # backoff against a log that is still starting
             self.compacted = max(self.compacted, point)
+            self.store.trim_revisions(point)  # (a carried revision index: what reads at or above it need)
         self.start_from = self.store.applied
         # A cluster that is (re)starting may answer the head but not yet create consumers (the
         # stream still electing its leader): retry both with backoff; the caller bounds the start.
@@ -414,7 +421,10 @@ class Projection:
             applied = store.apply(m)
             if applied is None:
                 if m.subject == self._compaction_subject:
-                    self.compacted = max(self.compacted, _record_seq(m.data))
+                    point = _record_seq(m.data)
+                    if point > self.compacted:
+                        self.compacted = point
+                        self.store.trim_revisions(point)
                 continue
             if applied[0][1] == RBAC_GROUP:
                 (tenant, _, resource), ch = applied
@@ -500,8 +510,27 @@ class Projection:
     async def get_at(self, key: Key, seq: int) -> Entry | None:
         """The object as it was at ``seq`` (None: absent then), from the log: one direct get."""
         await check_retained(self.log, seq)
-        m = await self.log.last_message_at(self.log.subject(key), seq)
+        store = self.store
+        st = store.resources.get((key.tenant, key.group, key.resource))
+        if st is not None and self.settings.revision_index and store.applied >= seq >= st.revs.floor:
+            # The revision index names the message (projections/_revindex.py): no read when the current
+            # entry is it, else a direct get by sequence (no walk of the subject's history).
+            entry = st.get(key.namespace, key.name)
+            if entry is None or entry.seq > seq:
+                at = st.revs.at(key.namespace, key.name, seq)
+                got = await self.log.message_and_previous(at) if at else None
+                if got is not None:
+                    entry = _decode(self.log.prefix, got[0])[1]
+                else:  # absent then, or (when ``at``) purged meanwhile: then the log's way decides
+                    entry = await self._get_from_log(key, seq) if at else None
+            await check_still_retained(self.log, seq)
+            return entry
+        entry = await self._get_from_log(key, seq)
         await check_still_retained(self.log, seq)
+        return entry
+
+    async def _get_from_log(self, key: Key, seq: int) -> Entry | None:
+        m = await self.log.last_message_at(self.log.subject(key), seq)
         if m is None:
             return None
         _, entry, kind = _decode(self.log.prefix, m)
@@ -515,15 +544,28 @@ class Projection:
         await check_retained(self.log, seq)
         recent = self._list_from_ring(tenant, group, resource, flt, seq, limit=limit, start_after=start_after)
         if recent is not None:
+            self.exact_reads["ring"] += 1
             return recent
         filter_subject = resource_filter(self.log.prefix, tenant, group, resource, flt.namespace)
         # The filter subject already selects the namespace: without selectors every row is kept.
         keep = None if flt.labels.empty and flt.fields.empty else flt.matches
-        # An entry written at or before ``seq`` is the state at ``seq`` (projections/_history.states_at),
-        # once this projection has applied ``seq``: entries only move forward.
-        current = self.store.peek(tenant, group, resource).get if self.store.applied >= seq else None
-        rows, more = await rows_at(self.log, filter_subject, seq, start_after=start_after, limit=limit,
-                                   keep=keep, current=current)
+        store = self.store
+        st = store.resources.get((tenant, group, resource))
+        got = None
+        if st is not None and self.settings.revision_index and store.applied >= seq >= st.revs.floor:
+            share = min(1.0, st.revs.revisions / max(1, store.applied - st.revs.floor))
+            got = await rows_indexed(self.log, filter_subject, st, seq, namespace=flt.namespace,
+                                     start_after=start_after, limit=limit, keep=keep, share=share)
+        if got is not None:
+            self.exact_reads["index"] += 1
+            rows, more = got
+        else:
+            self.exact_reads["log"] += 1
+            # An entry written at or before ``seq`` is the state at ``seq`` (projections/_history.states_at),
+            # once this projection has applied ``seq``: entries only move forward.
+            current = store.peek(tenant, group, resource).get if store.applied >= seq else None
+            rows, more = await rows_at(self.log, filter_subject, seq, start_after=start_after, limit=limit,
+                                       keep=keep, current=current)
         await check_still_retained(self.log, seq)
         items = [e.data for _, e in rows]
         if more and rows:

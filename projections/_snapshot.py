@@ -6,7 +6,7 @@ truth (ARCHITECTURE.md decision 1): a snapshot is a cache of a fold, checked bef
 never trusted when a check fails (it is then logged, counted in /metrics, and the previous snapshot,
 or a full fold, is used instead).
 
-Format (``FORMAT`` 1), one JetStream object (bus/_snapshots.py)::
+Format (``FORMAT`` 2; 1 is still read), one JetStream object (bus/_snapshots.py)::
 
     MAGIC (8 bytes) | header length (4 bytes, big endian) | header (msgpack) | body
 
@@ -18,13 +18,20 @@ objects as ``[namespace, name, seq, json, labels, fields, rv_at]`` (what the sto
 msgpack-encoded and, for resources that encryption at rest covers (``--encryption-provider-
 config``), encrypted as their events are in the log, so a snapshot holds no plaintext the log does
 not. Every resource appears, in the store's order, an empty one as one frame without rows.
+Format 2 frames carry a fifth element: empty in the rows' frames; after a resource's rows, frames
+without rows carry its revision index (projections/_revindex.py) as a msgpack ``[floor, revisions,
+entries]``, ``entries`` being up to 4,096 objects as ``[namespace, name, sequences]`` (the index's
+int64 values, little endian), encrypted as the rows are. A store restored from a format 1 snapshot
+starts each resource's index at the snapshot's sequence (each object's entry); from format 2, with
+the whole index, so an Exact read older than the snapshot still knows which messages to read.
 
 What is checked on load: the magic, the format, the stream identity and prefix, that the sequence
 is not beyond the stream's head nor below the highest tombstone history retention purged (the
 compaction record's H, bus ``Log.compaction_record``: the tail after such a snapshot would miss
 that deletion; every other message retention purges has a later revision of its object kept, so a
 snapshot below the compaction point but at or above H folds exactly), the length and SHA-256 of the body, zstd's checksum, the types of
-every row, that no row is newer than the snapshot, and the object count. The RBAC and CRD views
+every row, that no row is newer than the snapshot, and the object count; of a carried revision index,
+that no revision is newer than the snapshot and each object's last one at it is its row's. The RBAC and CRD views
 are rebuilt from the restored objects in sequence order (as a fold would have applied them).
 
 Rings of recent changes are not kept: after a start from a snapshot every resource's ring starts
@@ -50,7 +57,9 @@ import gc
 import hashlib
 import io
 import logging
+import sys
 import uuid
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -63,11 +72,13 @@ from bus import BusError, Key, Log, SnapshotBucket, object_subject, snapshot_nam
 
 from ._crds import CRD_KEY, CrdView
 from ._rbac import RBAC_GROUP, RbacIndex
+from ._revindex import Revisions
 from ._store import Entry, ResourceState, Store
 
 _log = logging.getLogger("jetkube.projections")
 
-FORMAT = 1
+FORMAT = 2
+_READS = (1, 2)
 MAGIC = b"JKSNAP\x00\x01"
 _ROWS_PER_FRAME = 4096
 _ZSTD_LEVEL = 3
@@ -142,6 +153,9 @@ class Capture:
     seq: int
     skipped: int
     blocks: list[tuple[str, str, str, list[tuple[str, dict[str, Entry]]]]]
+    #: Each resource's revision index (in ``blocks``' order): floor, revisions, (namespace, name,
+    #: sequences as the index's int64 values, little endian).
+    indexes: list[tuple[int, int, list[tuple[str, str, bytes]]]] = field(default_factory=list)
 
     @property
     def objects(self) -> int:
@@ -151,10 +165,29 @@ class Capture:
 def capture(store: Store) -> Capture:
     """A consistent view of ``store`` as of ``store.applied``: call between two applied batches
     (from the trio thread, with no checkpoint inside, which this is). Copies the namespace dicts,
-    not the objects (entries are immutable once applied)."""
+    not the objects (entries are immutable once applied), and copies the revision indexes' arrays
+    (they grow in place)."""
     return Capture(store.applied, store.skipped,
                    [(t, g, r, [(ns, d.copy()) for ns, d in st.by_ns.items()])
-                    for (t, g, r), st in store.resources.items()])
+                    for (t, g, r), st in store.resources.items()],
+                   [(st.revs.floor, st.revs.revisions, [(ns, n, _le(a)) for ns, n, a in st.revs.items()])
+                    for st in store.resources.values()])
+
+
+def _le(a: array[int]) -> bytes:
+    if sys.byteorder == "little":
+        return a.tobytes()
+    b = array("q", a)
+    b.byteswap()
+    return b.tobytes()
+
+
+def _from_le(raw: bytes) -> array[int]:
+    a = array("q")
+    a.frombytes(raw)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
 
 
 def _block_subject(prefix: str, tenant: str, group: str, resource: str) -> str:
@@ -165,7 +198,9 @@ def _block_subject(prefix: str, tenant: str, group: str, resource: str) -> str:
 
 _enc = msgspec.msgpack.Encoder()
 _header_dec = msgspec.msgpack.Decoder(SnapshotHeader)
-_frame_dec = msgspec.msgpack.Decoder(tuple[str, str, str, bytes])
+_frame1_dec = msgspec.msgpack.Decoder(tuple[str, str, str, bytes])
+_frame_dec = msgspec.msgpack.Decoder(tuple[str, str, str, bytes, bytes])
+_index_dec = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[str, str, bytes]]])
 _rows_dec = msgspec.msgpack.Decoder(list[tuple[str, str, int, bytes, dict[str, str], dict[str, str], int]])
 
 
@@ -176,13 +211,20 @@ def encode(cap: Capture, *, identity: str, prefix: str, encrypt: Callable[[str, 
     raw = 0
     cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=True)
     with cctx.stream_writer(out, closefd=False) as w:
-        for t, g, r, nss in cap.blocks:
+        no_rows = _enc.encode([])
+        for b, (t, g, r, nss) in enumerate(cap.blocks):
             rows = [(ns, name, e.seq, e.data, e.labels, e.fields, e.rv_at) for ns, d in nss for name, e in d.items()]
-            for i in range(0, max(len(rows), 1), _ROWS_PER_FRAME):
-                payload = _enc.encode(rows[i:i + _ROWS_PER_FRAME])
+            frames = [(_enc.encode(rows[i:i + _ROWS_PER_FRAME]), b"") for i in range(0, max(len(rows), 1), _ROWS_PER_FRAME)]
+            if b < len(cap.indexes):
+                floor, revisions, entries = cap.indexes[b]
+                frames += [(no_rows, _enc.encode((floor, revisions, entries[i:i + _ROWS_PER_FRAME])))
+                           for i in range(0, len(entries), _ROWS_PER_FRAME)]
+            for payload, index in frames:
                 if encrypt is not None:
                     payload = encrypt(_block_subject(prefix, t, g, r), payload)
-                frame = _enc.encode((t, g, r, payload))
+                    if index:
+                        index = encrypt(_block_subject(prefix, t, g, r), index)
+                frame = _enc.encode((t, g, r, payload, index))
                 w.write(len(frame).to_bytes(4, "big"))
                 w.write(frame)
                 raw += 4 + len(frame)
@@ -210,14 +252,15 @@ def read_header(blob: bytes) -> tuple[SnapshotHeader, memoryview]:
     return header, memoryview(blob)[at + hl:]
 
 
-def decode(blob: bytes, *, identity: str, prefix: str, head: int, decrypt: Decrypt | None = None) -> tuple[
-        SnapshotHeader, Blocks]:
+def decode(blob: bytes, *, identity: str, prefix: str, head: int, decrypt: Decrypt | None = None,
+           indexes: dict[tuple[str, str, str], Revisions] | None = None) -> tuple[SnapshotHeader, Blocks]:
     """Check and decode a snapshot of the stream ``identity`` whose head is ``head``; raise
     :class:`SnapshotInvalid` for anything that is not exactly a snapshot this store can start from.
+    ``indexes``: filled with the revision indexes a format 2 snapshot carries (for ``Store.restore``).
     CPU-bound: run it in a worker thread."""
     header, body = read_header(blob)
-    if header.format != FORMAT:
-        raise SnapshotInvalid("format", f"format {header.format}, this server reads {FORMAT}")
+    if header.format not in _READS:
+        raise SnapshotInvalid("format", f"format {header.format}, this server reads {', '.join(map(str, _READS))}")
     if header.stream != identity or header.prefix != prefix:
         raise SnapshotInvalid("mismatch", f"a snapshot of {header.stream!r} (prefix {header.prefix!r}), "
                                           f"not of {identity!r} (prefix {prefix!r})")
@@ -243,10 +286,24 @@ def decode(blob: bytes, *, identity: str, prefix: str, head: int, decrypt: Decry
                 frame = rd.read(size)
                 if len(frame) != size:
                     raise SnapshotInvalid("corrupt", "frame truncated")
-                t, g, r, payload = _frame_dec.decode(frame)
+                if header.format == 1:
+                    t, g, r, payload = _frame1_dec.decode(frame)
+                    index = b""
+                else:
+                    t, g, r, payload, index = _frame_dec.decode(frame)
                 if decrypt is not None:
                     payload = decrypt(_block_subject(prefix, t, g, r), payload)
+                    if index:
+                        index = decrypt(_block_subject(prefix, t, g, r), index)
                 rows = _rows_dec.decode(payload)
+                if index and indexes is not None:
+                    floor, revisions, entries = _index_dec.decode(index)
+                    revs = indexes.get((t, g, r))
+                    if revs is None:
+                        revs = indexes[(t, g, r)] = Revisions(floor)
+                        revs.revisions = revisions
+                    for ns, name, seqs in entries:
+                        revs.by_ns.setdefault(ns, {})[name] = _from_le(seqs)
                 for row in rows:
                     if not 0 < row[2] <= header.seq:
                         raise SnapshotInvalid("corrupt", f"an object at sequence {row[2]} in a snapshot at "
@@ -261,7 +318,27 @@ def decode(blob: bytes, *, identity: str, prefix: str, head: int, decrypt: Decry
     if objects != header.objects or len(blocks) != header.resources:
         raise SnapshotInvalid("corrupt", f"{objects} objects in {len(blocks)} resources, the header says "
                                          f"{header.objects} in {header.resources}")
+    if indexes:
+        _check_indexes(header.seq, blocks, indexes)
     return header, blocks
+
+
+def _check_indexes(seq: int, blocks: Blocks, indexes: dict[tuple[str, str, str], Revisions]) -> None:
+    """A carried revision index agrees with the snapshot: no revision after it, and each object's last
+    one at it is its row's (SnapshotInvalid otherwise)."""
+    top = seq * 2 + 1
+    for revs in indexes.values():
+        if revs.floor > seq or any(not a or a[-1] > top or a[0] < 2 for _, _, a in revs.items()):
+            raise SnapshotInvalid("corrupt", "a revision index reaches past the snapshot")
+    for t, g, r, rows in blocks:
+        revs = indexes.get((t, g, r))
+        if revs is None:
+            if rows:
+                raise SnapshotInvalid("corrupt", f"no revision index for {t}/{g}/{r}")
+            continue
+        for ns, name, row_seq, *_ in rows:
+            if revs.at(ns, name, seq) != row_seq:
+                raise SnapshotInvalid("corrupt", f"the revision index disagrees with {t}/{g}/{r} {ns}/{name}")
 
 
 def build_resources(blocks: Blocks, ring_size: int) -> dict[tuple[str, str, str], ResourceState]:
@@ -340,10 +417,11 @@ class Snapshots:
                 # The cyclic GC would walk the growing heap again and again while a hundred thousand
                 # objects are allocated (about 40% of the decode): off for it; nothing else runs yet.
                 gc.disable()
+                indexes: dict[tuple[str, str, str], Revisions] = {}
                 try:
                     header, blocks = await trio.to_thread.run_sync(
-                        lambda blob=blob: decode(blob, identity=identity, prefix=self.log.prefix, head=head,
-                                                 decrypt=self._decrypt()))
+                        lambda blob=blob, indexes=indexes: decode(blob, identity=identity, prefix=self.log.prefix,
+                                                                  head=head, decrypt=self._decrypt(), indexes=indexes))
                     if header.seq != seq:
                         raise SnapshotInvalid("corrupt", f"its header says sequence {header.seq}")
                     resources = await trio.to_thread.run_sync(build_resources, blocks, store.ring_size)
@@ -355,7 +433,7 @@ class Snapshots:
             except SnapshotInvalid as e:
                 self._refuse(e.reason, name, str(e))
                 continue
-            store.restore(header.seq, resources, header.skipped)
+            store.restore(header.seq, resources, header.skipped, indexes=indexes)
             del blocks
             gc.freeze()  # the restored objects live long: later collections need not walk them
             self.stats.loaded_seq = header.seq

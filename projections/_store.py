@@ -20,6 +20,8 @@ from typing import Protocol
 
 from bus import Key, LogMessage, decode_event, is_system_subject, object_bytes, parse_subject
 
+from ._revindex import Revisions
+
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 _EMPTY: dict[str, str] = {}
 
@@ -104,6 +106,8 @@ class ResourceState:
         self.watchers: set[Watcher] = set()
         # namespace -> its names sorted; dropped when a name comes or goes (not on modification).
         self._sorted: dict[str, list[str]] = {}
+        #: Every object's revision sequences (projections/_revindex.py), for reads at a past version.
+        self.revs = Revisions()
 
     def get(self, namespace: str, name: str) -> Entry | None:
         ns = self.by_ns.get(namespace)
@@ -167,7 +171,7 @@ class Store:
         st = self.resources.get(key)
         if st is None:
             st = self.resources[key] = ResourceState(self.ring_size)
-            st.ring_floor = self.ring_floor
+            st.ring_floor = st.revs.floor = self.ring_floor
         return st
 
     @property
@@ -176,14 +180,25 @@ class Store:
         (a state created again after it has lost the changes before)."""
         return max(self.base, self._pruned)
 
-    def restore(self, base: int, resources: dict[tuple[str, str, str], ResourceState], skipped: int = 0) -> None:
+    def restore(self, base: int, resources: dict[tuple[str, str, str], ResourceState], skipped: int = 0, *,
+                indexes: dict[tuple[str, str, str], Revisions] | None = None) -> None:
         """Start this (still empty) store from a snapshot: the resources' objects as of sequence
-        ``base``, with empty rings whose floor is ``base`` (see projections/_snapshot.py)."""
+        ``base``, with empty rings whose floor is ``base`` (see projections/_snapshot.py), and the
+        revision ``indexes`` the snapshot carried (a resource without one starts its index at ``base``)."""
         if self.applied or self.resources:
             raise ValueError("a store is restored from a snapshot only before it applies anything")
-        for st in resources.values():
+        for key, st in resources.items():
             st.ring_size = self.ring_size
             st.ring_floor = base
+            carried = indexes.get(key) if indexes else None
+            if carried is not None:
+                st.revs = carried
+                continue
+            # The revision index starts at the snapshot: each object's revision then is its entry's.
+            st.revs = revs = Revisions(base)
+            for ns, names in st.by_ns.items():
+                for name, e in names.items():
+                    revs.seed(ns, name, e.seq)
         self.resources = resources
         self.base = self.applied = base
         self.skipped = skipped
@@ -211,6 +226,7 @@ class Store:
         if st is None or ns is None or key.name not in ns:
             return None
         entry = ns.pop(key.name)
+        st.revs.forget(key.namespace, key.name)
         st.count -= 1
         st._sorted.pop(key.namespace, None)
         if not ns:
@@ -264,12 +280,19 @@ class Store:
                 st.count += 1
                 st._sorted.pop(key.namespace, None)
             change = Change(msg.seq, ADDED if prev is None else MODIFIED, key.namespace, key.name, entry, prev)
+        st.revs.add(key.namespace, key.name, msg.seq, event.type == "delete")
         st._record(change)
         cross = self.cross.get((key.group, key.resource))
         if cross:
             for w in tuple(cross):
                 w.offer_in(key.tenant, change)
         return (key.tenant, key.group, key.resource), change
+
+    def trim_revisions(self, below: int) -> None:
+        """History retention raised the compaction point to ``below`` (nothing older is read any more):
+        every resource's revision index forgets what reads at or above it do not need."""
+        for st in self.resources.values():
+            st.revs.trim(below)
 
     def bookmark_all(self) -> None:
         """Offer a bookmark at the applied sequence to every watcher (they filter by opt-in)."""

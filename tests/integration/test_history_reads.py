@@ -149,7 +149,8 @@ async def test_rows_at_every_source_agrees_with_a_fold(nats_url: str, monkeypatc
 
 
 async def test_range_reads_keep_each_subjects_last_message(nats_url: str) -> None:
-    """``Log.last_messages_between`` (a reader opened with ``until``: kept on the asyncio side) against
+    """``Log.last_messages_between`` (a reader opened with ``until``: kept on the asyncio side), and
+    ``Log.messages_by_seq`` (with ``until`` and ``wanted``), against
     a scan of what was appended: ranges inside the log, across several pulls, past its end and empty,
     on a log whose Secrets are encrypted at rest (the kept ones decrypted, none other needed)."""
     import base64
@@ -182,3 +183,14 @@ async def test_range_reads_keep_each_subjects_last_message(nats_url: str) -> Non
                     got = await log.last_messages_between(flt, first, last, batch=batch)
                     assert {subj: (m.seq, m.data) for subj, m in got.items()} == want, (flt, first, last, batch)
                     assert all(m.subject == subj for subj, m in got.items())
+                # ``Log.messages_by_seq`` (a reader opened with ``until`` and ``wanted``): exactly the
+                # sequences asked, decrypted; one the filter does not hold is absent.
+                for pick, batch in ((3, 4096), (11, 7), (1, 16)):
+                    want_seq = {s: p for s, _, p in matching[::pick]}
+                    assert await log.messages_by_seq(flt, set(want_seq), batch=batch) == want_seq, (flt, pick)
+                other = next(s for s, subj, _ in appended if (s, subj) not in {(m[0], m[1]) for m in matching}) \
+                    if len(matching) < len(appended) else None
+                if other is not None:
+                    some = {s for s, _, _ in matching[:5]}
+                    got_seq = await log.messages_by_seq(flt, some | {other})
+                    assert set(got_seq) == some

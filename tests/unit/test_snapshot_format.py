@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+from array import array
 from typing import Any
 
 import msgspec
@@ -288,3 +289,96 @@ def test_encrypted_resources_stay_encrypted_in_the_snapshot() -> None:
     with pytest.raises(SnapshotInvalid) as e:
         decode(blob, identity=IDENTITY, prefix=PREFIX, head=3000, decrypt=other.decrypt)
     assert e.value.reason == "corrupt"
+
+
+def _index_dump(store: Store) -> dict[tuple[str, str, str], tuple[int, int, dict[tuple[str, str], list[int]]]]:
+    return {k: (st.revs.floor, st.revs.revisions, {(ns, n): list(a) for ns, n, a in st.revs.items()})
+            for k, st in store.resources.items()}
+
+
+@pytest.mark.parametrize("cut", [0, 997, 3000, 6000])
+def test_a_snapshot_carries_the_revision_index(cut: int) -> None:
+    """Format 2: the store restored with the index a full fold had, so a read older than the snapshot
+    still knows each object's revisions; after the tail, the index is the full fold's."""
+    from projections._revindex import Revisions
+
+    folded = Store(PREFIX)
+    for m in LOG[:cut]:
+        folded.apply(m)
+    blob = encode(capture(folded), identity=IDENTITY, prefix=PREFIX)
+    indexes: dict[tuple[str, str, str], Revisions] = {}
+    header, blocks = decode(blob, identity=IDENTITY, prefix=PREFIX, head=len(LOG), indexes=indexes)
+    assert header.format == FORMAT == 2
+    store = Store(PREFIX)
+    store.restore(header.seq, build_resources(blocks, 100), header.skipped, indexes=indexes)
+    assert _index_dump(store) == _index_dump(folded)
+    for m in LOG[cut:]:
+        store.apply(m)
+        folded.apply(m)
+    assert _index_dump(store) == _index_dump(folded)
+    # Without ``indexes`` (as from a format 1 snapshot) the index starts at the snapshot.
+    header, blocks = decode(blob, identity=IDENTITY, prefix=PREFIX, head=len(LOG))
+    bare = Store(PREFIX)
+    bare.restore(header.seq, build_resources(blocks, 100), header.skipped)
+    assert all(st.revs.floor == cut for st in bare.resources.values())
+
+
+def test_a_revision_index_that_disagrees_is_refused() -> None:
+    from projections._revindex import Revisions
+
+    folded = Store(PREFIX)
+    for m in LOG[:2000]:
+        folded.apply(m)
+    cap = capture(folded)
+    # One object's last revision dropped: its row's sequence is no longer the index's answer.
+    b, (floor, revisions, entries) = next((i, x) for i, x in enumerate(cap.indexes)
+                                          if any(len(s) > 16 for _, _, s in x[2]))
+    j = next(i for i, (_, _, s) in enumerate(entries) if len(s) > 16)
+    ns, name, seqs = entries[j]
+    cap.indexes[b] = (floor, revisions, entries[:j] + [(ns, name, seqs[:-8])] + entries[j + 1:])
+    blob = encode(cap, identity=IDENTITY, prefix=PREFIX)
+    with pytest.raises(SnapshotInvalid) as e:
+        decode(blob, identity=IDENTITY, prefix=PREFIX, head=len(LOG), indexes={})
+    assert e.value.reason == "corrupt"
+    # A revision after the snapshot.
+    cap = capture(folded)
+    floor, revisions, entries = cap.indexes[0]
+    ns, name, seqs = entries[0]
+    later = array("q", [(len(LOG) + 5) * 2])
+    cap.indexes[0] = (floor, revisions, [(ns, name, seqs + later.tobytes())] + entries[1:])
+    blob = encode(cap, identity=IDENTITY, prefix=PREFIX)
+    indexes: dict[tuple[str, str, str], Revisions] = {}
+    with pytest.raises(SnapshotInvalid):
+        decode(blob, identity=IDENTITY, prefix=PREFIX, head=len(LOG) + 10, indexes=indexes)
+
+
+def test_a_format_1_snapshot_is_still_read() -> None:
+    """Frames of four elements (no revision index): restored with the index starting at the snapshot."""
+    import io
+
+    import zstandard
+
+    folded = Store(PREFIX)
+    for m in LOG[:1500]:
+        folded.apply(m)
+    cap = capture(folded)
+    enc = msgspec.msgpack.Encoder()
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor(write_checksum=True).stream_writer(out, closefd=False) as w:
+        for t, g, r, nss in cap.blocks:
+            rows = [(ns, n, e.seq, e.data, e.labels, e.fields, e.rv_at) for ns, d in nss for n, e in d.items()]
+            frame = enc.encode((t, g, r, enc.encode(rows)))
+            w.write(len(frame).to_bytes(4, "big") + frame)
+    body = out.getvalue()
+    header = SnapshotHeader(format=1, stream=IDENTITY, prefix=PREFIX, seq=1500, objects=cap.objects,
+                            resources=len(cap.blocks), body_bytes=len(body), body_sha256=hashlib.sha256(body).hexdigest(),
+                            skipped=cap.skipped)
+    hb = enc.encode(header)
+    indexes: dict[tuple[str, str, str], Any] = {}
+    got, blocks = decode(MAGIC + len(hb).to_bytes(4, "big") + hb + body, identity=IDENTITY, prefix=PREFIX,
+                         head=len(LOG), indexes=indexes)
+    assert got.format == 1 and not indexes
+    store = Store(PREFIX)
+    store.restore(got.seq, build_resources(blocks, 100), got.skipped, indexes=indexes)
+    assert dump(store) == dump(folded)
+    assert all(st.revs.floor == 1500 for st in store.resources.values())
