@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,11 @@ import trio
 from gateway._loopprobe import LoopProbe, _installed, report, run_from_env
 
 
-def _spin(seconds: float) -> None:
+def _spin(seconds: float, until: Callable[[], bool] = lambda: True, limit_s: float = 10.0) -> None:
+    """Busy for ``seconds``, then on until ``until()`` holds (bounded by ``limit_s``): on a loaded
+    machine the watchdog thread may get the GIL only late in the step."""
     t = time.perf_counter()
-    while time.perf_counter() - t < seconds:
+    while time.perf_counter() - t < limit_s and (time.perf_counter() - t < seconds or not until()):
         pass
 
 
@@ -25,7 +28,8 @@ async def test_a_long_step_and_a_collection_are_recorded() -> None:
 
     async def hog() -> None:
         await trio.lowlevel.checkpoint()
-        _spin(0.15)  # one step of 150 ms: the watchdog samples it after 20 ms
+        # one step of at least 150 ms: the watchdog samples it after 20 ms (the step lasts until it has)
+        _spin(0.15, until=lambda: probe._sampled_id == probe._step_id)
         gc.collect(1)
         await trio.lowlevel.checkpoint()
 
