@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import trio
 
 from actors import BadRequest, Cause, Converter, Invalid, NotFound, TooManyRequests
 from bus import Key
@@ -42,7 +44,7 @@ from projections import (
 )
 
 from ._codec import query_bool, query_int
-from ._status import status_for
+from ._status import ReadTimeout, status_for
 
 _enc = msgspec.json.Encoder()
 
@@ -315,3 +317,13 @@ async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, op
                     yield b"".join(out)
     except Exception as e:  # noqa: BLE001 - reported in-band, as the apiserver does once streaming
         yield error_event(e)
+
+
+@asynccontextmanager
+async def read_deadline(timeout_s: float) -> AsyncIterator[None]:
+    """Bound a get or list (its head query, its wait for the projection) by the request deadline."""
+    try:
+        with trio.fail_after(timeout_s):
+            yield
+    except trio.TooSlowError:
+        raise ReadTimeout(timeout_s) from None
