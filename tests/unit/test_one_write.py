@@ -115,3 +115,18 @@ async def test_a_stream_sends_its_head_before_its_first_chunk() -> None:
         gate.set()
     theirs = await _serve(H11Protocol, _app(200, body, length=False, chunks=4), GET)
     assert b"".join(seen) == _hypercorns(theirs)
+
+
+def test_the_date_header_is_hypercorns_formatted_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from gateway._hypercorn_ext import ClientCertConfig
+
+    ours, theirs = ClientCertConfig(), Config()
+    for now in (1_700_000_000.2, 1_700_000_000.9, 1_700_000_001.0, 1_700_000_059.5):
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        monkeypatch.setattr("hypercorn.config.time", lambda now=now: now)
+        for protocol in ("h11", "h2"):
+            assert ours.response_headers(protocol) == theirs.response_headers(protocol)
+    ours.include_server_header = theirs.include_server_header = False
+    assert ours.response_headers("h11") == theirs.response_headers("h11")
