@@ -13,7 +13,8 @@ impersonation, a client certificate), goes to the app unchanged, which decides a
 only ever answers what the app would have answered with a rejection at that instant.
 
 Writes are not gated: a write's 429 sent before its body is read must close an HTTP/1.x connection
-(see ``_app._close_connection``), which the app does.
+(see ``_app._close_connection``), which the app does, and so does the fast path (``gateway._fast``)
+for the JSON creates and updates it serves: their 429s never reach Quart either.
 
 A read the gate authenticated but does not refuse carries its authenticated request on, in the
 scope under :data:`AUTHENTICATED`: the fast path (``gateway._fast``) and the app use it instead of
