@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,11 +318,22 @@ async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, op
         yield error_event(e)
 
 
-@asynccontextmanager
-async def read_deadline(timeout_s: float) -> AsyncIterator[None]:
-    """Bound a get or list (its head query, its wait for the projection) by the request deadline."""
-    try:
-        with trio.fail_after(timeout_s):
-            yield
-    except trio.TooSlowError:
-        raise ReadTimeout(timeout_s) from None
+class read_deadline:
+    """Bound a get or list (its head query, its wait for the projection) by the request deadline:
+    ``ReadTimeout`` when it passes. ``trio.fail_after`` in a class rather than two generator-based
+    context managers (``asynccontextmanager`` around ``fail_after``): every read enters one."""
+
+    __slots__ = ("scope", "timeout_s")
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.scope = trio.move_on_after(timeout_s)
+
+    async def __aenter__(self) -> None:
+        self.scope.__enter__()
+
+    async def __aexit__(self, *exc: object) -> bool:
+        handled = self.scope.__exit__(*exc)
+        if self.scope.cancelled_caught:
+            raise ReadTimeout(self.timeout_s) from None
+        return handled
