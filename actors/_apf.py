@@ -23,7 +23,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -455,6 +455,18 @@ class Dispatcher:
         #: Seats each tenant holds on the fleet's other gateways (``_apf_fleet``; empty alone):
         #: counted in the cross-tenant order, never as seats of this gateway.
         self.elsewhere: dict[str, int] = {}
+        #: Fleet-wide seat budgets (``_apf_fleet.SeatLeases``; None: off, every level's limit is
+        #: local): the seats this gateway may execute per (tenant, level) of a queuing level, leased
+        #: from the budget's owner (or the fixed local share while it is unreachable). A level
+        #: without an entry has none yet: its requests queue until the first lease comes back.
+        self.leases: dict[tuple[str, str], int] | None = None
+        #: Leased levels whose queued head waits for more seats than leased (read and cleared by the
+        #: lease client, which ``on_lease_wanted`` wakes).
+        self.lease_wanted: set[tuple[str, str]] = set()
+        #: Per leased level, the most seats asked for (executing or queued) at an arrival since the
+        #: lease client last looked: a short request's demand is gone before a periodic look sees it.
+        self.lease_peak: dict[tuple[str, str], int] = {}
+        self.on_lease_wanted: Callable[[], None] | None = None
 
     def configure(self, tenant: str, version: Any, schemas: list[dict[str, Any]], plcs: list[dict[str, Any]],
                   now: float) -> TenantFlow:
@@ -540,6 +552,10 @@ class Dispatcher:
         if not qs.enqueue(t, now):
             return []
         tf.queued += 1
+        if self.leases is not None:
+            key, seats = (t.tenant, t.level), qs.executing_seats + qs.queued_seats
+            if seats > self.lease_peak.get(key, 0):
+                self.lease_peak[key] = seats
         return self.dispatch(now)
 
     def refuse(self, t: Ticket, now: float) -> bool:
@@ -562,6 +578,40 @@ class Dispatcher:
             t.state, t.reason, t.retry_after_s = "rejected", "queue-full", qs.retry_after(q)
         tf.asked = now
         return True
+
+    def leased(self, qs: QueueSet) -> bool:
+        """Whether ``qs``'s seats are leased from the fleet: queuing levels, when leasing is on
+        (exempt levels are never limited; Reject levels, which cannot wait for a lease, stay local)."""
+        return self.leases is not None and not qs.cfg.exempt and not qs.cfg.reject
+
+    def _fits(self, tenant: str, qs: QueueSet, t: Ticket) -> bool:
+        """The level's limit; on a leased level, instead, the seats leased (which may be more than
+        this gateway's limit, up to the level's fleet budget, when the other gateways leave them): a
+        request starts when they hold it, or when nothing executes and at least the local limit is
+        leased (a request wider than the limit runs alone, as :meth:`QueueSet.fits` lets it)."""
+        if not self.leased(qs):
+            return qs.fits(t)
+        assert self.leases is not None
+        cap = self.leases.get((tenant, qs.cfg.name), 0)
+        if qs.executing_seats + t.seats <= cap or (qs.executing_seats == 0 and cap >= qs.limit > 0):
+            return True
+        key = (tenant, qs.cfg.name)
+        if key not in self.lease_wanted:
+            self.lease_wanted.add(key)
+            if self.on_lease_wanted is not None:
+                self.on_lease_wanted()
+        return False
+
+    def lease_demand(self, tenant: str, level: str) -> tuple[int, int, int, int]:
+        """For the lease client: (seats executing, seats executing or queued, the queued head's
+        seats, the level's limit) of ``tenant``'s ``level`` here; zeros when it is gone."""
+        tf = self.tenants.get(tenant)
+        qs = tf.levels.get(level) if tf is not None else None
+        if qs is None:
+            return 0, 0, 0, 0
+        head = qs.head() if qs.queued_requests else None
+        return (qs.executing_seats, qs.executing_seats + qs.queued_seats, head.seats if head is not None else 0,
+                qs.limit)
 
     def _server_fits(self, t: Ticket) -> bool:
         return self.executing_seats == 0 or self.executing_seats + t.seats <= self.server_cl
@@ -602,7 +652,7 @@ class Dispatcher:
                     continue
                 for qs in tf.levels.values():
                     head = qs.head() if qs.queued_requests else None
-                    if head is not None and qs.fits(head) and self._beyond_reserve(tf, head, idle):
+                    if head is not None and self._fits(tf.name, qs, head) and self._beyond_reserve(tf, head, idle):
                         key = (tf.executing_seats + elsewhere.get(tf.name, 0), tf.served)
                         if best is None or key < best[:2]:
                             best = (*key, tf, qs, head)

@@ -1,4 +1,8 @@
-"""API Priority and Fairness across a fleet of gateways: demand exchange over NATS.
+"""API Priority and Fairness across a fleet of gateways: a demand exchange over NATS, and (with
+``--apf-fleet-leases``) fleet-wide seat budgets leased from an owner per shard of tenants (see
+"fleet-wide seat budgets" below: :class:`SeatBudgets`, :class:`SeatLeases`, :class:`SeatOwner`).
+
+The exchange:
 
 kube runs APF in each apiserver on its own (KEP-1040); with N gateways behind a load balancer a
 tenant flooding every gateway would then hold N local shares. Our fix is the simplest of the
@@ -15,8 +19,8 @@ Bounded and never in the way:
 
 - a report names at most ``max_tenants`` tenants (those with the most seats held or waiting);
 - at most ``max_peers`` peers are remembered; a peer not heard from for ``expiry_periods`` periods
-  is forgotten, so a slow or lost NATS degrades to exactly the per-gateway policy (local limits
-  always apply: the fleet view only reorders who goes first, it never grants seats);
+  is forgotten, so a slow or lost NATS degrades to exactly the per-gateway policy (the fleet view
+  only reorders who goes first, it never grants seats: the budgets below do);
 - nothing on the request path touches NATS: a report is published without waiting
   (:class:`bus.Broadcast`), received ones arrive through a bounded channel, and the dispatcher
   reads a plain dict.
@@ -26,14 +30,26 @@ Bounded and never in the way:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import uuid
-from typing import NoReturn, Protocol
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, Protocol
 
 import msgspec
 import trio
 
-from bus import Bridge, Broadcast
+from bus import (
+    Bridge,
+    Broadcast,
+    BusError,
+    BusTimeout,
+    LeasedCursor,
+    NoResponders,
+    Responder,
+    apf_seats_subject,
+)
 
 from ._apf import Dispatcher
 
@@ -219,3 +235,519 @@ async def run_fleet(dispatcher: Dispatcher, bridge: Bridge, subject: str, *, per
         await exchange.run()
     finally:
         await broadcast.aclose()  # shielded and bounded inside
+
+
+# ---- fleet-wide seat budgets: an owner per shard of tenants, seat leases over request/reply ----------
+#
+# The exchange above only reorders who goes first; the budgets below hold a tenant's seats
+# fleet-wide (issue 10; SCALE.md §6 measured the design). Per (tenant, priority level) of a queuing
+# level the fleet has one budget: the level's limit as one gateway computes it, times the gateways
+# alive (this one plus the peers the exchange hears; one alone). Tenants are hashed into SHARDS; each
+# shard's budgets are owned by one gateway, elected by a KV lease with a TTL (bus.LeasedCursor, key
+# ``owner-<shard>`` of the bucket ``<stream>_APF``), which answers on ``<prefix>-apf.seats.<shard>``
+# (bus.apf_seats_subject) without a queue group. A gateway executes a leased level's requests only
+# within the seats it leased: it asks for them in chunks when its demand outgrows them, renews them
+# every half of the TTL, and gives them back (at a renewal) when its demand fell. The owner grants
+# from what the other gateways hold, split max-min fairly by what each wants, never more than the
+# budget (so the sum of the seats executing across gateways stays within it while the owner lives).
+# When the owner does not answer (no responders: at once; or a timeout) the gateway uses a fixed
+# local share (the budget / the gateways alive, or ``fallback`` x the budget) and keeps serving; when
+# the owner's lease lapses another gateway takes it over, learns for one TTL what the gateways say
+# they hold (granting no more than that or their fixed share), then grants again. The owner's revision
+# of the key at the takeover is its epoch: a gateway ignores grants from an older epoch.
+
+SHARDS = 8  #: shards of the tenants' budgets (each with its own owner lease and subject)
+LEASE_TTL_S = 3.0  #: the owner lease's and every grant's lifetime (the lease renewed every third, grants every half of it)
+MAX_BUDGETS = 4096  #: (tenant, level) budgets one shard's owner keeps; beyond them, a gateway falls back
+MAX_GATEWAYS = 64  #: gateways a budget keeps holds for
+MAX_LEASES = 4096  #: (tenant, level) leases a gateway keeps; beyond them, the fixed local share
+MAX_IN_FLIGHT = 64  #: lease requests a gateway has in flight at once
+PLAN_GAP_S = 0.005  #: the lease client looks at its levels at most this often
+GATEWAYS_HOLD_S = 10.0  #: a lower count of gateways alive is believed after this long
+KEEP_WINDOWS = 2  #: a level's seats follow its peak demand over this many renewals (a TTL)
+
+
+class LeaseRequest(msgspec.Struct, frozen=True, array_like=True):
+    """A gateway asks the owner for ``want`` seats in all of ``tenant``'s ``level`` (a total, not an
+    increment: a retry is harmless). ``held``: what it may execute until the reply (its executing
+    seats, or its current lease if more); ``fallback``: its fixed local share; ``budget``: the level's
+    fleet budget as it computes it; ``epoch``: the newest owner epoch it has seen."""
+
+    gateway: str
+    tenant: str
+    level: str
+    budget: int
+    want: int
+    held: int
+    fallback: int
+    epoch: int
+
+
+class LeaseReply(msgspec.Struct, frozen=True, array_like=True):
+    """``granted``: the seats the gateway may execute until its next request (-1: the owner keeps
+    no more budgets; fall back); ``epoch``: the owner's; ``ttl_ms``: the grant's lifetime;
+    ``more``: less than its fair share was free (others are giving seats back): ask again soon."""
+
+    granted: int
+    epoch: int
+    ttl_ms: int
+    more: bool = False
+
+
+_encode_req = msgspec.msgpack.Encoder().encode
+_decode_req = msgspec.msgpack.Decoder(LeaseRequest).decode
+_encode_reply = msgspec.msgpack.Encoder().encode
+_decode_reply = msgspec.msgpack.Decoder(LeaseReply).decode
+
+
+def shard_of(tenant: str, shards: int = SHARDS) -> int:
+    """The shard whose owner holds ``tenant``'s budgets (a stable hash: every gateway agrees)."""
+    return int.from_bytes(hashlib.blake2b(tenant.encode(), digest_size=4).digest(), "big") % shards
+
+
+def fair_shares(budget: int, wants: dict[str, int]) -> dict[str, int]:
+    """Max-min fair split of ``budget`` seats by ``wants`` (water-filling): nobody gets more than it
+    wants, what one does not want goes to the others, the sum is at most ``budget``. Ties in the
+    rounding go to the smaller want, then the name."""
+    out: dict[str, int] = {}
+    left = max(0, budget)
+    order = sorted(wants.items(), key=lambda gw: (gw[1], gw[0]))
+    for i, (g, w) in enumerate(order):
+        share = min(max(0, w), -(-left // (len(order) - i)))
+        out[g] = share
+        left -= share
+    return out
+
+
+@dataclass
+class _Hold:
+    seats: int  # what the gateway may execute until its next request (an upper bound)
+    want: int
+    until: float  # when the hold lapses without a renewal
+
+
+@dataclass
+class _Budget:
+    budget: int
+    holds: dict[str, _Hold] = field(default_factory=dict)
+
+
+class SeatBudgets:
+    """One shard's budgets at its owner (pure: time is an argument). Invariant, outside the learning
+    period: the sum of the holds of a budget never grows beyond the budget."""
+
+    def __init__(self, epoch: int, now: float, *, ttl_s: float = LEASE_TTL_S, max_budgets: int = MAX_BUDGETS,
+                 max_gateways: int = MAX_GATEWAYS) -> None:
+        self.epoch = epoch
+        self.ttl_s = ttl_s
+        self.learning_until = now + ttl_s  # one TTL: every live gateway has renewed by then
+        self.max_budgets, self.max_gateways = max_budgets, max_gateways
+        self.budgets: dict[tuple[str, str], _Budget] = {}
+        self.answered = 0
+        self.refused = 0
+
+    def _refuse(self) -> LeaseReply:
+        self.refused += 1
+        return LeaseReply(-1, self.epoch, int(self.ttl_s * 1000))
+
+    def expire(self, now: float) -> None:
+        for key, b in list(self.budgets.items()):
+            for g in [g for g, h in b.holds.items() if h.until <= now]:
+                del b.holds[g]
+            if not b.holds:
+                del self.budgets[key]
+
+    def held(self, tenant: str, level: str, now: float) -> int:
+        """The seats of a budget the gateways hold (unexpired)."""
+        b = self.budgets.get((tenant, level))
+        return sum(h.seats for h in b.holds.values() if h.until > now) if b is not None else 0
+
+    def handle(self, r: LeaseRequest, now: float) -> LeaseReply:
+        key = (r.tenant, r.level)
+        b = self.budgets.get(key)
+        if b is None:
+            if len(self.budgets) >= self.max_budgets:
+                self.expire(now)
+                if len(self.budgets) >= self.max_budgets:
+                    return self._refuse()
+            b = _Budget(max(0, r.budget))
+        b.budget = max(0, r.budget)
+        for g in [g for g, h in b.holds.items() if h.until <= now]:
+            del b.holds[g]
+        if r.gateway not in b.holds and len(b.holds) >= self.max_gateways:
+            return self._refuse()
+        want = max(0, min(r.want, b.budget))
+        held = max(0, r.held)
+        more = False
+        if now < self.learning_until:
+            # A new owner does not know what the gateways hold: it echoes what they say (or their
+            # fixed share), never more, until all of them have spoken.
+            granted = min(want, max(held, max(0, r.fallback)))
+        else:
+            others = sum(h.seats for g, h in b.holds.items() if g != r.gateway)
+            wants = {g: h.want for g, h in b.holds.items()}
+            wants[r.gateway] = want
+            fair = min(want, fair_shares(b.budget, wants)[r.gateway])
+            granted = max(0, min(fair, b.budget - others))
+            more = granted < fair
+        # Until its next request the gateway may still execute what it held when it asked.
+        seats = max(granted, held)
+        if seats == 0 and want == 0:
+            b.holds.pop(r.gateway, None)
+        else:
+            b.holds[r.gateway] = _Hold(seats, want, now + self.ttl_s)
+        if b.holds:
+            self.budgets[key] = b
+        else:
+            self.budgets.pop(key, None)
+        self.answered += 1
+        return LeaseReply(granted, self.epoch, int(self.ttl_s * 1000), more)
+
+    def answer(self, data: bytes, now: float) -> bytes | None:
+        """The wire form of :meth:`handle` (None for garbage: the requester times out)."""
+        try:
+            r = _decode_req(data)
+        except msgspec.DecodeError:
+            return None
+        return _encode_reply(self.handle(r, now))
+
+
+@dataclass
+class _Lease:
+    shard: int
+    high: int = 0  # the highest seat demand seen since the last request
+    highs: tuple[int, ...] = ()  # the same of the last requests (a TTL's worth): seats are kept that long
+    sent_at: float = -math.inf  # when the last request was sent
+    ok_at: float = -math.inf  # when the request of the last grant was sent (the grant lapses a TTL later)
+    wanted: int = 0  # what the last request asked for
+    retry: bool = False  # the last grant was short of the fair share (others giving back): ask again soon
+    busy: bool = False  # a request in flight
+    local_until: float = -math.inf  # the owner refused it (full): the fixed share until then
+
+
+class LeaseStats(msgspec.Struct, frozen=True):
+    """A snapshot of the gateway's lease client and owner (``jetkube_apf_fleet_lease*``/``_owner*``)."""
+
+    requests: int  # lease round trips sent
+    failures: dict[str, int]  # by reason: no_responders, timeout, unavailable, refused, stale
+    granted: int  # seats gained from grants
+    returned: int  # seats given back (lower grants, fallbacks ended)
+    fallbacks: int  # times a shard's owner became unreachable (its levels went to their fixed shares)
+    leases: int  # (tenant, level) pairs leased now
+    leased_seats: int  # seats held now in them
+    shards_down: int  # shards whose owner is unreachable now (fixed share)
+    owned_shards: int  # shards this gateway owns now
+    owned_budgets: int  # (tenant, level) budgets it keeps as their owner
+    takeovers: int  # shards this gateway took ownership of
+    answered: int  # lease requests it answered as an owner
+
+
+class SeatLeases:
+    """The gateway's side: per leased (tenant, level), the seats it may execute
+    (``Dispatcher.leases``), leased from the shard's owner; the fixed local share while the owner is
+    unreachable. :meth:`plan` is pure; :meth:`run` the trio loop around it."""
+
+    def __init__(self, dispatcher: Dispatcher, request: Any, *, gateway: str, prefix: str,
+                 ttl_s: float = LEASE_TTL_S, fallback: float = 0.0, gateways: Any = None,
+                 on_change: Any = None, max_leases: int = MAX_LEASES, shards: int = SHARDS) -> None:
+        self.d = dispatcher
+        if self.d.leases is None:
+            self.d.leases = {}
+        self.request = request  # async (subject, payload, timeout_s) -> bytes; raises on failure
+        self.gateway, self.prefix = gateway, prefix
+        self.ttl_s = ttl_s
+        self.renew_s = ttl_s / 2  # SCALE.md §6: refresh at half the TTL
+        self.retry_s = ttl_s / 12  # asking again for seats the last grant did not give
+        self.timeout_s = min(1.0, ttl_s / 4)
+        self.fallback = fallback  # the fixed share as a fraction of the budget (0: budget / gateways)
+        self.gateways = gateways or (lambda: 1)  # the gateways alive (this one included)
+        self.on_change = on_change or (lambda: None)
+        self.max_leases, self.shards = max_leases, shards
+        self.leases: dict[tuple[str, str], _Lease] = {}
+        self._alive = (1, -math.inf)  # (gateways alive, until when a lower count is not believed)
+        self.down_until: dict[int, float] = {}  # shard -> retry its owner then
+        self.epochs: dict[int, int] = {}  # shard -> newest owner epoch seen
+        self.fallen: set[int] = set()  # shards on their fixed shares since a failure (until a grant)
+        self.wake = trio.Event()
+        self.d.on_lease_wanted = self.wake.set
+        self.requests = 0
+        self.failures: dict[str, int] = {"no_responders": 0, "timeout": 0, "unavailable": 0, "refused": 0,
+                                         "stale": 0}
+        self.granted = 0
+        self.returned = 0
+        self.fallbacks = 0
+        self.owner: SeatOwner | None = None
+
+    def _set(self, key: tuple[str, str], seats: int) -> None:
+        leases = self.d.leases
+        assert leases is not None
+        old = leases.get(key, 0)
+        if seats > old:
+            self.granted += seats - old
+        elif seats < old:
+            self.returned += old - seats
+        leases[key] = seats
+
+    def alive(self) -> int:
+        """The gateways alive, as the exchange hears them; a drop counts only after ``GATEWAYS_HOLD_S``
+        (a peer's reports late under load would otherwise halve every budget for a moment)."""
+        now = trio.current_time()
+        n = max(1, int(self.gateways()))
+        if n >= self._alive[0] or now >= self._alive[1]:
+            self._alive = (n, now + GATEWAYS_HOLD_S)
+        return self._alive[0]
+
+    def share(self, limit: int) -> tuple[int, int]:
+        """(the fleet budget, the fixed local share) of a level whose local limit is ``limit``."""
+        budget = limit * self.alive()
+        if self.fallback > 0:
+            return budget, max(1 if budget else 0, math.floor(budget * self.fallback))
+        return budget, limit
+
+    def chunk(self, limit: int) -> int:
+        """Seats are leased in chunks of a quarter of the local limit (at least one)."""
+        return max(1, math.ceil(limit / 4))
+
+    def plan(self, now: float) -> list[tuple[tuple[str, str], LeaseRequest]]:
+        """One pass over the leases: fixed shares where the owner is unreachable, and the requests
+        to send now (each lease marked busy until :meth:`settle`)."""
+        leases = self.d.leases
+        assert leases is not None
+        wanted, self.d.lease_wanted = self.d.lease_wanted, set()
+        for key in [k for k in self.d.lease_peak if k not in self.leases and k not in wanted]:
+            self.d.lease_peak.pop(key)  # served within a fixed share (beyond the bound): not followed
+        for key in wanted:
+            if key not in self.leases:
+                if len(self.leases) >= self.max_leases:
+                    self._set(key, self.share(self.d.lease_demand(*key)[3])[1])  # beyond the bound: local
+                    continue
+                self.leases[key] = _Lease(shard_of(key[0], self.shards))
+        out: list[tuple[tuple[str, str], LeaseRequest]] = []
+        for key, ls in list(self.leases.items()):
+            executing, demand, head, limit = self.d.lease_demand(*key)
+            cap = leases.get(key, 0)
+            ls.high = max(ls.high, demand, self.d.lease_peak.pop(key, 0))
+            budget, fixed = self.share(limit)
+            if limit == 0 and executing == 0 and not ls.busy:  # the tenant or level is gone
+                del self.leases[key]
+                self._set(key, 0)
+                leases.pop(key, None)
+                continue
+            down = self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
+            if down or (cap and now > ls.ok_at + self.ttl_s and not ls.busy):
+                if cap != fixed:
+                    self._set(key, fixed)  # no owner: the fixed share, whatever was leased
+                    cap = fixed
+                if down:
+                    continue
+            if ls.busy:
+                continue
+            if not cap and not ls.wanted and not ls.high and not any(ls.highs):  # idle, nothing leased
+                del self.leases[key]
+                leases.pop(key, None)
+                continue
+            chunk = self.chunk(limit)
+            # Seats asked for by the peak demand over about a TTL: a quiet moment gives nothing back,
+            # a TTL without the demand does (a request then waits one round trip for its seats).
+            peak = max(ls.high, *ls.highs) if ls.highs else ls.high
+            want = min(budget, max(head + executing, -(-peak // chunk) * chunk))
+            # More seats: when the want grew past the last request's, or soon again when the owner
+            # said others are giving seats back; a fair share reached waits for the renewal.
+            more = want > cap and (want > ls.wanted or (ls.retry and now >= ls.sent_at + self.retry_s))
+            renew = (cap or ls.wanted) and now >= ls.sent_at + self.renew_s
+            if not (more or renew):
+                continue
+            if want < cap:
+                self._set(key, max(want, executing))  # given back before asking: one round trip
+                cap = leases[key]
+            ls.busy, ls.sent_at, ls.wanted = True, now, want
+            ls.highs, ls.high = (*ls.highs[-(KEEP_WINDOWS - 1):], ls.high), demand
+            out.append((key, LeaseRequest(self.gateway, key[0], key[1], budget, want, max(executing, cap), fixed,
+                                          self.epochs.get(ls.shard, 0))))
+        return out
+
+    def settle(self, key: tuple[str, str], sent_at: float, reply: LeaseReply | None, failure: str, now: float) -> None:
+        """A lease request's outcome: the grant applied, or the shard's owner marked unreachable
+        (the fixed share until ``renew_s`` from now)."""
+        ls = self.leases.get(key)
+        if ls is None:
+            return
+        ls.busy = False
+        if reply is None:
+            self.failures[failure] = self.failures.get(failure, 0) + 1
+            if ls.shard not in self.fallen:
+                self.fallen.add(ls.shard)
+                self.fallbacks += 1
+                log.info("APF fleet: the owner of shard %d is not reachable (%s): fixed local shares",
+                         ls.shard, failure)
+            self.down_until[ls.shard] = now + self.renew_s
+            self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
+            return
+        if reply.granted < 0:
+            self.failures["refused"] += 1
+            ls.local_until = now + self.ttl_s
+            self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
+            return
+        if reply.epoch < self.epochs.get(ls.shard, 0):
+            self.failures["stale"] += 1  # an owner that lost the lease meanwhile: asked again later
+            return
+        self.epochs[ls.shard] = reply.epoch
+        self.down_until.pop(ls.shard, None)
+        if ls.shard in self.fallen:
+            self.fallen.discard(ls.shard)
+            log.info("APF fleet: the owner of shard %d answers again (epoch %d)", ls.shard, reply.epoch)
+        ls.ok_at, ls.retry = sent_at, reply.granted < ls.wanted and reply.more
+        self._set(key, reply.granted)
+
+    def stats(self) -> LeaseStats:
+        leases = self.d.leases or {}
+        now = trio.current_time()
+        owner = self.owner
+        return LeaseStats(
+            requests=self.requests, failures=dict(self.failures), granted=self.granted, returned=self.returned,
+            fallbacks=self.fallbacks, leases=len(self.leases), leased_seats=sum(leases.values()),
+            shards_down=sum(1 for t in self.down_until.values() if t > now),
+            owned_shards=len(owner.owned) if owner is not None else 0,
+            owned_budgets=sum(len(b.budgets) for b, _ in owner.owned.values()) if owner is not None else 0,
+            takeovers=owner.takeovers if owner is not None else 0,
+            answered=sum(b.answered for b, _ in owner.owned.values()) + owner.answered_before
+            if owner is not None else 0)
+
+    async def _ask(self, key: tuple[str, str], r: LeaseRequest, sent_at: float) -> None:
+        reply: LeaseReply | None = None
+        failure = ""
+        self.requests += 1
+        try:
+            data = await self.request(apf_seats_subject(self.prefix, shard_of(r.tenant, self.shards)),
+                                      _encode_req(r), self.timeout_s)
+            reply = _decode_reply(data)
+        except NoResponders:
+            failure = "no_responders"
+        except BusTimeout:
+            failure = "timeout"
+        except (BusError, msgspec.DecodeError) as e:
+            failure = "unavailable"
+            log.debug("APF fleet lease request failed: %s", e)
+        self.settle(key, sent_at, reply, failure, trio.current_time())
+        self.on_change()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        slots = trio.Semaphore(MAX_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            last = -math.inf
+            while True:
+                if trio.current_time() < last + PLAN_GAP_S:  # woken often (a flood): at most so often
+                    await trio.sleep(last + PLAN_GAP_S - trio.current_time())
+                now = last = trio.current_time()
+                before = dict(self.d.leases or {})
+                for key, r in self.plan(now):
+                    await slots.acquire()
+                    nursery.start_soon(self._ask_slot, slots, key, r, now)
+                if (self.d.leases or {}) != before:
+                    self.on_change()
+                with trio.move_on_after(self.retry_s):
+                    await self.wake.wait()
+                self.wake = trio.Event()
+                self.d.on_lease_wanted = self.wake.set
+
+    async def _ask_slot(self, slots: trio.Semaphore, key: tuple[str, str], r: LeaseRequest, sent_at: float) -> None:
+        try:
+            await self._ask(key, r, sent_at)
+        finally:
+            slots.release()
+
+
+class SeatOwner:
+    """Every shard's election, every third of the TTL: claim (or renew) its owner lease; a shard
+    held is answered (:class:`SeatBudgets` behind a :class:`bus.Responder`), a shard lost or not
+    renewed within the TTL is closed (requesters then get no responders and fall back)."""
+
+    def __init__(self, bridge: Bridge, prefix: str, stream: str, *, gateway: str, replicas: int = 1,
+                 ttl_s: float = LEASE_TTL_S, shards: int = SHARDS, max_budgets: int = MAX_BUDGETS) -> None:
+        self.bridge, self.prefix = bridge, prefix
+        self.gateway = gateway
+        self.ttl_s, self.shards, self.max_budgets = ttl_s, shards, max_budgets
+        self.cursors = [LeasedCursor(bridge, f"{stream}_APF", f"owner-{s}", replicas=replicas,
+                                     description="jetkube: which gateway owns each shard of the tenants' "
+                                                 "API Priority and Fairness seat budgets",
+                                     timeout_s=max(0.5, ttl_s / 3)) for s in range(shards)]
+        self.owned: dict[int, tuple[SeatBudgets, Responder]] = {}
+        self.renewed: dict[int, float] = {}  # shard -> when its last successful claim started
+        self.takeovers = 0
+        self.answered_before = 0  # answers of shards no longer owned
+
+    async def _claim(self, s: int) -> None:
+        t0 = trio.current_time()
+        try:
+            held: bool | None = await self.cursors[s].claim(self.gateway, self.ttl_s) is not None
+        except BusError as e:
+            held = None  # unknown: kept until the lease would have lapsed
+            log.debug("APF fleet: the owner lease of shard %d is not available: %s", s, e)
+        if held:
+            self.renewed[s] = t0
+            if s not in self.owned:
+                await self._own(s, t0)
+        elif s in self.owned and (held is False or trio.current_time() > self.renewed.get(s, t0) + self.ttl_s * 0.8):
+            await self._disown(s)
+
+    async def _own(self, s: int, now: float) -> None:
+        budgets = SeatBudgets(self.cursors[s].revision, now, ttl_s=self.ttl_s, max_budgets=self.max_budgets)
+        responder = Responder(self.bridge, apf_seats_subject(self.prefix, s),
+                              lambda data: budgets.answer(data, trio.current_time()))
+        try:
+            await responder.open(timeout_s=max(1.0, self.ttl_s / 3))
+        except BusError as e:
+            log.warning("APF fleet: cannot answer shard %d: %s", s, e)
+            await responder.aclose()
+            return
+        self.owned[s] = (budgets, responder)
+        self.takeovers += 1
+        log.info("APF fleet: this gateway owns the seat budgets of shard %d (epoch %d)", s, budgets.epoch)
+
+    async def _disown(self, s: int) -> None:
+        budgets, responder = self.owned.pop(s)
+        self.answered_before += budgets.answered
+        await responder.aclose()
+        log.info("APF fleet: this gateway no longer owns shard %d", s)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        task_status.started()
+        try:
+            while True:
+                async with trio.open_nursery() as nursery:
+                    for s in range(self.shards):
+                        nursery.start_soon(self._claim, s)
+                await trio.sleep(self.ttl_s / 3)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                for s in list(self.owned):
+                    await self._disown(s)
+                    try:
+                        await self.cursors[s].release(self.gateway)  # another takes over at once
+                    except BusError:
+                        pass  # it lapses by itself
+
+
+async def run_leases(flow_control: Any, bridge: Bridge, prefix: str, stream: str, *, gateway: str,
+                     replicas: int = 1, ttl_s: float = LEASE_TTL_S, fallback: float = 0.0,
+                     exchange: FleetExchange | None = None,
+                     task_status: trio.TaskStatus[SeatLeases] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+    """This gateway's part in the fleet's seat budgets: the lease client (its levels' seats) and a
+    candidate owner of every shard. Started at once; the gateway never waits on NATS for it."""
+
+    async def request(subject: str, payload: bytes, timeout_s: float) -> bytes:
+        return (await bridge.request(subject, payload, timeout_s=timeout_s)).data
+
+    def gateways() -> int:
+        return 1 + (len(exchange.view.peers) if exchange is not None else 0)
+
+    leases = SeatLeases(flow_control.dispatcher, request, gateway=gateway, prefix=prefix, ttl_s=ttl_s,
+                        fallback=fallback, gateways=gateways, on_change=flow_control.redispatch)
+    owner = SeatOwner(bridge, prefix, stream, gateway=gateway, replicas=replicas, ttl_s=ttl_s)
+    leases.owner = owner
+    async with trio.open_nursery() as nursery:
+        await nursery.start(leases.run)
+        await nursery.start(owner.run)
+        task_status.started(leases)
+    raise AssertionError("unreachable")  # pragma: no cover

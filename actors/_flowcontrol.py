@@ -220,6 +220,10 @@ class FlowControl:
         if t is not None:
             self._wake(self.dispatcher.finish(t, trio.current_time()))
 
+    def redispatch(self) -> None:
+        """Start what fits now (the fleet's seat leases changed)."""
+        self._wake(self.dispatcher.dispatch(trio.current_time()))
+
     def _wake(self, tickets: list[Ticket]) -> None:
         for t in tickets:
             ev = self._events.get(t)

@@ -20,6 +20,7 @@ and ``k8s.io/apimachinery/pkg/util/managedfields/internal``) around the field-se
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -74,15 +75,30 @@ def manager_from_user_agent(user_agent: str) -> str:
 # ---- entries <-> managers ----------------------------------------------------------------------
 
 
+#: Identities are cached only when short: the strings come from clients' managedFields, and a
+#: cache of 4,096 entries must not hold megabytes of a long manager name each.
+_CACHED_IDENT_LEN = 512
+
+
 def _ident(manager: str, operation: str, api_version: str, subresource: str) -> str:
     """kube's ``BuildManagerIdentifier``: the entry without fields and time (and without the
-    apiVersion for an applier), as JSON."""
+    apiVersion for an applier), as JSON. (Cached when short: a pure function of a few strings,
+    called for every entry of every write.)"""
+    if len(manager) + len(operation) + len(api_version) + len(subresource) <= _CACHED_IDENT_LEN:
+        return _cached_ident(manager, operation, api_version, subresource)
+    return _build_ident(manager, operation, api_version, subresource)
+
+
+def _build_ident(manager: str, operation: str, api_version: str, subresource: str) -> str:
     d: dict[str, str] = {"manager": manager, "operation": operation}
     if operation != "Apply":
         d["apiVersion"] = api_version
     if subresource:
         d["subresource"] = subresource
     return json.dumps(d, separators=(",", ":"))
+
+
+_cached_ident = functools.lru_cache(maxsize=4096)(_build_ident)
 
 
 class Managed:
@@ -115,18 +131,33 @@ def decode(entries: Any) -> Managed | None:
     return m
 
 
+def _ident_parts(ident: str) -> tuple[str, str, str]:
+    """(manager, operation, subresource) of an identity :func:`_ident` built (cached when short, as it)."""
+    if len(ident) <= _CACHED_IDENT_LEN + 64:
+        return _cached_ident_parts(ident)
+    return _build_ident_parts(ident)
+
+
+def _build_ident_parts(ident: str) -> tuple[str, str, str]:
+    meta = json.loads(ident)
+    return meta["manager"], meta["operation"], meta.get("subresource") or ""
+
+
+_cached_ident_parts = functools.lru_cache(maxsize=4096)(_build_ident_parts)
+
+
 def encode(m: Managed) -> list[dict[str, Any]]:
     entries = []
     for ident, ms in m.sets.items():
-        meta = json.loads(ident)
-        e: dict[str, Any] = {"manager": meta["manager"], "operation": meta["operation"], "apiVersion": ms.api_version}
+        manager, operation, subresource = _ident_parts(ident)
+        e: dict[str, Any] = {"manager": manager, "operation": operation, "apiVersion": ms.api_version}
         if ident in m.times:
             e["time"] = m.times[ident]
         e["fieldsType"] = "FieldsV1"
         kept = m.v1.get(id(ms.fields))
         e["fieldsV1"] = kept[1] if kept is not None and kept[0] is ms.fields else to_fields_v1(ms.fields)
-        if meta.get("subresource"):
-            e["subresource"] = meta["subresource"]
+        if subresource:
+            e["subresource"] = subresource
         entries.append(e)
     # kube's sortEncodedManagedFields: operation, time, manager, apiVersion, subresource.
     entries.sort(key=lambda e: (e["operation"], e.get("time", ""), e["manager"], e["apiVersion"],

@@ -8,6 +8,7 @@ and one hop per request."""
 from __future__ import annotations
 
 import time
+import uuid
 from functools import partial
 from typing import NoReturn
 
@@ -22,7 +23,7 @@ from ._admission import NamespaceLifecycle, admission_handler, build_chain
 from ._admission_status import PolicyStatusController
 from ._allocation import AllocationSettings
 from ._apf_bootstrap import ApfBootstrap
-from ._apf_fleet import FleetExchange, fleet_subject, run_fleet
+from ._apf_fleet import FleetExchange, SeatLeases, fleet_subject, run_fleet, run_leases
 from ._auth import TokenAuthenticator
 from ._authn import Authenticator, authenticate_request
 from ._authz import RBAC, READ_VERBS, Authorizer, authz_handler
@@ -52,7 +53,8 @@ class Pipeline:
                  allocation: AllocationSettings | None = None,
                  api_endpoint: tuple[str, int] = ("127.0.0.1", 6443), server_concurrency: int = 600,
                  queue_wait_s: float = 15.0, quota_settle_s: float = 60.0, quota_resync_s: float = 300.0,
-                 apf_fleet_period_s: float = 1.0) -> None:
+                 apf_fleet_period_s: float = 1.0, apf_fleet_lease_ttl_s: float = 0.0,
+                 apf_fleet_fallback: float = 0.0) -> None:
         self.log, self.projection, self.registry = log, projection, registry
         lifecycle = NamespaceLifecycle(projection)
         #: kube's authorizer chain over the projection's RBAC view; impersonation checks use it too.
@@ -88,6 +90,9 @@ class Pipeline:
         #: Fleet-wide fairness: demand reports exchanged with the other gateways (0: this one alone).
         self.apf_fleet_period_s = apf_fleet_period_s
         self.apf_fleet: FleetExchange | None = None
+        #: Fleet-wide seat budgets: leased from each tenant's owner gateway (0: off, local limits).
+        self.apf_fleet_lease_ttl_s, self.apf_fleet_fallback = apf_fleet_lease_ttl_s, apf_fleet_fallback
+        self.apf_leases: SeatLeases | None = None
         self.authenticator = authenticator
         self.actors = (self.authz, self.admission, self.resource, self.reviews)
         #: Every step a request passes, for the metrics: authentication, then the actors.
@@ -176,6 +181,12 @@ class Pipeline:
                 self.apf_fleet = await nursery.start(partial(
                     run_fleet, self.flow_control.dispatcher, self.log.bridge, fleet_subject(self.log.prefix),
                     period_s=self.apf_fleet_period_s))
+            if self.apf_fleet_lease_ttl_s > 0:
+                self.apf_leases = await nursery.start(partial(
+                    run_leases, self.flow_control, self.log.bridge, self.log.prefix, self.log.stream,
+                    gateway=self.apf_fleet.gateway if self.apf_fleet is not None else uuid.uuid4().hex,
+                    replicas=self.log.config.replicas, ttl_s=self.apf_fleet_lease_ttl_s,
+                    fallback=self.apf_fleet_fallback, exchange=self.apf_fleet))
             for a in self.actors:
                 await nursery.start(a.run)
             if self.rbac_controllers is not None:

@@ -2,7 +2,7 @@
 behind the dev cluster's TCP load balancer (run inside the orchestrator), on an R1 and an R3 stream.
 
 B11X  create and get throughput and write p99 through the LB for 1, 2 and 3 gateways, R1 then R3
-      (the stream is deleted between the two); R3 rows carry R1's figure as their ceiling.
+      (every stream is deleted between the two); R3 rows carry R1's figure as their ceiling.
 F1    on R3 with 3 gateways: a paced create load at half the measured 3-gateway R3 create rate;
       the stream leader's nats-server is killed with SIGKILL; the longest gap between acks, the
       failed requests, and acknowledged loss (every acked resourceVersion read back; must be 0).
@@ -42,7 +42,7 @@ class Cluster:
         from bus import nats_server_binary
         from gateway._devcluster import _http_get, _nats_configs
 
-        root = self.b.run_dir / "cluster"
+        root = self.b.run_dir / f"cluster-{id(self):x}"  # each cluster its own stores: F1 starts from no stream
         confs, ports, monitors = _nats_configs(root, "benchpass", NODES)
         self.url = ",".join(f"nats://jetkube:benchpass@127.0.0.1:{p}" for p in ports)
         for conf in confs:
@@ -66,6 +66,13 @@ class Cluster:
             async with open_bridge(self.url) as bridge:
                 reply = await bridge.request(f"$JS.API.{api}", b"{}", timeout_s=10)
                 return dict(json.loads(reply.data))
+
+    async def delete_streams(self) -> None:
+        """Every stream of the cluster (the log, the audit stream, KV buckets): the next gateways create them
+        with their own --stream-replicas."""
+        names = (await self.js_api("STREAM.NAMES")).get("streams") or []
+        for name in names:
+            await self.js_api(f"STREAM.DELETE.{name}")
 
     async def start_gateways(self, replicas: int, count: int) -> None:
         for i in range(count):
@@ -149,7 +156,7 @@ async def b11x(b: Bench) -> list[dict[str, Any]]:
             finally:
                 await c.stop_gateways()
             if replicas == 1:
-                await c.js_api("STREAM.DELETE.JETKUBE")
+                await c.delete_streams()
         creates = [row["value"] for row in rows if row["id"].startswith("B11X/R3/") and row["id"].endswith("/create")]
         b.f1_base_rps = max(creates) if creates else None
     finally:

@@ -26,6 +26,7 @@ class Params:
     b6_grace_s: float = 20.0
     b7_s: float = 20.0
     b7_probe_conns: int = 8
+    b7o_rate: float = 120.0    # B7o: consistent GET, LIST and rv=0 GET in turn, paced (open loop)
     b8_objects: int = 100_000
     b8_events: int = 1_000_000  # the log B8's objects are folded from (updates, deletes, re-creates)
     b9_objects: int = 100_000

@@ -99,6 +99,7 @@ async def decision_us(bench: Bench) -> dict[str, float]:
     import msgspec
 
     from actors import Attributes, Authorizer, UserInfo
+    from bus import ROOT_TENANT
     from projections import RbacIndex
 
     gw = bench.g1
@@ -110,7 +111,7 @@ async def decision_us(bench: Bench) -> dict[str, float]:
             raise RuntimeError(f"cannot list {resource}: {code}")
         for item in body["items"]:
             meta = item["metadata"]
-            idx.apply("default", resource, meta.get("namespace", ""), meta["name"], msgspec.json.encode(item))
+            idx.apply(ROOT_TENANT, resource, meta.get("namespace", ""), meta["name"], msgspec.json.encode(item))
     az = Authorizer(idx)
     user = UserInfo(name=USER, groups=(*GROUPS, "system:authenticated"))
     out = {}

@@ -2,7 +2,8 @@
 
 ``python -m bench.apf [--gateways 1|2] [--seconds S]`` alone; ``make bench`` runs both (rows B12, B13).
 
-One nats-server and one (B12) or two (B13) jetkube gateways on it, each with a seat budget that fits
+One nats-server and one (B12) or two (B13, with ``--apf-fleet-leases 3``: each tenant's seats leased
+from its owner gateway) jetkube gateways on it, each with a seat budget that fits
 one Python process (``--max-requests-inflight 2 --max-mutating-requests-inflight 1``, 3 seats: every
 executing request shares one core, so a seat is a share of CPU; kube's 600 seats are for many
 cores). Two tenants (logical clusters), each with one user:
@@ -15,8 +16,10 @@ cores). Two tenants (logical clusters), each with one user:
 
 Printed: the capacity, A's offered and sent rates as multiples of it, A's 429s (and that they carry
 Retry-After and the PF headers), B's p50/p99 unloaded and under the flood and whether p99 stayed
-within 2x, the gateways' CPU under the flood; for B12 also the reject path's cost alone (A's flow
-moved to a level that rejects everything, wrk GETs: gateway CPU per answer).
+within 2x, the gateways' CPU under the flood, B's share of the requests dispatched under the flood,
+the seat lease round trips per request dispatched (with leases) and the load average; for B12 also
+the reject path's cost alone (A's flow moved to a level that rejects everything, wrk GETs: gateway
+CPU per answer).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,6 +50,7 @@ NS = "default"
 OBJECTS = 500
 FLOOD_X = 10.0  # A's open-loop rate, times the LIST capacity measured first
 FLOOD_CONNS = 1000  # the open-loop flood's connections per gateway, at most
+FLEET_LEASES_S = 3.0  # B13's --apf-fleet-leases: seats leased from each tenant's owner gateway
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
 LC = "/apis/tenancy.jetkube.io/v1alpha1/logicalclusters"
 
@@ -66,17 +71,20 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 class _Gw:
-    def __init__(self, proc: trio.Process, url: str, admin: str) -> None:
+    def __init__(self, proc: trio.Process, url: str, admin: str, leases_s: float = 0.0) -> None:
         self.proc, self.url, self.admin = proc, url, admin
+        self.leases_s = leases_s
 
 
-async def _start(data: Path, nats_url: str, inflight: int, mutating: int, fleet_period_s: float) -> _Gw:
+async def _start(data: Path, nats_url: str, inflight: int, mutating: int, fleet_period_s: float,
+                 fleet_leases_s: float = 0.0) -> _Gw:
     tokens = data.parent / "tokens.csv"
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data), "--port", "0",
          "--insecure-port", "0", "--token-file", str(tokens), "--nats-url", nats_url,
          "--max-requests-inflight", str(inflight), "--max-mutating-requests-inflight", str(mutating),
-         "--apf-fleet-period", str(fleet_period_s)], stdout=subprocess.PIPE)
+         "--apf-fleet-period", str(fleet_period_s), "--apf-fleet-leases", str(fleet_leases_s)],
+        stdout=subprocess.PIPE)
     assert proc.stdout is not None
     buf = b""
     while b"\n" not in buf:
@@ -87,7 +95,7 @@ async def _start(data: Path, nats_url: str, inflight: int, mutating: int, fleet_
     line = buf.decode().splitlines()[0]
     fields = dict(f.split("=", 1) for f in line.split()[2:])
     kube = yaml.safe_load(Path(fields["kubeconfig"]).read_text())
-    return _Gw(proc, fields["http"], kube["users"][0]["user"]["token"])
+    return _Gw(proc, fields["http"], kube["users"][0]["user"]["token"], fleet_leases_s)
 
 
 def _client(url: str, token: str, conns: int = 16) -> httpx.AsyncClient:
@@ -279,14 +287,16 @@ async def reject_cost(gw: _Gw, data: Path, seconds: float = 5.0, conns: int = 64
 
 async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *, gateways: int = 1,
                profile: Path | None = None, only_reject_cost: bool = False, fleet_period_s: float = 1.0,
-               work_dir: Path | None = None, flood_x: float = FLOOD_X) -> dict[str, Any]:
+               work_dir: Path | None = None, flood_x: float = FLOOD_X,
+               fleet_leases_s: float = 0.0) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="jetkube-b12-", dir=work_dir))
     (data / "tokens.csv").write_text(f"{A_TOKEN},{A_USER},u-a\n{B_TOKEN},{B_USER},u-b\n")
     gws: list[_Gw] = []
     async with run_nats_server(data / "nats") as nats_url:
         try:
             for i in range(gateways):
-                gws.append(await _start(data / f"jk{i + 1}", nats_url, inflight, mutating, fleet_period_s))
+                gws.append(await _start(data / f"jk{i + 1}", nats_url, inflight, mutating, fleet_period_s,
+                                        fleet_leases_s))
             await _setup(gws)
             if only_reject_cost:
                 return await reject_cost(gws[0], data)
@@ -304,13 +314,20 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *
 async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
                    profile: Path | None, flood_x: float = FLOOD_X) -> dict[str, Any]:
     urls = [gw.url for gw in gws]
+    c0 = await _fleet_counts(gws)
     cap = await _capacity(urls, 5.0)
+    c1 = await _fleet_counts(gws)
+    # Seat lease round trips per request while A alone runs at capacity (closed loop, no 429s).
+    cap_dispatched = c1.get("dispatched_a", 0.0) - c0.get("dispatched_a", 0.0)
+    cap_rts = c1.get("lease_requests", 0.0) - c0.get("lease_requests", 0.0)
     rate_b = max(1.0, 0.05 * cap)
     unloaded, codes0 = await _quiet(urls, rate_b, seconds)
     w0 = await _b_wait(gws)
     # The flood: open loop, ``flood_x`` times the capacity over all gateways (split evenly), for
     # the quiet phase plus 2 s to establish; bounded by ``flood_conns`` connections per gateway.
     flood_s = seconds + 2.0
+    f0 = await _fleet_counts(gws)
+    load0 = os.getloadavg()[0]
     cpu0, t0 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
     floods = [await trio.lowlevel.open_process(
         [sys.executable, "-m", "bench._openloop", "--url", url, "--path", A_LIST, "--token", A_TOKEN,
@@ -356,7 +373,10 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
             elif k in ("seconds", "send_seconds"):
                 a[k] = max(a.get(k, 0.0), v)
     cpu1, t1 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
+    load1 = os.getloadavg()[0]
     w1 = await _b_wait(gws)
+    f1 = await _fleet_counts(gws)
+    fleet = {k: f1.get(k, 0.0) - f0.get(k, 0.0) for k in f1}
     a_rate = a.get("attempted", 0) / max(1e-9, a.get("send_seconds", flood_s))
     a_sent = a.get("sent", 0) / max(1e-9, a.get("send_seconds", flood_s))
     a_requests = a.get("answered", 0)
@@ -385,6 +405,21 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         "gateway_cpu_us_per_answered": round(1e6 * (cpu1 - cpu0) / max(1, a_requests + len(loaded)
                                                                         + len(samples)), 1)}
     res["b_p99_within_2x"] = res["b_loaded_p99_ms"] <= 2 * res["b_unloaded_p99_ms"]
+    # Under the flood, over all gateways: each tenant's requests dispatched (B's share of them), and
+    # with --apf-fleet-leases the seat lease round trips per request dispatched and the fallbacks.
+    dispatched = fleet.get("dispatched_a", 0.0) + fleet.get("dispatched_b", 0.0)
+    res["load_average_1m"] = [round(load0, 2), round(load1, 2)]
+    res["dispatched_a"], res["dispatched_b"] = int(fleet.get("dispatched_a", 0)), int(fleet.get("dispatched_b", 0))
+    res["b_share_of_dispatched"] = round(fleet.get("dispatched_b", 0.0) / dispatched, 4) if dispatched else None
+    res["fleet_leases_ttl_s"] = fleet_leases_s_of(gws)
+    if res["fleet_leases_ttl_s"]:
+        res["lease_round_trips"] = int(fleet.get("lease_requests", 0))
+        res["lease_round_trips_per_request"] = (round(fleet.get("lease_requests", 0.0) / dispatched, 4)
+                                                if dispatched else None)
+        res["lease_fallbacks"] = int(fleet.get("lease_fallbacks", 0))
+        res["capacity_lease_round_trips"] = int(cap_rts)
+        res["capacity_lease_round_trips_per_request"] = round(cap_rts / cap_dispatched, 4) if cap_dispatched else None
+        res["lease_failures"] = int(fleet.get("lease_failures", 0))
     # Where B's time went: its mean wait in flow control's queues under the flood (from the
     # gateways' apiserver_flowcontrol_request_wait_duration_seconds), beside its latency.
     n_wait = w1[1] - w0[1]
@@ -395,6 +430,35 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         res["profile"] = {k: folded.get(k) for k in ("samples", "components", "main_thread_self",
                                                      "jetkube_inclusive", "error") if k in folded}
     return res
+
+
+def fleet_leases_s_of(gws: list[_Gw]) -> float:
+    return max((gw.leases_s for gw in gws), default=0.0)
+
+
+async def _fleet_counts(gws: list[_Gw]) -> dict[str, float]:
+    """Summed over the gateways' /metrics: requests dispatched for A and B, seat lease round trips,
+    failures and fallbacks (counters: the caller takes differences)."""
+    out: dict[str, float] = {}
+
+    def add(k: str, v: float) -> None:
+        out[k] = out.get(k, 0.0) + v
+
+    for gw in gws:
+        async with _client(gw.url, gw.admin) as c:
+            text = (await c.get("/metrics")).text
+        for line in text.splitlines():
+            if line.startswith("apiserver_flowcontrol_dispatched_requests_total{"):
+                for key, t in (("dispatched_a", TA), ("dispatched_b", TB)):
+                    if f'tenant="{t}"' in line:
+                        add(key, float(line.rsplit(" ", 1)[1]))
+            elif line.startswith("jetkube_apf_fleet_lease_requests_total "):
+                add("lease_requests", float(line.rsplit(" ", 1)[1]))
+            elif line.startswith("jetkube_apf_fleet_lease_fallbacks_total "):
+                add("lease_fallbacks", float(line.rsplit(" ", 1)[1]))
+            elif line.startswith("jetkube_apf_fleet_lease_failures_total{"):
+                add("lease_failures", float(line.rsplit(" ", 1)[1]))
+    return out
 
 
 async def _b_wait(gws: list[_Gw]) -> tuple[float, float]:
@@ -416,7 +480,8 @@ async def _b_wait(gws: list[_Gw]) -> tuple[float, float]:
 
 
 def header(sid: str, seconds: float, flood_conns: int) -> str:
-    gws = "two gateways on one NATS (fleet-wide APF, reports every 1 s)" if sid == "B13" else "one gateway"
+    gws = (f"two gateways on one NATS (fleet-wide APF: reports every 1 s, seats leased from each tenant's owner, "
+           f"--apf-fleet-leases {FLEET_LEASES_S:g})" if sid == "B13" else "one gateway")
     return (f"{gws}, 3 seats each; tenant A: LIST of {OBJECTS} ConfigMaps open loop at {FLOOD_X:.0f}x the measured "
             f"LIST capacity (at most {flood_conns} connections per gateway); tenant B: GET at 5% of the capacity, "
             f"open loop; {seconds:.0f}s unloaded then {seconds:.0f}s under the flood")
@@ -439,6 +504,13 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
             f"p99 {r['b_unloaded_p99_ms']:.0f} -> {r['b_loaded_p99_ms']:.0f} ms, B codes {r['b_codes_loaded']}, "
             f"B's mean wait in flow control's queues {r.get('b_apf_wait_mean_ms')} ms; "
             f"gateway CPU {r['gateway_cpu_cores_under_flood']} cores under the flood")
+    if r.get("b_share_of_dispatched") is not None:
+        note += f"; B's share of the requests dispatched under the flood {r['b_share_of_dispatched']:.1%}"
+    if r.get("fleet_leases_ttl_s"):
+        note += (f"; seat lease round trips {r['lease_round_trips']:,} "
+                 f"({r['lease_round_trips_per_request']} per request dispatched; at capacity without the flood "
+                 f"{r['capacity_lease_round_trips_per_request']}), fallbacks {r['lease_fallbacks']}")
+    note += f"; load average {r['load_average_1m'][0]}-{r['load_average_1m'][1]}"
     if "reject_gateway_cpu_us_per_answer" in r:
         note += (f"; reject path alone: {r['reject_gateway_cpu_us_per_answer']:.0f} us gateway CPU per 429 "
                  f"({r['reject_answers_per_s']:.0f}/s, {r['reject_share']:.0%} rejected)")
@@ -451,7 +523,8 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def scenario(sid: str, *, quick: bool, run_dir: Path) -> list[dict[str, Any]]:
     seconds = 8.0 if quick else 20.0
-    r = await main(seconds, FLOOD_CONNS, 2, 1, gateways=2 if sid == "B13" else 1, work_dir=run_dir)
+    r = await main(seconds, FLOOD_CONNS, 2, 1, gateways=2 if sid == "B13" else 1, work_dir=run_dir,
+                   fleet_leases_s=FLEET_LEASES_S if sid == "B13" else 0.0)
     return rows(sid, r)
 
 
@@ -465,6 +538,8 @@ if __name__ == "__main__":
     ap.add_argument("--max-requests-inflight", type=int, default=2)
     ap.add_argument("--max-mutating-requests-inflight", type=int, default=1)
     ap.add_argument("--apf-fleet-period", type=float, default=1.0, help="the gateways' --apf-fleet-period")
+    ap.add_argument("--apf-fleet-leases", type=float, default=None, metavar="TTL_SECONDS",
+                    help=f"the gateways' --apf-fleet-leases (default: {FLEET_LEASES_S:g} with 2 gateways, else 0)")
     ap.add_argument("--profile", type=Path, default=None, metavar="FILE",
                     help="py-spy the (first) gateway under the flood; the folded profile to FILE (JSON)")
     ap.add_argument("--reject-cost-only", action="store_true",
@@ -473,4 +548,6 @@ if __name__ == "__main__":
     print(json.dumps(trio.run(lambda: main(
         ns.seconds, ns.flood_conns, ns.max_requests_inflight, ns.max_mutating_requests_inflight,
         gateways=ns.gateways, profile=ns.profile, only_reject_cost=ns.reject_cost_only,
-        fleet_period_s=ns.apf_fleet_period, flood_x=ns.flood_x)), indent=1))
+        fleet_period_s=ns.apf_fleet_period, flood_x=ns.flood_x,
+        fleet_leases_s=(FLEET_LEASES_S if ns.gateways > 1 else 0.0) if ns.apf_fleet_leases is None
+        else ns.apf_fleet_leases)), indent=1))

@@ -31,6 +31,7 @@ from ._errors import (
 )
 from ._log import Log, StreamConfig, open_log
 from ._reader import LogReader
+from ._responder import Responder
 from ._snapshots import SnapshotBucket, snapshot_name, snapshot_seq
 from ._stats import FAST_BUCKETS, Histogram
 from ._subjects import (
@@ -40,6 +41,7 @@ from ._subjects import (
     Key,
     SubjectError,
     all_filter,
+    apf_seats_subject,
     decode_token,
     encode_token,
     is_system_subject,
@@ -91,6 +93,7 @@ __all__ = [
     "NatsAuth",
     "NoResponders",
     "Reply",
+    "Responder",
     "SnapshotBucket",
     "StreamConfig",
     "StreamMismatch",
@@ -98,6 +101,7 @@ __all__ = [
     "UndecryptableMessage",
     "WrongLastSequence",
     "all_filter",
+    "apf_seats_subject",
     "cluster_node_config",
     "decode_event",
     "decode_token",

@@ -42,6 +42,9 @@ class LeasedCursor:
         self._kv: Any = None
         self._kv_nc: Any = None
         self._lock = trio.Lock()  # one compare-and-swap at a time from this holder
+        #: The key's revision this holder last wrote (0: none yet). It only grows, so the revision
+        #: written when a holder took the lease over is a fencing token (an epoch) for it.
+        self.revision = 0
 
     async def _a_kv(self) -> Any:
         if self._kv is None or self._kv_nc is not self._b.nc:
@@ -80,9 +83,9 @@ class LeasedCursor:
                             "state": new_state}).encode()
         try:
             if entry is None:
-                await kv.create(self.key, value)
+                self.revision = int(await kv.create(self.key, value))
             else:
-                await kv.update(self.key, value, last=entry.revision)
+                self.revision = int(await kv.update(self.key, value, last=entry.revision))
         except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
             return None  # another holder took or renewed it in between
         return new_state

@@ -150,3 +150,12 @@ def parse_subject(prefix: str, subject: str) -> Key:
         "" if namespace == PLACEHOLDER else decode_token(namespace),
         decode_token(name),
     )
+
+
+def apf_seats_subject(prefix: str, shard: int) -> str:
+    """The core-NATS request/reply subject of one shard of the fleet's per-tenant seat budgets (API
+    Priority and Fairness, actors/_apf_fleet.py): its owner gateway answers seat leases there. Like
+    the demand reports (``<prefix>-apf.fleet``) it is outside the stream's ``<prefix>.>``: never stored."""
+    if shard < 0:
+        raise SubjectError(f"negative shard {shard}")
+    return _bounded(f"{prefix}-apf.seats.{shard}")

@@ -55,7 +55,16 @@ from . import _discovery as discovery
 from . import _history as history
 from . import _openapi as openapi
 from . import _ui as ui
-from ._audit import AUDIT_EVENTS, AUDIT_EVENTS_PATH, AuditNote, AuditSink, audit_request, parse_query
+from ._audit import (
+    AUDIT_EVENTS,
+    AUDIT_EVENTS_PATH,
+    AuditNote,
+    AuditRefused,
+    AuditSink,
+    audit_received,
+    audit_request,
+    parse_query,
+)
 from ._audit import query as audit_query
 from ._codec import decode_body_strict
 from ._fast import FastPath
@@ -74,7 +83,6 @@ from ._reads import (
     list_body,
     list_objects,
     parse_list_options,
-    read_at,
     read_deadline,
     resource_version_param,
     rewritten,
@@ -89,14 +97,20 @@ from ._routes import CLUSTERS_PREFIX, parse, split_tenant
 from ._settings import Settings
 from ._status import BodyTimeout, write_response
 from ._table import (
+    metadata_api_version,
+    metadata_for_list,
+    metadata_for_object,
+    metadata_watch_line,
     parse_include_object,
     table_content_type,
     table_for_list,
     table_for_object,
     table_watch_line,
+    wants_metadata,
     wants_protobuf,
     wants_table,
 )
+from ._wildcard import list_every_tenant, still_served
 
 JSON_CT = "application/json"
 _enc = msgspec.json.Encoder()
@@ -121,6 +135,7 @@ class Context:
     def __post_init__(self) -> None:
         self.metrics = ServerMetrics(self.pipeline, self.projection, self.registry)
         self.metrics.audit = self.audit
+        self.projection.crds.on_change(self.watches.kinds_changed)
 
 
 class WatchStreams:
@@ -130,6 +145,9 @@ class WatchStreams:
     def __init__(self) -> None:
         self._scopes: set[trio.CancelScope] = set()
         self.stopping = False
+        # Watches of a custom resource, with the check saying whether its kind is still served as
+        # when the watch began (gateway/_wildcard.py ``still_served``).
+        self._served: dict[trio.CancelScope, Callable[[], bool]] = {}
 
     def end_all(self) -> None:
         """End every open watch stream now, and every one opened from now on at once."""
@@ -137,15 +155,26 @@ class WatchStreams:
         for scope in self._scopes:
             scope.cancel()
 
-    def open(self, timeout_s: float) -> trio.CancelScope:
+    def open(self, timeout_s: float, served: Callable[[], bool] | None = None) -> trio.CancelScope:
         scope = trio.move_on_after(timeout_s)
-        if self.stopping:
+        if self.stopping or (served is not None and not served()):
             scope.cancel()
         self._scopes.add(scope)
+        if served is not None:
+            self._served[scope] = served
         return scope
 
     def close(self, scope: trio.CancelScope) -> None:
         self._scopes.discard(scope)
+        self._served.pop(scope, None)
+
+    def kinds_changed(self) -> None:
+        """A tenant's served kinds changed (projections CrdView): end, cleanly, each watch whose
+        kind is no longer served as it was."""
+        for scope, served in tuple(self._served.items()):
+            if not served():
+                scope.cancel()
+                del self._served[scope]
 
 
 def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -236,7 +265,7 @@ def create_app(ctx: Context) -> QuartTrio:
                              request.headers.get("User-Agent", ""))
         intake = _Intake()
         note = AuditNote(request.method.lower())
-        received = now_micro()
+        received = note.received = now_micro()
         metrics = ctx.metrics
         started = time.perf_counter()
         kind = metrics.begin(request.method)
@@ -253,6 +282,10 @@ def create_app(ctx: Context) -> QuartTrio:
                                 time.perf_counter() - started, None, note.tenant or ROOT_TENANT)
                 line.end(labels[0], e.code or 500)
                 raise
+            except AuditRefused as e:  # blocking-strict, as kube's audit filter answers
+                resp = Response(e.body, 500, content_type="text/plain")
+                resp.headers["X-Content-Type-Options"] = "nosniff"
+                resp.headers["Audit-Id"] = audit_id
             except Exception as e:  # noqa: BLE001 - every error becomes a Status
                 resp = _error_response(e, audit_id)
                 note.failed(e)
@@ -431,7 +464,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         raise Conflict(route.name)  # a custom resource two tenants define differently (gateway/_routes.py)
     if tenant == ANY_TENANT and route.kind == "unknown":
         raise NotFound("the server could not find the requested resource")
-    if tenant == ANY_TENANT and (route.kind not in ("resource", "discovery", "version") or method not in ("GET", "HEAD")
+    if tenant == ANY_TENANT and (route.kind not in ("resource", "discovery", "version", "openapi")
+                                 or method not in ("GET", "HEAD")
                                  or route.name and route.kind == "resource"):
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     if route.kind == "metrics" and tenant != ROOT_TENANT:
@@ -442,6 +476,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
             if route.kind == "unknown":
                 raise NotFound("the server could not find the requested resource")
             raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
+        await audit_received(ctx.audit, note, audit_id)  # blocking webhook modes only
         await ctx.pipeline.admit(get := msgspec.structs.replace(who, verb="get"), intake.flow)
         await ctx.pipeline.submit_authenticated(get, timeout_s=s.request_timeout_s)
         return await _non_resource(ctx, route)
@@ -469,6 +504,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
                                   subresource=route.subresource)
     note.resource_request(req)
+    await audit_received(ctx.audit, note, audit_id)  # blocking webhook modes only
     if s.read_only and method in ("POST", "PUT", "PATCH", "DELETE") and rdef.stored:
         # jetkube serve --read-only: no write reaches the log. 405 as kube-apiserver answers a verb a
         # storage does not implement (the server cannot do it, whoever asks: not a 403, which RBAC
@@ -503,8 +539,12 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     assert isinstance(result, Allowed)
     proj = ctx.projection
     table = wants_table(request.headers.get("Accept"))
+    # PartialObjectMetadata(List): its apiVersion (406 when a list asks for the single kind or not).
+    metadata = not table and wants_metadata(request.headers.get("Accept"))
+    meta_version = metadata_api_version(metadata, is_list=verb == "list") if metadata else ""
     # Protobuf answers for kinds that have a message (built-in kinds); others get JSON, as CRDs do.
-    protobuf = not table and rdef.protobuf_message is not None and wants_protobuf(request.headers.get("Accept"))
+    protobuf = (not table and not metadata and rdef.protobuf_message is not None
+                and wants_protobuf(request.headers.get("Accept")))
     include = ""
     if table:
         try:
@@ -523,18 +563,16 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         if table:
             return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
                                                     now=_now()), table)
+        if meta_version:
+            return _json_response(metadata_for_object(data, api_version=meta_version))
         if protobuf:
             return _protobuf_response(data)
         return _json_response(data)
     assert opts is not None
     if verb == "list":
         async with read_deadline(s.request_timeout_s):
-            if tenant == ANY_TENANT:  # the current state, once caught up (or not older than the rv asked)
-                if (opts.match == "Exact" and opts.resource_version not in (None, "0")) or opts.continue_token:
-                    raise BadRequest("a list across logical clusters is not paginated and serves the current "
-                                     "state only: resourceVersionMatch=Exact and continue are not supported")
-                await read_at(proj, opts.resource_version)
-                listed = proj.list_tenants(storage.group, storage.plural, opts.filter)
+            if tenant == ANY_TENANT:
+                listed = await list_every_tenant(proj, storage, opts)
             else:
                 listed = await list_objects(proj, tenant, storage, opts)
         listed = await served_list(ctx.converter, listed, storage, rdef)
@@ -542,30 +580,42 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
             return _table_response(table_for_list(
                 rdef, listed.items, api_version=table, include_object=include,
                 resource_version=str(listed.resource_version), continue_token=listed.continue_token,
-                remaining=listed.remaining, now=_now()), table)
+                remaining=listed.remaining, now=_now(), tenant_column=tenant == ANY_TENANT), table)
+        if meta_version:
+            return _json_response(metadata_for_list(
+                listed.items, api_version=meta_version, resource_version=str(listed.resource_version),
+                continue_token=listed.continue_token, remaining=listed.remaining))
         body = list_body(rdef, listed)
         return _protobuf_response(body) if protobuf else _json_response(body)
     timeout = opts.timeout_s if opts.timeout_s is not None else int(s.min_request_timeout_s *
                                                                   (1 + random.random()))
+    # A custom resource's watch ends once its kind is no longer served there as it was.
+    served = still_served(ctx.registry, tenant, rdef, storage) if rdef.crd else None
     if table:
         first = [True]
 
         def encode(t: str, ch: Change) -> bytes:
             line = table_watch_line(rdef, t, served_object(ch.object(t), storage, rdef), api_version=table, include_object=include, now=_now(),
-                                    headers=first[0])
+                                    headers=first[0], tenant_column=tenant == ANY_TENANT)
             first[0] = False
             return line
 
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode, storage, ctx.converter), timeout,
-                       table_content_type(table))
+                       table_content_type(table), served)
+    if meta_version:
+        def encode_metadata(t: str, ch: Change) -> bytes:
+            return metadata_watch_line(t, served_object(ch.object(t), storage, rdef), api_version=meta_version)
+
+        return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, encode_metadata, storage, ctx.converter),
+                       timeout, served=served)
     if protobuf:
         lines = (watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage) if storage is not rdef
                  else watch_lines(proj, tenant, rdef, opts))
-        return _stream(ctx.watches, _protobuf_frames(lines), timeout, PROTOBUF_WATCH_CT)
+        return _stream(ctx.watches, _protobuf_frames(lines), timeout, PROTOBUF_WATCH_CT, served)
     if rewritten(storage, rdef) or ctx.converter.needed(storage, rdef):
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage,
-                                                ctx.converter), timeout)
-    return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout)
+                                                ctx.converter), timeout, served=served)
+    return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout, served=served)
 
 
 def _protobuf_response(data: bytes) -> Response:
@@ -651,11 +701,13 @@ def _table_response(body: bytes, api_version: str) -> Response:
     return Response(body, status=200, content_type=table_content_type(api_version))
 
 
-def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str = JSON_CT) -> Response:
+def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str = JSON_CT,
+            served: Callable[[], bool] | None = None) -> Response:
     async def body() -> Any:
-        # Ends at the watch's timeout or at shutdown: either way the body ends normally, so the
-        # chunked response is finished and the client sees a clean end of the stream.
-        scope = watches.open(timeout_s)
+        # Ends at the watch's timeout, at shutdown or when its kind stops being served (``served``):
+        # either way the body ends normally, so the chunked response is finished and the client
+        # sees a clean end of the stream.
+        scope = watches.open(timeout_s, served)
         try:
             with scope:
                 async for line in lines:

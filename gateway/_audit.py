@@ -15,6 +15,10 @@ The writer is off the request path: a request hands its record to a bounded queu
 queue is full a read's record is dropped at once (kube's batch backend drops, too) and a denial's
 waits up to 100 ms for room, then is dropped; both are counted
 (``jetkube_audit_events_dropped_total{kind}``). Appends that fail are counted the same way.
+
+With ``--audit-webhook-mode blocking``/``blocking-strict`` (gateway/_audit_webhook.py), the request
+path also sends its events to the webhook and waits: :func:`audit_received` at ``RequestReceived``
+(which, when strict, refuses the request if that fails) and :func:`audit_request` at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import datetime
 import heapq
 import itertools
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -32,10 +37,12 @@ import trio
 from quart import request
 
 from actors import BadRequest, Request, UserInfo
-from bus import ROOT_TENANT, BusError, Log, LogMessage, is_system_subject, tenant_token
+from bus import ROOT_TENANT, BusError, Log, LogMessage, is_system_subject, system_subject, tenant_token
 from kinds import Registry, ResourceDef
 from projections import DEFAULT_POLICY, Attributes, Policy, record_for_request, record_from_event
 from projections import parse_time as _parse_time
+
+from ._audit_webhook import SENT_MARK, SENT_SUFFIX, BlockingWebhook
 
 _log = logging.getLogger("jetkube.audit")
 _enc = msgspec.json.Encoder()
@@ -57,25 +64,39 @@ class AuditSink:
         self.written = 0
         #: Records not written, by why: "read" (queue full), "denial" (queue full past the wait), "failed".
         self.dropped = {"read": 0, "denial": 0, "failed": 0}
+        #: The webhook's blocking modes' request side (gateway/_audit_webhook.py); None: batch or off.
+        self.blocking: BlockingWebhook | None = None
 
     def _subject(self, tenant: str) -> str:
         assert self.log is not None
         return f"{self.log.prefix}.{tenant_token(tenant or ROOT_TENANT)}"
 
-    def submit(self, record: dict[str, Any], tenant: str) -> None:
-        """A read's record: queued if there is room, else dropped and counted. Never waits."""
+    def submit(self, record: dict[str, Any], tenant: str, *, sent: bool = False) -> None:
+        """A read's record: queued if there is room, else dropped and counted. Never waits.
+        ``sent``: the webhook already has it (blocking modes: its forwarder skips it)."""
         if self.log is None:
             return
         try:
-            self._send.send_nowait(self._item(record, tenant))
+            self._send.send_nowait(self._item(record, tenant, sent))
         except trio.WouldBlock:
             self.dropped["read"] += 1
 
-    async def submit_denial(self, record: dict[str, Any], tenant: str) -> None:
+    def submit_sent(self, audit_id: str, seqs: list[int]) -> None:
+        """Blocking modes: the webhook accepted the records of these log sequences (a write's), so the
+        forwarder skips them. Dropped when the queue is full: they are then sent again, not lost."""
+        if self.log is None or not seqs:
+            return
+        item = (system_subject(self.log.prefix, SENT_MARK), _enc.encode({"seqs": seqs}), f"{audit_id}:{SENT_MARK}")
+        try:
+            self._send.send_nowait(item)
+        except trio.WouldBlock:
+            pass
+
+    async def submit_denial(self, record: dict[str, Any], tenant: str, *, sent: bool = False) -> None:
         """A denial's record: waits up to ``DENIAL_WAIT_S`` for room in the queue, then drops it."""
         if self.log is None:
             return
-        item = self._item(record, tenant)
+        item = self._item(record, tenant, sent)
         try:
             self._send.send_nowait(item)
             return
@@ -86,9 +107,12 @@ class AuditSink:
             return
         self.dropped["denial"] += 1
 
-    def _item(self, record: dict[str, Any], tenant: str) -> tuple[str, bytes, str]:
+    def _item(self, record: dict[str, Any], tenant: str, sent: bool = False) -> tuple[str, bytes, str]:
         # The Msg-Id makes a retried append of the same record a duplicate, never a second record.
-        return self._subject(tenant), _enc.encode(record), f"{record.get('auditID', '')}:{record.get('stage', '')}"
+        msg_id = f"{record.get('auditID', '')}:{record.get('stage', '')}"
+        if sent:
+            msg_id += SENT_SUFFIX
+        return self._subject(tenant), _enc.encode(record), msg_id
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         """Append queued records to the audit stream, forever (up to 64 in flight)."""
@@ -228,7 +252,7 @@ AUDIT_EVENTS = ResourceDef("audit.jetkube.io", "v1", "Event", "events", "event",
 class AuditNote:
     """What the request handler learned about a request, for its audit record."""
 
-    __slots__ = ("annotations", "logged", "rdef", "req", "tenant", "user", "verb")
+    __slots__ = ("annotations", "logged", "rdef", "received", "refused", "req", "tenant", "user", "verb")
 
     def __init__(self, verb: str) -> None:
         self.verb = verb
@@ -240,6 +264,10 @@ class AuditNote:
         self.rdef: ResourceDef | None = None
         #: An accepted write that reached the log: audited from its event there, not here.
         self.logged = False
+        #: When the request arrived (its requestReceivedTimestamp).
+        self.received = ""
+        #: blocking-strict refused it (its RequestReceived was not sent): no other stage is.
+        self.refused = False
 
     def resource_request(self, req: Request) -> None:
         self.req, self.rdef, self.verb = req, req.rdef, req.verb
@@ -260,6 +288,42 @@ def _decision(code: int) -> str:
     return "forbid" if code == 403 else "" if code == 401 else "allow"
 
 
+class AuditRefused(Exception):
+    """blocking-strict: the RequestReceived stage could not be sent; kube's audit filter answers
+    ``responsewriters.InternalError``: 500, text/plain, this body."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__("failed to store audit event")
+        # Go's %#v of the request URI: a double-quoted string literal.
+        self.body = f"Internal Server Error: {json.dumps(uri, ensure_ascii=False)}: failed to store audit event"
+
+
+async def audit_received(sink: AuditSink | None, note: AuditNote, audit_id: str,
+                         http: tuple[str, str, str, str] | None = None) -> None:
+    """Blocking modes only: send the request's ``RequestReceived`` event and wait (unless the policy
+    omits that stage or audits nothing of it); a write's events are followed from here on. Raises
+    :class:`AuditRefused` when strict and the webhook did not take it: nothing else is done."""
+    b = None if sink is None else sink.blocking
+    if b is None:
+        return
+    assert sink is not None
+    req = note.req
+    if req is not None and req.rdef is not None and req.rdef.stored and req.verb not in _READS:
+        b.expect(audit_id)
+    rec, uri = _build(sink, note, audit_id, 0, note.received, http, "RequestReceived")
+    if rec is None:
+        return
+    rec.pop("responseStatus", None)
+    rec["stageTimestamp"] = rec["requestReceivedTimestamp"]  # as kube's, for this stage
+    if not await b.send([rec]) and b.strict:
+        note.refused = True
+        b.drop(audit_id)
+        raise AuditRefused(uri)
+
+
+_READS = frozenset({"get", "list", "watch"})
+
+
 async def audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str,
                         http: tuple[str, str, str, str] | None = None) -> None:
     """Record a finished request on the audit stream, unless its write is on the log. Reads never
@@ -268,8 +332,19 @@ async def audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: i
     the request: a record that cannot be built is logged (without it) and counted. ``http``: (path,
     URI, source address, User-Agent) for a request answered outside Quart (the gateway's gate);
     otherwise Quart's current request's."""
-    if note.logged:
+    if note.refused:
         return
+    b = sink.blocking
+    if note.logged:
+        if b is not None:
+            # Blocking modes: the write's records, derived from its events, before the answer.
+            try:
+                sink.submit_sent(audit_id, await b.deliver_write(audit_id))
+            except Exception as e:  # noqa: BLE001 - the forwarder sends them; the answer stands
+                _log.error("audit webhook: request %s's events not sent: %s", audit_id, type(e).__name__)
+        return
+    if b is not None:
+        b.drop(audit_id)  # a write that did not reach the log (refused, failed, dry run)
     try:
         await _audit_request(sink, note, audit_id, code, received, http)
     except Exception as e:  # noqa: BLE001 - the answer is already decided; the audit must not change it
@@ -277,8 +352,9 @@ async def audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: i
         _log.error("no audit record for request %s: %s", audit_id, type(e).__name__)
 
 
-async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str,
-                         http: tuple[str, str, str, str] | None) -> None:
+def _build(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str,
+           http: tuple[str, str, str, str] | None, stage: str) -> tuple[dict[str, Any] | None, str]:
+    """The record of ``stage`` of a request that is not audited from the log, and its URI."""
     user, req, rdef = note.user, note.req, note.rdef
     if http is None:
         # The request URI as kube records it, query included (tokens travel in headers, never here).
@@ -289,18 +365,27 @@ async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: 
         user.name if user else "", tuple(user.groups) if user else (), note.verb, rdef is not None,
         rdef.group if rdef else "", rdef.plural if rdef else "", req.subresource if req else "",
         req.namespace if req else "", req.name if req else "", path)
-    stage = "ResponseStarted" if note.verb == "watch" and code == 200 else "ResponseComplete"
     rec = record_for_request(sink.policy, attrs, audit_id=audit_id, uid=user.uid if user else "",
                              source=source, user_agent=user_agent,
                              code=code, received=received, version=rdef.version if rdef else "", uri=uri,
-                             decision=_decision(code), stage=stage, tenant=note.tenant,
-                             impersonator=user.impersonator if user else "", annotations=note.annotations)
+                             decision=_decision(code) if code else "", stage=stage, tenant=note.tenant,
+                             impersonator=user.impersonator if user else "",
+                             annotations=note.annotations if code else None)
+    return rec, uri
+
+
+async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str,
+                         http: tuple[str, str, str, str] | None) -> None:
+    stage = "ResponseStarted" if note.verb == "watch" and code == 200 else "ResponseComplete"
+    rec, _ = _build(sink, note, audit_id, code, received, http, stage)
     if rec is None:
         return
+    # Blocking modes: the webhook has it before the answer goes out (or the forwarder sends it later).
+    sent = sink.blocking is not None and await sink.blocking.send([rec])
     if code >= 400 and code != 429:
-        await sink.submit_denial(rec, note.tenant)
+        await sink.submit_denial(rec, note.tenant, sent=sent)
     else:
-        sink.submit(rec, note.tenant)
+        sink.submit(rec, note.tenant, sent=sent)
 
 
 def parse_query(q: dict[str, str]) -> Query:

@@ -26,17 +26,44 @@ flight. That key is also a lease: of a fleet of gateways exactly one forwards wh
 fresh (15 s, renewed every 5 s), another takes over from the positions written when it lapses.
 A cursor that does not exist yet starts at the streams' heads (the webhook gets the events from when
 it was configured on, as kube's).
+
+``--audit-webhook-mode blocking`` and ``blocking-strict`` (kube's): the request path itself sends its
+events, one EventList per stage, and waits for the webhook before it goes on (:class:`BlockingWebhook`):
+``RequestReceived`` once the request is authenticated and routed (unless the policy omits that stage)
+and ``ResponseComplete`` (``ResponseStarted`` for a watch) before the response goes out - so a client
+has its answer only after the webhook accepted the request's events. A POST is tried as kube's
+webhook client does (5 tries, ``--audit-webhook-initial-backoff`` growing 1.5x), all bounded by
+``blocking_timeout_s`` (30 s, kube's webhook request timeout). A failure is logged and counted, and the
+request goes on; in ``blocking-strict`` a ``RequestReceived`` that could not be sent fails the request
+before anything is done, as kube's audit filter does: 500, ``Internal Server Error: "<URI>": failed to
+store audit event`` (text/plain).
+
+The trail stays whole: a write's ``ResponseComplete`` is still derived from its event on the log (the
+request path reads its own events back from a follower of the log on every gateway, ``_WriteTap``, and
+sends exactly the records the forwarder would), and a read's or a denial's still goes to the audit
+stream. The forwarder still runs and sends everything the request paths did not: the request path
+marks what the webhook accepted (a read's record is appended with a ``:webhook`` Msg-Id; a write's
+log sequences go to the audit stream's ``_sys.webhook-sent`` subject) and the forwarder skips what is
+marked. It reads the log ``blocking_timeout_s + mark_grace_s`` behind the writes' times, so that a
+mark is there before it decides. A write whose gateway died between the append and the answer has no
+mark: the forwarder sends it then. Delivery stays at least once: a mark lost (its queue full, a
+forwarder hand-over) means a record sent twice, never one missing. A ``RequestReceived`` that failed
+in ``blocking`` mode is not sent later (kube drops it too; it is in no trail).
 """
 
 from __future__ import annotations
 
 import base64
+import heapq
+import itertools
 import logging
 import os
 import socket
 import ssl
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -46,9 +73,9 @@ import msgspec
 import trio
 import yaml
 
-from bus import BusError, LeasedCursor, Log, LogMessage, is_system_subject
+from bus import BusError, LeasedCursor, Log, LogMessage, decode_event, is_system_subject, system_subject
 from kinds import Registry
-from projections import Policy, record_from_event
+from projections import Policy, parse_time, record_from_event
 
 _log = logging.getLogger("jetkube.audit.webhook")
 _enc = msgspec.json.Encoder()
@@ -57,6 +84,20 @@ _dec = msgspec.json.Decoder()
 LEASE_S = 15.0
 MAX_BACKOFF_S = 60.0
 POST_TIMEOUT_S = 30.0
+#: kube's ``--audit-webhook-mode`` values.
+MODES = ("batch", "blocking", "blocking-strict")
+#: kube's webhook client: 5 tries (``DefaultRetryBackoffWithInitialDelay``: factor 1.5, 5 steps).
+BLOCKING_TRIES = 5
+#: The Msg-Id suffix of an audit stream record the request path already sent (blocking modes).
+SENT_SUFFIX = ":webhook"
+#: The audit stream's subject (``<prefix>._sys.webhook-sent``) of the log sequences sent that way.
+SENT_MARK = "webhook-sent"
+#: Marks kept at most for log sequences the forwarder has not reached (older ones are dropped:
+#: their records are sent twice, never lost).
+MAX_MARKS = 200_000
+#: Writes a gateway's request paths wait for their events at once, at most (older ones are dropped:
+#: their records are left to the forwarder).
+MAX_EXPECTED = 10_000
 
 
 class AuditWebhookConfigError(ValueError):
@@ -76,6 +117,18 @@ class WebhookOptions:
     throttle_burst: int = 15
     initial_backoff_s: float = 10.0
     lease_s: float = LEASE_S  # not a flag: how long a forwarder's lease lasts unrenewed (tests shorten it)
+    #: Not flags (blocking modes): the bound of one stage's delivery on the request path (kube's
+    #: webhook request timeout), and the margin the forwarder leaves a mark after it to arrive.
+    blocking_timeout_s: float = POST_TIMEOUT_S
+    mark_grace_s: float = 5.0
+
+    @property
+    def blocking(self) -> bool:
+        return self.mode != "batch"
+
+    @property
+    def strict(self) -> bool:
+        return self.mode == "blocking-strict"
 
 
 @dataclass
@@ -84,9 +137,10 @@ class WebhookTarget:
     verify: ssl.SSLContext
     headers: dict[str, str] = field(default_factory=dict)
 
-    def client(self) -> httpx.AsyncClient:
+    def client(self, connections: int = 4) -> httpx.AsyncClient:
         return httpx.AsyncClient(verify=self.verify, headers=self.headers,
-                                 limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+                                 limits=httpx.Limits(max_connections=connections,
+                                                     max_keepalive_connections=max(2, connections // 2)))
 
 
 def _data_or_file(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
@@ -202,6 +256,9 @@ class AuditForwarder:
         self.stats = ForwarderStats()
         self._defs: Any = None
         self._stored: dict[tuple[str, str], str] = {}
+        #: Log sequences the request paths sent (blocking modes), from the audit stream's marks.
+        self._sent: dict[int, None] = {}
+        self._mark_subject = system_subject(audit_log.prefix, SENT_MARK)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         try:
@@ -285,11 +342,15 @@ class AuditForwarder:
     async def _follow(self, log: Log, name: str, start: int,
                       out: trio.MemorySendChannel[tuple[str, int, dict[str, Any] | None]]) -> None:
         reader = await log.open_reader(f"{log.prefix}.>", start)
+        behind = self.options.blocking_timeout_s + self.options.mark_grace_s
+        hold = self.options.blocking and name == "log"
         try:
             async with out:
                 while True:
                     for m in await reader.next_batch():
                         self.stats.head[name] = max(self.stats.head[name], m.seq + max(0, reader.pending))
+                        if hold:
+                            await self._hold(log, m, behind)
                         await out.send((name, m.seq, self._record(log, name, m, self._versions())))
         finally:
             with trio.CancelScope(shield=True):
@@ -302,13 +363,43 @@ class AuditForwarder:
             self._defs, self._stored = defs, {(d.group, d.plural): d.version for d in defs if d.stored}
         return self._stored
 
+    @staticmethod
+    async def _hold(log: Log, m: LogMessage, behind: float) -> None:
+        """Blocking modes: wait until the write at ``m`` is ``behind`` seconds old, so that the mark
+        of a request path that sent it is read before the forwarder decides."""
+        if is_system_subject(log.prefix, m.subject):
+            return
+        try:
+            written = parse_time(decode_event(m.data).time).timestamp()
+        except (ValueError, msgspec.MsgspecError):
+            return
+        wait = written + 1.0 + behind - time.time()  # the event's time is to the second
+        if wait > 0:
+            await trio.sleep(min(wait, behind))
+
+    def _note_sent(self, data: bytes) -> None:
+        reached = self.stats.position["log"]
+        for seq in _dec.decode(data).get("seqs", ()):
+            if isinstance(seq, int) and seq > reached:
+                self._sent[seq] = None
+        while len(self._sent) > MAX_MARKS:
+            del self._sent[next(iter(self._sent))]
+
     def _record(self, log: Log, name: str, m: LogMessage, versions: dict[tuple[str, str], str]) -> (
             dict[str, Any] | None):
         try:
             if name == "audit":
+                if m.subject == self._mark_subject:
+                    self._note_sent(m.data)
+                    return None
+                if m.msg_id.endswith(SENT_SUFFIX):
+                    return None  # the request path sent it (blocking modes)
                 return dict(_dec.decode(m.data))
             if is_system_subject(log.prefix, m.subject):
                 return None
+            if m.seq in self._sent:
+                del self._sent[m.seq]
+                return None  # the request path sent it (blocking modes)
             return record_from_event(log.prefix, m, self.policy, versions)
         except Exception as e:  # noqa: BLE001 - one undecodable message must not stop the trail
             _log.error("audit webhook: no audit event for %s sequence %d: %s", name, m.seq, type(e).__name__)
@@ -363,6 +454,179 @@ class AuditForwarder:
             _log.warning("audit webhook: POST of %d events failed (%s); retrying in %.1fs", len(items), err, delay)
             await trio.sleep(delay)
             delay = min(max(delay, 0.05) * 1.5, MAX_BACKOFF_S)
+
+
+class _WriteTap:
+    """A follower of the log on each gateway (blocking modes): keeps the messages of the writes its
+    request paths wait for, by audit ID (the first part of an append's Msg-Id), so that a request can
+    send the audit records derived from its own events. Holds nothing else; bounded."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.position = 0
+        self._wanted: dict[str, list[LogMessage]] = {}
+        self._waiters: list[tuple[int, int, trio.Event]] = []
+        self._tie = itertools.count()
+
+    def expect(self, audit_id: str) -> None:
+        if audit_id in self._wanted:
+            return
+        while len(self._wanted) >= MAX_EXPECTED:
+            del self._wanted[next(iter(self._wanted))]
+        self._wanted[audit_id] = []
+
+    def drop(self, audit_id: str) -> None:
+        self._wanted.pop(audit_id, None)
+
+    async def take(self, audit_id: str, upto: int) -> list[LogMessage] | None:
+        """The messages of ``audit_id`` once the tap has read up to ``upto``; None if it was not
+        expected (or dropped). The caller bounds the wait."""
+        try:
+            if self.position < upto:
+                ev = trio.Event()
+                heapq.heappush(self._waiters, (upto, next(self._tie), ev))
+                await ev.wait()
+            return self._wanted.get(audit_id)
+        finally:
+            self._wanted.pop(audit_id, None)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        delay = 0.1
+        while True:
+            try:
+                self.position = await self.log.head()
+                break
+            except (BusError, trio.TooSlowError) as e:
+                _log.warning("audit webhook: reading the log head failed: %s", e)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        task_status.started()
+        while True:
+            try:
+                reader = await self.log.open_reader(f"{self.log.prefix}.>", self.position + 1)
+                try:
+                    while True:
+                        batch = await reader.next_batch()
+                        wanted = self._wanted
+                        if wanted:
+                            for m in batch:
+                                mine = wanted.get(m.msg_id.partition(":")[0])
+                                if mine is not None:
+                                    mine.append(m)
+                        self.position = batch[-1].seq
+                        w = self._waiters
+                        while w and w[0][0] <= self.position:
+                            heapq.heappop(w)[2].set()
+                        delay = 0.1
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await reader.aclose()
+            except (BusError, trio.TooSlowError) as e:
+                _log.warning("audit webhook: following the log for the request paths failed (%s); resuming", e)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+class BlockingWebhook:
+    """``--audit-webhook-mode blocking|blocking-strict``: the request path's side (see the module's
+    doc). :meth:`send` POSTs one stage's events and says whether the webhook accepted them."""
+
+    def __init__(self, target: WebhookTarget, options: WebhookOptions, main: Log, registry: Registry,
+                 policy: Policy, stats: ForwarderStats, applied: Callable[[], int]) -> None:
+        self.target, self.options = target, options
+        self.main, self.registry, self.policy = main, registry, policy
+        self.stats = stats
+        #: The local projection's applied sequence: a write's events are at or below it once the
+        #: write answered (the resource actor waits for its projection).
+        self.applied = applied
+        self.tap = _WriteTap(main)
+        self.strict = options.strict
+        self._client: httpx.AsyncClient | None = None
+        self._defs: Any = None
+        self._stored: dict[tuple[str, str], str] = {}
+        self._warned = 0.0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        async with self.target.client(connections=64) as client, trio.open_nursery() as nursery:
+            self._client = client
+            try:
+                await nursery.start(self.tap.run)
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._client = None
+
+    def expect(self, audit_id: str) -> None:
+        """A write begins: keep its events as the tap reads them."""
+        self.tap.expect(audit_id)
+
+    def drop(self, audit_id: str) -> None:
+        self.tap.drop(audit_id)
+
+    async def send(self, items: list[dict[str, Any]]) -> bool:
+        """POST one EventList as kube's webhook client (5 tries, backing off), bounded by
+        ``blocking_timeout_s``; True once the webhook accepted it (2xx)."""
+        client = self._client
+        if client is None:
+            return False
+        body = _enc.encode({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items})
+        delay = self.options.initial_backoff_s
+        err = ""
+        with trio.move_on_after(self.options.blocking_timeout_s) as scope:
+            for attempt in range(BLOCKING_TRIES):
+                try:
+                    r = await client.post(self.target.url, content=body)
+                    if 200 <= r.status_code < 300:
+                        self.stats.events_sent += len(items)
+                        self.stats.batches_sent += 1
+                        return True
+                    err = f"status {r.status_code}"
+                except httpx.HTTPError as e:
+                    err = type(e).__name__
+                self.stats.post_failures += 1
+                if attempt + 1 < BLOCKING_TRIES:
+                    await trio.sleep(delay)
+                    delay *= 1.5
+            err = f"{err}, {BLOCKING_TRIES} tries"
+        if scope.cancelled_caught:
+            self.stats.post_failures += 1
+            err = f"not accepted within {self.options.blocking_timeout_s:g}s{', ' + err if err else ''}"
+        now = time.monotonic()
+        if now - self._warned >= 1.0:  # one line a second at most, whatever the request rate
+            self._warned = now
+            _log.warning("audit webhook: a request's %d events were not accepted (%s)", len(items), err)
+        return False
+
+    def _versions(self) -> dict[tuple[str, str], str]:
+        defs = self.registry.defs
+        if defs is not self._defs:
+            self._defs, self._stored = defs, {(d.group, d.plural): d.version for d in defs if d.stored}
+        return self._stored
+
+    async def deliver_write(self, audit_id: str) -> list[int]:
+        """Send the ``ResponseComplete`` records of the write ``audit_id`` appended, derived from its
+        events on the log as the forwarder derives them; the log sequences the webhook accepted
+        ([] when none: the forwarder sends them later)."""
+        msgs: list[LogMessage] | None = None
+        with trio.move_on_after(self.options.blocking_timeout_s):
+            msgs = await self.tap.take(audit_id, self.applied())
+        if not msgs:
+            return []
+        prefix, versions = self.main.prefix, self._versions()
+        records = []
+        for m in msgs:
+            if is_system_subject(prefix, m.subject):
+                continue
+            try:
+                rec = record_from_event(prefix, m, self.policy, versions)
+            except Exception as e:  # noqa: BLE001 - as the forwarder: one undecodable message is logged
+                _log.error("audit webhook: no audit event for log sequence %d: %s", m.seq, type(e).__name__)
+                return []
+            if rec is not None:
+                records.append(rec)
+        if records and not await self.send(records):
+            return []
+        return [m.seq for m in msgs]
 
 
 def parse_duration(value: str) -> float:

@@ -17,7 +17,7 @@ from bus import NatsAuth, StreamMismatch, redact_url
 from kinds._allocation import IPRange, PortRange
 from projections import DEFAULT_POLICY
 
-from ._audit_webhook import WebhookOptions, load_webhook_config, parse_duration
+from ._audit_webhook import MODES, WebhookOptions, load_webhook_config, parse_duration
 from ._commands import add_commands
 from ._commands import run as run_command
 from ._devcluster import run_dev_cluster
@@ -90,8 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--audit-webhook-config-file", default=None, metavar="FILE",
                    help="a kubeconfig naming the audit webhook: audit events are POSTed to it as audit.k8s.io/v1 "
                         "EventLists, followed from the log and the audit stream (at least once, never dropped)")
-    s.add_argument("--audit-webhook-mode", default="batch", choices=("batch",),
-                   help="only kube's batch mode (events are forwarded off the request path)")
+    s.add_argument("--audit-webhook-mode", default="batch", choices=MODES,
+                   help="batch: events are forwarded off the request path; blocking: each request also sends "
+                        "its events and waits for the webhook (a failure is logged, the request goes on); "
+                        "blocking-strict: as blocking, and a RequestReceived event not sent fails the request")
     s.add_argument("--audit-webhook-batch-max-size", type=int, default=400, help="events per EventList at most")
     s.add_argument("--audit-webhook-batch-max-wait", default="30s", metavar="DURATION",
                    help="how long a batch waits for more events after its first one (e.g. 30s, 500ms)")
@@ -137,6 +139,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="API Priority and Fairness across gateways: each tells the others on the same NATS "
                         "what every tenant holds and waits for this often, and freed seats go first to the "
                         "waiting tenant holding fewest in the whole fleet (0: this gateway alone)")
+    s.add_argument("--apf-fleet-leases", type=float, default=0.0, metavar="TTL_SECONDS",
+                   help="fleet-wide seat budgets: each tenant's priority levels get their limit times the "
+                        "gateways alive across the fleet, owned by one gateway per shard of tenants (a KV lease "
+                        "with this TTL) from which the others lease seats over NATS request/reply; while the "
+                        "owner is unreachable each gateway keeps its own share (0: off, every gateway's limits "
+                        "are its own; try 3)")
+    s.add_argument("--apf-fleet-fallback", type=float, default=0.0, metavar="FRACTION",
+                   help="with --apf-fleet-leases, the share of a level's fleet budget a gateway uses while the "
+                        "budget's owner is unreachable (0: the budget divided by the gateways alive)")
     s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
                    help="CIDR of Services' cluster IPs (IPv4; the first address is the kubernetes service's)")
     s.add_argument("--service-node-port-range", default="30000-32767",
@@ -360,7 +371,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     log_format=args.log_format, request_log=args.request_log,
                     max_requests_inflight=args.max_requests_inflight,
                     max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-                    apf_fleet_period_s=args.apf_fleet_period)
+                    apf_fleet_period_s=args.apf_fleet_period,
+                    apf_fleet_lease_ttl_s=max(0.0, args.apf_fleet_leases),
+                    apf_fleet_fallback=min(1.0, max(0.0, args.apf_fleet_fallback)))
 
 
 def main(argv: list[str] | None = None) -> int:

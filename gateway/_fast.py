@@ -22,7 +22,7 @@ Everything else goes to the app unchanged, decided from the request alone before
 (counted, logged, asked): other methods, a chunked or oversized body, a body on a read,
 impersonation, a front proxy's headers, a client certificate, no bearer token, an ``Accept`` with
 anything but plain JSON or wildcards (Tables, PartialObjectMetadata, protobuf, YAML), a watch, a subresource, ``/clusters/*/``,
-non-resource paths, a read-only server's writes, and any route or verb the app refuses before its
+non-resource paths, a read-only server's writes, the audit webhook's blocking modes, and any route or verb the app refuses before its
 stages (unknown paths, verbs a kind does not serve, a namespaced kind without its namespace, a path
 Quart would read differently).
 
@@ -110,6 +110,8 @@ class FastPath:
         """The request, if it is one served here; None: the app's. Pure: nothing is counted,
         logged or asked before the request is known to be ours."""
         ctx = self.ctx
+        if ctx.audit is not None and ctx.audit.blocking is not None:
+            return None  # the audit webhook's blocking modes (RequestReceived sent and waited for): the app's
         method: str = scope["method"]
         path: str = scope["path"]
         if not path.startswith("/") or path.startswith("//") or scope.get("root_path"):
@@ -184,7 +186,7 @@ class FastPath:
         audit_id = str(uuid.uuid4())
         line = begin_request(ctx.settings.request_log, audit_id, scope, user_agent)
         note = AuditNote(method.lower())
-        received = now_micro()
+        received = note.received = now_micro()
         metrics = ctx.metrics
         started = time.perf_counter()
         kind = metrics.begin(method)

@@ -273,6 +273,7 @@ class _Collector:
         m = self.m
         yield from _flowcontrol_metrics(m)
         yield from _fleet_metrics(m)
+        yield from _fleet_lease_metrics(m)
         yield from self._requests(m)
         yield from self._watches(m)
         yield from self._storage(m)
@@ -563,6 +564,43 @@ def _fleet_metrics(m: ServerMetrics) -> Iterator[Metric]:
                             "demand reports.", value=st.peer_tenants)
     yield GaugeMetricFamily("jetkube_apf_fleet_seats", "The fleet's seat budget as this gateway sees it: its own "
                             "plus every live peer's.", value=st.fleet_seats)
+
+
+def _fleet_lease_metrics(m: ServerMetrics) -> Iterator[Metric]:
+    """``jetkube_apf_fleet_lease*`` and ``_owner*``: the fleet-wide seat budgets (actors/_apf_fleet.py),
+    when on (``--apf-fleet-leases``). Counts only: no label names a gateway or a tenant."""
+    leases = m.pipeline.apf_leases if m.pipeline is not None else None
+    if leases is None:
+        return
+    st = leases.stats()
+    yield CounterMetricFamily("jetkube_apf_fleet_lease_requests", "Seat lease round trips to the budgets' "
+                              "owners (asking, renewing, giving back).", value=st.requests)
+    c = CounterMetricFamily("jetkube_apf_fleet_lease_failures", "Seat lease requests without a grant, by reason: "
+                            "no_responders (no owner), timeout, unavailable (NATS), refused (the owner keeps no more "
+                            "budgets), stale (from an owner that lost its lease).", labels=("reason",))
+    for reason, n in sorted(st.failures.items()):
+        c.add_metric((reason,), n)
+    yield c
+    yield CounterMetricFamily("jetkube_apf_fleet_lease_seats_granted", "Seats gained by this gateway's leases "
+                              "(grants and fixed shares).", value=st.granted)
+    yield CounterMetricFamily("jetkube_apf_fleet_lease_seats_returned", "Seats this gateway's leases gave up "
+                              "(returned when idle, lower grants, fixed shares ended).", value=st.returned)
+    yield CounterMetricFamily("jetkube_apf_fleet_lease_fallbacks", "Times a shard's owner was unreachable and "
+                              "this gateway used its fixed local shares.", value=st.fallbacks)
+    yield GaugeMetricFamily("jetkube_apf_fleet_leases", "Tenant priority levels whose seats this gateway leases "
+                            "now.", value=st.leases)
+    yield GaugeMetricFamily("jetkube_apf_fleet_leased_seats", "Seats this gateway may execute in them now.",
+                            value=st.leased_seats)
+    yield GaugeMetricFamily("jetkube_apf_fleet_lease_shards_down", "Shards whose owner is unreachable from this "
+                            "gateway now (fixed local shares).", value=st.shards_down)
+    yield GaugeMetricFamily("jetkube_apf_fleet_owner_shards", "Shards of the tenants' seat budgets this gateway "
+                            "owns (holds the KV lease of) now.", value=st.owned_shards)
+    yield GaugeMetricFamily("jetkube_apf_fleet_owner_budgets", "Tenant priority level budgets this gateway keeps "
+                            "as their owner.", value=st.owned_budgets)
+    yield CounterMetricFamily("jetkube_apf_fleet_owner_takeovers", "Shards this gateway took ownership of.",
+                              value=st.takeovers)
+    yield CounterMetricFamily("jetkube_apf_fleet_owner_answers", "Seat lease requests this gateway answered as "
+                              "an owner.", value=st.answered)
 
 
 def _flowcontrol_metrics(m: ServerMetrics) -> Iterator[Metric]:

@@ -7,7 +7,8 @@ second on a loaded 2-core machine): each part is built when first asked for, in 
 one build at a time, so that the event loop keeps serving every other request meanwhile. A
 tenant's v3 documents reuse the built-in set's for every group-version without custom kinds (a
 v3 document depends on its own group-version only); its v2 document is whole, so it is built
-whole. At most ``size`` sets are kept, the least recently used dropped (rebuilt when asked for).
+whole. The kinds served across tenants (``/clusters/*/``: list and watch only) are a set of their
+own, whose v3 documents likewise reuse those of its built-in kinds. At most ``size`` sets are kept, the least recently used dropped (rebuilt when asked for).
 """
 
 from __future__ import annotations
@@ -67,8 +68,7 @@ class OpenAPICache:
         self._size = size
         self._building = trio.Lock()  # one build at a time (each is CPU-bound: two would only share the GIL)
 
-    def _entry(self, registry: Registry) -> _Entry:
-        defs = registry.defs
+    def _entry(self, defs: tuple[ResourceDef, ...]) -> _Entry:
         e = self._entries.get(id(defs))
         if e is None or e.defs is not defs:
             e = self._entries[id(defs)] = _Entry(defs)
@@ -81,9 +81,15 @@ class OpenAPICache:
     async def v3(self, registry: Registry) -> tuple[dict[str, bytes], bytes]:
         """(v3 documents by group-version path, the v3 index JSON) of ``registry``'s kinds.
         Cancellation leaves the part unbuilt (the next request builds it)."""
-        e = self._entry(registry)
+        return await self._v3(registry.defs, registry.builtin)
+
+    async def _v3(self, defs: tuple[ResourceDef, ...], builtin: tuple[ResourceDef, ...]) -> tuple[
+            dict[str, bytes], bytes]:
+        """``v3`` of a set whose built-in kinds are ``builtin`` (a tuple of ``defs``' first ones, or
+        ``defs`` itself): the built-in set's documents are built first, then reused."""
+        e = self._entry(defs)
         if e.docs is None or e.index is None:
-            base = None if registry.shared is registry else (await self.v3(registry.shared))[0]
+            base = None if defs is builtin else (await self._v3(builtin, builtin))[0]
             async with self._building:
                 if e.docs is None or e.index is None:
                     docs, index = await trio.to_thread.run_sync(build_v3, e.defs, base)
@@ -93,7 +99,7 @@ class OpenAPICache:
 
     async def v2(self, registry: Registry, *, protobuf: bool) -> bytes:
         """``registry``'s swagger 2.0 document, JSON or gnostic protobuf."""
-        e = self._entry(registry)
+        e = self._entry(registry.defs)
         if e.v2_json is None or (protobuf and e.v2_pb is None):
             async with self._building:
                 if e.v2_json is None:

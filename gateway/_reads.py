@@ -60,6 +60,13 @@ class ListOptions:
     send_initial: bool | None
     timeout_s: int | None
 
+    @property
+    def exact(self) -> bool:
+        """A LIST of exactly ``resource_version``: ``resourceVersionMatch=Exact``, or a version with a
+        limit and no match (kube's legacy rule)."""
+        rv = self.resource_version
+        return self.match == "Exact" or (rv not in (None, "0") and self.match is None and self.limit > 0)
+
 
 def _invalid_list(message: str, field: str) -> Invalid:
     return Invalid(f"ListOptions.meta.k8s.io \"\" is invalid: {field}: {message}",
@@ -217,7 +224,7 @@ def scale_of(rdef: ResourceDef, data: bytes) -> bytes:
 
 async def list_objects(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions) -> ListResult:
     rv = opts.resource_version
-    exact = opts.match == "Exact" or (rv not in (None, "0") and opts.match is None and opts.limit > 0)
+    exact = opts.exact
     if opts.continue_token:
         seq, start = decode_continue(opts.continue_token)
         try:

@@ -49,7 +49,8 @@ from projections import (
 from . import _hypercorn_ext
 from ._app import Context, create_app
 from ._audit import AuditSink
-from ._audit_webhook import AuditForwarder, load_webhook_config
+from ._audit_webhook import AuditForwarder, BlockingWebhook, load_webhook_config
+from ._loopprobe import run_from_env as run_loop_probe
 from ._pki import Pki, ensure_data_dir, ensure_pki, ensure_service_account_key, write_kubeconfig
 from ._settings import AuthenticationSetup, Settings, issuer_keys, load_authentication_config
 
@@ -127,6 +128,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
         if tracing is not None:
             projection.trace_wait = partial(tracing.current_child, "consistent read wait")
         async with trio.open_nursery() as nursery:
+            await nursery.start(run_loop_probe)  # JETKUBE_LOOP_PROBE: a diagnostic of loop stalls, else nothing
             await nursery.start(projection.run)
             pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
                                 root_ca_pem=ca_pem, run_controllers=settings.run_controllers and not settings.read_only,
@@ -141,7 +143,9 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                                 # No write outlives its request: after that long, a quota's charges
                                 # all belong to writes that ended (the quota controller's wait).
                                 quota_settle_s=settings.request_timeout_s,
-                                apf_fleet_period_s=settings.apf_fleet_period_s)
+                                apf_fleet_period_s=settings.apf_fleet_period_s,
+                                apf_fleet_lease_ttl_s=settings.apf_fleet_lease_ttl_s,
+                                apf_fleet_fallback=settings.apf_fleet_fallback)
             await nursery.start(pipeline.run)
             if authn.oidc:
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
@@ -157,6 +161,12 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                                              "and how far it got"))
                 ctx.metrics.audit_webhook = forwarder.stats
                 await nursery.start(forwarder.run)
+                if settings.audit_webhook.blocking:
+                    # The request paths send their own events and wait (before any is served).
+                    audit.blocking = BlockingWebhook(
+                        forwarder.target, settings.audit_webhook, log_, registry, settings.audit_policy,
+                        forwarder.stats, lambda: projection.store.applied)
+                    await nursery.start(audit.blocking.run)
             retention = RetentionSettings(max_age_s=settings.history_max_age_s,
                                           max_revisions=settings.history_max_revisions,
                                           interval_s=settings.history_retention_interval_s)

@@ -169,6 +169,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_mutating_requests_inflight: int = 200
     # Fleet-wide APF: demand reports to the other gateways on the same NATS this often (0: off).
     apf_fleet_period_s: float = 1.0
+    # Fleet-wide seat budgets (APF): leased from an owner gateway per shard of tenants, whose KV
+    # lease and grants live this long (0: off, each gateway's limits are its own). While the owner
+    # is unreachable: the budget / the gateways alive, or this fraction of the budget (> 0).
+    apf_fleet_lease_ttl_s: float = 0.0
+    apf_fleet_fallback: float = 0.0
     graceful_timeout_s: float = 5.0
     # kube's --shutdown-delay-duration: after SIGTERM, /readyz answers 503 at once while the
     # listeners keep serving this long, so a load balancer sees the gateway unready before it closes.

@@ -17,6 +17,12 @@ What the apiserver does, and what is mirrored here:
 - ``row.object`` follows ``?includeObject=``: ``Metadata`` (the default) is a ``PartialObjectMetadata``
   whose apiVersion is the Table's group-version, ``Object`` the full object, ``None`` is ``null``.
 - A single-object Table's ``metadata.resourceVersion`` is the object's; a list's is the list's.
+- Across tenants (``/clusters/*/``, each object's tenant in its ``tenancy.jetkube.io/cluster``
+  annotation), a Table has a ``Cluster`` column after ``Name`` (jetkube's; kcp's Tables have none).
+- ``as=PartialObjectMetadata`` (a GET, a watch's events) and ``as=PartialObjectMetadataList`` (a LIST),
+  meta.k8s.io v1/v1beta1, JSON: each object reduced to its metadata (managedFields included), as
+  client-go's metadata informers ask for [apiserver ``handlers/response.go``
+  ``asPartialObjectMetadata(List)``]; the other one of the two for a request is 406 NotAcceptable.
 - Watch: each event's object is a one-row Table. The apiserver sends ``columnDefinitions`` on the
   first event only; later events carry ``"columnDefinitions":null`` (``watchEmbeddedEncoder`` sets
   ``NoHeaders`` after the first event). kubectl's table printer reuses the last definitions it saw
@@ -36,8 +42,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kinds import (
+    CLUSTER_ANNOTATION,
     CREATED_DESCRIPTION,
     NAME_DESCRIPTION,
+    NotAcceptable,
     human_duration,
     parse_time,
     translate_timestamp_since,
@@ -109,17 +117,22 @@ _PLAIN = frozenset({("application", "json"), ("application", "yaml"), ("applicat
                     ("application", "vnd.kubernetes.protobuf"), ("application", "*"), ("*", "*")})
 
 
+#: The ``as=`` views of meta.k8s.io served (JSON only).
+_VIEWS = frozenset({"Table", "PartialObjectMetadata", "PartialObjectMetadataList"})
+_METADATA_VIEWS = ("PartialObjectMetadata", "PartialObjectMetadataList")
+
+
 def _negotiate(accept: str | None) -> MediaRange | None:
     """The first clause jetkube can serve: a plain type (JSON, YAML, protobuf, wildcards) or a JSON
-    Table of meta.k8s.io v1/v1beta1. Clauses we cannot serve (protobuf or YAML Tables,
-    PartialObjectMetadata, unknown ``as``) are skipped, as the apiserver skips clauses it cannot satisfy."""
+    Table or PartialObjectMetadata(List) of meta.k8s.io v1/v1beta1. Clauses we cannot serve
+    (protobuf or YAML views, unknown ``as``) are skipped, as the apiserver skips clauses it cannot satisfy."""
     for mr in parse_accept(accept):
         as_ = mr.params.get("as")
         if as_ is None:
             if (mr.type, mr.subtype) in _PLAIN and set(mr.params) <= {"charset", "pretty", "stream"}:
                 return mr
             continue
-        if (as_ == "Table" and mr.is_json and mr.params.get("g") == "meta.k8s.io"
+        if (as_ in _VIEWS and mr.is_json and mr.params.get("g") == "meta.k8s.io"
                 and mr.params.get("v") in ("v1", "v1beta1")):
             return mr
     return None
@@ -130,9 +143,30 @@ def wants_table(accept: str | None) -> str | None:
     first clause jetkube can serve asks for a Table; None when it is a plain type (JSON, YAML,
     protobuf, wildcards: answered as the normal object) or when no clause asks for a Table."""
     mr = _negotiate(accept)
-    if mr is None or mr.params.get("as") is None:
+    if mr is None or mr.params.get("as") != "Table":
         return None
     return f"meta.k8s.io/{mr.params['v']}"
+
+
+def wants_metadata(accept: str | None) -> tuple[str, str] | None:
+    """(``PartialObjectMetadata`` or ``PartialObjectMetadataList``, its apiVersion) when the first
+    clause jetkube can serve asks for one; None otherwise."""
+    mr = _negotiate(accept)
+    if mr is None or mr.params.get("as") not in _METADATA_VIEWS:
+        return None
+    return mr.params["as"], f"meta.k8s.io/{mr.params['v']}"
+
+
+def metadata_api_version(asked: tuple[str, str], *, is_list: bool) -> str:
+    """The apiVersion of the PartialObjectMetadata(List) ``asked`` (:func:`wants_metadata`) for a
+    list or not; 406 NotAcceptable when the request asked for the other kind (kube's
+    ``asPartialObjectMetadata(List)``; a watch's events are single objects)."""
+    kind, api_version = asked
+    if is_list and kind != "PartialObjectMetadataList":
+        raise NotAcceptable("you requested PartialObjectMetadata, but the requested object is a list")
+    if not is_list and kind != "PartialObjectMetadata":
+        raise NotAcceptable("you requested PartialObjectMetadataList, but the requested object is not a list")
+    return api_version
 
 
 def wants_protobuf(accept: str | None) -> bool:
@@ -458,16 +492,29 @@ def cells_for(rdef: ResourceDef, obj: Mapping[str, Any], *, now: datetime,
     return cells
 
 
-def _columns(rdef: ResourceDef, printer_columns: Sequence[Mapping[str, Any]] | None) -> list[dict]:
-    return columns_for(rdef) if printer_columns is None else columns_from_printer_columns(printer_columns)
+_CLUSTER = {"name": "Cluster", "type": "string", "format": "",
+            "description": f"The logical cluster (tenant) of the object: its {CLUSTER_ANNOTATION} annotation.",
+            "priority": 0}
+
+
+def _columns(rdef: ResourceDef, printer_columns: Sequence[Mapping[str, Any]] | None,
+             tenant_column: bool = False) -> list[dict]:
+    cols = columns_for(rdef) if printer_columns is None else columns_from_printer_columns(printer_columns)
+    if tenant_column:
+        cols.insert(1, dict(_CLUSTER))
+    return cols
 
 
 # --- Tables ------------------------------------------------------------------------------------
 
 
 def _row(rdef: ResourceDef, item: bytes, obj: dict, api_version: str, include_object: str, now: datetime,
-         printer_columns: Sequence[Mapping[str, Any]] | None) -> dict:
-    row: dict[str, Any] = {"cells": cells_for(rdef, obj, now=now, printer_columns=printer_columns)}
+         printer_columns: Sequence[Mapping[str, Any]] | None, tenant_column: bool = False) -> dict:
+    cells = cells_for(rdef, obj, now=now, printer_columns=printer_columns)
+    if tenant_column:
+        annotations = _meta(obj).get("annotations")
+        cells.insert(1, annotations.get(CLUSTER_ANNOTATION, "") if isinstance(annotations, dict) else "")
+    row: dict[str, Any] = {"cells": cells}
     if include_object == INCLUDE_OBJECT:
         row["object"] = msgspec.Raw(item)
     elif include_object == INCLUDE_NONE:
@@ -492,30 +539,38 @@ def _check(api_version: str, include_object: str) -> None:
 
 def table_for_list(rdef: ResourceDef, items: Sequence[bytes], *, api_version: str, include_object: str,
                    resource_version: str, continue_token: str = "", remaining: int | None = None,
-                   now: datetime, printer_columns: Sequence[Mapping[str, Any]] | None = None) -> bytes:
+                   now: datetime, printer_columns: Sequence[Mapping[str, Any]] | None = None,
+                   tenant_column: bool = False) -> bytes:
     """A LIST answered as a Table: one row per item (the items' exact JSON bytes), with the list's
     ``resourceVersion``/``continue``/``remainingItemCount`` in ``metadata`` (the last two only when
     given). ``printer_columns`` (a CRD version's ``additionalPrinterColumns``, possibly empty) selects
-    the custom-resource convertor instead of the built-in printer for ``rdef``."""
+    the custom-resource convertor instead of the built-in printer for ``rdef``. ``tenant_column``
+    (a list across tenants): a ``Cluster`` column after ``Name``, from each object's annotation."""
     _check(api_version, include_object)
+    rows = [_row(rdef, item, _decode(item), api_version, include_object, now, printer_columns, tenant_column)
+            for item in items]
+    return _table(_columns(rdef, printer_columns, tenant_column), rows, api_version,
+                  _list_meta(resource_version, continue_token, remaining))
+
+
+def _list_meta(resource_version: str, continue_token: str, remaining: int | None) -> dict[str, Any]:
     meta: dict[str, Any] = {"resourceVersion": resource_version}
     if continue_token:
         meta["continue"] = continue_token
     if remaining is not None:
         meta["remainingItemCount"] = remaining
-    rows = [_row(rdef, item, _decode(item), api_version, include_object, now, printer_columns)
-            for item in items]
-    return _table(_columns(rdef, printer_columns), rows, api_version, meta)
+    return meta
 
 
 def _object_table(rdef: ResourceDef, item: bytes, api_version: str, include_object: str, now: datetime,
-                  printer_columns: Sequence[Mapping[str, Any]] | None, headers: bool) -> bytes:
+                  printer_columns: Sequence[Mapping[str, Any]] | None, headers: bool,
+                  tenant_column: bool = False) -> bytes:
     _check(api_version, include_object)
     obj = _decode(item)
     rv = _meta(obj).get("resourceVersion")
     meta = {"resourceVersion": rv} if isinstance(rv, str) and rv else {}
-    row = _row(rdef, item, obj, api_version, include_object, now, printer_columns)
-    return _table(_columns(rdef, printer_columns) if headers else None, [row], api_version, meta)
+    row = _row(rdef, item, obj, api_version, include_object, now, printer_columns, tenant_column)
+    return _table(_columns(rdef, printer_columns, tenant_column) if headers else None, [row], api_version, meta)
 
 
 def table_for_object(rdef: ResourceDef, item: bytes, *, api_version: str, include_object: str, now: datetime,
@@ -526,19 +581,53 @@ def table_for_object(rdef: ResourceDef, item: bytes, *, api_version: str, includ
 
 def table_watch_line(rdef: ResourceDef, event_type: str, item: bytes, *, api_version: str,
                      include_object: str, now: datetime, headers: bool = True,
-                     printer_columns: Sequence[Mapping[str, Any]] | None = None) -> bytes:
+                     printer_columns: Sequence[Mapping[str, Any]] | None = None,
+                     tenant_column: bool = False) -> bytes:
     """One watch event whose object is a one-row Table, newline-terminated. Pass ``headers=True`` for
     the first event of a stream and False afterwards: the apiserver then sends
     ``"columnDefinitions":null`` and kubectl keeps using the columns it already has. Do not use this
     for ERROR events (their Status object is sent as is)."""
-    table = _object_table(rdef, item, api_version, include_object, now, printer_columns, headers)
+    table = _object_table(rdef, item, api_version, include_object, now, printer_columns, headers, tenant_column)
     return b'{"type":%s,"object":%s}\n' % (_encode(event_type), table)
+
+
+# --- PartialObjectMetadata -----------------------------------------------------------------------
+
+
+class _MetadataOnly(msgspec.Struct):
+    """An object's metadata, the rest skipped undecoded."""
+
+    metadata: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_metadata_only = msgspec.json.Decoder(_MetadataOnly).decode
+
+
+def metadata_for_object(item: bytes, *, api_version: str) -> bytes:
+    """An object as ``PartialObjectMetadata`` of ``api_version`` (meta.k8s.io/v1 or v1beta1): its
+    metadata as stored, managedFields included (kube's ``meta.AsPartialObjectMetadata``)."""
+    return b'{"kind":"PartialObjectMetadata","apiVersion":%s,"metadata":%s}' % (
+        _encode(api_version), bytes(_metadata_only(item).metadata))
+
+
+def metadata_for_list(items: Sequence[bytes], *, api_version: str, resource_version: str, continue_token: str = "",
+                      remaining: int | None = None) -> bytes:
+    """A LIST as ``PartialObjectMetadataList``: the list's metadata, each item's
+    :func:`metadata_for_object`."""
+    head = b'{"kind":"PartialObjectMetadataList","apiVersion":%s,"metadata":%s,"items":[' % (
+        _encode(api_version), _encode(_list_meta(resource_version, continue_token, remaining)))
+    return head + b",".join(metadata_for_object(i, api_version=api_version) for i in items) + b"]}"
+
+
+def metadata_watch_line(event_type: str, item: bytes, *, api_version: str) -> bytes:
+    """One watch event whose object is its ``PartialObjectMetadata``, newline-terminated."""
+    return b'{"type":%s,"object":%s}\n' % (_encode(event_type), metadata_for_object(item, api_version=api_version))
 
 
 __all__ = [
     "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "TABLE_V1", "TABLE_V1BETA1", "JSONPathError",
     "MediaRange", "cells_for", "columns_for", "columns_from_printer_columns", "human_duration",
-    "jsonpath_find", "parse_accept", "parse_include_object", "parse_time", "table_content_type",
-    "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since", "wants_protobuf",
-    "wants_table",
+    "jsonpath_find", "metadata_api_version", "metadata_for_list", "metadata_for_object", "metadata_watch_line", "parse_accept",
+    "parse_include_object", "parse_time", "table_content_type", "table_for_list", "table_for_object",
+    "table_watch_line", "translate_timestamp_since", "wants_metadata", "wants_protobuf", "wants_table",
 ]

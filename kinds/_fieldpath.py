@@ -572,10 +572,11 @@ def _cmp(lhs: Any, rhs: Any, t: TypeNode, c: Comparison, path: tuple[str, ...]) 
         return
     lt = t.deduce(lhs) if lhs is not _ABSENT and lhs is not None else None
     rt = t.deduce(rhs) if rhs is not _ABSENT and rhs is not None else None
-    kinds = {x.kind if not x.leaf() else "leaf" for x in (lt, rt) if x is not None}
-    if not kinds:
+    lk = None if lt is None else ("leaf" if lt.leaf() else lt.kind)
+    rk = None if rt is None else ("leaf" if rt.leaf() else rt.kind)
+    if lk is None and rk is None:
         return
-    if "leaf" in kinds or len(kinds) > 1:
+    if lk == "leaf" or rk == "leaf" or (lk is not None and rk is not None and lk != rk):
         if lhs is _ABSENT:
             _insert(c.added, path)
         elif rhs is _ABSENT:
@@ -583,14 +584,17 @@ def _cmp(lhs: Any, rhs: Any, t: TypeNode, c: Comparison, path: tuple[str, ...]) 
         elif lhs != rhs:
             _insert(c.modified, path)
         return
-    kind = kinds.pop()
+    kind = lk if lk is not None else rk
     if kind == "map":
         ld = lhs if isinstance(lhs, dict) else {}
         rd = rhs if isinstance(rhs, dict) else {}
         mt = rt or lt
         assert mt is not None
         for k, rv in rd.items():
-            _cmp(ld.get(k, _ABSENT), rv, mt.field(k), c, (*path, "f:" + k))
+            lv = ld.get(k, _ABSENT)
+            if lv is rv or (type(lv) is type(rv) and lv == rv):
+                continue  # unchanged (what _cmp would find first): no path built, no type looked up
+            _cmp(lv, rv, mt.field(k), c, (*path, "f:" + k))
         for k, lv in ld.items():
             if k not in rd:
                 _cmp(lv, _ABSENT, mt.field(k), c, (*path, "f:" + k))
@@ -608,7 +612,10 @@ def _cmp(lhs: Any, rhs: Any, t: TypeNode, c: Comparison, path: tuple[str, ...]) 
     ri = _index(lt_, rhs if isinstance(rhs, list) else [])
     et = lt_.elem()
     for pe, rv in ri.items():
-        _cmp_item(li.get(pe, _ABSENT), rv, et, c, (*path, pe))
+        lv = li.get(pe, _ABSENT)
+        if lv is rv or (type(lv) is type(rv) and lv == rv):
+            continue  # an unchanged item: nothing to record (as _cmp_item would find)
+        _cmp_item(lv, rv, et, c, (*path, pe))
     for pe, lv in li.items():
         if pe not in ri:
             _cmp_item(lv, _ABSENT, et, c, (*path, pe))
@@ -763,6 +770,7 @@ class Updater:
                 force: bool, version: str = "") -> Comparison:
         cmp = self._compare(live, new, self.t)
         by_version: dict[str, Comparison] = {}
+        changed_of: dict[int, FieldSet] = {}  # the comparisons live as long as this dict
         conflicts: dict[str, FieldSet] = {}
         removed: dict[str, FieldSet] = {}
         for name, ms in managers.items():
@@ -775,7 +783,10 @@ class Updater:
                 if mc is None:
                     conv, vt = view
                     mc = by_version[ms.api_version] = self._compare(conv(live), conv(new), vt)
-            hit = intersection(ms.fields, mc.changed())
+            changed = changed_of.get(id(mc))
+            if changed is None:
+                changed = changed_of[id(mc)] = mc.changed()  # once per comparison, not per manager
+            hit = intersection(ms.fields, changed)
             if hit:
                 conflicts[name] = hit
             if mc.removed:

@@ -360,7 +360,17 @@ def prune_unknown_fields(obj: Any, schema: Any, definitions: Mapping[str, Any], 
     return w.found
 
 
+_walk_roots: dict[int, tuple[Any, _Node, dict[str, Any]]] = {}
+
+
 def _walk_root(w: _Walker | _FastWalker, obj: dict[str, Any], schema: Any, definitions: Mapping[str, Any]) -> None:
+    fast = isinstance(w, _FastWalker)
+    if fast:
+        # The root's record and its implicit members, once per schema (read only by the walk).
+        got = _walk_roots.get(id(schema))
+        if got is not None and got[0] is schema:
+            w.object(obj, got[1], "", 0, got[2])
+            return
     root = _resolve(schema, definitions)
     implicit: dict[str, Any] = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}}
     props = root.get("properties")
@@ -369,6 +379,13 @@ def _walk_root(w: _Walker | _FastWalker, obj: dict[str, Any], schema: Any, defin
         meta = definitions.get(OBJECT_META)
         if isinstance(meta, Mapping):
             implicit["metadata"] = meta
+    if fast:
+        node = _Node(root, definitions)
+        if len(_walk_roots) >= _CACHE_MAX:
+            _walk_roots.clear()
+        _walk_roots[id(schema)] = (schema, node, implicit)
+        w.object(obj, node, "", 0, implicit)
+        return
     w.object(obj, root, "", 0, implicit)
 
 

@@ -12,6 +12,7 @@ Lengths are counted in UTF-8 bytes, as Go's ``len`` does.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -181,6 +182,31 @@ def is_dns1123_subdomain(value: str) -> list[str]:
     return errs
 
 
+_VALID_MAX = 4096
+
+
+def _remember_valid(check: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    """``check`` with the strings that passed it remembered (bounded: forgotten all at once when
+    full). Label keys and values and data keys repeat across writes; a failing string is checked
+    each time, so its problems are always worded afresh. What passes is short (each of these checks
+    bounds the length), so the memory stays small."""
+    valid: set[str] = set()
+
+    @functools.wraps(check)
+    def remembered(value: str) -> list[str]:
+        if type(value) is str and value in valid:
+            return []
+        errs = check(value)
+        if not errs and type(value) is str:
+            if len(valid) >= _VALID_MAX:
+                valid.clear()
+            valid.add(value)
+        return errs
+
+    return remembered
+
+
+@_remember_valid
 def is_qualified_name(value: str) -> list[str]:
     """Problems with ``value`` as a qualified name: ``[dns-subdomain-prefix/]name`` (label keys)."""
     errs: list[str] = []
@@ -208,6 +234,7 @@ def is_qualified_name(value: str) -> list[str]:
     return errs
 
 
+@_remember_valid
 def is_valid_label_value(value: str) -> list[str]:
     """Problems with ``value`` as a label value (may be empty)."""
     errs: list[str] = []
@@ -218,6 +245,7 @@ def is_valid_label_value(value: str) -> list[str]:
     return errs
 
 
+@_remember_valid
 def is_config_map_key(value: str) -> list[str]:
     """Problems with ``value`` as a ConfigMap/Secret data key (``IsConfigMapKey``)."""
     errs: list[str] = []

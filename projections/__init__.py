@@ -1,5 +1,6 @@
 """The read side: followers of the log that build queryable state, watches and views."""
 
+from ._across import decode_across, encode_across, list_across
 from ._audit import (
     DEFAULT_POLICY,
     Attributes,
@@ -82,8 +83,11 @@ __all__ = [
     "WatchFilter",
     "WatchStream",
     "check_retained",
+    "decode_across",
     "decode_continue",
+    "encode_across",
     "level_and_stages",
+    "list_across",
     "now_micro",
     "parse_field_selector",
     "parse_int64",

@@ -8,6 +8,7 @@ serve their kinds in that tenant only (``Registry.for_tenant``); the built-in ki
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -24,12 +25,18 @@ class CrdView:
         # tenant -> CRD name -> the kinds it serves (established CRDs only)
         self._defs: dict[str, dict[str, tuple[ResourceDef, ...]]] = {}
         self._registries: list[Registry] = []
+        self._listeners: list[Callable[[], None]] = []
 
     def attach(self, registry: Registry) -> None:
         """Keep ``registry``'s custom kinds, per tenant, equal to the established CRDs from now on."""
         self._registries.append(registry)
         for tenant in self._defs:
             registry.set_custom(tenant, self.served(tenant))
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every change of a tenant's served kinds, once the attached
+        registries have it (synchronously, from the projection's fold: keep it short)."""
+        self._listeners.append(listener)
 
     def served(self, tenant: str) -> tuple[ResourceDef, ...]:
         """The kinds ``tenant``'s established CRDs define, by CRD name."""
@@ -63,3 +70,5 @@ class CrdView:
             served = self.served(tenant)
             for r in self._registries:
                 r.set_custom(tenant, served)
+            for listener in self._listeners:
+                listener()

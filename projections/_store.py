@@ -199,10 +199,13 @@ class Store:
             del self.resources[key]
             self._pruned = self.applied
 
-    def forget(self, key: Key) -> Entry | None:
+    def forget(self, key: Key, *, at: int = 0) -> Entry | None:
         """Drop an object whose every message the log purged (history retention removed its tombstone
-        before this store read it): no change is recorded, there is no event of it. Only before
-        anybody reads the store (a start); returns the entry dropped."""
+        before this store read it); returns the entry dropped. ``at`` 0: no change is recorded (a
+        start, before anybody reads the store). ``at`` > 0 (a running store, at the compaction
+        record that made it known, before the store applies that record): its watchers are sent a
+        DELETED change at ``at`` - the object as last applied, with that resourceVersion - as the
+        purged tombstone would have given them, and the ring keeps it."""
         st = self.resources.get((key.tenant, key.group, key.resource))
         ns = None if st is None else st.by_ns.get(key.namespace)
         if st is None or ns is None or key.name not in ns:
@@ -212,6 +215,12 @@ class Store:
         st._sorted.pop(key.namespace, None)
         if not ns:
             del st.by_ns[key.namespace]
+        if at > self.applied:
+            gone = Entry(at, entry.data_at(at), entry.labels, entry.fields, entry.rv_at)
+            change = Change(at, DELETED, key.namespace, key.name, gone, entry)
+            st._record(change)
+            for w in tuple(self.cross.get((key.group, key.resource), ())):
+                w.offer_in(key.tenant, change)
         return entry
 
     def get(self, key: Key) -> Entry | None:

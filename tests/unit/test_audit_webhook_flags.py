@@ -41,8 +41,13 @@ def test_flags_and_their_checks(tmp_path: Path) -> None:
             settings_from_args(_parser().parse_args(["serve", "--audit-webhook-config-file", kc, *bad]))
     with pytest.raises(SystemExit, match="audit-webhook-config-file"):
         settings_from_args(_parser().parse_args(["serve", "--audit-webhook-config-file", str(tmp_path / "none")]))
-    with pytest.raises(SystemExit):  # kube's blocking modes are not offered
-        _parser().parse_args(["serve", "--audit-webhook-mode", "blocking"])
+    for mode in ("blocking", "blocking-strict"):  # kube's modes
+        w = settings_from_args(_parser().parse_args([
+            "serve", "--audit-webhook-config-file", kc, "--audit-webhook-mode", mode])).audit_webhook
+        assert w is not None and w.mode == mode and w.blocking and w.strict == (mode == "blocking-strict")
+        assert w.blocking_timeout_s == 30.0  # kube's webhook request timeout bounds a request's wait
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["serve", "--audit-webhook-mode", "sometimes"])
 
 
 def test_durations() -> None:

@@ -388,3 +388,100 @@ def test_a_create_is_recorded_in_one_walk_as_the_general_update_records_it(
             managed._FAST_CREATE = True
     assert outs[0] == outs[1]
     assert msgspec.json.encode(outs[0]) == msgspec.json.encode(outs[1])  # the same order too
+
+
+def _reference_cmp(lhs: Any, rhs: Any, t: Any, c: Any, path: tuple[str, ...]) -> None:
+    """``kinds._fieldpath._cmp`` as it was before unchanged members were skipped in the loops
+    (the reference of the property below)."""
+    import kinds._fieldpath as fp
+
+    absent = fp._ABSENT
+    if lhs is rhs or (type(lhs) is type(rhs) and lhs == rhs):
+        return
+    if lhs is absent:
+        sub = fp._added(rhs, t, bool(path) and (len(path) > 1 or path[0] not in fp._TOP_STRUCTS))
+        if sub is not None:
+            node = c.added
+            for pe in path:
+                node = node.setdefault(pe, {})
+            node.update(sub)
+        return
+    lt = t.deduce(lhs) if lhs is not absent and lhs is not None else None
+    rt = t.deduce(rhs) if rhs is not absent and rhs is not None else None
+    kinds = {x.kind if not x.leaf() else "leaf" for x in (lt, rt) if x is not None}
+    if not kinds:
+        return
+    if "leaf" in kinds or len(kinds) > 1:
+        if rhs is absent:
+            fp._insert(c.removed, path)
+        elif lhs != rhs:
+            fp._insert(c.modified, path)
+        return
+    if kinds.pop() == "map":
+        ld = lhs if isinstance(lhs, dict) else {}
+        rd = rhs if isinstance(rhs, dict) else {}
+        mt = rt or lt
+        for k, rv in rd.items():
+            _reference_cmp(ld.get(k, absent), rv, mt.field(k), c, (*path, "f:" + k))
+        for k, lv in ld.items():
+            if k not in rd:
+                _reference_cmp(lv, absent, mt.field(k), c, (*path, "f:" + k))
+        if path and (len(path) > 1 or path[0] not in ("f:metadata", "f:spec", "f:status")):
+            if lhs is None:
+                fp._insert(c.added, path)
+            elif rhs is absent or rhs is None:
+                fp._insert(c.removed, path)
+        return
+    lt_ = rt or lt
+    li = fp._index(lt_, lhs if isinstance(lhs, list) else [])
+    ri = fp._index(lt_, rhs if isinstance(rhs, list) else [])
+    et = lt_.elem()
+    for pe, rv in ri.items():
+        lv = li.get(pe, absent)
+        _reference_cmp(lv, rv, et, c, (*path, pe))
+        if lv is absent:
+            fp._insert(c.added, (*path, pe))
+    for pe, lv in li.items():
+        if pe not in ri:
+            _reference_cmp(lv, absent, et, c, (*path, pe))
+            fp._insert(c.removed, (*path, pe))
+
+
+@settings(max_examples=400, deadline=None)
+@given(base=st.fixed_dictionaries({}, optional={"spec": _spec, "status": _json, "metadata": _meta, "data": _json}),
+       left=st.dictionaries(st.sampled_from(["spec", "status", "data", "x"]), _spec, max_size=2),
+       right=st.dictionaries(st.sampled_from(["spec", "status", "data", "x"]), _spec, max_size=2),
+       typed=st.sampled_from(["pod", "cm", "none"]), share=st.booleans())
+def test_compare_skips_unchanged_members_with_the_same_result(base: dict[str, Any], left: dict[str, Any],
+                                                              right: dict[str, Any], typed: str, share: bool) -> None:
+    """``compare`` skips members equal on both sides before looking up their type or building
+    their path: the same Added, Modified and Removed sets as the member-by-member reference, on
+    objects that share most of their members (as an update's old and new do)."""
+    import kinds._fieldpath as fp
+    from actors._apply import apply_type
+    from kinds import Registry
+
+    t = apply_type(Registry().get("", "v1", {"pod": "pods", "cm": "configmaps"}[typed])) if typed != "none" \
+        else fp.UNTYPED
+    lhs = {**copy.deepcopy(base), **left}
+    rhs = {**(base if share else copy.deepcopy(base)), **right}
+    got = fp.compare(lhs, rhs, t)
+    want = fp.Comparison()
+    _reference_cmp(lhs, rhs, t, want, ())
+    assert (got.added, got.modified, got.removed) == (want.added, want.modified, want.removed)
+
+
+def test_manager_identities_are_cached_only_when_short() -> None:
+    """Identities are cached (a write builds one per entry), but a client's long manager name is
+    not kept in the cache: the same identity either way."""
+    import actors._managed as managed
+
+    long_name = "m" * 5000
+    before = (managed._cached_ident.cache_info().currsize, managed._cached_ident_parts.cache_info().currsize)
+    ident = managed._ident(long_name, "Update", "v1", "")
+    assert ident == managed._build_ident(long_name, "Update", "v1", "")
+    assert managed._ident_parts(ident) == (long_name, "Update", "")
+    assert (managed._cached_ident.cache_info().currsize, managed._cached_ident_parts.cache_info().currsize) == before
+    short = managed._ident("kubectl", "Apply", "v1", "status")
+    assert short == '{"manager":"kubectl","operation":"Apply","subresource":"status"}'
+    assert managed._ident_parts(short) == ("kubectl", "Apply", "status")

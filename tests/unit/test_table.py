@@ -15,6 +15,10 @@ from gateway._table import (
     columns_from_printer_columns,
     human_duration,
     jsonpath_find,
+    metadata_api_version,
+    metadata_for_list,
+    metadata_for_object,
+    metadata_watch_line,
     parse_accept,
     parse_include_object,
     table_content_type,
@@ -22,10 +26,11 @@ from gateway._table import (
     table_for_object,
     table_watch_line,
     translate_timestamp_since,
+    wants_metadata,
     wants_protobuf,
     wants_table,
 )
-from kinds import ResourceDef
+from kinds import NotAcceptable, ResourceDef
 
 NOW = datetime(2024, 1, 10, 12, 0, 0, tzinfo=UTC)
 # Columns and cells depend only on (group, kind): the tests define their own kinds.
@@ -524,3 +529,73 @@ def test_a_new_kind_prints_with_its_definitions_printer() -> None:
 ])
 def test_wants_protobuf(accept: str | None, expected: bool) -> None:
     assert wants_protobuf(accept) is expected
+
+
+# --- across tenants, PartialObjectMetadata ---------------------------------------------------------
+
+CLIENT_GO_METADATA = ("application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
+                      "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json")
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (CLIENT_GO_METADATA, ("PartialObjectMetadataList", "meta.k8s.io/v1")),  # client-go's metadata informers
+        (CLIENT_GO_METADATA.replace("MetadataList", "Metadata"), ("PartialObjectMetadata", "meta.k8s.io/v1")),
+        ("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1", ("PartialObjectMetadata",
+                                                                               "meta.k8s.io/v1beta1")),
+        ("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2,application/json", None),
+        ("application/json;as=PartialObjectMetadata;g=example.com;v=v1", None),
+        ("application/yaml;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json", None),
+        (KUBECTL_TABLE, None),
+        ("application/json", None),
+    ],
+)
+def test_wants_metadata(accept: str, expected: tuple[str, str] | None) -> None:
+    assert wants_metadata(accept) == expected
+    if expected is not None:
+        assert wants_table(accept) is None and not wants_protobuf(accept)
+
+
+def test_metadata_kind_must_fit_the_request() -> None:
+    assert metadata_api_version(("PartialObjectMetadataList", "meta.k8s.io/v1"), is_list=True) == "meta.k8s.io/v1"
+    assert metadata_api_version(("PartialObjectMetadata", "meta.k8s.io/v1beta1"), is_list=False) == "meta.k8s.io/v1beta1"
+    with pytest.raises(NotAcceptable, match="you requested PartialObjectMetadata, but the requested object is a list"):
+        metadata_api_version(("PartialObjectMetadata", "meta.k8s.io/v1"), is_list=True)
+    with pytest.raises(NotAcceptable, match="PartialObjectMetadataList, but the requested object is not a list"):
+        metadata_api_version(("PartialObjectMetadataList", "meta.k8s.io/v1"), is_list=False)
+
+
+def test_partial_object_metadata_documents() -> None:
+    objs = [{"apiVersion": "v1", "kind": "ConfigMap", "data": {"big": "x" * 100},
+             "metadata": meta(f"c{i}", managedFields=[{"manager": "m"}])} for i in range(3)]
+    one = json.loads(metadata_for_object(raw(objs[0]), api_version="meta.k8s.io/v1"))
+    assert one == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": objs[0]["metadata"]}
+    listed = json.loads(metadata_for_list([raw(o) for o in objs], api_version="meta.k8s.io/v1beta1",
+                                          resource_version="9", continue_token="tok", remaining=4))
+    assert listed["kind"] == "PartialObjectMetadataList" and listed["apiVersion"] == "meta.k8s.io/v1beta1"
+    assert listed["metadata"] == {"resourceVersion": "9", "continue": "tok", "remainingItemCount": 4}
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["c0", "c1", "c2"]
+    assert all(i["kind"] == "PartialObjectMetadata" and set(i) == {"kind", "apiVersion", "metadata"}
+               for i in listed["items"])
+    empty = json.loads(metadata_for_list([], api_version="meta.k8s.io/v1", resource_version="3"))
+    assert empty["items"] == [] and empty["metadata"] == {"resourceVersion": "3"}
+    line = metadata_watch_line("DELETED", raw(objs[1]), api_version="meta.k8s.io/v1")
+    assert line.endswith(b"\n") and json.loads(line)["object"]["metadata"]["name"] == "c1"
+    assert json.loads(line)["type"] == "DELETED"
+
+
+def test_tables_across_tenants_have_a_cluster_column() -> None:
+    objs = [{"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"},
+             "metadata": meta(f"c{i}", annotations={"tenancy.jetkube.io/cluster": f"t{i}"})} for i in range(2)]
+    doc = json.loads(table_for_list(CM, [raw(o) for o in objs], api_version="meta.k8s.io/v1",
+                                    include_object="Metadata", resource_version="5", now=NOW, tenant_column=True))
+    assert [c["name"] for c in doc["columnDefinitions"]] == ["Name", "Cluster", "Data", "Age"]
+    assert [r["cells"][:3] for r in doc["rows"]] == [["c0", "t0", 1], ["c1", "t1", 1]]
+    line = json.loads(table_watch_line(WIDGET, "ADDED", raw(objs[1]), api_version="meta.k8s.io/v1",
+                                       include_object="None", now=NOW, tenant_column=True))
+    assert [c["name"] for c in line["object"]["columnDefinitions"]][:2] == ["Name", "Cluster"]
+    assert line["object"]["rows"][0]["cells"][:2] == ["c1", "t1"]
+    plain = json.loads(table_for_list(CM, [raw(o) for o in objs], api_version="meta.k8s.io/v1",
+                                      include_object="Metadata", resource_version="5", now=NOW))
+    assert [c["name"] for c in plain["columnDefinitions"]] == ["Name", "Data", "Age"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kinds._errors import Cause, invalid
 from kinds._validation import (
@@ -338,3 +340,18 @@ def test_validate_config_map_keys(data: Any, causes: list[Cause]) -> None:
 
 def test_validate_config_map_keys_uses_given_field() -> None:
     assert [c.field for c in validate_config_map_keys({"a b": ""}, "binaryData")] == ["binaryData[a b]"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.text(alphabet="aZ09-_./ \u00e9", max_size=70), max_size=6))
+def test_remembered_string_checks_answer_as_the_checks(values: list[str]) -> None:
+    """Label keys and values and data keys that passed are remembered: asked again (the second
+    round answers from memory), every check answers as the check itself, and a fresh list."""
+    from kinds import _validation as v
+
+    for check in (v.is_qualified_name, v.is_valid_label_value, v.is_config_map_key):
+        for _ in range(2):
+            for value in values:
+                got = check(value)
+                assert got == check.__wrapped__(value)  # type: ignore[attr-defined]
+                got.append("mutated")  # the caller's own list: the memory is not changed by it

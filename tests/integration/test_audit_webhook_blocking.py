@@ -1,0 +1,314 @@
+"""``--audit-webhook-mode blocking`` and ``blocking-strict`` (gateway/_audit_webhook.py BlockingWebhook):
+the TLS webhook of test_audit_webhook receives each request's events before the client gets its
+answer, through two gateways and many requests; a failing webhook does not fail requests in
+``blocking`` (what it missed arrives later, from the forwarder, once) but fails them in
+``blocking-strict`` with kube's 500 and nothing written; a gateway killed between a write's append and
+its answer leaves no hole."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from gateway._audit_webhook import WebhookOptions
+from gateway._settings import load_audit_policy
+from tests.conftest import client_for, poll_until
+from tests.integration.test_audit_webhook import (
+    CM,
+    SECRETS,
+    TOKENS,
+    AuditWebhook,
+    start_audit_webhook,
+    webhook_kubeconfig,
+)
+
+pytestmark = pytest.mark.integration
+
+#: Every stage (RequestReceived too), except for Secrets, whose RequestReceived is omitted.
+POLICY = """
+apiVersion: audit.k8s.io/v1
+kind: Policy
+rules:
+- level: None
+  nonResourceURLs: ["/healthz*", "/readyz*", "/livez*", "/metrics"]
+- level: Metadata
+  resources:
+  - group: ""
+    resources: ["secrets"]
+  omitStages: ["RequestReceived"]
+- level: Metadata
+  verbs: ["get", "list", "watch"]
+- level: RequestResponse
+"""
+OURS = {"alice", "bob", "carol"}
+
+
+def _setup(tmp: Path, wh: AuditWebhook, mode: str) -> dict[str, Any]:
+    tokens = tmp / "tokens.csv"
+    tokens.write_text(f'{TOKENS["alice"]},alice,uid-alice,"system:masters"\n'
+                      f'{TOKENS["bob"]},bob,uid-bob,"system:masters"\n{TOKENS["carol"]},carol,uid-carol\n')
+    policy = tmp / "policy.yaml"
+    policy.write_text(POLICY)
+    opts = WebhookOptions(config_file=str(webhook_kubeconfig(tmp, wh)), mode=mode, batch_max_size=50,
+                          batch_max_wait_s=0.1, initial_backoff_s=0.02, throttle_qps=0,
+                          blocking_timeout_s=2.0, mark_grace_s=2.0)
+    return {"token_file": str(tokens), "audit_policy": load_audit_policy(str(policy)), "audit_webhook": opts}
+
+
+def _client(url: str | None, who: str) -> httpx.AsyncClient:
+    assert url
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKENS.get(who, 'wrong-ZZZZ')}"},
+                             timeout=60)
+
+
+def _stages(wh: AuditWebhook) -> dict[tuple[str, str], int]:
+    """(auditID, stage) -> how many times the webhook accepted it."""
+    out: dict[tuple[str, str], int] = {}
+    for e in wh.events():
+        k = (e["auditID"], e["stage"])
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+def _ours(wh: AuditWebhook) -> dict[tuple[str, str], int]:
+    return {k: n for k, n in _stages(wh).items()
+            if any(e["auditID"] == k[0] and (e.get("user", {}).get("username") in OURS) for e in wh.events())}
+
+
+async def test_blocking_answers_only_once_the_webhook_has_the_events(start_server, nursery, tmp_path: Path) -> None:
+    wh = await start_audit_webhook(nursery, tmp_path)
+    kw = _setup(tmp_path, wh, "blocking")
+    g1, g2 = await start_server(**kw), await start_server(**kw)
+    clients = {"alice": _client(g1.http_url, "alice"), "bob": _client(g2.http_url, "bob"),
+               "carol": _client(g2.http_url, "carol"), "nobody": _client(g1.http_url, "nobody")}
+    #: (auditID, stage) each answered request must have had accepted before its answer.
+    expected: set[tuple[str, str]] = set()
+    checked = 0
+
+    async def do(who: str, method: str, url: str, code: int, *, received: bool = True, **kw: Any) -> str:
+        nonlocal checked
+        r = await clients[who].request(method, url, **kw)
+        assert r.status_code == code, r.text
+        aid = r.headers["Audit-Id"]
+        have = _stages(wh)  # as the answer arrived: no waiting
+        want = {(aid, "ResponseComplete")} | ({(aid, "RequestReceived")} if received else set())
+        assert all(have.get(k) == 1 for k in want), (method, url, code, want, have.get((aid, "RequestReceived")))
+        expected.update(want)
+        checked += 1
+        return aid
+
+    async def worker(i: int) -> None:
+        who = "alice" if i % 2 else "bob"  # both gateways
+        for j in range(6):
+            name = f"b-{i}-{j}"
+            await do(who, "POST", CM, 201, json={"metadata": {"name": name}, "data": {"k": str(j)}})
+            await do(who, "GET", f"{CM}/{name}", 200)
+            if j % 2:
+                await do(who, "PATCH", f"{CM}/{name}", 200, content=b'{"data":{"k":"p"}}',
+                         headers={"Content-Type": "application/merge-patch+json"})
+            if j % 3 == 0:
+                await do(who, "DELETE", f"{CM}/{name}", 200)
+        await do(who, "GET", CM, 200)
+        await do(who, "POST", SECRETS, 201, received=False,
+                 json={"metadata": {"name": f"s-{i}"}, "stringData": {"password": "pw-XYZ"}})
+        await do("carol", "POST", CM, 403, json={"metadata": {"name": f"no-{i}"}})
+        await do("carol", "GET", SECRETS, 403, received=False)
+        r = await clients["nobody"].get(CM)  # 401: no user to route by: its ResponseComplete only
+        assert r.status_code == 401 and _stages(wh).get((r.headers["Audit-Id"], "ResponseComplete")) == 1
+
+    try:
+        with trio.fail_after(120):
+            async with trio.open_nursery() as n:
+                for i in range(8):
+                    n.start_soon(worker, i)
+            assert checked >= 8 * 14
+            # A watch: its ResponseStarted before the stream's headers.
+            async with clients["alice"].stream("GET", f"{CM}?watch=1&resourceVersion=0") as r:
+                assert r.status_code == 200
+                aid = r.headers["Audit-Id"]
+                have = _stages(wh)
+                assert have.get((aid, "RequestReceived")) == 1 and have.get((aid, "ResponseStarted")) == 1
+                expected.update({(aid, "RequestReceived"), (aid, "ResponseStarted")})
+            # Sentinels the forwarder alone sends (the webhook refuses them on the request path): once
+            # they arrived, the forwarder has passed every earlier event of both streams.
+            wh.up = False
+            late_write = await _answered(clients["alice"], "POST", CM, json={"metadata": {"name": "late"}})
+            late_read = await _answered(clients["bob"], "GET", f"{CM}/late")
+            wh.up = True
+            await poll_until(lambda: {(late_write, "ResponseComplete"), (late_read, "ResponseComplete")}
+                             <= set(_stages(wh)))
+        # Exactly once each: what the request paths sent, the forwarder skipped.
+        ours = _ours(wh)
+        assert expected <= set(ours)
+        assert {k: n for k, n in ours.items() if n != 1} == {}
+        assert all(e["level"] == "Metadata" for e in wh.events() if e.get("objectRef", {}).get("resource") == "secrets")
+        assert b"pw-XYZ" not in b"".join(wh.bodies)
+        rr = [e for e in wh.events() if e["stage"] == "RequestReceived"]
+        assert rr and all("responseStatus" not in e and e["stageTimestamp"] == e["requestReceivedTimestamp"]
+                          for e in rr)
+    finally:
+        for c in clients.values():
+            await c.aclose()
+
+
+async def _answered(c: httpx.AsyncClient, method: str, url: str, **kw: Any) -> str:
+    r = await c.request(method, url, **kw)
+    assert r.status_code in (200, 201), r.text
+    return r.headers["Audit-Id"]
+
+
+async def test_blocking_a_failing_webhook_fails_no_request_and_loses_no_write(start_server, nursery,
+                                                                               tmp_path: Path) -> None:
+    wh = await start_audit_webhook(nursery, tmp_path)
+    kw = _setup(tmp_path, wh, "blocking")
+    g1, g2 = await start_server(**kw), await start_server(**kw)
+    a, b = _client(g1.http_url, "alice"), _client(g2.http_url, "bob")
+    ids: set[str] = set()
+    try:
+        with trio.fail_after(120):
+            wh.up = False
+
+            async def worker(c: httpx.AsyncClient, i: int) -> None:
+                for j in range(4):
+                    ids.add(await _answered(c, "POST", CM, json={"metadata": {"name": f"f-{i}-{j}"}}))
+                    ids.add(await _answered(c, "GET", f"{CM}/f-{i}-{j}"))
+
+            async with trio.open_nursery() as n:
+                for i in range(10):
+                    n.start_soon(worker, (a, b)[i % 2], i)
+            assert len(ids) == 80
+            assert not {e["auditID"] for e in wh.events()} & ids  # the webhook took none of them
+            wh.up = True
+            await poll_until(lambda: {(i, "ResponseComplete") for i in ids} <= set(_stages(wh)))
+        ours = _stages(wh)
+        assert all(ours[(i, "ResponseComplete")] == 1 for i in ids)  # from the forwarder, once
+        assert not [i for i in ids if (i, "RequestReceived") in ours]  # as kube: not sent later
+        async with client_for(g1) as admin:
+            r = await admin.get("/metrics")
+            failures = [float(x.split()[1]) for x in r.text.splitlines()
+                        if x.startswith("jetkube_audit_webhook_post_failures_total ")]
+            assert failures and failures[0] >= 40
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_blocking_strict_refuses_requests_the_webhook_did_not_take(start_server, nursery,
+                                                                        tmp_path: Path) -> None:
+    wh = await start_audit_webhook(nursery, tmp_path)
+    kw = _setup(tmp_path, wh, "blocking-strict")
+    g1, g2 = await start_server(**kw), await start_server(**kw)
+    plain = await start_server(token_file=kw["token_file"])  # no webhook: sees the state as it is
+    a, b, p = _client(g1.http_url, "alice"), _client(g2.http_url, "bob"), _client(plain.http_url, "alice")
+    try:
+        with trio.fail_after(120):
+            wh.up = False
+            refused: list[str] = []
+
+            async def refuse(c: httpx.AsyncClient, i: int) -> None:
+                r = await c.post(CM, json={"metadata": {"name": f"x-{i}"}})
+                assert r.status_code == 500
+                assert r.headers["Content-Type"].startswith("text/plain")
+                assert r.text == f'Internal Server Error: "{CM}": failed to store audit event'
+                refused.append(r.headers["Audit-Id"])
+                r = await c.get(f"{CM}/x-{i}?resourceVersion=0")
+                assert r.status_code == 500
+                assert r.text == f'Internal Server Error: "{CM}/x-{i}?resourceVersion=0": failed to store audit event'
+                refused.append(r.headers["Audit-Id"])
+
+            async with trio.open_nursery() as n:
+                for i in range(12):
+                    n.start_soon(refuse, (a, b)[i % 2], i)
+            # kubectl shows kube's answer as kube's server gives it.
+            out = await trio.to_thread.run_sync(lambda: _kubectl(g1.kubeconfig, tmp_path, "create", "configmap", "kc"))
+            assert out.returncode != 0 and "failed to store audit event" in out.stderr, out.stderr
+            print("kubectl, strict, webhook down:", out.stderr.strip())
+            # Nothing was written: no object, and no write on the log for the trail or the forwarder.
+            r = await p.get(CM)
+            assert not [o for o in r.json()["items"] if o["metadata"]["name"].startswith("x-")]
+            # A stage the policy omits is not needed: Secrets are served (their ResponseComplete is
+            # then not taken either, which fails nothing, as kube).
+            r = await a.post(SECRETS, json={"metadata": {"name": "s"}, "stringData": {"k": "v"}})
+            assert r.status_code == 201, r.text
+            secret_write = r.headers["Audit-Id"]
+            wh.up = True
+            ok = [await _answered((a, b)[i % 2], "POST", CM, json={"metadata": {"name": f"y-{i}"}}) for i in range(6)]
+            have = _stages(wh)
+            assert all(have.get((i, s)) == 1 for i in ok for s in ("RequestReceived", "ResponseComplete"))
+            out = await trio.to_thread.run_sync(lambda: _kubectl(g2.kubeconfig, tmp_path, "create", "configmap", "kc"))
+            assert out.returncode == 0, out.stderr
+            await poll_until(lambda: (secret_write, "ResponseComplete") in _stages(wh))  # the forwarder's
+        sent = {e["auditID"] for e in wh.events()}
+        assert not sent & set(refused)  # a refused request has no event at all
+    finally:
+        for c in (a, b, p):
+            await c.aclose()
+
+
+async def test_blocking_a_write_whose_gateway_died_before_answering_reaches_the_webhook(
+        start_server, nursery, tmp_path: Path, nats_url: str) -> None:
+    """kill -9 a blocking-mode gateway after JetStream acknowledged a write's append and before it
+    answered (so before it sent the write's event): the forwarder, on the other gateway, sends it."""
+    wh = await start_audit_webhook(nursery, tmp_path)
+    kw = _setup(tmp_path, wh, "blocking")
+    survivor = await start_server(**kw)  # first: it holds the forwarder's lease
+    data_dir = tmp_path / "victim"
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tests.integration.audit_crash_support", "serve", "--data-dir", str(data_dir),
+         "--port", "0", "--insecure-port", "0", "--nats-url", nats_url, "--audit-webhook-mode", "blocking",
+         "--audit-webhook-config-file", kw["audit_webhook"].config_file, "--audit-policy-file",
+         str(tmp_path / "policy.yaml"), "--token-file", kw["token_file"]],
+        stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        with trio.fail_after(90):
+            buf = b""
+            assert proc.stdout is not None
+            while b"\n" not in buf:
+                chunk = await proc.stdout.receive_some()
+                assert chunk, "the gateway exited before it was ready"
+                buf += chunk
+            url = buf.decode().split("http=")[1].split()[0]
+            outcome: list[object] = []
+            async with _client(url, "alice") as c, _client(survivor.http_url, "bob") as s:
+                async def write() -> None:
+                    try:
+                        outcome.append(await c.post(CM, json={"metadata": {"name": "crashme"}}))
+                    except httpx.HTTPError as e:
+                        outcome.append(e)
+
+                async with trio.open_nursery() as n:
+                    n.start_soon(write)
+                    await poll_until(lambda: _exists(s, f"{CM}/crashme"))  # appended and acknowledged
+                    proc.send_signal(signal.SIGKILL)
+                assert len(outcome) == 1 and isinstance(outcome[0], httpx.HTTPError), outcome
+                await poll_until(lambda: _crashme(wh))  # the forwarder's, once the write is old enough
+        assert len(_crashme(wh)) == 1
+        received = [e for e in wh.events() if e["stage"] == "RequestReceived" and e["verb"] == "create"
+                    and e["user"]["username"] == "alice"]
+        assert len(received) == 1 and received[0]["auditID"] == _crashme(wh)[0]["auditID"]
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+def _kubectl(kubeconfig: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], check=False, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "HOME": str(home)})
+
+
+def _crashme(wh: AuditWebhook) -> list[dict[str, Any]]:
+    return [e for e in wh.events() if e["stage"] == "ResponseComplete"
+            and e.get("objectRef", {}).get("name") == "crashme" and e["verb"] == "create"]
+
+
+async def _exists(c: httpx.AsyncClient, path: str) -> bool:
+    return (await c.get(path)).status_code == 200
+

@@ -1,0 +1,259 @@
+"""Fleet-wide seat budgets (actors/_apf_fleet.py): the owner's accounting (SeatBudgets), the max-min
+split, and three simulated gateways leasing one tenant's seats under trio's autojump clock: the
+sum of the seats executing across them never exceeds the level's fleet budget, a gateway alone in
+the flood gets more than its local limit, the owner's death falls back to fixed shares without
+stopping requests, and a new owner (learning first) takes over."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from actors._apf import Dispatcher, Ticket, flow_hash
+from actors._apf_fleet import (
+    LeaseReply,
+    LeaseRequest,
+    SeatBudgets,
+    SeatLeases,
+    fair_shares,
+    shard_of,
+)
+from bus import NoResponders, apf_seats_subject
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+def _plc(name: str, ncs: int) -> dict[str, Any]:
+    return {"metadata": {"name": name, "uid": f"uid-{name}"},
+            "spec": {"type": "Limited", "limited": {"nominalConcurrencyShares": ncs, "lendablePercent": 0,
+                                                    "limitResponse": {"type": "Queue", "queuing": {
+                                                        "queues": 16, "handSize": 4, "queueLengthLimit": 50}}}}}
+
+
+def _req(g: str, want: int, held: int = 0, *, budget: int = 6, fallback: int = 2) -> LeaseRequest:
+    return LeaseRequest(g, "a", "lvl", budget, want, held, fallback, 0)
+
+
+def test_fair_shares_split_max_min() -> None:
+    assert fair_shares(6, {"g1": 10, "g2": 10, "g3": 10}) == {"g1": 2, "g2": 2, "g3": 2}
+    assert fair_shares(6, {"g1": 1, "g2": 10, "g3": 10}) == {"g1": 1, "g2": 3, "g3": 2}
+    assert fair_shares(6, {"g1": 0, "g2": 10}) == {"g1": 0, "g2": 6}
+    assert fair_shares(1, {"g1": 1, "g2": 1}) == {"g1": 1, "g2": 0}
+    assert fair_shares(0, {"g1": 3}) == {"g1": 0}
+    for budget in range(13):
+        for wants in ({"x": 5, "y": 1, "z": 9}, {"x": 0, "y": 0}, {"x": 20}):
+            out = fair_shares(budget, wants)
+            assert sum(out.values()) <= budget and all(out[g] <= max(0, w) for g, w in wants.items())
+
+
+def test_owner_grants_within_the_budget_and_takes_returns() -> None:
+    b = SeatBudgets(epoch=7, now=0.0, ttl_s=3.0)
+    # Learning (one TTL after the takeover): what a gateway holds, or its fixed share, never more.
+    assert b.handle(_req("g1", 6, held=1), 0.1) == LeaseReply(2, 7, 3000, False)
+    assert b.handle(_req("g2", 1), 0.2).granted == 1
+    assert b.handle(_req("g1", 6, held=2), 2.0).granted == 2
+    assert b.handle(_req("g2", 1, held=1), 2.0).granted == 1
+    # Learning is over: g1 gets all but g2's one.
+    assert b.handle(_req("g1", 6, held=2), 3.5).granted == 5
+    assert b.held("a", "lvl", 3.5) == 6
+    # g3 wants seats: none are free; the fair split (g2 1, g3 3, g1 2) asks g1 down to 2.
+    assert b.handle(_req("g3", 3), 3.6) == LeaseReply(0, 7, 3000, True)  # ask again soon
+    assert b.handle(_req("g1", 6, held=5), 3.7) == LeaseReply(2, 7, 3000, False)  # its fair share
+    assert b.held("a", "lvl", 3.7) == 6  # g1 may still execute its 5 until its next request
+    assert b.handle(_req("g1", 6, held=2), 4.0).granted == 2
+    assert b.handle(_req("g3", 3), 4.1).granted == 3
+    assert b.held("a", "lvl", 4.1) == 6
+    # A return: g3 wants 0 and holds 0: its hold is gone; g1 may grow again.
+    assert b.handle(_req("g3", 0), 4.2).granted == 0
+    assert b.handle(_req("g1", 6, held=2), 4.3).granted == 5
+    # A silent gateway's hold lapses after the TTL: g2's seat (renewed at 2.0) is free at 5.0.
+    assert b.handle(_req("g1", 6, held=5), 6.6).granted == 6
+    assert b.held("a", "lvl", 6.6) == 6
+
+
+def test_owner_bounds_budgets_and_gateways() -> None:
+    b = SeatBudgets(epoch=1, now=-10.0, ttl_s=3.0, max_budgets=2, max_gateways=2)
+    for t in ("t1", "t2"):
+        assert b.handle(LeaseRequest("g1", t, "lvl", 4, 1, 0, 1, 0), 0.0).granted == 1
+    assert b.handle(LeaseRequest("g1", "t3", "lvl", 4, 1, 0, 1, 0), 0.0).granted == -1  # full: fall back
+    assert b.handle(LeaseRequest("g2", "t1", "lvl", 4, 1, 0, 1, 0), 0.0).granted == 1
+    assert b.handle(LeaseRequest("g3", "t1", "lvl", 4, 1, 0, 1, 0), 0.0).granted == -1
+    assert b.refused == 2
+    # After the TTL the holds lapse, and the room with them.
+    assert b.handle(LeaseRequest("g1", "t3", "lvl", 4, 1, 0, 1, 0), 5.0).granted == 1
+    assert b.answer(b"\x00garbage", 5.0) is None
+    assert msgspec.msgpack.decode(b.answer(msgspec.msgpack.encode(_req("g9", 1)), 5.0) or b"") == [1, 1, 3000, False]
+
+
+def test_shards_and_subjects() -> None:
+    assert {shard_of(f"t{i}") for i in range(200)} == set(range(8))
+    assert shard_of("t1") == shard_of("t1")
+    assert apf_seats_subject("jk", 3) == "jk-apf.seats.3"
+
+
+class _Fleet:
+    """Three simulated gateways (a Dispatcher and a SeatLeases each) and a replaceable owner."""
+
+    def __init__(self, n: int = 3, server_cl: int = 8) -> None:
+        self.owner: SeatBudgets | None = None
+        self.gateways: list[Dispatcher] = []
+        self.clients: list[SeatLeases] = []
+        self.events: list[dict[Ticket, trio.Event]] = []
+        self.peak = 0  # the most seats of a's level executing across the gateways at once
+        self.peaks = [0] * n  # per gateway
+        self.rts = 0
+        now = trio.current_time()
+        for i in range(n):
+            d = _Checked(self, i, server_cl)
+            d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 3)], now)  # lvl: 2 of 8 seats locally
+            events: dict[Ticket, trio.Event] = {}
+            self.gateways.append(d)
+            self.events.append(events)
+            self.clients.append(SeatLeases(d, self._request, gateway=f"g{i + 1}", prefix="jk", ttl_s=1.5,
+                                           gateways=lambda n=n: n, on_change=self._redispatch(d, events)))
+
+    @staticmethod
+    def _redispatch(d: Dispatcher, events: dict[Ticket, trio.Event]) -> Any:
+        def go() -> None:
+            for t in d.dispatch(trio.current_time()):
+                ev = events.pop(t, None)
+                if ev is not None:
+                    ev.set()
+        return go
+
+    async def _request(self, subject: str, payload: bytes, timeout_s: float) -> bytes:
+        assert subject.startswith("jk-apf.seats.")
+        self.rts += 1
+        if self.owner is None:
+            raise NoResponders("no responders")
+        await trio.sleep(0.001)
+        out = self.owner.answer(payload, trio.current_time())
+        assert out is not None
+        return out
+
+    def check(self) -> None:
+        seats = [d.tenants["a"].levels["lvl"].executing_seats for d in self.gateways]
+        self.peak = max(self.peak, sum(seats))
+        self.peaks = [max(p, s) for p, s in zip(self.peaks, seats, strict=True)]
+
+
+class _Checked(Dispatcher):
+    def __init__(self, fleet: _Fleet, i: int, server_cl: int) -> None:
+        super().__init__(server_cl)
+        self.fleet = fleet
+
+    def dispatch(self, now: float) -> list[Ticket]:
+        out = super().dispatch(now)
+        self.fleet.check()
+        return out
+
+
+async def _client(d: Dispatcher, events: dict[Ticket, trio.Event], user: str, served: list[int], i: int) -> None:
+    """Closed loop on level ``lvl``: admit, wait for seats (at most 15 s, as the gateway), hold 50 ms;
+    cancelled, it leaves the queue or gives its seats back (as FlowControl does)."""
+    while True:
+        now = trio.current_time()
+        t = Ticket("a", "s", "fs-s", "lvl", "uid-lvl", flow_hash("s", user), 1, now)
+        try:
+            for s in d.admit(t, now):
+                ev = events.pop(s, None)
+                if ev is not None:
+                    ev.set()
+            if t.state == "queued":
+                ev = events[t] = trio.Event()
+                with trio.move_on_after(15):
+                    await ev.wait()
+            if t.state != "executing":
+                await trio.sleep(0.05)
+                continue
+            await trio.sleep(0.05)
+            served[i] += 1
+        finally:
+            events.pop(t, None)
+            if t.state == "queued":
+                d.withdraw(t, trio.current_time(), "time-out")
+            for s in d.finish(t, trio.current_time()):
+                ev = events.pop(s, None)
+                if ev is not None:
+                    ev.set()
+
+
+async def test_seats_held_fleet_wide_owner_death_and_takeover(autojump_clock: trio.testing.MockClock) -> None:
+    f = _Fleet()
+    served = [0, 0, 0]
+    async with trio.open_nursery() as n:
+        for c in f.clients:
+            await n.start(c.run)
+        f.owner = SeatBudgets(epoch=1, now=trio.current_time() - 10, ttl_s=1.5)  # an owner past learning
+        # a floods g1 (12 clients) and g2 (2): g1 alone would run its local limit, 2 seats.
+        for k in range(12):
+            n.start_soon(_client, f.gateways[0], f.events[0], f"u{k}", served, 0)
+        for k in range(2):
+            n.start_soon(_client, f.gateways[1], f.events[1], f"v{k}", served, 1)
+        await trio.sleep(10)
+        assert f.peak <= 6, f.peak  # the budget: 2 seats x 3 gateways
+        assert f.peaks[0] >= 4, f.peaks  # g1 leased what g2 and g3 left
+        leases = f.clients[0].stats()
+        assert leases.granted >= 4 and leases.fallbacks == 0
+        requests = sum(served)
+        per_request = f.rts / requests
+        assert per_request < 0.06, (f.rts, requests)  # leases, not a round trip per request (measured 0.038)
+
+        # g3 joins the flood: the owner's split moves seats to it, and the sum stays within the budget.
+        for k in range(12):
+            n.start_soon(_client, f.gateways[2], f.events[2], f"w{k}", served, 2)
+        before = list(served)
+        await trio.sleep(10)
+        assert served[2] - before[2] > 100, served
+        assert f.peak <= 6, f.peak
+
+        # The owner dies: no responders at once; every gateway falls back to its fixed share (2)
+        # and keeps serving.
+        f.owner = None
+        f.peaks = [0, 0, 0]
+        await trio.sleep(1.0)
+        before = list(served)
+        f.peaks = [0, 0, 0]
+        await trio.sleep(5)
+        assert all(s - b > 20 for s, b in zip(served, before, strict=True)), (served, before)
+        assert max(f.peaks) <= 2, f.peaks
+        assert all(c.stats().fallbacks >= 1 for c in f.clients)
+
+        # A new owner takes over (epoch 2): it learns for a TTL, then grants again.
+        f.owner = SeatBudgets(epoch=2, now=trio.current_time(), ttl_s=1.5)
+        f.peaks = [0, 0, 0]
+        await trio.sleep(8)
+        assert f.peak <= 6, f.peak
+        assert all(c.epochs == {shard_of("a"): 2} for c in f.clients)
+        assert all(c.stats().shards_down == 0 for c in f.clients)
+        n.cancel_scope.cancel()
+
+
+async def test_idle_level_returns_its_seats(autojump_clock: trio.testing.MockClock) -> None:
+    f = _Fleet(n=2)
+    f.owner = SeatBudgets(epoch=1, now=-10.0, ttl_s=1.5)
+    served = [0, 0]
+    async with trio.open_nursery() as n:
+        for c in f.clients:
+            await n.start(c.run)
+        async with trio.open_nursery() as flood:
+            for k in range(6):
+                flood.start_soon(_client, f.gateways[0], f.events[0], f"u{k}", served, 0)
+            await trio.sleep(3)
+            assert f.owner.held("a", "lvl", trio.current_time()) == 4  # the whole budget (2 x 2)
+            flood.cancel_scope.cancel()
+        d = f.gateways[0]
+        assert d.tenants["a"].levels["lvl"].executing_seats == 0
+        await trio.sleep(3)
+        assert f.owner.held("a", "lvl", trio.current_time()) == 0
+        assert (d.leases or {}).get(("a", "lvl"), 0) == 0
+        st = f.clients[0].stats()
+        assert st.returned >= 4 and st.leases == 0, st
+        n.cancel_scope.cancel()

@@ -1,0 +1,62 @@
+"""The loop probe (JETKUBE_LOOP_PROBE): a long task step is recorded with its task, its CPU and a
+sample of where it was; a gc collection is recorded with its generation; the file is written."""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from gateway._loopprobe import LoopProbe, _installed, report, run_from_env
+
+
+def _spin(seconds: float) -> None:
+    t = time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        pass
+
+
+async def test_a_long_step_and_a_collection_are_recorded() -> None:
+    probe = LoopProbe(threshold_ms=20)
+
+    async def hog() -> None:
+        await trio.lowlevel.checkpoint()
+        _spin(0.15)  # one step of 150 ms: the watchdog samples it after 20 ms
+        gc.collect(1)
+        await trio.lowlevel.checkpoint()
+
+    with _installed(probe):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hog, name="the-hog")
+    long = [x for x in probe.long if x["task"] == "the-hog"]
+    assert len(long) == 1
+    step = long[0]
+    assert step["ms"] >= 150 and step["cpu_ms"] > 0
+    assert step["sampled"] and any("_spin" in f for f in step["where"])
+    assert sum(probe.gc[1]) >= 1 and step["gc_ms"] > 0
+    assert sum(probe.steps) >= 3
+    text = report(probe.summary())
+    assert "the-hog @" in text
+
+
+async def test_run_from_env_writes_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JETKUBE_LOOP_PROBE", str(tmp_path / "probe"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_from_env)
+        await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    files = list(tmp_path.glob("probe.*.json"))
+    assert len(files) == 1
+    d = json.loads(files[0].read_text())
+    assert sum(d["lag"]) >= 1 and d["threshold_ms"] == 10
+
+
+async def test_off_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JETKUBE_LOOP_PROBE", raising=False)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_from_env)  # returns at once, nothing installed
