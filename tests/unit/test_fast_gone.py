@@ -33,3 +33,16 @@ def test_plain_json_accept_headers() -> None:
                    "application/vnd.kubernetes.protobuf,application/json", "application/yaml",
                    "application/json; as=PartialObjectMetadataList; v=v1; g=meta.k8s.io", "text/html"):
         assert not _plain_json(accept), accept
+
+
+def test_the_audit_webhooks_blocking_modes_are_left_to_the_app() -> None:
+    """In ``blocking``/``blocking-strict`` the app sends RequestReceived and waits for it: no request
+    is planned for the fast path, whatever it is."""
+    from types import SimpleNamespace
+
+    from gateway._fast import FastPath
+
+    ctx = SimpleNamespace(audit=SimpleNamespace(blocking=object()))
+    scope = {"type": "http", "method": "GET", "path": "/api/v1/namespaces/default/configmaps/x",
+             "headers": [(b"authorization", b"Bearer t")], "query_string": b""}
+    assert FastPath(ctx, None)._plan(scope) is None
