@@ -13,7 +13,6 @@ import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -29,7 +28,6 @@ from actors import (
     APF_DUMPS,
     JWKS_PATH,
     MASTERS,
-    REJECT_MESSAGE,
     Admission,
     Allowed,
     ApiError,
@@ -42,7 +40,6 @@ from actors import (
     Pipeline,
     Request,
     RequestEntityTooLarge,
-    TooManyRequests,
     bearer_token,
     jwks,
     openid_configuration,
@@ -70,8 +67,8 @@ from ._audit import (
 )
 from ._audit import query as audit_query
 from ._codec import decode_body_strict
-from ._gate import Gate
-from ._gate import rejected as _rejected
+from ._fast import FastPath
+from ._gate import AUTHENTICATED, Gate, error_answer
 from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
@@ -86,6 +83,7 @@ from ._reads import (
     list_body,
     list_objects,
     parse_list_options,
+    read_deadline,
     resource_version_param,
     rewritten,
     scale_of,
@@ -97,7 +95,7 @@ from ._reads import (
 )
 from ._routes import CLUSTERS_PREFIX, parse, split_tenant
 from ._settings import Settings
-from ._status import BodyTimeout, ReadTimeout, status_for, write_response
+from ._status import BodyTimeout, write_response
 from ._table import (
     metadata_api_version,
     metadata_for_list,
@@ -188,10 +186,7 @@ def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None 
 
 
 def _error_response(exc: BaseException, audit_id: str = "") -> Response:
-    if type(exc) is TooManyRequests and exc.message == REJECT_MESSAGE:
-        code, body, headers = _rejected(exc.retry_after_s)
-    else:
-        code, body, headers = status_for(exc)
+    code, body, headers = error_answer(exc)
     r = _json_response(body, code, headers)
     if audit_id:
         r.headers["Audit-Id"] = audit_id
@@ -325,7 +320,9 @@ def create_app(ctx: Context) -> QuartTrio:
         return resp
 
     app.catch_all_rule = next(r for r in app.url_map.iter_rules() if r.rule == "/<path:path>")
-    app.asgi_app = Gate(ctx, app.asgi_app)  # type: ignore[method-assign]  # flow control's 429s before Quart
+    # Before Quart: flow control's 429s for reads while it is rejecting (the gate), then plain JSON
+    # reads of resources (the fast path); everything else is the handler's above.
+    app.asgi_app = Gate(ctx, FastPath(ctx, app.asgi_app))  # type: ignore[method-assign]
     return app
 
 
@@ -428,11 +425,15 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     tenant, path = split_tenant(request.path)
     # Authentication comes first, from the headers alone (kube's filter chain): a request without a
     # valid token is answered 401 before its path, query or body is looked at.
-    who = ctx.pipeline.authenticate(Request(
-        verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
-        source=request.remote_addr or "", query=q, path=path, tenant=tenant,
-        impersonate=_impersonation(request.headers), client_cert=(cert := _client_cert(request.scope)),
-        remote_headers=_remote_headers(request.headers) if cert else ()))
+    who = request.scope.get(AUTHENTICATED)
+    if who is not None:  # the reject gate authenticated it (no impersonation, proxy or certificate)
+        who = msgspec.structs.replace(who, audit_id=audit_id, query=q)
+    else:
+        who = ctx.pipeline.authenticate(Request(
+            verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
+            source=request.remote_addr or "", query=q, path=path, tenant=tenant,
+            impersonate=_impersonation(request.headers), client_cert=(cert := _client_cert(request.scope)),
+            remote_headers=_remote_headers(request.headers) if cert else ()))
     note_user(who.user.name if who.user is not None else "")
     note.user = who.user
     if tenant == ANY_TENANT:
@@ -554,7 +555,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     storage = ctx.registry.for_tenant(tenant).storage_of(rdef)
     if verb == "get":
         key = Key(tenant, storage.group, storage.plural, route.namespace or "", route.name)
-        async with _read_deadline(s.request_timeout_s):
+        async with read_deadline(s.request_timeout_s):
             data = await get_object(proj, key, rdef, resource_version_param(q), q.get("resourceVersionMatch"))
         data = (await served_objects(ctx.converter, [data], storage, rdef, is_list=False))[0]
         if route.subresource == "scale":
@@ -569,7 +570,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         return _json_response(data)
     assert opts is not None
     if verb == "list":
-        async with _read_deadline(s.request_timeout_s):
+        async with read_deadline(s.request_timeout_s):
             if tenant == ANY_TENANT:
                 listed = await list_every_tenant(proj, storage, opts)
             else:
@@ -641,20 +642,20 @@ async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNot
     if path.rstrip("/") == history.COMPACTION:
         await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
                                                 timeout_s=s.request_timeout_s)
-        async with _read_deadline(s.request_timeout_s):
+        async with read_deadline(s.request_timeout_s):
             return _json_response(await history.compaction_body(ctx.projection.log))
     if path.rstrip("/") == history.RV_AT_TIME:
         # Not about any object: a non-resource get (every authenticated user may read versions).
         await ctx.pipeline.submit_authenticated(msgspec.structs.replace(who, verb="get"),
                                                 timeout_s=s.request_timeout_s)
-        async with _read_deadline(s.request_timeout_s):
+        async with read_deadline(s.request_timeout_s):
             return _json_response(await history.resource_version_at(ctx.projection.log, q.get("time", "")))
     rdef, namespace, name = history.parse_target(ctx.registry.for_tenant(who.tenant), path)
     authz = history.authorization_request(who, rdef, namespace, name)
     note.resource_request(authz)
     allowed = await ctx.pipeline.submit_authenticated(authz, timeout_s=s.request_timeout_s)
     assert isinstance(allowed, Allowed)
-    async with _read_deadline(s.request_timeout_s):
+    async with read_deadline(s.request_timeout_s):
         body = await history.history_body(ctx.projection.log, who.tenant, rdef, namespace, name, q)
     return _json_response(body)
 
@@ -673,16 +674,6 @@ async def _audit_events(ctx: Context, who: Request, q: dict[str, str], note: Aud
                               ctx.registry.for_tenant(who.tenant),
                               s.audit_policy, query, tenant=who.tenant, timeout_s=s.request_timeout_s)
     return Response(b"".join(lines), status=200, content_type="application/x-ndjson")
-
-
-@asynccontextmanager
-async def _read_deadline(timeout_s: float) -> AsyncIterator[None]:
-    """Bound a get or list (its head query, its wait for the projection) by the request deadline."""
-    try:
-        with trio.fail_after(timeout_s):
-            yield
-    except trio.TooSlowError:
-        raise ReadTimeout(timeout_s) from None
 
 
 async def _read_body(limit: int, timeout_s: float) -> bytes:

@@ -13,7 +13,12 @@ impersonation, a client certificate), goes to the app unchanged, which decides a
 only ever answers what the app would have answered with a rejection at that instant.
 
 Writes are not gated: a write's 429 sent before its body is read must close an HTTP/1.x connection
-(see ``_app._close_connection``), which the app does.
+(see ``_app._close_connection``), which the app does, and so does the fast path (``gateway._fast``)
+for the JSON creates and updates it serves: their 429s never reach Quart either.
+
+A read the gate authenticated but does not refuse carries its authenticated request on, in the
+scope under :data:`AUTHENTICATED`: the fast path (``gateway._fast``) and the app use it instead of
+authenticating again.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from ._routes import parse, split_tenant
 from ._status import status_for
 
 _READS = ("GET", "HEAD")
+#: The scope key of a request the gate authenticated (an ``actors.Request`` with its user; no
+#: impersonation, front proxy or client certificate): see the module docstring.
+AUTHENTICATED = "jetkube.authenticated"
 
 
 @functools.cache
@@ -46,6 +54,32 @@ def rejected(retry_after_s: int) -> tuple[int, bytes, dict[str, str]]:
     """Flow control's 429, encoded once per Retry-After value (1..32 s): a flood's rejections are
     the most frequent response there is."""
     return status_for(TooManyRequests(REJECT_MESSAGE, retry_after_s=retry_after_s))
+
+
+def error_answer(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
+    """(code, Status body, extra headers) of an error, as the app answers it (flow control's
+    rejections from the cache)."""
+    if type(exc) is TooManyRequests and exc.message == REJECT_MESSAGE:
+        return rejected(exc.retry_after_s)
+    return status_for(exc)
+
+
+def response_headers(body: bytes, extra: dict[str, str], audit_id: str, adm: Admission,
+                     warnings: tuple[str, ...] = ()) -> list[tuple[bytes, bytes]]:
+    """The ASGI headers of a JSON answer as the app sends them through Quart: Content-Type,
+    Content-Length, ``extra`` (e.g. Retry-After), ``Warning`` headers (values as sent), Audit-Id,
+    then flow control's two UIDs."""
+    out = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if extra:
+        out += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+    if warnings:
+        out += [(b"warning", w.encode()) for w in warnings]
+    out.append((b"audit-id", audit_id.encode()))
+    if adm.schema_uid:
+        out.append((b"x-kubernetes-pf-flowschema-uid", adm.schema_uid.encode()))
+    if adm.level_uid:
+        out.append((b"x-kubernetes-pf-prioritylevel-uid", adm.level_uid.encode()))
+    return out
 
 
 class Gate:
@@ -74,7 +108,7 @@ class Gate:
         for k, v in scope["headers"]:
             if k.startswith((b"impersonate-", b"x-remote-")) or k in (b"content-length", b"transfer-encoding"):
                 return None  # the app's cases: impersonation, a front proxy, a body
-            headers[k] = v
+            headers.setdefault(k, v)  # the first of repeated headers, as werkzeug's Headers.get
         if ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert_chain"):
             return None  # authenticated by a client certificate: the app's
         tenant, inner = split_tenant(path)
@@ -90,11 +124,14 @@ class Gate:
         client = scope.get("client")
         try:
             who = ctx.pipeline.authenticate(Request(
-                verb=method.lower(), token=token, audit_id="", source=client[0] if client else "",
+                verb=method.lower(), token=token, audit_id="", source=(client or ["<local>"])[0],
                 user_agent=headers.get(b"user-agent", b"").decode("latin-1"), query=q, path=inner, tenant=tenant))
         except Exception:  # noqa: BLE001 - a 401/403/400: the app answers it
             return None
-        if who.user is None or not await tenant_exists(ctx.projection, tenant):
+        if who.user is None:
+            return None
+        scope[AUTHENTICATED] = who  # not refused: the request goes on authenticated
+        if not await tenant_exists(ctx.projection, tenant):
             return None  # (a known tenant does not wait: the projection has it)
         route = parse(path, ctx.registry)
         if route.kind == "metrics" or path in APF_DUMPS:
@@ -135,13 +172,7 @@ class Gate:
         method = scope["method"]
         kind = metrics.begin(method)
         code, body, extra = rejected(retry_after_s)
-        out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        out += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
-        out.append((b"audit-id", audit_id.encode()))
-        if adm.schema_uid:
-            out.append((b"x-kubernetes-pf-flowschema-uid", adm.schema_uid.encode()))
-        if adm.level_uid:
-            out.append((b"x-kubernetes-pf-prioritylevel-uid", adm.level_uid.encode()))
+        out = response_headers(body, extra, audit_id, adm)
         try:
             await send({"type": "http.response.start", "status": code, "headers": out})
             await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})

@@ -37,8 +37,11 @@ import ctypes
 import socket
 import ssl
 import sys
+import time
 from http import HTTPStatus
+from itertools import chain
 from typing import Any
+from wsgiref.handlers import format_date_time
 
 import h2.events
 import h11
@@ -47,6 +50,9 @@ import hypercorn.trio.run
 import trio
 from cryptography import x509
 from hypercorn.config import Config
+from hypercorn.events import RawData
+from hypercorn.protocol.events import Body, EndBody, Response
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
@@ -56,14 +62,77 @@ HYPERCORN_VERSION = "0.18.0"
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
-class ReasonPhraseH11Protocol(H11Protocol):
-    """hypercorn's HTTP/1.1 protocol, sending the standard reason phrase with every status."""
+#: Up to this many bytes of a response with a Content-Length are written together (see
+#: :class:`ReasonPhraseH11Protocol`); a larger body goes out as it comes, after its head.
+HOLD_MAX = 64 * 1024
 
-    async def _send_h11_event(self, event: H11SendableEvent) -> None:
+
+class ReasonPhraseH11Protocol(H11Protocol):
+    """hypercorn's HTTP/1.1 protocol, sending the standard reason phrase with every status, and
+    each small response in one write.
+
+    hypercorn writes a response's head when the app starts it, then each body chunk, then the end
+    of the message: two socket writes and a third (empty) send per response, each a trio
+    checkpoint under the connection's send lock. A response with a ``Content-Length`` (the app's
+    whole body known: every answer but a stream) is held from its head until its end, or until
+    :data:`HOLD_MAX` bytes are held, and written at once. ASGI lets a server hold the head until the
+    first body message; the end of the body follows it in the same ``app_send``, so nothing waits
+    on the app. Streams (watches: chunked, no length) are written as before, head first."""
+
+    _held: bytearray | None = None
+
+    def _encode(self, event: H11SendableEvent) -> bytes | None:
+        """``event`` as h11 writes it (None: the peer already broke the connection), as
+        ``_send_h11_event`` does."""
         if isinstance(event, h11.Response | h11.InformationalResponse) and not event.reason:
             event = type(event)(headers=event.headers, status_code=event.status_code,
                                 http_version=event.http_version, reason=_PHRASES.get(event.status_code, b""))
-        await super()._send_h11_event(event)
+        try:
+            return self.connection.send(event)  # type: ignore[no-any-return]
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return None
+
+    async def _send_h11_event(self, event: H11SendableEvent) -> None:
+        data = self._encode(event)
+        if data:  # (the end of a body with a Content-Length is b"": nothing to write)
+            await self.send(RawData(data=data))
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        held = self._held
+        if held is None:
+            if type(event) is Response and event.status_code >= 200 and _has_length(event.headers):
+                # As H11Protocol.stream_send, the head kept back.
+                headers = list(chain(event.headers, self.config.response_headers("h11")))
+                if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+                    headers.append((b"connection", b"close"))
+                data = self._encode(h11.Response(headers=headers, status_code=event.status_code))
+                if data is not None:
+                    self._held = bytearray(data)
+                return
+            return await super().stream_send(event)
+        if type(event) is Body:
+            data = self._encode(h11.Data(data=event.data))
+            if data is not None and len(held) + len(data) <= HOLD_MAX:
+                held += data
+                return
+            self._held = None
+            await self.send(RawData(data=bytes(held)))
+            if data is not None:
+                await self.send(RawData(data=data))
+            return
+        self._held = None
+        if type(event) is EndBody:
+            held += self._encode(h11.EndOfMessage()) or b""
+            await self.send(RawData(data=bytes(held)))
+            return
+        await self.send(RawData(data=bytes(held)))  # anything else: what is held goes first
+        await super().stream_send(event)
+
+
+def _has_length(headers: Any) -> bool:
+    return any(k == b"content-length" for k, _ in headers)
 
 
 class EarlyResponseH2Protocol(H2Protocol):
@@ -178,6 +247,20 @@ class ClientCertConfig(Config):
     connecting then waits the kernel's SYN retransmissions (1 s, 3 s, 7 s)."""
 
     backlog = socket.SOMAXCONN
+    _date: tuple[int, bytes] = (-1, b"")
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        """hypercorn's headers of every response (Date, Server), the Date formatted once a second:
+        ``format_date_time`` per response was a tenth of a GET's samples."""
+        if not self.include_date_header or self.alt_svc_headers or self._quic_addresses:
+            return super().response_headers(protocol)
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, format_date_time(now).encode("ascii"))
+        headers = [(b"date", self._date[1])]
+        if self.include_server_header:
+            headers.append((b"server", b"hypercorn-" + protocol.encode("ascii")))
+        return headers
 
     def create_ssl_context(self) -> ssl.SSLContext | None:
         context = super().create_ssl_context()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import trio
 
 from actors import BadRequest, Cause, Converter, Invalid, NotFound, TooManyRequests
 from bus import Key
@@ -42,7 +43,7 @@ from projections import (
 )
 
 from ._codec import query_bool, query_int
-from ._status import status_for
+from ._status import ReadTimeout, status_for
 
 _enc = msgspec.json.Encoder()
 
@@ -322,3 +323,24 @@ async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, op
                     yield b"".join(out)
     except Exception as e:  # noqa: BLE001 - reported in-band, as the apiserver does once streaming
         yield error_event(e)
+
+
+class read_deadline:
+    """Bound a get or list (its head query, its wait for the projection) by the request deadline:
+    ``ReadTimeout`` when it passes. ``trio.fail_after`` in a class rather than two generator-based
+    context managers (``asynccontextmanager`` around ``fail_after``): every read enters one."""
+
+    __slots__ = ("scope", "timeout_s")
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.scope = trio.move_on_after(timeout_s)
+
+    async def __aenter__(self) -> None:
+        self.scope.__enter__()
+
+    async def __aexit__(self, *exc: object) -> bool:
+        handled = self.scope.__exit__(*exc)
+        if self.scope.cancelled_caught:
+            raise ReadTimeout(self.timeout_s) from None
+        return handled

@@ -10,6 +10,7 @@ terminated last.
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -181,7 +182,14 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                 config.insecure_bind = [f"{settings.host}:{settings.insecure_port}" if worker is None
                                         else f"fd://{worker.http_fd}"]
             config.graceful_timeout = settings.graceful_timeout_s
+            # hypercorn's settings (the README's "HTTP server settings" says why): an idle keep-alive
+            # connection is kept 75 s (hypercorn's default 5 s would make a client polling every few
+            # seconds reconnect, a TLS handshake each time); no cap on the requests a connection
+            # carries (hypercorn closes one after 1,000 by default; kube's Go server never does);
+            # the rest are hypercorn's defaults: a request head up to 16 KiB (h11_max_incomplete_size),
+            # 10 queued body messages per request, 100 concurrent HTTP/2 streams per connection.
             config.keep_alive_timeout = 75
+            config.keep_alive_max_requests = sys.maxsize
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
             _hypercorn_ext.install()  # reason phrases (HTTP/1.1), early answers (HTTP/2), client certs

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import trio
 
+from gateway._fast import FastPath
 from gateway._gate import Gate
 from gateway._settings import load_audit_policy
 from tests.conftest import StartServer, client_for, poll_until
@@ -33,8 +34,11 @@ def _sum(metrics: str, prefix: str, *needles: str) -> float:
                if ln.startswith(prefix) and all(n in ln for n in needles))
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "quart"])
 async def test_gate_rejections_are_the_apps(start_server: StartServer, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+                                            monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    """(``fast``: the reads the gate lets through go on to the fast path, or to Quart's handler.)"""
+    monkeypatch.setattr(FastPath, "enabled", fast)
     gate_ids: set[str] = set()
     real_reject = Gate._reject
 
@@ -112,6 +116,9 @@ async def test_gate_rejections_are_the_apps(start_server: StartServer, tmp_path:
             assert req_429 == len(rejected) + (head.status_code == 429)
             fc = ("apiserver_flowcontrol_rejected_requests_total{", 'flow_schema="alice"')
             assert _sum(after, *fc) - _sum(before, *fc) == req_429
+            # Each request authenticated once, those the gate let through too (and this scrape).
+            authn = ("jetkube_stage_duration_seconds_count{", 'stage="authn"')
+            assert _sum(after, *authn) - _sum(before, *authn) == len(out) + 2
 
             # Audited as the app audits them.
             ids = {r.headers["Audit-Id"] for r in rejected}
