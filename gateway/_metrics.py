@@ -252,7 +252,10 @@ class ServerMetrics:
 
     async def render(self, *, head_timeout_s: float = 1.0) -> bytes:
         """The text exposition. Reads the log's head once (bounded; shared with concurrent
-        consistent reads) for the projection's lag; without it the lag series is left out."""
+        consistent reads) for the projection's lag; without it the lag series is left out. The
+        counters are copied in the event loop (about 1 ms for 7,000 lines) and the text is built and
+        rendered in a worker thread, so that the loop keeps serving requests meanwhile (issue 15: a
+        scrape was one step of 14-27 ms of CPU)."""
         self.head = None
         with trio.move_on_after(head_timeout_s):
             try:
