@@ -48,6 +48,7 @@ from ._routes import Route
 #: The content type kube-apiserver serves ``/metrics`` with (Prometheus text format 0.0.4).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 COMPONENT = "apiserver"
+RENDER_THREADS = 2  # scrapes rendering at once (worker threads); further scrapes wait
 
 # Buckets exactly as kube's metrics.go declares them.
 REQUEST_DURATION_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10,
@@ -147,6 +148,8 @@ class ServerMetrics:
                         GCCollector(registry=self.registry))
         self._collector = _Collector(self)
         self.registry.register(self._collector)
+        # At most two scrapes render at once (each in a worker thread); more wait for a slot.
+        self._render_slots = trio.CapacityLimiter(RENDER_THREADS)
         # API Priority and Fairness: kube's apiserver_flowcontrol_* series, labelled by tenant too.
         self.flow_control = pipeline.flow_control if pipeline is not None else None  # None: per-request cost bench
         self.apf_waits: dict[tuple[str, str, str, str], Histogram] = {}
@@ -264,7 +267,8 @@ class ServerMetrics:
                 pass
         families = list(self._collector.families())  # in the loop: copies of the live counters
         self.inflight_max = list(self.inflight)
-        return await trio.to_thread.run_sync(generate_latest, _Rendering(self._system, families))
+        return await trio.to_thread.run_sync(generate_latest, _Rendering(self._system, families),
+                                             limiter=self._render_slots)
 
 
 class _Deferred:
