@@ -637,8 +637,9 @@ class SeatLeases:
             task_status.started()
             last = -math.inf
             while True:
-                if trio.current_time() < last + PLAN_GAP_S:  # woken often (a flood): at most so often
-                    await trio.sleep(last + PLAN_GAP_S - trio.current_time())
+                # woken often (a flood): plan at most once a PLAN_GAP_S (sleep_until: no negative delay
+                # when the clock moves between a check and a sleep)
+                await trio.sleep_until(last + PLAN_GAP_S)
                 now = last = trio.current_time()
                 before = dict(self.d.leases or {})
                 for key, r in self.plan(now):
