@@ -122,13 +122,7 @@ class LogReader:
         Raises the reader's fatal error, if any. Cancellation loses nothing: buffered messages
         stay for the next call.
         """
-        while not self._buf:
-            if self._error is not None:
-                raise self._error
-            self._ready = trio.Event()
-            if self._buf or self._error is not None:
-                continue
-            await self._ready.wait()
+        await self._wait_until(lambda: bool(self._buf))
         out = []
         buf = self._buf
         while buf:
@@ -167,11 +161,16 @@ class LogReader:
                 for seq, (subject, data) in self._by_seq.items()}
 
     async def _wait_done(self) -> None:
-        while not self._done:
+        await self._wait_until(lambda: self._done)
+
+    async def _wait_until(self, ready: Callable[[], bool]) -> None:
+        """Until ``ready()`` holds (woken by the asyncio side's ``_ready``); raises the reader's
+        fatal error meanwhile."""
+        while not ready():
             if self._error is not None:
                 raise self._error
             self._ready = trio.Event()
-            if self._done or self._error is not None:
+            if ready() or self._error is not None:
                 continue
             await self._ready.wait()
 
