@@ -42,7 +42,7 @@ from ._history import check_retained, check_still_retained, rows_at, rows_indexe
 from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
 from ._snapshot import Snapshots, SnapshotSettings, rebuild_views
-from ._store import ADDED, DELETED, Change, Entry, ResourceState, Store
+from ._store import ADDED, DELETED, INDEX_MAX_REVISIONS, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
 _log = logging.getLogger("jetkube.projections")
@@ -100,6 +100,9 @@ class ProjectionSettings:
     #: Answer Exact reads older than the rings from the store's revision index (projections/_revindex.py);
     #: False: ask the log which messages hold the state (projections/_history.rows_at).
     revision_index: bool = True
+    #: The revision indexes' bound in revisions, all resources together (projections/_store.py
+    #: ``Store.index_max_revisions``): past it, Exact reads of the oldest versions take the log's path.
+    revision_index_max: int = INDEX_MAX_REVISIONS
     #: Start from the newest valid snapshot and write them in the background (projections/_snapshot.py);
     #: None: fold from sequence 1 and write none.
     snapshots: SnapshotSettings | None = None
@@ -109,7 +112,8 @@ class Projection:
     def __init__(self, log: Log, settings: ProjectionSettings = ProjectionSettings()) -> None:
         self.log = log
         self.settings = settings
-        self.store = Store(log.prefix, ring_size=settings.ring_size)
+        self.store = Store(log.prefix, ring_size=settings.ring_size,
+                           index_max_revisions=settings.revision_index_max)
         self._waiters: list[tuple[int, int, trio.Event]] = []
         self._tie = itertools.count()
         self.ready = trio.Event()
@@ -442,6 +446,8 @@ class Projection:
         w = self._waiters
         while w and w[0][0] <= applied:
             heapq.heappop(w)[2].set()
+        if store.trimming:  # a revision index trim goes on in bounded steps (projections/_store.py)
+            store.trim_step()
 
     async def _bookmark_ticker(self) -> NoReturn:
         while True:
