@@ -7,6 +7,7 @@ its answer leaves no hole."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -19,9 +20,10 @@ import httpx
 import pytest
 import trio
 
-from gateway._audit_webhook import WebhookOptions
+from gateway._audit_webhook import AuditForwarder, WebhookOptions
 from gateway._gate import Gate
-from gateway._settings import load_audit_policy
+from gateway._server import serve
+from gateway._settings import Settings, load_audit_policy
 from tests.conftest import client_for, poll_until
 from tests.integration.test_audit_webhook import (
     CM,
@@ -267,6 +269,62 @@ async def test_blocking_requests_answered_before_routing_send_both_stages(start_
     finally:
         for c in clients.values():
             await c.aclose()
+
+
+async def test_blocking_a_forwarder_hand_over_sends_no_write_twice(start_server, nursery, tmp_path: Path,
+                                                                    nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forwarding gateway stops after it saved an audit stream position past the marks of writes
+    its log position has not reached (it reads the log ``blocking_timeout_s + mark_grace_s`` behind):
+    the gateway taking over reads those marks again, so each write's ResponseComplete, sent on its
+    request path, is not sent a second time."""
+    forwarders: list[AuditForwarder] = []
+    real_init = AuditForwarder.__init__
+
+    def spy(self: AuditForwarder, *a: Any, **k: Any) -> None:
+        real_init(self, *a, **k)
+        forwarders.append(self)
+
+    monkeypatch.setattr(AuditForwarder, "__init__", spy)
+    wh = await start_audit_webhook(nursery, tmp_path)
+    kw = _setup(tmp_path, wh, "blocking")
+    kw["audit_webhook"] = dataclasses.replace(kw["audit_webhook"], mark_grace_s=6.0, lease_s=3.0)
+    stop_a = trio.Event()
+    with trio.fail_after(30):
+        await nursery.start(partial(serve, Settings(data_dir=str(tmp_path / "a"), port=0, insecure_port=0,
+                                                    nats_url=nats_url, graceful_timeout_s=0.5, **kw),
+                                    shutdown=stop_a))
+    fa = forwarders[0]
+    await start_server(**kw)
+    fb = forwarders[1]
+    try:
+        with trio.fail_after(120):
+            await poll_until(lambda: fa.stats.leader)
+            gb = await start_server(**kw)  # the gateway the requests go through
+            fc = forwarders[2]
+            async with _client(gb.http_url, "bob") as c:
+                ids, seqs = [], []
+                for i in range(20):
+                    r = await c.post(CM, json={"metadata": {"name": f"ho-{i}"}})
+                    assert r.status_code == 201, r.text
+                    ids.append(r.headers["Audit-Id"])
+                    seqs.append(int(r.json()["metadata"]["resourceVersion"]))
+                # The leader read the marks and saved an audit position past them, its log position
+                # still before the writes (held back): the hand-over window.
+                await poll_until(lambda: all(q in fa._sent for q in seqs))
+                top = max(at for at, _ in fa._mark_at)
+                await poll_until(lambda: fa.stats.position["audit"] >= top)
+                assert fa.stats.position["log"] < min(seqs), (fa.stats.position, min(seqs))
+                stop_a.set()  # the leader stops and hands over at once
+                await poll_until(lambda: fb.stats.leader or fc.stats.leader)
+                wh.up = False
+                late = await _answered(c, "POST", CM, json={"metadata": {"name": "ho-late"}})
+                wh.up = True
+                await poll_until(lambda: (late, "ResponseComplete") in _stages(wh))
+        have = _stages(wh)
+        assert {i: have.get((i, "ResponseComplete")) for i in ids if have.get((i, "ResponseComplete")) != 1} == {}
+        assert have[(late, "ResponseComplete")] == 1
+    finally:
+        stop_a.set()
 
 
 async def _answered(c: httpx.AsyncClient, method: str, url: str, **kw: Any) -> str:
