@@ -117,6 +117,8 @@ class Projection:
         self._waiters: list[tuple[int, int, trio.Event]] = []
         self._tie = itertools.count()
         self.ready = trio.Event()
+        #: Set when a revision index trim has steps left (``_trim_revisions`` does them).
+        self._trim_wanted = trio.Event()
         #: False from a reconnect to the log until the store has caught up with the head again.
         self.following = True
         #: Time consistent reads spend reading the head and waiting for it (KEP-2340's figure).
@@ -187,6 +189,8 @@ class Projection:
                     await trio.sleep(0.25)  # backoff against a log that is still starting
             self.compacted = max(self.compacted, point)
             self.store.trim_revisions(point)  # (a carried revision index: what reads at or above it need)
+            if self.store.trimming:
+                self._trim_wanted.set()
         self.start_from = self.store.applied
         # A cluster that is (re)starting may answer the head but not yet create consumers (the
         # stream still electing its leader): retry both with backoff; the caller bounds the start.
@@ -202,6 +206,7 @@ class Projection:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._bookmark_ticker)
             nursery.start_soon(self._catch_up_after_reconnects)
+            nursery.start_soon(self._trim_revisions)
             if self.start_head <= self.store.applied:
                 self._started(nursery, t0)
                 task_status.started()
@@ -446,8 +451,18 @@ class Projection:
         w = self._waiters
         while w and w[0][0] <= applied:
             heapq.heappop(w)[2].set()
-        if store.trimming:  # a revision index trim goes on in bounded steps (projections/_store.py)
-            store.trim_step()
+        if store.trimming:
+            self._trim_wanted.set()
+
+    async def _trim_revisions(self) -> NoReturn:
+        """Finish the revision indexes' trims (projections/_store.py ``Store.trim_step``): one bounded
+        step at a time, a checkpoint between steps, so a trim of many objects is never one long step."""
+        while True:
+            await self._trim_wanted.wait()
+            self._trim_wanted = trio.Event()
+            while self.store.trimming:
+                await trio.lowlevel.checkpoint()
+                self.store.trim_step()
 
     async def _bookmark_ticker(self) -> NoReturn:
         while True:

@@ -22,7 +22,7 @@ log retains, not more: at 10,000 objects and 200,000 retained events, about 1.4 
 Trimming is incremental: the objects are filed by the sequence from which a trim has something to
 drop of them (their second revision, or a lone deletion), in buckets of 1,024 sequences, so a trim
 touches only the objects it trims (each revision is dropped once, O(1) each), not every object; and it runs in steps of at
-most ``budget`` objects (``trim_step``; the store continues a trim between the batches it applies),
+most ``budget`` objects (``trim_step``; the projection runs the steps in a task of its own, a checkpoint between them),
 so no single step on the event loop is O(objects). A trim not finished yet changes no answer: the
 floor is raised at once, and revisions older than the floor do not change answers at or above it.
 

@@ -324,8 +324,8 @@ class Store:
         return bool(self._trimming)
 
     def trim_step(self, budget: int = TRIM_STEP) -> None:
-        """Go on with the indexes' trim, ``budget`` objects at most: the projection calls this after
-        each slice it applies, so no step of a trim is O(objects) on the event loop."""
+        """Go on with the indexes' trim, ``budget`` objects at most: the projection calls this in a task
+        of its own, a checkpoint between steps, so no step of a trim is O(objects) on the event loop."""
         todo = self._trimming
         while todo and budget > 0:
             revs = todo[-1]
