@@ -452,14 +452,23 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     # Authentication comes first, from the headers alone (kube's filter chain): a request without a
     # valid token is answered 401 before its path, query or body is looked at.
     who = request.scope.get(AUTHENTICATED)
+    refused: ApiError | None = None  # impersonation refused: audited as the requester's, then answered
     if who is not None:  # the reject gate authenticated it (no impersonation, proxy or certificate)
         who = msgspec.structs.replace(who, audit_id=audit_id, query=q)
     else:
-        who = ctx.pipeline.authenticate(Request(
+        asked = Request(
             verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
             source=request.remote_addr or "", query=q, path=path, tenant=tenant,
             impersonate=_impersonation(request.headers), client_cert=(cert := _client_cert(request.scope)),
-            remote_headers=_remote_headers(request.headers) if cert else ()))
+            remote_headers=_remote_headers(request.headers) if cert else ())
+        try:
+            who = ctx.pipeline.authenticate(asked)
+        except ApiError as e:
+            if not asked.impersonate or e.code == 401:
+                raise
+            # kube checks Impersonate-* headers after its audit filter: the requester is known and audited.
+            who = ctx.pipeline.authenticate(msgspec.structs.replace(asked, impersonate=()))
+            refused = e
     note_user(who.user.name if who.user is not None else "")
     note.user = who.user
     # kube's audit filter sits right after authentication (before impersonation, flow control,
@@ -470,6 +479,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     if info is not None:
         note.resource_request(info)
     await audit_received(ctx.audit, note, audit_id)
+    if refused is not None:
+        raise refused
     if tenant == ANY_TENANT:
         # kcp's /clusters/*/: list and watch across every tenant, for root's system:masters only.
         if who.user is None or MASTERS not in who.user.groups:

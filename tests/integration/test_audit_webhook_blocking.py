@@ -224,11 +224,15 @@ async def test_blocking_requests_answered_before_routing_send_both_stages(start_
                 await do(a, "GET", f"{CM}/h-0/nothing", {404})
                 await do(a, "GET", "/apis/nothing.example.com/v1/things", {404})
                 await do(a, "GET", "/debug/api_priority_and_fairness/dump_priority_levels", {200})
+                # Impersonation refused (kube checks it after its audit filter): audited as carol's.
+                await do("carol", "GET", CM, {403}, headers={"Impersonate-User": "alice"})
+                await do("carol", "POST", CM, {403}, headers={"Impersonate-User": "bob"},
+                         json={"metadata": {"name": "imp"}})
 
             async with trio.open_nursery() as n:
                 for i in range(8):
                     n.start_soon(worker, i)
-            assert sum(codes.values()) == 8 * 14
+            assert sum(codes.values()) == 8 * 16
 
             # Flow control's 429s: dave's requests go to a level of no seats that rejects.
             async with client_for(g1) as admin:
@@ -265,6 +269,10 @@ async def test_blocking_requests_answered_before_routing_send_both_stages(start_
         ours = _ours(wh)
         assert expected <= set(ours)
         assert {k: n for k, n in ours.items() if n != 1} == {}
+        impersonating = [e for e in wh.events() if e["requestURI"] == CM and e["user"]["username"] == "carol"]
+        assert len(impersonating) == 8 * 2 * 2, len(impersonating)  # both stages, the requester named
+        assert all(e.get("responseStatus", {}).get("code", 403) == 403 and e["verb"] in ("list", "create")
+                   for e in impersonating)
         print("requests by kind:", sorted(codes.items()))
     finally:
         for c in clients.values():
