@@ -392,10 +392,11 @@ class AuditForwarder:
         """A hand-over: read again the marks the audit stream holds from ``start`` (the first one the
         previous forwarder read for log sequences past its saved log position) up to ``until`` (its
         saved audit position, where this one resumes), so that their writes are not sent twice.
-        Only the marks' subject is read (filtered by the server); bounded in time: if it runs out,
-        those records may be sent twice (never lost)."""
+        Only the marks' subject is read (filtered by the server); bounded by a third of the lease
+        (renewed only once forwarding starts): if that runs out, those records may be sent twice
+        (never lost)."""
         found = 0
-        with trio.move_on_after(self.options.blocking_timeout_s) as scope:
+        with trio.move_on_after(self.options.lease_s / 3) as scope:
             reader = await self.audit_log.open_reader(self._mark_subject, start)
             try:
                 while True:

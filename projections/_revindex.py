@@ -34,6 +34,7 @@ versions below the floor anyway.
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -53,7 +54,7 @@ def _due(a: array[int]) -> int:
 class Revisions:
     """The revision sequences of one resource's objects (of one tenant)."""
 
-    __slots__ = ("_due", "_low", "_order", "_sorted", "_tally", "_trim_to", "by_ns", "floor", "held", "revisions")
+    __slots__ = ("_buckets", "_due", "_order", "_sorted", "_tally", "_trim_to", "by_ns", "floor", "held", "revisions")
 
     def __init__(self, floor: int = 0, tally: list[int] | None = None) -> None:
         #: namespace ("" for cluster scope) -> name -> sequences, each ``seq * 2 + deleted``, ascending.
@@ -73,7 +74,7 @@ class Revisions:
         #: due >> _SHIFT -> [(due, namespace, name, array)] per object with something a trim may drop
         #: (``_due``); an entry whose object's array or due changed since is stale and skipped.
         self._due: dict[int, list[tuple[int, str, str, array[int]]]] = {}
-        self._low = 0  # no bucket below this one holds anything
+        self._buckets: list[int] = []  # a heap of the keys of ``_due`` (and of some deleted since)
         #: The point trims are done up to, once ``trim_step`` has nothing due at or below it.
         self._trim_to = 0
 
@@ -100,7 +101,7 @@ class Revisions:
         got = self._due.get(b)
         if got is None:
             got = self._due[b] = []
-            self._low = min(self._low, b)
+            heapq.heappush(self._buckets, b)
         got.append((d, namespace, name, a))
 
     def seed(self, namespace: str, name: str, seq: int) -> None:
@@ -161,16 +162,18 @@ class Revisions:
     @property
     def trimming(self) -> bool:
         """A trim is not finished (:meth:`trim_step` has work)."""
-        due, last = self._due, self._trim_to >> _SHIFT
-        if not due:
+        b = self._first()
+        if b < 0 or b > self._trim_to >> _SHIFT:
             return False
-        for b in range(self._low, last + 1):
-            got = due.get(b)
-            if got is not None and (b < last or any(e[0] <= self._trim_to for e in got)):
-                return True
-            if got is None and b == self._low:
-                self._low = b + 1  # (nothing was filed below a bucket once it is found empty)
-        return False
+        to = self._trim_to
+        return b < to >> _SHIFT or any(e[0] <= to for e in self._due[b])
+
+    def _first(self) -> int:
+        """The lowest bucket that holds something; -1: none."""
+        heap, due = self._buckets, self._due
+        while heap and heap[0] not in due:
+            heapq.heappop(heap)
+        return heap[0] if heap else -1
 
     def trim_step(self, budget: int | None = None) -> int:
         """Trim up to ``budget`` objects (None: every one due) of the trim in progress; the number trimmed."""
@@ -179,13 +182,11 @@ class Revisions:
         last = to >> _SHIFT
         done = dropped = 0
         refile: list[tuple[int, str, str, array[int]]] = []
-        b = self._low
-        while b <= last and due:
-            got = due.get(b)
-            if got is None:
-                b += 1
-                self._low = b
-                continue
+        while True:
+            b = self._first()
+            if b < 0 or b > last:
+                break
+            got = due[b]
             while got:
                 if budget is not None and done >= budget:
                     break
@@ -217,10 +218,8 @@ class Revisions:
             if got:
                 break  # the budget ran out
             del due[b]
-            if b < last:
-                b += 1
-                self._low = b
-            else:
+            heapq.heappop(self._buckets)  # (b: the first)
+            if b == last:
                 break
         for d, ns, name, a in refile:
             self._file(d, ns, name, a)
@@ -241,7 +240,7 @@ class Revisions:
         self._tally[0] -= self.held
         self.held = sum(len(a) for _, _, a in self.items())
         self._tally[0] += self.held
-        self._due, self._low = {}, 0
+        self._due, self._buckets = {}, []
         for ns, name, a in list(self.items()):
             d = _due(a)
             if d:
