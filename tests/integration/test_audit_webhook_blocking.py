@@ -295,7 +295,7 @@ async def test_blocking_a_forwarder_hand_over_sends_no_write_twice(start_server,
     monkeypatch.setattr(AuditForwarder, "__init__", spy)
     wh = await start_audit_webhook(nursery, tmp_path)
     kw = _setup(tmp_path, wh, "blocking")
-    kw["audit_webhook"] = dataclasses.replace(kw["audit_webhook"], mark_grace_s=6.0, lease_s=3.0)
+    kw["audit_webhook"] = dataclasses.replace(kw["audit_webhook"], mark_grace_s=10.0, lease_s=3.0)
     stop_a = trio.Event()
     with trio.fail_after(30):
         await nursery.start(partial(serve, Settings(data_dir=str(tmp_path / "a"), port=0, insecure_port=0,
