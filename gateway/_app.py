@@ -66,7 +66,7 @@ from ._audit import (
     parse_query,
 )
 from ._audit import query as audit_query
-from ._codec import decode_body_strict
+from ._codec import decode_body_strict, query_bool
 from ._fast import FastPath
 from ._gate import AUTHENTICATED, Gate, error_answer
 from ._logging import begin_request, note_user
@@ -281,6 +281,8 @@ def create_app(ctx: Context) -> QuartTrio:
                 metrics.observe(labels := _request_labels(ctx, e.code or 500), e.code or 500,
                                 time.perf_counter() - started, None, note.tenant or ROOT_TENANT)
                 line.end(labels[0], e.code or 500)
+                if ctx.audit is not None:  # (a body too large or too slow: answered by Quart's handler)
+                    await audit_request(ctx.audit, note, audit_id, e.code or 500, received)
                 raise
             except AuditRefused as e:  # blocking-strict, as kube's audit filter answers
                 resp = Response(e.body, 500, content_type="text/plain")
@@ -415,6 +417,30 @@ def _client_cert(scope: Any) -> bytes:
     return ssl.PEM_cert_to_DER_cert(chain[0]) if chain else b""
 
 
+def _request_info(ctx: Context, who: Request, method: str, tenant: str, path: str,
+                  q: dict[str, str]) -> Request | None:
+    """The resource request ``who`` makes, read from the path alone (kube's RequestInfo, which its
+    audit policy is evaluated on before anything is routed or refused): the same attributes the
+    handler sets later for the request it serves; None for a non-resource request. Pure."""
+    try:
+        if history.handles(path):
+            rdef, namespace, name = history.parse_target(ctx.registry.for_tenant(tenant), path)
+            return history.authorization_request(who, rdef, namespace, name)
+        if path.rstrip("/") == AUDIT_EVENTS_PATH:
+            return msgspec.structs.replace(who, verb="list", rdef=AUDIT_EVENTS, namespace="", name="")
+        if request.path in APF_DUMPS:
+            return None
+        route = parse(request.path, ctx.registry)
+        if route.kind != "resource" or route.rdef is None:
+            return None
+        watch = route.legacy_watch or (method in ("GET", "HEAD") and query_bool(q.get("watch")))
+        verb = _verb(method, bool(route.name), watch)
+    except ApiError:
+        return None
+    return msgspec.structs.replace(who, verb=verb, rdef=route.rdef, namespace=route.namespace or "",
+                                   name=route.name, subresource=route.subresource)
+
+
 async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNote) -> Response:
     s = ctx.settings
     method = request.method
@@ -426,16 +452,35 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     # Authentication comes first, from the headers alone (kube's filter chain): a request without a
     # valid token is answered 401 before its path, query or body is looked at.
     who = request.scope.get(AUTHENTICATED)
+    refused: ApiError | None = None  # impersonation refused: audited as the requester's, then answered
     if who is not None:  # the reject gate authenticated it (no impersonation, proxy or certificate)
         who = msgspec.structs.replace(who, audit_id=audit_id, query=q)
     else:
-        who = ctx.pipeline.authenticate(Request(
+        asked = Request(
             verb=method.lower(), token=token, audit_id=audit_id, user_agent=request.headers.get("User-Agent", ""),
             source=request.remote_addr or "", query=q, path=path, tenant=tenant,
             impersonate=_impersonation(request.headers), client_cert=(cert := _client_cert(request.scope)),
-            remote_headers=_remote_headers(request.headers) if cert else ()))
+            remote_headers=_remote_headers(request.headers) if cert else ())
+        try:
+            who = ctx.pipeline.authenticate(asked)
+        except ApiError as e:
+            if not asked.impersonate or e.code == 401:
+                raise
+            # kube checks Impersonate-* headers after its audit filter: the requester is known and audited.
+            who = ctx.pipeline.authenticate(msgspec.structs.replace(asked, impersonate=()))
+            refused = e
     note_user(who.user.name if who.user is not None else "")
     note.user = who.user
+    # kube's audit filter sits right after authentication (before impersonation, flow control,
+    # authorization and the handler's routing), with the request's attributes read from its path
+    # alone (RequestInfo): every authenticated request's RequestReceived is sent here, whatever
+    # answers it later (an unknown tenant, a refused route, a 429, a 403). Blocking webhook modes only.
+    info = _request_info(ctx, who, method, tenant, path, q)
+    if info is not None:
+        note.resource_request(info)
+    await audit_received(ctx.audit, note, audit_id)
+    if refused is not None:
+        raise refused
     if tenant == ANY_TENANT:
         # kcp's /clusters/*/: list and watch across every tenant, for root's system:masters only.
         if who.user is None or MASTERS not in who.user.groups:
@@ -476,7 +521,6 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
             if route.kind == "unknown":
                 raise NotFound("the server could not find the requested resource")
             raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
-        await audit_received(ctx.audit, note, audit_id)  # blocking webhook modes only
         await ctx.pipeline.admit(get := msgspec.structs.replace(who, verb="get"), intake.flow)
         await ctx.pipeline.submit_authenticated(get, timeout_s=s.request_timeout_s)
         return await _non_resource(ctx, route)
@@ -504,7 +548,6 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     req = msgspec.structs.replace(who, verb=verb, rdef=rdef, namespace=route.namespace or "", name=route.name,
                                   subresource=route.subresource)
     note.resource_request(req)
-    await audit_received(ctx.audit, note, audit_id)  # blocking webhook modes only
     if s.read_only and method in ("POST", "PUT", "PATCH", "DELETE") and rdef.stored:
         # jetkube serve --read-only: no write reaches the log. 405 as kube-apiserver answers a verb a
         # storage does not implement (the server cannot do it, whoever asks: not a 403, which RBAC

@@ -46,14 +46,18 @@ marks what the webhook accepted (a read's record is appended with a ``:webhook``
 log sequences go to the audit stream's ``_sys.webhook-sent`` subject) and the forwarder skips what is
 marked. It reads the log ``blocking_timeout_s + mark_grace_s`` behind the writes' times, so that a
 mark is there before it decides. A write whose gateway died between the append and the answer has no
-mark: the forwarder sends it then. Delivery stays at least once: a mark lost (its queue full, a
-forwarder hand-over) means a record sent twice, never one missing. A ``RequestReceived`` that failed
+mark: the forwarder sends it then. A forwarder taking over reads again the marks its predecessor
+had read for writes past the log position it saved (the cursor keeps where the first of them is in
+the audit stream), so a hand-over sends nothing twice. Delivery stays at least once: a mark lost (the
+audit queue full, more than ``MAX_MARKS`` pending, the audit stream's retention, a takeover that
+could not read them in time) means a record sent twice, never one missing. A ``RequestReceived`` that failed
 in ``blocking`` mode is not sent later (kube drops it too; it is in no trail).
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import heapq
 import itertools
 import logging
@@ -258,6 +262,11 @@ class AuditForwarder:
         self._stored: dict[tuple[str, str], str] = {}
         #: Log sequences the request paths sent (blocking modes), from the audit stream's marks.
         self._sent: dict[int, None] = {}
+        #: (audit stream sequence, highest log sequence) of each mark read, oldest first, while the
+        #: log position saved is below that log sequence: the cursor keeps the first one's audit
+        #: sequence ("marks"), from which a forwarder taking over reads the marks again (a hand-over
+        #: resumes the audit stream past marks of writes the log position has not reached).
+        self._mark_at: collections.deque[tuple[int, int]] = collections.deque(maxlen=MAX_MARKS)
         self._mark_subject = system_subject(audit_log.prefix, SENT_MARK)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
@@ -296,7 +305,7 @@ class AuditForwarder:
                     continue
                 self.stats.leader = True
                 try:
-                    await self._forward(client, int(state["log"]), int(state["audit"]))
+                    await self._forward(client, int(state["log"]), int(state["audit"]), int(state.get("marks", 0)))
                 except _LeaseLost:
                     _log.info("audit webhook: the lease went to another gateway")
                     backoff = 0.5
@@ -306,9 +315,11 @@ class AuditForwarder:
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                 self.stats.leader = False
 
-    async def _forward(self, client: httpx.AsyncClient, log_pos: int, audit_pos: int) -> None:
+    async def _forward(self, client: httpx.AsyncClient, log_pos: int, audit_pos: int, marks_from: int = 0) -> None:
         lease_s = self.options.lease_s
         self.stats.position = {"log": log_pos, "audit": audit_pos}
+        if 0 < marks_from <= audit_pos:
+            await self._recover_marks(marks_from, audit_pos)
         send, recv = trio.open_memory_channel[tuple[str, int, dict[str, Any] | None]](self.options.buffer_size)
         lost = False
         async with trio.open_nursery() as nursery:
@@ -377,11 +388,42 @@ class AuditForwarder:
         if wait > 0:
             await trio.sleep(min(wait, behind))
 
-    def _note_sent(self, data: bytes) -> None:
+    async def _recover_marks(self, start: int, until: int) -> None:
+        """A hand-over: read again the marks the audit stream holds from ``start`` (the first one the
+        previous forwarder read for log sequences past its saved log position) up to ``until`` (its
+        saved audit position, where this one resumes), so that their writes are not sent twice.
+        Only the marks' subject is read (filtered by the server); bounded by a third of the lease
+        (renewed only once forwarding starts): if that runs out, those records may be sent twice
+        (never lost)."""
+        found = 0
+        with trio.move_on_after(self.options.lease_s / 3) as scope:
+            reader = await self.audit_log.open_reader(self._mark_subject, start)
+            try:
+                while True:
+                    batch = await reader.next_batch()
+                    for m in batch:
+                        if m.seq > until:
+                            return
+                        self._note_sent(m.data, m.seq)
+                        found += 1
+                    if batch[-1].seq >= until or (reader.pending == 0 and reader.buffered == 0):
+                        break
+            finally:
+                with trio.CancelScope(shield=True):
+                    await reader.aclose()
+        if scope.cancelled_caught:
+            _log.warning("audit webhook: the marks of the previous forwarder were not all read (%d); some records "
+                         "may be sent twice", found)
+
+    def _note_sent(self, data: bytes, at: int = 0) -> None:
         reached = self.stats.position["log"]
+        top = 0
         for seq in _dec.decode(data).get("seqs", ()):
             if isinstance(seq, int) and seq > reached:
                 self._sent[seq] = None
+                top = max(top, seq)
+        if at and top:
+            self._mark_at.append((at, top))
         while len(self._sent) > MAX_MARKS:
             del self._sent[next(iter(self._sent))]
 
@@ -390,7 +432,7 @@ class AuditForwarder:
         try:
             if name == "audit":
                 if m.subject == self._mark_subject:
-                    self._note_sent(m.data)
+                    self._note_sent(m.data, m.seq)
                     return None
                 if m.msg_id.endswith(SENT_SUFFIX):
                     return None  # the request path sent it (blocking modes)
@@ -426,8 +468,11 @@ class AuditForwarder:
             if batch:
                 await throttle.wait()
                 await self._post(client, batch)
+            marks = self._mark_at
+            while marks and marks[0][1] <= pos["log"]:
+                marks.popleft()  # its writes are behind the position saved
             try:
-                await self.cursor.claim(self.holder, lease_s, dict(pos))
+                await self.cursor.claim(self.holder, lease_s, {**pos, "marks": marks[0][0] if marks else 0})
             except BusError as e:  # the next batch writes it; a restart resends at most these
                 _log.warning("audit webhook: the position was not saved: %s", e)
             self.stats.position = dict(pos)

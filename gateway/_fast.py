@@ -253,14 +253,14 @@ class FastPath:
                 query=q, path=split_tenant(scope["path"])[1], tenant=tenant))
         note_user(who.user.name if who.user is not None else "")
         note.user = who.user
+        rdef = route.rdef
+        req = msgspec.structs.replace(who, verb=plan.verb, rdef=rdef, namespace=route.namespace or "",
+                                      name=route.name, subresource=route.subresource)
+        note.resource_request(req)  # its audit attributes from the path, as the app's (kube's RequestInfo)
         if not await tenant_exists(ctx.projection, tenant):
             raise tenant_not_found(tenant)
         note.tenant = tenant
-        rdef = route.rdef
         opts = parse_list_options(q, rdef, route.namespace) if plan.verb == "list" else None
-        req = msgspec.structs.replace(who, verb=plan.verb, rdef=rdef, namespace=route.namespace or "",
-                                      name=route.name, subresource=route.subresource)
-        note.resource_request(req)
         await ctx.pipeline.admit(req, flow)
         if method in _WRITES:
             data = await _read_body(receive, plan.length, s.request_timeout_s)

@@ -9,8 +9,9 @@ control whether it would be rejected at once (its queue full, or its Reject leve
 Status body, ``Retry-After``, ``X-Kubernetes-PF-FlowSchema-UID``, ``X-Kubernetes-PF-PriorityLevel-UID``,
 ``Audit-Id``), counted in the same metrics, audited and logged the same way. Anything else, and
 anything the gate is unsure of (another method, an error, a tenant this gateway has not seen,
-impersonation, a client certificate), goes to the app unchanged, which decides as before: the gate
-only ever answers what the app would have answered with a rejection at that instant.
+impersonation, a client certificate, the audit webhook's blocking modes), goes to the app unchanged,
+which decides as before: the gate only ever answers what the app would have answered with a
+rejection at that instant.
 
 Writes are not gated: a write's 429 sent before its body is read must close an HTTP/1.x connection
 (see ``_app._close_connection``), which the app does, and so does the fast path (``gateway._fast``)
@@ -91,6 +92,11 @@ class Gate:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in _READS or not self.ctx.pipeline.flow_control.rejecting():
+            return await self.app(scope, receive, send)
+        audit = self.ctx.audit
+        if audit is not None and audit.blocking is not None:
+            # The audit webhook's blocking modes: kube sends RequestReceived before flow control
+            # answers, and waits for it; the app does that (gateway/_audit.py audit_received).
             return await self.app(scope, receive, send)
         decided = await self._decide(scope)
         if decided is None:

@@ -42,7 +42,7 @@ from ._history import check_retained, check_still_retained, rows_at, rows_indexe
 from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
 from ._snapshot import Snapshots, SnapshotSettings, rebuild_views
-from ._store import ADDED, DELETED, Change, Entry, ResourceState, Store
+from ._store import ADDED, DELETED, INDEX_MAX_REVISIONS, Change, Entry, ResourceState, Store
 from ._watch import BOOKMARK, WatchFilter, WatchStream
 
 _log = logging.getLogger("jetkube.projections")
@@ -100,6 +100,9 @@ class ProjectionSettings:
     #: Answer Exact reads older than the rings from the store's revision index (projections/_revindex.py);
     #: False: ask the log which messages hold the state (projections/_history.rows_at).
     revision_index: bool = True
+    #: The revision indexes' bound in revisions, all resources together (projections/_store.py
+    #: ``Store.index_max_revisions``): past it, Exact reads of the oldest versions take the log's path.
+    revision_index_max: int = INDEX_MAX_REVISIONS
     #: Start from the newest valid snapshot and write them in the background (projections/_snapshot.py);
     #: None: fold from sequence 1 and write none.
     snapshots: SnapshotSettings | None = None
@@ -109,10 +112,13 @@ class Projection:
     def __init__(self, log: Log, settings: ProjectionSettings = ProjectionSettings()) -> None:
         self.log = log
         self.settings = settings
-        self.store = Store(log.prefix, ring_size=settings.ring_size)
+        self.store = Store(log.prefix, ring_size=settings.ring_size,
+                           index_max_revisions=settings.revision_index_max)
         self._waiters: list[tuple[int, int, trio.Event]] = []
         self._tie = itertools.count()
         self.ready = trio.Event()
+        #: Set when a revision index trim has steps left (``_trim_revisions`` does them).
+        self._trim_wanted = trio.Event()
         #: False from a reconnect to the log until the store has caught up with the head again.
         self.following = True
         #: Time consistent reads spend reading the head and waiting for it (KEP-2340's figure).
@@ -183,6 +189,8 @@ class Projection:
                     await trio.sleep(0.25)  # backoff against a log that is still starting
             self.compacted = max(self.compacted, point)
             self.store.trim_revisions(point)  # (a carried revision index: what reads at or above it need)
+            if self.store.trimming:
+                self._trim_wanted.set()
         self.start_from = self.store.applied
         # A cluster that is (re)starting may answer the head but not yet create consumers (the
         # stream still electing its leader): retry both with backoff; the caller bounds the start.
@@ -198,6 +206,7 @@ class Projection:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._bookmark_ticker)
             nursery.start_soon(self._catch_up_after_reconnects)
+            nursery.start_soon(self._trim_revisions)
             if self.start_head <= self.store.applied:
                 self._started(nursery, t0)
                 task_status.started()
@@ -442,6 +451,18 @@ class Projection:
         w = self._waiters
         while w and w[0][0] <= applied:
             heapq.heappop(w)[2].set()
+        if store.trimming:
+            self._trim_wanted.set()
+
+    async def _trim_revisions(self) -> NoReturn:
+        """Finish the revision indexes' trims (projections/_store.py ``Store.trim_step``): one bounded
+        step at a time, a checkpoint between steps, so a trim of many objects is never one long step."""
+        while True:
+            await self._trim_wanted.wait()
+            self._trim_wanted = trio.Event()
+            while self.store.trimming:
+                await trio.lowlevel.checkpoint()
+                self.store.trim_step()
 
     async def _bookmark_ticker(self) -> NoReturn:
         while True:

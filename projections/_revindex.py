@@ -18,21 +18,45 @@ about an eighth as they grow). ``trim`` (called when history retention raises th
 point C) drops each object's revisions older than its last one at or below C, and objects whose
 last revision at or below C is their deletion with nothing after it; so the index holds what the
 log retains, not more: at 10,000 objects and 200,000 retained events, about 1.4 MB + 1.8 MB.
+
+Trimming is incremental: the objects are filed by the sequence from which a trim has something to
+drop of them (their second revision, or a lone deletion), in buckets of 1,024 sequences, so a trim
+touches only the objects it trims (each revision is dropped once, O(1) each), not every object; and it runs in steps of at
+most ``budget`` objects (``trim_step``; the projection runs the steps in a task of its own, a checkpoint between them),
+so no single step on the event loop is O(objects). A trim not finished yet changes no answer: the
+floor is raised at once, and revisions older than the floor do not change answers at or above it.
+
+The store bounds the whole index (projections/_store.py ``Store.index_max_revisions``): past that
+many revisions held it raises every index's floor (a trim at an own point, not the log's), so Exact
+reads below that floor take the log's path (projections/_history.py ``rows_at``), which exists for
+versions below the floor anyway.
 """
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
+
+#: Due points are kept in buckets of 2**_SHIFT sequences (a calendar queue: O(1) to file and to take).
+_SHIFT = 10
+
+
+def _due(a: array[int]) -> int:
+    """The lowest trim point at which a trim drops something of this object: its second revision's
+    sequence, or a lone deletion's; 0: none (one put)."""
+    if len(a) >= 2:
+        return a[1] >> 1
+    return a[0] >> 1 if a and a[0] & 1 else 0
 
 
 class Revisions:
     """The revision sequences of one resource's objects (of one tenant)."""
 
-    __slots__ = ("_order", "_sorted", "by_ns", "floor", "revisions")
+    __slots__ = ("_buckets", "_due", "_order", "_sorted", "_tally", "_trim_to", "by_ns", "floor", "held", "revisions")
 
-    def __init__(self, floor: int = 0) -> None:
+    def __init__(self, floor: int = 0, tally: list[int] | None = None) -> None:
         #: namespace ("" for cluster scope) -> name -> sequences, each ``seq * 2 + deleted``, ascending.
         self.by_ns: dict[str, dict[str, array[int]]] = {}
         #: The lowest sequence this index answers for (see the module's doc).
@@ -44,6 +68,15 @@ class Revisions:
         # order; dropped when a name comes or goes.
         self._sorted: dict[str, list[str]] = {}
         self._order: list[tuple[str, str, str]] | None = None
+        #: Revisions held now (after trims); ``tally[0]``, shared by a store's indexes, their sum.
+        self.held = 0
+        self._tally = tally if tally is not None else [0]
+        #: due >> _SHIFT -> [(due, namespace, name, array)] per object with something a trim may drop
+        #: (``_due``); an entry whose object's array or due changed since is stale and skipped.
+        self._due: dict[int, list[tuple[int, str, str, array[int]]]] = {}
+        self._buckets: list[int] = []  # a heap of the keys of ``_due`` (and of some deleted since)
+        #: The point trims are done up to, once ``trim_step`` has nothing due at or below it.
+        self._trim_to = 0
 
     def add(self, namespace: str, name: str, seq: int, deleted: bool) -> None:
         """Record a revision; sequences of one object come in ascending order (the log's)."""
@@ -57,6 +90,19 @@ class Revisions:
             self._order = None
         a.append(seq * 2 + deleted)
         self.revisions += 1
+        self.held += 1
+        self._tally[0] += 1
+        n = len(a)
+        if n == 2 or (n == 1 and deleted):  # it now has something a trim may drop
+            self._file(a[1] >> 1 if n == 2 else seq, namespace, name, a)
+
+    def _file(self, d: int, namespace: str, name: str, a: array[int]) -> None:
+        b = d >> _SHIFT
+        got = self._due.get(b)
+        if got is None:
+            got = self._due[b] = []
+            heapq.heappush(self._buckets, b)
+        got.append((d, namespace, name, a))
 
     def seed(self, namespace: str, name: str, seq: int) -> None:
         """Record the revision an object had at a snapshot's sequence (a put): a restored store's."""
@@ -95,30 +141,110 @@ class Revisions:
     def forget(self, namespace: str, name: str) -> None:
         """Drop an object (its every message is gone from the log)."""
         names = self.by_ns.get(namespace)
-        if names is not None and names.pop(name, None) is not None:
+        a = None if names is None else names.pop(name, None)
+        if a is not None:
+            self.held -= len(a)
+            self._tally[0] -= len(a)
             self._sorted.pop(namespace, None)
             self._order = None
             if not names:
                 del self.by_ns[namespace]
 
-    def trim(self, below: int) -> None:
+    def trim(self, below: int, budget: int | None = None) -> None:
         """Forget what no read at a sequence >= ``below`` needs: each object's revisions before its last
-        one <= ``below``, and objects whose last revision <= ``below`` is a deletion with nothing after."""
-        key = below * 2 + 1
-        for ns, names in list(self.by_ns.items()):
-            for name, a in list(names.items()):
-                i = bisect_right(a, key)
-                if i == 0:
+        one <= ``below``, and objects whose last revision <= ``below`` is a deletion with nothing after.
+        The floor is raised at once; the work is done by :meth:`trim_step` (``budget``: objects at most
+        now, None: all; the rest by later steps, see :attr:`trimming`)."""
+        self.floor = max(self.floor, below)
+        self._trim_to = max(self._trim_to, below)
+        self.trim_step(budget)
+
+    @property
+    def trimming(self) -> bool:
+        """A trim is not finished (:meth:`trim_step` has work)."""
+        b = self._first()
+        if b < 0 or b > self._trim_to >> _SHIFT:
+            return False
+        to = self._trim_to
+        return b < to >> _SHIFT or any(e[0] <= to for e in self._due[b])
+
+    def _first(self) -> int:
+        """The lowest bucket that holds something; -1: none."""
+        heap, due = self._buckets, self._due
+        while heap and heap[0] not in due:
+            heapq.heappop(heap)
+        return heap[0] if heap else -1
+
+    def trim_step(self, budget: int | None = None) -> int:
+        """Trim up to ``budget`` objects (None: every one due) of the trim in progress; the number trimmed."""
+        due, to, by_ns = self._due, self._trim_to, self.by_ns
+        key = to * 2 + 1
+        last = to >> _SHIFT
+        done = dropped = 0
+        refile: list[tuple[int, str, str, array[int]]] = []
+        while True:
+            b = self._first()
+            if b < 0 or b > last:
+                break
+            got = due[b]
+            while got:
+                if budget is not None and done >= budget:
+                    break
+                entry = got.pop()
+                d, ns, name, a = entry
+                if d > to:  # (the last bucket: not due yet)
+                    refile.append(entry)
                     continue
-                if i == len(a) and a[-1] & 1:
+                names = by_ns.get(ns)
+                if names is None or names.get(name) is not a:
+                    continue  # stale: forgotten, or trimmed away and written again
+                n = len(a)
+                if (a[1] >> 1 if n > 1 else (a[0] >> 1 if n and a[0] & 1 else 0)) != d:
+                    continue  # stale: its due moved (a trim, or a write after a lone deletion)
+                done += 1
+                i = bisect_right(a, key)  # >= 1: its due is <= the point
+                if i == n and a[-1] & 1:
                     del names[name]
+                    dropped += n
                     self._sorted.pop(ns, None)
                     self._order = None
-                elif i > 1:
+                    if not names:
+                        del by_ns[ns]
+                else:
                     del a[:i - 1]
-            if not names:
-                del self.by_ns[ns]
-        self.floor = max(self.floor, below)
+                    dropped += i - 1
+                    if i < n:  # (else one put is left: nothing due until it is written again)
+                        refile.append((a[1] >> 1, ns, name, a))
+            if got:
+                break  # the budget ran out
+            del due[b]
+            heapq.heappop(self._buckets)  # (b: the first)
+            if b == last:
+                break
+        for d, ns, name, a in refile:
+            self._file(d, ns, name, a)
+        self.held -= dropped
+        self._tally[0] -= dropped
+        return done
+
+    def share(self, tally: list[int]) -> None:
+        """Count this index's revisions in ``tally`` (a store's, over all its indexes) from now on."""
+        if tally is not self._tally:
+            tally[0] += self.held
+            self._tally[0] -= self.held
+            self._tally = tally
+
+    def reindex(self) -> None:
+        """Rebuild what ``add`` maintains (revisions held, what trims are due) for arrays put into
+        :attr:`by_ns` directly (a snapshot's carried index)."""
+        self._tally[0] -= self.held
+        self.held = sum(len(a) for _, _, a in self.items())
+        self._tally[0] += self.held
+        self._due, self._buckets = {}, []
+        for ns, name, a in list(self.items()):
+            d = _due(a)
+            if d:
+                self._file(d, ns, name, a)
 
     def __len__(self) -> int:
         return sum(len(names) for names in self.by_ns.values())

@@ -93,6 +93,12 @@ class TenantWatcher(Protocol):
     def bookmark(self, seq: int) -> None: ...
 
 
+#: The revision indexes' default bound, in revisions (~9 B each: ~36 MB), see ``Store``.
+INDEX_MAX_REVISIONS = 4_000_000
+#: Objects one step of a revision index trim handles at most (see ``Store.trim_step``).
+TRIM_STEP = 1024
+
+
 class ResourceState:
     """Objects, recent changes and watchers of one resource of one tenant."""
 
@@ -149,8 +155,17 @@ class ResourceState:
 class Store:
     """All tenants' state, folded from the log in sequence order."""
 
-    def __init__(self, prefix: str, *, ring_size: int = 10_000) -> None:
+    def __init__(self, prefix: str, *, ring_size: int = 10_000,
+                 index_max_revisions: int = INDEX_MAX_REVISIONS) -> None:
         self.prefix = prefix
+        #: The revision indexes' bound (projections/_revindex.py): past this many revisions held in all
+        #: of them, their floor is raised to ``index_max_revisions // 2`` sequences before the applied
+        #: one (so at most that many revisions after it, plus one per object), at most once every
+        #: quarter of it. 0: no bound (they hold what the log retains).
+        self.index_max_revisions = index_max_revisions
+        self._index_held = [0]  # revisions held in every state's index
+        self._index_cut = 0  # the last floor that bound raised
+        self._trimming: list[Revisions] = []  # indexes whose trim is not finished
         self.applied = 0
         #: The sequence the store started from: 0, or the snapshot's it was restored from. No
         #: resource's ring holds a change at or below it.
@@ -172,6 +187,7 @@ class Store:
         if st is None:
             st = self.resources[key] = ResourceState(self.ring_size)
             st.ring_floor = st.revs.floor = self.ring_floor
+            st.revs.share(self._index_held)
         return st
 
     @property
@@ -193,9 +209,11 @@ class Store:
             carried = indexes.get(key) if indexes else None
             if carried is not None:
                 st.revs = carried
+                carried.reindex()
+                carried.share(self._index_held)
                 continue
             # The revision index starts at the snapshot: each object's revision then is its entry's.
-            st.revs = revs = Revisions(base)
+            st.revs = revs = Revisions(base, self._index_held)
             for ns, names in st.by_ns.items():
                 for name, e in names.items():
                     revs.seed(ns, name, e.seq)
@@ -211,7 +229,7 @@ class Store:
     def prune(self, tenant: str) -> None:
         """Forget a tenant's states that hold nothing and nobody watches (a deleted tenant)."""
         for key in [k for k, st in self.resources.items() if k[0] == tenant and not st.count and not st.watchers]:
-            del self.resources[key]
+            self._index_held[0] -= self.resources.pop(key).revs.held
             self._pruned = self.applied
 
     def forget(self, key: Key, *, at: int = 0) -> Entry | None:
@@ -281,6 +299,10 @@ class Store:
                 st._sorted.pop(key.namespace, None)
             change = Change(msg.seq, ADDED if prev is None else MODIFIED, key.namespace, key.name, entry, prev)
         st.revs.add(key.namespace, key.name, msg.seq, event.type == "delete")
+        cap = self.index_max_revisions
+        if cap and self._index_held[0] > cap and msg.seq - cap // 2 >= self._index_cut + cap // 4:
+            self._index_cut = msg.seq - cap // 2
+            self.trim_revisions(self._index_cut)  # Exact reads below it: from the log (rows_at)
         st._record(change)
         cross = self.cross.get((key.group, key.resource))
         if cross:
@@ -292,7 +314,24 @@ class Store:
         """History retention raised the compaction point to ``below`` (nothing older is read any more):
         every resource's revision index forgets what reads at or above it do not need."""
         for st in self.resources.values():
-            st.revs.trim(below)
+            st.revs.trim(below, 0)
+        self._trimming = [st.revs for st in self.resources.values() if st.revs.trimming]
+        self.trim_step()
+
+    @property
+    def trimming(self) -> bool:
+        """A trim of the revision indexes is not finished: :meth:`trim_step` has work."""
+        return bool(self._trimming)
+
+    def trim_step(self, budget: int = TRIM_STEP) -> None:
+        """Go on with the indexes' trim, ``budget`` objects at most: the projection calls this in a task
+        of its own, a checkpoint between steps, so no step of a trim is O(objects) on the event loop."""
+        todo = self._trimming
+        while todo and budget > 0:
+            revs = todo[-1]
+            budget -= revs.trim_step(budget)
+            if not revs.trimming:
+                todo.pop()
 
     def bookmark_all(self) -> None:
         """Offer a bookmark at the applied sequence to every watcher (they filter by opt-in)."""

@@ -7,10 +7,12 @@ its answer leaves no hole."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,10 @@ import httpx
 import pytest
 import trio
 
-from gateway._audit_webhook import WebhookOptions
-from gateway._settings import load_audit_policy
+from gateway._audit_webhook import AuditForwarder, WebhookOptions
+from gateway._gate import Gate
+from gateway._server import serve
+from gateway._settings import Settings, load_audit_policy
 from tests.conftest import client_for, poll_until
 from tests.integration.test_audit_webhook import (
     CM,
@@ -48,13 +52,16 @@ rules:
   verbs: ["get", "list", "watch"]
 - level: RequestResponse
 """
-OURS = {"alice", "bob", "carol"}
+OURS = {"alice", "bob", "carol", "dave"}
+DAVE = "dave-token-DDDD"  # no rights; flow control rejects his requests in the test of 429s
+FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
 
 
 def _setup(tmp: Path, wh: AuditWebhook, mode: str) -> dict[str, Any]:
     tokens = tmp / "tokens.csv"
     tokens.write_text(f'{TOKENS["alice"]},alice,uid-alice,"system:masters"\n'
-                      f'{TOKENS["bob"]},bob,uid-bob,"system:masters"\n{TOKENS["carol"]},carol,uid-carol\n')
+                      f'{TOKENS["bob"]},bob,uid-bob,"system:masters"\n{TOKENS["carol"]},carol,uid-carol\n'
+                      f'{DAVE},dave,uid-dave\n')
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
     opts = WebhookOptions(config_file=str(webhook_kubeconfig(tmp, wh)), mode=mode, batch_max_size=50,
@@ -65,7 +72,7 @@ def _setup(tmp: Path, wh: AuditWebhook, mode: str) -> dict[str, Any]:
 
 def _client(url: str | None, who: str) -> httpx.AsyncClient:
     assert url
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKENS.get(who, 'wrong-ZZZZ')}"},
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {({**TOKENS, 'dave': DAVE}).get(who, 'wrong-ZZZZ')}"},
                              timeout=60)
 
 
@@ -157,6 +164,175 @@ async def test_blocking_answers_only_once_the_webhook_has_the_events(start_serve
     finally:
         for c in clients.values():
             await c.aclose()
+
+
+async def test_blocking_requests_answered_before_routing_send_both_stages(start_server, nursery, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube's audit filter runs right after authentication: whatever answers an authenticated request
+    later (an unknown tenant's 404, a ``/clusters/*/`` refusal, the history and audit APIs, a route
+    refused, flow control's 429, authorization's 403) its RequestReceived was taken first and its
+    ResponseComplete before the answer; each (auditID, stage) exactly once, none from the forwarder
+    again. The reject gate steps aside in blocking modes (kube sends RequestReceived before APF)."""
+    gate_answers: list[int] = []
+    real_reject = Gate._reject
+
+    async def counted(self: Gate, *args: Any) -> None:
+        gate_answers.append(1)
+        await real_reject(self, *args)
+
+    monkeypatch.setattr(Gate, "_reject", counted)
+    wh = await start_audit_webhook(nursery, tmp_path)
+    kw = _setup(tmp_path, wh, "blocking")
+    g1, g2 = await start_server(**kw), await start_server(**kw)
+    clients = {"alice": _client(g1.http_url, "alice"), "bob": _client(g2.http_url, "bob"),
+               "carol": _client(g2.http_url, "carol"), "dave": _client(g1.http_url, "dave")}
+    expected: set[tuple[str, str]] = set()
+    codes: dict[str, int] = {}
+
+    async def do(who: str, method: str, url: str, want: set[int], **kw: Any) -> None:
+        r = await clients[who].request(method, url, **kw)
+        assert r.status_code in want, (method, url, r.status_code, r.text)
+        aid = r.headers["Audit-Id"]
+        have = _stages(wh)  # as the answer arrived
+        stages = {(aid, "RequestReceived"), (aid, "ResponseComplete")}
+        assert all(have.get(k) == 1 for k in stages), (method, url, r.status_code, {k: have.get(k) for k in stages})
+        expected.update(stages)
+        key = f"{method} {url.split('?')[0]} {r.status_code}"
+        codes[key] = codes.get(key, 0) + 1
+
+    hist = "/apis/history.jetkube.io/v1/namespaces/default/configmaps"
+    try:
+        with trio.fail_after(150):
+            async with trio.open_nursery() as n:
+                for i in range(4):
+                    n.start_soon(partial(_answered, clients[("alice", "bob")[i % 2]], "POST", CM,
+                                         json={"metadata": {"name": f"h-{i}"}}))
+
+            async def worker(i: int) -> None:
+                a = ("alice", "bob")[i % 2]  # both gateways
+                await do(a, "GET", f"/clusters/nope-{i}{CM}", {404})  # an unknown tenant
+                await do(a, "POST", f"/clusters/nope-{i}{CM}", {404}, json={"metadata": {"name": "x"}})
+                await do("carol", "GET", f"/clusters/*{CM.replace('/namespaces/default', '')}", {403})
+                await do(a, "POST", f"/clusters/*{CM}", {405}, json={"metadata": {"name": "x"}})
+                await do(a, "GET", f"/clusters/*{CM.replace('/namespaces/default', '')}", {200})
+                await do(a, "GET", f"{hist}/h-{i % 4}", {200})  # the history API
+                await do("carol", "GET", f"{hist}/h-{i % 4}", {403})
+                await do(a, "GET", "/apis/history.jetkube.io/v1/namespaces/default/nothings/x", {404})
+                await do(a, "GET", "/apis/audit.jetkube.io/v1/events?limit=5", {200})  # the audit API
+                await do("carol", "GET", "/apis/audit.jetkube.io/v1/events", {403})
+                await do(a, "PUT", "/api/v1/configmaps", {405}, json={})  # routes refused before the stages
+                await do(a, "GET", f"{CM}/h-0/nothing", {404})
+                await do(a, "GET", "/apis/nothing.example.com/v1/things", {404})
+                await do(a, "GET", "/debug/api_priority_and_fairness/dump_priority_levels", {200})
+                # Impersonation refused (kube checks it after its audit filter): audited as carol's.
+                await do("carol", "GET", CM, {403}, headers={"Impersonate-User": "alice"})
+                await do("carol", "POST", CM, {403}, headers={"Impersonate-User": "bob"},
+                         json={"metadata": {"name": "imp"}})
+
+            async with trio.open_nursery() as n:
+                for i in range(8):
+                    n.start_soon(worker, i)
+            assert sum(codes.values()) == 8 * 16
+
+            # Flow control's 429s: dave's requests go to a level of no seats that rejects.
+            async with client_for(g1) as admin:
+                r = await admin.post(f"{FC}/prioritylevelconfigurations", json={
+                    "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+                    "metadata": {"name": "tiny"}, "spec": {"type": "Limited", "limited": {
+                        "nominalConcurrencyShares": 0, "limitResponse": {"type": "Reject"}}}})
+                assert r.status_code == 201, r.text
+                r = await admin.post(f"{FC}/flowschemas", json={
+                    "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+                    "metadata": {"name": "dave"},
+                    "spec": {"priorityLevelConfiguration": {"name": "tiny"}, "matchingPrecedence": 50,
+                             "rules": [{"subjects": [{"kind": "User", "user": {"name": "dave"}}],
+                                        "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                                           "namespaces": ["*"], "clusterScope": True}]}]}})
+                assert r.status_code == 201, r.text
+            rejected = 0
+            for _ in range(4):
+                before = codes.get(f"GET {CM} 429", 0)
+                async with trio.open_nursery() as n:
+                    for i in range(16):
+                        n.start_soon(partial(do, "dave", "GET", f"{CM}?limit={i + 1}", {403, 429}))
+                rejected += codes.get(f"GET {CM} 429", 0) - before
+            assert rejected >= 8, codes
+            assert gate_answers == []  # every 429 went through the app's audit filter
+
+            # Sentinels the forwarder alone sends: once they arrived, it has passed everything before.
+            wh.up = False
+            late_write = await _answered(clients["alice"], "POST", CM, json={"metadata": {"name": "late"}})
+            late_read = await _answered(clients["bob"], "GET", f"{CM}/late")
+            wh.up = True
+            await poll_until(lambda: {(late_write, "ResponseComplete"), (late_read, "ResponseComplete")}
+                             <= set(_stages(wh)))
+        ours = _ours(wh)
+        assert expected <= set(ours)
+        assert {k: n for k, n in ours.items() if n != 1} == {}
+        impersonating = [e for e in wh.events() if e["requestURI"] == CM and e["user"]["username"] == "carol"]
+        assert len(impersonating) == 8 * 2 * 2, len(impersonating)  # both stages, the requester named
+        assert all(e.get("responseStatus", {}).get("code", 403) == 403 and e["verb"] in ("list", "create")
+                   for e in impersonating)
+        print("requests by kind:", sorted(codes.items()))
+    finally:
+        for c in clients.values():
+            await c.aclose()
+
+
+async def test_blocking_a_forwarder_hand_over_sends_no_write_twice(start_server, nursery, tmp_path: Path,
+                                                                    nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forwarding gateway stops after it saved an audit stream position past the marks of writes
+    its log position has not reached (it reads the log ``blocking_timeout_s + mark_grace_s`` behind):
+    the gateway taking over reads those marks again, so each write's ResponseComplete, sent on its
+    request path, is not sent a second time."""
+    forwarders: list[AuditForwarder] = []
+    real_init = AuditForwarder.__init__
+
+    def spy(self: AuditForwarder, *a: Any, **k: Any) -> None:
+        real_init(self, *a, **k)
+        forwarders.append(self)
+
+    monkeypatch.setattr(AuditForwarder, "__init__", spy)
+    wh = await start_audit_webhook(nursery, tmp_path)
+    kw = _setup(tmp_path, wh, "blocking")
+    kw["audit_webhook"] = dataclasses.replace(kw["audit_webhook"], mark_grace_s=10.0, lease_s=3.0)
+    stop_a = trio.Event()
+    with trio.fail_after(30):
+        await nursery.start(partial(serve, Settings(data_dir=str(tmp_path / "a"), port=0, insecure_port=0,
+                                                    nats_url=nats_url, graceful_timeout_s=0.5, **kw),
+                                    shutdown=stop_a))
+    fa = forwarders[0]
+    await start_server(**kw)
+    fb = forwarders[1]
+    try:
+        with trio.fail_after(120):
+            await poll_until(lambda: fa.stats.leader)
+            gb = await start_server(**kw)  # the gateway the requests go through
+            fc = forwarders[2]
+            async with _client(gb.http_url, "bob") as c:
+                ids, seqs = [], []
+                for i in range(20):
+                    r = await c.post(CM, json={"metadata": {"name": f"ho-{i}"}})
+                    assert r.status_code == 201, r.text
+                    ids.append(r.headers["Audit-Id"])
+                    seqs.append(int(r.json()["metadata"]["resourceVersion"]))
+                # The leader read the marks and saved an audit position past them, its log position
+                # still before the writes (held back): the hand-over window.
+                await poll_until(lambda: all(q in fa._sent for q in seqs))
+                top = max(at for at, _ in fa._mark_at)
+                await poll_until(lambda: fa.stats.position["audit"] >= top)
+                assert fa.stats.position["log"] < min(seqs), (fa.stats.position, min(seqs))
+                stop_a.set()  # the leader stops and hands over at once
+                await poll_until(lambda: fb.stats.leader or fc.stats.leader)
+                wh.up = False
+                late = await _answered(c, "POST", CM, json={"metadata": {"name": "ho-late"}})
+                wh.up = True
+                await poll_until(lambda: (late, "ResponseComplete") in _stages(wh))
+        have = _stages(wh)
+        assert {i: have.get((i, "ResponseComplete")) for i in ids if have.get((i, "ResponseComplete")) != 1} == {}
+        assert have[(late, "ResponseComplete")] == 1
+    finally:
+        stop_a.set()
 
 
 async def _answered(c: httpx.AsyncClient, method: str, url: str, **kw: Any) -> str:

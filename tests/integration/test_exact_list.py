@@ -192,6 +192,17 @@ async def test_exact_list_from_the_ring_and_from_the_log_agree_with_a_fold(nats_
                 await carried.wait_for(head)
                 await check(carried, [versions[0], versions[1], mid, history[1650][0]])
                 assert carried.exact_reads["index"] > 0 and carried.exact_reads["log"] == 0, carried.exact_reads
+                # The index's own bound (projections/_store.py index_max_revisions): past it the floor rises
+                # (trimmed in steps between slices); versions below it are read from the log, right.
+                capped = Projection(log, ProjectionSettings(ring_size=20, revision_index_max=600))
+                await nursery.start(capped.run)
+                await capped.wait_for(head)
+                cut = {st.revs.floor for st in capped.store.resources.values()}
+                assert len(cut) == 1 and head - 600 < min(cut) <= head - 300, (cut, head)
+                assert capped.store._index_held[0] <= 600 + 2 * 2 * len(NAMESPACES) * 90  # + one per object
+                assert versions[1] < min(cut) < versions[3]
+                await check(capped, [versions[1], versions[3], versions[4], versions[-1]], pages=False)
+                assert capped.exact_reads["index"] > 0 and capped.exact_reads["log"] > 0, capped.exact_reads
                 nursery.cancel_scope.cancel()
 
 

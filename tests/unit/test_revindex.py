@@ -131,3 +131,111 @@ def test_the_store_keeps_the_index() -> None:
     store.prune("u")
     store.apply(_msg(30, Key("u", "", "configmaps", "ns", "z")))
     assert store.resources[("u", "", "configmaps")].revs.floor == 21
+
+
+def _reference_trim(model: dict[tuple[str, str], list[tuple[int, bool]]], point: int) -> None:
+    """The trim's meaning on the brute-force model: the old whole-index scan."""
+    for key, revs in list(model.items()):
+        i = sum(1 for s, _ in revs if s <= point)
+        if i == 0:
+            continue
+        if i == len(revs) and revs[-1][1]:
+            del model[key]
+        else:
+            del revs[:i - 1]
+
+
+def test_incremental_trims_in_bounded_steps_equal_the_whole_scan() -> None:
+    """Adds, seeds, forgets and trims at rising points, each trim done in steps of random budgets while
+    more revisions come: once a trim is done the index holds exactly what the old whole-index scan
+    kept, every answer at or above the floor is the model's, and the revisions held are counted."""
+    for seed in range(10):
+        rng = random.Random(500 + seed)
+        tally = [0]
+        idx = Revisions(0, tally)
+        model: dict[tuple[str, str], list[tuple[int, bool]]] = {}
+        seq = point = 0
+        for _round in range(40):
+            for _ in range(rng.randint(0, 60)):
+                seq += rng.randint(1, 40)  # some gaps span whole buckets (1,024 sequences): not here
+                key = (rng.choice(["", "a", "b"]), f"o{rng.randrange(25)}")
+                deleted = rng.random() < 0.2
+                idx.add(*key, seq, deleted)
+                model.setdefault(key, []).append((seq, deleted))
+            if rng.random() < 0.1 and model:
+                key = rng.choice(sorted(model))
+                idx.forget(*key)
+                del model[key]
+            if rng.random() < 0.05:
+                seq += rng.randint(2000, 5000)  # a jump over buckets
+            point = rng.randint(point, max(point, seq))
+            budget = rng.choice([None, 0, 1, 3, 17])
+            idx.trim(point, budget)
+            assert idx.floor == point
+            # An unfinished trim changes no answer at or above the point.
+            for key, revs in model.items():
+                for s in (point, (point + seq) // 2, seq):
+                    assert idx.at(*key, s) == _model_at(revs, s), (seed, key, s)
+            for _ in range(1000):  # (a step may only drop stale entries: it then trims nothing)
+                if not idx.trimming:
+                    break
+                idx.trim_step(rng.choice([1, 2, 5]))
+            assert not idx.trimming
+            _reference_trim(model, point)
+            got = {(ns, name): [(v >> 1, bool(v & 1)) for v in a] for ns, name, a in idx.items()}
+            assert got == model, seed
+            assert idx.held == tally[0] == sum(len(r) for r in model.values())
+
+
+def test_a_carried_index_is_reindexed_and_counted() -> None:
+    src, model = _random_history(random.Random(7), 400)
+    carried = Revisions(0)
+    for ns, name, a in src.items():  # as a snapshot's decode builds it: arrays put in directly
+        carried.by_ns.setdefault(ns, {})[name] = a
+    tally = [0]
+    carried.reindex()
+    carried.share(tally)
+    assert carried.held == tally[0] == 400
+    top = max(s for revs in model.values() for s, _ in revs)
+    carried.trim(top // 2)
+    _reference_trim(model, top // 2)
+    assert {(ns, n): [(v >> 1, bool(v & 1)) for v in a] for ns, n, a in carried.items()} == model
+    assert tally[0] == sum(len(r) for r in model.values())
+
+
+def test_the_store_bounds_its_indexes_and_trims_in_steps() -> None:
+    """Past ``index_max_revisions`` the store raises every index's floor (Exact reads below it take the
+    log's path) to ``cap // 2`` sequences back: it then holds at most that many revisions plus one per
+    object; and a trim goes on in steps of ``TRIM_STEP`` objects between the batches applied."""
+    cap = 400
+    store = Store("p", index_max_revisions=cap)
+    keys = [Key(t, "", "configmaps", "ns", f"o{i}") for t in ("t", "u") for i in range(30)]
+    seq = 0
+    for _ in range(60):
+        for k in keys:
+            seq += 1
+            store.apply(_msg(seq, k))
+            held = sum(st.revs.held for st in store.resources.values())
+            assert held == store._index_held[0]
+            assert held <= cap + len(keys) + 1
+    floors = {st.revs.floor for st in store.resources.values()}
+    assert len(floors) == 1 and seq - cap < floors.pop() <= seq - cap // 2
+    st = store.resources[("t", "", "configmaps")]
+    assert st.revs.at("ns", "o3", seq) == seq - 56  # the current revision is still known
+    # A trim of many objects goes in bounded steps.
+    many = Store("p", index_max_revisions=0)
+    ks = [Key("t", "", "configmaps", "ns", f"m{i}") for i in range(3000)]
+    seq = 0
+    for _ in range(3):
+        for k in ks:
+            seq += 1
+            many.apply(_msg(seq, k))
+    many.trim_revisions(seq - 1)
+    assert many.trimming
+    steps = 0
+    while many.trimming:
+        many.trim_step()
+        steps += 1
+    revs = many.resources[("t", "", "configmaps")].revs
+    assert steps == 2 and revs.held == 3000 + 1  # (the last object's last two: its second is the point)
+    assert all(revs.at("ns", f"m{i}", seq) == 2 * 3000 + i + 1 for i in range(2999))
