@@ -624,10 +624,68 @@ def metadata_watch_line(event_type: str, item: bytes, *, api_version: str) -> by
     return b'{"type":%s,"object":%s}\n' % (_encode(event_type), metadata_for_object(item, api_version=api_version))
 
 
+# --- a write's answer transformed (kube's ``transformResponseObject``) --------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """The ``as=`` view a request asked its answer in (kube's ``MediaTypeOptions.Convert``):
+    ``kind`` Table, PartialObjectMetadata or PartialObjectMetadataList, ``api_version``
+    meta.k8s.io/v1 or v1beta1, ``include_object`` a Table's ``?includeObject=``."""
+
+    kind: str
+    api_version: str
+    include_object: str = ""
+
+
+def view_for(accept: str | None, include_object: str | None) -> View | None:
+    """The view the first clause jetkube can serve asks for, or None (the plain object). Raises
+    ValueError with kube's message for a Table with a bad ``includeObject`` (answer it 400)."""
+    mr = _negotiate(accept)
+    if mr is None or "as" not in mr.params:
+        return None
+    kind = mr.params["as"]
+    include = parse_include_object(include_object) if kind == "Table" else ""
+    return View(kind, f"meta.k8s.io/{mr.params['v']}", include)
+
+
+def check_view(view: View, *, is_list: bool) -> None:
+    """406 NotAcceptable when ``view`` cannot be made of a list (``is_list``) or of one object, as
+    kube's ``asPartialObjectMetadata(List)``; Tables are made of both."""
+    if view.kind in _METADATA_VIEWS:
+        metadata_api_version((view.kind, view.api_version), is_list=is_list)
+
+
+def object_in_view(view: View, rdef: ResourceDef, item: bytes, *, now: datetime) -> bytes:
+    """One object (a write's answer) in ``view``: a one-row Table or its PartialObjectMetadata;
+    406 for PartialObjectMetadataList."""
+    check_view(view, is_list=False)
+    if view.kind == "Table":
+        return table_for_object(rdef, item, api_version=view.api_version, include_object=view.include_object, now=now)
+    return metadata_for_object(item, api_version=view.api_version)
+
+
+def list_in_view(view: View, rdef: ResourceDef, items: Sequence[bytes], *, resource_version: str,
+                 now: datetime) -> bytes:
+    """A list (a deletecollection's answer) in ``view``: a Table or a PartialObjectMetadataList;
+    406 for PartialObjectMetadata."""
+    check_view(view, is_list=True)
+    if view.kind == "Table":
+        return table_for_list(rdef, items, api_version=view.api_version, include_object=view.include_object,
+                              resource_version=resource_version, now=now)
+    return metadata_for_list(items, api_version=view.api_version, resource_version=resource_version)
+
+
+def view_content_type(view: View) -> str:
+    """The Content-Type of an answer in ``view``."""
+    return table_content_type(view.api_version) if view.kind == "Table" else "application/json"
+
+
 __all__ = [
     "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "TABLE_V1", "TABLE_V1BETA1", "JSONPathError",
-    "MediaRange", "cells_for", "columns_for", "columns_from_printer_columns", "human_duration",
-    "jsonpath_find", "metadata_api_version", "metadata_for_list", "metadata_for_object", "metadata_watch_line", "parse_accept",
-    "parse_include_object", "parse_time", "table_content_type", "table_for_list", "table_for_object",
-    "table_watch_line", "translate_timestamp_since", "wants_metadata", "wants_protobuf", "wants_table",
+    "MediaRange", "View", "cells_for", "check_view", "columns_for", "columns_from_printer_columns", "human_duration",
+    "jsonpath_find", "list_in_view", "metadata_api_version", "metadata_for_list", "metadata_for_object",
+    "metadata_watch_line", "object_in_view", "parse_accept", "parse_include_object", "parse_time",
+    "table_content_type", "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since",
+    "view_content_type", "view_for", "wants_metadata", "wants_protobuf", "wants_table",
 ]
