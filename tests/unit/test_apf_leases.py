@@ -6,6 +6,7 @@ stopping requests, and a new owner (learning first) takes over."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -15,13 +16,19 @@ import trio.testing
 
 from actors._apf import Dispatcher, Ticket, flow_hash
 from actors._apf_fleet import (
+    HANDOVER_AFTER_S,
+    HANDOVER_BACKOFF_S,
+    SHARDS,
     LeaseReply,
     LeaseRequest,
     SeatBudgets,
     SeatLeases,
+    SeatOwner,
     fair_shares,
+    preferred_owner,
     shard_of,
 )
+from actors._flowcontrol import limit_source
 from bus import NoResponders, apf_seats_subject
 
 
@@ -257,3 +264,71 @@ async def test_idle_level_returns_its_seats(autojump_clock: trio.testing.MockClo
         st = f.clients[0].stats()
         assert st.returned >= 4 and st.leases == 0, st
         n.cancel_scope.cancel()
+
+
+async def test_the_limit_shown_is_the_leased_one(autojump_clock: trio.testing.MockClock) -> None:
+    """``Dispatcher.seat_limit`` (``apiserver_flowcontrol_current_limit_seats``, the dump's
+    CurrentLimitSeats) and the dump's LimitSource follow the lease: pending before the first
+    answer, the fixed share while no owner answers, the seats leased once one does."""
+    f = _Fleet(n=2)
+    d = f.gateways[0]
+    fc = SimpleNamespace(dispatcher=d, leases=f.clients[0])
+    qs = d.tenants["a"].levels["lvl"]
+    assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (0, "lease-pending")
+    served = [0, 0]
+    async with trio.open_nursery() as n:
+        for c in f.clients:
+            await n.start(c.run)
+        async with trio.open_nursery() as flood:
+            for k in range(6):
+                flood.start_soon(_client, d, f.events[0], f"u{k}", served, 0)
+            await trio.sleep(0.5)  # no owner: no responders, the fixed share (the local limit, 2)
+            assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (qs.limit, "fixed-share") == (2, "fixed-share")
+            f.owner = SeatBudgets(epoch=1, now=trio.current_time() - 10.0, ttl_s=1.5)
+            await trio.sleep(3)  # the owner answers: the whole budget (2 x 2) leased to the only busy one
+            assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (4, "lease")
+            assert d.seat_limit("a", qs) == (d.leases or {})[("a", "lvl")] > qs.limit
+            other = d.tenants["a"].levels["other"]
+            assert limit_source(fc, "a", other) == "lease-pending"  # never asked for here
+            flood.cancel_scope.cancel()
+        n.cancel_scope.cancel()
+    local = Dispatcher(8)
+    local.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 3)], 0.0)
+    lq = local.tenants["a"].levels["lvl"]
+    assert local.seat_limit("a", lq) == lq.limit == 2
+    assert limit_source(SimpleNamespace(dispatcher=local, leases=None), "a", lq) == "local"
+
+
+def test_shards_spread_over_the_gateways_by_rendezvous() -> None:
+    """``SeatOwner.plan``: each gateway claims the shards it is preferred for among those it hears
+    (together: every shard, once); alone, all of them; an owner hands a shard to its preferred
+    gateway once that one has been heard long enough, not again within the backoff; a shard whose
+    preferred gateway does not answer is claimed by one whose requests there fail."""
+    ids = ["g-a", "g-b", "g-c"]
+    owners = [SeatOwner(None, "jk", "S", gateway=g, ttl_s=3.0,  # type: ignore[arg-type]
+                        peers=lambda g=g: [x for x in ids if x != g]) for g in ids]
+    claims = [set(o.plan(0.0)[0]) for o in owners]
+    assert set().union(*claims) == set(range(SHARDS)) and sum(map(len, claims)) == SHARDS
+    assert all(preferred_owner(s, ids) == ids[i] for i, c in enumerate(claims) for s in c)
+    assert all(not o.plan(0.0)[1] for o in owners)
+    assert len({preferred_owner(s, ids) for s in range(64)}) == 3  # (spread: 64 shards over all three)
+    alone = SeatOwner(None, "jk", "S", gateway="g-a", ttl_s=3.0)  # type: ignore[arg-type]
+    assert alone.plan(0.0) == (list(range(SHARDS)), [])
+    # g-a owns every shard (it started first): it renews the others' until they have been heard long enough
+    a = owners[0]
+    a.owned = dict.fromkeys(range(SHARDS))  # type: ignore[arg-type]
+    keep, hand = a.plan(HANDOVER_AFTER_S / 2)
+    assert (set(keep), hand) == (set(range(SHARDS)), [])
+    keep, hand = a.plan(HANDOVER_AFTER_S)
+    assert set(keep) == claims[0] and set(hand) == claims[1] | claims[2]
+    for s in hand:  # (as _hand_over does)
+        a.handed[s] = HANDOVER_AFTER_S
+        del a.owned[s]
+    # its preferred gateway never took it (its requests there fail): taken back, kept through the backoff
+    a.unanswered = lambda s: True
+    assert set(a.plan(HANDOVER_AFTER_S + 1)[0]) == claims[0]  # not at once: the preferred one claims first
+    later = HANDOVER_AFTER_S + 2 * 3.0
+    assert set(a.plan(later)[0]) == set(range(SHARDS))
+    a.owned = dict.fromkeys(range(SHARDS))  # type: ignore[arg-type]
+    assert a.plan(later + HANDOVER_AFTER_S)[1] == []  # owned again, not handed over within the backoff
+    assert set(a.plan(HANDOVER_AFTER_S + HANDOVER_BACKOFF_S)[1]) == claims[1] | claims[2]
