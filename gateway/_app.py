@@ -101,6 +101,7 @@ from ._settings import Settings
 from ._status import BodyTimeout, write_response
 from ._table import (
     View,
+    check_acceptable,
     check_view,
     list_in_view,
     metadata_api_version,
@@ -552,6 +553,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         return r
     assert isinstance(result, Allowed)
     proj = ctx.projection
+    check_acceptable(request.headers.get("Accept"))  # 406 for an Accept kube serves nothing of
     table = wants_table(request.headers.get("Accept"))
     # PartialObjectMetadata(List): its apiVersion (406 when a list asks for the single kind or not).
     metadata = not table and wants_metadata(request.headers.get("Accept"))
@@ -639,6 +641,7 @@ def _write_view(accept: str | None, q: dict[str, str], verb: str, subresource: s
     bad ``includeObject`` (400) or a view its answer cannot take (406: a list for one object, one
     object for a list) is answered after the write; here, when the answer's shape is known from
     the request, it is refused before anything is written, with kube's code and message."""
+    check_acceptable(accept)  # before the body is read, as kube's handlers negotiate first
     try:
         view = view_for(accept, q.get("includeObject"))
     except ValueError as e:

@@ -138,6 +138,46 @@ def _negotiate(accept: str | None) -> MediaRange | None:
     return None
 
 
+#: kube's answer to an Accept it can serve none of (``negotiation.NewNotAcceptableError``, built-in kinds
+#: and custom resources alike).
+NOT_ACCEPTABLE = ("only the following media types are accepted: application/json, application/yaml, "
+                  "application/vnd.kubernetes.protobuf")
+_KUBE_TYPES = frozenset({("application", "json"), ("application", "yaml"), ("application", "vnd.kubernetes.protobuf"),
+                         ("application", "*"), ("*", "*")})
+
+
+def _kube_serves(mr: MediaRange) -> bool:
+    """Whether kube-apiserver's ``NegotiateMediaTypeOptions`` takes this clause for a resource request
+    (``acceptMediaTypeOptions`` + ``RequestScope.AllowsMediaTypeTransform``): one of its serializers'
+    types, ``sv`` only ``v1``, ``stream`` only ``watch``, and ``as``/``g``/``v`` only as a meta.k8s.io
+    v1/v1beta1 Table (JSON or YAML) or PartialObjectMetadata(List) (any of its types)."""
+    p = mr.params
+    if (mr.type, mr.subtype) not in _KUBE_TYPES or p.get("sv", "v1") not in ("", "v1") \
+            or p.get("stream", "watch") not in ("", "watch"):
+        return False
+    if not ({"as", "g", "v"} & set(p)):
+        return True
+    if p.get("g") != "meta.k8s.io" or p.get("v") not in ("v1", "v1beta1"):
+        return False
+    if p.get("as") == "Table":
+        return mr.subtype in ("json", "yaml", "*")
+    return p.get("as") in _METADATA_VIEWS
+
+
+def check_acceptable(accept: str | None) -> None:
+    """406 NotAcceptable with kube's message when ``accept`` names media types and kube could serve
+    none of them (kube's ``NegotiateOutputMediaType``, before a read or a write); an absent or empty
+    header is JSON. jetkube answers JSON whenever kube would answer (YAML, a YAML Table, a protobuf
+    PartialObjectMetadata), so only what kube refuses is refused."""
+    if accept is None or not accept.strip():
+        return
+    if any(_kube_serves(mr) for mr in parse_accept(accept)):
+        return
+    if any(clause.split(";")[0].strip() == "*" for clause in accept.split(",")):
+        return  # goautoneg reads a bare "*" as */*
+    raise NotAcceptable(NOT_ACCEPTABLE)
+
+
 def wants_table(accept: str | None) -> str | None:
     """The Table apiVersion to answer with (``meta.k8s.io/v1`` or ``meta.k8s.io/v1beta1``) when the
     first clause jetkube can serve asks for a Table; None when it is a plain type (JSON, YAML,
@@ -682,10 +722,11 @@ def view_content_type(view: View) -> str:
 
 
 __all__ = [
-    "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "TABLE_V1", "TABLE_V1BETA1", "JSONPathError",
-    "MediaRange", "View", "cells_for", "check_view", "columns_for", "columns_from_printer_columns", "human_duration",
-    "jsonpath_find", "list_in_view", "metadata_api_version", "metadata_for_list", "metadata_for_object",
-    "metadata_watch_line", "object_in_view", "parse_accept", "parse_include_object", "parse_time",
-    "table_content_type", "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since",
-    "view_content_type", "view_for", "wants_metadata", "wants_protobuf", "wants_table",
+    "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "NOT_ACCEPTABLE", "TABLE_V1", "TABLE_V1BETA1",
+    "JSONPathError", "MediaRange", "View", "cells_for", "check_acceptable", "check_view", "columns_for",
+    "columns_from_printer_columns", "human_duration", "jsonpath_find", "list_in_view", "metadata_api_version",
+    "metadata_for_list", "metadata_for_object", "metadata_watch_line", "object_in_view", "parse_accept",
+    "parse_include_object", "parse_time", "table_content_type", "table_for_list", "table_for_object",
+    "table_watch_line", "translate_timestamp_since", "view_content_type", "view_for", "wants_metadata",
+    "wants_protobuf", "wants_table",
 ]

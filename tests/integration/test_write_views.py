@@ -259,3 +259,35 @@ async def test_write_answers_in_the_view_asked(start_server: StartServer, monkey
             for f, a in zip(answers[True], answers[False]):
                 assert _comparable(f, "views-f") == _comparable(a, "views-a"), (f.request.url, f.text, a.text)
             await _subresources(c, "views-a")
+
+
+async def test_an_accept_kube_serves_nothing_of_is_406(start_server: StartServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube's ``NegotiateOutputMediaType``: an Accept none of whose clauses it can serve is 406
+    (before a write: nothing is written); what kube serves (YAML, unknown parameters, a YAML Table,
+    a protobuf PartialObjectMetadata) is answered, in JSON. Fast path on and off alike."""
+    gw = await start_server()
+    base = "/api/v1/namespaces/default/configmaps"
+    with trio.fail_after(60):
+        async with client_for(gw) as c:
+            for fast in (True, False):
+                monkeypatch.setattr(FastPath, "enabled", fast)
+                for i, accept in enumerate(("application/xml", "text/html", "application/json;as=Table;v=v2;g=meta.k8s.io",
+                                            "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io")):
+                    name = f"n{int(fast)}-{i}"
+                    r = await c.post(base, json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}},
+                                     headers={"Accept": accept})
+                    _status(r, 406, "NotAcceptable", "only the following media types are accepted: application/json, "
+                                                     "application/yaml, application/vnd.kubernetes.protobuf")
+                    assert (await c.get(f"{base}/{name}")).status_code == 404  # not written
+                    for path in (base, f"{base}/kube-root-ca.crt"):
+                        assert (await c.get(path, headers={"Accept": accept})).status_code == 406
+                for accept in ("application/json;foo=bar", "application/yaml;as=Table;v=v1;g=meta.k8s.io",
+                               "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", "*",
+                               "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"):
+                    r = await c.get(f"{base}/kube-root-ca.crt", headers={"Accept": accept})
+                    assert r.status_code == 200 and r.json()["kind"] == "ConfigMap", (accept, r.text)
+                name = f"ok-{int(fast)}"
+                r = await c.post(base, json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}},
+                                 headers={"Accept": "application/json;foo=bar"})
+                assert r.status_code == 201, r.text

@@ -12,6 +12,7 @@ from gateway._table import (
     JSONPathError,
     View,
     cells_for,
+    check_acceptable,
     check_view,
     columns_for,
     columns_from_printer_columns,
@@ -658,3 +659,28 @@ def test_objects_and_lists_in_views() -> None:
     check_view(table, is_list=False)
     assert view_content_type(pom) == "application/json"
     assert view_content_type(table) == "application/json;as=Table;v=v1beta1;g=meta.k8s.io"
+
+
+@pytest.mark.parametrize(("accept", "ok"), [
+    (None, True), ("", True), ("  ", True), ("*", True),
+    ("application/json", True), ("*/*", True), ("application/*", True), ("application/yaml", True),
+    ("application/json;foo=bar", True),  # unknown parameters are kube's "Unrecognized": still served
+    ("application/json;stream=watch", True), ("application/json;sv=v1", True),
+    ("application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", True),
+    ("application/yaml;as=Table;g=meta.k8s.io;v=v1", True),
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", True),  # a browser's
+    ("application/xml", False), ("text/html", False), ("text/*", False), ("foo", False),
+    ("application/json;q=0", False), ("application/json;sv=v2", False), ("application/json;stream=sse", False),
+    ("application/json;as=Table;g=meta.k8s.io;v=v2", False), ("application/json;as=Foo;g=meta.k8s.io;v=v1", False),
+    ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", False),
+    ("application/json;g=meta.k8s.io;v=v1", False),  # a conversion to no kind
+    ("application/vnd.kubernetes.protobuf;as=Table;g=meta.k8s.io;v=v1", False),  # Tables: JSON or YAML
+    ("application/xml, application/json;as=Table;v=v1;g=meta.k8s.io", True),
+])
+def test_check_acceptable(accept: str | None, ok: bool) -> None:
+    if ok:
+        check_acceptable(accept)
+    else:
+        with pytest.raises(NotAcceptable, match="^only the following media types are accepted: application/json, "
+                                                "application/yaml, application/vnd.kubernetes.protobuf$"):
+            check_acceptable(accept)
