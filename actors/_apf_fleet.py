@@ -451,6 +451,7 @@ class LeaseStats(msgspec.Struct, frozen=True):
     owned_budgets: int  # (tenant, level) budgets it keeps as their owner
     takeovers: int  # shards this gateway took ownership of
     answered: int  # lease requests it answered as an owner
+    handovers: int = 0  # shards it handed to their preferred gateway
 
 
 class SeatLeases:
@@ -629,7 +630,8 @@ class SeatLeases:
             owned_budgets=sum(len(b.budgets) for b, _ in owner.owned.values()) if owner is not None else 0,
             takeovers=owner.takeovers if owner is not None else 0,
             answered=sum(b.answered for b, _ in owner.owned.values()) + owner.answered_before
-            if owner is not None else 0)
+            if owner is not None else 0,
+            handovers=owner.handovers if owner is not None else 0)
 
     async def _ask(self, key: tuple[str, str], r: LeaseRequest, sent_at: float) -> None:
         reply: LeaseReply | None = None

@@ -667,6 +667,8 @@ def _fleet_lease_metrics(m: ServerMetrics) -> Iterator[Metric]:
                               value=st.takeovers)
     yield CounterMetricFamily("jetkube_apf_fleet_owner_answers", "Seat lease requests this gateway answered as "
                               "an owner.", value=st.answered)
+    yield CounterMetricFamily("jetkube_apf_fleet_owner_handovers", "Shards this gateway handed to their preferred "
+                              "gateway (rendezvous hashing over the gateways heard).", value=st.handovers)
 
 
 def _flowcontrol_metrics(m: ServerMetrics) -> Iterator[Metric | _Deferred]:

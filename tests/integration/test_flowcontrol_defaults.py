@@ -157,6 +157,11 @@ async def test_shard_ownership_spreads_over_the_gateways(start_server: StartServ
         await poll_until(lambda: owners() == [[ids.index(preferred_owner(s, ids))] for s in range(SHARDS)])
         assert len({o[0] for o in owners()}) > 1, owners()  # (spread: not all on one gateway)
         assert sum(p.apf_leases.owner.handovers for p in pipelines) >= 1
+        handed = 0.0
+        for gw in gws:
+            async with client_for(gw) as admin:
+                handed += _series((await admin.get("/metrics")).text, "jetkube_apf_fleet_owner_handovers_total")[""]
+        assert handed == sum(p.apf_leases.owner.handovers for p in pipelines)
         owner = owners()[shard_of("root")][0]
         for i, gw in enumerate(gws):
             async with client_for(gw) as admin, httpx.AsyncClient(
