@@ -62,6 +62,9 @@ class FleetReport(msgspec.Struct, frozen=True, array_like=True):
     gateway: str
     server_cl: int
     tenants: dict[str, tuple[int, int]]
+    #: The gateway leases seats (``--apf-fleet-leases`` on): a candidate owner of the shards it is
+    #: preferred for. Absent in older gateways' reports (then False: never preferred).
+    leases: bool = False
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -75,7 +78,8 @@ def local_report(gateway: str, d: Dispatcher, max_tenants: int) -> FleetReport:
     if len(busy) > max_tenants:
         busy.sort(key=lambda b: b[0] + b[1], reverse=True)
         del busy[max_tenants:]
-    return FleetReport(gateway, d.server_cl, {name: (held, waiting) for held, waiting, name in busy})
+    return FleetReport(gateway, d.server_cl, {name: (held, waiting) for held, waiting, name in busy},
+                       d.leases is not None)
 
 
 class FleetView:
@@ -685,7 +689,7 @@ class SeatOwner:
     renewed within the TTL is closed (requesters then get no responders and fall back).
 
     Shards spread over the gateways (:meth:`plan`): a gateway claims the shards it is the
-    :func:`preferred_owner` of among the gateways it hears (``peers``, the demand exchange's), and
+    :func:`preferred_owner` of among the gateways it hears (``peers``: the demand exchange's that lease), and
     another shard only when its own lease requests there get no answer (``unanswered``: its
     preferred gateway is gone, or does not claim); an owner hands a shard to its preferred gateway
     once that one has been heard for ``HANDOVER_AFTER_S`` (released: the new owner takes it at
@@ -811,7 +815,8 @@ async def run_leases(flow_control: Any, bridge: Bridge, prefix: str, stream: str
     leases = SeatLeases(flow_control.dispatcher, request, gateway=gateway, prefix=prefix, ttl_s=ttl_s,
                         fallback=fallback, gateways=gateways, on_change=flow_control.redispatch)
     owner = SeatOwner(bridge, prefix, stream, gateway=gateway, replicas=replicas, ttl_s=ttl_s,
-                      peers=lambda: exchange.view.peers if exchange is not None else (),
+                      peers=lambda: [g for g, (_, r) in exchange.view.peers.items() if r.leases]
+                      if exchange is not None else (),
                       unanswered=lambda shard: shard in leases.fallen)
     leases.owner = owner
     flow_control.leases = leases
