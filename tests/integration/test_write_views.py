@@ -17,6 +17,7 @@ import trio
 
 from gateway._fast import FastPath
 from tests.conftest import StartServer, client_for
+from tests.integration.test_fast_path import fast_answers
 
 pytestmark = pytest.mark.integration
 
@@ -231,18 +232,7 @@ def _comparable(r: httpx.Response, ns: str) -> tuple[Any, ...]:
 
 
 async def test_write_answers_in_the_view_asked(start_server: StartServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_ids: set[str] = set()
-    real_serve = FastPath._serve
-
-    async def counted(self: FastPath, scope: Any, receive: Any, send: Any, *args: Any) -> None:
-        async def spy(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                fast_ids.add(dict(message["headers"])[b"audit-id"].decode())
-            await send(message)
-
-        await real_serve(self, scope, receive, spy, *args)
-
-    monkeypatch.setattr(FastPath, "_serve", counted)
+    fast_ids = fast_answers(monkeypatch)
     gw = await start_server()
     with trio.fail_after(120):
         async with client_for(gw) as c:

@@ -145,6 +145,16 @@ class _Fleet:
         assert out is not None
         return out
 
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Every gateway's lease client running in ``nursery``."""
+        for c in self.clients:
+            await nursery.start(c.run)
+
+    def flood(self, nursery: trio.Nursery, i: int, clients: int, served: list[int], user: str = "u") -> None:
+        """``clients`` closed-loop clients of level ``lvl`` on gateway ``i`` (users ``<user><k>``), in ``nursery``."""
+        for k in range(clients):
+            nursery.start_soon(_client, self.gateways[i], self.events[i], f"{user}{k}", served, i)
+
     def check(self) -> None:
         seats = [d.tenants["a"].levels["lvl"].executing_seats for d in self.gateways]
         self.peak = max(self.peak, sum(seats))
@@ -196,14 +206,11 @@ async def test_seats_held_fleet_wide_owner_death_and_takeover(autojump_clock: tr
     f = _Fleet()
     served = [0, 0, 0]
     async with trio.open_nursery() as n:
-        for c in f.clients:
-            await n.start(c.run)
+        await f.start(n)
         f.owner = SeatBudgets(epoch=1, now=trio.current_time() - 10, ttl_s=1.5)  # an owner past learning
         # a floods g1 (12 clients) and g2 (2): g1 alone would run its local limit, 2 seats.
-        for k in range(12):
-            n.start_soon(_client, f.gateways[0], f.events[0], f"u{k}", served, 0)
-        for k in range(2):
-            n.start_soon(_client, f.gateways[1], f.events[1], f"v{k}", served, 1)
+        f.flood(n, 0, 12, served)
+        f.flood(n, 1, 2, served, "v")
         await trio.sleep(10)
         assert f.peak <= 6, f.peak  # the budget: 2 seats x 3 gateways
         assert f.peaks[0] >= 4, f.peaks  # g1 leased what g2 and g3 left
@@ -214,8 +221,7 @@ async def test_seats_held_fleet_wide_owner_death_and_takeover(autojump_clock: tr
         assert per_request < 0.06, (f.rts, requests)  # leases, not a round trip per request (measured 0.038)
 
         # g3 joins the flood: the owner's split moves seats to it, and the sum stays within the budget.
-        for k in range(12):
-            n.start_soon(_client, f.gateways[2], f.events[2], f"w{k}", served, 2)
+        f.flood(n, 2, 12, served, "w")
         before = list(served)
         await trio.sleep(10)
         assert served[2] - before[2] > 100, served
@@ -248,11 +254,9 @@ async def test_idle_level_returns_its_seats(autojump_clock: trio.testing.MockClo
     f.owner = SeatBudgets(epoch=1, now=-10.0, ttl_s=1.5)
     served = [0, 0]
     async with trio.open_nursery() as n:
-        for c in f.clients:
-            await n.start(c.run)
+        await f.start(n)
         async with trio.open_nursery() as flood:
-            for k in range(6):
-                flood.start_soon(_client, f.gateways[0], f.events[0], f"u{k}", served, 0)
+            f.flood(flood, 0, 6, served)
             await trio.sleep(3)
             assert f.owner.held("a", "lvl", trio.current_time()) == 4  # the whole budget (2 x 2)
             flood.cancel_scope.cancel()
@@ -277,11 +281,9 @@ async def test_the_limit_shown_is_the_leased_one(autojump_clock: trio.testing.Mo
     assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (0, "lease-pending")
     served = [0, 0]
     async with trio.open_nursery() as n:
-        for c in f.clients:
-            await n.start(c.run)
+        await f.start(n)
         async with trio.open_nursery() as flood:
-            for k in range(6):
-                flood.start_soon(_client, d, f.events[0], f"u{k}", served, 0)
+            f.flood(flood, 0, 6, served)
             await trio.sleep(0.5)  # no owner: no responders, the fixed share (the local limit, 2)
             assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (qs.limit, "fixed-share") == (2, "fixed-share")
             f.owner = SeatBudgets(epoch=1, now=trio.current_time() - 10.0, ttl_s=1.5)
