@@ -164,18 +164,21 @@ def _kube_serves(mr: MediaRange) -> bool:
     return p.get("as") in _METADATA_VIEWS
 
 
-def check_acceptable(accept: str | None) -> None:
-    """406 NotAcceptable with kube's message when ``accept`` names media types and kube could serve
-    none of them (kube's ``NegotiateOutputMediaType``, before a read or a write); an absent or empty
-    header is JSON. jetkube answers JSON whenever kube would answer (YAML, a YAML Table, a protobuf
-    PartialObjectMetadata), so only what kube refuses is refused."""
+def acceptable(accept: str | None) -> bool:
+    """Whether kube could serve ``accept`` (kube's ``NegotiateOutputMediaType``): an absent or empty
+    header is JSON; otherwise one clause kube takes. jetkube answers JSON whenever kube would answer
+    (YAML, a YAML Table, a protobuf PartialObjectMetadata), so only what kube refuses is refused."""
     if accept is None or not accept.strip():
-        return
+        return True
     if any(_kube_serves(mr) for mr in parse_accept(accept)):
-        return
-    if any(clause.split(";")[0].strip() == "*" for clause in accept.split(",")):
-        return  # goautoneg reads a bare "*" as */*
-    raise NotAcceptable(NOT_ACCEPTABLE)
+        return True
+    return any(clause.split(";")[0].strip() == "*" for clause in accept.split(","))  # goautoneg: "*" is */*
+
+
+def check_acceptable(accept: str | None) -> None:
+    """406 NotAcceptable with kube's message unless :func:`acceptable`."""
+    if not acceptable(accept):
+        raise NotAcceptable(NOT_ACCEPTABLE)
 
 
 def wants_table(accept: str | None) -> str | None:
@@ -723,7 +726,7 @@ def view_content_type(view: View) -> str:
 
 __all__ = [
     "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "NOT_ACCEPTABLE", "TABLE_V1", "TABLE_V1BETA1",
-    "JSONPathError", "MediaRange", "View", "cells_for", "check_acceptable", "check_view", "columns_for",
+    "JSONPathError", "MediaRange", "View", "acceptable", "cells_for", "check_acceptable", "check_view", "columns_for",
     "columns_from_printer_columns", "human_duration", "jsonpath_find", "list_in_view", "metadata_api_version",
     "metadata_for_list", "metadata_for_object", "metadata_watch_line", "object_in_view", "parse_accept",
     "parse_include_object", "parse_time", "table_content_type", "table_for_list", "table_for_object",

@@ -9,6 +9,7 @@ app: checked by Audit-Id) and off, the two answering the same."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -251,15 +252,24 @@ async def test_write_answers_in_the_view_asked(start_server: StartServer, monkey
             await _subresources(c, "views-a")
 
 
-async def test_an_accept_kube_serves_nothing_of_is_406(start_server: StartServer,
+async def test_an_accept_kube_serves_nothing_of_is_406(start_server: StartServer, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """kube's ``NegotiateOutputMediaType``: an Accept none of whose clauses it can serve is 406
-    (before a write: nothing is written); what kube serves (YAML, unknown parameters, a YAML Table,
-    a protobuf PartialObjectMetadata) is answered, in JSON. Fast path on and off alike."""
-    gw = await start_server()
+    (before a write: nothing is written; after authorization: a user who may not gets the 403);
+    what kube serves (YAML, unknown parameters, a YAML Table, a protobuf PartialObjectMetadata) is
+    answered, in JSON. Fast path on and off alike."""
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("bob-token,bob,u-bob\n")
+    gw = await start_server(token_file=str(tokens))
     base = "/api/v1/namespaces/default/configmaps"
     with trio.fail_after(60):
-        async with client_for(gw) as c:
+        async with client_for(gw) as c, httpx.AsyncClient(
+                base_url=str(gw.http_url), headers={"Authorization": "Bearer bob-token"}, timeout=30) as bob:
+            for method in ("POST", "GET"):
+                r = await bob.request(method, base, headers={"Accept": "application/xml"},
+                                      json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bob"}}
+                                      if method == "POST" else None)
+                assert _status(r, 403)["reason"] == "Forbidden", r.text
             for fast in (True, False):
                 monkeypatch.setattr(FastPath, "enabled", fast)
                 for i, accept in enumerate(("application/xml", "text/html", "application/json;as=Table;v=v2;g=meta.k8s.io",
