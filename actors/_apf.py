@@ -584,6 +584,15 @@ class Dispatcher:
         (exempt levels are never limited; Reject levels, which cannot wait for a lease, stay local)."""
         return self.leases is not None and not qs.cfg.exempt and not qs.cfg.reject
 
+    def seat_limit(self, tenant: str, qs: QueueSet) -> int:
+        """The seats ``tenant``'s level ``qs`` may execute here now: on a leased level the seats
+        leased (or the fixed share while its owner is unreachable; 0 before the first grant), else
+        the level's local limit (``apiserver_flowcontrol_current_limit_seats``, the debug dump)."""
+        if not self.leased(qs):
+            return qs.limit
+        assert self.leases is not None
+        return self.leases.get((tenant, qs.cfg.name), 0)
+
     def _fits(self, tenant: str, qs: QueueSet, t: Ticket) -> bool:
         """The level's limit; on a leased level, instead, the seats leased (which may be more than
         this gateway's limit, up to the level's fleet budget, when the other gateways leave them): a

@@ -62,6 +62,9 @@ class FleetReport(msgspec.Struct, frozen=True, array_like=True):
     gateway: str
     server_cl: int
     tenants: dict[str, tuple[int, int]]
+    #: The gateway leases seats (``--apf-fleet-leases`` on): a candidate owner of the shards it is
+    #: preferred for. Absent in older gateways' reports (then False: never preferred).
+    leases: bool = False
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -75,7 +78,8 @@ def local_report(gateway: str, d: Dispatcher, max_tenants: int) -> FleetReport:
     if len(busy) > max_tenants:
         busy.sort(key=lambda b: b[0] + b[1], reverse=True)
         del busy[max_tenants:]
-    return FleetReport(gateway, d.server_cl, {name: (held, waiting) for held, waiting, name in busy})
+    return FleetReport(gateway, d.server_cl, {name: (held, waiting) for held, waiting, name in busy},
+                       d.leases is not None)
 
 
 class FleetView:
@@ -264,6 +268,10 @@ MAX_LEASES = 4096  #: (tenant, level) leases a gateway keeps; beyond them, the f
 MAX_IN_FLIGHT = 64  #: lease requests a gateway has in flight at once
 PLAN_GAP_S = 0.005  #: the lease client looks at its levels at most this often
 GATEWAYS_HOLD_S = 10.0  #: a lower count of gateways alive is believed after this long
+#: a shard's owner hands it to its preferred gateway once that one has been heard this long
+HANDOVER_AFTER_S = 10.0
+#: a shard handed over is not handed over again for this long (its preferred gateway may not claim it)
+HANDOVER_BACKOFF_S = 120.0
 KEEP_WINDOWS = 2  #: a level's seats follow its peak demand over this many renewals (a TTL)
 
 
@@ -303,6 +311,13 @@ _decode_reply = msgspec.msgpack.Decoder(LeaseReply).decode
 def shard_of(tenant: str, shards: int = SHARDS) -> int:
     """The shard whose owner holds ``tenant``'s budgets (a stable hash: every gateway agrees)."""
     return int.from_bytes(hashlib.blake2b(tenant.encode(), digest_size=4).digest(), "big") % shards
+
+
+def preferred_owner(shard: int, gateways: Any) -> str:
+    """The gateway that should own ``shard`` among ``gateways`` (rendezvous hashing: each ranks
+    every (shard, gateway) pair alike, so the fleet agrees, the shards spread over the gateways,
+    and a gateway joining or leaving moves only the shards it wins or held)."""
+    return max(gateways, key=lambda g: hashlib.blake2b(f"{shard}/{g}".encode(), digest_size=8).digest())
 
 
 def fair_shares(budget: int, wants: dict[str, int]) -> dict[str, int]:
@@ -440,6 +455,7 @@ class LeaseStats(msgspec.Struct, frozen=True):
     owned_budgets: int  # (tenant, level) budgets it keeps as their owner
     takeovers: int  # shards this gateway took ownership of
     answered: int  # lease requests it answered as an owner
+    handovers: int = 0  # shards it handed to their preferred gateway
 
 
 class SeatLeases:
@@ -599,6 +615,13 @@ class SeatLeases:
         ls.ok_at, ls.retry = sent_at, reply.granted < ls.wanted and reply.more
         self._set(key, reply.granted)
 
+    def on_fixed_share(self, key: tuple[str, str]) -> bool:
+        """Whether the (tenant, level) ``key`` runs on its fixed share now (its shard's owner
+        unreachable, or the owner refused it) rather than on seats leased."""
+        ls = self.leases.get(key)
+        now = trio.current_time()
+        return ls is not None and (self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now)
+
     def stats(self) -> LeaseStats:
         leases = self.d.leases or {}
         now = trio.current_time()
@@ -611,7 +634,8 @@ class SeatLeases:
             owned_budgets=sum(len(b.budgets) for b, _ in owner.owned.values()) if owner is not None else 0,
             takeovers=owner.takeovers if owner is not None else 0,
             answered=sum(b.answered for b, _ in owner.owned.values()) + owner.answered_before
-            if owner is not None else 0)
+            if owner is not None else 0,
+            handovers=owner.handovers if owner is not None else 0)
 
     async def _ask(self, key: tuple[str, str], r: LeaseRequest, sent_at: float) -> None:
         reply: LeaseReply | None = None
@@ -662,12 +686,25 @@ class SeatLeases:
 class SeatOwner:
     """Every shard's election, every third of the TTL: claim (or renew) its owner lease; a shard
     held is answered (:class:`SeatBudgets` behind a :class:`bus.Responder`), a shard lost or not
-    renewed within the TTL is closed (requesters then get no responders and fall back)."""
+    renewed within the TTL is closed (requesters then get no responders and fall back).
+
+    Shards spread over the gateways (:meth:`plan`): a gateway claims the shards it is the
+    :func:`preferred_owner` of among the gateways it hears (``peers``: the demand exchange's that lease), and
+    another shard only when its own lease requests there get no answer (``unanswered``: its
+    preferred gateway is gone, or does not claim); an owner hands a shard to its preferred gateway
+    once that one has been heard for ``HANDOVER_AFTER_S`` (released: the new owner takes it at
+    its next claim, and learns for one TTL), at most once per ``HANDOVER_BACKOFF_S`` per shard."""
 
     def __init__(self, bridge: Bridge, prefix: str, stream: str, *, gateway: str, replicas: int = 1,
-                 ttl_s: float = LEASE_TTL_S, shards: int = SHARDS, max_budgets: int = MAX_BUDGETS) -> None:
+                 ttl_s: float = LEASE_TTL_S, shards: int = SHARDS, max_budgets: int = MAX_BUDGETS,
+                 peers: Any = None, unanswered: Any = None) -> None:
         self.bridge, self.prefix = bridge, prefix
         self.gateway = gateway
+        self.peers = peers or (lambda: ())  # the other gateways heard now (their ids)
+        self.unanswered = unanswered or (lambda shard: False)  # this gateway's lease requests there fail
+        self.heard_since: dict[str, float] = {}
+        self.handed: dict[int, float] = {}  # shard -> when this gateway last handed it over
+        self.handovers = 0
         self.ttl_s, self.shards, self.max_budgets = ttl_s, shards, max_budgets
         self.cursors = [LeasedCursor(bridge, f"{stream}_APF", f"owner-{s}", replicas=replicas,
                                      description="jetkube: which gateway owns each shard of the tenants' "
@@ -712,13 +749,45 @@ class SeatOwner:
         await responder.aclose()
         log.info("APF fleet: this gateway no longer owns shard %d", s)
 
+    def plan(self, now: float) -> tuple[list[int], list[int]]:
+        """(the shards to claim or renew now, the shards to hand over to their preferred gateway)."""
+        peers = {g for g in self.peers() if g != self.gateway}
+        self.heard_since = {g: self.heard_since.get(g, now) for g in peers}
+        alive = (self.gateway, *sorted(peers))
+        claim: list[int] = []
+        hand: list[int] = []
+        for s in range(self.shards):
+            handed = now - self.handed.get(s, -math.inf)
+            pref = preferred_owner(s, alive)
+            if pref == self.gateway:
+                claim.append(s)
+            elif s in self.owned:
+                settled = now - self.heard_since[pref] >= HANDOVER_AFTER_S
+                (hand if settled and handed >= HANDOVER_BACKOFF_S else claim).append(s)
+            elif self.unanswered(s) and handed >= 2 * self.ttl_s:
+                claim.append(s)  # its preferred gateway does not answer there: whoever can
+        return claim, hand
+
+    async def _hand_over(self, s: int) -> None:
+        self.handed[s] = trio.current_time()
+        self.handovers += 1
+        await self._disown(s)
+        try:
+            await self.cursors[s].release(self.gateway)  # its preferred gateway takes it at its next claim
+        except BusError:
+            pass  # it lapses by itself
+        log.info("APF fleet: shard %d handed over to its preferred gateway", s)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         task_status.started()
         try:
             while True:
+                claim, hand = self.plan(trio.current_time())
                 async with trio.open_nursery() as nursery:
-                    for s in range(self.shards):
+                    for s in claim:
                         nursery.start_soon(self._claim, s)
+                    for s in hand:
+                        nursery.start_soon(self._hand_over, s)
                 await trio.sleep(self.ttl_s / 3)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -745,8 +814,12 @@ async def run_leases(flow_control: Any, bridge: Bridge, prefix: str, stream: str
 
     leases = SeatLeases(flow_control.dispatcher, request, gateway=gateway, prefix=prefix, ttl_s=ttl_s,
                         fallback=fallback, gateways=gateways, on_change=flow_control.redispatch)
-    owner = SeatOwner(bridge, prefix, stream, gateway=gateway, replicas=replicas, ttl_s=ttl_s)
+    owner = SeatOwner(bridge, prefix, stream, gateway=gateway, replicas=replicas, ttl_s=ttl_s,
+                      peers=lambda: [g for g, (_, r) in exchange.view.peers.items() if r.leases]
+                      if exchange is not None else (),
+                      unanswered=lambda shard: shard in leases.fallen)
     leases.owner = owner
+    flow_control.leases = leases
     async with trio.open_nursery() as nursery:
         await nursery.start(leases.run)
         await nursery.start(owner.run)

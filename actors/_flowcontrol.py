@@ -22,11 +22,13 @@ from typing import Any, NoReturn
 import msgspec
 import trio
 
+from bus import ANY_TENANT, ROOT_TENANT
 from kinds import FLOWCONTROL_GROUP
 from kinds._errors import TooManyRequests
 from projections import Projection, ResourceState
 
 from ._apf import (
+    OBJECTS_PER_SEAT,
     Attributes,
     Dispatcher,
     TenantFlow,
@@ -43,6 +45,16 @@ REJECT_MESSAGE = "Too many requests, please try again later."
 _EMPTY = ResourceState(0)
 _MUTATING = ("create", "update", "patch", "delete", "deletecollection")
 CLASSIFY_CACHE = 4096  # remembered classifications (request attributes -> schema, level, flow)
+
+
+def flow_tenant(tenant: str) -> str:
+    """The tenant whose FlowSchemas, levels and seats a request of ``tenant`` is flow-controlled
+    by: its own; for ``/clusters/*/`` (every tenant at once, open to root's system:masters only:
+    the system controllers' reads, as kcp serves them on the shard to system identities), root's,
+    with the real user, as kube classifies a system:masters request (the mandatory ``exempt``
+    FlowSchema, unless root's configuration says otherwise). The APF metrics and dumps count them
+    as root's, whose seats they hold; the request metrics keep the tenant ``*`` they were sent to."""
+    return ROOT_TENANT if tenant == ANY_TENANT else tenant
 
 
 class Admission:
@@ -72,6 +84,8 @@ class FlowControl:
         self.rejected: dict[tuple[str, str, str, str], int] = {}
         self._rejecting_until = -1.0
         self.on_wait: Callable[[tuple[str, str, str], bool, float], None] | None = None  # set by the gateway's metrics: (labels, executed, seconds) -> None
+        #: The fleet's seat leases (actors/_apf_fleet.py ``SeatLeases``) when they are on: set by ``run_leases``.
+        self.leases: Any = None
 
     # ---- configuration from the projection -------------------------------------------------------
 
@@ -102,6 +116,8 @@ class FlowControl:
         rdef = req.rdef
         if rdef is None or not (req.verb in ("list", "watch") or req.verb in _MUTATING):
             return 1
+        if req.tenant == ANY_TENANT:  # a read across tenants returns every tenant's objects
+            return self._seats_across(req, rdef.group, rdef.plural, cap)
         st = self._state(req.tenant, rdef.group, rdef.plural)
         objects = len(st.by_ns.get(req.namespace, ())) if rdef.namespaced and req.namespace else st.count
         q = req.query
@@ -114,11 +130,32 @@ class FlowControl:
                               watchers=len(st.watchers), initial_events=q.get("sendInitialEvents") == "true",
                               cap=cap)
 
+    def _seats_across(self, req: Request, group: str, resource: str, cap: int) -> int:
+        """A list or watch across tenants: seats for the objects of every tenant (the list reads
+        the store's tenants the same way), counted only until the cap is reached."""
+        q = req.query
+        try:
+            limit = int(q.get("limit") or 0)
+        except ValueError:
+            limit = 0
+        selector = bool(q.get("labelSelector") or q.get("fieldSelector"))
+        enough = cap * OBJECTS_PER_SEAT if selector or not limit else min(cap * OBJECTS_PER_SEAT, limit)
+        objects = watchers = 0
+        for (tenant, g, r), st in self.projection.store.resources.items():
+            if (g, r) == (group, resource) and tenant != ANY_TENANT:
+                objects += len(st.by_ns.get(req.namespace, ())) if req.namespace else st.count
+                watchers += len(st.watchers)
+                if objects >= enough:
+                    break
+        return estimate_seats(req.verb, objects=objects, limit=limit, selector=selector, watchers=watchers,
+                              initial_events=q.get("sendInitialEvents") == "true", cap=cap)
+
     # ---- the request path -------------------------------------------------------------------------
 
     def _ticket(self, req: Request, adm: Admission) -> Ticket | None:
         """Classify ``req``: its ticket, the UIDs in ``adm``; None when flow control does not apply."""
-        tf = self._tenant(req.tenant)
+        tenant = flow_tenant(req.tenant)
+        tf = self._tenant(tenant)
         c = self._classify(tf, req)
         if c is None:
             return None  # no FlowSchema at all (bootstrap not done yet): not limited, as kube before config
@@ -127,7 +164,7 @@ class FlowControl:
         if qs is None:
             return None  # a dangling reference: kube rejects; we let it through rather than fail closed
         adm.level_uid = qs.cfg.uid
-        return Ticket(req.tenant, name, adm.schema_uid, level, qs.cfg.uid, flow, self._seats(req, qs.max_seats),
+        return Ticket(tenant, name, adm.schema_uid, level, qs.cfg.uid, flow, self._seats(req, qs.max_seats),
                       trio.current_time())
 
     def rejecting(self) -> bool:
@@ -143,7 +180,7 @@ class FlowControl:
         t = self._ticket(req, adm)
         if t is None or not self.dispatcher.refuse(t, t.arrived):
             return 0
-        self._rejected((req.tenant, t.level, t.schema), t.reason, 0.0)
+        self._rejected((t.tenant, t.level, t.schema), t.reason, 0.0)
         return t.retry_after_s
 
     def _rejected(self, labels: tuple[str, str, str], reason: str, waited_s: float) -> None:
@@ -159,7 +196,7 @@ class FlowControl:
         if t is None:
             return
         now, level, name = t.arrived, t.level, t.schema
-        labels = (req.tenant, level, name)
+        labels = (t.tenant, level, name)
         started = self.dispatcher.admit(t, now)
         self._wake(started)
         if t.state == "queued":
@@ -190,7 +227,7 @@ class FlowControl:
         assert user is not None
         rdef = req.rdef
         # The path matters to non-resource rules only; a resource request's name is not classified.
-        key = (req.tenant, user.name, user.groups, req.verb, rdef.group if rdef is not None else None,
+        key = (tf.name, user.name, user.groups, req.verb, rdef.group if rdef is not None else None,
                rdef.plural if rdef is not None else "", req.subresource, req.namespace,
                "" if rdef is not None else req.path)
         hit = self._classified.get(key)
@@ -248,10 +285,32 @@ def _table(rows: list[list[str]]) -> str:
                    for r in cells)
 
 
+def limit_source(fc: FlowControl, tenant: str, qs: Any) -> str:
+    """Where a level's seat limit here comes from: ``exempt`` (none), ``local`` (this gateway's
+    own), ``lease`` (leased from the fleet's budget), ``fixed-share`` (its owner unreachable) or
+    ``lease-pending`` (no grant yet)."""
+    d = fc.dispatcher
+    if qs.cfg.exempt:
+        return "exempt"
+    if not d.leased(qs):
+        return "local"
+    leases = fc.leases
+    key = (tenant, qs.cfg.name)
+    if d.leases is None or key not in d.leases:
+        return "lease-pending"
+    if leases is not None and leases.on_fixed_share(key):
+        return "fixed-share"
+    return "lease"
+
+
 def dump_priority_levels(fc: FlowControl, tenant: str) -> str:
-    """``/debug/api_priority_and_fairness/dump_priority_levels`` for ``tenant`` (kube's columns)."""
+    """``/debug/api_priority_and_fairness/dump_priority_levels`` for ``tenant``: kube's ten columns,
+    then jetkube's ``CurrentLimitSeats`` (the seats this gateway may execute at the level now: leased
+    from the fleet when leases are on, as ``apiserver_flowcontrol_current_limit_seats``) and
+    ``LimitSource`` (:func:`limit_source`)."""
     rows = [["PriorityLevelName", "ActiveQueues", "IsIdle", "IsQuiescing", "WaitingRequests", "ExecutingRequests",
-             "DispatchedRequests", "RejectedRequests", "TimedoutRequests", "CancelledRequests"]]
+             "DispatchedRequests", "RejectedRequests", "TimedoutRequests", "CancelledRequests",
+             "CurrentLimitSeats", "LimitSource"]]
     tf = fc.dispatcher.tenants.get(tenant)
     for name, qs in sorted(tf.levels.items()) if tf is not None else ():
         dispatched = sum(n for (t, lv, _), n in fc.dispatched.items() if t == tenant and lv == name)
@@ -266,7 +325,9 @@ def dump_priority_levels(fc: FlowControl, tenant: str) -> str:
         idle = not qs.executing_requests and not qs.queued_requests
         rows.append([name, active, str(idle).lower(), "false", str(qs.queued_requests), str(qs.executing_requests),
                      str(dispatched), str(by_reason.get("queue-full", 0) + by_reason.get("concurrency-limit", 0)),
-                     str(by_reason.get("time-out", 0)), str(by_reason.get("cancelled", 0))])
+                     str(by_reason.get("time-out", 0)), str(by_reason.get("cancelled", 0)),
+                     "<none>" if qs.cfg.exempt else str(fc.dispatcher.seat_limit(tenant, qs)),
+                     limit_source(fc, tenant, qs)])
     return _table(rows)
 
 

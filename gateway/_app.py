@@ -34,12 +34,16 @@ from actors import (
     BadRequest,
     Conflict,
     Converter,
+    Deleted,
+    DeletedCollection,
     Forbidden,
     MethodNotAllowed,
+    NotAcceptable,
     NotFound,
     Pipeline,
     Request,
     RequestEntityTooLarge,
+    Stored,
     bearer_token,
     jwks,
     openid_configuration,
@@ -97,15 +101,24 @@ from ._routes import CLUSTERS_PREFIX, parse, split_tenant
 from ._settings import Settings
 from ._status import BodyTimeout, write_response
 from ._table import (
+    NOT_ACCEPTABLE,
+    View,
+    acceptable,
+    check_acceptable,
+    check_view,
+    list_in_view,
     metadata_api_version,
     metadata_for_list,
     metadata_for_object,
     metadata_watch_line,
+    object_in_view,
     parse_include_object,
     table_content_type,
     table_for_list,
     table_for_object,
     table_watch_line,
+    view_content_type,
+    view_for,
     wants_metadata,
     wants_protobuf,
     wants_table,
@@ -560,7 +573,15 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     # impersonation, priority and fairness, authorization, then the handler reads the body): a
     # rejected request costs no body read and no JSON parsing.
     await ctx.pipeline.admit(req, intake.flow)
+    view: View | None = None
     if method in ("POST", "PUT", "PATCH", "DELETE"):
+        if not acceptable(request.headers.get("Accept")):
+            # kube authorizes (its filter chain) before the handler negotiates: a 403 comes first.
+            authorizer = ctx.pipeline.authorizer
+            assert who.user is not None
+            await authorizer.check(msgspec.structs.replace(req, user=authorizer.scope(who.user, req)))
+            raise NotAcceptable(NOT_ACCEPTABLE)
+        view = _write_view(request.headers.get("Accept"), q, verb, route.subresource, rdef)
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
         if data.strip() or method != "DELETE":
@@ -574,13 +595,17 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if not isinstance(result, Allowed):
         code, body = write_response(result)
+        ctype = JSON_CT
+        if view is not None:
+            body, ctype = _write_in_view(view, rdef, route.subresource, result, body)
         note.written(req, code, result.audit_annotations)
-        r = _json_response(body, code)
+        r = Response(body, status=code, content_type=ctype)
         for w in result.warnings:
             r.headers.add("Warning", warning_header(w))
         return r
     assert isinstance(result, Allowed)
     proj = ctx.projection
+    check_acceptable(request.headers.get("Accept"))  # 406 for an Accept kube serves nothing of
     table = wants_table(request.headers.get("Accept"))
     # PartialObjectMetadata(List): its apiVersion (406 when a list asks for the single kind or not).
     metadata = not table and wants_metadata(request.headers.get("Accept"))
@@ -601,8 +626,9 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         async with read_deadline(s.request_timeout_s):
             data = await get_object(proj, key, rdef, resource_version_param(q), q.get("resourceVersionMatch"))
         data = (await served_objects(ctx.converter, [data], storage, rdef, is_list=False))[0]
-        if route.subresource == "scale":
-            return _json_response(scale_of(rdef, data))
+        if route.subresource == "scale":  # a Scale: its metadata when asked, never a Table
+            scale = scale_of(rdef, data)
+            return _json_response(metadata_for_object(scale, api_version=meta_version) if meta_version else scale)
         if table:
             return _table_response(table_for_object(rdef, data, api_version=table, include_object=include,
                                                     now=_now()), table)
@@ -659,6 +685,40 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage,
                                                 ctx.converter), timeout, served=served)
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout, served=served)
+
+
+def _write_view(accept: str | None, q: dict[str, str], verb: str, subresource: str, rdef: Any) -> View | None:
+    """The view (Table, PartialObjectMetadata(List)) a write asked its answer in, checked before the
+    write: kube transforms a write's answer after storing it (``transformResponseObject``), so a
+    bad ``includeObject`` (400) or a view its answer cannot take (406: a list for one object, one
+    object for a list) is answered after the write; here, when the answer's shape is known from
+    the request, it is refused before anything is written, with kube's code and message."""
+    try:
+        view = view_for(accept, q.get("includeObject"))
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    if view is None:
+        return None
+    if verb == "deletecollection":
+        check_view(view, is_list=True)
+    elif verb in ("create", "update", "patch") and subresource in ("", "status", "scale") and rdef.stored:
+        check_view(view, is_list=False)  # always an object (bindings and evictions answer a Status)
+    return view
+
+
+def _write_in_view(view: View, rdef: Any, subresource: str, result: Any, body: bytes) -> tuple[bytes, str]:
+    """A write's answer in ``view`` (kube's ``doTransformObject``): a Status stays a Status (a
+    delete done, a binding, an eviction); an object becomes a one-row Table or its
+    PartialObjectMetadata; a deletecollection's list a Table or a PartialObjectMetadataList. A
+    Scale's Table is the Scale itself, as a GET of ``/scale`` answers."""
+    if isinstance(result, DeletedCollection):
+        return list_in_view(view, rdef, result.items, resource_version=str(result.resource_version),
+                            now=_now()), view_content_type(view)
+    if isinstance(result, Stored) or (isinstance(result, Deleted) and result.pending):
+        if subresource == "scale" and view.kind == "Table":
+            return body, JSON_CT
+        return object_in_view(view, rdef, body, now=_now()), view_content_type(view)
+    return body, JSON_CT
 
 
 def _protobuf_response(data: bytes) -> Response:

@@ -139,12 +139,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="API Priority and Fairness across gateways: each tells the others on the same NATS "
                         "what every tenant holds and waits for this often, and freed seats go first to the "
                         "waiting tenant holding fewest in the whole fleet (0: this gateway alone)")
-    s.add_argument("--apf-fleet-leases", type=float, default=0.0, metavar="TTL_SECONDS",
+    s.add_argument("--apf-fleet-leases", type=float, default=5.0, metavar="TTL_SECONDS",
                    help="fleet-wide seat budgets: each tenant's priority levels get their limit times the "
                         "gateways alive across the fleet, owned by one gateway per shard of tenants (a KV lease "
                         "with this TTL) from which the others lease seats over NATS request/reply; while the "
-                        "owner is unreachable each gateway keeps its own share (0: off, every gateway's limits "
-                        "are its own; try 3)")
+                        "owner is unreachable each gateway keeps its own share (default 5; 0: off, every "
+                        "gateway's limits are its own)")
     s.add_argument("--apf-fleet-fallback", type=float, default=0.0, metavar="FRACTION",
                    help="with --apf-fleet-leases, the share of a level's fleet budget a gateway uses while the "
                         "budget's owner is unreachable (0: the budget divided by the gateways alive)")

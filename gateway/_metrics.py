@@ -667,6 +667,8 @@ def _fleet_lease_metrics(m: ServerMetrics) -> Iterator[Metric]:
                               value=st.takeovers)
     yield CounterMetricFamily("jetkube_apf_fleet_owner_answers", "Seat lease requests this gateway answered as "
                               "an owner.", value=st.answered)
+    yield CounterMetricFamily("jetkube_apf_fleet_owner_handovers", "Shards this gateway handed to their preferred "
+                              "gateway (rendezvous hashing over the gateways heard).", value=st.handovers)
 
 
 def _flowcontrol_metrics(m: ServerMetrics) -> Iterator[Metric | _Deferred]:
@@ -698,6 +700,9 @@ def _flowcontrol_metrics(m: ServerMetrics) -> Iterator[Metric | _Deferred]:
         if name == "nominal_limit_seats":
             values = {(tenant, level): tf.nominal.get(level, 0)
                       for tenant, tf in fc.dispatcher.tenants.items() for level in tf.levels}
+        elif name == "current_limit_seats":  # leased from the fleet's budget when leases are on
+            values = {(tenant, level): fc.dispatcher.seat_limit(tenant, qs)
+                      for tenant, tf in fc.dispatcher.tenants.items() for level, qs in tf.levels.items()}
         else:
             values = {(tenant, level): value(qs)
                       for tenant, tf in fc.dispatcher.tenants.items() for level, qs in tf.levels.items()}

@@ -172,7 +172,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Fleet-wide seat budgets (APF): leased from an owner gateway per shard of tenants, whose KV
     # lease and grants live this long (0: off, each gateway's limits are its own). While the owner
     # is unreachable: the budget / the gateways alive, or this fraction of the budget (> 0).
-    apf_fleet_lease_ttl_s: float = 0.0
+    # On by default: `serve --workers N` (and any fleet on one NATS) holds each tenant's budget
+    # fleet-wide; nothing waits on it at startup (a level's first request waits one round trip,
+    # or falls back to the local limit at once while no owner answers).
+    apf_fleet_lease_ttl_s: float = 5.0
     apf_fleet_fallback: float = 0.0
     graceful_timeout_s: float = 5.0
     # kube's --shutdown-delay-duration: after SIGTERM, /readyz answers 503 at once while the

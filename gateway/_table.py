@@ -138,6 +138,49 @@ def _negotiate(accept: str | None) -> MediaRange | None:
     return None
 
 
+#: kube's answer to an Accept it can serve none of (``negotiation.NewNotAcceptableError``, built-in kinds
+#: and custom resources alike).
+NOT_ACCEPTABLE = ("only the following media types are accepted: application/json, application/yaml, "
+                  "application/vnd.kubernetes.protobuf")
+_KUBE_TYPES = frozenset({("application", "json"), ("application", "yaml"), ("application", "vnd.kubernetes.protobuf"),
+                         ("application", "*"), ("*", "*")})
+
+
+def _kube_serves(mr: MediaRange) -> bool:
+    """Whether kube-apiserver's ``NegotiateMediaTypeOptions`` takes this clause for a resource request
+    (``acceptMediaTypeOptions`` + ``RequestScope.AllowsMediaTypeTransform``): one of its serializers'
+    types, ``sv`` only ``v1``, ``stream`` only ``watch``, and ``as``/``g``/``v`` only as a meta.k8s.io
+    v1/v1beta1 Table (JSON or YAML) or PartialObjectMetadata(List) (any of its types)."""
+    p = mr.params
+    if (mr.type, mr.subtype) not in _KUBE_TYPES or p.get("sv", "v1") not in ("", "v1") \
+            or p.get("stream", "watch") not in ("", "watch"):
+        return False
+    if not ({"as", "g", "v"} & set(p)):
+        return True
+    if p.get("g") != "meta.k8s.io" or p.get("v") not in ("v1", "v1beta1"):
+        return False
+    if p.get("as") == "Table":
+        return mr.subtype in ("json", "yaml", "*")
+    return p.get("as") in _METADATA_VIEWS
+
+
+def acceptable(accept: str | None) -> bool:
+    """Whether kube could serve ``accept`` (kube's ``NegotiateOutputMediaType``): an absent or empty
+    header is JSON; otherwise one clause kube takes. jetkube answers JSON whenever kube would answer
+    (YAML, a YAML Table, a protobuf PartialObjectMetadata), so only what kube refuses is refused."""
+    if accept is None or not accept.strip():
+        return True
+    if any(_kube_serves(mr) for mr in parse_accept(accept)):
+        return True
+    return any(clause.split(";")[0].strip() == "*" for clause in accept.split(","))  # goautoneg: "*" is */*
+
+
+def check_acceptable(accept: str | None) -> None:
+    """406 NotAcceptable with kube's message unless :func:`acceptable`."""
+    if not acceptable(accept):
+        raise NotAcceptable(NOT_ACCEPTABLE)
+
+
 def wants_table(accept: str | None) -> str | None:
     """The Table apiVersion to answer with (``meta.k8s.io/v1`` or ``meta.k8s.io/v1beta1``) when the
     first clause jetkube can serve asks for a Table; None when it is a plain type (JSON, YAML,
@@ -624,10 +667,69 @@ def metadata_watch_line(event_type: str, item: bytes, *, api_version: str) -> by
     return b'{"type":%s,"object":%s}\n' % (_encode(event_type), metadata_for_object(item, api_version=api_version))
 
 
+# --- a write's answer transformed (kube's ``transformResponseObject``) --------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """The ``as=`` view a request asked its answer in (kube's ``MediaTypeOptions.Convert``):
+    ``kind`` Table, PartialObjectMetadata or PartialObjectMetadataList, ``api_version``
+    meta.k8s.io/v1 or v1beta1, ``include_object`` a Table's ``?includeObject=``."""
+
+    kind: str
+    api_version: str
+    include_object: str = ""
+
+
+def view_for(accept: str | None, include_object: str | None) -> View | None:
+    """The view the first clause jetkube can serve asks for, or None (the plain object). Raises
+    ValueError with kube's message for a Table with a bad ``includeObject`` (answer it 400)."""
+    mr = _negotiate(accept)
+    if mr is None or "as" not in mr.params:
+        return None
+    kind = mr.params["as"]
+    include = parse_include_object(include_object) if kind == "Table" else ""
+    return View(kind, f"meta.k8s.io/{mr.params['v']}", include)
+
+
+def check_view(view: View, *, is_list: bool) -> None:
+    """406 NotAcceptable when ``view`` cannot be made of a list (``is_list``) or of one object, as
+    kube's ``asPartialObjectMetadata(List)``; Tables are made of both."""
+    if view.kind in _METADATA_VIEWS:
+        metadata_api_version((view.kind, view.api_version), is_list=is_list)
+
+
+def object_in_view(view: View, rdef: ResourceDef, item: bytes, *, now: datetime) -> bytes:
+    """One object (a write's answer) in ``view``: a one-row Table or its PartialObjectMetadata;
+    406 for PartialObjectMetadataList."""
+    check_view(view, is_list=False)
+    if view.kind == "Table":
+        return table_for_object(rdef, item, api_version=view.api_version, include_object=view.include_object, now=now)
+    return metadata_for_object(item, api_version=view.api_version)
+
+
+def list_in_view(view: View, rdef: ResourceDef, items: Sequence[bytes], *, resource_version: str,
+                 now: datetime) -> bytes:
+    """A list (a deletecollection's answer) in ``view``: a Table or a PartialObjectMetadataList;
+    406 for PartialObjectMetadata."""
+    check_view(view, is_list=True)
+    if view.kind == "Table":
+        return table_for_list(rdef, items, api_version=view.api_version, include_object=view.include_object,
+                              resource_version=resource_version, now=now)
+    return metadata_for_list(items, api_version=view.api_version, resource_version=resource_version)
+
+
+def view_content_type(view: View) -> str:
+    """The Content-Type of an answer in ``view``."""
+    return table_content_type(view.api_version) if view.kind == "Table" else "application/json"
+
+
 __all__ = [
-    "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "TABLE_V1", "TABLE_V1BETA1", "JSONPathError",
-    "MediaRange", "cells_for", "columns_for", "columns_from_printer_columns", "human_duration",
-    "jsonpath_find", "metadata_api_version", "metadata_for_list", "metadata_for_object", "metadata_watch_line", "parse_accept",
+    "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "NOT_ACCEPTABLE", "TABLE_V1", "TABLE_V1BETA1",
+    "JSONPathError", "MediaRange", "View", "acceptable", "cells_for", "check_acceptable", "check_view", "columns_for",
+    "columns_from_printer_columns", "human_duration", "jsonpath_find", "list_in_view", "metadata_api_version",
+    "metadata_for_list", "metadata_for_object", "metadata_watch_line", "object_in_view", "parse_accept",
     "parse_include_object", "parse_time", "table_content_type", "table_for_list", "table_for_object",
-    "table_watch_line", "translate_timestamp_since", "wants_metadata", "wants_protobuf", "wants_table",
+    "table_watch_line", "translate_timestamp_since", "view_content_type", "view_for", "wants_metadata",
+    "wants_protobuf", "wants_table",
 ]

@@ -111,8 +111,8 @@ APP_ONLY = [
 ]
 
 
-async def test_fast_reads_are_the_apps(start_server: StartServer, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def fast_answers(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The Audit-Ids of the answers the fast path gives from now on (its ``_serve`` spied on)."""
     fast_ids: set[str] = set()
     real_serve = FastPath._serve
 
@@ -125,6 +125,12 @@ async def test_fast_reads_are_the_apps(start_server: StartServer, tmp_path: Path
         await real_serve(self, scope, receive, spy, *args)
 
     monkeypatch.setattr(FastPath, "_serve", counted)
+    return fast_ids
+
+
+async def test_fast_reads_are_the_apps(start_server: StartServer, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_ids = fast_answers(monkeypatch)
     lines = Lines()
     http_log = logging.getLogger("jetkube.httplog")
     http_log.addHandler(lines)

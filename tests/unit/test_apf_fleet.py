@@ -3,6 +3,7 @@ and two simulated gateways under trio's autojump clock."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -223,3 +224,15 @@ async def test_exchange_stats_count_reports_peers_and_drops(autojump_clock: trio
         x1.view.receive(b"garbage", trio.current_time())
         assert x1.stats().dropped["invalid"] == 1
         n.cancel_scope.cancel()
+
+
+def test_reports_say_whether_the_gateway_leases() -> None:
+    """A report names whether its gateway leases seats (a candidate shard owner); an older gateway's
+    report, without the field, reads as not leasing."""
+    d = Dispatcher(10)
+    assert local_report("g1", d, 8).leases is False
+    d.leases = {}
+    r = local_report("g1", d, 8)
+    assert r.leases is True and msgspec.msgpack.decode(_encode(r), type=FleetReport) == r
+    old = msgspec.msgpack.encode(["g0", 10, {"t": (1, 2)}])
+    assert msgspec.msgpack.decode(old, type=FleetReport) == FleetReport("g0", 10, {"t": (1, 2)}, False)

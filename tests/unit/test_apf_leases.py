@@ -6,6 +6,7 @@ stopping requests, and a new owner (learning first) takes over."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -15,13 +16,19 @@ import trio.testing
 
 from actors._apf import Dispatcher, Ticket, flow_hash
 from actors._apf_fleet import (
+    HANDOVER_AFTER_S,
+    HANDOVER_BACKOFF_S,
+    SHARDS,
     LeaseReply,
     LeaseRequest,
     SeatBudgets,
     SeatLeases,
+    SeatOwner,
     fair_shares,
+    preferred_owner,
     shard_of,
 )
+from actors._flowcontrol import limit_source
 from bus import NoResponders, apf_seats_subject
 
 
@@ -138,6 +145,16 @@ class _Fleet:
         assert out is not None
         return out
 
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Every gateway's lease client running in ``nursery``."""
+        for c in self.clients:
+            await nursery.start(c.run)
+
+    def flood(self, nursery: trio.Nursery, i: int, clients: int, served: list[int], user: str = "u") -> None:
+        """``clients`` closed-loop clients of level ``lvl`` on gateway ``i`` (users ``<user><k>``), in ``nursery``."""
+        for k in range(clients):
+            nursery.start_soon(_client, self.gateways[i], self.events[i], f"{user}{k}", served, i)
+
     def check(self) -> None:
         seats = [d.tenants["a"].levels["lvl"].executing_seats for d in self.gateways]
         self.peak = max(self.peak, sum(seats))
@@ -189,14 +206,11 @@ async def test_seats_held_fleet_wide_owner_death_and_takeover(autojump_clock: tr
     f = _Fleet()
     served = [0, 0, 0]
     async with trio.open_nursery() as n:
-        for c in f.clients:
-            await n.start(c.run)
+        await f.start(n)
         f.owner = SeatBudgets(epoch=1, now=trio.current_time() - 10, ttl_s=1.5)  # an owner past learning
         # a floods g1 (12 clients) and g2 (2): g1 alone would run its local limit, 2 seats.
-        for k in range(12):
-            n.start_soon(_client, f.gateways[0], f.events[0], f"u{k}", served, 0)
-        for k in range(2):
-            n.start_soon(_client, f.gateways[1], f.events[1], f"v{k}", served, 1)
+        f.flood(n, 0, 12, served)
+        f.flood(n, 1, 2, served, "v")
         await trio.sleep(10)
         assert f.peak <= 6, f.peak  # the budget: 2 seats x 3 gateways
         assert f.peaks[0] >= 4, f.peaks  # g1 leased what g2 and g3 left
@@ -207,8 +221,7 @@ async def test_seats_held_fleet_wide_owner_death_and_takeover(autojump_clock: tr
         assert per_request < 0.06, (f.rts, requests)  # leases, not a round trip per request (measured 0.038)
 
         # g3 joins the flood: the owner's split moves seats to it, and the sum stays within the budget.
-        for k in range(12):
-            n.start_soon(_client, f.gateways[2], f.events[2], f"w{k}", served, 2)
+        f.flood(n, 2, 12, served, "w")
         before = list(served)
         await trio.sleep(10)
         assert served[2] - before[2] > 100, served
@@ -241,11 +254,9 @@ async def test_idle_level_returns_its_seats(autojump_clock: trio.testing.MockClo
     f.owner = SeatBudgets(epoch=1, now=-10.0, ttl_s=1.5)
     served = [0, 0]
     async with trio.open_nursery() as n:
-        for c in f.clients:
-            await n.start(c.run)
+        await f.start(n)
         async with trio.open_nursery() as flood:
-            for k in range(6):
-                flood.start_soon(_client, f.gateways[0], f.events[0], f"u{k}", served, 0)
+            f.flood(flood, 0, 6, served)
             await trio.sleep(3)
             assert f.owner.held("a", "lvl", trio.current_time()) == 4  # the whole budget (2 x 2)
             flood.cancel_scope.cancel()
@@ -257,3 +268,69 @@ async def test_idle_level_returns_its_seats(autojump_clock: trio.testing.MockClo
         st = f.clients[0].stats()
         assert st.returned >= 4 and st.leases == 0, st
         n.cancel_scope.cancel()
+
+
+async def test_the_limit_shown_is_the_leased_one(autojump_clock: trio.testing.MockClock) -> None:
+    """``Dispatcher.seat_limit`` (``apiserver_flowcontrol_current_limit_seats``, the dump's
+    CurrentLimitSeats) and the dump's LimitSource follow the lease: pending before the first
+    answer, the fixed share while no owner answers, the seats leased once one does."""
+    f = _Fleet(n=2)
+    d = f.gateways[0]
+    fc = SimpleNamespace(dispatcher=d, leases=f.clients[0])
+    qs = d.tenants["a"].levels["lvl"]
+    assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (0, "lease-pending")
+    served = [0, 0]
+    async with trio.open_nursery() as n:
+        await f.start(n)
+        async with trio.open_nursery() as flood:
+            f.flood(flood, 0, 6, served)
+            await trio.sleep(0.5)  # no owner: no responders, the fixed share (the local limit, 2)
+            assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (qs.limit, "fixed-share") == (2, "fixed-share")
+            f.owner = SeatBudgets(epoch=1, now=trio.current_time() - 10.0, ttl_s=1.5)
+            await trio.sleep(3)  # the owner answers: the whole budget (2 x 2) leased to the only busy one
+            assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (4, "lease")
+            assert d.seat_limit("a", qs) == (d.leases or {})[("a", "lvl")] > qs.limit
+            other = d.tenants["a"].levels["other"]
+            assert limit_source(fc, "a", other) == "lease-pending"  # never asked for here
+            flood.cancel_scope.cancel()
+        n.cancel_scope.cancel()
+    local = Dispatcher(8)
+    local.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 3)], 0.0)
+    lq = local.tenants["a"].levels["lvl"]
+    assert local.seat_limit("a", lq) == lq.limit == 2
+    assert limit_source(SimpleNamespace(dispatcher=local, leases=None), "a", lq) == "local"
+
+
+def test_shards_spread_over_the_gateways_by_rendezvous() -> None:
+    """``SeatOwner.plan``: each gateway claims the shards it is preferred for among those it hears
+    (together: every shard, once); alone, all of them; an owner hands a shard to its preferred
+    gateway once that one has been heard long enough, not again within the backoff; a shard whose
+    preferred gateway does not answer is claimed by one whose requests there fail."""
+    ids = ["g-a", "g-b", "g-c"]
+    owners = [SeatOwner(None, "jk", "S", gateway=g, ttl_s=3.0,  # type: ignore[arg-type]
+                        peers=lambda g=g: [x for x in ids if x != g]) for g in ids]
+    claims = [set(o.plan(0.0)[0]) for o in owners]
+    assert set().union(*claims) == set(range(SHARDS)) and sum(map(len, claims)) == SHARDS
+    assert all(preferred_owner(s, ids) == ids[i] for i, c in enumerate(claims) for s in c)
+    assert all(not o.plan(0.0)[1] for o in owners)
+    assert len({preferred_owner(s, ids) for s in range(64)}) == 3  # (spread: 64 shards over all three)
+    alone = SeatOwner(None, "jk", "S", gateway="g-a", ttl_s=3.0)  # type: ignore[arg-type]
+    assert alone.plan(0.0) == (list(range(SHARDS)), [])
+    # g-a owns every shard (it started first): it renews the others' until they have been heard long enough
+    a = owners[0]
+    a.owned = dict.fromkeys(range(SHARDS))  # type: ignore[arg-type]
+    keep, hand = a.plan(HANDOVER_AFTER_S / 2)
+    assert (set(keep), hand) == (set(range(SHARDS)), [])
+    keep, hand = a.plan(HANDOVER_AFTER_S)
+    assert set(keep) == claims[0] and set(hand) == claims[1] | claims[2]
+    for s in hand:  # (as _hand_over does)
+        a.handed[s] = HANDOVER_AFTER_S
+        del a.owned[s]
+    # its preferred gateway never took it (its requests there fail): taken back, kept through the backoff
+    a.unanswered = lambda s: True
+    assert set(a.plan(HANDOVER_AFTER_S + 1)[0]) == claims[0]  # not at once: the preferred one claims first
+    later = HANDOVER_AFTER_S + 2 * 3.0
+    assert set(a.plan(later)[0]) == set(range(SHARDS))
+    a.owned = dict.fromkeys(range(SHARDS))  # type: ignore[arg-type]
+    assert a.plan(later + HANDOVER_AFTER_S)[1] == []  # owned again, not handed over within the backoff
+    assert set(a.plan(HANDOVER_AFTER_S + HANDOVER_BACKOFF_S)[1]) == claims[1] | claims[2]

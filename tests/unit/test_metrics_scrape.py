@@ -34,7 +34,7 @@ def populated(tenants: list[str] = TENANTS, kinds: int = 8) -> ServerMetrics:
                                                                executing_requests=i + 1, executing_seats=i + 2,
                                                                limit=10 + i) for i, lv in enumerate(LEVELS)},
                                  nominal={lv: 5 for lv in LEVELS}) for t in tenants}
-    fc = SimpleNamespace(dispatched={}, rejected={}, dispatcher=SimpleNamespace(tenants=tflows), on_wait=None)
+    fc = SimpleNamespace(dispatched={}, rejected={}, dispatcher=SimpleNamespace(tenants=tflows, seat_limit=lambda t, qs: qs.limit), on_wait=None)
     stages = [SimpleNamespace(name=f"stage{i}", latency=Histogram(FAST_BUCKETS)) for i in range(8)]
     pipeline = SimpleNamespace(flow_control=fc, apf_fleet=None, apf_leases=None, stages=stages,
                                actors=[SimpleNamespace(name=f"actor{i}", mailbox_depth=i, mailbox_size=1000)

@@ -10,15 +10,20 @@ import pytest
 
 from gateway._table import (
     JSONPathError,
+    View,
     cells_for,
+    check_acceptable,
+    check_view,
     columns_for,
     columns_from_printer_columns,
     human_duration,
     jsonpath_find,
+    list_in_view,
     metadata_api_version,
     metadata_for_list,
     metadata_for_object,
     metadata_watch_line,
+    object_in_view,
     parse_accept,
     parse_include_object,
     table_content_type,
@@ -26,6 +31,8 @@ from gateway._table import (
     table_for_object,
     table_watch_line,
     translate_timestamp_since,
+    view_content_type,
+    view_for,
     wants_metadata,
     wants_protobuf,
     wants_table,
@@ -599,3 +606,81 @@ def test_tables_across_tenants_have_a_cluster_column() -> None:
     plain = json.loads(table_for_list(CM, [raw(o) for o in objs], api_version="meta.k8s.io/v1",
                                       include_object="Metadata", resource_version="5", now=NOW))
     assert [c["name"] for c in plain["columnDefinitions"]] == ["Name", "Data", "Age"]
+
+
+@pytest.mark.parametrize(("accept", "include", "expected"), [
+    (None, None, None),
+    ("application/json", "Object", None),
+    ("application/vnd.kubernetes.protobuf,application/json", None, None),
+    ("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", "junk",
+     View("PartialObjectMetadata", "meta.k8s.io/v1")),  # includeObject is a Table's only
+    (("application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,"
+      "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1"), None,
+     View("PartialObjectMetadata", "meta.k8s.io/v1beta1")),
+    ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1", None,
+     View("PartialObjectMetadataList", "meta.k8s.io/v1")),
+    ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json", None, View("Table", "meta.k8s.io/v1", "Metadata")),
+    ("application/json;as=Table;v=v1beta1;g=meta.k8s.io", "None", View("Table", "meta.k8s.io/v1beta1", "None")),
+    ("application/json;as=Table;v=v2;g=meta.k8s.io,application/json", None, None),  # skipped: not served
+])
+def test_view_for(accept: str | None, include: str | None, expected: View | None) -> None:
+    assert view_for(accept, include) == expected
+
+
+def test_view_for_rejects_a_tables_bad_include_object() -> None:
+    with pytest.raises(ValueError, match="Unable to convert to Table as requested: includeObject"):
+        view_for("application/json;as=Table;v=v1;g=meta.k8s.io", "Everything")
+
+
+def test_objects_and_lists_in_views() -> None:
+    objs = [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {"password": "aHVudGVyMg=="},
+             "metadata": meta(f"s{i}", managedFields=[{"manager": "m"}])} for i in range(3)]
+    pom, poml = View("PartialObjectMetadata", "meta.k8s.io/v1"), View("PartialObjectMetadataList", "meta.k8s.io/v1")
+    table = View("Table", "meta.k8s.io/v1beta1", "Metadata")
+    one = json.loads(object_in_view(pom, SECRET, raw(objs[0]), now=NOW))
+    assert one == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": objs[0]["metadata"]}
+    row = json.loads(object_in_view(table, SECRET, raw(objs[1]), now=NOW))
+    assert row["kind"] == "Table" and row["apiVersion"] == "meta.k8s.io/v1beta1"
+    assert [r["cells"][:3] for r in row["rows"]] == [["s1", "Opaque", 1]]
+    assert row["metadata"] == {"resourceVersion": objs[1]["metadata"]["resourceVersion"]}
+    listed = json.loads(list_in_view(poml, SECRET, [raw(o) for o in objs], resource_version="77", now=NOW))
+    assert listed["kind"] == "PartialObjectMetadataList" and listed["metadata"] == {"resourceVersion": "77"}
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["s0", "s1", "s2"]
+    rows = json.loads(list_in_view(table, SECRET, [raw(o) for o in objs], resource_version="77", now=NOW))
+    assert [r["cells"][0] for r in rows["rows"]] == ["s0", "s1", "s2"] and rows["metadata"]["resourceVersion"] == "77"
+    for view, is_list in ((pom, True), (poml, False)):
+        with pytest.raises(NotAcceptable):
+            check_view(view, is_list=is_list)
+    with pytest.raises(NotAcceptable, match="is not a list"):
+        object_in_view(poml, SECRET, raw(objs[0]), now=NOW)
+    with pytest.raises(NotAcceptable, match="is a list"):
+        list_in_view(pom, SECRET, [], resource_version="1", now=NOW)
+    check_view(table, is_list=True)
+    check_view(table, is_list=False)
+    assert view_content_type(pom) == "application/json"
+    assert view_content_type(table) == "application/json;as=Table;v=v1beta1;g=meta.k8s.io"
+
+
+@pytest.mark.parametrize(("accept", "ok"), [
+    (None, True), ("", True), ("  ", True), ("*", True),
+    ("application/json", True), ("*/*", True), ("application/*", True), ("application/yaml", True),
+    ("application/json;foo=bar", True),  # unknown parameters are kube's "Unrecognized": still served
+    ("application/json;stream=watch", True), ("application/json;sv=v1", True),
+    ("application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", True),
+    ("application/yaml;as=Table;g=meta.k8s.io;v=v1", True),
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", True),  # a browser's
+    ("application/xml", False), ("text/html", False), ("text/*", False), ("foo", False),
+    ("application/json;q=0", False), ("application/json;sv=v2", False), ("application/json;stream=sse", False),
+    ("application/json;as=Table;g=meta.k8s.io;v=v2", False), ("application/json;as=Foo;g=meta.k8s.io;v=v1", False),
+    ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", False),
+    ("application/json;g=meta.k8s.io;v=v1", False),  # a conversion to no kind
+    ("application/vnd.kubernetes.protobuf;as=Table;g=meta.k8s.io;v=v1", False),  # Tables: JSON or YAML
+    ("application/xml, application/json;as=Table;v=v1;g=meta.k8s.io", True),
+])
+def test_check_acceptable(accept: str | None, ok: bool) -> None:
+    if ok:
+        check_acceptable(accept)
+    else:
+        with pytest.raises(NotAcceptable, match="^only the following media types are accepted: application/json, "
+                                                "application/yaml, application/vnd.kubernetes.protobuf$"):
+            check_acceptable(accept)
