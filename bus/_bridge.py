@@ -2,8 +2,8 @@
 
 Why this shape (ARCHITECTURE.md, fixed decision 6): nats-py runs on an asyncio loop in a thread of
 its own. Crossing between the trio thread and that loop costs a thread wake-up, so crossings are
-*coalesced*: trio callers drop requests into a deque and schedule at most one drain on the asyncio
-loop; replies come back into another deque with at most one drain scheduled on trio. Under load
+*coalesced*: trio callers drop requests into a deque and wake a flusher task, which runs after
+the tasks already runnable and schedules at most one drain on the asyncio loop; replies come back into another deque with at most one drain scheduled on trio. Under load
 one crossing carries a whole batch of publishes or acks, and every request is a publish with a
 reply subject on one wildcard inbox subscription, so nothing waits on a per-message round trip
 (nats-py's ``publish_async`` hangs forever on server error replies, nats.py#985; we own deadlines).
@@ -311,6 +311,11 @@ class Bridge:
         # trio -> asyncio: (subject, payload, encoded header block or None, pending, timeout)
         self._outbox: collections.deque[tuple[str, bytes, bytes | None, _Pending, float]] = collections.deque()
         self._out_scheduled = False
+        # trio side: the flusher task, parked until a request fills the outbox (None while it
+        # runs or before it starts), and whether it has been woken for the requests queued since.
+        self._flusher: trio.lowlevel.Task | None = None
+        self._flush_due = False
+        self._flusher_life = trio.CancelScope()
         # asyncio -> trio
         self._replies: collections.deque[tuple[_Pending, bytes, Headers, int]] = collections.deque()
         self._reply_scheduled = False
@@ -348,6 +353,7 @@ class Bridge:
 
     async def _start(self, connect_timeout_s: float) -> None:
         trio.lowlevel.spawn_system_task(self._t_timer, name="jetkube-bridge-deadlines")
+        trio.lowlevel.spawn_system_task(self._t_flusher, name="jetkube-bridge-flusher")
         # Each crossing wakes the other thread, which then waits for the GIL: while the trio thread
         # runs Python without a pause (a busy gateway), up to the interpreter's switch interval, 5 ms
         # by default, and a consistent read crosses at least twice (the head query's request and
@@ -492,6 +498,7 @@ class Bridge:
         self._loop.call_soon_threadsafe(self._loop.stop)
         await trio.to_thread.run_sync(self._thread.join, 5)
         self._timer_life.cancel()
+        self._flusher_life.cancel()
         deadlines, self._deadlines = self._deadlines, []
         for _, _, p in deadlines:  # nothing can answer them any more
             self._t_wake(p, _CLOSED)
@@ -557,9 +564,14 @@ class Bridge:
             if self._closed:  # closed while this waited for a slot: nothing would time it out
                 raise BusClosed("bus is closed")
             self._outbox.append((subject, payload, hdr, p, timeout_s))
-            if not self._out_scheduled:
-                self._out_scheduled = True
-                self._loop.call_soon_threadsafe(self._a_drain_outbox)
+            if not self._flush_due:
+                self._flush_due = True
+                flusher = self._flusher
+                if flusher is not None:
+                    self._flusher = None
+                    trio.lowlevel.reschedule(flusher)
+                else:  # no flusher (not started, or gone): cross now
+                    self._t_flush()
             p.task = trio.lowlevel.current_task()
             self._parked += 1
             deadline = trio.current_time() + timeout_s
@@ -615,6 +627,31 @@ class Bridge:
                 with trio.CancelScope(deadline=heap[0][0] if heap else float("inf")) as self._timer_wake:
                     await trio.sleep_forever()
                 self._timer_wake = None
+
+    def _t_flush(self) -> None:
+        """Hand the outbox to the asyncio loop: one crossing (a wake-up of its thread) for every
+        request queued since the last, unless a drain is already scheduled there."""
+        self._flush_due = False
+        if not self._out_scheduled:
+            self._out_scheduled = True
+            self._loop.call_soon_threadsafe(self._a_drain_outbox)
+
+    async def _t_flusher(self) -> None:
+        """Crosses once per trio scheduling batch, not once per request: a request queues its
+        publish and wakes this task (no system call), which runs after the tasks already runnable
+        — every request they queue meanwhile goes in the same crossing. (Per append, the crossing's
+        self-pipe write and the wake-up of the NATS thread were ~12 % of a busy gateway's samples.)"""
+
+        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+            self._flusher = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        with self._flusher_life:
+            while True:
+                if self._flush_due:
+                    self._t_flush()
+                self._flusher = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(abort)
 
     def _a_drain_outbox(self) -> None:
         self._out_scheduled = False
