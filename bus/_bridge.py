@@ -316,6 +316,8 @@ class Bridge:
         self._flusher: trio.lowlevel.Task | None = None
         self._flush_due = False
         self._flusher_life = trio.CancelScope()
+        #: Crossings to the asyncio loop made for requests so far (each carries a batch of them).
+        self.crossings = 0
         # asyncio -> trio
         self._replies: collections.deque[tuple[_Pending, bytes, Headers, int]] = collections.deque()
         self._reply_scheduled = False
@@ -634,6 +636,7 @@ class Bridge:
         self._flush_due = False
         if not self._out_scheduled:
             self._out_scheduled = True
+            self.crossings += 1
             self._loop.call_soon_threadsafe(self._a_drain_outbox)
 
     async def _t_flusher(self) -> None:
