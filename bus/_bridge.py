@@ -652,7 +652,10 @@ class Bridge:
         with self._flusher_life:
             while True:
                 if self._flush_due:
-                    self._t_flush()
+                    try:
+                        self._t_flush()
+                    except RuntimeError:  # the loop is closed: unsent requests time out (a system task must not raise)
+                        self._flush_due = False
                 self._flusher = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(abort)
 
