@@ -97,7 +97,7 @@ async def test_close_wakes_the_requests_in_flight(nats_url: str) -> None:
 
 
 async def test_requests_queued_together_cross_to_the_nats_thread_together(nats_url: str) -> None:
-    """The flusher: requests queued in one trio scheduling batch share one crossing to the asyncio
+    """The flush hook: requests queued in one trio scheduling batch share one crossing to the asyncio
     loop (not one each); a request alone still crosses at once, and every one is answered."""
     with trio.fail_after(30):
         async with open_bridge(nats_url) as bridge:
