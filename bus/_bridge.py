@@ -3,9 +3,10 @@
 Why this shape (ARCHITECTURE.md, fixed decision 6): nats-py runs on an asyncio loop in a thread of
 its own. Crossing between the trio thread and that loop costs a thread wake-up, so crossings are
 *coalesced*: trio callers drop requests into a deque, and once per scheduling batch (a run-loop
-hook, :class:`_FlushHook`) at most one drain is scheduled on the asyncio loop; replies come back into another deque with at most one drain scheduled on trio. Under load
-one crossing carries a whole batch of publishes or acks, and every request is a publish with a
-reply subject on one wildcard inbox subscription, so nothing waits on a per-message round trip
+hook, :class:`_FlushHook`) at most one drain is scheduled on the asyncio loop; replies come back
+into another deque with at most one drain scheduled on trio. Under load one crossing carries a
+whole batch of publishes or acks, and every request is a publish with a reply subject on one
+wildcard inbox subscription, so nothing waits on a per-message round trip
 (nats-py's ``publish_async`` hangs forever on server error replies, nats.py#985; we own deadlines).
 ``bench`` scenario B5 measures this bridge against raw pipelined nats-py publishes (C2).
 
