@@ -20,6 +20,8 @@ _state: list[Any] = [b"", 0]  # the random bytes read, and the offset of the nex
 
 
 def _forget() -> None:
+    global _lock
+    _lock = threading.Lock()  # a thread of the parent may have held it at the fork
     _state[0], _state[1] = b"", 0
 
 
