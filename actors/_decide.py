@@ -103,12 +103,17 @@ def validate(req: Request, obj: dict[str, Any], old: dict[str, Any] | None, guar
 def same(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Equal but for resourceVersion: a no-op write is not written (managedFields change only with
     the object, or with a change of ownership, which is written)."""
-
-    def strip(o: dict[str, Any]) -> dict[str, Any]:
-        m = {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}
-        return {**o, "metadata": m}
-
-    return strip(old) == strip(new)
+    om, nm = old["metadata"], new["metadata"]
+    if len(old) != len(new) or (len(om) - ("resourceVersion" in om)) != (len(nm) - ("resourceVersion" in nm)):
+        return False
+    # Member by member, as dict equality compares (identity first), without copying either side.
+    for k, v in old.items():
+        if k != "metadata" and (k not in new or not (v is (w := new[k]) or v == w)):
+            return False
+    for k, v in om.items():
+        if k != "resourceVersion" and (k not in nm or not (v is (w := nm[k]) or v == w)):
+            return False
+    return True
 
 
 def check_resource_version(rdef: ResourceDef, name: str, entry: Entry, rv: int | None) -> None:

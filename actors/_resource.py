@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,6 +43,7 @@ from kinds._fieldvalidation import (
     unknown_fields,
 )
 from kinds._strategy import strategy_for
+from kinds._uid import new_uid
 from projections import (
     Entry,
     Projection,
@@ -335,7 +335,7 @@ class ResourceCore:
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(f, None)
         now = now_rfc3339()
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = new_uid()
         meta["creationTimestamp"] = now
         strategy = strategy_for(rdef)
         meta.pop("generation", None)  # the kind's definition decides (subresources.prepare_create)
@@ -959,7 +959,7 @@ def _msg_id(audit_id: str, subject: str, attempt: int) -> str:
     while a retry of the same append stays a duplicate. ``attempt`` > 0 is a new decision after a
     conflict, a different append."""
     digest = hashlib.blake2b(subject.encode(), digest_size=8).hexdigest()
-    base = f"{audit_id or uuid.uuid4()}:{digest}"
+    base = f"{audit_id or new_uid()}:{digest}"
     return base if attempt == 0 else f"{base}.{attempt}"
 
 

@@ -2,10 +2,11 @@
 
 Why this shape (ARCHITECTURE.md, fixed decision 6): nats-py runs on an asyncio loop in a thread of
 its own. Crossing between the trio thread and that loop costs a thread wake-up, so crossings are
-*coalesced*: trio callers drop requests into a deque and schedule at most one drain on the asyncio
-loop; replies come back into another deque with at most one drain scheduled on trio. Under load
-one crossing carries a whole batch of publishes or acks, and every request is a publish with a
-reply subject on one wildcard inbox subscription, so nothing waits on a per-message round trip
+*coalesced*: trio callers drop requests into a deque, and once per scheduling batch (a run-loop
+hook, :class:`_FlushHook`) at most one drain is scheduled on the asyncio loop; replies come back
+into another deque with at most one drain scheduled on trio. Under load one crossing carries a
+whole batch of publishes or acks, and every request is a publish with a reply subject on one
+wildcard inbox subscription, so nothing waits on a per-message round trip
 (nats-py's ``publish_async`` hangs forever on server error replies, nats.py#985; we own deadlines).
 ``bench`` scenario B5 measures this bridge against raw pipelined nats-py publishes (C2).
 
@@ -295,6 +296,27 @@ class Reply:
         return None if self.headers is None else self.headers.get("Status")
 
 
+class _FlushHook(trio.abc.Instrument):
+    """Crosses to the asyncio loop once per trio scheduling batch, not once per request: trio
+    calls ``before_io_wait`` after running the tasks that were runnable (before it polls for I/O),
+    so every request those tasks queued goes in one crossing — no task of its own, no system call
+    per request. (Per append, the crossing's self-pipe write and the wake-up of the NATS thread were
+    ~12 % of a busy gateway's samples.) It must not raise: trio would drop the hook."""
+
+    __slots__ = ("bridge",)
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def before_io_wait(self, timeout: float) -> None:
+        bridge = self.bridge
+        if bridge._flush_due:
+            try:
+                bridge._t_flush()
+            except Exception:  # noqa: BLE001 - a closed loop: unsent requests time out
+                bridge._flush_due = False
+
+
 class Bridge:
     """One NATS connection, driven from trio. Create with :func:`open_bridge`."""
 
@@ -311,6 +333,12 @@ class Bridge:
         # trio -> asyncio: (subject, payload, encoded header block or None, pending, timeout)
         self._outbox: collections.deque[tuple[str, bytes, bytes | None, _Pending, float]] = collections.deque()
         self._out_scheduled = False
+        # trio side: whether requests were queued since the last crossing, and the run-loop hook
+        # that crosses for them once per scheduling batch (None: not installed, cross at once).
+        self._flush_due = False
+        self._flush_hook: _FlushHook | None = None
+        #: Crossings to the asyncio loop made for requests so far (each carries a batch of them).
+        self.crossings = 0
         # asyncio -> trio
         self._replies: collections.deque[tuple[_Pending, bytes, Headers, int]] = collections.deque()
         self._reply_scheduled = False
@@ -348,6 +376,8 @@ class Bridge:
 
     async def _start(self, connect_timeout_s: float) -> None:
         trio.lowlevel.spawn_system_task(self._t_timer, name="jetkube-bridge-deadlines")
+        self._flush_hook = _FlushHook(self)
+        trio.lowlevel.add_instrument(self._flush_hook)
         # Each crossing wakes the other thread, which then waits for the GIL: while the trio thread
         # runs Python without a pause (a busy gateway), up to the interpreter's switch interval, 5 ms
         # by default, and a consistent read crosses at least twice (the head query's request and
@@ -492,6 +522,12 @@ class Bridge:
         self._loop.call_soon_threadsafe(self._loop.stop)
         await trio.to_thread.run_sync(self._thread.join, 5)
         self._timer_life.cancel()
+        if self._flush_hook is not None:
+            hook, self._flush_hook = self._flush_hook, None
+            try:
+                trio.lowlevel.remove_instrument(hook)
+            except KeyError:  # trio dropped it already
+                pass
         deadlines, self._deadlines = self._deadlines, []
         for _, _, p in deadlines:  # nothing can answer them any more
             self._t_wake(p, _CLOSED)
@@ -557,9 +593,10 @@ class Bridge:
             if self._closed:  # closed while this waited for a slot: nothing would time it out
                 raise BusClosed("bus is closed")
             self._outbox.append((subject, payload, hdr, p, timeout_s))
-            if not self._out_scheduled:
-                self._out_scheduled = True
-                self._loop.call_soon_threadsafe(self._a_drain_outbox)
+            if not self._flush_due:
+                self._flush_due = True
+                if self._flush_hook is None:  # no hook (not started, or closing): cross now
+                    self._t_flush()
             p.task = trio.lowlevel.current_task()
             self._parked += 1
             deadline = trio.current_time() + timeout_s
@@ -615,6 +652,15 @@ class Bridge:
                 with trio.CancelScope(deadline=heap[0][0] if heap else float("inf")) as self._timer_wake:
                     await trio.sleep_forever()
                 self._timer_wake = None
+
+    def _t_flush(self) -> None:
+        """Hand the outbox to the asyncio loop: one crossing (a wake-up of its thread) for every
+        request queued since the last, unless a drain is already scheduled there."""
+        self._flush_due = False
+        if not self._out_scheduled:
+            self._out_scheduled = True
+            self.crossings += 1
+            self._loop.call_soon_threadsafe(self._a_drain_outbox)
 
     def _a_drain_outbox(self) -> None:
         self._out_scheduled = False

@@ -11,7 +11,6 @@ import datetime
 import random
 import ssl
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -53,6 +52,7 @@ from actors import (
 )
 from bus import ANY_TENANT, ROOT_TENANT, Key
 from kinds import Registry
+from kinds._uid import new_uid
 from projections import Change, Projection, now_micro
 
 from . import _discovery as discovery
@@ -273,7 +273,7 @@ def create_app(ctx: Context) -> QuartTrio:
                 return ui.response(request.path, request.method)
             except ApiError as e:
                 return _error_response(e)
-        audit_id = str(uuid.uuid4())
+        audit_id = new_uid()
         line = begin_request(ctx.settings.request_log, audit_id, request.scope,
                              request.headers.get("User-Agent", ""))
         intake = _Intake()

@@ -33,7 +33,6 @@ Requests the reject gate (``gateway._gate``) already authenticated come with the
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -43,6 +42,7 @@ import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec er
 
 from actors import Admission, Allowed, Request, bearer_token, tenant_exists, tenant_not_found, warning_header
 from bus import ANY_TENANT, ROOT_TENANT, Key
+from kinds._uid import new_uid
 from projections import now_micro
 
 from . import _history as history
@@ -183,7 +183,7 @@ class FastPath:
         method: str = scope["method"]
         headers = plan.headers
         user_agent = headers.get(b"user-agent", "")
-        audit_id = str(uuid.uuid4())
+        audit_id = new_uid()
         line = begin_request(ctx.settings.request_log, audit_id, scope, user_agent)
         note = AuditNote(method.lower())
         received = note.received = now_micro()

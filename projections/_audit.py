@@ -19,6 +19,7 @@ record never carries request headers.
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -283,8 +284,24 @@ def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid:
     return rec
 
 
+# The last second formatted and its text up to the fraction, replaced as one tuple (any thread).
+_second: list[tuple[int, str]] = [(-1, "")]
+
+
 def now_micro() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The time now as kube's audit timestamps (MicroTime, ``2026-11-30T07:08:34.357157Z``): the
+    system clock to the microsecond, rounded down as ``datetime.now`` does; the second's text is
+    formatted once a second (strftime was ~4 us of the ~5 this took per request)."""
+    return micro_of_ns(time.time_ns())
+
+
+def micro_of_ns(ns: int) -> str:
+    """:func:`now_micro` of the instant ``ns`` (nanoseconds since the epoch)."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    cached = _second[0]
+    if cached[0] != sec:
+        cached = _second[0] = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
+    return f"{cached[1]}{frac // 1000:06d}Z"
 
 
 def _micro(ts: str) -> str:

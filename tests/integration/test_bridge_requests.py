@@ -94,3 +94,28 @@ async def test_close_wakes_the_requests_in_flight(nats_url: str) -> None:
             await trio.testing.wait_all_tasks_blocked()
             assert bridge._parked == 20
     assert len(failures) == 20
+
+
+async def test_requests_queued_together_cross_to_the_nats_thread_together(nats_url: str) -> None:
+    """The flush hook: requests queued in one trio scheduling batch share one crossing to the asyncio
+    loop (not one each); a request alone still crosses at once, and every one is answered."""
+    with trio.fail_after(30):
+        async with open_bridge(nats_url) as bridge:
+            await _responders(bridge)
+            for rounds in range(3):
+                await trio.testing.wait_all_tasks_blocked()
+                before = bridge.crossings
+                answers: dict[int, bytes] = {}
+
+                async def ask(i: int, answers: dict[int, bytes] = answers) -> None:
+                    answers[i] = (await bridge.request("t.echo", b"%d" % i, timeout_s=10)).data
+
+                async with trio.open_nursery() as n:
+                    for i in range(200):
+                        n.start_soon(ask, i)
+                assert answers == {i: b"re:%d" % i for i in range(200)}
+                # All 200 start in one batch: one crossing, or a few if the NATS thread drained early.
+                assert 1 <= bridge.crossings - before <= 4, (rounds, bridge.crossings - before)
+                alone = bridge.crossings
+                assert (await bridge.request("t.echo", b"alone", timeout_s=10)).data == b"re:alone"
+                assert bridge.crossings == alone + 1
