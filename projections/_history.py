@@ -155,9 +155,17 @@ async def check_retained(log: Log, seq: int) -> int:
     version >= C whole: below C is 410, as kube after an etcd compaction. A log purged by other
     means (no record, but its first messages gone) may lack such a revision of any object, so
     then every past version is 410. Call :func:`check_still_retained` after reading, too."""
-    state = await log.stream_state()
+    # (the two reads are independent: both in flight at once)
+    got: dict[str, Any] = {}
+
+    async def compaction() -> None:
+        got["point"] = (await log.compaction_point())[0]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(compaction)
+        state = await log.stream_state()
     first, last = int(state.get("first_seq", 1)), int(state.get("last_seq", 0))
-    point, _ = await log.compaction_point()
+    point = got["point"]
     if point:
         if seq < point:
             raise TooOldResourceVersion(seq, point)
