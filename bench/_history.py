@@ -1,7 +1,7 @@
 """History figures: one object's history among many events, and a resource as of an old version.
 
     .venv/bin/python -m bench._history [--events 200000] [--objects 10000] [--store DIR]
-    .venv/bin/python -m bench._history --http [--store DIR] [--reps 4] [--no-snapshots]
+    .venv/bin/python -m bench._history --http [--store DIR] [--reps 4] [--no-snapshots] [--runs N]
 
 Starts its own nats-server (from the wheel; on ``--store DIR``, seeded once and reused after),
 appends ``--events`` CAS events spread over ``--objects`` ConfigMaps (plus one object written 50
@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import trio
@@ -248,6 +249,23 @@ async def http(events: int, objects: int, store: str | None, reps: int, snapshot
     return out
 
 
+def pooled(runs: list[dict[str, Any]]) -> dict[str, object]:
+    """Several ``--http`` runs (each with its own gateway) as one figure: for each kind of request the
+    median wall of every request of every run against the median of every current LIST, each run's
+    own ratio, and how many runs were at most 5x."""
+    cur = statistics.median(w for r in runs for w in r["current"]["wall_ms_all"])  # type: ignore[index]
+    out: dict[str, object] = {"runs": len(runs), "current_wall_ms_median": round(cur, 1),
+                              "loadavg": [r["loadavg"] for r in runs]}
+    for label in ("exact_middle", "exact_recent", "exact_middle_limit500"):
+        wall = statistics.median(w for r in runs for w in r[label]["wall_ms_all"])  # type: ignore[index]
+        xs = [r[label]["x_current"] for r in runs]  # type: ignore[index]
+        out[label] = {"wall_ms_median": round(wall, 1), "x_current": round(wall / cur, 2), "x_runs": xs,
+                      "runs_at_most_5x": sum(x <= 5 for x in xs),
+                      "gateway_cpu_ms_runs": [r[label]["gateway_cpu_ms_median"] for r in runs],  # type: ignore[index]
+                      "nats_cpu_ms_runs": [r[label]["nats_cpu_ms_median"] for r in runs]}  # type: ignore[index]
+    return out
+
+
 def _thread_cpu_s(pid: int) -> float:
     """utime + stime of a process's main thread (the gateway's trio thread), seconds."""
     try:
@@ -282,11 +300,16 @@ if __name__ == "__main__":
     p.add_argument("--reps", type=int, default=4, help="--http: requests of each kind per round (2 rounds)")
     p.add_argument("--no-snapshots", action="store_true",
                    help="--http: the gateway folds the log at start (its rings hold the last changes)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="--http: that many runs, each with a gateway of its own, pooled (bench._history.pooled)")
     p.add_argument("--gateway-child", metavar="NATS_URL", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.gateway_child:
         trio.run(_gateway_child, a.gateway_child, a.data_dir, not a.no_snapshots)
+    elif a.http and a.runs > 1:
+        done = [trio.run(http, a.events, a.objects, a.store, a.reps, not a.no_snapshots) for _ in range(a.runs)]
+        print(json.dumps({"pooled": pooled(done), "each": done}))
     elif a.http:
         print(json.dumps(trio.run(http, a.events, a.objects, a.store, a.reps, not a.no_snapshots)))
     else:

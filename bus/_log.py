@@ -29,6 +29,12 @@ from ._subjects import Key, all_filter, object_subject, system_subject
 from ._types import LogMessage
 
 log = logging.getLogger("jetkube.bus")
+#: A range read's pulls (bus/_reader.py ``in_flight``): messages per pull, and pulls outstanding at
+#: once, so nats-server sends the next while Python cuts the current ones. At most ~3,000 messages
+#: (~1.5 MB of 500-byte events) in flight. Measured on 10,031 messages (/tmp/xlist/rr.py, load ~9):
+#: one pull of 4,096 at a time waited for each pull's first message; 3 x 1,024 did not.
+RANGE_BATCH = 1024
+RANGE_PULLS = 3
 _WRONG_LAST_SEQUENCE = 10071
 # A clustered stream's leader answers a CAS append that lost to a write still being proposed with
 # this constant form, which names no sequence (nats-server JSStreamWrongLastSequenceConstantErr).
@@ -401,7 +407,7 @@ class Log:
         return [self._direct_message(r, "") for r in await self._direct_batch(body, 1025, timeout_s)]
 
     async def last_messages_between(self, filter_subject: str, first: int, last: int, *,
-                                    batch: int = 1024) -> dict[str, LogMessage]:
+                                    batch: int = RANGE_BATCH, in_flight: int = RANGE_PULLS) -> dict[str, LogMessage]:
         """The last message of each subject matching ``filter_subject`` among sequences
         ``first..last``, by subject (their ``msg_id`` not read): the range read forward by an ordered reader (a filtered
         consumer from ``first``), which stops at the first message past ``last``. Unlike
@@ -412,14 +418,15 @@ class Log:
         if last < first:
             return {}
         reader = await open_reader(self.bridge, self.stream, filter_subject, max(1, first),
-                                   batch=max(1, min(batch, last - first + 1)), until=last,
+                                   batch=max(1, min(batch, last - first + 1)), until=last, in_flight=in_flight,
                                    decrypt=None if self.encryption is None else self.encryption.decrypt)
         try:
             return await reader.last_per_subject()
         finally:
-            await reader.aclose()
+            reader.close_soon()
 
-    async def messages_by_seq(self, filter_subject: str, seqs: set[int], *, batch: int = 4096) -> dict[int, bytes]:
+    async def messages_by_seq(self, filter_subject: str, seqs: set[int], *, batch: int = RANGE_BATCH,
+                              in_flight: int = RANGE_PULLS) -> dict[int, bytes]:
         """The payloads of the messages at ``seqs`` (all matching ``filter_subject``; decrypted), by
         sequence: the range from the
         lowest to the highest read forward by an ordered reader (a filtered consumer), which keeps
@@ -431,11 +438,12 @@ class Log:
         first, last = min(seqs), max(seqs)
         reader = await open_reader(self.bridge, self.stream, filter_subject, first,
                                    batch=max(1, min(batch, last - first + 1)), until=last, wanted=seqs,
+                                   in_flight=in_flight,
                                    decrypt=None if self.encryption is None else self.encryption.decrypt)
         try:
             return await reader.wanted_messages()
         finally:
-            await reader.aclose()
+            reader.close_soon()
 
     async def _direct_batch(self, body: bytes, max_msgs: int, timeout_s: float) -> list[Reply]:
         """The messages of one batch direct get; [] for 404 (nothing matched; nats-server 2.15 also

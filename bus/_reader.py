@@ -18,6 +18,9 @@ and wakes trio once at the end (:meth:`LogReader.last_per_subject`): no per-mess
 buffer or crossing for the messages a later one of the same subject replaces. Opened with ``until``
 and ``wanted`` (a set of sequences), it keeps exactly those messages instead, by sequence
 (:meth:`LogReader.wanted_messages`): a read of messages whose sequences the caller already knows.
+A range read keeps up to ``in_flight`` pulls of ``batch`` messages outstanding, so nats-server
+delivers the next messages while Python cuts the current ones, and never asks for more messages than
+the range's sequences left (no pull delivers messages past ``until`` when the filter matches them all).
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class LogReader:
 
     def __init__(self, bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
                  batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None,
-                 until: int | None = None, wanted: set[int] | None = None) -> None:
+                 until: int | None = None, wanted: set[int] | None = None, in_flight: int = 1) -> None:
         self._b = bridge
         self._decrypt = decrypt  # encryption at rest (Log.encryption), undone as messages arrive
         self._stream = stream
@@ -86,7 +89,11 @@ class LogReader:
         self._buf: collections.deque[LogMessage] = collections.deque()
         self._next_seq = max(1, start_seq)  # the next stream sequence we want
         self._cseq = 0
-        self._outstanding = 0
+        self._outstanding = 0  # messages asked for by the pulls outstanding, not received yet
+        # A range read: pulls outstanding at most (the consumer's max_waiting is 4), and the
+        # outstanding count at which the next pull is issued (-1: none due).
+        self._in_flight = max(1, min(in_flight, 3)) if until is not None else 1
+        self._refill_at = -1
         self._consumer = ""
         self._inbox = ""
         self._sub: Any = None
@@ -102,7 +109,9 @@ class LogReader:
         self._kept: dict[str | bytes, tuple[int, bytes]] = {}
         # ``wanted``: keep only these sequences here (seq -> subject, data) instead.
         self._wanted = wanted
-        self._by_seq: dict[int, tuple[str | bytes, bytes]] = {}
+        # (seq -> data; and seq -> subject as well when payloads are decrypted, which needs it)
+        self._by_seq: dict[int, bytes] = {}
+        self._subjects: dict[int, str | bytes] = {}
         self._done = False
         #: Messages the stream held beyond the last delivered one, as JetStream last reported.
         self.pending = -1
@@ -156,9 +165,10 @@ class LogReader:
         await self._wait_done()
         decrypt = self._decrypt
         if decrypt is None:
-            return {seq: data for seq, (_, data) in self._by_seq.items()}
-        return {seq: decrypt(subject if isinstance(subject, str) else subject.decode(), data)
-                for seq, (subject, data) in self._by_seq.items()}
+            return self._by_seq
+        subjects = self._subjects
+        return {seq: decrypt(s if isinstance(s := subjects[seq], str) else s.decode(), data)
+                for seq, data in self._by_seq.items()}
 
     async def _wait_done(self) -> None:
         await self._wait_until(lambda: self._done)
@@ -199,6 +209,18 @@ class LogReader:
                 await self._b.run_coro(self._a_close(), timeout_s=2.5)
             except (BusError, trio.TooSlowError, RuntimeError):
                 pass
+
+    def close_soon(self) -> None:
+        """Close without waiting (a reader whose caller has what it wanted): the consumer's delete
+        is sent from the asyncio loop when it gets to it (and the consumer expires on its own after
+        ``inactive_threshold`` anyway); messages still arriving for it are dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._b.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._a_close()))
+        except RuntimeError:  # the loop is closed: so is the connection, and the consumer expires
+            pass
 
     # ---- asyncio side -------------------------------------------------------------------------
 
@@ -263,6 +285,9 @@ class LogReader:
         await self._a_pull()
 
     async def _a_pull(self) -> None:
+        if self._until is not None:
+            await self._a_pull_range()
+            return
         room = 2 * self._batch - len(self._buf)
         if self._outstanding or self._closed or self._done or room < self._batch:
             return
@@ -271,6 +296,27 @@ class LogReader:
         self._last_activity = asyncio.get_running_loop().time()
         await self._b.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}",
                                  body.encode(), reply=self._inbox)
+
+    async def _a_pull_range(self) -> None:
+        """A range read's pulls: up to ``_in_flight`` outstanding, the next one issued when the
+        oldest has been received (``_refill_at``), each for at most the messages the range's
+        sequences left can hold."""
+        batch, cap = self._batch, (self._in_flight - 1) * self._batch
+        until: int = self._until  # type: ignore[assignment]
+        while not (self._closed or self._done):
+            # (the filter's messages left in the range are at most its sequences left)
+            left = until - self._next_seq + 1 - self._outstanding
+            if left <= 0 or self._outstanding > cap:
+                break
+            n = min(batch, left)
+            self._outstanding += n
+            self._refill_at = cap
+            body = b'{"batch":%d,"expires":%d,"idle_heartbeat":%d}' % (n, _EXPIRES_NS, _HEARTBEAT_NS)
+            self._last_activity = asyncio.get_running_loop().time()
+            await self._b.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}",
+                                     body, reply=self._inbox)
+        if self._outstanding <= cap and self._until - self._next_seq + 1 - self._outstanding <= 0:
+            self._refill_at = 0  # every message the range can hold is asked for: only when all came
 
     def _a_maybe_pull(self) -> None:
         self._pull_scheduled = False
@@ -325,7 +371,9 @@ class LogReader:
             if wanted is None:
                 self._kept[subject] = (sseq, data)
             elif sseq in wanted:
-                self._by_seq[sseq] = (subject, data)
+                self._by_seq[sseq] = data
+                if self._decrypt is not None:
+                    self._subjects[sseq] = subject
             self._done = sseq == until or pending in ("0", b"0")
         if self._done:
             self.pending = int(pending)
@@ -335,8 +383,9 @@ class LogReader:
         if not cseq & 63:  # the watchdog's clock
             self._last_activity = self._b.loop.time()
         self._outstanding -= 1
-        if self._outstanding <= 0:
-            self._outstanding = 0
+        if self._outstanding <= self._refill_at:
+            self._refill_at = -1
+            self._outstanding = max(self._outstanding, 0)
             asyncio.ensure_future(self._a_pull())
 
     async def _a_on_status(self, status: str, desc: str) -> None:
@@ -438,16 +487,17 @@ class LogReader:
 
 async def open_reader(bridge: Bridge, stream: str, filter_subject: str, start_seq: int, *,
                       batch: int = 1024, decrypt: Callable[[str, bytes], bytes] | None = None,
-                      until: int | None = None, wanted: set[int] | None = None) -> LogReader:
+                      until: int | None = None, wanted: set[int] | None = None, in_flight: int = 1) -> LogReader:
     """Create a reader; the caller must ``aclose()`` it (use it in ``try/finally``). ``until``: a
     range read up to that sequence, taken with :meth:`LogReader.last_per_subject`, or with
-    ``wanted`` (sequences <= ``until``) with :meth:`LogReader.wanted_messages`."""
+    ``wanted`` (sequences <= ``until``) with :meth:`LogReader.wanted_messages`; ``in_flight``: its
+    pulls of ``batch`` outstanding at most (1 to 4)."""
     if bridge.nc is None:
         raise BusClosed("bus is not connected")
     if wanted is not None and until is None:
         raise ValueError("a reader of wanted sequences needs until")
     r = LogReader(bridge, stream, filter_subject, start_seq, batch=batch, decrypt=decrypt, until=until,
-                  wanted=wanted)
+                  wanted=wanted, in_flight=in_flight)
     try:
         await r._open()
     except BaseException:

@@ -155,9 +155,17 @@ async def check_retained(log: Log, seq: int) -> int:
     version >= C whole: below C is 410, as kube after an etcd compaction. A log purged by other
     means (no record, but its first messages gone) may lack such a revision of any object, so
     then every past version is 410. Call :func:`check_still_retained` after reading, too."""
-    state = await log.stream_state()
+    # (the two reads are independent: both in flight at once)
+    got: dict[str, Any] = {}
+
+    async def compaction() -> None:
+        got["point"] = (await log.compaction_point())[0]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(compaction)
+        state = await log.stream_state()
     first, last = int(state.get("first_seq", 1)), int(state.get("last_seq", 0))
-    point, _ = await log.compaction_point()
+    point = got["point"]
     if point:
         if seq < point:
             raise TooOldResourceVersion(seq, point)
@@ -209,8 +217,8 @@ STORE_BLOCK_BYTES = 8 * 1024 * 1024
 #: rewritten in turn by 256 concurrent writers): a margin of 1.0 to 1.15 leaves the same 6-7
 #: subjects unseen (objects written less often), so the margin only pays for jitter.
 SCAN_MARGIN = 1.05
-#: Messages per pull of a range read (at most twice this many are buffered).
-SCAN_BATCH = 4096
+#: Messages per pull of a range read, three pulls outstanding (bus/_log.py ``RANGE_PULLS``).
+SCAN_BATCH = 1024
 
 
 async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int,
@@ -485,7 +493,9 @@ async def _read_seqs(log: Log, filter_subject: str, need: list[int], share: floa
     need.sort()
     top = need[-1]
     split, best = 0, (top - need[0] + 1) * share
-    for j in range(1, len(need)):
+    # Reading the lowest j by direct gets costs j * DIRECT_GET_MESSAGES and saves at most the whole
+    # range: no j beyond best / DIRECT_GET_MESSAGES can be cheaper (a dense set stops early).
+    for j in range(1, min(len(need), int(best / DIRECT_GET_MESSAGES) + 1)):
         cost = (top - need[j] + 1) * share + j * DIRECT_GET_MESSAGES
         if cost < best:
             split, best = j, cost

@@ -177,20 +177,64 @@ async def test_range_reads_keep_each_subjects_last_message(nats_url: str) -> Non
                 matching = [(s, subj, p) for s, subj, p in appended
                             if flt == "hrr.>" or subj.startswith(flt.rstrip(">").rstrip("*"))]
                 assert matching
-                for first, last, batch in ((1, head, 4096), (50, 420, 7), (300, head + 100, 16), (head, head, 1),
-                                           (200, 199, 8), (head + 1, head + 50, 8)):
+                # (in_flight: pulls outstanding at once; a small batch keeps several in flight)
+                for first, last, batch, in_flight in ((1, head, 4096, 1), (50, 420, 7, 1), (50, 420, 7, 3),
+                                                      (300, head + 100, 16, 2), (head, head, 1, 3),
+                                                      (200, 199, 8, 3), (head + 1, head + 50, 8, 3)):
                     want = {subj: (s, p) for s, subj, p in matching if first <= s <= last}
-                    got = await log.last_messages_between(flt, first, last, batch=batch)
+                    got = await log.last_messages_between(flt, first, last, batch=batch, in_flight=in_flight)
                     assert {subj: (m.seq, m.data) for subj, m in got.items()} == want, (flt, first, last, batch)
                     assert all(m.subject == subj for subj, m in got.items())
                 # ``Log.messages_by_seq`` (a reader opened with ``until`` and ``wanted``): exactly the
                 # sequences asked, decrypted; one the filter does not hold is absent.
-                for pick, batch in ((3, 4096), (11, 7), (1, 16)):
+                for pick, batch, in_flight in ((3, 4096, 1), (11, 7, 1), (1, 16, 1), (1, 5, 3), (2, 9, 2), (7, 3, 3)):
                     want_seq = {s: p for s, _, p in matching[::pick]}
-                    assert await log.messages_by_seq(flt, set(want_seq), batch=batch) == want_seq, (flt, pick)
+                    got_seq = await log.messages_by_seq(flt, set(want_seq), batch=batch, in_flight=in_flight)
+                    assert got_seq == want_seq, (flt, pick, batch, in_flight)
                 other = next(s for s, subj, _ in appended if (s, subj) not in {(m[0], m[1]) for m in matching}) \
                     if len(matching) < len(appended) else None
                 if other is not None:
                     some = {s for s, _, _ in matching[:5]}
                     got_seq = await log.messages_by_seq(flt, some | {other})
                     assert set(got_seq) == some
+
+
+async def test_pipelined_range_reads_ask_for_no_message_past_the_end(nats_url: str) -> None:
+    """A range read with several pulls in flight (bus/_reader.py ``in_flight``): every pull asks for at
+    most the messages the range's sequences left can hold, so when the filter holds every sequence
+    nothing past ``until`` is asked for; a wanted message deleted from the stream (in the middle, or the
+    highest) is absent and the read still ends (at the first message past it, or the stream's end)."""
+    from bus._reader import open_reader
+
+    async with open_bridge(nats_url) as bridge:
+        log = await open_log(bridge, StreamConfig(name="HRP", prefix="hrp"))
+        with trio.fail_after(60):
+            seqs = [await log.append(log.subject(Key("root", "", "configmaps", "ns", f"o{i % 30}")), b"p%d" % i,
+                                     msg_id=f"p{i}", expected_seq=None) for i in range(300)]
+            first, head = seqs[0], seqs[-1]
+            for batch, in_flight, lo, hi in ((5, 3, first, head - 40), (7, 2, first + 10, head), (4, 3, head - 9, head),
+                                             (1000, 3, first, head), (3, 1, first + 100, first + 150)):
+                wanted = set(range(lo, hi + 1, 2)) | {hi}
+                reader = await open_reader(bridge, log.stream, "hrp.>", lo, batch=batch, until=hi, wanted=wanted,
+                                           in_flight=in_flight)
+                try:
+                    got = await reader.wanted_messages()
+                    # Asked for up to ``hi`` and no further (the message at ``hi`` ends the read uncounted).
+                    assert reader._outstanding == 1, (batch, in_flight, reader._outstanding)
+                finally:
+                    await reader.aclose()
+                assert got == {s: b"p%d" % (s - first) for s in wanted}, (batch, in_flight, lo, hi)
+            # Deleted: one in the middle of the range, and the highest wanted one.
+            for gone in (first + 120, first + 200):
+                resp = await log._api(f"STREAM.MSG.DELETE.{log.stream}", {"seq": gone, "no_erase": True})
+                assert resp.get("success"), resp
+            for hi, in_flight in ((first + 200, 3), (first + 200, 1), (head, 3)):
+                wanted = set(range(first + 100, hi + 1))
+                got = await log.messages_by_seq("hrp.>", wanted, batch=6, in_flight=in_flight)
+                assert got == {s: b"p%d" % (s - first) for s in wanted - {first + 120, first + 200}}, (hi, in_flight)
+            # The highest wanted sequence deleted and nothing after it: the stream's end ends the read.
+            resp = await log._api(f"STREAM.MSG.DELETE.{log.stream}", {"seq": head, "no_erase": True})
+            assert resp.get("success"), resp
+            wanted = set(range(head - 20, head + 1))
+            got = await log.messages_by_seq("hrp.>", wanted, batch=4, in_flight=3)
+            assert got == {s: b"p%d" % (s - first) for s in wanted - {head}}
