@@ -36,8 +36,10 @@ from bus import ANY_TENANT
 from projections import now_micro
 
 from . import _history as history
+from . import _loopprobe as loopprobe
 from . import _ui as ui
 from ._audit import AUDIT_EVENTS_PATH, AuditNote, audit_request
+from ._hypercorn_ext import PROBE_MARKS
 from ._logging import begin_request, note_user
 from ._metrics import request_labels
 from ._routes import parse, split_tenant
@@ -90,6 +92,17 @@ class Gate:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        marks = scope.get(PROBE_MARKS)
+        if marks is not None:  # the loop probe traces this connection's requests (JETKUBE_LOOP_PROBE_TRACE)
+            marks["app"] = loopprobe.mark()
+            try:
+                return await self._call(scope, receive, send)
+            finally:
+                marks["app_end"] = loopprobe.mark()
+                loopprobe.trace(scope["path"], marks)
+        return await self._call(scope, receive, send)
+
+    async def _call(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in _READS or not self.ctx.pipeline.flow_control.rejecting():
             return await self.app(scope, receive, send)
         decided = await self._decide(scope)

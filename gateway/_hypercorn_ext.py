@@ -34,12 +34,19 @@ from __future__ import annotations
 
 import _ssl
 import ctypes
+import errno
+import os
 import socket
 import ssl
 import sys
 import time
+import types
+from collections import deque
+from collections.abc import Callable
+from functools import partial
 from http import HTTPStatus
 from itertools import chain
+from math import inf
 from typing import Any
 from wsgiref.handlers import format_date_time
 
@@ -50,13 +57,16 @@ import hypercorn.trio.run
 import trio
 from cryptography import x509
 from hypercorn.config import Config
-from hypercorn.events import RawData
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import H11SendableEvent
+
+from . import _loopprobe as loopprobe
+from ._pacing import RejectPacer
 
 HYPERCORN_VERSION = "0.18.0"
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -80,6 +90,26 @@ class ReasonPhraseH11Protocol(H11Protocol):
     on the app. Streams (watches: chunked, no length) are written as before, head first."""
 
     _held: bytearray | None = None
+    #: After a 429 with Retry-After: the pacing key of this connection's next request (the level's
+    #: UID; see gateway/_pacing.py), taken by the read loop (:class:`ClientCertTCPServer`).
+    rejected: bytes | None = None
+    #: The pacing slot this connection holds, given back when its next response starts.
+    pace_release: Callable[[], None] | None = None
+
+    def _on_response(self, event: Response) -> None:
+        release = self.pace_release
+        if release is not None:
+            self.pace_release = None
+            release()
+        if event.status_code == 429:
+            key = None
+            for k, v in event.headers:
+                if k == b"retry-after":
+                    key = key or b""
+                elif k == b"x-kubernetes-pf-prioritylevel-uid":
+                    key = v
+            if key is not None:
+                self.rejected = key
 
     def _encode(self, event: H11SendableEvent) -> bytes | None:
         """``event`` as h11 writes it (None: the peer already broke the connection), as
@@ -100,6 +130,8 @@ class ReasonPhraseH11Protocol(H11Protocol):
             await self.send(RawData(data=data))
 
     async def stream_send(self, event: StreamEvent) -> None:
+        if type(event) is Response:
+            self._on_response(event)
         held = self._held
         if held is None:
             if type(event) is Response and event.status_code >= 200 and _has_length(event.headers):
@@ -187,10 +219,34 @@ def tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
             "tls_version": _TLS_VERSIONS.get(stream.version() or ""), "cipher_suite": None}
 
 
+class _ProbeScope:
+    """A connection's app wrapper putting the loop probe's marks of the connection (accepted, last
+    read) into every scope (``JETKUBE_LOOP_PROBE_TRACE``: gateway/_loopprobe.py)."""
+
+    __slots__ = ("conn", "inner")
+
+    def __init__(self, inner: Any, conn: ClientCertTCPServer) -> None:
+        self.inner, self.conn = inner, conn
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
+        scope[PROBE_MARKS] = {"accepted": self.conn._accepted, "read": self.conn._read}
+        await self.inner(scope, receive, send, sync_spawn, call_soon)
+
+
+#: The scope key of the loop probe's marks of a request's connection (see :class:`_ProbeScope`).
+PROBE_MARKS = "jetkube.probe_marks"
+
+
 class ClientCertTCPServer(TCPServer):
     """hypercorn's trio connection handler, passing the client certificate to the app."""
 
+    _accepted: tuple[float, int] | None = None
+    _read: tuple[float, int] | None = None
+
     async def run(self) -> None:
+        self._accepted = loopprobe.mark()
+        if self._accepted is not None and loopprobe.ACTIVE is not None and loopprobe.ACTIVE.trace_match:
+            self.app = _ProbeScope(self.app, self)  # type: ignore[assignment]
         if isinstance(self.stream, trio.SSLStream):
             try:
                 with trio.fail_after(self.config.ssl_handshake_timeout):
@@ -200,6 +256,36 @@ class ClientCertTCPServer(TCPServer):
                 return
             self.app = _TLSScope(self.app, tls_extension(self.stream))  # type: ignore[assignment]
         await super().run()
+
+    async def _read_data(self) -> None:
+        """hypercorn's read loop (``TCPServer._read_data``), pacing a connection that was just
+        answered 429 (gateway/_pacing.py: its next bytes go to the parser once its flow has a slot)
+        and marking each read for the loop probe."""
+        pacer: RejectPacer | None = getattr(self.config, "pacer", None)
+        try:
+            while True:
+                try:
+                    with trio.fail_after(self.config.read_timeout or inf):
+                        data = await self.stream.receive_some(MAX_RECV)
+                except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                    break
+                proto = self.protocol.protocol
+                key = getattr(proto, "rejected", None)
+                if key is not None and data and pacer is not None:
+                    proto.rejected = None
+                    await self.idle_task.stop()  # a request is waiting: not idle
+                    await pacer.acquire(key)
+                    proto.pace_release = partial(pacer.release, key)
+                self._read = loopprobe.mark()
+                await self.protocol.handle(RawData(bytes(data)))
+                if data == b"":
+                    break
+        finally:
+            release = getattr(self.protocol.protocol, "pace_release", None)
+            if release is not None:
+                self.protocol.protocol.pace_release = None
+                release()
+        await self.protocol.handle(Closed())
 
 
 # OpenSSL's verify callback: int (*)(int preverify_ok, X509_STORE_CTX *). Accepting every chain
@@ -248,6 +334,14 @@ class ClientCertConfig(Config):
 
     backlog = socket.SOMAXCONN
     _date: tuple[int, bytes] = (-1, b"")
+    _pacer: RejectPacer | None = None
+
+    @property
+    def pacer(self) -> RejectPacer:
+        """This server's pacing of rejected connections (gateway/_pacing.py)."""
+        if self._pacer is None:
+            self._pacer = RejectPacer()
+        return self._pacer
 
     def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
         """hypercorn's headers of every response (Date, Server), the Date formatted once a second:
@@ -269,9 +363,80 @@ class ClientCertConfig(Config):
         return context
 
 
+#: At most this many queued connections are accepted per wake-up of a listener (see
+#: :class:`BatchAcceptListener`).
+ACCEPT_BATCH = 64
+_CLOSED_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
+_IGNORED_ACCEPT_ERRNOS = {getattr(errno, n) for n in ("ECONNABORTED", "EPERM", "EPROTO") if hasattr(errno, n)}
+
+
+class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
+    """``trio.SocketListener``, accepting every connection the kernel has queued (up to
+    :data:`ACCEPT_BATCH`) when the listening socket becomes readable, and handing them out one per
+    :meth:`accept` without a trio checkpoint.
+
+    ``trio.serve_listeners`` accepts one connection per checkpoint, so one per turn of the run queue.
+    Under a flood of connections (B12: 1,000 per gateway) a turn is tens of milliseconds, so the
+    kernel's accept queue held 450-650 connections for the whole flood and a quiet client's new
+    connection waited behind all of them (B's p99 of seconds; the ``ss -ltn`` Recv-Q and the loop
+    probe's traces showed it: no connection of B's was accepted until the flood ended). Go's
+    ``net/http`` (kube-apiserver) accepts in a loop of its own, as fast as connections come; this does
+    the same for a single-threaded loop. The listening socket is read through a ``dup`` of it (a
+    plain non-blocking socket: trio's socket object has no non-blocking accept)."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.socket = sock
+        self._std = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
+        self._std.setblocking(False)
+        self._ready: deque[socket.socket] = deque()
+
+    def _fill(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _addr = self._std.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _CLOSED_ERRNOS:
+                    raise trio.ClosedResourceError from None
+                if exc.errno in _IGNORED_ACCEPT_ERRNOS:
+                    continue
+                if self._ready:  # hand out what was accepted; the error comes back on the next call
+                    return
+                raise
+            self._ready.append(conn)
+
+    async def accept(self) -> trio.SocketStream:
+        while not self._ready:
+            if self.socket.fileno() < 0:
+                raise trio.ClosedResourceError
+            self._fill()
+            if not self._ready:
+                await trio.lowlevel.wait_readable(self.socket)
+        return trio.SocketStream(trio.socket.from_stdlib_socket(self._ready.popleft()))
+
+    async def aclose(self) -> None:
+        self.socket.close()
+        self._std.close()
+        while self._ready:
+            self._ready.popleft().close()
+        await trio.lowlevel.checkpoint()
+
+
+class _HypercornTrio(types.ModuleType):
+    """The ``trio`` module as hypercorn's ``trio.run`` sees it: every name trio's, except
+    ``SocketListener``, which is :class:`BatchAcceptListener`."""
+
+    SocketListener = BatchAcceptListener
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(trio, name)
+
+
 def install() -> None:
-    """Serve HTTP/1.1 and HTTP/2 through the classes above from now on, and pass client
-    certificates to the app (idempotent)."""
+    """Serve HTTP/1.1 and HTTP/2 through the classes above from now on, pass client
+    certificates to the app, and accept connections in batches (idempotent)."""
     hypercorn.protocol.H11Protocol = ReasonPhraseH11Protocol  # type: ignore[misc]
     hypercorn.protocol.H2Protocol = EarlyResponseH2Protocol  # type: ignore[misc]
     hypercorn.trio.run.TCPServer = ClientCertTCPServer  # type: ignore[misc]
+    hypercorn.trio.run.trio = _HypercornTrio("trio")  # type: ignore[attr-defined]

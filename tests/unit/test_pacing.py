@@ -1,0 +1,216 @@
+"""Issue 10, B12: the pacing of rejected connections (gateway/_pacing.py) and the batch accept
+(gateway/_hypercorn_ext.BatchAcceptListener): the pacer alone on trio's autojump clock, then both in
+hypercorn on loopback sockets."""
+
+from __future__ import annotations
+
+import socket
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypercorn.trio import serve
+
+from gateway import _hypercorn_ext as ext
+from gateway._pacing import RejectPacer
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_slots_per_flow_then_fifo(autojump_clock: trio.testing.MockClock) -> None:
+    pacer = RejectPacer(slots=2)
+    order: list[int] = []
+    held: dict[int, trio.Event] = {}
+
+    async def conn(i: int, key: bytes) -> None:
+        await pacer.acquire(key)
+        order.append(i)
+        held[i] = trio.Event()
+        await held[i].wait()
+        pacer.release(key)
+
+    async with trio.open_nursery() as n:
+        for i in range(6):
+            n.start_soon(conn, i, b"a")
+            await trio.sleep(0.001)  # arrival order
+        n.start_soon(conn, 100, b"b")  # another flow: its own slots, whatever a's queue
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == [0, 1, 100]
+        assert pacer.busy(b"a") == 2 and pacer.waiting(b"a") == 4 and pacer.waiting(b"b") == 0
+        held[1].set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == [0, 1, 100, 2]  # the slot handed to the first waiter
+        for i in (0, 2, 3, 4, 5, 100):
+            held[i].set()
+            await trio.testing.wait_all_tasks_blocked()
+    assert order == [0, 1, 100, 2, 3, 4, 5]
+    assert pacer.paced == 4 and pacer.admitted == 7
+    assert pacer._flows == {}  # nothing kept for idle flows
+
+
+async def test_cancelled_waiter_leaves_the_queue(autojump_clock: trio.testing.MockClock) -> None:
+    pacer = RejectPacer(slots=1)
+    await pacer.acquire(b"k")
+    got: list[str] = []
+
+    async def wait(name: str) -> None:
+        await pacer.acquire(b"k")
+        got.append(name)
+
+    async with trio.open_nursery() as n:
+        with trio.move_on_after(1):
+            await wait("x")  # gives up (the connection closed while it waited)
+        assert pacer.waiting(b"k") == 0 and pacer.busy(b"k") == 1
+        n.start_soon(wait, "y")
+        await trio.testing.wait_all_tasks_blocked()
+        pacer.release(b"k")
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["y"]
+        pacer.release(b"k")
+    assert pacer._flows == {}
+    pacer.release(b"k")  # a stray release of an idle flow does nothing
+
+
+async def test_slot_handed_to_a_waiter_cancelled_meanwhile_stays_its_own(autojump_clock: trio.testing.MockClock) -> None:
+    pacer = RejectPacer(slots=1)
+    await pacer.acquire(b"k")
+    got: list[str] = []
+
+    async def wait(name: str) -> None:
+        await pacer.acquire(b"k")
+        got.append(name)
+
+    async with trio.open_nursery() as n:
+        with trio.CancelScope() as first:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(wait, "first")
+                await trio.testing.wait_all_tasks_blocked()
+                n.start_soon(wait, "second")
+                await trio.testing.wait_all_tasks_blocked()
+                pacer.release(b"k")  # handed to "first" ...
+                first.cancel()  # ... cancelled before it resumes: trio still completes its wait
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["first"] and pacer.busy(b"k") == 1 and pacer.waiting(b"k") == 1
+        pacer.release(b"k")  # (the read loop gives it back as the connection ends)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["first", "second"]
+        pacer.release(b"k")
+    assert pacer._flows == {}
+
+
+async def test_batch_accept_hands_out_queued_connections_without_checkpoints() -> None:
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    listener = ext.BatchAcceptListener(sock)
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+    try:
+        first = await listener.accept()  # waits for readability, then takes the whole queue
+        streams = [first]
+        with trio.testing.assert_no_checkpoints():
+            for _ in range(9):
+                streams.append(await listener.accept())
+        for i, c in enumerate(clients):
+            c.sendall(b"%d" % i)
+        got = sorted([int(await s.receive_some(10)) for s in streams])
+        assert got == list(range(10))
+        for s in streams:
+            await s.aclose()
+        late = socket.create_connection(("127.0.0.1", port))
+        clients.append(late)
+        with trio.fail_after(5):
+            (await listener.accept()).socket.close()
+        clients.append(socket.create_connection(("127.0.0.1", port)))
+    finally:
+        await listener.aclose()
+        for c in clients:
+            c.close()
+    with pytest.raises(trio.ClosedResourceError):
+        await listener.accept()
+
+
+async def _app(state: dict[str, Any], scope: Any, receive: Any, send: Any) -> None:
+    """429 (Retry-After, a level UID) for /flood, a held 200 for /flood?hold, 200 for /quiet."""
+    if scope["type"] == "lifespan":
+        while True:
+            m = await receive()
+            await send({"type": m["type"] + ".complete"})
+            if m["type"] == "lifespan.shutdown":
+                return
+    path, hold = scope["path"], scope["query_string"] == b"hold"
+    if path == "/flood" and not hold:
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3"), (b"x-kubernetes-pf-prioritylevel-uid", b"lvl-a")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return
+    if hold:
+        state["in_app"] += 1
+        state["max_in_app"] = max(state["max_in_app"], state["in_app"])
+        await state["go"].wait()
+        state["in_app"] -= 1
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _exchange(stream: trio.SocketStream, path: str) -> int:
+    await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf or not buf.endswith((b"no", b"ok")):
+        chunk = await stream.receive_some(4096)
+        assert chunk
+        buf += chunk
+    return int(buf.split(b" ", 2)[1])
+
+
+async def _poll(pred: Any) -> None:
+    with trio.fail_after(10):
+        while not pred():
+            await trio.sleep(0.01)
+
+
+async def test_rejected_connections_are_paced_in_hypercorn() -> None:
+    """Six connections answered 429 send their next request at once: two reach the app (the
+    level's slots), four wait unread until a slot is free; a connection never rejected, and a
+    rejected one of another level, are served meanwhile. A response's start frees the slot."""
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    async with trio.open_nursery() as n:
+        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+        port = int(binds[0].rsplit(":", 1)[1])
+        streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(6)]
+        for s in streams:
+            assert await _exchange(s, "/flood") == 429
+        codes: list[int] = []
+
+        async def second(s: trio.SocketStream) -> None:
+            codes.append(await _exchange(s, "/flood?hold"))
+
+        async with trio.open_nursery() as m:
+            for s in streams:
+                m.start_soon(second, s)
+            await _poll(lambda: config.pacer.waiting(b"lvl-a") == 4 and state["in_app"] == 2)
+            quiet = await trio.open_tcp_stream("127.0.0.1", port)
+            with trio.fail_after(5):
+                assert await _exchange(quiet, "/quiet") == 200
+                assert await _exchange(quiet, "/quiet") == 200  # keep-alive, never rejected: not paced
+            assert state["in_app"] == 2
+            state["go"].set()
+        assert codes == [200] * 6 and state["max_in_app"] == 2
+        assert config.pacer.paced == 4
+        # Answered 200: the next request is not paced.
+        assert await _exchange(streams[0], "/quiet") == 200
+        assert config.pacer.paced == 4
+        assert config.pacer._flows == {}
+        for s in (*streams, quiet):
+            await s.aclose()
+        stop.set()
