@@ -66,7 +66,7 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import H11SendableEvent
 
 from . import _loopprobe as loopprobe
-from ._pacing import RejectPacer
+from ._pacing import RejectPacer, request_target, tenant_of
 
 HYPERCORN_VERSION = "0.18.0"
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -90,9 +90,10 @@ class ReasonPhraseH11Protocol(H11Protocol):
     on the app. Streams (watches: chunked, no length) are written as before, head first."""
 
     _held: bytearray | None = None
-    #: After a 429 with Retry-After: the pacing key of this connection's next request (the level's
-    #: UID; see gateway/_pacing.py), taken by the read loop (:class:`ClientCertTCPServer`).
+    #: After a 429 with Retry-After: the pacing key of this connection's next request (the tenant
+    #: of the rejected one; see gateway/_pacing.py), taken by the read loop (:class:`ClientCertTCPServer`).
     rejected: bytes | None = None
+    _target: bytes = b""
     #: The pacing slot this connection holds, given back when its next response starts.
     pace_release: Callable[[], None] | None = None
 
@@ -101,15 +102,12 @@ class ReasonPhraseH11Protocol(H11Protocol):
         if release is not None:
             self.pace_release = None
             release()
-        if event.status_code == 429:
-            key = None
-            for k, v in event.headers:
-                if k == b"retry-after":
-                    key = key or b""
-                elif k == b"x-kubernetes-pf-prioritylevel-uid":
-                    key = v
-            if key is not None:
-                self.rejected = key
+        if event.status_code == 429 and any(k == b"retry-after" for k, _ in event.headers):
+            self.rejected = tenant_of(self._target)
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        self._target = request.target
+        await super()._create_stream(request)
 
     def _encode(self, event: H11SendableEvent) -> bytes | None:
         """``event`` as h11 writes it (None: the peer already broke the connection), as
@@ -259,9 +257,11 @@ class ClientCertTCPServer(TCPServer):
 
     async def _read_data(self) -> None:
         """hypercorn's read loop (``TCPServer._read_data``), pacing a connection that was just
-        answered 429 (gateway/_pacing.py: its next bytes go to the parser once its flow has a slot)
-        and marking each read for the loop probe."""
+        answered 429, or whose first request is for a tenant being paced (gateway/_pacing.py: its
+        bytes go to the parser once its tenant has a slot), and marking each read for the loop probe."""
         pacer: RejectPacer | None = getattr(self.config, "pacer", None)
+        paced: ReasonPhraseH11Protocol | None = None  # the protocol holding a slot for this connection
+        first = True
         try:
             while True:
                 try:
@@ -270,20 +270,27 @@ class ClientCertTCPServer(TCPServer):
                 except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                     break
                 proto = self.protocol.protocol
-                key = getattr(proto, "rejected", None)
-                if key is not None and data and pacer is not None:
-                    proto.rejected = None
-                    await self.idle_task.stop()  # a request is waiting: not idle
-                    await pacer.acquire(key)
-                    proto.pace_release = partial(pacer.release, key)
+                if data and pacer is not None and type(proto) is ReasonPhraseH11Protocol:
+                    key = proto.rejected
+                    if key is None and first:
+                        target = request_target(data)
+                        if target is not None and pacer.active(k := tenant_of(target)):
+                            key = k
+                    if key is not None:
+                        proto.rejected = None
+                        await self.idle_task.stop()  # a request is waiting: not idle
+                        await pacer.acquire(key)
+                        proto.pace_release = partial(pacer.release, key)
+                        paced = proto
+                first = False
                 self._read = loopprobe.mark()
                 await self.protocol.handle(RawData(bytes(data)))
                 if data == b"":
                     break
         finally:
-            release = getattr(self.protocol.protocol, "pace_release", None)
+            release = paced.pace_release if paced is not None else None
             if release is not None:
-                self.protocol.protocol.pace_release = None
+                paced.pace_release = None  # type: ignore[union-attr]
                 release()
         await self.protocol.handle(Closed())
 

@@ -10,13 +10,19 @@ is not enough.
 
 Instead, once a connection has been answered 429 (with ``Retry-After``), the next bytes it sends are
 handed to the HTTP parser only after the connection gets one of :attr:`RejectPacer.slots` slots of
-its flow (the rejected request's priority level, from its ``X-Kubernetes-PF-PriorityLevel-UID``
-header; each tenant has its own levels). The slot is held until that connection's next response
-starts (or it closes), so at most ``slots`` rejected connections of a level are being parsed, routed
-and answered at once; the rest wait in a FIFO per level, each parked on an event (not runnable),
-their next requests in the kernel's socket buffers. The 429 itself goes out at once; nothing is
-held. A connection whose request was admitted is not paced; a well-behaved client waits
-``Retry-After`` anyway. Only HTTP/1.x connections are paced (HTTP/2 streams share a connection).
+its flow: the rejected request's tenant, from its path (:func:`tenant_of`: ``/clusters/<name>/``, or
+``/`` for the root tenant), the one thing known of a request before it is parsed. The slot is held
+until that connection's next response starts (or it closes), so at most ``slots`` rejected
+connections of a tenant are being parsed, routed and answered at once; the rest wait in a FIFO per
+tenant, each parked on an event (not runnable). The 429 itself goes out at once; nothing is held. A
+connection whose request was admitted is not paced; a well-behaved client waits ``Retry-After``
+anyway.
+
+A new connection's first request is paced the same way while its tenant is being paced (its
+request line read from the first bytes): a flood opening its connections (B12: 1,000 at once) would
+otherwise put all their first requests on the loop together — before that, the quiet tenant's
+latency stayed within 2x only once every flood connection had had its first answer. Only HTTP/1.x
+connections are paced (HTTP/2 streams share a connection).
 
 Bounds: one entry per level with a connection holding or waiting for a slot (dropped when idle), one
 waiter per connection (a connection waits for at most one slot at a time).
@@ -29,8 +35,26 @@ from dataclasses import dataclass, field
 
 import trio
 
-#: Rejected connections of one flow (priority level) parsed and answered at once.
+#: Rejected connections of one flow (tenant) parsed and answered at once.
 PACE_SLOTS = 2
+_CLUSTERS = b"/clusters/"
+
+
+def tenant_of(target: bytes) -> bytes:
+    """The pacing flow of a request target: ``/clusters/<name>`` for a tenant's path, else ``/``
+    (the root tenant; an absolute-form or ``*`` target counts as root)."""
+    if target.startswith(_CLUSTERS):
+        return _CLUSTERS + target[len(_CLUSTERS):].split(b"/", 1)[0].split(b"?", 1)[0]
+    return b"/"
+
+
+def request_target(data: bytes) -> bytes | None:
+    """The target of the HTTP/1.x request line at the start of ``data`` (None: not there whole)."""
+    sp = data.find(b" ", 0, 16)
+    if sp < 0:
+        return None
+    end = data.find(b" ", sp + 1, sp + 8193)
+    return data[sp + 1:end] if end > sp else None
 
 
 @dataclass
@@ -55,6 +79,10 @@ class RejectPacer:
         """Connections waiting for a slot (of ``key``, or of every flow)."""
         flows = self._flows.values() if key is None else [self._flows[key]] if key in self._flows else []
         return sum(len(f.waiters) for f in flows)
+
+    def active(self, key: bytes) -> bool:
+        """Whether ``key``'s flow is being paced (a slot held or waited for)."""
+        return key in self._flows
 
     def busy(self, key: bytes) -> int:
         f = self._flows.get(key)

@@ -14,7 +14,7 @@ import trio.testing
 from hypercorn.trio import serve
 
 from gateway import _hypercorn_ext as ext
-from gateway._pacing import RejectPacer
+from gateway._pacing import RejectPacer, request_target, tenant_of
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ async def test_batch_accept_hands_out_queued_connections_without_checkpoints() -
 
 
 async def _app(state: dict[str, Any], scope: Any, receive: Any, send: Any) -> None:
-    """429 (Retry-After, a level UID) for /flood, a held 200 for /flood?hold, 200 for /quiet."""
+    """429 (Retry-After) for .../flood, a held 200 for ...?hold, 200 for anything else."""
     if scope["type"] == "lifespan":
         while True:
             m = await receive()
@@ -144,9 +144,9 @@ async def _app(state: dict[str, Any], scope: Any, receive: Any, send: Any) -> No
             if m["type"] == "lifespan.shutdown":
                 return
     path, hold = scope["path"], scope["query_string"] == b"hold"
-    if path == "/flood" and not hold:
+    if path.endswith("/flood") and not hold:
         await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-length", b"2"), (b"retry-after", b"3"), (b"x-kubernetes-pf-prioritylevel-uid", b"lvl-a")]})
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
         await send({"type": "http.response.body", "body": b"no"})
         return
     if hold:
@@ -174,43 +174,55 @@ async def _poll(pred: Any) -> None:
             await trio.sleep(0.01)
 
 
+def test_flow_of_a_request_target() -> None:
+    assert tenant_of(b"/clusters/t1/api/v1/pods") == b"/clusters/t1"
+    assert tenant_of(b"/clusters/t1?x=1") == b"/clusters/t1"
+    assert tenant_of(b"/api/v1/pods") == tenant_of(b"*") == tenant_of(b"http://h/clusters/t1/") == b"/"
+    assert request_target(b"GET /clusters/a/x HTTP/1.1\r\nHost: h\r\n") == b"/clusters/a/x"
+    assert request_target(b"GET /clusters/a/x") is None  # the line not whole yet: not paced
+
+
 async def test_rejected_connections_are_paced_in_hypercorn() -> None:
-    """Six connections answered 429 send their next request at once: two reach the app (the
-    level's slots), four wait unread until a slot is free; a connection never rejected, and a
-    rejected one of another level, are served meanwhile. A response's start frees the slot."""
+    """Six connections of tenant a answered 429 send their next request at once: two reach the app
+    (a's slots), four wait unread until a slot is free; a new connection of a waits too (its first
+    request is a's), while a new connection of tenant b is served at once and is never paced. A
+    response's start frees the slot; a connection answered 200 is not paced next."""
     ext.install()
     config = ext.ClientCertConfig()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = config.errorlog = None
     state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
     stop = trio.Event()
+    a = b"/clusters/a"
     async with trio.open_nursery() as n:
         binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
         port = int(binds[0].rsplit(":", 1)[1])
         streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(6)]
         for s in streams:
-            assert await _exchange(s, "/flood") == 429
+            assert await _exchange(s, "/clusters/a/flood") == 429
+        assert not config.pacer.active(a)  # nothing paced until a rejected connection sends again
         codes: list[int] = []
 
-        async def second(s: trio.SocketStream) -> None:
-            codes.append(await _exchange(s, "/flood?hold"))
+        async def send(s: trio.SocketStream, path: str) -> None:
+            codes.append(await _exchange(s, path))
 
         async with trio.open_nursery() as m:
             for s in streams:
-                m.start_soon(second, s)
-            await _poll(lambda: config.pacer.waiting(b"lvl-a") == 4 and state["in_app"] == 2)
+                m.start_soon(send, s, "/clusters/a/x?hold")
+            await _poll(lambda: config.pacer.waiting(a) == 4 and state["in_app"] == 2)
+            fresh = await trio.open_tcp_stream("127.0.0.1", port)
+            m.start_soon(send, fresh, "/clusters/a/new")
+            await _poll(lambda: config.pacer.waiting(a) == 5)
             quiet = await trio.open_tcp_stream("127.0.0.1", port)
             with trio.fail_after(5):
-                assert await _exchange(quiet, "/quiet") == 200
-                assert await _exchange(quiet, "/quiet") == 200  # keep-alive, never rejected: not paced
-            assert state["in_app"] == 2
+                assert await _exchange(quiet, "/clusters/b/quiet") == 200
+                assert await _exchange(quiet, "/clusters/b/quiet") == 200
+            assert state["in_app"] == 2 and config.pacer.waiting(a) == 5
             state["go"].set()
-        assert codes == [200] * 6 and state["max_in_app"] == 2
-        assert config.pacer.paced == 4
-        # Answered 200: the next request is not paced.
-        assert await _exchange(streams[0], "/quiet") == 200
-        assert config.pacer.paced == 4
-        assert config.pacer._flows == {}
-        for s in (*streams, quiet):
+        assert sorted(codes) == [200] * 7 and state["max_in_app"] == 2
+        assert config.pacer.paced == 5
+        assert await _exchange(streams[0], "/clusters/a/x") == 200  # answered 200 before: not paced
+        assert config.pacer.paced == 5 and config.pacer._flows == {}
+        for s in (*streams, fresh, quiet):
             await s.aclose()
         stop.set()
