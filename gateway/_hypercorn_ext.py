@@ -94,16 +94,24 @@ class ReasonPhraseH11Protocol(H11Protocol):
     #: of the rejected one; see gateway/_pacing.py), taken by the read loop (:class:`ClientCertTCPServer`).
     rejected: bytes | None = None
     _target: bytes = b""
-    #: The pacing slot this connection holds, given back when its next response starts.
-    pace_release: Callable[[], None] | None = None
+    #: What to do when this connection's next response starts (give back its tenant's pacing slot), once.
+    on_response: list[Callable[[], None]] | None = None
 
     def _on_response(self, event: Response) -> None:
-        release = self.pace_release
-        if release is not None:
-            self.pace_release = None
-            release()
+        self.released()
         if event.status_code == 429 and any(k == b"retry-after" for k, _ in event.headers):
             self.rejected = tenant_of(self._target)
+
+    def released(self) -> None:
+        """Run (and forget) what waits for the next response's start."""
+        todo, self.on_response = self.on_response, None
+        for release in todo or ():
+            release()
+
+    def when_responding(self, release: Callable[[], None]) -> None:
+        if self.on_response is None:
+            self.on_response = []
+        self.on_response.append(release)
 
     async def _create_stream(self, request: h11.Request) -> None:
         self._target = request.target
@@ -260,7 +268,7 @@ class ClientCertTCPServer(TCPServer):
         answered 429, or whose first request is for a tenant being paced (gateway/_pacing.py: its
         bytes go to the parser once its tenant has a slot), and marking each read for the loop probe."""
         pacer: RejectPacer | None = getattr(self.config, "pacer", None)
-        paced: ReasonPhraseH11Protocol | None = None  # the protocol holding a slot for this connection
+        h11p = self.protocol.protocol if type(self.protocol.protocol) is ReasonPhraseH11Protocol else None
         first = True
         try:
             while True:
@@ -280,18 +288,15 @@ class ClientCertTCPServer(TCPServer):
                         proto.rejected = None
                         await self.idle_task.stop()  # a request is waiting: not idle
                         await pacer.acquire(key)
-                        proto.pace_release = partial(pacer.release, key)
-                        paced = proto
+                        proto.when_responding(partial(pacer.release, key))
                 first = False
                 self._read = loopprobe.mark()
                 await self.protocol.handle(RawData(bytes(data)))
                 if data == b"":
                     break
         finally:
-            release = paced.pace_release if paced is not None else None
-            if release is not None:
-                paced.pace_release = None  # type: ignore[union-attr]
-                release()
+            if h11p is not None:
+                h11p.released()  # a slot still held: the connection ended before its answer
         await self.protocol.handle(Closed())
 
 
