@@ -57,7 +57,7 @@ import hypercorn.trio.run
 import trio
 from cryptography import x509
 from hypercorn.config import Config
-from hypercorn.events import Closed, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
@@ -244,12 +244,55 @@ PROBE_MARKS = "jetkube.probe_marks"
 
 
 class ClientCertTCPServer(TCPServer):
-    """hypercorn's trio connection handler, passing the client certificate to the app."""
+    """hypercorn's trio connection handler, passing the client certificate to the app, pacing
+    rejected connections (:meth:`_read_data`), and timing a keep-alive connection's idleness with
+    one task per connection instead of one per idle period (:meth:`_idle_timeout`)."""
 
     _accepted: tuple[float, int] | None = None
     _read: tuple[float, int] | None = None
+    #: Since when the connection is idle (no request in flight; trio's clock); None: busy.
+    _idle_since: float | None = None
+    _idle_wake: trio.Event | None = None
+    _watching = False
+
+    async def protocol_send(self, event: Event) -> None:
+        if type(event) is not Updated:
+            return await super().protocol_send(event)
+        # hypercorn restarts a task (``nursery.start``: a round trip through the run queue for the
+        # app's task sending the response) at each response's end and cancels it at each request's
+        # start; here one task per connection reads the state when its deadline comes.
+        if event.idle:
+            self._idle_since = trio.current_time()
+            if self._idle_wake is not None:
+                self._idle_wake.set()
+        else:
+            self._idle_since = None
+        if not self._watching:
+            self._watching = True
+            await self.idle_task.restart(self._task_group, self._idle_timeout)
+
+    async def _idle_timeout(self) -> None:
+        """Close the connection once it has been idle for ``keep_alive_timeout``, or at once when
+        the server terminates (a busy one when it becomes idle), as hypercorn's does."""
+        keep_alive = self.config.keep_alive_timeout
+        terminated = self.context.terminated
+        while True:
+            since = self._idle_since
+            if since is not None and (terminated.is_set() or trio.current_time() >= since + keep_alive):
+                break
+            if terminated.is_set():  # busy at shutdown: closed when its answer is complete
+                self._idle_wake = trio.Event()
+                await self._idle_wake.wait()
+                self._idle_wake = None
+                continue
+            with trio.move_on_at(since + keep_alive if since is not None else trio.current_time() + keep_alive):
+                await terminated.wait()
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
 
     async def run(self) -> None:
+        self._idle_since = trio.current_time()  # no request yet
+        self._watching = True  # hypercorn starts the idle task (once, here) after the protocol is made
         self._accepted = loopprobe.mark()
         if self._accepted is not None and loopprobe.ACTIVE is not None and loopprobe.ACTIVE.trace_match:
             self.app = _ProbeScope(self.app, self)  # type: ignore[assignment]
@@ -286,7 +329,7 @@ class ClientCertTCPServer(TCPServer):
                             key = k
                     if key is not None:
                         proto.rejected = None
-                        await self.idle_task.stop()  # a request is waiting: not idle
+                        self._idle_since = None  # a request is waiting: not idle
                         await pacer.acquire(key)
                         proto.when_responding(partial(pacer.release, key))
                 first = False

@@ -226,3 +226,57 @@ async def test_rejected_connections_are_paced_in_hypercorn() -> None:
         for s in (*streams, fresh, quiet):
             await s.aclose()
         stop.set()
+
+
+async def test_idle_keep_alive_closed_by_one_task_per_connection() -> None:
+    """A keep-alive connection idle for keep_alive_timeout is closed; one busy longer than that is
+    not, and is closed that long after its answer; requests on a connection start no task of the
+    idle timer's (hypercorn started one per idle period)."""
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    config.keep_alive_timeout = 0.5
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    async with trio.open_nursery() as n:
+        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+        port = int(binds[0].rsplit(":", 1)[1])
+        s = await trio.open_tcp_stream("127.0.0.1", port)
+        assert await _exchange(s, "/x") == 200
+        await trio.sleep(0.05)
+
+        class Spawns(trio.abc.Instrument):
+            n = 0
+
+            def task_spawned(self, task: trio.lowlevel.Task) -> None:
+                Spawns.n += 1
+
+        spawns = Spawns()
+        trio.lowlevel.add_instrument(spawns)
+        for _ in range(20):
+            assert await _exchange(s, "/x") == 200
+        trio.lowlevel.remove_instrument(spawns)
+        assert Spawns.n == 20  # the app's task of each request, nothing else
+        t0 = trio.current_time()
+        with trio.fail_after(5):
+            assert await s.receive_some(10) == b""  # closed by the server when idle 0.5 s
+        assert 0.4 <= trio.current_time() - t0 < 3
+        busy = await trio.open_tcp_stream("127.0.0.1", port)
+        codes: list[int] = []
+
+        async def held() -> None:
+            codes.append(await _exchange(busy, "/x?hold"))
+
+        async with trio.open_nursery() as m:
+            m.start_soon(held)
+            await trio.sleep(1.0)  # busy twice the keep-alive timeout: kept
+            state["go"].set()
+        assert codes == [200]
+        t0 = trio.current_time()
+        with trio.fail_after(5):
+            assert await busy.receive_some(10) == b""
+        assert 0.4 <= trio.current_time() - t0 < 3
+        await s.aclose()
+        await busy.aclose()
+        stop.set()
