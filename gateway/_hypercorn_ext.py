@@ -241,6 +241,26 @@ class _ProbeScope:
 
 #: The scope key of the loop probe's marks of a request's connection (see :class:`_ProbeScope`).
 PROBE_MARKS = "jetkube.probe_marks"
+#: The scope key of a paced request's "give the slot back now" (gateway/_pacing.py): the app calls it
+#: once it will not answer at once with a rejection (the request goes on to wait in flow control's
+#: queues, not runnable, or to be served); else the slot goes back when the answer starts.
+PACE_RELEASE = "jetkube.pace_release"
+
+
+class _PaceScope:
+    """A connection's app wrapper putting :data:`PACE_RELEASE` into the scope of a request that holds
+    a pacing slot."""
+
+    __slots__ = ("conn", "inner")
+
+    def __init__(self, inner: Any, conn: ClientCertTCPServer) -> None:
+        self.inner, self.conn = inner, conn
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
+        h11p = self.conn._h11
+        if h11p is not None and h11p.on_response:
+            scope[PACE_RELEASE] = h11p.released
+        await self.inner(scope, receive, send, sync_spawn, call_soon)
 
 
 class ClientCertTCPServer(TCPServer):
@@ -254,6 +274,7 @@ class ClientCertTCPServer(TCPServer):
     _idle_since: float | None = None
     _idle_wake: trio.Event | None = None
     _watching = False
+    _h11: ReasonPhraseH11Protocol | None = None  # the connection's HTTP/1.x protocol, once made
 
     async def protocol_send(self, event: Event) -> None:
         if type(event) is not Updated:
@@ -304,6 +325,7 @@ class ClientCertTCPServer(TCPServer):
                 await trio.aclose_forcefully(self.stream)
                 return
             self.app = _TLSScope(self.app, tls_extension(self.stream))  # type: ignore[assignment]
+        self.app = _PaceScope(self.app, self)  # type: ignore[assignment]
         await super().run()
 
     async def _read_data(self) -> None:
@@ -312,6 +334,7 @@ class ClientCertTCPServer(TCPServer):
         bytes go to the parser once its tenant has a slot), and marking each read for the loop probe."""
         pacer: RejectPacer | None = getattr(self.config, "pacer", None)
         h11p = self.protocol.protocol if type(self.protocol.protocol) is ReasonPhraseH11Protocol else None
+        self._h11 = h11p
         first = True
         try:
             while True:

@@ -143,7 +143,9 @@ async def _app(state: dict[str, Any], scope: Any, receive: Any, send: Any) -> No
             await send({"type": m["type"] + ".complete"})
             if m["type"] == "lifespan.shutdown":
                 return
-    path, hold = scope["path"], scope["query_string"] == b"hold"
+    path, hold = scope["path"], scope["query_string"] in (b"hold", b"queue")
+    if scope["query_string"] == b"queue":  # as the gate, for a request going on to flow control's queues
+        scope[ext.PACE_RELEASE]()
     if path.endswith("/flood") and not hold:
         await send({"type": "http.response.start", "status": 429, "headers": [
             (b"content-length", b"2"), (b"retry-after", b"3")]})
@@ -224,6 +226,37 @@ async def test_rejected_connections_are_paced_in_hypercorn() -> None:
         assert await _exchange(streams[0], "/clusters/a/x") == 200  # answered 200 before: not paced
         assert config.pacer.paced == 5 and config.pacer._flows == {}
         for s in (*streams, fresh, quiet):
+            await s.aclose()
+        stop.set()
+
+
+async def test_a_paced_request_going_on_to_the_queues_gives_its_slot_back() -> None:
+    """The app gives a paced request's slot back (``PACE_RELEASE``) when it will not reject it at
+    once: rejected connections whose next requests wait in the app (flow control's queues) do not
+    hold the tenant's slots, so all of them get there."""
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    async with trio.open_nursery() as n:
+        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+        port = int(binds[0].rsplit(":", 1)[1])
+        streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(5)]
+        for s in streams:
+            assert await _exchange(s, "/clusters/a/flood") == 429
+
+        async def queued(s: trio.SocketStream) -> None:
+            assert await _exchange(s, "/clusters/a/x?queue") == 200
+
+        async with trio.open_nursery() as m:
+            for s in streams:
+                m.start_soon(queued, s)
+            await _poll(lambda: state["in_app"] == 5)
+            assert config.pacer.busy(b"/clusters/a") == 0
+            state["go"].set()
+        for s in streams:
             await s.aclose()
         stop.set()
 
