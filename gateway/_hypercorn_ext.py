@@ -1,4 +1,4 @@
-"""Two fixes to hypercorn's protocols and one extension, for the hypercorn version pinned here
+"""Fixes to hypercorn's protocols and extensions, for the hypercorn version pinned here
 (``HYPERCORN_VERSION``).
 
 - HTTP/1.1 status lines with their reason phrase (``HTTP/1.1 409 Conflict``): hypercorn builds
@@ -17,6 +17,16 @@
   ``scope["extensions"]["tls"]`` as the ASGI TLS extension specifies (``client_cert_chain``, PEM,
   leaf first), for every request of that connection.
 
+- Accepting: :class:`BatchAcceptListener` takes every connection the kernel has queued when the
+  listening socket becomes readable (trio's listener takes one per turn of the run queue: under a
+  flood of connections a quiet client's connection waited in the kernel's queue for seconds).
+- Idle keep-alive connections: :class:`ClientCertTCPServer` times them with one task per
+  connection that reads the state at its deadline, instead of hypercorn's task started at every
+  response's end and cancelled at every request's start.
+- Pacing of rejected connections (gateway/_pacing.py): after a 429 a connection's next request is
+  read once its tenant has a slot (:meth:`ClientCertTCPServer._read_data`).
+- The loop probe's per-connection marks (gateway/_loopprobe.py, ``JETKUBE_LOOP_PROBE_TRACE``).
+
 Client certificates are requested, not verified, in the handshake, as kube-apiserver's
 ``tls.RequestClientCert``: :func:`request_client_certificates`. The app verifies them against the
 client CA (``actors._authn.CertificateAuthority``), so a certificate from another CA, or an expired
@@ -25,8 +35,9 @@ Python's ``ssl`` has no such mode (``CERT_OPTIONAL`` aborts the handshake on a c
 verify), so OpenSSL's ``SSL_CTX_set_verify`` is called through ctypes with a callback that accepts
 the chain; a test checks it on this Python.
 
-hypercorn has no setting for the first two, so :func:`install` makes its protocol wrapper build these
-subclasses, which override private methods: a test asserts the version, so an upgrade is
+hypercorn has no setting for these, so :func:`install` makes its protocol wrapper and its trio
+worker build these subclasses (and its trio worker see :class:`BatchAcceptListener` as
+``trio.SocketListener``), which override private methods: a test asserts the version, so an upgrade is
 checked again rather than silently losing the fixes.
 """
 
