@@ -103,6 +103,14 @@ async def test_slot_handed_to_a_waiter_cancelled_meanwhile_stays_its_own(autojum
     assert pacer._flows == {}
 
 
+def test_hypercorn_listens_through_the_batch_accept() -> None:
+    import hypercorn.trio.run
+
+    ext.install()
+    assert hypercorn.trio.run.trio.SocketListener is ext.BatchAcceptListener
+    assert hypercorn.trio.run.trio.serve_listeners is trio.serve_listeners  # everything else is trio's
+
+
 async def test_batch_accept_hands_out_queued_connections_without_checkpoints() -> None:
     sock = trio.socket.socket()
     await sock.bind(("127.0.0.1", 0))
