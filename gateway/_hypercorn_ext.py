@@ -77,7 +77,7 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import H11SendableEvent
 
 from . import _loopprobe as loopprobe
-from ._pacing import RejectPacer, request_target, tenant_of
+from ._pacing import HOLD_S, RejectPacer, request_target, tenant_of
 
 HYPERCORN_VERSION = "0.18.0"
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -286,6 +286,10 @@ class ClientCertTCPServer(TCPServer):
     _idle_wake: trio.Event | None = None
     _watching = False
     _h11: ReasonPhraseH11Protocol | None = None  # the connection's HTTP/1.x protocol, once made
+    #: While this connection holds a pacing slot: when the slot is taken back if still held
+    #: (:data:`~gateway._pacing.HOLD_S`), so that a connection dribbling its request cannot keep it.
+    _pace_deadline: float | None = None
+    _watch_scope: trio.CancelScope | None = None
 
     async def protocol_send(self, event: Event) -> None:
         if type(event) is not Updated:
@@ -303,6 +307,9 @@ class ClientCertTCPServer(TCPServer):
             self._watching = True
             await self.idle_task.restart(self._task_group, self._idle_timeout)
 
+    def _pace_done(self) -> None:
+        self._pace_deadline = None
+
     async def _idle_timeout(self) -> None:
         """Close the connection once it has been idle for ``keep_alive_timeout``, or at once when
         the server terminates (a busy one when it becomes idle), as hypercorn's does."""
@@ -310,15 +317,24 @@ class ClientCertTCPServer(TCPServer):
         terminated = self.context.terminated
         while True:
             since = self._idle_since
-            if since is not None and (terminated.is_set() or trio.current_time() >= since + keep_alive):
+            now = trio.current_time()
+            if self._pace_deadline is not None and now >= self._pace_deadline:
+                self._pace_deadline = None
+                if self._h11 is not None:
+                    self._h11.released()  # held too long: the slot goes back (the request goes on)
+            if since is not None and (terminated.is_set() or now >= since + keep_alive):
                 break
             if terminated.is_set():  # busy at shutdown: closed when its answer is complete
                 self._idle_wake = trio.Event()
                 await self._idle_wake.wait()
                 self._idle_wake = None
                 continue
-            with trio.move_on_at(since + keep_alive if since is not None else trio.current_time() + keep_alive):
+            deadline = since + keep_alive if since is not None else now + keep_alive
+            if self._pace_deadline is not None:
+                deadline = min(deadline, self._pace_deadline)
+            with trio.move_on_at(deadline) as self._watch_scope:
                 await terminated.wait()
+            self._watch_scope = None
         with trio.CancelScope(shield=True):
             await self._initiate_server_close()
 
@@ -366,6 +382,10 @@ class ClientCertTCPServer(TCPServer):
                         self._idle_since = None  # a request is waiting: not idle
                         await pacer.acquire(key)
                         proto.when_responding(partial(pacer.release, key))
+                        proto.when_responding(self._pace_done)
+                        self._pace_deadline = trio.current_time() + HOLD_S
+                        if self._watch_scope is not None:
+                            self._watch_scope.deadline = min(self._watch_scope.deadline, self._pace_deadline)
                 first = False
                 self._read = loopprobe.mark()
                 await self.protocol.handle(RawData(bytes(data)))

@@ -12,7 +12,8 @@ Instead, once a connection has been answered 429 (with ``Retry-After``), the nex
 handed to the HTTP parser only after the connection gets one of :attr:`RejectPacer.slots` slots of
 its flow: the rejected request's tenant, from its path (:func:`tenant_of`: ``/clusters/<name>/``, or
 ``/`` for the root tenant), the one thing known of a request before it is parsed. The slot is held
-until that connection's next response starts (or it closes), so at most ``slots`` rejected
+until that connection's next response starts (or it closes; or the app passes the request on to be
+queued or served; at most :data:`HOLD_S`), so at most ``slots`` rejected
 connections of a tenant are being parsed, routed and answered at once; the rest wait in a FIFO per
 tenant, each parked on an event (not runnable). The 429 itself goes out at once; nothing is held. A
 connection whose request was admitted is not paced; a well-behaved client waits ``Retry-After``
@@ -37,6 +38,9 @@ import trio
 
 #: Rejected connections of one flow (tenant) parsed and answered at once.
 PACE_SLOTS = 2
+#: A slot is taken back from a connection holding it this long (seconds), its request going on: a
+#: client dribbling its request, or a slow answer, cannot keep its tenant's slots.
+HOLD_S = 1.0
 _CLUSTERS = b"/clusters/"
 
 

@@ -192,11 +192,12 @@ def test_flow_of_a_request_target() -> None:
     assert request_target(b"GET /clusters/a/x") is None  # the line not whole yet: not paced
 
 
-async def test_rejected_connections_are_paced_in_hypercorn() -> None:
+async def test_rejected_connections_are_paced_in_hypercorn(monkeypatch: pytest.MonkeyPatch) -> None:
     """Six connections of tenant a answered 429 send their next request at once: two reach the app
     (a's slots), four wait unread until a slot is free; a new connection of a waits too (its first
     request is a's), while a new connection of tenant b is served at once and is never paced. A
     response's start frees the slot; a connection answered 200 is not paced next."""
+    monkeypatch.setattr(ext, "HOLD_S", 60.0)
     ext.install()
     config = ext.ClientCertConfig()
     config.bind = ["127.0.0.1:0"]
@@ -234,6 +235,41 @@ async def test_rejected_connections_are_paced_in_hypercorn() -> None:
         assert await _exchange(streams[0], "/clusters/a/x") == 200  # answered 200 before: not paced
         assert config.pacer.paced == 5 and config.pacer._flows == {}
         for s in (*streams, fresh, quiet):
+            await s.aclose()
+        stop.set()
+
+
+async def test_a_slot_held_too_long_is_taken_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rejected connections whose next requests stay in the app (a slow answer, or a request
+    dribbled in) lose their slots after HOLD_S: a third one of the tenant gets in meanwhile."""
+    monkeypatch.setattr(ext, "HOLD_S", 0.3)
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    async with trio.open_nursery() as n:
+        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+        port = int(binds[0].rsplit(":", 1)[1])
+        streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+        for s in streams:
+            assert await _exchange(s, "/clusters/a/flood") == 429
+
+        async def held(s: trio.SocketStream) -> None:
+            assert await _exchange(s, "/clusters/a/x?hold") == 200
+
+        async with trio.open_nursery() as m:
+            for s in streams[:2]:
+                m.start_soon(held, s)
+            await _poll(lambda: state["in_app"] == 2)
+            t0 = trio.current_time()
+            m.start_soon(held, streams[2])
+            await _poll(lambda: state["in_app"] == 3)
+            assert trio.current_time() - t0 >= 0.1  # it waited for a slot to be taken back
+            assert config.pacer.paced == 1
+            state["go"].set()
+        for s in streams:
             await s.aclose()
         stop.set()
 
