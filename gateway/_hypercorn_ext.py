@@ -274,6 +274,18 @@ class _PaceScope:
         await self.inner(scope, receive, send, sync_spawn, call_soon)
 
 
+class _StartSoon:
+    """hypercorn's ``TrioSingleTask`` for the one idle-timer task of a connection: started without
+    waiting for it (``nursery.start`` costs the new connection a round trip through the run queue),
+    never stopped (it ends by itself; the connection's task group waits for it, as for hypercorn's)."""
+
+    async def restart(self, task_group: Any, action: Callable[[], Any]) -> None:
+        task_group._nursery.start_soon(action)
+
+    async def stop(self) -> None:
+        return None
+
+
 class ClientCertTCPServer(TCPServer):
     """hypercorn's trio connection handler, passing the client certificate to the app, pacing
     rejected connections (:meth:`_read_data`), and timing a keep-alive connection's idleness with
@@ -341,6 +353,7 @@ class ClientCertTCPServer(TCPServer):
     async def run(self) -> None:
         self._idle_since = trio.current_time()  # no request yet
         self._watching = True  # hypercorn starts the idle task (once, here) after the protocol is made
+        self.idle_task = _StartSoon()  # type: ignore[assignment]
         self._accepted = loopprobe.mark()
         if self._accepted is not None and loopprobe.ACTIVE is not None and loopprobe.ACTIVE.trace_match:
             self.app = _ProbeScope(self.app, self)  # type: ignore[assignment]
