@@ -7,7 +7,9 @@ out on an idle keep-alive connection, or a new one while fewer than ``--max-conn
 all are busy it is counted as not sent (the client's bound, never an unbounded backlog). Loopback
 only (the URL must be 127.0.0.1 or localhost). A request unanswered after ``--timeout`` s is counted
 and its connection closed. Prints one JSON line: attempted, sent, answered, codes, 429s without
-Retry-After, not sent (all connections busy), errors, timeouts, the connections opened.
+Retry-After, not sent (all connections busy), errors, timeouts, the connections opened, and when
+each of ``--max-conns`` connections had had its first answer (the flood established: until then
+the server is also accepting connections and reading their first requests).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,10 +26,11 @@ import trio
 
 
 class _Conn:
-    __slots__ = ("buf", "stream")
+    __slots__ = ("answered", "buf", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream, self.buf = stream, b""
+        self.answered = False
 
     async def _more(self) -> None:
         chunk = await self.stream.receive_some(65536)
@@ -73,7 +77,9 @@ async def flood(url: str, path: str, token: str, rate: float, seconds: float, *,
                "User-Agent: jetkube-bench-openloop\r\nAccept: application/json\r\n\r\n").encode()
     idle: list[_Conn] = []
     s: dict[str, Any] = {"attempted": 0, "sent": 0, "answered": 0, "codes": {}, "c429": 0, "c429_no_retry_after": 0,
-                         "not_sent_all_busy": 0, "errors": 0, "timeouts": 0, "connections_opened": 0}
+                         "not_sent_all_busy": 0, "errors": 0, "timeouts": 0, "connections_opened": 0,
+                         "connections_answered": 0, "all_connections_answered_s": None,
+                         "all_connections_answered_at": None}
     open_conns = 0
 
     async def one(conn: _Conn | None) -> None:
@@ -92,6 +98,12 @@ async def flood(url: str, path: str, token: str, rate: float, seconds: float, *,
             s["errors"] += 1
         else:
             s["answered"] += 1
+            if not conn.answered:  # the connection's first answer: the flood is established when all have one
+                conn.answered = True
+                s["connections_answered"] += 1
+                if s["connections_answered"] == max_conns:
+                    s["all_connections_answered_s"] = round(trio.current_time() - t0, 3)
+                    s["all_connections_answered_at"] = time.time()
             s["codes"][status] = s["codes"].get(status, 0) + 1
             if status == 429:
                 s["c429"] += 1
@@ -104,7 +116,7 @@ async def flood(url: str, path: str, token: str, rate: float, seconds: float, *,
         open_conns -= 1
 
     total = math.floor(rate * seconds)
-    t0 = trio.current_time()
+    t0 = trio.current_time()  # (read by one() too)
     async with trio.open_nursery() as n:
         k = 0
         while k < total:

@@ -175,19 +175,46 @@ async def _run_loops(c: httpx.AsyncClient, loop: Any, k: int) -> None:
             n.start_soon(loop, c)
 
 
-async def _quiet(urls: list[str], rate: float, seconds: float) -> tuple[list[float], dict[int, int]]:
+async def _quiet(urls: list[str], rate: float, seconds: float, stages: dict[str, list[float]] | None = None,
+                 starts: list[float] | None = None) -> tuple[list[float], dict[int, int]]:
     """Open loop: one GET every 1/rate s (round robin over the gateways), each timed on its own (a
-    slow one does not delay the next)."""
+    slow one does not delay the next). ``stages`` (if given) collects where each request's time went,
+    from httpx's trace hook: ``pool`` (waiting for a pooled connection), ``connect`` (a new TCP
+    connection: the kernel's accept queue), ``send`` (the request written) and ``answer`` (from the
+    request written to the response's head). ``starts`` (if given) gets each request's start (wall
+clock), in the order of the latencies returned."""
     lat: list[float] = []
     codes: dict[int, int] = {}
     clients = [_client(url, B_TOKEN, 64) for url in urls]
     try:
         async def one(c: httpx.AsyncClient) -> None:
             t0 = time.perf_counter()
-            r = await c.get(B_GET)
-            lat.append(time.perf_counter() - t0)
-            codes[r.status_code] = codes.get(r.status_code, 0) + 1
+            marks: dict[str, float] = {}
 
+            async def trace(name: str, info: Any) -> None:
+                marks[name] = time.perf_counter()
+
+            r = await c.get(B_GET, extensions={"trace": trace} if stages is not None else {})
+            t1 = time.perf_counter()
+            lat.append(t1 - t0)
+            if starts is not None:
+                starts.append(phase0 + (t0 - perf0))
+            codes[r.status_code] = codes.get(r.status_code, 0) + 1
+            if stages is not None:
+                m = marks.get
+                c0, c1 = m("connection.connect_tcp.started"), m("connection.connect_tcp.complete")
+                s0 = m("http11.send_request_headers.started")
+                h0, h1 = m("http11.receive_response_headers.started"), m("http11.receive_response_headers.complete")
+                if c0 is not None and c1 is not None:
+                    stages.setdefault("connect", []).append(c1 - c0)
+                if s0 is not None:
+                    stages.setdefault("pool", []).append(s0 - t0 - ((c1 - c0) if c0 and c1 else 0.0))
+                if s0 is not None and h0 is not None:
+                    stages.setdefault("send", []).append(h0 - s0)
+                if h0 is not None and h1 is not None:
+                    stages.setdefault("answer", []).append(h1 - h0)
+
+        phase0, perf0 = time.time(), time.perf_counter()
         async with trio.open_nursery() as n:
             start = trio.current_time()
             k = 0
@@ -199,6 +226,12 @@ async def _quiet(urls: list[str], rate: float, seconds: float) -> tuple[list[flo
         for c in clients:
             await c.aclose()
     return lat, codes
+
+
+def _stage_summary(stages: dict[str, list[float]]) -> dict[str, Any]:
+    """Per stage of B's requests: how many had it, p50 and p99 in ms."""
+    return {k: {"n": len(v), "p50_ms": round(_pct(v, 50) * 1000, 2), "p99_ms": round(_pct(v, 99) * 1000, 2)}
+            for k, v in sorted(stages.items())}
 
 
 def _wrk_lua(token: str, path: str) -> str:
@@ -321,7 +354,8 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
     cap_dispatched = c1.get("dispatched_a", 0.0) - c0.get("dispatched_a", 0.0)
     cap_rts = c1.get("lease_requests", 0.0) - c0.get("lease_requests", 0.0)
     rate_b = max(1.0, 0.05 * cap)
-    unloaded, codes0 = await _quiet(urls, rate_b, seconds)
+    stages0: dict[str, list[float]] = {}
+    unloaded, codes0 = await _quiet(urls, rate_b, seconds, stages0)
     w0 = await _b_wait(gws)
     # The flood: open loop, ``flood_x`` times the capacity over all gateways (split evenly), for
     # the quiet phase plus 2 s to establish; bounded by ``flood_conns`` connections per gateway.
@@ -351,11 +385,13 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         assert profile is not None
         folded.update(await _profile(gws[0].proc.pid, seconds - 1, profile))
 
+    stages1: dict[str, list[float]] = {}
+    starts1: list[float] = []
     async with trio.open_nursery() as n:
         n.start_soon(sample)
         if profile is not None:
             n.start_soon(spy)
-        loaded, codes1 = await _quiet(urls, rate_b, seconds)
+        loaded, codes1 = await _quiet(urls, rate_b, seconds, stages1, starts1)
     a: dict[str, Any] = {}
     for fl in floods:
         out = b""
@@ -368,10 +404,13 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
             if k == "codes":
                 for code, n in v.items():
                     a.setdefault("codes", {})[code] = a.get("codes", {}).get(code, 0) + n
-            elif isinstance(v, (int, float)) and k not in ("rate", "seconds", "send_seconds"):
+            elif isinstance(v, (int, float)) and k not in ("rate", "seconds", "send_seconds",
+                                                           "all_connections_answered_s", "all_connections_answered_at"):
                 a[k] = a.get(k, 0) + v
             elif k in ("seconds", "send_seconds"):
                 a[k] = max(a.get(k, 0.0), v)
+            elif k in ("all_connections_answered_s", "all_connections_answered_at"):  # the last one established
+                a[k] = None if v is None or a.get(k, 0.0) is None else max(a.get(k, 0.0), v)
     cpu1, t1 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
     load1 = os.getloadavg()[0]
     w1 = await _b_wait(gws)
@@ -400,11 +439,22 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         "b_loaded_p50_ms": round(_pct(loaded, 50) * 1000, 2),
         "b_loaded_p99_ms": round(_pct(loaded, 99) * 1000, 2),
         "b_codes_unloaded": codes0, "b_codes_loaded": codes1,
+        "b_stages_unloaded": _stage_summary(stages0), "b_stages_loaded": _stage_summary(stages1),
         # The gateways' CPU under the flood, and per request they answered (mostly 429s).
         "gateway_cpu_cores_under_flood": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2),
         "gateway_cpu_us_per_answered": round(1e6 * (cpu1 - cpu0) / max(1, a_requests + len(loaded)
                                                                         + len(samples)), 1)}
     res["b_p99_within_2x"] = res["b_loaded_p99_ms"] <= 2 * res["b_unloaded_p99_ms"]
+    # The flood is established once each of its connections had a first answer (until then the
+    # gateway also accepts connections and reads first requests, which are not paced). B's loaded
+    # phase starts 2 s after the flood; if the flood took longer, B's requests sent before it was
+    # established are told apart (a diagnostic: the target is on every request above).
+    est, est_at = a.get("all_connections_answered_s"), a.get("all_connections_answered_at")
+    res["a_established_s"] = est
+    if est_at is not None:
+        after = [x for x, t in zip(loaded, starts1, strict=True) if t >= est_at]
+        res["b_loaded_after_established"] = {"n": len(after), "p50_ms": round(_pct(after, 50) * 1000, 2),
+                                             "p99_ms": round(_pct(after, 99) * 1000, 2)}
     # Under the flood, over all gateways: each tenant's requests dispatched (B's share of them), and
     # with --apf-fleet-leases the seat lease round trips per request dispatched and the fallbacks.
     dispatched = fleet.get("dispatched_a", 0.0) + fleet.get("dispatched_b", 0.0)
@@ -510,6 +560,11 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
         note += (f"; seat lease round trips {r['lease_round_trips']:,} "
                  f"({r['lease_round_trips_per_request']} per request dispatched; at capacity without the flood "
                  f"{r['capacity_lease_round_trips_per_request']}), fallbacks {r['lease_fallbacks']}")
+    if r.get("a_established_s") is not None:
+        ae = r.get("b_loaded_after_established") or {}
+        note += (f"; the flood established (each connection answered once) {r['a_established_s']:.1f}s after it started"
+                 f" (B's phase starts at 2 s); B's {ae.get('n', 0)} requests sent after that: "
+                 f"p50 {ae.get('p50_ms')} ms, p99 {ae.get('p99_ms')} ms")
     note += f"; load average {r['load_average_1m'][0]}-{r['load_average_1m'][1]}"
     if "reject_gateway_cpu_us_per_answer" in r:
         note += (f"; reject path alone: {r['reject_gateway_cpu_us_per_answer']:.0f} us gateway CPU per 429 "

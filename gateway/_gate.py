@@ -37,8 +37,10 @@ from bus import ANY_TENANT
 from projections import now_micro
 
 from . import _history as history
+from . import _loopprobe as loopprobe
 from . import _ui as ui
 from ._audit import AUDIT_EVENTS_PATH, AuditNote, audit_request
+from ._hypercorn_ext import PACE_RELEASE, PROBE_MARKS
 from ._logging import begin_request, note_user
 from ._metrics import request_labels
 from ._routes import parse, split_tenant
@@ -91,7 +93,24 @@ class Gate:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        marks = scope.get(PROBE_MARKS)
+        if marks is not None:  # the loop probe traces this connection's requests (JETKUBE_LOOP_PROBE_TRACE)
+            marks["app"] = loopprobe.mark()
+            try:
+                return await self._call(scope, receive, send)
+            finally:
+                marks["app_end"] = loopprobe.mark()
+                loopprobe.trace(scope["path"], marks)
+        return await self._call(scope, receive, send)
+
+    async def _call(self, scope: Any, receive: Any, send: Any) -> None:
+        # A paced request (gateway/_pacing.py) holds its tenant's slot while it may be answered 429
+        # here, at once; a request going on to the app gives it back first (it may wait in flow
+        # control's queues, where it is not runnable).
+        paced = scope.pop(PACE_RELEASE, None)
         if scope["type"] != "http" or scope["method"] not in _READS or not self.ctx.pipeline.flow_control.rejecting():
+            if paced is not None:
+                paced()
             return await self.app(scope, receive, send)
         audit = self.ctx.audit
         if audit is not None and audit.blocking is not None:
@@ -100,6 +119,8 @@ class Gate:
             return await self.app(scope, receive, send)
         decided = await self._decide(scope)
         if decided is None:
+            if paced is not None:
+                paced()
             return await self.app(scope, receive, send)
         await self._reject(scope, send, *decided)
 

@@ -1,4 +1,4 @@
-"""Two fixes to hypercorn's protocols and one extension, for the hypercorn version pinned here
+"""Fixes to hypercorn's protocols and extensions, for the hypercorn version pinned here
 (``HYPERCORN_VERSION``).
 
 - HTTP/1.1 status lines with their reason phrase (``HTTP/1.1 409 Conflict``): hypercorn builds
@@ -17,6 +17,16 @@
   ``scope["extensions"]["tls"]`` as the ASGI TLS extension specifies (``client_cert_chain``, PEM,
   leaf first), for every request of that connection.
 
+- Accepting: :class:`BatchAcceptListener` takes every connection the kernel has queued when the
+  listening socket becomes readable (trio's listener takes one per turn of the run queue: under a
+  flood of connections a quiet client's connection waited in the kernel's queue for seconds).
+- Idle keep-alive connections: :class:`ClientCertTCPServer` times them with one task per
+  connection that reads the state at its deadline, instead of hypercorn's task started at every
+  response's end and cancelled at every request's start.
+- Pacing of rejected connections (gateway/_pacing.py): after a 429 a connection's next request is
+  read once its tenant has a slot (:meth:`ClientCertTCPServer._read_data`).
+- The loop probe's per-connection marks (gateway/_loopprobe.py, ``JETKUBE_LOOP_PROBE_TRACE``).
+
 Client certificates are requested, not verified, in the handshake, as kube-apiserver's
 ``tls.RequestClientCert``: :func:`request_client_certificates`. The app verifies them against the
 client CA (``actors._authn.CertificateAuthority``), so a certificate from another CA, or an expired
@@ -25,8 +35,9 @@ Python's ``ssl`` has no such mode (``CERT_OPTIONAL`` aborts the handshake on a c
 verify), so OpenSSL's ``SSL_CTX_set_verify`` is called through ctypes with a callback that accepts
 the chain; a test checks it on this Python.
 
-hypercorn has no setting for the first two, so :func:`install` makes its protocol wrapper build these
-subclasses, which override private methods: a test asserts the version, so an upgrade is
+hypercorn has no setting for these, so :func:`install` makes its protocol wrapper and its trio
+worker build these subclasses (and its trio worker see :class:`BatchAcceptListener` as
+``trio.SocketListener``), which override private methods: a test asserts the version, so an upgrade is
 checked again rather than silently losing the fixes.
 """
 
@@ -34,12 +45,19 @@ from __future__ import annotations
 
 import _ssl
 import ctypes
+import errno
+import os
 import socket
 import ssl
 import sys
 import time
+import types
+from collections import deque
+from collections.abc import Callable
+from functools import partial
 from http import HTTPStatus
 from itertools import chain
+from math import inf
 from typing import Any
 from wsgiref.handlers import format_date_time
 
@@ -50,13 +68,16 @@ import hypercorn.trio.run
 import trio
 from cryptography import x509
 from hypercorn.config import Config
-from hypercorn.events import RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import H11SendableEvent
+
+from . import _loopprobe as loopprobe
+from ._pacing import HOLD_S, RejectPacer, request_target, tenant_of
 
 HYPERCORN_VERSION = "0.18.0"
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -80,6 +101,32 @@ class ReasonPhraseH11Protocol(H11Protocol):
     on the app. Streams (watches: chunked, no length) are written as before, head first."""
 
     _held: bytearray | None = None
+    #: After a 429 with Retry-After: the pacing key of this connection's next request (the tenant
+    #: of the rejected one; see gateway/_pacing.py), taken by the read loop (:class:`ClientCertTCPServer`).
+    rejected: bytes | None = None
+    _target: bytes = b""
+    #: What to do when this connection's next response starts (give back its tenant's pacing slot), once.
+    on_response: list[Callable[[], None]] | None = None
+
+    def _on_response(self, event: Response) -> None:
+        self.released()
+        if event.status_code == 429 and any(k == b"retry-after" for k, _ in event.headers):
+            self.rejected = tenant_of(self._target)
+
+    def released(self) -> None:
+        """Run (and forget) what waits for the next response's start."""
+        todo, self.on_response = self.on_response, None
+        for release in todo or ():
+            release()
+
+    def when_responding(self, release: Callable[[], None]) -> None:
+        if self.on_response is None:
+            self.on_response = []
+        self.on_response.append(release)
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        self._target = request.target
+        await super()._create_stream(request)
 
     def _encode(self, event: H11SendableEvent) -> bytes | None:
         """``event`` as h11 writes it (None: the peer already broke the connection), as
@@ -100,6 +147,8 @@ class ReasonPhraseH11Protocol(H11Protocol):
             await self.send(RawData(data=data))
 
     async def stream_send(self, event: StreamEvent) -> None:
+        if type(event) is Response:
+            self._on_response(event)
         held = self._held
         if held is None:
             if type(event) is Response and event.status_code >= 200 and _has_length(event.headers):
@@ -187,10 +236,127 @@ def tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
             "tls_version": _TLS_VERSIONS.get(stream.version() or ""), "cipher_suite": None}
 
 
+class _ProbeScope:
+    """A connection's app wrapper putting the loop probe's marks of the connection (accepted, last
+    read) into every scope (``JETKUBE_LOOP_PROBE_TRACE``: gateway/_loopprobe.py)."""
+
+    __slots__ = ("conn", "inner")
+
+    def __init__(self, inner: Any, conn: ClientCertTCPServer) -> None:
+        self.inner, self.conn = inner, conn
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
+        scope[PROBE_MARKS] = {"accepted": self.conn._accepted, "read": self.conn._read}
+        await self.inner(scope, receive, send, sync_spawn, call_soon)
+
+
+#: The scope key of the loop probe's marks of a request's connection (see :class:`_ProbeScope`).
+PROBE_MARKS = "jetkube.probe_marks"
+#: The scope key of a paced request's "give the slot back now" (gateway/_pacing.py): the app calls it
+#: once it will not answer at once with a rejection (the request goes on to wait in flow control's
+#: queues, not runnable, or to be served); else the slot goes back when the answer starts.
+PACE_RELEASE = "jetkube.pace_release"
+
+
+class _PaceScope:
+    """A connection's app wrapper putting :data:`PACE_RELEASE` into the scope of a request that holds
+    a pacing slot."""
+
+    __slots__ = ("conn", "inner")
+
+    def __init__(self, inner: Any, conn: ClientCertTCPServer) -> None:
+        self.inner, self.conn = inner, conn
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
+        h11p = self.conn._h11
+        if h11p is not None and h11p.on_response:
+            scope[PACE_RELEASE] = h11p.released
+        await self.inner(scope, receive, send, sync_spawn, call_soon)
+
+
+class _StartSoon:
+    """hypercorn's ``TrioSingleTask`` for the one idle-timer task of a connection: started without
+    waiting for it (``nursery.start`` costs the new connection a round trip through the run queue),
+    never stopped (it ends by itself; the connection's task group waits for it, as for hypercorn's)."""
+
+    async def restart(self, task_group: Any, action: Callable[[], Any]) -> None:
+        task_group._nursery.start_soon(action)
+
+    async def stop(self) -> None:
+        return None
+
+
 class ClientCertTCPServer(TCPServer):
-    """hypercorn's trio connection handler, passing the client certificate to the app."""
+    """hypercorn's trio connection handler, passing the client certificate to the app, pacing
+    rejected connections (:meth:`_read_data`), and timing a keep-alive connection's idleness with
+    one task per connection instead of one per idle period (:meth:`_idle_timeout`)."""
+
+    _accepted: tuple[float, int] | None = None
+    _read: tuple[float, int] | None = None
+    #: Since when the connection is idle (no request in flight; trio's clock); None: busy.
+    _idle_since: float | None = None
+    _idle_wake: trio.Event | None = None
+    _watching = False
+    _h11: ReasonPhraseH11Protocol | None = None  # the connection's HTTP/1.x protocol, once made
+    #: While this connection holds a pacing slot: when the slot is taken back if still held
+    #: (:data:`~gateway._pacing.HOLD_S`), so that a connection dribbling its request cannot keep it.
+    _pace_deadline: float | None = None
+    _watch_scope: trio.CancelScope | None = None
+
+    async def protocol_send(self, event: Event) -> None:
+        if type(event) is not Updated:
+            return await super().protocol_send(event)
+        # hypercorn restarts a task (``nursery.start``: a round trip through the run queue for the
+        # app's task sending the response) at each response's end and cancels it at each request's
+        # start; here one task per connection reads the state when its deadline comes.
+        if event.idle:
+            self._idle_since = trio.current_time()
+            if self._idle_wake is not None:
+                self._idle_wake.set()
+        else:
+            self._idle_since = None
+        if not self._watching:
+            self._watching = True
+            await self.idle_task.restart(self._task_group, self._idle_timeout)
+
+    def _pace_done(self) -> None:
+        self._pace_deadline = None
+
+    async def _idle_timeout(self) -> None:
+        """Close the connection once it has been idle for ``keep_alive_timeout``, or at once when
+        the server terminates (a busy one when it becomes idle), as hypercorn's does."""
+        keep_alive = self.config.keep_alive_timeout
+        terminated = self.context.terminated
+        while True:
+            since = self._idle_since
+            now = trio.current_time()
+            if self._pace_deadline is not None and now >= self._pace_deadline:
+                self._pace_deadline = None
+                if self._h11 is not None:
+                    self._h11.released()  # held too long: the slot goes back (the request goes on)
+            if since is not None and (terminated.is_set() or now >= since + keep_alive):
+                break
+            if terminated.is_set():  # busy at shutdown: closed when its answer is complete
+                self._idle_wake = trio.Event()
+                await self._idle_wake.wait()
+                self._idle_wake = None
+                continue
+            deadline = since + keep_alive if since is not None else now + keep_alive
+            if self._pace_deadline is not None:
+                deadline = min(deadline, self._pace_deadline)
+            with trio.move_on_at(deadline) as self._watch_scope:
+                await terminated.wait()
+            self._watch_scope = None
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
 
     async def run(self) -> None:
+        self._idle_since = trio.current_time()  # no request yet
+        self._watching = True  # hypercorn starts the idle task (once, here) after the protocol is made
+        self.idle_task = _StartSoon()  # type: ignore[assignment]
+        self._accepted = loopprobe.mark()
+        if self._accepted is not None and loopprobe.ACTIVE is not None and loopprobe.ACTIVE.trace_match:
+            self.app = _ProbeScope(self.app, self)  # type: ignore[assignment]
         if isinstance(self.stream, trio.SSLStream):
             try:
                 with trio.fail_after(self.config.ssl_handshake_timeout):
@@ -199,7 +365,49 @@ class ClientCertTCPServer(TCPServer):
                 await trio.aclose_forcefully(self.stream)
                 return
             self.app = _TLSScope(self.app, tls_extension(self.stream))  # type: ignore[assignment]
+        self.app = _PaceScope(self.app, self)  # type: ignore[assignment]
         await super().run()
+
+    async def _read_data(self) -> None:
+        """hypercorn's read loop (``TCPServer._read_data``), pacing a connection that was just
+        answered 429, or whose first request is for a tenant being paced (gateway/_pacing.py: its
+        bytes go to the parser once its tenant has a slot), and marking each read for the loop probe."""
+        pacer: RejectPacer | None = getattr(self.config, "pacer", None)
+        h11p = self.protocol.protocol if type(self.protocol.protocol) is ReasonPhraseH11Protocol else None
+        self._h11 = h11p
+        first = True
+        try:
+            while True:
+                try:
+                    with trio.fail_after(self.config.read_timeout or inf):
+                        data = await self.stream.receive_some(MAX_RECV)
+                except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                    break
+                proto = self.protocol.protocol
+                if data and pacer is not None and type(proto) is ReasonPhraseH11Protocol:
+                    key = proto.rejected
+                    if key is None and first:
+                        target = request_target(data)
+                        if target is not None and pacer.active(k := tenant_of(target)):
+                            key = k
+                    if key is not None:
+                        proto.rejected = None
+                        self._idle_since = None  # a request is waiting: not idle
+                        await pacer.acquire(key)
+                        proto.when_responding(partial(pacer.release, key))
+                        proto.when_responding(self._pace_done)
+                        self._pace_deadline = trio.current_time() + HOLD_S
+                        if self._watch_scope is not None:
+                            self._watch_scope.deadline = min(self._watch_scope.deadline, self._pace_deadline)
+                first = False
+                self._read = loopprobe.mark()
+                await self.protocol.handle(RawData(bytes(data)))
+                if data == b"":
+                    break
+        finally:
+            if h11p is not None:
+                h11p.released()  # a slot still held: the connection ended before its answer
+        await self.protocol.handle(Closed())
 
 
 # OpenSSL's verify callback: int (*)(int preverify_ok, X509_STORE_CTX *). Accepting every chain
@@ -248,6 +456,14 @@ class ClientCertConfig(Config):
 
     backlog = socket.SOMAXCONN
     _date: tuple[int, bytes] = (-1, b"")
+    _pacer: RejectPacer | None = None
+
+    @property
+    def pacer(self) -> RejectPacer:
+        """This server's pacing of rejected connections (gateway/_pacing.py)."""
+        if self._pacer is None:
+            self._pacer = RejectPacer()
+        return self._pacer
 
     def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
         """hypercorn's headers of every response (Date, Server), the Date formatted once a second:
@@ -269,9 +485,80 @@ class ClientCertConfig(Config):
         return context
 
 
+#: At most this many queued connections are accepted per wake-up of a listener (see
+#: :class:`BatchAcceptListener`).
+ACCEPT_BATCH = 64
+_CLOSED_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
+_IGNORED_ACCEPT_ERRNOS = {getattr(errno, n) for n in ("ECONNABORTED", "EPERM", "EPROTO") if hasattr(errno, n)}
+
+
+class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
+    """``trio.SocketListener``, accepting every connection the kernel has queued (up to
+    :data:`ACCEPT_BATCH`) when the listening socket becomes readable, and handing them out one per
+    :meth:`accept` without a trio checkpoint.
+
+    ``trio.serve_listeners`` accepts one connection per checkpoint, so one per turn of the run queue.
+    Under a flood of connections (B12: 1,000 per gateway) a turn is tens of milliseconds, so the
+    kernel's accept queue held 450-650 connections for the whole flood and a quiet client's new
+    connection waited behind all of them (B's p99 of seconds; the ``ss -ltn`` Recv-Q and the loop
+    probe's traces showed it: no connection of B's was accepted until the flood ended). Go's
+    ``net/http`` (kube-apiserver) accepts in a loop of its own, as fast as connections come; this does
+    the same for a single-threaded loop. The listening socket is read through a ``dup`` of it (a
+    plain non-blocking socket: trio's socket object has no non-blocking accept)."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.socket = sock
+        self._std = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
+        self._std.setblocking(False)
+        self._ready: deque[socket.socket] = deque()
+
+    def _fill(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _addr = self._std.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _CLOSED_ERRNOS:
+                    raise trio.ClosedResourceError from None
+                if exc.errno in _IGNORED_ACCEPT_ERRNOS:
+                    continue
+                if self._ready:  # hand out what was accepted; the error comes back on the next call
+                    return
+                raise
+            self._ready.append(conn)
+
+    async def accept(self) -> trio.SocketStream:
+        while not self._ready:
+            if self.socket.fileno() < 0:
+                raise trio.ClosedResourceError
+            self._fill()
+            if not self._ready:
+                await trio.lowlevel.wait_readable(self.socket)
+        return trio.SocketStream(trio.socket.from_stdlib_socket(self._ready.popleft()))
+
+    async def aclose(self) -> None:
+        self.socket.close()
+        self._std.close()
+        while self._ready:
+            self._ready.popleft().close()
+        await trio.lowlevel.checkpoint()
+
+
+class _HypercornTrio(types.ModuleType):
+    """The ``trio`` module as hypercorn's ``trio.run`` sees it: every name trio's, except
+    ``SocketListener``, which is :class:`BatchAcceptListener`."""
+
+    SocketListener = BatchAcceptListener
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(trio, name)
+
+
 def install() -> None:
-    """Serve HTTP/1.1 and HTTP/2 through the classes above from now on, and pass client
-    certificates to the app (idempotent)."""
+    """Serve HTTP/1.1 and HTTP/2 through the classes above from now on, pass client
+    certificates to the app, and accept connections in batches (idempotent)."""
     hypercorn.protocol.H11Protocol = ReasonPhraseH11Protocol  # type: ignore[misc]
     hypercorn.protocol.H2Protocol = EarlyResponseH2Protocol  # type: ignore[misc]
     hypercorn.trio.run.TCPServer = ClientCertTCPServer  # type: ignore[misc]
+    hypercorn.trio.run.trio = _HypercornTrio("trio")  # type: ignore[attr-defined]

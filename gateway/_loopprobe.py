@@ -11,7 +11,16 @@ Off unless ``JETKUBE_LOOP_PROBE=<path prefix>`` is set; then the gateway process
   next gets the GIL: a long C call shows as the frame after it);
 - every gc collection (``gc.callbacks``): pause, its thread CPU, generation; with
   ``JETKUBE_LOOP_PROBE_CENSUS=S``, once, S seconds after the start, the old generation by type;
-- the loop's lag: a task sleeping 5 ms, how late it wakes (what any ready task waits for).
+- the loop's lag: a task sleeping 5 ms, how late it wakes (what any ready task waits for);
+- the run queue: each batch of task steps trio runs between two polls of the kernel (``after_io_wait``
+  to ``before_io_wait``): how many steps it ran and how long it took (a task made runnable during a
+  batch waits for the whole batch, then for its own place in the next), and each batch longer than the
+  threshold.
+
+With ``JETKUBE_LOOP_PROBE_TRACE=<substring>``, each request whose path contains it is traced through
+its stages (:func:`mark`): the connection accepted, its bytes read (the last read before the app was
+called), the app called, the app returned; each with the time and the number of batches run so far,
+so that a slow request shows where it waited and how many turns of the run queue that cost.
 
 It costs two calls and four clock reads per task step (about 6% of a create's CPU in a py-spy
 profile): a diagnostic, not a metric. ``python -m gateway._loopprobe FILE [SINCE UNTIL]`` prints a
@@ -35,6 +44,14 @@ import trio
 
 _BOUNDS_MS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 _MAX_LONG = 20_000  # long steps kept (each a few hundred bytes)
+_BATCH_BOUNDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+
+
+def _batch_bucket(n: int) -> int:
+    for i, b in enumerate(_BATCH_BOUNDS):
+        if n <= b:
+            return i
+    return len(_BATCH_BOUNDS)
 
 
 def _bucket(ms: float) -> int:
@@ -79,6 +96,16 @@ class LoopProbe(trio.abc.Instrument):
         self.gc_long: list[dict[str, Any]] = []
         self.lag = [0] * (len(_BOUNDS_MS) + 1)
         self.lag_long: list[tuple[float, float]] = []
+        self.batch_steps = [0] * (len(_BATCH_BOUNDS) + 1)  # batches by their number of steps
+        self.batch_ms = [0] * (len(_BOUNDS_MS) + 1)  # batches by their wall duration
+        self.batch_s = [0.0] * (len(_BATCH_BOUNDS) + 1)  # wall time spent in batches of each size
+        self.batch_long: list[tuple[float, int, float]] = []  # (at, steps, ms) of batches over the threshold
+        self._b0 = 0.0
+        self._bn = 0
+        self._bnames: dict[str, int] = {}
+        self.batches = 0
+        self.trace_match = os.environ.get("JETKUBE_LOOP_PROBE_TRACE", "")
+        self.traces: list[dict[str, Any]] = []
         self._t0 = 0.0
         self._c0 = 0.0
         self._task: Any = None
@@ -93,7 +120,33 @@ class LoopProbe(trio.abc.Instrument):
         self.started = time.time()
 
     # ---- trio instrument
+    def after_io_wait(self, timeout: float) -> None:
+        self._b0 = time.perf_counter()
+        self._bn = 0
+        self._bnames.clear()
+        self.batches += 1
+
+    def before_io_wait(self, timeout: float) -> None:
+        b0 = self._b0
+        if not b0:
+            return
+        d = time.perf_counter() - b0
+        n = self._bn
+        self._b0 = 0.0
+        if not n:
+            return
+        k = _batch_bucket(n)
+        self.batch_steps[k] += 1
+        self.batch_s[k] += d
+        self.batch_ms[_bucket(d * 1000)] += 1
+        if d >= self.threshold and len(self.batch_long) < _MAX_LONG:
+            top = sorted(self._bnames.items(), key=lambda kv: -kv[1])[:4]
+            self.batch_long.append((round(time.time() - d, 4), n, round(d * 1000, 2), top))
+
     def before_task_step(self, task: Any) -> None:
+        self._bn += 1
+        name = task.name.rsplit(".", 1)[-1]
+        self._bnames[name] = self._bnames.get(name, 0) + 1
         self._task = task
         self._gc_in_step = 0.0
         self._step_id += 1
@@ -183,6 +236,9 @@ class LoopProbe(trio.abc.Instrument):
                        for g, h in self.gc.items()}, "census": self.census,
                 "gc_threshold": gc.get_threshold(), "gc_frozen": gc.get_freeze_count(),
                 "lag": self.lag, "lag_long": self.lag_long, "gc_long": self.gc_long,
+                "batch_le_steps": [*map(str, _BATCH_BOUNDS), "inf"], "batch_steps": self.batch_steps,
+                "batch_s": [round(x, 3) for x in self.batch_s], "batch_ms": self.batch_ms,
+                "batch_long": self.batch_long, "traces": self.traces,
                 "long": self.long, "long_dropped": self.long_dropped}
 
     def write(self, path: str) -> None:
@@ -192,9 +248,35 @@ class LoopProbe(trio.abc.Instrument):
         os.replace(tmp, path)
 
 
+#: The probe running in this process (JETKUBE_LOOP_PROBE), if any.
+ACTIVE: LoopProbe | None = None
+
+
+def mark() -> tuple[float, int] | None:
+    """(now, batches run so far) while a probe runs, else None."""
+    probe = ACTIVE
+    return None if probe is None else (time.perf_counter(), probe.batches)
+
+
+def trace(path: str, stages: dict[str, tuple[float, int] | None]) -> None:
+    """Record one request's stages (from :func:`mark`) if its path matches ``JETKUBE_LOOP_PROBE_TRACE``:
+    each stage's time (ms) and batches since the first stage."""
+    probe = ACTIVE
+    if probe is None or not probe.trace_match or probe.trace_match not in path or len(probe.traces) >= _MAX_LONG:
+        return
+    marks = {k: v for k, v in stages.items() if v is not None}
+    if not marks:
+        return
+    t0, b0 = min(marks.values())
+    probe.traces.append({"at": round(time.time() - (time.perf_counter() - t0), 4),
+                         **{k: (round((t - t0) * 1000, 2), b - b0) for k, (t, b) in marks.items()}})
+
+
 @contextmanager
 def _installed(probe: LoopProbe) -> Iterator[None]:
+    global ACTIVE
     trio.lowlevel.add_instrument(probe)
+    ACTIVE = probe
     gc.callbacks.append(probe.on_gc)
     th = threading.Thread(target=probe._watch, name="loop-probe", daemon=True)
     th.start()
@@ -202,6 +284,7 @@ def _installed(probe: LoopProbe) -> Iterator[None]:
         yield
     finally:
         probe._stop.set()
+        ACTIVE = None
         gc.callbacks.remove(probe.on_gc)
         trio.lowlevel.remove_instrument(probe)
 
@@ -235,6 +318,15 @@ def report(d: dict[str, Any], since: float = 0.0, until: float = float("inf"), t
              f"{d['gc_threshold']}, frozen {d['gc_frozen']:,}")]
     lines.append("steps  <= ms: " + " ".join(f"{e}:{n}" for e, n in zip(edges, d["steps"], strict=True) if n))
     lines.append("lag    <= ms: " + " ".join(f"{e}:{n}" for e, n in zip(edges, d["lag"], strict=True) if n))
+    if "batch_steps" in d:
+        lines.append("batches <= steps (count, seconds): " + " ".join(
+            f"{e}:{n}/{t:.1f}s" for e, n, t in zip(d["batch_le_steps"], d["batch_steps"], d["batch_s"], strict=True) if n))
+        lines.append("batches <= ms: " + " ".join(f"{e}:{n}" for e, n in zip(edges, d["batch_ms"], strict=True) if n))
+        bl = [x for x in d["batch_long"] if since <= x[0] <= until]
+        if bl:
+            lines.append(f"batches over the threshold in the window: {len(bl)}, steps mean "
+                         f"{sum(x[1] for x in bl) / len(bl):.0f} max {max(x[1] for x in bl)}, ms mean "
+                         f"{sum(x[2] for x in bl) / len(bl):.1f} max {max(x[2] for x in bl):.1f}")
     for g, v in d["gc"].items():
         lines.append(f"gc{g}: total {v['total_s']:.3f}s (cpu {v.get('cpu_s', 0):.3f}s) max {v['max_ms']:.1f}ms  <= ms: "
                      + " ".join(f"{e}:{n}" for e, n in zip(edges, v["hist"], strict=True) if n))

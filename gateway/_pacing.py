@@ -1,0 +1,129 @@
+"""Pacing of rejected HTTP/1.1 connections: after a 429, a connection's next request is read only
+when its flow has a free slot.
+
+A flood on keep-alive connections answered with 429s sends its next request the moment each 429
+arrives, so every flooding connection always has a request ready: under B12's flood (1,000
+connections per gateway) trio's run queue held ~150-300 of them in each turn, a turn took tens of
+milliseconds (up to hundreds), and every scheduling point of a quiet tenant's request paid a whole
+turn. A 429 costs about as much CPU as a no-op request (hypercorn + trio), so answering them faster
+is not enough.
+
+Instead, once a connection has been answered 429 (with ``Retry-After``), the next bytes it sends are
+handed to the HTTP parser only after the connection gets one of :attr:`RejectPacer.slots` slots of
+its flow: the rejected request's tenant, from its path (:func:`tenant_of`: ``/clusters/<name>/``, or
+``/`` for the root tenant), the one thing known of a request before it is parsed. The slot is held
+until that connection's next response starts (or it closes; or the app passes the request on to be
+queued or served; at most :data:`HOLD_S`), so at most ``slots`` rejected
+connections of a tenant are being parsed, routed and answered at once; the rest wait in a FIFO per
+tenant, each parked on an event (not runnable). The 429 itself goes out at once; nothing is held. A
+connection whose request was admitted is not paced; a well-behaved client waits ``Retry-After``
+anyway.
+
+A new connection's first request is paced the same way while its tenant is being paced (its
+request line read from the first bytes): a flood opening its connections (B12: 1,000 at once) would
+otherwise put all their first requests on the loop together — before that, the quiet tenant's
+latency stayed within 2x only once every flood connection had had its first answer. Only HTTP/1.x
+connections are paced (HTTP/2 streams share a connection).
+
+Bounds: one entry per level with a connection holding or waiting for a slot (dropped when idle), one
+waiter per connection (a connection waits for at most one slot at a time).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import trio
+
+#: Rejected connections of one flow (tenant) parsed and answered at once.
+PACE_SLOTS = 2
+#: A slot is taken back from a connection holding it this long (seconds), its request going on: a
+#: client dribbling its request, or a slow answer, cannot keep its tenant's slots.
+HOLD_S = 1.0
+_CLUSTERS = b"/clusters/"
+
+
+def tenant_of(target: bytes) -> bytes:
+    """The pacing flow of a request target: ``/clusters/<name>`` for a tenant's path, else ``/``
+    (the root tenant; an absolute-form or ``*`` target counts as root)."""
+    if target.startswith(_CLUSTERS):
+        return _CLUSTERS + target[len(_CLUSTERS):].split(b"/", 1)[0].split(b"?", 1)[0]
+    return b"/"
+
+
+def request_target(data: bytes) -> bytes | None:
+    """The target of the HTTP/1.x request line at the start of ``data`` (None: not there whole)."""
+    sp = data.find(b" ", 0, 16)
+    if sp < 0:
+        return None
+    end = data.find(b" ", sp + 1, sp + 8193)
+    return data[sp + 1:end] if end > sp else None
+
+
+@dataclass
+class _Flow:
+    busy: int = 0
+    waiters: deque[trio.Event] = field(default_factory=deque)
+
+
+class RejectPacer:
+    """Per flow, at most :attr:`slots` rejected connections read at once; the others wait in FIFO
+    order (see the module docstring)."""
+
+    def __init__(self, slots: int = PACE_SLOTS) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.slots = slots
+        self._flows: dict[bytes, _Flow] = {}
+        self.paced = 0  #: connections that waited for a slot (a counter)
+        self.admitted = 0  #: slots taken (a counter)
+
+    def waiting(self, key: bytes | None = None) -> int:
+        """Connections waiting for a slot (of ``key``, or of every flow)."""
+        flows = self._flows.values() if key is None else [self._flows[key]] if key in self._flows else []
+        return sum(len(f.waiters) for f in flows)
+
+    def active(self, key: bytes) -> bool:
+        """Whether ``key``'s flow is being paced (a slot held or waited for)."""
+        return key in self._flows
+
+    def busy(self, key: bytes) -> int:
+        f = self._flows.get(key)
+        return f.busy if f else 0
+
+    async def acquire(self, key: bytes) -> None:
+        """Wait for a slot of ``key``'s flow (FIFO); the caller must :meth:`release` it."""
+        f = self._flows.get(key)
+        if f is None:
+            f = self._flows[key] = _Flow()
+        if f.busy < self.slots and not f.waiters:
+            f.busy += 1  # (no checkpoint: a free slot costs no turn of the run queue)
+            self.admitted += 1
+            return
+        ev = trio.Event()
+        f.waiters.append(ev)
+        self.paced += 1
+        try:
+            await ev.wait()
+        except BaseException:
+            if ev.is_set():  # the slot was handed over as this was cancelled: pass it on
+                self.release(key)
+            else:
+                f.waiters.remove(ev)
+                if not f.busy and not f.waiters:
+                    self._flows.pop(key, None)
+            raise
+        self.admitted += 1
+
+    def release(self, key: bytes) -> None:
+        """Give a slot of ``key`` back: to the first waiter, else free."""
+        f = self._flows.get(key)
+        if f is None:
+            return
+        if f.waiters:
+            f.waiters.popleft().set()  # handed over: busy stays
+            return
+        f.busy -= 1
+        if f.busy <= 0:
+            del self._flows[key]

@@ -1,0 +1,359 @@
+"""Issue 10, B12: the pacing of rejected connections (gateway/_pacing.py) and the batch accept
+(gateway/_hypercorn_ext.BatchAcceptListener): the pacer alone on trio's autojump clock, then both in
+hypercorn on loopback sockets."""
+
+from __future__ import annotations
+
+import socket
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypercorn.trio import serve
+
+from gateway import _hypercorn_ext as ext
+from gateway._pacing import RejectPacer, request_target, tenant_of
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_slots_per_flow_then_fifo(autojump_clock: trio.testing.MockClock) -> None:
+    pacer = RejectPacer(slots=2)
+    order: list[int] = []
+    held: dict[int, trio.Event] = {}
+
+    async def conn(i: int, key: bytes) -> None:
+        await pacer.acquire(key)
+        order.append(i)
+        held[i] = trio.Event()
+        await held[i].wait()
+        pacer.release(key)
+
+    async with trio.open_nursery() as n:
+        for i in range(6):
+            n.start_soon(conn, i, b"a")
+            await trio.sleep(0.001)  # arrival order
+        n.start_soon(conn, 100, b"b")  # another flow: its own slots, whatever a's queue
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == [0, 1, 100]
+        assert pacer.busy(b"a") == 2 and pacer.waiting(b"a") == 4 and pacer.waiting(b"b") == 0
+        held[1].set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == [0, 1, 100, 2]  # the slot handed to the first waiter
+        for i in (0, 2, 3, 4, 5, 100):
+            held[i].set()
+            await trio.testing.wait_all_tasks_blocked()
+    assert order == [0, 1, 100, 2, 3, 4, 5]
+    assert pacer.paced == 4 and pacer.admitted == 7
+    assert pacer._flows == {}  # nothing kept for idle flows
+
+
+async def test_cancelled_waiter_leaves_the_queue(autojump_clock: trio.testing.MockClock) -> None:
+    pacer = RejectPacer(slots=1)
+    await pacer.acquire(b"k")
+    got: list[str] = []
+
+    async def wait(name: str) -> None:
+        await pacer.acquire(b"k")
+        got.append(name)
+
+    async with trio.open_nursery() as n:
+        with trio.move_on_after(1):
+            await wait("x")  # gives up (the connection closed while it waited)
+        assert pacer.waiting(b"k") == 0 and pacer.busy(b"k") == 1
+        n.start_soon(wait, "y")
+        await trio.testing.wait_all_tasks_blocked()
+        pacer.release(b"k")
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["y"]
+        pacer.release(b"k")
+    assert pacer._flows == {}
+    pacer.release(b"k")  # a stray release of an idle flow does nothing
+
+
+async def test_slot_handed_to_a_waiter_cancelled_meanwhile_stays_its_own(autojump_clock: trio.testing.MockClock) -> None:
+    pacer = RejectPacer(slots=1)
+    await pacer.acquire(b"k")
+    got: list[str] = []
+
+    async def wait(name: str) -> None:
+        await pacer.acquire(b"k")
+        got.append(name)
+
+    async with trio.open_nursery() as n:
+        with trio.CancelScope() as first:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(wait, "first")
+                await trio.testing.wait_all_tasks_blocked()
+                n.start_soon(wait, "second")
+                await trio.testing.wait_all_tasks_blocked()
+                pacer.release(b"k")  # handed to "first" ...
+                first.cancel()  # ... cancelled before it resumes: trio still completes its wait
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["first"] and pacer.busy(b"k") == 1 and pacer.waiting(b"k") == 1
+        pacer.release(b"k")  # (the read loop gives it back as the connection ends)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["first", "second"]
+        pacer.release(b"k")
+    assert pacer._flows == {}
+
+
+def test_hypercorn_listens_through_the_batch_accept() -> None:
+    import hypercorn.trio.run
+
+    ext.install()
+    assert hypercorn.trio.run.trio.SocketListener is ext.BatchAcceptListener
+    assert hypercorn.trio.run.trio.serve_listeners is trio.serve_listeners  # everything else is trio's
+
+
+async def test_batch_accept_hands_out_queued_connections_without_checkpoints() -> None:
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    listener = ext.BatchAcceptListener(sock)
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+    try:
+        first = await listener.accept()  # waits for readability, then takes the whole queue
+        streams = [first]
+        with trio.testing.assert_no_checkpoints():
+            for _ in range(9):
+                streams.append(await listener.accept())
+        for i, c in enumerate(clients):
+            c.sendall(b"%d" % i)
+        got = sorted([int(await s.receive_some(10)) for s in streams])
+        assert got == list(range(10))
+        for s in streams:
+            await s.aclose()
+        late = socket.create_connection(("127.0.0.1", port))
+        clients.append(late)
+        with trio.fail_after(5):
+            (await listener.accept()).socket.close()
+        clients.append(socket.create_connection(("127.0.0.1", port)))
+    finally:
+        await listener.aclose()
+        for c in clients:
+            c.close()
+    with pytest.raises(trio.ClosedResourceError):
+        await listener.accept()
+
+
+async def _app(state: dict[str, Any], scope: Any, receive: Any, send: Any) -> None:
+    """429 (Retry-After) for .../flood, a held 200 for ...?hold, 200 for anything else."""
+    if scope["type"] == "lifespan":
+        while True:
+            m = await receive()
+            await send({"type": m["type"] + ".complete"})
+            if m["type"] == "lifespan.shutdown":
+                return
+    path, hold = scope["path"], scope["query_string"] in (b"hold", b"queue")
+    if scope["query_string"] == b"queue":  # as the gate, for a request going on to flow control's queues
+        scope[ext.PACE_RELEASE]()
+    if path.endswith("/flood") and not hold:
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return
+    if hold:
+        state["in_app"] += 1
+        state["max_in_app"] = max(state["max_in_app"], state["in_app"])
+        await state["go"].wait()
+        state["in_app"] -= 1
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _exchange(stream: trio.SocketStream, path: str) -> int:
+    await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf or not buf.endswith((b"no", b"ok")):
+        chunk = await stream.receive_some(4096)
+        assert chunk
+        buf += chunk
+    return int(buf.split(b" ", 2)[1])
+
+
+async def _poll(pred: Any) -> None:
+    with trio.fail_after(10):
+        while not pred():
+            await trio.sleep(0.01)
+
+
+def test_flow_of_a_request_target() -> None:
+    assert tenant_of(b"/clusters/t1/api/v1/pods") == b"/clusters/t1"
+    assert tenant_of(b"/clusters/t1?x=1") == b"/clusters/t1"
+    assert tenant_of(b"/api/v1/pods") == tenant_of(b"*") == tenant_of(b"http://h/clusters/t1/") == b"/"
+    assert request_target(b"GET /clusters/a/x HTTP/1.1\r\nHost: h\r\n") == b"/clusters/a/x"
+    assert request_target(b"GET /clusters/a/x") is None  # the line not whole yet: not paced
+
+
+async def test_rejected_connections_are_paced_in_hypercorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six connections of tenant a answered 429 send their next request at once: two reach the app
+    (a's slots), four wait unread until a slot is free; a new connection of a waits too (its first
+    request is a's), while a new connection of tenant b is served at once and is never paced. A
+    response's start frees the slot; a connection answered 200 is not paced next."""
+    monkeypatch.setattr(ext, "HOLD_S", 60.0)
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    a = b"/clusters/a"
+    async with trio.open_nursery() as n:
+        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+        port = int(binds[0].rsplit(":", 1)[1])
+        streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(6)]
+        for s in streams:
+            assert await _exchange(s, "/clusters/a/flood") == 429
+        assert not config.pacer.active(a)  # nothing paced until a rejected connection sends again
+        codes: list[int] = []
+
+        async def send(s: trio.SocketStream, path: str) -> None:
+            codes.append(await _exchange(s, path))
+
+        async with trio.open_nursery() as m:
+            for s in streams:
+                m.start_soon(send, s, "/clusters/a/x?hold")
+            await _poll(lambda: config.pacer.waiting(a) == 4 and state["in_app"] == 2)
+            fresh = await trio.open_tcp_stream("127.0.0.1", port)
+            m.start_soon(send, fresh, "/clusters/a/new")
+            await _poll(lambda: config.pacer.waiting(a) == 5)
+            quiet = await trio.open_tcp_stream("127.0.0.1", port)
+            with trio.fail_after(5):
+                assert await _exchange(quiet, "/clusters/b/quiet") == 200
+                assert await _exchange(quiet, "/clusters/b/quiet") == 200
+            assert state["in_app"] == 2 and config.pacer.waiting(a) == 5
+            state["go"].set()
+        assert sorted(codes) == [200] * 7 and state["max_in_app"] == 2
+        assert config.pacer.paced == 5
+        assert await _exchange(streams[0], "/clusters/a/x") == 200  # answered 200 before: not paced
+        assert config.pacer.paced == 5 and config.pacer._flows == {}
+        for s in (*streams, fresh, quiet):
+            await s.aclose()
+        stop.set()
+
+
+async def test_a_slot_held_too_long_is_taken_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rejected connections whose next requests stay in the app (a slow answer, or a request
+    dribbled in) lose their slots after HOLD_S: a third one of the tenant gets in meanwhile."""
+    monkeypatch.setattr(ext, "HOLD_S", 0.3)
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    async with trio.open_nursery() as n:
+        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+        port = int(binds[0].rsplit(":", 1)[1])
+        streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+        for s in streams:
+            assert await _exchange(s, "/clusters/a/flood") == 429
+
+        async def held(s: trio.SocketStream) -> None:
+            assert await _exchange(s, "/clusters/a/x?hold") == 200
+
+        async with trio.open_nursery() as m:
+            for s in streams[:2]:
+                m.start_soon(held, s)
+            await _poll(lambda: state["in_app"] == 2)
+            t0 = trio.current_time()
+            m.start_soon(held, streams[2])
+            await _poll(lambda: state["in_app"] == 3)
+            assert trio.current_time() - t0 >= 0.1  # it waited for a slot to be taken back
+            assert config.pacer.paced == 1
+            state["go"].set()
+        for s in streams:
+            await s.aclose()
+        stop.set()
+
+
+async def test_a_paced_request_going_on_to_the_queues_gives_its_slot_back() -> None:
+    """The app gives a paced request's slot back (``PACE_RELEASE``) when it will not reject it at
+    once: rejected connections whose next requests wait in the app (flow control's queues) do not
+    hold the tenant's slots, so all of them get there."""
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    async with trio.open_nursery() as n:
+        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+        port = int(binds[0].rsplit(":", 1)[1])
+        streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(5)]
+        for s in streams:
+            assert await _exchange(s, "/clusters/a/flood") == 429
+
+        async def queued(s: trio.SocketStream) -> None:
+            assert await _exchange(s, "/clusters/a/x?queue") == 200
+
+        async with trio.open_nursery() as m:
+            for s in streams:
+                m.start_soon(queued, s)
+            await _poll(lambda: state["in_app"] == 5)
+            assert config.pacer.busy(b"/clusters/a") == 0
+            state["go"].set()
+        for s in streams:
+            await s.aclose()
+        stop.set()
+
+
+async def test_idle_keep_alive_closed_by_one_task_per_connection() -> None:
+    """A keep-alive connection idle for keep_alive_timeout is closed; one busy longer than that is
+    not, and is closed that long after its answer; requests on a connection start no task of the
+    idle timer's (hypercorn started one per idle period)."""
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    config.keep_alive_timeout = 0.5
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    async with trio.open_nursery() as n:
+        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+        port = int(binds[0].rsplit(":", 1)[1])
+        s = await trio.open_tcp_stream("127.0.0.1", port)
+        assert await _exchange(s, "/x") == 200
+        await trio.sleep(0.05)
+
+        class Spawns(trio.abc.Instrument):
+            n = 0
+
+            def task_spawned(self, task: trio.lowlevel.Task) -> None:
+                Spawns.n += 1
+
+        spawns = Spawns()
+        trio.lowlevel.add_instrument(spawns)
+        for _ in range(20):
+            assert await _exchange(s, "/x") == 200
+        trio.lowlevel.remove_instrument(spawns)
+        assert Spawns.n == 20  # the app's task of each request, nothing else
+        t0 = trio.current_time()
+        with trio.fail_after(5):
+            assert await s.receive_some(10) == b""  # closed by the server when idle 0.5 s
+        assert 0.4 <= trio.current_time() - t0 < 3
+        busy = await trio.open_tcp_stream("127.0.0.1", port)
+        codes: list[int] = []
+
+        async def held() -> None:
+            codes.append(await _exchange(busy, "/x?hold"))
+
+        async with trio.open_nursery() as m:
+            m.start_soon(held)
+            await trio.sleep(1.0)  # busy twice the keep-alive timeout: kept
+            state["go"].set()
+        assert codes == [200]
+        t0 = trio.current_time()
+        with trio.fail_after(5):
+            assert await busy.receive_some(10) == b""
+        assert 0.4 <= trio.current_time() - t0 < 3
+        await s.aclose()
+        await busy.aclose()
+        stop.set()
