@@ -11,7 +11,6 @@ import datetime
 import random
 import ssl
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -49,7 +48,7 @@ from actors import (
 )
 from bus import ANY_TENANT, ROOT_TENANT, Key
 from kinds import Registry
-from projections import Change, Projection, now_micro
+from projections import Change, Projection, new_audit_id, now_micro
 
 from . import _discovery as discovery
 from . import _history as history
@@ -260,7 +259,7 @@ def create_app(ctx: Context) -> QuartTrio:
                 return ui.response(request.path, request.method)
             except ApiError as e:
                 return _error_response(e)
-        audit_id = str(uuid.uuid4())
+        audit_id = new_audit_id()
         line = begin_request(ctx.settings.request_log, audit_id, request.scope,
                              request.headers.get("User-Agent", ""))
         intake = _Intake()

@@ -19,6 +19,8 @@ record never carries request headers.
 from __future__ import annotations
 
 import datetime
+import os
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -283,8 +285,56 @@ def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid:
     return rec
 
 
+class _Clock:
+    """The wall clock as RFC 3339 with microseconds, the date and time part formatted once a second."""
+
+    __slots__ = ("prefix", "second")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+
+_CLOCK = _Clock()
+
+
 def now_micro() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now, as kube's audit timestamps (MicroTime, UTC): what ``datetime.now(UTC).strftime(
+    "%Y-%m-%dT%H:%M:%S.%fZ")`` gives (the microseconds truncated, as ``datetime.now``), for a
+    sixth of its cost: every request takes two."""
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    c = _CLOCK
+    if second != c.second:
+        c.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        c.second = second
+    return f"{c.prefix}.{micro:06d}Z"
+
+
+class _Ids:
+    """Random bytes read from the OS in blocks (one ``getrandom`` per 256 IDs), dropped in a forked child."""
+
+    __slots__ = ("at", "pool")
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.at = 0
+
+
+_IDS = _Ids()
+os.register_at_fork(after_in_child=_IDS.__init__)
+_VARIANT = "89ab89ab89ab89ab"  # RFC 4122's variant: the high bits of the 17th hex digit are 10
+
+
+def new_audit_id() -> str:
+    """A random (version 4) UUID as a string, as ``str(uuid.uuid4())``: from ``os.urandom`` too, read
+    in blocks; every request takes one (its Audit-Id)."""
+    ids = _IDS
+    at = ids.at
+    if at + 16 > len(ids.pool):
+        ids.pool, at = os.urandom(4096), 0
+    ids.at = at + 16
+    h = ids.pool[at:at + 16].hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:]}"
 
 
 def _micro(ts: str) -> str:
