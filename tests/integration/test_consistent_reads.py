@@ -1,7 +1,15 @@
 """Consistent reads are linearizable across gateways while head queries are shared: a write
 acknowledged by one gateway is seen by the next GET or LIST on another, many times over, with
 other consistent reads in flight on that gateway the whole time (so most reads share a head
-query with others: the coalescing in ``bus.Log.head`` is what is exercised)."""
+query with others: the coalescing in ``bus.Log.head`` is what is exercised).
+
+Two latencies are injected so that a read which took the answer of a query sent before it
+arrived would miss the write: each head query's answer comes back 60 ms late, and the reading
+gateway's projection applies what it reads 150 ms late. A read must wait for a query *sent* after
+it began: that one's head includes the acknowledged write, and the read then waits for the
+projection to apply it.
+(Checked: with ``Log.head`` changed to let a caller take the answer of the query in flight, the
+first test fails within its first rounds.)"""
 
 from __future__ import annotations
 
@@ -9,25 +17,41 @@ import httpx
 import pytest
 import trio
 
+from bus import LogMessage
 from bus._log import Log
+from projections import Projection
 from tests.conftest import StartServer, client_for
 
 pytestmark = pytest.mark.integration
 
 NS = "/api/v1/namespaces/lin/configmaps"
-ROUNDS = 60
+ROUNDS = 20
 
 
 async def test_a_write_acknowledged_on_one_gateway_is_read_on_the_other(start_server: StartServer,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     queries = [0]
-    real = Log.stream_state
+    real_state, real_apply, real_init = Log.stream_state, Projection._apply, Projection.__init__
+    projections: list[Projection] = []
 
-    async def counted(self: Log) -> dict[str, object]:
+    def init(self: Projection, *a: object, **kw: object) -> None:
+        real_init(self, *a, **kw)  # type: ignore[arg-type]
+        projections.append(self)
+
+    async def late_answer(self: Log) -> dict[str, object]:
         queries[0] += 1
-        return await real(self)
+        state = await real_state(self)
+        await trio.sleep(0.06)  # an injected latency (the answer travels back slowly), not a synchronisation
+        return state
 
-    monkeypatch.setattr(Log, "stream_state", counted)
+    async def late_apply(self: Projection, batch: list[LogMessage]) -> None:
+        if self is projections[-1]:
+            await trio.sleep(0.15)  # an injected latency: the reading gateway's projection is behind the log
+        await real_apply(self, batch)
+
+    monkeypatch.setattr(Projection, "__init__", init)
+    monkeypatch.setattr(Log, "stream_state", late_answer)
+    monkeypatch.setattr(Projection, "_apply", late_apply)
     g1, g2 = await start_server(), await start_server()
     reads = [0]
     with trio.fail_after(120):
