@@ -115,26 +115,28 @@ class AuditSink:
         return self._subject(tenant), _enc.encode(record), msg_id
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        """Append queued records to the audit stream, forever: ``APPENDS_IN_FLIGHT`` writer tasks
-        take them from the queue in turn (at most that many appends in flight). Every read makes a
-        record: long-lived writers cost less per record than a task started for each one."""
+        """Append queued records to the audit stream, forever (up to 64 in flight)."""
+        slots = trio.Semaphore(APPENDS_IN_FLIGHT)
+        log = self.log
         async with trio.open_nursery() as nursery:
-            for _ in range(APPENDS_IN_FLIGHT):
-                nursery.start_soon(self._writer)
             task_status.started()
+            async for subject, payload, msg_id in self._recv:
+                if log is None:
+                    continue
+                await slots.acquire()
+                nursery.start_soon(self._append, log, subject, payload, msg_id, slots)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _writer(self) -> None:
-        log = self.log
-        async for subject, payload, msg_id in self._recv:
-            if log is None:
-                continue
-            try:
-                await log.append(subject, payload, msg_id=msg_id, expected_seq=None, deadline_s=10.0)
-                self.written += 1
-            except BusError as e:
-                self.dropped["failed"] += 1
-                _log.warning("an audit record was not written: %s", e)
+    async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str,
+                      slots: trio.Semaphore) -> None:
+        try:
+            await log.append(subject, payload, msg_id=msg_id, expected_seq=None, deadline_s=10.0)
+            self.written += 1
+        except BusError as e:
+            self.dropped["failed"] += 1
+            _log.warning("an audit record was not written: %s", e)
+        finally:
+            slots.release()
 
 
 # ---- the query --------------------------------------------------------------------------------------
