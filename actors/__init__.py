@@ -43,7 +43,7 @@ from ._options import delete_options
 from ._pipeline import Pipeline
 from ._resource import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ResourceCore, now_rfc3339
 from ._retention import RetentionSettings, RetentionStats, run_retention
-from ._runtime import Actor, ReplySlot
+from ._runtime import Actor, ReplySlot, ask_timeout
 from ._tenancy import OWNER_ANNOTATION, Tenancy, tenant_exists, tenant_not_found, valid_tenant_name
 from ._tokens import JWKS_PATH, SigningKey, jwks, openid_configuration
 from ._tracing import NO_SPAN, Spans
@@ -142,6 +142,7 @@ __all__ = [
     "UserInfo",
     "WriteOptions",
     "WriteResult",
+    "ask_timeout",
     "attributes_of",
     "bearer_token",
     "body_duplicate_fields",

@@ -162,8 +162,9 @@ class Pipeline:
     def release(self, adm: Admission) -> None:
         self.flow_control.release(adm)
 
-    async def submit_authenticated(self, req: Request, *, timeout_s: float) -> Allowed | WriteResult:
-        """The rest of the pipeline, from authz, for a request :meth:`authenticate` returned."""
+    async def submit_authenticated(self, req: Request, *, timeout_s: float | None) -> Allowed | WriteResult:
+        """The rest of the pipeline, from authz, for a request :meth:`authenticate` returned.
+        ``timeout_s`` None: the caller's own deadline bounds it (see :meth:`Actor.ask`)."""
         if req.user is None:
             raise AssertionError("submit_authenticated needs an authenticated request")
         # A read is only authorized here (the gateway then serves it): nothing half done if the

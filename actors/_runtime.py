@@ -33,6 +33,11 @@ M = TypeVar("M")
 HAND_OFF = True  # False: every message takes the channel hop (the measure compares the two)
 
 
+def ask_timeout(timeout_s: float) -> Timeout:
+    """The error of an :meth:`Actor.ask` whose deadline passed (or of a caller's own deadline around one)."""
+    return Timeout(f"the request did not complete within {timeout_s:g}s", retry_after_s=1)
+
+
 class ReplySlot:
     """Where an answer goes. Set at most once; abandoned when the asker gave up."""
 
@@ -62,6 +67,10 @@ class ReplySlot:
 
     async def wait(self) -> Any:
         await self._event.wait()
+        return self.result()
+
+    def result(self) -> Any:
+        """The answer of a slot that is :attr:`done` (its error raised)."""
         if self.error is not None:
             raise self.error
         return self.value
@@ -150,28 +159,36 @@ class Actor(Measured, Generic[M]):
                 return
         self.forward(msg, reply)
 
-    async def ask(self, msg: M, *, timeout_s: float, inline: bool = False) -> Any:
+    async def ask(self, msg: M, *, timeout_s: float | None, inline: bool = False) -> Any:
         """Send ``msg`` and wait for the answer (raising the error it ends in).
 
         Cancellation or the deadline abandons the reply; work already under way may complete.
-        ``inline``: the message's work may be cancelled with the caller (a read: nothing to
-        leave half done), so it runs in the caller's task when the mailbox is empty and a slot is
-        free (:meth:`hand_off`); a handler that passes it on still passes it to a mailbox or a
-        worker-owned hand-off.
+        ``timeout_s`` None: the caller bounds the wait itself (a cancel scope around this call,
+        e.g. one deadline for a whole read). ``inline``: the message's work may be cancelled with
+        the caller (a read: nothing to leave half done), so it runs in the caller's task when the
+        mailbox is empty and a slot is free (:meth:`hand_off`); a handler that passes it on still
+        passes it to a mailbox or a worker-owned hand-off.
         """
         reply = ReplySlot()
+        if timeout_s is None:
+            return await self._ask(msg, reply, inline)
         with trio.move_on_after(timeout_s):
-            try:
-                if inline:
-                    await self.hand_off(msg, reply)
-                else:
-                    self.forward(msg, reply)
-                return await reply.wait()
-            except trio.Cancelled:
-                reply.abandoned = True
-                raise
+            return await self._ask(msg, reply, inline)
         reply.abandoned = True
-        raise Timeout(f"the request did not complete within {timeout_s:g}s", retry_after_s=1)
+        raise ask_timeout(timeout_s)
+
+    async def _ask(self, msg: M, reply: ReplySlot, inline: bool) -> Any:
+        try:
+            if inline:
+                await self.hand_off(msg, reply)
+                if reply.done:  # it ran in this task: the answer is here, no scheduling round to wait for it
+                    return reply.result()
+            else:
+                self.forward(msg, reply)
+            return await reply.wait()
+        except trio.Cancelled:
+            reply.abandoned = True
+            raise
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         async with trio.open_nursery() as nursery:

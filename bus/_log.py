@@ -73,7 +73,7 @@ def _api_error(resp: dict[str, Any]) -> JetStreamError:
 
 
 class _HeadRound:
-    __slots__ = ("abandoned", "done", "error", "value")
+    __slots__ = ("abandoned", "done", "error", "leader", "value")
 
     def __init__(self) -> None:
         self.done = trio.Event()
@@ -81,6 +81,8 @@ class _HeadRound:
         self.error: BaseException | None = None
         #: The caller running the query was cancelled (its own deadline): the others join a later round.
         self.abandoned = False
+        #: A caller of this round waits for the query in flight to end, to send this one.
+        self.leader = False
 
 
 class Log:
@@ -286,6 +288,11 @@ class Log:
         when none is in flight, so no background task is needed and no caller serves others
         beyond its own round. A caller bounds its wait by cancelling (a request's deadline): when
         the one running the query is cancelled, the others of its round join a later round.
+
+        While a query is in flight, one caller of the next round (its leader) waits for it to
+        end and then sends the next; the others of that round wait for their answer only (one
+        wake-up each, not one when the query before theirs ends and another when theirs does).
+        A leader cancelled before it sent leaves the round to the others, who start a new one.
         """
         r = self._head_round()
         while not r.done.is_set() or r.abandoned:
@@ -293,7 +300,7 @@ class Log:
                 r = self._head_round()  # a query sent later still satisfies this caller
             elif self._head_inflight is None:
                 rr, self._head_next = self._head_next, None
-                assert rr is not None
+                assert rr is r
                 self._head_inflight = trio.Event()
                 try:
                     rr.value = int((await self.stream_state())["last_seq"])
@@ -305,8 +312,18 @@ class Log:
                     rr.done.set()
                     ev, self._head_inflight = self._head_inflight, None
                     ev.set()
+            elif r.leader:
+                await r.done.wait()  # the leader sends this round's query once the one in flight ends
             else:
-                await self._head_inflight.wait()
+                r.leader = True
+                try:
+                    await self._head_inflight.wait()
+                except BaseException:
+                    if r is self._head_next:  # not sent: the others of the round start a new one
+                        self._head_next = None
+                        r.abandoned = True
+                        r.done.set()
+                    raise
         if r.error is not None:
             raise r.error
         assert r.value is not None

@@ -184,3 +184,51 @@ async def test_hand_off_does_not_overtake_a_queued_message() -> None:
         assert [await r.wait() for r in (first, second, third)] == [0, 1, 2]
         assert order == [0, 1, 2]
         n.cancel_scope.cancel()
+
+
+async def test_an_inline_ask_is_answered_without_a_scheduling_round_and_bounded_by_its_caller() -> None:
+    """An inline ask whose handler completes in the caller's task returns its answer (or raises its
+    error) without yielding to the scheduler; ``timeout_s=None`` leaves the bound to the caller's
+    own cancel scope, which abandons the reply as the ask's own deadline does."""
+    from actors import Forbidden, Timeout, ask_timeout
+
+    gate = trio.Event()
+    slots: list[ReplySlot] = []
+
+    async def handler(msg: int, reply: ReplySlot) -> None:
+        slots.append(reply)
+        if msg < 0:
+            raise Forbidden("no")
+        if msg == 0:
+            await gate.wait()
+        reply.set(msg * 2)
+
+    class Steps(trio.abc.Instrument):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            self.n += 1
+
+    a: Actor[int] = Actor("i", handler, workers=2)
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.testing.wait_all_tasks_blocked()
+        steps = Steps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            for ask_timeout_s in (5.0, None):
+                assert await a.ask(21, timeout_s=ask_timeout_s, inline=True) == 42
+                with pytest.raises(Forbidden):
+                    await a.ask(-1, timeout_s=ask_timeout_s, inline=True)
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert steps.n == 0  # no task step anywhere: nothing was rescheduled
+        with trio.move_on_after(0.05) as caller:
+            await a.ask(0, timeout_s=None, inline=True)
+        assert caller.cancelled_caught and slots[-1].abandoned
+        with pytest.raises(Timeout) as e:
+            await a.ask(0, timeout_s=0.05, inline=True)
+        assert str(e.value) == str(ask_timeout(0.05)) and slots[-1].abandoned
+        gate.set()
+        n.cancel_scope.cancel()
