@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -34,6 +33,7 @@ import msgspec
 
 from actors import APF_DUMPS, REJECT_MESSAGE, Admission, Request, TooManyRequests, bearer_token, tenant_exists
 from bus import ANY_TENANT
+from kinds._uid import new_uid
 from projections import now_micro
 
 from . import _history as history
@@ -191,7 +191,7 @@ class Gate:
         metrics = ctx.metrics
         received = now_micro()
         started = time.perf_counter()
-        audit_id = str(uuid.uuid4())
+        audit_id = new_uid()
         user_agent = headers.get(b"user-agent", b"").decode("latin-1")
         line = begin_request(ctx.settings.request_log, audit_id, scope, user_agent)
         assert req.user is not None
