@@ -30,11 +30,11 @@ async def test_default_objects_bootstrapped(api: httpx.AsyncClient) -> None:
 TOKENS = "alice-token,alice,u-alice\nbob-token,bob,u-bob\n"
 
 
-async def _burst(c: httpx.AsyncClient, n: int) -> list[httpx.Response]:
+async def _burst(c: httpx.AsyncClient, n: int, path: str = "/version") -> list[httpx.Response]:
     out: list[httpx.Response] = []
 
     async def one() -> None:
-        out.append(await c.get("/version"))
+        out.append(await c.get(path))
 
     async with trio.open_nursery() as nursery:
         for _ in range(n):
@@ -75,17 +75,28 @@ async def test_flood_rejected_others_served_flowschema_changes_apply(start_serve
                           "priorityLevelConfiguration": {"name": "tiny"}, "matchingPrecedence": 50,
                           "distinguisherMethod": {"type": "ByUser"},
                           "rules": [{"subjects": [{"kind": "User", "user": {"name": "alice"}}],
-                                     "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}}
+                                     "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                                     "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                                        "namespaces": ["*"], "clusterScope": True}]}]}}
             r = await admin.post(f"{FC}/flowschemas", json=schema)
             assert r.status_code == 201, r.text
             fs_uid = r.json()["metadata"]["uid"]
+            # alice's flood is of consistent LISTs: each holds its seat across the log's head query. (A
+            # /version is answered within one scheduling step, so a burst of them never overlaps on the
+            # level's seat and nothing would be rejected.)
+            binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                       "metadata": {"name": "alice-view"},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]}
+            r = await admin.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json=binding)
+            assert r.status_code == 201, r.text
             results: dict[str, list[httpx.Response]] = {}
 
-            async def run(name: str, c: httpx.AsyncClient, n: int) -> None:
-                results[name] = await _burst(c, n)
+            async def run(name: str, c: httpx.AsyncClient, n: int, path: str = "/version") -> None:
+                results[name] = await _burst(c, n, path)
 
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(run, "alice", alice, 60)
+                nursery.start_soon(run, "alice", alice, 60, "/api/v1/namespaces/default/configmaps")
                 nursery.start_soon(run, "admin", admin, 60)
                 nursery.start_soon(run, "bob", bob, 5)
             rejected = [r for r in results["alice"] if r.status_code == 429]
