@@ -601,6 +601,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
                 strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
         req = msgspec.structs.replace(req, options=write_options(verb, q, patch_type=req.patch_type, body=req.body))
+    note.submitted = True
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if not isinstance(result, Allowed):
         code, body = write_response(result)

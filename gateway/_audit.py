@@ -252,7 +252,8 @@ AUDIT_EVENTS = ResourceDef("audit.jetkube.io", "v1", "Event", "events", "event",
 class AuditNote:
     """What the request handler learned about a request, for its audit record."""
 
-    __slots__ = ("annotations", "ending", "logged", "rdef", "received", "refused", "req", "tenant", "user", "verb")
+    __slots__ = ("annotations", "ending", "logged", "rdef", "received", "refused", "req", "submitted", "tenant", "user",
+                 "verb")
 
     def __init__(self, verb: str) -> None:
         self.verb = verb
@@ -271,6 +272,8 @@ class AuditNote:
         #: A watch answered 200: its ResponseComplete, built with its ResponseStarted, recorded when
         #: the stream ends (:func:`audit_watch_body`); None: none due (or the policy omits it).
         self.ending: dict[str, Any] | None = None
+        #: Handed to the actors (a write may be on the log from then on, whatever the client does).
+        self.submitted = False
 
     def resource_request(self, req: Request) -> None:
         self.req, self.rdef, self.verb = req, req.rdef, req.verb
@@ -454,12 +457,15 @@ async def audit_gone(sink: AuditSink | None, note: AuditNote, audit_id: str, rec
     request log): its ResponseComplete as kube's WithAudit records it when the handler returns with
     nothing written (status 200 "Connection closed early"; a watch's ResponseStarted first). None
     for a request not yet authenticated (kube audits after authentication), one strict mode refused,
-    or a write of a stored kind: if it reached the log it is audited from its event there."""
+    or a write of a stored kind once submitted: if it reached the log it is audited from its event there."""
     if sink is None or note.refused or note.user is None:
         return
     req = note.req
     if req is not None and req.rdef is not None and req.rdef.stored and note.verb not in _READS and not req.dry_run:
-        return
+        if note.submitted:
+            return
+        if sink.blocking is not None:
+            sink.blocking.drop(audit_id)  # never on the log: its events are not waited for
     try:
         stages = ("ResponseStarted", "ResponseComplete") if note.verb == "watch" else ("ResponseComplete",)
         records = []

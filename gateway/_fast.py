@@ -289,6 +289,7 @@ class FastPath:
                                                                 body=req.body))
         if _gone(receive):
             raise _Gone  # (the app's handler is cancelled when its client goes: nothing is written)
+        note.submitted = True
         result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
         if not isinstance(result, Allowed):
             code, body = write_response(result)
