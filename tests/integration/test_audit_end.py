@@ -15,12 +15,13 @@ import httpx
 import pytest
 import trio
 
+from gateway import _app, _fast
 from gateway._server import serve
 from gateway._settings import Settings, load_audit_policy
 from projections._projection import Projection
 from tests.conftest import poll_until
 from tests.integration.test_audit import client, events, files
-from tests.integration.test_audit_webhook import start_audit_webhook
+from tests.integration.test_audit_webhook import TOKENS, start_audit_webhook
 from tests.integration.test_audit_webhook_blocking import _client, _setup
 
 pytestmark = pytest.mark.integration
@@ -104,6 +105,30 @@ async def _cancelled_get(c: httpx.AsyncClient, url: str, entered: list[int], n: 
         nursery.cancel_scope.cancel()
 
 
+def _spy_body_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The fast path's and the app's body reads, spied: the list of those entered (by module)."""
+    entered: list[str] = []
+    for mod in (_fast, _app):
+        async def spy(*a: Any, _real: Any = mod._read_body, _name: str = mod.__name__, **k: Any) -> bytes:
+            entered.append(_name)
+            return await _real(*a, **k)
+
+        monkeypatch.setattr(mod, "_read_body", spy)
+    return entered
+
+
+async def _cancelled_post(url: str | None, path: str, token: str, content_type: str, entered: list[str],
+                          n: int) -> None:
+    """A create whose body never finishes: the client goes away once the server is reading it."""
+    assert url
+    host, port = url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    await stream.send_all(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                          f"Content-Type: {content_type}\r\nContent-Length: 200\r\n\r\n{{".encode())
+    await poll_until(lambda: len(entered) >= n)
+    await stream.aclose()
+
+
 def _by_id(recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for e in recs:
@@ -184,6 +209,14 @@ async def test_watches_and_cancelled_requests_get_their_response_complete(start_
                                  gone_before + 3, headers={"Accept": "application/yaml"})
             await _cancelled_get(b1, f"{CM}/c3?resourceVersion={FAR + 3}", entered, gone_before + 4,
                                  headers={"Accept": "application/yaml"})
+            # Creates whose client went away while sending the body (never on the log): the fast
+            # path's (JSON) and the app's (YAML).
+            bodies = _spy_body_reads(monkeypatch)
+            await _cancelled_post(g1.http_url, f"{CM}?fieldManager=gone-fast", "alice-token-AAAA",
+                                  "application/json", bodies, 1)
+            await _cancelled_post(g2.http_url, f"{CM}?fieldManager=gone-app", "bob-token-BBBB",
+                                  "application/yaml", bodies, 2)
+            assert bodies == ["gateway._fast", "gateway._app"]
 
             by_id: dict[str, list[dict[str, Any]]] = {}
 
@@ -191,7 +224,9 @@ async def test_watches_and_cancelled_requests_get_their_response_complete(start_
                 nonlocal by_id
                 by_id = _by_id(await events(a1, limit="10000"))
                 gone = [e for e in by_id.values() if str(FAR)[:6] in e[0]["requestURI"]]
-                return all(len(by_id.get(a, ())) >= len(s) for a, s in ids.items()) and len(gone) == 4
+                posts = [e for e in by_id.values() if "gone-" in e[0]["requestURI"]]
+                return all(len(by_id.get(a, ())) >= len(s) for a, s in ids.items()) and len(gone) == 4 \
+                    and len(posts) == 2
 
             await poll_until(trail)  # the audit stream's writer appends off the request path
         assert len(ids) == 4 + 3 + 2 + 2
@@ -205,6 +240,11 @@ async def test_watches_and_cancelled_requests_get_their_response_complete(start_
             assert recs[0]["responseStatus"] == CLOSED_EARLY and recs[0]["verb"] in ("get", "list")
             assert recs[0]["user"]["username"] in ("alice", "bob")
         assert {e[0]["verb"] for e in gone} == {"get", "list"}
+        posts = [recs for recs in by_id.values() if "gone-" in recs[0]["requestURI"]]
+        assert sorted(recs[0]["user"]["username"] for recs in posts) == ["alice", "bob"]
+        for recs in posts:
+            assert [(e["stage"], e["verb"]) for e in recs] == [("ResponseComplete", "create")]
+            assert recs[0]["responseStatus"] == CLOSED_EARLY
 
 
 async def test_blocking_watches_and_cancelled_requests_send_their_response_complete(
@@ -250,17 +290,20 @@ async def test_blocking_watches_and_cancelled_requests_send_their_response_compl
             await _cancelled_get(alice, f"{CM}/w0?resourceVersion={FAR}", entered, 1)
             await _cancelled_get(bob, f"{CM}?resourceVersion={FAR + 1}&resourceVersionMatch=NotOlderThan",
                                  entered, 2)
+            bodies = _spy_body_reads(monkeypatch)  # a create whose client went away mid-body
+            await _cancelled_post(g2.http_url, f"{CM}?fieldManager=gone-app", TOKENS["bob"], "application/json",
+                                  bodies, 1)
             await poll_until(lambda: all((a, "ResponseComplete") in {(e["auditID"], e["stage"]) for e in wh.events()}
                                          for a in ids)
                              and sum(1 for e in wh.events() if e["stage"] == "ResponseComplete"
-                                     and str(FAR)[:6] in e["requestURI"]) == 2)
+                                     and (str(FAR)[:6] in e["requestURI"] or "gone-" in e["requestURI"])) == 3)
         got = _by_id(wh.events())
         for aid in ids:
             assert [e["stage"] for e in got[aid]] == ["RequestReceived", "ResponseStarted", "ResponseComplete"], \
                 got[aid]
             assert all(e["responseStatus"]["code"] == 200 for e in got[aid][1:])
-        gone = [recs for recs in got.values() if str(FAR)[:6] in recs[0]["requestURI"]]
-        assert len(gone) == 2
+        gone = [recs for recs in got.values() if str(FAR)[:6] in recs[0]["requestURI"] or "gone-" in recs[0]["requestURI"]]
+        assert len(gone) == 3 and sorted(recs[0]["verb"] for recs in gone) == ["create", "get", "list"]
         for recs in gone:
             assert [e["stage"] for e in recs] == ["RequestReceived", "ResponseComplete"]
             assert recs[1]["responseStatus"] == CLOSED_EARLY
