@@ -76,25 +76,36 @@ async def _watch(c: httpx.AsyncClient, url: str, *, until_end: bool, first: bool
     return aid
 
 
-def _spy_far_waits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Projection.wait_for of a FAR resourceVersion blocks for good (until its request is cancelled);
-    the list of those entered."""
-    entered: list[int] = []
+class _Far(list[int]):
+    """The FAR waits entered; ``left``: the client of the last one has closed its connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = trio.Event()
+
+
+def _spy_far_waits(monkeypatch: pytest.MonkeyPatch) -> _Far:
+    """Projection.wait_for of a FAR resourceVersion waits until the test's client has gone, then
+    waits as it does (3 s, then ResourceVersionTooLarge): the app's handler is cancelled meanwhile
+    (quart-trio watches for the disconnect), the fast path finds the client gone after the wait."""
+    entered = _Far()
     real = Projection.wait_for
 
     async def wait_for(self: Projection, seq: int, timeout_s: float | None = None) -> None:
         if seq < FAR:
             return await real(self, seq, timeout_s)
         entered.append(seq)
-        await trio.sleep_forever()
+        await entered.left.wait()
+        await real(self, seq, timeout_s)
 
     monkeypatch.setattr(Projection, "wait_for", wait_for)
     return entered
 
 
-async def _cancelled_get(c: httpx.AsyncClient, url: str, entered: list[int], n: int,
+async def _cancelled_get(c: httpx.AsyncClient, url: str, entered: _Far, n: int,
                          headers: dict[str, str] | None = None) -> None:
     """A GET the server holds (a FAR wait); the client goes away once the server is in it."""
+    entered.left = trio.Event()
     async with trio.open_nursery() as nursery:
         async def get() -> None:
             await c.get(url, headers=headers)
@@ -103,6 +114,7 @@ async def _cancelled_get(c: httpx.AsyncClient, url: str, entered: list[int], n: 
         nursery.start_soon(get)
         await poll_until(lambda: len(entered) >= n)
         nursery.cancel_scope.cancel()
+    entered.left.set()  # (httpx closed the connection on the cancellation)
 
 
 def _spy_body_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
