@@ -19,6 +19,10 @@ waits up to 100 ms for room, then is dropped; both are counted
 With ``--audit-webhook-mode blocking``/``blocking-strict`` (gateway/_audit_webhook.py), the request
 path also sends its events to the webhook and waits: :func:`audit_received` at ``RequestReceived``
 (which, when strict, refuses the request if that fails) and :func:`audit_request` at the end.
+
+A watch's ``ResponseComplete`` is recorded when its stream ends (:func:`audit_watch_body`), and a
+request whose client went away gets kube's ``ResponseComplete`` (:func:`audit_gone`); both may run
+while the task is being cancelled: the webhook send is shielded and bounded by ``END_SEND_S``.
 """
 
 from __future__ import annotations
