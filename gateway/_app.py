@@ -65,8 +65,11 @@ from ._audit import (
     AuditNote,
     AuditRefused,
     AuditSink,
+    audit_gone,
     audit_received,
     audit_request,
+    audit_watch_body,
+    audit_watch_end,
     parse_query,
 )
 from ._audit import query as audit_query
@@ -286,9 +289,11 @@ def create_app(ctx: Context) -> QuartTrio:
         try:
             try:
                 resp = await _dispatch(ctx, audit_id, intake, note)
-            except (trio.Cancelled, KeyboardInterrupt):
+            except (trio.Cancelled, KeyboardInterrupt) as e:
                 metrics.abort(labels := _request_labels(ctx, 499), note.tenant or ROOT_TENANT)
                 line.end(labels[0], 499)
+                if isinstance(e, trio.Cancelled):  # the client went away: kube's ResponseComplete still
+                    await audit_gone(ctx.audit, note, audit_id, received)  # (shielded, bounded)
                 raise
             except HTTPException as e:
                 metrics.observe(labels := _request_labels(ctx, e.code or 500), e.code or 500,
@@ -329,7 +334,11 @@ def create_app(ctx: Context) -> QuartTrio:
                     resp.response.iter, partial(ctx.pipeline.release, intake.flow)))
             resp.response = IterableBody(line.watch_body(metrics.watch_body(
                 resp.response.iter, labels, _watch_kind(ctx, labels), started, time.perf_counter, tenant), labels[0]))
+            if ctx.audit is not None and note.ending is not None:  # its ResponseComplete when it ends
+                resp.response = IterableBody(audit_watch_body(ctx.audit, note, resp.response.iter))
         else:
+            if ctx.audit is not None and note.ending is not None:
+                await audit_watch_end(ctx.audit, note)  # (a watch answered without a stream)
             metrics.observe(labels, resp.status_code, time.perf_counter() - started, resp.content_length, tenant)
             line.end(labels[0], resp.status_code)
         return resp
@@ -592,6 +601,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
                 strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
             req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
         req = msgspec.structs.replace(req, options=write_options(verb, q, patch_type=req.patch_type, body=req.body))
+    note.submitted = True
     result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
     if not isinstance(result, Allowed):
         code, body = write_response(result)

@@ -19,6 +19,10 @@ waits up to 100 ms for room, then is dropped; both are counted
 With ``--audit-webhook-mode blocking``/``blocking-strict`` (gateway/_audit_webhook.py), the request
 path also sends its events to the webhook and waits: :func:`audit_received` at ``RequestReceived``
 (which, when strict, refuses the request if that fails) and :func:`audit_request` at the end.
+
+A watch's ``ResponseComplete`` is recorded when its stream ends (:func:`audit_watch_body`), and a
+request whose client went away gets kube's ``ResponseComplete`` (:func:`audit_gone`); both may run
+while the task is being cancelled: the webhook send is shielded and bounded by ``END_SEND_S``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import itertools
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
 import msgspec
@@ -39,7 +43,7 @@ from quart import request
 from actors import BadRequest, Request, UserInfo
 from bus import ROOT_TENANT, BusError, Log, LogMessage, is_system_subject, system_subject, tenant_token
 from kinds import Registry, ResourceDef
-from projections import DEFAULT_POLICY, Attributes, Policy, record_for_request, record_from_event
+from projections import DEFAULT_POLICY, Attributes, Policy, now_micro, record_for_request, record_from_event
 from projections import parse_time as _parse_time
 
 from ._audit_webhook import SENT_MARK, SENT_SUFFIX, BlockingWebhook
@@ -252,7 +256,8 @@ AUDIT_EVENTS = ResourceDef("audit.jetkube.io", "v1", "Event", "events", "event",
 class AuditNote:
     """What the request handler learned about a request, for its audit record."""
 
-    __slots__ = ("annotations", "logged", "rdef", "received", "refused", "req", "tenant", "user", "verb")
+    __slots__ = ("annotations", "ending", "logged", "rdef", "received", "refused", "req", "submitted", "tenant", "user",
+                 "verb")
 
     def __init__(self, verb: str) -> None:
         self.verb = verb
@@ -268,6 +273,11 @@ class AuditNote:
         self.received = ""
         #: blocking-strict refused it (its RequestReceived was not sent): no other stage is.
         self.refused = False
+        #: A watch answered 200: its ResponseComplete, built with its ResponseStarted, recorded when
+        #: the stream ends (:func:`audit_watch_body`); None: none due (or the policy omits it).
+        self.ending: dict[str, Any] | None = None
+        #: Handed to the actors (a write may be on the log from then on, whatever the client does).
+        self.submitted = False
 
     def resource_request(self, req: Request) -> None:
         self.req, self.rdef, self.verb = req, req.rdef, req.verb
@@ -376,7 +386,13 @@ def _build(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received:
 
 async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received: str,
                          http: tuple[str, str, str, str] | None) -> None:
-    stage = "ResponseStarted" if note.verb == "watch" and code == 200 else "ResponseComplete"
+    stage = "ResponseComplete"
+    if note.verb == "watch" and code == 200:
+        # kube's auditResponseWriter: ResponseStarted as the headers go out, ResponseComplete with
+        # the same status when the handler returns (the stream ended); each under the policy's
+        # omitStages. Built now, while the request's attributes are at hand.
+        stage = "ResponseStarted"
+        note.ending, _ = _build(sink, note, audit_id, code, received, http, "ResponseComplete")
     rec, _ = _build(sink, note, audit_id, code, received, http, stage)
     if rec is None:
         return
@@ -386,6 +402,88 @@ async def _audit_request(sink: AuditSink, note: AuditNote, audit_id: str, code: 
         await sink.submit_denial(rec, note.tenant, sent=sent)
     else:
         sink.submit(rec, note.tenant, sent=sent)
+
+
+#: How long a request's last stage may wait for the webhook (blocking modes) once its stream has
+#: ended or its client has gone: shielded from cancellation, so this bounds how long a watch's end
+#: or a cancelled request (and so shutdown) can be held up by a slow webhook. Not accepted within
+#: it: the record goes to the audit stream unmarked, and the forwarder sends it later.
+END_SEND_S = 2.0
+
+#: kube's status of a request answered with nothing (its client went away): WithAudit's
+#: ``fakedSuccessStatus``.
+CLOSED_EARLY = {"metadata": {}, "status": "Success", "message": "Connection closed early", "code": 200}
+
+
+async def _record_end(sink: AuditSink, tenant: str, records: list[dict[str, Any]]) -> None:
+    """Record a request's last stage(s) (in order), whatever is cancelling this task: blocking modes
+    send them first, shielded and bounded by ``min(END_SEND_S, blocking_timeout_s)``; then (or in
+    batch mode only) they go to the audit stream's queue, which never waits. A caller being
+    cancelled is cancelled again at its next checkpoint after this returns: nothing is swallowed."""
+    sent = False
+    b = sink.blocking
+    if b is not None:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + END_SEND_S):
+            sent = await b.send(records)
+    for rec in records:
+        sink.submit(rec, tenant, sent=sent)
+
+
+async def audit_watch_body(sink: AuditSink, note: AuditNote, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``body`` (a watch answered 200, its ResponseStarted recorded), with its ResponseComplete
+    recorded once it ends, however it ends (its timeout, shutdown, the client going away), after
+    ``body`` is closed. Closes ``body``."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await body.aclose()  # type: ignore[attr-defined]
+        await audit_watch_end(sink, note)
+
+
+async def audit_watch_end(sink: AuditSink, note: AuditNote) -> None:
+    """A watch's ResponseComplete (prepared by :func:`audit_request`), once; nothing if none is due."""
+    rec, note.ending = note.ending, None
+    if rec is None:
+        return
+    rec["stageTimestamp"] = now_micro()
+    try:
+        await _record_end(sink, note.tenant, [rec])
+    except Exception as e:  # noqa: BLE001 - the stream is over; the audit must not fail it
+        sink.dropped["failed"] += 1
+        _log.error("no ResponseComplete for watch %s: %s", rec.get("auditID", ""), type(e).__name__)
+
+
+async def audit_gone(sink: AuditSink | None, note: AuditNote, audit_id: str, received: str,
+                     http: tuple[str, str, str, str] | None = None) -> None:
+    """A request whose client went away before its answer (its handler cancelled, a 499 in the
+    request log): its ResponseComplete as kube's WithAudit records it when the handler returns with
+    nothing written (status 200 "Connection closed early"; a watch's ResponseStarted first). None
+    for a request not yet authenticated (kube audits after authentication), one strict mode refused,
+    or a write of a stored kind once submitted: if it reached the log it is audited from its event there."""
+    if sink is None or note.refused or note.user is None:
+        return
+    req = note.req
+    if req is not None and req.rdef is not None and req.rdef.stored and note.verb not in _READS and not req.dry_run:
+        if note.submitted:
+            return
+        if sink.blocking is not None:
+            sink.blocking.drop(audit_id)  # never on the log: its events are not waited for
+    try:
+        stages = ("ResponseStarted", "ResponseComplete") if note.verb == "watch" else ("ResponseComplete",)
+        records = []
+        for stage in stages:
+            # (no code: no authorization decision or admission annotation is claimed for it)
+            rec, _ = _build(sink, note, audit_id, 0, received, http, stage)
+            if rec is not None:
+                rec["responseStatus"] = dict(CLOSED_EARLY)
+                records.append(rec)
+        if records:
+            await _record_end(sink, note.tenant, records)
+    except Exception as e:  # noqa: BLE001 - the request is over; the audit must not change that
+        sink.dropped["failed"] += 1
+        _log.error("no ResponseComplete for request %s: %s", audit_id, type(e).__name__)
 
 
 def parse_query(q: dict[str, str]) -> Query:

@@ -56,7 +56,7 @@ from projections import now_micro
 
 from . import _history as history
 from . import _ui as ui
-from ._audit import AUDIT_EVENTS_PATH, AuditNote, audit_request
+from ._audit import AUDIT_EVENTS_PATH, AuditNote, audit_gone, audit_request
 from ._codec import decode_body_strict, media_type, query_bool
 from ._gate import AUTHENTICATED, error_answer, response_headers
 from ._logging import begin_request, note_user
@@ -90,11 +90,18 @@ class _Plan:
         self.headers, self.verb, self.length = headers, verb, length
 
 
+def _http(scope: Any, source: str, user_agent: str) -> tuple[str, str, str, str]:
+    """A request's (path, URI, source, User-Agent) for its audit record: the URI as the app records
+    it (werkzeug's full_path, a bare "?" dropped)."""
+    path = scope["path"]
+    return path, f"{path}?{scope['query_string'].decode()}".rstrip("?"), source, user_agent
+
+
 class _Gone(Exception):
     """The client went away: the app's handler is cancelled when hypercorn says so (quart-trio
     listens for ``http.disconnect`` beside it); here it is looked for between the stages (see
     :func:`_gone`), and the request ends as the app's cancelled one does (counted as aborted, its
-    request line with 499, no audit record, no answer)."""
+    request line with 499, its audit ResponseComplete as kube's, no answer)."""
 
 
 class FastPath:
@@ -217,6 +224,8 @@ class FastPath:
             except (trio.Cancelled, KeyboardInterrupt, _Gone) as e:
                 metrics.abort(labels, note.tenant or ROOT_TENANT)
                 line.end(labels[0], 499)
+                if not isinstance(e, KeyboardInterrupt):  # the client went away: kube's ResponseComplete
+                    await audit_gone(ctx.audit, note, audit_id, received, _http(scope, source, user_agent))
                 if isinstance(e, _Gone):
                     return
                 raise
@@ -224,6 +233,7 @@ class FastPath:
                 if _gone(receive):
                     metrics.abort(labels, note.tenant or ROOT_TENANT)
                     line.end(labels[0], 499)
+                    await audit_gone(ctx.audit, note, audit_id, received, _http(scope, source, user_agent))
                     return
                 code, body, extra = error_answer(e)
                 note.failed(e)
@@ -234,11 +244,7 @@ class FastPath:
         tenant_label = note.tenant or ROOT_TENANT
         metrics.tenant_request(tenant_label, note.verb, code)
         if ctx.audit is not None:
-            qs = scope["query_string"].decode()
-            path = scope["path"]
-            # The URI as the app records it (werkzeug's full_path, a bare "?" dropped).
-            await audit_request(ctx.audit, note, audit_id, code, received,
-                                (path, f"{path}?{qs}".rstrip("?"), source, user_agent))
+            await audit_request(ctx.audit, note, audit_id, code, received, _http(scope, source, user_agent))
         if plan.length > 0 and not body_read[0] and scope["http_version"] in ("1.0", "1.1"):
             out.append((b"connection", b"close"))  # answered before its body was read (the app's rule)
         metrics.observe(labels, code, time.perf_counter() - started, len(body), tenant_label)
@@ -283,6 +289,7 @@ class FastPath:
                                                                 body=req.body))
         if _gone(receive):
             raise _Gone  # (the app's handler is cancelled when its client goes: nothing is written)
+        note.submitted = True
         result = await ctx.pipeline.submit_authenticated(req, timeout_s=s.request_timeout_s)
         if not isinstance(result, Allowed):
             code, body = write_response(result)
