@@ -155,15 +155,27 @@ async def check_retained(log: Log, seq: int) -> int:
     version >= C whole: below C is 410, as kube after an etcd compaction. A log purged by other
     means (no record, but its first messages gone) may lack such a revision of any object, so
     then every past version is 410. Call :func:`check_still_retained` after reading, too."""
-    # (the two reads are independent: both in flight at once)
+    # (the two reads are independent: both in flight at once. Each one's error is caught where it
+    # happens and raised after the nursery, as itself: a nursery's group would make a bus error a 500.)
     got: dict[str, Any] = {}
+    errors: list[Exception] = []
 
     async def compaction() -> None:
-        got["point"] = (await log.compaction_point())[0]
+        try:
+            got["point"] = (await log.compaction_point())[0]
+        except Exception as e:  # noqa: BLE001 - raised below
+            errors.append(e)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(compaction)
-        state = await log.stream_state()
+        try:
+            got["state"] = await log.stream_state()
+        except Exception as e:  # noqa: BLE001 - raised below
+            errors.append(e)
+            nursery.cancel_scope.cancel()
+    if errors:
+        raise errors[0]
+    state = got["state"]
     first, last = int(state.get("first_seq", 1)), int(state.get("last_seq", 0))
     point = got["point"]
     if point:
