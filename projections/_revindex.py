@@ -94,7 +94,7 @@ class Revisions:
         self._tally[0] += 1
         n = len(a)
         if n == 2 or (n == 1 and deleted):  # it now has something a trim may drop
-            self._file(a[1] >> 1 if n == 2 else seq, namespace, name, a)
+            self._file(_due(a), namespace, name, a)
 
     def _file(self, d: int, namespace: str, name: str, a: array[int]) -> None:
         b = d >> _SHIFT
@@ -198,9 +198,9 @@ class Revisions:
                 names = by_ns.get(ns)
                 if names is None or names.get(name) is not a:
                     continue  # stale: forgotten, or trimmed away and written again
-                n = len(a)
-                if (a[1] >> 1 if n > 1 else (a[0] >> 1 if n and a[0] & 1 else 0)) != d:
+                if _due(a) != d:
                     continue  # stale: its due moved (a trim, or a write after a lone deletion)
+                n = len(a)
                 done += 1
                 i = bisect_right(a, key)  # >= 1: its due is <= the point
                 if i == n and a[-1] & 1:
@@ -214,7 +214,7 @@ class Revisions:
                     del a[:i - 1]
                     dropped += i - 1
                     if i < n:  # (else one put is left: nothing due until it is written again)
-                        refile.append((a[1] >> 1, ns, name, a))
+                        refile.append((_due(a), ns, name, a))
             if got:
                 break  # the budget ran out
             del due[b]
