@@ -61,8 +61,8 @@ class Revisions:
         self.by_ns: dict[str, dict[str, array[int]]] = {}
         #: The lowest sequence this index answers for (see the module's doc).
         self.floor = floor
-        #: Revisions recorded by ``add`` since the index started (not decreased by ``trim``): with the
-        #: sequences applied since ``floor``, the resource's share of the stream.
+        #: Revisions recorded by ``add`` since the index started (not decreased by ``trim``; kept in
+        #: snapshots). Not the resource's share of the stream: that is :meth:`density`, of ``held``.
         self.revisions = 0
         # namespace -> its names sorted, and the whole resource's (key, namespace, name) in key
         # order; dropped when a name comes or goes.
@@ -226,6 +226,13 @@ class Revisions:
         self.held -= dropped
         self._tally[0] -= dropped
         return done
+
+    def density(self, applied: int) -> float:
+        """The resource's messages per stream sequence from the floor to ``applied`` (at most 1), for
+        the cost of a range read: the revisions held (every one above the floor, and each object's
+        last one at or below it) over those sequences. Not ``revisions``, which trims do not
+        decrease: after them it counts revisions below the floor too, and the share would drift to 1."""
+        return min(1.0, self.held / max(1, applied - self.floor))
 
     def share(self, tally: list[int]) -> None:
         """Count this index's revisions in ``tally`` (a store's, over all its indexes) from now on."""
