@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +142,28 @@ async def revisions(log: Log, key: Key, *, after: int = 0, limit: int = 100) -> 
 # ---- many objects as of a past sequence -----------------------------------------------------------
 
 
+@asynccontextmanager
+async def _reads() -> AsyncIterator[trio.Nursery]:
+    """A nursery for a read's concurrent requests to the log whose error is raised as itself (the
+    first, when several failed), not in the nursery's exception group: a bus error stays the
+    client's 503/504 (gateway/_status.py), a group would be a 500."""
+    try:
+        async with trio.open_nursery() as nursery:
+            yield nursery
+    except BaseExceptionGroup as group:
+        errors = _leaves(group)
+        if errors and all(isinstance(e, Exception) for e in errors):
+            raise errors[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
 def row_key(namespace: str, name: str) -> str:
     """The sort and continue key of an object: NUL sorts first, so string order == (ns, name) order."""
     return f"{namespace}\x00{name}"
@@ -155,27 +178,15 @@ async def check_retained(log: Log, seq: int) -> int:
     version >= C whole: below C is 410, as kube after an etcd compaction. A log purged by other
     means (no record, but its first messages gone) may lack such a revision of any object, so
     then every past version is 410. Call :func:`check_still_retained` after reading, too."""
-    # (the two reads are independent: both in flight at once. Each one's error is caught where it
-    # happens and raised after the nursery, as itself: a nursery's group would make a bus error a 500.)
+    # (the two reads are independent: both in flight at once)
     got: dict[str, Any] = {}
-    errors: list[Exception] = []
 
     async def compaction() -> None:
-        try:
-            got["point"] = (await log.compaction_point())[0]
-        except Exception as e:  # noqa: BLE001 - raised below
-            errors.append(e)
+        got["point"] = (await log.compaction_point())[0]
 
-    async with trio.open_nursery() as nursery:
+    async with _reads() as nursery:
         nursery.start_soon(compaction)
-        try:
-            got["state"] = await log.stream_state()
-        except Exception as e:  # noqa: BLE001 - raised below
-            errors.append(e)
-            nursery.cancel_scope.cancel()
-    if errors:
-        raise errors[0]
-    state = got["state"]
+        state = await log.stream_state()
     first, last = int(state.get("first_seq", 1)), int(state.get("last_seq", 0))
     point = got["point"]
     if point:
@@ -320,7 +331,7 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
             for m in await log.last_messages_at(part, bottom):
                 found[m.subject] = m
 
-        async with trio.open_nursery() as nursery:
+        async with _reads() as nursery:
             limiter = trio.CapacityLimiter(READS_IN_FLIGHT)
 
             async def bounded(part: list[str]) -> None:
@@ -359,7 +370,7 @@ async def _walk_back(log: Log, changed: dict[str, int], seq: int) -> dict[str, L
                     if m is not None and m[0].subject == subject:
                         out[subject] = m[0]
 
-        async with trio.open_nursery() as nursery:
+        async with _reads() as nursery:
             for subject, at in frontier.items():
                 nursery.start_soon(hop, subject, at)
         if not further or len(further) * 2 > len(frontier):
@@ -527,7 +538,7 @@ async def _read_seqs(log: Log, filter_subject: str, need: list[int], share: floa
             else:
                 got[s] = m[0].data
 
-        async with trio.open_nursery() as nursery:
+        async with _reads() as nursery:
             for s in need[:split]:
                 nursery.start_soon(one, s)
         if missing:

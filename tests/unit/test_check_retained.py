@@ -1,6 +1,7 @@
-"""projections/_history.py ``check_retained`` reads the stream state and the compaction point at once;
-a bus error in either is still the client's 503/504 with Retry-After (raised as itself, not wrapped in
-the nursery's exception group, which would be a 500)."""
+"""projections/_history.py's concurrent reads (``check_retained``: the stream state and the compaction
+point at once; an Exact read's direct gets and walks back): a bus error in any of them is still the
+client's 503/504 with Retry-After (raised as itself, not wrapped in the nursery's exception group,
+which would be a 500)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import trio
 from bus import BusError, BusTimeout, NoResponders
 from gateway._status import status_for
 from projections import ResourceVersionTooLarge, TooOldResourceVersion
-from projections._history import check_retained
+from projections._history import _read_seqs, _walk_back, check_retained
 
 
 class _Log:
@@ -62,3 +63,34 @@ async def test_the_answers() -> None:
     with pytest.raises(TooOldResourceVersion):
         await check_retained(_Log(first=2), 50)  # type: ignore[arg-type]
     assert await check_retained(_Log(first=40, point=40), 50) == 100  # type: ignore[arg-type]
+
+
+class _FailingGets:
+    """A log whose range read answers and whose direct gets fail (some after others answered)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error, self.calls = error, 0
+
+    async def messages_by_seq(self, _subject: str, seqs: set[int]) -> dict[int, bytes]:
+        return dict.fromkeys(seqs, b"x")
+
+    async def message_and_previous(self, seq: int) -> Any:
+        self.calls += 1
+        n = self.calls
+        await trio.lowlevel.checkpoint()
+        if n % 3 == 0:
+            raise self.error
+        return None
+
+
+@pytest.mark.parametrize("error", [NoResponders("no responders"), BusTimeout("no answer")])
+async def test_direct_gets_and_walks_back_raise_a_bus_error_as_itself(error: Exception) -> None:
+    log = _FailingGets(error)
+    # the lowest of these cost less by direct gets than by widening the range down to them
+    with pytest.raises(type(error)) as e:
+        await _read_seqs(log, "s.>", [1, 2, 3, 4, 5, 100_000], 1.0)  # type: ignore[arg-type]
+    assert e.value is error
+    with pytest.raises(type(error)) as e:
+        await _walk_back(log, {f"s.{i}": 100 + i for i in range(10)}, 50)  # type: ignore[arg-type]
+    assert e.value is error
+    assert status_for(e.value)[0] in (503, 504)
