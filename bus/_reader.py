@@ -93,8 +93,9 @@ class LogReader:
         # The pulls outstanding, oldest first (JetStream serves them in order): the consumer sequence
         # at which each one has all its messages. Entries <= ``_cseq`` are done (dropped lazily).
         self._pulls: collections.deque[int] = collections.deque()
-        # A range read: pulls outstanding at most (the consumer's max_waiting is 4), and the
-        # outstanding count at which the next pull is issued (-1: none due).
+        # A range read: pulls outstanding at most (the consumer's max_waiting is 4; lowered to what
+        # the server took when it refuses one), and the outstanding count at which the next pull is
+        # issued (-1: none due).
         self._in_flight = max(1, min(in_flight, 3)) if until is not None else 1
         self._refill_at = -1
         self._consumer = ""
@@ -426,8 +427,10 @@ class LogReader:
         refused = status == "400" or "Exceeded" in desc
         self._a_end_pull(newest=refused)
         if refused and self._pulls:
-            # The server holds more waiting pulls than we count: ask again only once a pull of
-            # ours ended (its last message; a status ends one otherwise), never at once (a 409 each time).
+            # The server holds more waiting pulls than we count (another's, a stale one): keep no
+            # more than it took for the rest of this read, and ask again only once a pull of ours
+            # ended (its last message; a status ends one otherwise), never at once (a 409 each time).
+            self._in_flight = len(self._pulls)
             self._refill_at = self._a_after_oldest() if self._until is not None else -1
             return
         asyncio.ensure_future(self._a_pull())
