@@ -423,9 +423,13 @@ class LogReader:
             asyncio.ensure_future(self._a_rebuild())
             return
         # 409 Exceeded MaxWaiting (and the other Exceeded limits), 400: the pull just issued, refused;
-        # 404/408 (no messages, expired), 409 Leadership Change and the rest: the oldest one ended.
+        # 409 Leadership Change: every pull (the new leader sends one per reply subject, and our pulls
+        # share one); 404/408 (no messages, expired) and the rest: the oldest one ended.
         refused = status == "400" or "Exceeded" in desc
-        self._a_end_pull(newest=refused)
+        if "Leadership Change" in desc:
+            self._a_forget_pulls()
+        else:
+            self._a_end_pull(newest=refused)
         if refused and self._pulls:
             # The server holds more waiting pulls than we count (another's, a stale one): keep no
             # more than it took for the rest of this read, and ask again only once a pull of ours

@@ -121,3 +121,23 @@ def test_a_refused_pull_waits_for_one_of_ours_to_end() -> None:
         assert server.refused == 1  # the reader keeps to the two pulls the server took from then on
         assert sorted(r._kept) == sorted(f"s.{i}" for i in range(1, 3001))
     asyncio.run(main())
+
+
+def test_a_leadership_change_ends_every_pull() -> None:
+    """The consumer's new leader sends one 409 Leadership Change per reply subject (the reader's pulls
+    share one): every pull is gone, and the reader asks again, up to its pulls, and reads on."""
+    async def main() -> None:
+        server = _Server(max_waiting=4, until=1500)
+        r = await _reader(server, batch=100, in_flight=3)
+        server.deliver(120)
+        await _settle()
+        assert len(server.waiting) == 3
+        server.waiting.clear()
+        server._status("409", "Leadership Change")
+        await _settle()
+        assert len(server.waiting) == 3 and r._outstanding == sum(server.waiting) == 300
+        while not r._done:
+            assert server.deliver(50), "the read stalled"
+            await _settle()
+        assert server.refused == 0 and sorted(r._kept) == sorted(f"s.{i}" for i in range(1, 1501))
+    asyncio.run(main())
