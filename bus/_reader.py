@@ -90,8 +90,12 @@ class LogReader:
         self._next_seq = max(1, start_seq)  # the next stream sequence we want
         self._cseq = 0
         self._outstanding = 0  # messages asked for by the pulls outstanding, not received yet
-        # A range read: pulls outstanding at most (the consumer's max_waiting is 4), and the
-        # outstanding count at which the next pull is issued (-1: none due).
+        # The pulls outstanding, oldest first (JetStream serves them in order): the consumer sequence
+        # at which each one has all its messages. Entries <= ``_cseq`` are done (dropped lazily).
+        self._pulls: collections.deque[int] = collections.deque()
+        # A range read: pulls outstanding at most (the consumer's max_waiting is 4; lowered to what
+        # the server took when it refuses one), and the outstanding count at which the next pull is
+        # issued (-1: none due).
         self._in_flight = max(1, min(in_flight, 3)) if until is not None else 1
         self._refill_at = -1
         self._consumer = ""
@@ -238,8 +242,12 @@ class LogReader:
         self._b.add_reconnect_callback(self._a_on_reconnect)
 
     async def _a_on_reconnect(self) -> None:
-        self._outstanding = 0
+        self._a_forget_pulls()
         await self._a_rebuild()
+
+    def _a_forget_pulls(self) -> None:
+        self._outstanding = 0
+        self._pulls.clear()
 
     async def _a_create_consumer(self) -> None:
         # Each consumer generation gets its own inbox, so nothing a replaced consumer still sends
@@ -275,7 +283,7 @@ class LogReader:
             raise BusError(f"consumer create failed: {err.get('description')} ({err.get('err_code')})")
         self._consumer = resp["name"]
         self._cseq = 0
-        self._outstanding = 0
+        self._a_forget_pulls()
         self.pending = int(resp.get("num_pending", 0))
         self._last_activity = asyncio.get_running_loop().time()
         if self.pending == 0:
@@ -292,6 +300,8 @@ class LogReader:
         if self._outstanding or self._closed or self._done or room < self._batch:
             return
         self._outstanding = self._batch
+        self._a_drop_done()
+        self._pulls.append(self._cseq + self._batch)
         body = json.dumps({"batch": self._batch, "expires": _EXPIRES_NS, "idle_heartbeat": _HEARTBEAT_NS})
         self._last_activity = asyncio.get_running_loop().time()
         await self._b.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}",
@@ -303,20 +313,36 @@ class LogReader:
         sequences left can hold."""
         batch, cap = self._batch, (self._in_flight - 1) * self._batch
         until: int = self._until  # type: ignore[assignment]
+        pulls = self._pulls
+        self._a_drop_done()
         while not (self._closed or self._done):
             # (the filter's messages left in the range are at most its sequences left)
             left = until - self._next_seq + 1 - self._outstanding
-            if left <= 0 or self._outstanding > cap:
+            if left <= 0 or self._outstanding > cap or len(pulls) >= self._in_flight:
                 break
             n = min(batch, left)
             self._outstanding += n
-            self._refill_at = cap
+            pulls.append(self._cseq + self._outstanding)
             body = b'{"batch":%d,"expires":%d,"idle_heartbeat":%d}' % (n, _EXPIRES_NS, _HEARTBEAT_NS)
             self._last_activity = asyncio.get_running_loop().time()
             await self._b.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}",
                                      body, reply=self._inbox)
-        if self._outstanding <= cap and self._until - self._next_seq + 1 - self._outstanding <= 0:
+        if self._closed or self._done:
+            return
+        if not pulls or self._until - self._next_seq + 1 - self._outstanding <= 0:
             self._refill_at = 0  # every message the range can hold is asked for: only when all came
+        else:
+            self._refill_at = self._a_after_oldest()
+
+    def _a_drop_done(self) -> None:
+        """Forget the pulls that have all their messages."""
+        pulls, cseq = self._pulls, self._cseq
+        while pulls and pulls[0] <= cseq:
+            pulls.popleft()
+
+    def _a_after_oldest(self) -> int:
+        """The outstanding count once the oldest pull outstanding has all its messages."""
+        return self._outstanding - max(0, self._pulls[0] - self._cseq)
 
     def _a_maybe_pull(self) -> None:
         self._pull_scheduled = False
@@ -329,7 +355,7 @@ class LogReader:
         status = headers.get("Status") if headers else None
         if status is not None:
             self._last_activity = asyncio.get_running_loop().time()
-            await self._a_on_status(status, headers.get("Description", ""))
+            self._a_on_status(status, headers.get("Description", ""))
             return
         mid = headers.get("Nats-Msg-Id", "") if headers else ""
         if self._until is not None:
@@ -344,7 +370,7 @@ class LogReader:
             line = headers[len(_STATUS_LINE):headers.find(b"\r\n")].decode(errors="replace")
             status, _, desc = line.partition(" ")
             if status != "100":
-                asyncio.ensure_future(self._a_on_status(status, desc.strip()))
+                self._a_on_status(status, desc.strip())
             return
         if self._until is not None:
             self._a_keep(subject, reply, data, headers)
@@ -388,16 +414,48 @@ class LogReader:
             self._outstanding = max(self._outstanding, 0)
             asyncio.ensure_future(self._a_pull())
 
-    async def _a_on_status(self, status: str, desc: str) -> None:
+    def _a_on_status(self, status: str, desc: str) -> None:
+        """A status message, in order with the messages (the pull accounting depends on it): a pull
+        ended before all its messages came, or the consumer is gone (rebuilt)."""
         if status == "100":
             return
-        self._outstanding = 0
-        if status in ("404", "408"):
-            await self._a_pull()
-        elif status == "409" and "Leadership Change" not in desc and "Exceeded" not in desc or status == "503":
-            await self._a_rebuild()
+        if status == "409" and "Leadership Change" not in desc and "Exceeded" not in desc or status == "503":
+            asyncio.ensure_future(self._a_rebuild())
+            return
+        # 409 Exceeded MaxWaiting (and the other Exceeded limits), 400: the pull just issued, refused;
+        # 409 Leadership Change: every pull (the new leader sends one per reply subject, and our pulls
+        # share one); 404/408 (no messages, expired) and the rest: the oldest one ended.
+        refused = status == "400" or "Exceeded" in desc
+        if "Leadership Change" in desc:
+            self._a_forget_pulls()
         else:
-            await self._a_pull()
+            self._a_end_pull(newest=refused)
+        if refused and self._pulls:
+            # The server holds more waiting pulls than we count (another's, a stale one): keep no
+            # more than it took for the rest of this read, and ask again only once a pull of ours
+            # ended (its last message; a status ends one otherwise), never at once (a 409 each time).
+            self._in_flight = len(self._pulls)
+            self._refill_at = self._a_after_oldest() if self._until is not None else -1
+            return
+        asyncio.ensure_future(self._a_pull())
+
+    def _a_end_pull(self, *, newest: bool) -> None:
+        """One outstanding pull ended before all its messages came: the oldest or the ``newest``. Its
+        remaining messages are no longer outstanding (the later pulls' come that much sooner); the
+        other pulls' still are."""
+        self._a_drop_done()
+        pulls, cseq = self._pulls, self._cseq
+        if not pulls:
+            self._outstanding = 0
+            return
+        if newest:
+            end = pulls.pop()
+            rest = end - max(pulls[-1] if pulls else cseq, cseq)
+        else:
+            rest = pulls.popleft() - cseq
+            for i in range(len(pulls)):
+                pulls[i] -= rest
+        self._outstanding = max(0, self._outstanding - rest)
 
     def _a_take(self, subject: str, reply: str | bytes, data: bytes, mid: str) -> None:
         sseq, cseq, pending = _stream_seq(reply)
@@ -469,7 +527,7 @@ class LogReader:
             await asyncio.sleep(_STALL_S / 3)
             now = asyncio.get_running_loop().time()
             if self._outstanding and now - self._last_activity > _STALL_S:
-                self._outstanding = 0
+                self._a_forget_pulls()
                 await self._a_rebuild()
 
     async def _a_close(self) -> None:

@@ -584,13 +584,17 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     await ctx.pipeline.admit(req, intake.flow)
     view: View | None = None
     if method in ("POST", "PUT", "PATCH", "DELETE"):
-        if not acceptable(request.headers.get("Accept")):
-            # kube authorizes (its filter chain) before the handler negotiates: a 403 comes first.
+        try:
+            if not acceptable(request.headers.get("Accept")):
+                raise NotAcceptable(NOT_ACCEPTABLE)
+            view = _write_view(request.headers.get("Accept"), q, verb, route.subresource, rdef)
+        except ApiError:
+            # kube authorizes (its filter chain) before the handler negotiates the answer's media type
+            # and view: a user who may not gets the 403, not this 406 or 400.
             authorizer = ctx.pipeline.authorizer
             assert who.user is not None
             await authorizer.check(msgspec.structs.replace(req, user=authorizer.scope(who.user, req)))
-            raise NotAcceptable(NOT_ACCEPTABLE)
-        view = _write_view(request.headers.get("Accept"), q, verb, route.subresource, rdef)
+            raise
         data = await _read_body(s.max_body_bytes, s.request_timeout_s)
         intake.body_read = True
         if data.strip() or method != "DELETE":

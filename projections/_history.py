@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +142,28 @@ async def revisions(log: Log, key: Key, *, after: int = 0, limit: int = 100) -> 
 # ---- many objects as of a past sequence -----------------------------------------------------------
 
 
+@asynccontextmanager
+async def _reads() -> AsyncIterator[trio.Nursery]:
+    """A nursery for a read's concurrent requests to the log whose error is raised as itself (the
+    first, when several failed), not in the nursery's exception group: a bus error stays the
+    client's 503/504 (gateway/_status.py), a group would be a 500."""
+    try:
+        async with trio.open_nursery() as nursery:
+            yield nursery
+    except BaseExceptionGroup as group:
+        errors = _leaves(group)
+        if errors and all(isinstance(e, Exception) for e in errors):
+            raise errors[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
 def row_key(namespace: str, name: str) -> str:
     """The sort and continue key of an object: NUL sorts first, so string order == (ns, name) order."""
     return f"{namespace}\x00{name}"
@@ -161,7 +184,7 @@ async def check_retained(log: Log, seq: int) -> int:
     async def compaction() -> None:
         got["point"] = (await log.compaction_point())[0]
 
-    async with trio.open_nursery() as nursery:
+    async with _reads() as nursery:
         nursery.start_soon(compaction)
         state = await log.stream_state()
     first, last = int(state.get("first_seq", 1)), int(state.get("last_seq", 0))
@@ -308,7 +331,7 @@ async def states_at(log: Log, filter_subject: str, subjects: list[str], seq: int
             for m in await log.last_messages_at(part, bottom):
                 found[m.subject] = m
 
-        async with trio.open_nursery() as nursery:
+        async with _reads() as nursery:
             limiter = trio.CapacityLimiter(READS_IN_FLIGHT)
 
             async def bounded(part: list[str]) -> None:
@@ -347,7 +370,7 @@ async def _walk_back(log: Log, changed: dict[str, int], seq: int) -> dict[str, L
                     if m is not None and m[0].subject == subject:
                         out[subject] = m[0]
 
-        async with trio.open_nursery() as nursery:
+        async with _reads() as nursery:
             for subject, at in frontier.items():
                 nursery.start_soon(hop, subject, at)
         if not further or len(further) * 2 > len(frontier):
@@ -515,7 +538,7 @@ async def _read_seqs(log: Log, filter_subject: str, need: list[int], share: floa
             else:
                 got[s] = m[0].data
 
-        async with trio.open_nursery() as nursery:
+        async with _reads() as nursery:
             for s in need[:split]:
                 nursery.start_soon(one, s)
         if missing:

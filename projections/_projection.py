@@ -574,9 +574,8 @@ class Projection:
         st = store.resources.get((tenant, group, resource))
         got = None
         if st is not None and self.settings.revision_index and store.applied >= seq >= st.revs.floor:
-            share = min(1.0, st.revs.revisions / max(1, store.applied - st.revs.floor))
-            got = await rows_indexed(self.log, filter_subject, st, seq, namespace=flt.namespace,
-                                     start_after=start_after, limit=limit, keep=keep, share=share)
+            got = await rows_indexed(self.log, filter_subject, st, seq, namespace=flt.namespace, start_after=start_after,
+                                     limit=limit, keep=keep, share=st.revs.density(store.applied))
         if got is not None:
             self.exact_reads["index"] += 1
             rows, more = got

@@ -61,8 +61,8 @@ class Revisions:
         self.by_ns: dict[str, dict[str, array[int]]] = {}
         #: The lowest sequence this index answers for (see the module's doc).
         self.floor = floor
-        #: Revisions recorded by ``add`` since the index started (not decreased by ``trim``): with the
-        #: sequences applied since ``floor``, the resource's share of the stream.
+        #: Revisions recorded by ``add`` since the index started (not decreased by ``trim``; kept in
+        #: snapshots). Not the resource's share of the stream: that is :meth:`density`, of ``held``.
         self.revisions = 0
         # namespace -> its names sorted, and the whole resource's (key, namespace, name) in key
         # order; dropped when a name comes or goes.
@@ -94,7 +94,7 @@ class Revisions:
         self._tally[0] += 1
         n = len(a)
         if n == 2 or (n == 1 and deleted):  # it now has something a trim may drop
-            self._file(a[1] >> 1 if n == 2 else seq, namespace, name, a)
+            self._file(_due(a), namespace, name, a)
 
     def _file(self, d: int, namespace: str, name: str, a: array[int]) -> None:
         b = d >> _SHIFT
@@ -198,9 +198,9 @@ class Revisions:
                 names = by_ns.get(ns)
                 if names is None or names.get(name) is not a:
                     continue  # stale: forgotten, or trimmed away and written again
-                n = len(a)
-                if (a[1] >> 1 if n > 1 else (a[0] >> 1 if n and a[0] & 1 else 0)) != d:
+                if _due(a) != d:
                     continue  # stale: its due moved (a trim, or a write after a lone deletion)
+                n = len(a)
                 done += 1
                 i = bisect_right(a, key)  # >= 1: its due is <= the point
                 if i == n and a[-1] & 1:
@@ -214,7 +214,7 @@ class Revisions:
                     del a[:i - 1]
                     dropped += i - 1
                     if i < n:  # (else one put is left: nothing due until it is written again)
-                        refile.append((a[1] >> 1, ns, name, a))
+                        refile.append((_due(a), ns, name, a))
             if got:
                 break  # the budget ran out
             del due[b]
@@ -226,6 +226,13 @@ class Revisions:
         self.held -= dropped
         self._tally[0] -= dropped
         return done
+
+    def density(self, applied: int) -> float:
+        """The resource's messages per stream sequence from the floor to ``applied`` (at most 1), for
+        the cost of a range read: the revisions held (every one above the floor, and each object's
+        last one at or below it) over those sequences. Not ``revisions``, which trims do not
+        decrease: after them it counts revisions below the floor too, and the share would drift to 1."""
+        return min(1.0, self.held / max(1, applied - self.floor))
 
     def share(self, tally: list[int]) -> None:
         """Count this index's revisions in ``tally`` (a store's, over all its indexes) from now on."""

@@ -229,7 +229,11 @@ class Store:
     def prune(self, tenant: str) -> None:
         """Forget a tenant's states that hold nothing and nobody watches (a deleted tenant)."""
         for key in [k for k, st in self.resources.items() if k[0] == tenant and not st.count and not st.watchers]:
-            self._index_held[0] -= self.resources.pop(key).revs.held
+            revs = self.resources.pop(key).revs
+            self._index_held[0] -= revs.held
+            # (its trim, if not finished, is dropped too: its later steps would count against the store's tally)
+            if revs in self._trimming:
+                self._trimming.remove(revs)
             self._pruned = self.applied
 
     def forget(self, key: Key, *, at: int = 0) -> Entry | None:

@@ -19,9 +19,12 @@ from actors import RetentionSettings, RetentionStats, run_retention
 from actors._retention import run_pass
 from bus import (
     Actor,
+    BusTimeout,
     Event,
     Key,
     LeasedCursor,
+    Log,
+    NoResponders,
     StreamConfig,
     all_filter,
     encode_event,
@@ -353,3 +356,36 @@ async def test_a_dead_purgers_lease_lapses_and_another_gateway_takes_over(nats_u
             nursery.cancel_scope.cancel()
         assert not stats.lease_held
         assert await dead.claim("killed-gateway", 2.0) is not None  # released when it stopped
+
+
+async def test_a_bus_error_in_the_retention_check_is_a_503_or_504(start_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An Exact LIST (and GET) at a past version reads the stream state and the compaction point at once
+    (``check_retained``): the log failing either read is the client's 503 (unavailable) or 504 (no answer
+    in time) with Retry-After, as before those reads were concurrent, never a 500."""
+    gw = await start_server()
+    async with client_for(gw) as c:
+        with trio.fail_after(60):
+            for i in range(20):
+                r = await c.post(CM, json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"b{i}"}})
+                assert r.status_code == 201, r.text
+            old = r.json()["metadata"]["resourceVersion"]
+            for i in range(20):
+                r = await c.patch(f"{CM}/b{i}", content=b'{"data":{"v":"1"}}', headers=MERGE)
+                assert r.status_code == 200, r.text
+            exact = {"resourceVersion": old, "resourceVersionMatch": "Exact"}
+            for method, error, code in [("compaction_point", NoResponders("no responders"), 503),
+                                        ("stream_state", NoResponders("no responders"), 503),
+                                        ("compaction_point", BusTimeout("no answer"), 504),
+                                        ("stream_state", BusTimeout("no answer"), 504)]:
+                async def fail(self: Log, *_a: object, error: Exception = error) -> object:
+                    raise error
+
+                with monkeypatch.context() as m:
+                    m.setattr(Log, method, fail)
+                    for path in (CM, f"{CM}/b3"):
+                        r = await c.get(path, params=exact)
+                        assert r.status_code == code and r.headers.get("Retry-After") == "1", (method, path, r.text)
+                        assert r.json()["kind"] == "Status", r.text
+            r = await c.get(CM, params=exact)
+            assert r.status_code == 200 and len([i for i in r.json()["items"]
+                                                 if i["metadata"]["name"].startswith("b")]) == 20, r.text

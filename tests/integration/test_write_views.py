@@ -270,6 +270,24 @@ async def test_an_accept_kube_serves_nothing_of_is_406(start_server: StartServer
                                       json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bob"}}
                                       if method == "POST" else None)
                 assert _status(r, 403)["reason"] == "Forbidden", r.text
+            # A view a write cannot answer in (406) or a bad includeObject (400): bob may not write, so
+            # kube's 403 (authorization comes before the handler checks the view). Nothing is written.
+            cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bob"}}
+            for method, path, accept, params in [
+                    ("POST", base, POM_LIST, {}), ("POST", base, TABLE, {"includeObject": "Everything"}),
+                    ("PUT", f"{base}/kube-root-ca.crt", POM_LIST, {}),
+                    ("PATCH", f"{base}/kube-root-ca.crt", TABLE, {"includeObject": "Everything"}),
+                    ("DELETE", base, POM, {}), ("DELETE", f"{base}/kube-root-ca.crt", TABLE,
+                                                {"includeObject": "Everything"})]:
+                headers = {"Accept": accept}
+                body: dict[str, Any] = {"json": cm} if method in ("POST", "PUT") else {}
+                if method == "PATCH":
+                    headers["Content-Type"] = "application/merge-patch+json"
+                    body = {"content": b'{"metadata":{"labels":{"a":"b"}}}'}
+                r = await bob.request(method, path, headers=headers, params=params, **body)
+                assert _status(r, 403)["reason"] == "Forbidden", (method, path, accept, r.text)
+            assert (await c.get(f"{base}/bob")).status_code == 404
+            assert "a" not in ((await c.get(f"{base}/kube-root-ca.crt")).json()["metadata"].get("labels") or {})
             for fast in (True, False):
                 monkeypatch.setattr(FastPath, "enabled", fast)
                 for i, accept in enumerate(("application/xml", "text/html", "application/json;as=Table;v=v2;g=meta.k8s.io",

@@ -239,3 +239,49 @@ def test_the_store_bounds_its_indexes_and_trims_in_steps() -> None:
     revs = many.resources[("t", "", "configmaps")].revs
     assert steps == 2 and revs.held == 3000 + 1  # (the last object's last two: its second is the point)
     assert all(revs.at("ns", f"m{i}", seq) == 2 * 3000 + i + 1 for i in range(2999))
+
+
+def test_the_density_is_of_the_revisions_held() -> None:
+    """The resource's messages per stream sequence (the cost of a range read in ``rows_indexed``): two
+    resources written in turn are half the stream each, and still about half after trims raised the
+    floor (held revisions: those above it plus one per object), not drifting to 1 as the count of every
+    revision ever added would."""
+    store = Store("p")
+    keys = [Key("t", "", res, "ns", f"o{i}") for i in range(100) for res in ("configmaps", "secrets")]
+    seq = 0
+    for _round in range(40):
+        for k in keys:
+            seq += 1
+            store.apply(_msg(seq, k))
+        if _round % 10 == 9:
+            store.trim_revisions(seq - 1000)
+            while store.trimming:
+                store.trim_step()
+    revs = store.resources[("t", "", "configmaps")].revs
+    assert revs.floor == seq - 1000 and revs.revisions == 4000
+    assert 0.5 <= revs.density(store.applied) <= 0.5 + 100 / 1000  # (+ one revision at or below the floor each)
+    assert Revisions(10).density(10) == 0.0
+
+
+def test_a_pruned_state_leaves_the_stores_tally_and_its_trim() -> None:
+    """A tenant's state pruned while its index's trim is unfinished: the store's tally loses its revisions
+    once (not again by the later steps of a trim it no longer runs), and equals what its states hold."""
+    store = Store("p", index_max_revisions=0)
+    ks = [Key(t, "", "configmaps", "ns", f"m{i}") for t in ("t", "u") for i in range(3000)]
+    seq = 0
+    for _ in range(3):
+        for k in ks:
+            seq += 1
+            store.apply(_msg(seq, k))
+    for k in ks[3000:]:  # u's objects deleted: its state holds nothing, so a prune may drop it
+        seq += 1
+        store.apply(_msg(seq, k, deleted=True))
+    store.trim_revisions(seq - 1)
+    assert store.trimming
+    u = store.resources[("u", "", "configmaps")].revs
+    store.prune("u")
+    assert ("u", "", "configmaps") not in store.resources and u not in store._trimming
+    while store.trimming:
+        store.trim_step()
+    held = sum(st.revs.held for st in store.resources.values())
+    assert store._index_held[0] == held == 3000  # t's: each object's last revision
