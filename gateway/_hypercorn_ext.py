@@ -302,6 +302,9 @@ class ClientCertTCPServer(TCPServer):
     #: (:data:`~gateway._pacing.HOLD_S`), so that a connection dribbling its request cannot keep it.
     _pace_deadline: float | None = None
     _watch_scope: trio.CancelScope | None = None
+    #: The read loop has ended (the client closed, or the connection was closed): the idle-timer
+    #: task ends too (the connection's task group waits for it; hypercorn's closes as it ends).
+    _conn_done = False
 
     async def protocol_send(self, event: Event) -> None:
         if type(event) is not Updated:
@@ -328,6 +331,8 @@ class ClientCertTCPServer(TCPServer):
         keep_alive = self.config.keep_alive_timeout
         terminated = self.context.terminated
         while True:
+            if self._conn_done:
+                return  # nothing more to read: the connection closes when its answer (if any) ends
             since = self._idle_since
             now = trio.current_time()
             if self._pace_deadline is not None and now >= self._pace_deadline:
@@ -407,7 +412,18 @@ class ClientCertTCPServer(TCPServer):
         finally:
             if h11p is not None:
                 h11p.released()  # a slot still held: the connection ended before its answer
+            self._end_idle_timer()
         await self.protocol.handle(Closed())
+
+    def _end_idle_timer(self) -> None:
+        """Let the idle-timer task end: no request can follow once the read loop has ended. (A client
+        closing mid-request gets no ``Updated(idle=True)``: the task would wait for it forever, and
+        the connection's task group, so its handler, with it.)"""
+        self._conn_done = True
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
+        if self._idle_wake is not None:
+            self._idle_wake.set()
 
 
 # OpenSSL's verify callback: int (*)(int preverify_ok, X509_STORE_CTX *). Accepting every chain

@@ -357,3 +357,64 @@ async def test_idle_keep_alive_closed_by_one_task_per_connection() -> None:
         await s.aclose()
         await busy.aclose()
         stop.set()
+
+
+def _connection_tasks() -> list[str]:
+    """The names of the running tasks of hypercorn's connections (trio's handler task of each, and
+    the idle timer's)."""
+    names: list[str] = []
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        if task.name.endswith(("._run_handler", "._idle_timeout")):
+            names.append(task.name.rsplit(".", 1)[1])
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return names
+
+
+async def test_a_connection_closed_by_its_client_mid_request_leaves_no_task() -> None:
+    """Review finding 1: clients that close while their request is in the app get no
+    ``Updated(idle=True)``; the connection's idle-timer task must still end, and with it the
+    connection's task (hypercorn's task group waits for its children)."""
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    config.keep_alive_timeout = 0.2
+    disconnected: list[int] = []
+    entered_n: list[int] = []
+    entered = trio.Event()
+    stop = trio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return await _app({}, scope, receive, send)
+        await receive()  # the request (no body)
+        entered_n.append(1)
+        if len(entered_n) == 3:
+            entered.set()
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected.append(1)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            binds = await n.start(partial(serve, app, config, shutdown_trigger=stop.wait))
+            port = int(binds[0].rsplit(":", 1)[1])
+            clients = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+            for c in clients:
+                await c.send_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            await entered.wait()
+            assert len(_connection_tasks()) == 6  # three connections: a handler and an idle timer each
+            for c in clients:
+                await c.aclose()
+            # Every connection task ends (the keep-alive timeout is 0.2 s; the bound is 50 times that).
+            with trio.fail_after(5):
+                while _connection_tasks() or len(disconnected) < 3:
+                    await trio.sleep(0.01)
+            stop.set()
