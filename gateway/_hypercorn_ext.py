@@ -305,6 +305,8 @@ class ClientCertTCPServer(TCPServer):
     #: The read loop has ended (the client closed, or the connection was closed): the idle-timer
     #: task ends too (the connection's task group waits for it; hypercorn's closes as it ends).
     _conn_done = False
+    #: The read loop waits for a pacing slot, the bytes read not yet parsed: not idle meanwhile.
+    _pacing = False
 
     async def protocol_send(self, event: Event) -> None:
         if type(event) is not Updated:
@@ -333,7 +335,7 @@ class ClientCertTCPServer(TCPServer):
         while True:
             if self._conn_done:
                 return  # nothing more to read: the connection closes when its answer (if any) ends
-            since = self._idle_since
+            since = None if self._pacing else self._idle_since
             now = trio.current_time()
             if self._pace_deadline is not None and now >= self._pace_deadline:
                 self._pace_deadline = None
@@ -397,8 +399,18 @@ class ClientCertTCPServer(TCPServer):
                             key = k
                     if key is not None:
                         proto.rejected = None
-                        self._idle_since = None  # a request is waiting: not idle
-                        await pacer.acquire(key)
+                        self._pacing = True  # waiting for a slot: not closed as idle meanwhile
+                        try:
+                            await pacer.acquire(key)
+                        finally:
+                            self._pacing = False
+                        if self._idle_since is not None:
+                            # Still idle until these bytes complete a request head: the keep-alive
+                            # timer applies from now (a client sending part of a head and stopping is
+                            # closed, as an unpaced one).
+                            self._idle_since = trio.current_time()
+                            if self._idle_wake is not None:
+                                self._idle_wake.set()
                         proto.when_responding(partial(pacer.release, key))
                         proto.when_responding(self._pace_done)
                         self._pace_deadline = trio.current_time() + HOLD_S

@@ -418,3 +418,46 @@ async def test_a_connection_closed_by_its_client_mid_request_leaves_no_task() ->
                 while _connection_tasks() or len(disconnected) < 3:
                     await trio.sleep(0.01)
             stop.set()
+
+
+async def test_a_paced_connection_sending_part_of_a_head_is_closed_when_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding 2 (slowloris): rejected connections whose next request is paced, and which
+    then send only part of a request head, are closed by the keep-alive timer as an unpaced
+    connection is: waiting for a slot does not count as idle, the bytes after it do until a head
+    is complete."""
+    monkeypatch.setattr(ext, "HOLD_S", 0.2)
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    config.keep_alive_timeout = 0.3
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+            port = int(binds[0].rsplit(":", 1)[1])
+            streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+            for s in streams:
+                assert await _exchange(s, "/clusters/a/flood") == 429
+            unpaced = await trio.open_tcp_stream("127.0.0.1", port)
+            for s in streams:
+                await s.send_all(b"GET /clusters/a/x HTTP/1.1\r\nHost: x\r\n")  # no blank line: never complete
+            await unpaced.send_all(b"GET /clusters/b/x HTTP/1.1\r\nHost: x\r\n")  # (another tenant's)
+            await _poll(lambda: config.pacer.paced == 1)  # two got a's slots, the third waits
+            closed: list[trio.SocketStream] = []
+
+            async def until_closed(s: trio.SocketStream) -> None:
+                while await s.receive_some(100):
+                    pass
+                closed.append(s)
+
+            with trio.fail_after(5):  # 0.3 s keep-alive, 0.2 s per slot: 5 s is a bound, not a pace
+                async with trio.open_nursery() as m:
+                    for s in (*streams, unpaced):
+                        m.start_soon(until_closed, s)
+            assert len(closed) == 4 and state["in_app"] == 0
+            assert config.pacer._flows == {}
+            for s in (*streams, unpaced):
+                await s.aclose()
+            stop.set()
