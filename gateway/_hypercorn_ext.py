@@ -77,7 +77,7 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import H11SendableEvent
 
 from . import _loopprobe as loopprobe
-from ._pacing import HOLD_S, RejectPacer, request_target, tenant_of
+from ._pacing import HOLD_S, RejectPacer, first_request_key
 
 HYPERCORN_VERSION = "0.18.0"
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -102,16 +102,18 @@ class ReasonPhraseH11Protocol(H11Protocol):
 
     _held: bytearray | None = None
     #: After a 429 with Retry-After: the pacing key of this connection's next request (the tenant
-    #: of the rejected one; see gateway/_pacing.py), taken by the read loop (:class:`ClientCertTCPServer`).
-    rejected: bytes | None = None
-    _target: bytes = b""
+    #: flow control charged the rejected one to: the scope's :data:`PACE_KEY`; see gateway/_pacing.py),
+    #: taken by the read loop (:class:`ClientCertTCPServer`).
+    rejected: str | None = None
+    #: The scope of the connection's current request (set by :class:`_PaceScope`).
+    request_scope: dict[str, Any] | None = None
     #: What to do when this connection's next response starts (give back its tenant's pacing slot), once.
     on_response: list[Callable[[], None]] | None = None
 
     def _on_response(self, event: Response) -> None:
         self.released()
-        if event.status_code == 429 and any(k == b"retry-after" for k, _ in event.headers):
-            self.rejected = tenant_of(self._target)
+        if event.status_code == 429 and self.request_scope is not None and any(k == b"retry-after" for k, _ in event.headers):
+            self.rejected = self.request_scope.get(PACE_KEY)
 
     def released(self) -> None:
         """Run (and forget) what waits for the next response's start."""
@@ -123,10 +125,6 @@ class ReasonPhraseH11Protocol(H11Protocol):
         if self.on_response is None:
             self.on_response = []
         self.on_response.append(release)
-
-    async def _create_stream(self, request: h11.Request) -> None:
-        self._target = request.target
-        await super()._create_stream(request)
 
     def _encode(self, event: H11SendableEvent) -> bytes | None:
         """``event`` as h11 writes it (None: the peer already broke the connection), as
@@ -252,6 +250,10 @@ class _ProbeScope:
 
 #: The scope key of the loop probe's marks of a request's connection (see :class:`_ProbeScope`).
 PROBE_MARKS = "jetkube.probe_marks"
+#: The scope key of the pacing flow of a request (gateway/_pacing.py ``pace_key``: the tenant flow
+#: control charges it to; None: never paced), set by the app (gateway/_gate.py) for every request:
+#: a connection answered 429 with Retry-After is paced by it.
+PACE_KEY = "jetkube.pace_key"
 #: The scope key of a paced request's "give the slot back now" (gateway/_pacing.py): the app calls it
 #: once it will not answer at once with a rejection (the request goes on to wait in flow control's
 #: queues, not runnable, or to be served); else the slot goes back when the answer starts.
@@ -269,8 +271,10 @@ class _PaceScope:
 
     async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
         h11p = self.conn._h11
-        if h11p is not None and h11p.on_response:
-            scope[PACE_RELEASE] = h11p.released
+        if h11p is not None:
+            h11p.request_scope = scope
+            if h11p.on_response:
+                scope[PACE_RELEASE] = h11p.released
         await self.inner(scope, receive, send, sync_spawn, call_soon)
 
 
@@ -394,8 +398,8 @@ class ClientCertTCPServer(TCPServer):
                 if data and pacer is not None and type(proto) is ReasonPhraseH11Protocol:
                     key = proto.rejected
                     if key is None and first:
-                        target = request_target(data)
-                        if target is not None and pacer.active(k := tenant_of(target)):
+                        k = first_request_key(data)
+                        if k is not None and pacer.active(k):
                             key = k
                     if key is not None:
                         proto.rejected = None
