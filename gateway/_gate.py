@@ -121,6 +121,8 @@ class Gate:
         if audit is not None and audit.blocking is not None:
             # The audit webhook's blocking modes: kube sends RequestReceived before flow control
             # answers, and waits for it; the app does that (gateway/_audit.py audit_received).
+            if paced is not None:
+                paced()
             return await self.app(scope, receive, send)
         decided = await self._decide(scope)
         if decided is None:

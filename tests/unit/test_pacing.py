@@ -532,3 +532,29 @@ async def test_the_gate_names_the_pacing_flow_of_every_request() -> None:
         await gate({"type": "http", "method": "GET", "path": path}, None, None)
     await gate({"type": "websocket", "path": "/clusters/acme/api/v1/pods"}, None, None)
     assert seen == ["acme", "root", "root", None, None, "unset"]
+
+
+async def test_the_gate_gives_a_paced_slot_back_whenever_it_passes_a_request_on() -> None:
+    """Review finding 8: the gate takes a paced request's ``PACE_RELEASE`` out of the scope and calls
+    it before the app, on every way to the app (flow control not rejecting, the audit webhook's
+    blocking modes, a request it does not decide)."""
+    from types import SimpleNamespace
+
+    from gateway._gate import Gate
+
+    passed: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        assert ext.PACE_RELEASE not in scope
+        passed.append(scope["path"])
+
+    for rejecting, blocking in ((False, None), (True, "blocking"), (True, None)):
+        released: list[int] = []
+        audit = SimpleNamespace(blocking=blocking)
+        ctx = SimpleNamespace(pipeline=SimpleNamespace(flow_control=SimpleNamespace(rejecting=lambda r=rejecting: r)),
+                              audit=audit)
+        scope = {"type": "http", "method": "GET", "path": "/healthz", "headers": [],
+                 ext.PACE_RELEASE: partial(released.append, 1)}  # (/healthz: the gate leaves it to the app)
+        await Gate(ctx, inner)(scope, None, None)
+        assert released == [1], (rejecting, blocking)
+    assert passed == ["/healthz"] * 3
