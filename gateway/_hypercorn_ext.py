@@ -520,6 +520,9 @@ class ClientCertConfig(Config):
 #: At most this many queued connections are accepted per wake-up of a listener (see
 #: :class:`BatchAcceptListener`).
 ACCEPT_BATCH = 64
+#: :meth:`BatchAcceptListener.accept` yields to the run queue after this many refills in a row
+#: that found connections queued (each handed out without a checkpoint otherwise).
+REFILLS_PER_YIELD = 4
 _CLOSED_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
 _IGNORED_ACCEPT_ERRNOS = {getattr(errno, n) for n in ("ECONNABORTED", "EPERM", "EPROTO") if hasattr(errno, n)}
 
@@ -527,7 +530,8 @@ _IGNORED_ACCEPT_ERRNOS = {getattr(errno, n) for n in ("ECONNABORTED", "EPERM", "
 class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
     """``trio.SocketListener``, accepting every connection the kernel has queued (up to
     :data:`ACCEPT_BATCH`) when the listening socket becomes readable, and handing them out one per
-    :meth:`accept` without a trio checkpoint.
+    :meth:`accept` without a trio checkpoint (a refill checks for cancellation; every
+    :data:`REFILLS_PER_YIELD` refills in a row that found connections, it yields).
 
     ``trio.serve_listeners`` accepts one connection per checkpoint, so one per turn of the run queue.
     Under a flood of connections (B12: 1,000 per gateway) a turn is tens of milliseconds, so the
@@ -543,6 +547,7 @@ class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
         self._std = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
         self._std.setblocking(False)
         self._ready: deque[socket.socket] = deque()
+        self._refills = 0  # refills since the listener last waited for the socket or yielded
 
     def _fill(self) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -564,9 +569,18 @@ class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
         while not self._ready:
             if self.socket.fileno() < 0:
                 raise trio.ClosedResourceError
+            await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller gets no connection
             self._fill()
             if not self._ready:
+                self._refills = 0
                 await trio.lowlevel.wait_readable(self.socket)
+                continue
+            self._refills += 1
+            if self._refills >= REFILLS_PER_YIELD:
+                # A steady stream of connections never leaves the kernel's queue empty at a refill:
+                # the accepting task still yields to the run queue now and then.
+                self._refills = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
         return trio.SocketStream(trio.socket.from_stdlib_socket(self._ready.popleft()))
 
     async def aclose(self) -> None:

@@ -558,3 +558,34 @@ async def test_the_gate_gives_a_paced_slot_back_whenever_it_passes_a_request_on(
         await Gate(ctx, inner)(scope, None, None)
         assert released == [1], (rejecting, blocking)
     assert passed == ["/healthz"] * 3
+
+
+async def test_batch_accept_yields_under_a_steady_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding 6: when every refill finds connections queued (a steady stream), accept still
+    checks for cancellation at each refill and yields to the run queue every REFILLS_PER_YIELD."""
+    monkeypatch.setattr(ext, "ACCEPT_BATCH", 1)  # every accept a refill
+    monkeypatch.setattr(ext, "REFILLS_PER_YIELD", 4)
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    listener = ext.BatchAcceptListener(sock)
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+    streams: list[trio.SocketStream] = []
+    try:
+        with trio.fail_after(5):
+            streams.append(await listener.accept())  # (the first may wait for readability)
+        with trio.CancelScope() as cancelled:
+            cancelled.cancel()
+            streams.append(await listener.accept())
+        assert cancelled.cancelled_caught and len(streams) == 1  # connections queued, none handed out
+        with trio.testing.assert_checkpoints():
+            for _ in range(4):  # four refills finding a connection each: one yield
+                streams.append(await listener.accept())
+        assert len(streams) == 5
+    finally:
+        for s in streams:
+            await s.aclose()
+        await listener.aclose()
+        for c in clients:
+            c.close()
