@@ -105,7 +105,7 @@ class ReasonPhraseH11Protocol(H11Protocol):
     #: flow control charged the rejected one to: the scope's :data:`PACE_KEY`; see gateway/_pacing.py),
     #: taken by the read loop (:class:`ClientCertTCPServer`).
     rejected: str | None = None
-    #: The scope of the connection's current request (set by :class:`_PaceScope`).
+    #: The scope of the connection's current request (set by :class:`_ConnScope`).
     request_scope: dict[str, Any] | None = None
     #: What to do when this connection's next response starts (give back its tenant's pacing slot), once.
     on_response: list[Callable[[], None]] | None = None
@@ -206,20 +206,6 @@ class EarlyResponseH2Protocol(H2Protocol):
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
-class _TLSScope:
-    """A connection's app wrapper adding the ASGI TLS extension to every scope."""
-
-    __slots__ = ("inner", "tls")
-
-    def __init__(self, inner: Any, tls: dict[str, Any]) -> None:
-        self.inner, self.tls = inner, tls
-
-    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope["extensions"] = {**(scope.get("extensions") or {}), "tls": self.tls}
-        await self.inner(scope, receive, send, sync_spawn, call_soon)
-
-
 def tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
     """The ASGI TLS extension (asgiref ``specs/tls.rst``) of a TLS connection after its handshake."""
     der = stream.getpeercert(binary_form=True)
@@ -234,21 +220,7 @@ def tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
             "tls_version": _TLS_VERSIONS.get(stream.version() or ""), "cipher_suite": None}
 
 
-class _ProbeScope:
-    """A connection's app wrapper putting the loop probe's marks of the connection (accepted, last
-    read) into every scope (``JETKUBE_LOOP_PROBE_TRACE``: gateway/_loopprobe.py)."""
-
-    __slots__ = ("conn", "inner")
-
-    def __init__(self, inner: Any, conn: ClientCertTCPServer) -> None:
-        self.inner, self.conn = inner, conn
-
-    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
-        scope[PROBE_MARKS] = {"accepted": self.conn._accepted, "read": self.conn._read}
-        await self.inner(scope, receive, send, sync_spawn, call_soon)
-
-
-#: The scope key of the loop probe's marks of a request's connection (see :class:`_ProbeScope`).
+#: The scope key of the loop probe's marks of a request's connection (see :class:`_ConnScope`).
 PROBE_MARKS = "jetkube.probe_marks"
 #: The scope key of the pacing flow of a request (gateway/_pacing.py ``pace_key``: the tenant flow
 #: control charges it to; None: never paced), set by the app (gateway/_gate.py) for every request:
@@ -260,17 +232,25 @@ PACE_KEY = "jetkube.pace_key"
 PACE_RELEASE = "jetkube.pace_release"
 
 
-class _PaceScope:
-    """A connection's app wrapper putting :data:`PACE_RELEASE` into the scope of a request that holds
-    a pacing slot."""
+class _ConnScope:
+    """A connection's app wrapper, adding to every request's scope what hypercorn does not: the ASGI
+    TLS extension (a TLS connection), the loop probe's marks of the connection (accepted, last read:
+    ``JETKUBE_LOOP_PROBE_TRACE``, gateway/_loopprobe.py), and on HTTP/1.x the pacing's hooks: the
+    protocol keeps the scope (its :data:`PACE_KEY` read at a 429), and a request holding a pacing
+    slot gets :data:`PACE_RELEASE`."""
 
-    __slots__ = ("conn", "inner")
+    __slots__ = ("conn", "inner", "probe", "tls")
 
-    def __init__(self, inner: Any, conn: ClientCertTCPServer) -> None:
-        self.inner, self.conn = inner, conn
+    def __init__(self, inner: Any, conn: ClientCertTCPServer, tls: dict[str, Any] | None, probe: bool) -> None:
+        self.inner, self.conn, self.tls, self.probe = inner, conn, tls, probe
 
     async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
-        h11p = self.conn._h11
+        conn = self.conn
+        if self.tls is not None and scope["type"] in ("http", "websocket"):
+            scope["extensions"] = {**(scope.get("extensions") or {}), "tls": self.tls}
+        if self.probe:
+            scope[PROBE_MARKS] = {"accepted": conn._accepted, "read": conn._read}
+        h11p = conn._h11
         if h11p is not None:
             h11p.request_scope = scope
             if h11p.on_response:
@@ -366,8 +346,8 @@ class ClientCertTCPServer(TCPServer):
         self._watching = True  # hypercorn starts the idle task (once, here) after the protocol is made
         self.idle_task = _StartSoon()  # type: ignore[assignment]
         self._accepted = loopprobe.mark()
-        if self._accepted is not None and loopprobe.ACTIVE is not None and loopprobe.ACTIVE.trace_match:
-            self.app = _ProbeScope(self.app, self)  # type: ignore[assignment]
+        probe = self._accepted is not None and loopprobe.ACTIVE is not None and bool(loopprobe.ACTIVE.trace_match)
+        tls = None
         if isinstance(self.stream, trio.SSLStream):
             try:
                 with trio.fail_after(self.config.ssl_handshake_timeout):
@@ -375,8 +355,8 @@ class ClientCertTCPServer(TCPServer):
             except (trio.BrokenResourceError, trio.TooSlowError):
                 await trio.aclose_forcefully(self.stream)
                 return
-            self.app = _TLSScope(self.app, tls_extension(self.stream))  # type: ignore[assignment]
-        self.app = _PaceScope(self.app, self)  # type: ignore[assignment]
+            tls = tls_extension(self.stream)
+        self.app = _ConnScope(self.app, self, tls, probe)  # type: ignore[assignment]
         await super().run()
 
     async def _read_data(self) -> None:
