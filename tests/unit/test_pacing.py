@@ -589,3 +589,40 @@ async def test_batch_accept_yields_under_a_steady_stream(monkeypatch: pytest.Mon
         await listener.aclose()
         for c in clients:
             c.close()
+
+
+async def test_a_connection_waiting_for_a_slot_is_not_closed_as_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rejected connection whose whole next request waits for a slot longer than the keep-alive
+    timeout is not closed meanwhile (its bytes are read, not yet parsed), and is served."""
+    monkeypatch.setattr(ext, "HOLD_S", 60.0)
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    config.keep_alive_timeout = 0.2
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+            port = int(binds[0].rsplit(":", 1)[1])
+            streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+            for s in streams:
+                assert await _exchange(s, "/clusters/a/flood") == 429
+            codes: list[int] = []
+
+            async def send(s: trio.SocketStream) -> None:
+                codes.append(await _exchange(s, "/clusters/a/x?hold"))
+
+            async with trio.open_nursery() as m:
+                for s in streams:
+                    m.start_soon(send, s)
+                await _poll(lambda: config.pacer.waiting("a") == 1 and state["in_app"] == 2)
+                t0 = trio.current_time()
+                await _poll(lambda: trio.current_time() - t0 > 1.0)  # five keep-alive timeouts in the queue
+                assert config.pacer.waiting("a") == 1
+                state["go"].set()
+            assert codes == [200, 200, 200]
+            for s in streams:
+                await s.aclose()
+            stop.set()
