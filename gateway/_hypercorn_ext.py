@@ -366,6 +366,8 @@ class ClientCertTCPServer(TCPServer):
         pacer: RejectPacer | None = getattr(self.config, "pacer", None)
         h11p = self.protocol.protocol if type(self.protocol.protocol) is ReasonPhraseH11Protocol else None
         self._h11 = h11p
+        client = self.protocol.client
+        source = client[0] if client else ""  # the client's address (a Unix socket's: "")
         first = True
         try:
             while True:
@@ -379,13 +381,13 @@ class ClientCertTCPServer(TCPServer):
                     key = proto.rejected
                     if key is None and first:
                         k = first_request_key(data)
-                        if k is not None and pacer.active(k):
+                        if k is not None and pacer.active(k, source):
                             key = k
                     if key is not None:
                         proto.rejected = None
                         self._pacing = True  # waiting for a slot: not closed as idle meanwhile
                         try:
-                            await pacer.acquire(key)
+                            await pacer.acquire(key, source)
                         finally:
                             self._pacing = False
                         if self._idle_since is not None:
@@ -395,7 +397,7 @@ class ClientCertTCPServer(TCPServer):
                             self._idle_since = trio.current_time()
                             if self._idle_wake is not None:
                                 self._idle_wake.set()
-                        proto.when_responding(partial(pacer.release, key))
+                        proto.when_responding(partial(pacer.release, key, source))
                         proto.when_responding(self._pace_done)
                         self._pace_deadline = trio.current_time() + HOLD_S
                         if self._watch_scope is not None:

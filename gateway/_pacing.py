@@ -19,9 +19,11 @@ tenant, each parked on an event (not runnable). The 429 itself goes out at once;
 connection whose request was admitted is not paced; a well-behaved client waits ``Retry-After``
 anyway.
 
-A new connection's first request is paced the same way while its tenant is being paced (its
-request line read from the first bytes, its path decoded and split as the router does:
-:func:`first_request_key`; the probes, ``/healthz``, ``/livez``, ``/readyz``, never): a flood opening its connections (B12: 1,000 at once) would
+A new connection's first request is paced the same way while its tenant is being paced by a
+connection from the same client address (its request line read from the first bytes, its path
+decoded and split as the router does: :func:`first_request_key`; the probes, ``/healthz``,
+``/livez``, ``/readyz``, never; a client whose address flow control has not rejected for that
+tenant cannot take the tenant's slots with unauthenticated first requests): a flood opening its connections (B12: 1,000 at once) would
 otherwise put all their first requests on the loop together — before that, the quiet tenant's
 latency stayed within 2x only once every flood connection had had its first answer. Only HTTP/1.x
 connections are paced (HTTP/2 streams share a connection).
@@ -89,6 +91,8 @@ def first_request_key(data: bytes) -> str | None:
 class _Flow:
     busy: int = 0
     waiters: deque[trio.Event] = field(default_factory=deque)
+    #: The client addresses of the connections holding or waiting for a slot, and how many each.
+    sources: dict[str, int] = field(default_factory=dict)
 
 
 class RejectPacer:
@@ -108,19 +112,23 @@ class RejectPacer:
         flows = self._flows.values() if key is None else [self._flows[key]] if key in self._flows else []
         return sum(len(f.waiters) for f in flows)
 
-    def active(self, key: str) -> bool:
-        """Whether ``key``'s flow is being paced (a slot held or waited for)."""
-        return key in self._flows
+    def active(self, key: str, source: str | None = None) -> bool:
+        """Whether ``key``'s flow is being paced (a slot held or waited for), by a connection from
+        ``source`` (a client address) if given."""
+        f = self._flows.get(key)
+        return f is not None and (source is None or source in f.sources)
 
     def busy(self, key: str) -> int:
         f = self._flows.get(key)
         return f.busy if f else 0
 
-    async def acquire(self, key: str) -> None:
-        """Wait for a slot of ``key``'s flow (FIFO); the caller must :meth:`release` it."""
+    async def acquire(self, key: str, source: str = "") -> None:
+        """Wait for a slot of ``key``'s flow (FIFO) for a connection from ``source``; the caller must
+        :meth:`release` it (with the same ``source``)."""
         f = self._flows.get(key)
         if f is None:
             f = self._flows[key] = _Flow()
+        f.sources[source] = f.sources.get(source, 0) + 1
         if f.busy < self.slots and not f.waiters:
             f.busy += 1  # (no checkpoint: a free slot costs no turn of the run queue)
             self.admitted += 1
@@ -132,22 +140,33 @@ class RejectPacer:
             await ev.wait()
         except BaseException:
             if ev.is_set():  # the slot was handed over as this was cancelled: pass it on
-                self.release(key)
+                self.release(key, source)
             else:
                 f.waiters.remove(ev)
+                _forget(f, source)
                 if not f.busy and not f.waiters:
                     self._flows.pop(key, None)
             raise
         self.admitted += 1
 
-    def release(self, key: str) -> None:
-        """Give a slot of ``key`` back: to the first waiter, else free."""
+    def release(self, key: str, source: str = "") -> None:
+        """Give a slot of ``key`` back (taken for a connection from ``source``): to the first waiter,
+        else free."""
         f = self._flows.get(key)
         if f is None:
             return
+        _forget(f, source)
         if f.waiters:
             f.waiters.popleft().set()  # handed over: busy stays
             return
         f.busy -= 1
         if f.busy <= 0:
             del self._flows[key]
+
+
+def _forget(f: _Flow, source: str) -> None:
+    n = f.sources.get(source, 0) - 1
+    if n > 0:
+        f.sources[source] = n
+    else:
+        f.sources.pop(source, None)

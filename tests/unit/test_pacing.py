@@ -473,10 +473,11 @@ async def test_a_paced_connection_sending_part_of_a_head_is_closed_when_idle(mon
             stop.set()
 
 
-async def test_the_pacing_flow_is_the_routed_tenant_and_probes_are_never_paced() -> None:
+async def test_the_pacing_flow_is_the_routed_tenant_and_probes_are_never_paced(monkeypatch: pytest.MonkeyPatch) -> None:
     """Review finding 3: connections rejected on a percent-encoded tenant path (routed to tenant a)
     are paced as a's, and so is a new connection's first request to a's encoded path; a probe's
     first request is never paced, whichever tenant is."""
+    monkeypatch.setattr(ext, "HOLD_S", 60.0)
     ext.install()
     config = ext.ClientCertConfig()
     config.bind = ["127.0.0.1:0"]
@@ -624,5 +625,62 @@ async def test_a_connection_waiting_for_a_slot_is_not_closed_as_idle(monkeypatch
                 state["go"].set()
             assert codes == [200, 200, 200]
             for s in streams:
+                await s.aclose()
+            stop.set()
+
+
+async def test_the_pacer_knows_the_addresses_of_a_flows_connections(autojump_clock: trio.testing.MockClock) -> None:
+    pacer = RejectPacer(slots=1)
+    await pacer.acquire("k", "10.0.0.1")
+    async with trio.open_nursery() as n:
+        n.start_soon(pacer.acquire, "k", "10.0.0.2")
+        await trio.testing.wait_all_tasks_blocked()
+        assert pacer.active("k") and pacer.active("k", "10.0.0.1") and pacer.active("k", "10.0.0.2")
+        assert not pacer.active("k", "10.0.0.3") and not pacer.active("j", "10.0.0.1")
+        pacer.release("k", "10.0.0.1")  # handed to 10.0.0.2's connection
+    assert not pacer.active("k", "10.0.0.1") and pacer.active("k", "10.0.0.2")
+    with trio.move_on_after(1):
+        await pacer.acquire("k", "10.0.0.3")  # gives up waiting
+    assert not pacer.active("k", "10.0.0.3")
+    pacer.release("k", "10.0.0.2")
+    assert pacer._flows == {}
+
+
+async def test_a_first_request_is_paced_only_from_an_address_being_paced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding 3 (b): while tenant a's rejected connections from 127.0.0.1 are paced, a new
+    connection's first request for a waits if it comes from 127.0.0.1 too (the flood reconnecting),
+    and is read at once from another address (a client flow control has not rejected cannot queue
+    in a's FIFO, nor take its slots)."""
+    monkeypatch.setattr(ext, "HOLD_S", 60.0)
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
+    stop = trio.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
+            port = int(binds[0].rsplit(":", 1)[1])
+            streams = [await trio.open_tcp_stream("127.0.0.1", port, local_address="127.0.0.1") for _ in range(3)]
+            for s in streams:
+                assert await _exchange(s, "/clusters/a/flood") == 429
+
+            async def held(s: trio.SocketStream, path: str) -> None:
+                assert await _exchange(s, path) == 200
+
+            async with trio.open_nursery() as m:
+                for s in streams:
+                    m.start_soon(held, s, "/clusters/a/x?hold")
+                await _poll(lambda: config.pacer.waiting("a") == 1 and state["in_app"] == 2)
+                same = await trio.open_tcp_stream("127.0.0.1", port, local_address="127.0.0.1")
+                m.start_soon(held, same, "/clusters/a/new")
+                await _poll(lambda: config.pacer.waiting("a") == 2)
+                other = await trio.open_tcp_stream("127.0.0.1", port, local_address="127.0.0.2")
+                with trio.fail_after(5):
+                    assert await _exchange(other, "/clusters/a/other") == 200
+                assert config.pacer.waiting("a") == 2 and config.pacer.paced == 2
+                state["go"].set()
+            for s in (*streams, same, other):
                 await s.aclose()
             stop.set()
