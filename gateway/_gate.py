@@ -40,9 +40,10 @@ from . import _history as history
 from . import _loopprobe as loopprobe
 from . import _ui as ui
 from ._audit import AUDIT_EVENTS_PATH, AuditNote, audit_request
-from ._hypercorn_ext import PACE_RELEASE, PROBE_MARKS
+from ._hypercorn_ext import PACE_KEY, PACE_RELEASE, PROBE_MARKS
 from ._logging import begin_request, note_user
 from ._metrics import request_labels
+from ._pacing import pace_key
 from ._routes import parse, split_tenant
 from ._status import status_for
 
@@ -108,6 +109,10 @@ class Gate:
         # here, at once; a request going on to the app gives it back first (it may wait in flow
         # control's queues, where it is not runnable).
         paced = scope.pop(PACE_RELEASE, None)
+        if scope["type"] == "http":
+            # The flow a 429 paces this connection by (gateway/_pacing.py): the tenant flow control
+            # charges the request to, from the routed (decoded) path; none for the probes.
+            scope[PACE_KEY] = pace_key(scope["path"])
         if scope["type"] != "http" or scope["method"] not in _READS or not self.ctx.pipeline.flow_control.rejecting():
             if paced is not None:
                 paced()
@@ -116,6 +121,8 @@ class Gate:
         if audit is not None and audit.blocking is not None:
             # The audit webhook's blocking modes: kube sends RequestReceived before flow control
             # answers, and waits for it; the app does that (gateway/_audit.py audit_received).
+            if paced is not None:
+                paced()
             return await self.app(scope, receive, send)
         decided = await self._decide(scope)
         if decided is None:

@@ -77,7 +77,7 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import H11SendableEvent
 
 from . import _loopprobe as loopprobe
-from ._pacing import HOLD_S, RejectPacer, request_target, tenant_of
+from ._pacing import HOLD_S, RejectPacer, first_request_key
 
 HYPERCORN_VERSION = "0.18.0"
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -102,16 +102,18 @@ class ReasonPhraseH11Protocol(H11Protocol):
 
     _held: bytearray | None = None
     #: After a 429 with Retry-After: the pacing key of this connection's next request (the tenant
-    #: of the rejected one; see gateway/_pacing.py), taken by the read loop (:class:`ClientCertTCPServer`).
-    rejected: bytes | None = None
-    _target: bytes = b""
+    #: flow control charged the rejected one to: the scope's :data:`PACE_KEY`; see gateway/_pacing.py),
+    #: taken by the read loop (:class:`ClientCertTCPServer`).
+    rejected: str | None = None
+    #: The scope of the connection's current request (set by :class:`_ConnScope`).
+    request_scope: dict[str, Any] | None = None
     #: What to do when this connection's next response starts (give back its tenant's pacing slot), once.
     on_response: list[Callable[[], None]] | None = None
 
     def _on_response(self, event: Response) -> None:
         self.released()
-        if event.status_code == 429 and any(k == b"retry-after" for k, _ in event.headers):
-            self.rejected = tenant_of(self._target)
+        if event.status_code == 429 and self.request_scope is not None and any(k == b"retry-after" for k, _ in event.headers):
+            self.rejected = self.request_scope.get(PACE_KEY)
 
     def released(self) -> None:
         """Run (and forget) what waits for the next response's start."""
@@ -123,10 +125,6 @@ class ReasonPhraseH11Protocol(H11Protocol):
         if self.on_response is None:
             self.on_response = []
         self.on_response.append(release)
-
-    async def _create_stream(self, request: h11.Request) -> None:
-        self._target = request.target
-        await super()._create_stream(request)
 
     def _encode(self, event: H11SendableEvent) -> bytes | None:
         """``event`` as h11 writes it (None: the peer already broke the connection), as
@@ -208,20 +206,6 @@ class EarlyResponseH2Protocol(H2Protocol):
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
-class _TLSScope:
-    """A connection's app wrapper adding the ASGI TLS extension to every scope."""
-
-    __slots__ = ("inner", "tls")
-
-    def __init__(self, inner: Any, tls: dict[str, Any]) -> None:
-        self.inner, self.tls = inner, tls
-
-    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope["extensions"] = {**(scope.get("extensions") or {}), "tls": self.tls}
-        await self.inner(scope, receive, send, sync_spawn, call_soon)
-
-
 def tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
     """The ASGI TLS extension (asgiref ``specs/tls.rst``) of a TLS connection after its handshake."""
     der = stream.getpeercert(binary_form=True)
@@ -236,41 +220,41 @@ def tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
             "tls_version": _TLS_VERSIONS.get(stream.version() or ""), "cipher_suite": None}
 
 
-class _ProbeScope:
-    """A connection's app wrapper putting the loop probe's marks of the connection (accepted, last
-    read) into every scope (``JETKUBE_LOOP_PROBE_TRACE``: gateway/_loopprobe.py)."""
-
-    __slots__ = ("conn", "inner")
-
-    def __init__(self, inner: Any, conn: ClientCertTCPServer) -> None:
-        self.inner, self.conn = inner, conn
-
-    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
-        scope[PROBE_MARKS] = {"accepted": self.conn._accepted, "read": self.conn._read}
-        await self.inner(scope, receive, send, sync_spawn, call_soon)
-
-
-#: The scope key of the loop probe's marks of a request's connection (see :class:`_ProbeScope`).
+#: The scope key of the loop probe's marks of a request's connection (see :class:`_ConnScope`).
 PROBE_MARKS = "jetkube.probe_marks"
+#: The scope key of the pacing flow of a request (gateway/_pacing.py ``pace_key``: the tenant flow
+#: control charges it to; None: never paced), set by the app (gateway/_gate.py) for every request:
+#: a connection answered 429 with Retry-After is paced by it.
+PACE_KEY = "jetkube.pace_key"
 #: The scope key of a paced request's "give the slot back now" (gateway/_pacing.py): the app calls it
 #: once it will not answer at once with a rejection (the request goes on to wait in flow control's
 #: queues, not runnable, or to be served); else the slot goes back when the answer starts.
 PACE_RELEASE = "jetkube.pace_release"
 
 
-class _PaceScope:
-    """A connection's app wrapper putting :data:`PACE_RELEASE` into the scope of a request that holds
-    a pacing slot."""
+class _ConnScope:
+    """A connection's app wrapper, adding to every request's scope what hypercorn does not: the ASGI
+    TLS extension (a TLS connection), the loop probe's marks of the connection (accepted, last read:
+    ``JETKUBE_LOOP_PROBE_TRACE``, gateway/_loopprobe.py), and on HTTP/1.x the pacing's hooks: the
+    protocol keeps the scope (its :data:`PACE_KEY` read at a 429), and a request holding a pacing
+    slot gets :data:`PACE_RELEASE`."""
 
-    __slots__ = ("conn", "inner")
+    __slots__ = ("conn", "inner", "probe", "tls")
 
-    def __init__(self, inner: Any, conn: ClientCertTCPServer) -> None:
-        self.inner, self.conn = inner, conn
+    def __init__(self, inner: Any, conn: ClientCertTCPServer, tls: dict[str, Any] | None, probe: bool) -> None:
+        self.inner, self.conn, self.tls, self.probe = inner, conn, tls, probe
 
     async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
-        h11p = self.conn._h11
-        if h11p is not None and h11p.on_response:
-            scope[PACE_RELEASE] = h11p.released
+        conn = self.conn
+        if self.tls is not None and scope["type"] in ("http", "websocket"):
+            scope["extensions"] = {**(scope.get("extensions") or {}), "tls": self.tls}
+        if self.probe:
+            scope[PROBE_MARKS] = {"accepted": conn._accepted, "read": conn._read}
+        h11p = conn._h11
+        if h11p is not None:
+            h11p.request_scope = scope
+            if h11p.on_response:
+                scope[PACE_RELEASE] = h11p.released
         await self.inner(scope, receive, send, sync_spawn, call_soon)
 
 
@@ -302,6 +286,11 @@ class ClientCertTCPServer(TCPServer):
     #: (:data:`~gateway._pacing.HOLD_S`), so that a connection dribbling its request cannot keep it.
     _pace_deadline: float | None = None
     _watch_scope: trio.CancelScope | None = None
+    #: The read loop has ended (the client closed, or the connection was closed): the idle-timer
+    #: task ends too (the connection's task group waits for it; hypercorn's closes as it ends).
+    _conn_done = False
+    #: The read loop waits for a pacing slot, the bytes read not yet parsed: not idle meanwhile.
+    _pacing = False
 
     async def protocol_send(self, event: Event) -> None:
         if type(event) is not Updated:
@@ -328,7 +317,9 @@ class ClientCertTCPServer(TCPServer):
         keep_alive = self.config.keep_alive_timeout
         terminated = self.context.terminated
         while True:
-            since = self._idle_since
+            if self._conn_done:
+                return  # nothing more to read: the connection closes when its answer (if any) ends
+            since = None if self._pacing else self._idle_since
             now = trio.current_time()
             if self._pace_deadline is not None and now >= self._pace_deadline:
                 self._pace_deadline = None
@@ -355,8 +346,8 @@ class ClientCertTCPServer(TCPServer):
         self._watching = True  # hypercorn starts the idle task (once, here) after the protocol is made
         self.idle_task = _StartSoon()  # type: ignore[assignment]
         self._accepted = loopprobe.mark()
-        if self._accepted is not None and loopprobe.ACTIVE is not None and loopprobe.ACTIVE.trace_match:
-            self.app = _ProbeScope(self.app, self)  # type: ignore[assignment]
+        probe = self._accepted is not None and loopprobe.ACTIVE is not None and bool(loopprobe.ACTIVE.trace_match)
+        tls = None
         if isinstance(self.stream, trio.SSLStream):
             try:
                 with trio.fail_after(self.config.ssl_handshake_timeout):
@@ -364,8 +355,8 @@ class ClientCertTCPServer(TCPServer):
             except (trio.BrokenResourceError, trio.TooSlowError):
                 await trio.aclose_forcefully(self.stream)
                 return
-            self.app = _TLSScope(self.app, tls_extension(self.stream))  # type: ignore[assignment]
-        self.app = _PaceScope(self.app, self)  # type: ignore[assignment]
+            tls = tls_extension(self.stream)
+        self.app = _ConnScope(self.app, self, tls, probe)  # type: ignore[assignment]
         await super().run()
 
     async def _read_data(self) -> None:
@@ -375,6 +366,8 @@ class ClientCertTCPServer(TCPServer):
         pacer: RejectPacer | None = getattr(self.config, "pacer", None)
         h11p = self.protocol.protocol if type(self.protocol.protocol) is ReasonPhraseH11Protocol else None
         self._h11 = h11p
+        client = self.protocol.client
+        source = client[0] if client else ""  # the client's address (a Unix socket's: "")
         first = True
         try:
             while True:
@@ -387,14 +380,24 @@ class ClientCertTCPServer(TCPServer):
                 if data and pacer is not None and type(proto) is ReasonPhraseH11Protocol:
                     key = proto.rejected
                     if key is None and first:
-                        target = request_target(data)
-                        if target is not None and pacer.active(k := tenant_of(target)):
+                        k = first_request_key(data)
+                        if k is not None and pacer.active(k, source):
                             key = k
                     if key is not None:
                         proto.rejected = None
-                        self._idle_since = None  # a request is waiting: not idle
-                        await pacer.acquire(key)
-                        proto.when_responding(partial(pacer.release, key))
+                        self._pacing = True  # waiting for a slot: not closed as idle meanwhile
+                        try:
+                            await pacer.acquire(key, source)
+                        finally:
+                            self._pacing = False
+                        if self._idle_since is not None:
+                            # Still idle until these bytes complete a request head: the keep-alive
+                            # timer applies from now (a client sending part of a head and stopping is
+                            # closed, as an unpaced one).
+                            self._idle_since = trio.current_time()
+                            if self._idle_wake is not None:
+                                self._idle_wake.set()
+                        proto.when_responding(partial(pacer.release, key, source))
                         proto.when_responding(self._pace_done)
                         self._pace_deadline = trio.current_time() + HOLD_S
                         if self._watch_scope is not None:
@@ -407,7 +410,18 @@ class ClientCertTCPServer(TCPServer):
         finally:
             if h11p is not None:
                 h11p.released()  # a slot still held: the connection ended before its answer
+            self._end_idle_timer()
         await self.protocol.handle(Closed())
+
+    def _end_idle_timer(self) -> None:
+        """Let the idle-timer task end: no request can follow once the read loop has ended. (A client
+        closing mid-request gets no ``Updated(idle=True)``: the task would wait for it forever, and
+        the connection's task group, so its handler, with it.)"""
+        self._conn_done = True
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
+        if self._idle_wake is not None:
+            self._idle_wake.set()
 
 
 # OpenSSL's verify callback: int (*)(int preverify_ok, X509_STORE_CTX *). Accepting every chain
@@ -488,6 +502,9 @@ class ClientCertConfig(Config):
 #: At most this many queued connections are accepted per wake-up of a listener (see
 #: :class:`BatchAcceptListener`).
 ACCEPT_BATCH = 64
+#: :meth:`BatchAcceptListener.accept` yields to the run queue after this many refills in a row
+#: that found connections queued (each handed out without a checkpoint otherwise).
+REFILLS_PER_YIELD = 4
 _CLOSED_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
 _IGNORED_ACCEPT_ERRNOS = {getattr(errno, n) for n in ("ECONNABORTED", "EPERM", "EPROTO") if hasattr(errno, n)}
 
@@ -495,7 +512,8 @@ _IGNORED_ACCEPT_ERRNOS = {getattr(errno, n) for n in ("ECONNABORTED", "EPERM", "
 class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
     """``trio.SocketListener``, accepting every connection the kernel has queued (up to
     :data:`ACCEPT_BATCH`) when the listening socket becomes readable, and handing them out one per
-    :meth:`accept` without a trio checkpoint.
+    :meth:`accept` without a trio checkpoint (a refill checks for cancellation; every
+    :data:`REFILLS_PER_YIELD` refills in a row that found connections, it yields).
 
     ``trio.serve_listeners`` accepts one connection per checkpoint, so one per turn of the run queue.
     Under a flood of connections (B12: 1,000 per gateway) a turn is tens of milliseconds, so the
@@ -511,6 +529,7 @@ class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
         self._std = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
         self._std.setblocking(False)
         self._ready: deque[socket.socket] = deque()
+        self._refills = 0  # refills since the listener last waited for the socket or yielded
 
     def _fill(self) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -532,9 +551,18 @@ class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
         while not self._ready:
             if self.socket.fileno() < 0:
                 raise trio.ClosedResourceError
+            await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller gets no connection
             self._fill()
             if not self._ready:
+                self._refills = 0
                 await trio.lowlevel.wait_readable(self.socket)
+                continue
+            self._refills += 1
+            if self._refills >= REFILLS_PER_YIELD:
+                # A steady stream of connections never leaves the kernel's queue empty at a refill:
+                # the accepting task still yields to the run queue now and then.
+                self._refills = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
         return trio.SocketStream(trio.socket.from_stdlib_socket(self._ready.popleft()))
 
     async def aclose(self) -> None:

@@ -10,8 +10,8 @@ is not enough.
 
 Instead, once a connection has been answered 429 (with ``Retry-After``), the next bytes it sends are
 handed to the HTTP parser only after the connection gets one of :attr:`RejectPacer.slots` slots of
-its flow: the rejected request's tenant, from its path (:func:`tenant_of`: ``/clusters/<name>/``, or
-``/`` for the root tenant), the one thing known of a request before it is parsed. The slot is held
+its flow: the tenant flow control charged the rejected request to (:func:`pace_key`; the app puts
+it into the request's scope, gateway/_hypercorn_ext.PACE_KEY). The slot is held
 until that connection's next response starts (or it closes; or the app passes the request on to be
 queued or served; at most :data:`HOLD_S`), so at most ``slots`` rejected
 connections of a tenant are being parsed, routed and answered at once; the rest wait in a FIFO per
@@ -19,8 +19,11 @@ tenant, each parked on an event (not runnable). The 429 itself goes out at once;
 connection whose request was admitted is not paced; a well-behaved client waits ``Retry-After``
 anyway.
 
-A new connection's first request is paced the same way while its tenant is being paced (its
-request line read from the first bytes): a flood opening its connections (B12: 1,000 at once) would
+A new connection's first request is paced the same way while its tenant is being paced by a
+connection from the same client address (its request line read from the first bytes, its path
+decoded and split as the router does: :func:`first_request_key`; the probes, ``/healthz``,
+``/livez``, ``/readyz``, never; a client whose address flow control has not rejected for that
+tenant cannot take the tenant's slots with unauthenticated first requests): a flood opening its connections (B12: 1,000 at once) would
 otherwise put all their first requests on the loop together — before that, the quiet tenant's
 latency stayed within 2x only once every flood connection had had its first answer. Only HTTP/1.x
 connections are paced (HTTP/2 streams share a connection).
@@ -33,23 +36,32 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import trio
+
+from actors._flowcontrol import flow_tenant
+
+from ._routes import split_tenant
 
 #: Rejected connections of one flow (tenant) parsed and answered at once.
 PACE_SLOTS = 2
 #: A slot is taken back from a connection holding it this long (seconds), its request going on: a
 #: client dribbling its request, or a slow answer, cannot keep its tenant's slots.
 HOLD_S = 1.0
-_CLUSTERS = b"/clusters/"
+#: The probes' paths (kube's mandatory ``probes`` FlowSchema exempts them): never paced.
+_PROBES = ("healthz", "livez", "readyz")
 
 
-def tenant_of(target: bytes) -> bytes:
-    """The pacing flow of a request target: ``/clusters/<name>`` for a tenant's path, else ``/``
-    (the root tenant; an absolute-form or ``*`` target counts as root)."""
-    if target.startswith(_CLUSTERS):
-        return _CLUSTERS + target[len(_CLUSTERS):].split(b"/", 1)[0].split(b"?", 1)[0]
-    return b"/"
+def pace_key(path: str) -> str | None:
+    """The pacing flow of a request by its (percent-decoded) path, as routed: the tenant flow
+    control charges it to (``actors._flowcontrol.flow_tenant`` of ``gateway._routes.split_tenant``:
+    ``/clusters/*/`` is root's); None for a probe (``/healthz``, ``/livez``, ``/readyz`` and below,
+    in any tenant), which is never paced."""
+    tenant, inner = split_tenant(path)
+    if inner[1:].partition("/")[0] in _PROBES:
+        return None
+    return flow_tenant(tenant)
 
 
 def request_target(data: bytes) -> bytes | None:
@@ -61,10 +73,26 @@ def request_target(data: bytes) -> bytes | None:
     return data[sp + 1:end] if end > sp else None
 
 
+def first_request_key(data: bytes) -> str | None:
+    """:func:`pace_key` of the HTTP/1.x request whose line starts ``data`` (None: the line is not
+    there whole, or its target is not a path), its target decoded as hypercorn decodes the scope's
+    ``path`` (percent-decoding, query dropped)."""
+    target = request_target(data)
+    if target is None or not target.startswith(b"/"):
+        return None
+    try:
+        path = unquote(target.partition(b"?")[0].decode("ascii"))
+    except UnicodeDecodeError:
+        return None  # (hypercorn refuses it)
+    return pace_key(path)
+
+
 @dataclass
 class _Flow:
     busy: int = 0
     waiters: deque[trio.Event] = field(default_factory=deque)
+    #: The client addresses of the connections holding or waiting for a slot, and how many each.
+    sources: dict[str, int] = field(default_factory=dict)
 
 
 class RejectPacer:
@@ -75,28 +103,32 @@ class RejectPacer:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self.slots = slots
-        self._flows: dict[bytes, _Flow] = {}
+        self._flows: dict[str, _Flow] = {}
         self.paced = 0  #: connections that waited for a slot (a counter)
         self.admitted = 0  #: slots taken (a counter)
 
-    def waiting(self, key: bytes | None = None) -> int:
+    def waiting(self, key: str | None = None) -> int:
         """Connections waiting for a slot (of ``key``, or of every flow)."""
         flows = self._flows.values() if key is None else [self._flows[key]] if key in self._flows else []
         return sum(len(f.waiters) for f in flows)
 
-    def active(self, key: bytes) -> bool:
-        """Whether ``key``'s flow is being paced (a slot held or waited for)."""
-        return key in self._flows
+    def active(self, key: str, source: str | None = None) -> bool:
+        """Whether ``key``'s flow is being paced (a slot held or waited for), by a connection from
+        ``source`` (a client address) if given."""
+        f = self._flows.get(key)
+        return f is not None and (source is None or source in f.sources)
 
-    def busy(self, key: bytes) -> int:
+    def busy(self, key: str) -> int:
         f = self._flows.get(key)
         return f.busy if f else 0
 
-    async def acquire(self, key: bytes) -> None:
-        """Wait for a slot of ``key``'s flow (FIFO); the caller must :meth:`release` it."""
+    async def acquire(self, key: str, source: str = "") -> None:
+        """Wait for a slot of ``key``'s flow (FIFO) for a connection from ``source``; the caller must
+        :meth:`release` it (with the same ``source``)."""
         f = self._flows.get(key)
         if f is None:
             f = self._flows[key] = _Flow()
+        f.sources[source] = f.sources.get(source, 0) + 1
         if f.busy < self.slots and not f.waiters:
             f.busy += 1  # (no checkpoint: a free slot costs no turn of the run queue)
             self.admitted += 1
@@ -108,22 +140,33 @@ class RejectPacer:
             await ev.wait()
         except BaseException:
             if ev.is_set():  # the slot was handed over as this was cancelled: pass it on
-                self.release(key)
+                self.release(key, source)
             else:
                 f.waiters.remove(ev)
+                _forget(f, source)
                 if not f.busy and not f.waiters:
                     self._flows.pop(key, None)
             raise
         self.admitted += 1
 
-    def release(self, key: bytes) -> None:
-        """Give a slot of ``key`` back: to the first waiter, else free."""
+    def release(self, key: str, source: str = "") -> None:
+        """Give a slot of ``key`` back (taken for a connection from ``source``): to the first waiter,
+        else free."""
         f = self._flows.get(key)
         if f is None:
             return
+        _forget(f, source)
         if f.waiters:
             f.waiters.popleft().set()  # handed over: busy stays
             return
         f.busy -= 1
         if f.busy <= 0:
             del self._flows[key]
+
+
+def _forget(f: _Flow, source: str) -> None:
+    n = f.sources.get(source, 0) - 1
+    if n > 0:
+        f.sources[source] = n
+    else:
+        f.sources.pop(source, None)
