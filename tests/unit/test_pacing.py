@@ -22,6 +22,23 @@ def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
 
 
+
+def _config(keep_alive_timeout: float | None = None) -> ext.ClientCertConfig:
+    """hypercorn's config as the gateway's (the extension installed) on a free loopback port, quiet."""
+    ext.install()
+    config = ext.ClientCertConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    if keep_alive_timeout is not None:
+        config.keep_alive_timeout = keep_alive_timeout
+    return config
+
+
+async def _start(nursery: trio.Nursery, app: Any, config: ext.ClientCertConfig, stop: trio.Event) -> int:
+    """Serve ``app`` in ``nursery`` until ``stop``; its port."""
+    binds = await nursery.start(partial(serve, app, config, shutdown_trigger=stop.wait))
+    return int(binds[0].rsplit(":", 1)[1])
+
 async def test_slots_per_flow_then_fifo(autojump_clock: trio.testing.MockClock) -> None:
     pacer = RejectPacer(slots=2)
     order: list[int] = []
@@ -208,16 +225,12 @@ async def test_rejected_connections_are_paced_in_hypercorn(monkeypatch: pytest.M
     request is a's), while a new connection of tenant b is served at once and is never paced. A
     response's start frees the slot; a connection answered 200 is not paced next."""
     monkeypatch.setattr(ext, "HOLD_S", 60.0)
-    ext.install()
-    config = ext.ClientCertConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
+    config = _config()
     state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
     stop = trio.Event()
     a = "a"
     async with trio.open_nursery() as n:
-        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
-        port = int(binds[0].rsplit(":", 1)[1])
+        port = await _start(n, partial(_app, state), config, stop)
         streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(6)]
         for s in streams:
             assert await _exchange(s, "/clusters/a/flood") == 429
@@ -253,15 +266,11 @@ async def test_a_slot_held_too_long_is_taken_back(monkeypatch: pytest.MonkeyPatc
     """Two rejected connections whose next requests stay in the app (a slow answer, or a request
     dribbled in) lose their slots after HOLD_S: a third one of the tenant gets in meanwhile."""
     monkeypatch.setattr(ext, "HOLD_S", 0.3)
-    ext.install()
-    config = ext.ClientCertConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
+    config = _config()
     state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
     stop = trio.Event()
     async with trio.open_nursery() as n:
-        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
-        port = int(binds[0].rsplit(":", 1)[1])
+        port = await _start(n, partial(_app, state), config, stop)
         streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
         for s in streams:
             assert await _exchange(s, "/clusters/a/flood") == 429
@@ -288,15 +297,11 @@ async def test_a_paced_request_going_on_to_the_queues_gives_its_slot_back() -> N
     """The app gives a paced request's slot back (``PACE_RELEASE``) when it will not reject it at
     once: rejected connections whose next requests wait in the app (flow control's queues) do not
     hold the tenant's slots, so all of them get there."""
-    ext.install()
-    config = ext.ClientCertConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
+    config = _config()
     state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
     stop = trio.Event()
     async with trio.open_nursery() as n:
-        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
-        port = int(binds[0].rsplit(":", 1)[1])
+        port = await _start(n, partial(_app, state), config, stop)
         streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(5)]
         for s in streams:
             assert await _exchange(s, "/clusters/a/flood") == 429
@@ -319,16 +324,11 @@ async def test_idle_keep_alive_closed_by_one_task_per_connection() -> None:
     """A keep-alive connection idle for keep_alive_timeout is closed; one busy longer than that is
     not, and is closed that long after its answer; requests on a connection start no task of the
     idle timer's (hypercorn started one per idle period)."""
-    ext.install()
-    config = ext.ClientCertConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
-    config.keep_alive_timeout = 0.5
+    config = _config(keep_alive_timeout=0.5)
     state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
     stop = trio.Event()
     async with trio.open_nursery() as n:
-        binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
-        port = int(binds[0].rsplit(":", 1)[1])
+        port = await _start(n, partial(_app, state), config, stop)
         s = await trio.open_tcp_stream("127.0.0.1", port)
         assert await _exchange(s, "/x") == 200
         await trio.sleep(0.05)
@@ -389,11 +389,7 @@ async def test_a_connection_closed_by_its_client_mid_request_leaves_no_task() ->
     """Review finding 1: clients that close while their request is in the app get no
     ``Updated(idle=True)``; the connection's idle-timer task must still end, and with it the
     connection's task (hypercorn's task group waits for its children)."""
-    ext.install()
-    config = ext.ClientCertConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
-    config.keep_alive_timeout = 0.2
+    config = _config(keep_alive_timeout=0.2)
     disconnected: list[int] = []
     entered_n: list[int] = []
     entered = trio.Event()
@@ -414,8 +410,7 @@ async def test_a_connection_closed_by_its_client_mid_request_leaves_no_task() ->
 
     with trio.fail_after(10):
         async with trio.open_nursery() as n:
-            binds = await n.start(partial(serve, app, config, shutdown_trigger=stop.wait))
-            port = int(binds[0].rsplit(":", 1)[1])
+            port = await _start(n, app, config, stop)
             clients = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
             for c in clients:
                 await c.send_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -436,17 +431,12 @@ async def test_a_paced_connection_sending_part_of_a_head_is_closed_when_idle(mon
     connection is: waiting for a slot does not count as idle, the bytes after it do until a head
     is complete."""
     monkeypatch.setattr(ext, "HOLD_S", 0.2)
-    ext.install()
-    config = ext.ClientCertConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
-    config.keep_alive_timeout = 0.3
+    config = _config(keep_alive_timeout=0.3)
     state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
     stop = trio.Event()
     with trio.fail_after(10):
         async with trio.open_nursery() as n:
-            binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
-            port = int(binds[0].rsplit(":", 1)[1])
+            port = await _start(n, partial(_app, state), config, stop)
             streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
             for s in streams:
                 assert await _exchange(s, "/clusters/a/flood") == 429
@@ -478,16 +468,12 @@ async def test_the_pacing_flow_is_the_routed_tenant_and_probes_are_never_paced(m
     are paced as a's, and so is a new connection's first request to a's encoded path; a probe's
     first request is never paced, whichever tenant is."""
     monkeypatch.setattr(ext, "HOLD_S", 60.0)
-    ext.install()
-    config = ext.ClientCertConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
+    config = _config()
     state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
     stop = trio.Event()
     with trio.fail_after(10):
         async with trio.open_nursery() as n:
-            binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
-            port = int(binds[0].rsplit(":", 1)[1])
+            port = await _start(n, partial(_app, state), config, stop)
             streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
             for s in streams:
                 assert await _exchange(s, "/%63lusters/a/flood") == 429
@@ -596,17 +582,12 @@ async def test_a_connection_waiting_for_a_slot_is_not_closed_as_idle(monkeypatch
     """A rejected connection whose whole next request waits for a slot longer than the keep-alive
     timeout is not closed meanwhile (its bytes are read, not yet parsed), and is served."""
     monkeypatch.setattr(ext, "HOLD_S", 60.0)
-    ext.install()
-    config = ext.ClientCertConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
-    config.keep_alive_timeout = 0.2
+    config = _config(keep_alive_timeout=0.2)
     state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
     stop = trio.Event()
     with trio.fail_after(10):
         async with trio.open_nursery() as n:
-            binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
-            port = int(binds[0].rsplit(":", 1)[1])
+            port = await _start(n, partial(_app, state), config, stop)
             streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
             for s in streams:
                 assert await _exchange(s, "/clusters/a/flood") == 429
@@ -652,16 +633,12 @@ async def test_a_first_request_is_paced_only_from_an_address_being_paced(monkeyp
     and is read at once from another address (a client flow control has not rejected cannot queue
     in a's FIFO, nor take its slots)."""
     monkeypatch.setattr(ext, "HOLD_S", 60.0)
-    ext.install()
-    config = ext.ClientCertConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
+    config = _config()
     state: dict[str, Any] = {"in_app": 0, "max_in_app": 0, "go": trio.Event()}
     stop = trio.Event()
     with trio.fail_after(10):
         async with trio.open_nursery() as n:
-            binds = await n.start(partial(serve, partial(_app, state), config, shutdown_trigger=stop.wait))
-            port = int(binds[0].rsplit(":", 1)[1])
+            port = await _start(n, partial(_app, state), config, stop)
             streams = [await trio.open_tcp_stream("127.0.0.1", port, local_address="127.0.0.1") for _ in range(3)]
             for s in streams:
                 assert await _exchange(s, "/clusters/a/flood") == 429
