@@ -154,6 +154,25 @@ def _check_watch(recs: list[dict[str, Any]], stages: tuple[str, ...]) -> None:
     assert [e["stageTimestamp"] for e in recs] == sorted(e["stageTimestamp"] for e in recs)
 
 
+
+async def _two_watches_until_stopped(client: httpx.AsyncClient, stop: trio.Event) -> list[str]:
+    """Open two watches (one with a selector) on the gateway ``stop`` stops, stop it once both are
+    open, and return their audit IDs after both streams ended."""
+    opened: list[str] = []
+    async with trio.open_nursery() as n:
+        async def until_stopped(url: str) -> None:
+            async with client.stream("GET", url) as r:
+                assert r.status_code == 200
+                opened.append(r.headers["Audit-Id"])
+                async for _ in r.aiter_lines():
+                    pass
+
+        n.start_soon(until_stopped, f"{CM}?watch=1&resourceVersion=0")
+        n.start_soon(until_stopped, f"{CM}?watch=1&labelSelector=app%3Dx")
+        await poll_until(lambda: len(opened) == 2)
+        stop.set()
+    return opened
+
 async def test_watches_and_cancelled_requests_get_their_response_complete(start_server, nursery, nats_url: str,
                                                                          tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,19 +217,7 @@ async def test_watches_and_cancelled_requests_get_their_response_complete(start_
             ids[await _watch(b2, f"{SERVICES}?timeoutSeconds=1", until_end=True)] = ("ResponseStarted",)
             quiet = await _watch(a1, QUIET, until_end=False, first=False)
             # Ended by the server stopping: two watches open on g3 (one with a selector).
-            opened: list[str] = []
-            async with trio.open_nursery() as n:
-                async def until_stopped(url: str) -> None:
-                    async with a3.stream("GET", url) as r:
-                        assert r.status_code == 200
-                        opened.append(r.headers["Audit-Id"])
-                        async for _ in r.aiter_lines():
-                            pass
-
-                n.start_soon(until_stopped, f"{CM}?watch=1&resourceVersion=0")
-                n.start_soon(until_stopped, f"{CM}?watch=1&labelSelector=app%3Dx")
-                await poll_until(lambda: len(opened) == 2)
-                stop3.set()
+            opened = await _two_watches_until_stopped(a3, stop3)
             ids.update(dict.fromkeys(opened, both))
             # Requests whose client went away before the answer: the fast path's GET, the app's
             # (a YAML answer) GET and LIST, on both gateways.
@@ -285,19 +292,7 @@ async def test_blocking_watches_and_cancelled_requests_send_their_response_compl
 
                 n.start_soon(timed, alice, f"{CM}?timeoutSeconds=1")
                 n.start_soon(timed, bob, f"{CM}?timeoutSeconds=1&fieldSelector=metadata.name%3Dw1")
-            opened: list[str] = []
-            async with trio.open_nursery() as n:
-                async def until_stopped(url: str) -> None:
-                    async with alice3.stream("GET", url) as r:
-                        assert r.status_code == 200
-                        opened.append(r.headers["Audit-Id"])
-                        async for _ in r.aiter_lines():
-                            pass
-
-                n.start_soon(until_stopped, f"{CM}?watch=1&resourceVersion=0")
-                n.start_soon(until_stopped, f"{CM}?watch=1&labelSelector=app%3Dx")
-                await poll_until(lambda: len(opened) == 2)
-                stop3.set()
+            opened = await _two_watches_until_stopped(alice3, stop3)
             ids += opened
             await _cancelled_get(alice, f"{CM}/w0?resourceVersion={FAR}", entered, 1)
             await _cancelled_get(bob, f"{CM}?resourceVersion={FAR + 1}&resourceVersionMatch=NotOlderThan",
