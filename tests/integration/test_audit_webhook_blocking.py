@@ -146,12 +146,7 @@ async def test_blocking_answers_only_once_the_webhook_has_the_events(start_serve
                 expected.update({(aid, "RequestReceived"), (aid, "ResponseStarted")})
             # Sentinels the forwarder alone sends (the webhook refuses them on the request path): once
             # they arrived, the forwarder has passed every earlier event of both streams.
-            wh.up = False
-            late_write = await _answered(clients["alice"], "POST", CM, json={"metadata": {"name": "late"}})
-            late_read = await _answered(clients["bob"], "GET", f"{CM}/late")
-            wh.up = True
-            await poll_until(lambda: {(late_write, "ResponseComplete"), (late_read, "ResponseComplete")}
-                             <= set(_stages(wh)))
+            await _forwarder_passed(wh, clients)
         # Exactly once each: what the request paths sent, the forwarder skipped.
         ours = _ours(wh)
         assert expected <= set(ours)
@@ -260,12 +255,7 @@ async def test_blocking_requests_answered_before_routing_send_both_stages(start_
             assert gate_answers == []  # every 429 went through the app's audit filter
 
             # Sentinels the forwarder alone sends: once they arrived, it has passed everything before.
-            wh.up = False
-            late_write = await _answered(clients["alice"], "POST", CM, json={"metadata": {"name": "late"}})
-            late_read = await _answered(clients["bob"], "GET", f"{CM}/late")
-            wh.up = True
-            await poll_until(lambda: {(late_write, "ResponseComplete"), (late_read, "ResponseComplete")}
-                             <= set(_stages(wh)))
+            await _forwarder_passed(wh, clients)
         ours = _ours(wh)
         assert expected <= set(ours)
         assert {k: n for k, n in ours.items() if n != 1} == {}
@@ -334,6 +324,16 @@ async def test_blocking_a_forwarder_hand_over_sends_no_write_twice(start_server,
     finally:
         stop_a.set()
 
+
+
+async def _forwarder_passed(wh: AuditWebhook, clients: dict[str, httpx.AsyncClient]) -> None:
+    """A write and a read while the webhook refuses (so the forwarder alone sends their records),
+    then wait until both arrived: the forwarder has passed every earlier event of both streams."""
+    wh.up = False
+    late_write = await _answered(clients["alice"], "POST", CM, json={"metadata": {"name": "late"}})
+    late_read = await _answered(clients["bob"], "GET", f"{CM}/late")
+    wh.up = True
+    await poll_until(lambda: {(late_write, "ResponseComplete"), (late_read, "ResponseComplete")} <= set(_stages(wh)))
 
 async def _answered(c: httpx.AsyncClient, method: str, url: str, **kw: Any) -> str:
     r = await c.request(method, url, **kw)
