@@ -331,7 +331,7 @@ async def test_idle_keep_alive_closed_by_one_task_per_connection() -> None:
         port = await _start(n, partial(_app, state), config, stop)
         s = await trio.open_tcp_stream("127.0.0.1", port)
         assert await _exchange(s, "/x") == 200
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()  # the server done with the answer (in this run)
 
         class Spawns(trio.abc.Instrument):
             n = 0
