@@ -16,7 +16,7 @@ import pytest
 import trio
 
 import actors._pipeline
-from actors._apf_fleet import shard_of
+from actors._apf_fleet import preferred_owner, shard_of
 from gateway import Running, Settings, serve
 from tests.conftest import client_for, poll_until
 from tests.integration.test_metrics import Scrape, promtool
@@ -178,6 +178,18 @@ async def test_seats_held_fleet_wide_and_the_owner_fails_over(nats_url: str, tmp
                     await poll_until(lambda: sum(shard in pipelines[i].apf_leases.owner.owned for i in survivors) == 1)
                     elected = trio.current_time() - stopped_at
                     await poll_until(lambda: all(pipelines[i].apf_leases.stats().shards_down == 0 for i in survivors))
+                    # The first survivor to find the shard unanswered claims it; once the dead owner drops
+                    # out of the survivors' views the shard may move on to its preferred survivor (a
+                    # handover, a new epoch): wait until that settled and both survivors hold seats of it.
+                    preferred = preferred_owner(shard, [pipelines[i].apf_leases.gateway for i in survivors])
+
+                    def settled() -> bool:
+                        at = [i for i in survivors if shard in pipelines[i].apf_leases.owner.owned]
+                        if [pipelines[i].apf_leases.gateway for i in at] != [preferred]:
+                            return False
+                        epoch = pipelines[at[0]].apf_leases.owner.owned[shard][0].epoch
+                        return all(pipelines[i].apf_leases.epochs.get(shard) == epoch for i in survivors)
+                    await poll_until(settled)
                     total_peak, peak = 0, [0, 0, 0]
                     await trio.sleep(3)
                     n.cancel_scope.cancel()
