@@ -284,6 +284,27 @@ def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid:
     return rec
 
 
+#: The audit stream's messages: one record (a JSON object), or several in submission order (a JSON array
+#: of them; a message carries the records of one tenant that were queued while the previous append
+#: was in flight: one stored message and one round trip for a batch of reads, not one each).
+def encode_records(payloads: list[bytes]) -> bytes:
+    """One audit stream message of these encoded records (each a JSON object)."""
+    return payloads[0] if len(payloads) == 1 else b"[" + b",".join(payloads) + b"]"
+
+
+def decode_records(data: bytes) -> list[dict[str, Any]]:
+    """The records of an audit stream message, in order (:func:`encode_records`)."""
+    got = _json_dec.decode(data)
+    if isinstance(got, dict):
+        return [got]
+    if isinstance(got, list) and all(isinstance(r, dict) for r in got):
+        return got
+    raise msgspec.ValidationError("an audit stream message is a record or a list of records")
+
+
+_json_dec = msgspec.json.Decoder()
+
+
 # The last second formatted and its text up to the fraction, replaced as one tuple (any thread).
 _second: list[tuple[int, str]] = [(-1, "")]
 
