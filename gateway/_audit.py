@@ -50,8 +50,11 @@ from projections import (
     DEFAULT_POLICY,
     Attributes,
     Policy,
+    decision_key,
     decode_records,
     encode_records,
+    level_and_stages,
+    names_matter,
     now_micro,
     record_for_request,
     record_from_event,
@@ -64,6 +67,7 @@ _log = logging.getLogger("jetkube.audit")
 _enc = msgspec.json.Encoder()
 
 DENIAL_WAIT_S = 0.1
+DECISIONS_CACHED = 4096
 MAX_QUERY_EVENTS = 10_000
 DEFAULT_QUERY_EVENTS = 1_000
 
@@ -80,6 +84,23 @@ class AuditSink:
         self.dropped = {"read": 0, "denial": 0, "failed": 0}
         #: The webhook's blocking modes' request side (gateway/_audit_webhook.py); None: batch or off.
         self.blocking: BlockingWebhook | None = None
+        # The policy's decisions by what they depend on (projections.decision_key), bounded.
+        self._decided: dict[tuple[Any, ...], tuple[str, frozenset[str], bool]] = {}
+        self._decided_for: tuple[Policy, bool] | None = None
+
+    def decide(self, attrs: Attributes) -> tuple[str, frozenset[str], bool]:
+        """``projections.level_and_stages(self.policy, attrs)``, remembered."""
+        policy = self.policy
+        if self._decided_for is None or self._decided_for[0] is not policy:
+            self._decided.clear()
+            self._decided_for = (policy, names_matter(policy))
+        key = decision_key(attrs, self._decided_for[1])
+        got = self._decided.get(key)
+        if got is None:
+            if len(self._decided) >= DECISIONS_CACHED:
+                self._decided.clear()
+            got = self._decided[key] = level_and_stages(policy, attrs)
+        return got
 
     def _subject(self, tenant: str) -> str:
         assert self.log is not None
@@ -431,7 +452,7 @@ def _build(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received:
                              code=code, received=received, version=rdef.version if rdef else "", uri=uri,
                              decision=_decision(code) if code else "", stage=stage, tenant=note.tenant,
                              impersonator=user.impersonator if user else "",
-                             annotations=note.annotations if code else None)
+                             annotations=note.annotations if code else None, decided=sink.decide(attrs))
     return rec, uri
 
 

@@ -168,6 +168,21 @@ def level_and_stages(policy: Policy, a: Attributes) -> tuple[str, frozenset[str]
     return "None", frozenset(policy.omit_stages), policy.omit_managed_fields
 
 
+def decision_key(a: Attributes, names_matter: bool) -> tuple[Any, ...]:
+    """What :func:`level_and_stages` of ``a`` depends on: a resource request's name only when the
+    policy names resources (``names_matter``: :func:`names_matter`), its path never; a non-resource
+    request's path. Under one policy, equal keys have equal decisions (for caching them)."""
+    if a.resource_request:
+        return (a.user, a.groups, a.verb, True, a.api_group, a.resource, a.subresource, a.namespace,
+                a.name if names_matter else "")
+    return (a.user, a.groups, a.verb, False, a.path)
+
+
+def names_matter(policy: Policy) -> bool:
+    """Whether a rule of ``policy`` names resources (``resourceNames``)."""
+    return any(gr.resource_names for r in policy.rules for gr in r.resources)
+
+
 def _capped(level: str, a: Attributes) -> str:
     combined = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
     if (a.api_group, combined) in _METADATA_ONLY and LEVELS.index(level) > 1:
@@ -246,10 +261,12 @@ def record_from_event(prefix: str, m: LogMessage, policy: Policy, versions: dict
 def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid: str, source: str, user_agent: str,
                        code: int, received: str, version: str = "", uri: str = "", decision: str = "",
                        reason: str = "", stage: str = "ResponseComplete", tenant: str = "",
-                       impersonator: str = "", annotations: dict[str, str] | None = None) -> dict[str, Any] | None:
+                       impersonator: str = "", annotations: dict[str, str] | None = None,
+                       decided: tuple[str, frozenset[str], bool] | None = None) -> dict[str, Any] | None:
     """The audit Event of a request that is not a write on the log (a read, a denial, a review):
-    Metadata at most (the gateway never keeps request bodies for the audit); None: not audited."""
-    level, omit, _ = level_and_stages(policy, attrs)
+    Metadata at most (the gateway never keeps request bodies for the audit); None: not audited.
+    ``decided``: ``level_and_stages(policy, attrs)`` if the caller has it already."""
+    level, omit, _ = level_and_stages(policy, attrs) if decided is None else decided
     if level == "None" or stage in omit:
         return None
     user: dict[str, Any] = {"username": attrs.user, "groups": list(attrs.groups)}

@@ -1,20 +1,30 @@
 """The audit stream's batches (gateway/_audit.py): which queued records share a message, the one
 writer appending what queued while its last append was in flight, and the webhook forwarder reading
-a batch's records (its position past a message only with its last record)."""
+a batch's records (its position past a message only with its last record); the policy's decisions remembered."""
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 from typing import Any
 
 import msgspec
+import pytest
 import trio
 import trio.testing
 
 from bus import BusTimeout, LogMessage
+from gateway import _audit as audit_mod
 from gateway._audit import SENT_MARK_ID, AuditSink, _messages
 from gateway._audit_webhook import SENT_SUFFIX, AuditForwarder, WebhookOptions
-from projections import DEFAULT_POLICY, decode_records, encode_records
+from projections import (
+    DEFAULT_POLICY,
+    Attributes,
+    decode_records,
+    encode_records,
+    level_and_stages,
+    parse_policy,
+)
 
 
 def _rec(i: int) -> dict[str, Any]:
@@ -118,3 +128,32 @@ async def test_the_forwarder_sends_a_batchs_records_and_moves_past_it_with_the_l
     assert got == [("audit", 5, _rec(1)), ("audit", 5, _rec(2)), ("audit", 5, _rec(3)), ("audit", 6, _rec(4)),
                    ("audit", 7, None),  # the request paths sent them (blocking modes)
                    ("audit", 8, None)]  # not records: logged, skipped
+
+
+_NAMED = parse_policy({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"], "rules": [
+    {"level": "None", "users": ["system:kube-proxy"], "verbs": ["watch"]},
+    {"level": "None", "nonResourceURLs": ["/healthz*", "/version"]},
+    {"level": "Request", "resources": [{"group": "", "resources": ["configmaps"], "resourceNames": ["c1"]}],
+     "omitStages": ["ResponseStarted"]},
+    {"level": "RequestResponse", "namespaces": ["kube-system"], "verbs": ["get"]},
+    {"level": "None", "userGroups": ["system:nodes"]},
+    {"level": "Metadata"}]})
+
+
+def test_the_policys_decisions_are_remembered_by_what_they_depend_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_mod, "DECISIONS_CACHED", 16)  # refilled many times below
+    rng = random.Random(7)
+    for policy in (DEFAULT_POLICY, _NAMED):
+        sink = AuditSink(None, policy)
+        for _ in range(3000):
+            resource_request = rng.random() < 0.8
+            a = Attributes(rng.choice(["alice", "system:kube-proxy", "bob"]),
+                           rng.choice([(), ("system:nodes",), ("system:masters", "system:authenticated")]),
+                           rng.choice(["get", "list", "watch", "create"]), resource_request,
+                           rng.choice(["", "apps"]), rng.choice(["configmaps", "secrets", "pods"]),
+                           rng.choice(["", "status"]), rng.choice(["", "default", "kube-system"]),
+                           rng.choice(["", "c1", "c2"]), rng.choice(["/healthz", "/healthz/ready", "/version", "/x"]))
+            assert sink.decide(a) == level_and_stages(policy, a), a
+            assert len(sink._decided) <= 16
+        sink.policy = DEFAULT_POLICY if policy is _NAMED else _NAMED  # another policy: decided afresh
+        assert sink.decide(a) == level_and_stages(sink.policy, a)
