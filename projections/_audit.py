@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import time
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -100,9 +99,9 @@ DEFAULT_POLICY = parse_policy({
     ]})
 
 
-@dataclass(frozen=True)
-class Attributes:
-    """What the checker looks at: kube's authorizer.Attributes."""
+class Attributes(msgspec.Struct, frozen=True, gc=False):
+    """What the checker looks at: kube's authorizer.Attributes. (A struct: built for every audited
+    request: ~10x cheaper to build than a frozen dataclass.)"""
 
     user: str
     groups: tuple[str, ...]
