@@ -35,7 +35,8 @@ class TokenAuthenticator:
 
     def __init__(self, tokens: Mapping[str, UserInfo],
                  jwt: Callable[[str], UserInfo] | None = None) -> None:
-        self._tokens = dict(tokens)
+        # Each static user with ``system:authenticated`` already (once, not per request).
+        self._tokens = {token: self._with_authenticated(user) for token, user in tokens.items()}
         self.jwt = jwt
 
     def is_static(self, token: str) -> bool:
@@ -43,23 +44,21 @@ class TokenAuthenticator:
         return token in self._tokens
 
     def authenticate(self, token: str) -> UserInfo:
+        user = self._tokens.get(token)
+        if user is not None:
+            return user
         if not token:
             raise Unauthorized("Unauthorized")
-        if token.count(".") == 2 and self.jwt is not None and token not in self._tokens:
+        if token.count(".") == 2 and self.jwt is not None:
             return self._with_authenticated(self.jwt(token))
-        user = self._tokens.get(token)
-        if user is None:
-            # Constant-time comparison against every token would not hide more than a dict lookup
-            # leaks here; we still avoid early-exit string compares for the common single token.
-            # As bytes: compare_digest refuses str that is not ASCII (a header may hold anything).
-            given = token.encode("utf-8", "surrogateescape")
-            for known, info in self._tokens.items():
-                if hmac.compare_digest(known.encode("utf-8", "surrogateescape"), given):
-                    user = info
-                    break
-        if user is None:
-            raise Unauthorized("Unauthorized")
-        return self._with_authenticated(user)
+        # Constant-time comparison against every token would not hide more than a dict lookup
+        # leaks here; we still avoid early-exit string compares for the common single token.
+        # As bytes: compare_digest refuses str that is not ASCII (a header may hold anything).
+        given = token.encode("utf-8", "surrogateescape")
+        for known, info in self._tokens.items():
+            if hmac.compare_digest(known.encode("utf-8", "surrogateescape"), given):
+                return info
+        raise Unauthorized("Unauthorized")
 
     @staticmethod
     def _with_authenticated(user: UserInfo) -> UserInfo:

@@ -199,7 +199,8 @@ class FlowControl:
         labels = (t.tenant, level, name)
         started = self.dispatcher.admit(t, now)
         self._wake(started)
-        if t.state == "queued":
+        queued = t.state == "queued"
+        if queued:
             ev = self._events[t] = trio.Event()
             scope = trio.move_on_after(self.queue_wait_s)
             try:
@@ -216,7 +217,8 @@ class FlowControl:
             self._rejected(labels, t.reason, trio.current_time() - now)
             raise TooManyRequests(REJECT_MESSAGE, retry_after_s=t.retry_after_s)
         self.dispatched[labels] = self.dispatched.get(labels, 0) + 1
-        self._observe_wait(labels, True, trio.current_time() - now)
+        # (seated at once: no time passed, no clock read)
+        self._observe_wait(labels, True, trio.current_time() - now if queued else 0.0)
         adm.ticket = t
 
     def _classify(self, tf: TenantFlow, req: Request) -> tuple[str, str, str, int] | None:

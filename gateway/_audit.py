@@ -11,7 +11,10 @@ Two sources, one trail (projections/_audit.py builds the records):
   ``--audit-max-bytes``).
 
 The writer is off the request path: a request hands its record to a bounded queue
-(``--audit-queue-size``) and a background task appends from it, up to 64 appends in flight. When the
+(``--audit-queue-size``) and one background task appends from it: whatever was queued while its last
+appends were in flight goes in one message per tenant (a JSON array of the records when there are
+several: :func:`projections.encode_records`), so a busy gateway stores one message and pays one
+round trip per batch of reads, not per read, and a tenant's records stay in their order. When the
 queue is full a read's record is dropped at once (kube's batch backend drops, too) and a denial's
 waits up to 100 ms for room, then is dropped; both are counted
 (``jetkube_audit_events_dropped_total{kind}``). Appends that fail are counted the same way.
@@ -43,17 +46,28 @@ from quart import request
 from actors import BadRequest, Request, UserInfo
 from bus import ROOT_TENANT, BusError, Log, LogMessage, is_system_subject, system_subject, tenant_token
 from kinds import Registry, ResourceDef
-from projections import DEFAULT_POLICY, Attributes, Policy, now_micro, record_for_request, record_from_event
+from projections import (
+    DEFAULT_POLICY,
+    Attributes,
+    Policy,
+    decision_key,
+    decode_records,
+    encode_records,
+    level_and_stages,
+    names_matter,
+    now_micro,
+    record_for_request,
+    record_from_event,
+)
 from projections import parse_time as _parse_time
 
 from ._audit_webhook import SENT_MARK, SENT_SUFFIX, BlockingWebhook
 
 _log = logging.getLogger("jetkube.audit")
 _enc = msgspec.json.Encoder()
-_dec = msgspec.json.Decoder()
 
 DENIAL_WAIT_S = 0.1
-APPENDS_IN_FLIGHT = 64
+DECISIONS_CACHED = 4096
 MAX_QUERY_EVENTS = 10_000
 DEFAULT_QUERY_EVENTS = 1_000
 
@@ -64,12 +78,29 @@ class AuditSink:
     def __init__(self, log: Log | None, policy: Policy = DEFAULT_POLICY, *, queue_size: int = 10_000) -> None:
         self.log = log
         self.policy = policy
-        self._send, self._recv = trio.open_memory_channel[tuple[str, bytes, str]](queue_size)
+        self._send, self._recv = trio.open_memory_channel[_Item](queue_size)
         self.written = 0
         #: Records not written, by why: "read" (queue full), "denial" (queue full past the wait), "failed".
         self.dropped = {"read": 0, "denial": 0, "failed": 0}
         #: The webhook's blocking modes' request side (gateway/_audit_webhook.py); None: batch or off.
         self.blocking: BlockingWebhook | None = None
+        # The policy's decisions by what they depend on (projections.decision_key), bounded.
+        self._decided: dict[tuple[Any, ...], tuple[str, frozenset[str], bool]] = {}
+        self._decided_for: tuple[Policy, bool] | None = None
+
+    def decide(self, attrs: Attributes) -> tuple[str, frozenset[str], bool]:
+        """``projections.level_and_stages(self.policy, attrs)``, remembered."""
+        policy = self.policy
+        if self._decided_for is None or self._decided_for[0] is not policy:
+            self._decided.clear()
+            self._decided_for = (policy, names_matter(policy))
+        key = decision_key(attrs, self._decided_for[1])
+        got = self._decided.get(key)
+        if got is None:
+            if len(self._decided) >= DECISIONS_CACHED:
+                self._decided.clear()
+            got = self._decided[key] = level_and_stages(policy, attrs)
+        return got
 
     def _subject(self, tenant: str) -> str:
         assert self.log is not None
@@ -90,7 +121,8 @@ class AuditSink:
         forwarder skips them. Dropped when the queue is full: they are then sent again, not lost."""
         if self.log is None or not seqs:
             return
-        item = (system_subject(self.log.prefix, SENT_MARK), _enc.encode({"seqs": seqs}), f"{audit_id}:{SENT_MARK}")
+        item = (system_subject(self.log.prefix, SENT_MARK), _enc.encode({"seqs": seqs}), f"{audit_id}:{SENT_MARK}",
+                False)
         try:
             self._send.send_nowait(item)
         except trio.WouldBlock:
@@ -111,36 +143,75 @@ class AuditSink:
             return
         self.dropped["denial"] += 1
 
-    def _item(self, record: dict[str, Any], tenant: str, sent: bool = False) -> tuple[str, bytes, str]:
+    def _item(self, record: dict[str, Any], tenant: str, sent: bool = False) -> _Item:
         # The Msg-Id makes a retried append of the same record a duplicate, never a second record.
-        msg_id = f"{record.get('auditID', '')}:{record.get('stage', '')}"
-        if sent:
-            msg_id += SENT_SUFFIX
-        return self._subject(tenant), _enc.encode(record), msg_id
+        return self._subject(tenant), _enc.encode(record), f"{record.get('auditID', '')}:{record.get('stage', '')}", sent
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        """Append queued records to the audit stream, forever (up to 64 in flight)."""
-        slots = trio.Semaphore(APPENDS_IN_FLIGHT)
+        """Append queued records to the audit stream, forever: whatever is queued when the previous
+        appends were acknowledged (up to ``BATCH_RECORDS`` records / ``BATCH_BYTES``), one message
+        per tenant (and per webhook mark), those appended concurrently. One writer: a tenant's
+        records are stored in the order they were queued."""
+        task_status.started()
         log = self.log
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            async for subject, payload, msg_id in self._recv:
-                if log is None:
-                    continue
-                await slots.acquire()
-                nursery.start_soon(self._append, log, subject, payload, msg_id, slots)
+        recv = self._recv
+        async for first in recv:
+            if log is None:
+                continue
+            items, size = [first], len(first[1])
+            while len(items) < BATCH_RECORDS and size < BATCH_BYTES:
+                try:
+                    item = recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                items.append(item)
+                size += len(item[1])
+            messages = _messages(items)
+            if len(messages) == 1:
+                await self._append(log, *messages[0])
+            else:
+                async with trio.open_nursery() as nursery:
+                    for m in messages:
+                        nursery.start_soon(self._append, log, *m)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str,
-                      slots: trio.Semaphore) -> None:
+    async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str, records: int) -> None:
         try:
             await log.append(subject, payload, msg_id=msg_id, expected_seq=None, deadline_s=10.0)
-            self.written += 1
+            self.written += records
         except BusError as e:
-            self.dropped["failed"] += 1
-            _log.warning("an audit record was not written: %s", e)
-        finally:
-            slots.release()
+            self.dropped["failed"] += records
+            _log.warning("%d audit record(s) not written: %s", records, e)
+
+
+#: A queued audit stream message: (subject, encoded record, Msg-Id, sent to the webhook already).
+_Item = tuple[str, bytes, str, bool]
+#: At most this many records (or about these many bytes) in one audit stream message.
+BATCH_RECORDS = 256
+BATCH_BYTES = 256 * 1024
+
+
+def _messages(items: list[_Item]) -> list[tuple[str, bytes, str, int]]:
+    """``items`` as audit stream messages (subject, payload, Msg-Id, records): the records of one
+    subject and webhook state in one message (:func:`projections.encode_records`), in their order;
+    a webhook mark alone. A message of several records has the first one's Msg-Id with ``+n`` (a
+    retried append of the same batch is a duplicate; no two batches start with the same record)."""
+    groups: dict[tuple[str, bool], list[_Item]] = {}
+    out: list[tuple[str, bytes, str, int]] = []
+    for item in items:
+        subject, payload, msg_id, sent = item
+        if msg_id.endswith(SENT_MARK_ID):
+            out.append((subject, payload, msg_id, 1))
+            continue
+        groups.setdefault((subject, sent), []).append(item)
+    for (subject, sent), group in groups.items():
+        n = len(group)
+        msg_id = group[0][2] if n == 1 else f"{group[0][2]}+{n}"
+        out.append((subject, encode_records([g[1] for g in group]), msg_id + (SENT_SUFFIX if sent else ""), n))
+    return out
+
+
+SENT_MARK_ID = f":{SENT_MARK}"
 
 
 # ---- the query --------------------------------------------------------------------------------------
@@ -190,7 +261,7 @@ def _rfc3339(t: datetime.datetime) -> str:
 
 
 async def _collect(log: Log, filter_subject: str, q: Query, deadline: float,
-                   convert: Callable[[LogMessage], dict[str, Any] | None]) -> list[tuple[str, int, dict[str, Any]]]:
+                   convert: Callable[[LogMessage], list[dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any]]]:
     """The first ``q.limit`` records that ``convert`` makes of the messages of ``log`` stored from
     ``q.since`` on (up to its head as of now) and that match ``q``, in order, as (time, seq, record).
     Each stream is in time order, so the first ``limit`` of the merge are among these."""
@@ -212,11 +283,11 @@ async def _collect(log: Log, filter_subject: str, q: Query, deadline: float,
                 for m in batch:
                     if m.seq > head:
                         return out
-                    rec = convert(m)
-                    if rec is not None and q.matches(rec):
-                        out.append((rec.get("stageTimestamp", ""), m.seq, rec))
-                        if len(out) >= q.limit:
-                            return out
+                    for rec in convert(m):
+                        if q.matches(rec):
+                            out.append((rec.get("stageTimestamp", ""), m.seq, rec))
+                            if len(out) >= q.limit:
+                                return out
                 if batch[-1].seq >= head or (reader.pending == 0 and reader.buffered == 0):
                     return out
     finally:
@@ -232,15 +303,16 @@ async def query(main: Log, audit_log: Log | None, registry: Registry, policy: Po
     deadline = trio.current_time() + timeout_s
     versions = {(d.group, d.plural): d.version for d in registry.defs if d.stored}
 
-    def from_log(m: LogMessage) -> dict[str, Any] | None:
+    def from_log(m: LogMessage) -> list[dict[str, Any]]:
         if is_system_subject(main.prefix, m.subject):
-            return None
-        return record_from_event(main.prefix, m, policy, versions)
+            return []
+        rec = record_from_event(main.prefix, m, policy, versions)
+        return [] if rec is None else [rec]
 
     # One tenant's trail: its objects' subjects and its records in the audit stream.
     writes = await _collect(main, f"{main.prefix}.{tenant_token(tenant)}.>", q, deadline, from_log)
     others = [] if audit_log is None else await _collect(audit_log, f"{audit_log.prefix}.{tenant_token(tenant)}",
-                                                         q, deadline, lambda m: _dec.decode(m.data))
+                                                         q, deadline, lambda m: decode_records(m.data))
     merged = heapq.merge(writes, others, key=lambda t: t[0])
     return [_enc.encode(rec) + b"\n" for _, _, rec in itertools.islice(merged, q.limit)]
 
@@ -380,7 +452,7 @@ def _build(sink: AuditSink, note: AuditNote, audit_id: str, code: int, received:
                              code=code, received=received, version=rdef.version if rdef else "", uri=uri,
                              decision=_decision(code) if code else "", stage=stage, tenant=note.tenant,
                              impersonator=user.impersonator if user else "",
-                             annotations=note.annotations if code else None)
+                             annotations=note.annotations if code else None, decided=sink.decide(attrs))
     return rec, uri
 
 

@@ -72,7 +72,7 @@ from ._reads import (
     served_list,
     served_objects,
 )
-from ._routes import parse, split_tenant
+from ._routes import Routes, split_tenant
 from ._status import BodyTimeout, ReadTimeout, write_response
 
 _METHODS = ("GET", "HEAD", "POST", "PUT")
@@ -113,6 +113,7 @@ class FastPath:
     def __init__(self, ctx: Any, app: Any) -> None:
         self.ctx = ctx  # gateway._app.Context (not imported: _app imports this module)
         self.app = app
+        self._routes = Routes()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if not self.enabled or scope["type"] != "http" or scope["method"] not in _METHODS:
@@ -171,7 +172,7 @@ class FastPath:
         q: dict[str, str] = {}
         for k, v in pairs:
             q.setdefault(k, v)
-        route = parse(path, ctx.registry)
+        route = self._routes(path, ctx.registry)
         rdef = route.rdef
         if route.kind != "resource" or rdef is None or not rdef.stored or route.subresource or route.legacy_watch:
             return None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import time
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -100,9 +99,9 @@ DEFAULT_POLICY = parse_policy({
     ]})
 
 
-@dataclass(frozen=True)
-class Attributes:
-    """What the checker looks at: kube's authorizer.Attributes."""
+class Attributes(msgspec.Struct, frozen=True, gc=False):
+    """What the checker looks at: kube's authorizer.Attributes. (A struct: built for every audited
+    request: ~10x cheaper to build than a frozen dataclass.)"""
 
     user: str
     groups: tuple[str, ...]
@@ -166,6 +165,21 @@ def level_and_stages(policy: Policy, a: Attributes) -> tuple[str, frozenset[str]
             omf = policy.omit_managed_fields if r.omit_managed_fields is None else r.omit_managed_fields
             return r.level, frozenset(policy.omit_stages) | frozenset(r.omit_stages), omf
     return "None", frozenset(policy.omit_stages), policy.omit_managed_fields
+
+
+def decision_key(a: Attributes, names_matter: bool) -> tuple[Any, ...]:
+    """What :func:`level_and_stages` of ``a`` depends on: a resource request's name only when the
+    policy names resources (``names_matter``: :func:`names_matter`), its path never; a non-resource
+    request's path. Under one policy, equal keys have equal decisions (for caching them)."""
+    if a.resource_request:
+        return (a.user, a.groups, a.verb, True, a.api_group, a.resource, a.subresource, a.namespace,
+                a.name if names_matter else "")
+    return (a.user, a.groups, a.verb, False, a.path)
+
+
+def names_matter(policy: Policy) -> bool:
+    """Whether a rule of ``policy`` names resources (``resourceNames``)."""
+    return any(gr.resource_names for r in policy.rules for gr in r.resources)
 
 
 def _capped(level: str, a: Attributes) -> str:
@@ -246,10 +260,12 @@ def record_from_event(prefix: str, m: LogMessage, policy: Policy, versions: dict
 def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid: str, source: str, user_agent: str,
                        code: int, received: str, version: str = "", uri: str = "", decision: str = "",
                        reason: str = "", stage: str = "ResponseComplete", tenant: str = "",
-                       impersonator: str = "", annotations: dict[str, str] | None = None) -> dict[str, Any] | None:
+                       impersonator: str = "", annotations: dict[str, str] | None = None,
+                       decided: tuple[str, frozenset[str], bool] | None = None) -> dict[str, Any] | None:
     """The audit Event of a request that is not a write on the log (a read, a denial, a review):
-    Metadata at most (the gateway never keeps request bodies for the audit); None: not audited."""
-    level, omit, _ = level_and_stages(policy, attrs)
+    Metadata at most (the gateway never keeps request bodies for the audit); None: not audited.
+    ``decided``: ``level_and_stages(policy, attrs)`` if the caller has it already."""
+    level, omit, _ = level_and_stages(policy, attrs) if decided is None else decided
     if level == "None" or stage in omit:
         return None
     user: dict[str, Any] = {"username": attrs.user, "groups": list(attrs.groups)}
@@ -282,6 +298,27 @@ def record_for_request(policy: Policy, attrs: Attributes, *, audit_id: str, uid:
     if ann:
         rec["annotations"] = ann
     return rec
+
+
+#: The audit stream's messages: one record (a JSON object), or several in submission order (a JSON array
+#: of them; a message carries the records of one tenant that were queued while the previous append
+#: was in flight: one stored message and one round trip for a batch of reads, not one each).
+def encode_records(payloads: list[bytes]) -> bytes:
+    """One audit stream message of these encoded records (each a JSON object)."""
+    return payloads[0] if len(payloads) == 1 else b"[" + b",".join(payloads) + b"]"
+
+
+def decode_records(data: bytes) -> list[dict[str, Any]]:
+    """The records of an audit stream message, in order (:func:`encode_records`)."""
+    got = _json_dec.decode(data)
+    if isinstance(got, dict):
+        return [got]
+    if isinstance(got, list) and all(isinstance(r, dict) for r in got):
+        return got
+    raise msgspec.ValidationError("an audit stream message is a record or a list of records")
+
+
+_json_dec = msgspec.json.Decoder()
 
 
 # The last second formatted and its text up to the fraction, replaced as one tuple (any thread).

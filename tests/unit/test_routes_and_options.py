@@ -110,3 +110,36 @@ def test_tenant_split() -> None:
     assert split_tenant("/clusters/*/api/v1/configmaps") == ("*", "/api/v1/configmaps")
     assert parse("/clusters/t1/api/v1/namespaces/a/configmaps/x", REG).tenant == "t1"
     assert parse("/api/v1/namespaces/a/configmaps/x", REG).tenant == "root"
+
+
+def test_remembered_routes_are_parses_and_follow_each_tenants_kinds() -> None:
+    from gateway._routes import Routes
+    from kinds._crd import defs_from_crd
+    from tests.unit.test_webhook_versions import _crd
+
+    registry, routes = Registry(), Routes(size=8)  # small: refilled below
+    paths = [f"{t}{p}" for t in ("", "/clusters/t1", "/clusters/t2")
+             for p in ("/api/v1/namespaces/a/configmaps/b", "/api/v1/namespaces/a/configmaps", "/api/v1/nodes/n",
+                       "/apis/example.com/v1/namespaces/a/widgets/w", "/apis/example.com/v2/namespaces/a/widgets",
+                       "/api/v1/namespaces/a/configmaps/b/status", "/version", "/nope")]
+
+    def check() -> None:
+        for _ in range(2):
+            for p in paths:
+                assert routes(p, registry) == parse(p, registry), p
+
+    check()
+    w1, w2 = "/clusters/t1/apis/example.com/v1/namespaces/a/widgets/w", "/clusters/t1/apis/example.com/v2/namespaces/a/widgets"
+    assert routes(w1, registry).kind == routes(w2, registry).kind == "unknown"  # remembered
+    registry.set_custom("t1", defs_from_crd(_crd(["v1"])))  # t1's widgets served from now on, v1 only
+    assert routes(w1, registry).kind == "resource" and routes(w2, registry).kind == "unknown"
+    assert routes("/clusters/t2/apis/example.com/v1/namespaces/a/widgets/w", registry).kind == "unknown"
+    check()
+    assert routes(w2, registry).kind == "unknown"
+    registry.set_custom("t1", defs_from_crd(_crd(["v1", "v2"])))
+    assert routes(w2, registry).kind == "resource"
+    check()
+    assert routes(w1, registry).kind == "resource"
+    registry.set_custom("t1", ())  # the CRD gone
+    assert routes(w1, registry).kind == "unknown"
+    check()

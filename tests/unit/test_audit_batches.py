@@ -1,0 +1,159 @@
+"""The audit stream's batches (gateway/_audit.py): which queued records share a message, the one
+writer appending what queued while its last append was in flight, and the webhook forwarder reading
+a batch's records (its position past a message only with its last record); the policy's decisions remembered."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from bus import BusTimeout, LogMessage
+from gateway import _audit as audit_mod
+from gateway._audit import SENT_MARK_ID, AuditSink, _messages
+from gateway._audit_webhook import SENT_SUFFIX, AuditForwarder, WebhookOptions
+from projections import (
+    DEFAULT_POLICY,
+    Attributes,
+    decode_records,
+    encode_records,
+    level_and_stages,
+    parse_policy,
+)
+
+
+def _rec(i: int) -> dict[str, Any]:
+    return {"kind": "Event", "auditID": f"id{i}", "stage": "ResponseComplete"}
+
+
+def _enc(i: int) -> bytes:
+    return msgspec.json.encode(_rec(i))
+
+
+def test_records_of_a_subject_share_a_message_in_order_marks_alone() -> None:
+    a, b = "jkaudit.a", "jkaudit.b"
+    items = [(a, _enc(1), "id1:ResponseComplete", False), (b, _enc(2), "id2:ResponseComplete", False),
+             (a, _enc(3), "id3:ResponseComplete", False), ("jkaudit._sys.webhook-sent", b'{"seqs":[4]}',
+                                                           "id9" + SENT_MARK_ID, False),
+             (a, _enc(4), "id4:ResponseComplete", True), (a, _enc(5), "id5:ResponseComplete", False)]
+    got = _messages(items)
+    assert [(s, decode_records(p) if s != "jkaudit._sys.webhook-sent" else p, m, n) for s, p, m, n in got] == [
+        ("jkaudit._sys.webhook-sent", b'{"seqs":[4]}', "id9" + SENT_MARK_ID, 1),
+        (a, [_rec(1), _rec(3), _rec(5)], "id1:ResponseComplete+3", 3),
+        (b, [_rec(2)], "id2:ResponseComplete", 1),
+        (a, [_rec(4)], "id4:ResponseComplete" + SENT_SUFFIX, 1),
+    ]
+    assert got[2][1] == _enc(2)  # one record: the message is the record itself (as before batches)
+    assert decode_records(encode_records([_enc(1)])) == [_rec(1)]
+
+
+class _Log:
+    """Appends held until released, one at a time; the second one fails."""
+
+    prefix = "jkaudit"
+
+    def __init__(self) -> None:
+        self.appended: list[tuple[str, list[dict[str, Any]], str]] = []
+        self.release = trio.Event()
+        self.started = trio.Event()
+
+    async def append(self, subject: str, payload: bytes, *, msg_id: str, expected_seq: None, deadline_s: float) -> int:
+        self.started.set()
+        await self.release.wait()
+        self.appended.append((subject, decode_records(payload), msg_id))
+        if len(self.appended) == 2:
+            raise BusTimeout("no ack")
+        return len(self.appended)
+
+
+async def test_the_writer_appends_what_queued_meanwhile_in_one_message_per_tenant() -> None:
+    log = _Log()
+    sink = AuditSink(log)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run)
+        sink.submit(_rec(0), "t1")
+        await log.started.wait()  # the first append is in flight: the next records queue
+        for i in range(1, 6):
+            sink.submit(_rec(i), "t1" if i != 3 else "t2")
+        log.release.set()
+        await trio.testing.wait_all_tasks_blocked()  # the writer waits for more records
+        nursery.cancel_scope.cancel()
+    assert log.appended[0] == ("jkaudit.t1", [_rec(0)], "id0:ResponseComplete")
+    assert sorted(log.appended[1:]) == [("jkaudit.t1", [_rec(1), _rec(2), _rec(4), _rec(5)], "id1:ResponseComplete+4"),
+                                        ("jkaudit.t2", [_rec(3)], "id3:ResponseComplete")]
+    failed = 4 if log.appended[1][0] == "jkaudit.t1" else 1
+    assert sink.dropped["failed"] == failed and sink.written == 6 - failed  # counted by record
+
+
+class _Reader:
+    def __init__(self, batches: list[list[LogMessage]]) -> None:
+        self.batches, self.pending = batches, 0
+
+    async def next_batch(self) -> list[LogMessage]:
+        if not self.batches:
+            await trio.sleep_forever()
+        return self.batches.pop(0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_forwarder_sends_a_batchs_records_and_moves_past_it_with_the_last() -> None:
+    msgs = [LogMessage(5, "jkaudit.default", _enc(1), "id1:ResponseComplete"),
+            LogMessage(6, "jkaudit.default", encode_records([_enc(2), _enc(3), _enc(4)]), "id2:ResponseComplete+3"),
+            LogMessage(7, "jkaudit.default", encode_records([_enc(5), _enc(6)]), "id5:ResponseComplete+2" + SENT_SUFFIX),
+            LogMessage(8, "jkaudit.default", b"[1, 2]", "x+2")]
+    reader = _Reader([msgs[:2], msgs[2:]])
+
+    async def open_reader(subject: str, start: int) -> _Reader:
+        return reader
+
+    audit = SimpleNamespace(prefix="jkaudit", open_reader=open_reader)
+    f = AuditForwarder(None, WebhookOptions(config_file="-", mode="batch"), SimpleNamespace(prefix="jk"),  # type: ignore[arg-type]
+                       audit, None, DEFAULT_POLICY, None)  # type: ignore[arg-type]
+    f._versions = dict  # type: ignore[method-assign]
+    send, recv = trio.open_memory_channel[Any](100)
+    got = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(f._follow, audit, "audit", 5, send)
+        with trio.fail_after(5):
+            while len(got) < 6:
+                got.append(await recv.receive())
+        nursery.cancel_scope.cancel()
+    assert got == [("audit", 5, _rec(1)), ("audit", 5, _rec(2)), ("audit", 5, _rec(3)), ("audit", 6, _rec(4)),
+                   ("audit", 7, None),  # the request paths sent them (blocking modes)
+                   ("audit", 8, None)]  # not records: logged, skipped
+
+
+_NAMED = parse_policy({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"], "rules": [
+    {"level": "None", "users": ["system:kube-proxy"], "verbs": ["watch"]},
+    {"level": "None", "nonResourceURLs": ["/healthz*", "/version"]},
+    {"level": "Request", "resources": [{"group": "", "resources": ["configmaps"], "resourceNames": ["c1"]}],
+     "omitStages": ["ResponseStarted"]},
+    {"level": "RequestResponse", "namespaces": ["kube-system"], "verbs": ["get"]},
+    {"level": "None", "userGroups": ["system:nodes"]},
+    {"level": "Metadata"}]})
+
+
+def test_the_policys_decisions_are_remembered_by_what_they_depend_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_mod, "DECISIONS_CACHED", 16)  # refilled many times below
+    rng = random.Random(7)
+    for policy in (DEFAULT_POLICY, _NAMED):
+        sink = AuditSink(None, policy)
+        for _ in range(3000):
+            resource_request = rng.random() < 0.8
+            a = Attributes(rng.choice(["alice", "system:kube-proxy", "bob"]),
+                           rng.choice([(), ("system:nodes",), ("system:masters", "system:authenticated")]),
+                           rng.choice(["get", "list", "watch", "create"]), resource_request,
+                           rng.choice(["", "apps"]), rng.choice(["configmaps", "secrets", "pods"]),
+                           rng.choice(["", "status"]), rng.choice(["", "default", "kube-system"]),
+                           rng.choice(["", "c1", "c2"]), rng.choice(["/healthz", "/healthz/ready", "/version", "/x"]))
+            assert sink.decide(a) == level_and_stages(policy, a), a
+            assert len(sink._decided) <= 16
+        sink.policy = DEFAULT_POLICY if policy is _NAMED else _NAMED  # another policy: decided afresh
+        assert sink.decide(a) == level_and_stages(sink.policy, a)
