@@ -324,7 +324,10 @@ class _FlushHook(trio.abc.Instrument):
         # per request; the delivery scheduled for them finds the deque empty).
         bridge = self.bridge
         if bridge._replies:
-            bridge._t_take_replies()
+            try:
+                bridge._t_take_replies()
+            except Exception:  # never raise here (trio would drop the hook, and the crossings with it)
+                log.exception("taking the bridge's replies failed; the scheduled delivery takes them")
 
 
 class Bridge:
