@@ -3,8 +3,10 @@
 Why this shape (ARCHITECTURE.md, fixed decision 6): nats-py runs on an asyncio loop in a thread of
 its own. Crossing between the trio thread and that loop costs a thread wake-up, so crossings are
 *coalesced*: trio callers drop requests into a deque, and once per scheduling batch (a run-loop
-hook, :class:`_FlushHook`) at most one drain is scheduled on the asyncio loop; replies come back
-into another deque with at most one drain scheduled on trio. Under load one crossing carries a
+hook, :class:`_FlushHook`) at most one drain is scheduled on the asyncio loop (an ``urgent``
+request crosses at once); replies come back into another deque with at most one drain scheduled on
+trio, and the same hook takes them as trio's loop comes out of its I/O wait (their tasks run in the
+batch that follows, not one turn of the run queue later, after the drain's own task step). Under load one crossing carries a
 whole batch of publishes or acks, and every request is a publish with a reply subject on one
 wildcard inbox subscription, so nothing waits on a per-message round trip
 (nats-py's ``publish_async`` hangs forever on server error replies, nats.py#985; we own deadlines).
@@ -316,6 +318,17 @@ class _FlushHook(trio.abc.Instrument):
             except Exception:  # noqa: BLE001 - a closed loop: unsent requests time out
                 bridge._flush_due = False
 
+    def after_io_wait(self, timeout: float) -> None:
+        # Replies that came while the loop ran or waited: their tasks go into the batch trio is
+        # about to run, not the one after the run_sync_soon task's (a turn of the run queue less
+        # per request; the delivery scheduled for them finds the deque empty).
+        bridge = self.bridge
+        if bridge._replies:
+            try:
+                bridge._t_take_replies()
+            except Exception:  # never raise here (trio would drop the hook, and the crossings with it)
+                log.exception("taking the bridge's replies failed; the scheduled delivery takes them")
+
 
 class Bridge:
     """One NATS connection, driven from trio. Create with :func:`open_bridge`."""
@@ -553,7 +566,7 @@ class Bridge:
     # ---- the hot path: publish with reply --------------------------------------------------------
 
     async def request(self, subject: str, payload: bytes, headers: Headers = None, *,
-                      timeout_s: float) -> Reply:
+                      timeout_s: float, urgent: bool = False) -> Reply:
         """Publish ``payload`` with a reply subject and wait for the single reply.
 
         Raises :class:`BusTimeout` after ``timeout_s`` (the message may or may not have been
@@ -562,8 +575,12 @@ class Bridge:
         when not connected (nothing sent) and :class:`BusDisconnected` when the connection drops
         before the reply (it may have been processed). Cancellation abandons the reply; the asyncio
         side forgets it at its deadline.
+
+        ``urgent``: cross to the NATS thread at once (with whatever is queued), not at the end of
+        the trio scheduling batch: for a rare request a client waits on, e.g. the head query of
+        consistent reads (``Log.head``), which a busy batch would otherwise hold back by its length.
         """
-        return await self._request(subject, payload, headers, timeout_s, _Pending())
+        return await self._request(subject, payload, headers, timeout_s, _Pending(), urgent)
 
     async def request_many(self, subject: str, payload: bytes, *, max_msgs: int,
                            timeout_s: float) -> tuple[list[Reply], Reply | None]:
@@ -578,7 +595,7 @@ class Bridge:
         return p.many, last if last.status is not None else None
 
     async def _request(self, subject: str, payload: bytes, headers: Headers | bytes, timeout_s: float,
-                       p: _Pending) -> Reply:
+                       p: _Pending, urgent: bool = False) -> Reply:
         if self._closed:
             raise BusClosed("bus is closed")
         if not self._connected:
@@ -593,10 +610,10 @@ class Bridge:
             if self._closed:  # closed while this waited for a slot: nothing would time it out
                 raise BusClosed("bus is closed")
             self._outbox.append((subject, payload, hdr, p, timeout_s))
-            if not self._flush_due:
+            if urgent or self._flush_hook is None:  # (no hook: not started, or closing)
+                self._t_flush()  # cross now, with everything queued before it
+            elif not self._flush_due:
                 self._flush_due = True
-                if self._flush_hook is None:  # no hook (not started, or closing): cross now
-                    self._t_flush()
             p.task = trio.lowlevel.current_task()
             self._parked += 1
             deadline = trio.current_time() + timeout_s
@@ -734,6 +751,11 @@ class Bridge:
 
     def _t_deliver(self) -> None:
         self._reply_scheduled = False
+        self._t_take_replies()
+
+    def _t_take_replies(self) -> None:
+        """Wake the tasks of the replies handed back so far (from :meth:`_t_deliver`, scheduled by
+        the asyncio side, or from the run-loop hook when the loop comes out of its I/O wait)."""
         replies = self._replies
         while replies:
             p, data, headers, failure = replies.popleft()

@@ -35,6 +35,12 @@ log = logging.getLogger("jetkube.bus")
 #: one pull of 4,096 at a time waited for each pull's first message; 3 x 1,024 did not.
 RANGE_BATCH = 1024
 RANGE_PULLS = 3
+#: Head queries in flight at once: a caller waits for the one in flight to end before sending its
+#: own (the answer of a query sent before it arrived does not do), unless that one has been in flight
+#: for ``HEAD_PIPELINE_AFTER_S``: then it sends at once, up to this many in flight (a slow answer
+#: costs a consistent read one round trip, not two). Under a flood rounds rarely last that long.
+HEAD_MAX_IN_FLIGHT = 2
+HEAD_PIPELINE_AFTER_S = 0.010
 _WRONG_LAST_SEQUENCE = 10071
 # A clustered stream's leader answers a CAS append that lost to a write still being proposed with
 # this constant form, which names no sequence (nats-server JSStreamWrongLastSequenceConstantErr).
@@ -105,14 +111,18 @@ class Log:
         self.startup_timeout_s = startup_timeout_s
         # Coalescing of head queries: readers that arrive while a query is in flight wait for the
         # *next* query, because the one in flight may have been answered before their write.
-        self._head_inflight: trio.Event | None = None
         self._head_next: _HeadRound | None = None
+        self._head_busy = 0  # queries in flight
+        self._head_sent_at = 0.0  # when the newest was sent (trio clock)
+        self._head_ended = trio.Event()  # set (and replaced) when a query in flight ends
 
     def subject(self, key: Key) -> str:
         return object_subject(self.prefix, key)
 
-    async def _api(self, api: str, body: dict[str, Any] | None = None, *, timeout_s: float = 5.0) -> dict[str, Any]:
-        reply = await self.bridge.request(f"$JS.API.{api}", json.dumps(body or {}).encode(), timeout_s=timeout_s)
+    async def _api(self, api: str, body: dict[str, Any] | None = None, *, timeout_s: float = 5.0,
+                   urgent: bool = False) -> dict[str, Any]:
+        reply = await self.bridge.request(f"$JS.API.{api}", json.dumps(body or {}).encode(), timeout_s=timeout_s,
+                                          urgent=urgent)
         # (msgspec: a STREAM.INFO of 10,000 subjects decodes in a third of json's time)
         resp: dict[str, Any] = msgspec.json.decode(reply.data) if reply.data else {}
         if "error" in resp:
@@ -276,32 +286,47 @@ class Log:
         return f"{self.stream}@{info.get('created', '')}"
 
     async def stream_state(self) -> dict[str, Any]:
-        info = await self._api(f"STREAM.INFO.{self.stream}")
+        # Crosses to the NATS thread at once, not at the end of the trio batch (bus/_bridge.py): the
+        # head query of consistent reads; coalesced (Log.head), so rare next to appends.
+        info = await self._api(f"STREAM.INFO.{self.stream}", urgent=True)
         return dict(info["state"])
 
     async def head(self) -> int:
         """The stream's last sequence, read from the stream leader after this call began.
 
-        Concurrent callers share queries: at most one is in flight, and a caller only accepts
-        the answer of a query that was *sent* after it arrived (the one in flight may have been
-        answered before the caller's own write was acknowledged). A caller runs the query itself
-        when none is in flight, so no background task is needed and no caller serves others
-        beyond its own round. A caller bounds its wait by cancelling (a request's deadline): when
-        the one running the query is cancelled, the others of its round join a later round.
+        Concurrent callers share queries, and a caller only accepts the answer of a query that was
+        *sent* after it arrived (one in flight may have been answered before the caller's own write
+        was acknowledged). A caller runs the query itself when none is in flight, so no background
+        task is needed and no caller serves others beyond its own round. A caller bounds its wait by
+        cancelling (a request's deadline): when the one running the query is cancelled, the others
+        of its round join a later round.
 
         While a query is in flight, one caller of the next round (its leader) waits for it to
         end and then sends the next; the others of that round wait for their answer only (one
         wake-up each, not one when the query before theirs ends and another when theirs does).
         A leader cancelled before it sent leaves the round to the others, who start a new one.
+        When the query in flight has been out ``HEAD_PIPELINE_AFTER_S`` (a slow answer: a busy
+        gateway, GIL or NATS thread), the next round does not wait for it and sends at once, up to
+        ``HEAD_MAX_IN_FLIGHT`` queries in flight: a slow answer then costs a consistent read about
+        one round trip instead of two (the rest of the one in flight, then its own).
         """
         r = self._head_round()
+        leading = False  # this caller is its round's leader
         while not r.done.is_set() or r.abandoned:
             if r.abandoned:
                 r = self._head_round()  # a query sent later still satisfies this caller
-            elif self._head_inflight is None:
+                leading = False
+                continue
+            if r.leader and not leading:
+                await r.done.wait()  # the round's leader sends its query
+                continue
+            busy = self._head_busy
+            if busy == 0 or busy < HEAD_MAX_IN_FLIGHT and (
+                    leading or trio.current_time() >= self._head_sent_at + HEAD_PIPELINE_AFTER_S):
                 rr, self._head_next = self._head_next, None
                 assert rr is r
-                self._head_inflight = trio.Event()
+                self._head_busy += 1
+                self._head_sent_at = trio.current_time()
                 try:
                     rr.value = int((await self.stream_state())["last_seq"])
                 except Exception as e:  # noqa: BLE001 - handed to every waiter of the round
@@ -310,20 +335,23 @@ class Log:
                     if rr.value is None and rr.error is None:
                         rr.abandoned = True
                     rr.done.set()
-                    ev, self._head_inflight = self._head_inflight, None
+                    self._head_busy -= 1
+                    ev, self._head_ended = self._head_ended, trio.Event()
                     ev.set()
-            elif r.leader:
-                await r.done.wait()  # the leader sends this round's query once the one in flight ends
-            else:
-                r.leader = True
-                try:
-                    await self._head_inflight.wait()
-                except BaseException:
-                    if r is self._head_next:  # not sent: the others of the round start a new one
-                        self._head_next = None
-                        r.abandoned = True
-                        r.done.set()
-                    raise
+                continue
+            r.leader = leading = True
+            try:
+                if busy < HEAD_MAX_IN_FLIGHT:  # until a query ends or the newest is overdue
+                    with trio.move_on_at(self._head_sent_at + HEAD_PIPELINE_AFTER_S):
+                        await self._head_ended.wait()
+                else:
+                    await self._head_ended.wait()
+            except BaseException:
+                if r is self._head_next:  # not sent: the others of the round start a new one
+                    self._head_next = None
+                    r.abandoned = True
+                    r.done.set()
+                raise
         if r.error is not None:
             raise r.error
         assert r.value is not None

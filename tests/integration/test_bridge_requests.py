@@ -119,3 +119,59 @@ async def test_requests_queued_together_cross_to_the_nats_thread_together(nats_u
                 alone = bridge.crossings
                 assert (await bridge.request("t.echo", b"alone", timeout_s=10)).data == b"re:alone"
                 assert bridge.crossings == alone + 1
+
+
+async def test_an_urgent_request_crosses_from_its_task_and_replies_are_taken_at_the_io_wait(nats_url: str) -> None:
+    """``urgent``: the request crosses to the NATS thread at once, from the task that made it (the
+    head query of consistent reads), not at the end of the trio batch from the run-loop hook. And the
+    hook takes the replies that came when the loop comes out of its I/O wait: a reply is delivered
+    even while the delivery the asyncio side scheduled has not run."""
+    with trio.fail_after(30):
+        async with open_bridge(nats_url) as bridge:
+            await _responders(bridge)
+            await trio.testing.wait_all_tasks_blocked()
+            flushed_from: list[str | None] = []
+            real_flush = bridge._t_flush
+
+            def spy() -> None:
+                try:
+                    flushed_from.append(trio.lowlevel.current_task().name)
+                except RuntimeError:  # no task runs: the run-loop hook
+                    flushed_from.append(None)
+                real_flush()
+
+            bridge._t_flush = spy  # type: ignore[method-assign]
+
+            async def urgent() -> bytes:
+                return (await bridge.request("t.echo", b"u", timeout_s=10, urgent=True)).data
+
+            assert await urgent() == b"re:u"
+            assert flushed_from == [trio.lowlevel.current_task().name]
+            flushed_from.clear()
+            assert (await bridge.request("t.echo", b"n", timeout_s=10)).data == b"re:n"
+            assert flushed_from == [None]
+
+            # Replies: taken by the hook as the loop comes out of its I/O wait (no task runs then),
+            # before the delivery the asyncio side scheduled runs (in the run_sync_soon task).
+            taken_by: list[str | None] = []
+            real_take = bridge._t_take_replies
+
+            def take() -> None:
+                if bridge._replies:
+                    try:
+                        taken_by.append(trio.lowlevel.current_task().name)
+                    except RuntimeError:
+                        taken_by.append(None)
+                real_take()
+
+            bridge._t_take_replies = take  # type: ignore[method-assign]
+            answers = {}
+
+            async def ask(i: int) -> None:
+                answers[i] = (await bridge.request("t.echo", b"%d" % i, timeout_s=10)).data
+
+            async with trio.open_nursery() as n:
+                for i in range(50):
+                    n.start_soon(ask, i)
+            assert answers == {i: b"re:%d" % i for i in range(50)}
+            assert taken_by.count(None) > len(taken_by) / 2, taken_by  # most by the hook
