@@ -328,8 +328,22 @@ class FastPath:
 
 async def _read_body(receive: Any, length: int, timeout_s: float) -> bytes:
     """The whole body (``length`` bytes, within ``--max-body-bytes``) within ``timeout_s``, as the
-    app's ``_read_body`` reads it; :class:`_Gone` if the client goes away first."""
+    app's ``_read_body`` reads it; :class:`_Gone` if the client goes away first. A body hypercorn
+    has already queued (a small one comes with its headers) is taken without waiting: no cancel
+    scope, no scheduling round."""
     chunks: list[bytes] = []
+    nowait = getattr(getattr(receive, "__self__", None), "receive_nowait", None)
+    if nowait is not None:
+        try:
+            while True:
+                message = nowait()
+                if message["type"] != "http.request":
+                    raise _Gone
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            pass  # the rest is not there yet (or the channel ended: the waiting read says so)
     with trio.move_on_after(timeout_s) as scope:
         while True:
             message = await receive()
