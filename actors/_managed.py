@@ -41,6 +41,7 @@ from kinds._fieldpath import (
     compare,
     created_fields_v1,
     difference,
+    exclude,
     from_fields_v1,
     intersection,
     path_string,
@@ -213,6 +214,10 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: s
         return
     live_entries = (old or {}).get("metadata", {}).get("managedFields")
     sent = new["metadata"].get("managedFields")
+    if (old is not None and _FAST_UPDATE and (subresource or sent is None or sent == live_entries)
+            and _update_unchanged_owners(old, new, live_entries, manager, api_version, now, subresource, type_,
+                                         ignored or {})):
+        return
     managed: Managed | None
     if subresource or old is None:
         managed = decode(live_entries) if old is not None else Managed()
@@ -242,6 +247,114 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: s
 
 
 _FAST_CREATE = True  # tests compare the one-walk create with the general update
+_FAST_UPDATE = True  # tests compare the entries-as-stored update with the general one
+
+#: The keys of an entry as :func:`encode` writes them, in its order (time and subresource optional).
+_ENTRY_KEYS = frozenset({
+    ("manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1"),
+    ("manager", "operation", "apiVersion", "fieldsType", "fieldsV1"),
+    ("manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1", "subresource"),
+    ("manager", "operation", "apiVersion", "fieldsType", "fieldsV1", "subresource"),
+})
+
+
+def _entry_order(e: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """kube's sortEncodedManagedFields key (as :func:`encode` sorts)."""
+    return e["operation"], e.get("time", ""), e["manager"], e["apiVersion"], e.get("subresource", "")
+
+
+def _v1_hits(n: dict[str, Any], s: FieldSet) -> bool:
+    """Whether the ``fieldsV1`` node ``n`` and the set ``s`` have a member in common
+    (``intersection(from_fields_v1(n), s)`` not empty, without building the set)."""
+    for k, sub in s.items():
+        if k == MEMBER:
+            if not n or MEMBER in n:
+                return True
+        else:
+            child = n.get(k)
+            if type(child) is dict and _v1_hits(child, sub):
+                return True
+    return False
+
+
+def _v1_covers(n: dict[str, Any], s: FieldSet) -> bool:
+    """Whether every member of ``s`` is a member of the ``fieldsV1`` node ``n`` (False when unsure)."""
+    for k, sub in s.items():
+        if k == MEMBER:
+            if n and MEMBER not in n:
+                return False
+        else:
+            child = n.get(k)
+            if type(child) is not dict or not _v1_covers(child, sub):
+                return False
+    return True
+
+
+def _update_unchanged_owners(old: dict[str, Any], new: dict[str, Any], entries: Any, manager: str,
+                             api_version: str, now: str, subresource: str, type_: TypeNode,
+                             ignored: FieldSet) -> bool:
+    """:func:`record_update` for the common update, on the entries as stored (no decode of the
+    managers' sets, no encode): when what changes is owned by the writer alone (or by nobody, and
+    the writer gets an entry of its own), nothing owned is removed, and the stored entries are as
+    :func:`encode` writes them, the result is those entries with the writer's ``time`` moved (or
+    its new entry added), sorted. False (nothing done) whenever that does not hold: the general
+    path decides. A property test compares the two."""
+    if type(entries) is not list or not entries:
+        return False
+    mine_at = -1
+    updaters = 0
+    idents = set()
+    for i, e in enumerate(entries):
+        if type(e) is not dict or tuple(e) not in _ENTRY_KEYS:
+            return False
+        m, op, av, v1 = e["manager"], e["operation"], e["apiVersion"], e["fieldsV1"]
+        sub = e.get("subresource", "")
+        if (type(m) is not str or op not in ("Apply", "Update") or type(av) is not str
+                or e["fieldsType"] != "FieldsV1" or type(v1) is not dict or not v1 or type(sub) is not str
+                or ("subresource" in e and not sub) or ("time" in e and (type(e["time"]) is not str or not e["time"]))):
+            return False
+        ident = _ident(m, op, av, sub)
+        if ident in idents or _v1_hits(v1, _STRIP):
+            return False  # two entries of one identity, or fields never owned: the general path
+        idents.add(ident)
+        if op == "Update":
+            updaters += 1
+            if m == manager and av == api_version and sub == subresource:
+                mine_at = i
+    if updaters > MAX_UPDATE_MANAGERS:
+        return False
+    cmp = compare(_bare(old), _bare(new), type_)
+    removed = exclude(cmp.removed, ignored)
+    if removed and any(_v1_hits(e["fieldsV1"], removed) for e in entries):
+        return False  # a manager loses what was removed: the general path
+    changed = exclude(cmp.changed(), ignored)
+    out = list(entries)
+    if changed:
+        if intersection(changed, _STRIP):
+            changed = difference(changed, _STRIP)
+        for i, e in enumerate(entries):
+            if i != mine_at and _v1_hits(e["fieldsV1"], changed):
+                return False  # another manager loses fields: the general path
+        if mine_at >= 0:
+            if not _v1_covers(entries[mine_at]["fieldsV1"], changed):
+                return False
+            e = entries[mine_at]
+            mine = {"manager": e["manager"], "operation": "Update", "apiVersion": e["apiVersion"], "time": now,
+                    "fieldsType": "FieldsV1", "fieldsV1": e["fieldsV1"]}
+            if subresource:
+                mine["subresource"] = subresource
+            out[mine_at] = mine
+        elif updaters >= MAX_UPDATE_MANAGERS:
+            return False  # one more updater: capped by the general path
+        elif changed:
+            mine = {"manager": manager, "operation": "Update", "apiVersion": api_version, "time": now,
+                    "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(changed)}
+            if subresource:
+                mine["subresource"] = subresource
+            out.append(mine)
+    out.sort(key=_entry_order)
+    new["metadata"]["managedFields"] = out
+    return True
 
 
 def _record_create(new: dict[str, Any], manager: str, api_version: str, now: str, subresource: str,

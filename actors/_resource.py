@@ -472,9 +472,10 @@ class ResourceCore:
         rv = _parse_rv(body["metadata"].get("resourceVersion"))
         key = self.key(req)
         created = False
+        decided = False
 
         async def decide(entry: Entry | None, old: dict[str, Any] | None) -> Decision:
-            nonlocal created
+            nonlocal created, decided
             if entry is None or old is None:
                 if strategy_for(rdef).allow_create_on_update and not rv:
                     created = True
@@ -482,7 +483,11 @@ class ResourceCore:
                 raise self.not_found(rdef, req.name)
             if rv is not None and rv != entry.seq:
                 raise self.conflict(rdef, req.name)
-            new = msgspec.json.decode(_json.encode(body))  # a private copy per attempt
+            # The decision changes the object it is given: a private copy for every attempt but a
+            # precondition's only one (with a resourceVersion, a lost race is a 409, never a retry,
+            # and a second decision is the 409 above).
+            new = body if rv is not None and not decided else msgspec.json.decode(_json.encode(body))
+            decided = True
             return await self._admitted_update(req, entry, old, new)
 
         try:

@@ -16,11 +16,15 @@ Served here, in a tenant or root, answered as JSON:
 
 - ``GET``/``HEAD`` of one object or of a collection (not a watch);
 - ``POST`` (create) to a collection and ``PUT`` (update) of one object, with a JSON body whose
-  ``Content-Length`` is within ``--max-body-bytes``.
+  ``Content-Length`` is within ``--max-body-bytes``;
+- ``PATCH`` of one object with a body of one of the patch media types (JSON patch, merge patch,
+  strategic merge patch, apply patch) within ``--max-body-bytes``;
+- ``DELETE`` of one object, without a body or with a JSON one (``DeleteOptions``) within it.
 
 Everything else goes to the app unchanged, decided from the request alone before anything is done
 (counted, logged, asked): other methods, a chunked or oversized body, a body on a read,
-impersonation, a front proxy's headers, a client certificate, no bearer token, an ``Accept`` with
+impersonation, a front proxy's headers, a client certificate, no bearer token, a body of another
+media type (YAML, protobuf; a patch's unknown type), a DELETE of a collection, an ``Accept`` with
 anything but plain JSON or wildcards (Tables, PartialObjectMetadata, protobuf, YAML), a watch, a subresource, ``/clusters/*/``,
 non-resource paths, a read-only server's writes, the audit webhook's blocking modes, and any route or verb the app refuses before its
 stages (unknown paths, verbs a kind does not serve, a namespaced kind without its namespace, a path
@@ -57,7 +61,7 @@ from projections import now_micro
 from . import _history as history
 from . import _ui as ui
 from ._audit import AUDIT_EVENTS_PATH, AuditNote, audit_gone, audit_request
-from ._codec import decode_body_strict, media_type, query_bool
+from ._codec import PATCH_TYPES, decode_body_strict, media_type, query_bool
 from ._gate import AUTHENTICATED, error_answer, response_headers
 from ._logging import begin_request, note_user
 from ._metrics import request_labels
@@ -75,8 +79,8 @@ from ._reads import (
 from ._routes import Routes, split_tenant
 from ._status import BodyTimeout, ReadTimeout, write_response
 
-_METHODS = ("GET", "HEAD", "POST", "PUT")
-_WRITES = ("POST", "PUT")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
 class _Plan:
@@ -149,9 +153,13 @@ class FastPath:
             if not raw.isdigit() or int(raw) > ctx.settings.max_body_bytes:
                 return None
             length = int(raw)
-            if media_type(headers.get(b"content-type")) != "application/json":
+            mt = media_type(headers.get(b"content-type"))
+            if method == "PATCH":
+                if mt not in PATCH_TYPES:
+                    return None  # the app's 415
+            elif mt != "application/json" and not (method == "DELETE" and length == 0):
                 return None
-        elif method in _WRITES:
+        elif method != "DELETE" and method in _WRITES:
             return None
         if ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert_chain"):
             return None
@@ -180,10 +188,10 @@ class FastPath:
             if route.name or ctx.settings.read_only:
                 return None
             verb = "create"
-        elif method == "PUT":
+        elif method in ("PUT", "PATCH", "DELETE"):
             if not route.name or ctx.settings.read_only:
-                return None
-            verb = "update"
+                return None  # (a DELETE of a collection: the app's deletecollection)
+            verb = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
         elif route.name:
             verb = "get"
         elif query_bool(q.get("watch")):
@@ -282,10 +290,11 @@ class FastPath:
             return await self._read(plan, req, opts)
         data = await _read_body(receive, plan.length, s.request_timeout_s)
         body_read[0] = True
-        body, patch_type, strict = decode_body_strict(
-            data, plan.headers.get(b"content-type"), max_bytes=s.max_body_bytes, for_patch=False,
-            strict=q.get("fieldValidation") != "Ignore")
-        req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
+        if data.strip() or method != "DELETE":  # (a DELETE's body is optional)
+            body, patch_type, strict = decode_body_strict(
+                data, plan.headers.get(b"content-type"), max_bytes=s.max_body_bytes, for_patch=method == "PATCH",
+                strict=method != "DELETE" and q.get("fieldValidation") != "Ignore")
+            req = msgspec.structs.replace(req, body=body, patch_type=patch_type, strict_errors=strict)
         req = msgspec.structs.replace(req, options=write_options(plan.verb, q, patch_type=req.patch_type,
                                                                 body=req.body))
         if _gone(receive):
@@ -329,8 +338,22 @@ class FastPath:
 
 async def _read_body(receive: Any, length: int, timeout_s: float) -> bytes:
     """The whole body (``length`` bytes, within ``--max-body-bytes``) within ``timeout_s``, as the
-    app's ``_read_body`` reads it; :class:`_Gone` if the client goes away first."""
+    app's ``_read_body`` reads it; :class:`_Gone` if the client goes away first. A body hypercorn
+    has already queued (a small one comes with its headers) is taken without waiting: no cancel
+    scope, no scheduling round."""
     chunks: list[bytes] = []
+    nowait = getattr(getattr(receive, "__self__", None), "receive_nowait", None)
+    if nowait is not None:
+        try:
+            while True:
+                message = nowait()
+                if message["type"] != "http.request":
+                    raise _Gone
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            pass  # the rest is not there yet (or the channel ended: the waiting read says so)
     with trio.move_on_after(timeout_s) as scope:
         while True:
             message = await receive()

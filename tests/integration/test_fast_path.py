@@ -108,6 +108,8 @@ APP_ONLY = [
     ("admin", "GET", "/api/v1/configmaps/cm-0", {}, {}),  # a namespaced kind without its namespace: 405
     ("admin", "GET", "/version", {}, {}),
     ("admin", "GET", "/clusters/*/api/v1/configmaps", {}, {}),
+    ("admin", "DELETE", "/api/v1/namespaces/alpha/configmaps", {"dryRun": "All"}, {}),  # a deletecollection
+    ("admin", "PATCH", "/api/v1/namespaces/alpha/configmaps/cm-0", {}, {"Content-Type": "application/yaml"}),  # 415
 ]
 
 
@@ -217,6 +219,7 @@ def _shape(r: httpx.Response, tag: str = "") -> tuple[Any, ...]:
     if tag:
         body = re.sub(rb'"(uid|resourceVersion|creationTimestamp|time)":"[^"]*"', rb'"\1":""',
                       body.replace(tag.encode(), b"TAG"))
+        body = re.sub(rb"ResourceVersion in object meta: \d+", b"ResourceVersion in object meta: N", body)
     return r.http_version, r.status_code, r.reason_phrase, tuple(headers), body
 
 
@@ -235,8 +238,12 @@ def _metrics(text: str) -> Counter[str]:
     return out
 
 
+WRITES_AUDITED = 16
+
+
 async def _writes(c: httpx.AsyncClient, tag: str, tokens: dict[str, str]) -> list[httpx.Response]:
-    """Creates and updates (and their errors), named after the phase's ``tag``, in namespace gamma."""
+    """Creates, updates, patches and deletes (and their errors), named after the phase's ``tag``, in
+    namespace gamma."""
     cms = "/api/v1/namespaces/gamma/configmaps"
     admin = {"Authorization": f"Bearer {tokens['admin']}"}
     alice = {"Authorization": f"Bearer {tokens['alice']}"}
@@ -266,6 +273,39 @@ async def _writes(c: httpx.AsyncClient, tag: str, tokens: dict[str, str]) -> lis
     out.append(await c.post(cms, json=cm(f"w{tag}-c"), headers={"Authorization": "Bearer nope"}))  # 401 before it
     out.append(await c.post(t("t1", cms), json=cm(f"w{tag}-t"), headers=admin))  # in a tenant
     out.append(await c.post("/api/v1/namespaces/nope/configmaps", json=cm(f"w{tag}-n"), headers=admin))  # 404
+    # Patches of each media type, and their errors, then deletes, of objects of their own (written
+    # more than once: not among the audit records compared, see ``_compare``).
+    out.append(await c.post(cms, json=cm(f"w{tag}-p"), headers=admin))  # 201
+    out.append(await c.post(cms, json=cm(f"w{tag}-e"), headers=admin))  # 201
+    a = f"{cms}/w{tag}-p"
+
+    async def patch(path: str, ctype: str, body: bytes, who: dict[str, str] = admin,
+                    **q: str) -> httpx.Response:
+        return await c.patch(path, params=q, content=body, headers={**who, "Content-Type": ctype})
+
+    out.append(await patch(a, "application/merge-patch+json", b'{"data": {"m": "1"}}'))  # 200
+    out.append(await patch(a, "application/json-patch+json", b'[{"op": "add", "path": "/data/j", "value": "2"}]'))
+    out.append(await patch(a, "application/strategic-merge-patch+json", b'{"metadata": {"labels": {"s": "3"}}}'))
+    out.append(await patch(a, "application/apply-patch+yaml", b'apiVersion: v1\nkind: ConfigMap\nmetadata:\n'
+                           b'  name: w%s-a\ndata:\n  ap: "4"\n' % tag.encode(), fieldManager="ap", force="true"))
+    out.append(await patch(f"{cms}/w{tag}-ap", "application/apply-patch+yaml", b'apiVersion: v1\nkind: ConfigMap\n'
+                           b'metadata:\n  name: w%s-ap\n' % tag.encode(), fieldManager="ap"))  # 201
+    out.append(await patch(a, "application/merge-patch+json", b'{"metadata": {"resourceVersion": "1"}}'))  # 409
+    out.append(await patch(f"{cms}/w{tag}-missing", "application/merge-patch+json", b'{"data": {"m": "1"}}'))  # 404
+    out.append(await patch(a, "application/merge-patch+json", b'{"data": '))  # 400
+    out.append(await patch(a, "application/json-patch+json", b'{"op": "add"}'))  # 400: not a list
+    out.append(await patch(a, "application/merge-patch+json", b'{"data": {"k": 1}}'))  # 400: not a string
+    out.append(await patch(a, "application/merge-patch+json", b'{"data": {"m": "1"}}', alice))  # 403
+    out.append(await patch(a, "application/merge-patch+json", b'{"data": {"x": "1"}}', dryRun="All"))  # 200
+    # Deletes: without a body, with DeleteOptions (preconditions, propagation), dry, missing.
+    out.append(await c.request("DELETE", f"{cms}/w{tag}-e", headers=admin, params={"dryRun": "All"}))  # 200, kept
+    out.append(await c.request("DELETE", f"{cms}/w{tag}-e", headers=admin))  # 200
+    out.append(await c.request("DELETE", a, headers=admin, json={"preconditions": {"resourceVersion": "1"}}))  # 409
+    out.append(await c.request("DELETE", a, headers=admin, json={"kind": "DeleteOptions", "apiVersion": "v1",
+                                                               "propagationPolicy": "Background"}))  # 200
+    out.append(await c.request("DELETE", a, headers=admin))  # 404
+    out.append(await c.request("DELETE", f"{cms}/w{tag}-e", headers=alice))  # 403
+    out.append(await c.request("DELETE", f"{cms}/w{tag}-e", headers={**admin, "Content-Length": "0"}))  # 404
     return out
 
 
@@ -302,6 +342,9 @@ async def _compare(gw: Any, admin: httpx.AsyncClient, old_rv: str, fast_ids: set
         assert _shape(f, "zqf") == _shape(a, "zqa"), (f.request.url, _shape(f, "zqf"), _shape(a, "zqa"))
     codes = Counter(r.status_code for r in fast_w[0])
     assert {200, 201, 400, 401, 403, 404, 409, 422} <= set(codes), codes
+    methods = Counter((r.request.method, r.status_code) for r in fast_w[0])
+    assert {("PATCH", 200), ("PATCH", 201), ("PATCH", 409), ("PATCH", 404), ("PATCH", 400), ("PATCH", 403),
+            ("DELETE", 200), ("DELETE", 409), ("DELETE", 404), ("DELETE", 403)} <= set(methods), methods
     assert len(fast_w[0][8].headers.get_list("Warning")) == 2
     assert fast_w[0][13].status_code == 401 and fast_w[0][13].headers["Connection"] == "close"
     assert "Connection" not in fast_w[0][12].headers
@@ -339,8 +382,9 @@ async def _compare(gw: Any, admin: httpx.AsyncClient, old_rv: str, fast_ids: set
 
     # The same audit records (but IDs, times, and the writes' names). An appended write's record is
     # on its log event: the first create's event is purged once it is updated (retention keeps one
-    # revision), so that one is not compared.
-    fast_w_kept, app_w_kept = fast_w[0][1:], app_w[0][1:]
+    # revision), so that one is not compared, nor the patches and deletes (each object written many
+    # times), which follow the first WRITES_AUDITED writes.
+    fast_w_kept, app_w_kept = fast_w[0][1:WRITES_AUDITED], app_w[0][1:WRITES_AUDITED]
     ids = {r.headers["Audit-Id"] for r in fast_runs[0][0] + app_runs[0][0] + fast_w_kept + app_w_kept}
 
     async def events() -> dict[str, dict[str, Any]]:  # (each tenant's records in its own stream view)

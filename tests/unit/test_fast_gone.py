@@ -46,3 +46,38 @@ def test_the_audit_webhooks_blocking_modes_are_left_to_the_app() -> None:
     scope = {"type": "http", "method": "GET", "path": "/api/v1/namespaces/default/configmaps/x",
              "headers": [(b"authorization", b"Bearer t")], "query_string": b""}
     assert FastPath(ctx, None)._plan(scope) is None
+
+
+async def test_a_queued_body_is_read_without_waiting_and_the_rest_is_waited_for() -> None:
+    """``_read_body``: a body hypercorn already queued is taken at once (no checkpoint); a body
+    whose end is not there yet is waited for, its queued part kept; a disconnect is the client
+    gone; nothing in time is the body timeout."""
+    import pytest
+    import trio.testing
+
+    from gateway._fast import _Gone, _read_body
+    from gateway._status import BodyTimeout
+
+    send, recv = trio.open_memory_channel[Any](10)
+    await send.send({"type": "http.request", "body": b"ab", "more_body": True})
+    await send.send({"type": "http.request", "body": b"c", "more_body": False})
+    with trio.CancelScope() as cs:
+        cs.cancel()  # any checkpoint would raise Cancelled
+        assert await _read_body(recv.receive, 3, 5.0) == b"abc"
+    await send.send({"type": "http.request", "body": b"abc"})
+    assert await _read_body(recv.receive, 3, 5.0) == b"abc"
+
+    async def rest() -> None:
+        await trio.testing.wait_all_tasks_blocked()  # the reader waits for the rest
+        await send.send({"type": "http.request", "body": b"cd", "more_body": False})
+
+    await send.send({"type": "http.request", "body": b"ab", "more_body": True})
+    async with trio.open_nursery() as n:
+        n.start_soon(rest)
+        assert await _read_body(recv.receive, 4, 5.0) == b"abcd"
+    await send.send({"type": "http.request", "body": b"ab", "more_body": True})
+    await send.send({"type": "http.disconnect"})
+    with pytest.raises(_Gone):
+        await _read_body(recv.receive, 4, 5.0)
+    with pytest.raises(BodyTimeout):
+        await _read_body(recv.receive, 4, 0.01)
