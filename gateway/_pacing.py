@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import trio
+import trio.testing
 
 from actors._flowcontrol import flow_tenant
 
@@ -49,6 +50,10 @@ PACE_SLOTS = 2
 #: A slot is taken back from a connection holding it this long (seconds), its request going on: a
 #: client dribbling its request, or a slow answer, cannot keep its tenant's slots.
 HOLD_S = 1.0
+#: A connection given a slot is parsed once the event loop has nothing else to run (no task runnable,
+#: no socket ready: trio's ``wait_all_tasks_blocked``), or after this long (seconds) at the latest:
+#: a flood's rejections are answered in the loop's idle moments, not between a quiet tenant's steps.
+DEFER_MAX_S = 0.05
 #: The probes' paths (kube's mandatory ``probes`` FlowSchema exempts them): never paced.
 _PROBES = ("healthz", "livez", "readyz")
 
@@ -99,13 +104,16 @@ class RejectPacer:
     """Per flow, at most :attr:`slots` rejected connections read at once; the others wait in FIFO
     order (see the module docstring)."""
 
-    def __init__(self, slots: int = PACE_SLOTS) -> None:
+    def __init__(self, slots: int = PACE_SLOTS, defer_max_s: float = DEFER_MAX_S) -> None:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self.slots = slots
+        self.defer_max_s = defer_max_s
         self._flows: dict[str, _Flow] = {}
         self.paced = 0  #: connections that waited for a slot (a counter)
         self.admitted = 0  #: slots taken (a counter)
+        self.deferred = 0  #: slot holders that waited for the loop to be idle (a counter)
+        self.deferred_max = 0  #: of which the loop was not idle within ``defer_max_s`` (a counter)
 
     def waiting(self, key: str | None = None) -> int:
         """Connections waiting for a slot (of ``key``, or of every flow)."""
@@ -148,6 +156,19 @@ class RejectPacer:
                     self._flows.pop(key, None)
             raise
         self.admitted += 1
+
+    async def when_idle(self) -> None:
+        """Wait until the event loop has nothing else to run, at most
+        :attr:`defer_max_s`: a slot's holder calls it before its bytes are parsed, so a paced
+        connection's work runs when no other task waits for the loop (a quiet tenant's request
+        then waits for at most the one step running, not for a flood's whole batch)."""
+        if self.defer_max_s <= 0:
+            return
+        self.deferred += 1
+        with trio.move_on_after(self.defer_max_s) as scope:
+            await trio.testing.wait_all_tasks_blocked()
+        if scope.cancelled_caught:
+            self.deferred_max += 1
 
     def release(self, key: str, source: str = "") -> None:
         """Give a slot of ``key`` back (taken for a connection from ``source``): to the first waiter,

@@ -661,3 +661,65 @@ async def test_a_first_request_is_paced_only_from_an_address_being_paced(monkeyp
             for s in (*streams, same, other):
                 await s.aclose()
             stop.set()
+
+
+async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed() -> None:
+    """After a 429 whose scope carries :data:`ext.PACE_REPLAY` (the gate's), the same bytes again on
+    that connection are handed to the replay, not to h11 and the app: the 429 written by the server
+    (status line with its phrase, the app's headers, Date, the body) and the connection still good
+    for another request; a replay declining (flow control no longer refuses) lets the request be
+    parsed and served as usual; other bytes are never replayed."""
+    config = _config()
+    state = {"app": 0, "replays": 0, "refuse": True}
+    stop = trio.Event()
+
+    async def replay(send: Any) -> bool:
+        state["replays"] += 1
+        if not state["refuse"]:
+            return False
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return True
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return await _app({}, scope, receive, send)
+        state["app"] += 1
+        if scope["path"].endswith("/flood"):
+            scope[ext.PACE_REPLAY] = replay
+        return await _app({}, scope, receive, send)
+
+    async def raw(stream: trio.SocketStream, data: bytes) -> bytes:
+        await stream.send_all(data)
+        buf = b""
+        while not buf.endswith((b"no", b"ok")):
+            chunk = await stream.receive_some(4096)
+            assert chunk
+            buf += chunk
+        return buf
+
+    flood = b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with trio.open_nursery() as n:
+        port = await _start(n, app, config, stop)
+        s = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(10):
+            assert (await raw(s, flood)).startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
+            for _ in range(3):
+                answer = await raw(s, flood)
+                head, _, body = answer.partition(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                assert lines[0] == b"HTTP/1.1 429 Too Many Requests" and body == b"no"
+                assert {b"content-length: 2", b"retry-after: 3"} <= set(lines)
+                assert any(ln.startswith(b"date: ") for ln in lines)
+            assert state == {"app": 1, "replays": 3, "refuse": True}
+            assert await _exchange(s, "/clusters/a/flood?other") == 429  # other bytes: parsed
+            assert state["app"] == 2 and state["replays"] == 3
+            state["refuse"] = False  # the replay declines: parsed and served as any request
+            assert (await raw(s, b"GET /clusters/a/flood?other HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
+                b"HTTP/1.1 429 ")
+            assert state["app"] == 3 and state["replays"] == 4
+            assert await _exchange(s, "/clusters/a/x") == 200  # h11 between requests all along
+            assert config.pacer._flows == {}
+        await s.aclose()
+        stop.set()
