@@ -15,7 +15,8 @@ cores). Two tenants (logical clusters), each with one user:
 - tenant B GETs one ConfigMap open-loop at 5% of the capacity, round robin over the gateways.
 
 Printed: the capacity, A's offered and sent rates as multiples of it, A's 429s (and that they carry
-Retry-After and the PF headers), B's p50/p99 unloaded and under the flood and whether p99 stayed
+Retry-After and the PF headers), B's p50/p99 unloaded, beside A at capacity (closed loop, no
+rejections: what A's admitted requests alone cost B) and under the flood, and whether p99 stayed
 within 2x, the gateways' CPU under the flood, B's share of the requests dispatched under the flood,
 the seat lease round trips per request dispatched (with leases) and the load average; for B12 also
 the reject path's cost alone (A's flow moved to a level that rejects everything, wrk GETs: gateway
@@ -356,6 +357,11 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
     rate_b = max(1.0, 0.05 * cap)
     stages0: dict[str, list[float]] = {}
     unloaded, codes0 = await _quiet(urls, rate_b, seconds, stages0)
+    # B beside A at capacity (closed loop, as measured: no rejections): the part of B's latency under
+    # the flood that A's admitted requests cause (they share the gateway's one event loop with B's).
+    async with trio.open_nursery() as n:
+        n.start_soon(_capacity, urls, seconds)
+        saturated, _codes = await _quiet(urls, rate_b, seconds)
     w0 = await _b_wait(gws)
     # The flood: open loop, ``flood_x`` times the capacity over all gateways (split evenly), for
     # the quiet phase plus 2 s to establish; bounded by ``flood_conns`` connections per gateway.
@@ -439,6 +445,8 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         "b_loaded_p50_ms": round(_pct(loaded, 50) * 1000, 2),
         "b_loaded_p99_ms": round(_pct(loaded, 99) * 1000, 2),
         "b_codes_unloaded": codes0, "b_codes_loaded": codes1,
+        "b_saturated_p50_ms": round(_pct(saturated, 50) * 1000, 2),
+        "b_saturated_p99_ms": round(_pct(saturated, 99) * 1000, 2),
         "b_stages_unloaded": _stage_summary(stages0), "b_stages_loaded": _stage_summary(stages1),
         # The gateways' CPU under the flood, and per request they answered (mostly 429s).
         "gateway_cpu_cores_under_flood": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2),
@@ -553,6 +561,8 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
             f"B p50 {r['b_unloaded_p50_ms']:.0f} -> {r['b_loaded_p50_ms']:.0f} ms, "
             f"p99 {r['b_unloaded_p99_ms']:.0f} -> {r['b_loaded_p99_ms']:.0f} ms, B codes {r['b_codes_loaded']}, "
             f"B's mean wait in flow control's queues {r.get('b_apf_wait_mean_ms')} ms; "
+            f"B beside A at capacity without the flood (closed loop, no 429s): p50 {r.get('b_saturated_p50_ms')} ms, "
+            f"p99 {r.get('b_saturated_p99_ms')} ms; "
             f"gateway CPU {r['gateway_cpu_cores_under_flood']} cores under the flood")
     if r.get("b_share_of_dispatched") is not None:
         note += f"; B's share of the requests dispatched under the flood {r['b_share_of_dispatched']:.1%}"
