@@ -78,13 +78,13 @@ class _Gw:
 
 
 async def _start(data: Path, nats_url: str, inflight: int, mutating: int, fleet_period_s: float,
-                 fleet_leases_s: float = 0.0) -> _Gw:
+                 fleet_leases_s: float = 0.0, extra_args: tuple[str, ...] = ()) -> _Gw:
     tokens = data.parent / "tokens.csv"
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data), "--port", "0",
          "--insecure-port", "0", "--token-file", str(tokens), "--nats-url", nats_url,
          "--max-requests-inflight", str(inflight), "--max-mutating-requests-inflight", str(mutating),
-         "--apf-fleet-period", str(fleet_period_s), "--apf-fleet-leases", str(fleet_leases_s)],
+         "--apf-fleet-period", str(fleet_period_s), "--apf-fleet-leases", str(fleet_leases_s), *extra_args],
         stdout=subprocess.PIPE)
     assert proc.stdout is not None
     buf = b""
@@ -322,7 +322,7 @@ async def reject_cost(gw: _Gw, data: Path, seconds: float = 5.0, conns: int = 64
 async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *, gateways: int = 1,
                profile: Path | None = None, only_reject_cost: bool = False, fleet_period_s: float = 1.0,
                work_dir: Path | None = None, flood_x: float = FLOOD_X,
-               fleet_leases_s: float = 0.0) -> dict[str, Any]:
+               fleet_leases_s: float = 0.0, serve_args: tuple[str, ...] = ()) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="jetkube-b12-", dir=work_dir))
     (data / "tokens.csv").write_text(f"{A_TOKEN},{A_USER},u-a\n{B_TOKEN},{B_USER},u-b\n")
     gws: list[_Gw] = []
@@ -330,7 +330,7 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *
         try:
             for i in range(gateways):
                 gws.append(await _start(data / f"jk{i + 1}", nats_url, inflight, mutating, fleet_period_s,
-                                        fleet_leases_s))
+                                        fleet_leases_s, serve_args))
             await _setup(gws)
             if only_reject_cost:
                 return await reject_cost(gws[0], data)
@@ -609,10 +609,13 @@ if __name__ == "__main__":
                     help="py-spy the (first) gateway under the flood; the folded profile to FILE (JSON)")
     ap.add_argument("--reject-cost-only", action="store_true",
                     help="only the reject path's cost (A on a level that rejects; wrk GETs)")
+    ap.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                    help="an extra flag for the gateways' `jetkube serve` (repeatable), e.g. "
+                         "--serve-arg=--audit-policy-file=FILE")
     ns = ap.parse_args()
     print(json.dumps(trio.run(lambda: main(
         ns.seconds, ns.flood_conns, ns.max_requests_inflight, ns.max_mutating_requests_inflight,
         gateways=ns.gateways, profile=ns.profile, only_reject_cost=ns.reject_cost_only,
         fleet_period_s=ns.apf_fleet_period, flood_x=ns.flood_x,
         fleet_leases_s=(FLEET_LEASES_S if ns.gateways > 1 else 0.0) if ns.apf_fleet_leases is None
-        else ns.apf_fleet_leases)), indent=1))
+        else ns.apf_fleet_leases, serve_args=tuple(ns.serve_arg))), indent=1))
