@@ -24,7 +24,9 @@
   connection that reads the state at its deadline, instead of hypercorn's task started at every
   response's end and cancelled at every request's start.
 - Pacing of rejected connections (gateway/_pacing.py): after a 429 a connection's next request is
-  read once its tenant has a slot (:meth:`ClientCertTCPServer._read_data`).
+  read once its tenant has a slot and the loop is idle (:meth:`ClientCertTCPServer._read_data`);
+  the same request again, byte for byte, is handed to the app's replay (:data:`PACE_REPLAY`, the
+  reject gate's) before h11 parses it, and its 429 written by :class:`_ReplaySend`.
 - The loop probe's per-connection marks (gateway/_loopprobe.py, ``JETKUBE_LOOP_PROBE_TRACE``).
 
 Client certificates are requested, not verified, in the handshake, as kube-apiserver's
