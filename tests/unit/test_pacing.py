@@ -723,3 +723,33 @@ async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed()
             assert config.pacer._flows == {}
         await s.aclose()
         stop.set()
+
+
+async def test_a_slot_holder_waits_for_an_idle_loop_at_most_defer_max_s() -> None:
+    """``when_idle``: on an idle loop it returns at once; while another task keeps the run queue busy
+    it waits, but for ``defer_max_s`` at most (a flood's rejections are never starved)."""
+    pacer = RejectPacer(defer_max_s=0.05)
+    t0 = trio.current_time()
+    await pacer.when_idle()
+    assert pacer.deferred == 1 and pacer.deferred_max == 0 and trio.current_time() - t0 < 0.05
+    busy_until = trio.current_time() + 5.0
+    spins = 0
+
+    async def busy() -> None:
+        nonlocal spins
+        while trio.current_time() < busy_until:
+            spins += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as n:
+        n.start_soon(busy)
+        await trio.lowlevel.checkpoint()
+        t0 = trio.current_time()
+        with trio.fail_after(2):
+            await pacer.when_idle()
+        waited = trio.current_time() - t0
+        n.cancel_scope.cancel()
+    assert pacer.deferred == 2 and pacer.deferred_max == 1 and 0.05 <= waited < 2 and spins > 10
+    off = RejectPacer(defer_max_s=0)  # 0: no deferral
+    await off.when_idle()
+    assert off.deferred == 0
