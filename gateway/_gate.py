@@ -204,11 +204,15 @@ class Gate:
         metrics, log line and audit record; its authentication, route and flow taken from the first
         answer, its user authenticated again) and return True; else False, and the request is parsed and
         served as any other."""
-        pipeline = self.ctx.pipeline
+        ctx = self.ctx
+        pipeline = ctx.pipeline
         fc = pipeline.flow_control
-        audit = self.ctx.audit
+        audit = ctx.audit
         if not fc.rejecting() or (audit is not None and audit.blocking is not None):
             return False
+        rdef = route.rdef if route.kind == "resource" else None
+        if rdef is not None and ctx.registry.for_tenant(req.tenant).get(rdef.group, rdef.version, rdef.plural) is not rdef:
+            return False  # its kind changed (a CRD's): routed again
         adm = Admission()
         retry_after_s = fc.refuse_nowait(req, adm)
         if not retry_after_s:
