@@ -753,3 +753,52 @@ async def test_a_slot_holder_waits_for_an_idle_loop_at_most_defer_max_s() -> Non
     off = RejectPacer(defer_max_s=0)  # 0: no deferral
     await off.when_idle()
     assert off.deferred == 0
+
+
+async def test_the_gates_replay_answers_only_what_it_would_answer_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Gate._replay`` answers (through ``_reject``) only while flow control refuses the request now,
+    its user authenticates as before and its kind is still the tenant's; else it declines and the
+    request is parsed and served as any other."""
+    from types import SimpleNamespace
+
+    from gateway._gate import _UNAUTHENTICATED, Gate
+
+    answered: list[int] = []
+
+    async def reject(self: Gate, scope: Any, send: Any, req: Any, route: Any, adm: Any, retry_after_s: int,
+                     q: Any, headers: Any) -> None:
+        answered.append(retry_after_s)
+
+    monkeypatch.setattr(Gate, "_reject", reject)
+    rdef = SimpleNamespace(group="", version="v1", plural="configmaps")
+    world = {"rejecting": True, "retry": 7, "user": "alice", "kind": rdef, "blocking": None}
+
+    def authenticate(base: Any) -> Any:
+        if world["user"] is None:
+            raise ValueError("401")
+        return SimpleNamespace(user=world["user"])
+
+    kinds = SimpleNamespace(get=lambda g, v, p: world["kind"])
+    ctx = SimpleNamespace(
+        pipeline=SimpleNamespace(authenticate=authenticate, flow_control=SimpleNamespace(
+            rejecting=lambda: world["rejecting"], refuse_nowait=lambda req, adm: world["retry"])),
+        audit=None, registry=SimpleNamespace(for_tenant=lambda t: kinds))
+    gate = Gate(ctx, None)
+    req = SimpleNamespace(user="alice", tenant="t1")
+    route = SimpleNamespace(kind="resource", rdef=rdef)
+    scope = {_UNAUTHENTICATED: object()}
+
+    async def replay() -> bool:
+        return await gate._replay(scope, req, route, {}, {}, None)
+
+    assert await replay() and answered == [7]
+    for change, value in (("rejecting", False), ("retry", 0), ("user", "mallory"), ("user", None),
+                          ("kind", SimpleNamespace(group="", version="v1", plural="configmaps"))):
+        before = world[change]
+        world[change] = value
+        assert not await replay(), change
+        world[change] = before
+    ctx.audit = SimpleNamespace(blocking="blocking")  # the audit webhook's blocking modes: the app's
+    assert not await replay()
+    ctx.audit = None
+    assert await replay() and answered == [7, 7]
