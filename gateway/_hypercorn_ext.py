@@ -436,6 +436,7 @@ class ClientCertTCPServer(TCPServer):
                             await pacer.acquire(key, source)
                             proto.when_responding(partial(pacer.release, key, source))
                             proto.when_responding(self._pace_done)
+                            await pacer.when_due(key)  # at most PACE_RATE a second per tenant
                             await pacer.when_idle()  # parsed when nothing else waits for the loop
                         finally:
                             self._pacing = False

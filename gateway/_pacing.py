@@ -62,6 +62,10 @@ HOLD_S = 1.0
 #: (With 50 ms, on a loop never idle — two gateways each given 0.12 cores at load 9 — a tenant's 2
 #: slots passed 40 connections a second and 214 of the flood's requests waited over 20 s.)
 DEFER_MAX_S = 0.01
+#: At most this many paced connections of one flow are let on per second (their slots handed out at
+#: most this often): a flood answered faster only sends faster (each 429 brings the next request at
+#: once), so the slots bound the flood's concurrency and this its rate, so its share of the loop.
+PACE_RATE = 200.0
 #: The probes' paths (kube's mandatory ``probes`` FlowSchema exempts them): never paced.
 _PROBES = ("healthz", "livez", "readyz")
 
@@ -104,6 +108,7 @@ def first_request_key(data: bytes) -> str | None:
 class _Flow:
     busy: int = 0
     waiters: deque[trio.Event] = field(default_factory=deque)
+    next_at: float = 0.0  #: when the next slot holder may go on (:meth:`RejectPacer.when_due`)
     #: The client addresses of the connections holding or waiting for a slot, and how many each.
     sources: dict[str, int] = field(default_factory=dict)
 
@@ -112,11 +117,12 @@ class RejectPacer:
     """Per flow, at most :attr:`slots` rejected connections read at once; the others wait in FIFO
     order (see the module docstring)."""
 
-    def __init__(self, slots: int = PACE_SLOTS, defer_max_s: float = DEFER_MAX_S) -> None:
+    def __init__(self, slots: int = PACE_SLOTS, defer_max_s: float = DEFER_MAX_S, rate: float = PACE_RATE) -> None:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self.slots = slots
         self.defer_max_s = defer_max_s
+        self.rate = rate
         self._flows: dict[str, _Flow] = {}
         self.paced = 0  #: connections that waited for a slot (a counter)
         self.admitted = 0  #: slots taken (a counter)
@@ -164,6 +170,18 @@ class RejectPacer:
                     self._flows.pop(key, None)
             raise
         self.admitted += 1
+
+    async def when_due(self, key: str) -> None:
+        """Wait until ``key``'s flow may let its next slot holder on: at most :attr:`rate` a second
+        (0: no bound). The caller holds a slot of ``key``."""
+        f = self._flows.get(key)
+        if f is None or self.rate <= 0:
+            return
+        now = trio.current_time()
+        at = max(now, f.next_at)
+        f.next_at = at + 1.0 / self.rate
+        if at > now:
+            await trio.sleep_until(at)
 
     async def when_idle(self) -> None:
         """Wait until the event loop has nothing else to run, at most

@@ -802,3 +802,22 @@ async def test_the_gates_replay_answers_only_what_it_would_answer_now(monkeypatc
     assert not await replay()
     ctx.audit = None
     assert await replay() and answered == [7, 7]
+
+
+async def test_a_flows_slot_holders_go_on_at_most_rate_a_second(autojump_clock: trio.testing.MockClock) -> None:
+    """``when_due``: a flow's slot holders go on at most ``rate`` a second (a flood answered faster
+    would only send faster); another flow has its own pace."""
+    pacer = RejectPacer(slots=2, rate=10.0)
+    t0 = trio.current_time()
+    await pacer.acquire("a")
+    times = []
+    for _ in range(5):
+        await pacer.when_due("a")
+        times.append(round(trio.current_time() - t0, 6))
+    assert times == [0.0, 0.1, 0.2, 0.3, 0.4]
+    await pacer.acquire("b")
+    await pacer.when_due("b")  # its own pace: at once
+    assert round(trio.current_time() - t0, 6) == 0.4
+    pacer.release("b")
+    pacer.release("a")
+    assert pacer._flows == {}
