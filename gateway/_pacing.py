@@ -28,6 +28,10 @@ otherwise put all their first requests on the loop together — before that, the
 latency stayed within 2x only once every flood connection had had its first answer. Only HTTP/1.x
 connections are paced (HTTP/2 streams share a connection).
 
+A flow's slots are also handed on at most :data:`PACE_RATE` a second (:meth:`RejectPacer.when_due`):
+a 429 answered faster only brings the flood's next request sooner, so concurrency alone does not
+bound the share of the loop a flood's rejections take; the rate does (a client told ``Retry-After``
+seconds is read again sooner than it was told, but no longer at once).
 A connection given a slot is parsed in one of the event loop's idle moments (:meth:`RejectPacer.when_idle`:
 no task runnable, no socket ready; at most :data:`DEFER_MAX_S` later), so a flood's rejections run
 when nothing else waits for the loop. And the same request again, byte for byte (a flood's requests
