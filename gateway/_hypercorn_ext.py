@@ -277,7 +277,7 @@ class _ConnScope:
 def _one_head(proto: ReasonPhraseH11Protocol, data: bytes) -> bool:
     """Whether ``data`` is one whole request head read at once, h11 between requests (nothing buffered)."""
     conn = proto.connection
-    return (conn.their_state is h11.IDLE and data.find(b"\r\n\r\n") == len(data) - 4
+    return (conn.their_state is h11.IDLE and data.endswith(b"\r\n\r\n") and data.find(b"\r\n\r\n") == len(data) - 4
             and not conn.trailing_data[0])
 
 
