@@ -15,7 +15,8 @@ cores). Two tenants (logical clusters), each with one user:
 - tenant B GETs one ConfigMap open-loop at 5% of the capacity, round robin over the gateways.
 
 Printed: the capacity, A's offered and sent rates as multiples of it, A's 429s (and that they carry
-Retry-After and the PF headers), B's p50/p99 unloaded and under the flood and whether p99 stayed
+Retry-After and the PF headers), B's p50/p99 unloaded, beside A at capacity (closed loop, no
+rejections: what A's admitted requests alone cost B) and under the flood, and whether p99 stayed
 within 2x, the gateways' CPU under the flood, B's share of the requests dispatched under the flood,
 the seat lease round trips per request dispatched (with leases) and the load average; for B12 also
 the reject path's cost alone (A's flow moved to a level that rejects everything, wrk GETs: gateway
@@ -77,13 +78,13 @@ class _Gw:
 
 
 async def _start(data: Path, nats_url: str, inflight: int, mutating: int, fleet_period_s: float,
-                 fleet_leases_s: float = 0.0) -> _Gw:
+                 fleet_leases_s: float = 0.0, extra_args: tuple[str, ...] = ()) -> _Gw:
     tokens = data.parent / "tokens.csv"
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data), "--port", "0",
          "--insecure-port", "0", "--token-file", str(tokens), "--nats-url", nats_url,
          "--max-requests-inflight", str(inflight), "--max-mutating-requests-inflight", str(mutating),
-         "--apf-fleet-period", str(fleet_period_s), "--apf-fleet-leases", str(fleet_leases_s)],
+         "--apf-fleet-period", str(fleet_period_s), "--apf-fleet-leases", str(fleet_leases_s), *extra_args],
         stdout=subprocess.PIPE)
     assert proc.stdout is not None
     buf = b""
@@ -321,7 +322,7 @@ async def reject_cost(gw: _Gw, data: Path, seconds: float = 5.0, conns: int = 64
 async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *, gateways: int = 1,
                profile: Path | None = None, only_reject_cost: bool = False, fleet_period_s: float = 1.0,
                work_dir: Path | None = None, flood_x: float = FLOOD_X,
-               fleet_leases_s: float = 0.0) -> dict[str, Any]:
+               fleet_leases_s: float = 0.0, serve_args: tuple[str, ...] = ()) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="jetkube-b12-", dir=work_dir))
     (data / "tokens.csv").write_text(f"{A_TOKEN},{A_USER},u-a\n{B_TOKEN},{B_USER},u-b\n")
     gws: list[_Gw] = []
@@ -329,7 +330,7 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *
         try:
             for i in range(gateways):
                 gws.append(await _start(data / f"jk{i + 1}", nats_url, inflight, mutating, fleet_period_s,
-                                        fleet_leases_s))
+                                        fleet_leases_s, serve_args))
             await _setup(gws)
             if only_reject_cost:
                 return await reject_cost(gws[0], data)
@@ -356,6 +357,11 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
     rate_b = max(1.0, 0.05 * cap)
     stages0: dict[str, list[float]] = {}
     unloaded, codes0 = await _quiet(urls, rate_b, seconds, stages0)
+    # B beside A at capacity (closed loop, as measured: no rejections): the part of B's latency under
+    # the flood that A's admitted requests cause (they share the gateway's one event loop with B's).
+    async with trio.open_nursery() as n:
+        n.start_soon(_capacity, urls, seconds)
+        saturated, _codes = await _quiet(urls, rate_b, seconds)
     w0 = await _b_wait(gws)
     # The flood: open loop, ``flood_x`` times the capacity over all gateways (split evenly), for
     # the quiet phase plus 2 s to establish; bounded by ``flood_conns`` connections per gateway.
@@ -439,6 +445,8 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         "b_loaded_p50_ms": round(_pct(loaded, 50) * 1000, 2),
         "b_loaded_p99_ms": round(_pct(loaded, 99) * 1000, 2),
         "b_codes_unloaded": codes0, "b_codes_loaded": codes1,
+        "b_saturated_p50_ms": round(_pct(saturated, 50) * 1000, 2),
+        "b_saturated_p99_ms": round(_pct(saturated, 99) * 1000, 2),
         "b_stages_unloaded": _stage_summary(stages0), "b_stages_loaded": _stage_summary(stages1),
         # The gateways' CPU under the flood, and per request they answered (mostly 429s).
         "gateway_cpu_cores_under_flood": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2),
@@ -553,6 +561,8 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
             f"B p50 {r['b_unloaded_p50_ms']:.0f} -> {r['b_loaded_p50_ms']:.0f} ms, "
             f"p99 {r['b_unloaded_p99_ms']:.0f} -> {r['b_loaded_p99_ms']:.0f} ms, B codes {r['b_codes_loaded']}, "
             f"B's mean wait in flow control's queues {r.get('b_apf_wait_mean_ms')} ms; "
+            f"B beside A at capacity without the flood (closed loop, no 429s): p50 {r.get('b_saturated_p50_ms')} ms, "
+            f"p99 {r.get('b_saturated_p99_ms')} ms; "
             f"gateway CPU {r['gateway_cpu_cores_under_flood']} cores under the flood")
     if r.get("b_share_of_dispatched") is not None:
         note += f"; B's share of the requests dispatched under the flood {r['b_share_of_dispatched']:.1%}"
@@ -599,10 +609,13 @@ if __name__ == "__main__":
                     help="py-spy the (first) gateway under the flood; the folded profile to FILE (JSON)")
     ap.add_argument("--reject-cost-only", action="store_true",
                     help="only the reject path's cost (A on a level that rejects; wrk GETs)")
+    ap.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                    help="an extra flag for the gateways' `jetkube serve` (repeatable), e.g. "
+                         "--serve-arg=--audit-policy-file=FILE")
     ns = ap.parse_args()
     print(json.dumps(trio.run(lambda: main(
         ns.seconds, ns.flood_conns, ns.max_requests_inflight, ns.max_mutating_requests_inflight,
         gateways=ns.gateways, profile=ns.profile, only_reject_cost=ns.reject_cost_only,
         fleet_period_s=ns.apf_fleet_period, flood_x=ns.flood_x,
         fleet_leases_s=(FLEET_LEASES_S if ns.gateways > 1 else 0.0) if ns.apf_fleet_leases is None
-        else ns.apf_fleet_leases)), indent=1))
+        else ns.apf_fleet_leases, serve_args=tuple(ns.serve_arg))), indent=1))

@@ -40,7 +40,7 @@ from . import _history as history
 from . import _loopprobe as loopprobe
 from . import _ui as ui
 from ._audit import AUDIT_EVENTS_PATH, AuditNote, audit_request
-from ._hypercorn_ext import PACE_KEY, PACE_RELEASE, PROBE_MARKS
+from ._hypercorn_ext import PACE_KEY, PACE_RELEASE, PACE_REPLAY, PROBE_MARKS
 from ._logging import begin_request, note_user
 from ._metrics import request_labels
 from ._pacing import pace_key
@@ -48,6 +48,10 @@ from ._routes import parse, split_tenant
 from ._status import status_for
 
 _READS = ("GET", "HEAD")
+#: What :meth:`Gate._reject` reads of a scope (a replay's scope keeps these only).
+_REPLAY_SCOPE = frozenset(("type", "method", "path", "raw_path", "query_string", "client"))
+#: The scope key of the request the gate authenticated, as it was before (see :meth:`Gate._replay`).
+_UNAUTHENTICATED = "jetkube.gate_unauthenticated"
 #: The scope key of a request the gate authenticated (an ``actors.Request`` with its user; no
 #: impersonation, front proxy or client certificate): see the module docstring.
 AUTHENTICATED = "jetkube.authenticated"
@@ -156,14 +160,15 @@ class Gate:
             q.setdefault(k, v)
         method = scope["method"]
         client = scope.get("client")
+        base = Request(verb=method.lower(), token=token, audit_id="", source=(client or ["<local>"])[0],
+                       user_agent=headers.get(b"user-agent", b"").decode("latin-1"), query=q, path=inner, tenant=tenant)
         try:
-            who = ctx.pipeline.authenticate(Request(
-                verb=method.lower(), token=token, audit_id="", source=(client or ["<local>"])[0],
-                user_agent=headers.get(b"user-agent", b"").decode("latin-1"), query=q, path=inner, tenant=tenant))
+            who = ctx.pipeline.authenticate(base)
         except Exception:  # noqa: BLE001 - a 401/403/400: the app answers it
             return None
         if who.user is None:
             return None
+        scope[_UNAUTHENTICATED] = base  # (a rejection's replay authenticates it again)
         scope[AUTHENTICATED] = who  # not refused: the request goes on authenticated
         if not await tenant_exists(ctx.projection, tenant):
             return None  # (a known tenant does not wait: the projection has it)
@@ -191,10 +196,49 @@ class Gate:
             return None
         return req, route, adm, retry_after_s, q, headers
 
+    async def _replay(self, scope: Any, req: Request, route: Any, q: dict[str, str], headers: dict[bytes, bytes],
+                      send: Any) -> bool:
+        """The same request again, byte for byte, on the connection this gate just answered 429
+        (gateway/_hypercorn_ext.py: a paced connection's next bytes, before they are parsed): if flow
+        control refuses it now, answer it through ``send`` as :meth:`_reject` does (the same 429,
+        metrics, log line and audit record; its authentication, route and flow taken from the first
+        answer, its user authenticated again) and return True; else False, and the request is parsed and
+        served as any other."""
+        ctx = self.ctx
+        pipeline = ctx.pipeline
+        fc = pipeline.flow_control
+        audit = ctx.audit
+        if not fc.rejecting() or (audit is not None and audit.blocking is not None):
+            return False
+        rdef = route.rdef if route.kind == "resource" else None
+        if rdef is not None and ctx.registry.for_tenant(req.tenant).get(rdef.group, rdef.version, rdef.plural) is not rdef:
+            return False  # its kind changed (a CRD's): routed again
+        adm = Admission()
+        retry_after_s = fc.refuse_nowait(req, adm)
+        if not retry_after_s:
+            return False
+        # Authenticated again, as every request: a token revoked since is the app's (401). (Only then:
+        # a request flow control lets through is authenticated once, by the gate or the app.)
+        try:
+            who = pipeline.authenticate(scope[_UNAUTHENTICATED])
+        except Exception:  # noqa: BLE001 - a 401/403/400: the app answers it
+            return False
+        if who.user != req.user:
+            return False
+        await self._reject(scope, send, req, route, adm, retry_after_s, q, headers)
+        return True
+
     async def _reject(self, scope: Any, send: Any, req: Request, route: Any, adm: Admission, retry_after_s: int,
                       q: dict[str, str], headers: dict[bytes, bytes]) -> None:
-        """The handler's 429, its metrics, request-log line and audit record."""
+        """The handler's 429, its metrics, request-log line and audit record. The scope gets
+        :data:`PACE_REPLAY`: the same request again on this connection is answered by
+        :meth:`_replay` before it is parsed."""
         ctx = self.ctx
+        if PACE_REPLAY not in scope:  # (a replay's scope, a copy, has it: None)
+            copy = {k: v for k, v in scope.items() if k in _REPLAY_SCOPE}
+            copy[PACE_REPLAY] = None
+            copy[_UNAUTHENTICATED] = scope[_UNAUTHENTICATED]
+            scope[PACE_REPLAY] = functools.partial(self._replay, copy, req, route, q, headers)
         metrics = ctx.metrics
         received = now_micro()
         started = time.perf_counter()

@@ -24,7 +24,9 @@
   connection that reads the state at its deadline, instead of hypercorn's task started at every
   response's end and cancelled at every request's start.
 - Pacing of rejected connections (gateway/_pacing.py): after a 429 a connection's next request is
-  read once its tenant has a slot (:meth:`ClientCertTCPServer._read_data`).
+  read once its tenant has a slot and the loop is idle (:meth:`ClientCertTCPServer._read_data`);
+  the same request again, byte for byte, is handed to the app's replay (:data:`PACE_REPLAY`, the
+  reject gate's) before h11 parses it, and its 429 written by :class:`_ReplaySend`.
 - The loop probe's per-connection marks (gateway/_loopprobe.py, ``JETKUBE_LOOP_PROBE_TRACE``).
 
 Client certificates are requested, not verified, in the handshake, as kube-apiserver's
@@ -53,7 +55,7 @@ import sys
 import time
 import types
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from http import HTTPStatus
 from itertools import chain
@@ -109,11 +111,21 @@ class ReasonPhraseH11Protocol(H11Protocol):
     request_scope: dict[str, Any] | None = None
     #: What to do when this connection's next response starts (give back its tenant's pacing slot), once.
     on_response: list[Callable[[], None]] | None = None
+    #: The bytes of the request being served if they were one whole bodiless request head read at once
+    #: (set by the read loop, :class:`ClientCertTCPServer`), else None.
+    last_data: bytes | None = None
+    #: After a 429 the app can answer again without parsing (the scope's :data:`PACE_REPLAY`): (the
+    #: rejected request's bytes, the app's replay); the read loop calls it when the same bytes come.
+    replay: tuple[bytes, Callable[[Any], Awaitable[bool]]] | None = None
 
     def _on_response(self, event: Response) -> None:
         self.released()
+        self.replay = None
         if event.status_code == 429 and self.request_scope is not None and any(k == b"retry-after" for k, _ in event.headers):
             self.rejected = self.request_scope.get(PACE_KEY)
+            again = self.request_scope.get(PACE_REPLAY)
+            if again is not None and self.last_data is not None:
+                self.replay = (self.last_data, again)
 
     def released(self) -> None:
         """Run (and forget) what waits for the next response's start."""
@@ -226,6 +238,10 @@ PROBE_MARKS = "jetkube.probe_marks"
 #: control charges it to; None: never paced), set by the app (gateway/_gate.py) for every request:
 #: a connection answered 429 with Retry-After is paced by it.
 PACE_KEY = "jetkube.pace_key"
+#: The scope key of the app's "answer this request again" (gateway/_gate.py ``Gate._replay``), set with a
+#: 429: called with an ASGI ``send`` when the same request (byte for byte) comes again on the
+#: connection, before it is parsed; True: answered (again a 429), False: parse and serve it as usual.
+PACE_REPLAY = "jetkube.pace_replay"
 #: The scope key of a paced request's "give the slot back now" (gateway/_pacing.py): the app calls it
 #: once it will not answer at once with a rejection (the request goes on to wait in flow control's
 #: queues, not runnable, or to be served); else the slot goes back when the answer starts.
@@ -256,6 +272,36 @@ class _ConnScope:
             if h11p.on_response:
                 scope[PACE_RELEASE] = h11p.released
         await self.inner(scope, receive, send, sync_spawn, call_soon)
+
+
+def _one_head(proto: ReasonPhraseH11Protocol, data: bytes) -> bool:
+    """Whether ``data`` is one whole request head read at once, h11 between requests (nothing buffered)."""
+    conn = proto.connection
+    return (conn.their_state is h11.IDLE and data.endswith(b"\r\n\r\n") and data.find(b"\r\n\r\n") == len(data) - 4
+            and not conn.trailing_data[0])
+
+
+class _ReplaySend:
+    """The ASGI ``send`` of a replayed 429 (:data:`PACE_REPLAY`): the head encoded here (the reason
+    phrase, the app's headers, hypercorn's Date and Server), written with the body in one write; h11
+    never sees the request or its answer, so its state stays between requests."""
+
+    __slots__ = ("head", "proto", "server")
+
+    def __init__(self, server: ClientCertTCPServer, proto: ReasonPhraseH11Protocol) -> None:
+        self.server, self.proto, self.head = server, proto, b""
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.proto.released()  # the answer starts: the pacing slot goes back
+            status = message["status"]
+            out = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b""))]
+            for k, v in chain(message["headers"], self.server.config.response_headers("h11")):
+                out += (k, b": ", v, b"\r\n")
+            out.append(b"\r\n")
+            self.head = b"".join(out)
+        elif message["type"] == "http.response.body":
+            await self.server.protocol_send(RawData(data=self.head + message.get("body", b"")))
 
 
 class _StartSoon:
@@ -388,8 +434,16 @@ class ClientCertTCPServer(TCPServer):
                         self._pacing = True  # waiting for a slot: not closed as idle meanwhile
                         try:
                             await pacer.acquire(key, source)
+                            proto.when_responding(partial(pacer.release, key, source))
+                            proto.when_responding(self._pace_done)
+                            await pacer.when_due(key)  # at most PACE_RATE a second per tenant
+                            await pacer.when_idle()  # parsed when nothing else waits for the loop
                         finally:
                             self._pacing = False
+                        if await self._replayed(proto, data):
+                            proto.rejected = key  # answered 429 again: its next request is paced too
+                            self._idle_since = trio.current_time()
+                            continue
                         if self._idle_since is not None:
                             # Still idle until these bytes complete a request head: the keep-alive
                             # timer applies from now (a client sending part of a head and stopping is
@@ -397,13 +451,13 @@ class ClientCertTCPServer(TCPServer):
                             self._idle_since = trio.current_time()
                             if self._idle_wake is not None:
                                 self._idle_wake.set()
-                        proto.when_responding(partial(pacer.release, key, source))
-                        proto.when_responding(self._pace_done)
                         self._pace_deadline = trio.current_time() + HOLD_S
                         if self._watch_scope is not None:
                             self._watch_scope.deadline = min(self._watch_scope.deadline, self._pace_deadline)
                 first = False
                 self._read = loopprobe.mark()
+                if h11p is not None:
+                    h11p.last_data = data if _one_head(h11p, data) else None
                 await self.protocol.handle(RawData(bytes(data)))
                 if data == b"":
                     break
@@ -412,6 +466,20 @@ class ClientCertTCPServer(TCPServer):
                 h11p.released()  # a slot still held: the connection ended before its answer
             self._end_idle_timer()
         await self.protocol.handle(Closed())
+
+    async def _replayed(self, proto: ReasonPhraseH11Protocol, data: bytes) -> bool:
+        """Whether the app answered ``data`` (a paced connection's next bytes) again without their
+        being parsed: the same bytes as the request it just rejected, h11 between requests, the
+        connection's request count below hypercorn's limit (its answer would close the connection)."""
+        replay = proto.replay
+        conn = proto.connection
+        if (replay is None or data != replay[0] or conn.our_state is not h11.IDLE or conn.their_state is not h11.IDLE
+                or proto.keep_alive_requests + 1 >= self.config.keep_alive_max_requests):
+            return False
+        if not await replay[1](_ReplaySend(self, proto)):
+            return False
+        proto.keep_alive_requests += 1
+        return True
 
     def _end_idle_timer(self) -> None:
         """Let the idle-timer task end: no request can follow once the read loop has ended. (A client

@@ -28,6 +28,16 @@ otherwise put all their first requests on the loop together — before that, the
 latency stayed within 2x only once every flood connection had had its first answer. Only HTTP/1.x
 connections are paced (HTTP/2 streams share a connection).
 
+A flow's slots are also handed on at most :data:`PACE_RATE` a second (:meth:`RejectPacer.when_due`):
+a 429 answered faster only brings the flood's next request sooner, so concurrency alone does not
+bound the share of the loop a flood's rejections take; the rate does (a client told ``Retry-After``
+seconds is read again sooner than it was told, but no longer at once).
+A connection given a slot is parsed in one of the event loop's idle moments (:meth:`RejectPacer.when_idle`:
+no task runnable, no socket ready; at most :data:`DEFER_MAX_S` later), so a flood's rejections run
+when nothing else waits for the loop. And the same request again, byte for byte (a flood's requests
+are identical), is answered by the reject gate before it is parsed (``PACE_REPLAY``,
+gateway/_hypercorn_ext.py and gateway/_gate.py): no h11, no request task, no routing.
+
 Bounds: one entry per level with a connection holding or waiting for a slot (dropped when idle), one
 waiter per connection (a connection waits for at most one slot at a time).
 """
@@ -39,6 +49,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import trio
+import trio.testing
 
 from actors._flowcontrol import flow_tenant
 
@@ -49,6 +60,16 @@ PACE_SLOTS = 2
 #: A slot is taken back from a connection holding it this long (seconds), its request going on: a
 #: client dribbling its request, or a slow answer, cannot keep its tenant's slots.
 HOLD_S = 1.0
+#: A connection given a slot is parsed once the event loop has nothing else to run (no task runnable,
+#: no socket ready: trio's ``wait_all_tasks_blocked``), or after this long (seconds) at the latest:
+#: a flood's rejections are answered in the loop's idle moments, not between a quiet tenant's steps.
+#: (With 50 ms, on a loop never idle — two gateways each given 0.12 cores at load 9 — a tenant's 2
+#: slots passed 40 connections a second and 214 of the flood's requests waited over 20 s.)
+DEFER_MAX_S = 0.01
+#: At most this many paced connections of one flow are let on per second (their slots handed out at
+#: most this often): a flood answered faster only sends faster (each 429 brings the next request at
+#: once), so the slots bound the flood's concurrency and this its rate, so its share of the loop.
+PACE_RATE = 200.0
 #: The probes' paths (kube's mandatory ``probes`` FlowSchema exempts them): never paced.
 _PROBES = ("healthz", "livez", "readyz")
 
@@ -91,6 +112,7 @@ def first_request_key(data: bytes) -> str | None:
 class _Flow:
     busy: int = 0
     waiters: deque[trio.Event] = field(default_factory=deque)
+    next_at: float = 0.0  #: when the next slot holder may go on (:meth:`RejectPacer.when_due`)
     #: The client addresses of the connections holding or waiting for a slot, and how many each.
     sources: dict[str, int] = field(default_factory=dict)
 
@@ -99,13 +121,17 @@ class RejectPacer:
     """Per flow, at most :attr:`slots` rejected connections read at once; the others wait in FIFO
     order (see the module docstring)."""
 
-    def __init__(self, slots: int = PACE_SLOTS) -> None:
+    def __init__(self, slots: int = PACE_SLOTS, defer_max_s: float = DEFER_MAX_S, rate: float = PACE_RATE) -> None:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self.slots = slots
+        self.defer_max_s = defer_max_s
+        self.rate = rate
         self._flows: dict[str, _Flow] = {}
         self.paced = 0  #: connections that waited for a slot (a counter)
         self.admitted = 0  #: slots taken (a counter)
+        self.deferred = 0  #: slot holders that waited for the loop to be idle (a counter)
+        self.deferred_max = 0  #: of which the loop was not idle within ``defer_max_s`` (a counter)
 
     def waiting(self, key: str | None = None) -> int:
         """Connections waiting for a slot (of ``key``, or of every flow)."""
@@ -148,6 +174,31 @@ class RejectPacer:
                     self._flows.pop(key, None)
             raise
         self.admitted += 1
+
+    async def when_due(self, key: str) -> None:
+        """Wait until ``key``'s flow may let its next slot holder on: at most :attr:`rate` a second
+        (0: no bound). The caller holds a slot of ``key``."""
+        f = self._flows.get(key)
+        if f is None or self.rate <= 0:
+            return
+        now = trio.current_time()
+        at = max(now, f.next_at)
+        f.next_at = at + 1.0 / self.rate
+        if at > now:
+            await trio.sleep_until(at)
+
+    async def when_idle(self) -> None:
+        """Wait until the event loop has nothing else to run, at most
+        :attr:`defer_max_s`: a slot's holder calls it before its bytes are parsed, so a paced
+        connection's work runs when no other task waits for the loop (a quiet tenant's request
+        then waits for at most the one step running, not for a flood's whole batch)."""
+        if self.defer_max_s <= 0:
+            return
+        self.deferred += 1
+        with trio.move_on_after(self.defer_max_s) as scope:
+            await trio.testing.wait_all_tasks_blocked()
+        if scope.cancelled_caught:
+            self.deferred_max += 1
 
     def release(self, key: str, source: str = "") -> None:
         """Give a slot of ``key`` back (taken for a connection from ``source``): to the first waiter,

@@ -661,3 +661,163 @@ async def test_a_first_request_is_paced_only_from_an_address_being_paced(monkeyp
             for s in (*streams, same, other):
                 await s.aclose()
             stop.set()
+
+
+async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed() -> None:
+    """After a 429 whose scope carries :data:`ext.PACE_REPLAY` (the gate's), the same bytes again on
+    that connection are handed to the replay, not to h11 and the app: the 429 written by the server
+    (status line with its phrase, the app's headers, Date, the body) and the connection still good
+    for another request; a replay declining (flow control no longer refuses) lets the request be
+    parsed and served as usual; other bytes are never replayed."""
+    config = _config()
+    state = {"app": 0, "replays": 0, "refuse": True}
+    stop = trio.Event()
+
+    async def replay(send: Any) -> bool:
+        state["replays"] += 1
+        if not state["refuse"]:
+            return False
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return True
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return await _app({}, scope, receive, send)
+        state["app"] += 1
+        if scope["path"].endswith("/flood"):
+            scope[ext.PACE_REPLAY] = replay
+        return await _app({}, scope, receive, send)
+
+    async def raw(stream: trio.SocketStream, data: bytes) -> bytes:
+        await stream.send_all(data)
+        buf = b""
+        while not buf.endswith((b"no", b"ok")):
+            chunk = await stream.receive_some(4096)
+            assert chunk
+            buf += chunk
+        return buf
+
+    flood = b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with trio.open_nursery() as n:
+        port = await _start(n, app, config, stop)
+        s = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(10):
+            assert (await raw(s, flood)).startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
+            for _ in range(3):
+                answer = await raw(s, flood)
+                head, _, body = answer.partition(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                assert lines[0] == b"HTTP/1.1 429 Too Many Requests" and body == b"no"
+                assert {b"content-length: 2", b"retry-after: 3"} <= set(lines)
+                assert any(ln.startswith(b"date: ") for ln in lines)
+            assert state == {"app": 1, "replays": 3, "refuse": True}
+            assert await _exchange(s, "/clusters/a/flood?other") == 429  # other bytes: parsed
+            assert state["app"] == 2 and state["replays"] == 3
+            state["refuse"] = False  # the replay declines: parsed and served as any request
+            assert (await raw(s, b"GET /clusters/a/flood?other HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
+                b"HTTP/1.1 429 ")
+            assert state["app"] == 3 and state["replays"] == 4
+            assert await _exchange(s, "/clusters/a/x") == 200  # h11 between requests all along
+            assert config.pacer._flows == {}
+        await s.aclose()
+        stop.set()
+
+
+async def test_a_slot_holder_waits_for_an_idle_loop_at_most_defer_max_s() -> None:
+    """``when_idle``: on an idle loop it returns at once; while another task keeps the run queue busy
+    it waits, but for ``defer_max_s`` at most (a flood's rejections are never starved)."""
+    pacer = RejectPacer(defer_max_s=0.05)
+    t0 = trio.current_time()
+    await pacer.when_idle()
+    assert pacer.deferred == 1 and pacer.deferred_max == 0 and trio.current_time() - t0 < 0.05
+    busy_until = trio.current_time() + 5.0
+    spins = 0
+
+    async def busy() -> None:
+        nonlocal spins
+        while trio.current_time() < busy_until:
+            spins += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as n:
+        n.start_soon(busy)
+        await trio.lowlevel.checkpoint()
+        t0 = trio.current_time()
+        with trio.fail_after(2):
+            await pacer.when_idle()
+        waited = trio.current_time() - t0
+        n.cancel_scope.cancel()
+    assert pacer.deferred == 2 and pacer.deferred_max == 1 and 0.05 <= waited < 2 and spins > 10
+    off = RejectPacer(defer_max_s=0)  # 0: no deferral
+    await off.when_idle()
+    assert off.deferred == 0
+
+
+async def test_the_gates_replay_answers_only_what_it_would_answer_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Gate._replay`` answers (through ``_reject``) only while flow control refuses the request now,
+    its user authenticates as before and its kind is still the tenant's; else it declines and the
+    request is parsed and served as any other."""
+    from types import SimpleNamespace
+
+    from gateway._gate import _UNAUTHENTICATED, Gate
+
+    answered: list[int] = []
+
+    async def reject(self: Gate, scope: Any, send: Any, req: Any, route: Any, adm: Any, retry_after_s: int,
+                     q: Any, headers: Any) -> None:
+        answered.append(retry_after_s)
+
+    monkeypatch.setattr(Gate, "_reject", reject)
+    rdef = SimpleNamespace(group="", version="v1", plural="configmaps")
+    world = {"rejecting": True, "retry": 7, "user": "alice", "kind": rdef, "blocking": None}
+
+    def authenticate(base: Any) -> Any:
+        if world["user"] is None:
+            raise ValueError("401")
+        return SimpleNamespace(user=world["user"])
+
+    kinds = SimpleNamespace(get=lambda g, v, p: world["kind"])
+    ctx = SimpleNamespace(
+        pipeline=SimpleNamespace(authenticate=authenticate, flow_control=SimpleNamespace(
+            rejecting=lambda: world["rejecting"], refuse_nowait=lambda req, adm: world["retry"])),
+        audit=None, registry=SimpleNamespace(for_tenant=lambda t: kinds))
+    gate = Gate(ctx, None)
+    req = SimpleNamespace(user="alice", tenant="t1")
+    route = SimpleNamespace(kind="resource", rdef=rdef)
+    scope = {_UNAUTHENTICATED: object()}
+
+    async def replay() -> bool:
+        return await gate._replay(scope, req, route, {}, {}, None)
+
+    assert await replay() and answered == [7]
+    for change, value in (("rejecting", False), ("retry", 0), ("user", "mallory"), ("user", None),
+                          ("kind", SimpleNamespace(group="", version="v1", plural="configmaps"))):
+        before = world[change]
+        world[change] = value
+        assert not await replay(), change
+        world[change] = before
+    ctx.audit = SimpleNamespace(blocking="blocking")  # the audit webhook's blocking modes: the app's
+    assert not await replay()
+    ctx.audit = None
+    assert await replay() and answered == [7, 7]
+
+
+async def test_a_flows_slot_holders_go_on_at_most_rate_a_second(autojump_clock: trio.testing.MockClock) -> None:
+    """``when_due``: a flow's slot holders go on at most ``rate`` a second (a flood answered faster
+    would only send faster); another flow has its own pace."""
+    pacer = RejectPacer(slots=2, rate=10.0)
+    t0 = trio.current_time()
+    await pacer.acquire("a")
+    times = []
+    for _ in range(5):
+        await pacer.when_due("a")
+        times.append(round(trio.current_time() - t0, 6))
+    assert times == [0.0, 0.1, 0.2, 0.3, 0.4]
+    await pacer.acquire("b")
+    await pacer.when_due("b")  # its own pace: at once
+    assert round(trio.current_time() - t0, 6) == 0.4
+    pacer.release("b")
+    pacer.release("a")
+    assert pacer._flows == {}
