@@ -590,7 +590,7 @@ class SeatLeases:
             ls.busy, ls.sent_at, ls.wanted = True, now, want
             ls.highs, ls.high = (*ls.highs[-(KEEP_WINDOWS - 1):], ls.high), demand
             out.append((key, LeaseRequest(self.gateway, key[0], key[1], budget, want, max(executing, cap), fixed,
-                                          self.epochs.get(ls.shard, 0), min(lease_floor(limit), fixed),
+                                          self.epochs.get(ls.shard, 0), lease_floor(limit),
                                           self.alive())))
         return out
 
