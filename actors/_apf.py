@@ -439,6 +439,14 @@ class TenantFlow:
     asked: float = -math.inf  # when it last asked for seats (non-exempt): "recently active"
 
 
+def lease_floor(limit: int) -> int:
+    """The seats of a leased level (fleet leases) a gateway may always execute without waiting for
+    the budget's owner: a quarter of the level's local limit, at least one (none for a level without
+    seats). The owner lends no gateway the floors of the others (``LeaseRequest.floor``), so the
+    fleet's budget still holds; a slow or far owner delays only what goes beyond it."""
+    return -(-limit // 4) if limit > 0 else 0
+
+
 class Dispatcher:
     """Every tenant's levels over one budget of ``server_cl`` seats (exempt requests aside)."""
 
@@ -586,25 +594,34 @@ class Dispatcher:
 
     def seat_limit(self, tenant: str, qs: QueueSet) -> int:
         """The seats ``tenant``'s level ``qs`` may execute here now: on a leased level the seats
-        leased (or the fixed share while its owner is unreachable; 0 before the first grant), else
-        the level's local limit (``apiserver_flowcontrol_current_limit_seats``, the debug dump)."""
+        leased (or the fixed share while its owner is unreachable), never less than the level's
+        :func:`lease_floor` (what it runs before the first grant); else the level's local limit
+        (``apiserver_flowcontrol_current_limit_seats``, the debug dump)."""
         if not self.leased(qs):
             return qs.limit
         assert self.leases is not None
-        return self.leases.get((tenant, qs.cfg.name), 0)
+        return max(self.leases.get((tenant, qs.cfg.name), 0), lease_floor(qs.limit))
 
     def _fits(self, tenant: str, qs: QueueSet, t: Ticket) -> bool:
         """The level's limit; on a leased level, instead, the seats leased (which may be more than
-        this gateway's limit, up to the level's fleet budget, when the other gateways leave them): a
-        request starts when they hold it, or when nothing executes and at least the local limit is
-        leased (a request wider than the limit runs alone, as :meth:`QueueSet.fits` lets it)."""
+        this gateway's limit, up to the level's fleet budget, when the other gateways leave them) or
+        its :func:`lease_floor`, whichever is more: a request starts when they hold it, or when
+        nothing executes and at least the local limit is leased (a request wider than the limit runs
+        alone, as :meth:`QueueSet.fits` lets it). Only a request beyond both waits for the owner; a
+        level used without a lease yet asks for one (its requests meanwhile run within the floor)."""
         if not self.leased(qs):
             return qs.fits(t)
-        assert self.leases is not None
-        cap = self.leases.get((tenant, qs.cfg.name), 0)
-        if qs.executing_seats + t.seats <= cap or (qs.executing_seats == 0 and cap >= qs.limit > 0):
-            return True
+        leases = self.leases
+        assert leases is not None
         key = (tenant, qs.cfg.name)
+        leased = leases.get(key)
+        cap = max(leased or 0, lease_floor(qs.limit))
+        if qs.executing_seats + t.seats <= cap or (qs.executing_seats == 0 and cap >= qs.limit > 0):
+            if leased is None and key not in self.lease_wanted:  # first use: lease, without waiting
+                self.lease_wanted.add(key)
+                if self.on_lease_wanted is not None:
+                    self.on_lease_wanted()
+            return True
         if key not in self.lease_wanted:
             self.lease_wanted.add(key)
             if self.on_lease_wanted is not None:

@@ -51,7 +51,7 @@ from bus import (
     apf_seats_subject,
 )
 
-from ._apf import Dispatcher
+from ._apf import Dispatcher, lease_floor
 
 log = logging.getLogger("jetkube.flowcontrol.fleet")
 
@@ -279,7 +279,9 @@ class LeaseRequest(msgspec.Struct, frozen=True, array_like=True):
     """A gateway asks the owner for ``want`` seats in all of ``tenant``'s ``level`` (a total, not an
     increment: a retry is harmless). ``held``: what it may execute until the reply (its executing
     seats, or its current lease if more); ``fallback``: its fixed local share; ``budget``: the level's
-    fleet budget as it computes it; ``epoch``: the newest owner epoch it has seen."""
+    fleet budget as it computes it; ``epoch``: the newest owner epoch it has seen; ``floor``: the
+    seats every gateway may execute without a lease (``_apf.lease_floor``), which the owner keeps
+    for each of the ``gateways`` alive (0, from an older gateway: none kept)."""
 
     gateway: str
     tenant: str
@@ -289,6 +291,8 @@ class LeaseRequest(msgspec.Struct, frozen=True, array_like=True):
     held: int
     fallback: int
     epoch: int
+    floor: int = 0
+    gateways: int = 0
 
 
 class LeaseReply(msgspec.Struct, frozen=True, array_like=True):
@@ -399,11 +403,17 @@ class SeatBudgets:
             # fixed share), never more, until all of them have spoken.
             granted = min(want, max(held, max(0, r.fallback)))
         else:
-            others = sum(h.seats for g, h in b.holds.items() if g != r.gateway)
-            wants = {g: h.want for g, h in b.holds.items()}
-            wants[r.gateway] = want
-            fair = min(want, fair_shares(b.budget, wants)[r.gateway])
-            granted = max(0, min(fair, b.budget - others))
+            # Every gateway may run its floor without asking: the floors of the gateways alive that
+            # hold nothing here are not lent (they may start at any moment), and the others count
+            # at least theirs.
+            floor = max(0, r.floor)
+            holders = {g: h for g, h in b.holds.items() if g != r.gateway}
+            pool = max(0, b.budget - floor * max(0, r.gateways - 1 - len(holders)))
+            others = sum(max(h.seats, floor) for h in holders.values())
+            wants = {g: max(h.want, floor) for g, h in holders.items()}
+            wants[r.gateway] = max(want, floor)
+            fair = min(want, fair_shares(pool, wants)[r.gateway])
+            granted = max(0, min(fair, pool - others))
             more = granted < fair
         # Until its next request the gateway may still execute what it held when it asked.
         seats = max(granted, held)
@@ -484,6 +494,7 @@ class SeatLeases:
         self.down_until: dict[int, float] = {}  # shard -> retry its owner then
         self.epochs: dict[int, int] = {}  # shard -> newest owner epoch seen
         self.fallen: set[int] = set()  # shards on their fixed shares since a failure (until a grant)
+        self.slow_since: dict[int, float] = {}  # shard -> its first lease request timed out since a grant
         self.wake = trio.Event()
         self.d.on_lease_wanted = self.wake.set
         self.requests = 0
@@ -579,7 +590,8 @@ class SeatLeases:
             ls.busy, ls.sent_at, ls.wanted = True, now, want
             ls.highs, ls.high = (*ls.highs[-(KEEP_WINDOWS - 1):], ls.high), demand
             out.append((key, LeaseRequest(self.gateway, key[0], key[1], budget, want, max(executing, cap), fixed,
-                                          self.epochs.get(ls.shard, 0))))
+                                          self.epochs.get(ls.shard, 0), lease_floor(limit),
+                                          self.alive())))
         return out
 
     def settle(self, key: tuple[str, str], sent_at: float, reply: LeaseReply | None, failure: str, now: float) -> None:
@@ -591,6 +603,12 @@ class SeatLeases:
         ls.busy = False
         if reply is None:
             self.failures[failure] = self.failures.get(failure, 0) + 1
+            if failure == "timeout" and now - self.slow_since.setdefault(ls.shard, now) < self.ttl_s:
+                # A slow owner (loaded, far) still holds the others to its grants: the fixed share
+                # now could exceed the budget. This gateway keeps what it holds (until the grant
+                # lapses) and its floor, and asks again soon; only a TTL of timeouts is a failure.
+                ls.retry = True
+                return
             if ls.shard not in self.fallen:
                 self.fallen.add(ls.shard)
                 self.fallbacks += 1
@@ -609,6 +627,7 @@ class SeatLeases:
             return
         self.epochs[ls.shard] = reply.epoch
         self.down_until.pop(ls.shard, None)
+        self.slow_since.pop(ls.shard, None)
         if ls.shard in self.fallen:
             self.fallen.discard(ls.shard)
             log.info("APF fleet: the owner of shard %d answers again (epoch %d)", ls.shard, reply.epoch)

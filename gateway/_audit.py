@@ -538,10 +538,12 @@ async def audit_gone(sink: AuditSink | None, note: AuditNote, audit_id: str, rec
         return
     req = note.req
     if req is not None and req.rdef is not None and req.rdef.stored and note.verb not in _READS and not req.dry_run:
+        if sink.blocking is not None:
+            # Nobody waits for its events now: on the log or not, the tap stops keeping them (a write
+            # that reached the log is audited from it by the forwarder, as its path sent none).
+            sink.blocking.drop(audit_id)
         if note.submitted:
             return
-        if sink.blocking is not None:
-            sink.blocking.drop(audit_id)  # never on the log: its events are not waited for
     try:
         stages = ("ResponseStarted", "ResponseComplete") if note.verb == "watch" else ("ResponseComplete",)
         records = []

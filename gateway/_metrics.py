@@ -173,6 +173,8 @@ class ServerMetrics:
         #: The webhook audit backend's counters (gateway/_audit_webhook.py ForwarderStats), when it is on.
         self.audit_webhook: Any = None
         #: History retention's counters (actors/_retention.py RetentionStats), when retention is on.
+        #: The pacing of rejected HTTP/1.1 connections (gateway/_pacing.py RejectPacer), once serving.
+        self.pacer: Any = None
         self.retention: Any = None
         # Requests being handled ([readOnly, mutating]) and the most seen since the last scrape
         # (kube reports the maximum over its sampling window, not the instant value).
@@ -321,6 +323,7 @@ class _Collector:
         yield from _flowcontrol_metrics(m)
         yield from _fleet_metrics(m)
         yield from _fleet_lease_metrics(m)
+        yield from _pacing_metrics(m)
         yield from self._requests(m)
         yield from self._watches(m)
         yield from self._storage(m)
@@ -669,6 +672,43 @@ def _fleet_lease_metrics(m: ServerMetrics) -> Iterator[Metric]:
                               "an owner.", value=st.answered)
     yield CounterMetricFamily("jetkube_apf_fleet_owner_handovers", "Shards this gateway handed to their preferred "
                               "gateway (rendezvous hashing over the gateways heard).", value=st.handovers)
+
+
+#: Tenants named in the pacing gauges (those with the most connections paced); the rest are summed
+#: under :data:`OTHER_TENANTS`. The counters carry no tenant: a label per tenant ever paced would grow
+#: without bound.
+MAX_PACING_TENANTS = 10
+OTHER_TENANTS = "_other"  # (not a tenant's name: those are DNS labels)
+
+
+def _pacing_metrics(m: ServerMetrics) -> Iterator[Metric]:
+    """``jetkube_apf_pacing_*``: the pacing of connections answered 429 (gateway/_pacing.py). The
+    gauges by tenant (the flow control tenant charged: root's for ``/clusters/*/``), at most
+    :data:`MAX_PACING_TENANTS` of them; the counters over all tenants."""
+    pacer = m.pacer
+    if pacer is None:
+        return
+    flows = sorted(pacer.flows().items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))
+    shown: dict[str, tuple[int, int]] = dict(flows[:MAX_PACING_TENANTS])
+    if len(flows) > MAX_PACING_TENANTS:
+        rest = flows[MAX_PACING_TENANTS:]
+        shown[OTHER_TENANTS] = (sum(b for _, (b, _) in rest), sum(w for _, (_, w) in rest))
+    waiting = GaugeMetricFamily("jetkube_apf_pacing_connections_waiting", "Connections answered 429 (or a first "
+                                "request of a tenant being paced from the same client address) waiting for a "
+                                f"pacing slot of their tenant now (at most {MAX_PACING_TENANTS} tenants, the rest "
+                                f"as {OTHER_TENANTS}).", labels=(TENANT,))
+    held = GaugeMetricFamily("jetkube_apf_pacing_slots_held", "Pacing slots held now: paced connections whose "
+                             f"next request is being read or answered (at most {MAX_PACING_TENANTS} tenants, the rest "
+                             f"as {OTHER_TENANTS}).", labels=(TENANT,))
+    for tenant, (busy, queued) in sorted(shown.items()):
+        waiting.add_metric((tenant,), queued)
+        held.add_metric((tenant,), busy)
+    yield waiting
+    yield held
+    yield CounterMetricFamily("jetkube_apf_pacing_holds", "Connections held back by the pacing: they waited for "
+                              "a slot of their tenant before their next request was read.", value=pacer.paced)
+    yield CounterMetricFamily("jetkube_apf_pacing_slots_taken", "Pacing slots taken (at once or after waiting).",
+                              value=pacer.admitted)
 
 
 def _flowcontrol_metrics(m: ServerMetrics) -> Iterator[Metric | _Deferred]:

@@ -148,6 +148,10 @@ class RejectPacer:
         f = self._flows.get(key)
         return f.busy if f else 0
 
+    def flows(self) -> dict[str, tuple[int, int]]:
+        """Per flow being paced: (slots held, connections waiting) (``jetkube_apf_pacing_*``)."""
+        return {k: (f.busy, len(f.waiters)) for k, f in self._flows.items()}
+
     async def acquire(self, key: str, source: str = "") -> None:
         """Wait for a slot of ``key``'s flow (FIFO) for a connection from ``source``; the caller must
         :meth:`release` it (with the same ``source``)."""

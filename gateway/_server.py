@@ -176,6 +176,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             app = InFlight(create_app(ctx) if tracing is None else tracing.asgi(create_app(ctx)),
                            header=worker.header if worker is not None else None)
             config = _hypercorn_ext.ClientCertConfig()  # requests client certificates
+            ctx.metrics.pacer = config.pacer  # jetkube_apf_pacing_* (gateway/_metrics.py)
             config.bind = [f"{settings.host}:{settings.port}" if worker is None else f"fd://{worker.https_fd}"]
             config.certfile, config.keyfile = str(pki.cert), str(pki.key)
             if settings.insecure_port is not None:

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors._apf import Dispatcher, Ticket, flow_hash
+from actors._apf import Dispatcher, Ticket, flow_hash, lease_floor
 from actors._apf_fleet import (
     HANDOVER_AFTER_S,
     HANDOVER_BACKOFF_S,
@@ -83,6 +83,67 @@ def test_owner_grants_within_the_budget_and_takes_returns() -> None:
     # A silent gateway's hold lapses after the TTL: g2's seat (renewed at 2.0) is free at 5.0.
     assert b.handle(_req("g1", 6, held=5), 6.6).granted == 6
     assert b.held("a", "lvl", 6.6) == 6
+
+
+def test_owner_keeps_every_gateways_floor() -> None:
+    """Every gateway may run its floor (``lease_floor``) without asking: the owner lends nobody the
+    floors of the gateways alive, holders or not, so the sum stays within the budget whoever starts."""
+    b = SeatBudgets(epoch=1, now=-10.0, ttl_s=3.0)
+
+    def req(g: str, want: int, held: int = 0) -> LeaseRequest:
+        return LeaseRequest(g, "a", "lvl", 6, want, held, 2, 1, 1, 3)  # 3 gateways, floor 1
+
+    assert b.handle(req("g1", 6), 0.0) == LeaseReply(4, 1, 3000, False)  # 6 but g2's and g3's floors
+    # g2 wants 2: its fair share of the 5 not kept for g3 is 2, but only 5 - 4 are free now.
+    assert b.handle(req("g2", 2), 0.1) == LeaseReply(1, 1, 3000, True)
+    assert b.handle(req("g1", 6, held=4), 0.2) == LeaseReply(3, 1, 3000, False)  # its fair share: 3
+    assert b.handle(req("g2", 2, held=1), 0.3).granted == 1  # g1 may run 4 until its next request
+    assert b.handle(req("g1", 6, held=3), 0.4).granted == 3
+    assert b.handle(req("g2", 2, held=1), 0.5).granted == 2
+    assert b.held("a", "lvl", 0.5) + 1 == 6  # and g3's floor: the budget
+    # An older gateway's request (no floor, no count) keeps nothing for the others, as before.
+    assert b.handle(LeaseRequest("g9", "b", "lvl", 6, 6, 0, 2, 1), 0.6).granted == 6
+
+
+def test_a_leased_level_runs_its_floor_without_waiting() -> None:
+    """A leased level's requests within ``lease_floor`` start before any grant (the level is marked
+    wanted so the lease client leases it); one beyond the floor waits for seats leased."""
+    d = Dispatcher(8)
+    d.leases = {}
+    woken: list[int] = []
+    d.on_lease_wanted = lambda: woken.append(1)
+    d.configure("a", 1, [], [_plc("lvl", 1)], 0.0)  # lvl: 8 seats locally, floor 2
+    qs = d.tenants["a"].levels["lvl"]
+    assert (qs.limit, lease_floor(qs.limit), lease_floor(1), lease_floor(0)) == (8, 2, 1, 0)
+    ts = [Ticket("a", "s", "fs-s", "lvl", "uid-lvl", flow_hash("s", f"u{i}"), 1, 0.0) for i in range(3)]
+    assert d.admit(ts[0], 0.0) == [ts[0]] and d.admit(ts[1], 0.0) == [ts[1]]
+    assert d.lease_wanted == {("a", "lvl")} and woken == [1]  # asked once, not waited for
+    assert d.admit(ts[2], 0.0) == [] and ts[2].state == "queued"  # beyond the floor: waits for a lease
+    d.leases[("a", "lvl")] = 3
+    assert d.dispatch(0.1) == [ts[2]]
+    assert d.seat_limit("a", qs) == 3
+
+
+async def test_a_slow_owner_keeps_the_grant_not_the_fixed_share(autojump_clock: trio.testing.MockClock) -> None:
+    """A lease request that times out (the owner loaded or far) keeps what the gateway holds, and
+    its floor, rather than the fixed share, which could exceed the budget while the owner still
+    holds the others to its grants; only timeouts for a whole TTL fall back to the fixed share."""
+    d = Dispatcher(8)
+    d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 3)], 0.0)  # lvl: 2 seats locally
+    c = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3)
+    key = ("a", "lvl")
+    d.lease_wanted.add(key)
+    d.lease_peak[key] = 4  # four requests of one seat arrived
+    ((_, r),) = c.plan(0.0)
+    assert (r.floor, r.gateways, r.fallback) == (1, 3, 2)
+    c.settle(key, 0.0, LeaseReply(4, 1, 3000), "", 0.1)
+    assert d.leases == {key: 4}
+    c.leases[key].busy = True
+    c.settle(key, 1.5, None, "timeout", 2.5)
+    assert d.leases == {key: 4} and not c.fallen and c.failures["timeout"] == 1  # kept: the grant is valid
+    c.leases[key].busy = True
+    c.settle(key, 4.6, None, "timeout", 5.6)  # timeouts since 2.5: a whole TTL
+    assert d.leases == {key: 2} and c.fallen == {shard_of("a")} and c.fallbacks == 1
 
 
 def test_owner_bounds_budgets_and_gateways() -> None:
@@ -213,9 +274,9 @@ async def test_seats_held_fleet_wide_owner_death_and_takeover(autojump_clock: tr
         f.flood(n, 1, 2, served, "v")
         await trio.sleep(10)
         assert f.peak <= 6, f.peak  # the budget: 2 seats x 3 gateways
-        assert f.peaks[0] >= 4, f.peaks  # g1 leased what g2 and g3 left
+        assert f.peaks[0] >= 3, f.peaks  # g1 leased what g2 and g3 left (g3's floor of 1 is kept for it)
         leases = f.clients[0].stats()
-        assert leases.granted >= 4 and leases.fallbacks == 0
+        assert leases.granted >= 3 and leases.fallbacks == 0
         requests = sum(served)
         per_request = f.rts / requests
         assert per_request < 0.06, (f.rts, requests)  # leases, not a round trip per request (measured 0.038)
@@ -258,7 +319,8 @@ async def test_idle_level_returns_its_seats(autojump_clock: trio.testing.MockClo
         async with trio.open_nursery() as flood:
             f.flood(flood, 0, 6, served)
             await trio.sleep(3)
-            assert f.owner.held("a", "lvl", trio.current_time()) == 4  # the whole budget (2 x 2)
+            # the whole budget (2 x 2) but the other gateway's floor (1), which it may run without asking
+            assert f.owner.held("a", "lvl", trio.current_time()) == 3
             flood.cancel_scope.cancel()
         d = f.gateways[0]
         assert d.tenants["a"].levels["lvl"].executing_seats == 0
@@ -266,19 +328,19 @@ async def test_idle_level_returns_its_seats(autojump_clock: trio.testing.MockClo
         assert f.owner.held("a", "lvl", trio.current_time()) == 0
         assert (d.leases or {}).get(("a", "lvl"), 0) == 0
         st = f.clients[0].stats()
-        assert st.returned >= 4 and st.leases == 0, st
+        assert st.returned >= 3 and st.leases == 0, st
         n.cancel_scope.cancel()
 
 
 async def test_the_limit_shown_is_the_leased_one(autojump_clock: trio.testing.MockClock) -> None:
     """``Dispatcher.seat_limit`` (``apiserver_flowcontrol_current_limit_seats``, the dump's
-    CurrentLimitSeats) and the dump's LimitSource follow the lease: pending before the first
-    answer, the fixed share while no owner answers, the seats leased once one does."""
+    CurrentLimitSeats) and the dump's LimitSource follow the lease: pending (the floor) before the
+    first answer, the fixed share while no owner answers, the seats leased once one does."""
     f = _Fleet(n=2)
     d = f.gateways[0]
     fc = SimpleNamespace(dispatcher=d, leases=f.clients[0])
     qs = d.tenants["a"].levels["lvl"]
-    assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (0, "lease-pending")
+    assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (lease_floor(qs.limit), "lease-pending") == (1, "lease-pending")
     served = [0, 0]
     async with trio.open_nursery() as n:
         await f.start(n)
@@ -287,8 +349,8 @@ async def test_the_limit_shown_is_the_leased_one(autojump_clock: trio.testing.Mo
             await trio.sleep(0.5)  # no owner: no responders, the fixed share (the local limit, 2)
             assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (qs.limit, "fixed-share") == (2, "fixed-share")
             f.owner = SeatBudgets(epoch=1, now=trio.current_time() - 10.0, ttl_s=1.5)
-            await trio.sleep(3)  # the owner answers: the whole budget (2 x 2) leased to the only busy one
-            assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (4, "lease")
+            await trio.sleep(3)  # the owner answers: the budget (2 x 2) but the idle one's floor (1)
+            assert (d.seat_limit("a", qs), limit_source(fc, "a", qs)) == (3, "lease")
             assert d.seat_limit("a", qs) == (d.leases or {})[("a", "lvl")] > qs.limit
             other = d.tenants["a"].levels["other"]
             assert limit_source(fc, "a", other) == "lease-pending"  # never asked for here

@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 
 from bus import Key, LogMessage
-from gateway._audit import AuditRefused
-from gateway._audit_webhook import MAX_MARKS, SENT_SUFFIX, AuditForwarder, WebhookOptions
+from gateway._audit import AuditNote, AuditRefused, audit_gone
+from gateway._audit_webhook import MAX_MARKS, SENT_SUFFIX, AuditForwarder, WebhookOptions, _WriteTap
 from projections import DEFAULT_POLICY, DELETED, Change, Store
 from projections._projection import _record_horizon
 from tests.unit.test_snapshot_format import PREFIX, make_log
@@ -89,3 +89,20 @@ def test_the_forwarder_skips_what_the_request_paths_sent() -> None:
     # Marks are bounded: the oldest go (their records would be sent twice, never lost).
     f._note_sent(msgspec.json.encode({"seqs": list(range(10**6, 10**6 + MAX_MARKS + 5))}))
     assert len(f._sent) == MAX_MARKS and 10**6 not in f._sent
+
+
+async def test_a_cancelled_write_leaves_no_expectation() -> None:
+    """Review finding 11: a write whose client went away after it was handed to the actors keeps
+    no expectation in the blocking modes' tap (nobody waits for its events any more; if it reached
+    the log, the forwarder audits it from there); before, the tap kept collecting its messages until
+    evicted (MAX_EXPECTED)."""
+    tap = _WriteTap(None)  # type: ignore[arg-type]
+    sink = SimpleNamespace(blocking=SimpleNamespace(drop=tap.drop))
+    note = AuditNote("create")
+    note.user = SimpleNamespace(name="alice")  # type: ignore[assignment]
+    note.req = SimpleNamespace(rdef=SimpleNamespace(stored=True), dry_run=False)  # type: ignore[assignment]
+    note.submitted = True  # (audited from the log if it got there: no record from here)
+    tap.expect("a1")
+    tap.expect("a2")
+    await audit_gone(sink, note, "a1", "")  # type: ignore[arg-type]
+    assert list(tap._wanted) == ["a2"]
