@@ -9,7 +9,6 @@ gateways never exceeds the level's fleet budget."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,10 +19,8 @@ import actors._pipeline
 from actors._apf import lease_floor
 from actors._apf_fleet import shard_of
 from bus import Responder
-from gateway import Running, Settings, serve
-from tests.conftest import client_for, poll_until
-from tests.integration.test_flowcontrol_leases import TOKENS, _prepare
-from tests.integration.test_tenancy import create_tenant
+from tests.conftest import poll_until
+from tests.integration.test_flowcontrol_leases import record_pipelines, start_fleet
 
 pytestmark = pytest.mark.integration
 TTL_S = 8.0  # grants renewed every 4 s
@@ -38,16 +35,7 @@ QUIET = 30  # requests the non-owner gateway's client sends, one after the other
 
 async def test_a_slow_owner_delays_no_request_within_the_floor(nats_url: str, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(TOKENS)
-    pipelines: list[Any] = []
-    run = actors._pipeline.Pipeline.run
-
-    async def recorded(self: Any, **kw: Any) -> Any:  # the gateways' pipelines, in start order
-        pipelines.append(self)
-        return await run(self, **kw)
-
-    monkeypatch.setattr(actors._pipeline.Pipeline, "run", recorded)
+    pipelines = record_pipelines(monkeypatch)
     delayed = 0
 
     async with trio.open_nursery() as nursery:
@@ -65,33 +53,10 @@ async def test_a_slow_owner_delays_no_request_within_the_floor(nats_url: str, tm
                 Responder._t_handle(self, data, reply)
 
         monkeypatch.setattr(actors._apf_fleet, "Responder", SlowResponder)
-        gws: list[Running] = []
-        stops = [trio.Event() for _ in range(2)]
-
-        async def gateway(i: int, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
-            settings = Settings(data_dir=str(tmp_path / f"g{i}"), port=0, insecure_port=0, nats_url=nats_url,
-                                graceful_timeout_s=0.5, token_file=str(tokens), max_requests_inflight=7,
-                                max_mutating_requests_inflight=1, apf_fleet_period_s=0.2,
-                                apf_fleet_lease_ttl_s=TTL_S)
-            await serve(settings, shutdown=stops[i], task_status=task_status)
-
-        for i in range(2):
-            with trio.fail_after(30):
-                gws.append(await nursery.start(gateway, i))
-        admins = [client_for(g) for g in gws]
+        fleet = await start_fleet(nursery, 2, tmp_path, nats_url, pipelines, ttl_s=TTL_S)
+        gws = fleet.gws
+        shard = shard_of("ta")
         try:
-            await create_tenant(admins[0], "ta", wait_on=admins)
-            with trio.fail_after(60):
-                await _prepare(admins[0])
-                for a in admins:
-                    async def ready(a: httpx.AsyncClient = a) -> bool:
-                        r = await a.get("/clusters/ta/api/v1/namespaces/default/configmaps",
-                                        params={"resourceVersion": ""})
-                        return r.status_code == 200 and len(r.json()["items"]) >= 20
-                    await poll_until(ready)
-                await poll_until(lambda: all(len(p.apf_fleet.view.peers) == 1 for p in pipelines))
-                shard = shard_of("ta")
-                await poll_until(lambda: sum(shard in p.apf_leases.owner.owned for p in pipelines) == 1)
             for p in pipelines:
                 p.apf_leases.timeout_s = 1.5 * DELAY_S  # (by default min(1 s, TTL/4))
             owner = next(i for i, p in enumerate(pipelines) if shard in p.apf_leases.owner.owned)
@@ -102,18 +67,10 @@ async def test_a_slow_owner_delays_no_request_within_the_floor(nats_url: str, tm
             peak = [0, 0]
             total_peak = 0
 
-            def executing() -> list[int]:
-                out = []
-                for p in pipelines:
-                    tf = p.flow_control.dispatcher.tenants.get("ta")
-                    qs = tf.levels.get("lvl") if tf is not None else None
-                    out.append(qs.executing_seats if qs is not None else 0)
-                return out
-
             async def watch() -> None:
                 nonlocal total_peak
                 while True:  # both gateways run in this trio run: one look sees both at one instant
-                    now = executing()
+                    now = fleet.executing()
                     total_peak = max(total_peak, sum(now))
                     peak[:] = [max(a, b) for a, b in zip(peak, now, strict=True)]
                     await trio.sleep(0.001)
@@ -152,7 +109,4 @@ async def test_a_slow_owner_delays_no_request_within_the_floor(nats_url: str, tm
             assert delayed > 0 and leases.stats().fallbacks == 0, leases.stats()
             assert set(flood_codes) <= {200, 429}, flood_codes
         finally:
-            for a in admins:
-                await a.aclose()
-            for st in stops:
-                st.set()
+            await fleet.aclose()

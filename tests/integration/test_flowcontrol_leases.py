@@ -8,6 +8,7 @@ flood is served all along."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,62 +60,101 @@ async def _prepare(admin: httpx.AsyncClient) -> None:
         assert r.status_code == 201, r.text
 
 
-async def test_seats_held_fleet_wide_and_the_owner_fails_over(nats_url: str, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(TOKENS)
+def record_pipelines(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The pipelines of the gateways started after this call, in start order."""
     pipelines: list[Any] = []
     run = actors._pipeline.Pipeline.run
 
-    async def recorded(self: Any, **kw: Any) -> Any:  # the gateways' pipelines, in start order
+    async def recorded(self: Any, **kw: Any) -> Any:
         pipelines.append(self)
         return await run(self, **kw)
 
     monkeypatch.setattr(actors._pipeline.Pipeline, "run", recorded)
+    return pipelines
+
+
+@dataclass
+class Fleet:
+    """``n`` gateways on one nats-server, started in a nursery; ``stops[i]`` stops gateway ``i``,
+    ``stopped[i]`` is set once it has."""
+
+    gws: list[Running]
+    admins: list[httpx.AsyncClient]
+    pipelines: list[Any]
+    stops: list[trio.Event]
+    stopped: list[trio.Event]
+
+    def executing(self) -> list[int]:
+        """The seats tenant ``ta``'s level ``lvl`` executes on each gateway now (0 once stopped)."""
+        out = []
+        for i, p in enumerate(self.pipelines):
+            tf = p.flow_control.dispatcher.tenants.get("ta")
+            qs = tf.levels.get("lvl") if tf is not None and not self.stopped[i].is_set() else None
+            out.append(qs.executing_seats if qs is not None else 0)
+        return out
+
+    async def aclose(self) -> None:
+        for a in self.admins:
+            await a.aclose()
+        for st in self.stops:
+            st.set()
+
+
+async def start_fleet(nursery: trio.Nursery, n: int, tmp_path: Path, nats_url: str, pipelines: list[Any], *,
+                      ttl_s: float) -> Fleet:
+    """Start ``n`` gateways (fleet leases with ``ttl_s``), prepare tenant ``ta`` (:func:`_prepare`) and
+    return once every gateway serves its 20 ConfigMaps, hears the others, and one owns its shard."""
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(TOKENS)
+    stops = [trio.Event() for _ in range(n)]
+    stopped = [trio.Event() for _ in range(n)]
+
+    async def gateway(i: int, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
+        settings = Settings(data_dir=str(tmp_path / f"g{i}"), port=0, insecure_port=0, nats_url=nats_url,
+                            graceful_timeout_s=0.5, token_file=str(tokens), max_requests_inflight=7,
+                            max_mutating_requests_inflight=1, apf_fleet_period_s=0.2,
+                            apf_fleet_lease_ttl_s=ttl_s)
+        try:
+            await serve(settings, shutdown=stops[i], task_status=task_status)
+        finally:
+            stopped[i].set()
+
+    gws: list[Running] = []
+    for i in range(n):
+        with trio.fail_after(30):
+            gws.append(await nursery.start(gateway, i))
+    fleet = Fleet(gws, [client_for(g) for g in gws], pipelines, stops, stopped)
+    try:
+        await create_tenant(fleet.admins[0], "ta", wait_on=fleet.admins)
+        with trio.fail_after(60):
+            await _prepare(fleet.admins[0])
+            for a in fleet.admins:
+                async def ready(a: httpx.AsyncClient = a) -> bool:
+                    r = await a.get("/clusters/ta/api/v1/namespaces/default/configmaps",
+                                    params={"resourceVersion": ""})
+                    return r.status_code == 200 and len(r.json()["items"]) >= 20
+                await poll_until(ready)
+            # Every gateway hears the others (the budget counts the gateways alive).
+            await poll_until(lambda: all(len(p.apf_fleet.view.peers) == n - 1 for p in pipelines))
+            shard = shard_of("ta")
+            await poll_until(lambda: sum(shard in p.apf_leases.owner.owned for p in pipelines) == 1)
+    except BaseException:
+        await fleet.aclose()
+        raise
+    return fleet
+
+
+async def test_seats_held_fleet_wide_and_the_owner_fails_over(nats_url: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pipelines = record_pipelines(monkeypatch)
     tool = await promtool()
     async with trio.open_nursery() as nursery:
-        gws: list[Running] = []
-        stops = [trio.Event() for _ in range(3)]
-        stopped = [trio.Event() for _ in range(3)]
-
-        async def gateway(i: int, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
-            settings = Settings(data_dir=str(tmp_path / f"g{i}"), port=0, insecure_port=0, nats_url=nats_url,
-                                graceful_timeout_s=0.5, token_file=str(tokens), max_requests_inflight=7,
-                                max_mutating_requests_inflight=1, apf_fleet_period_s=0.2,
-                                apf_fleet_lease_ttl_s=TTL_S)
-            try:
-                await serve(settings, shutdown=stops[i], task_status=task_status)
-            finally:
-                stopped[i].set()
-
-        for i in range(3):
-            with trio.fail_after(30):
-                gws.append(await nursery.start(gateway, i))
-        admins = [client_for(g) for g in gws]
+        fleet = await start_fleet(nursery, 3, tmp_path, nats_url, pipelines, ttl_s=TTL_S)
+        gws, admins, stops, stopped = fleet.gws, fleet.admins, fleet.stops, fleet.stopped
+        shard = shard_of("ta")
         try:
-            await create_tenant(admins[0], "ta", wait_on=admins)
-            with trio.fail_after(60):
-                await _prepare(admins[0])
-                for a in admins:
-                    async def ready(a: httpx.AsyncClient = a) -> bool:
-                        r = await a.get("/clusters/ta/api/v1/namespaces/default/configmaps",
-                                        params={"resourceVersion": ""})
-                        return r.status_code == 200 and len(r.json()["items"]) >= 20
-                    await poll_until(ready)
-                # Every gateway hears the two others (the budget counts the gateways alive).
-                await poll_until(lambda: all(len(p.apf_fleet.view.peers) == 2 for p in pipelines))
-                shard = shard_of("ta")
-                await poll_until(lambda: sum(shard in p.apf_leases.owner.owned for p in pipelines) == 1)
             owner = next(i for i, p in enumerate(pipelines) if shard in p.apf_leases.owner.owned)
             busy = (owner + 1) % 3
-
-            def executing() -> list[int]:
-                out = []
-                for i, p in enumerate(pipelines):
-                    tf = p.flow_control.dispatcher.tenants.get("ta")
-                    qs = tf.levels.get("lvl") if tf is not None and not stopped[i].is_set() else None
-                    out.append(qs.executing_seats if qs is not None else 0)
-                return out
 
             peak = [0, 0, 0]
             total_peak = 0
@@ -125,7 +165,7 @@ async def test_seats_held_fleet_wide_and_the_owner_fails_over(nats_url: str, tmp
             async def watch() -> None:
                 nonlocal total_peak
                 while True:  # the gateways run in this trio run: one look sees all three at one instant
-                    now = executing()
+                    now = fleet.executing()
                     total_peak = max(total_peak, sum(now))
                     for i, s in enumerate(now):
                         peak[i] = max(peak[i], s)
@@ -219,7 +259,4 @@ async def test_seats_held_fleet_wide_and_the_owner_fails_over(nats_url: str, tmp
             assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), \
                 lint.stdout + lint.stderr
         finally:
-            for a in admins:
-                await a.aclose()
-            for st in stops:
-                st.set()
+            await fleet.aclose()
