@@ -146,6 +146,60 @@ async def test_a_slow_owner_keeps_the_grant_not_the_fixed_share(autojump_clock: 
     assert d.leases == {key: 2} and c.fallen == {shard_of("a")} and c.fallbacks == 1
 
 
+def _granted_then_timed_out() -> tuple[Dispatcher, SeatLeases, tuple[str, str]]:
+    """Limit 8, floor 2, three gateways: granted 2 (asked at 0), then the renewal sent at 1.6 times
+    out at 2.35 (one slow answer: the timeout is 0.75 s with a TTL of 3 s)."""
+    d = Dispatcher(16)
+    d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 1)], 0.0)  # lvl: 8 seats locally
+    c = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3)
+    key = ("a", "lvl")
+    d.lease_wanted.add(key)
+    d.lease_peak[key] = 1
+    ((_, r),) = c.plan(0.0)
+    assert (r.fallback, r.floor, r.want) == (8, 2, 2)
+    c.settle(key, 0.0, LeaseReply(2, 1, 3000), "", 0.1)  # the others hold the rest
+    assert d.leases == {key: 2}
+    ((_, r),) = c.plan(1.6)  # the renewal
+    assert r.held == 2
+    c.settle(key, 1.6, None, "timeout", 2.35)
+    assert d.leases == {key: 2} and not c.fallen
+    return d, c, key
+
+
+async def test_a_grant_lapsing_after_a_timeout_drops_to_the_floor(autojump_clock: trio.testing.MockClock) -> None:
+    """Review s7 finding 1: a grant that lapses while the owner is slow (not gone, not a TTL of
+    timeouts) leaves the floor, never the fixed share (8 here), which with the other gateways held
+    to the owner's grants would take the fleet over its budget."""
+    d, c, key = _granted_then_timed_out()
+    c.plan(3.05)  # ok_at + TTL + 0.05: the grant of 2 lapsed
+    assert d.leases[key] == 0 and not c.fallen
+    qs = d.tenants["a"].levels["lvl"]
+    assert d.seat_limit("a", qs) == lease_floor(qs.limit) == 2
+    # The request sent meanwhile times out too (within a TTL of the first timeout): still the floor.
+    c.settle(key, 3.05, None, "timeout", 3.8)
+    c.plan(3.85)
+    assert d.leases[key] == 0 and not c.fallen and c.failures["timeout"] == 2
+    # A TTL of timeouts: the owner counts as unreachable, the fixed share.
+    assert len(c.plan(4.05)) == 1  # sent again at the timeout + retry_s
+    c.settle(key, 4.05, None, "timeout", 5.4)
+    assert d.leases[key] == 8 and c.fallen == {shard_of("a")}
+
+
+async def test_a_timed_out_renewal_is_sent_again_after_retry_s(autojump_clock: trio.testing.MockClock) -> None:
+    """Review s7 finding 1: a renewal that timed out is sent again ``retry_s`` after the timeout,
+    not at the next renewal (sent_at + renew_s = 3.1, after the grant lapsed at 3.0)."""
+    d, c, key = _granted_then_timed_out()
+    assert c.retry_s == 0.25
+    assert c.plan(2.5) == []  # not yet
+    ((_, r),) = c.plan(2.6)  # the timeout + retry_s
+    assert (r.held, r.want) == (2, 2)
+    c.settle(key, 2.6, LeaseReply(2, 1, 3000), "", 2.7)
+    c.plan(3.05)
+    assert d.leases == {key: 2}  # renewed before it lapsed
+    assert c.plan(3.2) == []  # and the next renewal at 2.6 + 1.5 as usual
+    assert len(c.plan(4.1)) == 1
+
+
 def test_owner_bounds_budgets_and_gateways() -> None:
     b = SeatBudgets(epoch=1, now=-10.0, ttl_s=3.0, max_budgets=2, max_gateways=2)
     for t in ("t1", "t2"):
