@@ -343,6 +343,7 @@ class _Hold:
     seats: int  # what the gateway may execute until its next request (an upper bound)
     want: int
     until: float  # when the hold lapses without a renewal
+    floor: int = 0  # the gateway's own floor (from its request; 0 from an older gateway, which runs none)
 
 
 @dataclass
@@ -405,12 +406,14 @@ class SeatBudgets:
         else:
             # Every gateway may run its floor without asking: the floors of the gateways alive that
             # hold nothing here are not lent (they may start at any moment), and the others count
-            # at least theirs.
+            # at least theirs. Each holder's floor is its own (from its requests: gateways with other
+            # local limits have other floors); one that holds nothing is kept the largest known.
             floor = max(0, r.floor)
             holders = {g: h for g, h in b.holds.items() if g != r.gateway}
-            pool = max(0, b.budget - floor * max(0, r.gateways - 1 - len(holders)))
-            others = sum(max(h.seats, floor) for h in holders.values())
-            wants = {g: max(h.want, floor) for g, h in holders.items()}
+            spare = max(floor, *(h.floor for h in holders.values())) if holders else floor
+            pool = max(0, b.budget - spare * max(0, r.gateways - 1 - len(holders)))
+            others = sum(max(h.seats, h.floor) for h in holders.values())
+            wants = {g: max(h.want, h.floor) for g, h in holders.items()}
             wants[r.gateway] = max(want, floor)
             fair = min(want, fair_shares(pool, wants)[r.gateway])
             granted = max(0, min(fair, pool - others))
@@ -420,7 +423,7 @@ class SeatBudgets:
         if seats == 0 and want == 0:
             b.holds.pop(r.gateway, None)
         else:
-            b.holds[r.gateway] = _Hold(seats, want, now + self.ttl_s)
+            b.holds[r.gateway] = _Hold(seats, want, now + self.ttl_s, max(0, r.floor))
         if b.holds:
             self.budgets[key] = b
         else:

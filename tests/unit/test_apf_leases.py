@@ -105,6 +105,28 @@ def test_owner_keeps_every_gateways_floor() -> None:
     assert b.handle(LeaseRequest("g9", "b", "lvl", 6, 6, 0, 2, 1), 0.6).granted == 6
 
 
+def test_owner_keeps_each_gateways_own_floor() -> None:
+    """Review s7 finding 7: gateways with other local limits have other floors; the owner keeps each
+    holder's own floor (from its requests), and for a gateway holding nothing the largest floor it
+    knows, not the requester's for every gateway (which lent out the difference: 14 of 12)."""
+
+    def req(g: str, want: int, floor: int, gateways: int, held: int = 0) -> LeaseRequest:
+        return LeaseRequest(g, "a", "lvl", 12, want, held, 4, 1, floor, gateways)
+
+    b = SeatBudgets(epoch=1, now=-10.0, ttl_s=3.0)
+    assert b.handle(req("g1", 1, 3, 2), 0.0).granted == 1  # g1: floor 3 (a local limit of 12)
+    # g2 (floor 1) wants everything: g1 may run its 3 whatever it holds, so 9, not 11.
+    assert b.handle(req("g2", 12, 1, 2), 0.1) == LeaseReply(9, 1, 3000, False)
+    assert b.held("a", "lvl", 0.1) + (3 - 1) == 12  # the holds, and what g1 may run beyond its hold of 1
+
+    b = SeatBudgets(epoch=1, now=-10.0, ttl_s=3.0)
+    assert b.handle(req("g1", 12, 3, 3), 0.0).granted == 6  # g2's and g3's floors kept: 3 each
+    # g2 (floor 1) asks: g3 holds nothing, and may have g1's floor (3), the largest known: 3 now
+    # (the split of the 9 not kept for g3 is 5/4, g1 holds 6), not 5 (6 + 5 + g3's 3 = 14 of 12).
+    assert b.handle(req("g2", 12, 1, 3), 0.1) == LeaseReply(3, 1, 3000, True)
+    assert b.held("a", "lvl", 0.1) + 3 == 12
+
+
 def test_a_leased_level_runs_its_floor_without_waiting() -> None:
     """A leased level's requests within ``lease_floor`` start before any grant (the level is marked
     wanted so the lease client leases it); one beyond the floor waits for seats leased."""
