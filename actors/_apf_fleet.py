@@ -343,6 +343,7 @@ class _Hold:
     seats: int  # what the gateway may execute until its next request (an upper bound)
     want: int
     until: float  # when the hold lapses without a renewal
+    floor: int = 0  # the gateway's own floor (from its request; 0 from an older gateway, which runs none)
 
 
 @dataclass
@@ -405,12 +406,14 @@ class SeatBudgets:
         else:
             # Every gateway may run its floor without asking: the floors of the gateways alive that
             # hold nothing here are not lent (they may start at any moment), and the others count
-            # at least theirs.
+            # at least theirs. Each holder's floor is its own (from its requests: gateways with other
+            # local limits have other floors); one that holds nothing is kept the largest known.
             floor = max(0, r.floor)
             holders = {g: h for g, h in b.holds.items() if g != r.gateway}
-            pool = max(0, b.budget - floor * max(0, r.gateways - 1 - len(holders)))
-            others = sum(max(h.seats, floor) for h in holders.values())
-            wants = {g: max(h.want, floor) for g, h in holders.items()}
+            spare = max(floor, *(h.floor for h in holders.values())) if holders else floor
+            pool = max(0, b.budget - spare * max(0, r.gateways - 1 - len(holders)))
+            others = sum(max(h.seats, h.floor) for h in holders.values())
+            wants = {g: max(h.want, h.floor) for g, h in holders.items()}
             wants[r.gateway] = max(want, floor)
             fair = min(want, fair_shares(pool, wants)[r.gateway])
             granted = max(0, min(fair, pool - others))
@@ -420,7 +423,7 @@ class SeatBudgets:
         if seats == 0 and want == 0:
             b.holds.pop(r.gateway, None)
         else:
-            b.holds[r.gateway] = _Hold(seats, want, now + self.ttl_s)
+            b.holds[r.gateway] = _Hold(seats, want, now + self.ttl_s, max(0, r.floor))
         if b.holds:
             self.budgets[key] = b
         else:
@@ -448,6 +451,8 @@ class _Lease:
     retry: bool = False  # the last grant was short of the fair share (others giving back): ask again soon
     busy: bool = False  # a request in flight
     local_until: float = -math.inf  # the owner refused it (full): the fixed share until then
+    fixed: bool = False  # on its fixed share (the owner unreachable or full) until the next grant
+    retry_at: float = math.inf  # the last request timed out (a slow owner): sent again then, not at the renewal
 
 
 class LeaseStats(msgspec.Struct, frozen=True):
@@ -561,12 +566,20 @@ class SeatLeases:
                 leases.pop(key, None)
                 continue
             down = self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
-            if down or (cap and now > ls.ok_at + self.ttl_s and not ls.busy):
+            lapsed = cap and now > ls.ok_at + self.ttl_s and not ls.busy
+            if down or (lapsed and ls.fixed):
+                ls.fixed = True
                 if cap != fixed:
                     self._set(key, fixed)  # no owner: the fixed share, whatever was leased
                     cap = fixed
                 if down:
                     continue
+            elif lapsed:
+                # A grant lapsed while the owner answers (a slow answer, a stale epoch): the floor, as
+                # the owner now counts this gateway; never the fixed share, which with the others
+                # held to the owner's grants could exceed the budget.
+                self._set(key, 0)
+                cap = 0
             if ls.busy:
                 continue
             if not cap and not ls.wanted and not ls.high and not any(ls.highs):  # idle, nothing leased
@@ -581,13 +594,13 @@ class SeatLeases:
             # More seats: when the want grew past the last request's, or soon again when the owner
             # said others are giving seats back; a fair share reached waits for the renewal.
             more = want > cap and (want > ls.wanted or (ls.retry and now >= ls.sent_at + self.retry_s))
-            renew = (cap or ls.wanted) and now >= ls.sent_at + self.renew_s
+            renew = (cap or ls.wanted) and now >= min(ls.sent_at + self.renew_s, ls.retry_at)
             if not (more or renew):
                 continue
             if want < cap:
                 self._set(key, max(want, executing))  # given back before asking: one round trip
                 cap = leases[key]
-            ls.busy, ls.sent_at, ls.wanted = True, now, want
+            ls.busy, ls.sent_at, ls.wanted, ls.retry_at = True, now, want, math.inf
             ls.highs, ls.high = (*ls.highs[-(KEEP_WINDOWS - 1):], ls.high), demand
             out.append((key, LeaseRequest(self.gateway, key[0], key[1], budget, want, max(executing, cap), fixed,
                                           self.epochs.get(ls.shard, 0), lease_floor(limit),
@@ -606,8 +619,9 @@ class SeatLeases:
             if failure == "timeout" and now - self.slow_since.setdefault(ls.shard, now) < self.ttl_s:
                 # A slow owner (loaded, far) still holds the others to its grants: the fixed share
                 # now could exceed the budget. This gateway keeps what it holds (until the grant
-                # lapses) and its floor, and asks again soon; only a TTL of timeouts is a failure.
-                ls.retry = True
+                # lapses: then its floor) and its floor, and asks again after retry_s (a renewal too:
+                # at the next renewal the grant would have lapsed); only a TTL of timeouts is a failure.
+                ls.retry_at = now + self.retry_s
                 return
             if ls.shard not in self.fallen:
                 self.fallen.add(ls.shard)
@@ -615,11 +629,13 @@ class SeatLeases:
                 log.info("APF fleet: the owner of shard %d is not reachable (%s): fixed local shares",
                          ls.shard, failure)
             self.down_until[ls.shard] = now + self.renew_s
+            ls.fixed = True
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
         if reply.granted < 0:
             self.failures["refused"] += 1
             ls.local_until = now + self.ttl_s
+            ls.fixed = True
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
         if reply.epoch < self.epochs.get(ls.shard, 0):
@@ -631,7 +647,7 @@ class SeatLeases:
         if ls.shard in self.fallen:
             self.fallen.discard(ls.shard)
             log.info("APF fleet: the owner of shard %d answers again (epoch %d)", ls.shard, reply.epoch)
-        ls.ok_at, ls.retry = sent_at, reply.granted < ls.wanted and reply.more
+        ls.ok_at, ls.retry, ls.fixed = sent_at, reply.granted < ls.wanted and reply.more, False
         self._set(key, reply.granted)
 
     def on_fixed_share(self, key: tuple[str, str]) -> bool:

@@ -105,6 +105,28 @@ def test_owner_keeps_every_gateways_floor() -> None:
     assert b.handle(LeaseRequest("g9", "b", "lvl", 6, 6, 0, 2, 1), 0.6).granted == 6
 
 
+def test_owner_keeps_each_gateways_own_floor() -> None:
+    """Review s7 finding 7: gateways with other local limits have other floors; the owner keeps each
+    holder's own floor (from its requests), and for a gateway holding nothing the largest floor it
+    knows, not the requester's for every gateway (which lent out the difference: 14 of 12)."""
+
+    def req(g: str, want: int, floor: int, gateways: int, held: int = 0) -> LeaseRequest:
+        return LeaseRequest(g, "a", "lvl", 12, want, held, 4, 1, floor, gateways)
+
+    b = SeatBudgets(epoch=1, now=-10.0, ttl_s=3.0)
+    assert b.handle(req("g1", 1, 3, 2), 0.0).granted == 1  # g1: floor 3 (a local limit of 12)
+    # g2 (floor 1) wants everything: g1 may run its 3 whatever it holds, so 9, not 11.
+    assert b.handle(req("g2", 12, 1, 2), 0.1) == LeaseReply(9, 1, 3000, False)
+    assert b.held("a", "lvl", 0.1) + (3 - 1) == 12  # the holds, and what g1 may run beyond its hold of 1
+
+    b = SeatBudgets(epoch=1, now=-10.0, ttl_s=3.0)
+    assert b.handle(req("g1", 12, 3, 3), 0.0).granted == 6  # g2's and g3's floors kept: 3 each
+    # g2 (floor 1) asks: g3 holds nothing, and may have g1's floor (3), the largest known: 3 now
+    # (the split of the 9 not kept for g3 is 5/4, g1 holds 6), not 5 (6 + 5 + g3's 3 = 14 of 12).
+    assert b.handle(req("g2", 12, 1, 3), 0.1) == LeaseReply(3, 1, 3000, True)
+    assert b.held("a", "lvl", 0.1) + 3 == 12
+
+
 def test_a_leased_level_runs_its_floor_without_waiting() -> None:
     """A leased level's requests within ``lease_floor`` start before any grant (the level is marked
     wanted so the lease client leases it); one beyond the floor waits for seats leased."""
@@ -144,6 +166,60 @@ async def test_a_slow_owner_keeps_the_grant_not_the_fixed_share(autojump_clock: 
     c.leases[key].busy = True
     c.settle(key, 4.6, None, "timeout", 5.6)  # timeouts since 2.5: a whole TTL
     assert d.leases == {key: 2} and c.fallen == {shard_of("a")} and c.fallbacks == 1
+
+
+def _granted_then_timed_out() -> tuple[Dispatcher, SeatLeases, tuple[str, str]]:
+    """Limit 8, floor 2, three gateways: granted 2 (asked at 0), then the renewal sent at 1.6 times
+    out at 2.35 (one slow answer: the timeout is 0.75 s with a TTL of 3 s)."""
+    d = Dispatcher(16)
+    d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 1)], 0.0)  # lvl: 8 seats locally
+    c = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3)
+    key = ("a", "lvl")
+    d.lease_wanted.add(key)
+    d.lease_peak[key] = 1
+    ((_, r),) = c.plan(0.0)
+    assert (r.fallback, r.floor, r.want) == (8, 2, 2)
+    c.settle(key, 0.0, LeaseReply(2, 1, 3000), "", 0.1)  # the others hold the rest
+    assert d.leases == {key: 2}
+    ((_, r),) = c.plan(1.6)  # the renewal
+    assert r.held == 2
+    c.settle(key, 1.6, None, "timeout", 2.35)
+    assert d.leases == {key: 2} and not c.fallen
+    return d, c, key
+
+
+async def test_a_grant_lapsing_after_a_timeout_drops_to_the_floor(autojump_clock: trio.testing.MockClock) -> None:
+    """Review s7 finding 1: a grant that lapses while the owner is slow (not gone, not a TTL of
+    timeouts) leaves the floor, never the fixed share (8 here), which with the other gateways held
+    to the owner's grants would take the fleet over its budget."""
+    d, c, key = _granted_then_timed_out()
+    c.plan(3.05)  # ok_at + TTL + 0.05: the grant of 2 lapsed
+    assert d.leases[key] == 0 and not c.fallen
+    qs = d.tenants["a"].levels["lvl"]
+    assert d.seat_limit("a", qs) == lease_floor(qs.limit) == 2
+    # The request sent meanwhile times out too (within a TTL of the first timeout): still the floor.
+    c.settle(key, 3.05, None, "timeout", 3.8)
+    c.plan(3.85)
+    assert d.leases[key] == 0 and not c.fallen and c.failures["timeout"] == 2
+    # A TTL of timeouts: the owner counts as unreachable, the fixed share.
+    assert len(c.plan(4.05)) == 1  # sent again at the timeout + retry_s
+    c.settle(key, 4.05, None, "timeout", 5.4)
+    assert d.leases[key] == 8 and c.fallen == {shard_of("a")}
+
+
+async def test_a_timed_out_renewal_is_sent_again_after_retry_s(autojump_clock: trio.testing.MockClock) -> None:
+    """Review s7 finding 1: a renewal that timed out is sent again ``retry_s`` after the timeout,
+    not at the next renewal (sent_at + renew_s = 3.1, after the grant lapsed at 3.0)."""
+    d, c, key = _granted_then_timed_out()
+    assert c.retry_s == 0.25
+    assert c.plan(2.5) == []  # not yet
+    ((_, r),) = c.plan(2.6)  # the timeout + retry_s
+    assert (r.held, r.want) == (2, 2)
+    c.settle(key, 2.6, LeaseReply(2, 1, 3000), "", 2.7)
+    c.plan(3.05)
+    assert d.leases == {key: 2}  # renewed before it lapsed
+    assert c.plan(3.2) == []  # and the next renewal at 2.6 + 1.5 as usual
+    assert len(c.plan(4.1)) == 1
 
 
 def test_owner_bounds_budgets_and_gateways() -> None:
