@@ -150,8 +150,10 @@ class AuditSink:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         """Append queued records to the audit stream, forever: whatever is queued when the previous
         appends were acknowledged (up to ``BATCH_RECORDS`` records / ``BATCH_BYTES``), one message
-        per tenant (and per webhook mark), those appended concurrently. One writer: a tenant's
-        records are stored in the order they were queued."""
+        per tenant (two or more when the webhook already has some of its records and not others:
+        :func:`_messages`), and one per webhook mark. The tenants' messages are appended
+        concurrently, one tenant's one after another. One writer: a tenant's records are stored in
+        the order they were queued."""
         task_status.started()
         log = self.log
         recv = self._recv
@@ -166,14 +168,18 @@ class AuditSink:
                     break
                 items.append(item)
                 size += len(item[1])
-            messages = _messages(items)
-            if len(messages) == 1:
-                await self._append(log, *messages[0])
+            lanes = _messages(items)
+            if len(lanes) == 1:
+                await self._append_in_order(log, lanes[0])
             else:
                 async with trio.open_nursery() as nursery:
-                    for m in messages:
-                        nursery.start_soon(self._append, log, *m)
+                    for lane in lanes:
+                        nursery.start_soon(self._append_in_order, log, lane)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _append_in_order(self, log: Log, messages: list[_Message]) -> None:
+        for m in messages:  # the next one after this one's ack (or failure): stored in this order
+            await self._append(log, *m)
 
     async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str, records: int) -> None:
         try:
@@ -191,24 +197,39 @@ BATCH_RECORDS = 256
 BATCH_BYTES = 256 * 1024
 
 
-def _messages(items: list[_Item]) -> list[tuple[str, bytes, str, int]]:
-    """``items`` as audit stream messages (subject, payload, Msg-Id, records): the records of one
-    subject and webhook state in one message (:func:`projections.encode_records`), in their order;
-    a webhook mark alone. A message of several records has the first one's Msg-Id with ``+n`` (a
-    retried append of the same batch is a duplicate; no two batches start with the same record)."""
-    groups: dict[tuple[str, bool], list[_Item]] = {}
-    out: list[tuple[str, bytes, str, int]] = []
+#: An audit stream message: (subject, payload, Msg-Id, records in it).
+_Message = tuple[str, bytes, str, int]
+
+
+def _messages(items: list[_Item]) -> list[list[_Message]]:
+    """``items`` as audit stream messages (subject, payload, Msg-Id, records), in lanes: a lane's
+    messages are to be appended one after another, lanes concurrently. One lane per subject (a
+    tenant): its records in their order, a message for each run of consecutive records of the same
+    webhook state (blocking modes: sent or not), so one message unless the webhook failed for some
+    of them (records A-sent, B-unsent, C-sent: three messages, in that order). A webhook mark is a
+    message and a lane alone (marks need no order). Records share a message through
+    :func:`projections.encode_records`; a message of several has the first one's Msg-Id with ``+n``
+    (a retried append of the same batch is a duplicate; no two batches start with the same record)."""
+    lanes: list[list[_Message]] = []
+    runs: dict[str, list[list[_Item]]] = {}
     for item in items:
         subject, payload, msg_id, sent = item
         if msg_id.endswith(SENT_MARK_ID):
-            out.append((subject, payload, msg_id, 1))
+            lanes.append([(subject, payload, msg_id, 1)])
             continue
-        groups.setdefault((subject, sent), []).append(item)
-    for (subject, sent), group in groups.items():
-        n = len(group)
-        msg_id = group[0][2] if n == 1 else f"{group[0][2]}+{n}"
-        out.append((subject, encode_records([g[1] for g in group]), msg_id + (SENT_SUFFIX if sent else ""), n))
-    return out
+        subject_runs = runs.setdefault(subject, [])
+        if subject_runs and subject_runs[-1][-1][3] == sent:
+            subject_runs[-1].append(item)
+        else:
+            subject_runs.append([item])
+    for subject, subject_runs in runs.items():
+        lane = []
+        for run in subject_runs:
+            n, sent = len(run), run[0][3]
+            msg_id = run[0][2] if n == 1 else f"{run[0][2]}+{n}"
+            lane.append((subject, encode_records([r[1] for r in run]), msg_id + (SENT_SUFFIX if sent else ""), n))
+        lanes.append(lane)
+    return lanes
 
 
 SENT_MARK_ID = f":{SENT_MARK}"

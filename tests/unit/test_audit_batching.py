@@ -42,13 +42,15 @@ def test_records_of_a_subject_share_a_message_in_order_marks_alone() -> None:
                                                            "id9" + SENT_MARK_ID, False),
              (a, _enc(4), "id4:ResponseComplete", True), (a, _enc(5), "id5:ResponseComplete", False)]
     got = _messages(items)
-    assert [(s, decode_records(p) if s != "jkaudit._sys.webhook-sent" else p, m, n) for s, p, m, n in got] == [
-        ("jkaudit._sys.webhook-sent", b'{"seqs":[4]}', "id9" + SENT_MARK_ID, 1),
-        (a, [_rec(1), _rec(3), _rec(5)], "id1:ResponseComplete+3", 3),
-        (b, [_rec(2)], "id2:ResponseComplete", 1),
-        (a, [_rec(4)], "id4:ResponseComplete" + SENT_SUFFIX, 1),
+    assert [[(s, decode_records(p) if s != "jkaudit._sys.webhook-sent" else p, m, n) for s, p, m, n in lane]
+            for lane in got] == [
+        [("jkaudit._sys.webhook-sent", b'{"seqs":[4]}', "id9" + SENT_MARK_ID, 1)],
+        [(a, [_rec(1), _rec(3)], "id1:ResponseComplete+2", 2),  # b's record between: still one run of a's
+         (a, [_rec(4)], "id4:ResponseComplete" + SENT_SUFFIX, 1),
+         (a, [_rec(5)], "id5:ResponseComplete", 1)],
+        [(b, [_rec(2)], "id2:ResponseComplete", 1)],
     ]
-    assert got[2][1] == _enc(2)  # one record: the message is the record itself (as before batches)
+    assert got[2][0][1] == _enc(2)  # one record: the message is the record itself (as before batches)
     assert decode_records(encode_records([_enc(1)])) == [_rec(1)]
 
 
@@ -88,6 +90,56 @@ async def test_the_writer_appends_what_queued_meanwhile_in_one_message_per_tenan
                                         ("jkaudit.t2", [_rec(3)], "id3:ResponseComplete")]
     failed = 4 if log.appended[1][0] == "jkaudit.t1" else 1
     assert sink.dropped["failed"] == failed and sink.written == 6 - failed  # counted by record
+
+
+class _OrderLog:
+    """Appends that take a few scheduler turns each, noting how many are in flight per subject."""
+
+    prefix = "jkaudit"
+
+    def __init__(self) -> None:
+        self.appended: list[tuple[str, list[dict[str, Any]], str]] = []
+        self.in_flight: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+        self.most_at_once = 0
+        self.release = trio.Event()
+
+    async def append(self, subject: str, payload: bytes, *, msg_id: str, expected_seq: None, deadline_s: float) -> int:
+        await self.release.wait()
+        self.in_flight[subject] = self.in_flight.get(subject, 0) + 1
+        self.most[subject] = max(self.most.get(subject, 0), self.in_flight[subject])
+        self.most_at_once = max(self.most_at_once, sum(self.in_flight.values()))
+        for _ in range(3):
+            await trio.lowlevel.checkpoint()
+        self.in_flight[subject] -= 1
+        self.appended.append((subject, decode_records(payload), msg_id))
+        return len(self.appended)
+
+
+async def test_a_tenants_sent_and_unsent_records_are_stored_in_the_order_recorded() -> None:
+    """Blocking webhook modes: a record is ``sent`` or not (its webhook send failed); one tenant's
+    batch of both is several messages, appended one after another, its records in their order
+    (review s7, finding 6); another tenant's are appended meanwhile."""
+    log = _OrderLog()
+    sink = AuditSink(log)  # type: ignore[arg-type]
+    sent = [False, True, False, False, True, True, False, True]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run)
+        for i, s in enumerate(sent):
+            sink.submit(_rec(i), "t1", sent=s)
+            sink.submit(_rec(100 + i), "t2")
+        log.release.set()
+        with trio.fail_after(5):
+            while sink.written < 2 * len(sent):
+                await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    t1 = [(records, msg_id) for subject, records, msg_id in log.appended if subject == "jkaudit.t1"]
+    assert [r for records, _ in t1 for r in records] == [_rec(i) for i in range(len(sent))]
+    assert [m.endswith(SENT_SUFFIX) for _, m in t1] == [False, True, False, True, False, True]
+    assert [r for s, records, _ in log.appended if s == "jkaudit.t2" for r in records] == \
+        [_rec(100 + i) for i in range(len(sent))]
+    assert log.most == {"jkaudit.t1": 1, "jkaudit.t2": 1}  # one tenant's messages: one at a time
+    assert log.most_at_once == 2  # two tenants': concurrently
 
 
 class _Reader:

@@ -130,7 +130,7 @@ def test_remembered_routes_are_parses_and_follow_each_tenants_kinds() -> None:
 
     check()
     w1, w2 = "/clusters/t1/apis/example.com/v1/namespaces/a/widgets/w", "/clusters/t1/apis/example.com/v2/namespaces/a/widgets"
-    assert routes(w1, registry).kind == routes(w2, registry).kind == "unknown"  # remembered
+    assert routes(w1, registry).kind == routes(w2, registry).kind == "unknown"  # not kept: parsed each time
     registry.set_custom("t1", defs_from_crd(_crd(["v1"])))  # t1's widgets served from now on, v1 only
     assert routes(w1, registry).kind == "resource" and routes(w2, registry).kind == "unknown"
     assert routes("/clusters/t2/apis/example.com/v1/namespaces/a/widgets/w", registry).kind == "unknown"
