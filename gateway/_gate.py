@@ -213,17 +213,18 @@ class Gate:
         rdef = route.rdef if route.kind == "resource" else None
         if rdef is not None and ctx.registry.for_tenant(req.tenant).get(rdef.group, rdef.version, rdef.plural) is not rdef:
             return False  # its kind changed (a CRD's): routed again
-        adm = Admission()
-        retry_after_s = fc.refuse_nowait(req, adm)
-        if not retry_after_s:
-            return False
-        # Authenticated again, as every request: a token revoked since is the app's (401). (Only then:
-        # a request flow control lets through is authenticated once, by the gate or the app.)
+        # Authenticated again, as every request, before flow control is asked: ``refuse_nowait`` counts
+        # a rejection (metrics, the tenant's borrowing), so a token revoked or expired since (the app's
+        # 401) or now another user's is never counted as one.
         try:
             who = pipeline.authenticate(scope[_UNAUTHENTICATED])
         except Exception:  # noqa: BLE001 - a 401/403/400: the app answers it
             return False
         if who.user != req.user:
+            return False
+        adm = Admission()
+        retry_after_s = fc.refuse_nowait(req, adm)
+        if not retry_after_s:
             return False
         await self._reject(scope, send, req, route, adm, retry_after_s, q, headers)
         return True

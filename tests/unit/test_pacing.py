@@ -821,3 +821,46 @@ async def test_a_flows_slot_holders_go_on_at_most_rate_a_second(autojump_clock: 
     pacer.release("b")
     pacer.release("a")
     assert pacer._flows == {}
+
+
+async def test_a_replay_whose_user_no_longer_authenticates_counts_no_rejection() -> None:
+    """Review s7 finding 3: ``refuse_nowait`` counts a rejection (the rejected-requests metric, the
+    tenant's borrowing, ``_rejecting_until``), so the replay authenticates first: a token expired or
+    revoked since, or now another user's, declines without asking flow control (the app answers 401 or
+    serves it); only a replay of the same user is asked, and answered."""
+    from types import SimpleNamespace
+
+    from gateway._gate import _UNAUTHENTICATED, Gate
+
+    answered: list[int] = []
+    asked: list[Any] = []
+    world: dict[str, Any] = {"user": "alice"}
+
+    async def reject(*args: Any) -> None:
+        answered.append(args[-3])
+
+    def authenticate(base: Any) -> Any:
+        if world["user"] is None:
+            raise ValueError("401: the token expired")
+        return SimpleNamespace(user=world["user"])
+
+    def refuse_nowait(req: Any, adm: Any) -> int:
+        asked.append(req)  # the real one counts a rejection here
+        return 5
+
+    ctx = SimpleNamespace(
+        pipeline=SimpleNamespace(authenticate=authenticate, flow_control=SimpleNamespace(
+            rejecting=lambda: True, refuse_nowait=refuse_nowait)),
+        audit=None, registry=None)
+    gate = Gate(ctx, None)
+    gate._reject = reject  # type: ignore[method-assign]
+    req = SimpleNamespace(user="alice", tenant="t1")
+    route = SimpleNamespace(kind="nonresource", rdef=None)
+    scope = {_UNAUTHENTICATED: object()}
+    for user in (None, "mallory"):  # expired, then another user's
+        world["user"] = user
+        assert not await gate._replay(scope, req, route, {}, {}, None)
+        assert asked == [] and answered == [], user
+    world["user"] = "alice"
+    assert await gate._replay(scope, req, route, {}, {}, None)
+    assert asked == [req] and answered == [5]
