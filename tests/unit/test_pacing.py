@@ -864,3 +864,76 @@ async def test_a_replay_whose_user_no_longer_authenticates_counts_no_rejection()
     world["user"] = "alice"
     assert await gate._replay(scope, req, route, {}, {}, None)
     assert asked == [req] and answered == [5]
+
+
+async def test_a_replay_raising_ends_at_most_its_connection(caplog: pytest.LogCaptureFixture) -> None:
+    """Review s7 finding 2: a replay runs app code in the connection's read loop, outside hypercorn's
+    guard of the app's task. An error before anything was written: logged (one line), and the request
+    is parsed and served by the app as usual; an error after the 429 was written: logged, and that
+    connection alone is closed. The server goes on serving other connections throughout."""
+    config = _config()
+    state: dict[str, Any] = {"app": 0, "fail": "before"}
+    stop = trio.Event()
+
+    async def replay(send: Any) -> bool:
+        if state["fail"] == "before":
+            raise KeyError("a registry changed meanwhile")
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        raise RuntimeError("the audit record failed")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return await _app({}, scope, receive, send)
+        state["app"] += 1
+        if scope["path"].endswith("/flood"):
+            scope[ext.PACE_REPLAY] = replay
+        return await _app({}, scope, receive, send)
+
+    async def answer(stream: trio.SocketStream) -> bytes:
+        buf = b""
+        while not buf.endswith((b"no", b"ok")):
+            chunk = await stream.receive_some(4096)
+            assert chunk
+            buf += chunk
+        return buf
+
+    flood = b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with trio.open_nursery() as n:
+        port = await _start(n, app, config, stop)
+        with trio.fail_after(10):
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(flood)
+            assert (await answer(s)).startswith(b"HTTP/1.1 429 ")
+            with caplog.at_level("ERROR", logger="jetkube"):
+                await s.send_all(flood)  # the replay raises before writing: the app answers it
+                assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 2
+            # One line: the error's type and place only (no message: it could hold a request's data).
+            assert [r.getMessage() for r in caplog.records] == [
+                (f"replaying a 429 failed (KeyError at test_pacing.py:{_line_of(replay, 'KeyError')}): "
+                 "the request is served as usual")]
+            assert await _exchange(s, "/clusters/a/x") == 200  # the same connection goes on
+            caplog.clear()
+            state["fail"] = "after"
+            await s.send_all(flood)
+            assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 4
+            with caplog.at_level("ERROR", logger="jetkube"):
+                await s.send_all(flood)  # replayed: the 429 written, then the replay raises
+                assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 4
+                assert await s.receive_some(4096) == b""  # that connection is closed
+            assert caplog.records[0].getMessage().endswith(
+                f"(RuntimeError at test_pacing.py:{_line_of(replay, 'RuntimeError')}): the connection is closed")
+            other = await trio.open_tcp_stream("127.0.0.1", port)  # the server serves on
+            assert await _exchange(other, "/clusters/a/x") == 200
+            await other.aclose()
+        await s.aclose()
+        stop.set()
+
+
+def _line_of(fn: Any, text: str) -> int:
+    """The line number of the first line of ``fn`` holding ``text``."""
+    import inspect
+
+    lines, first = inspect.getsourcelines(fn)
+    return first + next(i for i, ln in enumerate(lines) if text in ln)
