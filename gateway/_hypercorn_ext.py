@@ -490,8 +490,9 @@ class ClientCertTCPServer(TCPServer):
                 or proto.keep_alive_requests + 1 >= self.config.keep_alive_max_requests):
             return False
         send = _ReplaySend(self, proto)
+        through = getattr(self.config, "replay_through", None)
         try:
-            if not await replay[1](send):
+            if not await (replay[1](send) if through is None else through(replay[1], send)):
                 return False
         except Exception as e:  # noqa: BLE001 - see above
             tb = e.__traceback__
@@ -564,6 +565,10 @@ class ClientCertConfig(Config):
 
     backlog = socket.SOMAXCONN
     _date: tuple[int, bytes] = (-1, b"")
+    #: What a replay (:data:`PACE_REPLAY`) is run through, as the app's outer ASGI wrappers run every
+    #: request: called with the replay and its ``send`` (gateway/_server.py ``InFlight.replay``: counted
+    #: in flight, a worker's header added); None: the replay is called as it is.
+    replay_through: Callable[[Callable[[Any], Awaitable[bool]], Any], Awaitable[bool]] | None = None
     _pacer: RejectPacer | None = None
 
     @property

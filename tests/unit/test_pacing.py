@@ -937,3 +937,54 @@ def _line_of(fn: Any, text: str) -> int:
 
     lines, first = inspect.getsourcelines(fn)
     return first + next(i for i, ln in enumerate(lines) if text in ln)
+
+
+async def test_a_replayed_429_carries_the_first_ones_headers_and_is_in_flight() -> None:
+    """Review s7 finding 4: a replay runs before hypercorn parses the request, so not through the app's
+    outer ASGI wrappers; the server runs it through ``config.replay_through``, ``InFlight.replay`` (as
+    gateway/_server.py sets it): in worker mode the replayed 429 has the first one's header set,
+    ``x-jetkube-worker`` included, and while it is answered it counts as a request in flight (what
+    graceful shutdown waits for)."""
+    from gateway._server import InFlight
+
+    config = _config()
+    seen: dict[str, Any] = {"active": []}
+    stop = trio.Event()
+
+    async def replay(send: Any) -> bool:
+        seen["active"].append(inflight.active)
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return True
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/flood"):
+            scope[ext.PACE_REPLAY] = replay
+        return await _app({}, scope, receive, send)
+
+    inflight = InFlight(app, header=(b"x-jetkube-worker", b"1 pid=7"))
+    config.replay_through = inflight.replay
+
+    async def header_names(stream: trio.SocketStream) -> set[bytes]:
+        await stream.send_all(b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = b""
+        while not buf.endswith(b"no"):
+            chunk = await stream.receive_some(4096)
+            assert chunk
+            buf += chunk
+        lines = buf.partition(b"\r\n\r\n")[0].split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 429 Too Many Requests"
+        return {ln.partition(b":")[0].lower() for ln in lines[1:]}
+
+    async with trio.open_nursery() as n:
+        port = await _start(n, inflight, config, stop)
+        s = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(10):
+            first = await header_names(s)
+            assert seen["active"] == []
+            again = await header_names(s)
+        assert seen["active"] == [1] and inflight.active == 0  # the replay was counted, and is done
+        assert b"x-jetkube-worker" in first and again == first
+        await s.aclose()
+        stop.set()
