@@ -118,7 +118,9 @@ class ReasonPhraseH11Protocol(H11Protocol):
     last_data: bytes | None = None
     #: After a 429 the app can answer again without parsing (the scope's :data:`PACE_REPLAY`): (the
     #: rejected request's bytes, the app's replay); the read loop calls it when the same bytes come.
-    replay: tuple[bytes, Callable[[Any], Awaitable[bool]]] | None = None
+    replay: tuple[bytes, Callable[[Any, dict[str, Any]], Awaitable[bool]]] | None = None
+    #: What a declined replay left for the scope of the request it lets be parsed (see :data:`PACE_REPLAY`).
+    carry: dict[str, Any] | None = None
 
     def _on_response(self, event: Response) -> None:
         self.released()
@@ -241,8 +243,9 @@ PROBE_MARKS = "jetkube.probe_marks"
 #: a connection answered 429 with Retry-After is paced by it.
 PACE_KEY = "jetkube.pace_key"
 #: The scope key of the app's "answer this request again" (gateway/_gate.py ``Gate._replay``), set with a
-#: 429: called with an ASGI ``send`` when the same request (byte for byte) comes again on the
-#: connection, before it is parsed; True: answered (again a 429), False: parse and serve it as usual.
+#: 429: called with an ASGI ``send`` and a ``carry`` dict when the same request (byte for byte) comes
+#: again on the connection, before it is parsed; True: answered (again a 429), False: parse and serve
+#: it as usual, with what the replay put in ``carry`` added to its scope (the gate: its authentication).
 PACE_REPLAY = "jetkube.pace_replay"
 #: The scope key of a paced request's "give the slot back now" (gateway/_pacing.py): the app calls it
 #: once it will not answer at once with a rejection (the request goes on to wait in flow control's
@@ -271,6 +274,9 @@ class _ConnScope:
         h11p = conn._h11
         if h11p is not None:
             h11p.request_scope = scope
+            if h11p.carry is not None:
+                scope.update(h11p.carry)
+                h11p.carry = None
             if h11p.on_response:
                 scope[PACE_RELEASE] = h11p.released
         await self.inner(scope, receive, send, sync_spawn, call_soon)
@@ -490,9 +496,11 @@ class ClientCertTCPServer(TCPServer):
                 or proto.keep_alive_requests + 1 >= self.config.keep_alive_max_requests):
             return False
         send = _ReplaySend(self, proto)
+        carry: dict[str, Any] = {}
         through = getattr(self.config, "replay_through", None)
         try:
-            if not await (replay[1](send) if through is None else through(replay[1], send)):
+            if not await (replay[1](send, carry) if through is None else through(replay[1], send, carry)):
+                proto.carry = carry or None  # for the scope of the request these bytes make
                 return False
         except Exception as e:  # noqa: BLE001 - see above
             tb = e.__traceback__
@@ -566,9 +574,10 @@ class ClientCertConfig(Config):
     backlog = socket.SOMAXCONN
     _date: tuple[int, bytes] = (-1, b"")
     #: What a replay (:data:`PACE_REPLAY`) is run through, as the app's outer ASGI wrappers run every
-    #: request: called with the replay and its ``send`` (gateway/_server.py ``InFlight.replay``: counted
-    #: in flight, a worker's header added); None: the replay is called as it is.
-    replay_through: Callable[[Callable[[Any], Awaitable[bool]], Any], Awaitable[bool]] | None = None
+    #: request: called with the replay, its ``send`` and ``carry`` (gateway/_server.py ``InFlight.replay``:
+    #: counted in flight, a worker's header added); None: the replay is called as it is.
+    replay_through: Callable[[Callable[[Any, dict[str, Any]], Awaitable[bool]], Any, dict[str, Any]],
+                             Awaitable[bool]] | None = None
     _pacer: RejectPacer | None = None
 
     @property

@@ -267,14 +267,14 @@ class InFlight:
             if self.active == 0:
                 self._idle.set()
 
-    async def replay(self, again: Any, send: Any) -> bool:
-        """``again(send)`` (a replay: True if it answered) counted as a request in flight, its answer
-        with :attr:`header` (``ClientCertConfig.replay_through``)."""
+    async def replay(self, again: Any, send: Any, carry: dict[str, Any]) -> bool:
+        """``again(send, carry)`` (a replay: True if it answered) counted as a request in flight, its
+        answer with :attr:`header` (``ClientCertConfig.replay_through``)."""
         self.active += 1
         if self.active == 1:
             self._idle = trio.Event()
         try:
-            return bool(await again(send if self.header is None else partial(_with_header, send, self.header)))
+            return bool(await again(send if self.header is None else partial(_with_header, send, self.header), carry))
         finally:
             self.active -= 1
             if self.active == 0:

@@ -670,12 +670,13 @@ async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed()
     for another request; a replay declining (flow control no longer refuses) lets the request be
     parsed and served as usual; other bytes are never replayed."""
     config = _config()
-    state = {"app": 0, "replays": 0, "refuse": True}
+    state: dict[str, Any] = {"app": 0, "replays": 0, "refuse": True}
     stop = trio.Event()
 
-    async def replay(send: Any) -> bool:
+    async def replay(send: Any, carry: dict[str, Any]) -> bool:
         state["replays"] += 1
         if not state["refuse"]:
+            carry["jetkube.test_carried"] = state["replays"]  # for the scope of the request parsed
             return False
         await send({"type": "http.response.start", "status": 429, "headers": [
             (b"content-length", b"2"), (b"retry-after", b"3")]})
@@ -686,6 +687,7 @@ async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed()
         if scope["type"] == "lifespan":
             return await _app({}, scope, receive, send)
         state["app"] += 1
+        state["carried"] = scope.get("jetkube.test_carried")
         if scope["path"].endswith("/flood"):
             scope[ext.PACE_REPLAY] = replay
         return await _app({}, scope, receive, send)
@@ -712,14 +714,16 @@ async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed()
                 assert lines[0] == b"HTTP/1.1 429 Too Many Requests" and body == b"no"
                 assert {b"content-length: 2", b"retry-after: 3"} <= set(lines)
                 assert any(ln.startswith(b"date: ") for ln in lines)
-            assert state == {"app": 1, "replays": 3, "refuse": True}
+            assert state == {"app": 1, "replays": 3, "refuse": True, "carried": None}
             assert await _exchange(s, "/clusters/a/flood?other") == 429  # other bytes: parsed
             assert state["app"] == 2 and state["replays"] == 3
             state["refuse"] = False  # the replay declines: parsed and served as any request
             assert (await raw(s, b"GET /clusters/a/flood?other HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
                 b"HTTP/1.1 429 ")
             assert state["app"] == 3 and state["replays"] == 4
+            assert state["carried"] == 4  # what the declining replay left is in that request's scope
             assert await _exchange(s, "/clusters/a/x") == 200  # h11 between requests all along
+            assert state["carried"] is None  # (that request's only)
             assert config.pacer._flows == {}
         await s.aclose()
         stop.set()
@@ -789,7 +793,7 @@ async def test_the_gates_replay_answers_only_what_it_would_answer_now(monkeypatc
     scope = {_UNAUTHENTICATED: object()}
 
     async def replay() -> bool:
-        return await gate._replay(scope, req, route, {}, {}, None)
+        return await gate._replay(scope, req, route, {}, {}, None, {})
 
     assert await replay() and answered == [7]
     for change, value in (("rejecting", False), ("retry", 0), ("user", "mallory"), ("user", None),
@@ -830,7 +834,7 @@ async def test_a_replay_whose_user_no_longer_authenticates_counts_no_rejection()
     serves it); only a replay of the same user is asked, and answered."""
     from types import SimpleNamespace
 
-    from gateway._gate import _UNAUTHENTICATED, Gate
+    from gateway._gate import _UNAUTHENTICATED, AUTHENTICATED, Gate
 
     answered: list[int] = []
     asked: list[Any] = []
@@ -846,7 +850,7 @@ async def test_a_replay_whose_user_no_longer_authenticates_counts_no_rejection()
 
     def refuse_nowait(req: Any, adm: Any) -> int:
         asked.append(req)  # the real one counts a rejection here
-        return 5
+        return world.get("retry", 5)
 
     ctx = SimpleNamespace(
         pipeline=SimpleNamespace(authenticate=authenticate, flow_control=SimpleNamespace(
@@ -859,11 +863,17 @@ async def test_a_replay_whose_user_no_longer_authenticates_counts_no_rejection()
     scope = {_UNAUTHENTICATED: object()}
     for user in (None, "mallory"):  # expired, then another user's
         world["user"] = user
-        assert not await gate._replay(scope, req, route, {}, {}, None)
+        assert not await gate._replay(scope, req, route, {}, {}, None, {})
         assert asked == [] and answered == [], user
     world["user"] = "alice"
-    assert await gate._replay(scope, req, route, {}, {}, None)
+    assert await gate._replay(scope, req, route, {}, {}, None, {})
     assert asked == [req] and answered == [5]
+    # Flow control lets it through: declined, its authentication carried to the parsed request's scope
+    # (the gate, the fast path and the app take it from there: authenticated once, not twice).
+    world["retry"] = 0
+    carry: dict[str, Any] = {}
+    assert not await gate._replay(scope, req, route, {}, {}, None, carry)
+    assert carry == {_UNAUTHENTICATED: scope[_UNAUTHENTICATED], AUTHENTICATED: SimpleNamespace(user="alice")}
 
 
 async def test_a_replay_raising_ends_at_most_its_connection(caplog: pytest.LogCaptureFixture) -> None:
@@ -875,7 +885,7 @@ async def test_a_replay_raising_ends_at_most_its_connection(caplog: pytest.LogCa
     state: dict[str, Any] = {"app": 0, "fail": "before"}
     stop = trio.Event()
 
-    async def replay(send: Any) -> bool:
+    async def replay(send: Any, carry: dict[str, Any]) -> bool:
         if state["fail"] == "before":
             raise KeyError("a registry changed meanwhile")
         await send({"type": "http.response.start", "status": 429, "headers": [
@@ -914,8 +924,11 @@ async def test_a_replay_raising_ends_at_most_its_connection(caplog: pytest.LogCa
                 (f"replaying a 429 failed (KeyError at test_pacing.py:{_line_of(replay, 'KeyError')}): "
                  "the request is served as usual")]
             assert await _exchange(s, "/clusters/a/x") == 200  # the same connection goes on
+            await s.aclose()
             caplog.clear()
             state["fail"] = "after"
+            # (a new connection: bytes sent at once after a 200 may come before h11 is between requests)
+            s = await trio.open_tcp_stream("127.0.0.1", port)
             await s.send_all(flood)
             assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 4
             with caplog.at_level("ERROR", logger="jetkube"):
@@ -951,7 +964,7 @@ async def test_a_replayed_429_carries_the_first_ones_headers_and_is_in_flight() 
     seen: dict[str, Any] = {"active": []}
     stop = trio.Event()
 
-    async def replay(send: Any) -> bool:
+    async def replay(send: Any, carry: dict[str, Any]) -> bool:
         seen["active"].append(inflight.active)
         await send({"type": "http.response.start", "status": 429, "headers": [
             (b"content-length", b"2"), (b"retry-after", b"3")]})
@@ -984,7 +997,8 @@ async def test_a_replayed_429_carries_the_first_ones_headers_and_is_in_flight() 
             first = await header_names(s)
             assert seen["active"] == []
             again = await header_names(s)
-        assert seen["active"] == [1] and inflight.active == 0  # the replay was counted, and is done
+            await _poll(lambda: inflight.active == 0)  # the replay done (after its last byte)
+        assert seen["active"] == [1]  # the replay was counted while it answered
         assert b"x-jetkube-worker" in first and again == first
         await s.aclose()
         stop.set()
