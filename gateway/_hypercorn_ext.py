@@ -119,8 +119,9 @@ class ReasonPhraseH11Protocol(H11Protocol):
     #: After a 429 the app can answer again without parsing (the scope's :data:`PACE_REPLAY`): (the
     #: rejected request's bytes, the app's replay); the read loop calls it when the same bytes come.
     replay: tuple[bytes, Callable[[Any, dict[str, Any]], Awaitable[bool]]] | None = None
-    #: What a declined replay left for the scope of the request it lets be parsed (see :data:`PACE_REPLAY`).
-    carry: dict[str, Any] | None = None
+    #: What a declined replay left for the scope of the request it lets be parsed (see :data:`PACE_REPLAY`):
+    #: (the bytes read, the scope's additions); applied only to the request those very bytes make.
+    carry: tuple[bytes, dict[str, Any]] | None = None
 
     def _on_response(self, event: Response) -> None:
         self.released()
@@ -274,9 +275,11 @@ class _ConnScope:
         h11p = conn._h11
         if h11p is not None:
             h11p.request_scope = scope
-            if h11p.carry is not None:
-                scope.update(h11p.carry)
+            carried = h11p.carry
+            if carried is not None:
                 h11p.carry = None
+                if carried[0] is h11p.last_data:  # this request is the one those bytes made (else: dropped)
+                    scope.update(carried[1])
             if h11p.on_response:
                 scope[PACE_RELEASE] = h11p.released
         await self.inner(scope, receive, send, sync_spawn, call_soon)
@@ -500,7 +503,7 @@ class ClientCertTCPServer(TCPServer):
         through = getattr(self.config, "replay_through", None)
         try:
             if not await (replay[1](send, carry) if through is None else through(replay[1], send, carry)):
-                proto.carry = carry or None  # for the scope of the request these bytes make
+                proto.carry = (data, carry) if carry else None  # for the request these bytes make
                 return False
         except Exception as e:  # noqa: BLE001 - see above
             tb = e.__traceback__
