@@ -158,18 +158,22 @@ class Gate:
         q: dict[str, str] = {}
         for k, v in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
             q.setdefault(k, v)
-        method = scope["method"]
-        client = scope.get("client")
-        base = Request(verb=method.lower(), token=token, audit_id="", source=(client or ["<local>"])[0],
-                       user_agent=headers.get(b"user-agent", b"").decode("latin-1"), query=q, path=inner, tenant=tenant)
-        try:
-            who = ctx.pipeline.authenticate(base)
-        except Exception:  # noqa: BLE001 - a 401/403/400: the app answers it
-            return None
-        if who.user is None:
-            return None
-        scope[_UNAUTHENTICATED] = base  # (a rejection's replay authenticates it again)
-        scope[AUTHENTICATED] = who  # not refused: the request goes on authenticated
+        who = scope.get(AUTHENTICATED)
+        if who is None:
+            method = scope["method"]
+            client = scope.get("client")
+            base = Request(verb=method.lower(), token=token, audit_id="", source=(client or ["<local>"])[0],
+                           user_agent=headers.get(b"user-agent", b"").decode("latin-1"), query=q, path=inner,
+                           tenant=tenant)
+            try:
+                who = ctx.pipeline.authenticate(base)
+            except Exception:  # noqa: BLE001 - a 401/403/400: the app answers it
+                return None
+            if who.user is None:
+                return None
+            scope[_UNAUTHENTICATED] = base  # (a rejection's replay authenticates it again)
+            scope[AUTHENTICATED] = who  # not refused: the request goes on authenticated
+        # (else a declined replay of these very bytes authenticated it just now: ``_replay``'s carry)
         if not await tenant_exists(ctx.projection, tenant):
             return None  # (a known tenant does not wait: the projection has it)
         route = parse(path, ctx.registry)
@@ -197,13 +201,14 @@ class Gate:
         return req, route, adm, retry_after_s, q, headers
 
     async def _replay(self, scope: Any, req: Request, route: Any, q: dict[str, str], headers: dict[bytes, bytes],
-                      send: Any) -> bool:
+                      send: Any, carry: dict[str, Any]) -> bool:
         """The same request again, byte for byte, on the connection this gate just answered 429
         (gateway/_hypercorn_ext.py: a paced connection's next bytes, before they are parsed): if flow
         control refuses it now, answer it through ``send`` as :meth:`_reject` does (the same 429,
         metrics, log line and audit record; its authentication, route and flow taken from the first
         answer, its user authenticated again) and return True; else False, and the request is parsed and
-        served as any other."""
+        served as any other (authenticated again unless flow control let it through: then ``carry``
+        holds its authentication, for its scope, and it is not authenticated twice)."""
         ctx = self.ctx
         pipeline = ctx.pipeline
         fc = pipeline.flow_control
@@ -213,17 +218,22 @@ class Gate:
         rdef = route.rdef if route.kind == "resource" else None
         if rdef is not None and ctx.registry.for_tenant(req.tenant).get(rdef.group, rdef.version, rdef.plural) is not rdef:
             return False  # its kind changed (a CRD's): routed again
-        adm = Admission()
-        retry_after_s = fc.refuse_nowait(req, adm)
-        if not retry_after_s:
-            return False
-        # Authenticated again, as every request: a token revoked since is the app's (401). (Only then:
-        # a request flow control lets through is authenticated once, by the gate or the app.)
+        # Authenticated again, as every request, before flow control is asked: ``refuse_nowait`` counts
+        # a rejection (metrics, the tenant's borrowing), so a token revoked or expired since (the app's
+        # 401) or now another user's is never counted as one.
+        base = scope[_UNAUTHENTICATED]
         try:
-            who = pipeline.authenticate(scope[_UNAUTHENTICATED])
+            who = pipeline.authenticate(base)
         except Exception:  # noqa: BLE001 - a 401/403/400: the app answers it
             return False
         if who.user != req.user:
+            return False
+        adm = Admission()
+        retry_after_s = fc.refuse_nowait(req, adm)
+        if not retry_after_s:
+            # The same bytes on the same connection: the request parsed from them is this one, just
+            # authenticated (``_decide``, the fast path and the app take it from the scope).
+            carry[_UNAUTHENTICATED], carry[AUTHENTICATED] = base, who
             return False
         await self._reject(scope, send, req, route, adm, retry_after_s, q, headers)
         return True

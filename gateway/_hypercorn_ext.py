@@ -48,6 +48,7 @@ from __future__ import annotations
 import _ssl
 import ctypes
 import errno
+import logging
 import os
 import socket
 import ssl
@@ -83,6 +84,7 @@ from ._pacing import HOLD_S, RejectPacer, first_request_key
 
 HYPERCORN_VERSION = "0.18.0"
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
+log = logging.getLogger("jetkube")
 
 
 #: Up to this many bytes of a response with a Content-Length are written together (see
@@ -116,7 +118,10 @@ class ReasonPhraseH11Protocol(H11Protocol):
     last_data: bytes | None = None
     #: After a 429 the app can answer again without parsing (the scope's :data:`PACE_REPLAY`): (the
     #: rejected request's bytes, the app's replay); the read loop calls it when the same bytes come.
-    replay: tuple[bytes, Callable[[Any], Awaitable[bool]]] | None = None
+    replay: tuple[bytes, Callable[[Any, dict[str, Any]], Awaitable[bool]]] | None = None
+    #: What a declined replay left for the scope of the request it lets be parsed (see :data:`PACE_REPLAY`):
+    #: (the bytes read, the scope's additions); applied only to the request those very bytes make.
+    carry: tuple[bytes, dict[str, Any]] | None = None
 
     def _on_response(self, event: Response) -> None:
         self.released()
@@ -239,8 +244,9 @@ PROBE_MARKS = "jetkube.probe_marks"
 #: a connection answered 429 with Retry-After is paced by it.
 PACE_KEY = "jetkube.pace_key"
 #: The scope key of the app's "answer this request again" (gateway/_gate.py ``Gate._replay``), set with a
-#: 429: called with an ASGI ``send`` when the same request (byte for byte) comes again on the
-#: connection, before it is parsed; True: answered (again a 429), False: parse and serve it as usual.
+#: 429: called with an ASGI ``send`` and a ``carry`` dict when the same request (byte for byte) comes
+#: again on the connection, before it is parsed; True: answered (again a 429), False: parse and serve
+#: it as usual, with what the replay put in ``carry`` added to its scope (the gate: its authentication).
 PACE_REPLAY = "jetkube.pace_replay"
 #: The scope key of a paced request's "give the slot back now" (gateway/_pacing.py): the app calls it
 #: once it will not answer at once with a rejection (the request goes on to wait in flow control's
@@ -269,6 +275,11 @@ class _ConnScope:
         h11p = conn._h11
         if h11p is not None:
             h11p.request_scope = scope
+            carried = h11p.carry
+            if carried is not None:
+                h11p.carry = None
+                if carried[0] is h11p.last_data:  # this request is the one those bytes made (else: dropped)
+                    scope.update(carried[1])
             if h11p.on_response:
                 scope[PACE_RELEASE] = h11p.released
         await self.inner(scope, receive, send, sync_spawn, call_soon)
@@ -286,10 +297,11 @@ class _ReplaySend:
     phrase, the app's headers, hypercorn's Date and Server), written with the body in one write; h11
     never sees the request or its answer, so its state stays between requests."""
 
-    __slots__ = ("head", "proto", "server")
+    __slots__ = ("head", "proto", "server", "written")
 
     def __init__(self, server: ClientCertTCPServer, proto: ReasonPhraseH11Protocol) -> None:
         self.server, self.proto, self.head = server, proto, b""
+        self.written = False  # some of the answer may be on the wire
 
     async def __call__(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -301,6 +313,7 @@ class _ReplaySend:
             out.append(b"\r\n")
             self.head = b"".join(out)
         elif message["type"] == "http.response.body":
+            self.written = True
             await self.server.protocol_send(RawData(data=self.head + message.get("body", b"")))
 
 
@@ -440,7 +453,10 @@ class ClientCertTCPServer(TCPServer):
                             await pacer.when_idle()  # parsed when nothing else waits for the loop
                         finally:
                             self._pacing = False
-                        if await self._replayed(proto, data):
+                        replayed = await self._replayed(proto, data)
+                        if replayed is None:
+                            break  # the replay failed after writing: this connection ends (only it)
+                        if replayed:
                             proto.rejected = key  # answered 429 again: its next request is paced too
                             self._idle_since = trio.current_time()
                             continue
@@ -467,16 +483,38 @@ class ClientCertTCPServer(TCPServer):
             self._end_idle_timer()
         await self.protocol.handle(Closed())
 
-    async def _replayed(self, proto: ReasonPhraseH11Protocol, data: bytes) -> bool:
+    async def _replayed(self, proto: ReasonPhraseH11Protocol, data: bytes) -> bool | None:
         """Whether the app answered ``data`` (a paced connection's next bytes) again without their
         being parsed: the same bytes as the request it just rejected, h11 between requests, the
-        connection's request count below hypercorn's limit (its answer would close the connection)."""
+        connection's request count below hypercorn's limit (its answer would close the connection).
+
+        The replay runs app code in this read loop, outside hypercorn's guard of the app's task (which
+        logs an error and answers 500), and ``TCPServer.run`` catches only ``OSError``: an error here
+        would end every connection of the server. So an error is logged (one line: its type and where)
+        and, if nothing was written yet, the request is parsed and served as usual (False); else this
+        connection ends (None). (``trio.Cancelled`` is no ``Exception``: it goes on.)"""
         replay = proto.replay
         conn = proto.connection
         if (replay is None or data != replay[0] or conn.our_state is not h11.IDLE or conn.their_state is not h11.IDLE
                 or proto.keep_alive_requests + 1 >= self.config.keep_alive_max_requests):
             return False
-        if not await replay[1](_ReplaySend(self, proto)):
+        send = _ReplaySend(self, proto)
+        carry: dict[str, Any] = {}
+        through = getattr(self.config, "replay_through", None)
+        try:
+            if not await (replay[1](send, carry) if through is None else through(replay[1], send, carry)):
+                proto.carry = (data, carry) if carry else None  # for the request these bytes make
+                return False
+        except Exception as e:  # noqa: BLE001 - see above
+            tb = e.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb is not None else "?"
+            log.error("replaying a 429 failed (%s at %s): %s", type(e).__name__, where,
+                      "the connection is closed" if send.written else "the request is served as usual")
+            if send.written:
+                return None
+            proto.replay = None  # (not tried again on this connection until its next 429)
             return False
         proto.keep_alive_requests += 1
         return True
@@ -538,6 +576,11 @@ class ClientCertConfig(Config):
 
     backlog = socket.SOMAXCONN
     _date: tuple[int, bytes] = (-1, b"")
+    #: What a replay (:data:`PACE_REPLAY`) is run through, as the app's outer ASGI wrappers run every
+    #: request: called with the replay, its ``send`` and ``carry`` (gateway/_server.py ``InFlight.replay``:
+    #: counted in flight, a worker's header added); None: the replay is called as it is.
+    replay_through: Callable[[Callable[[Any, dict[str, Any]], Awaitable[bool]], Any, dict[str, Any]],
+                             Awaitable[bool]] | None = None
     _pacer: RejectPacer | None = None
 
     @property

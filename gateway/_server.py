@@ -177,6 +177,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                            header=worker.header if worker is not None else None)
             config = _hypercorn_ext.ClientCertConfig()  # requests client certificates
             ctx.metrics.pacer = config.pacer  # jetkube_apf_pacing_* (gateway/_metrics.py)
+            config.replay_through = app.replay  # a replayed 429 (gateway/_gate.py) as the first: see InFlight
             config.bind = [f"{settings.host}:{settings.port}" if worker is None else f"fd://{worker.https_fd}"]
             config.certfile, config.keyfile = str(pki.cert), str(pki.key)
             if settings.insecure_port is not None:
@@ -237,7 +238,11 @@ def _snapshot_settings(settings: Settings) -> SnapshotSettings | None:
 class InFlight:
     """An ASGI wrapper that counts the HTTP requests being served, so shutdown can tell when every
     response is complete (the ASGI call returns after the last byte of the body was sent).
-    ``header``: one more response header on every answer (a worker's ``x-jetkube-worker``)."""
+    ``header``: one more response header on every answer (a worker's ``x-jetkube-worker``).
+
+    A rejected request answered again by the reject gate's replay (gateway/_gate.py, before hypercorn
+    parses it, so not through this ASGI call) goes through :meth:`replay`: counted and with the header
+    too. (Not through the tracing wrapper: a replayed 429 has no span.)"""
 
     def __init__(self, app: Any, *, header: tuple[bytes, bytes] | None = None) -> None:
         self.app = app
@@ -257,6 +262,19 @@ class InFlight:
                 await self.app(scope, receive, send)
             else:
                 await self.app(scope, receive, partial(_with_header, send, self.header))
+        finally:
+            self.active -= 1
+            if self.active == 0:
+                self._idle.set()
+
+    async def replay(self, again: Any, send: Any, carry: dict[str, Any]) -> bool:
+        """``again(send, carry)`` (a replay: True if it answered) counted as a request in flight, its
+        answer with :attr:`header` (``ClientCertConfig.replay_through``)."""
+        self.active += 1
+        if self.active == 1:
+            self._idle = trio.Event()
+        try:
+            return bool(await again(send if self.header is None else partial(_with_header, send, self.header), carry))
         finally:
             self.active -= 1
             if self.active == 0:

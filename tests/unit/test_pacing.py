@@ -670,12 +670,13 @@ async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed()
     for another request; a replay declining (flow control no longer refuses) lets the request be
     parsed and served as usual; other bytes are never replayed."""
     config = _config()
-    state = {"app": 0, "replays": 0, "refuse": True}
+    state: dict[str, Any] = {"app": 0, "replays": 0, "refuse": True}
     stop = trio.Event()
 
-    async def replay(send: Any) -> bool:
+    async def replay(send: Any, carry: dict[str, Any]) -> bool:
         state["replays"] += 1
         if not state["refuse"]:
+            carry["jetkube.test_carried"] = state["replays"]  # for the scope of the request parsed
             return False
         await send({"type": "http.response.start", "status": 429, "headers": [
             (b"content-length", b"2"), (b"retry-after", b"3")]})
@@ -686,6 +687,7 @@ async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed()
         if scope["type"] == "lifespan":
             return await _app({}, scope, receive, send)
         state["app"] += 1
+        state["carried"] = scope.get("jetkube.test_carried")
         if scope["path"].endswith("/flood"):
             scope[ext.PACE_REPLAY] = replay
         return await _app({}, scope, receive, send)
@@ -712,14 +714,16 @@ async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed()
                 assert lines[0] == b"HTTP/1.1 429 Too Many Requests" and body == b"no"
                 assert {b"content-length: 2", b"retry-after: 3"} <= set(lines)
                 assert any(ln.startswith(b"date: ") for ln in lines)
-            assert state == {"app": 1, "replays": 3, "refuse": True}
+            assert state == {"app": 1, "replays": 3, "refuse": True, "carried": None}
             assert await _exchange(s, "/clusters/a/flood?other") == 429  # other bytes: parsed
             assert state["app"] == 2 and state["replays"] == 3
             state["refuse"] = False  # the replay declines: parsed and served as any request
             assert (await raw(s, b"GET /clusters/a/flood?other HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
                 b"HTTP/1.1 429 ")
             assert state["app"] == 3 and state["replays"] == 4
+            assert state["carried"] == 4  # what the declining replay left is in that request's scope
             assert await _exchange(s, "/clusters/a/x") == 200  # h11 between requests all along
+            assert state["carried"] is None  # (that request's only)
             assert config.pacer._flows == {}
         await s.aclose()
         stop.set()
@@ -789,7 +793,7 @@ async def test_the_gates_replay_answers_only_what_it_would_answer_now(monkeypatc
     scope = {_UNAUTHENTICATED: object()}
 
     async def replay() -> bool:
-        return await gate._replay(scope, req, route, {}, {}, None)
+        return await gate._replay(scope, req, route, {}, {}, None, {})
 
     assert await replay() and answered == [7]
     for change, value in (("rejecting", False), ("retry", 0), ("user", "mallory"), ("user", None),
@@ -821,3 +825,180 @@ async def test_a_flows_slot_holders_go_on_at_most_rate_a_second(autojump_clock: 
     pacer.release("b")
     pacer.release("a")
     assert pacer._flows == {}
+
+
+async def test_a_replay_whose_user_no_longer_authenticates_counts_no_rejection() -> None:
+    """Review s7 finding 3: ``refuse_nowait`` counts a rejection (the rejected-requests metric, the
+    tenant's borrowing, ``_rejecting_until``), so the replay authenticates first: a token expired or
+    revoked since, or now another user's, declines without asking flow control (the app answers 401 or
+    serves it); only a replay of the same user is asked, and answered."""
+    from types import SimpleNamespace
+
+    from gateway._gate import _UNAUTHENTICATED, AUTHENTICATED, Gate
+
+    answered: list[int] = []
+    asked: list[Any] = []
+    world: dict[str, Any] = {"user": "alice"}
+
+    async def reject(*args: Any) -> None:
+        answered.append(args[-3])
+
+    def authenticate(base: Any) -> Any:
+        if world["user"] is None:
+            raise ValueError("401: the token expired")
+        return SimpleNamespace(user=world["user"])
+
+    def refuse_nowait(req: Any, adm: Any) -> int:
+        asked.append(req)  # the real one counts a rejection here
+        return world.get("retry", 5)
+
+    ctx = SimpleNamespace(
+        pipeline=SimpleNamespace(authenticate=authenticate, flow_control=SimpleNamespace(
+            rejecting=lambda: True, refuse_nowait=refuse_nowait)),
+        audit=None, registry=None)
+    gate = Gate(ctx, None)
+    gate._reject = reject  # type: ignore[method-assign]
+    req = SimpleNamespace(user="alice", tenant="t1")
+    route = SimpleNamespace(kind="nonresource", rdef=None)
+    scope = {_UNAUTHENTICATED: object()}
+    for user in (None, "mallory"):  # expired, then another user's
+        world["user"] = user
+        assert not await gate._replay(scope, req, route, {}, {}, None, {})
+        assert asked == [] and answered == [], user
+    world["user"] = "alice"
+    assert await gate._replay(scope, req, route, {}, {}, None, {})
+    assert asked == [req] and answered == [5]
+    # Flow control lets it through: declined, its authentication carried to the parsed request's scope
+    # (the gate, the fast path and the app take it from there: authenticated once, not twice).
+    world["retry"] = 0
+    carry: dict[str, Any] = {}
+    assert not await gate._replay(scope, req, route, {}, {}, None, carry)
+    assert carry == {_UNAUTHENTICATED: scope[_UNAUTHENTICATED], AUTHENTICATED: SimpleNamespace(user="alice")}
+
+
+async def test_a_replay_raising_ends_at_most_its_connection(caplog: pytest.LogCaptureFixture) -> None:
+    """Review s7 finding 2: a replay runs app code in the connection's read loop, outside hypercorn's
+    guard of the app's task. An error before anything was written: logged (one line), and the request
+    is parsed and served by the app as usual; an error after the 429 was written: logged, and that
+    connection alone is closed. The server goes on serving other connections throughout."""
+    config = _config()
+    state: dict[str, Any] = {"app": 0, "fail": "before"}
+    stop = trio.Event()
+
+    async def replay(send: Any, carry: dict[str, Any]) -> bool:
+        if state["fail"] == "before":
+            raise KeyError("a registry changed meanwhile")
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        raise RuntimeError("the audit record failed")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return await _app({}, scope, receive, send)
+        state["app"] += 1
+        if scope["path"].endswith("/flood"):
+            scope[ext.PACE_REPLAY] = replay
+        return await _app({}, scope, receive, send)
+
+    async def answer(stream: trio.SocketStream) -> bytes:
+        buf = b""
+        while not buf.endswith((b"no", b"ok")):
+            chunk = await stream.receive_some(4096)
+            assert chunk
+            buf += chunk
+        return buf
+
+    flood = b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with trio.open_nursery() as n:
+        port = await _start(n, app, config, stop)
+        with trio.fail_after(10):
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(flood)
+            assert (await answer(s)).startswith(b"HTTP/1.1 429 ")
+            with caplog.at_level("ERROR", logger="jetkube"):
+                await s.send_all(flood)  # the replay raises before writing: the app answers it
+                assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 2
+            # One line: the error's type and place only (no message: it could hold a request's data).
+            assert [r.getMessage() for r in caplog.records] == [
+                (f"replaying a 429 failed (KeyError at test_pacing.py:{_line_of(replay, 'KeyError')}): "
+                 "the request is served as usual")]
+            assert await _exchange(s, "/clusters/a/x") == 200  # the same connection goes on
+            await s.aclose()
+            caplog.clear()
+            state["fail"] = "after"
+            # (a new connection: bytes sent at once after a 200 may come before h11 is between requests)
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(flood)
+            assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 4
+            with caplog.at_level("ERROR", logger="jetkube"):
+                await s.send_all(flood)  # replayed: the 429 written, then the replay raises
+                assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 4
+                assert await s.receive_some(4096) == b""  # that connection is closed
+            assert caplog.records[0].getMessage().endswith(
+                f"(RuntimeError at test_pacing.py:{_line_of(replay, 'RuntimeError')}): the connection is closed")
+            other = await trio.open_tcp_stream("127.0.0.1", port)  # the server serves on
+            assert await _exchange(other, "/clusters/a/x") == 200
+            await other.aclose()
+        await s.aclose()
+        stop.set()
+
+
+def _line_of(fn: Any, text: str) -> int:
+    """The line number of the first line of ``fn`` holding ``text``."""
+    import inspect
+
+    lines, first = inspect.getsourcelines(fn)
+    return first + next(i for i, ln in enumerate(lines) if text in ln)
+
+
+async def test_a_replayed_429_carries_the_first_ones_headers_and_is_in_flight() -> None:
+    """Review s7 finding 4: a replay runs before hypercorn parses the request, so not through the app's
+    outer ASGI wrappers; the server runs it through ``config.replay_through``, ``InFlight.replay`` (as
+    gateway/_server.py sets it): in worker mode the replayed 429 has the first one's header set,
+    ``x-jetkube-worker`` included, and while it is answered it counts as a request in flight (what
+    graceful shutdown waits for)."""
+    from gateway._server import InFlight
+
+    config = _config()
+    seen: dict[str, Any] = {"active": []}
+    stop = trio.Event()
+
+    async def replay(send: Any, carry: dict[str, Any]) -> bool:
+        seen["active"].append(inflight.active)
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return True
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/flood"):
+            scope[ext.PACE_REPLAY] = replay
+        return await _app({}, scope, receive, send)
+
+    inflight = InFlight(app, header=(b"x-jetkube-worker", b"1 pid=7"))
+    config.replay_through = inflight.replay
+
+    async def header_names(stream: trio.SocketStream) -> set[bytes]:
+        await stream.send_all(b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = b""
+        while not buf.endswith(b"no"):
+            chunk = await stream.receive_some(4096)
+            assert chunk
+            buf += chunk
+        lines = buf.partition(b"\r\n\r\n")[0].split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 429 Too Many Requests"
+        return {ln.partition(b":")[0].lower() for ln in lines[1:]}
+
+    async with trio.open_nursery() as n:
+        port = await _start(n, inflight, config, stop)
+        s = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(10):
+            first = await header_names(s)
+            assert seen["active"] == []
+            again = await header_names(s)
+            await _poll(lambda: inflight.active == 0)  # the replay done (after its last byte)
+        assert seen["active"] == [1]  # the replay was counted while it answered
+        assert b"x-jetkube-worker" in first and again == first
+        await s.aclose()
+        stop.set()
