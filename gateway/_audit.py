@@ -31,7 +31,6 @@ while the task is being cancelled: the webhook send is shielded and bounded by `
 from __future__ import annotations
 
 import datetime
-import heapq
 import itertools
 import json
 import logging
@@ -334,8 +333,16 @@ async def query(main: Log, audit_log: Log | None, registry: Registry, policy: Po
     writes = await _collect(main, f"{main.prefix}.{tenant_token(tenant)}.>", q, deadline, from_log)
     others = [] if audit_log is None else await _collect(audit_log, f"{audit_log.prefix}.{tenant_token(tenant)}",
                                                          q, deadline, lambda m: decode_records(m.data))
-    merged = heapq.merge(writes, others, key=lambda t: t[0])
-    return [_enc.encode(rec) + b"\n" for _, _, rec in itertools.islice(merged, q.limit)]
+    return [_enc.encode(rec) + b"\n" for rec in by_time(writes, others, limit=q.limit)]
+
+
+def by_time(*found: list[tuple[str, int, dict[str, Any]]], limit: int) -> list[dict[str, Any]]:
+    """The records of ``found`` ((stageTimestamp, sequence, record) in stream order, each list at most
+    a query's limit long), oldest first, at most ``limit``. Stream order is not time order: two
+    gateways append concurrently, and a batch of reads (:class:`AuditSink`) holds records of the
+    time its append waited, so every list is sorted, not merged as it is."""
+    merged = sorted(itertools.chain(*found), key=lambda t: (t[0], t[1]))
+    return [rec for _, _, rec in merged[:limit]]
 
 
 # ---- the gateway's side of a request ------------------------------------------------------------

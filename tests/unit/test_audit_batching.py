@@ -209,3 +209,15 @@ def test_the_policys_decisions_are_remembered_by_what_they_depend_on(monkeypatch
             assert len(sink._decided) <= 16
         sink.policy = DEFAULT_POLICY if policy is _NAMED else _NAMED  # another policy: decided afresh
         assert sink.decide(a) == level_and_stages(sink.policy, a)
+
+
+def test_the_trail_is_ordered_by_time_whatever_the_stream_order() -> None:
+    """gateway._audit.by_time: a batch appended after another gateway's record can hold older
+    records; the query's answer is still oldest first (it was merged as if each stream were sorted)."""
+    from gateway._audit import by_time
+
+    writes = [("2026-11-30T10:00:00.000002Z", 5, {"n": "w2"}), ("2026-11-30T10:00:00.000001Z", 6, {"n": "w1"})]
+    others = [("2026-11-30T10:00:00.000004Z", 1, {"n": "g2"}), ("2026-11-30T10:00:00.000000Z", 2, {"n": "g1a"}),
+              ("2026-11-30T10:00:00.000003Z", 2, {"n": "g1b"})]
+    assert [r["n"] for r in by_time(writes, others, limit=10)] == ["g1a", "w1", "w2", "g1b", "g2"]
+    assert [r["n"] for r in by_time(writes, others, limit=2)] == ["g1a", "w1"]
