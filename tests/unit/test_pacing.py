@@ -694,12 +694,7 @@ async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed()
 
     async def raw(stream: trio.SocketStream, data: bytes) -> bytes:
         await stream.send_all(data)
-        buf = b""
-        while not buf.endswith((b"no", b"ok")):
-            chunk = await stream.receive_some(4096)
-            assert chunk
-            buf += chunk
-        return buf
+        return await _answer_until_body(stream)
 
     flood = b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n"
     async with trio.open_nursery() as n:
@@ -901,13 +896,6 @@ async def test_a_replay_raising_ends_at_most_its_connection(caplog: pytest.LogCa
             scope[ext.PACE_REPLAY] = replay
         return await _app({}, scope, receive, send)
 
-    async def answer(stream: trio.SocketStream) -> bytes:
-        buf = b""
-        while not buf.endswith((b"no", b"ok")):
-            chunk = await stream.receive_some(4096)
-            assert chunk
-            buf += chunk
-        return buf
 
     flood = b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n"
     async with trio.open_nursery() as n:
@@ -915,10 +903,10 @@ async def test_a_replay_raising_ends_at_most_its_connection(caplog: pytest.LogCa
         with trio.fail_after(10):
             s = await trio.open_tcp_stream("127.0.0.1", port)
             await s.send_all(flood)
-            assert (await answer(s)).startswith(b"HTTP/1.1 429 ")
+            assert (await _answer_until_body(s)).startswith(b"HTTP/1.1 429 ")
             with caplog.at_level("ERROR", logger="jetkube"):
                 await s.send_all(flood)  # the replay raises before writing: the app answers it
-                assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 2
+                assert (await _answer_until_body(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 2
             # One line: the error's type and place only (no message: it could hold a request's data).
             assert [r.getMessage() for r in caplog.records] == [
                 (f"replaying a 429 failed (KeyError at test_pacing.py:{_line_of(replay, 'KeyError')}): "
@@ -930,10 +918,10 @@ async def test_a_replay_raising_ends_at_most_its_connection(caplog: pytest.LogCa
             # (a new connection: bytes sent at once after a 200 may come before h11 is between requests)
             s = await trio.open_tcp_stream("127.0.0.1", port)
             await s.send_all(flood)
-            assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 4
+            assert (await _answer_until_body(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 4
             with caplog.at_level("ERROR", logger="jetkube"):
                 await s.send_all(flood)  # replayed: the 429 written, then the replay raises
-                assert (await answer(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 4
+                assert (await _answer_until_body(s)).startswith(b"HTTP/1.1 429 ") and state["app"] == 4
                 assert await s.receive_some(4096) == b""  # that connection is closed
             assert caplog.records[0].getMessage().endswith(
                 f"(RuntimeError at test_pacing.py:{_line_of(replay, 'RuntimeError')}): the connection is closed")
@@ -1002,3 +990,13 @@ async def test_a_replayed_429_carries_the_first_ones_headers_and_is_in_flight() 
         assert b"x-jetkube-worker" in first and again == first
         await s.aclose()
         stop.set()
+
+
+async def _answer_until_body(stream: trio.SocketStream) -> bytes:
+    """The bytes of one answer of these tests' apps, read until its body (``no`` or ``ok``) ends."""
+    buf = b""
+    while not buf.endswith((b"no", b"ok")):
+        chunk = await stream.receive_some(4096)
+        assert chunk
+        buf += chunk
+    return buf
