@@ -284,7 +284,8 @@ async def _collect(log: Log, filter_subject: str, q: Query, deadline: float,
                    convert: Callable[[LogMessage], list[dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any]]]:
     """The first ``q.limit`` records that ``convert`` makes of the messages of ``log`` stored from
     ``q.since`` on (up to its head as of now) and that match ``q``, in order, as (time, seq, record).
-    Each stream is in time order, so the first ``limit`` of the merge are among these."""
+    Stream order is nearly, not exactly, time order (:func:`by_time`): a record stored just after the
+    first ``limit`` with an older time is left out (a known approximation: reading is bounded)."""
     head = int((await log.stream_state()).get("last_seq", 0))
     start = 1
     if q.since is not None:
