@@ -1,6 +1,6 @@
 """M1 and M2: ``jetkube serve --workers N`` (N = the cores) on create and get, each beside C1 run
-with the same number of hypercorn worker processes (``bench._noop --workers N``: hypercorn's own
-``--workers``, one socket handed to every worker, as jetkube's parent does).
+with the same number of no-op worker processes on hypercorn's trio worker (``bench._noop --workers N``:
+a listening socket per worker on one port, SO_REUSEPORT, as jetkube's workers listen).
 
 The gateway is started after B2's objects are on the log (every worker's projection folds them at
 start). Server CPU per request sums the parent and every worker; /metrics is not used here (a
@@ -26,8 +26,8 @@ TARGETS = {"M1": 0.60, "M2": 0.85}
 def header(b: Bench) -> str:
     p = b.p
     load = "wrk -t1" if b.wrk else "python loadgen"
-    return (f"jetkube serve --workers {NCPU} (the cores) vs C1 on hypercorn --workers {NCPU} (trio), one socket shared "
-            f"by the workers; {p.conns} connections ({load}); M1 = B1's creates ({p.http_s:.0f}s), M2 = B2's "
+    return (f"jetkube serve --workers {NCPU} (the cores) vs C1 on {NCPU} hypercorn trio processes, a listening socket each "
+            f"on one port (SO_REUSEPORT); {p.conns} connections ({load}); M1 = B1's creates ({p.http_s:.0f}s), M2 = B2's "
             f"consistent GETs ({p.http_s:.0f}s), each right after its C1 mix ({p.c1_s:.0f}s)")
 
 
@@ -48,8 +48,6 @@ async def run(b: Bench) -> list[dict[str, Any]]:
             while not port_file.exists() or not port_file.read_text().strip():
                 if noop.popen.poll() is not None:
                     raise RuntimeError(f"no-op server exited: {noop.out_path.read_text()[-500:]}")
-                await trio.sleep(0.05)
-            while len(child_pids(noop.pid)) < NCPU:  # hypercorn's workers (and multiprocessing's tracker)
                 await trio.sleep(0.05)
         noop_port = int(port_file.read_text())
         noop_pids = {"noop": noop.pid, **{f"noop_w{i}": p for i, p in enumerate(child_pids(noop.pid))}}

@@ -8,8 +8,8 @@ Run as ``python -m bench._noop PORT_FILE``: binds 127.0.0.1 on a free port and w
 ``--quart`` serves the same body from a quart-trio app instead (informational: the framework's share).
 ``--big FILE`` answers every request with that file's bytes instead (B4's transfer floor: what it
 costs hypercorn and the client to move a LIST body of that size, with nothing to build).
-``--workers N`` (M1/M2's ceiling): hypercorn's own N trio worker processes (``hypercorn.run``), on
-one socket bound here and handed to them, as ``jetkube serve --workers N`` does.
+``--workers N`` (M1/M2's ceiling): N processes of the same no-op on hypercorn's trio worker, each
+listening on one port with a socket of its own (SO_REUSEPORT), as ``jetkube serve --workers N`` does.
 """
 
 from __future__ import annotations
@@ -83,28 +83,58 @@ async def main(port_file: str, use_quart: bool) -> None:
         Path(port_file).write_text(port)
 
 
-def main_workers(port_file: str, workers: int) -> None:
+def _listener(port: int, *, listen: bool) -> Any:
     import socket
-
-    from hypercorn.run import run
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    if listen:
+        sock.listen(2048)
+    return sock
+
+
+def main_workers(port_file: str, workers: int) -> None:
+    """N worker processes, each with its own listening socket on one port (SO_REUSEPORT), as
+    ``jetkube serve --workers N`` runs them: the port is reserved here (bound, never listening), and
+    written to ``port_file`` once every worker listens. The workers end with this process."""
+    import os
+    import signal
+
+    from bus import spawn_bound
+
+    reserve = _listener(0, listen=False)
+    port = reserve.getsockname()[1]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the workers get SIGTERM as this exits
+    for _ in range(workers):
+        r, w = os.pipe()
+        spawn_bound([sys.executable, "-m", "bench._noop", port_file, "--worker", str(port), str(w)], pass_fds=(w,))
+        os.close(w)
+        with os.fdopen(r, "rb") as ready:
+            if not ready.readline():
+                raise SystemExit("bench._noop: a worker exited before it listened")
+    Path(port_file).write_text(str(port))
+    signal.pause()
+
+
+async def main_worker(port: int, ready_fd: int) -> None:
     config = Config()
-    config.bind = [f"fd://{sock.fileno()}"]
+    config.bind = [f"fd://{_listener(port, listen=True).detach()}"]
     config.keep_alive_timeout = 75
     config.accesslog = None
-    config.workers = workers
-    config.worker_class = "trio"
-    config.application_path = "bench._noop:app"
-    Path(port_file).write_text(str(sock.getsockname()[1]))
-    run(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: serve(app, config, task_status=task_status))  # type: ignore
+        import os
+        os.write(ready_fd, b"ready\n")
+        os.close(ready_fd)
 
 
 if __name__ == "__main__":
+    if "--worker" in sys.argv:
+        i = sys.argv.index("--worker")
+        trio.run(main_worker, int(sys.argv[i + 1]), int(sys.argv[i + 2]))
+        sys.exit(0)
     if "--workers" in sys.argv:
         main_workers(sys.argv[1], int(sys.argv[sys.argv.index("--workers") + 1]))
         sys.exit(0)

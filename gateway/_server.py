@@ -78,7 +78,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
 
     ``span_exporter`` (tests): an OpenTelemetry ``SpanExporter`` used instead of OTLP when
     ``settings.tracing`` is set. ``worker``: this is one of ``serve --workers N``'s processes
-    (gateway/_workers.py): it serves the listening sockets its parent bound, and leaves the
+    (gateway/_workers.py): it listens on the ports its parent reserved, and leaves the
     kubeconfig to the parent."""
     data_dir = Path(settings.data_dir)
     pki, tokens, signing_key, ca_pem, client_ca, proxy_ca = await trio.to_thread.run_sync(_first_start, settings)
@@ -178,11 +178,14 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             config = _hypercorn_ext.ClientCertConfig()  # requests client certificates
             ctx.metrics.pacer = config.pacer  # jetkube_apf_pacing_* (gateway/_metrics.py)
             config.replay_through = app.replay  # a replayed 429 (gateway/_gate.py) as the first: see InFlight
-            config.bind = [f"{settings.host}:{settings.port}" if worker is None else f"fd://{worker.https_fd}"]
+            # A worker listens on its parent's ports with a socket of its own (SO_REUSEPORT), opened
+            # now that it is ready to serve.
+            fds = worker.listeners(settings.host) if worker is not None else None
+            config.bind = [f"{settings.host}:{settings.port}" if fds is None else f"fd://{fds[0]}"]
             config.certfile, config.keyfile = str(pki.cert), str(pki.key)
             if settings.insecure_port is not None:
-                config.insecure_bind = [f"{settings.host}:{settings.insecure_port}" if worker is None
-                                        else f"fd://{worker.http_fd}"]
+                config.insecure_bind = [f"{settings.host}:{settings.insecure_port}" if fds is None
+                                        else f"fd://{fds[1]}"]
             config.graceful_timeout = settings.graceful_timeout_s
             # hypercorn's settings (the README's "HTTP server settings" says why): an idle keep-alive
             # connection is kept 75 s (hypercorn's default 5 s would make a client polling every few

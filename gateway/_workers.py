@@ -1,4 +1,4 @@
-"""``jetkube serve --workers N``: N gateway processes serving one listening socket, supervised by
+"""``jetkube serve --workers N``: N gateway processes serving one port, supervised by
 the process the operator started.
 
 The parent (:func:`supervise`) does what happens once per server, then runs the workers:
@@ -6,26 +6,32 @@ The parent (:func:`supervise`) does what happens once per server, then runs the 
 1. the data directory, the PKI, the tokens and the service-account key (``_server._first_start``),
    before any worker starts: every worker reads the same files, so every worker accepts the same
    kubeconfig, tokens and client certificates;
-2. the listening sockets (HTTPS, and plain HTTP with ``--insecure-port``), bound once;
+2. the ports (HTTPS, and plain HTTP with ``--insecure-port``), reserved once: a socket bound with
+   SO_REUSEPORT that never listens, held until the server stops (``--port 0`` picks the port here);
 3. the embedded nats-server (unless ``--nats-url``), started once and stopped last;
 4. N workers: ``python -m gateway serve`` with the same flags and ``JETKUBE_WORKER`` in their
-   environment (:class:`WorkerLink`: the inherited socket fds, the NATS URL, the worker's index).
-   hypercorn serves the inherited sockets as ``fd://N`` binds. Each worker is a whole gateway: its
-   own NATS connection, projection, actors and /metrics registry. N workers are N gateways on one
+   environment (:class:`WorkerLink`: the ports, the NATS URL, the worker's index). Each worker is
+   a whole gateway: its own NATS connection, projection, actors and /metrics registry, and its own
+   listening socket on the reserved port (SO_REUSEPORT, opened when it is ready to serve, handed to
+   hypercorn as an ``fd://N`` bind). N workers are N gateways on one
    NATS, which the system already supports: what must run once per cluster holds a lease (the
    snapshot writer, the audit webhook forwarder) and the rest is idempotent (controllers, bootstrap);
    API Priority and Fairness's seats (--max-requests-inflight and --max-mutating-requests-inflight,
    which are the server's) are shared out, each worker holding 1/N of them (rounded up);
 5. once every worker has said it is ready (a line on a pipe), the kubeconfig and the ready line.
 
-One socket shared by the workers, not SO_REUSEPORT (hypercorn's own ``--workers`` does the same:
-it creates the sockets once and hands them to its worker processes):
-- ``--port 0`` works: the port is bound once, by the parent, before any worker exists;
-- connections waiting to be accepted belong to the socket, not to a worker: a worker that dies or
-  restarts loses none of them (with SO_REUSEPORT the kernel resets those queued on a dead worker's
-  socket, and hashes new ones to a restarting worker as soon as it listens);
-- the cost: the kernel does not spread connections by hash; whichever worker is waiting in accept
-  takes the next one, so a busy worker takes fewer. The test shows both workers serving.
+A listening socket per worker in one SO_REUSEPORT group (as nginx's ``reuseport`` and Envoy do), not
+one socket shared by the workers (hypercorn's own ``--workers``): the kernel spreads new connections
+over the workers' sockets by a hash of the client's address and port. With one shared socket,
+whichever worker is waiting in accept takes the next connection, and a burst of connections (a load
+generator's, a restarted client pool's) goes to one worker whole: 64 of 64 wrk connections on one
+worker in four runs of five (measured, 2 cores), which left the other idle for as long as the
+connections lived (the benchmark's M2 ran at 1.02 cores of 2). The costs, and why they are small:
+- connections queued on a worker's socket when that worker dies are reset (its socket closes with
+  it); clients reconnect, and the kernel sends new connections to the sockets still listening;
+- a restarting worker gets connections only once it listens, which it does when it is ready;
+- the reserved port is held by the parent, so no other user's process can take it between workers;
+  only processes of the same user can join an SO_REUSEPORT group (Linux).
 
 Supervision: a worker that exits is logged with its exit code and restarted after a backoff (0.5 s,
 doubling up to 30 s; back to 0.5 s after a worker lived 60 s). A worker that fails before the
@@ -86,8 +92,6 @@ class WorkerLink(msgspec.Struct, frozen=True):
 
     index: int
     workers: int
-    https_fd: int
-    http_fd: int | None
     ready_fd: int
     port: int
     insecure_port: int | None
@@ -112,6 +116,17 @@ class WorkerLink(msgspec.Struct, frozen=True):
     def header(self) -> tuple[bytes, bytes]:
         return HEADER, f"{self.index} pid={os.getpid()}".encode()  # read once, by serve
 
+    def listeners(self, host: str) -> tuple[int, int | None]:
+        """This worker's listening sockets on the parent's ports (HTTPS, plain HTTP or None), as
+        file descriptors for hypercorn's ``fd://`` binds (hypercorn owns and closes them)."""
+        https = _listen(host, self.port, reuse_port=True).detach()
+        try:
+            http = None if self.insecure_port is None else _listen(host, self.insecure_port, reuse_port=True).detach()
+        except BaseException:
+            os.close(https)
+            raise
+        return https, http
+
     def ready(self) -> None:
         """Tell the parent this worker serves (and let go of the pipe)."""
         try:
@@ -120,14 +135,19 @@ class WorkerLink(msgspec.Struct, frozen=True):
             os.close(self.ready_fd)
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket, as hypercorn would bind ``host:port``."""
+def _listen(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port`` as hypercorn would bind it, listening (backlog 2048) unless
+    ``listen`` is false; ``reuse_port``: in the port's SO_REUSEPORT group (every socket of the group,
+    the parent's reservation and each worker's listener, sets it)."""
     host = host.strip("[]")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
     except OSError as e:
         sock.close()
         raise SystemExit(f"jetkube serve: cannot listen on {host}:{port}: {e.strerror or e}") from None
@@ -144,9 +164,8 @@ class _Worker:
 
 
 class _Supervisor:
-    def __init__(self, settings: Settings, argv: list[str], workers: int, link: dict[str, Any],
-                 fds: tuple[int, ...]) -> None:
-        self.settings, self.argv, self.fds, self.link = settings, argv, fds, link
+    def __init__(self, settings: Settings, argv: list[str], workers: int, link: dict[str, Any]) -> None:
+        self.settings, self.argv, self.link = settings, argv, link
         self.workers = [_Worker(i) for i in range(workers)]
         self.shutdown = trio.Event()
         self.settled = trio.Event()  # every worker ready, or the server stopping
@@ -170,7 +189,7 @@ class _Supervisor:
         r, wfd = os.pipe()
         try:
             env = {**os.environ, ENV: json.dumps({**self.link, "index": w.index, "ready_fd": wfd})}
-            child = spawn_bound([sys.executable, "-m", "gateway", *self.argv], pass_fds=(*self.fds, wfd),
+            child = spawn_bound([sys.executable, "-m", "gateway", *self.argv], pass_fds=(wfd,),
                                 stdout=subprocess.DEVNULL, env=env)
         except BaseException:
             os.close(r)
@@ -259,11 +278,13 @@ async def supervise(settings: Settings, argv: list[str], workers: int) -> int:
     pki = (await trio.to_thread.run_sync(_first_start, settings))[0]
     data_dir = Path(settings.data_dir)
     async with AsyncExitStack() as stack:
-        https_sock = _listen(settings.host, settings.port)
+        # The ports, reserved (bound, not listening: no connection waits on these); each worker
+        # listens on them with a socket of its own.
+        https_sock = _listen(settings.host, settings.port, reuse_port=True, listen=False)
         stack.callback(https_sock.close)
         http_sock = None
         if settings.insecure_port is not None:
-            http_sock = _listen(settings.host, settings.insecure_port)
+            http_sock = _listen(settings.host, settings.insecure_port, reuse_port=True, listen=False)
             stack.callback(http_sock.close)
         https = f"https://{repr_socket_addr(https_sock.family, https_sock.getsockname())}"
         http = f"http://{repr_socket_addr(http_sock.family, http_sock.getsockname())}" if http_sock else None
@@ -271,11 +292,9 @@ async def supervise(settings: Settings, argv: list[str], workers: int) -> int:
         if not nats_url:
             embedded = nats_url = await stack.enter_async_context(run_nats_server(
                 data_dir / "nats", restart_delay_s=settings.nats_restart_delay_s))
-        link = {"workers": workers, "https_fd": https_sock.fileno(),
-                "http_fd": http_sock.fileno() if http_sock else None, "port": https_sock.getsockname()[1],
+        link = {"workers": workers, "port": https_sock.getsockname()[1],
                 "insecure_port": http_sock.getsockname()[1] if http_sock else None, "nats_url": embedded}
-        fds = (https_sock.fileno(), *((http_sock.fileno(),) if http_sock else ()))
-        sup = _Supervisor(settings, argv, workers, link, fds)
+        sup = _Supervisor(settings, argv, workers, link)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sup.on_signals)
             async with trio.open_nursery() as running:
@@ -292,8 +311,8 @@ async def supervise(settings: Settings, argv: list[str], workers: int) -> int:
                 await sup.shutdown.wait()
                 # Every worker drains as one gateway does; the keepers return as their workers exit.
                 sup.terminate_all()
-                # The listeners close when the last worker closes its copy (after the shutdown
-                # delay), so that new connections are refused then, not queued for no one.
+                # The reservations go now; each worker closes its listener after the shutdown delay,
+                # and once the last has, new connections are refused, not queued for no one.
                 for sock in (https_sock, http_sock):
                     if sock is not None:
                         sock.close()

@@ -11,7 +11,7 @@ from gateway._workers import ENV, WorkerLink, _describe, default_workers
 
 
 def _link(**kw: object) -> WorkerLink:
-    base = {"index": 1, "workers": 3, "https_fd": 5, "http_fd": None, "ready_fd": 7, "port": 6443,
+    base = {"index": 1, "workers": 3, "ready_fd": 7, "port": 6443,
             "insecure_port": None, "nats_url": None}
     return msgspec.convert({**base, **kw}, WorkerLink)
 
