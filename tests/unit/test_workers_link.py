@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+
 import msgspec
 import pytest
 
 from bus import NatsAuth
 from gateway import Settings
-from gateway._workers import ENV, WorkerLink, _describe, default_workers
+from gateway._workers import ENV, WorkerLink, _describe, _listen, default_workers
 
 
 def _link(**kw: object) -> WorkerLink:
@@ -49,3 +52,24 @@ def test_the_default_is_the_environment_else_the_cores(monkeypatch: pytest.Monke
 def test_exit_codes_are_described_as_the_shell_would() -> None:
     assert _describe(-9) == "-9 (SIGKILL)"
     assert _describe(2) == "2"
+
+
+def test_the_reserved_port_takes_the_workers_listeners_and_nothing_else() -> None:
+    reserve = _listen("127.0.0.1", 0, reuse_port=True, listen=False)
+    port = reserve.getsockname()[1]
+    listeners = [_listen("127.0.0.1", port, reuse_port=True) for _ in range(2)]  # one per worker
+    try:
+        other = socket.socket()
+        with pytest.raises(OSError) as e:  # a socket outside the SO_REUSEPORT group
+            other.bind(("127.0.0.1", port))
+        assert e.value.errno == errno.EADDRINUSE
+        other.close()
+        link = _link(port=port, insecure_port=None)
+        https, http = link.listeners("127.0.0.1")
+        assert http is None
+        with socket.socket(fileno=https) as sock:
+            assert sock.getsockname() == ("127.0.0.1", port)
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+    finally:
+        for s in (reserve, *listeners):
+            s.close()
