@@ -566,7 +566,10 @@ class SeatLeases:
                 leases.pop(key, None)
                 continue
             down = self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
-            lapsed = cap and now > ls.ok_at + self.ttl_s and not ls.busy
+            # Invariant: a grant is used no later than the owner counts it (until ok_at + TTL), even
+            # with a renewal in flight across the lapse (a retried one is, when the owner is slow):
+            # its reply sets the grant again, and the owner counts the seats it then holds.
+            lapsed = cap and now > ls.ok_at + self.ttl_s
             if down or (lapsed and ls.fixed):
                 ls.fixed = True
                 if cap != fixed:
