@@ -151,8 +151,8 @@ class AuditSink:
         appends were acknowledged (up to ``BATCH_RECORDS`` records / ``BATCH_BYTES``), one message
         per tenant (two or more when the webhook already has some of its records and not others:
         :func:`_messages`), and one per webhook mark. The tenants' messages are appended
-        concurrently, one tenant's one after another. One writer: a tenant's records are stored in
-        the order they were queued."""
+        concurrently, one tenant's one after another, within one deadline (:meth:`_append_in_order`).
+        One writer: a tenant's records are stored in the order they were queued."""
         task_status.started()
         log = self.log
         recv = self._recv
@@ -177,18 +177,30 @@ class AuditSink:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _append_in_order(self, log: Log, messages: list[_Message]) -> None:
-        for m in messages:  # the next one after this one's ack (or failure): stored in this order
-            await self._append(log, *m)
+        """A lane's messages, the next one after this one's ack: stored in this order. One deadline
+        (``APPEND_DEADLINE_S``) for the whole lane, so a stalled stream holds the writer that long
+        per batch, not once per message. After a failed append the lane's remaining messages are
+        not appended (nothing stored after a gap: a tenant's records keep their order); they are
+        counted in ``dropped["failed"]`` and logged with the failure, never dropped silently."""
+        deadline = trio.current_time() + APPEND_DEADLINE_S
+        for i, m in enumerate(messages):
+            try:
+                await self._append(log, *m, deadline_s=max(0.0, deadline - trio.current_time()))
+            except BusError as e:
+                lost = sum(later[3] for later in messages[i:])
+                self.dropped["failed"] += lost
+                _log.warning("%d audit record(s) not written: %s", lost, e)
+                return
 
-    async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str, records: int) -> None:
-        try:
-            await log.append(subject, payload, msg_id=msg_id, expected_seq=None, deadline_s=10.0)
-            self.written += records
-        except BusError as e:
-            self.dropped["failed"] += records
-            _log.warning("%d audit record(s) not written: %s", records, e)
+    async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str, records: int, *,
+                      deadline_s: float) -> None:
+        await log.append(subject, payload, msg_id=msg_id, expected_seq=None, deadline_s=deadline_s)
+        self.written += records
 
 
+#: How long one batch's appends may take, per lane (a lane's messages share it): a stream that does not
+#: acknowledge holds the writer (and fills the queue) this long per batch at most.
+APPEND_DEADLINE_S = 10.0
 #: A queued audit stream message: (subject, encoded record, Msg-Id, sent to the webhook already).
 _Item = tuple[str, bytes, str, bool]
 #: At most this many records (or about these many bytes) in one audit stream message.

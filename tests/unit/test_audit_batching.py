@@ -142,6 +142,59 @@ async def test_a_tenants_sent_and_unsent_records_are_stored_in_the_order_recorde
     assert log.most_at_once == 2  # two tenants': concurrently
 
 
+class _StalledLog:
+    """A stream that does not acknowledge: an append waits out its deadline, then raises as
+    ``Log.append`` does; once ``healed``, appends succeed at once."""
+
+    prefix = "jkaudit"
+
+    def __init__(self) -> None:
+        self.tried: list[tuple[str, float]] = []
+        self.appended: list[list[dict[str, Any]]] = []
+        self.healed = False
+
+    async def append(self, subject: str, payload: bytes, *, msg_id: str, expected_seq: None, deadline_s: float) -> int:
+        self.tried.append((subject, deadline_s))
+        if not self.healed:
+            await trio.sleep(deadline_s)
+            raise BusTimeout("not acknowledged")
+        self.appended.append(decode_records(payload))
+        return len(self.appended)
+
+
+async def test_a_stalled_stream_holds_the_writer_one_deadline_per_batch(autojump_clock: trio.testing.MockClock) -> None:
+    """Review s7b finding 3: a lane of several messages (a tenant's sent and unsent records) shares
+    one append deadline, and after its first failure the rest are counted as failed, not appended
+    (nothing after a gap): a stalled stream holds the writer ``APPEND_DEADLINE_S`` per batch, not
+    that once per message. Every record is either written or counted."""
+    log = _StalledLog()
+    sink = AuditSink(log)  # type: ignore[arg-type]
+    sent = [False, True, False, True, False]  # t1: five messages in one lane
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run)
+        start = trio.current_time()
+        for i, s in enumerate(sent):
+            sink.submit(_rec(i), "t1", sent=s)
+        sink.submit(_rec(100), "t2")
+        with trio.fail_after(4 * audit_mod.APPEND_DEADLINE_S):
+            while sink.dropped["failed"] < len(sent) + 1:
+                await trio.sleep(0.01)
+        took = trio.current_time() - start
+        assert took <= audit_mod.APPEND_DEADLINE_S + 0.1  # before: 5 x 10 s for t1's lane
+        assert sorted(log.tried) == [("jkaudit.t1", audit_mod.APPEND_DEADLINE_S),
+                                     ("jkaudit.t2", audit_mod.APPEND_DEADLINE_S)]  # one try per lane
+        assert sink.written == 0
+        log.healed = True  # the writer is free for the next batch
+        for i in range(3):
+            sink.submit(_rec(200 + i), "t1")
+        with trio.fail_after(1):
+            while sink.written < 3:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert log.appended == [[_rec(200), _rec(201), _rec(202)]]
+    assert sink.dropped == {"read": 0, "denial": 0, "failed": len(sent) + 1}
+
+
 class _Reader:
     def __init__(self, batches: list[list[LogMessage]]) -> None:
         self.batches, self.pending = batches, 0
