@@ -1000,3 +1000,44 @@ async def _answer_until_body(stream: trio.SocketStream) -> bytes:
         assert chunk
         buf += chunk
     return buf
+
+
+async def test_a_replay_at_shutdown_is_answered_then_its_connection_closed() -> None:
+    """Review s7b finding 4: the server terminating while a replay answers (hypercorn's idle timer
+    wakes then) neither cuts the replayed 429 (the connection was seen as idle during the replay) nor
+    keeps the connection open after it (until the graceful timeout): the whole 429, then the
+    connection closed, and the server's serve returns."""
+    config = _config()
+    config.graceful_timeout = 60  # a connection kept open would hold the test past its fail_after
+    stop = trio.Event()
+    replays: list[int] = []
+
+    async def replay(send: Any, carry: dict[str, Any]) -> bool:
+        replays.append(1)
+        stop.set()  # the shutdown begins while this replay runs
+        await trio.testing.wait_all_tasks_blocked()  # hypercorn terminated: its idle timers woke
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return True
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/flood"):
+            scope[ext.PACE_REPLAY] = replay
+        return await _app({}, scope, receive, send)
+
+    flood = b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n"
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            port = await _start(n, app, config, stop)
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(flood)
+            assert (await _answer_until_body(s)).startswith(b"HTTP/1.1 429 ")
+            await s.send_all(flood)
+            answer = b""
+            while chunk := await s.receive_some(4096):
+                answer += chunk
+            assert replays == [1]
+            assert answer.startswith(b"HTTP/1.1 429 Too Many Requests\r\n") and answer.endswith(b"\r\n\r\nno")
+            await s.aclose()
+        # (the nursery exits: serve returned, no connection kept open)
