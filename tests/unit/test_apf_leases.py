@@ -211,6 +211,13 @@ async def test_a_grant_lapsing_after_a_timeout_drops_to_the_floor(autojump_clock
     assert len(c.plan(4.65)) == 1
     c.settle(key, 4.65, None, "timeout", 5.4)
     assert d.leases[key] == 8 and c.fallen == {shard_of("a")}
+    # On the fixed share, a request in flight is waited for (its outcome decides): the gateway keeps
+    # what it told the owner it holds (2: the rest given back before asking), neither the floor nor
+    # the fixed share again (seats it just said it does not hold).
+    d.lease_peak[key] = 1
+    ((_, r),) = c.plan(7.0)  # asked again once the shard is no longer down
+    assert c.leases[key].busy and r.held == 2 == d.leases[key]
+    assert c.plan(7.1) == [] and d.leases[key] == 2
 
 
 async def test_a_timed_out_renewal_is_sent_again_after_retry_s(autojump_clock: trio.testing.MockClock) -> None:
