@@ -323,8 +323,8 @@ def create_app(ctx: Context) -> QuartTrio:
             if not (intake.initial_events and _is_stream(resp)):
                 ctx.pipeline.release(intake.flow)
         assert resp is not None
-        if (resp.mimetype == JSON_CT and (note.rdef is not None or resp.status_code >= 400)
-                and wants_yaml(request.headers.get("Accept")) and not _is_stream(resp)):
+        if (wants_yaml(request.headers.get("Accept")) and resp.mimetype == JSON_CT
+                and (note.rdef is not None or resp.status_code >= 400) and not _is_stream(resp)):
             # kube's YAML serializer: a resource request's answer, and any Status, in YAML when asked.
             try:
                 data = await resp.get_data()
