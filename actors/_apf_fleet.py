@@ -566,15 +566,19 @@ class SeatLeases:
                 leases.pop(key, None)
                 continue
             down = self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
-            lapsed = cap and now > ls.ok_at + self.ttl_s and not ls.busy
-            if down or (lapsed and ls.fixed):
+            # Invariant: a grant is used no later than the owner counts it (until ok_at + TTL), even
+            # with a renewal in flight across the lapse (a retried one is, when the owner is slow):
+            # its reply sets the grant again, and the owner counts the seats it then holds. On the
+            # fixed share a request in flight is waited for, as before (its outcome decides).
+            lapsed = cap and now > ls.ok_at + self.ttl_s
+            if down or (lapsed and ls.fixed and not ls.busy):
                 ls.fixed = True
                 if cap != fixed:
                     self._set(key, fixed)  # no owner: the fixed share, whatever was leased
                     cap = fixed
                 if down:
                     continue
-            elif lapsed:
+            elif lapsed and not ls.fixed:
                 # A grant lapsed while the owner answers (a slow answer, a stale epoch): the floor, as
                 # the owner now counts this gateway; never the fixed share, which with the others
                 # held to the owner's grants could exceed the budget.

@@ -73,7 +73,8 @@ from ._audit import (
     parse_query,
 )
 from ._audit import query as audit_query
-from ._codec import decode_body_strict, query_bool
+from ._codec import YAML as YAML_CT
+from ._codec import decode_body_strict, encode_yaml, query_bool
 from ._fast import FastPath
 from ._gate import AUTHENTICATED, Gate, error_answer
 from ._logging import begin_request, note_user
@@ -105,6 +106,7 @@ from ._settings import Settings
 from ._status import BodyTimeout, write_response
 from ._table import (
     NOT_ACCEPTABLE,
+    NOT_ACCEPTABLE_STREAM,
     View,
     acceptable,
     check_acceptable,
@@ -125,10 +127,13 @@ from ._table import (
     wants_metadata,
     wants_protobuf,
     wants_table,
+    wants_yaml,
 )
 from ._wildcard import list_every_tenant, still_served
 
 JSON_CT = "application/json"
+#: A JSON answer up to this size is made YAML in the event loop's thread; a larger one in a worker thread.
+YAML_INLINE_BYTES = 64 * 1024
 _enc = msgspec.json.Encoder()
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -318,6 +323,17 @@ def create_app(ctx: Context) -> QuartTrio:
             if not (intake.initial_events and _is_stream(resp)):
                 ctx.pipeline.release(intake.flow)
         assert resp is not None
+        if (wants_yaml(request.headers.get("Accept")) and resp.mimetype == JSON_CT
+                and (note.rdef is not None or resp.status_code >= 400) and not _is_stream(resp)):
+            # kube's YAML serializer: a resource request's answer, and any Status, in YAML when asked.
+            try:
+                data = await resp.get_data()
+                # (a large list in a worker thread: the loop switches to others meanwhile)
+                resp.set_data(encode_yaml(data) if len(data) < YAML_INLINE_BYTES
+                              else await trio.to_thread.run_sync(encode_yaml, data))
+                resp.content_type = YAML_CT
+            except msgspec.DecodeError:  # (a body that is not JSON after all: sent as it is)
+                pass
         _pf_headers(resp, intake.flow)
         # The request's tenant once it is known to exist, else root: no label from a made-up name.
         tenant = note.tenant or ROOT_TENANT
@@ -620,6 +636,8 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     assert isinstance(result, Allowed)
     proj = ctx.projection
     check_acceptable(request.headers.get("Accept"))  # 406 for an Accept kube serves nothing of
+    if verb == "watch" and wants_yaml(request.headers.get("Accept")):
+        raise NotAcceptable(NOT_ACCEPTABLE_STREAM)  # kube: YAML has no stream serializer
     table = wants_table(request.headers.get("Accept"))
     # PartialObjectMetadata(List): its apiVersion (406 when a list asks for the single kind or not).
     metadata = not table and wants_metadata(request.headers.get("Accept"))

@@ -151,8 +151,8 @@ class AuditSink:
         appends were acknowledged (up to ``BATCH_RECORDS`` records / ``BATCH_BYTES``), one message
         per tenant (two or more when the webhook already has some of its records and not others:
         :func:`_messages`), and one per webhook mark. The tenants' messages are appended
-        concurrently, one tenant's one after another. One writer: a tenant's records are stored in
-        the order they were queued."""
+        concurrently, one tenant's one after another, within one deadline (:meth:`_append_in_order`).
+        One writer: a tenant's records are stored in the order they were queued."""
         task_status.started()
         log = self.log
         recv = self._recv
@@ -177,18 +177,30 @@ class AuditSink:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _append_in_order(self, log: Log, messages: list[_Message]) -> None:
-        for m in messages:  # the next one after this one's ack (or failure): stored in this order
-            await self._append(log, *m)
+        """A lane's messages, the next one after this one's ack: stored in this order. One deadline
+        (``APPEND_DEADLINE_S``) for the whole lane, so a stalled stream holds the writer that long
+        per batch, not once per message. After a failed append the lane's remaining messages are
+        not appended (nothing stored after a gap: a tenant's records keep their order); they are
+        counted in ``dropped["failed"]`` and logged with the failure, never dropped silently."""
+        deadline = trio.current_time() + APPEND_DEADLINE_S
+        for i, m in enumerate(messages):
+            try:
+                await self._append(log, *m, deadline_s=max(0.0, deadline - trio.current_time()))
+            except BusError as e:
+                lost = sum(later[3] for later in messages[i:])
+                self.dropped["failed"] += lost
+                _log.warning("%d audit record(s) not written: %s", lost, e)
+                return
 
-    async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str, records: int) -> None:
-        try:
-            await log.append(subject, payload, msg_id=msg_id, expected_seq=None, deadline_s=10.0)
-            self.written += records
-        except BusError as e:
-            self.dropped["failed"] += records
-            _log.warning("%d audit record(s) not written: %s", records, e)
+    async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str, records: int, *,
+                      deadline_s: float) -> None:
+        await log.append(subject, payload, msg_id=msg_id, expected_seq=None, deadline_s=deadline_s)
+        self.written += records
 
 
+#: How long one batch's appends may take, per lane (a lane's messages share it): a stream that does not
+#: acknowledge holds the writer (and fills the queue) this long per batch at most.
+APPEND_DEADLINE_S = 10.0
 #: A queued audit stream message: (subject, encoded record, Msg-Id, sent to the webhook already).
 _Item = tuple[str, bytes, str, bool]
 #: At most this many records (or about these many bytes) in one audit stream message.
@@ -280,12 +292,26 @@ def _rfc3339(t: datetime.datetime) -> str:
     return t.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: A record is stored at most this long after its ``stageTimestamp`` (its wait in the audit queue and
+#: its append's deadline, ``APPEND_DEADLINE_S``; a write's event is appended within its request's
+#: deadline): a query that reached its limit reads the stream this far (in record time) past it.
+LATE_S = 30.0
+
+
 async def _collect(log: Log, filter_subject: str, q: Query, deadline: float,
                    convert: Callable[[LogMessage], list[dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any]]]:
-    """The first ``q.limit`` records that ``convert`` makes of the messages of ``log`` stored from
-    ``q.since`` on (up to its head as of now) and that match ``q``, in order, as (time, seq, record).
-    Stream order is nearly, not exactly, time order (:func:`by_time`): a record stored just after the
-    first ``limit`` with an older time is left out (a known approximation: reading is bounded)."""
+    """The first ``q.limit`` records in time order (``stageTimestamp``, then sequence) of those that
+    ``convert`` makes of the messages of ``log`` stored from ``q.since`` on (up to its head as of now)
+    and that match ``q``, as (time, seq, record), oldest first.
+
+    Stream order is not time order (two gateways append concurrently; a batch of the audit stream
+    holds records of the time its append waited), but a record is stored after its time, by at most
+    ``LATE_S``: so a record read after one of time T is no older than T - ``LATE_S``, and reading stops
+    once the records' times are ``LATE_S`` past the ``limit``-th oldest found (or past ``q.until``).
+    Memory: at most 2 x ``limit`` records held (cut back to the ``limit`` oldest as they reach that),
+    plus the reader's batch. A record stored more than ``LATE_S`` after its time (an audit stream
+    stalled that long, or gateways' clocks that far apart) may be left out of an answer that reached
+    its limit."""
     head = int((await log.stream_state()).get("last_seq", 0))
     start = 1
     if q.since is not None:
@@ -294,26 +320,56 @@ async def _collect(log: Log, filter_subject: str, q: Query, deadline: float,
             return []
         start = found
     out: list[tuple[str, int, dict[str, Any]]] = []
-    if head < start:
+    limit = q.limit
+    if head < start or limit <= 0:
         return out
+    stop_after = _rfc3339(q.until + datetime.timedelta(seconds=LATE_S)) if q.until is not None else None
+    kth: str | None = None  # the limit-th oldest time found, once ``limit`` were: later ones cannot be in
+    newest = ""  # the newest record time read
+
+    def cut() -> None:
+        nonlocal kth, stop_after
+        out.sort(key=_time_seq)
+        del out[limit:]
+        if kth != out[-1][0]:
+            kth = out[-1][0]
+            try:
+                late = _rfc3339(_parse_time(kth) + datetime.timedelta(seconds=LATE_S))
+            except ValueError:
+                return  # (a record without a time: read on)
+            stop_after = late if stop_after is None else min(stop_after, late)
+
     reader = await log.open_reader(filter_subject, start)
     try:
         with trio.move_on_after(max(0.0, deadline - trio.current_time())):
             while True:
                 batch = await reader.next_batch()
+                at_head = batch[-1].seq >= head or (reader.pending == 0 and reader.buffered == 0)
                 for m in batch:
                     if m.seq > head:
-                        return out
+                        break
                     for rec in convert(m):
-                        if q.matches(rec):
-                            out.append((rec.get("stageTimestamp", ""), m.seq, rec))
-                            if len(out) >= q.limit:
-                                return out
-                if batch[-1].seq >= head or (reader.pending == 0 and reader.buffered == 0):
-                    return out
+                        t = rec.get("stageTimestamp", "")
+                        newest = max(newest, t)
+                        if (kth is None or t <= kth) and q.matches(rec):
+                            out.append((t, m.seq, rec))
+                            if len(out) >= 2 * limit:
+                                cut()
+                if len(out) >= limit:
+                    cut()
+                if at_head or (stop_after is not None and newest > stop_after):
+                    break
     finally:
         await reader.aclose()
+    if len(out) >= limit:
+        cut()
+    else:
+        out.sort(key=_time_seq)
     return out
+
+
+def _time_seq(t: tuple[str, int, dict[str, Any]]) -> tuple[str, int]:
+    return t[0], t[1]
 
 
 async def query(main: Log, audit_log: Log | None, registry: Registry, policy: Policy, q: Query, *,
@@ -338,11 +394,11 @@ async def query(main: Log, audit_log: Log | None, registry: Registry, policy: Po
 
 
 def by_time(*found: list[tuple[str, int, dict[str, Any]]], limit: int) -> list[dict[str, Any]]:
-    """The records of ``found`` ((stageTimestamp, sequence, record) in stream order, each list at most
-    a query's limit long), oldest first, at most ``limit``. Stream order is not time order: two
-    gateways append concurrently, and a batch of reads (:class:`AuditSink`) holds records of the
-    time its append waited, so every list is sorted, not merged as it is."""
-    merged = sorted(itertools.chain(*found), key=lambda t: (t[0], t[1]))
+    """The records of ``found`` ((stageTimestamp, sequence, record), each list at most a query's
+    limit long), oldest first, at most ``limit``. Stream order is not time order: two gateways
+    append concurrently, and a batch of reads (:class:`AuditSink`) holds records of the time its
+    append waited, so every list is sorted, not merged as it is."""
+    merged = sorted(itertools.chain(*found), key=_time_seq)
     return [rec for _, _, rec in merged[:limit]]
 
 

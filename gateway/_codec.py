@@ -37,6 +37,26 @@ _json_decoder = msgspec.json.Decoder()
 ALIAS_MIN_COUNT, ALIAS_MIN_DECODES = 100, 1000
 
 
+class _YamlDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml's emitter when PyYAML has it; a string of several lines as a literal block (as go-yaml)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_YamlDumper.add_representer(str, _represent_str)
+
+
+def encode_yaml(body: bytes) -> bytes:
+    """A JSON answer (an object, a list, a Status) as kube's YAML serializer writes it
+    (sigs.k8s.io/yaml ``JSONToYAML``: the JSON's keys sorted, block style, a sequence not indented
+    under its key, a string of several lines as a literal block, no line folding)."""
+    out: bytes = yaml.dump(_json_decoder.decode(body), Dumper=_YamlDumper, sort_keys=True,
+                           default_flow_style=False, allow_unicode=True, width=1 << 30, encoding="utf-8")
+    return out
+
+
 def media_type(content_type: str | None) -> str:
     """The bare media type, lower-cased; a missing one is JSON (as the apiserver defaults)."""
     if not content_type:

@@ -49,7 +49,8 @@ from ._status import status_for
 
 _READS = ("GET", "HEAD")
 #: What :meth:`Gate._reject` reads of a scope (a replay's scope keeps these only).
-_REPLAY_SCOPE = frozenset(("type", "method", "path", "raw_path", "query_string", "client"))
+_REPLAY_SCOPE = frozenset(("type", "method", "path", "raw_path", "query_string", "client", "headers", "scheme",
+                           "http_version"))
 #: The scope key of the request the gate authenticated, as it was before (see :meth:`Gate._replay`).
 _UNAUTHENTICATED = "jetkube.gate_unauthenticated"
 #: The scope key of a request the gate authenticated (an ``actors.Request`` with its user; no
@@ -96,6 +97,8 @@ class Gate:
     def __init__(self, ctx: Any, app: Any) -> None:
         self.ctx = ctx  # gateway._app.Context (not imported: _app imports this module)
         self.app = app
+        # A replayed 429's request span (gateway._tracing.Tracing.request_span); None: tracing is off.
+        self._request_span = getattr(getattr(ctx.pipeline, "spans", None), "request_span", None)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         marks = scope.get(PROBE_MARKS)
@@ -235,7 +238,11 @@ class Gate:
             # authenticated (``_decide``, the fast path and the app take it from the scope).
             carry[_UNAUTHENTICATED], carry[AUTHENTICATED] = base, who
             return False
-        await self._reject(scope, send, req, route, adm, retry_after_s, q, headers)
+        if self._request_span is None:
+            await self._reject(scope, send, req, route, adm, retry_after_s, q, headers)
+        else:  # a span as any request's (the ASGI wrapper's, which a replay does not go through)
+            with self._request_span(scope, send) as traced_send:
+                await self._reject(scope, traced_send, req, route, adm, retry_after_s, q, headers)
         return True
 
     async def _reject(self, scope: Any, send: Any, req: Request, route: Any, adm: Admission, retry_after_s: int,

@@ -444,21 +444,27 @@ class ClientCertTCPServer(TCPServer):
                             key = k
                     if key is not None:
                         proto.rejected = None
-                        self._pacing = True  # waiting for a slot: not closed as idle meanwhile
+                        # Waiting for a slot, then answered by a replay: not closed as idle meanwhile
+                        # (at shutdown the idle timer would otherwise cut the replay mid-answer).
+                        self._pacing = True
                         try:
                             await pacer.acquire(key, source)
                             proto.when_responding(partial(pacer.release, key, source))
                             proto.when_responding(self._pace_done)
                             await pacer.when_due(key)  # at most PACE_RATE a second per tenant
                             await pacer.when_idle()  # parsed when nothing else waits for the loop
+                            replayed = await self._replayed(proto, data)
                         finally:
                             self._pacing = False
-                        replayed = await self._replayed(proto, data)
                         if replayed is None:
                             break  # the replay failed after writing: this connection ends (only it)
                         if replayed:
                             proto.rejected = key  # answered 429 again: its next request is paced too
+                            # Idle again, as after any answer: the timer applies the keep-alive from
+                            # now, or (the server terminated meanwhile) closes the connection now.
                             self._idle_since = trio.current_time()
+                            if self._idle_wake is not None:
+                                self._idle_wake.set()
                             continue
                         if self._idle_since is not None:
                             # Still idle until these bytes complete a request head: the keep-alive

@@ -245,7 +245,7 @@ class InFlight:
 
     A rejected request answered again by the reject gate's replay (gateway/_gate.py, before hypercorn
     parses it, so not through this ASGI call) goes through :meth:`replay`: counted and with the header
-    too. (Not through the tracing wrapper: a replayed 429 has no span.)"""
+    too. (Not through the tracing wrapper: the gate gives a replayed 429 its span itself.)"""
 
     def __init__(self, app: Any, *, header: tuple[bytes, bytes] | None = None) -> None:
         self.app = app

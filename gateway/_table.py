@@ -212,6 +212,23 @@ def metadata_api_version(asked: tuple[str, str], *, is_list: bool) -> str:
     return api_version
 
 
+#: kube's 406 for a watch whose Accept negotiates a type without a stream serializer (YAML):
+#: ``NegotiateOutputMediaTypeStream`` lists the stream types (CBOR is off by default in 1.33).
+NOT_ACCEPTABLE_STREAM = ("only the following media types are accepted: application/json;stream=watch, "
+                         "application/vnd.kubernetes.protobuf;stream=watch")
+
+
+def wants_yaml(accept: str | None) -> bool:
+    """True when the first clause jetkube can serve is plain ``application/yaml``: kube's YAML
+    serializer answers the object, a list or a Status (``application/yaml``); a watch is refused
+    (406 :data:`NOT_ACCEPTABLE_STREAM`: YAML has no stream serializer). YAML views (a YAML Table)
+    are not served: such a clause is skipped, as clauses jetkube cannot serve are."""
+    if accept is None or "yaml" not in accept.lower():
+        return False  # (every request asks: most have no YAML in their Accept)
+    mr = _negotiate(accept)
+    return mr is not None and (mr.type, mr.subtype) == ("application", "yaml") and not mr.params.get("stream")
+
+
 def wants_protobuf(accept: str | None) -> bool:
     """True when the first clause jetkube can serve is ``application/vnd.kubernetes.protobuf`` (a
     plain object, not a Table): client-go's typed clients send

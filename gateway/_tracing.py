@@ -13,7 +13,8 @@ whose queue holds at most :data:`MAX_QUEUED_SPANS` (past that, spans are dropped
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import trio
@@ -109,26 +110,33 @@ class Tracing:
         async def traced(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] != "http":
                 return await app(scope, receive, send)
-            parent = None
-            carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
-                       if k in (b"traceparent", b"tracestate")}
-            if carrier:
-                parent = _propagator.extract(carrier)
-            method = scope["method"]
-            kind = trace.SpanKind.SERVER
-            with self.tracer.start_as_current_span(method, context=parent, kind=kind) as span:
-                if not span.is_recording():
-                    return await app(scope, receive, send)
-                self._start(span, scope)
-
-                async def send_traced(message: Any) -> None:
-                    if message["type"] == "http.response.start":
-                        _answered(span, message)
-                    await send(message)
-
-                await app(scope, receive, send_traced)
+            with self.request_span(scope, send) as traced_send:
+                await app(scope, receive, traced_send)
 
         return traced
+
+    @contextmanager
+    def request_span(self, scope: Any, send: Any) -> Iterator[Any]:
+        """The span of the HTTP request ``scope`` (an ASGI scope, or a replayed 429's: gateway/_gate.py),
+        a child of its ``traceparent`` header if any, current in this task while open; yields the
+        ``send`` to answer through (noting the status code and Audit-Id on the span when sampled)."""
+        parent = None
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
+                   if k in (b"traceparent", b"tracestate")}
+        if carrier:
+            parent = _propagator.extract(carrier)
+        with self.tracer.start_as_current_span(scope["method"], context=parent, kind=trace.SpanKind.SERVER) as span:
+            if not span.is_recording():
+                yield send
+                return
+            self._start(span, scope)
+
+            async def send_traced(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    _answered(span, message)
+                await send(message)
+
+            yield send_traced
 
     def _start(self, span: trace.Span, scope: Any) -> None:
         path = scope["path"]

@@ -40,10 +40,11 @@ async def test_reads_are_audited_in_batches_each_once_and_in_order(start_server,
     appended: list[int] = []
     append = AuditSink._append
 
-    async def slow_append(self: AuditSink, log: Any, subject: str, payload: bytes, msg_id: str, records: int) -> None:
+    async def slow_append(self: AuditSink, log: Any, subject: str, payload: bytes, msg_id: str, records: int,
+                          **kw: Any) -> None:
         await trio.sleep(0.03)  # injected latency: the reads answered meanwhile queue behind this append
         appended.append(records)
-        await append(self, log, subject, payload, msg_id, records)
+        await append(self, log, subject, payload, msg_id, records, **kw)
 
     monkeypatch.setattr(AuditSink, "_append", slow_append)
     g1, g2 = await start_server(), await start_server()

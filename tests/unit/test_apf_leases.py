@@ -193,18 +193,31 @@ async def test_a_grant_lapsing_after_a_timeout_drops_to_the_floor(autojump_clock
     timeouts) leaves the floor, never the fixed share (8 here), which with the other gateways held
     to the owner's grants would take the fleet over its budget."""
     d, c, key = _granted_then_timed_out()
-    c.plan(3.05)  # ok_at + TTL + 0.05: the grant of 2 lapsed
-    assert d.leases[key] == 0 and not c.fallen
+    ((_, r),) = c.plan(2.6)  # the renewal sent again (the timeout + retry_s), as the run loop does
+    assert c.leases[key].busy and r.held == 2
+    c.plan(3.05)  # ok_at + TTL + 0.05: the grant of 2 lapsed, with that renewal still in flight
+    assert d.leases[key] == 0 and not c.fallen  # review s7b finding 1: not once the renewal times out
     qs = d.tenants["a"].levels["lvl"]
     assert d.seat_limit("a", qs) == lease_floor(qs.limit) == 2
-    # The request sent meanwhile times out too (within a TTL of the first timeout): still the floor.
-    c.settle(key, 3.05, None, "timeout", 3.8)
-    c.plan(3.85)
-    assert d.leases[key] == 0 and not c.fallen and c.failures["timeout"] == 2
+    # The renewal in flight times out too (within a TTL of the first timeout): still the floor.
+    c.settle(key, 2.6, None, "timeout", 3.35)
+    assert c.plan(3.4) == [] and d.leases[key] == 0 and not c.fallen and c.failures["timeout"] == 2
+    d.lease_peak[key] = 1  # the demand goes on (else the lease would idle out)
+    ((_, r),) = c.plan(3.6)  # sent again at the timeout + retry_s
+    assert r.held == 0
+    c.settle(key, 3.6, None, "timeout", 4.35)
+    assert d.leases[key] == 0 and not c.fallen
     # A TTL of timeouts: the owner counts as unreachable, the fixed share.
-    assert len(c.plan(4.05)) == 1  # sent again at the timeout + retry_s
-    c.settle(key, 4.05, None, "timeout", 5.4)
+    assert len(c.plan(4.65)) == 1
+    c.settle(key, 4.65, None, "timeout", 5.4)
     assert d.leases[key] == 8 and c.fallen == {shard_of("a")}
+    # On the fixed share, a request in flight is waited for (its outcome decides): the gateway keeps
+    # what it told the owner it holds (2: the rest given back before asking), neither the floor nor
+    # the fixed share again (seats it just said it does not hold).
+    d.lease_peak[key] = 1
+    ((_, r),) = c.plan(7.0)  # asked again once the shard is no longer down
+    assert c.leases[key].busy and r.held == 2 == d.leases[key]
+    assert c.plan(7.1) == [] and d.leases[key] == 2
 
 
 async def test_a_timed_out_renewal_is_sent_again_after_retry_s(autojump_clock: trio.testing.MockClock) -> None:

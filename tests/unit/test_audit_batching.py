@@ -4,6 +4,7 @@ a batch's records (its position past a message only with its last record); the p
 
 from __future__ import annotations
 
+import datetime
 import random
 from types import SimpleNamespace
 from typing import Any
@@ -142,6 +143,59 @@ async def test_a_tenants_sent_and_unsent_records_are_stored_in_the_order_recorde
     assert log.most_at_once == 2  # two tenants': concurrently
 
 
+class _StalledLog:
+    """A stream that does not acknowledge: an append waits out its deadline, then raises as
+    ``Log.append`` does; once ``healed``, appends succeed at once."""
+
+    prefix = "jkaudit"
+
+    def __init__(self) -> None:
+        self.tried: list[tuple[str, float]] = []
+        self.appended: list[list[dict[str, Any]]] = []
+        self.healed = False
+
+    async def append(self, subject: str, payload: bytes, *, msg_id: str, expected_seq: None, deadline_s: float) -> int:
+        self.tried.append((subject, deadline_s))
+        if not self.healed:
+            await trio.sleep(deadline_s)
+            raise BusTimeout("not acknowledged")
+        self.appended.append(decode_records(payload))
+        return len(self.appended)
+
+
+async def test_a_stalled_stream_holds_the_writer_one_deadline_per_batch(autojump_clock: trio.testing.MockClock) -> None:
+    """Review s7b finding 3: a lane of several messages (a tenant's sent and unsent records) shares
+    one append deadline, and after its first failure the rest are counted as failed, not appended
+    (nothing after a gap): a stalled stream holds the writer ``APPEND_DEADLINE_S`` per batch, not
+    that once per message. Every record is either written or counted."""
+    log = _StalledLog()
+    sink = AuditSink(log)  # type: ignore[arg-type]
+    sent = [False, True, False, True, False]  # t1: five messages in one lane
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run)
+        start = trio.current_time()
+        for i, s in enumerate(sent):
+            sink.submit(_rec(i), "t1", sent=s)
+        sink.submit(_rec(100), "t2")
+        with trio.fail_after(4 * audit_mod.APPEND_DEADLINE_S):
+            while sink.dropped["failed"] < len(sent) + 1:
+                await trio.sleep(0.01)
+        took = trio.current_time() - start
+        assert took <= audit_mod.APPEND_DEADLINE_S + 0.1  # before: 5 x 10 s for t1's lane
+        assert sorted(log.tried) == [("jkaudit.t1", audit_mod.APPEND_DEADLINE_S),
+                                     ("jkaudit.t2", audit_mod.APPEND_DEADLINE_S)]  # one try per lane
+        assert sink.written == 0
+        log.healed = True  # the writer is free for the next batch
+        for i in range(3):
+            sink.submit(_rec(200 + i), "t1")
+        with trio.fail_after(1):
+            while sink.written < 3:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert log.appended == [[_rec(200), _rec(201), _rec(202)]]
+    assert sink.dropped == {"read": 0, "denial": 0, "failed": len(sent) + 1}
+
+
 class _Reader:
     def __init__(self, batches: list[list[LogMessage]]) -> None:
         self.batches, self.pending = batches, 0
@@ -221,3 +275,68 @@ def test_the_trail_is_ordered_by_time_whatever_the_stream_order() -> None:
               ("2026-11-30T10:00:00.000003Z", 2, {"n": "g1b"})]
     assert [r["n"] for r in by_time(writes, others, limit=10)] == ["g1a", "w1", "w2", "g1b", "g2"]
     assert [r["n"] for r in by_time(writes, others, limit=2)] == ["g1a", "w1"]
+
+
+class _StoredLog:
+    """A stream of audit records stored out of time order (each at most ``late`` seconds after its
+    time), read in batches of four; counts the messages read."""
+
+    prefix = "jkaudit"
+
+    def __init__(self, times: list[float], late: list[float]) -> None:
+        base = datetime.datetime(2026, 11, 30, 10, tzinfo=datetime.UTC)
+        order = sorted(range(len(times)), key=lambda i: times[i] + late[i])  # by when stored
+        self.messages = [LogMessage(seq, "jkaudit.t1", msgspec.json.encode(
+            {"auditID": f"id{i}", "stage": "ResponseComplete", "verb": "get",
+             "stageTimestamp": (base + datetime.timedelta(seconds=times[i])).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}))
+            for seq, i in enumerate(order, 1)]
+        self.read = 0
+
+    async def stream_state(self) -> dict[str, int]:
+        return {"last_seq": len(self.messages)}
+
+    async def open_reader(self, filter_subject: str, start: int) -> Any:
+        log = self
+        at = start - 1
+
+        class Reader:
+            buffered = 0
+
+            @property
+            def pending(self) -> int:
+                return len(log.messages) - at
+
+            async def next_batch(self) -> list[LogMessage]:
+                nonlocal at
+                batch = log.messages[at:at + 4]
+                at += len(batch)
+                log.read += len(batch)
+                return batch
+
+            async def aclose(self) -> None:
+                pass
+
+        return Reader()
+
+
+async def test_the_querys_limit_takes_the_oldest_records_whatever_the_stream_order() -> None:
+    """Review s7b finding 2: each stream is read past its first ``limit`` matches until no later
+    stored record can be older (records are stored at most ``LATE_S`` after their time), so a limited
+    query answers the ``limit`` oldest, not the first ``limit`` stored; reading stops there."""
+    from gateway._audit import Query, _collect
+
+    rng = random.Random(7)
+    n = 400
+    times = [i * 0.5 for i in range(n)]  # a record every half second
+    late = [rng.uniform(0, audit_mod.LATE_S / 2) if i % 3 else 0.0 for i in range(n)]
+    log = _StoredLog(times, late)
+    in_time_order = sorted(range(n), key=lambda i: times[i])
+    for limit in (1, 7, 40, n, n + 5):
+        log.read = 0
+        got = await _collect(log, "jkaudit.t1", Query(limit=limit), trio.current_time() + 10,  # type: ignore[arg-type]
+                             lambda m: [msgspec.json.decode(m.data)])
+        assert [rec["auditID"] for _, _, rec in got] == [f"id{i}" for i in in_time_order[:limit]]
+        if limit <= 40:  # read up to about LATE_S of records past the limit-th, not the whole stream
+            assert log.read < limit + 2 * audit_mod.LATE_S / 0.5 + 8
+    first_stored = [msgspec.json.decode(m.data)["auditID"] for m in log.messages[:7]]
+    assert first_stored != [f"id{i}" for i in in_time_order[:7]]  # (what the cut in stream order answered)

@@ -803,6 +803,61 @@ async def test_the_gates_replay_answers_only_what_it_would_answer_now(monkeypatc
     assert await replay() and answered == [7, 7]
 
 
+async def test_a_replayed_429_has_a_request_span_when_tracing_is_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replayed 429 (``Gate._replay``, before hypercorn parses the request, so not through the
+    tracing ASGI wrapper) gets the request span any request gets (gateway._tracing
+    ``Tracing.request_span``): kube's name and attributes, the status code and Audit-Id, the client's
+    ``traceparent`` as its parent. With tracing off the gate holds no span hook."""
+    from types import SimpleNamespace
+
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from gateway._gate import _UNAUTHENTICATED, Gate
+    from gateway._settings import TracingConfig
+    from gateway._tracing import Tracing
+    from kinds import Registry
+
+    async def reject(self: Gate, scope: Any, send: Any, req: Any, route: Any, adm: Any, retry_after_s: int,
+                     q: Any, headers: Any) -> None:
+        await send({"type": "http.response.start", "status": 429, "headers": [(b"audit-id", b"a-1")]})
+        await send({"type": "http.response.body", "body": b"no"})
+
+    monkeypatch.setattr(Gate, "_reject", reject)
+    exporter = InMemorySpanExporter()
+    registry = Registry()
+    tracing = Tracing(TracingConfig(sampling_rate_per_million=0), registry, exporter=exporter)
+    rdef = registry.get("", "v1", "configmaps")
+    ctx = SimpleNamespace(
+        pipeline=SimpleNamespace(spans=tracing, authenticate=lambda base: SimpleNamespace(user="alice"),
+                                 flow_control=SimpleNamespace(rejecting=lambda: True, refuse_nowait=lambda r, a: 3)),
+        audit=None, registry=SimpleNamespace(for_tenant=lambda t: registry))
+    gate = Gate(ctx, None)
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    for headers in ([(b"traceparent", parent.encode()), (b"user-agent", b"flood/1")], []):
+        scope = {"type": "http", "method": "GET", "path": "/api/v1/namespaces/default/configmaps",
+                 "raw_path": b"/api/v1/namespaces/default/configmaps", "query_string": b"", "client": ("10.0.0.9", 5),
+                 "headers": headers, "scheme": "https", "http_version": "1.1", _UNAUTHENTICATED: object()}
+        assert await gate._replay(scope, SimpleNamespace(user="alice", tenant=""), SimpleNamespace(
+            kind="resource", rdef=rdef), {}, dict(headers), send, {})
+    tracing.provider.force_flush()
+    (span,) = exporter.get_finished_spans()  # sampled: the client's; the second (no parent, rate 0): not
+    assert span.name == "GET /api/v1/namespaces/{:namespace}/configmaps" and span.kind == SpanKind.SERVER
+    assert span.parent is not None and span.parent.span_id == 0x00F067AA0BA902B7
+    assert span.context is not None and span.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert span.attributes is not None
+    assert (span.attributes["http.status_code"], span.attributes["audit-id"]) == (429, "a-1")
+    assert span.attributes["http.user_agent"] == "flood/1" and span.attributes["net.peer.name"] == "10.0.0.9"
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"] * 2
+    tracing.provider.shutdown()
+    assert Gate(SimpleNamespace(pipeline=SimpleNamespace(spans=None)), None)._request_span is None
+
+
 async def test_a_flows_slot_holders_go_on_at_most_rate_a_second(autojump_clock: trio.testing.MockClock) -> None:
     """``when_due``: a flow's slot holders go on at most ``rate`` a second (a flood answered faster
     would only send faster); another flow has its own pace."""
@@ -1000,3 +1055,44 @@ async def _answer_until_body(stream: trio.SocketStream) -> bytes:
         assert chunk
         buf += chunk
     return buf
+
+
+async def test_a_replay_at_shutdown_is_answered_then_its_connection_closed() -> None:
+    """Review s7b finding 4: the server terminating while a replay answers (hypercorn's idle timer
+    wakes then) neither cuts the replayed 429 (the connection was seen as idle during the replay) nor
+    keeps the connection open after it (until the graceful timeout): the whole 429, then the
+    connection closed, and the server's serve returns."""
+    config = _config()
+    config.graceful_timeout = 60  # a connection kept open would hold the test past its fail_after
+    stop = trio.Event()
+    replays: list[int] = []
+
+    async def replay(send: Any, carry: dict[str, Any]) -> bool:
+        replays.append(1)
+        stop.set()  # the shutdown begins while this replay runs
+        await trio.testing.wait_all_tasks_blocked()  # hypercorn terminated: its idle timers woke
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-length", b"2"), (b"retry-after", b"3")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return True
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/flood"):
+            scope[ext.PACE_REPLAY] = replay
+        return await _app({}, scope, receive, send)
+
+    flood = b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n"
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            port = await _start(n, app, config, stop)
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(flood)
+            assert (await _answer_until_body(s)).startswith(b"HTTP/1.1 429 ")
+            await s.send_all(flood)
+            answer = b""
+            while chunk := await s.receive_some(4096):
+                answer += chunk
+            assert replays == [1]
+            assert answer.startswith(b"HTTP/1.1 429 Too Many Requests\r\n") and answer.endswith(b"\r\n\r\nno")
+            await s.aclose()
+        # (the nursery exits: serve returned, no connection kept open)

@@ -684,3 +684,41 @@ def test_check_acceptable(accept: str | None, ok: bool) -> None:
         with pytest.raises(NotAcceptable, match="^only the following media types are accepted: application/json, "
                                                 "application/yaml, application/vnd.kubernetes.protobuf$"):
             check_acceptable(accept)
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    ("application/yaml", True),
+    ("application/yaml;charset=utf-8", True),
+    ("application/yaml, application/json", True),
+    ("application/json, application/yaml", False),
+    ("application/yaml;q=0.5, application/json", False),
+    ("*/*", False),
+    (None, False),
+    ("", False),
+    ("text/yaml", False),  # not one of kube's types
+    ("application/yaml;stream=watch, application/json", False),
+    ("application/yaml;as=Table;g=meta.k8s.io;v=v1, application/json", False),  # a YAML Table: not served
+    ("application/yaml;as=Table;g=meta.k8s.io;v=v1, application/yaml", True),
+])
+def test_wants_yaml(accept: str | None, expected: bool) -> None:
+    from gateway._table import wants_yaml
+
+    assert wants_yaml(accept) is expected
+
+
+def test_yaml_answers_are_kubes_yaml() -> None:
+    """gateway._codec.encode_yaml: keys sorted, block style, sequences not indented under their key,
+    a multi-line string as a literal block, a long line not folded; it reads back as the JSON."""
+    import yaml
+
+    from gateway._codec import encode_yaml
+
+    obj = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "a", "labels": {"n": "123"}},
+           "data": {"f": "line one\nline two", "long": "x" * 300, "t": "true", "u": "\u00e9"},
+           "list": [{"b": 1, "a": [1, 2]}], "empty": {}, "none": None}
+    out = encode_yaml(json.dumps(obj).encode())
+    assert yaml.safe_load(out) == obj
+    text = out.decode()
+    assert text.startswith("apiVersion: v1\ndata:\n  f: |-\n    line one\n    line two\n")
+    assert "\nlist:\n- a:\n  - 1\n  - 2\n  b: 1\n" in text and "\nempty: {}\n" in text and "u: \u00e9" in text
+    assert f"  long: {'x' * 300}\n" in text  # one line
