@@ -32,7 +32,7 @@ from ._settings import (
     load_encryption_config,
     load_tracing_config,
 )
-from ._workers import WorkerLink, default_workers, supervise
+from ._workers import CannotListen, WorkerLink, default_workers, supervise
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -426,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
                 leaf = leaf.exceptions[0]
             print(f"jetkube serve: {leaf}", file=sys.stderr)
             code = 2
+        except* CannotListen as eg:  # a worker's listener or the parent's reservation: the port is taken
+            leaf = eg
+            while isinstance(leaf, BaseExceptionGroup):
+                leaf = leaf.exceptions[0]
+            print(f"jetkube serve: {leaf}", file=sys.stderr)
+            code = 1
         except* AuthenticationConfigError as eg:
             print(f"jetkube serve: --authentication-config {eg.exceptions[0]}", file=sys.stderr)
             code = 2

@@ -30,8 +30,12 @@ connections lived (the benchmark's M2 ran at 1.02 cores of 2). The costs, and wh
 - connections queued on a worker's socket when that worker dies are reset (its socket closes with
   it); clients reconnect, and the kernel sends new connections to the sockets still listening;
 - a restarting worker gets connections only once it listens, which it does when it is ready;
-- the reserved port is held by the parent, so no other user's process can take it between workers;
-  only processes of the same user can join an SO_REUSEPORT group (Linux).
+- connections queued on a worker's socket when it stops listening at shutdown are reset too (the
+  workers close their listeners at about the same time, after the shutdown delay; Linux 5.14+
+  hands them to a socket still listening with ``sysctl net.ipv4.tcp_migrate_req=1``);
+- the port is held by the parent (bound without SO_REUSEADDR: no other process can bind it while
+  no worker listens; only processes of the same user can join an SO_REUSEPORT group, Linux), and
+  a port some socket already holds (another server's, this user's too) is refused at start.
 
 Supervision: a worker that exits is logged with its exit code and restarted after a backoff (0.5 s,
 doubling up to 30 s; back to 0.5 s after a worker lived 60 s). A worker that fails before the
@@ -135,14 +139,22 @@ class WorkerLink(msgspec.Struct, frozen=True):
             os.close(self.ready_fd)
 
 
-def _listen(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+class CannotListen(Exception):
+    """A port this server was asked to serve cannot be had (in use, not permitted): said in one line."""
+
+
+def _listen(host: str, port: int, *, reuse_port: bool = False, reuse_addr: bool = True,
+            listen: bool = True) -> socket.socket:
     """A TCP socket bound to ``host:port`` as hypercorn would bind it, listening (backlog 2048) unless
-    ``listen`` is false; ``reuse_port``: in the port's SO_REUSEPORT group (every socket of the group,
-    the parent's reservation and each worker's listener, sets it)."""
+    ``listen`` is false. ``reuse_port``: in the port's SO_REUSEPORT group (the parent's reservation
+    and each worker's listener set it; only sockets of the same user can join). ``reuse_addr``
+    (SO_REUSEADDR, as hypercorn sets): binds over connections left in TIME_WAIT; the reservation
+    goes without it, else any process setting it could bind the port while no worker listens."""
     host = host.strip("[]")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_addr:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
@@ -150,11 +162,20 @@ def _listen(host: str, port: int, *, reuse_port: bool = False, listen: bool = Tr
             sock.listen(2048)
     except OSError as e:
         sock.close()
-        raise SystemExit(f"jetkube serve: cannot listen on {host}:{port}: {e.strerror or e}") from None
+        raise CannotListen(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """The parent's hold on a port: bound in an SO_REUSEPORT group, never listening. A port some
+    socket already holds (another server, even one of this user's, whose group this would join
+    and split connections with) is refused first, as a single gateway's bind would be."""
+    if port:
+        _listen(host, port, listen=False).close()  # SO_REUSEADDR alone: fails on any holder but TIME_WAIT
+    return _listen(host, port, reuse_port=True, reuse_addr=False, listen=False)
 
 
 @dataclass
@@ -280,11 +301,11 @@ async def supervise(settings: Settings, argv: list[str], workers: int) -> int:
     async with AsyncExitStack() as stack:
         # The ports, reserved (bound, not listening: no connection waits on these); each worker
         # listens on them with a socket of its own.
-        https_sock = _listen(settings.host, settings.port, reuse_port=True, listen=False)
+        https_sock = _reserve(settings.host, settings.port)
         stack.callback(https_sock.close)
         http_sock = None
         if settings.insecure_port is not None:
-            http_sock = _listen(settings.host, settings.insecure_port, reuse_port=True, listen=False)
+            http_sock = _reserve(settings.host, settings.insecure_port)
             stack.callback(http_sock.close)
         https = f"https://{repr_socket_addr(https_sock.family, https_sock.getsockname())}"
         http = f"http://{repr_socket_addr(http_sock.family, http_sock.getsockname())}" if http_sock else None

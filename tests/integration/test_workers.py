@@ -30,6 +30,29 @@ def _worker(r: httpx.Response) -> tuple[int, int]:
     return int(index), int(pid)
 
 
+def _listening_inodes(port: int) -> set[int]:
+    """The inodes of the TCP sockets listening on ``port`` (/proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            f = row.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # state LISTEN
+                found.add(int(f[9]))
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(int(target[8:-1]))
+    return out
+
+
 def _workers_of(proc: trio.Process) -> list[int]:
     return [p for p in _children(proc.pid) if b"gateway" in _cmdline(p)]
 
@@ -100,6 +123,11 @@ async def test_two_workers_serve_one_port_consistently_and_are_supervised(tmp_pa
                 for sock in socks:
                     sock.close()
         assert min(burst.values()) >= 4, burst  # binomial(32, 1/2) below 4: about 1 in 400,000
+        # How: each worker holds a listening socket of its own on the port, the parent none.
+        listening = _listening_inodes(int(port))
+        held = [_socket_inodes(p) & listening for p in _workers_of(proc)]
+        assert len(listening) == 2 and [len(h) for h in held] == [1, 1] and held[0] != held[1], (listening, held)
+        assert not _socket_inodes(proc.pid) & listening
 
         with trio.fail_after(60):
             conns = await _pinned(serve, clients, 2)
@@ -203,6 +231,28 @@ async def test_a_worker_failing_at_start_ends_the_server_with_its_code(tmp_path:
     assert done.returncode == 2, done.stderr.decode()[-2000:]
     assert b"jetkube ready" not in done.stdout
     assert b"--at 999999" in done.stderr
+
+
+async def test_a_port_already_served_is_refused_in_one_line(tmp_path: Path, nats_url: str) -> None:
+    """Another server's port, even one of this user's that listens with SO_REUSEPORT (its workers'
+    group, which a second server would otherwise join and split connections with): exit 1, said once."""
+    import socket
+    import sys
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with trio.fail_after(60):
+            done = await trio.run_process(
+                [sys.executable, "-m", "gateway", "serve", "--data-dir", str(tmp_path / "jk"), "--port", str(port),
+                 "--workers", "2", "--nats-url", nats_url],
+                capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err[-2000:]
+    assert f"jetkube serve: cannot listen on 127.0.0.1:{port}: Address already in use" in err, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
 
 
 async def test_sigterm_drains_every_worker_then_the_port_refuses(tmp_path: Path, nats_url: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from bus import NatsAuth
 from gateway import Settings
-from gateway._workers import ENV, WorkerLink, _describe, _listen, default_workers
+from gateway._workers import ENV, CannotListen, WorkerLink, _describe, _listen, _reserve, default_workers
 
 
 def _link(**kw: object) -> WorkerLink:
@@ -55,15 +55,23 @@ def test_exit_codes_are_described_as_the_shell_would() -> None:
 
 
 def test_the_reserved_port_takes_the_workers_listeners_and_nothing_else() -> None:
-    reserve = _listen("127.0.0.1", 0, reuse_port=True, listen=False)
+    reserve = _reserve("127.0.0.1", 0)
     port = reserve.getsockname()[1]
-    listeners = [_listen("127.0.0.1", port, reuse_port=True) for _ in range(2)]  # one per worker
+    listeners: list[socket.socket] = []
     try:
-        other = socket.socket()
-        with pytest.raises(OSError) as e:  # a socket outside the SO_REUSEPORT group
-            other.bind(("127.0.0.1", port))
-        assert e.value.errno == errno.EADDRINUSE
-        other.close()
+        for with_workers in (False, True):  # while no worker listens (start, every worker down), then with two
+            for opts in ((), ((socket.SOL_SOCKET, socket.SO_REUSEADDR, 1),)):  # a socket outside the group
+                other = socket.socket()
+                for opt in opts:
+                    other.setsockopt(*opt)
+                with pytest.raises(OSError) as e:
+                    other.bind(("127.0.0.1", port))
+                other.close()
+                assert e.value.errno == errno.EADDRINUSE, (with_workers, opts)
+            if not with_workers:
+                listeners += [_listen("127.0.0.1", port, reuse_port=True) for _ in range(2)]  # one per worker
+        with pytest.raises(CannotListen, match=f"cannot listen on 127.0.0.1:{port}"):
+            _reserve("127.0.0.1", port)  # a second server on the port: refused, not joined to the group
         link = _link(port=port, insecure_port=None)
         https, http = link.listeners("127.0.0.1")
         assert http is None
@@ -73,3 +81,14 @@ def test_the_reserved_port_takes_the_workers_listeners_and_nothing_else() -> Non
     finally:
         for s in (reserve, *listeners):
             s.close()
+
+
+def test_a_port_held_by_a_listener_is_refused_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CannotListen, match="Address already in use"):
+            _reserve("127.0.0.1", port)
+        with pytest.raises(CannotListen, match="Address already in use"):
+            _link(port=port).listeners("127.0.0.1")
