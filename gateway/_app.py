@@ -134,6 +134,12 @@ from ._wildcard import list_every_tenant, still_served
 JSON_CT = "application/json"
 #: A JSON answer up to this size is made YAML in the event loop's thread; a larger one in a worker thread.
 YAML_INLINE_BYTES = 64 * 1024
+#: Worker threads making large answers YAML at once (``Context.yaml_slots``), a limiter of their own:
+#: never trio's default one (40 threads, which the snapshot writer needs). Two, not more: the encode holds
+#: the GIL nearly all the time (PyYAML's representer is Python), so more threads would not make it faster,
+#: only take the event loop's share of the GIL; two, not one, so that a modest list is not queued behind
+#: one huge one. A request waits for a slot, and encodes, in its flow control seat (as kube serializes in its).
+YAML_THREADS = 2
 _enc = msgspec.json.Encoder()
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -151,6 +157,8 @@ class Context:
     audit: AuditSink | None = None
     #: Conversion of stored objects to the version a read asks for (CRD conversion webhooks).
     converter: Converter = field(default_factory=lambda: Converter())
+    #: The worker threads for large YAML answers (see YAML_THREADS).
+    yaml_slots: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(YAML_THREADS))
     metrics: ServerMetrics = field(init=False)
 
     def __post_init__(self) -> None:
@@ -206,9 +214,13 @@ def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None 
     return r
 
 
-def _error_response(exc: BaseException, audit_id: str = "") -> Response:
+def _error_response(exc: BaseException, audit_id: str = "", *, yaml: bool = False) -> Response:
+    """``exc`` as its Status; in YAML when ``yaml`` (a Status is small: made YAML in the loop)."""
     code, body, headers = error_answer(exc)
     r = _json_response(body, code, headers)
+    if yaml:
+        r.set_data(encode_yaml(body))
+        r.content_type = YAML_CT
     if audit_id:
         r.headers["Audit-Id"] = audit_id
     return r
@@ -263,14 +275,16 @@ def create_app(ctx: Context) -> QuartTrio:
     async def _http_error(e: HTTPException) -> Response:
         from actors import ApiError
 
+        # (in YAML when asked, as every Status: kube negotiates its errors)
+        yaml = wants_yaml(request.headers.get("Accept"))
         if e.code == 413:
             r = _error_response(RequestEntityTooLarge(
-                f"the request body is larger than {ctx.settings.max_body_bytes} bytes"))
+                f"the request body is larger than {ctx.settings.max_body_bytes} bytes"), yaml=yaml)
             _close_connection(r)
             return r
         err = ApiError(e.description or "error")
         err.code, err.reason = e.code or 400, "BadRequest"
-        return _error_response(err)
+        return _error_response(err, yaml=yaml)
 
     @app.route("/", defaults={"path": ""}, methods=_METHODS)
     @app.route("/<path:path>", methods=_METHODS)
@@ -293,7 +307,24 @@ def create_app(ctx: Context) -> QuartTrio:
         resp: Response | None = None
         try:
             try:
-                resp = await _dispatch(ctx, audit_id, intake, note)
+                try:
+                    resp = await _dispatch(ctx, audit_id, intake, note)
+                except HTTPException:
+                    raise
+                except AuditRefused as e:  # blocking-strict, as kube's audit filter answers
+                    resp = Response(e.body, 500, content_type="text/plain")
+                    resp.headers["X-Content-Type-Options"] = "nosniff"
+                    resp.headers["Audit-Id"] = audit_id
+                except Exception as e:  # noqa: BLE001 - every error becomes a Status
+                    resp = _error_response(e, audit_id)
+                    note.failed(e)
+                else:
+                    resp.headers["Audit-Id"] = audit_id
+                if (wants_yaml(request.headers.get("Accept")) and resp.mimetype == JSON_CT
+                        and (note.rdef is not None or resp.status_code >= 400) and not _is_stream(resp)):
+                    # kube's YAML serializer: a resource request's answer, and any Status, in YAML when
+                    # asked; made here, in the request's flow control seat (kube's handler serializes in its).
+                    await _in_yaml(resp, ctx.yaml_slots)
             except (trio.Cancelled, KeyboardInterrupt) as e:
                 metrics.abort(labels := _request_labels(ctx, 499), note.tenant or ROOT_TENANT)
                 line.end(labels[0], 499)
@@ -307,33 +338,13 @@ def create_app(ctx: Context) -> QuartTrio:
                 if ctx.audit is not None:  # (a body too large or too slow: answered by Quart's handler)
                     await audit_request(ctx.audit, note, audit_id, e.code or 500, received)
                 raise
-            except AuditRefused as e:  # blocking-strict, as kube's audit filter answers
-                resp = Response(e.body, 500, content_type="text/plain")
-                resp.headers["X-Content-Type-Options"] = "nosniff"
-                resp.headers["Audit-Id"] = audit_id
-            except Exception as e:  # noqa: BLE001 - every error becomes a Status
-                resp = _error_response(e, audit_id)
-                note.failed(e)
-            else:
-                resp.headers["Audit-Id"] = audit_id
         finally:
             metrics.end(kind)
-            # Seats back when the request is answered, failed or its client went away; a watch's
-            # once its initial events are sent (its long life is outside flow control, as kube's).
+            # Seats back when the request is answered (a YAML answer made), failed or its client went
+            # away; a watch's once its initial events are sent (its long life is outside flow control, as kube's).
             if not (intake.initial_events and _is_stream(resp)):
                 ctx.pipeline.release(intake.flow)
         assert resp is not None
-        if (wants_yaml(request.headers.get("Accept")) and resp.mimetype == JSON_CT
-                and (note.rdef is not None or resp.status_code >= 400) and not _is_stream(resp)):
-            # kube's YAML serializer: a resource request's answer, and any Status, in YAML when asked.
-            try:
-                data = await resp.get_data()
-                # (a large list in a worker thread: the loop switches to others meanwhile)
-                resp.set_data(encode_yaml(data) if len(data) < YAML_INLINE_BYTES
-                              else await trio.to_thread.run_sync(encode_yaml, data))
-                resp.content_type = YAML_CT
-            except msgspec.DecodeError:  # (a body that is not JSON after all: sent as it is)
-                pass
         _pf_headers(resp, intake.flow)
         # The request's tenant once it is known to exist, else root: no label from a made-up name.
         tenant = note.tenant or ROOT_TENANT
@@ -364,6 +375,18 @@ def create_app(ctx: Context) -> QuartTrio:
     # reads of resources (the fast path); everything else is the handler's above.
     app.asgi_app = Gate(ctx, FastPath(ctx, app.asgi_app))  # type: ignore[method-assign]
     return app
+
+
+async def _in_yaml(resp: Response, slots: trio.CapacityLimiter) -> None:
+    """``resp``'s JSON body made YAML (kube's YAML serializer): in the event loop up to
+    ``YAML_INLINE_BYTES``, a larger one in a worker thread of ``slots`` (the loop serves others meanwhile)."""
+    try:
+        data = await resp.get_data()
+        resp.set_data(encode_yaml(data) if len(data) < YAML_INLINE_BYTES
+                      else await trio.to_thread.run_sync(encode_yaml, data, limiter=slots))
+        resp.content_type = YAML_CT
+    except msgspec.DecodeError:  # (a body that is not JSON after all: sent as it is)
+        pass
 
 
 def _is_stream(resp: Response | None) -> bool:

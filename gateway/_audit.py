@@ -43,7 +43,16 @@ import trio
 from quart import request
 
 from actors import BadRequest, Request, UserInfo
-from bus import ROOT_TENANT, BusError, Log, LogMessage, is_system_subject, system_subject, tenant_token
+from bus import (
+    ROOT_TENANT,
+    BusClosed,
+    BusError,
+    Log,
+    LogMessage,
+    is_system_subject,
+    system_subject,
+    tenant_token,
+)
 from kinds import Registry, ResourceDef
 from projections import (
     DEFAULT_POLICY,
@@ -179,18 +188,29 @@ class AuditSink:
     async def _append_in_order(self, log: Log, messages: list[_Message]) -> None:
         """A lane's messages, the next one after this one's ack: stored in this order. One deadline
         (``APPEND_DEADLINE_S``) for the whole lane, so a stalled stream holds the writer that long
-        per batch, not once per message. After a failed append the lane's remaining messages are
-        not appended (nothing stored after a gap: a tenant's records keep their order); they are
-        counted in ``dropped["failed"]`` and logged with the failure, never dropped silently."""
+        per batch, not once per message. An append that fails while the deadline still has time
+        (the connection down, an error answer from JetStream: fast failures) is tried again, with
+        the same Msg-Id (an append that was stored after all is a duplicate, not a second record),
+        after a pause that doubles from ``RETRY_PAUSE_S`` up to ``RETRY_PAUSE_MAX_S``. What the
+        deadline leaves (the message that failed last and the lane's later ones) is not appended:
+        counted in ``dropped["failed"]`` and logged once with the last failure, never dropped
+        silently. Nothing is stored after a message given up, so a tenant's records keep their order."""
         deadline = trio.current_time() + APPEND_DEADLINE_S
         for i, m in enumerate(messages):
-            try:
-                await self._append(log, *m, deadline_s=max(0.0, deadline - trio.current_time()))
-            except BusError as e:
-                lost = sum(later[3] for later in messages[i:])
-                self.dropped["failed"] += lost
-                _log.warning("%d audit record(s) not written: %s", lost, e)
-                return
+            pause = RETRY_PAUSE_S
+            while True:
+                try:
+                    await self._append(log, *m, deadline_s=max(0.0, deadline - trio.current_time()))
+                    break
+                except BusError as e:
+                    # (BusClosed: the log was closed by us, at shutdown: nothing to wait for)
+                    if isinstance(e, BusClosed) or deadline - trio.current_time() <= pause:
+                        lost = sum(later[3] for later in messages[i:])
+                        self.dropped["failed"] += lost
+                        _log.warning("%d audit record(s) not written: %s", lost, e)
+                        return
+                    await trio.sleep(pause)
+                    pause = min(2 * pause, RETRY_PAUSE_MAX_S)
 
     async def _append(self, log: Log, subject: str, payload: bytes, msg_id: str, records: int, *,
                       deadline_s: float) -> None:
@@ -201,6 +221,11 @@ class AuditSink:
 #: How long one batch's appends may take, per lane (a lane's messages share it): a stream that does not
 #: acknowledge holds the writer (and fills the queue) this long per batch at most.
 APPEND_DEADLINE_S = 10.0
+#: After a failed append with time left in its lane's deadline: the first pause before it is tried
+#: again, doubled at each failure up to the second (``Log.append`` itself retries "no responders"
+#: and timeouts within the deadline; these pauses are for the errors it raises at once).
+RETRY_PAUSE_S = 0.05
+RETRY_PAUSE_MAX_S = 1.0
 #: A queued audit stream message: (subject, encoded record, Msg-Id, sent to the webhook already).
 _Item = tuple[str, bytes, str, bool]
 #: At most this many records (or about these many bytes) in one audit stream message.

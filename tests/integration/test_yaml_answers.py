@@ -5,6 +5,7 @@ serializer); an Accept kube serves nothing of is 406 in JSON; JSON stays JSON.""
 from __future__ import annotations
 
 import httpx
+import msgspec
 import pytest
 import trio
 import yaml
@@ -84,3 +85,98 @@ async def test_gets_lists_writes_and_errors_answered_in_yaml(start_server: Start
                 assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
                 lines = [ln async for ln in r.aiter_lines() if ln]
             assert len(lines) >= len(names)
+
+
+def _executing(ctx: app_mod.Context) -> int:
+    """Requests holding flow control seats on ``ctx``'s gateway now (exempt ones included)."""
+    return sum(qs.executing_requests for tf in ctx.pipeline.flow_control.dispatcher.tenants.values()
+               for qs in tf.levels.values())
+
+
+async def test_a_yaml_answer_is_made_in_the_requests_seat_large_ones_on_their_own_threads(
+        start_server: StartServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review s8a finding 3: the YAML encode runs while the request holds its flow control seat (kube
+    serializes in its handler, inside APF), in the loop for a small answer, and for a large one (a LIST
+    over ``YAML_INLINE_BYTES``) in a worker thread of the gateway's own limiter (``Context.yaml_slots``,
+    ``YAML_THREADS``), not trio's default one. Seen from the encoder: the executing count and the limiter."""
+    contexts: list[app_mod.Context] = []
+    post_init = app_mod.Context.__post_init__
+
+    def recorded(self: app_mod.Context) -> None:
+        contexts.append(self)
+        post_init(self)
+
+    monkeypatch.setattr(app_mod.Context, "__post_init__", recorded)
+    real = app_mod.encode_yaml
+    seen: list[tuple[int, bool, int, int]] = []  # (executing, in a worker thread, yaml threads busy, body bytes)
+
+    def encode(body: bytes) -> bytes:
+        ctx = contexts[0]
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:  # a worker thread: read the loop's state in the loop
+            seen.append((*trio.from_thread.run_sync(lambda: (_executing(ctx), True, ctx.yaml_slots.borrowed_tokens)),
+                         len(body)))
+        else:
+            seen.append((_executing(ctx), False, ctx.yaml_slots.borrowed_tokens, len(body)))
+        return real(body)
+
+    monkeypatch.setattr(app_mod, "encode_yaml", encode)
+    g = await start_server()
+    assert len(contexts) == 1 and contexts[0].yaml_slots.total_tokens == app_mod.YAML_THREADS == 2
+    with trio.fail_after(60):
+        async with client_for(g) as c:
+            for i in range(40):  # a LIST of ~100 KiB: over YAML_INLINE_BYTES
+                r = await c.post(CM, json={"metadata": {"name": f"big{i}"}, "data": {"v": "x" * 2500}})
+                assert r.status_code == 201, r.text
+            assert seen == [] and _executing(contexts[0]) == 0
+            r = await c.get(f"{CM}/big0", headers=Y)
+            assert r.status_code == 200 and _yaml(r)["data"]["v"] == "x" * 2500
+            r = await c.get(f"{CM}/missing", headers=Y)
+            assert r.status_code == 404 and _yaml(r)["reason"] == "NotFound"
+            r = await c.get(CM, headers=Y)
+            assert r.status_code == 200
+            assert {f"big{i}" for i in range(40)} <= {o["metadata"]["name"] for o in _yaml(r)["items"]}
+            assert _executing(contexts[0]) == 0  # every seat back once answered
+    assert [(e, thread, busy) for e, thread, busy, _ in seen] == [(1, False, 0), (1, False, 0), (1, True, 1)]
+    assert seen[2][3] > app_mod.YAML_INLINE_BYTES > seen[0][3]
+
+
+async def test_a_status_quart_answers_is_yaml_when_asked(start_server: StartServer) -> None:
+    """Review s8a finding 8: a body declared past Quart's MAX_CONTENT_LENGTH is refused by Quart
+    (werkzeug's 413, answered by the app's HTTPException handler): that Status is YAML too when the
+    Accept asks for it, JSON otherwise."""
+    g = await start_server()
+    assert g.http_url is not None
+    host, port = g.http_url.removeprefix("http://").rsplit(":", 1)
+
+    async def post_huge(accept: str) -> tuple[int, dict[str, str], bytes]:
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            await stream.send_all(
+                f"POST {CM} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {g.admin_token}\r\n"
+                f"Content-Type: application/json\r\nAccept: {accept}\r\nContent-Length: {64 * 1024 * 1024}\r\n\r\n"
+                .encode() + b"{" * 1024)
+            got = b""
+            while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) < int(
+                    dict(_headers(got)).get("content-length", "1000000")):
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                got += chunk
+        head, body = got.split(b"\r\n\r\n", 1)
+        return int(head.split()[1]), dict(_headers(got)), body
+
+    with trio.fail_after(30):
+        code, headers, body = await post_huge("application/yaml")
+        assert code == 413 and headers["content-type"] == "application/yaml", (code, headers, body)
+        st = yaml.safe_load(body)
+        assert st["kind"] == "Status" and st["reason"] == "RequestEntityTooLarge" and st["code"] == 413
+        code, headers, body = await post_huge("application/json")
+        assert code == 413 and headers["content-type"] == "application/json"
+        assert msgspec.json.decode(body) == st
+
+
+def _headers(raw: bytes) -> list[tuple[str, str]]:
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+    return [(k.strip().lower(), v.strip()) for k, v in (ln.split(":", 1) for ln in head if ":" in ln)]

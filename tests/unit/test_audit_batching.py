@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from bus import BusTimeout, LogMessage
+from bus import BusTimeout, BusUnavailable, LogMessage
 from gateway import _audit as audit_mod
 from gateway._audit import SENT_MARK_ID, AuditSink, _messages
 from gateway._audit_webhook import SENT_SUFFIX, AuditForwarder, WebhookOptions
@@ -56,7 +56,7 @@ def test_records_of_a_subject_share_a_message_in_order_marks_alone() -> None:
 
 
 class _Log:
-    """Appends held until released, one at a time; the second one fails."""
+    """Appends held until released, one at a time; the second one fails at once (it is tried again)."""
 
     prefix = "jkaudit"
 
@@ -74,7 +74,8 @@ class _Log:
         return len(self.appended)
 
 
-async def test_the_writer_appends_what_queued_meanwhile_in_one_message_per_tenant() -> None:
+async def test_the_writer_appends_what_queued_meanwhile_in_one_message_per_tenant(
+        autojump_clock: trio.testing.MockClock) -> None:
     log = _Log()
     sink = AuditSink(log)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
@@ -84,13 +85,17 @@ async def test_the_writer_appends_what_queued_meanwhile_in_one_message_per_tenan
         for i in range(1, 6):
             sink.submit(_rec(i), "t1" if i != 3 else "t2")
         log.release.set()
-        await trio.testing.wait_all_tasks_blocked()  # the writer waits for more records
+        with trio.fail_after(1):
+            while sink.written < 6:
+                await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert log.appended[0] == ("jkaudit.t1", [_rec(0)], "id0:ResponseComplete")
-    assert sorted(log.appended[1:]) == [("jkaudit.t1", [_rec(1), _rec(2), _rec(4), _rec(5)], "id1:ResponseComplete+4"),
-                                        ("jkaudit.t2", [_rec(3)], "id3:ResponseComplete")]
-    failed = 4 if log.appended[1][0] == "jkaudit.t1" else 1
-    assert sink.dropped["failed"] == failed and sink.written == 6 - failed  # counted by record
+    batch = {("jkaudit.t1", "id1:ResponseComplete+4"): [_rec(1), _rec(2), _rec(4), _rec(5)],
+             ("jkaudit.t2", "id3:ResponseComplete"): [_rec(3)]}
+    # The failed one (the second append) tried again with its Msg-Id, and stored.
+    assert len(log.appended) == 4 and log.appended[3] == log.appended[1]
+    assert {(s, m): r for s, r, m in log.appended[1:]} == batch
+    assert sink.dropped["failed"] == 0 and sink.written == 6  # counted by record
 
 
 class _OrderLog:
@@ -193,6 +198,99 @@ async def test_a_stalled_stream_holds_the_writer_one_deadline_per_batch(autojump
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert log.appended == [[_rec(200), _rec(201), _rec(202)]]
+    assert sink.dropped == {"read": 0, "denial": 0, "failed": len(sent) + 1}
+
+
+class _FlakyLog:
+    """A stream that refuses every append at once (``BusUnavailable``: not connected, as
+    ``Log.append`` raises it) until ``down_until`` on trio's clock; then appends succeed."""
+
+    prefix = "jkaudit"
+
+    def __init__(self, down_until: float) -> None:
+        self.down_until = down_until
+        self.tried: list[tuple[str, str, float]] = []  # (subject, Msg-Id, deadline_s) of each try
+        self.refused: list[tuple[str, str, float]] = []  # (subject, Msg-Id, when) of each refused
+        self.appended: list[tuple[str, list[dict[str, Any]], str]] = []
+
+    async def append(self, subject: str, payload: bytes, *, msg_id: str, expected_seq: None, deadline_s: float) -> int:
+        self.tried.append((subject, msg_id, deadline_s))
+        await trio.lowlevel.checkpoint()
+        if trio.current_time() < self.down_until:
+            self.refused.append((subject, msg_id, trio.current_time()))
+            raise BusUnavailable("not connected to NATS")
+        self.appended.append((subject, decode_records(payload), msg_id))
+        return len(self.appended)
+
+
+async def test_a_fast_failure_is_tried_again_within_the_lanes_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    """Review s8a finding 7: an append that fails at once (the connection down for 3 s) is tried
+    again, same Msg-Id, after pauses that double (0.05 s up to 1 s), while its lane's deadline has time:
+    the whole batch is stored, each tenant's records in their order, nothing counted as failed
+    (before: the first failure dropped the rest of the tenant's batch)."""
+    log = _FlakyLog(down_until=trio.current_time() + 3.0)
+    sink = AuditSink(log)  # type: ignore[arg-type]
+    sent = [False, True, False, True, False]  # t1: five messages in one lane
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run)
+        start = trio.current_time()
+        for i, s in enumerate(sent):
+            sink.submit(_rec(i), "t1", sent=s)
+        sink.submit(_rec(100), "t2")
+        with trio.fail_after(2 * audit_mod.APPEND_DEADLINE_S):
+            while sink.written + sink.dropped["failed"] < len(sent) + 1:
+                await trio.sleep(0.01)
+        took = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    assert sink.dropped["failed"] == 0 and sink.written == len(sent) + 1
+    assert [r for s, records, _ in log.appended if s == "jkaudit.t1" for r in records] == [_rec(i) for i in range(5)]
+    assert [records for s, records, _ in log.appended if s == "jkaudit.t2"] == [[_rec(100)]]
+    assert 3.0 <= took <= 3.0 + audit_mod.RETRY_PAUSE_MAX_S + 0.1
+    # While down, only each lane's first message was tried (nothing after it before it is stored),
+    # with its one Msg-Id, at 0, 0.05, 0.15, 0.35, 0.75, 1.55 (pauses doubling), 2.55 (1 s at most), and
+    # each try within what the lane's deadline had left.
+    first_ids = {"jkaudit.t1": "id0:ResponseComplete", "jkaudit.t2": "id100:ResponseComplete"}
+    assert {(s, m) for s, m, _ in log.refused} == set(first_ids.items())
+    for subject in first_ids:
+        at = [round(t - start, 2) for s, _, t in log.refused if s == subject]
+        assert at == [0.0, 0.05, 0.15, 0.35, 0.75, 1.55, 2.55]
+        deadlines = [d for s, _, d in log.tried if s == subject]
+        assert deadlines[0] == audit_mod.APPEND_DEADLINE_S and deadlines == sorted(deadlines, reverse=True)
+
+
+async def test_what_a_lanes_deadline_leaves_is_counted_and_logged_once(autojump_clock: trio.testing.MockClock,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A stream that refuses every append at once: the lane tries again until its deadline is spent
+    (not spinning: pauses up to 1 s), then counts the batch's records as failed with one warning per
+    lane; the writer is then free for the next batch."""
+    log = _FlakyLog(down_until=float("inf"))
+    sink = AuditSink(log)  # type: ignore[arg-type]
+    sent = [False, True, False, True, False]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run)
+        start = trio.current_time()
+        for i, s in enumerate(sent):
+            sink.submit(_rec(i), "t1", sent=s)
+        sink.submit(_rec(100), "t2")
+        with trio.fail_after(4 * audit_mod.APPEND_DEADLINE_S):
+            while sink.dropped["failed"] < len(sent) + 1:
+                await trio.sleep(0.01)
+        took = trio.current_time() - start
+        assert audit_mod.APPEND_DEADLINE_S - audit_mod.RETRY_PAUSE_MAX_S <= took <= audit_mod.APPEND_DEADLINE_S + 0.1
+        assert {(s, m) for s, m, _ in log.tried} == {("jkaudit.t1", "id0:ResponseComplete"),
+                                                   ("jkaudit.t2", "id100:ResponseComplete")}
+        assert len(log.tried) <= 2 * 16  # ~14 tries a lane in 10 s, not a spin
+        warnings = [r.getMessage() for r in caplog.records if r.name == "jetkube.audit"]
+        assert sorted(warnings) == ["1 audit record(s) not written: not connected to NATS",
+                                    "5 audit record(s) not written: not connected to NATS"]
+        log.down_until = 0.0
+        for i in range(3):
+            sink.submit(_rec(200 + i), "t1")
+        with trio.fail_after(1):
+            while sink.written < 3:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert [r for _, records, _ in log.appended for r in records] == [_rec(200), _rec(201), _rec(202)]
     assert sink.dropped == {"read": 0, "denial": 0, "failed": len(sent) + 1}
 
 
