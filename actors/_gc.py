@@ -35,7 +35,7 @@ from bus import BusError, Key
 from kinds import Registry, ResourceDef
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
 from kinds._gc import FINALIZER_FOREGROUND, FINALIZER_ORPHAN, GcView, OwnerRef, gc_view, split_api_version
-from projections import DELETED, Change, Projection
+from projections import DELETED, Change, Projection, follow_changes
 
 from ._decide import now_rfc3339
 from ._runtime import Actor, WorkQueue, every
@@ -264,8 +264,7 @@ class GarbageCollector:
                 self.enqueue(task, key)
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        async for (tenant, group, resource), ch in changes:
-            self.on_change(tenant, group, resource, ch)
+        await follow_changes(changes, lambda key, ch: self.on_change(*key, ch))
 
     # ---- acting ------------------------------------------------------------------------------------
 
