@@ -109,6 +109,15 @@ def _might_matter(data: bytes) -> bool:
     return b'"ownerReferences"' in data or b'"deletionTimestamp"' in data
 
 
+def _wants(key: tuple[str, str, str], ch: Change) -> bool:
+    """What :meth:`GarbageCollector.on_change` may act on (the projection sends nothing else): every
+    deletion, and a change of an object that may hold owner references or a pending deletion now or
+    did before (its index entry then goes). A change where neither state might matter finds the
+    object unindexed: its previous state, the last one the collector saw of it, had no owners."""
+    return (ch.type == DELETED or _might_matter(ch.entry.data)
+            or (ch.prev is not None and _might_matter(ch.prev.data)))
+
+
 class GarbageCollector:
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], user: UserInfo, *,
                  queue_size: int = 50_000, resync_s: float = 60.0, retry_s: float = 1.0) -> None:
@@ -234,7 +243,7 @@ class GarbageCollector:
                     self.observe(Key(tenant, group, resource, ns, name), gc_view(entry.data))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes()
+        changes = self.projection.subscribe_changes(accept=_wants)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(every, self.resync_s, self.resync)
