@@ -140,13 +140,21 @@ class Dispatcher(Protocol):
     def active(self, tenant: str) -> bool: ...
 
 
-@contextlib.contextmanager
-def _timed(stage: Stage) -> Iterator[None]:
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        stage.latency.observe(time.perf_counter() - t0)
+class _timed:
+    """Time a block into ``stage`` (a plain context manager: a generator-based one was ~2 us of each
+    of a create's two or more steps, admission itself having nothing to do)."""
+
+    __slots__ = ("stage", "t0")
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.t0 = 0.0
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stage.latency.observe(time.perf_counter() - self.t0)
 
 
 class AdmissionChain:

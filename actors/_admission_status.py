@@ -81,7 +81,8 @@ class PolicyStatusController:
         self.queue.add((tenant, name))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes()
+        changes = self.projection.subscribe_changes(
+            accept=lambda key, ch: key[1:] == (GROUP, PLURAL) and ch.type != DELETED)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             self.resync()

@@ -27,7 +27,15 @@ import trio
 from bus import ROOT_TENANT, BusError, Key, decode_event
 from kinds import DEFAULT_NAMESPACES, NAMESPACES, Registry
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
-from projections import DELETED, Change, Projection, WatchFilter, parse_field_selector, parse_label_selector
+from projections import (
+    DELETED,
+    Change,
+    Projection,
+    WatchFilter,
+    follow_changes,
+    parse_field_selector,
+    parse_label_selector,
+)
 
 from ._runtime import Actor, WorkQueue, every
 from ._tokens import SigningKey, legacy_claims
@@ -153,6 +161,17 @@ class Controllers:
     def enqueue(self, namespace: str) -> None:
         self.queue.add(namespace)
 
+    def wants(self, key: tuple[str, str, str], ch: Change) -> bool:
+        """What :meth:`on_change` may act on (the projection sends nothing else): this tenant's
+        namespaces, and in a namespace every deletion, its Secrets and the root CA ConfigMap."""
+        tenant, group, resource = key
+        if tenant != self.tenant:
+            return False
+        if (group, resource) == NAMESPACES:
+            return True
+        return bool(ch.namespace) and (ch.type == DELETED or group == "" and (
+            resource == "secrets" or resource == "configmaps" and ch.name == ROOT_CA_CONFIGMAP))
+
     def on_change(self, ch: Change, tenant: str, group: str, resource: str) -> None:
         if tenant != self.tenant:
             return
@@ -179,7 +198,7 @@ class Controllers:
         """``changes``: the projection's changes (a tenant's only, from the tenancy controller);
         None: subscribe to all of them."""
         if changes is None:
-            changes = self.projection.subscribe_changes()
+            changes = self.projection.subscribe_changes(accept=self.wants)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(every, self.resync_s, self.resync)
@@ -194,8 +213,7 @@ class Controllers:
                     nursery.start_soon(self.queue.add_later, ns, 1.0)
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        async for (tenant, group, resource), ch in changes:
-            self.on_change(ch, tenant, group, resource)
+        await follow_changes(changes, lambda key, ch: self.on_change(ch, *key))
 
     async def reconcile(self, ns: str) -> None:
         entry = self.projection.get(Key(self.tenant, *NAMESPACES, "", ns))

@@ -65,7 +65,7 @@ class CrdControllers:
                 self.enqueue(tenant, name)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes()
+        changes = self.projection.subscribe_changes(accept=self._wants)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             self.resync()
@@ -77,6 +77,12 @@ class CrdControllers:
                 except (ApiError, BusError, trio.TooSlowError) as e:
                     log.warning("reconcile of CRD %s failed: %s; will retry", name, e)
                     nursery.start_soon(self.queue.add_later, (tenant, name), 1.0)
+
+    def _wants(self, key: tuple[str, str, str], ch: Change) -> bool:
+        """What :meth:`_follow` may act on (the projection sends nothing else): CRDs, and the
+        instances of a CRD being finalized (``_finalize`` marks it before deleting them, and looks
+        at the state again after)."""
+        return key[1:] == (CRD_GROUP, CRD_PLURAL) or key in self._terminating
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
         async for (tenant, group, resource), ch in changes:

@@ -35,7 +35,7 @@ from bus import BusError, Key
 from kinds import Registry, ResourceDef
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
 from kinds._gc import FINALIZER_FOREGROUND, FINALIZER_ORPHAN, GcView, OwnerRef, gc_view, split_api_version
-from projections import DELETED, Change, Projection
+from projections import DELETED, Change, Projection, follow_changes
 
 from ._decide import now_rfc3339
 from ._runtime import Actor, WorkQueue, every
@@ -107,6 +107,15 @@ def _might_matter(data: bytes) -> bool:
     """Whether an object's JSON can hold owner references or a pending deletion (a cheap test
     before decoding it)."""
     return b'"ownerReferences"' in data or b'"deletionTimestamp"' in data
+
+
+def _wants(key: tuple[str, str, str], ch: Change) -> bool:
+    """What :meth:`GarbageCollector.on_change` may act on (the projection sends nothing else): every
+    deletion, and a change of an object that may hold owner references or a pending deletion now or
+    did before (its index entry then goes). A change where neither state might matter finds the
+    object unindexed: its previous state, the last one the collector saw of it, had no owners."""
+    return (ch.type == DELETED or _might_matter(ch.entry.data)
+            or (ch.prev is not None and _might_matter(ch.prev.data)))
 
 
 class GarbageCollector:
@@ -234,7 +243,7 @@ class GarbageCollector:
                     self.observe(Key(tenant, group, resource, ns, name), gc_view(entry.data))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes()
+        changes = self.projection.subscribe_changes(accept=_wants)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(every, self.resync_s, self.resync)
@@ -264,8 +273,7 @@ class GarbageCollector:
                 self.enqueue(task, key)
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        async for (tenant, group, resource), ch in changes:
-            self.on_change(tenant, group, resource, ch)
+        await follow_changes(changes, lambda key, ch: self.on_change(*key, ch))
 
     # ---- acting ------------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from bus import BusError, Key
 from kinds import Registry
 from kinds._errors import ApiError
 from kinds._quantity import parse_quantity
-from projections import DELETED, Change, Projection, ProjectionError
+from projections import DELETED, Change, Projection, ProjectionError, follow_changes
 
 from ._admission_plugins import _COUNTED, _POD_COMPUTE, _fmt, is_claim_usage, usage_of
 from ._runtime import Stage, WorkQueue, every
@@ -164,6 +164,13 @@ class QuotaController:
     def _has_quota(self, tenant: str, namespace: str) -> bool:
         return bool(self.projection.state(tenant, *_QUOTAS).by_ns.get(namespace))
 
+    def wants(self, key: tuple[str, str, str], ch: Change) -> bool:
+        """What :meth:`on_change` may act on (the projection sends nothing else): namespaced changes
+        of ResourceQuotas, and of anything in a namespace that has one as the change is applied (one
+        created later counts its namespace when it is first seen: ``_needs_fill``)."""
+        tenant, group, resource = key
+        return bool(ch.namespace) and ((group, resource) == _QUOTAS or self._has_quota(tenant, ch.namespace))
+
     def on_change(self, tenant: str, group: str, resource: str, ch: Change) -> None:
         if not ch.namespace:
             return
@@ -260,7 +267,7 @@ class QuotaController:
             self.enqueue((key.tenant, key.namespace))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes()
+        changes = self.projection.subscribe_changes(accept=self.wants)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(every, self.resync_s, self.resync)
@@ -279,8 +286,7 @@ class QuotaController:
                     self.stage.latency.observe(trio.current_time() - t0)
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        async for (tenant, group, resource), ch in changes:
-            self.on_change(tenant, group, resource, ch)
+        await follow_changes(changes, lambda key, ch: self.on_change(*key, ch))
 
     async def _timer(self) -> NoReturn:
         """Moves rechecks into the queue as they fall due."""

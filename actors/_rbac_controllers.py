@@ -180,7 +180,8 @@ class RbacControllers:
         """``changes``: the projection's changes (a tenant's only, from the tenancy controller);
         None: subscribe to all of them."""
         if changes is None:
-            changes = self.projection.subscribe_changes()
+            changes = self.projection.subscribe_changes(
+                accept=lambda key, _: key == (self.tenant, RBAC_GROUP, "clusterroles"))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(every, self.resync_s, lambda: self._wake.set())

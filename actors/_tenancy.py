@@ -153,7 +153,7 @@ class Tenancy:
                        tenant=tenant, **kw)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes()
+        changes = self.projection.subscribe_changes(accept=self._wants)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._follow, changes)
@@ -164,6 +164,12 @@ class Tenancy:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 self.reconcile()
+
+    def _wants(self, key: tuple[str, str, str], ch: object) -> bool:
+        """What :meth:`_follow` may act on (the projection sends nothing else): the root's logical
+        clusters and every tenant's changes (the root's own controllers subscribe themselves)."""
+        tenant = key[0]
+        return tenant != ROOT_TENANT or key[1:] == LOGICAL_CLUSTERS
 
     async def _follow(self, changes: Any) -> None:
         async for item in changes:

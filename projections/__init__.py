@@ -34,7 +34,15 @@ from ._history import (
     row_key,
     states_at,
 )
-from ._projection import ContinueNeedsHistory, ListResult, Projection, ProjectionSettings, decode_continue
+from ._projection import (
+    ChangeFilter,
+    ContinueNeedsHistory,
+    ListResult,
+    Projection,
+    ProjectionSettings,
+    decode_continue,
+    follow_changes,
+)
 from ._rbac import RBAC_GROUP, Binding, RbacIndex, Rule, TenantRbac
 from ._selectors import (
     FieldSelector,
@@ -60,6 +68,7 @@ __all__ = [
     "BadContinue",
     "Binding",
     "Change",
+    "ChangeFilter",
     "ContinueExpired",
     "ContinueNeedsHistory",
     "Entry",
@@ -93,6 +102,7 @@ __all__ = [
     "decode_records",
     "encode_across",
     "encode_records",
+    "follow_changes",
     "level_and_stages",
     "list_across",
     "names_matter",

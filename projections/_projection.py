@@ -136,7 +136,9 @@ class Projection:
         #: Times the stall detector replaced the log reader.
         self.stalls = 0
         self._reading = trio.CancelScope()
-        self._listeners: list[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]]] = []
+        #: Change subscriptions (``subscribe_changes``): each channel with the test of what it is sent.
+        self._listeners: list[tuple[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]],
+                                    ChangeFilter | None]] = []
         #: Roles, ClusterRoles and bindings indexed by subject: applied with the store, before
         #: waiters for a sequence are released (see _rbac).
         self.rbac = RbacIndex()
@@ -313,9 +315,12 @@ class Projection:
                 self.crds.apply(key.tenant, key.name, None)
             ring = self.store.peek(key.tenant, key.group, key.resource).ring
             if at and self._listeners and ring and ring[-1].seq == at and ring[-1].name == key.name:
-                for ch in self._listeners:
+                rkey = (key.tenant, key.group, key.resource)
+                for ch, accept in self._listeners:
+                    if accept is not None and not accept(rkey, ring[-1]):
+                        continue
                     try:
-                        ch.send_nowait(((key.tenant, key.group, key.resource), ring[-1]))
+                        ch.send_nowait((rkey, ring[-1]))
                     except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                         pass  # listeners resync from state (see subscribe_changes)
         if gone:
@@ -442,7 +447,11 @@ class Projection:
                 self.crds.apply(applied[0][0], applied[1].name, None if applied[1].type == DELETED
                                 else applied[1].entry.data)
             if applied is not None and self._listeners:
-                for ch in self._listeners:
+                for ch, accept in self._listeners:
+                    # A listener is sent only what it acts on: one not sent a change is not woken for it
+                    # (a task step per change and listener; seven listeners on every change before).
+                    if accept is not None and not accept(*applied):
+                        continue
                     try:
                         ch.send_nowait(applied)
                     except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -469,12 +478,17 @@ class Projection:
             await trio.sleep(self.settings.bookmark_interval_s)
             self.store.bookmark_all()
 
-    def subscribe_changes(self, max_queued: int = 10_000) -> trio.MemoryReceiveChannel[
-            tuple[tuple[str, str, str], Change]]:
+    def subscribe_changes(self, max_queued: int = 10_000, *, accept: ChangeFilter | None = None,
+                          ) -> trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]:
         """((tenant, group, resource), change) as applied, for controllers. Lossy when full:
-        subscribers must resync from state periodically."""
+        subscribers must resync from state periodically.
+
+        ``accept((tenant, group, resource), change)``: whether to send a change (None: every one),
+        called as the change is applied, so on the store's state then; it must accept at least what
+        the subscriber acts on (a superset of its own tests, which it still makes). Not sending
+        what a subscriber would drop spares its task a scheduling round per change."""
         send, recv = trio.open_memory_channel[tuple[tuple[str, str, str], Change]](max_queued)
-        self._listeners.append(send)
+        self._listeners.append((send, accept))
         return recv
 
     # ---- consistency ------------------------------------------------------------------------------
@@ -871,6 +885,30 @@ class Projection:
         async with trio.open_nursery() as nursery:
             for subject in sorted(missing):
                 nursery.start_soon(fetch, subject)
+
+
+#: A change subscription's test (``Projection.subscribe_changes``): ((tenant, group, resource), change) -> send it.
+ChangeFilter = Callable[[tuple[str, str, str], Change], bool]
+
+
+async def follow_changes(changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]],
+                         handle: Callable[[tuple[str, str, str], Change], object]) -> None:
+    """Call ``handle`` with every change of a subscription, until its channel closes. ``async for``
+    over a memory channel yields to the scheduler once per item; here the changes queued when the
+    task wakes are taken together, up to ``FOLLOW_BATCH`` per scheduling round (so a burst is not
+    one long step of the loop)."""
+    async for item in changes:
+        handle(*item)
+        for _ in range(FOLLOW_BATCH - 1):
+            try:
+                item = changes.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break  # (a closed channel: the next receive ends the loop)
+            handle(*item)
+
+
+#: Changes :func:`follow_changes` hands on per scheduling round at most.
+FOLLOW_BATCH = 64
 
 
 class ContinueNeedsHistory(Exception):

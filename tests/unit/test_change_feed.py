@@ -1,0 +1,258 @@
+"""The projection's change feed for controllers (``Projection.subscribe_changes``): a subscription
+with ``accept`` is sent exactly the changes it accepts, in log order, as one without it sees them;
+``follow_changes`` hands every change on in order, several per scheduling round (bounded), and ends
+when the channel closes. And each controller's filter accepts every change its ``on_change`` acts
+on, over a random log of many kinds, tenants, creates, updates and deletes."""
+
+from __future__ import annotations
+
+import random
+from functools import partial
+from typing import Any
+
+import msgspec
+import trio
+import trio.testing
+
+from actors._controllers import ROOT_CA_CONFIGMAP, SA_TOKEN_SECRET, Controllers
+from actors._gc import GarbageCollector
+from actors._gc import _wants as _gc_wants
+from actors._quota_controller import QuotaController
+from bus import Actor, Event, Key, LogMessage, encode_event, encode_object_with_rv_slot, object_subject
+from kinds import Registry
+from projections import DELETED, Change, follow_changes
+from projections import _projection as projection_module
+from tests.unit.test_snapshot_format import PREFIX, TENANTS, fresh_projection, make_log
+
+Item = tuple[tuple[str, str, str], Change]
+
+
+def _drain(recv: trio.MemoryReceiveChannel[Item]) -> list[Item]:
+    out = []
+    while True:
+        try:
+            out.append(recv.receive_nowait())
+        except trio.WouldBlock:
+            return out
+
+
+def test_a_filtered_subscription_is_sent_exactly_what_it_accepts_in_log_order() -> None:
+    p = fresh_projection()
+    every = p.subscribe_changes()
+    asked: list[tuple[tuple[str, str, str], int]] = []
+
+    def configmaps_of_one_tenant(key: tuple[str, str, str], ch: Change) -> bool:
+        asked.append((key, ch.seq))
+        return key[0] == TENANTS[1] and key[2] == "configmaps"
+
+    some = p.subscribe_changes(accept=configmaps_of_one_tenant)
+    none = p.subscribe_changes(accept=lambda key, ch: False)
+    log = make_log(3000)
+    for i in range(0, len(log), 100):  # batches, as the reader hands them over
+        p.apply_batch(log[i:i + 100])
+    all_items = _drain(every)
+    assert len(all_items) > 2500  # (junk messages and nothing else skipped)
+    want = [(k, ch.seq) for k, ch in all_items if k[0] == TENANTS[1] and k[2] == "configmaps"]
+    assert 50 < len(want) < len(all_items)
+    assert [(k, ch.seq) for k, ch in _drain(some)] == want
+    assert _drain(none) == []
+    # The test saw every change once, as it was applied, with the change itself.
+    assert asked == [(k, ch.seq) for k, ch in all_items]
+
+
+class _Steps(trio.abc.Instrument):
+    """How many changes the follower had handled after each of its task steps."""
+
+    def __init__(self, seen: list[int]) -> None:
+        self.seen = seen
+        self.task: trio.lowlevel.Task | None = None
+        self.marks: list[int] = []
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.marks.append(len(self.seen))
+
+
+def test_follow_changes_hands_on_every_change_in_order_several_per_round() -> None:
+    seen: list[int] = []
+    steps = _Steps(seen)
+    n = projection_module.FOLLOW_BATCH * 3 + 5
+
+    async def main() -> None:
+        send, recv = trio.open_memory_channel[Any](1000)
+        for i in range(n):
+            send.send_nowait((("root", "", "configmaps"), i))
+
+        async def follow() -> None:
+            steps.task = trio.lowlevel.current_task()
+            await follow_changes(recv, lambda key, i: seen.append(i))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == list(range(n))
+            for i in range(n, n + 3):  # later changes wake it again
+                send.send_nowait((("root", "", "configmaps"), i))
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == list(range(n + 3))
+            send.close()  # a closed channel ends it
+        assert steps.marks[-1] == n + 3
+
+    trio.run(main, instruments=[steps])
+    # At most FOLLOW_BATCH changes per step, and no step per change: a handful for the whole queue.
+    gains = [b - a for a, b in zip([0, *steps.marks], steps.marks, strict=False)]
+    assert max(gains) == projection_module.FOLLOW_BATCH
+    assert len([g for g in gains if g]) == 5  # 64 + 64 + 64 + 5, then the 3 later ones in one step
+
+
+def _msg(seq: int, tenant: str, group: str, resource: str, ns: str, name: str, *, delete: bool = False,
+         fields: dict[str, str] | None = None, body: dict[str, Any] | None = None,
+         meta: dict[str, Any] | None = None) -> LogMessage:
+    obj = {"kind": "X", "apiVersion": "v1",
+           "metadata": {"name": name, **({"namespace": ns} if ns else {}), **(meta or {})}, **(body or {})}
+    data, at = encode_object_with_rv_slot(obj)
+    ev = Event(type="delete" if delete else "put", object=msgspec.Raw(data), rv_at=at,  # type: ignore[arg-type]
+               verb="delete" if delete else "create", audit_id=f"a{seq}", time="t", actor=Actor(user="u"),
+               fields=fields or {})
+    return LogMessage(seq, object_subject(PREFIX, Key(tenant, group, resource, ns, name)), encode_event(ev))
+
+
+def _controller_log(n: int, seed: int) -> list[LogMessage]:
+    """Namespaces (some terminating), ResourceQuotas in some namespaces, ConfigMaps (the root CA
+    among them), Secrets (some service account tokens), ServiceAccounts and Pods, created and
+    deleted, in two tenants."""
+    rnd = random.Random(seed)
+    out = []
+    for seq in range(1, n + 1):
+        tenant = rnd.choice(("root", "acme"))
+        ns = f"ns-{rnd.randrange(4)}"
+        delete = rnd.random() < 0.3
+        pick = rnd.randrange(7)
+        if pick == 0:
+            phase = rnd.choice(("Active", "Terminating"))
+            out.append(_msg(seq, tenant, "", "namespaces", "", ns, delete=delete, fields={"status.phase": phase}))
+        elif pick == 1:
+            out.append(_msg(seq, tenant, "", "resourcequotas", ns, f"q{rnd.randrange(2)}", delete=delete,
+                            body={"spec": {"hard": {"count/configmaps": "10"}}}))
+        elif pick == 2:
+            name = rnd.choice((ROOT_CA_CONFIGMAP, "cm-1", "cm-2"))
+            out.append(_msg(seq, tenant, "", "configmaps", ns, name, delete=delete))
+        elif pick == 3:
+            kind = rnd.choice((SA_TOKEN_SECRET, "Opaque"))
+            out.append(_msg(seq, tenant, "", "secrets", ns, f"s{rnd.randrange(3)}", delete=delete,
+                            fields={"type": kind}))
+        elif pick == 4:
+            out.append(_msg(seq, tenant, "", "serviceaccounts", ns, f"sa{rnd.randrange(3)}", delete=delete))
+        elif pick == 5:
+            out.append(_msg(seq, tenant, "", "pods", ns, f"p{rnd.randrange(3)}", delete=delete,
+                            body={"status": {"phase": rnd.choice(("Running", "Succeeded"))}}))
+        else:
+            out.append(_msg(seq, tenant, "apps", "deployments", ns, f"d{rnd.randrange(3)}", delete=delete))
+    return out
+
+
+def test_the_controllers_filters_accept_every_change_their_on_change_acts_on() -> None:
+    """Each change's ``on_change`` is run as the change is applied (the earliest a subscriber can
+    see it) and once more on the final state (the latest): whatever the namespace controller acts
+    on in either, its filter sent; so for the quota controller as applied, and what it would act on
+    only later (a quota created in the namespace after the change) is recounted by that quota's
+    own change, which was sent."""
+    trio.run(_controllers_filters)
+
+
+async def _controllers_filters() -> None:
+    for seed in range(4):
+        p = fresh_projection()
+        ctl = Controllers.__new__(Controllers)
+        ctl.tenant, ctl.projection = "root", p
+        quota = QuotaController.__new__(QuotaController)
+        quota.projection, quota._changed, quota.settle_s = p, {}, 1.0
+        acted: dict[str, set[int]] = {"ctl": set(), "quota": set()}
+        current: list[int] = [0]
+
+        def act(name: str, *_: Any) -> None:
+            acted[name].add(current[0])  # noqa: B023 - (this seed's, called within it)
+
+        ctl.enqueue = partial(act, "ctl")  # type: ignore[method-assign]
+        quota.enqueue = partial(act, "quota")  # type: ignore[method-assign]
+        quota.schedule = partial(act, "quota")  # type: ignore[method-assign]
+        quota._settled_at = lambda tenant, ns: 0.0  # type: ignore[method-assign]
+        feeds = {"ctl": p.subscribe_changes(accept=ctl.wants), "quota": p.subscribe_changes(accept=quota.wants)}
+        every = p.subscribe_changes()
+        sent: dict[str, set[int]] = {"ctl": set(), "quota": set()}
+        changes: list[Item] = []
+        for m in _controller_log(1500, seed):
+            p.apply_batch([m])
+            for name, feed in feeds.items():
+                sent[name] |= {ch.seq for _, ch in _drain(feed)}
+            for item in _drain(every):
+                changes.append(item)
+                (tenant, group, resource), ch = item
+                current[0] = ch.seq
+                ctl.on_change(ch, tenant, group, resource)
+                quota.on_change(tenant, group, resource, ch)
+        for name in ("ctl", "quota"):
+            assert acted[name], f"the log should make the {name} controller act"
+            assert acted[name] <= sent[name], name
+            assert len(sent[name]) < len(changes) * 0.8, f"the {name} filter should leave changes out"
+        acted = {"ctl": set(), "quota": set()}
+        for (tenant, group, resource), ch in changes:  # later, on the final state
+            current[0] = ch.seq
+            ctl.on_change(ch, tenant, group, resource)
+            quota.on_change(tenant, group, resource, ch)
+        assert acted["ctl"] <= sent["ctl"]
+        quota_puts = [(key[0], ch.namespace, ch.seq) for key, ch in changes
+                      if key[1:] == ("", "resourcequotas") and ch.type != DELETED and ch.seq in sent["quota"]]
+        for key, ch in changes:
+            if ch.seq in acted["quota"] and ch.seq not in sent["quota"]:
+                assert any(t == key[0] and ns == ch.namespace and seq > ch.seq for t, ns, seq in quota_puts)
+
+
+def _gc_log(n: int, seed: int) -> list[LogMessage]:
+    """ConfigMaps and Deployments in two namespaces: some owned by others (references added,
+    changed and dropped), some deleting (deletionTimestamp, finalizers), created, updated, deleted."""
+    rnd = random.Random(seed)
+    out = []
+    for seq in range(1, n + 1):
+        ns = f"ns-{rnd.randrange(2)}"
+        resource = rnd.choice(("configmaps", "configmaps", "deployments"))
+        group = "apps" if resource == "deployments" else ""
+        name = f"o{rnd.randrange(12)}"
+        meta: dict[str, Any] = {"uid": f"uid-{resource}-{ns}-{name}"}
+        r = rnd.random()
+        if r < 0.3:
+            owner = f"o{rnd.randrange(12)}"
+            meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": owner,
+                                        "uid": f"uid-deployments-{ns}-{owner}"}]
+        elif r < 0.4:
+            meta["deletionTimestamp"] = "2026-11-30T00:00:00Z"
+            meta["finalizers"] = ["foregroundDeletion"]
+        out.append(_msg(seq, "root", group, resource, ns, name, delete=rnd.random() < 0.2, meta=meta))
+    return out
+
+
+def test_the_collector_fed_what_it_accepts_acts_as_one_fed_every_change() -> None:
+    """Two collectors on one projection, one subscribed with its filter, one to every change, each
+    handling the changes as they are applied: the same work queued in the same order, the same
+    owner index; and the filter left changes out."""
+    for seed in range(4):
+        p = fresh_projection()
+        gcs = [GarbageCollector(p, Registry(), None, None) for _ in range(2)]  # type: ignore[arg-type]
+        queued: list[list[Any]] = [[], []]
+        for gc_, q in zip(gcs, queued, strict=True):
+            gc_.enqueue = lambda task, key, q=q: q.append((task, key))  # type: ignore[method-assign]
+        feeds = [p.subscribe_changes(accept=_gc_wants), p.subscribe_changes()]
+        sent = 0
+        for m in _gc_log(1500, seed):
+            p.apply_batch([m])
+            for gc_, feed in zip(gcs, feeds, strict=True):
+                items = _drain(feed)
+                if feed is feeds[0]:
+                    sent += len(items)
+                for key, ch in items:
+                    gc_.on_change(*key, ch)
+        assert queued[0] == queued[1]
+        assert len(queued[0]) > 50
+        assert gcs[0].index._owners == gcs[1].index._owners
+        assert gcs[0].index._dependents == gcs[1].index._dependents
+        assert sent < 1500 * 0.8
