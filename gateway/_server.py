@@ -232,23 +232,28 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
 
 
 #: Python's cyclic collector's thresholds once the gateway has caught up (:func:`tune_gc`).
-GC_THRESHOLDS = (10_000, 10, 10)
+GC_THRESHOLDS = (2_000, 10, 10)
 
 
 def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
-    """The one place the gateway sets up Python's cyclic garbage collector (once its projection has
-    caught up; ``serve`` calls it).
+    """The one place the gateway sets up Python's cyclic garbage collector, once its projection has
+    caught up (``serve`` calls it; a snapshot's restore also freezes what it loaded, at once).
 
     - ``gc.freeze()``: what the start built (the store folded or loaded from a snapshot, the schemas,
       the modules) lives long; later collections need not walk it. Measured: a gateway that folded
       200,000 events spent about 300 ms in each full collection, one every other Exact LIST.
-    - Young collections 14x rarer than the default (700, 10, 10): most of what a busy gateway
-      allocates dies young by reference counting (young collections found 0-300 garbage objects
-      each), so the default mostly walks requests in flight. Measured under B1 + B7 (4 pairs
-      alternated, load 9-13, thread CPU time): the collector took 2.8-6.5% of the loop's step time
-      with 587-1,844 young collections and 4-15 full ones of 25-34 ms each; 0.6-0.9% with 10,000.
     - What stays long after the start is kept out of the collector's walks where it cannot be in a
-      cycle: the store's entries and the rings' changes are ``gc=False`` Structs (projections/_store.py).
+      cycle: the store's entries and the rings' changes are ``gc=False`` Structs
+      (projections/_store.py). A full collection then walks what is in flight and the revision
+      index's arrays: 15-21 ms of CPU in a gateway after B1 + B4 + B7 (45 ms before, growing with
+      the objects stored).
+    - Thresholds (2,000, 10, 10) instead of Python's (700, 10, 10): each young collection walks what
+      was allocated since the last and survives, i.e. mostly requests in flight, so its pause grows
+      with the first threshold. Measured under B1 + B4 + B7 (thread CPU of each collection in B7's
+      17 s, load 2.6-5): with 10,000 the longest pauses were young and middle collections of
+      26-44 ms, the collector 1.1-1.8% of the loop's step time; with 2,000 young <= 7 ms, middle
+      <= 10.5 ms, the longest a full one of 19.5 ms, 2.6%; with 1,000 full collections ten times as
+      often (17-29 ms each), 3.6-5.2%.
 
     A threshold is never lowered below what an embedder set. ``JETKUBE_GC_THRESHOLD=a,b,c`` replaces
     the three (an experiment's knob)."""
