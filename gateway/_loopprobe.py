@@ -10,8 +10,14 @@ Off unless ``JETKUBE_LOOP_PROBE=<path prefix>`` is set; then the gateway process
   main thread's stack once the step has run for the threshold (the sample is taken when the thread
   next gets the GIL: a long C call shows as the frame after it);
 - every gc collection (``gc.callbacks``): pause, its thread CPU, generation; with
-  ``JETKUBE_LOOP_PROBE_CENSUS=S``, once, S seconds after the start, the old generation by type;
+  ``JETKUBE_LOOP_PROBE_CENSUS=S``, once, S seconds after the start, the old generation by type; with
+  ``JETKUBE_LOOP_PROBE_FULLGC=1`` a full collection every 5 s (what one costs on the heap as it is then),
+  each with a census (the last is kept);
 - the loop's lag: a task sleeping 5 ms, how late it wakes (what any ready task waits for);
+- where the time of a long step or a late wake went (Linux ``/proc/self/task/*/schedstat``, sampled by the
+  watchdog every 2 ms): the trio thread on a core, the trio thread runnable but waiting for a core (the
+  OS run queue: the machine is oversubscribed), the other threads of the process on a core (while the
+  trio thread sleeps, they may hold the GIL), and the rest (the trio thread asleep: the GIL, or I/O);
 - the run queue: each batch of task steps trio runs between two polls of the kernel (``after_io_wait``
   to ``before_io_wait``): how many steps it ran and how long it took (a task made runnable during a
   batch waits for the whole batch, then for its own place in the next), and each batch longer than the
@@ -29,6 +35,7 @@ summary (long steps grouped by task and the first frame of ours in their sample)
 
 from __future__ import annotations
 
+import collections
 import gc
 import json
 import os
@@ -95,7 +102,7 @@ class LoopProbe(trio.abc.Instrument):
         self.census: dict[str, Any] = {}
         self.gc_long: list[dict[str, Any]] = []
         self.lag = [0] * (len(_BOUNDS_MS) + 1)
-        self.lag_long: list[tuple[float, float]] = []
+        self.lag_long: list[tuple[float, float, dict[str, float]]] = []
         self.batch_steps = [0] * (len(_BATCH_BOUNDS) + 1)  # batches by their number of steps
         self.batch_ms = [0] * (len(_BOUNDS_MS) + 1)  # batches by their wall duration
         self.batch_s = [0.0] * (len(_BATCH_BOUNDS) + 1)  # wall time spent in batches of each size
@@ -116,6 +123,9 @@ class LoopProbe(trio.abc.Instrument):
         self._gc_t0 = 0.0
         self._gc_c0 = 0.0
         self._main = threading.get_ident()
+        self._main_tid = threading.get_native_id()
+        #: (perf_counter, trio thread on-core ns, trio thread run-queue ns, other threads on-core ns), every 2 ms
+        self._sched: collections.deque[tuple[float, int, int, int]] = collections.deque(maxlen=4096)
         self._stop = threading.Event()
         self.started = time.time()
 
@@ -174,7 +184,7 @@ class LoopProbe(trio.abc.Instrument):
                 self.long.append({"at": round(time.time() - (time.perf_counter() - t0), 4),
                                   "ms": round(d * 1000, 2), "cpu_ms": round(cpu * 1000, 2),
                                   "gc_ms": round(self._gc_in_step * 1000, 2), "task": task.name,
-                                  "sampled": sample is not None, "where": where})
+                                  "sampled": sample is not None, "where": where, **self._split(t0)})
             else:
                 self.long_dropped += 1
 
@@ -207,9 +217,41 @@ class LoopProbe(trio.abc.Instrument):
                                  "cpu_ms": round(cpu * 1000, 2), "collected": info.get("collected"),
                                  "gen2_after": gc.get_count()[2] if g == 2 else None})
 
+    # ---- where the wall time went (schedstat)
+    def _read_sched(self) -> tuple[float, int, int, int] | None:
+        """(now, trio thread on-core ns, its run-queue wait ns, the other threads' on-core ns)."""
+        try:
+            own, others = 0, 0
+            delay = 0
+            for tid in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
+                    fields = f.read().split()
+                if int(tid) == self._main_tid:
+                    own, delay = int(fields[0]), int(fields[1])
+                else:
+                    others += int(fields[0])
+            return (time.perf_counter(), own, delay, others)
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _split(self, t0: float) -> dict[str, float]:
+        """From the sample before ``t0`` to now: ms the trio thread ran, waited for a core, the other
+        threads ran, and the rest (the trio thread asleep)."""
+        end = self._read_sched()
+        start = next((x for x in reversed(list(self._sched)) if x[0] <= t0), None)
+        if end is None or start is None:
+            return {}
+        wall = (end[0] - start[0]) * 1000
+        run, runq, others = ((end[i] - start[i]) / 1e6 for i in (1, 2, 3))
+        return {"win_ms": round(wall, 2), "run_ms": round(run, 2), "runq_ms": round(runq, 2),
+                "others_ms": round(others, 2), "asleep_ms": round(max(0.0, wall - run - runq), 2)}
+
     # ---- the watchdog thread
     def _watch(self) -> None:
         while not self._stop.wait(0.002):
+            x = self._read_sched()
+            if x is not None:
+                self._sched.append(x)
             t0 = self._t0
             if t0 and time.perf_counter() - t0 >= self.threshold and self._sampled_id != self._step_id:
                 sid = self._step_id
@@ -225,7 +267,7 @@ class LoopProbe(trio.abc.Instrument):
             late = time.perf_counter() - t - 0.005
             self.lag[_bucket(late * 1000)] += 1
             if late >= self.threshold and len(self.lag_long) < _MAX_LONG:
-                self.lag_long.append((round(time.time(), 4), round(late * 1000, 2)))
+                self.lag_long.append((round(time.time(), 4), round(late * 1000, 2), self._split(t + 0.005)))
 
     def summary(self) -> dict[str, Any]:
         edges = [*map(str, _BOUNDS_MS), "inf"]
@@ -278,6 +320,9 @@ def _installed(probe: LoopProbe) -> Iterator[None]:
     trio.lowlevel.add_instrument(probe)
     ACTIVE = probe
     gc.callbacks.append(probe.on_gc)
+    first = probe._read_sched()
+    if first is not None:
+        probe._sched.append(first)  # a step starting before the watchdog's first sample has one before it
     th = threading.Thread(target=probe._watch, name="loop-probe", daemon=True)
     th.start()
     try:
@@ -297,6 +342,7 @@ async def run_from_env(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_
         task_status.started()
         return
     probe = LoopProbe(float(os.environ.get("JETKUBE_LOOP_PROBE_MS", "10")))
+    full_gc = bool(os.environ.get("JETKUBE_LOOP_PROBE_FULLGC"))
     path = f"{prefix}.{os.getpid()}.json"
     with _installed(probe):
         try:
@@ -305,6 +351,9 @@ async def run_from_env(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_
                 task_status.started()
                 while True:
                     await trio.sleep(5.0)
+                    if full_gc:  # JETKUBE_LOOP_PROBE_FULLGC=1: what a full collection of this heap costs now
+                        probe.census_after = time.time()  # the census of the last one is kept
+                        gc.collect()
                     probe.write(path)
         finally:
             probe.write(path)
@@ -338,6 +387,19 @@ def report(d: dict[str, Any], since: float = 0.0, until: float = float("inf"), t
     lines.append(f"long steps in the window: {len(long)} (dropped {d['long_dropped']}); "
                  f"sum {sum(x['ms'] for x in long):.0f} ms, of which cpu {sum(x['cpu_ms'] for x in long):.0f} ms, "
                  f"gc {sum(x['gc_ms'] for x in long):.0f} ms")
+    def split(rows: list[dict[str, float]], what: str) -> None:
+        rows = [r for r in rows if r]
+        if rows:
+            tot = {k: sum(r[k] for r in rows) for k in ("win_ms", "run_ms", "runq_ms", "others_ms", "asleep_ms")}
+            lines.append(f"{what} ({len(rows)}; windows {tot['win_ms']:.0f} ms): trio thread on a core "
+                         f"{tot['run_ms']:.0f} ms, waiting for a core {tot['runq_ms']:.0f} ms, asleep "
+                         f"{tot['asleep_ms']:.0f} ms; the other threads on a core {tot['others_ms']:.0f} ms")
+
+    split([x if "win_ms" in x else {} for x in long], "long steps by schedstat")
+    lag_long = [x for x in d["lag_long"] if since <= x[0] <= until]
+    split([x[2] for x in lag_long if len(x) > 2], "late wakes >= threshold by schedstat")
+    for lo, hi in ((10, 50), (50, 100), (100, 1e9)):
+        split([x[2] for x in lag_long if len(x) > 2 and lo <= x[1] < hi], f"  late by [{lo}, {hi}) ms")
     by: dict[str, list[float]] = {}
     for x in long:
         ours = next((f for f in x["where"] if not f.startswith(("trio/", "outcome/", "threading", "contextlib"))),

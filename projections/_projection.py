@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import gc
 import heapq
 import itertools
 import json
@@ -49,10 +48,6 @@ _log = logging.getLogger("jetkube.projections")
 
 
 _NO_SPAN = nullcontext()  # reusable: holds no state
-
-#: gc's first threshold once a projection has caught up (see ``Projection._started``).
-GC_YOUNG_THRESHOLD = 10_000
-
 
 def _record_horizon(data: bytes) -> int:
     """H, the highest purged tombstone, of a compaction point record (its ``seq`` when it has none,
@@ -343,18 +338,6 @@ class Projection:
         self.start_s = trio.current_time() - t0
         _log.info("projection caught up with sequence %d in %.2fs (from sequence %d)", self.store.applied,
                   self.start_s, self.start_from)
-        # What the start built (the store, the schemas and modules loaded) lives long: later full
-        # collections need not walk it (as after a snapshot start). Measured: a gateway that folded
-        # 200,000 events spent about 300 ms in each full collection, one every other Exact LIST.
-        gc.freeze()
-        # Young collections 14x rarer: most of what a busy gateway allocates dies young by reference
-        # counting (young collections found 0-300 garbage objects each), so the default (700, 10, 10)
-        # mostly walks requests in flight. Measured under B1 + B7 (4 pairs alternated, load 9-13, thread
-        # CPU time): the collector took 2.8-6.5% of the loop's step time with 587-1,844 young
-        # collections and 4-15 full ones of 25-34 ms each; 0.6-0.9% with this threshold (11-25 young
-        # collections of <= 13-19 ms, no full one). Never lowered if an embedder set a higher one.
-        if gc.get_threshold()[0] < GC_YOUNG_THRESHOLD:
-            gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         self.ready.set()
         if self.snapshots is not None and self.snapshots.settings.write:
             nursery.start_soon(self.snapshots.run, lambda: self.store)

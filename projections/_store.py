@@ -18,6 +18,8 @@ import collections
 from collections.abc import Iterator
 from typing import Protocol
 
+import msgspec
+
 from bus import Key, LogMessage, decode_event, is_system_subject, object_bytes, parse_subject
 
 from ._revindex import Revisions
@@ -26,19 +28,27 @@ ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 _EMPTY: dict[str, str] = {}
 
 
-class Entry:
+class Entry(msgspec.Struct, gc=False, eq=False):
     """One live object. ``data`` is its JSON with ``metadata.resourceVersion`` = ``seq``, whose
-    digits start at ``rv_at`` (-1: unknown)."""
+    digits start at ``rv_at`` (-1: unknown).
 
-    __slots__ = ("data", "fields", "labels", "rv_at", "seq")
+    Not tracked by Python's cyclic garbage collector (``gc=False``; ``eq=False``: compared and hashed
+    by identity, as a plain object): the store holds one per live object, tens of thousands, and a
+    collection walking them found nothing (an Entry holds bytes, ints and dicts of strings: it is in
+    no reference cycle). Measured: a store of 50,000 objects made a full collection cost 67 ms of CPU
+    more than an empty one; see ``Change``."""
 
-    def __init__(self, seq: int, data: bytes, labels: dict[str, str], fields: dict[str, str],
-                 rv_at: int = -1) -> None:
-        self.seq = seq
-        self.data = data
-        self.labels = labels or _EMPTY
-        self.fields = fields or _EMPTY
-        self.rv_at = rv_at
+    seq: int
+    data: bytes
+    labels: dict[str, str]
+    fields: dict[str, str]
+    rv_at: int = -1
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            self.labels = _EMPTY  # one shared empty dict instead of one per object
+        if not self.fields:
+            self.fields = _EMPTY
 
     def data_at(self, seq: int) -> bytes:
         """``data`` with resourceVersion ``seq`` instead (unchanged when the offset is unknown)."""
@@ -47,19 +57,19 @@ class Entry:
         return b"%s%d%s" % (self.data[:self.rv_at], seq, self.data[self.rv_at + len(str(self.seq)):])
 
 
-class Change:
-    """One change of one object as watchers see it, with the state before it (for selectors)."""
+class Change(msgspec.Struct, gc=False, eq=False):
+    """One change of one object as watchers see it, with the state before it (for selectors).
 
-    __slots__ = ("_lines", "entry", "name", "namespace", "prev", "seq", "type")
+    Untracked by the cyclic collector like :class:`Entry` (it holds Entries, strings and a dict of
+    bytes): the rings hold up to ``ring_size`` per resource."""
 
-    def __init__(self, seq: int, type_: str, namespace: str, name: str, entry: Entry, prev: Entry | None) -> None:
-        self.seq = seq
-        self.type = type_
-        self.namespace = namespace
-        self.name = name
-        self.entry = entry
-        self.prev = prev
-        self._lines: dict[str, bytes] | None = None
+    seq: int
+    type: str
+    namespace: str
+    name: str
+    entry: Entry
+    prev: Entry | None
+    _lines: dict[str, bytes] | None = None
 
     def object(self, type_: str) -> bytes:
         """The object a watcher seeing this change as ``type_`` is sent: the new state, except for

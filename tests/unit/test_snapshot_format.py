@@ -382,3 +382,18 @@ def test_a_format_1_snapshot_is_still_read() -> None:
     store.restore(got.seq, build_resources(blocks, 100), got.skipped, indexes=indexes)
     assert dump(store) == dump(folded)
     assert all(st.revs.floor == 1500 for st in store.resources.values())
+
+
+def test_index_rows_are_each_objects_revisions_in_item_order() -> None:
+    """capture's index rows (one comprehension, projections/_snapshot.py ``_index_rows``): the same rows,
+    in the same order, as one ``_le`` per item of ``Revisions.items()``."""
+    from projections._revindex import Revisions
+    from projections._snapshot import _index_rows, _le
+
+    revs = Revisions()
+    rng = random.Random(7)
+    for seq in range(1, 400):
+        revs.add(f"ns{rng.randrange(5)}", f"o{rng.randrange(60)}", seq, rng.random() < 0.1)
+    rows = _index_rows(revs)
+    assert rows == [(ns, n, _le(a)) for ns, n, a in revs.items()]
+    assert len(rows) == sum(len(d) for d in revs.by_ns.values()) > 50

@@ -130,3 +130,25 @@ def test_reads_allocate_nothing_and_prune() -> None:
     s.apply(LogMessage(3, object_subject("jk", Key("t1", "", "configmaps", "d", "a")), msg(3, "a", "delete").data))
     s.prune("t1")
     assert ("t1", "", "configmaps") not in s.resources and ("root", "", "configmaps") in s.resources
+
+
+def test_entries_and_changes_are_not_tracked_by_the_cyclic_collector() -> None:
+    """The store's per-object data (live entries, the rings' changes) is outside gc's generations: a
+    full collection does not walk tens of thousands of them (projections/_store.py ``Entry``)."""
+    import gc
+
+    s = Store("jk", ring_size=8)
+    for i in range(1, 41):
+        s.apply(msg(i, f"o{i % 20}", labels={"a": "b"} if i % 2 else None,
+                    verb="create" if i <= 20 else "update"))
+    st = s.resource("root", "", "configmaps")
+    entries = [e for _, _, e in st.iter_entries(None)]
+    assert len(entries) == 20 and len(st.ring) == 8
+    assert not any(gc.is_tracked(e) for e in entries)
+    assert not any(gc.is_tracked(c) or gc.is_tracked(c.entry) for c in st.ring)
+    # identity semantics, as the plain objects they replace: hashable, equal only to themselves
+    e = entries[0]
+    assert e != type(e)(e.seq, e.data, dict(e.labels), dict(e.fields), e.rv_at) and {e: 1}[e] == 1
+    # one shared empty dict for objects without labels
+    bare = [x for x in entries if not x.labels]
+    assert bare and all(x.labels is bare[0].labels for x in bare)
