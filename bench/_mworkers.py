@@ -4,7 +4,9 @@ a listening socket per worker on one port, SO_REUSEPORT, as jetkube's workers li
 
 The gateway is started after B2's objects are on the log (every worker's projection folds them at
 start). Server CPU per request sums the parent and every worker; /metrics is not used here (a
-scrape answers for whichever worker accepted the connection).
+scrape answers for whichever worker accepted the connection). With B7 wanted too, B7 and B7o run
+again on this server (rows ``B7/workers``, ``B7o/workers``), their writes paced at half M1's rate:
+the consistent-read target on the server as it runs by default, every core.
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ async def run(b: Bench) -> list[dict[str, Any]]:
                     f"loadgen {r.get('loadgen_cores')} (C1: {c1.get('loadgen_cores')}) cores",
                     f"machine busy {r['cpu'].get('machine_busy')}") if x),
                 "details": r})
+        if b.want("B7"):  # B7 on the server as it runs by default (every core), at half M1's write capacity
+            m1 = next(r for r in rows if r["id"] == "M1")
+            rows += await b.b7(on=(gw, gw_pids, float(m1["value"])))
         return rows
     finally:
         if gw is not None:

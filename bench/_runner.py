@@ -362,7 +362,7 @@ class Bench:
         bridge = await stack.enter_async_context(open_bridge(self.nats_url))
         self.log_api = Log(bridge, StreamConfig())
         gw = self.g1
-        for ns in ("b1", "b2", "b3", "b4", "b6", "b6p", "b7", "b7p", "b10", "b11", "tmpl"):
+        for ns in ("b1", "b2", "b3", "b4", "b6", "b6p", "b7", "b7p", "b7w", "b7pw", "b10", "b11", "tmpl"):
             code, body = await self.api(gw, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
             if code not in (201, 409):
                 raise RuntimeError(f"cannot create namespace {ns}: {code} {body}")
@@ -637,14 +637,19 @@ class Bench:
 
     # ---- B7 -------------------------------------------------------------------------------------------------------
 
-    async def b7(self) -> list[dict[str, Any]]:
-        gw = self.g1
+    async def b7(self, on: tuple[Gateway, dict[str, int], float] | None = None) -> list[dict[str, Any]]:
+        """B7 and B7o on the one-process gateway; ``on``: the same on another server, rows
+        ``B7/workers`` and ``B7o/workers`` (M1/M2's ``serve --workers N``: its gateway, the pids whose
+        CPU is its own, and its write capacity, M1's creates/s). There the server-side wait is not
+        read: a /metrics scrape is answered by one worker."""
+        gw = self.g1 if on is None else on[0]
         assert gw is not None
+        suffix, probe_ns, load_ns = ("", "b7p", "b7") if on is None else ("/workers", "b7pw", "b7w")
         for i in range(10):
-            await self.api(gw, "POST", "/api/v1/namespaces/b7p/configmaps",
-                           json.loads(cm_body("b7p", f"probe-{i}", self.p.body_bytes)))
+            await self.api(gw, "POST", f"/api/v1/namespaces/{probe_ns}/configmaps",
+                           json.loads(cm_body(probe_ns, f"probe-{i}", self.p.body_bytes)))
         dur = self.p.b7_s
-        base = "/api/v1/namespaces/b7p/configmaps"
+        base = f"/api/v1/namespaces/{probe_ns}/configmaps"
         probe_spec = {"kind": "http", "targets": [["127.0.0.1", gw.port]], "token": gw.token,
                       "connections": self.p.b7_probe_conns, "duration_s": dur, "max_requests": int(2000 * dur),
                       "op": "paths", "paths": [["get", base + "/probe-0"], ["list", base],
@@ -652,7 +657,9 @@ class Bench:
         # The target's condition: half the server's write capacity (B1's closed-loop creates/s in this
         # run, else a short closed-loop probe), paced by the Python generator (at most conns in flight).
         b1 = next((r for r in self.rows if r.get("id") == "B1" and r.get("value")), None)
-        if b1 is not None:
+        if on is not None:
+            capacity, cap_from = on[2], "M1"
+        elif b1 is not None:
             capacity, cap_from = float(b1["value"]), "B1"
         else:
             cap = await self.load(ports=[gw.port], token=gw.token, op="create", ns="b7", prefix="b7c",
@@ -670,11 +677,16 @@ class Bench:
             async def both() -> dict[str, Any]:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(probes)
-                    result["load"] = await self.load(ports=[gw.port], token=gw.token, op="create", ns="b7",
-                                                     prefix=prefix.lower(), duration_s=dur + 2, name=f"{prefix}-load",
-                                                     rate=write_rate)
+                    result["load"] = await self.load(ports=[gw.port], token=gw.token, op="create", ns=load_ns,
+                                                     prefix=prefix.lower().replace("/", "-"), duration_s=dur + 2,
+                                                     name=f"{prefix}-load".replace("/", "-"), rate=write_rate)
                 return result["load"]
 
+            if on is not None:
+                r = await self.measured([], both, extra_pids=on[1])
+                r["cpu"]["jetkube_cores"] = round(sum(v for k, v in r["cpu"].items()
+                                                      if k.startswith("jetkube") and k.endswith("_cores")), 3)
+                return r, result["probe"], "(not read: one worker's /metrics)"
             m_before = await self.metrics(gw) or {}
             r = await self.measured([gw], both)
             m_after = await self.metrics(gw) or {}
@@ -688,6 +700,7 @@ class Bench:
         paced_rate = float(self.p.b7o_rate)
         for sid, spec in (("B7", probe_spec),
                           ("B7o", dict(probe_spec, connections=2 * self.p.b7_probe_conns, rate=paced_rate))):
+            sid += suffix
             r, pr, server_wait = await phase(spec, sid)
             hists = {k: Hist.from_json(v["hist"]) for k, v in pr["per_label"].items()}
             cons = Hist()
@@ -700,11 +713,13 @@ class Bench:
             val = s["p999_ms"]
             probe_lag = Hist.from_json(pr["loop_lag"]).summary() if "loop_lag" in pr else {}
             writer_lag = r.get("loadgen_lag_ms") or {}
-            how = (f"paced at {paced_rate:.0f} reads/s (open loop)" if sid == "B7o"
+            how = (f"paced at {paced_rate:.0f} reads/s (open loop)" if sid.startswith("B7o")
                    else f"closed loop from {spec['connections']} connections")
             rows.append({
                 "id": sid, "value": val, "unit": "ms", "target": "p99.9 <= 110 ms", "met": val is not None and val <= 110,
-                **({"title": "the same reads paced (open loop)"} if sid == "B7o" else {}),
+                **({"title": "the same reads paced (open loop)" + (", --workers = cores" if on else "")}
+                   if sid.startswith("B7o") else
+                   {"title": "consistent reads under write load, --workers = cores"} if on else {}),
                 "note": f"{s['count']:,} consistent GET+LIST {how} under {r['rps']:,.0f} creates/s (paced at "
                         f"half the write capacity, {capacity:,.0f}/s by {cap_from}): p50 "
                         f"{_ms(s['p50_ms'])} p99 {_ms(s['p99_ms'])}; same GET with rv=0: p99.9 "
