@@ -256,3 +256,55 @@ def test_the_collector_fed_what_it_accepts_acts_as_one_fed_every_change() -> Non
         assert gcs[0].index._owners == gcs[1].index._owners
         assert gcs[0].index._dependents == gcs[1].index._dependents
         assert sent < 1500 * 0.8
+
+
+def test_a_filter_that_raises_fails_open_and_never_stops_the_fold(caplog: Any) -> None:
+    """A subscription whose ``accept`` raises (now and then) is sent those changes anyway; every
+    message of the batch is applied, the waiters are released, the other subscriptions get what they
+    always get, and the error is logged once, however often it raises."""
+    p = fresh_projection()
+    every = p.subscribe_changes()
+    calls = 0
+
+    def flaky(key: tuple[str, str, str], ch: Change) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls % 5 == 0:
+            raise KeyError("a bug in a controller's filter")
+        return key[2] == "configmaps"
+
+    some = p.subscribe_changes(accept=flaky)
+    log = make_log(1000)
+    released = trio.Event()
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            async def waiter() -> None:
+                await p.wait_for(log[-1].seq, timeout_s=5)
+                released.set()
+            n.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            with caplog.at_level("ERROR", logger="jetkube.projections"):
+                p.apply_batch(log)  # one batch: a raising filter must not stop it half-way
+    trio.run(main)
+    assert released.is_set()
+    assert p.store.applied == log[-1].seq
+    all_items = _drain(every)
+    assert len(all_items) > 900
+    got = [(k, ch.seq) for k, ch in _drain(some)]
+    raised = [i for i in range(len(all_items)) if (i + 1) % 5 == 0]
+    want = [(k, ch.seq) for i, (k, ch) in enumerate(all_items) if k[2] == "configmaps" or (i + 1) % 5 == 0]
+    assert got == want  # the changes it raised on were sent too
+    assert p.filter_errors == len(raised) > 100
+    assert len([r for r in caplog.records if "change filter" in r.getMessage()]) == 1
+
+
+def test_a_change_dropped_for_a_full_subscription_is_counted_and_signalled() -> None:
+    p = fresh_projection()
+    drops: list[int] = []
+    full = p.subscribe_changes(max_queued=10, on_drop=lambda: drops.append(1))
+    roomy = p.subscribe_changes()
+    p.apply_batch(make_log(100))
+    sent = len(_drain(roomy))
+    assert len(_drain(full)) == 10
+    assert p.feed_drops == len(drops) == sent - 10 > 50
