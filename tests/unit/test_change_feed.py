@@ -308,3 +308,43 @@ def test_a_change_dropped_for_a_full_subscription_is_counted_and_signalled() -> 
     sent = len(_drain(roomy))
     assert len(_drain(full)) == 10
     assert p.feed_drops == len(drops) == sent - 10 > 50
+
+
+def test_the_collector_resyncs_once_drained_after_the_feed_dropped_a_change() -> None:
+    """A dependent lets go of an owner waiting in foreground deletion, and that change is lost (the
+    collector's channel was full). Its later updates, with no owner references before or after, are
+    filtered out, so they cannot repair the index; the collector resyncs instead as soon as it has
+    handled what was queued: the stale entry goes and the waiting owner is queued at once, not at the
+    next periodic resync (60 s)."""
+    p = fresh_projection()
+    gc_ = GarbageCollector(p, Registry(), None, None, feed_size=2)  # type: ignore[arg-type]
+    queued: list[tuple[str, str]] = []
+    gc_.enqueue = lambda task, key: queued.append((task, key.name))  # type: ignore[method-assign]
+    ref = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "o", "uid": "u-o", "blockOwnerDeletion": True}]
+    other = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "p", "uid": "u-p"}]
+    d = Key("root", "", "configmaps", "n", "d")
+
+    async def main() -> None:
+        changes = gc_.subscribe()
+        async with trio.open_nursery() as n:
+            n.start_soon(gc_._follow, changes)
+            p.apply_batch([_msg(1, "root", "apps", "deployments", "n", "o", meta={
+                "uid": "u-o", "deletionTimestamp": "2026-11-30T00:00:00Z", "finalizers": ["foregroundDeletion"]})])
+            p.apply_batch([_msg(2, "root", "", "configmaps", "n", "d", meta={"uid": "u-d", "ownerReferences": ref})])
+            await trio.testing.wait_all_tasks_blocked()
+            assert [r.uid for r in gc_.index.owners(d)] == ["u-o"]
+            queued.clear()
+            # One batch: other dependents fill the channel (the first is handed to the waiting follower,
+            # two are queued), and d's release is dropped.
+            p.apply_batch([_msg(2 + i, "root", "", "configmaps", "n", f"f{i}",
+                                meta={"uid": f"u-f{i}", "ownerReferences": other}) for i in (1, 2, 3)]
+                          + [_msg(6, "root", "", "configmaps", "n", "d", meta={"uid": "u-d"})])
+            assert p.feed_drops == 1
+            # A later update of d, no references before or after: filtered out.
+            p.apply_batch([_msg(7, "root", "", "configmaps", "n", "d", meta={"uid": "u-d"}, body={"data": {"k": "v"}})])
+            await trio.testing.wait_all_tasks_blocked()
+            assert gc_.index.owners(d) == ()
+            assert ("owner", "o") in queued
+            assert gc_.resync_after_loss == 1
+            n.cancel_scope.cancel()
+    trio.run(main)
