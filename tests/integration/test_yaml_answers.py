@@ -129,17 +129,22 @@ async def test_a_yaml_answer_is_made_in_the_requests_seat_large_ones_on_their_ow
             for i in range(40):  # a LIST of ~100 KiB: over YAML_INLINE_BYTES
                 r = await c.post(CM, json={"metadata": {"name": f"big{i}"}, "data": {"v": "x" * 2500}})
                 assert r.status_code == 201, r.text
+            r = await c.post(CM, json={"metadata": {"name": "huge"}, "data": {"v": "x" * 20_000}})
+            assert r.status_code == 201, r.text
             assert seen == [] and _executing(contexts[0]) == 0
             r = await c.get(f"{CM}/big0", headers=Y)
             assert r.status_code == 200 and _yaml(r)["data"]["v"] == "x" * 2500
             r = await c.get(f"{CM}/missing", headers=Y)
             assert r.status_code == 404 and _yaml(r)["reason"] == "NotFound"
+            r = await c.get(f"{CM}/huge", headers=Y)  # one object of ~20 KB: over 8 KiB, in a thread
+            assert r.status_code == 200 and _yaml(r)["data"]["v"] == "x" * 20_000
             r = await c.get(CM, headers=Y)
             assert r.status_code == 200
             assert {f"big{i}" for i in range(40)} <= {o["metadata"]["name"] for o in _yaml(r)["items"]}
             assert _executing(contexts[0]) == 0  # every seat back once answered
-    assert [(e, thread, busy) for e, thread, busy, _ in seen] == [(1, False, 0), (1, False, 0), (1, True, 1)]
-    assert seen[2][3] > app_mod.YAML_INLINE_BYTES > seen[0][3]
+    assert [(e, thread, busy) for e, thread, busy, _ in seen] == [(1, False, 0), (1, False, 0), (1, True, 1),
+                                                                  (1, True, 1)]
+    assert seen[3][3] > seen[2][3] > app_mod.YAML_INLINE_BYTES == 8 * 1024 > seen[0][3]
 
 
 async def test_a_status_quart_answers_is_yaml_when_asked(start_server: StartServer) -> None:
