@@ -17,7 +17,9 @@ Off unless ``JETKUBE_LOOP_PROBE=<path prefix>`` is set; then the gateway process
 - where the time of a long step or a late wake went (Linux ``/proc/self/task/*/schedstat``, sampled by the
   watchdog every 2 ms): the trio thread on a core, the trio thread runnable but waiting for a core (the
   OS run queue: the machine is oversubscribed), the other threads of the process on a core (while the
-  trio thread sleeps, they may hold the GIL), and the rest (the trio thread asleep: the GIL, or I/O);
+  trio thread sleeps, they may hold the GIL), and the rest (the trio thread asleep: the GIL, or I/O).
+  The sampling itself (a file read per thread every 2 ms, each releasing and retaking the GIL) may
+  inflate that "asleep" share (not measured). Without schedstat the summary says so (``"schedstat": false``);
 - the run queue: each batch of task steps trio runs between two polls of the kernel (``after_io_wait``
   to ``before_io_wait``): how many steps it ran and how long it took (a task made runnable during a
   batch waits for the whole batch, then for its own place in the next), and each batch longer than the
