@@ -113,14 +113,18 @@ def _wants(key: tuple[str, str, str], ch: Change) -> bool:
     """What :meth:`GarbageCollector.on_change` may act on (the projection sends nothing else): every
     deletion, and a change of an object that may hold owner references or a pending deletion now or
     did before (its index entry then goes). A change where neither state might matter finds the
-    object unindexed: its previous state, the last one the collector saw of it, had no owners."""
+    object unindexed, provided the collector saw the change before it (its previous state, with no
+    owners). A change lost from a full channel breaks that: the collector then resyncs as soon as it
+    has handled what was queued (:meth:`GarbageCollector.feed_dropped`), not at the next periodic
+    resync."""
     return (ch.type == DELETED or _might_matter(ch.entry.data)
             or (ch.prev is not None and _might_matter(ch.prev.data)))
 
 
 class GarbageCollector:
     def __init__(self, projection: Projection, registry: Registry, resource: Actor[Request], user: UserInfo, *,
-                 queue_size: int = 50_000, resync_s: float = 60.0, retry_s: float = 1.0) -> None:
+                 queue_size: int = 50_000, resync_s: float = 60.0, retry_s: float = 1.0,
+                 feed_size: int = 10_000) -> None:
         self.projection = projection
         self.registry = registry
         self.resource = resource
@@ -130,6 +134,11 @@ class GarbageCollector:
         self._retry: set[tuple[Task, Key]] = set()  # bounded by queue_size
         self.resync_s = resync_s
         self.retry_s = retry_s
+        self.feed_size = feed_size
+        #: A change was dropped for this collector and no resync followed yet (see ``_follow``).
+        self._lost = False
+        #: Resyncs made because the change feed dropped changes.
+        self.resync_after_loss = 0
         self._by_kind: dict[tuple[str, str], ResourceDef] = {}
         #: Objects this collector deleted or changed (for metrics and tests).
         self.actions = 0
@@ -242,8 +251,16 @@ class GarbageCollector:
                 if _might_matter(entry.data):
                     self.observe(Key(tenant, group, resource, ns, name), gc_view(entry.data))
 
+    def feed_dropped(self) -> None:
+        """The projection dropped a change for this collector (its channel was full): called in the
+        fold, so only a mark; ``_follow`` resyncs once it has handled what was queued."""
+        self._lost = True
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]:
+        return self.projection.subscribe_changes(self.feed_size, accept=_wants, on_drop=self.feed_dropped)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes(accept=_wants)
+        changes = self.subscribe()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(every, self.resync_s, self.resync)
@@ -273,7 +290,17 @@ class GarbageCollector:
                 self.enqueue(task, key)
 
     async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        await follow_changes(changes, lambda key, ch: self.on_change(*key, ch))
+        """Handle every change sent; after a change was lost (``feed_dropped``), resync from the
+        projection's state as soon as the channel is drained: the changes still queued are older than
+        that state, so the resync comes after them (the index it builds is not overwritten by them)."""
+        def handle(key: tuple[str, str, str], ch: Change) -> None:
+            self.on_change(*key, ch)
+            if self._lost and changes.statistics().current_buffer_used == 0:
+                self._lost = False
+                self.resync_after_loss += 1
+                log.info("the change feed dropped changes for the garbage collector (channel full): resyncing")
+                self.resync()
+        await follow_changes(changes, handle)
 
     # ---- acting ------------------------------------------------------------------------------------
 

@@ -133,7 +133,9 @@ from ._wildcard import list_every_tenant, still_served
 
 JSON_CT = "application/json"
 #: A JSON answer up to this size is made YAML in the event loop's thread; a larger one in a worker thread.
-YAML_INLINE_BYTES = 64 * 1024
+#: 8 KiB (one object, a short list): PyYAML's encode is ~0.3 ms of CPU per KiB, so a 64 KiB answer was
+#: one ~20 ms step of the loop (231 ConfigMaps, 65,219 bytes: 19.9 ms, review s8b LOW 8).
+YAML_INLINE_BYTES = 8 * 1024
 #: Worker threads making large answers YAML at once (``Context.yaml_slots``), a limiter of their own:
 #: never trio's default one (40 threads, which the snapshot writer needs). Two, not more: the encode holds
 #: the GIL nearly all the time (PyYAML's representer is Python), so more threads would not make it faster,

@@ -45,10 +45,13 @@ from quart import request
 from actors import BadRequest, Request, UserInfo
 from bus import (
     ROOT_TENANT,
-    BusClosed,
     BusError,
+    BusTimeout,
+    BusUnavailable,
+    JetStreamError,
     Log,
     LogMessage,
+    NoResponders,
     is_system_subject,
     system_subject,
     tenant_token,
@@ -188,13 +191,16 @@ class AuditSink:
     async def _append_in_order(self, log: Log, messages: list[_Message]) -> None:
         """A lane's messages, the next one after this one's ack: stored in this order. One deadline
         (``APPEND_DEADLINE_S``) for the whole lane, so a stalled stream holds the writer that long
-        per batch, not once per message. An append that fails while the deadline still has time
-        (the connection down, an error answer from JetStream: fast failures) is tried again, with
-        the same Msg-Id (an append that was stored after all is a duplicate, not a second record),
-        after a pause that doubles from ``RETRY_PAUSE_S`` up to ``RETRY_PAUSE_MAX_S``. What the
-        deadline leaves (the message that failed last and the lane's later ones) is not appended:
-        counted in ``dropped["failed"]`` and logged once with the last failure, never dropped
-        silently. Nothing is stored after a message given up, so a tenant's records keep their order."""
+        per batch, not once per message. An append that fails with an error that may pass
+        (:func:`_transient`: not connected, the connection dropped, no responders, a timeout, a
+        JetStream 5xx) while the deadline still has time is tried again, with the same Msg-Id (an
+        append that was stored after all is a duplicate, not a second record), after a pause that
+        doubles from ``RETRY_PAUSE_S`` up to ``RETRY_PAUSE_MAX_S``. Any other error (a Msg-Id
+        collision, a JetStream 4xx answer such as a stream limit) would fail the same way again: the
+        lane is given up at once. What is given up (the message that failed last and the lane's later
+        ones) is not appended: counted in ``dropped["failed"]`` and logged once with the failure,
+        never dropped silently. Nothing is stored after a message given up, so a tenant's records
+        keep their order."""
         deadline = trio.current_time() + APPEND_DEADLINE_S
         for i, m in enumerate(messages):
             pause = RETRY_PAUSE_S
@@ -203,8 +209,7 @@ class AuditSink:
                     await self._append(log, *m, deadline_s=max(0.0, deadline - trio.current_time()))
                     break
                 except BusError as e:
-                    # (BusClosed: the log was closed by us, at shutdown: nothing to wait for)
-                    if isinstance(e, BusClosed) or deadline - trio.current_time() <= pause:
+                    if not _transient(e) or deadline - trio.current_time() <= pause:
                         lost = sum(later[3] for later in messages[i:])
                         self.dropped["failed"] += lost
                         _log.warning("%d audit record(s) not written: %s", lost, e)
@@ -216,6 +221,15 @@ class AuditSink:
                       deadline_s: float) -> None:
         await log.append(subject, payload, msg_id=msg_id, expected_seq=None, deadline_s=deadline_s)
         self.written += records
+
+
+def _transient(e: BusError) -> bool:
+    """Whether an append's error may pass, so that trying again can succeed: not connected, the
+    connection dropped or no answer in time (``BusTimeout``), nothing answering the subject (no
+    stream leader), or a JetStream 5xx (e.g. 503: no leader, insufficient resources). Not: the log
+    closed by us (``BusClosed``, at shutdown), a Msg-Id collision, a 4xx answer."""
+    return (isinstance(e, (BusUnavailable, BusTimeout, NoResponders))
+            or (isinstance(e, JetStreamError) and e.code >= 500))
 
 
 #: How long one batch's appends may take, per lane (a lane's messages share it): a stream that does not

@@ -24,7 +24,7 @@ from ._devcluster import run_dev_cluster
 from ._logging import LOG_FORMATS, REQUEST_LOG_MODES, configure_logging
 from ._pki import ensure_pki, ensure_service_account_key, issue_cert, write_kubeconfig
 from ._replay import add_replay_command, run_replay
-from ._server import ReadOnlyAtError, serve
+from ._server import GcThresholdError, ReadOnlyAtError, gc_thresholds_from_env, serve
 from ._settings import (
     Settings,
     TracingConfigError,
@@ -403,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
             print(path, flush=True)
         return 0
     settings = settings_from_args(args)
+    try:
+        gc_thresholds_from_env()
+    except GcThresholdError as e:
+        raise SystemExit(f"jetkube serve: {e}") from None
     configure_logging(settings.log_level, settings.log_format, settings.request_log)
     worker = WorkerLink.from_env()
     workers = default_workers() if args.workers is None else args.workers

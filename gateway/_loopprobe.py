@@ -17,7 +17,9 @@ Off unless ``JETKUBE_LOOP_PROBE=<path prefix>`` is set; then the gateway process
 - where the time of a long step or a late wake went (Linux ``/proc/self/task/*/schedstat``, sampled by the
   watchdog every 2 ms): the trio thread on a core, the trio thread runnable but waiting for a core (the
   OS run queue: the machine is oversubscribed), the other threads of the process on a core (while the
-  trio thread sleeps, they may hold the GIL), and the rest (the trio thread asleep: the GIL, or I/O);
+  trio thread sleeps, they may hold the GIL), and the rest (the trio thread asleep: the GIL, or I/O).
+  The sampling itself (a file read per thread every 2 ms, each releasing and retaking the GIL) may
+  inflate that "asleep" share (not measured). Without schedstat the summary says so (``"schedstat": false``);
 - the run queue: each batch of task steps trio runs between two polls of the kernel (``after_io_wait``
   to ``before_io_wait``): how many steps it ran and how long it took (a task made runnable during a
   batch waits for the whole batch, then for its own place in the next), and each batch longer than the
@@ -128,6 +130,9 @@ class LoopProbe(trio.abc.Instrument):
         self._sched: collections.deque[tuple[float, int, int, int]] = collections.deque(maxlen=4096)
         self._stop = threading.Event()
         self.started = time.time()
+        #: Whether this kernel gives ``/proc/self/task/*/schedstat`` (known once installed): without it
+        #: no step or late wake is split, and the summary and the report say so.
+        self.schedstat: bool | None = None
 
     # ---- trio instrument
     def after_io_wait(self, timeout: float) -> None:
@@ -276,7 +281,7 @@ class LoopProbe(trio.abc.Instrument):
                 "gc": {str(g): {"hist": h, "total_s": round(self.gc_s[g], 4), "max_ms": round(self.gc_max_ms[g], 2),
                                 "cpu_s": round(self.gc_cpu_s[g], 4)}
                        for g, h in self.gc.items()}, "census": self.census,
-                "gc_threshold": gc.get_threshold(), "gc_frozen": gc.get_freeze_count(),
+                "gc_threshold": gc.get_threshold(), "gc_frozen": gc.get_freeze_count(), "schedstat": self.schedstat,
                 "lag": self.lag, "lag_long": self.lag_long, "gc_long": self.gc_long,
                 "batch_le_steps": [*map(str, _BATCH_BOUNDS), "inf"], "batch_steps": self.batch_steps,
                 "batch_s": [round(x, 3) for x in self.batch_s], "batch_ms": self.batch_ms,
@@ -321,6 +326,7 @@ def _installed(probe: LoopProbe) -> Iterator[None]:
     ACTIVE = probe
     gc.callbacks.append(probe.on_gc)
     first = probe._read_sched()
+    probe.schedstat = first is not None
     if first is not None:
         probe._sched.append(first)  # a step starting before the watchdog's first sample has one before it
     th = threading.Thread(target=probe._watch, name="loop-probe", daemon=True)
@@ -395,6 +401,9 @@ def report(d: dict[str, Any], since: float = 0.0, until: float = float("inf"), t
                          f"{tot['run_ms']:.0f} ms, waiting for a core {tot['runq_ms']:.0f} ms, asleep "
                          f"{tot['asleep_ms']:.0f} ms; the other threads on a core {tot['others_ms']:.0f} ms")
 
+    if d.get("schedstat") is False:
+        lines.append("schedstat: not available on this kernel (/proc/self/task/*/schedstat): "
+                     "where the time of long steps and late wakes went is not split")
     split([x if "win_ms" in x else {} for x in long], "long steps by schedstat")
     lag_long = [x for x in d["lag_long"] if since <= x[0] <= until]
     split([x[2] for x in lag_long if len(x) > 2], "late wakes >= threshold by schedstat")

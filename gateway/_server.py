@@ -82,6 +82,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
     ``settings.tracing`` is set. ``worker``: this is one of ``serve --workers N``'s processes
     (gateway/_workers.py): it listens on the ports its parent reserved, and leaves the
     kubeconfig to the parent."""
+    gc_thresholds_from_env()  # a malformed JETKUBE_GC_THRESHOLD: refused now, not once caught up
     data_dir = Path(settings.data_dir)
     pki, tokens, signing_key, ca_pem, client_ca, proxy_ca = await trio.to_thread.run_sync(_first_start, settings)
     authn = AuthenticationSetup()
@@ -260,15 +261,38 @@ def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
       of 19-46 ms against 24-44 ms young and middle ones with 10,000: no clear gain in the tail.
 
     A threshold is never lowered below what an embedder set. ``JETKUBE_GC_THRESHOLD=a,b,c`` replaces
-    the three (an experiment's knob)."""
+    the three (an experiment's knob; ``serve`` checks it at its start, :func:`gc_thresholds_from_env`).
+
+    A full collection runs first: what the start left as cyclic garbage (the fold's, not yet reached
+    by a collection) would otherwise be frozen with the live state, never to be collected."""
+    env = gc_thresholds_from_env()
+    gc.collect()
     gc.freeze()
-    env = os.environ.get("JETKUBE_GC_THRESHOLD")
-    if env:
-        a, b, c = (int(x) for x in env.split(","))
-        gc.set_threshold(a, b, c)
+    if env is not None:
+        gc.set_threshold(*env)
         return
     current = gc.get_threshold()
     gc.set_threshold(*(max(want, have) for want, have in zip(thresholds, current, strict=True)))
+
+
+class GcThresholdError(ValueError):
+    """``JETKUBE_GC_THRESHOLD`` is not three non-negative integers."""
+
+
+def gc_thresholds_from_env() -> tuple[int, int, int] | None:
+    """``JETKUBE_GC_THRESHOLD=a,b,c`` as three integers (None: not set); :class:`GcThresholdError`
+    with a one-line message when it is malformed. ``serve`` calls it first thing, so a bad value is
+    refused at start, not after the projection caught up."""
+    env = os.environ.get("JETKUBE_GC_THRESHOLD")
+    if not env:
+        return None
+    try:
+        a, b, c = (int(x) for x in env.split(","))
+    except ValueError:
+        raise GcThresholdError(f"JETKUBE_GC_THRESHOLD={env!r}: want three integers, e.g. 10000,10,10") from None
+    if min(a, b, c) < 0:
+        raise GcThresholdError(f"JETKUBE_GC_THRESHOLD={env!r}: the thresholds cannot be negative")
+    return a, b, c
 
 
 def _snapshot_settings(settings: Settings) -> SnapshotSettings | None:

@@ -132,8 +132,7 @@ class Projection:
         self.stalls = 0
         self._reading = trio.CancelScope()
         #: Change subscriptions (``subscribe_changes``): each channel with the test of what it is sent.
-        self._listeners: list[tuple[trio.MemorySendChannel[tuple[tuple[str, str, str], Change]],
-                                    ChangeFilter | None]] = []
+        self._listeners: list[_Listener] = []
         #: Roles, ClusterRoles and bindings indexed by subject: applied with the store, before
         #: waiters for a sequence are released (see _rbac).
         self.rbac = RbacIndex()
@@ -310,14 +309,9 @@ class Projection:
                 self.crds.apply(key.tenant, key.name, None)
             ring = self.store.peek(key.tenant, key.group, key.resource).ring
             if at and self._listeners and ring and ring[-1].seq == at and ring[-1].name == key.name:
-                rkey = (key.tenant, key.group, key.resource)
-                for ch, accept in self._listeners:
-                    if accept is not None and not accept(rkey, ring[-1]):
-                        continue
-                    try:
-                        ch.send_nowait((rkey, ring[-1]))
-                    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass  # listeners resync from state (see subscribe_changes)
+                item = ((key.tenant, key.group, key.resource), ring[-1])
+                for lst in self._listeners:
+                    lst.offer(item)
         if gone:
             _log.info("%d objects whose tombstone history retention purged before this store read it dropped%s",
                       len(gone), f" at sequence {at}" if at else " (start)")
@@ -430,15 +424,10 @@ class Projection:
                 self.crds.apply(applied[0][0], applied[1].name, None if applied[1].type == DELETED
                                 else applied[1].entry.data)
             if applied is not None and self._listeners:
-                for ch, accept in self._listeners:
+                for lst in self._listeners:
                     # A listener is sent only what it acts on: one not sent a change is not woken for it
                     # (a task step per change and listener; seven listeners on every change before).
-                    if accept is not None and not accept(*applied):
-                        continue
-                    try:
-                        ch.send_nowait(applied)
-                    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass  # listeners (controllers) resync from state; see subscribe_changes
+                    lst.offer(applied)
         applied = store.applied
         w = self._waiters
         while w and w[0][0] <= applied:
@@ -462,6 +451,7 @@ class Projection:
             self.store.bookmark_all()
 
     def subscribe_changes(self, max_queued: int = 10_000, *, accept: ChangeFilter | None = None,
+                          on_drop: Callable[[], object] | None = None,
                           ) -> trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]:
         """((tenant, group, resource), change) as applied, for controllers. Lossy when full:
         subscribers must resync from state periodically.
@@ -469,10 +459,26 @@ class Projection:
         ``accept((tenant, group, resource), change)``: whether to send a change (None: every one),
         called as the change is applied, so on the store's state then; it must accept at least what
         the subscriber acts on (a superset of its own tests, which it still makes). Not sending
-        what a subscriber would drop spares its task a scheduling round per change."""
+        what a subscriber would drop spares its task a scheduling round per change. A filter that
+        raises fails open: the change is sent, the fold goes on, and the error is logged (once per
+        subscription; ``filter_errors`` counts them all).
+
+        ``on_drop()``: called in the fold when a change accepted for this subscription was not sent
+        because its channel was full (e.g. to resync once the channel is drained); it must be cheap
+        (set a flag). ``dropped`` counts those changes."""
         send, recv = trio.open_memory_channel[tuple[tuple[str, str, str], Change]](max_queued)
-        self._listeners.append((send, accept))
+        self._listeners.append(_Listener(send, accept, on_drop))
         return recv
+
+    @property
+    def feed_drops(self) -> int:
+        """Changes not sent to a subscription because its channel was full (all subscriptions)."""
+        return sum(lst.dropped for lst in self._listeners)
+
+    @property
+    def filter_errors(self) -> int:
+        """Times a subscription's ``accept`` raised (the change was sent)."""
+        return sum(lst.filter_errors for lst in self._listeners)
 
     # ---- consistency ------------------------------------------------------------------------------
 
@@ -872,6 +878,46 @@ class Projection:
 
 #: A change subscription's test (``Projection.subscribe_changes``): ((tenant, group, resource), change) -> send it.
 ChangeFilter = Callable[[tuple[str, str, str], Change], bool]
+
+
+class _Listener:
+    """One change subscription (``Projection.subscribe_changes``): its channel, its filter, and what
+    went wrong sending to it. :meth:`offer` runs in the fold and never raises: the fold of a batch
+    is never stopped half-way by a subscriber."""
+
+    __slots__ = ("accept", "dropped", "filter_errors", "on_drop", "send")
+
+    def __init__(self, send: trio.MemorySendChannel[tuple[tuple[str, str, str], Change]],
+                 accept: ChangeFilter | None, on_drop: Callable[[], object] | None) -> None:
+        self.send = send
+        self.accept = accept
+        self.on_drop = on_drop
+        self.dropped = 0
+        self.filter_errors = 0
+
+    def offer(self, item: tuple[tuple[str, str, str], Change]) -> None:
+        accept = self.accept
+        if accept is not None:
+            try:
+                if not accept(*item):
+                    return
+            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the fold
+                # Fail open: the subscriber makes its own tests on what it is sent.
+                self.filter_errors += 1
+                if self.filter_errors == 1:
+                    _log.exception("a change filter (%r) raised on %s/%s; sending its changes when it raises "
+                                   "(logged once per subscription)", accept, item[0], item[1].name)
+        try:
+            self.send.send_nowait(item)
+        except trio.WouldBlock:
+            self.dropped += 1  # the subscriber resyncs from state (see subscribe_changes)
+            if self.on_drop is not None:
+                try:
+                    self.on_drop()
+                except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the fold
+                    _log.exception("a change subscription's on_drop raised")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the subscriber is gone
 
 
 async def follow_changes(changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]],

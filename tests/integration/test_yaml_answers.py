@@ -12,7 +12,7 @@ import yaml
 
 from gateway import _app as app_mod
 from gateway._table import NOT_ACCEPTABLE, NOT_ACCEPTABLE_STREAM
-from tests.conftest import StartServer, client_for
+from tests.conftest import StartServer, client_for, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -129,17 +129,66 @@ async def test_a_yaml_answer_is_made_in_the_requests_seat_large_ones_on_their_ow
             for i in range(40):  # a LIST of ~100 KiB: over YAML_INLINE_BYTES
                 r = await c.post(CM, json={"metadata": {"name": f"big{i}"}, "data": {"v": "x" * 2500}})
                 assert r.status_code == 201, r.text
+            r = await c.post(CM, json={"metadata": {"name": "huge"}, "data": {"v": "x" * 20_000}})
+            assert r.status_code == 201, r.text
             assert seen == [] and _executing(contexts[0]) == 0
             r = await c.get(f"{CM}/big0", headers=Y)
             assert r.status_code == 200 and _yaml(r)["data"]["v"] == "x" * 2500
             r = await c.get(f"{CM}/missing", headers=Y)
             assert r.status_code == 404 and _yaml(r)["reason"] == "NotFound"
+            r = await c.get(f"{CM}/huge", headers=Y)  # one object of ~20 KB: over 8 KiB, in a thread
+            assert r.status_code == 200 and _yaml(r)["data"]["v"] == "x" * 20_000
             r = await c.get(CM, headers=Y)
             assert r.status_code == 200
             assert {f"big{i}" for i in range(40)} <= {o["metadata"]["name"] for o in _yaml(r)["items"]}
             assert _executing(contexts[0]) == 0  # every seat back once answered
-    assert [(e, thread, busy) for e, thread, busy, _ in seen] == [(1, False, 0), (1, False, 0), (1, True, 1)]
-    assert seen[2][3] > app_mod.YAML_INLINE_BYTES > seen[0][3]
+    assert [(e, thread, busy) for e, thread, busy, _ in seen] == [(1, False, 0), (1, False, 0), (1, True, 1),
+                                                                  (1, True, 1)]
+    assert seen[3][3] > seen[2][3] > app_mod.YAML_INLINE_BYTES == 8 * 1024 > seen[0][3]
+
+
+async def test_a_client_gone_while_its_yaml_waits_for_a_thread_is_counted_499_and_its_seat_returned(
+        start_server: StartServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review s8b LOW 6: a large YAML answer waits for a ``yaml_slots`` token (both held here) in
+    the request's flow control seat; its client goes away: the request is counted as cancelled (499),
+    its seat comes back, and the next YAML answer is made once a token is free."""
+    contexts: list[app_mod.Context] = []
+    post_init = app_mod.Context.__post_init__
+
+    def recorded(self: app_mod.Context) -> None:
+        contexts.append(self)
+        post_init(self)
+
+    monkeypatch.setattr(app_mod.Context, "__post_init__", recorded)
+    g = await start_server()
+    ctx = contexts[0]
+    with trio.fail_after(60):
+        async with client_for(g) as c:
+            for i in range(10):  # a LIST of ~27 KB: over YAML_INLINE_BYTES
+                r = await c.post(CM, json={"metadata": {"name": f"gone{i}"}, "data": {"v": "x" * 2500}})
+                assert r.status_code == 201, r.text
+            holders = [object(), object()]
+            for h in holders:
+                ctx.yaml_slots.acquire_on_behalf_of_nowait(h)
+            aborted = sum(ctx.metrics.aborts.values())
+            async with trio.open_nursery() as nursery:
+                async def get() -> None:
+                    await c.get(CM, headers=Y)
+                    raise AssertionError("answered")
+
+                nursery.start_soon(get)
+                await poll_until(lambda: ctx.yaml_slots.statistics().tasks_waiting == 1)
+                assert _executing(ctx) == 1  # it waits in its seat
+                nursery.cancel_scope.cancel()  # the client goes away (httpx closes the connection)
+            await poll_until(lambda: _executing(ctx) == 0)
+            assert ctx.yaml_slots.statistics().tasks_waiting == 0
+            assert sum(ctx.metrics.aborts.values()) == aborted + 1
+            assert [(k[0], n) for k, n in ctx.metrics.aborts.items() if n] == [("LIST", 1)]
+            ctx.yaml_slots.release_on_behalf_of(holders[0])
+            r = await c.get(CM, headers=Y)
+            assert r.status_code == 200 and len(_yaml(r)["items"]) >= 10
+            ctx.yaml_slots.release_on_behalf_of(holders[1])
+            assert _executing(ctx) == 0
 
 
 async def test_a_status_quart_answers_is_yaml_when_asked(start_server: StartServer) -> None:

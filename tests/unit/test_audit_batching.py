@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import random
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from bus import BusTimeout, BusUnavailable, LogMessage
+from bus import BusError, BusTimeout, BusUnavailable, JetStreamError, LogMessage, MsgIdCollision, NoResponders
 from gateway import _audit as audit_mod
 from gateway._audit import SENT_MARK_ID, AuditSink, _messages
 from gateway._audit_webhook import SENT_SUFFIX, AuditForwarder, WebhookOptions
@@ -207,8 +208,10 @@ class _FlakyLog:
 
     prefix = "jkaudit"
 
-    def __init__(self, down_until: float) -> None:
+    def __init__(self, down_until: float, error: Callable[[], BusError] = lambda: BusUnavailable("not connected to NATS"),
+                 ) -> None:
         self.down_until = down_until
+        self.error = error
         self.tried: list[tuple[str, str, float]] = []  # (subject, Msg-Id, deadline_s) of each try
         self.refused: list[tuple[str, str, float]] = []  # (subject, Msg-Id, when) of each refused
         self.appended: list[tuple[str, list[dict[str, Any]], str]] = []
@@ -218,7 +221,7 @@ class _FlakyLog:
         await trio.lowlevel.checkpoint()
         if trio.current_time() < self.down_until:
             self.refused.append((subject, msg_id, trio.current_time()))
-            raise BusUnavailable("not connected to NATS")
+            raise self.error()
         self.appended.append((subject, decode_records(payload), msg_id))
         return len(self.appended)
 
@@ -292,6 +295,62 @@ async def test_what_a_lanes_deadline_leaves_is_counted_and_logged_once(autojump_
         nursery.cancel_scope.cancel()
     assert [r for _, records, _ in log.appended for r in records] == [_rec(200), _rec(201), _rec(202)]
     assert sink.dropped == {"read": 0, "denial": 0, "failed": len(sent) + 1}
+
+
+@pytest.mark.parametrize("error", [
+    lambda: MsgIdCollision("id0:ResponseComplete", "jkaudit.t1", 7),
+    lambda: JetStreamError(400, 10077, "maximum messages exceeded"),
+    lambda: JetStreamError(404, 10059, "stream not found"),
+])
+async def test_a_permanent_error_gives_the_lane_up_at_once(autojump_clock: trio.testing.MockClock,
+                                                          caplog: pytest.LogCaptureFixture,
+                                                          error: Callable[[], BusError]) -> None:
+    """Review s8b LOW 3: an error that would be the same on every try (a Msg-Id collision, a JetStream
+    4xx answer) is not tried again for the lane's 10 s deadline: the lane's records are counted as
+    failed and logged at once, one try each lane, and the writer is free for the next batch."""
+    log = _FlakyLog(down_until=float("inf"), error=error)
+    sink = AuditSink(log)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run)
+        start = trio.current_time()
+        for i in range(5):
+            sink.submit(_rec(i), "t1", sent=bool(i % 2))
+        sink.submit(_rec(100), "t2")
+        with trio.fail_after(4 * audit_mod.APPEND_DEADLINE_S):
+            while sink.dropped["failed"] < 6:
+                await trio.sleep(0.01)
+        assert trio.current_time() - start < audit_mod.RETRY_PAUSE_S
+        assert sorted((s, m) for s, m, _ in log.tried) == [("jkaudit.t1", "id0:ResponseComplete"),
+                                                            ("jkaudit.t2", "id100:ResponseComplete")]
+        warnings = sorted(r.getMessage() for r in caplog.records if r.name == "jetkube.audit")
+        assert warnings == [f"1 audit record(s) not written: {error()}", f"5 audit record(s) not written: {error()}"]
+        log.down_until = 0.0
+        sink.submit(_rec(200), "t1")
+        with trio.fail_after(1):
+            while sink.written < 1:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert sink.dropped == {"read": 0, "denial": 0, "failed": 6}
+
+
+@pytest.mark.parametrize("error", [
+    lambda: NoResponders("no stream leader"),
+    lambda: BusTimeout("not acknowledged"),
+    lambda: JetStreamError(503, 10008, "JetStream system temporarily unavailable"),
+])
+async def test_a_transient_error_is_tried_again(autojump_clock: trio.testing.MockClock,
+                                                error: Callable[[], BusError]) -> None:
+    log = _FlakyLog(down_until=trio.current_time() + 1.0, error=error)
+    sink = AuditSink(log)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run)
+        for i in range(3):
+            sink.submit(_rec(i), "t1")
+        with trio.fail_after(2 * audit_mod.APPEND_DEADLINE_S):
+            while sink.written < 3:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert sink.dropped["failed"] == 0 and len(log.refused) > 3
 
 
 class _Reader:

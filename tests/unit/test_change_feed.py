@@ -256,3 +256,95 @@ def test_the_collector_fed_what_it_accepts_acts_as_one_fed_every_change() -> Non
         assert gcs[0].index._owners == gcs[1].index._owners
         assert gcs[0].index._dependents == gcs[1].index._dependents
         assert sent < 1500 * 0.8
+
+
+def test_a_filter_that_raises_fails_open_and_never_stops_the_fold(caplog: Any) -> None:
+    """A subscription whose ``accept`` raises (now and then) is sent those changes anyway; every
+    message of the batch is applied, the waiters are released, the other subscriptions get what they
+    always get, and the error is logged once, however often it raises."""
+    p = fresh_projection()
+    every = p.subscribe_changes()
+    calls = 0
+
+    def flaky(key: tuple[str, str, str], ch: Change) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls % 5 == 0:
+            raise KeyError("a bug in a controller's filter")
+        return key[2] == "configmaps"
+
+    some = p.subscribe_changes(accept=flaky)
+    log = make_log(1000)
+    released = trio.Event()
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            async def waiter() -> None:
+                await p.wait_for(log[-1].seq, timeout_s=5)
+                released.set()
+            n.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            with caplog.at_level("ERROR", logger="jetkube.projections"):
+                p.apply_batch(log)  # one batch: a raising filter must not stop it half-way
+    trio.run(main)
+    assert released.is_set()
+    assert p.store.applied == log[-1].seq
+    all_items = _drain(every)
+    assert len(all_items) > 900
+    got = [(k, ch.seq) for k, ch in _drain(some)]
+    raised = [i for i in range(len(all_items)) if (i + 1) % 5 == 0]
+    want = [(k, ch.seq) for i, (k, ch) in enumerate(all_items) if k[2] == "configmaps" or (i + 1) % 5 == 0]
+    assert got == want  # the changes it raised on were sent too
+    assert p.filter_errors == len(raised) > 100
+    assert len([r for r in caplog.records if "change filter" in r.getMessage()]) == 1
+
+
+def test_a_change_dropped_for_a_full_subscription_is_counted_and_signalled() -> None:
+    p = fresh_projection()
+    drops: list[int] = []
+    full = p.subscribe_changes(max_queued=10, on_drop=lambda: drops.append(1))
+    roomy = p.subscribe_changes()
+    p.apply_batch(make_log(100))
+    sent = len(_drain(roomy))
+    assert len(_drain(full)) == 10
+    assert p.feed_drops == len(drops) == sent - 10 > 50
+
+
+def test_the_collector_resyncs_once_drained_after_the_feed_dropped_a_change() -> None:
+    """A dependent lets go of an owner waiting in foreground deletion, and that change is lost (the
+    collector's channel was full). Its later updates, with no owner references before or after, are
+    filtered out, so they cannot repair the index; the collector resyncs instead as soon as it has
+    handled what was queued: the stale entry goes and the waiting owner is queued at once, not at the
+    next periodic resync (60 s)."""
+    p = fresh_projection()
+    gc_ = GarbageCollector(p, Registry(), None, None, feed_size=2)  # type: ignore[arg-type]
+    queued: list[tuple[str, str]] = []
+    gc_.enqueue = lambda task, key: queued.append((task, key.name))  # type: ignore[method-assign]
+    ref = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "o", "uid": "u-o", "blockOwnerDeletion": True}]
+    other = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "p", "uid": "u-p"}]
+    d = Key("root", "", "configmaps", "n", "d")
+
+    async def main() -> None:
+        changes = gc_.subscribe()
+        async with trio.open_nursery() as n:
+            n.start_soon(gc_._follow, changes)
+            p.apply_batch([_msg(1, "root", "apps", "deployments", "n", "o", meta={
+                "uid": "u-o", "deletionTimestamp": "2026-11-30T00:00:00Z", "finalizers": ["foregroundDeletion"]})])
+            p.apply_batch([_msg(2, "root", "", "configmaps", "n", "d", meta={"uid": "u-d", "ownerReferences": ref})])
+            await trio.testing.wait_all_tasks_blocked()
+            assert [r.uid for r in gc_.index.owners(d)] == ["u-o"]
+            queued.clear()
+            # One batch: other dependents fill the channel (the first is handed to the waiting follower,
+            # two are queued), and d's release is dropped.
+            p.apply_batch([_msg(2 + i, "root", "", "configmaps", "n", f"f{i}",
+                                meta={"uid": f"u-f{i}", "ownerReferences": other}) for i in (1, 2, 3)]
+                          + [_msg(6, "root", "", "configmaps", "n", "d", meta={"uid": "u-d"})])
+            assert p.feed_drops == 1
+            # A later update of d, no references before or after: filtered out.
+            p.apply_batch([_msg(7, "root", "", "configmaps", "n", "d", meta={"uid": "u-d"}, body={"data": {"k": "v"}})])
+            await trio.testing.wait_all_tasks_blocked()
+            assert gc_.index.owners(d) == ()
+            assert ("owner", "o") in queued
+            assert gc_.resync_after_loss == 1
+            n.cancel_scope.cancel()
+    trio.run(main)

@@ -43,11 +43,40 @@ async def test_a_long_step_and_a_collection_are_recorded() -> None:
     assert step["sampled"] and any("_spin" in f for f in step["where"])
     assert sum(probe.gc[1]) >= 1 and step["gc_ms"] > 0
     assert sum(probe.steps) >= 3
-    # where the wall time went (Linux schedstat): the trio thread ran for most of the busy step
-    assert step["win_ms"] >= 150 and step["run_ms"] > 0
-    assert step["run_ms"] + step["runq_ms"] + step["asleep_ms"] >= step["win_ms"] * 0.99
     text = report(probe.summary())
-    assert "the-hog @" in text and "long steps by schedstat" in text
+    assert "the-hog @" in text
+    if probe.schedstat:
+        # where the wall time went (Linux schedstat): the busy step ran on a core (its thread CPU time
+        # is schedstat's on-core time, within the window's), and on-core plus run-queue time fits in the
+        # window (the rest, asleep, is what is left: it is not checked, it is defined so)
+        assert step["win_ms"] >= 150 and step["run_ms"] >= 0.5 * step["cpu_ms"] > 0
+        assert step["run_ms"] + step["runq_ms"] <= step["win_ms"] * 1.05
+        assert "long steps by schedstat" in text and "not available" not in text
+    else:  # a kernel without schedstat: the probe says so, and splits nothing
+        assert probe.schedstat is False and "win_ms" not in step
+        assert "schedstat: not available on this kernel" in text
+
+
+async def test_without_schedstat_the_probe_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``/proc/*/task/*/schedstat`` is absent (some sandboxes, kernels without
+    CONFIG_SCHED_INFO), a long step is recorded without a split and the report says why."""
+    probe = LoopProbe(threshold_ms=20)
+    monkeypatch.setattr(probe, "_read_sched", lambda: None)
+
+    async def hog() -> None:
+        await trio.lowlevel.checkpoint()
+        _spin(0.05, until=lambda: probe._sampled_id == probe._step_id)
+        await trio.lowlevel.checkpoint()
+
+    with _installed(probe):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hog, name="the-hog")
+    step = next(x for x in probe.long if x["task"] == "the-hog")
+    assert "win_ms" not in step
+    d = probe.summary()
+    assert d["schedstat"] is False
+    text = report(d)
+    assert "schedstat: not available on this kernel" in text and "long steps by schedstat" not in text
 
 
 async def test_run_from_env_writes_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
