@@ -93,12 +93,8 @@ def _executing(ctx: app_mod.Context) -> int:
                for qs in tf.levels.values())
 
 
-async def test_a_yaml_answer_is_made_in_the_requests_seat_large_ones_on_their_own_threads(
-        start_server: StartServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Review s8a finding 3: the YAML encode runs while the request holds its flow control seat (kube
-    serializes in its handler, inside APF), in the loop for a small answer, and for a large one (a LIST
-    over ``YAML_INLINE_BYTES``) in a worker thread of the gateway's own limiter (``Context.yaml_slots``,
-    ``YAML_THREADS``), not trio's default one. Seen from the encoder: the executing count and the limiter."""
+def _record_contexts(monkeypatch: pytest.MonkeyPatch) -> list[app_mod.Context]:
+    """Every gateway Context made from now on (the servers the test starts), in order."""
     contexts: list[app_mod.Context] = []
     post_init = app_mod.Context.__post_init__
 
@@ -107,6 +103,16 @@ async def test_a_yaml_answer_is_made_in_the_requests_seat_large_ones_on_their_ow
         post_init(self)
 
     monkeypatch.setattr(app_mod.Context, "__post_init__", recorded)
+    return contexts
+
+
+async def test_a_yaml_answer_is_made_in_the_requests_seat_large_ones_on_their_own_threads(
+        start_server: StartServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review s8a finding 3: the YAML encode runs while the request holds its flow control seat (kube
+    serializes in its handler, inside APF), in the loop for a small answer, and for a large one (a LIST
+    over ``YAML_INLINE_BYTES``) in a worker thread of the gateway's own limiter (``Context.yaml_slots``,
+    ``YAML_THREADS``), not trio's default one. Seen from the encoder: the executing count and the limiter."""
+    contexts = _record_contexts(monkeypatch)
     real = app_mod.encode_yaml
     seen: list[tuple[int, bool, int, int]] = []  # (executing, in a worker thread, yaml threads busy, body bytes)
 
@@ -152,14 +158,7 @@ async def test_a_client_gone_while_its_yaml_waits_for_a_thread_is_counted_499_an
     """Review s8b LOW 6: a large YAML answer waits for a ``yaml_slots`` token (both held here) in
     the request's flow control seat; its client goes away: the request is counted as cancelled (499),
     its seat comes back, and the next YAML answer is made once a token is free."""
-    contexts: list[app_mod.Context] = []
-    post_init = app_mod.Context.__post_init__
-
-    def recorded(self: app_mod.Context) -> None:
-        contexts.append(self)
-        post_init(self)
-
-    monkeypatch.setattr(app_mod.Context, "__post_init__", recorded)
+    contexts = _record_contexts(monkeypatch)
     g = await start_server()
     ctx = contexts[0]
     with trio.fail_after(60):

@@ -169,6 +169,33 @@ class _StalledLog:
         return len(self.appended)
 
 
+SENT = [False, True, False, True, False]  # t1's five records in one lane: sent (blocking webhook) or not
+
+
+def _submit_lanes(sink: AuditSink) -> float:
+    """t1's five records (``SENT``) and one of t2's: two lanes. Returns when (mock clock)."""
+    for i, s in enumerate(SENT):
+        sink.submit(_rec(i), "t1", sent=s)
+    sink.submit(_rec(100), "t2")
+    return trio.current_time()
+
+
+async def _lanes_failed(sink: AuditSink) -> float:
+    """Submit both lanes (``_submit_lanes``), wait until every record is counted as failed; the
+    time it took (mock clock)."""
+    start = _submit_lanes(sink)
+    await _until(lambda: sink.dropped["failed"] == len(SENT) + 1, 4 * audit_mod.APPEND_DEADLINE_S)
+    return trio.current_time() - start
+
+
+async def _until(done: Callable[[], bool], within_s: float) -> None:
+    """Wait (on the test's mock clock: virtual time, nothing waits for real) until ``done()``: the
+    sink's counters have no event to wait on."""
+    with trio.fail_after(within_s):
+        while not done():
+            await trio.sleep(0.01)
+
+
 async def test_a_stalled_stream_holds_the_writer_one_deadline_per_batch(autojump_clock: trio.testing.MockClock) -> None:
     """Review s7b finding 3: a lane of several messages (a tenant's sent and unsent records) shares
     one append deadline, and after its first failure the rest are counted as failed, not appended
@@ -176,17 +203,9 @@ async def test_a_stalled_stream_holds_the_writer_one_deadline_per_batch(autojump
     that once per message. Every record is either written or counted."""
     log = _StalledLog()
     sink = AuditSink(log)  # type: ignore[arg-type]
-    sent = [False, True, False, True, False]  # t1: five messages in one lane
     async with trio.open_nursery() as nursery:
         await nursery.start(sink.run)
-        start = trio.current_time()
-        for i, s in enumerate(sent):
-            sink.submit(_rec(i), "t1", sent=s)
-        sink.submit(_rec(100), "t2")
-        with trio.fail_after(4 * audit_mod.APPEND_DEADLINE_S):
-            while sink.dropped["failed"] < len(sent) + 1:
-                await trio.sleep(0.01)
-        took = trio.current_time() - start
+        took = await _lanes_failed(sink)
         assert took <= audit_mod.APPEND_DEADLINE_S + 0.1  # before: 5 x 10 s for t1's lane
         assert sorted(log.tried) == [("jkaudit.t1", audit_mod.APPEND_DEADLINE_S),
                                      ("jkaudit.t2", audit_mod.APPEND_DEADLINE_S)]  # one try per lane
@@ -194,12 +213,10 @@ async def test_a_stalled_stream_holds_the_writer_one_deadline_per_batch(autojump
         log.healed = True  # the writer is free for the next batch
         for i in range(3):
             sink.submit(_rec(200 + i), "t1")
-        with trio.fail_after(1):
-            while sink.written < 3:
-                await trio.sleep(0.01)
+        await _until(lambda: sink.written == 3, 1)
         nursery.cancel_scope.cancel()
     assert log.appended == [[_rec(200), _rec(201), _rec(202)]]
-    assert sink.dropped == {"read": 0, "denial": 0, "failed": len(sent) + 1}
+    assert sink.dropped == {"read": 0, "denial": 0, "failed": len(SENT) + 1}
 
 
 class _FlakyLog:
@@ -233,19 +250,13 @@ async def test_a_fast_failure_is_tried_again_within_the_lanes_deadline(autojump_
     (before: the first failure dropped the rest of the tenant's batch)."""
     log = _FlakyLog(down_until=trio.current_time() + 3.0)
     sink = AuditSink(log)  # type: ignore[arg-type]
-    sent = [False, True, False, True, False]  # t1: five messages in one lane
     async with trio.open_nursery() as nursery:
         await nursery.start(sink.run)
-        start = trio.current_time()
-        for i, s in enumerate(sent):
-            sink.submit(_rec(i), "t1", sent=s)
-        sink.submit(_rec(100), "t2")
-        with trio.fail_after(2 * audit_mod.APPEND_DEADLINE_S):
-            while sink.written + sink.dropped["failed"] < len(sent) + 1:
-                await trio.sleep(0.01)
+        start = _submit_lanes(sink)
+        await _until(lambda: sink.written + sink.dropped["failed"] == len(SENT) + 1, 2 * audit_mod.APPEND_DEADLINE_S)
         took = trio.current_time() - start
         nursery.cancel_scope.cancel()
-    assert sink.dropped["failed"] == 0 and sink.written == len(sent) + 1
+    assert sink.dropped["failed"] == 0 and sink.written == len(SENT) + 1
     assert [r for s, records, _ in log.appended if s == "jkaudit.t1" for r in records] == [_rec(i) for i in range(5)]
     assert [records for s, records, _ in log.appended if s == "jkaudit.t2"] == [[_rec(100)]]
     assert 3.0 <= took <= 3.0 + audit_mod.RETRY_PAUSE_MAX_S + 0.1
@@ -268,17 +279,9 @@ async def test_what_a_lanes_deadline_leaves_is_counted_and_logged_once(autojump_
     lane; the writer is then free for the next batch."""
     log = _FlakyLog(down_until=float("inf"))
     sink = AuditSink(log)  # type: ignore[arg-type]
-    sent = [False, True, False, True, False]
     async with trio.open_nursery() as nursery:
         await nursery.start(sink.run)
-        start = trio.current_time()
-        for i, s in enumerate(sent):
-            sink.submit(_rec(i), "t1", sent=s)
-        sink.submit(_rec(100), "t2")
-        with trio.fail_after(4 * audit_mod.APPEND_DEADLINE_S):
-            while sink.dropped["failed"] < len(sent) + 1:
-                await trio.sleep(0.01)
-        took = trio.current_time() - start
+        took = await _lanes_failed(sink)
         assert audit_mod.APPEND_DEADLINE_S - audit_mod.RETRY_PAUSE_MAX_S <= took <= audit_mod.APPEND_DEADLINE_S + 0.1
         assert {(s, m) for s, m, _ in log.tried} == {("jkaudit.t1", "id0:ResponseComplete"),
                                                    ("jkaudit.t2", "id100:ResponseComplete")}
@@ -289,12 +292,10 @@ async def test_what_a_lanes_deadline_leaves_is_counted_and_logged_once(autojump_
         log.down_until = 0.0
         for i in range(3):
             sink.submit(_rec(200 + i), "t1")
-        with trio.fail_after(1):
-            while sink.written < 3:
-                await trio.sleep(0.01)
+        await _until(lambda: sink.written == 3, 1)
         nursery.cancel_scope.cancel()
     assert [r for _, records, _ in log.appended for r in records] == [_rec(200), _rec(201), _rec(202)]
-    assert sink.dropped == {"read": 0, "denial": 0, "failed": len(sent) + 1}
+    assert sink.dropped == {"read": 0, "denial": 0, "failed": len(SENT) + 1}
 
 
 @pytest.mark.parametrize("error", [
@@ -312,23 +313,14 @@ async def test_a_permanent_error_gives_the_lane_up_at_once(autojump_clock: trio.
     sink = AuditSink(log)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         await nursery.start(sink.run)
-        start = trio.current_time()
-        for i in range(5):
-            sink.submit(_rec(i), "t1", sent=bool(i % 2))
-        sink.submit(_rec(100), "t2")
-        with trio.fail_after(4 * audit_mod.APPEND_DEADLINE_S):
-            while sink.dropped["failed"] < 6:
-                await trio.sleep(0.01)
-        assert trio.current_time() - start < audit_mod.RETRY_PAUSE_S
+        assert await _lanes_failed(sink) < audit_mod.RETRY_PAUSE_S
         assert sorted((s, m) for s, m, _ in log.tried) == [("jkaudit.t1", "id0:ResponseComplete"),
                                                             ("jkaudit.t2", "id100:ResponseComplete")]
         warnings = sorted(r.getMessage() for r in caplog.records if r.name == "jetkube.audit")
         assert warnings == [f"1 audit record(s) not written: {error()}", f"5 audit record(s) not written: {error()}"]
         log.down_until = 0.0
         sink.submit(_rec(200), "t1")
-        with trio.fail_after(1):
-            while sink.written < 1:
-                await trio.sleep(0.01)
+        await _until(lambda: sink.written == 1, 1)
         nursery.cancel_scope.cancel()
     assert sink.dropped == {"read": 0, "denial": 0, "failed": 6}
 
@@ -346,9 +338,7 @@ async def test_a_transient_error_is_tried_again(autojump_clock: trio.testing.Moc
         await nursery.start(sink.run)
         for i in range(3):
             sink.submit(_rec(i), "t1")
-        with trio.fail_after(2 * audit_mod.APPEND_DEADLINE_S):
-            while sink.written < 3:
-                await trio.sleep(0.01)
+        await _until(lambda: sink.written == 3, 2 * audit_mod.APPEND_DEADLINE_S)
         nursery.cancel_scope.cancel()
     assert sink.dropped["failed"] == 0 and len(log.refused) > 3
 

@@ -186,6 +186,25 @@ async def _app(state: dict[str, Any], scope: Any, receive: Any, send: Any) -> No
     await send({"type": "http.response.body", "body": b"ok"})
 
 
+def _flood_app(replay: Any) -> Any:
+    """``_app``, with ``replay`` left in the scope of every request to a path ending in /flood (as
+    the gate leaves a replay after its 429)."""
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/flood"):
+            scope[ext.PACE_REPLAY] = replay
+        return await _app({}, scope, receive, send)
+
+    return app
+
+
+async def _send_429(send: Any) -> bool:
+    """A replay's whole answer: a 429 with Retry-After and a two-byte body."""
+    await send({"type": "http.response.start", "status": 429, "headers": [
+        (b"content-length", b"2"), (b"retry-after", b"3")]})
+    await send({"type": "http.response.body", "body": b"no"})
+    return True
+
+
 async def _exchange(stream: trio.SocketStream, path: str) -> int:
     await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     buf = b""
@@ -678,10 +697,7 @@ async def test_the_same_rejected_request_again_is_answered_before_it_is_parsed()
         if not state["refuse"]:
             carry["jetkube.test_carried"] = state["replays"]  # for the scope of the request parsed
             return False
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-length", b"2"), (b"retry-after", b"3")]})
-        await send({"type": "http.response.body", "body": b"no"})
-        return True
+        return await _send_429(send)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -1009,15 +1025,9 @@ async def test_a_replayed_429_carries_the_first_ones_headers_and_is_in_flight() 
 
     async def replay(send: Any, carry: dict[str, Any]) -> bool:
         seen["active"].append(inflight.active)
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-length", b"2"), (b"retry-after", b"3")]})
-        await send({"type": "http.response.body", "body": b"no"})
-        return True
+        return await _send_429(send)
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].endswith("/flood"):
-            scope[ext.PACE_REPLAY] = replay
-        return await _app({}, scope, receive, send)
+    app = _flood_app(replay)
 
     inflight = InFlight(app, header=(b"x-jetkube-worker", b"1 pid=7"))
     config.replay_through = inflight.replay
@@ -1071,15 +1081,9 @@ async def test_a_replay_at_shutdown_is_answered_then_its_connection_closed() -> 
         replays.append(1)
         stop.set()  # the shutdown begins while this replay runs
         await trio.testing.wait_all_tasks_blocked()  # hypercorn terminated: its idle timers woke
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-length", b"2"), (b"retry-after", b"3")]})
-        await send({"type": "http.response.body", "body": b"no"})
-        return True
+        return await _send_429(send)
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].endswith("/flood"):
-            scope[ext.PACE_REPLAY] = replay
-        return await _app({}, scope, receive, send)
+    app = _flood_app(replay)
 
     flood = b"GET /clusters/a/flood HTTP/1.1\r\nHost: x\r\n\r\n"
     with trio.fail_after(10):
