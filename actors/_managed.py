@@ -161,8 +161,7 @@ def encode(m: Managed) -> list[dict[str, Any]]:
             e["subresource"] = subresource
         entries.append(e)
     # kube's sortEncodedManagedFields: operation, time, manager, apiVersion, subresource.
-    entries.sort(key=lambda e: (e["operation"], e.get("time", ""), e["manager"], e["apiVersion"],
-                                e.get("subresource", "")))
+    entries.sort(key=_entry_order)
     return entries
 
 
@@ -339,19 +338,11 @@ def _update_unchanged_owners(old: dict[str, Any], new: dict[str, Any], entries: 
             if not _v1_covers(entries[mine_at]["fieldsV1"], changed):
                 return False
             e = entries[mine_at]
-            mine = {"manager": e["manager"], "operation": "Update", "apiVersion": e["apiVersion"], "time": now,
-                    "fieldsType": "FieldsV1", "fieldsV1": e["fieldsV1"]}
-            if subresource:
-                mine["subresource"] = subresource
-            out[mine_at] = mine
+            out[mine_at] = _update_entry(e["manager"], e["apiVersion"], now, e["fieldsV1"], subresource)
         elif updaters >= MAX_UPDATE_MANAGERS:
             return False  # one more updater: capped by the general path
         elif changed:
-            mine = {"manager": manager, "operation": "Update", "apiVersion": api_version, "time": now,
-                    "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(changed)}
-            if subresource:
-                mine["subresource"] = subresource
-            out.append(mine)
+            out.append(_update_entry(manager, api_version, now, to_fields_v1(changed), subresource))
     out.sort(key=_entry_order)
     new["metadata"]["managedFields"] = out
     return True
@@ -365,11 +356,17 @@ def _record_create(new: dict[str, Any], manager: str, api_version: str, now: str
     if v1 is None:
         new["metadata"].pop("managedFields", None)
         return
+    new["metadata"]["managedFields"] = [_update_entry(manager, api_version, now, v1, subresource)]
+
+
+def _update_entry(manager: str, api_version: str, now: str, fields_v1: dict[str, Any],
+                  subresource: str) -> dict[str, Any]:
+    """An ``Update`` entry as :func:`encode` writes it (its keys in that order)."""
     entry: dict[str, Any] = {"manager": manager, "operation": "Update", "apiVersion": api_version, "time": now,
-                             "fieldsType": "FieldsV1", "fieldsV1": v1}
+                             "fieldsType": "FieldsV1", "fieldsV1": fields_v1}
     if subresource:
         entry["subresource"] = subresource
-    new["metadata"]["managedFields"] = [entry]
+    return entry
 
 
 MAX_UPDATE_MANAGERS = 10

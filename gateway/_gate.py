@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import time
+from contextlib import nullcontext
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -238,11 +239,9 @@ class Gate:
             # authenticated (``_decide``, the fast path and the app take it from the scope).
             carry[_UNAUTHENTICATED], carry[AUTHENTICATED] = base, who
             return False
-        if self._request_span is None:
-            await self._reject(scope, send, req, route, adm, retry_after_s, q, headers)
-        else:  # a span as any request's (the ASGI wrapper's, which a replay does not go through)
-            with self._request_span(scope, send) as traced_send:
-                await self._reject(scope, traced_send, req, route, adm, retry_after_s, q, headers)
+        # A span as any request's (the ASGI wrapper's, which a replay does not go through), if tracing is on.
+        with nullcontext(send) if self._request_span is None else self._request_span(scope, send) as answer:
+            await self._reject(scope, answer, req, route, adm, retry_after_s, q, headers)
         return True
 
     async def _reject(self, scope: Any, send: Any, req: Request, route: Any, adm: Admission, retry_after_s: int,

@@ -173,9 +173,9 @@ class ServerMetrics:
         #: The webhook audit backend's counters (gateway/_audit_webhook.py ForwarderStats), when it is on.
         self.audit_webhook: Any = None
         #: History retention's counters (actors/_retention.py RetentionStats), when retention is on.
+        self.retention: Any = None
         #: The pacing of rejected HTTP/1.1 connections (gateway/_pacing.py RejectPacer), once serving.
         self.pacer: Any = None
-        self.retention: Any = None
         # Requests being handled ([readOnly, mutating]) and the most seen since the last scrape
         # (kube reports the maximum over its sampling window, not the instant value).
         self.inflight = [0, 0]
