@@ -75,6 +75,14 @@ class _Log:
         return len(self.appended)
 
 
+async def _until(done: Callable[[], bool], within_s: float) -> None:
+    """Wait (on the test's mock clock: virtual time, nothing waits for real) until ``done()``: the
+    sink's counters have no event to wait on."""
+    with trio.fail_after(within_s):
+        while not done():
+            await trio.sleep(0.01)
+
+
 async def test_the_writer_appends_what_queued_meanwhile_in_one_message_per_tenant(
         autojump_clock: trio.testing.MockClock) -> None:
     log = _Log()
@@ -86,9 +94,7 @@ async def test_the_writer_appends_what_queued_meanwhile_in_one_message_per_tenan
         for i in range(1, 6):
             sink.submit(_rec(i), "t1" if i != 3 else "t2")
         log.release.set()
-        with trio.fail_after(1):
-            while sink.written < 6:
-                await trio.sleep(0.01)
+        await _until(lambda: sink.written == 6, 1)
         nursery.cancel_scope.cancel()
     assert log.appended[0] == ("jkaudit.t1", [_rec(0)], "id0:ResponseComplete")
     batch = {("jkaudit.t1", "id1:ResponseComplete+4"): [_rec(1), _rec(2), _rec(4), _rec(5)],
@@ -186,14 +192,6 @@ async def _lanes_failed(sink: AuditSink) -> float:
     start = _submit_lanes(sink)
     await _until(lambda: sink.dropped["failed"] == len(SENT) + 1, 4 * audit_mod.APPEND_DEADLINE_S)
     return trio.current_time() - start
-
-
-async def _until(done: Callable[[], bool], within_s: float) -> None:
-    """Wait (on the test's mock clock: virtual time, nothing waits for real) until ``done()``: the
-    sink's counters have no event to wait on."""
-    with trio.fail_after(within_s):
-        while not done():
-            await trio.sleep(0.01)
 
 
 async def test_a_stalled_stream_holds_the_writer_one_deadline_per_batch(autojump_clock: trio.testing.MockClock) -> None:
