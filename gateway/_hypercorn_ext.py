@@ -27,6 +27,10 @@
   read once its tenant has a slot and the loop is idle (:meth:`ClientCertTCPServer._read_data`);
   the same request again, byte for byte, is handed to the app's replay (:data:`PACE_REPLAY`, the
   reject gate's) before h11 parses it, and its 429 written by :class:`_ReplaySend`.
+- Turns of the run queue per response: a write takes a free send lock without yielding
+  (:meth:`ClientCertTCPServer.protocol_send`), and a message for the app goes into its queue
+  without yielding while the queue has room (:class:`PutNowaitTaskGroup`): the task answering a
+  request took three turns to write a response (the lock, the write, ``http.disconnect``), now one.
 - The loop probe's per-connection marks (gateway/_loopprobe.py, ``JETKUBE_LOOP_PROBE_TRACE``).
 
 Client certificates are requested, not verified, in the handshake, as kube-apiserver's
@@ -68,6 +72,7 @@ import h2.events
 import h11
 import hypercorn.protocol
 import hypercorn.trio.run
+import hypercorn.trio.tcp_server
 import trio
 from cryptography import x509
 from hypercorn.config import Config
@@ -76,6 +81,7 @@ from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import H11SendableEvent
 
@@ -352,6 +358,28 @@ class ClientCertTCPServer(TCPServer):
     _pacing = False
 
     async def protocol_send(self, event: Event) -> None:
+        if type(event) is RawData:
+            # As hypercorn's, without its extra turn of the run queue: ``async with send_lock``
+            # yields even when the lock is free (trio's ``Lock.acquire`` checkpoints), so each write
+            # cost the sending task two turns, the write's own and the lock's. Under load a turn is
+            # every other runnable task's step (~1 ms on a busy gateway). A free lock is taken
+            # without yielding; a held one (HTTP/2 streams writing at once) is waited for as before;
+            # a cancelled writer raises before it writes, as at the lock (trio's acquire).
+            await trio.lowlevel.checkpoint_if_cancelled()  # (no yield unless cancelled)
+            lock = self.send_lock
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                return await super().protocol_send(event)
+            try:
+                try:
+                    with trio.CancelScope(shield=True):
+                        await self.stream.send_all(event.data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.protocol.handle(Closed())
+            finally:
+                lock.release()
+            return None
         if type(event) is not Updated:
             return await super().protocol_send(event)
         # hypercorn restarts a task (``nursery.start``: a round trip through the run queue for the
@@ -690,6 +718,30 @@ class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
         await trio.lowlevel.checkpoint()
 
 
+class PutNowaitTaskGroup(TaskGroup):
+    """hypercorn's trio task group, whose ``spawn_app`` hands the protocol a put into the app's
+    queue that does not yield while the queue has room.
+
+    hypercorn puts each message for the app (the request's body, ``http.disconnect`` at the end of
+    every response) with ``MemorySendChannel.send``, a checkpoint even when the message goes
+    straight in: one more turn of the run queue for the task writing the response, after its last
+    write. The queue is bounded (``max_app_queue_size``); when full the put waits, as hypercorn's."""
+
+    async def spawn_app(self, app: Any, config: Config, scope: Any,
+                        send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        put = await super().spawn_app(app, config, scope, send)
+        channel = put.__self__  # type: ignore[attr-defined]  # the bound ``MemorySendChannel.send``
+
+        async def put_nowait(message: Any) -> None:
+            await trio.lowlevel.checkpoint_if_cancelled()  # as ``send``: a cancelled put raises
+            try:
+                channel.send_nowait(message)
+            except trio.WouldBlock:
+                await channel.send(message)
+
+        return put_nowait
+
+
 class _HypercornTrio(types.ModuleType):
     """The ``trio`` module as hypercorn's ``trio.run`` sees it: every name trio's, except
     ``SocketListener``, which is :class:`BatchAcceptListener`."""
@@ -706,4 +758,5 @@ def install() -> None:
     hypercorn.protocol.H11Protocol = ReasonPhraseH11Protocol  # type: ignore[misc]
     hypercorn.protocol.H2Protocol = EarlyResponseH2Protocol  # type: ignore[misc]
     hypercorn.trio.run.TCPServer = ClientCertTCPServer  # type: ignore[misc]
+    hypercorn.trio.tcp_server.TaskGroup = PutNowaitTaskGroup  # type: ignore[misc]
     hypercorn.trio.run.trio = _HypercornTrio("trio")  # type: ignore[attr-defined]
