@@ -134,6 +134,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
             await nursery.start(run_loop_probe)  # JETKUBE_LOOP_PROBE: a diagnostic of loop stalls, else nothing
             await nursery.start(projection.run)
             tune_gc()  # the state folded at start lives long; then the collector's thresholds
+            nursery.start_soon(pace_young_collections)  # no young generation of tens of thousands
             pipeline = Pipeline(log_, projection, registry, authenticator, signing_key,
                                 root_ca_pem=ca_pem, run_controllers=settings.run_controllers and not settings.read_only,
                                 spans=tracing,
@@ -273,6 +274,36 @@ def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
         return
     current = gc.get_threshold()
     gc.set_threshold(*(max(want, have) for want, have in zip(thresholds, current, strict=True)))
+
+
+#: The longest the young generation goes without a collection (:func:`pace_young_collections`).
+YOUNG_GC_PERIOD_S = 0.1
+
+
+def _collections() -> int:
+    return sum(g["collections"] for g in gc.get_stats())
+
+
+async def pace_young_collections(period_s: float = YOUNG_GC_PERIOD_S) -> None:
+    """A young collection every ``period_s`` in which the collector ran none (of any generation).
+
+    CPython 3.11 starts a young collection when its count passes the threshold, and counts
+    allocations *minus every deallocation*, of old objects too. Under a flood, old objects dying
+    (requests that waited long, their connections) hold the count under the threshold while young
+    ones pile up, and the collection that finally runs walks them all at once: measured in B12's
+    flood, 4.2 s without one, then a young collection of 66,475 objects taking 38.8 ms (the
+    requests of every tenant wait that long). Collected at least every ``period_s``, the young
+    generation holds what a tenth of a second allocates. While the count works (a busy gateway
+    collects every few tens of ms) this does nothing; an idle one collects a nearly empty
+    generation ten times a second (microseconds each)."""
+    seen = _collections()
+    while True:
+        await trio.sleep(period_s)
+        now = _collections()
+        if now == seen and gc.isenabled():
+            gc.collect(0)
+            now = _collections()
+        seen = now
 
 
 class GcThresholdError(ValueError):

@@ -8,10 +8,19 @@ import subprocess
 import sys
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import trio
 
-from gateway._server import GC_THRESHOLDS, GcThresholdError, gc_thresholds_from_env, tune_gc
+from gateway._server import (
+    GC_THRESHOLDS,
+    GcThresholdError,
+    _collections,
+    gc_thresholds_from_env,
+    pace_young_collections,
+    tune_gc,
+)
 
 
 @pytest.fixture
@@ -87,3 +96,60 @@ def test_serve_refuses_a_malformed_knob_at_start_in_one_line(tmp_path: object) -
     assert r.stderr.strip().splitlines() == [
         "jetkube serve: JETKUBE_GC_THRESHOLD='2000,10': want three integers, e.g. 10000,10,10"]
     assert not os.path.exists(data)
+
+
+def _pile_up_young(n: int, keep: list[list[int]]) -> list[list[int]]:
+    """``n`` young tracked objects allocated while as many old ones die: CPython 3.11's young count
+    (allocations minus deallocations) stays put, so no young collection starts (the flood's case)."""
+    young = []
+    for _ in range(n):
+        young.append([1])
+        keep.pop()
+    return young
+
+
+def test_old_objects_dying_hold_back_the_young_collection(gc_state: None) -> None:
+    """What :func:`pace_young_collections` is for, on this Python: tens of thousands of young objects
+    and no collection started by the count."""
+    gc.set_threshold(10_000, 10, 10)
+    old = [[i] for i in range(60_000)]
+    gc.collect()  # the old ones to the oldest generation
+    before = _collections()
+    young = _pile_up_young(40_000, old)
+    assert _collections() == before  # the collector never ran
+    assert len(gc.get_objects(0)) >= 40_000  # ... while the young generation holds them all
+    del young
+
+
+async def test_a_young_collection_runs_in_each_period_without_one(gc_state: None, autojump_clock: Any) -> None:
+    gc.set_threshold(10_000, 10, 10)
+    old = [[i] for i in range(60_000)]
+    gc.collect()
+    async with trio.open_nursery() as n:
+        n.start_soon(pace_young_collections, 0.1)
+        await trio.sleep(0.05)
+        young = _pile_up_young(30_000, old)
+        assert len(gc.get_objects(0)) >= 30_000
+        await trio.sleep(0.1)  # the pacer's period passed without a collection: it ran one
+        assert len(gc.get_objects(0)) < 1_000
+        n.cancel_scope.cancel()
+    del young
+
+
+async def test_no_extra_collection_while_the_count_works(gc_state: None, autojump_clock: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A period in which the collector ran (of any generation) adds none; one without does."""
+    ran: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda generation=2: ran.append(generation))
+    stats = [{"collections": 0}, {"collections": 0}, {"collections": 0}]
+    monkeypatch.setattr(gc, "get_stats", lambda: stats)
+    async with trio.open_nursery() as n:
+        n.start_soon(pace_young_collections, 0.1)
+        await trio.sleep(0.05)
+        for gen in (0, 1, 2, 0):
+            stats[gen]["collections"] += 1  # the collector ran on its own in this period
+            await trio.sleep(0.1)
+        assert ran == []
+        await trio.sleep(0.1)  # a period without one
+        assert ran == [0]
+        n.cancel_scope.cancel()
