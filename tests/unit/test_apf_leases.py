@@ -6,6 +6,7 @@ stopping requests, and a new owner (learning first) takes over."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -233,6 +234,77 @@ async def test_a_timed_out_renewal_is_sent_again_after_retry_s(autojump_clock: t
     assert d.leases == {key: 2}  # renewed before it lapsed
     assert c.plan(3.2) == []  # and the next renewal at 2.6 + 1.5 as usual
     assert len(c.plan(4.1)) == 1
+
+
+class _ScriptedOwner:
+    """A shard's owner answering every request with its want, from a script of epochs (the last one
+    repeated): an epoch older than one answered before is an owner that lost the shard meanwhile
+    (another took it over) and still answers. Records each request's send time, the epoch the
+    gateway had seen, and the seats the gateway may execute then (its grant kept, or not)."""
+
+    def __init__(self, d: Dispatcher, epochs: list[int]) -> None:
+        self.d, self.epochs = d, epochs
+        self.sent: list[tuple[float, int, int]] = []
+
+    async def request(self, subject: str, payload: bytes, timeout_s: float) -> bytes:
+        r = msgspec.msgpack.decode(payload, type=LeaseRequest)
+        self.sent.append((trio.current_time(), r.epoch, (self.d.leases or {}).get((r.tenant, r.level), 0)))
+        await trio.sleep(0.001)
+        epoch = self.epochs.pop(0) if len(self.epochs) > 1 else self.epochs[0]
+        return msgspec.msgpack.encode(LeaseReply(r.want, epoch, 3000))
+
+
+async def _leasing(nursery: trio.Nursery, epochs: list[int]) -> tuple[Dispatcher, SeatLeases, _ScriptedOwner]:
+    """One gateway's lease client running against a scripted owner (TTL 3 s: renewals every 1.5 s,
+    retry_s 0.25 s), two seats of ``a``'s ``lvl`` executing all along (its floor: leased at once)."""
+    d = Dispatcher(16)
+    d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 1)], 0.0)  # lvl: 8 seats locally, floor 2
+    owner = _ScriptedOwner(d, epochs)
+    c = SeatLeases(d, owner.request, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3)
+    await nursery.start(c.run)
+    for i in range(2):
+        t = Ticket("a", "s", "fs-s", "lvl", "uid-lvl", flow_hash("s", f"u{i}"), 1, trio.current_time())
+        assert d.admit(t, trio.current_time()) == [t] and t.state == "executing"
+    return d, c, owner
+
+
+async def test_a_stale_epoch_reply_is_asked_again_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    """A reply of an older epoch than the newest seen comes from an owner that lost the shard: the
+    gateway keeps its grant and asks again at once (the new owner), not at the next renewal."""
+    start = trio.current_time()
+    async with trio.open_nursery() as n:
+        d, c, owner = await _leasing(n, [2, 1, 2])  # granted (epoch 2), the renewal answered stale, then 2
+        await trio.sleep(2.0)
+        (t0, _, _), (t1, e1, held1), (t2, e2, held2) = owner.sent
+        assert t0 - start < 0.05 and 1.5 <= t1 - t0 < 1.55  # the grant, and its renewal half a TTL later
+        assert c.failures["stale"] == 1
+        assert t2 - t1 < 0.05 < c.retry_s < c.renew_s  # asked again at once (the renewal: 1.5 s later)
+        assert (e1, held1, e2, held2) == (2, 2, 2, 2)  # the grant kept meanwhile; the newest epoch sent
+        assert d.leases == {("a", "lvl"): 2} and c.epochs == {shard_of("a"): 2}
+        assert c.leases[("a", "lvl")].ok_at == t2  # the re-ask's grant: it lapses a TTL after it
+        assert len(owner.sent) == 3  # and then the renewals as usual
+        n.cancel_scope.cancel()
+
+
+async def test_stale_epoch_replies_do_not_ask_in_a_tight_loop(autojump_clock: trio.testing.MockClock) -> None:
+    """An older owner that keeps answering first (it has not noticed yet that it lost the shard):
+    one re-ask at once, then one every ``retry_s`` (as after a timeout), never a tight loop; the
+    grant is kept until it lapses (a TTL after its request), then the floor."""
+    async with trio.open_nursery() as n:
+        d, c, owner = await _leasing(n, [2, 1])  # granted (epoch 2), then every answer stale
+        key = ("a", "lvl")
+        await trio.sleep(2.9)
+        assert d.leases == {key: 2}  # kept through the stale answers
+        await trio.sleep(3.0)
+        times = [t for t, _, _ in owner.sent]
+        assert c.failures["stale"] == len(times) - 1 >= 8
+        gaps = [b - a for a, b in itertools.pairwise(times[1:])]
+        assert gaps[0] < 0.05  # the first stale answer since the grant: asked again at once
+        assert all(g >= c.retry_s for g in gaps[1:]), gaps  # then every retry_s at most
+        assert len(times) - 3 <= (times[-1] - times[2]) / c.retry_s  # (at most a dozen a TTL)
+        assert d.leases == {key: 0}  # the grant lapsed: the floor, as the owner counts this gateway
+        assert all(e == 2 for _, e, _ in owner.sent[1:])
+        n.cancel_scope.cancel()
 
 
 def test_owner_bounds_budgets_and_gateways() -> None:
