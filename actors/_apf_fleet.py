@@ -667,11 +667,15 @@ class SeatLeases:
         self._set(key, reply.granted)
 
     def on_fixed_share(self, key: tuple[str, str]) -> bool:
-        """Whether the (tenant, level) ``key`` runs on its fixed share now (its shard's owner
-        unreachable, or the owner refused it) rather than on seats leased."""
+        """Whether the (tenant, level) ``key`` runs on its fixed share now rather than on seats
+        leased: its shard's owner unreachable or the owner refused it, and then until the next
+        grant (``_Lease.fixed``: asked again, or the grant lapsed after a TTL of timeouts), or
+        beyond ``max_leases`` (never leased). The dump's LimitSource; no decision reads it."""
         ls = self.leases.get(key)
+        if ls is None:
+            return key in (self.d.leases or {})  # beyond max_leases: the fixed share (plan)
         now = trio.current_time()
-        return ls is not None and (self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now)
+        return ls.fixed or self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
 
     def stats(self) -> LeaseStats:
         leases = self.d.leases or {}

@@ -29,7 +29,7 @@ from actors._apf_fleet import (
     preferred_owner,
     shard_of,
 )
-from actors._flowcontrol import limit_source
+from actors._flowcontrol import dump_priority_levels, limit_source
 from bus import NoResponders, apf_seats_subject
 
 
@@ -305,6 +305,39 @@ async def test_stale_epoch_replies_do_not_ask_in_a_tight_loop(autojump_clock: tr
         assert d.leases == {key: 0}  # the grant lapsed: the floor, as the owner counts this gateway
         assert all(e == 2 for _, e, _ in owner.sent[1:])
         n.cancel_scope.cancel()
+
+
+async def test_a_fixed_share_after_a_lapse_shows_in_the_dump(autojump_clock: trio.testing.MockClock) -> None:
+    """The dump's LimitSource says ``fixed-share`` while the level runs on its fixed share: after a
+    TTL of timeouts (the grant lapsed) until the next grant, also once the shard is no longer marked
+    down (asked again), and beyond the leases' bound; ``lease`` again after a grant."""
+    d, c, key = _granted_then_timed_out()
+    c.leases[key].busy = True
+    c.settle(key, 4.6, None, "timeout", 5.4)  # timeouts since 2.35: a whole TTL
+    assert d.leases[key] == 8 and c.leases[key].fixed
+    fc = SimpleNamespace(dispatcher=d, leases=c, dispatched={}, rejected={})
+    qs = d.tenants["a"].levels["lvl"]
+
+    def shown() -> tuple[str, str]:
+        (row,) = [line.split() for line in dump_priority_levels(fc, "a").splitlines() if line.startswith("lvl,")]
+        assert row[-1] == limit_source(fc, "a", qs)
+        return row[-2].rstrip(","), row[-1]
+
+    await trio.sleep_until(7.0)
+    assert c.down_until[shard_of("a")] < trio.current_time() and c.leases[key].local_until < trio.current_time()
+    assert shown() == ("8", "fixed-share")  # the shard no longer marked down: still its fixed share
+    d.lease_peak[key] = 1
+    ((_, r),) = c.plan(7.0)  # asked again, on the fixed share (2 given back) until the answer
+    assert (r.held, r.fallback) == (2, 8)
+    assert shown() == ("2", "fixed-share")
+    c.settle(key, 7.0, LeaseReply(3, 1, 3000), "", 7.1)
+    assert shown() == ("3", "lease")
+    # Beyond the leases' bound a level runs on its fixed share, never leased.
+    full = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3, max_leases=0)
+    other = d.tenants["a"].levels["other"]
+    d.lease_wanted.add(("a", "other"))
+    assert full.plan(7.2) == [] and d.leases[("a", "other")] == other.limit
+    assert limit_source(SimpleNamespace(dispatcher=d, leases=full), "a", other) == "fixed-share"
 
 
 def test_owner_bounds_budgets_and_gateways() -> None:
