@@ -638,15 +638,10 @@ class SeatLeases:
             ls.fixed = True
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
-        if reply.granted < 0:
-            self.failures["refused"] += 1
-            ls.local_until = now + self.ttl_s
-            ls.fixed = True
-            self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
-            return
         if reply.epoch < self.epochs.get(ls.shard, 0):
             # An owner that lost the shard meanwhile (it has not noticed yet) answered before the new
-            # one: the grant is kept (it lapses as before) and the request sent again, to the new
+            # one, a grant or a refusal (its budgets are no longer the fleet's): the grant is kept
+            # (it lapses as before), not the fixed share, and the request sent again, to the new
             # owner, at once the first time since the last grant, then (the old owner answering first
             # again) a retry_s after each such reply, as after a timeout: never a loop of round
             # trips; the old owner stops answering at its next claim (every third of the TTL).
@@ -656,6 +651,12 @@ class SeatLeases:
             else:
                 ls.stale, ls.retry_at = True, now
                 self.wake.set()  # the run loop's next pass (PLAN_GAP_S on), not its retry_s wait
+            return
+        if reply.granted < 0:
+            self.failures["refused"] += 1
+            ls.local_until = now + self.ttl_s
+            ls.fixed = True
+            self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
         self.epochs[ls.shard] = reply.epoch
         self.down_until.pop(ls.shard, None)

@@ -307,6 +307,25 @@ async def test_stale_epoch_replies_do_not_ask_in_a_tight_loop(autojump_clock: tr
         n.cancel_scope.cancel()
 
 
+async def test_a_stale_owners_refusal_is_ignored_too(autojump_clock: trio.testing.MockClock) -> None:
+    """A refusal (the owner full) of an older epoch is an old owner's too: its budgets are no longer
+    the fleet's. Ignored as its grants are (the grant kept, asked again at once), not the fixed
+    share for a TTL, which with the others held to the new owner's grants could exceed the budget."""
+    d = Dispatcher(16)
+    d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 1)], 0.0)  # lvl: 8 seats locally
+    c = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3)
+    key = ("a", "lvl")
+    d.lease_wanted.add(key)
+    d.lease_peak[key] = 1
+    c.plan(0.0)
+    c.settle(key, 0.0, LeaseReply(2, 2, 3000), "", 0.1)
+    ((_, r),) = c.plan(1.5)  # the renewal
+    c.settle(key, 1.5, LeaseReply(-1, 1, 3000), "", 1.6)  # refused by the owner of epoch 1
+    assert d.leases == {key: 2} and not c.leases[key].fixed and not c.on_fixed_share(key)
+    assert (c.failures["stale"], c.failures["refused"]) == (1, 0)
+    ((_, r),) = c.plan(1.605)  # asked again at once
+    assert (r.epoch, r.held) == (2, 2)
+
 async def test_a_fixed_share_after_a_lapse_shows_in_the_dump(autojump_clock: trio.testing.MockClock) -> None:
     """The dump's LimitSource says ``fixed-share`` while the level runs on its fixed share: after a
     TTL of timeouts (the grant lapsed) until the next grant, also once the shard is no longer marked
