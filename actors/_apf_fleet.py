@@ -258,7 +258,7 @@ async def run_fleet(dispatcher: Dispatcher, bridge: Bridge, subject: str, *, per
 # local share (the budget / the gateways alive, or ``fallback`` x the budget) and keeps serving; when
 # the owner's lease lapses another gateway takes it over, learns for one TTL what the gateways say
 # they hold (granting no more than that or their fixed share), then grants again. The owner's revision
-# of the key at the takeover is its epoch: a gateway ignores grants from an older epoch (an owner
+# of the key at the takeover is its epoch: a gateway ignores grants and refusals from an older epoch (an owner
 # that lost the shard and has not noticed yet), and asks again at once (the new owner).
 
 SHARDS = 8  #: shards of the tenants' budgets (each with its own owner lease and subject)
