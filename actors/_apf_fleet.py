@@ -258,7 +258,8 @@ async def run_fleet(dispatcher: Dispatcher, bridge: Bridge, subject: str, *, per
 # local share (the budget / the gateways alive, or ``fallback`` x the budget) and keeps serving; when
 # the owner's lease lapses another gateway takes it over, learns for one TTL what the gateways say
 # they hold (granting no more than that or their fixed share), then grants again. The owner's revision
-# of the key at the takeover is its epoch: a gateway ignores grants from an older epoch.
+# of the key at the takeover is its epoch: a gateway ignores grants and refusals from an older epoch (an owner
+# that lost the shard and has not noticed yet), and asks again at once (the new owner).
 
 SHARDS = 8  #: shards of the tenants' budgets (each with its own owner lease and subject)
 LEASE_TTL_S = 3.0  #: the owner lease's and every grant's lifetime (the lease renewed every third, grants every half of it)
@@ -453,6 +454,7 @@ class _Lease:
     local_until: float = -math.inf  # the owner refused it (full): the fixed share until then
     fixed: bool = False  # on its fixed share (the owner unreachable or full) until the next grant
     retry_at: float = math.inf  # the last request timed out (a slow owner): sent again then, not at the renewal
+    stale: bool = False  # a reply of an older owner's epoch came since the last grant (asked again at once)
 
 
 class LeaseStats(msgspec.Struct, frozen=True):
@@ -613,7 +615,7 @@ class SeatLeases:
 
     def settle(self, key: tuple[str, str], sent_at: float, reply: LeaseReply | None, failure: str, now: float) -> None:
         """A lease request's outcome: the grant applied, or the shard's owner marked unreachable
-        (the fixed share until ``renew_s`` from now)."""
+        (the fixed share until ``renew_s`` from now), or (a reply of an older epoch) asked again soon."""
         ls = self.leases.get(key)
         if ls is None:
             return
@@ -636,14 +638,25 @@ class SeatLeases:
             ls.fixed = True
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
+        if reply.epoch < self.epochs.get(ls.shard, 0):
+            # An owner that lost the shard meanwhile (it has not noticed yet) answered before the new
+            # one, a grant or a refusal (its budgets are no longer the fleet's): the grant is kept
+            # (it lapses as before), not the fixed share, and the request sent again, to the new
+            # owner, at once the first time since the last grant, then (the old owner answering first
+            # again) a retry_s after each such reply, as after a timeout: never a loop of round
+            # trips; the old owner stops answering at its next claim (every third of the TTL).
+            self.failures["stale"] += 1
+            if ls.stale:
+                ls.retry_at = now + self.retry_s
+            else:
+                ls.stale, ls.retry_at = True, now
+                self.wake.set()  # the run loop's next pass (PLAN_GAP_S on), not its retry_s wait
+            return
         if reply.granted < 0:
             self.failures["refused"] += 1
             ls.local_until = now + self.ttl_s
             ls.fixed = True
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
-            return
-        if reply.epoch < self.epochs.get(ls.shard, 0):
-            self.failures["stale"] += 1  # an owner that lost the lease meanwhile: asked again later
             return
         self.epochs[ls.shard] = reply.epoch
         self.down_until.pop(ls.shard, None)
@@ -651,15 +664,19 @@ class SeatLeases:
         if ls.shard in self.fallen:
             self.fallen.discard(ls.shard)
             log.info("APF fleet: the owner of shard %d answers again (epoch %d)", ls.shard, reply.epoch)
-        ls.ok_at, ls.retry, ls.fixed = sent_at, reply.granted < ls.wanted and reply.more, False
+        ls.ok_at, ls.retry, ls.fixed, ls.stale = sent_at, reply.granted < ls.wanted and reply.more, False, False
         self._set(key, reply.granted)
 
     def on_fixed_share(self, key: tuple[str, str]) -> bool:
-        """Whether the (tenant, level) ``key`` runs on its fixed share now (its shard's owner
-        unreachable, or the owner refused it) rather than on seats leased."""
+        """Whether the (tenant, level) ``key`` runs on its fixed share now rather than on seats
+        leased: its shard's owner unreachable or the owner refused it, and then until the next
+        grant (``_Lease.fixed``: asked again, or the grant lapsed after a TTL of timeouts), or
+        beyond ``max_leases`` (never leased). The dump's LimitSource; no decision reads it."""
         ls = self.leases.get(key)
+        if ls is None:
+            return key in (self.d.leases or {})  # beyond max_leases: the fixed share (plan)
         now = trio.current_time()
-        return ls is not None and (self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now)
+        return ls.fixed or self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
 
     def stats(self) -> LeaseStats:
         leases = self.d.leases or {}

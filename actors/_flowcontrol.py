@@ -289,8 +289,8 @@ def _table(rows: list[list[str]]) -> str:
 
 def limit_source(fc: FlowControl, tenant: str, qs: Any) -> str:
     """Where a level's seat limit here comes from: ``exempt`` (none), ``local`` (this gateway's
-    own), ``lease`` (leased from the fleet's budget), ``fixed-share`` (its owner unreachable) or
-    ``lease-pending`` (no grant yet)."""
+    own), ``lease`` (leased from the fleet's budget), ``fixed-share`` (its owner unreachable or
+    full, until the next grant: ``SeatLeases.on_fixed_share``) or ``lease-pending`` (no grant yet)."""
     d = fc.dispatcher
     if qs.cfg.exempt:
         return "exempt"

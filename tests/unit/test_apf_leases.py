@@ -6,6 +6,7 @@ stopping requests, and a new owner (learning first) takes over."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,7 +29,7 @@ from actors._apf_fleet import (
     preferred_owner,
     shard_of,
 )
-from actors._flowcontrol import limit_source
+from actors._flowcontrol import dump_priority_levels, limit_source
 from bus import NoResponders, apf_seats_subject
 
 
@@ -233,6 +234,129 @@ async def test_a_timed_out_renewal_is_sent_again_after_retry_s(autojump_clock: t
     assert d.leases == {key: 2}  # renewed before it lapsed
     assert c.plan(3.2) == []  # and the next renewal at 2.6 + 1.5 as usual
     assert len(c.plan(4.1)) == 1
+
+
+class _ScriptedOwner:
+    """A shard's owner answering every request with its want, from a script of epochs (the last one
+    repeated): an epoch older than one answered before is an owner that lost the shard meanwhile
+    (another took it over) and still answers. Records each request's send time, the epoch the
+    gateway had seen, and the seats the gateway may execute then (its grant kept, or not)."""
+
+    def __init__(self, d: Dispatcher, epochs: list[int]) -> None:
+        self.d, self.epochs = d, epochs
+        self.sent: list[tuple[float, int, int]] = []
+
+    async def request(self, subject: str, payload: bytes, timeout_s: float) -> bytes:
+        r = msgspec.msgpack.decode(payload, type=LeaseRequest)
+        self.sent.append((trio.current_time(), r.epoch, (self.d.leases or {}).get((r.tenant, r.level), 0)))
+        await trio.sleep(0.001)
+        epoch = self.epochs.pop(0) if len(self.epochs) > 1 else self.epochs[0]
+        return msgspec.msgpack.encode(LeaseReply(r.want, epoch, 3000))
+
+
+async def _leasing(nursery: trio.Nursery, epochs: list[int]) -> tuple[Dispatcher, SeatLeases, _ScriptedOwner]:
+    """One gateway's lease client running against a scripted owner (TTL 3 s: renewals every 1.5 s,
+    retry_s 0.25 s), two seats of ``a``'s ``lvl`` executing all along (its floor: leased at once)."""
+    d = Dispatcher(16)
+    d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 1)], 0.0)  # lvl: 8 seats locally, floor 2
+    owner = _ScriptedOwner(d, epochs)
+    c = SeatLeases(d, owner.request, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3)
+    await nursery.start(c.run)
+    for i in range(2):
+        t = Ticket("a", "s", "fs-s", "lvl", "uid-lvl", flow_hash("s", f"u{i}"), 1, trio.current_time())
+        assert d.admit(t, trio.current_time()) == [t] and t.state == "executing"
+    return d, c, owner
+
+
+async def test_a_stale_epoch_reply_is_asked_again_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    """A reply of an older epoch than the newest seen comes from an owner that lost the shard: the
+    gateway keeps its grant and asks again at once (the new owner), not at the next renewal."""
+    start = trio.current_time()
+    async with trio.open_nursery() as n:
+        d, c, owner = await _leasing(n, [2, 1, 2])  # granted (epoch 2), the renewal answered stale, then 2
+        await trio.sleep(2.0)
+        (t0, _, _), (t1, e1, held1), (t2, e2, held2) = owner.sent
+        assert t0 - start < 0.05 and 1.5 <= t1 - t0 < 1.55  # the grant, and its renewal half a TTL later
+        assert c.failures["stale"] == 1
+        assert t2 - t1 < 0.05 < c.retry_s < c.renew_s  # asked again at once (the renewal: 1.5 s later)
+        assert (e1, held1, e2, held2) == (2, 2, 2, 2)  # the grant kept meanwhile; the newest epoch sent
+        assert d.leases == {("a", "lvl"): 2} and c.epochs == {shard_of("a"): 2}
+        assert c.leases[("a", "lvl")].ok_at == t2  # the re-ask's grant: it lapses a TTL after it
+        assert len(owner.sent) == 3  # and then the renewals as usual
+        n.cancel_scope.cancel()
+
+
+async def test_stale_epoch_replies_do_not_ask_in_a_tight_loop(autojump_clock: trio.testing.MockClock) -> None:
+    """An older owner that keeps answering first (it has not noticed yet that it lost the shard):
+    one re-ask at once, then one every ``retry_s`` (as after a timeout), never a tight loop; the
+    grant is kept until it lapses (a TTL after its request), then the floor."""
+    async with trio.open_nursery() as n:
+        d, c, owner = await _leasing(n, [2, 1])  # granted (epoch 2), then every answer stale
+        key = ("a", "lvl")
+        await trio.sleep(2.9)
+        assert d.leases == {key: 2}  # kept through the stale answers
+        await trio.sleep(3.0)
+        times = [t for t, _, _ in owner.sent]
+        assert c.failures["stale"] == len(times) - 1 >= 8
+        gaps = [b - a for a, b in itertools.pairwise(times[1:])]
+        assert gaps[0] < 0.05  # the first stale answer since the grant: asked again at once
+        assert all(g >= c.retry_s for g in gaps[1:]), gaps  # then every retry_s at most
+        assert len(times) - 3 <= (times[-1] - times[2]) / c.retry_s  # (at most a dozen a TTL)
+        assert d.leases == {key: 0}  # the grant lapsed: the floor, as the owner counts this gateway
+        assert all(e == 2 for _, e, _ in owner.sent[1:])
+        n.cancel_scope.cancel()
+
+
+async def test_a_stale_owners_refusal_is_ignored_too(autojump_clock: trio.testing.MockClock) -> None:
+    """A refusal (the owner full) of an older epoch is an old owner's too: its budgets are no longer
+    the fleet's. Ignored as its grants are (the grant kept, asked again at once), not the fixed
+    share for a TTL, which with the others held to the new owner's grants could exceed the budget."""
+    d = Dispatcher(16)
+    d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 1)], 0.0)  # lvl: 8 seats locally
+    c = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3)
+    key = ("a", "lvl")
+    d.lease_wanted.add(key)
+    d.lease_peak[key] = 1
+    c.plan(0.0)
+    c.settle(key, 0.0, LeaseReply(2, 2, 3000), "", 0.1)
+    ((_, r),) = c.plan(1.5)  # the renewal
+    c.settle(key, 1.5, LeaseReply(-1, 1, 3000), "", 1.6)  # refused by the owner of epoch 1
+    assert d.leases == {key: 2} and not c.leases[key].fixed and not c.on_fixed_share(key)
+    assert (c.failures["stale"], c.failures["refused"]) == (1, 0)
+    ((_, r),) = c.plan(1.605)  # asked again at once
+    assert (r.epoch, r.held) == (2, 2)
+
+async def test_a_fixed_share_after_a_lapse_shows_in_the_dump(autojump_clock: trio.testing.MockClock) -> None:
+    """The dump's LimitSource says ``fixed-share`` while the level runs on its fixed share: after a
+    TTL of timeouts (the grant lapsed) until the next grant, also once the shard is no longer marked
+    down (asked again), and beyond the leases' bound; ``lease`` again after a grant."""
+    d, c, key = _granted_then_timed_out()
+    c.leases[key].busy = True
+    c.settle(key, 4.6, None, "timeout", 5.4)  # timeouts since 2.35: a whole TTL
+    assert d.leases[key] == 8 and c.leases[key].fixed
+    fc = SimpleNamespace(dispatcher=d, leases=c, dispatched={}, rejected={})
+    qs = d.tenants["a"].levels["lvl"]
+
+    def shown() -> tuple[str, str]:
+        (row,) = [line.split() for line in dump_priority_levels(fc, "a").splitlines() if line.startswith("lvl,")]
+        assert row[-1] == limit_source(fc, "a", qs)
+        return row[-2].rstrip(","), row[-1]
+
+    await trio.sleep_until(7.0)
+    assert c.down_until[shard_of("a")] < trio.current_time() and c.leases[key].local_until < trio.current_time()
+    assert shown() == ("8", "fixed-share")  # the shard no longer marked down: still its fixed share
+    d.lease_peak[key] = 1
+    ((_, r),) = c.plan(7.0)  # asked again, on the fixed share (2 given back) until the answer
+    assert (r.held, r.fallback) == (2, 8)
+    assert shown() == ("2", "fixed-share")
+    c.settle(key, 7.0, LeaseReply(3, 1, 3000), "", 7.1)
+    assert shown() == ("3", "lease")
+    # Beyond the leases' bound a level runs on its fixed share, never leased.
+    full = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3, max_leases=0)
+    other = d.tenants["a"].levels["other"]
+    d.lease_wanted.add(("a", "other"))
+    assert full.plan(7.2) == [] and d.leases[("a", "other")] == other.limit
+    assert limit_source(SimpleNamespace(dispatcher=d, leases=full), "a", other) == "fixed-share"
 
 
 def test_owner_bounds_budgets_and_gateways() -> None:
