@@ -169,15 +169,21 @@ async def test_a_slow_owner_keeps_the_grant_not_the_fixed_share(autojump_clock: 
     assert d.leases == {key: 2} and c.fallen == {shard_of("a")} and c.fallbacks == 1
 
 
-def _granted_then_timed_out() -> tuple[Dispatcher, SeatLeases, tuple[str, str]]:
-    """Limit 8, floor 2, three gateways: granted 2 (asked at 0), then the renewal sent at 1.6 times
-    out at 2.35 (one slow answer: the timeout is 0.75 s with a TTL of 3 s)."""
+def _lvl_of_8_wanted() -> tuple[Dispatcher, SeatLeases, tuple[str, str]]:
+    """``a``'s ``lvl`` with 8 seats locally (floor 2), one of three gateways (TTL 3 s), one seat wanted."""
     d = Dispatcher(16)
     d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 1)], 0.0)  # lvl: 8 seats locally
     c = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3)
     key = ("a", "lvl")
     d.lease_wanted.add(key)
     d.lease_peak[key] = 1
+    return d, c, key
+
+
+def _granted_then_timed_out() -> tuple[Dispatcher, SeatLeases, tuple[str, str]]:
+    """Limit 8, floor 2, three gateways: granted 2 (asked at 0), then the renewal sent at 1.6 times
+    out at 2.35 (one slow answer: the timeout is 0.75 s with a TTL of 3 s)."""
+    d, c, key = _lvl_of_8_wanted()
     ((_, r),) = c.plan(0.0)
     assert (r.fallback, r.floor, r.want) == (8, 2, 2)
     c.settle(key, 0.0, LeaseReply(2, 1, 3000), "", 0.1)  # the others hold the rest
@@ -311,12 +317,7 @@ async def test_a_stale_owners_refusal_is_ignored_too(autojump_clock: trio.testin
     """A refusal (the owner full) of an older epoch is an old owner's too: its budgets are no longer
     the fleet's. Ignored as its grants are (the grant kept, asked again at once), not the fixed
     share for a TTL, which with the others held to the new owner's grants could exceed the budget."""
-    d = Dispatcher(16)
-    d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 1)], 0.0)  # lvl: 8 seats locally
-    c = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3)
-    key = ("a", "lvl")
-    d.lease_wanted.add(key)
-    d.lease_peak[key] = 1
+    d, c, key = _lvl_of_8_wanted()
     c.plan(0.0)
     c.settle(key, 0.0, LeaseReply(2, 2, 3000), "", 0.1)
     ((_, r),) = c.plan(1.5)  # the renewal
