@@ -283,13 +283,14 @@ async def test_tables_and_metadata_views_answered_in_yaml(start_server: StartSer
                 r = await a.post(widgets, json=widget(f"w{i}", size=i + 1, color="blue"))
                 assert r.status_code == 201, r.text
             for c in (a, b):
-                for path, want in ((CM, names), (widgets, [f"w{i}" for i in range(8)])):
+                for path, want, label in ((CM, names, "set=t"), (widgets, [f"w{i}" for i in range(8)], "app=w")):
                     for include in ("", "Object", "None"):
                         q = {"includeObject": include} if include else {}
                         for version in ("v1", "v1beta1"):
                             jt, yt = TABLE_J.replace("v1", version), TABLE_Y.replace("v1", version)
-                            as_json = (await c.get(path, params=q, headers={"Accept": jt})).json()
-                            r = await c.get(path, params=q, headers={"Accept": yt})
+                            listed = {**q, "labelSelector": label}
+                            as_json = (await c.get(path, params=listed, headers={"Accept": jt})).json()
+                            r = await c.get(path, params=listed, headers={"Accept": yt})
                             got = _yaml(r)
                             assert got["kind"] == "Table" and got["apiVersion"] == f"meta.k8s.io/{version}"
                             assert [row["cells"][0] for row in got["rows"]] == want
@@ -302,8 +303,9 @@ async def test_tables_and_metadata_views_answered_in_yaml(start_server: StartSer
                     if path == widgets:
                         assert [col["name"] for col in got["columnDefinitions"]] == ["Name", "Size", "Color", "Age"]
                     # PartialObjectMetadata(List) in YAML
-                    as_json = (await c.get(path, headers={"Accept": POML_Y.replace("yaml", "json")})).json()
-                    got = _yaml(await c.get(path, headers={"Accept": POML_Y}))
+                    as_json = (await c.get(path, params={"labelSelector": label},
+                                           headers={"Accept": POML_Y.replace("yaml", "json")})).json()
+                    got = _yaml(await c.get(path, params={"labelSelector": label}, headers={"Accept": POML_Y}))
                     assert got == as_json and got["kind"] == "PartialObjectMetadataList"
                     assert [o["metadata"]["name"] for o in got["items"]] == want
                     for n in want:
