@@ -107,6 +107,8 @@ from ._status import BodyTimeout, write_response
 from ._table import (
     NOT_ACCEPTABLE,
     NOT_ACCEPTABLE_STREAM,
+    OPENAPI_V2_PROTOBUF,
+    OPENAPI_V3_PROTOBUF,
     View,
     acceptable,
     check_acceptable,
@@ -117,7 +119,9 @@ from ._table import (
     metadata_for_object,
     metadata_watch_line,
     object_in_view,
+    openapi_media,
     parse_include_object,
+    plain_yaml,
     table_content_type,
     table_for_list,
     table_for_object,
@@ -277,8 +281,8 @@ def create_app(ctx: Context) -> QuartTrio:
     async def _http_error(e: HTTPException) -> Response:
         from actors import ApiError
 
-        # (in YAML when asked, as every Status: kube negotiates its errors)
-        yaml = wants_yaml(request.headers.get("Accept"))
+        # (in YAML when asked, as every Status: kube negotiates its errors, without views)
+        yaml = plain_yaml(request.headers.get("Accept"))
         if e.code == 413:
             r = _error_response(RequestEntityTooLarge(
                 f"the request body is larger than {ctx.settings.max_body_bytes} bytes"), yaml=yaml)
@@ -322,10 +326,13 @@ def create_app(ctx: Context) -> QuartTrio:
                     note.failed(e)
                 else:
                     resp.headers["Audit-Id"] = audit_id
-                if (wants_yaml(request.headers.get("Accept")) and resp.mimetype == JSON_CT
-                        and (note.rdef is not None or resp.status_code >= 400) and not _is_stream(resp)):
-                    # kube's YAML serializer: a resource request's answer, and any Status, in YAML when
-                    # asked; made here, in the request's flow control seat (kube's handler serializes in its).
+                accept = request.headers.get("Accept")
+                if resp.mimetype == JSON_CT and not _is_stream(resp) and (
+                        plain_yaml(accept) if resp.status_code >= 400 else note.rdef is not None and wants_yaml(accept)):
+                    # kube's YAML serializer: a resource request's answer (a view too), and any error
+                    # Status (negotiated without views, as kube's ErrorNegotiated), in YAML when asked; made
+                    # here, in the request's flow control seat (kube's handler serializes in its).
+                    # (Discovery documents are made YAML where they are answered.)
                     await _in_yaml(resp, ctx.yaml_slots)
             except (trio.Cancelled, KeyboardInterrupt) as e:
                 metrics.abort(labels := _request_labels(ctx, 499), note.tenant or ROOT_TENANT)
@@ -379,14 +386,15 @@ def create_app(ctx: Context) -> QuartTrio:
     return app
 
 
-async def _in_yaml(resp: Response, slots: trio.CapacityLimiter) -> None:
-    """``resp``'s JSON body made YAML (kube's YAML serializer): in the event loop up to
-    ``YAML_INLINE_BYTES``, a larger one in a worker thread of ``slots`` (the loop serves others meanwhile)."""
+async def _in_yaml(resp: Response, slots: trio.CapacityLimiter, content_type: str = YAML_CT) -> None:
+    """``resp``'s JSON body made YAML (kube's YAML serializer), sent as ``content_type``: in the event
+    loop up to ``YAML_INLINE_BYTES``, a larger one in a worker thread of ``slots`` (the loop serves
+    others meanwhile)."""
     try:
         data = await resp.get_data()
         resp.set_data(encode_yaml(data) if len(data) < YAML_INLINE_BYTES
                       else await trio.to_thread.run_sync(encode_yaml, data, limiter=slots))
-        resp.content_type = YAML_CT
+        resp.content_type = content_type
     except msgspec.DecodeError:  # (a body that is not JSON after all: sent as it is)
         pass
 
@@ -661,21 +669,21 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     assert isinstance(result, Allowed)
     proj = ctx.projection
     check_acceptable(request.headers.get("Accept"))  # 406 for an Accept kube serves nothing of
-    if verb == "watch" and wants_yaml(request.headers.get("Accept")):
-        raise NotAcceptable(NOT_ACCEPTABLE_STREAM)  # kube: YAML has no stream serializer
     table = wants_table(request.headers.get("Accept"))
+    include = ""
+    if table:  # (before a YAML watch's 406: kube reads the Table's options first, optionsForTransform)
+        try:
+            include = parse_include_object(q.get("includeObject"))
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
+    if verb == "watch" and wants_yaml(request.headers.get("Accept")):
+        raise NotAcceptable(NOT_ACCEPTABLE_STREAM)  # kube: YAML (a YAML Table too) has no stream serializer
     # PartialObjectMetadata(List): its apiVersion (406 when a list asks for the single kind or not).
     metadata = not table and wants_metadata(request.headers.get("Accept"))
     meta_version = metadata_api_version(metadata, is_list=verb == "list") if metadata else ""
     # Protobuf answers for kinds that have a message (built-in kinds); others get JSON, as CRDs do.
     protobuf = (not table and not metadata and rdef.protobuf_message is not None
                 and wants_protobuf(request.headers.get("Accept")))
-    include = ""
-    if table:
-        try:
-            include = parse_include_object(q.get("includeObject"))
-        except ValueError as e:
-            raise BadRequest(str(e)) from None
     # A version served by conversion reads the storage version's objects, converted.
     storage = ctx.registry.for_tenant(tenant).storage_of(rdef)
     if verb == "get":
@@ -923,46 +931,73 @@ async def _non_resource(ctx: Context, route: Any) -> Response:
             text = "ok" if ok else "not ready"
         return Response(text, status=200 if ok else 503, content_type="text/plain; charset=utf-8")
     if route.kind == "discovery":
-        reg = ctx.registry.for_tenant(route.tenant)  # the tenant's CRDs, and only its own
-        top = route.path.rstrip("/")
-        if top in ("/api", "/apis"):
-            variant = discovery.negotiate_discovery(request.headers.get("Accept"))
-            if variant is not None:
-                version, content_type = variant
-                doc = discovery.aggregated(reg, legacy_core=top == "/api", version=version)
-                r = Response(_enc.encode(doc), status=200, content_type=content_type)
-                r.headers["Vary"] = "Accept"
-                return r
-        if top == "/api":
-            return _json_response(_enc.encode(discovery.api_versions(ctx.server_address)))
-        if top == "/apis":
-            return _json_response(_enc.encode(discovery.api_group_list(reg)))
-        if route.group and not route.version:
-            doc = discovery.api_group(reg, route.group)
-        else:
-            doc = discovery.api_resource_list(reg, route.group, route.version)
-        if doc is not None:
-            return _json_response(_enc.encode(doc))
+        return await _discovery(ctx, route)
     raise NotFound("the server could not find the requested resource")
+
+
+async def _discovery(ctx: Context, route: Any) -> Response:
+    """A discovery document in JSON or YAML, as negotiated (gateway/_discovery.py): the aggregated
+    form's Content-Type echoes its clause; a legacy one is negotiated as kube's
+    ``DefaultEndpointRestrictions`` (no ``as=`` view: 406 for an Accept with no clause kube takes,
+    after the 404 of a group-version not served). YAML is made in the request's seat, a large document
+    in a worker thread of ``Context.yaml_slots`` (the aggregated /apis is tens of KiB)."""
+    accept = request.headers.get("Accept")
+    reg = ctx.registry.for_tenant(route.tenant)  # the tenant's CRDs, and only its own
+    top = route.path.rstrip("/")
+    if top in ("/api", "/apis"):
+        variant = discovery.negotiate_discovery(accept)
+        if variant is not None:
+            version, content_type = variant
+            doc = discovery.aggregated(reg, legacy_core=top == "/api", version=version)
+            r = Response(_enc.encode(doc), status=200, content_type=content_type)
+            r.headers["Vary"] = "Accept"
+            if content_type.startswith(YAML_CT):
+                await _in_yaml(r, ctx.yaml_slots, content_type)
+            return r
+    if top == "/api":
+        doc: dict[str, Any] | None = discovery.api_versions(ctx.server_address)
+    elif top == "/apis":
+        doc = discovery.api_group_list(reg)
+    elif route.group and not route.version:
+        doc = discovery.api_group(reg, route.group)
+    else:
+        doc = discovery.api_resource_list(reg, route.group, route.version)
+    if doc is None:
+        raise NotFound("the server could not find the requested resource")
+    check_acceptable(accept, views=False)
+    r = _json_response(_enc.encode(doc))
+    if plain_yaml(accept):
+        await _in_yaml(r, ctx.yaml_slots)
+    return r
 
 
 async def _openapi(ctx: Context, route: Any) -> Response:
     # The tenant's kinds (its CRDs'); documents built on first use, off the event loop.
     reg = ctx.registry.for_tenant(route.tenant)
     sub = route.name
-    if route.path.startswith("/swagger-2.0.0.pb-v1") or sub == "v2":
-        if openapi.V2_PROTOBUF_CONTENT_TYPE in (request.headers.get("Accept") or "") or \
-                route.path.startswith("/swagger"):
+    accept = request.headers.get("Accept")
+    if route.path.startswith("/swagger"):
+        return Response(await ctx.openapi.v2(reg, protobuf=True), status=200, content_type="application/octet-stream")
+    if sub == "v2":
+        # kube-openapi's handler.go: JSON or the proto-openapi types, nothing else (406, no body).
+        media = openapi_media(accept, OPENAPI_V2_PROTOBUF)
+        if media is None:
+            return _openapi_not_acceptable()
+        if media != "json":
             # As kube-openapi: asked for as the proto-openapi media type, sent as octet-stream (client-go's
             # REST client cannot parse a Content-Type with '@' in it).
             return Response(await ctx.openapi.v2(reg, protobuf=True), status=200,
                             content_type="application/octet-stream")
         return _json_response(await ctx.openapi.v2(reg, protobuf=False))
-    if sub == "v3":
+    if sub == "v3":  # (kube-openapi's handler3 answers this index in JSON, whatever the Accept)
         r = _json_response((await ctx.openapi.v3(reg))[1])
         r.headers["Cache-Control"] = "no-cache, private"
         return r
     if sub.startswith("v3/"):
+        # handler3: JSON or its protobuf (answered in JSON here), nothing else (406, no body), before
+        # the document is looked at.
+        if openapi_media(accept, OPENAPI_V3_PROTOBUF) is None:
+            return _openapi_not_acceptable()
         doc = (await ctx.openapi.v3(reg))[0].get(sub[3:])
         if doc is not None:
             etag = openapi.document_etag(doc)
@@ -978,3 +1013,11 @@ async def _openapi(ctx: Context, route: Any) -> Response:
             r.headers["Cache-Control"] = "public, immutable" if wanted else "no-cache, private"
             return r
     raise NotFound("the server could not find the requested resource")
+
+
+def _openapi_not_acceptable() -> Response:
+    """kube-openapi's 406 for an Accept it serves nothing of (YAML among them): no body, no Content-Type."""
+    r = Response(b"", status=406)
+    del r.headers["Content-Type"]
+    r.headers["Vary"] = "Accept"
+    return r

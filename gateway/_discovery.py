@@ -8,6 +8,13 @@ served on GET /api and /apis when the ``Accept`` header asks for it. client-go p
 response Content-Type, so the chosen variant must be echoed exactly, parameters in g, v, as order
 [client-go ``discovery_client.go`` ``AcceptV2``/``AcceptV2Beta1``; apiserver ``generateMediaTypeWithGVK``].
 kubectl 1.27-1.29 ask only for v2beta1; 1.30+ ask for v2, then v2beta1, then plain JSON.
+
+YAML: kube's discovery handlers write their documents with ``WriteObjectNegotiated`` and the apiserver's
+codecs (JSON, YAML, protobuf), so either form is YAML when asked: the aggregated one for an
+``application/yaml;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`` clause (that Content-Type
+echoed), a legacy one for ``application/yaml`` (``negotiation.DefaultEndpointRestrictions``: no ``as=``
+view; an Accept with no clause it takes is 406) [apiserver ``endpoints/discovery/{root,group,version,
+legacy}.go``, ``aggregated/{wrapper,handler,etag}.go``, ``responsewriters/writers.go``].
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ if TYPE_CHECKING:
 
 DISCOVERY_GROUP = "apidiscovery.k8s.io"
 AGGREGATED_VERSIONS = ("v2", "v2beta1")
-_PLAIN_JSON = frozenset({("application", "json"), ("application", "*"), ("*", "*")})
+_PLAIN = frozenset({("application", "json"), ("application", "yaml"), ("application", "*"), ("*", "*")})
+_AGGREGATED_TYPES = frozenset({("application", "json"), ("application", "yaml")})
 
 # Per-resource subresources: (group, plural) -> entries in the aggregated shape
 # ``{"subresource": "status", "verbs": [...], "responseKind": {"group", "version", "kind"}?,
@@ -137,24 +145,25 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
 
 
 def negotiate_discovery(accept: str | None) -> tuple[str, str] | None:
-    """Which aggregated variant to answer (``"v2"`` or ``"v2beta1"``) and the exact Content-Type to send,
-    from the client's Accept (its order and q-values), or None to answer the legacy document.
+    """Which aggregated variant to answer (``"v2"`` or ``"v2beta1"``) and the exact Content-Type to send
+    (``application/json;...`` or, for a YAML clause, ``application/yaml;...``), from the client's Accept
+    (its order and q-values), or None to answer the legacy document.
 
-    The first clause that can be served decides: an ``as=APIGroupDiscoveryList`` JSON clause for
-    ``g=apidiscovery.k8s.io`` and a known version wins; a plain JSON/wildcard clause means legacy.
+    The first clause that can be served decides: an ``as=APIGroupDiscoveryList`` JSON or YAML clause for
+    ``g=apidiscovery.k8s.io`` and a known version wins; a plain JSON/YAML/wildcard clause means legacy.
     Clauses we cannot serve (protobuf, unknown versions, extra parameters such as a future
     ``profile=nopeer``) are skipped."""
     for mr in parse_accept(accept):
         params = {k: v for k, v in mr.params.items() if k not in ("charset", "pretty")}
         if "as" in params:
-            if (mr.type, mr.subtype) != ("application", "json"):
+            if (mr.type, mr.subtype) not in _AGGREGATED_TYPES:
                 continue
             if (params.get("as") == "APIGroupDiscoveryList" and params.get("g") == DISCOVERY_GROUP
                     and params.get("v") in AGGREGATED_VERSIONS and set(params) == {"as", "g", "v"}):
                 v = params["v"]
-                return v, f"application/json;g={DISCOVERY_GROUP};v={v};as=APIGroupDiscoveryList"
+                return v, f"application/{mr.subtype};g={DISCOVERY_GROUP};v={v};as=APIGroupDiscoveryList"
             continue
-        if not params and (mr.type, mr.subtype) in _PLAIN_JSON:
+        if not params and (mr.type, mr.subtype) in _PLAIN:
             return None
     return None
 

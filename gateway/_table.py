@@ -3,7 +3,8 @@
 What the apiserver does, and what is mirrored here:
 
 - A request is answered as a Table when the first *acceptable* clause of its ``Accept`` header is
-  ``application/json;as=Table;g=meta.k8s.io;v=v1`` (or ``v1beta1``); Tables are never protobuf
+  ``application/json;as=Table;g=meta.k8s.io;v=v1`` (or ``v1beta1``), or ``application/yaml;as=Table;...``
+  (the same Table in YAML, ``Content-Type: application/yaml``); Tables are never protobuf
   [apiserver ``RequestScope.AllowsMediaTypeTransform``]. kubectl sends
   ``application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,``
   ``application/json``.
@@ -20,7 +21,7 @@ What the apiserver does, and what is mirrored here:
 - Across tenants (``/clusters/*/``, each object's tenant in its ``tenancy.jetkube.io/cluster``
   annotation), a Table has a ``Cluster`` column after ``Name`` (jetkube's; kcp's Tables have none).
 - ``as=PartialObjectMetadata`` (a GET, a watch's events) and ``as=PartialObjectMetadataList`` (a LIST),
-  meta.k8s.io v1/v1beta1, JSON: each object reduced to its metadata (managedFields included), as
+  meta.k8s.io v1/v1beta1, JSON or YAML: each object reduced to its metadata (managedFields included), as
   client-go's metadata informers ask for [apiserver ``handlers/response.go``
   ``asPartialObjectMetadata(List)``]; the other one of the two for a request is 406 NotAcceptable.
 - Watch: each event's object is a one-row Table. The apiserver sends ``columnDefinitions`` on the
@@ -76,18 +77,15 @@ class MediaRange:
     params: dict[str, str] = field(default_factory=dict)
     q: float = 1.0
 
-    @property
-    def is_json(self) -> bool:
-        return (self.type, self.subtype) in (("application", "json"), ("application", "*"), ("*", "*"))
-
 
 def parse_accept(accept: str | None) -> list[MediaRange]:
     """The clauses of an Accept header in preference order: by ``q`` (highest first), then wildcard
-    types after concrete ones, then the client's order. Clauses with ``q=0`` or no ``/`` are dropped."""
+    types after concrete ones, then the client's order. Clauses with ``q=0`` or no ``/`` are dropped,
+    but a bare ``*``, which goautoneg reads as ``*/*``."""
     out: list[tuple[float, int, int, int, MediaRange]] = []
     for index, clause in enumerate((accept or "").split(",")):
         parts = [p.strip() for p in clause.split(";")]
-        mt = parts[0].lower()
+        mt = "*/*" if parts[0] == "*" else parts[0].lower()
         if "/" not in mt:
             continue
         typ, _, sub = mt.partition("/")
@@ -112,28 +110,24 @@ def parse_accept(accept: str | None) -> list[MediaRange]:
     return [t[4] for t in out]
 
 
-# Media types answered with the plain object (jetkube may always answer them in JSON).
-_PLAIN = frozenset({("application", "json"), ("application", "yaml"), ("application", "cbor"),
-                    ("application", "vnd.kubernetes.protobuf"), ("application", "*"), ("*", "*")})
-
-
-#: The ``as=`` views of meta.k8s.io served (JSON only).
-_VIEWS = frozenset({"Table", "PartialObjectMetadata", "PartialObjectMetadataList"})
+#: The ``as=`` views of meta.k8s.io kube serves (a Table in JSON or YAML, PartialObjectMetadata(List) in any
+#: of its types); jetkube serves each in JSON and YAML.
 _METADATA_VIEWS = ("PartialObjectMetadata", "PartialObjectMetadataList")
+_VIEW_SUBTYPES = frozenset({"json", "yaml", "*"})
 
 
-def _negotiate(accept: str | None) -> MediaRange | None:
-    """The first clause jetkube can serve: a plain type (JSON, YAML, protobuf, wildcards) or a JSON
-    Table or PartialObjectMetadata(List) of meta.k8s.io v1/v1beta1. Clauses we cannot serve
-    (protobuf or YAML views, unknown ``as``) are skipped, as the apiserver skips clauses it cannot satisfy."""
+def _negotiate(accept: str | None, *, views: bool = True) -> MediaRange | None:
+    """The first clause kube takes (:func:`_kube_serves`) that jetkube serves: a plain type (JSON,
+    YAML, protobuf, wildcards) or, with ``views``, a Table or PartialObjectMetadata(List) of
+    meta.k8s.io v1/v1beta1 in JSON or YAML. A protobuf PartialObjectMetadata, which kube serves and
+    jetkube does not, is skipped. ``views=False`` is kube's ``DefaultEndpointRestrictions`` (no ``as``
+    at all): how kube negotiates a discovery document and every error Status (``ErrorNegotiated``)."""
     for mr in parse_accept(accept):
-        as_ = mr.params.get("as")
-        if as_ is None:
-            if (mr.type, mr.subtype) in _PLAIN and set(mr.params) <= {"charset", "pretty", "stream"}:
-                return mr
+        if not _kube_serves(mr, views=views):
             continue
-        if (as_ in _VIEWS and mr.is_json and mr.params.get("g") == "meta.k8s.io"
-                and mr.params.get("v") in ("v1", "v1beta1")):
+        if not ({"as", "g", "v"} & set(mr.params)):
+            return mr
+        if mr.subtype in _VIEW_SUBTYPES:
             return mr
     return None
 
@@ -146,45 +140,50 @@ _KUBE_TYPES = frozenset({("application", "json"), ("application", "yaml"), ("app
                          ("application", "*"), ("*", "*")})
 
 
-def _kube_serves(mr: MediaRange) -> bool:
-    """Whether kube-apiserver's ``NegotiateMediaTypeOptions`` takes this clause for a resource request
-    (``acceptMediaTypeOptions`` + ``RequestScope.AllowsMediaTypeTransform``): one of its serializers'
-    types, ``sv`` only ``v1``, ``stream`` only ``watch``, and ``as``/``g``/``v`` only as a meta.k8s.io
-    v1/v1beta1 Table (JSON or YAML) or PartialObjectMetadata(List) (any of its types)."""
+def _kube_serves(mr: MediaRange, *, views: bool = True) -> bool:
+    """Whether kube-apiserver's ``NegotiateMediaTypeOptions`` takes this clause: one of its serializers'
+    types (JSON, YAML, protobuf; CBOR is off by default in 1.33), ``stream`` only ``watch`` and not for
+    YAML (no stream serializer), and for a resource request (``views``: ``acceptMediaTypeOptions`` +
+    ``RequestScope.AllowsMediaTypeTransform``) ``sv`` only ``v1`` and ``as``/``g``/``v`` only as a
+    meta.k8s.io v1/v1beta1 Table (JSON or YAML) or PartialObjectMetadata(List) (any of its types).
+    Without ``views`` (``DefaultEndpointRestrictions``) no ``sv`` and no ``as``/``g``/``v`` at all."""
     p = mr.params
-    if (mr.type, mr.subtype) not in _KUBE_TYPES or p.get("sv", "v1") not in ("", "v1") \
-            or p.get("stream", "watch") not in ("", "watch"):
+    if (mr.type, mr.subtype) not in _KUBE_TYPES or p.get("stream", "watch") not in ("", "watch") \
+            or (p.get("stream") and mr.subtype == "yaml"):
+        return False
+    sv = p.get("sv", "")
+    if sv and (not views or sv != "v1"):
         return False
     if not ({"as", "g", "v"} & set(p)):
         return True
-    if p.get("g") != "meta.k8s.io" or p.get("v") not in ("v1", "v1beta1"):
+    if not views or p.get("g") != "meta.k8s.io" or p.get("v") not in ("v1", "v1beta1"):
         return False
     if p.get("as") == "Table":
-        return mr.subtype in ("json", "yaml", "*")
+        return mr.subtype in _VIEW_SUBTYPES
     return p.get("as") in _METADATA_VIEWS
 
 
-def acceptable(accept: str | None) -> bool:
+def acceptable(accept: str | None, *, views: bool = True) -> bool:
     """Whether kube could serve ``accept`` (kube's ``NegotiateOutputMediaType``): an absent or empty
     header is JSON; otherwise one clause kube takes. jetkube answers JSON whenever kube would answer
-    (YAML, a YAML Table, a protobuf PartialObjectMetadata), so only what kube refuses is refused."""
+    (a protobuf PartialObjectMetadata, a discovery document in protobuf), so only what kube refuses is
+    refused. ``views=False``: a discovery document's negotiation (no ``as=`` view)."""
     if accept is None or not accept.strip():
         return True
-    if any(_kube_serves(mr) for mr in parse_accept(accept)):
-        return True
-    return any(clause.split(";")[0].strip() == "*" for clause in accept.split(","))  # goautoneg: "*" is */*
+    return any(_kube_serves(mr, views=views) for mr in parse_accept(accept))
 
 
-def check_acceptable(accept: str | None) -> None:
+def check_acceptable(accept: str | None, *, views: bool = True) -> None:
     """406 NotAcceptable with kube's message unless :func:`acceptable`."""
-    if not acceptable(accept):
+    if not acceptable(accept, views=views):
         raise NotAcceptable(NOT_ACCEPTABLE)
 
 
 def wants_table(accept: str | None) -> str | None:
     """The Table apiVersion to answer with (``meta.k8s.io/v1`` or ``meta.k8s.io/v1beta1``) when the
-    first clause jetkube can serve asks for a Table; None when it is a plain type (JSON, YAML,
-    protobuf, wildcards: answered as the normal object) or when no clause asks for a Table."""
+    first clause jetkube can serve asks for a Table (in JSON or YAML: :func:`wants_yaml` says which);
+    None when it is a plain type (JSON, YAML, protobuf, wildcards: answered as the normal object) or
+    when no clause asks for a Table."""
     mr = _negotiate(accept)
     if mr is None or mr.params.get("as") != "Table":
         return None
@@ -193,7 +192,7 @@ def wants_table(accept: str | None) -> str | None:
 
 def wants_metadata(accept: str | None) -> tuple[str, str] | None:
     """(``PartialObjectMetadata`` or ``PartialObjectMetadataList``, its apiVersion) when the first
-    clause jetkube can serve asks for one; None otherwise."""
+    clause jetkube can serve asks for one (in JSON or YAML); None otherwise."""
     mr = _negotiate(accept)
     if mr is None or mr.params.get("as") not in _METADATA_VIEWS:
         return None
@@ -219,14 +218,47 @@ NOT_ACCEPTABLE_STREAM = ("only the following media types are accepted: applicati
 
 
 def wants_yaml(accept: str | None) -> bool:
-    """True when the first clause jetkube can serve is plain ``application/yaml``: kube's YAML
-    serializer answers the object, a list or a Status (``application/yaml``); a watch is refused
-    (406 :data:`NOT_ACCEPTABLE_STREAM`: YAML has no stream serializer). YAML views (a YAML Table)
-    are not served: such a clause is skipped, as clauses jetkube cannot serve are."""
+    """True when the first clause jetkube can serve is ``application/yaml``, plain or a view (a Table,
+    PartialObjectMetadata(List)): kube's YAML serializer answers a resource request's object, list,
+    view or success Status (``transformResponseObject``); a watch is refused (406
+    :data:`NOT_ACCEPTABLE_STREAM`: YAML has no stream serializer). An error Status follows
+    :func:`plain_yaml` instead."""
     if accept is None or "yaml" not in accept.lower():
         return False  # (every request asks: most have no YAML in their Accept)
     mr = _negotiate(accept)
-    return mr is not None and (mr.type, mr.subtype) == ("application", "yaml") and not mr.params.get("stream")
+    return mr is not None and mr.subtype == "yaml"
+
+
+def plain_yaml(accept: str | None) -> bool:
+    """True when kube negotiates YAML without views (``DefaultEndpointRestrictions``): the first clause
+    it takes with no ``as``/``g``/``v`` is ``application/yaml``. How kube answers a discovery document
+    (``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>[/<version>]``) and every error Status
+    (``ErrorNegotiated``): a ``application/yaml;as=Table`` clause does not make a 404 YAML."""
+    if accept is None or "yaml" not in accept.lower():
+        return False
+    mr = _negotiate(accept, views=False)
+    return mr is not None and mr.subtype == "yaml"
+
+
+#: kube-openapi's protobuf media subtypes of /openapi/v2 (``handler.go``) and of an /openapi/v3 document
+#: (``handler3``), the deprecated ``@`` spelling too.
+OPENAPI_V2_PROTOBUF = ("com.github.proto-openapi.spec.v2.v1.0+protobuf", "com.github.proto-openapi.spec.v2@v1.0+protobuf")
+OPENAPI_V3_PROTOBUF = ("com.github.proto-openapi.spec.v3.v1.0+protobuf", "com.github.proto-openapi.spec.v3@v1.0+protobuf")
+
+
+def openapi_media(accept: str | None, protobuf: tuple[str, ...]) -> str | None:
+    """kube-openapi's negotiation of an OpenAPI document (``/openapi/v2``, ``/openapi/v3/<group-version>``):
+    the first clause whose type is ``application`` or ``*`` and whose subtype is ``json``, one of
+    ``protobuf`` or ``*`` gives ``"json"`` or that protobuf subtype; parameters are not looked at; an
+    absent header is ``*/*``. None: kube-openapi answers 406 with an empty body (YAML among them:
+    OpenAPI is never YAML)."""
+    for mr in parse_accept(accept if accept and accept.strip() else "*/*"):
+        if mr.type not in ("application", "*"):
+            continue
+        for subtype in ("json", *protobuf):
+            if mr.subtype in (subtype, "*"):
+                return subtype
+    return None
 
 
 def wants_protobuf(accept: str | None) -> bool:
@@ -742,11 +774,11 @@ def view_content_type(view: View) -> str:
 
 
 __all__ = [
-    "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "NOT_ACCEPTABLE", "TABLE_V1", "TABLE_V1BETA1",
-    "JSONPathError", "MediaRange", "View", "acceptable", "cells_for", "check_acceptable", "check_view", "columns_for",
-    "columns_from_printer_columns", "human_duration", "jsonpath_find", "list_in_view", "metadata_api_version",
-    "metadata_for_list", "metadata_for_object", "metadata_watch_line", "object_in_view", "parse_accept",
-    "parse_include_object", "parse_time", "table_content_type", "table_for_list", "table_for_object",
-    "table_watch_line", "translate_timestamp_since", "view_content_type", "view_for", "wants_metadata",
-    "wants_protobuf", "wants_table",
+    "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "NOT_ACCEPTABLE", "OPENAPI_V2_PROTOBUF", "OPENAPI_V3_PROTOBUF",
+    "TABLE_V1", "TABLE_V1BETA1", "JSONPathError", "MediaRange", "View", "acceptable", "cells_for", "check_acceptable",
+    "check_view", "columns_for", "columns_from_printer_columns", "human_duration", "jsonpath_find", "list_in_view",
+    "metadata_api_version", "metadata_for_list", "metadata_for_object", "metadata_watch_line", "object_in_view",
+    "openapi_media", "parse_accept", "parse_include_object", "parse_time", "plain_yaml", "table_content_type",
+    "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since", "view_content_type",
+    "view_for", "wants_metadata", "wants_protobuf", "wants_table", "wants_yaml",
 ]

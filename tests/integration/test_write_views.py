@@ -300,11 +300,14 @@ async def test_an_accept_kube_serves_nothing_of_is_406(start_server: StartServer
                     assert (await c.get(f"{base}/{name}")).status_code == 404  # not written
                     for path in (base, f"{base}/kube-root-ca.crt"):
                         assert (await c.get(path, headers={"Accept": accept})).status_code == 406
-                for accept in ("application/json;foo=bar", "application/yaml;as=Table;v=v1;g=meta.k8s.io",
+                for accept in ("application/json;foo=bar",
                                "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", "*",
                                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"):
                     r = await c.get(f"{base}/kube-root-ca.crt", headers={"Accept": accept})
                     assert r.status_code == 200 and r.json()["kind"] == "ConfigMap", (accept, r.text)
+                # a YAML Table is served, as kube (tests/integration/test_yaml_answers.py)
+                r = await c.get(f"{base}/kube-root-ca.crt", headers={"Accept": "application/yaml;as=Table;v=v1;g=meta.k8s.io"})
+                assert r.status_code == 200 and r.headers["Content-Type"] == "application/yaml", r.text
                 name = f"ok-{int(fast)}"
                 r = await c.post(base, json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}},
                                  headers={"Accept": "application/json;foo=bar"})

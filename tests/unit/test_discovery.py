@@ -71,6 +71,11 @@ RW = ["create", "delete", "deletecollection", "get", "list", "patch", "update", 
          "application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList,application/json", None),
         ("wrong kind", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscovery", None),
         ("wrong group", "application/json;g=apidiscovery.example.com;v=v2;as=APIGroupDiscoveryList", None),
+        # YAML (kube's codecs have a YAML serializer): the YAML Content-Type echoed
+        ("yaml v2", V2.replace("json", "yaml"), ("v2", V2.replace("json", "yaml"))),
+        ("yaml v2beta1 then json", f"{V2BETA1.replace('json', 'yaml')},{V2}",
+         ("v2beta1", V2BETA1.replace("json", "yaml"))),
+        ("plain yaml means legacy", f"application/yaml,{V2}", None),
         # parameter order and spacing are free; the echoed Content-Type is canonical (g, v, as)
         ("reordered", "application/json; as=APIGroupDiscoveryList; v=v2; g=apidiscovery.k8s.io", ("v2", V2)),
     ],

@@ -11,6 +11,7 @@ import pytest
 from gateway._table import (
     JSONPathError,
     View,
+    acceptable,
     cells_for,
     check_acceptable,
     check_view,
@@ -90,11 +91,13 @@ def raw(obj: dict[str, Any]) -> bytes:
         ("*/*", None),
         ("", None),
         (None, None),
-        # protobuf and YAML Tables cannot be served: skipped in favour of the next clause
+        # protobuf Tables cannot be served (kube does not either): skipped in favour of the next clause
         (("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,"
           "application/json;as=Table;v=v1beta1;g=meta.k8s.io"), "meta.k8s.io/v1beta1"),
         ("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json", None),
-        ("application/yaml;as=Table;v=v1;g=meta.k8s.io,application/json", None),
+        ("application/yaml;as=Table;v=v1;g=meta.k8s.io,application/json", "meta.k8s.io/v1"),  # a YAML Table
+        ("application/yaml;as=Table;v=v1beta1;g=meta.k8s.io", "meta.k8s.io/v1beta1"),
+        ("application/cbor,application/json;as=Table;v=v1;g=meta.k8s.io", "meta.k8s.io/v1"),  # CBOR: off in 1.33
         # not a Table we know: bad group, bad version, missing kind, PartialObjectMetadata
         ("application/json;as=Table;v=v1;g=k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io",
          "meta.k8s.io/v1"),
@@ -553,7 +556,9 @@ CLIENT_GO_METADATA = ("application/vnd.kubernetes.protobuf;as=PartialObjectMetad
                                                                                "meta.k8s.io/v1beta1")),
         ("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2,application/json", None),
         ("application/json;as=PartialObjectMetadata;g=example.com;v=v1", None),
-        ("application/yaml;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json", None),
+        ("application/yaml;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+         ("PartialObjectMetadata", "meta.k8s.io/v1")),  # in YAML
+        ("application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", None),  # kube's, not ours
         (KUBECTL_TABLE, None),
         ("application/json", None),
     ],
@@ -697,13 +702,53 @@ def test_check_acceptable(accept: str | None, ok: bool) -> None:
     ("", False),
     ("text/yaml", False),  # not one of kube's types
     ("application/yaml;stream=watch, application/json", False),
-    ("application/yaml;as=Table;g=meta.k8s.io;v=v1, application/json", False),  # a YAML Table: not served
-    ("application/yaml;as=Table;g=meta.k8s.io;v=v1, application/yaml", True),
+    ("application/yaml;foo=bar", True),  # an unknown parameter: kube's "Unrecognized", still served
+    ("application/cbor, application/yaml", True),  # CBOR is off in 1.33: skipped
+    # views in YAML: a Table, PartialObjectMetadata(List)
+    ("application/yaml;as=Table;g=meta.k8s.io;v=v1, application/json", True),
+    ("application/yaml;as=Table;g=meta.k8s.io;v=v1beta1", True),
+    ("application/json;as=Table;g=meta.k8s.io;v=v1, application/yaml", False),
+    ("application/yaml;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1", True),
+    ("application/yaml;as=Table;g=meta.k8s.io;v=v2, application/json", False),  # no such Table: skipped
+    ("application/yaml;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList, application/json", False),
 ])
 def test_wants_yaml(accept: str | None, expected: bool) -> None:
     from gateway._table import wants_yaml
 
     assert wants_yaml(accept) is expected
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    # kube's DefaultEndpointRestrictions (discovery documents, every error Status): no view is taken
+    ("application/yaml", True),
+    ("application/yaml, application/json", True),
+    ("application/json, application/yaml", False),
+    ("application/yaml;as=Table;g=meta.k8s.io;v=v1", False),
+    ("application/yaml;as=Table;g=meta.k8s.io;v=v1, application/json", False),
+    ("application/json;as=Table;g=meta.k8s.io;v=v1, application/yaml", True),
+    ("application/yaml;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/yaml", True),
+    ("application/yaml;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", False),
+    ("application/yaml;sv=v1, application/json", False),  # no server version outside resources
+    ("application/yaml;stream=watch", False),
+    ("*/*", False), (None, False), ("", False),
+])
+def test_plain_yaml(accept: str | None, expected: bool) -> None:
+    from gateway._table import plain_yaml
+
+    assert plain_yaml(accept) is expected
+
+
+@pytest.mark.parametrize(("accept", "ok"), [
+    (None, True), ("", True), ("*/*", True), ("application/yaml", True), ("application/vnd.kubernetes.protobuf", True),
+    ("application/json;foo=bar", True), ("application/json;stream=watch", True),
+    ("text/html, application/yaml", True),
+    ("text/html", False), ("application/yaml;stream=watch", False), ("application/json;sv=v1", False),
+    ("application/json;as=Table;g=meta.k8s.io;v=v1", False),
+    ("application/yaml;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", False),
+])
+def test_acceptable_without_views(accept: str | None, ok: bool) -> None:
+    """A discovery document's negotiation (kube's ``DefaultEndpointRestrictions``)."""
+    assert acceptable(accept, views=False) is ok
 
 
 def test_yaml_answers_are_kubes_yaml() -> None:
@@ -722,3 +767,32 @@ def test_yaml_answers_are_kubes_yaml() -> None:
     assert text.startswith("apiVersion: v1\ndata:\n  f: |-\n    line one\n    line two\n")
     assert "\nlist:\n- a:\n  - 1\n  - 2\n  b: 1\n" in text and "\nempty: {}\n" in text and "u: \u00e9" in text
     assert f"  long: {'x' * 300}\n" in text  # one line
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    # kube-openapi (handler.go, handler3): JSON or its protobuf types, wildcards; parameters not looked at
+    (None, "json"), ("", "json"), ("*/*", "json"), ("*", "json"), ("application/*", "json"),
+    ("application/json", "json"), ("application/json;as=Table;g=meta.k8s.io;v=v1", "json"),
+    ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf", "com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+    ("application/com.github.proto-openapi.spec.v2.v1.0+protobuf, application/json",
+     "com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+    ("application/json, application/com.github.proto-openapi.spec.v2@v1.0+protobuf", "json"),
+    ("application/yaml, application/json", "json"),
+    ("text/html, */*;q=0.1", "json"),
+    # nothing kube-openapi serves: 406 (YAML is never served)
+    ("application/yaml", None), ("text/yaml", None), ("application/vnd.kubernetes.protobuf", None),
+    ("text/html", None), ("application/com.github.proto-openapi.spec.v3.v1.0+protobuf", None),
+])
+def test_openapi_media_v2(accept: str | None, expected: str | None) -> None:
+    from gateway._table import OPENAPI_V2_PROTOBUF, openapi_media
+
+    assert openapi_media(accept, OPENAPI_V2_PROTOBUF) == expected
+
+
+def test_openapi_media_v3() -> None:
+    from gateway._table import OPENAPI_V3_PROTOBUF, openapi_media
+
+    assert openapi_media("application/com.github.proto-openapi.spec.v3.v1.0+protobuf", OPENAPI_V3_PROTOBUF) == \
+        "com.github.proto-openapi.spec.v3.v1.0+protobuf"
+    assert openapi_media("application/yaml", OPENAPI_V3_PROTOBUF) is None
+    assert openapi_media("application/yaml, application/json", OPENAPI_V3_PROTOBUF) == "json"
