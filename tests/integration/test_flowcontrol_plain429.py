@@ -31,13 +31,6 @@ BODY = b"Too many requests, please try again later.\n"
 TEXT = "text/plain; charset=utf-8"
 KUBECTL_429 = ("Error from server (TooManyRequests): the server has received too many requests and has asked us "
                "to try again later (get configmaps)")
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{{name: jk, cluster: {{server: "{url}"}}}}]
-users: [{{name: alice, user: {{token: alice-token}}}}]
-contexts: [{{name: alice, context: {{cluster: jk, user: alice, namespace: default}}}}]
-current-context: alice
-"""
 
 
 def _gauge(metrics: str, name: str) -> float:
@@ -191,11 +184,11 @@ async def test_apf_rejections_are_kubes_plain_text(start_server: StartServer, tm
                     assert e.value.body == BODY.decode()
                     assert e.value.headers["Content-Type"] == TEXT and e.value.headers["Retry-After"] == "1"
 
-                # (4) kubectl: client-go retries a 429 with Retry-After (10 times, 1 s apart here), then
-                # reports its generic TooManyRequests, as against kube-apiserver.
-                kubeconfig = tmp_path / "alice.kubeconfig"
-                kubeconfig.write_text(KUBECONFIG.format(url=gw.http_url))
-                done = await trio.run_process(["kubectl", "--kubeconfig", str(kubeconfig), "get", "configmaps"],
+                # (4) kubectl (as alice, over TLS: a kubeconfig of the plain-HTTP port got 401s here): client-go
+                # retries a 429 with Retry-After (10 times, 1 s apart here), then reports its generic
+                # TooManyRequests, as against kube-apiserver.
+                done = await trio.run_process(["kubectl", "--kubeconfig", str(gw.kubeconfig), "--token=alice-token",
+                                               "get", "configmaps"],
                                               capture_stdout=True, capture_stderr=True, check=False,
                                               env={**os.environ, "HOME": str(tmp_path)})
                 assert done.returncode == 1
