@@ -36,7 +36,15 @@ from ._authn import Authenticator, CertificateAuthority, FrontProxy, bearer_toke
 from ._authz import MASTERS, Attributes, Authorizer, Decision, attributes_of, forbidden, parse_modes
 from ._controllers import SYSTEM_USER, Controllers
 from ._crd_conversion import ConversionError, Converter
-from ._flowcontrol import APF_DUMPS, REJECT_MESSAGE, Admission, FlowControl, dump_priority_levels, dump_queues
+from ._flowcontrol import (
+    APF_DUMPS,
+    REJECT_MESSAGE,
+    Admission,
+    FlowControl,
+    Rejected,
+    dump_priority_levels,
+    dump_queues,
+)
 from ._limits import MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, depth_exceeds
 from ._oidc import AuthenticationConfigError, AuthenticationConfiguration, OIDCAuthenticator, validate_config
 from ._options import delete_options
@@ -121,6 +129,7 @@ __all__ = [
     "Patch",
     "Pipeline",
     "Preconditions",
+    "Rejected",
     "ReplySlot",
     "Request",
     "RequestEntityTooLarge",

@@ -42,6 +42,16 @@ from .messages import Request
 
 log = logging.getLogger("jetkube.flowcontrol")
 REJECT_MESSAGE = "Too many requests, please try again later."
+
+
+class Rejected(TooManyRequests):
+    """Flow control's rejection (429 with ``Retry-After``). kube-apiserver's priority-and-fairness
+    filter answers it with Go's ``http.Error``, in plain text, not as a ``Status``: gateway/_status.py
+    ``status_for`` writes it so. (Other 429s, a PodDisruptionBudget's or a full mailbox's, are Statuses.)"""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(REJECT_MESSAGE, retry_after_s=retry_after_s)
+
 _EMPTY = ResourceState(0)
 _MUTATING = ("create", "update", "patch", "delete", "deletecollection")
 CLASSIFY_CACHE = 4096  # remembered classifications (request attributes -> schema, level, flow)
@@ -103,7 +113,7 @@ class FlowControl:
         if tf is None and len(self.dispatcher.tenants) >= self.dispatcher.max_tenants:
             self.dispatcher.evict_idle(trio.current_time(), 0.0)
             if len(self.dispatcher.tenants) >= self.dispatcher.max_tenants:
-                raise TooManyRequests(REJECT_MESSAGE, retry_after_s=1)
+                raise Rejected(1)
         schemas = [msgspec.json.decode(e.data) for _, _, e in fs.iter_entries(None)]
         plcs = [msgspec.json.decode(e.data) for _, _, e in pl.iter_entries(None)]
         tf = self.dispatcher.configure(tenant, version, schemas, plcs, trio.current_time())
@@ -190,7 +200,7 @@ class FlowControl:
 
     async def admit(self, req: Request, adm: Admission) -> None:
         """Classify ``req``, then wait (bounded by ``queue_wait_s``) for its seats, recorded in
-        ``adm``. Raises TooManyRequests (with Retry-After) when rejected; ``adm`` holds the UIDs
+        ``adm``. Raises :class:`Rejected` (a 429 with Retry-After) when rejected; ``adm`` holds the UIDs
         either way. Cancelled while queued: it leaves the queue, nothing is held."""
         t = self._ticket(req, adm)
         if t is None:
@@ -215,7 +225,7 @@ class FlowControl:
                         self.rejected[(*labels, "cancelled")] = self.rejected.get((*labels, "cancelled"), 0) + 1
         if t.state == "rejected":
             self._rejected(labels, t.reason, trio.current_time() - now)
-            raise TooManyRequests(REJECT_MESSAGE, retry_after_s=t.retry_after_s)
+            raise Rejected(t.retry_after_s)
         self.dispatched[labels] = self.dispatched.get(labels, 0) + 1
         # (seated at once: no time passed, no clock read)
         self._observe_wait(labels, True, trio.current_time() - now if queued else 0.0)

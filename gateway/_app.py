@@ -221,10 +221,11 @@ def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None 
 
 
 def _error_response(exc: BaseException, audit_id: str = "", *, yaml: bool = False) -> Response:
-    """``exc`` as its Status; in YAML when ``yaml`` (a Status is small: made YAML in the loop)."""
+    """``exc`` as its Status; in YAML when ``yaml`` (a Status is small: made YAML in the loop).
+    Flow control's rejection is plain text, whatever the client accepts (kube's ``http.Error``)."""
     code, body, headers = error_answer(exc)
-    r = _json_response(body, code, headers)
-    if yaml:
+    r = _json_response(body, code, headers)  # (a Content-Type in ``headers`` replaces the JSON one)
+    if yaml and r.mimetype == JSON_CT:
         r.set_data(encode_yaml(body))
         r.content_type = YAML_CT
     if audit_id:

@@ -5,8 +5,8 @@ no-op request (request and response objects, the app context, the handler's task
 control is rejecting (it rejected something in the last second), :class:`Gate` looks at each
 bodiless read (GET/HEAD) itself: it authenticates it, routes it, classifies it and asks flow
 control whether it would be rejected at once (its queue full, or its Reject level out of room,
-:meth:`actors.FlowControl.refuse_nowait`). If so it writes the same 429 the handler would (the
-Status body, ``Retry-After``, ``X-Kubernetes-PF-FlowSchema-UID``, ``X-Kubernetes-PF-PriorityLevel-UID``,
+:meth:`actors.FlowControl.refuse_nowait`). If so it writes the same 429 the handler would (kube's
+plain text, ``Retry-After``, ``X-Kubernetes-PF-FlowSchema-UID``, ``X-Kubernetes-PF-PriorityLevel-UID``,
 ``Audit-Id``), counted in the same metrics, audited and logged the same way. Anything else, and
 anything the gate is unsure of (another method, an error, a tenant this gateway has not seen,
 impersonation, a client certificate, the audit webhook's blocking modes), goes to the app unchanged,
@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from actors import APF_DUMPS, REJECT_MESSAGE, Admission, Request, TooManyRequests, bearer_token, tenant_exists
+from actors import APF_DUMPS, Admission, Rejected, Request, bearer_token, tenant_exists
 from bus import ANY_TENANT
 from kinds._uid import new_uid
 from projections import now_micro
@@ -61,27 +61,28 @@ AUTHENTICATED = "jetkube.authenticated"
 
 @functools.cache
 def rejected(retry_after_s: int) -> tuple[int, bytes, dict[str, str]]:
-    """Flow control's 429, encoded once per Retry-After value (1..32 s): a flood's rejections are
-    the most frequent response there is."""
-    return status_for(TooManyRequests(REJECT_MESSAGE, retry_after_s=retry_after_s))
+    """Flow control's 429 (kube's plain text: gateway/_status.py), encoded once per Retry-After
+    value (1..32 s): a flood's rejections are the most frequent response there is."""
+    return status_for(Rejected(retry_after_s))
 
 
 def error_answer(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
-    """(code, Status body, extra headers) of an error, as the app answers it (flow control's
-    rejections from the cache)."""
-    if type(exc) is TooManyRequests and exc.message == REJECT_MESSAGE:
+    """(code, body, extra headers) of an error, as the app answers it (flow control's rejections
+    from the cache)."""
+    if type(exc) is Rejected:
         return rejected(exc.retry_after_s)
     return status_for(exc)
 
 
 def response_headers(body: bytes, extra: dict[str, str], audit_id: str, adm: Admission,
                      warnings: tuple[str, ...] = ()) -> list[tuple[bytes, bytes]]:
-    """The ASGI headers of a JSON answer as the app sends them through Quart: Content-Type,
-    Content-Length, ``extra`` (e.g. Retry-After), ``Warning`` headers (values as sent), Audit-Id,
-    then flow control's two UIDs."""
-    out = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    """The ASGI headers of an answer as the app sends them through Quart: Content-Type (JSON,
+    unless ``extra`` has one), Content-Length, the rest of ``extra`` (e.g. Retry-After), ``Warning``
+    headers (values as sent), Audit-Id, then flow control's two UIDs."""
+    out = [(b"content-type", extra.get("Content-Type", "application/json").encode()),
+           (b"content-length", b"%d" % len(body))]
     if extra:
-        out += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        out += [(k.lower().encode(), v.encode()) for k, v in extra.items() if k != "Content-Type"]
     if warnings:
         out += [(b"warning", w.encode()) for w in warnings]
     out.append((b"audit-id", audit_id.encode()))

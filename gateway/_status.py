@@ -20,6 +20,7 @@ from actors import (
     DeletedCollection,
     Expired,
     InternalError,
+    Rejected,
     ServiceUnavailable,
     Stored,
     Succeeded,
@@ -37,6 +38,8 @@ from projections import (
 
 log = logging.getLogger("jetkube.gateway")
 _enc = msgspec.json.Encoder()
+#: Go's ``http.Error``: kube-apiserver's filters answer some errors in plain text, not as a Status.
+PLAIN_TEXT = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
 
 
 class BodyTimeout(Exception):
@@ -111,9 +114,15 @@ def status_object(err: ApiError) -> dict[str, Any]:
 
 
 def status_for(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
-    """(HTTP code, Status JSON, extra headers) for any exception."""
+    """(HTTP code, body, extra headers) for any exception: its Status in JSON, except flow control's
+    rejection, which kube-apiserver's priority-and-fairness filter writes with Go's ``http.Error``
+    (``tooManyRequests``: ``Retry-After``, then the message and a newline in plain text, with
+    ``X-Content-Type-Options: nosniff``; whatever the client accepts). A ``Content-Type`` in the
+    extra headers replaces the JSON one."""
     err = to_api_error(exc)
     headers = {"Retry-After": str(err.retry_after_s)} if err.retry_after_s else {}
+    if isinstance(err, Rejected):
+        return err.code, err.message.encode() + b"\n", headers | PLAIN_TEXT
     return err.code, _enc.encode(status_object(err)), headers
 
 
