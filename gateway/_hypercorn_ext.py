@@ -30,7 +30,8 @@
 - Turns of the run queue per response: a write takes a free send lock without yielding
   (:meth:`ClientCertTCPServer.protocol_send`), and a message for the app goes into its queue
   without yielding while the queue has room (:class:`PutNowaitTaskGroup`): the task answering a
-  request took three turns to write a response (the lock, the write, ``http.disconnect``), now one.
+  request took three turns to write a response (the lock, the write, ``http.disconnect``), now one
+  (two over TLS: trio's ``SSLStream`` takes a lock of its own).
 - The loop probe's per-connection marks (gateway/_loopprobe.py, ``JETKUBE_LOOP_PROBE_TRACE``).
 
 Client certificates are requested, not verified, in the handshake, as kube-apiserver's
@@ -81,7 +82,7 @@ from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.trio.task_group import TaskGroup
+from hypercorn.trio.task_group import TaskGroup, _handle
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import H11SendableEvent
 
@@ -720,26 +721,63 @@ class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
 
 class PutNowaitTaskGroup(TaskGroup):
     """hypercorn's trio task group, whose ``spawn_app`` hands the protocol a put into the app's
-    queue that does not yield while the queue has room.
+    queue that does not yield while the queue has room, and that nobody waits on once the app has
+    returned.
 
     hypercorn puts each message for the app (the request's body, ``http.disconnect`` at the end of
     every response) with ``MemorySendChannel.send``, a checkpoint even when the message goes
     straight in: one more turn of the run queue for the task writing the response, after its last
-    write. The queue is bounded (``max_app_queue_size``); when full the put waits, as hypercorn's."""
+    write. The queue is bounded (``max_app_queue_size``); when full the put waits, as hypercorn's.
+
+    hypercorn never closes the app's queue: an app that answered without reading a body whose
+    messages filled the queue (a 401 or a 429 before the body: the fast path) left the reader parked
+    in its put, and the app's own task parked in its ``http.disconnect`` put as its answer ended (it
+    waited for itself): the connection held (on HTTP/2, every stream of it) until shutdown. A put that
+    does not yield lets the reader queue one read's frames at once, which made that likely with small
+    HTTP/2 DATA frames. Here ``http.disconnect`` into a full queue is put by a task of its own, and the
+    queue's reading end is closed when the app returns: a put parked on it, and any later one, is
+    dropped (nobody will read it)."""
 
     async def spawn_app(self, app: Any, config: Config, scope: Any,
                         send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
-        put = await super().spawn_app(app, config, scope, send)
-        channel = put.__self__  # type: ignore[attr-defined]  # the bound ``MemorySendChannel.send``
+        # As TaskGroup.spawn_app (hypercorn 0.18.0), with the queue's reading end closed after the app.
+        channel, queue = trio.open_memory_channel[Any](config.max_app_queue_size)
+
+        async def app_then_close(*args: Any) -> None:
+            try:
+                await app(*args)
+            finally:
+                queue.close()
+
+        assert self._nursery is not None
+        self._nursery.start_soon(_handle, app_then_close, config, scope, queue.receive, send,
+                                 trio.to_thread.run_sync, trio.from_thread.run)
 
         async def put_nowait(message: Any) -> None:
             await trio.lowlevel.checkpoint_if_cancelled()  # as ``send``: a cancelled put raises
             try:
                 channel.send_nowait(message)
             except trio.WouldBlock:
-                await channel.send(message)
+                if message.get("type") == "http.disconnect":
+                    # Put by the app's own task as its answer ends (hypercorn's StreamClosed): waiting
+                    # here for the app to read would wait for ever. Queued by a task of its own, which
+                    # ends when the app reads it or returns (one per request).
+                    nursery.start_soon(_put_or_drop, channel, message)
+                    return
+                await _put_or_drop(channel, message)
+            except trio.BrokenResourceError:
+                pass  # the app has returned: nothing reads its queue any more
 
+        nursery = self._nursery
         return put_nowait
+
+
+async def _put_or_drop(channel: trio.MemorySendChannel[Any], message: Any) -> None:
+    """Wait for room in an app's queue; drop the message if the app returns first."""
+    try:
+        await channel.send(message)
+    except trio.BrokenResourceError:
+        pass
 
 
 class _HypercornTrio(types.ModuleType):

@@ -305,7 +305,7 @@ async def pace_young_collections(period_s: float = YOUNG_GC_PERIOD_S) -> None:
     while True:
         await trio.sleep(period_s)
         now = _collections()
-        if now == seen and gc.isenabled():
+        if now == seen and gc.isenabled() and gc.get_threshold()[0] > 0:  # (threshold 0: collection off)
             gc.collect(0)
             now = _collections()
         seen = now

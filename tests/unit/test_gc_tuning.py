@@ -152,4 +152,7 @@ async def test_no_extra_collection_while_the_count_works(gc_state: None, autojum
         assert ran == []
         await trio.sleep(0.1)  # a period without one
         assert ran == [0]
+        monkeypatch.setattr(gc, "get_threshold", lambda: (0, 10, 10))  # automatic collection off
+        await trio.sleep(0.3)
+        assert ran == [0]  # ... and so the pacer's
         n.cancel_scope.cancel()

@@ -19,9 +19,12 @@ def test_pinned_to_the_installed_hypercorn() -> None:
 
 def test_client_certificates_reach_the_scope() -> None:
     import hypercorn.trio.run
+    import hypercorn.trio.tcp_server
 
     ext.install()
     assert hypercorn.trio.run.TCPServer is ext.ClientCertTCPServer
+    # The connection handler's run() looks its task group up in its module: the one without yields.
+    assert hypercorn.trio.tcp_server.TCPServer.run.__globals__["TaskGroup"] is ext.PutNowaitTaskGroup
 
 
 def _handshake(tmp_path, client_ca_dir):  # type: ignore[no-untyped-def]

@@ -209,3 +209,75 @@ async def test_a_get_is_answered_in_fewer_turns_than_with_hypercorns_group() -> 
         assert len(sent) == 1 and sent[0].startswith(b"HTTP/1.1 200 OK\r\n") and sent[0].endswith(b"\r\n\r\n{}")
         counts[group] = steps.n
     assert counts[PutNowaitTaskGroup] == counts[TaskGroup] - 1, counts
+
+
+async def test_an_app_answering_before_reading_a_full_queue_does_not_hang_http2() -> None:
+    """Review s9 H1: small HTTP/2 DATA frames fill the app's queue in one read (the put does not
+    yield); the app answers without reading them (a 401 or 429 before the body, as the fast path) and
+    its own ``http.disconnect`` put used to wait for itself, the connection held until shutdown."""
+    import h2.config
+    import h2.connection
+    import h2.exceptions
+
+    from gateway._hypercorn_ext import EarlyResponseH2Protocol
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        for _ in range(3):  # flow control, the answer's audit: a few turns, the body unread
+            await trio.lowlevel.checkpoint()
+        await send({"type": "http.response.start", "status": 429, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    out: list[bytes] = []
+
+    async def send(event: Any) -> None:
+        await trio.lowlevel.checkpoint()
+        if isinstance(event, RawData):
+            out.append(event.data)
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.increment_flow_control_window(2 ** 24)
+    client.send_headers(1, [(":method", "POST"), (":path", "/x"), (":scheme", "https"), (":authority", "a")])
+    frames = 0
+    with trio.fail_after(5):
+        async with PutNowaitTaskGroup() as tg:
+            p = EarlyResponseH2Protocol(ASGIWrapper(app), Config(), WorkerContext(None), tg, ConnectionState({}),
+                                        True, ("127.0.0.1", 1000), ("127.0.0.1", 80), send)
+            await p.initiate()
+            await p.handle(RawData(client.data_to_send()))
+            for _ in range(100):  # 1 KiB frames, a window's worth a read
+                while out:
+                    client.receive_data(out.pop(0))  # the server's WINDOW_UPDATEs reach the client
+                for _ in range(64):
+                    try:
+                        client.send_data(1, b"x" * 1024)
+                    except h2.exceptions.FlowControlError:
+                        break
+                    frames += 1
+                await p.handle(RawData(client.data_to_send()))
+                await trio.lowlevel.checkpoint()
+            await p.handle(Closed())
+    assert frames > 1000  # the connection kept reading after the answer
+
+
+async def test_an_app_answering_a_large_body_unread_does_not_hang_http1(autojump_clock: Any) -> None:
+    """The same on HTTP/1.1 with a body of 20 reads of 64 KiB and an app that waits before answering
+    unread (hypercorn's own task group hangs there too: the reader parked in its put for ever)."""
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await trio.sleep(1)  # queued in flow control: the body's reads fill the app's queue
+        await send({"type": "http.response.start", "status": 429,
+                    "headers": [(b"content-length", b"2"), (b"retry-after", b"1"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def send(event: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    with trio.fail_after(10):
+        async with PutNowaitTaskGroup() as tg:
+            p = ReasonPhraseH11Protocol(ASGIWrapper(app), Config(), WorkerContext(None), tg, ConnectionState({}),
+                                        False, ("127.0.0.1", 1000), ("127.0.0.1", 80), send)
+            await p.handle(RawData(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (20 * 65536)))
+            for _ in range(20):
+                await trio.sleep(0.01)
+                await p.handle(RawData(b" " * 65536))
+            await p.handle(Closed())
