@@ -11,7 +11,8 @@ import datetime
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -173,43 +174,75 @@ class Context:
         self.projection.crds.on_change(self.watches.kinds_changed)
 
 
+class WatchEnd:
+    """When one watch response ends: at its deadline, or when :class:`WatchStreams` ends it.
+
+    The stream's body is an async generator: a cancel scope held across its ``yield`` would be
+    exited by whoever closes it (the client gone while a chunk was being written), with that task's
+    own scopes still open above it, and trio refuses ("Cancel scope stack corrupted", seen in CI).
+    So each wait for the next event runs in a scope of its own (:meth:`step`), none is open while
+    the body yields, and ending a watch cancels the wait in progress, if any."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.cancel_called = False
+        self._step: trio.CancelScope | None = None
+
+    def cancel(self) -> None:
+        self.cancel_called = True
+        if self._step is not None:
+            self._step.cancel()
+
+    @contextmanager
+    def step(self) -> Iterator[trio.CancelScope]:
+        """A scope for one wait: cancelled at the deadline or when the watch is ended."""
+        with trio.CancelScope(deadline=self.deadline) as scope:
+            if self.cancel_called:
+                scope.cancel()
+            self._step = scope
+            try:
+                yield scope
+            finally:
+                self._step = None
+
+
 class WatchStreams:
     """The open watch responses, so that shutdown can end them cleanly (as kube does): each one
     finishes its chunked body instead of being cut when the graceful timeout runs out."""
 
     def __init__(self) -> None:
-        self._scopes: set[trio.CancelScope] = set()
+        self._ends: set[WatchEnd] = set()
         self.stopping = False
         # Watches of a custom resource, with the check saying whether its kind is still served as
         # when the watch began (gateway/_wildcard.py ``still_served``).
-        self._served: dict[trio.CancelScope, Callable[[], bool]] = {}
+        self._served: dict[WatchEnd, Callable[[], bool]] = {}
 
     def end_all(self) -> None:
         """End every open watch stream now, and every one opened from now on at once."""
         self.stopping = True
-        for scope in self._scopes:
-            scope.cancel()
+        for end in self._ends:
+            end.cancel()
 
-    def open(self, timeout_s: float, served: Callable[[], bool] | None = None) -> trio.CancelScope:
-        scope = trio.move_on_after(timeout_s)
+    def open(self, timeout_s: float, served: Callable[[], bool] | None = None) -> WatchEnd:
+        end = WatchEnd(trio.current_time() + timeout_s)
         if self.stopping or (served is not None and not served()):
-            scope.cancel()
-        self._scopes.add(scope)
+            end.cancel()
+        self._ends.add(end)
         if served is not None:
-            self._served[scope] = served
-        return scope
+            self._served[end] = served
+        return end
 
-    def close(self, scope: trio.CancelScope) -> None:
-        self._scopes.discard(scope)
-        self._served.pop(scope, None)
+    def close(self, end: WatchEnd) -> None:
+        self._ends.discard(end)
+        self._served.pop(end, None)
 
     def kinds_changed(self) -> None:
         """A tenant's served kinds changed (projections CrdView): end, cleanly, each watch whose
         kind is no longer served as it was."""
-        for scope, served in tuple(self._served.items()):
+        for end, served in tuple(self._served.items()):
             if not served():
-                scope.cancel()
-                del self._served[scope]
+                end.cancel()
+                del self._served[end]
 
 
 def _json_response(body: bytes, code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -876,13 +909,20 @@ def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str
         # Ends at the watch's timeout, at shutdown or when its kind stops being served (``served``):
         # either way the body ends normally, so the chunked response is finished and the client
         # sees a clean end of the stream.
-        scope = watches.open(timeout_s, served)
+        end = watches.open(timeout_s, served)
+        it = lines.__aiter__()
         try:
-            with scope:
-                async for line in lines:
-                    yield line
+            while True:
+                with end.step() as scope:  # (no scope open while this generator yields: WatchEnd)
+                    try:
+                        line = await it.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if scope.cancelled_caught:
+                    break
+                yield line
         finally:
-            watches.close(scope)
+            watches.close(end)
         await lines.aclose()
 
     r = Response(body(), status=200, content_type=content_type)
