@@ -223,10 +223,7 @@ def wants_yaml(accept: str | None) -> bool:
     view or success Status (``transformResponseObject``); a watch is refused (406
     :data:`NOT_ACCEPTABLE_STREAM`: YAML has no stream serializer). An error Status follows
     :func:`plain_yaml` instead."""
-    if accept is None or "yaml" not in accept.lower():
-        return False  # (every request asks: most have no YAML in their Accept)
-    mr = _negotiate(accept)
-    return mr is not None and mr.subtype == "yaml"
+    return _yaml_first(accept, views=True)
 
 
 def plain_yaml(accept: str | None) -> bool:
@@ -234,9 +231,14 @@ def plain_yaml(accept: str | None) -> bool:
     it takes with no ``as``/``g``/``v`` is ``application/yaml``. How kube answers a discovery document
     (``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>[/<version>]``) and every error Status
     (``ErrorNegotiated``): a ``application/yaml;as=Table`` clause does not make a 404 YAML."""
+    return _yaml_first(accept, views=False)
+
+
+def _yaml_first(accept: str | None, *, views: bool) -> bool:
+    """Whether the first clause :func:`_negotiate` takes (with or without views) is YAML."""
     if accept is None or "yaml" not in accept.lower():
-        return False
-    mr = _negotiate(accept, views=False)
+        return False  # (every request asks: most have no YAML in their Accept)
+    mr = _negotiate(accept, views=views)
     return mr is not None and mr.subtype == "yaml"
 
 

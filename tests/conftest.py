@@ -105,6 +105,28 @@ def client_for(running: Running, **kw: Any) -> httpx.AsyncClient:
                              timeout=30, **kw)
 
 
+FLOWCONTROL = "/apis/flowcontrol.apiserver.k8s.io/v1"
+
+
+async def reject_level_for(admin: httpx.AsyncClient, user: str, limited: dict[str, Any]) -> tuple[str, str]:
+    """A Reject priority level ``tiny`` (``limited``: its seats, lending) and a FlowSchema sending
+    every resource request of ``user`` to it, created through ``admin``: (the level's UID, the schema's)."""
+    r = await admin.post(f"{FLOWCONTROL}/prioritylevelconfigurations", json={
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+        "metadata": {"name": "tiny"}, "spec": {"type": "Limited", "limited": {
+            **limited, "limitResponse": {"type": "Reject"}}}})
+    assert r.status_code == 201, r.text
+    level_uid = r.json()["metadata"]["uid"]
+    r = await admin.post(f"{FLOWCONTROL}/flowschemas", json={
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": user},
+        "spec": {"priorityLevelConfiguration": {"name": "tiny"}, "matchingPrecedence": 50,
+                 "rules": [{"subjects": [{"kind": "User", "user": {"name": user}}],
+                            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                               "namespaces": ["*"], "clusterScope": True}]}]}})
+    assert r.status_code == 201, r.text
+    return level_uid, r.json()["metadata"]["uid"]
+
+
 @pytest.fixture
 async def api(server: Running) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(server) as c:

@@ -24,7 +24,7 @@ from gateway._audit_webhook import AuditForwarder, WebhookOptions
 from gateway._gate import Gate
 from gateway._server import serve
 from gateway._settings import Settings, load_audit_policy
-from tests.conftest import client_for, poll_until
+from tests.conftest import client_for, poll_until, reject_level_for
 from tests.integration.test_audit_webhook import (
     CM,
     SECRETS,
@@ -54,7 +54,6 @@ rules:
 """
 OURS = {"alice", "bob", "carol", "dave"}
 DAVE = "dave-token-DDDD"  # no rights; flow control rejects his requests in the test of 429s
-FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
 
 
 def _setup(tmp: Path, wh: AuditWebhook, mode: str) -> dict[str, Any]:
@@ -231,19 +230,7 @@ async def test_blocking_requests_answered_before_routing_send_both_stages(start_
 
             # Flow control's 429s: dave's requests go to a level of no seats that rejects.
             async with client_for(g1) as admin:
-                r = await admin.post(f"{FC}/prioritylevelconfigurations", json={
-                    "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
-                    "metadata": {"name": "tiny"}, "spec": {"type": "Limited", "limited": {
-                        "nominalConcurrencyShares": 0, "limitResponse": {"type": "Reject"}}}})
-                assert r.status_code == 201, r.text
-                r = await admin.post(f"{FC}/flowschemas", json={
-                    "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
-                    "metadata": {"name": "dave"},
-                    "spec": {"priorityLevelConfiguration": {"name": "tiny"}, "matchingPrecedence": 50,
-                             "rules": [{"subjects": [{"kind": "User", "user": {"name": "dave"}}],
-                                        "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
-                                                           "namespaces": ["*"], "clusterScope": True}]}]}})
-                assert r.status_code == 201, r.text
+                await reject_level_for(admin, "dave", {"nominalConcurrencyShares": 0})
             rejected = 0
             for _ in range(4):
                 before = codes.get(f"GET {CM} 429", 0)

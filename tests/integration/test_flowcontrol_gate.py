@@ -14,10 +14,9 @@ import trio
 from gateway._fast import FastPath
 from gateway._gate import Gate
 from gateway._settings import load_audit_policy
-from tests.conftest import StartServer, client_for, poll_until
+from tests.conftest import StartServer, client_for, poll_until, reject_level_for
 
 pytestmark = pytest.mark.integration
-FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
 CM = "/api/v1/namespaces/default/configmaps"
 EVENTS = "/apis/audit.jetkube.io/v1/events"
 POLICY = """
@@ -64,20 +63,7 @@ async def test_gate_rejections_are_the_apps(start_server: StartServer, tmp_path:
                 r = await admin.post(CM, json={"metadata": {"name": f"cm-{i}"}, "data": {"v": "x" * 500}})
                 assert r.status_code == 201, r.text
             # alice's reads go to a level of no seats that rejects: one at a time is served.
-            r = await admin.post(f"{FC}/prioritylevelconfigurations", json={
-                "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
-                "metadata": {"name": "tiny"}, "spec": {"type": "Limited", "limited": {
-                    "nominalConcurrencyShares": 0, "limitResponse": {"type": "Reject"}}}})
-            assert r.status_code == 201, r.text
-            level_uid = r.json()["metadata"]["uid"]
-            r = await admin.post(f"{FC}/flowschemas", json={
-                "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": "alice"},
-                "spec": {"priorityLevelConfiguration": {"name": "tiny"}, "matchingPrecedence": 50,
-                         "rules": [{"subjects": [{"kind": "User", "user": {"name": "alice"}}],
-                                    "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
-                                                       "namespaces": ["*"], "clusterScope": True}]}]}})
-            assert r.status_code == 201, r.text
-            schema_uid = r.json()["metadata"]["uid"]
+            level_uid, schema_uid = await reject_level_for(admin, "alice", {"nominalConcurrencyShares": 0})
             before = (await admin.get("/metrics")).text
 
             out: list[httpx.Response] = []

@@ -22,10 +22,9 @@ from kubernetes.client.exceptions import ApiException
 from actors import FlowControl
 from gateway._gate import Gate
 from gateway._hypercorn_ext import PACE_REPLAY
-from tests.conftest import StartServer, client_for, poll_until
+from tests.conftest import StartServer, client_for, poll_until, reject_level_for
 
 pytestmark = pytest.mark.integration
-FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
 CM = "/api/v1/namespaces/default/configmaps"
 BODY = b"Too many requests, please try again later.\n"
 TEXT = "text/plain; charset=utf-8"
@@ -83,21 +82,8 @@ async def test_apf_rejections_are_kubes_plain_text(start_server: StartServer, tm
     with trio.fail_after(120):
         async with client_for(gw) as admin:
             # alice's requests for resources go to a level of a few seats that rejects and never borrows.
-            r = await admin.post(f"{FC}/prioritylevelconfigurations", json={
-                "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
-                "metadata": {"name": "tiny"}, "spec": {"type": "Limited", "limited": {
-                    "nominalConcurrencyShares": 1, "lendablePercent": 0, "borrowingLimitPercent": 0,
-                    "limitResponse": {"type": "Reject"}}}})
-            assert r.status_code == 201, r.text
-            level_uid = r.json()["metadata"]["uid"]
-            r = await admin.post(f"{FC}/flowschemas", json={
-                "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": "alice"},
-                "spec": {"priorityLevelConfiguration": {"name": "tiny"}, "matchingPrecedence": 50,
-                         "rules": [{"subjects": [{"kind": "User", "user": {"name": "alice"}}],
-                                    "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
-                                                       "namespaces": ["*"], "clusterScope": True}]}]}})
-            assert r.status_code == 201, r.text
-            schema_uid = r.json()["metadata"]["uid"]
+            level_uid, schema_uid = await reject_level_for(
+                admin, "alice", {"nominalConcurrencyShares": 1, "lendablePercent": 0, "borrowingLimitPercent": 0})
             r = await admin.post(CM, json={"metadata": {"name": "cm-1"}})
             assert r.status_code == 201, r.text
 
