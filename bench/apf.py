@@ -43,6 +43,7 @@ import yaml
 from bus import run_nats_server
 
 from ._util import proc_cpu_s
+from ._wrk import ensure_wrk
 
 A_TOKEN, B_TOKEN = "b12-flood-token", "b12-quiet-token"
 A_USER, B_USER = "flood-a", "quiet-b"
@@ -305,10 +306,13 @@ async def reject_cost(gw: _Gw, data: Path, seconds: float = 5.0, conns: int = 64
                                 "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
                                                    "namespaces": ["*"], "clusterScope": True}]}]}})
         assert r.status_code == 201, r.text
+    wrk = await trio.to_thread.run_sync(ensure_wrk, lambda msg: print(msg, file=sys.stderr))
+    if wrk is None:
+        return {"reject_error": "wrk missing and apt-get could not install it"}
     lua = data / "reject.lua"
     lua.write_text(_wrk_lua(A_TOKEN, _in(TA, f"/api/v1/namespaces/{NS}/configmaps/cm-0001")))
     cpu0, t0 = proc_cpu_s(gw.proc.pid) or 0.0, time.monotonic()
-    res = await trio.run_process(["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "-s", str(lua), gw.url],
+    res = await trio.run_process([wrk, "-t1", f"-c{conns}", f"-d{int(seconds)}s", "-s", str(lua), gw.url],
                                  capture_stdout=True, check=False)
     cpu1, t1 = proc_cpu_s(gw.proc.pid) or 0.0, time.monotonic()
     w = _wrk_result(res.stdout.decode())
@@ -398,6 +402,8 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         if profile is not None:
             n.start_soon(spy)
         loaded, codes1 = await _quiet(urls, rate_b, seconds, stages1, starts1)
+    # The flood's own CPU (it shares the machine with the gateways), read while it still runs.
+    flood_cpu = sum(proc_cpu_s(fl.pid) or 0.0 for fl in floods) / max(1e-9, time.monotonic() - t0)
     a: dict[str, Any] = {}
     for fl in floods:
         out = b""
@@ -450,6 +456,7 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         "b_stages_unloaded": _stage_summary(stages0), "b_stages_loaded": _stage_summary(stages1),
         # The gateways' CPU under the flood, and per request they answered (mostly 429s).
         "gateway_cpu_cores_under_flood": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2),
+        "flood_cpu_cores": round(flood_cpu, 2),
         "gateway_cpu_us_per_answered": round(1e6 * (cpu1 - cpu0) / max(1, a_requests + len(loaded)
                                                                         + len(samples)), 1)}
     res["b_p99_within_2x"] = res["b_loaded_p99_ms"] <= 2 * res["b_unloaded_p99_ms"]
@@ -563,7 +570,8 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
             f"B's mean wait in flow control's queues {r.get('b_apf_wait_mean_ms')} ms; "
             f"B beside A at capacity without the flood (closed loop, no 429s): p50 {r.get('b_saturated_p50_ms')} ms, "
             f"p99 {r.get('b_saturated_p99_ms')} ms; "
-            f"gateway CPU {r['gateway_cpu_cores_under_flood']} cores under the flood")
+            f"gateway CPU {r['gateway_cpu_cores_under_flood']} cores under the flood, the flood's generator "
+            f"{r.get('flood_cpu_cores')}")
     if r.get("b_share_of_dispatched") is not None:
         note += f"; B's share of the requests dispatched under the flood {r['b_share_of_dispatched']:.1%}"
     if r.get("fleet_leases_ttl_s"):
