@@ -118,3 +118,59 @@ async def test_a_leader_cancelled_while_it_waits_leaves_the_round_to_the_others(
         gates[1].set()
         gates[0].set()
     assert results == {"a": 1, "b": 2}
+
+
+async def test_a_lone_reader_beside_a_query_in_flight_sends_at_once_after_lone_rounds(
+        mock_clock: trio.testing.MockClock) -> None:
+    """When the rounds answered lately had one caller each (nobody joins while a round waits), a
+    caller arriving while a query is in flight sends its own at once, not when that one ends or is
+    overdue; its answer is still one sent after it arrived. Crowded rounds bring the wait back."""
+    log, gates = _gated_log()
+    results: dict[str, int] = {}
+
+    async def caller(name: str) -> None:
+        results[name] = await log.head()
+
+    async def lone_rounds(k: int) -> None:
+        for i in range(k):
+            async with trio.open_nursery() as n:
+                n.start_soon(caller, f"lone{i}")
+                await wait_all_tasks_blocked()
+                gates[-1].set()
+
+    async def crowded_rounds(k: int) -> None:
+        for i in range(k):
+            async with trio.open_nursery() as n:
+                for j in range(8):
+                    n.start_soon(caller, f"crowd{i}.{j}")
+                for _ in range(4):  # every query answered, those sent as others end too
+                    await wait_all_tasks_blocked()
+                    for g in gates:
+                        g.set()
+
+    async def beside_one_in_flight() -> int:
+        """Queries sent while a caller arrives beside one in flight (before it ends or is overdue)."""
+        sent = len(gates)
+        async with trio.open_nursery() as n:
+            n.start_soon(caller, "first")
+            await wait_all_tasks_blocked()
+            n.start_soon(caller, "second")
+            await wait_all_tasks_blocked()
+            mock_clock.jump(_log.HEAD_PIPELINE_AFTER_S / 2)
+            await wait_all_tasks_blocked()
+            queries = len(gates) - sent
+            gates[sent].set()  # the first's query: sent before "second" arrived
+            await wait_all_tasks_blocked()
+            for g in gates[sent:]:
+                g.set()
+        assert results["second"] == sent + 2  # never the answer of the query in flight when it came
+        return queries
+
+    assert await beside_one_in_flight() == 1  # no round answered yet: the caller waits
+    await lone_rounds(30)
+    assert log._head_demand <= _log.HEAD_LONE_CALLERS
+    assert await beside_one_in_flight() == 2  # sent beside the one in flight, at once
+    await crowded_rounds(10)
+    assert log._head_demand > _log.HEAD_LONE_CALLERS
+    assert await beside_one_in_flight() == 1
+    assert log._head_busy == 0
