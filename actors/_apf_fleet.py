@@ -455,6 +455,7 @@ class _Lease:
     fixed: bool = False  # on its fixed share (the owner unreachable or full) until the next grant
     retry_at: float = math.inf  # the last request timed out (a slow owner): sent again then, not at the renewal
     stale: bool = False  # a reply of an older owner's epoch came since the last grant (asked again at once)
+    used_at: float = -math.inf  # when the level last had seats executing or asked for (idle a TTL after)
 
 
 class LeaseStats(msgspec.Struct, frozen=True):
@@ -497,6 +498,11 @@ class SeatLeases:
         self.on_change = on_change or (lambda: None)
         self.max_leases, self.shards = max_leases, shards
         self.leases: dict[tuple[str, str], _Lease] = {}
+        #: Levels used beyond ``max_leases``: on their fixed share (never leased), and when each was
+        #: last used. Followed as the leases are: the share kept up to date, a level leased once
+        #: there is room, and its entry (here and in ``Dispatcher.leases``) gone once it is gone or
+        #: idle for a TTL (its next use asks again).
+        self.local: dict[tuple[str, str], float] = {}
         self._alive = (1, -math.inf)  # (gateways alive, until when a lower count is not believed)
         self.down_until: dict[int, float] = {}  # shard -> retry its owner then
         self.epochs: dict[int, int] = {}  # shard -> newest owner epoch seen
@@ -548,26 +554,47 @@ class SeatLeases:
         leases = self.d.leases
         assert leases is not None
         wanted, self.d.lease_wanted = self.d.lease_wanted, set()
+        for key, used_at in list(self.local.items()):
+            executing, demand, _, limit = self.d.lease_demand(*key)
+            arrived = self.d.lease_peak.pop(key, 0)
+            if executing or demand or arrived or key in wanted:
+                used_at = self.local[key] = now
+            if (limit == 0 and executing == 0) or now - used_at >= self.ttl_s:  # gone, or idle for a TTL
+                del self.local[key]
+                self._set(key, 0)
+                leases.pop(key, None)
+            elif len(self.leases) < self.max_leases:  # room again: leased, from its fixed share (as
+                del self.local[key]  # after a fallback: what it holds is given back before asking)
+                self.leases[key] = _Lease(shard_of(key[0], self.shards), high=arrived, fixed=True, used_at=used_at)
+            elif leases.get(key) != self.share(limit)[1]:
+                self._set(key, self.share(limit)[1])  # the local limit or the gateways alive changed
         for key in [k for k in self.d.lease_peak if k not in self.leases and k not in wanted]:
-            self.d.lease_peak.pop(key)  # served within a fixed share (beyond the bound): not followed
+            self.d.lease_peak.pop(key)  # a level gone meanwhile: not followed
         for key in wanted:
-            if key not in self.leases:
+            if key not in self.leases and key not in self.local:
                 if len(self.leases) >= self.max_leases:
+                    self.local[key] = now
                     self._set(key, self.share(self.d.lease_demand(*key)[3])[1])  # beyond the bound: local
                     continue
-                self.leases[key] = _Lease(shard_of(key[0], self.shards))
+                self.leases[key] = _Lease(shard_of(key[0], self.shards), used_at=now)
         out: list[tuple[tuple[str, str], LeaseRequest]] = []
         for key, ls in list(self.leases.items()):
             executing, demand, head, limit = self.d.lease_demand(*key)
             cap = leases.get(key, 0)
-            ls.high = max(ls.high, demand, self.d.lease_peak.pop(key, 0))
+            arrived = self.d.lease_peak.pop(key, 0)
+            ls.high = max(ls.high, demand, arrived)
+            if executing or demand or arrived:
+                ls.used_at = now
             budget, fixed = self.share(limit)
-            if limit == 0 and executing == 0 and not ls.busy:  # the tenant or level is gone
+            down = self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
+            if not ls.busy and ((limit == 0 and executing == 0)  # the tenant or level is gone
+                                or (down and now - ls.used_at >= self.ttl_s)):
+                # (idle for a TTL with no owner to give seats back to: what the owner counts for this
+                # gateway lapses by itself; a level used again asks again)
                 del self.leases[key]
                 self._set(key, 0)
                 leases.pop(key, None)
                 continue
-            down = self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
             # Invariant: a grant is used no later than the owner counts it (until ok_at + TTL), even
             # with a renewal in flight across the lapse (a retried one is, when the owner is slow):
             # its reply sets the grant again, and the owner counts the seats it then holds. On the
@@ -674,7 +701,7 @@ class SeatLeases:
         beyond ``max_leases`` (never leased). The dump's LimitSource; no decision reads it."""
         ls = self.leases.get(key)
         if ls is None:
-            return key in (self.d.leases or {})  # beyond max_leases: the fixed share (plan)
+            return key in self.local  # beyond max_leases: the fixed share (plan)
         now = trio.current_time()
         return ls.fixed or self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
 
