@@ -259,7 +259,9 @@ async def run_fleet(dispatcher: Dispatcher, bridge: Bridge, subject: str, *, per
 # the owner's lease lapses another gateway takes it over, learns for one TTL what the gateways say
 # they hold (granting no more than that or their fixed share), then grants again. The owner's revision
 # of the key at the takeover is its epoch: a gateway ignores grants and refusals from an older epoch (an owner
-# that lost the shard and has not noticed yet), and asks again at once (the new owner).
+# that lost the shard and has not noticed yet), and asks again at once (the new owner); but an older
+# epoch answering when the newest has not for a TTL is taken (an owner that lost its lease stops
+# answering within a TTL): the lease bucket was deleted and made again, its revisions restarted at 1.
 
 SHARDS = 8  #: shards of the tenants' budgets (each with its own owner lease and subject)
 LEASE_TTL_S = 3.0  #: the owner lease's and every grant's lifetime (the lease renewed every third, grants every half of it)
@@ -506,6 +508,8 @@ class SeatLeases:
         self._alive = (1, -math.inf)  # (gateways alive, until when a lower count is not believed)
         self.down_until: dict[int, float] = {}  # shard -> retry its owner then
         self.epochs: dict[int, int] = {}  # shard -> newest owner epoch seen
+        self.heard: dict[int, float] = {}  # shard -> when a reply of that epoch last came
+        self.epoch_resets = 0  # times a lower epoch was taken (the owners' lease bucket made again)
         self.fallen: set[int] = set()  # shards on their fixed shares since a failure (until a grant)
         self.slow_since: dict[int, float] = {}  # shard -> its first lease request timed out since a grant
         self.wake = trio.Event()
@@ -665,7 +669,8 @@ class SeatLeases:
             ls.fixed = True
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
-        if reply.epoch < self.epochs.get(ls.shard, 0):
+        newest = self.epochs.get(ls.shard, 0)
+        if reply.epoch < newest and now - self.heard.get(ls.shard, -math.inf) < self.ttl_s:
             # An owner that lost the shard meanwhile (it has not noticed yet) answered before the new
             # one, a grant or a refusal (its budgets are no longer the fleet's): the grant is kept
             # (it lapses as before), not the fixed share, and the request sent again, to the new
@@ -679,13 +684,21 @@ class SeatLeases:
                 ls.stale, ls.retry_at = True, now
                 self.wake.set()  # the run loop's next pass (PLAN_GAP_S on), not its retry_s wait
             return
+        if reply.epoch < newest:
+            # An older epoch than the newest seen, and no reply of that one for a TTL: whichever
+            # owner had it would have answered (or lost its lease and stopped answering) by now, so
+            # this is the owner: its lease bucket was deleted and made again (revisions restart at 1).
+            self.epoch_resets += 1
+            log.info("APF fleet: the owner of shard %d answers at epoch %d, below %d, unheard for a TTL: "
+                     "its lease bucket was made again; epoch %d from now", ls.shard, reply.epoch, newest, reply.epoch)
+        self.epochs[ls.shard] = reply.epoch
+        self.heard[ls.shard] = now
         if reply.granted < 0:
             self.failures["refused"] += 1
             ls.local_until = now + self.ttl_s
             ls.fixed = True
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
-        self.epochs[ls.shard] = reply.epoch
         self.down_until.pop(ls.shard, None)
         self.slow_since.pop(ls.shard, None)
         if ls.shard in self.fallen:
