@@ -38,7 +38,7 @@ from bus import BusError, Key
 from kinds import Registry
 from kinds._errors import ApiError
 from kinds._quantity import parse_quantity
-from projections import DELETED, Change, Projection, ProjectionError, follow_changes
+from projections import DELETED, Change, ChangeFeed, Projection, ProjectionError
 
 from ._admission_plugins import _COUNTED, _POD_COMPUTE, _fmt, is_claim_usage, usage_of
 from ._runtime import Stage, WorkQueue, every
@@ -267,7 +267,7 @@ class QuotaController:
             self.enqueue((key.tenant, key.namespace))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes(accept=self.wants)
+        changes = self.projection.feed(accept=self.wants)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(every, self.resync_s, self.resync)
@@ -285,8 +285,9 @@ class QuotaController:
                 finally:
                     self.stage.latency.observe(trio.current_time() - t0)
 
-    async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        await follow_changes(changes, lambda key, ch: self.on_change(*key, ch))
+    async def _follow(self, changes: ChangeFeed) -> None:
+        """Every change; a change lost (the feed was full) resyncs once the feed is drained."""
+        await changes.follow(lambda key, ch: self.on_change(*key, ch), self.resync, name="the quota controller")
 
     async def _timer(self) -> NoReturn:
         """Moves rechecks into the queue as they fall due."""
