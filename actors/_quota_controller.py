@@ -209,7 +209,9 @@ class QuotaController:
         return due
 
     def resync(self) -> None:
-        """Every namespace with a quota, in every tenant."""
+        """Every namespace with a quota, in every tenant: recounted once settled, and at once where
+        a quota's status lacks its hard limits (as :meth:`on_change` does: a quota created while
+        its change was lost from the feed is filled in at once, not a ``settle_s`` later)."""
         for (tenant, group, resource), st in list(self.projection.store.resources.items()):
             if (group, resource) != _QUOTAS:
                 continue
@@ -219,6 +221,8 @@ class QuotaController:
                     # Never seen changing here (this gateway just started): another gateway may
                     # have a charge in flight, so it counts as changed now.
                     self._changed[key] = (entry.seq, trio.current_time())
+                if self._needs_fill(entry.data):
+                    self.enqueue((tenant, ns))
                 self.schedule((tenant, ns), self._settled_at(tenant, ns))
 
     # ---- acting ------------------------------------------------------------------------------------

@@ -454,3 +454,30 @@ def test_a_change_lost_by_the_tenancy_router_resyncs_every_tenants_controllers()
             assert resyncs == {("acme", 0): 1, ("acme", 1): 1, ("beta", 0): 2}
             n.cancel_scope.cancel()
     trio.run(main)
+
+
+def test_a_quota_created_while_its_change_was_lost_is_filled_in_at_once() -> None:
+    """Session 10, defect 3: the quota controller fills in a new quota's status at once (its
+    change: ``_needs_fill``); when that change is lost from the full feed, the resync that repairs
+    the loss does the same, not a ``settle_s`` later (nor at the periodic resync, 300 s)."""
+    p = fresh_projection()
+    quota = QuotaController(p, Registry(), None, None)  # type: ignore[arg-type]
+    enqueued: list[tuple[tuple[str, str], float]] = []
+    quota.enqueue = lambda nk: enqueued.append((nk, trio.current_time()))  # type: ignore[method-assign]
+    filled = {"spec": {"hard": {"pods": "1"}}, "status": {"hard": {"pods": "1"}, "used": {"pods": "0"}}}
+
+    async def main() -> None:
+        feed = p.feed(2, accept=quota.wants)
+        async with trio.open_nursery() as n:
+            n.start_soon(quota._follow, feed)
+            await trio.testing.wait_all_tasks_blocked()
+            start = trio.current_time()
+            # One batch: three settled quotas fill the feed, and d's new one (no status yet) is dropped.
+            p.apply_batch([_msg(1 + i, "root", "", "resourcequotas", ns, "q", body=filled) for i, ns in enumerate("abc")]
+                          + [_msg(4, "root", "", "resourcequotas", "d", "q", body={"spec": {"hard": {"pods": "1"}}})])
+            assert p.feed_drops == 1
+            await trio.testing.wait_all_tasks_blocked()
+            assert feed.resyncs == 1 and (("root", "d"), start) in enqueued
+            assert all(nk == ("root", "d") for nk, _ in enqueued)  # the settled ones: later (scheduled)
+            n.cancel_scope.cancel()
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
