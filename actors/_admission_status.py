@@ -22,7 +22,7 @@ from kinds import Registry
 from kinds._admissionreg import policy_type_check, types_to_check
 from kinds._errors import ApiError, Conflict, NotFound
 from kinds._schemas import schema_for
-from projections import DELETED, Change, Projection
+from projections import DELETED, Change, ChangeFeed, Projection
 
 from ._controllers import SYSTEM_USER
 from ._runtime import Actor, WorkQueue, every
@@ -81,12 +81,13 @@ class PolicyStatusController:
         self.queue.add((tenant, name))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes(
+        changes = self.projection.feed(
             accept=lambda key, ch: key[1:] == (GROUP, PLURAL) and ch.type != DELETED)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             self.resync()
-            # The change feed is lossy when full: a periodic resync catches what it dropped.
+            # A change lost from the full feed is repaired at once (ChangeFeed.follow); besides, a
+            # periodic resync, as kube's informers.
             nursery.start_soon(every, RESYNC_S, self.resync)
             task_status.started()
             while True:
@@ -103,10 +104,12 @@ class PolicyStatusController:
                 for _ns, name, _entry in st.iter_entries(None):
                     self.enqueue(tenant, name)
 
-    async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        async for (tenant, group, resource), ch in changes:
-            if (group, resource) == (GROUP, PLURAL) and ch.type != DELETED:
-                self.enqueue(tenant, ch.name)
+    async def _follow(self, changes: ChangeFeed) -> None:
+        """Every change; a change lost (the feed was full) resyncs once the feed is drained."""
+        def on(key: tuple[str, str, str], ch: Change) -> None:
+            if key[1:] == (GROUP, PLURAL) and ch.type != DELETED:
+                self.enqueue(key[0], ch.name)
+        await changes.follow(on, self.resync, name="the admission policy status controller")
 
     async def reconcile(self, tenant: str, name: str) -> None:
         entry = self.projection.get(Key(tenant, GROUP, PLURAL, "", name))

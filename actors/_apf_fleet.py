@@ -259,7 +259,9 @@ async def run_fleet(dispatcher: Dispatcher, bridge: Bridge, subject: str, *, per
 # the owner's lease lapses another gateway takes it over, learns for one TTL what the gateways say
 # they hold (granting no more than that or their fixed share), then grants again. The owner's revision
 # of the key at the takeover is its epoch: a gateway ignores grants and refusals from an older epoch (an owner
-# that lost the shard and has not noticed yet), and asks again at once (the new owner).
+# that lost the shard and has not noticed yet), and asks again at once (the new owner); but an older
+# epoch answering when the newest has not for a TTL is taken (an owner that lost its lease stops
+# answering within a TTL): the lease bucket was deleted and made again, its revisions restarted at 1.
 
 SHARDS = 8  #: shards of the tenants' budgets (each with its own owner lease and subject)
 LEASE_TTL_S = 3.0  #: the owner lease's and every grant's lifetime (the lease renewed every third, grants every half of it)
@@ -455,6 +457,7 @@ class _Lease:
     fixed: bool = False  # on its fixed share (the owner unreachable or full) until the next grant
     retry_at: float = math.inf  # the last request timed out (a slow owner): sent again then, not at the renewal
     stale: bool = False  # a reply of an older owner's epoch came since the last grant (asked again at once)
+    used_at: float = -math.inf  # when the level last had seats executing or asked for (idle a TTL after)
 
 
 class LeaseStats(msgspec.Struct, frozen=True):
@@ -497,9 +500,16 @@ class SeatLeases:
         self.on_change = on_change or (lambda: None)
         self.max_leases, self.shards = max_leases, shards
         self.leases: dict[tuple[str, str], _Lease] = {}
+        #: Levels used beyond ``max_leases``: on their fixed share (never leased), and when each was
+        #: last used. Followed as the leases are: the share kept up to date, a level leased once
+        #: there is room, and its entry (here and in ``Dispatcher.leases``) gone once it is gone or
+        #: idle for a TTL (its next use asks again).
+        self.local: dict[tuple[str, str], float] = {}
         self._alive = (1, -math.inf)  # (gateways alive, until when a lower count is not believed)
         self.down_until: dict[int, float] = {}  # shard -> retry its owner then
         self.epochs: dict[int, int] = {}  # shard -> newest owner epoch seen
+        self.heard: dict[int, float] = {}  # shard -> when a reply of that epoch last came
+        self.epoch_resets = 0  # times a lower epoch was taken (the owners' lease bucket made again)
         self.fallen: set[int] = set()  # shards on their fixed shares since a failure (until a grant)
         self.slow_since: dict[int, float] = {}  # shard -> its first lease request timed out since a grant
         self.wake = trio.Event()
@@ -548,26 +558,47 @@ class SeatLeases:
         leases = self.d.leases
         assert leases is not None
         wanted, self.d.lease_wanted = self.d.lease_wanted, set()
+        for key, used_at in list(self.local.items()):
+            executing, demand, _, limit = self.d.lease_demand(*key)
+            arrived = self.d.lease_peak.pop(key, 0)
+            if executing or demand or arrived or key in wanted:
+                used_at = self.local[key] = now
+            if (limit == 0 and executing == 0) or now - used_at >= self.ttl_s:  # gone, or idle for a TTL
+                del self.local[key]
+                self._set(key, 0)
+                leases.pop(key, None)
+            elif len(self.leases) < self.max_leases:  # room again: leased, from its fixed share (as
+                del self.local[key]  # after a fallback: what it holds is given back before asking)
+                self.leases[key] = _Lease(shard_of(key[0], self.shards), high=arrived, fixed=True, used_at=used_at)
+            elif leases.get(key) != self.share(limit)[1]:
+                self._set(key, self.share(limit)[1])  # the local limit or the gateways alive changed
         for key in [k for k in self.d.lease_peak if k not in self.leases and k not in wanted]:
-            self.d.lease_peak.pop(key)  # served within a fixed share (beyond the bound): not followed
+            self.d.lease_peak.pop(key)  # a level gone meanwhile: not followed
         for key in wanted:
-            if key not in self.leases:
+            if key not in self.leases and key not in self.local:
                 if len(self.leases) >= self.max_leases:
+                    self.local[key] = now
                     self._set(key, self.share(self.d.lease_demand(*key)[3])[1])  # beyond the bound: local
                     continue
-                self.leases[key] = _Lease(shard_of(key[0], self.shards))
+                self.leases[key] = _Lease(shard_of(key[0], self.shards), used_at=now)
         out: list[tuple[tuple[str, str], LeaseRequest]] = []
         for key, ls in list(self.leases.items()):
             executing, demand, head, limit = self.d.lease_demand(*key)
             cap = leases.get(key, 0)
-            ls.high = max(ls.high, demand, self.d.lease_peak.pop(key, 0))
+            arrived = self.d.lease_peak.pop(key, 0)
+            ls.high = max(ls.high, demand, arrived)
+            if executing or demand or arrived:
+                ls.used_at = now
             budget, fixed = self.share(limit)
-            if limit == 0 and executing == 0 and not ls.busy:  # the tenant or level is gone
+            down = self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
+            if not ls.busy and ((limit == 0 and executing == 0)  # the tenant or level is gone
+                                or (down and now - ls.used_at >= self.ttl_s)):
+                # (idle for a TTL with no owner to give seats back to: what the owner counts for this
+                # gateway lapses by itself; a level used again asks again)
                 del self.leases[key]
                 self._set(key, 0)
                 leases.pop(key, None)
                 continue
-            down = self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
             # Invariant: a grant is used no later than the owner counts it (until ok_at + TTL), even
             # with a renewal in flight across the lapse (a retried one is, when the owner is slow):
             # its reply sets the grant again, and the owner counts the seats it then holds. On the
@@ -638,7 +669,8 @@ class SeatLeases:
             ls.fixed = True
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
-        if reply.epoch < self.epochs.get(ls.shard, 0):
+        newest = self.epochs.get(ls.shard, 0)
+        if reply.epoch < newest and now - self.heard.get(ls.shard, -math.inf) < self.ttl_s:
             # An owner that lost the shard meanwhile (it has not noticed yet) answered before the new
             # one, a grant or a refusal (its budgets are no longer the fleet's): the grant is kept
             # (it lapses as before), not the fixed share, and the request sent again, to the new
@@ -652,13 +684,21 @@ class SeatLeases:
                 ls.stale, ls.retry_at = True, now
                 self.wake.set()  # the run loop's next pass (PLAN_GAP_S on), not its retry_s wait
             return
+        if reply.epoch < newest:
+            # An older epoch than the newest seen, and no reply of that one for a TTL: whichever
+            # owner had it would have answered (or lost its lease and stopped answering) by now, so
+            # this is the owner: its lease bucket was deleted and made again (revisions restart at 1).
+            self.epoch_resets += 1
+            log.info("APF fleet: the owner of shard %d answers at epoch %d, below %d, unheard for a TTL: "
+                     "its lease bucket was made again; epoch %d from now", ls.shard, reply.epoch, newest, reply.epoch)
+        self.epochs[ls.shard] = reply.epoch
+        self.heard[ls.shard] = now
         if reply.granted < 0:
             self.failures["refused"] += 1
             ls.local_until = now + self.ttl_s
             ls.fixed = True
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
-        self.epochs[ls.shard] = reply.epoch
         self.down_until.pop(ls.shard, None)
         self.slow_since.pop(ls.shard, None)
         if ls.shard in self.fallen:
@@ -674,7 +714,7 @@ class SeatLeases:
         beyond ``max_leases`` (never leased). The dump's LimitSource; no decision reads it."""
         ls = self.leases.get(key)
         if ls is None:
-            return key in (self.d.leases or {})  # beyond max_leases: the fixed share (plan)
+            return key in self.local  # beyond max_leases: the fixed share (plan)
         now = trio.current_time()
         return ls.fixed or self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
 

@@ -30,9 +30,9 @@ from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, Invalid,
 from projections import (
     DELETED,
     Change,
+    ChangeFeed,
     Projection,
     WatchFilter,
-    follow_changes,
     parse_field_selector,
     parse_label_selector,
 )
@@ -193,12 +193,12 @@ class Controllers:
         for _, name, _ in st.iter_entries(None):
             self.enqueue(name)
 
-    async def run(self, *, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]] | None = None,
+    async def run(self, *, changes: ChangeFeed | None = None,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         """``changes``: the projection's changes (a tenant's only, from the tenancy controller);
         None: subscribe to all of them."""
         if changes is None:
-            changes = self.projection.subscribe_changes(accept=self.wants)
+            changes = self.projection.feed(accept=self.wants)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(every, self.resync_s, self.resync)
@@ -212,8 +212,10 @@ class Controllers:
                     log.warning("reconcile of namespace %s failed: %s; will retry", ns, e)
                     nursery.start_soon(self.queue.add_later, ns, 1.0)
 
-    async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        await follow_changes(changes, lambda key, ch: self.on_change(ch, *key))
+    async def _follow(self, changes: ChangeFeed) -> None:
+        """Every change; a change lost (the feed was full) resyncs once the feed is drained."""
+        await changes.follow(lambda key, ch: self.on_change(ch, *key), self.resync,
+                             name=f"the namespace controllers of tenant {self.tenant}")
 
     async def reconcile(self, ns: str) -> None:
         entry = self.projection.get(Key(self.tenant, *NAMESPACES, "", ns))

@@ -26,7 +26,7 @@ from kinds._crd import (
     terminating_status,
 )
 from kinds._errors import ApiError, Conflict, NotFound
-from projections import DELETED, Change, Projection
+from projections import DELETED, Change, ChangeFeed, Projection
 
 from ._controllers import SYSTEM_USER
 from ._runtime import Actor, WorkQueue
@@ -65,7 +65,7 @@ class CrdControllers:
                 self.enqueue(tenant, name)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes(accept=self._wants)
+        changes = self.projection.feed(accept=self._wants)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             self.resync()
@@ -84,18 +84,22 @@ class CrdControllers:
         at the state again after)."""
         return key[1:] == (CRD_GROUP, CRD_PLURAL) or key in self._terminating
 
-    async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        async for (tenant, group, resource), ch in changes:
-            if (group, resource) == (CRD_GROUP, CRD_PLURAL):
-                self.enqueue(tenant, ch.name)
-                if ch.type != DELETED:
-                    continue
-                for other in list(self.projection.crds.crds.get(tenant, {})):
-                    self.enqueue(tenant, other)  # names it held may be free now (kube's naming controller)
-            # A terminating CRD's instances going: check whether it may go now.
-            owner = self._terminating.get((tenant, group, resource))
-            if owner is not None:
-                self.enqueue(tenant, owner)
+    def on_change(self, tenant: str, group: str, resource: str, ch: Change) -> None:
+        if (group, resource) == (CRD_GROUP, CRD_PLURAL):
+            self.enqueue(tenant, ch.name)
+            if ch.type != DELETED:
+                return
+            for other in list(self.projection.crds.crds.get(tenant, {})):
+                self.enqueue(tenant, other)  # names it held may be free now (kube's naming controller)
+        # A terminating CRD's instances going: check whether it may go now.
+        owner = self._terminating.get((tenant, group, resource))
+        if owner is not None:
+            self.enqueue(tenant, owner)
+
+    async def _follow(self, changes: ChangeFeed) -> None:
+        """Every change; a change lost (the feed was full) resyncs every CRD once the feed is
+        drained (this controller has no periodic resync: a loss was never repaired before)."""
+        await changes.follow(lambda key, ch: self.on_change(*key, ch), self.resync, name="the CRD controllers")
 
     def _claimed(self, tenant: str, crd: dict[str, Any]) -> tuple[set[str], set[str]]:
         group = (crd.get("spec") or {}).get("group")

@@ -35,7 +35,7 @@ from bus import BusError, Key
 from kinds import Registry, ResourceDef
 from kinds._errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
 from kinds._gc import FINALIZER_FOREGROUND, FINALIZER_ORPHAN, GcView, OwnerRef, gc_view, split_api_version
-from projections import DELETED, Change, Projection, follow_changes
+from projections import DELETED, Change, ChangeFeed, Projection
 
 from ._decide import now_rfc3339
 from ._runtime import Actor, WorkQueue, every
@@ -115,8 +115,7 @@ def _wants(key: tuple[str, str, str], ch: Change) -> bool:
     did before (its index entry then goes). A change where neither state might matter finds the
     object unindexed, provided the collector saw the change before it (its previous state, with no
     owners). A change lost from a full channel breaks that: the collector then resyncs as soon as it
-    has handled what was queued (:meth:`GarbageCollector.feed_dropped`), not at the next periodic
-    resync."""
+    has handled what was queued (``ChangeFeed.follow``), not at the next periodic resync."""
     return (ch.type == DELETED or _might_matter(ch.entry.data)
             or (ch.prev is not None and _might_matter(ch.prev.data)))
 
@@ -135,10 +134,7 @@ class GarbageCollector:
         self.resync_s = resync_s
         self.retry_s = retry_s
         self.feed_size = feed_size
-        #: A change was dropped for this collector and no resync followed yet (see ``_follow``).
-        self._lost = False
-        #: Resyncs made because the change feed dropped changes.
-        self.resync_after_loss = 0
+        self.feed: ChangeFeed | None = None  # its change feed (``subscribe``)
         self._by_kind: dict[tuple[str, str], ResourceDef] = {}
         #: Objects this collector deleted or changed (for metrics and tests).
         self.actions = 0
@@ -251,13 +247,14 @@ class GarbageCollector:
                 if _might_matter(entry.data):
                     self.observe(Key(tenant, group, resource, ns, name), gc_view(entry.data))
 
-    def feed_dropped(self) -> None:
-        """The projection dropped a change for this collector (its channel was full): called in the
-        fold, so only a mark; ``_follow`` resyncs once it has handled what was queued."""
-        self._lost = True
+    @property
+    def resync_after_loss(self) -> int:
+        """Resyncs made because the change feed dropped changes."""
+        return self.feed.resyncs if self.feed is not None else 0
 
-    def subscribe(self) -> trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]:
-        return self.projection.subscribe_changes(self.feed_size, accept=_wants, on_drop=self.feed_dropped)
+    def subscribe(self) -> ChangeFeed:
+        self.feed = self.projection.feed(self.feed_size, accept=_wants)
+        return self.feed
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         changes = self.subscribe()
@@ -289,18 +286,11 @@ class GarbageCollector:
             for task, key in retry:
                 self.enqueue(task, key)
 
-    async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        """Handle every change sent; after a change was lost (``feed_dropped``), resync from the
-        projection's state as soon as the channel is drained: the changes still queued are older than
-        that state, so the resync comes after them (the index it builds is not overwritten by them)."""
-        def handle(key: tuple[str, str, str], ch: Change) -> None:
-            self.on_change(*key, ch)
-            if self._lost and changes.statistics().current_buffer_used == 0:
-                self._lost = False
-                self.resync_after_loss += 1
-                log.info("the change feed dropped changes for the garbage collector (channel full): resyncing")
-                self.resync()
-        await follow_changes(changes, handle)
+    async def _follow(self, changes: ChangeFeed) -> None:
+        """Handle every change sent; after a change was lost, resync from the projection's state as
+        soon as the channel is drained (:meth:`ChangeFeed.follow`: the resync comes after the changes
+        still queued, so the index it builds is not overwritten by them)."""
+        await changes.follow(lambda key, ch: self.on_change(*key, ch), self.resync, name="the garbage collector")
 
     # ---- acting ------------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from bus import BusError, Key
 from kinds import Registry
 from kinds._errors import ApiError
 from kinds._quantity import parse_quantity
-from projections import DELETED, Change, Projection, ProjectionError, follow_changes
+from projections import DELETED, Change, ChangeFeed, Projection, ProjectionError
 
 from ._admission_plugins import _COUNTED, _POD_COMPUTE, _fmt, is_claim_usage, usage_of
 from ._runtime import Stage, WorkQueue, every
@@ -209,7 +209,9 @@ class QuotaController:
         return due
 
     def resync(self) -> None:
-        """Every namespace with a quota, in every tenant."""
+        """Every namespace with a quota, in every tenant: recounted once settled, and at once where
+        a quota's status lacks its hard limits (as :meth:`on_change` does: a quota created while
+        its change was lost from the feed is filled in at once, not a ``settle_s`` later)."""
         for (tenant, group, resource), st in list(self.projection.store.resources.items()):
             if (group, resource) != _QUOTAS:
                 continue
@@ -219,6 +221,8 @@ class QuotaController:
                     # Never seen changing here (this gateway just started): another gateway may
                     # have a charge in flight, so it counts as changed now.
                     self._changed[key] = (entry.seq, trio.current_time())
+                if self._needs_fill(entry.data):
+                    self.enqueue((tenant, ns))
                 self.schedule((tenant, ns), self._settled_at(tenant, ns))
 
     # ---- acting ------------------------------------------------------------------------------------
@@ -267,7 +271,7 @@ class QuotaController:
             self.enqueue((key.tenant, key.namespace))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes(accept=self.wants)
+        changes = self.projection.feed(accept=self.wants)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
             nursery.start_soon(every, self.resync_s, self.resync)
@@ -285,8 +289,9 @@ class QuotaController:
                 finally:
                     self.stage.latency.observe(trio.current_time() - t0)
 
-    async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        await follow_changes(changes, lambda key, ch: self.on_change(*key, ch))
+    async def _follow(self, changes: ChangeFeed) -> None:
+        """Every change; a change lost (the feed was full) resyncs once the feed is drained."""
+        await changes.follow(lambda key, ch: self.on_change(*key, ch), self.resync, name="the quota controller")
 
     async def _timer(self) -> NoReturn:
         """Moves rechecks into the queue as they fall due."""

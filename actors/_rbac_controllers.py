@@ -28,6 +28,7 @@ from kinds._errors import AlreadyExists, ApiError, Conflict, NotFound
 from projections import (
     RBAC_GROUP,
     Change,
+    ChangeFeed,
     Projection,
     ProjectionError,
     Rule,
@@ -175,12 +176,12 @@ class RbacControllers:
             wrote = True
         return wrote
 
-    async def run(self, *, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]] | None = None,
+    async def run(self, *, changes: ChangeFeed | None = None,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         """``changes``: the projection's changes (a tenant's only, from the tenancy controller);
         None: subscribe to all of them."""
         if changes is None:
-            changes = self.projection.subscribe_changes(
+            changes = self.projection.feed(
                 accept=lambda key, _: key == (self.tenant, RBAC_GROUP, "clusterroles"))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, changes)
@@ -202,7 +203,10 @@ class RbacControllers:
         await trio.sleep(1.0)
         self._wake.set()
 
-    async def _follow(self, changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]) -> None:
-        async for (tenant, group, resource), _ in changes:
-            if tenant == self.tenant and group == RBAC_GROUP and resource == "clusterroles":
+    async def _follow(self, changes: ChangeFeed) -> None:
+        """A ClusterRole changed: aggregate again; a change lost (the feed was full): the same, once
+        the feed is drained (aggregation looks at every ClusterRole)."""
+        def on(key: tuple[str, str, str], _: Change) -> None:
+            if key == (self.tenant, RBAC_GROUP, "clusterroles"):
                 self._wake.set()
+        await changes.follow(on, self._wake.set, name=f"ClusterRole aggregation of tenant {self.tenant}")

@@ -29,7 +29,7 @@ import trio
 from bus import ROOT_TENANT, BusError, Key
 from kinds import LOGICAL_CLUSTERS, NAMESPACES, TENANCY_GROUP, Registry
 from kinds._errors import AlreadyExists, ApiError, Cause, Conflict, Forbidden, NotFound, invalid
-from projections import Projection, ProjectionError
+from projections import Change, ChangeFeed, Projection, ProjectionError
 
 from ._controllers import SYSTEM_USER, Controllers
 from ._rbac_controllers import RbacControllers
@@ -146,14 +146,14 @@ class Tenancy:
         self._nursery: trio.Nursery | None = None
         #: One subscription to the projection's changes, routed to each tenant's controllers (not
         #: one subscription per controller per tenant, which would offer every change to all).
-        self._routes: dict[str, tuple[trio.MemorySendChannel[Any], ...]] = {}
+        self._routes: dict[str, tuple[ChangeFeed, ...]] = {}
 
     def _request(self, tenant: str, **kw: Any) -> Request:
         return Request(user=SYSTEM_USER, audit_id=str(uuid.uuid4()), user_agent="jetkube-tenancy-controller",
                        tenant=tenant, **kw)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        changes = self.projection.subscribe_changes(accept=self._wants)
+        changes = self.projection.feed(accept=self._wants)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._follow, changes)
@@ -171,18 +171,25 @@ class Tenancy:
         tenant = key[0]
         return tenant != ROOT_TENANT or key[1:] == LOGICAL_CLUSTERS
 
-    async def _follow(self, changes: Any) -> None:
-        async for item in changes:
-            (tenant, group, resource), _ = item
+    async def _follow(self, changes: ChangeFeed) -> None:
+        """Route each change to its tenant's controllers (a route full: a loss, which those
+        controllers repair by resyncing once they have drained it: ``ChangeFeed``); a change lost
+        here (this feed was full) may have been any tenant's: every route counts it lost, and the
+        logical clusters are reconciled again."""
+        def route(key: tuple[str, str, str], ch: Change) -> None:
+            tenant, group, resource = key
             if tenant == ROOT_TENANT and (group, resource) == LOGICAL_CLUSTERS:
                 self._wake.set()
-            for send in self._routes.get(tenant, ()):
-                try:
-                    send.send_nowait(item)
-                except trio.WouldBlock:
-                    pass  # lossy as the projection's own subscriptions: the controllers resync
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    pass
+            for feed in self._routes.get(tenant, ()):
+                feed.offer((key, ch))
+
+        def lost() -> None:
+            self._wake.set()
+            for feeds in self._routes.values():
+                for feed in feeds:
+                    feed.lose()
+
+        await changes.follow(route, lost, name="the tenancy controller")
 
     def reconcile(self) -> None:
         """Start the controllers of new tenants, the emptying of deleted ones; stop what is gone."""
@@ -213,9 +220,8 @@ class Tenancy:
     async def _serve(self, name: str, scope: trio.CancelScope) -> None:
         with scope:
             # Routed from the start: what changes while the tenant bootstraps is not missed.
-            send_rbac, recv_rbac = trio.open_memory_channel[Any](10_000)
-            send_ctl, recv_ctl = trio.open_memory_channel[Any](10_000)
-            routes = self._routes[name] = (send_rbac, send_ctl)
+            rbac_feed, ctl_feed = ChangeFeed(10_000), ChangeFeed(10_000)
+            routes = self._routes[name] = (rbac_feed, ctl_feed)
             try:
                 rbac = RbacControllers(self.projection, self.registry, self.resource, tenant=name)
                 ctl = Controllers(self.projection, self.registry, self.resource, tenant=name,
@@ -234,8 +240,8 @@ class Tenancy:
                         log.warning("bootstrap of tenant %s incomplete: %s; retrying", name, e)
                         await trio.sleep(1.0)
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(partial(rbac.run, changes=recv_rbac))
-                    await nursery.start(partial(ctl.run, changes=recv_ctl))
+                    await nursery.start(partial(rbac.run, changes=rbac_feed))
+                    await nursery.start(partial(ctl.run, changes=ctl_feed))
             finally:
                 if self._routes.get(name) is routes:
                     del self._routes[name]

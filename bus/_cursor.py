@@ -42,8 +42,10 @@ class LeasedCursor:
         self._kv: Any = None
         self._kv_nc: Any = None
         self._lock = trio.Lock()  # one compare-and-swap at a time from this holder
-        #: The key's revision this holder last wrote (0: none yet). It only grows, so the revision
-        #: written when a holder took the lease over is a fencing token (an epoch) for it.
+        #: The key's revision this holder last wrote (0: none yet). It grows as long as the bucket
+        #: lives, so the revision written when a holder took the lease over is a fencing token (an
+        #: epoch) for it; a bucket deleted and made again starts again at 1 (its readers must allow
+        #: for that: ``actors/_apf_fleet.SeatLeases.settle``).
         self.revision = 0
 
     async def _a_kv(self) -> Any:
@@ -62,6 +64,17 @@ class LeasedCursor:
 
     async def _a_swap(self, holder: str, ttl_s: float, state: dict[str, Any] | None,
                       release: bool) -> dict[str, Any] | None:
+        try:
+            return await self._a_swap_once(holder, ttl_s, state, release)
+        except (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError):
+            # The bucket's stream is gone (deleted: an operator wiped it; or, in a cluster, no leader
+            # for a moment): made again, as on first use, and tried once more. A bucket made again
+            # starts its revisions at 1 again: ``revision`` may go down (see its comment).
+            self._kv = None
+            return await self._a_swap_once(holder, ttl_s, state, release)
+
+    async def _a_swap_once(self, holder: str, ttl_s: float, state: dict[str, Any] | None,
+                           release: bool) -> dict[str, Any] | None:
         kv = await self._a_kv()
         now = time.time()
         try:

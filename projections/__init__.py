@@ -25,6 +25,7 @@ from ._errors import (
     ResourceVersionTooLarge,
     TooOldResourceVersion,
 )
+from ._feed import ChangeFeed, ChangeFilter, follow_changes
 from ._history import (
     MAX_HISTORY_PAGE,
     Revision,
@@ -35,13 +36,11 @@ from ._history import (
     states_at,
 )
 from ._projection import (
-    ChangeFilter,
     ContinueNeedsHistory,
     ListResult,
     Projection,
     ProjectionSettings,
     decode_continue,
-    follow_changes,
 )
 from ._rbac import RBAC_GROUP, Binding, RbacIndex, Rule, TenantRbac
 from ._selectors import (
@@ -68,6 +67,7 @@ __all__ = [
     "BadContinue",
     "Binding",
     "Change",
+    "ChangeFeed",
     "ChangeFilter",
     "ContinueExpired",
     "ContinueNeedsHistory",

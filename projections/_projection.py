@@ -37,6 +37,7 @@ from kinds import CLUSTER_ANNOTATION
 
 from ._crds import CRD_KEY, CrdView
 from ._errors import BadContinue, ContinueExpired, ResourceVersionTooLarge, TooOldResourceVersion
+from ._feed import ChangeFeed, ChangeFilter, _Listener
 from ._history import check_retained, check_still_retained, rows_at, rows_indexed
 from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
@@ -453,8 +454,8 @@ class Projection:
     def subscribe_changes(self, max_queued: int = 10_000, *, accept: ChangeFilter | None = None,
                           on_drop: Callable[[], object] | None = None,
                           ) -> trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]]:
-        """((tenant, group, resource), change) as applied, for controllers. Lossy when full:
-        subscribers must resync from state periodically.
+        """((tenant, group, resource), change) as applied. Lossy when full: a subscriber must
+        resync from state (controllers use :meth:`feed`, which does as soon as it is drained).
 
         ``accept((tenant, group, resource), change)``: whether to send a change (None: every one),
         called as the change is applied, so on the store's state then; it must accept at least what
@@ -469,6 +470,14 @@ class Projection:
         send, recv = trio.open_memory_channel[tuple[tuple[str, str, str], Change]](max_queued)
         self._listeners.append(_Listener(send, accept, on_drop))
         return recv
+
+    def feed(self, max_queued: int = 10_000, *, accept: ChangeFilter | None = None) -> ChangeFeed:
+        """A controller's subscription (as :meth:`subscribe_changes`, ``accept`` alike) whose losses
+        are repaired: :meth:`ChangeFeed.follow` resyncs the controller once it has handled what was
+        queued when a change was dropped, not at its next periodic resync."""
+        feed = ChangeFeed(max_queued)
+        self._listeners.append(_Listener(feed._send, accept, feed.lose))
+        return feed
 
     @property
     def feed_drops(self) -> int:
@@ -874,70 +883,6 @@ class Projection:
         async with trio.open_nursery() as nursery:
             for subject in sorted(missing):
                 nursery.start_soon(fetch, subject)
-
-
-#: A change subscription's test (``Projection.subscribe_changes``): ((tenant, group, resource), change) -> send it.
-ChangeFilter = Callable[[tuple[str, str, str], Change], bool]
-
-
-class _Listener:
-    """One change subscription (``Projection.subscribe_changes``): its channel, its filter, and what
-    went wrong sending to it. :meth:`offer` runs in the fold and never raises: the fold of a batch
-    is never stopped half-way by a subscriber."""
-
-    __slots__ = ("accept", "dropped", "filter_errors", "on_drop", "send")
-
-    def __init__(self, send: trio.MemorySendChannel[tuple[tuple[str, str, str], Change]],
-                 accept: ChangeFilter | None, on_drop: Callable[[], object] | None) -> None:
-        self.send = send
-        self.accept = accept
-        self.on_drop = on_drop
-        self.dropped = 0
-        self.filter_errors = 0
-
-    def offer(self, item: tuple[tuple[str, str, str], Change]) -> None:
-        accept = self.accept
-        if accept is not None:
-            try:
-                if not accept(*item):
-                    return
-            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the fold
-                # Fail open: the subscriber makes its own tests on what it is sent.
-                self.filter_errors += 1
-                if self.filter_errors == 1:
-                    _log.exception("a change filter (%r) raised on %s/%s; sending its changes when it raises "
-                                   "(logged once per subscription)", accept, item[0], item[1].name)
-        try:
-            self.send.send_nowait(item)
-        except trio.WouldBlock:
-            self.dropped += 1  # the subscriber resyncs from state (see subscribe_changes)
-            if self.on_drop is not None:
-                try:
-                    self.on_drop()
-                except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the fold
-                    _log.exception("a change subscription's on_drop raised")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the subscriber is gone
-
-
-async def follow_changes(changes: trio.MemoryReceiveChannel[tuple[tuple[str, str, str], Change]],
-                         handle: Callable[[tuple[str, str, str], Change], object]) -> None:
-    """Call ``handle`` with every change of a subscription, until its channel closes. ``async for``
-    over a memory channel yields to the scheduler once per item; here the changes queued when the
-    task wakes are taken together, up to ``FOLLOW_BATCH`` per scheduling round (so a burst is not
-    one long step of the loop)."""
-    async for item in changes:
-        handle(*item)
-        for _ in range(FOLLOW_BATCH - 1):
-            try:
-                item = changes.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break  # (a closed channel: the next receive ends the loop)
-            handle(*item)
-
-
-#: Changes :func:`follow_changes` hands on per scheduling round at most.
-FOLLOW_BATCH = 64
 
 
 class ContinueNeedsHistory(Exception):

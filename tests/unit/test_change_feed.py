@@ -18,10 +18,12 @@ from actors._controllers import ROOT_CA_CONFIGMAP, SA_TOKEN_SECRET, Controllers
 from actors._gc import GarbageCollector
 from actors._gc import _wants as _gc_wants
 from actors._quota_controller import QuotaController
+from actors._runtime import every
+from actors._tenancy import Tenancy
 from bus import Actor, Event, Key, LogMessage, encode_event, encode_object_with_rv_slot, object_subject
 from kinds import Registry
-from projections import DELETED, Change, follow_changes
-from projections import _projection as projection_module
+from projections import DELETED, Change, ChangeFeed, Entry, follow_changes
+from projections import _feed as feed_module
 from tests.unit.test_snapshot_format import PREFIX, TENANTS, fresh_projection, make_log
 
 Item = tuple[tuple[str, str, str], Change]
@@ -76,7 +78,7 @@ class _Steps(trio.abc.Instrument):
 def test_follow_changes_hands_on_every_change_in_order_several_per_round() -> None:
     seen: list[int] = []
     steps = _Steps(seen)
-    n = projection_module.FOLLOW_BATCH * 3 + 5
+    n = feed_module.FOLLOW_BATCH * 3 + 5
 
     async def main() -> None:
         send, recv = trio.open_memory_channel[Any](1000)
@@ -101,7 +103,7 @@ def test_follow_changes_hands_on_every_change_in_order_several_per_round() -> No
     trio.run(main, instruments=[steps])
     # At most FOLLOW_BATCH changes per step, and no step per change: a handful for the whole queue.
     gains = [b - a for a, b in zip([0, *steps.marks], steps.marks, strict=False)]
-    assert max(gains) == projection_module.FOLLOW_BATCH
+    assert max(gains) == feed_module.FOLLOW_BATCH
     assert len([g for g in gains if g]) == 5  # 64 + 64 + 64 + 5, then the 3 later ones in one step
 
 
@@ -348,3 +350,134 @@ def test_the_collector_resyncs_once_drained_after_the_feed_dropped_a_change() ->
             assert gc_.resync_after_loss == 1
             n.cancel_scope.cancel()
     trio.run(main)
+
+
+def test_a_feed_resyncs_once_drained_after_a_loss() -> None:
+    """``ChangeFeed``: a change offered to a full feed is dropped and counted, and the follower,
+    once it has handled what was queued, resyncs once (however many were lost); a loss signalled
+    from upstream (``lose``) while the feed is empty wakes the follower, which resyncs at once."""
+    feed = ChangeFeed(2)
+    handled: list[str] = []
+    resyncs: list[int] = []
+    ch = [Change(i, "put", "", f"c{i}", Entry(i, b"{}", {}, {}), None) for i in range(5)]
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            assert [feed.offer((("t", "", "configmaps"), c)) for c in ch] == [True, True, False, False, False]
+            assert feed.dropped == 3 and feed.lost
+            n.start_soon(feed.follow, lambda key, c: handled.append(c.name), lambda: resyncs.append(len(handled)))
+            await trio.testing.wait_all_tasks_blocked()
+            assert handled == ["c0", "c1"] and resyncs == [2] and not feed.lost  # after the queued ones
+            feed.lose()  # upstream: nothing queued here
+            await trio.testing.wait_all_tasks_blocked()
+            assert handled == ["c0", "c1"] and resyncs == [2, 2] and feed.resyncs == 2
+            assert feed.offer((("t", "", "configmaps"), ch[2]))
+            await trio.testing.wait_all_tasks_blocked()
+            assert handled == ["c0", "c1", "c2"] and resyncs == [2, 2]  # no loss: no resync
+            n.cancel_scope.cancel()
+    trio.run(main)
+
+
+def test_the_namespace_controller_repairs_a_dropped_change_at_once() -> None:
+    """Session 10, defect 3: a ServiceAccount ``default`` deleted, and that change lost (the
+    controller's feed was full): the namespace controller resyncs as soon as it has handled what
+    was queued, so the namespace is reconciled (its ``default`` made again) at once, not at the
+    periodic resync (60 s; the clock jumps ahead whenever every task waits)."""
+    p = fresh_projection()
+    ctl = Controllers(p, Registry(), None)  # type: ignore[arg-type]
+    enqueued: dict[str, float] = {}
+    repaired = [trio.Event()]
+
+    def enqueue(ns: str) -> None:
+        enqueued.setdefault(ns, trio.current_time())
+        if ns == "n3":
+            repaired[0].set()
+
+    ctl.enqueue = enqueue  # type: ignore[method-assign]
+
+    async def main() -> None:
+        feed = p.feed(2, accept=ctl.wants)
+        async with trio.open_nursery() as n:
+            n.start_soon(ctl._follow, feed)
+            n.start_soon(every, ctl.resync_s, ctl.resync)
+            p.apply_batch([_msg(1 + i, "root", "", "namespaces", "", f"n{i}", fields={"status.phase": "Active"})
+                           for i in range(4)])
+            await trio.testing.wait_all_tasks_blocked()
+            assert p.feed_drops > 0  # (four namespaces into a feed of two: the start of a loss too)
+            await trio.testing.wait_all_tasks_blocked()
+            enqueued.clear()
+            repaired[0] = trio.Event()
+            start = trio.current_time()
+            # One batch: the root CA ConfigMap edited in three namespaces fills the feed (the first
+            # handed to the waiting follower, two queued), and n3's ServiceAccount deletion is dropped.
+            drops = p.feed_drops
+            p.apply_batch([_msg(10 + i, "root", "", "configmaps", f"n{i}", ROOT_CA_CONFIGMAP) for i in range(3)]
+                          + [_msg(13, "root", "", "serviceaccounts", "n3", "default", delete=True)])
+            assert p.feed_drops == drops + 1
+            with trio.fail_after(ctl.resync_s / 2):
+                await repaired[0].wait()
+            assert enqueued["n3"] - start < 1.0 and feed.resyncs >= 1
+            n.cancel_scope.cancel()
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_change_lost_by_the_tenancy_router_resyncs_every_tenants_controllers() -> None:
+    """The tenancy controller routes its feed to each tenant's controllers (``ChangeFeed.offer``):
+    a change lost from its own feed may have been any tenant's, so every route resyncs (and the
+    logical clusters are reconciled again); a change lost from a full route resyncs that route."""
+    t = Tenancy.__new__(Tenancy)
+    t._wake = trio.Event()
+    routes = {"acme": (ChangeFeed(10), ChangeFeed(10)), "beta": (ChangeFeed(1),)}
+    t._routes = routes  # type: ignore[assignment]
+    resyncs: dict[tuple[str, int], int] = {}
+    ch = [Change(i, "put", "n", f"c{i}", Entry(i, b"{}", {}, {}), None) for i in range(6)]
+
+    async def main() -> None:
+        own = ChangeFeed(2)
+        async with trio.open_nursery() as n:
+            for name, feeds in routes.items():
+                for i, f in enumerate(feeds):
+                    def resync(key: tuple[str, int] = (name, i)) -> None:
+                        resyncs[key] = resyncs.get(key, 0) + 1
+                    n.start_soon(f.follow, lambda key, c: None, resync)
+            await trio.testing.wait_all_tasks_blocked()
+            assert [own.offer(((tenant, "", "configmaps"), c))
+                    for tenant, c in zip(("acme", "acme", "beta"), ch, strict=False)] == [True, True, False]
+            n.start_soon(t._follow, own)
+            await trio.testing.wait_all_tasks_blocked()
+            assert resyncs == {("acme", 0): 1, ("acme", 1): 1, ("beta", 0): 1} and t._wake.is_set()
+            # Three of beta's changes routed in one step: one handed to its follower, one queued (a
+            # route of one), one dropped: only beta resyncs.
+            assert all(own.offer((("beta", "", "configmaps"), c)) for c in ch[3:])
+            await trio.testing.wait_all_tasks_blocked()
+            assert routes["beta"][0].dropped == 1 and own.dropped == 1
+            assert resyncs == {("acme", 0): 1, ("acme", 1): 1, ("beta", 0): 2}
+            n.cancel_scope.cancel()
+    trio.run(main)
+
+
+def test_a_quota_created_while_its_change_was_lost_is_filled_in_at_once() -> None:
+    """Session 10, defect 3: the quota controller fills in a new quota's status at once (its
+    change: ``_needs_fill``); when that change is lost from the full feed, the resync that repairs
+    the loss does the same, not a ``settle_s`` later (nor at the periodic resync, 300 s)."""
+    p = fresh_projection()
+    quota = QuotaController(p, Registry(), None, None)  # type: ignore[arg-type]
+    enqueued: list[tuple[tuple[str, str], float]] = []
+    quota.enqueue = lambda nk: enqueued.append((nk, trio.current_time()))  # type: ignore[method-assign]
+    filled = {"spec": {"hard": {"pods": "1"}}, "status": {"hard": {"pods": "1"}, "used": {"pods": "0"}}}
+
+    async def main() -> None:
+        feed = p.feed(2, accept=quota.wants)
+        async with trio.open_nursery() as n:
+            n.start_soon(quota._follow, feed)
+            await trio.testing.wait_all_tasks_blocked()
+            start = trio.current_time()
+            # One batch: three settled quotas fill the feed, and d's new one (no status yet) is dropped.
+            p.apply_batch([_msg(1 + i, "root", "", "resourcequotas", ns, "q", body=filled) for i, ns in enumerate("abc")]
+                          + [_msg(4, "root", "", "resourcequotas", "d", "q", body={"spec": {"hard": {"pods": "1"}}})])
+            assert p.feed_drops == 1
+            await trio.testing.wait_all_tasks_blocked()
+            assert feed.resyncs == 1 and (("root", "d"), start) in enqueued
+            assert all(nk == ("root", "d") for nk, _ in enqueued)  # the settled ones: later (scheduled)
+            n.cancel_scope.cancel()
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
