@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 import trio
-from quart import Response, request
+from quart import request
 from quart.wrappers.response import IterableBody
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -104,6 +104,7 @@ from ._reads import (
 )
 from ._routes import CLUSTERS_PREFIX, parse, split_tenant
 from ._settings import Settings
+from ._status import ApiResponse as Response
 from ._status import BodyTimeout, write_response
 from ._table import (
     NOT_ACCEPTABLE,
@@ -295,6 +296,7 @@ class _CatchAllAdapter:
 
 class _App(QuartTrio):
     catch_all_rule: Any = None
+    response_class = Response  # (Quart's own answers too: kube's Cache-Control, gateway/_status.py)
 
     def create_url_adapter(self, request: Any) -> Any:
         if request is not None and self.catch_all_rule is not None:
@@ -927,7 +929,6 @@ def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str
 
     r = Response(body(), status=200, content_type=content_type)
     r.timeout = None
-    r.headers["Cache-Control"] = "no-cache, private"
     return r
 
 
@@ -1031,9 +1032,7 @@ async def _openapi(ctx: Context, route: Any) -> Response:
                             content_type="application/octet-stream")
         return _json_response(await ctx.openapi.v2(reg, protobuf=False))
     if sub == "v3":  # (kube-openapi's handler3 answers this index in JSON, whatever the Accept)
-        r = _json_response((await ctx.openapi.v3(reg))[1])
-        r.headers["Cache-Control"] = "no-cache, private"
-        return r
+        return _json_response((await ctx.openapi.v3(reg))[1])
     if sub.startswith("v3/"):
         # handler3: JSON or its protobuf (answered in JSON here), nothing else (406, no body), before
         # the document is looked at.
@@ -1051,7 +1050,8 @@ async def _openapi(ctx: Context, route: Any) -> Response:
                 return r
             r = _json_response(doc)
             r.headers["Etag"] = f'"{etag}"'
-            r.headers["Cache-Control"] = "public, immutable" if wanted else "no-cache, private"
+            if wanted:  # (else kube's default, no-cache, private)
+                r.headers["Cache-Control"] = "public, immutable"
             return r
     raise NotFound("the server could not find the requested resource")
 

@@ -38,10 +38,11 @@ def _gauge(metrics: str, name: str) -> float:
 
 
 def _kubes(r: httpx.Response, head: bool = False) -> None:
-    """kube's APF rejection: 429, its plain text, Retry-After, nosniff, the PF UIDs, an Audit-Id."""
+    """kube's APF rejection: 429, its plain text, Retry-After, nosniff, the PF UIDs, an Audit-Id (and, from
+    its WithCacheControl filter outside flow control's, ``Cache-Control: no-cache, private``)."""
     assert r.status_code == 429, (r.status_code, r.text)
     assert r.headers["Content-Type"] == TEXT and r.headers["X-Content-Type-Options"] == "nosniff"
-    assert r.headers["Retry-After"] == "1"
+    assert r.headers["Retry-After"] == "1" and r.headers.get_list("Cache-Control") == ["no-cache, private"]
     assert r.content == (b"" if head else BODY)
     assert r.headers["X-Kubernetes-PF-FlowSchema-UID"] and r.headers["X-Kubernetes-PF-PriorityLevel-UID"]
     assert r.headers["Audit-Id"]

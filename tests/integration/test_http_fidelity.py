@@ -1,0 +1,67 @@
+"""kube-apiserver's HTTP details that every client sees, through a real gateway: the ``Cache-Control``
+its ``WithCacheControl`` filter puts on every answer (``endpoints/filters/cachecontrol.go``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from gateway._fast import FastPath
+from tests.conftest import StartServer, client_for
+
+pytestmark = pytest.mark.integration
+
+CM = "/api/v1/namespaces/default/configmaps"
+NO_CACHE = ["no-cache, private"]
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+async def test_every_answer_has_kubes_cache_control(start_server: StartServer, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``no-cache, private`` on every answer, whichever path writes it (the fast path, Quart's handler, an
+    error, a watch, a HEAD, a 401 before authentication), once; a handler's own value instead of it
+    (OpenAPI's ``public, immutable`` for a document asked by its hash, the OIDC discovery's max-age)."""
+    fast: list[str] = []
+    real_serve = FastPath._serve
+
+    async def counted(self: FastPath, scope: Any, receive: Any, send: Any, *args: Any) -> None:
+        fast.append(scope["path"])
+        await real_serve(self, scope, receive, send, *args)
+
+    monkeypatch.setattr(FastPath, "_serve", counted)
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("bobtoken,bob,u-bob\n")
+    gw = await start_server(token_file=str(tokens))
+    with trio.fail_after(60):
+        async with client_for(gw) as api:
+            r = await api.post(CM, json={"metadata": {"name": "c1"}})
+            assert r.status_code == 201, r.text
+            answers = [r, await api.get(f"{CM}/c1"), await api.get(CM), await api.head(CM),
+                       await api.get(CM, headers={"Accept": TABLE}), await api.get(CM, headers={"Accept": "application/yaml"}),
+                       await api.get("/api"), await api.get("/apis/apps/v1"), await api.get("/version"),
+                       await api.get("/openapi/v3"), await api.get("/healthz"), await api.get("/metrics"),
+                       await api.get(f"{CM}/missing"), await api.get("/nothing/here"),
+                       await api.post(CM, content=b"{", headers={"Content-Type": "application/json"})]
+            assert fast.count(f"{CM}/c1") == 1 and fast.count(CM) >= 3  # (the fast path's: JSON writes and reads)
+            async with api.stream("GET", CM, params={"watch": "1", "timeoutSeconds": "5"}) as w:
+                assert w.status_code == 200
+                answers.append(w)
+            async with httpx.AsyncClient(base_url=str(gw.http_url)) as anon:
+                answers.append(await anon.get(CM))  # 401
+                answers.append(await anon.get(CM, headers={"Authorization": "Bearer bobtoken"}))  # 403
+            for a in answers:
+                assert a.headers.get_list("Cache-Control") == NO_CACHE, (a.request.method, a.url, a.status_code)
+
+            # A handler's own value replaces it.
+            index = (await api.get("/openapi/v3")).json()
+            url = index["paths"]["api/v1"]["serverRelativeURL"]
+            r = await api.get(url)
+            assert r.status_code == 200 and r.headers.get_list("Cache-Control") == ["public, immutable"]
+            r = await api.get(url.partition("?")[0])  # (no hash: the default)
+            assert r.status_code == 200 and r.headers.get_list("Cache-Control") == NO_CACHE
+            r = await api.get("/.well-known/openid-configuration")
+            assert r.status_code == 200 and r.headers.get_list("Cache-Control") == ["public, max-age=3600"]
