@@ -111,9 +111,11 @@ from ._table import (
     NOT_ACCEPTABLE_STREAM,
     OPENAPI_V2_PROTOBUF,
     OPENAPI_V3_PROTOBUF,
+    VERSION_MEDIA_TYPES,
     View,
     acceptable,
     check_acceptable,
+    check_route,
     check_view,
     list_in_view,
     metadata_api_version,
@@ -935,6 +937,8 @@ def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str
 async def _non_resource(ctx: Context, route: Any) -> Response:
     s = ctx.settings
     if route.kind == "version":
+        # kube's go-restful route, Produces JSON alone: 406 (its Status in YAML when the Accept asks YAML).
+        check_route(request.headers.get("Accept"), VERSION_MEDIA_TYPES)
         return _json_response(_enc.encode(s.version_info()))
     if route.kind == "openapi":
         return await _openapi(ctx, route)

@@ -125,7 +125,7 @@ def status_object(err: ApiError) -> dict[str, Any]:
                            "message": err.message}
     if err.reason:  # empty when an admission webhook denies without one (kube omits it)
         obj["reason"] = err.reason
-    if details:
+    if details or err.empty_details:
         obj["details"] = details
     obj["code"] = err.code
     return obj

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import yaml
 
 from gateway._fast import FastPath
 from tests.conftest import StartServer, client_for
@@ -65,3 +66,24 @@ async def test_every_answer_has_kubes_cache_control(start_server: StartServer, t
             assert r.status_code == 200 and r.headers.get_list("Cache-Control") == NO_CACHE
             r = await api.get("/.well-known/openid-configuration")
             assert r.status_code == 200 and r.headers.get_list("Cache-Control") == ["public, max-age=3600"]
+
+
+async def test_version_is_json_alone(start_server: StartServer) -> None:
+    """``/version`` is a go-restful route that Produces JSON alone (``server/routes/version.go``): an Accept
+    with neither ``application/json`` nor ``*/*`` is its router's 406, a Status negotiated as kube writes its
+    errors (YAML for a YAML Accept, else JSON)."""
+    gw = await start_server()
+    with trio.fail_after(30):
+        async with client_for(gw) as api:
+            for accept in (None, "application/json", "application/json, */*", "*/*", "application/yaml, */*"):
+                r = await api.get("/version", headers={"Accept": accept} if accept else {})
+                assert r.status_code == 200 and r.json()["major"] == "1", (accept, r.text)
+            want = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "406: Not Acceptable\n\nAvailable representations: application/json",
+                    "reason": "NotAcceptable", "details": {}, "code": 406}
+            r = await api.get("/version", headers={"Accept": "application/yaml"})
+            assert r.status_code == 406 and r.headers["Content-Type"] == "application/yaml", r.text
+            assert yaml.safe_load(r.content) == want
+            for accept in ("application/*", "text/html", "*", "application/vnd.kubernetes.protobuf"):
+                r = await api.get("/version", headers={"Accept": accept})
+                assert (r.status_code, r.headers["Content-Type"], r.json()) == (406, "application/json", want), accept
