@@ -52,7 +52,7 @@ from actors import (
     warning_header,
 )
 from bus import ANY_TENANT, ROOT_TENANT, Key
-from kinds import Registry
+from kinds import Registry, ResourceDef
 from kinds._uid import new_uid
 from projections import Change, Projection, now_micro
 
@@ -111,6 +111,8 @@ from ._table import (
     NOT_ACCEPTABLE_STREAM,
     OPENAPI_V2_PROTOBUF,
     OPENAPI_V3_PROTOBUF,
+    ROUTE_MEDIA_TYPES,
+    ROUTE_STREAM_MEDIA_TYPES,
     VERSION_MEDIA_TYPES,
     View,
     acceptable,
@@ -672,6 +674,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     view: View | None = None
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         try:
+            _check_route(rdef, route, verb, method)
             if not acceptable(request.headers.get("Accept")):
                 raise NotAcceptable(NOT_ACCEPTABLE)
             view = _write_view(request.headers.get("Accept"), q, verb, route.subresource, rdef)
@@ -706,6 +709,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         return r
     assert isinstance(result, Allowed)
     proj = ctx.projection
+    _check_route(rdef, route, verb, method)
     check_acceptable(request.headers.get("Accept"))  # 406 for an Accept kube serves nothing of
     table = wants_table(request.headers.get("Accept"))
     include = ""
@@ -788,6 +792,17 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage,
                                                 ctx.converter), timeout, served=served)
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout, served=served)
+
+
+def _check_route(rdef: ResourceDef, route: Any, verb: str, method: str) -> None:
+    """kube's router before its handler (after authorization): a built-in kind's route takes only an Accept
+    naming one of its types or ``*/*`` (:func:`check_route`), a collection's GET its stream types too; a custom
+    resource's handler (apiextensions' crdHandler, not go-restful) only negotiates."""
+    if rdef.crd:
+        return
+    stream = route.legacy_watch or verb in ("list", "watch")
+    check_route(request.headers.get("Accept"), ROUTE_STREAM_MEDIA_TYPES if stream else ROUTE_MEDIA_TYPES,
+                method=method, bodiless=request.headers.get("Content-Length", "") in ("", "0"))
 
 
 def _write_view(accept: str | None, q: dict[str, str], verb: str, subresource: str, rdef: Any) -> View | None:
@@ -990,6 +1005,10 @@ async def _discovery(ctx: Context, route: Any) -> Response:
     accept = request.headers.get("Accept")
     reg = ctx.registry.for_tenant(route.tenant)  # the tenant's CRDs, and only its own
     top = route.path.rstrip("/")
+    if top == "/api":
+        # kube's go-restful /api route (its Produces: JSON, YAML, protobuf) before any negotiation; /apis and
+        # /apis/<group> are kube-aggregator's handlers, which only negotiate (apiserver.go, handler_apis.go).
+        check_route(accept, ROUTE_MEDIA_TYPES)
     if top in ("/api", "/apis"):
         variant = discovery.negotiate_discovery(accept)
         if variant is not None:
@@ -1010,6 +1029,10 @@ async def _discovery(ctx: Context, route: Any) -> Response:
         doc = discovery.api_resource_list(reg, route.group, route.version)
     if doc is None:
         raise NotFound("the server could not find the requested resource")
+    if route.version and any(not d.crd for d in reg.defs if (d.group, d.version) == (route.group, route.version)):
+        # A built-in group-version's discovery is a go-restful route (discovery/version.go); a custom
+        # resources' group-version is apiextensions' handler, which only negotiates.
+        check_route(accept, ROUTE_MEDIA_TYPES)
     check_acceptable(accept, views=False)
     r = _json_response(_enc.encode(doc))
     if plain_yaml(accept):

@@ -12,7 +12,7 @@ import trio
 import yaml
 
 from gateway._fast import FastPath
-from tests.conftest import StartServer, client_for
+from tests.conftest import StartServer, client_for, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +87,71 @@ async def test_version_is_json_alone(start_server: StartServer) -> None:
             for accept in ("application/*", "text/html", "*", "application/vnd.kubernetes.protobuf"):
                 r = await api.get("/version", headers={"Accept": accept})
                 assert (r.status_code, r.headers["Content-Type"], r.json()) == (406, "application/json", want), accept
+
+
+ROUTE_406 = ("406: Not Acceptable\n\nAvailable representations: application/json, application/yaml, "
+             "application/vnd.kubernetes.protobuf")
+STREAM_406 = ROUTE_406 + ", application/json;stream=watch, application/vnd.kubernetes.protobuf;stream=watch"
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+WIDGETS = "/apis/example.com/v1/namespaces/default/widgets"
+
+
+def _refused(r: httpx.Response, message: str, code: int = 406) -> None:
+    assert r.status_code == code, (r.request.url, r.text)
+    assert r.json() == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+                        "reason": "NotAcceptable" if code == 406 else "UnsupportedMediaType", "details": {},
+                        "code": code}
+
+
+async def test_kubes_router_refuses_what_its_routes_do_not_produce(start_server: StartServer, tmp_path: Path) -> None:
+    """A built-in kind's routes, ``/api``, ``/api/v1`` and a built-in ``/apis/<group>/<version>`` are go-restful
+    routes: an Accept naming none of their types (exactly) and no ``*/*`` is the router's 406 (``application/*``
+    and a bare ``*`` among them), after authorization; a bodiless write's is 415. ``/apis`` and
+    ``/apis/<group>`` (kube-aggregator's handlers) and custom resources (apiextensions') only negotiate, so
+    ``application/*`` is JSON there. kubectl's Accepts all pass."""
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("bobtoken,bob,u-bob\n")
+    gw = await start_server(token_file=str(tokens))
+    with trio.fail_after(60):
+        async with client_for(gw) as api:
+            r = await api.post(CRDS, json={
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "widgets.example.com"},
+                "spec": {"group": "example.com", "scope": "Namespaced",
+                         "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                         "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                             "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+            assert r.status_code == 201, r.text
+            r = await api.post(CM, json={"metadata": {"name": "c1"}})
+            assert r.status_code == 201, r.text
+
+            async def served() -> bool:
+                return (await api.get(WIDGETS)).status_code == 200
+
+            await poll_until(served)
+            for accept in ("application/*", "*", "text/html", "Application/JSON"):
+                h = {"Accept": accept}
+                _refused(await api.get(CM, headers=h), STREAM_406)  # (the fast path declines: the app's 406)
+                _refused(await api.get(CM, params={"watch": "1"}, headers=h), STREAM_406)
+                _refused(await api.get(f"{CM}/c1", headers=h), ROUTE_406)
+                _refused(await api.get(f"{CM}/missing", headers=h), ROUTE_406)  # (the router before the handler)
+                _refused(await api.post(CM, json={"metadata": {"name": "c2"}}, headers=h), ROUTE_406)
+                _refused(await api.delete(f"{CM}/c1", headers=h), ROUTE_406)
+                _refused(await api.post(CM, headers=h),
+                         ROUTE_406.replace("406: Not Acceptable", "415: Unsupported Media Type"), 415)
+                for path in ("/api", "/api/v1", "/apis/apps/v1"):
+                    _refused(await api.get(path, headers=h), ROUTE_406)
+            h = {"Accept": "application/*"}
+            for path in ("/apis", "/apis/apps", "/apis/example.com", "/apis/example.com/v1", WIDGETS):
+                r = await api.get(path, headers=h)
+                assert r.status_code == 200 and r.headers["Content-Type"] == "application/json", (path, r.text)
+            # What clients send passes the router.
+            for accept in ("application/json, */*", "*/*", "application/json",
+                           "application/vnd.kubernetes.protobuf,application/json", TABLE,
+                           "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"):
+                for path in (CM, f"{CM}/c1", "/api", "/api/v1", "/apis/apps/v1"):
+                    r = await api.get(path, headers={"Accept": accept})
+                    assert r.status_code == 200, (path, accept, r.text)
+            async with httpx.AsyncClient(base_url=str(gw.http_url)) as anon:  # authorization first
+                r = await anon.get(CM, headers={"Authorization": "Bearer bobtoken", "Accept": "application/*"})
+                assert r.status_code == 403, r.text
