@@ -155,3 +155,20 @@ async def test_kubes_router_refuses_what_its_routes_do_not_produce(start_server:
             async with httpx.AsyncClient(base_url=str(gw.http_url)) as anon:  # authorization first
                 r = await anon.get(CM, headers={"Authorization": "Bearer bobtoken", "Accept": "application/*"})
                 assert r.status_code == 403, r.text
+
+
+async def test_aggregated_discovery_ignores_unknown_parameters(start_server: StartServer) -> None:
+    """kube's aggregated discovery takes a clause whatever parameters it adds (``acceptMediaTypeOptions`` keeps
+    unknown ones aside), and skips plain clauses before it (``DiscoveryEndpointRestrictions``)."""
+    v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    v2beta1 = v2.replace("v=v2", "v=v2beta1")
+    gw = await start_server()
+    with trio.fail_after(30):
+        async with client_for(gw) as api:
+            for accept, content_type in ((f"{v2};foo=bar", v2), (f"{v2beta1};x=1;profile=nopeer", v2beta1),
+                                         (f"{v2};foo=bar,{v2beta1};foo=bar", v2), (f"application/json, {v2}", v2)):
+                for path in ("/api", "/apis"):
+                    r = await api.get(path, headers={"Accept": accept})
+                    assert r.status_code == 200 and r.headers["Content-Type"] == content_type, (path, accept, r.text)
+                    assert r.json()["kind"] == "APIGroupDiscoveryList"
+                    assert r.json()["apiVersion"] == "apidiscovery.k8s.io/" + ("v2" if content_type == v2 else "v2beta1")
