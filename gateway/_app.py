@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 import trio
-from quart import Response, request
+from quart import request
 from quart.wrappers.response import IterableBody
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -52,7 +52,7 @@ from actors import (
     warning_header,
 )
 from bus import ANY_TENANT, ROOT_TENANT, Key
-from kinds import Registry
+from kinds import Registry, ResourceDef
 from kinds._uid import new_uid
 from projections import Change, Projection, now_micro
 
@@ -104,15 +104,20 @@ from ._reads import (
 )
 from ._routes import CLUSTERS_PREFIX, parse, split_tenant
 from ._settings import Settings
+from ._status import ApiResponse as Response
 from ._status import BodyTimeout, write_response
 from ._table import (
     NOT_ACCEPTABLE,
     NOT_ACCEPTABLE_STREAM,
     OPENAPI_V2_PROTOBUF,
     OPENAPI_V3_PROTOBUF,
+    ROUTE_MEDIA_TYPES,
+    ROUTE_STREAM_MEDIA_TYPES,
+    VERSION_MEDIA_TYPES,
     View,
     acceptable,
     check_acceptable,
+    check_route,
     check_view,
     list_in_view,
     metadata_api_version,
@@ -295,6 +300,7 @@ class _CatchAllAdapter:
 
 class _App(QuartTrio):
     catch_all_rule: Any = None
+    response_class = Response  # (Quart's own answers too: kube's Cache-Control, gateway/_status.py)
 
     def create_url_adapter(self, request: Any) -> Any:
         if request is not None and self.catch_all_rule is not None:
@@ -668,6 +674,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     view: View | None = None
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         try:
+            _check_route(rdef, route, verb, method)
             if not acceptable(request.headers.get("Accept")):
                 raise NotAcceptable(NOT_ACCEPTABLE)
             view = _write_view(request.headers.get("Accept"), q, verb, route.subresource, rdef)
@@ -702,6 +709,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         return r
     assert isinstance(result, Allowed)
     proj = ctx.projection
+    _check_route(rdef, route, verb, method)
     check_acceptable(request.headers.get("Accept"))  # 406 for an Accept kube serves nothing of
     table = wants_table(request.headers.get("Accept"))
     include = ""
@@ -784,6 +792,17 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage,
                                                 ctx.converter), timeout, served=served)
     return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts), timeout, served=served)
+
+
+def _check_route(rdef: ResourceDef, route: Any, verb: str, method: str) -> None:
+    """kube's router before its handler (after authorization): a built-in kind's route takes only an Accept
+    naming one of its types or ``*/*`` (:func:`check_route`), a collection's GET its stream types too; a custom
+    resource's handler (apiextensions' crdHandler, not go-restful) only negotiates."""
+    if rdef.crd:
+        return
+    stream = route.legacy_watch or verb in ("list", "watch")
+    check_route(request.headers.get("Accept"), ROUTE_STREAM_MEDIA_TYPES if stream else ROUTE_MEDIA_TYPES,
+                method=method, bodiless=request.headers.get("Content-Length", "") in ("", "0"))
 
 
 def _write_view(accept: str | None, q: dict[str, str], verb: str, subresource: str, rdef: Any) -> View | None:
@@ -927,13 +946,14 @@ def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str
 
     r = Response(body(), status=200, content_type=content_type)
     r.timeout = None
-    r.headers["Cache-Control"] = "no-cache, private"
     return r
 
 
 async def _non_resource(ctx: Context, route: Any) -> Response:
     s = ctx.settings
     if route.kind == "version":
+        # kube's go-restful route, Produces JSON alone: 406 (its Status in YAML when the Accept asks YAML).
+        check_route(request.headers.get("Accept"), VERSION_MEDIA_TYPES)
         return _json_response(_enc.encode(s.version_info()))
     if route.kind == "openapi":
         return await _openapi(ctx, route)
@@ -985,6 +1005,10 @@ async def _discovery(ctx: Context, route: Any) -> Response:
     accept = request.headers.get("Accept")
     reg = ctx.registry.for_tenant(route.tenant)  # the tenant's CRDs, and only its own
     top = route.path.rstrip("/")
+    if top == "/api":
+        # kube's go-restful /api route (its Produces: JSON, YAML, protobuf) before any negotiation; /apis and
+        # /apis/<group> are kube-aggregator's handlers, which only negotiate (apiserver.go, handler_apis.go).
+        check_route(accept, ROUTE_MEDIA_TYPES)
     if top in ("/api", "/apis"):
         variant = discovery.negotiate_discovery(accept)
         if variant is not None:
@@ -1005,6 +1029,10 @@ async def _discovery(ctx: Context, route: Any) -> Response:
         doc = discovery.api_resource_list(reg, route.group, route.version)
     if doc is None:
         raise NotFound("the server could not find the requested resource")
+    if route.version and any(not d.crd for d in reg.defs if (d.group, d.version) == (route.group, route.version)):
+        # A built-in group-version's discovery is a go-restful route (discovery/version.go); a custom
+        # resources' group-version is apiextensions' handler, which only negotiates.
+        check_route(accept, ROUTE_MEDIA_TYPES)
     check_acceptable(accept, views=False)
     r = _json_response(_enc.encode(doc))
     if plain_yaml(accept):
@@ -1031,9 +1059,7 @@ async def _openapi(ctx: Context, route: Any) -> Response:
                             content_type="application/octet-stream")
         return _json_response(await ctx.openapi.v2(reg, protobuf=False))
     if sub == "v3":  # (kube-openapi's handler3 answers this index in JSON, whatever the Accept)
-        r = _json_response((await ctx.openapi.v3(reg))[1])
-        r.headers["Cache-Control"] = "no-cache, private"
-        return r
+        return _json_response((await ctx.openapi.v3(reg))[1])
     if sub.startswith("v3/"):
         # handler3: JSON or its protobuf (answered in JSON here), nothing else (406, no body), before
         # the document is looked at.
@@ -1051,7 +1077,8 @@ async def _openapi(ctx: Context, route: Any) -> Response:
                 return r
             r = _json_response(doc)
             r.headers["Etag"] = f'"{etag}"'
-            r.headers["Cache-Control"] = "public, immutable" if wanted else "no-cache, private"
+            if wanted:  # (else kube's default, no-cache, private)
+                r.headers["Cache-Control"] = "public, immutable"
             return r
     raise NotFound("the server could not find the requested resource")
 

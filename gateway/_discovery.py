@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 DISCOVERY_GROUP = "apidiscovery.k8s.io"
 AGGREGATED_VERSIONS = ("v2", "v2beta1")
-_PLAIN = frozenset({("application", "json"), ("application", "yaml"), ("application", "*"), ("*", "*")})
 _AGGREGATED_TYPES = frozenset({("application", "json"), ("application", "yaml")})
 
 # Per-resource subresources: (group, plural) -> entries in the aggregated shape
@@ -147,24 +146,30 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
 def negotiate_discovery(accept: str | None) -> tuple[str, str] | None:
     """Which aggregated variant to answer (``"v2"`` or ``"v2beta1"``) and the exact Content-Type to send
     (``application/json;...`` or, for a YAML clause, ``application/yaml;...``), from the client's Accept
-    (its order and q-values), or None to answer the legacy document.
+    (its q-values, then its order), or None to answer the legacy document.
 
-    The first clause that can be served decides: an ``as=APIGroupDiscoveryList`` JSON or YAML clause for
-    ``g=apidiscovery.k8s.io`` and a known version wins; a plain JSON/YAML/wildcard clause means legacy.
-    Clauses we cannot serve (protobuf, unknown versions, extra parameters such as a future
-    ``profile=nopeer``) are skipped."""
+    kube's ``WrappedHandler`` negotiates with ``DiscoveryEndpointRestrictions``, which take an aggregated
+    clause only: the first clause (plain ones skipped, wherever they are) whose type is JSON or YAML (or a
+    wildcard: JSON) and whose ``g``/``v``/``as`` name ``APIGroupDiscoveryList`` of ``apidiscovery.k8s.io`` v2 or
+    v2beta1 wins; other parameters are ignored (``profile``, ``pretty``, unknown ones: ``acceptMediaTypeOptions``)
+    but a non-empty ``sv`` (no server version there) or a ``stream`` other than JSON's ``watch``. A protobuf
+    clause, which kube would answer, is skipped: jetkube has no protobuf discovery
+    [apiserver ``discovery/aggregated/{wrapper,negotiation}.go``, ``handlers/negotiation/negotiate.go``]."""
     for mr in parse_accept(accept):
-        params = {k: v for k, v in mr.params.items() if k not in ("charset", "pretty")}
-        if "as" in params:
-            if (mr.type, mr.subtype) not in _AGGREGATED_TYPES:
-                continue
-            if (params.get("as") == "APIGroupDiscoveryList" and params.get("g") == DISCOVERY_GROUP
-                    and params.get("v") in AGGREGATED_VERSIONS and set(params) == {"as", "g", "v"}):
-                v = params["v"]
-                return v, f"application/{mr.subtype};g={DISCOVERY_GROUP};v={v};as=APIGroupDiscoveryList"
+        p = mr.params
+        if not (p.get("as") == "APIGroupDiscoveryList" and p.get("g") == DISCOVERY_GROUP
+                and p.get("v") in AGGREGATED_VERSIONS) or p.get("sv"):
             continue
-        if not params and (mr.type, mr.subtype) in _PLAIN:
-            return None
+        if mr.type == "*" or (mr.type, mr.subtype) == ("application", "*"):
+            subtype = "json"  # (the first of the server's serializers)
+        elif (mr.type, mr.subtype) in _AGGREGATED_TYPES:
+            subtype = mr.subtype
+        else:
+            continue
+        if p.get("stream") and (subtype != "json" or p["stream"] != "watch"):
+            continue
+        v = p["v"]
+        return v, f"application/{subtype};g={DISCOVERY_GROUP};v={v};as=APIGroupDiscoveryList"
     return None
 
 

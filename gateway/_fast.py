@@ -383,14 +383,16 @@ def _gone(receive: Any) -> bool:
         return False
 
 
-_JSON_RANGES = frozenset({"application/json", "*/*", "application/*"})
+#: Spelled exactly so: kube's router takes no other spelling for a built-in kind (``_table.route_accepts``:
+#: ``application/*`` is its 406, the app's).
+_JSON_RANGES = frozenset({"application/json", "*/*"})
 
 
 def _plain_json(accept: str) -> bool:
-    """Whether every clause of an ``Accept`` header is plain JSON or a wildcard, without an ``as``
+    """Whether every clause of an ``Accept`` header is plain JSON or ``*/*``, without an ``as``
     (kubectl's and client-go's JSON reads send ``application/json`` or ``application/json, */*``)."""
     for clause in accept.split(","):
         media, _, params = clause.partition(";")
-        if media.strip().lower() not in _JSON_RANGES or "as=" in params.replace(" ", ""):
+        if media.strip(" ") not in _JSON_RANGES or "as=" in params.replace(" ", ""):
             return False
     return True

@@ -46,7 +46,7 @@ from ._logging import begin_request, note_user
 from ._metrics import request_labels
 from ._pacing import pace_key
 from ._routes import parse, split_tenant
-from ._status import status_for
+from ._status import CACHE_CONTROL, status_for
 
 _READS = ("GET", "HEAD")
 #: What :meth:`Gate._reject` reads of a scope (a replay's scope keeps these only).
@@ -77,10 +77,11 @@ def error_answer(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
 def response_headers(body: bytes, extra: dict[str, str], audit_id: str, adm: Admission,
                      warnings: tuple[str, ...] = ()) -> list[tuple[bytes, bytes]]:
     """The ASGI headers of an answer as the app sends them through Quart: Content-Type (JSON,
-    unless ``extra`` has one), Content-Length, the rest of ``extra`` (e.g. Retry-After), ``Warning``
-    headers (values as sent), Audit-Id, then flow control's two UIDs."""
+    unless ``extra`` has one), Content-Length, Cache-Control (kube's default: ``_status.CACHE_CONTROL``),
+    the rest of ``extra`` (e.g. Retry-After), ``Warning`` headers (values as sent), Audit-Id, then flow
+    control's two UIDs."""
     out = [(b"content-type", extra.get("Content-Type", "application/json").encode()),
-           (b"content-length", b"%d" % len(body))]
+           (b"content-length", b"%d" % len(body)), CACHE_CONTROL]
     if extra:
         out += [(k.lower().encode(), v.encode()) for k, v in extra.items() if k != "Content-Type"]
     if warnings:

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import trio
+from quart import Response
 
 from actors import (
     ApiError,
@@ -40,6 +41,23 @@ log = logging.getLogger("jetkube.gateway")
 _enc = msgspec.json.Encoder()
 #: Go's ``http.Error``: kube-apiserver's filters answer some errors in plain text, not as a Status.
 PLAIN_TEXT = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
+#: kube-apiserver's ``WithCacheControl`` filter (``endpoints/filters/cachecontrol.go``), outside every handler
+#: and every other filter that answers (authentication, flow control, timeouts): each answer carries
+#: ``Cache-Control: no-cache, private`` unless its handler set one of its own (OpenAPI's ``public, immutable``).
+#: Added where answers get their headers: :class:`ApiResponse` (the app's) and ``_gate.response_headers``
+#: (the fast path's, the reject gate's and its replays').
+NO_CACHE = "no-cache, private"
+CACHE_CONTROL = (b"cache-control", NO_CACHE.encode())
+
+
+class ApiResponse(Response):
+    """The app's response class: a Quart response with :data:`CACHE_CONTROL` from the start (after its
+    Content-Type and Content-Length), which a handler replaces by setting its own, as kube's filter sets
+    it before the handler runs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers.add("Cache-Control", NO_CACHE)
 
 
 class BodyTimeout(Exception):
@@ -107,7 +125,7 @@ def status_object(err: ApiError) -> dict[str, Any]:
                            "message": err.message}
     if err.reason:  # empty when an admission webhook denies without one (kube omits it)
         obj["reason"] = err.reason
-    if details:
+    if details or err.empty_details:
         obj["details"] = details
     obj["code"] = err.code
     return obj

@@ -47,6 +47,7 @@ from kinds import (
     CREATED_DESCRIPTION,
     NAME_DESCRIPTION,
     NotAcceptable,
+    UnsupportedMediaType,
     human_duration,
     parse_time,
     translate_timestamp_since,
@@ -171,6 +172,48 @@ def acceptable(accept: str | None, *, views: bool = True) -> bool:
     if accept is None or not accept.strip():
         return True
     return any(_kube_serves(mr, views=views) for mr in parse_accept(accept))
+
+
+#: What kube's go-restful routes produce (``Route.Produces``, ``negotiation.MediaTypesForSerializer``: JSON, YAML,
+#: protobuf; CBOR is off by default): a discovery document's (``/api``, ``/api/v1``, a built-in
+#: ``/apis/<group>/<version>``) and a built-in kind's routes; a collection's GET (list, watch) adds the stream
+#: types (``endpoints/installer.go`` ``allMediaTypes``); ``/version`` is JSON alone (``server/routes/version.go``).
+ROUTE_MEDIA_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+ROUTE_STREAM_MEDIA_TYPES = (*ROUTE_MEDIA_TYPES, "application/json;stream=watch",
+                            "application/vnd.kubernetes.protobuf;stream=watch")
+VERSION_MEDIA_TYPES = ("application/json",)
+
+
+def route_accepts(accept: str | None, produces: tuple[str, ...]) -> bool:
+    """go-restful's ``Route.matchesAccept``, how kube's router picks a route before any handler negotiates:
+    some clause of ``accept`` (an absent or empty header is ``*/*``), its parameters and spaces cut off, is
+    ``*/*`` or, exactly (case and all), one of ``produces``. ``q`` is not looked at, and neither
+    ``application/*`` nor a bare ``*`` matches (kube's handlers would take both)."""
+    accept = accept.strip() if accept else ""
+    for clause in (accept or "*/*").split(","):
+        media = clause.partition(";")[0].strip(" ")
+        if media == "*/*" or media in produces:
+            return True
+    return False
+
+
+def check_route(accept: str | None, produces: tuple[str, ...], *, method: str = "GET",
+                bodiless: bool = True) -> None:
+    """kube's router refusing a request whose Accept no route of its path takes (:func:`route_accepts`):
+    go-restful's ``ServiceError`` written as kube's ``NewGenericServerResponse`` Status (``details: {}``), 406
+    ``406: Not Acceptable`` with the routes' representations; a POST, PUT or PATCH without a body
+    (``bodiless``: no Content-Length, or 0) is 415 ``415: Unsupported Media Type`` instead
+    [go-restful ``jsr311.go`` ``detectRoute``; apiserver ``server/handler.go`` ``serviceErrorHandler``]."""
+    if route_accepts(accept, produces):
+        return
+    available = ", ".join(produces)
+    err: NotAcceptable | UnsupportedMediaType
+    if bodiless and method in ("POST", "PUT", "PATCH"):
+        err = UnsupportedMediaType(f"415: Unsupported Media Type\n\nAvailable representations: {available}")
+    else:
+        err = NotAcceptable(f"406: Not Acceptable\n\nAvailable representations: {available}")
+    err.empty_details = True
+    raise err
 
 
 def check_acceptable(accept: str | None, *, views: bool = True) -> None:
@@ -776,11 +819,13 @@ def view_content_type(view: View) -> str:
 
 
 __all__ = [
-    "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "NOT_ACCEPTABLE", "OPENAPI_V2_PROTOBUF", "OPENAPI_V3_PROTOBUF",
-    "TABLE_V1", "TABLE_V1BETA1", "JSONPathError", "MediaRange", "View", "acceptable", "cells_for", "check_acceptable",
-    "check_view", "columns_for", "columns_from_printer_columns", "human_duration", "jsonpath_find", "list_in_view",
-    "metadata_api_version", "metadata_for_list", "metadata_for_object", "metadata_watch_line", "object_in_view",
-    "openapi_media", "parse_accept", "parse_include_object", "parse_time", "plain_yaml", "table_content_type",
-    "table_for_list", "table_for_object", "table_watch_line", "translate_timestamp_since", "view_content_type",
-    "view_for", "wants_metadata", "wants_protobuf", "wants_table", "wants_yaml",
+    "INCLUDE_METADATA", "INCLUDE_NONE", "INCLUDE_OBJECT", "NOT_ACCEPTABLE", "OPENAPI_V2_PROTOBUF",
+    "OPENAPI_V3_PROTOBUF", "ROUTE_MEDIA_TYPES", "ROUTE_STREAM_MEDIA_TYPES", "TABLE_V1", "TABLE_V1BETA1",
+    "VERSION_MEDIA_TYPES", "JSONPathError", "MediaRange", "View", "acceptable", "cells_for", "check_acceptable",
+    "check_route", "check_view", "columns_for", "columns_from_printer_columns", "human_duration", "jsonpath_find",
+    "list_in_view", "metadata_api_version", "metadata_for_list", "metadata_for_object", "metadata_watch_line",
+    "object_in_view", "openapi_media", "parse_accept", "parse_include_object", "parse_time", "plain_yaml",
+    "route_accepts", "table_content_type", "table_for_list", "table_for_object", "table_watch_line",
+    "translate_timestamp_since", "view_content_type", "view_for", "wants_metadata", "wants_protobuf", "wants_table",
+    "wants_yaml",
 ]

@@ -13,11 +13,10 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from quart import Response
-
 from actors import MethodNotAllowed, NotFound
 
 from ._routes import split_tenant
+from ._status import ApiResponse as Response
 
 PREFIX = "/ui"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "

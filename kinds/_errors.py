@@ -23,6 +23,9 @@ class ApiError(Exception):
 
     code: int = 500
     reason: str = "InternalError"
+    #: ``"details": {}`` in the Status even with nothing in it, as kube's ``NewGenericServerResponse`` writes
+    #: the errors of its go-restful router (a 406 or 415 of a route's ``Produces``).
+    empty_details: bool = False
 
     def __init__(
         self,

@@ -38,11 +38,15 @@ def _gauge(metrics: str, name: str) -> float:
 
 
 def _kubes(r: httpx.Response, head: bool = False) -> None:
-    """kube's APF rejection: 429, its plain text, Retry-After, nosniff, the PF UIDs, an Audit-Id."""
+    """kube's APF rejection: 429, its plain text, Retry-After, nosniff, the PF UIDs, an Audit-Id (and, from
+    its WithCacheControl filter outside flow control's, ``Cache-Control: no-cache, private``)."""
     assert r.status_code == 429, (r.status_code, r.text)
     assert r.headers["Content-Type"] == TEXT and r.headers["X-Content-Type-Options"] == "nosniff"
-    assert r.headers["Retry-After"] == "1"
+    assert r.headers["Retry-After"] == "1" and r.headers.get_list("Cache-Control") == ["no-cache, private"]
     assert r.content == (b"" if head else BODY)
+    # Go's server: http.Error's 43 bytes buffered, the handler done, so a Content-Length even for a HEAD,
+    # whose body it then eats (net/http server.go chunkWriter.writeHeader: ``!isHEAD || len(p) > 0``).
+    assert r.headers["Content-Length"] == str(len(BODY))
     assert r.headers["X-Kubernetes-PF-FlowSchema-UID"] and r.headers["X-Kubernetes-PF-PriorityLevel-UID"]
     assert r.headers["Audit-Id"]
     assert "kind" not in r.text  # not a Status
@@ -133,18 +137,25 @@ async def test_apf_rejections_are_kubes_plain_text(start_server: StartServer, tm
                     # (2) The gate's and its replays': the same request again on three connections.
                     gate_on[0] = True
                     out: list[httpx.Response] = []
+                    heads: list[httpx.Response] = []
 
                     async def again(i: int) -> None:
                         async with httpx.AsyncClient(base_url=gw.http_url, headers=alice_headers, timeout=30,
                                                      limits=httpx.Limits(max_connections=1)) as c:
                             for _ in range(4):
-                                out.append(await c.get(CM))
+                                if i == 3:
+                                    heads.append(await c.head(CM))
+                                else:
+                                    out.append(await c.get(CM))
 
                     async with trio.open_nursery() as nursery:
-                        for i in range(3):
+                        for i in range(4):
                             nursery.start_soon(again, i)
                     for r in out:
                         _kubes(r)
+                    for r in heads:  # a HEAD's: the same head, no body
+                        _kubes(r, head=True)
+                    assert {answered.get(r.headers["Audit-Id"]) for r in heads} == {"gate", "replay"}
                     by_gate = [r for r in out if answered.get(r.headers["Audit-Id"]) == "gate"]
                     by_replay = [r for r in out if answered.get(r.headers["Audit-Id"]) == "replay"]
                     assert by_gate and len(by_replay) >= 3, (len(by_gate), len(by_replay), len(out))

@@ -290,18 +290,23 @@ async def test_an_accept_kube_serves_nothing_of_is_406(start_server: StartServer
             assert "a" not in ((await c.get(f"{base}/kube-root-ca.crt")).json()["metadata"].get("labels") or {})
             for fast in (True, False):
                 monkeypatch.setattr(FastPath, "enabled", fast)
-                for i, accept in enumerate(("application/xml", "text/html", "application/json;as=Table;v=v2;g=meta.k8s.io",
+                for i, accept in enumerate(("application/xml", "text/html", "*", "application/json;as=Table;v=v2;g=meta.k8s.io",
                                             "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io")):
                     name = f"n{int(fast)}-{i}"
                     r = await c.post(base, json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}},
                                      headers={"Accept": accept})
-                    _status(r, 406, "NotAcceptable", "only the following media types are accepted: application/json, "
-                                                     "application/yaml, application/vnd.kubernetes.protobuf")
+                    # A type none of the route's: kube's router (go-restful) refuses it before the handler
+                    # negotiates (tests/unit/test_route_accept.py); a view the handler cannot make: its own 406.
+                    _status(r, 406, "NotAcceptable", (
+                        "406: Not Acceptable\n\nAvailable representations: application/json, application/yaml, "
+                        "application/vnd.kubernetes.protobuf") if i < 3 else (
+                        "only the following media types are accepted: application/json, application/yaml, "
+                        "application/vnd.kubernetes.protobuf"))
                     assert (await c.get(f"{base}/{name}")).status_code == 404  # not written
                     for path in (base, f"{base}/kube-root-ca.crt"):
                         assert (await c.get(path, headers={"Accept": accept})).status_code == 406
                 for accept in ("application/json;foo=bar",
-                               "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", "*",
+                               "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
                                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"):
                     r = await c.get(f"{base}/kube-root-ca.crt", headers={"Accept": accept})
                     assert r.status_code == 200 and r.json()["kind"] == "ConfigMap", (accept, r.text)

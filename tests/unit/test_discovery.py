@@ -60,10 +60,25 @@ RW = ["create", "delete", "deletecollection", "get", "list", "patch", "update", 
         ("client-go 1.35", f"{V2};profile=nopeer,{V2},{V2BETA1},application/json", ("v2", V2)),
         # q-values beat the client's order
         ("q prefers v2beta1", f"{V2};q=0.5,{V2BETA1}", ("v2beta1", V2BETA1)),
-        ("q prefers legacy", f"{V2};q=0.5,application/json", None),
+        # kube's discovery restrictions take aggregated clauses only: a plain one, first or preferred, is
+        # skipped (aggregated/negotiation.go: AllowsMediaTypeTransform is IsAggregatedDiscoveryGVK)
+        ("q prefers legacy", f"{V2};q=0.5,application/json", ("v2", V2)),
         ("q=0 refuses v2", f"{V2};q=0,{V2BETA1},application/json", ("v2beta1", V2BETA1)),
-        ("legacy first", f"application/json,{V2}", None),
-        # variants we cannot serve are skipped
+        ("legacy first", f"application/json,{V2}", ("v2", V2)),
+        # parameters kube does not know are ignored (acceptMediaTypeOptions: Unrecognized), so are
+        # profile and pretty; a server version refuses the clause
+        ("unknown parameter", f"{V2};foo=bar", ("v2", V2)),
+        ("unknown parameters only", f"{V2};foo=bar,{V2BETA1};x=1;y=2", ("v2", V2)),
+        ("profile", f"{V2};profile=nopeer", ("v2", V2)),
+        ("pretty and charset", f"{V2BETA1};pretty=1;charset=utf-8", ("v2beta1", V2BETA1)),
+        ("sv", f"{V2};sv=v1,{V2BETA1}", ("v2beta1", V2BETA1)),
+        ("a JSON stream", f"{V2};stream=watch", ("v2", V2)),
+        ("a YAML stream", f"{V2.replace('json', 'yaml')};stream=watch", None),
+        # a wildcard type is the server's first serializer: JSON
+        ("wildcard", "*/*;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", ("v2", V2)),
+        ("application/*", "application/*;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+         ("v2beta1", V2BETA1)),
+        # variants we cannot serve are skipped (kube would answer protobuf: jetkube has none)
         ("protobuf first",
          f"application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,{V2BETA1}",
          ("v2beta1", V2BETA1)),
@@ -75,7 +90,7 @@ RW = ["create", "delete", "deletecollection", "get", "list", "patch", "update", 
         ("yaml v2", V2.replace("json", "yaml"), ("v2", V2.replace("json", "yaml"))),
         ("yaml v2beta1 then json", f"{V2BETA1.replace('json', 'yaml')},{V2}",
          ("v2beta1", V2BETA1.replace("json", "yaml"))),
-        ("plain yaml means legacy", f"application/yaml,{V2}", None),
+        ("plain yaml skipped", f"application/yaml,{V2}", ("v2", V2)),
         # parameter order and spacing are free; the echoed Content-Type is canonical (g, v, as)
         ("reordered", "application/json; as=APIGroupDiscoveryList; v=v2; g=apidiscovery.k8s.io", ("v2", V2)),
     ],

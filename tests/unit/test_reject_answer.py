@@ -15,7 +15,7 @@ from actors import REJECT_MESSAGE, Admission, Rejected, TooManyRequests
 from actors._flowcontrol import FlowControl
 from actors.messages import Request, UserInfo
 from gateway._gate import error_answer, rejected, response_headers
-from gateway._status import status_for
+from gateway._status import ApiResponse, status_for
 from kinds import BUILTIN
 
 BODY = b"Too many requests, please try again later.\n"
@@ -52,7 +52,8 @@ def test_the_gate_and_the_fast_path_write_one_content_type() -> None:
     for n in (1, 7):
         _, body, extra = rejected(n)
         out = response_headers(body, extra, "audit-1", adm)
-        assert out == [(b"content-type", TEXT.encode()), (b"content-length", b"43"), (b"retry-after", b"%d" % n),
+        assert out == [(b"content-type", TEXT.encode()), (b"content-length", b"43"),
+                       (b"cache-control", b"no-cache, private"), (b"retry-after", b"%d" % n),
                        (b"x-content-type-options", b"nosniff"), (b"audit-id", b"audit-1"),
                        (b"x-kubernetes-pf-flowschema-uid", b"fs-uid"), (b"x-kubernetes-pf-prioritylevel-uid", b"pl-uid")]
     _, body, extra = error_answer(TooManyRequests("busy", retry_after_s=1))
@@ -73,3 +74,12 @@ async def test_flow_control_raises_its_rejection() -> None:
             await fc.admit(req, Admission())
         assert status_for(e.value) == (429, BODY, {"Retry-After": "1", "Content-Type": TEXT,
                                                    "X-Content-Type-Options": "nosniff"})
+
+
+def test_app_answers_have_kubes_cache_control_unless_they_set_theirs() -> None:
+    """kube's ``WithCacheControl``: set before the handler runs, so a handler's own value replaces it."""
+    r = ApiResponse(b"{}", status=200, content_type="application/json")
+    assert r.headers.getlist("Cache-Control") == ["no-cache, private"]
+    assert list(r.headers.keys()) == ["Content-Type", "Content-Length", "Cache-Control"]  # (the gate's order)
+    r.headers["Cache-Control"] = "public, immutable"
+    assert r.headers.getlist("Cache-Control") == ["public, immutable"]
