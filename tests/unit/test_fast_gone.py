@@ -26,10 +26,10 @@ async def test_a_queued_disconnect_is_seen_without_waiting() -> None:
 
 
 def test_plain_json_accept_headers() -> None:
-    for accept in ("application/json", "application/json, */*", "*/*", "application/json;charset=utf-8",
-                   "application/*;q=0.8"):
+    for accept in ("application/json", "application/json, */*", "*/*", "application/json;charset=utf-8"):
         assert _plain_json(accept), accept
-    for accept in ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+    # application/* is left to the app: kube's router refuses it on resource routes (406).
+    for accept in ("application/*;q=0.8", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
                    "application/vnd.kubernetes.protobuf,application/json", "application/yaml",
                    "application/json; as=PartialObjectMetadataList; v=v1; g=meta.k8s.io", "text/html"):
         assert not _plain_json(accept), accept
