@@ -11,10 +11,10 @@ import datetime
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from types import TracebackType
 from typing import Any
 
 import msgspec
@@ -88,6 +88,7 @@ from ._protobuf import ProtobufError
 from ._protobuf_write import WATCH_CONTENT_TYPE as PROTOBUF_WATCH_CT
 from ._protobuf_write import encode_json_object, encode_watch_lines
 from ._reads import (
+    WatchLines,
     get_object,
     list_body,
     list_objects,
@@ -185,8 +186,12 @@ class WatchEnd:
     The stream's body is an async generator: a cancel scope held across its ``yield`` would be
     exited by whoever closes it (the client gone while a chunk was being written), with that task's
     own scopes still open above it, and trio refuses ("Cancel scope stack corrupted", seen in CI).
-    So each wait for the next event runs in a scope of its own (:meth:`step`), none is open while
-    the body yields, and ending a watch cancels the wait in progress, if any."""
+    So each wait for the next event runs in a scope of its own (``with end.step() as scope``, a
+    class rather than a ``contextmanager``: one per wait, on the watch fan-out's path), none is open
+    while the body yields, and ending a watch cancels the wait in progress, if any. A chunk taken
+    without waiting needs no scope: :meth:`over` is checked before each one instead."""
+
+    __slots__ = ("_step", "cancel_called", "deadline")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
@@ -198,17 +203,26 @@ class WatchEnd:
         if self._step is not None:
             self._step.cancel()
 
-    @contextmanager
-    def step(self) -> Iterator[trio.CancelScope]:
-        """A scope for one wait: cancelled at the deadline or when the watch is ended."""
-        with trio.CancelScope(deadline=self.deadline) as scope:
-            if self.cancel_called:
-                scope.cancel()
-            self._step = scope
-            try:
-                yield scope
-            finally:
-                self._step = None
+    def over(self) -> bool:
+        """Ended, or past the deadline (what a scope entered now would be cancelled by at once)."""
+        return self.cancel_called or trio.current_time() >= self.deadline
+
+    def step(self) -> WatchEnd:
+        """A scope for one wait (entered by ``with``): cancelled at the deadline or when the watch is ended."""
+        return self
+
+    def __enter__(self) -> trio.CancelScope:
+        scope = trio.CancelScope(deadline=self.deadline)
+        scope.__enter__()
+        if self.cancel_called:
+            scope.cancel()
+        self._step = scope
+        return scope
+
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        scope, self._step = self._step, None
+        assert scope is not None
+        return scope.__exit__(etype, exc, tb)
 
 
 class WatchStreams:
@@ -787,7 +801,7 @@ async def _dispatch(ctx: Context, audit_id: str, intake: _Intake, note: AuditNot
     if protobuf:
         lines = (watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage) if storage is not rdef
                  else watch_lines(proj, tenant, rdef, opts))
-        return _stream(ctx.watches, _protobuf_frames(lines), timeout, PROTOBUF_WATCH_CT, served)
+        return _stream(ctx.watches, _ProtobufFrames(lines), timeout, PROTOBUF_WATCH_CT, served)
     if rewritten(storage, rdef) or ctx.converter.needed(storage, rdef):
         return _stream(ctx.watches, watch_lines(proj, tenant, rdef, opts, served_line(storage, rdef), storage,
                                                 ctx.converter), timeout, served=served)
@@ -846,13 +860,27 @@ def _protobuf_response(data: bytes) -> Response:
         return _json_response(data)
 
 
-async def _protobuf_frames(lines: Any) -> AsyncIterator[bytes]:
-    """JSON watch lines re-framed as protobuf watch events (encoded once per protobuf watcher)."""
-    try:
-        async for chunk in lines:
-            yield encode_watch_lines(chunk)
-    finally:
-        await lines.aclose()
+class _ProtobufFrames:
+    """JSON watch lines (WatchLines) re-framed as protobuf watch events (encoded once per protobuf
+    watcher), with their :meth:`ready` chunks too."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self, lines: WatchLines) -> None:
+        self._lines = lines
+
+    def __aiter__(self) -> _ProtobufFrames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return encode_watch_lines(await self._lines.__anext__())
+
+    def ready(self) -> bytes | None:
+        chunk = self._lines.ready()
+        return None if chunk is None else encode_watch_lines(chunk)
+
+    async def aclose(self) -> None:
+        await self._lines.aclose()
 
 
 async def _history(ctx: Context, who: Request, q: dict[str, str], note: AuditNote, path: str) -> Response:
@@ -928,17 +956,24 @@ def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str
         # Ends at the watch's timeout, at shutdown or when its kind stops being served (``served``):
         # either way the body ends normally, so the chunked response is finished and the client
         # sees a clean end of the stream.
+        # A chunk already made (``lines.ready``, e.g. WatchLines: its events queued) is sent without
+        # a scope or checkpoint (the write checkpoints), once ``end.over`` says the watch goes on.
         end = watches.open(timeout_s, served)
         it = lines.__aiter__()
+        ready = getattr(lines, "ready", None)
         try:
             while True:
-                with end.step() as scope:  # (no scope open while this generator yields: WatchEnd)
-                    try:
-                        line = await it.__anext__()
-                    except StopAsyncIteration:
-                        break
-                if scope.cancelled_caught:
+                if end.over():
                     break
+                line = ready() if ready is not None else None
+                if line is None:
+                    with end.step() as scope:  # (no scope open while this generator yields: WatchEnd)
+                        try:
+                            line = await it.__anext__()
+                        except StopAsyncIteration:
+                            break
+                    if scope.cancelled_caught:
+                        break
                 yield line
         finally:
             watches.close(end)

@@ -16,7 +16,7 @@ The resourceVersion rules for reads live here and only here (ARCHITECTURE.md, de
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from projections import (
     ListResult,
     Projection,
     TooOldResourceVersion,
+    WatchBatches,
     WatchFilter,
     decode_continue,
     parse_int64,
@@ -280,17 +281,107 @@ def json_line(event_type: str, change: Change) -> bytes:
     return change.line(event_type)
 
 
-async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions,
-                      encode: Callable[[str, Change], bytes] = json_line,
-                      storage: ResourceDef | None = None,
-                      converter: Converter | None = None) -> AsyncIterator[bytes]:
+def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions,
+                encode: Callable[[str, Change], bytes] = json_line,
+                storage: ResourceDef | None = None,
+                converter: Converter | None = None) -> WatchLines:
     """The watch stream as newline-terminated events (``encode`` formats object events; bookmarks
     and errors are always JSON). Errors after the stream started become an ERROR event and end it.
     ``storage``: where ``rdef``'s objects are stored, when it is served by conversion; with a
     ``converter`` that needs a webhook, each batch's objects are converted in one review (this
     watcher waits for it; others do not, and a watcher that falls behind meanwhile is cut off as
     any slow watcher is)."""
-    stored = storage or rdef
+    return WatchLines(projection, tenant, rdef, opts, encode, storage or rdef, converter)
+
+
+class WatchLines:
+    """:func:`watch_lines`: an async iterator of chunks (each a batch of events, joined), and
+    :meth:`ready`, the next chunk made without waiting when its events are already queued."""
+
+    __slots__ = ("_gen", "_how", "done")
+
+    def __init__(self, projection: Projection, tenant: str, rdef: ResourceDef, opts: ListOptions,
+                 encode: Callable[[str, Change], bytes], stored: ResourceDef, converter: Converter | None) -> None:
+        # (the generator holds ``_how``, not this object: no reference cycle, so a stream dropped
+        # without being closed is finalized at once, as an async generator is)
+        self._how = _LinesOf(rdef, opts, encode, stored, converter)
+        self._gen = _watch_chunks(self._how, projection, tenant)
+        self.done = False  # an ERROR event from ready() ended the stream
+
+    def __aiter__(self) -> WatchLines:
+        return self
+
+    def __anext__(self) -> Awaitable[bytes]:
+        return _ended() if self.done else self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+
+    def ready(self) -> bytes | None:
+        """The next chunk if its events are already queued (``WatchBatches.ready``), made here without
+        a checkpoint; None when it would have to wait (or be converted by a webhook): then iterate.
+        Call only between two chunks, not while one is awaited."""
+        how = self._how
+        events = how.events
+        if events is None or self.done or how.converting():
+            return None
+        batch = events.ready()
+        if batch is None:
+            return None
+        try:
+            chunk, last = how.chunk(batch)
+        except Exception as e:  # noqa: BLE001 - as in _watch_chunks: reported in-band, and the stream ends
+            chunk, last = error_event(e), True
+        self.done = last
+        return chunk or None  # (nothing to send for these events: the caller waits for the next)
+
+
+async def _ended() -> bytes:
+    raise StopAsyncIteration
+
+
+class _LinesOf:
+    """How a watch's batches become its chunks, and its open watch (``events``) while there is one."""
+
+    __slots__ = ("converter", "encode", "events", "opts", "rdef", "stored")
+
+    def __init__(self, rdef: ResourceDef, opts: ListOptions, encode: Callable[[str, Change], bytes],
+                 stored: ResourceDef, converter: Converter | None) -> None:
+        self.rdef = rdef
+        self.opts = opts
+        self.encode = encode
+        self.stored = stored
+        self.converter = converter
+        self.events: WatchBatches | None = None
+
+    def converting(self) -> bool:
+        return self.converter is not None and self.converter.needed(self.stored, self.rdef)
+
+    def chunk(self, batch: list[tuple[str, Any]]) -> tuple[bytes, bool]:
+        """A batch's events as one chunk, and whether it ends the stream (the watcher was cut off)."""
+        rdef = self.rdef
+        opts = self.opts
+        encode = self.encode
+        out: list[bytes] = []
+        for t, item in batch:
+            if t == BOOKMARK:
+                out.append(_bookmark(rdef, item, False))
+            elif t == "BOOKMARK_END":
+                if opts.bookmarks or opts.send_initial:
+                    out.append(_bookmark(rdef, item, True))
+            elif t == "OVERFLOW":
+                out.append(error_event(TooManyRequests(
+                    "the watcher fell too far behind and was closed; resume from the last "
+                    "resourceVersion received", retry_after_s=1)))
+                return b"".join(out), True
+            else:
+                out.append(encode(t, item))
+        return b"".join(out), False
+
+
+async def _watch_chunks(how: _LinesOf, projection: Projection, tenant: str) -> AsyncIterator[bytes]:
+    opts = how.opts
+    stored = how.stored
     rv = opts.resource_version
     start: int | None
     if rv is None or opts.send_initial:
@@ -301,28 +392,20 @@ async def watch_lines(projection: Projection, tenant: str, rdef: ResourceDef, op
     try:
         async with projection.watch(tenant, stored.group, stored.plural, opts.filter, resource_version=start,
                                     send_initial=bool(opts.send_initial), bookmarks=opts.bookmarks) as events:
+            how.events = events
             async for batch in events:
-                out: list[bytes] = []
-                if converter is not None and converter.needed(stored, rdef):
-                    batch = await _converted_batch(converter, batch, stored, rdef)
-                for t, item in batch:
-                    if t == BOOKMARK:
-                        out.append(_bookmark(rdef, item, False))  # type: ignore[arg-type]
-                    elif t == "BOOKMARK_END":
-                        if opts.bookmarks or opts.send_initial:
-                            out.append(_bookmark(rdef, item, True))  # type: ignore[arg-type]
-                    elif t == "OVERFLOW":
-                        out.append(error_event(TooManyRequests(
-                            "the watcher fell too far behind and was closed; resume from the last "
-                            "resourceVersion received", retry_after_s=1)))
-                        yield b"".join(out)
-                        return
-                    else:
-                        out.append(encode(t, item))  # type: ignore[arg-type]
-                if out:
-                    yield b"".join(out)
+                if how.converting():
+                    assert how.converter is not None
+                    batch = await _converted_batch(how.converter, batch, stored, how.rdef)
+                chunk, last = how.chunk(batch)
+                if chunk:
+                    yield chunk
+                if last:
+                    return
     except Exception as e:  # noqa: BLE001 - reported in-band, as the apiserver does once streaming
         yield error_event(e)
+    finally:
+        how.events = None
 
 
 class read_deadline:

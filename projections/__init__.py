@@ -53,7 +53,7 @@ from ._selectors import (
 )
 from ._snapshot import SnapshotInvalid, Snapshots, SnapshotSettings, SnapshotStats
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry, ResourceState, Store
-from ._watch import BOOKMARK, WatchFilter, WatchStream
+from ._watch import BOOKMARK, WatchBatches, WatchFilter, WatchStream
 
 __all__ = [
     "ADDED",
@@ -93,6 +93,7 @@ __all__ = [
     "Store",
     "TenantRbac",
     "TooOldResourceVersion",
+    "WatchBatches",
     "WatchFilter",
     "WatchStream",
     "check_retained",

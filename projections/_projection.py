@@ -43,7 +43,7 @@ from ._history import decode_message as _decode
 from ._rbac import RBAC_GROUP, RbacIndex
 from ._snapshot import Snapshots, SnapshotSettings, rebuild_views
 from ._store import ADDED, DELETED, INDEX_MAX_REVISIONS, Change, Entry, ResourceState, Store
-from ._watch import BOOKMARK, WatchFilter, WatchStream
+from ._watch import BATCH, BOOKMARK, WatchBatches, WatchFilter, WatchStream
 
 _log = logging.getLogger("jetkube.projections")
 
@@ -632,9 +632,9 @@ class Projection:
 
     @asynccontextmanager
     async def watch(self, tenant: str, group: str, resource: str, flt: WatchFilter, *,
-                    resource_version: int | None, send_initial: bool, bookmarks: bool) -> AsyncIterator[
-                        AsyncIterator[list[tuple[str, object]]]]:
-        """Open a watch; iterate batches of ``(type, Change | seq)`` pairs.
+                    resource_version: int | None, send_initial: bool, bookmarks: bool) -> AsyncIterator[WatchBatches]:
+        """Open a watch; iterate batches of ``(type, Change | seq)`` pairs (or take one already
+        queued with ``WatchBatches.ready``).
 
         ``resource_version`` None (or 0) starts with synthetic ADDED events for the current
         state; N delivers exactly the changes after N, from the ring when it still holds them,
@@ -655,7 +655,7 @@ class Projection:
                 raise TooOldResourceVersion(resource_version, self.compacted)
         gen = self._iterate(st, stream, tenant, group, resource, resource_version, send_initial)
         try:
-            yield gen
+            yield WatchBatches(gen, stream)
         finally:
             st.watchers.discard(stream)
             stream.close()
@@ -663,8 +663,7 @@ class Projection:
 
     @asynccontextmanager
     async def _watch_tenants(self, group: str, resource: str, flt: WatchFilter, *, resource_version: int | None,
-                             send_initial: bool, bookmarks: bool) -> AsyncIterator[
-                                 AsyncIterator[list[tuple[str, object]]]]:
+                             send_initial: bool, bookmarks: bool) -> AsyncIterator[WatchBatches]:
         """:meth:`watch` across every tenant (kcp's ``/clusters/*/``): each object carries its
         tenant in the ``tenancy.jetkube.io/cluster`` annotation. A resourceVersion older than a ring
         holds (e.g. from before the snapshot this projection started from) is served from the log,
@@ -674,7 +673,7 @@ class Projection:
             await self.wait_for(resource_version)
             if resource_version < self.compacted:
                 raise TooOldResourceVersion(resource_version, self.compacted)
-        chunk = 512
+        chunk = BATCH
 
         def states() -> list[tuple[str, ResourceState]]:
             return [(t, st) for (t, g, r), st in self.store.resources.items() if (g, r) == (group, resource)]
@@ -714,24 +713,20 @@ class Projection:
                 first.append(("BOOKMARK_END", at))
             for i in range(0, len(first), chunk):
                 yield first[i:i + chunk]
+            stream.live = True
             receive = stream.receive
             while True:
                 try:
-                    batch = [await receive.receive()]
+                    first_item = await receive.receive()
                 except trio.EndOfChannel:
                     break
-                while len(batch) < chunk:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                yield batch
+                yield stream.batch(first_item)
             if stream.overflowed:
                 yield [("OVERFLOW", self.store.applied)]
 
         it = gen()
         try:
-            yield it
+            yield WatchBatches(it, stream)
         finally:
             watchers = self.store.cross.get((group, resource))
             if watchers is not None:
@@ -745,7 +740,7 @@ class Projection:
                        rv: int | None, send_initial: bool) -> AsyncIterator[list[tuple[str, object]]]:
         """Batches of ``(type, Change | seq)``: everything available at once goes out together, so a
         busy watcher costs one write per batch, not one per event."""
-        chunk = 512
+        chunk = BATCH
         starts = self.watch_starts
         if not rv:
             starts["state"] += 1
@@ -777,19 +772,14 @@ class Projection:
                 backlog.append(("BOOKMARK_END", max(after, self.store.applied)))
             for i in range(0, len(backlog), chunk):
                 yield backlog[i:i + chunk]
+        stream.live = True  # (from here, what it is sent is its queue alone: WatchStream.ready)
         receive = stream.receive
         while True:
             try:
                 first = await receive.receive()
             except trio.EndOfChannel:
                 break
-            batch = [first]
-            while len(batch) < chunk:
-                try:
-                    batch.append(receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            yield batch
+            yield stream.batch(first)
         if stream.overflowed:
             yield [("OVERFLOW", self.store.applied)]
 

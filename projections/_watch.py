@@ -9,7 +9,9 @@ with an error instead of growing memory.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -25,6 +27,8 @@ from ._selectors import (
 from ._store import ADDED, DELETED, MODIFIED, Change, Entry
 
 BOOKMARK = "BOOKMARK"
+#: The most ``(type, change)`` pairs in one batch of a watch (so one chunk of its response).
+BATCH = 512
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,45 @@ class WatchStream:
         self.bookmarks = bookmarks
         self._send, self.receive = trio.open_memory_channel[tuple[str, object]](max_queued)
         self.overflowed = False
+        #: Set by the projection once what it sends this watcher is its queue alone (the initial
+        #: state or backlog sent): from then on :meth:`ready` may take batches from it directly.
+        self.live = False
+        # False only when the queue is known empty: a batch drained it, and nothing was sent since.
+        # (ready's check without raising WouldBlock: a watcher that keeps up finds it empty each time)
+        self._pending = False
 
     def classify(self, change: Change) -> str | None:
         """The event type this watcher sees for ``change``, or None if it sees nothing."""
         return classify(self.filter, change)
+
+    def batch(self, first: tuple[str, object]) -> list[tuple[str, object]]:
+        """``first`` and what is queued after it, up to :data:`BATCH` pairs: everything available at
+        once goes out together, so a busy watcher costs one write per batch, not one per event."""
+        batch = [first]
+        receive_nowait = self.receive.receive_nowait
+        while len(batch) < BATCH:
+            try:
+                batch.append(receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                self._pending = False
+                break
+        return batch
+
+    def ready(self) -> list[tuple[str, object]] | None:
+        """The next batch if one is queued, taken without waiting (no checkpoint, no cancel scope);
+        None if it would have to wait: nothing queued, the queue ended (cut off: the projection's
+        own iteration then says so), or not :attr:`live` yet (the projection still sends the
+        initial state or backlog, which comes first). Only while the projection's iteration is
+        suspended at a ``yield`` (its consumer between two batches), as it is whenever its
+        consumer calls this: it then holds nothing taken from the queue, so order is kept."""
+        if not (self.live and self._pending):
+            return None
+        try:
+            first = self.receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            self._pending = False
+            return None
+        return self.batch(first)
 
     def offer(self, change: Change) -> None:
         if self.overflowed:
@@ -112,6 +151,7 @@ class WatchStream:
             return
         try:
             self._send.send_nowait((t, change))
+            self._pending = True
         except trio.WouldBlock:
             self._overflow()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -122,6 +162,7 @@ class WatchStream:
             return
         try:
             self._send.send_nowait((BOOKMARK, seq))
+            self._pending = True
         except trio.WouldBlock:
             self._overflow()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -133,3 +174,24 @@ class WatchStream:
 
     def close(self) -> None:
         self._send.close()
+
+
+class WatchBatches:
+    """What ``Projection.watch`` gives: its batches of ``(type, Change | seq)`` pairs (an async
+    iterator), and :meth:`ready`, the next one when it is already queued, without waiting."""
+
+    __slots__ = ("_gen", "_stream")
+
+    def __init__(self, gen: AsyncIterator[list[tuple[str, object]]], stream: WatchStream) -> None:
+        self._gen = gen
+        self._stream = stream
+
+    def __aiter__(self) -> WatchBatches:
+        return self
+
+    def __anext__(self) -> Any:
+        return self._gen.__anext__()
+
+    def ready(self) -> list[tuple[str, object]] | None:
+        """:meth:`WatchStream.ready`: call only between two batches (not while awaiting one)."""
+        return self._stream.ready()
