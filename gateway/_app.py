@@ -8,6 +8,9 @@ resource actor's domain results (``write_response`` maps them). Every error goes
 from __future__ import annotations
 
 import datetime
+import heapq
+import itertools
+import math
 import random
 import ssl
 import time
@@ -186,22 +189,28 @@ class WatchEnd:
     The stream's body is an async generator: a cancel scope held across its ``yield`` would be
     exited by whoever closes it (the client gone while a chunk was being written), with that task's
     own scopes still open above it, and trio refuses ("Cancel scope stack corrupted", seen in CI).
-    So each wait for the next event runs in a scope of its own (``with end.step() as scope``, a
-    class rather than a ``contextmanager``: one per wait, on the watch fan-out's path), none is open
-    while the body yields, and ending a watch cancels the wait in progress, if any. A chunk taken
-    without waiting needs no scope: :meth:`over` is checked before each one instead."""
+    So no scope is open while the body yields. Before each chunk, :meth:`over` says whether the
+    watch goes on. A chunk already made (its events queued) is taken without a wait. A wait for the
+    watcher's queue alone (the stream ``live``) needs no scope when :meth:`WatchStreams.run` ends
+    watches at their deadlines: ending a watch calls :attr:`stop`, which closes that queue. Any other
+    wait runs in a scope of its own (``with end.step() as scope``, a class: one per wait), which
+    ending the watch cancels, as does the deadline."""
 
-    __slots__ = ("_step", "cancel_called", "deadline")
+    __slots__ = ("_step", "cancel_called", "deadline", "stop")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.cancel_called = False
         self._step: trio.CancelScope | None = None
+        #: Ends the stream's wait for its watcher's queue (``WatchLines.stop``), while it is open.
+        self.stop: Callable[[], None] | None = None
 
     def cancel(self) -> None:
         self.cancel_called = True
         if self._step is not None:
             self._step.cancel()
+        if self.stop is not None:
+            self.stop()
 
     def over(self) -> bool:
         """Ended, or past the deadline (what a scope entered now would be cancelled by at once)."""
@@ -227,7 +236,8 @@ class WatchEnd:
 
 class WatchStreams:
     """The open watch responses, so that shutdown can end them cleanly (as kube does): each one
-    finishes its chunked body instead of being cut when the graceful timeout runs out."""
+    finishes its chunked body instead of being cut when the graceful timeout runs out; and, while
+    :meth:`run` runs, each one's end at its deadline."""
 
     def __init__(self) -> None:
         self._ends: set[WatchEnd] = set()
@@ -235,6 +245,38 @@ class WatchStreams:
         # Watches of a custom resource, with the check saying whether its kind is still served as
         # when the watch began (gateway/_wildcard.py ``still_served``).
         self._served: dict[WatchEnd, Callable[[], bool]] = {}
+        # The open watches' deadlines (a heap; a closed watch's entry stays until it is popped or
+        # the heap is rebuilt, at twice the open watches), and run()'s sleep until the first.
+        self._deadlines: list[tuple[float, int, WatchEnd]] = []
+        self._tie = itertools.count()
+        self._clock: trio.CancelScope | None = None
+
+    @property
+    def timed(self) -> bool:
+        """Whether :meth:`run` ends the watches at their deadlines (a wait needs no scope for it)."""
+        return self._clock is not None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """End each watch at its deadline: one timer for all of them, so that a watch waiting for its
+        next event needs no cancel scope of its own for it (one per event otherwise). When it stops
+        (the server's end), it ends the watches still open: their deadlines were its to keep."""
+        try:
+            while True:
+                first = self._deadlines[0][0] if self._deadlines else math.inf
+                with trio.CancelScope(deadline=first) as self._clock:
+                    if task_status is not trio.TASK_STATUS_IGNORED:
+                        task_status.started()
+                        task_status = trio.TASK_STATUS_IGNORED
+                    await trio.sleep_forever()
+                now = trio.current_time()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    _, _, end = heapq.heappop(self._deadlines)
+                    if end in self._ends:
+                        end.cancel()
+        finally:
+            self._clock = None
+            for end in tuple(self._ends):
+                end.cancel()
 
     def end_all(self) -> None:
         """End every open watch stream now, and every one opened from now on at once."""
@@ -249,9 +291,16 @@ class WatchStreams:
         self._ends.add(end)
         if served is not None:
             self._served[end] = served
+        if self._clock is not None:
+            if len(self._deadlines) >= 2 * len(self._ends) + 64:
+                self._deadlines = [entry for entry in self._deadlines if entry[2] in self._ends]
+                heapq.heapify(self._deadlines)
+            heapq.heappush(self._deadlines, (end.deadline, next(self._tie), end))
+            self._clock.deadline = min(self._clock.deadline, end.deadline)
         return end
 
     def close(self, end: WatchEnd) -> None:
+        end.stop = None  # (its entry among the deadlines holds nothing of the stream)
         self._ends.discard(end)
         self._served.pop(end, None)
 
@@ -879,6 +928,12 @@ class _ProtobufFrames:
         chunk = self._lines.ready()
         return None if chunk is None else encode_watch_lines(chunk)
 
+    def live(self) -> bool:
+        return self._lines.live()
+
+    def stop(self) -> None:
+        self._lines.stop()
+
     async def aclose(self) -> None:
         await self._lines.aclose()
 
@@ -957,23 +1012,36 @@ def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str
         # either way the body ends normally, so the chunked response is finished and the client
         # sees a clean end of the stream.
         # A chunk already made (``lines.ready``, e.g. WatchLines: its events queued) is sent without
-        # a scope or checkpoint (the write checkpoints), once ``end.over`` says the watch goes on.
+        # a scope or checkpoint (the write checkpoints), once ``end.over`` says the watch goes on; a
+        # wait for the watcher's queue alone (``lines.live``) is ended by ``end.stop``, when the
+        # deadline is kept by ``watches.run``; any other wait is in a scope of its own (WatchEnd).
         end = watches.open(timeout_s, served)
         it = lines.__aiter__()
         ready = getattr(lines, "ready", None)
+        live = getattr(lines, "live", None)
+        if ready is not None:
+            end.stop = lines.stop
         try:
             while True:
                 if end.over():
                     break
                 line = ready() if ready is not None else None
                 if line is None:
-                    with end.step() as scope:  # (no scope open while this generator yields: WatchEnd)
+                    if live is not None and watches.timed and live():
                         try:
                             line = await it.__anext__()
                         except StopAsyncIteration:
                             break
-                    if scope.cancelled_caught:
-                        break
+                        if end.over():
+                            break  # (woken by its end, or it came with it: not sent)
+                    else:
+                        with end.step() as scope:  # (no scope open while this generator yields: WatchEnd)
+                            try:
+                                line = await it.__anext__()
+                            except StopAsyncIteration:
+                                break
+                        if scope.cancelled_caught:
+                            break
                 yield line
         finally:
             watches.close(end)

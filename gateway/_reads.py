@@ -335,6 +335,18 @@ class WatchLines:
         self.done = last
         return chunk or None  # (nothing to send for these events: the caller waits for the next)
 
+    def live(self) -> bool:
+        """Whether the next chunk's one wait is for the watcher's queue (``WatchBatches.live``, and no
+        webhook conversion): a wait that :meth:`stop` ends. Call only between two chunks."""
+        events = self._how.events
+        return events is not None and not self.done and events.live() and not self._how.converting()
+
+    def stop(self) -> None:
+        """End a wait for the next chunk, if :meth:`live` (the stream then ends: ``WatchBatches.stop``)."""
+        events = self._how.events
+        if events is not None:
+            events.stop()
+
 
 async def _ended() -> bytes:
     raise StopAsyncIteration

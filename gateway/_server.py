@@ -156,6 +156,7 @@ async def serve(settings: Settings, *, shutdown: trio.Event | None = None, span_
                 nursery.start_soon(_refresh_oidc_keys, authn, settings.oidc_keys_refresh_s)
             await nursery.start(audit.run)
             ctx = Context(settings, registry, pipeline, projection, audit=audit)
+            await nursery.start(ctx.watches.run)  # the watches' deadlines
             if settings.audit_webhook is not None:
                 # One gateway of the fleet forwards (a KV lease), from the positions it remembers.
                 forwarder = AuditForwarder(

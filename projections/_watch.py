@@ -104,7 +104,9 @@ class WatchStream:
         self._send, self.receive = trio.open_memory_channel[tuple[str, object]](max_queued)
         self.overflowed = False
         #: Set by the projection once what it sends this watcher is its queue alone (the initial
-        #: state or backlog sent): from then on :meth:`ready` may take batches from it directly.
+        #: state or backlog sent): from then on :meth:`ready` may take batches from it directly, and
+        #: the iteration's one wait is for the queue (so closing it ends any wait: nothing else may
+        #: be awaited in the projection's iteration once this is set).
         self.live = False
         # False only when the queue is known empty: a batch drained it, and nothing was sent since.
         # (ready's check without raising WouldBlock: a watcher that keeps up finds it empty each time)
@@ -195,3 +197,13 @@ class WatchBatches:
     def ready(self) -> list[tuple[str, object]] | None:
         """:meth:`WatchStream.ready`: call only between two batches (not while awaiting one)."""
         return self._stream.ready()
+
+    def live(self) -> bool:
+        """Whether the next batch is the watcher's queue's alone (:attr:`WatchStream.live`): its one
+        wait is for the queue, which :meth:`stop` ends."""
+        return self._stream.live
+
+    def stop(self) -> None:
+        """Close the watcher's queue: a wait for it ends (the iteration ends once what was queued is
+        taken), and nothing more is queued."""
+        self._stream.close()

@@ -57,3 +57,35 @@ async def test_a_watch_ends_at_its_deadline_and_at_shutdown(autojump_clock: Any)
             watches.end_all()  # shutdown while the body yields: the next wait ends it
     assert n == 5 and not watches._ends
     assert [c async for c in _stream(watches, _lines(), 60).response.iter] == []  # opened after: ends at once
+
+
+async def test_a_live_watch_closed_while_yielding(autojump_clock: Any) -> None:
+    """The same through a real watch (bench.watch_cost's projection), whose chunks are taken when
+    queued and whose waits for its queue take no scope while ``WatchStreams.run`` keeps the deadlines."""
+    from bench.watch_cost import NoLog, change, watch_body
+    from projections import Projection, ProjectionSettings
+
+    p = Projection(NoLog(), ProjectionSettings())  # type: ignore[arg-type]
+    p.store.apply(change(1))
+    watches = WatchStreams()
+    async with trio.open_nursery() as clock:
+        await clock.start(watches.run)
+        outer = _wrapped(_wrapped(watch_body(p, watches)))
+
+        async def write() -> None:
+            for seq in range(2, 6):
+                await trio.sleep(0.01)
+                p.store.apply(change(seq))
+
+        clock.start_soon(write)
+        n = 0
+        with trio.CancelScope() as client:
+            async for _ in outer:  # the client goes away while the third chunk is written
+                n += 1
+                if n == 3:
+                    client.cancel()
+                    await trio.lowlevel.checkpoint()
+        with trio.CancelScope(shield=True):
+            await outer.aclose()
+        assert client.cancelled_caught and n == 3 and not watches._ends
+        clock.cancel_scope.cancel()

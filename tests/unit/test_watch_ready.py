@@ -137,3 +137,84 @@ async def test_ready_is_none_until_live_and_when_nothing_is_queued() -> None:
     assert frames.ready() == encode_watch_lines(b'{"type":"ADDED","object":%s}\n' % entry.data)
     assert frames.ready() is None
     await frames.aclose()
+
+
+@pytest.mark.parametrize("clocked", [True, False])
+@pytest.mark.parametrize("how", ["end_all", "kind_gone", "deadline"])
+async def test_a_live_watcher_waits_without_a_scope_and_is_still_ended_while_waiting(
+        how: str, clocked: bool, autojump_clock: Any, waits: list[int]) -> None:
+    """With ``WatchStreams.run`` keeping the deadlines (as the server does), a watcher waiting for its
+    queue alone waits without a scope; ending it (or its deadline) closes that queue: it ends at once.
+    Without it, each wait is in a scope (which the deadline cancels)."""
+    p = _projection()
+    watches = WatchStreams()
+    served = [True]
+    rdef = Registry().get("", "v1", "configmaps")
+    opts = parse_list_options({"watch": "1", "resourceVersion": "1"}, rdef, "d")
+    async with trio.open_nursery() as clock:
+        if clocked:
+            await clock.start(watches.run)
+        body = _stream(watches, watch_lines(p, "root", rdef, opts), 60, served=lambda: served[0]).response.iter
+        assert _names(await _first_while_waiting(p, body)) == ["cm-2"]  # opening it waited in a scope
+        ended = trio.Event()
+        started = trio.current_time()
+
+        async def consume() -> None:
+            seen = [_names(chunk) async for chunk in body]
+            assert seen == [["cm-3"]]
+            ended.set()
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as n:
+                n.start_soon(consume)
+                await trio.testing.wait_all_tasks_blocked()
+                p.store.apply(change(3))  # one more event, while it waits
+                await trio.testing.wait_all_tasks_blocked()
+                assert waits[0] == (1 if clocked else 3)  # (with the clock, the waits after cm-2 took no scope)
+                if how == "end_all":
+                    watches.end_all()
+                elif how == "kind_gone":
+                    served[0] = False
+                    watches.kinds_changed()
+                await ended.wait()
+        assert waits[0] == (1 if clocked else 3) and not watches._ends
+        # Ended at once; by the deadline at its deadline (60 s), by the clock, not by an event.
+        assert trio.current_time() - started == pytest.approx(60 if how == "deadline" else 0, abs=0.5)
+        clock.cancel_scope.cancel()
+
+
+async def test_the_clock_ends_the_watches_when_it_stops_and_keeps_its_deadlines_bounded(
+        autojump_clock: Any) -> None:
+    watches = WatchStreams()
+    async with trio.open_nursery() as clock:
+        await clock.start(watches.run)
+        for _ in range(1000):  # watches opened and closed: their deadlines are not all kept
+            watches.close(watches.open(60))
+        assert len(watches._deadlines) <= 64 + 2
+        kept = watches.open(30)
+        assert not kept.cancel_called and watches.timed
+        clock.cancel_scope.cancel()
+    assert kept.cancel_called and not watches.timed  # a watch left open ends with the clock
+
+
+async def test_an_event_that_comes_with_the_end_is_not_sent(autojump_clock: Any, waits: list[int]) -> None:
+    """The watcher is woken by an event, and ended before it runs: the end wins, nothing is sent."""
+    p = _projection()
+    watches = WatchStreams()
+    async with trio.open_nursery() as clock:
+        await clock.start(watches.run)
+        body = watch_body(p, watches)
+        assert _names(await _first_while_waiting(p, body)) == ["cm-2"]
+        seen: list[bytes] = []
+
+        async def consume() -> None:
+            seen.extend([chunk async for chunk in body])
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as n:
+                n.start_soon(consume)
+                await trio.testing.wait_all_tasks_blocked()  # waiting, without a scope
+                p.store.apply(change(3))  # wakes it with cm-3 ...
+                watches.end_all()  # ... ended before it runs
+        assert seen == [] and waits[0] == 1 and not watches._ends
+        clock.cancel_scope.cancel()
