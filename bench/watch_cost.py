@@ -55,11 +55,12 @@ class NoLog:
     compaction_subject = "jk.$sys.compaction"
 
 
-def watch_body(p: Projection, watches: WatchStreams, timeout_s: int = 3600) -> Any:
-    """A plain JSON watch of configmaps in ``d`` from the projection's present, as the app makes it."""
+def watch_body(p: Projection, watches: WatchStreams, timeout_s: int = 3600, tenant: str = "root") -> Any:
+    """A plain JSON watch of configmaps in ``d`` from the projection's present, as the app makes it
+    (``tenant`` ``*``: across tenants)."""
     rdef = Registry().get("", "v1", "configmaps")
     opts = parse_list_options({"watch": "1", "resourceVersion": str(p.store.applied)}, rdef, "d")
-    return _stream(watches, watch_lines(p, "root", rdef, opts), timeout_s).response.iter
+    return _stream(watches, watch_lines(p, tenant, rdef, opts), timeout_s).response.iter
 
 
 async def run(events: int, case: str) -> tuple[float, int]:

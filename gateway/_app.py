@@ -260,13 +260,11 @@ class WatchStreams:
         """End each watch at its deadline: one timer for all of them, so that a watch waiting for its
         next event needs no cancel scope of its own for it (one per event otherwise). When it stops
         (the server's end), it ends the watches still open: their deadlines were its to keep."""
+        task_status.started()  # (its scope is entered before any other task runs: timed from now)
         try:
             while True:
                 first = self._deadlines[0][0] if self._deadlines else math.inf
                 with trio.CancelScope(deadline=first) as self._clock:
-                    if task_status is not trio.TASK_STATUS_IGNORED:
-                        task_status.started()
-                        task_status = trio.TASK_STATUS_IGNORED
                     await trio.sleep_forever()
                 now = trio.current_time()
                 while self._deadlines and self._deadlines[0][0] <= now:
@@ -1019,8 +1017,7 @@ def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str
         it = lines.__aiter__()
         ready = getattr(lines, "ready", None)
         live = getattr(lines, "live", None)
-        if ready is not None:
-            end.stop = lines.stop
+        end.stop = getattr(lines, "stop", None)
         try:
             while True:
                 if end.over():

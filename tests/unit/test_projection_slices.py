@@ -10,24 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import trio
 import trio.testing
 
-from bus import Actor, Event, Key, LogMessage, encode_event, encode_object_with_rv_slot, object_subject
+from bench.watch_cost import change
+from bus import LogMessage
 from projections import Projection, ProjectionSettings
 
 N = 5_000
-
-
-def _msg(seq: int) -> LogMessage:
-    name = f"cm-{seq}"
-    obj = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": name, "namespace": "d"},
-           "data": {"k": "v" * 64}}
-    data, at = encode_object_with_rv_slot(obj)
-    ev = Event(type="put", object=msgspec.Raw(data), rv_at=at, verb="create", audit_id=f"a{seq}",  # type: ignore[arg-type]
-               time="t", actor=Actor(user="u"))
-    return LogMessage(seq, object_subject("jk", Key("root", "", "configmaps", "d", name)), encode_event(ev))
 
 
 class _Bridge:
@@ -88,7 +78,7 @@ class _Steps(trio.abc.Instrument):
 
 
 async def test_a_huge_batch_is_applied_in_slices_and_other_tasks_run_between() -> None:
-    log = _Log([[_msg(i) for i in range(1, N + 1)]], head=N)
+    log = _Log([[change(i) for i in range(1, N + 1)]], head=N)
     p = Projection(log, ProjectionSettings(apply_slice=64))  # type: ignore[arg-type]
     steps = _Steps()
     steps.projection = p
@@ -134,7 +124,7 @@ async def test_a_huge_batch_is_applied_in_slices_and_other_tasks_run_between() -
 
 
 async def test_a_small_batch_is_one_step() -> None:
-    log = _Log([[_msg(i) for i in range(1, 41)]], head=40)
+    log = _Log([[change(i) for i in range(1, 41)]], head=40)
     p = Projection(log, ProjectionSettings(apply_slice=64))  # type: ignore[arg-type]
     steps = _Steps()
     steps.projection = p

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from bench.watch_cost import NoLog, change, watch_body
-from bus import Key
+from bus import ANY_TENANT, Key
 from gateway._app import WatchEnd, WatchStreams, _ProtobufFrames, _stream
 from gateway._protobuf_write import encode_watch_lines
 from gateway._reads import parse_list_options, watch_lines
@@ -60,10 +60,11 @@ async def _first_while_waiting(p: Projection, body: Any) -> bytes:
     return first[0]
 
 
-async def test_queued_events_are_taken_without_a_wait_in_order(waits: list[int]) -> None:
+@pytest.mark.parametrize("tenant", ["root", ANY_TENANT])
+async def test_queued_events_are_taken_without_a_wait_in_order(tenant: str, waits: list[int]) -> None:
     p = _projection()
     watches = WatchStreams()
-    body = watch_body(p, watches)
+    body = watch_body(p, watches, tenant=tenant)
     assert _names(await _first_while_waiting(p, body)) == ["cm-2"]
     assert waits[0] == 1
     for seq in range(3, 6):  # queued while the chunk is written
