@@ -1,4 +1,4 @@
-"""``python -m bench.watch_cost [EVENTS]``: what a watch response costs the server per event.
+"""``python -m bench.watch_cost [EVENTS [SINK_US]]``: what a watch response costs the server per event.
 
 In process, no network: a projection (``projections.Projection`` on a fake log) applies configmap
 creates one at a time, and one watcher's response body (``gateway/_app.py`` ``_stream`` over
@@ -14,7 +14,9 @@ the whole loop (the applies included, the same in both) per event delivered:
   a read of the log brought), so chunks of several events.
 
 Also ``baseline``: the same writer and sink for the waiting case, without a watch (``waiting`` minus it
-is the watch's own cost). The note (``/work/wt/notes/watch.md`` of session s10) has the numbers.
+is the watch's own cost). ``SINK_US``: CPU the sink spends per chunk besides (0 by default; about 20
+stands for the body's wrappers and the write, where fewer, larger chunks pay). The note
+(``/work/wt/notes/watch.md`` of session s10) has the numbers.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def watch_body(p: Projection, watches: WatchStreams, timeout_s: int = 3600, tena
     return _stream(watches, watch_lines(p, tenant, rdef, opts), timeout_s).response.iter
 
 
-async def run(events: int, case: str) -> tuple[float, int]:
+async def run(events: int, case: str, sink_us: float = 0.0) -> tuple[float, int]:
     """(microseconds per event, chunks the sink got) for ``case``."""
     p = Projection(NoLog(), ProjectionSettings())  # type: ignore[arg-type]
     p.store.apply(change(1))
@@ -78,6 +80,9 @@ async def run(events: int, case: str) -> tuple[float, int]:
         async for chunk in body:
             chunks += 1
             seen += chunk.count(b"\n")
+            busy = time.perf_counter() + sink_us / 1e6
+            while time.perf_counter() < busy:
+                pass
             await trio.lowlevel.checkpoint()  # the socket write
             got.set()  # (after it: in the waiting case, the next change comes once the watcher waits)
             if seen >= events:
@@ -113,8 +118,9 @@ async def run(events: int, case: str) -> tuple[float, int]:
 
 def main(argv: list[str]) -> None:
     events = int(argv[0]) if argv else EVENTS
+    sink_us = float(argv[1]) if len(argv) > 1 else 0.0
     for case in ("baseline", "waiting", "streaming", "bursts"):
-        best = min(trio.run(run, events, case) for _ in range(5))
+        best = min(trio.run(run, events, case, sink_us) for _ in range(5))
         print(f"{case:10s} {best[0]:7.2f} us/event  ({best[1]} chunks for {events} events)")
 
 

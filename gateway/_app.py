@@ -926,6 +926,9 @@ class _ProtobufFrames:
         chunk = self._lines.ready()
         return None if chunk is None else encode_watch_lines(chunk)
 
+    def queued(self) -> bool:
+        return self._lines.queued()
+
     def live(self) -> bool:
         return self._lines.live()
 
@@ -1009,20 +1012,27 @@ def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str
         # Ends at the watch's timeout, at shutdown or when its kind stops being served (``served``):
         # either way the body ends normally, so the chunked response is finished and the client
         # sees a clean end of the stream.
-        # A chunk already made (``lines.ready``, e.g. WatchLines: its events queued) is sent without
-        # a scope or checkpoint (the write checkpoints), once ``end.over`` says the watch goes on; a
-        # wait for the watcher's queue alone (``lines.live``) is ended by ``end.stop``, when the
-        # deadline is kept by ``watches.run``; any other wait is in a scope of its own (WatchEnd).
+        # Events already queued (``lines.queued``, e.g. WatchLines) are taken as a chunk without a
+        # scope (``lines.ready``), after one checkpoint (what else comes meanwhile joins the chunk, as
+        # it did at a receive's own checkpoint: as many writes as before), once ``end.over`` says
+        # the watch goes on; a wait for the watcher's queue alone (``lines.live``) is ended by
+        # ``end.stop``, when the deadline is kept by ``watches.run``; any other wait is in a scope
+        # of its own (WatchEnd).
         end = watches.open(timeout_s, served)
         it = lines.__aiter__()
-        ready = getattr(lines, "ready", None)
+        queued = getattr(lines, "queued", None)
         live = getattr(lines, "live", None)
         end.stop = getattr(lines, "stop", None)
         try:
             while True:
                 if end.over():
                     break
-                line = ready() if ready is not None else None
+                line = None
+                if queued is not None and queued():
+                    await trio.lowlevel.checkpoint()
+                    if end.over():
+                        break
+                    line = lines.ready()
                 if line is None:
                     if live is not None and watches.timed and live():
                         try:

@@ -335,6 +335,11 @@ class WatchLines:
         self.done = last
         return chunk or None  # (nothing to send for these events: the caller waits for the next)
 
+    def queued(self) -> bool:
+        """Whether :meth:`ready` may have a chunk (False: it has none, for certain)."""
+        events = self._how.events
+        return events is not None and not self.done and events.queued() and not self._how.converting()
+
     def live(self) -> bool:
         """Whether the next chunk's one wait is for the watcher's queue (``WatchBatches.live``, and no
         webhook conversion): a wait that :meth:`stop` ends. Call only between two chunks."""

@@ -129,6 +129,10 @@ class WatchStream:
                 break
         return batch
 
+    def queued(self) -> bool:
+        """Whether :meth:`ready` may have a batch (False: it has none, for certain)."""
+        return self.live and self._pending
+
     def ready(self) -> list[tuple[str, object]] | None:
         """The next batch if one is queued, taken without waiting (no checkpoint, no cancel scope);
         None if it would have to wait: nothing queued, the queue ended (cut off: the projection's
@@ -197,6 +201,10 @@ class WatchBatches:
     def ready(self) -> list[tuple[str, object]] | None:
         """:meth:`WatchStream.ready`: call only between two batches (not while awaiting one)."""
         return self._stream.ready()
+
+    def queued(self) -> bool:
+        """:meth:`WatchStream.queued`."""
+        return self._stream.queued()
 
     def live(self) -> bool:
         """Whether the next batch is the watcher's queue's alone (:attr:`WatchStream.live`): its one

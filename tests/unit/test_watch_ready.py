@@ -219,3 +219,30 @@ async def test_an_event_that_comes_with_the_end_is_not_sent(autojump_clock: Any,
                 watches.end_all()  # ... ended before it runs
         assert seen == [] and waits[0] == 1 and not watches._ends
         clock.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("ended", [False, True])
+async def test_queued_events_are_taken_after_one_checkpoint(ended: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queued events are taken after one checkpoint: what else comes then joins them (as many
+    chunks as when a receive's own checkpoint did it); a watch ended during it sends nothing more."""
+    p = _projection()
+    watches = WatchStreams()
+    body = watch_body(p, watches)
+    assert _names(await _first_while_waiting(p, body)) == ["cm-2"]
+    p.store.apply(change(3))
+    real = trio.lowlevel.checkpoint
+
+    async def meanwhile() -> None:
+        p.store.apply(change(4))  # joins the chunk ...
+        if ended:
+            watches.end_all()  # ... unless the watch is ended meanwhile
+        await real()
+
+    monkeypatch.setattr(trio.lowlevel, "checkpoint", meanwhile)
+    if ended:
+        with pytest.raises(StopAsyncIteration):
+            await body.__anext__()
+        assert not watches._ends
+    else:
+        assert _names(await body.__anext__()) == ["cm-3", "cm-4"]
+        await body.aclose()
