@@ -41,12 +41,6 @@ RANGE_PULLS = 3
 #: costs a consistent read one round trip, not two). Under a flood rounds rarely last that long.
 HEAD_MAX_IN_FLIGHT = 2
 HEAD_PIPELINE_AFTER_S = 0.010
-#: ... or at once, when the rounds answered lately each had at most this many callers: waiting only
-#: pays when others join the round meanwhile (many readers at once share one query); a lone reader
-#: beside another's query in flight (a quiet tenant's GET beside a flooder's LISTs) gains nothing
-#: from the wait. The rounds' callers are a moving average over the last ``HEAD_DEMAND_ROUNDS``.
-HEAD_LONE_CALLERS = 1.5
-HEAD_DEMAND_ROUNDS = 8
 _WRONG_LAST_SEQUENCE = 10071
 # A clustered stream's leader answers a CAS append that lost to a write still being proposed with
 # this constant form, which names no sequence (nats-server JSStreamWrongLastSequenceConstantErr).
@@ -85,11 +79,10 @@ def _api_error(resp: dict[str, Any]) -> JetStreamError:
 
 
 class _HeadRound:
-    __slots__ = ("abandoned", "callers", "done", "error", "leader", "value")
+    __slots__ = ("abandoned", "done", "error", "leader", "value")
 
     def __init__(self) -> None:
         self.done = trio.Event()
-        self.callers = 0  # callers that waited for this round's answer
         self.value: int | None = None
         self.error: BaseException | None = None
         #: The caller running the query was cancelled (its own deadline): the others join a later round.
@@ -122,8 +115,6 @@ class Log:
         self._head_busy = 0  # queries in flight
         self._head_sent_at = 0.0  # when the newest was sent (trio clock)
         self._head_ended = trio.Event()  # set (and replaced) when a query in flight ends
-        #: Callers per round answered, a moving average (HEAD_LONE_CALLERS); none answered yet: many.
-        self._head_demand = float(HEAD_DEMAND_ROUNDS)
 
     def subject(self, key: Key) -> str:
         return object_subject(self.prefix, key)
@@ -320,12 +311,10 @@ class Log:
         one round trip instead of two (the rest of the one in flight, then its own).
         """
         r = self._head_round()
-        r.callers += 1
         leading = False  # this caller is its round's leader
         while not r.done.is_set() or r.abandoned:
             if r.abandoned:
                 r = self._head_round()  # a query sent later still satisfies this caller
-                r.callers += 1
                 leading = False
                 continue
             if r.leader and not leading:
@@ -333,8 +322,7 @@ class Log:
                 continue
             busy = self._head_busy
             if busy == 0 or busy < HEAD_MAX_IN_FLIGHT and (
-                    leading or self._head_demand <= HEAD_LONE_CALLERS
-                    or trio.current_time() >= self._head_sent_at + HEAD_PIPELINE_AFTER_S):
+                    leading or trio.current_time() >= self._head_sent_at + HEAD_PIPELINE_AFTER_S):
                 rr, self._head_next = self._head_next, None
                 assert rr is r
                 self._head_busy += 1
@@ -346,8 +334,6 @@ class Log:
                 finally:
                     if rr.value is None and rr.error is None:
                         rr.abandoned = True
-                    else:
-                        self._head_demand += (rr.callers - self._head_demand) / HEAD_DEMAND_ROUNDS
                     rr.done.set()
                     self._head_busy -= 1
                     ev, self._head_ended = self._head_ended, trio.Event()
