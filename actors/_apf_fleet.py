@@ -508,7 +508,10 @@ class SeatLeases:
         self._alive = (1, -math.inf)  # (gateways alive, until when a lower count is not believed)
         self.down_until: dict[int, float] = {}  # shard -> retry its owner then
         self.epochs: dict[int, int] = {}  # shard -> newest owner epoch seen
-        self.heard: dict[int, float] = {}  # shard -> when a reply of that epoch last came
+        #: shard -> when the first reply of an epoch below the newest came, ignored, since the newest
+        #: (or a newer) last answered: such replies are taken once they have kept coming for a TTL
+        #: (the owners' lease bucket was made again), see :meth:`settle`
+        self.lower_since: dict[int, float] = {}
         self.epoch_resets = 0  # times a lower epoch was taken (the owners' lease bucket made again)
         self.fallen: set[int] = set()  # shards on their fixed shares since a failure (until a grant)
         self.slow_since: dict[int, float] = {}  # shard -> its first lease request timed out since a grant
@@ -670,29 +673,34 @@ class SeatLeases:
             self._set(key, self.share(self.d.lease_demand(*key)[3])[1])
             return
         newest = self.epochs.get(ls.shard, 0)
-        if reply.epoch < newest and now - self.heard.get(ls.shard, -math.inf) < self.ttl_s:
-            # An owner that lost the shard meanwhile (it has not noticed yet) answered before the new
-            # one, a grant or a refusal (its budgets are no longer the fleet's): the grant is kept
-            # (it lapses as before), not the fixed share, and the request sent again, to the new
-            # owner, at once the first time since the last grant, then (the old owner answering first
-            # again) a retry_s after each such reply, as after a timeout: never a loop of round
-            # trips; the old owner stops answering at its next claim (every third of the TTL).
-            self.failures["stale"] += 1
-            if ls.stale:
-                ls.retry_at = now + self.retry_s
-            else:
-                ls.stale, ls.retry_at = True, now
-                self.wake.set()  # the run loop's next pass (PLAN_GAP_S on), not its retry_s wait
-            return
         if reply.epoch < newest:
-            # An older epoch than the newest seen, and no reply of that one for a TTL: whichever
-            # owner had it would have answered (or lost its lease and stopped answering) by now, so
-            # this is the owner: its lease bucket was deleted and made again (revisions restart at 1).
+            since = self.lower_since.setdefault(ls.shard, now)
+            if now - since < self.ttl_s:
+                # An owner that lost the shard meanwhile (it has not noticed yet: stalled for longer
+                # than a TTL while another took over) answered before the new one, a grant or a
+                # refusal (its budgets are no longer the fleet's): the grant is kept (it lapses as
+                # before), not the fixed share, and the request sent again, to the new owner, at once
+                # the first time since the last grant, then (the old owner answering first again) a
+                # retry_s after each such reply, as after a timeout: never a loop of round trips; the
+                # old owner stops answering at its next claim (a third of the TTL after it resumes).
+                self.failures["stale"] += 1
+                if ls.stale:
+                    ls.retry_at = now + self.retry_s
+                else:
+                    ls.stale, ls.retry_at = True, now
+                    self.wake.set()  # the run loop's next pass (PLAN_GAP_S on), not its retry_s wait
+                return
+            # Replies of older epochs for a TTL, none of the newest between them: an old owner would
+            # have stopped answering by now (it claims within a third of the TTL of resuming and
+            # disowns on a failed claim), so this is the shard's owner: its lease bucket was deleted
+            # and made again (revisions restart at 1). (Measured from the first such reply, not from
+            # the newest's last one: a gateway idle on the shard for a TTL would otherwise take a
+            # deposed owner's first reply.)
             self.epoch_resets += 1
-            log.info("APF fleet: the owner of shard %d answers at epoch %d, below %d, unheard for a TTL: "
-                     "its lease bucket was made again; epoch %d from now", ls.shard, reply.epoch, newest, reply.epoch)
+            log.info("APF fleet: the owner of shard %d has answered at epochs below %d for a TTL: its lease "
+                     "bucket was made again; epoch %d from now", ls.shard, newest, reply.epoch)
+        self.lower_since.pop(ls.shard, None)
         self.epochs[ls.shard] = reply.epoch
-        self.heard[ls.shard] = now
         if reply.granted < 0:
             self.failures["refused"] += 1
             ls.local_until = now + self.ttl_s

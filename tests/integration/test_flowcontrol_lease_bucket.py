@@ -8,7 +8,8 @@ session 10 defect 2), on a real nats-server: a gateway's lease client and the sh
 - The bucket deleted and made again while the shard changes hands: the new owner's epoch (its
   lease's revision) starts again at 1, below the one the gateway has seen; before, the gateway took
   every reply of it for an old owner's and ignored them for good (its grant lapsed to the floor).
-  Now a lower epoch is taken once the newest has not answered for a TTL."""
+  Now a lower epoch is taken once replies of lower epochs have kept coming for a TTL, none of the
+  newest between them."""
 
 from __future__ import annotations
 

@@ -295,9 +295,10 @@ async def test_a_stale_epoch_reply_is_asked_again_at_once(autojump_clock: trio.t
 async def test_stale_epoch_replies_do_not_ask_in_a_tight_loop(autojump_clock: trio.testing.MockClock) -> None:
     """An older owner that keeps answering first (it has not noticed yet that it lost the shard):
     one re-ask at once, then one every ``retry_s`` (as after a timeout), never a tight loop; the
-    grant is kept meanwhile. A TTL after the last reply of the newest epoch the older one is taken:
-    an owner that lost its lease stops answering within a TTL, so that is the shard's owner, whose
-    lease bucket was deleted and made again (its revisions restart at 1; session 10, defect 2)."""
+    grant is kept meanwhile. Once replies of older epochs have kept coming for a TTL, none of the
+    newest between them, the older one is taken: an owner that lost its lease stops answering
+    within a third of a TTL of resuming, so that is the shard's owner, whose lease bucket was
+    deleted and made again (its revisions restart at 1; session 10, defect 2)."""
     async with trio.open_nursery() as n:
         d, c, owner = await _leasing(n, [2, 1])  # granted (epoch 2), then every answer of epoch 1
         key = ("a", "lvl")
@@ -309,9 +310,11 @@ async def test_stale_epoch_replies_do_not_ask_in_a_tight_loop(autojump_clock: tr
         assert gaps[0] < 0.05  # the first stale answer since the grant: asked again at once
         assert all(g >= c.retry_s for g in gaps[1:]), gaps  # then every retry_s at most
         assert all(e == 2 for _, e, _ in owner.sent[1:]) and c.epochs == {shard_of("a"): 2}
-        assert c.epoch_resets == 0
-        await trio.sleep(0.5)  # a TTL since the grant, the last reply of epoch 2
-        assert c.epochs == {shard_of("a"): 1} and c.epoch_resets == 1
+        first_stale = times[1]  # (the renewal, half a TTL after the grant)
+        await trio.sleep_until(first_stale + 3.0 - 0.1)  # a TTL since the grant, not yet since the first
+        assert c.epochs == {shard_of("a"): 2} and c.epoch_resets == 0
+        await trio.sleep(0.1 + c.retry_s + 0.05)  # a TTL of stale answers
+        assert c.epochs == {shard_of("a"): 1} and c.epoch_resets == 1 and not c.lower_since
         stale = c.failures["stale"]
         await trio.sleep(3.0)
         assert c.failures["stale"] == stale and d.leases == {key: 2}  # granted at epoch 1 from then on
@@ -332,6 +335,42 @@ async def test_a_stale_owners_refusal_is_ignored_too(autojump_clock: trio.testin
     assert (c.failures["stale"], c.failures["refused"]) == (1, 0)
     ((_, r),) = c.plan(1.605)  # asked again at once
     assert (r.epoch, r.held) == (2, 2)
+
+async def test_a_deposed_owners_reply_is_ignored_by_a_gateway_idle_on_the_shard(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Review of session 10, M1: owner A (epoch 9) stalls for longer than a TTL, B takes the shard
+    over (epoch 12); A, resumed, answers the requests queued for it before its next claim. A gateway
+    that has not used the shard for a TTL (its last reply of epoch 12 long ago) ignores A's reply:
+    it is no proof of a re-made lease bucket, only a TTL of lower epochs with none of the newest
+    between them is. Before, the first such reply was taken (and counted as a bucket reset)."""
+    d = Dispatcher(16)
+    d.configure("a", 1, [], [_plc("lvl", 1)], 0.0)  # 8 seats locally
+    c = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 2)
+    key, shard = ("a", "lvl"), shard_of("a")
+    d.lease_wanted.add(key)
+    d.lease_peak[key] = 2
+    t = 0.0
+    while t < 20.0:  # B answers every request; the level goes idle and its lease goes
+        for k, q in c.plan(t):
+            c.settle(k, t, LeaseReply(q.want, 12, 3000), "", t + 0.01)
+        t += 0.25
+    assert key not in c.leases and c.epochs == {shard: 12}
+    d.lease_wanted.add(key)  # used again
+    d.lease_peak[key] = 2
+    ((_, r),) = c.plan(20.0)
+    assert r.epoch == 12
+    c.settle(key, 20.0, LeaseReply(8, 9, 3000), "", 20.01)  # A answers first
+    assert c.epochs == {shard: 12} and c.epoch_resets == 0 and c.failures["stale"] == 1
+    assert key not in (d.leases or {})  # A's grant not taken (the floor meanwhile)
+    ((_, r),) = c.plan(20.015)  # asked again at once: B answers
+    assert r.epoch == 12
+    c.settle(key, 20.015, LeaseReply(2, 12, 3000), "", 20.02)
+    assert d.leases == {key: 2} and not c.lower_since
+    # A TTL after A's first reply, A answers once more (B's reply came between): still ignored.
+    c.leases[key].busy = True
+    c.settle(key, 23.5, LeaseReply(8, 9, 3000), "", 23.51)
+    assert c.epochs == {shard: 12} and c.epoch_resets == 0 and d.leases == {key: 2}
+
 
 async def test_a_fixed_share_after_a_lapse_shows_in_the_dump(autojump_clock: trio.testing.MockClock) -> None:
     """The dump's LimitSource says ``fixed-share`` while the level runs on its fixed share: after a
