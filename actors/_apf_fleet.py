@@ -501,10 +501,13 @@ class SeatLeases:
         self.max_leases, self.shards = max_leases, shards
         self.leases: dict[tuple[str, str], _Lease] = {}
         #: Levels used beyond ``max_leases``: on their fixed share (never leased), and when each was
-        #: last used. Followed as the leases are: the share kept up to date, a level leased once
-        #: there is room, and its entry (here and in ``Dispatcher.leases``) gone once it is gone or
-        #: idle for a TTL (its next use asks again).
+        #: last used. A pass looks only at those used since the last one (marked used, leased when
+        #: there is room); all of them are looked at every ``renew_s`` and when the gateways alive
+        #: change (:meth:`_sweep`: the share kept up to date, a level leased once there is room, its
+        #: entry here and in ``Dispatcher.leases`` gone once it is gone or idle for a TTL).
         self.local: dict[tuple[str, str], float] = {}
+        self._sweep_at = -math.inf  # when :meth:`plan` next looks at every entry of ``local``
+        self._swept_alive = 0  # the gateways alive then
         self._alive = (1, -math.inf)  # (gateways alive, until when a lower count is not believed)
         self.down_until: dict[int, float] = {}  # shard -> retry its owner then
         self.epochs: dict[int, int] = {}  # shard -> newest owner epoch seen
@@ -544,9 +547,10 @@ class SeatLeases:
             self._alive = (n, now + GATEWAYS_HOLD_S)
         return self._alive[0]
 
-    def share(self, limit: int) -> tuple[int, int]:
-        """(the fleet budget, the fixed local share) of a level whose local limit is ``limit``."""
-        budget = limit * self.alive()
+    def share(self, limit: int, alive: int = 0) -> tuple[int, int]:
+        """(the fleet budget, the fixed local share) of a level whose local limit is ``limit``, with
+        ``alive`` gateways (0: :meth:`alive`)."""
+        budget = limit * (alive or self.alive())
         if self.fallback > 0:
             return budget, max(1 if budget else 0, math.floor(budget * self.fallback))
         return budget, limit
@@ -555,52 +559,82 @@ class SeatLeases:
         """Seats are leased in chunks of a quarter of the local limit (at least one)."""
         return max(1, math.ceil(limit / 4))
 
+    def _forget(self, key: tuple[str, str]) -> None:
+        """``key`` no longer followed (gone, or idle): its lease or fixed share given up, its entry
+        in ``Dispatcher.leases`` gone (its next use asks again)."""
+        self.leases.pop(key, None)
+        self.local.pop(key, None)
+        self._set(key, 0)
+        assert self.d.leases is not None
+        self.d.leases.pop(key, None)
+
+    def _use_local(self, key: tuple[str, str], now: float, arrived: int) -> None:
+        """A level beyond the bound used now: marked so, and leased if there is room again (from its
+        fixed share, as after a fallback: what it holds is given back before asking)."""
+        if len(self.leases) < self.max_leases:
+            del self.local[key]
+            self.leases[key] = _Lease(shard_of(key[0], self.shards), high=arrived, fixed=True, used_at=now)
+        else:
+            self.local[key] = now
+
+    def _sweep(self, now: float, alive: int) -> None:
+        """Every level beyond the bound looked at: gone, or idle for a TTL (nothing arrived since,
+        nothing executing or queued now), its entry goes; with room, it is leased; else its fixed
+        share follows the local limit and the gateways alive. (Its used mark is taken at each pass
+        from its arrivals; what executes longer is seen here, every ``renew_s``.)"""
+        self._sweep_at, self._swept_alive = now + self.renew_s, alive
+        leases = self.d.leases
+        assert leases is not None
+        for key, used_at in list(self.local.items()):
+            executing, demand, _, limit = self.d.lease_demand(*key)
+            if (limit == 0 and executing == 0) or (not demand and now - used_at >= self.ttl_s):
+                self._forget(key)
+            elif demand or len(self.leases) < self.max_leases:
+                self._use_local(key, now if demand else used_at, 0)
+            if key in self.local and leases.get(key) != (fixed := self.share(limit, alive)[1]):
+                self._set(key, fixed)
+
     def plan(self, now: float) -> list[tuple[tuple[str, str], LeaseRequest]]:
         """One pass over the leases: fixed shares where the owner is unreachable, and the requests
-        to send now (each lease marked busy until :meth:`settle`)."""
+        to send now (each lease marked busy until :meth:`settle`). Of the levels beyond the bound,
+        only those used since the last pass (every ``renew_s`` all of them: :meth:`_sweep`)."""
         leases = self.d.leases
         assert leases is not None
         wanted, self.d.lease_wanted = self.d.lease_wanted, set()
-        for key, used_at in list(self.local.items()):
-            executing, demand, _, limit = self.d.lease_demand(*key)
-            arrived = self.d.lease_peak.pop(key, 0)
-            if executing or demand or arrived or key in wanted:
-                used_at = self.local[key] = now
-            if (limit == 0 and executing == 0) or now - used_at >= self.ttl_s:  # gone, or idle for a TTL
-                del self.local[key]
-                self._set(key, 0)
-                leases.pop(key, None)
-            elif len(self.leases) < self.max_leases:  # room again: leased, from its fixed share (as
-                del self.local[key]  # after a fallback: what it holds is given back before asking)
-                self.leases[key] = _Lease(shard_of(key[0], self.shards), high=arrived, fixed=True, used_at=used_at)
-            elif leases.get(key) != self.share(limit)[1]:
-                self._set(key, self.share(limit)[1])  # the local limit or the gateways alive changed
-        for key in [k for k in self.d.lease_peak if k not in self.leases and k not in wanted]:
-            self.d.lease_peak.pop(key)  # a level gone meanwhile: not followed
+        alive = self.alive()
+        if not self.local:  # (levels put beyond the bound from now on are new: looked at from renew_s on)
+            self._sweep_at, self._swept_alive = now + self.renew_s, alive
+        elif now >= self._sweep_at or alive != self._swept_alive:
+            self._sweep(now, alive)
+        peaks = self.d.lease_peak
+        for key in [k for k in peaks if k not in self.leases and k not in wanted]:
+            arrived = peaks.pop(key)  # (else a level gone meanwhile: not followed)
+            if key in self.local:
+                self._use_local(key, now, arrived)
         for key in wanted:
-            if key not in self.leases and key not in self.local:
+            if key in self.local:
+                self._use_local(key, now, peaks.pop(key, 0))
+            elif key not in self.leases:
                 if len(self.leases) >= self.max_leases:
                     self.local[key] = now
-                    self._set(key, self.share(self.d.lease_demand(*key)[3])[1])  # beyond the bound: local
+                    self._set(key, self.share(self.d.lease_demand(*key)[3], alive)[1])  # beyond the bound: local
                     continue
                 self.leases[key] = _Lease(shard_of(key[0], self.shards), used_at=now)
         out: list[tuple[tuple[str, str], LeaseRequest]] = []
         for key, ls in list(self.leases.items()):
             executing, demand, head, limit = self.d.lease_demand(*key)
             cap = leases.get(key, 0)
-            arrived = self.d.lease_peak.pop(key, 0)
+            arrived = peaks.pop(key, 0)
             ls.high = max(ls.high, demand, arrived)
             if executing or demand or arrived:
                 ls.used_at = now
-            budget, fixed = self.share(limit)
+            budget, fixed = self.share(limit, alive)
             down = self.down_until.get(ls.shard, -math.inf) > now or ls.local_until > now
             if not ls.busy and ((limit == 0 and executing == 0)  # the tenant or level is gone
                                 or (down and now - ls.used_at >= self.ttl_s)):
                 # (idle for a TTL with no owner to give seats back to: what the owner counts for this
                 # gateway lapses by itself; a level used again asks again)
-                del self.leases[key]
-                self._set(key, 0)
-                leases.pop(key, None)
+                self._forget(key)
                 continue
             # Invariant: a grant is used no later than the owner counts it (until ok_at + TTL), even
             # with a renewal in flight across the lapse (a retried one is, when the owner is slow):
@@ -623,8 +657,7 @@ class SeatLeases:
             if ls.busy:
                 continue
             if not cap and not ls.wanted and not ls.high and not any(ls.highs):  # idle, nothing leased
-                del self.leases[key]
-                leases.pop(key, None)
+                self._forget(key)
                 continue
             chunk = self.chunk(limit)
             # Seats asked for by the peak demand over about a TTL: a quiet moment gives nothing back,
@@ -643,8 +676,7 @@ class SeatLeases:
             ls.busy, ls.sent_at, ls.wanted, ls.retry_at = True, now, want, math.inf
             ls.highs, ls.high = (*ls.highs[-(KEEP_WINDOWS - 1):], ls.high), demand
             out.append((key, LeaseRequest(self.gateway, key[0], key[1], budget, want, max(executing, cap), fixed,
-                                          self.epochs.get(ls.shard, 0), lease_floor(limit),
-                                          self.alive())))
+                                          self.epochs.get(ls.shard, 0), lease_floor(limit), alive)))
         return out
 
     def settle(self, key: tuple[str, str], sent_at: float, reply: LeaseReply | None, failure: str, now: float) -> None:

@@ -662,7 +662,8 @@ async def test_fixed_shares_beyond_the_bound_follow_the_level_and_go_when_idle(
     """Issue 10 (session 10, defect 1): a level used beyond ``max_leases`` runs on its fixed share
     (LimitSource ``fixed-share``), which follows the gateways alive; once idle for a TTL its entry
     leaves ``Dispatcher.leases`` (``lease-pending`` again: its next use asks again); it is leased once
-    there is room; and a deleted tenant's entry goes at the next look."""
+    there is room; and a deleted tenant's entry goes. (Levels beyond the bound are all looked at
+    every ``renew_s``, and when the gateways alive change: review of session 10, M2.)"""
     d = Dispatcher(16)
     d.configure("a", 1, [], [_plc("lvl", 1), _plc("other", 1)], 0.0)  # 8 seats locally each
     alive = [3]
@@ -682,35 +683,78 @@ async def test_fixed_shares_beyond_the_bound_follow_the_level_and_go_when_idle(
     assert d.admit(t, 0.5) == [t]
     alive[0] = 4
     c.plan(1.0)
-    assert d.leases[other] == 16  # the fixed share follows the gateways alive
-    c.plan(1.9)  # (the run loop looks every retry_s at least)
-    assert d.finish(t, 2.0) == []
-    c.plan(4.8)
-    assert other in d.leases  # idle for less than a TTL: kept
-    c.plan(5.1)
+    assert d.leases[other] == 16  # the fixed share follows the gateways alive, at once
+    c.plan(2.5)  # (the run loop looks every retry_s at least): the look at all of them, executing
+    assert d.finish(t, 3.0) == []
+    c.plan(4.0)  # the next look at all: idle for less than a TTL since seen used, kept
+    c.plan(5.4)
+    assert other in d.leases
+    c.plan(5.5)
     assert other not in d.leases and other not in c.local and limit_source(fc, "a", oq) == "lease-pending"
     assert d.seat_limit("a", oq) == lease_floor(oq.limit)
     # Used again while the bound is still taken: the fixed share again; room made: leased.
     d.lease_wanted.add(other)
-    c.plan(5.2)
+    c.plan(5.7)
     assert d.leases[other] == 16 and other in c.local
     c.max_leases = 2
     d.lease_peak[other] = 1
-    ((_, r),) = [x for x in c.plan(5.3) if x[0] == other]
+    ((_, r),) = [x for x in c.plan(5.8) if x[0] == other]
     assert other in c.leases and other not in c.local and (r.held, r.want) == (2, 2)  # gave back, then asks
     assert limit_source(fc, "a", oq) == "fixed-share"  # until the grant
-    c.settle(other, 5.3, LeaseReply(2, 1, 3000), "", 5.4)
+    c.settle(other, 5.8, LeaseReply(2, 1, 3000), "", 5.9)
     assert limit_source(fc, "a", oq) == "lease"
-    # A deleted tenant's fixed share goes at once (here: beyond the bound again).
+    # A deleted tenant's fixed share goes (here: beyond the bound again) at the next look at all.
     c.max_leases = 0
-    d.configure("b", 1, [], [_plc("lvl", 1)], 5.5)
+    d.configure("b", 1, [], [_plc("lvl", 1)], 6.0)
     d.lease_wanted.add(("b", "lvl"))
-    c.plan(5.5)
+    c.plan(6.0)
     assert ("b", "lvl") in d.leases and ("b", "lvl") in c.local
-    assert d.evict_idle(5.6, 0.0) == ["a", "b"]
-    c.settle(lvl, 1.9, None, "no_responders", 5.6)  # (lvl's renewal in flight fails: its fixed share)
-    c.plan(5.6)
+    assert d.evict_idle(6.1, 0.0) == ["a", "b"]
+    c.settle(lvl, 1.9, None, "no_responders", 6.1)  # (lvl's renewal in flight fails: its fixed share)
+    c.plan(6.1)
+    assert c.leases == {} and set(d.leases) == {("b", "lvl")}  # the leases at once
+    c.plan(6.0 + c.renew_s)
     assert d.leases == {} and c.leases == {} and c.local == {}
+
+
+async def test_a_pass_looks_only_at_the_levels_beyond_the_bound_used_since_the_last(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Review of session 10, M2: under a flood the lease client plans every ``PLAN_GAP_S``; with
+    many levels beyond ``max_leases`` a pass must not look at each of them (before: their demand,
+    and the gateways alive twice, per level per pass: 6.9 ms a pass with 4096). Now a pass looks
+    only at those used since the last one, and at all of them every ``renew_s``."""
+    d = Dispatcher(16)
+    n = 200
+    for i in range(n):
+        d.configure(f"t{i}", 1, [], [_plc("lvl", 1)], 0.0)
+    looked = [0]
+    demand = d.lease_demand
+
+    def counted(tenant: str, level: str) -> tuple[int, int, int, int]:
+        looked[0] += 1
+        return demand(tenant, level)
+
+    d.lease_demand = counted  # type: ignore[method-assign]
+    c = SeatLeases(d, None, gateway="g1", prefix="jk", ttl_s=3.0, gateways=lambda: 3, max_leases=0)
+    d.lease_wanted.update((f"t{i}", "lvl") for i in range(n))
+    c.plan(0.0)
+    assert len(c.local) == n and set((d.leases or {}).values()) == {16}  # (the local limit: 16 seats)
+    per_pass = []
+    t = 0.0
+    while t < c.renew_s - 0.01:  # a flood on two of them: wanted at every pass
+        t += 0.005
+        looked[0] = 0
+        d.lease_wanted.update({("t0", "lvl"), ("t1", "lvl")})
+        d.lease_peak[("t2", "lvl")] = 1
+        c.plan(t)
+        per_pass.append(looked[0])
+    assert max(per_pass) <= 2, per_pass[:5]
+    assert c.local[("t0", "lvl")] == c.local[("t2", "lvl")] == t and c.local[("t3", "lvl")] == 0.0
+    looked[0] = 0
+    c.plan(c.renew_s)  # the look at all of them
+    assert looked[0] == n
+    c.plan(3.0)  # idle for a TTL: gone, but those used
+    assert set(c.local) == {("t0", "lvl"), ("t1", "lvl"), ("t2", "lvl")} and set(d.leases or {}) == set(c.local)
 
 
 async def test_leases_of_idle_levels_go_while_their_owner_is_unreachable(
