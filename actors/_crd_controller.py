@@ -48,7 +48,8 @@ class CrdControllers:
         self.projection, self.registry, self.resource = projection, registry, resource
         self.crd_def = registry.by_resource(CRD_GROUP, CRD_PLURAL)
         assert self.crd_def is not None
-        self.queue: WorkQueue[tuple[str, str]] = WorkQueue(queue_size)
+        # (no periodic resync here: a key the full queue drops is found again by the queue's resync)
+        self.queue: WorkQueue[tuple[str, str]] = WorkQueue(queue_size, resync=self._every_crd)
         # (group, plural) of a terminating CRD -> (tenant, CRD name): its custom resources' deletions requeue it
         self._terminating: dict[tuple[str, str, str], str] = {}
 
@@ -59,10 +60,12 @@ class CrdControllers:
     def enqueue(self, tenant: str, name: str) -> None:
         self.queue.add((tenant, name))
 
+    def _every_crd(self) -> list[tuple[str, str]]:
+        return [(tenant, name) for tenant, per in self.projection.crds.crds.items() for name in per]
+
     def resync(self) -> None:
-        for tenant, per in list(self.projection.crds.crds.items()):
-            for name in list(per):
-                self.enqueue(tenant, name)
+        for key in self._every_crd():
+            self.queue.add(key)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         changes = self.projection.feed(accept=self._wants)
@@ -98,7 +101,8 @@ class CrdControllers:
 
     async def _follow(self, changes: ChangeFeed) -> None:
         """Every change; a change lost (the feed was full) resyncs every CRD once the feed is
-        drained (this controller has no periodic resync: a loss was never repaired before)."""
+        drained (this controller has no periodic resync: a loss was never repaired before; a key
+        dropped by the full work queue is found again by its own resync)."""
         await changes.follow(lambda key, ch: self.on_change(*key, ch), self.resync, name="the CRD controllers")
 
     def _claimed(self, tenant: str, crd: dict[str, Any]) -> tuple[set[str], set[str]]:

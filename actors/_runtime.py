@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Generic, NoReturn, TypeVar
 
 import trio
@@ -253,11 +253,19 @@ K = TypeVar("K")
 class WorkQueue(Generic[K]):
     """A controller's work queue, as client-go's workqueue: each key at most once while waiting
     (adding a queued key again is a no-op), taken in the order first added, bounded at ``size``
-    keys (one more is dropped and counted: the controller's periodic resync finds it again)."""
+    keys (one more is dropped and counted: the controller's periodic resync finds it again).
 
-    def __init__(self, size: int) -> None:
+    ``resync`` (a controller without a periodic resync): every key the controller follows. After a
+    key was dropped, once the queue is drained, the queue goes through them again, adding them as
+    room allows (up to half the bound, so changes meanwhile still fit), however many there are."""
+
+    def __init__(self, size: int, resync: Callable[[], Iterable[K]] | None = None) -> None:
         self.size = size
         self.dropped = 0
+        self.resync = resync
+        self.resyncs = 0  # resyncs after a drop started
+        self._lost = False  # a key dropped since the last resync started
+        self._refill: Iterator[K] | None = None  # the resync under way
         self._keys: dict[K, None] = {}
         self._wake = trio.Event()
 
@@ -269,17 +277,37 @@ class WorkQueue(Generic[K]):
             return
         if len(self._keys) >= self.size:
             self.dropped += 1
+            self._lost = self.resync is not None
             return
         self._keys[key] = None
         self._wake.set()
 
+    def _top_up(self) -> None:
+        """The resync under way's next keys, up to half the bound."""
+        assert self._refill is not None
+        room = max(1, self.size // 2)
+        for key in self._refill:
+            self._keys[key] = None
+            if len(self._keys) >= room:
+                return
+        self._refill = None
+
     async def get(self) -> K:
         """The oldest key, waiting for one."""
         while not self._keys:
+            if self._refill is None and self._lost:
+                assert self.resync is not None
+                self._lost, self._refill = False, iter(self.resync())
+                self.resyncs += 1
+            if self._refill is not None:
+                self._top_up()
+                continue
             self._wake = trio.Event()
             await self._wake.wait()
         key = next(iter(self._keys))
         del self._keys[key]
+        if self._refill is not None and len(self._keys) < max(1, self.size // 2):
+            self._top_up()
         return key
 
     async def add_later(self, key: K, delay_s: float) -> None:

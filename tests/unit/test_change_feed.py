@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 from actors._controllers import ROOT_CA_CONFIGMAP, SA_TOKEN_SECRET, Controllers
+from actors._crd_controller import CrdControllers
 from actors._gc import GarbageCollector
 from actors._gc import _wants as _gc_wants
 from actors._quota_controller import QuotaController
@@ -417,6 +418,36 @@ def test_the_namespace_controller_repairs_a_dropped_change_at_once() -> None:
             with trio.fail_after(ctl.resync_s / 2):
                 await repaired[0].wait()
             assert enqueued["n3"] - start < 1.0 and feed.resyncs >= 1
+            n.cancel_scope.cancel()
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_the_crd_controllers_repair_a_key_their_full_work_queue_dropped() -> None:
+    """Review of session 10, L1: the CRD controllers have no periodic resync, so a CRD whose key their
+    full work queue dropped was never reconciled (until its next change or a restart). Now the
+    queue goes through every CRD once drained after a drop: all of them are reconciled, at once."""
+    p = fresh_projection()
+    ctl = CrdControllers(p, Registry(), None, queue_size=2)  # type: ignore[arg-type]
+    seen: dict[tuple[str, str], float] = {}
+    done = trio.Event()
+    names = [f"c{i}.example.com" for i in range(5)]
+
+    async def reconcile(tenant: str, name: str) -> None:
+        seen.setdefault((tenant, name), trio.current_time())
+        if len(seen) == len(names):
+            done.set()
+
+    ctl.reconcile = reconcile  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await n.start(ctl.run)
+            p.apply_batch([_msg(1 + i, "acme", "apiextensions.k8s.io", "customresourcedefinitions", "", name,
+                                body={"spec": {"group": "example.com"}}) for i, name in enumerate(names)])
+            with trio.fail_after(10.0):
+                await done.wait()
+            assert ctl.queue.dropped > 0 and ctl.queue.resyncs == 1
+            assert set(seen) == {("acme", name) for name in names} and max(seen.values()) < 1.0
             n.cancel_scope.cancel()
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 

@@ -35,3 +35,24 @@ async def test_get_waits_for_a_key_and_add_later_retries(autojump_clock: trio.te
         nursery.start_soon(q.add_later, 3, 1.0)
     assert [k for k, _ in got] == [1, 3, 2]
     assert [t for _, t in got] == [0.0, 1.0, 5.0]
+
+
+async def test_a_dropped_key_is_found_again_by_the_resync_once_drained() -> None:
+    """Review of session 10, L1: a controller with no periodic resync (the CRD controllers) gives the
+    queue every key it follows; after a drop, once the queue is drained, it goes through them all,
+    adding them as room allows (half the bound: changes meanwhile still fit), more than the bound too."""
+    every = [f"k{i}" for i in range(10)]
+    q: WorkQueue[str] = WorkQueue(4, resync=lambda: every)
+    for k in every[:6]:
+        q.add(k)
+    assert q.dropped == 2 and q.resyncs == 0
+    got = [await q.get() for _ in range(4)]
+    assert got == every[:4] and q.resyncs == 0  # what was queued first
+    got = [await q.get() for _ in range(10)]
+    assert got == every and q.resyncs == 1 and len(q) == 0  # then every key, none dropped
+    q.add("new")
+    assert await q.get() == "new" and q.resyncs == 1  # once: no drop since
+    no_resync: WorkQueue[str] = WorkQueue(1)
+    no_resync.add("a")
+    no_resync.add("b")
+    assert await no_resync.get() == "a" and len(no_resync) == 0 and no_resync.resyncs == 0
