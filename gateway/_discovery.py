@@ -160,7 +160,7 @@ def negotiate_discovery(accept: str | None) -> tuple[str, str] | None:
         if not (p.get("as") == "APIGroupDiscoveryList" and p.get("g") == DISCOVERY_GROUP
                 and p.get("v") in AGGREGATED_VERSIONS) or p.get("sv"):
             continue
-        if mr.type == "*" or (mr.type, mr.subtype) == ("application", "*"):
+        if (mr.type, mr.subtype) in (("*", "*"), ("application", "*")):  # (not */json: kube's type/subtype match)
             subtype = "json"  # (the first of the server's serializers)
         elif (mr.type, mr.subtype) in _AGGREGATED_TYPES:
             subtype = mr.subtype

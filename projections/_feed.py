@@ -110,7 +110,7 @@ class ChangeFeed:
             self._send.send_nowait(item)
         except trio.WouldBlock:
             self.dropped += 1
-            self.lose()
+            self.lost = True  # (no sentinel: the channel is full, the follower checks after each change)
             return False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False

@@ -78,6 +78,10 @@ RW = ["create", "delete", "deletecollection", "get", "list", "patch", "update", 
         ("wildcard", "*/*;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", ("v2", V2)),
         ("application/*", "application/*;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
          ("v2beta1", V2BETA1)),
+        # a wildcard type with a subtype is no range kube matches (type/subtype, type/* or */* only)
+        ("*/json", "*/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", None),
+        ("*/yaml then v2beta1", f"*/yaml;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,{V2BETA1}",
+         ("v2beta1", V2BETA1)),
         # variants we cannot serve are skipped (kube would answer protobuf: jetkube has none)
         ("protobuf first",
          f"application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,{V2BETA1}",
