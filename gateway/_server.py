@@ -278,10 +278,7 @@ def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
 
 
 #: The longest the young generation goes without a collection (:func:`pace_young_collections`).
-#: Measured in B12's flood with the loop probe (one run each, 19:59-20:03, load ~2): 0.1 s ->
-#: young pauses of 1-5 ms 230 times (max 7.1 ms; 0.66 s of collection), task steps of 2-5 ms 226
-#: times; 0.02 s -> 15 times (max 4.9 ms; 0.85 s), steps of 2-5 ms 50 times.
-YOUNG_GC_PERIOD_S = 0.02
+YOUNG_GC_PERIOD_S = 0.1
 
 
 def _collections() -> int:
@@ -297,13 +294,13 @@ async def pace_young_collections(period_s: float = YOUNG_GC_PERIOD_S) -> None:
     ones pile up, and the collection that finally runs walks them all at once: measured in B12's
     flood, 4.2 s without one, then a young collection of 66,475 objects taking 38.8 ms (the
     requests of every tenant wait that long). Collected at least every ``period_s``, the young
-    generation holds what ``period_s`` (20 ms) allocates. Only the young generation: each such
+    generation holds what a tenth of a second allocates. Only the young generation: each such
     collection adds one to the middle generation's count, which only an automatic collection reads
     (it then takes the middle one, as before). Taking the middle one here every tenth time was
     measured worse in the same flood: a middle collection every 1.25 s of 14-31 ms each (they walk
     the flood's requests in flight, and found no garbage), against two in the whole run without.
     While the count works (a busy gateway collects every few tens of ms) this does nothing; an idle
-    one collects a nearly empty generation fifty times a second (microseconds each)."""
+    one collects a nearly empty generation ten times a second (microseconds each)."""
     seen = _collections()
     while True:
         await trio.sleep(period_s)
