@@ -476,6 +476,8 @@ class LeaseStats(msgspec.Struct, frozen=True):
     takeovers: int  # shards this gateway took ownership of
     answered: int  # lease requests it answered as an owner
     handovers: int = 0  # shards it handed to their preferred gateway
+    epoch_resets: int = 0  # times a lower owner epoch was taken (the lease bucket made again)
+    beyond_bound: int = 0  # levels used beyond ``max_leases`` (on their fixed share, never leased)
 
 
 class SeatLeases:
@@ -765,6 +767,7 @@ class SeatLeases:
         return LeaseStats(
             requests=self.requests, failures=dict(self.failures), granted=self.granted, returned=self.returned,
             fallbacks=self.fallbacks, leases=len(self.leases), leased_seats=sum(leases.values()),
+            epoch_resets=self.epoch_resets, beyond_bound=len(self.local),
             shards_down=sum(1 for t in self.down_until.values() if t > now),
             owned_shards=len(owner.owned) if owner is not None else 0,
             owned_budgets=sum(len(b.budgets) for b, _ in owner.owned.values()) if owner is not None else 0,

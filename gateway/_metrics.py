@@ -662,6 +662,12 @@ def _fleet_lease_metrics(m: ServerMetrics) -> Iterator[Metric]:
                             value=st.leased_seats)
     yield GaugeMetricFamily("jetkube_apf_fleet_lease_shards_down", "Shards whose owner is unreachable from this "
                             "gateway now (fixed local shares).", value=st.shards_down)
+    yield GaugeMetricFamily("jetkube_apf_fleet_lease_levels_beyond_bound", "Tenant priority levels used beyond "
+                            "the leases this gateway keeps (--apf-fleet-leases' bound): on their fixed local share.",
+                            value=st.beyond_bound)
+    yield CounterMetricFamily("jetkube_apf_fleet_lease_epoch_resets", "Times a lower owner epoch was taken: "
+                              "answers of it kept coming for a TTL (the lease bucket was made again).",
+                              value=st.epoch_resets)
     yield GaugeMetricFamily("jetkube_apf_fleet_owner_shards", "Shards of the tenants' seat budgets this gateway "
                             "owns (holds the KV lease of) now.", value=st.owned_shards)
     yield GaugeMetricFamily("jetkube_apf_fleet_owner_budgets", "Tenant priority level budgets this gateway keeps "

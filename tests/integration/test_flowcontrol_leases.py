@@ -250,6 +250,8 @@ async def test_seats_held_fleet_wide_and_the_owner_fails_over(nats_url: str, tmp
             s = Scrape(text)
             assert s.value("jetkube_apf_fleet_lease_requests_total") > 0
             assert s.value("jetkube_apf_fleet_lease_fallbacks_total") >= 1
+            assert s.value("jetkube_apf_fleet_lease_epoch_resets_total") == 0  # (no bucket made again here)
+            assert s.value("jetkube_apf_fleet_lease_levels_beyond_bound") == 0
             assert s.value("jetkube_apf_fleet_lease_seats_granted_total") > 0
             assert s.value("jetkube_apf_fleet_lease_failures_total", reason="no_responders") >= 1
             assert Scrape((await admins[new_owner].get("/metrics")).text).value("jetkube_apf_fleet_owner_shards") >= 1

@@ -403,6 +403,7 @@ async def test_a_fixed_share_after_a_lapse_shows_in_the_dump(autojump_clock: tri
     d.lease_wanted.add(("a", "other"))
     assert full.plan(7.2) == [] and d.leases[("a", "other")] == other.limit
     assert limit_source(SimpleNamespace(dispatcher=d, leases=full), "a", other) == "fixed-share"
+    assert full.stats().beyond_bound == 1 and c.stats().beyond_bound == 0  # (jetkube_apf_fleet_lease_levels_beyond_bound)
 
 
 def test_owner_bounds_budgets_and_gateways() -> None:
