@@ -456,6 +456,11 @@ class _Collector:
         for source, n in proj.watch_starts.items():
             c.add_metric((source,), n)
         yield c
+        yield CounterMetricFamily("jetkube_projection_change_feed_dropped_total", "Changes not sent to a "
+                                  "controller's change feed because it was full (each such feed then resyncs "
+                                  "its controller from the state).", value=proj.feed_drops)
+        yield CounterMetricFamily("jetkube_projection_change_feed_resyncs_total", "Resyncs of controllers from "
+                                  "the state after their change feed dropped changes.", value=proj.feed_resyncs)
         yield from _snapshot_metrics(proj)
         yield _histograms("jetkube_consistent_read_wait_seconds", "Time consistent reads spend reading the log "
                           "head and waiting for the projection to apply it.", (), [((), proj.consistent_wait)])

@@ -134,6 +134,7 @@ class Projection:
         self._reading = trio.CancelScope()
         #: Change subscriptions (``subscribe_changes``): each channel with the test of what it is sent.
         self._listeners: list[_Listener] = []
+        self._feeds: list[ChangeFeed] = []  # (those of :meth:`feed`, also among the listeners)
         #: Roles, ClusterRoles and bindings indexed by subject: applied with the store, before
         #: waiters for a sequence are released (see _rbac).
         self.rbac = RbacIndex()
@@ -477,7 +478,13 @@ class Projection:
         queued when a change was dropped, not at its next periodic resync."""
         feed = ChangeFeed(max_queued)
         self._listeners.append(_Listener(feed._send, accept, feed.lose))
+        self._feeds.append(feed)
         return feed
+
+    @property
+    def feed_resyncs(self) -> int:
+        """Resyncs the controllers' feeds made after a loss (all feeds)."""
+        return sum(f.resyncs for f in self._feeds)
 
     @property
     def feed_drops(self) -> int:

@@ -223,6 +223,8 @@ async def test_metrics_after_a_scripted_mix(start_server: StartServer, tmp_path:
     assert s.value("jetkube_watch_starts_total", source="state") == 1
     assert s.value("jetkube_watch_starts_total", source="ring") == 1
     assert s.value("jetkube_watch_starts_total", source="log") == 0
+    assert s.value("jetkube_projection_change_feed_dropped_total") == 0  # (a quiet gateway's feeds never fill)
+    assert s.value("jetkube_projection_change_feed_resyncs_total") == 0
     assert s.value("jetkube_consistent_read_wait_seconds_count") >= 6
     assert s.value("jetkube_nats_connected") == 1
     assert s.value("jetkube_nats_connections_total") == 1

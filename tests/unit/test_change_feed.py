@@ -418,6 +418,7 @@ def test_the_namespace_controller_repairs_a_dropped_change_at_once() -> None:
             with trio.fail_after(ctl.resync_s / 2):
                 await repaired[0].wait()
             assert enqueued["n3"] - start < 1.0 and feed.resyncs >= 1
+            assert p.feed_resyncs == feed.resyncs  # (jetkube_projection_change_feed_resyncs_total)
             n.cancel_scope.cancel()
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
