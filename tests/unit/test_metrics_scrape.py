@@ -49,7 +49,8 @@ def populated(tenants: list[str] = TENANTS, kinds: int = 8) -> ServerMetrics:
                           bridge=SimpleNamespace(connected=True, connections=2))
     projection = SimpleNamespace(store=SimpleNamespace(resources=resources, applied=1200), log=log,
                                  watch_starts={"state": 4, "ring": 2, "log": 1}, start_s=0.5, start_from=0,
-                                 snapshots=None, consistent_wait=Histogram(FAST_BUCKETS), compacted=0)
+                                 snapshots=None, consistent_wait=Histogram(FAST_BUCKETS), compacted=0,
+                                 feed_drops=0, feed_resyncs=0)
     m = ServerMetrics(pipeline, projection, registry)  # type: ignore[arg-type]
     n = 0
     for t in tenants:
