@@ -3,8 +3,8 @@
 In process, no network: a projection (``projections.Projection`` on a fake log) applies configmap
 creates one at a time, and one watcher's response body (``gateway/_app.py`` ``_stream`` over
 ``gateway/_reads.py`` ``watch_lines``, the path of a plain JSON watch) is read by a fake sink that
-yields to the scheduler once per chunk, as a socket write does. Two cases, each the microseconds of
-the whole loop (the applies included, the same in both) per event delivered:
+yields to the scheduler once per chunk, as a socket write does. Three cases, each the microseconds of
+the whole loop (the applies included, the same in all) per event delivered:
 
 - ``waiting``: the sink tells the writer when it got the event; the watcher waits for every event
   (a watcher keeping up: one wait, one chunk per event, what a fan-out to idle watchers costs);
@@ -15,8 +15,9 @@ the whole loop (the applies included, the same in both) per event delivered:
 
 Also ``baseline``: the same writer and sink for the waiting case, without a watch (``waiting`` minus it
 is the watch's own cost). ``SINK_US``: CPU the sink spends per chunk besides (0 by default; about 20
-stands for the body's wrappers and the write, where fewer, larger chunks pay). The note
-(``/work/wt/notes/watch.md`` of session s10) has the numbers.
+stands for the body's wrappers and the write, where fewer, larger chunks pay). Measured when the
+queued events' path came (2026-11-30, best of 8 alternated, 10,000 events), microseconds per event
+before -> after: waiting 30.9 -> 24.4, streaming 18.2 -> 14.3, bursts 8.0 -> 7.3.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ async def run(events: int, case: str, sink_us: float = 0.0) -> tuple[float, int]
     seen = 0
 
     async def sink(body: Any) -> None:
-        nonlocal chunks, seen, got
+        nonlocal chunks, seen
         async for chunk in body:
             chunks += 1
             seen += chunk.count(b"\n")

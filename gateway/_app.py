@@ -193,7 +193,7 @@ class WatchEnd:
     watch goes on. A chunk already made (its events queued) is taken without a wait. A wait for the
     watcher's queue alone (the stream ``live``) needs no scope when :meth:`WatchStreams.run` ends
     watches at their deadlines: ending a watch calls :attr:`stop`, which closes that queue. Any other
-    wait runs in a scope of its own (``with end.step() as scope``, a class: one per wait), which
+    wait runs in a scope of its own (``with end as scope``: one per wait), which
     ending the watch cancels, as does the deadline."""
 
     __slots__ = ("_step", "cancel_called", "deadline", "stop")
@@ -216,11 +216,8 @@ class WatchEnd:
         """Ended, or past the deadline (what a scope entered now would be cancelled by at once)."""
         return self.cancel_called or trio.current_time() >= self.deadline
 
-    def step(self) -> WatchEnd:
-        """A scope for one wait (entered by ``with``): cancelled at the deadline or when the watch is ended."""
-        return self
-
     def __enter__(self) -> trio.CancelScope:
+        """A scope for one wait: cancelled at the deadline or when the watch is ended."""
         scope = trio.CancelScope(deadline=self.deadline)
         scope.__enter__()
         if self.cancel_called:
@@ -273,6 +270,7 @@ class WatchStreams:
                         end.cancel()
         finally:
             self._clock = None
+            self._deadlines.clear()  # (nothing reads them once the clock has stopped)
             for end in tuple(self._ends):
                 end.cancel()
 
@@ -1042,7 +1040,7 @@ def _stream(watches: WatchStreams, lines: Any, timeout_s: int, content_type: str
                         if end.over():
                             break  # (woken by its end, or it came with it: not sent)
                     else:
-                        with end.step() as scope:  # (no scope open while this generator yields: WatchEnd)
+                        with end as scope:  # (no scope open while this generator yields: WatchEnd)
                             try:
                                 line = await it.__anext__()
                             except StopAsyncIteration:

@@ -321,30 +321,32 @@ class WatchLines:
         """The next chunk if its events are already queued (``WatchBatches.ready``), made here without
         a checkpoint; None when it would have to wait (or be converted by a webhook): then iterate.
         Call only between two chunks, not while one is awaited."""
-        how = self._how
-        events = how.events
-        if events is None or self.done or how.converting():
-            return None
-        batch = events.ready()
+        events = self._open()
+        batch = events.ready() if events is not None else None
         if batch is None:
             return None
         try:
-            chunk, last = how.chunk(batch)
+            chunk, last = self._how.chunk(batch)
         except Exception as e:  # noqa: BLE001 - as in _watch_chunks: reported in-band, and the stream ends
             chunk, last = error_event(e), True
         self.done = last
         return chunk or None  # (nothing to send for these events: the caller waits for the next)
 
+    def _open(self) -> WatchBatches | None:
+        """The open watch, while the stream goes on and its chunks need no webhook conversion."""
+        events = self._how.events
+        return None if events is None or self.done or self._how.webhook else events
+
     def queued(self) -> bool:
         """Whether :meth:`ready` may have a chunk (False: it has none, for certain)."""
-        events = self._how.events
-        return events is not None and not self.done and events.queued() and not self._how.converting()
+        events = self._open()
+        return events is not None and events.queued()
 
     def live(self) -> bool:
         """Whether the next chunk's one wait is for the watcher's queue (``WatchBatches.live``, and no
         webhook conversion): a wait that :meth:`stop` ends. Call only between two chunks."""
-        events = self._how.events
-        return events is not None and not self.done and events.live() and not self._how.converting()
+        events = self._open()
+        return events is not None and events.live()
 
     def stop(self) -> None:
         """End a wait for the next chunk, if :meth:`live` (the stream then ends: ``WatchBatches.stop``)."""
@@ -360,7 +362,7 @@ async def _ended() -> bytes:
 class _LinesOf:
     """How a watch's batches become its chunks, and its open watch (``events``) while there is one."""
 
-    __slots__ = ("converter", "encode", "events", "opts", "rdef", "stored")
+    __slots__ = ("converter", "encode", "events", "opts", "rdef", "stored", "webhook")
 
     def __init__(self, rdef: ResourceDef, opts: ListOptions, encode: Callable[[str, Change], bytes],
                  stored: ResourceDef, converter: Converter | None) -> None:
@@ -369,10 +371,9 @@ class _LinesOf:
         self.encode = encode
         self.stored = stored
         self.converter = converter
+        #: Each batch goes through a CRD's conversion webhook (fixed for the watch: both defs are frozen).
+        self.webhook = converter is not None and converter.needed(stored, rdef)
         self.events: WatchBatches | None = None
-
-    def converting(self) -> bool:
-        return self.converter is not None and self.converter.needed(self.stored, self.rdef)
 
     def chunk(self, batch: list[tuple[str, Any]]) -> tuple[bytes, bool]:
         """A batch's events as one chunk, and whether it ends the stream (the watcher was cut off)."""
@@ -411,7 +412,7 @@ async def _watch_chunks(how: _LinesOf, projection: Projection, tenant: str) -> A
                                     send_initial=bool(opts.send_initial), bookmarks=opts.bookmarks) as events:
             how.events = events
             async for batch in events:
-                if how.converting():
+                if how.webhook:
                     assert how.converter is not None
                     batch = await _converted_batch(how.converter, batch, stored, how.rdef)
                 chunk, last = how.chunk(batch)
