@@ -243,7 +243,9 @@ class WatchStreams:
         # when the watch began (gateway/_wildcard.py ``still_served``).
         self._served: dict[WatchEnd, Callable[[], bool]] = {}
         # The open watches' deadlines (a heap; a closed watch's entry stays until it is popped or
-        # the heap is rebuilt, at twice the open watches), and run()'s sleep until the first.
+        # the heap is rebuilt, at twice the open watches), and run()'s sleep until the first. (The
+        # bus bridge keeps its requests' deadlines the same way, bus/_bridge.py ``_t_timer``: a shared
+        # helper would put this one on the bridge's hot path; not done.)
         self._deadlines: list[tuple[float, int, WatchEnd]] = []
         self._tie = itertools.count()
         self._clock: trio.CancelScope | None = None
