@@ -80,7 +80,7 @@ from ._audit import query as audit_query
 from ._codec import YAML as YAML_CT
 from ._codec import decode_body_strict, encode_yaml, query_bool
 from ._fast import FastPath
-from ._gate import AUTHENTICATED, Gate, error_answer
+from ._gate import AUTHENTICATED, SEATS_UNTIL_SENT, Gate, error_answer
 from ._logging import begin_request, note_user
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import ServerMetrics, request_labels
@@ -412,6 +412,7 @@ def create_app(ctx: Context) -> QuartTrio:
         started = time.perf_counter()
         kind = metrics.begin(request.method)
         resp: Response | None = None
+        answered = False
         try:
             try:
                 try:
@@ -435,6 +436,7 @@ def create_app(ctx: Context) -> QuartTrio:
                     # here, in the request's flow control seat (kube's handler serializes in its).
                     # (Discovery documents are made YAML where they are answered.)
                     await _in_yaml(resp, ctx.yaml_slots)
+                answered = True
             except (trio.Cancelled, KeyboardInterrupt) as e:
                 metrics.abort(labels := _request_labels(ctx, 499), note.tenant or ROOT_TENANT)
                 line.end(labels[0], 499)
@@ -450,9 +452,13 @@ def create_app(ctx: Context) -> QuartTrio:
                 raise
         finally:
             metrics.end(kind)
-            # Seats back when the request is answered (a YAML answer made), failed or its client went
-            # away; a watch's once its initial events are sent (its long life is outside flow control, as kube's).
-            if not (intake.initial_events and _is_stream(resp)):
+            # Seats back once the answer is sent (kube's handler holds them while it writes it: Quart
+            # sends after this returns, so the gate gives them back then), or now when the request
+            # failed or its client went away; a stream's (a watch's) now, or once its initial events
+            # are sent: its long life is outside flow control, as kube's.
+            if answered and not _is_stream(resp):
+                request.scope[SEATS_UNTIL_SENT] = partial(ctx.pipeline.release, intake.flow)
+            elif not (intake.initial_events and _is_stream(resp)):
                 ctx.pipeline.release(intake.flow)
         assert resp is not None
         _pf_headers(resp, intake.flow)

@@ -223,6 +223,7 @@ class FastPath:
                                 dry_run=[v for k, v in plan.pairs if k == "dryRun"])
         body_read = [False]
         warnings: tuple[str, ...] = ()
+        answering = False  # the seats are held until the answer is sent (below), as kube's handler holds them
         try:
             try:
                 code, body, warnings = await self._handle(scope, receive, plan, audit_id, user_agent, source, note,
@@ -246,20 +247,25 @@ class FastPath:
                     return
                 code, body, extra = error_answer(e)
                 note.failed(e)
+            answering = True
         finally:
             metrics.end(kind)
+            if not answering:
+                ctx.pipeline.release(flow)
+        try:
+            out = response_headers(body, extra, audit_id, flow, warnings)
+            tenant_label = note.tenant or ROOT_TENANT
+            metrics.tenant_request(tenant_label, note.verb, code)
+            if ctx.audit is not None:
+                await audit_request(ctx.audit, note, audit_id, code, received, _http(scope, source, user_agent))
+            if plan.length > 0 and not body_read[0] and scope["http_version"] in ("1.0", "1.1"):
+                out.append((b"connection", b"close"))  # answered before its body was read (the app's rule)
+            metrics.observe(labels, code, time.perf_counter() - started, len(body), tenant_label)
+            line.end(labels[0], code)
+            await send({"type": "http.response.start", "status": code, "headers": out})
+            await send({"type": "http.response.body", "body": body})
+        finally:
             ctx.pipeline.release(flow)
-        out = response_headers(body, extra, audit_id, flow, warnings)
-        tenant_label = note.tenant or ROOT_TENANT
-        metrics.tenant_request(tenant_label, note.verb, code)
-        if ctx.audit is not None:
-            await audit_request(ctx.audit, note, audit_id, code, received, _http(scope, source, user_agent))
-        if plan.length > 0 and not body_read[0] and scope["http_version"] in ("1.0", "1.1"):
-            out.append((b"connection", b"close"))  # answered before its body was read (the app's rule)
-        metrics.observe(labels, code, time.perf_counter() - started, len(body), tenant_label)
-        line.end(labels[0], code)
-        await send({"type": "http.response.start", "status": code, "headers": out})
-        await send({"type": "http.response.body", "body": body})
 
     async def _handle(self, scope: Any, receive: Any, plan: _Plan, audit_id: str, user_agent: str, source: str,
                       note: AuditNote, flow: Admission, body_read: list[bool]) -> tuple[int, bytes, tuple[str, ...]]:

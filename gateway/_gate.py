@@ -94,6 +94,13 @@ def response_headers(body: bytes, extra: dict[str, str], audit_id: str, adm: Adm
     return out
 
 
+#: A request's scope key: what gives back the flow control seats a handler holds until its answer
+#: is sent (kube's handler holds its seats while it writes the answer: APF releases them when the
+#: handler returns). Quart sends the answer after the handler returns, so the handler leaves the
+#: release here and :class:`Gate` calls it once the app is done.
+SEATS_UNTIL_SENT = "jetkube.seats_until_sent"
+
+
 class Gate:
     """ASGI middleware around the Quart app (``app.asgi_app``): see the module docstring."""
 
@@ -114,6 +121,16 @@ class Gate:
                 loopprobe.trace(scope["path"], marks)
         return await self._call(scope, receive, send)
 
+    async def _app(self, scope: Any, receive: Any, send: Any) -> None:
+        """The app, then the flow control seats a handler left held until its answer was sent
+        (:data:`SEATS_UNTIL_SENT`), given back however the sending ended."""
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            release = scope.pop(SEATS_UNTIL_SENT, None)
+            if release is not None:
+                release()
+
     async def _call(self, scope: Any, receive: Any, send: Any) -> None:
         # A paced request (gateway/_pacing.py) holds its tenant's slot while it may be answered 429
         # here, at once; a request going on to the app gives it back first (it may wait in flow
@@ -126,19 +143,19 @@ class Gate:
         if scope["type"] != "http" or scope["method"] not in _READS or not self.ctx.pipeline.flow_control.rejecting():
             if paced is not None:
                 paced()
-            return await self.app(scope, receive, send)
+            return await self._app(scope, receive, send)
         audit = self.ctx.audit
         if audit is not None and audit.blocking is not None:
             # The audit webhook's blocking modes: kube sends RequestReceived before flow control
             # answers, and waits for it; the app does that (gateway/_audit.py audit_received).
             if paced is not None:
                 paced()
-            return await self.app(scope, receive, send)
+            return await self._app(scope, receive, send)
         decided = await self._decide(scope)
         if decided is None:
             if paced is not None:
                 paced()
-            return await self.app(scope, receive, send)
+            return await self._app(scope, receive, send)
         await self._reject(scope, send, *decided)
 
     async def _decide(self, scope: Any) -> tuple[Request, Any, Admission, int, dict[str, str], dict[bytes, bytes]] | None:
