@@ -26,9 +26,8 @@ class Steps(trio.abc.Instrument):
 
 async def test_the_callers_of_a_round_wake_once_and_a_cancelled_leader_leaves_it_to_the_others(
         nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # One query in flight at a time here (the real clock runs while the test holds a query; a round
-    # behind an overdue query sending at once is tests/unit/test_head_pipelining.py's).
-    monkeypatch.setattr(_log, "HEAD_PIPELINE_AFTER_S", 3600.0)
+    # One query in flight at a time here (more in flight at once: tests/unit/test_head_pipelining.py).
+    monkeypatch.setattr(_log, "HEAD_MAX_IN_FLIGHT", 1)
     with trio.fail_after(20):
         async with open_bridge(nats_url) as bridge:
             log = await open_log(bridge, StreamConfig(name="T10", prefix="t10"))

@@ -1,12 +1,11 @@
-"""``Log.head`` under a slow answer: a caller arriving while a query is in flight waits for it to end
-(its answer may predate the caller's write) unless it has been in flight ``HEAD_PIPELINE_AFTER_S``;
-then the caller's round sends at once, up to ``HEAD_MAX_IN_FLIGHT`` queries in flight. No caller
-ever takes the answer of a query sent before it arrived."""
+"""``Log.head`` with queries in flight: a caller sends its own query at once while fewer than
+``HEAD_MAX_IN_FLIGHT`` are in flight; beyond, its round waits for one to end and sends then, for
+every caller that arrived meanwhile. No caller ever takes the answer of a query sent before it
+arrived."""
 
 from __future__ import annotations
 
 import trio
-import trio.testing
 from trio.testing import wait_all_tasks_blocked
 
 from bus import StreamConfig, _log
@@ -29,10 +28,8 @@ def _gated_log() -> tuple[Log, list[trio.Event]]:
     return log, gates
 
 
-async def test_a_round_behind_an_overdue_query_sends_at_once_up_to_the_bound(
-        mock_clock: trio.testing.MockClock) -> None:
+async def test_a_caller_sends_at_once_up_to_the_bound_then_its_round_waits() -> None:
     assert _log.HEAD_MAX_IN_FLIGHT == 2
-    after = _log.HEAD_PIPELINE_AFTER_S
     log, gates = _gated_log()
     results: dict[str, int] = {}
 
@@ -43,57 +40,28 @@ async def test_a_round_behind_an_overdue_query_sends_at_once_up_to_the_bound(
         nursery.start_soon(caller, "a")  # sends query 1
         await wait_all_tasks_blocked()
         nursery.start_soon(caller, "b")  # arrives while 1 is in flight: must not take 1's answer
-        nursery.start_soon(caller, "b2")
         await wait_all_tasks_blocked()
-        mock_clock.jump(after / 2)
+        assert len(gates) == 2  # one in flight: b sent query 2 at once
+        for name in ("c", "c2"):  # two in flight: c's round (c2 in it) waits for one to end
+            nursery.start_soon(caller, name)
         await wait_all_tasks_blocked()
-        assert len(gates) == 1  # 1 is not overdue yet: b's round waits
-        mock_clock.jump(after)
+        assert len(gates) == 2 and log._head_busy == 2
+        gates[1].set()  # query 2 answers first: b has its answer; c's round sends 3
         await wait_all_tasks_blocked()
-        assert len(gates) == 2  # 1 is overdue: b's round sent query 2 beside it
-        nursery.start_soon(caller, "c")  # two in flight: c's round waits for one to end
+        assert results == {"b": 2} and len(gates) == 3
+        nursery.start_soon(caller, "d")  # arrives after 3 was sent, two in flight: waits
         await wait_all_tasks_blocked()
-        mock_clock.jump(10 * after)
-        await wait_all_tasks_blocked()
-        assert len(gates) == 2
-        gates[1].set()  # query 2 answers first: b's round has its answer; c's round sends 3
-        await wait_all_tasks_blocked()
-        assert results == {"b": 2, "b2": 2} and len(gates) == 3
-        nursery.start_soon(caller, "d")  # arrives after 3 was sent
-        await wait_all_tasks_blocked()
+        assert len(gates) == 3
         gates[0].set()  # query 1, sent before anyone but a arrived
         await wait_all_tasks_blocked()
-        assert results == {"a": 1, "b": 2, "b2": 2} and len(gates) == 4  # d's round sent 4 once 1 ended
+        assert results == {"a": 1, "b": 2} and len(gates) == 4  # d's round sent 4 once 1 ended
         gates[2].set()
         gates[3].set()
-    assert results == {"a": 1, "b": 2, "b2": 2, "c": 3, "d": 4}
+    assert results == {"a": 1, "b": 2, "c": 3, "c2": 3, "d": 4}
     assert log._head_busy == 0
 
 
-async def test_a_query_answered_in_time_is_not_doubled(mock_clock: trio.testing.MockClock) -> None:
-    """The round behind a query in flight sends when that one ends, not before (one in flight)."""
-    log, gates = _gated_log()
-    results: dict[str, int] = {}
-
-    async def caller(name: str) -> None:
-        results[name] = await log.head()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(caller, "a")
-        await wait_all_tasks_blocked()
-        for name in ("b", "c"):
-            nursery.start_soon(caller, name)
-        await wait_all_tasks_blocked()
-        mock_clock.jump(_log.HEAD_PIPELINE_AFTER_S / 2)
-        gates[0].set()
-        await wait_all_tasks_blocked()
-        assert results == {"a": 1} and len(gates) == 2
-        gates[1].set()
-    assert results == {"a": 1, "b": 2, "c": 2}
-
-
-async def test_a_leader_cancelled_while_it_waits_leaves_the_round_to_the_others(
-        mock_clock: trio.testing.MockClock) -> None:
+async def test_a_leader_cancelled_while_it_waits_leaves_the_round_to_the_others() -> None:
     log, gates = _gated_log()
     results: dict[str, int] = {}
     scopes: dict[str, trio.CancelScope] = {}
@@ -104,17 +72,16 @@ async def test_a_leader_cancelled_while_it_waits_leaves_the_round_to_the_others(
             results[name] = await log.head()
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(caller, "a")
-        await wait_all_tasks_blocked()
-        for name in ("leader", "b"):
+        for name in ("a", "x", "leader", "b"):  # a and x send 1 and 2; the leader's round (b in it) waits
             nursery.start_soon(caller, name)
             await wait_all_tasks_blocked()
-        scopes["leader"].cancel()
-        await wait_all_tasks_blocked()
-        assert len(gates) == 1
-        mock_clock.jump(2 * _log.HEAD_PIPELINE_AFTER_S)  # 1 overdue: b's new round sends
+        assert len(gates) == 2
+        scopes["leader"].cancel()  # b starts a round of its own, which waits too
         await wait_all_tasks_blocked()
         assert len(gates) == 2
+        gates[0].set()  # one ends: b's round sends 3
+        await wait_all_tasks_blocked()
+        assert len(gates) == 3
+        gates[2].set()
         gates[1].set()
-        gates[0].set()
-    assert results == {"a": 1, "b": 2}
+    assert results == {"a": 1, "x": 2, "b": 3}
