@@ -368,6 +368,7 @@ class Bridge:
         # trio -> asyncio: (subject, payload, encoded header block or None, pending, timeout)
         self._outbox: collections.deque[tuple[str, bytes, bytes | None, _Pending, float]] = collections.deque()
         self._out_scheduled = False
+        self._a_queueing = 0  # batches handed to nats-py's flusher path, not yet in its pending commands
         # trio side: whether requests were queued since the last crossing, and the run-loop hook
         # that crosses for them once per scheduling batch (None: not installed, cross at once).
         self._flush_due = False
@@ -709,7 +710,9 @@ class Bridge:
             batch.append(out.popleft())
         if batch:
             built = self._a_commands(batch)
-            if built is not None and not self._nc.write_now(built[0], built[3]):
+            # (behind a batch still on its way to nats-py's pending commands, a batch queues too: in order)
+            if built is not None and (self._a_queueing or not self._nc.write_now(built[0], built[3])):
+                self._a_queueing += 1
                 asyncio.ensure_future(self._a_queue(*built))
 
     def _a_commands(self, batch: list[tuple[str, bytes, bytes | None, _Pending, float]]
@@ -752,6 +755,8 @@ class Bridge:
         except Exception:  # noqa: BLE001 - the callers see a timeout and retry with their Msg-Id
             for n in sent:
                 self._waiting.pop(n, None)
+        finally:
+            self._a_queueing -= 1
 
     def _a_on_reply(self, subject: bytes, data: bytes, headers: Headers) -> None:
         try:
