@@ -40,8 +40,9 @@ RANGE_PULLS = 3
 #: and then sends, for every caller that arrived meanwhile. Measured in B12 (a tenant's LISTs
 #: flooding one gateway, each with its head query; the quiet tenant's GET traced through the loop
 #: probe): waiting for the query in flight to end (unless out 10 ms) cost the quiet GET's head query
-#: 3.7 ms at p50 and 8.4 ms at p99 (8 and 18 turns of the run queue); sending at once, 2.2 / 5.9 ms.
-#: B2 (consistent GETs, saturated) alternated with the waiting rule: the same rate against B2/rv0.
+#: 3.7 ms at p50 and 8.4 ms at p99 (8 and 18 turns of the run queue); sending at once (up to 4 in
+#: flight in that run), 2.2 / 6.1 ms. B2 (consistent GETs, saturated) alternated with the waiting
+#: rule: the same rate against B2/rv0 with 2 in flight at most (with 4, 4-8% less: kept at 2).
 HEAD_MAX_IN_FLIGHT = 2
 _WRONG_LAST_SEQUENCE = 10071
 # A clustered stream's leader answers a CAS append that lost to a write still being proposed with
