@@ -64,3 +64,49 @@ def test_left_to_the_flusher_behind_anything_queued_or_when_not_connected() -> N
         assert writer.written == [] and nc.stats["out_msgs"] == 0
     nc = _client(None)  # no transport at all (never connected)
     assert not nc.write_now(cmds, 1)
+
+
+def test_a_batch_behind_one_on_its_way_to_the_flusher_queues_too() -> None:
+    """The bridge's drain: a batch ``write_now`` refused goes to nats-py's flusher path (a task, a
+    turn of the loop later); a batch drained before that task ran must not be written ahead of it,
+    even when the socket could take it now."""
+    import asyncio
+
+    from bus._bridge import Bridge, _Pending
+
+    order: list[bytes] = []
+
+    class _Nc:
+        max_payload = 1 << 20
+
+        def __init__(self) -> None:
+            self.writable = False  # the transport's buffer is not empty: the first batch queues
+
+        def write_now(self, cmds: list[bytes], payload_bytes: int) -> bool:
+            if self.writable:
+                order.extend(cmds)
+            return self.writable
+
+        async def publish_commands(self, cmds: list[bytes], nbytes: int, payload_bytes: int) -> None:
+            order.extend(cmds)
+
+    async def run() -> None:
+        b = Bridge("nats://127.0.0.1:1", max_in_flight=8, trio_token=None)  # type: ignore[arg-type]
+        b._loop.close()
+        b._loop = asyncio.get_running_loop()
+        b._nc = nc = _Nc()
+        b._connected, b._inbox = True, "_INBOX.t"
+        b._outbox.append(("a.first", b"1", None, _Pending(), 5.0))
+        b._a_drain_outbox()  # refused: queued for the flusher (a task not run yet)
+        nc.writable = True  # the socket drained meanwhile
+        b._outbox.append(("a.second", b"2", None, _Pending(), 5.0))
+        b._a_drain_outbox()  # must queue behind the first, not be written now
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert [c.split(b" ")[1] for c in order] == [b"a.first", b"a.second"]
+        assert b._a_queueing == 0
+        b._outbox.append(("a.third", b"3", None, _Pending(), 5.0))
+        b._a_drain_outbox()  # nothing on its way: written at once
+        assert [c.split(b" ")[1] for c in order] == [b"a.first", b"a.second", b"a.third"]
+
+    asyncio.run(run())
