@@ -1174,15 +1174,15 @@ class Bench:
         gateways of their own (3 seats each), after the main phase's processes are stopped."""
         from . import apf
 
-        seconds = 8.0 if self.quick else 20.0
+        seconds = apf.phase_s(self.quick)
         if self.want("B12") or self.want("B13"):
-            self.budget_s += 150 if self.quick else 300  # its own time, beyond the main phase's budget
+            self.budget_s += 150 if self.quick else 480  # its own time, beyond the main phase's budget
         for sid, title in (("B12", "fairness under a flood, one gateway"),
                            ("B13", "fairness under a flood, two gateways (fleet-wide)")):
             if self.want(sid):
                 await self.scenario(sid, title, apf.header(sid, seconds, apf.FLOOD_CONNS),
                                     lambda sid=sid: apf.scenario(sid, quick=self.quick, run_dir=self.run_dir),
-                                    240 if self.quick else 420)
+                                    240 if self.quick else 600)
                 self.children.close()
 
     async def cluster_phase(self) -> None:

@@ -53,6 +53,13 @@ OBJECTS = 500
 FLOOD_X = 10.0  # A's open-loop rate, times the LIST capacity measured first
 FLOOD_CONNS = 1000  # the open-loop flood's connections per gateway, at most
 FLEET_LEASES_S = 3.0  # B13's --apf-fleet-leases: seats leased from each tenant's owner gateway
+#: Each phase's length (unloaded, beside A at capacity, under the flood) in ``make bench`` (quick: 8 s).
+#: B sends at 5% of the capacity, so a 20 s phase had ~630 samples and its p99 was the 7th slowest:
+#: measured run to run, B12's unloaded p99 alone moved 3.9-5.5 ms (and with it the 2x line) and
+#: the flooded one 7.5-11.3 ms on the same code. 40 s phases: ~1,100-1,250 samples each (three B12
+#: runs on the same code, 2026-11-30: 4.87 -> 7.99, 4.73 -> 9.08 and, in ``make bench``'s runner,
+#: 5.37 -> 11.88 ms: less noise in each p99, not a different answer).
+PHASE_S, QUICK_PHASE_S = 40.0, 8.0
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
 LC = "/apis/tenancy.jetkube.io/v1alpha1/logicalclusters"
 
@@ -594,9 +601,12 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
              "met": ok_p99 and ok_429, "note": note, "details": r}]
 
 
+def phase_s(quick: bool) -> float:
+    return QUICK_PHASE_S if quick else PHASE_S
+
+
 async def scenario(sid: str, *, quick: bool, run_dir: Path) -> list[dict[str, Any]]:
-    seconds = 8.0 if quick else 20.0
-    r = await main(seconds, FLOOD_CONNS, 2, 1, gateways=2 if sid == "B13" else 1, work_dir=run_dir,
+    r = await main(phase_s(quick), FLOOD_CONNS, 2, 1, gateways=2 if sid == "B13" else 1, work_dir=run_dir,
                    fleet_leases_s=FLEET_LEASES_S if sid == "B13" else 0.0)
     return rows(sid, r)
 
@@ -604,7 +614,7 @@ async def scenario(sid: str, *, quick: bool, run_dir: Path) -> list[dict[str, An
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(prog="python -m bench.apf", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=PHASE_S, help="each phase's length")
     ap.add_argument("--gateways", type=int, default=1, help="1: B12; 2: B13 (the flood on each)")
     ap.add_argument("--flood-conns", type=int, default=FLOOD_CONNS, help="the flood's connections per gateway, at most")
     ap.add_argument("--flood-x", type=float, default=FLOOD_X, help="A's open-loop rate, times the measured capacity")
