@@ -14,6 +14,7 @@ import httpx
 import msgspec
 import pytest
 import trio
+import trio.testing
 import yaml
 
 from gateway import _app as app_mod
@@ -156,8 +157,9 @@ async def test_a_yaml_answer_is_made_in_the_requests_seat_large_ones_on_their_ow
             assert r.status_code == 200
             assert {f"big{i}" for i in range(40)} <= {o["metadata"]["name"] for o in _yaml(r)["items"]}
             # every seat back once answered (after the last byte left the server: the client may read
-            # it before the server's task goes on)
-            await poll_until(lambda: _executing(contexts[0]) == 0)
+            # it before the server's task goes on, which it does before the loop is idle)
+            await trio.testing.wait_all_tasks_blocked()
+            assert _executing(contexts[0]) == 0
     assert [(e, thread, busy) for e, thread, busy, _ in seen] == [(1, False, 0), (1, False, 0), (1, True, 1),
                                                                   (1, True, 1)]
     assert seen[3][3] > seen[2][3] > app_mod.YAML_INLINE_BYTES == 8 * 1024 > seen[0][3]
@@ -197,7 +199,8 @@ async def test_a_client_gone_while_its_yaml_waits_for_a_thread_is_counted_499_an
             r = await c.get(CM, headers=Y)
             assert r.status_code == 200 and len(_yaml(r)["items"]) >= 10
             ctx.yaml_slots.release_on_behalf_of(holders[1])
-            await poll_until(lambda: _executing(ctx) == 0)
+            await trio.testing.wait_all_tasks_blocked()
+            assert _executing(ctx) == 0
 
 
 async def test_a_status_quart_answers_is_yaml_when_asked(start_server: StartServer) -> None:

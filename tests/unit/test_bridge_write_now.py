@@ -101,8 +101,7 @@ def test_a_batch_behind_one_on_its_way_to_the_flusher_queues_too() -> None:
         nc.writable = True  # the socket drained meanwhile
         b._outbox.append(("a.second", b"2", None, _Pending(), 5.0))
         b._a_drain_outbox()  # must queue behind the first, not be written now
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))  # the queued batches' tasks
         assert [c.split(b" ")[1] for c in order] == [b"a.first", b"a.second"]
         assert b._a_queueing == 0
         b._outbox.append(("a.third", b"3", None, _Pending(), 5.0))
