@@ -10,6 +10,10 @@ and its connection closed. Prints one JSON line: attempted, sent, answered, code
 Retry-After, not sent (all connections busy), errors, timeouts, the connections opened, and when
 each of ``--max-conns`` connections had had its first answer (the flood established: until then
 the server is also accepting connections and reading their first requests).
+
+``--closed-conns N`` (instead of ``--rate``) runs closed loop instead: N connections, each sending
+its next request when the last is answered, for ``seconds`` (B12/B13's "A at capacity" beside B,
+in a process of its own so that B's client does not share an event loop with A's answers).
 """
 
 from __future__ import annotations
@@ -67,14 +71,59 @@ class _Conn:
         return status, headers
 
 
-async def flood(url: str, path: str, token: str, rate: float, seconds: float, *, max_conns: int = 1000,
-                timeout_s: float = 20.0) -> dict[str, Any]:
+def _target(url: str, path: str, token: str) -> tuple[str, int, bytes]:
+    """(host, port, the request's bytes); loopback only."""
     u = urlsplit(url)
     host, port = u.hostname or "", u.port or 80
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("loopback only")
     request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
                "User-Agent: jetkube-bench-openloop\r\nAccept: application/json\r\n\r\n").encode()
+    return host, port, request
+
+
+async def closed(url: str, path: str, token: str, conns: int, seconds: float, *,
+                 timeout_s: float = 20.0) -> dict[str, Any]:
+    """Closed loop: ``conns`` connections, each sending its next request when the last is answered,
+    until ``seconds`` have passed (a request in flight then is waited for, at most ``timeout_s``)."""
+    host, port, request = _target(url, path, token)
+    s: dict[str, Any] = {"sent": 0, "answered": 0, "codes": {}, "errors": 0, "timeouts": 0}
+    t0 = trio.current_time()
+    deadline = t0 + seconds
+
+    async def loop() -> None:
+        conn: _Conn | None = None
+        try:
+            while trio.current_time() < deadline:
+                with trio.fail_after(timeout_s):
+                    if conn is None:
+                        conn = _Conn(await trio.open_tcp_stream(host, port))
+                    await conn.stream.send_all(request)
+                    s["sent"] += 1
+                    status, headers = await conn.response()
+                s["answered"] += 1
+                s["codes"][status] = s["codes"].get(status, 0) + 1
+                if headers.get(b"connection", b"").lower() == b"close":
+                    await trio.aclose_forcefully(conn.stream)
+                    conn = None
+        except trio.TooSlowError:
+            s["timeouts"] += 1
+        except (OSError, EOFError, ValueError, IndexError, trio.BrokenResourceError):
+            s["errors"] += 1
+        finally:
+            if conn is not None:
+                await trio.aclose_forcefully(conn.stream)
+
+    async with trio.open_nursery() as n:
+        for _ in range(conns):
+            n.start_soon(loop)
+    s["seconds"] = round(trio.current_time() - t0, 3)
+    return s
+
+
+async def flood(url: str, path: str, token: str, rate: float, seconds: float, *, max_conns: int = 1000,
+                timeout_s: float = 20.0) -> dict[str, Any]:
+    host, port, request = _target(url, path, token)
     idle: list[_Conn] = []
     s: dict[str, Any] = {"attempted": 0, "sent": 0, "answered": 0, "codes": {}, "c429": 0, "c429_no_retry_after": 0,
                          "not_sent_all_busy": 0, "errors": 0, "timeouts": 0, "connections_opened": 0,
@@ -146,11 +195,16 @@ if __name__ == "__main__":
     ap.add_argument("--url", required=True)
     ap.add_argument("--path", required=True)
     ap.add_argument("--token", required=True)
-    ap.add_argument("--rate", type=float, required=True, help="requests per second")
+    how = ap.add_mutually_exclusive_group(required=True)
+    how.add_argument("--rate", type=float, help="requests per second (open loop)")
+    how.add_argument("--closed-conns", type=int, help="closed loop on this many connections instead")
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--max-conns", type=int, default=1000)
     ap.add_argument("--timeout", type=float, default=20.0)
     ns = ap.parse_args()
-    out = trio.run(lambda: flood(ns.url, ns.path, ns.token, ns.rate, ns.seconds, max_conns=ns.max_conns,
-                                 timeout_s=ns.timeout))
+    if ns.closed_conns is not None:
+        out = trio.run(lambda: closed(ns.url, ns.path, ns.token, ns.closed_conns, ns.seconds, timeout_s=ns.timeout))
+    else:
+        out = trio.run(lambda: flood(ns.url, ns.path, ns.token, ns.rate, ns.seconds, max_conns=ns.max_conns,
+                                     timeout_s=ns.timeout))
     sys.stdout.write("OPENLOOP " + json.dumps(out) + "\n")

@@ -8,15 +8,18 @@ one Python process (``--max-requests-inflight 2 --max-mutating-requests-inflight
 executing request shares one core, so a seat is a share of CPU; kube's 600 seats are for many
 cores). Two tenants (logical clusters), each with one user:
 
-- capacity: A's LIST rate measured first, closed loop (16 httpx connections per gateway, 5 s);
+- capacity: A's LIST rate measured first, closed loop (16 connections per gateway, 5 s, a process
+  per gateway: ``bench/_openloop.py --closed-conns``);
 - tenant A lists 500 ConfigMaps (5 seats each, capped at its level's maximum) open loop at
   ``--flood-x`` (10) times that capacity (``bench/_openloop.py``, one process per gateway, at most
   ``--flood-conns`` connections each: a request finding them all busy is counted as not sent);
 - tenant B GETs one ConfigMap open-loop at 5% of the capacity, round robin over the gateways.
 
 Printed: the capacity, A's offered and sent rates as multiples of it, A's 429s (and that they carry
-Retry-After and the PF headers), B's p50/p99 unloaded, beside A at capacity (closed loop, no
-rejections: what A's admitted requests alone cost B) and under the flood, and whether p99 stayed
+Retry-After and the PF headers), B's p50/p99 unloaded, on a busy machine (one spinning process per
+core, A sending nothing: the floor this machine sets when the flood's generator and the gateways
+fill its cores), beside A at capacity (closed loop in processes of their own, no rejections: what
+A's admitted requests alone cost B) and under the flood, and whether p99 stayed
 within 2x, the gateways' CPU under the flood, B's share of the requests dispatched under the flood,
 the seat lease round trips per request dispatched (with leases) and the load average; for B12 also
 the reject path's cost alone (A's flow moved to a level that rejects everything, wrk GETs: gateway
@@ -160,28 +163,24 @@ async def _setup(gws: list[_Gw]) -> None:
             await _until(seen, "the seeded objects")
 
 
+CLOSED_CONNS = 16  # A's closed loop (capacity, and beside B at capacity): connections per gateway
+
+
+async def _closed_loop(urls: list[str], seconds: float) -> list[trio.Process]:
+    """A's LIST closed loop, ``CLOSED_CONNS`` connections per gateway, each gateway's in a process of
+    its own (``bench/_openloop.py --closed-conns``): B's client, timed meanwhile, does not share an
+    event loop with A's answers, and A is not held back by a Python HTTP client (httpx in this
+    process reached 500-530 LIST/s on two gateways where these reach 850)."""
+    return [await trio.lowlevel.open_process(
+        [sys.executable, "-m", "bench._openloop", "--url", url, "--path", A_LIST, "--token", A_TOKEN,
+         "--closed-conns", str(CLOSED_CONNS), "--seconds", str(seconds), "--timeout", "20"], stdout=subprocess.PIPE)
+        for url in urls]
+
+
 async def _capacity(urls: list[str], seconds: float) -> float:
-    done = 0
-    deadline = trio.current_time() + seconds
-
-    async def loop(c: httpx.AsyncClient) -> None:
-        nonlocal done
-        while trio.current_time() < deadline:
-            r = await c.get(A_LIST)
-            if r.status_code == 200:
-                done += 1
-
-    async with trio.open_nursery() as n:
-        for url in urls:
-            c = _client(url, A_TOKEN, 32)
-            n.start_soon(_run_loops, c, loop, 16)
-    return done / seconds
-
-
-async def _run_loops(c: httpx.AsyncClient, loop: Any, k: int) -> None:
-    async with c, trio.open_nursery() as n:
-        for _ in range(k):
-            n.start_soon(loop, c)
+    """A's LISTs answered 200 per second, closed loop (:func:`_closed_loop`)."""
+    done = [await _openloop_result(p) for p in await _closed_loop(urls, seconds)]
+    return sum(int(d.get("codes", {}).get("200", 0)) for d in done) / seconds
 
 
 async def _quiet(urls: list[str], rate: float, seconds: float, stages: dict[str, list[float]] | None = None,
@@ -235,6 +234,21 @@ clock), in the order of the latencies returned."""
         for c in clients:
             await c.aclose()
     return lat, codes
+
+
+#: A spinning process (the busy-machine phase): ``python -c _SPIN SECONDS``, bounded by its time.
+_SPIN = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
+
+
+async def _openloop_result(proc: trio.Process) -> dict[str, Any]:
+    """The JSON line a ``bench._openloop`` process prints, once it has ended ({} if none)."""
+    out = b""
+    assert proc.stdout is not None
+    while chunk := await proc.stdout.receive_some():
+        out += chunk
+    await proc.wait()
+    got: dict[str, Any] = json.loads(out.decode().split("OPENLOOP ", 1)[1]) if b"OPENLOOP " in out else {}
+    return got
 
 
 def _stage_summary(stages: dict[str, list[float]]) -> dict[str, Any]:
@@ -368,11 +382,24 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
     rate_b = max(1.0, 0.05 * cap)
     stages0: dict[str, list[float]] = {}
     unloaded, codes0 = await _quiet(urls, rate_b, seconds, stages0)
+    # The machine's own floor: B while every core is kept busy by a spinning process and A sends
+    # nothing. The flood's generator shares this machine with the gateways (loopback only), so under
+    # the flood every process in B's path (its client, the gateway, nats-server) also waits for a
+    # core; this phase measures what that alone costs B, with no request of A in any event loop.
+    spinners = [await trio.lowlevel.open_process([sys.executable, "-c", _SPIN, str(seconds + 1.0)])
+                for _ in range(os.cpu_count() or 1)]
+    try:
+        busy, _codes = await _quiet(urls, rate_b, seconds)
+    finally:
+        for sp in spinners:
+            sp.kill()
+            await sp.wait()
     # B beside A at capacity (closed loop, as measured: no rejections): the part of B's latency under
     # the flood that A's admitted requests cause (they share the gateway's one event loop with B's).
-    async with trio.open_nursery() as n:
-        n.start_soon(_capacity, urls, seconds)
-        saturated, _codes = await _quiet(urls, rate_b, seconds)
+    # A's loop runs in processes of its own (bench/_openloop.py --closed-conns), not in B's client's.
+    sat = await _closed_loop(urls, seconds)
+    saturated, _codes = await _quiet(urls, rate_b, seconds)
+    a_sat = [await _openloop_result(p) for p in sat]
     w0 = await _b_wait(gws)
     # The flood: open loop, ``flood_x`` times the capacity over all gateways (split evenly), for
     # the quiet phase plus 2 s to establish; bounded by ``flood_conns`` connections per gateway.
@@ -413,12 +440,7 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
     flood_cpu = sum(proc_cpu_s(fl.pid) or 0.0 for fl in floods) / max(1e-9, time.monotonic() - t0)
     a: dict[str, Any] = {}
     for fl in floods:
-        out = b""
-        assert fl.stdout is not None
-        while chunk := await fl.stdout.receive_some():
-            out += chunk
-        await fl.wait()
-        got = json.loads(out.decode().split("OPENLOOP ", 1)[1]) if b"OPENLOOP " in out else {}
+        got = await _openloop_result(fl)
         for k, v in got.items():
             if k == "codes":
                 for code, n in v.items():
@@ -460,6 +482,11 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
         "b_codes_unloaded": codes0, "b_codes_loaded": codes1,
         "b_saturated_p50_ms": round(_pct(saturated, 50) * 1000, 2),
         "b_saturated_p99_ms": round(_pct(saturated, 99) * 1000, 2),
+        "a_saturated_per_s": round(sum(x.get("answered", 0) for x in a_sat) / seconds, 1),
+        "a_saturated_429": sum(x.get("codes", {}).get("429", 0) for x in a_sat),
+        "busy_spinners": len(spinners),
+        "b_busy_p50_ms": round(_pct(busy, 50) * 1000, 2),
+        "b_busy_p99_ms": round(_pct(busy, 99) * 1000, 2),
         "b_stages_unloaded": _stage_summary(stages0), "b_stages_loaded": _stage_summary(stages1),
         # The gateways' CPU under the flood, and per request they answered (mostly 429s).
         "gateway_cpu_cores_under_flood": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 2),
@@ -556,7 +583,8 @@ def header(sid: str, seconds: float, flood_conns: int) -> str:
            f"--apf-fleet-leases {FLEET_LEASES_S:g})" if sid == "B13" else "one gateway")
     return (f"{gws}, 3 seats each; tenant A: LIST of {OBJECTS} ConfigMaps open loop at {FLOOD_X:.0f}x the measured "
             f"LIST capacity (at most {flood_conns} connections per gateway); tenant B: GET at 5% of the capacity, "
-            f"open loop; {seconds:.0f}s unloaded then {seconds:.0f}s under the flood")
+            f"open loop; {seconds:.0f}s each: unloaded, every core busy (spinning processes, no A), beside A at "
+            f"capacity, under the flood")
 
 
 def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -575,7 +603,10 @@ def rows(sid: str, r: dict[str, Any]) -> list[dict[str, Any]]:
             f"B p50 {r['b_unloaded_p50_ms']:.0f} -> {r['b_loaded_p50_ms']:.0f} ms, "
             f"p99 {r['b_unloaded_p99_ms']:.0f} -> {r['b_loaded_p99_ms']:.0f} ms, B codes {r['b_codes_loaded']}, "
             f"B's mean wait in flow control's queues {r.get('b_apf_wait_mean_ms')} ms; "
-            f"B beside A at capacity without the flood (closed loop, no 429s): p50 {r.get('b_saturated_p50_ms')} ms, "
+            f"B on a machine whose {r.get('busy_spinners')} cores are kept busy by spinning processes, A sending "
+            f"nothing (the machine's floor): p50 {r.get('b_busy_p50_ms')} ms, p99 {r.get('b_busy_p99_ms')} ms; "
+            f"B beside A at capacity without the flood (closed loop, A {r.get('a_saturated_per_s')}/s, "
+            f"{r.get('a_saturated_429')} 429s): p50 {r.get('b_saturated_p50_ms')} ms, "
             f"p99 {r.get('b_saturated_p99_ms')} ms; "
             f"gateway CPU {r['gateway_cpu_cores_under_flood']} cores under the flood, the flood's generator "
             f"{r.get('flood_cpu_cores')}")
