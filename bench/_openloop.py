@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import trio
 
+RECEIVE_BYTES = 262_144  # one read's most (a LIST of 500 ConfigMaps is ~150 KB)
+
 
 class _Conn:
     __slots__ = ("answered", "buf", "stream")
@@ -37,10 +39,26 @@ class _Conn:
         self.answered = False
 
     async def _more(self) -> None:
-        chunk = await self.stream.receive_some(65536)
+        chunk = await self.stream.receive_some(RECEIVE_BYTES)
         if not chunk:
             raise EOFError
-        self.buf += chunk
+        self.buf = self.buf + chunk if self.buf else chunk
+
+    async def _skip(self, n: int) -> None:
+        """Drop the next ``n`` bytes (a body), without gathering them: a LIST's answer is read in
+        pieces and forgotten, so the generator's CPU does not grow with the body's size squared."""
+        if len(self.buf) >= n:
+            self.buf = self.buf[n:]
+            return
+        n -= len(self.buf)
+        self.buf = b""
+        while n > 0:
+            chunk = await self.stream.receive_some(RECEIVE_BYTES)
+            if not chunk:
+                raise EOFError
+            if len(chunk) > n:
+                self.buf = chunk[n:]
+            n -= len(chunk)
 
     async def response(self) -> tuple[int, dict[bytes, bytes]]:
         """One response (status, lower-cased headers); its body read and dropped."""
@@ -58,16 +76,12 @@ class _Conn:
                 while (eol := self.buf.find(b"\r\n")) < 0:
                     await self._more()
                 size = int(self.buf[:eol].split(b";")[0], 16)
-                while len(self.buf) < eol + 2 + size + 2:
-                    await self._more()
-                self.buf = self.buf[eol + 2 + size + 2:]
+                self.buf = self.buf[eol + 2:]
+                await self._skip(size + 2)
                 if size == 0:
                     break
         else:
-            length = int(headers.get(b"content-length", b"0"))
-            while len(self.buf) < length:
-                await self._more()
-            self.buf = self.buf[length:]
+            await self._skip(int(headers.get(b"content-length", b"0")))
         return status, headers
 
 
