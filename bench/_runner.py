@@ -1176,7 +1176,7 @@ class Bench:
 
         seconds = apf.phase_s(self.quick)
         if self.want("B12") or self.want("B13"):
-            self.budget_s += 150 if self.quick else 480  # its own time, beyond the main phase's budget
+            self.budget_s += 170 if self.quick else 560  # its own time, beyond the main phase's budget
         for sid, title in (("B12", "fairness under a flood, one gateway"),
                            ("B13", "fairness under a flood, two gateways (fleet-wide)")):
             if self.want(sid):
