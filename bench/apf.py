@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -354,6 +355,8 @@ async def main(seconds: float, flood_conns: int, inflight: int, mutating: int, *
     async with run_nats_server(data / "nats") as nats_url:
         try:
             for i in range(gateways):
+                if i:  # a fleet shares its CA and service-account key (as `jetkube pki init` makes them)
+                    shutil.copytree(data / "jk1" / "pki", data / f"jk{i + 1}" / "pki")
                 gws.append(await _start(data / f"jk{i + 1}", nats_url, inflight, mutating, fleet_period_s,
                                         fleet_leases_s, serve_args))
             await _setup(gws)
