@@ -48,6 +48,9 @@ _WRONG_LAST_SEQUENCE = 10071
 # A clustered stream's leader answers a CAS append that lost to a write still being proposed with
 # this constant form, which names no sequence (nats-server JSStreamWrongLastSequenceConstantErr).
 _WRONG_LAST_SEQUENCE_CONSTANT = 10164
+#: "no suitable peers for placement" (nats-server JSClusterNoPeersErrF, a 400): a replicated stream
+#: asked of a cluster whose meta leader has not heard from enough peers yet (or never will).
+NO_PEERS_ERR = 10005
 _ack_decoder = msgspec.json.Decoder()
 
 
@@ -137,14 +140,16 @@ class Log:
         Raises :class:`StreamMismatch` when the stream exists with another replica count.
         """
         # A cluster that is (re)starting answers slowly or "unavailable" until the stream has a
-        # leader (seconds after a whole-cluster restart): wait for it, bounded, rather than fail the start.
+        # leader (seconds after a whole-cluster restart), and one that is still forming refuses to
+        # place a replicated stream ("no suitable peers for placement, peer offline": its meta leader
+        # has not heard from every peer yet): wait for it, bounded, rather than fail the start.
         deadline = trio.current_time() + self.startup_timeout_s
         while True:
             try:
                 info = await self._create_or_get_stream()
                 break
             except (BusTimeout, NoResponders, BusUnavailable, JetStreamError) as e:
-                transient = not isinstance(e, JetStreamError) or e.code == 503
+                transient = not isinstance(e, JetStreamError) or e.code == 503 or e.err_code == NO_PEERS_ERR
                 if not transient or trio.current_time() >= deadline:
                     raise
                 log.warning("the stream %s is not available yet (%s); retrying", self.stream, e)
