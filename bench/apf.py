@@ -171,7 +171,7 @@ async def _closed_loop(urls: list[str], seconds: float) -> list[trio.Process]:
     """A's LIST closed loop, ``CLOSED_CONNS`` connections per gateway, each gateway's in a process of
     its own (``bench/_openloop.py --closed-conns``): B's client, timed meanwhile, does not share an
     event loop with A's answers, and A is not held back by a Python HTTP client (httpx in this
-    process reached 500-530 LIST/s on two gateways where these reach 850)."""
+    process reached 425-536 LIST/s on two gateways where these reach 846-937)."""
     return [await trio.lowlevel.open_process(
         [sys.executable, "-m", "bench._openloop", "--url", url, "--path", A_LIST, "--token", A_TOKEN,
          "--closed-conns", str(CLOSED_CONNS), "--seconds", str(seconds), "--timeout", "20"], stdout=subprocess.PIPE)
