@@ -236,14 +236,14 @@ async def _supervise(store: Path, conf: Path, lock: BinaryIO, host: str, port: i
                 if not started:
                     raise
                 failed_starts += 1
-                await _stop(child)
+                await stop_bound(child)
             if not started:
                 started = True
                 task_status.started()
             code = await child.wait()
         finally:
             with trio.CancelScope(shield=True):
-                await _stop(child)
+                await stop_bound(child)
             child.close()
         log.error("nats-server (store %s) exited with code %s; restarting it", store, code)
         if failed_starts >= max_failed_starts:
@@ -252,7 +252,8 @@ async def _supervise(store: Path, conf: Path, lock: BinaryIO, host: str, port: i
         await trio.sleep(restart_delay_s)
 
 
-async def _stop(child: BoundChild) -> None:
+async def stop_bound(child: BoundChild) -> None:
+    """Stop a bound child that is still alive: SIGTERM, then SIGKILL after 5 s; reaped (bounded)."""
     if child.popen.poll() is not None:
         return
     child.popen.terminate()

@@ -8,7 +8,8 @@ once; TLS passes through, so every gateway serves the same kubeconfig).
 Everything runs in one nursery. A gateway that exits (``kill -9`` one to see a fault) leaves the load
 balancer's rotation and the others serve on; the last gateway's exit, or a nats-server's, ends the
 whole cluster (this is a development tool, not a supervisor: nothing is restarted). Cancellation
-terminates every child (SIGTERM, then SIGKILL after 5 s).
+terminates every child (SIGTERM, then SIGKILL after 5 s); every child is bound to this process
+(``PR_SET_PDEATHSIG``), so killing it (even with SIGKILL) sends them SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 import h11
 import trio
 
-from bus import cluster_node_config, free_port, nats_server_binary
+from bus import cluster_node_config, free_port, nats_server_binary, spawn_bound, stop_bound
 
 from ._pki import ensure_pki, ensure_service_account_key, write_kubeconfig
 
@@ -173,10 +174,18 @@ async def _http_get(port: int, path: str, headers: tuple[tuple[str, str], ...] =
 
 async def _child(argv: list[str], log_path: Path) -> None:
     """Run one child process with its output in ``log_path``; its exit ends the dev cluster.
-    Cancellation terminates it (SIGTERM, SIGKILL after 5 s: trio's default)."""
+    Cancellation terminates it (SIGTERM, SIGKILL after 5 s). The child is bound to this process
+    (``bus.spawn_bound``: ``PR_SET_PDEATHSIG``, as ``jetkube serve`` binds its nats-server and
+    workers): a dev cluster killed -9 leaves no nats-server or gateway behind holding its ports."""
     with log_path.open("ab") as out:
-        proc = await trio.run_process(argv, check=False, stdout=out, stderr=subprocess.STDOUT)
-    raise RuntimeError(f"dev-cluster: {argv[0]} exited with code {proc.returncode}; see {log_path}")
+        child = spawn_bound(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        code = await child.wait()
+    finally:
+        with trio.CancelScope(shield=True):
+            await stop_bound(child)
+        child.close()
+    raise RuntimeError(f"dev-cluster: {argv[0]} exited with code {code}; see {log_path}")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,58 @@ def _gateway_pid(parent: int, data_dir: Path) -> int:
     raise AssertionError(f"no gateway child for {data_dir} among {children}")
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc), children first."""
+    out: set[int] = set()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return out
+    for t in tasks:
+        try:
+            kids = [int(c) for c in (t / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+        for c in kids:
+            out |= {c} | _descendants(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` runs (a zombie, dead but not reaped by its new parent yet, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_a_dev_cluster_killed_leaves_no_process_behind(tmp_path: Path) -> None:
+    """``kill -9`` of the dev cluster: its nats-servers and gateways (bound to it) get SIGTERM and
+    end, rather than live on holding their ports and stores."""
+    root = tmp_path / "dc"
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "gateway", "dev-cluster", "--data-dir", str(root), "--port", "0"],
+        stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    children: set[int] = set()
+    try:
+        await ready_line(proc, "jetkube dev-cluster ready:", 90)
+        children = _descendants(proc.pid)
+        assert len(children) >= 5, children  # 3 nats-servers, 2 gateways
+        proc.kill()
+        await proc.wait()
+        with trio.fail_after(40):  # a gateway drains on SIGTERM; nats-server stops at once
+            await poll_until(lambda: not any(_alive(c) for c in children))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            with trio.CancelScope(shield=True):
+                await proc.wait()
+        for c in children:  # (only if the test failed: nothing is left for the next tests)
+            if _alive(c):
+                os.kill(c, signal.SIGKILL)
+
+
 async def test_dev_cluster_serves_through_the_load_balancer(tmp_path: Path) -> None:
     root = tmp_path / "dc"
     proc = await trio.lowlevel.open_process(
