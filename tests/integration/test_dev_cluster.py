@@ -5,6 +5,7 @@ on new connections when one gateway is killed -9, and SIGTERM stops everything."
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 from pathlib import Path
@@ -22,10 +23,17 @@ pytestmark = pytest.mark.integration
 CM = "/api/v1/namespaces/default/configmaps"
 
 
+def _children(pid: int) -> list[int]:
+    """``pid``'s children (from /proc; none once it is gone)."""
+    try:
+        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
 def _gateway_pid(parent: int, data_dir: Path) -> int:
     """The pid of the dev cluster's gateway child serving ``data_dir`` (from /proc)."""
-    children = [int(c) for t in Path(f"/proc/{parent}/task").iterdir()
-                for c in (t / "children").read_text().split()]
+    children = _children(parent)
     for pid in children:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         if b"serve" in argv and str(data_dir).encode() in argv:
@@ -34,29 +42,16 @@ def _gateway_pid(parent: int, data_dir: Path) -> int:
 
 
 def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc), children first."""
+    """Every process below ``pid`` (from /proc)."""
     out: set[int] = set()
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except FileNotFoundError:
-        return out
-    for t in tasks:
-        try:
-            kids = [int(c) for c in (t / "children").read_text().split()]
-        except FileNotFoundError:
-            continue
-        for c in kids:
-            out |= {c} | _descendants(c)
+    for c in _children(pid):
+        out |= {c} | _descendants(c)
     return out
 
 
-def _alive(pid: int) -> bool:
-    """``pid`` runs (a zombie, dead but not reaped by its new parent yet, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+def _alive(pidfd: int) -> bool:
+    """The process behind ``pidfd`` has not exited (its pidfd is not readable yet)."""
+    return not select.select([pidfd], [], [], 0)[0]
 
 
 async def test_a_dev_cluster_killed_leaves_no_process_behind(tmp_path: Path) -> None:
@@ -66,23 +61,25 @@ async def test_a_dev_cluster_killed_leaves_no_process_behind(tmp_path: Path) -> 
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "gateway", "dev-cluster", "--data-dir", str(root), "--port", "0"],
         stdout=-1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    children: set[int] = set()
+    children: dict[int, int] = {}  # pid -> its pidfd, readable once the process has exited (no polling)
     try:
         await ready_line(proc, "jetkube dev-cluster ready:", 90)
-        children = _descendants(proc.pid)
+        children = {c: os.pidfd_open(c) for c in _descendants(proc.pid)}
         assert len(children) >= 5, children  # 3 nats-servers, 2 gateways
         proc.kill()
         await proc.wait()
         with trio.fail_after(40):  # a gateway drains on SIGTERM; nats-server stops at once
-            await poll_until(lambda: not any(_alive(c) for c in children))
+            for fd in children.values():
+                await trio.lowlevel.wait_readable(fd)
     finally:
         if proc.returncode is None:
             proc.kill()
             with trio.CancelScope(shield=True):
                 await proc.wait()
-        for c in children:  # (only if the test failed: nothing is left for the next tests)
-            if _alive(c):
-                os.kill(c, signal.SIGKILL)
+        for fd in children.values():  # (only if the test failed: nothing is left for the next tests)
+            if _alive(fd):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
 
 
 async def test_dev_cluster_serves_through_the_load_balancer(tmp_path: Path) -> None:
