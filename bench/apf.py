@@ -172,10 +172,15 @@ async def _closed_loop(urls: list[str], seconds: float) -> list[trio.Process]:
     its own (``bench/_openloop.py --closed-conns``): B's client, timed meanwhile, does not share an
     event loop with A's answers, and A is not held back by a Python HTTP client (httpx in this
     process reached 425-536 LIST/s on two gateways where these reach 846-937)."""
-    return [await trio.lowlevel.open_process(
+    return [await _a_openloop(url, "--closed-conns", str(CLOSED_CONNS), "--seconds", str(seconds)) for url in urls]
+
+
+async def _a_openloop(url: str, *args: str) -> trio.Process:
+    """``bench/_openloop.py`` sending A's LIST to ``url`` as A, in a process of its own (its JSON
+    line read by :func:`_openloop_result`); ``args``: how (``--rate``/``--closed-conns``, ``--seconds``…)."""
+    return await trio.lowlevel.open_process(
         [sys.executable, "-m", "bench._openloop", "--url", url, "--path", A_LIST, "--token", A_TOKEN,
-         "--closed-conns", str(CLOSED_CONNS), "--seconds", str(seconds), "--timeout", "20"], stdout=subprocess.PIPE)
-        for url in urls]
+         "--timeout", "20", *args], stdout=subprocess.PIPE)
 
 
 async def _capacity(urls: list[str], seconds: float) -> float:
@@ -410,10 +415,8 @@ async def _measure(gws: list[_Gw], data: Path, seconds: float, flood_conns: int,
     f0 = await _fleet_counts(gws)
     load0 = os.getloadavg()[0]
     cpu0, t0 = sum(proc_cpu_s(gw.proc.pid) or 0.0 for gw in gws), time.monotonic()
-    floods = [await trio.lowlevel.open_process(
-        [sys.executable, "-m", "bench._openloop", "--url", url, "--path", A_LIST, "--token", A_TOKEN,
-         "--rate", str(flood_x * cap / len(urls)), "--seconds", str(flood_s), "--max-conns", str(flood_conns),
-         "--timeout", "20"], stdout=subprocess.PIPE) for url in urls]
+    floods = [await _a_openloop(url, "--rate", str(flood_x * cap / len(urls)), "--seconds", str(flood_s),
+                                "--max-conns", str(flood_conns)) for url in urls]
     await trio.sleep(2.0)  # the flood established
     # A's rejections, sampled: 429 with Retry-After and the PF headers.
     samples: list[dict[str, str]] = []
