@@ -4,6 +4,7 @@ servers running in the test's own trio nursery against it."""
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -103,6 +104,27 @@ def client_for(running: Running, **kw: Any) -> httpx.AsyncClient:
     assert running.http_url is not None
     return httpx.AsyncClient(base_url=running.http_url, headers={"Authorization": f"Bearer {running.admin_token}"},
                              timeout=30, **kw)
+
+
+async def default_service_account(api: httpx.AsyncClient, namespace: str, *, prefix: str = "") -> None:
+    """Wait until ``namespace`` has its ``default`` ServiceAccount, which the serviceaccounts
+    controller makes moments after the namespace: until then the ServiceAccount admission plugin
+    refuses pods (403, as kube's does). A LIST, then a WATCH from its resourceVersion for the
+    ADDED event; ``prefix`` is a tenant's path (``/clusters/t1``). Callers bound it with
+    ``trio.fail_after``."""
+    path = f"{prefix}/api/v1/namespaces/{namespace}/serviceaccounts"
+    params = {"fieldSelector": "metadata.name=default"}
+    r = await api.get(path, params=params)
+    assert r.status_code == 200, r.text
+    if r.json()["items"]:
+        return
+    params |= {"watch": "1", "resourceVersion": r.json()["metadata"]["resourceVersion"]}
+    async with api.stream("GET", path, params=params, timeout=None) as w:
+        assert w.status_code == 200, await w.aread()
+        async for line in w.aiter_lines():
+            if line.strip() and json.loads(line)["type"] == "ADDED":
+                return
+    raise AssertionError(f"the watch of {path} ended before its default ServiceAccount came")
 
 
 FLOWCONTROL = "/apis/flowcontrol.apiserver.k8s.io/v1"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import StartServer, client_for, poll_until
+from tests.conftest import StartServer, client_for, default_service_account, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +24,8 @@ def pod(name: str, **spec: Any) -> dict[str, Any]:
 
 async def test_service_account_priority_tolerations(start_server: StartServer) -> None:
     async with client_for(await start_server()) as api:
-        async def default_sa() -> bool:
-            return (await api.get("/api/v1/namespaces/default/serviceaccounts/default")).status_code == 200
-        await poll_until(default_sa)
+        with trio.fail_after(30):
+            await default_service_account(api, "default")
         r = await api.post(PODS, json=pod("p", initContainers=[{"name": "i", "image": "busybox"}]))
         assert r.status_code == 201, r.text
         spec = r.json()["spec"]
@@ -77,11 +76,9 @@ async def test_quota_exact_under_concurrency_on_two_gateways(start_server: Start
         r = await api_a.post("/api/v1/namespaces", json={"metadata": {"name": "q"}})
         assert r.status_code == 201
 
-        async def sa_ready() -> bool:
-            codes = [(await c.get("/api/v1/namespaces/q/serviceaccounts/default")).status_code
-                     for c in (api_a, api_b)]
-            return codes == [200, 200]
-        await poll_until(sa_ready)
+        with trio.fail_after(30):
+            for c in (api_a, api_b):
+                await default_service_account(c, "q")
         r = await api_a.post("/api/v1/namespaces/q/resourcequotas",
                              json={"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "10", "requests.cpu": "100"}}})
         assert r.status_code == 201, r.text
@@ -152,9 +149,8 @@ async def test_immortal_namespaces_on_every_path(start_server: StartServer) -> N
 
 async def test_limit_ranger_and_default_storage_class(start_server: StartServer) -> None:
     async with client_for(await start_server()) as api:
-        async def default_sa() -> bool:
-            return (await api.get("/api/v1/namespaces/default/serviceaccounts/default")).status_code == 200
-        await poll_until(default_sa)
+        with trio.fail_after(30):
+            await default_service_account(api, "default")
         r = await api.post("/api/v1/namespaces/default/limitranges", json={
             "metadata": {"name": "lr"}, "spec": {"limits": [{
                 "type": "Container", "default": {"cpu": "500m", "memory": "128Mi"},
@@ -195,9 +191,8 @@ async def test_pod_security_enforce_and_warn(start_server: StartServer) -> None:
         r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "psa", "labels": labels}})
         assert r.status_code == 201
 
-        async def sa() -> bool:
-            return (await api.get("/api/v1/namespaces/psa/serviceaccounts/default")).status_code == 200
-        await poll_until(sa)
+        with trio.fail_after(30):
+            await default_service_account(api, "psa")
         base = "/api/v1/namespaces/psa/pods"
         bad = pod("priv", hostNetwork=True, volumes=[{"name": "v", "hostPath": {"path": "/"}}])
         bad["spec"]["containers"][0]["securityContext"] = {"privileged": True}
@@ -254,12 +249,9 @@ async def test_pod_security_updates_labels_and_existing_pods(start_server: Start
         r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "ps"}})
         assert r.status_code == 201
 
-        async def sa() -> bool:
-            codes = [(await c.get("/api/v1/namespaces/ps/serviceaccounts/default")).status_code
-                     for c in (api, api_b)]
-            return codes == [200, 200]
         with trio.fail_after(30):
-            await poll_until(sa)
+            for c in (api, api_b):
+                await default_service_account(c, "ps")
         base = "/api/v1/namespaces/ps/pods"
         # Pods that baseline and restricted refuse, made while the namespace is privileged.
         for i in range(3):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import StartServer, client_for, poll_until
+from tests.conftest import StartServer, client_for, default_service_account, poll_until
 from tests.integration.webhook_support import WebhookServer, start_webhook_server
 
 pytestmark = pytest.mark.integration
@@ -85,6 +85,8 @@ async def test_validating_allow_deny_warn(start_server: StartServer, wh: Webhook
         # namespaceSelector: only namespaces labelled strict=yes; a denial without a status is a 400.
         r = await api.post("/api/v1/namespaces", json={"metadata": {"name": "strict", "labels": {"strict": "yes"}}})
         assert r.status_code == 201
+        with trio.fail_after(30):
+            await default_service_account(api, "strict")
         r = await api.post("/api/v1/namespaces/strict/pods", json=pod("p"))
         assert r.status_code == 400, r.text
         assert r.json()["message"] == ('admission webhook "deny-nocode.example.com" denied the request without '
@@ -182,9 +184,8 @@ async def test_dry_run_delete_and_deletecollection(start_server: StartServer, wh
 
 async def test_subresources_pass_the_chain(start_server: StartServer, wh: WebhookServer) -> None:
     async with client_for(await start_server()) as api:
-        async def sa() -> bool:
-            return (await api.get("/api/v1/namespaces/default/serviceaccounts/default")).status_code == 200
-        await poll_until(sa)
+        with trio.fail_after(30):
+            await default_service_account(api, "default")
         assert (await api.post(PODS, json=pod("s0"))).status_code == 201
         dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
                "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
@@ -249,10 +250,7 @@ async def test_webhook_counters_carry_the_tenant(start_server: StartServer, wh: 
             for tenant in ("t1", "t2"):
                 await create_tenant(api, tenant)
 
-                async def sa(tenant: str = tenant) -> bool:
-                    r = await api.get(t(tenant, "/api/v1/namespaces/default/serviceaccounts/default"))
-                    return r.status_code == 200
-                await poll_until(sa)
+                await default_service_account(api, "default", prefix=t(tenant, ""))
             await configure(api, "ValidatingWebhookConfiguration", "v", hook(wh, "nocode.example.com", "/deny-nocode"))
             for tenant, deny in (("t1", True), ("t2", False)):
                 hooks = [hook(wh, "nocode.example.com", "/deny-nocode") if deny else
