@@ -6,11 +6,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -104,6 +105,20 @@ def client_for(running: Running, **kw: Any) -> httpx.AsyncClient:
     assert running.http_url is not None
     return httpx.AsyncClient(base_url=running.http_url, headers={"Authorization": f"Bearer {running.admin_token}"},
                              timeout=30, **kw)
+
+
+def kubectl_missing(what: str) -> NoReturn:
+    """A kubectl the test needs is not installed: the test fails naming it (kubectl is on every
+    machine here), unless ``JETKUBE_SKIP_KUBECTL=1`` opts out explicitly, which skips it by name."""
+    if os.environ.get("JETKUBE_SKIP_KUBECTL") == "1":
+        pytest.skip(f"{what} (JETKUBE_SKIP_KUBECTL=1)")
+    pytest.fail(f"{what}; install it, or set JETKUBE_SKIP_KUBECTL=1 to skip the tests that run kubectl",
+                pytrace=False)
+
+
+def kubectl() -> str:
+    """The path of the ``kubectl`` on PATH (see :func:`kubectl_missing` when there is none)."""
+    return shutil.which("kubectl") or kubectl_missing("kubectl is not installed: it is not on PATH")
 
 
 async def default_service_account(api: httpx.AsyncClient, namespace: str, *, prefix: str = "") -> None:

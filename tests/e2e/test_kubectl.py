@@ -24,6 +24,8 @@ from typing import IO
 
 import pytest
 
+from tests.conftest import kubectl_missing
+
 pytestmark = pytest.mark.e2e
 
 VERSIONS = ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"]
@@ -52,10 +54,7 @@ def kubectl_binary(version: str) -> str:
     on_path = {Path(d) for d in os.environ.get("PATH", "").split(os.pathsep) if d}
     extra = ", ".join(str(d) for d in dirs if d not in on_path)
     missing = f"kubectl.{version} is not installed: looked on PATH and in {extra}"
-    if os.environ.get("JETKUBE_SKIP_KUBECTL") == "1":
-        pytest.skip(f"{missing} (JETKUBE_SKIP_KUBECTL=1)")
-    pytest.fail(f"{missing}; install it, or set JETKUBE_SKIP_KUBECTL=1 to skip the kubectl end-to-end tests",
-                pytrace=False)
+    kubectl_missing(missing)
 
 
 class Lines:

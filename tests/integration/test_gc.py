@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from functools import partial
 from pathlib import Path
@@ -18,7 +17,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import StartServer, client_for, poll_until
+from tests.conftest import StartServer, client_for, kubectl, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -312,14 +311,8 @@ async def test_collector_resumes_after_restart(start_server: StartServer, tmp_pa
             await wait_names(api, "rs", "orph", {f"orph-d{i}" for i in range(3)})
 
 
-def _kubectl() -> str | None:
-    return shutil.which("kubectl")
-
-
 async def test_kubectl_delete_cascade(start_server: StartServer) -> None:
-    binary = _kubectl()
-    if binary is None:
-        pytest.skip("kubectl is not on PATH")
+    binary = kubectl()
     server = await start_server()
     env = {**os.environ, "KUBECONFIG": str(server.kubeconfig)}
     async with client_for(server) as api:
@@ -344,9 +337,7 @@ async def test_kubectl_delete_deployment_cascades_to_replicasets_and_pods(start_
     """What workload controllers write (ownerReferences with controller and blockOwnerDeletion) is
     collected as on kube: ``kubectl delete deployment --cascade=foreground`` takes the ReplicaSets and
     their Pods first; ``--cascade=orphan`` leaves them without the reference."""
-    binary = _kubectl()
-    if binary is None:
-        pytest.skip("kubectl is not on PATH")
+    binary = kubectl()
     server = await start_server()
     env = {**os.environ, "KUBECONFIG": str(server.kubeconfig)}
     apps = "/apis/apps/v1/namespaces/wl"

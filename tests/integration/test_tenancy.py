@@ -8,19 +8,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 import yaml
 
 from gateway import Running
-from tests.conftest import StartServer, client_for, poll_until
+from tests.conftest import StartServer, client_for, kubectl, poll_until
 
 LC = "/apis/tenancy.jetkube.io/v1alpha1/logicalclusters"
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
@@ -364,8 +362,7 @@ async def test_watch_across_tenants(start_server: StartServer, tmp_path: Path) -
 
 
 async def test_tenant_cli_and_kubectl_context(start_server: StartServer, tmp_path: Path) -> None:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed")
+    kubectl()
     gw = await start_server()
     env = {**os.environ, "KUBECONFIG": str(gw.kubeconfig)}
     jetkube = str(Path(sys.executable).parent / "jetkube")

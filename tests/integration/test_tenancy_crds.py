@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from tests.conftest import StartServer, client_for, poll_until
+from tests.conftest import kubectl as kubectl_path
 from tests.integration.test_crd import CRDS, widget, widget_crd
 from tests.integration.test_tenancy import create_tenant, t
 
@@ -279,8 +279,7 @@ async def test_crds_are_per_tenant_on_three_gateways(start_server: StartServer) 
 
 
 async def test_tenant_crds_through_kubectl_and_the_python_client(start_server: StartServer, tmp_path: Path) -> None:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed")
+    kubectl_path()
     gw = await start_server()
     gw2 = await start_server()
     env = {**os.environ, "KUBECONFIG": str(gw.kubeconfig), "KUBECACHEDIR": str(tmp_path / "kube-cache")}
