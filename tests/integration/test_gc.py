@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import StartServer, client_for, kubectl, poll_until
+from tests.conftest import StartServer, client_for, default_service_account, kubectl, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -369,6 +369,7 @@ async def test_kubectl_delete_deployment_cascades_to_replicasets_and_pods(start_
     async with client_for(server) as api:
         with trio.fail_after(60):
             await make_ns(api, "wl")
+            await default_service_account(api, "wl")  # before its pods (the ServiceAccount plugin)
             await deployment(api, "fg")
             await deployment(api, "or")
             for name, cascade in (("fg", "foreground"), ("or", "orphan")):

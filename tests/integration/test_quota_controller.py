@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import StartServer, client_for, poll_until
+from tests.conftest import StartServer, client_for, default_service_account, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +53,7 @@ async def test_leaked_charges_are_returned_on_two_gateways(start_server: StartSe
             quotas = {("qa", "compute"): {"pods": "5", "requests.cpu": "2", "count/pods": "10"},
                       ("qa", "pods"): {"pods": "3"},
                       ("qb", "objects"): {"configmaps": "5", "count/configmaps": "10"}}
+            await default_service_account(api_a, "qa")  # before its pods (the ServiceAccount plugin)
             for (ns, name), hard in quotas.items():
                 r = await api_b.post(f"/api/v1/namespaces/{ns}/resourcequotas",
                                      json={"metadata": {"name": name}, "spec": {"hard": hard}})

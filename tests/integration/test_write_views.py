@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from gateway._fast import FastPath
-from tests.conftest import StartServer, client_for
+from tests.conftest import StartServer, client_for, default_service_account
 from tests.integration.test_fast_path import fast_answers
 
 pytestmark = pytest.mark.integration
@@ -210,6 +210,7 @@ async def _subresources(c: httpx.AsyncClient, ns: str) -> None:
     _status(r, 406, "NotAcceptable", NOT_A_LIST)
     assert (await c.get(f"{base}/d")).json()["spec"]["replicas"] == 2  # not written
     pods = f"/api/v1/namespaces/{ns}/pods"
+    await default_service_account(c, ns)
     r = await c.post(pods, json={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}, headers={"Accept": TABLE})
     assert r.status_code == 201 and r.json()["kind"] == "Table", r.text
