@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway import Running
-from tests.conftest import poll_until
+from tests.conftest import client_for, default_service_account, poll_until
 from tests.e2e.test_kubectl import table
 from tests.e2e.test_workloads import _kubectl
 
@@ -52,6 +52,9 @@ async def test_kubectl_workload_commands(version: str, server: Running, tmp_path
         return json.loads(await k("-n", ns, "get", kind, name, "-o", "json"))
 
     await k("create", "namespace", ns)
+    async with client_for(server) as api:
+        with trio.fail_after(30):
+            await default_service_account(api, ns)  # before its pods (the ServiceAccount plugin)
 
     # run: a Pod with kube's defaults, Pending.
     assert await k("-n", ns, "run", "web-pod", "--image=nginx:1.25", "--labels=app=web") == "pod/web-pod created"

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway import Running
+from tests.conftest import client_for, default_service_account
 from tests.e2e.test_kubectl import kubectl_binary, table
 
 pytestmark = pytest.mark.e2e
@@ -91,6 +92,9 @@ async def test_kubectl_workloads(version: str, server: Running, tmp_path: Path) 
         assert listed[name] == [name, short, api_version, namespaced, kind], listed.get(name)
     assert "events.k8s.io/v1" in (await k("api-resources", "--api-group=events.k8s.io"))
     await k("create", "namespace", ns)
+    async with client_for(server) as api:
+        with trio.fail_after(30):
+            await default_service_account(api, ns)  # before its pods (the ServiceAccount plugin)
     out = await k("-n", ns, "apply", "-f", "-", stdin=MANIFEST)
     assert out.split("\n")[:3] == ["pod/p1 created", "service/s1 created", "deployment.apps/web created"]
     names = [row[0] for row in table(await k("-n", ns, "get", "all", "-o", "name"))]
