@@ -36,6 +36,7 @@ _decode = msgspec.json.decode
 _RAND_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
 TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_VOLUME_PREFIX = "kube-api-access-"
+DEFAULT_SA_WAIT_S = 2.0  # the longest a pod create waits for its namespace's default ServiceAccount
 _SYSTEM_PRIORITY_CLASSES = {"system-cluster-critical": 2_000_000_000, "system-node-critical": 2_000_001_000}
 
 
@@ -82,6 +83,10 @@ class ServiceAccount:
         if entry is None:
             await self.projection.consistent()
             entry = self.projection.get(key)
+        if entry is None and name == "default":
+            # The serviceaccounts controller makes it moments after the namespace: kube looks it
+            # up 10 times, 100-200 ms apart, before refusing the pod; we wait as long for it.
+            entry = await self.projection.wait_for_entry(key, DEFAULT_SA_WAIT_S)
         if entry is None:
             raise _forbidden(a, f'error looking up service account {a.namespace}/{name}: serviceaccount "{name}" '
                                 f"not found")

@@ -509,6 +509,18 @@ class Projection:
             return
         raise ResourceVersionTooLarge(seq, self.store.applied)
 
+    async def wait_for_entry(self, key: Key, timeout_s: float) -> Entry | None:
+        """The entry of ``key`` once the store holds it, waking at each sequence applied, or None
+        after ``timeout_s``: for an object a controller is about to write (a new namespace's
+        default ServiceAccount, which kube's ServiceAccount plugin waits for too)."""
+        with trio.move_on_after(timeout_s):
+            while (entry := self.store.get(key)) is None:
+                ev = trio.Event()
+                heapq.heappush(self._waiters, (self.store.applied + 1, next(self._tie), ev))
+                await ev.wait()
+            return entry
+        return self.store.get(key)
+
     async def consistent(self) -> int:
         """Wait until the store reflects the log head as of now; return the applied sequence."""
         t0 = trio.current_time()

@@ -123,10 +123,10 @@ def kubectl() -> str:
 
 async def default_service_account(api: httpx.AsyncClient, namespace: str, *, prefix: str = "") -> None:
     """Wait until ``namespace`` has its ``default`` ServiceAccount, which the serviceaccounts
-    controller makes moments after the namespace: until then the ServiceAccount admission plugin
-    refuses pods (403, as kube's does). A LIST, then a WATCH from its resourceVersion for the
-    ADDED event; ``prefix`` is a tenant's path (``/clusters/t1``). Callers bound it with
-    ``trio.fail_after``."""
+    controller makes moments after the namespace (the ServiceAccount admission plugin waits 2 s
+    for it, then refuses a pod, as kube's does; a loaded test machine may take longer). A LIST,
+    then a WATCH from its resourceVersion for the ADDED event; ``prefix`` is a tenant's path
+    (``/clusters/t1``). Callers bound it with ``trio.fail_after``."""
     path = f"{prefix}/api/v1/namespaces/{namespace}/serviceaccounts"
     params = {"fieldSelector": "metadata.name=default"}
     r = await api.get(path, params=params)

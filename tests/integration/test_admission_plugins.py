@@ -70,6 +70,76 @@ async def test_service_account_priority_tolerations(start_server: StartServer) -
         assert r.json()["message"] == 'pods "nopc" is forbidden: no PriorityClass with name nope was found'
 
 
+async def test_a_pod_waits_for_its_namespace_default_service_account(start_server: StartServer) -> None:
+    """As kube's ServiceAccount plugin does (10 lookups 100-200 ms apart), a pod created before the
+    serviceaccounts controller made its namespace's ``default`` waits for it: admitted once it comes,
+    refused after 2 s if it does not; another missing account is refused at once. A policy holds the
+    controller back in namespaces labelled hold-sa (only ServiceAccounts labelled by-test pass)."""
+    reg = "/apis/admissionregistration.k8s.io/v1"
+    a, b = await start_server(), await start_server()
+    async with client_for(a) as api_a, client_for(b) as api_b:
+        with trio.fail_after(60):
+            r = await api_a.post(f"{reg}/validatingadmissionpolicies", json={
+                "metadata": {"name": "hold-sa"}, "spec": {
+                    "matchConstraints": {
+                        "namespaceSelector": {"matchLabels": {"hold-sa": "yes"}},
+                        "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                                           "resources": ["serviceaccounts"]}]},
+                    "validations": [{"expression": "has(object.metadata.labels) && "
+                                                   "'by-test' in object.metadata.labels"}]}})
+            assert r.status_code == 201, r.text
+            r = await api_a.post(f"{reg}/validatingadmissionpolicybindings", json={
+                "metadata": {"name": "hold-sa"}, "spec": {"policyName": "hold-sa", "validationActions": ["Deny"]}})
+            assert r.status_code == 201, r.text
+            held = {"metadata": {"name": "probe", "labels": {"hold-sa": "yes"}}}
+            assert (await api_a.post("/api/v1/namespaces", json=held)).status_code == 201
+
+            async def holding() -> bool:
+                codes = [(await c.post("/api/v1/namespaces/probe/serviceaccounts",
+                                       json={"metadata": {"generateName": "x-"}})).status_code for c in (api_a, api_b)]
+                return codes == [422, 422]  # a policy's denial: Invalid unless it names a reason
+            await poll_until(holding)
+
+            for i in range(3):
+                ns = f"fresh{i}"
+                r = await api_a.post("/api/v1/namespaces", json={"metadata": {"name": ns, "labels": {"hold-sa": "yes"}}})
+                assert r.status_code == 201, r.text
+                if i == 0:  # nobody makes it: refused after the wait, which holds up no other pod
+                    early: list[tuple[httpx.Response, float]] = []
+
+                    async def create_early(ns: str = ns, early: list[tuple[httpx.Response, float]] = early) -> None:
+                        t0 = trio.current_time()
+                        r = await api_b.post(f"/api/v1/namespaces/{ns}/pods", json=pod("early"))
+                        early.append((r, trio.current_time() - t0))
+                    async with trio.open_nursery() as n:
+                        n.start_soon(create_early)
+                        for c in (api_a, api_b) * 3:  # while "early" waits (from the first or so on)
+                            r = await c.post(PODS, json={**pod("x"), "metadata": {"generateName": "other-"}})
+                            assert r.status_code == 201 and early == [], r.text
+                    r, took = early[0]
+                    assert r.status_code == 403, r.text
+                    assert r.json()["message"] == (f'pods "early" is forbidden: error looking up service account '
+                                                   f'{ns}/default: serviceaccount "default" not found')
+                    assert took >= 2.0
+                got: list[httpx.Response] = []
+
+                async def create_pod(ns: str = ns, got: list[httpx.Response] = got) -> None:
+                    got.append(await api_b.post(f"/api/v1/namespaces/{ns}/pods", json=pod("p")))
+                async with trio.open_nursery() as n:
+                    n.start_soon(create_pod)
+                    r = await api_a.post(f"/api/v1/namespaces/{ns}/serviceaccounts",
+                                         json={"metadata": {"name": "default", "labels": {"by-test": "yes"}}})
+                    assert r.status_code == 201, r.text
+                assert got[0].status_code == 201, got[0].text
+                assert got[0].json()["spec"]["serviceAccountName"] == "default"
+                assert got[0].json()["spec"]["volumes"][0]["name"].startswith("kube-api-access-")
+            # Only "default" is waited for; another account that is missing is refused at once.
+            t0 = trio.current_time()
+            r = await api_b.post("/api/v1/namespaces/fresh0/pods", json=pod("ghost", serviceAccountName="ghost"))
+            assert r.status_code == 403 and r.json()["reason"] == "Forbidden", r.text
+            assert trio.current_time() - t0 < 1.5
+
+
 async def test_quota_exact_under_concurrency_on_two_gateways(start_server: StartServer) -> None:
     a, b = await start_server(), await start_server()
     async with client_for(a) as api_a, client_for(b) as api_b:
