@@ -63,6 +63,7 @@ log = logging.getLogger("jetkube.bus")
 _CRLF = b"\r\n"
 #: The GIL switch interval the bridge sets (see ``Bridge._start``).
 GIL_SWITCH_INTERVAL_S = 0.001
+LEFTOVER_S = 1.0  # how long the stopped asyncio loop gives its cancelled leftover tasks to finish
 
 
 class _Parser(Parser):
@@ -361,7 +362,7 @@ class Bridge:
         self._auth = auth or NatsAuth()
         self._trio_token = trio_token
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="nats-asyncio", daemon=True)
+        self._thread = threading.Thread(target=self._a_run, name="nats-asyncio", daemon=True)
         self._nc: Any = None
         self._inbox = ""
         self._counter = itertools.count(1)
@@ -397,6 +398,18 @@ class Bridge:
         # trio side: connections established so far (the first one included), and its change event.
         self.connections = 0
         self._connections_changed = trio.Event()
+
+    def _a_run(self) -> None:
+        """The asyncio thread: the loop until :meth:`_close` stops it; then what is left on it (the
+        subscriptions' tasks when NATS was gone and the drain gave up) is cancelled and given up to
+        ``LEFTOVER_S`` to finish, so that no coroutine of it is left suspended on a dead loop."""
+        loop = self._loop
+        loop.run_forever()
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in left:
+            t.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=LEFTOVER_S))
 
     @property
     def connected(self) -> bool:
@@ -556,7 +569,10 @@ class Bridge:
             except Exception:  # noqa: BLE001, S110 - shutting down anyway
                 pass
         self._loop.call_soon_threadsafe(self._loop.stop)
-        await trio.to_thread.run_sync(self._thread.join, 5)
+        # Shielded as the close above: a close under cancellation (a nursery torn down) still waits
+        # for the thread, then removes the flush hook, stops the timer and fails what is waiting.
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._thread.join, 5)
         self._timer_life.cancel()
         if self._flush_hook is not None:
             hook, self._flush_hook = self._flush_hook, None
