@@ -121,6 +121,20 @@ def kubectl() -> str:
     return shutil.which("kubectl") or kubectl_missing("kubectl is not installed: it is not on PATH")
 
 
+async def watch_until(c: httpx.AsyncClient, path: str, params: dict[str, str],
+                      done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+    """The events of a watch until ``done(events)`` (bounded by the caller)."""
+    got: list[dict[str, Any]] = []
+    async with c.stream("GET", path, params={"watch": "1", **params}) as r:
+        assert r.status_code == 200, await r.aread()
+        async for line in r.aiter_lines():
+            if line.strip():
+                got.append(json.loads(line))
+                if done(got):
+                    return got
+    raise AssertionError(f"the watch ended early: {got}")
+
+
 async def default_service_account(api: httpx.AsyncClient, namespace: str, *, prefix: str = "") -> None:
     """Wait until ``namespace`` has its ``default`` ServiceAccount, which the serviceaccounts
     controller makes moments after the namespace (the ServiceAccount admission plugin waits 2 s
@@ -131,15 +145,9 @@ async def default_service_account(api: httpx.AsyncClient, namespace: str, *, pre
     params = {"fieldSelector": "metadata.name=default"}
     r = await api.get(path, params=params)
     assert r.status_code == 200, r.text
-    if r.json()["items"]:
-        return
-    params |= {"watch": "1", "resourceVersion": r.json()["metadata"]["resourceVersion"]}
-    async with api.stream("GET", path, params=params, timeout=None) as w:
-        assert w.status_code == 200, await w.aread()
-        async for line in w.aiter_lines():
-            if line.strip() and json.loads(line)["type"] == "ADDED":
-                return
-    raise AssertionError(f"the watch of {path} ended before its default ServiceAccount came")
+    if not r.json()["items"]:
+        await watch_until(api, path, {**params, "resourceVersion": r.json()["metadata"]["resourceVersion"]},
+                          lambda events: any(e["type"] == "ADDED" for e in events))
 
 
 FLOWCONTROL = "/apis/flowcontrol.apiserver.k8s.io/v1"

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 import trio
 import yaml
 
-from tests.conftest import Running, StartServer, client_for, poll_until
+from tests.conftest import Running, StartServer, client_for, poll_until, watch_until
 from tests.integration.test_crd import CRDS, widget, widget_crd
 from tests.integration.test_tenancy import TOKENS, as_user, create_tenant, t
 from tests.integration.test_tenancy_crds import crd_condition, t2_widget_crd
@@ -39,20 +38,6 @@ def where(items: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 def events(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-async def watch_until(c: httpx.AsyncClient, path: str, params: dict[str, str],
-                      done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
-    """The events of a watch until ``done(events)`` (bounded by the caller)."""
-    got: list[dict[str, Any]] = []
-    async with c.stream("GET", path, params={"watch": "1", **params}) as r:
-        assert r.status_code == 200, await r.aread()
-        async for line in r.aiter_lines():
-            if line.strip():
-                got.append(json.loads(line))
-                if done(got):
-                    return got
-    raise AssertionError(f"the watch ended early: {got}")
 
 
 async def widgets_in(where: list[tuple[httpx.AsyncClient, str]], clients: list[httpx.AsyncClient]) -> None:
