@@ -13,6 +13,7 @@ import heapq
 import itertools
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager, aclosing, asynccontextmanager, nullcontext
 from dataclasses import dataclass
@@ -515,9 +516,7 @@ class Projection:
         default ServiceAccount, which kube's ServiceAccount plugin waits for too)."""
         with trio.move_on_after(timeout_s):
             while (entry := self.store.get(key)) is None:
-                ev = trio.Event()
-                heapq.heappush(self._waiters, (self.store.applied + 1, next(self._tie), ev))
-                await ev.wait()
+                await self.wait_for(self.store.applied + 1, math.inf)
             return entry
         return self.store.get(key)
 
