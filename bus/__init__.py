@@ -14,7 +14,6 @@ from ._embedded import (
     nats_server_binary,
     run_nats_server,
     spawn_bound,
-    stop_bound,
 )
 from ._encryption import EncryptionConfig, EncryptionConfigError, UndecryptableMessage
 from ._errors import (
@@ -124,7 +123,6 @@ __all__ = [
     "snapshot_name",
     "snapshot_seq",
     "spawn_bound",
-    "stop_bound",
     "system_subject",
     "tenant_of_token",
     "tenant_token",

@@ -192,6 +192,13 @@ class BoundChild:
     def close(self) -> None:
         os.close(self.pidfd)
 
+    async def aclose(self) -> None:
+        """Stop it if it is still alive (:func:`stop_bound`, shielded: also when cancelled), then
+        close its pidfd: the ``finally`` of whoever runs it."""
+        with trio.CancelScope(shield=True):
+            await stop_bound(self)
+        self.close()
+
 
 def spawn_bound(argv: list[str], *, pass_fds: tuple[int, ...] = (), stdout: Any = None, stderr: Any = None,
                 env: dict[str, str] | None = None) -> BoundChild:
@@ -242,9 +249,7 @@ async def _supervise(store: Path, conf: Path, lock: BinaryIO, host: str, port: i
                 task_status.started()
             code = await child.wait()
         finally:
-            with trio.CancelScope(shield=True):
-                await stop_bound(child)
-            child.close()
+            await child.aclose()
         log.error("nats-server (store %s) exited with code %s; restarting it", store, code)
         if failed_starts >= max_failed_starts:
             raise NatsServerFailed(f"nats-server failed to start {failed_starts} times in a row; "

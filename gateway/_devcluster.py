@@ -29,7 +29,7 @@ from pathlib import Path
 import h11
 import trio
 
-from bus import cluster_node_config, free_port, nats_server_binary, spawn_bound, stop_bound
+from bus import cluster_node_config, free_port, nats_server_binary, spawn_bound
 
 from ._pki import ensure_pki, ensure_service_account_key, write_kubeconfig
 
@@ -182,9 +182,7 @@ async def _child(argv: list[str], log_path: Path) -> None:
     try:
         code = await child.wait()
     finally:
-        with trio.CancelScope(shield=True):
-            await stop_bound(child)
-        child.close()
+        await child.aclose()
     raise RuntimeError(f"dev-cluster: {argv[0]} exited with code {code}; see {log_path}")
 
 
